@@ -1,0 +1,318 @@
+//! How the local port space is shared between workers, and how a reply finds its owner.
+//!
+//! Two rules decide which lports worker `w` of `n` may use:
+//!
+//! 1. **Ownership by port**, always: `lport % n == w`. The owner of any reply (or ICMP error quoting
+//!    one) is then `owner_of(lport)`, computable by whichever worker received it, with no lookup; a
+//!    mis-steered packet is handed over a ring to that worker. Modulo rather than contiguous ranges
+//!    because it keeps every worker's share spread over the whole range, so shrinking or moving the
+//!    range changes every share by the same amount.
+//! 2. **RSS steering**, with [`Steering::Rss`]: among its ports, the worker picks one that makes the
+//!    NIC's Toeplitz hash of the reply tuple (RIP, LIP, rport, lport) select a RETA entry whose queue
+//!    it polls, so replies arrive on its own queue in the first place (DESIGN.md, decision 6).
+//!
+//! Toeplitz is linear over XOR, so `H(rip, lip, rport, lport) = H(rip, lip, rport, 0) ^ H(0, 0, 0,
+//! lport)` and, since the RETA index is the hash's low bits, `entry = b ^ bucket(lport)` with
+//! `b = H(rip, lip, rport, 0) & mask` and `bucket(lport) = H(0, 0, 0, lport) & mask`. A worker groups
+//! its ports by bucket once; to reach entry `e` it takes a port from bucket `b ^ e`.
+
+use std::ops::RangeInclusive;
+
+use super::error::ConfigError;
+use super::reta::{QueueMap, Reta};
+use super::toeplitz::{field, Toeplitz};
+use super::tuple::ReplyTuple;
+
+/// The default local port range: everything above the well-known ports.
+pub const DEFAULT_PORTS: RangeInclusive<u16> = 1024..=65535;
+
+/// The RSS configuration of the port the replies arrive on.
+#[derive(Debug, Clone)]
+pub struct RssConfig {
+    /// The port's RSS key (40 bytes on most NICs).
+    pub key: Vec<u8>,
+    /// The port's redirection table.
+    pub reta: Reta,
+    /// Which worker polls which queue.
+    pub queues: QueueMap,
+}
+
+/// How replies reach the owning worker.
+#[derive(Debug, Clone)]
+pub enum Steering {
+    /// No usable RSS (driver without it, or with its own hash such as af_packet fanout): ports are
+    /// split by `lport % n_workers` only and replies are handed to `owner_of(lport)`.
+    Partition,
+    /// Ports are split by `lport % n_workers` and chosen so that RSS delivers replies to the owner.
+    Rss(RssConfig),
+}
+
+#[derive(Debug)]
+struct Rss {
+    toeplitz: Toeplitz,
+    reta: Reta,
+    queues: QueueMap,
+    /// RETA entries (indices) whose queue each worker polls.
+    entries_of: Vec<Vec<u16>>,
+}
+
+/// The immutable, shared description of the local port space: built once, read by every worker.
+#[derive(Debug)]
+pub struct PortLayout {
+    n_workers: usize,
+    first: u16,
+    last: u16,
+    rss: Option<Rss>,
+}
+
+/// The single bucket of [`Steering::Partition`]: every port of a worker, reached through entry 0.
+const PARTITION_ENTRIES: [u16; 1] = [0];
+
+impl PortLayout {
+    /// Checks the configuration and builds the layout. With RSS this also proves, for every worker
+    /// and every possible `H(rip, lip, rport, 0)`, that some port of the worker's share steers the
+    /// reply to it; otherwise allocation could fail for some real servers whatever the load.
+    pub fn new(
+        n_workers: usize,
+        ports: RangeInclusive<u16>,
+        steering: Steering,
+    ) -> Result<Self, ConfigError> {
+        let (first, last) = (*ports.start(), *ports.end());
+        if n_workers == 0 {
+            return Err(ConfigError::NoWorker);
+        }
+        if first > last {
+            return Err(ConfigError::EmptyRange { first, last });
+        }
+        if usize::from(last - first) + 1 < n_workers {
+            // Some residue class mod n has no member in the range.
+            let missing =
+                (0..n_workers).find(|w| !(first..=last).any(|p| usize::from(p) % n_workers == *w));
+            return Err(ConfigError::EmptyShare(missing.unwrap_or(0)));
+        }
+        let rss = match steering {
+            Steering::Partition => None,
+            Steering::Rss(cfg) => {
+                cfg.queues.check(&cfg.reta)?;
+                let toeplitz = Toeplitz::new(&cfg.key)?;
+                let mut entries_of = vec![Vec::new(); n_workers];
+                for (entry, &queue) in cfg.reta.entries().iter().enumerate() {
+                    // `check` proved every queue is mapped; a worker index past n is ignored, the
+                    // check below then reports the workers left without an entry.
+                    if let Some(list) = cfg
+                        .queues
+                        .worker_of(queue)
+                        .and_then(|w| entries_of.get_mut(w))
+                    {
+                        list.push(entry as u16);
+                    }
+                }
+                if let Some(w) = entries_of.iter().position(Vec::is_empty) {
+                    return Err(ConfigError::NoRetaEntry(w));
+                }
+                Some(Rss {
+                    toeplitz,
+                    reta: cfg.reta,
+                    queues: cfg.queues,
+                    entries_of,
+                })
+            }
+        };
+        let layout = PortLayout {
+            n_workers,
+            first,
+            last,
+            rss,
+        };
+        for w in 0..n_workers {
+            layout.check_steerable(w)?;
+        }
+        Ok(layout)
+    }
+
+    /// Every bucket value `b` must meet some entry `e` of the worker with a non-empty bucket `b ^ e`.
+    fn check_steerable(&self, worker: usize) -> Result<(), ConfigError> {
+        let mut occupied = vec![false; self.n_buckets()];
+        for p in self.worker_ports(worker) {
+            occupied[self.bucket_of(p)] = true;
+        }
+        let entries = self.worker_entries(worker);
+        match (0..self.n_buckets()).find(|b| !entries.iter().any(|&e| occupied[b ^ usize::from(e)]))
+        {
+            Some(bucket) => Err(ConfigError::Unsteerable { worker, bucket }),
+            None => Ok(()),
+        }
+    }
+
+    /// Number of workers sharing the port space.
+    pub fn n_workers(&self) -> usize {
+        self.n_workers
+    }
+
+    /// The local port range.
+    pub fn port_range(&self) -> RangeInclusive<u16> {
+        self.first..=self.last
+    }
+
+    /// Whether `lport` lies in the local port range (a reply to anything else is not ours).
+    #[inline]
+    pub fn contains(&self, lport: u16) -> bool {
+        (self.first..=self.last).contains(&lport)
+    }
+
+    /// The worker owning every connection that uses `lport` (on any LIP), in both steering modes.
+    /// Meaningful for ports in the range; for others it names the worker whose table will miss.
+    #[inline]
+    pub fn owner_of(&self, lport: u16) -> usize {
+        usize::from(lport) % self.n_workers
+    }
+
+    /// The ports of `worker`'s share, ascending.
+    pub fn worker_ports(&self, worker: usize) -> impl Iterator<Item = u16> + '_ {
+        let n = self.n_workers;
+        (self.first..=self.last).filter(move |&p| usize::from(p) % n == worker)
+    }
+
+    /// Whether RSS steering is on.
+    pub fn is_rss(&self) -> bool {
+        self.rss.is_some()
+    }
+
+    /// The Toeplitz tables of the RSS key, with RSS steering.
+    pub fn toeplitz(&self) -> Option<&Toeplitz> {
+        self.rss.as_ref().map(|r| &r.toeplitz)
+    }
+
+    /// The redirection table, with RSS steering.
+    pub fn reta(&self) -> Option<&Reta> {
+        self.rss.as_ref().map(|r| &r.reta)
+    }
+
+    /// The worker the NIC delivers this reply to, with RSS steering; `None` without. A worker that
+    /// receives a reply it does not own (`owner_of` differs) hands it over and counts a mismatch.
+    #[inline]
+    pub fn rss_worker(&self, reply: &ReplyTuple) -> Option<usize> {
+        let rss = self.rss.as_ref()?;
+        rss.queues
+            .worker_of(rss.reta.queue_of(reply.rss_hash(&rss.toeplitz)))
+    }
+
+    /// Number of hash buckets: the RETA size with RSS, 1 without.
+    pub(crate) fn n_buckets(&self) -> usize {
+        self.rss.as_ref().map_or(1, |r| r.reta.len())
+    }
+
+    /// Mask applied to hashes to get a bucket: RETA size - 1 with RSS, 0 without.
+    pub(crate) fn mask(&self) -> u32 {
+        self.rss.as_ref().map_or(0, |r| r.reta.mask())
+    }
+
+    /// `H(0, 0, 0, lport) & mask`: the bucket a port belongs to (always 0 without RSS).
+    pub(crate) fn bucket_of(&self, lport: u16) -> usize {
+        self.rss.as_ref().map_or(0, |r| {
+            (r.toeplitz.hash_port(field::DST_PORT, lport) & r.reta.mask()) as usize
+        })
+    }
+
+    /// The RETA entries `worker` polls (the single pseudo-entry 0 without RSS).
+    pub(crate) fn worker_entries(&self, worker: usize) -> &[u16] {
+        match &self.rss {
+            Some(r) => r.entries_of.get(worker).map_or(&[], Vec::as_slice),
+            None => &PARTITION_ENTRIES,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::toeplitz::DEFAULT_RSS_KEY;
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn rss(key: &[u8], size: usize, workers: u16) -> Steering {
+        Steering::Rss(RssConfig {
+            key: key.to_vec(),
+            reta: Reta::round_robin(size, workers).unwrap(),
+            queues: QueueMap::identity(workers),
+        })
+    }
+
+    #[test]
+    fn partition_owner_of_is_port_modulo() {
+        let layout = PortLayout::new(3, DEFAULT_PORTS, Steering::Partition).unwrap();
+        assert!(!layout.is_rss());
+        for p in [1024u16, 1025, 1026, 40000, 65535] {
+            assert_eq!(layout.owner_of(p), usize::from(p) % 3);
+        }
+        // Every port of the range belongs to exactly one share, and to its owner's share.
+        let mut seen = 0;
+        for w in 0..3 {
+            for p in layout.worker_ports(w) {
+                assert_eq!(layout.owner_of(p), w);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 65535 - 1024 + 1);
+        assert_eq!(
+            layout.rss_worker(&ReplyTuple {
+                src_ip: Ipv4Addr::new(10, 0, 0, 1),
+                dst_ip: Ipv4Addr::new(10, 0, 1, 1),
+                src_port: 80,
+                dst_port: 1024,
+            }),
+            None
+        );
+    }
+
+    #[test]
+    #[allow(clippy::reversed_empty_ranges)] // an empty range is the point
+    fn bad_configurations_are_refused() {
+        assert_eq!(
+            PortLayout::new(0, DEFAULT_PORTS, Steering::Partition).unwrap_err(),
+            ConfigError::NoWorker
+        );
+        assert!(matches!(
+            PortLayout::new(2, 2000..=1999, Steering::Partition).unwrap_err(),
+            ConfigError::EmptyRange { .. }
+        ));
+        assert_eq!(
+            PortLayout::new(4, 2000..=2002, Steering::Partition).unwrap_err(),
+            ConfigError::EmptyShare(3)
+        );
+        // Two workers, but the RETA only names queue 0.
+        let steering = Steering::Rss(RssConfig {
+            key: DEFAULT_RSS_KEY.to_vec(),
+            reta: Reta::new(vec![0; 128]).unwrap(),
+            queues: QueueMap::identity(2),
+        });
+        assert_eq!(
+            PortLayout::new(2, DEFAULT_PORTS, steering).unwrap_err(),
+            ConfigError::NoRetaEntry(1)
+        );
+        assert!(matches!(
+            PortLayout::new(2, DEFAULT_PORTS, rss(&[0; 8], 128, 2)).unwrap_err(),
+            ConfigError::Key(_)
+        ));
+    }
+
+    #[test]
+    fn default_key_steers_common_setups() {
+        for size in [64, 128, 512] {
+            for workers in 1..=4 {
+                assert!(PortLayout::new(
+                    workers,
+                    DEFAULT_PORTS,
+                    rss(&DEFAULT_RSS_KEY, size, workers as u16)
+                )
+                .is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn all_zero_key_is_unsteerable() {
+        // Every hash is 0, so with two workers one of them never gets a reply through RSS.
+        let err = PortLayout::new(2, DEFAULT_PORTS, rss(&[0; 40], 128, 2)).unwrap_err();
+        assert!(matches!(err, ConfigError::Unsteerable { .. }), "{err:?}");
+    }
+}

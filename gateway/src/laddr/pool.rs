@@ -1,0 +1,474 @@
+//! One worker's local address pool: picks (LIP, lport) for new FullNAT connections.
+//!
+//! Built once per worker from the shared [`PortLayout`]; all memory is allocated at creation, the
+//! allocation path only reads tables and bumps counters. A (LIP, lport) pair may serve several real
+//! servers at once, because the reply tuple (RIP, rport, LIP, lport) stays unique; whether a candidate
+//! tuple is taken is asked of the caller's connection table through the `in_use` closure.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::error::{ConfigError, PortsExhausted};
+use super::layout::PortLayout;
+use super::toeplitz::field;
+use super::tuple::ReplyTuple;
+
+/// Default number of candidate tuples tried per LIP before moving to the next LIP.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 64;
+
+/// Per-worker allocation counters (plain integers: only the owning worker writes them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaddrStats {
+    /// Successful allocations.
+    pub allocated: u64,
+    /// Successful frees.
+    pub freed: u64,
+    /// Allocations that failed with [`PortsExhausted`].
+    pub exhausted: u64,
+    /// Candidate tuples offered to `in_use` (one per attempt, successful or not).
+    pub attempts: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Lip {
+    addr: Ipv4Addr,
+    /// `H(0, lip, 0, 0)`: the LIP's share of the reply tuple hash (0 without RSS).
+    hash: u32,
+    /// Live connections of this worker on this LIP.
+    in_use: u32,
+}
+
+/// A worker's (LIP, lport) allocator.
+#[derive(Debug)]
+pub struct LaddrPool {
+    layout: Arc<PortLayout>,
+    worker: usize,
+    lips: Vec<Lip>,
+    /// This worker's ports, grouped by bucket `H(0, 0, 0, lport) & mask`.
+    ports: Vec<u16>,
+    /// Bucket `k` is `ports[start[k]..start[k + 1]]`.
+    start: Vec<u32>,
+    /// Next offset to try inside each bucket: a round-robin so that consecutive connections toward
+    /// the same server take different ports and a freed port is reused last.
+    cursor: Vec<u32>,
+    /// RETA entries this worker polls; walked from a rotating start to spread load over its queues.
+    entries: Vec<u16>,
+    next_entry: usize,
+    mask: u32,
+    max_attempts: u32,
+    stats: LaddrStats,
+}
+
+impl LaddrPool {
+    /// The pool of `worker` over the addresses `lips`, trying at most `max_attempts` candidates per
+    /// LIP on each allocation.
+    pub fn new(
+        layout: Arc<PortLayout>,
+        worker: usize,
+        lips: &[Ipv4Addr],
+        max_attempts: u32,
+    ) -> Result<Self, ConfigError> {
+        if worker >= layout.n_workers() {
+            return Err(ConfigError::NoSuchWorker {
+                worker,
+                n_workers: layout.n_workers(),
+            });
+        }
+        if lips.is_empty() {
+            return Err(ConfigError::NoLocalAddress);
+        }
+        if let Some(dup) = lips
+            .iter()
+            .enumerate()
+            .find(|(i, a)| lips[..*i].contains(a))
+        {
+            return Err(ConfigError::DuplicateLocalAddress(*dup.1));
+        }
+        let lips = lips
+            .iter()
+            .map(|&addr| Lip {
+                addr,
+                hash: layout
+                    .toeplitz()
+                    .map_or(0, |t| t.hash_ip(field::DST_IP, addr)),
+                in_use: 0,
+            })
+            .collect();
+
+        // Counting sort of the worker's ports by bucket.
+        let n_buckets = layout.n_buckets();
+        let mut start = vec![0u32; n_buckets + 1];
+        for p in layout.worker_ports(worker) {
+            start[layout.bucket_of(p) + 1] += 1;
+        }
+        for k in 0..n_buckets {
+            start[k + 1] += start[k];
+        }
+        let mut fill = start.clone();
+        let mut ports = vec![0u16; start[n_buckets] as usize];
+        for p in layout.worker_ports(worker) {
+            let slot = &mut fill[layout.bucket_of(p)];
+            ports[*slot as usize] = p;
+            *slot += 1;
+        }
+
+        Ok(LaddrPool {
+            entries: layout.worker_entries(worker).to_vec(),
+            mask: layout.mask(),
+            cursor: vec![0; n_buckets],
+            layout,
+            worker,
+            lips,
+            ports,
+            start,
+            next_entry: 0,
+            max_attempts,
+            stats: LaddrStats::default(),
+        })
+    }
+
+    /// Picks a local address and port for a new connection toward `rip:rport` and returns the
+    /// connection's reply tuple. The LIP with the fewest live connections is tried first; on each
+    /// LIP at most `max_attempts` candidates are offered to `in_use`, which must say whether the
+    /// connection table already holds that reply tuple.
+    ///
+    /// With RSS steering the returned tuple's hash lands on a queue this worker polls; in both modes
+    /// `layout.owner_of(lport)` is this worker.
+    pub fn allocate(
+        &mut self,
+        rip: Ipv4Addr,
+        rport: u16,
+        mut in_use: impl FnMut(&ReplyTuple) -> bool,
+    ) -> Result<ReplyTuple, PortsExhausted> {
+        // H(rip, 0, rport, 0): the only hashing done per allocation.
+        let remote = self.layout.toeplitz().map_or(0, |t| {
+            t.hash_ip(field::SRC_IP, rip) ^ t.hash_port(field::SRC_PORT, rport)
+        });
+        let n_entries = self.entries.len();
+        let first_entry = self.next_entry;
+        self.next_entry = (self.next_entry + 1) % n_entries;
+        let n_lips = self.lips.len();
+        let first_lip = self.least_used_lip();
+
+        for l in 0..n_lips {
+            let li = (first_lip + l) % n_lips;
+            let lip = self.lips[li].addr;
+            let b = (remote ^ self.lips[li].hash) & self.mask;
+            let mut budget = self.max_attempts;
+            'entries: for j in 0..n_entries {
+                let e = u32::from(self.entries[(first_entry + j) % n_entries]);
+                // Reply entry = b ^ bucket(lport), so entry e needs a port from bucket b ^ e.
+                let bucket = (b ^ e) as usize;
+                let lo = self.start[bucket] as usize;
+                let len = self.start[bucket + 1] as usize - lo;
+                let cursor = self.cursor[bucket] as usize;
+                for i in 0..len {
+                    if budget == 0 {
+                        break 'entries;
+                    }
+                    budget -= 1;
+                    self.stats.attempts += 1;
+                    let offset = (cursor + i) % len;
+                    let reply = ReplyTuple {
+                        src_ip: rip,
+                        dst_ip: lip,
+                        src_port: rport,
+                        dst_port: self.ports[lo + offset],
+                    };
+                    if !in_use(&reply) {
+                        self.cursor[bucket] = ((offset + 1) % len) as u32;
+                        self.lips[li].in_use += 1;
+                        self.stats.allocated += 1;
+                        return Ok(reply);
+                    }
+                }
+            }
+        }
+        self.stats.exhausted += 1;
+        Err(PortsExhausted)
+    }
+
+    /// Index of the LIP with the fewest live connections (the most free ports); ties go to the
+    /// first. Linear: a worker has a handful of LIPs.
+    fn least_used_lip(&self) -> usize {
+        self.lips
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, l)| l.in_use)
+            .map_or(0, |(i, _)| i)
+    }
+
+    /// Releases a connection's (LIP, lport). Returns false, changing nothing, if the LIP is not in
+    /// this pool, the port is not this worker's, or the LIP has no live connection.
+    pub fn free(&mut self, lip: Ipv4Addr, lport: u16) -> bool {
+        if !self.layout.contains(lport) || self.layout.owner_of(lport) != self.worker {
+            return false;
+        }
+        match self.lips.iter_mut().find(|l| l.addr == lip) {
+            Some(l) if l.in_use > 0 => {
+                l.in_use -= 1;
+                self.stats.freed += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The worker this pool belongs to.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// The shared layout.
+    pub fn layout(&self) -> &Arc<PortLayout> {
+        &self.layout
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &LaddrStats {
+        &self.stats
+    }
+
+    /// Number of ports in this worker's share (per LIP and per real server).
+    pub fn share_size(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// Live connections per LIP, in configuration order.
+    pub fn lip_usage(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
+        self.lips.iter().map(|l| (l.addr, l.in_use))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::layout::{RssConfig, Steering, DEFAULT_PORTS};
+    use super::super::reta::{QueueMap, Reta};
+    use super::super::toeplitz::{ipv4_l4_input, toeplitz_hash, DEFAULT_RSS_KEY};
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    fn rss_layout(
+        key: &[u8],
+        reta: Vec<u16>,
+        workers: u16,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> Arc<PortLayout> {
+        let steering = Steering::Rss(RssConfig {
+            key: key.to_vec(),
+            reta: Reta::new(reta).unwrap(),
+            queues: QueueMap::identity(workers),
+        });
+        Arc::new(PortLayout::new(usize::from(workers), ports, steering).unwrap())
+    }
+
+    /// The worker the NIC delivers `reply` to, computed with the bitwise reference hash.
+    fn nic_worker(key: &[u8], reta: &[u16], reply: &ReplyTuple) -> usize {
+        let input = ipv4_l4_input(reply.src_ip, reply.dst_ip, reply.src_port, reply.dst_port);
+        let h = toeplitz_hash(key, &input);
+        usize::from(reta[h as usize % reta.len()])
+    }
+
+    const RIP: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 7);
+    const LIPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every allocated port steers the reply to the allocating worker, which also owns it by
+        /// port; and the port lies in the range.
+        #[test]
+        fn rss_allocation_steers_to_owner(
+            key in any::<[u8; 40]>(),
+            size in prop::sample::select(vec![64usize, 128, 512]),
+            workers in 1u16..=4,
+            reta_seed in prop::collection::vec(any::<u16>(), 512),
+            rips in prop::collection::vec((any::<u32>(), any::<u16>()), 8),
+            lips in prop::collection::hash_set(any::<u32>(), 1..4),
+        ) {
+            // A random RETA in which every queue appears at least once.
+            let reta: Vec<u16> = (0..size)
+                .map(|i| if i < usize::from(workers) { i as u16 } else { reta_seed[i] % workers })
+                .collect();
+            let layout = rss_layout(&key, reta.clone(), workers, DEFAULT_PORTS);
+            let lips: Vec<Ipv4Addr> = lips.into_iter().map(Ipv4Addr::from).collect();
+            for w in 0..usize::from(workers) {
+                let mut pool = LaddrPool::new(layout.clone(), w, &lips, DEFAULT_MAX_ATTEMPTS).unwrap();
+                for &(rip, rport) in &rips {
+                    let reply = pool.allocate(Ipv4Addr::from(rip), rport, |_| false).unwrap();
+                    prop_assert_eq!(nic_worker(&key, &reta, &reply), w);
+                    prop_assert_eq!(layout.rss_worker(&reply), Some(w));
+                    prop_assert_eq!(layout.owner_of(reply.dst_port), w);
+                    prop_assert!(layout.contains(reply.dst_port));
+                    prop_assert!(lips.contains(&reply.dst_ip));
+                    prop_assert_eq!((reply.src_ip, reply.src_port), (Ipv4Addr::from(rip), rport));
+                }
+            }
+        }
+    }
+
+    /// All (LIP, lport) toward one (RIP, rport) that the allocator may hand out for `worker`, by
+    /// brute force with the reference hash.
+    fn eligible(
+        key: &[u8],
+        reta: &[u16],
+        layout: &PortLayout,
+        worker: usize,
+        rport: u16,
+    ) -> HashSet<ReplyTuple> {
+        let mut set = HashSet::new();
+        for &lip in &LIPS {
+            for p in layout.port_range() {
+                let reply = ReplyTuple {
+                    src_ip: RIP,
+                    dst_ip: lip,
+                    src_port: rport,
+                    dst_port: p,
+                };
+                if layout.owner_of(p) == worker && nic_worker(key, reta, &reply) == worker {
+                    set.insert(reply);
+                }
+            }
+        }
+        set
+    }
+
+    #[test]
+    fn unique_until_freed_then_exhausted_then_recovered() {
+        let reta = Reta::round_robin(128, 2).unwrap().entries().to_vec();
+        let ports = 20000..=23999;
+        let layout = rss_layout(&DEFAULT_RSS_KEY, reta.clone(), 2, ports);
+        let worker = 1;
+        let expected = eligible(&DEFAULT_RSS_KEY, &reta, &layout, worker, 443);
+        // Budget large enough to visit every candidate, so exhaustion is exact.
+        let mut pool = LaddrPool::new(layout.clone(), worker, &LIPS, 1 << 16).unwrap();
+
+        let mut table: HashSet<ReplyTuple> = HashSet::new();
+        while let Ok(t) = pool.allocate(RIP, 443, |t| table.contains(t)) {
+            assert!(table.insert(t), "handed out twice: {t:?}");
+        }
+        assert_eq!(table, expected);
+        assert_eq!(pool.stats().allocated, expected.len() as u64);
+        assert_eq!(pool.stats().exhausted, 1);
+        // Usage counts per LIP match what was handed out on each.
+        for (lip, n) in pool.lip_usage() {
+            assert_eq!(
+                n as usize,
+                expected.iter().filter(|t| t.dst_ip == lip).count()
+            );
+        }
+
+        // A different real server port still gets ports: reuse of (LIP, lport) is allowed.
+        let other = pool.allocate(RIP, 444, |t| table.contains(t)).unwrap();
+        assert!(pool.free(other.dst_ip, other.dst_port));
+
+        // Free every third tuple; exactly those come back, once each.
+        let freed: HashSet<ReplyTuple> = table.iter().copied().step_by(3).collect();
+        for t in &freed {
+            assert!(pool.free(t.dst_ip, t.dst_port));
+            table.remove(t);
+        }
+        let mut again = HashSet::new();
+        while let Ok(t) = pool.allocate(RIP, 443, |t| table.contains(t)) {
+            assert!(table.insert(t));
+            assert!(again.insert(t));
+        }
+        assert_eq!(again, freed);
+        assert_eq!(pool.stats().exhausted, 2);
+        assert_eq!(pool.stats().freed, freed.len() as u64 + 1);
+    }
+
+    #[test]
+    fn bounded_attempts_report_exhaustion() {
+        let layout = Arc::new(PortLayout::new(2, 5000..=5099, Steering::Partition).unwrap());
+        let mut pool = LaddrPool::new(layout, 0, &LIPS[..1], 10).unwrap();
+        // Everything taken: exactly `max_attempts` candidates are tried, then the error.
+        let mut asked = 0;
+        assert_eq!(
+            pool.allocate(RIP, 80, |_| {
+                asked += 1;
+                true
+            }),
+            Err(PortsExhausted)
+        );
+        assert_eq!(asked, 10);
+        assert_eq!(
+            *pool.stats(),
+            LaddrStats {
+                allocated: 0,
+                freed: 0,
+                exhausted: 1,
+                attempts: 10
+            }
+        );
+        // Recovers as soon as a candidate is free.
+        let t = pool.allocate(RIP, 80, |t| t.dst_port != 5010).unwrap();
+        assert_eq!(t.dst_port, 5010);
+    }
+
+    #[test]
+    fn partition_mode_uses_own_ports_only() {
+        let layout = Arc::new(PortLayout::new(3, 6000..=6299, Steering::Partition).unwrap());
+        for w in 0..3 {
+            let mut pool = LaddrPool::new(layout.clone(), w, &LIPS, DEFAULT_MAX_ATTEMPTS).unwrap();
+            assert_eq!(pool.share_size(), 100);
+            let mut table = HashSet::new();
+            while let Ok(t) = pool.allocate(RIP, 80, |t| table.contains(t)) {
+                assert_eq!(layout.owner_of(t.dst_port), w);
+                assert_eq!(usize::from(t.dst_port) % 3, w);
+                assert!(table.insert(t));
+            }
+            // Two LIPs x 100 ports, all reachable within the budget since allocation runs in order.
+            assert_eq!(table.len(), 200);
+        }
+    }
+
+    #[test]
+    fn free_checks_ownership() {
+        let layout = Arc::new(PortLayout::new(2, DEFAULT_PORTS, Steering::Partition).unwrap());
+        let mut pool = LaddrPool::new(layout, 0, &LIPS, DEFAULT_MAX_ATTEMPTS).unwrap();
+        let t = pool.allocate(RIP, 80, |_| false).unwrap();
+        assert!(
+            !pool.free(Ipv4Addr::new(1, 2, 3, 4), t.dst_port),
+            "unknown LIP"
+        );
+        assert!(!pool.free(t.dst_ip, t.dst_port + 1), "other worker's port");
+        assert!(!pool.free(t.dst_ip, 80), "outside the range");
+        assert!(pool.free(t.dst_ip, t.dst_port));
+        assert!(!pool.free(t.dst_ip, t.dst_port), "no live connection left");
+        assert_eq!(pool.stats().freed, 1);
+    }
+
+    #[test]
+    fn least_used_lip_is_preferred() {
+        let layout = Arc::new(PortLayout::new(1, DEFAULT_PORTS, Steering::Partition).unwrap());
+        let mut pool = LaddrPool::new(layout, 0, &LIPS, DEFAULT_MAX_ATTEMPTS).unwrap();
+        let a = pool.allocate(RIP, 80, |_| false).unwrap();
+        let b = pool.allocate(RIP, 80, |_| false).unwrap();
+        assert_ne!(a.dst_ip, b.dst_ip);
+        assert!(pool.free(a.dst_ip, a.dst_port));
+        let c = pool.allocate(RIP, 80, |_| false).unwrap();
+        assert_eq!(c.dst_ip, a.dst_ip);
+    }
+
+    #[test]
+    fn bad_pools_are_refused() {
+        let layout = Arc::new(PortLayout::new(2, DEFAULT_PORTS, Steering::Partition).unwrap());
+        assert_eq!(
+            LaddrPool::new(layout.clone(), 0, &[], 8).unwrap_err(),
+            ConfigError::NoLocalAddress
+        );
+        assert_eq!(
+            LaddrPool::new(layout.clone(), 2, &LIPS, 8).unwrap_err(),
+            ConfigError::NoSuchWorker {
+                worker: 2,
+                n_workers: 2
+            }
+        );
+        assert_eq!(
+            LaddrPool::new(layout, 0, &[LIPS[0], LIPS[1], LIPS[0]], 8).unwrap_err(),
+            ConfigError::DuplicateLocalAddress(LIPS[0])
+        );
+    }
+}
