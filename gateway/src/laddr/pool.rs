@@ -16,6 +16,26 @@ use super::tuple::ReplyTuple;
 /// Default number of candidate tuples tried per LIP before moving to the next LIP.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 64;
 
+/// `(a + b) % n` for `a, b < n`, without a division (the allocation path has several per attempt).
+#[inline]
+fn wrap_add(a: usize, b: usize, n: usize) -> usize {
+    let s = a + b;
+    if s >= n {
+        s - n
+    } else {
+        s
+    }
+}
+
+/// `(a + 1) % n` for `a < n`.
+#[inline]
+fn wrap_inc(a: usize, n: usize) -> usize {
+    wrap_add(a, 1, n)
+}
+
+/// Candidates tried in one bucket before moving on to the next entry's bucket.
+const CHUNK: usize = 8;
+
 /// Per-worker allocation counters (plain integers: only the owning worker writes them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LaddrStats {
@@ -55,6 +75,8 @@ pub struct LaddrPool {
     entries: Vec<u16>,
     next_entry: usize,
     mask: u32,
+    /// Length of the longest bucket: bounds the rounds of [`LaddrPool::try_lip`].
+    max_bucket_len: usize,
     max_attempts: u32,
     stats: LaddrStats,
 }
@@ -115,6 +137,11 @@ impl LaddrPool {
         Ok(LaddrPool {
             entries: layout.worker_entries(worker).to_vec(),
             mask: layout.mask(),
+            max_bucket_len: start
+                .windows(2)
+                .map(|w| (w[1] - w[0]) as usize)
+                .max()
+                .unwrap_or(0),
             cursor: vec![0; n_buckets],
             layout,
             worker,
@@ -146,29 +173,54 @@ impl LaddrPool {
         });
         let n_entries = self.entries.len();
         let first_entry = self.next_entry;
-        self.next_entry = (self.next_entry + 1) % n_entries;
+        self.next_entry = wrap_inc(self.next_entry, n_entries);
         let n_lips = self.lips.len();
         let first_lip = self.least_used_lip();
 
-        for l in 0..n_lips {
-            let li = (first_lip + l) % n_lips;
-            let lip = self.lips[li].addr;
-            let b = (remote ^ self.lips[li].hash) & self.mask;
-            let mut budget = self.max_attempts;
-            'entries: for j in 0..n_entries {
-                let e = u32::from(self.entries[(first_entry + j) % n_entries]);
+        let mut li = first_lip;
+        for _ in 0..n_lips {
+            if let Some(reply) = self.try_lip(li, rip, rport, remote, first_entry, &mut in_use) {
+                return Ok(reply);
+            }
+            li = wrap_inc(li, n_lips);
+        }
+        self.stats.exhausted += 1;
+        Err(PortsExhausted)
+    }
+
+    /// Searches LIP `li` for a free reply tuple toward `rip:rport`, within `max_attempts`
+    /// candidates. The worker's entries are visited in rounds of [`CHUNK`] candidates per bucket, so
+    /// that one bucket crowded with long-lived connections does not eat the whole budget while the
+    /// buckets of other entries have free ports; with an unlimited budget every candidate is visited.
+    fn try_lip(
+        &mut self,
+        li: usize,
+        rip: Ipv4Addr,
+        rport: u16,
+        remote: u32,
+        first_entry: usize,
+        in_use: &mut impl FnMut(&ReplyTuple) -> bool,
+    ) -> Option<ReplyTuple> {
+        let lip = self.lips[li].addr;
+        let b = (remote ^ self.lips[li].hash) & self.mask;
+        let n_entries = self.entries.len();
+        let mut budget = self.max_attempts;
+        let mut round = 0;
+        while round < self.max_bucket_len {
+            for j in 0..n_entries {
+                let e = u32::from(self.entries[wrap_add(first_entry, j, n_entries)]);
                 // Reply entry = b ^ bucket(lport), so entry e needs a port from bucket b ^ e.
                 let bucket = (b ^ e) as usize;
                 let lo = self.start[bucket] as usize;
                 let len = self.start[bucket + 1] as usize - lo;
                 let cursor = self.cursor[bucket] as usize;
-                for i in 0..len {
+                for i in round..len.min(round + CHUNK) {
                     if budget == 0 {
-                        break 'entries;
+                        return None;
                     }
                     budget -= 1;
                     self.stats.attempts += 1;
-                    let offset = (cursor + i) % len;
+                    let offset = wrap_add(cursor, i, len);
                     let reply = ReplyTuple {
                         src_ip: rip,
                         dst_ip: lip,
@@ -176,16 +228,16 @@ impl LaddrPool {
                         dst_port: self.ports[lo + offset],
                     };
                     if !in_use(&reply) {
-                        self.cursor[bucket] = ((offset + 1) % len) as u32;
-                        self.lips[li].in_use += 1;
+                        self.cursor[bucket] = wrap_inc(offset, len) as u32;
+                        self.lips[li].in_use = self.lips[li].in_use.saturating_add(1);
                         self.stats.allocated += 1;
-                        return Ok(reply);
+                        return Some(reply);
                     }
                 }
             }
+            round += CHUNK;
         }
-        self.stats.exhausted += 1;
-        Err(PortsExhausted)
+        None
     }
 
     /// Index of the LIP with the fewest live connections (the most free ports); ties go to the
@@ -405,6 +457,25 @@ mod tests {
         // Recovers as soon as a candidate is free.
         let t = pool.allocate(RIP, 80, |t| t.dst_port != 5010).unwrap();
         assert_eq!(t.dst_port, 5010);
+    }
+
+    #[test]
+    fn crowded_bucket_does_not_exhaust_the_budget() {
+        let reta = Reta::round_robin(128, 2).unwrap().entries().to_vec();
+        let layout = rss_layout(&DEFAULT_RSS_KEY, reta, 2, DEFAULT_PORTS);
+        let new_pool =
+            || LaddrPool::new(layout.clone(), 0, &LIPS[..1], DEFAULT_MAX_ATTEMPTS).unwrap();
+        let first = new_pool().allocate(RIP, 80, |_| false).unwrap();
+        let crowded = layout.bucket_of(first.dst_port);
+        // About 250 ports share that bucket, far more than the budget of 64: all of them in use
+        // must not stop the allocator from moving on to the next entry's bucket.
+        let mut pool = new_pool();
+        let t = pool
+            .allocate(RIP, 80, |t| layout.bucket_of(t.dst_port) == crowded)
+            .unwrap();
+        assert_ne!(layout.bucket_of(t.dst_port), crowded);
+        assert_eq!(pool.stats().attempts, CHUNK as u64 + 1);
+        assert_eq!(layout.rss_worker(&t), Some(0));
     }
 
     #[test]
