@@ -1,10 +1,18 @@
 //! gateway: a DPDK-based L4 load balancer in the LVS/DPVS family.
 //!
-//! The datapath core (`wire`, `conn`, `service`, `laddr`, `forward`, `net`) knows nothing of DPDK: it
-//! works on `&mut [u8]` frames and returns verdicts, so it is tested and benchmarked with plain
-//! `cargo test`. Only the `dpdk` module touches FFI.
+//! The datapath core (`wire`, `net`, `conn`, `service`, `laddr`, `forward`, `datapath`) knows nothing of
+//! DPDK: it works on `PacketBuf` frames and returns verdicts, so it is tested and benchmarked with plain
+//! `cargo test`. Only the `dpdk` module touches FFI; `worker` joins the two.
 
+pub mod config;
 pub mod conn;
+pub mod daemon;
+pub mod datapath;
+pub mod dpdk;
 pub mod laddr;
+pub mod net;
+pub mod packet;
 pub mod service;
+pub mod stats;
 pub mod wire;
+pub mod worker;

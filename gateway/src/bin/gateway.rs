@@ -1,0 +1,74 @@
+//! The gateway daemon: `gateway --config FILE`.
+
+use clap::Parser;
+use gateway::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(version, about = "DPDK-based L4 load balancer (FullNAT, NAT, DR, TUN)")]
+struct Args {
+    /// The TOML configuration file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    /// Override `eal.file_prefix` (several instances on one machine).
+    #[arg(long)]
+    file_prefix: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = match Config::from_file(&args.config).and_then(|mut c| {
+        if let Some(p) = &args.file_prefix {
+            c.eal.file_prefix = p.clone();
+            c.validate()?;
+        }
+        Ok(c)
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway: error: config {}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("gateway: config {} is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let term = Arc::new(AtomicBool::new(false));
+    let usr1 = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, term.clone()) {
+            eprintln!("gateway: error: cannot install signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone());
+    let run = match gateway::daemon::start(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gateway: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(workers = cfg.workers.count, ports = ?run.port_names, "gateway ready");
+    gateway::daemon::control_loop(&run, &cfg, &term, &usr1);
+    tracing::info!("stopping");
+    let report = run.shutdown();
+    for line in report.lines() {
+        tracing::info!("{line}");
+    }
+    tracing::info!("gateway stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,495 @@
+//! The daemon's TOML configuration: schema, defaults and whole-file validation.
+//!
+//! Unknown keys are refused (`deny_unknown_fields`); every value is checked before anything is applied,
+//! and each error names the key (`port[1].addresses[0]`) and the reason (DESIGN.md decision 10). Every
+//! key is documented in conf/README.md.
+
+use crate::net::Ipv4Cidr;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), reason: reason.into() }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub eal: EalConfig,
+    #[serde(default)]
+    pub workers: WorkersConfig,
+    #[serde(default)]
+    pub mempool: MempoolConfig,
+    #[serde(rename = "port")]
+    pub ports: Vec<PortEntry>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteEntry>,
+    #[serde(default)]
+    pub neighbour: NeighbourConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// EAL arguments, built into an argv by `eal_args`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EalConfig {
+    /// `--file-prefix`: keeps hugepage files and runtime dirs of concurrent instances apart.
+    pub file_prefix: String,
+    /// `--no-huge`: anonymous memory instead of hugepages (labs and tests).
+    pub no_huge: bool,
+    /// `-m`: megabytes of memory to reserve.
+    pub memory_mb: u32,
+    /// `--huge-dir`.
+    pub huge_dir: Option<String>,
+    /// `--log-level`.
+    pub log_level: String,
+    /// Appended verbatim (after everything the gateway generates).
+    pub extra_args: Vec<String>,
+}
+
+impl Default for EalConfig {
+    fn default() -> Self {
+        EalConfig {
+            file_prefix: "gateway".into(),
+            no_huge: false,
+            memory_mb: 1024,
+            huge_dir: None,
+            log_level: "notice".into(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Number of worker lcores; worker i polls rx queue i of every port.
+    pub count: u16,
+    /// CPU of each worker lcore (default: 0, 1, ...).
+    pub cpus: Vec<u16>,
+    /// CPU of the main lcore, which runs the control plane.
+    pub main_cpu: u16,
+    /// Idle backoff: sleep this many microseconds after an empty poll round (0 = pure polling, as
+    /// production should run; labs on small machines want ~50-200).
+    pub idle_sleep_us: u32,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig { count: 1, cpus: Vec::new(), main_cpu: 0, idle_sleep_us: 0 }
+    }
+}
+
+impl WorkersConfig {
+    pub fn cpu_of(&self, worker: usize) -> u16 {
+        self.cpus.get(worker).copied().unwrap_or(worker as u16)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Mbufs in the pool (best 2^n - 1).
+    pub mbufs: u32,
+    /// Per-lcore cache.
+    pub cache: u32,
+    /// Data room per mbuf, headroom included.
+    pub data_room: u16,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig { mbufs: 16383, cache: 256, data_room: 2176 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortEntry {
+    /// A name for the port, used by routes and logs.
+    pub name: String,
+    /// A vdev string (`net_af_packet0,iface=eth1`, `net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap`,
+    /// `net_memif0,...`, `net_ring0`) or a PCI address (`0000:03:00.0`).
+    pub device: String,
+    /// Addresses the gateway owns on this port, with prefix length (`10.0.0.1/24`).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default = "default_true")]
+    pub rss: bool,
+    #[serde(default = "default_true")]
+    pub csum_offload: bool,
+    #[serde(default = "default_true")]
+    pub promiscuous: bool,
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+    pub mtu: Option<u16>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_desc() -> u16 {
+    1024
+}
+
+impl PortEntry {
+    /// The DPDK device name: the vdev name before the first comma, or the PCI address.
+    pub fn dev_name(&self) -> &str {
+        self.device.split(',').next().unwrap_or("")
+    }
+
+    pub fn is_pci(&self) -> bool {
+        is_pci_addr(self.dev_name())
+    }
+}
+
+fn is_pci_addr(s: &str) -> bool {
+    // DDDD:BB:DD.F or BB:DD.F
+    let b = s.as_bytes();
+    let tail_ok = |t: &[u8]| {
+        t.len() == 7
+            && t[2] == b':'
+            && t[5] == b'.'
+            && t[..2].iter().chain(&t[3..5]).all(u8::is_ascii_hexdigit)
+            && t[6].is_ascii_digit()
+    };
+    (b.len() == 12 && b[4] == b':' && b[..4].iter().all(u8::is_ascii_hexdigit) && tail_ok(&b[5..])) || tail_ok(b)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    /// Destination prefix, `a.b.c.d/len` (`0.0.0.0/0` for the default route).
+    pub prefix: String,
+    /// Next hop; absent for a directly connected prefix.
+    pub via: Option<String>,
+    /// Port name the route leaves by.
+    pub port: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NeighbourConfig {
+    /// Seconds a resolved neighbour stays valid without being refreshed.
+    pub timeout_s: u32,
+    /// Seconds between ARP retries for an unresolved neighbour.
+    pub retry_ms: u32,
+    /// Packets queued per unresolved neighbour (beyond: dropped and counted).
+    pub max_pending: u16,
+    /// Neighbour entries per worker.
+    pub capacity: u32,
+}
+
+impl Default for NeighbourConfig {
+    fn default() -> Self {
+        NeighbourConfig { timeout_s: 300, retry_ms: 1000, max_pending: 8, capacity: 4096 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Seconds between log lines with counters (0 = off). SIGUSR1 logs them at any time.
+    pub stats_interval_s: u32,
+    /// A file rewritten five times a second with the counters (absent = none).
+    pub stats_file: Option<String>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { stats_interval_s: 0, stats_file: None }
+    }
+}
+
+/// A validated, typed view of the parts the datapath needs.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub port_addrs: Vec<Vec<Ipv4Cidr>>,
+    pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| ConfigError::Io { path: path.display().to_string(), err })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates. Errors name the key and the reason.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+
+    /// Checks every value; returns the typed forms the daemon uses.
+    pub fn validate(&self) -> Result<Validated, ConfigError> {
+        let w = &self.workers;
+        if w.count == 0 || w.count > 64 {
+            return Err(invalid("workers.count", format!("{} is out of range 1..=64", w.count)));
+        }
+        if !w.cpus.is_empty() && w.cpus.len() != w.count as usize {
+            return Err(invalid(
+                "workers.cpus",
+                format!("has {} entries but workers.count is {}", w.cpus.len(), w.count),
+            ));
+        }
+        if w.idle_sleep_us > 1_000_000 {
+            return Err(invalid("workers.idle_sleep_us", "must be at most 1000000 (1 s)"));
+        }
+        if self.eal.file_prefix.is_empty() || self.eal.file_prefix.contains('/') {
+            return Err(invalid("eal.file_prefix", "must be a non-empty name without '/'"));
+        }
+        if self.eal.memory_mb < 64 {
+            return Err(invalid("eal.memory_mb", "must be at least 64"));
+        }
+        let m = &self.mempool;
+        if m.mbufs < 1024 {
+            return Err(invalid("mempool.mbufs", "must be at least 1024"));
+        }
+        if m.cache > 512 || m.cache as u64 * 1 > m.mbufs as u64 / 2 {
+            return Err(invalid("mempool.cache", "must be at most 512 and at most half of mempool.mbufs"));
+        }
+        if m.data_room < 1024 + 128 {
+            return Err(invalid("mempool.data_room", "must be at least 1152 (1024 + 128 headroom)"));
+        }
+        if self.ports.is_empty() {
+            return Err(invalid("port", "at least one [[port]] is required"));
+        }
+        let mut names = HashSet::new();
+        let mut devs = HashSet::new();
+        let mut owned = HashSet::new();
+        let mut port_addrs = Vec::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            let key = format!("port[{i}]");
+            if p.name.is_empty() || !names.insert(p.name.as_str()) {
+                return Err(invalid(format!("{key}.name"), format!("{:?} is empty or used twice", p.name)));
+            }
+            let dev = p.dev_name();
+            if dev.is_empty() || !(p.is_pci() || dev.starts_with("net_")) {
+                return Err(invalid(
+                    format!("{key}.device"),
+                    format!("{:?} is neither a PCI address nor a vdev string (net_<driver><n>,...)", p.device),
+                ));
+            }
+            if !devs.insert(dev) {
+                return Err(invalid(format!("{key}.device"), format!("device {dev:?} used twice")));
+            }
+            for (d, v) in [("rx_desc", p.rx_desc), ("tx_desc", p.tx_desc)] {
+                if !(64..=16384).contains(&v) {
+                    return Err(invalid(format!("{key}.{d}"), format!("{v} is out of range 64..=16384")));
+                }
+            }
+            if let Some(mtu) = p.mtu {
+                if !(576..=9000).contains(&mtu) {
+                    return Err(invalid(format!("{key}.mtu"), format!("{mtu} is out of range 576..=9000")));
+                }
+            }
+            let mut addrs = Vec::new();
+            for (j, a) in p.addresses.iter().enumerate() {
+                let c: Ipv4Cidr = a.parse().map_err(|e| invalid(format!("{key}.addresses[{j}]"), e))?;
+                if !owned.insert(c.addr) {
+                    return Err(invalid(format!("{key}.addresses[{j}]"), format!("{} is assigned twice", c.addr)));
+                }
+                addrs.push(c);
+            }
+            port_addrs.push(addrs);
+        }
+        let mut routes = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = format!("route[{i}]");
+            let prefix: Ipv4Cidr = r.prefix.parse().map_err(|e| invalid(format!("{key}.prefix"), e))?;
+            if prefix.addr != prefix.network() {
+                return Err(invalid(
+                    format!("{key}.prefix"),
+                    format!("{} has host bits set (network is {})", r.prefix, prefix.network()),
+                ));
+            }
+            let port = self
+                .port_index(&r.port)
+                .ok_or_else(|| invalid(format!("{key}.port"), format!("no port named {:?}", r.port)))?;
+            let via = match &r.via {
+                None => None,
+                Some(v) => {
+                    let ip: Ipv4Addr = v
+                        .parse()
+                        .map_err(|_| invalid(format!("{key}.via"), format!("{v:?} is not an IPv4 address")))?;
+                    if !port_addrs[port].iter().any(|c| c.contains(ip)) {
+                        return Err(invalid(
+                            format!("{key}.via"),
+                            format!("{ip} is not on a subnet of port {:?}", r.port),
+                        ));
+                    }
+                    Some(ip)
+                }
+            };
+            routes.push((prefix, via, port));
+        }
+        let n = &self.neighbour;
+        if n.timeout_s == 0 {
+            return Err(invalid("neighbour.timeout_s", "must be positive"));
+        }
+        if n.retry_ms == 0 {
+            return Err(invalid("neighbour.retry_ms", "must be positive"));
+        }
+        if n.max_pending > 256 {
+            return Err(invalid("neighbour.max_pending", "must be at most 256"));
+        }
+        if !(16..=1 << 20).contains(&n.capacity) {
+            return Err(invalid("neighbour.capacity", "must be in 16..=1048576"));
+        }
+        Ok(Validated { port_addrs, routes })
+    }
+
+    /// The EAL argv (argv[0] first) this config asks for.
+    pub fn eal_args(&self) -> Vec<String> {
+        let e = &self.eal;
+        let w = &self.workers;
+        let mut a = vec!["gateway".to_string()];
+        // lcore 0 is the main lcore (control plane); worker i is lcore i+1, each pinned to its CPU.
+        let mut lcores = format!("0@{}", w.main_cpu);
+        for i in 0..w.count as usize {
+            lcores.push_str(&format!(",{}@{}", i + 1, w.cpu_of(i)));
+        }
+        a.extend(["--lcores".into(), lcores, "--main-lcore".into(), "0".into()]);
+        a.extend(["--file-prefix".into(), e.file_prefix.clone()]);
+        a.extend(["-m".into(), e.memory_mb.to_string()]);
+        if e.no_huge {
+            a.extend(["--no-huge".into(), "--no-shconf".into()]);
+        } else {
+            // Unlink hugepage files as soon as they are mapped: nothing is left behind, even after a
+            // crash.
+            a.push("--huge-unlink".into());
+        }
+        if let Some(d) = &e.huge_dir {
+            a.extend(["--huge-dir".into(), d.clone()]);
+        }
+        a.extend(["--log-level".into(), e.log_level.clone()]);
+        let mut any_pci = false;
+        for p in &self.ports {
+            if p.is_pci() {
+                any_pci = true;
+                a.extend(["-a".into(), p.device.clone()]);
+            } else {
+                a.extend(["--vdev".into(), p.device.clone()]);
+            }
+        }
+        if !any_pci {
+            a.push("--no-pci".into());
+        }
+        a.extend(e.extra_args.iter().cloned());
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[eal]
+file_prefix = "t1"
+no_huge = true
+memory_mb = 256
+
+[workers]
+count = 2
+cpus = [0, 1]
+idle_sleep_us = 100
+
+[[port]]
+name = "client"
+device = "net_af_packet0,iface=lb-c,qpairs=2"
+addresses = ["10.10.0.1/24"]
+
+[[port]]
+name = "server"
+device = "0000:03:00.0"
+addresses = ["10.20.0.1/24", "10.20.0.200/24"]
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "10.10.0.254"
+port = "client"
+"#;
+
+    fn err_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_config_parses_and_builds_eal_args() {
+        let c = Config::parse(GOOD).unwrap();
+        let v = c.validate().unwrap();
+        assert_eq!(v.port_addrs[1].len(), 2);
+        assert_eq!(v.routes[0].2, 0);
+        let args = c.eal_args().join(" ");
+        assert!(args.contains("--lcores 0@0,1@0,2@1"), "{args}");
+        assert!(args.contains("--vdev net_af_packet0,iface=lb-c,qpairs=2"));
+        assert!(args.contains("-a 0000:03:00.0"));
+        assert!(!args.contains("--no-pci"));
+        assert!(args.contains("--no-huge --no-shconf"));
+        assert!(args.contains("--file-prefix t1"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err_of(&GOOD.replace("idle_sleep_us", "idle_sleeep_us"));
+        assert!(e.contains("idle_sleeep_us"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (GOOD.replace("10.10.0.1/24", "10.10.0.1/33"), "port[0].addresses[0]"),
+            (GOOD.replace("10.10.0.1/24", "10.10.0.300/24"), "port[0].addresses[0]"),
+            (GOOD.replace("count = 2", "count = 0"), "workers.count"),
+            (GOOD.replace("cpus = [0, 1]", "cpus = [0]"), "workers.cpus"),
+            (GOOD.replace("via = \"10.10.0.254\"", "via = \"10.99.0.254\""), "route[0].via"),
+            (GOOD.replace("port = \"client\"", "port = \"nope\""), "route[0].port"),
+            (GOOD.replace("0.0.0.0/0", "10.0.0.1/8"), "route[0].prefix"),
+            (GOOD.replace("0000:03:00.0", "eth0"), "port[1].device"),
+            (GOOD.replace("name = \"server\"", "name = \"client\""), "port[1].name"),
+            (GOOD.replace("10.20.0.200/24", "10.10.0.1/24"), "port[1].addresses[1]"),
+            (GOOD.replace("file_prefix = \"t1\"", "file_prefix = \"a/b\""), "eal.file_prefix"),
+        ];
+        for (text, key) in cases {
+            let e = err_of(&text);
+            assert!(e.starts_with(key), "expected error naming {key}, got: {e}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let e = err_of(&GOOD.replace("count = 2", "count = \"two\""));
+        assert!(e.contains("count"), "{e}");
+    }
+
+    #[test]
+    fn pci_addresses_are_recognised() {
+        assert!(is_pci_addr("0000:03:00.0"));
+        assert!(is_pci_addr("03:00.1"));
+        assert!(!is_pci_addr("net_ring0"));
+        assert!(!is_pci_addr("0000:03:00"));
+    }
+}

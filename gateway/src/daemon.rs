@@ -1,0 +1,238 @@
+//! Bringing the gateway up and down: EAL, pools, ports, rings, workers, and the main lcore's control
+//! loop (signals, counters). Everything here runs on the main lcore; the workers run `worker::Worker`.
+
+use crate::config::Config;
+use crate::datapath::{Datapath, PortCtx, Topology};
+use crate::dpdk::{self, Eal, MbufRing, Mempool, Port, PortConfig};
+use crate::net::neigh::NeighConfig;
+use crate::stats::WorkerStats;
+use crate::worker::{Msg, Worker};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Slots per worker-to-worker ring.
+const RING_SIZE: u32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("dpdk: {0}")]
+    Dpdk(#[from] dpdk::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running gateway: what the main lcore holds while workers run.
+pub struct Running {
+    // Drop order matters: workers are joined in `shutdown`, then ports stop, rings and the pool go,
+    // and EAL is cleaned up last.
+    ports: Vec<Port>,
+    rings: Vec<Arc<MbufRing>>,
+    pool: Arc<Mempool>,
+    lcores: Vec<u32>,
+    stop: Arc<AtomicBool>,
+    pub published: Vec<Arc<Mutex<WorkerStats>>>,
+    pub port_names: Vec<String>,
+    file_prefix: String,
+    eal: Eal,
+}
+
+/// Starts everything the config describes.
+pub fn start(cfg: &Config) -> Result<Running, StartError> {
+    let v = cfg.validate()?;
+    let eal = Eal::init(&cfg.eal_args())?;
+    let n = cfg.workers.count as usize;
+    let lcores = eal.worker_lcores();
+    if lcores.len() < n {
+        return Err(StartError::Other(format!("EAL has {} worker lcores, workers.count is {n}", lcores.len())));
+    }
+    let m = &cfg.mempool;
+    let pool = Arc::new(Mempool::new("gw_pool", m.mbufs, m.cache, m.data_room, -1)?);
+    let mut ports = Vec::new();
+    let mut ctxs = Vec::new();
+    for (i, pc) in cfg.ports.iter().enumerate() {
+        let id = Port::id_by_name(pc.dev_name())?;
+        let conf = PortConfig {
+            rx_queues: n as u16,
+            tx_queues: n as u16,
+            rx_desc: pc.rx_desc,
+            tx_desc: pc.tx_desc,
+            rss: pc.rss,
+            csum_offload: pc.csum_offload,
+            promiscuous: pc.promiscuous,
+            mtu: pc.mtu,
+        };
+        let port = Port::start(id, &pc.name, &conf, &pool)?;
+        let mac = port.mac()?;
+        tracing::info!(
+            port = %pc.name, driver = %port.info.driver, %mac, rss = port.rss.is_some(),
+            tx_csum = port.tx_csum, "port started"
+        );
+        ctxs.push(PortCtx { name: pc.name.clone(), mac, addrs: v.port_addrs[i].clone(), tx_csum: port.tx_csum });
+        ports.push(port);
+    }
+    let topo = Arc::new(Topology::new(ctxs, &v.routes));
+    let mut rings = Vec::new();
+    // ring_of[from][to]
+    let mut ring_of: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; n]; n];
+    for (from, row) in ring_of.iter_mut().enumerate() {
+        for (to, slot) in row.iter_mut().enumerate() {
+            if from != to {
+                let r = Arc::new(MbufRing::new(&format!("gw_r{from}_{to}"), RING_SIZE)?);
+                rings.push(r.clone());
+                *slot = Some(r);
+            }
+        }
+    }
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| crossbeam_channel::bounded::<Msg>(1024)).unzip();
+    let stop = Arc::new(AtomicBool::new(false));
+    let nc = &cfg.neighbour;
+    let neigh = NeighConfig {
+        timeout_ms: nc.timeout_s as u64 * 1000,
+        retry_ms: nc.retry_ms as u64,
+        max_pending: nc.max_pending as usize,
+        capacity: nc.capacity as usize,
+    };
+    let tsc_hz = dpdk::tsc_hz(&eal);
+    let mut published = Vec::new();
+    for (w, rx) in receivers.into_iter().enumerate() {
+        let p = Arc::new(Mutex::new(WorkerStats::default()));
+        published.push(p.clone());
+        let worker = Worker {
+            id: w as u16,
+            port_ids: ports.iter().map(|p| p.id).collect(),
+            pool: pool.clone(),
+            rings_in: (0..n).filter(|&f| f != w).filter_map(|f| ring_of[f][w].clone()).collect(),
+            rings_out: ring_of[w].clone(),
+            inbox: rx,
+            peers: senders.clone(),
+            stop: stop.clone(),
+            published: p,
+            idle_sleep_us: cfg.workers.idle_sleep_us,
+            tsc_hz,
+            datapath: Datapath::new(w as u16, topo.clone(), neigh),
+        };
+        dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
+    }
+    Ok(Running {
+        ports,
+        rings,
+        pool,
+        lcores: lcores[..n].to_vec(),
+        stop,
+        published,
+        port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
+        file_prefix: cfg.eal.file_prefix.clone(),
+        eal,
+    })
+}
+
+impl Running {
+    /// Per-worker counters as last published, and their sum.
+    pub fn stats(&self) -> (Vec<WorkerStats>, WorkerStats) {
+        let per: Vec<WorkerStats> = self.published.iter().map(|p| p.lock().map(|s| s.clone()).unwrap_or_default()).collect();
+        let mut total = WorkerStats::default();
+        per.iter().for_each(|s| total.add(s));
+        (per, total)
+    }
+
+    /// A human-readable counter dump: per port, per worker, drops by reason.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for p in &self.ports {
+            let s = p.stats();
+            let l = p.link();
+            let _ = writeln!(
+                out,
+                "port {} ({}): link {} rx {} pkts {} bytes, tx {} pkts {} bytes, missed {}, rx_err {}, tx_err {}, no_mbuf {}",
+                p.name,
+                p.info.driver,
+                if l.up { "up" } else { "down" },
+                s.ipackets,
+                s.ibytes,
+                s.opackets,
+                s.obytes,
+                s.imissed,
+                s.ierrors,
+                s.oerrors,
+                s.rx_nombuf
+            );
+        }
+        let (per, total) = self.stats();
+        for (i, s) in per.iter().enumerate() {
+            let cpp = if s.busy_packets > 0 { s.busy_cycles / s.busy_packets } else { 0 };
+            let _ = writeln!(
+                out,
+                "worker {i}: rx {} tx {} arp_replies {} arp_requests {} echo_replies {} handoff_out {} handoff_in {} \
+                 steer_hits {} generated {} cycles/pkt {cpp} drops {}",
+                s.rx_packets,
+                s.tx_packets,
+                s.arp_replies,
+                s.arp_requests,
+                s.icmp_echo_replies,
+                s.handoff_out,
+                s.handoff_in,
+                s.steer_hits,
+                s.generated,
+                s.total_drops()
+            );
+        }
+        for (name, n) in total.drop_list() {
+            let _ = writeln!(out, "drop {name} {n}");
+        }
+        let _ = writeln!(out, "mempool in_use {} available {}", self.pool.in_use(), self.pool.available());
+        out
+    }
+
+    /// Stops workers, then ports, rings, pool and EAL, in that order.
+    pub fn shutdown(self) -> String {
+        self.stop.store(true, Ordering::SeqCst);
+        for &l in &self.lcores {
+            let rc = dpdk::wait_lcore(&self.eal, l);
+            if rc != 0 {
+                tracing::warn!(lcore = l, rc, "worker exited with an error");
+            }
+        }
+        let report = self.report();
+        let Running { mut ports, rings, pool, eal, file_prefix: prefix, .. } = self;
+        for p in ports.iter_mut() {
+            p.stop();
+        }
+        drop(ports);
+        drop(rings);
+        drop(pool);
+        drop(eal);
+        // EAL leaves its runtime directory (sockets, config) behind; it belongs to this prefix only.
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", prefix));
+        report
+    }
+}
+
+/// The main lcore's loop: waits for SIGINT/SIGTERM, dumps counters on SIGUSR1 and every
+/// `stats_interval_s`, and writes them to `stats_file` if set.
+pub fn control_loop(run: &Running, cfg: &Config, term: &AtomicBool, usr1: &AtomicBool) {
+    let interval = cfg.control.stats_interval_s;
+    let mut last = Instant::now();
+    let mut last_file = Instant::now();
+    while !term.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if usr1.swap(false, Ordering::Relaxed) || (interval > 0 && last.elapsed().as_secs() >= interval as u64) {
+            last = Instant::now();
+            for line in run.report().lines() {
+                tracing::info!("{line}");
+            }
+        }
+        if let Some(path) = &cfg.control.stats_file {
+            if last_file.elapsed() >= Duration::from_millis(200) {
+                last_file = Instant::now();
+                let tmp = format!("{path}.tmp");
+                if std::fs::write(&tmp, run.report()).is_ok() {
+                    let _ = std::fs::rename(&tmp, path);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The per-worker packet pipeline, free of DPDK (DESIGN.md decision 4): a frame plus its receive
+//! metadata go in, a verdict comes out (send on a port, hand to another worker, hold, or drop with a
+//! reason). `worker.rs` adapts mbufs and queues to it; tests, benchmarks and the fuzz target drive it
+//! with `VecBuf`.
+//!
+//! This file holds the L2/L3 part every mode shares: MAC filtering, ARP (answer for every address the
+//! gateway owns, learn neighbours), ICMP echo, malformed-packet drops, and output through the routing
+//! and neighbour tables. The forwarding modes live in `forward/`.
+
+use crate::net::neigh::NeighConfig;
+use crate::net::{Ipv4Cidr, NeighDrop, NeighTable, Resolve, RouteTable};
+use crate::packet::{CsumStatus, PacketBuf, RxMeta};
+use crate::stats::{Drop, DropReason, WorkerStats};
+use crate::wire::{self, arp, ethernet, icmp, ArpOp, ArpPacket, EtherType, EthernetFrame, IpProtocol, MacAddr};
+use hashbrown::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Largest frame the datapath generates itself (ARP, RST, ICMP errors quote header + 8 bytes).
+pub const GEN_FRAME_MAX: usize = 128;
+/// Generated frames buffered per poll round.
+pub const GEN_QUEUE: usize = 256;
+
+/// A port as the datapath sees it.
+#[derive(Clone, Debug)]
+pub struct PortCtx {
+    pub name: String,
+    pub mac: MacAddr,
+    pub addrs: Vec<Ipv4Cidr>,
+    /// The port fills IPv4/TCP/UDP checksums on transmit.
+    pub tx_csum: bool,
+}
+
+/// Interfaces, addresses and routes: built by the control plane, shared read-only by all workers.
+#[derive(Clone, Debug, Default)]
+pub struct Topology {
+    pub ports: Vec<PortCtx>,
+    pub routes: RouteTable,
+    /// Every address the gateway answers ARP and ping for: interface addresses, VIPs, LIPs.
+    pub local: HashSet<Ipv4Addr>,
+}
+
+impl Topology {
+    /// Builds the topology: connected routes from the port addresses, then the static routes.
+    pub fn new(ports: Vec<PortCtx>, routes: &[(Ipv4Cidr, Option<Ipv4Addr>, usize)]) -> Topology {
+        let mut t = Topology { ports, ..Default::default() };
+        for (i, p) in t.ports.iter().enumerate() {
+            for a in &p.addrs {
+                t.routes.add_connected(*a, i as u16);
+                t.local.insert(a.addr);
+            }
+        }
+        for (prefix, via, port) in routes {
+            t.routes.add(*prefix, crate::net::NextHop { port: *port as u16, via: *via });
+        }
+        t
+    }
+
+    /// The address to use as source for packets we originate on `port` toward `dst`: the port address
+    /// on dst's subnet, else the port's first address.
+    pub fn source_for(&self, port: u16, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        let p = self.ports.get(port as usize)?;
+        p.addrs.iter().find(|c| c.contains(dst)).or(p.addrs.first()).map(|c| c.addr)
+    }
+}
+
+/// What happens to a packet.
+pub enum Verdict<B> {
+    /// Send on this port (the frame is complete).
+    Tx(u16, B),
+    /// Hand to the worker that owns its connection.
+    ToWorker(u16, B),
+    /// Handled and finished with (e.g. an ARP reply we learned from): free without counting a drop.
+    Done(B),
+    /// Drop, counting the reason.
+    Drop(DropReason, B),
+    /// Kept by the datapath (waiting for ARP); it comes back through `take_released`.
+    Held,
+}
+
+/// Something other workers must learn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Learned { ip: Ipv4Addr, mac: MacAddr, port: u16 },
+}
+
+/// A frame the datapath generated (ARP request, RST, ICMP error).
+#[derive(Clone)]
+pub struct GenFrame {
+    pub port: u16,
+    pub len: usize,
+    pub buf: [u8; GEN_FRAME_MAX],
+}
+
+impl GenFrame {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// The L2/L3 state of one worker.
+pub struct L3<B> {
+    pub worker: u16,
+    pub topo: Arc<Topology>,
+    pub neigh: NeighTable<B>,
+    pub stats: WorkerStats,
+    /// Monotonic milliseconds, set by the worker each round.
+    pub now_ms: u64,
+    generated: Vec<GenFrame>,
+    released: Vec<(u16, B)>,
+    events: Vec<Event>,
+}
+
+impl<B: PacketBuf> L3<B> {
+    pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig) -> Self {
+        L3 {
+            worker,
+            topo,
+            neigh: NeighTable::new(neigh),
+            stats: WorkerStats::default(),
+            now_ms: 0,
+            generated: Vec::with_capacity(GEN_QUEUE),
+            released: Vec::with_capacity(64),
+            events: Vec::with_capacity(16),
+        }
+    }
+
+    /// Queues a generated frame written by `write` (returns its length, or None to cancel).
+    pub fn generate(&mut self, port: u16, write: impl FnOnce(&mut [u8]) -> Option<usize>) {
+        if self.generated.len() >= GEN_QUEUE {
+            self.stats.drop(Drop::GenOverflow.into());
+            return;
+        }
+        let mut g = GenFrame { port, len: 0, buf: [0; GEN_FRAME_MAX] };
+        if let Some(len) = write(&mut g.buf) {
+            g.len = len;
+            self.stats.generated += 1;
+            self.generated.push(g);
+        }
+    }
+
+    fn arp_request(&mut self, port: u16, target: Ipv4Addr) {
+        let Some(p) = self.topo.ports.get(port as usize) else { return };
+        let mac = p.mac;
+        let Some(src) = self.topo.source_for(port, target) else { return };
+        self.stats.arp_requests += 1;
+        self.generate(port, |buf| arp::write_request(buf, mac, src, target).ok());
+    }
+
+    /// Sends an IPv4 packet (Ethernet header present, IP header complete) toward `dst` through the
+    /// routing table: sets the MACs, or holds the packet until ARP answers.
+    pub fn route_out(&mut self, mut pkt: B, dst: Ipv4Addr) -> Verdict<B> {
+        let Some(hop) = self.topo.routes.lookup(dst) else {
+            return Verdict::Drop(Drop::NoRoute.into(), pkt);
+        };
+        let target = hop.l2_target(dst);
+        let port_mac = self.topo.ports[hop.port as usize].mac;
+        match self.neigh.resolve(target, hop.port, pkt, self.now_ms) {
+            Resolve::Mac(mac, p) => {
+                pkt = p;
+                let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
+                eth.set_dst(mac);
+                eth.set_src(port_mac);
+                Verdict::Tx(hop.port, pkt)
+            }
+            Resolve::Queued { request } => {
+                if request {
+                    self.arp_request(hop.port, target);
+                }
+                Verdict::Held
+            }
+            Resolve::Dropped(p, why) => {
+                let why = match why {
+                    NeighDrop::PendingFull => Drop::NeighPendingFull,
+                    NeighDrop::TableFull => Drop::NeighTableFull,
+                };
+                Verdict::Drop(why.into(), p)
+            }
+        }
+    }
+
+    /// Handles an ARP frame received on `port`.
+    pub fn handle_arp(&mut self, mut pkt: B, port: u16) -> Verdict<B> {
+        let (op, sha, spa, tpa) = {
+            let Ok(a) = ArpPacket::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) else {
+                return Verdict::Drop(Drop::ArpMalformed.into(), pkt);
+            };
+            if !a.is_ethernet_ipv4() {
+                return Verdict::Drop(Drop::ArpMalformed.into(), pkt);
+            }
+            (a.op(), a.sha(), a.spa(), a.tpa())
+        };
+        let ours = self.topo.local.contains(&tpa);
+        // RFC 826 merge: update an existing entry for the sender; create one if we are the target.
+        let mut released = std::mem::take(&mut self.released);
+        self.neigh.learn(spa, sha, port, self.now_ms, ours, |port, mac, mut p: B| {
+            let mut eth = EthernetFrame::new_unchecked(p.data_mut());
+            eth.set_dst(mac);
+            released.push((port, p));
+        });
+        self.released = released;
+        if ours || self.neigh.mac(spa) == Some(sha) {
+            if self.events.len() < self.events.capacity() {
+                self.events.push(Event::Learned { ip: spa, mac: sha, port });
+            }
+        }
+        if ours && op == ArpOp::REQUEST {
+            let mac = self.topo.ports[port as usize].mac;
+            if arp::make_reply_in_place(pkt.data_mut(), mac).is_ok() {
+                self.stats.arp_replies += 1;
+                return Verdict::Tx(port, pkt);
+            }
+            return Verdict::Drop(Drop::ArpMalformed.into(), pkt);
+        }
+        Verdict::Done(pkt)
+    }
+
+    /// Learns a neighbour another worker heard about.
+    pub fn learn_from_peer(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
+        let mut released = std::mem::take(&mut self.released);
+        self.neigh.learn(ip, mac, port, self.now_ms, true, |port, mac, mut p: B| {
+            EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
+            released.push((port, p));
+        });
+        self.released = released;
+    }
+
+    /// Periodic work: ARP retries and aging.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        let mut reqs: [(u16, Ipv4Addr); 16] = [(0, Ipv4Addr::UNSPECIFIED); 16];
+        let mut n = 0;
+        let mut dropped = 0u64;
+        self.neigh.tick(
+            now_ms,
+            |port, ip| {
+                if n < reqs.len() {
+                    reqs[n] = (port, ip);
+                    n += 1;
+                }
+            },
+            |_p| dropped += 1,
+        );
+        self.stats.drops[Drop::NeighUnresolved as usize] += dropped;
+        for &(port, ip) in &reqs[..n] {
+            self.arp_request(port, ip);
+        }
+    }
+
+    /// Hands out the generated frames.
+    pub fn take_generated(&mut self, mut f: impl FnMut(&GenFrame)) {
+        for g in self.generated.drain(..) {
+            f(&g);
+        }
+    }
+
+    /// Hands out packets whose neighbour got resolved (MACs set), ready to send on the port.
+    pub fn take_released(&mut self, mut f: impl FnMut(u16, B)) {
+        for (port, p) in self.released.drain(..) {
+            f(port, p);
+        }
+    }
+
+    /// Hands out events for other workers.
+    pub fn take_events(&mut self, mut f: impl FnMut(Event)) {
+        for e in self.events.drain(..) {
+            f(e);
+        }
+    }
+}
+
+/// A packet the L2/L3 stage accepted as IPv4, with what the forwarding stage needs.
+pub struct Ipv4In {
+    pub parsed: wire::Parsed,
+    pub ip: wire::IpInfo,
+}
+
+/// L2 and L3 checks shared by every path. Returns the parsed IPv4 packet, or the final verdict (ARP
+/// handled, malformed dropped, ...).
+pub fn ingress<B: PacketBuf>(l3: &mut L3<B>, pkt: B, meta: &RxMeta) -> Result<(B, Ipv4In), Verdict<B>> {
+    l3.stats.rx_packets += 1;
+    l3.stats.rx_bytes += pkt.len() as u64;
+    let parsed = match wire::parse_l3l4(pkt.data()) {
+        Ok(p) => p,
+        Err(r) => return Err(Verdict::Drop(r.into(), pkt)),
+    };
+    if !meta.from_peer {
+        let dst = EthernetFrame::new_unchecked(pkt.data()).dst();
+        let port_mac = match l3.topo.ports.get(meta.port as usize) {
+            Some(p) => p.mac,
+            None => return Err(Verdict::Drop(Drop::L2NotForUs.into(), pkt)),
+        };
+        if dst != port_mac && !dst.is_broadcast() {
+            return Err(Verdict::Drop(Drop::L2NotForUs.into(), pkt));
+        }
+    }
+    if parsed.ethertype == EtherType::ARP {
+        return Err(l3.handle_arp(pkt, meta.port));
+    }
+    let Some(ip) = parsed.ip else {
+        return Err(Verdict::Drop(Drop::EtherTypeUnsupported.into(), pkt));
+    };
+    if meta.ip_csum == CsumStatus::Bad {
+        return Err(Verdict::Drop(Drop::IpBadChecksumHw.into(), pkt));
+    }
+    Ok((pkt, Ipv4In { parsed, ip }))
+}
+
+/// Verifies the L4 checksum unless the NIC already did.
+pub fn l4_checksum_ok<B: PacketBuf>(pkt: &B, meta: &RxMeta, v: &Ipv4In) -> bool {
+    match meta.l4_csum {
+        CsumStatus::Good => true,
+        CsumStatus::Bad => false,
+        CsumStatus::Unknown => wire::verify_l4_checksum(pkt.data(), &v.parsed),
+    }
+}
+
+/// Packets addressed to one of the gateway's own addresses with no connection: answer pings, drop the
+/// rest with a reason.
+pub fn local_delivery<B: PacketBuf>(l3: &mut L3<B>, mut pkt: B, meta: &RxMeta, v: &Ipv4In) -> Verdict<B> {
+    if v.ip.is_fragment {
+        return Verdict::Drop(Drop::IpFragment.into(), pkt);
+    }
+    if v.ip.protocol != IpProtocol::ICMP {
+        return Verdict::Drop(Drop::ProtoUnsupported.into(), pkt);
+    }
+    if !l4_checksum_ok(&pkt, meta, v) {
+        return Verdict::Drop(Drop::L4BadChecksum.into(), pkt);
+    }
+    // Trim Ethernet padding so the reply carries exactly the IP packet.
+    let end = v.parsed.l3_off + v.ip.total_len as usize;
+    pkt.set_len(end);
+    match icmp::echo_reply_in_place(pkt.data_mut(), v.parsed.l3_off) {
+        Ok(()) => {
+            l3.stats.icmp_echo_replies += 1;
+            Verdict::Tx(meta.port, pkt)
+        }
+        Err(_) => Verdict::Drop(Drop::IcmpUnhandled.into(), pkt),
+    }
+}
+
+/// One worker's whole pipeline.
+pub struct Datapath<B> {
+    pub l3: L3<B>,
+}
+
+impl<B: PacketBuf> Datapath<B> {
+    pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig) -> Self {
+        Datapath { l3: L3::new(worker, topo, neigh) }
+    }
+
+    /// Processes one received frame.
+    pub fn process(&mut self, pkt: B, meta: &RxMeta) -> Verdict<B> {
+        let (pkt, v) = match ingress(&mut self.l3, pkt, meta) {
+            Ok(x) => x,
+            Err(verdict) => return verdict,
+        };
+        if self.l3.topo.local.contains(&v.ip.dst) {
+            return local_delivery(&mut self.l3, pkt, meta, &v);
+        }
+        Verdict::Drop(Drop::IpNotForUs.into(), pkt)
+    }
+
+    /// Periodic work (timers, ARP); `now_ms` is monotonic.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.l3.tick(now_ms);
+    }
+
+    /// Counts a verdict's drop reason (the worker calls this as it dispatches).
+    #[inline]
+    pub fn count_drop(&mut self, r: DropReason) {
+        self.l3.stats.drop(r);
+    }
+}

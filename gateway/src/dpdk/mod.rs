@@ -1,0 +1,57 @@
+//! The safe layer over DPDK: EAL, mbuf pools, mbufs, ports, rings and lcore launch.
+//!
+//! This module and the `dpdk-sys` crate are the only places with `unsafe` in the project (capsule's
+//! rule): everything above works on safe types. Each `unsafe` block says why it is sound.
+
+mod eal;
+mod mbuf;
+mod mempool;
+mod port;
+mod ring;
+
+pub use eal::{launch_on_lcore, lcore_id, tsc, tsc_hz, wait_lcore, Eal};
+pub use mbuf::{Mbuf, RxBatch, TxBuffer, BURST};
+pub use mempool::Mempool;
+pub use port::{LinkState, Port, PortConfig, PortInfo, PortStats, RssConfig};
+pub use ring::MbufRing;
+
+use std::ffi::CStr;
+
+/// A failed DPDK call: which call, and the errno it reported (negative returns or `rte_errno`).
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {msg} (errno {errno})")]
+pub struct Error {
+    pub op: String,
+    pub errno: i32,
+    pub msg: String,
+}
+
+impl Error {
+    /// Builds the error from an errno value (positive), with DPDK's own text for it.
+    pub(crate) fn new(op: impl Into<String>, errno: i32) -> Self {
+        // SAFETY: rte_strerror returns a pointer to a static or per-lcore NUL-terminated buffer that
+        // stays valid until the next call on this thread; we copy it out at once.
+        let msg = unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(errno)) }
+            .to_string_lossy()
+            .into_owned();
+        Error { op: op.into(), errno, msg }
+    }
+
+    /// Builds the error from the calling thread's `rte_errno`.
+    pub(crate) fn from_rte_errno(op: impl Into<String>) -> Self {
+        // SAFETY: reading the per-thread rte_errno through the shim has no preconditions.
+        let errno = unsafe { dpdk_sys::gw_rte_errno() };
+        Self::new(op, errno)
+    }
+
+    /// Maps a DPDK return code (negative errno on failure) to a Result.
+    pub(crate) fn check(op: &str, ret: i32) -> std::result::Result<i32, Error> {
+        if ret < 0 {
+            Err(Self::new(op, -ret))
+        } else {
+            Ok(ret)
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

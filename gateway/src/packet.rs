@@ -1,0 +1,132 @@
+//! What the DPDK-free datapath needs of a packet buffer, and what it says about each packet.
+//!
+//! The datapath works on any `PacketBuf`: an mbuf in production (`dpdk::Mbuf`), a `VecBuf` in tests,
+//! benchmarks and fuzzing (DESIGN.md decision 4).
+
+/// A single-segment frame buffer with head- and tailroom.
+pub trait PacketBuf {
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    /// The frame followed by its tailroom (for growing in place).
+    fn room_mut(&mut self) -> &mut [u8];
+    fn set_len(&mut self, len: usize) -> bool;
+    /// Opens `n` bytes before the frame; false if the headroom is too small.
+    fn prepend(&mut self, n: usize) -> bool;
+    /// Strips `n` bytes from the front.
+    fn adj(&mut self, n: usize) -> bool;
+    /// Asks the NIC to fill the IPv4 header checksum and the L4 checksum (`l4` = 6 TCP / 17 UDP, 0
+    /// none). Only called when the output port advertised the offload.
+    fn request_tx_csum(&mut self, l2_len: u8, l3_len: u8, l4: u8);
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.data().is_empty()
+    }
+}
+
+/// Checksum status the NIC reported on receive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CsumStatus {
+    /// Not checked: verify in software.
+    #[default]
+    Unknown,
+    Good,
+    Bad,
+}
+
+/// Per-packet receive metadata.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RxMeta {
+    pub port: u16,
+    pub queue: u16,
+    /// The NIC's RSS hash, if it computed one.
+    pub rss_hash: Option<u32>,
+    pub ip_csum: CsumStatus,
+    pub l4_csum: CsumStatus,
+    /// Handed over from another worker (its checks were already done there).
+    pub from_peer: bool,
+}
+
+/// A heap-backed `PacketBuf` for tests, benchmarks, fuzzing and the golden harness.
+#[derive(Clone, Debug)]
+pub struct VecBuf {
+    buf: Vec<u8>,
+    off: usize,
+    len: usize,
+    /// (l2_len, l3_len, l4 protocol) of the last offload request, for tests.
+    pub tx_csum: Option<(u8, u8, u8)>,
+}
+
+impl VecBuf {
+    pub const HEADROOM: usize = 128;
+    pub const ROOM: usize = 2048;
+
+    /// A buffer holding `frame`, with the default head- and tailroom (as an mbuf has).
+    pub fn from_frame(frame: &[u8]) -> Self {
+        let mut buf = vec![0u8; Self::HEADROOM + Self::ROOM.max(frame.len())];
+        buf[Self::HEADROOM..Self::HEADROOM + frame.len()].copy_from_slice(frame);
+        VecBuf { buf, off: Self::HEADROOM, len: frame.len(), tx_csum: None }
+    }
+}
+
+impl PacketBuf for VecBuf {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.off..self.off + self.len]
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.off..self.off + self.len]
+    }
+    fn room_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.off..]
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        if self.off + len > self.buf.len() {
+            return false;
+        }
+        self.len = len;
+        true
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        if n > self.off {
+            return false;
+        }
+        self.off -= n;
+        self.len += n;
+        true
+    }
+    fn adj(&mut self, n: usize) -> bool {
+        if n > self.len {
+            return false;
+        }
+        self.off += n;
+        self.len -= n;
+        true
+    }
+    fn request_tx_csum(&mut self, l2_len: u8, l3_len: u8, l4: u8) {
+        self.tx_csum = Some((l2_len, l3_len, l4));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vecbuf_grows_into_tail_and_head_room() {
+        let mut b = VecBuf::from_frame(&[1, 2, 3]);
+        assert_eq!(b.data(), &[1, 2, 3]);
+        assert!(b.prepend(2));
+        assert_eq!(b.len(), 5);
+        assert!(b.adj(2));
+        assert_eq!(b.data(), &[1, 2, 3]);
+        assert!(b.set_len(10));
+        assert_eq!(b.len(), 10);
+        assert!(!b.set_len(VecBuf::ROOM + 1));
+        assert!(!b.prepend(VecBuf::HEADROOM + 1));
+        assert!(!b.adj(11));
+    }
+}

@@ -1,0 +1,268 @@
+//! Per-worker counters: packets by outcome and drops by reason (DESIGN.md decision 11, VPP-style error
+//! counters). Each worker owns its counters (plain u64, no atomics); the worker publishes a copy to the
+//! control plane now and then.
+
+use crate::wire::DropReason as WireDrop;
+
+/// Why the datapath dropped a packet, beyond the malformed-packet reasons `wire` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Drop {
+    /// Destination MAC is neither ours nor broadcast (promiscuous ports see everything).
+    L2NotForUs,
+    /// Not IPv4 or ARP (IPv6, VLAN-tagged, ...).
+    EtherTypeUnsupported,
+    /// ARP that is not Ethernet/IPv4 or is too short.
+    ArpMalformed,
+    /// IPv4 destination is neither one of our addresses nor a virtual service.
+    IpNotForUs,
+    /// IPv4 fragment (the gateway does not reassemble).
+    IpFragment,
+    /// IPv4 header with options.
+    IpOptions,
+    /// TTL would reach zero.
+    TtlExpired,
+    /// L4 checksum wrong (software check or NIC flag).
+    L4BadChecksum,
+    /// IPv4 header checksum flagged bad by the NIC.
+    IpBadChecksumHw,
+    /// ICMP to us that we do not answer (not an echo request).
+    IcmpUnhandled,
+    /// Protocol we do not handle for this destination.
+    ProtoUnsupported,
+    NoRoute,
+    /// Per-neighbour queue full while resolving.
+    NeighPendingFull,
+    /// Neighbour never answered.
+    NeighUnresolved,
+    NeighTableFull,
+    /// Multi-segment mbuf (the ports run without scatter; should not happen).
+    Chained,
+    /// Handing a packet to its owner worker failed: ring full.
+    RingFull,
+    /// The driver's tx queue refused the packet.
+    TxFull,
+    /// No mbuf for a generated packet (pool exhausted).
+    MbufExhausted,
+    /// Too many generated packets in one poll round.
+    GenOverflow,
+    /// A packet for a virtual service with no usable real server.
+    NoRealServer,
+    /// A packet to a virtual address and port with no service.
+    NoService,
+    /// Connection table full.
+    ConnTableFull,
+    /// No free (LIP, port) for a new connection.
+    PortsExhausted,
+    /// A non-SYN TCP packet (or a reply) that matches no connection.
+    NoConn,
+    /// Frame too large to grow (no tailroom for TOA or encapsulation) and not otherwise handled.
+    NoRoom,
+    /// Packet handed to a worker that does not own it either.
+    NotOwner,
+}
+
+impl Drop {
+    pub const COUNT: usize = Drop::NotOwner as usize + 1;
+    pub const ALL: [Drop; Drop::COUNT] = [
+        Drop::L2NotForUs,
+        Drop::EtherTypeUnsupported,
+        Drop::ArpMalformed,
+        Drop::IpNotForUs,
+        Drop::IpFragment,
+        Drop::IpOptions,
+        Drop::TtlExpired,
+        Drop::L4BadChecksum,
+        Drop::IpBadChecksumHw,
+        Drop::IcmpUnhandled,
+        Drop::ProtoUnsupported,
+        Drop::NoRoute,
+        Drop::NeighPendingFull,
+        Drop::NeighUnresolved,
+        Drop::NeighTableFull,
+        Drop::Chained,
+        Drop::RingFull,
+        Drop::TxFull,
+        Drop::MbufExhausted,
+        Drop::GenOverflow,
+        Drop::NoRealServer,
+        Drop::NoService,
+        Drop::ConnTableFull,
+        Drop::PortsExhausted,
+        Drop::NoConn,
+        Drop::NoRoom,
+        Drop::NotOwner,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::L2NotForUs => "l2_not_for_us",
+            Drop::EtherTypeUnsupported => "ethertype_unsupported",
+            Drop::ArpMalformed => "arp_malformed",
+            Drop::IpNotForUs => "ip_not_for_us",
+            Drop::IpFragment => "ip_fragment",
+            Drop::IpOptions => "ip_options",
+            Drop::TtlExpired => "ttl_expired",
+            Drop::L4BadChecksum => "l4_bad_checksum",
+            Drop::IpBadChecksumHw => "ipv4_bad_checksum_hw",
+            Drop::IcmpUnhandled => "icmp_unhandled",
+            Drop::ProtoUnsupported => "proto_unsupported",
+            Drop::NoRoute => "no_route",
+            Drop::NeighPendingFull => "neigh_pending_full",
+            Drop::NeighUnresolved => "neigh_unresolved",
+            Drop::NeighTableFull => "neigh_table_full",
+            Drop::Chained => "chained_mbuf",
+            Drop::RingFull => "ring_full",
+            Drop::TxFull => "tx_full",
+            Drop::MbufExhausted => "mbuf_exhausted",
+            Drop::GenOverflow => "gen_overflow",
+            Drop::NoRealServer => "no_real_server",
+            Drop::NoService => "no_service",
+            Drop::ConnTableFull => "conn_table_full",
+            Drop::PortsExhausted => "ports_exhausted",
+            Drop::NoConn => "no_conn",
+            Drop::NoRoom => "no_room",
+            Drop::NotOwner => "not_owner",
+        }
+    }
+}
+
+/// Either kind of drop reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    Wire(WireDrop),
+    Dp(Drop),
+}
+
+impl From<WireDrop> for DropReason {
+    fn from(d: WireDrop) -> Self {
+        DropReason::Wire(d)
+    }
+}
+
+impl From<Drop> for DropReason {
+    fn from(d: Drop) -> Self {
+        DropReason::Dp(d)
+    }
+}
+
+/// One worker's counters.
+#[derive(Clone, Debug)]
+pub struct WorkerStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub arp_replies: u64,
+    pub arp_requests: u64,
+    pub icmp_echo_replies: u64,
+    /// Packets handed to another worker (reply steering fallback), and received from one.
+    pub handoff_out: u64,
+    pub handoff_in: u64,
+    /// Reply packets that arrived on the owner's own queue (steering by RSS worked).
+    pub steer_hits: u64,
+    /// Packets generated by the datapath (ARP requests, RSTs, ICMP errors).
+    pub generated: u64,
+    /// Busy TSC cycles (polls that returned packets) and the packets they handled.
+    pub busy_cycles: u64,
+    pub busy_packets: u64,
+    pub wire_drops: [u64; WireDrop::COUNT],
+    pub drops: [u64; Drop::COUNT],
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            arp_replies: 0,
+            arp_requests: 0,
+            icmp_echo_replies: 0,
+            handoff_out: 0,
+            handoff_in: 0,
+            steer_hits: 0,
+            generated: 0,
+            busy_cycles: 0,
+            busy_packets: 0,
+            wire_drops: [0; WireDrop::COUNT],
+            drops: [0; Drop::COUNT],
+        }
+    }
+}
+
+impl WorkerStats {
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) {
+        match r {
+            DropReason::Wire(w) => self.wire_drops[w.index()] += 1,
+            DropReason::Dp(d) => self.drops[d as usize] += 1,
+        }
+    }
+
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        match r {
+            DropReason::Wire(w) => self.wire_drops[w.index()],
+            DropReason::Dp(d) => self.drops[d as usize],
+        }
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.wire_drops.iter().sum::<u64>() + self.drops.iter().sum::<u64>()
+    }
+
+    /// Non-zero drop counters, by name.
+    pub fn drop_list(&self) -> Vec<(&'static str, u64)> {
+        let w = WireDrop::ALL.iter().map(|r| (r.name(), self.wire_drops[r.index()]));
+        let d = Drop::ALL.iter().map(|r| (r.name(), self.drops[*r as usize]));
+        w.chain(d).filter(|(_, n)| *n > 0).collect()
+    }
+
+    /// Adds another worker's counters (for totals).
+    pub fn add(&mut self, o: &WorkerStats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.arp_replies += o.arp_replies;
+        self.arp_requests += o.arp_requests;
+        self.icmp_echo_replies += o.icmp_echo_replies;
+        self.handoff_out += o.handoff_out;
+        self.handoff_in += o.handoff_in;
+        self.steer_hits += o.steer_hits;
+        self.generated += o.generated;
+        self.busy_cycles += o.busy_cycles;
+        self.busy_packets += o.busy_packets;
+        for (a, b) in self.wire_drops.iter_mut().zip(o.wire_drops.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_slot_and_name() {
+        let mut s = WorkerStats::default();
+        for (i, d) in Drop::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i);
+            s.drop((*d).into());
+        }
+        for w in WireDrop::ALL {
+            s.drop(w.into());
+        }
+        assert_eq!(s.total_drops() as usize, Drop::COUNT + WireDrop::COUNT);
+        let names: std::collections::HashSet<_> = s.drop_list().into_iter().map(|x| x.0).collect();
+        assert_eq!(names.len(), Drop::COUNT + WireDrop::COUNT, "names are unique");
+        let mut t = WorkerStats::default();
+        t.add(&s);
+        t.add(&s);
+        assert_eq!(t.dropped(Drop::NoRoute.into()), 2);
+    }
+}

@@ -1,0 +1,191 @@
+//! The per-core poll loop: the DPDK side of a worker (DESIGN.md decisions 3-6, 12).
+//!
+//! Each worker is an EAL lcore. It polls rx queue `id` of every port and the rings other workers hand
+//! packets over on, runs each burst through its `Datapath`, and transmits through buffered tx queues
+//! (queue `id` of every port). Every few milliseconds it runs timers, reads its control inbox and
+//! publishes its counters. Nothing is shared on the packet path.
+
+use crate::datapath::{Datapath, Event, Verdict};
+use crate::dpdk::{self, Mbuf, MbufRing, Mempool, RxBatch, TxBuffer};
+use crate::packet::{CsumStatus, RxMeta};
+use crate::stats::{Drop, WorkerStats};
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Messages to a worker from the control plane or from peers.
+pub enum Msg {
+    /// A neighbour learned by another worker.
+    Neigh(Event),
+}
+
+/// Everything a worker needs; moved onto its lcore.
+pub struct Worker {
+    pub id: u16,
+    /// DPDK port id of each datapath port index.
+    pub port_ids: Vec<u16>,
+    pub pool: Arc<Mempool>,
+    /// Rings from each other worker to this one.
+    pub rings_in: Vec<Arc<MbufRing>>,
+    /// Ring to each worker (None for self).
+    pub rings_out: Vec<Option<Arc<MbufRing>>>,
+    pub inbox: Receiver<Msg>,
+    pub peers: Vec<Sender<Msg>>,
+    pub stop: Arc<AtomicBool>,
+    pub published: Arc<Mutex<WorkerStats>>,
+    pub idle_sleep_us: u32,
+    pub tsc_hz: u64,
+    pub datapath: Datapath<Mbuf>,
+}
+
+/// Rounds between timer/inbox/publish checks are bounded by time, checked every this many rounds.
+const HOUSEKEEPING_EVERY_MS: u64 = 5;
+const PUBLISH_EVERY_MS: u64 = 100;
+
+fn meta_of(m: &Mbuf, port: u16, queue: u16, from_peer: bool) -> RxMeta {
+    let f = m.ol_flags();
+    let ip = match f & dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK {
+        x if x == dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD => CsumStatus::Good,
+        x if x == dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD => CsumStatus::Bad,
+        _ => CsumStatus::Unknown,
+    };
+    let l4 = match f & dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_MASK {
+        x if x == dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD => CsumStatus::Good,
+        x if x == dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_BAD => CsumStatus::Bad,
+        _ => CsumStatus::Unknown,
+    };
+    RxMeta { port, queue, rss_hash: m.rss_hash(), ip_csum: ip, l4_csum: l4, from_peer }
+}
+
+impl Worker {
+    /// Runs until `stop` is set. Returns 0.
+    pub fn run(mut self) -> i32 {
+        let queue = self.id;
+        let mut txq: Vec<TxBuffer> = self.port_ids.iter().map(|&p| TxBuffer::new(p, queue)).collect();
+        let mut batch = RxBatch::default();
+        let ms_div = (self.tsc_hz / 1000).max(1);
+        let start = dpdk::tsc();
+        let mut last_house = 0u64;
+        let mut last_publish = 0u64;
+        let mut tx_dropped_seen = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            let t0 = dpdk::tsc();
+            let mut work = 0usize;
+            for pi in 0..self.port_ids.len() {
+                let port = self.port_ids[pi];
+                let n = batch.rx(port, queue);
+                if n == 0 {
+                    continue;
+                }
+                work += n;
+                for i in 0..n {
+                    batch.prefetch(i + 1);
+                    let Some(m) = batch.next() else { break };
+                    let meta = meta_of(&m, pi as u16, queue, false);
+                    self.dispatch(m, &meta, &mut txq);
+                }
+            }
+            for r in 0..self.rings_in.len() {
+                let ring = self.rings_in[r].clone();
+                let n = batch.rx_ring(&ring);
+                work += n;
+                while let Some(m) = batch.next() {
+                    self.datapath.l3.stats.handoff_in += 1;
+                    let port = self.port_ids.iter().position(|&p| p == m.port()).unwrap_or(0) as u16;
+                    let meta = meta_of(&m, port, queue, true);
+                    self.dispatch(m, &meta, &mut txq);
+                }
+            }
+            let l3 = &mut self.datapath.l3;
+            l3.take_released(|port, m| {
+                if let Some(t) = txq.get_mut(port as usize) {
+                    t.push(m);
+                }
+            });
+            let pool = &self.pool;
+            let mut no_mbuf = 0;
+            l3.take_generated(|g| match Mbuf::from_bytes(pool, g.bytes()) {
+                Some(m) => txq[g.port as usize].push(m),
+                None => no_mbuf += 1,
+            });
+            l3.stats.drops[Drop::MbufExhausted as usize] += no_mbuf;
+            for t in txq.iter_mut() {
+                t.flush();
+            }
+            let t1 = dpdk::tsc();
+            if work > 0 {
+                let s = &mut self.datapath.l3.stats;
+                s.busy_cycles += t1 - t0;
+                s.busy_packets += work as u64;
+            }
+            let now_ms = (t1 - start) / ms_div;
+            if now_ms - last_house >= HOUSEKEEPING_EVERY_MS {
+                last_house = now_ms;
+                self.housekeeping(now_ms);
+                let dropped: u64 = txq.iter().map(|t| t.dropped).sum();
+                self.datapath.l3.stats.drops[Drop::TxFull as usize] += dropped - tx_dropped_seen;
+                tx_dropped_seen = dropped;
+                if now_ms - last_publish >= PUBLISH_EVERY_MS {
+                    last_publish = now_ms;
+                    self.publish();
+                }
+            }
+            if work == 0 && self.idle_sleep_us > 0 {
+                std::thread::sleep(Duration::from_micros(self.idle_sleep_us as u64));
+            }
+        }
+        self.publish();
+        0
+    }
+
+    #[inline]
+    fn dispatch(&mut self, m: Mbuf, meta: &RxMeta, txq: &mut [TxBuffer]) {
+        if m.is_chained() {
+            self.datapath.count_drop(Drop::Chained.into());
+            return;
+        }
+        match self.datapath.process(m, meta) {
+            Verdict::Tx(port, m) => {
+                let s = &mut self.datapath.l3.stats;
+                s.tx_packets += 1;
+                s.tx_bytes += m.len() as u64;
+                txq[port as usize].push(m);
+            }
+            Verdict::ToWorker(w, m) => match self.rings_out.get(w as usize).and_then(|r| r.as_ref()) {
+                Some(ring) => match ring.enqueue(m) {
+                    Ok(()) => self.datapath.l3.stats.handoff_out += 1,
+                    Err(_m) => self.datapath.count_drop(Drop::RingFull.into()),
+                },
+                None => self.datapath.count_drop(Drop::NotOwner.into()),
+            },
+            Verdict::Drop(r, _m) => self.datapath.count_drop(r),
+            Verdict::Done(_m) => {}
+            Verdict::Held => {}
+        }
+    }
+
+    fn housekeeping(&mut self, now_ms: u64) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                Msg::Neigh(Event::Learned { ip, mac, port }) => self.datapath.l3.learn_from_peer(ip, mac, port),
+            }
+        }
+        self.datapath.tick(now_ms);
+        let peers = &self.peers;
+        let me = self.id as usize;
+        self.datapath.l3.take_events(|e| {
+            for (i, p) in peers.iter().enumerate() {
+                if i != me {
+                    let _ = p.try_send(Msg::Neigh(e));
+                }
+            }
+        });
+    }
+
+    fn publish(&self) {
+        if let Ok(mut p) = self.published.lock() {
+            p.clone_from(&self.datapath.l3.stats);
+        }
+    }
+}
