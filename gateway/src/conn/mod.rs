@@ -1,0 +1,24 @@
+//! Per-worker connection tracking for the datapath (DESIGN.md decisions 5 and 7).
+//!
+//! - [`tuple`]: the 5-tuple as a packet arrives, and the per-boot keyed hash over it.
+//! - [`index`]: open-addressing index from a tuple's hash to (entry, direction).
+//! - [`timer`]: hashed timing wheel with intrusive links and lazy re-arming.
+//! - [`state`]: IPVS TCP/UDP states, transitions and timeouts.
+//! - [`table`]: the table itself, one per worker, fixed size, no allocation after creation.
+//!
+//! A FullNAT connection is found from both of its tuples: the client's (CIP:cport -> VIP:vport)
+//! and the real server's reply (RIP:rport -> LIP:lport). DR and TUN connections have only the
+//! first and use IPVS's INPUT-ONLY state rows.
+
+pub mod index;
+pub mod state;
+pub mod table;
+pub mod timer;
+pub mod tuple;
+
+pub use state::{tcp_flags, Activity, State, StateChange, Timeouts};
+pub use table::{
+    Conn, ConnFlags, ConnId, ConnTable, Counters, ExpireReason, InsertError, BATCH, MAX_CAPACITY,
+};
+pub use timer::Ticks;
+pub use tuple::{Dir, HashKey, Tuple, PROTO_TCP, PROTO_UDP};

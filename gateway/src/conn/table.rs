@@ -1,0 +1,857 @@
+//! The per-worker connection table: slab of entries, two-way index, timer wheel.
+//!
+//! One worker owns one table (DESIGN.md decision 5): no locks, no atomics, and after `new` no
+//! allocation. Every entry is one 64-byte cache line, found from the client's tuple and, for
+//! FullNAT and NAT, from the real server's reply tuple.
+
+use super::index::Index;
+use super::state::{self, Rows, State, StateChange, Timeouts, STATES};
+use super::timer::{Ticks, TimerNode, TimerNodes, TimerWheel};
+use super::tuple::{Dir, HashKey, Tuple, PROTO_TCP};
+
+/// Largest capacity: ids need 31 bits (one more holds the direction in the index).
+pub const MAX_CAPACITY: u32 = 1 << 30;
+
+/// Timer tick and wheel size: 10 ms x 8192 buckets = one revolution per ~82 s; longer timeouts
+/// take rounds (an idle ESTABLISHED connection is looked at ~11 times in 900 s).
+const TICK_MS: u64 = 10;
+const WHEEL_BUCKETS_LOG2: u32 = 13;
+
+/// Most lookups `lookup_batch` pipelines at once (a receive burst).
+pub const BATCH: usize = 32;
+
+/// Index of an entry in the table. Reused after the entry goes: callers must not keep one past
+/// `remove` or the expiry callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u32);
+
+impl ConnId {
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// Entry flag bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnFlags(u8);
+
+impl ConnFlags {
+    /// Slot holds a connection.
+    const LIVE: u8 = 1 << 0;
+    /// `reply` is meaningful (FullNAT, NAT).
+    const HAS_REPLY: u8 = 1 << 1;
+    /// IPVS `IP_VS_CONN_F_NOOUTPUT`: replies not seen (yet), client packets use the INPUT-ONLY rows.
+    pub const INPUT_ONLY: ConnFlags = ConnFlags(1 << 2);
+    /// Set by the table when the connection first reaches ESTABLISHED.
+    pub const ESTABLISHED_SEEN: ConnFlags = ConnFlags(1 << 3);
+    /// The TOA option has been inserted (set by the FullNAT datapath).
+    pub const TOA_DONE: ConnFlags = ConnFlags(1 << 4);
+    /// Free for the datapath.
+    pub const USER_A: ConnFlags = ConnFlags(1 << 5);
+    pub const USER_B: ConnFlags = ConnFlags(1 << 6);
+    pub const USER_C: ConnFlags = ConnFlags(1 << 7);
+    /// The bits `Conn::set_flags` may change.
+    const USER_MASK: u8 = Self::TOA_DONE.0 | Self::USER_A.0 | Self::USER_B.0 | Self::USER_C.0;
+
+    pub fn contains(self, other: ConnFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+}
+
+impl core::ops::BitOr for ConnFlags {
+    type Output = ConnFlags;
+    fn bitor(self, rhs: ConnFlags) -> ConnFlags {
+        ConnFlags(self.0 | rhs.0)
+    }
+}
+
+/// One tracked connection: exactly one cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub struct Conn {
+    client: Tuple,
+    reply: Tuple,
+    timer: TimerNode,
+    /// Service index (opaque here).
+    pub svc: u32,
+    /// Real server index (opaque here).
+    pub rs: u32,
+    /// A word for the datapath (e.g. the index of the local address).
+    pub user: u32,
+    /// Forwarding mode id (opaque here).
+    pub mode: u8,
+    state: u8,
+    flags: u8,
+}
+
+impl Conn {
+    const FREE: Conn = Conn {
+        client: Tuple {
+            src: 0,
+            dst: 0,
+            sport: 0,
+            dport: 0,
+            proto: 0,
+        },
+        reply: Tuple {
+            src: 0,
+            dst: 0,
+            sport: 0,
+            dport: 0,
+            proto: 0,
+        },
+        timer: TimerNode::UNLINKED,
+        svc: 0,
+        rs: 0,
+        user: 0,
+        mode: 0,
+        state: 0,
+        flags: 0,
+    };
+
+    /// CIP:cport -> VIP:vport, as packets arrive from the client.
+    pub fn client(&self) -> Tuple {
+        self.client
+    }
+
+    /// RIP:rport -> LIP:lport (FullNAT) as packets arrive from the real server, if tracked.
+    pub fn reply(&self) -> Option<Tuple> {
+        (self.flags & ConnFlags::HAS_REPLY != 0).then_some(self.reply)
+    }
+
+    /// The tuple packets from `dir` carry (the client tuple when no reply tuple is tracked).
+    pub fn tuple(&self, dir: Dir) -> Tuple {
+        match dir {
+            Dir::Reply if self.flags & ConnFlags::HAS_REPLY != 0 => self.reply,
+            _ => self.client,
+        }
+    }
+
+    pub fn proto(&self) -> u8 {
+        self.client.proto
+    }
+
+    pub fn state(&self) -> State {
+        State::from_u8(self.state)
+    }
+
+    /// Whether the real server counts this connection as active (see `State::is_active`).
+    pub fn is_active(&self) -> bool {
+        self.state().is_active()
+    }
+
+    pub fn flags(&self) -> ConnFlags {
+        ConnFlags(self.flags)
+    }
+
+    /// Sets the datapath's flags in `f` (`TOA_DONE`, `USER_*`); other bits are ignored.
+    pub fn set_flags(&mut self, f: ConnFlags) {
+        self.flags |= f.0 & ConnFlags::USER_MASK;
+    }
+
+    /// Clears the datapath's flags in `f`; other bits are ignored.
+    pub fn clear_flags(&mut self, f: ConnFlags) {
+        self.flags &= !(f.0 & ConnFlags::USER_MASK);
+    }
+
+    /// When the connection expires unless another packet comes.
+    pub fn deadline(&self) -> Ticks {
+        self.timer.deadline()
+    }
+
+    fn is_live(&self) -> bool {
+        self.flags & ConnFlags::LIVE != 0
+    }
+}
+
+/// The slab as the timer wheel sees it.
+impl TimerNodes for Vec<Conn> {
+    fn node(&self, id: u32) -> &TimerNode {
+        &self[id as usize].timer
+    }
+    fn node_mut(&mut self, id: u32) -> &mut TimerNode {
+        &mut self[id as usize].timer
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    #[error("connection table full")]
+    TableFull,
+    #[error("a connection with this tuple exists")]
+    Duplicate,
+}
+
+/// Why `expire` hands an entry back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireReason {
+    /// Its state's idle timeout passed without a packet.
+    Timeout,
+}
+
+/// Per-table event counts (per worker, read by the control plane).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub created: u64,
+    pub expired: u64,
+    pub removed: u64,
+    pub table_full: u64,
+    pub duplicates: u64,
+}
+
+/// Free-list end marker.
+const NONE: u32 = u32::MAX;
+
+pub struct ConnTable {
+    slab: Vec<Conn>,
+    /// Free slots, linked through their `svc` field; LIFO so a reused slot is likely cached.
+    free_head: u32,
+    len: u32,
+    index: Index,
+    wheel: TimerWheel,
+    key: HashKey,
+    timeouts: Timeouts,
+    timeout_ms: [u64; STATES],
+    counters: Counters,
+}
+
+impl ConnTable {
+    /// A table for `capacity` connections with a fresh random hash key, its clock starting at 0.
+    ///
+    /// # Panics
+    /// If `capacity > MAX_CAPACITY` (the config validation bounds it first).
+    pub fn new(capacity: u32, timeouts: Timeouts) -> ConnTable {
+        Self::with_key(capacity, timeouts, HashKey::random(), Ticks(0))
+    }
+
+    /// As `new`, with a given key and start time (tests, benchmarks, a clock not starting at 0).
+    pub fn with_key(capacity: u32, timeouts: Timeouts, key: HashKey, now: Ticks) -> ConnTable {
+        assert!(capacity <= MAX_CAPACITY, "capacity above {MAX_CAPACITY}");
+        let mut slab = vec![Conn::FREE; capacity as usize];
+        for (i, c) in slab.iter_mut().enumerate() {
+            c.svc = if i + 1 < capacity as usize {
+                i as u32 + 1
+            } else {
+                NONE
+            };
+        }
+        ConnTable {
+            slab,
+            free_head: if capacity > 0 { 0 } else { NONE },
+            len: 0,
+            index: Index::with_max_items(2 * capacity as usize),
+            wheel: TimerWheel::new(capacity, WHEEL_BUCKETS_LOG2, TICK_MS, now),
+            key,
+            timeouts,
+            timeout_ms: timeouts.to_ms(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// New timeouts apply from each connection's next packet.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
+        self.timeout_ms = timeouts.to_ms();
+    }
+
+    /// Bytes held: entries, index and wheel.
+    pub fn memory_bytes(&self) -> usize {
+        self.slab.len() * core::mem::size_of::<Conn>()
+            + self.index.memory_bytes()
+            + self.wheel.memory_bytes()
+    }
+
+    #[inline]
+    fn h32(&self, t: &Tuple) -> u32 {
+        (self.key.hash(t) >> 32) as u32
+    }
+
+    #[inline]
+    fn probe(&self, h32: u32, t: &Tuple) -> Option<(ConnId, Dir)> {
+        let slab = &self.slab;
+        self.index
+            .find(h32, |v| slab[(v >> 1) as usize].tuple(dir_of(v)) == *t)
+            .map(|v| (ConnId(v >> 1), dir_of(v)))
+    }
+
+    /// The connection a packet with tuple `t` belongs to, and which side sent it.
+    #[inline]
+    pub fn lookup(&self, t: &Tuple) -> Option<(ConnId, Dir)> {
+        self.probe(self.h32(t), t)
+    }
+
+    /// `lookup` for a burst, `out[i]` for `tuples[i]` (both as long as the shorter). Works in
+    /// groups of [`BATCH`]: hash all, load each first index slot, load each candidate entry, then
+    /// finish each probe. The early loads are independent, so their cache misses overlap instead
+    /// of queueing (VPP's pipelined lookups; stable Rust has no safe prefetch instruction, plain
+    /// loads do the same job within the CPU's out-of-order window).
+    pub fn lookup_batch(&self, tuples: &[Tuple], out: &mut [Option<(ConnId, Dir)>]) {
+        for (ts, os) in tuples.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
+            let n = ts.len().min(os.len());
+            let mut h = [0u32; BATCH];
+            let mut first = [0u64; BATCH];
+            for i in 0..n {
+                h[i] = self.h32(&ts[i]);
+                first[i] = self.index.first_slot(h[i]);
+            }
+            let mut warm = [0u32; BATCH];
+            for i in 0..n {
+                let s = first[i];
+                if (s >> 32) as u32 == h[i] && s != u64::MAX {
+                    let id = (s as u32 >> 1) as usize;
+                    warm[i] = self.slab[id].client.src;
+                }
+            }
+            core::hint::black_box(&warm);
+            for i in 0..n {
+                os[i] = self.probe(h[i], &ts[i]);
+            }
+        }
+    }
+
+    /// Adds a connection in state NONE (TCP) or UDP, its timer armed with that state's timeout.
+    /// `reply` is the tuple replies arrive with (FullNAT, NAT); `None` (DR, TUN) selects the
+    /// INPUT-ONLY TCP rows. Refuses a tuple already present (in either role) and counts it.
+    pub fn insert(
+        &mut self,
+        client: Tuple,
+        reply: Option<Tuple>,
+        svc: u32,
+        rs: u32,
+        mode: u8,
+        now: Ticks,
+    ) -> Result<ConnId, InsertError> {
+        let hc = self.h32(&client);
+        let hr = reply.map(|r| self.h32(&r));
+        let dup = self.probe(hc, &client).is_some()
+            || match (reply, hr) {
+                (Some(r), Some(h)) => r == client || self.probe(h, &r).is_some(),
+                _ => false,
+            };
+        if dup {
+            self.counters.duplicates += 1;
+            return Err(InsertError::Duplicate);
+        }
+        let id = self.free_head;
+        if id == NONE {
+            self.counters.table_full += 1;
+            return Err(InsertError::TableFull);
+        }
+        let state = if client.proto == PROTO_TCP {
+            State::None
+        } else {
+            State::Udp
+        };
+        let slot = &mut self.slab[id as usize];
+        self.free_head = slot.svc;
+        let mut flags = ConnFlags::LIVE;
+        if reply.is_some() {
+            flags |= ConnFlags::HAS_REPLY;
+        } else {
+            flags |= ConnFlags::INPUT_ONLY.0;
+        }
+        *slot = Conn {
+            client,
+            reply: reply.unwrap_or_default(),
+            timer: TimerNode::UNLINKED,
+            svc,
+            rs,
+            user: 0,
+            mode,
+            state: state as u8,
+            flags,
+        };
+        self.index.insert(hc, id << 1);
+        if let Some(h) = hr {
+            self.index.insert(h, (id << 1) | 1);
+        }
+        let deadline = now.after_ms(self.timeout_ms[state as usize]);
+        self.wheel.arm(&mut self.slab, id, deadline);
+        self.len += 1;
+        self.counters.created += 1;
+        Ok(ConnId(id))
+    }
+
+    /// The live entry `id`, if any.
+    #[inline]
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.slab.get(id.0 as usize).filter(|c| c.is_live())
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())
+    }
+
+    /// Updates the state for a packet from `dir` with TCP flags `tcp_flags` (ignored for UDP)
+    /// and re-arms the timer with the new state's timeout from `now` (IPVS `set_tcp_state`).
+    /// A dead `id` reports no change.
+    pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now: Ticks) -> StateChange {
+        let Some(c) = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live()) else {
+            return StateChange {
+                old: State::Close,
+                new: State::Close,
+            };
+        };
+        let old = c.state();
+        let new = if c.client.proto == PROTO_TCP {
+            // IPVS: a reply packet clears NOOUTPUT for good; until then client packets use the
+            // INPUT-ONLY rows.
+            let rows = match dir {
+                Dir::Reply => {
+                    c.flags &= !ConnFlags::INPUT_ONLY.0;
+                    Rows::Output
+                }
+                Dir::Original if c.flags & ConnFlags::INPUT_ONLY.0 != 0 => Rows::InputOnly,
+                Dir::Original => Rows::Input,
+            };
+            state::tcp_next(rows, tcp_flags, old)
+        } else {
+            State::Udp
+        };
+        c.state = new as u8;
+        if new == State::Established {
+            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+        }
+        let deadline = now.after_ms(self.timeout_ms[new as usize]);
+        self.wheel.rearm(&mut self.slab, id.0, deadline);
+        StateChange { old, new }
+    }
+
+    /// Takes slot `id` out of the index and onto the free list (timer already disarmed).
+    fn release(&mut self, id: u32) {
+        let c = self.slab[id as usize];
+        let hc = self.h32(&c.client);
+        let removed = self.index.remove(hc, id << 1);
+        debug_assert!(removed);
+        if let Some(r) = c.reply() {
+            let hr = self.h32(&r);
+            let removed = self.index.remove(hr, (id << 1) | 1);
+            debug_assert!(removed);
+        }
+        let slot = &mut self.slab[id as usize];
+        slot.flags = 0;
+        slot.svc = self.free_head;
+        self.free_head = id;
+        self.len -= 1;
+    }
+
+    /// Removes a live entry and returns it; `None` if `id` is not live.
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        let c = *self.get(id)?;
+        self.wheel.cancel(&mut self.slab, id.0);
+        self.release(id.0);
+        self.counters.removed += 1;
+        Some(c)
+    }
+
+    /// Expires connections whose deadline is `<= now`, examining at most `budget` timers; the
+    /// rest wait for the next call (plus at most one O(1) splice per wheel bucket). `f` sees each
+    /// entry before it is freed (the datapath resets expired ESTABLISHED TCP connections, frees
+    /// the local port and moves the real server's active/inactive count by `Conn::is_active`).
+    /// Returns how many expired.
+    pub fn expire(
+        &mut self,
+        now: Ticks,
+        budget: usize,
+        mut f: impl FnMut(ConnId, &Conn, ExpireReason),
+    ) -> usize {
+        self.wheel.advance(&mut self.slab, now);
+        let mut left = budget;
+        let mut n = 0;
+        while let Some(id) = self.wheel.pop_expired(&mut self.slab, now, &mut left) {
+            f(ConnId(id), &self.slab[id as usize], ExpireReason::Timeout);
+            self.release(id);
+            self.counters.expired += 1;
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether timers are waiting for another `expire` call (budget ran out).
+    pub fn expire_pending(&self) -> bool {
+        self.wheel.has_due(&self.slab)
+    }
+
+    /// Live entries, in slot order (for dumps; O(capacity)).
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+        self.slab
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_live())
+            .map(|(i, c)| (ConnId(i as u32), c))
+    }
+}
+
+#[inline]
+fn dir_of(v: u32) -> Dir {
+    if v & 1 == 0 {
+        Dir::Original
+    } else {
+        Dir::Reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::state::tcp_flags::*;
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::net::Ipv4Addr;
+
+    fn client(i: u32) -> Tuple {
+        Tuple::new(
+            Ipv4Addr::from(0x0a00_0000 + (i >> 16)),
+            (i & 0xffff) as u16,
+            Ipv4Addr::new(192, 0, 2, 1),
+            80,
+            PROTO_TCP,
+        )
+    }
+
+    fn reply(i: u32) -> Tuple {
+        Tuple::new(
+            Ipv4Addr::new(172, 16, 0, 2),
+            8080,
+            Ipv4Addr::new(172, 16, 0, 1),
+            (i & 0xffff) as u16,
+            PROTO_TCP,
+        )
+    }
+
+    fn table(cap: u32) -> ConnTable {
+        ConnTable::with_key(
+            cap,
+            Timeouts::default(),
+            HashKey::from_words([7, 8, 9, 10]),
+            Ticks(0),
+        )
+    }
+
+    #[test]
+    fn entry_is_one_cache_line_and_memory_within_budget() {
+        assert_eq!(core::mem::size_of::<Conn>(), 64);
+        assert_eq!(core::mem::align_of::<Conn>(), 64);
+        let t = table(1 << 20);
+        let per_conn = (t.memory_bytes() - t.wheel.memory_bytes()) / t.capacity();
+        assert!(per_conn <= 128, "{per_conn}");
+        // At the designed maximum load (3/4) the two index slots cost 2 * 8 * 4 / 3 bytes.
+        assert!(64 + 2 * 8 * 4 / 3 <= 128);
+    }
+
+    #[test]
+    fn insert_and_lookup_both_directions() {
+        let mut t = table(8);
+        let id = t
+            .insert(client(1), Some(reply(1)), 3, 4, 1, Ticks(0))
+            .unwrap();
+        let dr = t.insert(client(2), None, 5, 6, 2, Ticks(0)).unwrap();
+        assert_eq!(t.lookup(&client(1)), Some((id, Dir::Original)));
+        assert_eq!(t.lookup(&reply(1)), Some((id, Dir::Reply)));
+        assert_eq!(t.lookup(&client(2)), Some((dr, Dir::Original)));
+        assert_eq!(t.lookup(&reply(2)), None);
+        assert_eq!(t.lookup(&client(1).reversed()), None);
+        let c = t.get(id).unwrap();
+        assert_eq!((c.svc, c.rs, c.mode, c.user), (3, 4, 1, 0));
+        assert_eq!(c.reply(), Some(reply(1)));
+        assert_eq!(c.state(), State::None);
+        assert!(!c.flags().contains(ConnFlags::INPUT_ONLY));
+        assert!(t.get(dr).unwrap().flags().contains(ConnFlags::INPUT_ONLY));
+        assert_eq!(t.get(dr).unwrap().reply(), None);
+        t.get_mut(id).unwrap().user = 99;
+        t.get_mut(id)
+            .unwrap()
+            .set_flags(ConnFlags::TOA_DONE | ConnFlags::ESTABLISHED_SEEN);
+        let f = t.get(id).unwrap().flags();
+        assert!(f.contains(ConnFlags::TOA_DONE) && !f.contains(ConnFlags::ESTABLISHED_SEEN));
+        assert_eq!(t.get(id).unwrap().user, 99);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.iter().map(|(i, _)| i).collect::<Vec<_>>(), vec![id, dr]);
+    }
+
+    #[test]
+    fn batch_lookup_matches_single() {
+        let mut t = table(100);
+        for i in 0..100 {
+            t.insert(client(i), Some(reply(i)), 0, 0, 0, Ticks(0))
+                .unwrap();
+        }
+        let tuples: Vec<Tuple> = (0..70)
+            .map(|i| match i % 3 {
+                0 => client(i),
+                1 => reply(i),
+                _ => client(1000 + i),
+            })
+            .collect();
+        let mut out = vec![None; 70];
+        t.lookup_batch(&tuples, &mut out);
+        for (tu, o) in tuples.iter().zip(&out) {
+            assert_eq!(*o, t.lookup(tu));
+        }
+        assert!(out.iter().filter(|o| o.is_some()).count() > 40);
+    }
+
+    #[test]
+    fn duplicates_refused_and_counted() {
+        let mut t = table(8);
+        t.insert(client(1), Some(reply(1)), 0, 0, 0, Ticks(0))
+            .unwrap();
+        assert_eq!(
+            t.insert(client(1), Some(reply(2)), 0, 0, 0, Ticks(0)),
+            Err(InsertError::Duplicate)
+        );
+        assert_eq!(
+            t.insert(client(2), Some(reply(1)), 0, 0, 0, Ticks(0)),
+            Err(InsertError::Duplicate)
+        );
+        // A new client tuple equal to an existing reply tuple clashes too.
+        assert_eq!(
+            t.insert(reply(1), None, 0, 0, 0, Ticks(0)),
+            Err(InsertError::Duplicate)
+        );
+        assert_eq!(
+            t.insert(client(3), Some(client(3)), 0, 0, 0, Ticks(0)),
+            Err(InsertError::Duplicate)
+        );
+        assert_eq!(t.counters().duplicates, 4);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn full_counted_recovers_and_ids_reused() {
+        let mut t = table(3);
+        let ids: Vec<_> = (0..3)
+            .map(|i| {
+                t.insert(client(i), Some(reply(i)), 0, 0, 0, Ticks(0))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            t.insert(client(9), None, 0, 0, 0, Ticks(0)),
+            Err(InsertError::TableFull)
+        );
+        assert_eq!(t.counters().table_full, 1);
+        let gone = t.remove(ids[1]).unwrap();
+        assert_eq!(gone.client(), client(1));
+        assert!(t.remove(ids[1]).is_none());
+        assert!(t.get(ids[1]).is_none());
+        assert_eq!(t.lookup(&client(1)), None);
+        assert_eq!(t.lookup(&reply(1)), None);
+        let again = t.insert(client(9), None, 0, 0, 0, Ticks(0)).unwrap();
+        assert_eq!(again, ids[1]);
+        assert_eq!(t.get(again).unwrap().client(), client(9));
+        assert_eq!(t.counters().removed, 1);
+        assert_eq!(t.counters().created, 4);
+        let empty = table(0);
+        assert_eq!(empty.capacity(), 0);
+    }
+
+    #[test]
+    fn tcp_states_and_timeouts_fullnat() {
+        let mut t = table(4);
+        let id = t
+            .insert(client(1), Some(reply(1)), 0, 0, 0, Ticks(0))
+            .unwrap();
+        assert_eq!(t.get(id).unwrap().deadline(), Ticks(2_000)); // NONE: 2 s
+        let c = t.on_packet(id, Dir::Original, SYN, Ticks(10));
+        assert_eq!((c.old, c.new), (State::None, State::SynRecv));
+        assert_eq!(c.activity(), state::Activity::BecameActive);
+        assert_eq!(t.get(id).unwrap().deadline(), Ticks(60_010));
+        t.on_packet(id, Dir::Reply, SYN | ACK, Ticks(20));
+        let c = t.on_packet(id, Dir::Original, ACK, Ticks(30));
+        assert_eq!(c.new, State::Established);
+        assert_eq!(c.activity(), state::Activity::Unchanged);
+        let conn = t.get(id).unwrap();
+        assert!(conn.is_active() && conn.flags().contains(ConnFlags::ESTABLISHED_SEEN));
+        assert_eq!(conn.deadline(), Ticks(900_030));
+        t.on_packet(id, Dir::Original, ACK, Ticks(5_000));
+        assert_eq!(t.get(id).unwrap().deadline(), Ticks(905_000));
+        let c = t.on_packet(id, Dir::Original, FIN | ACK, Ticks(6_000));
+        assert_eq!(c.new, State::CloseWait);
+        assert_eq!(c.activity(), state::Activity::BecameInactive);
+        assert_eq!(t.get(id).unwrap().deadline(), Ticks(66_000)); // moved earlier
+        t.on_packet(id, Dir::Reply, FIN | ACK, Ticks(6_001));
+        assert_eq!(t.get(id).unwrap().state(), State::TimeWait);
+        let c = t.on_packet(id, Dir::Original, RST, Ticks(6_002));
+        assert_eq!(c.new, State::Close);
+        assert_eq!(t.get(id).unwrap().deadline(), Ticks(16_002));
+        // Not before the CLOSE timeout, then exactly once.
+        let mut seen = Vec::new();
+        assert_eq!(
+            t.expire(Ticks(16_001), 100, |i, c, _| seen.push((i, c.state()))),
+            0
+        );
+        assert_eq!(
+            t.expire(Ticks(16_020), 100, |i, c, _| seen.push((i, c.state()))),
+            1
+        );
+        assert_eq!(seen, vec![(id, State::Close)]);
+        assert!(t.is_empty());
+        assert_eq!(t.lookup(&reply(1)), None);
+        assert_eq!(t.counters().expired, 1);
+    }
+
+    #[test]
+    fn tcp_states_dr_input_only_and_udp() {
+        let mut t = table(4);
+        let id = t.insert(client(1), None, 0, 0, 0, Ticks(0)).unwrap();
+        assert_eq!(
+            t.on_packet(id, Dir::Original, SYN, Ticks(0)).new,
+            State::SynRecv
+        );
+        assert_eq!(
+            t.on_packet(id, Dir::Original, ACK, Ticks(0)).new,
+            State::Established
+        );
+        // INPUT-ONLY: a client FIN means FIN_WAIT (the full table would say CLOSE_WAIT).
+        assert_eq!(
+            t.on_packet(id, Dir::Original, FIN | ACK, Ticks(0)).new,
+            State::FinWait
+        );
+        assert_eq!(t.get(id).unwrap().deadline(), Ticks(120_000));
+
+        let u = Tuple {
+            proto: super::super::tuple::PROTO_UDP,
+            ..client(2)
+        };
+        let uid = t.insert(u, None, 0, 0, 0, Ticks(0)).unwrap();
+        assert_eq!(t.get(uid).unwrap().deadline(), Ticks(300_000));
+        let c = t.on_packet(uid, Dir::Original, 0, Ticks(1_000));
+        assert_eq!((c.old, c.new), (State::Udp, State::Udp));
+        assert!(!t.get(uid).unwrap().is_active());
+        assert_eq!(t.get(uid).unwrap().deadline(), Ticks(301_000));
+    }
+
+    #[test]
+    fn established_survives_while_refreshed_and_expiry_is_bounded() {
+        let mut t = table(50);
+        for i in 0..50 {
+            let id = t
+                .insert(client(i), Some(reply(i)), 0, 0, 0, Ticks(0))
+                .unwrap();
+            t.on_packet(id, Dir::Original, SYN, Ticks(0));
+        }
+        // Keep connection 0 alive with a packet every 50 s across several wheel revolutions.
+        let keep = t.lookup(&client(0)).unwrap().0;
+        t.on_packet(keep, Dir::Original, ACK, Ticks(0));
+        let mut now = 0;
+        while now < 1_000_000 {
+            now += 50_000;
+            t.on_packet(keep, Dir::Original, ACK, Ticks(now));
+            let mut fired = 0;
+            let n = t.expire(Ticks(now), 7, |id, c, r| {
+                assert_ne!(id, keep);
+                assert_eq!(r, ExpireReason::Timeout);
+                assert!(c.deadline() <= Ticks(now));
+                fired += 1;
+            });
+            assert_eq!(n, fired);
+            assert!(n <= 7, "budget exceeded");
+        }
+        assert_eq!(t.len(), 1);
+        assert!(!t.expire_pending());
+        assert_eq!(t.counters().expired, 49);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u32, bool),
+        Remove(u32),
+        Packet(u32, u8),
+        Expire(u64, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u32..48, any::<bool>()).prop_map(|(i, r)| Op::Insert(i, r)),
+            2 => (0u32..48).prop_map(Op::Remove),
+            2 => (0u32..48, any::<u8>()).prop_map(|(i, f)| Op::Packet(i, f)),
+            1 => (0u64..200_000, 1usize..10).prop_map(|(d, b)| Op::Expire(d, b)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Random inserts, removes, packets and expiries against a HashMap of
+        /// tuple -> (key, deadline).
+        #[test]
+        fn matches_model(ops in proptest::collection::vec(op(), 1..150)) {
+            let mut t = table(16);
+            let to = t.timeout_ms;
+            // key i -> (deadline, has_reply)
+            let mut model: HashMap<u32, (u64, bool)> = HashMap::new();
+            let mut now = 0u64;
+            for o in ops {
+                match o {
+                    Op::Insert(i, with_reply) => {
+                        let r = t.insert(client(i), with_reply.then(|| reply(i)), i, 0, 0, Ticks(now));
+                        if model.contains_key(&i) {
+                            prop_assert_eq!(r, Err(InsertError::Duplicate));
+                        } else if model.len() == 16 {
+                            prop_assert_eq!(r, Err(InsertError::TableFull));
+                        } else {
+                            prop_assert!(r.is_ok());
+                            model.insert(i, (now + to[State::None as usize], with_reply));
+                        }
+                    }
+                    Op::Remove(i) => {
+                        match t.lookup(&client(i)) {
+                            Some((id, _)) => {
+                                prop_assert!(t.remove(id).is_some());
+                                prop_assert!(model.remove(&i).is_some());
+                            }
+                            None => prop_assert!(!model.contains_key(&i)),
+                        }
+                    }
+                    Op::Packet(i, flags) => {
+                        if let Some((id, dir)) = t.lookup(&client(i)) {
+                            let c = t.on_packet(id, dir, flags, Ticks(now));
+                            model.get_mut(&i).unwrap().0 = now + to[c.new as usize];
+                        }
+                    }
+                    Op::Expire(dt, budget) => {
+                        now += dt;
+                        t.expire(Ticks(now), budget, |_, c, _| {
+                            let i = c.svc;
+                            let (d, _) = model.remove(&i).expect("expired unknown");
+                            assert!(d <= now, "expired early");
+                        });
+                    }
+                }
+                prop_assert_eq!(t.len(), model.len());
+                for (&i, &(d, with_reply)) in &model {
+                    let (id, dir) = t.lookup(&client(i)).expect("lost");
+                    prop_assert_eq!(dir, Dir::Original);
+                    prop_assert_eq!(t.get(id).unwrap().deadline(), Ticks(d));
+                    prop_assert_eq!(t.lookup(&reply(i)).map(|x| x.0), with_reply.then_some(id));
+                }
+            }
+        }
+    }
+}

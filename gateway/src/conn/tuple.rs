@@ -1,0 +1,186 @@
+//! The 5-tuple a packet carries as it arrives at the gateway, and the keyed hash over it.
+
+use core::hash::BuildHasher;
+use std::net::Ipv4Addr;
+
+/// IP protocol numbers (IANA) the table distinguishes.
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// A packet's 5-tuple as it arrives (addresses and ports in host order). 16 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+impl Tuple {
+    pub fn new(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, proto: u8) -> Tuple {
+        Tuple {
+            src: u32::from(src),
+            dst: u32::from(dst),
+            sport,
+            dport,
+            proto,
+        }
+    }
+
+    pub fn src_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.src)
+    }
+
+    pub fn dst_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.dst)
+    }
+
+    /// The tuple of a packet going the other way.
+    pub fn reversed(&self) -> Tuple {
+        Tuple {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+        }
+    }
+
+    /// The tuple as two words, the hash's input.
+    fn words(&self) -> (u64, u64) {
+        let a = (u64::from(self.src) << 32) | u64::from(self.dst);
+        let b =
+            (u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto);
+        (a, b)
+    }
+}
+
+/// Which side a packet came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// From the client (matches the entry's client tuple); IPVS "INPUT".
+    Original = 0,
+    /// From the real server (matches the reply tuple); IPVS "OUTPUT".
+    Reply = 1,
+}
+
+/// A per-boot random key for the table's hash. Keyed so that remote peers, who choose the
+/// tuples, cannot aim them at one bucket; never the NIC's RSS hash, whose key is well known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashKey([u64; 4]);
+
+impl HashKey {
+    /// Fresh random key from std's per-process random seed.
+    pub fn random() -> HashKey {
+        let s = std::collections::hash_map::RandomState::new();
+        HashKey([0u64, 1, 2, 3].map(|i| s.hash_one(i)))
+    }
+
+    /// A fixed key, for tests and reproducible benchmarks.
+    pub fn from_words(k: [u64; 4]) -> HashKey {
+        HashKey(k)
+    }
+
+    /// Two rounds of 64x64->128 folded multiply (the wyhash/ahash mixer): a few ns, and every
+    /// output bit depends on every input bit after the second round.
+    #[inline]
+    pub fn hash(&self, t: &Tuple) -> u64 {
+        let (a, b) = t.words();
+        let x = fold_mul(a ^ self.0[0], b ^ self.0[1]);
+        fold_mul(x ^ self.0[2], self.0[3] | 1)
+    }
+}
+
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuple_is_small_and_converts() {
+        assert!(core::mem::size_of::<Tuple>() <= 16);
+        let t = Tuple::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            1234,
+            Ipv4Addr::new(192, 0, 2, 1),
+            80,
+            PROTO_TCP,
+        );
+        assert_eq!(t.src_ip(), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(t.dst_ip(), Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(t.src, 0x0a00_0001);
+        let r = t.reversed();
+        assert_eq!((r.sport, r.dport, r.src_ip()), (80, 1234, t.dst_ip()));
+        assert_eq!(r.reversed(), t);
+    }
+
+    #[test]
+    fn hash_depends_on_every_field_and_key() {
+        let k = HashKey::from_words([1, 2, 3, 4]);
+        let t = Tuple::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            1234,
+            Ipv4Addr::new(192, 0, 2, 1),
+            80,
+            PROTO_TCP,
+        );
+        let h = k.hash(&t);
+        let variants = [
+            Tuple {
+                src: t.src ^ 1,
+                ..t
+            },
+            Tuple {
+                dst: t.dst ^ 1,
+                ..t
+            },
+            Tuple {
+                sport: t.sport ^ 1,
+                ..t
+            },
+            Tuple {
+                dport: t.dport ^ 1,
+                ..t
+            },
+            Tuple {
+                proto: PROTO_UDP,
+                ..t
+            },
+            t.reversed(),
+        ];
+        for v in variants {
+            assert_ne!(k.hash(&v), h, "{v:?}");
+        }
+        assert_ne!(HashKey::from_words([5, 2, 3, 4]).hash(&t), h);
+        assert_ne!(HashKey::random(), HashKey::random());
+    }
+
+    #[test]
+    fn hash_spreads_sequential_ports() {
+        // Sequential client ports (the common case) must fill buckets evenly: 4096 tuples into
+        // 1024 buckets by the top bits, no bucket far above the mean of 4.
+        let k = HashKey::random();
+        let mut buckets = [0u32; 1024];
+        for p in 0..4096u16 {
+            let t = Tuple::new(
+                Ipv4Addr::new(10, 0, 0, 1),
+                p,
+                Ipv4Addr::new(192, 0, 2, 1),
+                80,
+                PROTO_TCP,
+            );
+            buckets[(k.hash(&t) >> 54) as usize] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&c| c < 20),
+            "{:?}",
+            buckets.iter().max()
+        );
+    }
+}
