@@ -310,6 +310,23 @@ mod tests {
     }
 
     #[test]
+    fn symmetric_key_steers() {
+        // The repetitive key used for symmetric RSS (0x6d5a repeated, Woo & Park) still leaves
+        // enough freedom in the destination port bits.
+        let key: Vec<u8> = [0x6d, 0x5a].repeat(20);
+        for size in [64, 128, 512] {
+            for workers in 1..=4u16 {
+                let r = PortLayout::new(
+                    usize::from(workers),
+                    DEFAULT_PORTS,
+                    rss(&key, size, workers),
+                );
+                assert!(r.is_ok(), "size {size} workers {workers}: {:?}", r.err());
+            }
+        }
+    }
+
+    #[test]
     fn all_zero_key_is_unsteerable() {
         // Every hash is 0, so with two workers one of them never gets a reply through RSS.
         let err = PortLayout::new(2, DEFAULT_PORTS, rss(&[0; 40], 128, 2)).unwrap_err();

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::toeplitz::{field, Toeplitz};
+use super::toeplitz::Toeplitz;
 
 /// A reply packet's addresses and ports: RIP:rport -> LIP:lport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,9 +22,6 @@ impl ReplyTuple {
     /// The RSS hash the NIC computes for this tuple (IPv4 with TCP/UDP input).
     #[inline]
     pub fn rss_hash(&self, toeplitz: &Toeplitz) -> u32 {
-        toeplitz.hash_ip(field::SRC_IP, self.src_ip)
-            ^ toeplitz.hash_ip(field::DST_IP, self.dst_ip)
-            ^ toeplitz.hash_port(field::SRC_PORT, self.src_port)
-            ^ toeplitz.hash_port(field::DST_PORT, self.dst_port)
+        toeplitz.hash_ipv4_l4(self.src_ip, self.dst_ip, self.src_port, self.dst_port)
     }
 }
