@@ -19,6 +19,9 @@ struct Args {
     /// Override `eal.file_prefix` (several instances on one machine).
     #[arg(long)]
     file_prefix: Option<String>,
+    /// Override `control.stats_file`.
+    #[arg(long)]
+    stats_file: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -28,11 +31,15 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cfg = match Config::from_file(&args.config).and_then(|mut c| {
         if let Some(p) = &args.file_prefix {
             c.eal.file_prefix = p.clone();
             c.validate()?;
+        }
+        if let Some(f) = &args.stats_file {
+            c.control.stats_file = Some(f.clone());
         }
         Ok(c)
     }) {

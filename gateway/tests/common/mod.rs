@@ -1,0 +1,163 @@
+//! Lab harness for end-to-end tests: each test builds its own uniquely named namespaces with
+//! scripts/lab.sh, runs the real `gateway` binary in them, and removes everything on drop, even when
+//! the test fails.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn gateway_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gateway")
+}
+
+/// A name no other test (or concurrent run) uses: short, because interface-free but still.
+pub fn unique_name(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    format!("{tag}{}x{n}", std::process::id() % 100000)
+}
+
+pub struct Lab {
+    pub name: String,
+    pub run_dir: PathBuf,
+    up: bool,
+}
+
+impl Lab {
+    /// Brings a lab up with `config` (TOML text). Panics with the gateway's log if it fails.
+    pub fn up(tag: &str, config: &str) -> Lab {
+        let name = unique_name(tag);
+        let run_dir = PathBuf::from(format!("/run/gwlab/{name}"));
+        std::fs::create_dir_all("/run/gwlab").unwrap();
+        let cfg_path = PathBuf::from(format!("/run/gwlab/{name}.toml"));
+        std::fs::write(&cfg_path, config).unwrap();
+        let mut lab = Lab { name: name.clone(), run_dir, up: true };
+        let out = Command::new(repo_root().join("scripts/lab.sh"))
+            .args(["up", &name, cfg_path.to_str().unwrap()])
+            .env("GATEWAY_BIN", gateway_bin())
+            .output()
+            .expect("run lab.sh");
+        let _ = std::fs::remove_file(&cfg_path);
+        if !out.status.success() {
+            let msg = format!(
+                "lab.sh up failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            lab.down();
+            panic!("{msg}");
+        }
+        lab
+    }
+
+    /// The default lab config (conf/lab.toml) with extra TOML appended.
+    pub fn default_config(extra: &str) -> String {
+        let base = std::fs::read_to_string(repo_root().join("conf/lab.toml")).unwrap();
+        format!("{base}\n{extra}")
+    }
+
+    /// Runs a command in one of the lab's namespaces (cli, lb, sw, rs1, rs2).
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{node}", self.name)])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Like `exec`, asserting success; returns stdout.
+    pub fn sh(&self, node: &str, args: &[&str]) -> String {
+        let o = self.exec(node, args);
+        assert!(
+            o.status.success(),
+            "{node}: {args:?} failed: {}\n{}\n--- gateway log ---\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.run_dir.join("gateway.pid")).ok()?.trim().parse().ok()
+    }
+
+    /// The counters the gateway last wrote (refreshed five times a second).
+    pub fn stats(&self) -> String {
+        std::thread::sleep(Duration::from_millis(450));
+        std::fs::read_to_string(self.run_dir.join("stats.txt")).unwrap_or_default()
+    }
+
+    /// Sum of a `key value` counter over every `worker` line of the stats.
+    pub fn worker_counter(&self, stats: &str, key: &str) -> u64 {
+        stats
+            .lines()
+            .filter(|l| l.starts_with("worker "))
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                while let Some(w) = it.next() {
+                    if w == key {
+                        return it.next()?.parse::<u64>().ok();
+                    }
+                }
+                None
+            })
+            .sum()
+    }
+
+    /// A `drop <reason> <n>` counter (0 if absent).
+    pub fn drop_counter(stats: &str, reason: &str) -> u64 {
+        stats
+            .lines()
+            .filter_map(|l| l.strip_prefix("drop "))
+            .filter_map(|l| l.split_once(' '))
+            .find(|(r, _)| *r == reason)
+            .and_then(|(_, n)| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends SIGTERM to the gateway and waits (up to `limit`) for it to exit. True if it exited.
+    pub fn terminate_gateway(&self, limit: Duration) -> bool {
+        let Some(pid) = self.pid() else { return false };
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn down(&mut self) {
+        if self.up {
+            self.up = false;
+            let _ = Command::new(repo_root().join("scripts/lab.sh")).args(["down", &self.name]).output();
+        }
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+        .unwrap_or(true)
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# The lab: a network-namespace topology on veth pairs around the gateway.
+#
+#   <name>-cli  client       eth0 10.10.0.2/24, default via 10.10.0.1 (the gateway)
+#   <name>-lb   gateway      lbc (DPDK port "client", af_packet)  lbs (DPDK port "server", af_packet)
+#   <name>-sw   switch       br0 joining lbs, rs1, rs2, router
+#   <name>-rs1  real server  eth0 10.20.0.11/24, nginx on :80 and :8080 ("rs1")
+#   <name>-rs2  real server  eth0 10.20.0.12/24, nginx on :80 and :8080 ("rs2")
+#
+# The gateway owns 10.10.0.1 (client side), 10.20.0.1 (server side), the VIP 10.10.0.100 and the local
+# addresses (LIPs) 10.20.0.200-201; the kernel in <name>-lb has no address on lbc/lbs.
+#
+# Usage:
+#   lab.sh up     [NAME] [CONFIG]   build the topology, start nginx and the gateway (default NAME gwlab,
+#                                   CONFIG conf/lab.toml)
+#   lab.sh down   [NAME]            stop everything and remove the namespaces (idempotent)
+#   lab.sh status [NAME]            show namespaces, processes and the gateway's counters
+#   lab.sh demo   [NAME]            traffic through the gateway: ping, then curl and wrk against the VIP
+#   lab.sh exec   NAME NODE CMD...  run CMD in a node's namespace (cli, lb, sw, rs1, rs2)
+# Environment: GATEWAY_BIN (default target/release/gateway, else target/debug/gateway).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:-status}
+name=${2:-gwlab}
+run_dir=/run/gwlab/$name
+
+ns() { echo "$name-$1"; }
+nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+
+gateway_bin() {
+  if [ -n "${GATEWAY_BIN:-}" ]; then echo "$GATEWAY_BIN"; return; fi
+  for b in "$here/target/release/gateway" "$here/target/debug/gateway"; do
+    [ -x "$b" ] && { echo "$b"; return; }
+  done
+  echo "lab.sh: no gateway binary; run cargo build --release" >&2
+  exit 1
+}
+
+quiet_link() { # disable offloads that af_packet cannot see through (partial checksums, TSO/GRO)
+  local n=$1 dev=$2
+  nsx "$n" ethtool -K "$dev" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
+  nsx "$n" ip link set "$dev" up
+}
+
+start_nginx() {
+  local n=$1 label=$2 dir=$run_dir/$1
+  mkdir -p "$dir/html"
+  echo "$label" > "$dir/html/index.html"
+  head -c 102400 /dev/zero | tr '\0' 'x' > "$dir/html/100k.bin"
+  cat > "$dir/nginx.conf" <<NGX
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log $dir/access.log;
+  log_format peer '\$remote_addr \$remote_port \$request';
+  server {
+    listen 80 reuseport; listen 8080 reuseport;
+    access_log $dir/peer.log peer;
+    root $dir/html;
+    keepalive_timeout 65;
+    keepalive_requests 100000;
+  }
+}
+NGX
+  nsx "$n" nginx -c "$dir/nginx.conf" -g 'user root;' 2>/dev/null || nsx "$n" nginx -c "$dir/nginx.conf"
+}
+
+up() {
+  local config=${3:-$here/conf/lab.toml}
+  down >/dev/null 2>&1 || true
+  mkdir -p "$run_dir"
+  for n in cli lb sw rs1 rs2; do
+    ip netns add "$(ns $n)"
+    nsx $n ip link set lo up
+    nsx $n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  done
+  ip link add eth0 netns "$(ns cli)" type veth peer name lbc netns "$(ns lb)"
+  ip link add lbs netns "$(ns lb)" type veth peer name p-lb netns "$(ns sw)"
+  nsx sw ip link add br0 type bridge
+  nsx sw ip link set br0 up
+  for r in rs1 rs2; do
+    ip link add eth0 netns "$(ns $r)" type veth peer name "p-$r" netns "$(ns sw)"
+  done
+  for p in p-lb p-rs1 p-rs2; do
+    nsx sw ip link set "$p" master br0
+    quiet_link sw "$p"
+  done
+  quiet_link cli eth0
+  nsx cli ip addr add 10.10.0.2/24 dev eth0
+  nsx cli ip route add default via 10.10.0.1
+  quiet_link lb lbc
+  quiet_link lb lbs
+  local i=11
+  for r in rs1 rs2; do
+    quiet_link $r eth0
+    nsx $r ip addr add 10.20.0.$i/24 dev eth0
+    i=$((i + 1))
+    start_nginx $r $r
+  done
+  local bin; bin=$(gateway_bin)
+  cp "$config" "$run_dir/gateway.toml"
+  ip netns exec "$(ns lb)" "$bin" --config "$run_dir/gateway.toml" --file-prefix "$name" --stats-file "$run_dir/stats.txt" \
+    >"$run_dir/gateway.log" 2>&1 &
+  echo $! > "$run_dir/gateway.pid"
+  for _ in $(seq 1 100); do
+    if grep -q "gateway ready" "$run_dir/gateway.log"; then
+      echo "lab $name is up: gateway pid $(cat "$run_dir/gateway.pid"), log $run_dir/gateway.log"
+      return 0
+    fi
+    if ! kill -0 "$(cat "$run_dir/gateway.pid")" 2>/dev/null; then
+      echo "lab.sh: the gateway exited:" >&2
+      cat "$run_dir/gateway.log" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "lab.sh: the gateway did not become ready in 20 s" >&2
+  cat "$run_dir/gateway.log" >&2
+  return 1
+}
+
+down() {
+  if [ -f "$run_dir/gateway.pid" ]; then
+    local pid; pid=$(cat "$run_dir/gateway.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  for r in rs1 rs2; do
+    if [ -f "$run_dir/$r/nginx.pid" ]; then kill "$(cat "$run_dir/$r/nginx.pid")" 2>/dev/null || true; fi
+  done
+  for n in cli lb sw rs1 rs2 rtr; do
+    if ip netns pids "$(ns $n)" >/dev/null 2>&1; then
+      for p in $(ip netns pids "$(ns $n)" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+      ip netns del "$(ns $n)" 2>/dev/null || true
+    fi
+  done
+  rm -rf "/var/run/dpdk/$name"
+  echo "lab $name is down"
+}
+
+status() {
+  ip netns list | grep -E "^$name-" || echo "no namespaces for lab $name"
+  if [ -f "$run_dir/gateway.pid" ] && kill -0 "$(cat "$run_dir/gateway.pid")" 2>/dev/null; then
+    echo "gateway running, pid $(cat "$run_dir/gateway.pid")"
+    [ -f "$run_dir/stats.txt" ] && cat "$run_dir/stats.txt"
+  else
+    echo "gateway not running"
+  fi
+}
+
+demo() {
+  echo "== ping the gateway from the client"
+  nsx cli ping -c 3 -i 0.2 -W 1 10.10.0.1
+  echo "== 20 requests with curl to the VIP (FullNAT to rs1/rs2)"
+  for _ in $(seq 1 20); do nsx cli curl -s --max-time 3 http://10.10.0.100/; done | sort | uniq -c
+  echo "== wrk: 5 s, 2 threads, 20 connections"
+  nsx cli timeout 20 wrk -t2 -c20 -d5s http://10.10.0.100/ || true
+  echo "== peers the real servers saw (the gateway's local addresses)"
+  for r in rs1 rs2; do echo "$r: $(cut -d' ' -f1 "$run_dir/$r/peer.log" | sort | uniq -c | tr '\n' ' ')"; done
+  echo "== gateway counters"
+  kill -USR1 "$(cat "$run_dir/gateway.pid")"; sleep 0.3
+  [ -f "$run_dir/stats.txt" ] && cat "$run_dir/stats.txt"
+}
+
+case "$cmd" in
+  up) up "$@" ;;
+  down) down ;;
+  status) status ;;
+  demo) demo ;;
+  exec) shift 2; node=$1; shift; nsx "$node" "$@" ;;
+  *) echo "usage: lab.sh up|down|status|demo|exec [NAME] ..." >&2; exit 2 ;;
+esac
