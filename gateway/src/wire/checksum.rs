@@ -1,0 +1,268 @@
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! The checksum is the one's-complement of the one's-complement sum of the data taken as big-endian
+//! 16-bit words (an odd trailing byte is padded with a zero byte). Because 2^16 ≡ 1 (mod 0xFFFF), a
+//! sum of wider words folds to the same 16-bit value, so [`sum`] adds 32-bit words into a 64-bit
+//! accumulator (no carry handling in the loop, which the compiler can unroll) and [`fold`] folds at
+//! the end.
+//!
+//! The FullNAT fast path never recomputes a checksum: it rewrites addresses and ports and patches the
+//! checksums with [`update16`] / [`update32`] (RFC 1624 eqn. 3, `HC' = ~(~HC + ~m + m')`), which unlike
+//! eqn. 2 never produces the "negative zero" 0xFFFF where a full recomputation gives 0x0000.
+
+use std::net::Ipv4Addr;
+
+use super::ipv4::IpProtocol;
+
+/// Unfolded one's-complement sum of `data` as big-endian 16-bit words (odd length: the last byte is
+/// the high half of a word whose low half is zero). Combine several with `+` (the total stays far
+/// below `u64::MAX` for any packet) and [`fold`] at the end.
+#[inline]
+pub fn sum(data: &[u8]) -> u64 {
+    let mut acc: u64 = 0;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let rest = words.remainder();
+    let mut i = 0;
+    if rest.len() >= 2 {
+        acc += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
+        i = 2;
+    }
+    if let Some(&last) = rest.get(i) {
+        acc += u64::from(last) << 8;
+    }
+    acc
+}
+
+/// Folds an unfolded sum to 16 bits with end-around carry. A non-zero sum folds to 1..=0xFFFF.
+#[inline]
+pub fn fold(mut acc: u64) -> u16 {
+    while acc > 0xFFFF {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The Internet checksum of `data`: `!fold(sum(data))`.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum(data))
+}
+
+/// The sum of `data` with the 16-bit field at even offset `field` taken as zero: what the checksum of
+/// a header is computed over, whatever the field currently holds. `field + 2` must be within `data`.
+#[inline]
+pub fn sum_skipping(data: &[u8], field: usize) -> u64 {
+    debug_assert!(field & 1 == 0, "checksum field must be word aligned");
+    sum(data.get(..field).unwrap_or(&[])) + sum(data.get(field + 2..).unwrap_or(&[]))
+}
+
+/// Checksum of an IPv4 header (RFC 791 3.1), ignoring what the checksum field holds.
+#[inline]
+pub fn ipv4_header(header: &[u8]) -> u16 {
+    !fold(sum_skipping(header, 10))
+}
+
+/// Unfolded sum of the IPv4 pseudo-header of RFC 793 3.1 / RFC 768: source, destination, zero,
+/// protocol, and the L4 length (header plus data).
+#[inline]
+pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, l4_len: u16) -> u64 {
+    u64::from(u32::from(src))
+        + u64::from(u32::from(dst))
+        + u64::from(protocol.0)
+        + u64::from(l4_len)
+}
+
+/// Offset of the checksum field inside an L4 header, for the protocols whose checksum this module
+/// knows how to compute.
+#[inline]
+pub fn l4_checksum_field(protocol: IpProtocol) -> Option<usize> {
+    match protocol {
+        IpProtocol::TCP => Some(16),
+        IpProtocol::UDP => Some(6),
+        IpProtocol::ICMP => Some(2),
+        _ => None,
+    }
+}
+
+/// The checksum a TCP, UDP or ICMP segment `l4` carried by an IPv4 packet from `src` to `dst` must
+/// hold, ignoring what its checksum field currently holds. ICMP has no pseudo-header (RFC 792).
+/// For UDP a computed 0 is returned as 0xFFFF (RFC 768: 0 means "no checksum"). Returns `None` for
+/// other protocols or a segment too short to hold its checksum field.
+pub fn l4(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, l4: &[u8]) -> Option<u16> {
+    let field = l4_checksum_field(protocol)?;
+    if l4.len() < field + 2 || l4.len() > usize::from(u16::MAX) {
+        return None;
+    }
+    let mut acc = sum_skipping(l4, field);
+    if protocol != IpProtocol::ICMP {
+        acc += pseudo_header(src, dst, protocol, l4.len() as u16);
+    }
+    let c = !fold(acc);
+    Some(if protocol == IpProtocol::UDP && c == 0 {
+        0xFFFF
+    } else {
+        c
+    })
+}
+
+/// Whether `l4` (checksum field included) verifies: its sum, plus the pseudo-header for TCP/UDP,
+/// folds to 0xFFFF. The caller handles UDP's "checksum 0 = none" before calling.
+pub fn l4_verifies(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, l4: &[u8]) -> bool {
+    let Ok(len) = u16::try_from(l4.len()) else {
+        return false;
+    };
+    let mut acc = sum(l4);
+    if protocol != IpProtocol::ICMP {
+        acc += pseudo_header(src, dst, protocol, len);
+    }
+    fold(acc) == 0xFFFF
+}
+
+/// RFC 1624 eqn. 3: the new checksum after a 16-bit word of the covered data changed from `old` to
+/// `new`. Also valid with `old`/`new` being folded sums of a changed word-aligned region.
+#[inline]
+pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
+    let acc = u64::from(!hc) + u64::from(!old) + u64::from(new);
+    !fold(acc)
+}
+
+/// [`update16`] for a changed 32-bit value, e.g. an IPv4 address in the header or pseudo-header.
+#[inline]
+pub fn update32(hc: u16, old: u32, new: u32) -> u16 {
+    let acc = u64::from(!hc)
+        + u64::from(!(old >> 16) & 0xFFFF)
+        + u64::from(!old & 0xFFFF)
+        + u64::from(new >> 16)
+        + u64::from(new & 0xFFFF);
+    !fold(acc)
+}
+
+/// [`update16`] for an IPv4 UDP checksum: 0 means "no checksum" and is left alone (RFC 768), and a
+/// result of 0 is sent as 0xFFFF.
+#[inline]
+pub fn update16_udp(hc: u16, old: u16, new: u16) -> u16 {
+    if hc == 0 {
+        return 0;
+    }
+    udp_nonzero(update16(hc, old, new))
+}
+
+/// [`update32`] for an IPv4 UDP checksum (see [`update16_udp`]).
+#[inline]
+pub fn update32_udp(hc: u16, old: u32, new: u32) -> u16 {
+    if hc == 0 {
+        return 0;
+    }
+    udp_nonzero(update32(hc, old, new))
+}
+
+#[inline]
+fn udp_nonzero(c: u16) -> u16 {
+    if c == 0 {
+        0xFFFF
+    } else {
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reference: RFC 1071's word-by-word algorithm.
+    fn naive(data: &[u8]) -> u16 {
+        let mut acc: u32 = 0;
+        for pair in data.chunks(2) {
+            let w = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            acc += u32::from(w);
+            acc = (acc & 0xFFFF) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 4.1 (the example bytes 00 01 f2 03 f4 f5 f6 f7 sum to 0xddf2).
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&data)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(fold(sum(&[0x12])), 0x1200);
+        assert_eq!(fold(sum(&[0x12, 0x34, 0x56])), 0x1234 + 0x5600);
+        assert_eq!(
+            fold(sum(&[0x12, 0x34, 0x56, 0x78, 0x9a])),
+            fold(0x1234 + 0x5678 + 0x9a00)
+        );
+    }
+
+    #[test]
+    fn empty_and_zero() {
+        assert_eq!(checksum(&[]), 0xFFFF);
+        assert_eq!(checksum(&[0, 0, 0]), 0xFFFF);
+        assert_eq!(fold(0x1_FFFE), 0xFFFF);
+    }
+
+    #[test]
+    fn known_ipv4_header() {
+        // A classic example header (Wikipedia "IPv4 header checksum"): checksum 0xb861.
+        let h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(ipv4_header(&h), 0xb861);
+        assert_eq!(fold(sum(&h)), 0xFFFF);
+    }
+
+    #[test]
+    fn udp_zero_maps_to_ffff() {
+        assert_eq!(update16_udp(0, 1, 2), 0, "no checksum stays no checksum");
+        // hc = 0xFFFF carries a computed 0; an unchanged word keeps it 0xFFFF, not 0.
+        assert_eq!(update16_udp(0xFFFF, 7, 7), 0xFFFF);
+        assert_eq!(update32_udp(0xFFFF, 7, 7), 0xFFFF);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn sum_matches_rfc1071(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(checksum(&data), naive(&data));
+        }
+
+        #[test]
+        fn update16_matches_recompute(
+            mut data in proptest::collection::vec(any::<u8>(), 2..64),
+            idx in any::<prop::sample::Index>(),
+            new in any::<u16>(),
+        ) {
+            // Non-zero data: a one's-complement sum is then never the +0 that eqn. 3 cannot yield.
+            data[0] |= 1;
+            let words = data.len() / 2;
+            let i = idx.index(words) * 2;
+            if i == 0 { return Ok(()); }
+            let hc = checksum(&data);
+            let old = u16::from_be_bytes([data[i], data[i + 1]]);
+            data[i..i + 2].copy_from_slice(&new.to_be_bytes());
+            prop_assert_eq!(update16(hc, old, new), checksum(&data));
+        }
+
+        #[test]
+        fn update32_matches_recompute(
+            mut data in proptest::collection::vec(any::<u8>(), 8..64),
+            new in any::<u32>(),
+        ) {
+            data[0] |= 1;
+            let hc = checksum(&data);
+            let old = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+            data[4..8].copy_from_slice(&new.to_be_bytes());
+            prop_assert_eq!(update32(hc, old, new), checksum(&data));
+        }
+    }
+}
