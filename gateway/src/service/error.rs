@@ -1,0 +1,31 @@
+//! Errors of service definitions: each names the value at fault, as the admin shell shows it.
+
+use super::real::RsKey;
+use thiserror::Error;
+
+/// Why a scheduler name, flag or service definition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ServiceError {
+    #[error("unknown scheduler `{0}` (expected one of: rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh)")]
+    UnknownScheduler(String),
+    #[error("unknown scheduler flag `{0}` (expected sh-fallback, sh-port, mh-fallback, mh-port, flag-1 or flag-2)")]
+    UnknownFlag(String),
+    #[error("unknown forwarding method `{0}` (expected fullnat, nat, dr or tun)")]
+    UnknownFwdMode(String),
+    #[error("unknown protocol `{0}` (expected tcp or udp)")]
+    UnknownProto(String),
+    #[error("real server {0}: weight {1} out of range 0..=65535")]
+    WeightRange(RsKey, u32),
+    #[error("real server {rs}: lower threshold {lower} above upper threshold {upper}")]
+    Thresholds { rs: RsKey, upper: u32, lower: u32 },
+    #[error("real server {0} listed twice")]
+    Duplicate(RsKey),
+    #[error("{0} real servers in one service (at most 65536)")]
+    TooMany(usize),
+    #[error(
+        "maglev table size {size} must be a prime larger than the number of real servers ({reals})"
+    )]
+    MaglevSize { size: u32, reals: usize },
+    #[error("persistence timeout must be at least 1 second")]
+    PersistTimeout,
+}

@@ -1,0 +1,277 @@
+//! Maglev hashing (Eisenbud et al., "Maglev: A Fast and Reliable Software Network Load Balancer",
+//! NSDI'16, §3.4), weighted.
+//!
+//! Each server `i` has a permutation of the `M` slots (`M` prime): `offset_i + j * skip_i mod M`, with
+//! `offset` and `skip` hashed from its identity ([`RsKey`]), so a server's preferences do not depend on
+//! the other servers. Servers take turns claiming their next preferred free slot until the table is
+//! full. A server that leaves frees only its slots plus the few claims that cascade from them, so about
+//! `1/N` of the keys move (the paper's Figure 12).
+//!
+//! Weights: the paper leaves them open; IPVS (ip_vs_mh.c) gives a server `weight/gcd` consecutive
+//! turns per round after shifting weights down to 6 bits, which rounds shares coarsely. Here server
+//! `i`'s `k`-th claim happens at time `k / w_i`, claims taken in time order (ties in list order), so
+//! servers claim at rates proportional to their weights throughout the fill and each ends within a
+//! slot or two of `M * w_i / Σw`. With equal weights this is exactly the paper's round-robin fill.
+
+use super::hash::keyed;
+use super::real::RsKey;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// One pending claim of the population: server `idx` makes its `k`-th claim at time `k / w`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Claim {
+    k: u64,
+    w: u64,
+    idx: u32,
+}
+
+impl Ord for Claim {
+    /// Reversed (BinaryHeap is a max-heap): the earliest time, then the lowest index, is greatest.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.k * self.w)
+            .cmp(&(self.k * o.w))
+            .then_with(|| o.idx.cmp(&self.idx))
+    }
+}
+
+impl PartialOrd for Claim {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// A populated Maglev lookup table: slot → real server index.
+#[derive(Clone, Debug, Default)]
+pub struct MaglevTable {
+    lookup: Box<[u16]>,
+}
+
+/// Domain separation of the three hash functions derived from one seed.
+const OFFSET: u64 = 1;
+const SKIP: u64 = 2;
+
+impl MaglevTable {
+    /// Populates a table of `size` slots (a prime larger than `keys.len()`, at most 65536 servers)
+    /// for the servers `keys` with `weights` (same order). Servers of weight 0 get no slot; with no
+    /// weighted server the table is empty and every lookup misses.
+    pub fn build(keys: &[RsKey], weights: &[u32], size: u32, seed: u64) -> Self {
+        let m = u64::from(size);
+        if m < 2 || keys.len() != weights.len() || !weights.iter().any(|&w| w > 0) {
+            return MaglevTable::default();
+        }
+        let (s_off, s_skip) = (keyed(seed, OFFSET), keyed(seed, SKIP));
+        // next[i]: server i's next preferred slot; skip[i]: its stride.
+        let mut next: Vec<u64> = keys.iter().map(|k| keyed(s_off, k.as_u64()) % m).collect();
+        let skip: Vec<u64> = keys
+            .iter()
+            .map(|k| keyed(s_skip, k.as_u64()) % (m - 1) + 1)
+            .collect();
+
+        let mut heap: BinaryHeap<Claim> = weights
+            .iter()
+            .enumerate()
+            .filter(|&(_, &w)| w > 0)
+            .map(|(i, &w)| Claim {
+                k: 1,
+                w: u64::from(w),
+                idx: i as u32,
+            })
+            .collect();
+        const FREE: u32 = u32::MAX;
+        let mut table = vec![FREE; size as usize];
+        let mut filled = 0u64;
+        while filled < m {
+            let Some(mut c) = heap.pop() else { break };
+            let i = c.idx as usize;
+            // m is prime and 1 <= skip < m, so the walk visits every slot: a free one is found.
+            loop {
+                let slot = next[i] as usize;
+                next[i] = (next[i] + skip[i]) % m;
+                if table[slot] == FREE {
+                    table[slot] = c.idx;
+                    break;
+                }
+            }
+            filled += 1;
+            c.k += 1;
+            heap.push(c);
+        }
+        MaglevTable {
+            lookup: table.into_iter().map(|i| i as u16).collect(),
+        }
+    }
+
+    /// Number of slots (0 when no server had weight).
+    pub fn len(&self) -> usize {
+        self.lookup.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lookup.is_empty()
+    }
+
+    /// The server of the slot `hash` falls in.
+    pub fn lookup(&self, hash: u64) -> Option<usize> {
+        let n = self.lookup.len() as u64;
+        if n == 0 {
+            return None;
+        }
+        Some(usize::from(self.lookup[(hash % n) as usize]))
+    }
+
+    /// Slots held by each of `n` servers.
+    pub fn shares(&self, n: usize) -> Vec<u32> {
+        let mut s = vec![0u32; n];
+        for &i in self.lookup.iter() {
+            if let Some(c) = s.get_mut(usize::from(i)) {
+                *c += 1;
+            }
+        }
+        s
+    }
+
+    /// `mh` scheduling of a key hash: the slot's server if `available`; with `fallback`
+    /// (`mh-fallback`), otherwise the first available among a few rehashed slots and then among all
+    /// servers from a hashed start. Every step is a function of the hash, so all workers agree.
+    /// (IPVS rehashes up to `M` times; bounding the rehashes keeps a pick O(n) when all are down.)
+    pub fn pick(
+        &self,
+        hash: u64,
+        n: usize,
+        fallback: bool,
+        available: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let first = self.lookup(hash)?;
+        if available(first) {
+            return Some(first);
+        }
+        if !fallback {
+            return None;
+        }
+        const REHASHES: u64 = 16;
+        for r in 1..=REHASHES {
+            let i = self.lookup(keyed(hash, r))?;
+            if available(i) {
+                return Some(i);
+            }
+        }
+        let start = (hash % n.max(1) as u64) as usize;
+        (0..n).map(|k| (start + k) % n).find(|&i| available(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::config::DEFAULT_HASH_SEED as SEED;
+    use std::net::Ipv4Addr;
+
+    fn keys(n: usize) -> Vec<RsKey> {
+        (0..n)
+            .map(|i| RsKey {
+                addr: Ipv4Addr::from(0x0a00_0000 + i as u32),
+                port: 80,
+            })
+            .collect()
+    }
+
+    fn assert_shares_within(weights: &[u32], size: u32, tolerance: f64) {
+        let t = MaglevTable::build(&keys(weights.len()), weights, size, SEED);
+        assert_eq!(t.len(), size as usize);
+        let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+        for (i, &s) in t.shares(weights.len()).iter().enumerate() {
+            let want = f64::from(size) * f64::from(weights[i]) / total as f64;
+            assert!(
+                (f64::from(s) - want).abs() <= want * tolerance,
+                "server {i} weight {} has {s} slots, want {want:.1}",
+                weights[i]
+            );
+        }
+    }
+
+    #[test]
+    fn equal_weights_share_evenly() {
+        assert_shares_within(&[1; 10], 65_537, 0.01);
+        assert_shares_within(&[7; 100], 65_537, 0.01);
+    }
+
+    #[test]
+    fn weighted_shares_within_one_percent() {
+        let w: Vec<u32> = (1..=20).collect();
+        assert_shares_within(&w, 65_537, 0.01);
+        assert_shares_within(&[1, 2], 65_537, 0.01);
+        assert_shares_within(&[60_000, 3000, 1000], 65_537, 0.01);
+    }
+
+    #[test]
+    fn zero_weight_gets_nothing() {
+        let t = MaglevTable::build(&keys(3), &[1, 0, 1], 251, SEED);
+        assert_eq!(t.shares(3)[1], 0);
+        assert!(MaglevTable::build(&keys(2), &[0, 0], 251, SEED).is_empty());
+        assert_eq!(MaglevTable::default().lookup(5), None);
+    }
+
+    /// Fraction of slots whose server (by identity) differs.
+    fn moved(a: &MaglevTable, ka: &[RsKey], b: &MaglevTable, kb: &[RsKey]) -> f64 {
+        let diff = (0..a.len() as u64)
+            .filter(|&h| ka[a.lookup(h).unwrap()] != kb[b.lookup(h).unwrap()])
+            .count();
+        diff as f64 / a.len() as f64
+    }
+
+    #[test]
+    fn removing_one_of_n_moves_at_most_one_nth_plus_one_percent() {
+        for n in [5usize, 10, 50, 200] {
+            let ka = keys(n);
+            let a = MaglevTable::build(&ka, &vec![1; n], 65_537, SEED);
+            for gone in [0, n / 2, n - 1] {
+                let mut kb = ka.clone();
+                kb.remove(gone);
+                let b = MaglevTable::build(&kb, &vec![1; n - 1], 65_537, SEED);
+                let f = moved(&a, &ka, &b, &kb);
+                assert!(
+                    f <= 1.0 / n as f64 + 0.01,
+                    "n={n} removed {gone}: moved {f}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn adding_one_moves_little() {
+        let n = 20;
+        let kb = keys(n + 1);
+        let ka = kb[..n].to_vec();
+        let a = MaglevTable::build(&ka, &vec![1; n], 65_537, SEED);
+        let b = MaglevTable::build(&kb, &vec![1; n + 1], 65_537, SEED);
+        let f = moved(&a, &ka, &b, &kb);
+        assert!(f <= 1.0 / (n + 1) as f64 + 0.01, "moved {f}");
+    }
+
+    #[test]
+    fn same_input_same_table_and_order_independent_preferences() {
+        let k = keys(8);
+        let a = MaglevTable::build(&k, &[1; 8], 4093, SEED);
+        let b = MaglevTable::build(&k, &[1; 8], 4093, SEED);
+        assert_eq!(a.lookup, b.lookup);
+        let c = MaglevTable::build(&k, &[1; 8], 4093, SEED ^ 1);
+        assert_ne!(a.lookup, c.lookup);
+    }
+
+    #[test]
+    fn pick_with_and_without_fallback() {
+        let t = MaglevTable::build(&keys(4), &[1; 4], 251, SEED);
+        let h = 12_345u64;
+        let home = t.lookup(h).unwrap();
+        assert_eq!(t.pick(h, 4, false, |_| true), Some(home));
+        assert_eq!(t.pick(h, 4, false, |i| i != home), None);
+        let alt = t.pick(h, 4, true, |i| i != home).unwrap();
+        assert_ne!(alt, home);
+        // Deterministic.
+        assert_eq!(t.pick(h, 4, true, |i| i != home), Some(alt));
+        assert_eq!(t.pick(h, 4, true, |_| false), None);
+        // Only one left: found even if no rehash lands on it.
+        assert_eq!(t.pick(h, 4, true, |i| i == 3), Some(3));
+    }
+}

@@ -1,0 +1,229 @@
+//! Persistence templates (`ipvsadm -p`), shared by every worker of the gateway.
+//!
+//! A client's connections may hash to different workers (RSS spreads by the full 4-tuple), so the
+//! "client → real server" memory cannot be per worker. Choice: a table split into 64 shards, each a
+//! `Mutex<HashMap>` on its own cache line, locked **only when a new connection of a persistent service
+//! is scheduled** — never per packet: packets of existing connections find their server in the
+//! worker's connection table. With 64 shards, two workers collide on a lock only when they schedule new
+//! connections of clients in the same shard at the same instant, and then wait for a hash lookup.
+//!
+//! Alternatives weighed: a lock-free map (epoch reclamation, much more code, no gain at new-connection
+//! rates); per-worker tables plus steering new connections of one client to one worker (needs the NIC
+//! to hash by source address only, which costs the reply-steering scheme of DESIGN.md §6); an
+//! `RwLock` (every lookup also refreshes the expiry, i.e. writes, so it would buy nothing).
+//!
+//! The lock is held while the scheduler picks for a client without a valid template, so two workers
+//! racing on one client's first two connections agree on the server.
+//!
+//! Expiry follows IPVS's templates in the simple case: a template lives `timeout` after the last
+//! connection it placed. (IPVS also keeps a template while connections it controls live; here a
+//! client returning after `timeout` with an older connection still open is scheduled afresh.)
+//! Expired templates are replaced in place, removed in bulk when a shard fills, and swept by
+//! [`PersistTable::expire`], which the control thread calls periodically.
+
+use super::hash::mix64;
+use super::real::RsKey;
+use super::sched::Millis;
+use hashbrown::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard};
+
+const SHARDS: usize = 64;
+/// Entries each shard holds without reallocating.
+const SHARD_INITIAL: usize = 128;
+/// Default bound on templates per service: a spoofed-source flood must not grow memory without limit.
+pub const DEFAULT_PERSIST_MAX: usize = 1 << 20;
+
+/// One template: the masked client's real server and when the template expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Template {
+    pub rs: RsKey,
+    pub expires: Millis,
+}
+
+type Map = HashMap<u32, Template, ahash::RandomState>;
+
+#[repr(align(64))]
+struct Shard(Mutex<Map>);
+
+/// The persistence table of one service (kept across snapshots of the service).
+pub struct PersistTable {
+    shards: Box<[Shard]>,
+    max_per_shard: usize,
+    /// Templates not stored because their shard was full of live templates.
+    full: AtomicU64,
+}
+
+impl std::fmt::Debug for PersistTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistTable")
+            .field("len", &self.len())
+            .field("full", &self.full_drops())
+            .finish()
+    }
+}
+
+impl PersistTable {
+    /// A table holding at most about `max_entries` templates.
+    pub fn new(max_entries: usize) -> Self {
+        let max_per_shard = max_entries.div_ceil(SHARDS).max(1);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Shard(Mutex::new(Map::with_capacity_and_hasher(
+                    SHARD_INITIAL.min(max_per_shard),
+                    ahash::RandomState::new(),
+                )))
+            })
+            .collect();
+        PersistTable {
+            shards,
+            max_per_shard,
+            full: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, client: u32) -> MutexGuard<'_, Map> {
+        let s = &self.shards[(mix64(u64::from(client)) >> 58) as usize];
+        // A worker that panicked with the lock cannot have left a map half-updated in a way that
+        // matters here (each operation is one insert/get), so poisoning is ignored.
+        s.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server for a new connection of masked client `client`: the template's, if it is alive and
+    /// `valid` maps its server to a usable index; otherwise `schedule()`'s choice, recorded. Either way
+    /// the template then expires `ttl` after `now`.
+    pub fn resolve(
+        &self,
+        client: u32,
+        now: Millis,
+        ttl: Millis,
+        valid: impl FnOnce(RsKey) -> Option<usize>,
+        schedule: impl FnOnce() -> Option<(usize, RsKey)>,
+    ) -> Option<usize> {
+        let mut map = self.shard(client);
+        let expires = now.saturating_add(ttl);
+        if let Some(t) = map.get_mut(&client) {
+            if t.expires > now {
+                if let Some(i) = valid(t.rs) {
+                    t.expires = expires;
+                    return Some(i);
+                }
+            }
+        }
+        let Some((i, rs)) = schedule() else {
+            // As ip_vs_check_template: an unusable template is dropped.
+            map.remove(&client);
+            return None;
+        };
+        if map.len() >= self.max_per_shard && !map.contains_key(&client) {
+            map.retain(|_, t| t.expires > now);
+        }
+        if map.len() < self.max_per_shard || map.contains_key(&client) {
+            map.insert(client, Template { rs, expires });
+        } else {
+            self.full.fetch_add(1, Relaxed);
+        }
+        Some(i)
+    }
+
+    /// The live template of `client`, if any (for the admin shell and tests).
+    pub fn get(&self, client: u32, now: Millis) -> Option<Template> {
+        self.shard(client)
+            .get(&client)
+            .copied()
+            .filter(|t| t.expires > now)
+    }
+
+    /// Removes expired templates, one shard lock at a time; returns how many.
+    pub fn expire(&self, now: Millis) -> usize {
+        let mut removed = 0;
+        for s in self.shards.iter() {
+            let mut map = s.0.lock().unwrap_or_else(|e| e.into_inner());
+            let before = map.len();
+            map.retain(|_, t| t.expires > now);
+            removed += before - map.len();
+        }
+        removed
+    }
+
+    /// Templates stored, live or not yet swept.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Templates dropped because a shard was full.
+    pub fn full_drops(&self) -> u64 {
+        self.full.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn rs(n: u8) -> RsKey {
+        RsKey {
+            addr: Ipv4Addr::new(10, 0, 0, n),
+            port: 80,
+        }
+    }
+
+    #[test]
+    fn template_sticks_until_timeout_and_refreshes() {
+        let t = PersistTable::new(1000);
+        let pick = |n: usize| move || Some((n, rs(n as u8)));
+        let valid = |k: RsKey| Some(usize::from(k.addr.octets()[3]));
+        assert_eq!(t.resolve(7, 0, 100, valid, pick(1)), Some(1));
+        assert_eq!(t.resolve(7, 50, 100, valid, pick(2)), Some(1));
+        // refreshed at 50: alive until 150
+        assert_eq!(t.resolve(7, 149, 100, valid, pick(2)), Some(1));
+        // expired at 249 + ... : 149 + 100 = 249
+        assert_eq!(t.resolve(7, 249, 100, valid, pick(2)), Some(2));
+        assert_eq!(t.get(7, 250).map(|x| x.rs), Some(rs(2)));
+    }
+
+    #[test]
+    fn invalid_template_is_rescheduled_or_dropped() {
+        let t = PersistTable::new(1000);
+        t.resolve(1, 0, 100, |_| None, || Some((3, rs(3))));
+        assert_eq!(t.resolve(1, 1, 100, |_| None, || Some((4, rs(4)))), Some(4));
+        assert_eq!(t.resolve(1, 2, 100, |_| None, || None), None);
+        assert!(t.get(1, 2).is_none());
+    }
+
+    #[test]
+    fn bounded_and_swept() {
+        let t = PersistTable::new(64); // one entry per shard
+        for c in 0..1000u32 {
+            // a full table still schedules, it only forgets
+            assert_eq!(t.resolve(c, 0, 10, |_| None, || Some((0, rs(0)))), Some(0));
+        }
+        assert!(t.len() <= 64);
+        assert!(t.full_drops() > 0);
+        // expired ones make room again
+        t.resolve(5000, 20, 10, |_| None, || Some((0, rs(0))));
+        assert!(t.get(5000, 20).is_some());
+        let left = t.len();
+        assert_eq!(t.expire(100), left);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn expire_sweeps() {
+        let t = PersistTable::new(1000);
+        for c in 0..100u32 {
+            t.resolve(c, u64::from(c), 10, |_| None, || Some((0, rs(0))));
+        }
+        assert_eq!(t.len(), 100);
+        assert_eq!(t.expire(60), 51); // expires = c + 10 <= 60 for c in 0..=50
+        assert_eq!(t.len(), 49);
+    }
+}
