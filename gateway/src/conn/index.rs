@@ -27,7 +27,11 @@ pub struct Index {
 impl Index {
     /// An index that holds `max_items` entries at a load of at most 3/4.
     pub fn with_max_items(max_items: usize) -> Index {
-        let buckets = (max_items * MAX_LOAD_DEN / MAX_LOAD_NUM + 1).next_power_of_two();
+        // More buckets than items, so a probe always ends at an empty slot.
+        let buckets = (max_items * MAX_LOAD_DEN)
+            .div_ceil(MAX_LOAD_NUM)
+            .max(max_items + 1)
+            .next_power_of_two();
         Index {
             slots: vec![EMPTY; buckets],
             mask: buckets - 1,

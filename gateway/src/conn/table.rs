@@ -4,10 +4,18 @@
 //! allocation. Every entry is one 64-byte cache line, found from the client's tuple and, for
 //! FullNAT and NAT, from the real server's reply tuple.
 
-use super::index::Index;
+use super::index::{Index, MAX_LOAD_DEN, MAX_LOAD_NUM};
 use super::state::{self, Rows, State, StateChange, Timeouts, STATES};
 use super::timer::{Ticks, TimerNode, TimerNodes, TimerWheel};
 use super::tuple::{Dir, HashKey, Tuple, PROTO_TCP};
+
+/// Memory per connection when the index is at its maximum load (3/4): the entry plus its two
+/// index slots (85 bytes). Rounding the index up to a power of two makes the real figure lie
+/// between this and 107 bytes; the timer wheel adds a fixed 128 KiB per table.
+pub const BYTES_PER_CONN_AT_MAX_LOAD: usize =
+    core::mem::size_of::<Conn>() + 2 * core::mem::size_of::<u64>() * MAX_LOAD_DEN / MAX_LOAD_NUM;
+
+const _: () = assert!(core::mem::size_of::<Conn>() == 64 && BYTES_PER_CONN_AT_MAX_LOAD <= 128);
 
 /// Largest capacity: ids need 31 bits (one more holds the direction in the index).
 pub const MAX_CAPACITY: u32 = 1 << 30;
@@ -557,11 +565,14 @@ mod tests {
     fn entry_is_one_cache_line_and_memory_within_budget() {
         assert_eq!(core::mem::size_of::<Conn>(), 64);
         assert_eq!(core::mem::align_of::<Conn>(), 64);
-        let t = table(1 << 20);
-        let per_conn = (t.memory_bytes() - t.wheel.memory_bytes()) / t.capacity();
-        assert!(per_conn <= 128, "{per_conn}");
-        // At the designed maximum load (3/4) the two index slots cost 2 * 8 * 4 / 3 bytes.
-        assert!(64 + 2 * 8 * 4 / 3 <= 128);
+        assert_eq!(BYTES_PER_CONN_AT_MAX_LOAD, 85);
+        // Power-of-two rounding: best case (3 * 2^k / 2 entries fill 3/4) and worst case (one
+        // more entry doubles the index).
+        for (cap, want) in [(3 << 9, 85), ((3 << 10) + 1, 106)] {
+            let t = table(cap);
+            let per_conn = (t.memory_bytes() - t.wheel.memory_bytes()) / t.capacity();
+            assert_eq!(per_conn, want, "capacity {cap}");
+        }
     }
 
     #[test]
