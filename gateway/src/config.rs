@@ -5,6 +5,7 @@
 //! key is documented in conf/README.md.
 
 use crate::net::Ipv4Cidr;
+use crate::service::{FwdMode, Persistence, Proto, RealServer, SchedKind, ServiceConfig};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -41,6 +42,96 @@ pub struct Config {
     pub neighbour: NeighbourConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    #[serde(default)]
+    pub conn: ConnConfig,
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceEntry>,
+}
+
+/// Connection tracking, per worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnConfig {
+    /// Connections each worker can track (the table is allocated whole at start).
+    pub capacity: u32,
+    /// Local ports FullNAT may use on each LIP, `[first, last]`.
+    pub port_range: [u16; 2],
+    /// Idle timeouts per state, seconds (IPVS defaults).
+    pub timeouts: crate::conn::Timeouts,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        ConnConfig { capacity: 1 << 20, port_range: [1024, 65535], timeouts: Default::default() }
+    }
+}
+
+/// A virtual service (`ipvsadm -A`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEntry {
+    /// The virtual IP.
+    pub vip: String,
+    /// The virtual port.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    #[serde(default = "default_tcp")]
+    pub protocol: String,
+    /// One of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh (default wlc, as IPVS).
+    #[serde(default = "default_sched")]
+    pub scheduler: String,
+    /// Scheduler flags as ipvsadm spells them (`sh-port`, `sh-fallback`, `mh-port`, `mh-fallback`).
+    #[serde(default)]
+    pub scheduler_flags: Vec<String>,
+    /// Persistence timeout in seconds (`ipvsadm -p`); absent = no persistence.
+    pub persistence_s: Option<u32>,
+    /// Persistence netmask (`ipvsadm -M`).
+    pub persistence_netmask: Option<String>,
+    /// Local addresses (LIPs) for FullNAT real servers; they must be on a port's subnet.
+    #[serde(default)]
+    pub local_addresses: Vec<String>,
+    /// Pass the client address to real servers in the TCP option TOA (FullNAT).
+    #[serde(default = "default_true")]
+    pub toa: bool,
+    /// Drop a connection at once when its real server is removed (IPVS `expire_nodest_conn`).
+    #[serde(default)]
+    pub expire_nodest_conn: bool,
+    #[serde(default, rename = "real")]
+    pub reals: Vec<RealEntry>,
+}
+
+fn default_tcp() -> String {
+    "tcp".into()
+}
+fn default_sched() -> String {
+    "wlc".into()
+}
+
+/// A real server (`ipvsadm -a`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealEntry {
+    pub address: String,
+    /// Defaults to the service's port.
+    pub port: Option<u16>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// `fullnat` (ipvsadm -b, default), `nat` (-m), `dr` (-g), `tun` (-i).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Upper connection threshold (`-x`), 0 = none.
+    #[serde(default)]
+    pub upper: u32,
+    /// Lower connection threshold (`-y`).
+    #[serde(default)]
+    pub lower: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+fn default_mode() -> String {
+    "fullnat".into()
 }
 
 /// EAL arguments, built into an argv by `eal_args`.
@@ -222,6 +313,7 @@ impl Default for ControlConfig {
 pub struct Validated {
     pub port_addrs: Vec<Vec<Ipv4Cidr>>,
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
+    pub services: Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>,
 }
 
 impl Config {
@@ -358,7 +450,98 @@ impl Config {
         if !(16..=1 << 20).contains(&n.capacity) {
             return Err(invalid("neighbour.capacity", "must be in 16..=1048576"));
         }
-        Ok(Validated { port_addrs, routes })
+        let c = &self.conn;
+        if !(1024..=crate::conn::MAX_CAPACITY).contains(&c.capacity) {
+            return Err(invalid("conn.capacity", format!("{} is out of range 1024..={}", c.capacity, crate::conn::MAX_CAPACITY)));
+        }
+        if c.port_range[0] == 0 || c.port_range[0] > c.port_range[1] || c.port_range[1] - c.port_range[0] < 1023 {
+            return Err(invalid("conn.port_range", "must be [first, last] with 0 < first and at least 1024 ports"));
+        }
+        let services = self.validate_services(&port_addrs)?;
+        Ok(Validated { port_addrs, routes, services })
+    }
+
+    fn validate_services(&self, port_addrs: &[Vec<Ipv4Cidr>]) -> Result<Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>, ConfigError> {
+        let mut out = Vec::new();
+        let mut keys = HashSet::new();
+        let owned: HashSet<Ipv4Addr> = port_addrs.iter().flatten().map(|c| c.addr).collect();
+        for (i, s) in self.services.iter().enumerate() {
+            let key = format!("service[{i}]");
+            let vip: Ipv4Addr = s.vip.parse().map_err(|_| invalid(format!("{key}.vip"), format!("{:?} is not an IPv4 address", s.vip)))?;
+            if owned.contains(&vip) {
+                return Err(invalid(format!("{key}.vip"), format!("{vip} is also an interface address")));
+            }
+            if s.port == 0 {
+                return Err(invalid(format!("{key}.port"), "must be 1..=65535"));
+            }
+            let proto: Proto = s.protocol.parse().map_err(|_| invalid(format!("{key}.protocol"), format!("{:?} is not tcp or udp", s.protocol)))?;
+            if !keys.insert((vip, s.port, proto)) {
+                return Err(invalid(key, format!("service {proto} {vip}:{} is defined twice", s.port)));
+            }
+            let sched: SchedKind = s.scheduler.parse().map_err(|e| invalid(format!("{key}.scheduler"), format!("{e}")))?;
+            let mut cfg = ServiceConfig::new(vip, s.port, proto, sched);
+            for (j, f) in s.scheduler_flags.iter().enumerate() {
+                match f.as_str() {
+                    "sh-port" | "mh-port" => cfg.flags.hash_port = true,
+                    "sh-fallback" | "mh-fallback" => cfg.flags.fallback = true,
+                    _ => {
+                        return Err(invalid(
+                            format!("{key}.scheduler_flags[{j}]"),
+                            format!("{f:?} is not sh-port, sh-fallback, mh-port or mh-fallback"),
+                        ))
+                    }
+                }
+            }
+            if s.persistence_s.is_some() || s.persistence_netmask.is_some() {
+                let mut p = Persistence::default();
+                if let Some(t) = s.persistence_s {
+                    if t == 0 {
+                        return Err(invalid(format!("{key}.persistence_s"), "must be positive"));
+                    }
+                    p.timeout_s = t;
+                }
+                if let Some(m) = &s.persistence_netmask {
+                    p.netmask = m.parse().map_err(|_| invalid(format!("{key}.persistence_netmask"), format!("{m:?} is not a netmask")))?;
+                }
+                cfg.persistence = Some(p);
+            }
+            cfg.expire_nodest_conn = s.expire_nodest_conn;
+            let mut lips = Vec::new();
+            for (j, a) in s.local_addresses.iter().enumerate() {
+                let k = format!("{key}.local_addresses[{j}]");
+                let ip: Ipv4Addr = a.parse().map_err(|_| invalid(&k, format!("{a:?} is not an IPv4 address")))?;
+                if !port_addrs.iter().flatten().any(|c| c.contains(ip)) {
+                    return Err(invalid(&k, format!("{ip} is on no port's subnet")));
+                }
+                if owned.contains(&ip) || lips.contains(&ip) {
+                    return Err(invalid(&k, format!("{ip} is an interface address or listed twice")));
+                }
+                lips.push(ip);
+            }
+            for (j, r) in s.reals.iter().enumerate() {
+                let k = format!("{key}.real[{j}]");
+                let addr: Ipv4Addr = r.address.parse().map_err(|_| invalid(format!("{k}.address"), format!("{:?} is not an IPv4 address", r.address)))?;
+                let mode: FwdMode = r.mode.parse().map_err(|_| invalid(format!("{k}.mode"), format!("{:?} is not fullnat, nat, dr or tun", r.mode)))?;
+                if mode == FwdMode::FullNat && lips.is_empty() {
+                    return Err(invalid(format!("{key}.local_addresses"), "a fullnat real server needs at least one local address"));
+                }
+                let mut rs = RealServer::new(addr, r.port.unwrap_or(s.port), r.weight);
+                rs.fwd = mode;
+                rs.upper = r.upper;
+                rs.lower = r.lower;
+                rs.validate().map_err(|e| invalid(&k, format!("{e}")))?;
+                if rs.port == 0 {
+                    return Err(invalid(format!("{k}.port"), "must be 1..=65535"));
+                }
+                if cfg.reals.iter().any(|x| x.key() == rs.key()) {
+                    return Err(invalid(&k, format!("{addr}:{} is listed twice", rs.port)));
+                }
+                cfg.reals.push(rs);
+            }
+            crate::service::Service::new(cfg.clone(), None).map_err(|e| invalid(&key, format!("{e}")))?;
+            out.push((cfg, lips, s.toa));
+        }
+        Ok(out)
     }
 
     /// The EAL argv (argv[0] first) this config asks for.

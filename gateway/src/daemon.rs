@@ -4,6 +4,8 @@
 use crate::config::Config;
 use crate::datapath::{Datapath, PortCtx, Topology};
 use crate::dpdk::{self, Eal, MbufRing, Mempool, Port, PortConfig};
+use crate::forward::{Forwarder, FwdConfig, ServiceTable};
+use crate::laddr::{PortLayout, QueueMap, Reta, RssConfig, Steering};
 use crate::net::neigh::NeighConfig;
 use crate::stats::WorkerStats;
 use crate::worker::{Msg, Worker};
@@ -74,7 +76,24 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         ctxs.push(PortCtx { name: pc.name.clone(), mac, addrs: v.port_addrs[i].clone(), tx_csum: port.tx_csum });
         ports.push(port);
     }
-    let topo = Arc::new(Topology::new(ctxs, &v.routes));
+    let mut topo = Topology::new(ctxs, &v.routes);
+    let services = Arc::new(
+        ServiceTable::new(1, v.services.clone(), None).map_err(|e| StartError::Other(format!("service: {e}")))?,
+    );
+    // The gateway answers ARP for its VIPs and LIPs too.
+    topo.local.extend(services.addresses());
+    let topo = Arc::new(topo);
+    let layout = Arc::new(port_layout(cfg, &ports, &topo, &services, n)?);
+    tracing::info!(
+        services = services.services.len(),
+        steering = if layout.is_rss() { "rss" } else { "partition" },
+        "services loaded"
+    );
+    let fwd_cfg = FwdConfig {
+        capacity: cfg.conn.capacity,
+        timeouts: cfg.conn.timeouts,
+        max_attempts: crate::laddr::DEFAULT_MAX_ATTEMPTS,
+    };
     let mut rings = Vec::new();
     // ring_of[from][to]
     let mut ring_of: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; n]; n];
@@ -113,7 +132,12 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             published: p,
             idle_sleep_us: cfg.workers.idle_sleep_us,
             tsc_hz,
-            datapath: Datapath::new(w as u16, topo.clone(), neigh),
+            datapath: Datapath::new(
+                w as u16,
+                topo.clone(),
+                neigh,
+                Forwarder::new(w as u16, services.clone(), layout.clone(), &fwd_cfg).map_err(StartError::Other)?,
+            ),
         };
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
     }
@@ -128,6 +152,34 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         file_prefix: cfg.eal.file_prefix.clone(),
         eal,
     })
+}
+
+/// The split of the local port space between workers. Replies come back on the port where the LIPs
+/// live; with RSS there, local ports are chosen so that the NIC steers each reply to its owner;
+/// otherwise (af_packet, no RSS) ports are only partitioned and replies are handed over by ring.
+fn port_layout(
+    cfg: &Config,
+    ports: &[Port],
+    topo: &Topology,
+    services: &ServiceTable,
+    n: usize,
+) -> Result<PortLayout, StartError> {
+    let range = cfg.conn.port_range[0]..=cfg.conn.port_range[1];
+    let lip = services.services.iter().flat_map(|s| s.lips.iter()).next().copied();
+    let rss = lip
+        .and_then(|ip| topo.routes.lookup(ip))
+        .and_then(|hop| ports.get(hop.port as usize))
+        .and_then(|p| p.rss.clone());
+    if let Some(r) = rss {
+        let steering = Reta::new(r.reta.clone()).map(|reta| {
+            Steering::Rss(RssConfig { key: r.key.clone(), reta, queues: QueueMap::identity(n as u16) })
+        });
+        match steering.map_err(|e| e.to_string()).and_then(|s| PortLayout::new(n, range.clone(), s).map_err(|e| e.to_string())) {
+            Ok(l) => return Ok(l),
+            Err(e) => tracing::warn!("RSS steering unusable ({e}); replies will be handed over by ring"),
+        }
+    }
+    PortLayout::new(n, range, Steering::Partition).map_err(|e| StartError::Other(format!("conn.port_range: {e}")))
 }
 
 impl Running {
@@ -178,6 +230,24 @@ impl Running {
                 s.steer_hits,
                 s.generated,
                 s.total_drops()
+            );
+        }
+        for (i, s) in per.iter().enumerate() {
+            let f = &s.fwd;
+            let _ = writeln!(
+                out,
+                "conn {i}: conns {} created {} expired {} table_full {} ports_exhausted {} toa_added {} toa_skipped {} \
+                 icmp_translated {} rst_sent {} rst_unsent {}",
+                f.conns,
+                f.created,
+                f.expired,
+                f.table_full,
+                f.ports_exhausted,
+                f.toa_added,
+                f.toa_skipped,
+                f.icmp_translated,
+                f.rst_sent,
+                f.rst_unsent
             );
         }
         for (name, n) in total.drop_list() {

@@ -7,6 +7,7 @@
 //! gateway owns, learn neighbours), ICMP echo, malformed-packet drops, and output through the routing
 //! and neighbour tables. The forwarding modes live in `forward/`.
 
+use crate::forward::Forwarder;
 use crate::net::neigh::NeighConfig;
 use crate::net::{Ipv4Cidr, NeighDrop, NeighTable, Resolve, RouteTable};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
@@ -137,6 +138,29 @@ impl<B: PacketBuf> L3<B> {
             self.stats.generated += 1;
             self.generated.push(g);
         }
+    }
+
+    /// Generates an IPv4 packet toward `dst`: `write` fills the IP packet (header on) into the buffer
+    /// it gets and returns its length. Routed, with the next hop's MAC from the neighbour table; if
+    /// that is not known the packet is not sent (generated packets are not queued) and false returned.
+    pub fn generate_ipv4(&mut self, dst: Ipv4Addr, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        let Some(hop) = self.topo.routes.lookup(dst) else {
+            self.stats.drop(Drop::NoRoute.into());
+            return false;
+        };
+        let Some(mac) = self.neigh.mac(hop.l2_target(dst)) else {
+            self.stats.drop(Drop::NeighUnresolved.into());
+            return false;
+        };
+        let src_mac = self.topo.ports[hop.port as usize].mac;
+        let before = self.stats.generated;
+        self.generate(hop.port, |buf| {
+            let (eth, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
+            let n = write(rest)?;
+            ethernet::write_header(eth, mac, src_mac, EtherType::IPV4).ok()?;
+            Some((ethernet::HEADER_LEN + n).max(ethernet::MIN_FRAME_LEN))
+        });
+        self.stats.generated > before
     }
 
     fn arp_request(&mut self, port: u16, target: Ipv4Addr) {
@@ -339,21 +363,27 @@ pub fn local_delivery<B: PacketBuf>(l3: &mut L3<B>, mut pkt: B, meta: &RxMeta, v
     }
 }
 
-/// One worker's whole pipeline.
+/// One worker's whole pipeline: L2/L3 and the forwarding engine.
 pub struct Datapath<B> {
     pub l3: L3<B>,
+    pub fwd: Forwarder,
 }
 
 impl<B: PacketBuf> Datapath<B> {
-    pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig) -> Self {
-        Datapath { l3: L3::new(worker, topo, neigh) }
+    pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig, fwd: Forwarder) -> Self {
+        Datapath { l3: L3::new(worker, topo, neigh), fwd }
     }
 
     /// Processes one received frame.
+    #[inline]
     pub fn process(&mut self, pkt: B, meta: &RxMeta) -> Verdict<B> {
         let (pkt, v) = match ingress(&mut self.l3, pkt, meta) {
             Ok(x) => x,
             Err(verdict) => return verdict,
+        };
+        let pkt = match self.fwd.handle(&mut self.l3, pkt, meta, &v) {
+            Ok(verdict) => return verdict,
+            Err(pkt) => pkt,
         };
         if self.l3.topo.local.contains(&v.ip.dst) {
             return local_delivery(&mut self.l3, pkt, meta, &v);
@@ -361,9 +391,10 @@ impl<B: PacketBuf> Datapath<B> {
         Verdict::Drop(Drop::IpNotForUs.into(), pkt)
     }
 
-    /// Periodic work (timers, ARP); `now_ms` is monotonic.
+    /// Periodic work (connection expiry, ARP); `now_ms` is monotonic.
     pub fn tick(&mut self, now_ms: u64) {
         self.l3.tick(now_ms);
+        self.fwd.tick(&mut self.l3, now_ms);
     }
 
     /// Counts a verdict's drop reason (the worker calls this as it dispatches).

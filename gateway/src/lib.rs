@@ -9,6 +9,7 @@ pub mod conn;
 pub mod daemon;
 pub mod datapath;
 pub mod dpdk;
+pub mod forward;
 pub mod laddr;
 pub mod net;
 pub mod packet;

@@ -168,6 +168,8 @@ pub struct WorkerStats {
     pub busy_packets: u64,
     pub wire_drops: [u64; WireDrop::COUNT],
     pub drops: [u64; Drop::COUNT],
+    /// Connection-engine counters (FullNAT).
+    pub fwd: crate::forward::FwdStats,
 }
 
 impl Default for WorkerStats {
@@ -188,6 +190,7 @@ impl Default for WorkerStats {
             busy_packets: 0,
             wire_drops: [0; WireDrop::COUNT],
             drops: [0; Drop::COUNT],
+            fwd: Default::default(),
         }
     }
 }
@@ -240,6 +243,7 @@ impl WorkerStats {
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
+        self.fwd.add(&o.fwd);
     }
 }
 

@@ -183,9 +183,12 @@ impl Worker {
         });
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        let dp = &mut self.datapath;
+        dp.fwd.stats.conns = dp.fwd.table().len() as u64;
+        dp.l3.stats.fwd = dp.fwd.stats;
         if let Ok(mut p) = self.published.lock() {
-            p.clone_from(&self.datapath.l3.stats);
+            p.clone_from(&dp.l3.stats);
         }
     }
 }

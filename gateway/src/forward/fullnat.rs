@@ -1,0 +1,491 @@
+//! The FullNAT engine of one worker: a client's packet to VIP:vport leaves as LIP:lport -> RIP:rport;
+//! the real server's reply to LIP:lport goes back as VIP:vport -> CIP:cport. Real servers need no
+//! route through the gateway.
+//!
+//! Per packet: one connection lookup (keyed hash, both directions in one table), a state update, an
+//! address/port rewrite with incremental checksums, and the neighbour lookup of `route_out`. A new
+//! connection (TCP SYN, or any UDP datagram) also runs the scheduler and takes a local port chosen so
+//! that the reply is steered to this worker (`laddr`). A reply that arrives on another worker is
+//! handed over by `owner_of(lport)`.
+
+use super::mode;
+use super::rewrite::rewrite_l4;
+use super::services::ServiceTable;
+use crate::conn::{tcp_flags, Activity, ConnId, ConnTable, Dir, InsertError, State, Ticks, Timeouts, Tuple};
+use crate::datapath::{l4_checksum_ok, Ipv4In, Verdict, L3};
+use crate::laddr::{LaddrPool, PortLayout};
+use crate::packet::{PacketBuf, RxMeta};
+use crate::service::{ClientKey, FwdMode, SchedState};
+use crate::stats::Drop;
+use crate::wire::{icmp, ipv4, tcp, IcmpPacket, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Expired connections handled per `tick` (the rest wait for the next one, a few ms later).
+const EXPIRE_BUDGET: usize = 2048;
+/// TOA option length (kind 254, length 8).
+const TOA_LEN: u16 = 8;
+
+#[derive(Clone, Copy, Debug)]
+pub struct FwdConfig {
+    pub capacity: u32,
+    pub timeouts: Timeouts,
+    /// Candidates tried per LIP when choosing a local port.
+    pub max_attempts: u32,
+}
+
+/// FullNAT counters of one worker (drops are counted in `WorkerStats` by reason).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FwdStats {
+    pub conns: u64,
+    pub created: u64,
+    pub expired: u64,
+    pub table_full: u64,
+    pub ports_exhausted: u64,
+    pub toa_added: u64,
+    pub toa_skipped: u64,
+    pub icmp_translated: u64,
+    pub rst_sent: u64,
+    pub rst_unsent: u64,
+}
+
+impl FwdStats {
+    pub fn add(&mut self, o: &FwdStats) {
+        self.conns += o.conns;
+        self.created += o.created;
+        self.expired += o.expired;
+        self.table_full += o.table_full;
+        self.ports_exhausted += o.ports_exhausted;
+        self.toa_added += o.toa_added;
+        self.toa_skipped += o.toa_skipped;
+        self.icmp_translated += o.icmp_translated;
+        self.rst_sent += o.rst_sent;
+        self.rst_unsent += o.rst_unsent;
+    }
+}
+
+pub struct Forwarder {
+    worker: u16,
+    table: ConnTable,
+    services: Arc<ServiceTable>,
+    sched: Vec<SchedState>,
+    /// A local-address pool per service (None for services without LIPs).
+    pools: Vec<Option<LaddrPool>>,
+    layout: Arc<PortLayout>,
+    max_attempts: u32,
+    /// Last ACK number seen from the real server, per connection slot: the sequence number an RST
+    /// toward the server must carry (the client's is kept in the entry's `user` word).
+    srv_ack: Vec<u32>,
+    pub stats: FwdStats,
+}
+
+/// What an ICMP error quotes: the offending datagram's protocol, addresses and ports.
+struct Quote {
+    hl: usize,
+    proto: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+}
+
+fn parse_quote(q: &[u8]) -> Option<Quote> {
+    if q.len() < ipv4::HEADER_LEN || q[0] >> 4 != 4 {
+        return None;
+    }
+    let hl = usize::from(q[0] & 0x0F) * 4;
+    if hl < ipv4::HEADER_LEN || q.len() < hl + 8 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_unchecked(q);
+    Some(Quote {
+        hl,
+        proto: ip.protocol().0,
+        src: ip.src(),
+        dst: ip.dst(),
+        sport: u16::from_be_bytes([q[hl], q[hl + 1]]),
+        dport: u16::from_be_bytes([q[hl + 2], q[hl + 3]]),
+    })
+}
+
+impl Forwarder {
+    pub fn new(
+        worker: u16,
+        services: Arc<ServiceTable>,
+        layout: Arc<PortLayout>,
+        cfg: &FwdConfig,
+    ) -> Result<Forwarder, String> {
+        let mut f = Forwarder {
+            worker,
+            table: ConnTable::new(cfg.capacity, cfg.timeouts),
+            services: Arc::new(ServiceTable::default()),
+            sched: Vec::new(),
+            pools: Vec::new(),
+            layout,
+            max_attempts: cfg.max_attempts,
+            srv_ack: vec![0; cfg.capacity as usize],
+            stats: FwdStats::default(),
+        };
+        f.set_services(services)?;
+        Ok(f)
+    }
+
+    /// Adopts a new service snapshot. Existing connections keep forwarding: their entries hold every
+    /// address they need.
+    pub fn set_services(&mut self, services: Arc<ServiceTable>) -> Result<(), String> {
+        let mut pools = Vec::with_capacity(services.services.len());
+        for vs in &services.services {
+            if vs.lips.is_empty() {
+                pools.push(None);
+            } else {
+                let p = LaddrPool::new(self.layout.clone(), self.worker as usize, &vs.lips, self.max_attempts)
+                    .map_err(|e| format!("service {}:{}: {e}", vs.svc.config().vip, vs.svc.config().vport))?;
+                pools.push(Some(p));
+            }
+        }
+        self.sched = services.services.iter().map(|vs| SchedState::new(&vs.svc)).collect();
+        self.pools = pools;
+        self.services = services;
+        Ok(())
+    }
+
+    pub fn services(&self) -> &Arc<ServiceTable> {
+        &self.services
+    }
+
+    pub fn table(&self) -> &ConnTable {
+        &self.table
+    }
+
+    /// Handles a packet to a VIP or a LIP. `Err(pkt)`: not a forwarding matter, the packet comes back
+    /// (the caller delivers it locally, e.g. a ping to the VIP).
+    #[inline]
+    pub fn handle<B: PacketBuf>(&mut self, l3: &mut L3<B>, pkt: B, meta: &RxMeta, v: &Ipv4In) -> Result<Verdict<B>, B> {
+        let ip = &v.ip;
+        let to_vip = self.services.is_vip(ip.dst);
+        if !to_vip && !self.services.is_lip(ip.dst) {
+            return Err(pkt);
+        }
+        match ip.protocol {
+            IpProtocol::TCP | IpProtocol::UDP => {}
+            IpProtocol::ICMP => return self.icmp_error(l3, pkt, meta, v, to_vip),
+            _ => return Ok(Verdict::Drop(Drop::ProtoUnsupported.into(), pkt)),
+        }
+        if ip.is_fragment {
+            return Ok(Verdict::Drop(Drop::IpFragment.into(), pkt));
+        }
+        if ip.has_options {
+            return Ok(Verdict::Drop(Drop::IpOptions.into(), pkt));
+        }
+        if !l4_checksum_ok(&pkt, meta, v) {
+            return Ok(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
+        }
+        let proto = ip.protocol.0;
+        let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, proto);
+        let now = Ticks(l3.now_ms);
+        Ok(match self.table.lookup(&tuple) {
+            Some((id, dir)) => {
+                if dir == Dir::Reply && !meta.from_peer {
+                    l3.stats.steer_hits += 1;
+                }
+                self.forward(l3, pkt, v, id, dir, now)
+            }
+            None if to_vip => self.new_conn(l3, pkt, v, tuple, now),
+            None => self.not_mine(pkt, meta, ip.dst_port),
+        })
+    }
+
+    /// A reply (or ICMP error) for a local port this worker does not own goes to the owner.
+    fn not_mine<B>(&self, pkt: B, meta: &RxMeta, lport: u16) -> Verdict<B> {
+        if !meta.from_peer && self.layout.contains(lport) {
+            let owner = self.layout.owner_of(lport);
+            if owner != self.worker as usize {
+                return Verdict::ToWorker(owner as u16, pkt);
+            }
+        }
+        Verdict::Drop(Drop::NoConn.into(), pkt)
+    }
+
+    fn new_conn<B: PacketBuf>(&mut self, l3: &mut L3<B>, pkt: B, v: &Ipv4In, client: Tuple, now: Ticks) -> Verdict<B> {
+        let ip = &v.ip;
+        // IPVS creates TCP connections on a SYN only; anything else without a connection is stray.
+        if ip.protocol == IpProtocol::TCP && !(ip.tcp_flags.syn() && !ip.tcp_flags.ack()) {
+            return Verdict::Drop(Drop::NoConn.into(), pkt);
+        }
+        let Some(si) = self.services.find(ip.dst, ip.dst_port, client.proto) else {
+            return Verdict::Drop(Drop::NoService.into(), pkt);
+        };
+        let services = self.services.clone();
+        let vs = &services.services[si as usize];
+        let key = ClientKey { ip: ip.src, port: ip.src_port, dst: ip.dst };
+        let Some(ri) = self.sched[si as usize].pick(&vs.svc, &*vs.svc, key, l3.now_ms) else {
+            return Verdict::Drop(Drop::NoRealServer.into(), pkt);
+        };
+        let rs = &vs.svc.reals()[ri];
+        if rs.fwd != FwdMode::FullNat {
+            // NAT, DR and TUN come with their own issue.
+            return Verdict::Drop(Drop::ProtoUnsupported.into(), pkt);
+        }
+        let Some(pool) = self.pools[si as usize].as_mut() else {
+            return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
+        };
+        let table = &self.table;
+        let proto = client.proto;
+        let reply = match pool.allocate(rs.addr, rs.port, |t| {
+            table.lookup(&Tuple::new(t.src_ip, t.src_port, t.dst_ip, t.dst_port, proto)).is_some()
+        }) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.ports_exhausted += 1;
+                return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
+            }
+        };
+        let reply_t = Tuple::new(reply.src_ip, reply.src_port, reply.dst_ip, reply.dst_port, proto);
+        let id = match self.table.insert(client, Some(reply_t), si, ri as u32, mode::FULLNAT, now) {
+            Ok(id) => id,
+            Err(e) => {
+                pool.free(reply.dst_ip, reply.dst_port);
+                return match e {
+                    InsertError::TableFull => {
+                        self.stats.table_full += 1;
+                        Verdict::Drop(Drop::ConnTableFull.into(), pkt)
+                    }
+                    InsertError::Duplicate => Verdict::Drop(Drop::NoConn.into(), pkt),
+                };
+            }
+        };
+        self.stats.created += 1;
+        if let Some(s) = vs.svc.stats(ri) {
+            s.on_conn_new();
+        }
+        self.forward(l3, pkt, v, id, Dir::Original, now)
+    }
+
+    /// Rewrites a packet of connection `id` and sends it on.
+    fn forward<B: PacketBuf>(&mut self, l3: &mut L3<B>, mut pkt: B, v: &Ipv4In, id: ConnId, dir: Dir, now: Ticks) -> Verdict<B> {
+        let ip = &v.ip;
+        let is_tcp = ip.protocol == IpProtocol::TCP;
+        let change = self.table.on_packet(id, dir, ip.tcp_flags.bits(), now);
+        let services = &self.services;
+        let Some(c) = self.table.get_mut(id) else {
+            return Verdict::Drop(Drop::NoConn.into(), pkt);
+        };
+        if change.activity() != Activity::Unchanged {
+            if let Some(s) = services.services.get(c.svc as usize).and_then(|vs| vs.svc.stats(c.rs as usize)) {
+                match change.activity() {
+                    Activity::BecameActive => s.on_active(),
+                    Activity::BecameInactive => s.on_inactive(),
+                    Activity::Unchanged => {}
+                }
+            }
+        }
+        let l3_off = v.parsed.l3_off;
+        let l4_off = ip.l4_off;
+        if is_tcp && ip.tcp_flags.ack() {
+            let ack = TcpPacket::new_unchecked(&pkt.data()[l4_off..]).ack_number();
+            match dir {
+                Dir::Original => c.user = ack,
+                Dir::Reply => self.srv_ack[id.index() as usize] = ack,
+            }
+        }
+        let client = c.client();
+        let Some(reply) = c.reply() else {
+            return Verdict::Drop(Drop::NoConn.into(), pkt);
+        };
+        // Drop Ethernet padding: the frame ends where the IP packet does.
+        pkt.set_len(l3_off + ip.total_len as usize);
+        let (src, dst) = match dir {
+            // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
+            Dir::Original => ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport)),
+            // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
+            Dir::Reply => ((client.dst_ip(), client.dport), (client.src_ip(), client.sport)),
+        };
+        if dir == Dir::Original && is_tcp && ip.tcp_flags.syn() {
+            let toa = services.services.get(c.svc as usize).is_some_and(|vs| vs.toa);
+            if toa {
+                self.add_toa(&mut pkt, l3_off, l4_off, ip.total_len as usize, client);
+            }
+        }
+        rewrite_l4(pkt.data_mut(), l3_off, l4_off, src, dst);
+        l3.route_out(pkt, dst.0)
+    }
+
+    /// Puts the client's address into the SYN as TCP option 254 and lowers the MSS by its length, so
+    /// the real server learns who the client is (LVS FullNAT / DPVS TOA).
+    fn add_toa<B: PacketBuf>(&mut self, pkt: &mut B, l3_off: usize, l4_off: usize, total_len: usize, client: Tuple) {
+        let len = pkt.len();
+        match tcp::insert_toa(pkt.room_mut(), len, l3_off, client.sport, client.src_ip()) {
+            Ok(n) => {
+                pkt.set_len(n);
+                let end = l3_off + total_len + TOA_LEN as usize;
+                if let Some(seg) = pkt.data_mut().get_mut(l4_off..end) {
+                    TcpPacket::new_unchecked(seg).reduce_mss(TOA_LEN);
+                }
+                self.stats.toa_added += 1;
+            }
+            Err(_) => self.stats.toa_skipped += 1,
+        }
+    }
+
+    /// ICMP errors about a tracked connection are translated for the other side: an error from the
+    /// server side (quoting LIP:lport -> RIP:rport) goes to the client as if about VIP:vport, and one
+    /// from the client side (quoting VIP:vport -> CIP:cport) goes to the real server. Echo requests
+    /// come back as `Err` (local delivery answers pings).
+    fn icmp_error<B: PacketBuf>(&mut self, l3: &mut L3<B>, mut pkt: B, meta: &RxMeta, v: &Ipv4In, to_vip: bool) -> Result<Verdict<B>, B> {
+        let ip = &v.ip;
+        if ip.is_fragment {
+            return Ok(Verdict::Drop(Drop::IpFragment.into(), pkt));
+        }
+        let l3_off = v.parsed.l3_off;
+        let l4_off = ip.l4_off;
+        let end = l3_off + ip.total_len as usize;
+        let q = {
+            let msg = IcmpPacket::new_unchecked(&pkt.data()[l4_off..end]);
+            if !msg.is_error() {
+                return Err(pkt);
+            }
+            if !msg.verify_checksum() {
+                return Ok(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
+            }
+            match msg.embedded().and_then(parse_quote) {
+                Some(q) => q,
+                None => return Ok(Verdict::Drop(Drop::IcmpUnhandled.into(), pkt)),
+            }
+        };
+        if q.proto != IpProtocol::TCP.0 && q.proto != IpProtocol::UDP.0 {
+            return Ok(Verdict::Drop(Drop::IcmpUnhandled.into(), pkt));
+        }
+        // The quoted packet went the other way: its reverse is the tuple the table knows.
+        let tuple = Tuple::new(q.dst, q.dport, q.src, q.sport, q.proto);
+        let (id, dir) = match self.table.lookup(&tuple) {
+            Some(x) => x,
+            None if !to_vip => return Ok(self.not_mine(pkt, meta, q.sport)),
+            None => return Ok(Verdict::Drop(Drop::NoConn.into(), pkt)),
+        };
+        let Some(c) = self.table.get(id) else {
+            return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
+        };
+        let (client, Some(reply)) = (c.client(), c.reply()) else {
+            return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
+        };
+        // (new quoted src, new quoted dst, new outer src, new outer dst)
+        let (qs, qd, os, od) = match dir {
+            // From the server side, quoting LIP:lport -> RIP:rport: tell the client about
+            // CIP:cport -> VIP:vport, from the VIP.
+            Dir::Reply => (
+                (client.src_ip(), client.sport),
+                (client.dst_ip(), client.dport),
+                client.dst_ip(),
+                client.src_ip(),
+            ),
+            // From the client side, quoting VIP:vport -> CIP:cport: tell the server about
+            // RIP:rport -> LIP:lport, from the LIP.
+            Dir::Original => (
+                (reply.src_ip(), reply.sport),
+                (reply.dst_ip(), reply.dport),
+                reply.dst_ip(),
+                reply.src_ip(),
+            ),
+        };
+        pkt.set_len(end);
+        let frame = pkt.data_mut();
+        {
+            let quote = &mut frame[l4_off + icmp::HEADER_LEN..end];
+            let (hl, proto) = (q.hl, q.proto);
+            {
+                let mut qip = Ipv4Packet::new_unchecked(&mut quote[..]);
+                qip.set_src_incremental(qs.0);
+                qip.set_dst_incremental(qd.0);
+            }
+            if proto == IpProtocol::UDP.0 {
+                // The UDP checksum is inside the 8 quoted bytes: keep it consistent.
+                let mut c = u16::from_be_bytes([quote[hl + 6], quote[hl + 7]]);
+                if c != 0 {
+                    use crate::wire::checksum::{update16_udp, update32_udp};
+                    c = update32_udp(c, u32::from(q.src), u32::from(qs.0));
+                    c = update32_udp(c, u32::from(q.dst), u32::from(qd.0));
+                    c = update16_udp(c, q.sport, qs.1);
+                    c = update16_udp(c, q.dport, qd.1);
+                    quote[hl + 6..hl + 8].copy_from_slice(&c.to_be_bytes());
+                }
+            }
+            quote[hl..hl + 2].copy_from_slice(&qs.1.to_be_bytes());
+            quote[hl + 2..hl + 4].copy_from_slice(&qd.1.to_be_bytes());
+        }
+        IcmpPacket::new_unchecked(&mut frame[l4_off..end]).fill_checksum();
+        {
+            let mut outer = Ipv4Packet::new_unchecked(&mut frame[l3_off..end]);
+            outer.set_src_incremental(os);
+            outer.set_dst_incremental(od);
+        }
+        self.stats.icmp_translated += 1;
+        Ok(l3.route_out(pkt, od))
+    }
+
+    /// Expires idle connections: frees their local ports, updates the real servers' counts, and
+    /// resets both sides of an expired ESTABLISHED TCP connection.
+    pub fn tick<B: PacketBuf>(&mut self, l3: &mut L3<B>, now_ms: u64) {
+        let Forwarder { table, services, pools, srv_ack, stats, .. } = self;
+        let n = table.expire(Ticks(now_ms), EXPIRE_BUDGET, |id, c, _why| {
+            let vs = services.services.get(c.svc as usize);
+            if let Some(s) = vs.and_then(|vs| vs.svc.stats(c.rs as usize)) {
+                s.on_conn_gone(c.is_active());
+            }
+            let Some(reply) = c.reply() else { return };
+            if c.mode == mode::FULLNAT {
+                if let Some(Some(p)) = pools.get_mut(c.svc as usize) {
+                    p.free(reply.dst_ip(), reply.dport);
+                }
+            }
+            if c.proto() == crate::conn::PROTO_TCP && c.state() == State::Established {
+                let client = c.client();
+                // To the client, from the VIP: in the client's window (its last ACK).
+                let a = send_rst(l3, (client.dst_ip(), client.dport), (client.src_ip(), client.sport), c.user);
+                // To the server, from the LIP.
+                let b = send_rst(
+                    l3,
+                    (reply.dst_ip(), reply.dport),
+                    (reply.src_ip(), reply.sport),
+                    srv_ack[id.index() as usize],
+                );
+                for ok in [a, b] {
+                    if ok {
+                        stats.rst_sent += 1;
+                    } else {
+                        stats.rst_unsent += 1;
+                    }
+                }
+            }
+        });
+        stats.expired += n as u64;
+        stats.conns = table.len() as u64;
+    }
+}
+
+/// Generates a TCP RST from `src` to `dst` with sequence number `seq`, if the next hop's MAC is known.
+fn send_rst<B: PacketBuf>(l3: &mut L3<B>, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), seq: u32) -> bool {
+    l3.generate_ipv4(dst.0, |buf| {
+        let len = ipv4::HEADER_LEN + tcp::HEADER_LEN;
+        let repr = Ipv4Repr {
+            src: src.0,
+            dst: dst.0,
+            protocol: IpProtocol::TCP,
+            payload_len: tcp::HEADER_LEN as u16,
+            ttl: Ipv4Repr::DEFAULT_TTL,
+            ident: 0,
+            dont_frag: true,
+            dscp_ecn: 0,
+        };
+        repr.emit(buf).ok()?;
+        let seg = buf.get_mut(ipv4::HEADER_LEN..len)?;
+        seg.fill(0);
+        let mut t = TcpPacket::new_unchecked(seg);
+        t.set_src_port(src.1);
+        t.set_dst_port(dst.1);
+        t.set_seq(seq);
+        t.set_data_offset(5);
+        t.set_flags(TcpFlags(tcp_flags::RST));
+        t.fill_checksum(src.0, dst.0);
+        Some(len)
+    })
+}
