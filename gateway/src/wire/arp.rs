@@ -124,7 +124,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     /// Sender hardware address.
     #[inline]
     pub fn sha(&self) -> MacAddr {
-        MacAddr::from_bytes(&self.buffer.as_ref()[field::SHA])
+        MacAddr::at(self.buffer.as_ref(), field::SHA)
     }
 
     /// Sender protocol address.
@@ -136,7 +136,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     /// Target hardware address (ignored in requests).
     #[inline]
     pub fn tha(&self) -> MacAddr {
-        MacAddr::from_bytes(&self.buffer.as_ref()[field::THA])
+        MacAddr::at(self.buffer.as_ref(), field::THA)
     }
 
     /// Target protocol address.

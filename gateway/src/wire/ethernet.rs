@@ -13,12 +13,18 @@ impl MacAddr {
     pub const BROADCAST: MacAddr = MacAddr([0xFF; 6]);
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
-    /// Reads a MAC from the first 6 bytes of `b` (caller guarantees the length).
+    /// Reads a MAC from the first 6 bytes of `b`; `None` if shorter.
     #[inline]
-    pub fn from_bytes(b: &[u8]) -> MacAddr {
-        let mut m = [0u8; 6];
-        m.copy_from_slice(&b[..6]);
-        MacAddr(m)
+    pub fn from_bytes(b: &[u8]) -> Option<MacAddr> {
+        let s = b.get(..6)?;
+        Some(MacAddr([s[0], s[1], s[2], s[3], s[4], s[5]]))
+    }
+
+    /// Reads the MAC at `b[r]`, a 6-byte range the view's length check covers.
+    #[inline]
+    pub(crate) fn at(b: &[u8], r: core::ops::Range<usize>) -> MacAddr {
+        let s = &b[r];
+        MacAddr([s[0], s[1], s[2], s[3], s[4], s[5]])
     }
 
     #[inline]
@@ -150,12 +156,12 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     #[inline]
     pub fn dst(&self) -> MacAddr {
-        MacAddr::from_bytes(&self.buffer.as_ref()[field::DST])
+        MacAddr::at(self.buffer.as_ref(), field::DST)
     }
 
     #[inline]
     pub fn src(&self) -> MacAddr {
-        MacAddr::from_bytes(&self.buffer.as_ref()[field::SRC])
+        MacAddr::at(self.buffer.as_ref(), field::SRC)
     }
 
     #[inline]
@@ -311,5 +317,10 @@ mod tests {
         assert!(!MacAddr([0x02, 0, 0, 0, 0, 1]).is_multicast());
         assert!(MacAddr([0x02, 0, 0, 0, 0, 1]).is_unicast());
         assert!(!MacAddr::ZERO.is_unicast());
+        assert_eq!(
+            MacAddr::from_bytes(&[1, 2, 3, 4, 5, 6, 7]),
+            Some(MacAddr([1, 2, 3, 4, 5, 6]))
+        );
+        assert_eq!(MacAddr::from_bytes(&[1, 2, 3, 4, 5]), None);
     }
 }

@@ -275,6 +275,54 @@ pub fn echo_reply_in_place(frame: &mut [u8], l3_off: usize) -> Result<()> {
     Ok(())
 }
 
+/// The connection an ICMP error is about, read from its quoted datagram: what the datapath looks
+/// up (as a reply-direction tuple: the quote is a packet *we* sent) to translate or steer the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedTuple {
+    pub protocol: IpProtocol,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    /// TCP/UDP ports; 0 for other protocols.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Length of the quoted IP header (the quoted L4 header starts there in `embedded()`).
+    pub header_len: usize,
+}
+
+/// Reads the tuple of an error's quoted datagram. Lenient on purpose: the quote is usually cut
+/// after 8 L4 bytes, so its total length is not checked, but it must be IPv4 with a whole header
+/// and, for TCP/UDP, the 4 port bytes. `None` for non-error messages or a shorter quote.
+pub fn embedded_tuple<T: AsRef<[u8]>>(icmp: &IcmpPacket<T>) -> Option<EmbeddedTuple> {
+    let q = icmp.embedded()?;
+    if q.len() < ipv4::HEADER_LEN {
+        return None;
+    }
+    let ip = Ipv4Packet::new_unchecked(q);
+    let header_len = ip.header_len();
+    if ip.version() != 4 || header_len < ipv4::HEADER_LEN || header_len > q.len() {
+        return None;
+    }
+    let protocol = ip.protocol();
+    let (src_port, dst_port) = match protocol {
+        IpProtocol::TCP | IpProtocol::UDP => {
+            let p = q.get(header_len..header_len + 4)?;
+            (
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            )
+        }
+        _ => (0, 0),
+    };
+    Some(EmbeddedTuple {
+        protocol,
+        src: ip.src(),
+        dst: ip.dst(),
+        src_port,
+        dst_port,
+        header_len,
+    })
+}
+
 /// How much of the offending datagram an error quotes: its IP header and the first 8 bytes of its
 /// payload (RFC 792; RFC 1812 4.3.2.3 allows up to 576 bytes in total, but the header and 8 bytes
 /// are what a sender needs to find its socket: the ports).
@@ -500,6 +548,39 @@ mod tests {
                     next_hop_mtu: 1480
                 }
             )
+        );
+    }
+
+    #[test]
+    fn embedded_tuple_from_quote() {
+        let orig = tcp_syn(&[0xAB; 100]);
+        let mut buf = [0u8; 100];
+        let n = write_frag_needed(&mut buf, GW, 1400, &orig).unwrap();
+        let i = IcmpPacket::new_checked(&buf[20..n]).unwrap();
+        let t = embedded_tuple(&i).unwrap();
+        assert_eq!(t.protocol, IpProtocol::TCP);
+        assert_eq!(
+            (t.src, t.dst),
+            (Ipv4Addr::new(198, 51, 100, 9), Ipv4Addr::new(10, 0, 0, 100))
+        );
+        assert_eq!((t.src_port, t.dst_port, t.header_len), (40000, 443, 20));
+
+        // Cut the quote to 23 bytes: no ports, no tuple. A bad version: none either.
+        assert_eq!(
+            embedded_tuple(&IcmpPacket::new_checked(&buf[20..20 + 8 + 23]).unwrap()),
+            None
+        );
+        let mut bad = buf;
+        bad[28] = 0x65;
+        assert_eq!(
+            embedded_tuple(&IcmpPacket::new_checked(&bad[20..n]).unwrap()),
+            None
+        );
+        // Not an error: no tuple.
+        let e = echo_request(b"12345678901234567890123456789");
+        assert_eq!(
+            embedded_tuple(&IcmpPacket::new_checked(&e[34..]).unwrap()),
+            None
         );
     }
 

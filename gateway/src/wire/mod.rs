@@ -25,7 +25,7 @@ pub mod udp;
 
 pub use arp::{ArpOp, ArpPacket};
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
-pub use icmp::{IcmpPacket, IcmpType};
+pub use icmp::{EmbeddedTuple, IcmpPacket, IcmpType};
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use packet::{parse_l3l4, verify_l4_checksum, DropReason, IpInfo, Parsed};
 pub use tcp::{TcpFlags, TcpOption, TcpPacket, ToaError};

@@ -611,6 +611,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
             _ => false,
         }
     }
+
+    /// [`reduce_mss`](Self::reduce_mss) by [`TOA_LEN`]: what DPVS does to a SYN's MSS when it adds
+    /// TOA to the connection, so MSS-sized segments plus the option still fit the path MTU.
+    #[inline]
+    pub fn reduce_mss_for_toa(&mut self) -> bool {
+        self.reduce_mss(TOA_LEN as u16)
+    }
 }
 
 /// Why TOA could not be inserted. The datapath forwards the segment without TOA (and counts it).
@@ -937,7 +944,7 @@ mod tests {
         assert!(t.clamp_mss(1400));
         assert_eq!(t.mss(), Some(1400));
         assert!(t.verify_checksum(SRC, DST));
-        assert!(t.reduce_mss(TOA_LEN as u16));
+        assert!(t.reduce_mss_for_toa());
         assert_eq!(t.mss(), Some(1392));
         assert!(t.verify_checksum(SRC, DST));
     }
