@@ -403,3 +403,68 @@ impl<B: PacketBuf> Datapath<B> {
         self.l3.stats.drop(r);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::VecBuf;
+    use crate::testkit::*;
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+    fn syn_from_client(sport: u16) -> VecBuf {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+            .tcp(sport, 80, 1000, 64240)
+            .syn()
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap()
+            .write(&mut v, &[])
+            .unwrap();
+        VecBuf::from_frame(&v)
+    }
+
+    #[test]
+    fn syn_to_vip_leaves_fullnat_with_toa_and_the_reply_comes_back() {
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        let meta = RxMeta { port: 0, ..Default::default() };
+        let out = match dp.process(syn_from_client(40000), &meta) {
+            Verdict::Tx(1, b) => b,
+            _ => panic!("SYN not forwarded to the server port"),
+        };
+        let p = SlicedPacket::from_ethernet(out.data()).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        let (src, dst) = (Ipv4Addr::from(ip.header().source()), Ipv4Addr::from(ip.header().destination()));
+        assert!(src == LIP1 || src == LIP2);
+        assert!(dst == RS1 || dst == RS2);
+        let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
+        let lport = t.source_port();
+        let raw = t.options();
+        let toa = raw
+            .windows(8)
+            .any(|w| w[0] == 254 && w[1] == 8 && w[2..4] == 40000u16.to_be_bytes() && w[4..8] == CLIENT_IP.octets());
+        assert!(toa, "TOA missing: {raw:?}");
+        assert_eq!(dp.fwd.stats.toa_added, 1);
+
+        // The server's SYN-ACK to LIP:lport comes back as VIP:80 -> CIP:40000.
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+            .ipv4(dst.octets(), src.octets(), 64)
+            .tcp(80, lport, 5000, 64240)
+            .syn()
+            .ack(1001)
+            .write(&mut v, &[])
+            .unwrap();
+        let back = match dp.process(VecBuf::from_frame(&v), &RxMeta { port: 1, ..Default::default() }) {
+            Verdict::Tx(0, b) => b,
+            _ => panic!("SYN-ACK not forwarded to the client port"),
+        };
+        let p = SlicedPacket::from_ethernet(back.data()).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        assert_eq!(Ipv4Addr::from(ip.header().source()), VIP);
+        assert_eq!(Ipv4Addr::from(ip.header().destination()), CLIENT_IP);
+        let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
+        assert_eq!((t.source_port(), t.destination_port()), (80, 40000));
+        assert_eq!(&back.data()[0..6], &CLIENT_MAC.0);
+    }
+}

@@ -15,5 +15,6 @@ pub mod net;
 pub mod packet;
 pub mod service;
 pub mod stats;
+pub mod testkit;
 pub mod wire;
 pub mod worker;

@@ -1,0 +1,106 @@
+//! Ready-made datapaths for tests, benchmarks and fuzzing, without DPDK: the lab's addressing on two
+//! ports (client side 10.10.0.0/24, server side 10.20.0.0/24), one FullNAT service VIP 10.10.0.100:80
+//! (TCP and UDP) over real servers 10.20.0.11 and 10.20.0.12 with LIPs 10.20.0.200-201, and the
+//! neighbours already resolved so packets go straight out.
+
+use crate::config::Config;
+use crate::datapath::{Datapath, PortCtx, Topology};
+use crate::forward::{Forwarder, FwdConfig, ServiceTable};
+use crate::laddr::{PortLayout, Steering};
+use crate::net::neigh::NeighConfig;
+use crate::packet::PacketBuf;
+use crate::wire::MacAddr;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+pub const CLIENT_PORT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+pub const SERVER_PORT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
+pub const CLIENT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x10]);
+pub const RS1_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x11]);
+pub const RS2_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x12]);
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 2);
+pub const GW_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 1);
+pub const GW_SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 1);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 100);
+pub const RS1: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 11);
+pub const RS2: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 12);
+pub const LIP1: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 200);
+pub const LIP2: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 201);
+
+/// The config text behind `lab_datapath` (also a valid daemon config apart from the devices).
+pub const LAB_CONFIG: &str = r#"
+[workers]
+count = 1
+
+[[port]]
+name = "client"
+device = "net_ring0"
+addresses = ["10.10.0.1/24"]
+
+[[port]]
+name = "server"
+device = "net_ring1"
+addresses = ["10.20.0.1/24"]
+
+[[service]]
+vip = "10.10.0.100"
+port = 80
+protocol = "tcp"
+scheduler = "wrr"
+local_addresses = ["10.20.0.200", "10.20.0.201"]
+[[service.real]]
+address = "10.20.0.11"
+[[service.real]]
+address = "10.20.0.12"
+
+[[service]]
+vip = "10.10.0.100"
+port = 80
+protocol = "udp"
+scheduler = "rr"
+local_addresses = ["10.20.0.200", "10.20.0.201"]
+[[service.real]]
+address = "10.20.0.11"
+[[service.real]]
+address = "10.20.0.12"
+"#;
+
+/// Worker `worker` of `n_workers` running `config` (ports get the MACs above in order), with
+/// neighbours pre-learned and `capacity` connections.
+pub fn datapath_from<B: PacketBuf>(config: &str, worker: u16, n_workers: usize, capacity: u32) -> Datapath<B> {
+    let cfg = Config::parse(config).expect("testkit config");
+    let v = cfg.validate().expect("testkit config");
+    let macs = [CLIENT_PORT_MAC, SERVER_PORT_MAC];
+    let ports = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PortCtx {
+            name: p.name.clone(),
+            mac: macs.get(i).copied().unwrap_or(MacAddr([2, 0, 0, 0, 1, i as u8])),
+            addrs: v.port_addrs[i].clone(),
+            tx_csum: false,
+        })
+        .collect();
+    let mut topo = Topology::new(ports, &v.routes);
+    let services = Arc::new(ServiceTable::new(1, v.services, None).expect("services"));
+    topo.local.extend(services.addresses());
+    let layout = Arc::new(PortLayout::new(n_workers, 1024..=65535, Steering::Partition).expect("layout"));
+    let fwd = Forwarder::new(
+        worker,
+        services,
+        layout,
+        &FwdConfig { capacity, timeouts: cfg.conn.timeouts, max_attempts: 64 },
+    )
+    .expect("forwarder");
+    let mut dp = Datapath::new(worker, Arc::new(topo), NeighConfig::default(), fwd);
+    for (ip, mac, port) in [(CLIENT_IP, CLIENT_MAC, 0), (RS1, RS1_MAC, 1), (RS2, RS2_MAC, 1)] {
+        dp.l3.learn_from_peer(ip, mac, port);
+    }
+    dp
+}
+
+/// The lab datapath: worker 0 of 1, 64K connections.
+pub fn lab_datapath<B: PacketBuf>() -> Datapath<B> {
+    datapath_from(LAB_CONFIG, 0, 1, 1 << 16)
+}
