@@ -326,12 +326,12 @@ impl ConnTable {
                 h[i] = self.h32(&ts[i]);
                 first[i] = self.index.first_slot(h[i]);
             }
+            core::hint::black_box(&first);
+            // The first candidate by hash bits (its index line is loaded by now): load its entry.
             let mut warm = [0u32; BATCH];
             for i in 0..n {
-                let s = first[i];
-                if (s >> 32) as u32 == h[i] && s != u64::MAX {
-                    let id = (s as u32 >> 1) as usize;
-                    warm[i] = self.slab[id].client.src;
+                if let Some(v) = self.index.find(h[i], |_| true) {
+                    warm[i] = self.slab[(v >> 1) as usize].client.src;
                 }
             }
             core::hint::black_box(&warm);
