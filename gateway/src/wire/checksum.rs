@@ -159,6 +159,53 @@ pub fn update32_udp(hc: u16, old: u32, new: u32) -> u16 {
     udp_nonzero(update32(hc, old, new))
 }
 
+/// Several changes to the data one checksum covers, applied with a single fold: a FullNAT rewrite
+/// changes two addresses and two ports, i.e. six words for the L4 checksum. Same result as chaining
+/// [`update16`] / [`update32`] (RFC 1624 eqn. 3 summed over all changed words).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delta(u64);
+
+impl Delta {
+    #[inline]
+    pub fn new() -> Self {
+        Delta(0)
+    }
+
+    /// A 16-bit word changed from `old` to `new`.
+    #[inline]
+    pub fn word(mut self, old: u16, new: u16) -> Self {
+        self.0 += u64::from(!old) + u64::from(new);
+        self
+    }
+
+    /// A 32-bit value (e.g. an IPv4 address) changed from `old` to `new`.
+    #[inline]
+    pub fn dword(mut self, old: u32, new: u32) -> Self {
+        self.0 += u64::from(!(old >> 16) & 0xFFFF)
+            + u64::from(!old & 0xFFFF)
+            + u64::from(new >> 16)
+            + u64::from(new & 0xFFFF);
+        self
+    }
+
+    /// The checksum `hc` updated by every change.
+    #[inline]
+    pub fn apply(self, hc: u16) -> u16 {
+        !fold(u64::from(!hc) + self.0)
+    }
+
+    /// [`apply`](Self::apply) for an IPv4 UDP checksum: 0 ("none") stays 0, a result of 0 becomes
+    /// 0xFFFF.
+    #[inline]
+    pub fn apply_udp(self, hc: u16) -> u16 {
+        if hc == 0 {
+            0
+        } else {
+            udp_nonzero(self.apply(hc))
+        }
+    }
+}
+
 #[inline]
 fn udp_nonzero(c: u16) -> u16 {
     if c == 0 {
@@ -251,6 +298,31 @@ mod tests {
             let old = u16::from_be_bytes([data[i], data[i + 1]]);
             data[i..i + 2].copy_from_slice(&new.to_be_bytes());
             prop_assert_eq!(update16(hc, old, new), checksum(&data));
+        }
+
+        /// A combined FullNAT-style delta (two addresses, two ports) equals chained updates and a
+        /// full recomputation.
+        #[test]
+        fn delta_matches_chained_and_recompute(
+            mut data in proptest::collection::vec(any::<u8>(), 14..64),
+            a in any::<u32>(), b in any::<u32>(), p in any::<u16>(), q in any::<u16>(),
+        ) {
+            data[0] |= 1;
+            let hc = checksum(&data);
+            let rd32 = |d: &[u8], i: usize| u32::from_be_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+            let rd16 = |d: &[u8], i: usize| u16::from_be_bytes([d[i], d[i + 1]]);
+            let (oa, ob, op, oq) = (rd32(&data, 2), rd32(&data, 6), rd16(&data, 10), rd16(&data, 12));
+            let delta = Delta::new().dword(oa, a).dword(ob, b).word(op, p).word(oq, q);
+            let chained = update16(update16(update32(update32(hc, oa, a), ob, b), op, p), oq, q);
+            data[2..6].copy_from_slice(&a.to_be_bytes());
+            data[6..10].copy_from_slice(&b.to_be_bytes());
+            data[10..12].copy_from_slice(&p.to_be_bytes());
+            data[12..14].copy_from_slice(&q.to_be_bytes());
+            prop_assert_eq!(delta.apply(hc), checksum(&data));
+            prop_assert_eq!(chained, checksum(&data));
+            let u = delta.apply_udp(hc);
+            prop_assert_eq!(u, if checksum(&data) == 0 { 0xFFFF } else { checksum(&data) });
+            prop_assert_eq!(delta.apply_udp(0), 0);
         }
 
         #[test]
