@@ -18,6 +18,10 @@
 //! Expiry follows IPVS's templates in the simple case: a template lives `timeout` after the last
 //! connection it placed. (IPVS also keeps a template while connections it controls live; here a
 //! client returning after `timeout` with an older connection still open is scheduled afresh.)
+//! Memory: each shard starts with room for 128 templates and grows (amortised doubling, so a rare
+//! allocation on an insert) up to its share of the bound, [`DEFAULT_PERSIST_MAX`] by default; a
+//! spoofed-source flood fills it and then only stops recording templates (counted in
+//! [`PersistTable::full_drops`]).
 //! Expired templates are replaced in place, removed in bulk when a shard fills, and swept by
 //! [`PersistTable::expire`], which the control thread calls periodically.
 
