@@ -42,9 +42,18 @@ impl PartialOrd for Claim {
 }
 
 /// A populated Maglev lookup table: slot → real server index.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct MaglevTable {
     lookup: Box<[u16]>,
+}
+
+impl std::fmt::Debug for MaglevTable {
+    /// The size only: 65537 slots are not worth printing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaglevTable")
+            .field("len", &self.lookup.len())
+            .finish()
+    }
 }
 
 /// Domain separation of the three hash functions derived from one seed.

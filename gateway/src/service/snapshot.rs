@@ -138,6 +138,14 @@ impl Service {
                 .unwrap_or_else(|| Arc::new(PersistTable::new(DEFAULT_PERSIST_MAX)))
         });
 
+        // rr keeps its place across snapshots, as ip_vs_rr.c keeps its cursor; wrr restarts its
+        // interleaving, as ip_vs_wrr_dest_changed does.
+        let seq = PaddedCounter(AtomicU64::new(match prev {
+            Some(p) if p.sched() == SchedKind::Rr && cfg.sched == SchedKind::Rr => {
+                p.seq.0.load(Relaxed)
+            }
+            _ => 0,
+        }));
         Ok(Service {
             client_seed: keyed(cfg.hash_seed, CLIENT_HASH),
             cfg,
@@ -146,7 +154,7 @@ impl Service {
             table_weights,
             index,
             tables,
-            seq: PaddedCounter::default(),
+            seq,
             persist,
         })
     }
@@ -339,6 +347,18 @@ mod tests {
         // built without history, a weight-0 server has no slot
         let c = Service::new(cfg(SchedKind::Mh, vec![rs(1, 1), rs(2, 0), rs(3, 1)]), None).unwrap();
         assert_eq!(c.maglev().unwrap().shares(3)[1], 0);
+    }
+
+    #[test]
+    fn rr_position_carried_wrr_restarted() {
+        let a = Service::new(cfg(SchedKind::Rr, vec![rs(1, 1), rs(2, 1)]), None).unwrap();
+        a.next_seq();
+        a.next_seq();
+        a.next_seq();
+        let b = Service::new(cfg(SchedKind::Rr, vec![rs(1, 1), rs(2, 2)]), Some(&a)).unwrap();
+        assert_eq!(b.next_seq(), 3);
+        let c = Service::new(cfg(SchedKind::Wrr, vec![rs(1, 1), rs(2, 2)]), Some(&b)).unwrap();
+        assert_eq!(c.next_seq(), 0);
     }
 
     #[test]

@@ -29,7 +29,7 @@ struct Segment {
 }
 
 /// The interleaved sequence of one set of weights.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WrrSeq {
     period: u64,
     levels: Box<[u32]>,
@@ -42,6 +42,16 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
         (a, b) = (b, a % b);
     }
     a
+}
+
+impl std::fmt::Debug for WrrSeq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrrSeq")
+            .field("period", &self.period)
+            .field("segments", &self.segs.len())
+            .field("table", &self.table.len())
+            .finish()
+    }
 }
 
 impl WrrSeq {
