@@ -1,0 +1,216 @@
+// The framing of the datapath fuzz target and its runner, shared by
+// `fuzz/fuzz_targets/datapath.rs` and `gateway/tests/fuzz_replay.rs` (both `include!` this file, so
+// a corpus file means the same thing to libFuzzer and to `cargo test`).
+//
+// An input is a sequence of records, each
+//
+//     len: u16 (big endian) | ctl: u8 | frame: len bytes (cut short at the end of the input)
+//
+// with `ctl` bit 0 = receive port (0 client side, 1 server side), bit 1 = `from_peer`, bit 2 = the
+// worker (of two) that receives it, bits 3..8 = time to move forward before the frame, in 250 ms
+// steps (both workers tick). Frames a worker hands to the other (`Verdict::ToWorker`) are delivered
+// at once with `from_peer`, as the ring would.
+//
+// The runner checks what must hold whatever the input: no panic; one verdict per frame; every
+// frame sent or generated parses as a valid frame with valid IPv4 and L4 checksums; a handed-over
+// frame is never handed over again; the rx counters add up.
+
+use gateway::datapath::{Datapath, Verdict};
+use gateway::packet::{PacketBuf, RxMeta, VecBuf};
+use gateway::wire::{parse_l3l4, verify_l4_checksum, EtherType};
+
+/// Bytes before each frame: length (2) and control (1).
+pub const RECORD_HEADER: usize = 3;
+/// Time step of the control byte's upper bits.
+pub const TICK_STEP_MS: u64 = 250;
+/// Connections per worker: small, so that a short input can fill the table.
+pub const FUZZ_CAPACITY: u32 = 64;
+
+/// One decoded record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub port: u16,
+    pub from_peer: bool,
+    pub worker: usize,
+    pub advance_ms: u64,
+    pub frame: &'a [u8],
+}
+
+impl Record<'_> {
+    /// Appends the record's encoding to `out` (the frame must fit in 64 KiB).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let len = u16::try_from(self.frame.len()).expect("frame under 64 KiB");
+        let steps = self.advance_ms / TICK_STEP_MS;
+        assert!(
+            steps < 32 && steps * TICK_STEP_MS == self.advance_ms,
+            "advance {}",
+            self.advance_ms
+        );
+        let ctl = (self.port as u8 & 1)
+            | (u8::from(self.from_peer) << 1)
+            | ((self.worker as u8 & 1) << 2)
+            | ((steps as u8) << 3);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.push(ctl);
+        out.extend_from_slice(self.frame);
+    }
+}
+
+/// The records of an input, in order. A trailing piece shorter than a record header is ignored.
+pub struct Records<'a>(pub &'a [u8]);
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let [hi, lo, ctl, rest @ ..] = self.0 else {
+            self.0 = &[];
+            return None;
+        };
+        let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(rest.len());
+        let (frame, tail) = rest.split_at(len);
+        self.0 = tail;
+        Some(Record {
+            port: u16::from(ctl & 1),
+            from_peer: ctl & 2 != 0,
+            worker: usize::from((ctl >> 2) & 1),
+            advance_ms: u64::from(ctl >> 3) * TICK_STEP_MS,
+            frame,
+        })
+    }
+}
+
+/// The fuzzed datapaths: the lab's two workers with short timeouts (so expiry and its RSTs are
+/// reachable within an input) and small tables.
+pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
+    let cfg = format!(
+        "{}\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\nfin_wait = 2\ntime_wait = 2\nclose = 1\n\
+         close_wait = 2\nlast_ack = 2\nsyn_sent = 2\nsynack = 2\nudp = 2\n",
+        gateway::testkit::LAB_CONFIG
+    );
+    [0, 1].map(|w| gateway::testkit::datapath_from(&cfg, w, 2, FUZZ_CAPACITY))
+}
+
+/// What happened to the frames of one input (both workers together).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Records fed.
+    pub frames: u64,
+    /// Verdicts by kind; handed-over frames count once more when the owner processes them.
+    pub tx: u64,
+    pub handed_over: u64,
+    pub done: u64,
+    pub dropped: u64,
+    pub held: u64,
+    /// Frames the datapath generated (ARP requests, RSTs) and released after ARP.
+    pub generated: u64,
+    pub released: u64,
+}
+
+/// Asserts that a frame the datapath emits is well formed: it parses, and an IPv4 packet in it
+/// has valid header and L4 checksums.
+pub fn check_emitted(what: &str, frame: &[u8]) {
+    let p = match parse_l3l4(frame) {
+        Ok(p) => p,
+        Err(e) => panic!("{what}: emitted a frame that does not parse ({e:?}): {frame:02x?}"),
+    };
+    if p.ethertype == EtherType::IPV4 {
+        let ip = p.ip.expect("IPv4 parsed");
+        assert!(
+            ip.is_fragment || verify_l4_checksum(frame, &p),
+            "{what}: bad L4 checksum: {frame:02x?}"
+        );
+    }
+}
+
+fn drain(dp: &mut Datapath<VecBuf>, o: &mut Outcome) {
+    dp.l3.take_generated(|g| {
+        check_emitted("generated", g.bytes());
+        o.generated += 1;
+    });
+    dp.l3.take_released(|_, b| {
+        check_emitted("released", b.data());
+        o.released += 1;
+    });
+    dp.l3.take_events(|_| {});
+}
+
+/// Feeds one frame to worker `w`, dispatching the verdict as `worker.rs` does.
+fn feed(dps: &mut [Datapath<VecBuf>; 2], w: usize, frame: &[u8], meta: &RxMeta, o: &mut Outcome) {
+    let dp = &mut dps[w];
+    match dp.process(VecBuf::from_frame(frame), meta) {
+        Verdict::Tx(port, b) => {
+            assert!(
+                usize::from(port) < dp.l3.topo.ports.len(),
+                "Tx on port {port}"
+            );
+            check_emitted("sent", b.data());
+            dp.l3.stats.tx_packets += 1;
+            dp.l3.stats.tx_bytes += b.len() as u64;
+            o.tx += 1;
+        }
+        Verdict::ToWorker(to, b) => {
+            assert!(!meta.from_peer, "a handed-over frame was handed over again");
+            assert!(
+                usize::from(to) != w && usize::from(to) < 2,
+                "ToWorker({to}) from worker {w}"
+            );
+            dp.l3.stats.handoff_out += 1;
+            o.handed_over += 1;
+            let peer = RxMeta {
+                from_peer: true,
+                ..*meta
+            };
+            let to = usize::from(to);
+            dps[to].l3.stats.handoff_in += 1;
+            let frame = b.data().to_vec();
+            feed(dps, to, &frame, &peer, o);
+        }
+        Verdict::Done(_) => o.done += 1,
+        Verdict::Drop(r, _) => {
+            dp.count_drop(r);
+            o.dropped += 1;
+        }
+        Verdict::Held => o.held += 1,
+    }
+    drain(&mut dps[w], o);
+}
+
+/// Runs an input through fresh datapaths and checks the invariants; returns what happened.
+pub fn run_input(data: &[u8]) -> Outcome {
+    let mut dps = fuzz_datapaths();
+    let mut o = Outcome::default();
+    let mut now = 0;
+    for r in Records(data) {
+        if r.advance_ms > 0 {
+            now += r.advance_ms;
+            for dp in dps.iter_mut() {
+                dp.tick(now);
+                drain(dp, &mut o);
+            }
+        }
+        let meta = RxMeta {
+            port: r.port,
+            from_peer: r.from_peer,
+            ..Default::default()
+        };
+        feed(&mut dps, r.worker, r.frame, &meta, &mut o);
+        o.frames += 1;
+    }
+    // Every frame fed and every hand-over got exactly one verdict, and each counted its packet.
+    let rx: u64 = dps.iter().map(|d| d.l3.stats.rx_packets).sum();
+    assert_eq!(rx, o.frames + o.handed_over, "rx counters: {o:?}");
+    assert_eq!(
+        o.tx + o.handed_over + o.done + o.dropped + o.held,
+        rx,
+        "verdicts: {o:?}"
+    );
+    let drops: u64 = dps.iter().map(|d| d.l3.stats.total_drops()).sum();
+    assert!(
+        drops >= o.dropped,
+        "drop counters {drops} below the drops seen {o:?}"
+    );
+    let tx: u64 = dps.iter().map(|d| d.l3.stats.tx_packets).sum();
+    assert_eq!(tx, o.tx);
+    o
+}

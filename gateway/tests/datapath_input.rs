@@ -1,0 +1,987 @@
+//! Bad input and end-to-end properties of the DPDK-free datapath (`Datapath<VecBuf>` from the
+//! testkit), driven the way `worker.rs` drives it: every verdict is dispatched, drops are counted
+//! with `count_drop`, transmissions with the tx counters.
+//!
+//! - Every kind of malformed or unwanted frame is dropped with its own counter, and only that one.
+//! - FullNAT round trips restore the client's tuples, keep payloads intact and leave valid
+//!   checksums (etherparse is the oracle); random bytes never panic.
+//! - Two workers: a reply that reaches the wrong worker is handed to the owner.
+//! - Expiry: an idle ESTABLISHED connection is reset on both sides and its local port freed.
+
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use gateway::conn::{Tuple, PROTO_TCP};
+use gateway::datapath::{Datapath, Verdict};
+use gateway::packet::{PacketBuf, RxMeta, VecBuf};
+use gateway::stats::{Drop, DropReason, WorkerStats};
+use gateway::testkit::*;
+use gateway::wire::{DropReason as Wire, Ipv4Packet, MacAddr};
+use proptest::prelude::*;
+use std::net::Ipv4Addr;
+
+/// A router on the client side, so property tests can use client addresses from anywhere.
+const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 254);
+const ROUTER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xFE]);
+const OTHER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
+const ETH: usize = 14;
+const IP: usize = 20;
+
+fn meta(port: u16) -> RxMeta {
+    RxMeta {
+        port,
+        ..Default::default()
+    }
+}
+
+/// The outcome of one frame, after dispatch.
+#[derive(Debug)]
+enum Out {
+    Tx(u16, Vec<u8>),
+    ToWorker(u16, Vec<u8>),
+    Done,
+    Drop(DropReason),
+    Held,
+}
+
+/// Processes `frame` and dispatches the verdict as `worker.rs` does (minus the rings and queues).
+fn run(dp: &mut Datapath<VecBuf>, frame: &[u8], meta: &RxMeta) -> Out {
+    match dp.process(VecBuf::from_frame(frame), meta) {
+        Verdict::Tx(port, b) => {
+            dp.l3.stats.tx_packets += 1;
+            dp.l3.stats.tx_bytes += b.len() as u64;
+            Out::Tx(port, b.data().to_vec())
+        }
+        Verdict::ToWorker(w, b) => {
+            dp.l3.stats.handoff_out += 1;
+            Out::ToWorker(w, b.data().to_vec())
+        }
+        Verdict::Done(_) => Out::Done,
+        Verdict::Drop(r, _) => {
+            dp.count_drop(r);
+            Out::Drop(r)
+        }
+        Verdict::Held => Out::Held,
+    }
+}
+
+fn expect_tx(out: Out, port: u16) -> Vec<u8> {
+    match out {
+        Out::Tx(p, f) if p == port => f,
+        other => panic!("expected Tx on port {port}, got {other:?}"),
+    }
+}
+
+fn generated(dp: &mut Datapath<VecBuf>) -> Vec<(u16, Vec<u8>)> {
+    let mut v = Vec::new();
+    dp.l3
+        .take_generated(|g| v.push((g.port, g.bytes().to_vec())));
+    v
+}
+
+/// A TCP segment to build with etherparse. `flags` uses tcpdump's letters: S A F R P U.
+#[derive(Clone)]
+struct Seg {
+    macs: (MacAddr, MacAddr),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: &'static str,
+    seq: u32,
+    ack: u32,
+    payload: Vec<u8>,
+}
+
+impl Seg {
+    fn from_client(cport: u16, flags: &'static str) -> Seg {
+        Seg {
+            macs: (CLIENT_MAC, CLIENT_PORT_MAC),
+            src: (CLIENT_IP, cport),
+            dst: (VIP, 80),
+            flags,
+            seq: 1000,
+            ack: 0,
+            payload: Vec::new(),
+        }
+    }
+
+    fn frame(&self) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2(self.macs.0 .0, self.macs.1 .0)
+            .ipv4(self.src.0.octets(), self.dst.0.octets(), 64)
+            .tcp(self.src.1, self.dst.1, self.seq, 64240);
+        for f in self.flags.chars() {
+            b = match f {
+                'S' => b.syn(),
+                'A' => b.ack(self.ack),
+                'F' => b.fin(),
+                'R' => b.rst(),
+                'P' => b.psh(),
+                'U' => b.urg(0),
+                _ => panic!("flag {f}"),
+            };
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, &self.payload).unwrap();
+        v
+    }
+}
+
+fn udp_frame(
+    macs: (MacAddr, MacAddr),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv4(src.0.octets(), dst.0.octets(), 64)
+        .udp(src.1, dst.1)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+/// Recomputes the IPv4 header checksum after a test edited the header.
+fn refill_ip(f: &mut [u8]) {
+    Ipv4Packet::new_unchecked(&mut f[ETH..]).fill_checksum();
+}
+
+/// Checks a frame the datapath sent with etherparse: IPv4 header checksum and TCP/UDP checksum
+/// valid; returns (src, dst, sport, dport, l4 payload).
+fn check_sent(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, u16, Vec<u8>) {
+    let p = SlicedPacket::from_ethernet(frame).expect("etherparse parses what we send");
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header();
+    assert_eq!(
+        h.header_checksum(),
+        h.to_header().calc_header_checksum(),
+        "IPv4 header checksum"
+    );
+    let (src, dst) = (h.source(), h.destination());
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            assert_eq!(
+                t.checksum(),
+                t.calc_checksum_ipv4(src, dst).unwrap(),
+                "TCP checksum"
+            );
+            (
+                src.into(),
+                dst.into(),
+                t.source_port(),
+                t.destination_port(),
+                t.payload().to_vec(),
+            )
+        }
+        Some(TransportSlice::Udp(u)) => {
+            if u.checksum() != 0 {
+                let want = u
+                    .to_header()
+                    .calc_checksum_ipv4_raw(src, dst, u.payload())
+                    .unwrap();
+                assert_eq!(u.checksum(), want, "UDP checksum");
+            }
+            (
+                src.into(),
+                dst.into(),
+                u.source_port(),
+                u.destination_port(),
+                u.payload().to_vec(),
+            )
+        }
+        _ => panic!("not TCP/UDP"),
+    }
+}
+
+/// Asserts that processing `frame` dropped it with `want`: that counter moved by one, no other drop
+/// counter moved, nothing was sent, generated, handed over or created.
+fn assert_dropped(
+    dp: &mut Datapath<VecBuf>,
+    name: &str,
+    frame: &[u8],
+    port: u16,
+    want: DropReason,
+) {
+    let before: WorkerStats = dp.l3.stats.clone();
+    let conns = dp.fwd.table().len();
+    let out = run(dp, frame, &meta(port));
+    assert!(
+        matches!(out, Out::Drop(r) if r == want),
+        "{name}: expected drop {want:?}, got {out:?}"
+    );
+    let after = &dp.l3.stats;
+    for r in Wire::ALL
+        .iter()
+        .map(|&w| DropReason::from(w))
+        .chain(Drop::ALL.iter().map(|&d| d.into()))
+    {
+        let moved = after.dropped(r) - before.dropped(r);
+        assert_eq!(
+            moved,
+            u64::from(r == want),
+            "{name}: counter {r:?} moved by {moved}"
+        );
+    }
+    assert_eq!(
+        after.rx_packets,
+        before.rx_packets + 1,
+        "{name}: rx counted"
+    );
+    assert_eq!(after.tx_packets, before.tx_packets, "{name}: nothing sent");
+    assert_eq!(
+        after.handoff_out, before.handoff_out,
+        "{name}: nothing handed over"
+    );
+    assert_eq!(dp.fwd.table().len(), conns, "{name}: no connection made");
+    assert!(generated(dp).is_empty(), "{name}: nothing generated");
+}
+
+/// A valid client SYN with a payload, long enough that every truncation below 60 bytes cuts it.
+fn long_syn() -> Vec<u8> {
+    let mut s = Seg::from_client(40000, "S");
+    s.payload = vec![0xAB; 30];
+    s.frame()
+}
+
+#[test]
+fn truncated_frames_are_dropped_by_length() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    let full = long_syn();
+    assert!(full.len() > 60);
+    for n in 0..60 {
+        let want = match n {
+            0..=13 => Wire::EthTruncated,
+            14..=33 => Wire::Ipv4Truncated,
+            _ => Wire::Ipv4BadTotalLen,
+        };
+        assert_dropped(
+            &mut dp,
+            &format!("truncated to {n}"),
+            &full[..n],
+            0,
+            want.into(),
+        );
+    }
+}
+
+#[test]
+fn malformed_ip_headers_have_their_own_counters() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    let good = Seg::from_client(40001, "S").frame();
+    let l3 = ETH;
+
+    for ihl in 0..5u8 {
+        let mut f = good.clone();
+        f[l3] = 0x40 | ihl;
+        refill_ip(&mut f);
+        assert_dropped(
+            &mut dp,
+            &format!("IHL {ihl}"),
+            &f,
+            0,
+            Wire::Ipv4BadIhl.into(),
+        );
+    }
+    // IHL 15 (60 bytes) in a 40-byte IP packet.
+    let mut f = good.clone();
+    f[l3] = 0x4F;
+    assert_dropped(
+        &mut dp,
+        "IHL beyond the frame",
+        &f,
+        0,
+        Wire::Ipv4BadIhl.into(),
+    );
+
+    let mut f = good.clone();
+    f[l3] = 0x65;
+    assert_dropped(&mut dp, "version 6", &f, 0, Wire::Ipv4BadVersion.into());
+
+    for tl in [0u16, 19] {
+        let mut f = good.clone();
+        f[l3 + 2..l3 + 4].copy_from_slice(&tl.to_be_bytes());
+        refill_ip(&mut f);
+        assert_dropped(
+            &mut dp,
+            &format!("total length {tl}"),
+            &f,
+            0,
+            Wire::Ipv4BadTotalLen.into(),
+        );
+    }
+    let mut f = good.clone();
+    let tl = (good.len() - ETH + 1) as u16;
+    f[l3 + 2..l3 + 4].copy_from_slice(&tl.to_be_bytes());
+    refill_ip(&mut f);
+    assert_dropped(
+        &mut dp,
+        "total length beyond the frame",
+        &f,
+        0,
+        Wire::Ipv4BadTotalLen.into(),
+    );
+
+    let mut f = good.clone();
+    f[l3 + 10] ^= 0x01;
+    assert_dropped(&mut dp, "IP checksum", &f, 0, Wire::Ipv4BadChecksum.into());
+    let mut f = good.clone();
+    f[l3 + 8] -= 1; // TTL changed, checksum not
+    assert_dropped(
+        &mut dp,
+        "IP checksum (TTL edited)",
+        &f,
+        0,
+        Wire::Ipv4BadChecksum.into(),
+    );
+}
+
+#[test]
+fn options_and_fragments_to_the_vip_are_dropped() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    let good = Seg::from_client(40002, "S").frame();
+
+    // IHL 6 with NOP NOP NOP EOL; the TCP checksum does not cover the IP options.
+    let mut f = good.clone();
+    f.splice(ETH + IP..ETH + IP, [1, 1, 1, 0]);
+    f[ETH] = 0x46;
+    let tl = (f.len() - ETH) as u16;
+    f[ETH + 2..ETH + 4].copy_from_slice(&tl.to_be_bytes());
+    refill_ip(&mut f);
+    assert_dropped(&mut dp, "IP options", &f, 0, Drop::IpOptions.into());
+
+    // First fragment (MF, offset 0) and a later one (offset 8 bytes), of TCP and of UDP.
+    let udp = udp_frame(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        (CLIENT_IP, 5000),
+        (VIP, 80),
+        b"fragmented datagram",
+    );
+    for (what, base) in [("TCP", &good), ("UDP", &udp)] {
+        for (name, flags_frag) in [
+            ("first fragment", 0x2000u16),
+            ("non-first fragment", 0x0001),
+        ] {
+            let mut f = base.clone();
+            f[ETH + 6..ETH + 8].copy_from_slice(&flags_frag.to_be_bytes());
+            refill_ip(&mut f);
+            assert_dropped(
+                &mut dp,
+                &format!("{what} {name}"),
+                &f,
+                0,
+                Drop::IpFragment.into(),
+            );
+        }
+    }
+    // A non-first fragment whose "TCP header" is garbage is still a fragment, not a bad header.
+    let mut f = good.clone();
+    f[ETH + 6..ETH + 8].copy_from_slice(&0x0003u16.to_be_bytes());
+    f[ETH + IP + 12] = 0x00;
+    refill_ip(&mut f);
+    assert_dropped(
+        &mut dp,
+        "fragment with garbage",
+        &f,
+        0,
+        Drop::IpFragment.into(),
+    );
+}
+
+#[test]
+fn bad_l4_headers_and_checksums_are_dropped() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    let good = Seg::from_client(40003, "S").frame();
+    let t = ETH + IP;
+
+    let mut f = good.clone();
+    f[t + 16] ^= 0x01;
+    assert_dropped(&mut dp, "TCP checksum", &f, 0, Drop::L4BadChecksum.into());
+    let mut s = Seg::from_client(40003, "PA");
+    s.payload = b"data".to_vec();
+    let mut f = s.frame();
+    let last = f.len() - 1;
+    f[last] ^= 0x20; // payload corrupted in flight
+    assert_dropped(
+        &mut dp,
+        "TCP payload corrupted",
+        &f,
+        0,
+        Drop::L4BadChecksum.into(),
+    );
+
+    let udp = udp_frame(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        (CLIENT_IP, 5000),
+        (VIP, 80),
+        b"query",
+    );
+    let mut f = udp.clone();
+    f[t + 6] ^= 0x01;
+    assert!(f[t + 6..t + 8] != [0, 0], "still a checksum, not 'none'");
+    assert_dropped(&mut dp, "UDP checksum", &f, 0, Drop::L4BadChecksum.into());
+
+    for doff in [0x00u8, 0x40, 0xF0] {
+        let mut f = good.clone();
+        f[t + 12] = doff;
+        assert_dropped(
+            &mut dp,
+            &format!("TCP data offset {doff:#x}"),
+            &f,
+            0,
+            Wire::TcpBadDataOffset.into(),
+        );
+    }
+    // TCP segment of 19 bytes.
+    let mut f = good[..t + 19].to_vec();
+    f[ETH + 2..ETH + 4].copy_from_slice(&39u16.to_be_bytes());
+    refill_ip(&mut f);
+    assert_dropped(&mut dp, "TCP truncated", &f, 0, Wire::TcpTruncated.into());
+
+    for flags in ["SF", "SR", "", "F", "FR", "P", "FPU"] {
+        let f = Seg::from_client(40004, flags).frame();
+        assert_dropped(
+            &mut dp,
+            &format!("TCP flags {flags:?}"),
+            &f,
+            0,
+            Wire::TcpBadFlags.into(),
+        );
+    }
+
+    for len in [0u16, 7, 14] {
+        // The datagram carries 5 bytes: length 13 is right, 14 runs past the IP payload.
+        let mut f = udp.clone();
+        f[t + 4..t + 6].copy_from_slice(&len.to_be_bytes());
+        assert_dropped(
+            &mut dp,
+            &format!("UDP length {len}"),
+            &f,
+            0,
+            Wire::UdpBadLength.into(),
+        );
+    }
+    let mut f = udp[..t + 7].to_vec();
+    f[ETH + 2..ETH + 4].copy_from_slice(&27u16.to_be_bytes());
+    refill_ip(&mut f);
+    assert_dropped(&mut dp, "UDP truncated", &f, 0, Wire::UdpTruncated.into());
+
+    let mut f = udp[..t + 7].to_vec();
+    f[ETH + 2..ETH + 4].copy_from_slice(&27u16.to_be_bytes());
+    f[ETH + 9] = 1;
+    refill_ip(&mut f);
+    assert_dropped(&mut dp, "ICMP truncated", &f, 0, Wire::IcmpTruncated.into());
+
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut ping, b"ping")
+        .unwrap();
+    ping[t + 2] ^= 0x01;
+    assert_dropped(
+        &mut dp,
+        "ICMP echo checksum",
+        &ping,
+        0,
+        Drop::L4BadChecksum.into(),
+    );
+}
+
+#[test]
+fn unwanted_frames_are_dropped() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+
+    for flags in ["A", "PA", "FA", "R", "RA", "SA"] {
+        let mut s = Seg::from_client(40005, flags);
+        s.ack = 777;
+        if flags.contains('P') {
+            s.payload = b"GET / HTTP/1.0\r\n\r\n".to_vec();
+        }
+        assert_dropped(
+            &mut dp,
+            &format!("{flags} without connection"),
+            &s.frame(),
+            0,
+            Drop::NoConn.into(),
+        );
+    }
+    // A server's packet to a LIP port with no connection.
+    let mut s = Seg::from_client(80, "SA");
+    s.macs = (RS1_MAC, SERVER_PORT_MAC);
+    s.src = (RS1, 80);
+    s.dst = (LIP1, 5000);
+    assert_dropped(
+        &mut dp,
+        "reply without connection",
+        &s.frame(),
+        1,
+        Drop::NoConn.into(),
+    );
+
+    let mut s = Seg::from_client(40006, "S");
+    s.dst.1 = 81;
+    assert_dropped(
+        &mut dp,
+        "SYN to a VIP port without service",
+        &s.frame(),
+        0,
+        Drop::NoService.into(),
+    );
+    let mut s = Seg::from_client(40006, "S");
+    s.dst.0 = Ipv4Addr::new(192, 0, 2, 1);
+    assert_dropped(
+        &mut dp,
+        "SYN to a foreign address",
+        &s.frame(),
+        0,
+        Drop::IpNotForUs.into(),
+    );
+
+    let mut gre = Seg::from_client(40006, "S").frame();
+    gre[ETH + 9] = 47;
+    refill_ip(&mut gre);
+    assert_dropped(
+        &mut dp,
+        "GRE to the VIP",
+        &gre,
+        0,
+        Drop::ProtoUnsupported.into(),
+    );
+
+    for ethertype in [0x86DDu16, 0x8100, 0x88CC, 0x0000] {
+        let mut f = Seg::from_client(40006, "S").frame();
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        assert_dropped(
+            &mut dp,
+            &format!("ethertype {ethertype:#06x}"),
+            &f,
+            0,
+            Drop::EtherTypeUnsupported.into(),
+        );
+    }
+
+    let mut s = Seg::from_client(40007, "S");
+    s.macs.1 = OTHER_MAC;
+    assert_dropped(
+        &mut dp,
+        "frame to another MAC",
+        &s.frame(),
+        0,
+        Drop::L2NotForUs.into(),
+    );
+    // The server port's MAC arriving on the client port is not for that port either.
+    s.macs.1 = SERVER_PORT_MAC;
+    assert_dropped(
+        &mut dp,
+        "frame to the other port's MAC",
+        &s.frame(),
+        0,
+        Drop::L2NotForUs.into(),
+    );
+
+    // The NIC's verdicts are trusted.
+    let f = Seg::from_client(40008, "S").frame();
+    let bad_ip = RxMeta {
+        ip_csum: gateway::packet::CsumStatus::Bad,
+        ..meta(0)
+    };
+    let before = dp.l3.stats.dropped(Drop::IpBadChecksumHw.into());
+    assert!(matches!(
+        run(&mut dp, &f, &bad_ip),
+        Out::Drop(DropReason::Dp(Drop::IpBadChecksumHw))
+    ));
+    assert_eq!(
+        dp.l3.stats.dropped(Drop::IpBadChecksumHw.into()),
+        before + 1
+    );
+    let bad_l4 = RxMeta {
+        l4_csum: gateway::packet::CsumStatus::Bad,
+        ..meta(0)
+    };
+    assert!(matches!(
+        run(&mut dp, &f, &bad_l4),
+        Out::Drop(DropReason::Dp(Drop::L4BadChecksum))
+    ));
+    assert_eq!(dp.fwd.table().len(), 0);
+
+    // After all this the datapath still forwards a good SYN.
+    expect_tx(run(&mut dp, &f, &meta(0)), 1);
+    assert_eq!(dp.fwd.table().len(), 1);
+}
+
+/// The lab config plus a default route through a client-side router.
+fn routed_config() -> String {
+    format!("{LAB_CONFIG}\n[[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"{ROUTER_IP}\"\nport = \"client\"\n")
+}
+
+fn routed_datapath(capacity: u32) -> Datapath<VecBuf> {
+    let mut dp = datapath_from(&routed_config(), 0, 1, capacity);
+    dp.l3.learn_from_peer(ROUTER_IP, ROUTER_MAC, 0);
+    dp
+}
+
+fn rs_mac(rs: Ipv4Addr) -> MacAddr {
+    if rs == RS1 {
+        RS1_MAC
+    } else {
+        RS2_MAC
+    }
+}
+
+/// Client addresses reached through the router: anything but 0/8, 10/8, 127/8 and class D/E.
+fn client_ip() -> impl Strategy<Value = Ipv4Addr> {
+    (1u8..224, any::<[u8; 3]>())
+        .prop_filter("not local", |(a, _)| *a != 10 && *a != 127)
+        .prop_map(|(a, r)| Ipv4Addr::new(a, r[0], r[1], r[2]))
+}
+
+/// One TCP exchange through FullNAT: SYN, SYN-ACK, then data each way. Checks the rewritten tuples,
+/// the checksums and the payloads at every step.
+fn tcp_round_trip(
+    cip: Ipv4Addr,
+    cport: u16,
+    syn_data: &[u8],
+    up: &[u8],
+    down: &[u8],
+) -> Result<(), TestCaseError> {
+    let mut dp = routed_datapath(1024);
+    let mut syn = Seg::from_client(cport, "S");
+    syn.macs = (ROUTER_MAC, CLIENT_PORT_MAC);
+    syn.src.0 = cip;
+    syn.payload = syn_data.to_vec();
+    let out = expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1);
+    let (lip, rs, lport, rport, payload) = check_sent(&out);
+    prop_assert!(lip == LIP1 || lip == LIP2);
+    prop_assert!(rs == RS1 || rs == RS2);
+    prop_assert_eq!(rport, 80);
+    prop_assert_eq!(&out[0..6], &rs_mac(rs).0[..]);
+    prop_assert_eq!(
+        &payload[..],
+        syn_data,
+        "SYN payload moved intact past the TOA option"
+    );
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!()
+    };
+    prop_assert_eq!((t.sequence_number(), t.syn(), t.ack()), (1000, true, false));
+    let toa = t
+        .options()
+        .windows(8)
+        .any(|w| w[..4] == [254, 8, (cport >> 8) as u8, cport as u8] && w[4..] == cip.octets());
+    prop_assert!(toa, "TOA carries the client: {:?}", t.options());
+
+    // The server answers to LIP:lport; the client sees VIP:80.
+    let mut synack = Seg::from_client(80, "SA");
+    synack.macs = (rs_mac(rs), SERVER_PORT_MAC);
+    synack.src = (rs, 80);
+    synack.dst = (lip, lport);
+    synack.seq = 5000;
+    synack.ack = 1001 + syn_data.len() as u32;
+    let back = expect_tx(run(&mut dp, &synack.frame(), &meta(1)), 0);
+    prop_assert_eq!(check_sent(&back), (VIP, cip, 80, cport, Vec::new()));
+    prop_assert_eq!(&back[0..6], &ROUTER_MAC.0[..]);
+    prop_assert_eq!(&back[6..12], &CLIENT_PORT_MAC.0[..]);
+
+    let mut data = syn.clone();
+    data.flags = "PA";
+    data.seq = synack.ack;
+    data.ack = 5001;
+    data.payload = up.to_vec();
+    let out = expect_tx(run(&mut dp, &data.frame(), &meta(0)), 1);
+    prop_assert_eq!(check_sent(&out), (lip, rs, lport, 80, up.to_vec()));
+
+    let mut reply = synack.clone();
+    reply.flags = "PA";
+    reply.seq = 5001;
+    reply.ack = data.seq + up.len() as u32;
+    reply.payload = down.to_vec();
+    let back = expect_tx(run(&mut dp, &reply.frame(), &meta(1)), 0);
+    prop_assert_eq!(check_sent(&back), (VIP, cip, 80, cport, down.to_vec()));
+    prop_assert_eq!(dp.fwd.table().len(), 1);
+    prop_assert_eq!(dp.l3.stats.total_drops(), 0);
+    Ok(())
+}
+
+fn udp_round_trip(cip: Ipv4Addr, cport: u16, up: &[u8], down: &[u8]) -> Result<(), TestCaseError> {
+    let mut dp = routed_datapath(1024);
+    let f = udp_frame((ROUTER_MAC, CLIENT_PORT_MAC), (cip, cport), (VIP, 80), up);
+    let out = expect_tx(run(&mut dp, &f, &meta(0)), 1);
+    let (lip, rs, lport, rport, payload) = check_sent(&out);
+    prop_assert!((lip == LIP1 || lip == LIP2) && (rs == RS1 || rs == RS2) && rport == 80);
+    prop_assert_eq!(&payload[..], up);
+    let r = udp_frame((rs_mac(rs), SERVER_PORT_MAC), (rs, 80), (lip, lport), down);
+    let back = expect_tx(run(&mut dp, &r, &meta(1)), 0);
+    prop_assert_eq!(check_sent(&back), (VIP, cip, 80, cport, down.to_vec()));
+    // A second datagram reuses the connection.
+    let out = expect_tx(run(&mut dp, &f, &meta(0)), 1);
+    prop_assert_eq!(check_sent(&out), (lip, rs, lport, 80, up.to_vec()));
+    prop_assert_eq!(dp.fwd.table().len(), 1);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn fullnat_tcp_restores_tuples_and_payloads(
+        cip in client_ip(), cport in 1u16.., syn_data in proptest::collection::vec(any::<u8>(), 0..4),
+        up in proptest::collection::vec(any::<u8>(), 0..600),
+        down in proptest::collection::vec(any::<u8>(), 0..1400),
+    ) {
+        tcp_round_trip(cip, cport, &syn_data, &up, &down)?;
+    }
+
+    #[test]
+    fn fullnat_udp_restores_tuples_and_payloads(
+        cip in client_ip(), cport in 1u16..,
+        up in proptest::collection::vec(any::<u8>(), 0..1400),
+        down in proptest::collection::vec(any::<u8>(), 0..1400),
+    ) {
+        udp_round_trip(cip, cport, &up, &down)?;
+    }
+}
+
+/// Frames the random-input properties start from: the valid kinds the datapath knows.
+fn seeds() -> Vec<(u16, Vec<u8>)> {
+    let mut syn = Seg::from_client(40100, "S");
+    syn.payload = b"x".to_vec();
+    let mut arp = vec![0u8; 60];
+    gateway::wire::arp::write_request(&mut arp, CLIENT_MAC, CLIENT_IP, VIP).unwrap();
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut ping, b"ping")
+        .unwrap();
+    vec![
+        (0, syn.frame()),
+        (0, Seg::from_client(40100, "PA").frame()),
+        (
+            0,
+            udp_frame(
+                (CLIENT_MAC, CLIENT_PORT_MAC),
+                (CLIENT_IP, 5000),
+                (VIP, 80),
+                b"datagram",
+            ),
+        ),
+        (0, arp),
+        (0, ping),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arbitrary bytes on either port, as received or as handed over by a peer, never panic, and
+    /// every frame ends in exactly one outcome.
+    #[test]
+    fn random_bytes_never_panic(
+        frames in proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 0..200), 0u16..2, any::<bool>()), 1..16),
+    ) {
+        let mut dp: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 1, 256);
+        for (i, (f, port, from_peer)) in frames.iter().enumerate() {
+            let m = RxMeta { port: *port, from_peer: *from_peer, ..Default::default() };
+            let _ = run(&mut dp, f, &m);
+            prop_assert_eq!(dp.l3.stats.rx_packets, i as u64 + 1);
+        }
+        dp.tick(1_000_000);
+    }
+
+    /// Valid frames with one byte changed and a random cut never panic.
+    #[test]
+    fn mutated_frames_never_panic(
+        edits in proptest::collection::vec(
+            (0usize..5, any::<usize>(), any::<u8>(), 0usize..200, any::<bool>()), 1..16),
+    ) {
+        let mut dp: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 1, 256);
+        let seeds = seeds();
+        for (n, (which, idx, val, cut, from_peer)) in edits.into_iter().enumerate() {
+            let (port, mut f) = seeds[which].clone();
+            let i = idx % f.len();
+            f[i] = val;
+            if (ETH..ETH + IP).contains(&i) && i != ETH && i != ETH + 10 && i != ETH + 11 {
+                refill_ip(&mut f);
+            }
+            f.truncate(cut.min(f.len()));
+            let m = RxMeta { port, from_peer, ..Default::default() };
+            let _ = run(&mut dp, &f, &m);
+            prop_assert_eq!(dp.l3.stats.rx_packets, n as u64 + 1);
+        }
+    }
+}
+
+#[test]
+fn a_reply_on_the_wrong_worker_goes_to_the_owner() {
+    let mut w0: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 2, 4096);
+    let mut w1: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 1, 2, 4096);
+    let mut checked = 0;
+    for cport in 41000..41016 {
+        let out = expect_tx(
+            run(&mut w0, &Seg::from_client(cport, "S").frame(), &meta(0)),
+            1,
+        );
+        let (lip, rs, lport, _, _) = check_sent(&out);
+        let mut synack = Seg::from_client(80, "SA");
+        synack.macs = (rs_mac(rs), SERVER_PORT_MAC);
+        synack.src = (rs, 80);
+        synack.dst = (lip, lport);
+        synack.ack = 1001;
+        let reply = synack.frame();
+
+        let handed = match run(&mut w1, &reply, &meta(1)) {
+            Out::ToWorker(0, f) => f,
+            other => panic!("worker 1 must hand lport {lport} to worker 0, got {other:?}"),
+        };
+        assert_eq!(handed, reply, "handed over unchanged");
+        assert_eq!(w1.fwd.table().len(), 0);
+
+        let peer = RxMeta {
+            from_peer: true,
+            ..meta(1)
+        };
+        let back = expect_tx(run(&mut w0, &handed, &peer), 0);
+        assert_eq!(check_sent(&back), (VIP, CLIENT_IP, 80, cport, Vec::new()));
+        checked += 1;
+
+        // A peer's packet that the owner does not know either is dropped, never bounced back.
+        let mut stray = synack.clone();
+        stray.dst.1 = lport ^ 1;
+        match run(&mut w0, &stray.frame(), &peer) {
+            Out::Drop(DropReason::Dp(Drop::NoConn)) => {}
+            Out::Tx(..) => {} // lport ^ 1 may belong to another live connection of worker 0
+            other => panic!("stray handed-over packet: {other:?}"),
+        }
+    }
+    assert_eq!(checked, 16);
+    assert_eq!(
+        w0.l3.stats.steer_hits, 0,
+        "from_peer replies are not counted as steering hits"
+    );
+    assert_eq!(w1.l3.stats.handoff_out, 16);
+}
+
+const SHORT_TIMEOUTS: &str = "\n[conn.timeouts]\nestablished = 2\nsyn_sent = 2\nsyn_recv = 2\nfin_wait = 2\n\
+    time_wait = 2\nclose = 2\nclose_wait = 2\nlast_ack = 2\nlisten = 2\nsynack = 2\nudp = 2\nnone = 2\n";
+
+/// Ticks every 10 ms from `from` to `to` (inclusive), collecting generated frames.
+fn tick_until(dp: &mut Datapath<VecBuf>, from: u64, to: u64) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut now = from;
+    while now <= to {
+        dp.tick(now);
+        out.extend(generated(dp));
+        now += 10;
+    }
+    out
+}
+
+#[test]
+fn an_idle_established_connection_is_reset_on_both_sides_and_its_port_freed() {
+    let cfg = format!("{LAB_CONFIG}{SHORT_TIMEOUTS}");
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+    dp.tick(1000);
+
+    let syn = Seg::from_client(42000, "S");
+    let out = expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1);
+    let (lip, rs, lport, _, _) = check_sent(&out);
+    let mut synack = Seg::from_client(80, "SA");
+    synack.macs = (rs_mac(rs), SERVER_PORT_MAC);
+    synack.src = (rs, 80);
+    synack.dst = (lip, lport);
+    synack.seq = 5000;
+    synack.ack = 1001;
+    expect_tx(run(&mut dp, &synack.frame(), &meta(1)), 0);
+    let mut ack = Seg::from_client(42000, "A");
+    ack.seq = 1001;
+    ack.ack = 5001;
+    expect_tx(run(&mut dp, &ack.frame(), &meta(0)), 1);
+    let reply_tuple = Tuple::new(rs, 80, lip, lport, PROTO_TCP);
+    let (id, _) = dp.fwd.table().lookup(&reply_tuple).expect("connection");
+    assert_eq!(
+        dp.fwd.table().get(id).unwrap().state(),
+        gateway::conn::State::Established
+    );
+
+    // Idle for less than the timeout: nothing happens.
+    assert!(tick_until(&mut dp, 1000, 2900).is_empty());
+    assert_eq!(dp.fwd.table().len(), 1);
+    // Past it (plus the wheel's granularity): two RSTs, connection gone.
+    let rsts = tick_until(&mut dp, 2910, 3200);
+    assert_eq!(dp.fwd.table().len(), 0, "expired");
+    assert_eq!(dp.fwd.stats.expired, 1);
+    assert_eq!(dp.fwd.stats.rst_sent, 2);
+    assert_eq!(rsts.len(), 2, "one RST each way");
+
+    let mut to_client = None;
+    let mut to_server = None;
+    for (port, f) in &rsts {
+        let (src, dst, sport, dport, payload) = check_sent(f);
+        assert!(payload.is_empty());
+        let p = SlicedPacket::from_ethernet(f).unwrap();
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            panic!()
+        };
+        assert!(t.rst() && !t.syn() && !t.fin());
+        if *port == 0 {
+            assert_eq!(
+                (src, dst, sport, dport),
+                (VIP, CLIENT_IP, 80, 42000),
+                "to the client, from the VIP"
+            );
+            assert_eq!(&f[0..6], &CLIENT_MAC.0);
+            to_client = Some(t.sequence_number());
+        } else {
+            assert_eq!(*port, 1);
+            assert_eq!(
+                (src, dst, sport, dport),
+                (lip, rs, lport, 80),
+                "to the server, from the LIP"
+            );
+            assert_eq!(&f[0..6], &rs_mac(rs).0);
+            to_server = Some(t.sequence_number());
+        }
+    }
+    // In each receiver's window: the last ACK number its side sent.
+    assert_eq!(to_client, Some(5001));
+    assert_eq!(to_server, Some(1001));
+
+    // The port is free: the server's old tuple matches nothing, and the client can connect again.
+    assert!(dp.fwd.table().lookup(&reply_tuple).is_none());
+    assert!(matches!(
+        run(&mut dp, &synack.frame(), &meta(1)),
+        Out::Drop(DropReason::Dp(Drop::NoConn))
+    ));
+    expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1);
+    assert_eq!(dp.fwd.table().len(), 1);
+}
+
+#[test]
+fn a_full_table_takes_new_connections_again_after_expiry() {
+    let cfg = format!("{LAB_CONFIG}{SHORT_TIMEOUTS}");
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 256);
+    let cap = dp.fwd.table().capacity();
+    for round in 0..2u64 {
+        let t0 = 1000 + round * 10_000;
+        dp.tick(t0);
+        let full = dp.l3.stats.dropped(Drop::ConnTableFull.into());
+        for i in 0..=cap {
+            let f = Seg::from_client(20_000 + i as u16, "S").frame();
+            match run(&mut dp, &f, &meta(0)) {
+                Out::Tx(1, _) => assert!(i < cap, "round {round}: more than {cap} connections"),
+                Out::Drop(DropReason::Dp(Drop::ConnTableFull)) => {
+                    assert_eq!(i, cap, "round {round}")
+                }
+                other => panic!("round {round} conn {i}: {other:?}"),
+            }
+        }
+        assert_eq!(dp.fwd.table().len(), cap);
+        assert_eq!(dp.l3.stats.dropped(Drop::ConnTableFull.into()), full + 1);
+        // Half-open connections expire without RSTs.
+        assert!(tick_until(&mut dp, t0 + 10, t0 + 2_500).is_empty());
+        assert_eq!(dp.fwd.table().len(), 0, "round {round}: all expired");
+    }
+    assert_eq!(dp.fwd.stats.created, 2 * cap as u64);
+    assert_eq!(dp.fwd.stats.rst_sent, 0);
+}

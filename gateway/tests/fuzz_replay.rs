@@ -1,0 +1,846 @@
+//! Replays the datapath fuzz corpus (`fuzz/corpus/datapath/`) with plain `cargo test`, so CI checks
+//! every seed and every crash reproducer without cargo-fuzz or a nightly toolchain. The framing
+//! and the invariants are the fuzz target's own (`fuzz/src/framing.rs`, included below).
+//!
+//! The seed corpus is generated here: `GATEWAY_WRITE_CORPUS=1 cargo test -p gateway --test
+//! fuzz_replay` rewrites the seed files; without it the test checks that the committed files are
+//! exactly what the generator makes.
+
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+use gateway::testkit::*;
+use gateway::wire::{arp, Ipv4Packet, MacAddr};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+include!("../../fuzz/src/framing.rs");
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/datapath")
+}
+
+#[test]
+fn framing_round_trips() {
+    let a = Record {
+        port: 1,
+        from_peer: true,
+        worker: 1,
+        advance_ms: 31 * TICK_STEP_MS,
+        frame: b"abc",
+    };
+    let b = Record {
+        port: 0,
+        from_peer: false,
+        worker: 0,
+        advance_ms: 0,
+        frame: b"",
+    };
+    let mut v = Vec::new();
+    a.encode(&mut v);
+    b.encode(&mut v);
+    assert_eq!(v[..3], [0, 3, 0xFF]);
+    assert_eq!(Records(&v).collect::<Vec<_>>(), vec![a, b]);
+    // A length running past the input is cut short; a trailing piece under 3 bytes is ignored.
+    let cut = [0xFF, 0xFF, 0x00, 1, 2];
+    let r: Vec<_> = Records(&cut).collect();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].frame, &[1, 2]);
+    assert_eq!(Records(&[0, 0]).count(), 0);
+    assert_eq!(Records(&[]).count(), 0);
+}
+
+#[test]
+fn every_corpus_file_replays_without_breaking_an_invariant() {
+    let mut files: Vec<_> = std::fs::read_dir(corpus_dir())
+        .expect("fuzz/corpus/datapath exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 30,
+        "the seed corpus has {} files",
+        files.len()
+    );
+    let mut frames = 0;
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        let o = std::panic::catch_unwind(|| run_input(&data))
+            .unwrap_or_else(|_| panic!("{} breaks the datapath", f.display()));
+        assert_eq!(o.frames, Records(&data).count() as u64, "{}", f.display());
+        frames += o.frames;
+    }
+    assert!(frames > 100, "only {frames} frames in the corpus");
+}
+
+/// What a seed must do when replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// A valid exchange: nothing dropped.
+    NoDrop,
+    /// Malformed or unwanted: every frame dropped, nothing sent.
+    AllDropped,
+    /// Some dropped, some not (e.g. a table filling up).
+    SomeDropped,
+}
+
+/// Builds a seed while simulating it on the same datapaths the runner uses, so that records can
+/// answer what the datapath chose (the local port of a connection).
+struct Script {
+    dps: [gateway::datapath::Datapath<VecBuf>; 2],
+    bytes: Vec<u8>,
+}
+
+impl Script {
+    fn new() -> Script {
+        Script {
+            dps: fuzz_datapaths(),
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Adds a record and runs it; returns the frame sent if the datapath (after any hand-over)
+    /// transmitted it.
+    fn push(&mut self, worker: usize, port: u16, advance_ms: u64, frame: &[u8]) -> Option<Vec<u8>> {
+        Record {
+            port,
+            from_peer: false,
+            worker,
+            advance_ms,
+            frame,
+        }
+        .encode(&mut self.bytes);
+        // Same order as `run_input`: tick, then process.
+        if advance_ms > 0 {
+            let now = self.dps[0].l3.now_ms + advance_ms;
+            for dp in self.dps.iter_mut() {
+                dp.tick(now);
+                dp.l3.take_generated(|_| {});
+            }
+        }
+        let meta = RxMeta {
+            port,
+            ..Default::default()
+        };
+        let out = match self.dps[worker].process(VecBuf::from_frame(frame), &meta) {
+            Verdict::ToWorker(to, b) => {
+                let peer = RxMeta {
+                    from_peer: true,
+                    ..meta
+                };
+                self.dps[usize::from(to)].process(b, &peer)
+            }
+            v => v,
+        };
+        for dp in self.dps.iter_mut() {
+            dp.l3.take_generated(|_| {});
+        }
+        match out {
+            Verdict::Tx(_, b) => Some(b.data().to_vec()),
+            _ => None,
+        }
+    }
+
+    fn client(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+        self.push(0, 0, 0, frame)
+    }
+
+    fn server(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+        self.push(0, 1, 0, frame)
+    }
+}
+
+/// A TCP segment; `flags` in tcpdump letters (S A F R P).
+fn tcp(
+    macs: (MacAddr, MacAddr),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: &str,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv4(src.0.octets(), dst.0.octets(), 64)
+        .tcp(src.1, dst.1, seq, 64240);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(ack),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    if flags.contains('S') {
+        b = b
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn udp(
+    macs: (MacAddr, MacAddr),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv4(src.0.octets(), dst.0.octets(), 64)
+        .udp(src.1, dst.1)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+fn ping(macs: (MacAddr, MacAddr), src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .icmpv4_echo_request(0x1234, 1)
+        .write(&mut v, b"abcdefgh")
+        .unwrap();
+    v
+}
+
+/// An ICMP destination-unreachable from `src` to `dst` quoting the start of `quoted` (an
+/// Ethernet frame).
+fn icmp_unreachable(
+    macs: (MacAddr, MacAddr),
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let q = &quoted[14..14 + 28];
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut v, q)
+        .unwrap();
+    v
+}
+
+fn arp_frame(
+    op_reply: bool,
+    sha: MacAddr,
+    spa: Ipv4Addr,
+    tha: MacAddr,
+    tpa: Ipv4Addr,
+    dst: MacAddr,
+) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    arp::write_request(&mut f, sha, spa, tpa).unwrap();
+    f[0..6].copy_from_slice(&dst.0);
+    if op_reply {
+        f[14 + 7] = 2;
+        f[14 + 18..14 + 24].copy_from_slice(&tha.0);
+    }
+    f
+}
+
+const C: (MacAddr, MacAddr) = (CLIENT_MAC, CLIENT_PORT_MAC);
+const CPORT: u16 = 40000;
+
+fn refill_ip(f: &mut [u8]) {
+    Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+}
+
+/// The (LIP, RS, lport) a forwarded SYN went out with.
+fn fullnat_of(out: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16) {
+    let p = SlicedPacket::from_ethernet(out).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!()
+        };
+        return (
+            ip.header().source().into(),
+            ip.header().destination().into(),
+            u.source_port(),
+        );
+    };
+    (
+        ip.header().source().into(),
+        ip.header().destination().into(),
+        t.source_port(),
+    )
+}
+
+fn rs_macs(rs: Ipv4Addr) -> (MacAddr, MacAddr) {
+    (if rs == RS1 { RS1_MAC } else { RS2_MAC }, SERVER_PORT_MAC)
+}
+
+/// SYN and SYN-ACK: returns (LIP, RS, lport).
+fn handshake(s: &mut Script, cport: u16) -> (Ipv4Addr, Ipv4Addr, u16) {
+    let out = s
+        .client(&tcp(C, (CLIENT_IP, cport), (VIP, 80), "S", 1000, 0, b""))
+        .expect("SYN forwarded");
+    let (lip, rs, lport) = fullnat_of(&out);
+    s.server(&tcp(
+        rs_macs(rs),
+        (rs, 80),
+        (lip, lport),
+        "SA",
+        5000,
+        1001,
+        b"",
+    ))
+    .expect("SYN-ACK forwarded");
+    (lip, rs, lport)
+}
+
+fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
+    let mut v: Vec<(&'static str, Expect, Vec<u8>)> = Vec::new();
+    let mut add = |name, e, s: Script| v.push((name, e, s.bytes));
+
+    let mut s = Script::new();
+    s.client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "S", 1000, 0, b""));
+    add("tcp_syn", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    s.client(&tcp(
+        C,
+        (CLIENT_IP, CPORT),
+        (VIP, 80),
+        "S",
+        1000,
+        0,
+        b"early data",
+    ));
+    add("tcp_syn_with_data", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    let (lip, rs, lport) = handshake(&mut s, CPORT);
+    let srv = (rs, 80);
+    let r = rs_macs(rs);
+    s.client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "A", 1001, 5001, b""));
+    s.client(&tcp(
+        C,
+        (CLIENT_IP, CPORT),
+        (VIP, 80),
+        "PA",
+        1001,
+        5001,
+        b"GET / HTTP/1.0\r\n\r\n",
+    ));
+    s.server(&tcp(
+        r,
+        srv,
+        (lip, lport),
+        "PA",
+        5001,
+        1019,
+        b"HTTP/1.0 200 OK\r\n\r\nhello",
+    ));
+    s.client(&tcp(
+        C,
+        (CLIENT_IP, CPORT),
+        (VIP, 80),
+        "FA",
+        1019,
+        5025,
+        b"",
+    ));
+    s.server(&tcp(r, srv, (lip, lport), "A", 5025, 1020, b""));
+    s.server(&tcp(r, srv, (lip, lport), "FA", 5025, 1020, b""));
+    s.client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "A", 1020, 5026, b""));
+    add("tcp_session", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    handshake(&mut s, CPORT);
+    s.client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "R", 1001, 0, b""));
+    add("tcp_rst_from_client", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    let (lip, rs, lport) = handshake(&mut s, CPORT);
+    s.server(&tcp(
+        rs_macs(rs),
+        (rs, 80),
+        (lip, lport),
+        "RA",
+        5001,
+        1001,
+        b"",
+    ));
+    add("tcp_rst_from_server", Expect::NoDrop, s);
+
+    // Established, then idle past the timeout: both sides get an RST (generated frames).
+    let mut s = Script::new();
+    handshake(&mut s, CPORT);
+    s.client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "A", 1001, 5001, b""));
+    s.push(0, 0, 31 * TICK_STEP_MS, &ping(C, CLIENT_IP, VIP));
+    s.client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "S", 2000, 0, b""));
+    add("tcp_expire_and_reconnect", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    for _ in 0..3 {
+        s.client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "S", 1000, 0, b""));
+    }
+    add("tcp_syn_retransmitted", Expect::NoDrop, s);
+
+    // The reply reaches worker 1, which hands it to worker 0.
+    let mut s = Script::new();
+    let out = s
+        .client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "S", 1000, 0, b""))
+        .unwrap();
+    let (lip, rs, lport) = fullnat_of(&out);
+    s.push(
+        1,
+        1,
+        0,
+        &tcp(rs_macs(rs), (rs, 80), (lip, lport), "SA", 5000, 1001, b""),
+    );
+    s.push(
+        1,
+        0,
+        0,
+        &tcp(C, (CLIENT_IP, CPORT + 1), (VIP, 80), "S", 1000, 0, b""),
+    );
+    add("tcp_reply_on_other_worker", Expect::NoDrop, s);
+
+    // More SYNs than the table holds.
+    let mut s = Script::new();
+    for i in 0..FUZZ_CAPACITY as u16 + 4 {
+        s.client(&tcp(
+            C,
+            (CLIENT_IP, 30000 + i),
+            (VIP, 80),
+            "S",
+            1000,
+            0,
+            b"",
+        ));
+    }
+    add("tcp_table_full", Expect::SomeDropped, s);
+
+    let mut s = Script::new();
+    let out = s
+        .client(&udp(C, (CLIENT_IP, 5353), (VIP, 80), b"question"))
+        .unwrap();
+    let (lip, rs, lport) = fullnat_of(&out);
+    s.server(&udp(rs_macs(rs), (rs, 80), (lip, lport), b"answer"));
+    s.client(&udp(C, (CLIENT_IP, 5353), (VIP, 80), b"again"));
+    s.push(
+        0,
+        0,
+        16 * TICK_STEP_MS,
+        &udp(C, (CLIENT_IP, 5353), (VIP, 80), b"after expiry"),
+    );
+    add("udp_flow", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    s.client(&udp(C, (CLIENT_IP, 5353), (VIP, 80), b""));
+    let mut f = udp(C, (CLIENT_IP, 5354), (VIP, 80), b"no checksum");
+    f[40..42].copy_from_slice(&[0, 0]);
+    s.client(&f);
+    add("udp_empty_and_no_checksum", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    s.client(&ping(C, CLIENT_IP, VIP));
+    s.client(&ping(C, CLIENT_IP, GW_CLIENT_IP));
+    s.server(&ping((RS1_MAC, SERVER_PORT_MAC), RS1, GW_SERVER_IP));
+    s.server(&ping((RS2_MAC, SERVER_PORT_MAC), RS2, LIP1));
+    add("icmp_echo", Expect::NoDrop, s);
+
+    // ICMP errors about a connection, from the server side and from the client side.
+    let mut s = Script::new();
+    let out = s
+        .client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "S", 1000, 0, b""))
+        .unwrap();
+    let (lip, rs, _) = fullnat_of(&out);
+    s.server(&icmp_unreachable(rs_macs(rs), rs, lip, &out));
+    add("icmp_error_from_server", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    let out = s
+        .client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "S", 1000, 0, b""))
+        .unwrap();
+    let (lip, rs, lport) = fullnat_of(&out);
+    let back = s
+        .server(&tcp(
+            rs_macs(rs),
+            (rs, 80),
+            (lip, lport),
+            "SA",
+            5000,
+            1001,
+            b"",
+        ))
+        .unwrap();
+    s.client(&icmp_unreachable(C, CLIENT_IP, VIP, &back));
+    add("icmp_error_from_client", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    let out = s
+        .client(&udp(C, (CLIENT_IP, 5353), (VIP, 80), b"question"))
+        .unwrap();
+    let (lip, rs, _) = fullnat_of(&out);
+    s.server(&icmp_unreachable(rs_macs(rs), rs, lip, &out));
+    add("icmp_error_udp", Expect::NoDrop, s);
+
+    let b = MacAddr::BROADCAST;
+    let mut s = Script::new();
+    s.client(&arp_frame(
+        false,
+        CLIENT_MAC,
+        CLIENT_IP,
+        MacAddr::ZERO,
+        VIP,
+        b,
+    ));
+    s.client(&arp_frame(
+        false,
+        CLIENT_MAC,
+        CLIENT_IP,
+        MacAddr::ZERO,
+        GW_CLIENT_IP,
+        b,
+    ));
+    s.server(&arp_frame(false, RS1_MAC, RS1, MacAddr::ZERO, LIP2, b));
+    s.server(&arp_frame(
+        false,
+        RS2_MAC,
+        RS2,
+        MacAddr::ZERO,
+        Ipv4Addr::new(10, 20, 0, 77),
+        b,
+    ));
+    add("arp_requests", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    let h = MacAddr([2, 0, 0, 0, 0, 0x55]);
+    let hip = Ipv4Addr::new(10, 10, 0, 55);
+    s.client(&arp_frame(
+        true,
+        h,
+        hip,
+        CLIENT_PORT_MAC,
+        GW_CLIENT_IP,
+        CLIENT_PORT_MAC,
+    ));
+    s.client(&arp_frame(false, h, hip, MacAddr::ZERO, hip, b)); // gratuitous
+    add("arp_replies_and_gratuitous", Expect::NoDrop, s);
+
+    // A client the gateway has no MAC for: the reply waits for ARP, then goes.
+    let mut s = Script::new();
+    let nip = Ipv4Addr::new(10, 10, 0, 66);
+    let nmac = MacAddr([2, 0, 0, 0, 0, 0x66]);
+    let out = s
+        .client(&tcp(
+            (nmac, CLIENT_PORT_MAC),
+            (nip, CPORT),
+            (VIP, 80),
+            "S",
+            1000,
+            0,
+            b"",
+        ))
+        .unwrap();
+    let (lip, rs, lport) = fullnat_of(&out);
+    s.server(&tcp(
+        rs_macs(rs),
+        (rs, 80),
+        (lip, lport),
+        "SA",
+        5000,
+        1001,
+        b"",
+    ));
+    s.server(&tcp(
+        rs_macs(rs),
+        (rs, 80),
+        (lip, lport),
+        "SA",
+        5000,
+        1001,
+        b"",
+    ));
+    s.client(&arp_frame(
+        true,
+        nmac,
+        nip,
+        CLIENT_PORT_MAC,
+        GW_CLIENT_IP,
+        CLIENT_PORT_MAC,
+    ));
+    s.push(
+        0,
+        0,
+        4 * TICK_STEP_MS,
+        &tcp(
+            (nmac, CLIENT_PORT_MAC),
+            (nip, CPORT),
+            (VIP, 80),
+            "A",
+            1001,
+            5001,
+            b"",
+        ),
+    );
+    add("arp_resolve_holds_then_releases", Expect::NoDrop, s);
+
+    // Malformed and unwanted frames: one file per kind.
+    let syn = tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "S", 1000, 0, b"xyz");
+    let udp_ok = udp(C, (CLIENT_IP, 5353), (VIP, 80), b"query");
+    let mut bad = |name, frames: Vec<Vec<u8>>| {
+        let mut s = Script::new();
+        for f in &frames {
+            assert!(s.client(f).is_none(), "{name} was sent");
+        }
+        v.push((name, Expect::AllDropped, s.bytes));
+    };
+    bad(
+        "bad_truncated",
+        [0, 1, 13, 14, 20, 33, 34, 40, 53, 59]
+            .iter()
+            .map(|&n| syn[..n].to_vec())
+            .collect(),
+    );
+    bad(
+        "bad_ihl",
+        [0x40u8, 0x44, 0x4F]
+            .iter()
+            .map(|&b| {
+                let mut f = syn.clone();
+                f[14] = b;
+                f
+            })
+            .collect(),
+    );
+    bad(
+        "bad_version",
+        vec![{
+            let mut f = syn.clone();
+            f[14] = 0x65;
+            f
+        }],
+    );
+    bad(
+        "bad_total_len",
+        [0u16, 19, 200]
+            .iter()
+            .map(|&l| {
+                let mut f = syn.clone();
+                f[16..18].copy_from_slice(&l.to_be_bytes());
+                refill_ip(&mut f);
+                f
+            })
+            .collect(),
+    );
+    bad(
+        "bad_ip_checksum",
+        vec![{
+            let mut f = syn.clone();
+            f[24] ^= 0xFF;
+            f
+        }],
+    );
+    bad(
+        "ip_options",
+        vec![{
+            let mut f = syn.clone();
+            f.splice(34..34, [1, 1, 1, 0]);
+            f[14] = 0x46;
+            let tl = (f.len() - 14) as u16;
+            f[16..18].copy_from_slice(&tl.to_be_bytes());
+            refill_ip(&mut f);
+            f
+        }],
+    );
+    bad(
+        "ip_fragments",
+        [0x2000u16, 0x0001, 0x2010]
+            .iter()
+            .flat_map(|&ff| {
+                [&syn, &udp_ok].map(|b| {
+                    let mut f = b.clone();
+                    f[20..22].copy_from_slice(&ff.to_be_bytes());
+                    refill_ip(&mut f);
+                    f
+                })
+            })
+            .collect(),
+    );
+    bad(
+        "bad_tcp_checksum",
+        vec![{
+            let mut f = syn.clone();
+            f[50] ^= 1;
+            f
+        }],
+    );
+    bad(
+        "bad_udp_checksum",
+        vec![{
+            let mut f = udp_ok.clone();
+            f[40] ^= 1;
+            f
+        }],
+    );
+    bad(
+        "bad_tcp_data_offset",
+        [0x00u8, 0x40, 0xF0]
+            .iter()
+            .map(|&d| {
+                let mut f = syn.clone();
+                f[46] = d;
+                f
+            })
+            .collect(),
+    );
+    bad(
+        "bad_tcp_flags",
+        ["SF", "SR", "", "F", "FR"]
+            .iter()
+            .map(|fl| tcp(C, (CLIENT_IP, CPORT), (VIP, 80), fl, 1, 1, b""))
+            .collect(),
+    );
+    bad(
+        "bad_udp_length",
+        [0u16, 7, 14]
+            .iter()
+            .map(|&l| {
+                let mut f = udp_ok.clone();
+                f[38..40].copy_from_slice(&l.to_be_bytes());
+                f
+            })
+            .collect(),
+    );
+    bad(
+        "nonsyn_without_connection",
+        ["A", "PA", "FA", "R", "SA"]
+            .iter()
+            .map(|fl| tcp(C, (CLIENT_IP, CPORT), (VIP, 80), fl, 1, 1, b""))
+            .collect(),
+    );
+    bad(
+        "unknown_ethertypes",
+        [0x86DDu16, 0x8100, 0x88CC]
+            .iter()
+            .map(|&t| {
+                let mut f = syn.clone();
+                f[12..14].copy_from_slice(&t.to_be_bytes());
+                f
+            })
+            .collect(),
+    );
+    bad(
+        "other_mac",
+        vec![{
+            let mut f = syn.clone();
+            f[5] = 0x99;
+            f
+        }],
+    );
+    bad(
+        "no_service_or_not_for_us",
+        vec![
+            tcp(C, (CLIENT_IP, CPORT), (VIP, 81), "S", 1, 0, b""),
+            tcp(
+                C,
+                (CLIENT_IP, CPORT),
+                (Ipv4Addr::new(192, 0, 2, 1), 80),
+                "S",
+                1,
+                0,
+                b"",
+            ),
+            {
+                let mut f = syn.clone();
+                f[23] = 47;
+                refill_ip(&mut f);
+                f
+            },
+        ],
+    );
+    bad(
+        "arp_malformed",
+        vec![
+            {
+                let mut f = arp_frame(false, CLIENT_MAC, CLIENT_IP, MacAddr::ZERO, VIP, b);
+                f[15] = 6;
+                f
+            },
+            arp_frame(false, CLIENT_MAC, CLIENT_IP, MacAddr::ZERO, VIP, b)[..30].to_vec(),
+        ],
+    );
+
+    // Pseudo-random bytes (a fixed LCG, so the file is reproducible), as received and from a peer.
+    let mut x: u32 = 0x1234_5678;
+    let mut rnd = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect()
+    };
+    let mut bytes = Vec::new();
+    for i in 0..12u16 {
+        let frame = rnd(usize::from(i) * 7);
+        Record {
+            port: i & 1,
+            from_peer: i % 3 == 0,
+            worker: usize::from(i % 2),
+            advance_ms: 0,
+            frame: &frame,
+        }
+        .encode(&mut bytes);
+    }
+    v.push(("random_records", Expect::SomeDropped, bytes));
+    v.push(("raw_garbage", Expect::SomeDropped, rnd(300)));
+    v.push(("empty", Expect::NoDrop, Vec::new()));
+    v
+}
+
+#[test]
+fn seeds_behave_as_meant_and_are_committed() {
+    let write = std::env::var_os("GATEWAY_WRITE_CORPUS").is_some();
+    let dir = corpus_dir();
+    let seeds = seeds();
+    assert!(seeds.len() >= 30, "{} seeds", seeds.len());
+    for (name, expect, bytes) in &seeds {
+        let o = run_input(bytes);
+        match expect {
+            Expect::NoDrop => assert_eq!(o.dropped, 0, "{name}: {o:?}"),
+            Expect::AllDropped => assert_eq!((o.dropped, o.tx), (o.frames, 0), "{name}: {o:?}"),
+            Expect::SomeDropped => assert!(o.dropped > 0, "{name}: {o:?}"),
+        }
+        let path = dir.join(format!("seed-{name}"));
+        if write {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+        } else {
+            let committed = std::fs::read(&path).unwrap_or_else(|_| {
+                panic!(
+                    "{} missing: run with GATEWAY_WRITE_CORPUS=1",
+                    path.display()
+                )
+            });
+            assert!(
+                committed == *bytes,
+                "{} differs from the generator: run with GATEWAY_WRITE_CORPUS=1",
+                path.display()
+            );
+        }
+    }
+    // Some seeds must reach the interesting paths.
+    let by_name = |n: &str| run_input(&seeds.iter().find(|s| s.0 == n).unwrap().2);
+    assert_eq!(by_name("tcp_session").tx, 9);
+    assert!(
+        by_name("tcp_expire_and_reconnect").generated >= 2,
+        "expiry RSTs"
+    );
+    assert_eq!(by_name("tcp_reply_on_other_worker").handed_over, 1);
+    assert!(by_name("arp_resolve_holds_then_releases").released >= 1);
+    assert!(by_name("icmp_error_from_server").tx == 2);
+}
