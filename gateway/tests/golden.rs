@@ -18,6 +18,7 @@ mod frames;
 mod harness;
 
 use decode::{assert_frames, field};
+use etherparse::PacketBuilder;
 use frames::*;
 
 /// The input of one scenario and the output it must produce, in order.
@@ -429,6 +430,15 @@ fn malformed_frames_are_dropped_with_reasons_and_a_valid_syn_still_passes() {
     let mut frag = good_syn(41006);
     edit_ip(&mut frag, |ip| ip[6] |= 0x20);
     s.swallow(frag);
+    // IP options (a router alert, RFC 2113) on a SYN to the VIP.
+    let mut opts = tcp(FROM_CLIENT, (CIP, 41009), (VIP, 80), &Seg::new(SYN, 1, 0));
+    opts.splice(34..34, [0x94, 4, 0, 0]);
+    edit_ip(&mut opts, |ip| {
+        ip[0] = 0x46;
+        let len = u16::from_be_bytes([ip[2], ip[3]]) + 4;
+        ip[2..4].copy_from_slice(&len.to_be_bytes());
+    });
+    s.swallow(opts);
     // A non-SYN for no connection.
     s.swallow(tcp(
         FROM_CLIENT,
@@ -456,6 +466,7 @@ fn malformed_frames_are_dropped_with_reasons_and_a_valid_syn_still_passes() {
         ("l4_bad_checksum", 1),
         ("tcp_bad_flags", 1),
         ("ip_fragment", 1),
+        ("ip_options", 1),
         ("no_conn", 1),
     ];
     for (name, n) in expected_drops {
@@ -474,4 +485,135 @@ fn malformed_frames_are_dropped_with_reasons_and_a_valid_syn_still_passes() {
     );
     assert_eq!(out.worker("rx"), s.input.len() as u64, "{}", out.stats);
     assert_eq!(out.worker("tx"), s.expected.len() as u64, "{}", out.stats);
+}
+
+#[test]
+fn retransmitted_syn_reuses_its_connection_and_a_forged_toa_is_overwritten() {
+    let mut s = Script::new();
+    let c = Conn::first(40030);
+    let syn = Seg::new(SYN, 77, 0).options(&mss(1460));
+    let mut out_opts = toa(c.client()).to_vec();
+    out_opts.extend_from_slice(&mss(1452));
+    let syn_out = Seg::new(SYN, 77, 0).options(&out_opts);
+    c.c2s_as(&mut s, "SYN", &syn, &syn_out);
+    // The client retransmits its SYN: same connection, same local port, TOA again.
+    c.c2s_as(&mut s, "SYN again", &syn, &syn_out);
+    // Another client forges a TOA claiming to be 1.2.3.4:9999: the real server must see the truth.
+    let d = Conn::second(40031);
+    let mut forged = toa(([1, 2, 3, 4], 9999)).to_vec();
+    forged.extend_from_slice(&mss(1460));
+    let mut honest = toa(d.client()).to_vec();
+    honest.extend_from_slice(&mss(1460));
+    let forged_syn = Seg::new(SYN, 500, 0).options(&forged);
+    d.c2s_as(
+        &mut s,
+        "forged-TOA SYN",
+        &forged_syn,
+        &Seg::new(SYN, 500, 0).options(&honest),
+    );
+    let out = s.run("resyn");
+    let f = &out.frames[s.out_index("forged-TOA SYN")];
+    assert_eq!(
+        field(f, "tcp.options"),
+        "[toa 40031 10.10.0.2, mss 1460]",
+        "forged TOA replaced"
+    );
+    assert_eq!(field_stat(&out.stats, "created"), 2, "{}", out.stats);
+}
+
+/// A payload that makes the UDP datagram `make(payload)` carry checksum 0xFFFF: its one's-complement
+/// sum is zero, the case where a checksum computed (or updated) as 0 must be sent as 0xFFFF, since
+/// 0 means "no checksum" (RFC 768).
+fn payload_for_ffff(make: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    (0..=u16::MAX)
+        .map(|x| {
+            let mut p = b"edge".to_vec();
+            p.extend_from_slice(&x.to_be_bytes());
+            p
+        })
+        .find(|p| field(&make(p), "udp.checksum") == "0xffff")
+        .expect("some payload sums to zero")
+}
+
+#[test]
+fn udp_checksum_that_becomes_zero_is_sent_as_ffff() {
+    let mut s = Script::new();
+    let (client, local, real) = ((CIP, 53001), (LIP, FIRST_LPORT), (RS1, 80));
+    let p = payload_for_ffff(|p| udp(TO_RS1, local, real, p));
+    let i = udp(FROM_CLIENT, client, (VIP, 80), &p);
+    assert_ne!(
+        field(&i, "udp.checksum"),
+        "0xffff",
+        "the input is ordinary; the rewrite makes the sum zero"
+    );
+    s.pass("query summing to zero", i, udp(TO_RS1, local, real, &p));
+    let q = payload_for_ffff(|p| udp(TO_CLIENT, (VIP, 80), client, p));
+    s.pass(
+        "answer summing to zero",
+        udp(FROM_RS1, real, local, &q),
+        udp(TO_CLIENT, (VIP, 80), client, &q),
+    );
+    let out = s.run("ffff");
+    for label in ["query summing to zero", "answer summing to zero"] {
+        assert_eq!(
+            field(&out.frames[s.out_index(label)], "udp.checksum"),
+            "0xffff",
+            "{label}"
+        );
+    }
+}
+
+#[test]
+fn icmp_error_from_the_client_side_reaches_the_real_server() {
+    let mut s = Script::new();
+    let c = Conn::first(40040);
+    c.handshake(&mut s, 10, 20);
+    // The client's side complains about the SYN-ACK it got (VIP:80 -> CIP:cport); the real server
+    // must hear it from the LIP, about its own RIP:80 -> LIP:lport.
+    let got_synack = s.expected[s.out_index("SYN-ACK 40040")].1.clone();
+    let icmp_in = icmp_frag_needed(FROM_CLIENT, CIP, VIP, 1300, &got_synack);
+    let sent_synack = tcp(
+        c.from_rs,
+        c.real(),
+        c.local(),
+        &Seg::new(SYN | ACK, 20, 11).options(&mss(1400)),
+    );
+    let icmp_out = icmp_frag_needed(c.to_rs, LIP, RS1, 1300, &sent_synack);
+    s.pass("client-side ICMP", icmp_in, icmp_out);
+    let out = s.run("icmpc");
+    assert_eq!(
+        field(
+            &out.frames[s.out_index("client-side ICMP")],
+            "icmp.checksum_ok"
+        ),
+        "true"
+    );
+}
+
+#[test]
+fn pings_to_the_vip_and_the_interface_are_answered() {
+    let mut s = Script::new();
+    let echo = |hop: Hop, src: Ip, dst: Ip, reply: bool| {
+        let b = PacketBuilder::ethernet2(hop.src, hop.dst).ipv4(src, dst, TTL);
+        let b = if reply {
+            b.icmpv4_echo_reply(7, 1)
+        } else {
+            b.icmpv4_echo_request(7, 1)
+        };
+        let mut v = Vec::new();
+        b.write(&mut v, b"abcdefgh").expect("echo");
+        v
+    };
+    for (label, ip) in [
+        ("echo reply from VIP", VIP),
+        ("echo reply from 10.10.0.1", GW_CLIENT_IP),
+    ] {
+        s.pass(
+            label,
+            echo(FROM_CLIENT, CIP, ip, false),
+            echo(TO_CLIENT, ip, CIP, true),
+        );
+    }
+    let out = s.run("ping");
+    assert_eq!(out.worker("echo_replies"), 2, "{}", out.stats);
 }

@@ -71,9 +71,10 @@ fn worker_counter(stats: &str, key: &str) -> Option<u64> {
     None
 }
 
-/// A run's directory and process; both go away on drop.
+/// A run's directory, process and EAL prefix; all go away on drop (also when a test fails midway).
 struct Run {
     dir: PathBuf,
+    prefix: String,
     child: Option<Child>,
 }
 
@@ -81,11 +82,21 @@ impl Drop for Run {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
             if matches!(c.try_wait(), Ok(None)) {
+                // SIGTERM first so EAL cleans up after itself; SIGKILL if it does not stop.
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+                let deadline = Instant::now() + EXIT_DEADLINE;
+                while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 let _ = c.kill();
                 let _ = c.wait();
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        // EAL's runtime directory for this prefix (the daemon removes it on a clean exit only).
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
     }
 }
 
@@ -136,6 +147,7 @@ pub fn run(tag: &str, input: &[Vec<u8>], expected_out: usize) -> Outcome {
     std::fs::create_dir_all(&dir).expect("run dir");
     let mut run = Run {
         dir: dir.clone(),
+        prefix: name.clone(),
         child: None,
     };
     let (inp, outp, stats, log, cfg) = (
