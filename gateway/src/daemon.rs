@@ -8,7 +8,7 @@ use crate::forward::{Forwarder, FwdConfig, ServiceTable};
 use crate::laddr::{PortLayout, QueueMap, Reta, RssConfig, Steering};
 use crate::net::neigh::NeighConfig;
 use crate::stats::WorkerStats;
-use crate::worker::{Msg, Worker};
+use crate::worker::{Ack, Generation, Msg, Worker};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,64 @@ pub enum StartError {
 }
 
 /// A running gateway: what the main lcore holds while workers run.
+/// The control plane's handle on the workers: sends a new generation to each and waits until every
+/// one runs it (DESIGN.md decision 8: nothing is fire-and-forget).
+pub struct Control {
+    workers: Vec<crossbeam_channel::Sender<Msg>>,
+    acks: crossbeam_channel::Receiver<Ack>,
+    current: Arc<Generation>,
+}
+
+/// How long a worker may take to acknowledge a new generation (it checks its inbox every few ms).
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Control {
+    pub fn current(&self) -> &Arc<Generation> {
+        &self.current
+    }
+
+    /// Builds the next generation from service configs (carrying shared scheduler state over from the
+    /// current one), sends it to every worker and returns once all of them run it. On a validation
+    /// error nothing is sent; on a worker's refusal or a timeout the error says which worker.
+    pub fn apply_services(&mut self, configs: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>) -> Result<u64, String> {
+        let id = self.current.id + 1;
+        let services = Arc::new(ServiceTable::new(id, configs, Some(&self.current.services)).map_err(|e| e.to_string())?);
+        let mut topo = (*self.current.topo).clone();
+        topo.local.retain(|ip| !self.current.services.addresses().any(|a| a == *ip));
+        topo.local.extend(topo.ports.iter().flat_map(|p| p.addrs.iter().map(|c| c.addr)));
+        topo.local.extend(services.addresses());
+        let generation = Arc::new(Generation { id, topo: Arc::new(topo), services });
+        while self.acks.try_recv().is_ok() {}
+        for (w, tx) in self.workers.iter().enumerate() {
+            tx.send_timeout(Msg::Config(generation.clone()), ACK_TIMEOUT)
+                .map_err(|_| format!("worker {w} did not take generation {id}"))?;
+        }
+        let mut pending: std::collections::BTreeSet<u16> = (0..self.workers.len() as u16).collect();
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        let mut failure = None;
+        while !pending.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.acks.recv_timeout(left) {
+                Ok(a) if a.generation == id => {
+                    pending.remove(&a.worker);
+                    if let Err(e) = a.result {
+                        failure.get_or_insert(format!("worker {} refused generation {id}: {e}", a.worker));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return Err(format!("workers {pending:?} did not acknowledge generation {id} in {ACK_TIMEOUT:?}")),
+            }
+        }
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        self.current = generation;
+        Ok(id)
+    }
+}
+
 pub struct Running {
+    pub control: Mutex<Control>,
     // Drop order matters: workers are joined in `shutdown`, then ports stop, rings and the pool go,
     // and EAL is cleaned up last.
     ports: Vec<Port>,
@@ -107,6 +164,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         }
     }
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| crossbeam_channel::bounded::<Msg>(1024)).unzip();
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
     let stop = Arc::new(AtomicBool::new(false));
     let nc = &cfg.neighbour;
     let neigh = NeighConfig {
@@ -128,6 +186,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             rings_out: ring_of[w].clone(),
             inbox: rx,
             peers: senders.clone(),
+            acks: ack_tx.clone(),
             stop: stop.clone(),
             published: p,
             idle_sleep_us: cfg.workers.idle_sleep_us,
@@ -141,7 +200,13 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         };
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
     }
+    let control = Control {
+        workers: senders,
+        acks: ack_rx,
+        current: Arc::new(Generation { id: 1, topo: topo.clone(), services: services.clone() }),
+    };
     Ok(Running {
+        control: Mutex::new(control),
         ports,
         rings,
         pool,
@@ -182,7 +247,31 @@ fn port_layout(
     PortLayout::new(n, range, Steering::Partition).map_err(|e| StartError::Other(format!("conn.port_range: {e}")))
 }
 
+/// What the signal handlers set.
+pub struct Signals {
+    pub term: Arc<AtomicBool>,
+    pub usr1: Arc<AtomicBool>,
+    pub hup: Arc<AtomicBool>,
+    /// The file SIGHUP re-reads.
+    pub config_path: Option<std::path::PathBuf>,
+}
+
 impl Running {
+    /// Re-reads the config file and applies what may change at run time (the services); other
+    /// sections must be unchanged.
+    pub fn reload(&self, running: &Config, path: Option<&std::path::Path>) -> Result<u64, String> {
+        let path = path.ok_or("no config file to reload")?;
+        let new = Config::from_file(path).map_err(|e| e.to_string())?;
+        let v = new.validate().map_err(|e| e.to_string())?;
+        let fixed = |c: &Config| {
+            format!("{:?}{:?}{:?}{:?}{:?}{:?}", c.workers, c.mempool, c.ports, c.routes, c.neighbour, c.conn)
+        };
+        if fixed(&new) != fixed(running) {
+            return Err("only [[service]] sections can change at run time; restart for the rest".into());
+        }
+        self.control.lock().map_err(|_| "control poisoned")?.apply_services(v.services)
+    }
+
     /// Per-worker counters as last published, and their sum.
     pub fn stats(&self) -> (Vec<WorkerStats>, WorkerStats) {
         let per: Vec<WorkerStats> = self.published.iter().map(|p| p.lock().map(|s| s.clone()).unwrap_or_default()).collect();
@@ -283,12 +372,19 @@ impl Running {
 
 /// The main lcore's loop: waits for SIGINT/SIGTERM, dumps counters on SIGUSR1 and every
 /// `stats_interval_s`, and writes them to `stats_file` if set.
-pub fn control_loop(run: &Running, cfg: &Config, term: &AtomicBool, usr1: &AtomicBool) {
+pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
     let interval = cfg.control.stats_interval_s;
     let mut last = Instant::now();
     let mut last_file = Instant::now();
-    while !term.load(Ordering::Relaxed) {
+    while !signals.term.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if signals.hup.swap(false, Ordering::Relaxed) {
+            match run.reload(cfg, signals.config_path.as_deref()) {
+                Ok(g) => tracing::info!("config reloaded: generation {g} running on every worker"),
+                Err(e) => tracing::error!("config reload refused: {e}"),
+            }
+        }
+        let usr1 = &signals.usr1;
         if usr1.swap(false, Ordering::Relaxed) || (interval > 0 && last.elapsed().as_secs() >= interval as u64) {
             last = Instant::now();
             for line in run.report().lines() {

@@ -18,6 +18,23 @@ use std::time::Duration;
 pub enum Msg {
     /// A neighbour learned by another worker.
     Neigh(Event),
+    /// A new configuration generation: run it, then acknowledge it (DESIGN.md decision 8).
+    Config(Arc<Generation>),
+}
+
+/// One generation of the runtime configuration, immutable and shared by every worker.
+pub struct Generation {
+    pub id: u64,
+    pub topo: Arc<crate::datapath::Topology>,
+    pub services: Arc<crate::forward::ServiceTable>,
+}
+
+/// A worker's answer to a `Msg::Config`: the generation it now runs, or why it could not.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub worker: u16,
+    pub generation: u64,
+    pub result: Result<(), String>,
 }
 
 /// Everything a worker needs; moved onto its lcore.
@@ -32,6 +49,8 @@ pub struct Worker {
     pub rings_out: Vec<Option<Arc<MbufRing>>>,
     pub inbox: Receiver<Msg>,
     pub peers: Vec<Sender<Msg>>,
+    /// Where configuration acknowledgements go (the control plane).
+    pub acks: Sender<Ack>,
     pub stop: Arc<AtomicBool>,
     pub published: Arc<Mutex<WorkerStats>>,
     pub idle_sleep_us: u32,
@@ -169,6 +188,13 @@ impl Worker {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
                 Msg::Neigh(Event::Learned { ip, mac, port }) => self.datapath.l3.learn_from_peer(ip, mac, port),
+                Msg::Config(g) => {
+                    let result = self.datapath.fwd.set_services(g.services.clone());
+                    if result.is_ok() {
+                        self.datapath.l3.topo = g.topo.clone();
+                    }
+                    let _ = self.acks.send(Ack { worker: self.id, generation: g.id, result });
+                }
             }
         }
         self.datapath.tick(now_ms);

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use gateway::config::Config;
+use gateway::daemon::Signals;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -53,15 +54,19 @@ fn main() -> ExitCode {
         println!("gateway: config {} is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    let term = Arc::new(AtomicBool::new(false));
-    let usr1 = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, term.clone()) {
+    let signals = Signals {
+        term: Arc::new(AtomicBool::new(false)),
+        usr1: Arc::new(AtomicBool::new(false)),
+        hup: Arc::new(AtomicBool::new(false)),
+        config_path: Some(args.config.clone()),
+    };
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    for (sig, flag) in [(SIGINT, &signals.term), (SIGTERM, &signals.term), (SIGUSR1, &signals.usr1), (SIGHUP, &signals.hup)] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
             eprintln!("gateway: error: cannot install signal handler: {e}");
             return ExitCode::FAILURE;
         }
     }
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone());
     let run = match gateway::daemon::start(&cfg) {
         Ok(r) => r,
         Err(e) => {
@@ -70,7 +75,7 @@ fn main() -> ExitCode {
         }
     };
     tracing::info!(workers = cfg.workers.count, ports = ?run.port_names, "gateway ready");
-    gateway::daemon::control_loop(&run, &cfg, &term, &usr1);
+    gateway::daemon::control_loop(&run, &cfg, &signals);
     tracing::info!("stopping");
     let report = run.shutdown();
     for line in report.lines() {
