@@ -63,6 +63,35 @@ impl Lab {
         format!("{base}\n{extra}")
     }
 
+    /// conf/lab.toml without its services, followed by `services` (TOML).
+    pub fn config_with_services(services: &str) -> String {
+        let base = std::fs::read_to_string(repo_root().join("conf/lab.toml")).unwrap();
+        let cut = base.find("\n[[service]]").expect("conf/lab.toml has a [[service]]");
+        let head = &base[..cut];
+        let head = head.rsplit_once("\n#").map(|(h, _)| h).unwrap_or(head);
+        format!("{head}\n{services}")
+    }
+
+    /// Replaces the running gateway's config file and sends SIGHUP; waits until the log says the new
+    /// generation runs on every worker (or panics with the log).
+    pub fn reload(&self, config: &str, generation: u64) {
+        std::fs::write(self.run_dir.join("gateway.toml"), config).unwrap();
+        Command::new("kill").args(["-HUP", &self.pid().unwrap().to_string()]).status().unwrap();
+        let want = format!("generation {generation} running on every worker");
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            let log = self.log();
+            if log.contains(&want) {
+                return;
+            }
+            if log.contains("config reload refused") {
+                panic!("reload refused:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("generation {generation} not acknowledged:\n{}", self.log());
+    }
+
     /// Runs a command in one of the lab's namespaces (cli, lb, sw, rs1, rs2).
     pub fn exec(&self, node: &str, args: &[&str]) -> Output {
         Command::new("ip")
