@@ -21,6 +21,9 @@ use crate::wire::{icmp, ipv4, tcp, IcmpPacket, IpProtocol, Ipv4Packet, Ipv4Repr,
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+/// A connection's service or real server that the current snapshot no longer has.
+pub const NO_DEST: u32 = u32::MAX;
+
 /// Expired connections handled per `tick` (the rest wait for the next one, a few ms later).
 const EXPIRE_BUDGET: usize = 2048;
 /// TOA option length (kind 254, length 8).
@@ -130,12 +133,26 @@ impl Forwarder {
         Ok(f)
     }
 
-    /// Adopts a new service snapshot. Existing connections keep forwarding: their entries hold every
-    /// address they need.
+    /// Adopts a new service snapshot. Existing connections keep forwarding (their entries hold every
+    /// address they need); their service and real-server indices are remapped to the new snapshot by
+    /// identity (VIP:port/protocol, RIP:port). A connection whose real server is gone is marked
+    /// `NO_DEST`: its service's `expire_nodest_conn` decides at its next packet (IPVS semantics).
     pub fn set_services(&mut self, services: Arc<ServiceTable>) -> Result<(), String> {
+        self.remap_connections(&services);
+        let mut old_pools: Vec<Option<LaddrPool>> = std::mem::take(&mut self.pools);
         let mut pools = Vec::with_capacity(services.services.len());
         for vs in &services.services {
-            if vs.lips.is_empty() {
+            let c = vs.svc.config();
+            let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
+            // Keep the pool (its per-LIP usage and cursors) of a service whose LIPs did not change.
+            let kept = self
+                .services
+                .find(c.vip, c.vport, proto)
+                .filter(|&i| self.services.services[i as usize].lips == vs.lips)
+                .and_then(|i| old_pools.get_mut(i as usize).and_then(Option::take));
+            if let Some(p) = kept {
+                pools.push(Some(p));
+            } else if vs.lips.is_empty() {
                 pools.push(None);
             } else {
                 let p = LaddrPool::new(self.layout.clone(), self.worker as usize, &vs.lips, self.max_attempts)
@@ -143,10 +160,62 @@ impl Forwarder {
                 pools.push(Some(p));
             }
         }
-        self.sched = services.services.iter().map(|vs| SchedState::new(&vs.svc)).collect();
+        // Per-worker scheduler state (lblc tables) carries over for a service whose scheduler stays.
+        let mut old_sched = std::mem::take(&mut self.sched);
+        self.sched = services
+            .services
+            .iter()
+            .map(|vs| {
+                let c = vs.svc.config();
+                let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
+                match self.services.find(c.vip, c.vport, proto).and_then(|i| old_sched.get_mut(i as usize)) {
+                    Some(st) => {
+                        let mut st = std::mem::replace(st, SchedState::Stateless);
+                        st.sync(&vs.svc);
+                        st
+                    }
+                    None => SchedState::new(&vs.svc),
+                }
+            })
+            .collect();
         self.pools = pools;
         self.services = services;
         Ok(())
+    }
+
+    fn remap_connections(&mut self, new: &ServiceTable) {
+        let old = &self.services;
+        if old.services.is_empty() || self.table.is_empty() {
+            return;
+        }
+        // old (svc, rs) -> new (svc, rs), per old service.
+        let map: Vec<(u32, Vec<u32>)> = old
+            .services
+            .iter()
+            .map(|ovs| {
+                let c = ovs.svc.config();
+                let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
+                match new.find(c.vip, c.vport, proto) {
+                    Some(ni) => {
+                        let nsvc = &new.services[ni as usize].svc;
+                        let reals = ovs.svc.reals().iter().map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u32)).collect();
+                        (ni, reals)
+                    }
+                    None => (NO_DEST, vec![NO_DEST; ovs.svc.len()]),
+                }
+            })
+            .collect();
+        let ids: Vec<ConnId> = self.table.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            if let Some(c) = self.table.get_mut(id) {
+                let (svc, rs) = match map.get(c.svc as usize) {
+                    Some((ns, reals)) => (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST)),
+                    None => (NO_DEST, NO_DEST),
+                };
+                c.svc = svc;
+                c.rs = rs;
+            }
+        }
     }
 
     pub fn services(&self) -> &Arc<ServiceTable> {
@@ -265,6 +334,12 @@ impl Forwarder {
     fn forward<B: PacketBuf>(&mut self, l3: &mut L3<B>, mut pkt: B, v: &Ipv4In, id: ConnId, dir: Dir, now: Ticks) -> Verdict<B> {
         let ip = &v.ip;
         let is_tcp = ip.protocol == IpProtocol::TCP;
+        if let Some(c) = self.table.get(id) {
+            if c.rs == NO_DEST && self.expire_nodest(c.svc) {
+                self.drop_connection(id);
+                return Verdict::Drop(Drop::NoRealServer.into(), pkt);
+            }
+        }
         let change = self.table.on_packet(id, dir, ip.tcp_flags.bits(), now);
         let services = &self.services;
         let Some(c) = self.table.get_mut(id) else {
@@ -308,6 +383,24 @@ impl Forwarder {
         }
         rewrite_l4(pkt.data_mut(), l3_off, l4_off, src, dst);
         l3.route_out(pkt, dst.0)
+    }
+
+    /// Whether connections of service `svc` whose real server was removed are dropped at once (a
+    /// removed service drops them too: nothing schedules for it any more).
+    fn expire_nodest(&self, svc: u32) -> bool {
+        self.services.services.get(svc as usize).is_none_or(|vs| vs.svc.expire_nodest_conn())
+    }
+
+    /// Removes a connection now, returning its local port.
+    fn drop_connection(&mut self, id: ConnId) {
+        if let Some(c) = self.table.remove(id) {
+            if let (Some(r), mode::FULLNAT) = (c.reply(), c.mode) {
+                if let Some(Some(p)) = self.pools.get_mut(c.svc as usize) {
+                    p.free(r.dst_ip(), r.dport);
+                }
+            }
+            self.stats.expired += 1;
+        }
     }
 
     /// Puts the client's address into the SYN as TCP option 254 and lowers the MSS by its length, so
@@ -488,4 +581,73 @@ fn send_rst<B: PacketBuf>(l3: &mut L3<B>, src: (Ipv4Addr, u16), dst: (Ipv4Addr, 
         t.fill_checksum(src.0, dst.0);
         Some(len)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::datapath::Datapath;
+    use crate::packet::VecBuf;
+    use crate::testkit::*;
+    use etherparse::PacketBuilder;
+
+    fn client_tcp(sport: u16, syn: bool) -> VecBuf {
+        let mut v = Vec::new();
+        let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+            .tcp(sport, 80, 1000, 64240);
+        if syn { b.syn() } else { b.ack(1) }.write(&mut v, &[]).unwrap();
+        VecBuf::from_frame(&v)
+    }
+
+    fn snapshot(dp: &Datapath<VecBuf>, reals: &str, nodest: bool) -> Arc<ServiceTable> {
+        let text = LAB_CONFIG
+            .replacen("[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n", reals, 1)
+            .replacen("scheduler = \"wrr\"", &format!("scheduler = \"wrr\"\nexpire_nodest_conn = {nodest}"), 1);
+        let v = Config::parse(&text).unwrap().validate().unwrap();
+        Arc::new(ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap())
+    }
+
+    fn tx(v: Verdict<VecBuf>) -> bool {
+        matches!(v, Verdict::Tx(..))
+    }
+
+    #[test]
+    fn removed_real_server_drops_its_connections_only_with_expire_nodest_conn() {
+        let meta = RxMeta { port: 0, ..Default::default() };
+        for nodest in [false, true] {
+            let mut dp: Datapath<VecBuf> = lab_datapath();
+            assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+            assert_eq!(dp.fwd.table().len(), 1);
+            // rs1 got the first connection (wrr); the new snapshot keeps only rs2.
+            let s = snapshot(&dp, "[[service.real]]\naddress = \"10.20.0.12\"\n", nodest);
+            dp.fwd.set_services(s).unwrap();
+            let c = dp.fwd.table().iter().next().unwrap().1;
+            assert_eq!(c.rs, NO_DEST);
+            let v = dp.process(client_tcp(40000, false), &meta);
+            if nodest {
+                assert!(matches!(v, Verdict::Drop(..)), "dropped at its next packet");
+                assert_eq!(dp.fwd.table().len(), 0, "and the connection is gone");
+            } else {
+                assert!(tx(v), "without expire_nodest_conn the connection keeps forwarding");
+                assert_eq!(dp.fwd.table().len(), 1);
+            }
+            // New connections go to the remaining server either way.
+            assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+        }
+    }
+
+    #[test]
+    fn reordered_real_servers_keep_their_connections_mapped_by_identity() {
+        let meta = RxMeta { port: 0, ..Default::default() };
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+        let before = dp.fwd.table().iter().next().unwrap().1.rs;
+        let s = snapshot(&dp, "[[service.real]]\naddress = \"10.20.0.12\"\n[[service.real]]\naddress = \"10.20.0.11\"\n", false);
+        dp.fwd.set_services(s).unwrap();
+        let after = dp.fwd.table().iter().next().unwrap().1.rs;
+        assert_eq!((before, after), (0, 1), "rs1 moved from index 0 to 1");
+        assert!(tx(dp.process(client_tcp(40000, false), &meta)));
+    }
 }
