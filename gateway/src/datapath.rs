@@ -223,10 +223,8 @@ impl<B: PacketBuf> L3<B> {
             released.push((port, p));
         });
         self.released = released;
-        if ours || self.neigh.mac(spa) == Some(sha) {
-            if self.events.len() < self.events.capacity() {
-                self.events.push(Event::Learned { ip: spa, mac: sha, port });
-            }
+        if (ours || self.neigh.mac(spa) == Some(sha)) && self.events.len() < self.events.capacity() {
+            self.events.push(Event::Learned { ip: spa, mac: sha, port });
         }
         if ours && op == ArpOp::REQUEST {
             let mac = self.topo.ports[port as usize].mac;

@@ -71,10 +71,7 @@ type Job = Box<dyn FnOnce() -> i32 + Send + 'static>;
 extern "C" fn lcore_trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: arg is the Box<Job> leaked by launch_on_lcore, handed to exactly this one call.
     let job: Box<Job> = unsafe { Box::from_raw(arg as *mut Job) };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
-        Ok(rc) => rc,
-        Err(_) => -1,
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(-1)
 }
 
 /// Runs `f` on EAL worker lcore `lcore` (`rte_eal_remote_launch`). Its return value comes back from
