@@ -465,4 +465,70 @@ mod tests {
         assert_eq!((t.source_port(), t.destination_port()), (80, 40000));
         assert_eq!(&back.data()[0..6], &CLIENT_MAC.0);
     }
+
+    fn arp_request(target: Ipv4Addr) -> VecBuf {
+        let mut buf = [0u8; 60];
+        let n = arp::write_request(&mut buf, CLIENT_MAC, CLIENT_IP, target).unwrap();
+        VecBuf::from_frame(&buf[..n])
+    }
+
+    #[test]
+    fn arp_requests_for_owned_addresses_are_answered_and_the_sender_learned() {
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        let meta = RxMeta { port: 0, ..Default::default() };
+        for target in [GW_CLIENT_IP, VIP, LIP1] {
+            let out = match dp.process(arp_request(target), &meta) {
+                Verdict::Tx(0, b) => b,
+                _ => panic!("no ARP reply for {target}"),
+            };
+            let eth = EthernetFrame::new_checked(out.data()).unwrap();
+            assert_eq!(eth.dst(), CLIENT_MAC);
+            assert_eq!(eth.src(), CLIENT_PORT_MAC);
+            let a = ArpPacket::new_checked(eth.payload()).unwrap();
+            assert_eq!(a.op(), ArpOp::REPLY);
+            assert_eq!((a.sha(), a.spa()), (CLIENT_PORT_MAC, target));
+            assert_eq!((a.tha(), a.tpa()), (CLIENT_MAC, CLIENT_IP));
+        }
+        assert_eq!(dp.l3.stats.arp_replies, 3);
+        // Not ours: no answer, not a drop either.
+        assert!(matches!(dp.process(arp_request(Ipv4Addr::new(10, 10, 0, 77)), &meta), Verdict::Done(_)));
+        assert_eq!(dp.l3.stats.total_drops(), 0);
+        // A truncated ARP is dropped with its reason.
+        let mut short = arp_request(GW_CLIENT_IP);
+        short.set_len(20);
+        assert!(matches!(dp.process(short, &meta), Verdict::Drop(DropReason::Dp(Drop::ArpMalformed), _)));
+    }
+
+    #[test]
+    fn unknown_next_hop_is_resolved_by_arp_while_the_packet_waits() {
+        let mut dp: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 1, 1024);
+        // 10.10.0.9 is on the client subnet and unknown: a ping from it is answered by swapping MACs,
+        // but a packet routed to it must wait for ARP.
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv4([10, 10, 0, 9], GW_CLIENT_IP.octets(), 64)
+            .icmpv4_echo_request(1, 1)
+            .write(&mut v, b"ping")
+            .unwrap();
+        let meta = RxMeta { port: 0, ..Default::default() };
+        assert!(matches!(dp.process(VecBuf::from_frame(&v), &meta), Verdict::Tx(0, _)));
+        assert_eq!(dp.l3.stats.icmp_echo_replies, 1);
+        let target = Ipv4Addr::new(10, 10, 0, 9);
+        let pkt = VecBuf::from_frame(&v);
+        assert!(matches!(dp.l3.route_out(pkt, target), Verdict::Held));
+        let mut reqs = Vec::new();
+        dp.l3.take_generated(|g| reqs.push(g.bytes().to_vec()));
+        assert_eq!(reqs.len(), 1, "one ARP request sent");
+        let a = ArpPacket::new_checked(&reqs[0][14..]).unwrap();
+        assert_eq!((a.op(), a.tpa(), a.spa()), (ArpOp::REQUEST, target, GW_CLIENT_IP));
+        // The answer releases the packet with the learned MAC.
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        let mut reply = [0u8; 60];
+        arp::write_request(&mut reply, mac, target, GW_CLIENT_IP).unwrap();
+        assert!(matches!(dp.process(VecBuf::from_frame(&reply), &meta), Verdict::Tx(0, _)));
+        let mut released = Vec::new();
+        dp.l3.take_released(|port, b| released.push((port, b)));
+        assert_eq!(released.len(), 1);
+        assert_eq!(&released[0].1.data()[0..6], &mac.0);
+    }
 }
