@@ -102,7 +102,8 @@ up() {
   done
   local bin; bin=$(gateway_bin)
   cp "$config" "$run_dir/gateway.toml"
-  ip netns exec "$(ns lb)" "$bin" --config "$run_dir/gateway.toml" --file-prefix "$name" --stats-file "$run_dir/stats.txt" \
+  # THP for the connection table and other large allocations (glibc >= 2.35 tunable).
+  ip netns exec "$(ns lb)" env GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "$bin" --config "$run_dir/gateway.toml" --file-prefix "$name" --stats-file "$run_dir/stats.txt" \
     >"$run_dir/gateway.log" 2>&1 &
   echo $! > "$run_dir/gateway.pid"
   for _ in $(seq 1 100); do
