@@ -6,7 +6,7 @@
 
 use crate::net::Ipv4Cidr;
 use crate::service::{FwdMode, Persistence, Proto, RealServer, SchedKind, ServiceConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -67,7 +67,7 @@ impl Default for ConnConfig {
 }
 
 /// A virtual service (`ipvsadm -A`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceEntry {
     /// The virtual IP.
@@ -108,7 +108,7 @@ fn default_sched() -> String {
 }
 
 /// A real server (`ipvsadm -a`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealEntry {
     pub address: String,
@@ -300,11 +300,15 @@ pub struct ControlConfig {
     pub stats_interval_s: u32,
     /// A file rewritten five times a second with the counters (absent = none).
     pub stats_file: Option<String>,
+    /// The admin socket (gwctl, ipvsadm); absent = /run/gateway/<eal.file_prefix>.sock.
+    pub socket: Option<String>,
+    /// A group allowed to use the admin socket (mode 0660 instead of 0600); absent = root only.
+    pub socket_group: Option<String>,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        ControlConfig { stats_interval_s: 0, stats_file: None }
+        ControlConfig { stats_interval_s: 0, stats_file: None, socket: None, socket_group: None }
     }
 }
 
@@ -457,15 +461,23 @@ impl Config {
         if c.port_range[0] == 0 || c.port_range[0] > c.port_range[1] || c.port_range[1] - c.port_range[0] < 1023 {
             return Err(invalid("conn.port_range", "must be [first, last] with 0 < first and at least 1024 ports"));
         }
-        let services = self.validate_services(&port_addrs)?;
+        let services = validate_service_entries(&self.services, &port_addrs)?;
         Ok(Validated { port_addrs, routes, services })
     }
 
-    fn validate_services(&self, port_addrs: &[Vec<Ipv4Cidr>]) -> Result<Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>, ConfigError> {
+}
+
+/// Validates `[[service]]` entries against the ports' addresses and turns them into what
+/// `Control::apply_services` takes; shared by the config file and the admin socket.
+pub fn validate_service_entries(
+    services: &[ServiceEntry],
+    port_addrs: &[Vec<Ipv4Cidr>],
+) -> Result<Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>, ConfigError> {
+    {
         let mut out = Vec::new();
         let mut keys = HashSet::new();
         let owned: HashSet<Ipv4Addr> = port_addrs.iter().flatten().map(|c| c.addr).collect();
-        for (i, s) in self.services.iter().enumerate() {
+        for (i, s) in services.iter().enumerate() {
             let key = format!("service[{i}]");
             let vip: Ipv4Addr = s.vip.parse().map_err(|_| invalid(format!("{key}.vip"), format!("{:?} is not an IPv4 address", s.vip)))?;
             if owned.contains(&vip) {
@@ -543,7 +555,9 @@ impl Config {
         }
         Ok(out)
     }
+}
 
+impl Config {
     /// The EAL argv (argv[0] first) this config asks for.
     pub fn eal_args(&self) -> Vec<String> {
         let e = &self.eal;

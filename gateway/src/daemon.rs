@@ -44,6 +44,11 @@ impl Control {
         &self.current
     }
 
+    /// Each worker's inbox (the admin socket sends dump requests there).
+    pub fn worker_inboxes(&self) -> &[crossbeam_channel::Sender<Msg>] {
+        &self.workers
+    }
+
     /// Builds the next generation from service configs (carrying shared scheduler state over from the
     /// current one), sends it to every worker and returns once all of them run it. On a validation
     /// error nothing is sent; on a worker's refusal or a timeout the error says which worker.
@@ -373,7 +378,37 @@ impl Running {
 /// The main lcore's loop: waits for SIGINT/SIGTERM, dumps counters on SIGUSR1 and every
 /// `stats_interval_s`, and writes them to `stats_file` if set.
 pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
+    // The admin socket runs on its own thread for as long as this loop (crate::control::server).
+    let report = Mutex::new(String::new());
+    let path = crate::control::server::socket_path(cfg);
+    let listener = match crate::control::server::bind(&path, cfg.control.socket_group.as_deref()) {
+        Ok(l) => {
+            tracing::info!("admin socket {}", path.display());
+            Some(l)
+        }
+        Err(e) => {
+            tracing::error!("admin socket {}: {e}; running without it", path.display());
+            None
+        }
+    };
+    std::thread::scope(|s| {
+        if let Some(l) = listener {
+            let ctx = crate::control::server::Ctx {
+                control: &run.control,
+                published: &run.published,
+                report: &report,
+                cfg,
+                config_path: signals.config_path.as_deref(),
+            };
+            s.spawn(|| crate::control::server::serve(ctx, l, &signals.term));
+        }
+        signal_loop(run, cfg, signals, &report);
+    });
+}
+
+fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<String>) {
     let interval = cfg.control.stats_interval_s;
+    let mut last_report = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
     let mut last = Instant::now();
     let mut last_file = Instant::now();
     while !signals.term.load(Ordering::Relaxed) {
@@ -389,6 +424,12 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
             last = Instant::now();
             for line in run.report().lines() {
                 tracing::info!("{line}");
+            }
+        }
+        if last_report.elapsed() >= Duration::from_millis(500) {
+            last_report = Instant::now();
+            if let Ok(mut r) = report.lock() {
+                *r = run.report();
             }
         }
         if let Some(path) = &cfg.control.stats_file {

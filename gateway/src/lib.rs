@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod dpdk;

@@ -20,6 +20,8 @@ pub enum Msg {
     Neigh(Event),
     /// A new configuration generation: run it, then acknowledge it (DESIGN.md decision 8).
     Config(Arc<Generation>),
+    /// The admin socket asks for this worker's connections (at most `limit`) and neighbours.
+    Dump { limit: usize, reply: Sender<crate::control::view::WorkerDump> },
 }
 
 /// One generation of the runtime configuration, immutable and shared by every worker.
@@ -194,6 +196,9 @@ impl Worker {
                         self.datapath.l3.topo = g.topo.clone();
                     }
                     let _ = self.acks.send(Ack { worker: self.id, generation: g.id, result });
+                }
+                Msg::Dump { limit, reply } => {
+                    let _ = reply.send(crate::control::dump::worker_dump(self.id, &self.datapath, limit));
                 }
             }
         }

@@ -1,0 +1,706 @@
+//! `gwctl`: the gateway's admin client. With arguments it runs one command and exits (non-zero on
+//! error, with a message naming the problem); without, an interactive shell with history, completion
+//! and help. Called through a link named `ipvsadm` (or as `gwctl ipvsadm ...`) it speaks ipvsadm.
+//!
+//! The socket: `--socket PATH`, else `$GATEWAY_SOCKET`, else /run/gateway/gateway.sock.
+
+use gateway::control::client::{self, ClientError};
+use gateway::control::ipvsadm::{self, Cmd, Names};
+use gateway::control::proto::{Change, ConnFilter, Op, Response};
+use gateway::control::view::*;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long to wait for the daemon (an apply waits for every worker, at most 5 s each step).
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Ctx {
+    socket: PathBuf,
+    json: bool,
+}
+
+/// A failed command: the message and the exit code (2 for usage errors, as ipvsadm).
+struct Fail(String, u8);
+
+fn fail<T>(msg: impl Into<String>) -> Result<T, Fail> {
+    Err(Fail(msg.into(), 1))
+}
+
+impl From<ClientError> for Fail {
+    fn from(e: ClientError) -> Self {
+        Fail(e.to_string(), 1)
+    }
+}
+
+/// Sends a request; a daemon error becomes a failure.
+fn call(ctx: &Ctx, op: Op) -> Result<serde_json::Value, Fail> {
+    let r: Response = client::request(&ctx.socket, op, TIMEOUT)?;
+    if r.ok {
+        Ok(r.data.unwrap_or(serde_json::Value::Null))
+    } else {
+        fail(
+            r.error
+                .unwrap_or_else(|| "the daemon refused the request".into()),
+        )
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Fail> {
+    serde_json::from_value(v).map_err(|e| Fail(format!("bad response from the daemon: {e}"), 1))
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let prog = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    let mut ctx = Ctx {
+        socket: client::default_socket(),
+        json: false,
+    };
+    let mut args = &argv[1.min(argv.len())..];
+    let as_ipvsadm = prog.starts_with("ipvsadm");
+    if !as_ipvsadm {
+        while let Some(a) = args.first() {
+            match a.as_str() {
+                "--json" | "-j" => ctx.json = true,
+                "--socket" | "-s" => match args.get(1) {
+                    Some(p) => {
+                        ctx.socket = PathBuf::from(p);
+                        args = &args[1..];
+                    }
+                    None => return report(Err(Fail("--socket needs a path".into(), 2))),
+                },
+                _ => break,
+            }
+            args = &args[1..];
+        }
+        if args.is_empty() {
+            return shell(&ctx);
+        }
+    }
+    let result = if as_ipvsadm {
+        ipvsadm_cmd(&ctx, args, None)
+    } else {
+        run(&ctx, args, None)
+    };
+    report(result)
+}
+
+fn report(r: Result<String, Fail>) -> ExitCode {
+    match r {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(Fail(msg, code)) => {
+            eprintln!("{msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// One gwctl command. `stdin` replaces standard input (the shell's `< FILE`).
+fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail> {
+    let (cmd, rest) = args
+        .split_first()
+        .ok_or_else(|| Fail("no command; try `gwctl help`".into(), 2))?;
+    let json = |v: serde_json::Value| Ok(pretty(&v));
+    match cmd.as_str() {
+        "ipvsadm" => ipvsadm_cmd(ctx, rest, stdin),
+        "help" => Ok(help(rest.first().map(String::as_str))),
+        "status" => {
+            let v = call(ctx, Op::Status)?;
+            if ctx.json {
+                return json(v);
+            }
+            let s: StatusView = typed(v)?;
+            Ok(format!(
+                "gateway {} (protocol {}): generation {} on {} workers, {} services, {} real servers\n",
+                s.version, s.protocol, s.generation, s.workers, s.services, s.reals
+            ))
+        }
+        "services" | "list" => ipvsadm_cmd(ctx, &["-Ln".to_string()], None),
+        "conns" | "connections" => {
+            let f = conn_filter(rest)?;
+            let v = call(ctx, Op::Conns { filter: f })?;
+            if ctx.json {
+                return json(v);
+            }
+            let c: ConnsView = typed(v)?;
+            Ok(format_conns(&c))
+        }
+        "stats" => {
+            let v = call(ctx, Op::Stats)?;
+            if ctx.json {
+                return json(v);
+            }
+            Ok(format_stats(&typed(v)?, false))
+        }
+        "drops" => {
+            let v = call(ctx, Op::Stats)?;
+            if ctx.json {
+                return json(v);
+            }
+            Ok(format_stats(&typed(v)?, true))
+        }
+        "rate" => {
+            let v = call(ctx, Op::Stats)?;
+            let s: StatsView = typed(v)?;
+            if ctx.json {
+                return json(serde_json::to_value(s.rate).unwrap_or_default());
+            }
+            let r = s.rate;
+            Ok(format!(
+                "CPS {}  InPPS {}  OutPPS {}  InBPS {}  OutBPS {}\n",
+                r.cps, r.inpps, r.outpps, r.inbps, r.outbps
+            ))
+        }
+        "zero" => call(ctx, Op::Zero).map(|_| String::new()),
+        "addrs" | "addresses" | "routes" | "neigh" | "neighbours" | "neighbors" => {
+            let v = call(ctx, Op::Net)?;
+            let n: NetView = typed(v)?;
+            let mut out = String::new();
+            match cmd.as_str() {
+                "addrs" | "addresses" => {
+                    if ctx.json {
+                        return json(
+                            serde_json::json!({ "ports": n.ports, "service_addrs": n.service_addrs }),
+                        );
+                    }
+                    for p in &n.ports {
+                        let _ = writeln!(out, "{:<10} {}  {}", p.name, p.mac, p.addrs.join(" "));
+                    }
+                    let s: Vec<String> = n.service_addrs.iter().map(|a| a.to_string()).collect();
+                    let _ = writeln!(out, "{:<10} {}", "services", s.join(" "));
+                }
+                "routes" => {
+                    if ctx.json {
+                        return json(serde_json::to_value(&n.routes).unwrap_or_default());
+                    }
+                    for r in &n.routes {
+                        match r.via {
+                            Some(v) => writeln!(out, "{} via {v} port {}", r.prefix, r.port),
+                            None => writeln!(out, "{} port {} connected", r.prefix, r.port),
+                        }
+                        .unwrap_or_default();
+                    }
+                }
+                _ => {
+                    if ctx.json {
+                        return json(serde_json::to_value(&n.neigh).unwrap_or_default());
+                    }
+                    let _ = writeln!(
+                        out,
+                        "{:<16} {:<10} {:<18} {:>8} {:>6}",
+                        "address", "port", "mac", "age_ms", "worker"
+                    );
+                    for e in &n.neigh {
+                        let mac = e.mac.clone().unwrap_or_else(|| "(incomplete)".into());
+                        let _ = writeln!(
+                            out,
+                            "{:<16} {:<10} {:<18} {:>8} {:>6}",
+                            e.ip.to_string(),
+                            e.port,
+                            mac,
+                            e.age_ms,
+                            e.worker
+                        );
+                    }
+                }
+            }
+            Ok(out)
+        }
+        "save" => {
+            let v = call(ctx, Op::Save)?;
+            let toml = v
+                .get("toml")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string();
+            match rest.first() {
+                Some(path) => {
+                    std::fs::write(path, &toml)
+                        .map_err(|e| Fail(format!("cannot write {path}: {e}"), 1))?;
+                    Ok(String::new())
+                }
+                None => Ok(toml),
+            }
+        }
+        "raw" => {
+            let line = rest.join(" ");
+            let req: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| Fail(format!("raw: not JSON: {e}"), 2))?;
+            let op: Op = serde_json::from_value(req)
+                .map_err(|e| Fail(format!("raw: not a request: {e}"), 2))?;
+            let r = client::request(&ctx.socket, op, TIMEOUT)?;
+            Ok(serde_json::to_string(&r).unwrap_or_default() + "\n")
+        }
+        other => Err(Fail(
+            format!("unknown command `{other}`; try `gwctl help`"),
+            2,
+        )),
+    }
+}
+
+/// `ip[:port]`.
+fn ip_port(s: &str, what: &str) -> Result<(Ipv4Addr, Option<u16>), Fail> {
+    let bad = || Fail(format!("{what}: `{s}` is not an IPv4 address[:port]"), 2);
+    match s.split_once(':') {
+        Some((a, p)) => Ok((
+            a.parse().map_err(|_| bad())?,
+            Some(p.parse().map_err(|_| bad())?),
+        )),
+        None => Ok((s.parse().map_err(|_| bad())?, None)),
+    }
+}
+
+fn conn_filter(args: &[String]) -> Result<ConnFilter, Fail> {
+    let mut f = ConnFilter::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = it
+            .next()
+            .ok_or_else(|| Fail(format!("{a} needs a value"), 2))?;
+        match a.as_str() {
+            "--proto" => f.proto = Some(v.clone()),
+            "--client" => {
+                (f.client, f.client_port) = ip_port(v, "--client").map(|(a, p)| (Some(a), p))?
+            }
+            "--vip" => (f.vip, f.vport) = ip_port(v, "--vip").map(|(a, p)| (Some(a), p))?,
+            "--rs" => (f.rs, f.rs_port) = ip_port(v, "--rs").map(|(a, p)| (Some(a), p))?,
+            "--state" => f.state = Some(v.clone()),
+            "--worker" => {
+                f.worker = Some(
+                    v.parse()
+                        .map_err(|_| Fail(format!("--worker: `{v}` is not a number"), 2))?,
+                )
+            }
+            "--limit" => {
+                f.limit = Some(
+                    v.parse()
+                        .map_err(|_| Fail(format!("--limit: `{v}` is not a number"), 2))?,
+                )
+            }
+            _ => {
+                return Err(Fail(
+                    format!("conns: unknown filter {a}; see `gwctl help conns`"),
+                    2,
+                ))
+            }
+        }
+    }
+    Ok(f)
+}
+
+fn format_conns(c: &ConnsView) -> String {
+    let ap = |x: Option<(Ipv4Addr, u16)>| x.map_or_else(|| "-".into(), |(a, p)| format!("{a}:{p}"));
+    let mut out = format!(
+        "{:<4} {:<6} {:<12} {:<21} {:<21} {:<21} {:<21} {:>7}\n",
+        "pro", "worker", "state", "client", "virtual", "local", "destination", "expire"
+    );
+    for x in &c.conns {
+        let _ = writeln!(
+            out,
+            "{:<4} {:<6} {:<12} {:<21} {:<21} {:<21} {:<21} {:>6}s",
+            x.proto,
+            x.worker,
+            x.state,
+            ap(Some(x.client)),
+            ap(Some(x.vip)),
+            ap(x.local),
+            ap(x.dest),
+            x.expire_ms / 1000
+        );
+    }
+    let _ = writeln!(out, "{} listed, {} in the tables", c.conns.len(), c.total);
+    out
+}
+
+fn format_stats(s: &StatsView, drops_only: bool) -> String {
+    let mut out = String::new();
+    let mut names: Vec<&String> = s.total.drops.keys().collect();
+    if !drops_only {
+        for p in &s.ports {
+            let _ = writeln!(out, "{p}");
+        }
+        let keys: Vec<&String> = s.total.counters.keys().collect();
+        let _ = write!(out, "{:<20}", "counter");
+        for i in 0..s.workers.len() {
+            let _ = write!(out, " {:>14}", format!("worker{i}"));
+        }
+        let _ = writeln!(out, " {:>14}", "total");
+        for k in keys {
+            let _ = write!(out, "{k:<20}");
+            for w in &s.workers {
+                let _ = write!(out, " {:>14}", w.counters.get(k).copied().unwrap_or(0));
+            }
+            let _ = writeln!(out, " {:>14}", s.total.counters[k]);
+        }
+        let r = &s.rate;
+        let _ = writeln!(
+            out,
+            "rate: CPS {} InPPS {} OutPPS {} InBPS {} OutBPS {}",
+            r.cps, r.inpps, r.outpps, r.inbps, r.outbps
+        );
+    }
+    names.sort();
+    let _ = write!(out, "{:<24}", "drop reason");
+    for i in 0..s.workers.len() {
+        let _ = write!(out, " {:>12}", format!("worker{i}"));
+    }
+    let _ = writeln!(out, " {:>12}", "total");
+    for k in names {
+        let _ = write!(out, "{k:<24}");
+        for w in &s.workers {
+            let _ = write!(out, " {:>12}", w.drops.get(k).copied().unwrap_or(0));
+        }
+        let _ = writeln!(out, " {:>12}", s.total.drops[k]);
+    }
+    out
+}
+
+/// An ipvsadm command line.
+fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail> {
+    let names = Names::system();
+    let cmd = ipvsadm::parse(args, &names).map_err(|e| Fail(e.0, 2))?;
+    let apply = |changes: Vec<Change>| call(ctx, Op::Apply { changes });
+    let done = |v: serde_json::Value| {
+        if ctx.json {
+            Ok(pretty(&v))
+        } else {
+            Ok(String::new())
+        }
+    };
+    match cmd {
+        Cmd::Apply(c) => done(apply(vec![c])?),
+        Cmd::Restore => {
+            let input = match stdin {
+                Some(s) => s,
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s).map_err(|e| Fail(format!("reading standard input: {e}"), 1))?;
+                    s
+                }
+            };
+            let lines = ipvsadm::parse_restore(&input, &names).map_err(|e| Fail(e.0, 2))?;
+            let at: Vec<usize> = lines.iter().map(|l| l.0).collect();
+            let r = client::request(&ctx.socket, Op::Apply { changes: lines.into_iter().map(|l| l.1).collect() }, TIMEOUT)?;
+            if r.ok {
+                return done(r.data.unwrap_or_default());
+            }
+            let msg = r.error.unwrap_or_default();
+            match r.at.and_then(|i| at.get(i)) {
+                Some(line) => fail(format!("line {line}: {msg} (nothing restored)")),
+                None => fail(format!("{msg} (nothing restored)")),
+            }
+        }
+        Cmd::List(o) if o.timeout => {
+            let v = call(ctx, Op::Timeouts)?;
+            if ctx.json {
+                return Ok(pretty(&v));
+            }
+            Ok(ipvsadm::format_timeout(&typed(v)?))
+        }
+        Cmd::List(o) if o.conns => {
+            let v = call(ctx, Op::Conns { filter: ConnFilter::default() })?;
+            if ctx.json {
+                return Ok(pretty(&v));
+            }
+            let c: ConnsView = typed(v)?;
+            Ok(ipvsadm::format_conns(&c.conns, o.numeric, &names))
+        }
+        Cmd::List(o) => {
+            let v = call(ctx, Op::List)?;
+            if ctx.json {
+                return Ok(pretty(&v));
+            }
+            ipvsadm::format_list(&typed(v)?, &o, &names).map_err(|e| Fail(e, 1))
+        }
+        Cmd::Save(o) => {
+            let v = call(ctx, Op::List)?;
+            ipvsadm::format_rules(&typed(v)?, &o, &names).map_err(|e| Fail(e, 1))
+        }
+        Cmd::Laddrs(k) => {
+            let l: ListView = typed(call(ctx, Op::List)?)?;
+            let c: ConnsView = typed(call(ctx, Op::Conns { filter: ConnFilter::default() })?)?;
+            ipvsadm::format_laddrs(&l, k.as_ref(), &c.conns).map_err(|e| Fail(e, 1))
+        }
+        Cmd::Zero => done(call(ctx, Op::Zero)?),
+        Cmd::SetTimeouts(..) => fail(
+            "--set: connection timeouts are fixed at start; set [conn.timeouts] in the configuration and restart",
+        ),
+        Cmd::Help => Ok(ipvsadm::USAGE.to_string()),
+        Cmd::Version => Ok(format!("ipvsadm v1.31 (gateway {}, IPVS-compatible)\n", env!("CARGO_PKG_VERSION"))),
+    }
+}
+
+/// Every command with its one-line help and its full help.
+const COMMANDS: &[(&str, &str, &str)] = &[
+    ("ipvsadm", "ipvsadm ARGS...          ipvsadm's commands and formats", "Runs an ipvsadm command line: -A -E -D -C -R -S -a -e -d -L -Z -P -Q -G.\nSee `ipvsadm -h` (or `gwctl ipvsadm -h`) for the options.\nIn the shell, `ipvsadm -R < FILE` restores from a file and `ipvsadm -S > FILE` saves to one."),
+    ("status", "status                   daemon version, generation, workers", "Shows the protocol version, the generation every worker runs, and counts."),
+    ("services", "services                 services and real servers (ipvsadm -Ln)", "Same as `ipvsadm -Ln`."),
+    ("conns", "conns [FILTERS]          connections of every worker", "Filters (all must match): --proto tcp|udp, --client IP[:PORT], --vip IP[:PORT],\n--rs IP[:PORT], --state STATE (ESTABLISHED, SYN_RECV, ...), --worker N, --limit N."),
+    ("stats", "stats                    per-port, per-worker counters and drops", "Per-port counters of the NICs, each worker's counters, rates over the last second, and drops by reason."),
+    ("drops", "drops                    drop counters by reason and worker", "Only the drop counters (non-zero ones), per worker and in total."),
+    ("rate", "rate                     CPS, in/out PPS and BPS over the last second", "Gateway-wide rates computed from the workers' counters, sampled every second."),
+    ("zero", "zero                     zero the counters shown (ipvsadm -Z)", "Counters shown by stats, drops and ipvsadm --stats start again from zero."),
+    ("addrs", "addrs                    interface and service addresses", "Each port's MAC and addresses, and the VIPs and LIPs the gateway answers for."),
+    ("routes", "routes                   the routing table", "Connected and static routes, longest prefix first."),
+    ("neigh", "neigh                    neighbour (ARP) entries of every worker", "Each worker's neighbour table: address, port, MAC (or incomplete), age."),
+    ("save", "save [FILE]              a TOML configuration with the running services", "Writes the daemon's configuration with its [[service]] sections replaced by the running ones;\nthe daemon can start from it. Without FILE, prints it."),
+    ("raw", "raw JSON                 send one protocol request", "Sends a request object such as {\"op\":\"list\"} (the version is added) and prints the raw response."),
+    ("help", "help [COMMAND]           this help", "Shows every command, or one in detail."),
+];
+
+fn help(cmd: Option<&str>) -> String {
+    match cmd.and_then(|c| COMMANDS.iter().find(|x| x.0 == c)) {
+        Some((_, short, long)) => format!("{short}\n\n{long}\n"),
+        None => {
+            let mut out = String::from(
+                "gwctl [--socket PATH] [--json] [COMMAND ARGS...]   (no command: interactive shell)\n\nCommands:\n",
+            );
+            for (_, short, _) in COMMANDS {
+                let _ = writeln!(out, "  {short}");
+            }
+            out
+        }
+    }
+}
+
+/// Splits a shell line into words, with single and double quotes.
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote = None;
+    let mut any = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+struct Helper;
+
+impl rustyline::completion::Completer for Helper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let head = &line[..pos];
+        let start = head.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let word = &head[start..];
+        let first = start == 0;
+        let opts = [
+            "-A",
+            "-E",
+            "-D",
+            "-C",
+            "-R",
+            "-S",
+            "-a",
+            "-e",
+            "-d",
+            "-L",
+            "-Z",
+            "-P",
+            "-Q",
+            "-G",
+            "-t",
+            "-u",
+            "-s",
+            "-p",
+            "-M",
+            "-r",
+            "-g",
+            "-i",
+            "-m",
+            "-b",
+            "-w",
+            "-x",
+            "-y",
+            "-z",
+            "-n",
+            "-c",
+            "--stats",
+            "--rate",
+            "--exact",
+            "--timeout",
+            "--sort",
+            "--thresholds",
+            "--persistent-conn",
+            "--proto",
+            "--client",
+            "--vip",
+            "--rs",
+            "--state",
+            "--worker",
+            "--limit",
+            "rr",
+            "wrr",
+            "lc",
+            "wlc",
+            "lblc",
+            "lblcr",
+            "dh",
+            "sh",
+            "sed",
+            "nq",
+            "fo",
+            "ovf",
+            "mh",
+        ];
+        let cands: Vec<String> = if first {
+            COMMANDS
+                .iter()
+                .map(|c| c.0)
+                .chain(["quit", "exit"])
+                .filter(|c| c.starts_with(word))
+                .map(String::from)
+                .collect()
+        } else {
+            opts.iter()
+                .filter(|c| c.starts_with(word))
+                .map(|c| c.to_string())
+                .collect()
+        };
+        Ok((start, cands))
+    }
+}
+
+impl rustyline::hint::Hinter for Helper {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for Helper {}
+impl rustyline::validate::Validator for Helper {}
+impl rustyline::Helper for Helper {}
+
+/// The interactive shell.
+fn shell(ctx: &Ctx) -> ExitCode {
+    let mut ed = match rustyline::Editor::<Helper, rustyline::history::DefaultHistory>::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("gwctl: cannot start the shell: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    ed.set_helper(Some(Helper));
+    let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".gwctl_history"));
+    if let Some(h) = &history {
+        let _ = ed.load_history(h);
+    }
+    println!(
+        "gwctl shell on {}: `help` lists the commands, Tab completes, Ctrl-D quits.",
+        ctx.socket.display()
+    );
+    loop {
+        let line = match ed.readline("gwctl> ") {
+            Ok(l) => l,
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(_) => break,
+        };
+        let mut w = words(&line);
+        if w.is_empty() {
+            continue;
+        }
+        let _ = ed.add_history_entry(line.as_str());
+        if w[0] == "quit" || w[0] == "exit" {
+            break;
+        }
+        // `< FILE` feeds ipvsadm -R; `> FILE` writes the output to a file.
+        let mut stdin = None;
+        let mut stdout = None;
+        while w.len() >= 2 && (w[w.len() - 2] == "<" || w[w.len() - 2] == ">") {
+            let file = w.pop().unwrap_or_default();
+            let op = w.pop().unwrap_or_default();
+            if op == "<" {
+                match std::fs::read_to_string(&file) {
+                    Ok(s) => stdin = Some(s),
+                    Err(e) => {
+                        eprintln!("cannot read {file}: {e}");
+                        continue;
+                    }
+                }
+            } else {
+                stdout = Some(file);
+            }
+        }
+        let r = if w[0].starts_with('-') {
+            ipvsadm_cmd(ctx, &w, stdin)
+        } else {
+            run(ctx, &w, stdin)
+        };
+        match (r, stdout) {
+            (Ok(out), Some(f)) => {
+                if let Err(e) = std::fs::write(&f, out) {
+                    eprintln!("cannot write {f}: {e}");
+                }
+            }
+            (Ok(out), None) => print!("{out}"),
+            (Err(Fail(msg, _)), _) => eprintln!("error: {msg}"),
+        }
+    }
+    if let Some(h) = &history {
+        let _ = ed.save_history(h);
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_and_filters() {
+        assert_eq!(
+            words(" -A  -t 'a b' \"\" x"),
+            vec!["-A", "-t", "a b", "", "x"]
+        );
+        let f = conn_filter(&[
+            "--rs".into(),
+            "10.0.0.1:80".into(),
+            "--state".into(),
+            "SYN_RECV".into(),
+        ])
+        .ok()
+        .unwrap();
+        assert_eq!(
+            (f.rs, f.rs_port, f.state.as_deref()),
+            (Some(Ipv4Addr::new(10, 0, 0, 1)), Some(80), Some("SYN_RECV"))
+        );
+        assert!(conn_filter(&["--rs".into(), "nope".into()]).is_err());
+        assert!(conn_filter(&["--bogus".into(), "1".into()]).is_err());
+        assert!(help(Some("conns")).contains("--state"));
+        assert!(COMMANDS.iter().all(|c| help(None).contains(c.1)));
+    }
+}

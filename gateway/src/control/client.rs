@@ -1,0 +1,56 @@
+//! The client side of the admin protocol: connect, send one request, read one response.
+
+use super::proto::{self, Line, Op, Request, Response, MAX_RESPONSE, VERSION};
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The socket a client uses: `--socket`, else `$GATEWAY_SOCKET`, else /run/gateway/gateway.sock (the
+/// default file prefix's).
+pub fn default_socket() -> PathBuf {
+    std::env::var_os("GATEWAY_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/gateway/gateway.sock"))
+}
+
+/// Why a request got no answer from the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {path}: {err}{hint}")]
+    Connect {
+        path: String,
+        err: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad response from the daemon: {0}")]
+    Protocol(String),
+}
+
+/// Sends one request and returns the daemon's response (which may itself be an error).
+pub fn request(path: &Path, op: Op, timeout: Duration) -> Result<Response, ClientError> {
+    let s = UnixStream::connect(path).map_err(|err| ClientError::Connect {
+        path: path.display().to_string(),
+        hint: match err.kind() {
+            std::io::ErrorKind::PermissionDenied => " (the admin socket is for root or its group)",
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                " (is the gateway running?)"
+            }
+            _ => "",
+        },
+        err,
+    })?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut w = s.try_clone()?;
+    proto::write_line(&mut w, &Request { v: VERSION, op })?;
+    let mut r = BufReader::new(s);
+    match proto::read_line(&mut r, MAX_RESPONSE)? {
+        Line::Full(l) => {
+            serde_json::from_slice(&l).map_err(|e| ClientError::Protocol(e.to_string()))
+        }
+        other => Err(ClientError::Protocol(format!("{other:?}"))),
+    }
+}

@@ -1,0 +1,51 @@
+//! The control plane's admin interface: a Unix stream socket served by a control thread (DESIGN.md
+//! decisions 8 and 9), the `gwctl` client and its `ipvsadm` front-end.
+//!
+//! - [`proto`]: the request/response protocol and its limits.
+//! - [`server`]: the socket, one thread per client, the request handlers.
+//! - [`model`]: the service table as changes edit it; validated by the configuration's own code.
+//! - [`dump`]: what a worker reports (connections, neighbours) from its housekeeping.
+//! - [`ipvsadm`]: ipvsadm's command line and output formats.
+//! - [`save`]: `gwctl save`, a TOML configuration of the running services.
+//! - [`client`]: connect, request, response.
+//! - [`view`]: the data the daemon answers with.
+//!
+//! # Protocol, version 1
+//!
+//! The socket is `control.socket` (default `/run/gateway/<eal.file_prefix>.sock`), mode 0600 owned
+//! by root, or 0660 with group `control.socket_group`. A client writes one request per line: a JSON
+//! object of at most 64 KiB including the newline; the daemon answers each with one JSON line, in
+//! order, and the client may send further requests on the same connection.
+//!
+//! ```text
+//! -> {"v":1,"op":"list"}
+//! <- {"v":1,"ok":true,"data":{"generation":4,"size":131072,"services":[...]}}
+//! -> {"v":1,"op":"apply","changes":[{"change":"add_service","svc":{"proto":"tcp","vip":"10.0.0.1","port":80},
+//!                                    "opts":{"scheduler":"rr"}}]}
+//! <- {"v":1,"ok":true,"data":{"generation":5}}
+//! -> {"v":1,"op":"apply","changes":[{"change":"del_service","svc":{"proto":"tcp","vip":"10.0.0.9","port":80}}]}
+//! <- {"v":1,"ok":false,"error":"No such service: TCP 10.0.0.9:80","at":0}
+//! ```
+//!
+//! Operations (`op`): `status`, `list`, `apply {changes}`, `conns {filter}`, `stats`, `zero`,
+//! `timeouts`, `save`, `net`. Changes (`change`): `add_service`, `edit_service`, `del_service`,
+//! `clear`, `add_real`, `edit_real`, `del_real`, `add_laddr`, `del_laddr` (fields in [`proto`]).
+//!
+//! An `apply` is all or nothing: its changes are applied in order to a copy of the running table,
+//! the result is validated whole (the same checks as the configuration file), sent to every worker
+//! as one new generation, and answered only when every worker runs it. Any error leaves the running
+//! table as it was and names the problem (`at` gives the index of the change at fault).
+//!
+//! Errors: a line that is not JSON, lacks `"v"`, has another version or an unknown `op` gets
+//! `ok:false` with the reason, and the connection stays usable. A line longer than 64 KiB, or input
+//! ending without a newline, gets `ok:false` and the connection is closed. A client silent for 10 s,
+//! or not completing a request within 30 s, is closed; at most 32 clients are served at once.
+
+pub mod client;
+pub mod dump;
+pub mod ipvsadm;
+pub mod model;
+pub mod proto;
+pub mod save;
+pub mod server;
+pub mod view;

@@ -1,0 +1,432 @@
+//! The service table as the admin socket edits it: the running generation turned back into
+//! `[[service]]` entries, changed in order by a batch of [`Change`]s, then validated whole by the
+//! same code as the configuration file (`config::validate_service_entries`).
+//!
+//! Starting from the running generation each time (never from a copy kept here) keeps the socket,
+//! SIGHUP reloads and the workers in agreement. Errors read as ipvsadm's (`Service already exists`,
+//! `No such destination`, ...), followed by what was at fault.
+
+use super::proto::{Change, RealOpts, SvcKey, SvcOpts};
+use crate::config::{RealEntry, ServiceEntry};
+use crate::forward::ServiceTable;
+use crate::service::{Persistence, Proto, SchedKind};
+use std::net::Ipv4Addr;
+
+/// `[[service]]` entries in table order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    pub services: Vec<ServiceEntry>,
+}
+
+/// The scheduler flag names for a scheduler, as ipvsadm spells them.
+fn flag_names(sched: SchedKind, fallback: bool, port: bool) -> Vec<String> {
+    let p = if sched == SchedKind::Mh { "mh" } else { "sh" };
+    let mut v = Vec::new();
+    if fallback {
+        v.push(format!("{p}-fallback"));
+    }
+    if port {
+        v.push(format!("{p}-port"));
+    }
+    v
+}
+
+impl Model {
+    /// The services of a running snapshot, as configuration entries.
+    pub fn from_table(t: &ServiceTable) -> Model {
+        let services = t
+            .services
+            .iter()
+            .map(|vs| {
+                let c = vs.svc.config();
+                ServiceEntry {
+                    vip: c.vip.to_string(),
+                    port: c.vport,
+                    protocol: c.proto.to_string(),
+                    scheduler: c.sched.name().to_string(),
+                    scheduler_flags: flag_names(c.sched, c.flags.fallback, c.flags.hash_port),
+                    persistence_s: c.persistence.map(|p| p.timeout_s),
+                    persistence_netmask: c
+                        .persistence
+                        .filter(|p| p.netmask != Persistence::default().netmask)
+                        .map(|p| p.netmask.to_string()),
+                    local_addresses: vs.lips.iter().map(|a| a.to_string()).collect(),
+                    toa: vs.toa,
+                    expire_nodest_conn: c.expire_nodest_conn,
+                    reals: c
+                        .reals
+                        .iter()
+                        .map(|r| RealEntry {
+                            address: r.addr.to_string(),
+                            port: Some(r.port),
+                            weight: r.weight,
+                            mode: r.fwd.to_string(),
+                            upper: r.upper,
+                            lower: r.lower,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Model { services }
+    }
+
+    fn find(&self, k: &SvcKey) -> Option<usize> {
+        let vip = k.vip.to_string();
+        self.services.iter().position(|s| {
+            s.vip == vip && s.port == k.port && s.protocol.eq_ignore_ascii_case(&k.proto)
+        })
+    }
+
+    fn svc_mut(&mut self, k: &SvcKey) -> Result<&mut ServiceEntry, String> {
+        match self.find(k) {
+            Some(i) => Ok(&mut self.services[i]),
+            None => Err(format!("No such service: {k}")),
+        }
+    }
+
+    /// Applies one change; on error the model may be half-changed (callers work on a copy).
+    pub fn apply(&mut self, c: &Change) -> Result<(), String> {
+        match c {
+            Change::Clear => self.services.clear(),
+            Change::AddService { svc, opts } => {
+                if self.find(svc).is_some() {
+                    return Err(format!("Service already exists: {svc}"));
+                }
+                check_key(svc)?;
+                let mut e = ServiceEntry {
+                    vip: svc.vip.to_string(),
+                    port: svc.port,
+                    protocol: svc.proto.to_ascii_lowercase(),
+                    scheduler: String::new(),
+                    scheduler_flags: Vec::new(),
+                    persistence_s: None,
+                    persistence_netmask: None,
+                    local_addresses: Vec::new(),
+                    toa: true,
+                    expire_nodest_conn: false,
+                    reals: Vec::new(),
+                };
+                set_opts(&mut e, opts)?;
+                self.services.push(e);
+            }
+            Change::EditService { svc, opts } => set_opts(self.svc_mut(svc)?, opts)?,
+            Change::DelService { svc } => {
+                let i = self
+                    .find(svc)
+                    .ok_or_else(|| format!("No such service: {svc}"))?;
+                self.services.remove(i);
+            }
+            Change::AddReal { svc, real } => {
+                let s = self.svc_mut(svc)?;
+                let port = real.port.unwrap_or(s.port);
+                if find_real(s, real.addr, port).is_some() {
+                    return Err(format!("Destination already exists: {}:{port}", real.addr));
+                }
+                let mut r = RealEntry {
+                    address: real.addr.to_string(),
+                    port: Some(port),
+                    weight: 0,
+                    mode: String::new(),
+                    upper: 0,
+                    lower: 0,
+                };
+                set_real(&mut r, real)?;
+                s.reals.push(r);
+            }
+            Change::EditReal { svc, real } => {
+                let s = self.svc_mut(svc)?;
+                let port = real.port.unwrap_or(s.port);
+                let i = find_real(s, real.addr, port)
+                    .ok_or_else(|| format!("No such destination: {}:{port}", real.addr))?;
+                set_real(&mut s.reals[i], real)?;
+            }
+            Change::DelReal { svc, addr, port } => {
+                let s = self.svc_mut(svc)?;
+                let port = port.unwrap_or(s.port);
+                let i = find_real(s, *addr, port)
+                    .ok_or_else(|| format!("No such destination: {addr}:{port}"))?;
+                s.reals.remove(i);
+            }
+            Change::AddLaddr { svc, addr } => {
+                let s = self.svc_mut(svc)?;
+                let a = addr.to_string();
+                if s.local_addresses.contains(&a) {
+                    return Err(format!("Local address already exists: {addr}"));
+                }
+                s.local_addresses.push(a);
+            }
+            Change::DelLaddr { svc, addr } => {
+                let s = self.svc_mut(svc)?;
+                let a = addr.to_string();
+                let i = s
+                    .local_addresses
+                    .iter()
+                    .position(|x| *x == a)
+                    .ok_or_else(|| format!("No such local address: {addr}"))?;
+                s.local_addresses.remove(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a batch in order; the error carries the index of the change at fault.
+    pub fn apply_all(&mut self, changes: &[Change]) -> Result<(), (usize, String)> {
+        for (i, c) in changes.iter().enumerate() {
+            self.apply(c).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites `service[i]` in a validation error into the service's name.
+    pub fn name_error(&self, e: &str) -> String {
+        if let Some(rest) = e.strip_prefix("service[") {
+            if let Some((i, tail)) = rest.split_once(']') {
+                if let Some(s) = i.parse::<usize>().ok().and_then(|i| self.services.get(i)) {
+                    let tail = tail.trim_start_matches('.');
+                    return format!(
+                        "service {} {}:{}: {tail}",
+                        s.protocol.to_ascii_uppercase(),
+                        s.vip,
+                        s.port
+                    );
+                }
+            }
+        }
+        e.to_string()
+    }
+}
+
+fn check_key(k: &SvcKey) -> Result<(), String> {
+    k.proto.parse::<Proto>().map_err(|e| e.to_string())?;
+    if k.port == 0 {
+        return Err(format!("Invalid port 0 for service {k}"));
+    }
+    Ok(())
+}
+
+fn find_real(s: &ServiceEntry, addr: Ipv4Addr, port: u16) -> Option<usize> {
+    let a = addr.to_string();
+    s.reals
+        .iter()
+        .position(|r| r.address == a && r.port.unwrap_or(s.port) == port)
+}
+
+/// `-A`/`-E` semantics: every option is given again; an absent one takes its default (ipvsadm
+/// sends the whole service to the kernel, so `-E` without `-p` makes a service non-persistent).
+fn set_opts(e: &mut ServiceEntry, o: &SvcOpts) -> Result<(), String> {
+    let sched = o.scheduler.clone().unwrap_or_else(|| "wlc".into());
+    sched
+        .parse::<SchedKind>()
+        .map_err(|err| format!("Scheduler or persistence engine not found: {err}"))?;
+    e.scheduler = sched;
+    e.scheduler_flags = o.flags.clone();
+    if o.persistence_s == Some(0) {
+        return Err("illegal timeout for persistent service: 0".into());
+    }
+    e.persistence_s = o
+        .persistence_s
+        .or(o.netmask.map(|_| crate::service::DEFAULT_PERSIST_TIMEOUT_S));
+    e.persistence_netmask = o
+        .netmask
+        .filter(|m| *m != Ipv4Addr::BROADCAST)
+        .map(|m| m.to_string());
+    Ok(())
+}
+
+fn set_real(r: &mut RealEntry, o: &RealOpts) -> Result<(), String> {
+    if o.weight > crate::service::MAX_WEIGHT {
+        return Err(format!("illegal weight specified: {}", o.weight));
+    }
+    o.mode
+        .parse::<crate::service::FwdMode>()
+        .map_err(|e| e.to_string())?;
+    r.weight = o.weight;
+    r.mode = o.mode.clone();
+    r.upper = o.upper;
+    r.lower = o.lower;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate_service_entries;
+    use crate::net::Ipv4Cidr;
+
+    fn key(port: u16) -> SvcKey {
+        SvcKey {
+            proto: "tcp".into(),
+            vip: Ipv4Addr::new(10, 10, 0, 100),
+            port,
+        }
+    }
+
+    fn real(last: u8, mode: &str) -> RealOpts {
+        RealOpts {
+            addr: Ipv4Addr::new(10, 20, 0, last),
+            port: None,
+            weight: 1,
+            mode: mode.into(),
+            upper: 0,
+            lower: 0,
+        }
+    }
+
+    fn ports() -> Vec<Vec<Ipv4Cidr>> {
+        vec![
+            vec!["10.10.0.1/24".parse().unwrap()],
+            vec!["10.20.0.1/24".parse().unwrap()],
+        ]
+    }
+
+    fn rr() -> SvcOpts {
+        SvcOpts {
+            scheduler: Some("rr".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ipvsadm_errors_name_the_problem() {
+        let mut m = Model::default();
+        m.apply(&Change::AddService {
+            svc: key(80),
+            opts: rr(),
+        })
+        .unwrap();
+        let dup = m
+            .apply(&Change::AddService {
+                svc: key(80),
+                opts: rr(),
+            })
+            .unwrap_err();
+        assert_eq!(dup, "Service already exists: TCP 10.10.0.100:80");
+        let e = m
+            .apply(&Change::AddReal {
+                svc: key(81),
+                real: real(11, "dr"),
+            })
+            .unwrap_err();
+        assert_eq!(e, "No such service: TCP 10.10.0.100:81");
+        m.apply(&Change::AddReal {
+            svc: key(80),
+            real: real(11, "dr"),
+        })
+        .unwrap();
+        let e = m
+            .apply(&Change::AddReal {
+                svc: key(80),
+                real: real(11, "nat"),
+            })
+            .unwrap_err();
+        assert_eq!(e, "Destination already exists: 10.20.0.11:80");
+        let e = m
+            .apply(&Change::DelReal {
+                svc: key(80),
+                addr: Ipv4Addr::new(10, 20, 0, 12),
+                port: None,
+            })
+            .unwrap_err();
+        assert_eq!(e, "No such destination: 10.20.0.12:80");
+        let bad = SvcOpts {
+            scheduler: Some("foo".into()),
+            ..Default::default()
+        };
+        let e = m
+            .apply(&Change::EditService {
+                svc: key(80),
+                opts: bad,
+            })
+            .unwrap_err();
+        assert!(
+            e.starts_with("Scheduler or persistence engine not found") && e.contains("`foo`"),
+            "{e}"
+        );
+        let e = m.apply(&Change::AddReal {
+            svc: key(80),
+            real: RealOpts {
+                weight: 70000,
+                ..real(13, "dr")
+            },
+        });
+        assert!(e.unwrap_err().contains("illegal weight"));
+    }
+
+    #[test]
+    fn batch_reports_the_failing_index_and_validation_names_the_service() {
+        let mut m = Model::default();
+        let batch = vec![
+            Change::AddService {
+                svc: key(80),
+                opts: rr(),
+            },
+            Change::AddReal {
+                svc: key(80),
+                real: real(11, "fullnat"),
+            },
+            Change::DelService { svc: key(99) },
+        ];
+        assert_eq!(m.clone().apply_all(&batch).unwrap_err().0, 2);
+        m.apply_all(&batch[..2]).unwrap();
+        // A FullNAT real server without local addresses: refused by the config validation.
+        let e = validate_service_entries(&m.services, &ports())
+            .unwrap_err()
+            .to_string();
+        let named = m.name_error(&e);
+        assert!(
+            named.starts_with("service TCP 10.10.0.100:80: local_addresses"),
+            "{named}"
+        );
+        m.apply(&Change::AddLaddr {
+            svc: key(80),
+            addr: Ipv4Addr::new(10, 20, 0, 200),
+        })
+        .unwrap();
+        let v = validate_service_entries(&m.services, &ports()).unwrap();
+        assert_eq!(v[0].1, vec![Ipv4Addr::new(10, 20, 0, 200)]);
+        assert_eq!(v[0].0.reals.len(), 1);
+    }
+
+    #[test]
+    fn table_round_trips_through_the_model() {
+        let mut m = Model::default();
+        let opts = SvcOpts {
+            scheduler: Some("sh".into()),
+            flags: vec!["sh-fallback".into(), "sh-port".into()],
+            persistence_s: Some(600),
+            netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
+        };
+        m.apply_all(&[
+            Change::AddService { svc: key(80), opts },
+            Change::AddLaddr {
+                svc: key(80),
+                addr: Ipv4Addr::new(10, 20, 0, 200),
+            },
+            Change::AddReal {
+                svc: key(80),
+                real: RealOpts {
+                    upper: 10,
+                    lower: 5,
+                    weight: 3,
+                    ..real(11, "fullnat")
+                },
+            },
+            Change::AddReal {
+                svc: key(80),
+                real: real(12, "dr"),
+            },
+            Change::AddService {
+                svc: SvcKey {
+                    proto: "udp".into(),
+                    ..key(53)
+                },
+                opts: rr(),
+            },
+        ])
+        .unwrap();
+        let v = validate_service_entries(&m.services, &ports()).unwrap();
+        let t = ServiceTable::new(2, v, None).unwrap();
+        assert_eq!(Model::from_table(&t), m);
+    }
+}

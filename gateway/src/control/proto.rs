@@ -1,0 +1,344 @@
+//! The admin protocol, version 1: one JSON object per line each way (see the module docs of
+//! [`crate::control`] for the whole description).
+//!
+//! Requests carry `"v": 1` and an `"op"`; responses carry `"v"`, `"ok"` and either `"data"` or
+//! `"error"`. A request line is at most [`MAX_REQUEST`] bytes including its newline.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::net::Ipv4Addr;
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// Largest request line, newline included. `ipvsadm -R` of a few hundred services fits; anything
+/// larger is refused before it is parsed.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Largest response line a client accepts (connection listings can be long).
+pub const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+
+/// A virtual service's identity (`-t|-u VIP:port`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SvcKey {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+}
+
+impl std::fmt::Display for SvcKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}:{}",
+            self.proto.to_ascii_uppercase(),
+            self.vip,
+            self.port
+        )
+    }
+}
+
+/// Scheduler and persistence of a service (`-s`, `-b flags`, `-p`, `-M`), as `-A` and `-E` give them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SvcOpts {
+    /// Absent: `wlc`, as ipvsadm.
+    pub scheduler: Option<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    pub persistence_s: Option<u32>,
+    pub netmask: Option<Ipv4Addr>,
+}
+
+/// A real server as `-a`/`-e` give it (`-r`, `-w`, `-x`, `-y`, `-g|-m|-i|-b`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealOpts {
+    pub addr: Ipv4Addr,
+    /// Absent: the service's port.
+    pub port: Option<u16>,
+    pub weight: u32,
+    /// `fullnat`, `nat`, `dr` or `tun`.
+    pub mode: String,
+    #[serde(default)]
+    pub upper: u32,
+    #[serde(default)]
+    pub lower: u32,
+}
+
+/// One change to the service table. A batch of changes is applied in order to a copy of the table,
+/// validated whole and sent to every worker as one generation, or refused whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    AddService {
+        svc: SvcKey,
+        opts: SvcOpts,
+    },
+    EditService {
+        svc: SvcKey,
+        opts: SvcOpts,
+    },
+    DelService {
+        svc: SvcKey,
+    },
+    Clear,
+    AddReal {
+        svc: SvcKey,
+        real: RealOpts,
+    },
+    EditReal {
+        svc: SvcKey,
+        real: RealOpts,
+    },
+    DelReal {
+        svc: SvcKey,
+        addr: Ipv4Addr,
+        port: Option<u16>,
+    },
+    AddLaddr {
+        svc: SvcKey,
+        addr: Ipv4Addr,
+    },
+    DelLaddr {
+        svc: SvcKey,
+        addr: Ipv4Addr,
+    },
+}
+
+/// Connection listing filters; every one given must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnFilter {
+    pub proto: Option<String>,
+    pub client: Option<Ipv4Addr>,
+    pub client_port: Option<u16>,
+    pub vip: Option<Ipv4Addr>,
+    pub vport: Option<u16>,
+    pub rs: Option<Ipv4Addr>,
+    pub rs_port: Option<u16>,
+    /// As `ipvsadm -Lc` names it (`ESTABLISHED`, `SYN_RECV`, ...), any case.
+    pub state: Option<String>,
+    pub worker: Option<u16>,
+    /// At most this many entries (default 100000).
+    pub limit: Option<usize>,
+}
+
+/// What a client asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Version, generation, workers.
+    Status,
+    /// Services with real servers, counts, counters and rates.
+    List,
+    /// Apply a batch of changes (all or nothing); answered when every worker runs it.
+    Apply { changes: Vec<Change> },
+    /// Connections, from every worker.
+    Conns { filter: ConnFilter },
+    /// Per-worker counters, per-port counters, drops by reason.
+    Stats,
+    /// Zero the counters shown (`ipvsadm -Z`).
+    Zero,
+    /// Connection timeouts (`ipvsadm -L --timeout`).
+    Timeouts,
+    /// A TOML configuration the daemon can start from, with the services as they run.
+    Save,
+    /// Interface addresses, routes and neighbours.
+    Net,
+}
+
+/// A request line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// A response line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For a refused batch: the index of the change at fault (ipvsadm -R turns it into a line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<usize>,
+}
+
+impl Response {
+    pub fn ok(data: serde_json::Value) -> Response {
+        Response {
+            v: VERSION,
+            ok: true,
+            data: Some(data),
+            error: None,
+            at: None,
+        }
+    }
+
+    pub fn err(msg: impl Into<String>) -> Response {
+        Response {
+            v: VERSION,
+            ok: false,
+            data: None,
+            error: Some(msg.into()),
+            at: None,
+        }
+    }
+}
+
+/// How reading one line went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line, without its newline.
+    Full(Vec<u8>),
+    /// The peer closed before sending anything.
+    Eof,
+    /// The peer closed in the middle of a line.
+    Truncated,
+    /// More than `max` bytes without a newline.
+    TooLong,
+}
+
+/// Reads one newline-terminated line of at most `max` bytes (newline included). Never buffers more
+/// than `max` bytes, whatever the peer sends.
+pub fn read_line(r: &mut impl BufRead, max: usize) -> std::io::Result<Line> {
+    let mut buf = Vec::new();
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(if buf.is_empty() {
+                Line::Eof
+            } else {
+                Line::Truncated
+            });
+        }
+        let room = max - buf.len();
+        match chunk.iter().take(room).position(|&b| b == b'\n') {
+            Some(i) => {
+                buf.extend_from_slice(&chunk[..i]);
+                r.consume(i + 1);
+                return Ok(Line::Full(buf));
+            }
+            None if chunk.len() >= room => return Ok(Line::TooLong),
+            None => {
+                let n = chunk.len();
+                buf.extend_from_slice(chunk);
+                r.consume(n);
+            }
+        }
+    }
+}
+
+/// Parses a request line; the error is what the client is told.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))?;
+    match v.get("v").and_then(|v| v.as_u64()) {
+        Some(x) if x == VERSION as u64 => {}
+        Some(x) => {
+            return Err(format!(
+                "unsupported protocol version {x} (this daemon speaks {VERSION})"
+            ))
+        }
+        None => return Err("malformed request: no protocol version \"v\"".into()),
+    }
+    serde_json::from_value(v).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// Writes a value as one line.
+pub fn write_line(w: &mut impl Write, v: &impl Serialize) -> std::io::Result<()> {
+    let mut s = serde_json::to_vec(v).map_err(std::io::Error::other)?;
+    s.push(b'\n');
+    w.write_all(&s)?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufReader;
+
+    fn lines(input: &[u8], max: usize) -> Vec<Line> {
+        // A tiny buffer, so lines span several fill_buf calls.
+        let mut r = BufReader::with_capacity(3, input);
+        let mut out = Vec::new();
+        loop {
+            let l = read_line(&mut r, max).unwrap();
+            let stop = !matches!(l, Line::Full(_));
+            out.push(l);
+            if stop {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn lines_are_split_bounded_and_truncation_is_seen() {
+        assert_eq!(
+            lines(b"ab\ncd\n", 16),
+            vec![
+                Line::Full(b"ab".to_vec()),
+                Line::Full(b"cd".to_vec()),
+                Line::Eof
+            ]
+        );
+        assert_eq!(
+            lines(b"ab\ncd", 16),
+            vec![Line::Full(b"ab".to_vec()), Line::Truncated]
+        );
+        assert_eq!(lines(b"abcdefgh\n", 8), vec![Line::TooLong]);
+        assert_eq!(
+            lines(b"abcdefg\n", 8),
+            vec![Line::Full(b"abcdefg".to_vec()), Line::Eof]
+        );
+    }
+
+    #[test]
+    fn requests_round_trip_and_versions_are_checked() {
+        let r = Request {
+            v: VERSION,
+            op: Op::Apply {
+                changes: vec![
+                    Change::Clear,
+                    Change::AddService {
+                        svc: SvcKey {
+                            proto: "tcp".into(),
+                            vip: Ipv4Addr::new(10, 0, 0, 1),
+                            port: 80,
+                        },
+                        opts: SvcOpts {
+                            scheduler: Some("rr".into()),
+                            ..Default::default()
+                        },
+                    },
+                ],
+            },
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(
+            s.starts_with(r#"{"v":1,"op":"apply","changes":[{"change":"clear"}"#),
+            "{s}"
+        );
+        assert_eq!(parse_request(s.as_bytes()).unwrap(), r);
+        assert!(parse_request(br#"{"v":2,"op":"list"}"#)
+            .unwrap_err()
+            .contains("version 2"));
+        assert!(parse_request(br#"{"op":"list"}"#)
+            .unwrap_err()
+            .contains("no protocol version"));
+        assert!(parse_request(br#"{"v":1,"op":"explode"}"#)
+            .unwrap_err()
+            .contains("malformed"));
+        assert!(parse_request(b"\xff\xfe garbage")
+            .unwrap_err()
+            .contains("malformed"));
+        assert_eq!(
+            parse_request(br#"{"v":1,"op":"list"}"#).unwrap().op,
+            Op::List
+        );
+    }
+}

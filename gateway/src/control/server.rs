@@ -1,0 +1,699 @@
+//! The admin socket server: a listener thread on the control plane and one thread per client
+//! (DESIGN.md decision 9). Workers never touch the socket; they only see generations and dump
+//! requests in their inbox, which they answer from housekeeping.
+//!
+//! Clients are bounded in number ([`MAX_CLIENTS`]) and in time: a read that brings nothing for
+//! [`READ_TIMEOUT`], or a request line not complete within [`REQUEST_DEADLINE`], ends the client. So
+//! a slow, stuck or malicious client holds one thread for a bounded time and nothing else; changes
+//! are serialised by the control mutex, which is held only while a change is applied.
+
+use super::model::Model;
+use super::proto::{self, Change, ConnFilter, Line, Op, Response, MAX_REQUEST};
+use super::view::*;
+use crate::config::Config;
+use crate::daemon::Control;
+use crate::stats::WorkerStats;
+use crate::worker::Msg;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Clients served at once; more are told so and closed.
+pub const MAX_CLIENTS: usize = 32;
+/// A client that sends nothing for this long is closed.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request line must be complete within this long of its first byte being awaited.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+/// A response the client does not take within this long is abandoned.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long workers get to answer a dump request.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections listed per worker unless the request says otherwise.
+const DEFAULT_CONN_LIMIT: usize = 100_000;
+
+/// The admin socket's path: `control.socket`, else /run/gateway/<eal.file_prefix>.sock.
+pub fn socket_path(cfg: &Config) -> PathBuf {
+    match &cfg.control.socket {
+        Some(s) => PathBuf::from(s),
+        None => PathBuf::from(format!("/run/gateway/{}.sock", cfg.eal.file_prefix)),
+    }
+}
+
+/// What the server reads from the running daemon.
+pub struct Ctx<'a> {
+    pub control: &'a Mutex<Control>,
+    pub published: &'a [Arc<Mutex<WorkerStats>>],
+    /// The daemon's latest counter report (refreshed by the control loop).
+    pub report: &'a Mutex<String>,
+    pub cfg: &'a Config,
+    pub config_path: Option<&'a Path>,
+}
+
+/// Counters at the last `ipvsadm -Z`, and the last two one-second samples for rates.
+#[derive(Default)]
+struct Counts {
+    base: Vec<WorkerView>,
+    prev: Option<(Instant, WorkerView)>,
+    cur: Option<(Instant, WorkerView)>,
+}
+
+struct Server<'a> {
+    ctx: Ctx<'a>,
+    workers: Vec<crossbeam_channel::Sender<Msg>>,
+    counts: Mutex<Counts>,
+    clients: AtomicUsize,
+}
+
+/// Binds the socket: stale sockets are removed, a live one (another daemon) is an error. The socket
+/// is created under a temporary name, given its mode and group, then renamed into place, so it is
+/// never reachable with looser permissions.
+pub fn bind(path: &Path, group: Option<&str>) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is served by another process", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let gid = group.map(gid_of).transpose()?;
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let l = UnixListener::bind(&tmp)?;
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    if let Some(g) = gid {
+        std::os::unix::fs::chown(&tmp, None, Some(g))?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(l)
+}
+
+/// A group name (or number) to its id, from /etc/group.
+fn gid_of(group: &str) -> std::io::Result<u32> {
+    if let Ok(n) = group.parse() {
+        return Ok(n);
+    }
+    let text = std::fs::read_to_string("/etc/group")?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(name, _)| *name == group)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no group named {group:?}"),
+            )
+        })
+}
+
+/// Serves the socket until `stop` is set. Runs on its own thread; each client gets a scoped one.
+pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
+    let path = socket_path(ctx.cfg);
+    if let Err(e) = listener.set_nonblocking(true) {
+        tracing::error!("admin socket: {e}");
+        return;
+    }
+    let workers = match ctx.control.lock() {
+        Ok(c) => c.worker_inboxes().to_vec(),
+        Err(_) => return,
+    };
+    let srv = Server {
+        ctx,
+        workers,
+        counts: Mutex::new(Counts::default()),
+        clients: AtomicUsize::new(0),
+    };
+    std::thread::scope(|s| {
+        let mut last_sample = Instant::now()
+            .checked_sub(Duration::from_secs(2))
+            .unwrap_or_else(Instant::now);
+        while !stop.load(Ordering::Relaxed) {
+            if last_sample.elapsed() >= Duration::from_secs(1) {
+                last_sample = Instant::now();
+                srv.sample();
+            }
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if srv.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                        srv.clients.fetch_sub(1, Ordering::SeqCst);
+                        let mut w = stream;
+                        let _ = w.set_write_timeout(Some(WRITE_TIMEOUT));
+                        let _ = proto::write_line(
+                            &mut w,
+                            &Response::err("too many admin clients; try again"),
+                        );
+                        continue;
+                    }
+                    let srv = &srv;
+                    s.spawn(move || {
+                        srv.client(stream);
+                        srv.clients.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    tracing::warn!("admin socket accept: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    });
+    let _ = std::fs::remove_file(&path);
+}
+
+/// A reader that fails once its deadline has passed, so a client trickling bytes is cut off too.
+struct Deadline<R> {
+    inner: R,
+    until: Instant,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() > self.until {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request deadline passed",
+            ));
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl Server<'_> {
+    fn client(&self, stream: UnixStream) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let Ok(mut w) = stream.try_clone() else {
+            return;
+        };
+        let mut r = BufReader::new(Deadline {
+            inner: stream,
+            until: Instant::now() + REQUEST_DEADLINE,
+        });
+        loop {
+            r.get_mut().until = Instant::now() + REQUEST_DEADLINE;
+            let resp = match proto::read_line(&mut r, MAX_REQUEST) {
+                Ok(Line::Full(l)) => match proto::parse_request(&l) {
+                    Ok(req) => self.handle(req.op),
+                    Err(e) => Response::err(e),
+                },
+                Ok(Line::Eof) => return,
+                Ok(Line::Truncated) => {
+                    let _ = proto::write_line(
+                        &mut w,
+                        &Response::err("truncated request: input ended before the newline"),
+                    );
+                    return;
+                }
+                Ok(Line::TooLong) => {
+                    let msg = format!(
+                        "request too large: more than {MAX_REQUEST} bytes without a newline"
+                    );
+                    let _ = proto::write_line(&mut w, &Response::err(msg));
+                    return;
+                }
+                Err(_) => return,
+            };
+            if proto::write_line(&mut w, &resp).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn handle(&self, op: Op) -> Response {
+        let r = match op {
+            Op::Status => self.status(),
+            Op::List => self.list(),
+            Op::Apply { changes } => return self.apply(&changes),
+            Op::Conns { filter } => self.conns(&filter),
+            Op::Stats => self.stats(),
+            Op::Zero => self.zero(),
+            Op::Timeouts => Ok(to_json(&self.timeouts())),
+            Op::Save => self.save(),
+            Op::Net => self.net(),
+        };
+        match r {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::err(e),
+        }
+    }
+
+    fn control(&self) -> Result<std::sync::MutexGuard<'_, Control>, String> {
+        self.ctx
+            .control
+            .lock()
+            .map_err(|_| "control state poisoned".to_string())
+    }
+
+    fn current(&self) -> Result<Arc<crate::worker::Generation>, String> {
+        Ok(self.control()?.current().clone())
+    }
+
+    fn status(&self) -> Result<serde_json::Value, String> {
+        let g = self.current()?;
+        Ok(to_json(&StatusView {
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol: proto::VERSION,
+            generation: g.id,
+            workers: self.workers.len(),
+            services: g.services.services.len(),
+            reals: g.services.services.iter().map(|s| s.svc.len()).sum(),
+        }))
+    }
+
+    fn list(&self) -> Result<serde_json::Value, String> {
+        let g = self.current()?;
+        let model = Model::from_table(&g.services);
+        let services = g
+            .services
+            .services
+            .iter()
+            .zip(model.services)
+            .map(|(vs, e)| {
+                let reals = e
+                    .reals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let st = vs.svc.stats(i);
+                        RealView {
+                            addr: r.address.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                            port: r.port.unwrap_or(e.port),
+                            weight: r.weight,
+                            mode: r.mode.clone(),
+                            upper: r.upper,
+                            lower: r.lower,
+                            active: st.map_or(0, |s| s.active()),
+                            inactive: st.map_or(0, |s| s.inactive()),
+                            ..Default::default()
+                        }
+                    })
+                    .collect();
+                SvcView {
+                    proto: e.protocol.clone(),
+                    vip: vs.svc.config().vip,
+                    port: e.port,
+                    scheduler: e.scheduler.clone(),
+                    flags: e.scheduler_flags.clone(),
+                    persistence_s: e.persistence_s,
+                    netmask: vs.svc.config().persistence.map(|p| p.netmask),
+                    lips: vs.lips.clone(),
+                    toa: vs.toa,
+                    reals,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(to_json(&ListView {
+            generation: g.id,
+            size: self.ctx.cfg.conn.capacity as u64 * self.workers.len() as u64,
+            services,
+        }))
+    }
+
+    /// Applies a batch as one generation; answered when every worker runs it. Holding the control
+    /// mutex from reading the current generation to installing the next one makes concurrent
+    /// clients' changes serial: none is lost or half-applied.
+    fn apply(&self, changes: &[Change]) -> Response {
+        let mut ctl = match self.control() {
+            Ok(c) => c,
+            Err(e) => return Response::err(e),
+        };
+        let g = ctl.current().clone();
+        let mut model = Model::from_table(&g.services);
+        if let Err((i, e)) = model.apply_all(changes) {
+            let mut r = Response::err(e);
+            r.at = Some(i);
+            return r;
+        }
+        let port_addrs: Vec<_> = g.topo.ports.iter().map(|p| p.addrs.clone()).collect();
+        let v = match crate::config::validate_service_entries(&model.services, &port_addrs) {
+            Ok(v) => v,
+            Err(e) => return Response::err(model.name_error(&e.to_string())),
+        };
+        match ctl.apply_services(v) {
+            Ok(id) => Response::ok(serde_json::json!({ "generation": id })),
+            Err(e) => Response::err(e),
+        }
+    }
+
+    /// Asks every worker for its connections and neighbours; waits for all of them.
+    fn dump(&self, limit: usize) -> Result<Vec<WorkerDump>, String> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for (w, inbox) in self.workers.iter().enumerate() {
+            inbox
+                .send_timeout(
+                    Msg::Dump {
+                        limit,
+                        reply: tx.clone(),
+                    },
+                    DUMP_TIMEOUT,
+                )
+                .map_err(|_| format!("worker {w} did not take the dump request"))?;
+        }
+        let deadline = Instant::now() + DUMP_TIMEOUT;
+        let mut out = Vec::new();
+        while out.len() < self.workers.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            out.push(
+                rx.recv_timeout(left)
+                    .map_err(|_| "a worker did not answer the dump request".to_string())?,
+            );
+        }
+        out.sort_by_key(|d| d.worker);
+        Ok(out)
+    }
+
+    fn conns(&self, f: &ConnFilter) -> Result<serde_json::Value, String> {
+        let limit = f.limit.unwrap_or(DEFAULT_CONN_LIMIT);
+        let dumps = self.dump(limit)?;
+        let total = dumps.iter().map(|d| d.total).sum();
+        let mut conns: Vec<ConnInfo> = dumps
+            .into_iter()
+            .flat_map(|d| d.conns)
+            .filter(|c| conn_matches(c, f))
+            .collect();
+        conns.truncate(limit);
+        Ok(to_json(&ConnsView { total, conns }))
+    }
+
+    fn sample(&self) {
+        let (_, total) = self.worker_views();
+        if let Ok(mut c) = self.counts.lock() {
+            c.prev = c.cur.take();
+            c.cur = Some((Instant::now(), total));
+        }
+    }
+
+    /// Per-worker views and their total, straight from the published counters.
+    fn worker_views(&self) -> (Vec<WorkerView>, WorkerView) {
+        let mut total = WorkerStats::default();
+        let per: Vec<WorkerView> = self
+            .ctx
+            .published
+            .iter()
+            .map(|p| {
+                let s = p.lock().map(|s| s.clone()).unwrap_or_default();
+                total.add(&s);
+                worker_view(&s)
+            })
+            .collect();
+        (per, worker_view(&total))
+    }
+
+    fn rate(&self) -> Rates {
+        let Ok(c) = self.counts.lock() else {
+            return Rates::default();
+        };
+        let (Some((t0, a)), Some((t1, b))) = (&c.prev, &c.cur) else {
+            return Rates::default();
+        };
+        let dt = t1.duration_since(*t0).as_secs_f64().max(0.001);
+        let d = |k: &str| {
+            let x = b
+                .counters
+                .get(k)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(a.counters.get(k).copied().unwrap_or(0));
+            (x as f64 / dt).round() as u64
+        };
+        Rates {
+            cps: d("conns_created"),
+            inpps: d("rx_packets"),
+            outpps: d("tx_packets"),
+            inbps: d("rx_bytes"),
+            outbps: d("tx_bytes"),
+        }
+    }
+
+    fn stats(&self) -> Result<serde_json::Value, String> {
+        let (mut per, mut total) = self.worker_views();
+        if let Ok(c) = self.counts.lock() {
+            for (i, w) in per.iter_mut().enumerate() {
+                if let Some(b) = c.base.get(i) {
+                    subtract(w, b);
+                }
+            }
+            if !c.base.is_empty() {
+                let mut bt = WorkerView::default();
+                for b in &c.base {
+                    for (k, v) in &b.counters {
+                        *bt.counters.entry(k.clone()).or_default() += v;
+                    }
+                    for (k, v) in &b.drops {
+                        *bt.drops.entry(k.clone()).or_default() += v;
+                    }
+                }
+                subtract(&mut total, &bt);
+            }
+        }
+        let report = self
+            .ctx
+            .report
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let ports = report
+            .lines()
+            .filter(|l| l.starts_with("port "))
+            .map(String::from)
+            .collect();
+        Ok(to_json(&StatsView {
+            workers: per,
+            total,
+            ports,
+            rate: self.rate(),
+        }))
+    }
+
+    fn zero(&self) -> Result<serde_json::Value, String> {
+        let (per, _) = self.worker_views();
+        self.counts.lock().map_err(|_| "counters poisoned")?.base = per;
+        Ok(serde_json::json!({}))
+    }
+
+    fn timeouts(&self) -> TimeoutsView {
+        let t = &self.ctx.cfg.conn.timeouts;
+        let all = serde_json::to_value(t)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        TimeoutsView {
+            tcp: t.established,
+            tcpfin: t.fin_wait,
+            udp: t.udp,
+            all,
+        }
+    }
+
+    /// The configuration file the daemon started from, with its services replaced by the running ones.
+    fn save(&self) -> Result<serde_json::Value, String> {
+        let g = self.current()?;
+        let model = Model::from_table(&g.services);
+        let path = self
+            .ctx
+            .config_path
+            .ok_or("the daemon was started without a configuration file")?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let toml = super::save::config_with_services(&text, &model.services)?;
+        Ok(serde_json::json!({ "toml": toml }))
+    }
+
+    fn net(&self) -> Result<serde_json::Value, String> {
+        let g = self.current()?;
+        let topo = &g.topo;
+        let ports = topo
+            .ports
+            .iter()
+            .map(|p| PortView {
+                name: p.name.clone(),
+                mac: p.mac.to_string(),
+                addrs: p.addrs.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect();
+        let port_name = |i: u16| {
+            topo.ports
+                .get(i as usize)
+                .map_or_else(|| i.to_string(), |p| p.name.clone())
+        };
+        let mut routes: Vec<RouteView> = topo
+            .routes
+            .iter()
+            .map(|(c, hop)| RouteView {
+                prefix: c.to_string(),
+                via: hop.via,
+                port: port_name(hop.port),
+            })
+            .collect();
+        routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        let mut neigh: Vec<NeighInfo> = self.dump(0)?.into_iter().flat_map(|d| d.neigh).collect();
+        neigh.sort_by_key(|n| (n.ip, n.worker));
+        let mut service_addrs: Vec<_> = g.services.addresses().collect();
+        service_addrs.sort();
+        Ok(to_json(&NetView {
+            ports,
+            routes,
+            neigh,
+            service_addrs,
+        }))
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn subtract(w: &mut WorkerView, base: &WorkerView) {
+    for (k, v) in w.counters.iter_mut() {
+        *v = v.saturating_sub(base.counters.get(k).copied().unwrap_or(0));
+    }
+    for (k, v) in w.drops.iter_mut() {
+        *v = v.saturating_sub(base.drops.get(k).copied().unwrap_or(0));
+    }
+    w.drops.retain(|_, v| *v > 0);
+}
+
+/// A worker's counters by name.
+pub fn worker_view(s: &WorkerStats) -> WorkerView {
+    let f = &s.fwd;
+    let counters = [
+        ("rx_packets", s.rx_packets),
+        ("rx_bytes", s.rx_bytes),
+        ("tx_packets", s.tx_packets),
+        ("tx_bytes", s.tx_bytes),
+        ("arp_replies", s.arp_replies),
+        ("arp_requests", s.arp_requests),
+        ("icmp_echo_replies", s.icmp_echo_replies),
+        ("handoff_out", s.handoff_out),
+        ("handoff_in", s.handoff_in),
+        ("steer_hits", s.steer_hits),
+        ("generated", s.generated),
+        ("drops", s.total_drops()),
+        ("conns", f.conns),
+        ("conns_created", f.created),
+        ("conns_expired", f.expired),
+        ("conn_table_full", f.table_full),
+        ("ports_exhausted", f.ports_exhausted),
+        ("toa_added", f.toa_added),
+        ("toa_skipped", f.toa_skipped),
+        ("icmp_translated", f.icmp_translated),
+        ("rst_sent", f.rst_sent),
+        ("rst_unsent", f.rst_unsent),
+    ];
+    WorkerView {
+        counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        drops: s
+            .drop_list()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    }
+}
+
+/// Whether a connection passes every filter given.
+pub fn conn_matches(c: &ConnInfo, f: &ConnFilter) -> bool {
+    let opt = |want: Option<std::net::Ipv4Addr>, have: Option<std::net::Ipv4Addr>| {
+        want.is_none() || want == have
+    };
+    let optp = |want: Option<u16>, have: Option<u16>| want.is_none() || want == have;
+    f.proto
+        .as_ref()
+        .is_none_or(|p| p.eq_ignore_ascii_case(&c.proto))
+        && opt(f.client, Some(c.client.0))
+        && optp(f.client_port, Some(c.client.1))
+        && opt(f.vip, Some(c.vip.0))
+        && optp(f.vport, Some(c.vip.1))
+        && opt(f.rs, c.dest.map(|d| d.0))
+        && optp(f.rs_port, c.dest.map(|d| d.1))
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.eq_ignore_ascii_case(&c.state))
+        && f.worker.is_none_or(|w| w == c.worker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn filters_select_connections() {
+        let c = ConnInfo {
+            worker: 1,
+            proto: "TCP".into(),
+            client: (Ipv4Addr::new(10, 10, 0, 2), 40000),
+            vip: (Ipv4Addr::new(10, 10, 0, 100), 80),
+            local: Some((Ipv4Addr::new(10, 20, 0, 200), 5000)),
+            dest: Some((Ipv4Addr::new(10, 20, 0, 11), 80)),
+            state: "ESTABLISHED".into(),
+            expire_ms: 1000,
+        };
+        assert!(conn_matches(&c, &ConnFilter::default()));
+        let f = ConnFilter {
+            proto: Some("tcp".into()),
+            state: Some("established".into()),
+            rs: Some(Ipv4Addr::new(10, 20, 0, 11)),
+            ..Default::default()
+        };
+        assert!(conn_matches(&c, &f));
+        assert!(!conn_matches(
+            &c,
+            &ConnFilter {
+                rs: Some(Ipv4Addr::new(10, 20, 0, 12)),
+                ..Default::default()
+            }
+        ));
+        assert!(!conn_matches(
+            &c,
+            &ConnFilter {
+                worker: Some(0),
+                ..Default::default()
+            }
+        ));
+        assert!(!conn_matches(
+            &c,
+            &ConnFilter {
+                client_port: Some(1),
+                ..Default::default()
+            }
+        ));
+    }
+
+    #[test]
+    fn socket_is_private_and_stale_sockets_are_replaced() {
+        let dir = std::env::temp_dir().join(format!("gwctl-test-{}", std::process::id()));
+        let path = dir.join("t.sock");
+        let l = bind(&path, None).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Live: refused.
+        assert_eq!(
+            bind(&path, None).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse
+        );
+        drop(l);
+        // Stale (nobody listens): replaced, with a group.
+        let _l = bind(&path, Some("0")).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        assert!(gid_of("no-such-group-here").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

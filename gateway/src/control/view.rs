@@ -1,0 +1,211 @@
+//! What the daemon answers with: plain serde views of services, connections, counters and the
+//! network state, shared by the server (which fills them) and the clients (which format them).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// Traffic counters of a service or real server (`ipvsadm --stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+/// Per-second rates (`ipvsadm --rate`); bytes per second, as IPVS's "BPS".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealView {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+    /// `fullnat`, `nat`, `dr`, `tun`.
+    pub mode: String,
+    pub upper: u32,
+    pub lower: u32,
+    pub active: u32,
+    pub inactive: u32,
+    pub stats: Counters,
+    pub rate: Rates,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SvcView {
+    pub proto: String,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub scheduler: String,
+    pub flags: Vec<String>,
+    pub persistence_s: Option<u32>,
+    pub netmask: Option<Ipv4Addr>,
+    pub lips: Vec<Ipv4Addr>,
+    pub toa: bool,
+    pub reals: Vec<RealView>,
+    pub stats: Counters,
+    pub rate: Rates,
+}
+
+impl Default for RealView {
+    fn default() -> Self {
+        RealView {
+            addr: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            weight: 0,
+            mode: String::new(),
+            upper: 0,
+            lower: 0,
+            active: 0,
+            inactive: 0,
+            stats: Counters::default(),
+            rate: Rates::default(),
+        }
+    }
+}
+
+impl Default for SvcView {
+    fn default() -> Self {
+        SvcView {
+            proto: String::new(),
+            vip: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            scheduler: String::new(),
+            flags: Vec::new(),
+            persistence_s: None,
+            netmask: None,
+            lips: Vec::new(),
+            toa: false,
+            reals: Vec::new(),
+            stats: Counters::default(),
+            rate: Rates::default(),
+        }
+    }
+}
+
+/// The answer to `list`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListView {
+    /// The generation every worker runs.
+    pub generation: u64,
+    /// Connection capacity, all workers together (`ipvsadm`'s "size").
+    pub size: u64,
+    pub services: Vec<SvcView>,
+}
+
+/// One connection as a worker reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    pub worker: u16,
+    /// `TCP` or `UDP`.
+    pub proto: String,
+    pub client: (Ipv4Addr, u16),
+    pub vip: (Ipv4Addr, u16),
+    /// The (LIP, lport) of a FullNAT connection.
+    pub local: Option<(Ipv4Addr, u16)>,
+    /// The real server, if still known.
+    pub dest: Option<(Ipv4Addr, u16)>,
+    pub state: String,
+    /// Milliseconds until the connection expires unless a packet comes.
+    pub expire_ms: u64,
+}
+
+/// One neighbour entry of one worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighInfo {
+    pub worker: u16,
+    pub ip: Ipv4Addr,
+    pub port: String,
+    /// None while unresolved.
+    pub mac: Option<String>,
+    pub age_ms: u64,
+}
+
+/// What a worker answers to `Msg::Dump`, from its housekeeping.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerDump {
+    pub worker: u16,
+    /// Live connections in the worker's table (the listing may be cut at the limit).
+    pub total: u64,
+    pub conns: Vec<ConnInfo>,
+    pub neigh: Vec<NeighInfo>,
+}
+
+/// The answer to `conns`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnsView {
+    pub total: u64,
+    pub conns: Vec<ConnInfo>,
+}
+
+/// One worker's counters, by name (a stable, printable form of `stats::WorkerStats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerView {
+    pub counters: BTreeMap<String, u64>,
+    /// Non-zero drop counters by reason.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// The answer to `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsView {
+    pub workers: Vec<WorkerView>,
+    pub total: WorkerView,
+    /// Per-port lines of the daemon's report (`port NAME (driver): ...`).
+    pub ports: Vec<String>,
+    /// Gateway-wide rates over the last second.
+    pub rate: Rates,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    pub name: String,
+    pub mac: String,
+    pub addrs: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteView {
+    pub prefix: String,
+    pub via: Option<Ipv4Addr>,
+    pub port: String,
+}
+
+/// The answer to `net`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetView {
+    pub ports: Vec<PortView>,
+    pub routes: Vec<RouteView>,
+    pub neigh: Vec<NeighInfo>,
+    /// VIPs and LIPs the gateway answers ARP for.
+    pub service_addrs: Vec<Ipv4Addr>,
+}
+
+/// The answer to `timeouts`: IPVS's three (`tcp tcpfin udp`) and every state's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutsView {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
+    pub all: BTreeMap<String, u32>,
+}
+
+/// The answer to `status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub protocol: u32,
+    pub generation: u64,
+    pub workers: usize,
+    pub services: usize,
+    pub reals: usize,
+}
