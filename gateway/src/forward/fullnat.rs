@@ -11,13 +11,17 @@
 use super::mode;
 use super::rewrite::rewrite_l4;
 use super::services::ServiceTable;
-use crate::conn::{tcp_flags, Activity, ConnId, ConnTable, Dir, InsertError, State, Ticks, Timeouts, Tuple};
+use crate::conn::{
+    tcp_flags, Activity, ConnId, ConnTable, Dir, InsertError, State, Ticks, Timeouts, Tuple,
+};
 use crate::datapath::{l4_checksum_ok, Ipv4In, Verdict, L3};
 use crate::laddr::{LaddrPool, PortLayout};
 use crate::packet::{PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode, SchedState};
 use crate::stats::Drop;
-use crate::wire::{icmp, ipv4, tcp, IcmpPacket, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket};
+use crate::wire::{
+    icmp, ipv4, tcp, IcmpPacket, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
+};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -143,7 +147,11 @@ impl Forwarder {
         let mut pools = Vec::with_capacity(services.services.len());
         for vs in &services.services {
             let c = vs.svc.config();
-            let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
+            let proto = if c.proto == crate::service::Proto::Tcp {
+                6
+            } else {
+                17
+            };
             // Keep the pool (its per-LIP usage and cursors) of a service whose LIPs did not change.
             let kept = self
                 .services
@@ -155,8 +163,19 @@ impl Forwarder {
             } else if vs.lips.is_empty() {
                 pools.push(None);
             } else {
-                let p = LaddrPool::new(self.layout.clone(), self.worker as usize, &vs.lips, self.max_attempts)
-                    .map_err(|e| format!("service {}:{}: {e}", vs.svc.config().vip, vs.svc.config().vport))?;
+                let p = LaddrPool::new(
+                    self.layout.clone(),
+                    self.worker as usize,
+                    &vs.lips,
+                    self.max_attempts,
+                )
+                .map_err(|e| {
+                    format!(
+                        "service {}:{}: {e}",
+                        vs.svc.config().vip,
+                        vs.svc.config().vport
+                    )
+                })?;
                 pools.push(Some(p));
             }
         }
@@ -167,8 +186,16 @@ impl Forwarder {
             .iter()
             .map(|vs| {
                 let c = vs.svc.config();
-                let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
-                match self.services.find(c.vip, c.vport, proto).and_then(|i| old_sched.get_mut(i as usize)) {
+                let proto = if c.proto == crate::service::Proto::Tcp {
+                    6
+                } else {
+                    17
+                };
+                match self
+                    .services
+                    .find(c.vip, c.vport, proto)
+                    .and_then(|i| old_sched.get_mut(i as usize))
+                {
                     Some(st) => {
                         let mut st = std::mem::replace(st, SchedState::Stateless);
                         st.sync(&vs.svc);
@@ -194,11 +221,20 @@ impl Forwarder {
             .iter()
             .map(|ovs| {
                 let c = ovs.svc.config();
-                let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
+                let proto = if c.proto == crate::service::Proto::Tcp {
+                    6
+                } else {
+                    17
+                };
                 match new.find(c.vip, c.vport, proto) {
                     Some(ni) => {
                         let nsvc = &new.services[ni as usize].svc;
-                        let reals = ovs.svc.reals().iter().map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u32)).collect();
+                        let reals = ovs
+                            .svc
+                            .reals()
+                            .iter()
+                            .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u32))
+                            .collect();
                         (ni, reals)
                     }
                     None => (NO_DEST, vec![NO_DEST; ovs.svc.len()]),
@@ -209,7 +245,9 @@ impl Forwarder {
         for id in ids {
             if let Some(c) = self.table.get_mut(id) {
                 let (svc, rs) = match map.get(c.svc as usize) {
-                    Some((ns, reals)) => (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST)),
+                    Some((ns, reals)) => {
+                        (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST))
+                    }
                     None => (NO_DEST, NO_DEST),
                 };
                 c.svc = svc;
@@ -229,7 +267,13 @@ impl Forwarder {
     /// Handles a packet to a VIP or a LIP. `Err(pkt)`: not a forwarding matter, the packet comes back
     /// (the caller delivers it locally, e.g. a ping to the VIP).
     #[inline]
-    pub fn handle<B: PacketBuf>(&mut self, l3: &mut L3<B>, pkt: B, meta: &RxMeta, v: &Ipv4In) -> Result<Verdict<B>, B> {
+    pub fn handle<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        meta: &RxMeta,
+        v: &Ipv4In,
+    ) -> Result<Verdict<B>, B> {
         let ip = &v.ip;
         let to_vip = self.services.is_vip(ip.dst);
         if !to_vip && !self.services.is_lip(ip.dst) {
@@ -275,7 +319,14 @@ impl Forwarder {
         Verdict::Drop(Drop::NoConn.into(), pkt)
     }
 
-    fn new_conn<B: PacketBuf>(&mut self, l3: &mut L3<B>, pkt: B, v: &Ipv4In, client: Tuple, now: Ticks) -> Verdict<B> {
+    fn new_conn<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        client: Tuple,
+        now: Ticks,
+    ) -> Verdict<B> {
         let ip = &v.ip;
         // IPVS creates TCP connections on a SYN only; anything else without a connection is stray.
         if ip.protocol == IpProtocol::TCP && !(ip.tcp_flags.syn() && !ip.tcp_flags.ack()) {
@@ -286,7 +337,11 @@ impl Forwarder {
         };
         let services = self.services.clone();
         let vs = &services.services[si as usize];
-        let key = ClientKey { ip: ip.src, port: ip.src_port, dst: ip.dst };
+        let key = ClientKey {
+            ip: ip.src,
+            port: ip.src_port,
+            dst: ip.dst,
+        };
         let Some(ri) = self.sched[si as usize].pick(&vs.svc, &*vs.svc, key, l3.now_ms) else {
             return Verdict::Drop(Drop::NoRealServer.into(), pkt);
         };
@@ -301,7 +356,11 @@ impl Forwarder {
         let table = &self.table;
         let proto = client.proto;
         let reply = match pool.allocate(rs.addr, rs.port, |t| {
-            table.lookup(&Tuple::new(t.src_ip, t.src_port, t.dst_ip, t.dst_port, proto)).is_some()
+            table
+                .lookup(&Tuple::new(
+                    t.src_ip, t.src_port, t.dst_ip, t.dst_port, proto,
+                ))
+                .is_some()
         }) {
             Ok(r) => r,
             Err(_) => {
@@ -309,8 +368,17 @@ impl Forwarder {
                 return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
             }
         };
-        let reply_t = Tuple::new(reply.src_ip, reply.src_port, reply.dst_ip, reply.dst_port, proto);
-        let id = match self.table.insert(client, Some(reply_t), si, ri as u32, mode::FULLNAT, now) {
+        let reply_t = Tuple::new(
+            reply.src_ip,
+            reply.src_port,
+            reply.dst_ip,
+            reply.dst_port,
+            proto,
+        );
+        let id = match self
+            .table
+            .insert(client, Some(reply_t), si, ri as u32, mode::FULLNAT, now)
+        {
             Ok(id) => id,
             Err(e) => {
                 pool.free(reply.dst_ip, reply.dst_port);
@@ -331,7 +399,15 @@ impl Forwarder {
     }
 
     /// Rewrites a packet of connection `id` and sends it on.
-    fn forward<B: PacketBuf>(&mut self, l3: &mut L3<B>, mut pkt: B, v: &Ipv4In, id: ConnId, dir: Dir, now: Ticks) -> Verdict<B> {
+    fn forward<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        mut pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        dir: Dir,
+        now: Ticks,
+    ) -> Verdict<B> {
         let ip = &v.ip;
         let is_tcp = ip.protocol == IpProtocol::TCP;
         if let Some(c) = self.table.get(id) {
@@ -346,7 +422,11 @@ impl Forwarder {
             return Verdict::Drop(Drop::NoConn.into(), pkt);
         };
         if change.activity() != Activity::Unchanged {
-            if let Some(s) = services.services.get(c.svc as usize).and_then(|vs| vs.svc.stats(c.rs as usize)) {
+            if let Some(s) = services
+                .services
+                .get(c.svc as usize)
+                .and_then(|vs| vs.svc.stats(c.rs as usize))
+            {
                 match change.activity() {
                     Activity::BecameActive => s.on_active(),
                     Activity::BecameInactive => s.on_inactive(),
@@ -373,10 +453,16 @@ impl Forwarder {
             // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
             Dir::Original => ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport)),
             // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
-            Dir::Reply => ((client.dst_ip(), client.dport), (client.src_ip(), client.sport)),
+            Dir::Reply => (
+                (client.dst_ip(), client.dport),
+                (client.src_ip(), client.sport),
+            ),
         };
         if dir == Dir::Original && is_tcp && ip.tcp_flags.syn() {
-            let toa = services.services.get(c.svc as usize).is_some_and(|vs| vs.toa);
+            let toa = services
+                .services
+                .get(c.svc as usize)
+                .is_some_and(|vs| vs.toa);
             if toa {
                 self.add_toa(&mut pkt, l3_off, l4_off, ip.total_len as usize, client);
             }
@@ -388,7 +474,10 @@ impl Forwarder {
     /// Whether connections of service `svc` whose real server was removed are dropped at once (a
     /// removed service drops them too: nothing schedules for it any more).
     fn expire_nodest(&self, svc: u32) -> bool {
-        self.services.services.get(svc as usize).is_none_or(|vs| vs.svc.expire_nodest_conn())
+        self.services
+            .services
+            .get(svc as usize)
+            .is_none_or(|vs| vs.svc.expire_nodest_conn())
     }
 
     /// Removes a connection now, returning its local port.
@@ -405,7 +494,14 @@ impl Forwarder {
 
     /// Puts the client's address into the SYN as TCP option 254 and lowers the MSS by its length, so
     /// the real server learns who the client is (LVS FullNAT / DPVS TOA).
-    fn add_toa<B: PacketBuf>(&mut self, pkt: &mut B, l3_off: usize, l4_off: usize, total_len: usize, client: Tuple) {
+    fn add_toa<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        l3_off: usize,
+        l4_off: usize,
+        total_len: usize,
+        client: Tuple,
+    ) {
         let len = pkt.len();
         match tcp::insert_toa(pkt.room_mut(), len, l3_off, client.sport, client.src_ip()) {
             Ok(n) => {
@@ -424,7 +520,14 @@ impl Forwarder {
     /// server side (quoting LIP:lport -> RIP:rport) goes to the client as if about VIP:vport, and one
     /// from the client side (quoting VIP:vport -> CIP:cport) goes to the real server. Echo requests
     /// come back as `Err` (local delivery answers pings).
-    fn icmp_error<B: PacketBuf>(&mut self, l3: &mut L3<B>, mut pkt: B, meta: &RxMeta, v: &Ipv4In, to_vip: bool) -> Result<Verdict<B>, B> {
+    fn icmp_error<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        mut pkt: B,
+        meta: &RxMeta,
+        v: &Ipv4In,
+        to_vip: bool,
+    ) -> Result<Verdict<B>, B> {
         let ip = &v.ip;
         if ip.is_fragment {
             return Ok(Verdict::Drop(Drop::IpFragment.into(), pkt));
@@ -518,7 +621,14 @@ impl Forwarder {
     /// Expires idle connections: frees their local ports, updates the real servers' counts, and
     /// resets both sides of an expired ESTABLISHED TCP connection.
     pub fn tick<B: PacketBuf>(&mut self, l3: &mut L3<B>, now_ms: u64) {
-        let Forwarder { table, services, pools, srv_ack, stats, .. } = self;
+        let Forwarder {
+            table,
+            services,
+            pools,
+            srv_ack,
+            stats,
+            ..
+        } = self;
         let n = table.expire(Ticks(now_ms), EXPIRE_BUDGET, |id, c, _why| {
             let vs = services.services.get(c.svc as usize);
             if let Some(s) = vs.and_then(|vs| vs.svc.stats(c.rs as usize)) {
@@ -533,7 +643,12 @@ impl Forwarder {
             if c.proto() == crate::conn::PROTO_TCP && c.state() == State::Established {
                 let client = c.client();
                 // To the client, from the VIP: in the client's window (its last ACK).
-                let a = send_rst(l3, (client.dst_ip(), client.dport), (client.src_ip(), client.sport), c.user);
+                let a = send_rst(
+                    l3,
+                    (client.dst_ip(), client.dport),
+                    (client.src_ip(), client.sport),
+                    c.user,
+                );
                 // To the server, from the LIP.
                 let b = send_rst(
                     l3,
@@ -556,7 +671,12 @@ impl Forwarder {
 }
 
 /// Generates a TCP RST from `src` to `dst` with sequence number `seq`, if the next hop's MAC is known.
-fn send_rst<B: PacketBuf>(l3: &mut L3<B>, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), seq: u32) -> bool {
+fn send_rst<B: PacketBuf>(
+    l3: &mut L3<B>,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    seq: u32,
+) -> bool {
     l3.generate_ipv4(dst.0, |buf| {
         let len = ipv4::HEADER_LEN + tcp::HEADER_LEN;
         let repr = Ipv4Repr {
@@ -597,7 +717,9 @@ mod tests {
         let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
             .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
             .tcp(sport, 80, 1000, 64240);
-        if syn { b.syn() } else { b.ack(1) }.write(&mut v, &[]).unwrap();
+        if syn { b.syn() } else { b.ack(1) }
+            .write(&mut v, &[])
+            .unwrap();
         VecBuf::from_frame(&v)
     }
 
@@ -615,7 +737,10 @@ mod tests {
 
     #[test]
     fn removed_real_server_drops_its_connections_only_with_expire_nodest_conn() {
-        let meta = RxMeta { port: 0, ..Default::default() };
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
         for nodest in [false, true] {
             let mut dp: Datapath<VecBuf> = lab_datapath();
             assert!(tx(dp.process(client_tcp(40000, true), &meta)));
@@ -630,7 +755,10 @@ mod tests {
                 assert!(matches!(v, Verdict::Drop(..)), "dropped at its next packet");
                 assert_eq!(dp.fwd.table().len(), 0, "and the connection is gone");
             } else {
-                assert!(tx(v), "without expire_nodest_conn the connection keeps forwarding");
+                assert!(
+                    tx(v),
+                    "without expire_nodest_conn the connection keeps forwarding"
+                );
                 assert_eq!(dp.fwd.table().len(), 1);
             }
             // New connections go to the remaining server either way.
@@ -640,7 +768,10 @@ mod tests {
 
     #[test]
     fn reordered_real_servers_keep_their_connections_mapped_by_identity() {
-        let meta = RxMeta { port: 0, ..Default::default() };
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
         let mut dp: Datapath<VecBuf> = lab_datapath();
         assert!(tx(dp.process(client_tcp(40000, true), &meta)));
         let before = dp.fwd.table().iter().next().unwrap().1.rs;
