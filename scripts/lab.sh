@@ -16,7 +16,19 @@
 #   lab.sh down   [NAME]            stop everything and remove the namespaces (idempotent)
 #   lab.sh status [NAME]            show namespaces, processes and the gateway's counters
 #   lab.sh demo   [NAME]            traffic through the gateway: ping, then curl and wrk against the VIP
-#   lab.sh exec   NAME NODE CMD...  run CMD in a node's namespace (cli, lb, sw, rs1, rs2)
+#   lab.sh exec   NAME NODE CMD...  run CMD in a node's namespace (cli, lb, sw, rs1, rs2, rtr)
+#   lab.sh router NAME              add the router for replies that bypass the gateway (DR, TUN):
+#                                   <name>-rtr  eth0 10.20.0.254/24 on the switch, eth1 10.10.1.254/24
+#                                   to the client's second link (cli eth1 10.10.1.2/24); it routes
+#                                   10.10.0.0/24 to the client, which accepts the VIP's replies there
+#   lab.sh rs     NAME MODE [RS...] set real servers (default rs1 rs2) up for a forwarding mode:
+#                                   fullnat  nothing to do (the default lab)
+#                                   nat      default route via the gateway (10.20.0.1)
+#                                   dr       VIP on lo, arp_ignore=1, arp_announce=2, default route via
+#                                            the router (added if missing)
+#                                   tun      as dr, plus a TUN device ipip0 fed by scripts/ipip-decap.py
+#                                            (the kernel here has no ipip module)
+#                                   VIP from $LAB_VIP (default 10.10.0.100)
 # Environment: GATEWAY_BIN (default target/release/gateway, else target/debug/gateway).
 set -euo pipefail
 
@@ -134,6 +146,7 @@ down() {
   fi
   for r in rs1 rs2; do
     if [ -f "$run_dir/$r/nginx.pid" ]; then kill "$(cat "$run_dir/$r/nginx.pid")" 2>/dev/null || true; fi
+    if [ -f "$run_dir/$r/decap.pid" ]; then kill "$(cat "$run_dir/$r/decap.pid")" 2>/dev/null || true; fi
   done
   for n in cli lb sw rs1 rs2 rtr; do
     if ip netns pids "$(ns $n)" >/dev/null 2>&1; then
@@ -153,6 +166,69 @@ status() {
   else
     echo "gateway not running"
   fi
+}
+
+router() {
+  if ip netns pids "$(ns rtr)" >/dev/null 2>&1; then return 0; fi
+  ip netns add "$(ns rtr)"
+  nsx rtr ip link set lo up
+  nsx rtr sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  ip link add eth0 netns "$(ns rtr)" type veth peer name p-rtr netns "$(ns sw)"
+  nsx sw ip link set p-rtr master br0
+  quiet_link sw p-rtr
+  ip link add eth1 netns "$(ns rtr)" type veth peer name eth1 netns "$(ns cli)"
+  quiet_link rtr eth0
+  quiet_link rtr eth1
+  quiet_link cli eth1
+  nsx rtr ip addr add 10.20.0.254/24 dev eth0
+  nsx rtr ip addr add 10.10.1.254/24 dev eth1
+  nsx cli ip addr add 10.10.1.2/24 dev eth1
+  nsx rtr ip route add 10.10.0.0/24 via 10.10.1.2
+  # Replies from the VIP reach the client on eth1 while the VIP's route is on eth0: no strict
+  # reverse-path filtering on the way.
+  for n in rtr cli; do
+    nsx $n sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    for d in eth0 eth1; do nsx $n sysctl -qw "net.ipv4.conf.$d.rp_filter=0"; done
+  done
+  nsx rtr sysctl -qw net.ipv4.ip_forward=1
+}
+
+vip_on_lo() { # the classic DR real server (seeds): VIP on lo, never answered or announced by ARP
+  local r=$1 vip=${LAB_VIP:-10.10.0.100}
+  nsx "$r" ip addr replace "$vip/32" dev lo
+  nsx "$r" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.lo.arp_ignore=1 net.ipv4.conf.eth0.arp_ignore=1
+  nsx "$r" sysctl -qw net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.lo.arp_announce=2 net.ipv4.conf.eth0.arp_announce=2
+  nsx "$r" ip route replace default via 10.20.0.254
+}
+
+rs_mode() {
+  local mode=$1; shift
+  local list=("$@")
+  [ ${#list[@]} -gt 0 ] || list=(rs1 rs2)
+  case "$mode" in
+    dr|tun) router ;;
+  esac
+  for r in "${list[@]}"; do
+    case "$mode" in
+      fullnat) ;;
+      nat) nsx "$r" ip route replace default via 10.20.0.1 ;;
+      dr) vip_on_lo "$r" ;;
+      tun)
+        vip_on_lo "$r"
+        nsx "$r" ip tuntap add dev ipip0 mode tun 2>/dev/null || true
+        nsx "$r" ip link set ipip0 up
+        nsx "$r" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.ipip0.rp_filter=0
+        rm -f "$run_dir/$r/decap.ready"
+        nsx "$r" python3 "$here/scripts/ipip-decap.py" --tun ipip0 --ready "$run_dir/$r/decap.ready" \
+          >"$run_dir/$r/decap.log" 2>&1 &
+        echo $! > "$run_dir/$r/decap.pid"
+        for _ in $(seq 1 50); do [ -f "$run_dir/$r/decap.ready" ] && break; sleep 0.1; done
+        [ -f "$run_dir/$r/decap.ready" ] || { echo "lab.sh: ipip-decap.py did not start in $r" >&2; cat "$run_dir/$r/decap.log" >&2; return 1; }
+        ;;
+      *) echo "lab.sh: unknown mode $mode (fullnat, nat, dr, tun)" >&2; return 2 ;;
+    esac
+  done
+  echo "lab $name: ${list[*]} set up for $mode"
 }
 
 demo() {
@@ -175,5 +251,7 @@ case "$cmd" in
   status) status ;;
   demo) demo ;;
   exec) shift 2; node=$1; shift; nsx "$node" "$@" ;;
-  *) echo "usage: lab.sh up|down|status|demo|exec [NAME] ..." >&2; exit 2 ;;
+  router) router ;;
+  rs) shift 2; rs_mode "$@" ;;
+  *) echo "usage: lab.sh up|down|status|demo|exec|router|rs [NAME] ..." >&2; exit 2 ;;
 esac

@@ -7,10 +7,18 @@
 //! connection (TCP SYN, or any UDP datagram) also runs the scheduler and takes a local port chosen so
 //! that the reply is steered to this worker (`laddr`). A reply that arrives on another worker is
 //! handed over by `owner_of(lport)`.
+//!
+//! The same engine runs the other modes, chosen per real server as in ipvsadm: `new_conn` creates
+//! the connection for the scheduled real server's mode and `forward` dispatches on it: NAT
+//! ([`super::nat`], destination rewritten, replies come back through us and are steered by the
+//! client's tuple), DR ([`super::dr`], MAC only) and TUN ([`super::tun`], IPIP). DR and TUN
+//! connections have no reply tuple (INPUT-ONLY TCP states) and keep the real server's address in the
+//! entry's `user` word, so they keep forwarding to it even after the real server leaves the snapshot.
 
-use super::mode;
+use super::nat::{self, NatIndex};
 use super::rewrite::rewrite_l4;
 use super::services::ServiceTable;
+use super::{dr, mode, tun};
 use crate::conn::{
     tcp_flags, Activity, ConnId, ConnTable, Dir, InsertError, State, Ticks, Timeouts, Tuple,
 };
@@ -54,6 +62,11 @@ pub struct FwdStats {
     pub icmp_translated: u64,
     pub rst_sent: u64,
     pub rst_unsent: u64,
+    /// TUN: packets too big to wrap (dropped), and fragmentation-needed errors sent for them.
+    pub tun_too_big: u64,
+    pub frag_needed: u64,
+    /// NAT: packets handed to the worker owning the client's tuple.
+    pub nat_handoffs: u64,
 }
 
 impl FwdStats {
@@ -68,6 +81,9 @@ impl FwdStats {
         self.icmp_translated += o.icmp_translated;
         self.rst_sent += o.rst_sent;
         self.rst_unsent += o.rst_unsent;
+        self.tun_too_big += o.tun_too_big;
+        self.frag_needed += o.frag_needed;
+        self.nat_handoffs += o.nat_handoffs;
     }
 }
 
@@ -83,7 +99,22 @@ pub struct Forwarder {
     /// Last ACK number seen from the real server, per connection slot: the sequence number an RST
     /// toward the server must carry (the client's is kept in the entry's `user` word).
     srv_ack: Vec<u32>,
+    /// NAT real servers and services of the current snapshot.
+    nat: NatIndex,
+    /// MTU of the port TUN packets leave by.
+    tun_mtu: u16,
     pub stats: FwdStats,
+}
+
+/// Why a packet reached the forwarder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// To a VIP (from a client).
+    Vip,
+    /// To a LIP (a FullNAT reply).
+    Lip,
+    /// From a NAT real server to a non-local address (a NAT reply).
+    NatReply,
 }
 
 /// What an ICMP error quotes: the offending datagram's protocol, addresses and ports.
@@ -131,6 +162,8 @@ impl Forwarder {
             layout,
             max_attempts: cfg.max_attempts,
             srv_ack: vec![0; cfg.capacity as usize],
+            nat: NatIndex::default(),
+            tun_mtu: tun::DEFAULT_MTU,
             stats: FwdStats::default(),
         };
         f.set_services(services)?;
@@ -206,8 +239,15 @@ impl Forwarder {
             })
             .collect();
         self.pools = pools;
+        self.nat = NatIndex::new(&services);
         self.services = services;
         Ok(())
+    }
+
+    /// Sets the MTU of the port TUN packets leave by (default 1500): a wrapped packet longer than
+    /// this is not sent (see `tun`).
+    pub fn set_tun_mtu(&mut self, mtu: u16) {
+        self.tun_mtu = mtu.max(576);
     }
 
     fn remap_connections(&mut self, new: &ServiceTable) {
@@ -275,13 +315,21 @@ impl Forwarder {
         v: &Ipv4In,
     ) -> Result<Verdict<B>, B> {
         let ip = &v.ip;
-        let to_vip = self.services.is_vip(ip.dst);
-        if !to_vip && !self.services.is_lip(ip.dst) {
+        let via = if self.services.is_vip(ip.dst) {
+            Via::Vip
+        } else if self.services.is_lip(ip.dst) {
+            Via::Lip
+        } else if !self.nat.is_empty()
+            && self.nat.is_real(ip.src)
+            && !l3.topo.local.contains(&ip.dst)
+        {
+            Via::NatReply
+        } else {
             return Err(pkt);
-        }
+        };
         match ip.protocol {
             IpProtocol::TCP | IpProtocol::UDP => {}
-            IpProtocol::ICMP => return self.icmp_error(l3, pkt, meta, v, to_vip),
+            IpProtocol::ICMP => return self.icmp_error(l3, pkt, meta, v, via),
             _ => return Ok(Verdict::Drop(Drop::ProtoUnsupported.into(), pkt)),
         }
         if ip.is_fragment {
@@ -303,9 +351,62 @@ impl Forwarder {
                 }
                 self.forward(l3, pkt, v, id, dir, now)
             }
-            None if to_vip => self.new_conn(l3, pkt, v, tuple, now),
-            None => self.not_mine(pkt, meta, ip.dst_port),
+            None => match via {
+                Via::Vip => match self.nat_owner_for_vip(
+                    meta,
+                    ip.dst,
+                    ip.dst_port,
+                    proto,
+                    ip.src,
+                    ip.src_port,
+                ) {
+                    Some(w) => self.hand_to(w, pkt),
+                    None => self.new_conn(l3, pkt, v, tuple, now),
+                },
+                Via::Lip => self.not_mine(pkt, meta, ip.dst_port),
+                Via::NatReply => self.nat_not_mine(pkt, meta, ip.dst, ip.dst_port),
+            },
         })
+    }
+
+    fn hand_to<B>(&mut self, w: usize, pkt: B) -> Verdict<B> {
+        self.stats.nat_handoffs += 1;
+        Verdict::ToWorker(w as u16, pkt)
+    }
+
+    /// A client packet to a service with NAT real servers that this worker has no connection for
+    /// belongs to the worker owning the client's tuple (see `nat`): that worker, if it is another.
+    #[inline]
+    fn nat_owner_for_vip(
+        &self,
+        meta: &RxMeta,
+        vip: Ipv4Addr,
+        vport: u16,
+        proto: u8,
+        cip: Ipv4Addr,
+        cport: u16,
+    ) -> Option<usize> {
+        if self.nat.is_empty() || meta.from_peer || self.layout.n_workers() < 2 {
+            return None;
+        }
+        let si = self.services.find(vip, vport, proto)?;
+        if !self.nat.service_has_nat(si) {
+            return None;
+        }
+        let w = nat::owner_of_client(cip, cport, self.layout.n_workers());
+        (w != self.worker as usize).then_some(w)
+    }
+
+    /// A NAT reply (or ICMP error about one) to client CIP:cport that this worker does not know goes
+    /// to the owner of the client's tuple.
+    fn nat_not_mine<B>(&mut self, pkt: B, meta: &RxMeta, cip: Ipv4Addr, cport: u16) -> Verdict<B> {
+        if !meta.from_peer {
+            let w = nat::owner_of_client(cip, cport, self.layout.n_workers());
+            if w != self.worker as usize {
+                return self.hand_to(w, pkt);
+            }
+        }
+        Verdict::Drop(Drop::NoConn.into(), pkt)
     }
 
     /// A reply (or ICMP error) for a local port this worker does not own goes to the owner.
@@ -329,7 +430,7 @@ impl Forwarder {
     ) -> Verdict<B> {
         let ip = &v.ip;
         // IPVS creates TCP connections on a SYN only; anything else without a connection is stray.
-        if ip.protocol == IpProtocol::TCP && !(ip.tcp_flags.syn() && !ip.tcp_flags.ack()) {
+        if ip.protocol == IpProtocol::TCP && (!ip.tcp_flags.syn() || ip.tcp_flags.ack()) {
             return Verdict::Drop(Drop::NoConn.into(), pkt);
         }
         let Some(si) = self.services.find(ip.dst, ip.dst_port, client.proto) else {
@@ -346,42 +447,54 @@ impl Forwarder {
             return Verdict::Drop(Drop::NoRealServer.into(), pkt);
         };
         let rs = &vs.svc.reals()[ri];
-        if rs.fwd != FwdMode::FullNat {
-            // NAT, DR and TUN come with their own issue.
-            return Verdict::Drop(Drop::ProtoUnsupported.into(), pkt);
-        }
-        let Some(pool) = self.pools[si as usize].as_mut() else {
-            return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
-        };
-        let table = &self.table;
-        let proto = client.proto;
-        let reply = match pool.allocate(rs.addr, rs.port, |t| {
-            table
-                .lookup(&Tuple::new(
-                    t.src_ip, t.src_port, t.dst_ip, t.dst_port, proto,
-                ))
-                .is_some()
-        }) {
-            Ok(r) => r,
-            Err(_) => {
-                self.stats.ports_exhausted += 1;
-                return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
+        let (reply_t, mode_id) = match rs.fwd {
+            FwdMode::FullNat => {
+                let Some(pool) = self.pools[si as usize].as_mut() else {
+                    return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
+                };
+                let table = &self.table;
+                let proto = client.proto;
+                let reply = match pool.allocate(rs.addr, rs.port, |t| {
+                    table
+                        .lookup(&Tuple::new(
+                            t.src_ip, t.src_port, t.dst_ip, t.dst_port, proto,
+                        ))
+                        .is_some()
+                }) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.stats.ports_exhausted += 1;
+                        return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
+                    }
+                };
+                (
+                    Some(Tuple::new(
+                        reply.src_ip,
+                        reply.src_port,
+                        reply.dst_ip,
+                        reply.dst_port,
+                        proto,
+                    )),
+                    mode::FULLNAT,
+                )
             }
+            FwdMode::Nat => (Some(nat::reply_tuple(&client, rs.addr, rs.port)), mode::NAT),
+            // The real server's port is not used: DR and TUN cannot map ports (the packet is not
+            // rewritten), as in IPVS.
+            FwdMode::Dr => (None, mode::DR),
+            FwdMode::Tun => (None, mode::TUN),
         };
-        let reply_t = Tuple::new(
-            reply.src_ip,
-            reply.src_port,
-            reply.dst_ip,
-            reply.dst_port,
-            proto,
-        );
         let id = match self
             .table
-            .insert(client, Some(reply_t), si, ri as u32, mode::FULLNAT, now)
+            .insert(client, reply_t, si, ri as u32, mode_id, now)
         {
             Ok(id) => id,
             Err(e) => {
-                pool.free(reply.dst_ip, reply.dst_port);
+                if let (Some(r), mode::FULLNAT) = (reply_t, mode_id) {
+                    if let Some(Some(pool)) = self.pools.get_mut(si as usize) {
+                        pool.free(r.dst_ip(), r.dport);
+                    }
+                }
                 return match e {
                     InsertError::TableFull => {
                         self.stats.table_full += 1;
@@ -391,6 +504,12 @@ impl Forwarder {
                 };
             }
         };
+        if reply_t.is_none() {
+            // DR and TUN: the real server's address lives in the entry (see the module docs).
+            if let Some(c) = self.table.get_mut(id) {
+                c.user = u32::from(rs.addr);
+            }
+        }
         self.stats.created += 1;
         if let Some(s) = vs.svc.stats(ri) {
             s.on_conn_new();
@@ -436,6 +555,17 @@ impl Forwarder {
         }
         let l3_off = v.parsed.l3_off;
         let l4_off = ip.l4_off;
+        let client = c.client();
+        // Drop Ethernet padding: the frame ends where the IP packet does.
+        pkt.set_len(l3_off + ip.total_len as usize);
+        match c.mode {
+            mode::DR => return dr::forward(l3, pkt, Ipv4Addr::from(c.user)),
+            mode::TUN => {
+                let (svc, rip) = (c.svc, Ipv4Addr::from(c.user));
+                return self.tun_out(l3, pkt, l3_off, svc, &client, rip);
+            }
+            _ => {}
+        }
         if is_tcp && ip.tcp_flags.ack() {
             let ack = TcpPacket::new_unchecked(&pkt.data()[l4_off..]).ack_number();
             match dir {
@@ -443,22 +573,21 @@ impl Forwarder {
                 Dir::Reply => self.srv_ack[id.index() as usize] = ack,
             }
         }
-        let client = c.client();
         let Some(reply) = c.reply() else {
             return Verdict::Drop(Drop::NoConn.into(), pkt);
         };
-        // Drop Ethernet padding: the frame ends where the IP packet does.
-        pkt.set_len(l3_off + ip.total_len as usize);
-        let (src, dst) = match dir {
+        let (src, dst) = match (c.mode, dir) {
+            // CIP:cport -> VIP:vport  becomes  CIP:cport -> RIP:rport, and back.
+            (mode::NAT, _) => nat::rewrite_endpoints(&client, &reply, dir),
             // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
-            Dir::Original => ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport)),
+            (_, Dir::Original) => ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport)),
             // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
-            Dir::Reply => (
+            (_, Dir::Reply) => (
                 (client.dst_ip(), client.dport),
                 (client.src_ip(), client.sport),
             ),
         };
-        if dir == Dir::Original && is_tcp && ip.tcp_flags.syn() {
+        if c.mode == mode::FULLNAT && dir == Dir::Original && is_tcp && ip.tcp_flags.syn() {
             let toa = services
                 .services
                 .get(c.svc as usize)
@@ -469,6 +598,37 @@ impl Forwarder {
         }
         rewrite_l4(pkt.data_mut(), l3_off, l4_off, src, dst);
         l3.route_out(pkt, dst.0)
+    }
+
+    /// Wraps a TUN connection's packet (trimmed) for real server `rip` and sends it on.
+    fn tun_out<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        l3_off: usize,
+        svc: u32,
+        client: &Tuple,
+        rip: Ipv4Addr,
+    ) -> Verdict<B> {
+        let lips = self
+            .services
+            .services
+            .get(svc as usize)
+            .map_or(&[][..], |vs| &vs.lips[..]);
+        let Some(src) = tun::outer_source(l3, lips, client, rip) else {
+            return Verdict::Drop(Drop::NoRoute.into(), pkt);
+        };
+        let (verdict, outcome) =
+            tun::encapsulate(l3, pkt, l3_off, src, rip, client.dst_ip(), self.tun_mtu);
+        match outcome {
+            tun::Outcome::FragNeeded { icmp_sent } => {
+                self.stats.tun_too_big += 1;
+                self.stats.frag_needed += u64::from(icmp_sent);
+            }
+            tun::Outcome::TooBig => self.stats.tun_too_big += 1,
+            tun::Outcome::Sent | tun::Outcome::NoRoom => {}
+        }
+        verdict
     }
 
     /// Whether connections of service `svc` whose real server was removed are dropped at once (a
@@ -517,16 +677,18 @@ impl Forwarder {
     }
 
     /// ICMP errors about a tracked connection are translated for the other side: an error from the
-    /// server side (quoting LIP:lport -> RIP:rport) goes to the client as if about VIP:vport, and one
-    /// from the client side (quoting VIP:vport -> CIP:cport) goes to the real server. Echo requests
-    /// come back as `Err` (local delivery answers pings).
+    /// server side (quoting LIP:lport -> RIP:rport, or CIP:cport -> RIP:rport with NAT) goes to the
+    /// client as if about VIP:vport, and one from the client side (quoting VIP:vport -> CIP:cport)
+    /// goes to the real server (with NAT its outer source stays; with DR and TUN the error is passed
+    /// on unchanged, by MAC or in IPIP, as IPVS does). Echo requests come back as `Err` (local
+    /// delivery answers pings).
     fn icmp_error<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
         mut pkt: B,
         meta: &RxMeta,
         v: &Ipv4In,
-        to_vip: bool,
+        via: Via,
     ) -> Result<Verdict<B>, B> {
         let ip = &v.ip;
         if ip.is_fragment {
@@ -553,15 +715,35 @@ impl Forwarder {
         }
         // The quoted packet went the other way: its reverse is the tuple the table knows.
         let tuple = Tuple::new(q.dst, q.dport, q.src, q.sport, q.proto);
-        let (id, dir) = match self.table.lookup(&tuple) {
-            Some(x) => x,
-            None if !to_vip => return Ok(self.not_mine(pkt, meta, q.sport)),
-            None => return Ok(Verdict::Drop(Drop::NoConn.into(), pkt)),
+        let (id, dir) = match (self.table.lookup(&tuple), via) {
+            (Some(x), _) => x,
+            (None, Via::Lip) => return Ok(self.not_mine(pkt, meta, q.sport)),
+            // Quoting CIP:cport -> RIP:rport.
+            (None, Via::NatReply) => return Ok(self.nat_not_mine(pkt, meta, q.src, q.sport)),
+            // Quoting VIP:vport -> CIP:cport.
+            (None, Via::Vip) => {
+                return Ok(
+                    match self.nat_owner_for_vip(meta, q.src, q.sport, q.proto, q.dst, q.dport) {
+                        Some(w) => self.hand_to(w, pkt),
+                        None => Verdict::Drop(Drop::NoConn.into(), pkt),
+                    },
+                )
+            }
         };
         let Some(c) = self.table.get(id) else {
             return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
         };
-        let (client, Some(reply)) = (c.client(), c.reply()) else {
+        let (client, conn_mode, svc, rip) = (c.client(), c.mode, c.svc, Ipv4Addr::from(c.user));
+        if conn_mode == mode::DR || conn_mode == mode::TUN {
+            pkt.set_len(end);
+            self.stats.icmp_translated += 1;
+            return Ok(if conn_mode == mode::DR {
+                dr::forward(l3, pkt, rip)
+            } else {
+                self.tun_out(l3, pkt, l3_off, svc, &client, rip)
+            });
+        }
+        let Some(reply) = c.reply() else {
             return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
         };
         // (new quoted src, new quoted dst, new outer src, new outer dst)
@@ -575,11 +757,16 @@ impl Forwarder {
                 client.src_ip(),
             ),
             // From the client side, quoting VIP:vport -> CIP:cport: tell the server about
-            // RIP:rport -> LIP:lport, from the LIP.
+            // RIP:rport -> LIP:lport, from the LIP (NAT: about RIP:rport -> CIP:cport, from whoever
+            // sent the error).
             Dir::Original => (
                 (reply.src_ip(), reply.sport),
                 (reply.dst_ip(), reply.dport),
-                reply.dst_ip(),
+                if conn_mode == mode::NAT {
+                    ip.src
+                } else {
+                    reply.dst_ip()
+                },
                 reply.src_ip(),
             ),
         };

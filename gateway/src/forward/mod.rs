@@ -2,12 +2,18 @@
 //!
 //! - [`services`]: the immutable service snapshot every worker reads (VIP lookup, LIPs).
 //! - [`rewrite`]: address/port rewriting with incremental checksums.
-//! - [`fullnat`]: the FullNAT engine (connection table, scheduling, local ports, TOA, ICMP errors,
-//!   expiry with RST).
+//! - [`fullnat`]: the per-worker engine (connection table, scheduling, local ports, TOA, ICMP errors,
+//!   expiry with RST) for FullNAT, dispatching per real server to the other modes:
+//! - [`nat`]: NAT (masquerading), reply steering by the client's tuple;
+//! - [`dr`]: direct routing (destination MAC only);
+//! - [`tun`]: IP-in-IP tunnelling, with fragmentation-needed for packets too big to wrap.
 
+pub mod dr;
 pub mod fullnat;
+pub mod nat;
 pub mod rewrite;
 pub mod services;
+pub mod tun;
 
 pub use fullnat::{Forwarder, FwdConfig, FwdStats};
 pub use services::{ServiceTable, VirtualService};
