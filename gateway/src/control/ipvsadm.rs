@@ -860,8 +860,8 @@ pub fn format_conns(conns: &[ConnInfo], numeric: bool, names: &Names) -> String 
     let mut out = String::from("IPVS connection entries\n");
     let _ = writeln!(
         out,
-        "pro expire {:<11} {:<18} {:<18} {}",
-        "state", "source", "virtual", "destination"
+        "pro expire {:<11} {:<18} {:<18} destination",
+        "state", "source", "virtual"
     );
     for c in conns {
         let secs = c.expire_ms / 1000;
