@@ -418,6 +418,33 @@ fn save_clear_restore_reproduces_the_state_and_restore_is_all_or_nothing() {
     assert_eq!(a.ok("-Sn"), s1);
     assert_eq!(a.generation(), gen);
 
+    // conf/gateway.service: ExecStop saves the rules, ExecStartPost restores them over whatever the
+    // configuration started with (run here with the lab's socket and a scratch /etc/gateway).
+    let unit = std::fs::read_to_string(repo_root().join("conf/gateway.service")).unwrap();
+    let etc = a.lab.run_dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let unit_cmd = |key: &str| {
+        let line = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key}"));
+        let line = line
+            .replace("/usr/local/sbin/gwctl", gwctl_bin())
+            .replace("/etc/gateway", etc.to_str().unwrap());
+        let o = Command::new("sh")
+            .args(["-c", &line])
+            .env("GATEWAY_SOCKET", &a.sock)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{key} {line}: {}", err_of(&o));
+    };
+    unit_cmd("ExecStop=");
+    assert_eq!(std::fs::read_to_string(etc.join("rules")).unwrap(), s1);
+    a.ok("-C");
+    a.ok("-A -t 10.10.0.100:80 -s rr");
+    unit_cmd("ExecStartPost=");
+    assert_eq!(a.ok("-Sn"), s1);
+
     // gwctl save: a configuration the daemon accepts, with the running services.
     let path = a.lab.run_dir.join("saved.toml");
     a.gw_ok(&["save", path.to_str().unwrap()]);
@@ -556,6 +583,33 @@ fn live_change_applies_to_new_connections_while_existing_ones_continue() {
         "{addrs}"
     );
     assert!(a.gw_ok(&["help"]).contains("conns [FILTERS]"));
+    // The interactive shell, fed from a pipe: gwctl commands and bare ipvsadm lines.
+    let mut sh = Command::new(gwctl_bin())
+        .args(["--socket", &a.sock])
+        .env("HOME", &a.lab.run_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sh.stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"status\n-A -t 10.10.0.100:81 -s sh\nipvsadm -Ln -t 10.10.0.100:81\nbogus\nquit\n",
+        )
+        .unwrap();
+    let o = sh.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("gateway ") && out.contains("TCP  10.10.0.100:81 sh\n"),
+        "{out}"
+    );
+    assert!(
+        err_of(&o).contains("unknown command `bogus`"),
+        "{}",
+        err_of(&o)
+    );
     assert_eq!(a.gwctl(&["frobnicate"]).status.code(), Some(2));
 }
 
