@@ -68,9 +68,11 @@ events { worker_connections 1024; }
 http {
   access_log $dir/access.log;
   log_format peer '\$remote_addr \$remote_port \$request';
+  log_format ends '\$remote_addr:\$remote_port \$server_addr:\$server_port';
   server {
     listen 80 reuseport; listen 8080 reuseport;
     access_log $dir/peer.log peer;
+    access_log $dir/ends.log ends;
     root $dir/html;
     keepalive_timeout 65;
     keepalive_requests 100000;
