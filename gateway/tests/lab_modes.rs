@@ -202,7 +202,7 @@ fn dr_through_a_router_namespace() {
     let pages = curls(&lab, 20);
     assert_eq!(pages.values().sum::<usize>(), 20);
     assert!(
-        pages.get("rs1").is_some() && pages.get("rs2").is_some(),
+        pages.contains_key("rs1") && pages.contains_key("rs2"),
         "both real servers serve: {pages:?}"
     );
     wrk(&lab);
@@ -235,7 +235,7 @@ fn tun_through_a_userspace_decapsulator_with_exact_encapsulation() {
     let pages = curls(&lab, 10);
     assert_eq!(pages.values().sum::<usize>(), 10);
     assert!(
-        pages.get("rs1").is_some() && pages.get("rs2").is_some(),
+        pages.contains_key("rs1") && pages.contains_key("rs2"),
         "{pages:?}"
     );
 
@@ -361,7 +361,7 @@ fn nat_with_port_mapping_and_replies_through_the_gateway() {
     let pages = curls(&lab, 20);
     assert_eq!(pages.values().sum::<usize>(), 20);
     assert!(
-        pages.get("rs1").is_some() && pages.get("rs2").is_some(),
+        pages.contains_key("rs1") && pages.contains_key("rs2"),
         "{pages:?}"
     );
     wrk(&lab);
@@ -400,7 +400,7 @@ fn one_service_mixing_fullnat_and_dr_serves_every_request() {
     let pages = curls(&lab, 40);
     assert_eq!(pages.values().sum::<usize>(), 40);
     assert!(
-        pages.get("rs1").is_some() && pages.get("rs2").is_some(),
+        pages.contains_key("rs1") && pages.contains_key("rs2"),
         "{pages:?}"
     );
     wrk(&lab);
