@@ -157,6 +157,7 @@ down() {
     fi
   done
   rm -rf "/var/run/dpdk/$name"
+  rm -f "/run/gateway/$name.sock"   # the admin socket, if the gateway was killed
   echo "lab $name is down"
 }
 

@@ -557,11 +557,17 @@ fn live_change_applies_to_new_connections_while_existing_ones_continue() {
         stats.contains("conns_created") && stats.contains("drop reason"),
         "{stats}"
     );
-    let v: serde_json::Value = serde_json::from_str(&a.gw_ok(&["--json", "stats"])).unwrap();
-    assert!(
-        v["total"]["counters"]["conns_created"].as_u64().unwrap() >= 11,
-        "{v}"
-    );
+    // Workers publish their counters every 100 ms: wait for the last connections to show.
+    let created = || {
+        let v: serde_json::Value = serde_json::from_str(&a.gw_ok(&["--json", "stats"])).unwrap();
+        (v["total"]["counters"]["conns_created"].as_u64().unwrap(), v)
+    };
+    let t = Instant::now();
+    while created().0 < 11 && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (n, v) = created();
+    assert!(n >= 11, "{v}");
     a.gw_ok(&["zero"]);
     let v: serde_json::Value = serde_json::from_str(&a.gw_ok(&["--json", "stats"])).unwrap();
     assert!(
@@ -753,4 +759,13 @@ fn concurrent_clients_bad_requests_and_non_root() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err_of(&o).contains("Permission denied"), "{}", err_of(&o));
     assert_eq!(a.rules(), rules);
+
+    // An idle client does not delay shutdown; the socket goes with the daemon.
+    let _idle = UnixStream::connect(&a.sock).unwrap();
+    assert!(
+        a.lab.terminate_gateway(Duration::from_secs(3)),
+        "{}",
+        a.lab.log()
+    );
+    assert!(!std::path::Path::new(&a.sock).exists());
 }

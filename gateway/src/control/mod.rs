@@ -38,8 +38,9 @@
 //!
 //! Errors: a line that is not JSON, lacks `"v"`, has another version or an unknown `op` gets
 //! `ok:false` with the reason, and the connection stays usable. A line longer than 64 KiB, or input
-//! ending without a newline, gets `ok:false` and the connection is closed. A client silent for 10 s,
-//! or not completing a request within 30 s, is closed; at most 32 clients are served at once.
+//! ending without a newline, gets `ok:false` and the connection is closed. A client that does not
+//! complete a request line within 10 s of connecting or of its previous answer is closed; at most 32
+//! clients are served at once.
 
 pub mod client;
 pub mod dump;

@@ -2,10 +2,11 @@
 //! (DESIGN.md decision 9). Workers never touch the socket; they only see generations and dump
 //! requests in their inbox, which they answer from housekeeping.
 //!
-//! Clients are bounded in number ([`MAX_CLIENTS`]) and in time: a read that brings nothing for
-//! [`READ_TIMEOUT`], or a request line not complete within [`REQUEST_DEADLINE`], ends the client. So
-//! a slow, stuck or malicious client holds one thread for a bounded time and nothing else; changes
-//! are serialised by the control mutex, which is held only while a change is applied.
+//! Clients are bounded in number ([`MAX_CLIENTS`]) and in time: a request line not complete within
+//! [`REQUEST_TIMEOUT`] of the previous answer (or of connecting) ends the client, however slowly it
+//! trickles bytes. So a slow, stuck or malicious client holds one thread for a bounded time and
+//! nothing else; changes are serialised by the control mutex, held only while a change is applied.
+//! Client threads also notice shutdown within [`POLL`], so an idle client never delays it.
 
 use super::model::Model;
 use super::proto::{self, Change, ConnFilter, Line, Op, Response, MAX_REQUEST};
@@ -24,10 +25,10 @@ use std::time::{Duration, Instant};
 
 /// Clients served at once; more are told so and closed.
 pub const MAX_CLIENTS: usize = 32;
-/// A client that sends nothing for this long is closed.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A request line must be complete within this long of its first byte being awaited.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+/// A request line must be complete within this long of the previous answer (or of connecting).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a client thread waiting for input looks at the stop flag.
+pub const POLL: Duration = Duration::from_millis(200);
 /// A response the client does not take within this long is abandoned.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long workers get to answer a dump request.
@@ -66,6 +67,7 @@ struct Server<'a> {
     workers: Vec<crossbeam_channel::Sender<Msg>>,
     counts: Mutex<Counts>,
     clients: AtomicUsize,
+    stop: &'a AtomicBool,
 }
 
 /// Binds the socket: stale sockets are removed, a live one (another daemon) is an error. The socket
@@ -134,6 +136,7 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
         workers,
         counts: Mutex::new(Counts::default()),
         clients: AtomicUsize::new(0),
+        stop,
     };
     std::thread::scope(|s| {
         let mut last_sample = Instant::now()
@@ -175,38 +178,50 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
     let _ = std::fs::remove_file(&path);
 }
 
-/// A reader that fails once its deadline has passed, so a client trickling bytes is cut off too.
-struct Deadline<R> {
+/// A reader (over a socket with a short read timeout) that fails once its deadline has passed or the
+/// daemon stops, so a client trickling bytes is cut off too.
+struct Deadline<'s, R> {
     inner: R,
     until: Instant,
+    stop: &'s AtomicBool,
 }
 
-impl<R: Read> Read for Deadline<R> {
+impl<R: Read> Read for Deadline<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if Instant::now() > self.until {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "request deadline passed",
-            ));
+        loop {
+            if Instant::now() > self.until || self.stop.load(Ordering::Relaxed) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request deadline passed",
+                ));
+            }
+            match self.inner.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                r => return r,
+            }
         }
-        self.inner.read(buf)
     }
 }
 
 impl Server<'_> {
     fn client(&self, stream: UnixStream) {
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+        let _ = stream.set_read_timeout(Some(POLL));
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
         let Ok(mut w) = stream.try_clone() else {
             return;
         };
         let mut r = BufReader::new(Deadline {
             inner: stream,
-            until: Instant::now() + REQUEST_DEADLINE,
+            until: Instant::now() + REQUEST_TIMEOUT,
+            stop: self.stop,
         });
         loop {
-            r.get_mut().until = Instant::now() + REQUEST_DEADLINE;
+            r.get_mut().until = Instant::now() + REQUEST_TIMEOUT;
             let resp = match proto::read_line(&mut r, MAX_REQUEST) {
                 Ok(Line::Full(l)) => match proto::parse_request(&l) {
                     Ok(req) => self.handle(req.op),
