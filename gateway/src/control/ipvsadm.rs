@@ -1420,4 +1420,134 @@ mod tests {
             "                              10.20.0.200          0          1         "
         );
     }
+
+    /// The listing view of a model (what the daemon would answer after applying it).
+    fn view_of(m: &crate::control::model::Model) -> ListView {
+        let services = m
+            .services
+            .iter()
+            .map(|e| SvcView {
+                proto: e.protocol.clone(),
+                vip: e.vip.parse().unwrap(),
+                port: e.port,
+                scheduler: e.scheduler.clone(),
+                flags: e.scheduler_flags.clone(),
+                persistence_s: e.persistence_s,
+                netmask: e.persistence_netmask.as_ref().map(|n| n.parse().unwrap()),
+                lips: e
+                    .local_addresses
+                    .iter()
+                    .map(|a| a.parse().unwrap())
+                    .collect(),
+                reals: e
+                    .reals
+                    .iter()
+                    .map(|r| RealView {
+                        addr: r.address.parse().unwrap(),
+                        port: r.port.unwrap_or(e.port),
+                        weight: r.weight,
+                        mode: r.mode.clone(),
+                        upper: r.upper,
+                        lower: r.lower,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect();
+        ListView {
+            services,
+            ..Default::default()
+        }
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn real() -> impl Strategy<Value = RealView> {
+            (
+                1u8..=8,
+                1u16..=3,
+                0u32..=65535,
+                0usize..4,
+                0u32..=3,
+                0u32..=3,
+            )
+                .prop_map(|(a, p, w, m, u, l)| RealView {
+                    addr: Ipv4Addr::new(10, 20, 0, a),
+                    port: 8000 + p,
+                    weight: w,
+                    mode: ["fullnat", "nat", "dr", "tun"][m].into(),
+                    upper: u * 10,
+                    lower: l,
+                    ..Default::default()
+                })
+        }
+
+        fn service() -> impl Strategy<Value = SvcView> {
+            (
+                any::<bool>(),
+                1u8..=5,
+                1u16..=4,
+                0usize..13,
+                (any::<bool>(), any::<bool>()),
+                proptest::option::of(1u32..100_000),
+                proptest::option::of(8u8..=31),
+                proptest::collection::btree_set(200u8..=203, 0..3),
+                proptest::collection::vec(real(), 0..5),
+            )
+                .prop_map(|(udp, v, port, s, (fb, hp), p, mask, lips, mut reals)| {
+                    let sched = crate::service::SchedKind::ALL[s];
+                    let pre = if sched == crate::service::SchedKind::Mh {
+                        "mh"
+                    } else {
+                        "sh"
+                    };
+                    let mut flags = Vec::new();
+                    if fb {
+                        flags.push(format!("{pre}-fallback"));
+                    }
+                    if hp {
+                        flags.push(format!("{pre}-port"));
+                    }
+                    reals.dedup_by_key(|r| (r.addr, r.port));
+                    let mut seen = std::collections::HashSet::new();
+                    reals.retain(|r| seen.insert((r.addr, r.port)));
+                    SvcView {
+                        proto: if udp { "udp" } else { "tcp" }.into(),
+                        vip: Ipv4Addr::new(10, 10, 0, v),
+                        port,
+                        scheduler: sched.name().into(),
+                        flags,
+                        persistence_s: p.or(mask.map(|_| 300)),
+                        netmask: mask.map(|m| Ipv4Addr::from(u32::MAX << (32 - m))),
+                        lips: lips
+                            .into_iter()
+                            .map(|l| Ipv4Addr::new(10, 20, 0, l))
+                            .collect(),
+                        reals,
+                        ..Default::default()
+                    }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// `-S` output fed to `-R` rebuilds a table whose `-S` output is the same, byte for byte.
+            #[test]
+            fn save_then_restore_is_identity(mut services in proptest::collection::vec(service(), 0..6)) {
+                let mut seen = std::collections::HashSet::new();
+                services.retain(|s| seen.insert((s.proto.clone(), s.vip, s.port)));
+                let v = ListView { services, ..Default::default() };
+                let o = ListOpts { numeric: true, ..Default::default() };
+                let rules = format_rules(&v, &o, &Names::default()).unwrap();
+                let changes: Vec<Change> = parse_restore(&rules, &Names::default()).unwrap().into_iter().map(|c| c.1).collect();
+                let mut m = crate::control::model::Model::default();
+                m.apply_all(&changes).unwrap();
+                prop_assert_eq!(format_rules(&view_of(&m), &o, &Names::default()).unwrap(), rules);
+            }
+        }
+    }
 }
