@@ -408,9 +408,8 @@ fn parse_addr_port(s: &str, proto: &str, names: &Names) -> Option<(Ipv4Addr, Opt
 }
 
 fn build(o: Opts) -> Result<Cmd, ParseError> {
-    let Some(cmd) = o.cmd else {
-        return perr("no command specified (one of -A -E -D -C -R -S -a -e -d -L -Z -P -Q -G)");
-    };
+    // As ipvsadm: without a command (`ipvsadm`, `ipvsadm -n`) the table is listed.
+    let cmd = o.cmd.unwrap_or(Command::List);
     let need_svc = || {
         o.svc
             .clone()
@@ -1161,7 +1160,12 @@ mod tests {
         assert!(e("-X").contains("unknown option: -X"));
         assert!(e("--bogus").contains("--bogus"));
         assert!(e("-A -t 10.0.0.1:80 -s").contains("requires an argument"));
-        assert!(e("").contains("no command"));
+        assert_eq!(p("").unwrap(), Cmd::List(ListOpts::default()));
+        assert!(matches!(
+            p("-n").unwrap(),
+            Cmd::List(ListOpts { numeric: true, .. })
+        ));
+        assert!(e("-t 10.0.0.1:80 -x 3 -y").contains("requires an argument"));
     }
 
     #[test]
