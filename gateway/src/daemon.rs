@@ -179,6 +179,8 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         capacity: nc.capacity as usize,
     };
     let tsc_hz = dpdk::tsc_hz(&eal);
+    // IPIP packets must fit the smallest MTU among the ports (1500 where none is set).
+    let tun_mtu = cfg.ports.iter().map(|p| p.mtu.unwrap_or(1500)).min().unwrap_or(1500);
     let mut published = Vec::new();
     for (w, rx) in receivers.into_iter().enumerate() {
         let p = Arc::new(Mutex::new(WorkerStats::default()));
@@ -200,7 +202,12 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
                 w as u16,
                 topo.clone(),
                 neigh,
-                Forwarder::new(w as u16, services.clone(), layout.clone(), &fwd_cfg).map_err(StartError::Other)?,
+                {
+                    let mut f =
+                        Forwarder::new(w as u16, services.clone(), layout.clone(), &fwd_cfg).map_err(StartError::Other)?;
+                    f.set_tun_mtu(tun_mtu);
+                    f
+                },
             ),
         };
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
@@ -331,7 +338,7 @@ impl Running {
             let _ = writeln!(
                 out,
                 "conn {i}: conns {} created {} expired {} table_full {} ports_exhausted {} toa_added {} toa_skipped {} \
-                 icmp_translated {} rst_sent {} rst_unsent {}",
+                 icmp_translated {} rst_sent {} rst_unsent {} tun_too_big {} frag_needed {} nat_handoffs {}",
                 f.conns,
                 f.created,
                 f.expired,
@@ -341,7 +348,10 @@ impl Running {
                 f.toa_skipped,
                 f.icmp_translated,
                 f.rst_sent,
-                f.rst_unsent
+                f.rst_unsent,
+                f.tun_too_big,
+                f.frag_needed,
+                f.nat_handoffs
             );
         }
         for (name, n) in total.drop_list() {
