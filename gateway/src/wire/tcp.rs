@@ -669,17 +669,23 @@ pub fn insert_toa(
     let ip_end = l3_off + total_len;
     let tcp = TcpPacket::new_checked(&frame[l4_off..ip_end]).map_err(|_| ToaError::Malformed)?;
     let hl = tcp.header_len();
-    let mut existing = None;
+    // Every TOA the client put there is overwritten (a receiver may read any of them); at most
+    // 40 / 8 = 5 fit in the option space.
+    let mut existing = [0usize; 5];
+    let mut n_existing = 0;
     for o in RawOptions::new(tcp.options()) {
         let (at, k, bytes) = o.map_err(|_| ToaError::Malformed)?;
-        if k == kind::TOA && bytes.len() == TOA_LEN {
-            existing = Some(field::OPTIONS + at);
+        if k == kind::TOA && bytes.len() == TOA_LEN && n_existing < existing.len() {
+            existing[n_existing] = field::OPTIONS + at;
+            n_existing += 1;
         }
     }
 
-    if let Some(at) = existing {
+    if n_existing > 0 {
         let mut tcp = TcpPacket::new_unchecked(&mut frame[l4_off..ip_end]);
-        tcp.patch_header(at, &value);
+        for &at in &existing[..n_existing] {
+            tcp.patch_header(at, &value);
+        }
         return Ok(frame_len);
     }
     if hl + TOA_LEN > MAX_HEADER_LEN {
