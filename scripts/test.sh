@@ -15,4 +15,4 @@ export CARGO_TERM_COLOR=never
 cargo build --workspace --all-targets
 # Every test, unit to end-to-end. Lab tests each create their own namespaces and EAL file prefix, so
 # they run in parallel safely.
-cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
