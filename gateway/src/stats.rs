@@ -170,6 +170,8 @@ pub struct WorkerStats {
     pub drops: [u64; Drop::COUNT],
     /// Connection-engine counters (FullNAT).
     pub fwd: crate::forward::FwdStats,
+    /// Traffic per (service, real server), sorted by key.
+    pub traffic: Vec<(crate::forward::TrafficKey, crate::forward::Traffic)>,
 }
 
 impl Default for WorkerStats {
@@ -191,6 +193,7 @@ impl Default for WorkerStats {
             wire_drops: [0; WireDrop::COUNT],
             drops: [0; Drop::COUNT],
             fwd: Default::default(),
+            traffic: Vec::new(),
         }
     }
 }
@@ -244,6 +247,12 @@ impl WorkerStats {
             *a += b;
         }
         self.fwd.add(&o.fwd);
+        for (k, t) in &o.traffic {
+            match self.traffic.binary_search_by(|(x, _)| x.cmp(k)) {
+                Ok(i) => self.traffic[i].1.add(t),
+                Err(i) => self.traffic.insert(i, (*k, *t)),
+            }
+        }
     }
 }
 

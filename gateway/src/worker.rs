@@ -218,6 +218,10 @@ impl Worker {
         let dp = &mut self.datapath;
         dp.fwd.stats.conns = dp.fwd.table().len() as u64;
         dp.l3.stats.fwd = dp.fwd.stats;
+        let traffic = &mut dp.l3.stats.traffic;
+        traffic.clear();
+        traffic.extend(dp.fwd.traffic_entries());
+        traffic.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if let Ok(mut p) = self.published.lock() {
             p.clone_from(&dp.l3.stats);
         }

@@ -60,6 +60,42 @@ struct Counts {
     base: Vec<WorkerView>,
     prev: Option<(Instant, WorkerView)>,
     cur: Option<(Instant, WorkerView)>,
+    /// The same for the traffic per (service, real server).
+    traffic_base: TrafficMap,
+    traffic_prev: Option<(Instant, TrafficMap)>,
+    traffic_cur: Option<(Instant, TrafficMap)>,
+}
+
+type TrafficMap = std::collections::HashMap<crate::forward::TrafficKey, crate::forward::Traffic>;
+
+fn counters_of(t: &crate::forward::Traffic) -> Counters {
+    Counters { conns: t.conns, inpkts: t.inpkts, outpkts: t.outpkts, inbytes: t.inbytes, outbytes: t.outbytes }
+}
+
+fn sub_counters(a: &Counters, b: &Counters) -> Counters {
+    Counters {
+        conns: a.conns.saturating_sub(b.conns),
+        inpkts: a.inpkts.saturating_sub(b.inpkts),
+        outpkts: a.outpkts.saturating_sub(b.outpkts),
+        inbytes: a.inbytes.saturating_sub(b.inbytes),
+        outbytes: a.outbytes.saturating_sub(b.outbytes),
+    }
+}
+
+fn add_counters(a: &mut Counters, b: &Counters) {
+    a.conns += b.conns;
+    a.inpkts += b.inpkts;
+    a.outpkts += b.outpkts;
+    a.inbytes += b.inbytes;
+    a.outbytes += b.outbytes;
+}
+
+fn add_rates(a: &mut Rates, b: &Rates) {
+    a.cps += b.cps;
+    a.inpps += b.inpps;
+    a.outpps += b.outpps;
+    a.inbps += b.inbps;
+    a.outbps += b.outbps;
 }
 
 struct Server<'a> {
@@ -293,6 +329,7 @@ impl Server<'_> {
 
     fn list(&self) -> Result<serde_json::Value, String> {
         let g = self.current()?;
+        let totals = self.traffic_totals();
         let model = Model::from_table(&g.services);
         let services = g
             .services
@@ -306,7 +343,20 @@ impl Server<'_> {
                     .enumerate()
                     .map(|(i, r)| {
                         let st = vs.svc.stats(i);
+                        let (stats, rate) = vs
+                            .svc
+                            .reals()
+                            .get(i)
+                            .map(|rs| {
+                                let c = vs.svc.config();
+                                let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
+                                let key = crate::forward::TrafficKey { proto, vip: c.vip, vport: c.vport, rip: rs.addr, rport: rs.port };
+                                self.traffic_of(&totals, &key)
+                            })
+                            .unwrap_or_default();
                         RealView {
+                            stats,
+                            rate,
                             addr: r.address.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
                             port: r.port.unwrap_or(e.port),
                             weight: r.weight,
@@ -315,11 +365,18 @@ impl Server<'_> {
                             lower: r.lower,
                             active: st.map_or(0, |s| s.active()),
                             inactive: st.map_or(0, |s| s.inactive()),
-                            ..Default::default()
                         }
                     })
-                    .collect();
+                    .collect::<Vec<RealView>>();
+                let mut stats = Counters::default();
+                let mut rate = Rates::default();
+                for r in &reals {
+                    add_counters(&mut stats, &r.stats);
+                    add_rates(&mut rate, &r.rate);
+                }
                 SvcView {
+                    stats,
+                    rate,
                     proto: e.protocol.clone(),
                     vip: vs.svc.config().vip,
                     port: e.port,
@@ -330,7 +387,6 @@ impl Server<'_> {
                     lips: vs.lips.clone(),
                     toa: vs.toa,
                     reals,
-                    ..Default::default()
                 }
             })
             .collect();
@@ -409,10 +465,47 @@ impl Server<'_> {
 
     fn sample(&self) {
         let (_, total) = self.worker_views();
+        let traffic = self.traffic_totals();
         if let Ok(mut c) = self.counts.lock() {
             c.prev = c.cur.take();
             c.cur = Some((Instant::now(), total));
+            c.traffic_prev = c.traffic_cur.take();
+            c.traffic_cur = Some((Instant::now(), traffic));
         }
+    }
+
+    /// Traffic per (service, real server), summed over the workers.
+    fn traffic_totals(&self) -> TrafficMap {
+        let mut m = TrafficMap::new();
+        for p in self.ctx.published {
+            if let Ok(s) = p.lock() {
+                for (k, t) in &s.traffic {
+                    m.entry(*k).or_default().add(t);
+                }
+            }
+        }
+        m
+    }
+
+    /// Counters since the last `-Z` and the current per-second rates of one (service, real server).
+    fn traffic_of(&self, totals: &TrafficMap, key: &crate::forward::TrafficKey) -> (Counters, Rates) {
+        let now = totals.get(key).map(counters_of).unwrap_or_default();
+        let Ok(c) = self.counts.lock() else {
+            return (now, Rates::default());
+        };
+        let base = c.traffic_base.get(key).map(counters_of).unwrap_or_default();
+        let rate = match (&c.traffic_prev, &c.traffic_cur) {
+            (Some((t0, a)), Some((t1, b))) => {
+                let dt = t1.duration_since(*t0).as_secs_f64().max(0.001);
+                let a = a.get(key).map(counters_of).unwrap_or_default();
+                let b = b.get(key).map(counters_of).unwrap_or_default();
+                let d = sub_counters(&b, &a);
+                let r = |x: u64| (x as f64 / dt).round() as u64;
+                Rates { cps: r(d.conns), inpps: r(d.inpkts), outpps: r(d.outpkts), inbps: r(d.inbytes), outbps: r(d.outbytes) }
+            }
+            _ => Rates::default(),
+        };
+        (sub_counters(&now, &base), rate)
     }
 
     /// Per-worker views and their total, straight from the published counters.
@@ -499,7 +592,11 @@ impl Server<'_> {
 
     fn zero(&self) -> Result<serde_json::Value, String> {
         let (per, _) = self.worker_views();
-        self.counts.lock().map_err(|_| "counters poisoned")?.base = per;
+        let traffic = self.traffic_totals();
+        let mut c = self.counts.lock().map_err(|_| "counters poisoned")?;
+        c.base = per;
+        c.traffic_base = traffic;
+        drop(c);
         Ok(serde_json::json!({}))
     }
 

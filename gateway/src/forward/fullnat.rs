@@ -33,6 +33,37 @@ use crate::wire::{
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+/// Traffic of one real server of one service on one worker (`ipvsadm --stats`): plain counters,
+/// updated per packet by their worker only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+impl Traffic {
+    pub fn add(&mut self, o: &Traffic) {
+        self.conns += o.conns;
+        self.inpkts += o.inpkts;
+        self.outpkts += o.outpkts;
+        self.inbytes += o.inbytes;
+        self.outbytes += o.outbytes;
+    }
+}
+
+/// Identity of a (service, real server) pair that survives snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrafficKey {
+    pub proto: u8,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub rip: Ipv4Addr,
+    pub rport: u16,
+}
+
 /// A connection's service or real server that the current snapshot no longer has.
 pub const NO_DEST: u32 = u32::MAX;
 
@@ -103,6 +134,9 @@ pub struct Forwarder {
     nat: NatIndex,
     /// MTU of the port TUN packets leave by.
     tun_mtu: u16,
+    /// Traffic per (service, real server): `traffic[traffic_base[svc] + rs]`.
+    traffic: Vec<Traffic>,
+    traffic_base: Vec<u32>,
     pub stats: FwdStats,
 }
 
@@ -125,6 +159,13 @@ struct Quote {
     dst: Ipv4Addr,
     sport: u16,
     dport: u16,
+}
+
+fn traffic_key(vs: &super::services::VirtualService, rs: usize) -> Option<TrafficKey> {
+    let c = vs.svc.config();
+    let r = vs.svc.reals().get(rs)?;
+    let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
+    Some(TrafficKey { proto, vip: c.vip, vport: c.vport, rip: r.addr, rport: r.port })
 }
 
 fn parse_quote(q: &[u8]) -> Option<Quote> {
@@ -164,6 +205,8 @@ impl Forwarder {
             srv_ack: vec![0; cfg.capacity as usize],
             nat: NatIndex::default(),
             tun_mtu: tun::DEFAULT_MTU,
+            traffic: Vec::new(),
+            traffic_base: Vec::new(),
             stats: FwdStats::default(),
         };
         f.set_services(services)?;
@@ -240,8 +283,37 @@ impl Forwarder {
             .collect();
         self.pools = pools;
         self.nat = NatIndex::new(&services);
+        self.remap_traffic(&services);
         self.services = services;
         Ok(())
+    }
+
+    /// Carries the traffic counters over to a new snapshot by identity (as IPVS keeps a
+    /// destination's stats while it stays in the service).
+    fn remap_traffic(&mut self, new: &ServiceTable) {
+        let old: std::collections::HashMap<TrafficKey, Traffic> = self.traffic_entries().collect();
+        self.traffic_base.clear();
+        self.traffic.clear();
+        for vs in &new.services {
+            self.traffic_base.push(self.traffic.len() as u32);
+            for i in 0..vs.svc.len() {
+                let t = traffic_key(vs, i).and_then(|k| old.get(&k).copied()).unwrap_or_default();
+                self.traffic.push(t);
+            }
+        }
+    }
+
+    /// Every (service, real server) and its traffic on this worker.
+    pub fn traffic_entries(&self) -> impl Iterator<Item = (TrafficKey, Traffic)> + '_ {
+        self.services.services.iter().enumerate().flat_map(move |(si, vs)| {
+            let base = self.traffic_base.get(si).copied().unwrap_or(0) as usize;
+            (0..vs.svc.len()).filter_map(move |i| Some((traffic_key(vs, i)?, *self.traffic.get(base + i)?)))
+        })
+    }
+
+    /// Zeroes the traffic counters (`ipvsadm -Z`).
+    pub fn zero_traffic(&mut self) {
+        self.traffic.iter_mut().for_each(|t| *t = Traffic::default());
     }
 
     /// Sets the MTU of the port TUN packets leave by (default 1500): a wrapped packet longer than
@@ -511,6 +583,9 @@ impl Forwarder {
             }
         }
         self.stats.created += 1;
+        if let Some(t) = self.traffic_base.get(si as usize).and_then(|&b| self.traffic.get_mut(b as usize + ri)) {
+            t.conns += 1;
+        }
         if let Some(s) = vs.svc.stats(ri) {
             s.on_conn_new();
         }
@@ -550,6 +625,23 @@ impl Forwarder {
                     Activity::BecameActive => s.on_active(),
                     Activity::BecameInactive => s.on_inactive(),
                     Activity::Unchanged => {}
+                }
+            }
+        }
+        if let Some(t) = self
+            .traffic_base
+            .get(c.svc as usize)
+            .and_then(|&b| self.traffic.get_mut(b as usize + c.rs as usize))
+            .filter(|_| c.rs != NO_DEST)
+        {
+            match dir {
+                Dir::Original => {
+                    t.inpkts += 1;
+                    t.inbytes += u64::from(ip.total_len);
+                }
+                Dir::Reply => {
+                    t.outpkts += 1;
+                    t.outbytes += u64::from(ip.total_len);
                 }
             }
         }

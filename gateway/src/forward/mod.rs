@@ -15,7 +15,7 @@ pub mod rewrite;
 pub mod services;
 pub mod tun;
 
-pub use fullnat::{Forwarder, FwdConfig, FwdStats};
+pub use fullnat::{Forwarder, FwdConfig, FwdStats, Traffic, TrafficKey};
 pub use services::{ServiceTable, VirtualService};
 
 /// Forwarding mode ids stored in a connection entry.

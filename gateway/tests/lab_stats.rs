@@ -1,0 +1,65 @@
+//! End-to-end: per-service and per-real-server traffic counters (`ipvsadm --stats`, `--rate`, `-Z`)
+//! from a running gateway in the lab, after real traffic.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn ipvsadm(lab: &Lab, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
+        .arg("ipvsadm")
+        .args(args)
+        .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", lab.name))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ipvsadm {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The numbers of the line starting with `prefix` (after the address column).
+fn row(out: &str, prefix: &str) -> Vec<u64> {
+    let line = out.lines().find(|l| l.trim_start().starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in {out}"));
+    line.split_whitespace().filter_map(|w| w.parse().ok()).collect()
+}
+
+#[test]
+fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
+    let lab = Lab::up("st", &Lab::default_config(""));
+    for _ in 0..10 {
+        lab.sh("cli", &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let out = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
+    let svc = row(&out, "TCP  10.10.0.100:80");
+    let (rs1, rs2) = (row(&out, "-> 10.20.0.11:80"), row(&out, "-> 10.20.0.12:80"));
+    // Conns InPkts OutPkts InBytes OutBytes
+    assert_eq!(svc[0], 10, "{out}");
+    assert_eq!((rs1[0], rs2[0]), (5, 5), "wrr 1:1: {out}");
+    // A curl is at least SYN, ACK, request, FIN in and SYN-ACK, response, FIN out.
+    assert!(svc[1] >= 40 && svc[2] >= 30, "{out}");
+    assert!(svc[4] > svc[3], "responses are bigger than requests: {out}");
+    for i in 0..5 {
+        assert_eq!(svc[i], rs1[i] + rs2[i], "service = sum of its servers: {out}");
+    }
+
+    // -Z zeroes them; new traffic counts from zero.
+    ipvsadm(&lab, &["-Z"]);
+    let out = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
+    assert_eq!(row(&out, "TCP  10.10.0.100:80"), vec![0, 0, 0, 0, 0], "{out}");
+    lab.sh("cli", &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"]);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let out = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
+    assert_eq!(row(&out, "TCP  10.10.0.100:80")[0], 1, "{out}");
+
+    // Rates while wrk runs: connections and packets per second are non-zero.
+    let wrk = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-cli", lab.name), "timeout", "20", "wrk", "-t1", "-c4", "-d4s", "--header", "Connection: close", "http://10.10.0.100/"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    let out = ipvsadm(&lab, &["-Ln", "--rate"]);
+    let r = row(&out, "TCP  10.10.0.100:80");
+    assert!(r[0] > 0 && r[1] > 0 && r[2] > 0, "CPS, InPPS, OutPPS while loaded: {out}");
+    let _ = wrk.wait_with_output();
+}
