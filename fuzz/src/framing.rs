@@ -80,15 +80,61 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// The fuzzed datapaths: the lab's two workers with short timeouts (so expiry and its RSTs are
-/// reachable within an input) and small tables.
+/// Local ports the fuzzed workers share: few, so that building a datapath per input is cheap (the
+/// testkit's 64K ports make it the bulk of each run) and port exhaustion is reachable.
+pub const FUZZ_PORTS: std::ops::RangeInclusive<u16> = 1024..=1279;
+
+/// The fuzzed datapaths: the lab's two workers (the testkit's config, MACs and neighbours) with
+/// short timeouts (so expiry and its RSTs are reachable within an input), small tables and
+/// [`FUZZ_PORTS`]. Built as `testkit::datapath_from` does, but over a smaller port range.
 pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
-    let cfg = format!(
-        "{}\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\nfin_wait = 2\ntime_wait = 2\nclose = 1\n\
-         close_wait = 2\nlast_ack = 2\nsyn_sent = 2\nsynack = 2\nudp = 2\n",
-        gateway::testkit::LAB_CONFIG
+    use gateway::datapath::{PortCtx, Topology};
+    use gateway::forward::{Forwarder, FwdConfig, ServiceTable};
+    use gateway::laddr::{PortLayout, Steering};
+    use gateway::testkit::*;
+    use std::sync::Arc;
+
+    let text = format!(
+        "{LAB_CONFIG}\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\nfin_wait = 2\ntime_wait = 2\n\
+         close = 1\nclose_wait = 2\nlast_ack = 2\nsyn_sent = 2\nsynack = 2\nudp = 2\n"
     );
-    [0, 1].map(|w| gateway::testkit::datapath_from(&cfg, w, 2, FUZZ_CAPACITY))
+    let cfg = gateway::config::Config::parse(&text).expect("fuzz config");
+    let v = cfg.validate().expect("fuzz config");
+    let macs = [CLIENT_PORT_MAC, SERVER_PORT_MAC];
+    let ports: Vec<PortCtx> = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PortCtx {
+            name: p.name.clone(),
+            mac: macs[i],
+            addrs: v.port_addrs[i].clone(),
+            tx_csum: false,
+        })
+        .collect();
+    // One topology, service snapshot and layout shared by both workers, as the daemon does.
+    let mut topo = Topology::new(ports, &v.routes);
+    let services = Arc::new(ServiceTable::new(1, v.services, None).expect("services"));
+    topo.local.extend(services.addresses());
+    let topo = Arc::new(topo);
+    let layout = Arc::new(PortLayout::new(2, FUZZ_PORTS, Steering::Partition).expect("layout"));
+    let fc = FwdConfig {
+        capacity: FUZZ_CAPACITY,
+        timeouts: cfg.conn.timeouts,
+        max_attempts: 64,
+    };
+    [0u16, 1].map(|w| {
+        let fwd = Forwarder::new(w, services.clone(), layout.clone(), &fc).expect("forwarder");
+        let mut dp = Datapath::new(w, topo.clone(), Default::default(), fwd);
+        for (ip, mac, port) in [
+            (CLIENT_IP, CLIENT_MAC, 0),
+            (RS1, RS1_MAC, 1),
+            (RS2, RS2_MAC, 1),
+        ] {
+            dp.l3.learn_from_peer(ip, mac, port);
+        }
+        dp
+    })
 }
 
 /// What happened to the frames of one input (both workers together).
