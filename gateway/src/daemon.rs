@@ -52,14 +52,32 @@ impl Control {
     /// Builds the next generation from service configs (carrying shared scheduler state over from the
     /// current one), sends it to every worker and returns once all of them run it. On a validation
     /// error nothing is sent; on a worker's refusal or a timeout the error says which worker.
-    pub fn apply_services(&mut self, configs: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>) -> Result<u64, String> {
+    pub fn apply_services(
+        &mut self,
+        configs: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>,
+    ) -> Result<u64, String> {
         let id = self.current.id + 1;
-        let services = Arc::new(ServiceTable::new(id, configs, Some(&self.current.services)).map_err(|e| e.to_string())?);
+        let services =
+            Arc::new(ServiceTable::new(id, configs, Some(&self.current.services)).map_err(|e| e.to_string())?);
         let mut topo = (*self.current.topo).clone();
         topo.local.retain(|ip| !self.current.services.addresses().any(|a| a == *ip));
         topo.local.extend(topo.ports.iter().flat_map(|p| p.addrs.iter().map(|c| c.addr)));
         topo.local.extend(services.addresses());
-        let generation = Arc::new(Generation { id, topo: Arc::new(topo), services });
+        self.install(Generation { id, topo: Arc::new(topo), services, timeouts: self.current.timeouts })
+    }
+
+    /// Changes the connection timeouts (`ipvsadm --set`) as a new generation; existing connections
+    /// take the new value at their next state change.
+    pub fn apply_timeouts(&mut self, timeouts: crate::conn::Timeouts) -> Result<u64, String> {
+        let g = &self.current;
+        let next = Generation { id: g.id + 1, topo: g.topo.clone(), services: g.services.clone(), timeouts };
+        self.install(next)
+    }
+
+    /// Sends `generation` to every worker and waits until all of them run it.
+    fn install(&mut self, generation: Generation) -> Result<u64, String> {
+        let id = generation.id;
+        let generation = Arc::new(generation);
         while self.acks.try_recv().is_ok() {}
         for (w, tx) in self.workers.iter().enumerate() {
             tx.send_timeout(Msg::Config(generation.clone()), ACK_TIMEOUT)
@@ -78,7 +96,9 @@ impl Control {
                     }
                 }
                 Ok(_) => {}
-                Err(_) => return Err(format!("workers {pending:?} did not acknowledge generation {id} in {ACK_TIMEOUT:?}")),
+                Err(_) => {
+                    return Err(format!("workers {pending:?} did not acknowledge generation {id} in {ACK_TIMEOUT:?}"))
+                }
             }
         }
         if let Some(f) = failure {
@@ -215,7 +235,12 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
     let control = Control {
         workers: senders,
         acks: ack_rx,
-        current: Arc::new(Generation { id: 1, topo: topo.clone(), services: services.clone() }),
+        current: Arc::new(Generation {
+            id: 1,
+            topo: topo.clone(),
+            services: services.clone(),
+            timeouts: cfg.conn.timeouts,
+        }),
     };
     Ok(Running {
         control: Mutex::new(control),

@@ -29,6 +29,8 @@ pub struct Generation {
     pub id: u64,
     pub topo: Arc<crate::datapath::Topology>,
     pub services: Arc<crate::forward::ServiceTable>,
+    /// Connection timeouts (`ipvsadm --set`).
+    pub timeouts: crate::conn::Timeouts,
 }
 
 /// A worker's answer to a `Msg::Config`: the generation it now runs, or why it could not.
@@ -194,6 +196,7 @@ impl Worker {
                     let result = self.datapath.fwd.set_services(g.services.clone());
                     if result.is_ok() {
                         self.datapath.l3.topo = g.topo.clone();
+                        self.datapath.fwd.set_timeouts(g.timeouts);
                     }
                     let _ = self.acks.send(Ack { worker: self.id, generation: g.id, result });
                 }

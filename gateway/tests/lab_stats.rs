@@ -63,3 +63,34 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
     assert!(r[0] > 0 && r[1] > 0 && r[2] > 0, "CPS, InPPS, OutPPS while loaded: {out}");
     let _ = wrk.wait_with_output();
 }
+
+#[test]
+fn set_changes_the_timeouts_on_every_worker() {
+    let lab = Lab::up("so", &Lab::default_config(""));
+    assert_eq!(ipvsadm(&lab, &["-L", "--timeout"]), "Timeout (tcp tcpfin udp): 900 120 300\n");
+    ipvsadm(&lab, &["--set", "60", "0", "20"]);
+    assert_eq!(ipvsadm(&lab, &["-L", "--timeout"]), "Timeout (tcp tcpfin udp): 60 120 20\n");
+    // The connection listing shows an established connection expiring within the new timeout.
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-cli", lab.name), "python3", "-c",
+               "import socket,time\ns=socket.create_connection(('10.10.0.100',80))\ns.send(b'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\ns.recv(1000)\ntime.sleep(3)"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let conns = ipvsadm(&lab, &["-Lnc"]);
+    let line = conns.lines().find(|l| l.contains("ESTABLISHED")).unwrap_or_else(|| panic!("{conns}"));
+    // "TCP 00:59  ESTABLISHED ..." : minutes:seconds left.
+    let left = line.split_whitespace().nth(1).unwrap();
+    let (m, s) = left.split_once(':').unwrap();
+    let secs: u32 = m.parse::<u32>().unwrap() * 60 + s.parse::<u32>().unwrap();
+    assert!(secs <= 60 && secs >= 50, "{line}");
+    let _ = child.wait();
+    // A bad value is refused and changes nothing.
+    let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
+        .args(["ipvsadm", "--set", "x", "1", "1"])
+        .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", lab.name))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_eq!(ipvsadm(&lab, &["-L", "--timeout"]), "Timeout (tcp tcpfin udp): 60 120 20\n");
+}

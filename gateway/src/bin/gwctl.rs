@@ -436,9 +436,7 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
             ipvsadm::format_laddrs(&l, k.as_ref(), &c.conns).map_err(|e| Fail(e, 1))
         }
         Cmd::Zero => done(call(ctx, Op::Zero)?),
-        Cmd::SetTimeouts(..) => fail(
-            "--set: connection timeouts are fixed at start; set [conn.timeouts] in the configuration and restart",
-        ),
+        Cmd::SetTimeouts(tcp, tcpfin, udp) => done(call(ctx, Op::SetTimeouts { tcp, tcpfin, udp })?),
         Cmd::Help => Ok(ipvsadm::USAGE.to_string()),
         Cmd::Version => Ok(format!("ipvsadm v1.31 (gateway {}, IPVS-compatible)\n", env!("CARGO_PKG_VERSION"))),
     }

@@ -140,6 +140,9 @@ pub enum Op {
     Zero,
     /// Connection timeouts (`ipvsadm -L --timeout`).
     Timeouts,
+    /// Change the TCP established, TCP FIN_WAIT and UDP timeouts in seconds (`ipvsadm --set`; 0
+    /// leaves one unchanged); answered when every worker runs them.
+    SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
     /// A TOML configuration the daemon can start from, with the services as they run.
     Save,
     /// Interface addresses, routes and neighbours.

@@ -295,6 +295,7 @@ impl Server<'_> {
             Op::Stats => self.stats(),
             Op::Zero => self.zero(),
             Op::Timeouts => Ok(to_json(&self.timeouts())),
+            Op::SetTimeouts { tcp, tcpfin, udp } => self.set_timeouts(tcp, tcpfin, udp),
             Op::Save => self.save(),
             Op::Net => self.net(),
         };
@@ -600,8 +601,21 @@ impl Server<'_> {
         Ok(serde_json::json!({}))
     }
 
+    fn set_timeouts(&self, tcp: u32, tcpfin: u32, udp: u32) -> Result<serde_json::Value, String> {
+        let mut ctl = self.control()?;
+        let mut t = ctl.current().timeouts;
+        for (v, field) in [(tcp, &mut t.established), (tcpfin, &mut t.fin_wait), (udp, &mut t.udp)] {
+            if v > 0 {
+                *field = v;
+            }
+        }
+        let generation = ctl.apply_timeouts(t)?;
+        Ok(serde_json::json!({ "generation": generation }))
+    }
+
     fn timeouts(&self) -> TimeoutsView {
-        let t = &self.ctx.cfg.conn.timeouts;
+        let current = self.current().map(|g| g.timeouts).unwrap_or(self.ctx.cfg.conn.timeouts);
+        let t = &current;
         let all = serde_json::to_value(t)
             .ok()
             .and_then(|v| serde_json::from_value(v).ok())

@@ -368,6 +368,13 @@ impl Forwarder {
         }
     }
 
+    /// New idle timeouts; a connection's timer takes them at its next packet.
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        if self.table.timeouts() != t {
+            self.table.set_timeouts(t);
+        }
+    }
+
     pub fn services(&self) -> &Arc<ServiceTable> {
         &self.services
     }
