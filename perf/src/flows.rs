@@ -50,7 +50,7 @@ impl StrideWalk {
     pub fn new(count: u32) -> Self {
         let count = count.max(1);
         // About the golden ratio of the range, made coprime with it so the walk is a full cycle.
-        let mut stride = ((u64::from(count) * 0x9E37_79B9 >> 32) as u32) | 1;
+        let mut stride = (((u64::from(count) * 0x9E37_79B9) >> 32) as u32) | 1;
         while gcd(stride, count) != 1 {
             stride += 2;
         }

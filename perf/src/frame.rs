@@ -461,7 +461,7 @@ mod tests {
         let mut f = [0u8; 128];
         let n = syn.write(&mut f, Ipv4Addr::new(198, 18, 0, 9), 2000, 0x77, 0);
         let n = crate::reflect::reflect(&mut f[..n])
-            .len()
+            .tx_len()
             .expect("SYN gets a SYN-ACK");
         assert_eq!(
             classify_client(&f[..n]),

@@ -25,7 +25,8 @@ pub enum Reflect {
 }
 
 impl Reflect {
-    pub fn len(self) -> Option<usize> {
+    /// The frame length to send, if anything is to be sent.
+    pub fn tx_len(self) -> Option<usize> {
         match self {
             Reflect::Tx(n) => Some(n),
             Reflect::Drop => None,
@@ -154,7 +155,7 @@ mod tests {
     fn syn_gets_syn_ack_with_isn_and_their_seq_plus_one() {
         let mut f = [0u8; 128];
         let n = Template::new(Kind::Syn, &EP, 0).write(&mut f, CLIENT, 5000, 41, 0);
-        let n = reflect(&mut f[..n]).len().unwrap();
+        let n = reflect(&mut f[..n]).tx_len().unwrap();
         assert!(checksums_ok(&f[..n]));
         let t = tcp_of(&f[..n]);
         assert!(t.syn() && t.ack());
@@ -202,7 +203,7 @@ mod tests {
     fn pure_ack_and_rst_are_consumed() {
         let mut f = [0u8; 128];
         let n = Template::new(Kind::Syn, &EP, 0).write(&mut f, CLIENT, 5000, 1, 0);
-        let n = reflect(&mut f[..n]).len().unwrap();
+        let n = reflect(&mut f[..n]).tx_len().unwrap();
         let n = crate::frame::syn_ack_to_ack(&mut f[..n]).unwrap();
         assert_eq!(
             reflect(&mut f[..n]),
@@ -221,7 +222,7 @@ mod tests {
         let mut f = [0u8; 60];
         let n = Template::new(Kind::Syn, &EP, 0).write(&mut f, CLIENT, 5000, 1, 0);
         assert_eq!(n, 58);
-        let n = reflect(&mut f).len().unwrap();
+        let n = reflect(&mut f).tx_len().unwrap();
         assert_eq!(n, 54);
         assert!(checksums_ok(&f[..n]));
     }
