@@ -99,10 +99,29 @@ impl GenFrame {
     }
 }
 
+/// Entries of the next-hop cache (direct-mapped by destination address).
+const NH_CACHE: usize = 256;
+
+/// A resolved destination: where `route_out` sent the last packet for it.
+#[derive(Clone, Copy, Default)]
+struct NextHopEntry {
+    dst: u32,
+    port: u16,
+    mac: MacAddr,
+    src_mac: MacAddr,
+    /// Neighbour-table generation (+1, so 0 is never valid) the entry was filled under.
+    generation: u64,
+}
+
 /// The L2/L3 state of one worker.
 pub struct L3<B> {
     pub worker: u16,
-    pub topo: Arc<Topology>,
+    topo: Arc<Topology>,
+    /// Route and neighbour lookups of recent destinations: most packets go to a handful of real
+    /// servers and clients' next hops, so this saves a route lookup and a neighbour lookup per packet.
+    nh_cache: Box<[NextHopEntry; NH_CACHE]>,
+    /// Bumped when the topology changes, to invalidate `nh_cache` along with neighbour changes.
+    topo_generation: u64,
     pub neigh: NeighTable<B>,
     pub stats: WorkerStats,
     /// Monotonic milliseconds, set by the worker each round.
@@ -112,11 +131,21 @@ pub struct L3<B> {
     events: Vec<Event>,
 }
 
+impl<B> L3<B> {
+    /// Interfaces, addresses and routes this worker runs with.
+    #[inline]
+    pub fn topo(&self) -> &Arc<Topology> {
+        &self.topo
+    }
+}
+
 impl<B: PacketBuf> L3<B> {
     pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig) -> Self {
         L3 {
             worker,
             topo,
+            nh_cache: Box::new([NextHopEntry::default(); NH_CACHE]),
+            topo_generation: 0,
             neigh: NeighTable::new(neigh),
             stats: WorkerStats::default(),
             now_ms: 0,
@@ -171,9 +200,35 @@ impl<B: PacketBuf> L3<B> {
         self.generate(port, |buf| arp::write_request(buf, mac, src, target).ok());
     }
 
+    /// Switches to a new topology (a new configuration generation).
+    pub fn set_topology(&mut self, topo: Arc<Topology>) {
+        self.topo = topo;
+        self.topo_generation += 1;
+    }
+
+    #[inline]
+    fn cache_generation(&self) -> u64 {
+        // Both counters only grow; their sum changes when either does. +1 keeps 0 invalid.
+        self.neigh.generation() + self.topo_generation + 1
+    }
+
     /// Sends an IPv4 packet (Ethernet header present, IP header complete) toward `dst` through the
     /// routing table: sets the MACs, or holds the packet until ARP answers.
+    #[inline]
     pub fn route_out(&mut self, mut pkt: B, dst: Ipv4Addr) -> Verdict<B> {
+        let key = u32::from(dst);
+        let slot = (key ^ (key >> 8)) as usize % NH_CACHE;
+        let e = self.nh_cache[slot];
+        if e.dst == key && e.generation == self.cache_generation() {
+            let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
+            eth.set_dst(e.mac);
+            eth.set_src(e.src_mac);
+            return Verdict::Tx(e.port, pkt);
+        }
+        self.route_out_slow(pkt, dst, slot)
+    }
+
+    fn route_out_slow(&mut self, mut pkt: B, dst: Ipv4Addr, slot: usize) -> Verdict<B> {
         let Some(hop) = self.topo.routes.lookup(dst) else {
             return Verdict::Drop(Drop::NoRoute.into(), pkt);
         };
@@ -185,6 +240,13 @@ impl<B: PacketBuf> L3<B> {
                 let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
                 eth.set_dst(mac);
                 eth.set_src(port_mac);
+                self.nh_cache[slot] = NextHopEntry {
+                    dst: u32::from(dst),
+                    port: hop.port,
+                    mac,
+                    src_mac: port_mac,
+                    generation: self.cache_generation(),
+                };
                 Verdict::Tx(hop.port, pkt)
             }
             Resolve::Queued { request } => {
@@ -530,5 +592,32 @@ mod tests {
         dp.l3.take_released(|port, b| released.push((port, b)));
         assert_eq!(released.len(), 1);
         assert_eq!(&released[0].1.data()[0..6], &mac.0);
+    }
+
+    #[test]
+    fn next_hop_cache_follows_a_neighbour_mac_change() {
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        let meta = RxMeta { port: 0, ..Default::default() };
+        let first = match dp.process(syn_from_client(40000), &meta) {
+            Verdict::Tx(1, b) => b,
+            _ => panic!("not forwarded"),
+        };
+        let rip = Ipv4Addr::from(<[u8; 4]>::try_from(&first.data()[30..34]).unwrap());
+        let old_mac = if rip == RS1 { RS1_MAC } else { RS2_MAC };
+        assert_eq!(&first.data()[0..6], &old_mac.0);
+        // Same destination again: served from the cache, same MAC.
+        let again = match dp.process(syn_from_client(40000), &meta) {
+            Verdict::Tx(1, b) => b,
+            _ => panic!("not forwarded"),
+        };
+        assert_eq!(&again.data()[0..6], &old_mac.0);
+        // The real server moved to another MAC: the next packet must use it.
+        let new_mac = MacAddr([2, 0, 0, 0, 0, 0x77]);
+        dp.l3.learn_from_peer(rip, new_mac, 1);
+        let moved = match dp.process(syn_from_client(40000), &meta) {
+            Verdict::Tx(1, b) => b,
+            _ => panic!("not forwarded"),
+        };
+        assert_eq!(&moved.data()[0..6], &new_mac.0);
     }
 }

@@ -195,7 +195,7 @@ impl Worker {
                 Msg::Config(g) => {
                     let result = self.datapath.fwd.set_services(g.services.clone());
                     if result.is_ok() {
-                        self.datapath.l3.topo = g.topo.clone();
+                        self.datapath.l3.set_topology(g.topo.clone());
                         self.datapath.fwd.set_timeouts(g.timeouts);
                     }
                     let _ = self.acks.send(Ack { worker: self.id, generation: g.id, result });

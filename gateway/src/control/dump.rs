@@ -42,7 +42,7 @@ pub fn worker_dump<B>(worker: u16, dp: &Datapath<B>, limit: usize) -> WorkerDump
     let now = dp.l3.now_ms;
     let table = dp.fwd.table();
     let services = dp.fwd.services();
-    let ports = &dp.l3.topo.ports;
+    let ports = &dp.l3.topo().ports;
     WorkerDump {
         worker,
         total: table.len() as u64,

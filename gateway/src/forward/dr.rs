@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 /// is not on a connected subnet is refused as `NoRoute`.
 #[inline]
 pub fn forward<B: PacketBuf>(l3: &mut L3<B>, pkt: B, rip: Ipv4Addr) -> Verdict<B> {
-    match l3.topo.routes.lookup(rip) {
+    match l3.topo().routes.lookup(rip) {
         Some(hop) if hop.via.is_none() => l3.route_out(pkt, rip),
         _ => Verdict::Drop(Drop::NoRoute.into(), pkt),
     }

@@ -400,7 +400,7 @@ impl Forwarder {
             Via::Lip
         } else if !self.nat.is_empty()
             && self.nat.is_real(ip.src)
-            && !l3.topo.local.contains(&ip.dst)
+            && !l3.topo().local.contains(&ip.dst)
         {
             Via::NatReply
         } else {

@@ -61,8 +61,8 @@ pub fn outer_source<B>(
         let i = ((u64::from(flow_hash(client)) * lips.len() as u64) >> 32) as usize;
         return lips.get(i).copied();
     }
-    let hop = l3.topo.routes.lookup(rip)?;
-    l3.topo.source_for(hop.port, rip)
+    let hop = l3.topo().routes.lookup(rip)?;
+    l3.topo().source_for(hop.port, rip)
 }
 
 /// Wraps the IP packet at `pkt[l3_off..]` (trimmed to its total length by the caller) in an outer

@@ -75,11 +75,24 @@ pub struct NeighTable<B> {
     cfg: NeighConfig,
     map: HashMap<Ipv4Addr, Entry<B>>,
     pub counters: NeighCounters,
+    /// Bumped whenever a resolved MAC appears, changes or goes: caches of lookups compare it.
+    generation: u64,
 }
 
 impl<B> NeighTable<B> {
     pub fn new(cfg: NeighConfig) -> Self {
-        NeighTable { map: HashMap::with_capacity(cfg.capacity.min(1 << 16)), cfg, counters: NeighCounters::default() }
+        NeighTable {
+            map: HashMap::with_capacity(cfg.capacity.min(1 << 16)),
+            cfg,
+            counters: NeighCounters::default(),
+            generation: 0,
+        }
+    }
+
+    /// Changes whenever a resolved entry appears, changes or goes away.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The MAC for `ip`, if resolved.
@@ -134,6 +147,7 @@ impl<B> NeighTable<B> {
         let Some(e) = self.map.get_mut(&ip) else { return };
         if e.mac != Some(mac) {
             self.counters.learned += 1;
+            self.generation += 1;
         }
         e.mac = Some(mac);
         e.port = port;
@@ -149,6 +163,7 @@ impl<B> NeighTable<B> {
     pub fn tick(&mut self, now: u64, mut request: impl FnMut(u16, Ipv4Addr), mut drop_pkt: impl FnMut(B)) {
         let cfg = self.cfg;
         let c = &mut self.counters;
+        let before = c.aged_out;
         self.map.retain(|ip, e| {
             let since_req = now.saturating_sub(e.last_request);
             match e.mac {
@@ -182,6 +197,9 @@ impl<B> NeighTable<B> {
                 }
             }
         });
+        if self.counters.aged_out != before {
+            self.generation += 1;
+        }
     }
 
     pub fn len(&self) -> usize {
