@@ -6,7 +6,7 @@
 //! publishes its counters. Nothing is shared on the packet path.
 
 use crate::datapath::{Datapath, Event, Verdict};
-use crate::dpdk::{self, Mbuf, MbufRing, Mempool, RxBatch, TxBuffer};
+use crate::dpdk::{self, Mbuf, MbufRing, Mempool, RxBatch, TxBuffer, BURST};
 use crate::packet::{CsumStatus, RxMeta};
 use crate::stats::{Drop, WorkerStats};
 use crossbeam_channel::{Receiver, Sender};
@@ -102,23 +102,17 @@ impl Worker {
                     continue;
                 }
                 work += n;
-                for i in 0..n {
-                    batch.prefetch(i + 1);
-                    let Some(m) = batch.next() else { break };
-                    let meta = meta_of(&m, pi as u16, queue, false);
-                    self.dispatch(m, &meta, &mut txq);
-                }
+                self.run_burst(&mut batch, Some(pi as u16), &mut txq);
             }
             for r in 0..self.rings_in.len() {
                 let ring = self.rings_in[r].clone();
                 let n = batch.rx_ring(&ring);
-                work += n;
-                while let Some(m) = batch.next() {
-                    self.datapath.l3.stats.handoff_in += 1;
-                    let port = self.port_ids.iter().position(|&p| p == m.port()).unwrap_or(0) as u16;
-                    let meta = meta_of(&m, port, queue, true);
-                    self.dispatch(m, &meta, &mut txq);
+                if n == 0 {
+                    continue;
                 }
+                work += n;
+                self.datapath.l3.stats.handoff_in += n as u64;
+                self.run_burst(&mut batch, None, &mut txq);
             }
             let l3 = &mut self.datapath.l3;
             l3.take_released(|port, m| {
@@ -162,13 +156,46 @@ impl Worker {
         0
     }
 
+    /// Runs a received burst through the datapath and carries out the verdicts. `port` is the
+    /// datapath port index for frames from a NIC queue, None for frames handed over by a peer (their
+    /// receiving port is read from the mbuf).
     #[inline]
-    fn dispatch(&mut self, m: Mbuf, meta: &RxMeta, txq: &mut [TxBuffer]) {
-        if m.is_chained() {
-            self.datapath.count_drop(Drop::Chained.into());
-            return;
+    fn run_burst(&mut self, batch: &mut RxBatch, port: Option<u16>, txq: &mut [TxBuffer]) {
+        let queue = self.id;
+        let mut pkts: [Option<Mbuf>; BURST] = Default::default();
+        let mut metas = [RxMeta::default(); BURST];
+        let mut n = 0;
+        for i in 0..BURST {
+            batch.prefetch(i);
         }
-        match self.datapath.process(m, meta) {
+        for m in batch.by_ref() {
+            if m.is_chained() {
+                self.datapath.count_drop(Drop::Chained.into());
+                continue;
+            }
+            let meta = match port {
+                Some(p) => meta_of(&m, p, queue, false),
+                None => {
+                    let p = self.port_ids.iter().position(|&p| p == m.port()).unwrap_or(0) as u16;
+                    meta_of(&m, p, queue, true)
+                }
+            };
+            metas[n] = meta;
+            pkts[n] = Some(m);
+            n += 1;
+        }
+        let mut out: [Option<Verdict<Mbuf>>; BURST] = Default::default();
+        self.datapath.process_burst(&mut pkts[..n], &metas[..n], &mut out[..n]);
+        for v in out.iter_mut().take(n) {
+            if let Some(v) = v.take() {
+                self.dispatch(v, txq);
+            }
+        }
+    }
+
+    #[inline]
+    fn dispatch(&mut self, verdict: Verdict<Mbuf>, txq: &mut [TxBuffer]) {
+        match verdict {
             Verdict::Tx(port, m) => {
                 let s = &mut self.datapath.l3.stats;
                 s.tx_packets += 1;

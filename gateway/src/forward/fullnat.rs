@@ -393,6 +393,33 @@ impl Forwarder {
         meta: &RxMeta,
         v: &Ipv4In,
     ) -> Result<Verdict<B>, B> {
+        self.handle_with(l3, pkt, meta, v, None)
+    }
+
+    /// The tuple `handle` looks up for this packet, when it does one (TCP/UDP, not a fragment):
+    /// the burst pipeline looks these up together (`ConnTable::lookup_batch`) so that the cache misses
+    /// of a burst overlap.
+    #[inline]
+    pub fn lookup_tuple(&self, v: &Ipv4In) -> Option<Tuple> {
+        let ip = &v.ip;
+        if ip.is_fragment || !(ip.protocol == IpProtocol::TCP || ip.protocol == IpProtocol::UDP) {
+            return None;
+        }
+        Some(Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0))
+    }
+
+    /// `handle` with the result of a batched lookup done earlier in the burst. A hit is re-checked
+    /// against the entry (a packet earlier in the burst may have removed it and the slot been
+    /// reused); a miss is looked up again (an earlier packet may have created the connection).
+    #[inline]
+    pub fn handle_with<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        meta: &RxMeta,
+        v: &Ipv4In,
+        pre: Option<Option<(ConnId, Dir)>>,
+    ) -> Result<Verdict<B>, B> {
         let ip = &v.ip;
         let via = if self.services.is_vip(ip.dst) {
             Via::Vip
@@ -423,7 +450,11 @@ impl Forwarder {
         let proto = ip.protocol.0;
         let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, proto);
         let now = Ticks(l3.now_ms);
-        Ok(match self.table.lookup(&tuple) {
+        let found = match pre {
+            Some(Some((id, dir))) if self.table.get(id).is_some_and(|c| c.tuple(dir) == tuple) => Some((id, dir)),
+            _ => self.table.lookup(&tuple),
+        };
+        Ok(match found {
             Some((id, dir)) => {
                 if dir == Dir::Reply && !meta.from_peer {
                     l3.stats.steer_hits += 1;
