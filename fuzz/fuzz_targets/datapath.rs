@@ -10,5 +10,5 @@ use libfuzzer_sys::fuzz_target;
 include!("../src/framing.rs");
 
 fuzz_target!(|data: &[u8]| {
-    run_input(data);
+    check_input(data);
 });

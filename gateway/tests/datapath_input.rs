@@ -1059,7 +1059,7 @@ proptest! {
                 forged |= matches!(o, Opt::ForgedToa);
             }
         }
-        while raw.len() % 4 != 0 {
+        while !raw.len().is_multiple_of(4) {
             raw.push(0); // EOL padding
         }
         let mut f = Vec::new();

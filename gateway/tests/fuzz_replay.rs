@@ -64,7 +64,7 @@ fn every_corpus_file_replays_without_breaking_an_invariant() {
     let mut frames = 0;
     for f in &files {
         let data = std::fs::read(f).unwrap();
-        let o = std::panic::catch_unwind(|| run_input(&data))
+        let o = std::panic::catch_unwind(|| check_input(&data))
             .unwrap_or_else(|_| panic!("{} breaks the datapath", f.display()));
         assert_eq!(o.frames, Records(&data).count() as u64, "{}", f.display());
         frames += o.frames;
