@@ -190,6 +190,48 @@ fn established(c: &mut Criterion) {
     g.finish();
 }
 
+/// As `established`, a burst of 32 random flows per iteration through `process_burst` (the
+/// worker's path: one batched lookup per burst).
+fn established_burst(c: &mut Criterion) {
+    let cfg = bench_config();
+    let syn = template(0x02);
+    let ack = template(0x10);
+    let mut g = c.benchmark_group("datapath/established_burst32");
+    g.throughput(Throughput::Elements(32));
+    for (name, n, cap) in [("1K", 1_000u32, 1u32 << 12), ("1M", 1_000_000, 2 << 20)] {
+        let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, cap);
+        let mut buf = VecBuf::from_frame(&syn);
+        let acks: Vec<Flow> = (0..n).map(|i| Flow::new(&ack, i)).collect();
+        for i in 0..n {
+            buf = send(&mut dp, buf, &Flow::new(&syn, i), &syn);
+            buf = send(&mut dp, buf, &acks[i as usize], &ack);
+        }
+        let order = random_order(n, 1 << 16);
+        let mut k = 0;
+        let mut pkts: Vec<Option<VecBuf>> = (0..32).map(|_| Some(VecBuf::from_frame(&ack))).collect();
+        let metas = [META; 32];
+        let mut out: Vec<Option<Verdict<VecBuf>>> = (0..32).map(|_| None).collect();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for p in pkts.iter_mut() {
+                    let mut buf = p.take().unwrap_or_else(|| VecBuf::from_frame(&ack));
+                    acks[order[k] as usize].write(&mut buf, &ack);
+                    k = (k + 1) & (order.len() - 1);
+                    *p = Some(buf);
+                }
+                dp.process_burst(&mut pkts, &metas, &mut out);
+                for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
+                    match o.take() {
+                        Some(Verdict::Tx(1, b)) => *p = Some(black_box(b)),
+                        _ => panic!("not forwarded to the server side"),
+                    }
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Connections created per measured chunk; a fresh datapath takes each chunk, built untimed.
 const CHUNK: u32 = 1 << 15;
 
@@ -225,6 +267,6 @@ fn new_conn(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    targets = established, new_conn
+    targets = established, established_burst, new_conn
 }
 criterion_main!(benches);
