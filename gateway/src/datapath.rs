@@ -493,13 +493,12 @@ impl<B: PacketBuf> Datapath<B> {
         v: &Ipv4In,
         pre: Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>,
     ) -> Verdict<B> {
-        let v = *v;
-        let pkt = match self.fwd.handle_with(&mut self.l3, pkt, meta, &v, pre) {
+        let pkt = match self.fwd.handle_with(&mut self.l3, pkt, meta, v, pre) {
             Ok(verdict) => return verdict,
             Err(pkt) => pkt,
         };
         if self.l3.topo.local.contains(&v.ip.dst) {
-            return local_delivery(&mut self.l3, pkt, meta, &v);
+            return local_delivery(&mut self.l3, pkt, meta, v);
         }
         Verdict::Drop(Drop::IpNotForUs.into(), pkt)
     }
