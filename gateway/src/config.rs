@@ -230,6 +230,11 @@ pub struct PortEntry {
     #[serde(default = "default_desc")]
     pub tx_desc: u16,
     pub mtu: Option<u16>,
+    /// Treat the port as if it had RSS with the default Toeplitz key and a round-robin RETA of this
+    /// many entries (0 = off): for memif/af_packet ports fed by a generator that plays the NIC's RSS
+    /// (perf/pktgen), so local ports are chosen for reply steering as on hardware.
+    #[serde(default)]
+    pub rss_emulate_reta: u16,
 }
 
 fn default_true() -> bool {
@@ -395,6 +400,10 @@ impl Config {
                 if !(64..=16384).contains(&v) {
                     return Err(invalid(format!("{key}.{d}"), format!("{v} is out of range 64..=16384")));
                 }
+            }
+            let r = p.rss_emulate_reta;
+            if r != 0 && !(r.is_power_of_two() && r <= 512) {
+                return Err(invalid(format!("{key}.rss_emulate_reta"), "must be 0 (off) or a power of two up to 512"));
             }
             if let Some(mtu) = p.mtu {
                 if !(576..=9000).contains(&mtu) {

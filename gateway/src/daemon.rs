@@ -270,8 +270,10 @@ fn port_layout(
     let lip = services.services.iter().flat_map(|s| s.lips.iter()).next().copied();
     let rss = lip
         .and_then(|ip| topo.routes.lookup(ip))
-        .and_then(|hop| ports.get(hop.port as usize))
-        .and_then(|p| p.rss.clone());
+        .and_then(|hop| {
+            let i = hop.port as usize;
+            ports.get(i).and_then(|p| p.rss.clone()).or_else(|| emulated_rss(cfg.ports.get(i)?, n))
+        });
     if let Some(r) = rss {
         let steering = Reta::new(r.reta.clone()).map(|reta| {
             Steering::Rss(RssConfig { key: r.key.clone(), reta, queues: QueueMap::identity(n as u16) })
@@ -282,6 +284,17 @@ fn port_layout(
         }
     }
     PortLayout::new(n, range, Steering::Partition).map_err(|e| StartError::Other(format!("conn.port_range: {e}")))
+}
+
+/// RSS as `rss_emulate_reta` describes it: the default Toeplitz key and a round-robin RETA over the
+/// workers' queues, which is what perf/pktgen plays on memif.
+fn emulated_rss(pc: &crate::config::PortEntry, n: usize) -> Option<dpdk::RssConfig> {
+    let size = pc.rss_emulate_reta as usize;
+    (size > 0).then(|| dpdk::RssConfig {
+        key: crate::laddr::DEFAULT_RSS_KEY.to_vec(),
+        reta: (0..size).map(|i| (i % n) as u16).collect(),
+        hash_fields: 0,
+    })
 }
 
 /// What the signal handlers set.

@@ -81,6 +81,37 @@ mod tests {
         assert!(QueueChooser::new(0, 128).is_err());
     }
 
+    /// The gateway side of the contract: `rss_emulate_reta` takes a power of two up to 512, and the
+    /// bench config's ports parse with it.
+    #[test]
+    fn gateway_accepts_the_rss_emulation_pktgen_plays() {
+        let base = include_str!("../conf/bench.toml");
+        let with = |v: &str| {
+            base.replace(
+                "csum_offload = false",
+                &format!("csum_offload = false\nrss_emulate_reta = {v}"),
+            )
+        };
+        let cfg = gateway::config::Config::parse(&with("128")).expect("valid");
+        assert!(cfg
+            .ports
+            .iter()
+            .all(|p| p.rss_emulate_reta == usize_to_u16(DEFAULT_RETA_SIZE)));
+        for bad in ["100", "1024"] {
+            let e = gateway::config::Config::parse(&with(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("rss_emulate_reta"), "{bad}: {e}");
+        }
+        assert!(
+            gateway::config::Config::parse(base).is_ok_and(|c| c.ports[0].rss_emulate_reta == 0)
+        );
+    }
+
+    fn usize_to_u16(v: usize) -> u16 {
+        u16::try_from(v).unwrap()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         /// The fast path agrees with the bitwise reference hash and a plain RETA lookup.
