@@ -298,7 +298,7 @@ impl Default for NeighbourConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     /// Seconds between log lines with counters (0 = off). SIGUSR1 logs them at any time.
@@ -311,11 +311,6 @@ pub struct ControlConfig {
     pub socket_group: Option<String>,
 }
 
-impl Default for ControlConfig {
-    fn default() -> Self {
-        ControlConfig { stats_interval_s: 0, stats_file: None, socket: None, socket_group: None }
-    }
-}
 
 /// A validated, typed view of the parts the datapath needs.
 #[derive(Debug, Clone)]
@@ -368,7 +363,7 @@ impl Config {
         if m.mbufs < 1024 {
             return Err(invalid("mempool.mbufs", "must be at least 1024"));
         }
-        if m.cache > 512 || m.cache as u64 * 1 > m.mbufs as u64 / 2 {
+        if m.cache > 512 || m.cache as u64 > m.mbufs as u64 / 2 {
             return Err(invalid("mempool.cache", "must be at most 512 and at most half of mempool.mbufs"));
         }
         if m.data_room < 1024 + 128 {

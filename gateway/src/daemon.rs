@@ -354,7 +354,7 @@ impl Running {
         }
         let (per, total) = self.stats();
         for (i, s) in per.iter().enumerate() {
-            let cpp = if s.busy_packets > 0 { s.busy_cycles / s.busy_packets } else { 0 };
+            let cpp = s.busy_cycles.checked_div(s.busy_packets).unwrap_or(0);
             let _ = writeln!(
                 out,
                 "worker {i}: rx {} tx {} arp_replies {} arp_requests {} echo_replies {} handoff_out {} handoff_in {} \

@@ -251,7 +251,7 @@ impl Worker {
         let traffic = &mut dp.l3.stats.traffic;
         traffic.clear();
         traffic.extend(dp.fwd.traffic_entries());
-        traffic.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        traffic.sort_unstable_by_key(|a| a.0);
         if let Ok(mut p) = self.published.lock() {
             p.clone_from(&dp.l3.stats);
         }

@@ -27,7 +27,7 @@ fn every_key_in_the_examples_is_documented() {
     let doc = std::fs::read_to_string(conf_dir().join("README.md")).unwrap();
     for e in std::fs::read_dir(conf_dir()).unwrap() {
         let p = e.unwrap().path();
-        if !p.extension().is_some_and(|x| x == "toml") {
+        if p.extension().is_none_or(|x| x != "toml") {
             continue;
         }
         let text = std::fs::read_to_string(&p).unwrap();

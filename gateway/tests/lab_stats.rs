@@ -83,7 +83,7 @@ fn set_changes_the_timeouts_on_every_worker() {
     let left = line.split_whitespace().nth(1).unwrap();
     let (m, s) = left.split_once(':').unwrap();
     let secs: u32 = m.parse::<u32>().unwrap() * 60 + s.parse::<u32>().unwrap();
-    assert!(secs <= 60 && secs >= 50, "{line}");
+    assert!((50..=60).contains(&secs), "{line}");
     let _ = child.wait();
     // A bad value is refused and changes nothing.
     let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
