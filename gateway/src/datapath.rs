@@ -291,7 +291,9 @@ impl<B: PacketBuf> L3<B> {
             self.events.push(Event::Learned { ip: spa, mac: sha, port });
         }
         if ours && op == ArpOp::REQUEST {
-            let mac = self.topo.ports[port as usize].mac;
+            let Some(mac) = self.topo.ports.get(port as usize).map(|p| p.mac) else {
+                return Verdict::Drop(Drop::ArpMalformed.into(), pkt);
+            };
             if arp::make_reply_in_place(pkt.data_mut(), mac).is_ok() {
                 self.stats.arp_replies += 1;
                 return Verdict::Tx(port, pkt);

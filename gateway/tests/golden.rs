@@ -130,10 +130,12 @@ impl Conn {
         self.c2s_as(s, &format!("SYN {}", self.cport), &syn, &syn_out);
         let synack = Seg::new(SYN | ACK, isn_s, isn_c + 1).options(&mss(1400));
         self.s2c(s, &format!("SYN-ACK {}", self.cport), &synack);
-        self.c2s(
+        // The client's first ACK carries TOA too (for toa modules that read it there).
+        self.c2s_as(
             s,
             &format!("ACK {}", self.cport),
             &Seg::new(ACK, isn_c + 1, isn_s + 1),
+            &Seg::new(ACK, isn_c + 1, isn_s + 1).options(&toa(self.client())),
         );
     }
 }
@@ -205,13 +207,13 @@ fn tcp_handshake_is_translated_with_toa() {
         "to the client's MAC"
     );
     let ack = &out.frames[s.out_index("ACK 40000")];
-    assert_eq!(field(ack, "tcp.options"), "[]", "TOA only on the SYN");
+    assert_eq!(field(ack, "tcp.options"), "[toa 40000 10.10.0.2]", "TOA on the first ACK too");
     assert!(
         out.drop_lines().is_empty(),
         "no drops: {:?}",
         out.drop_lines()
     );
-    assert_eq!(field_stat(&out.stats, "toa_added"), 1, "{}", out.stats);
+    assert_eq!(field_stat(&out.stats, "toa_added"), 2, "{}", out.stats);
 }
 
 /// `key N` on the `conn 0:` line.

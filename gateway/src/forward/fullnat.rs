@@ -19,7 +19,7 @@ use super::nat::{self, NatIndex};
 use super::rewrite::rewrite_l4;
 use super::services::ServiceTable;
 use super::{dr, mode, tun};
-use crate::conn::{
+use crate::conn::{ConnFlags, 
     tcp_flags, Activity, ConnId, ConnTable, Dir, InsertError, State, Ticks, Timeouts, Tuple,
 };
 use crate::datapath::{l4_checksum_ok, Ipv4In, Verdict, L3};
@@ -717,13 +717,24 @@ impl Forwarder {
                 (client.src_ip(), client.sport),
             ),
         };
-        if c.mode == mode::FULLNAT && dir == Dir::Original && is_tcp && ip.tcp_flags.syn() {
+        if c.mode == mode::FULLNAT && dir == Dir::Original && is_tcp {
             let toa = services
                 .services
                 .get(c.svc as usize)
                 .is_some_and(|vs| vs.toa);
-            if toa {
-                self.add_toa(&mut pkt, l3_off, l4_off, ip.total_len as usize, client);
+            let f = ip.tcp_flags;
+            if toa && f.syn() {
+                self.add_toa(&mut pkt, l3_off, l4_off, ip.total_len as usize, client, true);
+            } else if toa && f.ack() && !f.rst() && !c.flags().contains(ConnFlags::TOA_DONE) {
+                // Also on the client's first ACK: the classic toa kernel module reads the option from
+                // the packet that completes the handshake (as DPVS puts it there), newer ones from
+                // the SYN. Only if the segment still fits a 1500-byte MTU with the option.
+                c.set_flags(ConnFlags::TOA_DONE);
+                if usize::from(ip.total_len) + usize::from(TOA_LEN) <= 1500 {
+                    self.add_toa(&mut pkt, l3_off, l4_off, ip.total_len as usize, client, false);
+                } else {
+                    self.stats.toa_skipped += 1;
+                }
             }
         }
         rewrite_l4(pkt.data_mut(), l3_off, l4_off, src, dst);
@@ -791,13 +802,14 @@ impl Forwarder {
         l4_off: usize,
         total_len: usize,
         client: Tuple,
+        syn: bool,
     ) {
         let len = pkt.len();
         match tcp::insert_toa(pkt.room_mut(), len, l3_off, client.sport, client.src_ip()) {
             Ok(n) => {
                 pkt.set_len(n);
                 let end = l3_off + total_len + TOA_LEN as usize;
-                if let Some(seg) = pkt.data_mut().get_mut(l4_off..end) {
+                if let Some(seg) = pkt.data_mut().get_mut(l4_off..end).filter(|_| syn) {
                     TcpPacket::new_unchecked(seg).reduce_mss(TOA_LEN);
                 }
                 self.stats.toa_added += 1;
