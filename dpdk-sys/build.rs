@@ -64,7 +64,9 @@ fn dpdk_cflags() -> Vec<String> {
     let out = Command::new("pkg-config")
         .args(["--cflags", "libdpdk"])
         .output()
-        .unwrap_or_else(|_| fail("pkg-config not found: install it with `apt-get install pkg-config`"));
+        .unwrap_or_else(|_| {
+            fail("pkg-config not found: install it with `apt-get install pkg-config`")
+        });
     if !out.status.success() {
         fail(
             "DPDK not found by pkg-config (libdpdk.pc): install it with `apt-get install libdpdk-dev` \
@@ -94,7 +96,13 @@ fn main() {
         });
     // pkg-config lists -lrte_* libraries behind --as-needed; make sure the ones we call are linked even
     // when only the shim references them.
-    for l in ["rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal"] {
+    for l in [
+        "rte_ethdev",
+        "rte_mbuf",
+        "rte_mempool",
+        "rte_ring",
+        "rte_eal",
+    ] {
         if !lib.libs.iter().any(|x| x == l) {
             println!("cargo:rustc-link-lib={l}");
         }
@@ -148,7 +156,8 @@ fn main() {
              or run scripts/setup.sh",
         )
     });
-    let bindings = bindings.unwrap_or_else(|e| fail(&format!("bindgen failed on the DPDK headers: {e}")));
+    let bindings =
+        bindings.unwrap_or_else(|e| fail(&format!("bindgen failed on the DPDK headers: {e}")));
     bindings
         .write_to_file(out_dir.join("bindings.rs"))
         .expect("write bindings.rs");

@@ -11,7 +11,12 @@
 //! Nothing here is safe to call without reading the DPDK documentation; the `gateway` crate's `dpdk`
 //! module is the safe layer.
 
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #![allow(clippy::all)]
 #![allow(rustdoc::all)]
 

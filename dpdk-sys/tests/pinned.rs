@@ -13,7 +13,10 @@ fn rss_flags_match_dpdk_22_11() {
     assert_eq!(RTE_ETH_RSS_NONFRAG_IPV4_OTHER, 1 << 7);
     // RTE_ETH_RSS_IP = IPV4 | FRAG_IPV4 | NONFRAG_IPV4_OTHER | IPV6 | FRAG_IPV6 | NONFRAG_IPV6_OTHER
     //                  | IPV6_EX (bits 2, 3, 7, 8, 9, 13, 15)
-    assert_eq!(RTE_ETH_RSS_IP, (1 << 2) | (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 13) | (1 << 15));
+    assert_eq!(
+        RTE_ETH_RSS_IP,
+        (1 << 2) | (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 13) | (1 << 15)
+    );
     assert_eq!(RTE_ETH_RSS_TCP, (1 << 4) | (1 << 10) | (1 << 16));
     assert_eq!(RTE_ETH_RSS_UDP, (1 << 5) | (1 << 11) | (1 << 17));
 }
@@ -91,7 +94,10 @@ fn mbuf_layout_matches_c_and_22_11() {
     ];
     for (field, rust, pinned) in cases {
         assert_eq!(c(field), rust, "field {field}: C and bindgen disagree");
-        assert_eq!(rust, pinned, "field {field}: layout differs from DPDK 22.11");
+        assert_eq!(
+            rust, pinned,
+            "field {field}: layout differs from DPDK 22.11"
+        );
     }
     assert_eq!(c(TX_OFFLOAD), offset_of!(rte_mbuf, __bindgen_anon_3));
     assert_eq!(c(TX_OFFLOAD), 72);

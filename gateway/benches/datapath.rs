@@ -208,7 +208,8 @@ fn established_burst(c: &mut Criterion) {
         }
         let order = random_order(n, 1 << 16);
         let mut k = 0;
-        let mut pkts: Vec<Option<VecBuf>> = (0..32).map(|_| Some(VecBuf::from_frame(&ack))).collect();
+        let mut pkts: Vec<Option<VecBuf>> =
+            (0..32).map(|_| Some(VecBuf::from_frame(&ack))).collect();
         let metas = [META; 32];
         let mut out: Vec<Option<Verdict<VecBuf>>> = (0..32).map(|_| None).collect();
         g.bench_function(name, |b| {

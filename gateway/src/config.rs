@@ -22,7 +22,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), reason: reason.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,7 +65,11 @@ pub struct ConnConfig {
 
 impl Default for ConnConfig {
     fn default() -> Self {
-        ConnConfig { capacity: 1 << 20, port_range: [1024, 65535], timeouts: Default::default() }
+        ConnConfig {
+            capacity: 1 << 20,
+            port_range: [1024, 65535],
+            timeouts: Default::default(),
+        }
     }
 }
 
@@ -181,7 +188,12 @@ pub struct WorkersConfig {
 
 impl Default for WorkersConfig {
     fn default() -> Self {
-        WorkersConfig { count: 1, cpus: Vec::new(), main_cpu: 0, idle_sleep_us: 0 }
+        WorkersConfig {
+            count: 1,
+            cpus: Vec::new(),
+            main_cpu: 0,
+            idle_sleep_us: 0,
+        }
     }
 }
 
@@ -204,7 +216,11 @@ pub struct MempoolConfig {
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        MempoolConfig { mbufs: 16383, cache: 256, data_room: 2176 }
+        MempoolConfig {
+            mbufs: 16383,
+            cache: 256,
+            data_room: 2176,
+        }
     }
 }
 
@@ -265,7 +281,8 @@ fn is_pci_addr(s: &str) -> bool {
             && t[..2].iter().chain(&t[3..5]).all(u8::is_ascii_hexdigit)
             && t[6].is_ascii_digit()
     };
-    (b.len() == 12 && b[4] == b':' && b[..4].iter().all(u8::is_ascii_hexdigit) && tail_ok(&b[5..])) || tail_ok(b)
+    (b.len() == 12 && b[4] == b':' && b[..4].iter().all(u8::is_ascii_hexdigit) && tail_ok(&b[5..]))
+        || tail_ok(b)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,7 +311,12 @@ pub struct NeighbourConfig {
 
 impl Default for NeighbourConfig {
     fn default() -> Self {
-        NeighbourConfig { timeout_s: 300, retry_ms: 1000, max_pending: 8, capacity: 4096 }
+        NeighbourConfig {
+            timeout_s: 300,
+            retry_ms: 1000,
+            max_pending: 8,
+            capacity: 4096,
+        }
     }
 }
 
@@ -311,7 +333,6 @@ pub struct ControlConfig {
     pub socket_group: Option<String>,
 }
 
-
 /// A validated, typed view of the parts the datapath needs.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -322,8 +343,10 @@ pub struct Validated {
 
 impl Config {
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| ConfigError::Io { path: path.display().to_string(), err })?;
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
+            path: path.display().to_string(),
+            err,
+        })?;
         Self::parse(&text)
     }
 
@@ -342,19 +365,32 @@ impl Config {
     pub fn validate(&self) -> Result<Validated, ConfigError> {
         let w = &self.workers;
         if w.count == 0 || w.count > 64 {
-            return Err(invalid("workers.count", format!("{} is out of range 1..=64", w.count)));
+            return Err(invalid(
+                "workers.count",
+                format!("{} is out of range 1..=64", w.count),
+            ));
         }
         if !w.cpus.is_empty() && w.cpus.len() != w.count as usize {
             return Err(invalid(
                 "workers.cpus",
-                format!("has {} entries but workers.count is {}", w.cpus.len(), w.count),
+                format!(
+                    "has {} entries but workers.count is {}",
+                    w.cpus.len(),
+                    w.count
+                ),
             ));
         }
         if w.idle_sleep_us > 1_000_000 {
-            return Err(invalid("workers.idle_sleep_us", "must be at most 1000000 (1 s)"));
+            return Err(invalid(
+                "workers.idle_sleep_us",
+                "must be at most 1000000 (1 s)",
+            ));
         }
         if self.eal.file_prefix.is_empty() || self.eal.file_prefix.contains('/') {
-            return Err(invalid("eal.file_prefix", "must be a non-empty name without '/'"));
+            return Err(invalid(
+                "eal.file_prefix",
+                "must be a non-empty name without '/'",
+            ));
         }
         if self.eal.memory_mb < 64 {
             return Err(invalid("eal.memory_mb", "must be at least 64"));
@@ -364,10 +400,16 @@ impl Config {
             return Err(invalid("mempool.mbufs", "must be at least 1024"));
         }
         if m.cache > 512 || m.cache as u64 > m.mbufs as u64 / 2 {
-            return Err(invalid("mempool.cache", "must be at most 512 and at most half of mempool.mbufs"));
+            return Err(invalid(
+                "mempool.cache",
+                "must be at most 512 and at most half of mempool.mbufs",
+            ));
         }
         if m.data_room < 1024 + 128 {
-            return Err(invalid("mempool.data_room", "must be at least 1152 (1024 + 128 headroom)"));
+            return Err(invalid(
+                "mempool.data_room",
+                "must be at least 1152 (1024 + 128 headroom)",
+            ));
         }
         if self.ports.is_empty() {
             return Err(invalid("port", "at least one [[port]] is required"));
@@ -379,37 +421,60 @@ impl Config {
         for (i, p) in self.ports.iter().enumerate() {
             let key = format!("port[{i}]");
             if p.name.is_empty() || !names.insert(p.name.as_str()) {
-                return Err(invalid(format!("{key}.name"), format!("{:?} is empty or used twice", p.name)));
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("{:?} is empty or used twice", p.name),
+                ));
             }
             let dev = p.dev_name();
             if dev.is_empty() || !(p.is_pci() || dev.starts_with("net_")) {
                 return Err(invalid(
                     format!("{key}.device"),
-                    format!("{:?} is neither a PCI address nor a vdev string (net_<driver><n>,...)", p.device),
+                    format!(
+                        "{:?} is neither a PCI address nor a vdev string (net_<driver><n>,...)",
+                        p.device
+                    ),
                 ));
             }
             if !devs.insert(dev) {
-                return Err(invalid(format!("{key}.device"), format!("device {dev:?} used twice")));
+                return Err(invalid(
+                    format!("{key}.device"),
+                    format!("device {dev:?} used twice"),
+                ));
             }
             for (d, v) in [("rx_desc", p.rx_desc), ("tx_desc", p.tx_desc)] {
                 if !(64..=16384).contains(&v) {
-                    return Err(invalid(format!("{key}.{d}"), format!("{v} is out of range 64..=16384")));
+                    return Err(invalid(
+                        format!("{key}.{d}"),
+                        format!("{v} is out of range 64..=16384"),
+                    ));
                 }
             }
             let r = p.rss_emulate_reta;
             if r != 0 && !(r.is_power_of_two() && r <= 512) {
-                return Err(invalid(format!("{key}.rss_emulate_reta"), "must be 0 (off) or a power of two up to 512"));
+                return Err(invalid(
+                    format!("{key}.rss_emulate_reta"),
+                    "must be 0 (off) or a power of two up to 512",
+                ));
             }
             if let Some(mtu) = p.mtu {
                 if !(576..=9000).contains(&mtu) {
-                    return Err(invalid(format!("{key}.mtu"), format!("{mtu} is out of range 576..=9000")));
+                    return Err(invalid(
+                        format!("{key}.mtu"),
+                        format!("{mtu} is out of range 576..=9000"),
+                    ));
                 }
             }
             let mut addrs = Vec::new();
             for (j, a) in p.addresses.iter().enumerate() {
-                let c: Ipv4Cidr = a.parse().map_err(|e| invalid(format!("{key}.addresses[{j}]"), e))?;
+                let c: Ipv4Cidr = a
+                    .parse()
+                    .map_err(|e| invalid(format!("{key}.addresses[{j}]"), e))?;
                 if !owned.insert(c.addr) {
-                    return Err(invalid(format!("{key}.addresses[{j}]"), format!("{} is assigned twice", c.addr)));
+                    return Err(invalid(
+                        format!("{key}.addresses[{j}]"),
+                        format!("{} is assigned twice", c.addr),
+                    ));
                 }
                 addrs.push(c);
             }
@@ -418,22 +483,32 @@ impl Config {
         let mut routes = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
             let key = format!("route[{i}]");
-            let prefix: Ipv4Cidr = r.prefix.parse().map_err(|e| invalid(format!("{key}.prefix"), e))?;
+            let prefix: Ipv4Cidr = r
+                .prefix
+                .parse()
+                .map_err(|e| invalid(format!("{key}.prefix"), e))?;
             if prefix.addr != prefix.network() {
                 return Err(invalid(
                     format!("{key}.prefix"),
-                    format!("{} has host bits set (network is {})", r.prefix, prefix.network()),
+                    format!(
+                        "{} has host bits set (network is {})",
+                        r.prefix,
+                        prefix.network()
+                    ),
                 ));
             }
-            let port = self
-                .port_index(&r.port)
-                .ok_or_else(|| invalid(format!("{key}.port"), format!("no port named {:?}", r.port)))?;
+            let port = self.port_index(&r.port).ok_or_else(|| {
+                invalid(format!("{key}.port"), format!("no port named {:?}", r.port))
+            })?;
             let via = match &r.via {
                 None => None,
                 Some(v) => {
-                    let ip: Ipv4Addr = v
-                        .parse()
-                        .map_err(|_| invalid(format!("{key}.via"), format!("{v:?} is not an IPv4 address")))?;
+                    let ip: Ipv4Addr = v.parse().map_err(|_| {
+                        invalid(
+                            format!("{key}.via"),
+                            format!("{v:?} is not an IPv4 address"),
+                        )
+                    })?;
                     if !port_addrs[port].iter().any(|c| c.contains(ip)) {
                         return Err(invalid(
                             format!("{key}.via"),
@@ -460,15 +535,31 @@ impl Config {
         }
         let c = &self.conn;
         if !(1024..=crate::conn::MAX_CAPACITY).contains(&c.capacity) {
-            return Err(invalid("conn.capacity", format!("{} is out of range 1024..={}", c.capacity, crate::conn::MAX_CAPACITY)));
+            return Err(invalid(
+                "conn.capacity",
+                format!(
+                    "{} is out of range 1024..={}",
+                    c.capacity,
+                    crate::conn::MAX_CAPACITY
+                ),
+            ));
         }
-        if c.port_range[0] == 0 || c.port_range[0] > c.port_range[1] || c.port_range[1] - c.port_range[0] < 1023 {
-            return Err(invalid("conn.port_range", "must be [first, last] with 0 < first and at least 1024 ports"));
+        if c.port_range[0] == 0
+            || c.port_range[0] > c.port_range[1]
+            || c.port_range[1] - c.port_range[0] < 1023
+        {
+            return Err(invalid(
+                "conn.port_range",
+                "must be [first, last] with 0 < first and at least 1024 ports",
+            ));
         }
         let services = validate_service_entries(&self.services, &port_addrs)?;
-        Ok(Validated { port_addrs, routes, services })
+        Ok(Validated {
+            port_addrs,
+            routes,
+            services,
+        })
     }
-
 }
 
 /// Validates `[[service]]` entries against the ports' addresses and turns them into what
@@ -483,18 +574,37 @@ pub fn validate_service_entries(
         let owned: HashSet<Ipv4Addr> = port_addrs.iter().flatten().map(|c| c.addr).collect();
         for (i, s) in services.iter().enumerate() {
             let key = format!("service[{i}]");
-            let vip: Ipv4Addr = s.vip.parse().map_err(|_| invalid(format!("{key}.vip"), format!("{:?} is not an IPv4 address", s.vip)))?;
+            let vip: Ipv4Addr = s.vip.parse().map_err(|_| {
+                invalid(
+                    format!("{key}.vip"),
+                    format!("{:?} is not an IPv4 address", s.vip),
+                )
+            })?;
             if owned.contains(&vip) {
-                return Err(invalid(format!("{key}.vip"), format!("{vip} is also an interface address")));
+                return Err(invalid(
+                    format!("{key}.vip"),
+                    format!("{vip} is also an interface address"),
+                ));
             }
             if s.port == 0 {
                 return Err(invalid(format!("{key}.port"), "must be 1..=65535"));
             }
-            let proto: Proto = s.protocol.parse().map_err(|_| invalid(format!("{key}.protocol"), format!("{:?} is not tcp or udp", s.protocol)))?;
+            let proto: Proto = s.protocol.parse().map_err(|_| {
+                invalid(
+                    format!("{key}.protocol"),
+                    format!("{:?} is not tcp or udp", s.protocol),
+                )
+            })?;
             if !keys.insert((vip, s.port, proto)) {
-                return Err(invalid(key, format!("service {proto} {vip}:{} is defined twice", s.port)));
+                return Err(invalid(
+                    key,
+                    format!("service {proto} {vip}:{} is defined twice", s.port),
+                ));
             }
-            let sched: SchedKind = s.scheduler.parse().map_err(|e| invalid(format!("{key}.scheduler"), format!("{e}")))?;
+            let sched: SchedKind = s
+                .scheduler
+                .parse()
+                .map_err(|e| invalid(format!("{key}.scheduler"), format!("{e}")))?;
             let mut cfg = ServiceConfig::new(vip, s.port, proto, sched);
             for (j, f) in s.scheduler_flags.iter().enumerate() {
                 match f.as_str() {
@@ -517,7 +627,12 @@ pub fn validate_service_entries(
                     p.timeout_s = t;
                 }
                 if let Some(m) = &s.persistence_netmask {
-                    p.netmask = m.parse().map_err(|_| invalid(format!("{key}.persistence_netmask"), format!("{m:?} is not a netmask")))?;
+                    p.netmask = m.parse().map_err(|_| {
+                        invalid(
+                            format!("{key}.persistence_netmask"),
+                            format!("{m:?} is not a netmask"),
+                        )
+                    })?;
                 }
                 cfg.persistence = Some(p);
             }
@@ -525,21 +640,39 @@ pub fn validate_service_entries(
             let mut lips = Vec::new();
             for (j, a) in s.local_addresses.iter().enumerate() {
                 let k = format!("{key}.local_addresses[{j}]");
-                let ip: Ipv4Addr = a.parse().map_err(|_| invalid(&k, format!("{a:?} is not an IPv4 address")))?;
+                let ip: Ipv4Addr = a
+                    .parse()
+                    .map_err(|_| invalid(&k, format!("{a:?} is not an IPv4 address")))?;
                 if !port_addrs.iter().flatten().any(|c| c.contains(ip)) {
                     return Err(invalid(&k, format!("{ip} is on no port's subnet")));
                 }
                 if owned.contains(&ip) || lips.contains(&ip) {
-                    return Err(invalid(&k, format!("{ip} is an interface address or listed twice")));
+                    return Err(invalid(
+                        &k,
+                        format!("{ip} is an interface address or listed twice"),
+                    ));
                 }
                 lips.push(ip);
             }
             for (j, r) in s.reals.iter().enumerate() {
                 let k = format!("{key}.real[{j}]");
-                let addr: Ipv4Addr = r.address.parse().map_err(|_| invalid(format!("{k}.address"), format!("{:?} is not an IPv4 address", r.address)))?;
-                let mode: FwdMode = r.mode.parse().map_err(|_| invalid(format!("{k}.mode"), format!("{:?} is not fullnat, nat, dr or tun", r.mode)))?;
+                let addr: Ipv4Addr = r.address.parse().map_err(|_| {
+                    invalid(
+                        format!("{k}.address"),
+                        format!("{:?} is not an IPv4 address", r.address),
+                    )
+                })?;
+                let mode: FwdMode = r.mode.parse().map_err(|_| {
+                    invalid(
+                        format!("{k}.mode"),
+                        format!("{:?} is not fullnat, nat, dr or tun", r.mode),
+                    )
+                })?;
                 if mode == FwdMode::FullNat && lips.is_empty() {
-                    return Err(invalid(format!("{key}.local_addresses"), "a fullnat real server needs at least one local address"));
+                    return Err(invalid(
+                        format!("{key}.local_addresses"),
+                        "a fullnat real server needs at least one local address",
+                    ));
                 }
                 let mut rs = RealServer::new(addr, r.port.unwrap_or(s.port), r.weight);
                 rs.fwd = mode;
@@ -554,7 +687,8 @@ pub fn validate_service_entries(
                 }
                 cfg.reals.push(rs);
             }
-            crate::service::Service::new(cfg.clone(), None).map_err(|e| invalid(&key, format!("{e}")))?;
+            crate::service::Service::new(cfg.clone(), None)
+                .map_err(|e| invalid(&key, format!("{e}")))?;
             out.push((cfg, lips, s.toa));
         }
         Ok(out)
@@ -662,17 +796,38 @@ port = "client"
     #[test]
     fn bad_values_name_their_key() {
         let cases = [
-            (GOOD.replace("10.10.0.1/24", "10.10.0.1/33"), "port[0].addresses[0]"),
-            (GOOD.replace("10.10.0.1/24", "10.10.0.300/24"), "port[0].addresses[0]"),
+            (
+                GOOD.replace("10.10.0.1/24", "10.10.0.1/33"),
+                "port[0].addresses[0]",
+            ),
+            (
+                GOOD.replace("10.10.0.1/24", "10.10.0.300/24"),
+                "port[0].addresses[0]",
+            ),
             (GOOD.replace("count = 2", "count = 0"), "workers.count"),
             (GOOD.replace("cpus = [0, 1]", "cpus = [0]"), "workers.cpus"),
-            (GOOD.replace("via = \"10.10.0.254\"", "via = \"10.99.0.254\""), "route[0].via"),
-            (GOOD.replace("port = \"client\"", "port = \"nope\""), "route[0].port"),
+            (
+                GOOD.replace("via = \"10.10.0.254\"", "via = \"10.99.0.254\""),
+                "route[0].via",
+            ),
+            (
+                GOOD.replace("port = \"client\"", "port = \"nope\""),
+                "route[0].port",
+            ),
             (GOOD.replace("0.0.0.0/0", "10.0.0.1/8"), "route[0].prefix"),
             (GOOD.replace("0000:03:00.0", "eth0"), "port[1].device"),
-            (GOOD.replace("name = \"server\"", "name = \"client\""), "port[1].name"),
-            (GOOD.replace("10.20.0.200/24", "10.10.0.1/24"), "port[1].addresses[1]"),
-            (GOOD.replace("file_prefix = \"t1\"", "file_prefix = \"a/b\""), "eal.file_prefix"),
+            (
+                GOOD.replace("name = \"server\"", "name = \"client\""),
+                "port[1].name",
+            ),
+            (
+                GOOD.replace("10.20.0.200/24", "10.10.0.1/24"),
+                "port[1].addresses[1]",
+            ),
+            (
+                GOOD.replace("file_prefix = \"t1\"", "file_prefix = \"a/b\""),
+                "eal.file_prefix",
+            ),
         ];
         for (text, key) in cases {
             let e = err_of(&text);

@@ -57,20 +57,37 @@ impl Control {
         configs: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>,
     ) -> Result<u64, String> {
         let id = self.current.id + 1;
-        let services =
-            Arc::new(ServiceTable::new(id, configs, Some(&self.current.services)).map_err(|e| e.to_string())?);
+        let services = Arc::new(
+            ServiceTable::new(id, configs, Some(&self.current.services))
+                .map_err(|e| e.to_string())?,
+        );
         let mut topo = (*self.current.topo).clone();
-        topo.local.retain(|ip| !self.current.services.addresses().any(|a| a == *ip));
-        topo.local.extend(topo.ports.iter().flat_map(|p| p.addrs.iter().map(|c| c.addr)));
+        topo.local
+            .retain(|ip| !self.current.services.addresses().any(|a| a == *ip));
+        topo.local.extend(
+            topo.ports
+                .iter()
+                .flat_map(|p| p.addrs.iter().map(|c| c.addr)),
+        );
         topo.local.extend(services.addresses());
-        self.install(Generation { id, topo: Arc::new(topo), services, timeouts: self.current.timeouts })
+        self.install(Generation {
+            id,
+            topo: Arc::new(topo),
+            services,
+            timeouts: self.current.timeouts,
+        })
     }
 
     /// Changes the connection timeouts (`ipvsadm --set`) as a new generation; existing connections
     /// take the new value at their next state change.
     pub fn apply_timeouts(&mut self, timeouts: crate::conn::Timeouts) -> Result<u64, String> {
         let g = &self.current;
-        let next = Generation { id: g.id + 1, topo: g.topo.clone(), services: g.services.clone(), timeouts };
+        let next = Generation {
+            id: g.id + 1,
+            topo: g.topo.clone(),
+            services: g.services.clone(),
+            timeouts,
+        };
         self.install(next)
     }
 
@@ -92,13 +109,16 @@ impl Control {
                 Ok(a) if a.generation == id => {
                     pending.remove(&a.worker);
                     if let Err(e) = a.result {
-                        failure.get_or_insert(format!("worker {} refused generation {id}: {e}", a.worker));
+                        failure.get_or_insert(format!(
+                            "worker {} refused generation {id}: {e}",
+                            a.worker
+                        ));
                     }
                 }
                 Ok(_) => {}
-                Err(_) => {
-                    return Err(format!("workers {pending:?} did not acknowledge generation {id} in {ACK_TIMEOUT:?}"))
-                }
+                Err(_) => return Err(format!(
+                    "workers {pending:?} did not acknowledge generation {id} in {ACK_TIMEOUT:?}"
+                )),
             }
         }
         if let Some(f) = failure {
@@ -131,7 +151,10 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
     let n = cfg.workers.count as usize;
     let lcores = eal.worker_lcores();
     if lcores.len() < n {
-        return Err(StartError::Other(format!("EAL has {} worker lcores, workers.count is {n}", lcores.len())));
+        return Err(StartError::Other(format!(
+            "EAL has {} worker lcores, workers.count is {n}",
+            lcores.len()
+        )));
     }
     let m = &cfg.mempool;
     let pool = Arc::new(Mempool::new("gw_pool", m.mbufs, m.cache, m.data_room, -1)?);
@@ -155,12 +178,18 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             port = %pc.name, driver = %port.info.driver, %mac, rss = port.rss.is_some(),
             tx_csum = port.tx_csum, "port started"
         );
-        ctxs.push(PortCtx { name: pc.name.clone(), mac, addrs: v.port_addrs[i].clone(), tx_csum: port.tx_csum });
+        ctxs.push(PortCtx {
+            name: pc.name.clone(),
+            mac,
+            addrs: v.port_addrs[i].clone(),
+            tx_csum: port.tx_csum,
+        });
         ports.push(port);
     }
     let mut topo = Topology::new(ctxs, &v.routes);
     let services = Arc::new(
-        ServiceTable::new(1, v.services.clone(), None).map_err(|e| StartError::Other(format!("service: {e}")))?,
+        ServiceTable::new(1, v.services.clone(), None)
+            .map_err(|e| StartError::Other(format!("service: {e}")))?,
     );
     // The gateway answers ARP for its VIPs and LIPs too.
     topo.local.extend(services.addresses());
@@ -188,7 +217,9 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             }
         }
     }
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| crossbeam_channel::bounded::<Msg>(1024)).unzip();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+        .map(|_| crossbeam_channel::bounded::<Msg>(1024))
+        .unzip();
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
     let stop = Arc::new(AtomicBool::new(false));
     let nc = &cfg.neighbour;
@@ -200,7 +231,12 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
     };
     let tsc_hz = dpdk::tsc_hz(&eal);
     // IPIP packets must fit the smallest MTU among the ports (1500 where none is set).
-    let tun_mtu = cfg.ports.iter().map(|p| p.mtu.unwrap_or(1500)).min().unwrap_or(1500);
+    let tun_mtu = cfg
+        .ports
+        .iter()
+        .map(|p| p.mtu.unwrap_or(1500))
+        .min()
+        .unwrap_or(1500);
     let mut published = Vec::new();
     for (w, rx) in receivers.into_iter().enumerate() {
         let p = Arc::new(Mutex::new(WorkerStats::default()));
@@ -209,7 +245,10 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             id: w as u16,
             port_ids: ports.iter().map(|p| p.id).collect(),
             pool: pool.clone(),
-            rings_in: (0..n).filter(|&f| f != w).filter_map(|f| ring_of[f][w].clone()).collect(),
+            rings_in: (0..n)
+                .filter(|&f| f != w)
+                .filter_map(|f| ring_of[f][w].clone())
+                .collect(),
             rings_out: ring_of[w].clone(),
             inbox: rx,
             peers: senders.clone(),
@@ -218,17 +257,12 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             published: p,
             idle_sleep_us: cfg.workers.idle_sleep_us,
             tsc_hz,
-            datapath: Datapath::new(
-                w as u16,
-                topo.clone(),
-                neigh,
-                {
-                    let mut f =
-                        Forwarder::new(w as u16, services.clone(), layout.clone(), &fwd_cfg).map_err(StartError::Other)?;
-                    f.set_tun_mtu(tun_mtu);
-                    f
-                },
-            ),
+            datapath: Datapath::new(w as u16, topo.clone(), neigh, {
+                let mut f = Forwarder::new(w as u16, services.clone(), layout.clone(), &fwd_cfg)
+                    .map_err(StartError::Other)?;
+                f.set_tun_mtu(tun_mtu);
+                f
+            }),
         };
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
     }
@@ -267,23 +301,39 @@ fn port_layout(
     n: usize,
 ) -> Result<PortLayout, StartError> {
     let range = cfg.conn.port_range[0]..=cfg.conn.port_range[1];
-    let lip = services.services.iter().flat_map(|s| s.lips.iter()).next().copied();
-    let rss = lip
-        .and_then(|ip| topo.routes.lookup(ip))
-        .and_then(|hop| {
-            let i = hop.port as usize;
-            ports.get(i).and_then(|p| p.rss.clone()).or_else(|| emulated_rss(cfg.ports.get(i)?, n))
-        });
+    let lip = services
+        .services
+        .iter()
+        .flat_map(|s| s.lips.iter())
+        .next()
+        .copied();
+    let rss = lip.and_then(|ip| topo.routes.lookup(ip)).and_then(|hop| {
+        let i = hop.port as usize;
+        ports
+            .get(i)
+            .and_then(|p| p.rss.clone())
+            .or_else(|| emulated_rss(cfg.ports.get(i)?, n))
+    });
     if let Some(r) = rss {
         let steering = Reta::new(r.reta.clone()).map(|reta| {
-            Steering::Rss(RssConfig { key: r.key.clone(), reta, queues: QueueMap::identity(n as u16) })
+            Steering::Rss(RssConfig {
+                key: r.key.clone(),
+                reta,
+                queues: QueueMap::identity(n as u16),
+            })
         });
-        match steering.map_err(|e| e.to_string()).and_then(|s| PortLayout::new(n, range.clone(), s).map_err(|e| e.to_string())) {
+        match steering
+            .map_err(|e| e.to_string())
+            .and_then(|s| PortLayout::new(n, range.clone(), s).map_err(|e| e.to_string()))
+        {
             Ok(l) => return Ok(l),
-            Err(e) => tracing::warn!("RSS steering unusable ({e}); replies will be handed over by ring"),
+            Err(e) => {
+                tracing::warn!("RSS steering unusable ({e}); replies will be handed over by ring")
+            }
         }
     }
-    PortLayout::new(n, range, Steering::Partition).map_err(|e| StartError::Other(format!("conn.port_range: {e}")))
+    PortLayout::new(n, range, Steering::Partition)
+        .map_err(|e| StartError::Other(format!("conn.port_range: {e}")))
 }
 
 /// RSS as `rss_emulate_reta` describes it: the default Toeplitz key and a round-robin RETA over the
@@ -314,17 +364,29 @@ impl Running {
         let new = Config::from_file(path).map_err(|e| e.to_string())?;
         let v = new.validate().map_err(|e| e.to_string())?;
         let fixed = |c: &Config| {
-            format!("{:?}{:?}{:?}{:?}{:?}{:?}", c.workers, c.mempool, c.ports, c.routes, c.neighbour, c.conn)
+            format!(
+                "{:?}{:?}{:?}{:?}{:?}{:?}",
+                c.workers, c.mempool, c.ports, c.routes, c.neighbour, c.conn
+            )
         };
         if fixed(&new) != fixed(running) {
-            return Err("only [[service]] sections can change at run time; restart for the rest".into());
+            return Err(
+                "only [[service]] sections can change at run time; restart for the rest".into(),
+            );
         }
-        self.control.lock().map_err(|_| "control poisoned")?.apply_services(v.services)
+        self.control
+            .lock()
+            .map_err(|_| "control poisoned")?
+            .apply_services(v.services)
     }
 
     /// Per-worker counters as last published, and their sum.
     pub fn stats(&self) -> (Vec<WorkerStats>, WorkerStats) {
-        let per: Vec<WorkerStats> = self.published.iter().map(|p| p.lock().map(|s| s.clone()).unwrap_or_default()).collect();
+        let per: Vec<WorkerStats> = self
+            .published
+            .iter()
+            .map(|p| p.lock().map(|s| s.clone()).unwrap_or_default())
+            .collect();
         let mut total = WorkerStats::default();
         per.iter().for_each(|s| total.add(s));
         (per, total)
@@ -395,7 +457,12 @@ impl Running {
         for (name, n) in total.drop_list() {
             let _ = writeln!(out, "drop {name} {n}");
         }
-        let _ = writeln!(out, "mempool in_use {} available {}", self.pool.in_use(), self.pool.available());
+        let _ = writeln!(
+            out,
+            "mempool in_use {} available {}",
+            self.pool.in_use(),
+            self.pool.available()
+        );
         out
     }
 
@@ -409,7 +476,14 @@ impl Running {
             }
         }
         let report = self.report();
-        let Running { mut ports, rings, pool, eal, file_prefix: prefix, .. } = self;
+        let Running {
+            mut ports,
+            rings,
+            pool,
+            eal,
+            file_prefix: prefix,
+            ..
+        } = self;
         for p in ports.iter_mut() {
             p.stop();
         }
@@ -456,7 +530,9 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
 
 fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<String>) {
     let interval = cfg.control.stats_interval_s;
-    let mut last_report = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
+    let mut last_report = Instant::now()
+        .checked_sub(Duration::from_secs(1))
+        .unwrap_or_else(Instant::now);
     let mut last = Instant::now();
     let mut last_file = Instant::now();
     while !signals.term.load(Ordering::Relaxed) {
@@ -468,7 +544,9 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
             }
         }
         let usr1 = &signals.usr1;
-        if usr1.swap(false, Ordering::Relaxed) || (interval > 0 && last.elapsed().as_secs() >= interval as u64) {
+        if usr1.swap(false, Ordering::Relaxed)
+            || (interval > 0 && last.elapsed().as_secs() >= interval as u64)
+        {
             last = Instant::now();
             for line in run.report().lines() {
                 tracing::info!("{line}");

@@ -12,7 +12,9 @@ use crate::net::neigh::NeighConfig;
 use crate::net::{Ipv4Cidr, NeighDrop, NeighTable, Resolve, RouteTable};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::stats::{Drop, DropReason, WorkerStats};
-use crate::wire::{self, arp, ethernet, icmp, ArpOp, ArpPacket, EtherType, EthernetFrame, IpProtocol, MacAddr};
+use crate::wire::{
+    self, arp, ethernet, icmp, ArpOp, ArpPacket, EtherType, EthernetFrame, IpProtocol, MacAddr,
+};
 use hashbrown::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -46,7 +48,10 @@ pub struct Topology {
 impl Topology {
     /// Builds the topology: connected routes from the port addresses, then the static routes.
     pub fn new(ports: Vec<PortCtx>, routes: &[(Ipv4Cidr, Option<Ipv4Addr>, usize)]) -> Topology {
-        let mut t = Topology { ports, ..Default::default() };
+        let mut t = Topology {
+            ports,
+            ..Default::default()
+        };
         for (i, p) in t.ports.iter().enumerate() {
             for a in &p.addrs {
                 t.routes.add_connected(*a, i as u16);
@@ -54,7 +59,13 @@ impl Topology {
             }
         }
         for (prefix, via, port) in routes {
-            t.routes.add(*prefix, crate::net::NextHop { port: *port as u16, via: *via });
+            t.routes.add(
+                *prefix,
+                crate::net::NextHop {
+                    port: *port as u16,
+                    via: *via,
+                },
+            );
         }
         t
     }
@@ -63,7 +74,11 @@ impl Topology {
     /// on dst's subnet, else the port's first address.
     pub fn source_for(&self, port: u16, dst: Ipv4Addr) -> Option<Ipv4Addr> {
         let p = self.ports.get(port as usize)?;
-        p.addrs.iter().find(|c| c.contains(dst)).or(p.addrs.first()).map(|c| c.addr)
+        p.addrs
+            .iter()
+            .find(|c| c.contains(dst))
+            .or(p.addrs.first())
+            .map(|c| c.addr)
     }
 }
 
@@ -84,7 +99,11 @@ pub enum Verdict<B> {
 /// Something other workers must learn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    Learned { ip: Ipv4Addr, mac: MacAddr, port: u16 },
+    Learned {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        port: u16,
+    },
 }
 
 /// A frame the datapath generated (ARP request, RST, ICMP error).
@@ -163,7 +182,11 @@ impl<B: PacketBuf> L3<B> {
             self.stats.drop(Drop::GenOverflow.into());
             return;
         }
-        let mut g = GenFrame { port, len: 0, buf: [0; GEN_FRAME_MAX] };
+        let mut g = GenFrame {
+            port,
+            len: 0,
+            buf: [0; GEN_FRAME_MAX],
+        };
         if let Some(len) = write(&mut g.buf) {
             g.len = len;
             self.stats.generated += 1;
@@ -174,7 +197,11 @@ impl<B: PacketBuf> L3<B> {
     /// Generates an IPv4 packet toward `dst`: `write` fills the IP packet (header on) into the buffer
     /// it gets and returns its length. Routed, with the next hop's MAC from the neighbour table; if
     /// that is not known the packet is not sent (generated packets are not queued) and false returned.
-    pub fn generate_ipv4(&mut self, dst: Ipv4Addr, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+    pub fn generate_ipv4(
+        &mut self,
+        dst: Ipv4Addr,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
         let Some(hop) = self.topo.routes.lookup(dst) else {
             self.stats.drop(Drop::NoRoute.into());
             return false;
@@ -195,9 +222,13 @@ impl<B: PacketBuf> L3<B> {
     }
 
     fn arp_request(&mut self, port: u16, target: Ipv4Addr) {
-        let Some(p) = self.topo.ports.get(port as usize) else { return };
+        let Some(p) = self.topo.ports.get(port as usize) else {
+            return;
+        };
         let mac = p.mac;
-        let Some(src) = self.topo.source_for(port, target) else { return };
+        let Some(src) = self.topo.source_for(port, target) else {
+            return;
+        };
         self.stats.arp_requests += 1;
         self.generate(port, |buf| arp::write_request(buf, mac, src, target).ok());
     }
@@ -281,14 +312,20 @@ impl<B: PacketBuf> L3<B> {
         let ours = self.topo.local.contains(&tpa);
         // RFC 826 merge: update an existing entry for the sender; create one if we are the target.
         let mut released = std::mem::take(&mut self.released);
-        self.neigh.learn(spa, sha, port, self.now_ms, ours, |port, mac, mut p: B| {
-            let mut eth = EthernetFrame::new_unchecked(p.data_mut());
-            eth.set_dst(mac);
-            released.push((port, p));
-        });
+        self.neigh
+            .learn(spa, sha, port, self.now_ms, ours, |port, mac, mut p: B| {
+                let mut eth = EthernetFrame::new_unchecked(p.data_mut());
+                eth.set_dst(mac);
+                released.push((port, p));
+            });
         self.released = released;
-        if (ours || self.neigh.mac(spa) == Some(sha)) && self.events.len() < self.events.capacity() {
-            self.events.push(Event::Learned { ip: spa, mac: sha, port });
+        if (ours || self.neigh.mac(spa) == Some(sha)) && self.events.len() < self.events.capacity()
+        {
+            self.events.push(Event::Learned {
+                ip: spa,
+                mac: sha,
+                port,
+            });
         }
         if ours && op == ArpOp::REQUEST {
             let Some(mac) = self.topo.ports.get(port as usize).map(|p| p.mac) else {
@@ -306,10 +343,11 @@ impl<B: PacketBuf> L3<B> {
     /// Learns a neighbour another worker heard about.
     pub fn learn_from_peer(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
         let mut released = std::mem::take(&mut self.released);
-        self.neigh.learn(ip, mac, port, self.now_ms, true, |port, mac, mut p: B| {
-            EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
-            released.push((port, p));
-        });
+        self.neigh
+            .learn(ip, mac, port, self.now_ms, true, |port, mac, mut p: B| {
+                EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
+                released.push((port, p));
+            });
         self.released = released;
     }
 
@@ -366,7 +404,11 @@ pub struct Ipv4In {
 
 /// L2 and L3 checks shared by every path. Returns the parsed IPv4 packet, or the final verdict (ARP
 /// handled, malformed dropped, ...).
-pub fn ingress<B: PacketBuf>(l3: &mut L3<B>, pkt: B, meta: &RxMeta) -> Result<(B, Ipv4In), Verdict<B>> {
+pub fn ingress<B: PacketBuf>(
+    l3: &mut L3<B>,
+    pkt: B,
+    meta: &RxMeta,
+) -> Result<(B, Ipv4In), Verdict<B>> {
     l3.stats.rx_packets += 1;
     l3.stats.rx_bytes += pkt.len() as u64;
     let parsed = match wire::parse_l3l4(pkt.data()) {
@@ -406,7 +448,12 @@ pub fn l4_checksum_ok<B: PacketBuf>(pkt: &B, meta: &RxMeta, v: &Ipv4In) -> bool 
 
 /// Packets addressed to one of the gateway's own addresses with no connection: answer pings, drop the
 /// rest with a reason.
-pub fn local_delivery<B: PacketBuf>(l3: &mut L3<B>, mut pkt: B, meta: &RxMeta, v: &Ipv4In) -> Verdict<B> {
+pub fn local_delivery<B: PacketBuf>(
+    l3: &mut L3<B>,
+    mut pkt: B,
+    meta: &RxMeta,
+    v: &Ipv4In,
+) -> Verdict<B> {
     if v.ip.is_fragment {
         return Verdict::Drop(Drop::IpFragment.into(), pkt);
     }
@@ -436,7 +483,10 @@ pub struct Datapath<B> {
 
 impl<B: PacketBuf> Datapath<B> {
     pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig, fwd: Forwarder) -> Self {
-        Datapath { l3: L3::new(worker, topo, neigh), fwd }
+        Datapath {
+            l3: L3::new(worker, topo, neigh),
+            fwd,
+        }
     }
 
     /// Processes one received frame.
@@ -452,7 +502,12 @@ impl<B: PacketBuf> Datapath<B> {
     /// Processes a burst (up to `BURST` frames) VPP-style, in stages: every frame through the L2/L3
     /// checks first, then one batched connection lookup for all of them (the table's cache misses
     /// overlap instead of queueing), then forwarding. `out[i]` receives frame `i`'s verdict.
-    pub fn process_burst(&mut self, pkts: &mut [Option<B>], metas: &[RxMeta], out: &mut [Option<Verdict<B>>]) {
+    pub fn process_burst(
+        &mut self,
+        pkts: &mut [Option<B>],
+        metas: &[RxMeta],
+        out: &mut [Option<Verdict<B>>],
+    ) {
         let n = pkts.len().min(BURST).min(metas.len()).min(out.len());
         let mut parsed: [Option<Ipv4In>; BURST] = [None; BURST];
         let mut tuples = [crate::conn::Tuple::default(); BURST];
@@ -475,7 +530,8 @@ impl<B: PacketBuf> Datapath<B> {
         }
         let mut found = [None; BURST];
         self.fwd.table().lookup_batch(&tuples[..m], &mut found[..m]);
-        let mut pre: [Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>; BURST] = [None; BURST];
+        let mut pre: [Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>; BURST] =
+            [None; BURST];
         for k in 0..m {
             pre[which[k] as usize] = Some(found[k]);
         }
@@ -541,22 +597,35 @@ mod tests {
     #[test]
     fn syn_to_vip_leaves_fullnat_with_toa_and_the_reply_comes_back() {
         let mut dp: Datapath<VecBuf> = lab_datapath();
-        let meta = RxMeta { port: 0, ..Default::default() };
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
         let out = match dp.process(syn_from_client(40000), &meta) {
             Verdict::Tx(1, b) => b,
             _ => panic!("SYN not forwarded to the server port"),
         };
         let p = SlicedPacket::from_ethernet(out.data()).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!() };
-        let (src, dst) = (Ipv4Addr::from(ip.header().source()), Ipv4Addr::from(ip.header().destination()));
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
+        let (src, dst) = (
+            Ipv4Addr::from(ip.header().source()),
+            Ipv4Addr::from(ip.header().destination()),
+        );
         assert!(src == LIP1 || src == LIP2);
         assert!(dst == RS1 || dst == RS2);
-        let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            panic!()
+        };
         let lport = t.source_port();
         let raw = t.options();
-        let toa = raw
-            .windows(8)
-            .any(|w| w[0] == 254 && w[1] == 8 && w[2..4] == 40000u16.to_be_bytes() && w[4..8] == CLIENT_IP.octets());
+        let toa = raw.windows(8).any(|w| {
+            w[0] == 254
+                && w[1] == 8
+                && w[2..4] == 40000u16.to_be_bytes()
+                && w[4..8] == CLIENT_IP.octets()
+        });
         assert!(toa, "TOA missing: {raw:?}");
         assert_eq!(dp.fwd.stats.toa_added, 1);
 
@@ -569,15 +638,25 @@ mod tests {
             .ack(1001)
             .write(&mut v, &[])
             .unwrap();
-        let back = match dp.process(VecBuf::from_frame(&v), &RxMeta { port: 1, ..Default::default() }) {
+        let back = match dp.process(
+            VecBuf::from_frame(&v),
+            &RxMeta {
+                port: 1,
+                ..Default::default()
+            },
+        ) {
             Verdict::Tx(0, b) => b,
             _ => panic!("SYN-ACK not forwarded to the client port"),
         };
         let p = SlicedPacket::from_ethernet(back.data()).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
         assert_eq!(Ipv4Addr::from(ip.header().source()), VIP);
         assert_eq!(Ipv4Addr::from(ip.header().destination()), CLIENT_IP);
-        let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            panic!()
+        };
         assert_eq!((t.source_port(), t.destination_port()), (80, 40000));
         assert_eq!(&back.data()[0..6], &CLIENT_MAC.0);
     }
@@ -591,7 +670,10 @@ mod tests {
     #[test]
     fn arp_requests_for_owned_addresses_are_answered_and_the_sender_learned() {
         let mut dp: Datapath<VecBuf> = lab_datapath();
-        let meta = RxMeta { port: 0, ..Default::default() };
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
         for target in [GW_CLIENT_IP, VIP, LIP1] {
             let out = match dp.process(arp_request(target), &meta) {
                 Verdict::Tx(0, b) => b,
@@ -607,12 +689,18 @@ mod tests {
         }
         assert_eq!(dp.l3.stats.arp_replies, 3);
         // Not ours: no answer, not a drop either.
-        assert!(matches!(dp.process(arp_request(Ipv4Addr::new(10, 10, 0, 77)), &meta), Verdict::Done(_)));
+        assert!(matches!(
+            dp.process(arp_request(Ipv4Addr::new(10, 10, 0, 77)), &meta),
+            Verdict::Done(_)
+        ));
         assert_eq!(dp.l3.stats.total_drops(), 0);
         // A truncated ARP is dropped with its reason.
         let mut short = arp_request(GW_CLIENT_IP);
         short.set_len(20);
-        assert!(matches!(dp.process(short, &meta), Verdict::Drop(DropReason::Dp(Drop::ArpMalformed), _)));
+        assert!(matches!(
+            dp.process(short, &meta),
+            Verdict::Drop(DropReason::Dp(Drop::ArpMalformed), _)
+        ));
     }
 
     #[test]
@@ -626,8 +714,14 @@ mod tests {
             .icmpv4_echo_request(1, 1)
             .write(&mut v, b"ping")
             .unwrap();
-        let meta = RxMeta { port: 0, ..Default::default() };
-        assert!(matches!(dp.process(VecBuf::from_frame(&v), &meta), Verdict::Tx(0, _)));
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
+        assert!(matches!(
+            dp.process(VecBuf::from_frame(&v), &meta),
+            Verdict::Tx(0, _)
+        ));
         assert_eq!(dp.l3.stats.icmp_echo_replies, 1);
         let target = Ipv4Addr::new(10, 10, 0, 9);
         let pkt = VecBuf::from_frame(&v);
@@ -636,12 +730,18 @@ mod tests {
         dp.l3.take_generated(|g| reqs.push(g.bytes().to_vec()));
         assert_eq!(reqs.len(), 1, "one ARP request sent");
         let a = ArpPacket::new_checked(&reqs[0][14..]).unwrap();
-        assert_eq!((a.op(), a.tpa(), a.spa()), (ArpOp::REQUEST, target, GW_CLIENT_IP));
+        assert_eq!(
+            (a.op(), a.tpa(), a.spa()),
+            (ArpOp::REQUEST, target, GW_CLIENT_IP)
+        );
         // The answer releases the packet with the learned MAC.
         let mac = MacAddr([2, 0, 0, 0, 0, 9]);
         let mut reply = [0u8; 60];
         arp::write_request(&mut reply, mac, target, GW_CLIENT_IP).unwrap();
-        assert!(matches!(dp.process(VecBuf::from_frame(&reply), &meta), Verdict::Tx(0, _)));
+        assert!(matches!(
+            dp.process(VecBuf::from_frame(&reply), &meta),
+            Verdict::Tx(0, _)
+        ));
         let mut released = Vec::new();
         dp.l3.take_released(|port, b| released.push((port, b)));
         assert_eq!(released.len(), 1);
@@ -651,7 +751,10 @@ mod tests {
     #[test]
     fn next_hop_cache_follows_a_neighbour_mac_change() {
         let mut dp: Datapath<VecBuf> = lab_datapath();
-        let meta = RxMeta { port: 0, ..Default::default() };
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
         let first = match dp.process(syn_from_client(40000), &meta) {
             Verdict::Tx(1, b) => b,
             _ => panic!("not forwarded"),
@@ -710,15 +813,24 @@ mod tests {
             client_ack(41001),
             syn_from_client(41002),
         ];
-        let meta = RxMeta { port: 0, ..Default::default() };
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
         let mut single: Datapath<VecBuf> = lab_datapath();
-        let want: Vec<_> = frames.iter().map(|f| outcome(single.process(f.clone(), &meta))).collect();
+        let want: Vec<_> = frames
+            .iter()
+            .map(|f| outcome(single.process(f.clone(), &meta)))
+            .collect();
         let mut burst: Datapath<VecBuf> = lab_datapath();
         let mut pkts: Vec<Option<VecBuf>> = frames.into_iter().map(Some).collect();
         let metas = vec![meta; pkts.len()];
         let mut out: Vec<Option<Verdict<VecBuf>>> = (0..pkts.len()).map(|_| None).collect();
         burst.process_burst(&mut pkts, &metas, &mut out);
-        let got: Vec<_> = out.into_iter().map(|v| outcome(v.expect("a verdict per frame"))).collect();
+        let got: Vec<_> = out
+            .into_iter()
+            .map(|v| outcome(v.expect("a verdict per frame")))
+            .collect();
         assert_eq!(got, want);
         assert_eq!(burst.fwd.table().len(), single.fwd.table().len());
     }

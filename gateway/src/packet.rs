@@ -69,7 +69,12 @@ impl VecBuf {
     pub fn from_frame(frame: &[u8]) -> Self {
         let mut buf = vec![0u8; Self::HEADROOM + Self::ROOM.max(frame.len())];
         buf[Self::HEADROOM..Self::HEADROOM + frame.len()].copy_from_slice(frame);
-        VecBuf { buf, off: Self::HEADROOM, len: frame.len(), tx_csum: None }
+        VecBuf {
+            buf,
+            off: Self::HEADROOM,
+            len: frame.len(),
+            tx_csum: None,
+        }
     }
 }
 

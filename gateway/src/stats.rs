@@ -220,8 +220,12 @@ impl WorkerStats {
 
     /// Non-zero drop counters, by name.
     pub fn drop_list(&self) -> Vec<(&'static str, u64)> {
-        let w = WireDrop::ALL.iter().map(|r| (r.name(), self.wire_drops[r.index()]));
-        let d = Drop::ALL.iter().map(|r| (r.name(), self.drops[*r as usize]));
+        let w = WireDrop::ALL
+            .iter()
+            .map(|r| (r.name(), self.wire_drops[r.index()]));
+        let d = Drop::ALL
+            .iter()
+            .map(|r| (r.name(), self.drops[*r as usize]));
         w.chain(d).filter(|(_, n)| *n > 0).collect()
     }
 
@@ -272,7 +276,11 @@ mod tests {
         }
         assert_eq!(s.total_drops() as usize, Drop::COUNT + WireDrop::COUNT);
         let names: std::collections::HashSet<_> = s.drop_list().into_iter().map(|x| x.0).collect();
-        assert_eq!(names.len(), Drop::COUNT + WireDrop::COUNT, "names are unique");
+        assert_eq!(
+            names.len(),
+            Drop::COUNT + WireDrop::COUNT,
+            "names are unique"
+        );
         let mut t = WorkerStats::default();
         t.add(&s);
         t.add(&s);

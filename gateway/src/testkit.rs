@@ -67,7 +67,12 @@ address = "10.20.0.12"
 
 /// Worker `worker` of `n_workers` running `config` (ports get the MACs above in order), with
 /// neighbours pre-learned and `capacity` connections.
-pub fn datapath_from<B: PacketBuf>(config: &str, worker: u16, n_workers: usize, capacity: u32) -> Datapath<B> {
+pub fn datapath_from<B: PacketBuf>(
+    config: &str,
+    worker: u16,
+    n_workers: usize,
+    capacity: u32,
+) -> Datapath<B> {
     let cfg = Config::parse(config).expect("testkit config");
     let v = cfg.validate().expect("testkit config");
     let macs = [CLIENT_PORT_MAC, SERVER_PORT_MAC];
@@ -77,7 +82,10 @@ pub fn datapath_from<B: PacketBuf>(config: &str, worker: u16, n_workers: usize, 
         .enumerate()
         .map(|(i, p)| PortCtx {
             name: p.name.clone(),
-            mac: macs.get(i).copied().unwrap_or(MacAddr([2, 0, 0, 0, 1, i as u8])),
+            mac: macs
+                .get(i)
+                .copied()
+                .unwrap_or(MacAddr([2, 0, 0, 0, 1, i as u8])),
             addrs: v.port_addrs[i].clone(),
             tx_csum: false,
         })
@@ -85,16 +93,25 @@ pub fn datapath_from<B: PacketBuf>(config: &str, worker: u16, n_workers: usize, 
     let mut topo = Topology::new(ports, &v.routes);
     let services = Arc::new(ServiceTable::new(1, v.services, None).expect("services"));
     topo.local.extend(services.addresses());
-    let layout = Arc::new(PortLayout::new(n_workers, 1024..=65535, Steering::Partition).expect("layout"));
+    let layout =
+        Arc::new(PortLayout::new(n_workers, 1024..=65535, Steering::Partition).expect("layout"));
     let fwd = Forwarder::new(
         worker,
         services,
         layout,
-        &FwdConfig { capacity, timeouts: cfg.conn.timeouts, max_attempts: 64 },
+        &FwdConfig {
+            capacity,
+            timeouts: cfg.conn.timeouts,
+            max_attempts: 64,
+        },
     )
     .expect("forwarder");
     let mut dp = Datapath::new(worker, Arc::new(topo), NeighConfig::default(), fwd);
-    for (ip, mac, port) in [(CLIENT_IP, CLIENT_MAC, 0), (RS1, RS1_MAC, 1), (RS2, RS2_MAC, 1)] {
+    for (ip, mac, port) in [
+        (CLIENT_IP, CLIENT_MAC, 0),
+        (RS1, RS1_MAC, 1),
+        (RS2, RS2_MAC, 1),
+    ] {
         dp.l3.learn_from_peer(ip, mac, port);
     }
     dp

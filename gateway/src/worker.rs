@@ -21,7 +21,10 @@ pub enum Msg {
     /// A new configuration generation: run it, then acknowledge it (DESIGN.md decision 8).
     Config(Arc<Generation>),
     /// The admin socket asks for this worker's connections (at most `limit`) and neighbours.
-    Dump { limit: usize, reply: Sender<crate::control::view::WorkerDump> },
+    Dump {
+        limit: usize,
+        reply: Sender<crate::control::view::WorkerDump>,
+    },
 }
 
 /// One generation of the runtime configuration, immutable and shared by every worker.
@@ -78,14 +81,25 @@ fn meta_of(m: &Mbuf, port: u16, queue: u16, from_peer: bool) -> RxMeta {
         x if x == dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_BAD => CsumStatus::Bad,
         _ => CsumStatus::Unknown,
     };
-    RxMeta { port, queue, rss_hash: m.rss_hash(), ip_csum: ip, l4_csum: l4, from_peer }
+    RxMeta {
+        port,
+        queue,
+        rss_hash: m.rss_hash(),
+        ip_csum: ip,
+        l4_csum: l4,
+        from_peer,
+    }
 }
 
 impl Worker {
     /// Runs until `stop` is set. Returns 0.
     pub fn run(mut self) -> i32 {
         let queue = self.id;
-        let mut txq: Vec<TxBuffer> = self.port_ids.iter().map(|&p| TxBuffer::new(p, queue)).collect();
+        let mut txq: Vec<TxBuffer> = self
+            .port_ids
+            .iter()
+            .map(|&p| TxBuffer::new(p, queue))
+            .collect();
         let mut batch = RxBatch::default();
         let ms_div = (self.tsc_hz / 1000).max(1);
         let start = dpdk::tsc();
@@ -176,7 +190,11 @@ impl Worker {
             let meta = match port {
                 Some(p) => meta_of(&m, p, queue, false),
                 None => {
-                    let p = self.port_ids.iter().position(|&p| p == m.port()).unwrap_or(0) as u16;
+                    let p = self
+                        .port_ids
+                        .iter()
+                        .position(|&p| p == m.port())
+                        .unwrap_or(0) as u16;
                     meta_of(&m, p, queue, true)
                 }
             };
@@ -185,7 +203,8 @@ impl Worker {
             n += 1;
         }
         let mut out: [Option<Verdict<Mbuf>>; BURST] = Default::default();
-        self.datapath.process_burst(&mut pkts[..n], &metas[..n], &mut out[..n]);
+        self.datapath
+            .process_burst(&mut pkts[..n], &metas[..n], &mut out[..n]);
         for v in out.iter_mut().take(n) {
             if let Some(v) = v.take() {
                 self.dispatch(v, txq);
@@ -202,13 +221,15 @@ impl Worker {
                 s.tx_bytes += m.len() as u64;
                 txq[port as usize].push(m);
             }
-            Verdict::ToWorker(w, m) => match self.rings_out.get(w as usize).and_then(|r| r.as_ref()) {
-                Some(ring) => match ring.enqueue(m) {
-                    Ok(()) => self.datapath.l3.stats.handoff_out += 1,
-                    Err(_m) => self.datapath.count_drop(Drop::RingFull.into()),
-                },
-                None => self.datapath.count_drop(Drop::NotOwner.into()),
-            },
+            Verdict::ToWorker(w, m) => {
+                match self.rings_out.get(w as usize).and_then(|r| r.as_ref()) {
+                    Some(ring) => match ring.enqueue(m) {
+                        Ok(()) => self.datapath.l3.stats.handoff_out += 1,
+                        Err(_m) => self.datapath.count_drop(Drop::RingFull.into()),
+                    },
+                    None => self.datapath.count_drop(Drop::NotOwner.into()),
+                }
+            }
             Verdict::Drop(r, _m) => self.datapath.count_drop(r),
             Verdict::Done(_m) => {}
             Verdict::Held => {}
@@ -218,17 +239,27 @@ impl Worker {
     fn housekeeping(&mut self, now_ms: u64) {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
-                Msg::Neigh(Event::Learned { ip, mac, port }) => self.datapath.l3.learn_from_peer(ip, mac, port),
+                Msg::Neigh(Event::Learned { ip, mac, port }) => {
+                    self.datapath.l3.learn_from_peer(ip, mac, port)
+                }
                 Msg::Config(g) => {
                     let result = self.datapath.fwd.set_services(g.services.clone());
                     if result.is_ok() {
                         self.datapath.l3.set_topology(g.topo.clone());
                         self.datapath.fwd.set_timeouts(g.timeouts);
                     }
-                    let _ = self.acks.send(Ack { worker: self.id, generation: g.id, result });
+                    let _ = self.acks.send(Ack {
+                        worker: self.id,
+                        generation: g.id,
+                        result,
+                    });
                 }
                 Msg::Dump { limit, reply } => {
-                    let _ = reply.send(crate::control::dump::worker_dump(self.id, &self.datapath, limit));
+                    let _ = reply.send(crate::control::dump::worker_dump(
+                        self.id,
+                        &self.datapath,
+                        limit,
+                    ));
                 }
             }
         }

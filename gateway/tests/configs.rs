@@ -15,7 +15,8 @@ fn every_example_config_validates() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "toml") {
             let c = Config::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            c.validate().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            c.validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             n += 1;
         }
     }
@@ -37,7 +38,11 @@ fn every_key_in_the_examples_is_documented() {
                 continue;
             }
             let key = line.split('=').next().unwrap().trim();
-            assert!(doc.contains(&format!("`{key}`")), "{}: key `{key}` is not documented in conf/README.md", p.display());
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "{}: key `{key}` is not documented in conf/README.md",
+                p.display()
+            );
         }
     }
 }

@@ -207,7 +207,11 @@ fn tcp_handshake_is_translated_with_toa() {
         "to the client's MAC"
     );
     let ack = &out.frames[s.out_index("ACK 40000")];
-    assert_eq!(field(ack, "tcp.options"), "[toa 40000 10.10.0.2]", "TOA on the first ACK too");
+    assert_eq!(
+        field(ack, "tcp.options"),
+        "[toa 40000 10.10.0.2]",
+        "TOA on the first ACK too"
+    );
     assert!(
         out.drop_lines().is_empty(),
         "no drops: {:?}",

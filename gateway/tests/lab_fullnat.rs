@@ -15,17 +15,34 @@ fn curl_and_wrk_through_fullnat_with_lip_peers_toa_and_ring_handoff() {
     // Sequential curls: every request succeeds, both real servers serve.
     let mut pages = std::collections::HashMap::new();
     for _ in 0..40 {
-        let body = lab.sh("cli", &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"]);
+        let body = lab.sh(
+            "cli",
+            &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"],
+        );
         *pages.entry(body.trim().to_string()).or_insert(0) += 1;
     }
     assert_eq!(pages.values().sum::<i32>(), 40);
-    assert_eq!(pages.get("rs1"), Some(&20), "wrr 1:1 over sequential connections: {pages:?}");
+    assert_eq!(
+        pages.get("rs1"),
+        Some(&20),
+        "wrr 1:1 over sequential connections: {pages:?}"
+    );
     assert_eq!(pages.get("rs2"), Some(&20), "{pages:?}");
 
     // Capture SYNs on rs1 while a few more requests go through: TOA must carry the client address.
     let cap = lab.run_dir.join("rs1-syn.pcap");
     let mut dump = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-rs1", lab.name), "tcpdump", "-i", "eth0", "-U", "-n", "-w"])
+        .args([
+            "netns",
+            "exec",
+            &format!("{}-rs1", lab.name),
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-U",
+            "-n",
+            "-w",
+        ])
         .arg(&cap)
         .arg("tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0")
         .stdout(Stdio::null())
@@ -34,20 +51,44 @@ fn curl_and_wrk_through_fullnat_with_lip_peers_toa_and_ring_handoff() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     for _ in 0..4 {
-        lab.sh("cli", &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"]);
+        lab.sh(
+            "cli",
+            &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"],
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
-    Command::new("kill").args(["-INT", &dump.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &dump.id().to_string()])
+        .status()
+        .unwrap();
     let _ = dump.wait();
     let toa = syn_toa_options(&std::fs::read(&cap).expect("capture file"));
     assert!(!toa.is_empty(), "no SYN captured on rs1");
     for (port, ip) in &toa {
-        assert_eq!(*ip, Ipv4Addr::new(10, 10, 0, 2), "TOA carries the client address");
-        assert!(*port >= 1024, "TOA carries the client's ephemeral port, got {port}");
+        assert_eq!(
+            *ip,
+            Ipv4Addr::new(10, 10, 0, 2),
+            "TOA carries the client address"
+        );
+        assert!(
+            *port >= 1024,
+            "TOA carries the client's ephemeral port, got {port}"
+        );
     }
 
     // wrk: a few seconds of keep-alive load; no socket errors, no non-2xx.
-    let out = lab.sh("cli", &["timeout", "30", "wrk", "-t2", "-c20", "-d3s", "http://10.10.0.100/"]);
+    let out = lab.sh(
+        "cli",
+        &[
+            "timeout",
+            "30",
+            "wrk",
+            "-t2",
+            "-c20",
+            "-d3s",
+            "http://10.10.0.100/",
+        ],
+    );
     assert!(!out.contains("Socket errors"), "{out}");
     assert!(!out.contains("Non-2xx"), "{out}");
     let reqs: u64 = out
@@ -64,7 +105,10 @@ fn curl_and_wrk_through_fullnat_with_lip_peers_toa_and_ring_handoff() {
         assert!(!log.is_empty());
         for line in log.lines() {
             let peer = line.split_whitespace().next().unwrap();
-            assert!(peer == "10.20.0.200" || peer == "10.20.0.201", "{rs} saw peer {peer}");
+            assert!(
+                peer == "10.20.0.200" || peer == "10.20.0.201",
+                "{rs} saw peer {peer}"
+            );
         }
     }
 
@@ -77,7 +121,13 @@ fn curl_and_wrk_through_fullnat_with_lip_peers_toa_and_ring_handoff() {
         lab.worker_counter(&stats, "handoff_out"),
         "{stats}"
     );
-    for reason in ["ring_full", "no_conn", "ports_exhausted", "conn_table_full", "l4_bad_checksum"] {
+    for reason in [
+        "ring_full",
+        "no_conn",
+        "ports_exhausted",
+        "conn_table_full",
+        "l4_bad_checksum",
+    ] {
         assert_eq!(Lab::drop_counter(&stats, reason), 0, "{reason}: {stats}");
     }
 }
@@ -87,11 +137,16 @@ fn syn_toa_options(pcap: &[u8]) -> Vec<(u16, Ipv4Addr)> {
     let mut out = Vec::new();
     let mut r = pcap_file::pcap::PcapReader::new(pcap).expect("pcap header");
     while let Some(Ok(pkt)) = r.next_packet() {
-        let Ok(p) = etherparse::SlicedPacket::from_ethernet(&pkt.data) else { continue };
+        let Ok(p) = etherparse::SlicedPacket::from_ethernet(&pkt.data) else {
+            continue;
+        };
         if let Some(etherparse::TransportSlice::Tcp(t)) = p.transport {
             for w in t.options().windows(8) {
                 if w[0] == 254 && w[1] == 8 {
-                    out.push((u16::from_be_bytes([w[2], w[3]]), Ipv4Addr::new(w[4], w[5], w[6], w[7])));
+                    out.push((
+                        u16::from_be_bytes([w[2], w[3]]),
+                        Ipv4Addr::new(w[4], w[5], w[6], w[7]),
+                    ));
                 }
             }
         }

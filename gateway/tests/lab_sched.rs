@@ -45,17 +45,30 @@ fn wrr_one_to_two_exactly_then_weight_zero_drains_gracefully() {
     let lab = Lab::up("sw", &Lab::config_with_services(&services(1, 2)));
 
     // 300 sequential connections: exactly 100 and 200, though they land on two workers.
-    let script = "for i in $(seq 1 300); do curl -sf --max-time 5 http://10.10.0.100/ || echo FAIL; done";
+    let script =
+        "for i in $(seq 1 300); do curl -sf --max-time 5 http://10.10.0.100/ || echo FAIL; done";
     let out = lab.sh("cli", &["sh", "-c", script]);
     let rs1 = out.lines().filter(|l| *l == "rs1").count();
     let rs2 = out.lines().filter(|l| *l == "rs2").count();
-    assert_eq!((rs1, rs2), (100, 200), "{}", out.lines().filter(|l| l.contains("FAIL")).count());
+    assert_eq!(
+        (rs1, rs2),
+        (100, 200),
+        "{}",
+        out.lines().filter(|l| l.contains("FAIL")).count()
+    );
 
     // Open keep-alive connections until one is served by rs2 (weight 2: the first or second is).
     let mut kept = None;
     for _ in 0..3 {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &format!("{}-cli", lab.name), "python3", "-c", KEEPALIVE])
+            .args([
+                "netns",
+                "exec",
+                &format!("{}-cli", lab.name),
+                "python3",
+                "-c",
+                KEEPALIVE,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -75,23 +88,48 @@ fn wrr_one_to_two_exactly_then_weight_zero_drains_gracefully() {
     lab.reload(&Lab::config_with_services(&services(1, 0)), 2);
 
     // Every new connection goes to rs1...
-    let out = lab.sh("cli", &["sh", "-c", "for i in $(seq 1 30); do curl -sf --max-time 5 http://10.10.0.100/; done"]);
+    let out = lab.sh(
+        "cli",
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 1 30); do curl -sf --max-time 5 http://10.10.0.100/; done",
+        ],
+    );
     assert_eq!(out.lines().filter(|l| *l == "rs1").count(), 30, "{out}");
     // ...while the open connection to rs2 keeps working.
     let stdin = child.stdin.as_mut().unwrap();
     for _ in 0..3 {
         writeln!(stdin).unwrap();
         stdin.flush().unwrap();
-        assert_eq!(lines.next().unwrap().unwrap(), "rs2", "the existing keep-alive connection still reaches rs2");
+        assert_eq!(
+            lines.next().unwrap().unwrap(),
+            "rs2",
+            "the existing keep-alive connection still reaches rs2"
+        );
     }
     drop(child.stdin.take());
     let _ = child.wait();
 
     // A bad reload is refused and changes nothing.
-    std::fs::write(lab.run_dir.join("gateway.toml"), Lab::config_with_services(&services(1, 70000))).unwrap();
-    Command::new("kill").args(["-HUP", &lab.pid().unwrap().to_string()]).status().unwrap();
+    std::fs::write(
+        lab.run_dir.join("gateway.toml"),
+        Lab::config_with_services(&services(1, 70000)),
+    )
+    .unwrap();
+    Command::new("kill")
+        .args(["-HUP", &lab.pid().unwrap().to_string()])
+        .status()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(lab.log().contains("config reload refused"), "{}", lab.log());
-    let out = lab.sh("cli", &["sh", "-c", "for i in $(seq 1 5); do curl -sf --max-time 5 http://10.10.0.100/; done"]);
+    let out = lab.sh(
+        "cli",
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 1 5); do curl -sf --max-time 5 http://10.10.0.100/; done",
+        ],
+    );
     assert_eq!(out.lines().filter(|l| *l == "rs1").count(), 5, "{out}");
 }

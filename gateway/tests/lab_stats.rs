@@ -12,21 +12,33 @@ fn ipvsadm(lab: &Lab, args: &[&str]) -> String {
         .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", lab.name))
         .output()
         .unwrap();
-    assert!(o.status.success(), "ipvsadm {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "ipvsadm {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 /// The numbers of the line starting with `prefix` (after the address column).
 fn row(out: &str, prefix: &str) -> Vec<u64> {
-    let line = out.lines().find(|l| l.trim_start().starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in {out}"));
-    line.split_whitespace().filter_map(|w| w.parse().ok()).collect()
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {out}"));
+    line.split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
 }
 
 #[test]
 fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
     let lab = Lab::up("st", &Lab::default_config(""));
     for _ in 0..10 {
-        lab.sh("cli", &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"]);
+        lab.sh(
+            "cli",
+            &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"],
+        );
     }
     std::thread::sleep(std::time::Duration::from_millis(400));
     let out = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
@@ -39,37 +51,70 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
     assert!(svc[1] >= 40 && svc[2] >= 30, "{out}");
     assert!(svc[4] > svc[3], "responses are bigger than requests: {out}");
     for i in 0..5 {
-        assert_eq!(svc[i], rs1[i] + rs2[i], "service = sum of its servers: {out}");
+        assert_eq!(
+            svc[i],
+            rs1[i] + rs2[i],
+            "service = sum of its servers: {out}"
+        );
     }
 
     // -Z zeroes them; new traffic counts from zero.
     ipvsadm(&lab, &["-Z"]);
     let out = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
-    assert_eq!(row(&out, "TCP  10.10.0.100:80"), vec![0, 0, 0, 0, 0], "{out}");
-    lab.sh("cli", &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"]);
+    assert_eq!(
+        row(&out, "TCP  10.10.0.100:80"),
+        vec![0, 0, 0, 0, 0],
+        "{out}"
+    );
+    lab.sh(
+        "cli",
+        &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"],
+    );
     std::thread::sleep(std::time::Duration::from_millis(400));
     let out = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
     assert_eq!(row(&out, "TCP  10.10.0.100:80")[0], 1, "{out}");
 
     // Rates while wrk runs: connections and packets per second are non-zero.
     let wrk = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-cli", lab.name), "timeout", "20", "wrk", "-t1", "-c4", "-d4s", "--header", "Connection: close", "http://10.10.0.100/"])
+        .args([
+            "netns",
+            "exec",
+            &format!("{}-cli", lab.name),
+            "timeout",
+            "20",
+            "wrk",
+            "-t1",
+            "-c4",
+            "-d4s",
+            "--header",
+            "Connection: close",
+            "http://10.10.0.100/",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2600));
     let out = ipvsadm(&lab, &["-Ln", "--rate"]);
     let r = row(&out, "TCP  10.10.0.100:80");
-    assert!(r[0] > 0 && r[1] > 0 && r[2] > 0, "CPS, InPPS, OutPPS while loaded: {out}");
+    assert!(
+        r[0] > 0 && r[1] > 0 && r[2] > 0,
+        "CPS, InPPS, OutPPS while loaded: {out}"
+    );
     let _ = wrk.wait_with_output();
 }
 
 #[test]
 fn set_changes_the_timeouts_on_every_worker() {
     let lab = Lab::up("so", &Lab::default_config(""));
-    assert_eq!(ipvsadm(&lab, &["-L", "--timeout"]), "Timeout (tcp tcpfin udp): 900 120 300\n");
+    assert_eq!(
+        ipvsadm(&lab, &["-L", "--timeout"]),
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    );
     ipvsadm(&lab, &["--set", "60", "0", "20"]);
-    assert_eq!(ipvsadm(&lab, &["-L", "--timeout"]), "Timeout (tcp tcpfin udp): 60 120 20\n");
+    assert_eq!(
+        ipvsadm(&lab, &["-L", "--timeout"]),
+        "Timeout (tcp tcpfin udp): 60 120 20\n"
+    );
     // The connection listing shows an established connection expiring within the new timeout.
     let mut child = Command::new("ip")
         .args(["netns", "exec", &format!("{}-cli", lab.name), "python3", "-c",
@@ -78,7 +123,10 @@ fn set_changes_the_timeouts_on_every_worker() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let conns = ipvsadm(&lab, &["-Lnc"]);
-    let line = conns.lines().find(|l| l.contains("ESTABLISHED")).unwrap_or_else(|| panic!("{conns}"));
+    let line = conns
+        .lines()
+        .find(|l| l.contains("ESTABLISHED"))
+        .unwrap_or_else(|| panic!("{conns}"));
     // "TCP 00:59  ESTABLISHED ..." : minutes:seconds left.
     let left = line.split_whitespace().nth(1).unwrap();
     let (m, s) = left.split_once(':').unwrap();
@@ -92,5 +140,8 @@ fn set_changes_the_timeouts_on_every_worker() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert_eq!(ipvsadm(&lab, &["-L", "--timeout"]), "Timeout (tcp tcpfin udp): 60 120 20\n");
+    assert_eq!(
+        ipvsadm(&lab, &["-L", "--timeout"]),
+        "Timeout (tcp tcpfin udp): 60 120 20\n"
+    );
 }

@@ -29,7 +29,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -61,7 +62,12 @@ fn main() -> ExitCode {
         config_path: Some(args.config.clone()),
     };
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    for (sig, flag) in [(SIGINT, &signals.term), (SIGTERM, &signals.term), (SIGUSR1, &signals.usr1), (SIGHUP, &signals.hup)] {
+    for (sig, flag) in [
+        (SIGINT, &signals.term),
+        (SIGTERM, &signals.term),
+        (SIGUSR1, &signals.usr1),
+        (SIGHUP, &signals.hup),
+    ] {
         if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
             eprintln!("gateway: error: cannot install signal handler: {e}");
             return ExitCode::FAILURE;

@@ -388,13 +388,21 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
                 Some(s) => s,
                 None => {
                     let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).map_err(|e| Fail(format!("reading standard input: {e}"), 1))?;
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .map_err(|e| Fail(format!("reading standard input: {e}"), 1))?;
                     s
                 }
             };
             let lines = ipvsadm::parse_restore(&input, &names).map_err(|e| Fail(e.0, 2))?;
             let at: Vec<usize> = lines.iter().map(|l| l.0).collect();
-            let r = client::request(&ctx.socket, Op::Apply { changes: lines.into_iter().map(|l| l.1).collect() }, TIMEOUT)?;
+            let r = client::request(
+                &ctx.socket,
+                Op::Apply {
+                    changes: lines.into_iter().map(|l| l.1).collect(),
+                },
+                TIMEOUT,
+            )?;
             if r.ok {
                 return done(r.data.unwrap_or_default());
             }
@@ -412,7 +420,12 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
             Ok(ipvsadm::format_timeout(&typed(v)?))
         }
         Cmd::List(o) if o.conns => {
-            let v = call(ctx, Op::Conns { filter: ConnFilter::default() })?;
+            let v = call(
+                ctx,
+                Op::Conns {
+                    filter: ConnFilter::default(),
+                },
+            )?;
             if ctx.json {
                 return Ok(pretty(&v));
             }
@@ -432,13 +445,23 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
         }
         Cmd::Laddrs(k) => {
             let l: ListView = typed(call(ctx, Op::List)?)?;
-            let c: ConnsView = typed(call(ctx, Op::Conns { filter: ConnFilter::default() })?)?;
+            let c: ConnsView = typed(call(
+                ctx,
+                Op::Conns {
+                    filter: ConnFilter::default(),
+                },
+            )?)?;
             ipvsadm::format_laddrs(&l, k.as_ref(), &c.conns).map_err(|e| Fail(e, 1))
         }
         Cmd::Zero => done(call(ctx, Op::Zero)?),
-        Cmd::SetTimeouts(tcp, tcpfin, udp) => done(call(ctx, Op::SetTimeouts { tcp, tcpfin, udp })?),
+        Cmd::SetTimeouts(tcp, tcpfin, udp) => {
+            done(call(ctx, Op::SetTimeouts { tcp, tcpfin, udp })?)
+        }
         Cmd::Help => Ok(ipvsadm::USAGE.to_string()),
-        Cmd::Version => Ok(format!("ipvsadm v1.31 (gateway {}, IPVS-compatible)\n", env!("CARGO_PKG_VERSION"))),
+        Cmd::Version => Ok(format!(
+            "ipvsadm v1.31 (gateway {}, IPVS-compatible)\n",
+            env!("CARGO_PKG_VERSION")
+        )),
     }
 }
 

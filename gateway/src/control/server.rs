@@ -69,7 +69,13 @@ struct Counts {
 type TrafficMap = std::collections::HashMap<crate::forward::TrafficKey, crate::forward::Traffic>;
 
 fn counters_of(t: &crate::forward::Traffic) -> Counters {
-    Counters { conns: t.conns, inpkts: t.inpkts, outpkts: t.outpkts, inbytes: t.inbytes, outbytes: t.outbytes }
+    Counters {
+        conns: t.conns,
+        inpkts: t.inpkts,
+        outpkts: t.outpkts,
+        inbytes: t.inbytes,
+        outbytes: t.outbytes,
+    }
 }
 
 fn sub_counters(a: &Counters, b: &Counters) -> Counters {
@@ -350,8 +356,18 @@ impl Server<'_> {
                             .get(i)
                             .map(|rs| {
                                 let c = vs.svc.config();
-                                let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
-                                let key = crate::forward::TrafficKey { proto, vip: c.vip, vport: c.vport, rip: rs.addr, rport: rs.port };
+                                let proto = if c.proto == crate::service::Proto::Tcp {
+                                    6
+                                } else {
+                                    17
+                                };
+                                let key = crate::forward::TrafficKey {
+                                    proto,
+                                    vip: c.vip,
+                                    vport: c.vport,
+                                    rip: rs.addr,
+                                    rport: rs.port,
+                                };
                                 self.traffic_of(&totals, &key)
                             })
                             .unwrap_or_default();
@@ -489,7 +505,11 @@ impl Server<'_> {
     }
 
     /// Counters since the last `-Z` and the current per-second rates of one (service, real server).
-    fn traffic_of(&self, totals: &TrafficMap, key: &crate::forward::TrafficKey) -> (Counters, Rates) {
+    fn traffic_of(
+        &self,
+        totals: &TrafficMap,
+        key: &crate::forward::TrafficKey,
+    ) -> (Counters, Rates) {
         let now = totals.get(key).map(counters_of).unwrap_or_default();
         let Ok(c) = self.counts.lock() else {
             return (now, Rates::default());
@@ -502,7 +522,13 @@ impl Server<'_> {
                 let b = b.get(key).map(counters_of).unwrap_or_default();
                 let d = sub_counters(&b, &a);
                 let r = |x: u64| (x as f64 / dt).round() as u64;
-                Rates { cps: r(d.conns), inpps: r(d.inpkts), outpps: r(d.outpkts), inbps: r(d.inbytes), outbps: r(d.outbytes) }
+                Rates {
+                    cps: r(d.conns),
+                    inpps: r(d.inpkts),
+                    outpps: r(d.outpkts),
+                    inbps: r(d.inbytes),
+                    outbps: r(d.outbytes),
+                }
             }
             _ => Rates::default(),
         };
@@ -604,7 +630,11 @@ impl Server<'_> {
     fn set_timeouts(&self, tcp: u32, tcpfin: u32, udp: u32) -> Result<serde_json::Value, String> {
         let mut ctl = self.control()?;
         let mut t = ctl.current().timeouts;
-        for (v, field) in [(tcp, &mut t.established), (tcpfin, &mut t.fin_wait), (udp, &mut t.udp)] {
+        for (v, field) in [
+            (tcp, &mut t.established),
+            (tcpfin, &mut t.fin_wait),
+            (udp, &mut t.udp),
+        ] {
             if v > 0 {
                 *field = v;
             }
@@ -614,7 +644,10 @@ impl Server<'_> {
     }
 
     fn timeouts(&self) -> TimeoutsView {
-        let current = self.current().map(|g| g.timeouts).unwrap_or(self.ctx.cfg.conn.timeouts);
+        let current = self
+            .current()
+            .map(|g| g.timeouts)
+            .unwrap_or(self.ctx.cfg.conn.timeouts);
         let t = &current;
         let all = serde_json::to_value(t)
             .ok()

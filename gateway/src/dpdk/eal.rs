@@ -22,11 +22,16 @@ impl Eal {
     /// Initialises EAL with `args` (argv[0] included). Fails if EAL already ran in this process.
     pub fn init(args: &[String]) -> Result<Eal> {
         if EAL_STARTED.swap(true, Ordering::SeqCst) {
-            return Err(Error::new("rte_eal_init (second call in one process)", libc_ealready()));
+            return Err(Error::new(
+                "rte_eal_init (second call in one process)",
+                libc_ealready(),
+            ));
         }
         let argv: Vec<CString> = args
             .iter()
-            .map(|a| CString::new(a.as_str()).map_err(|_| Error::new(format!("EAL argument {a:?}"), 22)))
+            .map(|a| {
+                CString::new(a.as_str()).map_err(|_| Error::new(format!("EAL argument {a:?}"), 22))
+            })
             .collect::<Result<_>>()?;
         let mut ptrs: Vec<*mut c_char> = argv.iter().map(|s| s.as_ptr() as *mut c_char).collect();
         ptrs.push(std::ptr::null_mut());
@@ -87,7 +92,10 @@ where
     if ret < 0 {
         // SAFETY: the launch failed, so the trampoline never ran and never will: reclaim the job.
         drop(unsafe { Box::from_raw(arg as *mut Job) });
-        return Err(Error::new(format!("rte_eal_remote_launch(lcore {lcore})"), -ret));
+        return Err(Error::new(
+            format!("rte_eal_remote_launch(lcore {lcore})"),
+            -ret,
+        ));
     }
     Ok(())
 }

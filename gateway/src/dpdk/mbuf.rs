@@ -105,7 +105,12 @@ impl Mbuf {
         let m = self.m();
         // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer (DPDK invariant),
         // and we own the mbuf.
-        unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize) }
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
     }
 
     /// The frame, writable.
@@ -176,7 +181,9 @@ impl Mbuf {
         if ip_csum {
             flags |= dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM;
         }
-        m.ol_flags = (m.ol_flags & !(dpdk_sys::RTE_MBUF_F_TX_L4_MASK | dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM)) | flags;
+        m.ol_flags = (m.ol_flags
+            & !(dpdk_sys::RTE_MBUF_F_TX_L4_MASK | dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM))
+            | flags;
         // tx_offload bit layout (rte_mbuf_core.h): l2_len:7, l3_len:9, l4_len:8, ...
         // Writing a union field is safe; every bit pattern of the u64 view is valid.
         m.__bindgen_anon_3.tx_offload = (l2_len as u64) | ((l3_len as u64) << 7);
@@ -209,7 +216,11 @@ pub struct RxBatch {
 
 impl Default for RxBatch {
     fn default() -> Self {
-        RxBatch { pkts: [std::ptr::null_mut(); BURST], len: 0, next: 0 }
+        RxBatch {
+            pkts: [std::ptr::null_mut(); BURST],
+            len: 0,
+            next: 0,
+        }
     }
 }
 
@@ -220,7 +231,9 @@ impl RxBatch {
         debug_assert_eq!(self.next, self.len, "previous batch not drained");
         // SAFETY: pkts has room for BURST pointers; the driver fills at most BURST and hands us
         // ownership of each one. The port/queue are started (the worker runs only between start/stop).
-        let n = unsafe { dpdk_sys::gw_rte_eth_rx_burst(port, queue, self.pkts.as_mut_ptr(), BURST as u16) };
+        let n = unsafe {
+            dpdk_sys::gw_rte_eth_rx_burst(port, queue, self.pkts.as_mut_ptr(), BURST as u16)
+        };
         self.len = n as usize;
         self.next = 0;
         self.len
@@ -243,7 +256,9 @@ impl RxBatch {
             // prefetching an address never faults.
             unsafe {
                 let m = &*self.pkts[i];
-                dpdk_sys::gw_rte_prefetch0((m.buf_addr as *const u8).add(m.data_off as usize) as *const _);
+                dpdk_sys::gw_rte_prefetch0(
+                    (m.buf_addr as *const u8).add(m.data_off as usize) as *const _
+                );
             }
         }
     }
@@ -287,7 +302,14 @@ unsafe impl Send for TxBuffer {}
 
 impl TxBuffer {
     pub fn new(port: u16, queue: u16) -> Self {
-        TxBuffer { port, queue, pkts: [std::ptr::null_mut(); BURST], len: 0, dropped: 0, sent: 0 }
+        TxBuffer {
+            port,
+            queue,
+            pkts: [std::ptr::null_mut(); BURST],
+            len: 0,
+            dropped: 0,
+            sent: 0,
+        }
     }
 
     #[inline]
@@ -305,8 +327,14 @@ impl TxBuffer {
             return;
         }
         // SAFETY: pkts[..len] are owned mbufs; the driver takes ownership of the first `sent`.
-        let sent = unsafe { dpdk_sys::gw_rte_eth_tx_burst(self.port, self.queue, self.pkts.as_mut_ptr(), self.len as u16) }
-            as usize;
+        let sent = unsafe {
+            dpdk_sys::gw_rte_eth_tx_burst(
+                self.port,
+                self.queue,
+                self.pkts.as_mut_ptr(),
+                self.len as u16,
+            )
+        } as usize;
         for &p in &self.pkts[sent..self.len] {
             drop(Mbuf::from_raw(p));
         }

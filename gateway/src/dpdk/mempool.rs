@@ -23,7 +23,9 @@ impl Mempool {
         let cname = CString::new(name).map_err(|_| Error::new("mempool name", 22))?;
         // SAFETY: cname is a valid C string; EAL must be initialised, which the caller guarantees by
         // holding an Eal (pools are created after Eal::init in the daemon).
-        let raw = unsafe { dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket) };
+        let raw = unsafe {
+            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket)
+        };
         NonNull::new(raw)
             .map(|raw| Mempool { raw })
             .ok_or_else(|| Error::from_rte_errno(format!("rte_pktmbuf_pool_create({name}, n={n})")))

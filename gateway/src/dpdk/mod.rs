@@ -34,7 +34,11 @@ impl Error {
         let msg = unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(errno)) }
             .to_string_lossy()
             .into_owned();
-        Error { op: op.into(), errno, msg }
+        Error {
+            op: op.into(),
+            errno,
+            msg,
+        }
     }
 
     /// Builds the error from the calling thread's `rte_errno`.

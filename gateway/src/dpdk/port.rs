@@ -86,12 +86,16 @@ impl Port {
     fn query_info(id: u16) -> Result<PortInfo> {
         let mut di = dpdk_sys::rte_eth_dev_info::default();
         // SAFETY: di is a valid out-struct for the call.
-        Error::check("rte_eth_dev_info_get", unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut di) })?;
+        Error::check("rte_eth_dev_info_get", unsafe {
+            dpdk_sys::rte_eth_dev_info_get(id, &mut di)
+        })?;
         let driver = if di.driver_name.is_null() {
             String::new()
         } else {
             // SAFETY: driver_name points to the driver's static NUL-terminated name.
-            unsafe { CStr::from_ptr(di.driver_name) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(di.driver_name) }
+                .to_string_lossy()
+                .into_owned()
         };
         Ok(PortInfo {
             driver,
@@ -112,7 +116,11 @@ impl Port {
             return Err(Error::new(
                 format!(
                     "port {name}: {} rx / {} tx queues requested, driver {} allows {} / {}",
-                    cfg.rx_queues, cfg.tx_queues, info.driver, info.max_rx_queues, info.max_tx_queues
+                    cfg.rx_queues,
+                    cfg.tx_queues,
+                    info.driver,
+                    info.max_rx_queues,
+                    info.max_tx_queues
                 ),
                 22,
             ));
@@ -129,7 +137,8 @@ impl Port {
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
         let rx_csum = cfg.csum_offload
-            && info.rx_offload_capa & dpdk_sys::RTE_ETH_RX_OFFLOAD_CHECKSUM == dpdk_sys::RTE_ETH_RX_OFFLOAD_CHECKSUM;
+            && info.rx_offload_capa & dpdk_sys::RTE_ETH_RX_OFFLOAD_CHECKSUM
+                == dpdk_sys::RTE_ETH_RX_OFFLOAD_CHECKSUM;
         if rx_csum {
             conf.rxmode.offloads |= dpdk_sys::RTE_ETH_RX_OFFLOAD_CHECKSUM;
         }
@@ -141,7 +150,8 @@ impl Port {
             conf.txmode.offloads |= tx_want;
         }
         // SAFETY: conf is a fully initialised rte_eth_conf; the port is not started.
-        let ret = unsafe { dpdk_sys::rte_eth_dev_configure(id, cfg.rx_queues, cfg.tx_queues, &conf) };
+        let ret =
+            unsafe { dpdk_sys::rte_eth_dev_configure(id, cfg.rx_queues, cfg.tx_queues, &conf) };
         Error::check(&format!("rte_eth_dev_configure({name})"), ret)?;
         if let Some(mtu) = cfg.mtu {
             // SAFETY: configured, not started; plain integer argument.
@@ -157,12 +167,22 @@ impl Port {
         for q in 0..cfg.rx_queues {
             // SAFETY: NULL rxconf means driver defaults; the pool outlives the port (the daemon drops
             // ports before pools).
-            let ret = unsafe { dpdk_sys::rte_eth_rx_queue_setup(id, q, nrx, socket, std::ptr::null(), pool.as_ptr()) };
+            let ret = unsafe {
+                dpdk_sys::rte_eth_rx_queue_setup(
+                    id,
+                    q,
+                    nrx,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
+            };
             Error::check(&format!("rte_eth_rx_queue_setup({name}, {q})"), ret)?;
         }
         for q in 0..cfg.tx_queues {
             // SAFETY: NULL txconf means driver defaults.
-            let ret = unsafe { dpdk_sys::rte_eth_tx_queue_setup(id, q, ntx, socket, std::ptr::null()) };
+            let ret =
+                unsafe { dpdk_sys::rte_eth_tx_queue_setup(id, q, ntx, socket, std::ptr::null()) };
             Error::check(&format!("rte_eth_tx_queue_setup({name}, {q})"), ret)?;
         }
         if cfg.promiscuous {
@@ -172,7 +192,15 @@ impl Port {
         // SAFETY: all queues are set up.
         let ret = unsafe { dpdk_sys::rte_eth_dev_start(id) };
         Error::check(&format!("rte_eth_dev_start({name})"), ret)?;
-        let mut port = Port { id, name: name.to_string(), info, rss: None, tx_csum, rx_csum, started: true };
+        let mut port = Port {
+            id,
+            name: name.to_string(),
+            info,
+            rss: None,
+            tx_csum,
+            rx_csum,
+            started: true,
+        };
         if use_rss {
             port.rss = port.query_rss().ok();
         }
@@ -193,18 +221,34 @@ impl Port {
         key.truncate(rc.rss_key_len as usize);
         let size = self.info.reta_size as usize;
         let group = dpdk_sys::RTE_ETH_RETA_GROUP_SIZE as usize;
-        let mut groups = vec![dpdk_sys::rte_eth_rss_reta_entry64 { mask: u64::MAX, reta: [0; 64] }; size.div_ceil(group)];
+        let mut groups = vec![
+            dpdk_sys::rte_eth_rss_reta_entry64 {
+                mask: u64::MAX,
+                reta: [0; 64]
+            };
+            size.div_ceil(group)
+        ];
         // SAFETY: groups has reta_size/64 entries with every mask bit set, as the API asks.
-        let ret = unsafe { dpdk_sys::rte_eth_dev_rss_reta_query(self.id, groups.as_mut_ptr(), size as u16) };
+        let ret = unsafe {
+            dpdk_sys::rte_eth_dev_rss_reta_query(self.id, groups.as_mut_ptr(), size as u16)
+        };
         Error::check("rte_eth_dev_rss_reta_query", ret)?;
-        let reta = (0..size).map(|i| groups[i / group].reta[i % group]).collect();
-        Ok(RssConfig { key, reta, hash_fields: rc.rss_hf })
+        let reta = (0..size)
+            .map(|i| groups[i / group].reta[i % group])
+            .collect();
+        Ok(RssConfig {
+            key,
+            reta,
+            hash_fields: rc.rss_hf,
+        })
     }
 
     pub fn mac(&self) -> Result<MacAddr> {
         let mut a = dpdk_sys::rte_ether_addr::default();
         // SAFETY: valid out-pointer.
-        Error::check("rte_eth_macaddr_get", unsafe { dpdk_sys::rte_eth_macaddr_get(self.id, &mut a) })?;
+        Error::check("rte_eth_macaddr_get", unsafe {
+            dpdk_sys::rte_eth_macaddr_get(self.id, &mut a)
+        })?;
         Ok(MacAddr(a.addr_bytes))
     }
 
@@ -240,7 +284,10 @@ pub fn link_of(id: u16) -> LinkState {
     let mut l = dpdk_sys::rte_eth_link::default();
     // SAFETY: valid out-pointer; the nowait variant never blocks.
     unsafe { dpdk_sys::rte_eth_link_get_nowait(id, &mut l) };
-    LinkState { up: l.link_status() != 0, speed_mbps: l.link_speed }
+    LinkState {
+        up: l.link_status() != 0,
+        speed_mbps: l.link_speed,
+    }
 }
 
 /// Basic counters of a port by id (thread-safe in DPDK: reads driver counters).

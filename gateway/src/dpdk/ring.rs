@@ -34,7 +34,14 @@ impl MbufRing {
         let p = m.into_raw() as *mut c_void;
         let objs = [p];
         // SAFETY: single producer per ring by construction; objs holds one valid pointer.
-        let n = unsafe { dpdk_sys::gw_rte_ring_enqueue_burst(self.raw.as_ptr(), objs.as_ptr(), 1, std::ptr::null_mut()) };
+        let n = unsafe {
+            dpdk_sys::gw_rte_ring_enqueue_burst(
+                self.raw.as_ptr(),
+                objs.as_ptr(),
+                1,
+                std::ptr::null_mut(),
+            )
+        };
         if n == 1 {
             Ok(())
         } else {

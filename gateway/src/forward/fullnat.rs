@@ -19,8 +19,9 @@ use super::nat::{self, NatIndex};
 use super::rewrite::rewrite_l4;
 use super::services::ServiceTable;
 use super::{dr, mode, tun};
-use crate::conn::{ConnFlags, 
-    tcp_flags, Activity, ConnId, ConnTable, Dir, InsertError, State, Ticks, Timeouts, Tuple,
+use crate::conn::{
+    tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, State, Ticks, Timeouts,
+    Tuple,
 };
 use crate::datapath::{l4_checksum_ok, Ipv4In, Verdict, L3};
 use crate::laddr::{LaddrPool, PortLayout};
@@ -164,8 +165,18 @@ struct Quote {
 fn traffic_key(vs: &super::services::VirtualService, rs: usize) -> Option<TrafficKey> {
     let c = vs.svc.config();
     let r = vs.svc.reals().get(rs)?;
-    let proto = if c.proto == crate::service::Proto::Tcp { 6 } else { 17 };
-    Some(TrafficKey { proto, vip: c.vip, vport: c.vport, rip: r.addr, rport: r.port })
+    let proto = if c.proto == crate::service::Proto::Tcp {
+        6
+    } else {
+        17
+    };
+    Some(TrafficKey {
+        proto,
+        vip: c.vip,
+        vport: c.vport,
+        rip: r.addr,
+        rport: r.port,
+    })
 }
 
 fn parse_quote(q: &[u8]) -> Option<Quote> {
@@ -297,7 +308,9 @@ impl Forwarder {
         for vs in &new.services {
             self.traffic_base.push(self.traffic.len() as u32);
             for i in 0..vs.svc.len() {
-                let t = traffic_key(vs, i).and_then(|k| old.get(&k).copied()).unwrap_or_default();
+                let t = traffic_key(vs, i)
+                    .and_then(|k| old.get(&k).copied())
+                    .unwrap_or_default();
                 self.traffic.push(t);
             }
         }
@@ -305,15 +318,22 @@ impl Forwarder {
 
     /// Every (service, real server) and its traffic on this worker.
     pub fn traffic_entries(&self) -> impl Iterator<Item = (TrafficKey, Traffic)> + '_ {
-        self.services.services.iter().enumerate().flat_map(move |(si, vs)| {
-            let base = self.traffic_base.get(si).copied().unwrap_or(0) as usize;
-            (0..vs.svc.len()).filter_map(move |i| Some((traffic_key(vs, i)?, *self.traffic.get(base + i)?)))
-        })
+        self.services
+            .services
+            .iter()
+            .enumerate()
+            .flat_map(move |(si, vs)| {
+                let base = self.traffic_base.get(si).copied().unwrap_or(0) as usize;
+                (0..vs.svc.len())
+                    .filter_map(move |i| Some((traffic_key(vs, i)?, *self.traffic.get(base + i)?)))
+            })
     }
 
     /// Zeroes the traffic counters (`ipvsadm -Z`).
     pub fn zero_traffic(&mut self) {
-        self.traffic.iter_mut().for_each(|t| *t = Traffic::default());
+        self.traffic
+            .iter_mut()
+            .for_each(|t| *t = Traffic::default());
     }
 
     /// Sets the MTU of the port TUN packets leave by (default 1500): a wrapped packet longer than
@@ -405,7 +425,13 @@ impl Forwarder {
         if ip.is_fragment || !(ip.protocol == IpProtocol::TCP || ip.protocol == IpProtocol::UDP) {
             return None;
         }
-        Some(Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0))
+        Some(Tuple::new(
+            ip.src,
+            ip.src_port,
+            ip.dst,
+            ip.dst_port,
+            ip.protocol.0,
+        ))
     }
 
     /// `handle` with the result of a batched lookup done earlier in the burst. A hit is re-checked
@@ -451,7 +477,9 @@ impl Forwarder {
         let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, proto);
         let now = Ticks(l3.now_ms);
         let found = match pre {
-            Some(Some((id, dir))) if self.table.get(id).is_some_and(|c| c.tuple(dir) == tuple) => Some((id, dir)),
+            Some(Some((id, dir))) if self.table.get(id).is_some_and(|c| c.tuple(dir) == tuple) => {
+                Some((id, dir))
+            }
             _ => self.table.lookup(&tuple),
         };
         Ok(match found {
@@ -621,7 +649,11 @@ impl Forwarder {
             }
         }
         self.stats.created += 1;
-        if let Some(t) = self.traffic_base.get(si as usize).and_then(|&b| self.traffic.get_mut(b as usize + ri)) {
+        if let Some(t) = self
+            .traffic_base
+            .get(si as usize)
+            .and_then(|&b| self.traffic.get_mut(b as usize + ri))
+        {
             t.conns += 1;
         }
         if let Some(s) = vs.svc.stats(ri) {
@@ -724,14 +756,28 @@ impl Forwarder {
                 .is_some_and(|vs| vs.toa);
             let f = ip.tcp_flags;
             if toa && f.syn() {
-                self.add_toa(&mut pkt, l3_off, l4_off, ip.total_len as usize, client, true);
+                self.add_toa(
+                    &mut pkt,
+                    l3_off,
+                    l4_off,
+                    ip.total_len as usize,
+                    client,
+                    true,
+                );
             } else if toa && f.ack() && !f.rst() && !c.flags().contains(ConnFlags::TOA_DONE) {
                 // Also on the client's first ACK: the classic toa kernel module reads the option from
                 // the packet that completes the handshake (as DPVS puts it there), newer ones from
                 // the SYN. Only if the segment still fits a 1500-byte MTU with the option.
                 c.set_flags(ConnFlags::TOA_DONE);
                 if usize::from(ip.total_len) + usize::from(TOA_LEN) <= 1500 {
-                    self.add_toa(&mut pkt, l3_off, l4_off, ip.total_len as usize, client, false);
+                    self.add_toa(
+                        &mut pkt,
+                        l3_off,
+                        l4_off,
+                        ip.total_len as usize,
+                        client,
+                        false,
+                    );
                 } else {
                     self.stats.toa_skipped += 1;
                 }

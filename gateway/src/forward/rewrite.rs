@@ -17,7 +17,12 @@ pub type Endpoint = (Ipv4Addr, u16);
 pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint, dst: Endpoint) {
     let (old_src, old_dst, proto, total_len) = {
         let ip = Ipv4Packet::new_unchecked(&frame[l3_off..]);
-        (ip.src(), ip.dst(), ip.protocol(), usize::from(ip.total_len()))
+        (
+            ip.src(),
+            ip.dst(),
+            ip.protocol(),
+            usize::from(ip.total_len()),
+        )
     };
     let end = (l3_off + total_len).min(frame.len());
     {
@@ -64,7 +69,13 @@ pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint,
 pub fn seed_for_offload(frame: &mut [u8], l3_off: usize, l4_off: usize) -> bool {
     let (src, dst, proto, total_len, hl) = {
         let ip = Ipv4Packet::new_unchecked(&frame[l3_off..]);
-        (ip.src(), ip.dst(), ip.protocol(), ip.total_len(), ip.header_len())
+        (
+            ip.src(),
+            ip.dst(),
+            ip.protocol(),
+            ip.total_len(),
+            ip.header_len(),
+        )
     };
     let field = match checksum::l4_checksum_field(proto) {
         Some(f) if proto == IpProtocol::TCP || proto == IpProtocol::UDP => f,
@@ -91,7 +102,10 @@ mod tests {
         let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4([192, 0, 2, 7], [10, 10, 0, 100], 64);
         let mut v = Vec::new();
         if tcp {
-            b.tcp(40000, 80, 77, 1000).syn().write(&mut v, payload).unwrap();
+            b.tcp(40000, 80, 77, 1000)
+                .syn()
+                .write(&mut v, payload)
+                .unwrap();
         } else {
             b.udp(40000, 53).write(&mut v, payload).unwrap();
             if !udp_csum {
@@ -170,6 +184,9 @@ mod tests {
         let sum = checksum::sum(seg);
         assert_eq!(!checksum::fold(sum), want);
         let mut u = frame(false, b"x", false);
-        assert!(!seed_for_offload(&mut u, 14, 34), "UDP without checksum stays without");
+        assert!(
+            !seed_for_offload(&mut u, 14, 34),
+            "UDP without checksum stays without"
+        );
     }
 }

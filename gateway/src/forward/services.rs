@@ -42,9 +42,14 @@ impl ServiceTable {
         configs: Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>,
         prev: Option<&ServiceTable>,
     ) -> Result<ServiceTable, ServiceError> {
-        let mut t = ServiceTable { generation, ..Default::default() };
+        let mut t = ServiceTable {
+            generation,
+            ..Default::default()
+        };
         for (cfg, lips, toa) in configs {
-            let old = prev.and_then(|p| p.find(cfg.vip, cfg.vport, proto_num(cfg.proto))).map(|i| &*prev.unwrap().services[i as usize].svc);
+            let old = prev
+                .and_then(|p| p.find(cfg.vip, cfg.vport, proto_num(cfg.proto)))
+                .map(|i| &*prev.unwrap().services[i as usize].svc);
             let key = (u32::from(cfg.vip), cfg.vport, proto_num(cfg.proto));
             t.vips.insert(cfg.vip);
             t.lips.extend(lips.iter().copied());

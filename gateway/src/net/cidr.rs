@@ -44,9 +44,15 @@ impl fmt::Display for Ipv4Cidr {
 impl FromStr for Ipv4Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = s.split_once('/').ok_or_else(|| format!("{s:?} lacks a /prefix-length"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| format!("{a:?} is not an IPv4 address"))?;
-        let len: u8 = l.parse().map_err(|_| format!("prefix length {l:?} is not a number"))?;
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} lacks a /prefix-length"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("{a:?} is not an IPv4 address"))?;
+        let len: u8 = l
+            .parse()
+            .map_err(|_| format!("prefix length {l:?} is not a number"))?;
         Ipv4Cidr::new(addr, len).ok_or_else(|| format!("prefix length {len} is over 32"))
     }
 }
@@ -64,7 +70,9 @@ mod tests {
         let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(Ipv4Addr::new(1, 2, 3, 4)));
         let host: Ipv4Cidr = "1.2.3.4/32".parse().unwrap();
-        assert!(host.contains(Ipv4Addr::new(1, 2, 3, 4)) && !host.contains(Ipv4Addr::new(1, 2, 3, 5)));
+        assert!(
+            host.contains(Ipv4Addr::new(1, 2, 3, 4)) && !host.contains(Ipv4Addr::new(1, 2, 3, 5))
+        );
         assert!("1.2.3.4".parse::<Ipv4Cidr>().is_err());
         assert!("1.2.3.4/33".parse::<Ipv4Cidr>().is_err());
         assert!("1.2.3/8".parse::<Ipv4Cidr>().is_err());

@@ -27,7 +27,12 @@ pub struct NeighConfig {
 
 impl Default for NeighConfig {
     fn default() -> Self {
-        NeighConfig { timeout_ms: 300_000, retry_ms: 1000, max_pending: 8, capacity: 4096 }
+        NeighConfig {
+            timeout_ms: 300_000,
+            retry_ms: 1000,
+            max_pending: 8,
+            capacity: 4096,
+        }
     }
 }
 
@@ -121,19 +126,47 @@ impl<B> NeighTable<B> {
         let mut pending = Vec::with_capacity(self.cfg.max_pending.max(1));
         if self.cfg.max_pending == 0 {
             self.counters.pending_full += 1;
-            self.map.insert(ip, Entry { port, mac: None, updated: now, last_request: now, tries: 1, pending });
+            self.map.insert(
+                ip,
+                Entry {
+                    port,
+                    mac: None,
+                    updated: now,
+                    last_request: now,
+                    tries: 1,
+                    pending,
+                },
+            );
             self.counters.requests += 1;
             return Resolve::Dropped(pkt, NeighDrop::PendingFull);
         }
         pending.push(pkt);
-        self.map.insert(ip, Entry { port, mac: None, updated: now, last_request: now, tries: 1, pending });
+        self.map.insert(
+            ip,
+            Entry {
+                port,
+                mac: None,
+                updated: now,
+                last_request: now,
+                tries: 1,
+                pending,
+            },
+        );
         self.counters.requests += 1;
         Resolve::Queued { request: true }
     }
 
     /// Records `ip` at `mac` on `port` (from an ARP packet). Only updates existing entries unless
     /// `create` (RFC 826: create when we are the target). Packets that waited are handed to `release`.
-    pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16, now: u64, create: bool, mut release: impl FnMut(u16, MacAddr, B)) {
+    pub fn learn(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        port: u16,
+        now: u64,
+        create: bool,
+        mut release: impl FnMut(u16, MacAddr, B),
+    ) {
         if !mac.is_unicast() || ip.is_unspecified() {
             return;
         }
@@ -141,10 +174,19 @@ impl<B> NeighTable<B> {
             if !create || self.map.len() >= self.cfg.capacity {
                 return;
             }
-            let e = Entry { port, mac: None, updated: now, last_request: now, tries: 0, pending: Vec::new() };
+            let e = Entry {
+                port,
+                mac: None,
+                updated: now,
+                last_request: now,
+                tries: 0,
+                pending: Vec::new(),
+            };
             self.map.insert(ip, e);
         }
-        let Some(e) = self.map.get_mut(&ip) else { return };
+        let Some(e) = self.map.get_mut(&ip) else {
+            return;
+        };
         if e.mac != Some(mac) {
             self.counters.learned += 1;
             self.generation += 1;
@@ -160,7 +202,12 @@ impl<B> NeighTable<B> {
 
     /// Periodic work: retries and give-ups for unresolved entries, refresh and removal for old ones.
     /// `request(port, ip)` must send an ARP request; `drop_pkt` receives packets that are given up.
-    pub fn tick(&mut self, now: u64, mut request: impl FnMut(u16, Ipv4Addr), mut drop_pkt: impl FnMut(B)) {
+    pub fn tick(
+        &mut self,
+        now: u64,
+        mut request: impl FnMut(u16, Ipv4Addr),
+        mut drop_pkt: impl FnMut(B),
+    ) {
         let cfg = self.cfg;
         let c = &mut self.counters;
         let before = c.aged_out;
@@ -211,8 +258,13 @@ impl<B> NeighTable<B> {
     }
 
     /// (ip, port, mac if resolved, ms since update) for each entry.
-    pub fn entries(&self, now: u64) -> impl Iterator<Item = (Ipv4Addr, u16, Option<MacAddr>, u64)> + '_ {
-        self.map.iter().map(move |(ip, e)| (*ip, e.port, e.mac, now.saturating_sub(e.updated)))
+    pub fn entries(
+        &self,
+        now: u64,
+    ) -> impl Iterator<Item = (Ipv4Addr, u16, Option<MacAddr>, u64)> + '_ {
+        self.map
+            .iter()
+            .map(move |(ip, e)| (*ip, e.port, e.mac, now.saturating_sub(e.updated)))
     }
 }
 
@@ -224,16 +276,29 @@ mod tests {
     const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
 
     fn table(max_pending: usize) -> NeighTable<u32> {
-        NeighTable::new(NeighConfig { timeout_ms: 1000, retry_ms: 100, max_pending, capacity: 4 })
+        NeighTable::new(NeighConfig {
+            timeout_ms: 1000,
+            retry_ms: 100,
+            max_pending,
+            capacity: 4,
+        })
     }
 
     #[test]
     fn first_packet_queues_and_requests_then_learn_releases_in_order() {
         let mut t = table(8);
-        assert!(matches!(t.resolve(IP, 1, 10, 0), Resolve::Queued { request: true }));
-        assert!(matches!(t.resolve(IP, 1, 11, 1), Resolve::Queued { request: false }));
+        assert!(matches!(
+            t.resolve(IP, 1, 10, 0),
+            Resolve::Queued { request: true }
+        ));
+        assert!(matches!(
+            t.resolve(IP, 1, 11, 1),
+            Resolve::Queued { request: false }
+        ));
         let mut out = Vec::new();
-        t.learn(IP, MAC, 1, 5, false, |port, mac, p| out.push((port, mac, p)));
+        t.learn(IP, MAC, 1, 5, false, |port, mac, p| {
+            out.push((port, mac, p))
+        });
         assert_eq!(out, vec![(1, MAC, 10), (1, MAC, 11)]);
         assert!(matches!(t.resolve(IP, 1, 12, 6), Resolve::Mac(m, 12) if m == MAC));
         assert_eq!(t.counters.learned, 1);
@@ -244,7 +309,10 @@ mod tests {
         let mut t = table(2);
         let _ = t.resolve(IP, 0, 1, 0);
         let _ = t.resolve(IP, 0, 2, 0);
-        assert!(matches!(t.resolve(IP, 0, 3, 0), Resolve::Dropped(3, NeighDrop::PendingFull)));
+        assert!(matches!(
+            t.resolve(IP, 0, 3, 0),
+            Resolve::Dropped(3, NeighDrop::PendingFull)
+        ));
         assert_eq!(t.counters.pending_full, 1);
     }
 
@@ -254,7 +322,14 @@ mod tests {
         let _ = t.resolve(IP, 0, 1, 0);
         let (mut reqs, mut dropped) = (0, Vec::new());
         for now in [50, 100, 200, 300, 400] {
-            t.tick(now, |_, ip| { assert_eq!(ip, IP); reqs += 1 }, |p| dropped.push(p));
+            t.tick(
+                now,
+                |_, ip| {
+                    assert_eq!(ip, IP);
+                    reqs += 1
+                },
+                |p| dropped.push(p),
+            );
         }
         assert_eq!(reqs, (MAX_TRIES - 1) as usize);
         assert_eq!(dropped, vec![1]);
@@ -285,7 +360,10 @@ mod tests {
         for i in 0..4 {
             t.learn(Ipv4Addr::new(10, 0, 1, i), MAC, 0, 0, true, |_, _, _| {});
         }
-        assert!(matches!(t.resolve(IP, 0, 9, 0), Resolve::Dropped(9, NeighDrop::TableFull)));
+        assert!(matches!(
+            t.resolve(IP, 0, 9, 0),
+            Resolve::Dropped(9, NeighDrop::TableFull)
+        ));
         assert_eq!(t.counters.table_full, 1);
         t.learn(IP, MacAddr::BROADCAST, 0, 0, true, |_, _, _| {});
         assert_eq!(t.mac(IP), None, "broadcast MAC never learned");

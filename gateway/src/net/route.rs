@@ -44,8 +44,12 @@ impl RouteTable {
             Some(i) if self.groups[i].0 == prefix.len => {
                 self.groups[i].2.insert(net, hop);
             }
-            Some(i) => self.groups.insert(i, (prefix.len, prefix.mask(), HashMap::from([(net, hop)]))),
-            None => self.groups.push((prefix.len, prefix.mask(), HashMap::from([(net, hop)]))),
+            Some(i) => self
+                .groups
+                .insert(i, (prefix.len, prefix.mask(), HashMap::from([(net, hop)]))),
+            None => self
+                .groups
+                .push((prefix.len, prefix.mask(), HashMap::from([(net, hop)]))),
         }
     }
 
@@ -58,13 +62,23 @@ impl RouteTable {
     #[inline]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<NextHop> {
         let d = u32::from(dst);
-        self.groups.iter().find_map(|(_, mask, map)| map.get(&(d & mask)).copied())
+        self.groups
+            .iter()
+            .find_map(|(_, mask, map)| map.get(&(d & mask)).copied())
     }
 
     /// Every route, longest prefix first.
     pub fn iter(&self) -> impl Iterator<Item = (Ipv4Cidr, NextHop)> + '_ {
         self.groups.iter().flat_map(|(len, _, map)| {
-            map.iter().map(move |(net, hop)| (Ipv4Cidr { addr: Ipv4Addr::from(*net), len: *len }, *hop))
+            map.iter().map(move |(net, hop)| {
+                (
+                    Ipv4Cidr {
+                        addr: Ipv4Addr::from(*net),
+                        len: *len,
+                    },
+                    *hop,
+                )
+            })
         })
     }
 }
@@ -81,15 +95,36 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let mut t = RouteTable::new();
-        t.add(c("0.0.0.0/0"), NextHop { port: 0, via: Some(Ipv4Addr::new(10, 0, 0, 254)) });
+        t.add(
+            c("0.0.0.0/0"),
+            NextHop {
+                port: 0,
+                via: Some(Ipv4Addr::new(10, 0, 0, 254)),
+            },
+        );
         t.add_connected(c("10.0.0.1/24"), 0);
         t.add_connected(c("10.20.0.1/16"), 1);
-        t.add(c("10.20.5.0/24"), NextHop { port: 2, via: Some(Ipv4Addr::new(10, 20, 0, 9)) });
-        assert_eq!(t.lookup(Ipv4Addr::new(10, 0, 0, 7)), Some(NextHop { port: 0, via: None }));
-        assert_eq!(t.lookup(Ipv4Addr::new(10, 20, 9, 9)), Some(NextHop { port: 1, via: None }));
+        t.add(
+            c("10.20.5.0/24"),
+            NextHop {
+                port: 2,
+                via: Some(Ipv4Addr::new(10, 20, 0, 9)),
+            },
+        );
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 0, 0, 7)),
+            Some(NextHop { port: 0, via: None })
+        );
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 20, 9, 9)),
+            Some(NextHop { port: 1, via: None })
+        );
         assert_eq!(t.lookup(Ipv4Addr::new(10, 20, 5, 9)).unwrap().port, 2);
         let d = t.lookup(Ipv4Addr::new(8, 8, 8, 8)).unwrap();
-        assert_eq!(d.l2_target(Ipv4Addr::new(8, 8, 8, 8)), Ipv4Addr::new(10, 0, 0, 254));
+        assert_eq!(
+            d.l2_target(Ipv4Addr::new(8, 8, 8, 8)),
+            Ipv4Addr::new(10, 0, 0, 254)
+        );
         assert_eq!(t.iter().count(), 4);
     }
 

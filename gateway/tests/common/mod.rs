@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn gateway_bin() -> &'static str {
@@ -38,7 +41,11 @@ impl Lab {
         std::fs::create_dir_all("/run/gwlab").unwrap();
         let cfg_path = PathBuf::from(format!("/run/gwlab/{name}.toml"));
         std::fs::write(&cfg_path, config).unwrap();
-        let mut lab = Lab { name: name.clone(), run_dir, up: true };
+        let mut lab = Lab {
+            name: name.clone(),
+            run_dir,
+            up: true,
+        };
         let out = Command::new(repo_root().join("scripts/lab.sh"))
             .args(["up", &name, cfg_path.to_str().unwrap()])
             .env("GATEWAY_BIN", gateway_bin())
@@ -66,7 +73,9 @@ impl Lab {
     /// conf/lab.toml without its services, followed by `services` (TOML).
     pub fn config_with_services(services: &str) -> String {
         let base = std::fs::read_to_string(repo_root().join("conf/lab.toml")).unwrap();
-        let cut = base.find("\n[[service]]").expect("conf/lab.toml has a [[service]]");
+        let cut = base
+            .find("\n[[service]]")
+            .expect("conf/lab.toml has a [[service]]");
         let head = &base[..cut];
         let head = head.rsplit_once("\n#").map(|(h, _)| h).unwrap_or(head);
         format!("{head}\n{services}")
@@ -76,7 +85,10 @@ impl Lab {
     /// generation runs on every worker (or panics with the log).
     pub fn reload(&self, config: &str, generation: u64) {
         std::fs::write(self.run_dir.join("gateway.toml"), config).unwrap();
-        Command::new("kill").args(["-HUP", &self.pid().unwrap().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-HUP", &self.pid().unwrap().to_string()])
+            .status()
+            .unwrap();
         let want = format!("generation {generation} running on every worker");
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(10) {
@@ -119,7 +131,11 @@ impl Lab {
     }
 
     pub fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.run_dir.join("gateway.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.run_dir.join("gateway.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// The counters the gateway last wrote (refreshed five times a second).
@@ -159,7 +175,10 @@ impl Lab {
     /// Sends SIGTERM to the gateway and waits (up to `limit`) for it to exit. True if it exited.
     pub fn terminate_gateway(&self, limit: Duration) -> bool {
         let Some(pid) = self.pid() else { return false };
-        Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
         let t = Instant::now();
         while t.elapsed() < limit {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
@@ -173,7 +192,9 @@ impl Lab {
     pub fn down(&mut self) {
         if self.up {
             self.up = false;
-            let _ = Command::new(repo_root().join("scripts/lab.sh")).args(["down", &self.name]).output();
+            let _ = Command::new(repo_root().join("scripts/lab.sh"))
+                .args(["down", &self.name])
+                .output();
         }
     }
 }
