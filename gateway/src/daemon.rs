@@ -116,9 +116,11 @@ impl Control {
                     }
                 }
                 Ok(_) => {}
-                Err(_) => return Err(format!(
+                Err(_) => {
+                    return Err(format!(
                     "workers {pending:?} did not acknowledge generation {id} in {ACK_TIMEOUT:?}"
-                )),
+                ))
+                }
             }
         }
         if let Some(f) = failure {

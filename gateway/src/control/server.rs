@@ -356,11 +356,7 @@ impl Server<'_> {
                             .get(i)
                             .map(|rs| {
                                 let c = vs.svc.config();
-                                let proto = if c.proto == crate::service::Proto::Tcp {
-                                    6
-                                } else {
-                                    17
-                                };
+                                let proto = c.proto.number();
                                 let key = crate::forward::TrafficKey {
                                     proto,
                                     vip: c.vip,

@@ -165,11 +165,7 @@ struct Quote {
 fn traffic_key(vs: &super::services::VirtualService, rs: usize) -> Option<TrafficKey> {
     let c = vs.svc.config();
     let r = vs.svc.reals().get(rs)?;
-    let proto = if c.proto == crate::service::Proto::Tcp {
-        6
-    } else {
-        17
-    };
+    let proto = c.proto.number();
     Some(TrafficKey {
         proto,
         vip: c.vip,
@@ -234,11 +230,7 @@ impl Forwarder {
         let mut pools = Vec::with_capacity(services.services.len());
         for vs in &services.services {
             let c = vs.svc.config();
-            let proto = if c.proto == crate::service::Proto::Tcp {
-                6
-            } else {
-                17
-            };
+            let proto = c.proto.number();
             // Keep the pool (its per-LIP usage and cursors) of a service whose LIPs did not change.
             let kept = self
                 .services
@@ -273,11 +265,7 @@ impl Forwarder {
             .iter()
             .map(|vs| {
                 let c = vs.svc.config();
-                let proto = if c.proto == crate::service::Proto::Tcp {
-                    6
-                } else {
-                    17
-                };
+                let proto = c.proto.number();
                 match self
                     .services
                     .find(c.vip, c.vport, proto)
@@ -353,11 +341,7 @@ impl Forwarder {
             .iter()
             .map(|ovs| {
                 let c = ovs.svc.config();
-                let proto = if c.proto == crate::service::Proto::Tcp {
-                    6
-                } else {
-                    17
-                };
+                let proto = c.proto.number();
                 match new.find(c.vip, c.vport, proto) {
                     Some(ni) => {
                         let nsvc = &new.services[ni as usize].svc;

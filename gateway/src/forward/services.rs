@@ -2,7 +2,7 @@
 //! local addresses, plus the lookups the datapath makes per packet. Built by the control plane and
 //! shared read-only (`Arc`) by every worker (DESIGN.md decision 8).
 
-use crate::service::{Proto, Service, ServiceConfig, ServiceError};
+use crate::service::{Service, ServiceConfig, ServiceError};
 use hashbrown::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -26,14 +26,6 @@ pub struct ServiceTable {
     lips: HashSet<Ipv4Addr>,
 }
 
-#[inline]
-fn proto_num(p: Proto) -> u8 {
-    match p {
-        Proto::Tcp => 6,
-        Proto::Udp => 17,
-    }
-}
-
 impl ServiceTable {
     /// Builds a snapshot from service configs, carrying shared state (counts, persistence) over from
     /// `prev` where the same service existed.
@@ -48,9 +40,9 @@ impl ServiceTable {
         };
         for (cfg, lips, toa) in configs {
             let old = prev
-                .and_then(|p| p.find(cfg.vip, cfg.vport, proto_num(cfg.proto)))
+                .and_then(|p| p.find(cfg.vip, cfg.vport, cfg.proto.number()))
                 .map(|i| &*prev.unwrap().services[i as usize].svc);
-            let key = (u32::from(cfg.vip), cfg.vport, proto_num(cfg.proto));
+            let key = (u32::from(cfg.vip), cfg.vport, cfg.proto.number());
             t.vips.insert(cfg.vip);
             t.lips.extend(lips.iter().copied());
             let svc = Arc::new(Service::new(cfg, old)?);

@@ -26,6 +26,16 @@ pub enum Proto {
     Udp,
 }
 
+impl Proto {
+    /// The IP protocol number (6 TCP, 17 UDP).
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+}
+
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
