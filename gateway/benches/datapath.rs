@@ -200,6 +200,7 @@ fn established_burst(c: &mut Criterion) {
     g.throughput(Throughput::Elements(32));
     for (name, n, cap) in [("1K", 1_000u32, 1u32 << 12), ("1M", 1_000_000, 2 << 20)] {
         let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, cap);
+        dp.set_prefetch(gateway::dpdk::prefetch);
         let mut buf = VecBuf::from_frame(&syn);
         let acks: Vec<Flow> = (0..n).map(|i| Flow::new(&ack, i)).collect();
         for i in 0..n {

@@ -266,6 +266,8 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
                 f
             }),
         };
+        let mut worker = worker;
+        worker.datapath.set_prefetch(dpdk::prefetch);
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
     }
     let control = Control {

@@ -479,14 +479,25 @@ pub fn local_delivery<B: PacketBuf>(
 pub struct Datapath<B> {
     pub l3: L3<B>,
     pub fwd: Forwarder,
+    /// A cache-line prefetch for batched lookups (`dpdk::prefetch` on a worker; a no-op by default,
+    /// which keeps this core free of DPDK for tests and fuzzing).
+    prefetch: fn(*const u8),
 }
+
+fn no_prefetch(_: *const u8) {}
 
 impl<B: PacketBuf> Datapath<B> {
     pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig, fwd: Forwarder) -> Self {
         Datapath {
             l3: L3::new(worker, topo, neigh),
             fwd,
+            prefetch: no_prefetch,
         }
+    }
+
+    /// Sets the cache-line prefetch the burst pipeline uses.
+    pub fn set_prefetch(&mut self, prefetch: fn(*const u8)) {
+        self.prefetch = prefetch;
     }
 
     /// Processes one received frame.
@@ -529,7 +540,9 @@ impl<B: PacketBuf> Datapath<B> {
             }
         }
         let mut found = [None; BURST];
-        self.fwd.table().lookup_batch(&tuples[..m], &mut found[..m]);
+        self.fwd
+            .table()
+            .lookup_batch_prefetch(&tuples[..m], &mut found[..m], self.prefetch);
         let mut pre: [Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>; BURST] =
             [None; BURST];
         for k in 0..m {

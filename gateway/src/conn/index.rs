@@ -54,6 +54,12 @@ impl Index {
     /// The first slot a lookup of `h32` reads; the batch lookup loads it early so that the
     /// misses of a burst overlap.
     #[inline]
+    pub fn first_slot_addr(&self, h32: u32) -> *const u8 {
+        self.slots.as_ptr().wrapping_add(self.home(h32)) as *const u8
+    }
+
+    /// The home slot's value for `h32` (loading it brings its cache line in).
+    #[inline]
     pub fn first_slot(&self, h32: u32) -> u64 {
         self.slots[self.home(h32)]
     }
