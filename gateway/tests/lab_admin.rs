@@ -256,7 +256,9 @@ fn ipvsadm_commands_formats_and_errors() {
         .fails("-a -t 10.10.0.100:80 -r 10.20.0.13 -w 65536", 2)
         .contains("illegal weight specified"));
     assert!(a.fails("-K", 2).contains("unknown option: -K"));
-    assert!(a.fails("--set 1 2", 2).contains("--set needs three timeouts"));
+    assert!(a
+        .fails("--set 1 2", 2)
+        .contains("--set needs three timeouts"));
     assert_eq!(a.rules(), rules, "refused commands changed nothing");
     assert_eq!(
         a.generation(),

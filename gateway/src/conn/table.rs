@@ -383,13 +383,45 @@ impl ConnTable {
         mode: u8,
         now: Ticks,
     ) -> Result<ConnId, InsertError> {
+        self.insert_inner(client, reply, svc, rs, mode, now, true)
+    }
+
+    /// `insert` for a caller that has just looked both tuples up and found neither (the FullNAT
+    /// datapath: the client tuple missed in `lookup`, the reply tuple was offered to the port
+    /// allocator's `in_use`): skips the two duplicate probes, each a likely cache miss in a large
+    /// table. Debug builds still check.
+    pub fn insert_known_absent(
+        &mut self,
+        client: Tuple,
+        reply: Option<Tuple>,
+        svc: u32,
+        rs: u32,
+        mode: u8,
+        now: Ticks,
+    ) -> Result<ConnId, InsertError> {
+        self.insert_inner(client, reply, svc, rs, mode, now, cfg!(debug_assertions))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn insert_inner(
+        &mut self,
+        client: Tuple,
+        reply: Option<Tuple>,
+        svc: u32,
+        rs: u32,
+        mode: u8,
+        now: Ticks,
+        check: bool,
+    ) -> Result<ConnId, InsertError> {
         let hc = self.h32(&client);
         let hr = reply.map(|r| self.h32(&r));
-        let dup = self.probe(hc, &client).is_some()
-            || match (reply, hr) {
-                (Some(r), Some(h)) => r == client || self.probe(h, &r).is_some(),
-                _ => false,
-            };
+        let dup = check
+            && (self.probe(hc, &client).is_some()
+                || match (reply, hr) {
+                    (Some(r), Some(h)) => r == client || self.probe(h, &r).is_some(),
+                    _ => false,
+                });
         if dup {
             self.counters.duplicates += 1;
             return Err(InsertError::Duplicate);
@@ -661,6 +693,33 @@ mod tests {
         t.lookup_batch_prefetch(&tuples, &mut out2, |_| hints.set(hints.get() + 1));
         assert_eq!(out2, out);
         assert!(hints.get() >= 70, "{} prefetches", hints.get());
+    }
+
+    #[test]
+    fn insert_known_absent_behaves_as_insert_for_new_tuples() {
+        let mut a = table(16);
+        let mut b = table(16);
+        for i in 0..10 {
+            let x = a
+                .insert(client(i), Some(reply(i)), 1, 2, 0, Ticks(0))
+                .unwrap();
+            let y = b
+                .insert_known_absent(client(i), Some(reply(i)), 1, 2, 0, Ticks(0))
+                .unwrap();
+            assert_eq!(x, y);
+        }
+        for i in 0..10 {
+            assert_eq!(a.lookup(&client(i)), b.lookup(&client(i)));
+            assert_eq!(a.lookup(&reply(i)), b.lookup(&reply(i)));
+        }
+        assert_eq!(a.counters(), b.counters());
+        // Debug builds keep the duplicate check even here.
+        if cfg!(debug_assertions) {
+            assert_eq!(
+                b.insert_known_absent(client(3), Some(reply(3)), 1, 2, 0, Ticks(0)),
+                Err(InsertError::Duplicate)
+            );
+        }
     }
 
     #[test]

@@ -606,10 +606,17 @@ impl Forwarder {
             FwdMode::Dr => (None, mode::DR),
             FwdMode::Tun => (None, mode::TUN),
         };
-        let id = match self
-            .table
-            .insert(client, reply_t, si, ri as u32, mode_id, now)
-        {
+        // The client tuple just missed in `handle`, and a FullNAT reply tuple was offered to the port
+        // allocator's `in_use`: neither needs probing again. A NAT reply tuple was not checked.
+        let checked = mode_id == mode::FULLNAT || reply_t.is_none();
+        let inserted = if checked {
+            self.table
+                .insert_known_absent(client, reply_t, si, ri as u32, mode_id, now)
+        } else {
+            self.table
+                .insert(client, reply_t, si, ri as u32, mode_id, now)
+        };
+        let id = match inserted {
             Ok(id) => id,
             Err(e) => {
                 if let (Some(r), mode::FULLNAT) = (reply_t, mode_id) {
