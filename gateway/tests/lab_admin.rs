@@ -463,17 +463,6 @@ fn save_clear_restore_reproduces_the_state_and_restore_is_all_or_nothing() {
 }
 
 /// A keep-alive HTTP client: one request now, one more per line on stdin; prints each body.
-const KEEPALIVE: &str = r#"
-import http.client, sys
-c = http.client.HTTPConnection("10.10.0.100", 80, timeout=5)
-def get():
-    c.request("GET", "/")
-    r = c.getresponse()
-    print(r.read().decode().strip(), flush=True)
-get()
-for _ in sys.stdin:
-    get()
-"#;
 
 #[test]
 fn live_change_applies_to_new_connections_while_existing_ones_continue() {
@@ -487,30 +476,8 @@ fn live_change_applies_to_new_connections_while_existing_ones_continue() {
         a.ok(line);
     }
     // A keep-alive connection that reached rs1.
-    let mut kept = None;
-    for _ in 0..4 {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("{}-cli", a.lab.name),
-                "python3",
-                "-c",
-                KEEPALIVE,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        if lines.next().unwrap().unwrap() == "rs1" {
-            kept = Some((child, lines));
-            break;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let (mut child, mut lines) = kept.expect("no keep-alive connection reached rs1");
+    let mut kept =
+        KeepAlive::open_to(&a.lab, "rs1", 3).expect("no keep-alive connection reached rs1");
     let listed = a.ok("-Lnc");
     assert!(
         listed.lines().any(|l| l.starts_with("TCP ")
@@ -541,18 +508,14 @@ fn live_change_applies_to_new_connections_while_existing_ones_continue() {
         ],
     );
     assert_eq!(out.lines().filter(|l| *l == "rs2").count(), 10, "{out}");
-    let stdin = child.stdin.as_mut().unwrap();
     for _ in 0..3 {
-        writeln!(stdin).unwrap();
-        stdin.flush().unwrap();
         assert_eq!(
-            lines.next().unwrap().unwrap(),
+            kept.get(),
             "rs1",
             "the existing connection still reaches rs1"
         );
     }
-    drop(child.stdin.take());
-    let _ = child.wait();
+    drop(kept);
     // Rates and counters come from the workers.
     let stats = a.gw_ok(&["stats"]);
     assert!(

@@ -3,8 +3,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn services(w1: u32, w2: u32) -> String {
     format!(
@@ -26,28 +25,12 @@ weight = {w2}
     )
 }
 
-/// A keep-alive HTTP client in the client namespace: one request now, one more on the same
-/// connection each time a line arrives on its stdin; prints each response body on a line.
-const KEEPALIVE: &str = r#"
-import http.client, sys
-c = http.client.HTTPConnection("10.10.0.100", 80, timeout=5)
-def get():
-    c.request("GET", "/")
-    r = c.getresponse()
-    print(r.read().decode().strip(), flush=True)
-get()
-for _ in sys.stdin:
-    get()
-"#;
-
 #[test]
 fn wrr_one_to_two_exactly_then_weight_zero_drains_gracefully() {
     let lab = Lab::up("sw", &Lab::config_with_services(&services(1, 2)));
 
     // 300 sequential connections: exactly 100 and 200, though they land on two workers.
-    let script =
-        "for i in $(seq 1 300); do curl -sf --max-time 5 http://10.10.0.100/ || echo FAIL; done";
-    let out = lab.sh("cli", &["sh", "-c", script]);
+    let out = lab.curls(300);
     let rs1 = out.lines().filter(|l| *l == "rs1").count();
     let rs2 = out.lines().filter(|l| *l == "rs2").count();
     assert_eq!(
@@ -58,58 +41,24 @@ fn wrr_one_to_two_exactly_then_weight_zero_drains_gracefully() {
     );
 
     // Open keep-alive connections until one is served by rs2 (weight 2: the first or second is).
-    let mut kept = None;
-    for _ in 0..3 {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("{}-cli", lab.name),
-                "python3",
-                "-c",
-                KEEPALIVE,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        if first == "rs2" {
-            kept = Some((child, lines));
-            break;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let (mut child, mut lines) = kept.expect("no keep-alive connection reached rs2");
+    let mut kept =
+        KeepAlive::open_to(&lab, "rs2", 3).expect("no keep-alive connection reached rs2");
 
     // Quiesce rs2: weight 0, applied on every worker before the reload reports success.
     lab.reload(&Lab::config_with_services(&services(1, 0)), 2);
 
     // Every new connection goes to rs1...
-    let out = lab.sh(
-        "cli",
-        &[
-            "sh",
-            "-c",
-            "for i in $(seq 1 30); do curl -sf --max-time 5 http://10.10.0.100/; done",
-        ],
-    );
+    let out = lab.curls(30);
     assert_eq!(out.lines().filter(|l| *l == "rs1").count(), 30, "{out}");
     // ...while the open connection to rs2 keeps working.
-    let stdin = child.stdin.as_mut().unwrap();
     for _ in 0..3 {
-        writeln!(stdin).unwrap();
-        stdin.flush().unwrap();
         assert_eq!(
-            lines.next().unwrap().unwrap(),
+            kept.get(),
             "rs2",
             "the existing keep-alive connection still reaches rs2"
         );
     }
-    drop(child.stdin.take());
-    let _ = child.wait();
+    drop(kept);
 
     // A bad reload is refused and changes nothing.
     std::fs::write(

@@ -211,3 +211,84 @@ impl Drop for Lab {
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
+
+/// A keep-alive HTTP client to VIP:80 in the client namespace (python3's http.client): one request
+/// when opened, one more on the same TCP connection per `get`.
+pub struct KeepAlive {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    /// The body of the first response (the page names the real server).
+    pub first: String,
+}
+
+const KEEPALIVE_PY: &str = r#"
+import http.client, sys
+c = http.client.HTTPConnection("10.10.0.100", 80, timeout=5)
+def get():
+    c.request("GET", "/")
+    r = c.getresponse()
+    print(r.read().decode().strip(), flush=True)
+get()
+for _ in sys.stdin:
+    get()
+"#;
+
+impl KeepAlive {
+    pub fn open(lab: &Lab) -> KeepAlive {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{}-cli", lab.name),
+                "python3",
+                "-c",
+                KEEPALIVE_PY,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        KeepAlive {
+            child,
+            lines,
+            first,
+        }
+    }
+
+    /// Opens connections (at most `tries`) until one is served by `server`.
+    pub fn open_to(lab: &Lab, server: &str, tries: usize) -> Option<KeepAlive> {
+        (0..tries)
+            .map(|_| KeepAlive::open(lab))
+            .find(|k| k.first == server)
+    }
+
+    /// Another request on the same connection; the response body.
+    pub fn get(&mut self) -> String {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin).unwrap();
+        stdin.flush().unwrap();
+        self.lines.next().and_then(|l| l.ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Lab {
+    /// `n` sequential curls to the VIP from the client; one response body (or FAIL) per line.
+    pub fn curls(&self, n: usize) -> String {
+        let script = format!(
+            "for i in $(seq 1 {n}); do curl -sf --max-time 5 http://10.10.0.100/ || echo FAIL; done"
+        );
+        self.sh("cli", &["sh", "-c", &script])
+    }
+}
