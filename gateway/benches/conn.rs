@@ -44,7 +44,7 @@ fn filled(n: u32, cap: u32) -> ConnTable {
     let mut t = ConnTable::with_key(cap, Timeouts::default(), HashKey::random(), Ticks(0));
     for i in 0..n {
         let id = t
-            .insert(client(i), Some(reply(i)), 0, i, 0, Ticks(0))
+            .insert(client(i), Some(reply(i)), 0, i as u16, 0, Ticks(0))
             .expect("insert");
         t.on_packet(id, Dir::Original, tcp_flags::SYN, Ticks(0));
         t.on_packet(id, Dir::Reply, tcp_flags::SYN | tcp_flags::ACK, Ticks(0));

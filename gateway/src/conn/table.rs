@@ -85,11 +85,15 @@ pub struct Conn {
     reply: Tuple,
     timer: TimerNode,
     /// Service index (opaque here).
-    pub svc: u32,
+    pub svc: u16,
     /// Real server index (opaque here).
-    pub rs: u32,
-    /// A word for the datapath (e.g. the index of the local address).
+    pub rs: u16,
+    /// A word for the datapath (e.g. the client's last ACK); links the free list while the slot is
+    /// free.
     pub user: u32,
+    /// A second word for the datapath (e.g. the real server's last ACK): kept in the entry so the
+    /// packet path touches one cache line per connection.
+    pub user2: u32,
     /// Forwarding mode id (opaque here).
     pub mode: u8,
     state: u8,
@@ -116,6 +120,7 @@ impl Conn {
         svc: 0,
         rs: 0,
         user: 0,
+        user2: 0,
         mode: 0,
         state: 0,
         flags: 0,
@@ -216,7 +221,7 @@ const NONE: u32 = u32::MAX;
 
 pub struct ConnTable {
     slab: Vec<Conn>,
-    /// Free slots, linked through their `svc` field; LIFO so a reused slot is likely cached.
+    /// Free slots, linked through their `user` field; LIFO so a reused slot is likely cached.
     free_head: u32,
     len: u32,
     index: Index,
@@ -241,7 +246,7 @@ impl ConnTable {
         assert!(capacity <= MAX_CAPACITY, "capacity above {MAX_CAPACITY}");
         let mut slab = vec![Conn::FREE; capacity as usize];
         for (i, c) in slab.iter_mut().enumerate() {
-            c.svc = if i + 1 < capacity as usize {
+            c.user = if i + 1 < capacity as usize {
                 i as u32 + 1
             } else {
                 NONE
@@ -378,8 +383,8 @@ impl ConnTable {
         &mut self,
         client: Tuple,
         reply: Option<Tuple>,
-        svc: u32,
-        rs: u32,
+        svc: u16,
+        rs: u16,
         mode: u8,
         now: Ticks,
     ) -> Result<ConnId, InsertError> {
@@ -394,8 +399,8 @@ impl ConnTable {
         &mut self,
         client: Tuple,
         reply: Option<Tuple>,
-        svc: u32,
-        rs: u32,
+        svc: u16,
+        rs: u16,
         mode: u8,
         now: Ticks,
     ) -> Result<ConnId, InsertError> {
@@ -408,8 +413,8 @@ impl ConnTable {
         &mut self,
         client: Tuple,
         reply: Option<Tuple>,
-        svc: u32,
-        rs: u32,
+        svc: u16,
+        rs: u16,
         mode: u8,
         now: Ticks,
         check: bool,
@@ -437,7 +442,7 @@ impl ConnTable {
             State::Udp
         };
         let slot = &mut self.slab[id as usize];
-        self.free_head = slot.svc;
+        self.free_head = slot.user;
         let mut flags = ConnFlags::LIVE;
         if reply.is_some() {
             flags |= ConnFlags::HAS_REPLY;
@@ -451,6 +456,7 @@ impl ConnTable {
             svc,
             rs,
             user: 0,
+            user2: 0,
             mode,
             state: state as u8,
             flags,
@@ -525,7 +531,7 @@ impl ConnTable {
         }
         let slot = &mut self.slab[id as usize];
         slot.flags = 0;
-        slot.svc = self.free_head;
+        slot.user = self.free_head;
         self.free_head = id;
         self.len -= 1;
     }
@@ -916,7 +922,7 @@ mod tests {
             for o in ops {
                 match o {
                     Op::Insert(i, with_reply) => {
-                        let r = t.insert(client(i), with_reply.then(|| reply(i)), i, 0, 0, Ticks(now));
+                        let r = t.insert(client(i), with_reply.then(|| reply(i)), i as u16, 0, 0, Ticks(now));
                         if model.contains_key(&i) {
                             prop_assert_eq!(r, Err(InsertError::Duplicate));
                         } else if model.len() == 16 {
@@ -944,7 +950,7 @@ mod tests {
                     Op::Expire(dt, budget) => {
                         now += dt;
                         t.expire(Ticks(now), budget, |_, c, _| {
-                            let i = c.svc;
+                            let i = u32::from(c.svc);
                             let (d, _) = model.remove(&i).expect("expired unknown");
                             assert!(d <= now, "expired early");
                         });

@@ -66,7 +66,7 @@ pub struct TrafficKey {
 }
 
 /// A connection's service or real server that the current snapshot no longer has.
-pub const NO_DEST: u32 = u32::MAX;
+pub const NO_DEST: u16 = u16::MAX;
 
 /// Expired connections handled per `tick` (the rest wait for the next one, a few ms later).
 const EXPIRE_BUDGET: usize = 2048;
@@ -128,9 +128,6 @@ pub struct Forwarder {
     pools: Vec<Option<LaddrPool>>,
     layout: Arc<PortLayout>,
     max_attempts: u32,
-    /// Last ACK number seen from the real server, per connection slot: the sequence number an RST
-    /// toward the server must carry (the client's is kept in the entry's `user` word).
-    srv_ack: Vec<u32>,
     /// NAT real servers and services of the current snapshot.
     nat: NatIndex,
     /// MTU of the port TUN packets leave by.
@@ -209,7 +206,6 @@ impl Forwarder {
             pools: Vec::new(),
             layout,
             max_attempts: cfg.max_attempts,
-            srv_ack: vec![0; cfg.capacity as usize],
             nat: NatIndex::default(),
             tun_mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
@@ -336,7 +332,7 @@ impl Forwarder {
             return;
         }
         // old (svc, rs) -> new (svc, rs), per old service.
-        let map: Vec<(u32, Vec<u32>)> = old
+        let map: Vec<(u16, Vec<u16>)> = old
             .services
             .iter()
             .map(|ovs| {
@@ -344,12 +340,13 @@ impl Forwarder {
                 let proto = c.proto.number();
                 match new.find(c.vip, c.vport, proto) {
                     Some(ni) => {
+                        let ni = ni as u16;
                         let nsvc = &new.services[ni as usize].svc;
                         let reals = ovs
                             .svc
                             .reals()
                             .iter()
-                            .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u32))
+                            .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u16))
                             .collect();
                         (ni, reals)
                     }
@@ -611,10 +608,10 @@ impl Forwarder {
         let checked = mode_id == mode::FULLNAT || reply_t.is_none();
         let inserted = if checked {
             self.table
-                .insert_known_absent(client, reply_t, si, ri as u32, mode_id, now)
+                .insert_known_absent(client, reply_t, si as u16, ri as u16, mode_id, now)
         } else {
             self.table
-                .insert(client, reply_t, si, ri as u32, mode_id, now)
+                .insert(client, reply_t, si as u16, ri as u16, mode_id, now)
         };
         let id = match inserted {
             Ok(id) => id,
@@ -723,7 +720,7 @@ impl Forwarder {
             let ack = TcpPacket::new_unchecked(&pkt.data()[l4_off..]).ack_number();
             match dir {
                 Dir::Original => c.user = ack,
-                Dir::Reply => self.srv_ack[id.index() as usize] = ack,
+                Dir::Reply => c.user2 = ack,
             }
         }
         let Some(reply) = c.reply() else {
@@ -784,7 +781,7 @@ impl Forwarder {
         l3: &mut L3<B>,
         pkt: B,
         l3_off: usize,
-        svc: u32,
+        svc: u16,
         client: &Tuple,
         rip: Ipv4Addr,
     ) -> Verdict<B> {
@@ -811,7 +808,7 @@ impl Forwarder {
 
     /// Whether connections of service `svc` whose real server was removed are dropped at once (a
     /// removed service drops them too: nothing schedules for it any more).
-    fn expire_nodest(&self, svc: u32) -> bool {
+    fn expire_nodest(&self, svc: u16) -> bool {
         self.services
             .services
             .get(svc as usize)
@@ -991,11 +988,10 @@ impl Forwarder {
             table,
             services,
             pools,
-            srv_ack,
             stats,
             ..
         } = self;
-        let n = table.expire(Ticks(now_ms), EXPIRE_BUDGET, |id, c, _why| {
+        let n = table.expire(Ticks(now_ms), EXPIRE_BUDGET, |_id, c, _why| {
             let vs = services.services.get(c.svc as usize);
             if let Some(s) = vs.and_then(|vs| vs.svc.stats(c.rs as usize)) {
                 s.on_conn_gone(c.is_active());
@@ -1020,7 +1016,7 @@ impl Forwarder {
                     l3,
                     (reply.dst_ip(), reply.dport),
                     (reply.src_ip(), reply.sport),
-                    srv_ack[id.index() as usize],
+                    c.user2,
                 );
                 for ok in [a, b] {
                     if ok {

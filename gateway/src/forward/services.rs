@@ -34,6 +34,10 @@ impl ServiceTable {
         configs: Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>,
         prev: Option<&ServiceTable>,
     ) -> Result<ServiceTable, ServiceError> {
+        // Connection entries hold the service index in 16 bits (u16::MAX marks a removed one).
+        if configs.len() >= usize::from(u16::MAX) {
+            return Err(ServiceError::TooManyServices(configs.len()));
+        }
         let mut t = ServiceTable {
             generation,
             ..Default::default()

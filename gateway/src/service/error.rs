@@ -20,8 +20,10 @@ pub enum ServiceError {
     Thresholds { rs: RsKey, upper: u32, lower: u32 },
     #[error("real server {0} listed twice")]
     Duplicate(RsKey),
-    #[error("{0} real servers in one service (at most 65536)")]
+    #[error("{0} real servers in one service (at most 65535)")]
     TooMany(usize),
+    #[error("{0} virtual services (at most 65534)")]
+    TooManyServices(usize),
     #[error(
         "maglev table size {size} must be a prime larger than the number of real servers ({reals})"
     )]

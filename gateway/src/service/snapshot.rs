@@ -26,8 +26,9 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-/// Most real servers one service may have (indices are stored as `u16` in the lookup tables).
-pub const MAX_REALS: usize = 1 << 16;
+/// Most real servers one service may have (indices are stored as `u16` in the lookup tables and in
+/// connection entries, where `u16::MAX` marks a removed server).
+pub const MAX_REALS: usize = (1 << 16) - 1;
 
 /// Domain separation of the client-key hash from Maglev's permutation hashes.
 const CLIENT_HASH: u64 = 3;
