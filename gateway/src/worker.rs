@@ -119,8 +119,7 @@ impl Worker {
                 self.run_burst(&mut batch, Some(pi as u16), &mut txq);
             }
             for r in 0..self.rings_in.len() {
-                let ring = self.rings_in[r].clone();
-                let n = batch.rx_ring(&ring);
+                let n = batch.rx_ring(&self.rings_in[r]);
                 if n == 0 {
                     continue;
                 }

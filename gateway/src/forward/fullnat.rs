@@ -555,7 +555,9 @@ impl Forwarder {
         let Some(si) = self.services.find(ip.dst, ip.dst_port, client.proto) else {
             return Verdict::Drop(Drop::NoService.into(), pkt);
         };
-        let services = self.services.clone();
+        // Borrowed, not cloned: an Arc clone here would bounce the snapshot's reference count
+        // between workers on every new connection.
+        let services = &self.services;
         let vs = &services.services[si as usize];
         let key = ClientKey {
             ip: ip.src,
