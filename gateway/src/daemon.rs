@@ -232,8 +232,8 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         capacity: nc.capacity as usize,
     };
     let tsc_hz = dpdk::tsc_hz(&eal);
-    // IPIP packets must fit the smallest MTU among the ports (1500 where none is set).
-    let tun_mtu = cfg
+    // Packets the gateway grows (IPIP, TOA) must fit the smallest port MTU (1500 where none is set).
+    let out_mtu = cfg
         .ports
         .iter()
         .map(|p| p.mtu.unwrap_or(1500))
@@ -262,7 +262,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             datapath: Datapath::new(w as u16, topo.clone(), neigh, {
                 let mut f = Forwarder::new(w as u16, services.clone(), layout.clone(), &fwd_cfg)
                     .map_err(StartError::Other)?;
-                f.set_tun_mtu(tun_mtu);
+                f.set_mtu(out_mtu);
                 f
             }),
         };

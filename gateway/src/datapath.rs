@@ -512,7 +512,9 @@ impl<B: PacketBuf> Datapath<B> {
 
     /// Processes a burst (up to `BURST` frames) VPP-style, in stages: every frame through the L2/L3
     /// checks first, then one batched connection lookup for all of them (the table's cache misses
-    /// overlap instead of queueing), then forwarding. `out[i]` receives frame `i`'s verdict.
+    /// overlap instead of queueing), then forwarding. `out[i]` receives frame `i`'s verdict. The
+    /// verdicts are those of one-by-one processing, with one difference: an ARP frame is handled in
+    /// the first stage, so a neighbour it resolves already serves packets earlier in the same burst.
     pub fn process_burst(
         &mut self,
         pkts: &mut [Option<B>],
@@ -813,7 +815,8 @@ mod tests {
     }
 
     /// A burst gives exactly what the same frames one by one give, including a SYN and the first
-    /// data of its connection in the same burst, a duplicate SYN, an ARP and a stray ACK.
+    /// data of its connection in the same burst, a duplicate SYN, an ARP request (which resolves
+    /// nothing new, see `process_burst`) and a stray ACK.
     #[test]
     fn burst_processing_equals_one_by_one() {
         let frames: Vec<VecBuf> = vec![

@@ -130,8 +130,8 @@ pub struct Forwarder {
     max_attempts: u32,
     /// NAT real servers and services of the current snapshot.
     nat: NatIndex,
-    /// MTU of the port TUN packets leave by.
-    tun_mtu: u16,
+    /// Output MTU (the smallest port MTU): bounds IPIP packets and first-ACK TOA.
+    mtu: u16,
     /// Traffic per (service, real server): `traffic[traffic_base[svc] + rs]`.
     traffic: Vec<Traffic>,
     traffic_base: Vec<u32>,
@@ -207,7 +207,7 @@ impl Forwarder {
             layout,
             max_attempts: cfg.max_attempts,
             nat: NatIndex::default(),
-            tun_mtu: tun::DEFAULT_MTU,
+            mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
             traffic_base: Vec::new(),
             stats: FwdStats::default(),
@@ -320,10 +320,11 @@ impl Forwarder {
             .for_each(|t| *t = Traffic::default());
     }
 
-    /// Sets the MTU of the port TUN packets leave by (default 1500): a wrapped packet longer than
-    /// this is not sent (see `tun`).
-    pub fn set_tun_mtu(&mut self, mtu: u16) {
-        self.tun_mtu = mtu.max(576);
+    /// Sets the output MTU (default 1500; the daemon passes the smallest port MTU): a TUN packet that
+    /// would exceed it once wrapped is not sent (see `tun`), and TOA is added to a client's first ACK
+    /// only if the segment still fits.
+    pub fn set_mtu(&mut self, mtu: u16) {
+        self.mtu = mtu.max(576);
     }
 
     fn remap_connections(&mut self, new: &ServiceTable) {
@@ -757,9 +758,9 @@ impl Forwarder {
             } else if toa && f.ack() && !f.rst() && !c.flags().contains(ConnFlags::TOA_DONE) {
                 // Also on the client's first ACK: the classic toa kernel module reads the option from
                 // the packet that completes the handshake (as DPVS puts it there), newer ones from
-                // the SYN. Only if the segment still fits a 1500-byte MTU with the option.
+                // the SYN. Only if the segment still fits the ports' MTU with the option.
                 c.set_flags(ConnFlags::TOA_DONE);
-                if usize::from(ip.total_len) + usize::from(TOA_LEN) <= 1500 {
+                if usize::from(ip.total_len) + usize::from(TOA_LEN) <= usize::from(self.mtu) {
                     self.add_toa(
                         &mut pkt,
                         l3_off,
@@ -796,7 +797,7 @@ impl Forwarder {
             return Verdict::Drop(Drop::NoRoute.into(), pkt);
         };
         let (verdict, outcome) =
-            tun::encapsulate(l3, pkt, l3_off, src, rip, client.dst_ip(), self.tun_mtu);
+            tun::encapsulate(l3, pkt, l3_off, src, rip, client.dst_ip(), self.mtu);
         match outcome {
             tun::Outcome::FragNeeded { icmp_sent } => {
                 self.stats.tun_too_big += 1;
