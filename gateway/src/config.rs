@@ -61,6 +61,10 @@ pub struct ConnConfig {
     pub port_range: [u16; 2],
     /// Idle timeouts per state, seconds (IPVS defaults).
     pub timeouts: crate::conn::Timeouts,
+    /// IPVS `conn_reuse_mode`: what a client's SYN on a tuple the gateway still tracks does
+    /// (`forward::reuse`): 0 follows the old entry, bit 1 (1) reschedules it from TIME_WAIT/CLOSE,
+    /// bit 2 (2) also from FIN_WAIT of DR/TUN connections.
+    pub conn_reuse_mode: u8,
 }
 
 impl Default for ConnConfig {
@@ -69,6 +73,7 @@ impl Default for ConnConfig {
             capacity: 1 << 20,
             port_range: [1024, 65535],
             timeouts: Default::default(),
+            conn_reuse_mode: crate::forward::reuse::DEFAULT_CONN_REUSE_MODE,
         }
     }
 }
@@ -100,6 +105,10 @@ pub struct ServiceEntry {
     /// Pass the client address to real servers in the TCP option TOA (FullNAT).
     #[serde(default = "default_true")]
     pub toa: bool,
+    /// Persistence templates of a quiesced server are dropped when used (IPVS
+    /// `expire_quiescent_template`): a persistent client then moves to another server.
+    #[serde(default)]
+    pub expire_quiescent_template: bool,
     /// Drop a connection at once when its real server is removed (IPVS `expire_nodest_conn`).
     #[serde(default)]
     pub expire_nodest_conn: bool,
@@ -553,6 +562,15 @@ impl Config {
                 "must be [first, last] with 0 < first and at least 1024 ports",
             ));
         }
+        if c.conn_reuse_mode > 3 {
+            return Err(invalid(
+                "conn.conn_reuse_mode",
+                format!(
+                    "{} is not 0..=3 (bit 1: TIME_WAIT/CLOSE, bit 2: FIN_WAIT of DR/TUN)",
+                    c.conn_reuse_mode
+                ),
+            ));
+        }
         let services = validate_service_entries(&self.services, &port_addrs)?;
         Ok(Validated {
             port_addrs,
@@ -634,6 +652,7 @@ pub fn validate_service_entries(
                         )
                     })?;
                 }
+                p.expire_quiescent = s.expire_quiescent_template;
                 cfg.persistence = Some(p);
             }
             cfg.expire_nodest_conn = s.expire_nodest_conn;

@@ -75,6 +75,7 @@ impl Control {
             topo: Arc::new(topo),
             services,
             timeouts: self.current.timeouts,
+            conn_reuse_mode: self.current.conn_reuse_mode,
         })
     }
 
@@ -87,6 +88,23 @@ impl Control {
             topo: g.topo.clone(),
             services: g.services.clone(),
             timeouts,
+            conn_reuse_mode: g.conn_reuse_mode,
+        };
+        self.install(next)
+    }
+
+    /// Changes IPVS's `conn_reuse_mode` (0..=3) as a new generation.
+    pub fn apply_conn_reuse_mode(&mut self, mode: u8) -> Result<u64, String> {
+        if mode > 3 {
+            return Err(format!("conn_reuse_mode {mode} is not 0..=3"));
+        }
+        let g = &self.current;
+        let next = Generation {
+            id: g.id + 1,
+            topo: g.topo.clone(),
+            services: g.services.clone(),
+            timeouts: g.timeouts,
+            conn_reuse_mode: mode,
         };
         self.install(next)
     }
@@ -197,6 +215,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
     topo.local.extend(services.addresses());
     let topo = Arc::new(topo);
     let layout = Arc::new(port_layout(cfg, &ports, &topo, &services, n)?);
+    let owners = Arc::new(client_owners(cfg, &ports, n));
     tracing::info!(
         services = services.services.len(),
         steering = if layout.is_rss() { "rss" } else { "partition" },
@@ -263,6 +282,8 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
                 let mut f = Forwarder::new(w as u16, services.clone(), layout.clone(), &fwd_cfg)
                     .map_err(StartError::Other)?;
                 f.set_mtu(out_mtu);
+                f.set_owners(owners.clone());
+                f.set_conn_reuse_mode(cfg.conn.conn_reuse_mode);
                 f
             }),
         };
@@ -278,6 +299,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             topo: topo.clone(),
             services: services.clone(),
             timeouts: cfg.conn.timeouts,
+            conn_reuse_mode: cfg.conn.conn_reuse_mode,
         }),
     };
     Ok(Running {
@@ -318,6 +340,17 @@ fn port_layout(
             .and_then(|p| p.rss.clone())
             .or_else(|| emulated_rss(cfg.ports.get(i)?, n))
     });
+    // The layout chooses lports by their share of the reply's hash: a NIC hashing TCP on addresses
+    // only (`RTE_ETH_RSS_IPV4` alone) would ignore them, so such a port falls back to the rings.
+    let rss = rss.filter(|r| {
+        let l4 = r.hash_fields & dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_TCP != 0;
+        if !l4 {
+            tracing::warn!(
+                "RSS of the LIPs' port does not hash TCP ports; replies will be handed over by ring"
+            );
+        }
+        l4
+    });
     if let Some(r) = rss {
         let steering = Reta::new(r.reta.clone()).map(|reta| {
             Steering::Rss(RssConfig {
@@ -340,6 +373,39 @@ fn port_layout(
         .map_err(|e| StartError::Other(format!("conn.port_range: {e}")))
 }
 
+/// Who owns a connection from its client's side (`forward::owner`): per port, the RSS the NIC runs
+/// (or `rss_emulate_reta` plays), so that client packets normally arrive on their owner's queue;
+/// a hash of the client's address and port on ports without RSS (af_packet, pcap, tap).
+fn client_owners(cfg: &Config, ports: &[Port], n: usize) -> crate::forward::Owners {
+    let per_port = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let r = p
+                .rss
+                .clone()
+                .or_else(|| emulated_rss(cfg.ports.get(i)?, n))?;
+            let reta = Reta::new(r.reta.clone()).ok()?;
+            let hf = r.hash_fields;
+            let rss = crate::forward::PortRss::new(
+                &r.key,
+                reta,
+                QueueMap::identity(n as u16),
+                hf & dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_TCP != 0,
+                hf & dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_UDP != 0,
+            );
+            match rss {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(port = %p.name, "client steering by RSS unusable ({e}); by hash");
+                    None
+                }
+            }
+        })
+        .collect();
+    crate::forward::Owners::new(n, per_port)
+}
+
 /// RSS as `rss_emulate_reta` describes it: the default Toeplitz key and a round-robin RETA over the
 /// workers' queues, which is what perf/pktgen plays on memif.
 fn emulated_rss(pc: &crate::config::PortEntry, n: usize) -> Option<dpdk::RssConfig> {
@@ -347,7 +413,10 @@ fn emulated_rss(pc: &crate::config::PortEntry, n: usize) -> Option<dpdk::RssConf
     (size > 0).then(|| dpdk::RssConfig {
         key: crate::laddr::DEFAULT_RSS_KEY.to_vec(),
         reta: (0..size).map(|i| (i % n) as u16).collect(),
-        hash_fields: 0,
+        // pktgen hashes TCP and UDP with their ports, as a NIC with these fields on.
+        hash_fields: dpdk_sys::RTE_ETH_RSS_IPV4
+            | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_TCP
+            | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_UDP,
     })
 }
 
@@ -442,7 +511,9 @@ impl Running {
             let _ = writeln!(
                 out,
                 "conn {i}: conns {} created {} expired {} table_full {} ports_exhausted {} toa_added {} toa_skipped {} \
-                 icmp_translated {} rst_sent {} rst_unsent {} tun_too_big {} frag_needed {} nat_handoffs {}",
+                 icmp_translated {} rst_sent {} rst_unsent {} tun_too_big {} frag_needed {} handoff_client {} \
+                 handoff_reply {} resched_closed {} resched_fin_wait {} resched_quiesced {} resched_removed {} \
+                 resched_udp_removed {}",
                 f.conns,
                 f.created,
                 f.expired,
@@ -455,7 +526,13 @@ impl Running {
                 f.rst_unsent,
                 f.tun_too_big,
                 f.frag_needed,
-                f.nat_handoffs
+                f.handoff_client,
+                f.handoff_reply,
+                f.resched_closed,
+                f.resched_fin_wait,
+                f.resched_quiesced,
+                f.resched_removed,
+                f.resched_udp_removed
             );
         }
         for (name, n) in total.drop_list() {

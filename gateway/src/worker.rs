@@ -34,6 +34,8 @@ pub struct Generation {
     pub services: Arc<crate::forward::ServiceTable>,
     /// Connection timeouts (`ipvsadm --set`).
     pub timeouts: crate::conn::Timeouts,
+    /// IPVS `conn_reuse_mode` (`forward::reuse`).
+    pub conn_reuse_mode: u8,
 }
 
 /// A worker's answer to a `Msg::Config`: the generation it now runs, or why it could not.
@@ -246,6 +248,7 @@ impl Worker {
                     if result.is_ok() {
                         self.datapath.l3.set_topology(g.topo.clone());
                         self.datapath.fwd.set_timeouts(g.timeouts);
+                        self.datapath.fwd.set_conn_reuse_mode(g.conn_reuse_mode);
                     }
                     let _ = self.acks.send(Ack {
                         worker: self.id,

@@ -817,7 +817,12 @@ fn a_reply_on_the_wrong_worker_goes_to_the_owner() {
     let mut w0: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 2, 4096);
     let mut w1: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 1, 2, 4096);
     let mut checked = 0;
-    for cport in 41000..41016 {
+    // Client ports whose connections worker 0 owns (the others' SYNs are handed to worker 1 first:
+    // `client_packets_on_any_worker_reach_the_owner`).
+    let owned_by_0 = (41000u16..)
+        .filter(|&p| gateway::forward::owner::owner_of_client(CLIENT_IP, p, 2) == 0)
+        .take(16);
+    for cport in owned_by_0 {
         let out = expect_tx(
             run(&mut w0, &Seg::from_client(cport, "S").frame(), &meta(0)),
             1,
@@ -860,6 +865,257 @@ fn a_reply_on_the_wrong_worker_goes_to_the_owner() {
         "from_peer replies are not counted as steering hits"
     );
     assert_eq!(w1.l3.stats.handoff_out, 16);
+}
+
+/// The reply segment of connection (lip, rs, lport) with `flags`.
+fn from_server(lip: Ipv4Addr, rs: Ipv4Addr, lport: u16, flags: &'static str) -> Seg {
+    let mut s = Seg::from_client(80, flags);
+    s.macs = (rs_mac(rs), SERVER_PORT_MAC);
+    s.src = (rs, 80);
+    s.dst = (lip, lport);
+    s.ack = 1001;
+    s
+}
+
+/// Runs `frame` on worker `at` of `workers`; a packet handed over is run on its target as the
+/// worker's ring would (from_peer). Returns the final outcome and whether it was handed over.
+fn run_on(workers: &mut [Datapath<VecBuf>], at: usize, frame: &[u8], port: u16) -> (Out, bool) {
+    match run(&mut workers[at], frame, &meta(port)) {
+        Out::ToWorker(w, f) => {
+            assert_ne!(usize::from(w), at, "never handed to itself");
+            let peer = RxMeta {
+                from_peer: true,
+                ..meta(port)
+            };
+            let out = run(&mut workers[usize::from(w)], &f, &peer);
+            assert!(
+                !matches!(out, Out::ToWorker(..)),
+                "a handed-over packet is never handed on"
+            );
+            (out, true)
+        }
+        other => (other, false),
+    }
+}
+
+/// Issue 19: a client's packets may arrive on any worker (af_packet's fanout, a NIC hashing some
+/// packets differently); each one reaches the worker that owns the connection, the SYN before the
+/// connection exists included, for 2, 3 and 4 workers, TCP and UDP.
+#[test]
+fn client_packets_on_any_worker_reach_the_owner() {
+    for n in 2..=4usize {
+        let mut ws: Vec<Datapath<VecBuf>> = (0..n)
+            .map(|w| datapath_from(LAB_CONFIG, w as u16, n, 4096))
+            .collect();
+        let mut handed = 0;
+        for cport in 42000u16..42040 {
+            let owner = gateway::forward::owner::owner_of_client(CLIENT_IP, cport, n);
+            // The SYN arrives on the worker after the owner.
+            let first = (owner + 1) % n;
+            let (out, h) = run_on(&mut ws, first, &Seg::from_client(cport, "S").frame(), 0);
+            handed += usize::from(h);
+            let (lip, rs, lport, _, _) = check_sent(&expect_tx(out, 1));
+            assert_eq!(lport as usize % n, owner, "the owner chose the local port");
+            assert!(
+                ws[owner]
+                    .fwd
+                    .table()
+                    .iter()
+                    .any(|(_, c)| c.client().sport == cport),
+                "created on the owner"
+            );
+            let (out, _) = run_on(
+                &mut ws,
+                first,
+                &from_server(lip, rs, lport, "SA").frame(),
+                1,
+            );
+            expect_tx(out, 0);
+            // Every later client packet on every worker in turn.
+            for (i, flags) in ["A", "AP", "AP", "AP", "FA"].into_iter().enumerate() {
+                let mut seg = Seg::from_client(cport, flags);
+                seg.seq = 1001 + i as u32;
+                seg.ack = 1;
+                let (out, h) = run_on(&mut ws, i % n, &seg.frame(), 0);
+                handed += usize::from(h);
+                let (src, dst, sport, dport, _) = check_sent(&expect_tx(out, 1));
+                assert_eq!((src, dst, sport, dport), (lip, rs, lport, 80));
+            }
+            assert_eq!(
+                ws.iter().map(|w| w.fwd.table().len()).sum::<usize>(),
+                usize::from(cport - 42000) + 1,
+                "one connection per flow, on its owner"
+            );
+        }
+        // UDP: the first datagram creates the connection on the owner wherever it arrives.
+        for cport in 43000u16..43020 {
+            let owner = gateway::forward::owner::owner_of_client(CLIENT_IP, cport, n);
+            for k in 0..n {
+                let f = udp_frame(
+                    (CLIENT_MAC, CLIENT_PORT_MAC),
+                    (CLIENT_IP, cport),
+                    (VIP, 80),
+                    b"q",
+                );
+                let (out, _) = run_on(&mut ws, (owner + 1 + k) % n, &f, 0);
+                let (_, _, sport, _, _) = check_sent(&expect_tx(out, 1));
+                assert_eq!(sport as usize % n, owner);
+            }
+        }
+        let created: u64 = ws.iter().map(|w| w.fwd.stats.created).sum();
+        assert_eq!(created, 60, "{n} workers: one connection per flow");
+        let client_handoffs: u64 = ws.iter().map(|w| w.fwd.stats.handoff_client).sum();
+        assert_eq!(client_handoffs as usize, handed + 20 * (n - 1));
+        for w in &ws {
+            assert_eq!(
+                w.l3.stats.total_drops(),
+                0,
+                "{n} workers: {:?}",
+                w.l3.stats.drop_list()
+            );
+        }
+    }
+}
+
+/// Connection (lip, rs, lport) of client port `cport` on a 1-worker datapath, walked to the state
+/// the server closing first leaves it in (TIME_WAIT).
+fn open_and_close(dp: &mut Datapath<VecBuf>, cport: u16) -> (Ipv4Addr, Ipv4Addr, u16) {
+    let out = expect_tx(run(dp, &Seg::from_client(cport, "S").frame(), &meta(0)), 1);
+    let (lip, rs, lport, _, _) = check_sent(&out);
+    expect_tx(
+        run(dp, &from_server(lip, rs, lport, "SA").frame(), &meta(1)),
+        0,
+    );
+    let mut ack = Seg::from_client(cport, "A");
+    ack.ack = 1;
+    expect_tx(run(dp, &ack.frame(), &meta(0)), 1);
+    expect_tx(
+        run(dp, &from_server(lip, rs, lport, "FA").frame(), &meta(1)),
+        0,
+    );
+    let mut fin = Seg::from_client(cport, "FA");
+    fin.ack = 2;
+    expect_tx(run(dp, &fin.frame(), &meta(0)), 1);
+    expect_tx(
+        run(dp, &from_server(lip, rs, lport, "A").frame(), &meta(1)),
+        0,
+    );
+    (lip, rs, lport)
+}
+
+/// The lab service with real server `quiesced` at weight 0 (and expire_nodest_conn `nodest`), as a
+/// snapshot following the datapath's current one.
+fn with_weight0(
+    dp: &Datapath<VecBuf>,
+    quiesced: Ipv4Addr,
+    nodest: bool,
+) -> std::sync::Arc<gateway::forward::ServiceTable> {
+    let text = LAB_CONFIG
+        .replacen(
+            &format!("address = \"{quiesced}\"\n"),
+            &format!("address = \"{quiesced}\"\nweight = 0\n"),
+            1,
+        )
+        .replacen(
+            "scheduler = \"wrr\"",
+            &format!("scheduler = \"wrr\"\nexpire_nodest_conn = {nodest}"),
+            1,
+        );
+    let v = gateway::config::Config::parse(&text)
+        .unwrap()
+        .validate()
+        .unwrap();
+    std::sync::Arc::new(
+        gateway::forward::ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap(),
+    )
+}
+
+/// Issue 18: a SYN on a client port the gateway still holds in TIME_WAIT is a new connection: it is
+/// scheduled afresh (so a quiesced server gets none), counted, and gets a fresh local port;
+/// with `conn_reuse_mode` 0 it follows the old entry, as IPVS.
+#[test]
+fn a_syn_on_a_reused_tuple_in_time_wait_is_scheduled_afresh() {
+    for mode in [1u8, 0] {
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        dp.fwd.set_conn_reuse_mode(mode);
+        let (lip, rs, lport) = open_and_close(&mut dp, 44000);
+        let state = dp.fwd.table().iter().next().unwrap().1.state();
+        assert_eq!(state, gateway::conn::State::TimeWait);
+        let s = with_weight0(&dp, rs, false);
+        dp.fwd.set_services(s).unwrap();
+        let out = expect_tx(
+            run(&mut dp, &Seg::from_client(44000, "S").frame(), &meta(0)),
+            1,
+        );
+        let (lip2, rs2, lport2, _, _) = check_sent(&out);
+        if mode == 1 {
+            assert_ne!(rs2, rs, "the quiesced server gets no new connection");
+            assert_ne!(
+                (lip2, lport2),
+                (lip, lport),
+                "a fresh local address and port"
+            );
+            assert_eq!(dp.fwd.stats.created, 2, "counted as a new connection");
+            assert_eq!(dp.fwd.stats.resched_closed, 1);
+            assert_eq!(dp.fwd.table().len(), 1, "the old entry is gone");
+            let c = dp.fwd.table().iter().next().unwrap().1;
+            assert_eq!(c.state(), gateway::conn::State::SynRecv);
+        } else {
+            assert_eq!(
+                (lip2, rs2, lport2),
+                (lip, rs, lport),
+                "mode 0 follows the old entry"
+            );
+            assert_eq!(dp.fwd.stats.created, 1);
+            assert_eq!(dp.fwd.stats.resched_closed, 0);
+        }
+    }
+}
+
+/// A SYN that finds an ESTABLISHED entry of a quiesced server follows it unless
+/// `expire_nodest_conn` is on (IPVS); one whose server was removed is always scheduled afresh.
+#[test]
+fn a_reused_syn_toward_a_quiesced_or_removed_server() {
+    for nodest in [false, true] {
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        let out = expect_tx(
+            run(&mut dp, &Seg::from_client(45000, "S").frame(), &meta(0)),
+            1,
+        );
+        let (_, rs, _, _, _) = check_sent(&out);
+        let s = with_weight0(&dp, rs, nodest);
+        dp.fwd.set_services(s).unwrap();
+        let out = expect_tx(
+            run(&mut dp, &Seg::from_client(45000, "S").frame(), &meta(0)),
+            1,
+        );
+        let (_, rs2, _, _, _) = check_sent(&out);
+        assert_eq!(rs2 != rs, nodest, "expire_nodest_conn {nodest}");
+        assert_eq!(dp.fwd.stats.resched_quiesced, u64::from(nodest));
+    }
+    // Removed: the snapshot keeps only the other server.
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    let out = expect_tx(
+        run(&mut dp, &Seg::from_client(45001, "S").frame(), &meta(0)),
+        1,
+    );
+    let (_, rs, _, _, _) = check_sent(&out);
+    let text = LAB_CONFIG.replacen(&format!("[[service.real]]\naddress = \"{rs}\"\n"), "", 1);
+    let v = gateway::config::Config::parse(&text)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let s = std::sync::Arc::new(
+        gateway::forward::ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap(),
+    );
+    dp.fwd.set_services(s).unwrap();
+    let out = expect_tx(
+        run(&mut dp, &Seg::from_client(45001, "S").frame(), &meta(0)),
+        1,
+    );
+    let (_, rs2, _, _, _) = check_sent(&out);
+    assert_ne!(rs2, rs);
+    assert_eq!(dp.fwd.stats.resched_removed, 1);
 }
 
 const SHORT_TIMEOUTS: &str = "\n[conn.timeouts]\nestablished = 2\nsyn_sent = 2\nsyn_recv = 2\nfin_wait = 2\n\

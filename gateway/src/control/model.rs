@@ -53,6 +53,7 @@ impl Model {
                     local_addresses: vs.lips.iter().map(|a| a.to_string()).collect(),
                     toa: vs.toa,
                     expire_nodest_conn: c.expire_nodest_conn,
+                    expire_quiescent_template: c.persistence.is_some_and(|p| p.expire_quiescent),
                     reals: c
                         .reals
                         .iter()
@@ -105,6 +106,7 @@ impl Model {
                     local_addresses: Vec::new(),
                     toa: true,
                     expire_nodest_conn: false,
+                    expire_quiescent_template: false,
                     reals: Vec::new(),
                 };
                 set_opts(&mut e, opts)?;

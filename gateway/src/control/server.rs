@@ -751,6 +751,13 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("icmp_translated", f.icmp_translated),
         ("rst_sent", f.rst_sent),
         ("rst_unsent", f.rst_unsent),
+        ("handoff_client", f.handoff_client),
+        ("handoff_reply", f.handoff_reply),
+        ("resched_closed", f.resched_closed),
+        ("resched_fin_wait", f.resched_fin_wait),
+        ("resched_quiesced", f.resched_quiesced),
+        ("resched_removed", f.resched_removed),
+        ("resched_udp_removed", f.resched_udp_removed),
     ];
     WorkerView {
         counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),

@@ -16,6 +16,8 @@
 //! entry's `user` word, so they keep forwarding to it even after the real server leaves the snapshot.
 
 use super::nat::{self, NatIndex};
+use super::owner::Owners;
+use super::reuse::{self, Dest, Resched};
 use super::rewrite::rewrite_l4;
 use super::services::ServiceTable;
 use super::{dr, mode, tun};
@@ -97,8 +99,17 @@ pub struct FwdStats {
     /// TUN: packets too big to wrap (dropped), and fragmentation-needed errors sent for them.
     pub tun_too_big: u64,
     pub frag_needed: u64,
-    /// NAT: packets handed to the worker owning the client's tuple.
-    pub nat_handoffs: u64,
+    /// Packets handed to the connection's owner (`owner`): client-direction packets (to a VIP)
+    /// that missed this worker's table, and replies (to a LIP, or NAT replies) it does not own.
+    pub handoff_client: u64,
+    pub handoff_reply: u64,
+    /// Client SYNs on a reused tuple scheduled afresh (`reuse`), per reason.
+    pub resched_closed: u64,
+    pub resched_fin_wait: u64,
+    pub resched_quiesced: u64,
+    pub resched_removed: u64,
+    /// UDP datagrams of a removed server's connection scheduled afresh (`expire_nodest_conn`).
+    pub resched_udp_removed: u64,
 }
 
 impl FwdStats {
@@ -115,7 +126,13 @@ impl FwdStats {
         self.rst_unsent += o.rst_unsent;
         self.tun_too_big += o.tun_too_big;
         self.frag_needed += o.frag_needed;
-        self.nat_handoffs += o.nat_handoffs;
+        self.handoff_client += o.handoff_client;
+        self.handoff_reply += o.handoff_reply;
+        self.resched_closed += o.resched_closed;
+        self.resched_fin_wait += o.resched_fin_wait;
+        self.resched_quiesced += o.resched_quiesced;
+        self.resched_removed += o.resched_removed;
+        self.resched_udp_removed += o.resched_udp_removed;
     }
 }
 
@@ -127,6 +144,10 @@ pub struct Forwarder {
     /// A local-address pool per service (None for services without LIPs).
     pools: Vec<Option<LaddrPool>>,
     layout: Arc<PortLayout>,
+    /// Who owns a connection, from the client's tuple (RSS of the arrival port, or a hash).
+    owners: Arc<Owners>,
+    /// IPVS `conn_reuse_mode` (`reuse`).
+    conn_reuse_mode: u8,
     max_attempts: u32,
     /// NAT real servers and services of the current snapshot.
     nat: NatIndex,
@@ -204,6 +225,8 @@ impl Forwarder {
             services: Arc::new(ServiceTable::default()),
             sched: Vec::new(),
             pools: Vec::new(),
+            owners: Arc::new(Owners::hashed(layout.n_workers())),
+            conn_reuse_mode: reuse::DEFAULT_CONN_REUSE_MODE,
             layout,
             max_attempts: cfg.max_attempts,
             nat: NatIndex::default(),
@@ -370,6 +393,17 @@ impl Forwarder {
         }
     }
 
+    /// The client-direction ownership rule (default: by hash of the client's address and port).
+    pub fn set_owners(&mut self, owners: Arc<Owners>) {
+        self.owners = owners;
+    }
+
+    /// IPVS `conn_reuse_mode` (see [`reuse`]): 0 off, bit 1 TIME_WAIT/CLOSE, bit 2 FIN_WAIT of
+    /// client-side-only connections.
+    pub fn set_conn_reuse_mode(&mut self, mode: u8) {
+        self.conn_reuse_mode = mode;
+    }
+
     /// New idle timeouts; a connection's timer takes them at its next packet.
     pub fn set_timeouts(&mut self, t: Timeouts) {
         if self.table.timeouts() != t {
@@ -469,10 +503,15 @@ impl Forwarder {
                 if dir == Dir::Reply && !meta.from_peer {
                     l3.stats.steer_hits += 1;
                 }
+                if dir == Dir::Original && ip.tcp_flags.syn() && !ip.tcp_flags.ack() {
+                    if let Some(why) = self.reuse_decision(id) {
+                        return Ok(self.reschedule(l3, pkt, v, id, tuple, now, why));
+                    }
+                }
                 self.forward(l3, pkt, v, id, dir, now)
             }
             None => match via {
-                Via::Vip => match self.nat_owner_for_vip(
+                Via::Vip => match self.client_owner_elsewhere(
                     meta,
                     ip.dst,
                     ip.dst_port,
@@ -480,7 +519,7 @@ impl Forwarder {
                     ip.src,
                     ip.src_port,
                 ) {
-                    Some(w) => self.hand_to(w, pkt),
+                    Some(w) => self.hand_to(w, pkt, true),
                     None => self.new_conn(l3, pkt, v, tuple, now),
                 },
                 Via::Lip => self.not_mine(pkt, meta, ip.dst_port),
@@ -489,15 +528,19 @@ impl Forwarder {
         })
     }
 
-    fn hand_to<B>(&mut self, w: usize, pkt: B) -> Verdict<B> {
-        self.stats.nat_handoffs += 1;
+    fn hand_to<B>(&mut self, w: usize, pkt: B, client: bool) -> Verdict<B> {
+        if client {
+            self.stats.handoff_client += 1;
+        } else {
+            self.stats.handoff_reply += 1;
+        }
         Verdict::ToWorker(w as u16, pkt)
     }
 
-    /// A client packet to a service with NAT real servers that this worker has no connection for
-    /// belongs to the worker owning the client's tuple (see `nat`): that worker, if it is another.
+    /// The owner of a client packet to VIP:vport that this worker has no connection for (see
+    /// `owner`): that worker, if it is another. A packet handed over by a peer is never handed on.
     #[inline]
-    fn nat_owner_for_vip(
+    fn client_owner_elsewhere(
         &self,
         meta: &RxMeta,
         vip: Ipv4Addr,
@@ -506,15 +549,53 @@ impl Forwarder {
         cip: Ipv4Addr,
         cport: u16,
     ) -> Option<usize> {
-        if self.nat.is_empty() || meta.from_peer || self.layout.n_workers() < 2 {
+        if meta.from_peer || self.owners.n_workers() < 2 {
             return None;
         }
         let si = self.services.find(vip, vport, proto)?;
-        if !self.nat.service_has_nat(si) {
-            return None;
-        }
-        let w = nat::owner_of_client(cip, cport, self.layout.n_workers());
+        let hash_only = self.nat.service_has_nat(si);
+        let w = self
+            .owners
+            .of_client(meta.port, hash_only, proto, cip, cport, vip, vport);
         (w != self.worker as usize).then_some(w)
+    }
+
+    /// Whether a client's SYN that found connection `id` is scheduled afresh (`reuse`).
+    fn reuse_decision(&self, id: ConnId) -> Option<Resched> {
+        let c = self.table.get(id)?;
+        let vs = self.services.services.get(c.svc as usize);
+        let dest = match vs.and_then(|vs| vs.svc.weights().get(c.rs as usize)) {
+            Some(&w) if c.rs != NO_DEST => Dest::Weight(w),
+            _ => Dest::Removed,
+        };
+        let nodest = vs.is_none_or(|vs| vs.svc.expire_nodest_conn());
+        let input_only = c.mode == mode::DR || c.mode == mode::TUN;
+        reuse::on_syn(self.conn_reuse_mode, nodest, c.state(), input_only, dest)
+    }
+
+    /// Expires connection `id` and schedules its tuple's new packet as a new connection: a fresh
+    /// decision and, for FullNAT, a fresh LIP:lport (the pool's cursor has moved on from the old one,
+    /// which the real server may still hold in TIME_WAIT).
+    #[allow(clippy::too_many_arguments)]
+    fn reschedule<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        tuple: Tuple,
+        now: Ticks,
+        why: Resched,
+    ) -> Verdict<B> {
+        let s = &mut self.stats;
+        match why {
+            Resched::Closed => s.resched_closed += 1,
+            Resched::FinWait => s.resched_fin_wait += 1,
+            Resched::Quiesced => s.resched_quiesced += 1,
+            Resched::Removed => s.resched_removed += 1,
+        }
+        self.drop_connection(id);
+        self.new_conn(l3, pkt, v, tuple, now)
     }
 
     /// A NAT reply (or ICMP error about one) to client CIP:cport that this worker does not know goes
@@ -523,18 +604,18 @@ impl Forwarder {
         if !meta.from_peer {
             let w = nat::owner_of_client(cip, cport, self.layout.n_workers());
             if w != self.worker as usize {
-                return self.hand_to(w, pkt);
+                return self.hand_to(w, pkt, false);
             }
         }
         Verdict::Drop(Drop::NoConn.into(), pkt)
     }
 
     /// A reply (or ICMP error) for a local port this worker does not own goes to the owner.
-    fn not_mine<B>(&self, pkt: B, meta: &RxMeta, lport: u16) -> Verdict<B> {
+    fn not_mine<B>(&mut self, pkt: B, meta: &RxMeta, lport: u16) -> Verdict<B> {
         if !meta.from_peer && self.layout.contains(lport) {
             let owner = self.layout.owner_of(lport);
             if owner != self.worker as usize {
-                return Verdict::ToWorker(owner as u16, pkt);
+                return self.hand_to(owner, pkt, false);
             }
         }
         Verdict::Drop(Drop::NoConn.into(), pkt)
@@ -667,7 +748,14 @@ impl Forwarder {
         let is_tcp = ip.protocol == IpProtocol::TCP;
         if let Some(c) = self.table.get(id) {
             if c.rs == NO_DEST && self.expire_nodest(c.svc) {
+                // IPVS expires the entry and schedules the packet afresh; only a UDP datagram (or a
+                // SYN, handled before) can start a connection.
+                let client = c.client();
                 self.drop_connection(id);
+                if !is_tcp && dir == Dir::Original {
+                    self.stats.resched_udp_removed += 1;
+                    return self.new_conn(l3, pkt, v, client, now);
+                }
                 return Verdict::Drop(Drop::NoRealServer.into(), pkt);
             }
         }
@@ -818,9 +906,18 @@ impl Forwarder {
             .is_none_or(|vs| vs.svc.expire_nodest_conn())
     }
 
-    /// Removes a connection now, returning its local port.
+    /// Removes a connection now, returning its local port and telling its real server's counters.
     fn drop_connection(&mut self, id: ConnId) {
         if let Some(c) = self.table.remove(id) {
+            if let Some(s) = self
+                .services
+                .services
+                .get(c.svc as usize)
+                .and_then(|vs| vs.svc.stats(c.rs as usize))
+                .filter(|_| c.rs != NO_DEST)
+            {
+                s.on_conn_gone(c.is_active());
+            }
             if let (Some(r), mode::FULLNAT) = (c.reply(), c.mode) {
                 if let Some(Some(p)) = self.pools.get_mut(c.svc as usize) {
                     p.free(r.dst_ip(), r.dport);
@@ -902,8 +999,9 @@ impl Forwarder {
             // Quoting VIP:vport -> CIP:cport.
             (None, Via::Vip) => {
                 return Ok(
-                    match self.nat_owner_for_vip(meta, q.src, q.sport, q.proto, q.dst, q.dport) {
-                        Some(w) => self.hand_to(w, pkt),
+                    match self.client_owner_elsewhere(meta, q.src, q.sport, q.proto, q.dst, q.dport)
+                    {
+                        Some(w) => self.hand_to(w, pkt, true),
                         None => Verdict::Drop(Drop::NoConn.into(), pkt),
                     },
                 )

@@ -5,17 +5,22 @@
 //! - [`fullnat`]: the per-worker engine (connection table, scheduling, local ports, TOA, ICMP errors,
 //!   expiry with RST) for FullNAT, dispatching per real server to the other modes:
 //! - [`nat`]: NAT (masquerading), reply steering by the client's tuple;
+//! - [`owner`]: which worker owns a connection, from the client's tuple (RSS or hash);
+//! - [`reuse`]: whether a SYN on a reused client tuple is scheduled afresh (IPVS `conn_reuse_mode`);
 //! - [`dr`]: direct routing (destination MAC only);
 //! - [`tun`]: IP-in-IP tunnelling, with fragmentation-needed for packets too big to wrap.
 
 pub mod dr;
 pub mod fullnat;
 pub mod nat;
+pub mod owner;
+pub mod reuse;
 pub mod rewrite;
 pub mod services;
 pub mod tun;
 
 pub use fullnat::{Forwarder, FwdConfig, FwdStats, Traffic, TrafficKey};
+pub use owner::{Owners, PortRss};
 pub use services::{ServiceTable, VirtualService};
 
 /// Forwarding mode ids stored in a connection entry.

@@ -20,18 +20,8 @@ use crate::service::FwdMode;
 use hashbrown::HashSet;
 use std::net::Ipv4Addr;
 
-/// The worker that owns every NAT connection of client CIP:cport (of `n_workers`, at least 1).
-///
-/// Fibonacci hashing (Knuth, TAOCP 6.4) of the 48-bit (CIP, cport), then the multiply-shift range
-/// reduction (Lemire 2019): the high product bits depend on every input bit, so sequential client
-/// ports spread over the workers. Not keyed: like the NIC's RSS, a client could aim its flows at
-/// one worker, which costs it nothing it could not do with RSS already.
-#[inline]
-pub fn owner_of_client(cip: Ipv4Addr, cport: u16, n_workers: usize) -> usize {
-    let x =
-        ((u64::from(u32::from(cip)) << 16) | u64::from(cport)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (((x >> 32) * n_workers as u64) >> 32) as usize
-}
+/// The worker that owns every NAT connection of client CIP:cport: the hash rule of [`super::owner`].
+pub use super::owner::owner_of_client;
 
 /// What the per-packet path needs to know about NAT in one service snapshot.
 #[derive(Debug, Default)]

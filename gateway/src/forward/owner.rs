@@ -1,0 +1,241 @@
+//! Which worker owns a connection, computed from the client's tuple on any worker, with no lookup.
+//!
+//! A connection lives in exactly one worker's table, so every one of its packets must reach that
+//! worker whatever queue it arrives on. Two rules, one per direction, each computable by whichever
+//! worker received the packet:
+//!
+//! - **Reply direction** (to LIP:lport): `PortLayout::owner_of(lport)` (`laddr::layout`).
+//! - **Client direction** (to VIP:vport), this module: the worker whose queue the NIC's RSS picks for
+//!   the client's tuple, when the port the client's packets arrive on has RSS (so the fallback
+//!   almost never runs there); otherwise a hash of the client's (CIP, cport) ([`owner_of_client`]).
+//!   NAT services always use the hash: a NAT reply (RIP:rport -> CIP:cport) carries no VIP, so the
+//!   client's address and port are all both directions share.
+//!
+//! A packet from a client that misses the table of the worker it arrived on is handed to the owner
+//! before anything is scheduled: a SYN is scheduled there, a later packet finds its connection there
+//! (`Forwarder::handle_with`). This is what keeps a bulk transfer whole when the kernel or the NIC
+//! spreads one flow's packets over several queues (af_packet's fanout re-hashes a flow whose socket
+//! hash changed after a retransmission timeout; a NIC may hash fragments or some packet types on L3
+//! only; a RETA change moves flows). It is also the rule by which a connection learned from elsewhere
+//! (HA sync, an ECMP move) is installed into its worker.
+
+use crate::laddr::{QueueMap, Reta, Toeplitz};
+use std::net::Ipv4Addr;
+
+/// The worker that owns client CIP:cport's connections when no RSS decides (of `n_workers`, at
+/// least 1).
+///
+/// Fibonacci hashing (Knuth, TAOCP 6.4) of the 48-bit (CIP, cport), then the multiply-shift range
+/// reduction (Lemire 2019): the high product bits depend on every input bit, so sequential client
+/// ports spread over the workers. Not keyed: like the NIC's RSS, a client could aim its flows at
+/// one worker, which costs it nothing it could not do with RSS already.
+#[inline]
+pub fn owner_of_client(cip: Ipv4Addr, cport: u16, n_workers: usize) -> usize {
+    let x =
+        ((u64::from(u32::from(cip)) << 16) | u64::from(cport)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (((x >> 32) * n_workers as u64) >> 32) as usize
+}
+
+/// How one port's NIC spreads received packets over queues (RSS), as far as ownership needs it.
+#[derive(Debug)]
+pub struct PortRss {
+    toeplitz: Toeplitz,
+    reta: Reta,
+    queues: QueueMap,
+    /// Whether the NIC includes the ports in the hash of TCP and of UDP packets (`rss_hf`
+    /// `NONFRAG_IPV4_TCP` / `NONFRAG_IPV4_UDP`); otherwise it hashes the addresses only.
+    l4_tcp: bool,
+    l4_udp: bool,
+}
+
+impl PortRss {
+    /// `key`, `reta` as read back from the port; `l4_tcp`/`l4_udp` from its hash fields.
+    pub fn new(
+        key: &[u8],
+        reta: Reta,
+        queues: QueueMap,
+        l4_tcp: bool,
+        l4_udp: bool,
+    ) -> Result<PortRss, String> {
+        let toeplitz = Toeplitz::new(key).map_err(|e| format!("RSS key: {e:?}"))?;
+        queues.check(&reta).map_err(|e| e.to_string())?;
+        Ok(PortRss {
+            toeplitz,
+            reta,
+            queues,
+            l4_tcp,
+            l4_udp,
+        })
+    }
+
+    /// The worker polling the queue the NIC gives this packet (`None`: a queue no worker polls).
+    #[inline]
+    pub fn worker_of(
+        &self,
+        proto: u8,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        sport: u16,
+        dport: u16,
+    ) -> Option<usize> {
+        let l4 = match proto {
+            crate::conn::PROTO_TCP => self.l4_tcp,
+            crate::conn::PROTO_UDP => self.l4_udp,
+            _ => false,
+        };
+        let h = if l4 {
+            self.toeplitz.hash_ipv4_l4(src, dst, sport, dport)
+        } else {
+            self.toeplitz.hash_ipv4(src, dst)
+        };
+        self.queues.worker_of(self.reta.queue_of(h))
+    }
+}
+
+/// The client-direction ownership rule of one gateway: shared (`Arc`) by every worker.
+#[derive(Debug)]
+pub struct Owners {
+    n_workers: usize,
+    /// Per datapath port index: its RSS, if it has usable RSS.
+    rss: Vec<Option<PortRss>>,
+}
+
+impl Owners {
+    /// Ownership by hash only (no port has RSS).
+    pub fn hashed(n_workers: usize) -> Owners {
+        Owners {
+            n_workers: n_workers.max(1),
+            rss: Vec::new(),
+        }
+    }
+
+    /// Ownership by each port's RSS where it has one (index = datapath port), by hash elsewhere.
+    pub fn new(n_workers: usize, rss: Vec<Option<PortRss>>) -> Owners {
+        Owners {
+            n_workers: n_workers.max(1),
+            rss,
+        }
+    }
+
+    pub fn n_workers(&self) -> usize {
+        self.n_workers
+    }
+
+    /// Whether `port` steers client packets by RSS.
+    pub fn has_rss(&self, port: u16) -> bool {
+        matches!(self.rss.get(usize::from(port)), Some(Some(_)))
+    }
+
+    /// The owner of the connection of client CIP:cport to VIP:vport whose client packets arrive on
+    /// datapath port `port`. `hash_only` (NAT services) ignores RSS.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn of_client(
+        &self,
+        port: u16,
+        hash_only: bool,
+        proto: u8,
+        cip: Ipv4Addr,
+        cport: u16,
+        vip: Ipv4Addr,
+        vport: u16,
+    ) -> usize {
+        if self.n_workers < 2 {
+            return 0;
+        }
+        if !hash_only {
+            if let Some(Some(r)) = self.rss.get(usize::from(port)) {
+                if let Some(w) = r
+                    .worker_of(proto, cip, vip, cport, vport)
+                    .filter(|&w| w < self.n_workers)
+                {
+                    return w;
+                }
+            }
+        }
+        owner_of_client(cip, cport, self.n_workers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::laddr::DEFAULT_RSS_KEY;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hash_owner_is_in_range_and_spreads() {
+        let mut seen = [0u32; 3];
+        for p in 1024u16..4096 {
+            let w = owner_of_client(Ipv4Addr::new(10, 10, 0, 2), p, 3);
+            seen[w] += 1;
+        }
+        // Sequential ports of one client spread evenly (within 5% of a third each).
+        for n in seen {
+            assert!((n as i64 - 1024).abs() < 52, "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn rss_owner_is_the_queue_the_nic_picks() {
+        // Microsoft's verification suite, IPv4 with TCP: 66.9.149.187:2794 -> 161.142.100.80:1766
+        // hashes to 0x51ccc178 with the default key.
+        let reta = Reta::round_robin(128, 4).unwrap();
+        let r = PortRss::new(
+            &DEFAULT_RSS_KEY,
+            reta.clone(),
+            QueueMap::identity(4),
+            true,
+            false,
+        )
+        .unwrap();
+        let (s, d) = (
+            Ipv4Addr::new(66, 9, 149, 187),
+            Ipv4Addr::new(161, 142, 100, 80),
+        );
+        let want = usize::from(reta.queue_of(0x51cc_c178));
+        assert_eq!(r.worker_of(6, s, d, 2794, 1766), Some(want));
+        // UDP without L4 hashing: the IPv4-only hash 0x323e8fc2 of the same suite.
+        let want_l3 = usize::from(reta.queue_of(0x323e_8fc2));
+        assert_eq!(r.worker_of(17, s, d, 2794, 1766), Some(want_l3));
+    }
+
+    proptest! {
+        /// Whichever worker computes it, and whatever port of the client's flow it sees, the owner
+        /// is the same and names a worker.
+        #[test]
+        fn every_worker_agrees_on_the_owner(
+            key in proptest::collection::vec(any::<u8>(), 40),
+            reta_log in 0u32..10,
+            n in 1usize..8,
+            with_rss in any::<bool>(),
+            hash_only in any::<bool>(),
+            tcp in any::<bool>(),
+            cip in any::<u32>(), cport in any::<u16>(), vip in any::<u32>(), vport in any::<u16>(),
+        ) {
+            let reta = Reta::round_robin(1 << reta_log, n as u16).unwrap();
+            let build = || {
+                let rss = with_rss.then(|| {
+                    PortRss::new(&key, reta.clone(), QueueMap::identity(n as u16), true, true).unwrap()
+                });
+                Owners::new(n, vec![rss])
+            };
+            // Each worker builds its own view from the same configuration.
+            let views: Vec<Owners> = (0..n).map(|_| build()).collect();
+            let proto = if tcp { 6 } else { 17 };
+            let (cip, vip) = (Ipv4Addr::from(cip), Ipv4Addr::from(vip));
+            let w0 = views[0].of_client(0, hash_only, proto, cip, cport, vip, vport);
+            prop_assert!(w0 < n);
+            for v in &views {
+                prop_assert_eq!(v.of_client(0, hash_only, proto, cip, cport, vip, vport), w0);
+            }
+            if with_rss && !hash_only {
+                // With RSS the owner is the worker the NIC delivers the client's packets to.
+                let h = Toeplitz::new(&key).unwrap().hash_ipv4_l4(cip, vip, cport, vport);
+                prop_assert_eq!(w0, usize::from(reta.queue_of(h)));
+            } else {
+                prop_assert_eq!(w0, owner_of_client(cip, cport, n));
+            }
+        }
+    }
+}
