@@ -16,8 +16,10 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-pub fn gateway_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_gateway")
+/// The gateway binary the labs run: this build's, or `GATEWAY_TEST_BIN` (e.g. a release build, to
+/// take figures with the same tests).
+pub fn gateway_bin() -> String {
+    std::env::var("GATEWAY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gateway").to_string())
 }
 
 /// A name no other test (or concurrent run) uses: short, because interface-free but still.
