@@ -1057,9 +1057,27 @@ fn a_syn_on_a_reused_tuple_in_time_wait_is_scheduled_afresh() {
             );
             assert_eq!(dp.fwd.stats.created, 2, "counted as a new connection");
             assert_eq!(dp.fwd.stats.resched_closed, 1);
-            assert_eq!(dp.fwd.table().len(), 1, "the old entry is gone");
-            let c = dp.fwd.table().iter().next().unwrap().1;
-            assert_eq!(c.state(), gateway::conn::State::SynRecv);
+            // The old entry no longer answers to the client's tuple; it only holds its LIP:lport
+            // toward the old server for the rest of TIME_WAIT (the server may still hold it).
+            let parked = gateway::forward::fullnat::PARKED;
+            let (old, new): (Vec<_>, Vec<_>) = dp
+                .fwd
+                .table()
+                .iter()
+                .map(|(_, c)| *c)
+                .partition(|c| c.flags().contains(parked));
+            assert_eq!((old.len(), new.len()), (1, 1));
+            assert_eq!(new[0].state(), gateway::conn::State::SynRecv);
+            assert_eq!(new[0].client().sport, 44000);
+            let r = old[0].reply().unwrap();
+            assert_eq!((r.src_ip(), r.dst_ip(), r.dport), (rs, lip, lport));
+            // A late reply of the old connection is dropped, and the old tuple stays held.
+            let late = from_server(lip, rs, lport, "A").frame();
+            assert!(matches!(
+                run(&mut dp, &late, &meta(1)),
+                Out::Drop(DropReason::Dp(Drop::NoConn))
+            ));
+            assert_eq!(dp.fwd.table().len(), 2);
         } else {
             assert_eq!(
                 (lip2, rs2, lport2),

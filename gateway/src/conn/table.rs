@@ -536,6 +536,31 @@ impl ConnTable {
         self.len -= 1;
     }
 
+    /// Moves live entry `id`'s client side to tuple `client` and puts it in TIME_WAIT for that
+    /// state's timeout: the entry keeps its reply tuple (so nothing else takes it) but no longer
+    /// answers to its client's tuple, which a new connection may then use. Refused (`Duplicate`)
+    /// if `client` is taken; `TableFull` stands for a dead `id`.
+    pub fn park(&mut self, id: ConnId, client: Tuple, now: Ticks) -> Result<(), InsertError> {
+        let Some(old) = self.get(id).map(|c| c.client) else {
+            return Err(InsertError::TableFull);
+        };
+        let hn = self.h32(&client);
+        if self.probe(hn, &client).is_some() {
+            self.counters.duplicates += 1;
+            return Err(InsertError::Duplicate);
+        }
+        let ho = self.h32(&old);
+        let removed = self.index.remove(ho, id.0 << 1);
+        debug_assert!(removed);
+        self.index.insert(hn, id.0 << 1);
+        let c = &mut self.slab[id.0 as usize];
+        c.client = client;
+        c.state = State::TimeWait as u8;
+        let deadline = now.after_ms(self.timeout_ms[State::TimeWait as usize]);
+        self.wheel.rearm(&mut self.slab, id.0, deadline);
+        Ok(())
+    }
+
     /// Removes a live entry and returns it; `None` if `id` is not live.
     pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
         let c = *self.get(id)?;

@@ -48,6 +48,8 @@ pub fn worker_dump<B>(worker: u16, dp: &Datapath<B>, limit: usize) -> WorkerDump
         total: table.len() as u64,
         conns: table
             .iter()
+            // Parked entries only hold a local port for the rest of TIME_WAIT (`forward::fullnat`).
+            .filter(|(_, c)| !c.flags().contains(crate::forward::fullnat::PARKED))
             .take(limit)
             .map(|(_, c)| conn_info(worker, c, services, now))
             .collect(),

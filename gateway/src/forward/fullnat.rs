@@ -70,6 +70,14 @@ pub struct TrafficKey {
 /// A connection's service or real server that the current snapshot no longer has.
 pub const NO_DEST: u16 = u16::MAX;
 
+/// A FullNAT entry whose client scheduled a new connection on the same tuple (`reschedule`): it
+/// only holds its LIP:lport -> RIP:rport for the rest of TIME_WAIT, so that no new connection
+/// takes that tuple while the real server may still hold it in TIME_WAIT. Linux (6.x) gives every
+/// connection its own random TCP timestamp offset, so a SYN from another client connection on a
+/// tuple the server holds in TIME_WAIT fails PAWS half the time (`TcpExtPAWSTimewait`): the server
+/// answers with an ACK, the client resets and retries a second later.
+pub const PARKED: ConnFlags = ConnFlags::USER_A;
+
 /// Expired connections handled per `tick` (the rest wait for the next one, a few ms later).
 const EXPIRE_BUDGET: usize = 2048;
 /// TOA option length (kind 254, length 8).
@@ -594,8 +602,49 @@ impl Forwarder {
             Resched::Quiesced => s.resched_quiesced += 1,
             Resched::Removed => s.resched_removed += 1,
         }
-        self.drop_connection(id);
+        self.retire(id, now);
         self.new_conn(l3, pkt, v, tuple, now)
+    }
+
+    /// Ends connection `id` for its client: a FullNAT entry is parked (see [`PARKED`]) under a
+    /// client tuple no packet carries (LIP:lport -> RIP:rport, the forward tuple as the real server
+    /// sees it: unique since the reply tuple is), anything else is removed.
+    fn retire(&mut self, id: ConnId, now: Ticks) {
+        let Some(c) = self.table.get(id).copied() else {
+            return;
+        };
+        let reply = match (c.mode, c.reply()) {
+            (mode::FULLNAT, Some(r)) => r,
+            _ => return self.drop_connection(id),
+        };
+        let parked = Tuple::new(
+            reply.dst_ip(),
+            reply.dport,
+            reply.src_ip(),
+            reply.sport,
+            reply.proto,
+        );
+        if self.table.park(id, parked, now).is_err() {
+            return self.drop_connection(id);
+        }
+        if let Some(s) = self
+            .services
+            .services
+            .get(c.svc as usize)
+            .and_then(|vs| vs.svc.stats(c.rs as usize))
+            .filter(|_| c.rs != NO_DEST)
+        {
+            s.on_conn_gone(c.is_active());
+        }
+        if let Some(Some(p)) = self.pools.get_mut(c.svc as usize) {
+            p.free(reply.dst_ip(), reply.dport);
+        }
+        if let Some(e) = self.table.get_mut(id) {
+            e.svc = NO_DEST;
+            e.rs = NO_DEST;
+            e.set_flags(PARKED);
+        }
+        self.stats.expired += 1;
     }
 
     /// A NAT reply (or ICMP error about one) to client CIP:cport that this worker does not know goes
@@ -747,6 +796,10 @@ impl Forwarder {
         let ip = &v.ip;
         let is_tcp = ip.protocol == IpProtocol::TCP;
         if let Some(c) = self.table.get(id) {
+            if c.flags().contains(PARKED) {
+                // A late packet of a connection its client has replaced.
+                return Verdict::Drop(Drop::NoConn.into(), pkt);
+            }
             if c.rs == NO_DEST && self.expire_nodest(c.svc) {
                 // IPVS expires the entry and schedules the packet afresh; only a UDP datagram (or a
                 // SYN, handled before) can start a connection.

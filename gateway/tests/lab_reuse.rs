@@ -1,0 +1,201 @@
+//! A new connection on a reused client port is scheduled afresh (issue 18), end to end: wrk with
+//! `Connection: close` from one client whose port range is small (so it reuses its ports within a
+//! second), through the FullNAT VIP with 2 workers, while rs1 is quiesced and then removed. The
+//! real servers must never see a SYN on a tuple they still hold in TIME_WAIT (with Linux's random
+//! per-connection timestamp offsets such a SYN fails PAWS half the time): a rescheduled connection
+//! gets a fresh LIP:lport and the old one stays held (`forward::fullnat::PARKED`).
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn ipvsadm(lab: &Lab, line: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("gw-reuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link: PathBuf = dir.join("ipvsadm");
+    if !link.exists() {
+        let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_gwctl"), &link);
+    }
+    let o = Command::new(&link)
+        .args(line.split_whitespace())
+        .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", lab.name))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ipvsadm {line}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The service's total connections (`ipvsadm -Ln --stats`, the Conns column of the service line).
+fn service_conns(lab: &Lab) -> u64 {
+    // Workers publish their counters every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let out = ipvsadm(lab, "-Ln --stats");
+    out.lines()
+        .find(|l| l.starts_with("TCP  10.10.0.100:80") || l.starts_with("TCP 10.10.0.100:80"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no service line in:\n{out}"))
+}
+
+/// Requests nginx on `rs` has logged so far.
+fn served(lab: &Lab, rs: &str) -> usize {
+    std::fs::read_to_string(lab.run_dir.join(rs).join("peer.log"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// `wrk -H 'Connection: close'` for `secs` seconds: (requests, errors of any kind).
+fn wrk_close(lab: &Lab, secs: u32) -> (u64, u64) {
+    let (n, e, _) = wrk_close_out(lab, secs);
+    (n, e)
+}
+
+fn wrk_close_out(lab: &Lab, secs: u32) -> (u64, u64, String) {
+    let out = lab.sh(
+        "cli",
+        &[
+            "timeout",
+            "30",
+            "wrk",
+            "-t2",
+            "-c32",
+            "--timeout",
+            "3s",
+            &format!("-d{secs}s"),
+            "-H",
+            "Connection: close",
+            "http://10.10.0.100/",
+        ],
+    );
+    let requests = out
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("wrk output:\n{out}"));
+    let mut errors = 0;
+    for l in out.lines() {
+        let l = l.trim();
+        if let Some(rest) = l.strip_prefix("Socket errors:") {
+            errors += rest
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        if let Some(rest) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += rest.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    (requests, errors, out)
+}
+
+/// `TcpExt: PAWSTimewait` of a namespace: SYNs refused on a tuple in TIME_WAIT for an old timestamp.
+fn paws_timewait(lab: &Lab, node: &str) -> u64 {
+    let text = lab.sh(node, &["cat", "/proc/net/netstat"]);
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(k, _)| *k == "PAWSTimewait")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("PAWSTimewait in /proc/net/netstat")
+}
+
+fn counter(stats: &str, key: &str) -> u64 {
+    stats
+        .lines()
+        .filter(|l| l.starts_with("conn "))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            it.find(|w| *w == key)?;
+            it.next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[test]
+fn reused_client_ports_are_scheduled_afresh_under_quiesce_and_removal() {
+    let lab = Lab::up("ru", &Lab::default_config(""));
+    // 2000 client ports: wrk reuses each within a second or two. wrk sometimes closes first (its
+    // side then holds TIME_WAIT): `tcp_tw_reuse` lets the client take such a port again after a
+    // second, as busy clients are set up to.
+    lab.sh(
+        "cli",
+        &["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 41999"],
+    );
+    lab.sh("cli", &["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+
+    // Both servers in: every request succeeds and every connection is counted.
+    let before = service_conns(&lab);
+    let (n, errors, out) = wrk_close_out(&lab, 4);
+    assert!(n > 1000, "{n} requests: ports must be reused");
+    assert_eq!(
+        errors,
+        0,
+        "{n} requests, {errors} errors\n{out}\n{}",
+        lab.stats()
+    );
+    let counted = service_conns(&lab) - before;
+    assert!(
+        counted.abs_diff(n) * 100 <= n,
+        "ipvsadm counted {counted} connections for {n} requests\n{}",
+        lab.stats()
+    );
+    assert!(served(&lab, "rs1") > 0 && served(&lab, "rs2") > 0);
+
+    // rs1 quiesced: no new connection reaches it, though the client reuses ports rs1 served.
+    ipvsadm(&lab, "-e -t 10.10.0.100:80 -r 10.20.0.11:80 -b -w 0");
+    // nginx logs a request when its response is done: let the last ones of the run above land.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let rs1 = served(&lab, "rs1");
+    let before = service_conns(&lab);
+    let (n, errors, out) = wrk_close_out(&lab, 4);
+    let stats = lab.stats();
+    assert_eq!(errors, 0, "{n} requests, {errors} errors\n{out}\n{stats}");
+    assert_eq!(
+        served(&lab, "rs1"),
+        rs1,
+        "rs1 got new connections while quiesced\n{stats}"
+    );
+    let counted = service_conns(&lab) - before;
+    assert!(
+        counted.abs_diff(n) * 100 <= n,
+        "ipvsadm counted {counted} connections for {n} requests\n{stats}"
+    );
+    assert!(counter(&stats, "resched_closed") > 0, "{stats}");
+
+    // rs1 removed, then back, then rs2 removed: nothing goes to a removed server.
+    ipvsadm(&lab, "-d -t 10.10.0.100:80 -r 10.20.0.11:80");
+    ipvsadm(&lab, "-a -t 10.10.0.100:80 -r 10.20.0.11:80 -b -w 1");
+    let _ = wrk_close(&lab, 2);
+    ipvsadm(&lab, "-d -t 10.10.0.100:80 -r 10.20.0.12:80");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let rs2 = served(&lab, "rs2");
+    let (n, errors, out) = wrk_close_out(&lab, 3);
+    let stats = lab.stats();
+    assert_eq!(
+        errors,
+        0,
+        "{n} requests, {errors} errors\n{out}\n{stats}\n{}",
+        lab.sh("cli", &["ss", "-tan"])
+    );
+    assert_eq!(
+        served(&lab, "rs2"),
+        rs2,
+        "rs2 got new connections after removal\n{stats}"
+    );
+    for rs in ["rs1", "rs2"] {
+        assert_eq!(
+            paws_timewait(&lab, rs),
+            0,
+            "{rs} saw SYNs on tuples it held in TIME_WAIT\n{stats}"
+        );
+    }
+}
