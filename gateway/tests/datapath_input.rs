@@ -1090,6 +1090,46 @@ fn a_syn_on_a_reused_tuple_in_time_wait_is_scheduled_afresh() {
     }
 }
 
+/// A SYN that finds a handshake the server answered: a retransmission (same ISN) follows the entry,
+/// another ISN is a new connection (the client gave the first one up), scheduled afresh.
+#[test]
+fn a_syn_with_another_isn_on_an_unfinished_handshake_is_a_new_connection() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    let out = expect_tx(
+        run(&mut dp, &Seg::from_client(46000, "S").frame(), &meta(0)),
+        1,
+    );
+    let (lip, rs, lport, _, _) = check_sent(&out);
+    // Before the server answers, a second SYN cannot be told from a retransmission: followed.
+    let out = expect_tx(
+        run(&mut dp, &Seg::from_client(46000, "S").frame(), &meta(0)),
+        1,
+    );
+    assert_eq!(check_sent(&out).2, lport);
+    expect_tx(
+        run(
+            &mut dp,
+            &from_server(lip, rs, lport, "SA").frame(),
+            &meta(1),
+        ),
+        0,
+    );
+    // The retransmission (seq 1000, acknowledged as 1001) follows the entry.
+    let out = expect_tx(
+        run(&mut dp, &Seg::from_client(46000, "S").frame(), &meta(0)),
+        1,
+    );
+    assert_eq!((check_sent(&out).0, check_sent(&out).2), (lip, lport));
+    assert_eq!(dp.fwd.stats.created, 1);
+    // Another ISN: scheduled afresh, on a fresh local port.
+    let mut syn = Seg::from_client(46000, "S");
+    syn.seq = 777_000;
+    let out = expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1);
+    assert_ne!((check_sent(&out).0, check_sent(&out).2), (lip, lport));
+    assert_eq!(dp.fwd.stats.created, 2);
+    assert_eq!(dp.fwd.stats.resched_new_isn, 1);
+}
+
 /// A SYN that finds an ESTABLISHED entry of a quiesced server follows it unless
 /// `expire_nodest_conn` is on (IPVS); one whose server was removed is always scheduled afresh.
 #[test]

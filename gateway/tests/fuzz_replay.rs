@@ -409,7 +409,8 @@ fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
 
     // More SYNs than the table holds.
     let mut s = Script::new();
-    for i in 0..FUZZ_CAPACITY as u16 + 4 {
+    // Both workers: the SYNs spread over their owners.
+    for i in 0..2 * FUZZ_CAPACITY as u16 + 8 {
         s.client(&tcp(
             C,
             (CLIENT_IP, 30000 + i),
@@ -534,10 +535,15 @@ fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
     let mut s = Script::new();
     let nip = Ipv4Addr::new(10, 10, 0, 66);
     let nmac = MacAddr([2, 0, 0, 0, 0, 0x66]);
+    // A client port whose connection worker 0 owns: the worker that then learns the client's MAC
+    // (this harness does not pass neighbours between workers as `worker.rs` does).
+    let cport = (CPORT..)
+        .find(|&p| gateway::forward::owner::owner_of_client(nip, p, 2) == 0)
+        .unwrap();
     let out = s
         .client(&tcp(
             (nmac, CLIENT_PORT_MAC),
-            (nip, CPORT),
+            (nip, cport),
             (VIP, 80),
             "S",
             1000,
@@ -578,7 +584,7 @@ fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
         4 * TICK_STEP_MS,
         &tcp(
             (nmac, CLIENT_PORT_MAC),
-            (nip, CPORT),
+            (nip, cport),
             (VIP, 80),
             "A",
             1001,

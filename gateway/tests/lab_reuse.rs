@@ -191,6 +191,34 @@ fn reused_client_ports_are_scheduled_afresh_under_quiesce_and_removal() {
         rs2,
         "rs2 got new connections after removal\n{stats}"
     );
+    // conn_reuse_mode at run time (`gwctl sysctl`, IPVS's sysctl): 0 follows old entries, so
+    // nothing is rescheduled any more; a value out of range is refused and changes nothing.
+    let gwctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gwctl"))
+            .args(["--socket", &format!("/run/gateway/{}.sock", lab.name)])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = gwctl(&["sysctl", "conn_reuse_mode", "7"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("0..=3"),
+        "{o:?}"
+    );
+    let o = gwctl(&["sysctl", "conn_reuse_mode"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "conn_reuse_mode = 1\n");
+    assert!(gwctl(&["sysctl", "conn_reuse_mode", "0"]).status.success());
+    let o = gwctl(&["sysctl"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "conn_reuse_mode = 0\n");
+    let resched = counter(&lab.stats(), "resched_closed");
+    let (n, _) = wrk_close(&lab, 2);
+    assert!(n > 0);
+    assert_eq!(
+        counter(&lab.stats(), "resched_closed"),
+        resched,
+        "mode 0 reschedules nothing"
+    );
     for rs in ["rs1", "rs2"] {
         assert_eq!(
             paws_timewait(&lab, rs),

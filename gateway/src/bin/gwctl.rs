@@ -166,6 +166,30 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             ))
         }
         "zero" => call(ctx, Op::Zero).map(|_| String::new()),
+        "sysctl" => {
+            let name = rest.first().map(|s| s.to_string());
+            let value = match rest.get(1) {
+                Some(v) => Some(
+                    v.parse::<u32>()
+                        .or_else(|_| fail(format!("sysctl: {v:?} is not a number")))?,
+                ),
+                None => None,
+            };
+            if rest.len() > 2 {
+                return fail("usage: sysctl [NAME [VALUE]]");
+            }
+            let v = call(ctx, Op::Sysctl { name, value })?;
+            if ctx.json {
+                return json(v);
+            }
+            let mut out = String::new();
+            if let Some(o) = v.as_object() {
+                for (k, x) in o.iter().filter(|(k, _)| *k != "generation") {
+                    let _ = writeln!(out, "{k} = {x}");
+                }
+            }
+            Ok(out)
+        }
         "addrs" | "addresses" | "routes" | "neigh" | "neighbours" | "neighbors" => {
             let v = call(ctx, Op::Net)?;
             let n: NetView = typed(v)?;
@@ -478,6 +502,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("addrs", "addrs                    interface and service addresses", "Each port's MAC and addresses, and the VIPs and LIPs the gateway answers for."),
     ("routes", "routes                   the routing table", "Connected and static routes, longest prefix first."),
     ("neigh", "neigh                    neighbour (ARP) entries of every worker", "Each worker's neighbour table: address, port, MAC (or incomplete), age."),
+    ("sysctl", "sysctl [NAME [VALUE]]    IPVS settings ipvsadm has no option for", "Shows or sets, for every worker at once: conn_reuse_mode (0..=3, IPVS's sysctl: what a client's\nSYN on a tuple the gateway still holds does; 1, the default, schedules it afresh from\nTIME_WAIT/CLOSE, 2 also from FIN_WAIT of DR/TUN connections, 0 follows the old connection).\nThe config key is [conn] conn_reuse_mode."),
     ("save", "save [FILE]              a TOML configuration with the running services", "Writes the daemon's configuration with its [[service]] sections replaced by the running ones;\nthe daemon can start from it. Without FILE, prints it."),
     ("raw", "raw JSON                 send one protocol request", "Sends a request object such as {\"op\":\"list\"} (the version is added) and prints the raw response."),
     ("help", "help [COMMAND]           this help", "Shows every command, or one in detail."),

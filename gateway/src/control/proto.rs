@@ -143,6 +143,15 @@ pub enum Op {
     /// Change the TCP established, TCP FIN_WAIT and UDP timeouts in seconds (`ipvsadm --set`; 0
     /// leaves one unchanged); answered when every worker runs them.
     SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
+    /// IPVS-style settings that have no ipvsadm option (`conn_reuse_mode`): every one with its
+    /// value when `name` is absent; `name`'s value; with `value`, sets it (answered when every
+    /// worker runs it).
+    Sysctl {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<u32>,
+    },
     /// A TOML configuration the daemon can start from, with the services as they run.
     Save,
     /// Interface addresses, routes and neighbours.

@@ -302,6 +302,7 @@ impl Server<'_> {
             Op::Zero => self.zero(),
             Op::Timeouts => Ok(to_json(&self.timeouts())),
             Op::SetTimeouts { tcp, tcpfin, udp } => self.set_timeouts(tcp, tcpfin, udp),
+            Op::Sysctl { name, value } => self.sysctl(name.as_deref(), value),
             Op::Save => self.save(),
             Op::Net => self.net(),
         };
@@ -639,6 +640,31 @@ impl Server<'_> {
         Ok(serde_json::json!({ "generation": generation }))
     }
 
+    /// The settings `Op::Sysctl` reads and writes, by IPVS's sysctl name.
+    fn sysctl(&self, name: Option<&str>, value: Option<u32>) -> Result<serde_json::Value, String> {
+        const NAMES: [&str; 1] = ["conn_reuse_mode"];
+        let mode = self
+            .current()
+            .map(|g| g.conn_reuse_mode)
+            .unwrap_or(self.ctx.cfg.conn.conn_reuse_mode);
+        match (name, value) {
+            (None, _) => Ok(serde_json::json!({ "conn_reuse_mode": mode })),
+            (Some(n), _) if !NAMES.contains(&n) => Err(format!(
+                "unknown setting {n:?} (known: {})",
+                NAMES.join(", ")
+            )),
+            (Some(_), None) => Ok(serde_json::json!({ "conn_reuse_mode": mode })),
+            (Some(_), Some(v)) => {
+                let v = u8::try_from(v)
+                    .ok()
+                    .filter(|v| *v <= 3)
+                    .ok_or_else(|| format!("conn_reuse_mode {v} is not 0..=3"))?;
+                let generation = self.control()?.apply_conn_reuse_mode(v)?;
+                Ok(serde_json::json!({ "generation": generation, "conn_reuse_mode": v }))
+            }
+        }
+    }
+
     fn timeouts(&self) -> TimeoutsView {
         let current = self
             .current()
@@ -757,6 +783,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("resched_fin_wait", f.resched_fin_wait),
         ("resched_quiesced", f.resched_quiesced),
         ("resched_removed", f.resched_removed),
+        ("resched_new_isn", f.resched_new_isn),
         ("resched_udp_removed", f.resched_udp_removed),
     ];
     WorkerView {

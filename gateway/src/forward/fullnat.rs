@@ -116,6 +116,7 @@ pub struct FwdStats {
     pub resched_fin_wait: u64,
     pub resched_quiesced: u64,
     pub resched_removed: u64,
+    pub resched_new_isn: u64,
     /// UDP datagrams of a removed server's connection scheduled afresh (`expire_nodest_conn`).
     pub resched_udp_removed: u64,
 }
@@ -140,6 +141,7 @@ impl FwdStats {
         self.resched_fin_wait += o.resched_fin_wait;
         self.resched_quiesced += o.resched_quiesced;
         self.resched_removed += o.resched_removed;
+        self.resched_new_isn += o.resched_new_isn;
         self.resched_udp_removed += o.resched_udp_removed;
     }
 }
@@ -512,7 +514,8 @@ impl Forwarder {
                     l3.stats.steer_hits += 1;
                 }
                 if dir == Dir::Original && ip.tcp_flags.syn() && !ip.tcp_flags.ack() {
-                    if let Some(why) = self.reuse_decision(id) {
+                    let seq = TcpPacket::new_unchecked(&pkt.data()[ip.l4_off..]).seq();
+                    if let Some(why) = self.reuse_decision(id, seq) {
                         return Ok(self.reschedule(l3, pkt, v, id, tuple, now, why));
                     }
                 }
@@ -568,8 +571,9 @@ impl Forwarder {
         (w != self.worker as usize).then_some(w)
     }
 
-    /// Whether a client's SYN that found connection `id` is scheduled afresh (`reuse`).
-    fn reuse_decision(&self, id: ConnId) -> Option<Resched> {
+    /// Whether a client's SYN with sequence number `seq` that found connection `id` is scheduled
+    /// afresh (`reuse`).
+    fn reuse_decision(&self, id: ConnId, seq: u32) -> Option<Resched> {
         let c = self.table.get(id)?;
         let vs = self.services.services.get(c.svc as usize);
         let dest = match vs.and_then(|vs| vs.svc.weights().get(c.rs as usize)) {
@@ -578,7 +582,17 @@ impl Forwarder {
         };
         let nodest = vs.is_none_or(|vs| vs.svc.expire_nodest_conn());
         let input_only = c.mode == mode::DR || c.mode == mode::TUN;
-        reuse::on_syn(self.conn_reuse_mode, nodest, c.state(), input_only, dest)
+        // `user2` holds the server's last ACK (FullNAT, NAT): during the handshake, the ISN it
+        // acknowledged plus one; 0 while it has not answered.
+        let other_isn = !input_only && c.user2 != 0 && c.user2 != seq.wrapping_add(1);
+        reuse::on_syn(
+            self.conn_reuse_mode,
+            nodest,
+            c.state(),
+            input_only,
+            dest,
+            other_isn,
+        )
     }
 
     /// Expires connection `id` and schedules its tuple's new packet as a new connection: a fresh
@@ -601,6 +615,7 @@ impl Forwarder {
             Resched::FinWait => s.resched_fin_wait += 1,
             Resched::Quiesced => s.resched_quiesced += 1,
             Resched::Removed => s.resched_removed += 1,
+            Resched::NewIsn => s.resched_new_isn += 1,
         }
         self.retire(id, now);
         self.new_conn(l3, pkt, v, tuple, now)

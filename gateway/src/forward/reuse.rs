@@ -18,6 +18,12 @@
 //! 4. `conn_reuse_mode` bit 2 (value 2): the entry is in FIN_WAIT and the gateway sees only the
 //!    client's side (DR, TUN: IPVS's `IP_VS_CONN_F_NOOUTPUT`), where FIN_WAIT is the last state it
 //!    can see.
+//! 5. `conn_reuse_mode` bit 1, beyond IPVS: the entry's handshake never completed (SYN_RECV and
+//!    the other states before ESTABLISHED) and the server acknowledged another initial sequence
+//!    number than this SYN's: not a retransmission but a new connection. A client that gave up a
+//!    connection during its handshake (wrk stopping, a connect timeout) leaves such an entry for
+//!    60 s, which its next connection on that port would otherwise follow; IPVS keeps SYN_RECV on
+//!    the client's RST too.
 //!
 //! A persistent service's connections are rescheduled by the same rules; the persistence template
 //! then decides the server (`expire_quiescent_template` decides for a quiesced one), which is what
@@ -50,17 +56,21 @@ pub enum Resched {
     Quiesced,
     /// The entry's real server was removed.
     Removed,
+    /// The entry's handshake never completed and this SYN is not its retransmission.
+    NewIsn,
 }
 
 /// What a client's SYN (without ACK) that found an entry in `state` does: `Some(why)` expires the
 /// entry and schedules the SYN as a new connection, `None` follows the entry. `input_only`: the
-/// gateway sees only the client's side (DR, TUN).
+/// gateway sees only the client's side (DR, TUN); `other_isn`: the server acknowledged an initial
+/// sequence number other than this SYN's.
 pub fn on_syn(
     conn_reuse_mode: u8,
     expire_nodest_conn: bool,
     state: State,
     input_only: bool,
     dest: Dest,
+    other_isn: bool,
 ) -> Option<Resched> {
     match dest {
         Dest::Removed if expire_nodest_conn || conn_reuse_mode != 0 => {
@@ -74,6 +84,13 @@ pub fn on_syn(
     }
     if conn_reuse_mode & 2 != 0 && input_only && state == State::FinWait {
         return Some(Resched::FinWait);
+    }
+    let handshake = matches!(
+        state,
+        State::None | State::SynSent | State::SynRecv | State::SynAck
+    );
+    if conn_reuse_mode & 1 != 0 && handshake && other_isn {
+        return Some(Resched::NewIsn);
     }
     None
 }
@@ -104,14 +121,19 @@ mod tests {
     /// connection immediately when a packet arrives and its destination server is not available";
     /// plus the gateway's one difference: a removed server never gets a new connection while
     /// reuse handling is on.
-    fn model(mode: u8, nodest: bool, st: State, input_only: bool, dest: Dest) -> bool {
+    fn model(mode: u8, nodest: bool, st: State, input_only: bool, dest: Dest, isn: bool) -> bool {
         let closed = st == State::TimeWait || st == State::Close;
+        let before_established = matches!(
+            st,
+            State::None | State::SynSent | State::SynRecv | State::SynAck
+        );
         let removed = dest == Dest::Removed;
         let quiesced = dest == Dest::Weight(0);
         (nodest && (removed || quiesced))
             || (mode != 0 && removed)
             || (mode & 1 != 0 && closed)
             || (mode & 2 != 0 && input_only && st == State::FinWait)
+            || (mode & 1 != 0 && isn && before_established)
     }
 
     #[test]
@@ -126,13 +148,15 @@ mod tests {
                             Dest::Weight(100),
                             Dest::Removed,
                         ] {
-                            let got = on_syn(mode, nodest, st, input_only, dest);
-                            let want = model(mode, nodest, st, input_only, dest);
-                            assert_eq!(
-                                got.is_some(),
-                                want,
-                                "mode {mode} nodest {nodest} {st:?} input_only {input_only} {dest:?}"
-                            );
+                            for isn in [false, true] {
+                                let got = on_syn(mode, nodest, st, input_only, dest, isn);
+                                let want = model(mode, nodest, st, input_only, dest, isn);
+                                assert_eq!(
+                                    got.is_some(),
+                                    want,
+                                    "mode {mode} nodest {nodest} {st:?} {input_only} {dest:?} {isn}"
+                                );
+                            }
                         }
                     }
                 }
@@ -143,38 +167,48 @@ mod tests {
     #[test]
     fn reasons_name_the_rule_that_fired() {
         assert_eq!(
-            on_syn(1, false, State::TimeWait, false, Dest::Weight(1)),
+            on_syn(1, false, State::TimeWait, false, Dest::Weight(1), false),
             Some(Resched::Closed)
         );
         assert_eq!(
-            on_syn(2, false, State::FinWait, true, Dest::Weight(1)),
+            on_syn(2, false, State::FinWait, true, Dest::Weight(1), false),
             Some(Resched::FinWait)
         );
         // Bit 2 alone does not cover TIME_WAIT; FIN_WAIT with both directions seen is not final.
         assert_eq!(
-            on_syn(2, false, State::TimeWait, false, Dest::Weight(1)),
+            on_syn(2, false, State::TimeWait, false, Dest::Weight(1), false),
             None
         );
         assert_eq!(
-            on_syn(3, false, State::FinWait, false, Dest::Weight(1)),
+            on_syn(3, false, State::FinWait, false, Dest::Weight(1), false),
             None
         );
         assert_eq!(
-            on_syn(0, true, State::Established, false, Dest::Weight(0)),
+            on_syn(0, true, State::Established, false, Dest::Weight(0), false),
             Some(Resched::Quiesced)
         );
         assert_eq!(
-            on_syn(1, false, State::Established, false, Dest::Removed),
+            on_syn(1, false, State::Established, false, Dest::Removed, false),
             Some(Resched::Removed)
         );
         // With reuse handling off and no expire_nodest_conn, the old entry is followed.
         assert_eq!(
-            on_syn(0, false, State::TimeWait, false, Dest::Removed),
+            on_syn(0, false, State::TimeWait, false, Dest::Removed, false),
+            None
+        );
+        // A SYN_RECV entry the server answered for another ISN: a new connection; for this one,
+        // a retransmission.
+        assert_eq!(
+            on_syn(1, false, State::SynRecv, false, Dest::Weight(0), true),
+            Some(Resched::NewIsn)
+        );
+        assert_eq!(
+            on_syn(1, false, State::Established, false, Dest::Weight(1), true),
             None
         );
         // A quiesced server keeps its established clients by default (IPVS).
         assert_eq!(
-            on_syn(1, false, State::Established, false, Dest::Weight(0)),
+            on_syn(1, false, State::Established, false, Dest::Weight(0), false),
             None
         );
     }
