@@ -133,15 +133,7 @@ fn iperf3_through_the_vip_loses_no_packet_of_a_flow_on_two_workers() {
         );
         if workers == 2 {
             // The fallback ran: af_packet's fanout put client packets on the non-owner.
-            let handed: u64 = stats
-                .lines()
-                .filter(|l| l.starts_with("conn "))
-                .filter_map(|l| {
-                    let mut it = l.split_whitespace();
-                    it.find(|w| *w == "handoff_client")?;
-                    it.next()?.parse::<u64>().ok()
-                })
-                .sum();
+            let handed = Lab::conn_counter(&stats, "handoff_client");
             assert!(handed > 0, "no client packet was handed over\n{stats}");
         }
         for (name, r) in &through {

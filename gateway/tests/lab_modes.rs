@@ -223,21 +223,10 @@ fn dr_through_a_router_namespace() {
     let stats = assert_no_bad_drops(&lab);
     // DR sees no replies: the only packets handed over are client packets that the kernel's
     // fanout put on the worker that does not own their connection (`forward::owner`).
-    let conn_counter = |key: &str| -> u64 {
-        stats
-            .lines()
-            .filter(|l| l.starts_with("conn "))
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                it.find(|w| *w == key)?;
-                it.next()?.parse::<u64>().ok()
-            })
-            .sum()
-    };
-    assert_eq!(conn_counter("handoff_reply"), 0, "{stats}");
+    assert_eq!(Lab::conn_counter(&stats, "handoff_reply"), 0, "{stats}");
     assert_eq!(
         lab.worker_counter(&stats, "handoff_out"),
-        conn_counter("handoff_client"),
+        Lab::conn_counter(&stats, "handoff_client"),
         "{stats}"
     );
 }

@@ -108,18 +108,6 @@ fn paws_timewait(lab: &Lab, node: &str) -> u64 {
         .expect("PAWSTimewait in /proc/net/netstat")
 }
 
-fn counter(stats: &str, key: &str) -> u64 {
-    stats
-        .lines()
-        .filter(|l| l.starts_with("conn "))
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            it.find(|w| *w == key)?;
-            it.next()?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
 #[test]
 fn reused_client_ports_are_scheduled_afresh_under_quiesce_and_removal() {
     let lab = Lab::up("ru", &Lab::default_config(""));
@@ -169,7 +157,7 @@ fn reused_client_ports_are_scheduled_afresh_under_quiesce_and_removal() {
         counted.abs_diff(n) * 100 <= n,
         "ipvsadm counted {counted} connections for {n} requests\n{stats}"
     );
-    assert!(counter(&stats, "resched_closed") > 0, "{stats}");
+    assert!(Lab::conn_counter(&stats, "resched_closed") > 0, "{stats}");
 
     // rs1 removed, then back, then rs2 removed: nothing goes to a removed server.
     ipvsadm(&lab, "-d -t 10.10.0.100:80 -r 10.20.0.11:80");
@@ -211,11 +199,11 @@ fn reused_client_ports_are_scheduled_afresh_under_quiesce_and_removal() {
     assert!(gwctl(&["sysctl", "conn_reuse_mode", "0"]).status.success());
     let o = gwctl(&["sysctl"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "conn_reuse_mode = 0\n");
-    let resched = counter(&lab.stats(), "resched_closed");
+    let resched = Lab::conn_counter(&lab.stats(), "resched_closed");
     let (n, _) = wrk_close(&lab, 2);
     assert!(n > 0);
     assert_eq!(
-        counter(&lab.stats(), "resched_closed"),
+        Lab::conn_counter(&lab.stats(), "resched_closed"),
         resched,
         "mode 0 reschedules nothing"
     );

@@ -34,7 +34,8 @@ pub enum State {
 pub const STATES: usize = 12;
 
 impl State {
-    const ALL: [State; STATES] = [
+    /// Every state, in order.
+    pub const ALL: [State; STATES] = [
         State::None,
         State::Established,
         State::SynSent,

@@ -642,24 +642,12 @@ impl Forwarder {
         if self.table.park(id, parked, now).is_err() {
             return self.drop_connection(id);
         }
-        if let Some(s) = self
-            .services
-            .services
-            .get(c.svc as usize)
-            .and_then(|vs| vs.svc.stats(c.rs as usize))
-            .filter(|_| c.rs != NO_DEST)
-        {
-            s.on_conn_gone(c.is_active());
-        }
-        if let Some(Some(p)) = self.pools.get_mut(c.svc as usize) {
-            p.free(reply.dst_ip(), reply.dport);
-        }
+        self.release_conn(&c);
         if let Some(e) = self.table.get_mut(id) {
             e.svc = NO_DEST;
             e.rs = NO_DEST;
             e.set_flags(PARKED);
         }
-        self.stats.expired += 1;
     }
 
     /// A NAT reply (or ICMP error about one) to client CIP:cport that this worker does not know goes
@@ -974,24 +962,29 @@ impl Forwarder {
             .is_none_or(|vs| vs.svc.expire_nodest_conn())
     }
 
+    /// Tells connection `c`'s real server and local-address pool that it is gone.
+    fn release_conn(&mut self, c: &crate::conn::Conn) {
+        if let Some(s) = self
+            .services
+            .services
+            .get(c.svc as usize)
+            .and_then(|vs| vs.svc.stats(c.rs as usize))
+            .filter(|_| c.rs != NO_DEST)
+        {
+            s.on_conn_gone(c.is_active());
+        }
+        if let (Some(r), mode::FULLNAT) = (c.reply(), c.mode) {
+            if let Some(Some(p)) = self.pools.get_mut(c.svc as usize) {
+                p.free(r.dst_ip(), r.dport);
+            }
+        }
+        self.stats.expired += 1;
+    }
+
     /// Removes a connection now, returning its local port and telling its real server's counters.
     fn drop_connection(&mut self, id: ConnId) {
         if let Some(c) = self.table.remove(id) {
-            if let Some(s) = self
-                .services
-                .services
-                .get(c.svc as usize)
-                .and_then(|vs| vs.svc.stats(c.rs as usize))
-                .filter(|_| c.rs != NO_DEST)
-            {
-                s.on_conn_gone(c.is_active());
-            }
-            if let (Some(r), mode::FULLNAT) = (c.reply(), c.mode) {
-                if let Some(Some(p)) = self.pools.get_mut(c.svc as usize) {
-                    p.free(r.dst_ip(), r.dport);
-                }
-            }
-            self.stats.expired += 1;
+            self.release_conn(&c);
         }
     }
 

@@ -99,19 +99,16 @@ pub fn on_syn(
 mod tests {
     use super::*;
 
-    const STATES: [State; 11] = [
-        State::None,
-        State::Established,
-        State::SynSent,
-        State::SynRecv,
-        State::FinWait,
-        State::TimeWait,
-        State::Close,
-        State::CloseWait,
-        State::LastAck,
-        State::Listen,
-        State::SynAck,
-    ];
+    /// Every TCP state (`Udp` is not one).
+    const STATES: [State; 11] = {
+        let mut s = [State::None; 11];
+        let mut i = 0;
+        while i < 11 {
+            s[i] = State::ALL[i];
+            i += 1;
+        }
+        s
+    };
 
     /// The model, written from ipvs-sysctl.rst and not from the code above: "bit 1: enable
     /// rescheduling of new connections when it is safe. That is, whenever expire_nodest_conn and for

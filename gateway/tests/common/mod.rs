@@ -163,6 +163,19 @@ impl Lab {
             .sum()
     }
 
+    /// Sum of a `key value` counter over every `conn` line (the connection engines) of the stats.
+    pub fn conn_counter(stats: &str, key: &str) -> u64 {
+        stats
+            .lines()
+            .filter(|l| l.starts_with("conn "))
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                it.find(|w| *w == key)?;
+                it.next()?.parse::<u64>().ok()
+            })
+            .sum()
+    }
+
     /// A `drop <reason> <n>` counter (0 if absent).
     pub fn drop_counter(stats: &str, reason: &str) -> u64 {
         stats
