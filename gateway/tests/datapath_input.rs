@@ -1130,6 +1130,73 @@ fn a_syn_with_another_isn_on_an_unfinished_handshake_is_a_new_connection() {
     assert_eq!(dp.fwd.stats.resched_new_isn, 1);
 }
 
+/// DR (the gateway sees only the client's side): a SYN after the client's FIN finds FIN_WAIT, the
+/// last state the gateway can see; `conn_reuse_mode` bit 2 reschedules it, bit 1 alone does not
+/// (IPVS). The same on NAT, from TIME_WAIT.
+#[test]
+fn dr_and_nat_follow_the_same_reuse_rules() {
+    for (mode, fwd) in [(1u8, "dr"), (3, "dr"), (1, "nat")] {
+        let text = LAB_CONFIG.replacen(
+            "address = \"10.20.0.11\"\n",
+            &format!("address = \"10.20.0.11\"\nmode = \"{fwd}\"\n"),
+            1,
+        );
+        let text = text.replacen(
+            "address = \"10.20.0.12\"\n",
+            &format!("address = \"10.20.0.12\"\nmode = \"{fwd}\"\n"),
+            1,
+        );
+        let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 4096);
+        dp.fwd.set_conn_reuse_mode(mode);
+        expect_tx(
+            run(&mut dp, &Seg::from_client(47000, "S").frame(), &meta(0)),
+            1,
+        );
+        if fwd == "nat" {
+            // Replies come back through the gateway (CIP:cport as the server sees it).
+            let c = dp.fwd.table().iter().next().unwrap().1.reply().unwrap();
+            let mut r = Seg::from_client(80, "SA");
+            r.macs = (rs_mac(c.src_ip()), SERVER_PORT_MAC);
+            r.src = (c.src_ip(), 80);
+            r.dst = (CLIENT_IP, 47000);
+            expect_tx(run(&mut dp, &r.frame(), &meta(1)), 0);
+            let mut ack = Seg::from_client(47000, "A");
+            ack.ack = 1;
+            expect_tx(run(&mut dp, &ack.frame(), &meta(0)), 1);
+            r.flags = "FA";
+            expect_tx(run(&mut dp, &r.frame(), &meta(1)), 0);
+            let mut fin = Seg::from_client(47000, "FA");
+            fin.ack = 2;
+            expect_tx(run(&mut dp, &fin.frame(), &meta(0)), 1);
+            r.flags = "A";
+            expect_tx(run(&mut dp, &r.frame(), &meta(1)), 0);
+        } else {
+            let mut ack = Seg::from_client(47000, "A");
+            ack.ack = 1;
+            expect_tx(run(&mut dp, &ack.frame(), &meta(0)), 1);
+            let mut fin = Seg::from_client(47000, "FA");
+            fin.ack = 1;
+            expect_tx(run(&mut dp, &fin.frame(), &meta(0)), 1);
+        }
+        let state = dp.fwd.table().iter().next().unwrap().1.state();
+        let want = if fwd == "nat" {
+            gateway::conn::State::TimeWait
+        } else {
+            gateway::conn::State::FinWait
+        };
+        assert_eq!(state, want, "{fwd}");
+        expect_tx(
+            run(&mut dp, &Seg::from_client(47000, "S").frame(), &meta(0)),
+            1,
+        );
+        let s = dp.fwd.stats;
+        let resched = s.resched_closed + s.resched_fin_wait;
+        let expected = u64::from(fwd == "nat" || mode & 2 != 0);
+        assert_eq!(resched, expected, "{fwd} mode {mode}: {s:?}");
+        assert_eq!(s.created, 1 + expected, "{fwd} mode {mode}");
+    }
+}
+
 /// A SYN that finds an ESTABLISHED entry of a quiesced server follows it unless
 /// `expire_nodest_conn` is on (IPVS); one whose server was removed is always scheduled afresh.
 #[test]
