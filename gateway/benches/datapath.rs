@@ -4,6 +4,9 @@
 //! - `established/{1K,1M}`: a client's ACK on an established connection picked at random among 1K
 //!   or 1M (table capacity 2M), client -> server direction.
 //! - `new_conn`: a SYN that creates a connection (scheduler, local port choice, insert, TOA).
+//! - `reused_syn/{follow,reschedule}`: a client's SYN on a tuple whose connection the server reset
+//!   (CLOSE): with `conn_reuse_mode` 0 it follows the old entry; with 1 (the default) the old entry
+//!   is parked and the SYN scheduled as a new connection (`forward::reuse`).
 //!
 //! Frames come from one template rewritten in place in a reused buffer (addresses, ports and
 //! precomputed checksums), so the figures are the datapath's, not an allocator's.
@@ -34,6 +37,12 @@ addresses = ["10.10.0.1/24"]
 name = "server"
 device = "net_ring1"
 addresses = ["10.20.0.1/24"]
+
+# The clients (11.0.0.0/8) are reached through the client-side router.
+[[route]]
+prefix = "11.0.0.0/8"
+via = "10.10.0.2"
+port = "client"
 
 [[service]]
 vip = "10.10.0.100"
@@ -266,9 +275,74 @@ fn new_conn(c: &mut Criterion) {
     g.finish();
 }
 
+/// The server's RST for the connection whose SYN the datapath forwarded as `fwd`.
+fn server_rst(fwd: &[u8]) -> Vec<u8> {
+    use gateway::testkit::{RS1, RS1_MAC, RS2_MAC, SERVER_PORT_MAC};
+    let lip: [u8; 4] = fwd[IP_SRC..IP_SRC + 4].try_into().unwrap();
+    let rs: [u8; 4] = fwd[IP_SRC + 4..IP_SRC + 8].try_into().unwrap();
+    let lport = u16::from_be_bytes([fwd[TCP_SPORT], fwd[TCP_SPORT + 1]]);
+    let mac = if Ipv4Addr::from(rs) == RS1 {
+        RS1_MAC
+    } else {
+        RS2_MAC
+    };
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac.0, SERVER_PORT_MAC.0)
+        .ipv4(rs, lip, 64)
+        .tcp(80, lport, 5000, 0)
+        .rst()
+        .ack(1001)
+        .write(&mut v, &[])
+        .unwrap();
+    v
+}
+
+fn reused_syn(c: &mut Criterion) {
+    let cfg = bench_config();
+    let syn = template(0x02);
+    let flows: Vec<Flow> = (0..CHUNK).map(|i| Flow::new(&syn, i)).collect();
+    let server = RxMeta { port: 1, ..META };
+    let mut g = c.benchmark_group("datapath/reused_syn");
+    g.throughput(Throughput::Elements(1));
+    for (name, mode) in [("follow", 0u8), ("reschedule", 1)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(u64::from(CHUNK)) as usize;
+                    // Untimed: every flow's connection opened, then reset by its server.
+                    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 4 * CHUNK);
+                    dp.fwd.set_conn_reuse_mode(mode);
+                    let mut buf = VecBuf::from_frame(&syn);
+                    for f in &flows[..n] {
+                        buf = send(&mut dp, buf, f, &syn);
+                        let rst = server_rst(buf.data());
+                        match dp.process(VecBuf::from_frame(&rst), &server) {
+                            Verdict::Tx(0, _) => {}
+                            _ => panic!("server RST not forwarded"),
+                        }
+                    }
+                    let t = Instant::now();
+                    for f in &flows[..n] {
+                        buf = send(&mut dp, buf, f, &syn);
+                    }
+                    total += t.elapsed();
+                    black_box(&buf);
+                    let created = dp.fwd.stats.created;
+                    assert_eq!(created, n as u64 * (1 + u64::from(mode)), "{name}");
+                    left -= n as u64;
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    targets = established, established_burst, new_conn
+    targets = established, established_burst, new_conn, reused_syn
 }
 criterion_main!(benches);
