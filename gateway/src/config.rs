@@ -760,6 +760,29 @@ impl Config {
 mod tests {
     use super::*;
 
+    #[test]
+    fn expire_quiescent_template_reaches_the_persistence_of_its_service() {
+        for on in [false, true] {
+            let text = crate::testkit::LAB_CONFIG.replacen(
+                "scheduler = \"wrr\"",
+                &format!(
+                    "scheduler = \"wrr\"\npersistence_s = 60\nexpire_quiescent_template = {on}"
+                ),
+                1,
+            );
+            let v = Config::parse(&text).unwrap().validate().unwrap();
+            let p = v.services[0].0.persistence.expect("persistent");
+            assert_eq!(p.expire_quiescent, on);
+        }
+        let bad = crate::testkit::LAB_CONFIG.to_string() + "\n[conn]\nconn_reuse_mode = 4\n";
+        let e = Config::parse(&bad)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conn.conn_reuse_mode"), "{e}");
+    }
+
     const GOOD: &str = r#"
 [eal]
 file_prefix = "t1"

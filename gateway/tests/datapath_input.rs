@@ -1197,6 +1197,46 @@ fn dr_and_nat_follow_the_same_reuse_rules() {
     }
 }
 
+/// UDP has no SYN: a datagram of a connection whose server was removed starts a new connection
+/// when the service expires such connections (`expire_nodest_conn`, as IPVS), and follows the old
+/// entry otherwise; a quiesced server keeps its UDP flows (IPVS).
+#[test]
+fn udp_to_a_removed_server_is_scheduled_afresh_with_expire_nodest_conn() {
+    for nodest in [false, true] {
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        let f = udp_frame(
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            (CLIENT_IP, 48000),
+            (VIP, 80),
+            b"q",
+        );
+        let (_, rs, _, _, _) = check_sent(&expect_tx(run(&mut dp, &f, &meta(0)), 1));
+        // The UDP service (the second) without `rs`; the TCP one unchanged.
+        let udp_at = LAB_CONFIG.find("protocol = \"udp\"").unwrap();
+        let (tcp_part, udp_part) = LAB_CONFIG.split_at(udp_at);
+        let udp_part = udp_part
+            .replacen(&format!("[[service.real]]\naddress = \"{rs}\"\n"), "", 1)
+            .replacen(
+                "scheduler = \"rr\"",
+                &format!("scheduler = \"rr\"\nexpire_nodest_conn = {nodest}"),
+                1,
+            );
+        let text = format!("{tcp_part}{udp_part}");
+        let v = gateway::config::Config::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let s = std::sync::Arc::new(
+            gateway::forward::ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap(),
+        );
+        dp.fwd.set_services(s).unwrap();
+        let (_, rs2, _, _, _) = check_sent(&expect_tx(run(&mut dp, &f, &meta(0)), 1));
+        assert_eq!(rs2 != rs, nodest, "expire_nodest_conn {nodest}");
+        assert_eq!(dp.fwd.stats.resched_udp_removed, u64::from(nodest));
+        assert_eq!(dp.fwd.stats.created, 1 + u64::from(nodest));
+    }
+}
+
 /// A SYN that finds an ESTABLISHED entry of a quiesced server follows it unless
 /// `expire_nodest_conn` is on (IPVS); one whose server was removed is always scheduled afresh.
 #[test]
