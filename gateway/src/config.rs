@@ -775,11 +775,10 @@ mod tests {
             assert_eq!(p.expire_quiescent, on);
         }
         let bad = crate::testkit::LAB_CONFIG.to_string() + "\n[conn]\nconn_reuse_mode = 4\n";
-        let e = Config::parse(&bad)
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let e = match Config::parse(&bad) {
+            Err(e) => e.to_string(),
+            Ok(c) => c.validate().unwrap_err().to_string(),
+        };
         assert!(e.contains("conn.conn_reuse_mode"), "{e}");
     }
 
