@@ -14,7 +14,7 @@ pkgs=(
   libdpdk-dev dpdk pkg-config libclang-dev clang   # DPDK 22.11 and what dpdk-sys builds with
   libpcap-dev                                       # DPDK's pcap PMD (golden tests)
   nginx-light curl wrk tcpdump iperf3               # real servers, clients, captures
-  iproute2 iputils-ping ethtool procps              # the lab
+  iproute2 iputils-ping iputils-arping ethtool procps  # the lab
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -308,10 +308,20 @@ pub struct RouteEntry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NeighbourConfig {
-    /// Seconds a resolved neighbour stays valid without being refreshed.
+    /// Seconds a STALE or FAILED neighbour stays without being used (Linux `gc_stale_time`).
     pub timeout_s: u32,
-    /// Seconds between ARP retries for an unresolved neighbour.
+    /// Milliseconds between the ARP requests of one resolution or probe (Linux `retrans_time_ms`).
     pub retry_ms: u32,
+    /// Linux `base_reachable_time_ms`: a confirmed neighbour is REACHABLE for a random time in
+    /// [base/2, 3·base/2).
+    pub base_reachable_ms: u32,
+    /// Linux `delay_first_probe_time` (ms): a used STALE neighbour waits this long for a
+    /// confirmation before it is probed.
+    pub delay_first_probe_ms: u32,
+    /// Linux `ucast_solicit`: unicast probes before a neighbour is FAILED.
+    pub ucast_solicit: u8,
+    /// Linux `mcast_solicit`: broadcast requests before an unresolved neighbour is FAILED.
+    pub mcast_solicit: u8,
     /// Packets queued per unresolved neighbour (beyond: dropped and counted).
     pub max_pending: u16,
     /// Neighbour entries per worker.
@@ -323,6 +333,10 @@ impl Default for NeighbourConfig {
         NeighbourConfig {
             timeout_s: 300,
             retry_ms: 1000,
+            base_reachable_ms: 30_000,
+            delay_first_probe_ms: 5000,
+            ucast_solicit: 3,
+            mcast_solicit: 3,
             max_pending: 8,
             capacity: 4096,
         }
@@ -535,6 +549,15 @@ impl Config {
         }
         if n.retry_ms == 0 {
             return Err(invalid("neighbour.retry_ms", "must be positive"));
+        }
+        if n.base_reachable_ms < 2 {
+            return Err(invalid("neighbour.base_reachable_ms", "must be at least 2"));
+        }
+        if !(1..=32).contains(&n.ucast_solicit) {
+            return Err(invalid("neighbour.ucast_solicit", "must be in 1..=32"));
+        }
+        if !(1..=32).contains(&n.mcast_solicit) {
+            return Err(invalid("neighbour.mcast_solicit", "must be in 1..=32"));
         }
         if n.max_pending > 256 {
             return Err(invalid("neighbour.max_pending", "must be at most 256"));

@@ -249,6 +249,10 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         retry_ms: nc.retry_ms as u64,
         max_pending: nc.max_pending as usize,
         capacity: nc.capacity as usize,
+        base_reachable_ms: nc.base_reachable_ms as u64,
+        delay_first_probe_ms: nc.delay_first_probe_ms as u64,
+        ucast_solicit: nc.ucast_solicit,
+        mcast_solicit: nc.mcast_solicit,
     };
     let tsc_hz = dpdk::tsc_hz(&eal);
     // Packets the gateway grows (IPIP, TOA) must fit the smallest port MTU (1500 where none is set).
@@ -535,6 +539,13 @@ impl Running {
                 f.resched_new_isn,
                 f.resched_udp_removed
             );
+        }
+        for (i, s) in per.iter().enumerate() {
+            let _ = write!(out, "neigh {i}:");
+            for (name, n) in s.neigh.named() {
+                let _ = write!(out, " {} {n}", name.trim_start_matches("neigh_"));
+            }
+            let _ = writeln!(out);
         }
         for (name, n) in total.drop_list() {
             let _ = writeln!(out, "drop {name} {n}");

@@ -123,6 +123,12 @@ impl GenFrame {
 /// Entries of the next-hop cache (direct-mapped by destination address).
 const NH_CACHE: usize = 256;
 
+/// Slots of the neighbour-confirmation cache (`L3::confirm_neighbour`).
+const CONFIRM_SLOTS: usize = 64;
+/// A neighbour is confirmed by the datapath at most this often per cache slot: far below the
+/// shortest reachable time (base/2 = 15 s by default), far above the per-packet rate.
+const CONFIRM_EVERY_MS: u64 = 500;
+
 /// A resolved destination: where `route_out` sent the last packet for it.
 #[derive(Clone, Copy, Default)]
 struct NextHopEntry {
@@ -143,6 +149,8 @@ pub struct L3<B> {
     nh_cache: Box<[NextHopEntry; NH_CACHE]>,
     /// Bumped when the topology changes, to invalidate `nh_cache` along with neighbour changes.
     topo_generation: u64,
+    /// (source address, ms) of the last neighbour confirmations.
+    confirm_cache: [(u32, u64); CONFIRM_SLOTS],
     pub neigh: NeighTable<B>,
     pub stats: WorkerStats,
     /// Monotonic milliseconds, set by the worker each round.
@@ -167,6 +175,7 @@ impl<B: PacketBuf> L3<B> {
             topo,
             nh_cache: Box::new([NextHopEntry::default(); NH_CACHE]),
             topo_generation: 0,
+            confirm_cache: [(0, 0); CONFIRM_SLOTS],
             neigh: NeighTable::new(neigh),
             stats: WorkerStats::default(),
             now_ms: 0,
@@ -221,7 +230,8 @@ impl<B: PacketBuf> L3<B> {
         self.stats.generated > before
     }
 
-    fn arp_request(&mut self, port: u16, target: Ipv4Addr) {
+    /// Sends an ARP request for `target` on `port`: broadcast, or to `unicast` (a NUD probe).
+    fn arp_request(&mut self, port: u16, target: Ipv4Addr, unicast: Option<MacAddr>) {
         let Some(p) = self.topo.ports.get(port as usize) else {
             return;
         };
@@ -230,7 +240,39 @@ impl<B: PacketBuf> L3<B> {
             return;
         };
         self.stats.arp_requests += 1;
-        self.generate(port, |buf| arp::write_request(buf, mac, src, target).ok());
+        let dst = unicast.unwrap_or(MacAddr::BROADCAST);
+        self.generate(port, |buf| {
+            arp::write_request_to(buf, dst, mac, src, target).ok()
+        });
+    }
+
+    /// The datapath received a packet of a tracked connection from `src` with source MAC
+    /// `src_mac`: confirms the neighbour it came through (`NeighTable::confirm`). Costs one compare
+    /// per packet: a neighbour is confirmed at most once per `CONFIRM_EVERY_MS` per slot of a small
+    /// direct-mapped cache; only then are the route and the table looked up.
+    #[inline]
+    pub fn confirm_neighbour(&mut self, src: Ipv4Addr, src_mac: MacAddr) {
+        let key = u32::from(src);
+        let slot = &mut self.confirm_cache[(key ^ (key >> 12)) as usize % CONFIRM_SLOTS];
+        if slot.0 == key && self.now_ms.saturating_sub(slot.1) < CONFIRM_EVERY_MS {
+            return;
+        }
+        *slot = (key, self.now_ms);
+        if let Some(hop) = self.topo.routes.lookup(src) {
+            self.neigh.confirm(hop.l2_target(src), src_mac, self.now_ms);
+        }
+    }
+
+    /// The datapath doubts the neighbour toward `dst` (a client retransmitted a SYN that the real
+    /// server `dst` never answered): it is probed now (`NeighTable::suspect`).
+    pub fn suspect_neighbour(&mut self, dst: Ipv4Addr) {
+        let Some(hop) = self.topo.routes.lookup(dst) else {
+            return;
+        };
+        let target = hop.l2_target(dst);
+        if let Some((port, mac)) = self.neigh.suspect(target, self.now_ms) {
+            self.arp_request(port, target, Some(mac));
+        }
     }
 
     /// Switches to a new topology (a new configuration generation).
@@ -284,7 +326,7 @@ impl<B: PacketBuf> L3<B> {
             }
             Resolve::Queued { request } => {
                 if request {
-                    self.arp_request(hop.port, target);
+                    self.arp_request(hop.port, target, None);
                 }
                 Verdict::Held
             }
@@ -312,12 +354,20 @@ impl<B: PacketBuf> L3<B> {
         let ours = self.topo.local.contains(&tpa);
         // RFC 826 merge: update an existing entry for the sender; create one if we are the target.
         let mut released = std::mem::take(&mut self.released);
-        self.neigh
-            .learn(spa, sha, port, self.now_ms, ours, |port, mac, mut p: B| {
+        let reply = op == ArpOp::REPLY;
+        self.neigh.learn(
+            spa,
+            sha,
+            port,
+            self.now_ms,
+            ours,
+            reply,
+            |port, mac, mut p: B| {
                 let mut eth = EthernetFrame::new_unchecked(p.data_mut());
                 eth.set_dst(mac);
                 released.push((port, p));
-            });
+            },
+        );
         self.released = released;
         if (ours || self.neigh.mac(spa) == Some(sha)) && self.events.len() < self.events.capacity()
         {
@@ -343,33 +393,41 @@ impl<B: PacketBuf> L3<B> {
     /// Learns a neighbour another worker heard about.
     pub fn learn_from_peer(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
         let mut released = std::mem::take(&mut self.released);
-        self.neigh
-            .learn(ip, mac, port, self.now_ms, true, |port, mac, mut p: B| {
+        self.neigh.learn(
+            ip,
+            mac,
+            port,
+            self.now_ms,
+            true,
+            true,
+            |port, mac, mut p: B| {
                 EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
                 released.push((port, p));
-            });
+            },
+        );
         self.released = released;
     }
 
     /// Periodic work: ARP retries and aging.
     pub fn tick(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
-        let mut reqs: [(u16, Ipv4Addr); 16] = [(0, Ipv4Addr::UNSPECIFIED); 16];
+        let mut reqs: [(u16, Ipv4Addr, Option<MacAddr>); 16] =
+            [(0, Ipv4Addr::UNSPECIFIED, None); 16];
         let mut n = 0;
         let mut dropped = 0u64;
         self.neigh.tick(
             now_ms,
-            |port, ip| {
+            |port, ip, unicast| {
                 if n < reqs.len() {
-                    reqs[n] = (port, ip);
+                    reqs[n] = (port, ip, unicast);
                     n += 1;
                 }
             },
             |_p| dropped += 1,
         );
         self.stats.drops[Drop::NeighUnresolved as usize] += dropped;
-        for &(port, ip) in &reqs[..n] {
-            self.arp_request(port, ip);
+        for &(port, ip, unicast) in &reqs[..n] {
+            self.arp_request(port, ip, unicast);
         }
     }
 

@@ -170,6 +170,8 @@ pub struct WorkerStats {
     pub drops: [u64; Drop::COUNT],
     /// Connection-engine counters (FullNAT).
     pub fwd: crate::forward::FwdStats,
+    /// Neighbour-table counters (NUD transitions, requests, probes).
+    pub neigh: crate::net::neigh::NeighCounters,
     /// Traffic per (service, real server), sorted by key.
     pub traffic: Vec<(crate::forward::TrafficKey, crate::forward::Traffic)>,
 }
@@ -193,6 +195,7 @@ impl Default for WorkerStats {
             wire_drops: [0; WireDrop::COUNT],
             drops: [0; Drop::COUNT],
             fwd: Default::default(),
+            neigh: Default::default(),
             traffic: Vec::new(),
         }
     }
@@ -251,6 +254,7 @@ impl WorkerStats {
             *a += b;
         }
         self.fwd.add(&o.fwd);
+        self.neigh.add(&o.neigh);
         for (k, t) in &o.traffic {
             match self.traffic.binary_search_by(|(x, _)| x.cmp(k)) {
                 Ok(i) => self.traffic[i].1.add(t),

@@ -281,6 +281,7 @@ impl Worker {
         let dp = &mut self.datapath;
         dp.fwd.stats.conns = dp.fwd.table().len() as u64;
         dp.l3.stats.fwd = dp.fwd.stats;
+        dp.l3.stats.neigh = dp.l3.neigh.counters;
         let traffic = &mut dp.l3.stats.traffic;
         traffic.clear();
         traffic.extend(dp.fwd.traffic_entries());

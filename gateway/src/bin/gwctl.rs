@@ -225,17 +225,18 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
                     }
                     let _ = writeln!(
                         out,
-                        "{:<16} {:<10} {:<18} {:>8} {:>6}",
-                        "address", "port", "mac", "age_ms", "worker"
+                        "{:<16} {:<10} {:<18} {:<10} {:>8} {:>6}",
+                        "address", "port", "mac", "state", "age_ms", "worker"
                     );
                     for e in &n.neigh {
-                        let mac = e.mac.clone().unwrap_or_else(|| "(incomplete)".into());
+                        let mac = e.mac.clone().unwrap_or_else(|| "-".into());
                         let _ = writeln!(
                             out,
-                            "{:<16} {:<10} {:<18} {:>8} {:>6}",
+                            "{:<16} {:<10} {:<18} {:<10} {:>8} {:>6}",
                             e.ip.to_string(),
                             e.port,
                             mac,
+                            e.state,
                             e.age_ms,
                             e.worker
                         );

@@ -57,13 +57,14 @@ pub fn worker_dump<B>(worker: u16, dp: &Datapath<B>, limit: usize) -> WorkerDump
             .l3
             .neigh
             .entries(now)
-            .map(|(ip, port, mac, age)| NeighInfo {
+            .map(|(ip, port, mac, state, age)| NeighInfo {
                 worker,
                 ip,
                 port: ports
                     .get(port as usize)
                     .map_or_else(|| port.to_string(), |p| p.name.clone()),
                 mac: mac.map(|m| m.to_string()),
+                state: state.name().to_string(),
                 age_ms: age,
             })
             .collect(),

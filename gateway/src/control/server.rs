@@ -787,7 +787,11 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("resched_udp_removed", f.resched_udp_removed),
     ];
     WorkerView {
-        counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        counters: counters
+            .iter()
+            .chain(s.neigh.named().iter())
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
         drops: s
             .drop_list()
             .into_iter()

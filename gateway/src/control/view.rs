@@ -127,6 +127,9 @@ pub struct NeighInfo {
     pub port: String,
     /// None while unresolved.
     pub mac: Option<String>,
+    /// NUD state, as `ip neigh` names it (REACHABLE, STALE, DELAY, PROBE, FAILED, INCOMPLETE).
+    #[serde(default)]
+    pub state: String,
     pub age_ms: u64,
 }
 

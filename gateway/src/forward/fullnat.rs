@@ -518,6 +518,11 @@ impl Forwarder {
                     if let Some(why) = self.reuse_decision(id, seq) {
                         return Ok(self.reschedule(l3, pkt, v, id, tuple, now, why));
                     }
+                    if let Some(rip) = self.unanswered_server(id) {
+                        // The client retransmits a SYN its server never answered: the signal
+                        // that the neighbour toward that server may have changed its MAC.
+                        l3.suspect_neighbour(rip);
+                    }
                 }
                 self.forward(l3, pkt, v, id, dir, now)
             }
@@ -593,6 +598,19 @@ impl Forwarder {
             dest,
             other_isn,
         )
+    }
+
+    /// The real server of connection `id` if its handshake is still unanswered (SYN_RECV, no packet
+    /// from the server side yet): a SYN that finds it is the client's retransmission.
+    fn unanswered_server(&self, id: ConnId) -> Option<Ipv4Addr> {
+        let c = self.table.get(id)?;
+        if c.state() != State::SynRecv || c.user2 != 0 {
+            return None;
+        }
+        match c.mode {
+            mode::DR | mode::TUN => Some(Ipv4Addr::from(c.user)),
+            _ => c.reply().map(|r| r.src_ip()),
+        }
     }
 
     /// Expires connection `id` and schedules its tuple's new packet as a new connection: a fresh
@@ -815,6 +833,9 @@ impl Forwarder {
                 return Verdict::Drop(Drop::NoRealServer.into(), pkt);
             }
         }
+        // A packet of a tracked connection confirms the neighbour it came from (NUD).
+        let src_mac = crate::wire::EthernetFrame::new_unchecked(pkt.data()).src();
+        l3.confirm_neighbour(ip.src, src_mac);
         let change = self.table.on_packet(id, dir, ip.tcp_flags.bits(), now);
         let services = &self.services;
         let Some(c) = self.table.get_mut(id) else {

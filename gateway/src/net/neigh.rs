@@ -1,28 +1,57 @@
-//! The ARP neighbour table of one worker (RFC 826 resolution, with aging).
+//! The ARP neighbour table of one worker: RFC 826 resolution with Linux's neighbour unreachability
+//! detection (NUD, RFC 4861 §7.3 applied to ARP as net/core/neighbour.c does; parameters of
+//! Documentation/networking/ip-sysctl.rst, `neigh/default/*`).
 //!
 //! Each worker owns its table (share nothing, DESIGN.md decision 5). ARP replies reach only the worker
 //! whose queue received them, so the worker that learns an address also hands a copy of the ARP frame to
 //! every other worker, which learns from it without answering.
 //!
-//! Packets waiting for resolution are held per neighbour up to `max_pending`; beyond that they are
-//! dropped and counted. An unresolved neighbour is asked again every `retry` and given up after
-//! `MAX_TRIES`, dropping what waits for it (counted).
+//! States of an entry, as `ip neigh` shows them:
+//!
+//! | state | MAC used | leaves it |
+//! |---|---|---|
+//! | INCOMPLETE | none: packets wait (`max_pending`) | an ARP answer → REACHABLE; `mcast_solicit` broadcast requests `retrans_ms` apart unanswered → FAILED, waiting packets dropped (`neigh_unresolved`) |
+//! | REACHABLE | yes | `reachable_time` (random in [base/2, 3·base/2) of `base_reachable_ms`) after the last confirmation → STALE |
+//! | STALE | yes | the next packet sent → DELAY; unused for `timeout_s` → removed |
+//! | DELAY | yes | a confirmation → REACHABLE; `delay_first_probe_ms` without one → PROBE |
+//! | PROBE | yes | an answer or a confirmation → REACHABLE; `ucast_solicit` unicast requests to the cached MAC unanswered → FAILED |
+//! | FAILED | none | the next packet starts INCOMPLETE again (broadcast); unused for `timeout_s` → removed |
+//!
+//! Confirmations (Linux's "forward progress") come from the datapath
+//! ([`NeighTable::confirm`]): a packet of a tracked connection received from the neighbour's cached
+//! MAC. A neighbour is made suspect ([`NeighTable::suspect`], REACHABLE/STALE/DELAY → PROBE at
+//! once) when a client retransmits a SYN that the real server behind it never answered: a real
+//! server whose MAC changed without a gratuitous ARP is then found again within a few seconds
+//! instead of after `reachable_time` plus `delay_first_probe_ms`.
+//!
+//! Every ARP packet from a known address updates it (RFC 826 merge): a reply makes the entry
+//! REACHABLE; a request or gratuitous ARP with another MAC makes it STALE with the new MAC (Linux's
+//! override), so that it is verified by use. When the kernel twins come (DESIGN.md 13, 14), the
+//! kernel's entry for the same address is a hint of the same weight as a gratuitous ARP: what the
+//! datapath saw last wins.
 
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
-/// ARP requests sent for one address before its waiting packets are dropped.
-pub const MAX_TRIES: u8 = 3;
-
 #[derive(Clone, Copy, Debug)]
 pub struct NeighConfig {
-    /// A resolved entry is refreshed (ARP request, still used meanwhile) after this long; removed after
-    /// twice this long without an answer.
+    /// STALE and FAILED entries unused this long are removed (Linux `gc_stale_time`).
     pub timeout_ms: u64,
+    /// Interval between ARP requests of one resolution or probe (Linux `retrans_time_ms`).
     pub retry_ms: u64,
     pub max_pending: usize,
     pub capacity: usize,
+    /// Linux `base_reachable_time_ms`: a confirmed entry stays REACHABLE a random time in
+    /// [base/2, 3·base/2).
+    pub base_reachable_ms: u64,
+    /// Linux `delay_first_probe_time`: how long a used STALE entry waits for a confirmation before
+    /// it is probed.
+    pub delay_first_probe_ms: u64,
+    /// Linux `ucast_solicit`: unicast probes of a PROBE entry before FAILED.
+    pub ucast_solicit: u8,
+    /// Linux `mcast_solicit`: broadcast requests of an INCOMPLETE entry before FAILED.
+    pub mcast_solicit: u8,
 }
 
 impl Default for NeighConfig {
@@ -32,14 +61,47 @@ impl Default for NeighConfig {
             retry_ms: 1000,
             max_pending: 8,
             capacity: 4096,
+            base_reachable_ms: 30_000,
+            delay_first_probe_ms: 5000,
+            ucast_solicit: 3,
+            mcast_solicit: 3,
+        }
+    }
+}
+
+/// NUD state of an entry (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nud {
+    Incomplete,
+    Reachable,
+    Stale,
+    Delay,
+    Probe,
+    Failed,
+}
+
+impl Nud {
+    /// The name `ip neigh` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Nud::Incomplete => "INCOMPLETE",
+            Nud::Reachable => "REACHABLE",
+            Nud::Stale => "STALE",
+            Nud::Delay => "DELAY",
+            Nud::Probe => "PROBE",
+            Nud::Failed => "FAILED",
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NeighCounters {
+    /// MACs learned or changed.
     pub learned: u64,
+    /// Broadcast ARP requests (resolution).
     pub requests: u64,
+    /// Unicast ARP requests to the cached MAC (probes).
+    pub probes: u64,
     /// Packets dropped because the per-neighbour queue was full.
     pub pending_full: u64,
     /// Packets dropped because resolution failed.
@@ -47,15 +109,70 @@ pub struct NeighCounters {
     /// Packets dropped because the table was full.
     pub table_full: u64,
     pub aged_out: u64,
+    /// Transitions into each state.
+    pub to_reachable: u64,
+    pub to_stale: u64,
+    pub to_delay: u64,
+    pub to_probe: u64,
+    pub to_failed: u64,
+    /// Entries made suspect by the datapath (an unanswered SYN retransmitted).
+    pub suspected: u64,
+    /// Confirmations by the datapath (at most one per neighbour per confirmation interval).
+    pub confirmed: u64,
+}
+
+impl NeighCounters {
+    pub fn add(&mut self, o: &NeighCounters) {
+        self.learned += o.learned;
+        self.requests += o.requests;
+        self.probes += o.probes;
+        self.pending_full += o.pending_full;
+        self.unresolved += o.unresolved;
+        self.table_full += o.table_full;
+        self.aged_out += o.aged_out;
+        self.to_reachable += o.to_reachable;
+        self.to_stale += o.to_stale;
+        self.to_delay += o.to_delay;
+        self.to_probe += o.to_probe;
+        self.to_failed += o.to_failed;
+        self.suspected += o.suspected;
+        self.confirmed += o.confirmed;
+    }
+
+    /// Every counter by name (for reports).
+    pub fn named(&self) -> [(&'static str, u64); 14] {
+        [
+            ("neigh_learned", self.learned),
+            ("neigh_requests", self.requests),
+            ("neigh_probes", self.probes),
+            ("neigh_pending_full", self.pending_full),
+            ("neigh_unresolved", self.unresolved),
+            ("neigh_table_full", self.table_full),
+            ("neigh_aged_out", self.aged_out),
+            ("neigh_to_reachable", self.to_reachable),
+            ("neigh_to_stale", self.to_stale),
+            ("neigh_to_delay", self.to_delay),
+            ("neigh_to_probe", self.to_probe),
+            ("neigh_to_failed", self.to_failed),
+            ("neigh_suspected", self.suspected),
+            ("neigh_confirmed", self.confirmed),
+        ]
+    }
 }
 
 struct Entry<B> {
     port: u16,
+    /// The MAC in use (None in INCOMPLETE and FAILED).
     mac: Option<MacAddr>,
-    /// When the MAC was last confirmed, or when resolution started.
+    state: Nud,
+    /// When the entry last changed state or was confirmed (shown as its age).
     updated: u64,
-    last_request: u64,
-    tries: u8,
+    /// When a packet last used it (garbage collection of STALE and FAILED entries).
+    used: u64,
+    /// The state's deadline: end of REACHABLE or DELAY, next request of INCOMPLETE or PROBE.
+    timer: u64,
+    /// Requests sent in the current INCOMPLETE or PROBE round.
+    probes: u8,
     pending: Vec<B>,
 }
 
@@ -80,8 +197,12 @@ pub struct NeighTable<B> {
     cfg: NeighConfig,
     map: HashMap<Ipv4Addr, Entry<B>>,
     pub counters: NeighCounters,
-    /// Bumped whenever a resolved MAC appears, changes or goes: caches of lookups compare it.
+    /// Bumped whenever the MAC to use for an address appears, changes or goes, and when an entry
+    /// becomes STALE (so the next packet passes through `resolve` and moves it to DELAY): caches of
+    /// lookups compare it.
     generation: u64,
+    /// xorshift state for the random reachable time.
+    rng: u64,
 }
 
 impl<B> NeighTable<B> {
@@ -91,73 +212,115 @@ impl<B> NeighTable<B> {
             cfg,
             counters: NeighCounters::default(),
             generation: 0,
+            rng: 0x2545_f491_4f6c_dd1d,
         }
     }
 
-    /// Changes whenever a resolved entry appears, changes or goes away.
+    /// Changes whenever a resolved entry appears, changes, goes away or becomes STALE.
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// The MAC for `ip`, if resolved.
+    /// The MAC for `ip`, if one is in use.
     #[inline]
     pub fn mac(&self, ip: Ipv4Addr) -> Option<MacAddr> {
         self.map.get(&ip).and_then(|e| e.mac)
     }
 
-    /// Finds the MAC for `ip` reached through `port`, or holds `pkt` until it is known.
-    pub fn resolve(&mut self, ip: Ipv4Addr, port: u16, pkt: B, now: u64) -> Resolve<B> {
+    /// The NUD state of `ip`'s entry.
+    pub fn state(&self, ip: Ipv4Addr) -> Option<Nud> {
+        self.map.get(&ip).map(|e| e.state)
+    }
+
+    /// Linux's `neigh_rand_reach_time`: uniform in [base/2, 3·base/2).
+    fn reachable_time(&mut self) -> u64 {
+        let b = self.cfg.base_reachable_ms.max(2);
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        b / 2 + self.rng % b
+    }
+
+    fn set_reachable(&mut self, ip: Ipv4Addr, now: u64) {
+        let t = self.reachable_time();
         if let Some(e) = self.map.get_mut(&ip) {
+            if e.state != Nud::Reachable {
+                self.counters.to_reachable += 1;
+            }
+            e.state = Nud::Reachable;
+            e.updated = now;
+            e.timer = now + t;
+            e.probes = 0;
+        }
+    }
+
+    /// Finds the MAC for `ip` reached through `port`, or holds `pkt` until it is known. A use of a
+    /// STALE entry starts DELAY; of a FAILED one, a new resolution.
+    pub fn resolve(&mut self, ip: Ipv4Addr, port: u16, pkt: B, now: u64) -> Resolve<B> {
+        let cfg = self.cfg;
+        if let Some(e) = self.map.get_mut(&ip) {
+            e.used = now;
             if let Some(mac) = e.mac {
+                if e.state == Nud::Stale {
+                    e.state = Nud::Delay;
+                    e.timer = now + cfg.delay_first_probe_ms;
+                    self.counters.to_delay += 1;
+                }
                 return Resolve::Mac(mac, pkt);
             }
-            if e.pending.len() >= self.cfg.max_pending {
+            if e.state == Nud::Failed {
+                // Resolution starts again with a broadcast request.
+                e.state = Nud::Incomplete;
+                e.port = port;
+                e.probes = 1;
+                e.timer = now + cfg.retry_ms;
+                e.updated = now;
+                self.counters.requests += 1;
+                if cfg.max_pending == 0 {
+                    self.counters.pending_full += 1;
+                    return Resolve::Dropped(pkt, NeighDrop::PendingFull);
+                }
+                e.pending.push(pkt);
+                return Resolve::Queued { request: true };
+            }
+            if e.pending.len() >= cfg.max_pending {
                 self.counters.pending_full += 1;
                 return Resolve::Dropped(pkt, NeighDrop::PendingFull);
             }
             e.pending.push(pkt);
             return Resolve::Queued { request: false };
         }
-        if self.map.len() >= self.cfg.capacity {
+        if self.map.len() >= cfg.capacity {
             self.counters.table_full += 1;
             return Resolve::Dropped(pkt, NeighDrop::TableFull);
         }
-        let mut pending = Vec::with_capacity(self.cfg.max_pending.max(1));
-        if self.cfg.max_pending == 0 {
+        let mut e = Entry {
+            port,
+            mac: None,
+            state: Nud::Incomplete,
+            updated: now,
+            used: now,
+            timer: now + cfg.retry_ms,
+            probes: 1,
+            pending: Vec::with_capacity(cfg.max_pending.max(1)),
+        };
+        self.counters.requests += 1;
+        if cfg.max_pending == 0 {
             self.counters.pending_full += 1;
-            self.map.insert(
-                ip,
-                Entry {
-                    port,
-                    mac: None,
-                    updated: now,
-                    last_request: now,
-                    tries: 1,
-                    pending,
-                },
-            );
-            self.counters.requests += 1;
+            self.map.insert(ip, e);
             return Resolve::Dropped(pkt, NeighDrop::PendingFull);
         }
-        pending.push(pkt);
-        self.map.insert(
-            ip,
-            Entry {
-                port,
-                mac: None,
-                updated: now,
-                last_request: now,
-                tries: 1,
-                pending,
-            },
-        );
-        self.counters.requests += 1;
+        e.pending.push(pkt);
+        self.map.insert(ip, e);
         Resolve::Queued { request: true }
     }
 
-    /// Records `ip` at `mac` on `port` (from an ARP packet). Only updates existing entries unless
-    /// `create` (RFC 826: create when we are the target). Packets that waited are handed to `release`.
+    /// Records `ip` at `mac` on `port` from an ARP packet: `reply` for an answer (the entry becomes
+    /// REACHABLE), otherwise a request or gratuitous ARP (a new MAC makes it STALE, to be verified by
+    /// use). Only updates existing entries unless `create` (RFC 826: create when we are the target).
+    /// Packets that waited are handed to `release`.
+    #[allow(clippy::too_many_arguments)]
     pub fn learn(
         &mut self,
         ip: Ipv4Addr,
@@ -165,6 +328,7 @@ impl<B> NeighTable<B> {
         port: u16,
         now: u64,
         create: bool,
+        reply: bool,
         mut release: impl FnMut(u16, MacAddr, B),
     ) {
         if !mac.is_unicast() || ip.is_unspecified() {
@@ -177,9 +341,11 @@ impl<B> NeighTable<B> {
             let e = Entry {
                 port,
                 mac: None,
+                state: Nud::Incomplete,
                 updated: now,
-                last_request: now,
-                tries: 0,
+                used: now,
+                timer: now,
+                probes: 0,
                 pending: Vec::new(),
             };
             self.map.insert(ip, e);
@@ -187,64 +353,129 @@ impl<B> NeighTable<B> {
         let Some(e) = self.map.get_mut(&ip) else {
             return;
         };
-        if e.mac != Some(mac) {
+        let changed = e.mac != Some(mac);
+        if changed {
             self.counters.learned += 1;
             self.generation += 1;
         }
+        let was_unresolved = e.mac.is_none();
         e.mac = Some(mac);
         e.port = port;
-        e.updated = now;
-        e.tries = 0;
         for p in e.pending.drain(..) {
             release(port, mac, p);
         }
+        if reply || was_unresolved {
+            self.set_reachable(ip, now);
+        } else if changed {
+            if let Some(e) = self.map.get_mut(&ip) {
+                e.state = Nud::Stale;
+                e.updated = now;
+                e.probes = 0;
+                self.counters.to_stale += 1;
+            }
+        }
     }
 
-    /// Periodic work: retries and give-ups for unresolved entries, refresh and removal for old ones.
-    /// `request(port, ip)` must send an ARP request; `drop_pkt` receives packets that are given up.
+    /// The datapath saw a packet of a tracked connection from `ip`'s neighbour with source MAC
+    /// `mac`: if that is the MAC in use, the entry is confirmed (REACHABLE from now).
+    pub fn confirm(&mut self, ip: Ipv4Addr, mac: MacAddr, now: u64) {
+        let ok = self
+            .map
+            .get(&ip)
+            .is_some_and(|e| e.mac == Some(mac) && e.state != Nud::Incomplete);
+        if ok {
+            self.counters.confirmed += 1;
+            self.set_reachable(ip, now);
+        }
+    }
+
+    /// The datapath doubts `ip` (a SYN toward it retransmitted without an answer): an entry in use
+    /// that is not already being probed goes to PROBE at once. Returns the unicast probe to send
+    /// now (port, MAC).
+    pub fn suspect(&mut self, ip: Ipv4Addr, now: u64) -> Option<(u16, MacAddr)> {
+        let retry = self.cfg.retry_ms;
+        let e = self.map.get_mut(&ip)?;
+        let mac = e.mac?;
+        if e.state == Nud::Probe {
+            return None;
+        }
+        e.state = Nud::Probe;
+        e.updated = now;
+        e.probes = 1;
+        e.timer = now + retry;
+        self.counters.suspected += 1;
+        self.counters.to_probe += 1;
+        self.counters.probes += 1;
+        Some((e.port, mac))
+    }
+
+    /// Periodic work: the state timers. `request(port, ip, unicast)` must send an ARP request for
+    /// `ip` (to `unicast`'s MAC, else broadcast); `drop_pkt` receives packets that are given up.
     pub fn tick(
         &mut self,
         now: u64,
-        mut request: impl FnMut(u16, Ipv4Addr),
+        mut request: impl FnMut(u16, Ipv4Addr, Option<MacAddr>),
         mut drop_pkt: impl FnMut(B),
     ) {
         let cfg = self.cfg;
         let c = &mut self.counters;
-        let before = c.aged_out;
+        let mut bump = false;
+        let mut reachable_expired = false;
         self.map.retain(|ip, e| {
-            let since_req = now.saturating_sub(e.last_request);
-            match e.mac {
-                None => {
-                    if since_req < cfg.retry_ms {
-                        return true;
-                    }
-                    if e.tries >= MAX_TRIES {
+            match e.state {
+                Nud::Incomplete if now >= e.timer => {
+                    if e.probes >= cfg.mcast_solicit {
                         c.unresolved += e.pending.len() as u64;
                         e.pending.drain(..).for_each(&mut drop_pkt);
-                        return false;
-                    }
-                    e.tries += 1;
-                    e.last_request = now;
-                    c.requests += 1;
-                    request(e.port, *ip);
-                    true
-                }
-                Some(_) => {
-                    let age = now.saturating_sub(e.updated);
-                    if age >= 2 * cfg.timeout_ms {
-                        c.aged_out += 1;
-                        return false;
-                    }
-                    if age >= cfg.timeout_ms && since_req >= cfg.retry_ms {
-                        e.last_request = now;
+                        e.state = Nud::Failed;
+                        e.updated = now;
+                        c.to_failed += 1;
+                    } else {
+                        e.probes += 1;
+                        e.timer = now + cfg.retry_ms;
                         c.requests += 1;
-                        request(e.port, *ip);
+                        request(e.port, *ip, None);
                     }
-                    true
                 }
+                Nud::Reachable if now >= e.timer => {
+                    e.state = Nud::Stale;
+                    e.updated = now;
+                    c.to_stale += 1;
+                    reachable_expired = true;
+                }
+                Nud::Delay if now >= e.timer => {
+                    e.state = Nud::Probe;
+                    e.updated = now;
+                    e.probes = 1;
+                    e.timer = now + cfg.retry_ms;
+                    c.to_probe += 1;
+                    c.probes += 1;
+                    request(e.port, *ip, e.mac);
+                }
+                Nud::Probe if now >= e.timer => {
+                    if e.probes >= cfg.ucast_solicit {
+                        e.state = Nud::Failed;
+                        e.mac = None;
+                        e.updated = now;
+                        c.to_failed += 1;
+                        bump = true;
+                    } else {
+                        e.probes += 1;
+                        e.timer = now + cfg.retry_ms;
+                        c.probes += 1;
+                        request(e.port, *ip, e.mac);
+                    }
+                }
+                Nud::Stale | Nud::Failed if now.saturating_sub(e.used) >= cfg.timeout_ms => {
+                    c.aged_out += 1;
+                    bump |= e.mac.is_some();
+                    return false;
+                }
+                _ => {}
             }
+            true
         });
-        if self.counters.aged_out != before {
+        if bump || reachable_expired {
             self.generation += 1;
         }
     }
@@ -257,14 +488,14 @@ impl<B> NeighTable<B> {
         self.map.is_empty()
     }
 
-    /// (ip, port, mac if resolved, ms since update) for each entry.
+    /// (ip, port, mac if in use, state, ms since the last change or confirmation) for each entry.
     pub fn entries(
         &self,
         now: u64,
-    ) -> impl Iterator<Item = (Ipv4Addr, u16, Option<MacAddr>, u64)> + '_ {
+    ) -> impl Iterator<Item = (Ipv4Addr, u16, Option<MacAddr>, Nud, u64)> + '_ {
         self.map
             .iter()
-            .map(move |(ip, e)| (*ip, e.port, e.mac, now.saturating_sub(e.updated)))
+            .map(move |(ip, e)| (*ip, e.port, e.mac, e.state, now.saturating_sub(e.updated)))
     }
 }
 
@@ -274,14 +505,25 @@ mod tests {
 
     const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
     const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+    const NEW_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 3]);
 
     fn table(max_pending: usize) -> NeighTable<u32> {
         NeighTable::new(NeighConfig {
-            timeout_ms: 1000,
-            retry_ms: 100,
+            timeout_ms: 100_000,
+            retry_ms: 1000,
             max_pending,
             capacity: 4,
+            ..Default::default()
         })
+    }
+
+    /// Ticks every 10 ms through `to`, collecting requests as (ms, unicast MAC).
+    fn run_to(t: &mut NeighTable<u32>, from: u64, to: u64, reqs: &mut Vec<(u64, Option<MacAddr>)>) {
+        let mut now = from;
+        while now <= to {
+            t.tick(now, |_, _, m| reqs.push((now, m)), |_| {});
+            now += 10;
+        }
     }
 
     #[test]
@@ -296,12 +538,13 @@ mod tests {
             Resolve::Queued { request: false }
         ));
         let mut out = Vec::new();
-        t.learn(IP, MAC, 1, 5, false, |port, mac, p| {
+        t.learn(IP, MAC, 1, 5, false, true, |port, mac, p| {
             out.push((port, mac, p))
         });
         assert_eq!(out, vec![(1, MAC, 10), (1, MAC, 11)]);
         assert!(matches!(t.resolve(IP, 1, 12, 6), Resolve::Mac(m, 12) if m == MAC));
         assert_eq!(t.counters.learned, 1);
+        assert_eq!(t.state(IP), Some(Nud::Reachable));
     }
 
     #[test]
@@ -316,56 +559,178 @@ mod tests {
         assert_eq!(t.counters.pending_full, 1);
     }
 
+    /// INCOMPLETE: `mcast_solicit` broadcast requests `retrans_time` apart, then FAILED with the
+    /// waiting packets dropped; the next packet starts again.
     #[test]
-    fn retries_then_gives_up_dropping_waiters() {
+    fn incomplete_sends_mcast_solicit_requests_then_fails_and_restarts_on_use() {
         let mut t = table(8);
         let _ = t.resolve(IP, 0, 1, 0);
-        let (mut reqs, mut dropped) = (0, Vec::new());
-        for now in [50, 100, 200, 300, 400] {
-            t.tick(
-                now,
-                |_, ip| {
-                    assert_eq!(ip, IP);
-                    reqs += 1
-                },
-                |p| dropped.push(p),
-            );
+        let mut reqs = Vec::new();
+        let mut dropped = Vec::new();
+        let mut now = 0;
+        while now <= 3500 {
+            t.tick(now, |_, _, m| reqs.push((now, m)), |p| dropped.push(p));
+            now += 10;
         }
-        assert_eq!(reqs, (MAX_TRIES - 1) as usize);
+        // The first request went with the packet (resolve); two more at 1 s and 2 s.
+        assert_eq!(reqs, vec![(1000, None), (2000, None)]);
         assert_eq!(dropped, vec![1]);
         assert_eq!(t.counters.unresolved, 1);
-        assert!(t.is_empty());
+        assert_eq!(t.state(IP), Some(Nud::Failed));
+        assert!(matches!(
+            t.resolve(IP, 0, 2, 4000),
+            Resolve::Queued { request: true }
+        ));
+        assert_eq!(t.state(IP), Some(Nud::Incomplete));
+    }
+
+    /// REACHABLE for a random time in [base/2, 3·base/2), then STALE (the generation moves so
+    /// cached lookups come back through `resolve`); a use starts DELAY; without a confirmation,
+    /// PROBE after `delay_first_probe_time` with `ucast_solicit` unicast requests to the cached MAC,
+    /// still used meanwhile; then FAILED.
+    #[test]
+    fn reachable_stale_delay_probe_failed_with_linux_timers() {
+        let mut t = table(8);
+        t.learn(IP, MAC, 0, 0, true, true, |_, _, _| {});
+        let mut reqs = Vec::new();
+        run_to(&mut t, 0, 14_990, &mut reqs);
+        assert_eq!(t.state(IP), Some(Nud::Reachable), "at least base/2");
+        let g = t.generation();
+        run_to(&mut t, 15_000, 45_000, &mut reqs);
+        assert_eq!(t.state(IP), Some(Nud::Stale), "at most 3·base/2");
+        assert!(t.generation() > g);
+        assert!(reqs.is_empty(), "no ARP while unused");
+        assert!(matches!(t.resolve(IP, 0, 1, 45_000), Resolve::Mac(m, 1) if m == MAC));
+        assert_eq!(t.state(IP), Some(Nud::Delay));
+        run_to(&mut t, 45_010, 49_990, &mut reqs);
+        assert_eq!(t.state(IP), Some(Nud::Delay));
+        run_to(&mut t, 50_000, 52_990, &mut reqs);
+        assert_eq!(t.state(IP), Some(Nud::Probe));
+        assert_eq!(
+            reqs,
+            vec![
+                (50_000, Some(MAC)),
+                (51_000, Some(MAC)),
+                (52_000, Some(MAC))
+            ]
+        );
+        assert_eq!(t.mac(IP), Some(MAC), "used while probed");
+        run_to(&mut t, 53_000, 53_000, &mut reqs);
+        assert_eq!(t.state(IP), Some(Nud::Failed));
+        assert_eq!(t.mac(IP), None);
+        assert_eq!(reqs.len(), 3, "no broadcast until the next use");
+        let c = t.counters;
+        assert_eq!(
+            (
+                c.to_reachable,
+                c.to_stale,
+                c.to_delay,
+                c.to_probe,
+                c.to_failed,
+                c.probes
+            ),
+            (1, 1, 1, 1, 1, 3)
+        );
     }
 
     #[test]
-    fn resolved_entries_refresh_then_age_out() {
+    fn a_confirmation_in_delay_or_probe_makes_it_reachable_without_arp() {
+        for probe in [false, true] {
+            let mut t = table(8);
+            t.learn(IP, MAC, 0, 0, true, true, |_, _, _| {});
+            let mut reqs = Vec::new();
+            run_to(&mut t, 0, 45_000, &mut reqs);
+            let _ = t.resolve(IP, 0, 1, 45_000);
+            if probe {
+                run_to(&mut t, 45_010, 50_000, &mut reqs);
+                assert_eq!(t.state(IP), Some(Nud::Probe));
+            }
+            // A frame from another MAC confirms nothing.
+            t.confirm(IP, NEW_MAC, 50_005);
+            assert_ne!(t.state(IP), Some(Nud::Reachable));
+            t.confirm(IP, MAC, 50_005);
+            assert_eq!(t.state(IP), Some(Nud::Reachable));
+            let n = reqs.len();
+            run_to(&mut t, 50_010, 60_000, &mut reqs);
+            assert_eq!(reqs.len(), n, "no more probes");
+        }
+    }
+
+    /// A suspect entry is probed at once; the answer (the same or another MAC) ends the probe.
+    #[test]
+    fn a_suspect_entry_is_probed_at_once_and_a_new_mac_is_taken_from_the_answer() {
         let mut t = table(8);
-        t.learn(IP, MAC, 0, 0, true, |_, _, _| {});
-        let mut reqs = 0;
-        t.tick(500, |_, _| reqs += 1, |_| {});
-        assert_eq!(reqs, 0);
-        t.tick(1000, |_, _| reqs += 1, |_| {});
-        assert_eq!(reqs, 1, "refresh request once the timeout passed");
-        assert_eq!(t.mac(IP), Some(MAC), "still usable while refreshing");
-        t.tick(2000, |_, _| reqs += 1, |_| {});
-        assert_eq!(t.mac(IP), None);
+        t.learn(IP, MAC, 0, 0, true, true, |_, _, _| {});
+        assert_eq!(t.suspect(IP, 100), Some((0, MAC)));
+        assert_eq!(t.suspect(IP, 150), None, "already probing");
+        assert_eq!(t.state(IP), Some(Nud::Probe));
+        let mut reqs = Vec::new();
+        run_to(&mut t, 100, 3100, &mut reqs);
+        assert_eq!(reqs, vec![(1100, Some(MAC)), (2100, Some(MAC))]);
+        assert_eq!(t.state(IP), Some(Nud::Failed));
+        // The next packet broadcasts; the answer comes from the new MAC.
+        assert!(matches!(
+            t.resolve(IP, 0, 7, 3200),
+            Resolve::Queued { request: true }
+        ));
+        let mut out = Vec::new();
+        t.learn(IP, NEW_MAC, 0, 3210, false, true, |_, m, p| {
+            out.push((m, p))
+        });
+        assert_eq!(out, vec![(NEW_MAC, 7)]);
+        assert_eq!(t.state(IP), Some(Nud::Reachable));
+        assert_eq!(t.counters.suspected, 1);
+    }
+
+    /// A request or gratuitous ARP with another MAC takes it at once (STALE, to be verified by use);
+    /// with the same MAC nothing changes.
+    #[test]
+    fn gratuitous_arp_with_a_new_mac_is_taken_as_stale() {
+        let mut t = table(8);
+        t.learn(IP, MAC, 0, 0, true, true, |_, _, _| {});
+        let g = t.generation();
+        t.learn(IP, MAC, 0, 10, false, false, |_, _, _| {});
+        assert_eq!((t.state(IP), t.generation()), (Some(Nud::Reachable), g));
+        t.learn(IP, NEW_MAC, 0, 20, false, false, |_, _, _| {});
+        assert_eq!(t.mac(IP), Some(NEW_MAC));
+        assert_eq!(t.state(IP), Some(Nud::Stale));
+        assert!(t.generation() > g);
+    }
+
+    #[test]
+    fn unused_stale_and_failed_entries_are_removed_after_timeout() {
+        let mut t = table(8);
+        t.learn(IP, MAC, 0, 0, true, true, |_, _, _| {});
+        let mut reqs = Vec::new();
+        run_to(&mut t, 0, 99_990, &mut reqs);
+        assert_eq!(t.state(IP), Some(Nud::Stale));
+        run_to(&mut t, 100_000, 100_000, &mut reqs);
+        assert!(t.is_empty());
         assert_eq!(t.counters.aged_out, 1);
     }
 
     #[test]
     fn learn_without_create_ignores_strangers_and_table_is_bounded() {
         let mut t = table(8);
-        t.learn(IP, MAC, 0, 0, false, |_, _, _| {});
+        t.learn(IP, MAC, 0, 0, false, true, |_, _, _| {});
         assert!(t.is_empty());
         for i in 0..4 {
-            t.learn(Ipv4Addr::new(10, 0, 1, i), MAC, 0, 0, true, |_, _, _| {});
+            t.learn(
+                Ipv4Addr::new(10, 0, 1, i),
+                MAC,
+                0,
+                0,
+                true,
+                true,
+                |_, _, _| {},
+            );
         }
         assert!(matches!(
             t.resolve(IP, 0, 9, 0),
             Resolve::Dropped(9, NeighDrop::TableFull)
         ));
         assert_eq!(t.counters.table_full, 1);
-        t.learn(IP, MacAddr::BROADCAST, 0, 0, true, |_, _, _| {});
+        t.learn(IP, MacAddr::BROADCAST, 0, 0, true, true, |_, _, _| {});
         assert_eq!(t.mac(IP), None, "broadcast MAC never learned");
     }
 }

@@ -226,12 +226,24 @@ pub fn write_request(
     src_ip: Ipv4Addr,
     target_ip: Ipv4Addr,
 ) -> Result<usize> {
+    write_request_to(buf, MacAddr::BROADCAST, src_mac, src_ip, target_ip)
+}
+
+/// An ARP request sent to `dst_mac`: the broadcast of resolution, or the unicast probe of a cached
+/// entry (Linux's NUD_PROBE, RFC 1122 §2.3.2.1: "unicast poll").
+pub fn write_request_to(
+    buf: &mut [u8],
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    src_ip: Ipv4Addr,
+    target_ip: Ipv4Addr,
+) -> Result<usize> {
     if buf.len() < ethernet::MIN_FRAME_LEN {
         return Err(Error::Truncated);
     }
     let frame = &mut buf[..ethernet::MIN_FRAME_LEN];
     frame.fill(0);
-    ethernet::write_header(frame, MacAddr::BROADCAST, src_mac, EtherType::ARP)?;
+    ethernet::write_header(frame, dst_mac, src_mac, EtherType::ARP)?;
     let mut arp = ArpPacket::new_unchecked(&mut frame[ethernet::HEADER_LEN..]);
     arp.set_ethernet_ipv4();
     arp.set_op(ArpOp::REQUEST);
