@@ -34,6 +34,9 @@ pub struct Control {
     workers: Vec<crossbeam_channel::Sender<Msg>>,
     acks: crossbeam_channel::Receiver<Ack>,
     current: Arc<Generation>,
+    /// The workers' clock: TSC at start and TSC ticks per millisecond.
+    epoch_tsc: u64,
+    tsc_per_ms: u64,
 }
 
 /// How long a worker may take to acknowledge a new generation (it checks its inbox every few ms).
@@ -42,6 +45,24 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 impl Control {
     pub fn current(&self) -> &Arc<Generation> {
         &self.current
+    }
+
+    /// Milliseconds on the workers' clock (`l3.now_ms`), for state they share with the control
+    /// plane such as persistence templates.
+    pub fn now_ms(&self) -> u64 {
+        dpdk::tsc().saturating_sub(self.epoch_tsc) / self.tsc_per_ms
+    }
+
+    /// Removes expired persistence templates of every service (the packet path never sweeps).
+    pub fn expire_templates(&self) -> usize {
+        let now = self.now_ms();
+        self.current
+            .services
+            .services
+            .iter()
+            .filter_map(|vs| vs.svc.persist_table())
+            .map(|t| t.expire(now))
+            .sum()
     }
 
     /// Each worker's inbox (the admin socket sends dump requests there).
@@ -255,6 +276,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         mcast_solicit: nc.mcast_solicit,
     };
     let tsc_hz = dpdk::tsc_hz(&eal);
+    let epoch_tsc = dpdk::tsc();
     // Packets the gateway grows (IPIP, TOA) must fit the smallest port MTU (1500 where none is set).
     let out_mtu = cfg
         .ports
@@ -282,6 +304,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             published: p,
             idle_sleep_us: cfg.workers.idle_sleep_us,
             tsc_hz,
+            epoch_tsc,
             datapath: Datapath::new(w as u16, topo.clone(), neigh, {
                 let mut f = Forwarder::new(w as u16, services.clone(), layout.clone(), &fwd_cfg)
                     .map_err(StartError::Other)?;
@@ -305,6 +328,8 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             timeouts: cfg.conn.timeouts,
             conn_reuse_mode: cfg.conn.conn_reuse_mode,
         }),
+        epoch_tsc,
+        tsc_per_ms: (tsc_hz / 1000).max(1),
     };
     Ok(Running {
         control: Mutex::new(control),
@@ -628,8 +653,20 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
         .unwrap_or_else(Instant::now);
     let mut last = Instant::now();
     let mut last_file = Instant::now();
+    let mut last_sweep = Instant::now();
     while !signals.term.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        // Expired persistence templates go once a second, off the packet path (one shard lock at
+        // a time, so a worker scheduling a new connection waits for one shard's sweep at most).
+        if last_sweep.elapsed() >= Duration::from_secs(1) {
+            last_sweep = Instant::now();
+            if let Ok(ctl) = run.control.lock() {
+                let n = ctl.expire_templates();
+                if n > 0 {
+                    tracing::debug!("{n} persistence templates expired");
+                }
+            }
+        }
         if signals.hup.swap(false, Ordering::Relaxed) {
             match run.reload(cfg, signals.config_path.as_deref()) {
                 Ok(g) => tracing::info!("config reloaded: generation {g} running on every worker"),

@@ -172,6 +172,8 @@ pub struct WorkerStats {
     pub fwd: crate::forward::FwdStats,
     /// Neighbour-table counters (NUD transitions, requests, probes).
     pub neigh: crate::net::neigh::NeighCounters,
+    /// Local-port conflicts per (service, LIP), sorted by key.
+    pub lip_conflicts: Vec<(crate::forward::LipKey, u64)>,
     /// Traffic per (service, real server), sorted by key.
     pub traffic: Vec<(crate::forward::TrafficKey, crate::forward::Traffic)>,
 }
@@ -196,6 +198,7 @@ impl Default for WorkerStats {
             drops: [0; Drop::COUNT],
             fwd: Default::default(),
             neigh: Default::default(),
+            lip_conflicts: Vec::new(),
             traffic: Vec::new(),
         }
     }
@@ -255,6 +258,12 @@ impl WorkerStats {
         }
         self.fwd.add(&o.fwd);
         self.neigh.add(&o.neigh);
+        for (k, n) in &o.lip_conflicts {
+            match self.lip_conflicts.binary_search_by(|(x, _)| x.cmp(k)) {
+                Ok(i) => self.lip_conflicts[i].1 += n,
+                Err(i) => self.lip_conflicts.insert(i, (*k, *n)),
+            }
+        }
         for (k, t) in &o.traffic {
             match self.traffic.binary_search_by(|(x, _)| x.cmp(k)) {
                 Ok(i) => self.traffic[i].1.add(t),

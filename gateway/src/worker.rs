@@ -64,6 +64,9 @@ pub struct Worker {
     pub published: Arc<Mutex<WorkerStats>>,
     pub idle_sleep_us: u32,
     pub tsc_hz: u64,
+    /// TSC at the daemon's start: every worker and the control plane count milliseconds from it, so
+    /// times they share (persistence templates) compare.
+    pub epoch_tsc: u64,
     pub datapath: Datapath<Mbuf>,
 }
 
@@ -104,7 +107,7 @@ impl Worker {
             .collect();
         let mut batch = RxBatch::default();
         let ms_div = (self.tsc_hz / 1000).max(1);
-        let start = dpdk::tsc();
+        let start = self.epoch_tsc;
         let mut last_house = 0u64;
         let mut last_publish = 0u64;
         let mut tx_dropped_seen = 0u64;
@@ -282,6 +285,10 @@ impl Worker {
         dp.fwd.stats.conns = dp.fwd.table().len() as u64;
         dp.l3.stats.fwd = dp.fwd.stats;
         dp.l3.stats.neigh = dp.l3.neigh.counters;
+        let conflicts = &mut dp.l3.stats.lip_conflicts;
+        conflicts.clear();
+        conflicts.extend(dp.fwd.lip_conflicts());
+        conflicts.sort_unstable_by_key(|a| a.0);
         let traffic = &mut dp.l3.stats.traffic;
         traffic.clear();
         traffic.extend(dp.fwd.traffic_entries());

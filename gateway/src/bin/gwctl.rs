@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         while let Some(a) = args.first() {
             match a.as_str() {
                 "--json" | "-j" => ctx.json = true,
+                "--help" | "-h" => return report(Ok(help(None))),
                 "--socket" | "-s" => match args.get(1) {
                     Some(p) => {
                         ctx.socket = PathBuf::from(p);
@@ -96,12 +97,26 @@ fn main() -> ExitCode {
     report(result)
 }
 
+/// Writes `out` to standard output. A reader that went away (`ipvsadm -Lnc | head`) ends the
+/// output quietly, as ipvsadm does: `print!` would panic on the broken pipe (Rust ignores SIGPIPE).
+fn emit(out: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(out.as_bytes()).and_then(|_| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
 fn report(r: Result<String, Fail>) -> ExitCode {
     match r {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
+        Ok(out) => match emit(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot write the output: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Err(Fail(msg, code)) => {
             eprintln!("{msg}");
             ExitCode::from(code)
@@ -670,6 +685,8 @@ fn shell(ctx: &Ctx) -> ExitCode {
         "gwctl shell on {}: `help` lists the commands, Tab completes, Ctrl-D quits.",
         ctx.socket.display()
     );
+    // The shell's exit status: failure if any command failed (scripts piping commands in see it).
+    let mut failed = false;
     loop {
         let line = match ed.readline("gwctl> ") {
             Ok(l) => l,
@@ -695,6 +712,7 @@ fn shell(ctx: &Ctx) -> ExitCode {
                     Ok(s) => stdin = Some(s),
                     Err(e) => {
                         eprintln!("cannot read {file}: {e}");
+                        failed = true;
                         continue;
                     }
                 }
@@ -711,16 +729,28 @@ fn shell(ctx: &Ctx) -> ExitCode {
             (Ok(out), Some(f)) => {
                 if let Err(e) = std::fs::write(&f, out) {
                     eprintln!("cannot write {f}: {e}");
+                    failed = true;
                 }
             }
-            (Ok(out), None) => print!("{out}"),
-            (Err(Fail(msg, _)), _) => eprintln!("error: {msg}"),
+            (Ok(out), None) => {
+                if emit(&out).is_err() {
+                    failed = true;
+                }
+            }
+            (Err(Fail(msg, _)), _) => {
+                failed = true;
+                eprintln!("error: {msg}");
+            }
         }
     }
     if let Some(h) = &history {
         let _ = ed.save_history(h);
     }
-    ExitCode::SUCCESS
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 #[cfg(test)]

@@ -796,7 +796,7 @@ fn service_entry(out: &mut String, s: &SvcView, o: &ListOpts, names: &Names) {
             writeln!(
                 out,
                 "  -> {d:<28} {:<9} {:<11} {:<10} {:<10}",
-                r.weight, 0, r.active, r.inactive
+                r.weight, r.persist_conns, r.active, r.inactive
             )
         } else {
             writeln!(
@@ -911,7 +911,7 @@ pub fn format_laddrs(
             format!("{}:{}", s.vip, s.port),
             s.lips.len()
         );
-        for l in &s.lips {
+        for (i, l) in s.lips.iter().enumerate() {
             let n = conns
                 .iter()
                 .filter(|c| c.vip == (s.vip, s.port) && c.local.is_some_and(|x| x.0 == *l))
@@ -922,7 +922,7 @@ pub fn format_laddrs(
                 "",
                 "",
                 l.to_string(),
-                0,
+                s.lip_conflicts.get(i).copied().unwrap_or(0),
                 n
             );
         }
@@ -1250,6 +1250,28 @@ mod tests {
     }
 
     #[test]
+    fn persistent_conn_shows_each_servers_templates() {
+        let mut v = view();
+        v.services[1].reals[0].persist_conns = 17;
+        let o = ListOpts {
+            numeric: true,
+            persistent_conn: true,
+            ..Default::default()
+        };
+        let out = format_list(&v, &o, &names()).unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.contains("10.20.0.11:80") && out.contains("UDP"));
+        assert!(line.is_some());
+        let udp_real = out.lines().last().unwrap();
+        assert_eq!(
+            udp_real.split_whitespace().collect::<Vec<_>>(),
+            ["->", "10.20.0.11:80", "1", "17", "0", "1"],
+            "{out}"
+        );
+    }
+
+    #[test]
     fn list_formats_are_ipvsadms() {
         let o = ListOpts {
             numeric: true,
@@ -1412,7 +1434,9 @@ mod tests {
             format_timeout(&t),
             "Timeout (tcp tcpfin udp): 900 120 300\n"
         );
-        let g = format_laddrs(&view(), None, &[c]).unwrap();
+        let mut v = view();
+        v.services[0].lip_conflicts = vec![42];
+        let g = format_laddrs(&v, None, &[c]).unwrap();
         let lines: Vec<&str> = g.lines().collect();
         assert_eq!(
             lines[0],
@@ -1421,7 +1445,7 @@ mod tests {
         assert_eq!(lines[1], "10.10.0.100:80       1        ");
         assert_eq!(
             lines[2],
-            "                              10.20.0.200          0          1         "
+            "                              10.20.0.200          42         1         "
         );
     }
 

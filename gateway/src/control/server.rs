@@ -336,8 +336,19 @@ impl Server<'_> {
     }
 
     fn list(&self) -> Result<serde_json::Value, String> {
-        let g = self.current()?;
+        let (g, now) = {
+            let ctl = self.control()?;
+            (ctl.current().clone(), ctl.now_ms())
+        };
         let totals = self.traffic_totals();
+        let mut conflicts = std::collections::HashMap::new();
+        for p in self.ctx.published {
+            if let Ok(s) = p.lock() {
+                for (k, n) in &s.lip_conflicts {
+                    *conflicts.entry(*k).or_insert(0u64) += n;
+                }
+            }
+        }
         let model = Model::from_table(&g.services);
         let services = g
             .services
@@ -345,6 +356,11 @@ impl Server<'_> {
             .iter()
             .zip(model.services)
             .map(|(vs, e)| {
+                let persist = vs
+                    .svc
+                    .persist_table()
+                    .map(|t| t.count_by_rs(now))
+                    .unwrap_or_default();
                 let reals = e
                     .reals
                     .iter()
@@ -379,6 +395,11 @@ impl Server<'_> {
                             lower: r.lower,
                             active: st.map_or(0, |s| s.active()),
                             inactive: st.map_or(0, |s| s.inactive()),
+                            persist_conns: vs
+                                .svc
+                                .key(i)
+                                .and_then(|k| persist.get(&k).copied())
+                                .unwrap_or(0),
                         }
                     })
                     .collect::<Vec<RealView>>();
@@ -398,6 +419,21 @@ impl Server<'_> {
                     flags: e.scheduler_flags.clone(),
                     persistence_s: e.persistence_s,
                     netmask: vs.svc.config().persistence.map(|p| p.netmask),
+                    lip_conflicts: {
+                        let c = vs.svc.config();
+                        vs.lips
+                            .iter()
+                            .map(|&lip| {
+                                let k = crate::forward::LipKey {
+                                    proto: c.proto.number(),
+                                    vip: c.vip,
+                                    vport: c.vport,
+                                    lip,
+                                };
+                                conflicts.get(&k).copied().unwrap_or(0)
+                            })
+                            .collect()
+                    },
                     lips: vs.lips.clone(),
                     toa: vs.toa,
                     reals,

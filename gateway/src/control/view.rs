@@ -36,6 +36,9 @@ pub struct RealView {
     pub lower: u32,
     pub active: u32,
     pub inactive: u32,
+    /// Live persistence templates pointing at this server (`--persistent-conn`).
+    #[serde(default)]
+    pub persist_conns: u32,
     pub stats: Counters,
     pub rate: Rates,
 }
@@ -50,6 +53,9 @@ pub struct SvcView {
     pub persistence_s: Option<u32>,
     pub netmask: Option<Ipv4Addr>,
     pub lips: Vec<Ipv4Addr>,
+    /// Local-port conflicts of each LIP, in `lips` order, summed over the workers (`ipvsadm -G`).
+    #[serde(default)]
+    pub lip_conflicts: Vec<u64>,
     pub toa: bool,
     pub reals: Vec<RealView>,
     pub stats: Counters,
@@ -67,6 +73,7 @@ impl Default for RealView {
             lower: 0,
             active: 0,
             inactive: 0,
+            persist_conns: 0,
             stats: Counters::default(),
             rate: Rates::default(),
         }
@@ -84,6 +91,7 @@ impl Default for SvcView {
             persistence_s: None,
             netmask: None,
             lips: Vec::new(),
+            lip_conflicts: Vec::new(),
             toa: false,
             reals: Vec::new(),
             stats: Counters::default(),

@@ -67,6 +67,15 @@ pub struct TrafficKey {
     pub rport: u16,
 }
 
+/// Identity of a (service, LIP) pair that survives snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LipKey {
+    pub proto: u8,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub lip: Ipv4Addr,
+}
+
 /// A connection's service or real server that the current snapshot no longer has.
 pub const NO_DEST: u16 = u16::MAX;
 
@@ -343,6 +352,30 @@ impl Forwarder {
                 let base = self.traffic_base.get(si).copied().unwrap_or(0) as usize;
                 (0..vs.svc.len())
                     .filter_map(move |i| Some((traffic_key(vs, i)?, *self.traffic.get(base + i)?)))
+            })
+    }
+
+    /// Port-allocation conflicts per (service, LIP) on this worker (`ipvsadm -G`'s CONFLICTS).
+    pub fn lip_conflicts(&self) -> impl Iterator<Item = (LipKey, u64)> + '_ {
+        self.services
+            .services
+            .iter()
+            .zip(&self.pools)
+            .filter_map(|(vs, p)| Some((vs, p.as_ref()?)))
+            .flat_map(|(vs, p)| {
+                let c = vs.svc.config();
+                let (proto, vip, vport) = (c.proto.number(), c.vip, c.vport);
+                p.conflicts().map(move |(lip, n)| {
+                    (
+                        LipKey {
+                            proto,
+                            vip,
+                            vport,
+                            lip,
+                        },
+                        n,
+                    )
+                })
             })
     }
 

@@ -19,7 +19,7 @@ pub mod rewrite;
 pub mod services;
 pub mod tun;
 
-pub use fullnat::{Forwarder, FwdConfig, FwdStats, Traffic, TrafficKey};
+pub use fullnat::{Forwarder, FwdConfig, FwdStats, LipKey, Traffic, TrafficKey};
 pub use owner::{Owners, PortRss};
 pub use services::{ServiceTable, VirtualService};
 

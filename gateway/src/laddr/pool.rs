@@ -56,6 +56,8 @@ struct Lip {
     hash: u32,
     /// Live connections of this worker on this LIP.
     in_use: u32,
+    /// Candidate ports of this LIP found taken (DPVS's per-LIP "conflicts", `ipvsadm -G`).
+    conflicts: u64,
 }
 
 /// A worker's (LIP, lport) allocator.
@@ -114,6 +116,7 @@ impl LaddrPool {
                     .toeplitz()
                     .map_or(0, |t| t.hash_ip(field::DST_IP, addr)),
                 in_use: 0,
+                conflicts: 0,
             })
             .collect();
 
@@ -233,11 +236,17 @@ impl LaddrPool {
                         self.stats.allocated += 1;
                         return Some(reply);
                     }
+                    self.lips[li].conflicts += 1;
                 }
             }
             round += CHUNK;
         }
         None
+    }
+
+    /// (LIP, candidate ports found taken) for each LIP of the pool.
+    pub fn conflicts(&self) -> impl Iterator<Item = (Ipv4Addr, u64)> + '_ {
+        self.lips.iter().map(|l| (l.addr, l.conflicts))
     }
 
     /// Index of the LIP with the fewest live connections (the most free ports); ties go to the
@@ -403,6 +412,11 @@ mod tests {
         assert_eq!(table, expected);
         assert_eq!(pool.stats().allocated, expected.len() as u64);
         assert_eq!(pool.stats().exhausted, 1);
+        // Every candidate found taken is a conflict of its LIP.
+        let s = pool.stats();
+        let conflicts: u64 = pool.conflicts().map(|(_, n)| n).sum();
+        assert_eq!(conflicts, s.attempts - s.allocated);
+        assert!(pool.conflicts().all(|(_, n)| n > 0));
         // Usage counts per LIP match what was handed out on each.
         for (lip, n) in pool.lip_usage() {
             assert_eq!(

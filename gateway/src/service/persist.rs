@@ -150,6 +150,18 @@ impl PersistTable {
         removed
     }
 
+    /// Live templates per real server (`ipvsadm -L --persistent-conn`'s PersistConn).
+    pub fn count_by_rs(&self, now: Millis) -> std::collections::HashMap<RsKey, u32> {
+        let mut counts = std::collections::HashMap::new();
+        for s in self.shards.iter() {
+            let map = s.0.lock().unwrap_or_else(|e| e.into_inner());
+            for t in map.values().filter(|t| t.expires > now) {
+                *counts.entry(t.rs).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     /// Templates stored, live or not yet swept.
     pub fn len(&self) -> usize {
         self.shards
@@ -201,6 +213,27 @@ mod tests {
         assert_eq!(t.resolve(1, 1, 100, |_| None, || Some((4, rs(4)))), Some(4));
         assert_eq!(t.resolve(1, 2, 100, |_| None, || None), None);
         assert!(t.get(1, 2).is_none());
+    }
+
+    #[test]
+    fn live_templates_are_counted_per_server() {
+        let t = PersistTable::new(1000);
+        for c in 0..5u32 {
+            t.resolve(
+                c,
+                0,
+                100,
+                |_| None,
+                || Some((c as usize % 2, rs((c % 2) as u8))),
+            );
+        }
+        // Client 9's template expires at 60.
+        t.resolve(9, 0, 60, |_| None, || Some((1, rs(1))));
+        let n = t.count_by_rs(50);
+        assert_eq!((n.get(&rs(0)), n.get(&rs(1))), (Some(&3), Some(&3)));
+        let n = t.count_by_rs(60);
+        assert_eq!((n.get(&rs(0)), n.get(&rs(1))), (Some(&3), Some(&2)));
+        assert!(t.count_by_rs(100).is_empty());
     }
 
     #[test]
