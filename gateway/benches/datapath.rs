@@ -3,7 +3,8 @@
 //!
 //! - `established/{1K,1M}`: a client's ACK on an established connection picked at random among 1K
 //!   or 1M (table capacity 2M), client -> server direction.
-//! - `new_conn`: a SYN that creates a connection (scheduler, local port choice, insert, TOA).
+//! - `new_conn`: a SYN that creates a connection (scheduler, local port choice, insert, TOA);
+//!   `new_conn_persistent` the same for a persistent service (template lookup and record).
 //! - `reused_syn/{follow,reschedule}`: a client's SYN on a tuple whose connection the server reset
 //!   (CLOSE): with `conn_reuse_mode` 0 it follows the old entry; with 1 (the default) the old entry
 //!   is parked and the SYN scheduled as a new connection (`forward::reuse`).
@@ -247,31 +248,40 @@ fn established_burst(c: &mut Criterion) {
 const CHUNK: u32 = 1 << 15;
 
 fn new_conn(c: &mut Criterion) {
-    let cfg = bench_config();
+    let plain = bench_config();
+    // Persistence (`ipvsadm -p 300`): every new connection consults the shared template table
+    // (a shard lock) and records a template.
+    let persistent = plain.replacen(
+        "scheduler = \"wrr\"",
+        "scheduler = \"wrr\"\npersistence_s = 300",
+        1,
+    );
     let syn = template(0x02);
     let flows: Vec<Flow> = (0..CHUNK).map(|i| Flow::new(&syn, i)).collect();
     let mut g = c.benchmark_group("datapath");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("new_conn", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(u64::from(CHUNK)) as usize;
-                let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 2 * CHUNK);
-                let mut buf = VecBuf::from_frame(&syn);
-                let t = Instant::now();
-                for f in &flows[..n] {
-                    buf = send(&mut dp, buf, f, &syn);
+    for (name, cfg) in [("new_conn", plain), ("new_conn_persistent", persistent)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(u64::from(CHUNK)) as usize;
+                    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 2 * CHUNK);
+                    let mut buf = VecBuf::from_frame(&syn);
+                    let t = Instant::now();
+                    for f in &flows[..n] {
+                        buf = send(&mut dp, buf, f, &syn);
+                    }
+                    total += t.elapsed();
+                    black_box(&buf);
+                    assert_eq!(dp.fwd.table().len(), n);
+                    left -= n as u64;
                 }
-                total += t.elapsed();
-                black_box(&buf);
-                assert_eq!(dp.fwd.table().len(), n);
-                left -= n as u64;
-            }
-            total
-        })
-    });
+                total
+            })
+        });
+    }
     g.finish();
 }
 

@@ -14,7 +14,10 @@ fn help_flags_print_help() {
         let o = gwctl().arg(flag).output().unwrap();
         assert!(o.status.success(), "{flag}: {o:?}");
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(out.contains("Commands:") && out.contains("sysctl"), "{flag}: {out}");
+        assert!(
+            out.contains("Commands:") && out.contains("sysctl"),
+            "{flag}: {out}"
+        );
     }
 }
 
