@@ -217,13 +217,12 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         let mac = port.mac()?;
         tracing::info!(
             port = %pc.name, driver = %port.info.driver, %mac, rss = port.rss.is_some(),
-            tx_csum = port.tx_csum, "port started"
+            rx_csum = port.rx_csum, "port started"
         );
         ctxs.push(PortCtx {
             name: pc.name.clone(),
             mac,
             addrs: v.port_addrs[i].clone(),
-            tx_csum: port.tx_csum,
         });
         ports.push(port);
     }
@@ -291,6 +290,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         let worker = Worker {
             id: w as u16,
             port_ids: ports.iter().map(|p| p.id).collect(),
+            port_index: Vec::new(),
             pool: pool.clone(),
             rings_in: (0..n)
                 .filter(|&f| f != w)

@@ -32,8 +32,6 @@ pub struct PortCtx {
     pub name: String,
     pub mac: MacAddr,
     pub addrs: Vec<Ipv4Cidr>,
-    /// The port fills IPv4/TCP/UDP checksums on transmit.
-    pub tx_csum: bool,
 }
 
 /// Interfaces, addresses and routes: built by the control plane, shared read-only by all workers.
@@ -467,9 +465,13 @@ pub fn ingress<B: PacketBuf>(
     pkt: B,
     meta: &RxMeta,
 ) -> Result<(B, Ipv4In), Verdict<B>> {
-    l3.stats.rx_packets += 1;
-    l3.stats.rx_bytes += pkt.len() as u64;
-    let parsed = match wire::parse_l3l4(pkt.data()) {
+    // A frame handed over by another worker was counted and verified there (once per frame).
+    if !meta.from_peer {
+        l3.stats.rx_packets += 1;
+        l3.stats.rx_bytes += pkt.len() as u64;
+    }
+    let check_ip_csum = !meta.from_peer && meta.ip_csum != CsumStatus::Good;
+    let parsed = match wire::parse_l3l4_with(pkt.data(), check_ip_csum) {
         Ok(p) => p,
         Err(r) => return Err(Verdict::Drop(r.into(), pkt)),
     };
@@ -495,8 +497,11 @@ pub fn ingress<B: PacketBuf>(
     Ok((pkt, Ipv4In { parsed, ip }))
 }
 
-/// Verifies the L4 checksum unless the NIC already did.
+/// Verifies the L4 checksum unless the NIC, or the worker that handed the frame over, already did.
 pub fn l4_checksum_ok<B: PacketBuf>(pkt: &B, meta: &RxMeta, v: &Ipv4In) -> bool {
+    if meta.from_peer {
+        return true;
+    }
     match meta.l4_csum {
         CsumStatus::Good => true,
         CsumStatus::Bad => false,

@@ -14,9 +14,6 @@ pub trait PacketBuf {
     fn prepend(&mut self, n: usize) -> bool;
     /// Strips `n` bytes from the front.
     fn adj(&mut self, n: usize) -> bool;
-    /// Asks the NIC to fill the IPv4 header checksum and the L4 checksum (`l4` = 6 TCP / 17 UDP, 0
-    /// none). Only called when the output port advertised the offload.
-    fn request_tx_csum(&mut self, l2_len: u8, l3_len: u8, l4: u8);
 
     #[inline]
     fn len(&self) -> usize {
@@ -57,8 +54,6 @@ pub struct VecBuf {
     buf: Vec<u8>,
     off: usize,
     len: usize,
-    /// (l2_len, l3_len, l4 protocol) of the last offload request, for tests.
-    pub tx_csum: Option<(u8, u8, u8)>,
 }
 
 impl VecBuf {
@@ -73,7 +68,6 @@ impl VecBuf {
             buf,
             off: Self::HEADROOM,
             len: frame.len(),
-            tx_csum: None,
         }
     }
 }
@@ -110,9 +104,6 @@ impl PacketBuf for VecBuf {
         self.off += n;
         self.len -= n;
         true
-    }
-    fn request_tx_csum(&mut self, l2_len: u8, l3_len: u8, l4: u8) {
-        self.tx_csum = Some((l2_len, l3_len, l4));
     }
 }
 

@@ -60,10 +60,12 @@ pub enum Drop {
     NoRoom,
     /// Packet handed to a worker that does not own it either.
     NotOwner,
+    /// A frame handed over by a peer names a DPDK port this gateway does not run.
+    PeerUnknownPort,
 }
 
 impl Drop {
-    pub const COUNT: usize = Drop::NotOwner as usize + 1;
+    pub const COUNT: usize = Drop::PeerUnknownPort as usize + 1;
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::L2NotForUs,
         Drop::EtherTypeUnsupported,
@@ -92,6 +94,7 @@ impl Drop {
         Drop::NoConn,
         Drop::NoRoom,
         Drop::NotOwner,
+        Drop::PeerUnknownPort,
     ];
 
     pub fn name(self) -> &'static str {
@@ -123,6 +126,7 @@ impl Drop {
             Drop::NoConn => "no_conn",
             Drop::NoRoom => "no_room",
             Drop::NotOwner => "not_owner",
+            Drop::PeerUnknownPort => "peer_unknown_port",
         }
     }
 }

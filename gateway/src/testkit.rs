@@ -87,7 +87,6 @@ pub fn datapath_from<B: PacketBuf>(
                 .copied()
                 .unwrap_or(MacAddr([2, 0, 0, 0, 1, i as u8])),
             addrs: v.port_addrs[i].clone(),
-            tx_csum: false,
         })
         .collect();
     let mut topo = Topology::new(ports, &v.routes);

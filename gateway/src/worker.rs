@@ -51,6 +51,9 @@ pub struct Worker {
     pub id: u16,
     /// DPDK port id of each datapath port index.
     pub port_ids: Vec<u16>,
+    /// The other way: datapath port index by DPDK port id (built in `run`), for frames handed over
+    /// by peers, which carry the DPDK id of the port they arrived on.
+    pub port_index: Vec<Option<u16>>,
     pub pool: Arc<Mempool>,
     /// Rings from each other worker to this one.
     pub rings_in: Vec<Arc<MbufRing>>,
@@ -100,6 +103,11 @@ impl Worker {
     /// Runs until `stop` is set. Returns 0.
     pub fn run(mut self) -> i32 {
         let queue = self.id;
+        let top = self.port_ids.iter().copied().max().map_or(0, usize::from);
+        self.port_index = vec![None; top + 1];
+        for (i, &p) in self.port_ids.iter().enumerate() {
+            self.port_index[usize::from(p)] = Some(i as u16);
+        }
         let mut txq: Vec<TxBuffer> = self
             .port_ids
             .iter()
@@ -193,14 +201,19 @@ impl Worker {
             }
             let meta = match port {
                 Some(p) => meta_of(&m, p, queue, false),
-                None => {
-                    let p = self
-                        .port_ids
-                        .iter()
-                        .position(|&p| p == m.port())
-                        .unwrap_or(0) as u16;
-                    meta_of(&m, p, queue, true)
-                }
+                None => match self
+                    .port_index
+                    .get(usize::from(m.port()))
+                    .copied()
+                    .flatten()
+                {
+                    Some(p) => meta_of(&m, p, queue, true),
+                    // Never guess: a frame whose port is not ours is dropped and counted.
+                    None => {
+                        self.datapath.count_drop(Drop::PeerUnknownPort.into());
+                        continue;
+                    }
+                },
             };
             metas[n] = meta;
             pkts[n] = Some(m);

@@ -170,25 +170,6 @@ impl Mbuf {
         true
     }
 
-    /// Requests IPv4 header and TCP/UDP checksum offload on transmit (the port must have the
-    /// matching `RTE_ETH_TX_OFFLOAD_*` enabled). `l4` is `RTE_MBUF_F_TX_TCP_CKSUM`,
-    /// `RTE_MBUF_F_TX_UDP_CKSUM` or 0. The L4 checksum field must hold the pseudo-header checksum,
-    /// as the DPDK mbuf documentation requires.
-    #[inline]
-    pub fn set_tx_offload(&mut self, l2_len: u8, l3_len: u8, ip_csum: bool, l4: u64) {
-        let m = self.m_mut();
-        let mut flags = dpdk_sys::RTE_MBUF_F_TX_IPV4 | l4;
-        if ip_csum {
-            flags |= dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM;
-        }
-        m.ol_flags = (m.ol_flags
-            & !(dpdk_sys::RTE_MBUF_F_TX_L4_MASK | dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM))
-            | flags;
-        // tx_offload bit layout (rte_mbuf_core.h): l2_len:7, l3_len:9, l4_len:8, ...
-        // Writing a union field is safe; every bit pattern of the u64 view is valid.
-        m.__bindgen_anon_3.tx_offload = (l2_len as u64) | ((l3_len as u64) << 7);
-    }
-
     /// Copies `frame` into a fresh mbuf from `pool` (for packets the datapath generated).
     pub fn from_bytes(pool: &super::Mempool, frame: &[u8]) -> Option<Mbuf> {
         let mut m = pool.alloc()?;
@@ -377,14 +358,5 @@ impl crate::packet::PacketBuf for Mbuf {
     #[inline]
     fn adj(&mut self, n: usize) -> bool {
         Mbuf::adj(self, n)
-    }
-    #[inline]
-    fn request_tx_csum(&mut self, l2_len: u8, l3_len: u8, l4: u8) {
-        let l4 = match l4 {
-            6 => dpdk_sys::RTE_MBUF_F_TX_TCP_CKSUM,
-            17 => dpdk_sys::RTE_MBUF_F_TX_UDP_CKSUM,
-            _ => 0,
-        };
-        self.set_tx_offload(l2_len, l3_len, true, l4);
     }
 }

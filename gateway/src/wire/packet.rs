@@ -138,6 +138,12 @@ fn ip_error(e: Error) -> DropReason {
 /// lengths, TCP flag sanity) and described. L4 checksums are not checked here (the NIC may have
 /// done it): see [`verify_l4_checksum`]. Never panics, whatever the bytes.
 pub fn parse_l3l4(frame: &[u8]) -> Result<Parsed, DropReason> {
+    parse_l3l4_with(frame, true)
+}
+
+/// [`parse_l3l4`], verifying the IPv4 header checksum only if `check_ip_csum` (false when the NIC
+/// reported it good, or another worker verified it before handing the frame over).
+pub fn parse_l3l4_with(frame: &[u8], check_ip_csum: bool) -> Result<Parsed, DropReason> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::EthTruncated)?;
     let ethertype = eth.ethertype();
     let l3_off = ethernet::HEADER_LEN;
@@ -150,7 +156,7 @@ pub fn parse_l3l4(frame: &[u8]) -> Result<Parsed, DropReason> {
     }
 
     let ip = Ipv4Packet::new_checked(eth.payload()).map_err(ip_error)?;
-    if !ip.verify_checksum() {
+    if check_ip_csum && !ip.verify_checksum() {
         return Err(DropReason::Ipv4BadChecksum);
     }
     let protocol = ip.protocol();
