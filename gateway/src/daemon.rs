@@ -8,7 +8,7 @@ use crate::forward::{Forwarder, FwdConfig, ServiceTable};
 use crate::laddr::{PortLayout, QueueMap, Reta, RssConfig, Steering};
 use crate::net::neigh::NeighConfig;
 use crate::stats::WorkerStats;
-use crate::worker::{Ack, Generation, Msg, Worker};
+use crate::worker::{Ack, Generation, Msg, Phase, Worker};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -130,22 +130,48 @@ impl Control {
         self.install(next)
     }
 
-    /// Sends `generation` to every worker and waits until all of them run it.
+    /// Installs `generation` on every worker, all or nothing (two-phase commit): every worker first
+    /// prepares it (all that can fail, changing nothing); only when every one has said yes is it
+    /// committed everywhere. A refusal or a timeout in the first phase aborts it on every worker:
+    /// all of them keep running the current generation, and so does the control plane. Answers
+    /// once every worker runs the new generation.
     fn install(&mut self, generation: Generation) -> Result<u64, String> {
         let id = generation.id;
         let generation = Arc::new(generation);
         while self.acks.try_recv().is_ok() {}
+        let prepared = self
+            .send_all(|| Msg::Prepare(generation.clone()), id)
+            .and_then(|()| self.collect(id, Phase::Prepare));
+        if let Err(e) = prepared {
+            for tx in &self.workers {
+                let _ = tx.send_timeout(Msg::Abort(id), ACK_TIMEOUT);
+            }
+            return Err(e);
+        }
+        self.send_all(|| Msg::Commit(id), id)?;
+        self.current = generation;
+        self.collect(id, Phase::Commit)?;
+        Ok(id)
+    }
+
+    fn send_all(&self, msg: impl Fn() -> Msg, id: u64) -> Result<(), String> {
         for (w, tx) in self.workers.iter().enumerate() {
-            tx.send_timeout(Msg::Config(generation.clone()), ACK_TIMEOUT)
+            tx.send_timeout(msg(), ACK_TIMEOUT)
                 .map_err(|_| format!("worker {w} did not take generation {id}"))?;
         }
+        Ok(())
+    }
+
+    /// Waits for every worker's acknowledgement of `phase` of generation `id`; the first refusal
+    /// named, or the workers that did not answer in time.
+    fn collect(&self, id: u64, phase: Phase) -> Result<(), String> {
         let mut pending: std::collections::BTreeSet<u16> = (0..self.workers.len() as u16).collect();
         let deadline = Instant::now() + ACK_TIMEOUT;
         let mut failure = None;
         while !pending.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.acks.recv_timeout(left) {
-                Ok(a) if a.generation == id => {
+                Ok(a) if a.generation == id && a.phase == phase => {
                     pending.remove(&a.worker);
                     if let Err(e) = a.result {
                         failure.get_or_insert(format!(
@@ -157,16 +183,12 @@ impl Control {
                 Ok(_) => {}
                 Err(_) => {
                     return Err(format!(
-                    "workers {pending:?} did not acknowledge generation {id} in {ACK_TIMEOUT:?}"
-                ))
+                        "workers {pending:?} did not acknowledge generation {id} in {ACK_TIMEOUT:?}"
+                    ))
                 }
             }
         }
-        if let Some(f) = failure {
-            return Err(f);
-        }
-        self.current = generation;
-        Ok(id)
+        failure.map_or(Ok(()), Err)
     }
 }
 
@@ -291,6 +313,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             id: w as u16,
             port_ids: ports.iter().map(|p| p.id).collect(),
             port_index: Vec::new(),
+            prepared: None,
             pool: pool.clone(),
             rings_in: (0..n)
                 .filter(|&f| f != w)
@@ -696,6 +719,116 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
                     let _ = std::fs::rename(&tmp, path);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Workers played by threads speaking the inbox protocol: `refuse` refuses every preparation.
+    /// Each returns what it did ("prepared 2", "runs 2", "aborted 2").
+    fn fake_workers(
+        n: usize,
+        refuse: Option<u16>,
+    ) -> (Control, Vec<std::thread::JoinHandle<Vec<String>>>) {
+        let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for w in 0..n as u16 {
+            let (tx, rx) = crossbeam_channel::bounded::<Msg>(16);
+            senders.push(tx);
+            let acks = ack_tx.clone();
+            handles.push(std::thread::spawn(move || {
+                let mut log = Vec::new();
+                while let Ok(m) = rx.recv() {
+                    let (generation, phase, result) = match m {
+                        Msg::Prepare(g) => {
+                            let r = if refuse == Some(w) {
+                                Err("no local port for the new LIP".to_string())
+                            } else {
+                                log.push(format!("prepared {}", g.id));
+                                Ok(())
+                            };
+                            (g.id, Phase::Prepare, r)
+                        }
+                        Msg::Commit(id) => {
+                            log.push(format!("runs {id}"));
+                            (id, Phase::Commit, Ok(()))
+                        }
+                        Msg::Abort(id) => {
+                            log.push(format!("aborted {id}"));
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    let _ = acks.send(Ack {
+                        worker: w,
+                        generation,
+                        phase,
+                        result,
+                    });
+                }
+                log
+            }));
+        }
+        let control = Control {
+            workers: senders,
+            acks: ack_rx,
+            current: Arc::new(Generation {
+                id: 1,
+                topo: Arc::new(Topology::default()),
+                services: Arc::new(ServiceTable::default()),
+                timeouts: Default::default(),
+                conn_reuse_mode: 1,
+            }),
+            epoch_tsc: 0,
+            tsc_per_ms: 1,
+        };
+        (control, handles)
+    }
+
+    fn finish(
+        control: Control,
+        handles: Vec<std::thread::JoinHandle<Vec<String>>>,
+    ) -> Vec<Vec<String>> {
+        drop(control);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_change_refused_by_one_worker_runs_nowhere() {
+        let (mut control, handles) = fake_workers(3, Some(1));
+        let err = control.apply_conn_reuse_mode(0).unwrap_err();
+        assert!(err.contains("worker 1 refused generation 2"), "{err}");
+        assert_eq!(
+            control.current().id,
+            1,
+            "the control plane keeps the current generation"
+        );
+        assert_eq!(control.current().conn_reuse_mode, 1);
+        let logs = finish(control, handles);
+        for (w, log) in logs.iter().enumerate() {
+            assert!(
+                !log.iter().any(|l| l.starts_with("runs")),
+                "worker {w}: {log:?}"
+            );
+            assert!(
+                log.contains(&"aborted 2".to_string()),
+                "worker {w}: {log:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_change_every_worker_prepares_runs_everywhere() {
+        let (mut control, handles) = fake_workers(3, None);
+        assert_eq!(control.apply_conn_reuse_mode(0), Ok(2));
+        assert_eq!(control.current().id, 2);
+        assert_eq!(control.current().conn_reuse_mode, 0);
+        for log in finish(control, handles) {
+            assert_eq!(log, ["prepared 2", "runs 2"]);
         }
     }
 }

@@ -18,8 +18,13 @@ use std::time::Duration;
 pub enum Msg {
     /// A neighbour learned by another worker.
     Neigh(Event),
-    /// A new configuration generation: run it, then acknowledge it (DESIGN.md decision 8).
-    Config(Arc<Generation>),
+    /// A new configuration generation, first phase: prepare it (everything that can fail) and
+    /// acknowledge whether it can run (DESIGN.md decision 8).
+    Prepare(Arc<Generation>),
+    /// Second phase: run the prepared generation `id`, then acknowledge.
+    Commit(u64),
+    /// Another worker refused generation `id` (or timed out): drop what was prepared.
+    Abort(u64),
     /// The admin socket asks for this worker's connections (at most `limit`) and neighbours.
     Dump {
         limit: usize,
@@ -38,11 +43,20 @@ pub struct Generation {
     pub conn_reuse_mode: u8,
 }
 
-/// A worker's answer to a `Msg::Config`: the generation it now runs, or why it could not.
+/// Which phase of a generation change an `Ack` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Prepare,
+    Commit,
+}
+
+/// A worker's answer to a `Msg::Prepare` (can it run the generation, or why not) or a
+/// `Msg::Commit` (it runs it now).
 #[derive(Debug, Clone)]
 pub struct Ack {
     pub worker: u16,
     pub generation: u64,
+    pub phase: Phase,
     pub result: Result<(), String>,
 }
 
@@ -71,6 +85,8 @@ pub struct Worker {
     /// times they share (persistence templates) compare.
     pub epoch_tsc: u64,
     pub datapath: Datapath<Mbuf>,
+    /// A generation prepared (first phase) and waiting for its commit.
+    pub prepared: Option<(Arc<Generation>, crate::forward::fullnat::PreparedServices)>,
 }
 
 /// Rounds between timer/inbox/publish checks are bounded by time, checked every this many rounds.
@@ -259,18 +275,46 @@ impl Worker {
                 Msg::Neigh(Event::Learned { ip, mac, port }) => {
                     self.datapath.l3.learn_from_peer(ip, mac, port)
                 }
-                Msg::Config(g) => {
-                    let result = self.datapath.fwd.set_services(g.services.clone());
-                    if result.is_ok() {
-                        self.datapath.l3.set_topology(g.topo.clone());
-                        self.datapath.fwd.set_timeouts(g.timeouts);
-                        self.datapath.fwd.set_conn_reuse_mode(g.conn_reuse_mode);
-                    }
+                Msg::Prepare(g) => {
+                    let result = match self.datapath.fwd.prepare_services(g.services.clone()) {
+                        Ok(p) => {
+                            self.prepared = Some((g.clone(), p));
+                            Ok(())
+                        }
+                        Err(e) => {
+                            self.prepared = None;
+                            Err(e)
+                        }
+                    };
                     let _ = self.acks.send(Ack {
                         worker: self.id,
                         generation: g.id,
+                        phase: crate::worker::Phase::Prepare,
                         result,
                     });
+                }
+                Msg::Commit(id) => {
+                    let result = match self.prepared.take() {
+                        Some((g, p)) if g.id == id => {
+                            self.datapath.fwd.commit_services(p);
+                            self.datapath.l3.set_topology(g.topo.clone());
+                            self.datapath.fwd.set_timeouts(g.timeouts);
+                            self.datapath.fwd.set_conn_reuse_mode(g.conn_reuse_mode);
+                            Ok(())
+                        }
+                        _ => Err(format!("generation {id} was not prepared")),
+                    };
+                    let _ = self.acks.send(Ack {
+                        worker: self.id,
+                        generation: id,
+                        phase: crate::worker::Phase::Commit,
+                        result,
+                    });
+                }
+                Msg::Abort(id) => {
+                    if self.prepared.as_ref().is_some_and(|(g, _)| g.id == id) {
+                        self.prepared = None;
+                    }
                 }
                 Msg::Dump { limit, reply } => {
                     let _ = reply.send(crate::control::dump::worker_dump(

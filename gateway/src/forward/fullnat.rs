@@ -67,6 +67,15 @@ pub struct TrafficKey {
     pub rport: u16,
 }
 
+/// A service snapshot a worker has prepared to adopt (`Forwarder::prepare_services`): the
+/// fallible part of the change is done, `commit_services` cannot fail.
+pub struct PreparedServices {
+    services: Arc<ServiceTable>,
+    /// Per new service: the pool built for its new LIPs (None: kept from the old snapshot, or no
+    /// LIPs).
+    fresh_pools: Vec<Option<LaddrPool>>,
+}
+
 /// Identity of a (service, LIP) pair that survives snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LipKey {
@@ -263,39 +272,75 @@ impl Forwarder {
     /// identity (VIP:port/protocol, RIP:port). A connection whose real server is gone is marked
     /// `NO_DEST`: its service's `expire_nodest_conn` decides at its next packet (IPVS semantics).
     pub fn set_services(&mut self, services: Arc<ServiceTable>) -> Result<(), String> {
-        self.remap_connections(&services);
-        let mut old_pools: Vec<Option<LaddrPool>> = std::mem::take(&mut self.pools);
-        let mut pools = Vec::with_capacity(services.services.len());
+        let prepared = self.prepare_services(services)?;
+        self.commit_services(prepared);
+        Ok(())
+    }
+
+    /// The old service index whose pool (per-LIP usage and cursors) service `vs` keeps: same
+    /// VIP:port/protocol and same LIPs.
+    fn kept_pool(&self, vs: &super::services::VirtualService) -> Option<usize> {
+        let c = vs.svc.config();
+        self.services
+            .find(c.vip, c.vport, c.proto.number())
+            .filter(|&i| self.services.services[i as usize].lips == vs.lips)
+            .map(|i| i as usize)
+    }
+
+    /// The first phase of adopting `services`: everything that can fail (the local-address pools
+    /// of services whose LIPs are new), built without changing anything. Dropping the result
+    /// abandons the change.
+    pub fn prepare_services(
+        &self,
+        services: Arc<ServiceTable>,
+    ) -> Result<PreparedServices, String> {
+        let mut fresh = Vec::with_capacity(services.services.len());
         for vs in &services.services {
-            let c = vs.svc.config();
-            let proto = c.proto.number();
-            // Keep the pool (its per-LIP usage and cursors) of a service whose LIPs did not change.
-            let kept = self
-                .services
-                .find(c.vip, c.vport, proto)
-                .filter(|&i| self.services.services[i as usize].lips == vs.lips)
-                .and_then(|i| old_pools.get_mut(i as usize).and_then(Option::take));
-            if let Some(p) = kept {
-                pools.push(Some(p));
-            } else if vs.lips.is_empty() {
-                pools.push(None);
-            } else {
-                let p = LaddrPool::new(
-                    self.layout.clone(),
-                    self.worker as usize,
-                    &vs.lips,
-                    self.max_attempts,
-                )
-                .map_err(|e| {
-                    format!(
-                        "service {}:{}: {e}",
-                        vs.svc.config().vip,
-                        vs.svc.config().vport
-                    )
-                })?;
-                pools.push(Some(p));
+            if self.kept_pool(vs).is_some() || vs.lips.is_empty() {
+                fresh.push(None);
+                continue;
             }
+            let p = LaddrPool::new(
+                self.layout.clone(),
+                self.worker as usize,
+                &vs.lips,
+                self.max_attempts,
+            )
+            .map_err(|e| {
+                format!(
+                    "service {}:{}: {e}",
+                    vs.svc.config().vip,
+                    vs.svc.config().vport
+                )
+            })?;
+            fresh.push(Some(p));
         }
+        Ok(PreparedServices {
+            services,
+            fresh_pools: fresh,
+        })
+    }
+
+    /// The second phase: adopts the prepared snapshot. Cannot fail.
+    pub fn commit_services(&mut self, prepared: PreparedServices) {
+        let PreparedServices {
+            services,
+            fresh_pools,
+        } = prepared;
+        self.remap_connections(&services);
+        let kept: Vec<Option<usize>> = services
+            .services
+            .iter()
+            .map(|vs| self.kept_pool(vs))
+            .collect();
+        let mut old_pools: Vec<Option<LaddrPool>> = std::mem::take(&mut self.pools);
+        let pools: Vec<Option<LaddrPool>> = fresh_pools
+            .into_iter()
+            .zip(kept)
+            .map(|(fresh, kept)| {
+                fresh.or_else(|| kept.and_then(|i| old_pools.get_mut(i).and_then(Option::take)))
+            })
+            .collect();
         // Per-worker scheduler state (lblc tables) carries over for a service whose scheduler stays.
         let mut old_sched = std::mem::take(&mut self.sched);
         self.sched = services
@@ -322,7 +367,6 @@ impl Forwarder {
         self.nat = NatIndex::new(&services);
         self.remap_traffic(&services);
         self.services = services;
-        Ok(())
     }
 
     /// Carries the traffic counters over to a new snapshot by identity (as IPVS keeps a
