@@ -25,8 +25,10 @@ pub enum Msg {
     Commit(u64),
     /// Another worker refused generation `id` (or timed out): drop what was prepared.
     Abort(u64),
-    /// The admin socket asks for this worker's connections (at most `limit`) and neighbours.
+    /// The admin socket asks for this worker's connections (those passing `filter`, at most
+    /// `limit`) and neighbours.
     Dump {
+        filter: crate::control::proto::ConnFilter,
         limit: usize,
         reply: Sender<crate::control::view::WorkerDump>,
     },
@@ -316,10 +318,15 @@ impl Worker {
                         self.prepared = None;
                     }
                 }
-                Msg::Dump { limit, reply } => {
+                Msg::Dump {
+                    filter,
+                    limit,
+                    reply,
+                } => {
                     let _ = reply.send(crate::control::dump::worker_dump(
                         self.id,
                         &self.datapath,
+                        &filter,
                         limit,
                     ));
                 }

@@ -1,7 +1,8 @@
 //! What a worker reports when the admin socket asks for its connections and neighbours. Runs on the
 //! worker, from its housekeeping (never per packet), when a `Msg::Dump` arrives; the listing is
-//! bounded by the request's limit.
+//! filtered here and bounded by the request's limit.
 
+use super::proto::ConnFilter;
 use super::view::{ConnInfo, NeighInfo, WorkerDump};
 use crate::conn::Conn;
 use crate::datapath::Datapath;
@@ -38,7 +39,14 @@ fn conn_info(worker: u16, c: &Conn, services: &ServiceTable, now_ms: u64) -> Con
 }
 
 /// A worker's connections (at most `limit`) and neighbours.
-pub fn worker_dump<B>(worker: u16, dp: &Datapath<B>, limit: usize) -> WorkerDump {
+/// A worker's connections that pass `filter` (at most `limit`, filtered here so that a narrow
+/// question does not ship the whole table) and its neighbours.
+pub fn worker_dump<B>(
+    worker: u16,
+    dp: &Datapath<B>,
+    filter: &ConnFilter,
+    limit: usize,
+) -> WorkerDump {
     let now = dp.l3.now_ms;
     let table = dp.fwd.table();
     let services = dp.fwd.services();
@@ -50,8 +58,9 @@ pub fn worker_dump<B>(worker: u16, dp: &Datapath<B>, limit: usize) -> WorkerDump
             .iter()
             // Parked entries only hold a local port for the rest of TIME_WAIT (`forward::fullnat`).
             .filter(|(_, c)| !c.flags().contains(crate::forward::fullnat::PARKED))
-            .take(limit)
             .map(|(_, c)| conn_info(worker, c, services, now))
+            .filter(|c| conn_matches(c, filter))
+            .take(limit)
             .collect(),
         neigh: dp
             .l3
@@ -69,4 +78,25 @@ pub fn worker_dump<B>(worker: u16, dp: &Datapath<B>, limit: usize) -> WorkerDump
             })
             .collect(),
     }
+}
+
+/// Whether a connection passes every filter given.
+pub fn conn_matches(c: &ConnInfo, f: &ConnFilter) -> bool {
+    let opt = |want: Option<std::net::Ipv4Addr>, have: Option<std::net::Ipv4Addr>| {
+        want.is_none() || want == have
+    };
+    let optp = |want: Option<u16>, have: Option<u16>| want.is_none() || want == have;
+    f.proto
+        .as_ref()
+        .is_none_or(|p| p.eq_ignore_ascii_case(&c.proto))
+        && opt(f.client, Some(c.client.0))
+        && optp(f.client_port, Some(c.client.1))
+        && opt(f.vip, Some(c.vip.0))
+        && optp(f.vport, Some(c.vip.1))
+        && opt(f.rs, c.dest.map(|d| d.0))
+        && optp(f.rs_port, c.dest.map(|d| d.1))
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.eq_ignore_ascii_case(&c.state))
+        && f.worker.is_none_or(|w| w == c.worker)
 }

@@ -6,6 +6,9 @@
 //! [`REQUEST_TIMEOUT`] of the previous answer (or of connecting) ends the client, however slowly it
 //! trickles bytes. So a slow, stuck or malicious client holds one thread for a bounded time and
 //! nothing else; changes are serialised by the control mutex, held only while a change is applied.
+//! When every slot is taken, a new client takes the slot of the client that has waited longest
+//! without a request (it is closed within [`POLL`]), so idle connections can never lock the
+//! operator out; only [`MAX_CLIENTS`] clients all busy with requests make a newcomer wait.
 //! Client threads also notice shutdown within [`POLL`], so an idle client never delays it.
 
 use super::model::Model;
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 /// Clients served at once; more are told so and closed.
 pub const MAX_CLIENTS: usize = 32;
 /// A request line must be complete within this long of the previous answer (or of connecting).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a client thread waiting for input looks at the stop flag.
 pub const POLL: Duration = Duration::from_millis(200);
 /// A response the client does not take within this long is abandoned.
@@ -35,6 +38,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections listed per worker unless the request says otherwise.
 const DEFAULT_CONN_LIMIT: usize = 100_000;
+/// The most connections one request may list (a larger `limit` is lowered to it).
+pub const MAX_CONN_LIMIT: usize = 1_000_000;
 
 /// The admin socket's path: `control.socket`, else /run/gateway/<eal.file_prefix>.sock.
 pub fn socket_path(cfg: &Config) -> PathBuf {
@@ -109,7 +114,15 @@ struct Server<'a> {
     workers: Vec<crossbeam_channel::Sender<Msg>>,
     counts: Mutex<Counts>,
     clients: AtomicUsize,
+    /// Each client's eviction flag and, while it waits for a request, since when.
+    slots: Mutex<Vec<Slot>>,
     stop: &'a AtomicBool,
+}
+
+struct Slot {
+    id: u64,
+    idle_since: Option<Instant>,
+    evict: Arc<AtomicBool>,
 }
 
 /// Binds the socket: stale sockets are removed, a live one (another daemon) is an error. The socket
@@ -178,8 +191,10 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
         workers,
         counts: Mutex::new(Counts::default()),
         clients: AtomicUsize::new(0),
+        slots: Mutex::new(Vec::new()),
         stop,
     };
+    let mut next_id = 0u64;
     std::thread::scope(|s| {
         let mut last_sample = Instant::now()
             .checked_sub(Duration::from_secs(2))
@@ -191,7 +206,9 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
             }
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if srv.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                    if srv.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS
+                        && !srv.evict_longest_idle()
+                    {
                         srv.clients.fetch_sub(1, Ordering::SeqCst);
                         let mut w = stream;
                         let _ = w.set_write_timeout(Some(WRITE_TIMEOUT));
@@ -202,8 +219,21 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
                         continue;
                     }
                     let srv = &srv;
+                    next_id += 1;
+                    let id = next_id;
+                    let evict = Arc::new(AtomicBool::new(false));
+                    if let Ok(mut slots) = srv.slots.lock() {
+                        slots.push(Slot {
+                            id,
+                            idle_since: Some(Instant::now()),
+                            evict: evict.clone(),
+                        });
+                    }
                     s.spawn(move || {
-                        srv.client(stream);
+                        srv.client(stream, id, &evict);
+                        if let Ok(mut slots) = srv.slots.lock() {
+                            slots.retain(|x| x.id != id);
+                        }
                         srv.clients.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
@@ -220,18 +250,22 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
     let _ = std::fs::remove_file(&path);
 }
 
-/// A reader (over a socket with a short read timeout) that fails once its deadline has passed or the
-/// daemon stops, so a client trickling bytes is cut off too.
+/// A reader (over a socket with a short read timeout) that fails once its deadline has passed, the
+/// daemon stops or the client is evicted, so a client trickling bytes is cut off too.
 struct Deadline<'s, R> {
     inner: R,
     until: Instant,
     stop: &'s AtomicBool,
+    evict: &'s AtomicBool,
 }
 
 impl<R: Read> Read for Deadline<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
-            if Instant::now() > self.until || self.stop.load(Ordering::Relaxed) {
+            if Instant::now() > self.until
+                || self.stop.load(Ordering::Relaxed)
+                || self.evict.load(Ordering::Relaxed)
+            {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "request deadline passed",
@@ -250,7 +284,34 @@ impl<R: Read> Read for Deadline<'_, R> {
 }
 
 impl Server<'_> {
-    fn client(&self, stream: UnixStream) {
+    /// Marks the client idle longest for closing; false if every client is busy with a request.
+    fn evict_longest_idle(&self) -> bool {
+        let Ok(slots) = self.slots.lock() else {
+            return false;
+        };
+        let victim = slots
+            .iter()
+            .filter(|s| !s.evict.load(Ordering::Relaxed))
+            .filter_map(|s| Some((s.idle_since?, s)))
+            .min_by_key(|(t, _)| *t);
+        match victim {
+            Some((_, s)) => {
+                s.evict.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn set_idle(&self, id: u64, idle: bool) {
+        if let Ok(mut slots) = self.slots.lock() {
+            if let Some(s) = slots.iter_mut().find(|s| s.id == id) {
+                s.idle_since = idle.then(Instant::now);
+            }
+        }
+    }
+
+    fn client(&self, stream: UnixStream, id: u64, evict: &AtomicBool) {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(POLL));
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
@@ -261,10 +322,14 @@ impl Server<'_> {
             inner: stream,
             until: Instant::now() + REQUEST_TIMEOUT,
             stop: self.stop,
+            evict,
         });
         loop {
             r.get_mut().until = Instant::now() + REQUEST_TIMEOUT;
-            let resp = match proto::read_line(&mut r, MAX_REQUEST) {
+            self.set_idle(id, true);
+            let line = proto::read_line(&mut r, MAX_REQUEST);
+            self.set_idle(id, false);
+            let resp = match line {
                 Ok(Line::Full(l)) => match proto::parse_request(&l) {
                     Ok(req) => self.handle(req.op),
                     Err(e) => Response::err(e),
@@ -474,12 +539,13 @@ impl Server<'_> {
     }
 
     /// Asks every worker for its connections and neighbours; waits for all of them.
-    fn dump(&self, limit: usize) -> Result<Vec<WorkerDump>, String> {
+    fn dump(&self, filter: &ConnFilter, limit: usize) -> Result<Vec<WorkerDump>, String> {
         let (tx, rx) = crossbeam_channel::unbounded();
         for (w, inbox) in self.workers.iter().enumerate() {
             inbox
                 .send_timeout(
                     Msg::Dump {
+                        filter: filter.clone(),
                         limit,
                         reply: tx.clone(),
                     },
@@ -501,14 +567,10 @@ impl Server<'_> {
     }
 
     fn conns(&self, f: &ConnFilter) -> Result<serde_json::Value, String> {
-        let limit = f.limit.unwrap_or(DEFAULT_CONN_LIMIT);
-        let dumps = self.dump(limit)?;
+        let limit = f.limit.unwrap_or(DEFAULT_CONN_LIMIT).min(MAX_CONN_LIMIT);
+        let dumps = self.dump(f, limit)?;
         let total = dumps.iter().map(|d| d.total).sum();
-        let mut conns: Vec<ConnInfo> = dumps
-            .into_iter()
-            .flat_map(|d| d.conns)
-            .filter(|c| conn_matches(c, f))
-            .collect();
+        let mut conns: Vec<ConnInfo> = dumps.into_iter().flat_map(|d| d.conns).collect();
         conns.truncate(limit);
         Ok(to_json(&ConnsView { total, conns }))
     }
@@ -760,7 +822,11 @@ impl Server<'_> {
             })
             .collect();
         routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
-        let mut neigh: Vec<NeighInfo> = self.dump(0)?.into_iter().flat_map(|d| d.neigh).collect();
+        let mut neigh: Vec<NeighInfo> = self
+            .dump(&ConnFilter::default(), 0)?
+            .into_iter()
+            .flat_map(|d| d.neigh)
+            .collect();
         neigh.sort_by_key(|n| (n.ip, n.worker));
         let mut service_addrs: Vec<_> = g.services.addresses().collect();
         service_addrs.sort();
@@ -836,30 +902,10 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
     }
 }
 
-/// Whether a connection passes every filter given.
-pub fn conn_matches(c: &ConnInfo, f: &ConnFilter) -> bool {
-    let opt = |want: Option<std::net::Ipv4Addr>, have: Option<std::net::Ipv4Addr>| {
-        want.is_none() || want == have
-    };
-    let optp = |want: Option<u16>, have: Option<u16>| want.is_none() || want == have;
-    f.proto
-        .as_ref()
-        .is_none_or(|p| p.eq_ignore_ascii_case(&c.proto))
-        && opt(f.client, Some(c.client.0))
-        && optp(f.client_port, Some(c.client.1))
-        && opt(f.vip, Some(c.vip.0))
-        && optp(f.vport, Some(c.vip.1))
-        && opt(f.rs, c.dest.map(|d| d.0))
-        && optp(f.rs_port, c.dest.map(|d| d.1))
-        && f.state
-            .as_ref()
-            .is_none_or(|s| s.eq_ignore_ascii_case(&c.state))
-        && f.worker.is_none_or(|w| w == c.worker)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::dump::conn_matches;
     use std::net::Ipv4Addr;
 
     #[test]
