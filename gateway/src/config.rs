@@ -212,6 +212,9 @@ impl WorkersConfig {
     }
 }
 
+/// Bytes DPDK keeps before the frame in every mbuf (`RTE_PKTMBUF_HEADROOM`, 128 in Debian's build).
+pub const MBUF_HEADROOM: u32 = 128;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MempoolConfig {
@@ -322,6 +325,9 @@ pub struct NeighbourConfig {
     pub ucast_solicit: u8,
     /// Linux `mcast_solicit`: broadcast requests before an unresolved neighbour is FAILED.
     pub mcast_solicit: u8,
+    /// Packets held per worker for all unresolved neighbours together (beyond: dropped and
+    /// counted), so that a flood toward unresolved addresses cannot empty the mbuf pool.
+    pub max_held: u32,
     /// Packets queued per unresolved neighbour (beyond: dropped and counted).
     pub max_pending: u16,
     /// Neighbour entries per worker.
@@ -337,6 +343,7 @@ impl Default for NeighbourConfig {
             delay_first_probe_ms: 5000,
             ucast_solicit: 3,
             mcast_solicit: 3,
+            max_held: 256,
             max_pending: 8,
             capacity: 4096,
         }
@@ -487,6 +494,20 @@ impl Config {
                         format!("{mtu} is out of range 576..=9000"),
                     ));
                 }
+                // A frame (MTU + Ethernet header + a VLAN tag) must fit one mbuf: chained mbufs
+                // are not handled (they are dropped as `chained_mbuf`).
+                let room = u32::from(self.mempool.data_room).saturating_sub(MBUF_HEADROOM);
+                if u32::from(mtu) + 18 > room {
+                    return Err(invalid(
+                        format!("{key}.mtu"),
+                        format!(
+                            "{mtu} does not fit an mbuf: frames of up to {} bytes need \
+                             mempool.data_room of at least {}",
+                            u32::from(mtu) + 18,
+                            u32::from(mtu) + 18 + MBUF_HEADROOM
+                        ),
+                    ));
+                }
             }
             let mut addrs = Vec::new();
             for (j, a) in p.addresses.iter().enumerate() {
@@ -558,6 +579,18 @@ impl Config {
         }
         if !(1..=32).contains(&n.mcast_solicit) {
             return Err(invalid("neighbour.mcast_solicit", "must be in 1..=32"));
+        }
+        // What every worker may hold waiting for ARP must leave most of the pool to the queues.
+        let held = u64::from(n.max_held) * u64::from(self.workers.count);
+        if held > u64::from(self.mempool.mbufs) / 4 {
+            return Err(invalid(
+                "neighbour.max_held",
+                format!(
+                    "{} held per worker x {} workers = {held} mbufs, more than a quarter of \
+                     mempool.mbufs ({})",
+                    n.max_held, self.workers.count, self.mempool.mbufs
+                ),
+            ));
         }
         if n.max_pending > 256 {
             return Err(invalid("neighbour.max_pending", "must be at most 256"));
@@ -782,6 +815,34 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_packets_and_frames_must_fit_the_pool() {
+        let refused = |extra: &str, key: &str| {
+            let text = format!("{}{extra}", crate::testkit::LAB_CONFIG);
+            let e = match Config::parse(&text) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(key), "{extra}: {e}");
+        };
+        refused(
+            "\n[mempool]\nmbufs = 2047\n[neighbour]\nmax_held = 1024\n",
+            "neighbour.max_held",
+        );
+        let jumbo = crate::testkit::LAB_CONFIG.replacen(
+            "addresses = [\"10.10.0.1/24\"]",
+            "addresses = [\"10.10.0.1/24\"]\nmtu = 9000",
+            1,
+        );
+        let e = Config::parse(&jumbo)
+            .and_then(|c| c.validate().map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("port[0].mtu") && e.contains("data_room"), "{e}");
+        let roomy = jumbo.clone() + "\n[mempool]\ndata_room = 9216\n";
+        assert!(Config::parse(&roomy).unwrap().validate().is_ok());
+    }
 
     #[test]
     fn expire_quiescent_template_reaches_the_persistence_of_its_service() {

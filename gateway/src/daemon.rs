@@ -295,6 +295,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         delay_first_probe_ms: nc.delay_first_probe_ms as u64,
         ucast_solicit: nc.ucast_solicit,
         mcast_solicit: nc.mcast_solicit,
+        max_held: nc.max_held as usize,
     };
     let tsc_hz = dpdk::tsc_hz(&eal);
     let epoch_tsc = dpdk::tsc();

@@ -332,6 +332,7 @@ impl<B: PacketBuf> L3<B> {
                 let why = match why {
                     NeighDrop::PendingFull => Drop::NeighPendingFull,
                     NeighDrop::TableFull => Drop::NeighTableFull,
+                    NeighDrop::HeldFull => Drop::NeighHeldFull,
                 };
                 Verdict::Drop(why.into(), p)
             }

@@ -36,6 +36,8 @@ pub enum Drop {
     /// Neighbour never answered.
     NeighUnresolved,
     NeighTableFull,
+    /// The worker already holds `neighbour.max_held` packets waiting for ARP.
+    NeighHeldFull,
     /// Multi-segment mbuf (the ports run without scatter; should not happen).
     Chained,
     /// Handing a packet to its owner worker failed: ring full.
@@ -82,6 +84,7 @@ impl Drop {
         Drop::NeighPendingFull,
         Drop::NeighUnresolved,
         Drop::NeighTableFull,
+        Drop::NeighHeldFull,
         Drop::Chained,
         Drop::RingFull,
         Drop::TxFull,
@@ -114,6 +117,7 @@ impl Drop {
             Drop::NeighPendingFull => "neigh_pending_full",
             Drop::NeighUnresolved => "neigh_unresolved",
             Drop::NeighTableFull => "neigh_table_full",
+            Drop::NeighHeldFull => "neigh_held_full",
             Drop::Chained => "chained_mbuf",
             Drop::RingFull => "ring_full",
             Drop::TxFull => "tx_full",

@@ -1177,6 +1177,80 @@ fn checksums_are_verified_once_and_handed_over_frames_counted_once() {
     assert_eq!(dp.l3.stats.rx_packets, 0);
 }
 
+/// A flood of replies toward clients whose MAC is unknown: what waits for ARP is bounded per worker
+/// (`neigh_held_full` counts the rest), everything held is given up after the retries
+/// (`neigh_unresolved`), the held count comes back to zero, and a known client is served
+/// throughout.
+#[test]
+fn a_flood_toward_unresolved_neighbours_is_bounded_and_recovers() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    let mut held = 0;
+    for round in 0..2u16 {
+        for host in 10..210u8 {
+            let cip = Ipv4Addr::new(10, 10, 0, host);
+            let mut syn = Seg::from_client(50000 + round, "S");
+            syn.src.0 = cip;
+            syn.macs.0 = MacAddr([2, 0, 0, 0, 1, host]);
+            let out = match run(&mut dp, &syn.frame(), &meta(0)) {
+                Out::Tx(1, f) => f,
+                Out::Drop(r) => panic!("SYN from {cip} dropped: {r:?}"),
+                other => panic!("{other:?}"),
+            };
+            let (lip, rs, lport, _, _) = check_sent(&out);
+            if let Out::Held = run(
+                &mut dp,
+                &from_server(lip, rs, lport, "SA").frame(),
+                &meta(1),
+            ) {
+                held += 1;
+            }
+        }
+    }
+    let max = gateway::net::neigh::NeighConfig::default().max_held;
+    assert_eq!(held, max, "held up to the bound");
+    assert_eq!(dp.l3.neigh.held(), max);
+    assert_eq!(
+        dp.l3.stats.dropped(DropReason::Dp(Drop::NeighHeldFull)),
+        400 - max as u64
+    );
+    // A known client is served meanwhile.
+    let out = expect_tx(
+        run(&mut dp, &Seg::from_client(51000, "S").frame(), &meta(0)),
+        1,
+    );
+    let (lip, rs, lport, _, _) = check_sent(&out);
+    expect_tx(
+        run(
+            &mut dp,
+            &from_server(lip, rs, lport, "SA").frame(),
+            &meta(1),
+        ),
+        0,
+    );
+    // The retries run out: everything held is dropped and counted; the pool is whole again.
+    for now in (0..=5000).step_by(10) {
+        dp.tick(now);
+    }
+    assert_eq!(dp.l3.neigh.held(), 0);
+    assert_eq!(
+        dp.l3.stats.dropped(DropReason::Dp(Drop::NeighUnresolved)),
+        max as u64
+    );
+    let out = expect_tx(
+        run(&mut dp, &Seg::from_client(51001, "S").frame(), &meta(0)),
+        1,
+    );
+    let (lip, rs, lport, _, _) = check_sent(&out);
+    expect_tx(
+        run(
+            &mut dp,
+            &from_server(lip, rs, lport, "SA").frame(),
+            &meta(1),
+        ),
+        0,
+    );
+}
+
 /// DR (the gateway sees only the client's side): a SYN after the client's FIN finds FIN_WAIT, the
 /// last state the gateway can see; `conn_reuse_mode` bit 2 reschedules it, bit 1 alone does not
 /// (IPVS). The same on NAT, from TIME_WAIT.

@@ -52,6 +52,8 @@ pub struct NeighConfig {
     pub ucast_solicit: u8,
     /// Linux `mcast_solicit`: broadcast requests of an INCOMPLETE entry before FAILED.
     pub mcast_solicit: u8,
+    /// Packets held for all unresolved entries together (each also at most `max_pending`).
+    pub max_held: usize,
 }
 
 impl Default for NeighConfig {
@@ -65,6 +67,7 @@ impl Default for NeighConfig {
             delay_first_probe_ms: 5000,
             ucast_solicit: 3,
             mcast_solicit: 3,
+            max_held: 256,
         }
     }
 }
@@ -104,6 +107,8 @@ pub struct NeighCounters {
     pub probes: u64,
     /// Packets dropped because the per-neighbour queue was full.
     pub pending_full: u64,
+    /// Packets dropped because the worker already held `max_held` packets for unresolved entries.
+    pub held_full: u64,
     /// Packets dropped because resolution failed.
     pub unresolved: u64,
     /// Packets dropped because the table was full.
@@ -127,6 +132,7 @@ impl NeighCounters {
         self.requests += o.requests;
         self.probes += o.probes;
         self.pending_full += o.pending_full;
+        self.held_full += o.held_full;
         self.unresolved += o.unresolved;
         self.table_full += o.table_full;
         self.aged_out += o.aged_out;
@@ -140,8 +146,9 @@ impl NeighCounters {
     }
 
     /// Every counter by name (for reports).
-    pub fn named(&self) -> [(&'static str, u64); 14] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         [
+            ("neigh_held_full", self.held_full),
             ("neigh_learned", self.learned),
             ("neigh_requests", self.requests),
             ("neigh_probes", self.probes),
@@ -191,6 +198,8 @@ pub enum Resolve<B> {
 pub enum NeighDrop {
     PendingFull,
     TableFull,
+    /// The worker holds `max_held` packets already.
+    HeldFull,
 }
 
 pub struct NeighTable<B> {
@@ -203,6 +212,8 @@ pub struct NeighTable<B> {
     generation: u64,
     /// xorshift state for the random reachable time.
     rng: u64,
+    /// Packets held now, over every entry (bounded by `max_held`).
+    held: usize,
 }
 
 impl<B> NeighTable<B> {
@@ -213,6 +224,7 @@ impl<B> NeighTable<B> {
             counters: NeighCounters::default(),
             generation: 0,
             rng: 0x2545_f491_4f6c_dd1d,
+            held: 0,
         }
     }
 
@@ -259,6 +271,7 @@ impl<B> NeighTable<B> {
     /// STALE entry starts DELAY; of a FAILED one, a new resolution.
     pub fn resolve(&mut self, ip: Ipv4Addr, port: u16, pkt: B, now: u64) -> Resolve<B> {
         let cfg = self.cfg;
+        let held_full = self.held >= cfg.max_held;
         if let Some(e) = self.map.get_mut(&ip) {
             e.used = now;
             if let Some(mac) = e.mac {
@@ -281,14 +294,24 @@ impl<B> NeighTable<B> {
                     self.counters.pending_full += 1;
                     return Resolve::Dropped(pkt, NeighDrop::PendingFull);
                 }
+                if held_full {
+                    self.counters.held_full += 1;
+                    return Resolve::Dropped(pkt, NeighDrop::HeldFull);
+                }
                 e.pending.push(pkt);
+                self.held += 1;
                 return Resolve::Queued { request: true };
             }
             if e.pending.len() >= cfg.max_pending {
                 self.counters.pending_full += 1;
                 return Resolve::Dropped(pkt, NeighDrop::PendingFull);
             }
+            if held_full {
+                self.counters.held_full += 1;
+                return Resolve::Dropped(pkt, NeighDrop::HeldFull);
+            }
             e.pending.push(pkt);
+            self.held += 1;
             return Resolve::Queued { request: false };
         }
         if self.map.len() >= cfg.capacity {
@@ -311,7 +334,14 @@ impl<B> NeighTable<B> {
             self.map.insert(ip, e);
             return Resolve::Dropped(pkt, NeighDrop::PendingFull);
         }
+        if held_full {
+            // The address is still asked for; its packet is not kept.
+            self.counters.held_full += 1;
+            self.map.insert(ip, e);
+            return Resolve::Dropped(pkt, NeighDrop::HeldFull);
+        }
         e.pending.push(pkt);
+        self.held += 1;
         self.map.insert(ip, e);
         Resolve::Queued { request: true }
     }
@@ -361,6 +391,7 @@ impl<B> NeighTable<B> {
         let was_unresolved = e.mac.is_none();
         e.mac = Some(mac);
         e.port = port;
+        self.held -= e.pending.len();
         for p in e.pending.drain(..) {
             release(port, mac, p);
         }
@@ -421,11 +452,13 @@ impl<B> NeighTable<B> {
         let c = &mut self.counters;
         let mut bump = false;
         let mut reachable_expired = false;
+        let held = &mut self.held;
         self.map.retain(|ip, e| {
             match e.state {
                 Nud::Incomplete if now >= e.timer => {
                     if e.probes >= cfg.mcast_solicit {
                         c.unresolved += e.pending.len() as u64;
+                        *held -= e.pending.len();
                         e.pending.drain(..).for_each(&mut drop_pkt);
                         e.state = Nud::Failed;
                         e.updated = now;
@@ -482,6 +515,11 @@ impl<B> NeighTable<B> {
 
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Packets held now for unresolved entries.
+    pub fn held(&self) -> usize {
+        self.held
     }
 
     pub fn is_empty(&self) -> bool {
@@ -545,6 +583,48 @@ mod tests {
         assert!(matches!(t.resolve(IP, 1, 12, 6), Resolve::Mac(m, 12) if m == MAC));
         assert_eq!(t.counters.learned, 1);
         assert_eq!(t.state(IP), Some(Nud::Reachable));
+    }
+
+    /// All unresolved entries together hold at most `max_held` packets; what they held is released
+    /// or dropped, and the count comes back to zero.
+    #[test]
+    fn packets_held_per_worker_are_bounded_and_recovered() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighConfig {
+            max_held: 5,
+            capacity: 64,
+            ..Default::default()
+        });
+        let mut dropped = 0;
+        for i in 0..20u32 {
+            let ip = Ipv4Addr::new(10, 0, 2, (i % 10) as u8);
+            if let Resolve::Dropped(_, why) = t.resolve(ip, 0, i, 0) {
+                assert_eq!(why, NeighDrop::HeldFull);
+                dropped += 1;
+            }
+        }
+        assert_eq!((t.held(), dropped, t.counters.held_full), (5, 15, 15));
+        // Every address is asked for all the same.
+        assert_eq!(t.len(), 10);
+        let mut out = Vec::new();
+        t.learn(
+            Ipv4Addr::new(10, 0, 2, 0),
+            MAC,
+            0,
+            10,
+            false,
+            true,
+            |_, _, p| out.push(p),
+        );
+        assert_eq!((out, t.held()), (vec![0], 4));
+        let mut given_up = 0;
+        for now in (0..=4000).step_by(10) {
+            t.tick(now, |_, _, _| {}, |_| given_up += 1);
+        }
+        assert_eq!((given_up, t.held()), (4, 0));
+        assert!(matches!(
+            t.resolve(Ipv4Addr::new(10, 0, 2, 1), 0, 99, 5000),
+            Resolve::Queued { .. }
+        ));
     }
 
     #[test]
