@@ -6,8 +6,12 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 
-# Leftovers of an interrupted earlier run must not collide with this one.
-for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(t|f|g)[a-z]*[0-9]+x[0-9]+-' || true); do
+# Leftovers of an interrupted earlier run must not collide with this one: every lab namespace the
+# tests name (`common::unique_name`: a short tag, the test process id, x, a counter, then the node),
+# with whatever still runs in it.
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}' \
+            | grep -E '^[a-z]{1,8}[0-9]+x[0-9]+-(cli|lb|sw|rs1|rs2|rtr)$' || true); do
+  for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
   ip netns del "$ns" 2>/dev/null || true
 done
 

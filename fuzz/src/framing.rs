@@ -202,7 +202,8 @@ fn drain(dp: &mut Datapath<VecBuf>, run: &mut Run) {
     dp.l3.take_events(|_| {});
 }
 
-/// Dispatches worker `w`'s verdict as `worker.rs` does; returns a frame to hand to another worker.
+/// Carries worker `w`'s verdict out with the worker's own accounting (`Datapath::settle`,
+/// `Datapath::handed_over`); returns a frame to hand to another worker.
 fn dispatch(
     dp: &mut Datapath<VecBuf>,
     w: usize,
@@ -211,42 +212,43 @@ fn dispatch(
     run: &mut Run,
     rec: usize,
 ) -> Option<(usize, Vec<u8>)> {
+    let seen = match &verdict {
+        Verdict::Done(_) => Some(Seen::Done),
+        Verdict::Drop(r, _) => Some(Seen::Drop(*r)),
+        Verdict::Held => Some(Seen::Held),
+        _ => None,
+    };
     let o = &mut run.outcome;
-    let seen = match verdict {
-        Verdict::Tx(port, b) => {
+    let seen = match dp.settle(verdict) {
+        Some(Verdict::Tx(port, b)) => {
             assert!(
                 usize::from(port) < dp.l3.topo().ports.len(),
                 "Tx on port {port}"
             );
             check_emitted("sent", b.data());
-            dp.l3.stats.tx_packets += 1;
-            dp.l3.stats.tx_bytes += b.len() as u64;
             o.tx += 1;
             Seen::Tx(port, b.data().to_vec())
         }
-        Verdict::ToWorker(to, b) => {
+        Some(Verdict::ToWorker(to, b)) => {
             assert!(!meta.from_peer, "a handed-over frame was handed over again");
             assert!(
                 usize::from(to) != w && usize::from(to) < 2,
                 "ToWorker({to}) from worker {w}"
             );
-            dp.l3.stats.handoff_out += 1;
+            dp.handed_over(true);
             o.handed_over += 1;
             run.trace[rec].push(Seen::Handed(to));
             return Some((usize::from(to), b.data().to_vec()));
         }
-        Verdict::Done(_) => {
-            o.done += 1;
-            Seen::Done
-        }
-        Verdict::Drop(r, _) => {
-            dp.count_drop(r);
-            o.dropped += 1;
-            Seen::Drop(r)
-        }
-        Verdict::Held => {
-            o.held += 1;
-            Seen::Held
+        _ => {
+            let seen = seen.expect("settle keeps only Tx and ToWorker");
+            match seen {
+                Seen::Done => o.done += 1,
+                Seen::Drop(_) => o.dropped += 1,
+                Seen::Held => o.held += 1,
+                _ => {}
+            }
+            seen
         }
     };
     run.trace[rec].push(seen);

@@ -28,7 +28,7 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -52,7 +52,7 @@ pub struct Config {
 }
 
 /// Connection tracking, per worker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnConfig {
     /// Connections each worker can track (the table is allocated whole at start).
@@ -151,7 +151,7 @@ fn default_mode() -> String {
 }
 
 /// EAL arguments, built into an argv by `eal_args`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EalConfig {
     /// `--file-prefix`: keeps hugepage files and runtime dirs of concurrent instances apart.
@@ -181,7 +181,7 @@ impl Default for EalConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
     /// Number of worker lcores; worker i polls rx queue i of every port.
@@ -215,7 +215,7 @@ impl WorkersConfig {
 /// Bytes DPDK keeps before the frame in every mbuf (`RTE_PKTMBUF_HEADROOM`, 128 in Debian's build).
 pub const MBUF_HEADROOM: u32 = 128;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MempoolConfig {
     /// Mbufs in the pool (best 2^n - 1).
@@ -236,7 +236,7 @@ impl Default for MempoolConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortEntry {
     /// A name for the port, used by routes and logs.
@@ -297,7 +297,7 @@ fn is_pci_addr(s: &str) -> bool {
         || tail_ok(b)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteEntry {
     /// Destination prefix, `a.b.c.d/len` (`0.0.0.0/0` for the default route).
@@ -308,7 +308,7 @@ pub struct RouteEntry {
     pub port: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NeighbourConfig {
     /// Seconds a STALE or FAILED neighbour stays without being used (Linux `gc_stale_time`).
@@ -350,7 +350,7 @@ impl Default for NeighbourConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     /// Seconds between log lines with counters (0 = off). SIGUSR1 logs them at any time.

@@ -651,6 +651,38 @@ impl<B: PacketBuf> Datapath<B> {
     pub fn count_drop(&mut self, r: DropReason) {
         self.l3.stats.drop(r);
     }
+
+    /// Counts a verdict as the worker carries it out and returns what is left to do with the
+    /// frame: transmit it, or hand it to a worker (the caller then counts `handoff_out`, or a
+    /// `ring_full` drop, with [`Datapath::handed_over`]). Drops are counted here; `Done` and `Held`
+    /// need nothing. One accounting for the worker and for every test that drives a datapath.
+    #[inline]
+    pub fn settle(&mut self, v: Verdict<B>) -> Option<Verdict<B>> {
+        match v {
+            Verdict::Tx(port, b) => {
+                let s = &mut self.l3.stats;
+                s.tx_packets += 1;
+                s.tx_bytes += b.len() as u64;
+                Some(Verdict::Tx(port, b))
+            }
+            Verdict::ToWorker(w, b) => Some(Verdict::ToWorker(w, b)),
+            Verdict::Drop(r, _b) => {
+                self.count_drop(r);
+                None
+            }
+            Verdict::Done(_) | Verdict::Held => None,
+        }
+    }
+
+    /// Counts the fate of a frame handed to another worker: enqueued, or dropped on a full ring.
+    #[inline]
+    pub fn handed_over(&mut self, enqueued: bool) {
+        if enqueued {
+            self.l3.stats.handoff_out += 1;
+        } else {
+            self.count_drop(Drop::RingFull.into());
+        }
+    }
 }
 
 #[cfg(test)]

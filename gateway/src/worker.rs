@@ -249,25 +249,18 @@ impl Worker {
 
     #[inline]
     fn dispatch(&mut self, verdict: Verdict<Mbuf>, txq: &mut [TxBuffer]) {
-        match verdict {
-            Verdict::Tx(port, m) => {
-                let s = &mut self.datapath.l3.stats;
-                s.tx_packets += 1;
-                s.tx_bytes += m.len() as u64;
-                txq[port as usize].push(m);
-            }
-            Verdict::ToWorker(w, m) => {
+        match self.datapath.settle(verdict) {
+            Some(Verdict::Tx(port, m)) => txq[port as usize].push(m),
+            Some(Verdict::ToWorker(w, m)) => {
                 match self.rings_out.get(w as usize).and_then(|r| r.as_ref()) {
-                    Some(ring) => match ring.enqueue(m) {
-                        Ok(()) => self.datapath.l3.stats.handoff_out += 1,
-                        Err(_m) => self.datapath.count_drop(Drop::RingFull.into()),
-                    },
+                    Some(ring) => {
+                        let enqueued = ring.enqueue(m).is_ok();
+                        self.datapath.handed_over(enqueued);
+                    }
                     None => self.datapath.count_drop(Drop::NotOwner.into()),
                 }
             }
-            Verdict::Drop(r, _m) => self.datapath.count_drop(r),
-            Verdict::Done(_m) => {}
-            Verdict::Held => {}
+            _ => {}
         }
     }
 

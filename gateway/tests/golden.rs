@@ -518,11 +518,14 @@ fn retransmitted_syn_reuses_its_connection_and_a_forged_toa_is_overwritten() {
         &Seg::new(SYN, 500, 0).options(&honest),
     );
     // The retransmitted SYN was never answered: the gateway doubts rs1's MAC and probes it by
-    // unicast ARP (NUD PROBE), generated after the burst's forwarded frames.
-    s.expected.push((
-        "probe rs1".to_string(),
-        arp_probe(RS1_MAC, GW_SERVER_IP, RS1),
-    ));
+    // unicast ARP (NUD PROBE), generated after the burst's forwarded frames, then twice more a
+    // second apart (`ucast_solicit` 3) since rs1 never answers here.
+    for i in 1..=3 {
+        s.expected.push((
+            format!("probe {i} of rs1"),
+            arp_probe(RS1_MAC, GW_SERVER_IP, RS1),
+        ));
+    }
     let out = s.run("resyn");
     let f = &out.frames[s.out_index("forged-TOA SYN")];
     assert_eq!(

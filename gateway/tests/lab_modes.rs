@@ -350,7 +350,9 @@ fn tun_through_a_userspace_decapsulator_with_exact_encapsulation() {
     wrk(&lab);
     assert_no_bad_drops(&lab);
     for rs in ["rs1", "rs2"] {
-        for (peer, local) in ends(&lab, rs) {
+        let e = ends(&lab, rs);
+        assert!(!e.is_empty(), "{rs} served nothing");
+        for (peer, local) in e {
             assert_eq!(peer_ip(&peer), CIP.to_string(), "{rs}");
             assert_eq!(local, "10.10.0.100:80", "{rs}");
         }

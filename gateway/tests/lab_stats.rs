@@ -133,13 +133,22 @@ fn set_changes_the_timeouts_on_every_worker() {
     let secs: u32 = m.parse::<u32>().unwrap() * 60 + s.parse::<u32>().unwrap();
     assert!((50..=60).contains(&secs), "{line}");
     let _ = child.wait();
-    // A bad value is refused and changes nothing.
+    // A bad value is refused by the daemon (sent through the protocol, past gwctl's own parser)
+    // and changes nothing.
     let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
-        .args(["ipvsadm", "--set", "x", "1", "1"])
-        .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", lab.name))
+        .args([
+            "--socket",
+            &format!("/run/gateway/{}.sock", lab.name),
+            "raw",
+            r#"{"op":"set_timeouts","tcp":9999999,"tcpfin":0,"udp":30}"#,
+        ])
         .output()
         .unwrap();
-    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("over the limit") && out.contains("\"ok\":false"),
+        "{out}"
+    );
     assert_eq!(
         ipvsadm(&lab, &["-L", "--timeout"]),
         "Timeout (tcp tcpfin udp): 60 120 20\n"

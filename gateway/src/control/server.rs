@@ -723,6 +723,14 @@ impl Server<'_> {
     }
 
     fn set_timeouts(&self, tcp: u32, tcpfin: u32, udp: u32) -> Result<serde_json::Value, String> {
+        // IPVS refuses timeouts it cannot hold in jiffies (`ip_vs_set_timeout`: INT_MAX / HZ with
+        // HZ = 1000).
+        const MAX_TIMEOUT_S: u32 = i32::MAX as u32 / 1000;
+        if let Some(v) = [tcp, tcpfin, udp].into_iter().find(|&v| v > MAX_TIMEOUT_S) {
+            return Err(format!(
+                "timeout {v} s is over the limit of {MAX_TIMEOUT_S} s; nothing changed"
+            ));
+        }
         let mut ctl = self.control()?;
         let mut t = ctl.current().timeouts;
         for (v, field) in [

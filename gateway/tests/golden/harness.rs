@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 /// How long a run may take to receive its input and produce its output.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
-/// Once the output is complete, how long it must stay unchanged (extra frames would show here).
-const QUIET: Duration = Duration::from_millis(400);
+/// Once the output is complete, how long it must stay unchanged (extra frames would show here):
+/// longer than the ARP retry interval (`neighbour.retry_ms`, 1 s), so that a retry or a late
+/// request the gateway should not have sent shows up as an extra frame.
+const QUIET: Duration = Duration::from_millis(1300);
 /// With every input frame received but the output short, how long to wait before giving up and
 /// letting the comparison say which frames are missing.
 const GIVE_UP: Duration = Duration::from_millis(2000);
