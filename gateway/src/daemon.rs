@@ -380,19 +380,41 @@ fn port_layout(
     n: usize,
 ) -> Result<PortLayout, StartError> {
     let range = cfg.conn.port_range[0]..=cfg.conn.port_range[1];
-    let lip = services
-        .services
-        .iter()
-        .flat_map(|s| s.lips.iter())
-        .next()
-        .copied();
-    let rss = lip.and_then(|ip| topo.routes.lookup(ip)).and_then(|hop| {
-        let i = hop.port as usize;
+    let rss_of = |i: usize| {
         ports
             .get(i)
             .and_then(|p| p.rss.clone())
             .or_else(|| emulated_rss(cfg.ports.get(i)?, n))
-    });
+    };
+    // The port the LIPs of the configured services live on; without services (a gateway started
+    // empty, whose rules `ipvsadm -R` restores later) the first port with RSS. The layout is
+    // chosen once: LIPs added later on a port whose RSS has another key or RETA still work, their
+    // replies handed over by ring (the log says so when that happens).
+    let lip_port = services
+        .services
+        .iter()
+        .flat_map(|s| s.lips.iter())
+        .find_map(|&ip| topo.routes.lookup(ip))
+        .map(|hop| hop.port as usize);
+    let rss = match lip_port {
+        Some(i) => rss_of(i),
+        None => (0..ports.len()).find_map(rss_of),
+    };
+    let differing: Vec<&str> = rss
+        .as_ref()
+        .map(|r| {
+            (0..ports.len())
+                .filter(|&i| rss_of(i).is_some_and(|o| o.key != r.key || o.reta != r.reta))
+                .map(|i| cfg.ports[i].name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !differing.is_empty() {
+        tracing::warn!(
+            "ports {differing:?} run RSS with another key or RETA: replies to LIPs on them will \
+             be handed over by ring"
+        );
+    }
     // The layout chooses lports by their share of the reply's hash: a NIC hashing TCP on addresses
     // only (`RTE_ETH_RSS_IPV4` alone) would ignore them, so such a port falls back to the rings.
     let rss = rss.filter(|r| {

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 fn bins() -> (PathBuf, PathBuf) {
     let pktgen = PathBuf::from(env!("CARGO_BIN_EXE_pktgen"));
     let dir = pktgen.parent().unwrap().to_path_buf();
-    if !dir.join("gateway").exists() {
+    if !dir.join("gateway").exists() || !dir.join("gwctl").exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let ok = Command::new(cargo)
-            .args(["build", "-p", "gateway", "--bin", "gateway"])
+            .args([
+                "build", "-p", "gateway", "--bin", "gateway", "--bin", "gwctl",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap()
@@ -67,8 +69,26 @@ fn worker_sum(stats: &str, key: &str) -> u64 {
         .sum()
 }
 
+/// The bench service as ipvsadm rules (`-R`): the same VIP, LIPs and real servers.
+fn bench_rules() -> String {
+    let mut r = String::from("-A -t 10.10.0.100:80 -s rr\n");
+    for i in 0..32 {
+        r += &format!("-P -t 10.10.0.100:80 -z 10.20.1.{i}\n");
+    }
+    for i in 11..=18 {
+        r += &format!("-a -t 10.10.0.100:80 -r 10.20.0.{i}:80 -b -w 1\n");
+    }
+    r
+}
+
 /// Runs 1000 TCP flows through a 2-worker gateway; returns (pktgen JSON, the gateway's stats).
+/// `runtime_service`: the gateway starts without services and gets the bench's with `ipvsadm -R`
+/// (as conf/gateway.service starts it), before pktgen runs.
 fn run(tag: &str, emulate_rss: bool) -> (serde_json::Value, String) {
+    run_with(tag, emulate_rss, false)
+}
+
+fn run_with(tag: &str, emulate_rss: bool, runtime_service: bool) -> (serde_json::Value, String) {
     let (gw_bin, pg_bin) = bins();
     let tag = format!("{tag}{}", std::process::id());
     let dir = std::env::temp_dir().join(format!("rss-{tag}"));
@@ -95,11 +115,19 @@ fn run(tag: &str, emulate_rss: bool) -> (serde_json::Value, String) {
             &format!("csum_offload = false\n{emulate}"),
         );
     assert!(conf.contains("count = 2"), "bench.toml changed shape");
+    let conf = if runtime_service {
+        let cut = conf
+            .find("\n[[service]]")
+            .expect("bench.toml has a service");
+        conf[..cut].to_string()
+    } else {
+        conf
+    };
     let cfg = dir.join("gateway.toml");
     std::fs::write(&cfg, conf).unwrap();
     let stats = dir.join("stats.txt");
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
-    let gateway = Command::new(gw_bin)
+    let gateway = Command::new(&gw_bin)
         .arg("--config")
         .arg(&cfg)
         .args(["--file-prefix", &format!("{tag}gw"), "--stats-file"])
@@ -123,6 +151,33 @@ fn run(tag: &str, emulate_rss: bool) -> (serde_json::Value, String) {
             "gateway did not start"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    if runtime_service {
+        let gwctl = gw_bin.with_file_name("gwctl");
+        let mut c = Command::new(&gwctl)
+            .args([
+                "--socket",
+                &format!("/run/gateway/{tag}gw.sock"),
+                "ipvsadm",
+                "-R",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(bench_rules().as_bytes())
+            .unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "ipvsadm -R: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let out = dir.join("pktgen.json");
     let pg = Command::new(pg_bin)
@@ -178,6 +233,16 @@ fn with_rss_every_reply_reaches_its_owner_without_rings() {
         let rx: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
         assert!(rx > 100, "{line}");
     }
+}
+
+/// A gateway started without services (as conf/gateway.service starts it) still steers replies by
+/// RSS for a service added at run time: steering hits, no ring handoff.
+#[test]
+fn a_service_added_at_run_time_is_steered_by_rss_too() {
+    let (j, stats) = run_with("ra", true, true);
+    assert_eq!(j["open"]["established"], 1000, "{}", j["open"]);
+    assert!(worker_sum(&stats, "steer_hits") > 0, "{stats}");
+    assert_eq!(worker_sum(&stats, "handoff_out"), 0, "{stats}");
 }
 
 #[test]
