@@ -1,0 +1,12 @@
+//! Fuzzes the admin parser: see `check_request` in `src/parsers.rs` (shared with the stable replay
+//! of this target's corpus, gateway/tests/fuzz_replay_parsers.rs).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+include!("../src/parsers.rs");
+
+fuzz_target!(|data: &[u8]| {
+    check_request(data);
+});
