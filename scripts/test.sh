@@ -17,6 +17,9 @@ done
 
 export CARGO_TERM_COLOR=never
 cargo build --workspace --all-targets
+# The fuzz targets run with nightly and cargo-fuzz (fuzz/README.md); here they must at least build
+# (on stable, sharing the workspace's build directory), and the test suite replays their corpora.
+cargo build --manifest-path fuzz/Cargo.toml --bins --target-dir target
 # Every test, unit to end-to-end. Lab tests each create their own namespaces and EAL file prefix, so
 # they run in parallel safely.
 cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

@@ -168,6 +168,18 @@ pub fn check_emitted(what: &str, frame: &[u8]) {
     }
 }
 
+/// Whether a record is fed as handed over by a peer. A worker hands over only frames whose
+/// checksums it verified (the owner trusts them and checks again nothing), so a record marked
+/// `from_peer` whose frame would fail those checks could not have come from a peer: it is fed as
+/// received from the wire instead.
+fn as_peer(r: &Record) -> bool {
+    r.from_peer
+        && match parse_l3l4(r.frame) {
+            Ok(p) => p.ip.is_none_or(|ip| ip.is_fragment || verify_l4_checksum(r.frame, &p)),
+            Err(_) => false,
+        }
+}
+
 /// A verdict in a form two runs can compare.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Seen {
@@ -319,7 +331,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
             .iter()
             .map(|r| RxMeta {
                 port: r.port,
-                from_peer: r.from_peer,
+                from_peer: as_peer(r),
                 ..Default::default()
             })
             .collect();
@@ -362,7 +374,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
     // Every frame fed and every hand-over got exactly one verdict; each frame is counted in `rx`
     // once, by the worker it arrived on (not again when handed over, nor when fed as a peer's).
     let o = run.outcome;
-    let from_peers = records.iter().filter(|r| r.from_peer).count() as u64;
+    let from_peers = records.iter().filter(|r| as_peer(r)).count() as u64;
     let rx: u64 = dps.iter().map(|d| d.l3.stats.rx_packets).sum();
     assert_eq!(rx, o.frames - from_peers, "rx counters: {o:?}");
     assert_eq!(
