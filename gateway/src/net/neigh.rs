@@ -183,6 +183,29 @@ struct Entry<B> {
     pending: Vec<B>,
 }
 
+/// Holds `pkt` in an entry's `pending` queue unless the entry's bound (`max_pending`) or the
+/// worker's (`max_held`) is reached; `request` says whether the caller must ask for the address.
+fn hold<B>(
+    c: &mut NeighCounters,
+    held: &mut usize,
+    cfg: &NeighConfig,
+    pending: &mut Vec<B>,
+    pkt: B,
+    request: bool,
+) -> Resolve<B> {
+    if pending.len() >= cfg.max_pending {
+        c.pending_full += 1;
+        return Resolve::Dropped(pkt, NeighDrop::PendingFull);
+    }
+    if *held >= cfg.max_held {
+        c.held_full += 1;
+        return Resolve::Dropped(pkt, NeighDrop::HeldFull);
+    }
+    pending.push(pkt);
+    *held += 1;
+    Resolve::Queued { request }
+}
+
 /// What `resolve` decided.
 pub enum Resolve<B> {
     /// Known: send now with this destination MAC.
@@ -271,7 +294,6 @@ impl<B> NeighTable<B> {
     /// STALE entry starts DELAY; of a FAILED one, a new resolution.
     pub fn resolve(&mut self, ip: Ipv4Addr, port: u16, pkt: B, now: u64) -> Resolve<B> {
         let cfg = self.cfg;
-        let held_full = self.held >= cfg.max_held;
         if let Some(e) = self.map.get_mut(&ip) {
             e.used = now;
             if let Some(mac) = e.mac {
@@ -290,29 +312,23 @@ impl<B> NeighTable<B> {
                 e.timer = now + cfg.retry_ms;
                 e.updated = now;
                 self.counters.requests += 1;
-                if cfg.max_pending == 0 {
-                    self.counters.pending_full += 1;
-                    return Resolve::Dropped(pkt, NeighDrop::PendingFull);
-                }
-                if held_full {
-                    self.counters.held_full += 1;
-                    return Resolve::Dropped(pkt, NeighDrop::HeldFull);
-                }
-                e.pending.push(pkt);
-                self.held += 1;
-                return Resolve::Queued { request: true };
+                return hold(
+                    &mut self.counters,
+                    &mut self.held,
+                    &cfg,
+                    &mut e.pending,
+                    pkt,
+                    true,
+                );
             }
-            if e.pending.len() >= cfg.max_pending {
-                self.counters.pending_full += 1;
-                return Resolve::Dropped(pkt, NeighDrop::PendingFull);
-            }
-            if held_full {
-                self.counters.held_full += 1;
-                return Resolve::Dropped(pkt, NeighDrop::HeldFull);
-            }
-            e.pending.push(pkt);
-            self.held += 1;
-            return Resolve::Queued { request: false };
+            return hold(
+                &mut self.counters,
+                &mut self.held,
+                &cfg,
+                &mut e.pending,
+                pkt,
+                false,
+            );
         }
         if self.map.len() >= cfg.capacity {
             self.counters.table_full += 1;
@@ -329,21 +345,17 @@ impl<B> NeighTable<B> {
             pending: Vec::with_capacity(cfg.max_pending.max(1)),
         };
         self.counters.requests += 1;
-        if cfg.max_pending == 0 {
-            self.counters.pending_full += 1;
-            self.map.insert(ip, e);
-            return Resolve::Dropped(pkt, NeighDrop::PendingFull);
-        }
-        if held_full {
-            // The address is still asked for; its packet is not kept.
-            self.counters.held_full += 1;
-            self.map.insert(ip, e);
-            return Resolve::Dropped(pkt, NeighDrop::HeldFull);
-        }
-        e.pending.push(pkt);
-        self.held += 1;
+        // The address is asked for even when its packet cannot be kept.
+        let r = hold(
+            &mut self.counters,
+            &mut self.held,
+            &cfg,
+            &mut e.pending,
+            pkt,
+            true,
+        );
         self.map.insert(ip, e);
-        Resolve::Queued { request: true }
+        r
     }
 
     /// Records `ip` at `mac` on `port` from an ARP packet: `reply` for an answer (the entry becomes
