@@ -844,6 +844,38 @@ mod tests {
         }
     }
 
+    /// The control plane's sweep removes expired persistence templates (the packet path never does).
+    #[test]
+    fn the_template_sweep_removes_expired_templates() {
+        let (mut control, handles) = fake_workers(1, None);
+        let text = crate::testkit::LAB_CONFIG.replacen(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\npersistence_s = 60",
+            1,
+        );
+        let v = crate::config::Config::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let services = Arc::new(ServiceTable::new(1, v.services, None).unwrap());
+        let table = services.services[0].svc.persist_table().unwrap().clone();
+        let rs = services.services[0].svc.key(0).unwrap();
+        // Two templates: one expired at 10 ms on the workers' clock, one far in the future.
+        table.resolve(1, 0, 10, |_| None, || Some((0, rs)));
+        table.resolve(2, 0, u64::MAX / 2, |_| None, || Some((0, rs)));
+        control.current = Arc::new(Generation {
+            id: 2,
+            topo: Arc::new(Topology::default()),
+            services,
+            timeouts: Default::default(),
+            conn_reuse_mode: 1,
+        });
+        assert!(control.now_ms() > 10);
+        assert_eq!(control.expire_templates(), 1);
+        assert_eq!(table.len(), 1);
+        finish(control, handles);
+    }
+
     #[test]
     fn a_change_every_worker_prepares_runs_everywhere() {
         let (mut control, handles) = fake_workers(3, None);
