@@ -1176,6 +1176,16 @@ fn checksums_are_verified_once_and_handed_over_frames_counted_once() {
     assert_eq!(dp.l3.stats.rx_packets, 0);
 }
 
+/// A client's SYN from client port `cport` and its server's SYN-ACK both go through.
+fn handshake(dp: &mut Datapath<VecBuf>, cport: u16) {
+    let out = expect_tx(run(dp, &Seg::from_client(cport, "S").frame(), &meta(0)), 1);
+    let (lip, rs, lport, _, _) = check_sent(&out);
+    expect_tx(
+        run(dp, &from_server(lip, rs, lport, "SA").frame(), &meta(1)),
+        0,
+    );
+}
+
 /// A flood of replies toward clients whose MAC is unknown: what waits for ARP is bounded per worker
 /// (`neigh_held_full` counts the rest), everything held is given up after the retries
 /// (`neigh_unresolved`), the held count comes back to zero, and a known client is served
@@ -1213,19 +1223,7 @@ fn a_flood_toward_unresolved_neighbours_is_bounded_and_recovers() {
         400 - max as u64
     );
     // A known client is served meanwhile.
-    let out = expect_tx(
-        run(&mut dp, &Seg::from_client(51000, "S").frame(), &meta(0)),
-        1,
-    );
-    let (lip, rs, lport, _, _) = check_sent(&out);
-    expect_tx(
-        run(
-            &mut dp,
-            &from_server(lip, rs, lport, "SA").frame(),
-            &meta(1),
-        ),
-        0,
-    );
+    handshake(&mut dp, 51000);
     // The retries run out: everything held is dropped and counted; the pool is whole again.
     for now in (0..=5000).step_by(10) {
         dp.tick(now);
@@ -1235,19 +1233,7 @@ fn a_flood_toward_unresolved_neighbours_is_bounded_and_recovers() {
         dp.l3.stats.dropped(DropReason::Dp(Drop::NeighUnresolved)),
         max as u64
     );
-    let out = expect_tx(
-        run(&mut dp, &Seg::from_client(51001, "S").frame(), &meta(0)),
-        1,
-    );
-    let (lip, rs, lport, _, _) = check_sent(&out);
-    expect_tx(
-        run(
-            &mut dp,
-            &from_server(lip, rs, lport, "SA").frame(),
-            &meta(1),
-        ),
-        0,
-    );
+    handshake(&mut dp, 51001);
 }
 
 /// DR (the gateway sees only the client's side): a SYN after the client's FIN finds FIN_WAIT, the
