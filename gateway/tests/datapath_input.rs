@@ -1025,7 +1025,16 @@ fn with_weight0(
             &format!("scheduler = \"wrr\"\nexpire_nodest_conn = {nodest}"),
             1,
         );
-    let v = gateway::config::Config::parse(&text)
+    next_snapshot(dp, &text)
+}
+
+/// The services of config `text` as the snapshot following the datapath's current one (what the
+/// control plane sends after a change), carrying its shared state over.
+fn next_snapshot(
+    dp: &Datapath<VecBuf>,
+    text: &str,
+) -> std::sync::Arc<gateway::forward::ServiceTable> {
+    let v = gateway::config::Config::parse(text)
         .unwrap()
         .validate()
         .unwrap();
@@ -1328,13 +1337,7 @@ fn udp_to_a_removed_server_is_scheduled_afresh_with_expire_nodest_conn() {
                 1,
             );
         let text = format!("{tcp_part}{udp_part}");
-        let v = gateway::config::Config::parse(&text)
-            .unwrap()
-            .validate()
-            .unwrap();
-        let s = std::sync::Arc::new(
-            gateway::forward::ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap(),
-        );
+        let s = next_snapshot(&dp, &text);
         dp.fwd.set_services(s).unwrap();
         let (_, rs2, _, _, _) = check_sent(&expect_tx(run(&mut dp, &f, &meta(0)), 1));
         assert_eq!(rs2 != rs, nodest, "expire_nodest_conn {nodest}");
@@ -1372,13 +1375,7 @@ fn a_reused_syn_toward_a_quiesced_or_removed_server() {
     );
     let (_, rs, _, _, _) = check_sent(&out);
     let text = LAB_CONFIG.replacen(&format!("[[service.real]]\naddress = \"{rs}\"\n"), "", 1);
-    let v = gateway::config::Config::parse(&text)
-        .unwrap()
-        .validate()
-        .unwrap();
-    let s = std::sync::Arc::new(
-        gateway::forward::ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap(),
-    );
+    let s = next_snapshot(&dp, &text);
     dp.fwd.set_services(s).unwrap();
     let out = expect_tx(
         run(&mut dp, &Seg::from_client(45001, "S").frame(), &meta(0)),

@@ -604,17 +604,25 @@ impl Forwarder {
                 self.forward(l3, pkt, v, id, dir, now)
             }
             None => match via {
-                Via::Vip => match self.client_owner_elsewhere(
-                    meta,
-                    ip.dst,
-                    ip.dst_port,
-                    proto,
-                    ip.src,
-                    ip.src_port,
-                ) {
-                    Some(w) => self.hand_to(w, pkt, true),
-                    None => self.new_conn(l3, pkt, v, tuple, now),
-                },
+                Via::Vip => {
+                    // One service lookup serves both the owner's rule and the new connection.
+                    let si = self.services.find(ip.dst, ip.dst_port, proto);
+                    let owner = si.and_then(|si| {
+                        self.client_owner_elsewhere(
+                            meta,
+                            si,
+                            ip.dst,
+                            ip.dst_port,
+                            proto,
+                            ip.src,
+                            ip.src_port,
+                        )
+                    });
+                    match owner {
+                        Some(w) => self.hand_to(w, pkt, true),
+                        None => self.new_conn(l3, pkt, v, tuple, si, now),
+                    }
+                }
                 Via::Lip => self.not_mine(pkt, meta, ip.dst_port),
                 Via::NatReply => self.nat_not_mine(pkt, meta, ip.dst, ip.dst_port),
             },
@@ -633,9 +641,11 @@ impl Forwarder {
     /// The owner of a client packet to VIP:vport that this worker has no connection for (see
     /// `owner`): that worker, if it is another. A packet handed over by a peer is never handed on.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn client_owner_elsewhere(
         &self,
         meta: &RxMeta,
+        si: u32,
         vip: Ipv4Addr,
         vport: u16,
         proto: u8,
@@ -645,7 +655,6 @@ impl Forwarder {
         if meta.from_peer || self.owners.n_workers() < 2 {
             return None;
         }
-        let si = self.services.find(vip, vport, proto)?;
         let hash_only = self.nat.service_has_nat(si);
         let w = self
             .owners
@@ -713,7 +722,8 @@ impl Forwarder {
             Resched::NewIsn => s.resched_new_isn += 1,
         }
         self.retire(id, now);
-        self.new_conn(l3, pkt, v, tuple, now)
+        let si = self.services.find(tuple.dst_ip(), tuple.dport, tuple.proto);
+        self.new_conn(l3, pkt, v, tuple, si, now)
     }
 
     /// Ends connection `id` for its client: a FullNAT entry is parked (see [`PARKED`]) under a
@@ -774,6 +784,7 @@ impl Forwarder {
         pkt: B,
         v: &Ipv4In,
         client: Tuple,
+        si: Option<u32>,
         now: Ticks,
     ) -> Verdict<B> {
         let ip = &v.ip;
@@ -781,7 +792,8 @@ impl Forwarder {
         if ip.protocol == IpProtocol::TCP && (!ip.tcp_flags.syn() || ip.tcp_flags.ack()) {
             return Verdict::Drop(Drop::NoConn.into(), pkt);
         }
-        let Some(si) = self.services.find(ip.dst, ip.dst_port, client.proto) else {
+        // `si`: the service of VIP:vport, looked up by the caller.
+        let Some(si) = si else {
             return Verdict::Drop(Drop::NoService.into(), pkt);
         };
         // Borrowed, not cloned: an Arc clone here would bounce the snapshot's reference count
@@ -905,7 +917,10 @@ impl Forwarder {
                 self.drop_connection(id);
                 if !is_tcp && dir == Dir::Original {
                     self.stats.resched_udp_removed += 1;
-                    return self.new_conn(l3, pkt, v, client, now);
+                    let si = self
+                        .services
+                        .find(client.dst_ip(), client.dport, client.proto);
+                    return self.new_conn(l3, pkt, v, client, si, now);
                 }
                 return Verdict::Drop(Drop::NoRealServer.into(), pkt);
             }
@@ -1060,22 +1075,9 @@ impl Forwarder {
             .is_none_or(|vs| vs.svc.expire_nodest_conn())
     }
 
-    /// Tells connection `c`'s real server and local-address pool that it is gone.
+    /// Tells connection `c`'s real server and local-address pool that it is gone, and counts it.
     fn release_conn(&mut self, c: &crate::conn::Conn) {
-        if let Some(s) = self
-            .services
-            .services
-            .get(c.svc as usize)
-            .and_then(|vs| vs.svc.stats(c.rs as usize))
-            .filter(|_| c.rs != NO_DEST)
-        {
-            s.on_conn_gone(c.is_active());
-        }
-        if let (Some(r), mode::FULLNAT) = (c.reply(), c.mode) {
-            if let Some(Some(p)) = self.pools.get_mut(c.svc as usize) {
-                p.free(r.dst_ip(), r.dport);
-            }
-        }
+        release(&self.services, &mut self.pools, c);
         self.stats.expired += 1;
     }
 
@@ -1157,13 +1159,13 @@ impl Forwarder {
             (None, Via::NatReply) => return Ok(self.nat_not_mine(pkt, meta, q.src, q.sport)),
             // Quoting VIP:vport -> CIP:cport.
             (None, Via::Vip) => {
-                return Ok(
-                    match self.client_owner_elsewhere(meta, q.src, q.sport, q.proto, q.dst, q.dport)
-                    {
-                        Some(w) => self.hand_to(w, pkt, true),
-                        None => Verdict::Drop(Drop::NoConn.into(), pkt),
-                    },
-                )
+                let owner = self.services.find(q.src, q.sport, q.proto).and_then(|si| {
+                    self.client_owner_elsewhere(meta, si, q.src, q.sport, q.proto, q.dst, q.dport)
+                });
+                return Ok(match owner {
+                    Some(w) => self.hand_to(w, pkt, true),
+                    None => Verdict::Drop(Drop::NoConn.into(), pkt),
+                });
             }
         };
         let Some(c) = self.table.get(id) else {
@@ -1252,16 +1254,8 @@ impl Forwarder {
             ..
         } = self;
         let n = table.expire(Ticks(now_ms), EXPIRE_BUDGET, |_id, c, _why| {
-            let vs = services.services.get(c.svc as usize);
-            if let Some(s) = vs.and_then(|vs| vs.svc.stats(c.rs as usize)) {
-                s.on_conn_gone(c.is_active());
-            }
+            release(services, pools, c);
             let Some(reply) = c.reply() else { return };
-            if c.mode == mode::FULLNAT {
-                if let Some(Some(p)) = pools.get_mut(c.svc as usize) {
-                    p.free(reply.dst_ip(), reply.dport);
-                }
-            }
             if c.proto() == crate::conn::PROTO_TCP && c.state() == State::Established {
                 let client = c.client();
                 // To the client, from the VIP: in the client's window (its last ACK).
@@ -1289,6 +1283,25 @@ impl Forwarder {
         });
         stats.expired += n as u64;
         stats.conns = table.len() as u64;
+    }
+}
+
+/// Tells a connection's real server (active/inactive counts) and its service's local-address pool
+/// (its port) that it is gone. Parked entries and connections of removed services or servers have
+/// `NO_DEST` indices and touch nothing.
+fn release(services: &ServiceTable, pools: &mut [Option<LaddrPool>], c: &crate::conn::Conn) {
+    if let Some(s) = services
+        .services
+        .get(c.svc as usize)
+        .and_then(|vs| vs.svc.stats(c.rs as usize))
+        .filter(|_| c.rs != NO_DEST)
+    {
+        s.on_conn_gone(c.is_active());
+    }
+    if let (Some(r), mode::FULLNAT) = (c.reply(), c.mode) {
+        if let Some(Some(p)) = pools.get_mut(c.svc as usize) {
+            p.free(r.dst_ip(), r.dport);
+        }
     }
 }
 
