@@ -121,11 +121,6 @@ impl Owners {
         self.n_workers
     }
 
-    /// Whether `port` steers client packets by RSS.
-    pub fn has_rss(&self, port: u16) -> bool {
-        matches!(self.rss.get(usize::from(port)), Some(Some(_)))
-    }
-
     /// The owner of the connection of client CIP:cport to VIP:vport whose client packets arrive on
     /// datapath port `port`. `hash_only` (NAT services) ignores RSS.
     #[inline]
