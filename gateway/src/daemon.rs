@@ -54,16 +54,6 @@ impl Control {
     }
 
     /// Removes expired persistence templates of every service (the packet path never sweeps).
-    pub fn expire_templates(&self) -> usize {
-        let now = self.now_ms();
-        self.current
-            .services
-            .services
-            .iter()
-            .filter_map(|vs| vs.svc.persist_table())
-            .map(|t| t.expire(now))
-            .sum()
-    }
 
     /// Each worker's inbox (the admin socket sends dump requests there).
     pub fn worker_inboxes(&self) -> &[crossbeam_channel::Sender<Msg>] {
@@ -190,6 +180,17 @@ impl Control {
         }
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// Removes the persistence templates of every service of `services` expired at `now` (the workers'
+/// clock, `Control::now_ms`); the packet path never sweeps. Returns how many went.
+pub fn expire_templates(services: &ServiceTable, now: u64) -> usize {
+    services
+        .services
+        .iter()
+        .filter_map(|vs| vs.svc.persist_table())
+        .map(|t| t.expire(now))
+        .sum()
 }
 
 pub struct Running {
@@ -706,8 +707,14 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
         // a time, so a worker scheduling a new connection waits for one shard's sweep at most).
         if last_sweep.elapsed() >= Duration::from_secs(1) {
             last_sweep = Instant::now();
-            if let Ok(ctl) = run.control.lock() {
-                let n = ctl.expire_templates();
+            // The control lock (which admin changes wait for) is held only to read the snapshot.
+            let current = run
+                .control
+                .lock()
+                .ok()
+                .map(|c| (c.current().clone(), c.now_ms()));
+            if let Some((g, now)) = current {
+                let n = expire_templates(&g.services, now);
                 if n > 0 {
                     tracing::debug!("{n} persistence templates expired");
                 }
@@ -871,7 +878,10 @@ mod tests {
             conn_reuse_mode: 1,
         });
         assert!(control.now_ms() > 10);
-        assert_eq!(control.expire_templates(), 1);
+        assert_eq!(
+            expire_templates(&control.current().services, control.now_ms()),
+            1
+        );
         assert_eq!(table.len(), 1);
         finish(control, handles);
     }
