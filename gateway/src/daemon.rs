@@ -53,8 +53,6 @@ impl Control {
         dpdk::tsc().saturating_sub(self.epoch_tsc) / self.tsc_per_ms
     }
 
-    /// Removes expired persistence templates of every service (the packet path never sweeps).
-
     /// Each worker's inbox (the admin socket sends dump requests there).
     pub fn worker_inboxes(&self) -> &[crossbeam_channel::Sender<Msg>] {
         &self.workers
