@@ -88,7 +88,7 @@ pub const FUZZ_PORTS: std::ops::RangeInclusive<u16> = 1024..=1279;
 /// short timeouts (so expiry and its RSTs are reachable within an input), small tables and
 /// [`FUZZ_PORTS`]. Built as `testkit::datapath_from` does, but over a smaller port range.
 pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
-    use gateway::datapath::{PortCtx, Topology};
+    use gateway::datapath::PortCtx;
     use gateway::forward::{Forwarder, FwdConfig, ServiceTable};
     use gateway::laddr::{PortLayout, Steering};
     use gateway::testkit::*;
@@ -109,13 +109,17 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
             name: p.name.clone(),
             mac: macs[i],
             addrs: v.port_addrs[i].clone(),
+            twin: p.twin != "none",
         })
         .collect();
     // One topology, service snapshot and layout shared by both workers, as the daemon does.
-    let mut topo = Topology::new(ports, &v.routes);
     let services = Arc::new(ServiceTable::new(1, v.services, None).expect("services"));
-    topo.local.extend(services.addresses());
-    let topo = Arc::new(topo);
+    let inputs = gateway::control::topology::TopoInputs {
+        ports,
+        routes: v.routes,
+        kernel_owned: v.kernel_owned.into_iter().collect(),
+    };
+    let topo = Arc::new(gateway::control::topology::build(&inputs, None, &services).0);
     let layout = Arc::new(PortLayout::new(2, FUZZ_PORTS, Steering::Partition).expect("layout"));
     let fc = FwdConfig {
         capacity: FUZZ_CAPACITY,

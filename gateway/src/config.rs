@@ -49,6 +49,28 @@ pub struct Config {
     pub conn: ConnConfig,
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceEntry>,
+    #[serde(default)]
+    pub kernel: KernelConfig,
+}
+
+/// The exception path to the ports' kernel twins (`kernel` module, DESIGN.md decisions 13-14).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelConfig {
+    /// Frames per second each worker may punt to the twins (refilled every millisecond; beyond:
+    /// dropped and counted as `punt_limited`). 0 punts nothing.
+    pub punt_rate: u32,
+    /// Frames a worker may punt at once above the rate (the token bucket's depth).
+    pub punt_burst: u32,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            punt_rate: 20_000,
+            punt_burst: 512,
+        }
+    }
 }
 
 /// Connection tracking, per worker.
@@ -114,6 +136,15 @@ pub struct ServiceEntry {
     pub expire_nodest_conn: bool,
     #[serde(default, rename = "real")]
     pub reals: Vec<RealEntry>,
+    /// Who decides whether this box serves the VIP and answers for it and the LIPs: `"config"`
+    /// (always, the default) or `"kernel"` (only while the VIP is an address on a kernel twin,
+    /// e.g. added by keepalived).
+    #[serde(default = "default_owner")]
+    pub owner: String,
+}
+
+fn default_owner() -> String {
+    "config".into()
 }
 
 fn default_tcp() -> String {
@@ -263,6 +294,15 @@ pub struct PortEntry {
     /// (perf/pktgen), so local ports are chosen for reply steering as on hardware.
     #[serde(default)]
     pub rss_emulate_reta: u16,
+    /// The port's kernel twin (`kernel` module): `"tap"` (DPDK `net_tap`, the default),
+    /// `"virtio-user"` (virtio-user over /dev/vhost-net, faster where the box has it) or `"none"`.
+    /// The twin is an interface named after `name` with the port's MAC and MTU.
+    #[serde(default = "default_twin")]
+    pub twin: String,
+}
+
+fn default_twin() -> String {
+    "tap".into()
 }
 
 fn default_true() -> bool {
@@ -369,6 +409,8 @@ pub struct Validated {
     pub port_addrs: Vec<Vec<Ipv4Cidr>>,
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
     pub services: Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>,
+    /// The VIPs and LIPs of services with `owner = "kernel"`.
+    pub kernel_owned: Vec<Ipv4Addr>,
 }
 
 impl Config {
@@ -485,6 +527,22 @@ impl Config {
                 return Err(invalid(
                     format!("{key}.rss_emulate_reta"),
                     "must be 0 (off) or a power of two up to 512",
+                ));
+            }
+            if crate::kernel::TwinKind::parse(&p.twin).is_none() {
+                return Err(invalid(
+                    format!("{key}.twin"),
+                    format!("{:?} is not tap, virtio-user or none", p.twin),
+                ));
+            }
+            if p.twin != "none" && !crate::kernel::valid_ifname(&p.name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!(
+                        "{:?} cannot name a kernel twin (1..=15 characters, no '/', ':' or \
+                         whitespace); rename the port or set twin = \"none\"",
+                        p.name
+                    ),
                 ));
             }
             if let Some(mtu) = p.mtu {
@@ -628,10 +686,27 @@ impl Config {
             ));
         }
         let services = validate_service_entries(&self.services, &port_addrs)?;
+        let mut kernel_owned = Vec::new();
+        for (i, s) in self.services.iter().enumerate() {
+            match s.owner.as_str() {
+                "config" => {}
+                "kernel" => {
+                    kernel_owned.push(services[i].0.vip);
+                    kernel_owned.extend(services[i].1.iter().copied());
+                }
+                o => {
+                    return Err(invalid(
+                        format!("service[{i}].owner"),
+                        format!("{o:?} is not config or kernel"),
+                    ))
+                }
+            }
+        }
         Ok(Validated {
             port_addrs,
             routes,
             services,
+            kernel_owned,
         })
     }
 }

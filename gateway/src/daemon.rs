@@ -2,9 +2,11 @@
 //! loop (signals, counters). Everything here runs on the main lcore; the workers run `worker::Worker`.
 
 use crate::config::Config;
+use crate::control::topology::{self, Provenance, TopoInputs};
 use crate::datapath::{Datapath, PortCtx, Topology};
 use crate::dpdk::{self, Eal, MbufRing, Mempool, Port, PortConfig};
 use crate::forward::{Forwarder, FwdConfig, ServiceTable};
+use crate::kernel::{KernelView, TwinKind};
 use crate::laddr::{PortLayout, QueueMap, Reta, RssConfig, Steering};
 use crate::net::neigh::NeighConfig;
 use crate::stats::WorkerStats;
@@ -34,6 +36,14 @@ pub struct Control {
     workers: Vec<crossbeam_channel::Sender<Msg>>,
     acks: crossbeam_channel::Receiver<Ack>,
     current: Arc<Generation>,
+    /// What each generation's topology is built from (`control::topology`): the config's ports,
+    /// addresses and routes, and the kernel's view of the twins once the mirror has spoken.
+    inputs: TopoInputs,
+    kernel: Option<Arc<KernelView>>,
+    /// Where the current topology's addresses and routes come from.
+    provenance: Provenance,
+    /// The twins: (port index, interface name, driver, ifindex).
+    pub twins: Vec<(u16, String, &'static str, u32)>,
     /// The workers' clock: TSC at start and TSC ticks per millisecond.
     epoch_tsc: u64,
     tsc_per_ms: u64,
@@ -53,6 +63,53 @@ impl Control {
         dpdk::tsc().saturating_sub(self.epoch_tsc) / self.tsc_per_ms
     }
 
+    /// Where the running topology's addresses and routes come from.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    /// The mirror saw the kernel's addresses or routes change: a new generation with the
+    /// topology they make, unless it is the one running.
+    pub fn apply_kernel(&mut self, view: Arc<KernelView>) -> Result<Option<u64>, String> {
+        let (topo, prov) = topology::build(&self.inputs, Some(&view), &self.current.services);
+        self.kernel = Some(view);
+        if same_l3(&topo, &self.current.topo) {
+            self.provenance = prov;
+            return Ok(None);
+        }
+        let g = &self.current;
+        let next = Generation {
+            id: g.id + 1,
+            topo: Arc::new(topo),
+            services: g.services.clone(),
+            timeouts: g.timeouts,
+            conn_reuse_mode: g.conn_reuse_mode,
+        };
+        let id = self.install(next)?;
+        self.provenance = prov;
+        Ok(Some(id))
+    }
+
+    /// A neighbour the kernel has on a twin, for every worker (`Msg::KernelNeigh`).
+    pub fn seed_neighbour(&self, ip: std::net::Ipv4Addr, mac: crate::wire::MacAddr, port: u16) {
+        for tx in &self.workers {
+            let _ = tx.try_send(Msg::KernelNeigh { ip, mac, port });
+        }
+    }
+
+    /// A reloaded config's services, with its kernel-owned addresses.
+    pub fn apply_config(&mut self, v: crate::config::Validated) -> Result<u64, String> {
+        let before = std::mem::replace(
+            &mut self.inputs.kernel_owned,
+            v.kernel_owned.iter().copied().collect(),
+        );
+        let r = self.apply_services(v.services);
+        if r.is_err() {
+            self.inputs.kernel_owned = before;
+        }
+        r
+    }
+
     /// Each worker's inbox (the admin socket sends dump requests there).
     pub fn worker_inboxes(&self) -> &[crossbeam_channel::Sender<Msg>] {
         &self.workers
@@ -70,22 +127,16 @@ impl Control {
             ServiceTable::new(id, configs, Some(&self.current.services))
                 .map_err(|e| e.to_string())?,
         );
-        let mut topo = (*self.current.topo).clone();
-        topo.local
-            .retain(|ip| !self.current.services.addresses().any(|a| a == *ip));
-        topo.local.extend(
-            topo.ports
-                .iter()
-                .flat_map(|p| p.addrs.iter().map(|c| c.addr)),
-        );
-        topo.local.extend(services.addresses());
-        self.install(Generation {
+        let (topo, prov) = topology::build(&self.inputs, self.kernel.as_deref(), &services);
+        let id = self.install(Generation {
             id,
             topo: Arc::new(topo),
             services,
             timeouts: self.current.timeouts,
             conn_reuse_mode: self.current.conn_reuse_mode,
-        })
+        })?;
+        self.provenance = prov;
+        Ok(id)
     }
 
     /// Changes the connection timeouts (`ipvsadm --set`) as a new generation; existing connections
@@ -180,6 +231,32 @@ impl Control {
     }
 }
 
+/// Whether two topologies route and answer alike (same port addresses, routes and owned
+/// addresses): a kernel change that makes no difference makes no generation.
+fn same_l3(a: &Topology, b: &Topology) -> bool {
+    let routes = |t: &Topology| {
+        let mut r: Vec<_> = t
+            .routes
+            .iter()
+            .map(|(c, h)| (u32::from(c.addr), c.len, h.port, h.via))
+            .collect();
+        r.sort_unstable();
+        r
+    };
+    let set = |s: &hashbrown::HashSet<std::net::Ipv4Addr>| {
+        let mut v: Vec<_> = s.iter().copied().collect();
+        v.sort_unstable();
+        v
+    };
+    a.ports
+        .iter()
+        .map(|p| &p.addrs)
+        .eq(b.ports.iter().map(|p| &p.addrs))
+        && routes(a) == routes(b)
+        && set(&a.local) == set(&b.local)
+        && set(&a.iface) == set(&b.iface)
+}
+
 /// Removes the persistence templates of every service of `services` expired at `now` (the workers'
 /// clock, `Control::now_ms`); the packet path never sweeps. Returns how many went.
 pub fn expire_templates(services: &ServiceTable, now: u64) -> usize {
@@ -196,6 +273,11 @@ pub struct Running {
     // Drop order matters: workers are joined in `shutdown`, then ports stop, rings and the pool go,
     // and EAL is cleaned up last.
     ports: Vec<Port>,
+    /// The ports' kernel twins, stopped with the ports (which removes them from the kernel).
+    twins: Vec<crate::kernel::twin::Twin>,
+    /// The kernel mirror's thread, its stop flag and what it reports (read by the control loop).
+    mirror: Option<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
+    pub kernel_updates: Option<crossbeam_channel::Receiver<crate::kernel::Update>>,
     rings: Vec<Arc<MbufRing>>,
     pool: Arc<Mempool>,
     lcores: Vec<u32>,
@@ -240,20 +322,52 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             port = %pc.name, driver = %port.info.driver, %mac, rss = port.rss.is_some(),
             rx_csum = port.rx_csum, "port started"
         );
+        let twin = TwinKind::parse(&pc.twin).flatten();
         ctxs.push(PortCtx {
             name: pc.name.clone(),
             mac,
             addrs: v.port_addrs[i].clone(),
+            twin: twin.is_some(),
         });
         ports.push(port);
     }
-    let mut topo = Topology::new(ctxs, &v.routes);
+    // Kernel twins (`kernel`), with the config's addresses and routes written onto them.
+    let mut twins = Vec::new();
+    for (i, pc) in cfg.ports.iter().enumerate() {
+        let Some(kind) = TwinKind::parse(&pc.twin).flatten() else {
+            continue;
+        };
+        let t = crate::kernel::twin::create(
+            i as u16,
+            &pc.name,
+            kind,
+            ctxs[i].mac,
+            pc.mtu,
+            n as u16,
+            &pool,
+        )
+        .map_err(StartError::Other)?;
+        let routes: Vec<_> = v
+            .routes
+            .iter()
+            .filter(|r| r.2 == i)
+            .map(|r| (r.0, r.1))
+            .collect();
+        crate::kernel::twin::reconcile(&t, &v.port_addrs[i], &routes).map_err(StartError::Other)?;
+        tracing::info!(port = %pc.name, ifindex = t.ifindex, kind = ?kind, "kernel twin up");
+        twins.push(t);
+    }
     let services = Arc::new(
         ServiceTable::new(1, v.services.clone(), None)
             .map_err(|e| StartError::Other(format!("service: {e}")))?,
     );
-    // The gateway answers ARP for its VIPs and LIPs too.
-    topo.local.extend(services.addresses());
+    let inputs = TopoInputs {
+        ports: ctxs,
+        routes: v.routes.clone(),
+        kernel_owned: v.kernel_owned.iter().copied().collect(),
+    };
+    // Until the mirror's first dump, the config is the topology (it is what the twins got).
+    let (topo, provenance) = topology::build(&inputs, None, &services);
     let topo = Arc::new(topo);
     let layout = Arc::new(port_layout(cfg, &ports, &topo, &services, n)?);
     let owners = Arc::new(client_owners(cfg, &ports, n));
@@ -312,6 +426,14 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         let worker = Worker {
             id: w as u16,
             port_ids: ports.iter().map(|p| p.id).collect(),
+            twin_ids: (0..ports.len())
+                .map(|i| {
+                    twins
+                        .iter()
+                        .find(|t| t.port as usize == i)
+                        .map(|t| t.dpdk.id)
+                })
+                .collect(),
             port_index: Vec::new(),
             prepared: None,
             pool: pool.clone(),
@@ -339,6 +461,8 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         };
         let mut worker = worker;
         worker.datapath.set_prefetch(dpdk::prefetch);
+        worker.datapath.l3.punt =
+            crate::datapath::punt::PuntLimiter::new(cfg.kernel.punt_rate, cfg.kernel.punt_burst);
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
     }
     let control = Control {
@@ -353,10 +477,40 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         }),
         epoch_tsc,
         tsc_per_ms: (tsc_hz / 1000).max(1),
+        inputs,
+        kernel: None,
+        provenance,
+        twins: twins
+            .iter()
+            .map(|t| {
+                let driver = match t.kind {
+                    TwinKind::Tap => "tap",
+                    TwinKind::VirtioUser => "virtio-user",
+                };
+                (t.port, t.name.clone(), driver, t.ifindex)
+            })
+            .collect(),
+    };
+    // The kernel mirror follows the twins from here on (its first dump replaces the config's view).
+    let (mirror, kernel_updates) = if twins.is_empty() {
+        (None, None)
+    } else {
+        let by_index = twins.iter().map(|t| (t.ifindex, t.port)).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let s = stop.clone();
+        let h = std::thread::Builder::new()
+            .name("kernel-mirror".into())
+            .spawn(move || crate::kernel::run_mirror(by_index, s, tx))
+            .map_err(|e| StartError::Other(format!("kernel mirror thread: {e}")))?;
+        (Some((h, stop)), Some(rx))
     };
     Ok(Running {
         control: Mutex::new(control),
         ports,
+        twins,
+        mirror,
+        kernel_updates,
         rings,
         pool,
         lcores: lcores[..n].to_vec(),
@@ -524,7 +678,7 @@ impl Running {
         self.control
             .lock()
             .map_err(|_| "control poisoned")?
-            .apply_services(v.services)
+            .apply_config(v)
     }
 
     /// Per-worker counters as last published, and their sum.
@@ -641,15 +795,26 @@ impl Running {
         let report = self.report();
         let Running {
             mut ports,
+            mut twins,
+            mirror,
             rings,
             pool,
             eal,
             file_prefix: prefix,
             ..
         } = self;
+        if let Some((h, stop)) = mirror {
+            stop.store(true, Ordering::SeqCst);
+            let _ = h.join();
+        }
         for p in ports.iter_mut() {
             p.stop();
         }
+        // Closing a twin's queues removes its interface from the kernel.
+        for t in twins.iter_mut() {
+            t.dpdk.stop();
+        }
+        drop(twins);
         drop(ports);
         drop(rings);
         drop(pool);
@@ -691,6 +856,32 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
     });
 }
 
+/// Applies what the kernel mirror reported: `first` and whatever else is queued, with one
+/// generation for the last view (views are whole, so the last one is all that matters).
+fn apply_kernel_update(
+    run: &Running,
+    first: crate::kernel::Update,
+    rx: &crossbeam_channel::Receiver<crate::kernel::Update>,
+) {
+    let Ok(mut control) = run.control.lock() else {
+        return;
+    };
+    let mut view = None;
+    for u in std::iter::once(first).chain(rx.try_iter()) {
+        match u {
+            crate::kernel::Update::View(v) => view = Some(v),
+            crate::kernel::Update::Neigh { ip, mac, port } => control.seed_neighbour(ip, mac, port),
+        }
+    }
+    if let Some(v) = view {
+        match control.apply_kernel(v) {
+            Ok(Some(g)) => tracing::info!("kernel change: generation {g} running on every worker"),
+            Ok(None) => {}
+            Err(e) => tracing::error!("kernel change not applied: {e}"),
+        }
+    }
+}
+
 fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<String>) {
     let interval = cfg.control.stats_interval_s;
     let mut last_report = Instant::now()
@@ -700,7 +891,17 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
     let mut last_file = Instant::now();
     let mut last_sweep = Instant::now();
     while !signals.term.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+        // Wait for the kernel mirror (or 50 ms): an address added to a twin is served at once.
+        match &run.kernel_updates {
+            Some(rx) => match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(u) => apply_kernel_update(run, u, rx),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+            },
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
         // Expired persistence templates go once a second, off the packet path (one shard lock at
         // a time, so a worker scheduling a new connection waits for one shard's sweep at most).
         if last_sweep.elapsed() >= Duration::from_secs(1) {
@@ -813,6 +1014,10 @@ mod tests {
             }),
             epoch_tsc: 0,
             tsc_per_ms: 1,
+            inputs: TopoInputs::default(),
+            kernel: None,
+            provenance: Provenance::default(),
+            twins: Vec::new(),
         };
         (control, handles)
     }

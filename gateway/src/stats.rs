@@ -64,10 +64,16 @@ pub enum Drop {
     NotOwner,
     /// A frame handed over by a peer names a DPDK port this gateway does not run.
     PeerUnknownPort,
+    /// A frame for the kernel twin beyond the worker's punt budget (`kernel.punt_rate`).
+    PuntLimited,
+    /// The twin's queue refused a punted frame (the kernel is not reading it fast enough).
+    TwinTxFull,
+    /// A new connection to a kernel-owned VIP that no twin holds (`owner = "kernel"`).
+    VipNotHeld,
 }
 
 impl Drop {
-    pub const COUNT: usize = Drop::PeerUnknownPort as usize + 1;
+    pub const COUNT: usize = Drop::VipNotHeld as usize + 1;
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::L2NotForUs,
         Drop::EtherTypeUnsupported,
@@ -98,6 +104,9 @@ impl Drop {
         Drop::NoRoom,
         Drop::NotOwner,
         Drop::PeerUnknownPort,
+        Drop::PuntLimited,
+        Drop::TwinTxFull,
+        Drop::VipNotHeld,
     ];
 
     pub fn name(self) -> &'static str {
@@ -131,6 +140,9 @@ impl Drop {
             Drop::NoRoom => "no_room",
             Drop::NotOwner => "not_owner",
             Drop::PeerUnknownPort => "peer_unknown_port",
+            Drop::PuntLimited => "punt_limited",
+            Drop::TwinTxFull => "twin_tx_full",
+            Drop::VipNotHeld => "vip_not_held",
         }
     }
 }
@@ -180,6 +192,8 @@ pub struct WorkerStats {
     pub fwd: crate::forward::FwdStats,
     /// Neighbour-table counters (NUD transitions, requests, probes).
     pub neigh: crate::net::neigh::NeighCounters,
+    /// Frames to and from the kernel twins.
+    pub punt: crate::datapath::punt::PuntCounters,
     /// Local-port conflicts per (service, LIP), sorted by key.
     pub lip_conflicts: Vec<(crate::forward::LipKey, u64)>,
     /// Traffic per (service, real server), sorted by key.
@@ -206,6 +220,7 @@ impl Default for WorkerStats {
             drops: [0; Drop::COUNT],
             fwd: Default::default(),
             neigh: Default::default(),
+            punt: Default::default(),
             lip_conflicts: Vec::new(),
             traffic: Vec::new(),
         }
@@ -266,6 +281,7 @@ impl WorkerStats {
         }
         self.fwd.add(&o.fwd);
         self.neigh.add(&o.neigh);
+        self.punt.add(&o.punt);
         for (k, n) in &o.lip_conflicts {
             match self.lip_conflicts.binary_search_by(|(x, _)| x.cmp(k)) {
                 Ok(i) => self.lip_conflicts[i].1 += n,

@@ -4,7 +4,7 @@
 //! neighbours already resolved so packets go straight out.
 
 use crate::config::Config;
-use crate::datapath::{Datapath, PortCtx, Topology};
+use crate::datapath::{Datapath, PortCtx};
 use crate::forward::{Forwarder, FwdConfig, ServiceTable};
 use crate::laddr::{PortLayout, Steering};
 use crate::net::neigh::NeighConfig;
@@ -87,11 +87,16 @@ pub fn datapath_from<B: PacketBuf>(
                 .copied()
                 .unwrap_or(MacAddr([2, 0, 0, 0, 1, i as u8])),
             addrs: v.port_addrs[i].clone(),
+            twin: p.twin != "none",
         })
         .collect();
-    let mut topo = Topology::new(ports, &v.routes);
     let services = Arc::new(ServiceTable::new(1, v.services, None).expect("services"));
-    topo.local.extend(services.addresses());
+    let inputs = crate::control::topology::TopoInputs {
+        ports,
+        routes: v.routes,
+        kernel_owned: v.kernel_owned.into_iter().collect(),
+    };
+    let topo = crate::control::topology::build(&inputs, None, &services).0;
     let layout =
         Arc::new(PortLayout::new(n_workers, 1024..=65535, Steering::Partition).expect("layout"));
     let fwd = Forwarder::new(

@@ -18,6 +18,12 @@ use std::time::Duration;
 pub enum Msg {
     /// A neighbour learned by another worker.
     Neigh(Event),
+    /// A neighbour the kernel has on a twin (`kernel::Update::Neigh`): taken as a gratuitous ARP.
+    KernelNeigh {
+        ip: std::net::Ipv4Addr,
+        mac: crate::wire::MacAddr,
+        port: u16,
+    },
     /// A new configuration generation, first phase: prepare it (everything that can fail) and
     /// acknowledge whether it can run (DESIGN.md decision 8).
     Prepare(Arc<Generation>),
@@ -67,6 +73,10 @@ pub struct Worker {
     pub id: u16,
     /// DPDK port id of each datapath port index.
     pub port_ids: Vec<u16>,
+    /// DPDK port id of each port's kernel twin, if it has one (`kernel`). The worker services
+    /// queue `id` of each twin as of each port: frames punted go out on it, and what the kernel
+    /// sends on it is put on the port's tx queue unchanged.
+    pub twin_ids: Vec<Option<u16>>,
     /// The other way: datapath port index by DPDK port id (built in `run`), for frames handed over
     /// by peers, which carry the DPDK id of the port they arrived on.
     pub port_index: Vec<Option<u16>>,
@@ -94,6 +104,9 @@ pub struct Worker {
 /// Rounds between timer/inbox/publish checks are bounded by time, checked every this many rounds.
 const HOUSEKEEPING_EVERY_MS: u64 = 5;
 const PUBLISH_EVERY_MS: u64 = 100;
+/// A twin's rx queue is polled every round while it delivers, else every this many microseconds:
+/// an empty poll of a tap queue is a read() system call, too dear for every round.
+const TWIN_POLL_US: u64 = 200;
 
 fn meta_of(m: &Mbuf, port: u16, queue: u16, from_peer: bool) -> RxMeta {
     let f = m.ol_flags();
@@ -131,6 +144,16 @@ impl Worker {
             .iter()
             .map(|&p| TxBuffer::new(p, queue))
             .collect();
+        let mut twin_txq: Vec<Option<TxBuffer>> = self
+            .twin_ids
+            .iter()
+            .map(|t| t.map(|id| TxBuffer::new(id, queue)))
+            .collect();
+        let any_twin = twin_txq.iter().any(Option::is_some);
+        let twin_every = (self.tsc_hz / 1_000_000).max(1) * TWIN_POLL_US;
+        let mut twin_last = 0u64;
+        let mut twin_busy = false;
+        let mut twin_dropped_seen = 0u64;
         let mut batch = RxBatch::default();
         let ms_div = (self.tsc_hz / 1000).max(1);
         let start = self.epoch_tsc;
@@ -147,7 +170,7 @@ impl Worker {
                     continue;
                 }
                 work += n;
-                self.run_burst(&mut batch, Some(pi as u16), &mut txq);
+                self.run_burst(&mut batch, Some(pi as u16), &mut txq, &mut twin_txq);
             }
             for r in 0..self.rings_in.len() {
                 let n = batch.rx_ring(&self.rings_in[r]);
@@ -156,7 +179,25 @@ impl Worker {
                 }
                 work += n;
                 self.datapath.l3.stats.handoff_in += n as u64;
-                self.run_burst(&mut batch, None, &mut txq);
+                self.run_burst(&mut batch, None, &mut txq, &mut twin_txq);
+            }
+            if any_twin && (twin_busy || t0.wrapping_sub(twin_last) >= twin_every) {
+                twin_last = t0;
+                twin_busy = false;
+                for (pi, twin) in self.twin_ids.iter().enumerate() {
+                    let Some(tid) = *twin else { continue };
+                    let n = batch.rx(tid, queue);
+                    if n == 0 {
+                        continue;
+                    }
+                    twin_busy = true;
+                    work += n;
+                    // Frames the kernel sends leave on the port unchanged (`linux-cp-xc`).
+                    self.datapath.l3.stats.punt.from_kernel += n as u64;
+                    for m in batch.by_ref() {
+                        txq[pi].push(m);
+                    }
+                }
             }
             let l3 = &mut self.datapath.l3;
             l3.take_released(|port, m| {
@@ -167,11 +208,19 @@ impl Worker {
             let pool = &self.pool;
             let mut no_mbuf = 0;
             l3.take_generated(|g| match Mbuf::from_bytes(pool, g.bytes()) {
+                Some(m) if g.to_twin => {
+                    if let Some(t) = twin_txq.get_mut(g.port as usize).and_then(Option::as_mut) {
+                        t.push(m);
+                    }
+                }
                 Some(m) => txq[g.port as usize].push(m),
                 None => no_mbuf += 1,
             });
             l3.stats.drops[Drop::MbufExhausted as usize] += no_mbuf;
             for t in txq.iter_mut() {
+                t.flush();
+            }
+            for t in twin_txq.iter_mut().flatten() {
                 t.flush();
             }
             let t1 = dpdk::tsc();
@@ -187,6 +236,10 @@ impl Worker {
                 let dropped: u64 = txq.iter().map(|t| t.dropped).sum();
                 self.datapath.l3.stats.drops[Drop::TxFull as usize] += dropped - tx_dropped_seen;
                 tx_dropped_seen = dropped;
+                let dropped: u64 = twin_txq.iter().flatten().map(|t| t.dropped).sum();
+                self.datapath.l3.stats.drops[Drop::TwinTxFull as usize] +=
+                    dropped - twin_dropped_seen;
+                twin_dropped_seen = dropped;
                 if now_ms - last_publish >= PUBLISH_EVERY_MS {
                     last_publish = now_ms;
                     self.publish();
@@ -204,7 +257,13 @@ impl Worker {
     /// datapath port index for frames from a NIC queue, None for frames handed over by a peer (their
     /// receiving port is read from the mbuf).
     #[inline]
-    fn run_burst(&mut self, batch: &mut RxBatch, port: Option<u16>, txq: &mut [TxBuffer]) {
+    fn run_burst(
+        &mut self,
+        batch: &mut RxBatch,
+        port: Option<u16>,
+        txq: &mut [TxBuffer],
+        twin_txq: &mut [Option<TxBuffer>],
+    ) {
         let queue = self.id;
         let mut pkts: [Option<Mbuf>; BURST] = Default::default();
         let mut metas = [RxMeta::default(); BURST];
@@ -242,15 +301,26 @@ impl Worker {
             .process_burst(&mut pkts[..n], &metas[..n], &mut out[..n]);
         for v in out.iter_mut().take(n) {
             if let Some(v) = v.take() {
-                self.dispatch(v, txq);
+                self.dispatch(v, txq, twin_txq);
             }
         }
     }
 
     #[inline]
-    fn dispatch(&mut self, verdict: Verdict<Mbuf>, txq: &mut [TxBuffer]) {
+    fn dispatch(
+        &mut self,
+        verdict: Verdict<Mbuf>,
+        txq: &mut [TxBuffer],
+        twin_txq: &mut [Option<TxBuffer>],
+    ) {
         match self.datapath.settle(verdict) {
             Some(Verdict::Tx(port, m)) => txq[port as usize].push(m),
+            Some(Verdict::ToKernel(port, m)) => {
+                match twin_txq.get_mut(port as usize).and_then(Option::as_mut) {
+                    Some(t) => t.push(m),
+                    None => self.datapath.count_drop(Drop::TwinTxFull.into()),
+                }
+            }
             Some(Verdict::ToWorker(w, m)) => {
                 match self.rings_out.get(w as usize).and_then(|r| r.as_ref()) {
                     Some(ring) => {
@@ -269,6 +339,9 @@ impl Worker {
             match msg {
                 Msg::Neigh(Event::Learned { ip, mac, port }) => {
                     self.datapath.l3.learn_from_peer(ip, mac, port)
+                }
+                Msg::KernelNeigh { ip, mac, port } => {
+                    self.datapath.l3.learn_from_kernel(ip, mac, port)
                 }
                 Msg::Prepare(g) => {
                     let result = match self.datapath.fwd.prepare_services(g.services.clone()) {

@@ -49,4 +49,5 @@ pub mod model;
 pub mod proto;
 pub mod save;
 pub mod server;
+pub mod topology;
 pub mod view;

@@ -54,6 +54,7 @@ impl Model {
                     toa: vs.toa,
                     expire_nodest_conn: c.expire_nodest_conn,
                     expire_quiescent_template: c.persistence.is_some_and(|p| p.expire_quiescent),
+                    owner: "config".into(),
                     reals: c
                         .reals
                         .iter()
@@ -108,6 +109,7 @@ impl Model {
                     expire_nodest_conn: false,
                     expire_quiescent_template: false,
                     reals: Vec::new(),
+                    owner: "config".into(),
                 };
                 set_opts(&mut e, opts)?;
                 self.services.push(e);

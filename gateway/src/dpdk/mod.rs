@@ -12,7 +12,7 @@ mod ring;
 pub use eal::{launch_on_lcore, lcore_id, tsc, tsc_hz, wait_lcore, Eal};
 pub use mbuf::{Mbuf, RxBatch, TxBuffer, BURST};
 pub use mempool::Mempool;
-pub use port::{LinkState, Port, PortConfig, PortInfo, PortStats, RssConfig};
+pub use port::{probe_vdev, LinkState, Port, PortConfig, PortInfo, PortStats, RssConfig};
 pub use ring::MbufRing;
 
 use std::ffi::CStr;

@@ -273,6 +273,15 @@ impl Drop for Port {
     }
 }
 
+/// Creates a virtual device from its devargs (`net_tap_gw0,iface=client,mac=...`) after EAL init:
+/// `rte_dev_probe`, whose port is then found with [`Port::id_by_name`].
+pub fn probe_vdev(devargs: &str) -> Result<()> {
+    let c = CString::new(devargs).map_err(|_| Error::new("devargs", 22))?;
+    // SAFETY: valid C string; EAL initialised by the caller; called from the main lcore.
+    let ret = unsafe { dpdk_sys::rte_dev_probe(c.as_ptr()) };
+    Error::check(&format!("rte_dev_probe({devargs})"), ret).map(drop)
+}
+
 /// Link state of a port by id (usable from the control thread while workers run).
 pub fn link_of(id: u16) -> LinkState {
     let mut l = dpdk_sys::rte_eth_link::default();

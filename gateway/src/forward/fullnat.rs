@@ -620,6 +620,10 @@ impl Forwarder {
                     });
                     match owner {
                         Some(w) => self.hand_to(w, pkt, true),
+                        // A kernel-owned VIP that no twin holds: another box serves it.
+                        None if !l3.topo().local.contains(&ip.dst) => {
+                            Verdict::Drop(Drop::VipNotHeld.into(), pkt)
+                        }
                         None => self.new_conn(l3, pkt, v, tuple, si, now),
                     }
                 }

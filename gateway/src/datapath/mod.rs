@@ -7,6 +7,8 @@
 //! gateway owns, learn neighbours), ICMP echo, malformed-packet drops, and output through the routing
 //! and neighbour tables. The forwarding modes live in `forward/`.
 
+pub mod punt;
+
 use crate::forward::Forwarder;
 use crate::net::neigh::NeighConfig;
 use crate::net::{Ipv4Cidr, NeighDrop, NeighTable, Resolve, RouteTable};
@@ -32,6 +34,8 @@ pub struct PortCtx {
     pub name: String,
     pub mac: MacAddr,
     pub addrs: Vec<Ipv4Cidr>,
+    /// The port has a kernel twin: what the datapath does not consume goes up to it (`punt`).
+    pub twin: bool,
 }
 
 /// Interfaces, addresses and routes: built by the control plane, shared read-only by all workers.
@@ -39,8 +43,13 @@ pub struct PortCtx {
 pub struct Topology {
     pub ports: Vec<PortCtx>,
     pub routes: RouteTable,
-    /// Every address the gateway answers ARP and ping for: interface addresses, VIPs, LIPs.
+    /// Every address the gateway answers ARP and ping for: interface addresses, and the VIPs and
+    /// LIPs it holds (config-owned ones always, kernel-owned ones while on a twin).
     pub local: HashSet<Ipv4Addr>,
+    /// The interface addresses alone: traffic to them other than pings goes up to the twin.
+    pub iface: HashSet<Ipv4Addr>,
+    /// Directed broadcast addresses of the port subnets (punted as broadcast).
+    pub bcast: HashSet<Ipv4Addr>,
 }
 
 impl Topology {
@@ -54,6 +63,11 @@ impl Topology {
             for a in &p.addrs {
                 t.routes.add_connected(*a, i as u16);
                 t.local.insert(a.addr);
+                t.iface.insert(a.addr);
+                if a.len < 31 {
+                    t.bcast
+                        .insert(Ipv4Addr::from(u32::from(a.addr) | !a.mask()));
+                }
             }
         }
         for (prefix, via, port) in routes {
@@ -86,6 +100,8 @@ pub enum Verdict<B> {
     Tx(u16, B),
     /// Hand to the worker that owns its connection.
     ToWorker(u16, B),
+    /// Up to this port's kernel twin (`punt`).
+    ToKernel(u16, B),
     /// Handled and finished with (e.g. an ARP reply we learned from): free without counting a drop.
     Done(B),
     /// Drop, counting the reason.
@@ -108,6 +124,8 @@ pub enum Event {
 #[derive(Clone)]
 pub struct GenFrame {
     pub port: u16,
+    /// To the port's kernel twin instead of the wire (an ARP copy).
+    pub to_twin: bool,
     pub len: usize,
     pub buf: [u8; GEN_FRAME_MAX],
 }
@@ -153,6 +171,8 @@ pub struct L3<B> {
     pub stats: WorkerStats,
     /// Monotonic milliseconds, set by the worker each round.
     pub now_ms: u64,
+    /// This worker's punt budget (`punt`).
+    pub punt: punt::PuntLimiter,
     generated: Vec<GenFrame>,
     released: Vec<(u16, B)>,
     events: Vec<Event>,
@@ -177,6 +197,7 @@ impl<B: PacketBuf> L3<B> {
             neigh: NeighTable::new(neigh),
             stats: WorkerStats::default(),
             now_ms: 0,
+            punt: punt::PuntLimiter::default(),
             generated: Vec::with_capacity(GEN_QUEUE),
             released: Vec::with_capacity(64),
             events: Vec::with_capacity(16),
@@ -191,6 +212,7 @@ impl<B: PacketBuf> L3<B> {
         }
         let mut g = GenFrame {
             port,
+            to_twin: false,
             len: 0,
             buf: [0; GEN_FRAME_MAX],
         };
@@ -199,6 +221,63 @@ impl<B: PacketBuf> L3<B> {
             self.stats.generated += 1;
             self.generated.push(g);
         }
+    }
+
+    /// Sends `pkt` up to `port`'s kernel twin for `why`, within the worker's punt budget; without
+    /// a twin it is dropped for `otherwise`.
+    pub fn punt(&mut self, port: u16, pkt: B, why: punt::Punt, otherwise: Drop) -> Verdict<B> {
+        if !self.has_twin(port) {
+            return Verdict::Drop(otherwise.into(), pkt);
+        }
+        if !self.punt.allow(self.now_ms) {
+            self.stats.punt.limited += 1;
+            return Verdict::Drop(Drop::PuntLimited.into(), pkt);
+        }
+        self.count_punt(why);
+        Verdict::ToKernel(port, pkt)
+    }
+
+    #[inline]
+    fn has_twin(&self, port: u16) -> bool {
+        self.topo.ports.get(port as usize).is_some_and(|p| p.twin)
+    }
+
+    fn count_punt(&mut self, why: punt::Punt) {
+        let c = &mut self.stats.punt;
+        match why {
+            punt::Punt::Local => c.local += 1,
+            punt::Punt::Multicast => c.multicast += 1,
+            punt::Punt::EtherType => c.ethertype += 1,
+            punt::Punt::ArpCopy => c.arp_copy += 1,
+        }
+    }
+
+    /// Queues a copy of an ARP frame received on `port` for its twin (within the punt budget), so
+    /// the kernel's neighbour table follows the wire too.
+    fn copy_arp_to_twin(&mut self, port: u16, frame: &[u8]) {
+        if !self.has_twin(port) {
+            return;
+        }
+        if !self.punt.allow(self.now_ms) {
+            self.stats.punt.limited += 1;
+            self.stats.drop(Drop::PuntLimited.into());
+            return;
+        }
+        if self.generated.len() >= GEN_QUEUE {
+            self.stats.drop(Drop::GenOverflow.into());
+            return;
+        }
+        // An ARP frame is 42 bytes plus padding; anything past GEN_FRAME_MAX is padding.
+        let len = frame.len().min(GEN_FRAME_MAX);
+        let mut g = GenFrame {
+            port,
+            to_twin: true,
+            len,
+            buf: [0; GEN_FRAME_MAX],
+        };
+        g.buf[..len].copy_from_slice(&frame[..len]);
+        self.generated.push(g);
+        self.count_punt(punt::Punt::ArpCopy);
     }
 
     /// Generates an IPv4 packet toward `dst`: `write` fills the IP packet (header on) into the buffer
@@ -350,6 +429,7 @@ impl<B: PacketBuf> L3<B> {
             }
             (a.op(), a.sha(), a.spa(), a.tpa())
         };
+        self.copy_arp_to_twin(port, pkt.data());
         let ours = self.topo.local.contains(&tpa);
         // RFC 826 merge: update an existing entry for the sender; create one if we are the target.
         let mut released = std::mem::take(&mut self.released);
@@ -399,6 +479,26 @@ impl<B: PacketBuf> L3<B> {
             self.now_ms,
             true,
             true,
+            |port, mac, mut p: B| {
+                EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
+                released.push((port, p));
+            },
+        );
+        self.released = released;
+    }
+
+    /// Takes a neighbour the kernel has on a twin as a gratuitous ARP would be taken: created if
+    /// unknown, its MAC replaced (STALE, verified by use) if it differs, nothing if it is the same.
+    /// What the datapath saw last wins: the kernel's entry is only news when it changes.
+    pub fn learn_from_kernel(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
+        let mut released = std::mem::take(&mut self.released);
+        self.neigh.learn(
+            ip,
+            mac,
+            port,
+            self.now_ms,
+            true,
+            false,
             |port, mac, mut p: B| {
                 EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
                 released.push((port, p));
@@ -482,7 +582,9 @@ pub fn ingress<B: PacketBuf>(
             Some(p) => p.mac,
             None => return Err(Verdict::Drop(Drop::L2NotForUs.into(), pkt)),
         };
-        if dst != port_mac && !dst.is_broadcast() {
+        // Multicast (VRRP, OSPF, IPv6 neighbour discovery) is for the twin, if there is one.
+        if dst != port_mac && !dst.is_broadcast() && !(dst.is_multicast() && l3.has_twin(meta.port))
+        {
             return Err(Verdict::Drop(Drop::L2NotForUs.into(), pkt));
         }
     }
@@ -490,7 +592,8 @@ pub fn ingress<B: PacketBuf>(
         return Err(l3.handle_arp(pkt, meta.port));
     }
     let Some(ip) = parsed.ip else {
-        return Err(Verdict::Drop(Drop::EtherTypeUnsupported.into(), pkt));
+        let why = punt::Punt::EtherType;
+        return Err(l3.punt(meta.port, pkt, why, Drop::EtherTypeUnsupported));
     };
     if meta.ip_csum == CsumStatus::Bad {
         return Err(Verdict::Drop(Drop::IpBadChecksumHw.into(), pkt));
@@ -634,10 +737,28 @@ impl<B: PacketBuf> Datapath<B> {
             Ok(verdict) => return verdict,
             Err(pkt) => pkt,
         };
-        if self.l3.topo.local.contains(&v.ip.dst) {
-            return local_delivery(&mut self.l3, pkt, meta, v);
+        let topo = &self.l3.topo;
+        let dst = v.ip.dst;
+        let dest = if self.fwd.services().is_vip(dst) || self.fwd.services().is_lip(dst) {
+            punt::Dest::Virtual
+        } else if topo.iface.contains(&dst) {
+            punt::Dest::Iface
+        } else if dst.is_multicast() || dst.is_broadcast() || topo.bcast.contains(&dst) {
+            punt::Dest::MulticastOrBroadcast
+        } else {
+            punt::Dest::Other
+        };
+        let is_icmp = v.ip.protocol == IpProtocol::ICMP;
+        let is_echo = is_icmp
+            && !v.ip.is_fragment
+            && pkt.data().get(v.ip.l4_off) == Some(&icmp::IcmpType::ECHO_REQUEST.0);
+        let answered = topo.local.contains(&dst);
+        let twin = self.l3.has_twin(meta.port);
+        match punt::decide_ipv4(dest, is_icmp, is_echo, answered, twin) {
+            punt::Local::Answer => local_delivery(&mut self.l3, pkt, meta, v),
+            punt::Local::Up(why) => self.l3.punt(meta.port, pkt, why, Drop::ProtoUnsupported),
+            punt::Local::Drop(r) => Verdict::Drop(r.into(), pkt),
         }
-        Verdict::Drop(Drop::IpNotForUs.into(), pkt)
     }
 
     /// Periodic work (connection expiry, ARP); `now_ms` is monotonic.
@@ -666,6 +787,7 @@ impl<B: PacketBuf> Datapath<B> {
                 Some(Verdict::Tx(port, b))
             }
             Verdict::ToWorker(w, b) => Some(Verdict::ToWorker(w, b)),
+            Verdict::ToKernel(p, b) => Some(Verdict::ToKernel(p, b)),
             Verdict::Drop(r, _b) => {
                 self.count_drop(r);
                 None
@@ -904,6 +1026,7 @@ mod tests {
         match v {
             Verdict::Tx(p, b) => (format!("tx{p}"), b.data().to_vec()),
             Verdict::ToWorker(w, b) => (format!("worker{w}"), b.data().to_vec()),
+            Verdict::ToKernel(p, b) => (format!("kernel{p}"), b.data().to_vec()),
             Verdict::Drop(r, _) => (format!("drop {r:?}"), Vec::new()),
             Verdict::Done(_) => ("done".into(), Vec::new()),
             Verdict::Held => ("held".into(), Vec::new()),

@@ -1,0 +1,299 @@
+//! Each generation's L3 view (`datapath::Topology`) from its inputs: the config's ports, addresses
+//! and routes, and, for ports with a kernel twin, what the kernel has on the twin
+//! (`kernel::KernelView`; DESIGN.md decision 14: the kernel is the one source of truth there, as in
+//! VPP's linux-cp). Pure, so the rules are unit-tested without a kernel:
+//!
+//! - a twin port's addresses and routes are the kernel's (the config's were written onto the twin
+//!   at start, so both agree until an operator or a daemon changes the kernel);
+//! - a port without a twin keeps the config's;
+//! - the gateway answers for (and serves) a config-owned VIP or LIP always, and for a kernel-owned
+//!   one (`owner = "kernel"`) only while some twin holds it.
+
+use crate::datapath::{PortCtx, Topology};
+use crate::forward::ServiceTable;
+use crate::kernel::KernelView;
+use crate::net::Ipv4Cidr;
+use hashbrown::HashSet;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// What a topology is built from, besides the kernel.
+#[derive(Clone, Debug, Default)]
+pub struct TopoInputs {
+    /// The ports with the config's addresses (and `twin` set for ports that have one).
+    pub ports: Vec<PortCtx>,
+    /// The config's static routes: (prefix, via, port index).
+    pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
+    /// VIPs and LIPs of services with `owner = "kernel"`.
+    pub kernel_owned: HashSet<Ipv4Addr>,
+}
+
+/// Where an address or a route of the running topology comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The config, on a port without a twin.
+    Config,
+    /// The config, written onto the twin at start and still in the kernel.
+    ConfigKernel,
+    /// The kernel only (added by hand or by a daemon).
+    Kernel,
+}
+
+/// The origin of every address and route of a topology (for `gwctl addrs`/`routes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// (port, address) -> origin.
+    pub addrs: Vec<(u16, Ipv4Cidr, Origin)>,
+    /// (prefix, origin); connected routes are not listed.
+    pub routes: Vec<(Ipv4Cidr, Origin)>,
+    /// Kernel-owned VIPs and LIPs, with whether a twin holds them now.
+    pub kernel_owned: Vec<(Ipv4Addr, bool)>,
+}
+
+impl TopoInputs {
+    fn has_twin(&self, port: usize) -> bool {
+        self.ports.get(port).is_some_and(|p| p.twin)
+    }
+}
+
+/// The topology for `services`, and where each of its addresses and routes comes from.
+pub fn build(
+    inputs: &TopoInputs,
+    kernel: Option<&KernelView>,
+    services: &ServiceTable,
+) -> (Topology, Provenance) {
+    let mut prov = Provenance::default();
+    let mirrored = |port: usize| kernel.is_some() && inputs.has_twin(port);
+    let mut ports = inputs.ports.clone();
+    for (i, p) in ports.iter_mut().enumerate() {
+        let config = std::mem::take(&mut p.addrs);
+        if let (true, Some(k)) = (mirrored(i), kernel) {
+            p.addrs = k.addresses_of(i as u16).collect();
+            for a in &p.addrs {
+                let o = if config.contains(a) {
+                    Origin::ConfigKernel
+                } else {
+                    Origin::Kernel
+                };
+                prov.addrs.push((i as u16, *a, o));
+            }
+        } else {
+            prov.addrs
+                .extend(config.iter().map(|a| (i as u16, *a, Origin::Config)));
+            p.addrs = config;
+        }
+    }
+    let mut routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)> = Vec::new();
+    for &(prefix, via, port) in &inputs.routes {
+        if !mirrored(port) {
+            routes.push((prefix, via, port));
+            prov.routes.push((prefix, Origin::Config));
+        }
+    }
+    if let Some(k) = kernel {
+        let connected: HashSet<(Ipv4Addr, u8)> = ports
+            .iter()
+            .flat_map(|p| p.addrs.iter().map(|a| (a.network(), a.len)))
+            .collect();
+        for r in k.routes() {
+            let port = r.port as usize;
+            if !inputs.has_twin(port) {
+                continue;
+            }
+            routes.push((r.prefix, r.via, port));
+            if r.via.is_none() && connected.contains(&(r.prefix.network(), r.prefix.len)) {
+                continue; // the kernel's own route for an address's subnet
+            }
+            let in_config = inputs.routes.iter().any(|&(p, v, i)| {
+                p.network() == r.prefix.network()
+                    && p.len == r.prefix.len
+                    && v == r.via
+                    && i == port
+            });
+            let o = if in_config {
+                Origin::ConfigKernel
+            } else {
+                Origin::Kernel
+            };
+            prov.routes.push((r.prefix, o));
+        }
+    }
+    let mut topo = Topology::new(ports, &routes);
+    let held = |a: &Ipv4Addr| kernel.is_some_and(|k| k.holds(*a));
+    for a in services.addresses() {
+        if !inputs.kernel_owned.contains(&a) || held(&a) {
+            topo.local.insert(a);
+        }
+    }
+    // A kernel-owned VIP held on a twin is a VIP first: it is not an interface address the
+    // kernel's own services answer on (`datapath::punt`).
+    let mut owned: Vec<_> = inputs.kernel_owned.iter().map(|a| (*a, held(a))).collect();
+    owned.sort();
+    prov.kernel_owned = owned;
+    (topo, prov)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::KernelEvent;
+    use crate::service::{Proto, SchedKind, ServiceConfig};
+    use crate::wire::MacAddr;
+
+    fn cidr(s: &str) -> Ipv4Cidr {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn inputs(twin: bool, kernel_vip: bool) -> TopoInputs {
+        let port = |name: &str, a: &str| PortCtx {
+            name: name.into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            addrs: vec![cidr(a)],
+            twin,
+        };
+        TopoInputs {
+            ports: vec![
+                port("client", "10.10.0.1/24"),
+                port("server", "10.20.0.1/24"),
+            ],
+            routes: vec![(cidr("10.40.0.0/16"), Some(ip("10.20.0.254")), 1)],
+            kernel_owned: if kernel_vip {
+                [ip("10.10.0.100"), ip("10.20.0.200")].into_iter().collect()
+            } else {
+                HashSet::new()
+            },
+        }
+    }
+
+    fn services() -> ServiceTable {
+        let rr = ServiceConfig::new(ip("10.10.0.100"), 80, Proto::Tcp, SchedKind::Rr);
+        ServiceTable::new(1, vec![(rr, vec![ip("10.20.0.200")], true)], None).unwrap()
+    }
+
+    /// What the kernel has after the config was written onto the twins.
+    fn reconciled() -> KernelView {
+        let mut k = KernelView::default();
+        for e in [
+            KernelEvent::Addr {
+                port: 0,
+                cidr: cidr("10.10.0.1/24"),
+                add: true,
+            },
+            KernelEvent::Addr {
+                port: 1,
+                cidr: cidr("10.20.0.1/24"),
+                add: true,
+            },
+            KernelEvent::Route {
+                port: 0,
+                prefix: cidr("10.10.0.0/24"),
+                via: None,
+                metric: 0,
+                add: true,
+            },
+            KernelEvent::Route {
+                port: 1,
+                prefix: cidr("10.20.0.0/24"),
+                via: None,
+                metric: 0,
+                add: true,
+            },
+            KernelEvent::Route {
+                port: 1,
+                prefix: cidr("10.40.0.0/16"),
+                via: Some(ip("10.20.0.254")),
+                metric: 0,
+                add: true,
+            },
+        ] {
+            k.apply(e);
+        }
+        k
+    }
+
+    #[test]
+    fn without_twins_the_config_is_the_topology() {
+        let (t, p) = build(&inputs(false, false), Some(&reconciled()), &services());
+        assert!(t.iface.contains(&ip("10.10.0.1")));
+        assert_eq!(
+            t.routes.lookup(ip("10.40.1.1")).unwrap().via,
+            Some(ip("10.20.0.254"))
+        );
+        assert!(t.local.contains(&ip("10.10.0.100")) && t.local.contains(&ip("10.20.0.200")));
+        assert!(p.addrs.iter().all(|a| a.2 == Origin::Config));
+        assert_eq!(p.routes, [(cidr("10.40.0.0/16"), Origin::Config)]);
+    }
+
+    #[test]
+    fn with_twins_the_kernel_is_the_topology() {
+        let mut k = reconciled();
+        let (t, p) = build(&inputs(true, false), Some(&k), &services());
+        assert!(t.iface.contains(&ip("10.10.0.1")));
+        assert!(p.addrs.iter().all(|a| a.2 == Origin::ConfigKernel), "{p:?}");
+        assert_eq!(p.routes, [(cidr("10.40.0.0/16"), Origin::ConfigKernel)]);
+        // `ip addr add 10.10.0.150/32 dev client`, `ip route add 10.30.0.0/24 via 10.20.0.254`.
+        k.apply(KernelEvent::Addr {
+            port: 0,
+            cidr: cidr("10.10.0.150/32"),
+            add: true,
+        });
+        k.apply(KernelEvent::Route {
+            port: 1,
+            prefix: cidr("10.30.0.0/24"),
+            via: Some(ip("10.20.0.254")),
+            metric: 0,
+            add: true,
+        });
+        // `ip route del 10.40.0.0/16`: the kernel wins over the config.
+        k.apply(KernelEvent::Route {
+            port: 1,
+            prefix: cidr("10.40.0.0/16"),
+            via: Some(ip("10.20.0.254")),
+            metric: 0,
+            add: false,
+        });
+        let (t, p) = build(&inputs(true, false), Some(&k), &services());
+        assert!(t.iface.contains(&ip("10.10.0.150")) && t.local.contains(&ip("10.10.0.150")));
+        assert!(p
+            .addrs
+            .contains(&(0, cidr("10.10.0.150/32"), Origin::Kernel)));
+        assert_eq!(t.routes.lookup(ip("10.30.0.9")).unwrap().port, 1);
+        assert_eq!(t.routes.lookup(ip("10.40.0.9")), None);
+        assert_eq!(p.routes, [(cidr("10.30.0.0/24"), Origin::Kernel)]);
+    }
+
+    #[test]
+    fn a_kernel_owned_vip_is_answered_only_while_a_twin_holds_it() {
+        let mut k = reconciled();
+        let (t, p) = build(&inputs(true, true), Some(&k), &services());
+        assert!(!t.local.contains(&ip("10.10.0.100")));
+        assert!(!t.local.contains(&ip("10.20.0.200")));
+        assert_eq!(
+            p.kernel_owned,
+            [(ip("10.10.0.100"), false), (ip("10.20.0.200"), false)]
+        );
+        k.apply(KernelEvent::Addr {
+            port: 0,
+            cidr: cidr("10.10.0.100/32"),
+            add: true,
+        });
+        let (t, p) = build(&inputs(true, true), Some(&k), &services());
+        assert!(t.local.contains(&ip("10.10.0.100")));
+        assert!(
+            !t.local.contains(&ip("10.20.0.200")),
+            "each address is held on its own"
+        );
+        assert_eq!(p.kernel_owned[0], (ip("10.10.0.100"), true));
+        // Before the mirror's first dump nothing kernel-owned is held.
+        let (t, _) = build(&inputs(true, true), None, &services());
+        assert!(!t.local.contains(&ip("10.10.0.100")));
+        assert!(
+            t.iface.contains(&ip("10.10.0.1")),
+            "config addresses until the kernel speaks"
+        );
+    }
+}

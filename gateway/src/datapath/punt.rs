@@ -1,0 +1,244 @@
+//! The exception path's policy (DESIGN.md decision 13; VPP linux-cp's punt): which frames the
+//! datapath hands up to its port's kernel twin, and how fast.
+//!
+//! Up go the frames the datapath does not consume and a host would: anything to an interface
+//! address other than an ICMP echo request (ssh, BGP, health-check replies, sync; fragments too,
+//! the kernel reassembles), IPv4 multicast and broadcast (VRRP is protocol 112 to 224.0.0.18),
+//! ethertypes other than IPv4 and ARP (IPv6, LLDP, ...), and a copy of every ARP frame (the
+//! datapath still answers for its own addresses; the copy keeps the kernel's neighbour table
+//! right). Traffic to a VIP or a LIP never goes up, matched or not: the kernel would answer it with
+//! RSTs and kill connections. Without a twin on the port, what would go up is dropped with the
+//! reason it always had.
+//!
+//! Each worker punts at most `kernel.punt_rate` frames a second (a token bucket `punt_burst`
+//! deep, refilled on the worker's millisecond clock), so a flood toward the box's own addresses
+//! can starve neither the datapath nor the kernel; beyond, frames are dropped as `punt_limited`.
+
+use crate::stats::Drop;
+
+/// Why a frame goes up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Punt {
+    /// To an interface address, not an echo request the datapath answers.
+    Local,
+    /// IPv4 multicast or broadcast.
+    Multicast,
+    /// Neither IPv4 nor ARP.
+    EtherType,
+    /// A copy of an ARP frame.
+    ArpCopy,
+}
+
+/// Where an IPv4 packet's destination lies, as far as punting is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// A VIP or LIP of some service (held or not).
+    Virtual,
+    /// An address of one of the gateway's interfaces (config or kernel).
+    Iface,
+    /// 224.0.0.0/4, 255.255.255.255 or a directed broadcast of a port subnet.
+    MulticastOrBroadcast,
+    /// Anything else.
+    Other,
+}
+
+/// What becomes of an IPv4 packet that no connection or service took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Local {
+    /// ICMP to an address the datapath answers for (echo replied, anything else dropped).
+    Answer,
+    /// Up to the twin, for this reason.
+    Up(Punt),
+    /// Dropped for this reason.
+    Drop(Drop),
+}
+
+/// The decision for an IPv4 packet left over by the forwarding engine. `is_echo` says it is an
+/// unfragmented ICMP echo request; `answered` that the destination is one the datapath answers
+/// ARP and ping for (a held VIP or LIP, or an interface address); `twin` that the port has one.
+pub fn decide_ipv4(dest: Dest, is_icmp: bool, is_echo: bool, answered: bool, twin: bool) -> Local {
+    match dest {
+        // A VIP or LIP: pings answered while held; never the kernel's.
+        Dest::Virtual if answered && is_icmp => Local::Answer,
+        Dest::Virtual if answered => Local::Drop(Drop::ProtoUnsupported),
+        Dest::Virtual => Local::Drop(Drop::IpNotForUs),
+        Dest::Iface if is_echo => Local::Answer,
+        Dest::Iface if twin => Local::Up(Punt::Local),
+        Dest::Iface if is_icmp => Local::Answer,
+        Dest::Iface => Local::Drop(Drop::ProtoUnsupported),
+        Dest::MulticastOrBroadcast if twin => Local::Up(Punt::Multicast),
+        Dest::MulticastOrBroadcast | Dest::Other => Local::Drop(Drop::IpNotForUs),
+    }
+}
+
+/// Per-worker punt counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PuntCounters {
+    /// Frames sent up, by reason.
+    pub local: u64,
+    pub multicast: u64,
+    pub ethertype: u64,
+    pub arp_copy: u64,
+    /// Frames that would have gone up but the worker's punt budget was spent (also a drop reason).
+    pub limited: u64,
+    /// Frames the kernel sent on a twin, put on the wire.
+    pub from_kernel: u64,
+}
+
+impl PuntCounters {
+    pub fn add(&mut self, o: &PuntCounters) {
+        self.local += o.local;
+        self.multicast += o.multicast;
+        self.ethertype += o.ethertype;
+        self.arp_copy += o.arp_copy;
+        self.limited += o.limited;
+        self.from_kernel += o.from_kernel;
+    }
+
+    /// Frames sent up, all reasons.
+    pub fn punted(&self) -> u64 {
+        self.local + self.multicast + self.ethertype + self.arp_copy
+    }
+
+    /// (name, value) for the admin socket and the stats file.
+    pub fn named(&self) -> [(&'static str, u64); 7] {
+        [
+            ("punted", self.punted()),
+            ("punt_local", self.local),
+            ("punt_multicast", self.multicast),
+            ("punt_ethertype", self.ethertype),
+            ("punt_arp_copy", self.arp_copy),
+            ("punt_limited", self.limited),
+            ("from_kernel", self.from_kernel),
+        ]
+    }
+}
+
+/// A worker's punt budget: a token bucket on its millisecond clock.
+#[derive(Clone, Debug)]
+pub struct PuntLimiter {
+    /// Tokens per second, bucket depth.
+    rate: u32,
+    burst: u32,
+    /// Tokens in thousandths, so a rate below 1000/s still refills every millisecond.
+    milli_tokens: u64,
+    last_ms: u64,
+}
+
+impl PuntLimiter {
+    pub fn new(rate: u32, burst: u32) -> Self {
+        PuntLimiter {
+            rate,
+            burst,
+            milli_tokens: u64::from(burst) * 1000,
+            last_ms: 0,
+        }
+    }
+
+    /// Takes one token at `now_ms` if there is one.
+    #[inline]
+    pub fn allow(&mut self, now_ms: u64) -> bool {
+        if self.rate == 0 {
+            return false;
+        }
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        if elapsed > 0 {
+            self.last_ms = now_ms;
+            let cap = u64::from(self.burst.max(1)) * 1000;
+            self.milli_tokens = (self.milli_tokens + elapsed * u64::from(self.rate)).min(cap);
+        }
+        if self.milli_tokens >= 1000 {
+            self.milli_tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for PuntLimiter {
+    fn default() -> Self {
+        let k = crate::config::KernelConfig::default();
+        PuntLimiter::new(k.punt_rate, k.punt_burst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of leftover IPv4 packet, with and without a twin on the port.
+    #[test]
+    fn the_punt_table() {
+        use Dest::*;
+        let cases = [
+            // (dest, icmp, echo, answered, twin) -> decision
+            ((Virtual, true, true, true, true), Local::Answer),
+            (
+                (Virtual, false, false, true, true),
+                Local::Drop(Drop::ProtoUnsupported),
+            ),
+            // An unheld (kernel-owned) VIP: nothing, not even to the kernel that lacks it.
+            (
+                (Virtual, true, true, false, true),
+                Local::Drop(Drop::IpNotForUs),
+            ),
+            (
+                (Virtual, false, false, false, true),
+                Local::Drop(Drop::IpNotForUs),
+            ),
+            ((Iface, true, true, true, true), Local::Answer),
+            ((Iface, true, true, true, false), Local::Answer),
+            // TCP/UDP (ssh, BGP), ICMP other than echo requests (replies to the kernel's pings).
+            ((Iface, false, false, true, true), Local::Up(Punt::Local)),
+            ((Iface, true, false, true, true), Local::Up(Punt::Local)),
+            (
+                (Iface, false, false, true, false),
+                Local::Drop(Drop::ProtoUnsupported),
+            ),
+            ((Iface, true, false, true, false), Local::Answer),
+            (
+                (MulticastOrBroadcast, false, false, false, true),
+                Local::Up(Punt::Multicast),
+            ),
+            (
+                (MulticastOrBroadcast, false, false, false, false),
+                Local::Drop(Drop::IpNotForUs),
+            ),
+            (
+                (Other, false, false, false, true),
+                Local::Drop(Drop::IpNotForUs),
+            ),
+            (
+                (Other, true, true, false, true),
+                Local::Drop(Drop::IpNotForUs),
+            ),
+        ];
+        for ((d, icmp, echo, answered, twin), want) in cases {
+            assert_eq!(
+                decide_ipv4(d, icmp, echo, answered, twin),
+                want,
+                "{d:?} icmp={icmp} echo={echo} answered={answered} twin={twin}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_limiter_allows_the_burst_then_the_rate() {
+        let mut l = PuntLimiter::new(1000, 10);
+        let burst = (0..100).filter(|_| l.allow(0)).count();
+        assert_eq!(burst, 10);
+        // 1000/s is one per millisecond.
+        assert!(l.allow(1));
+        assert!(!l.allow(1));
+        // After a long pause, never more than the burst.
+        assert_eq!((0..100).filter(|_| l.allow(10_000)).count(), 10);
+        // Slow rates refill in thousandths: 10/s is one token per 100 ms.
+        let mut slow = PuntLimiter::new(10, 1);
+        assert!(slow.allow(0));
+        assert!(!slow.allow(50));
+        assert!(slow.allow(100));
+        let mut off = PuntLimiter::new(0, 10);
+        assert!(!off.allow(0));
+    }
+}

@@ -1,0 +1,249 @@
+//! The kernel's L3 state on the twins, as the gateway mirrors it (VPP `lcp_router.c`): addresses
+//! per twin, main-table IPv4 routes through a twin, and neighbours on twins. Pure: `netlink.rs`
+//! feeds it [`KernelEvent`]s already translated from ifindex to port index (events about other
+//! interfaces never get here), and the control plane reads it to build a generation.
+
+use crate::net::Ipv4Cidr;
+use crate::wire::MacAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+/// One change the kernel reported (or one entry of a dump), about twin `port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelEvent {
+    /// RTM_NEWADDR / RTM_DELADDR.
+    Addr {
+        port: u16,
+        cidr: Ipv4Cidr,
+        add: bool,
+    },
+    /// RTM_NEWROUTE / RTM_DELROUTE in the main table; `metric` is RTA_PRIORITY (routes to one
+    /// prefix with different metrics coexist; the lowest wins).
+    Route {
+        port: u16,
+        prefix: Ipv4Cidr,
+        via: Option<Ipv4Addr>,
+        metric: u32,
+        add: bool,
+    },
+    /// RTM_NEWNEIGH with a link-layer address in a usable state (Some), or RTM_DELNEIGH and
+    /// unusable states (None).
+    Neigh {
+        port: u16,
+        ip: Ipv4Addr,
+        mac: Option<MacAddr>,
+    },
+}
+
+/// A route as the kernel has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelRoute {
+    pub prefix: Ipv4Cidr,
+    pub via: Option<Ipv4Addr>,
+    pub port: u16,
+    pub metric: u32,
+}
+
+/// What the kernel has on the twins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelView {
+    /// (port, address with prefix length).
+    addrs: BTreeSet<(u16, u32, u8)>,
+    /// (network, length, metric) -> (via, port).
+    routes: BTreeMap<(u32, u8, u32), (Option<Ipv4Addr>, u16)>,
+    neighs: BTreeMap<Ipv4Addr, (u16, MacAddr)>,
+}
+
+impl KernelView {
+    /// Applies one event; returns whether the view changed. A neighbour change is returned too,
+    /// for the workers (`KernelView::neighbours` has the whole table).
+    pub fn apply(&mut self, e: KernelEvent) -> bool {
+        match e {
+            KernelEvent::Addr { port, cidr, add } => {
+                let k = (port, u32::from(cidr.addr), cidr.len);
+                if add {
+                    self.addrs.insert(k)
+                } else {
+                    self.addrs.remove(&k)
+                }
+            }
+            KernelEvent::Route {
+                port,
+                prefix,
+                via,
+                metric,
+                add,
+            } => {
+                let k = (u32::from(prefix.network()), prefix.len, metric);
+                if add {
+                    self.routes.insert(k, (via, port)) != Some((via, port))
+                } else {
+                    // RTM_DELROUTE names the route by prefix, metric and (usually) its nexthop.
+                    match self.routes.get(&k) {
+                        Some(&(v, p)) if p == port && (via.is_none() || v == via) => {
+                            self.routes.remove(&k);
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+            }
+            KernelEvent::Neigh { port, ip, mac } => match mac {
+                Some(mac) => self.neighs.insert(ip, (port, mac)) != Some((port, mac)),
+                None => self.neighs.remove(&ip).is_some(),
+            },
+        }
+    }
+
+    /// Addresses on twin `port`.
+    pub fn addresses_of(&self, port: u16) -> impl Iterator<Item = Ipv4Cidr> + '_ {
+        self.addrs
+            .range((port, 0, 0)..=(port, u32::MAX, u8::MAX))
+            .map(|&(_, a, len)| Ipv4Cidr {
+                addr: Ipv4Addr::from(a),
+                len,
+            })
+    }
+
+    /// Every address on any twin.
+    pub fn addresses(&self) -> impl Iterator<Item = (u16, Ipv4Cidr)> + '_ {
+        self.addrs.iter().map(|&(p, a, len)| {
+            (
+                p,
+                Ipv4Cidr {
+                    addr: Ipv4Addr::from(a),
+                    len,
+                },
+            )
+        })
+    }
+
+    /// Whether `ip` is an address on some twin.
+    pub fn holds(&self, ip: Ipv4Addr) -> bool {
+        let a = u32::from(ip);
+        self.addrs.iter().any(|&(_, x, _)| x == a)
+    }
+
+    /// The route the kernel uses per prefix: the lowest metric of each.
+    pub fn routes(&self) -> Vec<KernelRoute> {
+        let mut out: Vec<KernelRoute> = Vec::new();
+        for (&(net, len, metric), &(via, port)) in &self.routes {
+            let prefix = Ipv4Cidr {
+                addr: Ipv4Addr::from(net),
+                len,
+            };
+            // Keys sort by (network, length, metric): the first of a prefix has the lowest metric.
+            if out.last().is_some_and(|r| r.prefix == prefix) {
+                continue;
+            }
+            out.push(KernelRoute {
+                prefix,
+                via,
+                port,
+                metric,
+            });
+        }
+        out
+    }
+
+    /// Neighbours with a link-layer address, on twins.
+    pub fn neighbours(&self) -> impl Iterator<Item = (Ipv4Addr, u16, MacAddr)> + '_ {
+        self.neighs.iter().map(|(&ip, &(p, m))| (ip, p, m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(s: &str) -> Ipv4Cidr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn addresses_come_and_go_per_twin() {
+        let mut v = KernelView::default();
+        let a = KernelEvent::Addr {
+            port: 0,
+            cidr: cidr("10.10.0.150/32"),
+            add: true,
+        };
+        assert!(v.apply(a));
+        assert!(!v.apply(a), "a repeated event changes nothing");
+        assert!(v.apply(KernelEvent::Addr {
+            port: 1,
+            cidr: cidr("10.20.0.1/24"),
+            add: true,
+        }));
+        assert!(v.holds("10.10.0.150".parse().unwrap()));
+        assert_eq!(
+            v.addresses_of(0).collect::<Vec<_>>(),
+            [cidr("10.10.0.150/32")]
+        );
+        assert_eq!(
+            v.addresses_of(1).collect::<Vec<_>>(),
+            [cidr("10.20.0.1/24")]
+        );
+        assert!(v.apply(KernelEvent::Addr {
+            port: 0,
+            cidr: cidr("10.10.0.150/32"),
+            add: false,
+        }));
+        assert!(!v.holds("10.10.0.150".parse().unwrap()));
+        assert_eq!(v.addresses().count(), 1);
+    }
+
+    #[test]
+    fn the_lowest_metric_route_of_a_prefix_wins_and_deletes_are_exact() {
+        let mut v = KernelView::default();
+        let via = |s: &str| Some(s.parse::<Ipv4Addr>().unwrap());
+        let r = |via, metric, add| KernelEvent::Route {
+            port: 1,
+            prefix: cidr("10.30.0.0/24"),
+            via,
+            metric,
+            add,
+        };
+        assert!(v.apply(r(via("10.20.0.254"), 100, true)));
+        assert!(v.apply(r(via("10.20.0.253"), 20, true)));
+        let routes = v.routes();
+        assert_eq!(routes.len(), 1);
+        assert_eq!((routes[0].via, routes[0].metric), (via("10.20.0.253"), 20));
+        // A delete naming another nexthop removes nothing.
+        assert!(!v.apply(r(via("10.20.0.1"), 20, false)));
+        assert!(v.apply(r(via("10.20.0.253"), 20, false)));
+        assert_eq!(v.routes()[0].via, via("10.20.0.254"));
+        // Host bits of a prefix do not make another route.
+        assert!(!v.apply(KernelEvent::Route {
+            port: 1,
+            prefix: cidr("10.30.0.9/24"),
+            via: via("10.20.0.254"),
+            metric: 100,
+            add: true,
+        }));
+    }
+
+    #[test]
+    fn neighbours_with_an_address_are_kept_and_removed() {
+        let mut v = KernelView::default();
+        let ip: Ipv4Addr = "10.20.0.11".parse().unwrap();
+        let mac = MacAddr([2, 0, 0, 0, 0, 0x11]);
+        assert!(v.apply(KernelEvent::Neigh {
+            port: 1,
+            ip,
+            mac: Some(mac)
+        }));
+        assert!(!v.apply(KernelEvent::Neigh {
+            port: 1,
+            ip,
+            mac: Some(mac)
+        }));
+        assert_eq!(v.neighbours().collect::<Vec<_>>(), [(ip, 1, mac)]);
+        assert!(v.apply(KernelEvent::Neigh {
+            port: 1,
+            ip,
+            mac: None
+        }));
+        assert_eq!(v.neighbours().count(), 0);
+    }
+}

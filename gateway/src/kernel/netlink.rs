@@ -1,0 +1,530 @@
+//! rtnetlink through `netlink-sys` and `netlink-packet-route` (no hand-written netlink parsing):
+//! requests that reconcile the twins with the config at start (find or remove an interface, add
+//! an address or a route), dumps, and the listener that turns the kernel's notifications about
+//! the twins into [`KernelEvent`]s (VPP `lcp_nl.c`). Control plane only; calls block briefly.
+
+use super::KernelEvent;
+use crate::net::Ipv4Cidr;
+use crate::wire::MacAddr;
+use hashbrown::HashMap;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Multicast groups of the listener (`enum rtnetlink_groups` in linux/rtnetlink.h).
+const RTNLGRP_NEIGH: u32 = 3;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+
+/// A route the gateway writes is marked `proto static` (RTPROT_STATIC), as `ip route add` does.
+const ROUTE_PROTOCOL: RouteProtocol = RouteProtocol::Static;
+
+/// An interface as `link_by_name` finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    /// IFLA_INFO_KIND (`tun`, `veth`, ...); None for a plain device.
+    pub kind: Option<String>,
+    /// IFLA_CARRIER. A tun device has carrier only while a process has a queue of it open.
+    pub carrier: Option<bool>,
+}
+
+/// A request socket.
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+}
+
+fn nl_error(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code.abs())
+}
+
+impl Netlink {
+    pub fn open() -> io::Result<Netlink> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        Ok(Netlink { sock, seq: 0 })
+    }
+
+    /// Sends `msg` with `flags` (REQUEST added) and collects what comes back until the dump's end
+    /// or the acknowledgement; a negative acknowledgement is the error.
+    fn call(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | flags;
+        hdr.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(hdr, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.sock.send(&buf, 0)?;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self.sock.recv_from_full()?;
+            let mut off = 0;
+            while off < data.len() {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = m.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += len;
+                if m.header.sequence_number != self.seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            Some(code) => Err(nl_error(code.get())),
+                            None => Ok(out),
+                        }
+                    }
+                    NetlinkPayload::InnerMessage(inner) => {
+                        out.push(inner);
+                        if flags & NLM_F_DUMP == 0 && flags & NLM_F_ACK == 0 {
+                            return Ok(out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The interface called `name`, if it exists.
+    pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.call(RouteNetlinkMessage::GetLink(m), 0) {
+            Ok(v) => Ok(v.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(Link {
+                    index: l.header.index,
+                    kind: link_kind(&l),
+                    carrier: l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::Carrier(c) => Some(*c != 0),
+                        _ => None,
+                    }),
+                }),
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(19) => Ok(None), // ENODEV
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn delete_link(&mut self, index: u32) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        self.call(RouteNetlinkMessage::DelLink(m), NLM_F_ACK)
+            .map(drop)
+    }
+
+    /// `ip addr replace CIDR dev INDEX`.
+    pub fn add_address(&mut self, index: u32, cidr: Ipv4Cidr) -> io::Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = cidr.len;
+        m.header.index = index;
+        m.attributes
+            .push(AddressAttribute::Local(IpAddr::V4(cidr.addr)));
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V4(cidr.addr)));
+        if cidr.len < 31 {
+            let bcast = u32::from(cidr.addr) | !cidr.mask();
+            m.attributes
+                .push(AddressAttribute::Broadcast(Ipv4Addr::from(bcast)));
+        }
+        self.call(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// `ip route replace PREFIX [via VIA] dev INDEX proto static` in the main table.
+    pub fn add_route(
+        &mut self,
+        index: u32,
+        prefix: Ipv4Cidr,
+        via: Option<Ipv4Addr>,
+    ) -> io::Result<()> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = prefix.len;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = ROUTE_PROTOCOL;
+        m.header.scope = if via.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        m.header.kind = RouteType::Unicast;
+        if prefix.len > 0 {
+            m.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(
+                    prefix.network(),
+                )));
+        }
+        if let Some(g) = via {
+            m.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(g)));
+        }
+        m.attributes.push(RouteAttribute::Oif(index));
+        self.call(
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// Everything the mirror follows, dumped now: IPv4 addresses, routes and neighbours.
+    pub fn dump(&mut self) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let mut out = Vec::new();
+        let mut a = AddressMessage::default();
+        a.header.family = AddressFamily::Inet;
+        out.extend(self.call(RouteNetlinkMessage::GetAddress(a), NLM_F_DUMP)?);
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        out.extend(self.call(RouteNetlinkMessage::GetRoute(r), NLM_F_DUMP)?);
+        let mut n = NeighbourMessage::default();
+        n.header.family = AddressFamily::Inet;
+        out.extend(self.call(RouteNetlinkMessage::GetNeighbour(n), NLM_F_DUMP)?);
+        Ok(out)
+    }
+}
+
+fn link_kind(l: &LinkMessage) -> Option<String> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(InfoKind::Tun) => Some("tun".to_string()),
+            LinkInfo::Kind(k) => Some(format!("{k:?}").to_lowercase()),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// A socket subscribed to the kernel's address, route and neighbour notifications.
+pub struct Listener {
+    sock: Socket,
+}
+
+impl Listener {
+    /// Subscribes (before the caller dumps, so nothing between the dump and the first
+    /// notification is missed: the mirror applies both idempotently).
+    pub fn open() -> io::Result<Listener> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        for g in [RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH] {
+            sock.add_membership(g)?;
+        }
+        sock.set_non_blocking(true)?;
+        Ok(Listener { sock })
+    }
+
+    /// Every notification queued now (none: an empty vector). `ENOBUFS` means some were lost:
+    /// the caller dumps again.
+    pub fn drain(&mut self) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let mut out = Vec::new();
+        loop {
+            match self.sock.recv_from_full() {
+                Ok((data, _)) => {
+                    let mut off = 0;
+                    while off < data.len() {
+                        let Ok(m) =
+                            NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
+                        else {
+                            break;
+                        };
+                        let len = m.header.length as usize;
+                        if len == 0 {
+                            break;
+                        }
+                        off += len;
+                        if let NetlinkPayload::InnerMessage(inner) = m.payload {
+                            out.push(inner);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The event a message means for the twins (`twins`: ifindex -> port index); None for anything
+/// about other interfaces, other tables, other families.
+pub fn event_of(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -> Option<KernelEvent> {
+    match m {
+        RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a) => {
+            if a.header.family != AddressFamily::Inet {
+                return None;
+            }
+            let port = *twins.get(&a.header.index)?;
+            // IFA_LOCAL is the address itself; IFA_ADDRESS is the peer on point-to-point links.
+            let local = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            let addr = local.or_else(|| {
+                a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                    _ => None,
+                })
+            })?;
+            Some(KernelEvent::Addr {
+                port,
+                cidr: Ipv4Cidr::new(addr, a.header.prefix_len)?,
+                add: matches!(m, RouteNetlinkMessage::NewAddress(_)),
+            })
+        }
+        RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => {
+            let h = &r.header;
+            if h.address_family != AddressFamily::Inet || h.kind != RouteType::Unicast {
+                return None;
+            }
+            let table = r
+                .attributes
+                .iter()
+                .find_map(|x| match x {
+                    RouteAttribute::Table(t) => Some(*t),
+                    _ => None,
+                })
+                .unwrap_or(u32::from(h.table));
+            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+                return None;
+            }
+            let mut oif = None;
+            let mut via = None;
+            let mut dst = Ipv4Addr::UNSPECIFIED;
+            let mut metric = 0;
+            for x in &r.attributes {
+                match x {
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(*g),
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
+                    RouteAttribute::Priority(p) => metric = *p,
+                    // ECMP (RTA_MULTIPATH): the first nexthop through a twin stands for the route.
+                    RouteAttribute::MultiPath(hops) if oif.is_none() => {
+                        if let Some(hop) =
+                            hops.iter().find(|h| twins.contains_key(&h.interface_index))
+                        {
+                            oif = Some(hop.interface_index);
+                            via = hop.attributes.iter().find_map(|a| match a {
+                                RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
+                                _ => None,
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let port = *twins.get(&oif?)?;
+            Some(KernelEvent::Route {
+                port,
+                prefix: Ipv4Cidr::new(dst, h.destination_prefix_length)?,
+                via,
+                metric,
+                add: matches!(m, RouteNetlinkMessage::NewRoute(_)),
+            })
+        }
+        RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n) => {
+            if n.header.family != AddressFamily::Inet {
+                return None;
+            }
+            let port = *twins.get(&n.header.ifindex)?;
+            let ip = n.attributes.iter().find_map(|x| match x {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            })?;
+            let lladdr = n.attributes.iter().find_map(|x| match x {
+                NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
+                    Some(MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]))
+                }
+                _ => None,
+            });
+            let usable = matches!(
+                n.header.state,
+                NeighbourState::Reachable
+                    | NeighbourState::Stale
+                    | NeighbourState::Delay
+                    | NeighbourState::Probe
+                    | NeighbourState::Permanent
+                    | NeighbourState::Noarp
+            );
+            let add = matches!(m, RouteNetlinkMessage::NewNeighbour(_)) && usable;
+            Some(KernelEvent::Neigh {
+                port,
+                ip,
+                mac: lladdr.filter(|_| add),
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn twins() -> HashMap<u32, u16> {
+        HashMap::from([(7, 0), (8, 1)])
+    }
+
+    fn addr_msg(index: u32, ip: [u8; 4], len: u8) -> AddressMessage {
+        let mut a = AddressMessage::default();
+        a.header.family = AddressFamily::Inet;
+        a.header.index = index;
+        a.header.prefix_len = len;
+        a.attributes
+            .push(AddressAttribute::Local(IpAddr::V4(Ipv4Addr::from(ip))));
+        a
+    }
+
+    #[test]
+    fn addresses_on_twins_become_events_and_others_do_not() {
+        let t = twins();
+        let e = event_of(
+            &RouteNetlinkMessage::NewAddress(addr_msg(7, [10, 10, 0, 150], 32)),
+            &t,
+        );
+        assert_eq!(
+            e,
+            Some(KernelEvent::Addr {
+                port: 0,
+                cidr: "10.10.0.150/32".parse().unwrap(),
+                add: true
+            })
+        );
+        let e = event_of(
+            &RouteNetlinkMessage::DelAddress(addr_msg(8, [10, 20, 0, 1], 24)),
+            &t,
+        );
+        assert!(matches!(
+            e,
+            Some(KernelEvent::Addr {
+                port: 1,
+                add: false,
+                ..
+            })
+        ));
+        // lo (index 1) is not a twin.
+        assert_eq!(
+            event_of(
+                &RouteNetlinkMessage::NewAddress(addr_msg(1, [127, 0, 0, 1], 8)),
+                &t
+            ),
+            None
+        );
+    }
+
+    fn route_msg(table: u8, kind: RouteType, oif: u32) -> RouteMessage {
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        r.header.table = table;
+        r.header.kind = kind;
+        r.header.destination_prefix_length = 24;
+        r.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                Ipv4Addr::new(10, 30, 0, 0),
+            )));
+        r.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(
+                10, 20, 0, 254,
+            ))));
+        r.attributes.push(RouteAttribute::Oif(oif));
+        r.attributes.push(RouteAttribute::Priority(5));
+        r
+    }
+
+    #[test]
+    fn only_main_table_unicast_routes_through_a_twin_are_mirrored() {
+        let t = twins();
+        let e = event_of(
+            &RouteNetlinkMessage::NewRoute(route_msg(254, RouteType::Unicast, 8)),
+            &t,
+        );
+        assert_eq!(
+            e,
+            Some(KernelEvent::Route {
+                port: 1,
+                prefix: "10.30.0.0/24".parse().unwrap(),
+                via: Some(Ipv4Addr::new(10, 20, 0, 254)),
+                metric: 5,
+                add: true
+            })
+        );
+        for (table, kind, oif) in [
+            (255, RouteType::Unicast, 8), // the local table
+            (254, RouteType::Local, 8),
+            (254, RouteType::Unicast, 2), // another interface
+        ] {
+            assert_eq!(
+                event_of(
+                    &RouteNetlinkMessage::NewRoute(route_msg(table, kind, oif)),
+                    &t
+                ),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn neighbours_in_usable_states_carry_their_mac() {
+        let t = twins();
+        let msg = |state| {
+            let mut n = NeighbourMessage::default();
+            n.header.family = AddressFamily::Inet;
+            n.header.ifindex = 8;
+            n.header.state = state;
+            n.attributes
+                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                    Ipv4Addr::new(10, 20, 0, 11),
+                )));
+            n.attributes.push(NeighbourAttribute::LinkLayerAddress(vec![
+                2, 0, 0, 0, 0, 0x11,
+            ]));
+            n
+        };
+        let mac = Some(MacAddr([2, 0, 0, 0, 0, 0x11]));
+        for (state, want) in [
+            (NeighbourState::Reachable, mac),
+            (NeighbourState::Permanent, mac),
+            (NeighbourState::Failed, None),
+            (NeighbourState::Incomplete, None),
+        ] {
+            match event_of(&RouteNetlinkMessage::NewNeighbour(msg(state)), &t) {
+                Some(KernelEvent::Neigh { port: 1, mac, .. }) => assert_eq!(mac, want, "{state:?}"),
+                other => panic!("{state:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            event_of(
+                &RouteNetlinkMessage::DelNeighbour(msg(NeighbourState::Reachable)),
+                &t
+            ),
+            Some(KernelEvent::Neigh { mac: None, .. })
+        ));
+    }
+}

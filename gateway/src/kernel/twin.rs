@@ -1,0 +1,203 @@
+//! The twin of each port: which driver provides it and the DPDK device arguments that create it.
+//!
+//! - `tap`: DPDK's `net_tap` PMD (doc.dpdk.org/guides/nics/tap.html). `iface=` names the kernel
+//!   interface and `mac=` gives it the port's MAC. It runs one kernel queue per DPDK queue
+//!   (IFF_MULTI_QUEUE), so each worker owns a queue pair as on the port. Non-persistent: the kernel
+//!   removes the interface when its last queue is closed, at a clean stop and when the process dies.
+//! - `virtio-user`: DPDK's virtio-user with the vhost-net backend
+//!   (doc.dpdk.org/guides/howto/virtio_user_as_exception_path.html): the kernel side is a tap that
+//!   vhost-net fills from kernel threads, with offloads, faster than `net_tap`'s read/write per
+//!   frame. It needs /dev/vhost-net (the `vhost_net` module); these lab machines lack it.
+
+use crate::wire::MacAddr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwinKind {
+    Tap,
+    VirtioUser,
+}
+
+impl TwinKind {
+    /// The config value (`port.twin`): Some(None) for `"none"`, None when unknown.
+    pub fn parse(s: &str) -> Option<Option<TwinKind>> {
+        match s {
+            "tap" => Some(Some(TwinKind::Tap)),
+            "virtio-user" => Some(Some(TwinKind::VirtioUser)),
+            "none" => Some(None),
+            _ => None,
+        }
+    }
+
+    /// The DPDK device name of port `index`'s twin: what `Port::id_by_name` finds after probing.
+    pub fn device_name(self, index: usize) -> String {
+        match self {
+            TwinKind::Tap => format!("net_tap_gw{index}"),
+            TwinKind::VirtioUser => format!("virtio_user_gw{index}"),
+        }
+    }
+
+    /// The devargs that create port `index`'s twin named `name` with `mac`, `queues` queue pairs
+    /// (`rte_dev_probe`).
+    pub fn devargs(self, index: usize, name: &str, mac: MacAddr, queues: u16) -> String {
+        let dev = self.device_name(index);
+        match self {
+            TwinKind::Tap => format!("{dev},iface={name},mac={mac}"),
+            // queue_size: the vhost-net ring; 1024 as DPDK's exception-path guide.
+            TwinKind::VirtioUser => format!(
+                "{dev},path=/dev/vhost-net,queues={queues},queue_size=1024,iface={name},mac={mac}"
+            ),
+        }
+    }
+
+    /// What the kernel calls the interface's kind (IFLA_INFO_KIND): both drivers make a `tun`.
+    pub fn kernel_kind(self) -> &'static str {
+        "tun"
+    }
+
+    /// Why this twin cannot be created here, if it cannot.
+    pub fn unavailable(self) -> Option<String> {
+        let dev = match self {
+            TwinKind::Tap => "/dev/net/tun",
+            TwinKind::VirtioUser => "/dev/vhost-net",
+        };
+        (!std::path::Path::new(dev).exists()).then(|| format!("{dev} is missing"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x0a, 0x01]);
+
+    #[test]
+    fn config_values() {
+        assert_eq!(TwinKind::parse("tap"), Some(Some(TwinKind::Tap)));
+        assert_eq!(
+            TwinKind::parse("virtio-user"),
+            Some(Some(TwinKind::VirtioUser))
+        );
+        assert_eq!(TwinKind::parse("none"), Some(None));
+        assert_eq!(TwinKind::parse("kni"), None);
+    }
+
+    #[test]
+    fn tap_devargs_name_the_interface_and_give_it_the_port_mac() {
+        assert_eq!(
+            TwinKind::Tap.devargs(0, "client", MAC, 2),
+            "net_tap_gw0,iface=client,mac=02:00:00:00:0a:01"
+        );
+        // The device name is what the probe registers and `id_by_name` looks up.
+        assert!(TwinKind::Tap
+            .devargs(3, "x", MAC, 1)
+            .starts_with(&TwinKind::Tap.device_name(3)));
+    }
+
+    #[test]
+    fn virtio_user_devargs_use_vhost_net_with_a_queue_per_worker() {
+        assert_eq!(
+            TwinKind::VirtioUser.devargs(1, "server", MAC, 4),
+            "virtio_user_gw1,path=/dev/vhost-net,queues=4,queue_size=1024,iface=server,\
+             mac=02:00:00:00:0a:01"
+        );
+    }
+}
+
+/// A twin as it runs: the port it mirrors, its kernel interface and its DPDK port.
+pub struct Twin {
+    /// The datapath port index it is the twin of.
+    pub port: u16,
+    pub name: String,
+    pub kind: TwinKind,
+    /// The kernel's index of the interface (what netlink messages name).
+    pub ifindex: u32,
+    pub dpdk: crate::dpdk::Port,
+}
+
+/// Creates port `port`'s twin `name` with `mac`, `mtu` and `queues` queue pairs (one per worker)
+/// fed from `pool`. An interface of that name left over from an earlier run (a tun device without
+/// carrier: no process has it open) is removed first; any other interface of that name, or a twin
+/// in use by a running process, is refused with its reason.
+pub fn create(
+    port: u16,
+    name: &str,
+    kind: TwinKind,
+    mac: MacAddr,
+    mtu: Option<u16>,
+    queues: u16,
+    pool: &crate::dpdk::Mempool,
+) -> Result<Twin, String> {
+    use super::netlink::Netlink;
+    if let Some(why) = kind.unavailable() {
+        return Err(format!(
+            "twin {name}: {why} (set twin = \"none\" on the port to run without one)"
+        ));
+    }
+    let mut nl = Netlink::open().map_err(|e| format!("twin {name}: netlink: {e}"))?;
+    let nl_err = |e: std::io::Error| format!("twin {name}: netlink: {e}");
+    match nl.link_by_name(name).map_err(nl_err)? {
+        Some(l) if l.kind.as_deref() == Some(kind.kernel_kind()) && l.carrier != Some(true) => {
+            tracing::warn!(twin = name, "removing a stale twin left by an earlier run");
+            nl.delete_link(l.index).map_err(nl_err)?;
+        }
+        Some(l) if l.kind.as_deref() == Some(kind.kernel_kind()) => {
+            return Err(format!(
+                "twin {name}: a tun interface of that name is in use by another process"
+            ))
+        }
+        Some(l) => {
+            return Err(format!(
+                "twin {name}: an interface of that name exists and is not a twin (kind {}); \
+                 rename the port or set twin = \"none\"",
+                l.kind.as_deref().unwrap_or("device")
+            ))
+        }
+        None => {}
+    }
+    crate::dpdk::probe_vdev(&kind.devargs(port as usize, name, mac, queues))
+        .map_err(|e| format!("twin {name}: {e}"))?;
+    let id = crate::dpdk::Port::id_by_name(&kind.device_name(port as usize))
+        .map_err(|e| format!("twin {name}: {e}"))?;
+    let conf = crate::dpdk::PortConfig {
+        rx_queues: queues,
+        tx_queues: queues,
+        rx_desc: 512,
+        tx_desc: 512,
+        rss: false,
+        csum_offload: false,
+        promiscuous: false,
+        mtu,
+    };
+    let dpdk = crate::dpdk::Port::start(id, &format!("{name}-twin"), &conf, pool)
+        .map_err(|e| format!("twin {name}: {e}"))?;
+    let ifindex = match nl.link_by_name(name).map_err(nl_err)? {
+        Some(l) => l.index,
+        None => return Err(format!("twin {name}: created but not found in the kernel")),
+    };
+    Ok(Twin {
+        port,
+        name: name.to_string(),
+        kind,
+        ifindex,
+        dpdk,
+    })
+}
+
+/// Writes the config's addresses and routes of the twin's port onto the twin (`ip addr replace`,
+/// `ip route replace ... proto static`), before the mirror starts (no echo loop by construction).
+pub fn reconcile(
+    twin: &Twin,
+    addrs: &[crate::net::Ipv4Cidr],
+    routes: &[(crate::net::Ipv4Cidr, Option<std::net::Ipv4Addr>)],
+) -> Result<(), String> {
+    let mut nl = super::netlink::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+    for a in addrs {
+        nl.add_address(twin.ifindex, *a)
+            .map_err(|e| format!("twin {}: address {a}: {e}", twin.name))?;
+    }
+    for (prefix, via) in routes {
+        nl.add_route(twin.ifindex, *prefix, *via)
+            .map_err(|e| format!("twin {}: route {prefix}: {e}", twin.name))?;
+    }
+    Ok(())
+}
