@@ -8,7 +8,9 @@
 #   <name>-rs2  real server  eth0 10.20.0.12/24, nginx on :80 and :8080 ("rs2")
 #
 # The gateway owns 10.10.0.1 (client side), 10.20.0.1 (server side), the VIP 10.10.0.100 and the local
-# addresses (LIPs) 10.20.0.200-201; the kernel in <name>-lb has no address on lbc/lbs.
+# addresses (LIPs) 10.20.0.200-201. The kernel in <name>-lb has no address on lbc/lbs; its
+# interfaces are the gateway's kernel twins `client` and `server` (10.10.0.1/24, 10.20.0.1/24,
+# written there by the gateway at start), where its own services (sshd, socat, BIRD) listen.
 #
 # Usage:
 #   lab.sh up     [NAME] [CONFIG]   build the topology, start nginx and the gateway (default NAME gwlab,
@@ -107,6 +109,14 @@ up() {
   nsx cli ip route add default via 10.10.0.1
   quiet_link lb lbc
   quiet_link lb lbs
+  # On a real box DPDK owns the NIC and the kernel never sees its frames. Here lbc/lbs are kernel
+  # interfaces the af_packet PMD reads beside the kernel, so the kernel of <name>-lb must not answer
+  # on them: the twins (client, server) are its interfaces. Strict reverse-path filtering drops
+  # every IP packet arriving on them (no route points back through them) and arp_ignore=8 every
+  # ARP request; af_packet still sees all of it.
+  for d in lbc lbs; do
+    nsx lb sysctl -qw "net.ipv4.conf.$d.rp_filter=1" "net.ipv4.conf.$d.arp_ignore=8"
+  done
   local i=11
   for r in rs1 rs2; do
     quiet_link $r eth0
@@ -150,7 +160,7 @@ down() {
     if [ -f "$run_dir/$r/nginx.pid" ]; then kill "$(cat "$run_dir/$r/nginx.pid")" 2>/dev/null || true; fi
     if [ -f "$run_dir/$r/decap.pid" ]; then kill "$(cat "$run_dir/$r/decap.pid")" 2>/dev/null || true; fi
   done
-  for n in cli lb sw rs1 rs2 rtr; do
+  for n in cli lb sw rs1 rs2 rtr rs3; do
     if ip netns pids "$(ns $n)" >/dev/null 2>&1; then
       for p in $(ip netns pids "$(ns $n)" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
       ip netns del "$(ns $n)" 2>/dev/null || true

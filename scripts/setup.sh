@@ -13,7 +13,7 @@ fi
 pkgs=(
   libdpdk-dev dpdk pkg-config libclang-dev clang   # DPDK 22.11 and what dpdk-sys builds with
   libpcap-dev                                       # DPDK's pcap PMD (golden tests)
-  nginx-light curl wrk tcpdump iperf3               # real servers, clients, captures
+  nginx-light curl wrk tcpdump iperf3 socat hping3  # real servers, clients, captures, floods
   iproute2 iputils-ping iputils-arping ethtool procps  # the lab
 )
 missing=()

@@ -687,9 +687,16 @@ impl Config {
         }
         let services = validate_service_entries(&self.services, &port_addrs)?;
         let mut kernel_owned = Vec::new();
+        let any_twin = self.ports.iter().any(|p| p.twin != "none");
         for (i, s) in self.services.iter().enumerate() {
             match s.owner.as_str() {
                 "config" => {}
+                "kernel" if !any_twin => {
+                    return Err(invalid(
+                        format!("service[{i}].owner"),
+                        "\"kernel\" needs a port with a twin (every port has twin = \"none\")",
+                    ))
+                }
                 "kernel" => {
                     kernel_owned.push(services[i].0.vip);
                     kernel_owned.extend(services[i].1.iter().copied());

@@ -771,6 +771,13 @@ impl Running {
             }
             let _ = writeln!(out);
         }
+        for (i, s) in per.iter().enumerate() {
+            let _ = write!(out, "punt {i}:");
+            for (name, n) in s.punt.named() {
+                let _ = write!(out, " {name} {n}");
+            }
+            let _ = writeln!(out);
+        }
         for (name, n) in total.drop_list() {
             let _ = writeln!(out, "drop {name} {n}");
         }

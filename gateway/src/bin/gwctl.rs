@@ -205,7 +205,7 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             }
             Ok(out)
         }
-        "addrs" | "addresses" | "routes" | "neigh" | "neighbours" | "neighbors" => {
+        "addrs" | "addresses" | "routes" | "neigh" | "neighbours" | "neighbors" | "twins" => {
             let v = call(ctx, Op::Net)?;
             let n: NetView = typed(v)?;
             let mut out = String::new();
@@ -217,7 +217,16 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
                         );
                     }
                     for p in &n.ports {
-                        let _ = writeln!(out, "{:<10} {}  {}", p.name, p.mac, p.addrs.join(" "));
+                        let addrs: Vec<String> = p
+                            .addrs
+                            .iter()
+                            .zip(p.origins.iter().map(Some).chain(std::iter::repeat(None)))
+                            .map(|(a, o)| match o {
+                                Some(o) => format!("{a} ({})", origin_name(*o)),
+                                None => a.clone(),
+                            })
+                            .collect();
+                        let _ = writeln!(out, "{:<10} {}  {}", p.name, p.mac, addrs.join(" "));
                     }
                     let s: Vec<String> = n.service_addrs.iter().map(|a| a.to_string()).collect();
                     let _ = writeln!(out, "{:<10} {}", "services", s.join(" "));
@@ -227,11 +236,51 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
                         return json(serde_json::to_value(&n.routes).unwrap_or_default());
                     }
                     for r in &n.routes {
+                        let from = r.origin.map(origin_name).unwrap_or("connected");
                         match r.via {
-                            Some(v) => writeln!(out, "{} via {v} port {}", r.prefix, r.port),
-                            None => writeln!(out, "{} port {} connected", r.prefix, r.port),
+                            Some(v) => writeln!(out, "{} via {v} port {} {from}", r.prefix, r.port),
+                            None => writeln!(out, "{} port {} {from}", r.prefix, r.port),
                         }
                         .unwrap_or_default();
+                    }
+                }
+                "twins" => {
+                    if ctx.json {
+                        let twins: Vec<_> = n
+                            .ports
+                            .iter()
+                            .map(|p| serde_json::json!({ "port": p.name, "twin": p.twin }))
+                            .collect();
+                        return json(serde_json::json!({
+                            "twins": twins, "punt": n.punt, "kernel_owned": n.kernel_owned
+                        }));
+                    }
+                    let _ = writeln!(
+                        out,
+                        "{:<10} {:<16} {:<12} {:>7}",
+                        "port", "twin", "driver", "ifindex"
+                    );
+                    for p in &n.ports {
+                        match &p.twin {
+                            Some(t) => writeln!(
+                                out,
+                                "{:<10} {:<16} {:<12} {:>7}",
+                                p.name, t.name, t.driver, t.ifindex
+                            ),
+                            None => writeln!(
+                                out,
+                                "{:<10} {:<16} {:<12} {:>7}",
+                                p.name, "-", "none", "-"
+                            ),
+                        }
+                        .unwrap_or_default();
+                    }
+                    for (a, held) in &n.kernel_owned {
+                        let state = if *held { "held" } else { "not held" };
+                        let _ = writeln!(out, "kernel-owned {a} {state}");
+                    }
+                    for (k, v) in &n.punt {
+                        let _ = writeln!(out, "{k} {v}");
                     }
                 }
                 _ => {
@@ -515,8 +564,9 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("drops", "drops                    drop counters by reason and worker", "Only the drop counters (non-zero ones), per worker and in total."),
     ("rate", "rate                     CPS, in/out PPS and BPS over the last second", "Gateway-wide rates computed from the workers' counters, sampled every second."),
     ("zero", "zero                     zero the counters shown (ipvsadm -Z)", "Counters shown by stats, drops and ipvsadm --stats start again from zero."),
-    ("addrs", "addrs                    interface and service addresses", "Each port's MAC and addresses, and the VIPs and LIPs the gateway answers for."),
-    ("routes", "routes                   the routing table", "Connected and static routes, longest prefix first."),
+    ("addrs", "addrs                    interface and service addresses", "Each port's MAC and addresses (with where each comes from: config, config_kernel, kernel), and the VIPs and LIPs the gateway answers for."),
+    ("routes", "routes                   the routing table", "Connected, config and kernel routes, longest prefix first, each with where it comes from (config, config_kernel: written onto the twin at start, kernel: added there since)."),
+    ("twins", "twins                    kernel twins, punt counters, kernel-owned addresses", "Each port's kernel twin (interface, driver, ifindex), the VIPs and LIPs owned by the kernel with whether a twin holds them, and the punt counters summed over the workers."),
     ("neigh", "neigh                    neighbour (ARP) entries of every worker", "Each worker's neighbour table: address, port, MAC (or incomplete), age."),
     ("sysctl", "sysctl [NAME [VALUE]]    IPVS settings ipvsadm has no option for", "Shows or sets, for every worker at once: conn_reuse_mode (0..=3, IPVS's sysctl: what a client's\nSYN on a tuple the gateway still holds does; 1, the default, schedules it afresh from\nTIME_WAIT/CLOSE, 2 also from FIN_WAIT of DR/TUN connections, 0 follows the old connection).\nThe config key is [conn] conn_reuse_mode."),
     ("save", "save [FILE]              a TOML configuration with the running services", "Writes the daemon's configuration with its [[service]] sections replaced by the running ones;\nthe daemon can start from it. Without FILE, prints it."),
@@ -750,6 +800,16 @@ fn shell(ctx: &Ctx) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// How `gwctl addrs` and `routes` name an origin.
+fn origin_name(o: gateway::control::view::Origin) -> &'static str {
+    use gateway::control::view::Origin;
+    match o {
+        Origin::Config => "config",
+        Origin::ConfigKernel => "config_kernel",
+        Origin::Kernel => "kernel",
     }
 }
 

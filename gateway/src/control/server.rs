@@ -804,15 +804,31 @@ impl Server<'_> {
     }
 
     fn net(&self) -> Result<serde_json::Value, String> {
-        let g = self.current()?;
+        let (g, prov, twins) = {
+            let c = self.control()?;
+            (c.current().clone(), c.provenance().clone(), c.twins.clone())
+        };
         let topo = &g.topo;
+        let origin_of_addr = |port: usize, a: &crate::net::Ipv4Cidr| {
+            prov.addrs
+                .iter()
+                .find(|x| x.0 as usize == port && x.1 == *a)
+                .map_or(Origin::Config, |x| x.2)
+        };
         let ports = topo
             .ports
             .iter()
-            .map(|p| PortView {
+            .enumerate()
+            .map(|(i, p)| PortView {
                 name: p.name.clone(),
                 mac: p.mac.to_string(),
                 addrs: p.addrs.iter().map(|a| a.to_string()).collect(),
+                origins: p.addrs.iter().map(|a| origin_of_addr(i, a)).collect(),
+                twin: twins.iter().find(|t| t.0 as usize == i).map(|t| TwinView {
+                    name: t.1.clone(),
+                    driver: t.2.to_string(),
+                    ifindex: t.3,
+                }),
             })
             .collect();
         let port_name = |i: u16| {
@@ -827,6 +843,7 @@ impl Server<'_> {
                 prefix: c.to_string(),
                 via: hop.via,
                 port: port_name(hop.port),
+                origin: prov.routes.iter().find(|r| r.0 == c).map(|r| r.1),
             })
             .collect();
         routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
@@ -838,11 +855,23 @@ impl Server<'_> {
         neigh.sort_by_key(|n| (n.ip, n.worker));
         let mut service_addrs: Vec<_> = g.services.addresses().collect();
         service_addrs.sort();
+        let mut total = crate::datapath::punt::PuntCounters::default();
+        for p in self.ctx.published.iter() {
+            if let Ok(s) = p.lock() {
+                total.add(&s.punt);
+            }
+        }
         Ok(to_json(&NetView {
             ports,
             routes,
             neigh,
             service_addrs,
+            kernel_owned: prov.kernel_owned.clone(),
+            punt: total
+                .named()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
         }))
     }
 }
@@ -900,6 +929,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         counters: counters
             .iter()
             .chain(s.neigh.named().iter())
+            .chain(s.punt.named().iter())
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         drops: s

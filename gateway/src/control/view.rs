@@ -1,6 +1,7 @@
 //! What the daemon answers with: plain serde views of services, connections, counters and the
 //! network state, shared by the server (which fills them) and the clients (which format them).
 
+pub use super::topology::Origin;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -182,6 +183,22 @@ pub struct PortView {
     pub name: String,
     pub mac: String,
     pub addrs: Vec<String>,
+    /// Where each address comes from (same order as `addrs`).
+    #[serde(default)]
+    pub origins: Vec<Origin>,
+    /// The port's kernel twin, if it has one.
+    #[serde(default)]
+    pub twin: Option<TwinView>,
+}
+
+/// A kernel twin.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwinView {
+    /// The kernel interface's name.
+    pub name: String,
+    /// `tap` or `virtio-user`.
+    pub driver: String,
+    pub ifindex: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +206,9 @@ pub struct RouteView {
     pub prefix: String,
     pub via: Option<Ipv4Addr>,
     pub port: String,
+    /// Where the route comes from; None for a port address's connected route.
+    #[serde(default)]
+    pub origin: Option<Origin>,
 }
 
 /// The answer to `net`.
@@ -199,6 +219,12 @@ pub struct NetView {
     pub neigh: Vec<NeighInfo>,
     /// VIPs and LIPs the gateway answers ARP for.
     pub service_addrs: Vec<Ipv4Addr>,
+    /// VIPs and LIPs of `owner = "kernel"` services, with whether a twin holds them.
+    #[serde(default)]
+    pub kernel_owned: Vec<(Ipv4Addr, bool)>,
+    /// Punt counters summed over the workers (`datapath::punt`).
+    #[serde(default)]
+    pub punt: BTreeMap<String, u64>,
 }
 
 /// The answer to `timeouts`: IPVS's three (`tcp tcpfin udp`) and every state's.

@@ -64,45 +64,6 @@ impl TwinKind {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x0a, 0x01]);
-
-    #[test]
-    fn config_values() {
-        assert_eq!(TwinKind::parse("tap"), Some(Some(TwinKind::Tap)));
-        assert_eq!(
-            TwinKind::parse("virtio-user"),
-            Some(Some(TwinKind::VirtioUser))
-        );
-        assert_eq!(TwinKind::parse("none"), Some(None));
-        assert_eq!(TwinKind::parse("kni"), None);
-    }
-
-    #[test]
-    fn tap_devargs_name_the_interface_and_give_it_the_port_mac() {
-        assert_eq!(
-            TwinKind::Tap.devargs(0, "client", MAC, 2),
-            "net_tap_gw0,iface=client,mac=02:00:00:00:0a:01"
-        );
-        // The device name is what the probe registers and `id_by_name` looks up.
-        assert!(TwinKind::Tap
-            .devargs(3, "x", MAC, 1)
-            .starts_with(&TwinKind::Tap.device_name(3)));
-    }
-
-    #[test]
-    fn virtio_user_devargs_use_vhost_net_with_a_queue_per_worker() {
-        assert_eq!(
-            TwinKind::VirtioUser.devargs(1, "server", MAC, 4),
-            "virtio_user_gw1,path=/dev/vhost-net,queues=4,queue_size=1024,iface=server,\
-             mac=02:00:00:00:0a:01"
-        );
-    }
-}
-
 /// A twin as it runs: the port it mirrors, its kernel interface and its DPDK port.
 pub struct Twin {
     /// The datapath port index it is the twin of.
@@ -200,4 +161,43 @@ pub fn reconcile(
             .map_err(|e| format!("twin {}: route {prefix}: {e}", twin.name))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x0a, 0x01]);
+
+    #[test]
+    fn config_values() {
+        assert_eq!(TwinKind::parse("tap"), Some(Some(TwinKind::Tap)));
+        assert_eq!(
+            TwinKind::parse("virtio-user"),
+            Some(Some(TwinKind::VirtioUser))
+        );
+        assert_eq!(TwinKind::parse("none"), Some(None));
+        assert_eq!(TwinKind::parse("kni"), None);
+    }
+
+    #[test]
+    fn tap_devargs_name_the_interface_and_give_it_the_port_mac() {
+        assert_eq!(
+            TwinKind::Tap.devargs(0, "client", MAC, 2),
+            "net_tap_gw0,iface=client,mac=02:00:00:00:0a:01"
+        );
+        // The device name is what the probe registers and `id_by_name` looks up.
+        assert!(TwinKind::Tap
+            .devargs(3, "x", MAC, 1)
+            .starts_with(&TwinKind::Tap.device_name(3)));
+    }
+
+    #[test]
+    fn virtio_user_devargs_use_vhost_net_with_a_queue_per_worker() {
+        assert_eq!(
+            TwinKind::VirtioUser.devargs(1, "server", MAC, 4),
+            "virtio_user_gw1,path=/dev/vhost-net,queues=4,queue_size=1024,iface=server,\
+             mac=02:00:00:00:0a:01"
+        );
+    }
 }

@@ -1,0 +1,414 @@
+//! End-to-end: kernel twins (issue 10). The gateway's ports have tap twins named `client` and
+//! `server` in its namespace; the kernel there is where the box's own services run.
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ping(lab: &Lab, node: &str, ip: &str) -> bool {
+    lab.exec(node, &["ping", "-c", "1", "-W", "1", ip])
+        .status
+        .success()
+}
+
+/// A `key value` counter of the `punt N:` lines of the stats, summed over workers.
+fn punt_counter(stats: &str, key: &str) -> u64 {
+    stats
+        .lines()
+        .filter(|l| l.starts_with("punt "))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            it.find(|w| *w == key)?;
+            it.next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+fn curl_vip(lab: &Lab) -> Option<String> {
+    let o = lab.exec("cli", &["curl", "-s", "-m", "2", "http://10.10.0.100/"]);
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Runs `cmd` in `node` in the background (killed when the guard goes).
+struct Bg(std::process::Child);
+
+impl Bg {
+    fn start(lab: &Lab, node: &str, cmd: &[&str]) -> Bg {
+        let c = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{node}", lab.name)])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        Bg(c)
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_kernel_serves_tcp_and_udp_on_the_interface_address_and_addresses_follow_the_kernel() {
+    let lab = Lab::up("tk", &Lab::default_config(""));
+    // The twins exist in the gateway's namespace with the ports' MACs and the config's addresses.
+    for (twin, af, addr) in [
+        ("client", "lbc", "10.10.0.1/24"),
+        ("server", "lbs", "10.20.0.1/24"),
+    ] {
+        let link = lab.sh("lb", &["ip", "-o", "addr", "show", "dev", twin]);
+        assert!(link.contains(addr), "{twin}: {link}");
+        let mac = lab.sh("lb", &["cat", &format!("/sys/class/net/{af}/address")]);
+        let twin_mac = lab.sh("lb", &["cat", &format!("/sys/class/net/{twin}/address")]);
+        assert_eq!(mac.trim(), twin_mac.trim(), "{twin} has its port's MAC");
+    }
+    // ping is answered by the datapath, once (the kernel does not answer on lbc).
+    let out = lab.sh(
+        "cli",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "1", "10.10.0.1"],
+    );
+    assert!(
+        out.contains("3 received") && !out.contains("duplicates"),
+        "{out}"
+    );
+
+    // TCP to the interface address reaches a listener in the gateway's namespace.
+    let _tcp = Bg::start(
+        &lab,
+        "lb",
+        &[
+            "socat",
+            "TCP-LISTEN:2222,reuseaddr,fork",
+            "SYSTEM:echo hello-from-the-kernel",
+        ],
+    );
+    let _udp = Bg::start(
+        &lab,
+        "lb",
+        &[
+            "socat",
+            "UDP-RECVFROM:5353,fork",
+            "SYSTEM:echo udp-from-the-kernel",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab.sh("cli", &["socat", "-T", "2", "-", "TCP:10.10.0.1:2222"]);
+    assert_eq!(out.trim(), "hello-from-the-kernel");
+    let o = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "echo hi | ip netns exec {}-cli socat -T 2 - UDP:10.10.0.1:5353",
+                lab.name
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "udp-from-the-kernel"
+    );
+
+    // An address added to the twin is answered within 100 ms (+ a ping's own time) ...
+    assert!(!ping(&lab, "cli", "10.10.0.150"));
+    lab.sh(
+        "lb",
+        &["ip", "addr", "add", "10.10.0.150/32", "dev", "client"],
+    );
+    let t = Instant::now();
+    while !ping(&lab, "cli", "10.10.0.150") {
+        assert!(t.elapsed() < Duration::from_secs(3), "{}", lab.log());
+    }
+    // ... and no longer within 1 s of its removal.
+    lab.sh(
+        "lb",
+        &["ip", "addr", "del", "10.10.0.150/32", "dev", "client"],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!ping(&lab, "cli", "10.10.0.150"), "{}", lab.log());
+
+    // The kernel's own address and route changes are what gwctl shows, with their origin.
+    let gwctl = env!("CARGO_BIN_EXE_gwctl");
+    let sock = format!("/run/gateway/{}.sock", lab.name);
+    let addrs = lab.sh("lb", &[gwctl, "-s", &sock, "addrs"]);
+    assert!(addrs.contains("10.10.0.1/24 (config_kernel)"), "{addrs}");
+    let twins = lab.sh("lb", &[gwctl, "-s", &sock, "twins"]);
+    assert!(twins.contains("client") && twins.contains("tap"), "{twins}");
+    let stats = lab.stats();
+    assert!(punt_counter(&stats, "punt_local") >= 2, "{stats}");
+    assert!(punt_counter(&stats, "punt_arp_copy") >= 1, "{stats}");
+    assert!(punt_counter(&stats, "from_kernel") >= 2, "{stats}");
+}
+
+#[test]
+fn a_kernel_route_reaches_a_real_server_behind_a_router() {
+    let lab = Lab::up("tr", &Lab::default_config(""));
+    // rs3 on 10.30.0.0/24, reachable only through the router 10.20.0.254.
+    let root = repo_root();
+    let lab_sh = root.join("scripts/lab.sh");
+    let ok = Command::new(&lab_sh)
+        .args(["router", &lab.name])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let rs3 = format!("{}-rs3", lab.name);
+    let rtr = format!("{}-rtr", lab.name);
+    for cmd in [
+        format!("ip netns add {rs3}"),
+        format!("ip link add eth0 netns {rs3} type veth peer name eth2 netns {rtr}"),
+        format!("ip -n {rtr} addr add 10.30.0.254/24 dev eth2"),
+        format!("ip -n {rtr} link set eth2 up"),
+        format!("ip -n {rs3} link set lo up"),
+        format!("ip -n {rs3} addr add 10.30.0.13/24 dev eth0"),
+        format!("ip -n {rs3} link set eth0 up"),
+        format!("ip -n {rs3} route add default via 10.30.0.254"),
+    ] {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    }
+    let www = lab.run_dir.join("rs3");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "rs3\n").unwrap();
+    let _web = Bg::start(
+        &lab,
+        "rs3",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "80",
+            "--directory",
+            www.to_str().unwrap(),
+        ],
+    );
+    let gwctl = env!("CARGO_BIN_EXE_gwctl");
+    let sock = format!("/run/gateway/{}.sock", lab.name);
+    let vip = "10.10.0.120:80";
+    lab.sh(
+        "lb",
+        &[gwctl, "-s", &sock, "ipvsadm", "-A", "-t", vip, "-s", "rr"],
+    );
+    lab.sh(
+        "lb",
+        &[
+            gwctl,
+            "-s",
+            &sock,
+            "ipvsadm",
+            "-P",
+            "-t",
+            vip,
+            "-z",
+            "10.20.0.210",
+        ],
+    );
+    lab.sh(
+        "lb",
+        &[
+            gwctl,
+            "-s",
+            &sock,
+            "ipvsadm",
+            "-a",
+            "-t",
+            vip,
+            "-r",
+            "10.30.0.13:80",
+            "-b",
+        ],
+    );
+    let curl = || {
+        let o = lab.exec("cli", &["curl", "-s", "-m", "2", "http://10.10.0.120/"]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(curl(), "", "no route to 10.30.0.0/24 yet");
+    let before = Lab::drop_counter(&lab.stats(), "no_route");
+    assert!(before > 0, "{}", lab.stats());
+    // The route is the kernel's: added on the server twin, it is the datapath's.
+    lab.sh(
+        "lb",
+        &[
+            "ip",
+            "route",
+            "add",
+            "10.30.0.0/24",
+            "via",
+            "10.20.0.254",
+            "dev",
+            "server",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(curl(), "rs3", "{}", lab.log());
+    let routes = lab.sh("lb", &[gwctl, "-s", &sock, "routes"]);
+    assert!(
+        routes.contains("10.30.0.0/24 via 10.20.0.254 port server kernel"),
+        "{routes}"
+    );
+}
+
+#[test]
+fn a_kernel_owned_vip_is_served_only_while_the_kernel_holds_it() {
+    let base = Lab::default_config("");
+    let config = base.replacen("toa = true", "toa = true\nowner = \"kernel\"", 1);
+    assert_ne!(config, base);
+    let lab = Lab::up("to", &config);
+    // Not held: no ARP answer, no ping, no service.
+    assert_eq!(
+        curl_vip(&lab),
+        None,
+        "served before the kernel holds the VIP"
+    );
+    assert!(!ping(&lab, "cli", "10.10.0.100"));
+    // Held: the VIP on the twin (what keepalived does), and the LIPs with it.
+    lab.sh(
+        "lb",
+        &["ip", "addr", "add", "10.10.0.100/32", "dev", "client"],
+    );
+    for lip in ["10.20.0.200/32", "10.20.0.201/32"] {
+        lab.sh("lb", &["ip", "addr", "add", lip, "dev", "server"]);
+    }
+    let t = Instant::now();
+    let page = loop {
+        if let Some(p) = curl_vip(&lab) {
+            break p;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "{}", lab.log());
+    };
+    assert!(page == "rs1" || page == "rs2", "{page}");
+    assert!(ping(&lab, "cli", "10.10.0.100"));
+    // Traffic to the VIP never goes to the kernel, even with the VIP on the twin: a port with
+    // no service is dropped by the datapath, not answered with a kernel RST.
+    let o = lab.exec(
+        "cli",
+        &["curl", "-s", "-m", "1", "http://10.10.0.100:8081/"],
+    );
+    assert_eq!(o.status.code(), Some(28), "a timeout, not a refusal: {o:?}");
+    // An established connection keeps working once the VIP is gone; new ones are refused.
+    let mut ka = KeepAlive::open(&lab);
+    lab.sh(
+        "lb",
+        &["ip", "addr", "del", "10.10.0.100/32", "dev", "client"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // The client still has the VIP's MAC: its SYN arrives and is refused by the datapath.
+    assert_eq!(
+        curl_vip(&lab),
+        None,
+        "served after the kernel dropped the VIP"
+    );
+    let stats = lab.stats();
+    assert!(Lab::drop_counter(&stats, "vip_not_held") > 0, "{stats}");
+    assert!(!ka.get().is_empty(), "the established connection goes on");
+}
+
+#[test]
+fn a_syn_flood_to_the_interface_address_is_rate_limited_while_the_vip_serves() {
+    let config = Lab::default_config("[kernel]\npunt_rate = 1000\npunt_burst = 100\n");
+    let lab = Lab::up("tf", &config);
+    assert!(curl_vip(&lab).is_some());
+    // 20000 SYNs at ~10 kpps toward 10.10.0.1:2222 from random sources: bounded in count.
+    let flood = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-cli", lab.name)])
+        .args([
+            "timeout", "20", "hping3", "-q", "-S", "-p", "2222", "-i", "u100", "-c", "20000",
+        ])
+        .args(["--rand-source", "10.10.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut flood = Bg(flood);
+    let mut ok = 0;
+    for _ in 0..20 {
+        if curl_vip(&lab).is_some() {
+            ok += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = flood.0.wait();
+    let stats = lab.stats();
+    assert_eq!(ok, 20, "curl through the VIP during the flood\n{stats}");
+    let limited = Lab::drop_counter(&stats, "punt_limited");
+    let punted = punt_counter(&stats, "punt_local");
+    assert!(limited > 1000, "punt_limited {limited}\n{stats}");
+    // Two workers at 1000/s each, plus their bursts, over the flood's few seconds.
+    assert!(punted < 2 * (1000 * 20 + 100), "punted {punted}\n{stats}");
+}
+
+#[test]
+fn no_twin_is_left_after_sigterm_and_a_restart_after_sigkill_cleans_up() {
+    let lab = Lab::up("tz", &Lab::default_config(""));
+    let pid = lab.pid().unwrap();
+    // SIGKILL: the tap queues close with the process, and the kernel removes the twins.
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    while lab
+        .exec("lb", &["ip", "link", "show", "client"])
+        .status
+        .success()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "twin left after SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A stale twin (what a crash of a persistent twin would leave: a tun nobody holds) is removed.
+    lab.sh(
+        "lb",
+        &["ip", "tuntap", "add", "dev", "client", "mode", "tap"],
+    );
+    let log = lab.run_dir.join("restart.log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-lb", lab.name), &gateway_bin()])
+        .arg("--config")
+        .arg(lab.run_dir.join("gateway.toml"))
+        .args(["--file-prefix", &format!("{}r", lab.name)])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut gw = Bg(child);
+    let t = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("gateway ready") {
+            break text;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "no restart: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("removing a stale twin"), "{text}");
+    assert_eq!(
+        curl_vip(&lab).as_deref().map(|p| p == "rs1" || p == "rs2"),
+        Some(true)
+    );
+    // SIGTERM: the twins go with a clean stop.
+    Command::new("kill")
+        .args(["-TERM", &gw.0.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = gw.0.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("gateway stopped"), "{text}");
+    for twin in ["client", "server"] {
+        assert!(
+            !lab.exec("lb", &["ip", "link", "show", twin])
+                .status
+                .success(),
+            "{twin} left after SIGTERM"
+        );
+    }
+}
