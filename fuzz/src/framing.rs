@@ -147,6 +147,8 @@ pub struct Outcome {
     pub frames: u64,
     /// Verdicts by kind; handed-over frames count once more when the owner processes them.
     pub tx: u64,
+    /// Frames sent up to a kernel twin (`datapath::punt`).
+    pub punted: u64,
     pub handed_over: u64,
     pub done: u64,
     pub dropped: u64,
@@ -188,6 +190,8 @@ fn as_peer(r: &Record) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Seen {
     Tx(u16, Vec<u8>),
+    /// Up to the port's kernel twin.
+    Kernel(u16, Vec<u8>),
     Handed(u16),
     Done,
     Drop(gateway::stats::DropReason),
@@ -245,6 +249,15 @@ fn dispatch(
             o.tx += 1;
             Seen::Tx(port, b.data().to_vec())
         }
+        Some(Verdict::ToKernel(port, b)) => {
+            assert!(
+                dp.l3.topo().ports.get(usize::from(port)).is_some_and(|p| p.twin),
+                "ToKernel({port}) on a port without a twin"
+            );
+            assert_eq!(port, meta.port, "a frame goes up to the twin of its own port");
+            o.punted += 1;
+            Seen::Kernel(port, b.data().to_vec())
+        }
         Some(Verdict::ToWorker(to, b)) => {
             assert!(!meta.from_peer, "a handed-over frame was handed over again");
             assert!(
@@ -257,7 +270,7 @@ fn dispatch(
             return Some((usize::from(to), b.data().to_vec()));
         }
         _ => {
-            let seen = seen.expect("settle keeps only Tx and ToWorker");
+            let seen = seen.expect("settle keeps only Tx, ToKernel and ToWorker");
             match seen {
                 Seen::Done => o.done += 1,
                 Seen::Drop(_) => o.dropped += 1,
@@ -382,7 +395,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
     let rx: u64 = dps.iter().map(|d| d.l3.stats.rx_packets).sum();
     assert_eq!(rx, o.frames - from_peers, "rx counters: {o:?}");
     assert_eq!(
-        o.tx + o.handed_over + o.done + o.dropped + o.held,
+        o.tx + o.punted + o.handed_over + o.done + o.dropped + o.held,
         o.frames + o.handed_over,
         "verdicts: {o:?}"
     );

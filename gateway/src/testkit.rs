@@ -65,6 +65,12 @@ address = "10.20.0.11"
 address = "10.20.0.12"
 "#;
 
+/// `config` with `twin = "none"` on every port: the datapath drops what it would send up to a
+/// kernel twin, with the reason it has without one (`datapath::punt`).
+pub fn without_twins(config: &str) -> String {
+    config.replace("\naddresses = [", "\ntwin = \"none\"\naddresses = [")
+}
+
 /// Worker `worker` of `n_workers` running `config` (ports get the MACs above in order), with
 /// neighbours pre-learned and `capacity` connections.
 pub fn datapath_from<B: PacketBuf>(

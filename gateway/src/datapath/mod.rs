@@ -1069,4 +1069,263 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(burst.fwd.table().len(), single.fwd.table().len());
     }
+
+    // --- punting to the kernel twin (issue 10) ---
+
+    fn tcp_to(dst: Ipv4Addr, dport: u16, syn: bool) -> VecBuf {
+        let mut v = Vec::new();
+        let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv4(CLIENT_IP.octets(), dst.octets(), 64)
+            .tcp(40001, dport, 1000, 64240);
+        let b = if syn { b.syn() } else { b.ack(1) };
+        b.write(&mut v, &[]).unwrap();
+        VecBuf::from_frame(&v)
+    }
+
+    fn udp_to(dst_mac: MacAddr, dst: Ipv4Addr, dport: u16) -> VecBuf {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC.0, dst_mac.0)
+            .ipv4(CLIENT_IP.octets(), dst.octets(), 64)
+            .udp(40001, dport)
+            .write(&mut v, b"hello")
+            .unwrap();
+        VecBuf::from_frame(&v)
+    }
+
+    fn icmp_to(dst: Ipv4Addr, request: bool) -> VecBuf {
+        let mut v = Vec::new();
+        let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0).ipv4(
+            CLIENT_IP.octets(),
+            dst.octets(),
+            64,
+        );
+        if request {
+            b.icmpv4_echo_request(7, 1).write(&mut v, b"ping").unwrap();
+        } else {
+            b.icmpv4_echo_reply(7, 1).write(&mut v, b"ping").unwrap();
+        }
+        VecBuf::from_frame(&v)
+    }
+
+    /// VRRP (IP protocol 112) to 224.0.0.18, as keepalived sends it (RFC 5798 §5.1.1).
+    fn vrrp() -> VecBuf {
+        let payload = [0x31u8, 51, 100, 1, 0, 1, 0, 0, 10, 10, 0, 100];
+        let mut ip = etherparse::Ipv4Header::new(
+            payload.len() as u16,
+            255,
+            etherparse::IpNumber(112),
+            CLIENT_IP.octets(),
+            [224, 0, 0, 18],
+        )
+        .unwrap();
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut v = vec![0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
+        v.extend_from_slice(&CLIENT_MAC.0);
+        v.extend_from_slice(&[0x08, 0x00]);
+        ip.write(&mut v).unwrap();
+        v.extend_from_slice(&payload);
+        VecBuf::from_frame(&v)
+    }
+
+    fn ipv6() -> VecBuf {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv6(
+                [0xfe80, 0, 0, 0, 0, 0, 0, 2]
+                    .map(|x: u16| x.to_be_bytes())
+                    .concat()
+                    .try_into()
+                    .unwrap(),
+                [0xfe80, 0, 0, 0, 0, 0, 0, 1]
+                    .map(|x: u16| x.to_be_bytes())
+                    .concat()
+                    .try_into()
+                    .unwrap(),
+                64,
+            )
+            .udp(546, 547)
+            .write(&mut v, b"x")
+            .unwrap();
+        VecBuf::from_frame(&v)
+    }
+
+    /// Every kind of frame, with a twin on the port and without: what goes up, what is answered,
+    /// what is dropped (and why). Traffic to a VIP or LIP never goes up.
+    #[test]
+    fn punt_decisions_for_every_kind_of_frame() {
+        let bcast = Ipv4Addr::new(10, 10, 0, 255);
+        let cases: Vec<(&str, VecBuf, &str, &str)> = vec![
+            // (what, frame, with a twin, without)
+            (
+                "tcp to the interface address",
+                tcp_to(GW_CLIENT_IP, 22, true),
+                "kernel0",
+                "drop Dp(ProtoUnsupported)",
+            ),
+            (
+                "udp to the interface address",
+                udp_to(CLIENT_PORT_MAC, GW_CLIENT_IP, 179),
+                "kernel0",
+                "drop Dp(ProtoUnsupported)",
+            ),
+            (
+                "echo request to the interface address",
+                icmp_to(GW_CLIENT_IP, true),
+                "tx0",
+                "tx0",
+            ),
+            (
+                "echo reply to the interface address",
+                icmp_to(GW_CLIENT_IP, false),
+                "kernel0",
+                "drop Dp(IcmpUnhandled)",
+            ),
+            (
+                "vrrp to 224.0.0.18",
+                vrrp(),
+                "kernel0",
+                "drop Dp(L2NotForUs)",
+            ),
+            (
+                "udp to the subnet broadcast",
+                udp_to(MacAddr::BROADCAST, bcast, 520),
+                "kernel0",
+                "drop Dp(IpNotForUs)",
+            ),
+            ("ipv6", ipv6(), "kernel0", "drop Dp(EtherTypeUnsupported)"),
+            (
+                "tcp to a vip port without a service",
+                tcp_to(VIP, 22, true),
+                "drop Dp(NoService)",
+                "drop Dp(NoService)",
+            ),
+            (
+                "tcp to a lip without a connection",
+                tcp_to(LIP1, 5000, false),
+                "drop Dp(NoConn)",
+                "drop Dp(NoConn)",
+            ),
+            ("echo request to the vip", icmp_to(VIP, true), "tx0", "tx0"),
+            (
+                "tcp to someone else",
+                tcp_to(Ipv4Addr::new(10, 10, 0, 77), 22, true),
+                "drop Dp(IpNotForUs)",
+                "drop Dp(IpNotForUs)",
+            ),
+        ];
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
+        for (what, frame, twin, none) in cases {
+            let mut with: Datapath<VecBuf> = lab_datapath();
+            let (got, bytes) = outcome(with.process(frame.clone(), &meta));
+            assert_eq!(got, twin, "{what}, with a twin");
+            if got.starts_with("kernel") {
+                assert_eq!(bytes, frame.data(), "{what}: goes up unchanged");
+            }
+            let mut without: Datapath<VecBuf> =
+                datapath_from(&without_twins(LAB_CONFIG), 0, 1, 1024);
+            assert_eq!(
+                outcome(without.process(frame, &meta)).0,
+                none,
+                "{what}, without"
+            );
+        }
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        for f in [tcp_to(GW_CLIENT_IP, 22, true), vrrp(), ipv6()] {
+            dp.process(f, &meta);
+        }
+        let c = dp.l3.stats.punt;
+        assert_eq!(
+            (c.local, c.multicast, c.ethertype, c.punted()),
+            (1, 1, 1, 3)
+        );
+    }
+
+    #[test]
+    fn arp_is_answered_and_a_copy_goes_up() {
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        let req = arp_request(GW_CLIENT_IP);
+        assert!(matches!(dp.process(req.clone(), &meta), Verdict::Tx(0, _)));
+        let mut gen = Vec::new();
+        dp.l3
+            .take_generated(|g| gen.push((g.port, g.to_twin, g.bytes().to_vec())));
+        assert_eq!(gen, [(0, true, req.data().to_vec())]);
+        assert_eq!(dp.l3.stats.punt.arp_copy, 1);
+        // Not ours: no answer, still a copy. Without a twin: no copy.
+        assert!(matches!(
+            dp.process(arp_request(Ipv4Addr::new(10, 10, 0, 77)), &meta),
+            Verdict::Done(_)
+        ));
+        dp.l3.take_generated(|g| assert!(g.to_twin));
+        let mut none: Datapath<VecBuf> = datapath_from(&without_twins(LAB_CONFIG), 0, 1, 1024);
+        none.process(arp_request(GW_CLIENT_IP), &meta);
+        none.l3
+            .take_generated(|g| assert!(!g.to_twin, "no copy without a twin"));
+    }
+
+    #[test]
+    fn punting_beyond_the_budget_is_dropped_and_counted() {
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        dp.l3.punt = punt::PuntLimiter::new(1000, 2);
+        let got: Vec<String> = (0..4)
+            .map(|_| outcome(dp.process(tcp_to(GW_CLIENT_IP, 22, true), &meta)).0)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "kernel0",
+                "kernel0",
+                "drop Dp(PuntLimited)",
+                "drop Dp(PuntLimited)"
+            ]
+        );
+        assert_eq!(dp.l3.stats.punt.limited, 2);
+        // A millisecond later one more token.
+        dp.tick(1);
+        assert_eq!(
+            outcome(dp.process(tcp_to(GW_CLIENT_IP, 22, true), &meta)).0,
+            "kernel0"
+        );
+    }
+
+    #[test]
+    fn a_kernel_owned_vip_not_held_is_neither_answered_nor_served() {
+        let cfg = LAB_CONFIG.replacen(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\nowner = \"kernel\"",
+            1,
+        );
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
+        let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+        assert!(matches!(
+            dp.process(arp_request(VIP), &meta),
+            Verdict::Done(_)
+        ));
+        assert_eq!(
+            outcome(dp.process(syn_from_client(40000), &meta)).0,
+            "drop Dp(VipNotHeld)"
+        );
+        assert_eq!(
+            outcome(dp.process(icmp_to(VIP, true), &meta)).0,
+            "drop Dp(IpNotForUs)"
+        );
+        // The LIPs of that service are not answered either; config-owned ones elsewhere would be.
+        assert!(matches!(
+            dp.process(arp_request(LIP1), &meta),
+            Verdict::Done(_)
+        ));
+    }
 }
