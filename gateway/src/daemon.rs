@@ -799,7 +799,7 @@ impl Running {
                 tracing::warn!(lcore = l, rc, "worker exited with an error");
             }
         }
-        let report = self.report();
+        let mut report = self.report();
         let Running {
             mut ports,
             mut twins,
@@ -823,6 +823,16 @@ impl Running {
         }
         drop(twins);
         drop(ports);
+        // The pool's use counted after every queue is closed (tap queues hold posted mbufs).
+        if let Some(i) = report.rfind("mempool in_use") {
+            report.truncate(i);
+            let _ = writeln!(
+                report,
+                "mempool in_use {} available {}",
+                pool.in_use(),
+                pool.available()
+            );
+        }
         drop(rings);
         drop(pool);
         drop(eal);

@@ -81,6 +81,11 @@ fn sigterm_stops_cleanly_and_leaves_nothing() {
         "hugepage files left: {huge:?}"
     );
     assert!(!std::path::Path::new(&format!("/var/run/dpdk/{}", lab.name)).exists());
+    // The kernel twins went with the clean stop.
+    for twin in ["client", "server"] {
+        let o = lab.exec("lb", &["ip", "link", "show", twin]);
+        assert!(!o.status.success(), "twin {twin} left after SIGTERM");
+    }
     let name = lab.name.clone();
     lab.down();
     let ns = String::from_utf8(
