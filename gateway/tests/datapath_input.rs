@@ -561,6 +561,17 @@ fn unwanted_frames_are_dropped() {
         );
     }
 
+    // With a kernel twin (the default), the same frames go up to it unchanged, on their own port.
+    let mut up: Datapath<VecBuf> = lab_datapath();
+    for ethertype in [0x86DDu16, 0x8100, 0x88CC] {
+        let mut f = Seg::from_client(40006, "S").frame();
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        match run(&mut up, &f, &meta(0)) {
+            Out::ToKernel(0, b) => assert_eq!(b, f, "{ethertype:#06x} changed on its way up"),
+            other => panic!("ethertype {ethertype:#06x} with a twin: {other:?}"),
+        }
+    }
+
     let mut s = Seg::from_client(40007, "S");
     s.macs.1 = OTHER_MAC;
     assert_dropped(
