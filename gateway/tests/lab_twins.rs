@@ -139,6 +139,35 @@ fn the_kernel_serves_tcp_and_udp_on_the_interface_address_and_addresses_follow_t
     let sock = format!("/run/gateway/{}.sock", lab.name);
     let addrs = lab.sh("lb", &[gwctl, "-s", &sock, "addrs"]);
     assert!(addrs.contains("10.10.0.1/24 (config_kernel)"), "{addrs}");
+    // A kernel neighbour on a twin seeds the datapath's table.
+    lab.sh(
+        "lb",
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            "10.20.0.77",
+            "lladdr",
+            "02:00:00:00:00:77",
+            "dev",
+            "server",
+            "nud",
+            "permanent",
+        ],
+    );
+    let t = Instant::now();
+    loop {
+        let neigh = lab.sh("lb", &[gwctl, "-s", &sock, "neigh"]);
+        let seeded = neigh
+            .lines()
+            .filter(|l| l.starts_with("10.20.0.77 ") && l.contains("02:00:00:00:00:77"))
+            .count();
+        if seeded == 2 {
+            break; // on both workers
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "not seeded: {neigh}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let twins = lab.sh("lb", &[gwctl, "-s", &sock, "twins"]);
     assert!(twins.contains("client") && twins.contains("tap"), "{twins}");
     let stats = lab.stats();

@@ -11,8 +11,10 @@
 //! reason it always had.
 //!
 //! Each worker punts at most `kernel.punt_rate` frames a second (a token bucket `punt_burst`
-//! deep, refilled on the worker's millisecond clock), so a flood toward the box's own addresses
-//! can starve neither the datapath nor the kernel; beyond, frames are dropped as `punt_limited`.
+//! deep, refilled on the worker's millisecond clock, which its housekeeping advances every 5 ms:
+//! the ceiling is therefore also `punt_burst` per 5 ms), so a flood toward the box's own
+//! addresses can starve neither the datapath nor the kernel; beyond, frames are dropped as
+//! `punt_limited`.
 
 use crate::stats::Drop;
 

@@ -6,7 +6,12 @@
 //!   port, with its MAC and MTU (DPDK's `net_tap` here, virtio-user over vhost-net where the box has
 //!   it). Frames the datapath does not consume go up to it (`datapath::punt` decides which); what the
 //!   kernel sends on it leaves on the port unchanged. Workers service the twins' queues themselves
-//!   (queue `id` of each twin, as of each port): no cross-core ring and no extra queue on the port.
+//!   (queue `id` of each twin, as of each port), rather than the control lcore through a ring as
+//!   capsule's KNI did: a frame from the kernel then leaves on the worker's own tx queue of the port
+//!   (a control lcore would need one more tx queue per port, which af_packet and some NICs cannot
+//!   give), nothing crosses cores, and the per-worker punt budget bounds the system calls a worker
+//!   makes (a tap write per frame up, a read per 200 µs while the kernel is quiet, `worker.rs`).
+//!   The tap fds are non-blocking: a full kernel queue costs a drop (`twin_tx_full`), never a wait.
 //! - **Reconcile** (`netlink.rs`, at start only): the config's addresses and routes are written onto
 //!   the twins before the listener starts, so the kernel and the datapath agree from the first frame.
 //! - **Mirror** (`mirror.rs`): the kernel is the one source of truth for L3 on twin ports. A listener
