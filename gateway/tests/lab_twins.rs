@@ -221,39 +221,14 @@ fn a_kernel_route_reaches_a_real_server_behind_a_router() {
     let gwctl = env!("CARGO_BIN_EXE_gwctl");
     let sock = format!("/run/gateway/{}.sock", lab.name);
     let vip = "10.10.0.120:80";
-    lab.sh(
-        "lb",
-        &[gwctl, "-s", &sock, "ipvsadm", "-A", "-t", vip, "-s", "rr"],
-    );
-    lab.sh(
-        "lb",
-        &[
-            gwctl,
-            "-s",
-            &sock,
-            "ipvsadm",
-            "-P",
-            "-t",
-            vip,
-            "-z",
-            "10.20.0.210",
-        ],
-    );
-    lab.sh(
-        "lb",
-        &[
-            gwctl,
-            "-s",
-            &sock,
-            "ipvsadm",
-            "-a",
-            "-t",
-            vip,
-            "-r",
-            "10.30.0.13:80",
-            "-b",
-        ],
-    );
+    let ipvsadm = |args: &[&str]| {
+        let mut cmd = vec![gwctl, "-s", sock.as_str(), "ipvsadm"];
+        cmd.extend_from_slice(args);
+        lab.sh("lb", &cmd);
+    };
+    ipvsadm(&["-A", "-t", vip, "-s", "rr"]);
+    ipvsadm(&["-P", "-t", vip, "-z", "10.20.0.210"]);
+    ipvsadm(&["-a", "-t", vip, "-r", "10.30.0.13:80", "-b"]);
     let curl = || {
         let o = lab.exec("cli", &["curl", "-s", "-m", "2", "http://10.10.0.120/"]);
         String::from_utf8_lossy(&o.stdout).trim().to_string()

@@ -432,22 +432,7 @@ impl<B: PacketBuf> L3<B> {
         self.copy_arp_to_twin(port, pkt.data());
         let ours = self.topo.local.contains(&tpa);
         // RFC 826 merge: update an existing entry for the sender; create one if we are the target.
-        let mut released = std::mem::take(&mut self.released);
-        let reply = op == ArpOp::REPLY;
-        self.neigh.learn(
-            spa,
-            sha,
-            port,
-            self.now_ms,
-            ours,
-            reply,
-            |port, mac, mut p: B| {
-                let mut eth = EthernetFrame::new_unchecked(p.data_mut());
-                eth.set_dst(mac);
-                released.push((port, p));
-            },
-        );
-        self.released = released;
+        self.learn_releasing(spa, sha, port, ours, op == ArpOp::REPLY);
         if (ours || self.neigh.mac(spa) == Some(sha)) && self.events.len() < self.events.capacity()
         {
             self.events.push(Event::Learned {
@@ -469,42 +454,35 @@ impl<B: PacketBuf> L3<B> {
         Verdict::Done(pkt)
     }
 
-    /// Learns a neighbour another worker heard about.
-    pub fn learn_from_peer(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
+    /// `NeighTable::learn`, with the packets that waited for `ip` released to their port.
+    fn learn_releasing(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        port: u16,
+        create: bool,
+        reply: bool,
+    ) {
         let mut released = std::mem::take(&mut self.released);
-        self.neigh.learn(
-            ip,
-            mac,
-            port,
-            self.now_ms,
-            true,
-            true,
-            |port, mac, mut p: B| {
+        let now = self.now_ms;
+        self.neigh
+            .learn(ip, mac, port, now, create, reply, |port, mac, mut p: B| {
                 EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
                 released.push((port, p));
-            },
-        );
+            });
         self.released = released;
+    }
+
+    /// Learns a neighbour another worker heard about.
+    pub fn learn_from_peer(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
+        self.learn_releasing(ip, mac, port, true, true);
     }
 
     /// Takes a neighbour the kernel has on a twin as a gratuitous ARP would be taken: created if
     /// unknown, its MAC replaced (STALE, verified by use) if it differs, nothing if it is the same.
     /// What the datapath saw last wins: the kernel's entry is only news when it changes.
     pub fn learn_from_kernel(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
-        let mut released = std::mem::take(&mut self.released);
-        self.neigh.learn(
-            ip,
-            mac,
-            port,
-            self.now_ms,
-            true,
-            false,
-            |port, mac, mut p: B| {
-                EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
-                released.push((port, p));
-            },
-        );
-        self.released = released;
+        self.learn_releasing(ip, mac, port, true, false);
     }
 
     /// Periodic work: ARP retries and aging.
