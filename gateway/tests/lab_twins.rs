@@ -14,15 +14,7 @@ fn ping(lab: &Lab, node: &str, ip: &str) -> bool {
 
 /// A `key value` counter of the `punt N:` lines of the stats, summed over workers.
 fn punt_counter(stats: &str, key: &str) -> u64 {
-    stats
-        .lines()
-        .filter(|l| l.starts_with("punt "))
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            it.find(|w| *w == key)?;
-            it.next()?.parse::<u64>().ok()
-        })
-        .sum()
+    Lab::counter_of(stats, "punt ", key)
 }
 
 fn curl_vip(lab: &Lab) -> Option<String> {

@@ -165,9 +165,15 @@ impl Lab {
 
     /// Sum of a `key value` counter over every `conn` line (the connection engines) of the stats.
     pub fn conn_counter(stats: &str, key: &str) -> u64 {
+        Self::counter_of(stats, "conn ", key)
+    }
+
+    /// Sum of a `key value` counter over every line of the stats starting with `prefix`
+    /// (`conn `, `punt `, `neigh `).
+    pub fn counter_of(stats: &str, prefix: &str, key: &str) -> u64 {
         stats
             .lines()
-            .filter(|l| l.starts_with("conn "))
+            .filter(|l| l.starts_with(prefix))
             .filter_map(|l| {
                 let mut it = l.split_whitespace();
                 it.find(|w| *w == key)?;
