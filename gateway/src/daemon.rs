@@ -870,6 +870,7 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
             s.spawn(|| crate::control::server::serve(ctx, l, &signals.term));
         }
         signal_loop(run, cfg, signals, &report);
+        crate::control::server::wake(cfg);
     });
 }
 

@@ -244,6 +244,11 @@ impl Worker {
                     last_publish = now_ms;
                     self.publish();
                 }
+            } else if !self.inbox.is_empty() {
+                // A control message waits (a generation to prepare or commit): answer it now, not
+                // at the next housekeeping, so a change is acknowledged in microseconds. The check
+                // is two atomic loads of the channel's ends per round.
+                self.read_inbox();
             }
             if work == 0 && self.idle_sleep_us > 0 {
                 std::thread::sleep(Duration::from_micros(self.idle_sleep_us as u64));
@@ -335,6 +340,21 @@ impl Worker {
     }
 
     fn housekeeping(&mut self, now_ms: u64) {
+        self.read_inbox();
+        self.datapath.tick(now_ms);
+        let peers = &self.peers;
+        let me = self.id as usize;
+        self.datapath.l3.take_events(|e| {
+            for (i, p) in peers.iter().enumerate() {
+                if i != me {
+                    let _ = p.try_send(Msg::Neigh(e));
+                }
+            }
+        });
+    }
+
+    /// Carries out every message waiting in the inbox.
+    fn read_inbox(&mut self) {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
                 Msg::Neigh(Event::Learned { ip, mac, port }) => {
@@ -398,16 +418,6 @@ impl Worker {
                 }
             }
         }
-        self.datapath.tick(now_ms);
-        let peers = &self.peers;
-        let me = self.id as usize;
-        self.datapath.l3.take_events(|e| {
-            for (i, p) in peers.iter().enumerate() {
-                if i != me {
-                    let _ = p.try_send(Msg::Neigh(e));
-                }
-            }
-        });
     }
 
     fn publish(&mut self) {

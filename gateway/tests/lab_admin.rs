@@ -666,9 +666,12 @@ fn concurrent_clients_bad_requests_and_non_root() {
             .starts_with("truncated request"),
         "{v}"
     );
-    // Oversized: refused before parsing, even though it would be valid.
+    // Oversized (past the 64 MiB bound): refused before parsing, even though it would be valid.
     let mut big = br#"{"v":1,"op":"apply","changes":[{"change":"clear"}"#.to_vec();
-    big.extend(std::iter::repeat_n(b' ', 70_000));
+    big.extend(std::iter::repeat_n(
+        b' ',
+        gateway::control::proto::MAX_REQUEST,
+    ));
     big.extend_from_slice(b"]}\n");
     let v = a.raw(&big, false);
     assert!(
@@ -749,4 +752,90 @@ fn concurrent_clients_bad_requests_and_non_root() {
         a.lab.log()
     );
     assert!(!std::path::Path::new(&a.sock).exists());
+}
+
+/// `services` NAT services of `reals` real servers each, as `ipvsadm -S -n` writes them.
+fn rule_file(services: usize, reals: usize, sched: &str) -> String {
+    let mut out = String::new();
+    for s in 0..services {
+        let vip = format!("10.100.{}.{}:80", s / 250, s % 250 + 1);
+        out.push_str(&format!("-A -t {vip} -s {sched}\n"));
+        for r in 0..reals {
+            out.push_str(&format!("-a -t {vip} -r 10.20.0.{}:80 -m -w 1\n", 11 + r));
+        }
+    }
+    out
+}
+
+/// A site-sized rule set (1,000 services x 10 NAT real servers, 11,000 lines): restored as one
+/// generation, listed, saved, cleared and restored from the saved copy identically; a rule file whose
+/// line 7,000 is bad restores nothing and names that line.
+#[test]
+fn a_thousand_services_restore_in_one_generation_and_round_trip() {
+    let a = Admin::up("as", "");
+    let rules = rule_file(1000, 10, "rr");
+    assert_eq!(rules.lines().count(), 11_000);
+    assert!(rules.len() > 400_000, "{} bytes", rules.len());
+    let g0 = a.generation();
+    let t = Instant::now();
+    let o = a.ipvsadm_in(&["-R"], Some(&rules));
+    let took = t.elapsed();
+    assert!(o.status.success(), "restore failed: {}", err_of(&o));
+    assert_eq!(a.generation(), g0 + 1, "one generation for the whole file");
+    eprintln!("restore of 1,000 x 10: {took:?}");
+    let list = a.ok("-Ln");
+    assert_eq!(list.lines().filter(|l| l.starts_with("TCP ")).count(), 1000);
+    assert_eq!(
+        list.lines().filter(|l| l.contains(" Masq ")).count(),
+        10_000
+    );
+    let saved = a.rules();
+    assert_eq!(saved.lines().count(), 11_000);
+    a.ok("-C");
+    assert_eq!(a.rules(), "");
+    let o = a.ipvsadm_in(&["-R"], Some(&saved));
+    assert!(
+        o.status.success(),
+        "restore of the saved copy: {}",
+        err_of(&o)
+    );
+    assert_eq!(a.rules(), saved, "the saved rules restore identically");
+
+    // Line 7,000 refused: nothing restored, the line named.
+    let mut bad: Vec<String> = rule_file(1000, 10, "rr")
+        .lines()
+        .map(|l| l.replace("10.100.", "10.101."))
+        .collect();
+    bad[6999] = bad[6999].replace("-w 1", "-w 70000");
+    let o = a.ipvsadm_in(&["-R"], Some(&(bad.join("\n") + "\n")));
+    assert!(!o.status.success());
+    assert!(err_of(&o).contains("line 7000"), "{}", err_of(&o));
+    assert_eq!(a.rules(), saved, "a refused restore changes nothing");
+}
+
+/// 500 single commands, each acknowledged by both workers before it returns.
+#[test]
+fn five_hundred_single_changes_are_each_acknowledged() {
+    let a = Admin::up("a5", "");
+    let g0 = a.generation();
+    let t = Instant::now();
+    for s in 0..250 {
+        let vip = format!("10.100.0.{}:80", s + 1);
+        a.ok(&format!("-A -t {vip} -s rr"));
+        a.ok(&format!("-a -t {vip} -r 10.20.0.11:80 -m"));
+    }
+    let took = t.elapsed();
+    assert_eq!(
+        a.generation(),
+        g0 + 500,
+        "one acknowledged generation per command"
+    );
+    assert_eq!(
+        a.ok("-Ln")
+            .lines()
+            .filter(|l| l.starts_with("TCP "))
+            .count(),
+        250
+    );
+    eprintln!("500 single ipvsadm commands: {took:?}");
 }

@@ -14,7 +14,8 @@
 //!
 //! The socket is `control.socket` (default `/run/gateway/<eal.file_prefix>.sock`), mode 0600 owned
 //! by root, or 0660 with group `control.socket_group`. A client writes one request per line: a JSON
-//! object of at most 64 KiB including the newline; the daemon answers each with one JSON line, in
+//! object of at most 64 MiB including the newline (`proto::MAX_REQUEST`: an `ipvsadm -R` of 100,000
+//! real servers fits); the daemon answers each with one JSON line, in
 //! order, and the client may send further requests on the same connection.
 //!
 //! ```text
@@ -37,7 +38,7 @@
 //! table as it was and names the problem (`at` gives the index of the change at fault).
 //!
 //! Errors: a line that is not JSON, lacks `"v"`, has another version or an unknown `op` gets
-//! `ok:false` with the reason, and the connection stays usable. A line longer than 64 KiB, or input
+//! `ok:false` with the reason, and the connection stays usable. A line longer than 64 MiB, or input
 //! ending without a newline, gets `ok:false` and the connection is closed. A client that does not
 //! complete a request line within 10 s of connecting or of its previous answer is closed; at most 32
 //! clients are served at once.

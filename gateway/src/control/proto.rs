@@ -11,9 +11,11 @@ use std::net::Ipv4Addr;
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 
-/// Largest request line, newline included. `ipvsadm -R` of a few hundred services fits; anything
-/// larger is refused before it is parsed.
-pub const MAX_REQUEST: usize = 64 * 1024;
+/// Largest request line, newline included: the bound on one request, whatever it carries. An
+/// `ipvsadm -R` of 10,000 services with 10 real servers each is about 9 MB of JSON; anything larger
+/// than this is refused before it is parsed. A client's buffer grows with what it has sent, so the
+/// daemon holds at most `MAX_CLIENTS` such buffers at once (each for `REQUEST_TIMEOUT` at most).
+pub const MAX_REQUEST: usize = 64 * 1024 * 1024;
 
 /// Largest response line a client accepts (connection listings can be long).
 pub const MAX_RESPONSE: usize = 64 * 1024 * 1024;

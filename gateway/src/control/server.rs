@@ -175,13 +175,10 @@ fn gid_of(group: &str) -> std::io::Result<u32> {
         })
 }
 
-/// Serves the socket until `stop` is set. Runs on its own thread; each client gets a scoped one.
+/// Serves the socket until `stop` is set and [`wake`] is called. Runs on its own thread; each
+/// client gets a scoped one. `accept` blocks, so a client is served the moment it connects.
 pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
     let path = socket_path(ctx.cfg);
-    if let Err(e) = listener.set_nonblocking(true) {
-        tracing::error!("admin socket: {e}");
-        return;
-    }
     let workers = match ctx.control.lock() {
         Ok(c) => c.worker_inboxes().to_vec(),
         Err(_) => return,
@@ -196,15 +193,22 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
     };
     let mut next_id = 0u64;
     std::thread::scope(|s| {
-        let mut last_sample = Instant::now()
-            .checked_sub(Duration::from_secs(2))
-            .unwrap_or_else(Instant::now);
-        while !stop.load(Ordering::Relaxed) {
-            if last_sample.elapsed() >= Duration::from_secs(1) {
-                last_sample = Instant::now();
-                srv.sample();
+        // Rates (`--rate`) are sampled once a second beside the accept loop.
+        s.spawn(|| {
+            let mut last_sample = Instant::now()
+                .checked_sub(Duration::from_secs(2))
+                .unwrap_or_else(Instant::now);
+            while !stop.load(Ordering::Relaxed) {
+                if last_sample.elapsed() >= Duration::from_secs(1) {
+                    last_sample = Instant::now();
+                    srv.sample();
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
+        });
+        while !stop.load(Ordering::Relaxed) {
             match listener.accept() {
+                Ok(_) if stop.load(Ordering::Relaxed) => break, // `wake`
                 Ok((stream, _)) => {
                     if srv.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS
                         && !srv.evict_longest_idle()
@@ -237,9 +241,6 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
                         srv.clients.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
                 Err(e) => {
                     tracing::warn!("admin socket accept: {e}");
                     std::thread::sleep(Duration::from_millis(100));
@@ -248,6 +249,11 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
         }
     });
     let _ = std::fs::remove_file(&path);
+}
+
+/// Unblocks `serve`'s accept once `stop` is set, by connecting to the socket.
+pub fn wake(cfg: &Config) {
+    let _ = UnixStream::connect(socket_path(cfg));
 }
 
 /// A reader (over a socket with a short read timeout) that fails once its deadline has passed, the

@@ -45,11 +45,17 @@ impl ServiceTable {
         for (cfg, lips, toa) in configs {
             let old = prev
                 .and_then(|p| p.find(cfg.vip, cfg.vport, cfg.proto.number()))
-                .map(|i| &*prev.unwrap().services[i as usize].svc);
+                .map(|i| &prev.unwrap().services[i as usize].svc);
             let key = (u32::from(cfg.vip), cfg.vport, cfg.proto.number());
             t.vips.insert(cfg.vip);
             t.lips.extend(lips.iter().copied());
-            let svc = Arc::new(Service::new(cfg, old)?);
+            // Copy-on-write per service: an unchanged service is the same object in the next
+            // generation (its Maglev or lblc tables, wrr sequence, counters and persistence are not
+            // rebuilt or copied), so a change costs what it changes.
+            let svc = match old {
+                Some(o) if *o.config() == cfg => Arc::clone(o),
+                _ => Arc::new(Service::new(cfg, old.map(|o| &**o))?),
+            };
             t.by_key.insert(key, t.services.len() as u32);
             t.services.push(VirtualService { svc, lips, toa });
         }
@@ -75,5 +81,45 @@ impl ServiceTable {
     /// Every VIP and LIP: addresses the gateway answers ARP for.
     pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         self.vips.iter().chain(self.lips.iter()).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{Proto, RealServer, SchedKind};
+
+    fn svc(last: u8, sched: SchedKind, weight: u32) -> (ServiceConfig, Vec<Ipv4Addr>, bool) {
+        let mut c = ServiceConfig::new(Ipv4Addr::new(10, 10, 1, last), 80, Proto::Tcp, sched);
+        for i in 0..10u8 {
+            let w = if i == 0 { weight } else { 1 };
+            c.reals
+                .push(RealServer::new(Ipv4Addr::new(10, 20, 0, 11 + i), 80, w));
+        }
+        (c, Vec::new(), false)
+    }
+
+    /// Editing one service rebuilds that service only: every other one is the same object, with
+    /// the same Maglev table, in the next generation.
+    #[test]
+    fn an_unchanged_service_is_shared_between_generations() {
+        let one = |w| {
+            vec![
+                svc(1, SchedKind::Mh, 1),
+                svc(2, SchedKind::Mh, w),
+                svc(3, SchedKind::Rr, 1),
+            ]
+        };
+        let a = ServiceTable::new(1, one(1), None).unwrap();
+        let b = ServiceTable::new(2, one(5), Some(&a)).unwrap();
+        assert!(Arc::ptr_eq(&a.services[0].svc, &b.services[0].svc));
+        assert!(Arc::ptr_eq(&a.services[2].svc, &b.services[2].svc));
+        assert!(!Arc::ptr_eq(&a.services[1].svc, &b.services[1].svc));
+        assert_eq!(b.services[1].svc.weights()[0], 5);
+        // A table without the change at all: everything shared.
+        let c = ServiceTable::new(3, one(5), Some(&b)).unwrap();
+        for i in 0..3 {
+            assert!(Arc::ptr_eq(&b.services[i].svc, &c.services[i].svc));
+        }
     }
 }
