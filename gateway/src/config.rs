@@ -844,8 +844,7 @@ pub fn validate_service_entries(
                 }
                 cfg.reals.push(rs);
             }
-            crate::service::Service::new(cfg.clone(), None)
-                .map_err(|e| invalid(&key, format!("{e}")))?;
+            crate::service::Service::check(&cfg).map_err(|e| invalid(&key, format!("{e}")))?;
             out.push((cfg, lips, s.toa));
         }
         Ok(out)

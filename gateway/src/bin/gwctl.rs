@@ -485,12 +485,15 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
             };
             let lines = ipvsadm::parse_restore(&input, &names).map_err(|e| Fail(e.0, 2))?;
             let at: Vec<usize> = lines.iter().map(|l| l.0).collect();
+            // A restore is one generation however large; building Maglev tables is what takes
+            // long (a few ms per `mh` service), so the wait grows with the file.
+            let timeout = TIMEOUT + Duration::from_millis(10) * lines.len() as u32;
             let r = client::request(
                 &ctx.socket,
                 Op::Apply {
                     changes: lines.into_iter().map(|l| l.1).collect(),
                 },
-                TIMEOUT,
+                timeout,
             )?;
             if r.ok {
                 return done(r.data.unwrap_or_default());

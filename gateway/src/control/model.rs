@@ -433,4 +433,52 @@ mod tests {
         let t = ServiceTable::new(2, v, None).unwrap();
         assert_eq!(Model::from_table(&t), m);
     }
+
+    /// The admin path rebuilds configs from the running table (`from_table`); an unchanged
+    /// service must come back equal, or every change would rebuild every scheduler (copy-on-write
+    /// per service compares configs).
+    #[test]
+    fn configs_survive_the_round_trip_through_the_model() {
+        let mut m = Model::default();
+        let opts = |sched: &str, flags: Vec<&str>, persist: Option<u32>| SvcOpts {
+            scheduler: Some(sched.into()),
+            flags: flags.into_iter().map(String::from).collect(),
+            persistence_s: persist,
+            ..Default::default()
+        };
+        for (port, o) in [
+            (80, opts("rr", vec![], None)),
+            (81, opts("mh", vec!["mh-port", "mh-fallback"], None)),
+            (82, opts("wlc", vec![], Some(300))),
+            (83, opts("sh", vec!["sh-port"], None)),
+        ] {
+            m.apply(&Change::AddService {
+                svc: key(port),
+                opts: o,
+            })
+            .unwrap();
+            for last in [11, 12] {
+                m.apply(&Change::AddReal {
+                    svc: key(port),
+                    real: real(last, "nat"),
+                })
+                .unwrap();
+            }
+        }
+        let configs = validate_service_entries(&m.services, &ports()).unwrap();
+        let table = ServiceTable::new(1, configs.clone(), None).unwrap();
+        let again =
+            validate_service_entries(&Model::from_table(&table).services, &ports()).unwrap();
+        for (a, b) in configs.iter().zip(&again) {
+            assert_eq!(a.0, b.0);
+        }
+        let next = ServiceTable::new(2, again, Some(&table)).unwrap();
+        for (a, b) in table.services.iter().zip(&next.services) {
+            assert!(
+                std::sync::Arc::ptr_eq(&a.svc, &b.svc),
+                "{:?}",
+                a.svc.config().sched
+            );
+        }
+    }
 }

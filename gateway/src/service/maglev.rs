@@ -96,7 +96,9 @@ impl MaglevTable {
             // m is prime and 1 <= skip < m, so the walk visits every slot: a free one is found.
             loop {
                 let slot = next[i] as usize;
-                next[i] = (next[i] + skip[i]) % m;
+                // next < m and skip < m: one conditional subtraction instead of a division.
+                let n = next[i] + skip[i];
+                next[i] = if n >= m { n - m } else { n };
                 if table[slot] == FREE {
                     table[slot] = c.idx;
                     break;

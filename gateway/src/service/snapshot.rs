@@ -69,27 +69,11 @@ impl Service {
     /// Validates `cfg` and builds the snapshot, carrying shared state from `prev` (the snapshot this
     /// one replaces, if any; normally the same virtual service).
     pub fn new(cfg: ServiceConfig, prev: Option<&Service>) -> Result<Self, ServiceError> {
+        Self::check(&cfg)?;
         let n = cfg.reals.len();
-        if n > MAX_REALS {
-            return Err(ServiceError::TooMany(n));
-        }
         let mut index = HashMap::with_capacity_and_hasher(n, ahash::RandomState::new());
         for (i, rs) in cfg.reals.iter().enumerate() {
-            rs.validate()?;
-            if index.insert(rs.key(), i as u32).is_some() {
-                return Err(ServiceError::Duplicate(rs.key()));
-            }
-        }
-        if cfg.persistence.is_some_and(|p| p.timeout_s == 0) {
-            return Err(ServiceError::PersistTimeout);
-        }
-        if cfg.sched == SchedKind::Mh
-            && (!is_prime(cfg.mh_table_size) || cfg.mh_table_size as usize <= n)
-        {
-            return Err(ServiceError::MaglevSize {
-                size: cfg.mh_table_size,
-                reals: n,
-            });
+            index.insert(rs.key(), i as u32);
         }
 
         let prev_of = |k: RsKey| prev.and_then(|p| p.index_of(k).map(|i| (p, i)));
@@ -158,6 +142,34 @@ impl Service {
             seq,
             persist,
         })
+    }
+
+    /// Every error `Service::new` can return, found without building anything (no Maglev
+    /// table): what validating a change costs, whatever the service's size.
+    pub fn check(cfg: &ServiceConfig) -> Result<(), ServiceError> {
+        let n = cfg.reals.len();
+        if n > MAX_REALS {
+            return Err(ServiceError::TooMany(n));
+        }
+        let mut seen = hashbrown::HashSet::with_capacity(n);
+        for rs in &cfg.reals {
+            rs.validate()?;
+            if !seen.insert(rs.key()) {
+                return Err(ServiceError::Duplicate(rs.key()));
+            }
+        }
+        if cfg.persistence.is_some_and(|p| p.timeout_s == 0) {
+            return Err(ServiceError::PersistTimeout);
+        }
+        if cfg.sched == SchedKind::Mh
+            && (!is_prime(cfg.mh_table_size) || cfg.mh_table_size as usize <= n)
+        {
+            return Err(ServiceError::MaglevSize {
+                size: cfg.mh_table_size,
+                reals: n,
+            });
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &ServiceConfig {
