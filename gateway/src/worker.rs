@@ -36,6 +36,8 @@ pub enum Msg {
     Dump {
         filter: crate::control::proto::ConnFilter,
         limit: usize,
+        /// The table slot to resume from (0: the first chunk, which also carries the neighbours).
+        from: u32,
         reply: Sender<crate::control::view::WorkerDump>,
     },
 }
@@ -407,6 +409,7 @@ impl Worker {
                 Msg::Dump {
                     filter,
                     limit,
+                    from,
                     reply,
                 } => {
                     let _ = reply.send(crate::control::dump::worker_dump(
@@ -414,6 +417,7 @@ impl Worker {
                         &self.datapath,
                         &filter,
                         limit,
+                        from,
                     ));
                 }
             }

@@ -839,3 +839,67 @@ fn five_hundred_single_changes_are_each_acknowledged() {
     );
     eprintln!("500 single ipvsadm commands: {took:?}");
 }
+
+/// `ipvsadm -Lnc` of a table with a couple of hundred thousand connections (SYNs from random
+/// sources, held in SYN_RECV): the listing streams chunk by chunk, lists them all, and the workers
+/// keep forwarding meanwhile.
+#[test]
+fn a_large_connection_listing_streams_while_traffic_flows() {
+    let base = std::fs::read_to_string(repo_root().join("conf/lab.toml")).unwrap();
+    let config = base.replace("capacity = 65536", "capacity = 262144");
+    assert_ne!(config, base);
+    let lab = Lab::up("al", &config);
+    let sock = format!("/run/gateway/{}.sock", lab.name);
+    // 200,000 SYNs at up to 100 kpps: bounded in count and time.
+    let flood = lab.exec(
+        "cli",
+        &[
+            "timeout",
+            "30",
+            "hping3",
+            "-q",
+            "-S",
+            "-p",
+            "80",
+            "-i",
+            "u10",
+            "-c",
+            "200000",
+            "--rand-source",
+            "10.10.0.100",
+        ],
+    );
+    let _ = flood;
+    let stats = lab.stats();
+    let conns = Lab::conn_counter(&stats, "conns");
+    assert!(conns > 50_000, "only {conns} connections\n{stats}");
+    // A curl loop through the VIP while the listing runs.
+    let curls = std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            (0..20)
+                .filter(|_| {
+                    std::thread::sleep(Duration::from_millis(50));
+                    lab.exec("cli", &["curl", "-s", "-m", "2", "http://10.10.0.100/"])
+                        .status
+                        .success()
+                })
+                .count()
+        });
+        let t0 = Instant::now();
+        let o = Command::new(ipvsadm_bin())
+            .args(["-Lnc"])
+            .env("GATEWAY_SOCKET", &sock)
+            .output()
+            .unwrap();
+        let took = t0.elapsed();
+        assert!(o.status.success(), "{}", err_of(&o));
+        let lines = o.stdout.iter().filter(|&&b| b == b'\n').count() - 2;
+        eprintln!("ipvsadm -Lnc: {lines} connections in {took:?}");
+        assert!(
+            lines as u64 >= conns * 9 / 10 && lines as u64 <= conns + 1000,
+            "{lines} listed, {conns} in the tables"
+        );
+        t.join().unwrap()
+    });
+    assert_eq!(curls, 20, "curl through the VIP during the listing");
+}

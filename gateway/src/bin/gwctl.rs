@@ -511,18 +511,38 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
             }
             Ok(ipvsadm::format_timeout(&typed(v)?))
         }
-        Cmd::List(o) if o.conns => {
+        Cmd::List(o) if o.conns && ctx.json => {
             let v = call(
                 ctx,
                 Op::Conns {
                     filter: ConnFilter::default(),
                 },
             )?;
-            if ctx.json {
-                return Ok(pretty(&v));
+            Ok(pretty(&v))
+        }
+        Cmd::List(o) if o.conns => {
+            // Streamed: the daemon hands the connections over a chunk at a time and each chunk is
+            // printed as it comes, so a million of them list in bounded memory.
+            let filter = ConnFilter {
+                stream: true,
+                limit: Some(gateway::control::server::MAX_CONN_LIMIT),
+                ..Default::default()
+            };
+            let mut out = std::io::stdout().lock();
+            let mut print = |s: String| {
+                std::io::Write::write_all(&mut out, s.as_bytes())
+                    .map_err(gateway::control::client::ClientError::Io)
+            };
+            print(ipvsadm::format_conns_header())?;
+            let last = client::request_stream(&ctx.socket, Op::Conns { filter }, TIMEOUT, |r| {
+                let c: ConnsView = serde_json::from_value(r.data.unwrap_or_default())
+                    .map_err(|e| gateway::control::client::ClientError::Protocol(e.to_string()))?;
+                print(ipvsadm::format_conn_lines(&c.conns, o.numeric, &names))
+            })?;
+            if !last.ok {
+                return fail(last.error.unwrap_or_default());
             }
-            let c: ConnsView = typed(v)?;
-            Ok(ipvsadm::format_conns(&c.conns, o.numeric, &names))
+            Ok(String::new())
         }
         Cmd::List(o) => {
             let v = call(ctx, Op::List)?;

@@ -600,11 +600,17 @@ impl ConnTable {
 
     /// Live entries, in slot order (for dumps; O(capacity)).
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
-        self.slab
+        self.iter_from(0)
+    }
+
+    /// Live entries from slot `start` on (a listing resumes where the previous chunk stopped).
+    pub fn iter_from(&self, start: u32) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+        let start = (start as usize).min(self.slab.len());
+        self.slab[start..]
             .iter()
             .enumerate()
             .filter(|(_, c)| c.is_live())
-            .map(|(i, c)| (ConnId(i as u32), c))
+            .map(move |(i, c)| (ConnId((start + i) as u32), c))
     }
 }
 

@@ -29,8 +29,30 @@ pub enum ClientError {
     Protocol(String),
 }
 
-/// Sends one request and returns the daemon's response (which may itself be an error).
-pub fn request(path: &Path, op: Op, timeout: Duration) -> Result<Response, ClientError> {
+/// Sends a streamed request (`ConnFilter::stream`) and hands every answer line to `each` until the
+/// last (`more` not true), which is returned. `timeout` bounds the wait for each line.
+pub fn request_stream(
+    path: &Path,
+    op: Op,
+    timeout: Duration,
+    mut each: impl FnMut(Response) -> Result<(), ClientError>,
+) -> Result<Response, ClientError> {
+    let (s, mut r) = send(path, op, timeout)?;
+    drop(s);
+    loop {
+        let resp = read_response(&mut r)?;
+        if resp.more != Some(true) {
+            return Ok(resp);
+        }
+        each(resp)?;
+    }
+}
+
+fn send(
+    path: &Path,
+    op: Op,
+    timeout: Duration,
+) -> Result<(UnixStream, BufReader<UnixStream>), ClientError> {
     let s = UnixStream::connect(path).map_err(|err| ClientError::Connect {
         path: path.display().to_string(),
         hint: match err.kind() {
@@ -46,8 +68,17 @@ pub fn request(path: &Path, op: Op, timeout: Duration) -> Result<Response, Clien
     s.set_write_timeout(Some(timeout))?;
     let mut w = s.try_clone()?;
     proto::write_line(&mut w, &Request { v: VERSION, op })?;
-    let mut r = BufReader::new(s);
-    match proto::read_line(&mut r, MAX_RESPONSE)? {
+    Ok((w, BufReader::new(s)))
+}
+
+/// Sends one request and returns the daemon's response (which may itself be an error).
+pub fn request(path: &Path, op: Op, timeout: Duration) -> Result<Response, ClientError> {
+    let (_w, mut r) = send(path, op, timeout)?;
+    read_response(&mut r)
+}
+
+fn read_response(r: &mut BufReader<UnixStream>) -> Result<Response, ClientError> {
+    match proto::read_line(r, MAX_RESPONSE)? {
         Line::Full(l) => {
             serde_json::from_slice(&l).map_err(|e| ClientError::Protocol(e.to_string()))
         }

@@ -38,45 +38,70 @@ fn conn_info(worker: u16, c: &Conn, services: &ServiceTable, now_ms: u64) -> Con
     }
 }
 
-/// A worker's connections (at most `limit`) and neighbours.
-/// A worker's connections that pass `filter` (at most `limit`, filtered here so that a narrow
-/// question does not ship the whole table) and its neighbours.
+/// Table slots a worker scans for one chunk: what one `Msg::Dump` may cost it (well under a
+/// millisecond), whatever the table's size and however narrow the filter.
+pub const SCAN_SLOTS: u32 = 65_536;
+
+/// A chunk of a worker's connections that pass `filter` (at most `limit`, filtered here so that a
+/// narrow question does not ship the whole table), scanning at most [`SCAN_SLOTS`] table slots
+/// from slot `from`; `next` says where the following chunk starts. The first chunk (`from` 0)
+/// carries the worker's neighbours too.
 pub fn worker_dump<B>(
     worker: u16,
     dp: &Datapath<B>,
     filter: &ConnFilter,
     limit: usize,
+    from: u32,
 ) -> WorkerDump {
     let now = dp.l3.now_ms;
     let table = dp.fwd.table();
     let services = dp.fwd.services();
     let ports = &dp.l3.topo().ports;
+    let end = from.saturating_add(SCAN_SLOTS).min(table.capacity() as u32);
+    let mut conns = Vec::new();
+    let mut next = None;
+    for (id, c) in table.iter_from(from) {
+        if id.index() >= end {
+            next = Some(end);
+            break;
+        }
+        // Parked entries only hold a local port for the rest of TIME_WAIT (`forward::fullnat`).
+        if c.flags().contains(crate::forward::fullnat::PARKED) {
+            continue;
+        }
+        let info = conn_info(worker, c, services, now);
+        if !conn_matches(&info, filter) {
+            continue;
+        }
+        if conns.len() == limit {
+            next = Some(id.index());
+            break;
+        }
+        conns.push(info);
+    }
     WorkerDump {
         worker,
         total: table.len() as u64,
-        conns: table
-            .iter()
-            // Parked entries only hold a local port for the rest of TIME_WAIT (`forward::fullnat`).
-            .filter(|(_, c)| !c.flags().contains(crate::forward::fullnat::PARKED))
-            .map(|(_, c)| conn_info(worker, c, services, now))
-            .filter(|c| conn_matches(c, filter))
-            .take(limit)
-            .collect(),
-        neigh: dp
-            .l3
-            .neigh
-            .entries(now)
-            .map(|(ip, port, mac, state, age)| NeighInfo {
-                worker,
-                ip,
-                port: ports
-                    .get(port as usize)
-                    .map_or_else(|| port.to_string(), |p| p.name.clone()),
-                mac: mac.map(|m| m.to_string()),
-                state: state.name().to_string(),
-                age_ms: age,
-            })
-            .collect(),
+        conns,
+        next,
+        neigh: if from > 0 {
+            Vec::new()
+        } else {
+            dp.l3
+                .neigh
+                .entries(now)
+                .map(|(ip, port, mac, state, age)| NeighInfo {
+                    worker,
+                    ip,
+                    port: ports
+                        .get(port as usize)
+                        .map_or_else(|| port.to_string(), |p| p.name.clone()),
+                    mac: mac.map(|m| m.to_string()),
+                    state: state.name().to_string(),
+                    age_ms: age,
+                })
+                .collect()
+        },
     }
 }
 

@@ -856,12 +856,22 @@ pub fn format_rules(v: &ListView, o: &ListOpts, names: &Names) -> Result<String,
 
 /// `ipvsadm -Lc`.
 pub fn format_conns(conns: &[ConnInfo], numeric: bool, names: &Names) -> String {
-    let mut out = String::from("IPVS connection entries\n");
-    let _ = writeln!(
-        out,
-        "pro expire {:<11} {:<18} {:<18} destination",
+    let mut out = format_conns_header();
+    out.push_str(&format_conn_lines(conns, numeric, names));
+    out
+}
+
+/// The two header lines of `ipvsadm -Lc`.
+pub fn format_conns_header() -> String {
+    format!(
+        "IPVS connection entries\npro expire {:<11} {:<18} {:<18} destination\n",
         "state", "source", "virtual"
-    );
+    )
+}
+
+/// One `ipvsadm -Lc` line per connection (a streamed listing prints them chunk by chunk).
+pub fn format_conn_lines(conns: &[ConnInfo], numeric: bool, names: &Names) -> String {
+    let mut out = String::new();
     for c in conns {
         let secs = c.expire_ms / 1000;
         let p = c.proto.to_ascii_lowercase();

@@ -122,6 +122,11 @@ pub struct ConnFilter {
     pub worker: Option<u16>,
     /// At most this many entries (default 100000).
     pub limit: Option<usize>,
+    /// Answer in several lines as the workers hand their connections over, a chunk at a time: each
+    /// line `ok` with `data.conns` and `"more": true`, the last with `data.total` and `"more": false`
+    /// (what `ipvsadm -Lnc` uses, so a million connections list in bounded memory).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 /// What a client asks.
@@ -180,6 +185,9 @@ pub struct Response {
     /// For a refused batch: the index of the change at fault (ipvsadm -R turns it into a line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<usize>,
+    /// In a streamed answer (`ConnFilter::stream`): true on every line but the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<bool>,
 }
 
 impl Response {
@@ -190,6 +198,7 @@ impl Response {
             data: Some(data),
             error: None,
             at: None,
+            more: None,
         }
     }
 
@@ -200,6 +209,7 @@ impl Response {
             data: None,
             error: Some(msg.into()),
             at: None,
+            more: None,
         }
     }
 }

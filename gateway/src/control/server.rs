@@ -12,7 +12,7 @@
 //! Client threads also notice shutdown within [`POLL`], so an idle client never delays it.
 
 use super::model::Model;
-use super::proto::{self, Change, ConnFilter, Line, Op, Response, MAX_REQUEST};
+use super::proto::{self, Change, ConnFilter, Line, Op, Request, Response, MAX_REQUEST};
 use super::view::*;
 use crate::config::Config;
 use crate::daemon::Control;
@@ -36,6 +36,8 @@ pub const POLL: Duration = Duration::from_millis(200);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long workers get to answer a dump request.
 const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections a worker hands over per dump message.
+const DUMP_CHUNK: usize = 8192;
 /// Connections listed per worker unless the request says otherwise.
 const DEFAULT_CONN_LIMIT: usize = 100_000;
 /// The most connections one request may list (a larger `limit` is lowered to it).
@@ -337,6 +339,15 @@ impl Server<'_> {
             self.set_idle(id, false);
             let resp = match line {
                 Ok(Line::Full(l)) => match proto::parse_request(&l) {
+                    Ok(Request {
+                        op: Op::Conns { filter },
+                        ..
+                    }) if filter.stream => {
+                        if self.conns_stream(&filter, &mut w).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     Ok(req) => self.handle(req.op),
                     Err(e) => Response::err(e),
                 },
@@ -546,39 +557,101 @@ impl Server<'_> {
 
     /// Asks every worker for its connections and neighbours; waits for all of them.
     fn dump(&self, filter: &ConnFilter, limit: usize) -> Result<Vec<WorkerDump>, String> {
+        let mut conns = Vec::new();
+        let mut firsts = self.dump_each(filter, limit, &mut |mut c| {
+            conns.append(&mut c);
+            Ok(())
+        })?;
+        if let Some(first) = firsts.first_mut() {
+            first.conns = conns;
+        }
+        Ok(firsts)
+    }
+
+    /// Asks each worker in turn for its connections passing `filter`, one chunk per message (a
+    /// worker scans at most `dump::SCAN_SLOTS` slots for one, so a listing never stalls it),
+    /// handing each chunk to `sink` as it arrives; `limit` connections in all. Returns each worker's
+    /// first answer (its neighbours and table size) without connections.
+    fn dump_each(
+        &self,
+        filter: &ConnFilter,
+        limit: usize,
+        sink: &mut dyn FnMut(Vec<ConnInfo>) -> Result<(), String>,
+    ) -> Result<Vec<WorkerDump>, String> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let mut firsts = Vec::new();
+        let mut sent = 0;
         for (w, inbox) in self.workers.iter().enumerate() {
-            inbox
-                .send_timeout(
-                    Msg::Dump {
-                        filter: filter.clone(),
-                        limit,
-                        reply: tx.clone(),
-                    },
-                    DUMP_TIMEOUT,
-                )
-                .map_err(|_| format!("worker {w} did not take the dump request"))?;
+            let mut from = 0;
+            loop {
+                let msg = Msg::Dump {
+                    filter: filter.clone(),
+                    limit: (limit - sent).min(DUMP_CHUNK),
+                    from,
+                    reply: tx.clone(),
+                };
+                inbox
+                    .send_timeout(msg, DUMP_TIMEOUT)
+                    .map_err(|_| format!("worker {w} did not take the dump request"))?;
+                let mut d = rx
+                    .recv_timeout(DUMP_TIMEOUT)
+                    .map_err(|_| format!("worker {w} did not answer the dump request"))?;
+                let conns = std::mem::take(&mut d.conns);
+                sent += conns.len();
+                if !conns.is_empty() {
+                    sink(conns)?;
+                }
+                let next = d.next;
+                if from == 0 {
+                    firsts.push(d);
+                }
+                match next {
+                    Some(n) if sent < limit => from = n,
+                    _ => break,
+                }
+            }
         }
-        let deadline = Instant::now() + DUMP_TIMEOUT;
-        let mut out = Vec::new();
-        while out.len() < self.workers.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            out.push(
-                rx.recv_timeout(left)
-                    .map_err(|_| "a worker did not answer the dump request".to_string())?,
-            );
-        }
-        out.sort_by_key(|d| d.worker);
-        Ok(out)
+        Ok(firsts)
     }
 
     fn conns(&self, f: &ConnFilter) -> Result<serde_json::Value, String> {
         let limit = f.limit.unwrap_or(DEFAULT_CONN_LIMIT).min(MAX_CONN_LIMIT);
         let dumps = self.dump(f, limit)?;
         let total = dumps.iter().map(|d| d.total).sum();
-        let mut conns: Vec<ConnInfo> = dumps.into_iter().flat_map(|d| d.conns).collect();
-        conns.truncate(limit);
+        let conns: Vec<ConnInfo> = dumps.into_iter().flat_map(|d| d.conns).collect();
         Ok(to_json(&ConnsView { total, conns }))
+    }
+
+    /// `conns` with `stream`: one line per chunk as the workers hand them over (`"more": true`),
+    /// then one with the total. Memory stays at a chunk, whatever the table holds.
+    fn conns_stream(&self, f: &ConnFilter, w: &mut UnixStream) -> std::io::Result<()> {
+        let limit = f.limit.unwrap_or(DEFAULT_CONN_LIMIT).min(MAX_CONN_LIMIT);
+        let mut io_err = None;
+        let r = self.dump_each(f, limit, &mut |conns| {
+            let mut line = Response::ok(to_json(&ConnsView { total: 0, conns }));
+            line.more = Some(true);
+            proto::write_line(w, &line).map_err(|e| {
+                let msg = e.to_string();
+                io_err = Some(e);
+                msg
+            })
+        });
+        if let Some(e) = io_err {
+            return Err(e);
+        }
+        let last = match r {
+            Ok(d) => {
+                let total = d.iter().map(|d| d.total).sum();
+                let mut l = Response::ok(to_json(&ConnsView {
+                    total,
+                    conns: Vec::new(),
+                }));
+                l.more = Some(false);
+                l
+            }
+            Err(e) => Response::err(e),
+        };
+        proto::write_line(w, &last)
     }
 
     fn sample(&self) {

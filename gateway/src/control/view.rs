@@ -150,6 +150,9 @@ pub struct WorkerDump {
     pub total: u64,
     pub conns: Vec<ConnInfo>,
     pub neigh: Vec<NeighInfo>,
+    /// Where the next chunk starts, if the worker stopped before the end of its table.
+    #[serde(default)]
+    pub next: Option<u32>,
 }
 
 /// The answer to `conns`.
