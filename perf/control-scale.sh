@@ -66,10 +66,10 @@ for sched in rr mh; do
     echo "sched=$sched services=$n reals=$((n * 10)) restore_s=$(python3 -c "print(round($t1-$t0,3))") idle_rss_kb=$base rss_kb=$rss per_service_kb=$(python3 -c "print(round(($rss-$base)/$n,1))") after_one_more_change_rss_kb=$rss2 list_s=$(python3 -c "print(round($t3-$t2,3))") list_lines=$lines"
     rm -f "$f"
     if [ "$n" = "${sizes%% *}" ] && [ "$sched" = rr ]; then latency "$GATEWAY_SOCKET" 2; fi
-    "$here/scripts/lab.sh" down "$name" >/dev/null
+    "$here/scripts/lab.sh" down "$name" >/dev/null; rm -rf "/run/gwlab/$name"
   done
 done
 name1=cs1$$
 run_lab "$name1" 1
 latency "/run/gateway/$name1.sock" 1
-"$here/scripts/lab.sh" down "$name1" >/dev/null
+"$here/scripts/lab.sh" down "$name1" >/dev/null; rm -rf "/run/gwlab/$name1"

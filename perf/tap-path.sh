@@ -22,5 +22,5 @@ lim=$(( $(sum "$s1" punt_limited) - $(sum "$s0" punt_limited) ))
 bps=$(python3 -c "import json;d=json.load(open('/tmp/$name-iperf.json'));print(round(d['end']['sum_received']['bits_per_second']/1e6,1))")
 el=$(python3 -c "print($t1-$t0)")
 echo "punt_rate=$rate iperf3_mbps=$bps frames_up=$up frames_down=$down punt_limited=$lim seconds=$el up_pps=$(python3 -c "print(round($up/$el))") down_pps=$(python3 -c "print(round($down/$el))")"
-scripts/lab.sh down $name >/dev/null 2>&1
+scripts/lab.sh down $name >/dev/null 2>&1; rm -rf /run/gwlab/$name
 rm -f $cfg

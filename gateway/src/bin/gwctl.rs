@@ -488,6 +488,12 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
             // A restore is one generation however large; building Maglev tables is what takes
             // long (a few ms per `mh` service), so the wait grows with the file.
             let timeout = TIMEOUT + Duration::from_millis(10) * lines.len() as u32;
+            let started = std::time::Instant::now();
+            let progress =
+                lines.len() >= 1000 && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            if progress {
+                eprint!("restoring {} rules as one generation ... ", lines.len());
+            }
             let r = client::request(
                 &ctx.socket,
                 Op::Apply {
@@ -495,6 +501,13 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
                 },
                 timeout,
             )?;
+            if progress {
+                eprintln!(
+                    "{} in {:.1} s",
+                    if r.ok { "done" } else { "refused" },
+                    started.elapsed().as_secs_f64()
+                );
+            }
             if r.ok {
                 return done(r.data.unwrap_or_default());
             }

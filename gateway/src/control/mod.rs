@@ -37,6 +37,11 @@
 //! as one new generation, and answered only when every worker runs it. Any error leaves the running
 //! table as it was and names the problem (`at` gives the index of the change at fault).
 //!
+//! `conns` with `"filter": {"stream": true}` is answered in several lines: one per chunk of
+//! connections as the workers hand them over (`"more": true`), then one with the total
+//! (`"more": false`); `ipvsadm -Lnc` lists a million connections this way in bounded memory, and a
+//! worker never spends more than one chunk's scan (`dump::SCAN_SLOTS`) on a listing at a time.
+//!
 //! Errors: a line that is not JSON, lacks `"v"`, has another version or an unknown `op` gets
 //! `ok:false` with the reason, and the connection stays usable. A line longer than 64 MiB, or input
 //! ending without a newline, gets `ok:false` and the connection is closed. A client that does not
