@@ -7,7 +7,7 @@
 use crate::net::Ipv4Cidr;
 use crate::service::{FwdMode, Persistence, Proto, RealServer, SchedKind, ServiceConfig};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -409,7 +409,7 @@ pub struct Validated {
     pub port_addrs: Vec<Vec<Ipv4Cidr>>,
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
     pub services: Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>,
-    /// The VIPs and LIPs of services with `owner = "kernel"`.
+    /// The VIPs of services with `owner = "kernel"` (their LIPs follow them).
     pub kernel_owned: Vec<Ipv4Addr>,
 }
 
@@ -688,7 +688,15 @@ impl Config {
         let services = validate_service_entries(&self.services, &port_addrs)?;
         let mut kernel_owned = Vec::new();
         let any_twin = self.ports.iter().any(|p| p.twin != "none");
+        let mut owner_of: HashMap<Ipv4Addr, &str> = HashMap::new();
         for (i, s) in self.services.iter().enumerate() {
+            let vip = services[i].0.vip;
+            if *owner_of.entry(vip).or_insert(s.owner.as_str()) != s.owner.as_str() {
+                return Err(invalid(
+                    format!("service[{i}].owner"),
+                    format!("{vip} has services of both owners; one VIP has one owner"),
+                ));
+            }
             match s.owner.as_str() {
                 "config" => {}
                 "kernel" if !any_twin => {
@@ -698,8 +706,9 @@ impl Config {
                     ))
                 }
                 "kernel" => {
-                    kernel_owned.push(services[i].0.vip);
-                    kernel_owned.extend(services[i].1.iter().copied());
+                    if !kernel_owned.contains(&vip) {
+                        kernel_owned.push(vip);
+                    }
                 }
                 o => {
                     return Err(invalid(
@@ -896,6 +905,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_vip_has_one_owner_and_kernel_ownership_needs_a_twin() {
+        let text = crate::testkit::LAB_CONFIG.replacen(
+            "scheduler = \"rr\"",
+            "scheduler = \"rr\"\nowner = \"kernel\"",
+            1,
+        );
+        assert_ne!(text, crate::testkit::LAB_CONFIG);
+        let refused = |t: &str| match Config::parse(t) {
+            Err(e) => e.to_string(),
+            Ok(c) => c.validate().unwrap_err().to_string(),
+        };
+        let e = refused(&text);
+        assert!(
+            e.contains("service[1].owner") && e.contains("both owners"),
+            "{e}"
+        );
+        let all =
+            crate::testkit::LAB_CONFIG.replace("scheduler =", "owner = \"kernel\"\nscheduler =");
+        let v = Config::parse(&all).unwrap().validate().unwrap();
+        assert_eq!(v.kernel_owned, [Ipv4Addr::new(10, 10, 0, 100)]);
+        let none = crate::testkit::without_twins(&all);
+        let e = refused(&none);
+        assert!(e.contains("needs a port with a twin"), "{e}");
+    }
 
     #[test]
     fn held_packets_and_frames_must_fit_the_pool() {

@@ -63,6 +63,11 @@ impl Control {
         dpdk::tsc().saturating_sub(self.epoch_tsc) / self.tsc_per_ms
     }
 
+    /// The VIPs of `owner = "kernel"` services.
+    pub fn kernel_owned(&self) -> &hashbrown::HashSet<std::net::Ipv4Addr> {
+        &self.inputs.kernel_owned
+    }
+
     /// Where the running topology's addresses and routes come from.
     pub fn provenance(&self) -> &Provenance {
         &self.provenance
@@ -337,6 +342,9 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         let Some(kind) = TwinKind::parse(&pc.twin).flatten() else {
             continue;
         };
+        if let Err(e) = ports[i].allmulticast() {
+            tracing::warn!(port = %pc.name, "multicast may not reach the twin: {e}");
+        }
         let t = crate::kernel::twin::create(
             i as u16,
             &pc.name,
@@ -462,7 +470,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         let mut worker = worker;
         worker.datapath.set_prefetch(dpdk::prefetch);
         worker.datapath.l3.punt =
-            crate::datapath::punt::PuntLimiter::new(cfg.kernel.punt_rate, cfg.kernel.punt_burst);
+            crate::datapath::punt::PuntBudget::new(cfg.kernel.punt_rate, cfg.kernel.punt_burst);
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
     }
     let control = Control {
@@ -870,37 +878,67 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
             s.spawn(|| crate::control::server::serve(ctx, l, &signals.term));
         }
         signal_loop(run, cfg, signals, &report);
-        crate::control::server::wake(cfg);
     });
 }
 
-/// Applies what the kernel mirror reported: `first` and whatever else is queued, with one
-/// generation for the last view (views are whole, so the last one is all that matters).
-fn apply_kernel_update(
-    run: &Running,
-    first: crate::kernel::Update,
-    rx: &crossbeam_channel::Receiver<crate::kernel::Update>,
-) {
-    let Ok(mut control) = run.control.lock() else {
-        return;
-    };
-    let mut view = None;
-    for u in std::iter::once(first).chain(rx.try_iter()) {
+/// What the kernel mirror reported and the control plane has not applied yet.
+#[derive(Default)]
+struct KernelPending {
+    /// The last view (views are whole: the last one is all that matters).
+    view: Option<Arc<KernelView>>,
+    neighs: Vec<(std::net::Ipv4Addr, crate::wire::MacAddr, u16)>,
+    /// The last view's generation failed (a worker did not answer): it is applied again.
+    retry: bool,
+}
+
+impl KernelPending {
+    fn take(&mut self, u: crate::kernel::Update) {
         match u {
-            crate::kernel::Update::View(v) => view = Some(v),
-            crate::kernel::Update::Neigh { ip, mac, port } => control.seed_neighbour(ip, mac, port),
+            crate::kernel::Update::View(v) => self.view = Some(v),
+            crate::kernel::Update::Neigh { ip, mac, port } => self.neighs.push((ip, mac, port)),
         }
     }
-    if let Some(v) = view {
-        match control.apply_kernel(v) {
+}
+
+/// Applies what the kernel mirror reported, as one generation for the last view. The control lock
+/// is only tried: while an admin change holds it (a large restore builds for seconds), updates
+/// wait here and the loop goes on answering signals.
+fn apply_kernel_updates(
+    run: &Running,
+    rx: &crossbeam_channel::Receiver<crate::kernel::Update>,
+    pending: &mut KernelPending,
+) {
+    for u in rx.try_iter() {
+        pending.take(u);
+    }
+    if pending.view.is_none() && pending.neighs.is_empty() {
+        return;
+    }
+    let Ok(mut control) = run.control.try_lock() else {
+        return;
+    };
+    for (ip, mac, port) in pending.neighs.drain(..) {
+        control.seed_neighbour(ip, mac, port);
+    }
+    if let Some(v) = pending.view.take() {
+        match control.apply_kernel(v.clone()) {
             Ok(Some(g)) => tracing::info!("kernel change: generation {g} running on every worker"),
             Ok(None) => {}
-            Err(e) => tracing::error!("kernel change not applied: {e}"),
+            Err(e) => {
+                if !pending.retry {
+                    tracing::error!("kernel change not applied: {e}; retrying");
+                }
+                pending.retry = true;
+                pending.view = Some(v);
+                return;
+            }
         }
+        pending.retry = false;
     }
 }
 
 fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<String>) {
+    let mut kernel = KernelPending::default();
     let interval = cfg.control.stats_interval_s;
     let mut last_report = Instant::now()
         .checked_sub(Duration::from_secs(1))
@@ -911,13 +949,17 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
     while !signals.term.load(Ordering::Relaxed) {
         // Wait for the kernel mirror (or 50 ms): an address added to a twin is served at once.
         match &run.kernel_updates {
-            Some(rx) => match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(u) => apply_kernel_update(run, u, rx),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(50))
+            Some(rx) => {
+                let wait = Duration::from_millis(if kernel.view.is_some() { 20 } else { 50 });
+                match rx.recv_timeout(wait) {
+                    Ok(u) => kernel.take(u),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(wait)
+                    }
                 }
-            },
+                apply_kernel_updates(run, rx, &mut kernel);
+            }
             None => std::thread::sleep(Duration::from_millis(50)),
         }
         // Expired persistence templates go once a second, off the packet path (one shard lock at
@@ -927,7 +969,7 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
             // The control lock (which admin changes wait for) is held only to read the snapshot.
             let current = run
                 .control
-                .lock()
+                .try_lock()
                 .ok()
                 .map(|c| (c.current().clone(), c.now_ms()));
             if let Some((g, now)) = current {

@@ -600,13 +600,14 @@ impl ConnTable {
 
     /// Live entries, in slot order (for dumps; O(capacity)).
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
-        self.iter_from(0)
+        self.iter_range(0, u32::MAX)
     }
 
-    /// Live entries from slot `start` on (a listing resumes where the previous chunk stopped).
-    pub fn iter_from(&self, start: u32) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
-        let start = (start as usize).min(self.slab.len());
-        self.slab[start..]
+    /// Live entries in slots `start..end` (a listing goes through the table a range at a time).
+    pub fn iter_range(&self, start: u32, end: u32) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+        let end = (end as usize).min(self.slab.len());
+        let start = (start as usize).min(end);
+        self.slab[start..end]
             .iter()
             .enumerate()
             .filter(|(_, c)| c.is_live())

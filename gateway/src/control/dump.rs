@@ -57,14 +57,12 @@ pub fn worker_dump<B>(
     let table = dp.fwd.table();
     let services = dp.fwd.services();
     let ports = &dp.l3.topo().ports;
-    let end = from.saturating_add(SCAN_SLOTS).min(table.capacity() as u32);
+    let capacity = table.capacity() as u32;
+    let end = from.saturating_add(SCAN_SLOTS).min(capacity);
     let mut conns = Vec::new();
-    let mut next = None;
-    for (id, c) in table.iter_from(from) {
-        if id.index() >= end {
-            next = Some(end);
-            break;
-        }
+    // The slots scanned are bounded, free ones included: the table's tail is mostly free.
+    let mut next = (end < capacity).then_some(end);
+    for (id, c) in table.iter_range(from, end) {
         // Parked entries only hold a local port for the rest of TIME_WAIT (`forward::fullnat`).
         if c.flags().contains(crate::forward::fullnat::PARKED) {
             continue;

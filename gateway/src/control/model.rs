@@ -32,6 +32,16 @@ fn flag_names(sched: SchedKind, fallback: bool, port: bool) -> Vec<String> {
 }
 
 impl Model {
+    /// Marks the services whose VIP is in `vips` as `owner = "kernel"` (the running table does not
+    /// carry the owner; the control plane's inputs do).
+    pub fn mark_kernel_owned(&mut self, vips: &hashbrown::HashSet<Ipv4Addr>) {
+        for e in &mut self.services {
+            if e.vip.parse::<Ipv4Addr>().is_ok_and(|v| vips.contains(&v)) {
+                e.owner = "kernel".into();
+            }
+        }
+    }
+
     /// The services of a running snapshot, as configuration entries.
     pub fn from_table(t: &ServiceTable) -> Model {
         let services = t
@@ -472,6 +482,10 @@ mod tests {
         for (a, b) in configs.iter().zip(&again) {
             assert_eq!(a.0, b.0);
         }
+        // The owner comes from the control plane's inputs: a saved kernel-owned service stays so.
+        let mut saved = Model::from_table(&table);
+        saved.mark_kernel_owned(&[Ipv4Addr::new(10, 10, 0, 100)].into_iter().collect());
+        assert!(saved.services.iter().all(|e| e.owner == "kernel"));
         let next = ServiceTable::new(2, again, Some(&table)).unwrap();
         for (a, b) in table.services.iter().zip(&next.services) {
             assert!(

@@ -177,10 +177,29 @@ fn gid_of(group: &str) -> std::io::Result<u32> {
         })
 }
 
-/// Serves the socket until `stop` is set and [`wake`] is called. Runs on its own thread; each
-/// client gets a scoped one. `accept` blocks, so a client is served the moment it connects.
+/// Serves the socket until `stop` is set. Runs on its own thread; each client gets a scoped one.
+/// The thread waits for a client in `poll` (mio) with a short timeout: a client is served the
+/// moment it connects, and `stop` is seen within [`POLL`] whatever became of the socket's path.
 pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
     let path = socket_path(ctx.cfg);
+    use std::os::fd::AsRawFd;
+    let ready = mio::Poll::new().and_then(|p| {
+        listener.set_nonblocking(true)?;
+        p.registry().register(
+            &mut mio::unix::SourceFd(&listener.as_raw_fd()),
+            mio::Token(0),
+            mio::Interest::READABLE,
+        )?;
+        Ok(p)
+    });
+    let mut ready = match ready {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("admin socket: {e}");
+            return;
+        }
+    };
+    let mut events = mio::Events::with_capacity(4);
     let workers = match ctx.control.lock() {
         Ok(c) => c.worker_inboxes().to_vec(),
         Err(_) => return,
@@ -210,7 +229,6 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
         });
         while !stop.load(Ordering::Relaxed) {
             match listener.accept() {
-                Ok(_) if stop.load(Ordering::Relaxed) => break, // `wake`
                 Ok((stream, _)) => {
                     if srv.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS
                         && !srv.evict_longest_idle()
@@ -243,6 +261,10 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
                         srv.clients.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Edge-triggered readiness: wait only once `accept` has drained the backlog.
+                    let _ = ready.poll(&mut events, Some(POLL));
+                }
                 Err(e) => {
                     tracing::warn!("admin socket accept: {e}");
                     std::thread::sleep(Duration::from_millis(100));
@@ -251,11 +273,6 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
         }
     });
     let _ = std::fs::remove_file(&path);
-}
-
-/// Unblocks `serve`'s accept once `stop` is set, by connecting to the socket.
-pub fn wake(cfg: &Config) {
-    let _ = UnixStream::connect(socket_path(cfg));
 }
 
 /// A reader (over a socket with a short read timeout) that fails once its deadline has passed, the
@@ -870,8 +887,12 @@ impl Server<'_> {
 
     /// The configuration file the daemon started from, with its services replaced by the running ones.
     fn save(&self) -> Result<serde_json::Value, String> {
-        let g = self.current()?;
-        let model = Model::from_table(&g.services);
+        let (g, owned) = {
+            let c = self.control()?;
+            (c.current().clone(), c.kernel_owned().clone())
+        };
+        let mut model = Model::from_table(&g.services);
+        model.mark_kernel_owned(&owned);
         let path = self
             .ctx
             .config_path

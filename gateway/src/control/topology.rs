@@ -6,8 +6,10 @@
 //! - a twin port's addresses and routes are the kernel's (the config's were written onto the twin
 //!   at start, so both agree until an operator or a daemon changes the kernel);
 //! - a port without a twin keeps the config's;
-//! - the gateway answers for (and serves) a config-owned VIP or LIP always, and for a kernel-owned
-//!   one (`owner = "kernel"`) only while some twin holds it.
+//! - the gateway answers for (and serves) a config-owned VIP and its LIPs always, and a
+//!   kernel-owned VIP (`owner = "kernel"`) and its LIPs only while some twin holds the VIP: the
+//!   LIPs follow their VIP, so keepalived needs to float only the VIP. A LIP that a config-owned
+//!   service uses too is always answered.
 
 use crate::datapath::{PortCtx, Topology};
 use crate::forward::ServiceTable;
@@ -24,7 +26,7 @@ pub struct TopoInputs {
     pub ports: Vec<PortCtx>,
     /// The config's static routes: (prefix, via, port index).
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
-    /// VIPs and LIPs of services with `owner = "kernel"`.
+    /// VIPs of services with `owner = "kernel"`.
     pub kernel_owned: HashSet<Ipv4Addr>,
 }
 
@@ -47,7 +49,7 @@ pub struct Provenance {
     pub addrs: Vec<(u16, Ipv4Cidr, Origin)>,
     /// (prefix, origin); connected routes are not listed.
     pub routes: Vec<(Ipv4Cidr, Origin)>,
-    /// Kernel-owned VIPs and LIPs, with whether a twin holds them now.
+    /// Kernel-owned VIPs, with whether a twin holds them now.
     pub kernel_owned: Vec<(Ipv4Addr, bool)>,
 }
 
@@ -121,9 +123,11 @@ pub fn build(
     }
     let mut topo = Topology::new(ports, &routes);
     let held = |a: &Ipv4Addr| kernel.is_some_and(|k| k.holds(*a));
-    for a in services.addresses() {
-        if !inputs.kernel_owned.contains(&a) || held(&a) {
-            topo.local.insert(a);
+    for vs in &services.services {
+        let vip = vs.svc.config().vip;
+        if !inputs.kernel_owned.contains(&vip) || held(&vip) {
+            topo.local.insert(vip);
+            topo.local.extend(vs.lips.iter().copied());
         }
     }
     // A kernel-owned VIP held on a twin is a VIP first: it is not an interface address the
@@ -162,7 +166,7 @@ mod tests {
             ],
             routes: vec![(cidr("10.40.0.0/16"), Some(ip("10.20.0.254")), 1)],
             kernel_owned: if kernel_vip {
-                [ip("10.10.0.100"), ip("10.20.0.200")].into_iter().collect()
+                [ip("10.10.0.100")].into_iter().collect()
             } else {
                 HashSet::new()
             },
@@ -272,10 +276,7 @@ mod tests {
         let (t, p) = build(&inputs(true, true), Some(&k), &services());
         assert!(!t.local.contains(&ip("10.10.0.100")));
         assert!(!t.local.contains(&ip("10.20.0.200")));
-        assert_eq!(
-            p.kernel_owned,
-            [(ip("10.10.0.100"), false), (ip("10.20.0.200"), false)]
-        );
+        assert_eq!(p.kernel_owned, [(ip("10.10.0.100"), false)]);
         k.apply(KernelEvent::Addr {
             port: 0,
             cidr: cidr("10.10.0.100/32"),
@@ -284,8 +285,8 @@ mod tests {
         let (t, p) = build(&inputs(true, true), Some(&k), &services());
         assert!(t.local.contains(&ip("10.10.0.100")));
         assert!(
-            !t.local.contains(&ip("10.20.0.200")),
-            "each address is held on its own"
+            t.local.contains(&ip("10.20.0.200")),
+            "the LIPs follow their VIP"
         );
         assert_eq!(p.kernel_owned[0], (ip("10.10.0.100"), true));
         // Before the mirror's first dump nothing kernel-owned is held.

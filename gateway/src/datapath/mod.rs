@@ -172,7 +172,7 @@ pub struct L3<B> {
     /// Monotonic milliseconds, set by the worker each round.
     pub now_ms: u64,
     /// This worker's punt budget (`punt`).
-    pub punt: punt::PuntLimiter,
+    pub punt: punt::PuntBudget,
     generated: Vec<GenFrame>,
     released: Vec<(u16, B)>,
     events: Vec<Event>,
@@ -197,7 +197,7 @@ impl<B: PacketBuf> L3<B> {
             neigh: NeighTable::new(neigh),
             stats: WorkerStats::default(),
             now_ms: 0,
-            punt: punt::PuntLimiter::default(),
+            punt: punt::PuntBudget::default(),
             generated: Vec::with_capacity(GEN_QUEUE),
             released: Vec::with_capacity(64),
             events: Vec::with_capacity(16),
@@ -229,7 +229,7 @@ impl<B: PacketBuf> L3<B> {
         if !self.has_twin(port) {
             return Verdict::Drop(otherwise.into(), pkt);
         }
-        if !self.punt.allow(self.now_ms) {
+        if !self.punt.allow(why, self.now_ms) {
             self.stats.punt.limited += 1;
             return Verdict::Drop(Drop::PuntLimited.into(), pkt);
         }
@@ -258,7 +258,7 @@ impl<B: PacketBuf> L3<B> {
         if !self.has_twin(port) {
             return;
         }
-        if !self.punt.allow(self.now_ms) {
+        if !self.punt.allow(punt::Punt::ArpCopy, self.now_ms) {
             self.stats.punt.limited += 1;
             self.stats.drop(Drop::PuntLimited.into());
             return;
@@ -1254,7 +1254,7 @@ mod tests {
             ..Default::default()
         };
         let mut dp: Datapath<VecBuf> = lab_datapath();
-        dp.l3.punt = punt::PuntLimiter::new(1000, 2);
+        dp.l3.punt = punt::PuntBudget::new(1000, 2);
         let got: Vec<String> = (0..4)
             .map(|_| outcome(dp.process(tcp_to(GW_CLIENT_IP, 22, true), &meta)).0)
             .collect();
@@ -1278,11 +1278,8 @@ mod tests {
 
     #[test]
     fn a_kernel_owned_vip_not_held_is_neither_answered_nor_served() {
-        let cfg = LAB_CONFIG.replacen(
-            "scheduler = \"wrr\"",
-            "scheduler = \"wrr\"\nowner = \"kernel\"",
-            1,
-        );
+        // Every service of the VIP (TCP and UDP) is kernel-owned: one VIP has one owner.
+        let cfg = LAB_CONFIG.replace("scheduler =", "owner = \"kernel\"\nscheduler =");
         let meta = RxMeta {
             port: 0,
             ..Default::default()

@@ -10,7 +10,9 @@
 //! RSTs and kill connections. Without a twin on the port, what would go up is dropped with the
 //! reason it always had.
 //!
-//! Each worker punts at most `kernel.punt_rate` frames a second (a token bucket `punt_burst`
+//! Each worker punts at most `kernel.punt_rate` frames a second *per reason* (so a flood toward an
+//! interface address cannot spend the budget of ARP or VRRP, and a keepalived pair stays up under
+//! a SYN flood to the box; a token bucket `punt_burst`
 //! deep, refilled on the worker's millisecond clock, which its housekeeping advances every 5 ms:
 //! the ceiling is therefore also `punt_burst` per 5 ms), so a flood toward the box's own
 //! addresses can starve neither the datapath nor the kernel; beyond, frames are dropped as
@@ -20,6 +22,7 @@ use crate::stats::Drop;
 
 /// Why a frame goes up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Punt {
     /// To an interface address, not an echo request the datapath answers.
     Local,
@@ -147,7 +150,8 @@ impl PuntLimiter {
         if elapsed > 0 {
             self.last_ms = now_ms;
             let cap = u64::from(self.burst.max(1)) * 1000;
-            self.milli_tokens = (self.milli_tokens + elapsed * u64::from(self.rate)).min(cap);
+            let refill = elapsed.saturating_mul(u64::from(self.rate));
+            self.milli_tokens = self.milli_tokens.saturating_add(refill).min(cap);
         }
         if self.milli_tokens >= 1000 {
             self.milli_tokens -= 1000;
@@ -162,6 +166,23 @@ impl Default for PuntLimiter {
     fn default() -> Self {
         let k = crate::config::KernelConfig::default();
         PuntLimiter::new(k.punt_rate, k.punt_burst)
+    }
+}
+
+/// A worker's punt budgets, one per reason.
+#[derive(Clone, Debug, Default)]
+pub struct PuntBudget([PuntLimiter; 4]);
+
+impl PuntBudget {
+    /// `rate` frames a second and `burst` at once, for each reason.
+    pub fn new(rate: u32, burst: u32) -> Self {
+        PuntBudget(std::array::from_fn(|_| PuntLimiter::new(rate, burst)))
+    }
+
+    /// Takes a token of `why`'s bucket at `now_ms` if there is one.
+    #[inline]
+    pub fn allow(&mut self, why: Punt, now_ms: u64) -> bool {
+        self.0[why as usize].allow(now_ms)
     }
 }
 
@@ -242,5 +263,13 @@ mod tests {
         assert!(slow.allow(100));
         let mut off = PuntLimiter::new(0, 10);
         assert!(!off.allow(0));
+        // Reasons have budgets of their own: a flood to an interface address leaves VRRP's.
+        let mut b = PuntBudget::new(1000, 2);
+        assert!(b.allow(Punt::Local, 0) && b.allow(Punt::Local, 0));
+        assert!(!b.allow(Punt::Local, 0));
+        assert!(b.allow(Punt::Multicast, 0) && b.allow(Punt::ArpCopy, 0));
+        // Huge rates and pauses do not overflow.
+        let mut big = PuntLimiter::new(u32::MAX, 5);
+        assert!(big.allow(u64::MAX / 2));
     }
 }

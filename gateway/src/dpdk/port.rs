@@ -237,6 +237,14 @@ impl Port {
         })
     }
 
+    /// Receives every multicast frame (VRRP, OSPF, IPv6 neighbour discovery) even when not
+    /// promiscuous: a port with a kernel twin passes them up. Failure means the driver cannot.
+    pub fn allmulticast(&self) -> Result<()> {
+        // SAFETY: plain call on a started port.
+        let ret = unsafe { dpdk_sys::rte_eth_allmulticast_enable(self.id) };
+        Error::check("rte_eth_allmulticast_enable", ret).map(drop)
+    }
+
     pub fn mac(&self) -> Result<MacAddr> {
         let mut a = dpdk_sys::rte_ether_addr::default();
         // SAFETY: valid out-pointer.

@@ -294,6 +294,13 @@ impl Forwarder {
         &self,
         services: Arc<ServiceTable>,
     ) -> Result<PreparedServices, String> {
+        if Arc::ptr_eq(&services, &self.services) {
+            // A generation that changes no service (the topology, timeouts): nothing to prepare.
+            return Ok(PreparedServices {
+                services,
+                fresh_pools: Vec::new(),
+            });
+        }
         let mut fresh = Vec::with_capacity(services.services.len());
         for vs in &services.services {
             if self.kept_pool(vs).is_some() || vs.lips.is_empty() {
@@ -323,6 +330,11 @@ impl Forwarder {
 
     /// The second phase: adopts the prepared snapshot. Cannot fail.
     pub fn commit_services(&mut self, prepared: PreparedServices) {
+        if Arc::ptr_eq(&prepared.services, &self.services) {
+            // Same services: no connection to remap, no table to rebuild (a kernel route change
+            // must not make every worker walk its connection table).
+            return;
+        }
         let PreparedServices {
             services,
             fresh_pools,

@@ -26,6 +26,9 @@ pub enum KernelEvent {
         metric: u32,
         add: bool,
     },
+    /// RTM_NEWROUTE of `prefix` and `metric` through an interface that is not a twin: the route
+    /// through a twin it replaced (if any) is gone.
+    RouteElsewhere { prefix: Ipv4Cidr, metric: u32 },
     /// RTM_NEWNEIGH with a link-layer address in a usable state (Some), or RTM_DELNEIGH and
     /// unusable states (None).
     Neigh {
@@ -88,6 +91,10 @@ impl KernelView {
                     }
                 }
             }
+            KernelEvent::RouteElsewhere { prefix, metric } => self
+                .routes
+                .remove(&(u32::from(prefix.network()), prefix.len, metric))
+                .is_some(),
             KernelEvent::Neigh { port, ip, mac } => match mac {
                 Some(mac) => self.neighs.insert(ip, (port, mac)) != Some((port, mac)),
                 None => self.neighs.remove(&ip).is_some(),
@@ -221,6 +228,12 @@ mod tests {
             metric: 100,
             add: true,
         }));
+        // `ip route replace 10.30.0.0/24 … dev eth0 metric 100`: no longer through a twin.
+        assert!(v.apply(KernelEvent::RouteElsewhere {
+            prefix: cidr("10.30.0.0/24"),
+            metric: 100
+        }));
+        assert!(v.routes().is_empty());
     }
 
     #[test]

@@ -123,6 +123,11 @@ pub fn run_mirror(
         };
         std::thread::sleep(BATCH);
         match l.drain() {
+            Ok(msgs) if msgs.iter().any(|m| netlink::is_twin_link_change(m, &twins)) => {
+                // A twin went down or up: the kernel flushed (or restored) its routes without a
+                // message per route. Dump again.
+                listener = None;
+            }
             Ok(msgs) => {
                 let mut changed = false;
                 for m in &msgs {

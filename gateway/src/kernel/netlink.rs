@@ -8,8 +8,8 @@ use crate::net::Ipv4Cidr;
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
@@ -25,12 +25,19 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Multicast groups of the listener (`enum rtnetlink_groups` in linux/rtnetlink.h).
+const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
 
 /// A route the gateway writes is marked `proto static` (RTPROT_STATIC), as `ip route add` does.
 const ROUTE_PROTOCOL: RouteProtocol = RouteProtocol::Static;
+
+/// The metric of the config's routes on the twins. A replace only ever matches a route of the same
+/// prefix *and* metric: the host's own routes (a management default route, metric 0 or a DHCP
+/// client's 100-600) are neither replaced nor outranked; the mirror takes the lowest metric among
+/// the routes through twins, so an operator's `ip route add` (metric 0) wins over the config's.
+pub const CONFIG_ROUTE_METRIC: u32 = 1000;
 
 /// An interface as `link_by_name` finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +47,19 @@ pub struct Link {
     pub kind: Option<String>,
     /// IFLA_CARRIER. A tun device has carrier only while a process has a queue of it open.
     pub carrier: Option<bool>,
+    /// IFLA_IFALIAS (`ip link set … alias`): twins carry [`super::twin::ALIAS`].
+    pub alias: Option<String>,
+}
+
+/// Whether `m` says a twin's link changed (flags, carrier, gone): routes the kernel flushes then
+/// get no RTM_DELROUTE of their own, so the mirror dumps again.
+pub fn is_twin_link_change(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -> bool {
+    match m {
+        RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l) => {
+            twins.contains_key(&l.header.index)
+        }
+        _ => false,
+    }
 }
 
 /// A request socket.
@@ -50,6 +70,28 @@ pub struct Netlink {
 
 fn nl_error(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code.abs())
+}
+
+/// Splits a datagram into its messages. One this crate cannot decode (a new attribute layout,
+/// another family's oddity) is skipped by its header's length, not allowed to end the rest.
+fn messages(data: &[u8]) -> Vec<NetlinkMessage<RouteNetlinkMessage>> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < data.len() {
+        let Ok(buf) = NetlinkBuffer::new_checked(&data[off..]) else {
+            break;
+        };
+        let len = buf.length() as usize;
+        if len == 0 {
+            break;
+        }
+        if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..]) {
+            out.push(m);
+        }
+        // Messages are 4-byte aligned (NLMSG_ALIGN).
+        off += len.div_ceil(4) * 4;
+    }
+    out
 }
 
 impl Netlink {
@@ -79,17 +121,17 @@ impl Netlink {
         let mut out = Vec::new();
         loop {
             let (data, _) = self.sock.recv_from_full()?;
-            let mut off = 0;
-            while off < data.len() {
-                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = m.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                off += len;
+            for m in messages(&data) {
                 if m.header.sequence_number != self.seq {
                     continue;
+                }
+                if m.header.flags & NLM_F_DUMP_INTR != 0 {
+                    // The tables changed during the dump: it is inconsistent; the caller dumps
+                    // again.
+                    return Err(io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "dump interrupted",
+                    ));
                 }
                 match m.payload {
                     NetlinkPayload::Done(_) => return Ok(out),
@@ -120,6 +162,10 @@ impl Netlink {
                 RouteNetlinkMessage::NewLink(l) => Some(Link {
                     index: l.header.index,
                     kind: link_kind(&l),
+                    alias: l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfAlias(s) => Some(s.clone()),
+                        _ => None,
+                    }),
                     carrier: l.attributes.iter().find_map(|a| match a {
                         LinkAttribute::Carrier(c) => Some(*c != 0),
                         _ => None,
@@ -130,6 +176,15 @@ impl Netlink {
             Err(e) if e.raw_os_error() == Some(19) => Ok(None), // ENODEV
             Err(e) => Err(e),
         }
+    }
+
+    /// `ip link set INDEX alias ALIAS`.
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+        self.call(RouteNetlinkMessage::SetLink(m), NLM_F_ACK)
+            .map(drop)
     }
 
     pub fn delete_link(&mut self, index: u32) -> io::Result<()> {
@@ -161,7 +216,8 @@ impl Netlink {
         .map(drop)
     }
 
-    /// `ip route replace PREFIX [via VIA] dev INDEX proto static` in the main table.
+    /// `ip route replace PREFIX [via VIA] dev INDEX proto static metric CONFIG_ROUTE_METRIC` in
+    /// the main table.
     pub fn add_route(
         &mut self,
         index: u32,
@@ -190,6 +246,8 @@ impl Netlink {
                 .push(RouteAttribute::Gateway(RouteAddress::Inet(g)));
         }
         m.attributes.push(RouteAttribute::Oif(index));
+        m.attributes
+            .push(RouteAttribute::Priority(CONFIG_ROUTE_METRIC));
         self.call(
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
@@ -235,7 +293,12 @@ impl Listener {
     pub fn open() -> io::Result<Listener> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind_auto()?;
-        for g in [RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH] {
+        for g in [
+            RTNLGRP_LINK,
+            RTNLGRP_IPV4_IFADDR,
+            RTNLGRP_IPV4_ROUTE,
+            RTNLGRP_NEIGH,
+        ] {
             sock.add_membership(g)?;
         }
         sock.set_non_blocking(true)?;
@@ -249,18 +312,7 @@ impl Listener {
         loop {
             match self.sock.recv_from_full() {
                 Ok((data, _)) => {
-                    let mut off = 0;
-                    while off < data.len() {
-                        let Ok(m) =
-                            NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
-                        else {
-                            break;
-                        };
-                        let len = m.header.length as usize;
-                        if len == 0 {
-                            break;
-                        }
-                        off += len;
+                    for m in messages(&data) {
                         if let NetlinkPayload::InnerMessage(inner) = m.payload {
                             out.push(inner);
                         }
@@ -340,10 +392,16 @@ pub fn event_of(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -> Option<Ke
                     _ => {}
                 }
             }
-            let port = *twins.get(&oif?)?;
+            let prefix = Ipv4Cidr::new(dst, h.destination_prefix_length)?;
+            let Some(&port) = twins.get(&oif?) else {
+                // A route of this prefix and metric now leaves by another interface (`ip route
+                // replace`): whatever the view had through a twin is gone.
+                return matches!(m, RouteNetlinkMessage::NewRoute(_))
+                    .then_some(KernelEvent::RouteElsewhere { prefix, metric });
+            };
             Some(KernelEvent::Route {
                 port,
-                prefix: Ipv4Cidr::new(dst, h.destination_prefix_length)?,
+                prefix,
                 via,
                 metric,
                 add: matches!(m, RouteNetlinkMessage::NewRoute(_)),
@@ -358,12 +416,17 @@ pub fn event_of(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -> Option<Ke
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
                 _ => None,
             })?;
-            let lladdr = n.attributes.iter().find_map(|x| match x {
-                NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
-                    Some(MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]))
-                }
-                _ => None,
-            });
+            // Multicast and broadcast entries (NOARP, 01:00:5e:.., ff:ff:..) are not neighbours.
+            let lladdr = n
+                .attributes
+                .iter()
+                .find_map(|x| match x {
+                    NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
+                        Some(MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]))
+                    }
+                    _ => None,
+                })
+                .filter(MacAddr::is_unicast);
             let usable = matches!(
                 n.header.state,
                 NeighbourState::Reachable
@@ -478,7 +541,6 @@ mod tests {
         for (table, kind, oif) in [
             (255, RouteType::Unicast, 8), // the local table
             (254, RouteType::Local, 8),
-            (254, RouteType::Unicast, 2), // another interface
         ] {
             assert_eq!(
                 event_of(
@@ -488,6 +550,58 @@ mod tests {
                 None
             );
         }
+        // Through another interface: the prefix no longer leaves by a twin (`ip route replace`).
+        assert_eq!(
+            event_of(
+                &RouteNetlinkMessage::NewRoute(route_msg(254, RouteType::Unicast, 2)),
+                &t
+            ),
+            Some(KernelEvent::RouteElsewhere {
+                prefix: "10.30.0.0/24".parse().unwrap(),
+                metric: 5
+            })
+        );
+        assert_eq!(
+            event_of(
+                &RouteNetlinkMessage::DelRoute(route_msg(254, RouteType::Unicast, 2)),
+                &t
+            ),
+            None
+        );
+    }
+
+    /// A datagram with a message the crate cannot decode between two good ones: both good ones
+    /// are read (the bad one is skipped by its length).
+    #[test]
+    fn an_undecodable_message_does_not_hide_the_next_ones() {
+        let good = |seq| {
+            let mut hdr = NetlinkHeader::default();
+            hdr.sequence_number = seq;
+            let mut p = NetlinkMessage::new(
+                hdr,
+                NetlinkPayload::from(RouteNetlinkMessage::NewAddress(addr_msg(
+                    7,
+                    [10, 0, 0, 1],
+                    32,
+                ))),
+            );
+            p.finalize();
+            let mut b = vec![0; p.buffer_len()];
+            p.serialize(&mut b);
+            b
+        };
+        let mut data = good(1);
+        // RTM_NEWADDR (20) with a truncated body: 16-byte header, 4 bytes of payload.
+        let mut bad = vec![0u8; 20];
+        bad[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        bad[4..6].copy_from_slice(&20u16.to_ne_bytes());
+        data.extend_from_slice(&bad);
+        data.extend_from_slice(&good(3));
+        let seqs: Vec<u32> = messages(&data)
+            .iter()
+            .map(|m| m.header.sequence_number)
+            .collect();
+        assert_eq!(seqs, [1, 3]);
     }
 
     #[test]

@@ -64,6 +64,10 @@ impl TwinKind {
     }
 }
 
+/// The alias (`ip link show` says `alias gateway-twin`) every twin carries: a leftover interface
+/// is removed at start only when it is one of ours.
+pub const ALIAS: &str = "gateway-twin";
+
 /// A twin as it runs: the port it mirrors, its kernel interface and its DPDK port.
 pub struct Twin {
     /// The datapath port index it is the twin of.
@@ -76,9 +80,11 @@ pub struct Twin {
 }
 
 /// Creates port `port`'s twin `name` with `mac`, `mtu` and `queues` queue pairs (one per worker)
-/// fed from `pool`. An interface of that name left over from an earlier run (a tun device without
-/// carrier: no process has it open) is removed first; any other interface of that name, or a twin
-/// in use by a running process, is refused with its reason.
+/// fed from `pool`. A twin of that name left over from an earlier run (a tun device with our
+/// [`ALIAS`] and no carrier: no process has it open) is removed first; any other interface of that
+/// name, or a twin in use by a running process, is refused with its reason. The kernel side gets
+/// `arp_ignore=1` and `arp_announce=2`: it answers ARP on a twin only for the twin's own addresses
+/// and speaks from them, never from the host's other interfaces.
 pub fn create(
     port: u16,
     name: &str,
@@ -97,13 +103,22 @@ pub fn create(
     let mut nl = Netlink::open().map_err(|e| format!("twin {name}: netlink: {e}"))?;
     let nl_err = |e: std::io::Error| format!("twin {name}: netlink: {e}");
     match nl.link_by_name(name).map_err(nl_err)? {
-        Some(l) if l.kind.as_deref() == Some(kind.kernel_kind()) && l.carrier != Some(true) => {
+        Some(l)
+            if l.kind.as_deref() == Some(kind.kernel_kind())
+                && l.alias.as_deref() == Some(ALIAS)
+                && l.carrier != Some(true) =>
+        {
             tracing::warn!(twin = name, "removing a stale twin left by an earlier run");
             nl.delete_link(l.index).map_err(nl_err)?;
         }
         Some(l) if l.kind.as_deref() == Some(kind.kernel_kind()) => {
             return Err(format!(
-                "twin {name}: a tun interface of that name is in use by another process"
+                "twin {name}: a tun interface of that name is {}",
+                if l.alias.as_deref() == Some(ALIAS) {
+                    "in use by another process"
+                } else {
+                    "not a gateway twin (no `alias gateway-twin`); remove it or rename the port"
+                }
             ))
         }
         Some(l) => {
@@ -135,6 +150,13 @@ pub fn create(
         Some(l) => l.index,
         None => return Err(format!("twin {name}: created but not found in the kernel")),
     };
+    nl.set_alias(ifindex, ALIAS).map_err(nl_err)?;
+    for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+        let path = format!("/proc/sys/net/ipv4/conf/{name}/{key}");
+        if let Err(e) = std::fs::write(&path, value) {
+            tracing::warn!(twin = name, "{path}: {e}");
+        }
+    }
     Ok(Twin {
         port,
         name: name.to_string(),
@@ -145,7 +167,8 @@ pub fn create(
 }
 
 /// Writes the config's addresses and routes of the twin's port onto the twin (`ip addr replace`,
-/// `ip route replace ... proto static`), before the mirror starts (no echo loop by construction).
+/// `ip route replace ... proto static metric 1000`, which leaves the host's own routes alone), before
+/// the mirror starts (no echo loop by construction).
 pub fn reconcile(
     twin: &Twin,
     addrs: &[crate::net::Ipv4Cidr],
