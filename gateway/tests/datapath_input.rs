@@ -1578,6 +1578,57 @@ fn mss_of(opts: &[u8]) -> Option<u16> {
     None
 }
 
+/// The case proptest found: an MSS whose lowered value ends in byte 254, followed by a
+/// timestamp option (kind 8), must not read as a second TOA; exactly one TOA is added.
+#[test]
+fn an_mss_ending_in_254_before_a_timestamp_is_not_a_toa() {
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+        .tcp(43000, 80, 1000, 64240)
+        .syn()
+        .options(&[
+            etherparse::TcpOptionElement::MaximumSegmentSize(51718),
+            etherparse::TcpOptionElement::Timestamp(0, 0),
+        ])
+        .unwrap()
+        .write(&mut f, &[])
+        .unwrap();
+    let mut dp: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 1, 256);
+    let out = expect_tx(run(&mut dp, &f, &meta(0)), 1);
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(dp.fwd.stats.toa_added, 1);
+    assert_eq!(toa_options(t.options()).len(), 1, "{:?}", t.options());
+}
+
+/// The TOA options (kind 254, length 8) of a TCP option list, found by walking it (RFC 9293
+/// §3.1): a byte search would also "find" one in an MSS value ending in 254 followed by a
+/// timestamp option (kind 8).
+fn toa_options(o: &[u8]) -> Vec<&[u8]> {
+    let mut toas = Vec::new();
+    let mut i = 0;
+    while i < o.len() {
+        match o[i] {
+            0 => break,
+            1 => i += 1,
+            _ => {
+                let len = o.get(i + 1).copied().unwrap_or(0) as usize;
+                if len < 2 || i + len > o.len() {
+                    break;
+                }
+                if o[i] == 254 && len == 8 {
+                    toas.push(&o[i..i + 8]);
+                }
+                i += len;
+            }
+        }
+    }
+    toas
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -1615,7 +1666,7 @@ proptest! {
         let p = SlicedPacket::from_ethernet(&out).unwrap();
         let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
         let o = t.options();
-        let toas: Vec<_> = o.windows(8).filter(|w| w[0] == 254 && w[1] == 8).collect();
+        let toas = toa_options(o);
         let mut want = [254u8, 8, 0, 0, 0, 0, 0, 0];
         want[2..4].copy_from_slice(&43000u16.to_be_bytes());
         want[4..].copy_from_slice(&CLIENT_IP.octets());
