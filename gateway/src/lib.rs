@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod dpdk;
 pub mod forward;
+pub mod health;
 pub mod kernel;
 pub mod laddr;
 pub mod net;
