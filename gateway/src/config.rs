@@ -141,6 +141,10 @@ pub struct ServiceEntry {
     /// e.g. added by keepalived).
     #[serde(default = "default_owner")]
     pub owner: String,
+    /// The health check of every real server (keepalived's checker in `real_server`); a real
+    /// server's `check` overrides some of its keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<crate::health::check::CheckEntry>,
 }
 
 fn default_owner() -> String {
@@ -172,6 +176,9 @@ pub struct RealEntry {
     /// Lower connection threshold (`-y`).
     #[serde(default)]
     pub lower: u32,
+    /// This server's health check: the service's `check` with these keys on top.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<crate::health::check::CheckEntry>,
 }
 
 fn default_weight() -> u32 {
@@ -718,6 +725,7 @@ impl Config {
                 }
             }
         }
+        crate::health::targets(&self.services).map_err(|(k, why)| invalid(k, why))?;
         Ok(Validated {
             port_addrs,
             routes,

@@ -44,6 +44,17 @@ pub struct Control {
     provenance: Provenance,
     /// The twins: (port index, interface name, driver, ifindex).
     pub twins: Vec<(u16, String, &'static str, u32)>,
+    /// The services as configured (config file, then admin changes): owners, checks and the
+    /// weights operators gave. Admin changes and `gwctl save` start from these, never from the
+    /// running table, whose weights the health checks overlay.
+    configured: crate::control::model::Model,
+    configured_services: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>,
+    /// Real servers the health checks hold down (run at weight 0).
+    health_down: hashbrown::HashSet<crate::health::runner::TargetKey>,
+    /// What the checker publishes, for `gwctl health`.
+    pub health_status: Arc<Mutex<Vec<crate::health::runner::Status>>>,
+    /// Where the checker takes its targets.
+    health_targets: Option<crossbeam_channel::Sender<Vec<crate::health::runner::Target>>>,
     /// The workers' clock: TSC at start and TSC ticks per millisecond.
     epoch_tsc: u64,
     tsc_per_ms: u64,
@@ -103,16 +114,70 @@ impl Control {
     }
 
     /// A reloaded config's services, with its kernel-owned addresses.
-    pub fn apply_config(&mut self, v: crate::config::Validated) -> Result<u64, String> {
+    pub fn apply_config(
+        &mut self,
+        v: crate::config::Validated,
+        model: crate::control::model::Model,
+    ) -> Result<u64, String> {
         let before = std::mem::replace(
             &mut self.inputs.kernel_owned,
             v.kernel_owned.iter().copied().collect(),
         );
-        let r = self.apply_services(v.services);
+        let r = self.apply_model(model, v.services);
         if r.is_err() {
             self.inputs.kernel_owned = before;
         }
         r
+    }
+
+    /// The services as configured (what admin changes edit and `gwctl save` writes).
+    pub fn configured(&self) -> &crate::control::model::Model {
+        &self.configured
+    }
+
+    /// Runs `configs` (validated from `model`) as the configured services: the health overlay on
+    /// top, as a new generation; on success they are the configured services and the checker
+    /// gets its targets.
+    pub fn apply_model(
+        &mut self,
+        model: crate::control::model::Model,
+        configs: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>,
+    ) -> Result<u64, String> {
+        let id = self.apply_services(crate::health::effective(&configs, &self.health_down))?;
+        self.configured = model;
+        self.configured_services = configs;
+        self.send_health_targets();
+        Ok(id)
+    }
+
+    /// A real server's health changed: a new generation with its effective weight, unless it
+    /// makes no difference.
+    pub fn set_health(
+        &mut self,
+        key: crate::health::runner::TargetKey,
+        up: bool,
+    ) -> Result<Option<u64>, String> {
+        let changed = if up {
+            self.health_down.remove(&key)
+        } else {
+            self.health_down.insert(key)
+        };
+        if !changed {
+            return Ok(None);
+        }
+        let effective = crate::health::effective(&self.configured_services, &self.health_down);
+        self.apply_services(effective).map(Some)
+    }
+
+    fn send_health_targets(&mut self) {
+        if let Some(tx) = &self.health_targets {
+            match crate::health::targets(&self.configured.services) {
+                Ok(t) => {
+                    let _ = tx.send(t);
+                }
+                Err((k, e)) => tracing::error!("health checks: {k}: {e}"),
+            }
+        }
     }
 
     /// Each worker's inbox (the admin socket sends dump requests there).
@@ -283,6 +348,9 @@ pub struct Running {
     /// The kernel mirror's thread, its stop flag and what it reports (read by the control loop).
     mirror: Option<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
     pub kernel_updates: Option<crossbeam_channel::Receiver<crate::kernel::Update>>,
+    /// The health checker's thread and stop flag, and the transitions it reports.
+    health: Option<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
+    pub health_events: crossbeam_channel::Receiver<crate::health::runner::Event>,
     rings: Vec<Arc<MbufRing>>,
     pool: Arc<Mempool>,
     lcores: Vec<u32>,
@@ -473,7 +541,19 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             crate::datapath::punt::PuntBudget::new(cfg.kernel.punt_rate, cfg.kernel.punt_burst);
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
     }
-    let control = Control {
+    // The health checker: its own thread, an event loop over every target (`health`).
+    let health_stop = Arc::new(AtomicBool::new(false));
+    let (targets_tx, targets_rx) = crossbeam_channel::unbounded();
+    let (health_tx, health_rx) = crossbeam_channel::unbounded();
+    let health_status = Arc::new(Mutex::new(Vec::new()));
+    let health = {
+        let (stop, status) = (health_stop.clone(), health_status.clone());
+        std::thread::Builder::new()
+            .name("health".into())
+            .spawn(move || crate::health::runner::run(targets_rx, health_tx, status, stop))
+            .map_err(|e| StartError::Other(format!("health thread: {e}")))?
+    };
+    let mut control = Control {
         workers: senders,
         acks: ack_rx,
         current: Arc::new(Generation {
@@ -483,6 +563,13 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             timeouts: cfg.conn.timeouts,
             conn_reuse_mode: cfg.conn.conn_reuse_mode,
         }),
+        configured: crate::control::model::Model {
+            services: cfg.services.clone(),
+        },
+        configured_services: v.services.clone(),
+        health_down: Default::default(),
+        health_status,
+        health_targets: Some(targets_tx),
         epoch_tsc,
         tsc_per_ms: (tsc_hz / 1000).max(1),
         inputs,
@@ -499,6 +586,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             })
             .collect(),
     };
+    control.send_health_targets();
     // The kernel mirror follows the twins from here on (its first dump replaces the config's view).
     let (mirror, kernel_updates) = if twins.is_empty() {
         (None, None)
@@ -519,6 +607,8 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         twins,
         mirror,
         kernel_updates,
+        health: Some((health, health_stop)),
+        health_events: health_rx,
         rings,
         pool,
         lcores: lcores[..n].to_vec(),
@@ -683,10 +773,13 @@ impl Running {
                 "only [[service]] sections can change at run time; restart for the rest".into(),
             );
         }
+        let model = crate::control::model::Model {
+            services: new.services.clone(),
+        };
         self.control
             .lock()
             .map_err(|_| "control poisoned")?
-            .apply_config(v)
+            .apply_config(v, model)
     }
 
     /// Per-worker counters as last published, and their sum.
@@ -812,13 +905,14 @@ impl Running {
             mut ports,
             mut twins,
             mirror,
+            health,
             rings,
             pool,
             eal,
             file_prefix: prefix,
             ..
         } = self;
-        if let Some((h, stop)) = mirror {
+        for (h, stop) in mirror.into_iter().chain(health) {
             stop.store(true, Ordering::SeqCst);
             let _ = h.join();
         }
@@ -939,6 +1033,7 @@ fn apply_kernel_updates(
 
 fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<String>) {
     let mut kernel = KernelPending::default();
+    let mut health_pending: Vec<crate::health::runner::Event> = Vec::new();
     let interval = cfg.control.stats_interval_s;
     let mut last_report = Instant::now()
         .checked_sub(Duration::from_secs(1))
@@ -961,6 +1056,25 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
                 apply_kernel_updates(run, rx, &mut kernel);
             }
             None => std::thread::sleep(Duration::from_millis(50)),
+        }
+        // Health transitions: a new generation with the server's effective weight. The lock is
+        // only tried, as for kernel updates; transitions wait here meanwhile.
+        health_pending.extend(run.health_events.try_iter());
+        if !health_pending.is_empty() {
+            if let Ok(mut c) = run.control.try_lock() {
+                for e in health_pending.drain(..) {
+                    match c.set_health(e.key, e.up) {
+                        Ok(Some(g)) => tracing::info!(
+                            "health: {}:{} {}: generation {g} running on every worker",
+                            e.key.rs,
+                            e.key.rs_port,
+                            if e.up { "restored" } else { "at weight 0" }
+                        ),
+                        Ok(None) => {}
+                        Err(err) => tracing::error!("health change not applied: {err}"),
+                    }
+                }
+            }
         }
         // Expired persistence templates go once a second, off the packet path (one shard lock at
         // a time, so a worker scheduling a new connection waits for one shard's sweep at most).
@@ -1078,6 +1192,11 @@ mod tests {
             kernel: None,
             provenance: Provenance::default(),
             twins: Vec::new(),
+            configured: Default::default(),
+            configured_services: Vec::new(),
+            health_down: Default::default(),
+            health_status: Default::default(),
+            health_targets: None,
         };
         (control, handles)
     }

@@ -32,16 +32,6 @@ fn flag_names(sched: SchedKind, fallback: bool, port: bool) -> Vec<String> {
 }
 
 impl Model {
-    /// Marks the services whose VIP is in `vips` as `owner = "kernel"` (the running table does not
-    /// carry the owner; the control plane's inputs do).
-    pub fn mark_kernel_owned(&mut self, vips: &hashbrown::HashSet<Ipv4Addr>) {
-        for e in &mut self.services {
-            if e.vip.parse::<Ipv4Addr>().is_ok_and(|v| vips.contains(&v)) {
-                e.owner = "kernel".into();
-            }
-        }
-    }
-
     /// The services of a running snapshot, as configuration entries.
     pub fn from_table(t: &ServiceTable) -> Model {
         let services = t
@@ -65,6 +55,7 @@ impl Model {
                     expire_nodest_conn: c.expire_nodest_conn,
                     expire_quiescent_template: c.persistence.is_some_and(|p| p.expire_quiescent),
                     owner: "config".into(),
+                    check: None,
                     reals: c
                         .reals
                         .iter()
@@ -75,6 +66,7 @@ impl Model {
                             mode: r.fwd.to_string(),
                             upper: r.upper,
                             lower: r.lower,
+                            check: None,
                         })
                         .collect(),
                 }
@@ -120,6 +112,7 @@ impl Model {
                     expire_quiescent_template: false,
                     reals: Vec::new(),
                     owner: "config".into(),
+                    check: None,
                 };
                 set_opts(&mut e, opts)?;
                 self.services.push(e);
@@ -144,6 +137,7 @@ impl Model {
                     mode: String::new(),
                     upper: 0,
                     lower: 0,
+                    check: None,
                 };
                 set_real(&mut r, real)?;
                 s.reals.push(r);
@@ -482,10 +476,6 @@ mod tests {
         for (a, b) in configs.iter().zip(&again) {
             assert_eq!(a.0, b.0);
         }
-        // The owner comes from the control plane's inputs: a saved kernel-owned service stays so.
-        let mut saved = Model::from_table(&table);
-        saved.mark_kernel_owned(&[Ipv4Addr::new(10, 10, 0, 100)].into_iter().collect());
-        assert!(saved.services.iter().all(|e| e.owner == "kernel"));
         let next = ServiceTable::new(2, again, Some(&table)).unwrap();
         for (a, b) in table.services.iter().zip(&next.services) {
             assert!(

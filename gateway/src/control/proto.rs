@@ -163,6 +163,8 @@ pub enum Op {
     Save,
     /// Interface addresses, routes and neighbours.
     Net,
+    /// Every health-checked real server: state, last result and its reason, since when, counts.
+    Health,
 }
 
 /// A request line.

@@ -404,6 +404,11 @@ impl Server<'_> {
             Op::Sysctl { name, value } => self.sysctl(name.as_deref(), value),
             Op::Save => self.save(),
             Op::Net => self.net(),
+            Op::Health => self.control().map(|c| c.health_status.clone()).map(|s| {
+                let list: Vec<crate::health::runner::Status> =
+                    s.lock().map(|x| x.clone()).unwrap_or_default();
+                to_json(&list)
+            }),
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -555,7 +560,8 @@ impl Server<'_> {
             Err(e) => return Response::err(e),
         };
         let g = ctl.current().clone();
-        let mut model = Model::from_table(&g.services);
+        // From the configured services, not the running ones (whose weights health overlays).
+        let mut model = ctl.configured().clone();
         if let Err((i, e)) = model.apply_all(changes) {
             let mut r = Response::err(e);
             r.at = Some(i);
@@ -566,7 +572,7 @@ impl Server<'_> {
             Ok(v) => v,
             Err(e) => return Response::err(model.name_error(&e.to_string())),
         };
-        match ctl.apply_services(v) {
+        match ctl.apply_model(model, v) {
             Ok(id) => Response::ok(serde_json::json!({ "generation": id })),
             Err(e) => Response::err(e),
         }
@@ -887,12 +893,8 @@ impl Server<'_> {
 
     /// The configuration file the daemon started from, with its services replaced by the running ones.
     fn save(&self) -> Result<serde_json::Value, String> {
-        let (g, owned) = {
-            let c = self.control()?;
-            (c.current().clone(), c.kernel_owned().clone())
-        };
-        let mut model = Model::from_table(&g.services);
-        model.mark_kernel_owned(&owned);
+        // The configured services: their owners, checks and configured weights.
+        let model = self.control()?.configured().clone();
         let path = self
             .ctx
             .config_path

@@ -9,4 +9,161 @@
 //! generation, passive detection and connection-level retry are not built yet; nothing here runs.
 
 pub mod check;
+pub mod probe;
+pub mod runner;
 pub mod state;
+
+use crate::config::ServiceEntry;
+use runner::{Target, TargetKey};
+
+/// The checks `services` ask for, one per real server of a service with a `check` (or a real
+/// server with one). The error names the key (`service[i].check.interval_ms`,
+/// `service[i].real[j].check.kind`) and the reason. Entries are otherwise already validated.
+pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String)> {
+    let mut out = Vec::new();
+    for (i, s) in services.iter().enumerate() {
+        let (Ok(vip), Ok(proto)) = (
+            s.vip.parse::<std::net::Ipv4Addr>(),
+            s.protocol.parse::<crate::service::Proto>(),
+        ) else {
+            continue;
+        };
+        for (j, r) in s.reals.iter().enumerate() {
+            let entry = match (&s.check, &r.check) {
+                (None, None) => continue,
+                (Some(a), Some(b)) => a.merged(b),
+                (Some(a), None) => a.clone(),
+                (None, Some(b)) => b.clone(),
+            };
+            let Ok(rs) = r.address.parse() else { continue };
+            let rs_port = r.port.unwrap_or(s.port);
+            let check = entry.validate(rs_port).map_err(|(k, why)| {
+                let at = if r.check.is_some() {
+                    format!("service[{i}].real[{j}].check.{k}")
+                } else {
+                    format!("service[{i}].check.{k}")
+                };
+                (at, why)
+            })?;
+            out.push(Target {
+                key: TargetKey {
+                    proto: proto.number(),
+                    vip,
+                    vport: s.port,
+                    rs,
+                    rs_port,
+                },
+                check,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The services the workers run: `configured` with every real server the checks hold down at
+/// weight 0 (keepalived's `inhibit_on_failure`): it takes no new connection and keeps the ones it
+/// has. The configured weights are left alone, so a weight an operator sets while a server is down
+/// is the one it comes back with.
+pub fn effective(
+    configured: &[(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)],
+    down: &hashbrown::HashSet<TargetKey>,
+) -> Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)> {
+    configured
+        .iter()
+        .map(|(cfg, lips, toa)| {
+            let mut cfg = cfg.clone();
+            if !down.is_empty() {
+                for r in &mut cfg.reals {
+                    let key = TargetKey {
+                        proto: cfg.proto.number(),
+                        vip: cfg.vip,
+                        vport: cfg.vport,
+                        rs: r.addr,
+                        rs_port: r.port,
+                    };
+                    if down.contains(&key) {
+                        r.weight = 0;
+                    }
+                }
+            }
+            (cfg, lips.clone(), *toa)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{Proto, RealServer, SchedKind, ServiceConfig};
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_down_server_runs_at_weight_zero_and_its_configured_weight_is_kept() {
+        let mut c = ServiceConfig::new(
+            Ipv4Addr::new(10, 10, 0, 100),
+            80,
+            Proto::Tcp,
+            SchedKind::Wrr,
+        );
+        c.reals
+            .push(RealServer::new(Ipv4Addr::new(10, 20, 0, 11), 80, 3));
+        c.reals
+            .push(RealServer::new(Ipv4Addr::new(10, 20, 0, 12), 80, 2));
+        let configured = vec![(c, vec![], true)];
+        let key = TargetKey {
+            proto: 6,
+            vip: Ipv4Addr::new(10, 10, 0, 100),
+            vport: 80,
+            rs: Ipv4Addr::new(10, 20, 0, 11),
+            rs_port: 80,
+        };
+        let down: hashbrown::HashSet<_> = [key].into_iter().collect();
+        let e = effective(&configured, &down);
+        assert_eq!(
+            e[0].0.reals.iter().map(|r| r.weight).collect::<Vec<_>>(),
+            [0, 2]
+        );
+        assert_eq!(
+            configured[0].0.reals[0].weight, 3,
+            "the configured weight stays"
+        );
+        let up = effective(&configured, &Default::default());
+        assert_eq!(up[0].0, configured[0].0);
+        // Another port of the same address is another target.
+        let other: hashbrown::HashSet<_> = [TargetKey {
+            rs_port: 8080,
+            ..key
+        }]
+        .into_iter()
+        .collect();
+        assert_eq!(effective(&configured, &other)[0].0.reals[0].weight, 3);
+    }
+
+    #[test]
+    fn targets_merge_a_real_servers_override_and_name_bad_keys() {
+        let text = format!(
+            "{}\n",
+            crate::testkit::LAB_CONFIG.replacen(
+                "[[service.real]]\naddress = \"10.20.0.12\"",
+                "[[service.real]]\naddress = \"10.20.0.12\"\ncheck = { port = 8080 }",
+                1
+            )
+        )
+        .replacen(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\ncheck = { kind = \"http\", path = \"/health\" }",
+            1,
+        );
+        let cfg = crate::config::Config::parse(&text).unwrap();
+        let t = targets(&cfg.services).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].key.rs_port, t[0].check.port), (80, 80));
+        assert_eq!((t[1].key.rs_port, t[1].check.port), (80, 8080));
+        let bad = text.replace("path = \"/health\"", "path = \"health\"");
+        let e = match crate::config::Config::parse(&bad) {
+            Err(e) => e.to_string(),
+            Ok(c) => c.validate().unwrap_err().to_string(),
+        };
+        assert!(e.contains("service[0].check.path"), "{e}");
+    }
+}

@@ -1,0 +1,257 @@
+//! The health checker's event loop (its own thread): every target probed on its jittered schedule,
+//! each probe a non-blocking state machine on one mio `Poll`, so a thousand real servers need one
+//! thread. Transitions go to the control plane as [`Event`]s; the current state of every target is
+//! published for `gwctl health`.
+
+use super::check::Check;
+use super::probe::Probe;
+use super::state::{next_probe, Health, Outcome};
+use crossbeam_channel::{Receiver, Sender};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A real server of a service: what a check is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TargetKey {
+    /// IP protocol number of the service.
+    pub proto: u8,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub rs: Ipv4Addr,
+    pub rs_port: u16,
+}
+
+/// A check to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub key: TargetKey,
+    pub check: Check,
+}
+
+/// A target's health changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub key: TargetKey,
+    pub up: bool,
+    pub reason: String,
+}
+
+/// A target as `gwctl health` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub key: TargetKey,
+    pub kind: String,
+    pub up: bool,
+    /// Milliseconds in the current state.
+    pub for_ms: u64,
+    /// The last result's reason ("check passed", "connection refused", "HTTP 503", "timeout").
+    pub last: String,
+    pub checks: u64,
+    pub failures: u64,
+}
+
+struct Slot {
+    target: Target,
+    health: Health,
+    next_ms: u64,
+    probe: Option<(Probe, mio::Token, u64)>,
+}
+
+/// The loop's longest sleep: exec probes and deadlines are looked at this often.
+const TICK: Duration = Duration::from_millis(10);
+
+fn kind_name(c: &Check) -> &'static str {
+    match c.kind {
+        super::check::CheckKind::Tcp => "tcp",
+        super::check::CheckKind::Http { .. } => "http",
+        super::check::CheckKind::Udp { .. } => "udp",
+        super::check::CheckKind::Exec { .. } => "exec",
+    }
+}
+
+/// Runs until `stop`: takes target lists from `targets` (each replaces the last; a target whose
+/// check is unchanged keeps its state), sends transitions to `events`, publishes `status`.
+pub fn run(
+    targets: Receiver<Vec<Target>>,
+    events: Sender<Event>,
+    status: Arc<Mutex<Vec<Status>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut poll = match mio::Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("health checks: {e}");
+            return;
+        }
+    };
+    let mut mio_events = mio::Events::with_capacity(256);
+    let start = Instant::now();
+    let now_ms = || start.elapsed().as_millis() as u64;
+    let mut slots: HashMap<TargetKey, Slot> = HashMap::new();
+    let mut by_token: HashMap<usize, TargetKey> = HashMap::new();
+    let mut next_token = 0usize;
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
+    let mut random = move || {
+        // xorshift64: spreading probe times only needs to look random.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut last_publish = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let now = now_ms();
+        // New target lists.
+        if let Some(list) = targets.try_iter().last() {
+            let mut fresh = HashMap::new();
+            for t in list {
+                let slot = match slots.remove(&t.key) {
+                    Some(s) if s.target.check == t.check => s,
+                    old => {
+                        if let Some(p) = old.and_then(|s| s.probe) {
+                            p.0.cancel(poll.registry());
+                        }
+                        Slot {
+                            health: Health::new(t.check.rise, t.check.fall, now),
+                            next_ms: now + random() % u64::from(t.check.interval_ms.max(1)),
+                            target: t.clone(),
+                            probe: None,
+                        }
+                    }
+                };
+                fresh.insert(t.key, slot);
+            }
+            for (_, s) in slots.drain() {
+                if let Some(p) = s.probe {
+                    p.0.cancel(poll.registry());
+                }
+            }
+            slots = fresh;
+            by_token.retain(|_, k| slots.get(k).is_some_and(|s| s.probe.is_some()));
+        }
+        if slots.is_empty() {
+            // Nothing to check: sleep until a target list comes (or stop is due).
+            if let Ok(list) = targets.recv_timeout(Duration::from_millis(200)) {
+                // Put it back in front of any later list: the next round takes the last one.
+                let rest: Vec<_> = targets.try_iter().collect();
+                let last = rest.into_iter().last().unwrap_or(list);
+                slots = last
+                    .into_iter()
+                    .map(|t| {
+                        let now = now_ms();
+                        let first = now + random() % u64::from(t.check.interval_ms.max(1));
+                        let health = Health::new(t.check.rise, t.check.fall, now);
+                        (t.key, Slot { target: t, health, next_ms: first, probe: None })
+                    })
+                    .collect();
+            }
+            continue;
+        }
+        let mut results: Vec<(TargetKey, Outcome)> = Vec::new();
+        // Probes due now.
+        for (key, s) in slots.iter_mut() {
+            if s.probe.is_some() || s.next_ms > now {
+                continue;
+            }
+            let c = &s.target.check;
+            s.next_ms = next_probe(now, u64::from(c.interval_ms), c.jitter_pct, random());
+            next_token = next_token.wrapping_add(1);
+            let token = mio::Token(next_token);
+            match Probe::start(poll.registry(), token, key.rs, c) {
+                Ok(p) => {
+                    by_token.insert(next_token, *key);
+                    s.probe = Some((p, token, now + u64::from(c.timeout_ms)));
+                }
+                Err(o) => results.push((*key, o)),
+            }
+        }
+        // Wait for readiness until the next thing to do.
+        let _ = poll.poll(&mut mio_events, Some(TICK));
+        let now = now_ms();
+        for ev in mio_events.iter() {
+            let Some(key) = by_token.get(&ev.token().0).copied() else {
+                continue;
+            };
+            let Some(s) = slots.get_mut(&key) else {
+                continue;
+            };
+            let Some((mut p, token, deadline)) = s.probe.take() else {
+                continue;
+            };
+            match p.ready(poll.registry(), token, &key.rs.to_string()) {
+                Some(o) => {
+                    p.cancel(poll.registry());
+                    by_token.remove(&token.0);
+                    results.push((key, o));
+                }
+                None => s.probe = Some((p, token, deadline)),
+            }
+        }
+        // Programs that ended, and deadlines.
+        for (key, s) in slots.iter_mut() {
+            let Some((mut p, token, deadline)) = s.probe.take() else {
+                continue;
+            };
+            let done = if p.is_exec() { p.poll_exec() } else { None };
+            match done {
+                Some(o) => results.push((*key, o)),
+                None if now >= deadline => {
+                    p.cancel(poll.registry());
+                    by_token.remove(&token.0);
+                    results.push((*key, Outcome::Down("timeout".into())));
+                }
+                None => s.probe = Some((p, token, deadline)),
+            }
+        }
+        let changed = !results.is_empty();
+        for (key, o) in results {
+            let Some(s) = slots.get_mut(&key) else {
+                continue;
+            };
+            if let Some(t) = s.health.record(o, now) {
+                let state = if t.up { "up" } else { "down" };
+                tracing::warn!(
+                    "health: real server {}:{} of {} {}:{} is {state}: {}",
+                    key.rs,
+                    key.rs_port,
+                    if key.proto == 17 { "UDP" } else { "TCP" },
+                    key.vip,
+                    key.vport,
+                    t.reason
+                );
+                let _ = events.send(Event {
+                    key,
+                    up: t.up,
+                    reason: t.reason,
+                });
+            }
+        }
+        if changed || now - last_publish >= 200 {
+            last_publish = now;
+            let mut list: Vec<Status> = slots
+                .values()
+                .map(|s| Status {
+                    key: s.target.key,
+                    kind: kind_name(&s.target.check).into(),
+                    up: s.health.is_up(),
+                    for_ms: now.saturating_sub(s.health.since_ms),
+                    last: match &s.health.last {
+                        Some((Outcome::Up, _)) => "check passed".into(),
+                        Some((Outcome::Down(r), _)) => r.clone(),
+                        None => "not checked yet".into(),
+                    },
+                    checks: s.health.checks,
+                    failures: s.health.failures,
+                })
+                .collect();
+            list.sort_by_key(|s| s.key);
+            if let Ok(mut st) = status.lock() {
+                *st = list;
+            }
+        }
+    }
+}
