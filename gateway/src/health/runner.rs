@@ -145,7 +145,15 @@ pub fn run(
                         let now = now_ms();
                         let first = now + random() % u64::from(t.check.interval_ms.max(1));
                         let health = Health::new(t.check.rise, t.check.fall, now);
-                        (t.key, Slot { target: t, health, next_ms: first, probe: None })
+                        (
+                            t.key,
+                            Slot {
+                                target: t,
+                                health,
+                                next_ms: first,
+                                probe: None,
+                            },
+                        )
                     })
                     .collect();
             }

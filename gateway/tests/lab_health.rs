@@ -1,0 +1,167 @@
+//! End-to-end: real-server health checks (issue 11) through the kernel twins, in the lab.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn gwctl(lab: &Lab, args: &[&str]) -> String {
+    let sock = format!("/run/gateway/{}.sock", lab.name);
+    let mut cmd = vec![env!("CARGO_BIN_EXE_gwctl"), "-s", sock.as_str()];
+    cmd.extend_from_slice(args);
+    lab.sh("lb", &cmd)
+}
+
+/// The `gwctl health` line of real server `rs`.
+fn health_of(lab: &Lab, rs: &str) -> String {
+    gwctl(lab, &["health"])
+        .lines()
+        .find(|l| l.contains(&format!(" {rs}:")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits (at most `limit`) until `rs`'s health line contains `want`; returns how long it took.
+fn wait_health(lab: &Lab, rs: &str, want: &str, limit: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let line = health_of(lab, rs);
+        if line.contains(want) {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < limit,
+            "{rs} not {want:?} after {limit:?}: {line}\n{}",
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn nginx(lab: &Lab, rs: &str, run: bool) {
+    let dir = lab.run_dir.join(rs);
+    if run {
+        let conf = dir.join("nginx.conf");
+        lab.sh(rs, &["nginx", "-c", conf.to_str().unwrap()]);
+    } else {
+        let pid = std::fs::read_to_string(dir.join("nginx.pid")).unwrap();
+        Command::new("kill").arg(pid.trim()).status().unwrap();
+    }
+}
+
+/// Waits (at most 1 s) until `ipvsadm -Ln` shows `rs`'s weight as `weight`.
+fn wait_weight(lab: &Lab, rs: &str, weight: &str) {
+    let t = Instant::now();
+    loop {
+        let list = gwctl(lab, &["ipvsadm", "-Ln"]);
+        let line = list.lines().find(|l| l.contains(rs)).unwrap_or_default();
+        if line.split_whitespace().nth(3) == Some(weight) {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{list}\n{}",
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn config(check: &str) -> String {
+    Lab::default_config("").replacen("toa = true", &format!("toa = true\ncheck = {check}"), 1)
+}
+
+/// A TCP check: rs1's nginx stopped is seen down within 2 s (weight 0 in `ipvsadm -Ln`, no request
+/// to it), started again is back within 2 s with its configured weight.
+#[test]
+fn a_stopped_server_leaves_the_rotation_and_returns() {
+    let lab = Lab::up(
+        "ht",
+        &config(r#"{ kind = "tcp", interval_ms = 200, timeout_ms = 500, rise = 2, fall = 2 }"#),
+    );
+    wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
+    let stopped = Instant::now();
+    nginx(&lab, "rs1", false);
+    let took = wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(2));
+    eprintln!("rs1 down after {took:?}");
+    assert!(health_of(&lab, "10.20.0.11").contains("connection refused"));
+    // The effective weight, as keepalived shows it through ipvsadm.
+    wait_weight(&lab, "10.20.0.11:80", "0");
+    eprintln!(
+        "rs1 at weight 0 {:?} after its nginx stopped",
+        stopped.elapsed()
+    );
+    // Every request now goes to rs2.
+    for _ in 0..10 {
+        let o = lab.exec("cli", &["curl", "-s", "-m", "2", "http://10.10.0.100/"]);
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "rs2");
+    }
+    nginx(&lab, "rs1", true);
+    let took = wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(2));
+    eprintln!("rs1 up after {took:?}");
+    wait_weight(&lab, "10.20.0.11:80", "1");
+    // The configured weight is what a save writes, whatever health did meanwhile.
+    assert!(gwctl(&lab, &["save"]).contains("weight = 1"));
+}
+
+/// An HTTP check expecting 200 on a path the servers answer 404: down, with the status as reason.
+/// An exec check: `true` is up, `false` is down with its exit status.
+#[test]
+fn http_and_exec_checks_say_why() {
+    let lab = Lab::up(
+        "hh",
+        &config(
+            r#"{ kind = "http", path = "/missing", status = [200], interval_ms = 200, fall = 1 }"#,
+        ),
+    );
+    wait_health(&lab, "10.20.0.11", "HTTP 404", Duration::from_secs(3));
+    assert!(health_of(&lab, "10.20.0.12").contains("down"));
+    let lab2 = Lab::up(
+        "he",
+        &Lab::default_config("")
+            .replacen(
+                "toa = true",
+                "toa = true\ncheck = { kind = \"exec\", program = \"/bin/true\", interval_ms = 200 }",
+                1,
+            )
+            .replacen(
+                "address = \"10.20.0.12\"",
+                "address = \"10.20.0.12\"\ncheck = { program = \"/bin/false\", fall = 1 }",
+                1,
+            ),
+    );
+    wait_health(&lab2, "10.20.0.12", "exit status 1", Duration::from_secs(3));
+    assert!(health_of(&lab2, "10.20.0.11").contains(" up "));
+}
+
+/// A UDP check against a UDP echo in the real server's namespace: up; the echo stopped, the ICMP
+/// port unreachable makes it down.
+#[test]
+fn a_udp_check_follows_an_echo_server() {
+    let lab = Lab::up(
+        "hu",
+        &config(
+            r#"{ kind = "udp", port = 7007, payload = "ping", expect = "ping", interval_ms = 200, rise = 1, fall = 1 }"#,
+        ),
+    );
+    let mut echo = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-rs1", lab.name)])
+        .args(["socat", "UDP-RECVFROM:7007,fork", "EXEC:cat"])
+        .spawn()
+        .unwrap();
+    wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
+    wait_health(
+        &lab,
+        "10.20.0.12",
+        "port unreachable",
+        Duration::from_secs(3),
+    );
+    let _ = echo.kill();
+    let _ = echo.wait();
+    wait_health(
+        &lab,
+        "10.20.0.11",
+        "port unreachable",
+        Duration::from_secs(3),
+    );
+}
