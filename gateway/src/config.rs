@@ -145,6 +145,10 @@ pub struct ServiceEntry {
     /// server's `check` overrides some of its keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<crate::health::check::CheckEntry>,
+    /// `ADDR:PORT` of a server that takes new connections while every real server is held down by
+    /// the health checks (keepalived's `sorry_server`), in the first real server's mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<String>,
 }
 
 fn default_owner() -> String {
@@ -726,6 +730,16 @@ impl Config {
             }
         }
         crate::health::targets(&self.services).map_err(|(k, why)| invalid(k, why))?;
+        for (i, s) in self.services.iter().enumerate() {
+            if let Some(sorry) = &s.sorry_server {
+                if sorry.parse::<std::net::SocketAddrV4>().is_err() {
+                    return Err(invalid(
+                        format!("service[{i}].sorry_server"),
+                        format!("{sorry:?} is not ADDR:PORT"),
+                    ));
+                }
+            }
+        }
         Ok(Validated {
             port_addrs,
             routes,

@@ -143,7 +143,12 @@ impl Control {
         model: crate::control::model::Model,
         configs: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>,
     ) -> Result<u64, String> {
-        let id = self.apply_services(crate::health::effective(&configs, &self.health_down))?;
+        let sorry = crate::health::sorry_servers(&model.services);
+        let id = self.apply_services(crate::health::effective(
+            &configs,
+            &self.health_down,
+            &sorry,
+        ))?;
         self.configured = model;
         self.configured_services = configs;
         self.send_health_targets();
@@ -165,7 +170,9 @@ impl Control {
         if !changed {
             return Ok(None);
         }
-        let effective = crate::health::effective(&self.configured_services, &self.health_down);
+        let sorry = crate::health::sorry_servers(&self.configured.services);
+        let effective =
+            crate::health::effective(&self.configured_services, &self.health_down, &sorry);
         self.apply_services(effective).map(Some)
     }
 

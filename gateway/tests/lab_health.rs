@@ -165,3 +165,38 @@ fn a_udp_check_follows_an_echo_server() {
         Duration::from_secs(3),
     );
 }
+
+/// Both real servers' nginx stopped: the sorry server (a web server on rs2:9090) answers.
+#[test]
+fn the_sorry_server_answers_when_every_real_server_is_down() {
+    let lab = Lab::up(
+        "hs",
+        &Lab::default_config("").replacen(
+            "toa = true",
+            "toa = true\nsorry_server = \"10.20.0.12:9090\"\n\
+             check = { kind = \"tcp\", interval_ms = 200, timeout_ms = 500, rise = 2, fall = 2 }",
+            1,
+        ),
+    );
+    let www = lab.run_dir.join("sorry");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "sorry\n").unwrap();
+    let mut sorry = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-rs2", lab.name)])
+        .args(["python3", "-m", "http.server", "9090", "--directory"])
+        .arg(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
+    nginx(&lab, "rs1", false);
+    nginx(&lab, "rs2", false);
+    wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(3));
+    wait_health(&lab, "10.20.0.12", "down", Duration::from_secs(3));
+    wait_weight(&lab, "10.20.0.12:9090", "1");
+    let o = lab.exec("cli", &["curl", "-s", "-m", "2", "http://10.10.0.100/"]);
+    let _ = sorry.kill();
+    let _ = sorry.wait();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "sorry");
+}

@@ -56,6 +56,7 @@ impl Model {
                     expire_quiescent_template: c.persistence.is_some_and(|p| p.expire_quiescent),
                     owner: "config".into(),
                     check: None,
+                    sorry_server: None,
                     reals: c
                         .reals
                         .iter()
@@ -113,6 +114,7 @@ impl Model {
                     reals: Vec::new(),
                     owner: "config".into(),
                     check: None,
+                    sorry_server: None,
                 };
                 set_opts(&mut e, opts)?;
                 self.services.push(e);

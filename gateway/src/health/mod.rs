@@ -64,15 +64,20 @@ pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String
 /// weight 0 (keepalived's `inhibit_on_failure`): it takes no new connection and keeps the ones it
 /// has. The configured weights are left alone, so a weight an operator sets while a server is down
 /// is the one it comes back with.
+///
+/// A service whose every real server is held down takes new connections on its sorry server
+/// (`sorry`: by (proto, VIP, port)), added at weight 1 in the first real server's mode.
 pub fn effective(
     configured: &[(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)],
     down: &hashbrown::HashSet<TargetKey>,
+    sorry: &hashbrown::HashMap<(u8, std::net::Ipv4Addr, u16), std::net::SocketAddrV4>,
 ) -> Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)> {
     configured
         .iter()
         .map(|(cfg, lips, toa)| {
             let mut cfg = cfg.clone();
             if !down.is_empty() {
+                let mut held = 0;
                 for r in &mut cfg.reals {
                     let key = TargetKey {
                         proto: cfg.proto.number(),
@@ -83,10 +88,35 @@ pub fn effective(
                     };
                     if down.contains(&key) {
                         r.weight = 0;
+                        held += 1;
+                    }
+                }
+                let id = (cfg.proto.number(), cfg.vip, cfg.vport);
+                if let (true, Some(s)) = (held > 0 && held == cfg.reals.len(), sorry.get(&id)) {
+                    let mut rs = crate::service::RealServer::new(*s.ip(), s.port(), 1);
+                    rs.fwd = cfg.reals[0].fwd;
+                    if !cfg.reals.iter().any(|r| r.key() == rs.key()) {
+                        cfg.reals.push(rs);
                     }
                 }
             }
             (cfg, lips.clone(), *toa)
+        })
+        .collect()
+}
+
+/// The sorry servers of `services`, by (protocol number, VIP, port); entries are validated.
+pub fn sorry_servers(
+    services: &[ServiceEntry],
+) -> hashbrown::HashMap<(u8, std::net::Ipv4Addr, u16), std::net::SocketAddrV4> {
+    services
+        .iter()
+        .filter_map(|s| {
+            let proto = s.protocol.parse::<crate::service::Proto>().ok()?.number();
+            Some((
+                (proto, s.vip.parse().ok()?, s.port),
+                s.sorry_server.as_ref()?.parse().ok()?,
+            ))
         })
         .collect()
 }
@@ -118,7 +148,13 @@ mod tests {
             rs_port: 80,
         };
         let down: hashbrown::HashSet<_> = [key].into_iter().collect();
-        let e = effective(&configured, &down);
+        let sorry = [(
+            (6, Ipv4Addr::new(10, 10, 0, 100), 80),
+            "10.20.0.99:8080".parse().unwrap(),
+        )]
+        .into_iter()
+        .collect();
+        let e = effective(&configured, &down, &sorry);
         assert_eq!(
             e[0].0.reals.iter().map(|r| r.weight).collect::<Vec<_>>(),
             [0, 2]
@@ -127,7 +163,7 @@ mod tests {
             configured[0].0.reals[0].weight, 3,
             "the configured weight stays"
         );
-        let up = effective(&configured, &Default::default());
+        let up = effective(&configured, &Default::default(), &sorry);
         assert_eq!(up[0].0, configured[0].0);
         // Another port of the same address is another target.
         let other: hashbrown::HashSet<_> = [TargetKey {
@@ -136,7 +172,36 @@ mod tests {
         }]
         .into_iter()
         .collect();
-        assert_eq!(effective(&configured, &other)[0].0.reals[0].weight, 3);
+        assert_eq!(
+            effective(&configured, &other, &sorry)[0].0.reals[0].weight,
+            3
+        );
+        // Every real server down: the sorry server takes new connections.
+        let all: hashbrown::HashSet<_> = [
+            key,
+            TargetKey {
+                rs: Ipv4Addr::new(10, 20, 0, 12),
+                ..key
+            },
+        ]
+        .into_iter()
+        .collect();
+        let e = effective(&configured, &all, &sorry);
+        let w: Vec<_> = e[0]
+            .0
+            .reals
+            .iter()
+            .map(|r| (r.addr, r.port, r.weight))
+            .collect();
+        assert_eq!(w.last(), Some(&(Ipv4Addr::new(10, 20, 0, 99), 8080, 1)));
+        assert_eq!(w.len(), 3);
+        assert_eq!(
+            effective(&configured, &all, &Default::default())[0]
+                .0
+                .reals
+                .len(),
+            2
+        );
     }
 
     #[test]
