@@ -200,3 +200,78 @@ fn the_sorry_server_answers_when_every_real_server_is_down() {
     let _ = sorry.wait();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "sorry");
 }
+
+/// A thousand real servers (rs1's address, ports 20000..=20999, nothing listening: each probe is
+/// a refused connection) checked every second for a minute: every one checked on time, by one
+/// thread. The checker thread's CPU time is printed (the closing note quotes it).
+#[test]
+fn a_thousand_servers_are_checked_every_second_without_a_missed_interval() {
+    let mut reals = String::new();
+    for p in 20000..21000 {
+        reals.push_str(&format!(
+            "\n[[service.real]]\naddress = \"10.20.0.11\"\nport = {p}\n"
+        ));
+    }
+    let config = Lab::default_config(&format!(
+        "\n[[service]]\nvip = \"10.10.0.101\"\nport = 80\nscheduler = \"rr\"\n\
+         local_addresses = [\"10.20.0.202\"]\n\
+         check = {{ kind = \"tcp\", interval_ms = 1000, timeout_ms = 500 }}\n{reals}"
+    ));
+    let lab = Lab::up("hk", &config);
+    let pid = lab.pid().unwrap();
+    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|t| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{t}/comm"))
+                .is_ok_and(|c| c.trim() == "health")
+        })
+        .expect("the health thread");
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+        let f: Vec<u64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // utime and stime (fields 14 and 15 of stat), in clock ticks.
+        f[10] + f[11]
+    };
+    let checks = |lab: &Lab| -> Vec<u64> {
+        let v: serde_json::Value =
+            serde_json::from_str(&gwctl(lab, &["--json", "health"])).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["key"]["vip"] == "10.10.0.101")
+            .map(|s| s["checks"].as_u64().unwrap())
+            .collect()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let (c0, t0, at) = (checks(&lab), cpu(), Instant::now());
+    assert_eq!(c0.len(), 1000);
+    std::thread::sleep(Duration::from_secs(60));
+    let (c1, t1, secs) = (checks(&lab), cpu(), at.elapsed().as_secs_f64());
+    let done: Vec<u64> = c1.iter().zip(&c0).map(|(b, a)| b - a).collect();
+    let (min, max) = (done.iter().min().unwrap(), done.iter().max().unwrap());
+    let ticks = 100.0; // USER_HZ
+    eprintln!(
+        "1000 servers, {secs:.1} s: {}..={} checks each (interval 1 s, jitter 10%), checker CPU {:.2} s ({:.1}% of a core)",
+        min,
+        max,
+        (t1 - t0) as f64 / ticks,
+        (t1 - t0) as f64 / ticks / secs * 100.0
+    );
+    // One per second each, within the jitter and the edges of the window.
+    assert!(
+        *min as f64 >= secs / 1.1 - 2.0,
+        "{min} checks in {secs:.1} s"
+    );
+    assert!(
+        *max as f64 <= secs / 0.9 + 2.0,
+        "{max} checks in {secs:.1} s"
+    );
+}
