@@ -85,7 +85,7 @@ fn a_stopped_server_leaves_the_rotation_and_returns() {
     let took = wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(2));
     eprintln!("rs1 down after {took:?}");
     assert!(health_of(&lab, "10.20.0.11").contains("connection refused"));
-    // The effective weight, as keepalived shows it through ipvsadm.
+    // The effective weight, as ipvsadm shows it on an LVS box whose checker lowered it.
     wait_weight(&lab, "10.20.0.11:80", "0");
     eprintln!(
         "rs1 at weight 0 {:?} after its nginx stopped",

@@ -264,7 +264,7 @@ fn a_kernel_owned_vip_is_served_only_while_the_kernel_holds_it() {
         "served before the kernel holds the VIP"
     );
     assert!(!ping(&lab, "cli", "10.10.0.100"));
-    // Held: the VIP on the twin (what keepalived does); its LIPs follow it.
+    // Held: the VIP on the twin (what a VRRP daemon does); its LIPs follow it.
     lab.sh(
         "lb",
         &["ip", "addr", "add", "10.10.0.100/32", "dev", "client"],
