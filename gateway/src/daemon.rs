@@ -74,11 +74,6 @@ impl Control {
         dpdk::tsc().saturating_sub(self.epoch_tsc) / self.tsc_per_ms
     }
 
-    /// The VIPs of `owner = "kernel"` services.
-    pub fn kernel_owned(&self) -> &hashbrown::HashSet<std::net::Ipv4Addr> {
-        &self.inputs.kernel_owned
-    }
-
     /// Where the running topology's addresses and routes come from.
     pub fn provenance(&self) -> &Provenance {
         &self.provenance
@@ -195,7 +190,7 @@ impl Control {
     /// Builds the next generation from service configs (carrying shared scheduler state over from the
     /// current one), sends it to every worker and returns once all of them run it. On a validation
     /// error nothing is sent; on a worker's refusal or a timeout the error says which worker.
-    pub fn apply_services(
+    fn apply_services(
         &mut self,
         configs: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>,
     ) -> Result<u64, String> {

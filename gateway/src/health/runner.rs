@@ -103,10 +103,17 @@ pub fn run(
         rng
     };
     let mut last_publish = 0u64;
+    let mut pending: Option<Vec<Target>> = None;
     while !stop.load(Ordering::Relaxed) {
+        if slots.is_empty() && pending.is_none() {
+            // Nothing to check: sleep until a target list comes (or stop is due).
+            pending = targets.recv_timeout(Duration::from_millis(200)).ok();
+            continue;
+        }
         let now = now_ms();
-        // New target lists.
-        if let Some(list) = targets.try_iter().last() {
+        // New target lists (the last one counts).
+        if let Some(list) = targets.try_iter().last().or_else(|| pending.take()) {
+            pending = None;
             let mut fresh = HashMap::new();
             for t in list {
                 let slot = match slots.remove(&t.key) {
@@ -132,32 +139,6 @@ pub fn run(
             }
             slots = fresh;
             by_token.retain(|_, k| slots.get(k).is_some_and(|s| s.probe.is_some()));
-        }
-        if slots.is_empty() {
-            // Nothing to check: sleep until a target list comes (or stop is due).
-            if let Ok(list) = targets.recv_timeout(Duration::from_millis(200)) {
-                // Put it back in front of any later list: the next round takes the last one.
-                let rest: Vec<_> = targets.try_iter().collect();
-                let last = rest.into_iter().last().unwrap_or(list);
-                slots = last
-                    .into_iter()
-                    .map(|t| {
-                        let now = now_ms();
-                        let first = now + random() % u64::from(t.check.interval_ms.max(1));
-                        let health = Health::new(t.check.rise, t.check.fall, now);
-                        (
-                            t.key,
-                            Slot {
-                                target: t,
-                                health,
-                                next_ms: first,
-                                probe: None,
-                            },
-                        )
-                    })
-                    .collect();
-            }
-            continue;
         }
         let mut results: Vec<(TargetKey, Outcome)> = Vec::new();
         // Probes due now.
