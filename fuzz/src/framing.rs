@@ -94,8 +94,10 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
     use gateway::testkit::*;
     use std::sync::Arc;
 
+    // The TCP service retries refused SYNs (`syn_retry`), so the fuzzer drives that path too.
+    let lab = LAB_CONFIG.replacen("scheduler = \"wrr\"", "scheduler = \"wrr\"\nsyn_retry = true", 1);
     let text = format!(
-        "{LAB_CONFIG}\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\nfin_wait = 2\ntime_wait = 2\n\
+        "{lab}\n[conn]\nsyn_unanswered_ms = 500\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\nfin_wait = 2\ntime_wait = 2\n\
          close = 1\nclose_wait = 2\nlast_ack = 2\nsyn_sent = 2\nsynack = 2\nudp = 2\n"
     );
     let cfg = gateway::config::Config::parse(&text).expect("fuzz config");
@@ -125,6 +127,7 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
         capacity: FUZZ_CAPACITY,
         timeouts: cfg.conn.timeouts,
         max_attempts: 64,
+        syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
     };
     [0u16, 1].map(|w| {
         let fwd = Forwarder::new(w, services.clone(), layout.clone(), &fc).expect("forwarder");

@@ -87,6 +87,11 @@ pub struct ConnConfig {
     /// (`forward::reuse`): 0 follows the old entry, bit 1 (1) reschedules it from TIME_WAIT/CLOSE,
     /// bit 2 (2) also from FIN_WAIT of DR/TUN connections.
     pub conn_reuse_mode: u8,
+    /// A client's SYN retransmitted this many milliseconds or more after the first, still
+    /// unanswered by its real server, counts as a failed attempt (passive health detection) and,
+    /// with a service's `syn_retry`, goes to another real server. Linux clients retransmit a SYN
+    /// after 1 s, then 3 s.
+    pub syn_unanswered_ms: u32,
 }
 
 impl Default for ConnConfig {
@@ -96,6 +101,7 @@ impl Default for ConnConfig {
             port_range: [1024, 65535],
             timeouts: Default::default(),
             conn_reuse_mode: crate::forward::reuse::DEFAULT_CONN_REUSE_MODE,
+            syn_unanswered_ms: 900,
         }
     }
 }
@@ -127,6 +133,11 @@ pub struct ServiceEntry {
     /// Pass the client address to real servers in the TCP option TOA (FullNAT).
     #[serde(default = "default_true")]
     pub toa: bool,
+    /// A client's SYN that its real server refuses (RST) or leaves unanswered (the client
+    /// retransmits it `[conn] syn_unanswered_ms` or more after the first) goes to another real
+    /// server, once (FullNAT and NAT; off by default, as IPVS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub syn_retry: bool,
     /// Persistence templates of a quiesced server are dropped when used (IPVS
     /// `expire_quiescent_template`): a persistent client then moves to another server.
     #[serde(default)]
@@ -419,7 +430,7 @@ pub struct ControlConfig {
 pub struct Validated {
     pub port_addrs: Vec<Vec<Ipv4Cidr>>,
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
-    pub services: Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>,
+    pub services: Vec<crate::forward::ServiceSpec>,
     /// The VIPs of services with `owner = "kernel"` (their LIPs follow them).
     pub kernel_owned: Vec<Ipv4Addr>,
 }
@@ -754,7 +765,7 @@ impl Config {
 pub fn validate_service_entries(
     services: &[ServiceEntry],
     port_addrs: &[Vec<Ipv4Cidr>],
-) -> Result<Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>, ConfigError> {
+) -> Result<Vec<crate::forward::ServiceSpec>, ConfigError> {
     {
         let mut out = Vec::new();
         let mut keys = HashSet::new();
@@ -876,7 +887,11 @@ pub fn validate_service_entries(
                 cfg.reals.push(rs);
             }
             crate::service::Service::check(&cfg).map_err(|e| invalid(&key, format!("{e}")))?;
-            out.push((cfg, lips, s.toa));
+            let opts = crate::forward::SvcOptions {
+                toa: s.toa,
+                syn_retry: s.syn_retry,
+            };
+            out.push((cfg, lips, opts));
         }
         Ok(out)
     }

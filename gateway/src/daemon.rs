@@ -48,9 +48,9 @@ pub struct Control {
     /// weights operators gave. Admin changes and `gwctl save` start from these, never from the
     /// running table, whose weights the health checks overlay.
     configured: crate::control::model::Model,
-    configured_services: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>,
-    /// Real servers the health checks hold down (run at weight 0).
-    health_down: hashbrown::HashSet<crate::health::runner::TargetKey>,
+    configured_services: Vec<crate::forward::ServiceSpec>,
+    /// Real servers the health checks hold down: at weight 0 (`false`) or removed (`true`).
+    health_down: hashbrown::HashMap<crate::health::runner::TargetKey, bool>,
     /// What the checker publishes, for `gwctl health`.
     pub health_status: Arc<Mutex<Vec<crate::health::runner::Status>>>,
     /// Where the checker takes its targets.
@@ -136,7 +136,7 @@ impl Control {
     pub fn apply_model(
         &mut self,
         model: crate::control::model::Model,
-        configs: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>,
+        configs: Vec<crate::forward::ServiceSpec>,
     ) -> Result<u64, String> {
         let sorry = crate::health::sorry_servers(&model.services);
         let id = self.apply_services(crate::health::effective(
@@ -150,17 +150,18 @@ impl Control {
         Ok(id)
     }
 
-    /// A real server's health changed: a new generation with its effective weight, unless it
-    /// makes no difference.
+    /// A real server's health changed: a new generation with its effective weight (or without
+    /// it, `remove`), unless it makes no difference.
     pub fn set_health(
         &mut self,
         key: crate::health::runner::TargetKey,
         up: bool,
+        remove: bool,
     ) -> Result<Option<u64>, String> {
         let changed = if up {
-            self.health_down.remove(&key)
+            self.health_down.remove(&key).is_some()
         } else {
-            self.health_down.insert(key)
+            self.health_down.insert(key, remove) != Some(remove)
         };
         if !changed {
             return Ok(None);
@@ -190,10 +191,7 @@ impl Control {
     /// Builds the next generation from service configs (carrying shared scheduler state over from the
     /// current one), sends it to every worker and returns once all of them run it. On a validation
     /// error nothing is sent; on a worker's refusal or a timeout the error says which worker.
-    fn apply_services(
-        &mut self,
-        configs: Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)>,
-    ) -> Result<u64, String> {
+    fn apply_services(&mut self, configs: Vec<crate::forward::ServiceSpec>) -> Result<u64, String> {
         let id = self.current.id + 1;
         let services = Arc::new(
             ServiceTable::new(id, configs, Some(&self.current.services))
@@ -458,6 +456,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         capacity: cfg.conn.capacity,
         timeouts: cfg.conn.timeouts,
         max_attempts: crate::laddr::DEFAULT_MAX_ATTEMPTS,
+        syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
     };
     let mut rings = Vec::new();
     // ring_of[from][to]
@@ -550,9 +549,10 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
     let health_status = Arc::new(Mutex::new(Vec::new()));
     let health = {
         let (stop, status) = (health_stop.clone(), health_status.clone());
+        let passive = crate::health::passive_source(published.clone());
         std::thread::Builder::new()
             .name("health".into())
-            .spawn(move || crate::health::runner::run(targets_rx, health_tx, status, stop))
+            .spawn(move || crate::health::runner::run(targets_rx, health_tx, status, stop, passive))
             .map_err(|e| StartError::Other(format!("health thread: {e}")))?
     };
     let mut control = Control {
@@ -1065,12 +1065,16 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
         if !health_pending.is_empty() {
             if let Ok(mut c) = run.control.try_lock() {
                 for e in health_pending.drain(..) {
-                    match c.set_health(e.key, e.up) {
+                    match c.set_health(e.key, e.up, e.remove) {
                         Ok(Some(g)) => tracing::info!(
                             "health: {}:{} {}: generation {g} running on every worker",
                             e.key.rs,
                             e.key.rs_port,
-                            if e.up { "restored" } else { "at weight 0" }
+                            match (e.up, e.remove) {
+                                (true, _) => "restored",
+                                (false, false) => "at weight 0",
+                                (false, true) => "removed",
+                            }
                         ),
                         Ok(None) => {}
                         Err(err) => tracing::error!("health change not applied: {err}"),

@@ -70,10 +70,13 @@ pub enum Drop {
     TwinTxFull,
     /// A new connection to a kernel-owned VIP that no twin holds (`owner = "kernel"`).
     VipNotHeld,
+    /// A real server's RST to a client's SYN, not passed on: the client's retransmission goes to
+    /// another real server (`syn_retry`).
+    RstHeldForRetry,
 }
 
 impl Drop {
-    pub const COUNT: usize = Drop::VipNotHeld as usize + 1;
+    pub const COUNT: usize = Drop::RstHeldForRetry as usize + 1;
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::L2NotForUs,
         Drop::EtherTypeUnsupported,
@@ -107,6 +110,7 @@ impl Drop {
         Drop::PuntLimited,
         Drop::TwinTxFull,
         Drop::VipNotHeld,
+        Drop::RstHeldForRetry,
     ];
 
     pub fn name(self) -> &'static str {
@@ -143,6 +147,7 @@ impl Drop {
             Drop::PuntLimited => "punt_limited",
             Drop::TwinTxFull => "twin_tx_full",
             Drop::VipNotHeld => "vip_not_held",
+            Drop::RstHeldForRetry => "rst_held_for_retry",
         }
     }
 }

@@ -113,6 +113,7 @@ pub fn datapath_from<B: PacketBuf>(
             capacity,
             timeouts: cfg.conn.timeouts,
             max_attempts: 64,
+            syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
         },
     )
     .expect("forwarder");

@@ -115,6 +115,8 @@ fn http_and_exec_checks_say_why() {
         ),
     );
     wait_health(&lab, "10.20.0.11", "HTTP 404", Duration::from_secs(3));
+    // rs2's first check may still be in flight when rs1's verdict lands.
+    wait_health(&lab, "10.20.0.12", "HTTP 404", Duration::from_secs(3));
     assert!(health_of(&lab, "10.20.0.12").contains("down"));
     let lab2 = Lab::up(
         "he",
@@ -273,5 +275,177 @@ fn a_thousand_servers_are_checked_every_second_without_a_missed_interval() {
     assert!(
         *max as f64 <= secs / 0.9 + 2.0,
         "{max} checks in {secs:.1} s"
+    );
+}
+
+/// One request of the client loop: when it started (ns since the epoch), curl's exit status, and
+/// the body (the real server's name).
+struct Request {
+    start_ns: u128,
+    rc: i32,
+    body: String,
+}
+
+/// What a real-server kill did to a client loop.
+struct Failover {
+    requests: Vec<Request>,
+    stopped_ns: u128,
+    started_ns: u128,
+    /// From nginx stopped to the server down in `gwctl health`, and the reason the log gives.
+    detected: Duration,
+    reason: String,
+    /// From nginx started to the server up.
+    restored: Duration,
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A curl loop in the client's namespace, a request started every 50 ms (each its own process,
+/// so a slow one does not hold the next back) for 9 s; rs1's nginx stopped at 2 s and started again
+/// at 5.5 s. The service has a TCP check every 500 ms with fall 5 (2.5 s at least before the probes
+/// alone mark a server down), `passive_fall` and `syn_retry` as given.
+fn failover(tag: &str, retry: bool, passive_fall: u32) -> Failover {
+    let check = format!(
+        "{{ kind = \"tcp\", interval_ms = 500, timeout_ms = 300, rise = 2, fall = 5, passive_fall = {passive_fall} }}"
+    );
+    let config = Lab::default_config("").replacen(
+        "toa = true",
+        &format!("toa = true\nsyn_retry = {retry}\ncheck = {check}"),
+        1,
+    );
+    let lab = Lab::up(tag, &config);
+    wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
+    let script = "end=$(( $(date +%s%N) + 9000000000 )); \
+        while [ $(date +%s%N) -lt $end ]; do \
+          ( t=$(date +%s%N); b=$(curl -s -m 4 http://10.10.0.100/); echo \"$t $? $b\" ) & \
+          sleep 0.05; \
+        done; wait";
+    let client = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-cli", lab.name)])
+        .args(["bash", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped_ns = now_ns();
+    nginx(&lab, "rs1", false);
+    let detected = wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(4));
+    // The transition's reason, from the log (the next probe's result soon replaces it in
+    // `gwctl health`).
+    let reason = lab
+        .log()
+        .lines()
+        .find(|l| l.contains("10.20.0.11:80 of TCP 10.10.0.100:80 is down"))
+        .unwrap_or_default()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(3500).saturating_sub(detected));
+    let started_ns = now_ns();
+    nginx(&lab, "rs1", true);
+    let restored = wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
+    let out = client.wait_with_output().unwrap();
+    let requests = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some(Request {
+                start_ns: f.next()?.parse().ok()?,
+                rc: f.next()?.parse().ok()?,
+                body: f.next().unwrap_or_default().to_string(),
+            })
+        })
+        .collect();
+    Failover {
+        requests,
+        stopped_ns,
+        started_ns,
+        detected,
+        reason,
+        restored,
+    }
+}
+
+impl Failover {
+    /// Requests that failed, as (ms after nginx stopped) of their start.
+    fn failures(&self) -> Vec<i64> {
+        self.requests
+            .iter()
+            .filter(|r| r.rc != 0)
+            .map(|r| ((r.start_ns as i128 - self.stopped_ns as i128) / 1_000_000) as i64)
+            .collect()
+    }
+
+    /// rs1 answered a request started at least `after` after nginx was started again.
+    fn rs1_back(&self) -> bool {
+        self.requests
+            .iter()
+            .any(|r| r.start_ns > self.started_ns && r.body == "rs1")
+    }
+
+    fn print(&self, what: &str) {
+        eprintln!(
+            "{what}: {} requests, {} failed at {:?} ms after the kill; down after {:?} ({}); up after {:?}",
+            self.requests.len(),
+            self.failures().len(),
+            self.failures(),
+            self.detected,
+            self.reason.trim(),
+            self.restored
+        );
+    }
+}
+
+/// Passive detection and connection-level retry (issue 11): rs1's nginx stopped under a client
+/// loop. With `syn_retry`, not one request fails: a refused SYN is held and the client's
+/// retransmission goes to rs2. The workers' refused SYNs mark rs1 down within 2 s, before the
+/// probes could (fall 5 x 500 ms); the probes bring it back within 2 s of its restart.
+#[test]
+fn with_retry_not_one_request_fails_when_a_server_dies() {
+    let f = failover("hr", true, 3);
+    f.print("retry on, passive_fall 3");
+    assert!(f.requests.len() > 150, "{}", f.requests.len());
+    assert_eq!(f.failures(), Vec::<i64>::new(), "failed requests");
+    assert!(f.detected < Duration::from_secs(2), "{:?}", f.detected);
+    assert!(f.reason.contains("passive"), "{}", f.reason);
+    assert!(f.restored < Duration::from_secs(2), "{:?}", f.restored);
+    assert!(f.rs1_back(), "rs1 back in rotation");
+}
+
+/// The same without retry: the requests rs1 refuses fail, and the failures stop within 2 s of
+/// the kill (passive detection).
+#[test]
+fn without_retry_failures_stop_within_two_seconds() {
+    let f = failover("hn", false, 3);
+    f.print("retry off, passive_fall 3");
+    let failed = f.failures();
+    assert!(!failed.is_empty(), "rs1's refusals reach the clients");
+    assert!(failed.iter().all(|&ms| ms < 2000), "{failed:?}");
+    assert!(f.detected < Duration::from_secs(2), "{:?}", f.detected);
+    assert!(f.restored < Duration::from_secs(2), "{:?}", f.restored);
+    assert!(f.rs1_back(), "rs1 back in rotation");
+}
+
+/// The baseline: probes only (passive_fall 0), no retry: rs1 is down only after 5 failed probes
+/// 500 ms apart, and requests fail until then.
+#[test]
+fn probes_alone_take_their_fall_times_interval() {
+    let f = failover("hp", false, 0);
+    f.print("retry off, passive off");
+    // The first failed probe comes 0 to 550 ms after the kill, the fifth four intervals (of 450 to
+    // 550 ms with the jitter) later.
+    assert!(
+        f.detected >= Duration::from_millis(1800),
+        "{:?}",
+        f.detected
+    );
+    assert!(f.reason.contains("connection refused"), "{}", f.reason);
+    assert!(
+        f.failures().iter().any(|&ms| ms > 1000),
+        "{:?}",
+        f.failures()
     );
 }

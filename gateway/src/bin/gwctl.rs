@@ -214,15 +214,23 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             let mut out = String::new();
             let _ = writeln!(
                 out,
-                "{:<26} {:<21} {:<5} {:<5} {:>9} {:>8} {:>8}  last",
-                "service", "real server", "check", "state", "for_s", "checks", "failed"
+                "{:<26} {:<21} {:<5} {:<5} {:>9} {:>8} {:>8} {:>8} {:>8}  last",
+                "service",
+                "real server",
+                "check",
+                "state",
+                "for_s",
+                "checks",
+                "failed",
+                "syn_rst",
+                "syn_lost"
             );
             for s in &list {
                 let k = s.key;
                 let proto = if k.proto == 17 { "UDP" } else { "TCP" };
                 let _ = writeln!(
                     out,
-                    "{:<26} {:<21} {:<5} {:<5} {:>9.1} {:>8} {:>8}  {}",
+                    "{:<26} {:<21} {:<5} {:<5} {:>9.1} {:>8} {:>8} {:>8} {:>8}  {}",
                     format!("{proto} {}:{}", k.vip, k.vport),
                     format!("{}:{}", k.rs, k.rs_port),
                     s.kind,
@@ -230,6 +238,8 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
                     s.for_ms as f64 / 1000.0,
                     s.checks,
                     s.failures,
+                    s.syn_refused,
+                    s.syn_unanswered,
                     s.last
                 );
             }
@@ -632,7 +642,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("zero", "zero                     zero the counters shown (ipvsadm -Z)", "Counters shown by stats, drops and ipvsadm --stats start again from zero."),
     ("addrs", "addrs                    interface and service addresses", "Each port's MAC and addresses (with where each comes from: config, config_kernel, kernel), and the VIPs and LIPs the gateway answers for."),
     ("routes", "routes                   the routing table", "Connected, config and kernel routes, longest prefix first, each with where it comes from (config, config_kernel: written onto the twin at start, kernel: added there since)."),
-    ("health", "health                   real servers' health checks", "Each checked real server: its service, the check's kind, up or down and for how long, checks run and failed, and the last result's reason (\"connection refused\", \"HTTP 503\", \"timeout\")."),
+    ("health", "health                   real servers' health checks", "Each checked real server: its service, the check's kind, up or down and for how long, checks run and failed, the client SYNs it refused (syn_rst) and left unanswered (syn_lost) as the workers counted them (passive detection), and the last result's reason (\"connection refused\", \"HTTP 503\", \"timeout\", or the passive verdict)."),
     ("twins", "twins                    kernel twins, punt counters, kernel-owned addresses", "Each port's kernel twin (interface, driver, ifindex), the VIPs and LIPs owned by the kernel with whether a twin holds them, and the punt counters summed over the workers."),
     ("neigh", "neigh                    neighbour (ARP) entries of every worker", "Each worker's neighbour table: address, port, MAC (or incomplete), age."),
     ("sysctl", "sysctl [NAME [VALUE]]    IPVS settings ipvsadm has no option for", "Shows or sets, for every worker at once: conn_reuse_mode (0..=3, IPVS's sysctl: what a client's\nSYN on a tuple the gateway still holds does; 1, the default, schedules it afresh from\nTIME_WAIT/CLOSE, 2 also from FIN_WAIT of DR/TUN connections, 0 follows the old connection).\nThe config key is [conn] conn_reuse_mode."),

@@ -175,7 +175,12 @@ mod tests {
 
     fn services() -> ServiceTable {
         let rr = ServiceConfig::new(ip("10.10.0.100"), 80, Proto::Tcp, SchedKind::Rr);
-        ServiceTable::new(1, vec![(rr, vec![ip("10.20.0.200")], true)], None).unwrap()
+        ServiceTable::new(
+            1,
+            vec![(rr, vec![ip("10.20.0.200")], Default::default())],
+            None,
+        )
+        .unwrap()
     }
 
     /// What the kernel has after the config was written onto the twins.

@@ -110,6 +110,20 @@ pub enum Verdict<B> {
     Held,
 }
 
+/// The verdict without its frame (for test failures and logs).
+impl<B> std::fmt::Debug for Verdict<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Tx(p, _) => write!(f, "Tx(port {p})"),
+            Verdict::ToWorker(w, _) => write!(f, "ToWorker({w})"),
+            Verdict::ToKernel(p, _) => write!(f, "ToKernel(port {p})"),
+            Verdict::Done(_) => write!(f, "Done"),
+            Verdict::Drop(r, _) => write!(f, "Drop({r:?})"),
+            Verdict::Held => write!(f, "Held"),
+        }
+    }
+}
+
 /// Something other workers must learn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {

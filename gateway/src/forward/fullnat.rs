@@ -45,6 +45,14 @@ pub struct Traffic {
     pub outpkts: u64,
     pub inbytes: u64,
     pub outbytes: u64,
+    /// Passive health detection (TCP, FullNAT and NAT): client SYNs the real server answered with
+    /// a SYN-ACK, refused with a RST, or left unanswered (`[conn] syn_unanswered_ms`).
+    pub syn_answered: u64,
+    pub syn_refused: u64,
+    pub syn_unanswered: u64,
+    /// Refused or unanswered SYNs since the last answered one: the health checker marks the server
+    /// down when the workers' streaks reach its check's `passive_fall`.
+    pub fail_streak: u64,
 }
 
 impl Traffic {
@@ -54,7 +62,34 @@ impl Traffic {
         self.outpkts += o.outpkts;
         self.inbytes += o.inbytes;
         self.outbytes += o.outbytes;
+        self.syn_answered += o.syn_answered;
+        self.syn_refused += o.syn_refused;
+        self.syn_unanswered += o.syn_unanswered;
+        self.fail_streak += o.fail_streak;
     }
+
+    fn syn_failed(&mut self, refused: bool) {
+        if refused {
+            self.syn_refused += 1;
+        } else {
+            self.syn_unanswered += 1;
+        }
+        self.fail_streak += 1;
+    }
+}
+
+/// `traffic[traffic_base[svc] + rs]`, unless the connection's server is gone.
+fn traffic_at<'a>(
+    traffic: &'a mut [Traffic],
+    base: &[u32],
+    svc: u16,
+    rs: u16,
+) -> Option<&'a mut Traffic> {
+    if rs == NO_DEST {
+        return None;
+    }
+    let b = *base.get(svc as usize)? as usize;
+    traffic.get_mut(b + rs as usize)
 }
 
 /// Identity of a (service, real server) pair that survives snapshots.
@@ -96,6 +131,13 @@ pub const NO_DEST: u16 = u16::MAX;
 /// answers with an ACK, the client resets and retries a second later.
 pub const PARKED: ConnFlags = ConnFlags::USER_A;
 
+/// The handshake failed on the real server's side: it refused the client's SYN (RST) or left it
+/// unanswered for `syn_unanswered_ms`; counted once per connection (passive detection).
+const FAILED: ConnFlags = ConnFlags::USER_B;
+
+/// The connection is a client's second attempt (`syn_retry`): it is not retried again.
+const RETRIED: ConnFlags = ConnFlags::USER_C;
+
 /// Expired connections handled per `tick` (the rest wait for the next one, a few ms later).
 const EXPIRE_BUDGET: usize = 2048;
 /// TOA option length (kind 254, length 8).
@@ -107,6 +149,9 @@ pub struct FwdConfig {
     pub timeouts: Timeouts,
     /// Candidates tried per LIP when choosing a local port.
     pub max_attempts: u32,
+    /// `[conn] syn_unanswered_ms`: a client SYN retransmitted this long after the first, its server
+    /// still silent, is a failed attempt.
+    pub syn_unanswered_ms: u32,
 }
 
 /// FullNAT counters of one worker (drops are counted in `WorkerStats` by reason).
@@ -137,6 +182,10 @@ pub struct FwdStats {
     pub resched_new_isn: u64,
     /// UDP datagrams of a removed server's connection scheduled afresh (`expire_nodest_conn`).
     pub resched_udp_removed: u64,
+    /// Client SYNs sent to another real server after theirs failed (`syn_retry`), and those that
+    /// found no other server to take them (sent where the scheduler sends them).
+    pub syn_retried: u64,
+    pub syn_retry_no_other: u64,
 }
 
 impl FwdStats {
@@ -150,6 +199,8 @@ impl FwdStats {
         self.toa_skipped += o.toa_skipped;
         self.icmp_translated += o.icmp_translated;
         self.rst_sent += o.rst_sent;
+        self.syn_retried += o.syn_retried;
+        self.syn_retry_no_other += o.syn_retry_no_other;
         self.rst_unsent += o.rst_unsent;
         self.tun_too_big += o.tun_too_big;
         self.frag_needed += o.frag_needed;
@@ -177,6 +228,7 @@ pub struct Forwarder {
     /// IPVS `conn_reuse_mode` (`reuse`).
     conn_reuse_mode: u8,
     max_attempts: u32,
+    syn_unanswered_ms: u32,
     /// NAT real servers and services of the current snapshot.
     nat: NatIndex,
     /// Output MTU (the smallest port MTU): bounds IPIP packets and first-ACK TOA.
@@ -257,6 +309,7 @@ impl Forwarder {
             conn_reuse_mode: reuse::DEFAULT_CONN_REUSE_MODE,
             layout,
             max_attempts: cfg.max_attempts,
+            syn_unanswered_ms: cfg.syn_unanswered_ms,
             nat: NatIndex::default(),
             mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
@@ -611,6 +664,9 @@ impl Forwarder {
                         // The client retransmits a SYN its server never answered: the signal
                         // that the neighbour toward that server may have changed its MAC.
                         l3.suspect_neighbour(rip);
+                        if let Some(failed) = self.syn_failed(id, now) {
+                            return Ok(self.retry(l3, pkt, v, id, tuple, now, failed));
+                        }
                     }
                 }
                 self.forward(l3, pkt, v, id, dir, now)
@@ -636,7 +692,7 @@ impl Forwarder {
                         None if !l3.topo().local.contains(&ip.dst) => {
                             Verdict::Drop(Drop::VipNotHeld.into(), pkt)
                         }
-                        None => self.new_conn(l3, pkt, v, tuple, si, now),
+                        None => self.new_conn(l3, pkt, v, tuple, si, now, None),
                     }
                 }
                 Via::Lip => self.not_mine(pkt, meta, ip.dst_port),
@@ -739,7 +795,94 @@ impl Forwarder {
         }
         self.retire(id, now);
         let si = self.services.find(tuple.dst_ip(), tuple.dport, tuple.proto);
-        self.new_conn(l3, pkt, v, tuple, si, now)
+        self.new_conn(l3, pkt, v, tuple, si, now, None)
+    }
+
+    /// A client retransmits the SYN of connection `id`, which its real server has not answered:
+    /// once `syn_unanswered_ms` has passed since the first, that is a failed attempt, counted for
+    /// the server (passive detection). The server to avoid if the connection is to be retried
+    /// (`syn_retry`, not retried before); `None` otherwise.
+    fn syn_failed(&mut self, id: ConnId, now: Ticks) -> Option<u16> {
+        let threshold = self.syn_unanswered_ms;
+        let c = self.table.get_mut(id)?;
+        if !(c.mode == mode::FULLNAT || c.mode == mode::NAT) || c.rs == NO_DEST {
+            return None;
+        }
+        if !c.flags().contains(FAILED) {
+            // `user` holds the connection's creation time until the client's first ACK.
+            if (now.0 as u32).wrapping_sub(c.user) < threshold {
+                return None;
+            }
+            c.set_flags(FAILED);
+            if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
+                t.syn_failed(false);
+            }
+        }
+        let retry = self
+            .services
+            .services
+            .get(c.svc as usize)
+            .is_some_and(|vs| vs.syn_retry);
+        (retry && !c.flags().contains(RETRIED)).then_some(c.rs)
+    }
+
+    /// Sends a client's retransmitted SYN, whose connection `id` to real server `failed` failed,
+    /// to another real server as a new connection (`syn_retry`).
+    ///
+    /// The retry is made on the client's retransmission rather than by keeping a copy of its first
+    /// SYN: nothing is held per half-open connection (a SYN flood cannot exhaust the mbufs), at the
+    /// cost of the client's retransmission timeout (1 s on Linux) once.
+    #[allow(clippy::too_many_arguments)]
+    fn retry<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        tuple: Tuple,
+        now: Ticks,
+        failed: u16,
+    ) -> Verdict<B> {
+        self.retire(id, now);
+        let si = self.services.find(tuple.dst_ip(), tuple.dport, tuple.proto);
+        self.new_conn(l3, pkt, v, tuple, si, now, Some(failed))
+    }
+
+    /// The real server's side of a handshake (a reply packet of connection `id` while the
+    /// client's SYN is unanswered), for passive detection: a SYN-ACK ends the server's streak of
+    /// failures, a RST is a refusal. Whether to hold the RST back from the client, whose
+    /// retransmission will then go to another server (`syn_retry`).
+    fn server_handshake(&mut self, id: ConnId, flags: TcpFlags) -> bool {
+        let Some(c) = self.table.get_mut(id) else {
+            return false;
+        };
+        if c.state() != State::SynRecv
+            || c.user2 != 0
+            || !(c.mode == mode::FULLNAT || c.mode == mode::NAT)
+        {
+            return false;
+        }
+        let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) else {
+            return false;
+        };
+        if flags.rst() {
+            if c.flags().contains(FAILED) {
+                return false;
+            }
+            c.set_flags(FAILED);
+            t.syn_failed(true);
+            let retry = self
+                .services
+                .services
+                .get(c.svc as usize)
+                .is_some_and(|vs| vs.syn_retry);
+            return retry && !c.flags().contains(RETRIED);
+        }
+        if flags.syn() && flags.ack() {
+            t.syn_answered += 1;
+            t.fail_streak = 0;
+        }
+        false
     }
 
     /// Ends connection `id` for its client: a FullNAT entry is parked (see [`PARKED`]) under a
@@ -794,6 +937,10 @@ impl Forwarder {
         Verdict::Drop(Drop::NoConn.into(), pkt)
     }
 
+    /// Creates a connection for a client's first packet and forwards it. `retry_of`: the real
+    /// server whose connection of this client failed (`syn_retry`): another one is picked if one
+    /// may take it, and the new connection is not retried again.
+    #[allow(clippy::too_many_arguments)]
     fn new_conn<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
@@ -802,6 +949,7 @@ impl Forwarder {
         client: Tuple,
         si: Option<u32>,
         now: Ticks,
+        retry_of: Option<u16>,
     ) -> Verdict<B> {
         let ip = &v.ip;
         // IPVS creates TCP connections on a SYN only; anything else without a connection is stray.
@@ -821,7 +969,16 @@ impl Forwarder {
             port: ip.src_port,
             dst: ip.dst,
         };
-        let Some(ri) = self.sched[si as usize].pick(&vs.svc, &*vs.svc, key, l3.now_ms) else {
+        let sched = &mut self.sched[si as usize];
+        let other = retry_of.and_then(|not| {
+            let other = sched.pick_other(&vs.svc, &*vs.svc, key, l3.now_ms, usize::from(not));
+            match other {
+                Some(_) => self.stats.syn_retried += 1,
+                None => self.stats.syn_retry_no_other += 1,
+            }
+            other
+        });
+        let Some(ri) = other.or_else(|| sched.pick(&vs.svc, &*vs.svc, key, l3.now_ms)) else {
             return Verdict::Drop(Drop::NoRealServer.into(), pkt);
         };
         let rs = &vs.svc.reals()[ri];
@@ -889,18 +1046,21 @@ impl Forwarder {
                 };
             }
         };
-        if reply_t.is_none() {
-            // DR and TUN: the real server's address lives in the entry (see the module docs).
-            if let Some(c) = self.table.get_mut(id) {
+        if let Some(c) = self.table.get_mut(id) {
+            if reply_t.is_none() {
+                // DR and TUN: the real server's address lives in the entry (see the module docs).
                 c.user = u32::from(rs.addr);
+            } else {
+                // FullNAT and NAT: the creation time, until the client's first ACK replaces it
+                // (`syn_failed` measures how long the server has been silent).
+                c.user = now.0 as u32;
+            }
+            if retry_of.is_some() {
+                c.set_flags(RETRIED);
             }
         }
         self.stats.created += 1;
-        if let Some(t) = self
-            .traffic_base
-            .get(si as usize)
-            .and_then(|&b| self.traffic.get_mut(b as usize + ri))
-        {
+        if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, si as u16, ri as u16) {
             t.conns += 1;
         }
         if let Some(s) = vs.svc.stats(ri) {
@@ -936,10 +1096,13 @@ impl Forwarder {
                     let si = self
                         .services
                         .find(client.dst_ip(), client.dport, client.proto);
-                    return self.new_conn(l3, pkt, v, client, si, now);
+                    return self.new_conn(l3, pkt, v, client, si, now, None);
                 }
                 return Verdict::Drop(Drop::NoRealServer.into(), pkt);
             }
+        }
+        if is_tcp && dir == Dir::Reply && self.server_handshake(id, ip.tcp_flags) {
+            return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
         }
         // A packet of a tracked connection confirms the neighbour it came from (NUD).
         let src_mac = crate::wire::EthernetFrame::new_unchecked(pkt.data()).src();
@@ -962,12 +1125,7 @@ impl Forwarder {
                 }
             }
         }
-        if let Some(t) = self
-            .traffic_base
-            .get(c.svc as usize)
-            .and_then(|&b| self.traffic.get_mut(b as usize + c.rs as usize))
-            .filter(|_| c.rs != NO_DEST)
-        {
+        if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
             match dir {
                 Dir::Original => {
                     t.inpkts += 1;
@@ -1267,9 +1425,22 @@ impl Forwarder {
             services,
             pools,
             stats,
+            traffic,
+            traffic_base,
             ..
         } = self;
         let n = table.expire(Ticks(now_ms), EXPIRE_BUDGET, |_id, c, _why| {
+            // A client's SYN its server never answered (the client gave up): a failed attempt.
+            if c.proto() == crate::conn::PROTO_TCP
+                && c.state() == State::SynRecv
+                && c.user2 == 0
+                && (c.mode == mode::FULLNAT || c.mode == mode::NAT)
+                && !c.flags().contains(FAILED)
+            {
+                if let Some(t) = traffic_at(traffic, traffic_base, c.svc, c.rs) {
+                    t.syn_failed(false);
+                }
+            }
             release(services, pools, c);
             let Some(reply) = c.reply() else { return };
             if c.proto() == crate::conn::PROTO_TCP && c.state() == State::Established {
@@ -1431,5 +1602,148 @@ mod tests {
         let after = dp.fwd.table().iter().next().unwrap().1.rs;
         assert_eq!((before, after), (0, 1), "rs1 moved from index 0 to 1");
         assert!(tx(dp.process(client_tcp(40000, false), &meta)));
+    }
+
+    /// The lab datapath with `syn_retry` on its TCP service (or not).
+    fn retry_datapath(retry: bool) -> Datapath<VecBuf> {
+        let text = LAB_CONFIG.replacen(
+            "scheduler = \"wrr\"",
+            &format!("scheduler = \"wrr\"\nsyn_retry = {retry}"),
+            1,
+        );
+        datapath_from(&text, 0, 1, 1 << 16)
+    }
+
+    /// A client SYN through `dp`: the real server and local port it went to.
+    fn syn_out(dp: &mut Datapath<VecBuf>, sport: u16) -> (Ipv4Addr, Ipv4Addr, u16) {
+        let meta = RxMeta::default();
+        match dp.process(client_tcp(sport, true), &meta) {
+            Verdict::Tx(1, b) => {
+                let d = b.data();
+                let ip = |o: usize| Ipv4Addr::from(<[u8; 4]>::try_from(&d[o..o + 4]).unwrap());
+                (ip(30), ip(26), u16::from_be_bytes([d[34], d[35]]))
+            }
+            v => panic!("SYN not forwarded: {v:?}"),
+        }
+    }
+
+    /// The real server `rs`'s answer to the SYN it got from `lip:lport`: a SYN-ACK or a RST.
+    fn server_answer(rs: Ipv4Addr, lip: Ipv4Addr, lport: u16, refuse: bool) -> VecBuf {
+        let mac = if rs == RS1 { RS1_MAC } else { RS2_MAC };
+        let mut v = Vec::new();
+        let b = PacketBuilder::ethernet2(mac.0, SERVER_PORT_MAC.0)
+            .ipv4(rs.octets(), lip.octets(), 64)
+            .tcp(80, lport, 5000, 64240);
+        if refuse {
+            b.rst().ack(1001)
+        } else {
+            b.syn().ack(1001)
+        }
+        .write(&mut v, &[])
+        .unwrap();
+        VecBuf::from_frame(&v)
+    }
+
+    fn traffic_of(dp: &Datapath<VecBuf>, rs: Ipv4Addr) -> Traffic {
+        dp.fwd
+            .traffic_entries()
+            .find(|(k, _)| k.rip == rs && k.proto == 6)
+            .unwrap()
+            .1
+    }
+
+    fn from_server() -> RxMeta {
+        RxMeta {
+            port: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_refused_syn_is_retried_once_on_another_server() {
+        let mut dp = retry_datapath(true);
+        let (first, lip, lport) = syn_out(&mut dp, 40000);
+        let v = dp.process(server_answer(first, lip, lport, true), &from_server());
+        assert!(
+            matches!(
+                v,
+                Verdict::Drop(crate::stats::DropReason::Dp(Drop::RstHeldForRetry), _)
+            ),
+            "the refusal is not passed to the client: {v:?}"
+        );
+        // The client's retransmission goes to the other server, as a new connection.
+        let (second, lip2, lport2) = syn_out(&mut dp, 40000);
+        assert_ne!(second, first, "never the server that refused");
+        assert_eq!(dp.fwd.stats.syn_retried, 1);
+        assert_eq!(traffic_of(&dp, first).syn_refused, 1);
+        // Once only: the second server's refusal reaches the client.
+        let v = dp.process(server_answer(second, lip2, lport2, true), &from_server());
+        assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+        assert_eq!(traffic_of(&dp, second).syn_refused, 1);
+        let (third, _, _) = syn_out(&mut dp, 40000);
+        assert_eq!(dp.fwd.stats.syn_retried, 1, "not retried a second time");
+        let _ = third;
+    }
+
+    #[test]
+    fn without_retry_a_refusal_reaches_the_client_and_is_counted_until_an_answer() {
+        let mut dp = retry_datapath(false);
+        // wrr over two servers at weight 1: connections alternate; refuse the first two on rs1.
+        let mut refused = 0;
+        for sport in 40000..40004 {
+            let (rs, lip, lport) = syn_out(&mut dp, sport);
+            let refuse = rs == RS1;
+            let v = dp.process(server_answer(rs, lip, lport, refuse), &from_server());
+            assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+            refused += usize::from(refuse);
+        }
+        assert_eq!(refused, 2);
+        let t = traffic_of(&dp, RS1);
+        assert_eq!((t.syn_refused, t.fail_streak, t.syn_answered), (2, 2, 0));
+        assert_eq!(traffic_of(&dp, RS2).syn_answered, 2);
+        assert_eq!(dp.fwd.stats.syn_retried, 0);
+        // rs1 answers the next one: its streak ends.
+        let (rs, lip, lport) = syn_out(&mut dp, 40010);
+        assert_eq!(rs, RS1);
+        dp.process(server_answer(rs, lip, lport, false), &from_server());
+        let t = traffic_of(&dp, RS1);
+        assert_eq!((t.syn_refused, t.fail_streak, t.syn_answered), (2, 0, 1));
+    }
+
+    #[test]
+    fn an_unanswered_syn_fails_once_the_client_retransmits_it_late_enough() {
+        for retry in [false, true] {
+            let mut dp = retry_datapath(retry);
+            dp.l3.now_ms = 10_000;
+            let (first, _, _) = syn_out(&mut dp, 40000);
+            // An early retransmission (below `syn_unanswered_ms`, 900): nothing failed yet.
+            dp.l3.now_ms = 10_500;
+            assert_eq!(syn_out(&mut dp, 40000).0, first);
+            assert_eq!(traffic_of(&dp, first).syn_unanswered, 0);
+            // Linux's first retransmission, 1 s after the SYN.
+            dp.l3.now_ms = 11_000;
+            let (rs, _, _) = syn_out(&mut dp, 40000);
+            let t = traffic_of(&dp, first);
+            assert_eq!((t.syn_unanswered, t.fail_streak), (1, 1));
+            if retry {
+                assert_ne!(rs, first);
+                assert_eq!(dp.fwd.stats.syn_retried, 1);
+            } else {
+                assert_eq!(rs, first);
+                // Counted once per connection.
+                dp.l3.now_ms = 13_000;
+                syn_out(&mut dp, 40000);
+                assert_eq!(traffic_of(&dp, first).syn_unanswered, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_syn_left_unanswered_until_it_expires_is_a_failure() {
+        let mut dp = retry_datapath(false);
+        let (first, _, _) = syn_out(&mut dp, 40000);
+        dp.tick(1000 * 120);
+        assert_eq!(dp.fwd.table().len(), 0);
+        assert_eq!(traffic_of(&dp, first).syn_unanswered, 1);
     }
 }

@@ -21,7 +21,7 @@ pub mod tun;
 
 pub use fullnat::{Forwarder, FwdConfig, FwdStats, LipKey, Traffic, TrafficKey};
 pub use owner::{Owners, PortRss};
-pub use services::{ServiceTable, VirtualService};
+pub use services::{ServiceSpec, ServiceTable, SvcOptions, VirtualService};
 
 /// Forwarding mode ids stored in a connection entry.
 pub mod mode {

@@ -15,7 +15,30 @@ pub struct VirtualService {
     pub lips: Vec<Ipv4Addr>,
     /// Insert TOA (the client's address) into SYNs toward FullNAT real servers.
     pub toa: bool,
+    /// A client's SYN its real server refused or left unanswered goes to another one, once
+    /// (`syn_retry`, FullNAT and NAT).
+    pub syn_retry: bool,
 }
+
+/// What the datapath does for a service beyond scheduling (`[[service]]` keys `toa`, `syn_retry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SvcOptions {
+    pub toa: bool,
+    pub syn_retry: bool,
+}
+
+impl Default for SvcOptions {
+    fn default() -> Self {
+        SvcOptions {
+            toa: true,
+            syn_retry: false,
+        }
+    }
+}
+
+/// A service as the control plane hands it to [`ServiceTable::new`]: its scheduling config, its
+/// local addresses and its datapath options.
+pub type ServiceSpec = (ServiceConfig, Vec<Ipv4Addr>, SvcOptions);
 
 #[derive(Debug, Default)]
 pub struct ServiceTable {
@@ -31,7 +54,7 @@ impl ServiceTable {
     /// `prev` where the same service existed.
     pub fn new(
         generation: u64,
-        configs: Vec<(ServiceConfig, Vec<Ipv4Addr>, bool)>,
+        configs: Vec<ServiceSpec>,
         prev: Option<&ServiceTable>,
     ) -> Result<ServiceTable, ServiceError> {
         // Connection entries hold the service index in 16 bits (u16::MAX marks a removed one).
@@ -42,7 +65,7 @@ impl ServiceTable {
             generation,
             ..Default::default()
         };
-        for (cfg, lips, toa) in configs {
+        for (cfg, lips, opts) in configs {
             let old = prev
                 .and_then(|p| p.find(cfg.vip, cfg.vport, cfg.proto.number()))
                 .map(|i| &prev.unwrap().services[i as usize].svc);
@@ -57,7 +80,12 @@ impl ServiceTable {
                 _ => Arc::new(Service::new(cfg, old.map(|o| &**o))?),
             };
             t.by_key.insert(key, t.services.len() as u32);
-            t.services.push(VirtualService { svc, lips, toa });
+            t.services.push(VirtualService {
+                svc,
+                lips,
+                toa: opts.toa,
+                syn_retry: opts.syn_retry,
+            });
         }
         Ok(t)
     }
@@ -89,14 +117,14 @@ mod tests {
     use super::*;
     use crate::service::{Proto, RealServer, SchedKind};
 
-    fn svc(last: u8, sched: SchedKind, weight: u32) -> (ServiceConfig, Vec<Ipv4Addr>, bool) {
+    fn svc(last: u8, sched: SchedKind, weight: u32) -> ServiceSpec {
         let mut c = ServiceConfig::new(Ipv4Addr::new(10, 10, 1, last), 80, Proto::Tcp, sched);
         for i in 0..10u8 {
             let w = if i == 0 { weight } else { 1 };
             c.reals
                 .push(RealServer::new(Ipv4Addr::new(10, 20, 0, 11 + i), 80, w));
         }
-        (c, Vec::new(), false)
+        (c, Vec::new(), SvcOptions::default())
     }
 
     /// Editing one service rebuilds that service only: every other one is the same object, with

@@ -41,6 +41,14 @@ pub struct CheckEntry {
     /// `exec`: the program (`misc_path`), run with the server's address and port as arguments;
     /// exit status 0 is up.
     pub program: Option<String>,
+    /// Passive detection: this many client SYNs in a row that the server refused (RST) or left
+    /// unanswered, as the workers count them, mark it down at once; the probes bring it back.
+    /// 0 turns it off. Default 3. (No keepalived equivalent.)
+    pub passive_fall: Option<u32>,
+    /// Down means weight 0, existing connections kept (`true`, keepalived's `inhibit_on_failure`,
+    /// the default here) or removed from the service (`false`, keepalived's default), in which
+    /// case its connections follow `expire_nodest_conn`.
+    pub inhibit_on_failure: Option<bool>,
 }
 
 /// The kind of probe.
@@ -74,6 +82,10 @@ pub struct Check {
     /// The port probed (the real server's unless overridden).
     pub port: u16,
     pub source: Option<Ipv4Addr>,
+    /// Failed SYNs in a row that mark the server down (0: no passive detection).
+    pub passive_fall: u32,
+    /// Down keeps the server at weight 0 (`true`) or removes it (`false`).
+    pub inhibit: bool,
 }
 
 impl CheckEntry {
@@ -97,7 +109,9 @@ impl CheckEntry {
             body,
             payload,
             expect,
-            program
+            program,
+            passive_fall,
+            inhibit_on_failure
         )
     }
 
@@ -175,6 +189,13 @@ impl CheckEntry {
             },
             None => None,
         };
+        let passive_fall = self.passive_fall.unwrap_or(3);
+        if passive_fall > 1000 {
+            return err(
+                "passive_fall",
+                format!("{passive_fall} is out of range 0..=1000"),
+            );
+        }
         Ok(Check {
             kind,
             interval_ms,
@@ -184,6 +205,8 @@ impl CheckEntry {
             jitter_pct,
             port,
             source,
+            passive_fall,
+            inhibit: self.inhibit_on_failure.unwrap_or(true),
         })
     }
 }

@@ -4,9 +4,16 @@
 //!
 //! - [`check`]: what a check is (tcp, http, udp, exec) and its knobs, with keepalived's names.
 //! - [`state`]: rise/fall and jitter, pure.
+//! - [`probe`]: one probe of each kind, a non-blocking state machine.
+//! - [`runner`]: the checker's thread, one event loop over every target; it also reads the
+//!   workers' passive counters (SYNs refused or left unanswered, per real server) and marks a
+//!   server down after `passive_fall` of them in a row.
+//! - here: the targets a config asks for, and the services the workers run given who is down
+//!   (weight 0 or removed, the sorry server).
 //!
-//! Work in progress (issue 11): the probe event loop, the weight overlay through the acknowledged
-//! generation, passive detection and connection-level retry are not built yet; nothing here runs.
+//! The datapath's half of passive detection and the connection-level retry (`syn_retry`) live in
+//! `forward::fullnat`; the control plane applies transitions through the acknowledged generation
+//! (`daemon::Control::set_health`).
 
 pub mod check;
 pub mod probe;
@@ -62,47 +69,81 @@ pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String
 
 /// The services the workers run: `configured` with every real server the checks hold down at
 /// weight 0 (keepalived's `inhibit_on_failure`): it takes no new connection and keeps the ones it
-/// has. The configured weights are left alone, so a weight an operator sets while a server is down
-/// is the one it comes back with.
+/// has; or, for a check with `inhibit_on_failure = false` (`down` maps the server to `true`),
+/// removed from its service (its connections follow `expire_nodest_conn`). The configured weights
+/// are left alone, so a weight an operator sets while a server is down is the one it comes back
+/// with.
 ///
 /// A service whose every real server is held down takes new connections on its sorry server
 /// (`sorry`: by (proto, VIP, port)), added at weight 1 in the first real server's mode.
 pub fn effective(
-    configured: &[(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)],
-    down: &hashbrown::HashSet<TargetKey>,
+    configured: &[crate::forward::ServiceSpec],
+    down: &hashbrown::HashMap<TargetKey, bool>,
     sorry: &hashbrown::HashMap<(u8, std::net::Ipv4Addr, u16), std::net::SocketAddrV4>,
-) -> Vec<(crate::service::ServiceConfig, Vec<std::net::Ipv4Addr>, bool)> {
+) -> Vec<crate::forward::ServiceSpec> {
     configured
         .iter()
-        .map(|(cfg, lips, toa)| {
+        .map(|(cfg, lips, opts)| {
             let mut cfg = cfg.clone();
             if !down.is_empty() {
-                let mut held = 0;
-                for r in &mut cfg.reals {
-                    let key = TargetKey {
-                        proto: cfg.proto.number(),
-                        vip: cfg.vip,
-                        vport: cfg.vport,
+                let (proto, vip, vport) = (cfg.proto.number(), cfg.vip, cfg.vport);
+                let state = |r: &crate::service::RealServer| {
+                    down.get(&TargetKey {
+                        proto,
+                        vip,
+                        vport,
                         rs: r.addr,
                         rs_port: r.port,
-                    };
-                    if down.contains(&key) {
+                    })
+                };
+                let (n, first_mode) = (cfg.reals.len(), cfg.reals.first().map(|r| r.fwd));
+                let held = cfg.reals.iter().filter(|r| state(r).is_some()).count();
+                cfg.reals.retain(|r| state(r) != Some(&true));
+                for r in &mut cfg.reals {
+                    if state(r).is_some() {
                         r.weight = 0;
-                        held += 1;
                     }
                 }
-                let id = (cfg.proto.number(), cfg.vip, cfg.vport);
-                if let (true, Some(s)) = (held > 0 && held == cfg.reals.len(), sorry.get(&id)) {
+                let id = (proto, vip, vport);
+                if let (true, Some(s), Some(fwd)) =
+                    (held > 0 && held == n, sorry.get(&id), first_mode)
+                {
                     let mut rs = crate::service::RealServer::new(*s.ip(), s.port(), 1);
-                    rs.fwd = cfg.reals[0].fwd;
+                    rs.fwd = fwd;
                     if !cfg.reals.iter().any(|r| r.key() == rs.key()) {
                         cfg.reals.push(rs);
                     }
                 }
             }
-            (cfg, lips.clone(), *toa)
+            (cfg, lips.clone(), *opts)
         })
         .collect()
+}
+
+/// The workers' passive counters per real server, summed from what they publish (every 100 ms).
+pub fn passive_source(
+    published: Vec<std::sync::Arc<std::sync::Mutex<crate::stats::WorkerStats>>>,
+) -> runner::PassiveSource {
+    Box::new(move || {
+        let mut out: hashbrown::HashMap<TargetKey, runner::Passive> = hashbrown::HashMap::new();
+        for w in &published {
+            let Ok(s) = w.lock() else { continue };
+            for (k, t) in &s.traffic {
+                let key = TargetKey {
+                    proto: k.proto,
+                    vip: k.vip,
+                    vport: k.vport,
+                    rs: k.rip,
+                    rs_port: k.rport,
+                };
+                let p = out.entry(key).or_default();
+                p.refused += t.syn_refused;
+                p.unanswered += t.syn_unanswered;
+                p.streak += t.fail_streak;
+            }
+        }
+        out
+    })
 }
 
 /// The sorry servers of `services`, by (protocol number, VIP, port); entries are validated.
@@ -139,7 +180,7 @@ mod tests {
             .push(RealServer::new(Ipv4Addr::new(10, 20, 0, 11), 80, 3));
         c.reals
             .push(RealServer::new(Ipv4Addr::new(10, 20, 0, 12), 80, 2));
-        let configured = vec![(c, vec![], true)];
+        let configured = vec![(c, vec![], crate::forward::SvcOptions::default())];
         let key = TargetKey {
             proto: 6,
             vip: Ipv4Addr::new(10, 10, 0, 100),
@@ -147,7 +188,7 @@ mod tests {
             rs: Ipv4Addr::new(10, 20, 0, 11),
             rs_port: 80,
         };
-        let down: hashbrown::HashSet<_> = [key].into_iter().collect();
+        let down: hashbrown::HashMap<_, _> = [(key, false)].into_iter().collect();
         let sorry = [(
             (6, Ipv4Addr::new(10, 10, 0, 100), 80),
             "10.20.0.99:8080".parse().unwrap(),
@@ -166,10 +207,13 @@ mod tests {
         let up = effective(&configured, &Default::default(), &sorry);
         assert_eq!(up[0].0, configured[0].0);
         // Another port of the same address is another target.
-        let other: hashbrown::HashSet<_> = [TargetKey {
-            rs_port: 8080,
-            ..key
-        }]
+        let other: hashbrown::HashMap<_, _> = [(
+            TargetKey {
+                rs_port: 8080,
+                ..key
+            },
+            false,
+        )]
         .into_iter()
         .collect();
         assert_eq!(
@@ -177,15 +221,11 @@ mod tests {
             3
         );
         // Every real server down: the sorry server takes new connections.
-        let all: hashbrown::HashSet<_> = [
-            key,
-            TargetKey {
-                rs: Ipv4Addr::new(10, 20, 0, 12),
-                ..key
-            },
-        ]
-        .into_iter()
-        .collect();
+        let rs2 = TargetKey {
+            rs: Ipv4Addr::new(10, 20, 0, 12),
+            ..key
+        };
+        let all: hashbrown::HashMap<_, _> = [(key, false), (rs2, false)].into_iter().collect();
         let e = effective(&configured, &all, &sorry);
         let w: Vec<_> = e[0]
             .0
@@ -201,6 +241,22 @@ mod tests {
                 .reals
                 .len(),
             2
+        );
+        // inhibit_on_failure = false: a down server is removed, not weighted 0; every server of
+        // the service down (one removed, one at weight 0) still brings the sorry server in.
+        let removed: hashbrown::HashMap<_, _> = [(key, true)].into_iter().collect();
+        let e = effective(&configured, &removed, &sorry);
+        let w: Vec<_> = e[0].0.reals.iter().map(|r| (r.addr, r.weight)).collect();
+        assert_eq!(w, [(Ipv4Addr::new(10, 20, 0, 12), 2)]);
+        let both: hashbrown::HashMap<_, _> = [(key, true), (rs2, false)].into_iter().collect();
+        let e = effective(&configured, &both, &sorry);
+        let w: Vec<_> = e[0].0.reals.iter().map(|r| (r.addr, r.weight)).collect();
+        assert_eq!(
+            w,
+            [
+                (Ipv4Addr::new(10, 20, 0, 12), 0),
+                (Ipv4Addr::new(10, 20, 0, 99), 1)
+            ]
         );
     }
 

@@ -5,7 +5,7 @@
 
 use super::check::Check;
 use super::probe::Probe;
-use super::state::{next_probe, Health, Outcome};
+use super::state::{next_probe, Health, Outcome, PassiveFall};
 use crossbeam_channel::{Receiver, Sender};
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,25 @@ pub struct Event {
     pub key: TargetKey,
     pub up: bool,
     pub reason: String,
+    /// Down removes the server from its service rather than setting its weight to 0
+    /// (`inhibit_on_failure = false`).
+    pub remove: bool,
 }
+
+/// A real server's passive counters, summed over the workers (`forward::Traffic`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Passive {
+    pub refused: u64,
+    pub unanswered: u64,
+    /// Failed SYNs since the last answered one (each worker's streak, summed).
+    pub streak: u64,
+}
+
+/// Reads the workers' passive counters (the daemon sums what they publish).
+pub type PassiveSource = Box<dyn FnMut() -> HashMap<TargetKey, Passive> + Send>;
+
+/// How often the passive counters are read (the workers publish theirs every 100 ms).
+const PASSIVE_EVERY_MS: u64 = 50;
 
 /// A target as `gwctl health` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +70,11 @@ pub struct Status {
     pub last: String,
     pub checks: u64,
     pub failures: u64,
+    /// Passive detection: client SYNs it refused and left unanswered.
+    #[serde(default)]
+    pub syn_refused: u64,
+    #[serde(default)]
+    pub syn_unanswered: u64,
 }
 
 struct Slot {
@@ -59,6 +82,8 @@ struct Slot {
     health: Health,
     next_ms: u64,
     probe: Option<(Probe, mio::Token, u64)>,
+    passive: Passive,
+    passive_fall: PassiveFall,
 }
 
 /// The loop's longest sleep: exec probes and deadlines are looked at this often.
@@ -73,13 +98,35 @@ fn kind_name(c: &Check) -> &'static str {
     }
 }
 
+/// Logs a transition and sends it to the control plane.
+fn report(events: &Sender<Event>, s: &Slot, up: bool, reason: String) {
+    let key = s.target.key;
+    tracing::warn!(
+        "health: real server {}:{} of {} {}:{} is {}: {reason}",
+        key.rs,
+        key.rs_port,
+        if key.proto == 17 { "UDP" } else { "TCP" },
+        key.vip,
+        key.vport,
+        if up { "up" } else { "down" },
+    );
+    let _ = events.send(Event {
+        key,
+        up,
+        reason,
+        remove: !s.target.check.inhibit,
+    });
+}
+
 /// Runs until `stop`: takes target lists from `targets` (each replaces the last; a target whose
-/// check is unchanged keeps its state), sends transitions to `events`, publishes `status`.
+/// check is unchanged keeps its state), sends transitions to `events`, publishes `status`. Every
+/// `PASSIVE_EVERY_MS` it reads the workers' passive counters from `passive`.
 pub fn run(
     targets: Receiver<Vec<Target>>,
     events: Sender<Event>,
     status: Arc<Mutex<Vec<Status>>>,
     stop: Arc<AtomicBool>,
+    mut passive: PassiveSource,
 ) {
     let mut poll = match mio::Poll::new() {
         Ok(p) => p,
@@ -103,6 +150,7 @@ pub fn run(
         rng
     };
     let mut last_publish = 0u64;
+    let mut last_passive = 0u64;
     let mut pending: Option<Vec<Target>> = None;
     while !stop.load(Ordering::Relaxed) {
         if slots.is_empty() && pending.is_none() {
@@ -127,6 +175,8 @@ pub fn run(
                             next_ms: now + random() % u64::from(t.check.interval_ms.max(1)),
                             target: t.clone(),
                             probe: None,
+                            passive: Passive::default(),
+                            passive_fall: PassiveFall::default(),
                         }
                     }
                 };
@@ -196,27 +246,36 @@ pub fn run(
                 None => s.probe = Some((p, token, deadline)),
             }
         }
-        let changed = !results.is_empty();
+        let mut changed = !results.is_empty();
         for (key, o) in results {
             let Some(s) = slots.get_mut(&key) else {
                 continue;
             };
             if let Some(t) = s.health.record(o, now) {
-                let state = if t.up { "up" } else { "down" };
-                tracing::warn!(
-                    "health: real server {}:{} of {} {}:{} is {state}: {}",
-                    key.rs,
-                    key.rs_port,
-                    if key.proto == 17 { "UDP" } else { "TCP" },
-                    key.vip,
-                    key.vport,
-                    t.reason
-                );
-                let _ = events.send(Event {
-                    key,
-                    up: t.up,
-                    reason: t.reason,
-                });
+                if t.up {
+                    s.passive_fall.rebase(s.passive.streak);
+                }
+                report(&events, s, t.up, t.reason);
+            }
+        }
+        // Passive detection: failed SYNs in a row, as the workers counted them.
+        if now - last_passive >= PASSIVE_EVERY_MS {
+            last_passive = now;
+            let counts = passive();
+            for (key, s) in slots.iter_mut() {
+                s.passive = counts.get(key).copied().unwrap_or_default();
+                let fall = s.target.check.passive_fall;
+                if !s
+                    .passive_fall
+                    .observe(s.passive.streak, fall, s.health.is_up())
+                {
+                    continue;
+                }
+                let why = format!("{fall} connection attempts failed in a row (passive)");
+                if let Some(t) = s.health.force_down(&why, now) {
+                    report(&events, s, t.up, t.reason);
+                    changed = true;
+                }
             }
         }
         if changed || now - last_publish >= 200 {
@@ -235,6 +294,8 @@ pub fn run(
                     },
                     checks: s.health.checks,
                     failures: s.health.failures,
+                    syn_refused: s.passive.refused,
+                    syn_unanswered: s.passive.unanswered,
                 })
                 .collect();
             list.sort_by_key(|s| s.key);

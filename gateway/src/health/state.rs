@@ -99,6 +99,36 @@ impl Health {
     }
 }
 
+/// Passive detection's threshold for one server. The workers count, per server, failed SYNs since
+/// the last answered one (their streaks, summed by the caller); the server goes down when that sum
+/// has grown by `fall` since the last transition, so the failures that took it down (or happened
+/// while it was down) do not take it down again once the probes bring it back.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassiveFall {
+    /// The streak at the last transition; `None` until the first sample.
+    base: Option<u64>,
+}
+
+impl PassiveFall {
+    /// A new sample of the workers' streak while the server is `up`: whether `fall` failures in
+    /// a row (0: never) mark it down now.
+    pub fn observe(&mut self, streak: u64, fall: u32, up: bool) -> bool {
+        // A worker's streak restarts at an answered SYN: the sum may drop below the base.
+        let base = self.base.map_or(streak, |b| b.min(streak));
+        self.base = Some(base);
+        if fall == 0 || !up || streak - base < u64::from(fall) {
+            return false;
+        }
+        self.base = Some(streak);
+        true
+    }
+
+    /// The server came back up with the workers' streak at `streak`: failures count from here.
+    pub fn rebase(&mut self, streak: u64) {
+        self.base = Some(streak);
+    }
+}
+
 /// The time of the next probe: `interval_ms` after `now_ms`, moved by up to `jitter_pct` percent
 /// either way by `random` (any u64: the caller's generator), so a thousand checks configured alike
 /// do not fire in the same millisecond.
@@ -118,6 +148,27 @@ mod tests {
 
     fn down() -> Outcome {
         Outcome::Down("connection refused".into())
+    }
+
+    #[test]
+    fn passive_fall_counts_failures_in_a_row_since_the_last_transition() {
+        let mut p = PassiveFall::default();
+        // Failures before the first sample (older than the check) do not count.
+        assert!(!p.observe(7, 3, true));
+        assert!(!p.observe(9, 3, true));
+        assert!(p.observe(10, 3, true), "three more in a row");
+        // While down (and up again, rebased), the same failures do not count twice.
+        assert!(!p.observe(12, 3, false));
+        p.rebase(12);
+        assert!(!p.observe(14, 3, true));
+        // An answered SYN restarts a worker's streak: the count starts again from there.
+        assert!(!p.observe(1, 3, true));
+        assert!(!p.observe(3, 3, true));
+        assert!(p.observe(4, 3, true));
+        // fall 0: never.
+        let mut off = PassiveFall::default();
+        assert!(!off.observe(0, 0, true));
+        assert!(!off.observe(100, 0, true));
     }
 
     #[test]

@@ -36,6 +36,24 @@ pub struct ClientKey {
     pub dst: Ipv4Addr,
 }
 
+/// The counts of a service with one server taken as overloaded (`pick_other`).
+struct Excluding<'a, C: ?Sized> {
+    inner: &'a C,
+    not: usize,
+}
+
+impl<C: ConnCounts + ?Sized> ConnCounts for Excluding<'_, C> {
+    fn active(&self, rs: usize) -> u32 {
+        self.inner.active(rs)
+    }
+    fn inactive(&self, rs: usize) -> u32 {
+        self.inner.inactive(rs)
+    }
+    fn overloaded(&self, rs: usize) -> bool {
+        rs == self.not || self.inner.overloaded(rs)
+    }
+}
+
 /// wrr/rr: sequence positions tried when the scheduled server turned out overloaded, before a scan.
 const SEQ_PROBES: u64 = 16;
 
@@ -114,6 +132,23 @@ impl SchedState {
                 Some((i, svc.key(i)?))
             },
         )
+    }
+
+    /// A real server other than `not` for a client whose connection to `not` failed (`syn_retry`):
+    /// the scheduler proper with `not` taken as overloaded, so every scheduler steps over it as it
+    /// steps over an overloaded server. Persistence is not consulted (its template names `not`).
+    /// `None` when no other server may take the connection (sh, mh and dh without their
+    /// fallback flag stay on the hashed server).
+    pub fn pick_other<C: ConnCounts + ?Sized>(
+        &mut self,
+        svc: &Service,
+        counts: &C,
+        client: ClientKey,
+        now: Millis,
+        not: usize,
+    ) -> Option<usize> {
+        let c = Excluding { inner: counts, not };
+        self.schedule(svc, &c, client, now).filter(|&i| i != not)
     }
 
     /// The scheduler proper, without persistence.

@@ -385,3 +385,37 @@ fn thousands_of_reals_each_scheduler_picks() {
         }
     }
 }
+
+/// `pick_other` (a client's retried connection): whichever server the scheduler would pick, the
+/// other one is picked instead; with one server there is none. dh, and sh and mh without their
+/// fallback flag, stay on the hashed server (no pick), as they do for an overloaded one.
+#[test]
+fn pick_other_never_returns_the_failed_server() {
+    for kind in SchedKind::ALL {
+        for fallback in [true, false] {
+            let mut c = config(kind, &[1, 1, 1]);
+            c.flags.fallback = fallback;
+            let svc = service_from(c);
+            let mut st = SchedState::new(&svc);
+            let mut others = 0;
+            for i in 0..300 {
+                let natural = st.pick(&svc, &svc, client(i), 0).unwrap();
+                match st.pick_other(&svc, &svc, client(i), 0, natural) {
+                    Some(o) => {
+                        assert_ne!(o, natural, "{kind}");
+                        others += 1;
+                    }
+                    None => assert!(
+                        kind == SchedKind::Dh
+                            || (!fallback && matches!(kind, SchedKind::Sh | SchedKind::Mh)),
+                        "{kind}: no other server for client {i}"
+                    ),
+                }
+            }
+            assert!(others > 0 || !fallback || kind == SchedKind::Dh, "{kind}");
+        }
+        let one = service(kind, &[1]);
+        let mut st = SchedState::new(&one);
+        assert_eq!(st.pick_other(&one, &one, client(1), 0, 0), None, "{kind}");
+    }
+}
