@@ -844,7 +844,7 @@ impl Running {
                 "conn {i}: conns {} created {} expired {} table_full {} ports_exhausted {} toa_added {} toa_skipped {} \
                  icmp_translated {} rst_sent {} rst_unsent {} tun_too_big {} frag_needed {} handoff_client {} \
                  handoff_reply {} resched_closed {} resched_fin_wait {} resched_quiesced {} resched_removed {} \
-                 resched_new_isn {} resched_udp_removed {}",
+                 resched_new_isn {} resched_udp_removed {} syn_retried {} syn_retry_no_other {}",
                 f.conns,
                 f.created,
                 f.expired,
@@ -864,7 +864,9 @@ impl Running {
                 f.resched_quiesced,
                 f.resched_removed,
                 f.resched_new_isn,
-                f.resched_udp_removed
+                f.resched_udp_removed,
+                f.syn_retried,
+                f.syn_retry_no_other
             );
         }
         for (i, s) in per.iter().enumerate() {

@@ -296,6 +296,10 @@ struct Failover {
     reason: String,
     /// From nginx started to the server up.
     restored: Duration,
+    /// `ipvsadm -Ln` once the server was down.
+    listed: String,
+    /// The workers' `syn_retried`.
+    retried: u64,
 }
 
 fn now_ns() -> u128 {
@@ -305,13 +309,32 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
+/// How rs1 dies in `failover`.
+#[derive(Clone, Copy, PartialEq)]
+enum Kill {
+    /// Its nginx stops: the kernel refuses connections (RST).
+    Nginx,
+    /// Its link goes down: nothing answers.
+    Link,
+}
+
+fn kill(lab: &Lab, how: Kill, dead: bool) {
+    match how {
+        Kill::Nginx => nginx(lab, "rs1", !dead),
+        Kill::Link => {
+            let state = if dead { "down" } else { "up" };
+            lab.sh("rs1", &["ip", "link", "set", "eth0", state]);
+        }
+    }
+}
+
 /// A curl loop in the client's namespace, a request started every 50 ms (each its own process,
-/// so a slow one does not hold the next back) for 9 s; rs1's nginx stopped at 2 s and started again
-/// at 5.5 s. The service has a TCP check every 500 ms with fall 5 (2.5 s at least before the probes
-/// alone mark a server down), `passive_fall` and `syn_retry` as given.
-fn failover(tag: &str, retry: bool, passive_fall: u32) -> Failover {
+/// so a slow one does not hold the next back) for 9 s; rs1 killed at 2 s and brought back at
+/// 5.5 s. The service has a TCP check every 500 ms with fall 5 (2 s at least before the probes
+/// alone mark a server down), `passive_fall` and `syn_retry` as given, and `check` (more keys).
+fn failover(tag: &str, how: Kill, retry: bool, passive_fall: u32, check: &str) -> Failover {
     let check = format!(
-        "{{ kind = \"tcp\", interval_ms = 500, timeout_ms = 300, rise = 2, fall = 5, passive_fall = {passive_fall} }}"
+        "{{ kind = \"tcp\", interval_ms = 500, timeout_ms = 300, rise = 2, fall = 5, passive_fall = {passive_fall}{check} }}"
     );
     let config = Lab::default_config("").replacen(
         "toa = true",
@@ -333,7 +356,7 @@ fn failover(tag: &str, retry: bool, passive_fall: u32) -> Failover {
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let stopped_ns = now_ns();
-    nginx(&lab, "rs1", false);
+    kill(&lab, how, true);
     let detected = wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(4));
     // The transition's reason, from the log (the next probe's result soon replaces it in
     // `gwctl health`).
@@ -343,9 +366,20 @@ fn failover(tag: &str, retry: bool, passive_fall: u32) -> Failover {
         .find(|l| l.contains("10.20.0.11:80 of TCP 10.10.0.100:80 is down"))
         .unwrap_or_default()
         .to_string();
+    // The table once the transition's generation runs (it follows the checker's verdict).
+    let t = Instant::now();
+    let mut listed = gwctl(&lab, &["ipvsadm", "-Ln"]);
+    let takes_new = |list: &str| {
+        list.lines()
+            .any(|l| l.contains("10.20.0.11:80") && l.split_whitespace().nth(3) != Some("0"))
+    };
+    while takes_new(&listed) && t.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(20));
+        listed = gwctl(&lab, &["ipvsadm", "-Ln"]);
+    }
     std::thread::sleep(Duration::from_millis(3500).saturating_sub(detected));
     let started_ns = now_ns();
-    nginx(&lab, "rs1", true);
+    kill(&lab, how, false);
     let restored = wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
     let out = client.wait_with_output().unwrap();
     let requests = String::from_utf8_lossy(&out.stdout)
@@ -366,6 +400,8 @@ fn failover(tag: &str, retry: bool, passive_fall: u32) -> Failover {
         detected,
         reason,
         restored,
+        listed,
+        retried: Lab::conn_counter(&lab.stats(), "syn_retried"),
     }
 }
 
@@ -405,10 +441,11 @@ impl Failover {
 /// probes could (fall 5 x 500 ms); the probes bring it back within 2 s of its restart.
 #[test]
 fn with_retry_not_one_request_fails_when_a_server_dies() {
-    let f = failover("hr", true, 3);
+    let f = failover("hr", Kill::Nginx, true, 3, "");
     f.print("retry on, passive_fall 3");
     assert!(f.requests.len() > 150, "{}", f.requests.len());
     assert_eq!(f.failures(), Vec::<i64>::new(), "failed requests");
+    assert!(f.retried > 0, "counted as syn_retried");
     assert!(f.detected < Duration::from_secs(2), "{:?}", f.detected);
     assert!(f.reason.contains("passive"), "{}", f.reason);
     assert!(f.restored < Duration::from_secs(2), "{:?}", f.restored);
@@ -419,7 +456,7 @@ fn with_retry_not_one_request_fails_when_a_server_dies() {
 /// the kill (passive detection).
 #[test]
 fn without_retry_failures_stop_within_two_seconds() {
-    let f = failover("hn", false, 3);
+    let f = failover("hn", Kill::Nginx, false, 3, "");
     f.print("retry off, passive_fall 3");
     let failed = f.failures();
     assert!(!failed.is_empty(), "rs1's refusals reach the clients");
@@ -433,7 +470,7 @@ fn without_retry_failures_stop_within_two_seconds() {
 /// 500 ms apart, and requests fail until then.
 #[test]
 fn probes_alone_take_their_fall_times_interval() {
-    let f = failover("hp", false, 0);
+    let f = failover("hp", Kill::Nginx, false, 0, "");
     f.print("retry off, passive off");
     // The first failed probe comes 0 to 550 ms after the kill, the fifth four intervals (of 450 to
     // 550 ms with the jitter) later.
@@ -448,4 +485,20 @@ fn probes_alone_take_their_fall_times_interval() {
         "{:?}",
         f.failures()
     );
+}
+
+/// A server that stops answering (its link down): the client's SYN, retransmitted after 1 s
+/// (`syn_unanswered_ms` 900), goes to rs2, so no request fails; three such SYNs mark rs1 down
+/// before the probes could. With `inhibit_on_failure = false` the down server is removed from
+/// the service (absent from `ipvsadm -Ln`) and added again when it is back.
+#[test]
+fn an_unanswered_syn_goes_to_another_server_and_a_removed_server_returns() {
+    let f = failover("hu", Kill::Link, true, 3, ", inhibit_on_failure = false");
+    f.print("link down, retry on, passive_fall 3");
+    assert_eq!(f.failures(), Vec::<i64>::new(), "failed requests");
+    assert!(f.reason.contains("passive"), "{}", f.reason);
+    assert!(f.detected < Duration::from_secs(2), "{:?}", f.detected);
+    assert!(!f.listed.contains("10.20.0.11"), "removed:\n{}", f.listed);
+    assert!(f.listed.contains("10.20.0.12"), "{}", f.listed);
+    assert!(f.rs1_back(), "rs1 back in the service");
 }

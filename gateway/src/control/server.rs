@@ -1026,6 +1026,8 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("resched_removed", f.resched_removed),
         ("resched_new_isn", f.resched_new_isn),
         ("resched_udp_removed", f.resched_udp_removed),
+        ("syn_retried", f.syn_retried),
+        ("syn_retry_no_other", f.syn_retry_no_other),
     ];
     WorkerView {
         counters: counters
