@@ -740,17 +740,6 @@ impl Config {
                 }
             }
         }
-        crate::health::targets(&self.services).map_err(|(k, why)| invalid(k, why))?;
-        for (i, s) in self.services.iter().enumerate() {
-            if let Some(sorry) = &s.sorry_server {
-                if sorry.parse::<std::net::SocketAddrV4>().is_err() {
-                    return Err(invalid(
-                        format!("service[{i}].sorry_server"),
-                        format!("{sorry:?} is not ADDR:PORT"),
-                    ));
-                }
-            }
-        }
         Ok(Validated {
             port_addrs,
             routes,
@@ -892,6 +881,18 @@ pub fn validate_service_entries(
                 syn_retry: s.syn_retry,
             };
             out.push((cfg, lips, opts));
+        }
+        // Checks and sorry servers (the admin socket sets them too).
+        crate::health::targets(services).map_err(|(k, why)| invalid(k, why))?;
+        for (i, s) in services.iter().enumerate() {
+            if let Some(sorry) = &s.sorry_server {
+                if sorry.parse::<std::net::SocketAddrV4>().is_err() {
+                    return Err(invalid(
+                        format!("service[{i}].sorry_server"),
+                        format!("{sorry:?} is not ADDR:PORT"),
+                    ));
+                }
+            }
         }
         Ok(out)
     }

@@ -51,6 +51,9 @@ pub struct Control {
     configured_services: Vec<crate::forward::ServiceSpec>,
     /// Real servers the health checks hold down: at weight 0 (`false`) or removed (`true`).
     health_down: hashbrown::HashMap<crate::health::runner::TargetKey, bool>,
+    /// The check of every checked server, as last sent to the checker.
+    health_checks:
+        hashbrown::HashMap<crate::health::runner::TargetKey, crate::health::check::Check>,
     /// What the checker publishes, for `gwctl health`.
     pub health_status: Arc<Mutex<Vec<crate::health::runner::Status>>>,
     /// Where the checker takes its targets.
@@ -139,25 +142,33 @@ impl Control {
         configs: Vec<crate::forward::ServiceSpec>,
     ) -> Result<u64, String> {
         let sorry = crate::health::sorry_servers(&model.services);
-        let id = self.apply_services(crate::health::effective(
-            &configs,
-            &self.health_down,
-            &sorry,
-        ))?;
+        let targets =
+            crate::health::targets(&model.services).map_err(|(k, e)| format!("{k}: {e}"))?;
+        let checks: hashbrown::HashMap<_, _> =
+            targets.iter().map(|t| (t.key, t.check.clone())).collect();
+        // A server whose check is gone or changed starts again as the checker's new slot does:
+        // up, until its new check says otherwise.
+        let mut down = self.health_down.clone();
+        down.retain(|k, _| checks.get(k).is_some() && checks.get(k) == self.health_checks.get(k));
+        let id = self.apply_services(crate::health::effective(&configs, &down, &sorry))?;
+        self.health_down = down;
+        self.health_checks = checks;
         self.configured = model;
         self.configured_services = configs;
-        self.send_health_targets();
+        if let Some(tx) = &self.health_targets {
+            let _ = tx.send(targets);
+        }
         Ok(id)
     }
 
     /// A real server's health changed: a new generation with its effective weight (or without
     /// it, `remove`), unless it makes no difference.
-    pub fn set_health(
-        &mut self,
-        key: crate::health::runner::TargetKey,
-        up: bool,
-        remove: bool,
-    ) -> Result<Option<u64>, String> {
+    pub fn set_health(&mut self, e: &crate::health::runner::Event) -> Result<Option<u64>, String> {
+        let (key, up, remove) = (e.key, e.up, e.remove);
+        if self.health_checks.get(&key) != Some(&e.check) {
+            // From a check since replaced or removed: its new slot starts up.
+            return Ok(None);
+        }
         let changed = if up {
             self.health_down.remove(&key).is_some()
         } else {
@@ -176,6 +187,7 @@ impl Control {
         if let Some(tx) = &self.health_targets {
             match crate::health::targets(&self.configured.services) {
                 Ok(t) => {
+                    self.health_checks = t.iter().map(|t| (t.key, t.check.clone())).collect();
                     let _ = tx.send(t);
                 }
                 Err((k, e)) => tracing::error!("health checks: {k}: {e}"),
@@ -570,6 +582,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         },
         configured_services: v.services.clone(),
         health_down: Default::default(),
+        health_checks: Default::default(),
         health_status,
         health_targets: Some(targets_tx),
         epoch_tsc,
@@ -1067,7 +1080,7 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
         if !health_pending.is_empty() {
             if let Ok(mut c) = run.control.try_lock() {
                 for e in health_pending.drain(..) {
-                    match c.set_health(e.key, e.up, e.remove) {
+                    match c.set_health(&e) {
                         Ok(Some(g)) => tracing::info!(
                             "health: {}:{} {}: generation {g} running on every worker",
                             e.key.rs,
@@ -1203,6 +1216,7 @@ mod tests {
             configured: Default::default(),
             configured_services: Vec::new(),
             health_down: Default::default(),
+            health_checks: Default::default(),
             health_status: Default::default(),
             health_targets: None,
         };

@@ -502,3 +502,74 @@ fn an_unanswered_syn_goes_to_another_server_and_a_removed_server_returns() {
     assert!(f.listed.contains("10.20.0.12"), "{}", f.listed);
     assert!(f.rs1_back(), "rs1 back in the service");
 }
+
+/// Checks and sorry servers set through the admin socket (`gwctl check`, `gwctl sorry`): applied
+/// like an ipvsadm command, a bad one refused naming the key with nothing changed, and saved.
+#[test]
+fn checks_are_set_and_removed_through_the_admin_socket() {
+    let lab = Lab::up("ha", &Lab::default_config(""));
+    assert_eq!(gwctl(&lab, &["health"]).lines().count(), 1, "no check yet");
+    gwctl(
+        &lab,
+        &[
+            "check",
+            "-t",
+            "10.10.0.100:80",
+            r#"{ kind = "http", path = "/missing", status = [200], interval_ms = 200, fall = 1 }"#,
+        ],
+    );
+    wait_health(&lab, "10.20.0.11", "HTTP 404", Duration::from_secs(3));
+    // rs2's override: the path it answers.
+    gwctl(
+        &lab,
+        &[
+            "check",
+            "-t",
+            "10.10.0.100:80",
+            "-r",
+            "10.20.0.12",
+            r#"{ path = "/" }"#,
+        ],
+    );
+    wait_health(&lab, "10.20.0.12", "check passed", Duration::from_secs(3));
+    // A bad check: refused, naming the key; the running checks are unchanged.
+    let sock = format!("/run/gateway/{}.sock", lab.name);
+    let bad = lab.exec(
+        "lb",
+        &[
+            env!("CARGO_BIN_EXE_gwctl"),
+            "-s",
+            &sock,
+            "check",
+            "-t",
+            "10.10.0.100:80",
+            r#"{ kind = "tcp", interval_ms = 5 }"#,
+        ],
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("check.interval_ms"), "{err}");
+    assert!(health_of(&lab, "10.20.0.11").contains("http"));
+    gwctl(&lab, &["sorry", "-t", "10.10.0.100:80", "10.20.0.12:9090"]);
+    let saved = gwctl(&lab, &["save"]);
+    assert!(saved.contains("path = \"/missing\""), "{saved}");
+    assert!(
+        saved.contains("sorry_server = \"10.20.0.12:9090\""),
+        "{saved}"
+    );
+    // Removed (the override first: alone it is not a whole check): no check runs, rs1 is back at
+    // its weight.
+    gwctl(
+        &lab,
+        &["check", "-t", "10.10.0.100:80", "-r", "10.20.0.12", "none"],
+    );
+    gwctl(&lab, &["check", "-t", "10.10.0.100:80", "none"]);
+    gwctl(&lab, &["sorry", "-t", "10.10.0.100:80", "none"]);
+    wait_weight(&lab, "10.20.0.11:80", "1");
+    let t = Instant::now();
+    while gwctl(&lab, &["health"]).lines().count() > 1 {
+        assert!(t.elapsed() < Duration::from_secs(2), "checks still listed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!gwctl(&lab, &["save"]).contains("sorry_server"));
+}

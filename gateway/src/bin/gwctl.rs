@@ -205,6 +205,16 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             }
             Ok(out)
         }
+        "check" | "sorry" => {
+            let change = check_change(cmd, rest)?;
+            call(
+                ctx,
+                Op::Apply {
+                    changes: vec![change],
+                },
+            )
+            .map(|_| String::new())
+        }
         "health" => {
             let v = call(ctx, Op::Health)?;
             if ctx.json {
@@ -630,6 +640,81 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
     }
 }
 
+/// `check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none` and `sorry -t|-u VIP:PORT ADDR:PORT|none`.
+fn check_change(cmd: &str, rest: &[String]) -> Result<Change, Fail> {
+    let usage = || {
+        Fail(
+            match cmd {
+                "check" => {
+                    "usage: check -t|-u VIP:PORT [-r RIP[:PORT]] '{ kind = \"tcp\", ... }'|none"
+                }
+                _ => "usage: sorry -t|-u VIP:PORT ADDR:PORT|none",
+            }
+            .into(),
+            2,
+        )
+    };
+    let mut it = rest.iter().map(String::as_str);
+    let proto = match it.next() {
+        Some("-t") => "tcp",
+        Some("-u") => "udp",
+        _ => return Err(usage()),
+    };
+    let vs = it.next().ok_or_else(usage)?;
+    let vs: std::net::SocketAddrV4 = vs
+        .parse()
+        .or_else(|_| fail(format!("{vs:?} is not VIP:PORT")))?;
+    let svc = gateway::control::proto::SvcKey {
+        proto: proto.into(),
+        vip: *vs.ip(),
+        port: vs.port(),
+    };
+    let mut real = None;
+    let mut value = None;
+    while let Some(a) = it.next() {
+        if a == "-r" && cmd == "check" {
+            let r = it.next().ok_or_else(usage)?;
+            let (addr, port) = match r.split_once(':') {
+                Some((a, p)) => (a, Some(p)),
+                None => (r, None),
+            };
+            let addr: Ipv4Addr = addr
+                .parse()
+                .or_else(|_| fail(format!("{r:?} is not RIP[:PORT]")))?;
+            let port = match port {
+                Some(p) => Some(
+                    p.parse::<u16>()
+                        .or_else(|_| fail(format!("{r:?} is not RIP[:PORT]")))?,
+                ),
+                None => None,
+            };
+            real = Some((addr, port));
+        } else if value.is_none() {
+            value = Some(a);
+        } else {
+            return Err(usage());
+        }
+    }
+    let value = value.ok_or_else(usage)?;
+    if cmd == "sorry" {
+        let server = (value != "none").then(|| value.to_string());
+        return Ok(Change::SetSorryServer { svc, server });
+    }
+    let check = if value == "none" {
+        None
+    } else {
+        /// The check as a TOML inline table, the config file's syntax.
+        #[derive(serde::Deserialize)]
+        struct Wrap {
+            check: gateway::health::check::CheckEntry,
+        }
+        let w: Wrap = toml::from_str(&format!("check = {value}"))
+            .or_else(|e| fail(format!("check: {}", e.message())))?;
+        Some(Box::new(w.check))
+    };
+    Ok(Change::SetCheck { svc, real, check })
+}
+
 /// Every command with its one-line help and its full help.
 const COMMANDS: &[(&str, &str, &str)] = &[
     ("ipvsadm", "ipvsadm ARGS...          ipvsadm's commands and formats", "Runs an ipvsadm command line: -A -E -D -C -R -S -a -e -d -L -Z -P -Q -G.\nSee `ipvsadm -h` (or `gwctl ipvsadm -h`) for the options.\nIn the shell, `ipvsadm -R < FILE` restores from a file and `ipvsadm -S > FILE` saves to one."),
@@ -643,6 +728,8 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("addrs", "addrs                    interface and service addresses", "Each port's MAC and addresses (with where each comes from: config, config_kernel, kernel), and the VIPs and LIPs the gateway answers for."),
     ("routes", "routes                   the routing table", "Connected, config and kernel routes, longest prefix first, each with where it comes from (config, config_kernel: written onto the twin at start, kernel: added there since)."),
     ("health", "health                   real servers' health checks", "Each checked real server: its service, the check's kind, up or down and for how long, checks run and failed, the client SYNs it refused (syn_rst) and left unanswered (syn_lost) as the workers counted them (passive detection), and the last result's reason (\"connection refused\", \"HTTP 503\", \"timeout\", or the passive verdict)."),
+    ("check", "check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none   set a health check", "Sets the health check of a service, or with -r a real server's override of it: the keys of [service.check] in conf/README.md as a TOML inline table, e.g. check -t 10.10.0.100:80 '{ kind = \"http\", path = \"/health\", interval_ms = 500 }'. `none` removes it. The change is validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it."),
+    ("sorry", "sorry -t|-u VIP:PORT ADDR:PORT|none   set a sorry server", "Sets the service's sorry server (keepalived's sorry_server): it takes new connections while every real server is held down by the health checks. `none` removes it."),
     ("twins", "twins                    kernel twins, punt counters, kernel-owned addresses", "Each port's kernel twin (interface, driver, ifindex), the VIPs and LIPs owned by the kernel with whether a twin holds them, and the punt counters summed over the workers."),
     ("neigh", "neigh                    neighbour (ARP) entries of every worker", "Each worker's neighbour table: address, port, MAC (or incomplete), age."),
     ("sysctl", "sysctl [NAME [VALUE]]    IPVS settings ipvsadm has no option for", "Shows or sets, for every worker at once: conn_reuse_mode (0..=3, IPVS's sysctl: what a client's\nSYN on a tuple the gateway still holds does; 1, the default, schedules it afresh from\nTIME_WAIT/CLOSE, 2 also from FIN_WAIT of DR/TUN connections, 0 follows the old connection).\nThe config key is [conn] conn_reuse_mode."),

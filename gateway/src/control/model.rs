@@ -178,6 +178,21 @@ impl Model {
                     .ok_or_else(|| format!("No such local address: {addr}"))?;
                 s.local_addresses.remove(i);
             }
+            Change::SetCheck { svc, real, check } => {
+                let s = self.svc_mut(svc)?;
+                match real {
+                    None => s.check = check.as_deref().cloned(),
+                    Some((addr, port)) => {
+                        let port = port.unwrap_or(s.port);
+                        let i = find_real(s, *addr, port)
+                            .ok_or_else(|| format!("No such destination: {addr}:{port}"))?;
+                        s.reals[i].check = check.as_deref().cloned();
+                    }
+                }
+            }
+            Change::SetSorryServer { svc, server } => {
+                self.svc_mut(svc)?.sorry_server = server.clone();
+            }
         }
         Ok(())
     }

@@ -105,6 +105,18 @@ pub enum Change {
         svc: SvcKey,
         addr: Ipv4Addr,
     },
+    /// The health check of a service (`real` absent) or a real server's override of it
+    /// (`[service.check]`, `[service.real] check`); `check` absent removes it.
+    SetCheck {
+        svc: SvcKey,
+        real: Option<(Ipv4Addr, Option<u16>)>,
+        check: Option<Box<crate::health::check::CheckEntry>>,
+    },
+    /// A service's sorry server (`ADDR:PORT`), or none.
+    SetSorryServer {
+        svc: SvcKey,
+        server: Option<String>,
+    },
 }
 
 /// Connection listing filters; every one given must match.

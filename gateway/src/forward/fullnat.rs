@@ -78,6 +78,16 @@ impl Traffic {
     }
 }
 
+/// Whether connection `c`, whose handshake failed, is to be retried on another server: its
+/// service has `syn_retry` and it is not a retry itself.
+fn retries(services: &ServiceTable, c: &crate::conn::Conn) -> bool {
+    !c.flags().contains(RETRIED)
+        && services
+            .services
+            .get(c.svc as usize)
+            .is_some_and(|vs| vs.syn_retry)
+}
+
 /// `traffic[traffic_base[svc] + rs]`, unless the connection's server is gone.
 fn traffic_at<'a>(
     traffic: &'a mut [Traffic],
@@ -665,7 +675,11 @@ impl Forwarder {
                         // that the neighbour toward that server may have changed its MAC.
                         l3.suspect_neighbour(rip);
                         if let Some(failed) = self.syn_failed(id, now) {
-                            return Ok(self.retry(l3, pkt, v, id, tuple, now, failed));
+                            // `syn_retry`: made on the client's retransmission rather than from a
+                            // copy of its first SYN, so nothing is held per half-open connection
+                            // (a SYN flood cannot exhaust the mbufs with it), at the cost of the
+                            // client's retransmission timeout (1 s on Linux) once.
+                            return Ok(self.renew(l3, pkt, v, id, tuple, now, Some(failed)));
                         }
                     }
                 }
@@ -793,9 +807,25 @@ impl Forwarder {
             Resched::Removed => s.resched_removed += 1,
             Resched::NewIsn => s.resched_new_isn += 1,
         }
+        self.renew(l3, pkt, v, id, tuple, now, None)
+    }
+
+    /// Retires connection `id` and makes its client's packet a new connection; `retry_of`: the
+    /// real server whose handshake failed, avoided (`syn_retry`).
+    #[allow(clippy::too_many_arguments)]
+    fn renew<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        tuple: Tuple,
+        now: Ticks,
+        retry_of: Option<u16>,
+    ) -> Verdict<B> {
         self.retire(id, now);
         let si = self.services.find(tuple.dst_ip(), tuple.dport, tuple.proto);
-        self.new_conn(l3, pkt, v, tuple, si, now, None)
+        self.new_conn(l3, pkt, v, tuple, si, now, retry_of)
     }
 
     /// A client retransmits the SYN of connection `id`, which its real server has not answered:
@@ -818,34 +848,7 @@ impl Forwarder {
                 t.syn_failed(false);
             }
         }
-        let retry = self
-            .services
-            .services
-            .get(c.svc as usize)
-            .is_some_and(|vs| vs.syn_retry);
-        (retry && !c.flags().contains(RETRIED)).then_some(c.rs)
-    }
-
-    /// Sends a client's retransmitted SYN, whose connection `id` to real server `failed` failed,
-    /// to another real server as a new connection (`syn_retry`).
-    ///
-    /// The retry is made on the client's retransmission rather than by keeping a copy of its first
-    /// SYN: nothing is held per half-open connection (a SYN flood cannot exhaust the mbufs), at the
-    /// cost of the client's retransmission timeout (1 s on Linux) once.
-    #[allow(clippy::too_many_arguments)]
-    fn retry<B: PacketBuf>(
-        &mut self,
-        l3: &mut L3<B>,
-        pkt: B,
-        v: &Ipv4In,
-        id: ConnId,
-        tuple: Tuple,
-        now: Ticks,
-        failed: u16,
-    ) -> Verdict<B> {
-        self.retire(id, now);
-        let si = self.services.find(tuple.dst_ip(), tuple.dport, tuple.proto);
-        self.new_conn(l3, pkt, v, tuple, si, now, Some(failed))
+        retries(&self.services, c).then_some(c.rs)
     }
 
     /// The real server's side of a handshake (a reply packet of connection `id` while the
@@ -871,12 +874,7 @@ impl Forwarder {
             }
             c.set_flags(FAILED);
             t.syn_failed(true);
-            let retry = self
-                .services
-                .services
-                .get(c.svc as usize)
-                .is_some_and(|vs| vs.syn_retry);
-            return retry && !c.flags().contains(RETRIED);
+            return retries(&self.services, c);
         }
         if flags.syn() && flags.ack() {
             t.syn_answered += 1;

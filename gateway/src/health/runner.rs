@@ -41,6 +41,8 @@ pub struct Event {
     /// Down removes the server from its service rather than setting its weight to 0
     /// (`inhibit_on_failure = false`).
     pub remove: bool,
+    /// The check that said so (a transition of a check replaced meanwhile is stale).
+    pub check: Check,
 }
 
 /// A real server's passive counters, summed over the workers (`forward::Traffic`).
@@ -115,6 +117,7 @@ fn report(events: &Sender<Event>, s: &Slot, up: bool, reason: String) {
         up,
         reason,
         remove: !s.target.check.inhibit,
+        check: s.target.check.clone(),
     });
 }
 
@@ -160,7 +163,9 @@ pub fn run(
         }
         let now = now_ms();
         // New target lists (the last one counts).
-        if let Some(list) = targets.try_iter().last().or_else(|| pending.take()) {
+        let list = targets.try_iter().last().or_else(|| pending.take());
+        let replaced = list.is_some();
+        if let Some(list) = list {
             pending = None;
             let mut fresh = HashMap::new();
             for t in list {
@@ -246,7 +251,8 @@ pub fn run(
                 None => s.probe = Some((p, token, deadline)),
             }
         }
-        let mut changed = !results.is_empty();
+        // A new list is published at once (an emptied one too: the loop then sleeps).
+        let mut changed = replaced || !results.is_empty();
         for (key, o) in results {
             let Some(s) = slots.get_mut(&key) else {
                 continue;
