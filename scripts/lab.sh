@@ -78,6 +78,8 @@ http {
     root $dir/html;
     keepalive_timeout 65;
     keepalive_requests 100000;
+    # A server that answers but is not well (health checks expecting 200 see "HTTP 503").
+    location = /busy { return 503; }
   }
 }
 NGX

@@ -104,19 +104,19 @@ fn a_stopped_server_leaves_the_rotation_and_returns() {
     assert!(gwctl(&lab, &["save"]).contains("weight = 1"));
 }
 
-/// An HTTP check expecting 200 on a path the servers answer 404: down, with the status as reason.
+/// An HTTP check expecting 200 on a path the servers answer 503: down, with the status as reason.
 /// An exec check: `true` is up, `false` is down with its exit status.
 #[test]
 fn http_and_exec_checks_say_why() {
     let lab = Lab::up(
         "hh",
         &config(
-            r#"{ kind = "http", path = "/missing", status = [200], interval_ms = 200, fall = 1 }"#,
+            r#"{ kind = "http", path = "/busy", status = [200], interval_ms = 200, fall = 1 }"#,
         ),
     );
-    wait_health(&lab, "10.20.0.11", "HTTP 404", Duration::from_secs(3));
+    wait_health(&lab, "10.20.0.11", "HTTP 503", Duration::from_secs(3));
     // rs2's first check may still be in flight when rs1's verdict lands.
-    wait_health(&lab, "10.20.0.12", "HTTP 404", Duration::from_secs(3));
+    wait_health(&lab, "10.20.0.12", "HTTP 503", Duration::from_secs(3));
     assert!(health_of(&lab, "10.20.0.12").contains("down"));
     let lab2 = Lab::up(
         "he",
@@ -191,6 +191,19 @@ fn the_sorry_server_answers_when_every_real_server_is_down() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // The sorry server listening (python starts slowly on a busy machine).
+    let t = Instant::now();
+    while !lab
+        .exec("rs2", &["curl", "-s", "-m", "1", "http://127.0.0.1:9090/"])
+        .status
+        .success()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the sorry server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
     nginx(&lab, "rs1", false);
     nginx(&lab, "rs2", false);
