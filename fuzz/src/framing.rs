@@ -94,14 +94,26 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
     use gateway::testkit::*;
     use std::sync::Arc;
 
-    // The TCP service retries refused SYNs (`syn_retry`), so the fuzzer drives that path too.
-    let lab = LAB_CONFIG.replacen("scheduler = \"wrr\"", "scheduler = \"wrr\"\nsyn_retry = true", 1);
-    let text = format!(
-        "{lab}\n[conn]\nsyn_unanswered_ms = 500\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\nfin_wait = 2\ntime_wait = 2\n\
-         close = 1\nclose_wait = 2\nlast_ack = 2\nsyn_sent = 2\nsynack = 2\nudp = 2\n"
-    );
-    let cfg = gateway::config::Config::parse(&text).expect("fuzz config");
-    let v = cfg.validate().expect("fuzz config");
+    // Parsed once per process: every input gets fresh datapaths from the same config.
+    static PARSED: std::sync::OnceLock<(gateway::config::Config, gateway::config::Validated)> =
+        std::sync::OnceLock::new();
+    let (cfg, v) = PARSED.get_or_init(|| {
+        // The TCP service retries refused SYNs (`syn_retry`), so the fuzzer drives that path too.
+        let lab = LAB_CONFIG.replacen(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\nsyn_retry = true",
+            1,
+        );
+        let text = format!(
+            "{lab}\n[conn]\nsyn_unanswered_ms = 500\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\n\
+             fin_wait = 2\ntime_wait = 2\nclose = 1\nclose_wait = 2\nlast_ack = 2\nsyn_sent = 2\n\
+             synack = 2\nudp = 2\n"
+        );
+        let cfg = gateway::config::Config::parse(&text).expect("fuzz config");
+        let v = cfg.validate().expect("fuzz config");
+        (cfg, v)
+    });
+    let v = v.clone();
     let macs = [CLIENT_PORT_MAC, SERVER_PORT_MAC];
     let ports: Vec<PortCtx> = cfg
         .ports
