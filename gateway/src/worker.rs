@@ -242,9 +242,10 @@ impl Worker {
                 self.datapath.l3.stats.drops[Drop::TwinTxFull as usize] +=
                     dropped - twin_dropped_seen;
                 twin_dropped_seen = dropped;
-                if now_ms - last_publish >= PUBLISH_EVERY_MS {
+                // Published only if no reader (the control plane, the health checker) holds the
+                // counters just now: a worker never waits on a lock; it tries again next round.
+                if now_ms - last_publish >= PUBLISH_EVERY_MS && self.publish(false) {
                     last_publish = now_ms;
-                    self.publish();
                 }
             } else if !self.inbox.is_empty() {
                 // A control message waits (a generation to prepare or commit): answer it now, not
@@ -256,7 +257,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_micros(self.idle_sleep_us as u64));
             }
         }
-        self.publish();
+        self.publish(true);
         0
     }
 
@@ -424,7 +425,9 @@ impl Worker {
         }
     }
 
-    fn publish(&mut self) {
+    /// Copies the counters where the control plane reads them; `wait`: even if a reader holds
+    /// them (at exit). Whether they were published.
+    fn publish(&mut self, wait: bool) -> bool {
         let dp = &mut self.datapath;
         dp.fwd.stats.conns = dp.fwd.table().len() as u64;
         dp.l3.stats.fwd = dp.fwd.stats;
@@ -437,8 +440,17 @@ impl Worker {
         traffic.clear();
         traffic.extend(dp.fwd.traffic_entries());
         traffic.sort_unstable_by_key(|a| a.0);
-        if let Ok(mut p) = self.published.lock() {
-            p.clone_from(&dp.l3.stats);
+        let guard = if wait {
+            self.published.lock().ok()
+        } else {
+            self.published.try_lock().ok()
+        };
+        match guard {
+            Some(mut p) => {
+                p.clone_from(&dp.l3.stats);
+                true
+            }
+            None => false,
         }
     }
 }
