@@ -707,6 +707,12 @@ impl Config {
                 ),
             ));
         }
+        if !(100..=60_000).contains(&c.syn_unanswered_ms) {
+            return Err(invalid(
+                "conn.syn_unanswered_ms",
+                format!("{} is not 100..=60000", c.syn_unanswered_ms),
+            ));
+        }
         let services = validate_service_entries(&self.services, &port_addrs)?;
         let mut kernel_owned = Vec::new();
         let any_twin = self.ports.iter().any(|p| p.twin != "none");

@@ -79,13 +79,13 @@ impl Traffic {
 }
 
 /// Whether connection `c`, whose handshake failed, is to be retried on another server: its
-/// service has `syn_retry` and it is not a retry itself.
+/// service has `syn_retry`, it is not a retry itself, and another server could take it (else the
+/// client is better told at once).
 fn retries(services: &ServiceTable, c: &crate::conn::Conn) -> bool {
     !c.flags().contains(RETRIED)
-        && services
-            .services
-            .get(c.svc as usize)
-            .is_some_and(|vs| vs.syn_retry)
+        && services.services.get(c.svc as usize).is_some_and(|vs| {
+            vs.syn_retry && crate::service::elsewhere_possible(&vs.svc, usize::from(c.rs))
+        })
 }
 
 /// `traffic[traffic_base[svc] + rs]`, unless the connection's server is gone.
@@ -970,9 +970,8 @@ impl Forwarder {
         let sched = &mut self.sched[si as usize];
         let other = retry_of.and_then(|not| {
             let other = sched.pick_other(&vs.svc, &*vs.svc, key, l3.now_ms, usize::from(not));
-            match other {
-                Some(_) => self.stats.syn_retried += 1,
-                None => self.stats.syn_retry_no_other += 1,
+            if other.is_none() {
+                self.stats.syn_retry_no_other += 1;
             }
             other
         });
@@ -1056,6 +1055,9 @@ impl Forwarder {
             if retry_of.is_some() {
                 c.set_flags(RETRIED);
             }
+        }
+        if other.is_some() {
+            self.stats.syn_retried += 1;
         }
         self.stats.created += 1;
         if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, si as u16, ri as u16) {
@@ -1151,6 +1153,9 @@ impl Forwarder {
         if is_tcp && ip.tcp_flags.ack() {
             let ack = TcpPacket::new_unchecked(&pkt.data()[l4_off..]).ack_number();
             match dir {
+                // Until the server has answered, `user` holds the creation time (`syn_failed`): a
+                // client ACK before then acknowledges nothing.
+                Dir::Original if c.user2 == 0 => {}
                 Dir::Original => c.user = ack,
                 Dir::Reply => c.user2 = ack,
             }
@@ -1678,9 +1683,8 @@ mod tests {
         let v = dp.process(server_answer(second, lip2, lport2, true), &from_server());
         assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
         assert_eq!(traffic_of(&dp, second).syn_refused, 1);
-        let (third, _, _) = syn_out(&mut dp, 40000);
+        syn_out(&mut dp, 40000);
         assert_eq!(dp.fwd.stats.syn_retried, 1, "not retried a second time");
-        let _ = third;
     }
 
     #[test]
@@ -1743,5 +1747,27 @@ mod tests {
         dp.tick(1000 * 120);
         assert_eq!(dp.fwd.table().len(), 0);
         assert_eq!(traffic_of(&dp, first).syn_unanswered, 1);
+    }
+
+    #[test]
+    fn a_refusal_no_other_server_could_take_reaches_the_client_at_once() {
+        // rs2 at weight 0: a retry would find nobody.
+        let text = LAB_CONFIG
+            .replacen(
+                "scheduler = \"wrr\"",
+                "scheduler = \"wrr\"\nsyn_retry = true",
+                1,
+            )
+            .replacen(
+                "address = \"10.20.0.12\"",
+                "address = \"10.20.0.12\"\nweight = 0",
+                1,
+            );
+        let mut dp = datapath_from(&text, 0, 1, 1 << 16);
+        let (rs, lip, lport) = syn_out(&mut dp, 40000);
+        assert_eq!(rs, RS1);
+        let v = dp.process(server_answer(rs, lip, lport, true), &from_server());
+        assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+        assert_eq!(traffic_of(&dp, RS1).syn_refused, 1, "still counted");
     }
 }

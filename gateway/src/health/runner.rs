@@ -86,6 +86,8 @@ struct Slot {
     probe: Option<(Probe, mio::Token, u64)>,
     passive: Passive,
     passive_fall: PassiveFall,
+    /// A passive verdict waiting for a probe to confirm it (the reason).
+    confirm: Option<String>,
 }
 
 /// The loop's longest sleep: exec probes and deadlines are looked at this often.
@@ -182,6 +184,7 @@ pub fn run(
                             probe: None,
                             passive: Passive::default(),
                             passive_fall: PassiveFall::default(),
+                            confirm: None,
                         }
                     }
                 };
@@ -257,7 +260,18 @@ pub fn run(
             let Some(s) = slots.get_mut(&key) else {
                 continue;
             };
-            if let Some(t) = s.health.record(o, now) {
+            let failed = match &o {
+                Outcome::Down(r) => Some(r.clone()),
+                Outcome::Up => None,
+            };
+            let mut t = s.health.record(o, now);
+            // A passive verdict the probe confirms takes the server down now, whatever `fall`.
+            if let (Some(why), Some(probe), None) = (s.confirm.take(), failed, &t) {
+                t = s
+                    .health
+                    .force_down(&format!("{why}; a probe says {probe}"), now);
+            }
+            if let Some(t) = t {
                 if t.up {
                     s.passive_fall.rebase(s.passive.streak);
                 }
@@ -277,9 +291,15 @@ pub fn run(
                 {
                     continue;
                 }
-                let why = format!("{fall} connection attempts failed in a row (passive)");
-                if let Some(t) = s.health.force_down(&why, now) {
-                    report(&events, s, t.up, t.reason);
+                // Confirmed by a probe at once: a client can make SYNs go unanswered (a server
+                // drops a SYN with an unexpected TCP-MD5 option), not a probe fail.
+                if s.confirm.is_none() {
+                    s.confirm = Some(format!(
+                        "{fall} connection attempts failed in a row (passive)"
+                    ));
+                    if s.probe.is_none() {
+                        s.next_ms = now;
+                    }
                     changed = true;
                 }
             }

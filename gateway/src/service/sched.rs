@@ -36,6 +36,23 @@ pub struct ClientKey {
     pub dst: Ipv4Addr,
 }
 
+/// Whether a connection that failed on server `not` could be scheduled elsewhere (`pick_other`
+/// could find another server): the scheduler moves (not `dh`, nor `sh`/`mh` without their fallback
+/// flag) and another server has a weight and is not overloaded.
+pub fn elsewhere_possible(svc: &Service, not: usize) -> bool {
+    let hashed_only = match svc.sched() {
+        SchedKind::Dh => true,
+        SchedKind::Sh | SchedKind::Mh => !svc.config().flags.fallback,
+        _ => false,
+    };
+    !hashed_only
+        && svc
+            .weights()
+            .iter()
+            .enumerate()
+            .any(|(i, &w)| i != not && w > 0 && !svc.overloaded(i))
+}
+
 /// The counts of a service with one server taken as overloaded (`pick_other`).
 struct Excluding<'a, C: ?Sized> {
     inner: &'a C,
