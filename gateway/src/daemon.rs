@@ -1231,6 +1231,59 @@ mod tests {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     }
 
+    /// A health transition goes through a generation; one reported by a check since replaced is
+    /// ignored; removing a check releases its server in the same generation.
+    #[test]
+    fn health_transitions_follow_the_current_check_only() {
+        let (mut control, handles) = fake_workers(2, None);
+        let text = crate::testkit::LAB_CONFIG.replacen(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\ncheck = { kind = \"tcp\" }",
+            1,
+        );
+        let cfg = Config::parse(&text).unwrap();
+        let v = cfg.validate().unwrap();
+        let model = crate::control::model::Model {
+            services: cfg.services.clone(),
+        };
+        control.apply_model(model, v.services).unwrap();
+        let weight = |c: &Control| c.current().services.services[0].svc.weights()[0];
+        assert_eq!(weight(&control), 1);
+        let targets = crate::health::targets(&cfg.services).unwrap();
+        let t = targets
+            .iter()
+            .find(|t| t.key.rs == crate::testkit::RS1 && t.key.proto == 6);
+        let t = t.unwrap();
+        let down = crate::health::runner::Event {
+            key: t.key,
+            up: false,
+            reason: "connection refused".into(),
+            remove: false,
+            check: t.check.clone(),
+        };
+        assert!(control.set_health(&down).unwrap().is_some());
+        assert_eq!(weight(&control), 0);
+        // From a check that is not the current one: nothing happens.
+        let mut other = t.check.clone();
+        other.interval_ms += 1;
+        let stale = crate::health::runner::Event {
+            up: true,
+            check: other,
+            ..down.clone()
+        };
+        assert_eq!(control.set_health(&stale).unwrap(), None);
+        assert_eq!(weight(&control), 0);
+        // The check removed: rs1 runs at its weight again.
+        let mut services = cfg.services.clone();
+        services[0].check = None;
+        let specs = crate::config::validate_service_entries(&services, &v.port_addrs).unwrap();
+        control
+            .apply_model(crate::control::model::Model { services }, specs)
+            .unwrap();
+        assert_eq!(weight(&control), 1);
+        finish(control, handles);
+    }
+
     #[test]
     fn a_change_refused_by_one_worker_runs_nowhere() {
         let (mut control, handles) = fake_workers(3, Some(1));
