@@ -439,7 +439,7 @@ impl Forwarder {
             })
             .collect();
         self.pools = pools;
-        self.nat = NatIndex::new(&services);
+        self.nat = NatIndex::new(&services, Some(&self.nat));
         self.remap_traffic(&services);
         self.services = services;
     }

@@ -34,8 +34,16 @@ pub struct NatIndex {
 }
 
 impl NatIndex {
-    pub fn new(t: &ServiceTable) -> NatIndex {
+    /// The index of snapshot `t`. `before` (the index being replaced) keeps its real servers: a
+    /// NAT server removed from its service (`ipvsadm -d`, a health check with
+    /// `inhibit_on_failure = false`) still has connections whose replies come back through us, and
+    /// `expire_nodest_conn` decides what becomes of them, as in IPVS. A packet from such an address
+    /// that matches no connection is dropped (`no_conn`), as one from a configured server is.
+    pub fn new(t: &ServiceTable, before: Option<&NatIndex>) -> NatIndex {
         let mut x = NatIndex::default();
+        if let Some(b) = before {
+            x.reals.extend(b.reals.iter().copied());
+        }
         for vs in &t.services {
             let mut any = false;
             for r in vs.svc.reals().iter().filter(|r| r.fwd == FwdMode::Nat) {
@@ -203,6 +211,46 @@ mod tests {
         assert!(matches!(stray, Verdict::Drop(..)));
     }
 
+    /// A NAT real server removed from its service: its connections' replies still come back
+    /// through us and are translated, unless `expire_nodest_conn` drops them.
+    #[test]
+    fn a_removed_nat_servers_replies_still_reach_the_client() {
+        for nodest in [false, true] {
+            let mut dp: Datapath<VecBuf> = datapath_from(&nat_config(1), 0, 1, 1024);
+            let out = match dp.process(from_client(40000, "syn", b""), &RxMeta::default()) {
+                Verdict::Tx(1, b) => b,
+                v => panic!("{v:?}"),
+            };
+            let (_, _, rip, _) = endpoints(out.data());
+            let (mac, keep) = if rip == RS1 {
+                (RS1_MAC.0, "10.20.0.12")
+            } else {
+                (RS2_MAC.0, "10.20.0.11")
+            };
+            let text = LAB_CONFIG
+                .replacen(
+                    "[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n",
+                    &format!("expire_nodest_conn = {nodest}\n[[service.real]]\naddress = \"{keep}\"\nport = 8080\nmode = \"nat\"\n"),
+                    1,
+                );
+            let v = Config::parse(&text).unwrap().validate().unwrap();
+            let t = ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap();
+            dp.fwd.set_services(std::sync::Arc::new(t)).unwrap();
+            let back = dp.process(
+                from_server(rip, mac, 40000, b"hi"),
+                &RxMeta {
+                    port: 1,
+                    ..Default::default()
+                },
+            );
+            if nodest {
+                assert!(matches!(back, Verdict::Drop(..)), "{back:?}");
+            } else {
+                assert!(matches!(back, Verdict::Tx(0, _)), "{back:?}");
+            }
+        }
+    }
+
     #[test]
     fn non_owner_hands_client_packets_and_replies_to_the_owner() {
         let mut w: Vec<Datapath<VecBuf>> = (0..2)
@@ -258,14 +306,14 @@ mod tests {
     fn index_knows_nat_services_and_reals() {
         let v = Config::parse(&nat_config(1)).unwrap().validate().unwrap();
         let t = ServiceTable::new(1, v.services, None).unwrap();
-        let x = NatIndex::new(&t);
+        let x = NatIndex::new(&t, None);
         assert!(!x.is_empty());
         assert!(x.service_has_nat(0), "the TCP service is NAT");
         assert!(!x.service_has_nat(1), "the UDP service stays FullNAT");
         assert!(!x.service_has_nat(7));
         assert!(x.is_real(RS1) && x.is_real(RS2) && !x.is_real(CLIENT_IP));
         let v = Config::parse(LAB_CONFIG).unwrap().validate().unwrap();
-        assert!(NatIndex::new(&ServiceTable::new(1, v.services, None).unwrap()).is_empty());
+        assert!(NatIndex::new(&ServiceTable::new(1, v.services, None).unwrap(), None).is_empty());
     }
 
     proptest! {
