@@ -242,33 +242,23 @@ pub enum Line {
 }
 
 /// Reads one newline-terminated line of at most `max` bytes (newline included). Never buffers more
-/// than `max` bytes, whatever the peer sends.
+/// than `max` bytes, whatever the peer sends. The newline is searched by std's `read_until`
+/// (memchr, optimised even in a debug build): a 64 MiB request is read in milliseconds, well within
+/// the admin socket's request deadline.
 pub fn read_line(r: &mut impl BufRead, max: usize) -> std::io::Result<Line> {
     let mut buf = Vec::new();
-    loop {
-        let chunk = r.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(if buf.is_empty() {
-                Line::Eof
-            } else {
-                Line::Truncated
-            });
-        }
-        let room = max - buf.len();
-        match chunk.iter().take(room).position(|&b| b == b'\n') {
-            Some(i) => {
-                buf.extend_from_slice(&chunk[..i]);
-                r.consume(i + 1);
-                return Ok(Line::Full(buf));
-            }
-            None if chunk.len() >= room => return Ok(Line::TooLong),
-            None => {
-                let n = chunk.len();
-                buf.extend_from_slice(chunk);
-                r.consume(n);
-            }
-        }
+    let n = std::io::Read::take(&mut *r, max as u64).read_until(b'\n', &mut buf)?;
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Line::Full(buf));
     }
+    Ok(if n == 0 {
+        Line::Eof
+    } else if buf.len() >= max {
+        Line::TooLong
+    } else {
+        Line::Truncated
+    })
 }
 
 /// Parses a request line; the error is what the client is told.
