@@ -51,6 +51,60 @@ pub struct Config {
     pub services: Vec<ServiceEntry>,
     #[serde(default)]
     pub kernel: KernelConfig,
+    /// Announcing the VIPs to a BGP daemon (`kernel::announce`); absent: nothing is announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<AnnounceConfig>,
+}
+
+/// Where the gateway puts the VIPs it serves for a routing daemon (BIRD) to announce, and how it
+/// drains (DESIGN.md decision 16, `kernel::announce`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceConfig {
+    /// The kernel routing table that holds one `blackhole VIP/32 proto 250` route per announced
+    /// VIP; BIRD's `kernel table` with `learn` imports it. 1..=252 or 256 and above (253-255 are
+    /// the kernel's default, main and local tables).
+    pub table: u32,
+    /// How long `gwctl drain` waits for a VIP's connections to end before it stops taking new
+    /// ones, unless the command says (seconds, 1..=86400).
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_s: u32,
+    /// At shutdown, how long the gateway keeps forwarding after it withdrew its routes, so that
+    /// the router moves the flows first (milliseconds, at most 10000).
+    #[serde(default = "default_withdraw_wait")]
+    pub withdraw_wait_ms: u32,
+}
+
+fn default_drain_timeout() -> u32 {
+    30
+}
+
+fn default_withdraw_wait() -> u32 {
+    500
+}
+
+impl AnnounceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.table == 0 || (253..=255).contains(&self.table) {
+            return Err(invalid(
+                "announce.table",
+                format!(
+                    "{} is not a table of its own (1..=252 or 256 and above; 253-255 are default, main, local)",
+                    self.table
+                ),
+            ));
+        }
+        if !(1..=86_400).contains(&self.drain_timeout_s) {
+            return Err(invalid("announce.drain_timeout_s", "must be 1..=86400"));
+        }
+        if self.withdraw_wait_ms > 10_000 {
+            return Err(invalid(
+                "announce.withdraw_wait_ms",
+                "must be at most 10000",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The exception path to the ports' kernel twins (`kernel` module, DESIGN.md decisions 13-14).
@@ -138,6 +192,11 @@ pub struct ServiceEntry {
     /// server, once (FullNAT and NAT; off by default, as IPVS).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub syn_retry: bool,
+    /// A TCP packet other than a SYN that matches no connection starts one, in ESTABLISHED, when
+    /// its real server is DR or TUN (IPVS's `sloppy_tcp`): after an ECMP change moved a flow to
+    /// this box, `mh` picks the server another box picked. Default: on for `mh` services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sloppy_tcp: Option<bool>,
     /// Persistence templates of a quiesced server are dropped when used (IPVS
     /// `expire_quiescent_template`): a persistent client then moves to another server.
     #[serde(default)]
@@ -485,6 +544,9 @@ impl Config {
                 "eal.file_prefix",
                 "must be a non-empty name without '/'",
             ));
+        }
+        if let Some(a) = &self.announce {
+            a.validate()?;
         }
         if self.eal.memory_mb < 64 {
             return Err(invalid("eal.memory_mb", "must be at least 64"));
@@ -885,6 +947,9 @@ pub fn validate_service_entries(
             let opts = crate::forward::SvcOptions {
                 toa: s.toa,
                 syn_retry: s.syn_retry,
+                sloppy_tcp: s
+                    .sloppy_tcp
+                    .unwrap_or(cfg.sched == crate::service::SchedKind::Mh),
             };
             out.push((cfg, lips, opts));
         }

@@ -61,6 +61,10 @@ pub struct Control {
     /// The workers' clock: TSC at start and TSC ticks per millisecond.
     epoch_tsc: u64,
     tsc_per_ms: u64,
+    /// The announce table (`[announce]`; none: nothing is announced), its config, and the drains.
+    announcer: Option<crate::kernel::announce::Announcer>,
+    announce_cfg: Option<crate::config::AnnounceConfig>,
+    drains: crate::kernel::announce::Drains,
 }
 
 /// How long a worker may take to acknowledge a new generation (it checks its inbox every few ms).
@@ -150,7 +154,7 @@ impl Control {
         // up, until its new check says otherwise.
         let mut down = self.health_down.clone();
         down.retain(|k, _| checks.get(k).is_some() && checks.get(k) == self.health_checks.get(k));
-        let id = self.apply_services(crate::health::effective(&configs, &down, &sorry))?;
+        let id = self.apply_services(self.effective(&configs, &down, &sorry))?;
         self.health_down = down;
         self.health_checks = checks;
         self.configured = model;
@@ -177,10 +181,222 @@ impl Control {
         if !changed {
             return Ok(None);
         }
+        self.apply_services(self.effective_now()).map(Some)
+    }
+
+    /// The services to run: the configured ones with the health checks' overlay (`down`, sorry
+    /// servers), and every real server at weight 0 on VIPs whose drain is done.
+    fn effective(
+        &self,
+        configs: &[crate::forward::ServiceSpec],
+        down: &hashbrown::HashMap<crate::health::runner::TargetKey, bool>,
+        sorry: &hashbrown::HashMap<(u8, std::net::Ipv4Addr, u16), std::net::SocketAddrV4>,
+    ) -> Vec<crate::forward::ServiceSpec> {
+        let mut e = crate::health::effective(configs, down, sorry);
+        for (cfg, _, _) in &mut e {
+            if self.drains.done(cfg.vip) {
+                for r in &mut cfg.reals {
+                    r.weight = 0;
+                }
+            }
+        }
+        e
+    }
+
+    fn effective_now(&self) -> Vec<crate::forward::ServiceSpec> {
         let sorry = crate::health::sorry_servers(&self.configured.services);
-        let effective =
-            crate::health::effective(&self.configured_services, &self.health_down, &sorry);
-        self.apply_services(effective).map(Some)
+        self.effective(&self.configured_services, &self.health_down, &sorry)
+    }
+
+    /// Per configured service: its VIP, and whether it has a real server with a weight above 0
+    /// that the health checks do not hold down (`kernel::announce`).
+    fn vips_up(&self) -> Vec<(std::net::Ipv4Addr, bool)> {
+        self.configured_services
+            .iter()
+            .map(|(cfg, _, _)| {
+                let up = cfg.reals.iter().any(|r| {
+                    r.weight > 0
+                        && !self
+                            .health_down
+                            .contains_key(&crate::health::runner::TargetKey {
+                                proto: cfg.proto.number(),
+                                vip: cfg.vip,
+                                vport: cfg.vport,
+                                rs: r.addr,
+                                rs_port: r.port,
+                            })
+                });
+                (cfg.vip, up)
+            })
+            .collect()
+    }
+
+    /// The VIPs of the running services, each once.
+    fn service_vips(&self) -> Vec<std::net::Ipv4Addr> {
+        let set: std::collections::BTreeSet<_> = self
+            .current
+            .services
+            .services
+            .iter()
+            .map(|vs| vs.svc.config().vip)
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// Connections open on `vip`'s services (active and inactive, every worker).
+    fn conns_of(&self, vip: std::net::Ipv4Addr) -> u64 {
+        self.current
+            .services
+            .services
+            .iter()
+            .filter(|vs| vs.svc.config().vip == vip)
+            .flat_map(|vs| (0..vs.svc.reals().len()).filter_map(|i| vs.svc.stats(i)))
+            .map(|s| u64::from(s.active()) + u64::from(s.inactive()))
+            .sum()
+    }
+
+    /// Puts the routes of the VIPs to announce now into the announce table.
+    fn reannounce(&mut self) {
+        if self.announcer.is_none() {
+            return;
+        }
+        let (want, _) = crate::kernel::announce::announced(
+            self.vips_up(),
+            &self.current.topo.local,
+            &self.drains,
+        );
+        if let Some(a) = self.announcer.as_mut() {
+            a.set(&want);
+        }
+    }
+
+    /// After a drain started, ended or was done: a new generation if which VIPs take new
+    /// connections changed, and the announcements.
+    fn drains_changed(&mut self, done_before: Vec<bool>) -> Result<(), String> {
+        let vips = self.service_vips();
+        let done_now: Vec<bool> = vips.iter().map(|v| self.drains.done(*v)).collect();
+        if done_now != done_before {
+            let g = self.apply_services(self.effective_now())?;
+            tracing::info!("drain: generation {g} running on every worker");
+        }
+        self.reannounce();
+        Ok(())
+    }
+
+    fn done_vips(&self) -> Vec<bool> {
+        self.service_vips()
+            .iter()
+            .map(|v| self.drains.done(*v))
+            .collect()
+    }
+
+    /// `gwctl drain [VIP] [TIMEOUT]`: withdraws the VIP (every VIP when None) and serves it until
+    /// its connections end or `timeout_s` (default `[announce] drain_timeout_s`) passes.
+    pub fn drain(
+        &mut self,
+        vip: Option<std::net::Ipv4Addr>,
+        timeout_s: Option<u32>,
+    ) -> Result<crate::kernel::announce::AnnounceView, String> {
+        if let Some(v) = vip {
+            if !self.configured_services.iter().any(|(c, _, _)| c.vip == v) {
+                return Err(format!("{v} is the VIP of no service"));
+            }
+        }
+        let t = timeout_s
+            .or(self.announce_cfg.as_ref().map(|a| a.drain_timeout_s))
+            .unwrap_or(30);
+        if !(1..=86_400).contains(&t) {
+            return Err(format!("drain timeout {t} s is not 1..=86400"));
+        }
+        let before = self.done_vips();
+        self.drains
+            .start(vip, Duration::from_secs(u64::from(t)), Instant::now());
+        match vip {
+            Some(v) => tracing::info!("drain: {v} withdrawn, draining for at most {t} s"),
+            None => tracing::info!("drain: every VIP withdrawn, draining for at most {t} s"),
+        }
+        self.drains_changed(before)?;
+        Ok(self.announce_view())
+    }
+
+    /// `gwctl undrain [VIP]`: ends the VIP's drain (every drain when None).
+    pub fn undrain(
+        &mut self,
+        vip: Option<std::net::Ipv4Addr>,
+    ) -> Result<crate::kernel::announce::AnnounceView, String> {
+        let before = self.done_vips();
+        if !self.drains.stop(vip) {
+            return Err(match vip {
+                Some(v) => format!("{v} is not draining (by itself)"),
+                None => "nothing is draining".into(),
+            });
+        }
+        tracing::info!(
+            "drain: {} undrained",
+            vip.map_or("every VIP".into(), |v| v.to_string())
+        );
+        self.drains_changed(before)?;
+        Ok(self.announce_view())
+    }
+
+    /// Marks drains done whose connections ended or whose deadline passed, and puts the routes
+    /// the kernel refused before in again. Called by the control loop a few times a second.
+    pub fn tick_announce(&mut self) {
+        if self.drains.is_empty() {
+            self.reannounce();
+            return;
+        }
+        let before = self.done_vips();
+        let vips = self.service_vips();
+        let conns: Vec<u64> = vips.iter().map(|v| self.conns_of(*v)).collect();
+        let lookup =
+            |v: std::net::Ipv4Addr| vips.iter().position(|x| *x == v).map_or(0, |i| conns[i]);
+        if self.drains.tick(Instant::now(), &vips, lookup) {
+            if let Err(e) = self.drains_changed(before) {
+                tracing::error!("drain: {e}");
+            }
+        } else {
+            self.reannounce();
+        }
+    }
+
+    /// What `gwctl announce` shows.
+    pub fn announce_view(&self) -> crate::kernel::announce::AnnounceView {
+        let (_, withheld) = crate::kernel::announce::announced(
+            self.vips_up(),
+            &self.current.topo.local,
+            &self.drains,
+        );
+        let vips = self.service_vips();
+        crate::kernel::announce::AnnounceView {
+            table: self.announcer.as_ref().map(|a| a.table()),
+            announced: self
+                .announcer
+                .as_ref()
+                .map(|a| a.current().iter().copied().collect())
+                .unwrap_or_default(),
+            withheld: withheld
+                .into_iter()
+                .map(|(v, why)| (v, why.to_string()))
+                .collect(),
+            drains: self
+                .drains
+                .view(Instant::now(), &vips, |v| self.conns_of(v)),
+            errors: self.announcer.as_ref().map_or(0, |a| a.errors),
+        }
+    }
+
+    /// At shutdown: removes every announced route (and announces nothing after); how long to
+    /// keep forwarding while the router moves the flows away, if anything was announced.
+    pub fn withdraw_all(&mut self) -> Option<Duration> {
+        let mut a = self.announcer.take()?;
+        if a.current().is_empty() {
+            return None;
+        }
+        a.set(&Default::default());
+        self.announce_cfg
+            .as_ref()
+            .map(|c| Duration::from_millis(u64::from(c.withdraw_wait_ms)))
     }
 
     fn send_health_targets(&mut self) {
@@ -272,6 +488,7 @@ impl Control {
         self.send_all(|| Msg::Commit(id), id)?;
         self.current = generation;
         self.collect(id, Phase::Commit)?;
+        self.reannounce();
         Ok(id)
     }
 
@@ -567,6 +784,14 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             .spawn(move || crate::health::runner::run(targets_rx, health_tx, status, stop, passive))
             .map_err(|e| StartError::Other(format!("health thread: {e}")))?
     };
+    // The announce table, cleared of what an earlier run left (`kernel::announce`).
+    let announcer = match &cfg.announce {
+        Some(a) => Some(
+            crate::kernel::announce::Announcer::open(a.table)
+                .map_err(|e| StartError::Other(format!("announce table {}: {e}", a.table)))?,
+        ),
+        None => None,
+    };
     let mut control = Control {
         workers: senders,
         acks: ack_rx,
@@ -587,6 +812,9 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         health_targets: Some(targets_tx),
         epoch_tsc,
         tsc_per_ms: (tsc_hz / 1000).max(1),
+        announcer,
+        announce_cfg: cfg.announce.clone(),
+        drains: Default::default(),
         inputs,
         kernel: None,
         provenance,
@@ -602,6 +830,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             .collect(),
     };
     control.send_health_targets();
+    control.reannounce();
     // The kernel mirror follows the twins from here on (its first dump replaces the config's view).
     let (mirror, kernel_updates) = if twins.is_empty() {
         (None, None)
@@ -857,7 +1086,7 @@ impl Running {
                 "conn {i}: conns {} created {} expired {} table_full {} ports_exhausted {} toa_added {} toa_skipped {} \
                  icmp_translated {} rst_sent {} rst_unsent {} tun_too_big {} frag_needed {} handoff_client {} \
                  handoff_reply {} resched_closed {} resched_fin_wait {} resched_quiesced {} resched_removed {} \
-                 resched_new_isn {} resched_udp_removed {} syn_retried {} syn_retry_no_other {}",
+                 resched_new_isn {} resched_udp_removed {} syn_retried {} syn_retry_no_other {} sloppy_created {}",
                 f.conns,
                 f.created,
                 f.expired,
@@ -879,7 +1108,8 @@ impl Running {
                 f.resched_new_isn,
                 f.resched_udp_removed,
                 f.syn_retried,
-                f.syn_retry_no_other
+                f.syn_retry_no_other,
+                f.sloppy_created
             );
         }
         for (i, s) in per.iter().enumerate() {
@@ -910,6 +1140,12 @@ impl Running {
 
     /// Stops workers, then ports, rings, pool and EAL, in that order.
     pub fn shutdown(self) -> String {
+        // Withdraw first, and forward a little longer while the router moves the flows away.
+        let wait = self.control.lock().ok().and_then(|mut c| c.withdraw_all());
+        if let Some(w) = wait {
+            tracing::info!("announce: every VIP withdrawn; forwarding {w:?} more");
+            std::thread::sleep(w);
+        }
         self.stop.store(true, Ordering::SeqCst);
         for &l in &self.lcores {
             let rc = dpdk::wait_lcore(&self.eal, l);
@@ -1058,6 +1294,7 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
     let mut last = Instant::now();
     let mut last_file = Instant::now();
     let mut last_sweep = Instant::now();
+    let mut last_announce = Instant::now();
     while !signals.term.load(Ordering::Relaxed) {
         // Wait for the kernel mirror (or 50 ms): an address added to a twin is served at once.
         match &run.kernel_updates {
@@ -1095,6 +1332,13 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
                         Err(err) => tracing::error!("health change not applied: {err}"),
                     }
                 }
+            }
+        }
+        // Drains done, announcements the kernel refused retried: five times a second.
+        if last_announce.elapsed() >= Duration::from_millis(200) {
+            last_announce = Instant::now();
+            if let Ok(mut c) = run.control.try_lock() {
+                c.tick_announce();
             }
         }
         // Expired persistence templates go once a second, off the packet path (one shard lock at
@@ -1209,6 +1453,9 @@ mod tests {
             }),
             epoch_tsc: 0,
             tsc_per_ms: 1,
+            announcer: None,
+            announce_cfg: None,
+            drains: Default::default(),
             inputs: TopoInputs::default(),
             kernel: None,
             provenance: Provenance::default(),

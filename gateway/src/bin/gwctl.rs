@@ -215,6 +215,14 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             )
             .map(|_| String::new())
         }
+        "drain" | "undrain" | "announce" => {
+            let op = announce_op(cmd, rest)?;
+            let v = call(ctx, op)?;
+            if ctx.json {
+                return json(v);
+            }
+            Ok(format_announce(&typed(v)?))
+        }
         "health" => {
             let v = call(ctx, Op::Health)?;
             if ctx.json {
@@ -640,6 +648,78 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
     }
 }
 
+/// `drain [VIP] [--timeout S]`, `undrain [VIP]`, `announce`.
+fn announce_op(cmd: &str, rest: &[String]) -> Result<Op, Fail> {
+    let usage = || {
+        fail::<Op>(match cmd {
+            "drain" => "usage: drain [VIP] [--timeout SECONDS]",
+            "undrain" => "usage: undrain [VIP]",
+            _ => "usage: announce",
+        })
+    };
+    let mut vip = None;
+    let mut timeout_s = None;
+    let mut args = rest.iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--timeout" if cmd == "drain" => {
+                let t = args.next().and_then(|t| t.parse::<u32>().ok());
+                if t.is_none() {
+                    return fail("drain: --timeout takes a number of seconds");
+                }
+                timeout_s = t;
+            }
+            v if vip.is_none() && cmd != "announce" => match v.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => vip = Some(ip),
+                Err(_) => return fail(format!("{cmd}: {v:?} is not a VIP")),
+            },
+            _ => return usage(),
+        }
+    }
+    Ok(match cmd {
+        "drain" => Op::Drain { vip, timeout_s },
+        "undrain" => Op::Undrain { vip },
+        _ => Op::Announce,
+    })
+}
+
+fn format_announce(v: &gateway::kernel::announce::AnnounceView) -> String {
+    let mut out = String::new();
+    match v.table {
+        Some(t) => {
+            let _ = writeln!(
+                out,
+                "announce table {t} (blackhole routes, proto {})",
+                gateway::kernel::announce::ROUTE_PROTOCOL
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "announce: not configured ([announce] in the config); nothing is announced"
+            );
+        }
+    }
+    for a in &v.announced {
+        let _ = writeln!(out, "  {a:<15} announced");
+    }
+    for (a, why) in &v.withheld {
+        let _ = writeln!(out, "  {a:<15} withheld: {why}");
+    }
+    for d in &v.drains {
+        let what = d.vip.map_or("every VIP".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            out,
+            "drain {what}: {} for {:.1} s, {} connections left, deadline in {:.1} s",
+            d.state, d.for_s, d.conns, d.left_s
+        );
+    }
+    if v.errors > 0 {
+        let _ = writeln!(out, "route changes refused by the kernel: {}", v.errors);
+    }
+    out
+}
+
 /// `check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none` and `sorry -t|-u VIP:PORT ADDR:PORT|none`.
 fn check_change(cmd: &str, rest: &[String]) -> Result<Change, Fail> {
     let usage = || {
@@ -727,6 +807,9 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("zero", "zero                     zero the counters shown (ipvsadm -Z)", "Counters shown by stats, drops and ipvsadm --stats start again from zero."),
     ("addrs", "addrs                    interface and service addresses", "Each port's MAC and addresses (with where each comes from: config, config_kernel, kernel), and the VIPs and LIPs the gateway answers for."),
     ("routes", "routes                   the routing table", "Connected, config and kernel routes, longest prefix first, each with where it comes from (config, config_kernel: written onto the twin at start, kernel: added there since)."),
+    ("drain", "drain [VIP] [--timeout S]   withdraw from BGP, serve until connections end", "Withdraws the VIP (every VIP without one) from the routing daemon at once ([announce] in conf/README.md) and keeps serving it, new connections included, until its connections have ended or the timeout ([announce] drain_timeout_s by default) has passed; then the drain is done and the VIP takes no new connection. Shows the announce state."),
+    ("undrain", "undrain [VIP]            announce again", "Ends the VIP's drain (every drain without one): the VIP takes new connections and is announced again when it has a real server up."),
+    ("announce", "announce                 announced and withheld VIPs, drains", "The VIPs whose routes are in the announce table, the others with why (draining, no real server up, not held), and each drain: draining or drained, for how long, connections left, time to the deadline."),
     ("health", "health                   real servers' health checks", "Each checked real server: its service, the check's kind, up or down and for how long, checks run and failed, the client SYNs it refused (syn_rst) and left unanswered (syn_lost) as the workers counted them (passive detection), and the last result's reason (\"connection refused\", \"HTTP 503\", \"timeout\", or the passive verdict)."),
     ("check", "check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none   set a health check", "Sets the health check of a service, or with -r a real server's override of it: the keys of [service.check] in conf/README.md as a TOML inline table, e.g. check -t 10.10.0.100:80 '{ kind = \"http\", path = \"/health\", interval_ms = 500 }'. `none` removes it. The change is validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it."),
     ("sorry", "sorry -t|-u VIP:PORT ADDR:PORT|none   set a sorry server", "Sets the service's sorry server (keepalived's sorry_server): it takes new connections while every real server is held down by the health checks. `none` removes it."),

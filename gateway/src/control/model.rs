@@ -53,6 +53,9 @@ impl Model {
                     local_addresses: vs.lips.iter().map(|a| a.to_string()).collect(),
                     toa: vs.toa,
                     syn_retry: vs.syn_retry,
+                    // Written only where it differs from the default (on for mh).
+                    sloppy_tcp: (vs.sloppy_tcp != (c.sched == crate::service::SchedKind::Mh))
+                        .then_some(vs.sloppy_tcp),
                     expire_nodest_conn: c.expire_nodest_conn,
                     expire_quiescent_template: c.persistence.is_some_and(|p| p.expire_quiescent),
                     owner: "config".into(),
@@ -111,6 +114,7 @@ impl Model {
                     local_addresses: Vec::new(),
                     toa: true,
                     syn_retry: false,
+                    sloppy_tcp: None,
                     expire_nodest_conn: false,
                     expire_quiescent_template: false,
                     reals: Vec::new(),

@@ -177,6 +177,21 @@ pub enum Op {
     Net,
     /// Every health-checked real server: state, last result and its reason, since when, counts.
     Health,
+    /// Withdraws a VIP (every VIP when absent) from BGP and serves it until its connections end
+    /// or `timeout_s` passes (`kernel::announce`); answers with the announce state.
+    Drain {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vip: Option<std::net::Ipv4Addr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_s: Option<u32>,
+    },
+    /// Ends a VIP's drain (every drain when absent).
+    Undrain {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vip: Option<std::net::Ipv4Addr>,
+    },
+    /// The announced VIPs, the withheld ones with why, and the drains.
+    Announce,
 }
 
 /// A request line.

@@ -409,6 +409,15 @@ impl Server<'_> {
                     s.lock().map(|x| x.clone()).unwrap_or_default();
                 to_json(&list)
             }),
+            Op::Drain { vip, timeout_s } => self
+                .control()
+                .and_then(|mut c| c.drain(vip, timeout_s))
+                .map(|v| to_json(&v)),
+            Op::Undrain { vip } => self
+                .control()
+                .and_then(|mut c| c.undrain(vip))
+                .map(|v| to_json(&v)),
+            Op::Announce => self.control().map(|c| to_json(&c.announce_view())),
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -1028,6 +1037,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("resched_udp_removed", f.resched_udp_removed),
         ("syn_retried", f.syn_retried),
         ("syn_retry_no_other", f.syn_retry_no_other),
+        ("sloppy_created", f.sloppy_created),
     ];
     WorkerView {
         counters: counters

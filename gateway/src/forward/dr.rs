@@ -107,6 +107,106 @@ mod tests {
         assert_eq!(c.state(), State::FinWait);
     }
 
+    /// The lab's TCP service under `mh` with both real servers in `mode`, and `extra` keys.
+    fn mh_config(mode: &str, extra: &str) -> String {
+        LAB_CONFIG
+            .replacen("scheduler = \"wrr\"", &format!("scheduler = \"mh\"\n{extra}"), 1)
+            .replacen(
+                "[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n",
+                &format!("[[service.real]]\naddress = \"10.20.0.11\"\nmode = \"{mode}\"\n[[service.real]]\naddress = \"10.20.0.12\"\nmode = \"{mode}\"\n"),
+                1,
+            )
+    }
+
+    /// The destination MAC `dp` sends a client packet to (its real server), or None if dropped.
+    fn sent_to(dp: &mut Datapath<VecBuf>, frame: &[u8]) -> Option<[u8; 6]> {
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
+        match dp.process(VecBuf::from_frame(frame), &meta) {
+            Verdict::Tx(1, b) => Some(b.data()[0..6].try_into().unwrap()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn sloppy_tcp_continues_a_flow_another_box_started_on_the_same_server() {
+        // Box A saw each flow's SYN; box B sees only their later packets, as after an ECMP change.
+        // sloppy_tcp is on by default for mh; mh-port hashes the client's port too, so that one
+        // client's flows spread.
+        let text = mh_config("dr", "scheduler_flags = [\"mh-port\"]");
+        let mut a: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
+        let mut b: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
+        let mut seen = std::collections::HashSet::new();
+        for sport in 40000..40064 {
+            let first = sent_to(&mut a, &frame(sport, true, false, b"")).expect("SYN forwarded");
+            let later = sent_to(&mut b, &frame(sport, false, false, b"GET /"))
+                .expect("mid-flow packet forwarded");
+            assert_eq!(
+                later, first,
+                "port {sport}: the same real server on both boxes"
+            );
+            seen.insert(first);
+        }
+        assert_eq!(seen.len(), 2, "mh spreads the flows over both servers");
+        assert_eq!(b.fwd.stats.sloppy_created, 64);
+        let (_, c) = b.fwd.table().iter().next().unwrap();
+        assert_eq!(
+            c.state(),
+            State::Established,
+            "an ACK starts it established"
+        );
+        // Its next packet follows the connection.
+        let sport = c.client().sport;
+        let rs = sent_to(&mut a, &frame(sport, false, false, b"")).unwrap();
+        assert_eq!(sent_to(&mut b, &frame(sport, false, false, b"x")), Some(rs));
+        // A RST without a connection starts nothing.
+        let mut rst = frame(41000, false, false, b"");
+        rst[14 + 20 + 13] |= 0x04;
+        let n = b.fwd.stats.sloppy_created;
+        assert_eq!(sent_to(&mut b, &rst), None);
+        assert_eq!(b.fwd.stats.sloppy_created, n);
+    }
+
+    #[test]
+    fn sloppy_tcp_is_refused_without_the_option_and_for_fullnat() {
+        for (text, why) in [
+            (mh_config("dr", "sloppy_tcp = false"), "sloppy_tcp = false"),
+            (
+                mh_config("fullnat", ""),
+                "FullNAT servers know another tuple",
+            ),
+            (
+                mh_config("dr", "").replacen("scheduler = \"mh\"", "scheduler = \"rr\"", 1),
+                "off by default but for mh",
+            ),
+        ] {
+            let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
+            assert_eq!(
+                sent_to(&mut dp, &frame(40000, false, false, b"GET /")),
+                None,
+                "{why}"
+            );
+            assert_eq!(dp.fwd.stats.sloppy_created, 0, "{why}");
+            assert!(dp.fwd.table().iter().next().is_none(), "{why}");
+        }
+        let mut dp: Datapath<VecBuf> = datapath_from(
+            &mh_config("dr", "sloppy_tcp = true").replacen(
+                "scheduler = \"mh\"",
+                "scheduler = \"rr\"",
+                1,
+            ),
+            0,
+            1,
+            1024,
+        );
+        assert!(
+            sent_to(&mut dp, &frame(40000, false, false, b"GET /")).is_some(),
+            "on for rr when asked"
+        );
+    }
+
     #[test]
     fn real_server_behind_a_router_is_refused() {
         // 10.30.0.5 is reachable only through 10.20.0.254: DR cannot use it.

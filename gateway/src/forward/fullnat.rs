@@ -196,6 +196,8 @@ pub struct FwdStats {
     /// found no other server to take them (sent where the scheduler sends them).
     pub syn_retried: u64,
     pub syn_retry_no_other: u64,
+    /// Connections a TCP packet other than a SYN started (`sloppy_tcp`, DR and TUN).
+    pub sloppy_created: u64,
 }
 
 impl FwdStats {
@@ -211,6 +213,7 @@ impl FwdStats {
         self.rst_sent += o.rst_sent;
         self.syn_retried += o.syn_retried;
         self.syn_retry_no_other += o.syn_retry_no_other;
+        self.sloppy_created += o.sloppy_created;
         self.rst_unsent += o.rst_unsent;
         self.tun_too_big += o.tun_too_big;
         self.frag_needed += o.frag_needed;
@@ -950,8 +953,16 @@ impl Forwarder {
         retry_of: Option<u16>,
     ) -> Verdict<B> {
         let ip = &v.ip;
-        // IPVS creates TCP connections on a SYN only; anything else without a connection is stray.
-        if ip.protocol == IpProtocol::TCP && (!ip.tcp_flags.syn() || ip.tcp_flags.ack()) {
+        // IPVS creates TCP connections on a SYN only; anything else without a connection is stray,
+        // unless the service is sloppy (IPVS `sloppy_tcp`: any packet but a RST, or a SYN-ACK,
+        // which only a server sends) and its real server turns out to be DR or TUN, below.
+        let f = ip.tcp_flags;
+        let sloppy = ip.protocol == IpProtocol::TCP && (!f.syn() || f.ack());
+        if sloppy
+            && (f.rst()
+                || f.syn()
+                || !si.is_some_and(|i| self.services.services[i as usize].sloppy_tcp))
+        {
             return Verdict::Drop(Drop::NoConn.into(), pkt);
         }
         // `si`: the service of VIP:vport, looked up by the caller.
@@ -979,6 +990,11 @@ impl Forwarder {
             return Verdict::Drop(Drop::NoRealServer.into(), pkt);
         };
         let rs = &vs.svc.reals()[ri];
+        // A mid-flow packet can only continue a connection the real server already has where the
+        // packet reaches it unchanged: DR and TUN. FullNAT and NAT servers know another tuple.
+        if sloppy && !matches!(rs.fwd, FwdMode::Dr | FwdMode::Tun) {
+            return Verdict::Drop(Drop::NoConn.into(), pkt);
+        }
         let (reply_t, mode_id) = match rs.fwd {
             FwdMode::FullNat => {
                 let Some(pool) = self.pools[si as usize].as_mut() else {
@@ -1058,6 +1074,9 @@ impl Forwarder {
         }
         if other.is_some() {
             self.stats.syn_retried += 1;
+        }
+        if sloppy {
+            self.stats.sloppy_created += 1;
         }
         self.stats.created += 1;
         if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, si as u16, ri as u16) {

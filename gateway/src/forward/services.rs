@@ -18,13 +18,18 @@ pub struct VirtualService {
     /// A client's SYN its real server refused or left unanswered goes to another one, once
     /// (`syn_retry`, FullNAT and NAT).
     pub syn_retry: bool,
+    /// A TCP packet other than a SYN without a connection starts one toward a DR or TUN real
+    /// server (IPVS `sloppy_tcp`; `[[service]] sloppy_tcp`).
+    pub sloppy_tcp: bool,
 }
 
-/// What the datapath does for a service beyond scheduling (`[[service]]` keys `toa`, `syn_retry`).
+/// What the datapath does for a service beyond scheduling (`[[service]]` keys `toa`, `syn_retry`,
+/// `sloppy_tcp`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SvcOptions {
     pub toa: bool,
     pub syn_retry: bool,
+    pub sloppy_tcp: bool,
 }
 
 impl Default for SvcOptions {
@@ -32,6 +37,7 @@ impl Default for SvcOptions {
         SvcOptions {
             toa: true,
             syn_retry: false,
+            sloppy_tcp: false,
         }
     }
 }
@@ -85,6 +91,7 @@ impl ServiceTable {
                 lips,
                 toa: opts.toa,
                 syn_retry: opts.syn_retry,
+                sloppy_tcp: opts.sloppy_tcp,
             });
         }
         Ok(t)

@@ -22,6 +22,7 @@
 //!
 //! Nothing here is on the packet path, and nothing below `daemon`/`control` imports this module.
 
+pub mod announce;
 pub mod mirror;
 pub mod netlink;
 pub mod twin;

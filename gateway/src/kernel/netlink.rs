@@ -255,6 +255,76 @@ impl Netlink {
         .map(drop)
     }
 
+    /// A `blackhole ADDR/32 table TABLE proto PROTOCOL` route (`kernel::announce`), for a
+    /// routing daemon to import; it forwards nothing (the table is no lookup's).
+    fn blackhole(table: u32, protocol: u8, addr: Ipv4Addr) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = 32;
+        // The header's table is 8 bits: RT_TABLE_UNSPEC there and the whole id in RTA_TABLE.
+        m.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        m.header.protocol = RouteProtocol::Other(protocol);
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::BlackHole;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(addr)));
+        m.attributes.push(RouteAttribute::Table(table));
+        m
+    }
+
+    /// `ip route replace blackhole ADDR/32 table TABLE proto PROTOCOL`.
+    pub fn add_blackhole(&mut self, table: u32, protocol: u8, addr: Ipv4Addr) -> io::Result<()> {
+        self.call(
+            RouteNetlinkMessage::NewRoute(Self::blackhole(table, protocol, addr)),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// `ip route del blackhole ADDR/32 table TABLE proto PROTOCOL`; one already gone is fine.
+    pub fn del_blackhole(&mut self, table: u32, protocol: u8, addr: Ipv4Addr) -> io::Result<()> {
+        match self.call(
+            RouteNetlinkMessage::DelRoute(Self::blackhole(table, protocol, addr)),
+            NLM_F_ACK,
+        ) {
+            Err(e) if e.raw_os_error() == Some(3) => Ok(()), // ESRCH: not there
+            r => r.map(drop),
+        }
+    }
+
+    /// The /32 destinations of table `table`'s routes of protocol `protocol`.
+    pub fn routes_of(&mut self, table: u32, protocol: u8) -> io::Result<Vec<Ipv4Addr>> {
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        let all = self.call(RouteNetlinkMessage::GetRoute(r), NLM_F_DUMP)?;
+        Ok(all
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => Some(r),
+                _ => None,
+            })
+            .filter(|r| {
+                let t = r
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        RouteAttribute::Table(t) => Some(*t),
+                        _ => None,
+                    })
+                    .unwrap_or(u32::from(r.header.table));
+                t == table
+                    && r.header.protocol == RouteProtocol::Other(protocol)
+                    && r.header.destination_prefix_length == 32
+            })
+            .filter_map(|r| {
+                r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(*a),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
     /// Everything the mirror follows, dumped now: IPv4 addresses, routes and neighbours.
     pub fn dump(&mut self) -> io::Result<Vec<RouteNetlinkMessage>> {
         let mut out = Vec::new();
