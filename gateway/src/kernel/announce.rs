@@ -352,7 +352,7 @@ mod tests {
         assert!(whole.tick(t0, &[b], conns), "b alone has none");
         assert!(whole.done(a) && whole.done(b));
         assert!(
-            whole.stop(Some(a)) == false && whole.done(a),
+            !whole.stop(Some(a)) && whole.done(a),
             "a VIP's undrain leaves the box's"
         );
     }
