@@ -23,6 +23,8 @@
 #                                   <name>-rtr  eth0 10.20.0.254/24 on the switch, eth1 10.10.1.254/24
 #                                   to the client's second link (cli eth1 10.10.1.2/24); it routes
 #                                   10.10.0.0/24 to the client, which accepts the VIP's replies there
+#   lab.sh ecmp   up|down|status|demo [NAME] [N]
+#                                   the ECMP lab: N gateways behind a BGP router (scripts/lab-ecmp.sh)
 #   lab.sh rs     NAME MODE [RS...] set real servers (default rs1 rs2) up for a forwarding mode:
 #                                   fullnat  nothing to do (the default lab)
 #                                   nat      default route via the gateway (10.20.0.1)
@@ -268,5 +270,6 @@ case "$cmd" in
   exec) shift 2; node=$1; shift; nsx "$node" "$@" ;;
   router) router ;;
   rs) shift 2; rs_mode "$@" ;;
-  *) echo "usage: lab.sh up|down|status|demo|exec|router|rs [NAME] ..." >&2; exit 2 ;;
+  ecmp) shift; exec "$here/scripts/lab-ecmp.sh" "$@" ;;
+  *) echo "usage: lab.sh up|down|status|demo|exec|router|rs|ecmp [NAME] ..." >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@ pkgs=(
   libpcap-dev                                       # DPDK's pcap PMD (golden tests)
   nginx-light curl wrk tcpdump iperf3 socat hping3  # real servers, clients, captures, floods
   iproute2 iputils-ping iputils-arping ethtool procps  # the lab
+  bird2                                             # BGP in the ECMP lab (scripts/lab-ecmp.sh)
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -27,10 +28,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts nginx on install where it can; the lab runs its own nginx in namespaces.
-if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
-  systemctl stop nginx || true
-  systemctl disable nginx 2>/dev/null || true
-fi
+# The same for BIRD: the labs run theirs in their namespaces.
+for svc in nginx bird; do
+  if command -v systemctl >/dev/null && systemctl is-active -q "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+    systemctl disable "$svc" 2>/dev/null || true
+  fi
+done
 
 if ! command -v cargo >/dev/null; then
   echo "setup.sh: cargo not found: install a Rust toolchain (rustup, Rust >= 1.80) and re-run" >&2

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # tests name (`common::unique_name`: a short tag, the test process id, x, a counter, then the node),
 # with whatever still runs in it.
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}' \
-            | grep -E '^[a-z]{1,8}[0-9]+x[0-9]+-(cli|lb|sw|rs1|rs2|rtr)$' || true); do
+            | grep -E '^[a-z]{1,8}[0-9]+x[0-9]+-(cli|lb|sw|rs1|rs2|rs3|rtr|fsw|gw[0-9])$' || true); do
   for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
   ip netns del "$ns" 2>/dev/null || true
 done

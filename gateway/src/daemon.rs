@@ -243,7 +243,8 @@ impl Control {
         set.into_iter().collect()
     }
 
-    /// Connections open on `vip`'s services (active and inactive, every worker).
+    /// Established connections on `vip`'s services (every worker): what a drain waits for.
+    /// Inactive ones (SYN_RECV, FIN_WAIT, TIME_WAIT) carry no request worth waiting for.
     fn conns_of(&self, vip: std::net::Ipv4Addr) -> u64 {
         self.current
             .services
@@ -251,7 +252,7 @@ impl Control {
             .iter()
             .filter(|vs| vs.svc.config().vip == vip)
             .flat_map(|vs| (0..vs.svc.reals().len()).filter_map(|i| vs.svc.stats(i)))
-            .map(|s| u64::from(s.active()) + u64::from(s.inactive()))
+            .map(|s| u64::from(s.active()))
             .sum()
     }
 

@@ -1,0 +1,388 @@
+//! End to end: several active gateways behind a router running BIRD with ECMP (scripts/lab-ecmp.sh,
+//! issue 13). Each gateway announces the VIP over BGP (its own BIRD, through its kernel twin) while
+//! it serves it; `mh` makes every gateway pick the same real server for a flow, and DR flows that
+//! move to another gateway carry on there (`sloppy_tcp`).
+
+mod common;
+
+use common::{gateway_bin, repo_root, unique_name};
+use std::io::{BufRead, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const VIP: &str = "10.99.0.100";
+
+/// An ECMP lab of `n` gateways, removed on drop.
+struct Ecmp {
+    name: String,
+    n: usize,
+}
+
+impl Ecmp {
+    fn up(tag: &str, n: usize) -> Ecmp {
+        let lab = Ecmp {
+            name: unique_name(tag),
+            n,
+        };
+        let out = lab.script(&["up", &lab.name, &n.to_string()]);
+        assert!(
+            out.status.success(),
+            "lab-ecmp.sh up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        Command::new(repo_root().join("scripts/lab-ecmp.sh"))
+            .args(args)
+            .env("GATEWAY_BIN", gateway_bin())
+            .output()
+            .expect("run lab-ecmp.sh")
+    }
+
+    fn exec(&self, node: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{node}", self.name)])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    fn sh(&self, node: &str, script: &str) -> String {
+        let o = self.exec(node, &["sh", "-c", script]);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
+    fn log(&self, k: usize) -> String {
+        std::fs::read_to_string(format!("/run/gwlab/{}/gw{k}/gateway.log", self.name))
+            .unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        (1..=self.n)
+            .map(|k| format!("--- gateway {k} ---\n{}", self.log(k)))
+            .collect()
+    }
+
+    /// gwctl against gateway `k`; stdout, or a panic with stderr.
+    fn gwctl(&self, k: usize, args: &[&str]) -> String {
+        let bin = std::path::Path::new(&gateway_bin()).with_file_name("gwctl");
+        let sock = format!("/run/gateway/{}-gw{k}.sock", self.name);
+        let o = Command::new(bin)
+            .args(["-s", &sock])
+            .args(args)
+            .output()
+            .expect("gwctl");
+        assert!(
+            o.status.success(),
+            "gwctl {args:?} on gateway {k}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Gateway `k`'s counter `name`, summed over its workers (which publish five times a
+    /// second: the figure is read after that).
+    fn counter(&self, k: usize, name: &str) -> u64 {
+        std::thread::sleep(Duration::from_millis(450));
+        let v: serde_json::Value =
+            serde_json::from_str(&self.gwctl(k, &["--json", "stats"])).unwrap();
+        v["total"]["counters"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
+    /// Connections gateway `k` created.
+    fn created(&self, k: usize) -> u64 {
+        self.counter(k, "conns_created")
+    }
+
+    /// The next hops of the router's route to the VIP.
+    fn paths(&self) -> Vec<String> {
+        let out = self.exec("rtr", &["ip", "-4", "route", "show", VIP]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "via")
+            .map(|w| w[1].to_string())
+            .collect()
+    }
+
+    /// Waits (at most `limit`) until the router has `n` paths to the VIP; how long it took.
+    fn wait_paths(&self, n: usize, limit: Duration) -> Option<Duration> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if self.paths().len() == n {
+                return Some(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    fn gateway_pid(&self, k: usize) -> i32 {
+        std::fs::read_to_string(format!("/run/gwlab/{}/gw{k}/gateway.pid", self.name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Ecmp {
+    fn drop(&mut self) {
+        let _ = self.script(&["down", &self.name]);
+    }
+}
+
+/// Requests and errors of a wrk run (its summary), panicking on an output it cannot read.
+fn wrk_totals(out: &str) -> (u64, u64) {
+    let requests = out
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .map(|(n, _)| n.trim().parse::<u64>().unwrap())
+        .unwrap_or_else(|| panic!("no wrk summary in:\n{out}"));
+    // "Socket errors: connect 0, read 0, write 0, timeout 0" and "Non-2xx or 3xx responses: N".
+    let mut errors = 0;
+    for l in out.lines() {
+        let l = l.trim();
+        if let Some(rest) = l.strip_prefix("Socket errors:") {
+            errors += rest
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        if let Some(n) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += n.trim().parse::<u64>().unwrap();
+        }
+    }
+    (requests, errors)
+}
+
+#[test]
+fn flows_spread_over_the_gateways_and_a_vip_without_servers_is_withdrawn() {
+    let lab = Ecmp::up("ecsp", 2);
+    let mut paths = lab.paths();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["10.10.0.11", "10.10.0.12"],
+        "both gateways announce the VIP"
+    );
+    // Short connections (new client ports each) through FullNAT.
+    let out = lab.sh(
+        "cli",
+        &format!("timeout 30 wrk -t2 -c20 -d3s -H 'Connection: close' http://{VIP}/"),
+    );
+    let (requests, errors) = wrk_totals(&out);
+    assert_eq!(errors, 0, "{out}");
+    let created: Vec<u64> = (1..=2).map(|k| lab.created(k)).collect();
+    let total: u64 = created.iter().sum();
+    assert!(total >= requests, "{created:?} for {requests} requests");
+    for (k, c) in created.iter().enumerate() {
+        assert!(
+            *c * 2 * 3 > total,
+            "gateway {} created {c} of {total} connections: less than a third of its fair share",
+            k + 1
+        );
+    }
+    // Every real server of gateway 2 at weight 0: it withdraws the VIP; then back.
+    let weights = |w: &str| {
+        for port in ["80", "8080"] {
+            for rs in ["10.20.0.11", "10.20.0.12"] {
+                let target = format!("{VIP}:{port}");
+                let real = if port == "80" {
+                    rs.to_string()
+                } else {
+                    format!("{rs}:8080")
+                };
+                lab.gwctl(2, &["ipvsadm", "-e", "-t", &target, "-r", &real, "-w", w]);
+            }
+        }
+    };
+    weights("0");
+    assert!(
+        lab.wait_paths(1, Duration::from_secs(10)).is_some(),
+        "gateway 2 still announced with no server up: {:?}\n{}",
+        lab.paths(),
+        lab.gwctl(2, &["announce"])
+    );
+    assert_eq!(lab.paths(), ["10.10.0.11"]);
+    assert!(lab
+        .gwctl(2, &["announce"])
+        .contains("withheld: no real server up"));
+    weights("1");
+    assert!(
+        lab.wait_paths(2, Duration::from_secs(10)).is_some(),
+        "not announced again: {}",
+        lab.gwctl(2, &["announce"])
+    );
+}
+
+#[test]
+fn a_drain_under_load_withdraws_without_a_failed_request() {
+    let lab = Ecmp::up("ecdr", 2);
+    // Two loads on the DR service: short connections and keep-alive ones, 8 s each.
+    let spawn = |extra: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-cli", lab.name), "sh", "-c"])
+            .arg(format!(
+                "timeout 40 wrk -t1 -c10 -d8s {extra} http://{VIP}:8080/ 2>&1"
+            ))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("wrk")
+    };
+    let short = spawn("-H 'Connection: close'");
+    let keep = spawn("");
+    std::thread::sleep(Duration::from_secs(2));
+    let before = lab.created(1);
+    let t = Instant::now();
+    let shown = lab.gwctl(1, &["drain", "--timeout", "4"]);
+    assert!(shown.contains("withheld: draining"), "{shown}");
+    let withdrawn = lab
+        .wait_paths(1, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the router kept gateway 1: {:?}", lab.paths()));
+    assert_eq!(lab.paths(), ["10.10.0.12"]);
+    eprintln!("drain: the router withdrew gateway 1 after {withdrawn:?}");
+    for (what, child) in [("short", short), ("keep-alive", keep)] {
+        let out = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+        let (requests, errors) = wrk_totals(&out);
+        assert!(requests > 100, "{what}: {out}");
+        assert_eq!(
+            errors,
+            0,
+            "{what} requests failed across the drain:\n{out}\n{}",
+            lab.logs()
+        );
+    }
+    assert!(before > 0, "gateway 1 served before the drain");
+    // The drain ends (connections gone or at its 4 s deadline), and the VIP stays withdrawn.
+    let deadline = t + Duration::from_secs(10);
+    loop {
+        let shown = lab.gwctl(1, &["announce"]);
+        if shown.contains("drain every VIP: drained") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the drain never ended: {shown}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(lab.paths(), ["10.10.0.12"]);
+    // Undrained, it is announced again and serves.
+    lab.gwctl(1, &["undrain"]);
+    assert!(lab.wait_paths(2, Duration::from_secs(10)).is_some());
+    let n = lab.created(1);
+    let out = lab.sh(
+        "cli",
+        &format!("timeout 30 wrk -t1 -c10 -d2s -H 'Connection: close' http://{VIP}:8080/"),
+    );
+    assert_eq!(wrk_totals(&out).1, 0, "{out}");
+    assert!(lab.created(1) > n, "gateway 1 takes connections again");
+}
+
+#[test]
+fn a_killed_gateway_is_withdrawn_and_new_connections_succeed() {
+    let lab = Ecmp::up("eckl", 2);
+    let pid = lab.gateway_pid(1);
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    // BFD (100 ms x 3) says it first; BGP's hold time (3 s) is the fallback.
+    let took = lab
+        .wait_paths(1, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the router kept the killed gateway: {:?}", lab.paths()));
+    eprintln!("kill: the router withdrew gateway 1 after {took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_eq!(lab.paths(), ["10.10.0.12"]);
+    let out = lab.sh(
+        "cli",
+        &format!("for i in $(seq 1 30); do curl -sf --max-time 3 http://{VIP}/ || echo FAIL; done"),
+    );
+    assert!(!out.contains("FAIL"), "{out}\n{}", lab.logs());
+    assert_eq!(out.lines().count(), 30, "{out}");
+    // It comes back: the table's stale route is removed at start and announced again.
+    let out = lab.script(&["gateway", &lab.name, "1", "start"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lab
+        .log(1)
+        .contains("left in table 100 by an earlier run, withdrawn"));
+    assert!(
+        lab.wait_paths(2, Duration::from_secs(20)).is_some(),
+        "the restarted gateway is not announced: {:?}",
+        lab.paths()
+    );
+}
+
+/// Keep-alive HTTP connections to VIP:8080 from the client, each on its own port: a line on stdin
+/// makes one request on every connection; the answer is a line of the bodies ("rs1 rs2 ..."), or
+/// "FAIL:<error>" for a connection that failed.
+const KEEPALIVE_PY: &str = r#"
+import http.client, sys
+conns = [http.client.HTTPConnection("10.99.0.100", 8080, timeout=4) for _ in range(int(sys.argv[1]))]
+def get(c):
+    try:
+        c.request("GET", "/")
+        return c.getresponse().read().decode().strip()
+    except Exception as e:
+        return "FAIL:" + type(e).__name__
+for _ in sys.stdin:
+    print(" ".join(get(c) for c in conns), flush=True)
+"#;
+
+#[test]
+fn dr_flows_keep_their_real_server_when_their_gateway_leaves() {
+    let lab = Ecmp::up("ecka", 2);
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-cli", lab.name)])
+        .args(["python3", "-c", KEEPALIVE_PY, "16"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut round = |child: &mut std::process::Child| {
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin).unwrap();
+        stdin.flush().unwrap();
+        lines.next().unwrap().unwrap()
+    };
+    let first = round(&mut child);
+    assert!(!first.contains("FAIL"), "{first}");
+    let served_by_1 = lab.created(1);
+    assert!(
+        served_by_1 > 0 && lab.created(2) > 0,
+        "the 16 connections did not spread: {} and {}",
+        served_by_1,
+        lab.created(2)
+    );
+    assert_eq!(round(&mut child), first, "each connection keeps its server");
+    Command::new("kill")
+        .args(["-KILL", &lab.gateway_pid(1).to_string()])
+        .status()
+        .unwrap();
+    assert!(lab.wait_paths(1, Duration::from_secs(5)).is_some());
+    // Gateway 1's flows now reach gateway 2 mid-connection: it forwards each to the real server
+    // that gateway 1 picked, and the connection goes on.
+    let sloppy_before = lab.counter(2, "sloppy_created");
+    for i in 0..3 {
+        let now = round(&mut child);
+        assert_eq!(now, first, "round {i} after gateway 1 left\n{}", lab.logs());
+    }
+    let sloppy = lab.counter(2, "sloppy_created");
+    assert_eq!(
+        sloppy - sloppy_before,
+        served_by_1,
+        "gateway 2 takes over each of gateway 1's flows with sloppy_tcp"
+    );
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# The ECMP lab: N active gateways behind a router that spreads flows over them (DESIGN.md decision
+# 16). Every gateway runs BIRD (Debian's bird2, unmodified) in its namespace, speaking BGP and BFD
+# through its kernel twin; the router runs BIRD too and installs one multipath route per VIP,
+# hashed on L4.
+#
+#   <name>-cli   client         eth0 10.30.0.2/24, default via 10.30.0.1
+#   <name>-rtr   router         eth0 10.30.0.1/24 (client), eth1 10.10.0.254/24 (front switch),
+#                               eth2 10.20.0.254/24 (server switch, where DR replies come back);
+#                               BIRD AS 65000: BGP + BFD to each gateway, ECMP into the kernel
+#                               (merge paths), fib_multipath_hash_policy=1 (source and destination
+#                               addresses and ports)
+#   <name>-fsw   front switch   br0: the router and every gateway's client port
+#   <name>-gwK   gateway K      lbc (DPDK "client") 10.10.0.1K/24, lbs (DPDK "server") 10.20.0.K/24,
+#                               LIPs 10.20.0.2K1-10.20.0.2K2 (per box); one worker; BIRD AS 65001
+#                               exporting what the gateway puts in kernel table 100 ([announce])
+#   <name>-sw    server switch  br0: the router, every gateway's server port, rs1, rs2
+#   <name>-rs1/2 real servers   eth0 10.20.0.11-12/24, nginx on :80 and :8080, the VIP on lo with
+#                               arp_ignore/arp_announce (DR), default via 10.20.0.254
+#
+# The VIP 10.99.0.100 is outside every subnet: only BGP makes it reachable. :80 is FullNAT and :8080
+# DR, both `mh` with `mh-port`, so every gateway picks the same real server for a flow.
+#
+# Usage (also as `lab.sh ecmp ...`):
+#   lab-ecmp.sh up     [NAME] [N]   build it with N gateways (default NAME gwecmp, N 2; at most 3)
+#   lab-ecmp.sh down   [NAME]       stop everything and remove the namespaces (idempotent)
+#   lab-ecmp.sh status [NAME]       namespaces, the router's BGP sessions and route to the VIP
+#   lab-ecmp.sh demo   [NAME]       curls and wrk through the VIP, each gateway's share, a drain
+#   lab-ecmp.sh gateway NAME K start|kill   (re)start or SIGKILL gateway K
+# Files: /run/gwlab/NAME/gwK/{gateway.toml,gateway.log,bird.conf,bird.ctl}; admin sockets
+# /run/gateway/NAME-gwK.sock (gwctl -s PATH); the router's BIRD at /run/gwlab/NAME/rtr/bird.ctl.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:-status}
+name=${2:-gwecmp}
+run_dir=/run/gwlab/$name
+VIP=10.99.0.100
+TABLE=100
+BGP_TIMERS="hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 5;"
+
+ns() { echo "$name-$1"; }
+nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+
+gateway_bin() {
+  if [ -n "${GATEWAY_BIN:-}" ]; then echo "$GATEWAY_BIN"; return; fi
+  for b in "$here/target/release/gateway" "$here/target/debug/gateway"; do
+    [ -x "$b" ] && { echo "$b"; return; }
+  done
+  echo "lab-ecmp.sh: no gateway binary; run cargo build --release" >&2
+  exit 1
+}
+
+quiet_link() { # offloads af_packet cannot see through (partial checksums, TSO/GRO) off
+  local n=$1 dev=$2
+  nsx "$n" ethtool -K "$dev" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
+  nsx "$n" ip link set "$dev" up
+}
+
+new_ns() {
+  ip netns add "$(ns "$1")"
+  nsx "$1" ip link set lo up
+  nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+start_nginx() {
+  local n=$1 dir=$run_dir/$1
+  mkdir -p "$dir/html"
+  echo "$n" > "$dir/html/index.html"
+  cat > "$dir/nginx.conf" <<NGX
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 80 reuseport; listen 8080 reuseport;
+    root $dir/html;
+    keepalive_timeout 65;
+    keepalive_requests 100000;
+  }
+}
+NGX
+  nsx "$n" nginx -c "$dir/nginx.conf" -g 'user root;' 2>/dev/null || nsx "$n" nginx -c "$dir/nginx.conf"
+}
+
+# BIRD with its control socket, pid file and log in DIR.
+start_bird() {
+  local n=$1 dir=$2
+  nsx "$n" bird -c "$dir/bird.conf" -s "$dir/bird.ctl" -P "$dir/bird.pid"
+  for _ in $(seq 1 50); do [ -S "$dir/bird.ctl" ] && return 0; sleep 0.1; done
+  echo "lab-ecmp.sh: BIRD did not start in $n" >&2
+  cat "$dir/bird.log" >&2 || true
+  return 1
+}
+
+router_bird_conf() {
+  local count=$1 k
+  cat <<BIRD
+# The router (AS 65000): one BGP session with BFD per gateway; every gateway's route to a VIP is an
+# equal-cost path, merged into one multipath route in the kernel.
+log "$run_dir/rtr/bird.log" all;
+router id 10.10.0.254;
+protocol device { scan time 10; }
+protocol kernel {
+  merge paths on;
+  ipv4 { import none; export all; };
+}
+protocol bfd {
+  interface "eth1" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+}
+template bgp gwpeer {
+  local 10.10.0.254 as 65000;
+  bfd on;
+  $BGP_TIMERS
+  ipv4 { import all; export none; };
+}
+BIRD
+  for k in $(seq 1 "$count"); do
+    echo "protocol bgp gw$k from gwpeer { neighbor 10.10.0.1$k as 65001; }"
+  done
+}
+
+gateway_bird_conf() {
+  local k=$1
+  cat <<BIRD
+# Gateway $k (AS 65001): announces what the gateway puts in kernel table $TABLE (conf/bird/gateway.conf).
+log "$run_dir/gw$k/bird.log" all;
+router id 10.10.0.1$k;
+protocol device { scan time 10; }
+ipv4 table announced;
+protocol kernel announced_vips {
+  kernel table $TABLE;
+  learn;
+  scan time 2;
+  ipv4 { table announced; import all; export none; };
+}
+protocol bfd {
+  interface "client" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+}
+protocol bgp uplink {
+  local 10.10.0.1$k as 65001;
+  neighbor 10.10.0.254 as 65000;
+  bfd on;
+  $BGP_TIMERS
+  ipv4 { table announced; import none; export all; next hop self; };
+}
+BIRD
+}
+
+gateway_conf() {
+  local k=$1
+  cat <<TOML
+# Gateway $k of the ECMP lab (scripts/lab-ecmp.sh).
+[eal]
+file_prefix = "$name-gw$k"
+memory_mb = 256
+
+[workers]
+count = 1
+cpus = [$(( (k - 1) % 2 ))]
+main_cpu = $(( (k - 1) % 2 ))
+idle_sleep_us = 100
+
+[mempool]
+mbufs = 8191
+cache = 128
+
+[[port]]
+name = "client"
+device = "net_af_packet0,iface=lbc"
+addresses = ["10.10.0.1$k/24"]
+
+[[port]]
+name = "server"
+device = "net_af_packet1,iface=lbs"
+addresses = ["10.20.0.$k/24"]
+
+# The client network is behind the router.
+[[route]]
+prefix = "0.0.0.0/0"
+via = "10.10.0.254"
+port = "client"
+
+[control]
+stats_interval_s = 0
+
+[conn]
+capacity = 65536
+
+[announce]
+table = $TABLE
+drain_timeout_s = 30
+withdraw_wait_ms = 500
+
+[[service]]
+vip = "$VIP"
+port = 80
+scheduler = "mh"
+scheduler_flags = ["mh-port"]
+local_addresses = ["10.20.0.2${k}1", "10.20.0.2${k}2"]
+[[service.real]]
+address = "10.20.0.11"
+[[service.real]]
+address = "10.20.0.12"
+
+[[service]]
+vip = "$VIP"
+port = 8080
+scheduler = "mh"
+scheduler_flags = ["mh-port"]
+[[service.real]]
+address = "10.20.0.11"
+mode = "dr"
+[[service.real]]
+address = "10.20.0.12"
+mode = "dr"
+TOML
+}
+
+# Starts gateway K (its config and BIRD are in place); waits until it is ready.
+start_gateway() {
+  local k=$1 dir=$run_dir/gw$1 bin
+  bin=$(gateway_bin)
+  : > "$dir/gateway.log"
+  ip netns exec "$(ns "gw$k")" env GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "$bin" --config "$dir/gateway.toml" \
+    --stats-file "$dir/stats.txt" >"$dir/gateway.log" 2>&1 &
+  echo $! > "$dir/gateway.pid"
+  for _ in $(seq 1 100); do
+    grep -q "gateway ready" "$dir/gateway.log" && return 0
+    if ! kill -0 "$(cat "$dir/gateway.pid")" 2>/dev/null; then
+      echo "lab-ecmp.sh: gateway $k exited:" >&2; cat "$dir/gateway.log" >&2; return 1
+    fi
+    sleep 0.2
+  done
+  echo "lab-ecmp.sh: gateway $k did not become ready in 20 s" >&2; cat "$dir/gateway.log" >&2
+  return 1
+}
+
+count_of() { cat "$run_dir/count" 2>/dev/null || echo 3; }
+
+# Waits until the router's route to the VIP has N next hops (at most 20 s).
+wait_paths() {
+  local want=$1 have=0
+  for _ in $(seq 1 200); do
+    have=$(nsx rtr ip -4 route show "$VIP" 2>/dev/null | grep -c 'nexthop\|via' || true)
+    [ "$have" = "$want" ] && return 0
+    sleep 0.1
+  done
+  echo "lab-ecmp.sh: the router has $have paths to $VIP, not $want" >&2
+  return 1
+}
+
+up() {
+  local count=${3:-2}
+  case "$count" in 1|2|3) ;; *) echo "lab-ecmp.sh: 1 to 3 gateways, not $count" >&2; exit 2 ;; esac
+  down >/dev/null 2>&1 || true
+  mkdir -p "$run_dir/rtr"
+  echo "$count" > "$run_dir/count"
+  for n in cli rtr fsw sw rs1 rs2; do new_ns $n; done
+  for s in fsw sw; do nsx $s ip link add br0 type bridge; nsx $s ip link set br0 up; done
+  # Client and router.
+  ip link add eth0 netns "$(ns cli)" type veth peer name eth0 netns "$(ns rtr)"
+  quiet_link cli eth0; quiet_link rtr eth0
+  nsx cli ip addr add 10.30.0.2/24 dev eth0
+  nsx cli ip route add default via 10.30.0.1
+  nsx rtr ip addr add 10.30.0.1/24 dev eth0
+  ip link add eth1 netns "$(ns rtr)" type veth peer name p-rtr netns "$(ns fsw)"
+  ip link add eth2 netns "$(ns rtr)" type veth peer name p-rtr netns "$(ns sw)"
+  for s in fsw sw; do nsx $s ip link set p-rtr master br0; quiet_link $s p-rtr; done
+  quiet_link rtr eth1; quiet_link rtr eth2
+  nsx rtr ip addr add 10.10.0.254/24 dev eth1
+  nsx rtr ip addr add 10.20.0.254/24 dev eth2
+  # L4 hashing of multipath routes; replies of DR servers come back on eth2, not where the VIP's
+  # route points: no reverse-path filtering.
+  nsx rtr sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
+    net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+  for d in eth0 eth1 eth2; do nsx rtr sysctl -qw "net.ipv4.conf.$d.rp_filter=0"; done
+  # Real servers: DR-ready (the VIP on lo, never answered or announced by ARP).
+  local i=11
+  for r in rs1 rs2; do
+    ip link add eth0 netns "$(ns $r)" type veth peer name "p-$r" netns "$(ns sw)"
+    nsx sw ip link set "p-$r" master br0; quiet_link sw "p-$r"
+    quiet_link $r eth0
+    nsx $r ip addr add 10.20.0.$i/24 dev eth0
+    nsx $r ip route add default via 10.20.0.254
+    nsx $r ip addr add "$VIP/32" dev lo
+    nsx $r sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.eth0.arp_ignore=1 \
+      net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_announce=2
+    i=$((i + 1))
+    start_nginx $r
+  done
+  router_bird_conf "$count" > "$run_dir/rtr/bird.conf"
+  start_bird rtr "$run_dir/rtr"
+  # Gateways.
+  for k in $(seq 1 "$count"); do
+    local dir=$run_dir/gw$k
+    mkdir -p "$dir"
+    new_ns "gw$k"
+    ip link add lbc netns "$(ns "gw$k")" type veth peer name "p-gw$k" netns "$(ns fsw)"
+    ip link add lbs netns "$(ns "gw$k")" type veth peer name "p-gw$k" netns "$(ns sw)"
+    for s in fsw sw; do nsx $s ip link set "p-gw$k" master br0; quiet_link $s "p-gw$k"; done
+    quiet_link "gw$k" lbc; quiet_link "gw$k" lbs
+    # The kernel here answers on its twins only (see lab.sh).
+    for d in lbc lbs; do
+      nsx "gw$k" sysctl -qw "net.ipv4.conf.$d.rp_filter=1" "net.ipv4.conf.$d.arp_ignore=8"
+    done
+    gateway_conf "$k" > "$dir/gateway.toml"
+    gateway_bird_conf "$k" > "$dir/bird.conf"
+    start_gateway "$k"
+    start_bird "gw$k" "$dir"
+  done
+  wait_paths "$count"
+  echo "ecmp lab $name is up: $count gateways, the router has $count paths to $VIP"
+}
+
+down() {
+  local k
+  for k in 1 2 3; do
+    local pidf=$run_dir/gw$k/gateway.pid
+    if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+      kill -TERM "$(cat "$pidf")" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$(cat "$pidf")" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$(cat "$pidf")" 2>/dev/null || true
+    fi
+  done
+  for n in cli rtr fsw sw rs1 rs2 gw1 gw2 gw3; do
+    if ip netns pids "$(ns $n)" >/dev/null 2>&1; then
+      for p in $(ip netns pids "$(ns $n)" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+      ip netns del "$(ns $n)" 2>/dev/null || true
+    fi
+  done
+  for k in 1 2 3; do
+    rm -rf "/var/run/dpdk/$name-gw$k"
+    rm -f "/run/gateway/$name-gw$k.sock"
+  done
+  rm -rf "$run_dir"
+  echo "ecmp lab $name is down"
+}
+
+status() {
+  ip netns list | grep -E "^$name-" || { echo "no namespaces for lab $name"; return 0; }
+  echo "== router: BGP sessions"
+  nsx rtr birdc -s "$run_dir/rtr/bird.ctl" show protocols || true
+  echo "== router: route to $VIP"
+  nsx rtr ip -4 route show "$VIP" || true
+  for k in $(seq 1 "$(count_of)"); do
+    echo "== gateway $k"
+    "$here/target/release/gwctl" -s "/run/gateway/$name-gw$k.sock" announce 2>/dev/null \
+      || "$here/target/debug/gwctl" -s "/run/gateway/$name-gw$k.sock" announce 2>/dev/null \
+      || echo "not running"
+  done
+}
+
+gwctl_bin() {
+  local b; b=$(dirname "$(gateway_bin)")/gwctl
+  [ -x "$b" ] && echo "$b" || echo gwctl
+}
+
+demo() {
+  local count; count=$(count_of)
+  local gwctl; gwctl=$(gwctl_bin)
+  echo "== the router's route to the VIP"
+  nsx rtr ip -4 route show "$VIP"
+  echo "== 40 curls to the VIP (FullNAT, mh)"
+  for _ in $(seq 1 40); do nsx cli curl -s --max-time 3 "http://$VIP/"; done | sort | uniq -c
+  echo "== wrk: 5 s, 20 connections, Connection: close, on :8080 (DR)"
+  nsx cli timeout 20 wrk -t2 -c20 -d5s -H 'Connection: close' "http://$VIP:8080/" || true
+  echo "== connections each gateway created"
+  for k in $(seq 1 "$count"); do
+    echo "gw$k: $("$gwctl" -s "/run/gateway/$name-gw$k.sock" --json stats \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"]["counters"]["conns_created"])')"
+  done
+  echo "== drain gw1, wait until the router has $((count - 1)) path(s)"
+  "$gwctl" -s "/run/gateway/$name-gw1.sock" drain --timeout 10
+  wait_paths $((count - 1)) && nsx rtr ip -4 route show "$VIP"
+  echo "== undrain gw1"
+  "$gwctl" -s "/run/gateway/$name-gw1.sock" undrain
+  wait_paths "$count" && nsx rtr ip -4 route show "$VIP"
+}
+
+gateway_cmd() {
+  local k=${3:?gateway number} what=${4:?start or kill}
+  local pidf=$run_dir/gw$k/gateway.pid
+  case "$what" in
+    kill) kill -KILL "$(cat "$pidf")" ;;
+    start) start_gateway "$k" ;;
+    *) echo "lab-ecmp.sh: gateway NAME K start|kill" >&2; exit 2 ;;
+  esac
+}
+
+case "$cmd" in
+  up) up "$@" ;;
+  down) down ;;
+  status) status ;;
+  demo) demo ;;
+  gateway) gateway_cmd "$@" ;;
+  *) echo "usage: lab-ecmp.sh up|down|status|demo|gateway [NAME] ..." >&2; exit 2 ;;
+esac
