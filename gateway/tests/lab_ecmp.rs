@@ -251,6 +251,7 @@ fn a_drain_under_load_withdraws_without_a_failed_request() {
     for (what, child) in [("short", short), ("keep-alive", keep)] {
         let out = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
         let (requests, errors) = wrk_totals(&out);
+        eprintln!("drain, {what} connections:\n{out}");
         assert!(requests > 100, "{what}: {out}");
         assert_eq!(
             errors,
@@ -260,6 +261,10 @@ fn a_drain_under_load_withdraws_without_a_failed_request() {
         );
     }
     assert!(before > 0, "gateway 1 served before the drain");
+    eprintln!(
+        "drain: gateway 2 took {} flows over mid-connection (sloppy_created)",
+        lab.counter(2, "sloppy_created")
+    );
     // The drain ends (connections gone or at its 4 s deadline), and the VIP stays withdrawn.
     let deadline = t + Duration::from_secs(10);
     loop {
