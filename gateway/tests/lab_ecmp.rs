@@ -225,6 +225,11 @@ fn flows_spread_over_the_gateways_and_a_vip_without_servers_is_withdrawn() {
 #[test]
 fn a_drain_under_load_withdraws_without_a_failed_request() {
     let lab = Ecmp::up("ecdr", 2);
+    // Established connections, checked across the drain (wrk does not count a connection that
+    // stalls as an error).
+    let mut established = Clients::open(&lab, 16);
+    let first = established.round();
+    assert!(!first.contains("FAIL"), "{first}");
     // Two loads on the DR service: short connections and keep-alive ones, 8 s each.
     let spawn = |extra: &str| {
         Command::new("ip")
@@ -261,6 +266,14 @@ fn a_drain_under_load_withdraws_without_a_failed_request() {
         );
     }
     assert!(before > 0, "gateway 1 served before the drain");
+    for i in 0..3 {
+        assert_eq!(
+            established.round(),
+            first,
+            "round {i} after the drain\n{}",
+            lab.logs()
+        );
+    }
     eprintln!(
         "drain: gateway 2 took {} flows over mid-connection (sloppy_created)",
         lab.counter(2, "sloppy_created")
@@ -342,24 +355,47 @@ for _ in sys.stdin:
     print(" ".join(get(c) for c in conns), flush=True)
 "#;
 
+/// `KEEPALIVE_PY` running in the client's namespace.
+struct Clients {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Clients {
+    fn open(lab: &Ecmp, n: usize) -> Clients {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-cli", lab.name)])
+            .args(["python3", "-c", KEEPALIVE_PY, &n.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Clients { child, lines }
+    }
+
+    /// One request on every connection: the bodies, or FAIL for the ones that failed.
+    fn round(&mut self) -> String {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin).unwrap();
+        stdin.flush().unwrap();
+        self.lines.next().unwrap().unwrap()
+    }
+}
+
+impl Drop for Clients {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn dr_flows_keep_their_real_server_when_their_gateway_leaves() {
     let lab = Ecmp::up("ecka", 2);
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-cli", lab.name)])
-        .args(["python3", "-c", KEEPALIVE_PY, "16"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut round = |child: &mut std::process::Child| {
-        let stdin = child.stdin.as_mut().unwrap();
-        writeln!(stdin).unwrap();
-        stdin.flush().unwrap();
-        lines.next().unwrap().unwrap()
-    };
-    let first = round(&mut child);
+    let mut clients = Clients::open(&lab, 16);
+    let first = clients.round();
     assert!(!first.contains("FAIL"), "{first}");
     let served_by_1 = lab.created(1);
     assert!(
@@ -368,7 +404,7 @@ fn dr_flows_keep_their_real_server_when_their_gateway_leaves() {
         served_by_1,
         lab.created(2)
     );
-    assert_eq!(round(&mut child), first, "each connection keeps its server");
+    assert_eq!(clients.round(), first, "each connection keeps its server");
     Command::new("kill")
         .args(["-KILL", &lab.gateway_pid(1).to_string()])
         .status()
@@ -378,7 +414,7 @@ fn dr_flows_keep_their_real_server_when_their_gateway_leaves() {
     // that gateway 1 picked, and the connection goes on.
     let sloppy_before = lab.counter(2, "sloppy_created");
     for i in 0..3 {
-        let now = round(&mut child);
+        let now = clients.round();
         assert_eq!(now, first, "round {i} after gateway 1 left\n{}", lab.logs());
     }
     let sloppy = lab.counter(2, "sloppy_created");
@@ -387,7 +423,4 @@ fn dr_flows_keep_their_real_server_when_their_gateway_leaves() {
         served_by_1,
         "gateway 2 takes over each of gateway 1's flows with sloppy_tcp"
     );
-    drop(child.stdin.take());
-    let _ = child.kill();
-    let _ = child.wait();
 }
