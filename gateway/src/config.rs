@@ -1042,6 +1042,52 @@ mod tests {
     }
 
     #[test]
+    fn announce_keys_are_checked() {
+        let refused = |extra: &str, key: &str| {
+            let text = format!("{}{extra}", crate::testkit::LAB_CONFIG);
+            let e = match Config::parse(&text) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(key), "{extra}: {e}");
+        };
+        for t in [0, 253, 254, 255] {
+            refused(&format!("\n[announce]\ntable = {t}\n"), "announce.table");
+        }
+        refused("\n[announce]\n", "table");
+        refused(
+            "\n[announce]\ntable = 100\ndrain_timeout_s = 0\n",
+            "announce.drain_timeout_s",
+        );
+        refused(
+            "\n[announce]\ntable = 100\nwithdraw_wait_ms = 10001\n",
+            "announce.withdraw_wait_ms",
+        );
+        refused("\n[announce]\ntable = 100\nlearn = true\n", "learn");
+        let ok = format!("{}\n[announce]\ntable = 100\n", crate::testkit::LAB_CONFIG);
+        let c = Config::parse(&ok).unwrap();
+        assert!(c.validate().is_ok());
+        let a = c.announce.unwrap();
+        assert_eq!((a.table, a.drain_timeout_s, a.withdraw_wait_ms), (100, 30, 500));
+    }
+
+    #[test]
+    fn sloppy_tcp_defaults_to_on_for_mh_only() {
+        let opts = |sched: &str, extra: &str| {
+            let text = crate::testkit::LAB_CONFIG.replacen(
+                "scheduler = \"wrr\"",
+                &format!("scheduler = \"{sched}\"\n{extra}"),
+                1,
+            );
+            Config::parse(&text).unwrap().validate().unwrap().services[0].2
+        };
+        assert!(opts("mh", "").sloppy_tcp);
+        assert!(!opts("wrr", "").sloppy_tcp);
+        assert!(!opts("mh", "sloppy_tcp = false").sloppy_tcp);
+        assert!(opts("rr", "sloppy_tcp = true").sloppy_tcp);
+    }
+
+    #[test]
     fn held_packets_and_frames_must_fit_the_pool() {
         let refused = |extra: &str, key: &str| {
             let text = format!("{}{extra}", crate::testkit::LAB_CONFIG);

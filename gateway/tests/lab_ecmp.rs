@@ -337,6 +337,17 @@ fn a_killed_gateway_is_withdrawn_and_new_connections_succeed() {
         "the restarted gateway is not announced: {:?}",
         lab.paths()
     );
+    // A clean stop withdraws first, while it still forwards ([announce] withdraw_wait_ms).
+    Command::new("kill")
+        .args(["-TERM", &lab.gateway_pid(2).to_string()])
+        .status()
+        .unwrap();
+    let took = lab
+        .wait_paths(1, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the stopped gateway is still announced: {:?}", lab.paths()));
+    eprintln!("SIGTERM: the router withdrew gateway 2 after {took:?}");
+    assert_eq!(lab.paths(), ["10.10.0.11"]);
+    assert!(lab.log(2).contains("every VIP withdrawn; forwarding"), "{}", lab.log(2));
 }
 
 /// Keep-alive HTTP connections to VIP:8080 from the client, each on its own port: a line on stdin
