@@ -39,50 +39,13 @@ VIP=10.99.0.100
 TABLE=100
 BGP_TIMERS="hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 5;"
 
-ns() { echo "$name-$1"; }
-nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
-
-gateway_bin() {
-  if [ -n "${GATEWAY_BIN:-}" ]; then echo "$GATEWAY_BIN"; return; fi
-  for b in "$here/target/release/gateway" "$here/target/debug/gateway"; do
-    [ -x "$b" ] && { echo "$b"; return; }
-  done
-  echo "lab-ecmp.sh: no gateway binary; run cargo build --release" >&2
-  exit 1
-}
-
-quiet_link() { # offloads af_packet cannot see through (partial checksums, TSO/GRO) off
-  local n=$1 dev=$2
-  nsx "$n" ethtool -K "$dev" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
-  nsx "$n" ip link set "$dev" up
-}
+# shellcheck source=scripts/lab-lib.sh
+. "$here/scripts/lab-lib.sh"
 
 new_ns() {
   ip netns add "$(ns "$1")"
   nsx "$1" ip link set lo up
   nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-
-start_nginx() {
-  local n=$1 dir=$run_dir/$1
-  mkdir -p "$dir/html"
-  echo "$n" > "$dir/html/index.html"
-  cat > "$dir/nginx.conf" <<NGX
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server {
-    listen 80 reuseport; listen 8080 reuseport;
-    root $dir/html;
-    keepalive_timeout 65;
-    keepalive_requests 100000;
-  }
-}
-NGX
-  nsx "$n" nginx -c "$dir/nginx.conf" -g 'user root;' 2>/dev/null || nsx "$n" nginx -c "$dir/nginx.conf"
 }
 
 # BIRD with its control socket, pid file and log in DIR.
@@ -289,7 +252,7 @@ up() {
     nsx $r sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.eth0.arp_ignore=1 \
       net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_announce=2
     i=$((i + 1))
-    start_nginx $r
+    start_nginx $r $r
   done
   router_bird_conf "$count" > "$run_dir/rtr/bird.conf"
   start_bird rtr "$run_dir/rtr"

@@ -1068,7 +1068,10 @@ mod tests {
         let c = Config::parse(&ok).unwrap();
         assert!(c.validate().is_ok());
         let a = c.announce.unwrap();
-        assert_eq!((a.table, a.drain_timeout_s, a.withdraw_wait_ms), (100, 30, 500));
+        assert_eq!(
+            (a.table, a.drain_timeout_s, a.withdraw_wait_ms),
+            (100, 30, 500)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{gateway_bin, repo_root, unique_name};
+use common::{gateway_bin, repo_root, unique_name, wrk_totals};
 use std::io::{BufRead, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -136,30 +136,6 @@ impl Drop for Ecmp {
     fn drop(&mut self) {
         let _ = self.script(&["down", &self.name]);
     }
-}
-
-/// Requests and errors of a wrk run (its summary), panicking on an output it cannot read.
-fn wrk_totals(out: &str) -> (u64, u64) {
-    let requests = out
-        .lines()
-        .find_map(|l| l.trim().split_once(" requests in "))
-        .map(|(n, _)| n.trim().parse::<u64>().unwrap())
-        .unwrap_or_else(|| panic!("no wrk summary in:\n{out}"));
-    // "Socket errors: connect 0, read 0, write 0, timeout 0" and "Non-2xx or 3xx responses: N".
-    let mut errors = 0;
-    for l in out.lines() {
-        let l = l.trim();
-        if let Some(rest) = l.strip_prefix("Socket errors:") {
-            errors += rest
-                .split(',')
-                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
-        }
-        if let Some(n) = l.strip_prefix("Non-2xx or 3xx responses:") {
-            errors += n.trim().parse::<u64>().unwrap();
-        }
-    }
-    (requests, errors)
 }
 
 #[test]
@@ -347,7 +323,11 @@ fn a_killed_gateway_is_withdrawn_and_new_connections_succeed() {
         .unwrap_or_else(|| panic!("the stopped gateway is still announced: {:?}", lab.paths()));
     eprintln!("SIGTERM: the router withdrew gateway 2 after {took:?}");
     assert_eq!(lab.paths(), ["10.10.0.11"]);
-    assert!(lab.log(2).contains("every VIP withdrawn; forwarding"), "{}", lab.log(2));
+    assert!(
+        lab.log(2).contains("every VIP withdrawn; forwarding"),
+        "{}",
+        lab.log(2)
+    );
 }
 
 /// Keep-alive HTTP connections to VIP:8080 from the client, each on its own port: a line on stdin

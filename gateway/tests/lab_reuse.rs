@@ -73,25 +73,7 @@ fn wrk_close_out(lab: &Lab, secs: u32) -> (u64, u64, String) {
             "http://10.10.0.100/",
         ],
     );
-    let requests = out
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("wrk output:\n{out}"));
-    let mut errors = 0;
-    for l in out.lines() {
-        let l = l.trim();
-        if let Some(rest) = l.strip_prefix("Socket errors:") {
-            errors += rest
-                .split(',')
-                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
-        }
-        if let Some(rest) = l.strip_prefix("Non-2xx or 3xx responses:") {
-            errors += rest.trim().parse::<u64>().unwrap_or(0);
-        }
-    }
+    let (requests, errors) = common::wrk_totals(&out);
     (requests, errors, out)
 }
 

@@ -313,3 +313,27 @@ impl Lab {
         self.sh("cli", &["sh", "-c", &script])
     }
 }
+
+/// Requests and errors of a wrk run (its summary), panicking on an output it cannot read.
+pub fn wrk_totals(out: &str) -> (u64, u64) {
+    let requests = out
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .map(|(n, _)| n.trim().parse::<u64>().unwrap())
+        .unwrap_or_else(|| panic!("no wrk summary in:\n{out}"));
+    // "Socket errors: connect 0, read 0, write 0, timeout 0" and "Non-2xx or 3xx responses: N".
+    let mut errors = 0;
+    for l in out.lines() {
+        let l = l.trim();
+        if let Some(rest) = l.strip_prefix("Socket errors:") {
+            errors += rest
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        if let Some(n) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += n.trim().parse::<u64>().unwrap();
+        }
+    }
+    (requests, errors)
+}
