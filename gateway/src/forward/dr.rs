@@ -134,7 +134,16 @@ mod tests {
     fn sloppy_tcp_continues_a_flow_another_box_started_on_the_same_server() {
         // Box A saw each flow's SYN; box B sees only their later packets, as after an ECMP change.
         // sloppy_tcp is on by default for mh; mh-port hashes the client's port too, so that one
-        // client's flows spread.
+        // client's flows spread. TUN takes the same path (its frames go to the same MACs).
+        let tun = mh_config("tun", "scheduler_flags = [\"mh-port\"]");
+        let mut a: Datapath<VecBuf> = datapath_from(&tun, 0, 1, 1024);
+        let mut b: Datapath<VecBuf> = datapath_from(&tun, 0, 1, 1024);
+        for sport in 40000..40016 {
+            let first = sent_to(&mut a, &frame(sport, true, false, b"")).expect("TUN SYN");
+            let later = sent_to(&mut b, &frame(sport, false, false, b"GET /")).expect("TUN");
+            assert_eq!(later, first, "TUN port {sport}");
+        }
+        assert_eq!(b.fwd.stats.sloppy_created, 16);
         let text = mh_config("dr", "scheduler_flags = [\"mh-port\"]");
         let mut a: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
         let mut b: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
