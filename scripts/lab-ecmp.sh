@@ -310,9 +310,7 @@ status() {
   nsx rtr ip -4 route show "$VIP" || true
   for k in $(seq 1 "$(count_of)"); do
     echo "== gateway $k"
-    "$here/target/release/gwctl" -s "/run/gateway/$name-gw$k.sock" announce 2>/dev/null \
-      || "$here/target/debug/gwctl" -s "/run/gateway/$name-gw$k.sock" announce 2>/dev/null \
-      || echo "not running"
+    "$(gwctl_bin)" -s "/run/gateway/$name-gw$k.sock" announce 2>/dev/null || echo "not running"
   done
 }
 

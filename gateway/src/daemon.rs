@@ -245,15 +245,17 @@ impl Control {
 
     /// Established connections on `vip`'s services (every worker): what a drain waits for.
     /// Inactive ones (SYN_RECV, FIN_WAIT, TIME_WAIT) carry no request worth waiting for.
-    fn conns_of(&self, vip: std::net::Ipv4Addr) -> u64 {
-        self.current
-            .services
-            .services
-            .iter()
-            .filter(|vs| vs.svc.config().vip == vip)
-            .flat_map(|vs| (0..vs.svc.reals().len()).filter_map(|i| vs.svc.stats(i)))
-            .map(|s| u64::from(s.active()))
-            .sum()
+    /// One pass over the services, whatever their number (a drain of the box counts every VIP).
+    fn conns_by_vip(&self) -> std::collections::BTreeMap<std::net::Ipv4Addr, u64> {
+        let mut m = std::collections::BTreeMap::new();
+        for vs in &self.current.services.services {
+            let n: u64 = (0..vs.svc.reals().len())
+                .filter_map(|i| vs.svc.stats(i))
+                .map(|s| u64::from(s.active()))
+                .sum();
+            *m.entry(vs.svc.config().vip).or_default() += n;
+        }
+        m
     }
 
     /// Puts the routes of the VIPs to announce now into the announce table.
@@ -274,9 +276,7 @@ impl Control {
     /// After a drain started, ended or was done: a new generation if which VIPs take new
     /// connections changed, and the announcements.
     fn drains_changed(&mut self, done_before: Vec<bool>) -> Result<(), String> {
-        let vips = self.service_vips();
-        let done_now: Vec<bool> = vips.iter().map(|v| self.drains.done(*v)).collect();
-        if done_now != done_before {
+        if self.done_vips() != done_before {
             let g = self.apply_services(self.effective_now())?;
             tracing::info!("drain: generation {g} running on every worker");
         }
@@ -343,16 +343,16 @@ impl Control {
     /// Marks drains done whose connections ended or whose deadline passed, and puts the routes
     /// the kernel refused before in again. Called by the control loop a few times a second.
     pub fn tick_announce(&mut self) {
-        if self.drains.is_empty() {
+        if !self.drains.pending() {
             self.reannounce();
             return;
         }
         let before = self.done_vips();
-        let vips = self.service_vips();
-        let conns: Vec<u64> = vips.iter().map(|v| self.conns_of(*v)).collect();
-        let lookup =
-            |v: std::net::Ipv4Addr| vips.iter().position(|x| *x == v).map_or(0, |i| conns[i]);
-        if self.drains.tick(Instant::now(), &vips, lookup) {
+        let conns = self.conns_by_vip();
+        let vips: Vec<_> = conns.keys().copied().collect();
+        if self.drains.tick(Instant::now(), &vips, |v| {
+            conns.get(&v).copied().unwrap_or(0)
+        }) {
             if let Err(e) = self.drains_changed(before) {
                 tracing::error!("drain: {e}");
             }
@@ -368,7 +368,8 @@ impl Control {
             &self.current.topo.local,
             &self.drains,
         );
-        let vips = self.service_vips();
+        let conns = self.conns_by_vip();
+        let vips: Vec<_> = conns.keys().copied().collect();
         crate::kernel::announce::AnnounceView {
             table: self.announcer.as_ref().map(|a| a.table()),
             announced: self
@@ -380,9 +381,9 @@ impl Control {
                 .into_iter()
                 .map(|(v, why)| (v, why.to_string()))
                 .collect(),
-            drains: self
-                .drains
-                .view(Instant::now(), &vips, |v| self.conns_of(v)),
+            drains: self.drains.view(Instant::now(), &vips, |v| {
+                conns.get(&v).copied().unwrap_or(0)
+            }),
             errors: self.announcer.as_ref().map_or(0, |a| a.errors),
         }
     }

@@ -113,8 +113,12 @@ impl Drains {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.whole.is_none() && self.vips.is_empty()
+    /// Whether a drain is under way (not yet done): only then are connections worth counting.
+    pub fn pending(&self) -> bool {
+        self.whole
+            .iter()
+            .chain(self.vips.values())
+            .any(|d| d.done.is_none())
     }
 
     fn of(&self, vip: Ipv4Addr) -> impl Iterator<Item = &Drain> {
@@ -320,6 +324,7 @@ mod tests {
         assert!(drains.stop(None));
         assert_eq!(announced(up(), &local, &drains).0.len(), 2);
         assert!(!drains.stop(None));
+        assert!(!drains.pending());
     }
 
     #[test]
@@ -333,6 +338,7 @@ mod tests {
         let conns = |v: Ipv4Addr| if v == a { 3 } else { 0 };
         assert!(drains.tick(t0, &[a, b], conns));
         assert!(!drains.done(a) && drains.draining(a));
+        assert!(drains.pending(), "a's drain is under way");
         assert!(drains.done(b));
         assert!(!drains.tick(t0 + Duration::from_secs(9), &[a, b], conns));
         assert!(!drains.done(a));
@@ -345,6 +351,7 @@ mod tests {
         assert_eq!(v[1].state, "drained");
         assert!(drains.tick(t0 + Duration::from_secs(10), &[a, b], conns));
         assert!(drains.done(a), "the deadline ends it with connections left");
+        assert!(!drains.pending(), "both done: nothing left to count");
         // The box's drain counts every VIP's connections.
         let mut whole = Drains::default();
         whole.start(None, Duration::from_secs(10), t0);
