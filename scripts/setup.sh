@@ -16,6 +16,7 @@ pkgs=(
   nginx-light curl wrk tcpdump iperf3 socat hping3  # real servers, clients, captures, floods
   iproute2 iputils-ping iputils-arping ethtool procps  # the lab
   bird2                                             # BGP in the ECMP lab (scripts/lab-ecmp.sh)
+  python3-prometheus-client                         # an independent parser of /metrics (tests)
 )
 missing=()
 for p in "${pkgs[@]}"; do

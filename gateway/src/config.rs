@@ -54,6 +54,30 @@ pub struct Config {
     /// Announcing the VIPs to a BGP daemon (`kernel::announce`); absent: nothing is announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announce: Option<AnnounceConfig>,
+    /// The Prometheus endpoint (`metrics`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// Where Prometheus scrapes the gateway (`metrics` module).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `ADDR:PORT` of the HTTP endpoint serving `/metrics` (a kernel address of the box, e.g. a
+    /// management interface; `127.0.0.1:9101`). Not a datapath port's address.
+    pub listen: String,
+}
+
+impl MetricsConfig {
+    /// The listening address, or why `listen` is not one.
+    pub fn addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            invalid(
+                "metrics.listen",
+                format!("{:?} is not ADDR:PORT (e.g. \"127.0.0.1:9101\")", self.listen),
+            )
+        })
+    }
 }
 
 /// Where the gateway puts the VIPs it serves for a routing daemon (BIRD) to announce, and how it
@@ -547,6 +571,9 @@ impl Config {
         }
         if let Some(a) = &self.announce {
             a.validate()?;
+        }
+        if let Some(m) = &self.metrics {
+            m.addr()?;
         }
         if self.eal.memory_mb < 64 {
             return Err(invalid("eal.memory_mb", "must be at least 64"));
@@ -1072,6 +1099,30 @@ mod tests {
             (a.table, a.drain_timeout_s, a.withdraw_wait_ms),
             (100, 30, 500)
         );
+    }
+
+    #[test]
+    fn metrics_listen_must_be_an_address_and_port() {
+        for bad in ["9101", "localhost:9101", "127.0.0.1", "1.2.3.4:99999"] {
+            let text = format!(
+                "{}\n[metrics]\nlisten = \"{bad}\"\n",
+                crate::testkit::LAB_CONFIG
+            );
+            let e = match Config::parse(&text) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains("metrics.listen") && e.contains(bad), "{bad}: {e}");
+        }
+        let text = format!("{}\n[metrics]\nport = 1\n", crate::testkit::LAB_CONFIG);
+        assert!(Config::parse(&text).is_err());
+        let text = format!(
+            "{}\n[metrics]\nlisten = \"[::1]:9101\"\n",
+            crate::testkit::LAB_CONFIG
+        );
+        let c = Config::parse(&text).unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.metrics.unwrap().addr().unwrap().port(), 9101);
     }
 
     #[test]

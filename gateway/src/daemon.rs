@@ -1040,6 +1040,32 @@ impl Running {
         (per, total)
     }
 
+    /// Each port's counters and link, and the mempool's use (`metrics`).
+    pub fn port_samples(&self) -> crate::control::server::PortSamples {
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| {
+                let s = p.stats();
+                crate::metrics::PortSample {
+                    name: p.name.clone(),
+                    driver: p.info.driver.clone(),
+                    up: p.link().up,
+                    rx_packets: s.ipackets,
+                    rx_bytes: s.ibytes,
+                    tx_packets: s.opackets,
+                    tx_bytes: s.obytes,
+                    rx_missed: s.imissed,
+                    rx_errors: s.ierrors,
+                    tx_errors: s.oerrors,
+                    rx_nombuf: s.rx_nombuf,
+                }
+            })
+            .collect();
+        let mbufs = Some((self.pool.in_use() as u64, self.pool.available() as u64));
+        (ports, mbufs)
+    }
+
     /// A human-readable counter dump: per port, per worker, drops by reason.
     pub fn report(&self) -> String {
         let mut out = String::new();
@@ -1215,6 +1241,21 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
             None
         }
     };
+    // The Prometheus endpoint is served beside the admin socket (`metrics`).
+    let metrics = cfg.metrics.as_ref().and_then(|m| {
+        let addr = m.addr().ok()?;
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                tracing::info!("metrics on http://{addr}/metrics");
+                Some(l)
+            }
+            Err(e) => {
+                tracing::error!("metrics.listen {addr}: {e}; running without metrics");
+                None
+            }
+        }
+    });
+    let port_samples = || run.port_samples();
     std::thread::scope(|s| {
         if let Some(l) = listener {
             let ctx = crate::control::server::Ctx {
@@ -1223,8 +1264,9 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
                 report: &report,
                 cfg,
                 config_path: signals.config_path.as_deref(),
+                port_samples: &port_samples,
             };
-            s.spawn(|| crate::control::server::serve(ctx, l, &signals.term));
+            s.spawn(|| crate::control::server::serve(ctx, l, metrics, &signals.term));
         }
         signal_loop(run, cfg, signals, &report);
     });

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod health;
 pub mod kernel;
 pub mod laddr;
+pub mod metrics;
 pub mod net;
 pub mod packet;
 pub mod service;

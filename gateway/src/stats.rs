@@ -203,6 +203,8 @@ pub struct WorkerStats {
     pub lip_conflicts: Vec<(crate::forward::LipKey, u64)>,
     /// Traffic per (service, real server), sorted by key.
     pub traffic: Vec<(crate::forward::TrafficKey, crate::forward::Traffic)>,
+    /// Local ports in use per (service, LIP), sorted by key (a level: not summed by `add`).
+    pub lip_usage: Vec<(crate::forward::LipKey, u32)>,
 }
 
 impl Default for WorkerStats {
@@ -228,6 +230,7 @@ impl Default for WorkerStats {
             punt: Default::default(),
             lip_conflicts: Vec::new(),
             traffic: Vec::new(),
+            lip_usage: Vec::new(),
         }
     }
 }
@@ -254,13 +257,18 @@ impl WorkerStats {
 
     /// Non-zero drop counters, by name.
     pub fn drop_list(&self) -> Vec<(&'static str, u64)> {
+        self.drop_counts().filter(|(_, n)| *n > 0).collect()
+    }
+
+    /// Every drop counter, zero or not, by name.
+    pub fn drop_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         let w = WireDrop::ALL
             .iter()
             .map(|r| (r.name(), self.wire_drops[r.index()]));
         let d = Drop::ALL
             .iter()
             .map(|r| (r.name(), self.drops[*r as usize]));
-        w.chain(d).filter(|(_, n)| *n > 0).collect()
+        w.chain(d)
     }
 
     /// Adds another worker's counters (for totals).

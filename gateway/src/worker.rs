@@ -440,6 +440,10 @@ impl Worker {
         traffic.clear();
         traffic.extend(dp.fwd.traffic_entries());
         traffic.sort_unstable_by_key(|a| a.0);
+        let usage = &mut dp.l3.stats.lip_usage;
+        usage.clear();
+        usage.extend(dp.fwd.lip_usage());
+        usage.sort_unstable_by_key(|a| a.0);
         let guard = if wait {
             self.published.lock().ok()
         } else {

@@ -59,7 +59,12 @@ pub struct Ctx<'a> {
     pub report: &'a Mutex<String>,
     pub cfg: &'a Config,
     pub config_path: Option<&'a Path>,
+    /// Each port's counters and the mempool's use, read when a scrape asks (`metrics`).
+    pub port_samples: &'a (dyn Fn() -> PortSamples + Sync),
 }
+
+/// Port counters and (mbufs in use, available).
+pub type PortSamples = (Vec<crate::metrics::PortSample>, Option<(u64, u64)>);
 
 /// Counters at the last `ipvsadm -Z`, and the last two one-second samples for rates.
 #[derive(Default)]
@@ -180,7 +185,12 @@ fn gid_of(group: &str) -> std::io::Result<u32> {
 /// Serves the socket until `stop` is set. Runs on its own thread; each client gets a scoped one.
 /// The thread waits for a client in `poll` (mio) with a short timeout: a client is served the
 /// moment it connects, and `stop` is seen within [`POLL`] whatever became of the socket's path.
-pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
+pub fn serve(
+    ctx: Ctx<'_>,
+    listener: UnixListener,
+    metrics: Option<std::net::TcpListener>,
+    stop: &AtomicBool,
+) {
     let path = socket_path(ctx.cfg);
     use std::os::fd::AsRawFd;
     let ready = mio::Poll::new().and_then(|p| {
@@ -214,6 +224,10 @@ pub fn serve(ctx: Ctx<'_>, listener: UnixListener, stop: &AtomicBool) {
     };
     let mut next_id = 0u64;
     std::thread::scope(|s| {
+        if let Some(l) = metrics {
+            let srv = &srv;
+            s.spawn(move || crate::metrics::http::serve(l, stop, || srv.metrics_text()));
+        }
         // Rates (`--rate`) are sampled once a second beside the accept loop.
         s.spawn(|| {
             let mut last_sample = Instant::now()
@@ -449,6 +463,12 @@ impl Server<'_> {
     }
 
     fn list(&self) -> Result<serde_json::Value, String> {
+        Ok(to_json(&self.list_view(true)?))
+    }
+
+    /// The services with their real servers and counters: since the last `-Z` (`since_zero`) or
+    /// since the start (Prometheus counters only go up).
+    fn list_view(&self, since_zero: bool) -> Result<ListView, String> {
         let (g, now) = {
             let ctl = self.control()?;
             (ctl.current().clone(), ctl.now_ms())
@@ -494,7 +514,7 @@ impl Server<'_> {
                                     rip: rs.addr,
                                     rport: rs.port,
                                 };
-                                self.traffic_of(&totals, &key)
+                                self.traffic_of(&totals, &key, since_zero)
                             })
                             .unwrap_or_default();
                         RealView {
@@ -553,11 +573,50 @@ impl Server<'_> {
                 }
             })
             .collect();
-        Ok(to_json(&ListView {
+        Ok(ListView {
             generation: g.id,
             size: self.ctx.cfg.conn.capacity as u64 * self.workers.len() as u64,
             services,
-        }))
+        })
+    }
+
+    /// One Prometheus scrape (`metrics`).
+    fn metrics_text(&self) -> String {
+        let list = self.list_view(false).unwrap_or_default();
+        let health = self
+            .control()
+            .ok()
+            .map(|c| c.health_status.clone())
+            .and_then(|h| h.lock().ok().map(|h| h.clone()))
+            .unwrap_or_default();
+        let (ports, mbufs) = (self.ctx.port_samples)();
+        let snap = crate::metrics::Snapshot {
+            generation: list.generation,
+            services: list.services,
+            workers: self
+                .ctx
+                .published
+                .iter()
+                .map(|p| p.lock().map(|s| s.clone()).unwrap_or_default())
+                .collect(),
+            conn_capacity: u64::from(self.ctx.cfg.conn.capacity),
+            ports,
+            health: health
+                .iter()
+                .map(|h| crate::metrics::HealthSample {
+                    proto: h.key.proto,
+                    vip: h.key.vip,
+                    vport: h.key.vport,
+                    rs: h.key.rs,
+                    rs_port: h.key.rs_port,
+                    up: h.up,
+                    checks: h.checks,
+                    failures: h.failures,
+                })
+                .collect(),
+            mbufs,
+        };
+        crate::metrics::render(&snap)
     }
 
     /// Applies a batch as one generation; answered when every worker runs it. Holding the control
@@ -715,12 +774,16 @@ impl Server<'_> {
         &self,
         totals: &TrafficMap,
         key: &crate::forward::TrafficKey,
+        since_zero: bool,
     ) -> (Counters, Rates) {
         let now = totals.get(key).map(counters_of).unwrap_or_default();
         let Ok(c) = self.counts.lock() else {
             return (now, Rates::default());
         };
-        let base = c.traffic_base.get(key).map(counters_of).unwrap_or_default();
+        let base = match since_zero {
+            true => c.traffic_base.get(key).map(counters_of).unwrap_or_default(),
+            false => Counters::default(),
+        };
         let rate = match (&c.traffic_prev, &c.traffic_cur) {
             (Some((t0, a)), Some((t1, b))) => {
                 let dt = t1.duration_since(*t0).as_secs_f64().max(0.001);

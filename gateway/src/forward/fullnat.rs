@@ -477,26 +477,37 @@ impl Forwarder {
             })
     }
 
+    /// Local ports in use per (service, LIP) on this worker.
+    pub fn lip_usage(&self) -> impl Iterator<Item = (LipKey, u32)> + '_ {
+        self.per_lip(|p| p.lip_usage().collect())
+    }
+
     /// Port-allocation conflicts per (service, LIP) on this worker (`ipvsadm -G`'s CONFLICTS).
     pub fn lip_conflicts(&self) -> impl Iterator<Item = (LipKey, u64)> + '_ {
+        self.per_lip(|p| p.conflicts().collect())
+    }
+
+    /// `of`'s figures for each LIP of each FullNAT service's pool, keyed by (service, LIP).
+    fn per_lip<T: 'static>(
+        &self,
+        of: impl Fn(&LaddrPool) -> Vec<(Ipv4Addr, T)> + Copy + 'static,
+    ) -> impl Iterator<Item = (LipKey, T)> + '_ {
         self.services
             .services
             .iter()
             .zip(&self.pools)
             .filter_map(|(vs, p)| Some((vs, p.as_ref()?)))
-            .flat_map(|(vs, p)| {
+            .flat_map(move |(vs, p)| {
                 let c = vs.svc.config();
                 let (proto, vip, vport) = (c.proto.number(), c.vip, c.vport);
-                p.conflicts().map(move |(lip, n)| {
-                    (
-                        LipKey {
-                            proto,
-                            vip,
-                            vport,
-                            lip,
-                        },
-                        n,
-                    )
+                of(p).into_iter().map(move |(lip, n)| {
+                    let key = LipKey {
+                        proto,
+                        vip,
+                        vport,
+                        lip,
+                    };
+                    (key, n)
                 })
             })
     }

@@ -1,0 +1,178 @@
+use super::*;
+use crate::control::view::{Counters, RealView};
+use std::collections::HashMap;
+
+/// The value of one sample line `name{labels} value` (labels as written), from the text alone.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').expect("name value");
+            (k.to_string(), v.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn real(addr: [u8; 4], weight: u32, active: u32, conns: u64, inbytes: u64) -> RealView {
+    RealView {
+        addr: addr.into(),
+        port: 80,
+        weight,
+        mode: "fullnat".into(),
+        upper: 0,
+        lower: 0,
+        active,
+        inactive: 1,
+        persist_conns: 0,
+        stats: Counters {
+            conns,
+            inpkts: conns * 3,
+            outpkts: conns * 2,
+            inbytes,
+            outbytes: inbytes * 10,
+        },
+        rate: Default::default(),
+    }
+}
+
+fn snapshot() -> Snapshot {
+    let svc = SvcView {
+        proto: "tcp".into(),
+        vip: [10, 10, 0, 100].into(),
+        port: 80,
+        scheduler: "wrr".into(),
+        flags: vec![],
+        persistence_s: None,
+        netmask: None,
+        lips: vec![],
+        lip_conflicts: vec![],
+        toa: false,
+        reals: vec![
+            real([10, 20, 0, 2], 3, 5, 100, 1000),
+            real([10, 20, 0, 3], 0, 0, 7, 70),
+        ],
+        stats: Counters::default(),
+        rate: Default::default(),
+    };
+    let mut w0 = WorkerStats::default();
+    w0.rx_packets = 11;
+    w0.drops[crate::stats::Drop::NoRoute as usize] = 4;
+    w0.fwd.conns = 9;
+    w0.lip_usage = vec![(
+        crate::forward::LipKey {
+            proto: 6,
+            vip: [10, 10, 0, 100].into(),
+            vport: 80,
+            lip: [10, 20, 0, 1].into(),
+        },
+        9,
+    )];
+    let mut w1 = WorkerStats::default();
+    w1.rx_packets = 22;
+    Snapshot {
+        services: vec![svc],
+        workers: vec![w0, w1],
+        conn_capacity: 1024,
+        ports: vec![PortSample {
+            name: "client".into(),
+            driver: "net_af_packet".into(),
+            up: true,
+            rx_packets: 5,
+            ..Default::default()
+        }],
+        health: vec![HealthSample {
+            proto: 6,
+            vip: [10, 10, 0, 100].into(),
+            vport: 80,
+            rs: [10, 20, 0, 3].into(),
+            rs_port: 80,
+            up: false,
+            checks: 12,
+            failures: 3,
+        }],
+        mbufs: Some((100, 900)),
+        generation: 7,
+    }
+}
+
+const RS2: &str = "local_address=\"10.10.0.100\",local_port=\"80\",remote_address=\"10.20.0.2\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"";
+
+#[test]
+fn node_exporter_names_and_labels_carry_each_real_server() {
+    let text = render(&snapshot());
+    let s = samples(&text);
+    let get = |k: &str| *s.get(k).unwrap_or_else(|| panic!("{k} missing in\n{text}"));
+    assert_eq!(get(&format!("node_ipvs_backend_weight{{{RS2}}}")), 3.0);
+    assert_eq!(
+        get(&format!("node_ipvs_backend_connections_active{{{RS2}}}")),
+        5.0
+    );
+    assert_eq!(
+        get(&format!("node_ipvs_backend_connections_inactive{{{RS2}}}")),
+        1.0
+    );
+    assert_eq!(get(&format!("gateway_backend_connections_total{{{RS2}}}")), 100.0);
+    assert_eq!(
+        get(&format!("gateway_backend_outgoing_bytes_total{{{RS2}}}")),
+        10000.0
+    );
+    // The IPVS-wide totals are the sums over the real servers.
+    assert_eq!(get("node_ipvs_connections_total"), 107.0);
+    assert_eq!(get("node_ipvs_incoming_bytes_total"), 1070.0);
+    assert_eq!(get("node_ipvs_incoming_packets_total"), 321.0);
+    assert!(text.contains("# TYPE node_ipvs_connections_total counter"));
+    assert!(text.contains("# TYPE node_ipvs_backend_weight gauge"));
+}
+
+#[test]
+fn workers_ports_health_and_tables_are_labelled() {
+    let text = render(&snapshot());
+    let s = samples(&text);
+    let get = |k: &str| *s.get(k).unwrap_or_else(|| panic!("{k} missing in\n{text}"));
+    assert_eq!(get("gateway_rx_packets_total{worker=\"0\"}"), 11.0);
+    assert_eq!(get("gateway_rx_packets_total{worker=\"1\"}"), 22.0);
+    assert_eq!(
+        get("gateway_drops_total{worker=\"0\",reason=\"no_route\"}"),
+        4.0
+    );
+    assert_eq!(get("gateway_connection_table_entries{worker=\"0\"}"), 9.0);
+    assert_eq!(get("gateway_connection_table_capacity{worker=\"1\"}"), 1024.0);
+    assert_eq!(
+        get("gateway_lip_ports_in_use{worker=\"0\",local_address=\"10.10.0.100\",local_port=\"80\",proto=\"TCP\",lip=\"10.20.0.1\"}"),
+        9.0
+    );
+    assert_eq!(
+        get("gateway_port_rx_packets_total{port=\"client\",driver=\"net_af_packet\"}"),
+        5.0
+    );
+    assert_eq!(get("gateway_port_up{port=\"client\",driver=\"net_af_packet\"}"), 1.0);
+    let rs3 = "local_address=\"10.10.0.100\",local_port=\"80\",remote_address=\"10.20.0.3\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"";
+    assert_eq!(get(&format!("gateway_backend_health_up{{{rs3}}}")), 0.0);
+    assert_eq!(
+        get(&format!("gateway_backend_health_check_failures_total{{{rs3}}}")),
+        3.0
+    );
+    assert_eq!(get("gateway_mbufs_in_use"), 100.0);
+    assert_eq!(get("gateway_config_generation"), 7.0);
+    // A level is a gauge, not a counter; no sample is a total of the worker's drops.
+    assert!(!text.contains("gateway_conns_total"), "{text}");
+    assert!(!text.contains("gateway_drops_total{worker=\"0\"}"), "{text}");
+}
+
+#[test]
+fn every_family_is_declared_once_and_names_are_valid() {
+    let text = render(&snapshot());
+    let mut types = std::collections::HashSet::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(types.insert(name.to_string()), "{name} declared twice");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "{name}"
+            );
+        }
+    }
+    assert!(types.len() > 40, "{}", types.len());
+}
