@@ -81,6 +81,11 @@ impl Control {
         dpdk::tsc().saturating_sub(self.epoch_tsc) / self.tsc_per_ms
     }
 
+    /// TSC ticks per second (to the millisecond).
+    pub fn tsc_hz(&self) -> u64 {
+        self.tsc_per_ms * 1000
+    }
+
     /// Where the running topology's addresses and routes come from.
     pub fn provenance(&self) -> &Provenance {
         &self.provenance

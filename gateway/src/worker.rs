@@ -8,7 +8,7 @@
 use crate::datapath::{Datapath, Event, Verdict};
 use crate::dpdk::{self, Mbuf, MbufRing, Mempool, RxBatch, TxBuffer, BURST};
 use crate::packet::{CsumStatus, RxMeta};
-use crate::stats::{Drop, WorkerStats};
+use crate::stats::{Drop, Laps, Stage, WorkerStats};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,30 +162,38 @@ impl Worker {
         let mut last_house = 0u64;
         let mut last_publish = 0u64;
         let mut tx_dropped_seen = 0u64;
+        // Each stage of a round is timed from the end of the one before (`gwctl runtime`).
+        let mut laps = Laps::default();
         while !self.stop.load(Ordering::Relaxed) {
             let t0 = dpdk::tsc();
+            laps.start(t0);
             let mut work = 0usize;
             for pi in 0..self.port_ids.len() {
                 let port = self.port_ids[pi];
                 let n = batch.rx(port, queue);
+                laps.lap(Stage::Rx, dpdk::tsc(), n);
                 if n == 0 {
                     continue;
                 }
                 work += n;
-                self.run_burst(&mut batch, Some(pi as u16), &mut txq, &mut twin_txq);
+                let src = (Stage::Rx, Some(pi as u16));
+                self.run_burst(&mut batch, src, &mut txq, &mut twin_txq, &mut laps);
             }
             for r in 0..self.rings_in.len() {
                 let n = batch.rx_ring(&self.rings_in[r]);
+                laps.lap(Stage::Handoff, dpdk::tsc(), n);
                 if n == 0 {
                     continue;
                 }
                 work += n;
                 self.datapath.l3.stats.handoff_in += n as u64;
-                self.run_burst(&mut batch, None, &mut txq, &mut twin_txq);
+                let src = (Stage::Handoff, None);
+                self.run_burst(&mut batch, src, &mut txq, &mut twin_txq, &mut laps);
             }
             if any_twin && (twin_busy || t0.wrapping_sub(twin_last) >= twin_every) {
                 twin_last = t0;
                 twin_busy = false;
+                let mut frames = 0;
                 for (pi, twin) in self.twin_ids.iter().enumerate() {
                     let Some(tid) = *twin else { continue };
                     let n = batch.rx(tid, queue);
@@ -193,6 +201,7 @@ impl Worker {
                         continue;
                     }
                     twin_busy = true;
+                    frames += n;
                     work += n;
                     // Frames the kernel sends leave on the port unchanged (`linux-cp-xc`).
                     self.datapath.l3.stats.punt.from_kernel += n as u64;
@@ -200,6 +209,7 @@ impl Worker {
                         txq[pi].push(m);
                     }
                 }
+                laps.lap(Stage::Twin, dpdk::tsc(), frames);
             }
             let l3 = &mut self.datapath.l3;
             l3.take_released(|port, m| {
@@ -226,13 +236,10 @@ impl Worker {
                 t.flush();
             }
             let t1 = dpdk::tsc();
-            if work > 0 {
-                let s = &mut self.datapath.l3.stats;
-                s.busy_cycles += t1 - t0;
-                s.busy_packets += work as u64;
-            }
+            laps.lap(Stage::Tx, t1, 0);
             let now_ms = (t1 - start) / ms_div;
-            if now_ms - last_house >= HOUSEKEEPING_EVERY_MS {
+            let housekeeping = now_ms - last_house >= HOUSEKEEPING_EVERY_MS;
+            if housekeeping {
                 last_house = now_ms;
                 self.housekeeping(now_ms);
                 let dropped: u64 = txq.iter().map(|t| t.dropped).sum();
@@ -253,6 +260,13 @@ impl Worker {
                 // is two atomic loads of the channel's ends per round.
                 self.read_inbox();
             }
+            if work > 0 || housekeeping {
+                laps.lap(Stage::Timers, dpdk::tsc(), 0);
+                let s = &mut self.datapath.l3.stats;
+                s.busy_cycles += laps.elapsed();
+                s.busy_packets += work as u64;
+                laps.commit(&mut s.runtime);
+            }
             if work == 0 && self.idle_sleep_us > 0 {
                 std::thread::sleep(Duration::from_micros(self.idle_sleep_us as u64));
             }
@@ -268,9 +282,10 @@ impl Worker {
     fn run_burst(
         &mut self,
         batch: &mut RxBatch,
-        port: Option<u16>,
+        (src, port): (Stage, Option<u16>),
         txq: &mut [TxBuffer],
         twin_txq: &mut [Option<TxBuffer>],
+        laps: &mut Laps,
     ) {
         let queue = self.id;
         let mut pkts: [Option<Mbuf>; BURST] = Default::default();
@@ -305,13 +320,19 @@ impl Worker {
             n += 1;
         }
         let mut out: [Option<Verdict<Mbuf>>; BURST] = Default::default();
-        self.datapath
-            .process_burst(&mut pkts[..n], &metas[..n], &mut out[..n]);
+        laps.lap(src, dpdk::tsc(), 0);
+        let [l3, lookup, forward] =
+            self.datapath
+                .process_burst_timed(&mut pkts[..n], &metas[..n], &mut out[..n], dpdk::tsc);
+        laps.lap(Stage::L2L3, l3, n);
+        laps.lap(Stage::Lookup, lookup, n);
+        laps.lap(Stage::Forward, forward, n);
         for v in out.iter_mut().take(n) {
             if let Some(v) = v.take() {
                 self.dispatch(v, txq, twin_txq);
             }
         }
+        laps.lap(Stage::Tx, dpdk::tsc(), n);
     }
 
     #[inline]

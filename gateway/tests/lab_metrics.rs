@@ -63,6 +63,20 @@ fn scrape(lab: &Lab) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+fn gwctl(lab: &Lab, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
+        .args(["--socket", &format!("/run/gateway/{}.sock", lab.name)])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "gwctl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
 fn ipvsadm(lab: &Lab, args: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
         .arg("ipvsadm")
@@ -168,6 +182,37 @@ fn metrics_scraped_under_load_parse_and_match_ipvsadm() {
     assert!(created > 0.0, "connections counted during the run");
     assert!(active >= 0.0);
 
+    // The runtime figures: each worker's stages add up to its busy cycles (within 5%), and the
+    // packet stages saw wrk's packets.
+    let rt = gwctl(&lab, &["--json", "runtime"]);
+    let rt: serde_json::Value = serde_json::from_str(&rt).unwrap();
+    let workers = rt["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{rt}");
+    for w in workers {
+        let busy = w["busy_cycles"].as_u64().unwrap();
+        let stages = w["stages"].as_array().unwrap();
+        let sum: u64 = stages.iter().map(|s| s["cycles"].as_u64().unwrap()).sum();
+        assert!(busy > 0, "{w}");
+        let off = (sum as f64 - busy as f64).abs() / busy as f64;
+        assert!(off <= 0.05, "stages {sum} vs busy {busy}: {w}");
+        let stage = |n: &str| stages.iter().find(|s| s["stage"] == n).unwrap().clone();
+        for n in ["rx", "l2-l3", "lookup", "forward", "tx"] {
+            assert!(stage(n)["packets"].as_u64().unwrap() > 0, "{n}: {w}");
+            assert!(stage(n)["cycles"].as_u64().unwrap() > 0, "{n}: {w}");
+        }
+        assert!(stage("timers")["calls"].as_u64().unwrap() > 0, "{w}");
+    }
+    let table = gwctl(&lab, &["runtime"]);
+    assert!(table.contains("cyc/pkt") && table.contains("forward"), "{table}");
+    gwctl(&lab, &["runtime", "clear"]);
+    let rt: serde_json::Value =
+        serde_json::from_str(&gwctl(&lab, &["--json", "runtime"])).unwrap();
+    // Cleared: only the health checks' few packets since, against wrk's thousands before.
+    for (w, before) in rt["workers"].as_array().unwrap().iter().zip(workers) {
+        let (now, then) = (w["busy_packets"].as_u64().unwrap(), before["busy_packets"].as_u64().unwrap());
+        assert!(now * 10 < then, "{now} packets since the clear, {then} before");
+    }
+
     // Quiet now: the scrape's per-real-server counters equal ipvsadm's (the workers publish every
     // 100 ms; a stray retransmission is waited out by comparing again).
     let mut last = String::new();
@@ -227,6 +272,9 @@ fn metrics_scraped_under_load_parse_and_match_ipvsadm() {
     assert!(samples
         .iter()
         .any(|s| s.0 == "gateway_port_rx_packets_total" && s.2 > 0.0));
+    assert!(samples.iter().any(|s| s.0 == "gateway_stage_cycles_total"
+        && s.1["stage"] == "forward"
+        && s.2 > 0.0));
     let up: Vec<f64> = samples
         .iter()
         .filter(|s| s.0 == "gateway_backend_health_up")

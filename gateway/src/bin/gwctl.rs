@@ -215,6 +215,18 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             )
             .map(|_| String::new())
         }
+        "runtime" => {
+            let clear = match rest {
+                [] => false,
+                [c] if c == "clear" => true,
+                _ => return Err(Fail("usage: runtime [clear]".into(), 2)),
+            };
+            let v = call(ctx, Op::Runtime { clear })?;
+            if ctx.json || clear {
+                return if clear { Ok(String::new()) } else { json(v) };
+            }
+            Ok(format_runtime(&typed(v)?))
+        }
         "drain" | "undrain" | "announce" => {
             let op = announce_op(cmd, rest)?;
             let v = call(ctx, op)?;
@@ -649,6 +661,49 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
 }
 
 /// `drain [VIP] [--timeout S]`, `undrain [VIP]`, `announce`.
+/// VPP's `show runtime` layout: per worker, each stage's calls, packets, cycles and their ratios.
+fn format_runtime(v: &RuntimeView) -> String {
+    let mut out = String::new();
+    for w in &v.workers {
+        let secs = w.busy_cycles as f64 / v.tsc_hz.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "worker {}: busy {} cycles ({secs:.3} s), {} packets, {} cycles/packet",
+            w.worker,
+            w.busy_cycles,
+            w.busy_packets,
+            w.busy_cycles.checked_div(w.busy_packets).unwrap_or(0)
+        );
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>12} {:>14} {:>16} {:>10} {:>10} {:>7}",
+            "stage", "calls", "packets", "cycles", "cyc/pkt", "pkts/call", "share"
+        );
+        for s in &w.stages {
+            let per = |a: u64, b: u64| match b {
+                0 => "-".to_string(),
+                _ => format!("{:.1}", a as f64 / b as f64),
+            };
+            let share = match w.busy_cycles {
+                0 => "-".to_string(),
+                b => format!("{:.1}%", s.cycles as f64 * 100.0 / b as f64),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<10} {:>12} {:>14} {:>16} {:>10} {:>10} {:>7}",
+                s.stage,
+                s.calls,
+                s.packets,
+                s.cycles,
+                per(s.cycles, s.packets),
+                per(s.packets, s.calls),
+                share
+            );
+        }
+    }
+    out
+}
+
 fn announce_op(cmd: &str, rest: &[String]) -> Result<Op, Fail> {
     let usage = || {
         fail::<Op>(match cmd {
@@ -810,6 +865,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("drain", "drain [VIP] [--timeout S]   withdraw from BGP, serve until connections end", "Withdraws the VIP (every VIP without one) from the routing daemon at once ([announce] in conf/README.md) and keeps serving it, new connections included, until its connections have ended or the timeout ([announce] drain_timeout_s by default) has passed; then the drain is done and the VIP takes no new connection. Shows the announce state."),
     ("undrain", "undrain [VIP]            announce again", "Ends the VIP's drain (every drain without one): the VIP takes new connections and is announced again when it has a real server up."),
     ("announce", "announce                 announced and withheld VIPs, drains", "The VIPs whose routes are in the announce table, the others with why (draining, no real server up, not held), and each drain: draining or drained, for how long, connections left, time to the deadline."),
+    ("runtime", "runtime [clear]          cycles per stage and worker (VPP's show runtime)", "Each worker's busy cycles (rounds that handled packets, and housekeeping) split by stage of the poll round: rx (polling the ports), l2-l3 (header checks), lookup (connection table), forward (scheduling, rewriting, routing), tx (into the drivers), handoff (rings from other workers), twin (the kernel twins' queues), timers (expiry, neighbours, control). Calls are the stage's runs that had packets; the stages add up to the busy cycles. `runtime clear` starts them again from zero."),
     ("health", "health                   real servers' health checks", "Each checked real server: its service, the check's kind, up or down and for how long, checks run and failed, the client SYNs it refused (syn_rst) and left unanswered (syn_lost) as the workers counted them (passive detection), and the last result's reason (\"connection refused\", \"HTTP 503\", \"timeout\", or the passive verdict)."),
     ("check", "check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none   set a health check", "Sets the health check of a service, or with -r a real server's override of it: the keys of [service.check] in conf/README.md as a TOML inline table, e.g. check -t 10.10.0.100:80 '{ kind = \"http\", path = \"/health\", interval_ms = 500 }'. `none` removes it. The change is validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it."),
     ("sorry", "sorry -t|-u VIP:PORT ADDR:PORT|none   set a sorry server", "Sets the service's sorry server (keepalived's sorry_server): it takes new connections while every real server is held down by the health checks. `none` removes it."),

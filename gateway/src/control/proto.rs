@@ -192,6 +192,12 @@ pub enum Op {
     },
     /// The announced VIPs, the withheld ones with why, and the drains.
     Announce,
+    /// Per-worker, per-stage packets, calls and cycles (VPP's `show runtime`); `clear` starts
+    /// them again from zero (`runtime clear`).
+    Runtime {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        clear: bool,
+    },
 }
 
 /// A request line.

@@ -76,6 +76,8 @@ struct Counts {
     traffic_base: TrafficMap,
     traffic_prev: Option<(Instant, TrafficMap)>,
     traffic_cur: Option<(Instant, TrafficMap)>,
+    /// Stage figures at the last `runtime clear`.
+    runtime_base: Vec<WorkerRuntime>,
 }
 
 type TrafficMap = std::collections::HashMap<crate::forward::TrafficKey, crate::forward::Traffic>;
@@ -432,6 +434,7 @@ impl Server<'_> {
                 .and_then(|mut c| c.undrain(vip))
                 .map(|v| to_json(&v)),
             Op::Announce => self.control().map(|c| to_json(&c.announce_view())),
+            Op::Runtime { clear } => Ok(to_json(&self.runtime(clear))),
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -886,6 +889,39 @@ impl Server<'_> {
         }))
     }
 
+    /// Each worker's stage figures since the last clear; `clear` makes now the base.
+    fn runtime(&self, clear: bool) -> RuntimeView {
+        let tsc_hz = self.control().map(|c| c.tsc_hz()).unwrap_or(0);
+        let now: Vec<WorkerRuntime> = self
+            .ctx
+            .published
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let s = p.lock().map(|s| s.clone()).unwrap_or_default();
+                runtime_of(i as u16, &s)
+            })
+            .collect();
+        let Ok(mut c) = self.counts.lock() else {
+            return RuntimeView::default();
+        };
+        let workers = if clear {
+            c.runtime_base = now;
+            c.runtime_base.iter().map(|w| since(w, w)).collect()
+        } else {
+            now.iter()
+                .map(|w| match c.runtime_base.get(w.worker as usize) {
+                    Some(b) => since(w, b),
+                    None => w.clone(),
+                })
+                .collect()
+        };
+        RuntimeView {
+            tsc_hz,
+            workers,
+        }
+    }
+
     fn zero(&self) -> Result<serde_json::Value, String> {
         let (per, _) = self.worker_views();
         let traffic = self.traffic_totals();
@@ -1062,6 +1098,45 @@ fn subtract(w: &mut WorkerView, base: &WorkerView) {
         *v = v.saturating_sub(base.drops.get(k).copied().unwrap_or(0));
     }
     w.drops.retain(|_, v| *v > 0);
+}
+
+/// A worker's stage figures.
+fn runtime_of(worker: u16, s: &WorkerStats) -> WorkerRuntime {
+    WorkerRuntime {
+        worker,
+        busy_cycles: s.busy_cycles,
+        busy_packets: s.busy_packets,
+        stages: crate::stats::Stage::ALL
+            .iter()
+            .zip(&s.runtime)
+            .map(|(st, c)| StageRow {
+                stage: st.name().to_string(),
+                calls: c.calls,
+                packets: c.packets,
+                cycles: c.cycles,
+            })
+            .collect(),
+    }
+}
+
+/// `now` less `base`.
+fn since(now: &WorkerRuntime, base: &WorkerRuntime) -> WorkerRuntime {
+    WorkerRuntime {
+        worker: now.worker,
+        busy_cycles: now.busy_cycles.saturating_sub(base.busy_cycles),
+        busy_packets: now.busy_packets.saturating_sub(base.busy_packets),
+        stages: now
+            .stages
+            .iter()
+            .zip(&base.stages)
+            .map(|(a, b)| StageRow {
+                stage: a.stage.clone(),
+                calls: a.calls.saturating_sub(b.calls),
+                packets: a.packets.saturating_sub(b.packets),
+                cycles: a.cycles.saturating_sub(b.cycles),
+            })
+            .collect(),
+    }
 }
 
 /// A worker's counters by name.

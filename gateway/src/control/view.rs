@@ -101,6 +101,34 @@ impl Default for SvcView {
     }
 }
 
+/// One stage of a worker's poll round (`stats::Stage`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageRow {
+    pub stage: String,
+    /// Calls that had packets (housekeeping: every run).
+    pub calls: u64,
+    pub packets: u64,
+    pub cycles: u64,
+}
+
+/// A worker's busy cycles by stage since the start or the last `runtime clear`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRuntime {
+    pub worker: u16,
+    /// Cycles of the rounds that did work, and their packets: the stages' cycles add up to it.
+    pub busy_cycles: u64,
+    pub busy_packets: u64,
+    pub stages: Vec<StageRow>,
+}
+
+/// The answer to `runtime`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeView {
+    /// TSC ticks per second (cycles to time).
+    pub tsc_hz: u64,
+    pub workers: Vec<WorkerRuntime>,
+}
+
 /// The answer to `list`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListView {

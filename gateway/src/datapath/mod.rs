@@ -680,6 +680,19 @@ impl<B: PacketBuf> Datapath<B> {
         metas: &[RxMeta],
         out: &mut [Option<Verdict<B>>],
     ) {
+        self.process_burst_timed(pkts, metas, out, || 0);
+    }
+
+    /// `process_burst`, reading `clock` (the TSC in a worker) at the end of each stage: returns
+    /// the times after ingress (L2/L3), after the lookup and after forwarding (`stats::Stage`).
+    #[inline]
+    pub fn process_burst_timed(
+        &mut self,
+        pkts: &mut [Option<B>],
+        metas: &[RxMeta],
+        out: &mut [Option<Verdict<B>>],
+        clock: impl Fn() -> u64,
+    ) -> [u64; 3] {
         let n = pkts.len().min(BURST).min(metas.len()).min(out.len());
         let mut parsed: [Option<Ipv4In>; BURST] = [None; BURST];
         let mut tuples = [crate::conn::Tuple::default(); BURST];
@@ -700,10 +713,12 @@ impl<B: PacketBuf> Datapath<B> {
                 }
             }
         }
+        let after_l3 = clock();
         let mut found = [None; BURST];
         self.fwd
             .table()
             .lookup_batch_prefetch(&tuples[..m], &mut found[..m], self.prefetch);
+        let after_lookup = clock();
         let mut pre: [Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>; BURST] =
             [None; BURST];
         for k in 0..m {
@@ -714,6 +729,7 @@ impl<B: PacketBuf> Datapath<B> {
                 out[i] = Some(self.finish(pkt, &metas[i], &v, pre[i]));
             }
         }
+        [after_l3, after_lookup, clock()]
     }
 
     /// The forwarding stage of one packet that passed `ingress`.

@@ -258,6 +258,12 @@ pub fn render(s: &Snapshot) -> String {
         "gateway_lip_port_conflicts",
         "Local ports skipped because a connection already used them, by service and LIP",
     );
+    let stage_cycles = f.counter(
+        "gateway_stage_cycles",
+        "Busy TSC cycles of a worker by stage of the poll round (gwctl runtime)",
+    );
+    let stage_packets = f.counter("gateway_stage_packets", "Packets through a stage");
+    let stage_calls = f.counter("gateway_stage_calls", "Runs of a stage that had packets");
     for (i, w) in s.workers.iter().enumerate() {
         let wl = labels(&[("worker", i.to_string())]);
         let view = crate::control::server::worker_view(w);
@@ -283,6 +289,13 @@ pub fn render(s: &Snapshot) -> String {
         }
         table.get_or_create(&wl).set(gauge_value(w.fwd.conns));
         capacity.get_or_create(&wl).set(gauge_value(s.conn_capacity));
+        for (stage, c) in crate::stats::Stage::ALL.iter().zip(&w.runtime) {
+            let mut l = wl.clone();
+            l.push(("stage".into(), stage.name().to_string()));
+            stage_cycles.get_or_create(&l).inc_by(c.cycles);
+            stage_packets.get_or_create(&l).inc_by(c.packets);
+            stage_calls.get_or_create(&l).inc_by(c.calls);
+        }
         for (k, n) in &w.lip_usage {
             let mut l = wl.clone();
             l.extend(lip_labels(k));
