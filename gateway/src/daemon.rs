@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::control::topology::{self, Provenance, TopoInputs};
 use crate::datapath::{Datapath, PortCtx, Topology};
 use crate::dpdk::{self, Eal, MbufRing, Mempool, Port, PortConfig};
+use crate::events::Kind;
 use crate::forward::{Forwarder, FwdConfig, ServiceTable};
 use crate::kernel::{KernelView, TwinKind};
 use crate::laddr::{PortLayout, QueueMap, Reta, RssConfig, Steering};
@@ -65,6 +66,8 @@ pub struct Control {
     announcer: Option<crate::kernel::announce::Announcer>,
     announce_cfg: Option<crate::config::AnnounceConfig>,
     drains: crate::kernel::announce::Drains,
+    /// What changed and why (`gwctl events`).
+    pub events: Arc<crate::events::EventLog>,
 }
 
 /// How long a worker may take to acknowledge a new generation (it checks its inbox every few ms).
@@ -274,7 +277,19 @@ impl Control {
             &self.drains,
         );
         if let Some(a) = self.announcer.as_mut() {
+            let before = a.current().clone();
             a.set(&want);
+            let now = a.current();
+            let added: Vec<String> = now.difference(&before).map(|v| v.to_string()).collect();
+            let gone: Vec<String> = before.difference(now).map(|v| v.to_string()).collect();
+            if !added.is_empty() {
+                let m = format!("announced {}", added.join(" "));
+                self.events.record(crate::events::Kind::Announce, m);
+            }
+            if !gone.is_empty() {
+                let m = format!("withdrawn {}", gone.join(" "));
+                self.events.record(crate::events::Kind::Announce, m);
+            }
         }
     }
 
@@ -283,7 +298,10 @@ impl Control {
     fn drains_changed(&mut self, done_before: Vec<bool>) -> Result<(), String> {
         if self.done_vips() != done_before {
             let g = self.apply_services(self.effective_now())?;
-            tracing::info!("drain: generation {g} running on every worker");
+            self.events.record(
+                crate::events::Kind::Config,
+                format!("generation {g} running on every worker (drain)"),
+            );
         }
         self.reannounce();
         Ok(())
@@ -317,10 +335,11 @@ impl Control {
         let before = self.done_vips();
         self.drains
             .start(vip, Duration::from_secs(u64::from(t)), Instant::now());
-        match vip {
-            Some(v) => tracing::info!("drain: {v} withdrawn, draining for at most {t} s"),
-            None => tracing::info!("drain: every VIP withdrawn, draining for at most {t} s"),
-        }
+        let what = vip.map_or("every VIP".into(), |v| v.to_string());
+        self.events.record(
+            crate::events::Kind::Announce,
+            format!("drain: {what} draining for at most {t} s"),
+        );
         self.drains_changed(before)?;
         Ok(self.announce_view())
     }
@@ -337,9 +356,12 @@ impl Control {
                 None => "nothing is draining".into(),
             });
         }
-        tracing::info!(
-            "drain: {} undrained",
-            vip.map_or("every VIP".into(), |v| v.to_string())
+        self.events.record(
+            crate::events::Kind::Announce,
+            format!(
+                "drain: {} undrained",
+                vip.map_or("every VIP".into(), |v| v.to_string())
+            ),
         );
         self.drains_changed(before)?;
         Ok(self.announce_view())
@@ -822,6 +844,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         announcer,
         announce_cfg: cfg.announce.clone(),
         drains: Default::default(),
+        events: Default::default(),
         inputs,
         kernel: None,
         provenance,
@@ -1261,6 +1284,14 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
         }
     });
     let port_samples = || run.port_samples();
+    if let Ok(c) = run.control.lock() {
+        let m = format!(
+            "started: {} workers, generation {}",
+            c.worker_inboxes().len(),
+            c.current().id
+        );
+        c.events.record(Kind::Daemon, m);
+    }
     std::thread::scope(|s| {
         if let Some(l) = listener {
             let ctx = crate::control::server::Ctx {
@@ -1318,11 +1349,15 @@ fn apply_kernel_updates(
     }
     if let Some(v) = pending.view.take() {
         match control.apply_kernel(v.clone()) {
-            Ok(Some(g)) => tracing::info!("kernel change: generation {g} running on every worker"),
+            Ok(Some(g)) => control.events.record(
+                Kind::Kernel,
+                format!("kernel change: generation {g} running on every worker"),
+            ),
             Ok(None) => {}
             Err(e) => {
                 if !pending.retry {
-                    tracing::error!("kernel change not applied: {e}; retrying");
+                    let m = format!("kernel change not applied: {e}; retrying");
+                    control.events.record(Kind::Refused, m);
                 }
                 pending.retry = true;
                 pending.view = Some(v);
@@ -1366,20 +1401,29 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
         if !health_pending.is_empty() {
             if let Ok(mut c) = run.control.try_lock() {
                 for e in health_pending.drain(..) {
-                    match c.set_health(&e) {
-                        Ok(Some(g)) => tracing::info!(
-                            "health: {}:{} {}: generation {g} running on every worker",
-                            e.key.rs,
-                            e.key.rs_port,
+                    let k = &e.key;
+                    let what = format!(
+                        "{}:{} of {}:{} {} ({})",
+                        k.rs,
+                        k.rs_port,
+                        k.vip,
+                        k.vport,
+                        if e.up { "up" } else { "down" },
+                        e.reason
+                    );
+                    let m = match c.set_health(&e) {
+                        Ok(Some(g)) => format!(
+                            "{what}: {}; generation {g} running on every worker",
                             match (e.up, e.remove) {
                                 (true, _) => "restored",
                                 (false, false) => "at weight 0",
                                 (false, true) => "removed",
                             }
                         ),
-                        Ok(None) => {}
-                        Err(err) => tracing::error!("health change not applied: {err}"),
-                    }
+                        Ok(None) => what,
+                        Err(err) => format!("{what}: change not applied: {err}"),
+                    };
+                    c.events.record(Kind::Health, m);
                 }
             }
         }
@@ -1408,9 +1452,15 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
             }
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
-            match run.reload(cfg, signals.config_path.as_deref()) {
-                Ok(g) => tracing::info!("config reloaded: generation {g} running on every worker"),
-                Err(e) => tracing::error!("config reload refused: {e}"),
+            let (kind, m) = match run.reload(cfg, signals.config_path.as_deref()) {
+                Ok(g) => (
+                    Kind::Config,
+                    format!("config reloaded: generation {g} running on every worker"),
+                ),
+                Err(e) => (Kind::Refused, format!("config reload refused: {e}")),
+            };
+            if let Ok(c) = run.control.lock() {
+                c.events.record(kind, m);
             }
         }
         let usr1 = &signals.usr1;
@@ -1505,6 +1555,7 @@ mod tests {
             announcer: None,
             announce_cfg: None,
             drains: Default::default(),
+            events: Default::default(),
             inputs: TopoInputs::default(),
             kernel: None,
             provenance: Provenance::default(),

@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod dpdk;
+pub mod events;
 pub mod forward;
 pub mod health;
 pub mod kernel;

@@ -338,3 +338,58 @@ fn metric_names(expr: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// The event log: a follower sees an admin change the moment it runs; a refused change is an
+/// event with its reason; the log shows the start, and each event is a log line too.
+#[test]
+fn events_say_what_changed_and_what_was_refused() {
+    let lab = Lab::up("ev", &Lab::default_config(""));
+    let follower = Command::new(env!("CARGO_BIN_EXE_gwctl"))
+        .args(["--socket", &format!("/run/gateway/{}.sock", lab.name)])
+        .args(["events", "--follow", "--count", "2", "--duration", "10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    ipvsadm(&lab, &["-e", "-t", "10.10.0.100:80", "-r", "10.20.0.11:80", "-w", "3"]);
+    // Refused: a real server of a service that does not exist.
+    let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
+        .arg("ipvsadm")
+        .args(["-a", "-t", "10.10.0.99:80", "-r", "10.20.0.11:80"])
+        .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", lab.name))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let out = follower.wait_with_output().unwrap();
+    let took = t.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    // The held events first (the start), then the two new ones.
+    let start = lines.iter().position(|l| l.contains(" daemon ")).expect("start event");
+    let new = &lines[start + 1..];
+    assert_eq!(new.len(), 2, "{text}");
+    assert!(
+        new[0].contains(" config ") && new[0].contains("running on every worker (1 admin commands)"),
+        "{text}"
+    );
+    assert!(new[1].contains(" refused ") && new[1].contains("10.10.0.99"), "{text}");
+    assert!(took < Duration::from_secs(5), "the follower ended {took:?} after the change");
+    // Times are RFC 3339 UTC; sequence numbers go up.
+    let seq = |l: &str| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+    assert!(seq(new[0]) < seq(new[1]));
+    assert!(new[0].ends_with(')') && new[0].as_bytes()[23] == b'Z', "{}", new[0]);
+    // Without --follow: the whole log; --json: one object per line.
+    let all = gwctl(&lab, &["--json", "events"]);
+    let kinds: Vec<String> = all
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("\"daemon\""), "{all}");
+    assert!(kinds.contains(&"\"refused\"".to_string()), "{all}");
+    // The same events are structured log lines.
+    let log = lab.log();
+    assert!(log.contains("gateway::events") && log.contains("kind=\"refused\""), "{log}");
+}

@@ -215,6 +215,7 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             )
             .map(|_| String::new())
         }
+        "events" => events_cmd(ctx, rest),
         "runtime" => {
             let clear = match rest {
                 [] => false,
@@ -661,6 +662,75 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
 }
 
 /// `drain [VIP] [--timeout S]`, `undrain [VIP]`, `announce`.
+/// `events [--follow] [--count N] [--duration S]`: the event log, and with --follow each new event
+/// as it is recorded (until --count events or --duration seconds, else until interrupted).
+fn events_cmd(ctx: &Ctx, rest: &[String]) -> Result<String, Fail> {
+    let usage = || Fail("usage: events [--follow] [--count N] [--duration S]".into(), 2);
+    let (mut follow, mut count, mut duration) = (false, None::<usize>, None::<u64>);
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--follow" | "-f" => follow = true,
+            "--count" | "-n" => count = Some(it.next().and_then(|v| v.parse().ok()).ok_or_else(usage)?),
+            "--duration" => duration = Some(it.next().and_then(|v| v.parse().ok()).ok_or_else(usage)?),
+            _ => return Err(usage()),
+        }
+    }
+    let line = |e: &gateway::events::Event| match ctx.json {
+        true => serde_json::to_string(e).unwrap_or_default() + "\n",
+        false => format!(
+            "{} {:>6} {:<8} {}\n",
+            gateway::events::rfc3339(e.unix_ms),
+            e.seq,
+            e.kind.name(),
+            e.message
+        ),
+    };
+    let v: gateway::events::EventsView = typed(call(ctx, Op::Events { after: None, wait_ms: 0 })?)?;
+    if !follow {
+        let skip = v.events.len().saturating_sub(count.unwrap_or(usize::MAX));
+        return Ok(v.events[skip..].iter().map(line).collect());
+    }
+    // Following: what is held first (the last --count of it), then each new event at once.
+    let until = duration.map(|s| std::time::Instant::now() + Duration::from_secs(s));
+    let mut shown = 0usize;
+    let mut last = v.last;
+    let mut out = std::io::stdout();
+    use std::io::Write as _;
+    let mut print = |e: &gateway::events::Event, shown: &mut usize| {
+        let _ = out.write_all(line(e).as_bytes());
+        let _ = out.flush();
+        *shown += 1;
+    };
+    let held = v.events.len().saturating_sub(count.unwrap_or(10));
+    for e in &v.events[held..] {
+        print(e, &mut shown);
+    }
+    shown = 0;
+    loop {
+        if count.is_some_and(|c| shown >= c) || until.is_some_and(|u| std::time::Instant::now() >= u) {
+            return Ok(String::new());
+        }
+        let v: gateway::events::EventsView = typed(call(
+            ctx,
+            Op::Events {
+                after: Some(last),
+                wait_ms: 1000,
+            },
+        )?)?;
+        if v.lost > 0 {
+            eprintln!("({} events lost: the log holds the last {})", v.lost, gateway::events::CAPACITY);
+        }
+        for e in &v.events {
+            print(e, &mut shown);
+            if count.is_some_and(|c| shown >= c) {
+                break;
+            }
+        }
+        last = v.last;
+    }
+}
+
 /// VPP's `show runtime` layout: per worker, each stage's calls, packets, cycles and their ratios.
 fn format_runtime(v: &RuntimeView) -> String {
     let mut out = String::new();
@@ -865,6 +935,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("drain", "drain [VIP] [--timeout S]   withdraw from BGP, serve until connections end", "Withdraws the VIP (every VIP without one) from the routing daemon at once ([announce] in conf/README.md) and keeps serving it, new connections included, until its connections have ended or the timeout ([announce] drain_timeout_s by default) has passed; then the drain is done and the VIP takes no new connection. Shows the announce state."),
     ("undrain", "undrain [VIP]            announce again", "Ends the VIP's drain (every drain without one): the VIP takes new connections and is announced again when it has a real server up."),
     ("announce", "announce                 announced and withheld VIPs, drains", "The VIPs whose routes are in the announce table, the others with why (draining, no real server up, not held), and each drain: draining or drained, for how long, connections left, time to the deadline."),
+    ("events", "events [--follow] [--count N] [--duration S]   what changed and why", "The event log, oldest first: configuration generations and what caused them (admin commands, reload, timeouts, kernel changes, drains), refused changes with the reason, health transitions, VIPs announced and withdrawn, start and stop. Each is also a log line (target gateway::events). --follow shows the last 10 (or --count) and then each new event as it happens, until --count new events or --duration seconds have been shown, or Ctrl-C. The daemon keeps the last 4096."),
     ("runtime", "runtime [clear]          cycles per stage and worker (VPP's show runtime)", "Each worker's busy cycles (rounds that handled packets, and housekeeping) split by stage of the poll round: rx (polling the ports), l2-l3 (header checks), lookup (connection table), forward (scheduling, rewriting, routing), tx (into the drivers), handoff (rings from other workers), twin (the kernel twins' queues), timers (expiry, neighbours, control). Calls are the stage's runs that had packets; the stages add up to the busy cycles. `runtime clear` starts them again from zero."),
     ("health", "health                   real servers' health checks", "Each checked real server: its service, the check's kind, up or down and for how long, checks run and failed, the client SYNs it refused (syn_rst) and left unanswered (syn_lost) as the workers counted them (passive detection), and the last result's reason (\"connection refused\", \"HTTP 503\", \"timeout\", or the passive verdict)."),
     ("check", "check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none   set a health check", "Sets the health check of a service, or with -r a real server's override of it: the keys of [service.check] in conf/README.md as a TOML inline table, e.g. check -t 10.10.0.100:80 '{ kind = \"http\", path = \"/health\", interval_ms = 500 }'. `none` removes it. The change is validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it."),

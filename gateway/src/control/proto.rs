@@ -198,6 +198,14 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         clear: bool,
     },
+    /// The event log (`events`): the events after sequence number `after` (every event held
+    /// when absent), waiting up to `wait_ms` (at most 2000) for one when there is none yet.
+    Events {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
+        #[serde(default)]
+        wait_ms: u32,
+    },
 }
 
 /// A request line.

@@ -16,6 +16,7 @@ use super::proto::{self, Change, ConnFilter, Line, Op, Request, Response, MAX_RE
 use super::view::*;
 use crate::config::Config;
 use crate::daemon::Control;
+use crate::events::Kind;
 use crate::stats::WorkerStats;
 use crate::worker::Msg;
 use std::io::{BufReader, Read};
@@ -435,6 +436,14 @@ impl Server<'_> {
                 .map(|v| to_json(&v)),
             Op::Announce => self.control().map(|c| to_json(&c.announce_view())),
             Op::Runtime { clear } => Ok(to_json(&self.runtime(clear))),
+            Op::Events { after, wait_ms } => {
+                // Read without the control lock held: a follower's wait must not hold up changes.
+                let log = self.control().map(|c| c.events.clone());
+                log.map(|l| {
+                    let wait = Duration::from_millis(u64::from(wait_ms));
+                    to_json(&l.read(after, wait.min(crate::events::MAX_WAIT)))
+                })
+            }
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -631,9 +640,15 @@ impl Server<'_> {
             Err(e) => return Response::err(e),
         };
         let g = ctl.current().clone();
+        let n = changes.len();
+        let refused = |ctl: &Control, e: &str| {
+            let m = format!("admin change of {n} commands refused: {e}");
+            ctl.events.record(Kind::Refused, m);
+        };
         // From the configured services, not the running ones (whose weights health overlays).
         let mut model = ctl.configured().clone();
         if let Err((i, e)) = model.apply_all(changes) {
+            refused(&ctl, &format!("command {}: {e}", i + 1));
             let mut r = Response::err(e);
             r.at = Some(i);
             return r;
@@ -641,11 +656,22 @@ impl Server<'_> {
         let port_addrs: Vec<_> = g.topo.ports.iter().map(|p| p.addrs.clone()).collect();
         let v = match crate::config::validate_service_entries(&model.services, &port_addrs) {
             Ok(v) => v,
-            Err(e) => return Response::err(model.name_error(&e.to_string())),
+            Err(e) => {
+                let e = model.name_error(&e.to_string());
+                refused(&ctl, &e);
+                return Response::err(e);
+            }
         };
         match ctl.apply_model(model, v) {
-            Ok(id) => Response::ok(serde_json::json!({ "generation": id })),
-            Err(e) => Response::err(e),
+            Ok(id) => {
+                let m = format!("generation {id} running on every worker ({n} admin commands)");
+                ctl.events.record(Kind::Config, m);
+                Response::ok(serde_json::json!({ "generation": id }))
+            }
+            Err(e) => {
+                refused(&ctl, &e);
+                Response::err(e)
+            }
         }
     }
 
@@ -953,6 +979,11 @@ impl Server<'_> {
             }
         }
         let generation = ctl.apply_timeouts(t)?;
+        let m = format!(
+            "timeouts tcp {} s, tcpfin {} s, udp {} s: generation {generation} running on every worker",
+            t.established, t.fin_wait, t.udp
+        );
+        ctl.events.record(Kind::Config, m);
         Ok(serde_json::json!({ "generation": generation }))
     }
 
@@ -975,7 +1006,12 @@ impl Server<'_> {
                     .ok()
                     .filter(|v| *v <= 3)
                     .ok_or_else(|| format!("conn_reuse_mode {v} is not 0..=3"))?;
-                let generation = self.control()?.apply_conn_reuse_mode(v)?;
+                let mut ctl = self.control()?;
+                let generation = ctl.apply_conn_reuse_mode(v)?;
+                let m = format!(
+                    "conn_reuse_mode {v}: generation {generation} running on every worker"
+                );
+                ctl.events.record(Kind::Config, m);
                 Ok(serde_json::json!({ "generation": generation, "conn_reuse_mode": v }))
             }
         }
