@@ -27,6 +27,9 @@ use std::sync::{Arc, Mutex};
 /// (MAXIMUM_SNAPLEN in libpcap), so whole frames, jumbo ones included.
 pub const DEFAULT_SNAPLEN: u32 = 262_144;
 
+/// Frames a capture sends unless the request says otherwise.
+pub const DEFAULT_COUNT: u64 = 1000;
+
 /// Frames the ring between the workers and the admin socket holds. At most this many copies wait
 /// at once (a few MB of 1500-byte frames); when the client reads slower, frames are counted as
 /// dropped instead.

@@ -10,13 +10,14 @@
 //! ```
 //!
 //! A refused capture (unknown port, bad filter, one already running) is one `ok: false` line. The
-//! capture ends when `count` frames are sent, `duration_s` passes, the daemon stops, or a write to
-//! the client fails: a client that goes away is noticed at the next heartbeat at the latest.
+//! capture ends when `count` frames are sent, `duration_s` passes, the daemon stops, the client
+//! sends anything or closes its side (gwctl shuts down its writing half on Ctrl-C and reads the
+//! last line, with the final counters), or a write to the client fails. The daemon looks at the
+//! client every [`WAIT`], so the capture slot is free again within that of the client leaving.
 
 use super::{Counts, Direction, Record, Running};
 use crate::control::proto::Response;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Frames per line at most.
@@ -24,8 +25,8 @@ const BATCH: usize = 64;
 /// A line (with the counters) at least this often, so a vanished client is noticed and gwctl can
 /// look at Ctrl-C between lines.
 pub const HEARTBEAT: Duration = Duration::from_millis(250);
-/// How long one wait on the ring lasts.
-const WAIT: Duration = Duration::from_millis(50);
+/// How long one wait on the ring lasts, and so how soon a client that leaves is noticed.
+pub const WAIT: Duration = Duration::from_millis(50);
 
 /// The first line's news: the capture runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,14 +107,14 @@ pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Streams a started capture to a client through `send` until `count` frames are sent, `duration`
-/// passes, `stop` is set or `send` fails (the client went away: the error is returned). The
-/// capture ends when this returns (`running` is dropped), before the last line, so its counters
-/// are final.
+/// passes, `ended` says so (the daemon stops, the client spoke or hung up; asked every [`WAIT`]) or
+/// `send` fails (the client went away: the error is returned). The capture ends (`running` is
+/// dropped) before the last line, so its counters are final.
 pub fn serve(
     running: Running,
     count: u64,
     duration: Option<Duration>,
-    stop: &AtomicBool,
+    mut ended: impl FnMut() -> bool,
     mut send: impl FnMut(&Response) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let session = running.session.clone();
@@ -137,10 +138,7 @@ pub fn serve(
     ))?;
     let until = duration.map(|d| Instant::now() + d);
     let mut last = Instant::now();
-    while sent < count
-        && !stop.load(Ordering::Relaxed)
-        && until.map_or(true, |u| Instant::now() < u)
-    {
+    while sent < count && until.map_or(true, |u| Instant::now() < u) && !ended() {
         let mut frames = Vec::new();
         if let Ok(r) = running.records.recv_timeout(WAIT) {
             frames.push(WireFrame::from_record(&r));

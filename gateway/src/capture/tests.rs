@@ -198,12 +198,17 @@ fn capture_stream_sends_started_frames_and_final_counts() {
     for _ in 0..5 {
         tap.rx(0, [&t80[..]].into_iter());
     }
-    let stop = std::sync::atomic::AtomicBool::new(false);
     let mut lines = Vec::new();
-    stream::serve(running, 3, None, &stop, |r| {
-        lines.push(r.clone());
-        Ok(())
-    })
+    stream::serve(
+        running,
+        3,
+        None,
+        || false,
+        |r| {
+            lines.push(r.clone());
+            Ok(())
+        },
+    )
     .unwrap();
     assert!(!cap.is_running(), "the capture ends with the stream");
     let data: Vec<Line> = lines
@@ -229,10 +234,30 @@ fn capture_stream_sends_started_frames_and_final_counts() {
 
     // A client that goes away ends the capture too.
     let running = cap.start(0, "client", None, DEFAULT_SNAPLEN).unwrap();
-    let r = stream::serve(running, 10, None, &stop, |_| {
-        Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-    });
+    let r = stream::serve(
+        running,
+        10,
+        None,
+        || false,
+        |_| Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+    );
     assert!(r.is_err());
+    assert!(!cap.is_running());
+    // So does the client's leaving (`ended`), with a last line.
+    let running = cap.start(0, "client", None, DEFAULT_SNAPLEN).unwrap();
+    let mut n = 0;
+    stream::serve(
+        running,
+        10,
+        None,
+        || true,
+        |_| {
+            n += 1;
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(n, 2, "started, then the last line");
     assert!(!cap.is_running());
     // So does a duration.
     let running = cap.start(0, "client", None, DEFAULT_SNAPLEN).unwrap();
@@ -241,7 +266,7 @@ fn capture_stream_sends_started_frames_and_final_counts() {
         running,
         10,
         Some(std::time::Duration::from_millis(300)),
-        &stop,
+        || false,
         |_| Ok(()),
     )
     .unwrap();
