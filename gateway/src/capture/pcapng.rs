@@ -51,14 +51,14 @@ fn opt(buf: &mut Vec<u8>, code: u16, value: &[u8]) {
 }
 
 fn pad(buf: &mut Vec<u8>) {
-    while buf.len() % 4 != 0 {
+    while !buf.len().is_multiple_of(4) {
         buf.push(0);
     }
 }
 
 /// Frames a block body: type, total length, body, total length again (spec 3.1).
 fn block(w: &mut impl Write, kind: u32, body: &[u8]) -> io::Result<()> {
-    debug_assert_eq!(body.len() % 4, 0);
+    debug_assert!(body.len().is_multiple_of(4));
     let total = (body.len() + 12) as u32;
     let mut b = Vec::with_capacity(total as usize);
     b.extend_from_slice(&kind.to_ne_bytes());

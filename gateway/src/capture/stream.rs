@@ -97,7 +97,7 @@ pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
         b'A'..=b'F' => Ok(c - b'A' + 10),
         _ => Err(format!("not a hex digit: {:?}", c as char)),
     };
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     s.as_bytes()
@@ -138,7 +138,7 @@ pub fn serve(
     ))?;
     let until = duration.map(|d| Instant::now() + d);
     let mut last = Instant::now();
-    while sent < count && until.map_or(true, |u| Instant::now() < u) && !ended() {
+    while sent < count && until.is_none_or(|u| Instant::now() < u) && !ended() {
         let mut frames = Vec::new();
         if let Ok(r) = running.records.recv_timeout(WAIT) {
             frames.push(WireFrame::from_record(&r));

@@ -168,7 +168,7 @@ fn capture_taps_copy_only_the_captured_port_and_matching_frames() {
     );
 
     // A full ring: frames are counted as dropped, never waited for.
-    let burst: Vec<&[u8]> = std::iter::repeat(&t80[..]).take(RING + 5).collect();
+    let burst: Vec<&[u8]> = std::iter::repeat_n(&t80[..], RING + 5).collect();
     tap.rx(1, burst.into_iter());
     let c = running.session.counts();
     assert_eq!((c.captured, c.dropped), (3 + RING as u64, 5));
