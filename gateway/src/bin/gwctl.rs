@@ -494,11 +494,18 @@ fn capture(ctx: &Ctx, rest: &[String]) -> Result<String, Fail> {
             .unwrap_or_default()
     );
     // Ctrl-C (or SIGTERM) ends the capture: the loop looks between lines, and the daemon sends one
-    // at least every `stream::HEARTBEAT`; closing the connection ends the daemon's side.
+    // at least every `stream::HEARTBEAT`. A second one, with the flag already set, terminates
+    // gwctl at once (signal-hook's conditional default), should the daemon not answer.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let sigs: Vec<_> = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
         .into_iter()
-        .filter_map(|s| signal_hook::flag::register(s, stop.clone()).ok())
+        .flat_map(|s| {
+            [
+                signal_hook::flag::register_conditional_default(s, stop.clone()).ok(),
+                signal_hook::flag::register(s, stop.clone()).ok(),
+            ]
+        })
+        .flatten()
         .collect();
     let mut counts = gateway::capture::Counts::default();
     let result = (|| {

@@ -12,7 +12,10 @@
 //! BPF filter (libpcap, [`crate::dpdk::bpf`]) passes it, at most `snaplen` bytes of it, and only if the
 //! ring has room: a full ring never stalls a worker, the frame is counted (`dropped`) instead.
 //! Frames a worker hands to another (reply steering) are captured once, by the worker that received
-//! them from the NIC.
+//! them from the NIC. The tx side is taken as a frame enters the port's tx queue: frames the datapath
+//! forwards or generates (ARP, ICMP, RSTs) and frames the kernel twin sends out through the port; a
+//! frame the driver then refuses (counted as `tx_full`) is in the capture all the same. Frames
+//! punted up to the twin never reach the wire and are not captured as tx.
 
 pub mod pcapng;
 pub mod stream;
