@@ -162,6 +162,34 @@ fn main() {
         .write_to_file(out_dir.join("bindings.rs"))
         .expect("write bindings.rs");
 
+    // 2b. libpcap, for BPF filters on live captures (`gwctl capture`): compile an expression with
+    // pcap_compile on a dead handle and run it with pcap_offline_filter (pcap_compile(3PCAP),
+    // pcap_offline_filter(3PCAP)). Its own bindings: libpcap is not DPDK.
+    pkg_config::Config::new()
+        .statik(false)
+        .probe("libpcap")
+        .unwrap_or_else(|e| {
+            fail(&format!(
+                "libpcap not found ({e}): install it with `apt-get install libpcap-dev`, \
+                 or run scripts/setup.sh"
+            ))
+        });
+    let pcap = bindgen::Builder::default()
+        .header("csrc/pcap_wrapper.h")
+        .allowlist_function(
+            "pcap_(open_dead|close|compile|freecode|geterr|offline_filter|lib_version)",
+        )
+        .allowlist_type("pcap_pkthdr|bpf_program|bpf_insn")
+        .allowlist_var("PCAP_NETMASK_UNKNOWN|DLT_EN10MB")
+        .derive_default(true)
+        .layout_tests(true)
+        .generate_comments(false)
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
+        .generate()
+        .unwrap_or_else(|e| fail(&format!("bindgen failed on <pcap/pcap.h>: {e}")));
+    pcap.write_to_file(out_dir.join("pcap_bindings.rs"))
+        .expect("write pcap_bindings.rs");
+
     // 3. Typed constants for the RTE_BIT64 flag macros.
     let mut c = String::from(
         "#include <stdio.h>\n#include <inttypes.h>\n#include <rte_ethdev.h>\n#include <rte_mbuf.h>\n\

@@ -3,6 +3,7 @@
 //!
 //! - `bindings.rs`: bindgen output over a narrow allowlist (eal, ethdev, mbuf, mempool, ring, lcore,
 //!   cycles, flow, errno).
+//! - `pcap`: libpcap's BPF compiler and filter (bindgen over <pcap/pcap.h>), for live captures.
 //! - `gw_*` functions: a C shim (csrc/shim.c) wrapping DPDK's static-inline functions (rx/tx burst, mbuf
 //!   alloc/free, lcore id, rte_errno, ring bursts, tsc), which have no symbol to link against.
 //! - The `RTE_BIT64` flag macros, which bindgen cannot evaluate, as typed `u64` constants generated at
@@ -27,6 +28,12 @@ pub mod consts {
     include!(concat!(env!("OUT_DIR"), "/consts.rs"));
 }
 pub use consts::*;
+
+/// libpcap's BPF compiler and interpreter (`pcap_open_dead`, `pcap_compile`, `pcap_offline_filter`,
+/// ...), for the filters of live captures. Linked from the system's libpcap (`libpcap-dev`).
+pub mod pcap {
+    include!(concat!(env!("OUT_DIR"), "/pcap_bindings.rs"));
+}
 
 /// Index of each `rte_mbuf` field for `gw_mbuf_offset` (must match csrc/shim.c).
 pub mod mbuf_field {

@@ -104,3 +104,15 @@ fn mbuf_layout_matches_c_and_22_11() {
     assert_eq!(unsafe { gw_mbuf_size() }, size_of::<rte_mbuf>());
     assert_eq!(size_of::<rte_mbuf>(), 128, "rte_mbuf is two cache lines");
 }
+
+#[test]
+fn pcap_values_and_header_layout_match_libpcap() {
+    use dpdk_sys::pcap::*;
+    // pcap/dlt.h and pcap/pcap.h: Ethernet, and the "no netmask" value pcap_compile takes.
+    assert_eq!(DLT_EN10MB, 1);
+    assert_eq!(PCAP_NETMASK_UNKNOWN, 0xffff_ffff);
+    // struct pcap_pkthdr { struct timeval ts; bpf_u_int32 caplen, len; } on LP64.
+    assert_eq!(offset_of!(pcap_pkthdr, caplen), 16);
+    assert_eq!(offset_of!(pcap_pkthdr, len), 20);
+    assert_eq!(size_of::<pcap_pkthdr>(), 24);
+}

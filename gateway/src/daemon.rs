@@ -614,6 +614,8 @@ pub struct Running {
     lcores: Vec<u32>,
     stop: Arc<AtomicBool>,
     pub published: Vec<Arc<Mutex<WorkerStats>>>,
+    /// The capture slot the workers' taps read (`gwctl capture`).
+    pub capture: Arc<crate::capture::Capture>,
     pub port_names: Vec<String>,
     file_prefix: String,
     eal: Eal,
@@ -755,6 +757,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         .min()
         .unwrap_or(1500);
     let mut published = Vec::new();
+    let capture = crate::capture::Capture::new();
     for (w, rx) in receivers.into_iter().enumerate() {
         let p = Arc::new(Mutex::new(WorkerStats::default()));
         published.push(p.clone());
@@ -771,6 +774,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
                 .collect(),
             port_index: Vec::new(),
             prepared: None,
+            tap: capture.tap(),
             pool: pool.clone(),
             rings_in: (0..n)
                 .filter(|&f| f != w)
@@ -888,6 +892,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         lcores: lcores[..n].to_vec(),
         stop,
         published,
+        capture,
         port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
         file_prefix: cfg.eal.file_prefix.clone(),
         eal,
@@ -1297,6 +1302,7 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
             let ctx = crate::control::server::Ctx {
                 control: &run.control,
                 published: &run.published,
+                capture: run.capture.clone(),
                 report: &report,
                 cfg,
                 config_path: signals.config_path.as_deref(),

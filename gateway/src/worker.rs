@@ -101,6 +101,8 @@ pub struct Worker {
     pub datapath: Datapath<Mbuf>,
     /// A generation prepared (first phase) and waiting for its commit.
     pub prepared: Option<(Arc<Generation>, crate::forward::fullnat::PreparedServices)>,
+    /// This worker's side of `gwctl capture` (`capture::Tap`).
+    pub tap: crate::capture::Tap,
 }
 
 /// Rounds between timer/inbox/publish checks are bounded by time, checked every this many rounds.
@@ -168,6 +170,7 @@ impl Worker {
             let t0 = dpdk::tsc();
             laps.start(t0);
             let mut work = 0usize;
+            self.tap.poll();
             for pi in 0..self.port_ids.len() {
                 let port = self.port_ids[pi];
                 let n = batch.rx(port, queue);
@@ -206,14 +209,16 @@ impl Worker {
                     // Frames the kernel sends leave on the port unchanged (`linux-cp-xc`).
                     self.datapath.l3.stats.punt.from_kernel += n as u64;
                     for m in batch.by_ref() {
+                        self.tap.tx(pi, m.data());
                         txq[pi].push(m);
                     }
                 }
                 laps.lap(Stage::Twin, dpdk::tsc(), frames);
             }
-            let l3 = &mut self.datapath.l3;
+            let (l3, tap) = (&mut self.datapath.l3, &mut self.tap);
             l3.take_released(|port, m| {
                 if let Some(t) = txq.get_mut(port as usize) {
+                    tap.tx(port as usize, m.data());
                     t.push(m);
                 }
             });
@@ -225,7 +230,10 @@ impl Worker {
                         t.push(m);
                     }
                 }
-                Some(m) => txq[g.port as usize].push(m),
+                Some(m) => {
+                    tap.tx(g.port as usize, m.data());
+                    txq[g.port as usize].push(m)
+                }
                 None => no_mbuf += 1,
             });
             l3.stats.drops[Drop::MbufExhausted as usize] += no_mbuf;
@@ -319,6 +327,10 @@ impl Worker {
             pkts[n] = Some(m);
             n += 1;
         }
+        if let Some(p) = port {
+            // Received from the NIC: captured as it arrived, before the datapath rewrites it.
+            self.tap.rx(p, pkts[..n].iter().flatten().map(Mbuf::data));
+        }
         let mut out: [Option<Verdict<Mbuf>>; BURST] = Default::default();
         laps.lap(src, dpdk::tsc(), 0);
         let [l3, lookup, forward] =
@@ -343,7 +355,10 @@ impl Worker {
         twin_txq: &mut [Option<TxBuffer>],
     ) {
         match self.datapath.settle(verdict) {
-            Some(Verdict::Tx(port, m)) => txq[port as usize].push(m),
+            Some(Verdict::Tx(port, m)) => {
+                self.tap.tx(port as usize, m.data());
+                txq[port as usize].push(m)
+            }
             Some(Verdict::ToKernel(port, m)) => {
                 match twin_txq.get_mut(port as usize).and_then(Option::as_mut) {
                     Some(t) => t.push(m),

@@ -380,6 +380,7 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             }
             Ok(out)
         }
+        "capture" => capture(ctx, rest),
         "save" => {
             let v = call(ctx, Op::Save)?;
             let toml = v
@@ -410,6 +411,169 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             2,
         )),
     }
+}
+
+/// `capture --port NAME [--count N] [--filter BPF] [--duration S] [--snaplen N] -w FILE`: streams
+/// the daemon's capture into a pcapng file until the count, the duration or Ctrl-C.
+fn capture(ctx: &Ctx, rest: &[String]) -> Result<String, Fail> {
+    use gateway::capture::{pcapng, stream::Line};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let usage = || {
+        Fail(
+            "usage: capture --port NAME [--count N] [--filter BPF] [--duration S] [--snaplen N] -w FILE"
+                .into(),
+            2,
+        )
+    };
+    let (mut port, mut file, mut filter) = (None, None, None);
+    let (mut count, mut duration_s, mut snaplen) = (None, None, None);
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or_else(usage);
+        let num = |v: String| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| Fail(format!("{a}: {v:?} is not a positive number"), 2))
+        };
+        match a.as_str() {
+            "--port" | "-i" => port = Some(val()?),
+            "-w" | "--write" => file = Some(val()?),
+            "--filter" | "-f" => filter = Some(val()?),
+            "--count" | "-c" => count = Some(num(val()?)?),
+            "--duration" => duration_s = Some(num(val()?)?.min(u32::MAX.into()) as u32),
+            "--snaplen" | "-s" => snaplen = Some(num(val()?)?.min(u32::MAX.into()) as u32),
+            _ => return Err(usage()),
+        }
+    }
+    let (Some(port), Some(file)) = (port, file) else {
+        return Err(usage());
+    };
+    let count = count.unwrap_or(gateway::capture::DEFAULT_COUNT);
+    // The file first: an unwritable one is refused before anything starts in the daemon. Opened
+    // without truncating, so a capture the daemon refuses leaves an existing file as it was.
+    let existed = std::path::Path::new(&file).exists();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&file)
+        .map_err(|e| Fail(format!("cannot write {file}: {e}"), 1))?;
+    let discard = |msg: String| {
+        if !existed {
+            let _ = std::fs::remove_file(&file);
+        }
+        Fail(msg, 1)
+    };
+    let op = Op::Capture {
+        port: port.clone(),
+        filter: filter.clone(),
+        count: Some(count),
+        snaplen,
+        duration_s,
+    };
+    let mut stream =
+        client::Stream::open(&ctx.socket, op, TIMEOUT).map_err(|e| discard(e.to_string()))?;
+    let first = stream.next_response().map_err(|e| discard(e.to_string()))?;
+    if !first.ok {
+        return Err(discard(
+            first.error.unwrap_or_else(|| "capture refused".into()),
+        ));
+    }
+    let line = |r: Response| -> Result<Line, Fail> { typed(r.data.unwrap_or_default()) };
+    let started = line(first)?.started.unwrap_or_default();
+    f.set_len(0)
+        .map_err(|e| Fail(format!("cannot write {file}: {e}"), 1))?;
+    let io = |e: std::io::Error| Fail(format!("cannot write {file}: {e}"), 1);
+    let mut w = pcapng::Writer::new(
+        std::io::BufWriter::new(f),
+        concat!("gwctl (gateway ", env!("CARGO_PKG_VERSION"), ")"),
+        &started.port,
+        &format!(
+            "gateway port {} (rx before rewriting, tx after)",
+            started.port
+        ),
+        started.snaplen,
+    )
+    .and_then(|mut w| w.flush().map(|_| w))
+    .map_err(io)?;
+    eprintln!(
+        "capturing on port {}{}: up to {count} frames into {file}; Ctrl-C stops",
+        started.port,
+        started
+            .filter
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default()
+    );
+    // Ctrl-C (or SIGTERM) ends the capture: the loop looks between lines, and the daemon sends one
+    // at least every `stream::HEARTBEAT`. A second one, with the flag already set, terminates
+    // gwctl at once (signal-hook's conditional default), should the daemon not answer.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let sigs: Vec<_> = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .flat_map(|s| {
+            [
+                signal_hook::flag::register_conditional_default(s, stop.clone()).ok(),
+                signal_hook::flag::register(s, stop.clone()).ok(),
+            ]
+        })
+        .flatten()
+        .collect();
+    let mut counts = gateway::capture::Counts::default();
+    let result = (|| {
+        let mut finished = false;
+        // Until the daemon's last line: it ends the capture itself at `count` frames or the
+        // duration, and its last line carries the final counters.
+        loop {
+            if !finished && stop.load(Ordering::Relaxed) {
+                // Ask the daemon to stop; it answers with a last line (final counters) at once.
+                finished = true;
+                if stream.finish().is_err() {
+                    break;
+                }
+            }
+            let r = match stream.next_response() {
+                Ok(r) => r,
+                Err(_) if finished => break,
+                Err(e) => return Err(Fail(e.to_string(), 1)),
+            };
+            if !r.ok {
+                return fail(r.error.unwrap_or_else(|| "capture failed".into()));
+            }
+            let last = r.more != Some(true);
+            let l = line(r)?;
+            counts = l.counts;
+            for fr in &l.frames {
+                let rec = fr
+                    .to_record()
+                    .map_err(|e| Fail(format!("bad frame from the daemon: {e}"), 1))?;
+                w.packet(rec.dir, rec.ts_ns, rec.orig_len, &rec.data)
+                    .map_err(io)?;
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(())
+    })();
+    for id in sigs {
+        signal_hook::low_level::unregister(id);
+    }
+    drop(stream);
+    let written = w.packets();
+    w.flush().map_err(io)?;
+    result?;
+    if ctx.json {
+        return Ok(pretty(&serde_json::json!({
+            "file": file, "written": written, "captured": counts.captured,
+            "dropped": counts.dropped, "filtered_out": counts.filtered_out,
+        })));
+    }
+    Ok(format!(
+        "{written} frames written to {file}; {} not copied by the workers (capture ring full); {} filtered out\n",
+        counts.dropped, counts.filtered_out
+    ))
 }
 
 /// `ip[:port]`.
@@ -943,6 +1107,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("twins", "twins                    kernel twins, punt counters, kernel-owned addresses", "Each port's kernel twin (interface, driver, ifindex), the VIPs and LIPs owned by the kernel with whether a twin holds them, and the punt counters summed over the workers."),
     ("neigh", "neigh                    neighbour (ARP) entries of every worker", "Each worker's neighbour table: address, port, MAC (or incomplete), age."),
     ("sysctl", "sysctl [NAME [VALUE]]    IPVS settings ipvsadm has no option for", "Shows or sets, for every worker at once: conn_reuse_mode (0..=3, IPVS's sysctl: what a client's\nSYN on a tuple the gateway still holds does; 1, the default, schedules it afresh from\nTIME_WAIT/CLOSE, 2 also from FIN_WAIT of DR/TUN connections, 0 follows the old connection).\nThe config key is [conn] conn_reuse_mode."),
+    ("capture", "capture --port NAME [--count N] [--filter BPF] [--duration S] -w FILE   capture a port into a pcapng file", "Records what the port (its [[port]] name) receives, before the datapath rewrites it, and sends,\nafter, into FILE as pcapng (tcpdump -r and Wireshark read it; each frame is marked In or Out),\nwithout stopping traffic. --filter takes tcpdump's filter syntax (pcap-filter(7)); --count (default\n1000), --duration S or Ctrl-C ends it; --snaplen N keeps at most N bytes of each frame (262144).\nOne capture at a time. At the end it says how many frames were written and how many the workers\ncould not copy (their ring was full: the file then misses those)."),
     ("save", "save [FILE]              a TOML configuration with the running services", "Writes the daemon's configuration with its [[service]] sections replaced by the running ones;\nthe daemon can start from it. Without FILE, prints it."),
     ("raw", "raw JSON                 send one protocol request", "Sends a request object such as {\"op\":\"list\"} (the version is added) and prints the raw response."),
     ("help", "help [COMMAND]           this help", "Shows every command, or one in detail."),
@@ -1052,6 +1217,11 @@ impl rustyline::completion::Completer for Helper {
             "--state",
             "--worker",
             "--limit",
+            "--port",
+            "--count",
+            "--filter",
+            "--duration",
+            "--snaplen",
             "rr",
             "wrr",
             "lc",

@@ -48,6 +48,31 @@ pub fn request_stream(
     }
 }
 
+/// A streamed answer read a line at a time, for a client that decides itself when to stop
+/// (`gwctl capture`). Dropping it closes the connection, which ends the daemon's side.
+pub struct Stream {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+}
+
+impl Stream {
+    /// Sends `op`; `timeout` bounds the wait for each line.
+    pub fn open(path: &Path, op: Op, timeout: Duration) -> Result<Stream, ClientError> {
+        let (w, r) = send(path, op, timeout)?;
+        Ok(Stream { w, r })
+    }
+
+    /// Closes the writing half: the daemon takes it as "stop" and sends its last line.
+    pub fn finish(&self) -> std::io::Result<()> {
+        self.w.shutdown(std::net::Shutdown::Write)
+    }
+
+    /// The next line of the answer.
+    pub fn next_response(&mut self) -> Result<Response, ClientError> {
+        read_response(&mut self.r)
+    }
+}
+
 fn send(
     path: &Path,
     op: Op,

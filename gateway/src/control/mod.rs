@@ -29,7 +29,7 @@
 //! ```
 //!
 //! Operations (`op`): `status`, `list`, `apply {changes}`, `conns {filter}`, `stats`, `zero`,
-//! `timeouts`, `save`, `net`. Changes (`change`): `add_service`, `edit_service`, `del_service`,
+//! `timeouts`, `save`, `net`, `capture`. Changes (`change`): `add_service`, `edit_service`, `del_service`,
 //! `clear`, `add_real`, `edit_real`, `del_real`, `add_laddr`, `del_laddr` (fields in [`proto`]).
 //!
 //! An `apply` is all or nothing: its changes are applied in order to a copy of the running table,
@@ -41,6 +41,11 @@
 //! connections as the workers hand them over (`"more": true`), then one with the total
 //! (`"more": false`); `ipvsadm -Lnc` lists a million connections this way in bounded memory, and a
 //! worker never spends more than one chunk's scan (`dump::SCAN_SLOTS`) on a listing at a time.
+//!
+//! `capture {port, filter, count, snaplen, duration_s}` is answered in lines too: the frames one port
+//! receives and sends, in hex, with the workers' counters, until the count, the duration or the client
+//! closing its side (`crate::capture::stream` describes the lines); `gwctl capture` writes them
+//! as pcapng.
 //!
 //! Errors: a line that is not JSON, lacks `"v"`, has another version or an unknown `op` gets
 //! `ok:false` with the reason, and the connection stays usable. A line longer than 64 MiB, or input

@@ -206,6 +206,20 @@ pub enum Op {
         #[serde(default)]
         wait_ms: u32,
     },
+    /// Captures what port `port` (its `[[port]]` name) receives and sends, answered as a stream
+    /// (`capture::stream`): frames passing `filter` (pcap-filter(7) syntax; absent: every frame),
+    /// `snaplen` bytes of each at most, until `count` frames (default 1000) or `duration_s`.
+    Capture {
+        port: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snaplen: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_s: Option<u32>,
+    },
 }
 
 /// A request line.

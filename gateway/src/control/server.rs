@@ -56,6 +56,8 @@ pub fn socket_path(cfg: &Config) -> PathBuf {
 pub struct Ctx<'a> {
     pub control: &'a Mutex<Control>,
     pub published: &'a [Arc<Mutex<WorkerStats>>],
+    /// The capture slot (`gwctl capture`).
+    pub capture: Arc<crate::capture::Capture>,
     /// The daemon's latest counter report (refreshed by the control loop).
     pub report: &'a Mutex<String>,
     pub cfg: &'a Config,
@@ -382,6 +384,15 @@ impl Server<'_> {
                         }
                         continue;
                     }
+                    Ok(Request {
+                        op: op @ Op::Capture { .. },
+                        ..
+                    }) => {
+                        if self.capture(op, &mut w).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     Ok(req) => self.handle(req.op),
                     Err(e) => Response::err(e),
                 },
@@ -444,6 +455,7 @@ impl Server<'_> {
                     to_json(&l.read(after, wait.min(crate::events::MAX_WAIT)))
                 })
             }
+            Op::Capture { .. } => Err("capture is answered as a stream".into()),
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -772,6 +784,80 @@ impl Server<'_> {
             Err(e) => Response::err(e),
         };
         proto::write_line(w, &last)
+    }
+
+    /// `capture`: checks the port and the filter, starts the capture (one at a time) and streams
+    /// it (`capture::stream`). A refusal is one error line and changes nothing. An error is
+    /// returned only when the client cannot be written to.
+    fn capture(&self, op: Op, w: &mut UnixStream) -> std::io::Result<()> {
+        let Op::Capture {
+            port,
+            filter,
+            count,
+            snaplen,
+            duration_s,
+        } = op
+        else {
+            return Ok(());
+        };
+        let started = (|| {
+            let names: Vec<String> = self
+                .current()?
+                .topo
+                .ports
+                .iter()
+                .map(|p| p.name.clone())
+                .collect();
+            let index = names
+                .iter()
+                .position(|n| *n == port)
+                .ok_or_else(|| format!("unknown port {port:?} (ports: {})", names.join(", ")))?;
+            let snaplen = snaplen.unwrap_or(crate::capture::DEFAULT_SNAPLEN);
+            if snaplen == 0 {
+                return Err("snaplen must be at least 1".to_string());
+            }
+            let filter = match filter.as_deref().map(str::trim) {
+                Some(f) if !f.is_empty() => Some(crate::dpdk::bpf::Filter::compile(f, snaplen)?),
+                _ => None,
+            };
+            self.ctx.capture.start(index as u16, &port, filter, snaplen)
+        })();
+        let running = match started {
+            Ok(r) => r,
+            Err(e) => return proto::write_line(w, &Response::err(e)),
+        };
+        tracing::info!(
+            "capture on port {port} started ({})",
+            running.session.filter_expr().unwrap_or("no filter")
+        );
+        // The client sends nothing once it has asked: the socket turning readable means it
+        // spoke or closed its side (Ctrl-C), and either ends the capture.
+        use std::os::fd::AsRawFd;
+        let fd = w.as_raw_fd();
+        let mut client = mio::Poll::new().and_then(|p| {
+            p.registry().register(
+                &mut mio::unix::SourceFd(&fd),
+                mio::Token(0),
+                mio::Interest::READABLE,
+            )?;
+            Ok((p, mio::Events::with_capacity(2)))
+        })?;
+        let mut left = false;
+        let r = crate::capture::stream::serve(
+            running,
+            count.unwrap_or(crate::capture::DEFAULT_COUNT),
+            duration_s.map(|s| Duration::from_secs(s.into())),
+            || {
+                if !left {
+                    let (poll, events) = &mut client;
+                    left = poll.poll(events, Some(Duration::ZERO)).is_err() || !events.is_empty();
+                }
+                left || self.stop.load(Ordering::Relaxed)
+            },
+            |line| proto::write_line(w, line),
+        );
+        tracing::info!("capture on port {port} ended");
+        r
     }
 
     fn sample(&self) {

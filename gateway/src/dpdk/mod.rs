@@ -1,8 +1,10 @@
-//! The safe layer over DPDK: EAL, mbuf pools, mbufs, ports, rings and lcore launch.
+//! The safe layer over DPDK: EAL, mbuf pools, mbufs, ports, rings and lcore launch; and over
+//! libpcap's BPF filters (`bpf`), the other C library the workers call.
 //!
 //! This module and the `dpdk-sys` crate are the only places with `unsafe` in the project (capsule's
 //! rule): everything above works on safe types. Each `unsafe` block says why it is sound.
 
+pub mod bpf;
 mod eal;
 mod mbuf;
 mod mempool;
