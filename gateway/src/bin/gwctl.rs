@@ -382,7 +382,7 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
         }
         "capture" => capture(ctx, rest),
         "save" => {
-            let v = call(ctx, Op::Save)?;
+            let v = with_progress("saving the running services", || call(ctx, Op::Save))?;
             let toml = v
                 .get("toml")
                 .and_then(|t| t.as_str())
@@ -723,26 +723,11 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
             // A restore is one generation however large; building Maglev tables is what takes
             // long (a few ms per `mh` service), so the wait grows with the file.
             let timeout = TIMEOUT + Duration::from_millis(10) * lines.len() as u32;
-            let started = std::time::Instant::now();
-            let progress =
-                lines.len() >= 1000 && std::io::IsTerminal::is_terminal(&std::io::stderr());
-            if progress {
-                eprint!("restoring {} rules as one generation ... ", lines.len());
-            }
-            let r = client::request(
-                &ctx.socket,
-                Op::Apply {
-                    changes: lines.into_iter().map(|l| l.1).collect(),
-                },
-                timeout,
-            )?;
-            if progress {
-                eprintln!(
-                    "{} in {:.1} s",
-                    if r.ok { "done" } else { "refused" },
-                    started.elapsed().as_secs_f64()
-                );
-            }
+            let label = format!("restoring {} rules as one generation", lines.len());
+            let changes = lines.into_iter().map(|l| l.1).collect();
+            let r = with_progress(&label, || {
+                client::request(&ctx.socket, Op::Apply { changes }, timeout)
+            })?;
             if r.ok {
                 return done(r.data.unwrap_or_default());
             }
@@ -826,6 +811,42 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
 }
 
 /// `drain [VIP] [--timeout S]`, `undrain [VIP]`, `announce`.
+/// Runs `work`; on a terminal, if it takes longer than a second, shows on standard error what runs
+/// and for how long, once a second, then how it ended (a restore of many rules is one generation,
+/// which takes seconds to build and install on every worker).
+fn with_progress<T, E>(label: &str, work: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return work();
+    }
+    let started = std::time::Instant::now();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let shown = std::sync::atomic::AtomicBool::new(false);
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut next = Duration::from_secs(1);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if started.elapsed() >= next {
+                    eprint!("\r{label} ... {} s", next.as_secs());
+                    shown.store(true, std::sync::atomic::Ordering::Relaxed);
+                    next += Duration::from_secs(1);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let r = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    if shown.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "\r{label} ... {} in {:.1} s",
+            if r.is_ok() { "done" } else { "failed" },
+            started.elapsed().as_secs_f64()
+        );
+    }
+    r
+}
+
 /// `events [--follow] [--count N] [--duration S]`: the event log, and with --follow each new event
 /// as it is recorded (until --count events or --duration seconds, else until interrupted).
 fn events_cmd(ctx: &Ctx, rest: &[String]) -> Result<String, Fail> {
