@@ -74,7 +74,10 @@ impl MetricsConfig {
         self.listen.parse().map_err(|_| {
             invalid(
                 "metrics.listen",
-                format!("{:?} is not ADDR:PORT (e.g. \"127.0.0.1:9101\")", self.listen),
+                format!(
+                    "{:?} is not ADDR:PORT (e.g. \"127.0.0.1:9101\")",
+                    self.listen
+                ),
             )
         })
     }
@@ -1112,7 +1115,10 @@ mod tests {
                 Err(e) => e.to_string(),
                 Ok(c) => c.validate().unwrap_err().to_string(),
             };
-            assert!(e.contains("metrics.listen") && e.contains(bad), "{bad}: {e}");
+            assert!(
+                e.contains("metrics.listen") && e.contains(bad),
+                "{bad}: {e}"
+            );
         }
         let text = format!("{}\n[metrics]\nport = 1\n", crate::testkit::LAB_CONFIG);
         assert!(Config::parse(&text).is_err());

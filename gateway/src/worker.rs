@@ -333,9 +333,12 @@ impl Worker {
         }
         let mut out: [Option<Verdict<Mbuf>>; BURST] = Default::default();
         laps.lap(src, dpdk::tsc(), 0);
-        let [l3, lookup, forward] =
-            self.datapath
-                .process_burst_timed(&mut pkts[..n], &metas[..n], &mut out[..n], dpdk::tsc);
+        let [l3, lookup, forward] = self.datapath.process_burst_timed(
+            &mut pkts[..n],
+            &metas[..n],
+            &mut out[..n],
+            dpdk::tsc,
+        );
         laps.lap(Stage::L2L3, l3, n);
         laps.lap(Stage::Lookup, lookup, n);
         laps.lap(Stage::Forward, forward, n);

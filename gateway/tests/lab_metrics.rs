@@ -203,14 +203,22 @@ fn metrics_scraped_under_load_parse_and_match_ipvsadm() {
         assert!(stage("timers")["calls"].as_u64().unwrap() > 0, "{w}");
     }
     let table = gwctl(&lab, &["runtime"]);
-    assert!(table.contains("cyc/pkt") && table.contains("forward"), "{table}");
+    assert!(
+        table.contains("cyc/pkt") && table.contains("forward"),
+        "{table}"
+    );
     gwctl(&lab, &["runtime", "clear"]);
-    let rt: serde_json::Value =
-        serde_json::from_str(&gwctl(&lab, &["--json", "runtime"])).unwrap();
+    let rt: serde_json::Value = serde_json::from_str(&gwctl(&lab, &["--json", "runtime"])).unwrap();
     // Cleared: only the health checks' few packets since, against wrk's thousands before.
     for (w, before) in rt["workers"].as_array().unwrap().iter().zip(workers) {
-        let (now, then) = (w["busy_packets"].as_u64().unwrap(), before["busy_packets"].as_u64().unwrap());
-        assert!(now * 10 < then, "{now} packets since the clear, {then} before");
+        let (now, then) = (
+            w["busy_packets"].as_u64().unwrap(),
+            before["busy_packets"].as_u64().unwrap(),
+        );
+        assert!(
+            now * 10 < then,
+            "{now} packets since the clear, {then} before"
+        );
     }
 
     // Quiet now: the scrape's per-real-server counters equal ipvsadm's (the workers publish every
@@ -226,7 +234,10 @@ fn metrics_scraped_under_load_parse_and_match_ipvsadm() {
         assert_eq!(want.len(), 2, "{stats}");
         if want == got {
             let conns: u64 = got.values().map(|v| v[0]).sum();
-            assert!(conns >= requests, "{conns} connections for {requests} requests");
+            assert!(
+                conns >= requests,
+                "{conns} connections for {requests} requests"
+            );
             let total = samples
                 .iter()
                 .find(|s| s.0 == "node_ipvs_connections_total")
@@ -272,9 +283,9 @@ fn metrics_scraped_under_load_parse_and_match_ipvsadm() {
     assert!(samples
         .iter()
         .any(|s| s.0 == "gateway_port_rx_packets_total" && s.2 > 0.0));
-    assert!(samples.iter().any(|s| s.0 == "gateway_stage_cycles_total"
-        && s.1["stage"] == "forward"
-        && s.2 > 0.0));
+    assert!(samples
+        .iter()
+        .any(|s| s.0 == "gateway_stage_cycles_total" && s.1["stage"] == "forward" && s.2 > 0.0));
     let up: Vec<f64> = samples
         .iter()
         .filter(|s| s.0 == "gateway_backend_health_up")
@@ -353,7 +364,18 @@ fn events_say_what_changed_and_what_was_refused() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
-    ipvsadm(&lab, &["-e", "-t", "10.10.0.100:80", "-r", "10.20.0.11:80", "-w", "3"]);
+    ipvsadm(
+        &lab,
+        &[
+            "-e",
+            "-t",
+            "10.10.0.100:80",
+            "-r",
+            "10.20.0.11:80",
+            "-w",
+            "3",
+        ],
+    );
     // Refused: a real server of a service that does not exist.
     let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
         .arg("ipvsadm")
@@ -365,31 +387,56 @@ fn events_say_what_changed_and_what_was_refused() {
     let out = follower.wait_with_output().unwrap();
     let took = t.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = text.lines().collect();
     // The held events first (the start), then the two new ones.
-    let start = lines.iter().position(|l| l.contains(" daemon ")).expect("start event");
+    let start = lines
+        .iter()
+        .position(|l| l.contains(" daemon "))
+        .expect("start event");
     let new = &lines[start + 1..];
     assert_eq!(new.len(), 2, "{text}");
     assert!(
-        new[0].contains(" config ") && new[0].contains("running on every worker (1 admin commands)"),
+        new[0].contains(" config ")
+            && new[0].contains("running on every worker (1 admin commands)"),
         "{text}"
     );
-    assert!(new[1].contains(" refused ") && new[1].contains("10.10.0.99"), "{text}");
-    assert!(took < Duration::from_secs(5), "the follower ended {took:?} after the change");
+    assert!(
+        new[1].contains(" refused ") && new[1].contains("10.10.0.99"),
+        "{text}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the follower ended {took:?} after the change"
+    );
     // Times are RFC 3339 UTC; sequence numbers go up.
     let seq = |l: &str| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
     assert!(seq(new[0]) < seq(new[1]));
-    assert!(new[0].ends_with(')') && new[0].as_bytes()[23] == b'Z', "{}", new[0]);
+    assert!(
+        new[0].ends_with(')') && new[0].as_bytes()[23] == b'Z',
+        "{}",
+        new[0]
+    );
     // Without --follow: the whole log; --json: one object per line.
     let all = gwctl(&lab, &["--json", "events"]);
     let kinds: Vec<String> = all
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
         .collect();
-    assert_eq!(kinds.first().map(String::as_str), Some("\"daemon\""), "{all}");
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("\"daemon\""),
+        "{all}"
+    );
     assert!(kinds.contains(&"\"refused\"".to_string()), "{all}");
     // The same events are structured log lines.
     let log = lab.log();
-    assert!(log.contains("gateway::events") && log.contains("kind=\"refused\""), "{log}");
+    assert!(
+        log.contains("gateway::events") && log.contains("kind=\"refused\""),
+        "{log}"
+    );
 }

@@ -850,14 +850,23 @@ fn with_progress<T, E>(label: &str, work: impl FnOnce() -> Result<T, E>) -> Resu
 /// `events [--follow] [--count N] [--duration S]`: the event log, and with --follow each new event
 /// as it is recorded (until --count events or --duration seconds, else until interrupted).
 fn events_cmd(ctx: &Ctx, rest: &[String]) -> Result<String, Fail> {
-    let usage = || Fail("usage: events [--follow] [--count N] [--duration S]".into(), 2);
+    let usage = || {
+        Fail(
+            "usage: events [--follow] [--count N] [--duration S]".into(),
+            2,
+        )
+    };
     let (mut follow, mut count, mut duration) = (false, None::<usize>, None::<u64>);
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--follow" | "-f" => follow = true,
-            "--count" | "-n" => count = Some(it.next().and_then(|v| v.parse().ok()).ok_or_else(usage)?),
-            "--duration" => duration = Some(it.next().and_then(|v| v.parse().ok()).ok_or_else(usage)?),
+            "--count" | "-n" => {
+                count = Some(it.next().and_then(|v| v.parse().ok()).ok_or_else(usage)?)
+            }
+            "--duration" => {
+                duration = Some(it.next().and_then(|v| v.parse().ok()).ok_or_else(usage)?)
+            }
             _ => return Err(usage()),
         }
     }
@@ -871,7 +880,13 @@ fn events_cmd(ctx: &Ctx, rest: &[String]) -> Result<String, Fail> {
             e.message
         ),
     };
-    let v: gateway::events::EventsView = typed(call(ctx, Op::Events { after: None, wait_ms: 0 })?)?;
+    let v: gateway::events::EventsView = typed(call(
+        ctx,
+        Op::Events {
+            after: None,
+            wait_ms: 0,
+        },
+    )?)?;
     if !follow {
         let skip = v.events.len().saturating_sub(count.unwrap_or(usize::MAX));
         return Ok(v.events[skip..].iter().map(line).collect());
@@ -893,7 +908,9 @@ fn events_cmd(ctx: &Ctx, rest: &[String]) -> Result<String, Fail> {
     }
     shown = 0;
     loop {
-        if count.is_some_and(|c| shown >= c) || until.is_some_and(|u| std::time::Instant::now() >= u) {
+        if count.is_some_and(|c| shown >= c)
+            || until.is_some_and(|u| std::time::Instant::now() >= u)
+        {
             return Ok(String::new());
         }
         let v: gateway::events::EventsView = typed(call(
@@ -904,7 +921,11 @@ fn events_cmd(ctx: &Ctx, rest: &[String]) -> Result<String, Fail> {
             },
         )?)?;
         if v.lost > 0 {
-            eprintln!("({} events lost: the log holds the last {})", v.lost, gateway::events::CAPACITY);
+            eprintln!(
+                "({} events lost: the log holds the last {})",
+                v.lost,
+                gateway::events::CAPACITY
+            );
         }
         for e in &v.events {
             print(e, &mut shown);

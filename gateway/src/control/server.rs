@@ -1028,10 +1028,7 @@ impl Server<'_> {
                 })
                 .collect()
         };
-        RuntimeView {
-            tsc_hz,
-            workers,
-        }
+        RuntimeView { tsc_hz, workers }
     }
 
     fn zero(&self) -> Result<serde_json::Value, String> {
@@ -1094,9 +1091,8 @@ impl Server<'_> {
                     .ok_or_else(|| format!("conn_reuse_mode {v} is not 0..=3"))?;
                 let mut ctl = self.control()?;
                 let generation = ctl.apply_conn_reuse_mode(v)?;
-                let m = format!(
-                    "conn_reuse_mode {v}: generation {generation} running on every worker"
-                );
+                let m =
+                    format!("conn_reuse_mode {v}: generation {generation} running on every worker");
                 ctl.events.record(Kind::Config, m);
                 Ok(serde_json::json!({ "generation": generation, "conn_reuse_mode": v }))
             }

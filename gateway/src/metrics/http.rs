@@ -46,9 +46,13 @@ pub fn serve(listener: TcpListener, stop: &AtomicBool, metrics: impl Fn() -> Str
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     /// `GET` (body) or `HEAD` (no body) of `/metrics`.
-    Metrics { head: bool },
+    Metrics {
+        head: bool,
+    },
     /// `/`: a page pointing at `/metrics`, as exporters do.
-    Index { head: bool },
+    Index {
+        head: bool,
+    },
     NotFound,
     MethodNotAllowed,
     BadRequest,
@@ -124,7 +128,12 @@ fn answer(mut stream: TcpStream, metrics: &impl Fn() -> String) -> std::io::Resu
             "only GET and HEAD\n".into(),
             false,
         ),
-        Route::BadRequest => ("400 Bad Request", "text/plain", "bad request\n".into(), false),
+        Route::BadRequest => (
+            "400 Bad Request",
+            "text/plain",
+            "bad request\n".into(),
+            false,
+        ),
     };
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -174,12 +183,16 @@ mod tests {
             stalled.write_all(b"GET /metr").unwrap();
             let t = Instant::now();
             let mut c = TcpStream::connect(addr).unwrap();
-            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap();
             let mut got = String::new();
             c.read_to_string(&mut got).unwrap();
             assert!(t.elapsed() < IO_TIMEOUT * 2, "{:?}", t.elapsed());
             assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
-            assert!(got.contains("Content-Type: text/plain; version=0.0.4"), "{got}");
+            assert!(
+                got.contains("Content-Type: text/plain; version=0.0.4"),
+                "{got}"
+            );
             assert!(got.ends_with("\r\n\r\nup 1\n"), "{got}");
             let mut c = TcpStream::connect(addr).unwrap();
             c.write_all(b"GET /nope HTTP/1.1\r\n\r\n").unwrap();

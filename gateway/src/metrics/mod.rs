@@ -74,7 +74,10 @@ pub struct Snapshot {
 type Labels = Vec<(String, String)>;
 
 fn labels(pairs: &[(&str, String)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 /// The labels node_exporter's IPVS collector puts on a backend.
@@ -139,11 +142,26 @@ pub fn render(s: &Snapshot) -> String {
 
     // node_exporter's IPVS totals: the sum over every (service, real server).
     let totals = [
-        ("node_ipvs_connections", "The total number of connections made"),
-        ("node_ipvs_incoming_packets", "The total number of incoming packets"),
-        ("node_ipvs_outgoing_packets", "The total number of outgoing packets"),
-        ("node_ipvs_incoming_bytes", "The total amount of incoming data"),
-        ("node_ipvs_outgoing_bytes", "The total amount of outgoing data"),
+        (
+            "node_ipvs_connections",
+            "The total number of connections made",
+        ),
+        (
+            "node_ipvs_incoming_packets",
+            "The total number of incoming packets",
+        ),
+        (
+            "node_ipvs_outgoing_packets",
+            "The total number of outgoing packets",
+        ),
+        (
+            "node_ipvs_incoming_bytes",
+            "The total amount of incoming data",
+        ),
+        (
+            "node_ipvs_outgoing_bytes",
+            "The total amount of outgoing data",
+        ),
     ];
     let totals: Vec<_> = totals.iter().map(|(n, h)| f.counter(n, h)).collect();
     let active = f.gauge(
@@ -159,11 +177,26 @@ pub fn render(s: &Snapshot) -> String {
         "The current backend weight by local and remote address",
     );
     let per_real = [
-        ("gateway_backend_connections", "Connections scheduled to a real server"),
-        ("gateway_backend_incoming_packets", "Packets from clients to a real server"),
-        ("gateway_backend_outgoing_packets", "Packets from a real server to clients"),
-        ("gateway_backend_incoming_bytes", "Bytes from clients to a real server"),
-        ("gateway_backend_outgoing_bytes", "Bytes from a real server to clients"),
+        (
+            "gateway_backend_connections",
+            "Connections scheduled to a real server",
+        ),
+        (
+            "gateway_backend_incoming_packets",
+            "Packets from clients to a real server",
+        ),
+        (
+            "gateway_backend_outgoing_packets",
+            "Packets from a real server to clients",
+        ),
+        (
+            "gateway_backend_incoming_bytes",
+            "Bytes from clients to a real server",
+        ),
+        (
+            "gateway_backend_outgoing_bytes",
+            "Bytes from a real server to clients",
+        ),
     ];
     let per_real: Vec<_> = per_real.iter().map(|(n, h)| f.counter(n, h)).collect();
     let persistent = f.gauge(
@@ -171,11 +204,26 @@ pub fn render(s: &Snapshot) -> String {
         "Persistence templates pointing at a real server",
     );
     let per_svc = [
-        ("gateway_service_connections", "Connections a virtual service scheduled"),
-        ("gateway_service_incoming_packets", "Packets from clients to a virtual service"),
-        ("gateway_service_outgoing_packets", "Packets from real servers to a service's clients"),
-        ("gateway_service_incoming_bytes", "Bytes from clients to a virtual service"),
-        ("gateway_service_outgoing_bytes", "Bytes from real servers to a service's clients"),
+        (
+            "gateway_service_connections",
+            "Connections a virtual service scheduled",
+        ),
+        (
+            "gateway_service_incoming_packets",
+            "Packets from clients to a virtual service",
+        ),
+        (
+            "gateway_service_outgoing_packets",
+            "Packets from real servers to a service's clients",
+        ),
+        (
+            "gateway_service_incoming_bytes",
+            "Bytes from clients to a virtual service",
+        ),
+        (
+            "gateway_service_outgoing_bytes",
+            "Bytes from real servers to a service's clients",
+        ),
     ];
     let per_svc: Vec<_> = per_svc.iter().map(|(n, h)| f.counter(n, h)).collect();
     let svc_info = f.gauge(
@@ -198,7 +246,9 @@ pub fn render(s: &Snapshot) -> String {
             active.get_or_create(&bl).set(i64::from(rs.active));
             inactive.get_or_create(&bl).set(i64::from(rs.inactive));
             weight.get_or_create(&bl).set(i64::from(rs.weight));
-            persistent.get_or_create(&bl).set(i64::from(rs.persist_conns));
+            persistent
+                .get_or_create(&bl)
+                .set(i64::from(rs.persist_conns));
             let c = &rs.stats;
             let values = [c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes];
             for (i, (fam, v)) in per_real.iter().zip(values).enumerate() {
@@ -288,7 +338,9 @@ pub fn render(s: &Snapshot) -> String {
             drops.get_or_create(&l).inc_by(v);
         }
         table.get_or_create(&wl).set(gauge_value(w.fwd.conns));
-        capacity.get_or_create(&wl).set(gauge_value(s.conn_capacity));
+        capacity
+            .get_or_create(&wl)
+            .set(gauge_value(s.conn_capacity));
         for (stage, c) in crate::stats::Stage::ALL.iter().zip(&w.runtime) {
             let mut l = wl.clone();
             l.push(("stage".into(), stage.name().to_string()));
@@ -311,14 +363,26 @@ pub fn render(s: &Snapshot) -> String {
     // Ports.
     let port_up = f.gauge("gateway_port_up", "1 while a port's link is up");
     let port_counters = [
-        ("gateway_port_rx_packets", "Packets a port received (rte_eth_stats ipackets)"),
+        (
+            "gateway_port_rx_packets",
+            "Packets a port received (rte_eth_stats ipackets)",
+        ),
         ("gateway_port_rx_bytes", "Bytes a port received"),
         ("gateway_port_tx_packets", "Packets a port sent"),
         ("gateway_port_tx_bytes", "Bytes a port sent"),
-        ("gateway_port_rx_missed", "Packets the NIC dropped for want of rx descriptors (imissed)"),
-        ("gateway_port_rx_errors", "Erroneous received packets (ierrors)"),
+        (
+            "gateway_port_rx_missed",
+            "Packets the NIC dropped for want of rx descriptors (imissed)",
+        ),
+        (
+            "gateway_port_rx_errors",
+            "Erroneous received packets (ierrors)",
+        ),
         ("gateway_port_tx_errors", "Failed transmissions (oerrors)"),
-        ("gateway_port_rx_nombuf", "Receive failures for want of an mbuf (rx_nombuf)"),
+        (
+            "gateway_port_rx_nombuf",
+            "Receive failures for want of an mbuf (rx_nombuf)",
+        ),
     ];
     let port_counters: Vec<_> = port_counters.iter().map(|(n, h)| f.counter(n, h)).collect();
     for p in &s.ports {

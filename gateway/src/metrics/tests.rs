@@ -54,8 +54,10 @@ fn snapshot() -> Snapshot {
         stats: Counters::default(),
         rate: Default::default(),
     };
-    let mut w0 = WorkerStats::default();
-    w0.rx_packets = 11;
+    let mut w0 = WorkerStats {
+        rx_packets: 11,
+        ..Default::default()
+    };
     w0.drops[crate::stats::Drop::NoRoute as usize] = 4;
     w0.fwd.conns = 9;
     w0.lip_usage = vec![(
@@ -67,8 +69,10 @@ fn snapshot() -> Snapshot {
         },
         9,
     )];
-    let mut w1 = WorkerStats::default();
-    w1.rx_packets = 22;
+    let w1 = WorkerStats {
+        rx_packets: 22,
+        ..Default::default()
+    };
     Snapshot {
         services: vec![svc],
         workers: vec![w0, w1],
@@ -111,7 +115,10 @@ fn node_exporter_names_and_labels_carry_each_real_server() {
         get(&format!("node_ipvs_backend_connections_inactive{{{RS2}}}")),
         1.0
     );
-    assert_eq!(get(&format!("gateway_backend_connections_total{{{RS2}}}")), 100.0);
+    assert_eq!(
+        get(&format!("gateway_backend_connections_total{{{RS2}}}")),
+        100.0
+    );
     assert_eq!(
         get(&format!("gateway_backend_outgoing_bytes_total{{{RS2}}}")),
         10000.0
@@ -136,7 +143,10 @@ fn workers_ports_health_and_tables_are_labelled() {
         4.0
     );
     assert_eq!(get("gateway_connection_table_entries{worker=\"0\"}"), 9.0);
-    assert_eq!(get("gateway_connection_table_capacity{worker=\"1\"}"), 1024.0);
+    assert_eq!(
+        get("gateway_connection_table_capacity{worker=\"1\"}"),
+        1024.0
+    );
     assert_eq!(
         get("gateway_lip_ports_in_use{worker=\"0\",local_address=\"10.10.0.100\",local_port=\"80\",proto=\"TCP\",lip=\"10.20.0.1\"}"),
         9.0
@@ -145,18 +155,26 @@ fn workers_ports_health_and_tables_are_labelled() {
         get("gateway_port_rx_packets_total{port=\"client\",driver=\"net_af_packet\"}"),
         5.0
     );
-    assert_eq!(get("gateway_port_up{port=\"client\",driver=\"net_af_packet\"}"), 1.0);
+    assert_eq!(
+        get("gateway_port_up{port=\"client\",driver=\"net_af_packet\"}"),
+        1.0
+    );
     let rs3 = "local_address=\"10.10.0.100\",local_port=\"80\",remote_address=\"10.20.0.3\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"";
     assert_eq!(get(&format!("gateway_backend_health_up{{{rs3}}}")), 0.0);
     assert_eq!(
-        get(&format!("gateway_backend_health_check_failures_total{{{rs3}}}")),
+        get(&format!(
+            "gateway_backend_health_check_failures_total{{{rs3}}}"
+        )),
         3.0
     );
     assert_eq!(get("gateway_mbufs_in_use"), 100.0);
     assert_eq!(get("gateway_config_generation"), 7.0);
     // A level is a gauge, not a counter; no sample is a total of the worker's drops.
     assert!(!text.contains("gateway_conns_total"), "{text}");
-    assert!(!text.contains("gateway_drops_total{worker=\"0\"}"), "{text}");
+    assert!(
+        !text.contains("gateway_drops_total{worker=\"0\"}"),
+        "{text}"
+    );
 }
 
 #[test]
