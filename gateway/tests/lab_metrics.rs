@@ -63,31 +63,6 @@ fn scrape(lab: &Lab) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-fn gwctl(lab: &Lab, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
-        .args(["--socket", &format!("/run/gateway/{}.sock", lab.name)])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "gwctl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn ipvsadm(lab: &Lab, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
-        .arg("ipvsadm")
-        .args(args)
-        .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", lab.name))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
-}
-
 /// (real server address:port) -> [conns, inpkts, outpkts, inbytes, outbytes] of service `svc`.
 fn ipvsadm_reals(out: &str, svc: &str) -> BTreeMap<String, Vec<u64>> {
     let mut m = BTreeMap::new();
@@ -184,7 +159,7 @@ fn metrics_scraped_under_load_parse_and_match_ipvsadm() {
 
     // The runtime figures: each worker's stages add up to its busy cycles (within 5%), and the
     // packet stages saw wrk's packets.
-    let rt = gwctl(&lab, &["--json", "runtime"]);
+    let rt = lab.gwctl(&["--json", "runtime"]);
     let rt: serde_json::Value = serde_json::from_str(&rt).unwrap();
     let workers = rt["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2, "{rt}");
@@ -202,13 +177,13 @@ fn metrics_scraped_under_load_parse_and_match_ipvsadm() {
         }
         assert!(stage("timers")["calls"].as_u64().unwrap() > 0, "{w}");
     }
-    let table = gwctl(&lab, &["runtime"]);
+    let table = lab.gwctl(&["runtime"]);
     assert!(
         table.contains("cyc/pkt") && table.contains("forward"),
         "{table}"
     );
-    gwctl(&lab, &["runtime", "clear"]);
-    let rt: serde_json::Value = serde_json::from_str(&gwctl(&lab, &["--json", "runtime"])).unwrap();
+    lab.gwctl(&["runtime", "clear"]);
+    let rt: serde_json::Value = serde_json::from_str(&lab.gwctl(&["--json", "runtime"])).unwrap();
     // Cleared: only the health checks' few packets since, against wrk's thousands before.
     for (w, before) in rt["workers"].as_array().unwrap().iter().zip(workers) {
         let (now, then) = (
@@ -227,7 +202,7 @@ fn metrics_scraped_under_load_parse_and_match_ipvsadm() {
     let mut matched = false;
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(500));
-        let stats = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
+        let stats = lab.ipvsadm(&["-Ln", "--stats", "--exact"]);
         let samples = parse(&scrape(&lab));
         let want = ipvsadm_reals(&stats, "10.10.0.100:80");
         let got = scraped_reals(&samples, "10.10.0.100", "80");
@@ -364,18 +339,15 @@ fn events_say_what_changed_and_what_was_refused() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
-    ipvsadm(
-        &lab,
-        &[
-            "-e",
-            "-t",
-            "10.10.0.100:80",
-            "-r",
-            "10.20.0.11:80",
-            "-w",
-            "3",
-        ],
-    );
+    lab.ipvsadm(&[
+        "-e",
+        "-t",
+        "10.10.0.100:80",
+        "-r",
+        "10.20.0.11:80",
+        "-w",
+        "3",
+    ]);
     // Refused: a real server of a service that does not exist.
     let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
         .arg("ipvsadm")
@@ -422,7 +394,7 @@ fn events_say_what_changed_and_what_was_refused() {
         new[0]
     );
     // Without --follow: the whole log; --json: one object per line.
-    let all = gwctl(&lab, &["--json", "events"]);
+    let all = lab.gwctl(&["--json", "events"]);
     let kinds: Vec<String> = all
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())

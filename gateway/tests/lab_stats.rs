@@ -5,21 +5,6 @@ mod common;
 use common::*;
 use std::process::Command;
 
-fn ipvsadm(lab: &Lab, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
-        .arg("ipvsadm")
-        .args(args)
-        .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", lab.name))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "ipvsadm {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
 /// The numbers of the line starting with `prefix` (after the address column).
 fn row(out: &str, prefix: &str) -> Vec<u64> {
     let line = out
@@ -41,7 +26,7 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
         );
     }
     std::thread::sleep(std::time::Duration::from_millis(400));
-    let out = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
+    let out = lab.ipvsadm(&["-Ln", "--stats", "--exact"]);
     let svc = row(&out, "TCP  10.10.0.100:80");
     let (rs1, rs2) = (row(&out, "-> 10.20.0.11:80"), row(&out, "-> 10.20.0.12:80"));
     // Conns InPkts OutPkts InBytes OutBytes
@@ -59,8 +44,8 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
     }
 
     // -Z zeroes them; new traffic counts from zero.
-    ipvsadm(&lab, &["-Z"]);
-    let out = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
+    lab.ipvsadm(&["-Z"]);
+    let out = lab.ipvsadm(&["-Ln", "--stats", "--exact"]);
     assert_eq!(
         row(&out, "TCP  10.10.0.100:80"),
         vec![0, 0, 0, 0, 0],
@@ -71,7 +56,7 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
         &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"],
     );
     std::thread::sleep(std::time::Duration::from_millis(400));
-    let out = ipvsadm(&lab, &["-Ln", "--stats", "--exact"]);
+    let out = lab.ipvsadm(&["-Ln", "--stats", "--exact"]);
     assert_eq!(row(&out, "TCP  10.10.0.100:80")[0], 1, "{out}");
 
     // Rates while wrk runs: connections and packets per second are non-zero.
@@ -94,7 +79,7 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2600));
-    let out = ipvsadm(&lab, &["-Ln", "--rate"]);
+    let out = lab.ipvsadm(&["-Ln", "--rate"]);
     let r = row(&out, "TCP  10.10.0.100:80");
     assert!(
         r[0] > 0 && r[1] > 0 && r[2] > 0,
@@ -107,12 +92,12 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
 fn set_changes_the_timeouts_on_every_worker() {
     let lab = Lab::up("so", &Lab::default_config(""));
     assert_eq!(
-        ipvsadm(&lab, &["-L", "--timeout"]),
+        lab.ipvsadm(&["-L", "--timeout"]),
         "Timeout (tcp tcpfin udp): 900 120 300\n"
     );
-    ipvsadm(&lab, &["--set", "60", "0", "20"]);
+    lab.ipvsadm(&["--set", "60", "0", "20"]);
     assert_eq!(
-        ipvsadm(&lab, &["-L", "--timeout"]),
+        lab.ipvsadm(&["-L", "--timeout"]),
         "Timeout (tcp tcpfin udp): 60 120 20\n"
     );
     // The connection listing shows an established connection expiring within the new timeout.
@@ -122,7 +107,7 @@ fn set_changes_the_timeouts_on_every_worker() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1200));
-    let conns = ipvsadm(&lab, &["-Lnc"]);
+    let conns = lab.ipvsadm(&["-Lnc"]);
     let line = conns
         .lines()
         .find(|l| l.contains("ESTABLISHED"))
@@ -150,7 +135,7 @@ fn set_changes_the_timeouts_on_every_worker() {
         "{out}"
     );
     assert_eq!(
-        ipvsadm(&lab, &["-L", "--timeout"]),
+        lab.ipvsadm(&["-L", "--timeout"]),
         "Timeout (tcp tcpfin udp): 60 120 20\n"
     );
 }

@@ -106,6 +106,31 @@ impl Lab {
         panic!("generation {generation} not acknowledged:\n{}", self.log());
     }
 
+    /// `gwctl ARGS` against this lab's gateway; its standard output (panics on failure).
+    pub fn gwctl(&self, args: &[&str]) -> String {
+        self.admin(&[], args)
+    }
+
+    /// `ipvsadm ARGS` (gwctl's ipvsadm) against this lab's gateway; its standard output.
+    pub fn ipvsadm(&self, args: &[&str]) -> String {
+        self.admin(&["ipvsadm"], args)
+    }
+
+    fn admin(&self, first: &[&str], args: &[&str]) -> String {
+        let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
+            .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", self.name))
+            .args(first)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "gwctl {first:?} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
     /// Runs a command in one of the lab's namespaces (cli, lb, sw, rs1, rs2).
     pub fn exec(&self, node: &str, args: &[&str]) -> Output {
         Command::new("ip")
