@@ -113,24 +113,7 @@ fn metrics_scraped_under_load_parse_and_match_ipvsadm() {
     );
     let lab = Lab::up("mx", &config);
     // Scrapes while wrk opens and closes connections (client ports reused).
-    let wrk = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("{}-cli", lab.name),
-            "timeout",
-            "20",
-            "wrk",
-            "-t2",
-            "-c8",
-            "-d3s",
-            "--header",
-            "Connection: close",
-            "http://10.10.0.100/",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let wrk = lab.spawn_wrk(2, 8, 3);
     let t = Instant::now();
     let mut scrapes = 0;
     let mut during = String::new();

@@ -60,24 +60,7 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
     assert_eq!(row(&out, "TCP  10.10.0.100:80")[0], 1, "{out}");
 
     // Rates while wrk runs: connections and packets per second are non-zero.
-    let wrk = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("{}-cli", lab.name),
-            "timeout",
-            "20",
-            "wrk",
-            "-t1",
-            "-c4",
-            "-d4s",
-            "--header",
-            "Connection: close",
-            "http://10.10.0.100/",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let wrk = lab.spawn_wrk(1, 4, 4);
     std::thread::sleep(std::time::Duration::from_millis(2600));
     let out = lab.ipvsadm(&["-Ln", "--rate"]);
     let r = row(&out, "TCP  10.10.0.100:80");

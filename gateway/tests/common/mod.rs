@@ -106,6 +106,41 @@ impl Lab {
         panic!("generation {generation} not acknowledged:\n{}", self.log());
     }
 
+    /// Starts `args` in one of the lab's namespaces (its standard output piped), at most 20 s.
+    pub fn spawn(&self, node: &str, args: &[&str]) -> std::process::Child {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{}-{node}", self.name),
+                "timeout",
+                "20",
+            ])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// wrk from the client namespace to the VIP with `Connection: close` (client ports reused).
+    pub fn spawn_wrk(&self, threads: u32, conns: u32, secs: u32) -> std::process::Child {
+        let (t, c, d) = (
+            format!("-t{threads}"),
+            format!("-c{conns}"),
+            format!("-d{secs}s"),
+        );
+        let args = [
+            "wrk",
+            &t,
+            &c,
+            &d,
+            "--header",
+            "Connection: close",
+            "http://10.10.0.100/",
+        ];
+        self.spawn("cli", &args)
+    }
+
     /// `gwctl ARGS` against this lab's gateway; its standard output (panics on failure).
     pub fn gwctl(&self, args: &[&str]) -> String {
         self.admin(&[], args)
