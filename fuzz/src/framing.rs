@@ -140,6 +140,8 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
         timeouts: cfg.conn.timeouts,
         max_attempts: 64,
         syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
+        // Half the table, so the fuzzer reaches the bound and the eviction path.
+        max_half_open: FUZZ_CAPACITY / 2,
     };
     [0u16, 1].map(|w| {
         let fwd = Forwarder::new(w, services.clone(), layout.clone(), &fc).expect("forwarder");

@@ -173,6 +173,18 @@ pub struct ConnConfig {
     /// with a service's `syn_retry`, goes to another real server. Linux clients retransmit a SYN
     /// after 1 s, then 3 s.
     pub syn_unanswered_ms: u32,
+    /// Half-open TCP connections (never ESTABLISHED) a worker keeps at most; a new SYN beyond it
+    /// takes the place of an older half-open one (absent: half of `capacity`).
+    pub max_half_open: Option<u32>,
+}
+
+impl ConnConfig {
+    /// The bound on half-open connections per worker, for a table of `capacity`.
+    pub fn half_open_limit(&self, capacity: u32) -> u32 {
+        self.max_half_open
+            .unwrap_or(capacity / 2)
+            .clamp(1, capacity.max(1))
+    }
 }
 
 impl Default for ConnConfig {
@@ -183,6 +195,7 @@ impl Default for ConnConfig {
             timeouts: Default::default(),
             conn_reuse_mode: crate::forward::reuse::DEFAULT_CONN_REUSE_MODE,
             syn_unanswered_ms: 900,
+            max_half_open: None,
         }
     }
 }
@@ -771,6 +784,9 @@ impl Config {
             return Err(invalid("neighbour.capacity", "must be in 16..=1048576"));
         }
         let c = &self.conn;
+        if c.max_half_open.is_some_and(|n| n == 0 || n > c.capacity) {
+            return Err(invalid("conn.max_half_open", "must be 1..=conn.capacity"));
+        }
         if !(1024..=crate::conn::MAX_CAPACITY).contains(&c.capacity) {
             return Err(invalid(
                 "conn.capacity",
@@ -1129,6 +1145,23 @@ mod tests {
         let c = Config::parse(&text).unwrap();
         assert!(c.validate().is_ok());
         assert_eq!(c.metrics.unwrap().addr().unwrap().port(), 9101);
+    }
+
+    #[test]
+    fn max_half_open_is_bounded_by_the_capacity_and_defaults_to_half() {
+        let with = |extra: &str| {
+            let text = format!("{}\n[conn]\n{extra}\n", crate::testkit::LAB_CONFIG);
+            Config::parse(&text).and_then(|c| c.validate().map(|_| c))
+        };
+        for bad in ["max_half_open = 0", "max_half_open = 2000000"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("conn.max_half_open"), "{bad}: {e}");
+        }
+        let c = with("max_half_open = 100").unwrap();
+        assert_eq!(c.conn.half_open_limit(c.conn.capacity), 100);
+        let c = with("").unwrap();
+        assert_eq!(c.conn.half_open_limit(c.conn.capacity), c.conn.capacity / 2);
+        assert_eq!(c.conn.half_open_limit(1), 1);
     }
 
     #[test]

@@ -717,6 +717,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         timeouts: cfg.conn.timeouts,
         max_attempts: crate::laddr::DEFAULT_MAX_ATTEMPTS,
         syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
+        max_half_open: cfg.conn.half_open_limit(cfg.conn.capacity),
     };
     let mut rings = Vec::new();
     // ring_of[from][to]

@@ -73,10 +73,12 @@ pub enum Drop {
     /// A real server's RST to a client's SYN, not passed on: the client's retransmission goes to
     /// another real server (`syn_retry`).
     RstHeldForRetry,
+    /// A SYN at `[conn] max_half_open` with no half-open connection to take the place of.
+    HalfOpenLimit,
 }
 
 impl Drop {
-    pub const COUNT: usize = Drop::RstHeldForRetry as usize + 1;
+    pub const COUNT: usize = Drop::HalfOpenLimit as usize + 1;
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::L2NotForUs,
         Drop::EtherTypeUnsupported,
@@ -111,6 +113,7 @@ impl Drop {
         Drop::TwinTxFull,
         Drop::VipNotHeld,
         Drop::RstHeldForRetry,
+        Drop::HalfOpenLimit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -148,6 +151,7 @@ impl Drop {
             Drop::TwinTxFull => "twin_tx_full",
             Drop::VipNotHeld => "vip_not_held",
             Drop::RstHeldForRetry => "rst_held_for_retry",
+            Drop::HalfOpenLimit => "half_open_limit",
         }
     }
 }

@@ -114,6 +114,7 @@ pub fn datapath_from<B: PacketBuf>(
             timeouts: cfg.conn.timeouts,
             max_attempts: 64,
             syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
+            max_half_open: cfg.conn.half_open_limit(capacity),
         },
     )
     .expect("forwarder");

@@ -469,6 +469,7 @@ impl Worker {
     fn publish(&mut self, wait: bool) -> bool {
         let dp = &mut self.datapath;
         dp.fwd.stats.conns = dp.fwd.table().len() as u64;
+        dp.fwd.stats.half_open = dp.fwd.table().half_open() as u64;
         dp.l3.stats.fwd = dp.fwd.stats;
         dp.l3.stats.neigh = dp.l3.neigh.counters;
         let conflicts = &mut dp.l3.stats.lip_conflicts;

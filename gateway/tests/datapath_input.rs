@@ -1495,33 +1495,70 @@ fn an_idle_established_connection_is_reset_on_both_sides_and_its_port_freed() {
     assert_eq!(dp.fwd.table().len(), 1);
 }
 
+/// A client's connection from `cport` through its handshake to ESTABLISHED (its ACK forwarded).
+fn establish(dp: &mut Datapath<VecBuf>, cport: u16) {
+    handshake(dp, cport);
+    expect_tx(run(dp, &Seg::from_client(cport, "A").frame(), &meta(0)), 1);
+}
+
 #[test]
-fn a_full_table_takes_new_connections_again_after_expiry() {
+fn a_table_full_of_established_connections_refuses_until_they_expire() {
     let cfg = format!("{LAB_CONFIG}{SHORT_TIMEOUTS}");
-    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 256);
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 64);
     let cap = dp.fwd.table().capacity();
-    for round in 0..2u64 {
-        let t0 = 1000 + round * 10_000;
+    for round in 0..2u16 {
+        let t0 = 1000 + u64::from(round) * 10_000;
         dp.tick(t0);
         let full = dp.l3.stats.dropped(Drop::ConnTableFull.into());
-        for i in 0..=cap {
-            let f = Seg::from_client(20_000 + i as u16, "S").frame();
-            match run(&mut dp, &f, &meta(0)) {
-                Out::Tx(1, _) => assert!(i < cap, "round {round}: more than {cap} connections"),
-                Out::Drop(DropReason::Dp(Drop::ConnTableFull)) => {
-                    assert_eq!(i, cap, "round {round}")
-                }
-                other => panic!("round {round} conn {i}: {other:?}"),
-            }
+        for i in 0..cap as u16 {
+            establish(&mut dp, 20_000 + round * 1000 + i);
         }
         assert_eq!(dp.fwd.table().len(), cap);
+        assert_eq!(dp.fwd.table().half_open(), 0);
+        // Nothing half-open to take the place of: refused.
+        let f = Seg::from_client(30_000 + round, "S").frame();
+        assert!(matches!(
+            run(&mut dp, &f, &meta(0)),
+            Out::Drop(DropReason::Dp(Drop::ConnTableFull))
+        ));
         assert_eq!(dp.l3.stats.dropped(Drop::ConnTableFull.into()), full + 1);
-        // Half-open connections expire without RSTs.
-        assert!(tick_until(&mut dp, t0 + 10, t0 + 2_500).is_empty());
+        // They expire (established timeout 2 s here), and the table takes connections again.
+        tick_until(&mut dp, t0 + 10, t0 + 2_500);
         assert_eq!(dp.fwd.table().len(), 0, "round {round}: all expired");
     }
     assert_eq!(dp.fwd.stats.created, 2 * cap as u64);
-    assert_eq!(dp.fwd.stats.rst_sent, 0);
+    assert_eq!(dp.fwd.stats.evicted_embryonic, 0);
+}
+
+/// A SYN flood from spoofed sources: past `[conn] max_half_open` (half the table by default)
+/// each new SYN takes the place of an older half-open connection, so every SYN, the legitimate
+/// ones among them, gets in; established connections are never taken and keep forwarding.
+#[test]
+fn half_open_connections_make_room_and_established_ones_stay() {
+    let cfg = format!("{LAB_CONFIG}{SHORT_TIMEOUTS}");
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 256);
+    let cap = dp.fwd.table().capacity();
+    dp.tick(1000);
+    for i in 0..(cap / 4) as u16 {
+        establish(&mut dp, 20_000 + i);
+    }
+    for i in 0..(3 * cap) as u16 {
+        let f = Seg::from_client(30_000 + i, "S").frame();
+        expect_tx(run(&mut dp, &f, &meta(0)), 1);
+    }
+    let t = dp.fwd.table();
+    assert_eq!(t.half_open(), cap / 2, "the default bound");
+    assert_eq!(t.len(), cap / 4 + cap / 2);
+    assert_eq!(dp.fwd.stats.evicted_embryonic, (3 * cap - cap / 2) as u64);
+    for i in 0..(cap / 4) as u16 {
+        let f = Seg::from_client(20_000 + i, "PA").frame();
+        expect_tx(run(&mut dp, &f, &meta(0)), 1);
+    }
+    assert_eq!(dp.l3.stats.dropped(Drop::ConnTableFull.into()), 0);
+    assert_eq!(dp.l3.stats.dropped(Drop::HalfOpenLimit.into()), 0);
+    // The evicted ones gave their local ports back: what the LIPs hold is what the table holds.
+    let in_use: u32 = dp.fwd.lip_usage().map(|(_, n)| n).sum();
+    assert_eq!(in_use as usize, dp.fwd.table().len());
 }
 
 /// TCP options a SYN may carry, as raw bytes; `ForgedToa` names another client.

@@ -9,11 +9,13 @@ use super::state::{self, Rows, State, StateChange, Timeouts, STATES};
 use super::timer::{Ticks, TimerNode, TimerNodes, TimerWheel};
 use super::tuple::{Dir, HashKey, Tuple, PROTO_TCP};
 
-/// Memory per connection when the index is at its maximum load (3/4): the entry plus its two
-/// index slots (85 bytes). Rounding the index up to a power of two makes the real figure lie
-/// between this and 107 bytes; the timer wheel adds a fixed 128 KiB per table.
-pub const BYTES_PER_CONN_AT_MAX_LOAD: usize =
-    core::mem::size_of::<Conn>() + 2 * core::mem::size_of::<u64>() * MAX_LOAD_DEN / MAX_LOAD_NUM;
+/// Memory per connection when the index is at its maximum load (3/4): the entry, its two index
+/// slots and its place in the half-open queue (89 bytes). Rounding the index up to a power of two
+/// makes the real figure lie between this and 111 bytes; the timer wheel adds a fixed 128 KiB per
+/// table.
+pub const BYTES_PER_CONN_AT_MAX_LOAD: usize = core::mem::size_of::<Conn>()
+    + 2 * core::mem::size_of::<u64>() * MAX_LOAD_DEN / MAX_LOAD_NUM
+    + core::mem::size_of::<u32>();
 
 const _: () = assert!(core::mem::size_of::<Conn>() == 64 && BYTES_PER_CONN_AT_MAX_LOAD <= 128);
 
@@ -152,6 +154,14 @@ impl Conn {
         State::from_u8(self.state)
     }
 
+    /// A live TCP entry that never reached ESTABLISHED: what a SYN flood leaves behind, and what
+    /// `ConnTable::evict_embryonic` may take.
+    pub fn is_embryonic(&self) -> bool {
+        self.is_live()
+            && self.client.proto == PROTO_TCP
+            && self.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
+    }
+
     /// Whether the real server counts this connection as active (see `State::is_active`).
     pub fn is_active(&self) -> bool {
         self.state().is_active()
@@ -214,7 +224,14 @@ pub struct Counters {
     pub removed: u64,
     pub table_full: u64,
     pub duplicates: u64,
+    /// Half-open entries removed to make room for a new connection (`evict_embryonic`).
+    pub evicted_embryonic: u64,
 }
+
+/// Ids `evict_embryonic` takes from the half-open queue before it gives up: bounded work per new
+/// connection. Ids it passes over (their connection was established or is gone) leave the queue
+/// for good, so the work is constant per connection on average.
+pub const EVICT_SCAN: usize = 256;
 
 /// Free-list end marker.
 const NONE: u32 = u32::MAX;
@@ -230,6 +247,14 @@ pub struct ConnTable {
     timeouts: Timeouts,
     timeout_ms: [u64; STATES],
     counters: Counters,
+    /// Live TCP entries that never reached ESTABLISHED (`is_embryonic`).
+    half_open: u32,
+    /// The ids of TCP entries in the order they were created, oldest first (a ring of `capacity`;
+    /// when full the oldest id is dropped): where `evict_embryonic` finds a half-open entry. An
+    /// id may be stale (its entry established or gone); it is checked when taken.
+    half_open_queue: Vec<u32>,
+    hq_head: u32,
+    hq_len: u32,
 }
 
 impl ConnTable {
@@ -262,7 +287,60 @@ impl ConnTable {
             timeouts,
             timeout_ms: timeouts.to_ms(),
             counters: Counters::default(),
+            half_open: 0,
+            half_open_queue: vec![0; capacity as usize],
+            hq_head: 0,
+            hq_len: 0,
         }
+    }
+
+    /// Live TCP entries that have not reached ESTABLISHED: half-open handshakes, most of them
+    /// spoofed under a SYN flood.
+    pub fn half_open(&self) -> usize {
+        self.half_open as usize
+    }
+
+    /// Removes the oldest half-open entry to make room (Linux conntrack's early drop), taking at
+    /// most [`EVICT_SCAN`] ids from the half-open queue, and returns it for the caller to release
+    /// its resources. An entry that ever reached ESTABLISHED is never taken.
+    pub fn evict_embryonic(&mut self) -> Option<Conn> {
+        if self.half_open == 0 {
+            return None;
+        }
+        for _ in 0..EVICT_SCAN {
+            let id = self.half_open_pop()?;
+            if self.slab[id as usize].is_embryonic() {
+                let c = self.remove(ConnId(id))?;
+                self.counters.evicted_embryonic += 1;
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn half_open_push(&mut self, id: u32) {
+        let cap = self.half_open_queue.len() as u32;
+        if cap == 0 {
+            return;
+        }
+        if self.hq_len == cap {
+            // Full: the oldest id goes (its entry, if still half-open, expires by its timer).
+            self.hq_head = (self.hq_head + 1) % cap;
+            self.hq_len -= 1;
+        }
+        let tail = (self.hq_head + self.hq_len) % cap;
+        self.half_open_queue[tail as usize] = id;
+        self.hq_len += 1;
+    }
+
+    fn half_open_pop(&mut self) -> Option<u32> {
+        if self.hq_len == 0 {
+            return None;
+        }
+        let id = self.half_open_queue[self.hq_head as usize];
+        self.hq_head = (self.hq_head + 1) % self.half_open_queue.len() as u32;
+        self.hq_len -= 1;
+        Some(id)
     }
 
     pub fn len(&self) -> usize {
@@ -294,6 +372,7 @@ impl ConnTable {
     /// Bytes held: entries, index and wheel.
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * core::mem::size_of::<Conn>()
+            + self.half_open_queue.len() * core::mem::size_of::<u32>()
             + self.index.memory_bytes()
             + self.wheel.memory_bytes()
     }
@@ -468,6 +547,10 @@ impl ConnTable {
         let deadline = now.after_ms(self.timeout_ms[state as usize]);
         self.wheel.arm(&mut self.slab, id, deadline);
         self.len += 1;
+        if state == State::None {
+            self.half_open += 1;
+            self.half_open_push(id);
+        }
         self.counters.created += 1;
         Ok(ConnId(id))
     }
@@ -510,8 +593,9 @@ impl ConnTable {
             State::Udp
         };
         c.state = new as u8;
-        if new == State::Established {
+        if new == State::Established && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
             c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+            self.half_open -= u32::from(c.client.proto == PROTO_TCP);
         }
         let deadline = now.after_ms(self.timeout_ms[new as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
@@ -521,6 +605,7 @@ impl ConnTable {
     /// Takes slot `id` out of the index and onto the free list (timer already disarmed).
     fn release(&mut self, id: u32) {
         let c = self.slab[id as usize];
+        self.half_open -= u32::from(c.is_embryonic());
         let hc = self.h32(&c.client);
         let removed = self.index.remove(hc, id << 1);
         debug_assert!(removed);
@@ -665,10 +750,10 @@ mod tests {
     fn entry_is_one_cache_line_and_memory_within_budget() {
         assert_eq!(core::mem::size_of::<Conn>(), 64);
         assert_eq!(core::mem::align_of::<Conn>(), 64);
-        assert_eq!(BYTES_PER_CONN_AT_MAX_LOAD, 85);
+        assert_eq!(BYTES_PER_CONN_AT_MAX_LOAD, 89);
         // Power-of-two rounding: best case (3 * 2^k / 2 entries fill 3/4) and worst case (one
         // more entry doubles the index).
-        for (cap, want) in [(3 << 9, 85), ((3 << 10) + 1, 106)] {
+        for (cap, want) in [(3 << 9, 89), ((3 << 10) + 1, 110)] {
             let t = table(cap);
             let per_conn = (t.memory_bytes() - t.wheel.memory_bytes()) / t.capacity();
             assert_eq!(per_conn, want, "capacity {cap}");
@@ -922,12 +1007,59 @@ mod tests {
         assert_eq!(t.counters().expired, 49);
     }
 
+    #[test]
+    fn eviction_takes_half_open_entries_in_turn_and_never_established_ones() {
+        let mut t = table(8);
+        let ids: Vec<ConnId> = (0..8)
+            .map(|i| t.insert(client(i), Some(reply(i)), i as u16, 0, 1, Ticks(0)).unwrap())
+            .collect();
+        assert_eq!(t.half_open(), 8);
+        // 0..4 complete their handshake (SYN, SYN-ACK, ACK); 4..8 stay half-open.
+        for &id in &ids[..4] {
+            t.on_packet(id, Dir::Original, SYN, Ticks(1));
+            t.on_packet(id, Dir::Reply, SYN | ACK, Ticks(1));
+            t.on_packet(id, Dir::Original, ACK, Ticks(1));
+            assert_eq!(t.get(id).unwrap().state(), State::Established);
+            // A FIN afterwards does not make it half-open again.
+            t.on_packet(id, Dir::Original, FIN | ACK, Ticks(2));
+        }
+        assert_eq!(t.half_open(), 4);
+        assert_eq!(
+            t.insert(client(9), None, 9, 0, 1, Ticks(3)),
+            Err(InsertError::TableFull)
+        );
+        let mut taken = Vec::new();
+        while let Some(c) = t.evict_embryonic() {
+            taken.push(c.svc);
+        }
+        assert_eq!(taken, vec![4, 5, 6, 7]);
+        assert_eq!((t.half_open(), t.len()), (0, 4));
+        assert_eq!(t.counters().evicted_embryonic, 4);
+        for &id in &ids[..4] {
+            assert!(t.get(id).is_some(), "established entries stay");
+        }
+        // UDP entries are never half-open.
+        let u = Tuple::new(Ipv4Addr::new(10, 9, 9, 9), 5, Ipv4Addr::new(192, 0, 2, 1), 53, 17);
+        t.insert(u, None, 20, 0, 1, Ticks(3)).unwrap();
+        assert_eq!(t.half_open(), 0);
+        assert!(t.evict_embryonic().is_none());
+        // Removed and expired half-open entries leave the count.
+        let id = t.insert(client(10), None, 10, 0, 1, Ticks(3)).unwrap();
+        assert_eq!(t.half_open(), 1);
+        t.remove(id);
+        assert_eq!(t.half_open(), 0);
+        t.insert(client(11), None, 11, 0, 1, Ticks(3)).unwrap();
+        t.expire(Ticks(10_000_000), 100, |_, _, _| {});
+        assert_eq!(t.half_open(), 0);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u32, bool),
         Remove(u32),
         Packet(u32, u8),
         Expire(u64, usize),
+        Evict,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -936,6 +1068,7 @@ mod tests {
             2 => (0u32..48).prop_map(Op::Remove),
             2 => (0u32..48, any::<u8>()).prop_map(|(i, f)| Op::Packet(i, f)),
             1 => (0u64..200_000, 1usize..10).prop_map(|(d, b)| Op::Expire(d, b)),
+            1 => Just(Op::Evict),
         ]
     }
 
@@ -951,6 +1084,7 @@ mod tests {
             // key i -> (deadline, has_reply)
             let mut model: HashMap<u32, (u64, bool)> = HashMap::new();
             let mut now = 0u64;
+            let mut inserted = 0;
             for o in ops {
                 match o {
                     Op::Insert(i, with_reply) => {
@@ -961,6 +1095,7 @@ mod tests {
                             prop_assert_eq!(r, Err(InsertError::TableFull));
                         } else {
                             prop_assert!(r.is_ok());
+                            inserted += 1;
                             model.insert(i, (now + to[State::None as usize], with_reply));
                         }
                     }
@@ -987,8 +1122,25 @@ mod tests {
                             assert!(d <= now, "expired early");
                         });
                     }
+                    Op::Evict => {
+                        let before = t.half_open();
+                        match t.evict_embryonic() {
+                            Some(c) => {
+                                prop_assert!(model.remove(&u32::from(c.svc)).is_some());
+                                prop_assert!(!c.flags().contains(ConnFlags::ESTABLISHED_SEEN));
+                            }
+                            // Until 16 entries were created, the queue holds every id: none
+                            // found means none half-open. (Later the oldest ids may have left
+                            // the ring; their entries expire by their timers.)
+                            None if inserted <= 16 => prop_assert_eq!(before, 0),
+                            None => {}
+                        }
+                    }
                 }
                 prop_assert_eq!(t.len(), model.len());
+                // The half-open count is the number of live TCP entries never established.
+                let embryonic = t.iter().filter(|(_, c)| c.is_embryonic()).count();
+                prop_assert_eq!(t.half_open(), embryonic);
                 for (&i, &(d, with_reply)) in &model {
                     let (id, dir) = t.lookup(&client(i)).expect("lost");
                     prop_assert_eq!(dir, Dir::Original);

@@ -1294,6 +1294,8 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("syn_retried", f.syn_retried),
         ("syn_retry_no_other", f.syn_retry_no_other),
         ("sloppy_created", f.sloppy_created),
+        ("half_open", f.half_open),
+        ("evicted_embryonic", f.evicted_embryonic),
     ];
     WorkerView {
         counters: counters

@@ -162,6 +162,8 @@ pub struct FwdConfig {
     /// `[conn] syn_unanswered_ms`: a client SYN retransmitted this long after the first, its server
     /// still silent, is a failed attempt.
     pub syn_unanswered_ms: u32,
+    /// `[conn] max_half_open`: half-open TCP connections kept at most.
+    pub max_half_open: u32,
 }
 
 /// FullNAT counters of one worker (drops are counted in `WorkerStats` by reason).
@@ -198,6 +200,10 @@ pub struct FwdStats {
     pub syn_retry_no_other: u64,
     /// Connections a TCP packet other than a SYN started (`sloppy_tcp`, DR and TUN).
     pub sloppy_created: u64,
+    /// Half-open connections now (a level, set when the counters are published), and those
+    /// removed to make room for a new connection (table full or `max_half_open` reached).
+    pub half_open: u64,
+    pub evicted_embryonic: u64,
 }
 
 impl FwdStats {
@@ -214,6 +220,8 @@ impl FwdStats {
         self.syn_retried += o.syn_retried;
         self.syn_retry_no_other += o.syn_retry_no_other;
         self.sloppy_created += o.sloppy_created;
+        self.half_open += o.half_open;
+        self.evicted_embryonic += o.evicted_embryonic;
         self.rst_unsent += o.rst_unsent;
         self.tun_too_big += o.tun_too_big;
         self.frag_needed += o.frag_needed;
@@ -242,6 +250,7 @@ pub struct Forwarder {
     conn_reuse_mode: u8,
     max_attempts: u32,
     syn_unanswered_ms: u32,
+    max_half_open: u32,
     /// NAT real servers and services of the current snapshot.
     nat: NatIndex,
     /// Output MTU (the smallest port MTU): bounds IPIP packets and first-ACK TOA.
@@ -323,6 +332,7 @@ impl Forwarder {
             layout,
             max_attempts: cfg.max_attempts,
             syn_unanswered_ms: cfg.syn_unanswered_ms,
+            max_half_open: cfg.max_half_open,
             nat: NatIndex::default(),
             mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
@@ -980,6 +990,16 @@ impl Forwarder {
         let Some(si) = si else {
             return Verdict::Drop(Drop::NoService.into(), pkt);
         };
+        // At the bound on half-open connections, a SYN takes the place of an older half-open one
+        // (under a SYN flood, one from a spoofed source); none found, it is refused. Established
+        // connections are never taken.
+        if ip.protocol == IpProtocol::TCP
+            && !sloppy
+            && self.table.half_open() >= self.max_half_open as usize
+            && !evict_embryonic(&mut self.table, &self.services, &mut self.pools, &mut self.stats)
+        {
+            return Verdict::Drop(Drop::HalfOpenLimit.into(), pkt);
+        }
         // Borrowed, not cloned: an Arc clone here would bounce the snapshot's reference count
         // between workers on every new connection.
         let services = &self.services;
@@ -1046,13 +1066,17 @@ impl Forwarder {
         // The client tuple just missed in `handle`, and a FullNAT reply tuple was offered to the port
         // allocator's `in_use`: neither needs probing again. A NAT reply tuple was not checked.
         let checked = mode_id == mode::FULLNAT || reply_t.is_none();
-        let inserted = if checked {
-            self.table
-                .insert_known_absent(client, reply_t, si as u16, ri as u16, mode_id, now)
-        } else {
-            self.table
-                .insert(client, reply_t, si as u16, ri as u16, mode_id, now)
+        let insert = move |table: &mut ConnTable| match checked {
+            true => table.insert_known_absent(client, reply_t, si as u16, ri as u16, mode_id, now),
+            false => table.insert(client, reply_t, si as u16, ri as u16, mode_id, now),
         };
+        let mut inserted = insert(&mut self.table);
+        // A full table makes room by taking a half-open entry (Linux conntrack's early drop).
+        if inserted == Err(InsertError::TableFull)
+            && evict_embryonic(&mut self.table, services, &mut self.pools, &mut self.stats)
+        {
+            inserted = insert(&mut self.table);
+        }
         let id = match inserted {
             Ok(id) => id,
             Err(e) => {
@@ -1509,6 +1533,23 @@ impl Forwarder {
 /// Tells a connection's real server (active/inactive counts) and its service's local-address pool
 /// (its port) that it is gone. Parked entries and connections of removed services or servers have
 /// `NO_DEST` indices and touch nothing.
+/// Removes one half-open connection to make room for a new one (`ConnTable::evict_embryonic`),
+/// returning its local port and telling its real server. Whether one was found. (A function of
+/// the fields, not a method: the caller holds the service snapshot borrowed.)
+fn evict_embryonic(
+    table: &mut ConnTable,
+    services: &ServiceTable,
+    pools: &mut [Option<LaddrPool>],
+    stats: &mut FwdStats,
+) -> bool {
+    let Some(c) = table.evict_embryonic() else {
+        return false;
+    };
+    release(services, pools, &c);
+    stats.evicted_embryonic += 1;
+    true
+}
+
 fn release(services: &ServiceTable, pools: &mut [Option<LaddrPool>], c: &crate::conn::Conn) {
     if let Some(s) = services
         .services

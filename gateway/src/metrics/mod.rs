@@ -132,7 +132,7 @@ fn gauge_value(v: u64) -> i64 {
 }
 
 /// Worker counters that are levels, not totals (shown as gauges).
-const WORKER_GAUGES: [&str; 1] = ["conns"];
+const WORKER_GAUGES: [&str; 2] = ["conns", "half_open"];
 
 /// The scrape's text in the Prometheus text format.
 pub fn render(s: &Snapshot) -> String {
