@@ -1148,7 +1148,8 @@ impl Running {
                 "conn {i}: conns {} created {} expired {} table_full {} ports_exhausted {} toa_added {} toa_skipped {} \
                  icmp_translated {} rst_sent {} rst_unsent {} tun_too_big {} frag_needed {} handoff_client {} \
                  handoff_reply {} resched_closed {} resched_fin_wait {} resched_quiesced {} resched_removed {} \
-                 resched_new_isn {} resched_udp_removed {} syn_retried {} syn_retry_no_other {} sloppy_created {}",
+                 resched_new_isn {} resched_udp_removed {} syn_retried {} syn_retry_no_other {} sloppy_created {} \
+                 half_open {} evicted_embryonic {}",
                 f.conns,
                 f.created,
                 f.expired,
@@ -1171,7 +1172,9 @@ impl Running {
                 f.resched_udp_removed,
                 f.syn_retried,
                 f.syn_retry_no_other,
-                f.sloppy_created
+                f.sloppy_created,
+                f.half_open,
+                f.evicted_embryonic
             );
         }
         for (i, s) in per.iter().enumerate() {

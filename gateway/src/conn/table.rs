@@ -1011,7 +1011,10 @@ mod tests {
     fn eviction_takes_half_open_entries_in_turn_and_never_established_ones() {
         let mut t = table(8);
         let ids: Vec<ConnId> = (0..8)
-            .map(|i| t.insert(client(i), Some(reply(i)), i as u16, 0, 1, Ticks(0)).unwrap())
+            .map(|i| {
+                t.insert(client(i), Some(reply(i)), i as u16, 0, 1, Ticks(0))
+                    .unwrap()
+            })
             .collect();
         assert_eq!(t.half_open(), 8);
         // 0..4 complete their handshake (SYN, SYN-ACK, ACK); 4..8 stay half-open.
@@ -1039,7 +1042,13 @@ mod tests {
             assert!(t.get(id).is_some(), "established entries stay");
         }
         // UDP entries are never half-open.
-        let u = Tuple::new(Ipv4Addr::new(10, 9, 9, 9), 5, Ipv4Addr::new(192, 0, 2, 1), 53, 17);
+        let u = Tuple::new(
+            Ipv4Addr::new(10, 9, 9, 9),
+            5,
+            Ipv4Addr::new(192, 0, 2, 1),
+            53,
+            17,
+        );
         t.insert(u, None, 20, 0, 1, Ticks(3)).unwrap();
         assert_eq!(t.half_open(), 0);
         assert!(t.evict_embryonic().is_none());

@@ -996,7 +996,12 @@ impl Forwarder {
         if ip.protocol == IpProtocol::TCP
             && !sloppy
             && self.table.half_open() >= self.max_half_open as usize
-            && !evict_embryonic(&mut self.table, &self.services, &mut self.pools, &mut self.stats)
+            && !evict_embryonic(
+                &mut self.table,
+                &self.services,
+                &mut self.pools,
+                &mut self.stats,
+            )
         {
             return Verdict::Drop(Drop::HalfOpenLimit.into(), pkt);
         }
