@@ -206,9 +206,12 @@ impl Worker {
                     twin_busy = true;
                     frames += n;
                     work += n;
-                    // Frames the kernel sends leave on the port unchanged (`linux-cp-xc`).
-                    self.datapath.l3.stats.punt.from_kernel += n as u64;
+                    // Frames the kernel sends leave on the port unchanged (`linux-cp-xc`), but
+                    // its answers to ARP requests the datapath answered (the mbuf is freed).
                     for m in batch.by_ref() {
+                        if !self.datapath.l3.from_kernel(m.data()) {
+                            continue;
+                        }
                         self.tap.tx(pi, m.data());
                         txq[pi].push(m);
                     }

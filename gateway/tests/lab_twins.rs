@@ -162,7 +162,24 @@ fn the_kernel_serves_tcp_and_udp_on_the_interface_address_and_addresses_follow_t
     }
     let twins = lab.sh("lb", &[gwctl, "-s", &sock, "twins"]);
     assert!(twins.contains("client") && twins.contains("tap"), "{twins}");
+    // ARP for the interface address: one reply per request, though the kernel sees (and answers)
+    // a copy of every request; it still learns the requester from the copy.
+    let _ = lab.exec("lb", &["ip", "neigh", "flush", "dev", "client"]);
+    let arping = lab.sh(
+        "cli",
+        &["arping", "-c", "3", "-w", "5", "-I", "eth0", "10.10.0.1"],
+    );
+    assert!(arping.contains("Received 3 response(s)"), "{arping}");
+    let neigh = lab.sh("lb", &["ip", "neigh", "show", "dev", "client"]);
+    assert!(
+        neigh.contains("10.10.0.2 "),
+        "the kernel learned the client: {neigh}"
+    );
     let stats = lab.stats();
+    assert!(
+        punt_counter(&stats, "kernel_arp_reply_suppressed") >= 1,
+        "{stats}"
+    );
     assert!(punt_counter(&stats, "punt_local") >= 2, "{stats}");
     assert!(punt_counter(&stats, "punt_arp_copy") >= 1, "{stats}");
     assert!(punt_counter(&stats, "from_kernel") >= 2, "{stats}");

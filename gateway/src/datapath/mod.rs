@@ -266,6 +266,18 @@ impl<B: PacketBuf> L3<B> {
         }
     }
 
+    /// Whether a frame the kernel sent on a twin goes on the wire (counted either way): all do but
+    /// its redundant ARP replies (`punt::is_redundant_arp_reply`).
+    pub fn from_kernel(&mut self, frame: &[u8]) -> bool {
+        let local = &self.topo.local;
+        if punt::is_redundant_arp_reply(frame, |ip| local.contains(&ip)) {
+            self.stats.punt.arp_reply_suppressed += 1;
+            return false;
+        }
+        self.stats.punt.from_kernel += 1;
+        true
+    }
+
     /// Queues a copy of an ARP frame received on `port` for its twin (within the punt budget), so
     /// the kernel's neighbour table follows the wire too.
     fn copy_arp_to_twin(&mut self, port: u16, frame: &[u8]) {

@@ -76,6 +76,25 @@ pub fn decide_ipv4(dest: Dest, is_icmp: bool, is_echo: bool, answered: bool, twi
     }
 }
 
+/// Whether a frame the kernel sends on a twin is its answer to an ARP request the datapath has
+/// already answered: a unicast ARP reply from an address the datapath answers for (`answered`).
+/// Every ARP frame received is copied up (so the kernel's neighbour table follows the wire), and
+/// the kernel answers requests for its addresses too; passed on, the requester would get two
+/// replies. A broadcast reply is a gratuitous ARP (keepalived's takeover announcement): it goes.
+pub fn is_redundant_arp_reply(frame: &[u8], answered: impl Fn(std::net::Ipv4Addr) -> bool) -> bool {
+    use crate::wire::{ethernet, ArpOp, ArpPacket, EtherType, EthernetFrame};
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    if eth.ethertype() != EtherType::ARP || eth.dst().is_broadcast() {
+        return false;
+    }
+    match ArpPacket::new_checked(&frame[ethernet::HEADER_LEN..]) {
+        Ok(a) => a.is_ethernet_ipv4() && a.op() == ArpOp::REPLY && answered(a.spa()),
+        Err(_) => false,
+    }
+}
+
 /// Per-worker punt counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PuntCounters {
@@ -88,6 +107,8 @@ pub struct PuntCounters {
     pub limited: u64,
     /// Frames the kernel sent on a twin, put on the wire.
     pub from_kernel: u64,
+    /// The kernel's ARP replies not put on the wire: the datapath had answered (`is_redundant_arp_reply`).
+    pub arp_reply_suppressed: u64,
 }
 
 impl PuntCounters {
@@ -98,6 +119,7 @@ impl PuntCounters {
         self.arp_copy += o.arp_copy;
         self.limited += o.limited;
         self.from_kernel += o.from_kernel;
+        self.arp_reply_suppressed += o.arp_reply_suppressed;
     }
 
     /// Frames sent up, all reasons.
@@ -106,7 +128,7 @@ impl PuntCounters {
     }
 
     /// (name, value) for the admin socket and the stats file.
-    pub fn named(&self) -> [(&'static str, u64); 7] {
+    pub fn named(&self) -> [(&'static str, u64); 8] {
         [
             ("punted", self.punted()),
             ("punt_local", self.local),
@@ -115,6 +137,7 @@ impl PuntCounters {
             ("punt_arp_copy", self.arp_copy),
             ("punt_limited", self.limited),
             ("from_kernel", self.from_kernel),
+            ("kernel_arp_reply_suppressed", self.arp_reply_suppressed),
         ]
     }
 }
@@ -189,6 +212,35 @@ impl PuntBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernels_unicast_arp_replies_for_answered_addresses_are_redundant() {
+        use crate::wire::{arp, MacAddr};
+        use std::net::Ipv4Addr;
+        let (ours, peer) = (Ipv4Addr::new(10, 10, 0, 1), Ipv4Addr::new(10, 10, 0, 2));
+        let (our_mac, peer_mac) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+        let answered = |ip: Ipv4Addr| ip == ours;
+        // The peer's broadcast request for our address, and the kernel's reply to it.
+        let mut f = [0u8; 60];
+        let n = arp::write_request_to(&mut f, MacAddr::BROADCAST, peer_mac, peer, ours).unwrap();
+        assert!(!is_redundant_arp_reply(&f[..n], answered), "a request");
+        let mut reply = f;
+        arp::make_reply_in_place(&mut reply[..n], our_mac).unwrap();
+        assert!(is_redundant_arp_reply(&reply[..n], answered));
+        assert!(
+            !is_redundant_arp_reply(&reply[..n], |_| false),
+            "an address the datapath does not answer for"
+        );
+        // A gratuitous reply (broadcast) announces a takeover: never held back.
+        let mut garp = reply;
+        garp[..6].copy_from_slice(&[0xff; 6]);
+        assert!(!is_redundant_arp_reply(&garp[..n], answered));
+        // Not ARP, or cut short: passed on.
+        let mut ip = reply;
+        ip[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert!(!is_redundant_arp_reply(&ip[..n], answered));
+        assert!(!is_redundant_arp_reply(&reply[..20], answered));
+    }
 
     /// Every kind of leftover IPv4 packet, with and without a twin on the port.
     #[test]
