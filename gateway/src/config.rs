@@ -259,6 +259,10 @@ pub struct ServiceEntry {
     /// the health checks (keepalived's `sorry_server`), in the first real server's mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<String>,
+    /// Who may open connections: `"allow PREFIX"` and `"deny PREFIX"` rules in order, the first
+    /// match deciding; none matching, allowed unless some rule allows (`forward::acl`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<String>,
 }
 
 fn default_owner() -> String {
@@ -990,12 +994,15 @@ pub fn validate_service_entries(
                 cfg.reals.push(rs);
             }
             crate::service::Service::check(&cfg).map_err(|e| invalid(&key, format!("{e}")))?;
+            let acl = crate::forward::acl::parse_list(&s.acl)
+                .map_err(|e| invalid(format!("{key}.acl"), e))?;
             let opts = crate::forward::SvcOptions {
                 toa: s.toa,
                 syn_retry: s.syn_retry,
                 sloppy_tcp: s
                     .sloppy_tcp
                     .unwrap_or(cfg.sched == crate::service::SchedKind::Mh),
+                acl: acl.into(),
             };
             out.push((cfg, lips, opts));
         }
@@ -1172,7 +1179,9 @@ mod tests {
                 &format!("scheduler = \"{sched}\"\n{extra}"),
                 1,
             );
-            Config::parse(&text).unwrap().validate().unwrap().services[0].2
+            Config::parse(&text).unwrap().validate().unwrap().services[0]
+                .2
+                .clone()
         };
         assert!(opts("mh", "").sloppy_tcp);
         assert!(!opts("wrr", "").sloppy_tcp);

@@ -75,10 +75,12 @@ pub enum Drop {
     RstHeldForRetry,
     /// A SYN at `[conn] max_half_open` with no half-open connection to take the place of.
     HalfOpenLimit,
+    /// A new connection the service's access list refuses (`acl`).
+    AclDenied,
 }
 
 impl Drop {
-    pub const COUNT: usize = Drop::HalfOpenLimit as usize + 1;
+    pub const COUNT: usize = Drop::AclDenied as usize + 1;
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::L2NotForUs,
         Drop::EtherTypeUnsupported,
@@ -114,6 +116,7 @@ impl Drop {
         Drop::VipNotHeld,
         Drop::RstHeldForRetry,
         Drop::HalfOpenLimit,
+        Drop::AclDenied,
     ];
 
     pub fn name(self) -> &'static str {
@@ -152,6 +155,7 @@ impl Drop {
             Drop::VipNotHeld => "vip_not_held",
             Drop::RstHeldForRetry => "rst_held_for_retry",
             Drop::HalfOpenLimit => "half_open_limit",
+            Drop::AclDenied => "acl_denied",
         }
     }
 }
@@ -321,6 +325,8 @@ pub struct WorkerStats {
     pub traffic: Vec<(crate::forward::TrafficKey, crate::forward::Traffic)>,
     /// Local ports in use per (service, LIP), sorted by key (a level: not summed by `add`).
     pub lip_usage: Vec<(crate::forward::LipKey, u32)>,
+    /// Connections each access-list rule decided per service (the default last), sorted by key.
+    pub acl_hits: Vec<(crate::forward::fullnat::AclKey, Vec<u64>)>,
 }
 
 impl Default for WorkerStats {
@@ -348,6 +354,7 @@ impl Default for WorkerStats {
             lip_conflicts: Vec::new(),
             traffic: Vec::new(),
             lip_usage: Vec::new(),
+            acl_hits: Vec::new(),
         }
     }
 }
@@ -419,6 +426,17 @@ impl WorkerStats {
             match self.lip_conflicts.binary_search_by(|(x, _)| x.cmp(k)) {
                 Ok(i) => self.lip_conflicts[i].1 += n,
                 Err(i) => self.lip_conflicts.insert(i, (*k, *n)),
+            }
+        }
+        for (k, h) in &o.acl_hits {
+            match self.acl_hits.binary_search_by(|(x, _)| x.cmp(k)) {
+                Ok(i) if self.acl_hits[i].1.len() == h.len() => self.acl_hits[i]
+                    .1
+                    .iter_mut()
+                    .zip(h)
+                    .for_each(|(a, b)| *a += b),
+                Ok(_) => {}
+                Err(i) => self.acl_hits.insert(i, (*k, h.clone())),
             }
         }
         for (k, t) in &o.traffic {

@@ -483,6 +483,10 @@ impl Worker {
         traffic.clear();
         traffic.extend(dp.fwd.traffic_entries());
         traffic.sort_unstable_by_key(|a| a.0);
+        let acl = &mut dp.l3.stats.acl_hits;
+        acl.clear();
+        acl.extend(dp.fwd.acl_entries().map(|(k, h)| (k, h.to_vec())));
+        acl.sort_unstable_by_key(|a| a.0);
         let usage = &mut dp.l3.stats.lip_usage;
         usage.clear();
         usage.extend(dp.fwd.lip_usage());

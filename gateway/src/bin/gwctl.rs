@@ -205,6 +205,37 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             }
             Ok(out)
         }
+        "acl" if rest.is_empty() => {
+            let v = call(ctx, Op::List)?;
+            let l: ListView = typed(v)?;
+            if ctx.json {
+                let acls: Vec<_> = l
+                    .services
+                    .iter()
+                    .filter(|s| !s.acl.is_empty())
+                    .map(|s| serde_json::json!({"proto": s.proto, "vip": s.vip, "port": s.port, "acl": s.acl}))
+                    .collect();
+                return json(serde_json::Value::Array(acls));
+            }
+            let mut out = String::new();
+            for s in l.services.iter().filter(|s| !s.acl.is_empty()) {
+                let _ = writeln!(out, "{} {}:{}", s.proto.to_uppercase(), s.vip, s.port);
+                for r in &s.acl {
+                    let _ = writeln!(out, "  {:<32} {:>12}", r.rule, r.hits);
+                }
+            }
+            Ok(out)
+        }
+        "acl" => {
+            let change = acl_change(rest)?;
+            call(
+                ctx,
+                Op::Apply {
+                    changes: vec![change],
+                },
+            )
+            .map(|_| String::new())
+        }
         "check" | "sorry" => {
             let change = check_change(cmd, rest)?;
             call(
@@ -1052,6 +1083,60 @@ fn format_announce(v: &gateway::kernel::announce::AnnounceView) -> String {
 }
 
 /// `check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none` and `sorry -t|-u VIP:PORT ADDR:PORT|none`.
+/// `acl -t|-u VIP:PORT (allow|deny PREFIX)...|none`: a service's access list, replaced whole.
+fn acl_change(rest: &[String]) -> Result<Change, Fail> {
+    let usage = || {
+        Fail(
+            "usage: acl -t|-u VIP:PORT (allow|deny PREFIX)...|none".into(),
+            2,
+        )
+    };
+    let mut it = rest.iter().map(String::as_str);
+    let svc = svc_arg(&mut it).ok_or_else(usage)??;
+    // The words after the service: rules start at each allow or deny.
+    let words: Vec<&str> = it.flat_map(str::split_whitespace).collect();
+    let rules = match words.as_slice() {
+        [] => return Err(usage()),
+        ["none"] => Vec::new(),
+        _ => {
+            let mut rules: Vec<String> = Vec::new();
+            for w in words {
+                match (w, rules.last_mut()) {
+                    ("allow" | "deny", _) | (_, None) => rules.push(w.to_string()),
+                    (_, Some(r)) => {
+                        r.push(' ');
+                        r.push_str(w);
+                    }
+                }
+            }
+            rules
+        }
+    };
+    Ok(Change::SetAcl { svc, rules })
+}
+
+/// `-t|-u VIP:PORT` from the front of `it`: None without `-t`/`-u`, an error for a bad address.
+fn svc_arg<'a>(
+    it: &mut impl Iterator<Item = &'a str>,
+) -> Option<Result<gateway::control::proto::SvcKey, Fail>> {
+    let proto = match it.next()? {
+        "-t" => "tcp",
+        "-u" => "udp",
+        _ => return None,
+    };
+    let Some(vs) = it.next() else {
+        return Some(fail("-t|-u needs VIP:PORT"));
+    };
+    Some(match vs.parse::<std::net::SocketAddrV4>() {
+        Ok(a) => Ok(gateway::control::proto::SvcKey {
+            proto: proto.into(),
+            vip: *a.ip(),
+            port: a.port(),
+        }),
+        Err(_) => fail(format!("{vs:?} is not VIP:PORT")),
+    })
+}
+
 fn check_change(cmd: &str, rest: &[String]) -> Result<Change, Fail> {
     let usage = || {
         Fail(
@@ -1066,20 +1151,7 @@ fn check_change(cmd: &str, rest: &[String]) -> Result<Change, Fail> {
         )
     };
     let mut it = rest.iter().map(String::as_str);
-    let proto = match it.next() {
-        Some("-t") => "tcp",
-        Some("-u") => "udp",
-        _ => return Err(usage()),
-    };
-    let vs = it.next().ok_or_else(usage)?;
-    let vs: std::net::SocketAddrV4 = vs
-        .parse()
-        .or_else(|_| fail(format!("{vs:?} is not VIP:PORT")))?;
-    let svc = gateway::control::proto::SvcKey {
-        proto: proto.into(),
-        vip: *vs.ip(),
-        port: vs.port(),
-    };
+    let svc = svc_arg(&mut it).ok_or_else(usage)??;
     let mut real = None;
     let mut value = None;
     while let Some(a) = it.next() {
@@ -1145,6 +1217,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("runtime", "runtime [clear]          cycles per stage and worker (VPP's show runtime)", "Each worker's busy cycles (rounds that handled packets, and housekeeping) split by stage of the poll round: rx (polling the ports), l2-l3 (header checks), lookup (connection table), forward (scheduling, rewriting, routing), tx (into the drivers), handoff (rings from other workers), twin (the kernel twins' queues), timers (expiry, neighbours, control). Calls are the stage's runs that had packets; the stages add up to the busy cycles. `runtime clear` starts them again from zero."),
     ("health", "health                   real servers' health checks", "Each checked real server: its service, the check's kind, up or down and for how long, checks run and failed, the client SYNs it refused (syn_rst) and left unanswered (syn_lost) as the workers counted them (passive detection), and the last result's reason (\"connection refused\", \"HTTP 503\", \"timeout\", or the passive verdict)."),
     ("check", "check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none   set a health check", "Sets the health check of a service, or with -r a real server's override of it: the keys of [service.check] in conf/README.md as a TOML inline table, e.g. check -t 10.10.0.100:80 '{ kind = \"http\", path = \"/health\", interval_ms = 500 }'. `none` removes it. The change is validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it."),
+    ("acl", "acl [-t|-u VIP:PORT (allow|deny PREFIX)...|none]   access lists", "Without arguments: each service's access list with the new connections each rule decided and the default (`otherwise allow` without an allow rule, else `otherwise deny`). With a service: replaces its list, e.g. acl -t 10.10.0.100:80 deny 10.10.0.66 allow 10.10.0.0/24; `none` removes it. The first rule whose prefix holds the client decides; refused connections are dropped before any state exists (drop reason acl_denied). Validated (a bad rule is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it ([[service]] acl)."),
     ("sorry", "sorry -t|-u VIP:PORT ADDR:PORT|none   set a sorry server", "Sets the service's sorry server (keepalived's sorry_server): it takes new connections while every real server is held down by the health checks. `none` removes it."),
     ("twins", "twins                    kernel twins, punt counters, kernel-owned addresses", "Each port's kernel twin (interface, driver, ifindex), the VIPs and LIPs owned by the kernel with whether a twin holds them, and the punt counters summed over the workers."),
     ("neigh", "neigh                    neighbour (ARP) entries of every worker", "Each worker's neighbour table: address, port, MAC (or incomplete), age."),

@@ -61,6 +61,7 @@ impl Model {
                     owner: "config".into(),
                     check: None,
                     sorry_server: None,
+                    acl: vs.acl.iter().map(|r| r.to_string()).collect(),
                     reals: c
                         .reals
                         .iter()
@@ -121,6 +122,7 @@ impl Model {
                     owner: "config".into(),
                     check: None,
                     sorry_server: None,
+                    acl: Vec::new(),
                 };
                 set_opts(&mut e, opts)?;
                 self.services.push(e);
@@ -196,6 +198,10 @@ impl Model {
             }
             Change::SetSorryServer { svc, server } => {
                 self.svc_mut(svc)?.sorry_server = server.clone();
+            }
+            Change::SetAcl { svc, rules } => {
+                crate::forward::acl::parse_list(rules)?;
+                self.svc_mut(svc)?.acl = rules.clone();
             }
         }
         Ok(())

@@ -117,6 +117,11 @@ pub enum Change {
         svc: SvcKey,
         server: Option<String>,
     },
+    /// A service's access list (`acl`: "allow PREFIX" / "deny PREFIX" in order; empty: everyone).
+    SetAcl {
+        svc: SvcKey,
+        rules: Vec<String>,
+    },
 }
 
 /// Connection listing filters; every one given must match.

@@ -506,6 +506,17 @@ impl Server<'_> {
                 }
             }
         }
+        let mut acl_hits: std::collections::HashMap<_, Vec<u64>> = Default::default();
+        for p in self.ctx.published {
+            if let Ok(s) = p.lock() {
+                for (k, h) in &s.acl_hits {
+                    let sum = acl_hits.entry(*k).or_insert_with(|| vec![0; h.len()]);
+                    if sum.len() == h.len() {
+                        sum.iter_mut().zip(h).for_each(|(a, b)| *a += b);
+                    }
+                }
+            }
+        }
         let model = Model::from_table(&g.services);
         let services = g
             .services
@@ -593,6 +604,7 @@ impl Server<'_> {
                     },
                     lips: vs.lips.clone(),
                     toa: vs.toa,
+                    acl: acl_view(vs, &acl_hits),
                     reals,
                 }
             })
@@ -1216,6 +1228,31 @@ fn subtract(w: &mut WorkerView, base: &WorkerView) {
         *v = v.saturating_sub(base.drops.get(k).copied().unwrap_or(0));
     }
     w.drops.retain(|_, v| *v > 0);
+}
+
+/// A service's access list with the connections each rule decided (`hits`: summed over the
+/// workers, by service), then the default.
+fn acl_view(
+    vs: &crate::forward::VirtualService,
+    hits: &std::collections::HashMap<crate::forward::fullnat::AclKey, Vec<u64>>,
+) -> Vec<AclRuleView> {
+    if vs.acl.is_empty() {
+        return Vec::new();
+    }
+    let c = vs.svc.config();
+    let h = hits.get(&(c.proto.number(), c.vip, c.vport));
+    let n = |i: usize| h.and_then(|h| h.get(i)).copied().unwrap_or(0);
+    let otherwise = match vs.acl.iter().any(|r| r.allow) {
+        true => "otherwise deny",
+        false => "otherwise allow",
+    };
+    vs.acl
+        .iter()
+        .map(|r| r.to_string())
+        .chain(std::iter::once(otherwise.to_string()))
+        .enumerate()
+        .map(|(i, rule)| AclRuleView { rule, hits: n(i) })
+        .collect()
 }
 
 /// A worker's stage figures.

@@ -58,9 +58,20 @@ pub struct SvcView {
     #[serde(default)]
     pub lip_conflicts: Vec<u64>,
     pub toa: bool,
+    /// The access list's rules with the connections each decided, then the default
+    /// (`otherwise allow|deny`), summed over the workers; empty without a list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<AclRuleView>,
     pub reals: Vec<RealView>,
     pub stats: Counters,
     pub rate: Rates,
+}
+
+/// One access-list rule and the new connections it decided since the daemon started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclRuleView {
+    pub rule: String,
+    pub hits: u64,
 }
 
 impl Default for RealView {
@@ -94,6 +105,7 @@ impl Default for SvcView {
             lips: Vec::new(),
             lip_conflicts: Vec::new(),
             toa: false,
+            acl: Vec::new(),
             reals: Vec::new(),
             stats: Counters::default(),
             rate: Rates::default(),

@@ -15,6 +15,7 @@
 //! connections have no reply tuple (INPUT-ONLY TCP states) and keep the real server's address in the
 //! entry's `user` word, so they keep forwarding to it even after the real server leaves the snapshot.
 
+use super::acl::{self, AclRule};
 use super::nat::{self, NatIndex};
 use super::owner::Owners;
 use super::reuse::{self, Dest, Resched};
@@ -33,6 +34,7 @@ use crate::stats::Drop;
 use crate::wire::{
     icmp, ipv4, tcp, IcmpPacket, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
 };
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -255,6 +257,9 @@ pub struct Forwarder {
     nat: NatIndex,
     /// Output MTU (the smallest port MTU): bounds IPIP packets and first-ACK TOA.
     mtu: u16,
+    /// Connections each rule of each service's access list decided, the default last:
+    /// `acl_hits[svc][rule]` (empty for a service without a list).
+    acl_hits: Vec<Vec<u64>>,
     /// Traffic per (service, real server): `traffic[traffic_base[svc] + rs]`.
     traffic: Vec<Traffic>,
     traffic_base: Vec<u32>,
@@ -337,6 +342,7 @@ impl Forwarder {
             mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
             traffic_base: Vec::new(),
+            acl_hits: Vec::new(),
             stats: FwdStats::default(),
         };
         f.set_services(services)?;
@@ -454,7 +460,39 @@ impl Forwarder {
         self.pools = pools;
         self.nat = NatIndex::new(&services, Some(&self.nat));
         self.remap_traffic(&services);
+        self.remap_acl_hits(&services);
         self.services = services;
+    }
+
+    /// Carries each access list's counts over to a new snapshot where the service and its list
+    /// are unchanged; a changed list counts from zero.
+    fn remap_acl_hits(&mut self, new: &ServiceTable) {
+        let mut old: HashMap<AclKey, (Arc<[AclRule]>, Vec<u64>)> = HashMap::new();
+        for (vs, hits) in self.services.services.iter().zip(self.acl_hits.drain(..)) {
+            if !vs.acl.is_empty() {
+                old.insert(acl_key(vs), (vs.acl.clone(), hits));
+            }
+        }
+        self.acl_hits = new
+            .services
+            .iter()
+            .map(|vs| match old.remove(&acl_key(vs)) {
+                Some((rules, hits)) if rules == vs.acl => hits,
+                _ if vs.acl.is_empty() => Vec::new(),
+                _ => vec![0; vs.acl.len() + 1],
+            })
+            .collect();
+    }
+
+    /// Each service with an access list, and the connections each of its rules decided (the
+    /// default last) on this worker.
+    pub fn acl_entries(&self) -> impl Iterator<Item = (AclKey, &[u64])> + '_ {
+        self.services
+            .services
+            .iter()
+            .zip(&self.acl_hits)
+            .filter(|(vs, _)| !vs.acl.is_empty())
+            .map(|(vs, h)| (acl_key(vs), h.as_slice()))
     }
 
     /// Carries the traffic counters over to a new snapshot by identity (as IPVS keeps a
@@ -990,6 +1028,21 @@ impl Forwarder {
         let Some(si) = si else {
             return Verdict::Drop(Drop::NoService.into(), pkt);
         };
+        // Who may connect: decided before any state exists (`acl`).
+        let rules = &self.services.services[si as usize].acl;
+        if !rules.is_empty() {
+            let (rule, allowed) = acl::decide(rules, ip.src);
+            if let Some(n) = self
+                .acl_hits
+                .get_mut(si as usize)
+                .and_then(|h| h.get_mut(rule))
+            {
+                *n += 1;
+            }
+            if !allowed {
+                return Verdict::Drop(Drop::AclDenied.into(), pkt);
+            }
+        }
         // At the bound on half-open connections, a SYN takes the place of an older half-open one
         // (under a SYN flood, one from a spoofed source); none found, it is refused. Established
         // connections are never taken.
@@ -1538,6 +1591,14 @@ impl Forwarder {
 /// Tells a connection's real server (active/inactive counts) and its service's local-address pool
 /// (its port) that it is gone. Parked entries and connections of removed services or servers have
 /// `NO_DEST` indices and touch nothing.
+/// A service as access-list counters name it: (protocol number, VIP, port).
+pub type AclKey = (u8, Ipv4Addr, u16);
+
+fn acl_key(vs: &crate::forward::VirtualService) -> AclKey {
+    let c = vs.svc.config();
+    (c.proto.number(), c.vip, c.vport)
+}
+
 /// Removes one half-open connection to make room for a new one (`ConnTable::evict_embryonic`),
 /// returning its local port and telling its real server. Whether one was found. (A function of
 /// the fields, not a method: the caller holds the service snapshot borrowed.)

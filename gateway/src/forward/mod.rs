@@ -10,6 +10,7 @@
 //! - [`dr`]: direct routing (destination MAC only);
 //! - [`tun`]: IP-in-IP tunnelling, with fragmentation-needed for packets too big to wrap.
 
+pub mod acl;
 pub mod dr;
 pub mod fullnat;
 pub mod nat;

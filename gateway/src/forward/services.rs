@@ -21,15 +21,18 @@ pub struct VirtualService {
     /// A TCP packet other than a SYN without a connection starts one toward a DR or TUN real
     /// server (IPVS `sloppy_tcp`; `[[service]] sloppy_tcp`).
     pub sloppy_tcp: bool,
+    /// Who may open connections (`acl`; empty: everyone).
+    pub acl: Arc<[crate::forward::acl::AclRule]>,
 }
 
 /// What the datapath does for a service beyond scheduling (`[[service]]` keys `toa`, `syn_retry`,
-/// `sloppy_tcp`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `sloppy_tcp`, `acl`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SvcOptions {
     pub toa: bool,
     pub syn_retry: bool,
     pub sloppy_tcp: bool,
+    pub acl: Arc<[crate::forward::acl::AclRule]>,
 }
 
 impl Default for SvcOptions {
@@ -38,6 +41,7 @@ impl Default for SvcOptions {
             toa: true,
             syn_retry: false,
             sloppy_tcp: false,
+            acl: Arc::new([]),
         }
     }
 }
@@ -92,6 +96,7 @@ impl ServiceTable {
                 toa: opts.toa,
                 syn_retry: opts.syn_retry,
                 sloppy_tcp: opts.sloppy_tcp,
+                acl: opts.acl,
             });
         }
         Ok(t)

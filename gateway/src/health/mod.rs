@@ -115,7 +115,7 @@ pub fn effective(
                     }
                 }
             }
-            (cfg, lips.clone(), *opts)
+            (cfg, lips.clone(), opts.clone())
         })
         .collect()
 }

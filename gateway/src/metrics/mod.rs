@@ -226,6 +226,10 @@ pub fn render(s: &Snapshot) -> String {
         ),
     ];
     let per_svc: Vec<_> = per_svc.iter().map(|(n, h)| f.counter(n, h)).collect();
+    let acl_hits = f.counter(
+        "gateway_acl_hits",
+        "New connections a service's access-list rule decided (rule \"otherwise ...\": the default)",
+    );
     let svc_info = f.gauge(
         "gateway_service_info",
         "A virtual service (always 1), labelled with its scheduler",
@@ -237,6 +241,11 @@ pub fn render(s: &Snapshot) -> String {
         let sl = service_labels(svc);
         for (fam, v) in per_svc.iter().zip(values) {
             fam.get_or_create(&sl).inc_by(v);
+        }
+        for r in &svc.acl {
+            let mut l = sl.clone();
+            l.push(("rule".into(), r.rule.clone()));
+            acl_hits.get_or_create(&l).inc_by(r.hits);
         }
         let mut info = sl.clone();
         info.push(("scheduler".into(), svc.scheduler.clone()));

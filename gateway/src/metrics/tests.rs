@@ -47,6 +47,16 @@ fn snapshot() -> Snapshot {
         lips: vec![],
         lip_conflicts: vec![],
         toa: false,
+        acl: vec![
+            crate::control::view::AclRuleView {
+                rule: "deny 10.10.0.66/32".into(),
+                hits: 4,
+            },
+            crate::control::view::AclRuleView {
+                rule: "otherwise allow".into(),
+                hits: 9,
+            },
+        ],
         reals: vec![
             real([10, 20, 0, 2], 3, 5, 100, 1000),
             real([10, 20, 0, 3], 0, 0, 7, 70),
@@ -168,6 +178,10 @@ fn workers_ports_health_and_tables_are_labelled() {
         3.0
     );
     assert_eq!(get("gateway_mbufs_in_use"), 100.0);
+    assert_eq!(
+        get("gateway_acl_hits_total{local_address=\"10.10.0.100\",local_port=\"80\",proto=\"TCP\",rule=\"deny 10.10.0.66/32\"}"),
+        4.0
+    );
     assert_eq!(get("gateway_config_generation"), 7.0);
     // A level is a gauge, not a counter; no sample is a total of the worker's drops.
     assert!(!text.contains("gateway_conns_total"), "{text}");
