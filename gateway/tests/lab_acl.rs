@@ -6,23 +6,6 @@ mod common;
 use common::*;
 use std::process::Command;
 
-fn curl_ok(lab: &Lab) -> bool {
-    lab.exec(
-        "cli",
-        &[
-            "curl",
-            "-sf",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "2",
-            "http://10.10.0.100/",
-        ],
-    )
-    .status
-    .success()
-}
-
 /// The `gwctl acl` row of `rule`: its hits.
 fn hits(list: &str, rule: &str) -> u64 {
     list.lines()
@@ -37,7 +20,7 @@ fn access_lists_refuse_count_and_change_at_run_time() {
     let config =
         Lab::default_config("").replacen("toa = true", "toa = true\nacl = [\"deny 10.10.0.2\"]", 1);
     let lab = Lab::up("ac", &config);
-    assert!(!curl_ok(&lab), "a denied client connects");
+    assert!(!lab.curl_ok(), "a denied client connects");
     let list = lab.gwctl(&["acl"]);
     assert!(list.starts_with("TCP 10.10.0.100:80"), "{list}");
     assert!(hits(&list, "deny 10.10.0.2/32") >= 1, "{list}");
@@ -52,7 +35,7 @@ fn access_lists_refuse_count_and_change_at_run_time() {
 
     // An allow-list naming the client's network, set at run time: the next connection passes.
     lab.gwctl(&["acl", "-t", "10.10.0.100:80", "allow", "10.10.0.0/24"]);
-    assert!(curl_ok(&lab));
+    assert!(lab.curl_ok());
     let list = lab.gwctl(&["acl"]);
     assert!(hits(&list, "allow 10.10.0.0/24") >= 1, "{list}");
     assert!(list.contains("otherwise deny"), "{list}");
@@ -71,10 +54,10 @@ fn access_lists_refuse_count_and_change_at_run_time() {
         "{err}"
     );
     assert!(lab.gwctl(&["acl"]).contains("allow 10.10.0.0/24"));
-    assert!(curl_ok(&lab));
+    assert!(lab.curl_ok());
 
     // `none` removes the list.
     lab.gwctl(&["acl", "-t", "10.10.0.100:80", "none"]);
     assert_eq!(lab.gwctl(&["acl"]), "");
-    assert!(curl_ok(&lab));
+    assert!(lab.curl_ok());
 }

@@ -6,27 +6,10 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn curl_ok(lab: &Lab) -> bool {
-    lab.exec(
-        "cli",
-        &[
-            "curl",
-            "-sf",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "3",
-            "http://10.10.0.100/",
-        ],
-    )
-    .status
-    .success()
-}
-
 #[test]
 fn a_spoofed_syn_flood_leaves_room_for_real_clients() {
     let lab = Lab::up("sf", &Lab::default_config(""));
-    assert!(curl_ok(&lab));
+    assert!(lab.curl_ok());
     // 4 s of flood: every source address random, so none of the SYN-ACKs can be answered.
     let mut flood = lab.spawn(
         "cli",
@@ -48,13 +31,13 @@ fn a_spoofed_syn_flood_leaves_room_for_real_clients() {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(2) {
         during.0 += 1;
-        during.1 += usize::from(curl_ok(&lab));
+        during.1 += usize::from(lab.curl_ok());
     }
     let _ = flood.wait();
     let stats = lab.stats();
     let evicted = Lab::counter_of(&stats, "conn ", "evicted_embryonic");
     // Right after the flood (where, without the bound, 20 of 20 curls failed): every one works.
-    let after = (0..20).filter(|_| curl_ok(&lab)).count();
+    let after = (0..20).filter(|_| lab.curl_ok()).count();
     eprintln!("during the flood {}/{} curls, after it {after}/20; {evicted} half-open connections evicted", during.1, during.0);
     assert!(evicted > 0, "the flood filled the bound: {stats}");
     assert_eq!(after, 20, "{stats}");

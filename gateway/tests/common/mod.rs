@@ -122,6 +122,20 @@ impl Lab {
             .unwrap()
     }
 
+    /// Whether one curl from the client namespace to the VIP gets a 2xx within 3 s.
+    pub fn curl_ok(&self) -> bool {
+        let args = [
+            "curl",
+            "-sf",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "3",
+            "http://10.10.0.100/",
+        ];
+        self.exec("cli", &args).status.success()
+    }
+
     /// wrk from the client namespace to the VIP with `Connection: close` (client ports reused).
     pub fn spawn_wrk(&self, threads: u32, conns: u32, secs: u32) -> std::process::Child {
         let (t, c, d) = (
