@@ -269,6 +269,23 @@ impl Laps {
     }
 }
 
+/// Access-list counts per service, sorted by key (`WorkerStats::acl_hits`).
+pub type AclHits = Vec<(crate::forward::fullnat::AclKey, Vec<u64>)>;
+
+/// Adds `from`'s access-list counts to `into`'s, rule by rule (a list whose length differs, being
+/// mid-change on another worker, is left out).
+pub fn merge_acl_hits(into: &mut AclHits, from: &AclHits) {
+    for (k, h) in from {
+        match into.binary_search_by(|(x, _)| x.cmp(k)) {
+            Ok(i) if into[i].1.len() == h.len() => {
+                into[i].1.iter_mut().zip(h).for_each(|(a, b)| *a += b)
+            }
+            Ok(_) => {}
+            Err(i) => into.insert(i, (*k, h.clone())),
+        }
+    }
+}
+
 /// Either kind of drop reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
@@ -326,7 +343,7 @@ pub struct WorkerStats {
     /// Local ports in use per (service, LIP), sorted by key (a level: not summed by `add`).
     pub lip_usage: Vec<(crate::forward::LipKey, u32)>,
     /// Connections each access-list rule decided per service (the default last), sorted by key.
-    pub acl_hits: Vec<(crate::forward::fullnat::AclKey, Vec<u64>)>,
+    pub acl_hits: AclHits,
 }
 
 impl Default for WorkerStats {
@@ -428,17 +445,7 @@ impl WorkerStats {
                 Err(i) => self.lip_conflicts.insert(i, (*k, *n)),
             }
         }
-        for (k, h) in &o.acl_hits {
-            match self.acl_hits.binary_search_by(|(x, _)| x.cmp(k)) {
-                Ok(i) if self.acl_hits[i].1.len() == h.len() => self.acl_hits[i]
-                    .1
-                    .iter_mut()
-                    .zip(h)
-                    .for_each(|(a, b)| *a += b),
-                Ok(_) => {}
-                Err(i) => self.acl_hits.insert(i, (*k, h.clone())),
-            }
-        }
+        merge_acl_hits(&mut self.acl_hits, &o.acl_hits);
         for (k, t) in &o.traffic {
             match self.traffic.binary_search_by(|(x, _)| x.cmp(k)) {
                 Ok(i) => self.traffic[i].1.add(t),
@@ -451,6 +458,19 @@ impl WorkerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_list_counts_add_rule_by_rule() {
+        let a = |last: u8| (6u8, std::net::Ipv4Addr::new(10, 0, 0, last), 80u16);
+        let mut sum: AclHits = vec![(a(5), vec![1, 2])];
+        merge_acl_hits(&mut sum, &vec![(a(9), vec![4]), (a(5), vec![10, 20])]);
+        merge_acl_hits(&mut sum, &vec![(a(1), vec![7, 7, 7]), (a(5), vec![100])]);
+        assert_eq!(
+            sum,
+            vec![(a(1), vec![7, 7, 7]), (a(5), vec![11, 22]), (a(9), vec![4])],
+            "sorted by service; a list of another length (mid-change) left out"
+        );
+    }
 
     #[test]
     fn laps_charge_each_stage_the_cycles_since_the_last_and_add_up() {

@@ -506,15 +506,10 @@ impl Server<'_> {
                 }
             }
         }
-        let mut acl_hits: std::collections::HashMap<_, Vec<u64>> = Default::default();
+        let mut acl_hits = crate::stats::AclHits::new();
         for p in self.ctx.published {
             if let Ok(s) = p.lock() {
-                for (k, h) in &s.acl_hits {
-                    let sum = acl_hits.entry(*k).or_insert_with(|| vec![0; h.len()]);
-                    if sum.len() == h.len() {
-                        sum.iter_mut().zip(h).for_each(|(a, b)| *a += b);
-                    }
-                }
+                crate::stats::merge_acl_hits(&mut acl_hits, &s.acl_hits);
             }
         }
         let model = Model::from_table(&g.services);
@@ -1232,15 +1227,16 @@ fn subtract(w: &mut WorkerView, base: &WorkerView) {
 
 /// A service's access list with the connections each rule decided (`hits`: summed over the
 /// workers, by service), then the default.
-fn acl_view(
-    vs: &crate::forward::VirtualService,
-    hits: &std::collections::HashMap<crate::forward::fullnat::AclKey, Vec<u64>>,
-) -> Vec<AclRuleView> {
+fn acl_view(vs: &crate::forward::VirtualService, hits: &crate::stats::AclHits) -> Vec<AclRuleView> {
     if vs.acl.is_empty() {
         return Vec::new();
     }
     let c = vs.svc.config();
-    let h = hits.get(&(c.proto.number(), c.vip, c.vport));
+    let key = (c.proto.number(), c.vip, c.vport);
+    let h = hits
+        .binary_search_by(|(k, _)| k.cmp(&key))
+        .ok()
+        .map(|i| &hits[i].1);
     let n = |i: usize| h.and_then(|h| h.get(i)).copied().unwrap_or(0);
     let otherwise = match vs.acl.iter().any(|r| r.allow) {
         true => "otherwise deny",
