@@ -57,6 +57,9 @@ pub struct Config {
     /// The Prometheus endpoint (`metrics`); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsConfig>,
+    /// What the SYN proxy announces, and when its auto mode turns on (`forward::synproxy`).
+    #[serde(default)]
+    pub synproxy: crate::forward::synproxy::SynProxyConfig,
 }
 
 /// Where Prometheus scrapes the gateway (`metrics` module).
@@ -263,6 +266,47 @@ pub struct ServiceEntry {
     /// match deciding; none matching, allowed unless some rule allows (`forward::acl`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<String>,
+    /// SYN proxy: `"off"` (the default), `"on"` (every SYN is answered with a cookie and the
+    /// real server sees a connection only once the client's ACK proves its address) or `"auto"`
+    /// (on while a worker holds `[synproxy] auto_half_open` half-open connections). TCP services
+    /// with FullNAT or NAT real servers only (`forward::synproxy`).
+    #[serde(default = "default_synproxy", skip_serializing_if = "is_synproxy_off")]
+    pub synproxy: String,
+}
+
+fn default_synproxy() -> String {
+    "off".into()
+}
+
+fn is_synproxy_off(s: &str) -> bool {
+    s == "off"
+}
+
+/// A service's `synproxy` value, refused where the proxy cannot work: it must see both directions
+/// of a TCP connection (FullNAT and NAT real servers).
+pub fn synproxy_mode(
+    cfg: &crate::service::ServiceConfig,
+    value: &str,
+) -> Result<crate::forward::synproxy::Mode, String> {
+    let mode: crate::forward::synproxy::Mode = value.parse()?;
+    if mode == crate::forward::synproxy::Mode::Off {
+        return Ok(mode);
+    }
+    if cfg.proto != crate::service::Proto::Tcp {
+        return Err("the SYN proxy is for TCP services".into());
+    }
+    if let Some(r) = cfg.reals.iter().find(|r| {
+        matches!(
+            r.fwd,
+            crate::service::FwdMode::Dr | crate::service::FwdMode::Tun
+        )
+    }) {
+        return Err(format!(
+            "real server {}:{} is {}: the SYN proxy needs FullNAT or NAT (it must see the replies)",
+            r.addr, r.port, r.fwd
+        ));
+    }
+    Ok(mode)
 }
 
 fn default_owner() -> String {
@@ -787,6 +831,16 @@ impl Config {
         if !(16..=1 << 20).contains(&n.capacity) {
             return Err(invalid("neighbour.capacity", "must be in 16..=1048576"));
         }
+        let sp = &self.synproxy;
+        if sp.mss.is_some_and(|m| !(536..=9000).contains(&m)) {
+            return Err(invalid("synproxy.mss", "must be 536..=9000"));
+        }
+        if sp.wscale > crate::forward::synproxy::MAX_WSCALE {
+            return Err(invalid("synproxy.wscale", "must be 0..=14 (RFC 7323)"));
+        }
+        if sp.auto_half_open == 0 {
+            return Err(invalid("synproxy.auto_half_open", "must be at least 1"));
+        }
         let c = &self.conn;
         if c.max_half_open.is_some_and(|n| n == 0 || n > c.capacity) {
             return Err(invalid("conn.max_half_open", "must be 1..=conn.capacity"));
@@ -996,6 +1050,8 @@ pub fn validate_service_entries(
             crate::service::Service::check(&cfg).map_err(|e| invalid(&key, format!("{e}")))?;
             let acl = crate::forward::acl::parse_list(&s.acl)
                 .map_err(|e| invalid(format!("{key}.acl"), e))?;
+            let synproxy = synproxy_mode(&cfg, &s.synproxy)
+                .map_err(|e| invalid(format!("{key}.synproxy"), e))?;
             let opts = crate::forward::SvcOptions {
                 toa: s.toa,
                 syn_retry: s.syn_retry,
@@ -1003,6 +1059,7 @@ pub fn validate_service_entries(
                     .sloppy_tcp
                     .unwrap_or(cfg.sched == crate::service::SchedKind::Mh),
                 acl: acl.into(),
+                synproxy,
             };
             out.push((cfg, lips, opts));
         }

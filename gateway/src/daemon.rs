@@ -718,6 +718,10 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         max_attempts: crate::laddr::DEFAULT_MAX_ATTEMPTS,
         syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
         max_half_open: cfg.conn.half_open_limit(cfg.conn.capacity),
+        synproxy: cfg.synproxy,
+        // One key for every worker: a client's ACK may reach another worker than its SYN did
+        // (the owner rule hands both to the same one, but a restart of the rule must not matter).
+        cookie_key: crate::forward::synproxy::CookieKey::random(),
     };
     let mut rings = Vec::new();
     // ring_of[from][to]
@@ -1181,6 +1185,13 @@ impl Running {
             let _ = write!(out, "neigh {i}:");
             for (name, n) in s.neigh.named() {
                 let _ = write!(out, " {} {n}", name.trim_start_matches("neigh_"));
+            }
+            let _ = writeln!(out);
+        }
+        for (i, s) in per.iter().enumerate() {
+            let _ = write!(out, "synproxy {i}:");
+            for (name, n) in s.synproxy.named() {
+                let _ = write!(out, " {} {n}", name.trim_start_matches("synproxy_"));
             }
             let _ = writeln!(out);
         }

@@ -77,10 +77,19 @@ pub enum Drop {
     HalfOpenLimit,
     /// A new connection the service's access list refuses (`acl`).
     AclDenied,
+    /// An ACK to a SYN-proxied service without a connection that does not prove a cookie.
+    SynProxyBadCookie,
+    /// A client packet of a proxied connection whose real server has not answered yet, with no
+    /// room left to hold it (the client retransmits it).
+    SynProxyHeldFull,
+    /// A client packet held for a proxied connection whose real server did not answer in time.
+    SynProxyHeldExpired,
+    /// A SYN-proxied service scheduled a DR or TUN real server (the proxy needs both directions).
+    SynProxyMode,
 }
 
 impl Drop {
-    pub const COUNT: usize = Drop::AclDenied as usize + 1;
+    pub const COUNT: usize = Drop::SynProxyMode as usize + 1;
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::L2NotForUs,
         Drop::EtherTypeUnsupported,
@@ -117,6 +126,10 @@ impl Drop {
         Drop::RstHeldForRetry,
         Drop::HalfOpenLimit,
         Drop::AclDenied,
+        Drop::SynProxyBadCookie,
+        Drop::SynProxyHeldFull,
+        Drop::SynProxyHeldExpired,
+        Drop::SynProxyMode,
     ];
 
     pub fn name(self) -> &'static str {
@@ -156,6 +169,10 @@ impl Drop {
             Drop::RstHeldForRetry => "rst_held_for_retry",
             Drop::HalfOpenLimit => "half_open_limit",
             Drop::AclDenied => "acl_denied",
+            Drop::SynProxyBadCookie => "synproxy_bad_cookie",
+            Drop::SynProxyHeldFull => "synproxy_held_full",
+            Drop::SynProxyHeldExpired => "synproxy_held_expired",
+            Drop::SynProxyMode => "synproxy_mode",
         }
     }
 }
@@ -336,6 +353,8 @@ pub struct WorkerStats {
     pub neigh: crate::net::neigh::NeighCounters,
     /// Frames to and from the kernel twins.
     pub punt: crate::datapath::punt::PuntCounters,
+    /// The SYN proxy's counters (`forward::synproxy`).
+    pub synproxy: crate::forward::synproxy::SynProxyStats,
     /// Local-port conflicts per (service, LIP), sorted by key.
     pub lip_conflicts: Vec<(crate::forward::LipKey, u64)>,
     /// Traffic per (service, real server), sorted by key.
@@ -368,6 +387,7 @@ impl Default for WorkerStats {
             fwd: Default::default(),
             neigh: Default::default(),
             punt: Default::default(),
+            synproxy: Default::default(),
             lip_conflicts: Vec::new(),
             traffic: Vec::new(),
             lip_usage: Vec::new(),
@@ -439,6 +459,7 @@ impl WorkerStats {
         self.fwd.add(&o.fwd);
         self.neigh.add(&o.neigh);
         self.punt.add(&o.punt);
+        self.synproxy.add(&o.synproxy);
         for (k, n) in &o.lip_conflicts {
             match self.lip_conflicts.binary_search_by(|(x, _)| x.cmp(k)) {
                 Ok(i) => self.lip_conflicts[i].1 += n,

@@ -115,6 +115,8 @@ pub fn datapath_from<B: PacketBuf>(
             max_attempts: 64,
             syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
             max_half_open: cfg.conn.half_open_limit(capacity),
+            synproxy: cfg.synproxy,
+            cookie_key: crate::forward::synproxy::CookieKey::from_words([1, 2, 3, 4]),
         },
     )
     .expect("forwarder");

@@ -475,6 +475,7 @@ impl Worker {
         dp.fwd.stats.half_open = dp.fwd.table().half_open() as u64;
         dp.l3.stats.fwd = dp.fwd.stats;
         dp.l3.stats.neigh = dp.l3.neigh.counters;
+        dp.l3.stats.synproxy = dp.fwd.synproxy_counters(dp.l3.now_ms);
         let conflicts = &mut dp.l3.stats.lip_conflicts;
         conflicts.clear();
         conflicts.extend(dp.fwd.lip_conflicts());

@@ -236,6 +236,75 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             )
             .map(|_| String::new())
         }
+        "synproxy" if rest.is_empty() => {
+            let l: ListView = typed(call(ctx, Op::List)?)?;
+            let s: StatsView = typed(call(ctx, Op::Stats)?)?;
+            let proxied: Vec<_> = l.services.iter().filter(|s| s.synproxy != "off").collect();
+            let counters: Vec<(String, u64)> = s
+                .total
+                .counters
+                .iter()
+                .filter(|(k, _)| k.starts_with("synproxy_"))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            let auto_on = s
+                .workers
+                .iter()
+                .filter(|w| {
+                    w.counters
+                        .get("synproxy_auto_active")
+                        .is_some_and(|v| *v > 0)
+                })
+                .count();
+            if ctx.json {
+                return json(serde_json::json!({
+                    "services": proxied
+                        .iter()
+                        .map(|s| serde_json::json!({"proto": s.proto, "vip": s.vip, "port": s.port, "synproxy": s.synproxy}))
+                        .collect::<Vec<_>>(),
+                    "auto_active_workers": auto_on,
+                    "counters": counters.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                }));
+            }
+            let mut out = String::new();
+            for v in &proxied {
+                let _ = writeln!(
+                    out,
+                    "{} {}:{} {}",
+                    v.proto.to_uppercase(),
+                    v.vip,
+                    v.port,
+                    v.synproxy
+                );
+            }
+            if proxied.iter().any(|v| v.synproxy == "auto") {
+                let _ = writeln!(
+                    out,
+                    "auto mode on in {auto_on} of {} workers",
+                    s.workers.len()
+                );
+            }
+            for (k, v) in counters.iter().filter(|(k, _)| k != "synproxy_auto_active") {
+                let _ = writeln!(out, "  {:<28} {v:>12}", k.trim_start_matches("synproxy_"));
+            }
+            Ok(out)
+        }
+        "synproxy" => {
+            let usage = || Fail("usage: synproxy -t VIP:PORT on|off|auto".into(), 2);
+            let mut it = rest.iter().map(String::as_str);
+            let svc = svc_arg(&mut it).ok_or_else(usage)??;
+            let mode = match (it.next(), it.next()) {
+                (Some(m @ ("on" | "off" | "auto")), None) => m.to_string(),
+                _ => return Err(usage()),
+            };
+            call(
+                ctx,
+                Op::Apply {
+                    changes: vec![Change::SetSynProxy { svc, mode }],
+                },
+            )
+            .map(|_| String::new())
+        }
         "check" | "sorry" => {
             let change = check_change(cmd, rest)?;
             call(
@@ -1217,6 +1286,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("runtime", "runtime [clear]          cycles per stage and worker (VPP's show runtime)", "Each worker's busy cycles (rounds that handled packets, and housekeeping) split by stage of the poll round: rx (polling the ports), l2-l3 (header checks), lookup (connection table), forward (scheduling, rewriting, routing), tx (into the drivers), handoff (rings from other workers), twin (the kernel twins' queues), timers (expiry, neighbours, control). Calls are the stage's runs that had packets; the stages add up to the busy cycles. `runtime clear` starts them again from zero."),
     ("health", "health                   real servers' health checks", "Each checked real server: its service, the check's kind, up or down and for how long, checks run and failed, the client SYNs it refused (syn_rst) and left unanswered (syn_lost) as the workers counted them (passive detection), and the last result's reason (\"connection refused\", \"HTTP 503\", \"timeout\", or the passive verdict)."),
     ("check", "check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none   set a health check", "Sets the health check of a service, or with -r a real server's override of it: the keys of [service.check] in conf/README.md as a TOML inline table, e.g. check -t 10.10.0.100:80 '{ kind = \"http\", path = \"/health\", interval_ms = 500 }'. `none` removes it. The change is validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it."),
+    ("synproxy", "synproxy [-t VIP:PORT on|off|auto]   SYN proxy", "Without arguments: the services whose SYN proxy is on or auto, how many workers have auto mode on, and the counters summed over the workers (cookies sent, valid and invalid ACKs, connections opened, servers that answered, client packets and handshake data held). With a service: sets its proxy; `on` answers every SYN with a cookie and opens the real server's connection only when the client's ACK proves its address, `auto` does so while a worker holds [synproxy] auto_half_open half-open connections. TCP services with FullNAT or NAT real servers only (refused otherwise); `gwctl save` writes it ([[service]] synproxy)."),
     ("acl", "acl [-t|-u VIP:PORT (allow|deny PREFIX)...|none]   access lists", "Without arguments: each service's access list with the new connections each rule decided and the default (`otherwise allow` without an allow rule, else `otherwise deny`). With a service: replaces its list, e.g. acl -t 10.10.0.100:80 deny 10.10.0.66 allow 10.10.0.0/24; `none` removes it. The first rule whose prefix holds the client decides; refused connections are dropped before any state exists (drop reason acl_denied). Validated (a bad rule is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it ([[service]] acl)."),
     ("sorry", "sorry -t|-u VIP:PORT ADDR:PORT|none   set a sorry server", "Sets the service's sorry server (keepalived's sorry_server): it takes new connections while every real server is held down by the health checks. `none` removes it."),
     ("twins", "twins                    kernel twins, punt counters, kernel-owned addresses", "Each port's kernel twin (interface, driver, ifindex), the VIPs and LIPs owned by the kernel with whether a twin holds them, and the punt counters summed over the workers."),

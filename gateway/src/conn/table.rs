@@ -100,6 +100,8 @@ pub struct Conn {
     pub mode: u8,
     state: u8,
     flags: u8,
+    /// A byte for the datapath's extensions (the SYN proxy's mark); 0 in a new entry.
+    pub ext: u8,
 }
 
 impl Conn {
@@ -126,6 +128,7 @@ impl Conn {
         mode: 0,
         state: 0,
         flags: 0,
+        ext: 0,
     };
 
     /// CIP:cport -> VIP:vport, as packets arrive from the client.
@@ -539,6 +542,7 @@ impl ConnTable {
             mode,
             state: state as u8,
             flags,
+            ext: 0,
         };
         self.index.insert(hc, id << 1);
         if let Some(h) = hr {

@@ -761,6 +761,12 @@ fn service_entry(out: &mut String, s: &SvcView, o: &ListOpts, names: &Names) {
                 let _ = write!(out, " mask {m}");
             }
         }
+        // A flag after ipvsadm's own, as DPVS's ipvsadm lists its SYN proxy.
+        match s.synproxy.as_str() {
+            "on" => out.push_str(" synproxy"),
+            "auto" => out.push_str(" synproxy auto"),
+            _ => {}
+        }
     }
     out.push('\n');
     for r in sorted_reals(s, o) {

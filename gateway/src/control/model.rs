@@ -62,6 +62,7 @@ impl Model {
                     check: None,
                     sorry_server: None,
                     acl: vs.acl.iter().map(|r| r.to_string()).collect(),
+                    synproxy: vs.synproxy.to_string(),
                     reals: c
                         .reals
                         .iter()
@@ -123,6 +124,7 @@ impl Model {
                     check: None,
                     sorry_server: None,
                     acl: Vec::new(),
+                    synproxy: "off".into(),
                 };
                 set_opts(&mut e, opts)?;
                 self.services.push(e);
@@ -202,6 +204,10 @@ impl Model {
             Change::SetAcl { svc, rules } => {
                 crate::forward::acl::parse_list(rules)?;
                 self.svc_mut(svc)?.acl = rules.clone();
+            }
+            Change::SetSynProxy { svc, mode } => {
+                mode.parse::<crate::forward::synproxy::Mode>()?;
+                self.svc_mut(svc)?.synproxy = mode.clone();
             }
         }
         Ok(())

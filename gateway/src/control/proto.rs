@@ -122,6 +122,11 @@ pub enum Change {
         svc: SvcKey,
         rules: Vec<String>,
     },
+    /// A service's SYN proxy: `off`, `on` or `auto` (`synproxy`).
+    SetSynProxy {
+        svc: SvcKey,
+        mode: String,
+    },
 }
 
 /// Connection listing filters; every one given must match.

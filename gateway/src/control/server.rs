@@ -600,6 +600,7 @@ impl Server<'_> {
                     lips: vs.lips.clone(),
                     toa: vs.toa,
                     acl: acl_view(vs, &acl_hits),
+                    synproxy: vs.synproxy.to_string(),
                     reals,
                 }
             })
@@ -1335,6 +1336,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
             .iter()
             .chain(s.neigh.named().iter())
             .chain(s.punt.named().iter())
+            .chain(s.synproxy.named().iter())
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         drops: s

@@ -62,9 +62,16 @@ pub struct SvcView {
     /// (`otherwise allow|deny`), summed over the workers; empty without a list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<AclRuleView>,
+    /// The SYN proxy: `off`, `on` or `auto` (`synproxy`).
+    #[serde(default = "synproxy_off")]
+    pub synproxy: String,
     pub reals: Vec<RealView>,
     pub stats: Counters,
     pub rate: Rates,
+}
+
+fn synproxy_off() -> String {
+    "off".into()
 }
 
 /// One access-list rule and the new connections it decided since the daemon started.
@@ -106,6 +113,7 @@ impl Default for SvcView {
             lip_conflicts: Vec::new(),
             toa: false,
             acl: Vec::new(),
+            synproxy: synproxy_off(),
             reals: Vec::new(),
             stats: Counters::default(),
             rate: Rates::default(),

@@ -190,6 +190,8 @@ pub struct L3<B> {
     generated: Vec<GenFrame>,
     released: Vec<(u16, B)>,
     events: Vec<Event>,
+    /// Client packets of SYN-proxied connections waiting for their real server's answer.
+    pub parked: crate::forward::synproxy::Parked<B>,
 }
 
 impl<B> L3<B> {
@@ -215,6 +217,7 @@ impl<B: PacketBuf> L3<B> {
             generated: Vec::with_capacity(GEN_QUEUE),
             released: Vec::with_capacity(64),
             events: Vec::with_capacity(16),
+            parked: Default::default(),
         }
     }
 
@@ -529,6 +532,8 @@ impl<B: PacketBuf> L3<B> {
             |_p| dropped += 1,
         );
         self.stats.drops[Drop::NeighUnresolved as usize] += dropped;
+        let expired = self.parked.expire(now_ms);
+        self.stats.drops[Drop::SynProxyHeldExpired as usize] += expired as u64;
         for &(port, ip, unicast) in &reqs[..n] {
             self.arp_request(port, ip, unicast);
         }
@@ -538,6 +543,21 @@ impl<B: PacketBuf> L3<B> {
     pub fn take_generated(&mut self, mut f: impl FnMut(&GenFrame)) {
         for g in self.generated.drain(..) {
             f(&g);
+        }
+    }
+
+    /// Carries out the verdict on a packet processed outside its burst (the SYN proxy's held
+    /// packets, once their server answers): a frame to send goes out with the released ones.
+    pub fn settle_later(&mut self, v: Verdict<B>) {
+        match v {
+            Verdict::Tx(port, b) => {
+                self.stats.tx_packets += 1;
+                self.stats.tx_bytes += b.len() as u64;
+                self.released.push((port, b));
+            }
+            Verdict::Drop(r, _) => self.stats.drop(r),
+            Verdict::ToWorker(..) | Verdict::ToKernel(..) => self.stats.drop(Drop::NotOwner.into()),
+            Verdict::Done(_) | Verdict::Held => {}
         }
     }
 

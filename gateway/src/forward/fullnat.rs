@@ -21,6 +21,7 @@ use super::owner::Owners;
 use super::reuse::{self, Dest, Resched};
 use super::rewrite::rewrite_l4;
 use super::services::ServiceTable;
+use super::synproxy::{self, SynProxy};
 use super::{dr, mode, tun};
 use crate::conn::{
     tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, State, Ticks, Timeouts,
@@ -166,6 +167,9 @@ pub struct FwdConfig {
     pub syn_unanswered_ms: u32,
     /// `[conn] max_half_open`: half-open TCP connections kept at most.
     pub max_half_open: u32,
+    /// `[synproxy]`, and the cookie key every worker shares.
+    pub synproxy: synproxy::SynProxyConfig,
+    pub cookie_key: synproxy::CookieKey,
 }
 
 /// FullNAT counters of one worker (drops are counted in `WorkerStats` by reason).
@@ -263,8 +267,13 @@ pub struct Forwarder {
     /// Traffic per (service, real server): `traffic[traffic_base[svc] + rs]`.
     traffic: Vec<Traffic>,
     traffic_base: Vec<u32>,
+    /// The SYN proxy (`synproxy`): cookies, and the state of proxied connections.
+    pub synproxy: SynProxy,
     pub stats: FwdStats,
 }
+
+/// `Conn::ext` bit: the connection was opened by the SYN proxy (see [`synproxy`]).
+const PROXIED: u8 = 1;
 
 /// Why a packet reached the forwarder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,6 +352,7 @@ impl Forwarder {
             traffic: Vec::new(),
             traffic_base: Vec::new(),
             acl_hits: Vec::new(),
+            synproxy: SynProxy::new(cfg.cookie_key, cfg.synproxy),
             stats: FwdStats::default(),
         };
         f.set_services(services)?;
@@ -461,6 +471,14 @@ impl Forwarder {
         self.nat = NatIndex::new(&services, Some(&self.nat));
         self.remap_traffic(&services);
         self.remap_acl_hits(&services);
+        if services
+            .services
+            .iter()
+            .any(|vs| vs.synproxy != synproxy::Mode::Off)
+        {
+            // Once, when a snapshot first has a proxied service: the packet path never allocates.
+            self.synproxy.reserve(self.table.capacity());
+        }
         self.services = services;
     }
 
@@ -637,6 +655,14 @@ impl Forwarder {
 
     pub fn services(&self) -> &Arc<ServiceTable> {
         &self.services
+    }
+
+    /// The SYN proxy's counters, with whether its auto mode is on now.
+    pub fn synproxy_counters(&self, now_ms: u64) -> synproxy::SynProxyStats {
+        synproxy::SynProxyStats {
+            auto_active: u64::from(self.synproxy.auto_on(now_ms)),
+            ..self.synproxy.stats
+        }
     }
 
     pub fn table(&self) -> &ConnTable {
@@ -1012,11 +1038,22 @@ impl Forwarder {
         retry_of: Option<u16>,
     ) -> Verdict<B> {
         let ip = &v.ip;
+        let f = ip.tcp_flags;
+        let is_tcp = ip.protocol == IpProtocol::TCP;
+        let proxy = match si {
+            Some(i) if is_tcp && self.synproxy.is_ready() => {
+                self.services.services[i as usize].synproxy
+            }
+            _ => synproxy::Mode::Off,
+        };
+        // An ACK to a proxied service may be a client's answer to our cookie (checked below, after
+        // the access list).
+        let cookie_ack =
+            proxy != synproxy::Mode::Off && f.ack() && !f.syn() && !f.rst() && retry_of.is_none();
         // IPVS creates TCP connections on a SYN only; anything else without a connection is stray,
         // unless the service is sloppy (IPVS `sloppy_tcp`: any packet but a RST, or a SYN-ACK,
         // which only a server sends) and its real server turns out to be DR or TUN, below.
-        let f = ip.tcp_flags;
-        let sloppy = ip.protocol == IpProtocol::TCP && (!f.syn() || f.ack());
+        let sloppy = is_tcp && (!f.syn() || f.ack()) && !cookie_ack;
         if sloppy
             && (f.rst()
                 || f.syn()
@@ -1042,6 +1079,24 @@ impl Forwarder {
             if !allowed {
                 return Verdict::Drop(Drop::AclDenied.into(), pkt);
             }
+        }
+        // The SYN proxy: a SYN is answered with a cookie and leaves no state; an ACK that proves
+        // one opens the connection.
+        let mut proxied = None;
+        if cookie_ack {
+            match self.check_cookie(&pkt, v, &client, l3.now_ms) {
+                Some(syn) => proxied = Some(syn),
+                None => return Verdict::Drop(Drop::SynProxyBadCookie.into(), pkt),
+            }
+        } else if proxy != synproxy::Mode::Off
+            && f.syn()
+            && !f.ack()
+            && retry_of.is_none()
+            && self
+                .synproxy
+                .answers(proxy, self.table.half_open(), l3.now_ms)
+        {
+            return self.answer_syn(l3, pkt, v, &client);
         }
         // At the bound on half-open connections, a SYN takes the place of an older half-open one
         // (under a SYN flood, one from a spoofed source); none found, it is refused. Established
@@ -1083,6 +1138,10 @@ impl Forwarder {
         // packet reaches it unchanged: DR and TUN. FullNAT and NAT servers know another tuple.
         if sloppy && !matches!(rs.fwd, FwdMode::Dr | FwdMode::Tun) {
             return Verdict::Drop(Drop::NoConn.into(), pkt);
+        }
+        // Config refuses the proxy with DR or TUN servers; a snapshot could still pair them.
+        if proxied.is_some() && matches!(rs.fwd, FwdMode::Dr | FwdMode::Tun) {
+            return Verdict::Drop(Drop::SynProxyMode.into(), pkt);
         }
         let (reply_t, mode_id) = match rs.fwd {
             FwdMode::FullNat => {
@@ -1178,7 +1237,304 @@ impl Forwarder {
         if let Some(s) = vs.svc.stats(ri) {
             s.on_conn_new();
         }
+        if let Some(syn) = proxied {
+            return self.open_proxied(l3, pkt, v, id, syn, now);
+        }
         self.forward(l3, pkt, v, id, Dir::Original, now)
+    }
+
+    /// Answers a client's SYN to a proxied service with a SYN-ACK carrying a cookie, written over
+    /// the SYN; nothing is kept.
+    fn answer_syn<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        mut pkt: B,
+        v: &Ipv4In,
+        client: &Tuple,
+    ) -> Verdict<B> {
+        let ip = &v.ip;
+        let (l3_off, end) = (v.parsed.l3_off, v.parsed.l3_off + ip.total_len as usize);
+        let (seq, opts) = {
+            let seg = &pkt.data()[ip.l4_off..end];
+            (
+                TcpPacket::new_unchecked(seg).seq(),
+                synproxy::SynOptions::parse(seg),
+            )
+        };
+        let sp = &mut self.synproxy;
+        let cookie = sp.key.make(client, seq, l3.now_ms / 1000, opts.mss_index());
+        // Without timestamps the client's window scale and SACK-permitted cannot be remembered,
+        // so neither is offered (as Linux's syncookies).
+        let ts = opts.tsval.map(|tsval| {
+            (
+                synproxy::encode_ts(l3.now_ms, opts.wscale, opts.sack),
+                tsval,
+            )
+        });
+        let answer = synproxy::Segment {
+            src: (ip.dst, ip.dst_port),
+            dst: (ip.src, ip.src_port),
+            seq: cookie,
+            ack: seq.wrapping_add(1),
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            window: u16::MAX,
+            mss: Some(sp.cfg.mss.unwrap_or(self.mtu.saturating_sub(40))),
+            wscale: ts.and(opts.wscale).map(|_| sp.cfg.wscale),
+            sack_permitted: ts.is_some() && opts.sack,
+            ts,
+        };
+        let Some(len) = write_in_place(&mut pkt, l3_off, &answer, 0) else {
+            return Verdict::Drop(Drop::NoRoom.into(), pkt);
+        };
+        pkt.set_len((l3_off + len).max(crate::wire::ethernet::MIN_FRAME_LEN));
+        sp.stats.cookies_sent += 1;
+        l3.route_out(pkt, ip.src)
+    }
+
+    /// What the client's SYN offered, if its ACK proves our cookie.
+    fn check_cookie<B: PacketBuf>(
+        &mut self,
+        pkt: &B,
+        v: &Ipv4In,
+        client: &Tuple,
+        now_ms: u64,
+    ) -> Option<synproxy::ClientSyn> {
+        let ip = &v.ip;
+        let seg = &pkt.data()[ip.l4_off..v.parsed.l3_off + ip.total_len as usize];
+        let t = TcpPacket::new_unchecked(seg);
+        let sp = &mut self.synproxy;
+        let syn = synproxy::validate(
+            &sp.key,
+            client,
+            t.seq(),
+            t.ack_number(),
+            synproxy::timestamps(seg),
+            now_ms / 1000,
+        );
+        if syn.is_some() {
+            sp.stats.cookies_valid += 1;
+        } else {
+            sp.stats.cookies_invalid += 1;
+        }
+        syn
+    }
+
+    /// A client's ACK proved its cookie and connection `id` was made for it: the ACK becomes the
+    /// client's SYN as the real server is to see it (the options the cookie carried), forwarded
+    /// like any client's SYN (TOA, rewrite, route). Data the ACK carried waits for the server.
+    fn open_proxied<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        mut pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        syn: synproxy::ClientSyn,
+        now: Ticks,
+    ) -> Verdict<B> {
+        let ip = &v.ip;
+        let (l3_off, end) = (v.parsed.l3_off, v.parsed.l3_off + ip.total_len as usize);
+        let client = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
+        let (ack, window, hl) = {
+            let t = TcpPacket::new_unchecked(&pkt.data()[ip.l4_off..end]);
+            (t.ack_number(), t.window(), t.header_len())
+        };
+        let sp = &mut self.synproxy;
+        let data = &pkt.data()[ip.l4_off + hl..end];
+        if !data.is_empty() {
+            if sp.stash(id.index(), client, l3.now_ms, data) {
+                sp.stats.data_held += 1;
+            } else {
+                // The client retransmits it once the server's answer is acknowledged to it.
+                l3.stats.drop(Drop::SynProxyHeldFull.into());
+            }
+        }
+        // Window scaling holds with the client iff it offered it with timestamps (we then
+        // announced ours and the cookie carried its scale).
+        let our_ws = if syn.wscale.is_some() {
+            sp.cfg.wscale
+        } else {
+            0
+        };
+        if let Some(p) = sp.get_mut(id.index()) {
+            *p = synproxy::Proxied {
+                adj: synproxy::SeqAdj {
+                    seq: ack.wrapping_sub(1),
+                    ts: syn.ts.map_or(0, |(ours, _)| ours),
+                    server_ws: our_ws,
+                    our_ws,
+                    client_shift: 0,
+                },
+                client_isn: syn.isn,
+                client_window: window,
+                pending: true,
+                ts: syn.ts.is_some(),
+                client_ws: syn.wscale,
+            };
+        }
+        sp.stats.conns += 1;
+        if let Some(c) = self.table.get_mut(id) {
+            c.ext |= PROXIED;
+            // The client never sends us this SYN again: nothing to retry it on (`syn_retry`).
+            c.set_flags(RETRIED);
+        }
+        let request = synproxy::Segment {
+            src: (ip.src, ip.src_port),
+            dst: (ip.dst, ip.dst_port),
+            seq: syn.isn,
+            ack: 0,
+            flags: TcpFlags::SYN,
+            // A SYN's window is never scaled (RFC 7323 2.2).
+            window: (u32::from(window) << syn.wscale.unwrap_or(0)).min(0xFFFF) as u16,
+            mss: Some(syn.mss),
+            wscale: syn.wscale,
+            sack_permitted: syn.sack,
+            ts: syn.ts.map(|(_, tsval)| (tsval, 0)),
+        };
+        let Some(len) = write_in_place(&mut pkt, l3_off, &request, 0) else {
+            return Verdict::Drop(Drop::NoRoom.into(), pkt);
+        };
+        pkt.set_len(l3_off + len);
+        self.forward_rebuilt(l3, pkt, id, Dir::Original, now)
+    }
+
+    /// Forwards a segment the proxy wrote over a received frame, parsing it again for `forward`.
+    fn forward_rebuilt<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        id: ConnId,
+        dir: Dir,
+        now: Ticks,
+    ) -> Verdict<B> {
+        let parsed = match crate::wire::parse_l3l4_with(pkt.data(), false) {
+            Ok(p) => p,
+            Err(r) => return Verdict::Drop(r.into(), pkt),
+        };
+        let Some(ip) = parsed.ip else {
+            return Verdict::Drop(Drop::NoConn.into(), pkt);
+        };
+        self.forward(l3, pkt, &Ipv4In { parsed, ip }, id, dir, now)
+    }
+
+    /// A packet of proxied connection `id` before its real server answered: the client's are
+    /// held; the server's SYN-ACK sets the translation up and completes its handshake, its RST
+    /// goes to the client. `None`: forward it as usual (the SYN the proxy sends, a RST).
+    fn proxy_pending<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        mut pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        dir: Dir,
+        now: Ticks,
+    ) -> Result<Verdict<B>, B> {
+        let ip = &v.ip;
+        let f = ip.tcp_flags;
+        let Some(client) = self.table.get(id).map(|c| c.client()) else {
+            return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
+        };
+        if dir == Dir::Original {
+            if f.syn() {
+                return Err(pkt);
+            }
+            let deadline = l3.now_ms + synproxy::HOLD_MS;
+            return Ok(match l3.parked.park(id.index(), client, deadline, pkt) {
+                Ok(()) => {
+                    self.synproxy.stats.held += 1;
+                    Verdict::Held
+                }
+                Err(pkt) => Verdict::Drop(Drop::SynProxyHeldFull.into(), pkt),
+            });
+        }
+        let (l3_off, end) = (v.parsed.l3_off, v.parsed.l3_off + ip.total_len as usize);
+        let Some(mut p) = self.synproxy.get(id.index()).copied() else {
+            return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
+        };
+        let (seq, ack, server_ts, server_ws) = {
+            let seg = &pkt.data()[ip.l4_off..end];
+            let t = TcpPacket::new_unchecked(seg);
+            (
+                t.seq(),
+                t.ack_number(),
+                synproxy::timestamps(seg),
+                synproxy::window_scale(seg),
+            )
+        };
+        let our_isn = p.adj.seq;
+        if f.rst() {
+            // The server refused: the client gets the RST in the sequence space we gave it.
+            p.adj.seq = our_isn.wrapping_add(1).wrapping_sub(seq);
+            p.adj.ts = 0;
+            p.pending = false;
+            if let Some(s) = self.synproxy.get_mut(id.index()) {
+                *s = p;
+            }
+            return Err(pkt);
+        }
+        if !(f.syn() && f.ack()) || ack != p.client_isn.wrapping_add(1) {
+            return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
+        }
+        let our_tsval = p.adj.ts;
+        p.adj.seq = our_isn.wrapping_sub(seq);
+        p.adj.ts = match (p.ts, server_ts) {
+            (true, Some((tsval, _))) => our_tsval.wrapping_sub(tsval),
+            _ => 0,
+        };
+        if let Some(cws) = p.client_ws {
+            // Our SYN offered scaling: the server scales by its own shift, or not at all (then
+            // the client's windows, scaled for us, are widened for the server).
+            p.adj.server_ws = server_ws.unwrap_or(0);
+            p.adj.client_shift = if server_ws.is_none() { cws } else { 0 };
+        }
+        p.pending = false;
+        if let Some(s) = self.synproxy.get_mut(id.index()) {
+            *s = p;
+        }
+        self.synproxy.stats.server_answered += 1;
+        // Passive health: the server answered.
+        self.server_handshake(id, f);
+        if let Some(c) = self.table.get_mut(id) {
+            c.user2 = ack;
+        }
+        // The SYN-ACK becomes the client's ACK as the server expects it (its TSval the client's,
+        // which the server echoes), with the data of the client's handshake ACK if it had any;
+        // forwarded like any client packet, it completes the server's handshake.
+        let mut completion = synproxy::Segment {
+            src: (client.src_ip(), client.sport),
+            dst: (client.dst_ip(), client.dport),
+            seq: p.client_isn.wrapping_add(1),
+            ack: our_isn.wrapping_add(1),
+            flags: TcpFlags::ACK,
+            window: p.client_window,
+            mss: None,
+            wscale: None,
+            sack_permitted: false,
+            ts: server_ts
+                .filter(|_| p.ts)
+                .map(|(_, echo)| (echo, our_tsval)),
+        };
+        let at = l3_off + ipv4::HEADER_LEN + completion.header_len();
+        let n = match pkt.room_mut().get_mut(at..) {
+            Some(room) => self.synproxy.unstash(id.index(), &client, room),
+            None => 0,
+        };
+        if n > 0 {
+            completion.flags = TcpFlags::ACK | TcpFlags::PSH;
+        }
+        let Some(len) = write_in_place(&mut pkt, l3_off, &completion, n) else {
+            return Ok(Verdict::Drop(Drop::NoRoom.into(), pkt));
+        };
+        pkt.set_len(l3_off + len);
+        // Not from the client's neighbour: nothing to confirm (`L3::confirm_neighbour`).
+        crate::wire::EthernetFrame::new_unchecked(pkt.data_mut())
+            .set_src(crate::wire::MacAddr([0; 6]));
+        let verdict = self.forward_rebuilt(l3, pkt, id, Dir::Original, now);
+        // Then what the client sent meanwhile, in order.
+        while let Some(held) = l3.parked.take(id.index(), &client) {
+            let v = self.forward_rebuilt(l3, held, id, Dir::Original, now);
+            l3.settle_later(v);
+        }
+        Ok(verdict)
     }
 
     /// Rewrites a packet of connection `id` and sends it on.
@@ -1211,6 +1567,13 @@ impl Forwarder {
                     return self.new_conn(l3, pkt, v, client, si, now, None);
                 }
                 return Verdict::Drop(Drop::NoRealServer.into(), pkt);
+            }
+        }
+        let proxied = self.table.get(id).is_some_and(|c| c.ext & PROXIED != 0);
+        if proxied && self.synproxy.get(id.index()).is_some_and(|p| p.pending) {
+            match self.proxy_pending(l3, pkt, v, id, dir, now) {
+                Ok(verdict) => return verdict,
+                Err(p) => pkt = p,
             }
         }
         if is_tcp && dir == Dir::Reply && self.server_handshake(id, ip.tcp_flags) {
@@ -1321,6 +1684,19 @@ impl Forwarder {
             }
         }
         rewrite_l4(pkt.data_mut(), l3_off, l4_off, src, dst);
+        if let Some(adj) = self
+            .synproxy
+            .get(id.index())
+            .filter(|p| proxied && !p.pending)
+            .map(|p| p.adj)
+        {
+            if let Some(seg) = pkt.data_mut().get_mut(l4_off..) {
+                match dir {
+                    Dir::Original => synproxy::to_server(seg, &adj),
+                    Dir::Reply => synproxy::to_client(seg, &adj),
+                }
+            }
+        }
         l3.route_out(pkt, dst.0)
     }
 
@@ -1630,6 +2006,24 @@ fn release(services: &ServiceTable, pools: &mut [Option<LaddrPool>], c: &crate::
             p.free(r.dst_ip(), r.dport);
         }
     }
+}
+
+/// Writes `seg` (an IPv4 packet with `payload` bytes of payload already in place) over the frame
+/// from `l3_off`, into its tailroom if it grows; the IPv4 length written. A frame shorter than the
+/// Ethernet minimum is padded with zeros.
+fn write_in_place<B: PacketBuf>(
+    pkt: &mut B,
+    l3_off: usize,
+    seg: &synproxy::Segment,
+    payload: usize,
+) -> Option<usize> {
+    let room = pkt.room_mut();
+    let len = seg.write(room.get_mut(l3_off..)?, payload)?;
+    let min = crate::wire::ethernet::MIN_FRAME_LEN;
+    if let Some(pad) = room.get_mut(l3_off + len..min) {
+        pad.fill(0);
+    }
+    Some(len)
 }
 
 /// Generates a TCP RST from `src` to `dst` with sequence number `seq`, if the next hop's MAC is known.

@@ -18,6 +18,7 @@ pub mod owner;
 pub mod reuse;
 pub mod rewrite;
 pub mod services;
+pub mod synproxy;
 pub mod tun;
 
 pub use fullnat::{Forwarder, FwdConfig, FwdStats, LipKey, Traffic, TrafficKey};

@@ -132,7 +132,7 @@ fn gauge_value(v: u64) -> i64 {
 }
 
 /// Worker counters that are levels, not totals (shown as gauges).
-const WORKER_GAUGES: [&str; 2] = ["conns", "half_open"];
+const WORKER_GAUGES: [&str; 3] = ["conns", "half_open", "synproxy_auto_active"];
 
 /// The scrape's text in the Prometheus text format.
 pub fn render(s: &Snapshot) -> String {
@@ -309,6 +309,10 @@ pub fn render(s: &Snapshot) -> String {
         "gateway_connection_table_capacity",
         "Entries a worker's connection table holds",
     );
+    let auto_active = f.gauge(
+        "gateway_synproxy_auto_active",
+        "1 while a worker's SYN proxy auto mode is on (half-open connections passed [synproxy] auto_half_open)",
+    );
     let lip_use = f.gauge(
         "gateway_lip_ports_in_use",
         "Local ports a FullNAT service uses on a local address (LIP), by worker",
@@ -350,6 +354,9 @@ pub fn render(s: &Snapshot) -> String {
         capacity
             .get_or_create(&wl)
             .set(gauge_value(s.conn_capacity));
+        auto_active
+            .get_or_create(&wl)
+            .set(gauge_value(w.synproxy.auto_active));
         for (stage, c) in crate::stats::Stage::ALL.iter().zip(&w.runtime) {
             let mut l = wl.clone();
             l.push(("stage".into(), stage.name().to_string()));

@@ -165,6 +165,15 @@ impl Lab {
         self.admin(&["ipvsadm"], args)
     }
 
+    /// `gwctl ARGS` whatever its outcome (for refusals).
+    pub fn admin_output(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_gwctl"))
+            .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", self.name))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     fn admin(&self, first: &[&str], args: &[&str]) -> String {
         let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
             .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", self.name))

@@ -1,0 +1,718 @@
+//! SYN proxy (`[[service]] synproxy`): the gateway answers a client's SYN itself with a SYN cookie
+//! and keeps no state until the client's ACK proves its address, as Linux's syncookies do
+//! (net/ipv4/syncookies.c) and as Alibaba's LVS and DPVS do in front of their real servers. Only
+//! then is a connection created and a SYN sent to the real server; from the server's SYN-ACK on,
+//! its sequence numbers and timestamps are shifted into the space the client was given (and its
+//! window rescaled when its window scale differs from the one we announced), and the client's
+//! acknowledgements, SACK blocks and timestamp echoes are shifted back.
+//!
+//! This module is the DPDK-free part: the cookie, the options it carries, the segments the proxy
+//! writes and the per-packet translation. [`super::fullnat`] drives it; the operator's view is in
+//! conf/README.md (`synproxy`, `[synproxy]`).
+//!
+//! The cookie is Linux's (RFC 4987 3.6): the ISN of our SYN-ACK is
+//! `H0(tuple) + client ISN + (slice << 24) + ((H1(tuple, slice) + mss index) mod 2^24)`, with H0 and
+//! H1 keyed SipHash-2-4 and a slice of 64 s; an ACK proves the cookie if `ack - 1`, taken apart the
+//! same way, names the current or the previous slice and an MSS index that exists. A forged ACK
+//! passes with probability 4/2^24 per try, and only from an address that gets our SYN-ACKs, as for
+//! Linux. The client's window scale and SACK-permitted ride in the low 6 bits of our timestamp
+//! (Linux's `cookie_init_timestamp`), so they survive only where the client offered timestamps;
+//! without them the SYN-ACK offers neither (Linux does the same).
+
+use crate::conn::Tuple;
+use crate::wire::checksum::{self, Delta};
+use crate::wire::tcp::{self, RawOptions};
+use crate::wire::{ipv4, IpProtocol, Ipv4Repr, TcpFlags, TcpOption, TcpPacket};
+use std::hash::Hasher;
+use std::net::Ipv4Addr;
+
+/// Per service: whether SYNs are answered with cookies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    #[default]
+    Off,
+    /// Every SYN.
+    On,
+    /// While the worker holds `[synproxy] auto_half_open` half-open connections or more (and for
+    /// `AUTO_HOLD_MS` after).
+    Auto,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "off" => Ok(Mode::Off),
+            "on" => Ok(Mode::On),
+            "auto" => Ok(Mode::Auto),
+            _ => Err(format!("{s:?} is not off, on or auto")),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Off => "off",
+            Mode::On => "on",
+            Mode::Auto => "auto",
+        })
+    }
+}
+
+/// Linux's MSS values for IPv4 cookies (`msstab` in net/ipv4/syncookies.c): the cookie carries the
+/// index of the largest one not above the client's MSS.
+pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
+const COOKIE_BITS: u32 = 24;
+const COOKIE_MASK: u32 = (1 << COOKIE_BITS) - 1;
+/// Seconds per cookie slice (Linux: 60, `tcp_cookie_time`).
+pub const SLICE_S: u64 = 64;
+/// A cookie is good in its own slice and the next one (Linux's `MAX_SYNCOOKIE_AGE`).
+const MAX_AGE: u32 = 2;
+/// Low bits of our TSval that carry the client's options (Linux's `TSBITS`).
+const TS_BITS: u32 = 6;
+const TS_WSCALE_NONE: u32 = 0xF;
+const TS_SACK: u32 = 1 << 4;
+/// RFC 7323 2.3: shifts above 14 are taken as 14.
+pub const MAX_WSCALE: u8 = 14;
+/// Auto mode stays on this long after the half-open count was last at the threshold, so that
+/// it does not flap while a flood goes on.
+pub const AUTO_HOLD_MS: u64 = 10_000;
+
+/// The keys of the two cookie hashes; one per gateway, shared by its workers.
+#[derive(Clone, Copy)]
+pub struct CookieKey([u64; 4]);
+
+impl std::fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieKey(..)")
+    }
+}
+
+impl CookieKey {
+    /// A fresh key from std's per-process random seed.
+    pub fn random() -> CookieKey {
+        let s = std::collections::hash_map::RandomState::new();
+        use std::hash::BuildHasher;
+        CookieKey([10u64, 11, 12, 13].map(|i| s.hash_one(i)))
+    }
+
+    pub fn from_words(k: [u64; 4]) -> CookieKey {
+        CookieKey(k)
+    }
+
+    fn hash(&self, which: usize, t: &Tuple, slice: u32) -> u32 {
+        let mut h =
+            siphasher::sip::SipHasher24::new_with_keys(self.0[2 * which], self.0[2 * which + 1]);
+        h.write_u32(t.src);
+        h.write_u32(t.dst);
+        h.write_u16(t.sport);
+        h.write_u16(t.dport);
+        h.write_u32(slice);
+        h.finish() as u32
+    }
+
+    /// The ISN for our SYN-ACK to the client of `t` (CIP:cport -> VIP:vport) whose SYN had
+    /// sequence number `client_isn`, at `now_s` seconds, carrying MSS index `mss_index`.
+    pub fn make(&self, t: &Tuple, client_isn: u32, now_s: u64, mss_index: u8) -> u32 {
+        let slice = (now_s / SLICE_S) as u32;
+        self.hash(0, t, 0)
+            .wrapping_add(client_isn)
+            .wrapping_add(slice << COOKIE_BITS)
+            .wrapping_add(self.hash(1, t, slice).wrapping_add(u32::from(mss_index)) & COOKIE_MASK)
+    }
+
+    /// The MSS index `cookie` carries, if it is one we made for `t` and `client_isn` in the
+    /// current or the previous slice.
+    pub fn check(&self, t: &Tuple, client_isn: u32, cookie: u32, now_s: u64) -> Option<u8> {
+        let slice = (now_s / SLICE_S) as u32;
+        let c = cookie.wrapping_sub(self.hash(0, t, 0).wrapping_add(client_isn));
+        let age = slice.wrapping_sub(c >> COOKIE_BITS) & (u32::MAX >> COOKIE_BITS);
+        if age >= MAX_AGE {
+            return None;
+        }
+        let data = c.wrapping_sub(self.hash(1, t, slice.wrapping_sub(age))) & COOKIE_MASK;
+        (data < MSS_TABLE.len() as u32).then_some(data as u8)
+    }
+}
+
+/// The options of a client's SYN that matter to the proxy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynOptions {
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack: bool,
+    pub tsval: Option<u32>,
+}
+
+impl SynOptions {
+    /// Reads them from a TCP header; a malformed option ends the walk (what was read counts).
+    pub fn parse(seg: &[u8]) -> SynOptions {
+        let mut o = SynOptions::default();
+        let t = TcpPacket::new_unchecked(seg);
+        for opt in t.option_iter() {
+            match opt {
+                Ok(TcpOption::Mss(m)) => o.mss = Some(m),
+                Ok(TcpOption::WindowScale(w)) => o.wscale = Some(w.min(MAX_WSCALE)),
+                Ok(TcpOption::SackPermitted) => o.sack = true,
+                Ok(TcpOption::Timestamps { tsval, .. }) => o.tsval = Some(tsval),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        o
+    }
+
+    /// Index into [`MSS_TABLE`] of the largest MSS not above the client's (536 without one,
+    /// RFC 9293 3.7.1).
+    pub fn mss_index(&self) -> u8 {
+        let mss = self.mss.unwrap_or(536);
+        MSS_TABLE.iter().rposition(|&m| m <= mss).unwrap_or(0) as u8
+    }
+}
+
+/// Our TSval for the SYN-ACK: the clock with its low bits replaced by the client's window scale
+/// and SACK-permitted, never ahead of the clock (Linux's `cookie_init_timestamp`).
+pub fn encode_ts(now_ms: u64, wscale: Option<u8>, sack: bool) -> u32 {
+    let now = now_ms as u32;
+    let mut opts = wscale.map_or(TS_WSCALE_NONE, |w| u32::from(w.min(MAX_WSCALE)));
+    if sack {
+        opts |= TS_SACK;
+    }
+    let ts = (now >> TS_BITS << TS_BITS) | opts;
+    if ts > now {
+        ts.wrapping_sub(1 << TS_BITS)
+    } else {
+        ts
+    }
+}
+
+/// What the client's SYN had, as a valid cookie ACK tells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientSyn {
+    /// The client's ISN.
+    pub isn: u32,
+    pub mss: u16,
+    pub wscale: Option<u8>,
+    pub sack: bool,
+    /// Timestamps were negotiated: the echo of our TSval (the ACK's TSecr) and the client's TSval.
+    pub ts: Option<(u32, u32)>,
+}
+
+/// Checks a client's ACK (`seq`, `ack`, and its timestamps if any) against the cookie we would
+/// have sent for `t`: what its SYN offered, or `None` if it is not an answer to one of ours.
+pub fn validate(
+    key: &CookieKey,
+    t: &Tuple,
+    seq: u32,
+    ack: u32,
+    ts: Option<(u32, u32)>,
+    now_s: u64,
+) -> Option<ClientSyn> {
+    let isn = seq.wrapping_sub(1);
+    let mss_index = key.check(t, isn, ack.wrapping_sub(1), now_s)?;
+    let mut syn = ClientSyn {
+        isn,
+        mss: MSS_TABLE[usize::from(mss_index)],
+        ..Default::default()
+    };
+    if let Some((tsval, tsecr)) = ts {
+        let opts = tsecr & ((1 << TS_BITS) - 1);
+        let ws = opts & TS_WSCALE_NONE;
+        if ws != TS_WSCALE_NONE {
+            if ws > u32::from(MAX_WSCALE) {
+                return None;
+            }
+            syn.wscale = Some(ws as u8);
+        }
+        syn.sack = opts & TS_SACK != 0;
+        syn.ts = Some((tsecr, tsval));
+    }
+    Some(syn)
+}
+
+/// The timestamps option of a segment, if any: (TSval, TSecr).
+pub fn timestamps(seg: &[u8]) -> Option<(u32, u32)> {
+    TcpPacket::new_unchecked(seg)
+        .option_iter()
+        .map_while(Result::ok)
+        .find_map(|o| match o {
+            TcpOption::Timestamps { tsval, tsecr } => Some((tsval, tsecr)),
+            _ => None,
+        })
+}
+
+/// The window scale option of a segment, if any.
+pub fn window_scale(seg: &[u8]) -> Option<u8> {
+    TcpPacket::new_unchecked(seg)
+        .option_iter()
+        .map_while(Result::ok)
+        .find_map(|o| match o {
+            TcpOption::WindowScale(w) => Some(w.min(MAX_WSCALE)),
+            _ => None,
+        })
+}
+
+/// A segment the proxy writes: its SYN-ACK to the client, its SYN to the real server and the ACK
+/// that completes the server's handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub src: (Ipv4Addr, u16),
+    pub dst: (Ipv4Addr, u16),
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_permitted: bool,
+    pub ts: Option<(u32, u32)>,
+}
+
+impl Segment {
+    /// Bytes of options, in Linux's layout: MSS; SACK-permitted and timestamps (NOP-padded);
+    /// NOP and window scale.
+    /// TCP header length with the options.
+    pub fn header_len(&self) -> usize {
+        tcp::HEADER_LEN + self.options_len()
+    }
+
+    fn options_len(&self) -> usize {
+        let mut n = if self.mss.is_some() { 4 } else { 0 };
+        n += match (self.sack_permitted, self.ts.is_some()) {
+            (_, true) => 12,
+            (true, false) => 4,
+            (false, false) => 0,
+        };
+        n + if self.wscale.is_some() { 4 } else { 0 }
+    }
+
+    /// Writes the IPv4 packet (header, TCP header, `payload_len` bytes of payload already at their
+    /// place after the header) at the start of `buf`, checksums included. The length written, or
+    /// None if `buf` is too short.
+    pub fn write(&self, buf: &mut [u8], payload_len: usize) -> Option<usize> {
+        let hl = tcp::HEADER_LEN + self.options_len();
+        let seg_len = hl + payload_len;
+        let len = ipv4::HEADER_LEN + seg_len;
+        if buf.len() < len {
+            return None;
+        }
+        let repr = Ipv4Repr {
+            src: self.src.0,
+            dst: self.dst.0,
+            protocol: IpProtocol::TCP,
+            payload_len: u16::try_from(seg_len).ok()?,
+            ttl: Ipv4Repr::DEFAULT_TTL,
+            ident: 0,
+            dont_frag: true,
+            dscp_ecn: 0,
+        };
+        repr.emit(buf).ok()?;
+        let seg = &mut buf[ipv4::HEADER_LEN..len];
+        let o = &mut seg[tcp::HEADER_LEN..hl];
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            o[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        if let Some(m) = self.mss {
+            let m = m.to_be_bytes();
+            put(&[tcp::kind::MSS, 4, m[0], m[1]]);
+        }
+        match (self.sack_permitted, self.ts) {
+            (sack, Some((tsval, tsecr))) => {
+                put(&if sack {
+                    [tcp::kind::SACK_PERMITTED, 2]
+                } else {
+                    [tcp::kind::NOP, tcp::kind::NOP]
+                });
+                put(&[tcp::kind::TIMESTAMPS, 10]);
+                put(&tsval.to_be_bytes());
+                put(&tsecr.to_be_bytes());
+            }
+            (true, None) => put(&[tcp::kind::NOP, tcp::kind::NOP, tcp::kind::SACK_PERMITTED, 2]),
+            (false, None) => {}
+        }
+        if let Some(w) = self.wscale {
+            put(&[tcp::kind::NOP, tcp::kind::WINDOW_SCALE, 3, w]);
+        }
+        let mut t = TcpPacket::new_unchecked(&mut *seg);
+        t.set_src_port(self.src.1);
+        t.set_dst_port(self.dst.1);
+        t.set_seq(self.seq);
+        t.set_ack_number(self.ack);
+        t.set_data_offset((hl / 4) as u8);
+        t.set_flags(self.flags);
+        t.set_window(self.window);
+        t.set_urgent(0);
+        t.set_checksum(0);
+        t.fill_checksum(self.src.0, self.dst.0);
+        Some(len)
+    }
+}
+
+/// How one proxied connection's segments are shifted once its real server has answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeqAdj {
+    /// Our ISN minus the server's: added to the server's sequence numbers, taken from the
+    /// client's acknowledgements and SACK edges.
+    pub seq: u32,
+    /// Our TSval minus the server's, likewise for TSval and TSecr (0 without timestamps).
+    pub ts: u32,
+    /// The server's window scale and ours, when both sides scale (else equal: no rescaling).
+    pub server_ws: u8,
+    pub our_ws: u8,
+    /// The client's window scale when the server does not scale (the client, which scales with
+    /// us, then has its windows widened for the server); else 0.
+    pub client_shift: u8,
+}
+
+/// Overwrites `new.len()` bytes at `at` of `seg`, adding the change to `d` over the enclosing
+/// 16-bit-aligned region (an option may sit at an odd offset after a lone NOP).
+fn patch(seg: &mut [u8], at: usize, new: &[u8], d: &mut Delta) {
+    let lo = at & !1;
+    let hi = ((at + new.len() + 1) & !1).min(seg.len());
+    let old = checksum::fold(checksum::sum(&seg[lo..hi]));
+    seg[at..at + new.len()].copy_from_slice(new);
+    *d = d.word(old, checksum::fold(checksum::sum(&seg[lo..hi])));
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Shifts a client's segment (`seg`: TCP header and payload, header length checked) for the
+/// real server: acknowledgement, SACK edges and TSecr. Checksum patched (RFC 1624).
+pub fn to_server(seg: &mut [u8], adj: &SeqAdj) {
+    let mut d = Delta::new();
+    let t = TcpPacket::new_unchecked(&*seg);
+    let (hl, ack, has_ack) = (t.header_len(), t.ack_number(), t.ack());
+    if has_ack {
+        patch(seg, 8, &ack.wrapping_sub(adj.seq).to_be_bytes(), &mut d);
+    }
+    if adj.client_shift != 0 {
+        let win = u32::from(TcpPacket::new_unchecked(&*seg).window()) << adj.client_shift;
+        patch(
+            seg,
+            14,
+            &(win.min(u32::from(u16::MAX)) as u16).to_be_bytes(),
+            &mut d,
+        );
+    }
+    let mut edits: [(usize, u32); 9] = [(0, 0); 9];
+    let mut n = 0;
+    for (off, kind, o) in RawOptions::new(&seg[tcp::HEADER_LEN..hl]).map_while(Result::ok) {
+        let at = tcp::HEADER_LEN + off;
+        match kind {
+            tcp::kind::SACK if o.len() >= 10 => {
+                for e in (2..o.len() - 3).step_by(4) {
+                    if n < edits.len() {
+                        edits[n] = (at + e, be32(&o[e..]).wrapping_sub(adj.seq));
+                        n += 1;
+                    }
+                }
+            }
+            tcp::kind::TIMESTAMPS if o.len() == 10 && n < edits.len() => {
+                edits[n] = (at + 6, be32(&o[6..]).wrapping_sub(adj.ts));
+                n += 1;
+            }
+            _ => {}
+        }
+    }
+    for &(at, v) in &edits[..n] {
+        patch(seg, at, &v.to_be_bytes(), &mut d);
+    }
+    finish(seg, d);
+}
+
+/// Shifts a real server's segment for the client: sequence number, TSval, and the window when
+/// the server scales it by another shift than the one we announced.
+pub fn to_client(seg: &mut [u8], adj: &SeqAdj) {
+    let mut d = Delta::new();
+    let t = TcpPacket::new_unchecked(&*seg);
+    let (hl, seq, win) = (t.header_len(), t.seq(), t.window());
+    patch(seg, 4, &seq.wrapping_add(adj.seq).to_be_bytes(), &mut d);
+    if adj.server_ws != adj.our_ws {
+        let bytes = u64::from(win) << adj.server_ws;
+        let w = (bytes >> adj.our_ws).min(u64::from(u16::MAX)) as u16;
+        patch(seg, 14, &w.to_be_bytes(), &mut d);
+    }
+    let ts = RawOptions::new(&seg[tcp::HEADER_LEN..hl])
+        .map_while(Result::ok)
+        .find(|(_, k, o)| *k == tcp::kind::TIMESTAMPS && o.len() == 10)
+        .map(|(off, _, o)| (tcp::HEADER_LEN + off, be32(&o[2..])));
+    if let Some((at, tsval)) = ts {
+        patch(
+            seg,
+            at + 2,
+            &tsval.wrapping_add(adj.ts).to_be_bytes(),
+            &mut d,
+        );
+    }
+    finish(seg, d);
+}
+
+fn finish(seg: &mut [u8], d: Delta) {
+    let mut t = TcpPacket::new_unchecked(seg);
+    let c = d.apply(t.checksum());
+    t.set_checksum(c);
+}
+
+/// Counters of one worker's proxy (`gwctl stats`, /metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynProxyStats {
+    /// SYN-ACKs with a cookie sent for a client's SYN.
+    pub cookies_sent: u64,
+    /// ACKs that proved a cookie, and ACKs to a proxied service that did not.
+    pub cookies_valid: u64,
+    pub cookies_invalid: u64,
+    /// Connections opened to a real server after a valid cookie, and those the server answered.
+    pub conns: u64,
+    pub server_answered: u64,
+    /// Client packets held while their server had not answered yet, and handshake-ACK data held.
+    pub held: u64,
+    pub data_held: u64,
+    /// 1 while auto mode is on (a level, set when the counters are published).
+    pub auto_active: u64,
+}
+
+impl SynProxyStats {
+    pub fn add(&mut self, o: &SynProxyStats) {
+        self.cookies_sent += o.cookies_sent;
+        self.cookies_valid += o.cookies_valid;
+        self.cookies_invalid += o.cookies_invalid;
+        self.conns += o.conns;
+        self.server_answered += o.server_answered;
+        self.held += o.held;
+        self.data_held += o.data_held;
+        self.auto_active += o.auto_active;
+    }
+
+    pub fn named(&self) -> [(&'static str, u64); 8] {
+        [
+            ("synproxy_cookies_sent", self.cookies_sent),
+            ("synproxy_cookies_valid", self.cookies_valid),
+            ("synproxy_cookies_invalid", self.cookies_invalid),
+            ("synproxy_conns", self.conns),
+            ("synproxy_server_answered", self.server_answered),
+            ("synproxy_held", self.held),
+            ("synproxy_data_held", self.data_held),
+            ("synproxy_auto_active", self.auto_active),
+        ]
+    }
+}
+
+/// `[synproxy]`: what the proxy announces to clients, and when auto mode turns on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynProxyConfig {
+    /// MSS in our SYN-ACK (absent: the ports' smallest MTU minus 40).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mss: Option<u16>,
+    /// Window scale in our SYN-ACK, when the client offered scaling and timestamps (default 7,
+    /// what Linux picks for its default buffers).
+    pub wscale: u8,
+    /// Auto mode: half-open connections on a worker at which its proxy turns on.
+    pub auto_half_open: u32,
+}
+
+impl Default for SynProxyConfig {
+    fn default() -> Self {
+        SynProxyConfig {
+            mss: None,
+            wscale: 7,
+            auto_half_open: 1000,
+        }
+    }
+}
+
+/// The proxy's state of one connection (by connection id), set when a valid cookie ACK opens it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Proxied {
+    /// Until the server answers: `adj.seq` holds our ISN and `adj.ts` our TSval (what the client
+    /// echoed); then the shifts.
+    pub adj: SeqAdj,
+    pub client_isn: u32,
+    /// The window of the client's handshake ACK (the ACK we complete the server's handshake
+    /// with carries it).
+    pub client_window: u16,
+    pub pending: bool,
+    /// Timestamps were negotiated with the client.
+    pub ts: bool,
+    /// The client's window scale, when scaling was negotiated with it (we announced ours).
+    pub client_ws: Option<u8>,
+}
+
+/// Most handshake-ACK payloads held at once per worker (the ACK that proves a cookie becomes the
+/// SYN to the server; data it carried waits for the server's answer). Linux clients rarely send
+/// data there; a client whose data finds no room retransmits it.
+const STASH_SLOTS: usize = 64;
+const STASH_BYTES: usize = 1500;
+
+/// One worker's proxy: the cookie key, the per-connection state and the counters.
+pub struct SynProxy {
+    pub key: CookieKey,
+    pub cfg: SynProxyConfig,
+    /// `conns[id]`: sized to the connection table once a service uses the proxy (empty until).
+    conns: Vec<Proxied>,
+    /// Handshake-ACK data: (connection id, client tuple, deadline, length, bytes); free when the
+    /// id is `u32::MAX` or the deadline passed (its connection ended before its server answered).
+    stash: Vec<(u32, Tuple, u64, usize, Box<[u8; STASH_BYTES]>)>,
+    auto_until_ms: u64,
+    pub stats: SynProxyStats,
+}
+
+impl SynProxy {
+    pub fn new(key: CookieKey, cfg: SynProxyConfig) -> SynProxy {
+        SynProxy {
+            key,
+            cfg,
+            conns: Vec::new(),
+            stash: Vec::new(),
+            auto_until_ms: 0,
+            stats: SynProxyStats::default(),
+        }
+    }
+
+    /// Makes room for `capacity` connections (done when a service first uses the proxy, on the
+    /// control side of a snapshot change, so the packet path never allocates).
+    pub fn reserve(&mut self, capacity: usize) {
+        if self.conns.len() < capacity {
+            self.conns.resize(capacity, Proxied::default());
+        }
+        if self.stash.is_empty() {
+            self.stash = (0..STASH_SLOTS)
+                .map(|_| (u32::MAX, Tuple::default(), 0, 0, Box::new([0; STASH_BYTES])))
+                .collect();
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.conns.is_empty()
+    }
+
+    /// Whether a SYN to a service in `mode` is answered with a cookie now, given the worker's
+    /// half-open count.
+    pub fn answers(&mut self, mode: Mode, half_open: usize, now_ms: u64) -> bool {
+        match mode {
+            Mode::Off => false,
+            Mode::On => true,
+            Mode::Auto => {
+                if half_open >= self.cfg.auto_half_open as usize {
+                    self.auto_until_ms = now_ms + AUTO_HOLD_MS;
+                }
+                now_ms < self.auto_until_ms
+            }
+        }
+    }
+
+    /// Whether auto mode is on now (for the operator's view).
+    pub fn auto_on(&self, now_ms: u64) -> bool {
+        now_ms < self.auto_until_ms
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Proxied> {
+        self.conns.get(id as usize)
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Proxied> {
+        self.conns.get_mut(id as usize)
+    }
+
+    /// Holds `data` for connection `id` of `client` until [`HOLD_MS`] after `now_ms`; false if
+    /// every slot is taken.
+    pub fn stash(&mut self, id: u32, client: Tuple, now_ms: u64, data: &[u8]) -> bool {
+        if data.len() > STASH_BYTES {
+            return false;
+        }
+        match self
+            .stash
+            .iter_mut()
+            .find(|s| s.0 == u32::MAX || s.2 <= now_ms)
+        {
+            Some(s) => {
+                s.0 = id;
+                s.1 = client;
+                s.2 = now_ms + HOLD_MS;
+                s.3 = data.len();
+                s.4[..data.len()].copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Copies the data held for connection `id` of `client` into `out` and frees its slot; the
+    /// length (0: none held).
+    pub fn unstash(&mut self, id: u32, client: &Tuple, out: &mut [u8]) -> usize {
+        let Some(s) = self.stash.iter_mut().find(|s| s.0 == id && s.1 == *client) else {
+            return 0;
+        };
+        s.0 = u32::MAX;
+        // Never a part of it: a truncated segment would corrupt the stream.
+        let n = s.3;
+        if n > out.len() {
+            return 0;
+        }
+        out[..n].copy_from_slice(&s.4[..n]);
+        n
+    }
+}
+
+/// Client packets of proxied connections whose real server has not answered yet, released when
+/// it does (kept by the worker's L3 state, which is generic over the packet buffer). Bounded per
+/// worker and per connection; a packet held longer than [`HOLD_MS`] is dropped (the client
+/// retransmits it).
+pub struct Parked<B> {
+    held: Vec<(u32, Tuple, u64, B)>,
+}
+
+/// Packets held per worker, per connection, and for how long.
+pub const PARKED_MAX: usize = 512;
+pub const PARKED_PER_CONN: usize = 16;
+pub const HOLD_MS: u64 = 3000;
+
+impl<B> Default for Parked<B> {
+    fn default() -> Self {
+        Parked {
+            held: Vec::with_capacity(PARKED_MAX),
+        }
+    }
+}
+
+impl<B> Parked<B> {
+    /// Holds `pkt` of connection `id` (client tuple `client`) until `deadline`; gives it back if
+    /// the worker or the connection holds its share already.
+    pub fn park(&mut self, id: u32, client: Tuple, deadline: u64, pkt: B) -> Result<(), B> {
+        let mine = self.held.iter().filter(|h| h.0 == id).count();
+        if self.held.len() >= PARKED_MAX || mine >= PARKED_PER_CONN {
+            return Err(pkt);
+        }
+        self.held.push((id, client, deadline, pkt));
+        Ok(())
+    }
+
+    /// The oldest packet held for connection `id` of `client`.
+    pub fn take(&mut self, id: u32, client: &Tuple) -> Option<B> {
+        let i = self.held.iter().position(|h| h.0 == id && h.1 == *client)?;
+        Some(self.held.remove(i).3)
+    }
+
+    /// Drops what was held past its deadline; how many.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let before = self.held.len();
+        self.held.retain(|h| h.2 > now_ms);
+        before - self.held.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,457 @@
+//! The proxy in a worker's datapath, packet by packet: the lab's FullNAT service with
+//! `synproxy = "on"`, the client and real servers played with etherparse.
+
+use crate::datapath::{Datapath, Verdict};
+use crate::packet::{PacketBuf, RxMeta, VecBuf};
+use crate::stats::Drop;
+use crate::testkit::*;
+use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement as Opt, TransportSlice};
+
+fn proxied(mode: &str, extra: &str) -> Datapath<VecBuf> {
+    let conf = format!(
+        "{extra}\n{}",
+        LAB_CONFIG.replacen(
+            "scheduler = \"wrr\"",
+            &format!("scheduler = \"wrr\"\nsynproxy = \"{mode}\""),
+            1
+        )
+    );
+    let mut dp = datapath_from(&conf, 0, 1, 1 << 16);
+    dp.tick(5_000);
+    dp
+}
+
+const CPORT: u16 = 40000;
+const CISN: u32 = 1000;
+const SISN: u32 = 50_000;
+const CTS: u32 = 7777;
+const STS: u32 = 90_000;
+
+fn client(flags: &str, seq: u32, ack: u32, opts: &[Opt], data: &[u8]) -> VecBuf {
+    let mut v = Vec::new();
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+        .tcp(CPORT, 80, seq, 500);
+    if flags.contains('A') {
+        b = b.ack(ack);
+    }
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    b.options(opts).unwrap().write(&mut v, data).unwrap();
+    VecBuf::from_frame(&v)
+}
+
+fn server(flags: &str, lport: u16, seq: u32, ack: u32, opts: &[Opt], data: &[u8]) -> VecBuf {
+    let mut v = Vec::new();
+    let mut b = PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv4(RS1.octets(), LIP1.octets(), 64)
+        .tcp(80, lport, seq, 100)
+        .ack(ack);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    b.options(opts).unwrap().write(&mut v, data).unwrap();
+    VecBuf::from_frame(&v)
+}
+
+/// What came out, decoded: (port, seq, ack, flags as "SAFRP", window, options, payload), with
+/// both checksums checked.
+#[derive(Debug)]
+struct Out {
+    port: u16,
+    src: (std::net::Ipv4Addr, u16),
+    dst: (std::net::Ipv4Addr, u16),
+    seq: u32,
+    ack: u32,
+    flags: String,
+    window: u16,
+    opts: Vec<Opt>,
+    toa: bool,
+    payload: Vec<u8>,
+}
+
+fn decode(port: u16, frame: &[u8]) -> Out {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header();
+    assert_eq!(
+        etherparse::Ipv4Header::from_slice(h.slice())
+            .unwrap()
+            .0
+            .calc_header_checksum(),
+        h.header_checksum()
+    );
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    assert_eq!(
+        t.calc_checksum_ipv4(h.source(), h.destination()).unwrap(),
+        t.checksum(),
+        "TCP checksum"
+    );
+    let mut flags = String::new();
+    for (on, c) in [
+        (t.syn(), 'S'),
+        (t.ack(), 'A'),
+        (t.fin(), 'F'),
+        (t.rst(), 'R'),
+        (t.psh(), 'P'),
+    ] {
+        if on {
+            flags.push(c);
+        }
+    }
+    // etherparse does not know TOA (kind 254): walk the options, setting it aside.
+    let (mut rest, mut toa, raw) = (Vec::new(), false, t.options());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            0 => break,
+            1 => {
+                rest.push(1);
+                i += 1;
+            }
+            _ => {
+                let len = usize::from(raw[i + 1]);
+                if raw[i] == 254 {
+                    toa = true;
+                } else {
+                    rest.extend_from_slice(&raw[i..i + len]);
+                }
+                i += len;
+            }
+        }
+    }
+    let opts = etherparse::TcpOptionsIterator::from_slice(&rest)
+        .map(|o| o.expect("well-formed options"))
+        .collect();
+    Out {
+        port,
+        src: (h.source_addr(), t.source_port()),
+        dst: (h.destination_addr(), t.destination_port()),
+        seq: t.sequence_number(),
+        ack: t.acknowledgment_number(),
+        flags,
+        window: t.window_size(),
+        opts,
+        toa,
+        payload: t.payload().to_vec(),
+    }
+}
+
+fn sent(v: Verdict<VecBuf>) -> Out {
+    match v {
+        Verdict::Tx(port, b) => decode(port, b.data()),
+        other => panic!("expected a frame out, got {other:?}"),
+    }
+}
+
+fn released(dp: &mut Datapath<VecBuf>) -> Vec<Out> {
+    let mut out = Vec::new();
+    dp.l3
+        .take_released(|port, b| out.push(decode(port, b.data())));
+    out
+}
+
+const FROM_CLIENT: RxMeta = RxMeta {
+    port: 0,
+    queue: 0,
+    rss_hash: None,
+    ip_csum: crate::packet::CsumStatus::Unknown,
+    l4_csum: crate::packet::CsumStatus::Unknown,
+    from_peer: false,
+};
+
+fn from_server() -> RxMeta {
+    RxMeta {
+        port: 1,
+        ..FROM_CLIENT
+    }
+}
+
+fn ts_of(o: &Out) -> Option<(u32, u32)> {
+    o.opts.iter().find_map(|x| match x {
+        Opt::Timestamp(a, b) => Some((*a, *b)),
+        _ => None,
+    })
+}
+
+const SYN_OPTS: [Opt; 5] = [
+    Opt::MaximumSegmentSize(1460),
+    Opt::SelectiveAcknowledgementPermitted,
+    Opt::Timestamp(CTS, 0),
+    Opt::Noop,
+    Opt::WindowScale(7),
+];
+
+/// SYN -> cookie SYN-ACK -> ACK: the connection the proxy opens, with what it sent the real
+/// server. Returns (our ISN, our TSval, the SYN to the server).
+fn handshake(dp: &mut Datapath<VecBuf>, ack_data: &[u8]) -> (u32, u32, Out) {
+    let synack = sent(dp.process(client("S", CISN, 0, &SYN_OPTS, &[]), &FROM_CLIENT));
+    assert_eq!(synack.port, 0);
+    assert_eq!((synack.src, synack.dst), ((VIP, 80), (CLIENT_IP, CPORT)));
+    assert_eq!((synack.flags.as_str(), synack.ack), ("SA", CISN + 1));
+    let (our_ts, echo) = ts_of(&synack).expect("timestamps answered");
+    assert_eq!(echo, CTS);
+    assert!(synack.opts.contains(&Opt::WindowScale(7)));
+    assert!(synack
+        .opts
+        .contains(&Opt::SelectiveAcknowledgementPermitted));
+    assert_eq!(dp.fwd.table().len(), 0, "a SYN leaves no state");
+    let cookie = synack.seq;
+    let ack = client(
+        "A",
+        CISN + 1,
+        cookie.wrapping_add(1),
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(CTS + 1, our_ts)],
+        ack_data,
+    );
+    let syn = sent(dp.process(ack, &FROM_CLIENT));
+    assert_eq!(dp.fwd.table().len(), 1);
+    (cookie, our_ts, syn)
+}
+
+#[test]
+fn a_proxied_connection_from_syn_to_fin() {
+    let mut dp = proxied("on", "");
+    let (cookie, our_ts, syn) = handshake(&mut dp, &[]);
+    // The server gets the client's SYN as the client sent it (through the cookie), with TOA.
+    assert_eq!(syn.port, 1);
+    assert_eq!(syn.dst, (RS1, 80));
+    assert_eq!(syn.src.0, LIP1);
+    let lport = syn.src.1;
+    assert_eq!((syn.flags.as_str(), syn.seq), ("S", CISN));
+    assert!(syn.toa, "TOA in the SYN");
+    assert!(
+        syn.opts.contains(&Opt::MaximumSegmentSize(1460 - 8)),
+        "{:?}",
+        syn.opts
+    );
+    assert!(syn.opts.contains(&Opt::WindowScale(7)));
+    assert!(syn.opts.contains(&Opt::SelectiveAcknowledgementPermitted));
+    assert_eq!(ts_of(&syn), Some((CTS + 1, 0)));
+
+    // The client's request arrives before the server answered: held.
+    let req = client(
+        "AP",
+        CISN + 1,
+        cookie.wrapping_add(1),
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(CTS + 2, our_ts)],
+        b"GET /",
+    );
+    assert!(matches!(dp.process(req, &FROM_CLIENT), Verdict::Held));
+
+    // The server's SYN-ACK completes its handshake (TOA again on the first ACK) and releases the
+    // request, both acknowledging the server's ISN.
+    let synack = server(
+        "SA",
+        lport,
+        SISN,
+        CISN + 1,
+        &[
+            Opt::MaximumSegmentSize(1460),
+            Opt::SelectiveAcknowledgementPermitted,
+            Opt::Timestamp(STS, CTS + 1),
+            Opt::Noop,
+            Opt::WindowScale(9),
+        ],
+        &[],
+    );
+    let ack = sent(dp.process(synack, &from_server()));
+    assert_eq!((ack.port, ack.src, ack.dst), (1, (LIP1, lport), (RS1, 80)));
+    assert_eq!(
+        (ack.flags.as_str(), ack.seq, ack.ack),
+        ("A", CISN + 1, SISN + 1)
+    );
+    assert_eq!(ts_of(&ack), Some((CTS + 1, STS)));
+    assert!(ack.toa, "TOA in the first ACK");
+    let rel = released(&mut dp);
+    assert_eq!(rel.len(), 1);
+    assert_eq!((rel[0].seq, rel[0].ack), (CISN + 1, SISN + 1));
+    assert_eq!(rel[0].payload, b"GET /");
+    assert_eq!(ts_of(&rel[0]), Some((CTS + 2, STS)));
+
+    // The server's reply reaches the client in the client's sequence space, its timestamp in
+    // ours and its window rescaled from 2^9 to 2^7 units.
+    let reply = server(
+        "A",
+        lport,
+        SISN + 1,
+        CISN + 6,
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(STS + 5, CTS + 2)],
+        b"HTTP/1.1 200 OK",
+    );
+    let r = sent(dp.process(reply, &from_server()));
+    assert_eq!((r.port, r.src, r.dst), (0, (VIP, 80), (CLIENT_IP, CPORT)));
+    assert_eq!((r.seq, r.ack), (cookie.wrapping_add(1), CISN + 6));
+    assert_eq!(ts_of(&r), Some((our_ts.wrapping_add(5), CTS + 2)));
+    assert_eq!(r.window, 100 << 2);
+    assert_eq!(r.payload, b"HTTP/1.1 200 OK");
+
+    // The client acknowledges with a SACK block: both edges shifted back.
+    let c0 = cookie.wrapping_add(1);
+    let sack = client(
+        "A",
+        CISN + 6,
+        c0.wrapping_add(15),
+        &[
+            Opt::Noop,
+            Opt::Noop,
+            Opt::SelectiveAcknowledgement((c0.wrapping_add(20), c0.wrapping_add(30)), [None; 3]),
+        ],
+        &[],
+    );
+    let s = sent(dp.process(sack, &FROM_CLIENT));
+    assert_eq!(s.ack, SISN + 1 + 15);
+    assert!(
+        s.opts.contains(&Opt::SelectiveAcknowledgement(
+            (SISN + 21, SISN + 31),
+            [None; 3]
+        )),
+        "{:?}",
+        s.opts
+    );
+
+    // FIN both ways.
+    let fin = sent(dp.process(
+        client("AF", CISN + 6, c0.wrapping_add(15), &[], &[]),
+        &FROM_CLIENT,
+    ));
+    assert_eq!((fin.flags.as_str(), fin.ack), ("AF", SISN + 16));
+    let fin = sent(dp.process(
+        server("AF", lport, SISN + 16, CISN + 7, &[], &[]),
+        &from_server(),
+    ));
+    assert_eq!((fin.flags.as_str(), fin.seq), ("AF", c0.wrapping_add(15)));
+    let s = &dp.fwd.synproxy.stats;
+    assert_eq!(
+        (
+            s.cookies_sent,
+            s.cookies_valid,
+            s.conns,
+            s.server_answered,
+            s.held
+        ),
+        (1, 1, 1, 1, 1)
+    );
+}
+
+#[test]
+fn data_on_the_handshake_ack_reaches_the_server_with_its_handshake() {
+    let mut dp = proxied("on", "");
+    let (_, _, syn) = handshake(&mut dp, b"early");
+    assert!(syn.payload.is_empty(), "the SYN carries no data");
+    let synack = server(
+        "SA",
+        syn.src.1,
+        SISN,
+        CISN + 1,
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(STS, CTS + 1)],
+        &[],
+    );
+    let ack = sent(dp.process(synack, &from_server()));
+    assert_eq!(
+        (ack.flags.as_str(), ack.seq, ack.ack),
+        ("AP", CISN + 1, SISN + 1)
+    );
+    assert_eq!(ack.payload, b"early");
+    assert_eq!(dp.fwd.synproxy.stats.data_held, 1);
+}
+
+#[test]
+fn a_server_refusal_reaches_the_client_in_its_sequence_space() {
+    let mut dp = proxied("on", "");
+    let (cookie, _, syn) = handshake(&mut dp, &[]);
+    let rst = sent(dp.process(
+        server("RA", syn.src.1, 0, CISN + 1, &[], &[]),
+        &from_server(),
+    ));
+    assert_eq!((rst.port, rst.dst), (0, (CLIENT_IP, CPORT)));
+    assert_eq!(
+        (rst.flags.as_str(), rst.seq, rst.ack),
+        ("AR", cookie.wrapping_add(1), CISN + 1)
+    );
+}
+
+#[test]
+fn an_ack_without_a_cookie_is_dropped_and_counted() {
+    let mut dp = proxied("on", "");
+    let v = dp.process(client("A", CISN + 1, 12345, &[], &[]), &FROM_CLIENT);
+    assert!(
+        matches!(v, Verdict::Drop(r, _) if r == Drop::SynProxyBadCookie.into()),
+        "{v:?}"
+    );
+    assert_eq!(dp.fwd.table().len(), 0);
+    assert_eq!(dp.fwd.synproxy.stats.cookies_invalid, 1);
+}
+
+#[test]
+fn without_timestamps_neither_scaling_nor_sack_is_offered() {
+    let mut dp = proxied("on", "");
+    let syn = client(
+        "S",
+        CISN,
+        0,
+        &[
+            Opt::MaximumSegmentSize(1400),
+            Opt::Noop,
+            Opt::WindowScale(7),
+            Opt::SelectiveAcknowledgementPermitted,
+        ],
+        &[],
+    );
+    let synack = sent(dp.process(syn, &FROM_CLIENT));
+    assert_eq!(synack.opts, [Opt::MaximumSegmentSize(1460)]);
+    let to_server = sent(dp.process(
+        client("A", CISN + 1, synack.seq.wrapping_add(1), &[], &[]),
+        &FROM_CLIENT,
+    ));
+    // The cookie keeps the client's MSS to Linux's table (1300 <= 1400), less TOA's 8 bytes.
+    assert_eq!(to_server.opts, [Opt::MaximumSegmentSize(1300 - 8)]);
+}
+
+#[test]
+fn auto_mode_answers_with_cookies_only_past_the_half_open_threshold() {
+    let mut dp = proxied("auto", "[synproxy]\nauto_half_open = 3\n");
+    let syn = |port: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+            .tcp(port, 80, 1, 500)
+            .syn()
+            .write(&mut v, &[])
+            .unwrap();
+        VecBuf::from_frame(&v)
+    };
+    for p in 0..3 {
+        let o = sent(dp.process(syn(1000 + p), &FROM_CLIENT));
+        assert_eq!(
+            (o.port, o.flags.as_str()),
+            (1, "S"),
+            "below the threshold: to a real server"
+        );
+    }
+    assert_eq!(dp.fwd.table().half_open(), 3);
+    let o = sent(dp.process(syn(2000), &FROM_CLIENT));
+    assert_eq!(
+        (o.port, o.flags.as_str()),
+        (0, "SA"),
+        "at the threshold: a cookie"
+    );
+    assert_eq!(dp.fwd.table().len(), 3);
+}
