@@ -80,6 +80,14 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
+/// The SYN-proxied service of the fuzzed datapaths.
+pub const SYNPROXY_SERVICE: &str = "[[service]]\nvip = \"10.10.0.100\"\nport = 8081\nprotocol = \"tcp\"\n\
+    scheduler = \"rr\"\nlocal_addresses = [\"10.20.0.200\"]\nsynproxy = \"on\"\n\
+    [[service.real]]\naddress = \"10.20.0.11\"\nport = 80\n";
+
+/// The cookie key of the fuzzed datapaths (fixed, so that seeds can answer cookies).
+pub const FUZZ_COOKIE_KEY: [u64; 4] = [1, 2, 3, 4];
+
 /// Local ports the fuzzed workers share: few, so that building a datapath per input is cheap (the
 /// testkit's 64K ports make it the bulk of each run) and port exhaustion is reachable.
 pub const FUZZ_PORTS: std::ops::RangeInclusive<u16> = 1024..=1279;
@@ -104,8 +112,10 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
             "scheduler = \"wrr\"\nsyn_retry = true",
             1,
         );
+        // VIP:8081 runs the SYN proxy; its seeds carry cookie ACKs made with the testkit's fixed
+        // key, from which the fuzzer reaches the proxied paths (held packets, translation).
         let text = format!(
-            "{lab}\n[conn]\nsyn_unanswered_ms = 500\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\n\
+            "{lab}\n{SYNPROXY_SERVICE}\n[conn]\nsyn_unanswered_ms = 500\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\n\
              fin_wait = 2\ntime_wait = 2\nclose = 1\nclose_wait = 2\nlast_ack = 2\nsyn_sent = 2\n\
              synack = 2\nudp = 2\n"
         );
@@ -142,6 +152,8 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
         syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
         // Half the table, so the fuzzer reaches the bound and the eviction path.
         max_half_open: FUZZ_CAPACITY / 2,
+        synproxy: cfg.synproxy.settings().expect("fuzz config").0,
+        cookie_key: gateway::forward::synproxy::CookieKey::from_words(FUZZ_COOKIE_KEY),
     };
     [0u16, 1].map(|w| {
         let fwd = Forwarder::new(w, services.clone(), layout.clone(), &fc).expect("forwarder");

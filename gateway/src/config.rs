@@ -59,7 +59,57 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// What the SYN proxy announces, and when its auto mode turns on (`forward::synproxy`).
     #[serde(default)]
-    pub synproxy: crate::forward::synproxy::SynProxyConfig,
+    pub synproxy: SynProxySection,
+}
+
+/// `[synproxy]` (conf/README.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynProxySection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mss: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wscale: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_half_open: Option<u32>,
+    /// The cookie key (64 hex digits); absent: a random one at each start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl SynProxySection {
+    /// The proxy's settings and its cookie key (validated: see `Config::validate`).
+    pub fn settings(
+        &self,
+    ) -> Result<
+        (
+            crate::forward::synproxy::SynProxyConfig,
+            crate::forward::synproxy::CookieKey,
+        ),
+        ConfigError,
+    > {
+        use crate::forward::synproxy::{CookieKey, SynProxyConfig, MAX_WSCALE};
+        let d = SynProxyConfig::default();
+        let cfg = SynProxyConfig {
+            mss: self.mss,
+            wscale: self.wscale.unwrap_or(d.wscale),
+            auto_half_open: self.auto_half_open.unwrap_or(d.auto_half_open),
+        };
+        if cfg.mss.is_some_and(|m| !(536..=9000).contains(&m)) {
+            return Err(invalid("synproxy.mss", "must be 536..=9000"));
+        }
+        if cfg.wscale > MAX_WSCALE {
+            return Err(invalid("synproxy.wscale", "must be 0..=14 (RFC 7323)"));
+        }
+        if cfg.auto_half_open == 0 {
+            return Err(invalid("synproxy.auto_half_open", "must be at least 1"));
+        }
+        let key = match &self.key {
+            Some(k) => CookieKey::from_hex(k).map_err(|e| invalid("synproxy.key", e))?,
+            None => CookieKey::random(),
+        };
+        Ok((cfg, key))
+    }
 }
 
 /// Where Prometheus scrapes the gateway (`metrics` module).
@@ -831,16 +881,7 @@ impl Config {
         if !(16..=1 << 20).contains(&n.capacity) {
             return Err(invalid("neighbour.capacity", "must be in 16..=1048576"));
         }
-        let sp = &self.synproxy;
-        if sp.mss.is_some_and(|m| !(536..=9000).contains(&m)) {
-            return Err(invalid("synproxy.mss", "must be 536..=9000"));
-        }
-        if sp.wscale > crate::forward::synproxy::MAX_WSCALE {
-            return Err(invalid("synproxy.wscale", "must be 0..=14 (RFC 7323)"));
-        }
-        if sp.auto_half_open == 0 {
-            return Err(invalid("synproxy.auto_half_open", "must be at least 1"));
-        }
+        self.synproxy.settings()?;
         let c = &self.conn;
         if c.max_half_open.is_some_and(|n| n == 0 || n > c.capacity) {
             return Err(invalid("conn.max_half_open", "must be 1..=conn.capacity"));
@@ -1226,6 +1267,63 @@ mod tests {
         let c = with("").unwrap();
         assert_eq!(c.conn.half_open_limit(c.conn.capacity), c.conn.capacity / 2);
         assert_eq!(c.conn.half_open_limit(1), 1);
+    }
+
+    #[test]
+    fn synproxy_settings_are_checked_and_refused_where_it_cannot_work() {
+        let with = |svc_extra: &str, section: &str| {
+            let text = format!(
+                "{}\n[synproxy]\n{section}\n",
+                crate::testkit::LAB_CONFIG.replacen(
+                    "scheduler = \"wrr\"",
+                    &format!("scheduler = \"wrr\"\n{svc_extra}"),
+                    1
+                )
+            );
+            Config::parse(&text).and_then(|c| c.validate())
+        };
+        let v = with("synproxy = \"auto\"", "").unwrap();
+        assert_eq!(
+            v.services[0].2.synproxy,
+            crate::forward::synproxy::Mode::Auto
+        );
+        let refused = |svc: &str, section: &str, key: &str| {
+            let e = with(svc, section).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(key), "{svc} / {section}: {e}");
+        };
+        refused("synproxy = \"maybe\"", "", "service[0].synproxy");
+        let dr = crate::testkit::LAB_CONFIG
+            .replacen(
+                "scheduler = \"wrr\"",
+                "scheduler = \"wrr\"\nsynproxy = \"on\"",
+                1,
+            )
+            .replacen(
+                "address = \"10.20.0.12\"\n",
+                "address = \"10.20.0.12\"\nmode = \"dr\"\n",
+                1,
+            );
+        let e = Config::parse(&dr)
+            .and_then(|c| c.validate())
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.to_string().contains("FullNAT or NAT"), "{e}");
+        refused("", "wscale = 15", "synproxy.wscale");
+        refused("", "mss = 100", "synproxy.mss");
+        refused("", "auto_half_open = 0", "synproxy.auto_half_open");
+        refused("", "key = \"00ff\"", "synproxy.key");
+        let udp = crate::testkit::LAB_CONFIG.replacen(
+            "scheduler = \"rr\"",
+            "scheduler = \"rr\"\nsynproxy = \"on\"",
+            1,
+        );
+        let e = Config::parse(&udp)
+            .and_then(|c| c.validate())
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.to_string().contains("TCP"), "{e}");
+        let key = "0123456789abcdef".repeat(4);
+        assert!(with("", &format!("key = \"{key}\"")).is_ok());
     }
 
     #[test]

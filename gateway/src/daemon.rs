@@ -712,16 +712,16 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         steering = if layout.is_rss() { "rss" } else { "partition" },
         "services loaded"
     );
+    let synproxy = cfg.synproxy.settings()?;
     let fwd_cfg = FwdConfig {
         capacity: cfg.conn.capacity,
         timeouts: cfg.conn.timeouts,
         max_attempts: crate::laddr::DEFAULT_MAX_ATTEMPTS,
         syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
         max_half_open: cfg.conn.half_open_limit(cfg.conn.capacity),
-        synproxy: cfg.synproxy,
-        // One key for every worker: a client's ACK may reach another worker than its SYN did
-        // (the owner rule hands both to the same one, but a restart of the rule must not matter).
-        cookie_key: crate::forward::synproxy::CookieKey::random(),
+        synproxy: synproxy.0,
+        // One key for every worker (a client's ACK must prove on any worker what its SYN got).
+        cookie_key: synproxy.1,
     };
     let mut rings = Vec::new();
     // ring_of[from][to]

@@ -300,9 +300,75 @@ fn handshake(s: &mut Script, cport: u16) -> (Ipv4Addr, Ipv4Addr, u16) {
     (lip, rs, lport)
 }
 
+/// The sequence number of a TCP frame the datapath sent (the proxy's cookie in its SYN-ACK).
+fn seq_of(out: &[u8]) -> u32 {
+    match SlicedPacket::from_ethernet(out).unwrap().transport {
+        Some(TransportSlice::Tcp(t)) => t.sequence_number(),
+        _ => panic!("not TCP"),
+    }
+}
+
+/// A whole SYN-proxied session on VIP:8081 (`SYNPROXY_SERVICE`): cookie handshake, a request held
+/// until the server answers, data both ways translated, FIN both ways.
+fn synproxy_session(s: &mut Script) {
+    let cli = (CLIENT_IP, CPORT + 7);
+    let vip = (VIP, 8081);
+    let cookie = seq_of(
+        &s.client(&tcp(C, cli, vip, "S", 1000, 0, b""))
+            .expect("cookie SYN-ACK"),
+    );
+    let c0 = cookie.wrapping_add(1);
+    let syn = s
+        .client(&tcp(C, cli, vip, "A", 1001, c0, b""))
+        .expect("SYN to the server");
+    let (lip, rs, lport) = fullnat_of(&syn);
+    let (r, srv) = (rs_macs(rs), (rs, 80));
+    let get = b"GET / HTTP/1.0\r\n\r\n";
+    assert_eq!(
+        s.client(&tcp(C, cli, vip, "PA", 1001, c0, get)),
+        None,
+        "held"
+    );
+    s.server(&tcp(r, srv, (lip, lport), "SA", 5000, 1001, b""))
+        .expect("ACK to the server");
+    let g = get.len() as u32;
+    let body = b"HTTP/1.0 200 OK\r\n\r\nhello";
+    let n = body.len() as u32;
+    s.server(&tcp(r, srv, (lip, lport), "PA", 5001, 1001 + g, body))
+        .expect("reply");
+    s.client(&tcp(C, cli, vip, "FA", 1001 + g, c0.wrapping_add(n), b""));
+    s.server(&tcp(r, srv, (lip, lport), "FA", 5001 + n, 1002 + g, b""));
+    s.client(&tcp(
+        C,
+        cli,
+        vip,
+        "A",
+        1002 + g,
+        c0.wrapping_add(n + 1),
+        b"",
+    ));
+}
+
 fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
     let mut v: Vec<(&'static str, Expect, Vec<u8>)> = Vec::new();
     let mut add = |name, e, s: Script| v.push((name, e, s.bytes));
+
+    let mut s = Script::new();
+    synproxy_session(&mut s);
+    add("synproxy_session", Expect::NoDrop, s);
+
+    let mut s = Script::new();
+    s.client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 8081), "S", 1000, 0, b""));
+    s.client(&tcp(
+        C,
+        (CLIENT_IP, CPORT),
+        (VIP, 8081),
+        "A",
+        1001,
+        12345,
+        b"",
+    ));
+    add("synproxy_bad_cookie", Expect::SomeDropped, s);
 
     let mut s = Script::new();
     s.client(&tcp(C, (CLIENT_IP, CPORT), (VIP, 80), "S", 1000, 0, b""));
@@ -850,6 +916,9 @@ fn seeds_behave_as_meant_and_are_committed() {
     // Some seeds must reach the interesting paths.
     let by_name = |n: &str| run_input(&seeds.iter().find(|s| s.0 == n).unwrap().2);
     assert_eq!(by_name("tcp_session").tx, 9);
+    // SYN-ACK, SYN, ACK, reply, FIN, FIN, ACK; the held request is released.
+    let sp = by_name("synproxy_session");
+    assert_eq!((sp.tx, sp.held, sp.released), (7, 1, 1), "{sp:?}");
     assert!(
         by_name("tcp_expire_and_reconnect").generated >= 2,
         "expiry RSTs"

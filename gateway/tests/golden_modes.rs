@@ -399,3 +399,119 @@ fn one_service_mixes_fullnat_and_dr() {
     let out = s.run("mix");
     assert!(out.drop_lines().is_empty(), "{:?}", out.drop_lines());
 }
+
+/// The SYN proxy (FullNAT, `synproxy = "on"`) with a fixed cookie key: SYN -> SYN-ACK with the
+/// cookie -> ACK with data -> SYN to the real server -> its SYN-ACK -> the ACK that completes its
+/// handshake, carrying the held data -> data both ways, translated -> FIN both ways.
+#[test]
+fn synproxy_answers_with_a_cookie_and_translates_the_server_side() {
+    use gateway::forward::synproxy::CookieKey;
+    const KEY: &str = "00112233445566778899aabbccddeeff0123456789abcdeffedcba9876543210";
+    let svc = format!(
+        "[synproxy]\nkey = \"{KEY}\"\n\n[[service]]\nvip = \"10.10.0.100\"\nport = 80\nprotocol = \"tcp\"\n\
+         scheduler = \"rr\"\nlocal_addresses = [\"10.20.0.200\"]\nsynproxy = \"on\"\n\
+         [[service.real]]\naddress = \"10.20.0.11\"\n"
+    );
+    let mut s = Script::new(&svc);
+    let (cl, lip, rs) = ((CIP, 40000), (LIP, FIRST_LPORT), (RS1, 80));
+    // What the proxy writes itself: DF set, identification 0, TTL 64.
+    let written = |mut f: Vec<u8>| {
+        edit_ip(&mut f, |ip| ip[6] = 0x40);
+        f
+    };
+    // The cookie for this client and ISN, in the first 64 s slice, MSS 1460 (index 3).
+    let t = gateway::conn::Tuple::new(CIP.into(), 40000, VIP.into(), 80, 6);
+    let cookie = CookieKey::from_hex(KEY).unwrap().make(&t, 1000, 0, 3);
+    let c0 = cookie.wrapping_add(1);
+    let syn = Seg::new(SYN, 1000, 0).options(&mss(1460));
+    let mut synack = Seg::new(SYN | ACK, cookie, 1001).options(&mss(1460));
+    synack.window = 65535;
+    s.pass(
+        "cookie SYN-ACK",
+        tcp(FROM_CLIENT, cl, (VIP, 80), &syn),
+        padded(written(tcp(TO_CLIENT, (VIP, 80), cl, &synack))),
+    );
+    let get = b"GET / HTTP/1.0\r\n\r\n";
+    let ack = Seg::new(ACK | PSH, 1001, c0).payload(get);
+    let mut out_opts = toa(cl).to_vec();
+    out_opts.extend_from_slice(&mss(1460 - 8));
+    s.pass(
+        "SYN to the server",
+        tcp(FROM_CLIENT, cl, (VIP, 80), &ack),
+        written(tcp(
+            TO_RS1,
+            lip,
+            rs,
+            &Seg::new(SYN, 1000, 0).options(&out_opts),
+        )),
+    );
+    let rs_synack = Seg::new(SYN | ACK, 5000, 1001).options(&mss(1400));
+    s.pass(
+        "ACK to the server, with the held data",
+        tcp(FROM_RS1, rs, lip, &rs_synack),
+        written(tcp(
+            TO_RS1,
+            lip,
+            rs,
+            &Seg::new(ACK | PSH, 1001, 5001)
+                .options(&toa(cl))
+                .payload(get),
+        )),
+    );
+    let reply = b"HTTP/1.0 200 OK\r\n\r\nhello";
+    let n = reply.len() as u32;
+    let g = get.len() as u32;
+    s.pass(
+        "reply, in the client's sequence space",
+        tcp(
+            FROM_RS1,
+            rs,
+            lip,
+            &Seg::new(ACK | PSH, 5001, 1001 + g).payload(reply),
+        ),
+        tcp(
+            TO_CLIENT,
+            (VIP, 80),
+            cl,
+            &Seg::new(ACK | PSH, c0, 1001 + g).payload(reply),
+        ),
+    );
+    s.pass(
+        "client FIN, acknowledging in the server's",
+        tcp(
+            FROM_CLIENT,
+            cl,
+            (VIP, 80),
+            &Seg::new(ACK | FIN, 1001 + g, c0.wrapping_add(n)),
+        ),
+        tcp(TO_RS1, lip, rs, &Seg::new(ACK | FIN, 1001 + g, 5001 + n)),
+    );
+    s.pass(
+        "server FIN",
+        tcp(FROM_RS1, rs, lip, &Seg::new(ACK | FIN, 5001 + n, 1002 + g)),
+        tcp(
+            TO_CLIENT,
+            (VIP, 80),
+            cl,
+            &Seg::new(ACK | FIN, c0.wrapping_add(n), 1002 + g),
+        ),
+    );
+    let out = s.run("synproxy");
+    let stats = &out.stats;
+    for (k, want) in [
+        ("cookies_sent", 1),
+        ("cookies_valid", 1),
+        ("conns", 1),
+        ("server_answered", 1),
+        ("data_held", 1),
+    ] {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with("synproxy 0:"))
+            .unwrap_or("");
+        assert!(
+            line.contains(&format!(" {k} {want}")),
+            "{k}: {line}\n{stats}"
+        );
+    }
+}

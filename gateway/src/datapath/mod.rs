@@ -550,11 +550,8 @@ impl<B: PacketBuf> L3<B> {
     /// packets, once their server answers): a frame to send goes out with the released ones.
     pub fn settle_later(&mut self, v: Verdict<B>) {
         match v {
-            Verdict::Tx(port, b) => {
-                self.stats.tx_packets += 1;
-                self.stats.tx_bytes += b.len() as u64;
-                self.released.push((port, b));
-            }
+            // Sent with the released frames, which `tx_packets` does not count (as after ARP).
+            Verdict::Tx(port, b) => self.released.push((port, b)),
             Verdict::Drop(r, _) => self.stats.drop(r),
             Verdict::ToWorker(..) | Verdict::ToKernel(..) => self.stats.drop(Drop::NotOwner.into()),
             Verdict::Done(_) | Verdict::Held => {}

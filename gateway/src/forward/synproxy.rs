@@ -101,6 +101,18 @@ impl CookieKey {
         CookieKey(k)
     }
 
+    /// A key written as 64 hex digits (`[synproxy] key`).
+    pub fn from_hex(s: &str) -> Result<CookieKey, String> {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("must be 64 hex digits".into());
+        }
+        let mut k = [0u64; 4];
+        for (i, w) in k.iter_mut().enumerate() {
+            *w = u64::from_str_radix(&s[16 * i..16 * (i + 1)], 16).map_err(|e| e.to_string())?;
+        }
+        Ok(CookieKey(k))
+    }
+
     fn hash(&self, which: usize, t: &Tuple, slice: u32) -> u32 {
         let mut h =
             siphasher::sip::SipHasher24::new_with_keys(self.0[2 * which], self.0[2 * which + 1]);
@@ -503,11 +515,9 @@ impl SynProxyStats {
 }
 
 /// `[synproxy]`: what the proxy announces to clients, and when auto mode turns on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SynProxyConfig {
     /// MSS in our SYN-ACK (absent: the ports' smallest MTU minus 40).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mss: Option<u16>,
     /// Window scale in our SYN-ACK, when the client offered scaling and timestamps (default 7,
     /// what Linux picks for its default buffers).
@@ -549,15 +559,24 @@ pub struct Proxied {
 const STASH_SLOTS: usize = 64;
 const STASH_BYTES: usize = 1500;
 
+/// Data a client sent on its handshake ACK: free when `id` is `u32::MAX` or `deadline` passed (its
+/// connection ended before its server answered).
+struct Stashed {
+    id: u32,
+    client: Tuple,
+    deadline: u64,
+    len: usize,
+    bytes: Box<[u8; STASH_BYTES]>,
+}
+
 /// One worker's proxy: the cookie key, the per-connection state and the counters.
 pub struct SynProxy {
     pub key: CookieKey,
     pub cfg: SynProxyConfig,
     /// `conns[id]`: sized to the connection table once a service uses the proxy (empty until).
     conns: Vec<Proxied>,
-    /// Handshake-ACK data: (connection id, client tuple, deadline, length, bytes); free when the
-    /// id is `u32::MAX` or the deadline passed (its connection ended before its server answered).
-    stash: Vec<(u32, Tuple, u64, usize, Box<[u8; STASH_BYTES]>)>,
+    /// Handshake-ACK data, by connection.
+    stash: Vec<Stashed>,
     auto_until_ms: u64,
     pub stats: SynProxyStats,
 }
@@ -582,7 +601,13 @@ impl SynProxy {
         }
         if self.stash.is_empty() {
             self.stash = (0..STASH_SLOTS)
-                .map(|_| (u32::MAX, Tuple::default(), 0, 0, Box::new([0; STASH_BYTES])))
+                .map(|_| Stashed {
+                    id: u32::MAX,
+                    client: Tuple::default(),
+                    deadline: 0,
+                    len: 0,
+                    bytes: Box::new([0; STASH_BYTES]),
+                })
                 .collect();
         }
     }
@@ -628,14 +653,14 @@ impl SynProxy {
         match self
             .stash
             .iter_mut()
-            .find(|s| s.0 == u32::MAX || s.2 <= now_ms)
+            .find(|s| s.id == u32::MAX || s.deadline <= now_ms)
         {
             Some(s) => {
-                s.0 = id;
-                s.1 = client;
-                s.2 = now_ms + HOLD_MS;
-                s.3 = data.len();
-                s.4[..data.len()].copy_from_slice(data);
+                s.id = id;
+                s.client = client;
+                s.deadline = now_ms + HOLD_MS;
+                s.len = data.len();
+                s.bytes[..data.len()].copy_from_slice(data);
                 true
             }
             None => false,
@@ -645,16 +670,16 @@ impl SynProxy {
     /// Copies the data held for connection `id` of `client` into `out` and frees its slot; the
     /// length (0: none held).
     pub fn unstash(&mut self, id: u32, client: &Tuple, out: &mut [u8]) -> usize {
-        let Some(s) = self.stash.iter_mut().find(|s| s.0 == id && s.1 == *client) else {
+        let Some(s) = self.stash.iter_mut().find(|s| s.id == id && s.client == *client) else {
             return 0;
         };
-        s.0 = u32::MAX;
+        s.id = u32::MAX;
         // Never a part of it: a truncated segment would corrupt the stream.
-        let n = s.3;
+        let n = s.len;
         if n > out.len() {
             return 0;
         }
-        out[..n].copy_from_slice(&s.4[..n]);
+        out[..n].copy_from_slice(&s.bytes[..n]);
         n
     }
 }

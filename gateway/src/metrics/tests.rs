@@ -57,6 +57,7 @@ fn snapshot() -> Snapshot {
                 hits: 9,
             },
         ],
+        synproxy: "on".into(),
         reals: vec![
             real([10, 20, 0, 2], 3, 5, 100, 1000),
             real([10, 20, 0, 3], 0, 0, 7, 70),
