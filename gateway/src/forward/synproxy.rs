@@ -670,7 +670,11 @@ impl SynProxy {
     /// Copies the data held for connection `id` of `client` into `out` and frees its slot; the
     /// length (0: none held).
     pub fn unstash(&mut self, id: u32, client: &Tuple, out: &mut [u8]) -> usize {
-        let Some(s) = self.stash.iter_mut().find(|s| s.id == id && s.client == *client) else {
+        let Some(s) = self
+            .stash
+            .iter_mut()
+            .find(|s| s.id == id && s.client == *client)
+        else {
             return 0;
         };
         s.id = u32::MAX;
