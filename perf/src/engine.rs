@@ -51,6 +51,10 @@ pub struct GenConfig {
     /// Flat out: most client frames in flight (sent, not echoed) before generation pauses.
     pub window: u64,
     pub tsc_hz: u64,
+    /// A SYN flood during the data phase: SYNs per second from random spoofed sources in
+    /// `flood_base`/16 (their SYN-ACKs come back to us and are counted, never answered).
+    pub syn_flood_pps: Option<f64>,
+    pub flood_base: Ipv4Addr,
 }
 
 /// The ports and pool the lcore uses.
@@ -83,6 +87,9 @@ struct Counts {
     refl_consumed: u64,
     arp_server: u64,
     arp_client: u64,
+    /// Spoofed SYNs sent, and SYN-ACKs that came back for them (while measuring).
+    flood_sent: u64,
+    flood_synacks: u64,
 }
 
 struct Gen<'a> {
@@ -300,16 +307,21 @@ impl Gen<'_> {
                     isn_stamp,
                 } => {
                     self.synack_total += 1;
-                    if let Some(i) = self.cfg.flows.index(ip, port) {
-                        if i >= self.newest_acked && self.first_pass {
-                            self.newest_acked = i;
+                    let Some(i) = self.cfg.flows.index(ip, port) else {
+                        // An answer to a spoofed SYN: a flood's source never completes it.
+                        if self.measuring {
+                            self.c.flood_synacks += 1;
                         }
-                        if self.established.insert(i) {
-                            self.hs_lat
-                                .record((now as u32).wrapping_sub(isn_stamp) as u64);
-                            if self.first_pass {
-                                self.first_pass_last = now;
-                            }
+                        continue;
+                    };
+                    if i >= self.newest_acked && self.first_pass {
+                        self.newest_acked = i;
+                    }
+                    if self.established.insert(i) {
+                        self.hs_lat
+                            .record((now as u32).wrapping_sub(isn_stamp) as u64);
+                        if self.first_pass {
+                            self.first_pass_last = now;
                         }
                     }
                     if let Some(len) = frame::syn_ack_to_ack(m.data_mut()) {
@@ -553,6 +565,11 @@ impl Gen<'_> {
         let partial = !self.cfg.udp && self.established.len() < self.cfg.flows.count;
         let (mut tx0, mut drop0) = (0, 0);
         let mut start = t0;
+        let syn_tpl = Template::new(Kind::Syn, &self.endpoints(), 0);
+        let flood_gap = self.cfg.syn_flood_pps.map(|r| hz as f64 / r.max(1.0));
+        let mut next_flood = t0 as f64;
+        let mut rnd: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut flood0 = 0;
         loop {
             let now = tsc();
             if phase == Phase::Warmup && now >= measure_at {
@@ -561,6 +578,30 @@ impl Gen<'_> {
                 self.lat.clear();
                 (tx0, drop0, start) = (self.c.tx, self.client_tx_dropped(), now);
                 self.c.rx_echo = 0;
+                self.c.flood_synacks = 0;
+                flood0 = self.c.flood_sent;
+            }
+            if let Some(g) = flood_gap {
+                let due = ((now as f64 - next_flood) / g).floor();
+                if due >= 1.0 {
+                    let n = (due as usize).min(BURST);
+                    next_flood = next_flood.max(now as f64 - hz as f64 / 1000.0) + n as f64 * g;
+                    for _ in 0..n {
+                        // xorshift64: a spoofed source address and port per SYN.
+                        rnd ^= rnd << 13;
+                        rnd ^= rnd >> 7;
+                        rnd ^= rnd << 17;
+                        let ip =
+                            Ipv4Addr::from(u32::from(self.cfg.flood_base) | (rnd as u32 & 0xFFFF));
+                        let port = 1024 + ((rnd >> 32) % 60000) as u16;
+                        let Some(m) = build(&self.ports.pool, &syn_tpl, ip, port, now, 0) else {
+                            break;
+                        };
+                        let q = self.client_queue(ip, port);
+                        self.ctx[q].push(m);
+                        self.c.flood_sent += 1;
+                    }
+                }
             }
             if now >= end_at || stop.load(Ordering::Relaxed) {
                 break;
@@ -635,7 +676,11 @@ impl Gen<'_> {
         let tx = self.c.tx - tx0;
         let dropped = self.c.tx_dropped - drop0;
         let sent = tx.saturating_sub(dropped);
+        let flood_sent = self.c.flood_sent - flood0;
         let d = DataResult {
+            flood_sent,
+            flood_synacks: self.c.flood_synacks,
+            flood_synack_pps: self.c.flood_synacks as f64 / secs.max(1e-9),
             seconds: secs,
             tx_packets: sent,
             tx_dropped: dropped,

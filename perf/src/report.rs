@@ -77,6 +77,11 @@ pub struct OpenResult {
 /// The measured data phase.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DataResult {
+    /// SYN flood (`--syn-flood`): spoofed SYNs sent while measuring, and the SYN-ACKs the device
+    /// under test sent back for them (its SYN proxy's cookies, or testpmd's reflection).
+    pub flood_sent: u64,
+    pub flood_synacks: u64,
+    pub flood_synack_pps: f64,
     pub seconds: f64,
     pub tx_packets: u64,
     pub tx_dropped: u64,

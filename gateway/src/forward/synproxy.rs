@@ -382,6 +382,17 @@ pub struct SeqAdj {
 /// Overwrites `new.len()` bytes at `at` of `seg`, adding the change to `d` over the enclosing
 /// 16-bit-aligned region (an option may sit at an odd offset after a lone NOP).
 fn patch(seg: &mut [u8], at: usize, new: &[u8], d: &mut Delta) {
+    if at & 1 == 0 {
+        // Word-aligned (the usual case): the old and new words themselves (RFC 1624).
+        for (i, n) in new.chunks(2).enumerate() {
+            let o = at + 2 * i;
+            let old = u16::from_be_bytes([seg[o], *seg.get(o + 1).unwrap_or(&0)]);
+            let new = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
+            *d = d.word(old, new);
+        }
+        seg[at..at + new.len()].copy_from_slice(new);
+        return;
+    }
     let lo = at & !1;
     let hi = ((at + new.len() + 1) & !1).min(seg.len());
     let old = checksum::fold(checksum::sum(&seg[lo..hi]));

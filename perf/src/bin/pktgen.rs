@@ -83,6 +83,12 @@ struct Args {
     /// Mbufs in the pool.
     #[arg(long, default_value_t = 32767)]
     mbufs: u32,
+    /// SYNs per second from random spoofed sources during the data phase (0: no flood).
+    #[arg(long, default_value_t = 0.0)]
+    syn_flood: f64,
+    /// The spoofed sources: this address's /16.
+    #[arg(long, default_value = "198.19.0.0")]
+    flood_base: Ipv4Addr,
     /// Write the JSON result here instead of stdout.
     #[arg(long)]
     json: Option<String>,
@@ -186,6 +192,8 @@ fn run(a: &Args) -> Result<RunResult, String> {
         gw_macs: (a.dut_macs.len() == 2).then(|| (a.dut_macs[0], a.dut_macs[1])),
         window: a.window.max(1),
         tsc_hz: dpdk::tsc_hz(&eal),
+        syn_flood_pps: (a.syn_flood > 0.0).then_some(a.syn_flood),
+        flood_base: a.flood_base,
     };
     let ports = GenPorts {
         client: client.id,
