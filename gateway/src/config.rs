@@ -263,6 +263,10 @@ pub struct ServiceEntry {
     /// match deciding; none matching, allowed unless some rule allows (`forward::acl`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<String>,
+    /// Per-client limits: new connections per second and open connections per client address
+    /// (or prefix), an inline table (`forward::limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_limit: Option<crate::forward::limit::LimitEntry>,
 }
 
 fn default_owner() -> String {
@@ -996,6 +1000,12 @@ pub fn validate_service_entries(
             crate::service::Service::check(&cfg).map_err(|e| invalid(&key, format!("{e}")))?;
             let acl = crate::forward::acl::parse_list(&s.acl)
                 .map_err(|e| invalid(format!("{key}.acl"), e))?;
+            let limit = s
+                .client_limit
+                .as_ref()
+                .map(crate::forward::limit::ClientLimit::parse)
+                .transpose()
+                .map_err(|(k, e)| invalid(format!("{key}.client_limit.{k}"), e))?;
             let opts = crate::forward::SvcOptions {
                 toa: s.toa,
                 syn_retry: s.syn_retry,
@@ -1003,6 +1013,7 @@ pub fn validate_service_entries(
                     .sloppy_tcp
                     .unwrap_or(cfg.sched == crate::service::SchedKind::Mh),
                 acl: acl.into(),
+                limit,
             };
             out.push((cfg, lips, opts));
         }

@@ -761,6 +761,15 @@ fn service_entry(out: &mut String, s: &SvcView, o: &ListOpts, names: &Names) {
                 let _ = write!(out, " mask {m}");
             }
         }
+        // The per-client limit and its refusals, where ipvsadm shows persistence: one line per
+        // service, as scripts that read the listing expect.
+        if let Some(l) = &s.limit {
+            let _ = write!(
+                out,
+                " limit {l} (refused {} rate, {} conns)",
+                l.rate_refused, l.conns_refused
+            );
+        }
     }
     out.push('\n');
     for r in sorted_reals(s, o) {

@@ -62,6 +62,7 @@ impl Model {
                     check: None,
                     sorry_server: None,
                     acl: vs.acl.iter().map(|r| r.to_string()).collect(),
+                    client_limit: vs.limit.map(|l| l.entry()),
                     reals: c
                         .reals
                         .iter()
@@ -123,6 +124,7 @@ impl Model {
                     check: None,
                     sorry_server: None,
                     acl: Vec::new(),
+                    client_limit: None,
                 };
                 set_opts(&mut e, opts)?;
                 self.services.push(e);
@@ -202,6 +204,13 @@ impl Model {
             Change::SetAcl { svc, rules } => {
                 crate::forward::acl::parse_list(rules)?;
                 self.svc_mut(svc)?.acl = rules.clone();
+            }
+            Change::SetLimit { svc, limit } => {
+                if let Some(l) = limit {
+                    crate::forward::limit::ClientLimit::parse(l)
+                        .map_err(|(k, e)| format!("client_limit.{k}: {e}"))?;
+                }
+                self.svc_mut(svc)?.client_limit = limit.clone();
             }
         }
         Ok(())

@@ -122,6 +122,11 @@ pub enum Change {
         svc: SvcKey,
         rules: Vec<String>,
     },
+    /// A service's per-client limits (`client_limit`; absent: none).
+    SetLimit {
+        svc: SvcKey,
+        limit: Option<crate::forward::limit::LimitEntry>,
+    },
 }
 
 /// Connection listing filters; every one given must match.

@@ -33,10 +33,14 @@
 //! (`limit_untracked`): the table fails open, so an attacker filling it can free other clients from
 //! their limits for a while, never refuse them.
 //!
-//! Open connections are counted from the connection table itself whenever the worker adopts a new
-//! service snapshot (so a limit set or changed at run time counts the connections already open),
-//! and go down when a connection goes, on every path (`fullnat::release`). A limit's buckets carry
-//! over a snapshot that leaves it unchanged; a changed limit starts with full buckets.
+//! An open connection is one in the worker's connection table that has not ended: a TCP
+//! connection in TIME_WAIT or CLOSE no longer counts (as Linux's `connlimit` skips closed conntrack
+//! entries), else a client of short connections would be held to its limit for all of TIME_WAIT.
+//! The count goes up when a connection is created or leaves those states, and down when it enters
+//! them or goes, on every path (`fullnat::release`); it is counted again from the table itself
+//! whenever the worker adopts a new service snapshot, so a limit set or changed at run time counts
+//! the connections already open. A limit's buckets carry over a snapshot that leaves it
+//! unchanged; a changed limit starts with full buckets.
 
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -202,6 +206,8 @@ pub struct Limiter {
     seed: u64,
     /// Connections admitted without being counted (their set full of open clients).
     pub untracked: u64,
+    /// The latest time a connection was checked (ms): when a recount happens.
+    last_ms: u64,
 }
 
 impl Limiter {
@@ -215,6 +221,7 @@ impl Limiter {
             // A random key per worker: an attacker cannot aim addresses at one set.
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
             untracked: 0,
+            last_ms: 0,
         }
     }
 
@@ -271,7 +278,7 @@ impl Limiter {
     }
 
     /// Counts the open connections, `(service, client)` each, from scratch.
-    pub fn recount(&mut self, conns: impl Iterator<Item = (u16, Ipv4Addr)>, now_ms: u64) {
+    pub fn recount(&mut self, conns: impl Iterator<Item = (u16, Ipv4Addr)>) {
         if !self.limits.iter().flatten().any(|l| l.max_conns > 0) {
             return;
         }
@@ -279,7 +286,7 @@ impl Limiter {
             s.conns = 0;
         }
         for (svc, client) in conns {
-            self.opened(svc, client, now_ms);
+            self.opened(svc, client, self.last_ms);
         }
     }
 
@@ -290,7 +297,8 @@ impl Limiter {
         let Some(l) = self.limit(svc).copied() else {
             return Ok(());
         };
-        let Some(i) = self.slot(svc as u16, l.group(client), now_ms, true) else {
+        self.last_ms = now_ms;
+        let Some(i) = self.slot(svc as u16, l.group(client), now_ms) else {
             self.untracked += 1;
             return Ok(());
         };
@@ -318,7 +326,7 @@ impl Limiter {
         let Some(l) = self.limit(svc.into()).filter(|l| l.max_conns > 0) else {
             return;
         };
-        match self.slot(svc, l.group(client), now_ms, true) {
+        match self.slot(svc, l.group(client), now_ms) {
             Some(i) => self.slots[i].conns += 1,
             None => self.untracked += 1,
         }
@@ -326,11 +334,11 @@ impl Limiter {
 
     /// A connection of `client` to service `svc` (an index of the current snapshot) is gone.
     #[inline]
-    pub fn gone(&mut self, svc: u16, client: Ipv4Addr, now_ms: u64) {
+    pub fn gone(&mut self, svc: u16, client: Ipv4Addr) {
         let Some(l) = self.limit(svc.into()).filter(|l| l.max_conns > 0) else {
             return;
         };
-        if let Some(i) = self.slot(svc, l.group(client), now_ms, false) {
+        if let Some(i) = self.find(svc, l.group(client)) {
             let c = &mut self.slots[i].conns;
             *c = c.saturating_sub(1);
         }
@@ -348,12 +356,8 @@ impl Limiter {
     /// Open connections counted for `client`'s group of service `svc` on this worker.
     pub fn open_conns(&self, svc: usize, client: Ipv4Addr) -> u32 {
         let Some(l) = self.limit(svc) else { return 0 };
-        let (svc, group) = (svc as u16, l.group(client));
-        let set = self.set(svc, group);
-        self.slots
-            .get(set..set + WAYS)
-            .and_then(|w| w.iter().find(|s| s.svc == svc && s.group == group))
-            .map_or(0, |s| s.conns)
+        self.find(svc as u16, l.group(client))
+            .map_or(0, |i| self.slots[i].conns)
     }
 
     /// The first slot of the set of (`svc`, `group`).
@@ -363,55 +367,67 @@ impl Limiter {
         (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SET_BITS)) as usize * WAYS
     }
 
-    /// The slot of (`svc`, `group`), its bucket filled up to `now_ms`; with `claim`, one is taken
-    /// for it when there is none (see the module docs for which), else None.
-    fn slot(&mut self, svc: u16, group: u32, now_ms: u64, claim: bool) -> Option<usize> {
+    /// The slots of the set of (`svc`, `group`) (none before a service has a limit).
+    #[inline]
+    fn ways(&self, svc: u16, group: u32) -> std::ops::Range<usize> {
         let set = self.set(svc, group);
-        let n = self.n;
-        let fill = |s: &Slot, l: &ClientLimit| -> (u64, u64) {
-            let cap = (1000 * u64::from(l.burst)).max(1000 * n);
-            let gained = now_ms.saturating_sub(s.stamp).saturating_mul(l.rate.into());
-            (s.tokens.saturating_add(gained).min(cap), cap)
-        };
-        // The victim so far: (rank, slot); rank 0 free, 1 idle, 2 least recently seen.
-        let mut victim: Option<(u8, u64, usize)> = None;
-        for i in set..(set + WAYS).min(self.slots.len()) {
+        set.min(self.slots.len())..(set + WAYS).min(self.slots.len())
+    }
+
+    /// The slot of (`svc`, `group`), if it has one.
+    #[inline]
+    fn find(&self, svc: u16, group: u32) -> Option<usize> {
+        self.ways(svc, group)
+            .find(|&i| self.slots[i].svc == svc && self.slots[i].group == group)
+    }
+
+    /// The bucket of `s` (of limit `l`) filled up to `now_ms`, and its depth.
+    #[inline]
+    fn filled(&self, s: &Slot, l: &ClientLimit, now_ms: u64) -> (u64, u64) {
+        let depth = (1000 * u64::from(l.burst)).max(1000 * self.n);
+        let gained = now_ms.saturating_sub(s.stamp).saturating_mul(l.rate.into());
+        (s.tokens.saturating_add(gained).min(depth), depth)
+    }
+
+    /// The slot of (`svc`, `group`), its bucket filled up to `now_ms`; one is taken for it when
+    /// there is none (see the module docs for which). None when every slot of its set holds open
+    /// connections.
+    fn slot(&mut self, svc: u16, group: u32, now_ms: u64) -> Option<usize> {
+        let l = self.limit(svc.into()).copied()?;
+        if let Some(i) = self.find(svc, group) {
             let s = self.slots[i];
-            let l = self.limits.get(usize::from(s.svc)).copied().flatten();
-            if s.svc == svc && s.group == group {
-                if let Some(l) = l {
-                    self.slots[i].tokens = fill(&s, &l).0;
-                    self.slots[i].stamp = now_ms;
-                }
-                return Some(i);
-            }
-            if !claim {
-                continue;
-            }
-            let rank = match l {
-                None => (0, 0),
-                Some(_) if s.conns > 0 => continue,
-                Some(l) if l.rate == 0 || fill(&s, &l).0 >= fill(&s, &l).1 => (1, 0),
-                Some(_) => (2, s.stamp),
-            };
-            if victim.is_none_or(|(r, t, _)| (rank.0, rank.1) < (r, t)) {
-                victim = Some((rank.0, rank.1, i));
-            }
+            self.slots[i].tokens = self.filled(&s, &l, now_ms).0;
+            self.slots[i].stamp = now_ms;
+            return Some(i);
         }
-        let (_, _, i) = victim?;
-        let l = self.limits.get(usize::from(svc)).copied().flatten()?;
+        // The slot to take: free first, then idle, then the least recently seen.
+        let rank = |i: usize| -> Option<(u8, u64)> {
+            let s = &self.slots[i];
+            let Some(l) = self.limit(s.svc.into()) else {
+                return Some((0, 0));
+            };
+            let (tokens, depth) = self.filled(s, l, now_ms);
+            match s.conns {
+                0 if l.rate == 0 || tokens >= depth => Some((1, 0)),
+                0 => Some((2, s.stamp)),
+                _ => None,
+            }
+        };
+        let i = self
+            .ways(svc, group)
+            .filter_map(|i| Some((rank(i)?, i)))
+            .min()?
+            .1;
+        // A new client starts with a full bucket.
         let fresh = Slot {
             group,
             svc,
             conns: 0,
             tokens: 0,
-            stamp: 0,
-        };
-        // A new client starts with a full bucket.
-        let full = fill(&fresh, &l).1;
-        self.slots[i] = Slot {
-            tokens: full,
             stamp: now_ms,
+        };
+        self.slots[i] = Slot {
+            tokens: self.filled(&fresh, &l, now_ms).1,
             ..fresh
         };
         Some(i)
@@ -519,18 +535,18 @@ mod tests {
         }
         assert_eq!(m.check(0, c, 0), Err(Refused::Conns));
         assert_eq!(m.check(0, ip("192.0.2.10"), 0), Ok(()), "another client");
-        m.gone(0, c, 5);
+        m.gone(0, c);
         assert_eq!(m.open_conns(0, c), 1);
         assert_eq!(m.check(0, c, 5), Ok(()));
         m.opened(0, c, 5);
         // A connection counted twice as gone does not go below zero.
         for _ in 0..3 {
-            m.gone(0, c, 6);
+            m.gone(0, c);
         }
         assert_eq!(m.open_conns(0, c), 0);
         assert_eq!(m.refusals().collect::<Vec<_>>(), [(0, [0, 1])]);
         // Counted again from the connections that exist.
-        m.recount([(0, c), (0, c), (0, ip("192.0.2.10"))].into_iter(), 7);
+        m.recount([(0, c), (0, c), (0, ip("192.0.2.10"))].into_iter());
         assert_eq!(m.open_conns(0, c), 2);
         assert_eq!(m.check(0, c, 8), Err(Refused::Conns));
     }
@@ -588,7 +604,7 @@ mod tests {
             assert_eq!(m.check(0, *c, 1), Err(Refused::Conns));
         }
         // Once one closes, its slot is free for another client.
-        m.gone(0, clients[3], 2);
+        m.gone(0, clients[3]);
         assert_eq!(m.check(0, clients[WAYS + 1], 3), Ok(()));
         m.opened(0, clients[WAYS + 1], 3);
         assert_eq!(m.check(0, clients[WAYS + 1], 4), Err(Refused::Conns));

@@ -23,16 +23,19 @@ pub struct VirtualService {
     pub sloppy_tcp: bool,
     /// Who may open connections (`acl`; empty: everyone).
     pub acl: Arc<[crate::forward::acl::AclRule]>,
+    /// Per-client limits (`client_limit`; none: no limit).
+    pub limit: Option<crate::forward::limit::ClientLimit>,
 }
 
 /// What the datapath does for a service beyond scheduling (`[[service]]` keys `toa`, `syn_retry`,
-/// `sloppy_tcp`, `acl`).
+/// `sloppy_tcp`, `acl`, `client_limit`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SvcOptions {
     pub toa: bool,
     pub syn_retry: bool,
     pub sloppy_tcp: bool,
     pub acl: Arc<[crate::forward::acl::AclRule]>,
+    pub limit: Option<crate::forward::limit::ClientLimit>,
 }
 
 impl Default for SvcOptions {
@@ -42,6 +45,7 @@ impl Default for SvcOptions {
             syn_retry: false,
             sloppy_tcp: false,
             acl: Arc::new([]),
+            limit: None,
         }
     }
 }
@@ -97,6 +101,7 @@ impl ServiceTable {
                 syn_retry: opts.syn_retry,
                 sloppy_tcp: opts.sloppy_tcp,
                 acl: opts.acl,
+                limit: opts.limit,
             });
         }
         Ok(t)
