@@ -225,7 +225,7 @@ impl Limiter {
         }
     }
 
-    /// Whether service `svc` has a limit.
+    /// Service `svc`'s limit, if it has one.
     #[inline]
     pub fn limit(&self, svc: usize) -> Option<&ClientLimit> {
         self.limits.get(svc)?.as_ref()
@@ -326,9 +326,9 @@ impl Limiter {
         let Some(l) = self.limit(svc.into()).filter(|l| l.max_conns > 0) else {
             return;
         };
-        match self.slot(svc, l.group(client), now_ms) {
-            Some(i) => self.slots[i].conns += 1,
-            None => self.untracked += 1,
+        // No slot: its set is full of clients with open connections; `check` counted it.
+        if let Some(i) = self.slot(svc, l.group(client), now_ms) {
+            self.slots[i].conns += 1;
         }
     }
 
