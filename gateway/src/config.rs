@@ -322,6 +322,10 @@ pub struct ServiceEntry {
     /// with FullNAT or NAT real servers only (`forward::synproxy`).
     #[serde(default = "default_synproxy", skip_serializing_if = "is_synproxy_off")]
     pub synproxy: String,
+    /// Per-client limits: new connections per second and open connections per client address
+    /// (or prefix), an inline table (`forward::limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_limit: Option<crate::forward::limit::LimitEntry>,
 }
 
 fn default_synproxy() -> String {
@@ -1093,6 +1097,12 @@ pub fn validate_service_entries(
                 .map_err(|e| invalid(format!("{key}.acl"), e))?;
             let synproxy = synproxy_mode(&cfg, &s.synproxy)
                 .map_err(|e| invalid(format!("{key}.synproxy"), e))?;
+            let limit = s
+                .client_limit
+                .as_ref()
+                .map(crate::forward::limit::ClientLimit::parse)
+                .transpose()
+                .map_err(|(k, e)| invalid(format!("{key}.client_limit.{k}"), e))?;
             let opts = crate::forward::SvcOptions {
                 toa: s.toa,
                 syn_retry: s.syn_retry,
@@ -1101,6 +1111,7 @@ pub fn validate_service_entries(
                     .unwrap_or(cfg.sched == crate::service::SchedKind::Mh),
                 acl: acl.into(),
                 synproxy,
+                limit,
             };
             out.push((cfg, lips, opts));
         }

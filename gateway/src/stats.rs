@@ -86,10 +86,13 @@ pub enum Drop {
     SynProxyHeldExpired,
     /// A SYN-proxied service scheduled a DR or TUN real server (the proxy needs both directions).
     SynProxyMode,
+    /// A new connection over its client's rate, or open-connection, limit (`limit`).
+    LimitRate,
+    LimitConns,
 }
 
 impl Drop {
-    pub const COUNT: usize = Drop::SynProxyMode as usize + 1;
+    pub const COUNT: usize = Drop::LimitConns as usize + 1;
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::L2NotForUs,
         Drop::EtherTypeUnsupported,
@@ -130,6 +133,8 @@ impl Drop {
         Drop::SynProxyHeldFull,
         Drop::SynProxyHeldExpired,
         Drop::SynProxyMode,
+        Drop::LimitRate,
+        Drop::LimitConns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -173,6 +178,8 @@ impl Drop {
             Drop::SynProxyHeldFull => "synproxy_held_full",
             Drop::SynProxyHeldExpired => "synproxy_held_expired",
             Drop::SynProxyMode => "synproxy_mode",
+            Drop::LimitRate => "limit_rate",
+            Drop::LimitConns => "limit_conns",
         }
     }
 }
@@ -286,12 +293,13 @@ impl Laps {
     }
 }
 
-/// Access-list counts per service, sorted by key (`WorkerStats::acl_hits`).
-pub type AclHits = Vec<(crate::forward::fullnat::AclKey, Vec<u64>)>;
+/// Counters per service, sorted by key: access-list rules (`WorkerStats::acl_hits`), limit
+/// refusals (`WorkerStats::limit_refused`).
+pub type SvcCounts = Vec<(crate::forward::fullnat::SvcId, Vec<u64>)>;
 
-/// Adds `from`'s access-list counts to `into`'s, rule by rule (a list whose length differs, being
+/// Adds `from`'s per-service counts to `into`'s, one by one (a list whose length differs, being
 /// mid-change on another worker, is left out).
-pub fn merge_acl_hits(into: &mut AclHits, from: &AclHits) {
+pub fn merge_svc_counts(into: &mut SvcCounts, from: &SvcCounts) {
     for (k, h) in from {
         match into.binary_search_by(|(x, _)| x.cmp(k)) {
             Ok(i) if into[i].1.len() == h.len() => {
@@ -362,7 +370,10 @@ pub struct WorkerStats {
     /// Local ports in use per (service, LIP), sorted by key (a level: not summed by `add`).
     pub lip_usage: Vec<(crate::forward::LipKey, u32)>,
     /// Connections each access-list rule decided per service (the default last), sorted by key.
-    pub acl_hits: AclHits,
+    pub acl_hits: SvcCounts,
+    /// New connections refused per service with a per-client limit: `[rate, max_conns]`, sorted
+    /// by key.
+    pub limit_refused: SvcCounts,
 }
 
 impl Default for WorkerStats {
@@ -392,6 +403,7 @@ impl Default for WorkerStats {
             traffic: Vec::new(),
             lip_usage: Vec::new(),
             acl_hits: Vec::new(),
+            limit_refused: Vec::new(),
         }
     }
 }
@@ -466,7 +478,8 @@ impl WorkerStats {
                 Err(i) => self.lip_conflicts.insert(i, (*k, *n)),
             }
         }
-        merge_acl_hits(&mut self.acl_hits, &o.acl_hits);
+        merge_svc_counts(&mut self.acl_hits, &o.acl_hits);
+        merge_svc_counts(&mut self.limit_refused, &o.limit_refused);
         for (k, t) in &o.traffic {
             match self.traffic.binary_search_by(|(x, _)| x.cmp(k)) {
                 Ok(i) => self.traffic[i].1.add(t),
@@ -483,9 +496,9 @@ mod tests {
     #[test]
     fn access_list_counts_add_rule_by_rule() {
         let a = |last: u8| (6u8, std::net::Ipv4Addr::new(10, 0, 0, last), 80u16);
-        let mut sum: AclHits = vec![(a(5), vec![1, 2])];
-        merge_acl_hits(&mut sum, &vec![(a(9), vec![4]), (a(5), vec![10, 20])]);
-        merge_acl_hits(&mut sum, &vec![(a(1), vec![7, 7, 7]), (a(5), vec![100])]);
+        let mut sum: SvcCounts = vec![(a(5), vec![1, 2])];
+        merge_svc_counts(&mut sum, &vec![(a(9), vec![4]), (a(5), vec![10, 20])]);
+        merge_svc_counts(&mut sum, &vec![(a(1), vec![7, 7, 7]), (a(5), vec![100])]);
         assert_eq!(
             sum,
             vec![(a(1), vec![7, 7, 7]), (a(5), vec![11, 22]), (a(9), vec![4])],

@@ -488,6 +488,10 @@ impl Worker {
         acl.clear();
         acl.extend(dp.fwd.acl_entries().map(|(k, h)| (k, h.to_vec())));
         acl.sort_unstable_by_key(|a| a.0);
+        let limit = &mut dp.l3.stats.limit_refused;
+        limit.clear();
+        limit.extend(dp.fwd.limit_entries().map(|(k, r)| (k, r.to_vec())));
+        limit.sort_unstable_by_key(|a| a.0);
         let usage = &mut dp.l3.stats.lip_usage;
         usage.clear();
         usage.extend(dp.fwd.lip_usage());

@@ -305,6 +305,37 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             )
             .map(|_| String::new())
         }
+        "limit" if rest.is_empty() => {
+            let v = call(ctx, Op::List)?;
+            let l: ListView = typed(v)?;
+            let limited = l
+                .services
+                .iter()
+                .filter_map(|s| Some((s, s.limit.as_ref()?)));
+            if ctx.json {
+                let rows: Vec<_> = limited
+                    .map(|(s, lv)| serde_json::json!({"proto": s.proto, "vip": s.vip, "port": s.port, "limit": lv}))
+                    .collect();
+                return json(serde_json::Value::Array(rows));
+            }
+            let mut out = String::new();
+            for (s, lv) in limited {
+                let _ = writeln!(out, "{} {}:{}  {lv}", s.proto.to_uppercase(), s.vip, s.port);
+                let _ = writeln!(out, "  {:<32} {:>12}", "rate_refused", lv.rate_refused);
+                let _ = writeln!(out, "  {:<32} {:>12}", "conns_refused", lv.conns_refused);
+            }
+            Ok(out)
+        }
+        "limit" => {
+            let change = limit_change(rest)?;
+            call(
+                ctx,
+                Op::Apply {
+                    changes: vec![change],
+                },
+            )
+            .map(|_| String::new())
+        }
         "check" | "sorry" => {
             let change = check_change(cmd, rest)?;
             call(
@@ -1151,7 +1182,6 @@ fn format_announce(v: &gateway::kernel::announce::AnnounceView) -> String {
     out
 }
 
-/// `check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none` and `sorry -t|-u VIP:PORT ADDR:PORT|none`.
 /// `acl -t|-u VIP:PORT (allow|deny PREFIX)...|none`: a service's access list, replaced whole.
 fn acl_change(rest: &[String]) -> Result<Change, Fail> {
     let usage = || {
@@ -1160,10 +1190,8 @@ fn acl_change(rest: &[String]) -> Result<Change, Fail> {
             2,
         )
     };
-    let mut it = rest.iter().map(String::as_str);
-    let svc = svc_arg(&mut it).ok_or_else(usage)??;
     // The words after the service: rules start at each allow or deny.
-    let words: Vec<&str> = it.flat_map(str::split_whitespace).collect();
+    let (svc, words) = svc_and_words(rest, usage)?;
     let rules = match words.as_slice() {
         [] => return Err(usage()),
         ["none"] => Vec::new(),
@@ -1182,6 +1210,56 @@ fn acl_change(rest: &[String]) -> Result<Change, Fail> {
         }
     };
     Ok(Change::SetAcl { svc, rules })
+}
+
+/// `limit -t|-u VIP:PORT (KEY VALUE)...|TABLE|none`: a service's per-client limit, replaced whole;
+/// the keys of `client_limit` as words (`rate 50 max_conns 10`) or as a TOML inline table.
+fn limit_change(rest: &[String]) -> Result<Change, Fail> {
+    let usage = || {
+        Fail(
+            "usage: limit -t|-u VIP:PORT [rate N] [burst N] [max_conns N] [prefix LEN] [action drop|rst] | '{ rate = N, ... }' | none".into(),
+            2,
+        )
+    };
+    let (svc, words) = svc_and_words(rest, usage)?;
+    let table = match words.as_slice() {
+        [] => return Err(usage()),
+        ["none"] => return Ok(Change::SetLimit { svc, limit: None }),
+        [w, ..] if w.starts_with('{') => words.join(" "),
+        _ if words.len() % 2 == 1 => return Err(usage()),
+        _ => {
+            let pairs: Vec<String> = words
+                .chunks(2)
+                .map(|kv| match kv[1].parse::<u64>() {
+                    Ok(_) => format!("{} = {}", kv[0], kv[1]),
+                    Err(_) => format!("{} = {:?}", kv[0], kv[1]),
+                })
+                .collect();
+            format!("{{ {} }}", pairs.join(", "))
+        }
+    };
+    /// The limit as a TOML inline table, the config file's syntax.
+    #[derive(serde::Deserialize)]
+    struct Wrap {
+        client_limit: gateway::forward::limit::LimitEntry,
+    }
+    let w: Wrap = toml::from_str(&format!("client_limit = {table}"))
+        .or_else(|e| fail(format!("client_limit: {}", e.message())))?;
+    Ok(Change::SetLimit {
+        svc,
+        limit: Some(w.client_limit),
+    })
+}
+
+/// `-t|-u VIP:PORT` and the words after it (a quoted argument split at its spaces); `usage`
+/// without a service.
+fn svc_and_words(
+    rest: &[String],
+    usage: impl Fn() -> Fail,
+) -> Result<(gateway::control::proto::SvcKey, Vec<&str>), Fail> {
+    let mut it = rest.iter().map(String::as_str);
+    let svc = svc_arg(&mut it).ok_or_else(usage)??;
+    Ok((svc, it.flat_map(str::split_whitespace).collect()))
 }
 
 /// `-t|-u VIP:PORT` from the front of `it`: None without `-t`/`-u`, an error for a bad address.
@@ -1206,6 +1284,7 @@ fn svc_arg<'a>(
     })
 }
 
+/// `check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none` and `sorry -t|-u VIP:PORT ADDR:PORT|none`.
 fn check_change(cmd: &str, rest: &[String]) -> Result<Change, Fail> {
     let usage = || {
         Fail(
@@ -1288,6 +1367,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("check", "check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none   set a health check", "Sets the health check of a service, or with -r a real server's override of it: the keys of [service.check] in conf/README.md as a TOML inline table, e.g. check -t 10.10.0.100:80 '{ kind = \"http\", path = \"/health\", interval_ms = 500 }'. `none` removes it. The change is validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it."),
     ("synproxy", "synproxy [-t VIP:PORT on|off|auto]   SYN proxy", "Without arguments: the services whose SYN proxy is on or auto, how many workers have auto mode on, and the counters summed over the workers (cookies sent, valid and invalid ACKs, connections opened, servers that answered, client packets and handshake data held). With a service: sets its proxy; `on` answers every SYN with a cookie and opens the real server's connection only when the client's ACK proves its address, `auto` does so while a worker holds [synproxy] auto_half_open half-open connections. TCP services with FullNAT or NAT real servers only (refused otherwise); `gwctl save` writes it ([[service]] synproxy)."),
     ("acl", "acl [-t|-u VIP:PORT (allow|deny PREFIX)...|none]   access lists", "Without arguments: each service's access list with the new connections each rule decided and the default (`otherwise allow` without an allow rule, else `otherwise deny`). With a service: replaces its list, e.g. acl -t 10.10.0.100:80 deny 10.10.0.66 allow 10.10.0.0/24; `none` removes it. The first rule whose prefix holds the client decides; refused connections are dropped before any state exists (drop reason acl_denied). Validated (a bad rule is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it ([[service]] acl)."),
+    ("limit", "limit [-t|-u VIP:PORT (KEY VALUE)...|none]   per-client limits", "Without arguments: each service's per-client limit with the new connections it refused for the rate (rate_refused) and for open connections (conns_refused), summed over the workers. With a service: sets its limit, replacing it whole, e.g. limit -t 10.10.0.100:80 rate 50 burst 100 max_conns 10 prefix 24 action rst (or the same as a TOML inline table, '{ rate = 50, max_conns = 10 }'); `none` removes it. Keys: rate (new connections per second per client), burst (default rate), max_conns (open connections per client), prefix (clients counted by this prefix of their address, default 32), action (drop, the default, or rst: a refused SYN is answered with a RST). Each worker enforces its share (1/n) of each limit: see client_limit in conf/README.md for the error this allows. Refused connections are dropped before any state exists (drop reasons limit_rate, limit_conns). Validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it ([[service]] client_limit)."),
     ("sorry", "sorry -t|-u VIP:PORT ADDR:PORT|none   set a sorry server", "Sets the service's sorry server (keepalived's sorry_server): it takes new connections while every real server is held down by the health checks. `none` removes it."),
     ("twins", "twins                    kernel twins, punt counters, kernel-owned addresses", "Each port's kernel twin (interface, driver, ifindex), the VIPs and LIPs owned by the kernel with whether a twin holds them, and the punt counters summed over the workers."),
     ("neigh", "neigh                    neighbour (ARP) entries of every worker", "Each worker's neighbour table: address, port, MAC (or incomplete), age."),

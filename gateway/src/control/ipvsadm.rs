@@ -767,6 +767,15 @@ fn service_entry(out: &mut String, s: &SvcView, o: &ListOpts, names: &Names) {
             "auto" => out.push_str(" synproxy auto"),
             _ => {}
         }
+        // The per-client limit and its refusals, where ipvsadm shows persistence: one line per
+        // service, as scripts that read the listing expect.
+        if let Some(l) = &s.limit {
+            let _ = write!(
+                out,
+                " limit {l} (refused {} rate, {} conns)",
+                l.rate_refused, l.conns_refused
+            );
+        }
     }
     out.push('\n');
     for r in sorted_reals(s, o) {

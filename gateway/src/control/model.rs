@@ -63,6 +63,7 @@ impl Model {
                     sorry_server: None,
                     acl: vs.acl.iter().map(|r| r.to_string()).collect(),
                     synproxy: vs.synproxy.to_string(),
+                    client_limit: vs.limit.map(|l| l.entry()),
                     reals: c
                         .reals
                         .iter()
@@ -125,6 +126,7 @@ impl Model {
                     sorry_server: None,
                     acl: Vec::new(),
                     synproxy: "off".into(),
+                    client_limit: None,
                 };
                 set_opts(&mut e, opts)?;
                 self.services.push(e);
@@ -208,6 +210,13 @@ impl Model {
             Change::SetSynProxy { svc, mode } => {
                 mode.parse::<crate::forward::synproxy::Mode>()?;
                 self.svc_mut(svc)?.synproxy = mode.clone();
+            }
+            Change::SetLimit { svc, limit } => {
+                if let Some(l) = limit {
+                    crate::forward::limit::ClientLimit::parse(l)
+                        .map_err(|(k, e)| format!("client_limit.{k}: {e}"))?;
+                }
+                self.svc_mut(svc)?.client_limit = limit.clone();
             }
         }
         Ok(())

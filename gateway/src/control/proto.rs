@@ -127,6 +127,11 @@ pub enum Change {
         svc: SvcKey,
         mode: String,
     },
+    /// A service's per-client limits (`client_limit`; absent: none).
+    SetLimit {
+        svc: SvcKey,
+        limit: Option<crate::forward::limit::LimitEntry>,
+    },
 }
 
 /// Connection listing filters; every one given must match.

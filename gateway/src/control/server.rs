@@ -506,10 +506,12 @@ impl Server<'_> {
                 }
             }
         }
-        let mut acl_hits = crate::stats::AclHits::new();
+        let mut acl_hits = crate::stats::SvcCounts::new();
+        let mut limit_refused = crate::stats::SvcCounts::new();
         for p in self.ctx.published {
             if let Ok(s) = p.lock() {
-                crate::stats::merge_acl_hits(&mut acl_hits, &s.acl_hits);
+                crate::stats::merge_svc_counts(&mut acl_hits, &s.acl_hits);
+                crate::stats::merge_svc_counts(&mut limit_refused, &s.limit_refused);
             }
         }
         let model = Model::from_table(&g.services);
@@ -601,6 +603,11 @@ impl Server<'_> {
                     toa: vs.toa,
                     acl: acl_view(vs, &acl_hits),
                     synproxy: vs.synproxy.to_string(),
+                    limit: vs.limit.map(|l| {
+                        let r = svc_counts(vs, &limit_refused);
+                        let n = |i: usize| r.and_then(|r| r.get(i)).copied().unwrap_or(0);
+                        LimitView::new(&l, [n(0), n(1)])
+                    }),
                     reals,
                 }
             })
@@ -1228,16 +1235,14 @@ fn subtract(w: &mut WorkerView, base: &WorkerView) {
 
 /// A service's access list with the connections each rule decided (`hits`: summed over the
 /// workers, by service), then the default.
-fn acl_view(vs: &crate::forward::VirtualService, hits: &crate::stats::AclHits) -> Vec<AclRuleView> {
+fn acl_view(
+    vs: &crate::forward::VirtualService,
+    hits: &crate::stats::SvcCounts,
+) -> Vec<AclRuleView> {
     if vs.acl.is_empty() {
         return Vec::new();
     }
-    let c = vs.svc.config();
-    let key = (c.proto.number(), c.vip, c.vport);
-    let h = hits
-        .binary_search_by(|(k, _)| k.cmp(&key))
-        .ok()
-        .map(|i| &hits[i].1);
+    let h = svc_counts(vs, hits);
     let n = |i: usize| h.and_then(|h| h.get(i)).copied().unwrap_or(0);
     let otherwise = match vs.acl.iter().any(|r| r.allow) {
         true => "otherwise deny",
@@ -1250,6 +1255,17 @@ fn acl_view(vs: &crate::forward::VirtualService, hits: &crate::stats::AclHits) -
         .enumerate()
         .map(|(i, rule)| AclRuleView { rule, hits: n(i) })
         .collect()
+}
+
+/// Service `vs`'s counts in `counts` (summed over the workers), if any.
+fn svc_counts<'a>(
+    vs: &crate::forward::VirtualService,
+    counts: &'a crate::stats::SvcCounts,
+) -> Option<&'a [u64]> {
+    let c = vs.svc.config();
+    let key = (c.proto.number(), c.vip, c.vport);
+    let i = counts.binary_search_by(|(k, _)| k.cmp(&key)).ok()?;
+    Some(&counts[i].1)
 }
 
 /// A worker's stage figures.
@@ -1330,6 +1346,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("sloppy_created", f.sloppy_created),
         ("half_open", f.half_open),
         ("evicted_embryonic", f.evicted_embryonic),
+        ("limit_untracked", f.limit_untracked),
     ];
     WorkerView {
         counters: counters

@@ -65,6 +65,9 @@ pub struct SvcView {
     /// The SYN proxy: `off`, `on` or `auto` (`synproxy`).
     #[serde(default = "synproxy_off")]
     pub synproxy: String,
+    /// The per-client limit and its refusals, summed over the workers; none without a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitView>,
     pub reals: Vec<RealView>,
     pub stats: Counters,
     pub rate: Rates,
@@ -79,6 +82,48 @@ fn synproxy_off() -> String {
 pub struct AclRuleView {
     pub rule: String,
     pub hits: u64,
+}
+
+/// A service's per-client limit (`client_limit`; 0: no such limit) and the new connections it
+/// refused since the daemon started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitView {
+    pub rate: u32,
+    pub burst: u32,
+    pub max_conns: u32,
+    pub prefix: u8,
+    /// `drop` or `rst`.
+    pub action: String,
+    pub rate_refused: u64,
+    pub conns_refused: u64,
+}
+
+impl LimitView {
+    pub fn new(l: &crate::forward::limit::ClientLimit, refused: [u64; 2]) -> LimitView {
+        LimitView {
+            rate: l.rate,
+            burst: l.burst,
+            max_conns: l.max_conns,
+            prefix: l.prefix,
+            action: if l.rst { "rst" } else { "drop" }.into(),
+            rate_refused: refused[0],
+            conns_refused: refused[1],
+        }
+    }
+}
+
+impl std::fmt::Display for LimitView {
+    /// The limit as `ClientLimit` shows it (`rate 50/s burst 50 max_conns 10 per /24 drop`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = crate::forward::limit::ClientLimit {
+            rate: self.rate,
+            burst: self.burst,
+            max_conns: self.max_conns,
+            prefix: self.prefix,
+            rst: self.action == "rst",
+        };
+        l.fmt(f)
+    }
 }
 
 impl Default for RealView {
@@ -114,6 +159,7 @@ impl Default for SvcView {
             toa: false,
             acl: Vec::new(),
             synproxy: synproxy_off(),
+            limit: None,
             reals: Vec::new(),
             stats: Counters::default(),
             rate: Rates::default(),

@@ -16,6 +16,7 @@
 //! entry's `user` word, so they keep forwarding to it even after the real server leaves the snapshot.
 
 use super::acl::{self, AclRule};
+use super::limit::{Limiter, Refused};
 use super::nat::{self, NatIndex};
 use super::owner::Owners;
 use super::reuse::{self, Dest, Resched};
@@ -210,6 +211,9 @@ pub struct FwdStats {
     /// removed to make room for a new connection (table full or `max_half_open` reached).
     pub half_open: u64,
     pub evicted_embryonic: u64,
+    /// New connections admitted without being counted against their client's limit: the
+    /// limit table had no room (`limit`, it fails open).
+    pub limit_untracked: u64,
 }
 
 impl FwdStats {
@@ -228,6 +232,7 @@ impl FwdStats {
         self.sloppy_created += o.sloppy_created;
         self.half_open += o.half_open;
         self.evicted_embryonic += o.evicted_embryonic;
+        self.limit_untracked += o.limit_untracked;
         self.rst_unsent += o.rst_unsent;
         self.tun_too_big += o.tun_too_big;
         self.frag_needed += o.frag_needed;
@@ -264,6 +269,8 @@ pub struct Forwarder {
     /// Connections each rule of each service's access list decided, the default last:
     /// `acl_hits[svc][rule]` (empty for a service without a list).
     acl_hits: Vec<Vec<u64>>,
+    /// Per-client limits: buckets and open connections per client, refusals per service.
+    limits: Limiter,
     /// Traffic per (service, real server): `traffic[traffic_base[svc] + rs]`.
     traffic: Vec<Traffic>,
     traffic_base: Vec<u32>,
@@ -342,6 +349,7 @@ impl Forwarder {
             sched: Vec::new(),
             pools: Vec::new(),
             owners: Arc::new(Owners::hashed(layout.n_workers())),
+            limits: Limiter::new(layout.n_workers()),
             conn_reuse_mode: reuse::DEFAULT_CONN_REUSE_MODE,
             layout,
             max_attempts: cfg.max_attempts,
@@ -432,6 +440,7 @@ impl Forwarder {
             fresh_pools,
         } = prepared;
         self.remap_connections(&services);
+        self.adopt_limits(&services);
         let kept: Vec<Option<usize>> = services
             .services
             .iter()
@@ -482,19 +491,42 @@ impl Forwarder {
         self.services = services;
     }
 
+    /// Adopts the new snapshot's per-client limits and counts the connections open under them
+    /// (`limit`). After `remap_connections`: the entries carry the new service indices.
+    fn adopt_limits(&mut self, new: &ServiceTable) {
+        let limits = new.services.iter().map(|vs| vs.limit).collect();
+        let old: Vec<Option<usize>> = new
+            .services
+            .iter()
+            .map(|vs| {
+                let c = vs.svc.config();
+                let o = self.services.find(c.vip, c.vport, c.proto.number());
+                o.map(|o| o as usize)
+            })
+            .collect();
+        self.limits.adopt(limits, &old);
+        // Parked entries and those of removed services have NO_DEST: gone already.
+        let open = self
+            .table
+            .iter()
+            .filter(|(_, c)| c.svc != NO_DEST && counted_open(c))
+            .map(|(_, c)| (c.svc, c.client().src_ip()));
+        self.limits.recount(open);
+    }
+
     /// Carries each access list's counts over to a new snapshot where the service and its list
     /// are unchanged; a changed list counts from zero.
     fn remap_acl_hits(&mut self, new: &ServiceTable) {
-        let mut old: HashMap<AclKey, (Arc<[AclRule]>, Vec<u64>)> = HashMap::new();
+        let mut old: HashMap<SvcId, (Arc<[AclRule]>, Vec<u64>)> = HashMap::new();
         for (vs, hits) in self.services.services.iter().zip(self.acl_hits.drain(..)) {
             if !vs.acl.is_empty() {
-                old.insert(acl_key(vs), (vs.acl.clone(), hits));
+                old.insert(svc_id(vs), (vs.acl.clone(), hits));
             }
         }
         self.acl_hits = new
             .services
             .iter()
-            .map(|vs| match old.remove(&acl_key(vs)) {
+            .map(|vs| match old.remove(&svc_id(vs)) {
                 Some((rules, hits)) if rules == vs.acl => hits,
                 _ if vs.acl.is_empty() => Vec::new(),
                 _ => vec![0; vs.acl.len() + 1],
@@ -504,13 +536,20 @@ impl Forwarder {
 
     /// Each service with an access list, and the connections each of its rules decided (the
     /// default last) on this worker.
-    pub fn acl_entries(&self) -> impl Iterator<Item = (AclKey, &[u64])> + '_ {
+    pub fn acl_entries(&self) -> impl Iterator<Item = (SvcId, &[u64])> + '_ {
         self.services
             .services
             .iter()
             .zip(&self.acl_hits)
             .filter(|(vs, _)| !vs.acl.is_empty())
-            .map(|(vs, h)| (acl_key(vs), h.as_slice()))
+            .map(|(vs, h)| (svc_id(vs), h.as_slice()))
+    }
+
+    /// Each service with a per-client limit, and its refusals `[rate, max_conns]` on this worker.
+    pub fn limit_entries(&self) -> impl Iterator<Item = (SvcId, [u64; 2])> + '_ {
+        self.limits
+            .refusals()
+            .filter_map(|(i, r)| Some((svc_id(self.services.services.get(i)?), r)))
     }
 
     /// Carries the traffic counters over to a new snapshot by identity (as IPVS keeps a
@@ -1098,6 +1137,10 @@ impl Forwarder {
         {
             return self.answer_syn(l3, pkt, v, &client);
         }
+        // Per-client limits, also before any state exists (`limit`).
+        if let Err(why) = self.limits.check(si as usize, ip.src, l3.now_ms) {
+            return self.over_limit(l3, pkt, v, si, why, !sloppy || proxied.is_some());
+        }
         // At the bound on half-open connections, a SYN takes the place of an older half-open one
         // (under a SYN flood, one from a spoofed source); none found, it is refused. Established
         // connections are never taken.
@@ -1108,6 +1151,7 @@ impl Forwarder {
                 &mut self.table,
                 &self.services,
                 &mut self.pools,
+                &mut self.limits,
                 &mut self.stats,
             )
         {
@@ -1190,7 +1234,13 @@ impl Forwarder {
         let mut inserted = insert(&mut self.table);
         // A full table makes room by taking a half-open entry (Linux conntrack's early drop).
         if inserted == Err(InsertError::TableFull)
-            && evict_embryonic(&mut self.table, services, &mut self.pools, &mut self.stats)
+            && evict_embryonic(
+                &mut self.table,
+                services,
+                &mut self.pools,
+                &mut self.limits,
+                &mut self.stats,
+            )
         {
             inserted = insert(&mut self.table);
         }
@@ -1231,6 +1281,7 @@ impl Forwarder {
             self.stats.sloppy_created += 1;
         }
         self.stats.created += 1;
+        self.limits.opened(si as u16, ip.src, l3.now_ms);
         if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, si as u16, ri as u16) {
             t.conns += 1;
         }
@@ -1537,6 +1588,56 @@ impl Forwarder {
         Ok(verdict)
     }
 
+    /// A TCP connection entering TIME_WAIT or CLOSE stops counting against its client's limit of
+    /// open connections, and one leaving them counts again (`counted_open`).
+    fn limit_on_state(&mut self, id: ConnId, old: State, new: State, now: Ticks) {
+        if ended(old) == ended(new) {
+            return;
+        }
+        let Some(c) = self.table.get(id) else { return };
+        let (svc, client) = (c.svc, c.client().src_ip());
+        match ended(new) {
+            true => self.limits.gone(svc, client),
+            false => self.limits.opened(svc, client, now.0),
+        }
+    }
+
+    /// A new connection over its client's limit (`limit`), refused for `why`: dropped or, with
+    /// `action = "rst"` and a TCP `syn` (a SYN, or the ACK that proved a SYN-proxy cookie: with
+    /// the proxy, limits count clients that proved their address), answered with a RST from
+    /// VIP:vport as by a host with nothing listening (ACK of the SYN, so the client takes it).
+    fn over_limit<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        si: u32,
+        why: Refused,
+        syn: bool,
+    ) -> Verdict<B> {
+        let ip = &v.ip;
+        let rst = self.limits.limit(si as usize).is_some_and(|l| l.rst);
+        if rst && syn && ip.protocol == IpProtocol::TCP {
+            let t = TcpPacket::new_unchecked(&pkt.data()[ip.l4_off..]);
+            let (from, to) = ((ip.dst, ip.dst_port), (ip.src, ip.src_port));
+            // A SYN gets RST+ACK acknowledging it; a SYN proxy's client, whose ACK proved its
+            // cookie, believes itself connected: a RST in its window (RFC 9293 3.10.7.4).
+            let (seq, ack) = match ip.tcp_flags.syn() {
+                true => (0, Some(t.seq().wrapping_add(1))),
+                false => (t.ack_number(), None),
+            };
+            match send_rst(l3, from, to, seq, ack) {
+                true => self.stats.rst_sent += 1,
+                false => self.stats.rst_unsent += 1,
+            }
+        }
+        let reason = match why {
+            Refused::Rate => Drop::LimitRate,
+            Refused::Conns => Drop::LimitConns,
+        };
+        Verdict::Drop(reason.into(), pkt)
+    }
+
     /// Rewrites a packet of connection `id` and sends it on.
     fn forward<B: PacketBuf>(
         &mut self,
@@ -1583,6 +1684,9 @@ impl Forwarder {
         let src_mac = crate::wire::EthernetFrame::new_unchecked(pkt.data()).src();
         l3.confirm_neighbour(ip.src, src_mac);
         let change = self.table.on_packet(id, dir, ip.tcp_flags.bits(), now);
+        if is_tcp && change.changed() {
+            self.limit_on_state(id, change.old, change.new, now);
+        }
         let services = &self.services;
         let Some(c) = self.table.get_mut(id) else {
             return Verdict::Drop(Drop::NoConn.into(), pkt);
@@ -1742,7 +1846,7 @@ impl Forwarder {
 
     /// Tells connection `c`'s real server and local-address pool that it is gone, and counts it.
     fn release_conn(&mut self, c: &crate::conn::Conn) {
-        release(&self.services, &mut self.pools, c);
+        release(&self.services, &mut self.pools, &mut self.limits, c);
         self.stats.expired += 1;
     }
 
@@ -1918,6 +2022,7 @@ impl Forwarder {
             stats,
             traffic,
             traffic_base,
+            limits,
             ..
         } = self;
         let n = table.expire(Ticks(now_ms), EXPIRE_BUDGET, |_id, c, _why| {
@@ -1932,7 +2037,7 @@ impl Forwarder {
                     t.syn_failed(false);
                 }
             }
-            release(services, pools, c);
+            release(services, pools, limits, c);
             let Some(reply) = c.reply() else { return };
             if c.proto() == crate::conn::PROTO_TCP && c.state() == State::Established {
                 let client = c.client();
@@ -1942,6 +2047,7 @@ impl Forwarder {
                     (client.dst_ip(), client.dport),
                     (client.src_ip(), client.sport),
                     c.user,
+                    None,
                 );
                 // To the server, from the LIP.
                 let b = send_rst(
@@ -1949,6 +2055,7 @@ impl Forwarder {
                     (reply.dst_ip(), reply.dport),
                     (reply.src_ip(), reply.sport),
                     c.user2,
+                    None,
                 );
                 for ok in [a, b] {
                     if ok {
@@ -1961,16 +2068,28 @@ impl Forwarder {
         });
         stats.expired += n as u64;
         stats.conns = table.len() as u64;
+        stats.limit_untracked = limits.untracked;
     }
 }
 
-/// Tells a connection's real server (active/inactive counts) and its service's local-address pool
-/// (its port) that it is gone. Parked entries and connections of removed services or servers have
-/// `NO_DEST` indices and touch nothing.
-/// A service as access-list counters name it: (protocol number, VIP, port).
-pub type AclKey = (u8, Ipv4Addr, u16);
+/// Whether connection `c` counts against its client's limit of open connections: not a TCP
+/// connection in TIME_WAIT or CLOSE, which has ended for its client (as Linux's `connlimit` skips
+/// closed conntrack entries); a client of short connections would otherwise be held to its limit
+/// for the whole TIME_WAIT.
+fn counted_open(c: &crate::conn::Conn) -> bool {
+    c.proto() != crate::conn::PROTO_TCP || !ended(c.state())
+}
 
-fn acl_key(vs: &crate::forward::VirtualService) -> AclKey {
+/// TIME_WAIT and CLOSE: the TCP connection has ended for its client.
+fn ended(s: State) -> bool {
+    matches!(s, State::TimeWait | State::Close)
+}
+
+/// A service as its per-service counters (access lists, limits) name it: (protocol number, VIP,
+/// port).
+pub type SvcId = (u8, Ipv4Addr, u16);
+
+fn svc_id(vs: &crate::forward::VirtualService) -> SvcId {
     let c = vs.svc.config();
     (c.proto.number(), c.vip, c.vport)
 }
@@ -1982,17 +2101,32 @@ fn evict_embryonic(
     table: &mut ConnTable,
     services: &ServiceTable,
     pools: &mut [Option<LaddrPool>],
+    limits: &mut Limiter,
     stats: &mut FwdStats,
 ) -> bool {
     let Some(c) = table.evict_embryonic() else {
         return false;
     };
-    release(services, pools, &c);
+    release(services, pools, limits, &c);
     stats.evicted_embryonic += 1;
     true
 }
 
-fn release(services: &ServiceTable, pools: &mut [Option<LaddrPool>], c: &crate::conn::Conn) {
+/// Tells a connection's real server (active/inactive counts), its service's local-address pool
+/// (its port) and its client's limit (open connections) that it is gone. Parked entries and
+/// connections of removed services or servers have `NO_DEST` indices and touch nothing. Every
+/// connection passes here exactly once with its service's index (a parked one again at expiry,
+/// with `NO_DEST`): that keeps the limits' open counts exact.
+fn release(
+    services: &ServiceTable,
+    pools: &mut [Option<LaddrPool>],
+    limits: &mut Limiter,
+    c: &crate::conn::Conn,
+) {
+    // `NO_DEST` names no service: nothing to count down.
+    if counted_open(c) {
+        limits.gone(c.svc, c.client().src_ip());
+    }
     if let Some(s) = services
         .services
         .get(c.svc as usize)
@@ -2026,12 +2160,14 @@ fn write_in_place<B: PacketBuf>(
     Some(len)
 }
 
-/// Generates a TCP RST from `src` to `dst` with sequence number `seq`, if the next hop's MAC is known.
+/// Generates a TCP RST from `src` to `dst` with sequence number `seq` (and ACK set, acknowledging
+/// `ack`, when given), if the next hop's MAC is known.
 fn send_rst<B: PacketBuf>(
     l3: &mut L3<B>,
     src: (Ipv4Addr, u16),
     dst: (Ipv4Addr, u16),
     seq: u32,
+    ack: Option<u32>,
 ) -> bool {
     l3.generate_ipv4(dst.0, |buf| {
         let len = ipv4::HEADER_LEN + tcp::HEADER_LEN;
@@ -2053,7 +2189,13 @@ fn send_rst<B: PacketBuf>(
         t.set_dst_port(dst.1);
         t.set_seq(seq);
         t.set_data_offset(5);
-        t.set_flags(TcpFlags(tcp_flags::RST));
+        match ack {
+            Some(a) => {
+                t.set_ack_number(a);
+                t.set_flags(TcpFlags(tcp_flags::RST | tcp_flags::ACK));
+            }
+            None => t.set_flags(TcpFlags(tcp_flags::RST)),
+        }
         t.fill_checksum(src.0, dst.0);
         Some(len)
     })

@@ -13,6 +13,7 @@
 pub mod acl;
 pub mod dr;
 pub mod fullnat;
+pub mod limit;
 pub mod nat;
 pub mod owner;
 pub mod reuse;

@@ -25,10 +25,12 @@ pub struct VirtualService {
     pub acl: Arc<[crate::forward::acl::AclRule]>,
     /// SYNs answered with cookies (`synproxy`, FullNAT and NAT).
     pub synproxy: crate::forward::synproxy::Mode,
+    /// Per-client limits (`client_limit`; none: no limit).
+    pub limit: Option<crate::forward::limit::ClientLimit>,
 }
 
 /// What the datapath does for a service beyond scheduling (`[[service]]` keys `toa`, `syn_retry`,
-/// `sloppy_tcp`, `acl`, `synproxy`).
+/// `sloppy_tcp`, `acl`, `synproxy`, `client_limit`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SvcOptions {
     pub toa: bool,
@@ -36,6 +38,7 @@ pub struct SvcOptions {
     pub sloppy_tcp: bool,
     pub acl: Arc<[crate::forward::acl::AclRule]>,
     pub synproxy: crate::forward::synproxy::Mode,
+    pub limit: Option<crate::forward::limit::ClientLimit>,
 }
 
 impl Default for SvcOptions {
@@ -46,6 +49,7 @@ impl Default for SvcOptions {
             sloppy_tcp: false,
             acl: Arc::new([]),
             synproxy: Default::default(),
+            limit: None,
         }
     }
 }
@@ -102,6 +106,7 @@ impl ServiceTable {
                 sloppy_tcp: opts.sloppy_tcp,
                 acl: opts.acl,
                 synproxy: opts.synproxy,
+                limit: opts.limit,
             });
         }
         Ok(t)

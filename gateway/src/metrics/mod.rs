@@ -230,6 +230,10 @@ pub fn render(s: &Snapshot) -> String {
         "gateway_acl_hits",
         "New connections a service's access-list rule decided (rule \"otherwise ...\": the default)",
     );
+    let limit_refused = f.counter(
+        "gateway_limit_refused",
+        "New connections a service's per-client limit refused (reason \"rate\": new connections per second, \"max_conns\": open connections)",
+    );
     let svc_info = f.gauge(
         "gateway_service_info",
         "A virtual service (always 1), labelled with its scheduler",
@@ -246,6 +250,13 @@ pub fn render(s: &Snapshot) -> String {
             let mut l = sl.clone();
             l.push(("rule".into(), r.rule.clone()));
             acl_hits.get_or_create(&l).inc_by(r.hits);
+        }
+        if let Some(lv) = &svc.limit {
+            for (reason, n) in [("rate", lv.rate_refused), ("max_conns", lv.conns_refused)] {
+                let mut l = sl.clone();
+                l.push(("reason".into(), reason.into()));
+                limit_refused.get_or_create(&l).inc_by(n);
+            }
         }
         let mut info = sl.clone();
         info.push(("scheduler".into(), svc.scheduler.clone()));

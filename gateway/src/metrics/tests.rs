@@ -58,6 +58,15 @@ fn snapshot() -> Snapshot {
             },
         ],
         synproxy: "on".into(),
+        limit: Some(crate::control::view::LimitView {
+            rate: 50,
+            burst: 50,
+            max_conns: 0,
+            prefix: 32,
+            action: "drop".into(),
+            rate_refused: 12,
+            conns_refused: 0,
+        }),
         reals: vec![
             real([10, 20, 0, 2], 3, 5, 100, 1000),
             real([10, 20, 0, 3], 0, 0, 7, 70),
@@ -182,6 +191,10 @@ fn workers_ports_health_and_tables_are_labelled() {
     assert_eq!(
         get("gateway_acl_hits_total{local_address=\"10.10.0.100\",local_port=\"80\",proto=\"TCP\",rule=\"deny 10.10.0.66/32\"}"),
         4.0
+    );
+    assert_eq!(
+        get("gateway_limit_refused_total{local_address=\"10.10.0.100\",local_port=\"80\",proto=\"TCP\",reason=\"rate\"}"),
+        12.0
     );
     assert_eq!(get("gateway_config_generation"), 7.0);
     // A level is a gauge, not a counter; no sample is a total of the worker's drops.

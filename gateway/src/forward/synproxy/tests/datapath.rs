@@ -8,11 +8,16 @@ use crate::testkit::*;
 use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement as Opt, TransportSlice};
 
 fn proxied(mode: &str, extra: &str) -> Datapath<VecBuf> {
+    proxied_with(mode, "", extra)
+}
+
+/// The lab datapath, its TCP service proxied in `mode` with `svc_keys` more, and `extra` TOML.
+fn proxied_with(mode: &str, svc_keys: &str, extra: &str) -> Datapath<VecBuf> {
     let conf = format!(
         "{extra}\n{}",
         LAB_CONFIG.replacen(
             "scheduler = \"wrr\"",
-            &format!("scheduler = \"wrr\"\nsynproxy = \"{mode}\""),
+            &format!("scheduler = \"wrr\"\nsynproxy = \"{mode}\"\n{svc_keys}"),
             1
         )
     );
@@ -28,10 +33,14 @@ const CTS: u32 = 7777;
 const STS: u32 = 90_000;
 
 fn client(flags: &str, seq: u32, ack: u32, opts: &[Opt], data: &[u8]) -> VecBuf {
+    client_from(CPORT, flags, seq, ack, opts, data)
+}
+
+fn client_from(port: u16, flags: &str, seq: u32, ack: u32, opts: &[Opt], data: &[u8]) -> VecBuf {
     let mut v = Vec::new();
     let mut b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
         .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
-        .tcp(CPORT, 80, seq, 500);
+        .tcp(port, 80, seq, 500);
     if flags.contains('A') {
         b = b.ack(ack);
     }
@@ -454,4 +463,32 @@ fn auto_mode_answers_with_cookies_only_past_the_half_open_threshold() {
         "at the threshold: a cookie"
     );
     assert_eq!(dp.fwd.table().len(), 3);
+}
+
+#[test]
+fn per_client_limits_count_proven_clients_and_reset_in_their_window() {
+    // One open connection per client: the second one's SYN still gets a cookie (nothing is
+    // decided on an unproven address), its proving ACK is refused with a RST the client accepts.
+    let limit = "client_limit = { max_conns = 1, action = \"rst\" }";
+    let mut dp = proxied_with("on", limit, "");
+    handshake(&mut dp, &[]);
+    let port = CPORT + 1;
+    let synack = sent(dp.process(client_from(port, "S", 7000, 0, &[], &[]), &FROM_CLIENT));
+    assert_eq!(synack.flags, "SA", "a SYN is answered whatever the limit");
+    let ack = client_from(port, "A", 7001, synack.seq.wrapping_add(1), &[], &[]);
+    let v = dp.process(ack, &FROM_CLIENT);
+    assert!(
+        matches!(v, Verdict::Drop(r, _) if r == Drop::LimitConns.into()),
+        "{v:?}"
+    );
+    let mut rst = Vec::new();
+    dp.l3
+        .take_generated(|g| rst.push(decode(g.port, g.bytes())));
+    assert_eq!(rst.len(), 1);
+    assert_eq!(
+        (rst[0].flags.as_str(), rst[0].seq),
+        ("R", synack.seq.wrapping_add(1))
+    );
+    assert_eq!(rst[0].dst, (CLIENT_IP, port));
+    assert_eq!(dp.fwd.table().len(), 1, "only the first connection");
 }
