@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 /// The `gwctl acl` row of `rule`: its hits.
 fn hits(list: &str, rule: &str) -> u64 {
@@ -25,6 +24,13 @@ fn access_lists_refuse_count_and_change_at_run_time() {
     assert!(list.starts_with("TCP 10.10.0.100:80"), "{list}");
     assert!(hits(&list, "deny 10.10.0.2/32") >= 1, "{list}");
     assert_eq!(hits(&list, "otherwise allow"), 0, "{list}");
+    // ipvsadm -Ln has it in short on the service line.
+    let denied = hits(&list, "deny 10.10.0.2/32");
+    let ln = lab.ipvsadm(&["-Ln"]);
+    assert!(
+        ln.contains(&format!("wrr acl 1 rules (denied {denied})")),
+        "{ln}"
+    );
     let stats = lab.stats();
     assert!(Lab::drop_counter(&stats, "acl_denied") >= 1, "{stats}");
     assert_eq!(
@@ -43,11 +49,7 @@ fn access_lists_refuse_count_and_change_at_run_time() {
     assert!(saved.contains("acl = [\"allow 10.10.0.0/24\"]"), "{saved}");
 
     // A bad rule is refused, naming it, and the running list stays.
-    let o = Command::new(env!("CARGO_BIN_EXE_gwctl"))
-        .env("GATEWAY_SOCKET", format!("/run/gateway/{}.sock", lab.name))
-        .args(["acl", "-t", "10.10.0.100:80", "deny", "10.10.0.0/8"])
-        .output()
-        .unwrap();
+    let o = lab.admin_output(&["acl", "-t", "10.10.0.100:80", "deny", "10.10.0.0/8"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("rule 1") && err.contains("host bits"),

@@ -776,6 +776,18 @@ fn service_entry(out: &mut String, s: &SvcView, o: &ListOpts, names: &Names) {
                 l.rate_refused, l.conns_refused
             );
         }
+        // The access list in short (`gwctl acl` has every rule's count): its rules and the
+        // connections it refused.
+        if !s.acl.is_empty() {
+            let rules = s.acl.len() - 1;
+            let denied: u64 = s
+                .acl
+                .iter()
+                .filter(|r| r.rule.starts_with("deny") || r.rule == "otherwise deny")
+                .map(|r| r.hits)
+                .sum();
+            let _ = write!(out, " acl {rules} rules (denied {denied})");
+        }
     }
     out.push('\n');
     for r in sorted_reals(s, o) {
