@@ -8,6 +8,7 @@
 //! - [`ethernet`]: Ethernet II frames, [`MacAddr`], [`EtherType`].
 //! - [`arp`]: Ethernet/IPv4 ARP (RFC 826), answering in place, writing requests.
 //! - [`ipv4`]: IPv4 (RFC 791), writing fresh headers.
+//! - [`ipv6`]: IPv6 (RFC 8200), extension headers, the IPv6 pseudo-header (not used by the datapath yet).
 //! - [`tcp`]: TCP (RFC 9293), options, MSS clamping, TOA insertion (LVS FullNAT).
 //! - [`udp`]: UDP (RFC 768).
 //! - [`icmp`]: ICMPv4 (RFC 792), echo replies in place, writing errors.
@@ -19,6 +20,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod packet;
 pub mod tcp;
 pub mod udp;
