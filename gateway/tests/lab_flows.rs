@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
 
 /// An iperf3 service on VIP:5201 to rs1 only (iperf3 wants every stream of a test on one server),
 /// TCP and UDP.
@@ -79,23 +78,6 @@ fn iperf(lab: &Lab, node: &str, target: &str, args: &[&str]) -> Run {
     }
 }
 
-fn start_iperf_server(lab: &Lab) {
-    let pid = lab.run_dir.join("iperf3.pid");
-    lab.sh(
-        "rs1",
-        &[
-            "iperf3",
-            "-s",
-            "-D",
-            "-p",
-            "5201",
-            "-I",
-            pid.to_str().unwrap(),
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-}
-
 /// The runs of one lab: upload and download with 4 TCP streams, then UDP both ways.
 fn runs(lab: &Lab, node: &str, target: &str) -> Vec<(&'static str, Run)> {
     let cases: [(&'static str, &[&str]); 4] = [
@@ -123,7 +105,7 @@ fn iperf3_through_the_vip_loses_no_packet_of_a_flow_on_two_workers() {
             assert!(cfg.contains("count = 1") && !cfg.contains("qpairs=2"));
         }
         let lab = Lab::up(if workers == 2 { "ip" } else { "iq" }, &cfg);
-        start_iperf_server(&lab);
+        lab.start_iperf3_server("rs1");
         let through = runs(&lab, "cli", "10.10.0.100");
         let stats = lab.stats();
         let no_conn = Lab::drop_counter(&stats, "no_conn");

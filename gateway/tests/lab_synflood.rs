@@ -11,21 +11,7 @@ fn a_spoofed_syn_flood_leaves_room_for_real_clients() {
     let lab = Lab::up("sf", &Lab::default_config(""));
     assert!(lab.curl_ok());
     // 4 s of flood: every source address random, so none of the SYN-ACKs can be answered.
-    let mut flood = lab.spawn(
-        "cli",
-        &[
-            "timeout",
-            "4",
-            "hping3",
-            "-q",
-            "-S",
-            "-p",
-            "80",
-            "--flood",
-            "--rand-source",
-            "10.10.0.100",
-        ],
-    );
+    let mut flood = lab.spawn_syn_flood(4);
     std::thread::sleep(Duration::from_millis(1500));
     let mut during = (0, 0);
     let t = Instant::now();

@@ -50,21 +50,7 @@ fn a_proxied_service_serves_real_clients_through_a_spoofed_flood() {
     assert!(answered * 100 >= opened * 99, "{stats}");
 
     // 10 s of spoofed SYNs while a client keeps connecting.
-    let mut flood = lab.spawn(
-        "cli",
-        &[
-            "timeout",
-            "10",
-            "hping3",
-            "-q",
-            "-S",
-            "-p",
-            "80",
-            "--flood",
-            "--rand-source",
-            "10.10.0.100",
-        ],
-    );
+    let mut flood = lab.spawn_syn_flood(10);
     std::thread::sleep(Duration::from_millis(500));
     let (mut tried, mut ok) = (0usize, 0usize);
     let t = Instant::now();
@@ -154,20 +140,7 @@ address = \"10.20.0.11\"
 port = 5201
 ";
     let lab = Lab::up("spi", &Lab::config_with_services(services));
-    let pid = lab.run_dir.join("iperf3.pid");
-    lab.sh(
-        "rs1",
-        &[
-            "iperf3",
-            "-s",
-            "-D",
-            "-p",
-            "5201",
-            "-I",
-            pid.to_str().unwrap(),
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    lab.start_iperf3_server("rs1");
     let run = |port: &str, reverse: bool| -> f64 {
         let mut args = vec![
             "timeout",

@@ -1469,7 +1469,7 @@ impl Forwarder {
 
     /// A packet of proxied connection `id` before its real server answered: the client's are
     /// held; the server's SYN-ACK sets the translation up and completes its handshake, its RST
-    /// goes to the client. `None`: forward it as usual (the SYN the proxy sends, a RST).
+    /// goes to the client. `Err(pkt)`: forward it as usual (the SYN the proxy sends, a RST).
     fn proxy_pending<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,

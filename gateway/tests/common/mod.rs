@@ -165,6 +165,41 @@ impl Lab {
         self.admin(&["ipvsadm"], args)
     }
 
+    /// hping3 from the client: SYNs to VIP:80 from random spoofed sources, flat out, for `secs`.
+    pub fn spawn_syn_flood(&self, secs: u32) -> std::process::Child {
+        let secs = secs.to_string();
+        let args = [
+            "timeout",
+            &secs,
+            "hping3",
+            "-q",
+            "-S",
+            "-p",
+            "80",
+            "--flood",
+            "--rand-source",
+            "10.10.0.100",
+        ];
+        self.spawn("cli", &args)
+    }
+
+    /// An iperf3 server on `node`, port 5201, as a daemon (`down` kills it with the namespace's
+    /// other processes).
+    pub fn start_iperf3_server(&self, node: &str) {
+        let pid = self.run_dir.join("iperf3.pid");
+        let args = [
+            "iperf3",
+            "-s",
+            "-D",
+            "-p",
+            "5201",
+            "-I",
+            pid.to_str().unwrap(),
+        ];
+        self.sh(node, &args);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     /// `gwctl ARGS` whatever its outcome (for refusals).
     pub fn admin_output(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_gwctl"))
