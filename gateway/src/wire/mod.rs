@@ -12,6 +12,7 @@
 //! - [`tcp`]: TCP (RFC 9293), options, MSS clamping, TOA insertion (LVS FullNAT).
 //! - [`udp`]: UDP (RFC 768).
 //! - [`icmp`]: ICMPv4 (RFC 792), echo replies in place, writing errors.
+//! - [`icmpv6`]: ICMPv6 (RFC 4443), neighbour solicitations read and advertisements written (RFC 4861).
 //! - [`checksum`]: the Internet checksum (RFC 1071) and incremental updates (RFC 1624).
 //! - [`packet`]: one-pass classification of a received frame for the datapath.
 
@@ -19,6 +20,7 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod packet;
