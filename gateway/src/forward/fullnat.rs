@@ -1788,13 +1788,10 @@ impl Forwarder {
             }
         }
         rewrite_l4(pkt.data_mut(), l3_off, l4_off, src, dst);
-        if let Some(adj) = self
-            .synproxy
-            .get(id.index())
-            .filter(|p| proxied && !p.pending)
-            .map(|p| p.adj)
-        {
-            if let Some(seg) = pkt.data_mut().get_mut(l4_off..) {
+        // Only a proxied connection reads the proxy's side array (one more cache line).
+        if proxied {
+            let adj = self.synproxy.get(id.index()).filter(|p| !p.pending);
+            if let (Some(adj), Some(seg)) = (adj.map(|p| p.adj), pkt.data_mut().get_mut(l4_off..)) {
                 match dir {
                     Dir::Original => synproxy::to_server(seg, &adj),
                     Dir::Reply => synproxy::to_client(seg, &adj),
