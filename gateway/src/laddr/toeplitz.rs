@@ -13,7 +13,7 @@
 //! port allocator split a reply tuple's hash into a part it knows (addresses, remote port) and a part it
 //! chooses (local port).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Length of the IPv4 + L4 ports input, the longest input this module hashes.
 pub const INPUT_LEN: usize = 12;
@@ -56,6 +56,34 @@ pub fn ipv4_l4_input(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> [u
     input[..8].copy_from_slice(&ipv4_input(src, dst));
     input[8..10].copy_from_slice(&sport.to_be_bytes());
     input[10..].copy_from_slice(&dport.to_be_bytes());
+    input
+}
+
+/// Length of the "IPv6 with TCP/UDP" input (issue 17): source address, destination address (32
+/// bytes, "IPv6 only"), source port, destination port. A 40-byte key covers it exactly.
+pub const IPV6_L4_INPUT_LEN: usize = 36;
+
+/// The 32-byte "IPv6 only" input: source address, destination address.
+pub fn ipv6_input(src: Ipv6Addr, dst: Ipv6Addr) -> [u8; 32] {
+    let mut input = [0u8; 32];
+    input[..16].copy_from_slice(&src.octets());
+    input[16..].copy_from_slice(&dst.octets());
+    input
+}
+
+/// The 36-byte "IPv6 with TCP/UDP" input (the RSS specification's `NdisHashFunctionToeplitz` over
+/// IPv6 without extension-header addresses): source and destination addresses, source and
+/// destination ports. Hashed with [`toeplitz_hash`]; [`Toeplitz`]'s tables cover IPv4 inputs only.
+pub fn ipv6_l4_input(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    sport: u16,
+    dport: u16,
+) -> [u8; IPV6_L4_INPUT_LEN] {
+    let mut input = [0u8; IPV6_L4_INPUT_LEN];
+    input[..32].copy_from_slice(&ipv6_input(src, dst));
+    input[32..34].copy_from_slice(&sport.to_be_bytes());
+    input[34..].copy_from_slice(&dport.to_be_bytes());
     input
 }
 
@@ -243,6 +271,53 @@ mod tests {
                 toeplitz_hash(key, &input),
                 with_ports,
                 "{src}:{sp} -> {dst}:{dp}"
+            );
+        }
+    }
+
+    /// Microsoft, "Verifying the RSS Hash Calculation", IPv6 table: destination, source, hash of
+    /// the IPv6-only input, hash of the IPv6-with-TCP input (key: [`DEFAULT_RSS_KEY`]).
+    #[test]
+    fn microsoft_ipv6_vectors() {
+        let v: [(&str, u16, &str, u16, u32, u32); 3] = [
+            (
+                "3ffe:2501:200:3::1",
+                1766,
+                "3ffe:2501:200:1fff::7",
+                2794,
+                0x2cc18cd5,
+                0x40207d3d,
+            ),
+            (
+                "ff02::1",
+                4739,
+                "3ffe:501:8::260:97ff:fe40:efab",
+                14230,
+                0x0f0c461c,
+                0xdde51bbf,
+            ),
+            (
+                "fe80::200:f8ff:fe21:67cf",
+                38024,
+                "3ffe:1900:4545:3:200:f8ff:fe21:67cf",
+                44251,
+                0x4b61e985,
+                0x02d1feef,
+            ),
+        ];
+        for (dst, dp, src, sp, ip_only, with_ports) in v {
+            let (s, d): (Ipv6Addr, Ipv6Addr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let key = &DEFAULT_RSS_KEY;
+            assert_eq!(
+                toeplitz_hash(key, &ipv6_input(s, d)),
+                ip_only,
+                "{src} -> {dst}"
+            );
+            let input = ipv6_l4_input(s, d, sp, dp);
+            assert_eq!(
+                toeplitz_hash(key, &input),
+                with_ports,
+                "{src}.{sp} -> {dst}.{dp}"
             );
         }
     }
