@@ -21,6 +21,7 @@ pub mod net;
 pub mod packet;
 pub mod service;
 pub mod stats;
+pub mod sync;
 pub mod testkit;
 pub mod wire;
 pub mod worker;

@@ -5,12 +5,14 @@
 //! - [`timer`]: hashed timing wheel with intrusive links and lazy re-arming.
 //! - [`state`]: IPVS TCP/UDP states, transitions and timeouts.
 //! - [`table`]: the table itself, one per worker, fixed size, no allocation after creation.
+//! - [`record`]: a connection as another box learns it (HA sync), by identity, not by index.
 //!
 //! A FullNAT connection is found from both of its tuples: the client's (CIP:cport -> VIP:vport)
 //! and the real server's reply (RIP:rport -> LIP:lport). DR and TUN connections have only the
 //! first and use IPVS's INPUT-ONLY state rows.
 
 pub mod index;
+pub mod record;
 pub mod state;
 pub mod table;
 pub mod timer;

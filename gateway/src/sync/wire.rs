@@ -1,0 +1,398 @@
+//! The sync protocol's messages (issue 12): their layout, versioning, authentication and replay
+//! protection. Documented for operators in `sync/PROTOCOL.md`; this is the code that must agree
+//! with it.
+//!
+//! A message is one UDP datagram:
+//!
+//! ```text
+//!  0..4   magic "GWSY"
+//!  4      version (1)
+//!  5      kind: 0 records, 1 hello, 2 resync request
+//!  6..8   count: records that follow (0 for hello and resync requests)
+//!  8..12  sender: the sending box's id
+//! 12..20  sequence number, per sender, strictly increasing (a restarted sender starts above the
+//!         time in ms since the epoch, so it never repeats an old one)
+//! 20..    body: `count` records of RECORD_LEN bytes, or a hello's layout
+//! last 16 bytes: HMAC-SHA-256 over everything before, truncated to 128 bits (RFC 2104, RFC 4868 2.6)
+//! ```
+//!
+//! A receiver checks, in this order: the length, the MAC (with the shared key, in constant time),
+//! the magic and version, then the sequence number against the last one accepted from that sender
+//! (an older or equal one is a replay), then the body's length against the kind and count. Each
+//! refusal has its own counter. Nothing is installed from a message that fails any check.
+
+use crate::conn::record::{ConnRecord, RecordKind};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+pub const MAGIC: [u8; 4] = *b"GWSY";
+pub const VERSION: u8 = 1;
+
+mod field {
+    use core::ops::Range;
+    pub const MAGIC: Range<usize> = 0..4;
+    pub const VERSION: usize = 4;
+    pub const KIND: usize = 5;
+    pub const COUNT: Range<usize> = 6..8;
+    pub const SENDER: Range<usize> = 8..12;
+    pub const SEQ: Range<usize> = 12..20;
+    pub const BODY: usize = 20;
+
+    /// Within a record.
+    pub mod rec {
+        use core::ops::Range;
+        pub const KIND: usize = 0;
+        pub const PROTO: usize = 1;
+        pub const MODE: usize = 2;
+        pub const STATE: usize = 3;
+        pub const CIP: Range<usize> = 4..8;
+        pub const CPORT: Range<usize> = 8..10;
+        pub const VPORT: Range<usize> = 10..12;
+        pub const VIP: Range<usize> = 12..16;
+        pub const RIP: Range<usize> = 16..20;
+        pub const LIP: Range<usize> = 20..24;
+        pub const RPORT: Range<usize> = 24..26;
+        pub const LPORT: Range<usize> = 26..28;
+        pub const REMAINING: Range<usize> = 28..32;
+    }
+
+    /// A hello's body.
+    pub mod hello {
+        use core::ops::Range;
+        pub const WORKERS: Range<usize> = 0..2;
+        pub const PORT_FIRST: Range<usize> = 2..4;
+        pub const PORT_LAST: Range<usize> = 4..6;
+        pub const STEERING: usize = 6;
+        pub const RSS_KEY: Range<usize> = 8..16;
+    }
+}
+
+pub const HEADER_LEN: usize = field::BODY;
+pub const MAC_LEN: usize = 16;
+pub const RECORD_LEN: usize = 32;
+pub const HELLO_LEN: usize = 16;
+/// Records per message: what fits a 1500-byte MTU with IPv4 and UDP headers.
+pub const MAX_RECORDS: usize = (1500 - 28 - HEADER_LEN - MAC_LEN) / RECORD_LEN;
+
+/// What a message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MsgKind {
+    Records,
+    Hello,
+    /// A backup that starts (or restarts) asks for every connection.
+    ResyncRequest,
+}
+
+impl MsgKind {
+    fn code(self) -> u8 {
+        match self {
+            MsgKind::Records => 0,
+            MsgKind::Hello => 1,
+            MsgKind::ResyncRequest => 2,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<MsgKind> {
+        match c {
+            0 => Some(MsgKind::Records),
+            1 => Some(MsgKind::Hello),
+            2 => Some(MsgKind::ResyncRequest),
+            _ => None,
+        }
+    }
+}
+
+/// What both boxes must share for a synced connection to be served where it lands: the worker
+/// count, the local-port layout and the RSS key (as a hash) that steers replies to workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Layout {
+    pub workers: u16,
+    pub ports: (u16, u16),
+    /// 0: partition steering, 1: RSS.
+    pub steering: u8,
+    pub rss_key_hash: u64,
+}
+
+/// Why a received message was refused (each is counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Refused {
+    #[error("shorter than a header and MAC")]
+    Truncated,
+    #[error("MAC does not verify (another key, or altered)")]
+    BadMac,
+    #[error("not a sync message, or another version")]
+    BadVersion,
+    #[error("sequence number not above the last accepted from this sender (a replay)")]
+    Replay,
+    #[error("body length does not match its kind and count")]
+    BadLength,
+    #[error("a record of unknown kind")]
+    BadRecord,
+    #[error("the peer's layout differs: workers, ports, steering or RSS key")]
+    LayoutMismatch,
+}
+
+/// Writes sync messages with the shared key.
+pub struct Sealer {
+    key: Vec<u8>,
+    sender: u32,
+    seq: u64,
+}
+
+impl Sealer {
+    /// `first_seq`: above every sequence number this sender used before (e.g. the time in ms).
+    pub fn new(key: &[u8], sender: u32, first_seq: u64) -> Sealer {
+        Sealer {
+            key: key.to_vec(),
+            sender,
+            seq: first_seq,
+        }
+    }
+
+    fn seal(&mut self, kind: MsgKind, count: usize, body: &[u8]) -> Vec<u8> {
+        let mut m = Vec::with_capacity(HEADER_LEN + body.len() + MAC_LEN);
+        m.extend_from_slice(&MAGIC);
+        m.push(VERSION);
+        m.push(kind.code());
+        m.extend_from_slice(&(count as u16).to_be_bytes());
+        m.extend_from_slice(&self.sender.to_be_bytes());
+        m.extend_from_slice(&self.seq.to_be_bytes());
+        self.seq += 1;
+        m.extend_from_slice(body);
+        let tag = mac(&self.key, &m);
+        m.extend_from_slice(&tag);
+        m
+    }
+
+    /// Messages of at most [`MAX_RECORDS`] records each.
+    pub fn records(&mut self, recs: &[ConnRecord]) -> Vec<Vec<u8>> {
+        recs.chunks(MAX_RECORDS)
+            .map(|chunk| {
+                let mut body = Vec::with_capacity(chunk.len() * RECORD_LEN);
+                for r in chunk {
+                    body.extend_from_slice(&encode_record(r));
+                }
+                self.seal(MsgKind::Records, chunk.len(), &body)
+            })
+            .collect()
+    }
+
+    pub fn hello(&mut self, l: &Layout) -> Vec<u8> {
+        let mut b = [0u8; HELLO_LEN];
+        b[field::hello::WORKERS].copy_from_slice(&l.workers.to_be_bytes());
+        b[field::hello::PORT_FIRST].copy_from_slice(&l.ports.0.to_be_bytes());
+        b[field::hello::PORT_LAST].copy_from_slice(&l.ports.1.to_be_bytes());
+        b[field::hello::STEERING] = l.steering;
+        b[field::hello::RSS_KEY].copy_from_slice(&l.rss_key_hash.to_be_bytes());
+        self.seal(MsgKind::Hello, 0, &b)
+    }
+
+    pub fn resync_request(&mut self) -> Vec<u8> {
+        self.seal(MsgKind::ResyncRequest, 0, &[])
+    }
+}
+
+fn mac(key: &[u8], data: &[u8]) -> [u8; MAC_LEN] {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(data);
+    let full = m.finalize().into_bytes();
+    let mut t = [0u8; MAC_LEN];
+    t.copy_from_slice(&full[..MAC_LEN]);
+    t
+}
+
+fn encode_record(r: &ConnRecord) -> [u8; RECORD_LEN] {
+    use field::rec;
+    let mut b = [0u8; RECORD_LEN];
+    b[rec::KIND] = match r.kind {
+        RecordKind::Conn => 1,
+        RecordKind::Template => 2,
+    };
+    b[rec::PROTO] = r.proto;
+    b[rec::MODE] = r.mode;
+    b[rec::STATE] = r.state;
+    b[rec::CIP].copy_from_slice(&r.client.0.octets());
+    b[rec::CPORT].copy_from_slice(&r.client.1.to_be_bytes());
+    b[rec::VIP].copy_from_slice(&r.vip.0.octets());
+    b[rec::VPORT].copy_from_slice(&r.vip.1.to_be_bytes());
+    b[rec::RIP].copy_from_slice(&r.real.0.octets());
+    b[rec::RPORT].copy_from_slice(&r.real.1.to_be_bytes());
+    b[rec::LIP].copy_from_slice(&r.local.0.octets());
+    b[rec::LPORT].copy_from_slice(&r.local.1.to_be_bytes());
+    b[rec::REMAINING].copy_from_slice(&r.remaining_ms.to_be_bytes());
+    b
+}
+
+fn ip(b: &[u8], r: core::ops::Range<usize>) -> Ipv4Addr {
+    Ipv4Addr::new(b[r.start], b[r.start + 1], b[r.start + 2], b[r.start + 3])
+}
+
+fn port(b: &[u8], r: core::ops::Range<usize>) -> u16 {
+    u16::from_be_bytes([b[r.start], b[r.start + 1]])
+}
+
+fn decode_record(b: &[u8]) -> Result<ConnRecord, Refused> {
+    use field::rec;
+    let kind = match b[rec::KIND] {
+        1 => RecordKind::Conn,
+        2 => RecordKind::Template,
+        _ => return Err(Refused::BadRecord),
+    };
+    Ok(ConnRecord {
+        kind,
+        proto: b[rec::PROTO],
+        mode: b[rec::MODE],
+        state: b[rec::STATE],
+        client: (ip(b, rec::CIP), port(b, rec::CPORT)),
+        vip: (ip(b, rec::VIP), port(b, rec::VPORT)),
+        real: (ip(b, rec::RIP), port(b, rec::RPORT)),
+        local: (ip(b, rec::LIP), port(b, rec::LPORT)),
+        remaining_ms: u32::from_be_bytes([
+            b[rec::REMAINING.start],
+            b[rec::REMAINING.start + 1],
+            b[rec::REMAINING.start + 2],
+            b[rec::REMAINING.start + 3],
+        ]),
+    })
+}
+
+/// A message that passed every check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Records {
+        sender: u32,
+        records: Vec<ConnRecord>,
+    },
+    Hello {
+        sender: u32,
+        layout: Layout,
+    },
+    ResyncRequest {
+        sender: u32,
+    },
+}
+
+/// Counters of a receiver, by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    pub accepted: u64,
+    pub records: u64,
+    pub truncated: u64,
+    pub bad_mac: u64,
+    pub bad_version: u64,
+    pub replay: u64,
+    pub bad_length: u64,
+    pub bad_record: u64,
+}
+
+/// Checks received messages with the shared key, remembering each sender's last sequence number.
+pub struct Opener {
+    key: Vec<u8>,
+    last_seq: HashMap<u32, u64>,
+    pub stats: ReceiverStats,
+}
+
+impl Opener {
+    pub fn new(key: &[u8]) -> Opener {
+        Opener {
+            key: key.to_vec(),
+            last_seq: HashMap::new(),
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    /// Checks `m` and returns what it carries, counting the outcome.
+    pub fn open(&mut self, m: &[u8]) -> Result<Message, Refused> {
+        let r = self.check(m);
+        let s = &mut self.stats;
+        match &r {
+            Ok(msg) => {
+                s.accepted += 1;
+                if let Message::Records { records, .. } = msg {
+                    s.records += records.len() as u64;
+                }
+            }
+            Err(Refused::Truncated) => s.truncated += 1,
+            Err(Refused::BadMac) => s.bad_mac += 1,
+            Err(Refused::BadVersion) => s.bad_version += 1,
+            Err(Refused::Replay) => s.replay += 1,
+            Err(Refused::BadLength) => s.bad_length += 1,
+            Err(Refused::BadRecord) => s.bad_record += 1,
+            Err(Refused::LayoutMismatch) => {}
+        }
+        r
+    }
+
+    fn check(&mut self, m: &[u8]) -> Result<Message, Refused> {
+        if m.len() < HEADER_LEN + MAC_LEN {
+            return Err(Refused::Truncated);
+        }
+        let (data, tag) = m.split_at(m.len() - MAC_LEN);
+        let mut h = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        h.update(data);
+        h.verify_truncated_left(tag).map_err(|_| Refused::BadMac)?;
+        if data[field::MAGIC] != MAGIC || data[field::VERSION] != VERSION {
+            return Err(Refused::BadVersion);
+        }
+        let kind = MsgKind::from_code(data[field::KIND]).ok_or(Refused::BadVersion)?;
+        let sender = u32::from_be_bytes(data[field::SENDER].try_into().expect("4 bytes"));
+        let seq = u64::from_be_bytes(data[field::SEQ].try_into().expect("8 bytes"));
+        if self.last_seq.get(&sender).is_some_and(|&last| seq <= last) {
+            return Err(Refused::Replay);
+        }
+        let count = usize::from(port(data, field::COUNT));
+        let body = &data[field::BODY..];
+        let msg = match kind {
+            MsgKind::Records => {
+                if body.len() != count * RECORD_LEN {
+                    return Err(Refused::BadLength);
+                }
+                let records = body
+                    .chunks_exact(RECORD_LEN)
+                    .map(decode_record)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Message::Records { sender, records }
+            }
+            MsgKind::Hello => {
+                if body.len() != HELLO_LEN || count != 0 {
+                    return Err(Refused::BadLength);
+                }
+                use field::hello;
+                Message::Hello {
+                    sender,
+                    layout: Layout {
+                        workers: port(body, hello::WORKERS),
+                        ports: (port(body, hello::PORT_FIRST), port(body, hello::PORT_LAST)),
+                        steering: body[hello::STEERING],
+                        rss_key_hash: u64::from_be_bytes(
+                            body[hello::RSS_KEY].try_into().expect("8 bytes"),
+                        ),
+                    },
+                }
+            }
+            MsgKind::ResyncRequest => {
+                if !body.is_empty() || count != 0 {
+                    return Err(Refused::BadLength);
+                }
+                Message::ResyncRequest { sender }
+            }
+        };
+        // Only now: a message refused for its body does not advance the sender's sequence.
+        self.last_seq.insert(sender, seq);
+        Ok(msg)
+    }
+}
+
+/// Whether a peer's layout lets it serve this box's connections (and the other way round).
+pub fn check_layout(ours: &Layout, theirs: &Layout) -> Result<(), Refused> {
+    if ours == theirs {
+        Ok(())
+    } else {
+        Err(Refused::LayoutMismatch)
+    }
+}
+
+#[cfg(test)]
+mod tests;
