@@ -559,6 +559,34 @@ impl ConnTable {
         Ok(ConnId(id))
     }
 
+    /// Inserts a connection another box tracked (HA sync, `conn::record`): in `state`, expiring
+    /// `remaining_ms` from `now`, as if its packets had been seen here. A TCP connection past the
+    /// handshake does not count as half-open.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        &mut self,
+        client: Tuple,
+        reply: Option<Tuple>,
+        svc: u16,
+        rs: u16,
+        mode: u8,
+        state: State,
+        remaining_ms: u32,
+        now: Ticks,
+    ) -> Result<ConnId, InsertError> {
+        let id = self.insert(client, reply, svc, rs, mode, now)?;
+        let c = &mut self.slab[id.0 as usize];
+        let handshake = matches!(state, State::None | State::SynSent | State::SynRecv);
+        c.state = state as u8;
+        if client.proto == PROTO_TCP && !handshake {
+            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+            self.half_open -= 1;
+        }
+        self.wheel
+            .rearm(&mut self.slab, id.0, now.after_ms(u64::from(remaining_ms)));
+        Ok(id)
+    }
+
     /// The live entry `id`, if any.
     #[inline]
     pub fn get(&self, id: ConnId) -> Option<&Conn> {

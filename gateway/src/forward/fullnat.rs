@@ -279,6 +279,9 @@ pub struct Forwarder {
     pub stats: FwdStats,
 }
 
+mod install;
+pub use install::InstallError;
+
 /// `Conn::ext` bit: the connection was opened by the SYN proxy (see [`synproxy`]).
 const PROXIED: u8 = 1;
 

@@ -259,6 +259,23 @@ impl LaddrPool {
             .map_or(0, |(i, _)| i)
     }
 
+    /// Counts (LIP, lport) as used by a connection installed from elsewhere (HA sync): the
+    /// connection table, which `allocate`'s `in_use` consults, then holds the port. False,
+    /// changing nothing, if the LIP is not in this pool or the port is not this worker's.
+    pub fn take(&mut self, lip: Ipv4Addr, lport: u16) -> bool {
+        if !self.layout.contains(lport) || self.layout.owner_of(lport) != self.worker {
+            return false;
+        }
+        match self.lips.iter_mut().find(|l| l.addr == lip) {
+            Some(l) => {
+                l.in_use = l.in_use.saturating_add(1);
+                self.stats.allocated += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Releases a connection's (LIP, lport). Returns false, changing nothing, if the LIP is not in
     /// this pool, the port is not this worker's, or the LIP has no live connection.
     pub fn free(&mut self, lip: Ipv4Addr, lport: u16) -> bool {

@@ -1,0 +1,239 @@
+use super::*;
+use crate::datapath::{Datapath, Verdict};
+use crate::packet::{PacketBuf, RxMeta, VecBuf};
+use crate::testkit::*;
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+fn tcp(
+    macs: (crate::wire::MacAddr, crate::wire::MacAddr),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    syn: bool,
+    seq: u32,
+    ack: Option<u32>,
+) -> VecBuf {
+    let mut b = PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv4(src.0.octets(), dst.0.octets(), 64)
+        .tcp(src.1, dst.1, seq, 1000);
+    if syn {
+        b = b.syn();
+    }
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, b"x").unwrap();
+    VecBuf::from_frame(&v)
+}
+
+fn sent(v: Verdict<VecBuf>) -> Vec<u8> {
+    match v {
+        Verdict::Tx(_, b) => b.data().to_vec(),
+        other => panic!("expected a frame out, got {other:?}"),
+    }
+}
+
+fn endpoints(f: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!()
+    };
+    (
+        (ip.header().source_addr(), t.source_port()),
+        (ip.header().destination_addr(), t.destination_port()),
+    )
+}
+
+const CLIENT: RxMeta = RxMeta {
+    port: 0,
+    queue: 0,
+    rss_hash: None,
+    ip_csum: crate::packet::CsumStatus::Unknown,
+    l4_csum: crate::packet::CsumStatus::Unknown,
+    from_peer: false,
+};
+
+/// An established FullNAT connection on `dp`: its LIP:lport and real server.
+fn established(dp: &mut Datapath<VecBuf>) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
+    let c = (CLIENT_IP, 40000);
+    let out = sent(dp.process(
+        tcp(
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            c,
+            (VIP, 80),
+            true,
+            1000,
+            None,
+        ),
+        &CLIENT,
+    ));
+    let (local, real) = endpoints(&out);
+    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    let srv = RxMeta { port: 1, ..CLIENT };
+    sent(dp.process(
+        tcp((rmac, SERVER_PORT_MAC), real, local, true, 5000, Some(1001)),
+        &srv,
+    ));
+    sent(dp.process(
+        tcp(
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            c,
+            (VIP, 80),
+            false,
+            1001,
+            Some(5001),
+        ),
+        &CLIENT,
+    ));
+    (local, real)
+}
+
+#[test]
+fn a_connection_installed_elsewhere_equals_the_original_and_forwards() {
+    let mut a: Datapath<VecBuf> = lab_datapath();
+    a.tick(1_000);
+    let (local, real) = established(&mut a);
+    let (id, orig) = a.fwd.table().iter().next().map(|(i, c)| (i, *c)).unwrap();
+    assert_eq!(orig.state(), State::Established);
+    let rec = a.fwd.export(id, Ticks(1_000)).unwrap();
+    assert_eq!(
+        (rec.local, rec.real, rec.mode),
+        (local, real, mode::FULLNAT)
+    );
+
+    // A fresh box, its clock elsewhere: same tuples, state, server, local port; the timer within
+    // a tick of the time left.
+    let mut b: Datapath<VecBuf> = lab_datapath();
+    b.tick(50_000);
+    let nid = b.fwd.install(&rec, Ticks(50_000)).unwrap();
+    let c = *b.fwd.table().get(nid).unwrap();
+    assert_eq!(
+        (c.client(), c.reply(), c.state()),
+        (orig.client(), orig.reply(), orig.state())
+    );
+    let rs = &b.fwd.services().services[c.svc as usize].svc.reals()[c.rs as usize];
+    assert_eq!((rs.addr, rs.port), real);
+    let left = c.deadline().0 - 50_000;
+    assert!(
+        left.abs_diff(u64::from(rec.remaining_ms)) <= 10,
+        "{left} vs {}",
+        rec.remaining_ms
+    );
+    assert_eq!(
+        b.fwd.table().half_open(),
+        0,
+        "past the handshake: not half-open"
+    );
+    assert_eq!(
+        b.fwd.export(nid, Ticks(50_000)).map(|r| r.local),
+        Some(local)
+    );
+
+    // Its real server's next segment reaches the client as from the VIP.
+    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    let srv = RxMeta { port: 1, ..CLIENT };
+    let out = sent(b.process(
+        tcp(
+            (rmac, SERVER_PORT_MAC),
+            real,
+            local,
+            false,
+            5001,
+            Some(1002),
+        ),
+        &srv,
+    ));
+    assert_eq!(endpoints(&out), ((VIP, 80), (CLIENT_IP, 40000)));
+    // And a new connection does not take its local port.
+    let out = sent(b.process(
+        tcp(
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            (CLIENT_IP, 40001),
+            (VIP, 80),
+            true,
+            7,
+            None,
+        ),
+        &CLIENT,
+    ));
+    let (l2, r2) = endpoints(&out);
+    assert!(l2 != local || r2 != real, "local port reused");
+}
+
+#[test]
+fn records_this_box_cannot_serve_are_refused_and_change_nothing() {
+    let mut a: Datapath<VecBuf> = lab_datapath();
+    a.tick(1_000);
+    established(&mut a);
+    let id = a.fwd.table().iter().next().unwrap().0;
+    let rec = a.fwd.export(id, Ticks(1_000)).unwrap();
+    let mut b: Datapath<VecBuf> = lab_datapath();
+    let cases = [
+        (
+            ConnRecord {
+                vip: (VIP, 81),
+                ..rec
+            },
+            InstallError::NoService,
+        ),
+        (
+            ConnRecord {
+                real: (RS1, 8080),
+                ..rec
+            },
+            InstallError::NoRealServer,
+        ),
+        (
+            ConnRecord {
+                mode: mode::DR,
+                ..rec
+            },
+            InstallError::ModeMismatch,
+        ),
+        (
+            ConnRecord {
+                local: (Ipv4Addr::new(10, 20, 0, 99), rec.local.1),
+                ..rec
+            },
+            InstallError::NotThisWorker,
+        ),
+        (
+            ConnRecord {
+                local: (rec.local.0, 80),
+                ..rec
+            },
+            InstallError::NotThisWorker,
+        ),
+        (
+            ConnRecord {
+                kind: RecordKind::Template,
+                ..rec
+            },
+            InstallError::Template,
+        ),
+    ];
+    for (r, want) in cases {
+        assert_eq!(b.fwd.install(&r, Ticks(0)), Err(want), "{r:?}");
+    }
+    assert_eq!(b.fwd.table().len(), 0);
+    let in_use = |b: &Datapath<VecBuf>| -> u32 {
+        b.fwd
+            .lip_usage()
+            .filter(|(k, _)| k.lip == rec.local.0)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert_eq!(in_use(&b), 0);
+    // Installed, its local port counts as used; installed twice, the second is a duplicate and
+    // gives its count back.
+    b.fwd.install(&rec, Ticks(0)).unwrap();
+    assert_eq!(in_use(&b), 1);
+    assert_eq!(
+        b.fwd.install(&rec, Ticks(0)),
+        Err(InstallError::Table(InsertError::Duplicate))
+    );
+    assert_eq!((b.fwd.table().len(), in_use(&b)), (1, 1));
+}
