@@ -276,13 +276,16 @@ pub struct Forwarder {
     traffic_base: Vec<u32>,
     /// The SYN proxy (`synproxy`): cookies, and the state of proxied connections.
     pub synproxy: SynProxy,
+    /// Connections to send the backup, while this box is a sync primary (`install`).
+    sync_log: Option<SyncLog>,
     pub stats: FwdStats,
 }
 
 mod install;
-pub use install::InstallError;
+pub use install::{InstallError, SyncLog};
 
-/// `Conn::ext` bit: the connection was opened by the SYN proxy (see [`synproxy`]).
+/// `Conn::ext` bit 0: the connection was opened by the SYN proxy (see [`synproxy`]); bits 1..8
+/// belong to the sync log (`install`).
 const PROXIED: u8 = 1;
 
 /// Why a packet reached the forwarder.
@@ -364,6 +367,7 @@ impl Forwarder {
             traffic_base: Vec::new(),
             acl_hits: Vec::new(),
             synproxy: SynProxy::new(cfg.cookie_key, cfg.synproxy),
+            sync_log: None,
             stats: FwdStats::default(),
         };
         f.set_services(services)?;
@@ -1689,6 +1693,9 @@ impl Forwarder {
         let change = self.table.on_packet(id, dir, ip.tcp_flags.bits(), now);
         if is_tcp && change.changed() {
             self.limit_on_state(id, change.old, change.new, now);
+        }
+        if self.sync_log.is_some() {
+            self.sync_note(id, change.old, now);
         }
         let services = &self.services;
         let Some(c) = self.table.get_mut(id) else {

@@ -148,3 +148,102 @@ impl Forwarder {
 
 #[cfg(test)]
 mod tests;
+
+/// Connections a primary is to send its backup (issue 12), logged by the packet path while sync
+/// is on, as IPVS's sync daemon does: when a TCP connection is established, at each of its state
+/// changes after that, and at least once per refresh period while it carries packets (a UDP
+/// connection from its first datagram), so that the backup's timers stay close. Bounded: entries
+/// past the bound are counted in `overflow` and caught up by the next refresh.
+#[derive(Debug)]
+pub struct SyncLog {
+    entries: Vec<(ConnId, Tuple)>,
+    cap: usize,
+    refresh_ms: u64,
+    pub logged: u64,
+    pub overflow: u64,
+}
+
+/// `Conn::ext` bits 1..8: the refresh period (mod 128) in which the connection was last logged.
+const EPOCH_SHIFT: u8 = 1;
+
+impl SyncLog {
+    pub fn new(cap: usize, refresh_ms: u64) -> SyncLog {
+        SyncLog {
+            entries: Vec::with_capacity(cap),
+            cap,
+            refresh_ms: refresh_ms.max(1),
+            logged: 0,
+            overflow: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl Forwarder {
+    /// Turns sync logging on (a primary: up to `cap` connections between drains, refreshed every
+    /// `refresh_ms`) or off (`None`).
+    pub fn set_sync(&mut self, log: Option<SyncLog>) {
+        self.sync_log = log;
+    }
+
+    /// The sync log, while sync is on (its counters).
+    pub fn sync_log(&self) -> Option<&SyncLog> {
+        self.sync_log.as_ref()
+    }
+
+    /// After connection `id` saw a packet that moved it from `old` to its current state: logs it
+    /// if the backup should hear of it now.
+    pub(super) fn sync_note(&mut self, id: ConnId, old: State, now: Ticks) {
+        let Some(log) = self.sync_log.as_mut() else {
+            return;
+        };
+        let Some(c) = self.table.get_mut(id) else {
+            return;
+        };
+        let new = c.state();
+        let tcp = c.proto() == crate::conn::PROTO_TCP;
+        if tcp && matches!(new, State::None | State::SynSent | State::SynRecv) {
+            return;
+        }
+        let epoch = ((now.0 / log.refresh_ms) & 0x7F) as u8;
+        let stale = c.ext >> EPOCH_SHIFT != epoch;
+        if !(stale || new != old) {
+            return;
+        }
+        c.ext = (c.ext & ((1 << EPOCH_SHIFT) - 1)) | (epoch << EPOCH_SHIFT);
+        if log.entries.len() >= log.cap {
+            log.overflow += 1;
+            return;
+        }
+        log.entries.push((id, c.client()));
+        log.logged += 1;
+    }
+
+    /// The records of the connections logged since the last drain, still alive, appended to
+    /// `out`.
+    pub fn drain_sync(&mut self, now: Ticks, out: &mut Vec<ConnRecord>) {
+        let Some(log) = self.sync_log.as_mut() else {
+            return;
+        };
+        let entries = std::mem::take(&mut log.entries);
+        for &(id, client) in &entries {
+            // The slot may have been reused since: only the same connection counts.
+            if self.table.get(id).is_some_and(|c| c.client() == client) {
+                if let Some(r) = self.export(id, now) {
+                    out.push(r);
+                }
+            }
+        }
+        if let Some(log) = self.sync_log.as_mut() {
+            log.entries = entries;
+            log.entries.clear();
+        }
+    }
+}

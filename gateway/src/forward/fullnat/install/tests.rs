@@ -237,3 +237,104 @@ fn records_this_box_cannot_serve_are_refused_and_change_nothing() {
     );
     assert_eq!((b.fwd.table().len(), in_use(&b)), (1, 1));
 }
+
+#[test]
+fn the_sync_log_takes_established_connections_their_changes_and_refreshes() {
+    let mut a: Datapath<VecBuf> = lab_datapath();
+    a.tick(1_000);
+    a.fwd.set_sync(Some(SyncLog::new(2, 1_000)));
+    let (local, real) = established(&mut a);
+    let mut out = Vec::new();
+    a.fwd.drain_sync(Ticks(1_000), &mut out);
+    assert_eq!(
+        out.len(),
+        1,
+        "logged once it is established, not during the handshake"
+    );
+    assert_eq!(
+        (out[0].local, out[0].state),
+        (local, State::Established as u8)
+    );
+    // Another packet in the same period: nothing new to say.
+    let c = (CLIENT_IP, 40000);
+    let ack = |seq| {
+        tcp(
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            c,
+            (VIP, 80),
+            false,
+            seq,
+            Some(5001),
+        )
+    };
+    sent(a.process(ack(1002), &CLIENT));
+    out.clear();
+    a.fwd.drain_sync(Ticks(1_000), &mut out);
+    assert!(out.is_empty());
+    // The next period: refreshed, with the time left as it now is.
+    a.tick(2_500);
+    sent(a.process(ack(1003), &CLIENT));
+    a.fwd.drain_sync(Ticks(2_500), &mut out);
+    assert_eq!(out.len(), 1);
+    // A state change (the server's FIN) is logged at once.
+    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    let srv = RxMeta { port: 1, ..CLIENT };
+    let mut fin = Vec::new();
+    PacketBuilder::ethernet2(rmac.0, SERVER_PORT_MAC.0)
+        .ipv4(real.0.octets(), local.0.octets(), 64)
+        .tcp(real.1, local.1, 5002, 1000)
+        .ack(1004)
+        .fin()
+        .write(&mut fin, &[])
+        .unwrap();
+    sent(a.process(VecBuf::from_frame(&fin), &srv));
+    out.clear();
+    a.fwd.drain_sync(Ticks(2_500), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_ne!(out[0].state, State::Established as u8);
+    // Installed on the backup, what was drained is the connection as it stands.
+    let mut b: Datapath<VecBuf> = lab_datapath();
+    let id = b.fwd.install(&out[0], Ticks(0)).unwrap();
+    assert_eq!(b.fwd.table().get(id).unwrap().state() as u8, out[0].state);
+}
+
+#[test]
+fn the_sync_log_is_bounded_and_counts_what_it_could_not_take() {
+    let mut a: Datapath<VecBuf> = lab_datapath();
+    a.tick(1_000);
+    a.fwd.set_sync(Some(SyncLog::new(1, 60_000)));
+    established(&mut a);
+    // A second connection while the log is full.
+    let c = (CLIENT_IP, 40001);
+    let out = sent(a.process(
+        tcp((CLIENT_MAC, CLIENT_PORT_MAC), c, (VIP, 80), true, 1, None),
+        &CLIENT,
+    ));
+    let (local, real) = endpoints(&out);
+    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    let srv = RxMeta { port: 1, ..CLIENT };
+    sent(a.process(
+        tcp((rmac, SERVER_PORT_MAC), real, local, true, 9, Some(2)),
+        &srv,
+    ));
+    sent(a.process(
+        tcp(
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            c,
+            (VIP, 80),
+            false,
+            2,
+            Some(10),
+        ),
+        &CLIENT,
+    ));
+    let log = a.fwd.sync_log().unwrap();
+    assert_eq!((log.len(), log.logged, log.overflow), (1, 1, 1));
+    let mut got = Vec::new();
+    a.fwd.drain_sync(Ticks(1_000), &mut got);
+    assert_eq!(got.len(), 1);
+    // Without a log, nothing is noted.
+    a.fwd.set_sync(None);
+    a.fwd.drain_sync(Ticks(1_000), &mut got);
+    assert_eq!(got.len(), 1);
+}
