@@ -3,6 +3,8 @@
 //! (TCP and UDP) over real servers 10.20.0.11 and 10.20.0.12 with LIPs 10.20.0.200-201, and the
 //! neighbours already resolved so packets go straight out.
 
+pub mod flows;
+
 use crate::config::Config;
 use crate::datapath::{Datapath, PortCtx};
 use crate::forward::{Forwarder, FwdConfig, ServiceTable};

@@ -1,0 +1,47 @@
+#!/bin/bash
+# Deterministic cost of the DPDK-free datapath per operation (issue 16): instructions and simulated
+# cache misses (Valgrind's callgrind, --cache-sim) of gateway/examples/datapath_cost.rs at two
+# operation counts; the difference over the difference of counts is one operation's cost, whatever
+# the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
+# Usage: perf/cost.sh [scenario ...]   (default: established-1k syn; add established-1m, slow)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -q --release -p gateway --example datapath_cost
+bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k syn)
+commit=$(git rev-parse --short HEAD)
+out="perf/results/cost-$commit.txt"
+# Totals of one run: Ir D1mr D1mw DLmr DLmw (callgrind's event order with --cache-sim=yes).
+totals() {
+    valgrind --tool=callgrind --cache-sim=yes --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
+        sed -n 's/.*Collected : //p' | awk '{print $1, $5, $6, $8, $9}'
+}
+per_op() {
+    local a b
+    read -r -a a <<<"$(totals "$1" "$2")"
+    read -r -a b <<<"$(totals "$1" "$3")"
+    local d=$(($3 - $2))
+    echo "$(((b[0] - a[0]) / d)) $(((b[1] + b[2] - a[1] - a[2]) * 100 / d)) $(((b[3] + b[4] - a[3] - a[4]) * 100 / d))"
+}
+{
+    echo "# perf/cost.sh at $commit: per operation, instructions, D1 misses x100, LL misses x100"
+    for s in "${scenarios[@]}"; do
+        case $s in
+        established-1m) r=$(per_op "$s" 20000 60000) ;;
+        *) r=$(per_op "$s" 2000 6000) ;;
+        esac
+        echo "$s $r"
+        if [ "$s" = syn ]; then
+            f=$(per_op frames 2000 6000)
+            echo "# syn-net: syn minus building its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "syn-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        fi
+    done
+} | tee "$out"
+prev=$(ls -t perf/results/cost-*.txt 2>/dev/null | grep -v "cost-$commit.txt" | head -1 || true)
+if [ -n "$prev" ]; then
+    echo "--- against $prev"
+    join <(grep -v '^#' "$prev" | sort) <(grep -v '^#' "$out" | sort) |
+        awk '{printf "%s: %s -> %s instructions (%+d)\n", $1, $2, $5, $5 - $2}'
+fi
