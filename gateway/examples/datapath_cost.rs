@@ -8,12 +8,16 @@
 //!   picked at random among 1K or 1M (the frame rewritten from a template, as the criterion bench
 //!   does: `benches/datapath.rs`);
 //! - `syn`: a SYN that opens a new connection, its frame built from the template (two checksums);
-//! - `frames`: only building those SYN frames, to subtract from `syn`.
+//! - `frames`: only building those SYN frames, to subtract from `syn`;
+//! - `ts-plain`, `ts-proxied`: one connection with timestamps, without and with the SYN proxy
+//!   (issue 21); an operation is two packets, a client ACK and a server data segment, so that
+//!   `ts-proxied` minus `ts-plain` is the proxy's translation both ways.
 
-use gateway::datapath::Datapath;
-use gateway::packet::VecBuf;
-use gateway::testkit::datapath_from;
+use gateway::datapath::{Datapath, Verdict};
+use gateway::packet::{PacketBuf, RxMeta, VecBuf};
 use gateway::testkit::flows::*;
+use gateway::testkit::*;
+use gateway::wire::TcpPacket;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -32,8 +36,12 @@ fn main() {
                 }
             }
         }
+        Some("ts-plain") => timestamps_run(false, n as u64),
+        Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
-            eprintln!("usage: datapath_cost established-1k|established-1m|syn|frames N");
+            eprintln!(
+                "usage: datapath_cost established-1k|established-1m|syn|frames|ts-plain|ts-proxied N"
+            );
             std::process::exit(2);
         }
     }
@@ -45,5 +53,129 @@ fn established_run(conns: u32, cap: u32, n: usize) {
     let mut buf = VecBuf::from_frame(&ack);
     for k in 0..n {
         buf = send(&mut dp, buf, &acks[order[k & 0xFFFF] as usize], &ack);
+    }
+}
+
+/// One connection (proxied or not) carrying `n` client ACKs and `n` server data segments, all
+/// with timestamps, one buffer per direction reused.
+fn timestamps_run(proxied: bool, n: u64) {
+    let mode = if proxied { "on" } else { "off" };
+    let conf = LAB_CONFIG.replacen(
+        "scheduler = \"wrr\"",
+        &format!("scheduler = \"wrr\"\nsynproxy = \"{mode}\""),
+        1,
+    );
+    let mut dp: Datapath<VecBuf> = datapath_from(&conf, 0, 1, 1 << 16);
+    dp.tick(5_000);
+    let from_client = RxMeta::default();
+    let from_server = RxMeta {
+        port: 1,
+        ..Default::default()
+    };
+    let (cm, sm) = (
+        (CLIENT_MAC.0, CLIENT_PORT_MAC.0),
+        (RS1_MAC.0, SERVER_PORT_MAC.0),
+    );
+    let (cli, vip) = ((CLIENT_IP.octets(), 40000), (VIP.octets(), 80));
+    let syn = frame(cm, cli, vip, SYN, 1000, 0, (100, 0), &[]);
+    let out = sent(dp.process(VecBuf::from_frame(&syn), &from_client));
+    let our_isn = TcpPacket::new_unchecked(&out.data()[34..]).seq();
+    // Proxied: `out` was our SYN-ACK and the ACK makes the SYN to the server; plain: `out` is it.
+    let (syn_out, c_ack) = if proxied {
+        let ack = frame(cm, cli, vip, ACK, 1001, our_isn + 1, (101, 0), &[]);
+        (
+            sent(dp.process(VecBuf::from_frame(&ack), &from_client)),
+            our_isn + 1,
+        )
+    } else {
+        (out, 5001)
+    };
+    let lport = TcpPacket::new_unchecked(&syn_out.data()[34..]).src_port();
+    let lip = [
+        syn_out.data()[26],
+        syn_out.data()[27],
+        syn_out.data()[28],
+        syn_out.data()[29],
+    ];
+    let srv = (RS1.octets(), 80);
+    let synack = frame(
+        sm,
+        srv,
+        (lip, lport),
+        SYN | ACK,
+        5000,
+        1001,
+        (900, 101),
+        &[],
+    );
+    sent(dp.process(VecBuf::from_frame(&synack), &from_server));
+    if !proxied {
+        let ack = frame(cm, cli, vip, ACK, 1001, 5001, (101, 900), &[]);
+        sent(dp.process(VecBuf::from_frame(&ack), &from_client));
+    }
+    let c2s = frame(cm, cli, vip, ACK, 1001, c_ack, (102, 900), &[]);
+    let s2c = frame(sm, srv, (lip, lport), ACK, 5001, 1001, (901, 102), b"hello");
+    let (mut a, mut b) = (VecBuf::from_frame(&c2s), VecBuf::from_frame(&s2c));
+    for _ in 0..n {
+        a.set_len(c2s.len());
+        a.data_mut().copy_from_slice(&c2s);
+        a = sent(dp.process(a, &from_client));
+        b.set_len(s2c.len());
+        b.data_mut().copy_from_slice(&s2c);
+        b = sent(dp.process(b, &from_server));
+    }
+}
+
+/// A TCP frame with the timestamps option (NOP NOP TS), checksums filled.
+#[allow(clippy::too_many_arguments)]
+fn frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    ts: (u32, u32),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = vec![0u8; 14 + 20 + 32 + payload.len()];
+    v[0..6].copy_from_slice(&macs.1);
+    v[6..12].copy_from_slice(&macs.0);
+    v[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = gateway::wire::Ipv4Repr {
+        src: src.0.into(),
+        dst: dst.0.into(),
+        protocol: gateway::wire::IpProtocol::TCP,
+        payload_len: (32 + payload.len()) as u16,
+        ttl: 64,
+        ident: 0,
+        dont_frag: true,
+        dscp_ecn: 0,
+    };
+    ip.emit(&mut v[14..]).unwrap();
+    let seg = &mut v[34..];
+    seg[32..].copy_from_slice(payload);
+    seg[20..24].copy_from_slice(&[1, 1, 8, 10]);
+    seg[24..28].copy_from_slice(&ts.0.to_be_bytes());
+    seg[28..32].copy_from_slice(&ts.1.to_be_bytes());
+    let mut t = TcpPacket::new_unchecked(seg);
+    t.set_src_port(src.1);
+    t.set_dst_port(dst.1);
+    t.set_seq(seq);
+    t.set_ack_number(ack);
+    t.set_data_offset(8);
+    t.set_flags(gateway::wire::TcpFlags(flags));
+    t.set_window(1000);
+    t.fill_checksum(src.0.into(), dst.0.into());
+    v
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+fn sent(v: Verdict<VecBuf>) -> VecBuf {
+    match v {
+        Verdict::Tx(_, b) => b,
+        other => panic!("expected a frame out, got {other:?}"),
     }
 }
