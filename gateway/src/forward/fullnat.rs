@@ -1657,7 +1657,9 @@ impl Forwarder {
     ) -> Verdict<B> {
         let ip = &v.ip;
         let is_tcp = ip.protocol == IpProtocol::TCP;
+        let mut proxied = false;
         if let Some(c) = self.table.get(id) {
+            proxied = c.ext & PROXIED != 0;
             if c.flags().contains(PARKED) {
                 // A late packet of a connection its client has replaced.
                 return Verdict::Drop(Drop::NoConn.into(), pkt);
@@ -1677,7 +1679,6 @@ impl Forwarder {
                 return Verdict::Drop(Drop::NoRealServer.into(), pkt);
             }
         }
-        let proxied = self.table.get(id).is_some_and(|c| c.ext & PROXIED != 0);
         if proxied && self.synproxy.get(id.index()).is_some_and(|p| p.pending) {
             match self.proxy_pending(l3, pkt, v, id, dir, now) {
                 Ok(verdict) => return verdict,

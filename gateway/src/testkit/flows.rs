@@ -12,21 +12,10 @@ use std::net::Ipv4Addr;
 /// server, and 2 LIPs x 64K ports x 2 servers would not hold 1M connections.
 pub fn bench_config() -> String {
     let lips: Vec<String> = (200..216).map(|i| format!("\"10.20.0.{i}\"")).collect();
+    // The lab config's workers and ports, then a route and a service of its own.
+    let ports = &super::LAB_CONFIG[..super::LAB_CONFIG.find("[[service]]").expect("a service")];
     format!(
-        r#"
-[workers]
-count = 1
-
-[[port]]
-name = "client"
-device = "net_ring0"
-addresses = ["10.10.0.1/24"]
-
-[[port]]
-name = "server"
-device = "net_ring1"
-addresses = ["10.20.0.1/24"]
-
+        r#"{ports}
 # The clients (11.0.0.0/8) are reached through the client-side router.
 [[route]]
 prefix = "11.0.0.0/8"

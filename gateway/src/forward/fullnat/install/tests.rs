@@ -47,14 +47,8 @@ fn endpoints(f: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
     )
 }
 
-const CLIENT: RxMeta = RxMeta {
-    port: 0,
-    queue: 0,
-    rss_hash: None,
-    ip_csum: crate::packet::CsumStatus::Unknown,
-    l4_csum: crate::packet::CsumStatus::Unknown,
-    from_peer: false,
-};
+/// Received on the client-side port (`testkit::flows::META`).
+const CLIENT: RxMeta = crate::testkit::flows::META;
 
 /// An established FullNAT connection on `dp`: its LIP:lport and real server.
 fn established(dp: &mut Datapath<VecBuf>) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {

@@ -37,32 +37,57 @@ fn client(flags: &str, seq: u32, ack: u32, opts: &[Opt], data: &[u8]) -> VecBuf 
 }
 
 fn client_from(port: u16, flags: &str, seq: u32, ack: u32, opts: &[Opt], data: &[u8]) -> VecBuf {
-    let mut v = Vec::new();
-    let mut b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
-        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
-        .tcp(port, 80, seq, 500);
-    if flags.contains('A') {
-        b = b.ack(ack);
-    }
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('F') {
-        b = b.fin();
-    }
-    if flags.contains('R') {
-        b = b.rst();
-    }
-    b.options(opts).unwrap().write(&mut v, data).unwrap();
-    VecBuf::from_frame(&v)
+    let macs = (CLIENT_MAC, CLIENT_PORT_MAC);
+    segment(
+        macs,
+        (CLIENT_IP, port),
+        (VIP, 80),
+        flags,
+        seq,
+        ack,
+        500,
+        opts,
+        data,
+    )
 }
 
 fn server(flags: &str, lport: u16, seq: u32, ack: u32, opts: &[Opt], data: &[u8]) -> VecBuf {
+    // A server's segment always acknowledges.
+    let flags = format!("A{flags}");
+    let macs = (RS1_MAC, SERVER_PORT_MAC);
+    segment(
+        macs,
+        (RS1, 80),
+        (LIP1, lport),
+        &flags,
+        seq,
+        ack,
+        100,
+        opts,
+        data,
+    )
+}
+
+/// A TCP frame; `flags` in tcpdump letters (S A F R; the ACK number is set with A only).
+#[allow(clippy::too_many_arguments)]
+fn segment(
+    macs: (crate::wire::MacAddr, crate::wire::MacAddr),
+    src: (std::net::Ipv4Addr, u16),
+    dst: (std::net::Ipv4Addr, u16),
+    flags: &str,
+    seq: u32,
+    ack: u32,
+    window: u16,
+    opts: &[Opt],
+    data: &[u8],
+) -> VecBuf {
     let mut v = Vec::new();
-    let mut b = PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
-        .ipv4(RS1.octets(), LIP1.octets(), 64)
-        .tcp(80, lport, seq, 100)
-        .ack(ack);
+    let mut b = PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv4(src.0.octets(), dst.0.octets(), 64)
+        .tcp(src.1, dst.1, seq, window);
+    if flags.contains('A') {
+        b = b.ack(ack);
+    }
     if flags.contains('S') {
         b = b.syn();
     }
@@ -177,14 +202,8 @@ fn released(dp: &mut Datapath<VecBuf>) -> Vec<Out> {
     out
 }
 
-const FROM_CLIENT: RxMeta = RxMeta {
-    port: 0,
-    queue: 0,
-    rss_hash: None,
-    ip_csum: crate::packet::CsumStatus::Unknown,
-    l4_csum: crate::packet::CsumStatus::Unknown,
-    from_peer: false,
-};
+/// Received on the client-side port (`testkit::flows::META`).
+const FROM_CLIENT: RxMeta = crate::testkit::flows::META;
 
 fn from_server() -> RxMeta {
     RxMeta {
