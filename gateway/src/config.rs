@@ -60,6 +60,133 @@ pub struct Config {
     /// What the SYN proxy announces, and when its auto mode turns on (`forward::synproxy`).
     #[serde(default)]
     pub synproxy: SynProxySection,
+    /// Connection sync with the other box of a primary/backup pair (`sync`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncConfig>,
+}
+
+/// `[sync]` (conf/README.md, `sync/PROTOCOL.md`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// `auto` (the default: master while an `owner = "kernel"` VIP is on a twin, as
+    /// keepalived's MASTER puts it there; backup otherwise), `master`, `backup` or `off`.
+    #[serde(default = "default_sync_role")]
+    pub role: String,
+    /// The `[[port]]` whose kernel twin carries the sync traffic.
+    pub port: String,
+    /// The address to send from: one of the port's `addresses` (default: its first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
+    /// The other box's address on that port's segment, or a multicast group (224.0.0.0/4).
+    pub peer: Ipv4Addr,
+    /// UDP port, on both boxes (default 8848, IPVS's sync port).
+    #[serde(default = "default_sync_udp_port")]
+    pub udp_port: u16,
+    /// The pair's shared key: 32 to 128 hex digits (16 to 64 bytes).
+    pub key: String,
+    /// This box's sender id (default: its sync address as a number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
+    /// A connection that carries packets is sent again at least this often (default 10).
+    #[serde(default = "default_sync_refresh_s")]
+    pub refresh_s: u32,
+    /// Connections each worker logs per 5 ms round at most (default 65536).
+    #[serde(default = "default_sync_log_capacity")]
+    pub log_capacity: u32,
+    /// Messages per second the master sends at most, 44 connections each (default 5000).
+    #[serde(default = "default_sync_max_msgs")]
+    pub max_msgs_per_s: u32,
+}
+
+fn default_sync_role() -> String {
+    "auto".into()
+}
+fn default_sync_udp_port() -> u16 {
+    8848
+}
+fn default_sync_refresh_s() -> u32 {
+    10
+}
+fn default_sync_log_capacity() -> u32 {
+    65536
+}
+fn default_sync_max_msgs() -> u32 {
+    5000
+}
+
+impl SyncConfig {
+    /// The sync thread's settings, or the key at fault.
+    pub fn settings(&self, ports: &[PortEntry]) -> Result<crate::sync::Settings, ConfigError> {
+        let mode: crate::sync::RoleMode = self
+            .role
+            .parse()
+            .map_err(|e: String| invalid("sync.role", e))?;
+        let port = ports
+            .iter()
+            .find(|p| p.name == self.port)
+            .ok_or_else(|| invalid("sync.port", format!("no [[port]] named {:?}", self.port)))?;
+        if port.twin == "none" {
+            return Err(invalid(
+                "sync.port",
+                format!(
+                    "port {:?} has no kernel twin (twin = \"none\"): sync goes through it",
+                    self.port
+                ),
+            ));
+        }
+        let addrs: Vec<Ipv4Addr> = port
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse::<crate::net::Ipv4Cidr>().ok())
+            .map(|c| c.addr)
+            .collect();
+        let local = match self.address {
+            Some(a) if addrs.contains(&a) => a,
+            Some(a) => {
+                return Err(invalid(
+                    "sync.address",
+                    format!("{a} is not an address of port {:?}", self.port),
+                ))
+            }
+            None => *addrs.first().ok_or_else(|| {
+                invalid(
+                    "sync.port",
+                    format!("port {:?} has no address to send from", self.port),
+                )
+            })?,
+        };
+        if self.peer.is_unspecified() || self.peer.is_broadcast() || self.peer == local {
+            return Err(invalid(
+                "sync.peer",
+                format!("{} is not another box's address or a group", self.peer),
+            ));
+        }
+        if self.udp_port == 0 {
+            return Err(invalid("sync.udp_port", "must be 1..=65535"));
+        }
+        let key = crate::sync::parse_key(&self.key).map_err(|e| invalid("sync.key", e))?;
+        if !(1..=3600).contains(&self.refresh_s) {
+            return Err(invalid("sync.refresh_s", "must be 1..=3600"));
+        }
+        if !(1..=1 << 20).contains(&self.log_capacity) {
+            return Err(invalid("sync.log_capacity", "must be 1..=1048576"));
+        }
+        if !(1..=1_000_000).contains(&self.max_msgs_per_s) {
+            return Err(invalid("sync.max_msgs_per_s", "must be 1..=1000000"));
+        }
+        Ok(crate::sync::Settings {
+            mode,
+            local,
+            peer: self.peer,
+            udp_port: self.udp_port,
+            key,
+            id: self.id.unwrap_or_else(|| u32::from(local)),
+            refresh_ms: u64::from(self.refresh_s) * 1000,
+            log_capacity: self.log_capacity as usize,
+            max_msgs_per_s: self.max_msgs_per_s,
+        })
+    }
 }
 
 /// `[synproxy]` (conf/README.md).
@@ -886,6 +1013,9 @@ impl Config {
             return Err(invalid("neighbour.capacity", "must be in 16..=1048576"));
         }
         self.synproxy.settings()?;
+        if let Some(s) = &self.sync {
+            s.settings(&self.ports)?;
+        }
         let c = &self.conn;
         if c.max_half_open.is_some_and(|n| n == 0 || n > c.capacity) {
             return Err(invalid("conn.max_half_open", "must be 1..=conn.capacity"));
@@ -1278,6 +1408,63 @@ mod tests {
         let c = with("").unwrap();
         assert_eq!(c.conn.half_open_limit(c.conn.capacity), c.conn.capacity / 2);
         assert_eq!(c.conn.half_open_limit(1), 1);
+    }
+
+    #[test]
+    fn sync_settings_are_checked_and_name_the_key_at_fault() {
+        let key = "00112233445566778899aabbccddeeff";
+        let with = |section: &str| {
+            let text = format!("{}\n[sync]\n{section}\n", crate::testkit::LAB_CONFIG);
+            Config::parse(&text).and_then(|c| {
+                c.validate()?;
+                c.sync.as_ref().unwrap().settings(&c.ports)
+            })
+        };
+        let s = with(&format!(
+            "port = \"server\"\npeer = \"10.20.0.2\"\nkey = \"{key}\""
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.mode, s.local, s.udp_port, s.refresh_ms, s.key.len()),
+            (
+                crate::sync::RoleMode::Auto,
+                "10.20.0.1".parse().unwrap(),
+                8848,
+                10_000,
+                16
+            )
+        );
+        assert_eq!(s.id, u32::from_be_bytes([10, 20, 0, 1]));
+        let refused = |section: String, what: &str| {
+            let e = with(&section).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(what), "{section}: {e}");
+        };
+        let base = |extra: &str| {
+            format!("port = \"server\"\npeer = \"10.20.0.2\"\nkey = \"{key}\"\n{extra}")
+        };
+        refused(base("role = \"primary\""), "sync.role");
+        refused(base("address = \"10.20.0.9\""), "sync.address");
+        refused(base("refresh_s = 0"), "sync.refresh_s");
+        refused(base("max_msgs_per_s = 0"), "sync.max_msgs_per_s");
+        refused(
+            format!("port = \"server\"\npeer = \"10.20.0.2\"\nkey = \"00ff\""),
+            "sync.key",
+        );
+        refused(
+            format!("port = \"server\"\npeer = \"10.20.0.1\"\nkey = \"{key}\""),
+            "sync.peer",
+        );
+        refused(
+            format!("port = \"nowhere\"\npeer = \"10.20.0.2\"\nkey = \"{key}\""),
+            "sync.port",
+        );
+        let none = format!(
+            "{}\n[sync]\n{}\n",
+            crate::testkit::without_twins(crate::testkit::LAB_CONFIG),
+            base("")
+        );
+        let e = Config::parse(&none).and_then(|c| c.validate()).map(|_| ());
+        assert!(e.unwrap_err().to_string().contains("no kernel twin"));
     }
 
     #[test]

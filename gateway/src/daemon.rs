@@ -68,6 +68,8 @@ pub struct Control {
     drains: crate::kernel::announce::Drains,
     /// What changed and why (`gwctl events`).
     pub events: Arc<crate::events::EventLog>,
+    /// The connection-sync thread (`[sync]`; none without).
+    pub sync: Option<crate::sync::Handle>,
 }
 
 /// How long a worker may take to acknowledge a new generation (it checks its inbox every few ms).
@@ -101,6 +103,7 @@ impl Control {
         self.kernel = Some(view);
         if same_l3(&topo, &self.current.topo) {
             self.provenance = prov;
+            self.sync_follow_vips();
             return Ok(None);
         }
         let g = &self.current;
@@ -113,7 +116,17 @@ impl Control {
         };
         let id = self.install(next)?;
         self.provenance = prov;
+        self.sync_follow_vips();
         Ok(Some(id))
+    }
+
+    /// Tells the sync thread whether a kernel-owned VIP is on a twin (its `auto` role follows
+    /// keepalived's: the box holding the VIP is the master). After the generation that serves
+    /// the VIP, so the new master forwards before it syncs.
+    fn sync_follow_vips(&self) {
+        if let Some(s) = &self.sync {
+            s.vips_held(self.provenance.kernel_owned.iter().any(|&(_, held)| held));
+        }
     }
 
     /// A neighbour the kernel has on a twin, for every worker (`Msg::KernelNeigh`).
@@ -780,6 +793,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             port_index: Vec::new(),
             prepared: None,
             tap: capture.tap(),
+            sync: Default::default(),
             pool: pool.clone(),
             rings_in: (0..n)
                 .filter(|&f| f != w)
@@ -830,6 +844,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         ),
         None => None,
     };
+    let sync = start_sync(cfg, &layout, &senders)?;
     let mut control = Control {
         workers: senders,
         acks: ack_rx,
@@ -856,6 +871,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         events: Default::default(),
         inputs,
         kernel: None,
+        sync,
         provenance,
         twins: twins
             .iter()
@@ -902,6 +918,56 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         file_prefix: cfg.eal.file_prefix.clone(),
         eal,
     })
+}
+
+/// The sync thread (`[sync]`), delivering to the workers: role changes and resyncs to every one
+/// (waiting up to a second for room in an inbox), records round-robin (only if there is room:
+/// the sync thread counts what could not go; each worker passes records on to their owner).
+fn start_sync(
+    cfg: &Config,
+    layout: &PortLayout,
+    workers: &[crossbeam_channel::Sender<Msg>],
+) -> Result<Option<crate::sync::Handle>, StartError> {
+    use crate::sync::ToWorkers;
+    let Some(sc) = &cfg.sync else { return Ok(None) };
+    let settings = sc.settings(&cfg.ports)?;
+    let range = layout.port_range();
+    let wire_layout = crate::sync::wire::Layout {
+        workers: layout.n_workers() as u16,
+        ports: (*range.start(), *range.end()),
+        steering: u8::from(layout.is_rss()),
+        rss_key_hash: layout.steering_digest(),
+    };
+    let inboxes = workers.to_vec();
+    let mut next = 0usize;
+    let deliver = move |m: ToWorkers| -> bool {
+        let every = |f: &dyn Fn() -> Msg| {
+            inboxes
+                .iter()
+                .all(|w| w.send_timeout(f(), Duration::from_secs(1)).is_ok())
+        };
+        match m {
+            ToWorkers::Primary(p) => every(&|| Msg::SyncPrimary(p.clone())),
+            ToWorkers::ExportAll => every(&|| Msg::SyncExportAll),
+            ToWorkers::Install(records) => {
+                next = (next + 1) % inboxes.len().max(1);
+                inboxes.get(next).is_some_and(|w| {
+                    w.try_send(Msg::SyncInstall {
+                        records,
+                        forwarded: false,
+                    })
+                    .is_ok()
+                })
+            }
+        }
+    };
+    let h = crate::sync::Handle::start(settings.clone(), wire_layout, Box::new(deliver))
+        .map_err(StartError::Other)?;
+    tracing::info!(
+        mode = %settings.mode, local = %settings.local, peer = %settings.peer,
+        port = settings.udp_port, "connection sync started"
+    );
+    Ok(Some(h))
 }
 
 /// The split of the local port space between workers. Replies come back on the port where the LIPs
@@ -1580,6 +1646,7 @@ mod tests {
             events: Default::default(),
             inputs: TopoInputs::default(),
             kernel: None,
+            sync: None,
             provenance: Provenance::default(),
             twins: Vec::new(),
             configured: Default::default(),

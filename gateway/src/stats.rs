@@ -363,6 +363,8 @@ pub struct WorkerStats {
     pub punt: crate::datapath::punt::PuntCounters,
     /// The SYN proxy's counters (`forward::synproxy`).
     pub synproxy: crate::forward::synproxy::SynProxyStats,
+    /// HA sync: what this worker logged, exported and installed (`forward::fullnat::install`).
+    pub sync: crate::forward::SyncCounters,
     /// Local-port conflicts per (service, LIP), sorted by key.
     pub lip_conflicts: Vec<(crate::forward::LipKey, u64)>,
     /// Traffic per (service, real server), sorted by key.
@@ -399,6 +401,7 @@ impl Default for WorkerStats {
             neigh: Default::default(),
             punt: Default::default(),
             synproxy: Default::default(),
+            sync: Default::default(),
             lip_conflicts: Vec::new(),
             traffic: Vec::new(),
             lip_usage: Vec::new(),
@@ -472,6 +475,7 @@ impl WorkerStats {
         self.neigh.add(&o.neigh);
         self.punt.add(&o.punt);
         self.synproxy.add(&o.synproxy);
+        self.sync.add(&o.sync);
         for (k, n) in &o.lip_conflicts {
             match self.lip_conflicts.binary_search_by(|(x, _)| x.cmp(k)) {
                 Ok(i) => self.lip_conflicts[i].1 += n,

@@ -33,6 +33,15 @@ pub enum Msg {
     Abort(u64),
     /// The admin socket asks for this worker's connections (those passing `filter`, at most
     /// `limit`) and neighbours.
+    /// HA sync (`sync::ToWorkers`): log connections for the backup (Some), or stop (None).
+    SyncPrimary(Option<crate::sync::Primary>),
+    /// HA sync: send every connection (a backup asked for a full resync).
+    SyncExportAll,
+    /// HA sync: records to install; `forwarded`: a peer worker passed them on as their owner.
+    SyncInstall {
+        records: Vec<crate::conn::record::ConnRecord>,
+        forwarded: bool,
+    },
     Dump {
         filter: crate::control::proto::ConnFilter,
         limit: usize,
@@ -103,6 +112,8 @@ pub struct Worker {
     pub prepared: Option<(Arc<Generation>, crate::forward::fullnat::PreparedServices)>,
     /// This worker's side of `gwctl capture` (`capture::Tap`).
     pub tap: crate::capture::Tap,
+    /// This worker's side of HA sync (`sync::worker_side`).
+    pub sync: crate::sync::worker_side::WorkerSync,
 }
 
 /// Rounds between timer/inbox/publish checks are bounded by time, checked every this many rounds.
@@ -387,6 +398,8 @@ impl Worker {
     fn housekeeping(&mut self, now_ms: u64) {
         self.read_inbox();
         self.datapath.tick(now_ms);
+        self.sync
+            .housekeeping(&mut self.datapath.fwd, crate::conn::Ticks(now_ms));
         let peers = &self.peers;
         let me = self.id as usize;
         self.datapath.l3.take_events(|e| {
@@ -449,6 +462,9 @@ impl Worker {
                         self.prepared = None;
                     }
                 }
+                Msg::SyncPrimary(p) => self.sync.set_primary(&mut self.datapath.fwd, p),
+                Msg::SyncExportAll => self.sync.export_all(),
+                Msg::SyncInstall { records, forwarded } => self.sync_install(records, forwarded),
                 Msg::Dump {
                     filter,
                     limit,
@@ -467,6 +483,34 @@ impl Worker {
         }
     }
 
+    /// Installs the records this worker owns and passes the others to their owners.
+    fn sync_install(&mut self, records: Vec<crate::conn::record::ConnRecord>, forwarded: bool) {
+        let now = crate::conn::Ticks(self.datapath.l3.now_ms);
+        let topo = self.datapath.l3.topo().clone();
+        // A client's packets arrive on the port its address is reached by.
+        let client_port = |r: &crate::conn::record::ConnRecord| {
+            topo.routes.lookup(r.client.0).map_or(0, |h| h.port)
+        };
+        let me = usize::from(self.id);
+        let fwd = &mut self.datapath.fwd;
+        let others = crate::sync::worker_side::WorkerSync::install(
+            fwd,
+            me,
+            records,
+            forwarded,
+            now,
+            client_port,
+        );
+        for (w, records) in others {
+            if let Some(p) = self.peers.get(w) {
+                let _ = p.try_send(Msg::SyncInstall {
+                    records,
+                    forwarded: true,
+                });
+            }
+        }
+    }
+
     /// Copies the counters where the control plane reads them; `wait`: even if a reader holds
     /// them (at exit). Whether they were published.
     fn publish(&mut self, wait: bool) -> bool {
@@ -476,6 +520,7 @@ impl Worker {
         dp.l3.stats.fwd = dp.fwd.stats;
         dp.l3.stats.neigh = dp.l3.neigh.counters;
         dp.l3.stats.synproxy = dp.fwd.synproxy_counters(dp.l3.now_ms);
+        dp.l3.stats.sync = dp.fwd.sync_counters();
         let conflicts = &mut dp.l3.stats.lip_conflicts;
         conflicts.clear();
         conflicts.extend(dp.fwd.lip_conflicts());

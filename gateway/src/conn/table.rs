@@ -587,6 +587,24 @@ impl ConnTable {
         Ok(id)
     }
 
+    /// A restored entry heard of again (HA sync): in `state` as the other box has it, expiring
+    /// `remaining_ms` from `now`. A TCP entry that passes the handshake stops counting as
+    /// half-open, as in `on_packet`. A dead `id` is left alone.
+    pub fn refresh(&mut self, id: ConnId, state: State, remaining_ms: u32, now: Ticks) {
+        let Some(c) = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live()) else {
+            return;
+        };
+        let handshake = matches!(state, State::None | State::SynSent | State::SynRecv);
+        c.state = state as u8;
+        if c.client.proto == PROTO_TCP && !handshake && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
+        {
+            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+            self.half_open -= 1;
+        }
+        self.wheel
+            .rearm(&mut self.slab, id.0, now.after_ms(u64::from(remaining_ms)));
+    }
+
     /// The live entry `id`, if any.
     #[inline]
     pub fn get(&self, id: ConnId) -> Option<&Conn> {

@@ -42,6 +42,8 @@ pub struct ListOpts {
     pub sort: bool,
     pub thresholds: bool,
     pub persistent_conn: bool,
+    /// `--daemon`: the sync daemon's state.
+    pub daemon: bool,
     pub svc: Option<SvcKey>,
 }
 
@@ -57,6 +59,10 @@ pub enum Cmd {
     SetTimeouts(u32, u32, u32),
     /// `-G`: local addresses.
     Laddrs(Option<SvcKey>),
+    /// `--start-daemon master|backup`: the connection-sync role (`[sync]` has the peer and key).
+    StartDaemon(String),
+    /// `--stop-daemon master|backup`: sync off, if that is the role.
+    StopDaemon(String),
     Help,
     Version,
 }
@@ -75,6 +81,8 @@ enum Command {
     List,
     Zero,
     Set,
+    StartDaemon,
+    StopDaemon,
     AddLaddr,
     DelLaddr,
     GetLaddr,
@@ -165,6 +173,7 @@ struct Opts {
     laddr: Option<Ipv4Addr>,
     list: ListOpts,
     set: Vec<u32>,
+    daemon_role: Option<String>,
 }
 
 /// Parses ipvsadm's arguments (without the program name).
@@ -188,6 +197,25 @@ pub fn parse(args: &[String], names: &Names) -> Result<Cmd, ParseError> {
                 "thresholds" => o.list.thresholds = true,
                 "persistent-conn" => o.list.persistent_conn = true,
                 "nosort" => o.list.sort = false,
+                "daemon" => o.list.daemon = true,
+                "start-daemon" | "stop-daemon" => {
+                    let c = if name == "start-daemon" {
+                        Command::StartDaemon
+                    } else {
+                        Command::StopDaemon
+                    };
+                    set_cmd(&mut o, c)?;
+                    let v = value(inline, args, &mut i, &format!("--{name}"))?;
+                    if v != "master" && v != "backup" {
+                        return perr(format!("--{name} takes master or backup, not {v}"));
+                    }
+                    o.daemon_role = Some(v);
+                }
+                // IPVS's own sync transport; the gateway's is `[sync]` in its config.
+                "mcast-interface" | "syncid" | "sync-maxlen" | "mcast-group" | "mcast-port"
+                | "mcast-ttl" => {
+                    value(inline, args, &mut i, &format!("--{name}"))?;
+                }
                 "set" => {
                     set_cmd(&mut o, Command::Set)?;
                     for _ in 0..3 {
@@ -486,6 +514,8 @@ fn build(o: Opts) -> Result<Cmd, ParseError> {
         Command::Restore => Cmd::Restore,
         Command::Zero => Cmd::Zero,
         Command::Set => Cmd::SetTimeouts(o.set[0], o.set[1], o.set[2]),
+        Command::StartDaemon => Cmd::StartDaemon(o.daemon_role.clone().unwrap_or_default()),
+        Command::StopDaemon => Cmd::StopDaemon(o.daemon_role.clone().unwrap_or_default()),
         Command::Help => Cmd::Help,
         Command::Version => Cmd::Version,
     })
@@ -919,6 +949,20 @@ pub fn format_conn_lines(conns: &[ConnInfo], numeric: bool, names: &Names) -> St
     out
 }
 
+/// `ipvsadm -L --daemon`: a line for the running sync daemon, as ipvsadm prints it (with the
+/// gateway's peer and mode in place of IPVS's multicast interface), nothing when sync is off.
+pub fn format_daemon(status: &serde_json::Value) -> String {
+    match status["role"].as_str() {
+        Some(role @ ("master" | "backup")) => format!(
+            "{role} sync daemon (peer={}, syncid={}, mode={})\n",
+            status["peer"].as_str().unwrap_or("-"),
+            status["id"],
+            status["mode"].as_str().unwrap_or("-")
+        ),
+        _ => String::new(),
+    }
+}
+
 /// `ipvsadm -L --timeout`.
 pub fn format_timeout(t: &TimeoutsView) -> String {
     format!(
@@ -982,6 +1026,9 @@ Usage:
   ipvsadm -Z [virtual-service]
   ipvsadm -P|Q virtual-service -z local-address [-F ifname]
   ipvsadm -G [virtual-service]
+  ipvsadm --start-daemon master|backup
+  ipvsadm --stop-daemon master|backup
+  ipvsadm -L --daemon
   ipvsadm -h
 
 Commands:
@@ -999,6 +1046,10 @@ Commands:
   --add-laddr       -P        add a local address (FullNAT) to a service
   --del-laddr       -Q        delete a local address from a service
   --get-laddr       -G        list local addresses
+  --start-daemon              connection sync as master or backup ([sync] in the config has the
+                              peer and key; --mcast-interface, --syncid, --sync-maxlen,
+                              --mcast-group, --mcast-port and --mcast-ttl are accepted and unused)
+  --stop-daemon               connection sync off
   --help            -h        display this help message
 
 virtual-service:
@@ -1028,6 +1079,7 @@ Options:
   --thresholds                        output of thresholds information
   --persistent-conn                   output of persistent connection info
   --sort                              sorting output of service/server entries
+  --daemon                            output of the sync daemon's state
   --numeric      -n                   numeric output of addresses and ports
 ";
 
@@ -1175,6 +1227,28 @@ mod tests {
             p("--set 900 120 300").unwrap(),
             Cmd::SetTimeouts(900, 120, 300)
         );
+    }
+
+    #[test]
+    fn sync_daemon_commands_map_onto_the_sync_role() {
+        assert_eq!(
+            p("--start-daemon master --mcast-interface eth0 --syncid 5").unwrap(),
+            Cmd::StartDaemon("master".into())
+        );
+        assert_eq!(
+            p("--stop-daemon=backup").unwrap(),
+            Cmd::StopDaemon("backup".into())
+        );
+        assert!(matches!(p("-L --daemon").unwrap(), Cmd::List(o) if o.daemon));
+        let e = p("--start-daemon primary").unwrap_err().0;
+        assert!(e.contains("master or backup"), "{e}");
+        assert!(p("--start-daemon").is_err());
+        let st = serde_json::json!({"role": "backup", "peer": "10.20.0.1:8848", "id": 7, "mode": "auto"});
+        assert_eq!(
+            format_daemon(&st),
+            "backup sync daemon (peer=10.20.0.1:8848, syncid=7, mode=auto)\n"
+        );
+        assert_eq!(format_daemon(&serde_json::json!({"role": "off"})), "");
     }
 
     #[test]

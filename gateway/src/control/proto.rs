@@ -221,6 +221,12 @@ pub enum Op {
         #[serde(default)]
         wait_ms: u32,
     },
+    /// Connection sync (`[sync]`): its role, peer and counters; with `role` (`auto`, `master`,
+    /// `backup`, `off`) sets how the role is chosen first (`ipvsadm --start-daemon`).
+    Sync {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+    },
     /// Captures what port `port` (its `[[port]]` name) receives and sends, answered as a stream
     /// (`capture::stream`): frames passing `filter` (pcap-filter(7) syntax; absent: every frame),
     /// `snaplen` bytes of each at most, until `count` frames (default 1000) or `duration_s`.

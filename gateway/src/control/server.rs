@@ -456,11 +456,40 @@ impl Server<'_> {
                 })
             }
             Op::Capture { .. } => Err("capture is answered as a stream".into()),
+            Op::Sync { role } => self.sync(role.as_deref()),
         };
         match r {
             Ok(v) => Response::ok(v),
             Err(e) => Response::err(e),
         }
+    }
+
+    /// `Op::Sync`: the sync thread's status (after setting its mode, if asked) and the workers'
+    /// sync counters summed.
+    fn sync(&self, role: Option<&str>) -> Result<serde_json::Value, String> {
+        let status = {
+            let c = self.control()?;
+            let h = c.sync.as_ref().ok_or(
+                "connection sync is not configured: add a [sync] section (peer, key) to the \
+                 config and restart",
+            )?;
+            match role {
+                Some(r) => h.set_mode_wait(r.parse()?),
+                None => h.status(),
+            }
+        };
+        let mut workers = crate::forward::SyncCounters::default();
+        for p in self.ctx.published {
+            if let Ok(s) = p.lock() {
+                workers.add(&s.sync);
+            }
+        }
+        let named: serde_json::Map<String, serde_json::Value> = workers
+            .named()
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).into()))
+            .collect();
+        Ok(serde_json::json!({ "status": status, "workers": named }))
     }
 
     fn control(&self) -> Result<std::sync::MutexGuard<'_, Control>, String> {
@@ -1354,6 +1383,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
             .chain(s.neigh.named().iter())
             .chain(s.punt.named().iter())
             .chain(s.synproxy.named().iter())
+            .chain(s.sync.named().iter())
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         drops: s

@@ -278,11 +278,13 @@ pub struct Forwarder {
     pub synproxy: SynProxy,
     /// Connections to send the backup, while this box is a sync primary (`install`).
     sync_log: Option<SyncLog>,
+    /// Sync counters of both roles (`install`).
+    sync_stats: SyncCounters,
     pub stats: FwdStats,
 }
 
 mod install;
-pub use install::{InstallError, SyncLog};
+pub use install::{Applied, InstallError, SyncCounters, SyncLog};
 
 /// `Conn::ext` bit 0: the connection was opened by the SYN proxy (see [`synproxy`]); bits 1..8
 /// belong to the sync log (`install`).
@@ -368,6 +370,7 @@ impl Forwarder {
             acl_hits: Vec::new(),
             synproxy: SynProxy::new(cfg.cookie_key, cfg.synproxy),
             sync_log: None,
+            sync_stats: SyncCounters::default(),
             stats: FwdStats::default(),
         };
         f.set_services(services)?;

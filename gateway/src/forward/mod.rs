@@ -22,7 +22,10 @@ pub mod services;
 pub mod synproxy;
 pub mod tun;
 
-pub use fullnat::{Forwarder, FwdConfig, FwdStats, LipKey, Traffic, TrafficKey};
+pub use fullnat::{
+    Applied, Forwarder, FwdConfig, FwdStats, InstallError, LipKey, SyncCounters, SyncLog, Traffic,
+    TrafficKey,
+};
 pub use owner::{Owners, PortRss};
 pub use services::{ServiceSpec, ServiceTable, SvcOptions, VirtualService};
 

@@ -178,6 +178,30 @@ impl PortLayout {
         self.rss.is_some()
     }
 
+    /// A digest of the steering, for two boxes to check that they steer alike (HA sync's hello):
+    /// 0 without RSS; with RSS, the worker each of a few fixed reply tuples lands on and their
+    /// hashes under the key, folded (FNV-1a). Equal keys and RETAs give equal digests.
+    pub fn steering_digest(&self) -> u64 {
+        let Some(rss) = &self.rss else { return 0 };
+        let mut d: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut fold = |x: u64| {
+            d ^= x;
+            d = d.wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        for i in 0u32..16 {
+            let h = rss.toeplitz.hash_ipv4_l4(
+                std::net::Ipv4Addr::from(0x0a14_0000 + i * 7919),
+                std::net::Ipv4Addr::from(0x0a14_00c8 + i),
+                1024 + (i as u16) * 331,
+                80 + i as u16,
+            );
+            fold(u64::from(h));
+            fold(u64::from(rss.reta.queue_of(h)));
+        }
+        fold(rss.reta.len() as u64);
+        d
+    }
+
     /// The Toeplitz tables of the RSS key, with RSS steering.
     pub fn toeplitz(&self) -> Option<&Toeplitz> {
         self.rss.as_ref().map(|r| &r.toeplitz)

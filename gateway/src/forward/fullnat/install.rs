@@ -27,6 +27,101 @@ pub enum InstallError {
     Table(InsertError),
 }
 
+/// What a backup did with a record it was sent ([`Forwarder::apply_record`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// A connection new here.
+    Installed,
+    /// The same connection (real server, local address) was here: its state and timer follow.
+    Refreshed,
+    /// Another connection of the same client tuple was here (the primary scheduled the reused
+    /// tuple afresh): it was removed and the record installed.
+    Replaced,
+}
+
+/// One worker's sync counters, both roles (`gwctl sync`, `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncCounters {
+    /// Primary: connections logged for the backup, and those the log had no room for (caught
+    /// up by the next refresh).
+    pub logged: u64,
+    pub log_overflow: u64,
+    /// Primary: records handed to the sender (logged ones and full resyncs), and those the
+    /// sender's queue had no room for.
+    pub exported: u64,
+    pub export_dropped: u64,
+    /// Backup: records applied, by outcome.
+    pub installed: u64,
+    pub refreshed: u64,
+    pub replaced: u64,
+    /// Backup: records refused, by reason (`InstallError`).
+    pub refused_no_service: u64,
+    pub refused_no_real: u64,
+    pub refused_mode: u64,
+    pub refused_not_this_worker: u64,
+    pub refused_table: u64,
+    pub refused_template: u64,
+    /// Backup: records passed to the worker that owns them.
+    pub handed_over: u64,
+}
+
+impl SyncCounters {
+    pub fn add(&mut self, o: &SyncCounters) {
+        for (a, b) in self.fields_mut().into_iter().zip(o.named()) {
+            *a += b.1;
+        }
+    }
+
+    fn fields_mut(&mut self) -> [&mut u64; 14] {
+        [
+            &mut self.logged,
+            &mut self.log_overflow,
+            &mut self.exported,
+            &mut self.export_dropped,
+            &mut self.installed,
+            &mut self.refreshed,
+            &mut self.replaced,
+            &mut self.refused_no_service,
+            &mut self.refused_no_real,
+            &mut self.refused_mode,
+            &mut self.refused_not_this_worker,
+            &mut self.refused_table,
+            &mut self.refused_template,
+            &mut self.handed_over,
+        ]
+    }
+
+    /// Each counter with its name (`sync_` prefixed in `gwctl stats` and `/metrics`).
+    pub fn named(&self) -> [(&'static str, u64); 14] {
+        [
+            ("sync_logged", self.logged),
+            ("sync_log_overflow", self.log_overflow),
+            ("sync_exported", self.exported),
+            ("sync_export_dropped", self.export_dropped),
+            ("sync_installed", self.installed),
+            ("sync_refreshed", self.refreshed),
+            ("sync_replaced", self.replaced),
+            ("sync_refused_no_service", self.refused_no_service),
+            ("sync_refused_no_real", self.refused_no_real),
+            ("sync_refused_mode", self.refused_mode),
+            ("sync_refused_not_this_worker", self.refused_not_this_worker),
+            ("sync_refused_table", self.refused_table),
+            ("sync_refused_template", self.refused_template),
+            ("sync_handed_over", self.handed_over),
+        ]
+    }
+
+    /// Records refused, every reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_no_service
+            + self.refused_no_real
+            + self.refused_mode
+            + self.refused_not_this_worker
+            + self.refused_table
+            + self.refused_template
+    }
+}
+
 fn mode_of(f: FwdMode) -> u8 {
     match f {
         FwdMode::FullNat => mode::FULLNAT,
@@ -66,6 +161,132 @@ impl Forwarder {
                 .saturating_sub(now.0)
                 .min(u64::from(u32::MAX)) as u32,
         })
+    }
+
+    /// Applies a record the primary sent: installs its connection, or brings the one here up to
+    /// date (state and timer), or replaces another connection of the same client tuple. Counted
+    /// in `sync_counters` by outcome or refusal.
+    pub fn apply_record(&mut self, r: &ConnRecord, now: Ticks) -> Result<Applied, InstallError> {
+        let r0 = self.apply_inner(r, now);
+        let s = &mut self.sync_stats;
+        match r0 {
+            Ok(Applied::Installed) => s.installed += 1,
+            Ok(Applied::Refreshed) => s.refreshed += 1,
+            Ok(Applied::Replaced) => s.replaced += 1,
+            Err(InstallError::NoService) => s.refused_no_service += 1,
+            Err(InstallError::NoRealServer) => s.refused_no_real += 1,
+            Err(InstallError::ModeMismatch) => s.refused_mode += 1,
+            Err(InstallError::NotThisWorker) => s.refused_not_this_worker += 1,
+            Err(InstallError::Template) => s.refused_template += 1,
+            Err(InstallError::Table(_)) => s.refused_table += 1,
+        }
+        r0
+    }
+
+    fn apply_inner(&mut self, r: &ConnRecord, now: Ticks) -> Result<Applied, InstallError> {
+        if r.kind == RecordKind::Template {
+            return Err(InstallError::Template);
+        }
+        let client = Tuple::new(r.client.0, r.client.1, r.vip.0, r.vip.1, r.proto);
+        let Some((id, _)) = self.table.lookup(&client) else {
+            return self.install(r, now).map(|_| Applied::Installed);
+        };
+        let same = self.export(id, now).is_some_and(|e| {
+            (e.real, e.local, e.mode, e.proto) == (r.real, r.local, r.mode, r.proto)
+        });
+        if !same {
+            self.drop_connection(id);
+            return self.install(r, now).map(|_| Applied::Replaced);
+        }
+        let Some(c) = self.table.get(id) else {
+            return Err(InstallError::NotThisWorker);
+        };
+        let (svc, rs, old) = (c.svc, c.rs, c.state());
+        let new = State::from_u8(r.state);
+        self.table.refresh(id, new, r.remaining_ms, now);
+        let change = crate::conn::StateChange { old, new };
+        if let Some(s) = self
+            .services
+            .services
+            .get(usize::from(svc))
+            .and_then(|vs| vs.svc.stats(usize::from(rs)))
+        {
+            match change.activity() {
+                crate::conn::Activity::BecameActive => s.on_active(),
+                crate::conn::Activity::BecameInactive => s.on_inactive(),
+                crate::conn::Activity::Unchanged => {}
+            }
+        }
+        Ok(Applied::Refreshed)
+    }
+
+    /// The worker of this box that owns `r`'s connection, by the rules its packets follow
+    /// (`forward::owner`): the owner of its local port for FullNAT (replies come back to it, and
+    /// it is the worker that made the connection on a box with the same layout), otherwise the
+    /// owner of its client tuple for client packets arriving on datapath port `client_port`.
+    pub fn record_owner(&self, r: &ConnRecord, client_port: u16) -> usize {
+        if r.mode == mode::FULLNAT && r.local.1 != 0 {
+            return self.layout.owner_of(r.local.1);
+        }
+        let hash_only = r.mode == mode::NAT;
+        self.owners.of_client(
+            client_port,
+            hash_only,
+            r.proto,
+            r.client.0,
+            r.client.1,
+            r.vip.0,
+            r.vip.1,
+        )
+    }
+
+    /// A full resync's share of this worker: the records of the connections in table slots
+    /// `from..from + n`, appended to `out`; the slot to go on from, or None when the table is
+    /// done.
+    pub fn export_range(
+        &mut self,
+        from: u32,
+        n: u32,
+        now: Ticks,
+        out: &mut Vec<ConnRecord>,
+    ) -> Option<u32> {
+        let end = from.saturating_add(n);
+        let ids: Vec<ConnId> = self.table.iter_range(from, end).map(|(id, _)| id).collect();
+        for id in ids {
+            // A TCP connection still in its handshake is not sent (as the log does not).
+            let Some(c) = self.table.get(id) else {
+                continue;
+            };
+            let tcp = c.proto() == crate::conn::PROTO_TCP;
+            if tcp && matches!(c.state(), State::None | State::SynSent | State::SynRecv) {
+                continue;
+            }
+            if let Some(rec) = self.export(id, now) {
+                out.push(rec);
+            }
+        }
+        (end < self.table.capacity() as u32).then_some(end)
+    }
+
+    /// This worker's sync counters (the log's included).
+    pub fn sync_counters(&self) -> SyncCounters {
+        let mut s = self.sync_stats;
+        if let Some(log) = &self.sync_log {
+            s.logged += log.logged;
+            s.log_overflow += log.overflow;
+        }
+        s
+    }
+
+    /// Counts records handed to the sender (`exported`) or lost for want of room.
+    pub fn count_exported(&mut self, sent: u64, dropped: u64) {
+        self.sync_stats.exported += sent;
+        self.sync_stats.export_dropped += dropped;
+    }
+
+    /// Counts records passed to the worker that owns them.
+    pub fn count_handed_over(&mut self, n: u64) {
+        self.sync_stats.handed_over += n;
     }
 
     /// Installs a connection another box opened; the caller has picked this worker as its owner
@@ -190,6 +411,11 @@ impl Forwarder {
     /// Turns sync logging on (a primary: up to `cap` connections between drains, refreshed every
     /// `refresh_ms`) or off (`None`).
     pub fn set_sync(&mut self, log: Option<SyncLog>) {
+        // The log's counters outlive it: the published ones never go back.
+        if let Some(old) = self.sync_log.take() {
+            self.sync_stats.logged += old.logged;
+            self.sync_stats.log_overflow += old.overflow;
+        }
         self.sync_log = log;
     }
 

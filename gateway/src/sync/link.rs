@@ -1,0 +1,512 @@
+//! The sync thread (issue 12): one UDP socket on a twin's address, the role, and the traffic
+//! between the pair.
+//!
+//! - **Both roles** send a hello every second with this box's layout (workers, local ports,
+//!   steering digest). Records from a peer are installed only once its hello has matched ours
+//!   (`sync/PROTOCOL.md`); a differing hello is refused and logged, once per change.
+//! - **The master** takes the records its workers hand it (their `SyncLog`s, drained every 5 ms,
+//!   and full exports), seals them 44 to a message and sends them, paced to `max_msgs_per_s`;
+//!   it answers a resync request (at most one a second) by asking every worker for everything.
+//! - **The backup** asks for a full resync when it becomes the backup and whenever it meets a
+//!   peer it had not heard from for [`PEER_LOST_MS`] (a restarted master, or its own start), and
+//!   passes what it receives to the workers, which install each record into its owner.
+//!
+//! The thread never blocks a worker: records reach it through a bounded queue the workers only
+//! try to fill, and it reaches them through `deliver`, which only tries to send.
+
+use super::wire::{self, Layout, Message, Opener, Sealer};
+use super::{Primary, Role, RoleMode, Settings, ToWorkers};
+use crate::conn::record::ConnRecord;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use serde::Serialize;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Between hellos.
+pub const HELLO_EVERY_MS: u64 = 1000;
+/// A peer not heard from for this long is lost; meeting it again (a restart) asks for a resync.
+pub const PEER_LOST_MS: u64 = 3000;
+/// Batches of records the workers may queue for the sender.
+const QUEUE: usize = 4096;
+/// Records the sender holds beyond the queue while pacing (about a second at the default rate).
+const PENDING_MAX: usize = 256 * 1024;
+/// The socket's receive buffer: a resync arrives in bursts.
+const RCVBUF: usize = 8 << 20;
+
+/// What the thread reports (`gwctl sync`, `ipvsadm -L --daemon`, `/metrics`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    /// `auto`, `master`, `backup` or `off`.
+    pub mode: String,
+    pub role: Role,
+    /// Whether a kernel-owned VIP is on a twin (what `auto` follows).
+    pub vips_held: bool,
+    pub local: String,
+    pub peer: String,
+    pub id: u32,
+    /// The peer last heard from, and how long ago (ms): the backup's lag.
+    pub peer_id: Option<u32>,
+    pub last_from_peer_ms: Option<u64>,
+    /// `unknown` until a hello, then `same` or what differs.
+    pub peer_layout: String,
+    /// Records waiting to be sent (paced), and the workers' queue.
+    pub pending: u64,
+    pub sent_msgs: u64,
+    pub sent_records: u64,
+    pub sent_bytes: u64,
+    pub send_errors: u64,
+    pub received_msgs: u64,
+    pub received_records: u64,
+    /// Messages refused, by reason (`wire::Refused`), and records refused by the thread.
+    pub refused_truncated: u64,
+    pub refused_bad_mac: u64,
+    pub refused_bad_version: u64,
+    pub refused_replay: u64,
+    pub refused_bad_length: u64,
+    pub refused_bad_record: u64,
+    /// Records from a peer whose hello has not matched ours.
+    pub refused_layout: u64,
+    /// Records received while not the backup (two masters: split brain), ignored.
+    pub ignored_not_backup: u64,
+    /// Record batches the workers' inboxes had no room for.
+    pub install_dropped: u64,
+    pub resync_requests_sent: u64,
+    pub resync_requests_received: u64,
+    pub resyncs_started: u64,
+    pub role_changes: u64,
+}
+
+impl Status {
+    /// Messages refused, every reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_truncated
+            + self.refused_bad_mac
+            + self.refused_bad_version
+            + self.refused_replay
+            + self.refused_bad_length
+            + self.refused_bad_record
+    }
+}
+
+enum Cmd {
+    Mode(RoleMode),
+    VipsHeld(bool),
+}
+
+/// The running sync thread.
+pub struct Handle {
+    cmds: Sender<Cmd>,
+    status: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Opens the socket (refused, named, if it cannot be bound) and starts the thread in
+    /// `settings.mode` with no VIP held. `deliver` takes what is for the workers and says
+    /// whether it could.
+    pub fn start(
+        settings: Settings,
+        layout: Layout,
+        deliver: Box<dyn FnMut(ToWorkers) -> bool + Send>,
+    ) -> Result<Handle, String> {
+        let sock = open_socket(&settings)?;
+        let (cmds, cmd_rx) = crossbeam_channel::unbounded();
+        let (rec_tx, rec_rx) = crossbeam_channel::bounded(QUEUE);
+        let first = Status {
+            mode: settings.mode.to_string(),
+            local: SocketAddrV4::new(settings.local, settings.udp_port).to_string(),
+            peer: SocketAddrV4::new(settings.peer, settings.udp_port).to_string(),
+            id: settings.id,
+            peer_layout: "unknown".into(),
+            ..Status::default()
+        };
+        let status = Arc::new(Mutex::new(first.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let first_seq = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64);
+        let mut link = Link {
+            sealer: Sealer::new(&settings.key, settings.id, first_seq),
+            opener: Opener::new(&settings.key),
+            dest: SocketAddrV4::new(settings.peer, settings.udp_port),
+            sock,
+            layout,
+            mode: settings.mode,
+            vips_held: false,
+            role: Role::Off,
+            deliver,
+            cmd_rx,
+            rec_tx,
+            rec_rx,
+            pending: Vec::new(),
+            status: status.clone(),
+            counts: first,
+            peer: None,
+            last_hello: None,
+            last_resync_answered: None,
+            tokens: 0.0,
+            last_refill: Instant::now(),
+            settings,
+        };
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sync".into())
+            .spawn(move || link.run(&s))
+            .map_err(|e| format!("sync thread: {e}"))?;
+        Ok(Handle {
+            cmds,
+            status,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Fixes the role, or lets it follow the VIPs (`auto`).
+    pub fn set_mode(&self, mode: RoleMode) {
+        let _ = self.cmds.send(Cmd::Mode(mode));
+    }
+
+    /// Whether a kernel-owned VIP is on a twin now (the mirror saw keepalived add or remove it).
+    pub fn vips_held(&self, held: bool) {
+        let _ = self.cmds.send(Cmd::VipsHeld(held));
+    }
+
+    /// `set_mode`, then the status once the thread runs it (at most half a second later).
+    pub fn set_mode_wait(&self, mode: RoleMode) -> Status {
+        self.set_mode(mode);
+        let until = Instant::now() + ms(500);
+        loop {
+            let s = self.status();
+            if (s.mode == mode.to_string() && s.role == mode.role(s.vips_held))
+                || Instant::now() > until
+            {
+                return s;
+            }
+            std::thread::sleep(ms(5));
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open_socket(s: &Settings) -> Result<UdpSocket, String> {
+    let err = |what: &str, e: std::io::Error| format!("sync socket: {what}: {e}");
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| err("socket", e))?;
+    sock.set_reuse_address(true)
+        .map_err(|e| err("SO_REUSEADDR", e))?;
+    let _ = sock.set_recv_buffer_size(RCVBUF);
+    let multicast = s.peer.is_multicast();
+    // A multicast receiver binds the group's port on any address; a unicast one its own address.
+    let bind = if multicast {
+        Ipv4Addr::UNSPECIFIED
+    } else {
+        s.local
+    };
+    sock.bind(&SockAddr::from(SocketAddrV4::new(bind, s.udp_port)))
+        .map_err(|e| err(&format!("bind {bind}:{}", s.udp_port), e))?;
+    if multicast {
+        sock.join_multicast_v4(&s.peer, &s.local)
+            .map_err(|e| err(&format!("join {} on {}", s.peer, s.local), e))?;
+        sock.set_multicast_if_v4(&s.local)
+            .map_err(|e| err("IP_MULTICAST_IF", e))?;
+        sock.set_multicast_loop_v4(false)
+            .map_err(|e| err("IP_MULTICAST_LOOP", e))?;
+        sock.set_multicast_ttl_v4(1)
+            .map_err(|e| err("IP_MULTICAST_TTL", e))?;
+    }
+    let sock: UdpSocket = sock.into();
+    sock.set_read_timeout(Some(Duration::from_millis(2)))
+        .map_err(|e| err("SO_RCVTIMEO", e))?;
+    Ok(sock)
+}
+
+/// The peer as last heard.
+struct Peer {
+    id: u32,
+    last: Instant,
+    layout: Option<Layout>,
+}
+
+struct Link {
+    settings: Settings,
+    sealer: Sealer,
+    opener: Opener,
+    dest: SocketAddrV4,
+    sock: UdpSocket,
+    layout: Layout,
+    mode: RoleMode,
+    vips_held: bool,
+    role: Role,
+    deliver: Box<dyn FnMut(ToWorkers) -> bool + Send>,
+    cmd_rx: Receiver<Cmd>,
+    rec_tx: Sender<Vec<ConnRecord>>,
+    rec_rx: Receiver<Vec<ConnRecord>>,
+    pending: Vec<ConnRecord>,
+    status: Arc<Mutex<Status>>,
+    /// The counters, copied into `status` every round.
+    counts: Status,
+    peer: Option<Peer>,
+    last_hello: Option<Instant>,
+    last_resync_answered: Option<Instant>,
+    /// Messages the pacing allows now.
+    tokens: f64,
+    last_refill: Instant,
+}
+
+impl Link {
+    fn run(&mut self, stop: &AtomicBool) {
+        self.set_role();
+        let mut buf = vec![0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            loop {
+                match self.cmd_rx.try_recv() {
+                    Ok(Cmd::Mode(m)) => self.mode = m,
+                    Ok(Cmd::VipsHeld(h)) => self.vips_held = h,
+                    Err(_) => break,
+                }
+                self.set_role();
+            }
+            self.send_records();
+            if self
+                .last_hello
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(HELLO_EVERY_MS))
+            {
+                self.last_hello = Some(Instant::now());
+                if self.role != Role::Off {
+                    let m = self.sealer.hello(&self.layout);
+                    self.send(&m, 0);
+                }
+            }
+            // Up to 256 datagrams a round; the first read waits at most 2 ms.
+            for _ in 0..256 {
+                match self.sock.recv_from(&mut buf) {
+                    Ok((n, from)) => self.received(&buf[..n], from),
+                    Err(_) => break,
+                }
+            }
+            self.publish();
+        }
+        if self.role == Role::Master {
+            (self.deliver)(ToWorkers::Primary(None));
+        }
+    }
+
+    /// Applies the mode and the VIPs to the role; on a change, tells the workers.
+    fn set_role(&mut self) {
+        let role = self.mode.role(self.vips_held);
+        if role == self.role {
+            return;
+        }
+        tracing::info!(from = %self.role, to = %role, mode = %self.mode, "sync role");
+        let was = std::mem::replace(&mut self.role, role);
+        self.counts.role_changes += 1;
+        if was == Role::Master {
+            (self.deliver)(ToWorkers::Primary(None));
+            self.pending.clear();
+            while self.rec_rx.try_recv().is_ok() {}
+        }
+        match role {
+            Role::Master => {
+                (self.deliver)(ToWorkers::Primary(Some(Primary {
+                    out: self.rec_tx.clone(),
+                    refresh_ms: self.settings.refresh_ms,
+                    log_capacity: self.settings.log_capacity,
+                })));
+            }
+            Role::Backup => self.ask_resync(),
+            Role::Off => {}
+        }
+    }
+
+    fn ask_resync(&mut self) {
+        let m = self.sealer.resync_request();
+        self.send(&m, 0);
+        self.counts.resync_requests_sent += 1;
+    }
+
+    /// The master: takes what the workers queued and sends it, as the pacing allows.
+    fn send_records(&mut self) {
+        if self.role != Role::Master {
+            return;
+        }
+        while self.pending.len() < PENDING_MAX {
+            match self.rec_rx.try_recv() {
+                Ok(b) => self.pending.extend(b),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let now = Instant::now();
+        let rate = f64::from(self.settings.max_msgs_per_s.max(1));
+        self.tokens = (self.tokens + now.duration_since(self.last_refill).as_secs_f64() * rate)
+            .min(rate / 10.0);
+        self.last_refill = now;
+        let mut sent = 0;
+        while sent < self.pending.len() && self.tokens >= 1.0 {
+            let end = (sent + wire::MAX_RECORDS).min(self.pending.len());
+            let msgs = self.sealer.records(&self.pending[sent..end]);
+            for m in msgs {
+                self.send(&m, end - sent);
+            }
+            sent = end;
+            self.tokens -= 1.0;
+        }
+        self.pending.drain(..sent);
+    }
+
+    fn send(&mut self, m: &[u8], records: usize) {
+        match self.sock.send_to(m, self.dest) {
+            Ok(_) => {
+                self.counts.sent_msgs += 1;
+                self.counts.sent_records += records as u64;
+                self.counts.sent_bytes += m.len() as u64;
+            }
+            Err(_) => self.counts.send_errors += 1,
+        }
+    }
+
+    fn received(&mut self, m: &[u8], from: std::net::SocketAddr) {
+        let msg = match self.opener.open(m) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::debug!(%from, "sync message refused: {e}");
+                return;
+            }
+        };
+        let sender = match &msg {
+            Message::Records { sender, .. }
+            | Message::Hello { sender, .. }
+            | Message::ResyncRequest { sender } => *sender,
+        };
+        if sender == self.settings.id {
+            return; // our own, looped back
+        }
+        self.counts.received_msgs += 1;
+        let now = Instant::now();
+        let met = match &self.peer {
+            Some(p) => p.id != sender || now.duration_since(p.last) >= ms(PEER_LOST_MS),
+            None => true,
+        };
+        if met {
+            tracing::info!(peer = sender, %from, "sync peer met");
+            self.peer = Some(Peer {
+                id: sender,
+                last: now,
+                layout: None,
+            });
+        }
+        let peer = self.peer.as_mut().expect("set above");
+        peer.last = now;
+        match msg {
+            Message::Hello { layout, .. } => {
+                let newly = peer.layout != Some(layout);
+                peer.layout = Some(layout);
+                if newly {
+                    if wire::check_layout(&self.layout, &layout).is_ok() {
+                        tracing::info!(peer = sender, "sync peer's layout matches ours");
+                    } else {
+                        tracing::error!(
+                            peer = sender,
+                            ours = ?self.layout,
+                            theirs = ?layout,
+                            "sync peer refused: its workers, local ports, steering or RSS key \
+                             differ from ours; its connections would reach the wrong workers"
+                        );
+                    }
+                }
+                // A backup meeting a master (again) asks for everything it has.
+                if met && self.role == Role::Backup {
+                    self.ask_resync();
+                }
+            }
+            Message::ResyncRequest { .. } => {
+                self.counts.resync_requests_received += 1;
+                let recent = self
+                    .last_resync_answered
+                    .is_some_and(|t| now.duration_since(t) < ms(1000));
+                if self.role == Role::Master && !recent {
+                    self.last_resync_answered = Some(now);
+                    self.counts.resyncs_started += 1;
+                    tracing::info!(peer = sender, "full resync for the peer");
+                    (self.deliver)(ToWorkers::ExportAll);
+                }
+            }
+            Message::Records { records, .. } => {
+                self.counts.received_records += records.len() as u64;
+                if self.role != Role::Backup {
+                    self.counts.ignored_not_backup += records.len() as u64;
+                } else if peer
+                    .layout
+                    .is_none_or(|l| wire::check_layout(&self.layout, &l).is_err())
+                {
+                    self.counts.refused_layout += records.len() as u64;
+                } else if !(self.deliver)(ToWorkers::Install(records)) {
+                    self.counts.install_dropped += 1;
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let r = self.opener.stats;
+        let c = &mut self.counts;
+        c.refused_truncated = r.truncated;
+        c.refused_bad_mac = r.bad_mac;
+        c.refused_bad_version = r.bad_version;
+        c.refused_replay = r.replay;
+        c.refused_bad_length = r.bad_length;
+        c.refused_bad_record = r.bad_record;
+        c.mode = self.mode.to_string();
+        c.role = self.role;
+        c.vips_held = self.vips_held;
+        c.pending = (self.pending.len() + self.rec_rx.len()) as u64;
+        c.peer_id = self.peer.as_ref().map(|p| p.id);
+        c.last_from_peer_ms = self
+            .peer
+            .as_ref()
+            .map(|p| p.last.elapsed().as_millis() as u64);
+        c.peer_layout = match self.peer.as_ref().and_then(|p| p.layout) {
+            None => "unknown".into(),
+            Some(l) if l == self.layout => "same".into(),
+            Some(l) => format!(
+                "differs: theirs {} workers, ports {}-{}, steering {}, digest {:x}; ours {} \
+                 workers, ports {}-{}, steering {}, digest {:x}",
+                l.workers,
+                l.ports.0,
+                l.ports.1,
+                l.steering,
+                l.rss_key_hash,
+                self.layout.workers,
+                self.layout.ports.0,
+                self.layout.ports.1,
+                self.layout.steering,
+                self.layout.rss_key_hash
+            ),
+        };
+        if let Ok(mut s) = self.status.try_lock() {
+            s.clone_from(c);
+        }
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+use super::*;
+use crate::testkit::datapath_from;
+use crate::testkit::flows::{self, bench_config};
+use std::collections::HashSet;
+
+fn primary(out: Sender<Vec<ConnRecord>>) -> Primary {
+    Primary {
+        out,
+        refresh_ms: 1000,
+        log_capacity: 1024,
+    }
+}
+
+#[test]
+fn a_primary_sends_what_it_logs_and_everything_on_a_resync() {
+    let (mut a, acks, ack) = flows::established(300, 4096);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut ws = WorkerSync::default();
+    ws.set_primary(&mut a.fwd, Some(primary(tx)));
+    // A refresh period later, ten connections carry a packet: logged, sent at the next round.
+    a.tick(1_500);
+    let mut buf = crate::packet::VecBuf::from_frame(&ack);
+    for f in &acks[..10] {
+        buf = flows::send(&mut a, buf, f, &ack);
+    }
+    ws.housekeeping(&mut a.fwd, Ticks(5));
+    let logged: Vec<ConnRecord> = rx.try_iter().flatten().collect();
+    assert_eq!(logged.len(), 10);
+    let clients: HashSet<_> = logged.iter().map(|r| r.client).collect();
+    let want: HashSet<_> = (0..10).map(flows::client).collect();
+    assert_eq!(clients, want);
+    // A full resync: every connection, once, over as many rounds as the table needs.
+    ws.export_all();
+    let mut rounds = 0;
+    while ws.resyncing() {
+        ws.housekeeping(&mut a.fwd, Ticks(10));
+        rounds += 1;
+        assert!(rounds < 100);
+    }
+    let all: Vec<ConnRecord> = rx.try_iter().flatten().collect();
+    let clients: HashSet<_> = all.iter().map(|r| r.client).collect();
+    assert_eq!((all.len(), clients.len()), (300, 300));
+    let c = a.fwd.sync_counters();
+    assert_eq!((c.logged, c.exported, c.export_dropped), (10, 310, 0));
+}
+
+#[test]
+fn a_full_queue_costs_the_log_batch_and_holds_the_resync() {
+    let (mut a, acks, ack) = flows::established(20, 4096);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    tx.send(Vec::new()).unwrap(); // the queue is full
+    let mut ws = WorkerSync::default();
+    ws.set_primary(&mut a.fwd, Some(primary(tx)));
+    a.tick(1_500);
+    let mut buf = crate::packet::VecBuf::from_frame(&ack);
+    for f in &acks[..5] {
+        buf = flows::send(&mut a, buf, f, &ack);
+    }
+    ws.export_all();
+    ws.housekeeping(&mut a.fwd, Ticks(5));
+    assert!(ws.resyncing(), "the resync waits for room");
+    assert_eq!(a.fwd.sync_counters().export_dropped, 5);
+    rx.recv().unwrap(); // room again
+    ws.housekeeping(&mut a.fwd, Ticks(10));
+    let got: Vec<ConnRecord> = rx.try_iter().flatten().collect();
+    assert_eq!(got.len(), 20, "the whole table after all");
+    // Stopping ends the resync and the log.
+    ws.export_all();
+    ws.set_primary(&mut a.fwd, None);
+    assert!(!ws.resyncing() && a.fwd.sync_log().is_none());
+}
+
+#[test]
+fn a_backup_installs_each_record_into_the_worker_that_owns_it() {
+    // The primary (one worker here) and a backup of two workers: each connection must land on the
+    // worker its replies reach, the owner of its local port.
+    let (mut a, _, _) = flows::established(200, 4096);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut ws = WorkerSync::default();
+    ws.set_primary(&mut a.fwd, Some(primary(tx)));
+    ws.export_all();
+    while ws.resyncing() {
+        ws.housekeeping(&mut a.fwd, Ticks(5));
+    }
+    let recs: Vec<ConnRecord> = rx.try_iter().flatten().collect();
+    assert_eq!(recs.len(), 200);
+    let cfg = bench_config();
+    let mut b: Vec<_> = (0..2)
+        .map(|w| datapath_from::<crate::packet::VecBuf>(&cfg, w, 2, 4096))
+        .collect();
+    let others = WorkerSync::install(&mut b[0].fwd, 0, recs.clone(), false, Ticks(0), |_| 0);
+    assert_eq!(others.len(), 1);
+    let (w, theirs) = others.into_iter().next().unwrap();
+    assert_eq!(w, 1);
+    assert!(WorkerSync::install(&mut b[1].fwd, 1, theirs, true, Ticks(0), |_| 0).is_empty());
+    for (i, dp) in b.iter().enumerate() {
+        let n = dp.fwd.table().len();
+        let owned = recs
+            .iter()
+            .filter(|r| usize::from(r.local.1) % 2 == i)
+            .count();
+        assert_eq!(n, owned, "worker {i}");
+        for (_, c) in dp.fwd.table().iter() {
+            let lport = c.reply().unwrap().dport;
+            assert_eq!(usize::from(lport) % 2, i);
+        }
+    }
+    let c0 = b[0].fwd.sync_counters();
+    assert_eq!(c0.handed_over as usize, b[1].fwd.table().len());
+    // Sent again (a refresh), the same records change nothing but their timers.
+    WorkerSync::install(&mut b[0].fwd, 0, recs, false, Ticks(0), |_| 0);
+    assert_eq!(
+        b[0].fwd.sync_counters().refreshed as usize,
+        b[0].fwd.table().len()
+    );
+}
