@@ -34,10 +34,12 @@ http {
   access_log $dir/access.log;
   log_format peer '\$remote_addr \$remote_port \$request';
   log_format ends '\$remote_addr:\$remote_port \$server_addr:\$server_port';
+  log_format conns '\$msec \$remote_addr:\$remote_port';
   server {
     listen 80 reuseport; listen 8080 reuseport;
     access_log $dir/peer.log peer;
     access_log $dir/ends.log ends;
+    access_log $dir/conns.log conns;
     root $dir/html;
     keepalive_timeout 65;
     keepalive_requests 100000;

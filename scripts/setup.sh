@@ -16,6 +16,7 @@ pkgs=(
   nginx-light curl wrk tcpdump iperf3 socat hping3  # real servers, clients, captures, floods
   iproute2 iputils-ping iputils-arping ethtool procps  # the lab
   bird2                                             # BGP in the ECMP lab (scripts/lab-ecmp.sh)
+  keepalived                                        # VRRP in the HA lab (scripts/lab-ha.sh)
   python3-prometheus-client                         # an independent parser of /metrics (tests)
 )
 missing=()
@@ -29,8 +30,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts nginx on install where it can; the lab runs its own nginx in namespaces.
-# The same for BIRD: the labs run theirs in their namespaces.
-for svc in nginx bird; do
+# The same for BIRD and keepalived: the labs run theirs in their namespaces.
+for svc in nginx bird keepalived; do
   if command -v systemctl >/dev/null && systemctl is-active -q "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
     systemctl disable "$svc" 2>/dev/null || true

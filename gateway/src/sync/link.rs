@@ -148,6 +148,7 @@ impl Handle {
             peer: None,
             last_hello: None,
             last_resync_answered: None,
+            need_resync: false,
             tokens: 0.0,
             last_refill: Instant::now(),
             settings,
@@ -264,6 +265,9 @@ struct Link {
     peer: Option<Peer>,
     last_hello: Option<Instant>,
     last_resync_answered: Option<Instant>,
+    /// A backup that has not asked for a full resync since it became the backup or met its
+    /// peer: it asks as soon as the peer's hello has matched.
+    need_resync: bool,
     /// Messages the pacing allows now.
     tokens: f64,
     last_refill: Instant,
@@ -287,10 +291,10 @@ impl Link {
                 .last_hello
                 .is_none_or(|t| t.elapsed() >= Duration::from_millis(HELLO_EVERY_MS))
             {
-                self.last_hello = Some(Instant::now());
                 if self.role != Role::Off {
-                    let m = self.sealer.hello(&self.layout);
-                    self.send(&m, 0);
+                    self.send_hello();
+                } else {
+                    self.last_hello = Some(Instant::now());
                 }
             }
             // Up to 256 datagrams a round; the first read waits at most 2 ms.
@@ -329,15 +333,34 @@ impl Link {
                     log_capacity: self.settings.log_capacity,
                 })));
             }
-            Role::Backup => self.ask_resync(),
+            Role::Backup => {
+                self.need_resync = true;
+                self.maybe_ask_resync();
+            }
             Role::Off => {}
         }
     }
 
-    fn ask_resync(&mut self) {
-        let m = self.sealer.resync_request();
+    /// A backup asks its peer for everything once the peer's hello has matched ours (records
+    /// from a peer whose layout is unknown would be refused).
+    fn maybe_ask_resync(&mut self) {
+        let matched = self
+            .peer
+            .as_ref()
+            .and_then(|p| p.layout)
+            .is_some_and(|l| l == self.layout);
+        if self.role == Role::Backup && self.need_resync && matched {
+            self.need_resync = false;
+            let m = self.sealer.resync_request();
+            self.send(&m, 0);
+            self.counts.resync_requests_sent += 1;
+        }
+    }
+
+    fn send_hello(&mut self) {
+        self.last_hello = Some(Instant::now());
+        let m = self.sealer.hello(&self.layout);
         self.send(&m, 0);
-        self.counts.resync_requests_sent += 1;
     }
 
     /// The master: takes what the workers queued and sends it, as the pacing allows.
@@ -409,14 +432,20 @@ impl Link {
                 last: now,
                 layout: None,
             });
+            // A peer that (re)starts learns our layout now rather than within a second, and a
+            // backup asks it for everything once its hello matches.
+            self.need_resync = true;
+            if self.role != Role::Off {
+                self.send_hello();
+            }
         }
         let peer = self.peer.as_mut().expect("set above");
         peer.last = now;
+        let peer_layout = peer.layout;
         match msg {
             Message::Hello { layout, .. } => {
-                let newly = peer.layout != Some(layout);
                 peer.layout = Some(layout);
-                if newly {
+                if peer_layout != Some(layout) {
                     if wire::check_layout(&self.layout, &layout).is_ok() {
                         tracing::info!(peer = sender, "sync peer's layout matches ours");
                     } else {
@@ -429,10 +458,7 @@ impl Link {
                         );
                     }
                 }
-                // A backup meeting a master (again) asks for everything it has.
-                if met && self.role == Role::Backup {
-                    self.ask_resync();
-                }
+                self.maybe_ask_resync();
             }
             Message::ResyncRequest { .. } => {
                 self.counts.resync_requests_received += 1;
@@ -443,6 +469,8 @@ impl Link {
                     self.last_resync_answered = Some(now);
                     self.counts.resyncs_started += 1;
                     tracing::info!(peer = sender, "full resync for the peer");
+                    // Our hello first, so the records are not refused for an unknown layout.
+                    self.send_hello();
                     (self.deliver)(ToWorkers::ExportAll);
                 }
             }
@@ -450,9 +478,7 @@ impl Link {
                 self.counts.received_records += records.len() as u64;
                 if self.role != Role::Backup {
                     self.counts.ignored_not_backup += records.len() as u64;
-                } else if peer
-                    .layout
-                    .is_none_or(|l| wire::check_layout(&self.layout, &l).is_err())
+                } else if peer_layout.is_none_or(|l| wire::check_layout(&self.layout, &l).is_err())
                 {
                     self.counts.refused_layout += records.len() as u64;
                 } else if !(self.deliver)(ToWorkers::Install(records)) {

@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# The HA lab: a primary/backup pair of gateways on the same client and server segments (DESIGN.md
+# decision 15, issue 12). keepalived (Debian's, unmodified, VRRP only) runs in each gateway's
+# namespace on its kernel twins and floats the VIP and the LIPs: both boxes use the same LIPs, so
+# the real servers' replies reach whichever holds them. The gateways sync their connections
+# ([sync], role auto: the box whose twin holds the VIP is the master), so established FullNAT
+# connections survive a failover.
+#
+#   <name>-cli   client         eth0 10.10.0.2/24 on the front switch
+#   <name>-fsw   front switch   br0: the client and each gateway's client port
+#   <name>-gwK   gateway K      lbc (DPDK "client") 10.10.0.1K/24, lbs (DPDK "server") 10.20.0.K/24;
+#                               keepalived: VRRPv3 instance 51 on the twin "client", advert_int
+#                               0.1 s, priority 150 (gw1) / 100 (gw2), preempt (unless nopreempt);
+#                               virtual_ipaddress: the VIP 10.10.0.100 on "client", the LIPs
+#                               10.20.0.201-202 on "server"; sync to the other gateway on "server"
+#   <name>-sw    server switch  br0: each gateway's server port, rs1, rs2
+#   <name>-rs1/2 real servers   eth0 10.20.0.11-12/24, nginx on :80
+#
+# Usage (also as `lab.sh ha ...`):
+#   lab-ha.sh up     [NAME] [WORKERS] [nopreempt]   build it (default NAME gwha, 1 worker per gateway)
+#   lab-ha.sh down   [NAME]                         stop everything, remove the namespaces
+#   lab-ha.sh status [NAME]                         who holds the VIP, each gateway's sync state
+#   lab-ha.sh demo   [NAME]                         wrk keep-alive through the VIP, SIGKILL of the
+#                                                   primary mid-run: takeover time, connections kept
+#   lab-ha.sh failover NAME kill|keepalived-stop|failback   the same with another event
+#   lab-ha.sh gateway NAME K start|kill|term        (re)start or stop gateway K (keepalived stays)
+#   lab-ha.sh keepalived NAME K start|stop          start or stop gateway K's keepalived
+# Files: /run/gwlab/NAME/gwK/{gateway.toml,gateway.log,keepalived.conf,keepalived.log}; admin
+# sockets /run/gateway/NAME-gwK.sock (gwctl -s PATH).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:-status}
+name=${2:-gwha}
+run_dir=/run/gwlab/$name
+VIP=10.10.0.100
+# The pair's sync key (a lab key; a real pair generates its own: `openssl rand -hex 32`).
+SYNC_KEY=67617465776179206861206c6162206b657920666f722074657374696e6721
+
+# shellcheck source=scripts/lab-lib.sh
+. "$here/scripts/lab-lib.sh"
+
+new_ns() {
+  ip netns add "$(ns "$1")"
+  nsx "$1" ip link set lo up
+  nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+workers_of() { cat "$run_dir/workers" 2>/dev/null || echo 1; }
+
+gateway_conf() {
+  local k=$1 workers=$2 other=$(( 3 - $1 )) cpus qp=""
+  cpus=$(seq -s, 0 $((workers - 1)))
+  [ "$workers" -gt 1 ] && qp=",qpairs=$workers"
+  cat <<TOML
+# Gateway $k of the HA lab (scripts/lab-ha.sh).
+[eal]
+file_prefix = "$name-gw$k"
+memory_mb = 256
+
+[workers]
+count = $workers
+cpus = [$cpus]
+main_cpu = $(( (k - 1) % 2 ))
+idle_sleep_us = 100
+
+[mempool]
+mbufs = 8191
+cache = 128
+
+[[port]]
+name = "client"
+device = "net_af_packet0,iface=lbc$qp"
+addresses = ["10.10.0.1$k/24"]
+
+[[port]]
+name = "server"
+device = "net_af_packet1,iface=lbs$qp"
+addresses = ["10.20.0.$k/24"]
+
+[control]
+stats_interval_s = 0
+
+[conn]
+capacity = 65536
+
+# Connections to the other gateway; the box whose twin holds the VIP (keepalived's MASTER) sends.
+[sync]
+role = "auto"
+port = "server"
+peer = "10.20.0.$other"
+key = "$SYNC_KEY"
+refresh_s = 5
+
+# The VIP is keepalived's: served while it is on a twin. Its LIPs follow it.
+[[service]]
+vip = "$VIP"
+port = 80
+owner = "kernel"
+scheduler = "rr"
+local_addresses = ["10.20.0.201", "10.20.0.202"]
+[[service.real]]
+address = "10.20.0.11"
+[[service.real]]
+address = "10.20.0.12"
+TOML
+}
+
+keepalived_conf() {
+  local k=$1 preempt=$2 prio=$(( k == 1 ? 150 : 100 ))
+  cat <<KA
+# Gateway $k's keepalived (scripts/lab-ha.sh): VRRP only, on the gateway's kernel twins.
+global_defs {
+  router_id $name-gw$k
+  vrrp_version 3
+  # A second round of gratuitous ARPs 1 s after taking over (keepalived's default waits 5 s).
+  vrrp_garp_master_delay 1
+  # The twins go with their gateway and come back with it (a restart): follow them.
+  dynamic_interfaces
+}
+vrrp_instance VI_1 {
+  state BACKUP
+  interface client
+  virtual_router_id 51
+  priority $prio
+  advert_int 0.1
+  $preempt
+  virtual_ipaddress {
+    $VIP/24 dev client
+    10.20.0.201/24 dev server
+    10.20.0.202/24 dev server
+  }
+}
+KA
+}
+
+start_gateway() {
+  local k=$1 dir=$run_dir/gw$1 bin
+  bin=$(gateway_bin)
+  : > "$dir/gateway.log"
+  ip netns exec "$(ns "gw$k")" env GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "$bin" --config "$dir/gateway.toml" \
+    --stats-file "$dir/stats.txt" >"$dir/gateway.log" 2>&1 &
+  echo $! > "$dir/gateway.pid"
+  for _ in $(seq 1 100); do
+    grep -q "gateway ready" "$dir/gateway.log" && return 0
+    if ! kill -0 "$(cat "$dir/gateway.pid")" 2>/dev/null; then
+      echo "lab-ha.sh: gateway $k exited:" >&2; cat "$dir/gateway.log" >&2; return 1
+    fi
+    sleep 0.2
+  done
+  echo "lab-ha.sh: gateway $k did not become ready in 20 s" >&2; cat "$dir/gateway.log" >&2
+  return 1
+}
+
+stop_gateway() {
+  local k=$1 sig=${2:-TERM} pidf=$run_dir/gw$1/gateway.pid
+  [ -f "$pidf" ] || return 0
+  local pid; pid=$(cat "$pidf")
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill "-$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  # A killed gateway leaves its hugepage files and admin socket.
+  rm -rf "/var/run/dpdk/$name-gw$k"
+  rm -f "/run/gateway/$name-gw$k.sock"
+}
+
+# keepalived in gateway K's namespace, on its twins (which the gateway must have created).
+start_keepalived() {
+  local k=$1 dir=$run_dir/gw$1
+  ip netns exec "$(ns "gw$k")" keepalived --vrrp --dont-fork --log-console --log-detail \
+    -f "$dir/keepalived.conf" -p "$dir/keepalived.pid" -r "$dir/vrrp.pid" \
+    >"$dir/keepalived.log" 2>&1 &
+  echo $! > "$dir/keepalived.main.pid"
+}
+
+stop_keepalived() {
+  local pidf=$run_dir/gw$1/keepalived.main.pid
+  [ -f "$pidf" ] || return 0
+  local pid; pid=$(cat "$pidf")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pidf"
+}
+
+# The gateway whose client twin holds the VIP (none: empty).
+holder() {
+  local k
+  for k in 1 2; do
+    ip netns pids "$(ns "gw$k")" >/dev/null 2>&1 || continue
+    if nsx "gw$k" ip -4 -o addr show dev client 2>/dev/null | grep -q " $VIP/"; then
+      echo "$k"; return 0
+    fi
+  done
+}
+
+wait_holder() {
+  local want=$1
+  for _ in $(seq 1 100); do
+    [ "$(holder)" = "$want" ] && return 0
+    sleep 0.1
+  done
+  echo "lab-ha.sh: gateway $want does not hold $VIP (holder: $(holder))" >&2
+  return 1
+}
+
+up() {
+  local workers=${3:-1} preempt=""
+  [ "${4:-}" = "nopreempt" ] && preempt="nopreempt"
+  case "$workers" in 1|2) ;; *) echo "lab-ha.sh: 1 or 2 workers, not $workers" >&2; exit 2 ;; esac
+  down >/dev/null 2>&1 || true
+  mkdir -p "$run_dir"
+  echo "$workers" > "$run_dir/workers"
+  for n in cli fsw sw rs1 rs2; do new_ns $n; done
+  for s in fsw sw; do nsx $s ip link add br0 type bridge; nsx $s ip link set br0 up; done
+  ip link add eth0 netns "$(ns cli)" type veth peer name p-cli netns "$(ns fsw)"
+  nsx fsw ip link set p-cli master br0; quiet_link fsw p-cli; quiet_link cli eth0
+  nsx cli ip addr add 10.10.0.2/24 dev eth0
+  local i=11
+  for r in rs1 rs2; do
+    ip link add eth0 netns "$(ns $r)" type veth peer name "p-$r" netns "$(ns sw)"
+    nsx sw ip link set "p-$r" master br0; quiet_link sw "p-$r"
+    quiet_link $r eth0
+    nsx $r ip addr add 10.20.0.$i/24 dev eth0
+    i=$((i + 1))
+    start_nginx $r $r
+  done
+  for k in 1 2; do
+    local dir=$run_dir/gw$k
+    mkdir -p "$dir"
+    new_ns "gw$k"
+    ip link add lbc netns "$(ns "gw$k")" type veth peer name "p-gw$k" netns "$(ns fsw)"
+    ip link add lbs netns "$(ns "gw$k")" type veth peer name "p-gw$k" netns "$(ns sw)"
+    for s in fsw sw; do nsx $s ip link set "p-gw$k" master br0; quiet_link $s "p-gw$k"; done
+    quiet_link "gw$k" lbc; quiet_link "gw$k" lbs
+    # The kernel here answers on its twins only (see lab.sh).
+    for d in lbc lbs; do
+      nsx "gw$k" sysctl -qw "net.ipv4.conf.$d.rp_filter=1" "net.ipv4.conf.$d.arp_ignore=8"
+    done
+    gateway_conf "$k" "$workers" > "$dir/gateway.toml"
+    keepalived_conf "$k" "$preempt" > "$dir/keepalived.conf"
+    start_gateway "$k"
+  done
+  for k in 1 2; do start_keepalived "$k"; done
+  wait_holder 1
+  echo "ha lab $name is up: gateway 1 holds $VIP ($workers worker(s) per gateway)"
+}
+
+down() {
+  local k
+  for k in 1 2; do stop_keepalived "$k" 2>/dev/null || true; stop_gateway "$k" 2>/dev/null || true; done
+  for r in rs1 rs2; do
+    if [ -f "$run_dir/$r/nginx.pid" ]; then kill "$(cat "$run_dir/$r/nginx.pid")" 2>/dev/null || true; fi
+  done
+  for n in cli fsw sw rs1 rs2 gw1 gw2; do
+    if ip netns pids "$(ns $n)" >/dev/null 2>&1; then
+      for p in $(ip netns pids "$(ns $n)" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+      ip netns del "$(ns $n)" 2>/dev/null || true
+    fi
+  done
+  for k in 1 2; do
+    rm -rf "/var/run/dpdk/$name-gw$k"
+    rm -f "/run/gateway/$name-gw$k.sock"
+  done
+  rm -rf "$run_dir"
+  echo "ha lab $name is down"
+}
+
+gwctl_bin() {
+  local b; b=$(dirname "$(gateway_bin)")/gwctl
+  [ -x "$b" ] && echo "$b" || echo gwctl
+}
+
+status() {
+  ip netns list | grep -E "^$name-" || { echo "no namespaces for lab $name"; return 0; }
+  echo "== $VIP is on gateway $(holder)"
+  for k in 1 2; do
+    echo "== gateway $k"
+    "$(gwctl_bin)" -s "/run/gateway/$name-gw$k.sock" sync 2>/dev/null || echo "not running"
+  done
+}
+
+# wrk with keep-alive (20 connections, 10 s) through the VIP and a ping every 10 ms, with EVENT
+# 3 s in: `kill` (SIGKILL of gateway 1's gateway), `keepalived-stop` (gateway 1's keepalived
+# stopped, its gateway running: VRRP priority 0), `failback` (gateway 1's gateway started again;
+# it resyncs and, unless nopreempt, takes the VIP back). Prints the takeover time (the longest
+# gap in the ping's answers) and the connections: those that carried requests in the second
+# before the event, how many of them still did in the last 3 s, and how many new ones wrk had to
+# open (each real server logs every request with its connection's LIP:lport).
+failover() {
+  local event=${3:-kill}
+  local gwctl; gwctl=$(gwctl_bin)
+  for r in rs1 rs2; do : > "$run_dir/$r/conns.log"; done
+  echo "== wrk: 20 connections, keep-alive, 10 s; event '$event' 3 s in (VIP on gateway $(holder))"
+  nsx cli timeout 30 wrk -t2 -c20 -d10s --timeout 5s "http://$VIP/" > "$run_dir/wrk.txt" 2>&1 &
+  local wrk=$!
+  sleep 2.5
+  nsx cli ping -n -i 0.01 -W 1 -w 8 "$VIP" > "$run_dir/ping.txt" 2>&1 &
+  local ping=$!
+  sleep 0.5
+  local at; at=$(date +%s.%N)
+  case "$event" in
+    kill) stop_gateway 1 KILL ;;
+    keepalived-stop) stop_keepalived 1 ;;
+    failback) start_gateway 1 ;;
+    *) echo "lab-ha.sh: failover EVENT is kill, keepalived-stop or failback" >&2; kill "$wrk" "$ping"; return 2 ;;
+  esac
+  wait "$wrk" || true
+  kill "$ping" 2>/dev/null || true; wait "$ping" 2>/dev/null || true
+  cat "$run_dir/wrk.txt"
+  echo "== after '$event': $VIP on gateway $(holder)"
+  python3 - "$run_dir" "$at" <<'PY'
+import re, sys
+run, at = sys.argv[1], float(sys.argv[2])
+seqs = [int(m.group(1)) for m in re.finditer(r"icmp_seq=(\d+)", open(f"{run}/ping.txt").read())]
+gap = max((b - a for a, b in zip(seqs, seqs[1:])), default=0)
+print(f"takeover: longest ping gap {gap * 10} ms ({len(seqs)} echoes answered)")
+reqs = []
+for r in ("rs1", "rs2"):
+    for line in open(f"{run}/{r}/conns.log"):
+        t, conn = line.split()
+        reqs.append((float(t), r + " " + conn))
+end = max(t for t, _ in reqs)
+seen_before = {c for t, c in reqs if t < at}
+before = {c for t, c in reqs if at - 1 <= t < at}
+after = {c for t, c in reqs if t >= end - 3}
+print(f"connections: {len(before)} established before, {len(before & after)} carried on, "
+      f"{len(after - seen_before)} new")
+PY
+  for k in 1 2; do
+    echo "== gateway $k"
+    "$gwctl" -s "/run/gateway/$name-gw$k.sock" sync 2>/dev/null | head -3 || echo "not running"
+  done
+}
+
+gateway_cmd() {
+  local k=${3:?gateway number} what=${4:?start, kill or term}
+  case "$what" in
+    kill) stop_gateway "$k" KILL ;;
+    term) stop_gateway "$k" TERM ;;
+    start) start_gateway "$k" ;;
+    *) echo "lab-ha.sh: gateway NAME K start|kill|term" >&2; exit 2 ;;
+  esac
+}
+
+keepalived_cmd() {
+  local k=${3:?gateway number} what=${4:?start or stop}
+  case "$what" in
+    start) start_keepalived "$k" ;;
+    stop) stop_keepalived "$k" ;;
+    *) echo "lab-ha.sh: keepalived NAME K start|stop" >&2; exit 2 ;;
+  esac
+}
+
+case "$cmd" in
+  up) up "$@" ;;
+  down) down ;;
+  status) status ;;
+  demo) failover "$1" "$name" kill ;;
+  failover) failover "$@" ;;
+  gateway) gateway_cmd "$@" ;;
+  keepalived) keepalived_cmd "$@" ;;
+  holder) holder ;;
+  *) echo "usage: lab-ha.sh up|down|status|demo|failover|gateway|keepalived|holder [NAME] ..." >&2; exit 2 ;;
+esac
