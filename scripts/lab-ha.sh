@@ -286,8 +286,9 @@ status() {
 # stopped, its gateway running: VRRP priority 0), `failback` (gateway 1's gateway started again;
 # it resyncs and, unless nopreempt, takes the VIP back). Prints the takeover time (the longest
 # gap in the ping's answers) and the connections: those that carried requests in the second
-# before the event, how many of them still did in the last 3 s, and how many new ones wrk had to
-# open (each real server logs every request with its connection's LIP:lport).
+# before the event, how many of them still did from 4 s after it (wrk's last 3 s), and how many
+# new ones wrk had to open (each real server logs every request with its connection's
+# LIP:lport).
 failover() {
   local event=${3:-kill}
   local gwctl; gwctl=$(gwctl_bin)
@@ -321,10 +322,10 @@ for r in ("rs1", "rs2"):
     for line in open(f"{run}/{r}/conns.log"):
         t, conn = line.split()
         reqs.append((float(t), r + " " + conn))
-end = max(t for t, _ in reqs)
+# wrk runs 7 s more after the event: "after" is its last 3 s (a stalled connection has none).
 seen_before = {c for t, c in reqs if t < at}
 before = {c for t, c in reqs if at - 1 <= t < at}
-after = {c for t, c in reqs if t >= end - 3}
+after = {c for t, c in reqs if at + 4 <= t}
 print(f"connections: {len(before)} established before, {len(before & after)} carried on, "
       f"{len(after - seen_before)} new")
 PY

@@ -25,6 +25,9 @@
 #                                   10.10.0.0/24 to the client, which accepts the VIP's replies there
 #   lab.sh ecmp   up|down|status|demo [NAME] [N]
 #                                   the ECMP lab: N gateways behind a BGP router (scripts/lab-ecmp.sh)
+#   lab.sh ha     up|down|status|demo|failover [NAME] [WORKERS]
+#                                   the HA lab: a keepalived primary/backup pair with connection
+#                                   sync (scripts/lab-ha.sh)
 #   lab.sh rs     NAME MODE [RS...] set real servers (default rs1 rs2) up for a forwarding mode:
 #                                   fullnat  nothing to do (the default lab)
 #                                   nat      default route via the gateway (10.20.0.1)
@@ -227,5 +230,6 @@ case "$cmd" in
   router) router ;;
   rs) shift 2; rs_mode "$@" ;;
   ecmp) shift; exec "$here/scripts/lab-ecmp.sh" "$@" ;;
-  *) echo "usage: lab.sh up|down|status|demo|exec|router|rs|ecmp [NAME] ..." >&2; exit 2 ;;
+  ha) shift; exec "$here/scripts/lab-ha.sh" "$@" ;;
+  *) echo "usage: lab.sh up|down|status|demo|exec|router|rs|ecmp|ha [NAME] ..." >&2; exit 2 ;;
 esac

@@ -1,0 +1,241 @@
+//! End to end: a primary/backup pair (scripts/lab-ha.sh, issue 12). keepalived (Debian's,
+//! unmodified) floats the VIP and the shared LIPs between the gateways' twins; the gateways sync
+//! their connections, so established FullNAT connections carry on through a failover, a failback
+//! and a keepalived stop, under wrk with keep-alive. A sync message without the key changes
+//! nothing.
+
+mod common;
+
+use common::{gateway_bin, repo_root, unique_name};
+use std::process::{Command, Output};
+
+/// An HA lab, removed on drop.
+struct Ha {
+    name: String,
+}
+
+impl Ha {
+    fn up(tag: &str, workers: usize) -> Ha {
+        let lab = Ha {
+            name: unique_name(tag),
+        };
+        let out = lab.script(&["up", &lab.name, &workers.to_string()]);
+        assert!(
+            out.status.success(),
+            "lab-ha.sh up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        Command::new(repo_root().join("scripts/lab-ha.sh"))
+            .args(args)
+            .env("GATEWAY_BIN", gateway_bin())
+            .output()
+            .expect("run lab-ha.sh")
+    }
+
+    fn logs(&self) -> String {
+        (1..=2)
+            .map(|k| {
+                let dir = format!("/run/gwlab/{}/gw{k}", self.name);
+                format!(
+                    "--- gateway {k} ---\n{}\n--- keepalived {k} ---\n{}",
+                    std::fs::read_to_string(format!("{dir}/gateway.log")).unwrap_or_default(),
+                    std::fs::read_to_string(format!("{dir}/keepalived.log"))
+                        .unwrap_or_default()
+                        .lines()
+                        .rev()
+                        .take(30)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })
+            .collect()
+    }
+
+    /// gwctl against gateway `k`: (success, stdout + stderr).
+    fn gwctl(&self, k: usize, args: &[&str]) -> (bool, String) {
+        let bin = std::path::Path::new(&gateway_bin()).with_file_name("gwctl");
+        let sock = format!("/run/gateway/{}-gw{k}.sock", self.name);
+        let o = Command::new(bin)
+            .args(["-s", &sock])
+            .args(args)
+            .output()
+            .expect("gwctl");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    }
+
+    /// Gateway `k`'s sync answer (`gwctl --json sync`).
+    fn sync(&self, k: usize) -> serde_json::Value {
+        let (ok, out) = self.gwctl(k, &["--json", "sync"]);
+        assert!(ok, "gwctl sync on gateway {k}: {out}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Runs `failover EVENT`: (longest ping gap in ms, established before, carried on, new), with
+    /// the script's output for messages.
+    fn failover(&self, event: &str) -> ((u64, u64, u64, u64), String) {
+        let out = self.script(&["failover", &self.name, event]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "failover {event}: {text}");
+        let nums = |prefix: &str| -> Vec<u64> {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} line: {text}"));
+            line.split(|c: char| !c.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .map(|w| w.parse().unwrap())
+                .collect()
+        };
+        let gap = nums("takeover:")[0];
+        let c = nums("connections:");
+        ((gap, c[0], c[1], c[2]), text)
+    }
+
+    fn holder(&self) -> String {
+        let o = self.script(&["holder", &self.name]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Ha {
+    fn drop(&mut self) {
+        let _ = self.script(&["down", &self.name]);
+    }
+}
+
+/// A sync message of one connection record, sealed with `key` (sync/PROTOCOL.md), sent from real
+/// server 1 to gateway 2's sync port.
+fn forge(lab: &Ha, key_hex: &str, seq: u64) {
+    let py = format!(
+        r#"
+import hmac, hashlib, socket, struct
+key = bytes.fromhex("{key_hex}")
+ip = lambda s: socket.inet_aton(s)
+rec = bytes([1, 6, 0, 1]) + ip("10.10.0.2") + struct.pack(">HH", 5555, 80) + ip("10.10.0.100") \
+    + ip("10.20.0.11") + ip("10.20.0.201") + struct.pack(">HHI", 80, 2000, 900000)
+head = b"GWSY" + bytes([1, 0]) + struct.pack(">HIQ", 1, 0x0a14000b, {seq})
+msg = head + rec
+msg += hmac.new(key, msg, hashlib.sha256).digest()[:16]
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(msg, ("10.20.0.2", 8848))
+"#
+    );
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{}-rs1", lab.name),
+            "python3",
+            "-c",
+            &py,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn counter(v: &serde_json::Value, k: &str) -> u64 {
+    v["status"][k]
+        .as_u64()
+        .or_else(|| v["workers"][k].as_u64())
+        .unwrap_or_else(|| panic!("no {k} in {v}"))
+}
+
+#[test]
+fn established_connections_survive_failover_failback_and_a_keepalived_stop() {
+    let lab = Ha::up("ha", 2);
+    assert_eq!(lab.holder(), "1", "{}", lab.logs());
+    let (s1, s2) = (lab.sync(1), lab.sync(2));
+    assert_eq!(s1["status"]["role"], "master", "{s1}");
+    assert_eq!(s2["status"]["role"], "backup", "{s2}");
+    assert_eq!(s2["status"]["peer_layout"], "same", "{s2}");
+
+    // A host on the segment without the key: refused for its MAC, nothing installed. The same
+    // message sealed with the key gets past the MAC (then waits for a hello it never sent): the
+    // key alone made the difference.
+    let before = lab.sync(2);
+    forge(&lab, &"ab".repeat(32), 1);
+    let key = "67617465776179206861206c6162206b657920666f722074657374696e6721";
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mid = lab.sync(2);
+    assert_eq!(
+        counter(&mid, "refused_bad_mac"),
+        counter(&before, "refused_bad_mac") + 1,
+        "{mid}"
+    );
+    assert_eq!(
+        counter(&mid, "sync_installed"),
+        counter(&before, "sync_installed")
+    );
+    forge(&lab, key, 2);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = lab.sync(2);
+    assert_eq!(
+        counter(&after, "refused_layout"),
+        counter(&mid, "refused_layout") + 1,
+        "{after}"
+    );
+    assert_eq!(
+        counter(&after, "sync_installed"),
+        counter(&before, "sync_installed")
+    );
+
+    // SIGKILL of the primary's gateway mid-run: the backup takes the VIP and the LIPs within a
+    // second, and every established connection carries on (no new ones: none broke).
+    let ((gap, est, kept, new), text) = lab.failover("kill");
+    eprintln!("kill: gap {gap} ms, {kept} of {est} carried on, {new} new");
+    assert_eq!(lab.holder(), "2", "{text}\n{}", lab.logs());
+    assert!(gap < 1000, "takeover took {gap} ms: {text}");
+    assert_eq!((est, kept, new), (20, 20, 0), "{text}\n{}", lab.logs());
+    let s2 = lab.sync(2);
+    assert_eq!(s2["status"]["role"], "master", "{s2}");
+    assert!(counter(&s2, "sync_installed") >= 20, "{s2}");
+
+    // Failback: the primary's gateway starts again, resyncs in full as the backup, then its
+    // keepalived (priority 150, preempt) takes the VIP back; the connections carry on both ways.
+    let ((gap, est, kept, new), text) = lab.failover("failback");
+    eprintln!("failback: gap {gap} ms, {kept} of {est} carried on, {new} new");
+    assert_eq!(lab.holder(), "1", "{text}\n{}", lab.logs());
+    assert_eq!((est, kept, new), (20, 20, 0), "{text}\n{}", lab.logs());
+    let s1 = lab.sync(1);
+    assert!(counter(&s1, "resync_requests_sent") >= 1, "{s1}");
+    assert!(counter(&s1, "sync_installed") >= 20, "{s1}");
+    assert_eq!(s1["status"]["role"], "master", "{s1}");
+
+    // The primary's keepalived stopped while its gateway runs (VRRP priority 0): the same.
+    let ((gap, est, kept, new), text) = lab.failover("keepalived-stop");
+    eprintln!("keepalived-stop: gap {gap} ms, {kept} of {est} carried on, {new} new");
+    assert_eq!(lab.holder(), "2", "{text}\n{}", lab.logs());
+    assert!(gap < 1000, "takeover took {gap} ms: {text}");
+    assert_eq!((est, kept, new), (20, 20, 0), "{text}\n{}", lab.logs());
+    assert_eq!(lab.sync(1)["status"]["role"], "backup");
+
+    // ipvsadm's sync-daemon commands: the listing, stopping a daemon that does not run (refused),
+    // stopping and starting the one that does.
+    let (ok, out) = lab.gwctl(1, &["ipvsadm", "-L", "--daemon"]);
+    assert!(
+        ok && out.starts_with("backup sync daemon (peer=10.20.0.2:8848"),
+        "{out}"
+    );
+    let (ok, out) = lab.gwctl(1, &["ipvsadm", "--stop-daemon", "master"]);
+    assert!(!ok && out.contains("no master sync daemon"), "{out}");
+    let (ok, out) = lab.gwctl(1, &["ipvsadm", "--stop-daemon", "backup"]);
+    assert!(ok, "{out}");
+    assert_eq!(lab.sync(1)["status"]["role"], "off");
+    assert_eq!(lab.gwctl(1, &["ipvsadm", "-L", "--daemon"]).1, "");
+    let (ok, out) = lab.gwctl(1, &["ipvsadm", "--start-daemon", "backup"]);
+    assert!(ok, "{out}");
+    let s1 = lab.sync(1);
+    assert_eq!(
+        (s1["status"]["role"].as_str(), s1["status"]["mode"].as_str()),
+        (Some("backup"), Some("backup"))
+    );
+}
