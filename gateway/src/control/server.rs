@@ -683,6 +683,10 @@ impl Server<'_> {
                 })
                 .collect(),
             mbufs,
+            sync: self
+                .control()
+                .ok()
+                .and_then(|c| c.sync.as_ref().map(|h| h.status())),
         };
         crate::metrics::render(&snap)
     }

@@ -69,6 +69,8 @@ pub struct Snapshot {
     pub mbufs: Option<(u64, u64)>,
     /// Configuration generation running.
     pub generation: u64,
+    /// The connection-sync thread's status (`[sync]`; none without).
+    pub sync: Option<crate::sync::Status>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -440,11 +442,72 @@ pub fn render(s: &Snapshot) -> String {
         "The configuration generation the workers run",
     );
     g.get_or_create(&none).set(gauge_value(s.generation));
+    if let Some(st) = &s.sync {
+        sync_metrics(&mut f, st);
+    }
 
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut out, &reg);
     out
+}
+
+/// The sync thread's role, lag and traffic (the workers' `sync_*` counters come with theirs).
+fn sync_metrics(f: &mut Families, st: &crate::sync::Status) {
+    let none: Labels = Vec::new();
+    let role = f.gauge(
+        "gateway_sync_role",
+        "1 for the connection-sync role this box has now (master, backup or off)",
+    );
+    for r in ["master", "backup", "off"] {
+        role.get_or_create(&labels(&[("role", r.into())]))
+            .set(i64::from(st.role.to_string() == r));
+    }
+    if let Some(ms) = st.last_from_peer_ms {
+        f.gauge(
+            "gateway_sync_peer_last_heard_milliseconds",
+            "Milliseconds since the sync peer was last heard from (the backup's lag)",
+        )
+        .get_or_create(&none)
+        .set(gauge_value(ms));
+    }
+    f.gauge(
+        "gateway_sync_pending_records",
+        "Records waiting to be sent to the peer (paced by [sync] max_msgs_per_s)",
+    )
+    .get_or_create(&none)
+    .set(gauge_value(st.pending));
+    let totals = [
+        ("gateway_sync_sent_messages", "Sync messages sent", st.sent_msgs),
+        ("gateway_sync_sent_records", "Connection records sent", st.sent_records),
+        ("gateway_sync_sent_bytes", "Sync bytes sent", st.sent_bytes),
+        ("gateway_sync_send_errors", "Sync messages the socket refused", st.send_errors),
+        ("gateway_sync_received_messages", "Sync messages accepted", st.received_msgs),
+        ("gateway_sync_received_records", "Connection records received", st.received_records),
+        ("gateway_sync_resyncs", "Full resyncs sent to the peer", st.resyncs_started),
+        ("gateway_sync_install_dropped", "Record batches the workers had no room for", st.install_dropped),
+        ("gateway_sync_ignored_records", "Records received while not the backup", st.ignored_not_backup),
+    ];
+    for (name, help, v) in totals {
+        f.counter(name, help).get_or_create(&none).inc_by(v);
+    }
+    let refused = f.counter(
+        "gateway_sync_refused",
+        "Sync messages (records for layout) refused, by reason",
+    );
+    for (reason, v) in [
+        ("truncated", st.refused_truncated),
+        ("bad_mac", st.refused_bad_mac),
+        ("bad_version", st.refused_bad_version),
+        ("replay", st.refused_replay),
+        ("bad_length", st.refused_bad_length),
+        ("bad_record", st.refused_bad_record),
+        ("layout", st.refused_layout),
+    ] {
+        refused
+            .get_or_create(&labels(&[("reason", reason.into())]))
+            .inc_by(v);
+    }
 }
 
 fn lip_labels(k: &crate::forward::LipKey) -> Labels {

@@ -116,7 +116,29 @@ fn snapshot() -> Snapshot {
         }],
         mbufs: Some((100, 900)),
         generation: 7,
+        sync: Some(crate::sync::Status {
+            role: crate::sync::Role::Backup,
+            last_from_peer_ms: Some(250),
+            received_records: 44,
+            refused_bad_mac: 2,
+            ..Default::default()
+        }),
     }
+}
+
+#[test]
+fn the_sync_role_lag_and_refusals_are_shown() {
+    let text = render(&snapshot());
+    let s = samples(&text);
+    let get = |k: &str| *s.get(k).unwrap_or_else(|| panic!("{k} missing in\n{text}"));
+    assert_eq!(get("gateway_sync_role{role=\"backup\"}"), 1.0);
+    assert_eq!(get("gateway_sync_role{role=\"master\"}"), 0.0);
+    assert_eq!(get("gateway_sync_peer_last_heard_milliseconds"), 250.0);
+    assert_eq!(get("gateway_sync_received_records_total"), 44.0);
+    assert_eq!(get("gateway_sync_refused_total{reason=\"bad_mac\"}"), 2.0);
+    let mut none = snapshot();
+    none.sync = None;
+    assert!(!render(&none).contains("gateway_sync_role"));
 }
 
 const RS2: &str = "local_address=\"10.10.0.100\",local_port=\"80\",remote_address=\"10.20.0.2\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"";
