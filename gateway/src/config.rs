@@ -1447,7 +1447,7 @@ mod tests {
         refused(base("refresh_s = 0"), "sync.refresh_s");
         refused(base("max_msgs_per_s = 0"), "sync.max_msgs_per_s");
         refused(
-            format!("port = \"server\"\npeer = \"10.20.0.2\"\nkey = \"00ff\""),
+            "port = \"server\"\npeer = \"10.20.0.2\"\nkey = \"00ff\"".to_string(),
             "sync.key",
         );
         refused(

@@ -1657,35 +1657,6 @@ fn origin_name(o: gateway::control::view::Origin) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_words_and_filters() {
-        assert_eq!(
-            words(" -A  -t 'a b' \"\" x"),
-            vec!["-A", "-t", "a b", "", "x"]
-        );
-        let f = conn_filter(&[
-            "--rs".into(),
-            "10.0.0.1:80".into(),
-            "--state".into(),
-            "SYN_RECV".into(),
-        ])
-        .ok()
-        .unwrap();
-        assert_eq!(
-            (f.rs, f.rs_port, f.state.as_deref()),
-            (Some(Ipv4Addr::new(10, 0, 0, 1)), Some(80), Some("SYN_RECV"))
-        );
-        assert!(conn_filter(&["--rs".into(), "nope".into()]).is_err());
-        assert!(conn_filter(&["--bogus".into(), "1".into()]).is_err());
-        assert!(help(Some("conns")).contains("--state"));
-        assert!(COMMANDS.iter().all(|c| help(None).contains(c.1)));
-    }
-}
-
 /// `gwctl sync`: the sync thread's status and the workers' counters (`Op::Sync`).
 fn format_sync(v: &serde_json::Value) -> String {
     let s = &v["status"];
@@ -1739,4 +1710,33 @@ fn format_sync(v: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_and_filters() {
+        assert_eq!(
+            words(" -A  -t 'a b' \"\" x"),
+            vec!["-A", "-t", "a b", "", "x"]
+        );
+        let f = conn_filter(&[
+            "--rs".into(),
+            "10.0.0.1:80".into(),
+            "--state".into(),
+            "SYN_RECV".into(),
+        ])
+        .ok()
+        .unwrap();
+        assert_eq!(
+            (f.rs, f.rs_port, f.state.as_deref()),
+            (Some(Ipv4Addr::new(10, 0, 0, 1)), Some(80), Some("SYN_RECV"))
+        );
+        assert!(conn_filter(&["--rs".into(), "nope".into()]).is_err());
+        assert!(conn_filter(&["--bogus".into(), "1".into()]).is_err());
+        assert!(help(Some("conns")).contains("--state"));
+        assert!(COMMANDS.iter().all(|c| help(None).contains(c.1)));
+    }
 }

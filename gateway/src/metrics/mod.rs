@@ -478,15 +478,47 @@ fn sync_metrics(f: &mut Families, st: &crate::sync::Status) {
     .get_or_create(&none)
     .set(gauge_value(st.pending));
     let totals = [
-        ("gateway_sync_sent_messages", "Sync messages sent", st.sent_msgs),
-        ("gateway_sync_sent_records", "Connection records sent", st.sent_records),
+        (
+            "gateway_sync_sent_messages",
+            "Sync messages sent",
+            st.sent_msgs,
+        ),
+        (
+            "gateway_sync_sent_records",
+            "Connection records sent",
+            st.sent_records,
+        ),
         ("gateway_sync_sent_bytes", "Sync bytes sent", st.sent_bytes),
-        ("gateway_sync_send_errors", "Sync messages the socket refused", st.send_errors),
-        ("gateway_sync_received_messages", "Sync messages accepted", st.received_msgs),
-        ("gateway_sync_received_records", "Connection records received", st.received_records),
-        ("gateway_sync_resyncs", "Full resyncs sent to the peer", st.resyncs_started),
-        ("gateway_sync_install_dropped", "Record batches the workers had no room for", st.install_dropped),
-        ("gateway_sync_ignored_records", "Records received while not the backup", st.ignored_not_backup),
+        (
+            "gateway_sync_send_errors",
+            "Sync messages the socket refused",
+            st.send_errors,
+        ),
+        (
+            "gateway_sync_received_messages",
+            "Sync messages accepted",
+            st.received_msgs,
+        ),
+        (
+            "gateway_sync_received_records",
+            "Connection records received",
+            st.received_records,
+        ),
+        (
+            "gateway_sync_resyncs",
+            "Full resyncs sent to the peer",
+            st.resyncs_started,
+        ),
+        (
+            "gateway_sync_install_dropped",
+            "Record batches the workers had no room for",
+            st.install_dropped,
+        ),
+        (
+            "gateway_sync_ignored_records",
+            "Records received while not the backup",
+            st.ignored_not_backup,
+        ),
     ];
     for (name, help, v) in totals {
         f.counter(name, help).get_or_create(&none).inc_by(v);

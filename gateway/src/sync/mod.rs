@@ -114,7 +114,7 @@ pub struct Settings {
 
 /// A shared key written as hex digits: 32 to 128 of them (16 to 64 bytes).
 pub fn parse_key(s: &str) -> Result<Vec<u8>, String> {
-    let ok = s.len() % 2 == 0
+    let ok = s.len().is_multiple_of(2)
         && (32..=128).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_hexdigit());
     if !ok {

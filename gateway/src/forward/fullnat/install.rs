@@ -136,7 +136,13 @@ impl Forwarder {
     /// parked entry or one whose service or real server is gone.
     pub fn export(&self, id: ConnId, now: Ticks) -> Option<ConnRecord> {
         let c = self.table.get(id)?;
-        if c.svc == NO_DEST || c.rs == NO_DEST || c.flags().contains(super::PARKED) {
+        // A connection the SYN proxy opened lives by its sequence translation, which is not
+        // synced: on the backup it would be forwarded untranslated (sync/PROTOCOL.md, limits).
+        if c.svc == NO_DEST
+            || c.rs == NO_DEST
+            || c.flags().contains(super::PARKED)
+            || c.ext & super::PROXIED != 0
+        {
             return None;
         }
         let vs = self.services.services.get(usize::from(c.svc))?;
