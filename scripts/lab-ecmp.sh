@@ -42,12 +42,6 @@ BGP_TIMERS="hold time 3; keepalive time 1; connect retry time 1; error wait time
 # shellcheck source=scripts/lab-lib.sh
 . "$here/scripts/lab-lib.sh"
 
-new_ns() {
-  ip netns add "$(ns "$1")"
-  nsx "$1" ip link set lo up
-  nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-
 # BIRD with its control socket, pid file and log in DIR.
 start_bird() {
   local n=$1 dir=$2
@@ -183,23 +177,7 @@ TOML
 }
 
 # Starts gateway K (its config and BIRD are in place); waits until it is ready.
-start_gateway() {
-  local k=$1 dir=$run_dir/gw$1 bin
-  bin=$(gateway_bin)
-  : > "$dir/gateway.log"
-  ip netns exec "$(ns "gw$k")" env GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "$bin" --config "$dir/gateway.toml" \
-    --stats-file "$dir/stats.txt" >"$dir/gateway.log" 2>&1 &
-  echo $! > "$dir/gateway.pid"
-  for _ in $(seq 1 100); do
-    grep -q "gateway ready" "$dir/gateway.log" && return 0
-    if ! kill -0 "$(cat "$dir/gateway.pid")" 2>/dev/null; then
-      echo "lab-ecmp.sh: gateway $k exited:" >&2; cat "$dir/gateway.log" >&2; return 1
-    fi
-    sleep 0.2
-  done
-  echo "lab-ecmp.sh: gateway $k did not become ready in 20 s" >&2; cat "$dir/gateway.log" >&2
-  return 1
-}
+start_gateway() { start_gateway_at "gw$1" "$run_dir/gw$1"; }
 
 count_of() { cat "$run_dir/count" 2>/dev/null || echo 3; }
 

@@ -40,12 +40,6 @@ SYNC_KEY=67617465776179206861206c6162206b657920666f722074657374696e6721
 # shellcheck source=scripts/lab-lib.sh
 . "$here/scripts/lab-lib.sh"
 
-new_ns() {
-  ip netns add "$(ns "$1")"
-  nsx "$1" ip link set lo up
-  nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-
 workers_of() { cat "$run_dir/workers" 2>/dev/null || echo 1; }
 
 gateway_conf() {
@@ -134,23 +128,7 @@ vrrp_instance VI_1 {
 KA
 }
 
-start_gateway() {
-  local k=$1 dir=$run_dir/gw$1 bin
-  bin=$(gateway_bin)
-  : > "$dir/gateway.log"
-  ip netns exec "$(ns "gw$k")" env GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "$bin" --config "$dir/gateway.toml" \
-    --stats-file "$dir/stats.txt" >"$dir/gateway.log" 2>&1 &
-  echo $! > "$dir/gateway.pid"
-  for _ in $(seq 1 100); do
-    grep -q "gateway ready" "$dir/gateway.log" && return 0
-    if ! kill -0 "$(cat "$dir/gateway.pid")" 2>/dev/null; then
-      echo "lab-ha.sh: gateway $k exited:" >&2; cat "$dir/gateway.log" >&2; return 1
-    fi
-    sleep 0.2
-  done
-  echo "lab-ha.sh: gateway $k did not become ready in 20 s" >&2; cat "$dir/gateway.log" >&2
-  return 1
-}
+start_gateway() { start_gateway_at "gw$1" "$run_dir/gw$1"; }
 
 stop_gateway() {
   local k=$1 sig=${2:-TERM} pidf=$run_dir/gw$1/gateway.pid

@@ -50,3 +50,30 @@ http {
 NGX
   nsx "$n" nginx -c "$dir/nginx.conf" -g 'user root;' 2>/dev/null || nsx "$n" nginx -c "$dir/nginx.conf"
 }
+
+# A lab namespace with lo up and IPv6 off.
+new_ns() {
+  ip netns add "$(ns "$1")"
+  nsx "$1" ip link set lo up
+  nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+# Starts a gateway in namespace node $1 with $2/gateway.toml (log, pid and stats files in $2); waits
+# until it is ready (20 s at most).
+start_gateway_at() {
+  local node=$1 dir=$2 bin
+  bin=$(gateway_bin)
+  : > "$dir/gateway.log"
+  ip netns exec "$(ns "$node")" env GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "$bin" --config "$dir/gateway.toml" \
+    --stats-file "$dir/stats.txt" >"$dir/gateway.log" 2>&1 &
+  echo $! > "$dir/gateway.pid"
+  for _ in $(seq 1 100); do
+    grep -q "gateway ready" "$dir/gateway.log" && return 0
+    if ! kill -0 "$(cat "$dir/gateway.pid")" 2>/dev/null; then
+      echo "$(basename "$0"): the gateway of $node exited:" >&2; cat "$dir/gateway.log" >&2; return 1
+    fi
+    sleep 0.2
+  done
+  echo "$(basename "$0"): the gateway of $node did not become ready in 20 s" >&2; cat "$dir/gateway.log" >&2
+  return 1
+}
