@@ -23,8 +23,10 @@
 #   lab-ha.sh demo   [NAME]                         wrk keep-alive through the VIP, SIGKILL of the
 #                                                   primary mid-run: takeover time, connections kept
 #   lab-ha.sh failover NAME kill|keepalived-stop|failback   the same with another event
+#   lab-ha.sh measure NAME [SECONDS]                sync's bandwidth and CPU under short connections
 #   lab-ha.sh gateway NAME K start|kill|term        (re)start or stop gateway K (keepalived stays)
 #   lab-ha.sh keepalived NAME K start|stop          start or stop gateway K's keepalived
+# SYNC_GROUP=224.0.0.81 (say) at `up`: sync over that multicast group rather than unicast.
 # Files: /run/gwlab/NAME/gwK/{gateway.toml,gateway.log,keepalived.conf,keepalived.log}; admin
 # sockets /run/gateway/NAME-gwK.sock (gwctl -s PATH).
 set -euo pipefail
@@ -82,7 +84,7 @@ capacity = 65536
 [sync]
 role = "auto"
 port = "server"
-peer = "10.20.0.$other"
+peer = "${SYNC_GROUP:-10.20.0.$other}"
 key = "$SYNC_KEY"
 refresh_s = 5
 
@@ -313,6 +315,55 @@ PY
   done
 }
 
+# Sync's cost under short connections: wrk with `Connection: close` through the VIP for SECONDS
+# (default 10), then, from both gateways' counters and their sync threads' CPU time
+# (/proc/PID/task/TID/stat), connections per second, records and bytes sent per connection, and
+# the sync threads' CPU; also scaled to 100k new connections per second (linearly).
+measure() {
+  local secs=${3:-10} gwctl; gwctl=$(gwctl_bin)
+  local m; m=$(holder)
+  local b=$(( 3 - m ))
+  snap() { # gateway K: conns_created sent_bytes sent_records sent_msgs received_records sync-thread-ticks
+    local k=$1 pid tid ticks=0
+    pid=$(cat "$run_dir/gw$k/gateway.pid")
+    for t in /proc/"$pid"/task/*; do
+      if [ "$(cat "$t/comm")" = sync ]; then tid=$t; fi
+    done
+    [ -n "${tid:-}" ] && ticks=$(awk '{print $14 + $15}' "$tid/stat")
+    "$gwctl" -s "/run/gateway/$name-gw$k.sock" --json stats \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"]["counters"]["conns_created"])' | tr '\n' ' '
+    "$gwctl" -s "/run/gateway/$name-gw$k.sock" --json sync \
+      | python3 -c 'import json,sys; s=json.load(sys.stdin)["status"]; print(s["sent_bytes"], s["sent_records"], s["sent_msgs"], s["received_records"], end=" ")'
+    echo "$ticks"
+  }
+  local m0 b0 m1 b1 t0 t1
+  m0=$(snap "$m"); b0=$(snap "$b"); t0=$(date +%s.%N)
+  nsx cli timeout $((secs + 20)) wrk -t2 -c50 -d"${secs}s" -H 'Connection: close' "http://$VIP/" > "$run_dir/wrk-measure.txt" 2>&1 || true
+  sleep 1
+  m1=$(snap "$m"); b1=$(snap "$b"); t1=$(date +%s.%N)
+  grep -E "Requests/sec|requests in|Socket errors" "$run_dir/wrk-measure.txt" || true
+  python3 - "$m0" "$m1" "$b0" "$b1" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
+import sys
+m0, m1, b0, b1 = ([int(x) for x in a.split()] for a in sys.argv[1:5])
+secs = float(sys.argv[6]) - float(sys.argv[5])
+hz = int(sys.argv[7])
+conns = m1[0] - m0[0]
+sent_bytes, sent_recs, sent_msgs = (m1[i] - m0[i] for i in (1, 2, 3))
+recv = b1[4] - b0[4]
+cpu_m = (m1[5] - m0[5]) / hz
+cpu_b = (b1[5] - b0[5]) / hz
+rate = conns / secs
+print(f"window {secs:.1f} s: {conns} connections ({rate:.0f}/s) on the master")
+print(f"sent {sent_recs} records in {sent_msgs} messages, {sent_bytes} bytes; the backup received {recv}")
+print(f"per connection: {sent_recs / conns:.2f} records, {sent_bytes / conns:.1f} bytes")
+print(f"sync thread CPU: master {cpu_m:.2f} s ({100 * cpu_m / secs:.1f}%), backup {cpu_b:.2f} s ({100 * cpu_b / secs:.1f}%)")
+k = 100_000 / rate
+print(f"at 100k new connections/s (x{k:.1f}, linear): {8 * sent_bytes / secs * k / 1e6:.0f} Mbit/s, "
+      f"{sent_msgs / secs * k:.0f} messages/s, master sync thread {100 * cpu_m / secs * k:.0f}% of a core, "
+      f"backup {100 * cpu_b / secs * k:.0f}%")
+PY
+}
+
 gateway_cmd() {
   local k=${3:?gateway number} what=${4:?start, kill or term}
   case "$what" in
@@ -338,6 +389,7 @@ case "$cmd" in
   status) status ;;
   demo) failover "$1" "$name" kill ;;
   failover) failover "$@" ;;
+  measure) measure "$@" ;;
   gateway) gateway_cmd "$@" ;;
   keepalived) keepalived_cmd "$@" ;;
   holder) holder ;;

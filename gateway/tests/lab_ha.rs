@@ -198,6 +198,19 @@ fn established_connections_survive_failover_failback_and_a_keepalived_stop() {
     let s2 = lab.sync(2);
     assert_eq!(s2["status"]["role"], "master", "{s2}");
     assert!(counter(&s2, "sync_installed") >= 20, "{s2}");
+    // New connections go to the new master.
+    for _ in 0..5 {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-cli", lab.name)])
+            .args(["curl", "-s", "--max-time", "3", "http://10.10.0.100/"])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            body.starts_with("rs"),
+            "a new connection after the takeover: {body:?}"
+        );
+    }
 
     // Failback: the primary's gateway starts again, resyncs in full as the backup, then its
     // keepalived (priority 150, preempt) takes the VIP back; the connections carry on both ways.

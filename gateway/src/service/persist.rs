@@ -130,6 +130,28 @@ impl PersistTable {
         Some(i)
     }
 
+    /// A template another box made (HA sync): recorded unless this table has one for `client`
+    /// that expires later. Bounded as `resolve` is; whether it was recorded.
+    pub fn install(&self, client: u32, rs: RsKey, expires: Millis, now: Millis) -> bool {
+        let mut map = self.shard(client);
+        if let Some(t) = map.get_mut(&client) {
+            if t.expires < expires || t.expires <= now {
+                *t = Template { rs, expires };
+            }
+            return true;
+        }
+        if map.len() >= self.max_per_shard {
+            map.retain(|_, t| t.expires > now);
+        }
+        if map.len() < self.max_per_shard {
+            map.insert(client, Template { rs, expires });
+            true
+        } else {
+            self.full.fetch_add(1, Relaxed);
+            false
+        }
+    }
+
     /// The live template of `client`, if any (for the admin shell and tests).
     pub fn get(&self, client: u32, now: Millis) -> Option<Template> {
         self.shard(client)
@@ -204,6 +226,25 @@ mod tests {
         // expired at 249 + ... : 149 + 100 = 249
         assert_eq!(t.resolve(7, 249, 100, valid, pick(2)), Some(2));
         assert_eq!(t.get(7, 250).map(|x| x.rs), Some(rs(2)));
+    }
+
+    #[test]
+    fn an_installed_template_keeps_the_later_expiry() {
+        let t = PersistTable::new(1000);
+        assert!(t.install(7, rs(1), 100, 0));
+        assert!(t.install(7, rs(2), 50, 0), "older: kept as it was");
+        assert_eq!(
+            t.get(7, 10),
+            Some(Template {
+                rs: rs(1),
+                expires: 100
+            })
+        );
+        assert!(t.install(7, rs(2), 200, 10));
+        assert_eq!(t.get(7, 10).map(|x| x.rs), Some(rs(2)));
+        // It steers the client as a template made here would.
+        let valid = |k: RsKey| Some(usize::from(k.addr.octets()[3]));
+        assert_eq!(t.resolve(7, 20, 100, valid, || Some((1, rs(1)))), Some(2));
     }
 
     #[test]

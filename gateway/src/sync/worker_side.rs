@@ -91,7 +91,8 @@ impl WorkerSync {
     ) -> Vec<(usize, Vec<ConnRecord>)> {
         let mut others: Vec<(usize, Vec<ConnRecord>)> = Vec::new();
         for r in records {
-            let w = if forwarded {
+            // Templates live in a table every worker shares.
+            let w = if forwarded || r.kind == crate::conn::record::RecordKind::Template {
                 me
             } else {
                 fwd.record_owner(&r, client_port(&r))

@@ -21,7 +21,7 @@ pub enum InstallError {
     ModeMismatch,
     #[error("the local address or port is not this worker's")]
     NotThisWorker,
-    #[error("persistence templates are not installed yet")]
+    #[error("a persistence template for a service that is not persistent here")]
     Template,
     #[error("connection table: {0:?}")]
     Table(InsertError),
@@ -191,7 +191,7 @@ impl Forwarder {
 
     fn apply_inner(&mut self, r: &ConnRecord, now: Ticks) -> Result<Applied, InstallError> {
         if r.kind == RecordKind::Template {
-            return Err(InstallError::Template);
+            return self.install_template(r, now);
         }
         let client = Tuple::new(r.client.0, r.client.1, r.vip.0, r.vip.1, r.proto);
         let Some((id, _)) = self.table.lookup(&client) else {
@@ -224,6 +224,67 @@ impl Forwarder {
             }
         }
         Ok(Applied::Refreshed)
+    }
+
+    /// A persistence template the primary sent: into the service's table (shared by every worker),
+    /// unless the one here expires later.
+    fn install_template(&mut self, r: &ConnRecord, now: Ticks) -> Result<Applied, InstallError> {
+        let si = self
+            .services
+            .find(r.vip.0, r.vip.1, r.proto)
+            .ok_or(InstallError::NoService)?;
+        let svc = &self.services.services[si as usize].svc;
+        let table = svc.persist_table().ok_or(InstallError::Template)?;
+        let rs = crate::service::RsKey {
+            addr: r.real.0,
+            port: r.real.1,
+        };
+        if svc.index_of(rs).is_none() {
+            return Err(InstallError::NoRealServer);
+        }
+        let client = u32::from(r.client.0);
+        let expires = now.0.saturating_add(u64::from(r.remaining_ms));
+        if table.install(client, rs, expires, now.0) {
+            Ok(Applied::Installed)
+        } else {
+            Err(InstallError::Table(crate::conn::InsertError::TableFull))
+        }
+    }
+
+    /// The persistence template that placed connection `id`, as another box would install it:
+    /// None unless its service is persistent and the template lives.
+    pub fn export_template(&self, id: ConnId, now: Ticks) -> Option<ConnRecord> {
+        let c = self.table.get(id)?;
+        let vs = self.services.services.get(usize::from(c.svc))?;
+        let p = vs.svc.config().persistence.as_ref()?;
+        let client = c.client();
+        let masked = u32::from(client.src_ip()) & u32::from(p.netmask);
+        let t = vs.svc.persist_table()?.get(masked, now.0)?;
+        Some(ConnRecord {
+            kind: RecordKind::Template,
+            proto: client.proto,
+            mode: c.mode,
+            state: 0,
+            client: (Ipv4Addr::from(masked), 0),
+            vip: (client.dst_ip(), client.dport),
+            real: (t.rs.addr, t.rs.port),
+            local: (Ipv4Addr::UNSPECIFIED, 0),
+            remaining_ms: t.expires.saturating_sub(now.0).min(u64::from(u32::MAX)) as u32,
+        })
+    }
+
+    /// `r`, and after it its template when its service is persistent (one per client in a row).
+    fn push_with_template(&self, id: ConnId, r: ConnRecord, now: Ticks, out: &mut Vec<ConnRecord>) {
+        out.push(r);
+        if let Some(t) = self.export_template(id, now) {
+            let dup =
+                out.iter().rev().skip(1).take(8).any(|x| {
+                    x.kind == RecordKind::Template && (x.client, x.vip) == (t.client, t.vip)
+                });
+            if !dup {
+                out.push(t);
+            }
+        }
     }
 
     /// The worker of this box that owns `r`'s connection, by the rules its packets follow
@@ -268,7 +329,7 @@ impl Forwarder {
                 continue;
             }
             if let Some(rec) = self.export(id, now) {
-                out.push(rec);
+                self.push_with_template(id, rec, now, out);
             }
         }
         (end < self.table.capacity() as u32).then_some(end)
@@ -469,7 +530,7 @@ impl Forwarder {
             // The slot may have been reused since: only the same connection counts.
             if self.table.get(id).is_some_and(|c| c.client() == client) {
                 if let Some(r) = self.export(id, now) {
-                    out.push(r);
+                    self.push_with_template(id, r, now, out);
                 }
             }
         }

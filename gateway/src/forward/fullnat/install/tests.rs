@@ -332,3 +332,62 @@ fn the_sync_log_is_bounded_and_counts_what_it_could_not_take() {
     a.fwd.drain_sync(Ticks(1_000), &mut got);
     assert_eq!(got.len(), 1);
 }
+
+#[test]
+fn a_persistence_template_follows_its_connection_to_the_backup() {
+    let cfg = LAB_CONFIG.replacen(
+        "scheduler = \"wrr\"",
+        "scheduler = \"wrr\"\npersistence_s = 300",
+        1,
+    );
+    let fresh = || -> Datapath<VecBuf> {
+        let mut d = datapath_from(&cfg, 0, 1, 1 << 16);
+        d.tick(1_000);
+        d
+    };
+    let syn = |dp: &mut Datapath<VecBuf>, ip: Ipv4Addr, port: u16| {
+        endpoints(&sent(dp.process(
+            tcp(
+                (CLIENT_MAC, CLIENT_PORT_MAC),
+                (ip, port),
+                (VIP, 80),
+                true,
+                7,
+                None,
+            ),
+            &CLIENT,
+        )))
+        .1
+    };
+    // On the primary another client takes the first server, so ours gets the second.
+    let mut a = fresh();
+    let other = syn(&mut a, Ipv4Addr::new(10, 10, 0, 3), 5000);
+    let ours = syn(&mut a, CLIENT_IP, 40000);
+    assert_ne!(other, ours);
+    let id = a
+        .fwd
+        .table()
+        .iter()
+        .find(|(_, c)| c.client().src_ip() == CLIENT_IP)
+        .unwrap()
+        .0;
+    let t = a.fwd.export_template(id, Ticks(1_000)).expect("a template");
+    assert_eq!(
+        (t.kind, t.client, t.real),
+        (RecordKind::Template, (CLIENT_IP, 0), ours)
+    );
+    assert!(t.remaining_ms > 299_000 && t.remaining_ms <= 300_000);
+    // A fresh backup would send our client's next connection to the first server; with the
+    // template, to the one the primary chose.
+    assert_eq!(syn(&mut fresh(), CLIENT_IP, 40001), other);
+    let mut b = fresh();
+    assert_eq!(b.fwd.apply_record(&t, Ticks(1_000)), Ok(Applied::Installed));
+    assert_eq!(syn(&mut b, CLIENT_IP, 40001), ours);
+    // A template for a service that is not persistent here is refused and counted.
+    let mut c: Datapath<VecBuf> = lab_datapath();
+    assert_eq!(
+        c.fwd.apply_record(&t, Ticks(0)),
+        Err(InstallError::Template)
+    );
+    assert_eq!(c.fwd.sync_counters().refused_template, 1);
+}

@@ -511,3 +511,12 @@ fn per_client_limits_count_proven_clients_and_reset_in_their_window() {
     assert_eq!(rst[0].dst, (CLIENT_IP, port));
     assert_eq!(dp.fwd.table().len(), 1, "only the first connection");
 }
+
+#[test]
+fn a_proxied_connection_is_not_sent_to_a_backup() {
+    // Its sequence translation is not synced: on the backup it would be forwarded untranslated.
+    let mut dp = proxied("on", "");
+    handshake(&mut dp, &[]);
+    let (id, _) = dp.fwd.table().iter().next().unwrap();
+    assert_eq!(dp.fwd.export(id, crate::conn::Ticks(0)), None);
+}
