@@ -195,14 +195,14 @@ impl Forwarder {
         }
         let client = Tuple::new(r.client.0, r.client.1, r.vip.0, r.vip.1, r.proto);
         let Some((id, _)) = self.table.lookup(&client) else {
-            return self.install(r, now).map(|_| Applied::Installed);
+            return self.install_over_stale(r, now, Applied::Installed);
         };
         let same = self.export(id, now).is_some_and(|e| {
             (e.real, e.local, e.mode, e.proto) == (r.real, r.local, r.mode, r.proto)
         });
         if !same {
             self.drop_connection(id);
-            return self.install(r, now).map(|_| Applied::Replaced);
+            return self.install_over_stale(r, now, Applied::Replaced);
         }
         let Some(c) = self.table.get(id) else {
             return Err(InstallError::NotThisWorker);
@@ -224,6 +224,33 @@ impl Forwarder {
             }
         }
         Ok(Applied::Refreshed)
+    }
+
+    /// `install`, and if another entry here holds the record's reply tuple (RS:rport ->
+    /// LIP:lport), that entry is stale: the primary gave the local port to this connection, so it
+    /// has dropped the one that had it (a client reusing its port, scheduled afresh, whose record
+    /// comes later; or an entry that ended there a little sooner than here). It goes, and the
+    /// record is installed (`Replaced`).
+    fn install_over_stale(
+        &mut self,
+        r: &ConnRecord,
+        now: Ticks,
+        ok: Applied,
+    ) -> Result<Applied, InstallError> {
+        match self.install(r, now) {
+            Ok(_) => Ok(ok),
+            Err(InstallError::Table(InsertError::Duplicate)) if r.mode == mode::FULLNAT => {
+                let reply = Tuple::new(r.real.0, r.real.1, r.local.0, r.local.1, r.proto);
+                match self.table.lookup(&reply) {
+                    Some((stale, crate::conn::Dir::Reply)) => {
+                        self.drop_connection(stale);
+                        self.install(r, now).map(|_| Applied::Replaced)
+                    }
+                    _ => Err(InstallError::Table(InsertError::Duplicate)),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A persistence template the primary sent: into the service's table (shared by every worker),

@@ -391,3 +391,36 @@ fn a_persistence_template_follows_its_connection_to_the_backup() {
     );
     assert_eq!(c.fwd.sync_counters().refused_template, 1);
 }
+
+#[test]
+fn a_stale_entry_holding_the_local_port_gives_way_to_the_primarys_connection() {
+    let mut a: Datapath<VecBuf> = lab_datapath();
+    a.tick(1_000);
+    established(&mut a);
+    let id = a.fwd.table().iter().next().unwrap().0;
+    let old = a.fwd.export(id, Ticks(1_000)).unwrap();
+    // The backup still has `old`; on the primary it ended and another client's connection got the
+    // same real server and local port.
+    let mut b: Datapath<VecBuf> = lab_datapath();
+    b.fwd.apply_record(&old, Ticks(0)).unwrap();
+    let new = ConnRecord {
+        client: (Ipv4Addr::new(10, 10, 0, 3), 5555),
+        ..old
+    };
+    assert_eq!(b.fwd.apply_record(&new, Ticks(0)), Ok(Applied::Replaced));
+    let clients: Vec<_> = b
+        .fwd
+        .table()
+        .iter()
+        .map(|(_, c)| c.client().sport)
+        .collect();
+    assert_eq!(clients, [5555]);
+    // Its local port is counted once.
+    let in_use: u32 = b
+        .fwd
+        .lip_usage()
+        .filter(|(k, _)| k.lip == old.local.0)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(in_use, 1);
+}
