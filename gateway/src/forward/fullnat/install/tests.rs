@@ -424,3 +424,47 @@ fn a_stale_entry_holding_the_local_port_gives_way_to_the_primarys_connection() {
         .sum();
     assert_eq!(in_use, 1);
 }
+
+#[test]
+fn nat_and_dr_connections_installed_elsewhere_forward_their_next_packet() {
+    for (mode_key, want_mode) in [("nat", mode::NAT), ("dr", mode::DR)] {
+        let cfg = LAB_CONFIG.replacen(
+            "address = \"10.20.0.11\"\n",
+            &format!("address = \"10.20.0.11\"\nmode = \"{mode_key}\"\n"),
+            1,
+        );
+        let cfg = cfg.replacen(
+            "address = \"10.20.0.12\"\n",
+            &format!("address = \"10.20.0.12\"\nmode = \"{mode_key}\"\n"),
+            1,
+        );
+        let fresh = || -> Datapath<VecBuf> { datapath_from(&cfg, 0, 1, 1 << 16) };
+        let client = |syn: bool| {
+            tcp(
+                (CLIENT_MAC, CLIENT_PORT_MAC),
+                (CLIENT_IP, 40000),
+                (VIP, 80),
+                syn,
+                if syn { 7 } else { 8 },
+                (!syn).then_some(1),
+            )
+        };
+        let mut a = fresh();
+        let first = sent(a.process(client(true), &CLIENT));
+        let (id, _) = a.fwd.table().iter().next().unwrap();
+        let rec = a.fwd.export(id, Ticks(0)).unwrap();
+        assert_eq!(rec.mode, want_mode, "{mode_key}");
+        // Without the record, the next segment finds nothing on another box.
+        let mut b = fresh();
+        assert!(
+            matches!(b.process(client(false), &CLIENT), Verdict::Drop(..)),
+            "{mode_key}"
+        );
+        let mut b = fresh();
+        assert_eq!(b.fwd.apply_record(&rec, Ticks(0)), Ok(Applied::Installed));
+        let next = sent(b.process(client(false), &CLIENT));
+        // The same real server, by address (NAT) or by MAC with the VIP kept (DR).
+        assert_eq!(endpoints(&next).1, endpoints(&first).1, "{mode_key}");
+        assert_eq!(next[..6], first[..6], "{mode_key}: same server MAC");
+    }
+}
