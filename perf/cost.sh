@@ -3,13 +3,14 @@
 # cache misses (Valgrind's callgrind, --cache-sim) of gateway/examples/datapath_cost.rs at two
 # operation counts; the difference over the difference of counts is one operation's cost, whatever
 # the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
-# Usage: perf/cost.sh [scenario ...]   (default: established-1k syn; add established-1m, slow)
+# Usage: perf/cost.sh [scenario ...]   (default: established-1k reply-1k syn handoff expire; add
+# established-1m and reply-1m, slow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k syn)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k reply-1k syn handoff expire)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
 # Totals of one run: Ir D1mr D1mw DLmr DLmw (callgrind's event order with --cache-sim=yes).
@@ -28,7 +29,7 @@ per_op() {
     echo "# perf/cost.sh at $commit: per operation, instructions, D1 misses x100, LL misses x100"
     for s in "${scenarios[@]}"; do
         case $s in
-        established-1m) r=$(per_op "$s" 20000 60000) ;;
+        established-1m | reply-1m) r=$(per_op "$s" 20000 60000) ;;
         *) r=$(per_op "$s" 2000 6000) ;;
         esac
         echo "$s $r"
@@ -36,6 +37,11 @@ per_op() {
             f=$(per_op frames 2000 6000)
             echo "# syn-net: syn minus building its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
             echo "syn-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        fi
+        if [ "$s" = expire ]; then
+            y=$(per_op syn 2000 6000)
+            echo "# expire-net: expire minus the SYN that opened it ($(echo "$y" | cut -d' ' -f1) instructions)"
+            echo "expire-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$y" | cut -d' ' -f1))) - -"
         fi
     done
 } | tee "$out"

@@ -11,7 +11,13 @@
 //! - `frames`: only building those SYN frames, to subtract from `syn`;
 //! - `ts-plain`, `ts-proxied`: one connection with timestamps, without and with the SYN proxy
 //!   (issue 21); an operation is two packets, a client ACK and a server data segment, so that
-//!   `ts-proxied` minus `ts-plain` is the proxy's translation both ways.
+//!   `ts-proxied` minus `ts-plain` is the proxy's translation both ways;
+//! - `reply-1k`, `reply-1m`: the real server's ACK on one of 1K or 1M established connections,
+//!   picked at random (to LIP:lport, translated back to the client);
+//! - `handoff`: a client ACK that reaches the worker not owning its connection (one of 1K, two
+//!   workers): that worker's miss and hand-over verdict, then the owner forwarding it;
+//! - `expire`: a connection that opened (a SYN) and expired unanswered by the timer; `perf/cost.sh`
+//!   subtracts `syn` for the expiry alone.
 
 use gateway::datapath::{Datapath, Verdict};
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
@@ -36,11 +42,16 @@ fn main() {
                 }
             }
         }
+        Some("reply-1k") => reply_run(1_000, 1 << 12, n),
+        Some("reply-1m") => reply_run(1_000_000, 2 << 20, n),
+        Some("handoff") => handoff_run(n),
+        Some("expire") => expire_run(n),
         Some("ts-plain") => timestamps_run(false, n as u64),
         Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
             eprintln!(
-                "usage: datapath_cost established-1k|established-1m|syn|frames|ts-plain|ts-proxied N"
+                "usage: datapath_cost established-1k|established-1m|reply-1k|reply-1m|syn|frames|\
+                 handoff|expire|ts-plain|ts-proxied N"
             );
             std::process::exit(2);
         }
@@ -53,6 +64,98 @@ fn established_run(conns: u32, cap: u32, n: usize) {
     let mut buf = VecBuf::from_frame(&ack);
     for k in 0..n {
         buf = send(&mut dp, buf, &acks[order[k & 0xFFFF] as usize], &ack);
+    }
+}
+
+/// `conns` established connections and the real server's ACK on each, picked at random.
+fn reply_run(conns: u32, cap: u32, n: usize) {
+    let (mut dp, _, _) = established(conns, cap);
+    let frames: Vec<Vec<u8>> = dp
+        .fwd
+        .table()
+        .iter()
+        .filter_map(|(_, c)| c.reply())
+        .map(|r| {
+            let mac = if r.src_ip() == RS1 { RS1_MAC } else { RS2_MAC };
+            let (src, dst) = (r.src_ip().octets(), r.dst_ip().octets());
+            frame(
+                (mac.0, SERVER_PORT_MAC.0),
+                (src, r.sport),
+                (dst, r.dport),
+                ACK,
+                5001,
+                1001,
+                (900, 100),
+                &[],
+            )
+        })
+        .collect();
+    assert_eq!(frames.len(), conns as usize);
+    let from_server = RxMeta { port: 1, ..META };
+    let order = random_order(conns, 1 << 16);
+    let mut buf = VecBuf::from_frame(&frames[0]);
+    for k in 0..n {
+        let f = &frames[order[k & 0xFFFF] as usize];
+        buf.set_len(f.len());
+        buf.data_mut().copy_from_slice(f);
+        buf = sent(dp.process(buf, &from_server));
+    }
+}
+
+/// Two workers sharing 1K connections; each operation is a client ACK sent to the worker that
+/// does not own its connection, handed over, and forwarded by the owner.
+fn handoff_run(n: usize) {
+    let cfg = bench_config();
+    let mut w: Vec<Datapath<VecBuf>> = (0..2).map(|i| datapath_from(&cfg, i, 2, 1 << 12)).collect();
+    let peer = RxMeta {
+        from_peer: true,
+        ..META
+    };
+    let (syn, ack) = (template(SYN), template(ACK));
+    // Sent to worker 0: forwarded there, or handed to worker 1 and forwarded by it. Which one.
+    let through = |w: &mut Vec<Datapath<VecBuf>>, tmpl: &[u8], i: u32| -> usize {
+        let mut b = VecBuf::from_frame(tmpl);
+        Flow::new(tmpl, i).write(&mut b, tmpl);
+        match w[0].process(b, &META) {
+            Verdict::Tx(..) => 0,
+            Verdict::ToWorker(1, b) => {
+                sent(w[1].process(b, &peer));
+                1
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut theirs = Vec::new();
+    for i in 0..1000 {
+        through(&mut w, &syn, i);
+        if through(&mut w, &ack, i) == 1 {
+            theirs.push(Flow::new(&ack, i));
+        }
+    }
+    let mut buf = VecBuf::from_frame(&ack);
+    for k in 0..n {
+        theirs[k % theirs.len()].write(&mut buf, &ack);
+        buf = match w[0].process(buf, &META) {
+            Verdict::ToWorker(1, b) => sent(w[1].process(b, &peer)),
+            other => panic!("not handed over: {other:?}"),
+        };
+    }
+}
+
+/// `n` SYNs that open connections, then the timer expiring every one of them unanswered.
+fn expire_run(n: usize) {
+    let syn = template(SYN);
+    let mut dp: Datapath<VecBuf> = datapath_from(&bench_config(), 0, 1, 2 << 20);
+    let mut buf = VecBuf::from_frame(&syn);
+    for i in 0..n as u32 {
+        buf = send(&mut dp, buf, &Flow::new(&syn, i), &syn);
+    }
+    // Past every handshake timeout, a millisecond at a time once due, until the table is empty.
+    let mut now = 200_000;
+    while !dp.fwd.table().is_empty() {
+        dp.tick(now);
+        now += 1;
+        assert!(now < 10_000_000, "not expired");
     }
 }
 
