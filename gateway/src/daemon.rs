@@ -476,6 +476,8 @@ impl Control {
             conn_reuse_mode: self.current.conn_reuse_mode,
         })?;
         self.provenance = prov;
+        // A service change can make a VIP kernel-owned that a twin already holds.
+        self.sync_follow_vips();
         Ok(id)
     }
 
