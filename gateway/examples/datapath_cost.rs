@@ -17,7 +17,12 @@
 //! - `handoff`: a client ACK that reaches the worker not owning its connection (one of 1K, two
 //!   workers): that worker's miss and hand-over verdict, then the owner forwarding it;
 //! - `expire`: a connection that opened (a SYN) and expired unanswered by the timer; `perf/cost.sh`
-//!   subtracts `syn` for the expiry alone.
+//!   subtracts `syn` for the expiry alone;
+//! - `established-2w`: `established-1k` with two workers of one gateway sharing the service (500
+//!   connections each), every packet reaching its owner as the NIC's RSS would deliver it: what
+//!   two workers cost each other in instructions (shared service counters, scheduler state);
+//! - `established-1k-offload`: `established-1k` with the NIC having verified the IP and L4
+//!   checksums (`RTE_MBUF_F_RX_*_CKSUM_GOOD`), as on a PCI NIC.
 
 use gateway::datapath::{Datapath, Verdict};
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
@@ -45,13 +50,28 @@ fn main() {
         Some("reply-1k") => reply_run(1_000, 1 << 12, n),
         Some("reply-1m") => reply_run(1_000_000, 2 << 20, n),
         Some("handoff") => handoff_run(n),
+        Some("established-2w") => two_workers_run(n),
+        Some("established-1k-offload") => {
+            let (mut dp, acks, ack) = established(1_000, 1 << 12);
+            let order = random_order(1_000, 1 << 16);
+            let verified = RxMeta {
+                ip_csum: gateway::packet::CsumStatus::Good,
+                l4_csum: gateway::packet::CsumStatus::Good,
+                ..META
+            };
+            let mut buf = VecBuf::from_frame(&ack);
+            for k in 0..n {
+                acks[order[k & 0xFFFF] as usize].write(&mut buf, &ack);
+                buf = sent(dp.process(buf, &verified));
+            }
+        }
         Some("expire") => expire_run(n),
         Some("ts-plain") => timestamps_run(false, n as u64),
         Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
             eprintln!(
                 "usage: datapath_cost established-1k|established-1m|reply-1k|reply-1m|syn|frames|\
-                 handoff|expire|ts-plain|ts-proxied N"
+                 handoff|expire|established-2w|established-1k-offload|ts-plain|ts-proxied N"
             );
             std::process::exit(2);
         }
@@ -139,6 +159,45 @@ fn handoff_run(n: usize) {
             Verdict::ToWorker(1, b) => sent(w[1].process(b, &peer)),
             other => panic!("not handed over: {other:?}"),
         };
+    }
+}
+
+/// Two workers, 1K connections between them, each packet processed by the worker that owns it.
+fn two_workers_run(n: usize) {
+    let cfg = bench_config();
+    let mut w: Vec<Datapath<VecBuf>> = (0..2).map(|i| datapath_from(&cfg, i, 2, 1 << 12)).collect();
+    let (syn, ack) = (template(SYN), template(ACK));
+    // Which worker owns flow i: the one worker 0 hands its SYN to, or worker 0 itself.
+    let mut owned = Vec::new();
+    for i in 0..1000u32 {
+        let mut b = VecBuf::from_frame(&syn);
+        Flow::new(&syn, i).write(&mut b, &syn);
+        let owner = match w[0].process(b, &META) {
+            Verdict::Tx(..) => 0,
+            Verdict::ToWorker(1, b) => {
+                sent(w[1].process(
+                    b,
+                    &RxMeta {
+                        from_peer: true,
+                        ..META
+                    },
+                ));
+                1
+            }
+            other => panic!("{other:?}"),
+        };
+        let a = Flow::new(&ack, i);
+        let mut b = VecBuf::from_frame(&ack);
+        a.write(&mut b, &ack);
+        sent(w[owner].process(b, &META));
+        owned.push((owner, a));
+    }
+    let order = random_order(1000, 1 << 16);
+    let mut buf = VecBuf::from_frame(&ack);
+    for k in 0..n {
+        let (owner, f) = &owned[order[k & 0xFFFF] as usize];
+        f.write(&mut buf, &ack);
+        buf = sent(w[*owner].process(buf, &META));
     }
 }
 
