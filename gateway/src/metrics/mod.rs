@@ -510,6 +510,11 @@ fn sync_metrics(f: &mut Families, st: &crate::sync::Status) {
             st.resyncs_started,
         ),
         (
+            "gateway_sync_lost_messages",
+            "Messages from the peer that never arrived (gaps in its sequence numbers)",
+            st.lost_msgs,
+        ),
+        (
             "gateway_sync_install_dropped",
             "Record batches the workers had no room for",
             st.install_dropped,

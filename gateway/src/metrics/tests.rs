@@ -121,6 +121,7 @@ fn snapshot() -> Snapshot {
             last_from_peer_ms: Some(250),
             received_records: 44,
             refused_bad_mac: 2,
+            lost_msgs: 3,
             ..Default::default()
         }),
     }
@@ -136,6 +137,7 @@ fn the_sync_role_lag_and_refusals_are_shown() {
     assert_eq!(get("gateway_sync_peer_last_heard_milliseconds"), 250.0);
     assert_eq!(get("gateway_sync_received_records_total"), 44.0);
     assert_eq!(get("gateway_sync_refused_total{reason=\"bad_mac\"}"), 2.0);
+    assert_eq!(get("gateway_sync_lost_messages_total"), 3.0);
     let mut none = snapshot();
     none.sync = None;
     assert!(!render(&none).contains("gateway_sync_role"));

@@ -67,6 +67,8 @@ pub struct Status {
     pub refused_replay: u64,
     pub refused_bad_length: u64,
     pub refused_bad_record: u64,
+    /// Messages from the peer that never arrived (gaps in its sequence numbers).
+    pub lost_msgs: u64,
     /// Records from a peer whose hello has not matched ours.
     pub refused_layout: u64,
     /// Records received while not the backup (two masters: split brain), ignored.
@@ -497,6 +499,7 @@ impl Link {
         c.refused_replay = r.replay;
         c.refused_bad_length = r.bad_length;
         c.refused_bad_record = r.bad_record;
+        c.lost_msgs = r.lost;
         c.mode = self.mode.to_string();
         c.role = self.role;
         c.vips_held = self.vips_held;

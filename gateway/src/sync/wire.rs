@@ -285,7 +285,14 @@ pub struct ReceiverStats {
     pub replay: u64,
     pub bad_length: u64,
     pub bad_record: u64,
+    /// Messages that never arrived: the gaps in a sender's sequence numbers (a jump of more than
+    /// [`RESTART_GAP`] is the sender restarting, not a loss).
+    pub lost: u64,
 }
+
+/// A jump in a sender's sequence numbers beyond this is a restart (it starts above the time in
+/// ms), not lost messages.
+pub const RESTART_GAP: u64 = 1 << 20;
 
 /// Checks received messages with the shared key, remembering each sender's last sequence number.
 pub struct Opener {
@@ -380,7 +387,12 @@ impl Opener {
             }
         };
         // Only now: a message refused for its body does not advance the sender's sequence.
-        self.last_seq.insert(sender, seq);
+        if let Some(last) = self.last_seq.insert(sender, seq) {
+            let gap = seq - last - 1;
+            if gap < RESTART_GAP {
+                self.stats.lost += gap;
+            }
+        }
         Ok(msg)
     }
 }

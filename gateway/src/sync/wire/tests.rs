@@ -102,6 +102,28 @@ fn replayed_and_older_messages_are_refused() {
         (o.stats.accepted, o.stats.replay, o.stats.records),
         (2, 2, 2)
     );
+    assert_eq!(o.stats.lost, 0);
+}
+
+#[test]
+fn gaps_in_a_senders_sequence_are_counted_as_lost_but_a_restart_is_not() {
+    let mut s = Sealer::new(KEY, 3, 100);
+    let mut o = Opener::new(KEY);
+    let l = Layout {
+        workers: 1,
+        ports: (1024, 65535),
+        steering: 0,
+        rss_key_hash: 0,
+    };
+    o.open(&s.hello(&l)).unwrap();
+    s.hello(&l); // lost
+    s.hello(&l); // lost
+    o.open(&s.hello(&l)).unwrap();
+    assert_eq!(o.stats.lost, 2);
+    // The sender restarts: its sequence starts above the time in ms.
+    let mut restarted = Sealer::new(KEY, 3, 1_700_000_000_000);
+    o.open(&restarted.hello(&l)).unwrap();
+    assert_eq!(o.stats.lost, 2);
 }
 
 #[test]
