@@ -943,10 +943,12 @@ fn start_sync(
     let inboxes = workers.to_vec();
     let mut next = 0usize;
     let deliver = move |m: ToWorkers| -> bool {
+        // Every worker gets it, even after one could not (`all` would stop at the first).
         let every = |f: &dyn Fn() -> Msg| {
             inboxes
                 .iter()
-                .all(|w| w.send_timeout(f(), Duration::from_secs(1)).is_ok())
+                .map(|w| w.send_timeout(f(), Duration::from_secs(1)).is_ok())
+                .fold(true, |a, b| a && b)
         };
         match m {
             ToWorkers::Primary(p) => every(&|| Msg::SyncPrimary(p.clone())),
