@@ -90,7 +90,22 @@ fn the_kernel_serves_tcp_and_udp_on_the_interface_address_and_addresses_follow_t
             "SYSTEM:echo udp-from-the-kernel",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Both listen before the client sends (a fixed wait lost the race on a loaded CI machine: the
+    // datagram came before socat had bound and the kernel refused it).
+    for (proto, port) in [("-ltn", "2222"), ("-lun", "5353")] {
+        let t = std::time::Instant::now();
+        while lab
+            .sh("lb", &["ss", "-H", proto, &format!("sport = :{port}")])
+            .trim()
+            .is_empty()
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "nothing listens on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let out = lab.sh("cli", &["socat", "-T", "2", "-", "TCP:10.10.0.1:2222"]);
     assert_eq!(out.trim(), "hello-from-the-kernel");
     let o = Command::new("sh")
