@@ -16,10 +16,15 @@ struct Ha {
 
 impl Ha {
     fn up(tag: &str, workers: usize) -> Ha {
+        Ha::up_with(tag, workers, "")
+    }
+
+    /// `extra`: `nopreempt`, or nothing.
+    fn up_with(tag: &str, workers: usize, extra: &str) -> Ha {
         let lab = Ha {
             name: unique_name(tag),
         };
-        let out = lab.script(&["up", &lab.name, &workers.to_string()]);
+        let out = lab.script(&["up", &lab.name, &workers.to_string(), extra]);
         assert!(
             out.status.success(),
             "lab-ha.sh up failed:\n{}\n{}",
@@ -251,4 +256,21 @@ fn established_connections_survive_failover_failback_and_a_keepalived_stop() {
         (s1["status"]["role"].as_str(), s1["status"]["mode"].as_str()),
         (Some("backup"), Some("backup"))
     );
+}
+
+#[test]
+fn with_nopreempt_a_restarted_primary_stays_the_backup_and_connections_carry_on() {
+    let lab = Ha::up_with("hn", 2, "nopreempt");
+    assert_eq!(lab.holder(), "1", "{}", lab.logs());
+    let ((_, est, kept, new), text) = lab.failover("kill");
+    assert_eq!(lab.holder(), "2", "{text}\n{}", lab.logs());
+    assert_eq!((est, kept, new), (20, 20, 0), "{text}\n{}", lab.logs());
+    // The primary's gateway starts again: its keepalived does not take the VIP back, and the
+    // gateway becomes the backup, holding gateway 2's connections after a full resync.
+    let ((_, est, kept, new), text) = lab.failover("failback");
+    assert_eq!(lab.holder(), "2", "nopreempt: {text}\n{}", lab.logs());
+    assert_eq!((est, kept, new), (20, 20, 0), "{text}\n{}", lab.logs());
+    let s1 = lab.sync(1);
+    assert_eq!(s1["status"]["role"], "backup", "{s1}");
+    assert!(counter(&s1, "sync_installed") >= 20, "{s1}");
 }
