@@ -108,40 +108,15 @@ BIRD
 
 gateway_conf() {
   local k=$1
+  echo "# Gateway $k of the ECMP lab (scripts/lab-ecmp.sh)."
+  gateway_toml_head "$k" 1
   cat <<TOML
-# Gateway $k of the ECMP lab (scripts/lab-ecmp.sh).
-[eal]
-file_prefix = "$name-gw$k"
-memory_mb = 256
-
-[workers]
-count = 1
-cpus = [$(( (k - 1) % 2 ))]
-main_cpu = $(( (k - 1) % 2 ))
-idle_sleep_us = 100
-
-[mempool]
-mbufs = 8191
-cache = 128
-
-[[port]]
-name = "client"
-device = "net_af_packet0,iface=lbc"
-addresses = ["10.10.0.1$k/24"]
-
-[[port]]
-name = "server"
-device = "net_af_packet1,iface=lbs"
-addresses = ["10.20.0.$k/24"]
 
 # The client network is behind the router.
 [[route]]
 prefix = "0.0.0.0/0"
 via = "10.10.0.254"
 port = "client"
-
-[control]
-stats_interval_s = 0
 
 [conn]
 capacity = 65536

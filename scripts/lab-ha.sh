@@ -45,37 +45,10 @@ SYNC_KEY=67617465776179206861206c6162206b657920666f722074657374696e6721
 workers_of() { cat "$run_dir/workers" 2>/dev/null || echo 1; }
 
 gateway_conf() {
-  local k=$1 workers=$2 other=$(( 3 - $1 )) cpus qp=""
-  cpus=$(seq -s, 0 $((workers - 1)))
-  [ "$workers" -gt 1 ] && qp=",qpairs=$workers"
+  local k=$1 workers=$2 other=$(( 3 - $1 ))
+  echo "# Gateway $k of the HA lab (scripts/lab-ha.sh)."
+  gateway_toml_head "$k" "$workers"
   cat <<TOML
-# Gateway $k of the HA lab (scripts/lab-ha.sh).
-[eal]
-file_prefix = "$name-gw$k"
-memory_mb = 256
-
-[workers]
-count = $workers
-cpus = [$cpus]
-main_cpu = $(( (k - 1) % 2 ))
-idle_sleep_us = 100
-
-[mempool]
-mbufs = 8191
-cache = 128
-
-[[port]]
-name = "client"
-device = "net_af_packet0,iface=lbc$qp"
-addresses = ["10.10.0.1$k/24"]
-
-[[port]]
-name = "server"
-device = "net_af_packet1,iface=lbs$qp"
-addresses = ["10.20.0.$k/24"]
-
-[control]
-stats_interval_s = 0
 
 [conn]
 capacity = 65536

@@ -77,3 +77,39 @@ start_gateway_at() {
   echo "$(basename "$0"): the gateway of $node did not become ready in 20 s" >&2; cat "$dir/gateway.log" >&2
   return 1
 }
+
+# The head of gateway K's config in the multi-gateway labs (ECMP, HA): EAL prefix NAME-gwK, WORKERS
+# workers (one: on CPU (K-1) mod 2, so two gateways use both cores; two: on both), and the ports
+# lbc (10.10.0.1K/24) and lbs (10.20.0.K/24) on af_packet, a queue pair per worker.
+gateway_toml_head() {
+  local k=$1 workers=$2 cpus qp=""
+  if [ "$workers" -gt 1 ]; then cpus=$(seq -s, 0 $((workers - 1))); qp=",qpairs=$workers"; else cpus=$(( (k - 1) % 2 )); fi
+  cat <<TOML
+[eal]
+file_prefix = "$name-gw$k"
+memory_mb = 256
+
+[workers]
+count = $workers
+cpus = [$cpus]
+main_cpu = $(( (k - 1) % 2 ))
+idle_sleep_us = 100
+
+[mempool]
+mbufs = 8191
+cache = 128
+
+[[port]]
+name = "client"
+device = "net_af_packet0,iface=lbc$qp"
+addresses = ["10.10.0.1$k/24"]
+
+[[port]]
+name = "server"
+device = "net_af_packet1,iface=lbs$qp"
+addresses = ["10.20.0.$k/24"]
+
+[control]
+stats_interval_s = 0
+TOML
+}
