@@ -195,8 +195,11 @@ up() {
     keepalived_conf "$k" "$preempt" > "$dir/keepalived.conf"
     start_gateway "$k"
   done
-  for k in 1 2; do start_keepalived "$k"; done
+  # Gateway 1's keepalived first, holding the VIP before gateway 2's starts: with nopreempt,
+  # whichever became MASTER first would keep it (CI once saw gateway 2 win the race).
+  start_keepalived 1
   wait_holder 1
+  start_keepalived 2
   echo "ha lab $name is up: gateway 1 holds $VIP ($workers worker(s) per gateway)"
 }
 
