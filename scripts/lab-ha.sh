@@ -182,15 +182,7 @@ up() {
   for k in 1 2; do
     local dir=$run_dir/gw$k
     mkdir -p "$dir"
-    new_ns "gw$k"
-    ip link add lbc netns "$(ns "gw$k")" type veth peer name "p-gw$k" netns "$(ns fsw)"
-    ip link add lbs netns "$(ns "gw$k")" type veth peer name "p-gw$k" netns "$(ns sw)"
-    for s in fsw sw; do nsx $s ip link set "p-gw$k" master br0; quiet_link $s "p-gw$k"; done
-    quiet_link "gw$k" lbc; quiet_link "gw$k" lbs
-    # The kernel here answers on its twins only (see lab.sh).
-    for d in lbc lbs; do
-      nsx "gw$k" sysctl -qw "net.ipv4.conf.$d.rp_filter=1" "net.ipv4.conf.$d.arp_ignore=8"
-    done
+    add_gateway_node "$k"
     gateway_conf "$k" "$workers" > "$dir/gateway.toml"
     keepalived_conf "$k" "$preempt" > "$dir/keepalived.conf"
     start_gateway "$k"

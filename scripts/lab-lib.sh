@@ -113,3 +113,18 @@ addresses = ["10.20.0.$k/24"]
 stats_interval_s = 0
 TOML
 }
+
+# Gateway node K of the multi-gateway labs (ECMP, HA): its namespace, its client port lbc on the front
+# switch (fsw) and its server port lbs on the server switch (sw), both bridges' br0, with the kernel
+# there answering on its twins only (see lab.sh).
+add_gateway_node() {
+  local k=$1 d s
+  new_ns "gw$k"
+  ip link add lbc netns "$(ns "gw$k")" type veth peer name "p-gw$k" netns "$(ns fsw)"
+  ip link add lbs netns "$(ns "gw$k")" type veth peer name "p-gw$k" netns "$(ns sw)"
+  for s in fsw sw; do nsx $s ip link set "p-gw$k" master br0; quiet_link $s "p-gw$k"; done
+  quiet_link "gw$k" lbc; quiet_link "gw$k" lbs
+  for d in lbc lbs; do
+    nsx "gw$k" sysctl -qw "net.ipv4.conf.$d.rp_filter=1" "net.ipv4.conf.$d.arp_ignore=8"
+  done
+}

@@ -575,15 +575,7 @@ impl ConnTable {
         now: Ticks,
     ) -> Result<ConnId, InsertError> {
         let id = self.insert(client, reply, svc, rs, mode, now)?;
-        let c = &mut self.slab[id.0 as usize];
-        let handshake = matches!(state, State::None | State::SynSent | State::SynRecv);
-        c.state = state as u8;
-        if client.proto == PROTO_TCP && !handshake {
-            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
-            self.half_open -= 1;
-        }
-        self.wheel
-            .rearm(&mut self.slab, id.0, now.after_ms(u64::from(remaining_ms)));
+        self.refresh(id, state, remaining_ms, now);
         Ok(id)
     }
 
