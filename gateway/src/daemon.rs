@@ -945,10 +945,11 @@ fn start_sync(
     let deliver = move |m: ToWorkers| -> bool {
         // Every worker gets it, even after one could not (`all` would stop at the first).
         let every = |f: &dyn Fn() -> Msg| {
-            inboxes
+            let sent: Vec<bool> = inboxes
                 .iter()
                 .map(|w| w.send_timeout(f(), Duration::from_secs(1)).is_ok())
-                .fold(true, |a, b| a && b)
+                .collect();
+            sent.iter().all(|&ok| ok)
         };
         match m {
             ToWorkers::Primary(p) => every(&|| Msg::SyncPrimary(p.clone())),
