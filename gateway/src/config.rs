@@ -43,6 +43,9 @@ pub struct Config {
     pub routes: Vec<RouteEntry>,
     #[serde(default)]
     pub neighbour: NeighbourConfig,
+    /// Following the fragments of forwarded datagrams (`frag`).
+    #[serde(default)]
+    pub fragments: FragmentsConfig,
     #[serde(default)]
     pub control: ControlConfig,
     #[serde(default)]
@@ -740,6 +743,39 @@ impl Default for NeighbourConfig {
     }
 }
 
+/// `[fragments]`: each worker's table of datagrams whose fragments follow their first (`frag`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FragmentsConfig {
+    /// Datagrams tracked at once per worker.
+    pub max_datagrams: u32,
+    /// Fragments held per worker waiting for their datagram's first fragment.
+    pub max_held: u32,
+    /// Milliseconds a datagram's entry lives after its first fragment of any arrived.
+    pub timeout_ms: u32,
+}
+
+impl Default for FragmentsConfig {
+    fn default() -> Self {
+        let d = crate::frag::FragConfig::default();
+        FragmentsConfig {
+            max_datagrams: d.max_datagrams as u32,
+            max_held: d.max_held as u32,
+            timeout_ms: d.timeout_ms as u32,
+        }
+    }
+}
+
+impl FragmentsConfig {
+    pub fn table(&self) -> crate::frag::FragConfig {
+        crate::frag::FragConfig {
+            max_datagrams: self.max_datagrams as usize,
+            max_held: self.max_held as usize,
+            timeout_ms: u64::from(self.timeout_ms),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
@@ -1003,6 +1039,25 @@ impl Config {
                     "{} held per worker x {} workers = {held} mbufs, more than a quarter of \
                      mempool.mbufs ({})",
                     n.max_held, self.workers.count, self.mempool.mbufs
+                ),
+            ));
+        }
+        let f = &self.fragments;
+        if !(1..=1 << 20).contains(&f.max_datagrams) {
+            return Err(invalid("fragments.max_datagrams", "must be in 1..=1048576"));
+        }
+        if !(10..=60_000).contains(&f.timeout_ms) {
+            return Err(invalid("fragments.timeout_ms", "must be in 10..=60000"));
+        }
+        // Fragments waiting for their first one come out of the same pool.
+        let frag_held = u64::from(f.max_held) * u64::from(self.workers.count);
+        if frag_held > u64::from(self.mempool.mbufs) / 4 {
+            return Err(invalid(
+                "fragments.max_held",
+                format!(
+                    "{} held per worker x {} workers = {frag_held} mbufs, more than a quarter \
+                     of mempool.mbufs ({})",
+                    f.max_held, self.workers.count, self.mempool.mbufs
                 ),
             ));
         }

@@ -13,6 +13,7 @@ pub mod datapath;
 pub mod dpdk;
 pub mod events;
 pub mod forward;
+pub mod frag;
 pub mod health;
 pub mod kernel;
 pub mod laddr;

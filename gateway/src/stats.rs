@@ -16,7 +16,8 @@ pub enum Drop {
     ArpMalformed,
     /// IPv4 destination is neither one of our addresses nor a virtual service.
     IpNotForUs,
-    /// IPv4 fragment (the gateway does not reassemble).
+    /// An IPv4 fragment the gateway does not follow: ICMP, or to one of its own addresses with no
+    /// twin to reassemble it (TCP and UDP fragments to a virtual service follow their first, `frag`).
     IpFragment,
     /// IPv4 header with options.
     IpOptions,
@@ -89,10 +90,20 @@ pub enum Drop {
     /// A new connection over its client's rate, or open-connection, limit (`limit`).
     LimitRate,
     LimitConns,
+    /// A fragment of one datagram more than the worker's fragment table holds
+    /// (`[fragments] max_datagrams`).
+    FragTableFull,
+    /// A fragment that came before its first one, with `[fragments] max_held` already held.
+    FragHeldFull,
+    /// A held fragment whose first fragment did not come within `[fragments] timeout_ms`.
+    FragTimeout,
+    /// A fragment of a datagram whose first fragment was dropped (its own reason counted), or
+    /// could not be followed.
+    FragFirstDropped,
 }
 
 impl Drop {
-    pub const COUNT: usize = Drop::LimitConns as usize + 1;
+    pub const COUNT: usize = Drop::FragFirstDropped as usize + 1;
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::L2NotForUs,
         Drop::EtherTypeUnsupported,
@@ -135,6 +146,10 @@ impl Drop {
         Drop::SynProxyMode,
         Drop::LimitRate,
         Drop::LimitConns,
+        Drop::FragTableFull,
+        Drop::FragHeldFull,
+        Drop::FragTimeout,
+        Drop::FragFirstDropped,
     ];
 
     pub fn name(self) -> &'static str {
@@ -180,6 +195,10 @@ impl Drop {
             Drop::SynProxyMode => "synproxy_mode",
             Drop::LimitRate => "limit_rate",
             Drop::LimitConns => "limit_conns",
+            Drop::FragTableFull => "frag_table_full",
+            Drop::FragHeldFull => "frag_held_full",
+            Drop::FragTimeout => "frag_timeout",
+            Drop::FragFirstDropped => "frag_first_dropped",
         }
     }
 }
@@ -361,6 +380,8 @@ pub struct WorkerStats {
     pub neigh: crate::net::neigh::NeighCounters,
     /// Frames to and from the kernel twins.
     pub punt: crate::datapath::punt::PuntCounters,
+    /// The fragment table's counters (`frag`).
+    pub frag: crate::frag::FragCounters,
     /// The SYN proxy's counters (`forward::synproxy`).
     pub synproxy: crate::forward::synproxy::SynProxyStats,
     /// HA sync: what this worker logged, exported and installed (`forward::fullnat::install`).
@@ -400,6 +421,7 @@ impl Default for WorkerStats {
             fwd: Default::default(),
             neigh: Default::default(),
             punt: Default::default(),
+            frag: Default::default(),
             synproxy: Default::default(),
             sync: Default::default(),
             lip_conflicts: Vec::new(),
@@ -474,6 +496,7 @@ impl WorkerStats {
         self.fwd.add(&o.fwd);
         self.neigh.add(&o.neigh);
         self.punt.add(&o.punt);
+        self.frag.add(&o.frag);
         self.synproxy.add(&o.synproxy);
         self.sync.add(&o.sync);
         for (k, n) in &o.lip_conflicts {

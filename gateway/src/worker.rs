@@ -229,6 +229,9 @@ impl Worker {
                 }
                 laps.lap(Stage::Twin, dpdk::tsc(), frames);
             }
+            for v in self.datapath.take_deferred() {
+                self.dispatch(v, &mut txq, &mut twin_txq);
+            }
             let (l3, tap) = (&mut self.datapath.l3, &mut self.tap);
             l3.take_released(|port, m| {
                 if let Some(t) = txq.get_mut(port as usize) {
@@ -519,6 +522,7 @@ impl Worker {
         dp.fwd.stats.half_open = dp.fwd.table().half_open() as u64;
         dp.l3.stats.fwd = dp.fwd.stats;
         dp.l3.stats.neigh = dp.l3.neigh.counters;
+        dp.l3.stats.frag = dp.frags.stats;
         dp.l3.stats.synproxy = dp.fwd.synproxy_counters(dp.l3.now_ms);
         dp.l3.stats.sync = dp.fwd.sync_counters();
         let conflicts = &mut dp.l3.stats.lip_conflicts;

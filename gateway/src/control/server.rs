@@ -1386,6 +1386,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
             .iter()
             .chain(s.neigh.named().iter())
             .chain(s.punt.named().iter())
+            .chain(s.frag.named().iter())
             .chain(s.synproxy.named().iter())
             .chain(s.sync.named().iter())
             .map(|(k, v)| (k.to_string(), *v))

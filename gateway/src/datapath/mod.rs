@@ -7,6 +7,7 @@
 //! gateway owns, learn neighbours), ICMP echo, malformed-packet drops, and output through the routing
 //! and neighbour tables. The forwarding modes live in `forward/`.
 
+mod fragments;
 pub mod punt;
 
 use crate::forward::Forwarder;
@@ -106,7 +107,8 @@ pub enum Verdict<B> {
     Done(B),
     /// Drop, counting the reason.
     Drop(DropReason, B),
-    /// Kept by the datapath (waiting for ARP); it comes back through `take_released`.
+    /// Kept by the datapath: waiting for ARP (it comes back through `L3::take_released`), or a
+    /// fragment waiting for its first one (through `Datapath::take_deferred`).
     Held,
 }
 
@@ -192,6 +194,33 @@ pub struct L3<B> {
     events: Vec<Event>,
     /// Client packets of SYN-proxied connections waiting for their real server's answer.
     pub parked: crate::forward::synproxy::Parked<B>,
+    /// The last packet `route_out` queued for ARP: its destination and headers, for the fragments
+    /// of its datagram to follow it (`crate::frag`).
+    pub last_queued: Option<QueuedHead>,
+}
+
+/// The destination and the first bytes of a packet queued for ARP.
+#[derive(Clone, Copy, Debug)]
+pub struct QueuedHead {
+    pub dst: Ipv4Addr,
+    len: usize,
+    buf: [u8; QueuedHead::ROOM],
+}
+
+impl QueuedHead {
+    /// Ethernet, an outer and an inner IPv4 header without options.
+    const ROOM: usize = ethernet::HEADER_LEN + 40;
+
+    fn new(dst: Ipv4Addr, frame: &[u8]) -> QueuedHead {
+        let len = frame.len().min(Self::ROOM);
+        let mut buf = [0; Self::ROOM];
+        buf[..len].copy_from_slice(&frame[..len]);
+        QueuedHead { dst, len, buf }
+    }
+
+    pub fn head(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 impl<B> L3<B> {
@@ -218,6 +247,7 @@ impl<B: PacketBuf> L3<B> {
             released: Vec::with_capacity(64),
             events: Vec::with_capacity(16),
             parked: Default::default(),
+            last_queued: None,
         }
     }
 
@@ -415,6 +445,7 @@ impl<B: PacketBuf> L3<B> {
         };
         let target = hop.l2_target(dst);
         let port_mac = self.topo.ports[hop.port as usize].mac;
+        let head = QueuedHead::new(dst, pkt.data());
         match self.neigh.resolve(target, hop.port, pkt, self.now_ms) {
             Resolve::Mac(mac, p) => {
                 pkt = p;
@@ -431,6 +462,7 @@ impl<B: PacketBuf> L3<B> {
                 Verdict::Tx(hop.port, pkt)
             }
             Resolve::Queued { request } => {
+                self.last_queued = Some(head);
                 if request {
                     self.arp_request(hop.port, target, None);
                 }
@@ -667,6 +699,11 @@ pub fn local_delivery<B: PacketBuf>(
 pub struct Datapath<B> {
     pub l3: L3<B>,
     pub fwd: Forwarder,
+    /// Where fragments of forwarded datagrams find their first fragment's decision (`frag`).
+    pub frags: crate::frag::FragTable<B>,
+    /// Verdicts reached outside a frame's own processing (held fragments, once their first one is
+    /// decided): the worker carries them out after the burst ([`Datapath::take_deferred`]).
+    deferred: Vec<Verdict<B>>,
     /// A cache-line prefetch for batched lookups (`dpdk::prefetch` on a worker; a no-op by default,
     /// which keeps this core free of DPDK for tests and fuzzing).
     prefetch: fn(*const u8),
@@ -679,6 +716,8 @@ impl<B: PacketBuf> Datapath<B> {
         Datapath {
             l3: L3::new(worker, topo, neigh),
             fwd,
+            frags: crate::frag::FragTable::new(Default::default()),
+            deferred: Vec::new(),
             prefetch: no_prefetch,
         }
     }
@@ -770,6 +809,20 @@ impl<B: PacketBuf> Datapath<B> {
         v: &Ipv4In,
         pre: Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>,
     ) -> Verdict<B> {
+        if v.ip.is_fragment && self.fwd.forwards(&self.l3, &v.ip) {
+            return self.fragment(pkt, meta, v);
+        }
+        self.forward_or_deliver(pkt, meta, v, pre)
+    }
+
+    /// `finish` for a whole packet, or a first fragment.
+    fn forward_or_deliver(
+        &mut self,
+        pkt: B,
+        meta: &RxMeta,
+        v: &Ipv4In,
+        pre: Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>,
+    ) -> Verdict<B> {
         let pkt = match self.fwd.handle_with(&mut self.l3, pkt, meta, v, pre) {
             Ok(verdict) => return verdict,
             Err(pkt) => pkt,
@@ -798,10 +851,18 @@ impl<B: PacketBuf> Datapath<B> {
         }
     }
 
-    /// Periodic work (connection expiry, ARP); `now_ms` is monotonic.
+    /// Periodic work (connection expiry, ARP, fragment entries); `now_ms` is monotonic.
     pub fn tick(&mut self, now_ms: u64) {
         self.l3.tick(now_ms);
         self.fwd.tick(&mut self.l3, now_ms);
+        let dropped = self.frags.expire(now_ms);
+        self.l3.stats.drops[Drop::FragTimeout as usize] += dropped as u64;
+    }
+
+    /// Hands out the verdicts reached outside their frame's processing (held fragments released
+    /// by their first one), to be carried out as a burst's are.
+    pub fn take_deferred(&mut self) -> Vec<Verdict<B>> {
+        std::mem::take(&mut self.deferred)
     }
 
     /// Counts a verdict's drop reason (the worker calls this as it dispatches).

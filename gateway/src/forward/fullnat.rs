@@ -34,7 +34,7 @@ use crate::packet::{PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode, SchedState};
 use crate::stats::Drop;
 use crate::wire::{
-    icmp, ipv4, tcp, IcmpPacket, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
+    icmp, ipv4, tcp, IcmpPacket, IpInfo, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
 };
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -762,16 +762,7 @@ impl Forwarder {
         pre: Option<Option<(ConnId, Dir)>>,
     ) -> Result<Verdict<B>, B> {
         let ip = &v.ip;
-        let via = if self.services.is_vip(ip.dst) {
-            Via::Vip
-        } else if self.services.is_lip(ip.dst) {
-            Via::Lip
-        } else if !self.nat.is_empty()
-            && self.nat.is_real(ip.src)
-            && !l3.topo().local.contains(&ip.dst)
-        {
-            Via::NatReply
-        } else {
+        let Some(via) = self.via(l3, ip) else {
             return Err(pkt);
         };
         match ip.protocol {
@@ -779,13 +770,16 @@ impl Forwarder {
             IpProtocol::ICMP => return self.icmp_error(l3, pkt, meta, v, via),
             _ => return Ok(Verdict::Drop(Drop::ProtoUnsupported.into(), pkt)),
         }
-        if ip.is_fragment {
+        // A first fragment is forwarded as a whole packet is (`crate::frag`); the datapath sends
+        // the others after it, never here.
+        if ip.frag_offset != 0 {
             return Ok(Verdict::Drop(Drop::IpFragment.into(), pkt));
         }
         if ip.has_options {
             return Ok(Verdict::Drop(Drop::IpOptions.into(), pkt));
         }
-        if !l4_checksum_ok(&pkt, meta, v) {
+        // A fragment's checksum covers the whole datagram: the real server verifies it.
+        if !ip.is_fragment && !l4_checksum_ok(&pkt, meta, v) {
             return Ok(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
         }
         let proto = ip.protocol.0;
@@ -850,6 +844,36 @@ impl Forwarder {
                 Via::NatReply => self.nat_not_mine(pkt, meta, ip.dst, ip.dst_port),
             },
         })
+    }
+
+    /// Which way a packet reaches the forwarding engine, if it does: to a VIP, to a LIP, or from
+    /// a NAT real server.
+    #[inline]
+    fn via<B: PacketBuf>(&self, l3: &L3<B>, ip: &IpInfo) -> Option<Via> {
+        if self.services.is_vip(ip.dst) {
+            Some(Via::Vip)
+        } else if self.services.is_lip(ip.dst) {
+            Some(Via::Lip)
+        } else if !self.nat.is_empty()
+            && self.nat.is_real(ip.src)
+            && !l3.topo().local.contains(&ip.dst)
+        {
+            Some(Via::NatReply)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `handle` forwards this TCP or UDP packet (rather than handing it back for local
+    /// delivery): the datapath's fragment table follows only these.
+    pub fn forwards<B: PacketBuf>(&self, l3: &L3<B>, ip: &IpInfo) -> bool {
+        (ip.protocol == IpProtocol::TCP || ip.protocol == IpProtocol::UDP)
+            && self.via(l3, ip).is_some()
+    }
+
+    /// The number of workers connections are spread over.
+    pub fn n_workers(&self) -> usize {
+        self.owners.n_workers()
     }
 
     fn hand_to<B>(&mut self, w: usize, pkt: B, client: bool) -> Verdict<B> {

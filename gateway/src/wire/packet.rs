@@ -40,11 +40,13 @@ pub enum DropReason {
     UdpBadLength,
     #[error("ICMP message shorter than 8 bytes")]
     IcmpTruncated,
+    #[error("TCP fragment at offset 8, over the first fragment's header (RFC 1858)")]
+    TcpTinyFragment,
 }
 
 impl DropReason {
     /// Number of reasons: the size of a per-reason counter array.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     /// Every reason, in [`index`](Self::index) order.
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::EthTruncated,
@@ -59,6 +61,7 @@ impl DropReason {
         Self::UdpTruncated,
         Self::UdpBadLength,
         Self::IcmpTruncated,
+        Self::TcpTinyFragment,
     ];
 
     /// Index into a per-reason counter array.
@@ -82,6 +85,7 @@ impl DropReason {
             Self::UdpTruncated => "udp_truncated",
             Self::UdpBadLength => "udp_bad_length",
             Self::IcmpTruncated => "icmp_truncated",
+            Self::TcpTinyFragment => "tcp_tiny_fragment",
         }
     }
 }
@@ -97,9 +101,13 @@ pub struct IpInfo {
     /// IPv4 total length; the packet ends at `l3_off + total_len` (Ethernet padding may follow).
     pub total_len: u16,
     pub ttl: u8,
-    /// MF set or non-zero offset. L4 fields are then not parsed (ports 0, no flags): a non-first
-    /// fragment has no L4 header, and the datapath drops fragments with its own counter.
+    /// MF set or non-zero offset (RFC 791 3.2). A first fragment (`frag_offset` 0) has its L4
+    /// header parsed as an unfragmented packet's is, but for UDP's length (it covers the whole
+    /// datagram); a non-first fragment has no L4 header (ports 0, no flags). `crate::frag` follows
+    /// them.
     pub is_fragment: bool,
+    /// The fragment's offset in its datagram, in bytes (0 for unfragmented packets).
+    pub frag_offset: u16,
     /// IHL > 5: IP options present (the datapath decides).
     pub has_options: bool,
     /// TCP/UDP ports; 0 for other protocols and fragments.
@@ -169,6 +177,7 @@ pub fn parse_l3l4_with(frame: &[u8], check_ip_csum: bool) -> Result<Parsed, Drop
         total_len: ip.total_len(),
         ttl: ip.ttl(),
         is_fragment: ip.is_fragment(),
+        frag_offset: ip.frag_offset(),
         has_options: ip.has_options(),
         src_port: 0,
         dst_port: 0,
@@ -176,7 +185,12 @@ pub fn parse_l3l4_with(frame: &[u8], check_ip_csum: bool) -> Result<Parsed, Drop
         payload_len: l4.len(),
     };
 
-    if !info.is_fragment {
+    // RFC 1858 3.2: a TCP fragment at offset 8 could rewrite the first one's flags; a first TCP
+    // or UDP fragment too short for its header is refused below like a truncated packet.
+    if info.is_fragment && info.frag_offset == 8 && protocol == IpProtocol::TCP {
+        return Err(DropReason::TcpTinyFragment);
+    }
+    if info.frag_offset == 0 {
         match protocol {
             IpProtocol::TCP => {
                 let t = tcp::TcpPacket::new_checked(l4).map_err(|e| match e {
@@ -192,6 +206,16 @@ pub fn parse_l3l4_with(frame: &[u8], check_ip_csum: bool) -> Result<Parsed, Drop
                 info.tcp_flags = flags;
                 info.payload_len = l4.len() - t.header_len();
             }
+            IpProtocol::UDP if info.is_fragment => {
+                // The length field covers the whole datagram, not this fragment.
+                if l4.len() < udp::HEADER_LEN {
+                    return Err(DropReason::UdpTruncated);
+                }
+                let u = udp::UdpPacket::new_unchecked(l4);
+                info.src_port = u.src_port();
+                info.dst_port = u.dst_port();
+                info.payload_len = l4.len() - udp::HEADER_LEN;
+            }
             IpProtocol::UDP => {
                 let u = udp::UdpPacket::new_checked(l4).map_err(|e| match e {
                     Error::Truncated => DropReason::UdpTruncated,
@@ -201,7 +225,7 @@ pub fn parse_l3l4_with(frame: &[u8], check_ip_csum: bool) -> Result<Parsed, Drop
                 info.dst_port = u.dst_port();
                 info.payload_len = usize::from(u.len()) - udp::HEADER_LEN;
             }
-            IpProtocol::ICMP => {
+            IpProtocol::ICMP if !info.is_fragment => {
                 if l4.len() < icmp::HEADER_LEN {
                     return Err(DropReason::IcmpTruncated);
                 }
@@ -381,18 +405,42 @@ mod tests {
         let p = parse_l3l4(&f).unwrap();
         let ip = p.ip.unwrap();
         assert!(ip.is_fragment);
+        // A first fragment's L4 header is read: the ports find its connection.
         assert_eq!(
-            (ip.src_port, ip.tcp_flags, ip.payload_len),
-            (0, TcpFlags::default(), 24)
+            (ip.src_port, ip.tcp_flags, ip.payload_len, ip.frag_offset),
+            (40000, TcpFlags::ACK, 4, 0)
         );
         assert!(!verify_l4_checksum(&f, &p));
+        // ... and must be whole (RFC 1858 3.1: no header split over fragments).
+        let mut short = f.clone();
+        short.truncate(34 + 12);
+        short[16..18].copy_from_slice(&32u16.to_be_bytes());
+        refill(&mut short);
+        assert_eq!(parse_l3l4(&short), Err(DropReason::TcpTruncated));
 
         // A non-first fragment with garbage where a TCP header would be is still accepted.
         let mut g = tcp_frame(&["A"], b"");
-        g[20..22].copy_from_slice(&0x0001u16.to_be_bytes());
+        g[20..22].copy_from_slice(&0x0002u16.to_be_bytes());
         g[34 + 12] = 0; // data offset 0
         refill(&mut g);
-        assert!(parse_l3l4(&g).unwrap().ip.unwrap().is_fragment);
+        let ip = parse_l3l4(&g).unwrap().ip.unwrap();
+        assert!(ip.is_fragment);
+        assert_eq!((ip.src_port, ip.frag_offset, ip.payload_len), (0, 16, 20));
+        // At offset 8 it would overlap the first fragment's TCP header (RFC 1858 3.2).
+        g[20..22].copy_from_slice(&0x0001u16.to_be_bytes());
+        refill(&mut g);
+        assert_eq!(parse_l3l4(&g), Err(DropReason::TcpTinyFragment));
+
+        // A first UDP fragment: its length field counts the whole datagram.
+        let mut u = udp_frame(b"0123456789");
+        u[20] = 0x20; // MF
+        u[34 + 4..34 + 6].copy_from_slice(&3000u16.to_be_bytes());
+        refill(&mut u);
+        let ip = parse_l3l4(&u).unwrap().ip.unwrap();
+        assert_eq!((ip.src_port, ip.dst_port, ip.payload_len), (5353, 53, 10));
+        u[20] = 0; // unfragmented, the same length is wrong
+        refill(&mut u);
+        assert_eq!(parse_l3l4(&u), Err(DropReason::UdpBadLength));
 
         // IHL 6 with a 4-byte option (NOP NOP NOP EOL) inserted.
         let mut o = tcp_frame(&["A"], b"");
