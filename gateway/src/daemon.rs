@@ -1269,6 +1269,13 @@ impl Running {
             let _ = writeln!(out);
         }
         for (i, s) in per.iter().enumerate() {
+            let _ = write!(out, "frag {i}:");
+            for (name, n) in s.frag.named() {
+                let _ = write!(out, " {} {n}", name.trim_start_matches("frag_"));
+            }
+            let _ = writeln!(out);
+        }
+        for (i, s) in per.iter().enumerate() {
             let _ = write!(out, "punt {i}:");
             for (name, n) in s.punt.named() {
                 let _ = write!(out, " {name} {n}");

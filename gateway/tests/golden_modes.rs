@@ -515,3 +515,39 @@ fn synproxy_answers_with_a_cookie_and_translates_the_server_side() {
         );
     }
 }
+
+/// Issue 17: in NAT, DR and TUN the fragments of a UDP datagram follow their first one (the
+/// later ones arriving before it included); what leaves is what the mode makes of each fragment:
+/// NAT's fragments are those of the translated datagram (the first one's UDP checksum covers it
+/// all), DR's are relayed by MAC, TUN's each wrapped in IPIP. NAT's answer comes back the same way.
+#[test]
+fn udp_fragments_follow_their_first_in_nat_dr_and_tun() {
+    let payload: Vec<u8> = (0..1200u32).map(|i| (i * 7 + 3) as u8).collect();
+    let cuts = [504, 1008];
+    let client = (CIP, 53010);
+    let query = fragments(&udp(FROM_CLIENT, client, (VIP, 80), &payload), 0x5151, &cuts);
+    let lip = "local_addresses = [\"10.20.0.200\"]";
+    for (mode, extra) in [("nat", ""), ("dr", ""), ("tun", lip)] {
+        let mut s = Script::new(&services([mode, mode], 80, extra));
+        let out: Vec<Vec<u8>> = match mode {
+            "nat" => fragments(&udp(TO_RS1, client, (RS1, 80), &payload), 0x5151, &cuts),
+            "dr" => query.iter().map(|f| relayed(f, TO_RS1)).collect(),
+            _ => query.iter().map(|f| ipip(f, TO_RS1, LIP, RS1)).collect(),
+        };
+        s.swallow(query[2].clone());
+        s.swallow(query[1].clone());
+        s.pass("query 0", query[0].clone(), out[0].clone());
+        if mode == "nat" {
+            let answer = fragments(&udp(FROM_RS1, (RS1, 80), client, &payload), 0x0101, &cuts);
+            let back = fragments(&udp(TO_CLIENT, (VIP, 80), client, &payload), 0x0101, &cuts);
+            for i in 0..3 {
+                s.pass(&format!("answer {i}"), answer[i].clone(), back[i].clone());
+            }
+        }
+        // Released after the burst that released them, in the order they came.
+        s.expected.push(("query 2".into(), out[2].clone()));
+        s.expected.push(("query 1".into(), out[1].clone()));
+        let o = s.run(&format!("frag-{mode}"));
+        assert!(o.drop_lines().is_empty(), "{mode}: {:?}", o.drop_lines());
+    }
+}

@@ -292,6 +292,34 @@ pub fn icmp_frag_needed(hop: Hop, src: Ip, dst: Ip, mtu: u16, offending: &[u8]) 
     v
 }
 
+/// `frame` (Ethernet, IPv4 without options, unfragmented) as the fragments a sender would cut it
+/// into (RFC 791 3.2): its IP payload split at the byte offsets `cuts` (multiples of 8), each
+/// piece under a copy of the header with identification `ident`, the offset and MF set, the
+/// total length and the header checksum fixed.
+pub fn fragments(frame: &[u8], ident: u16, cuts: &[usize]) -> Vec<Vec<u8>> {
+    let total = u16::from_be_bytes([frame[16], frame[17]]) as usize;
+    let payload = &frame[34..14 + total];
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(payload.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            assert_eq!(w[0] % 8, 0, "fragment offsets are multiples of 8");
+            let mut f = frame[..34].to_vec();
+            f.extend_from_slice(&payload[w[0]..w[1]]);
+            let more = w[1] < payload.len();
+            edit_ip(&mut f, |ip| {
+                ip[2..4].copy_from_slice(&((20 + w[1] - w[0]) as u16).to_be_bytes());
+                ip[4..6].copy_from_slice(&ident.to_be_bytes());
+                let field = (u16::from(more) << 13) | (w[0] / 8) as u16;
+                ip[6..8].copy_from_slice(&field.to_be_bytes());
+            });
+            f
+        })
+        .collect()
+}
+
 /// `frame` padded with zeros to the 60-byte Ethernet minimum (without FCS), as a NIC delivers it.
 pub fn padded(mut frame: Vec<u8>) -> Vec<u8> {
     if frame.len() < 60 {
