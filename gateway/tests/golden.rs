@@ -366,7 +366,11 @@ fn udp_fragments_follow_their_first_both_ways() {
     let mut s = Script::new();
     let (client, local, real) = ((CIP, 53002), (LIP, FIRST_LPORT), (RS1, 80));
     let payload = big_payload();
-    let query = fragments(&udp(FROM_CLIENT, client, (VIP, 80), &payload), 0x4242, &CUTS);
+    let query = fragments(
+        &udp(FROM_CLIENT, client, (VIP, 80), &payload),
+        0x4242,
+        &CUTS,
+    );
     let sent = fragments(&udp(TO_RS1, local, real, &payload), 0x4242, &CUTS);
     // The two later fragments first: held until the first one decides.
     s.swallow(query[1].clone());
@@ -384,9 +388,14 @@ fn udp_fragments_follow_their_first_both_ways() {
     let out = s.run("frag");
     assert!(out.drop_lines().is_empty(), "{:?}", out.drop_lines());
     let frag = |k: &str| {
-        let line = out.stats.lines().find(|l| l.starts_with("frag 0:")).unwrap();
+        let line = out
+            .stats
+            .lines()
+            .find(|l| l.starts_with("frag 0:"))
+            .unwrap();
         let mut it = line.split_whitespace();
-        it.find(|w| *w == k).and_then(|_| it.next()?.parse::<u64>().ok())
+        it.find(|w| *w == k)
+            .and_then(|_| it.next()?.parse::<u64>().ok())
     };
     assert_eq!(frag("first"), Some(2), "{}", out.stats);
     assert_eq!(frag("held"), Some(2));

@@ -525,7 +525,11 @@ fn udp_fragments_follow_their_first_in_nat_dr_and_tun() {
     let payload: Vec<u8> = (0..1200u32).map(|i| (i * 7 + 3) as u8).collect();
     let cuts = [504, 1008];
     let client = (CIP, 53010);
-    let query = fragments(&udp(FROM_CLIENT, client, (VIP, 80), &payload), 0x5151, &cuts);
+    let query = fragments(
+        &udp(FROM_CLIENT, client, (VIP, 80), &payload),
+        0x5151,
+        &cuts,
+    );
     let lip = "local_addresses = [\"10.20.0.200\"]";
     for (mode, extra) in [("nat", ""), ("dr", ""), ("tun", lip)] {
         let mut s = Script::new(&services([mode, mode], 80, extra));

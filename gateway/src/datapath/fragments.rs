@@ -3,7 +3,7 @@
 //! its fate recorded; the others follow it, or wait for it.
 
 use super::{Datapath, Ipv4In, Verdict};
-use crate::frag::{self, Decision, FragKey, Follow, Link, Piece, Rewrite};
+use crate::frag::{self, Decision, Follow, FragKey, Link, Piece, Rewrite};
 use crate::packet::{PacketBuf, RxMeta};
 use crate::stats::Drop;
 

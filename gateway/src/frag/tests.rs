@@ -58,7 +58,9 @@ fn feed(t: &mut FragTable<(u16, usize)>, arrivals: &[(u16, usize)], n: usize) ->
 
 /// `count` datagrams of `n` pieces each, arriving in the order `perm` (indices into all pieces).
 fn arrivals(count: u16, n: usize, perm: &[usize]) -> Vec<(u16, usize)> {
-    let all: Vec<(u16, usize)> = (0..count).flat_map(|d| (0..n).map(move |i| (d, i))).collect();
+    let all: Vec<(u16, usize)> = (0..count)
+        .flat_map(|d| (0..n).map(move |i| (d, i)))
+        .collect();
     perm.iter().map(|&k| all[k]).collect()
 }
 
@@ -141,14 +143,30 @@ fn held_fragments_whose_first_never_comes_are_dropped_at_the_timeout() {
         timeout_ms: 500,
         ..Default::default()
     });
-    assert!(matches!(t.follow(key(7), piece(1, 3), 1, 100), Follow::Held));
-    assert!(matches!(t.follow(key(7), piece(2, 3), 2, 300), Follow::Held));
-    assert!(matches!(t.follow(key(8), piece(1, 2), 3, 400), Follow::Held));
-    assert_eq!(t.expire(599), 0, "the entry lives 500 ms from its first fragment");
+    assert!(matches!(
+        t.follow(key(7), piece(1, 3), 1, 100),
+        Follow::Held
+    ));
+    assert!(matches!(
+        t.follow(key(7), piece(2, 3), 2, 300),
+        Follow::Held
+    ));
+    assert!(matches!(
+        t.follow(key(8), piece(1, 2), 3, 400),
+        Follow::Held
+    ));
+    assert_eq!(
+        t.expire(599),
+        0,
+        "the entry lives 500 ms from its first fragment"
+    );
     assert_eq!(t.expire(600), 2);
     assert_eq!((t.len(), t.held(), t.stats.timed_out), (1, 1, 1));
     // A first fragment that comes too late starts afresh: nothing held is handed back.
-    assert_eq!(t.first(key(7), piece(0, 3), SENT, 650).unwrap(), Vec::<u32>::new());
+    assert_eq!(
+        t.first(key(7), piece(0, 3), SENT, 650).unwrap(),
+        Vec::<u32>::new()
+    );
     assert_eq!(t.expire(900), 1);
     assert_eq!(t.len(), 1);
 }
