@@ -1611,6 +1611,15 @@ mod tests {
             "\n[mempool]\nmbufs = 2047\n[neighbour]\nmax_held = 1024\n",
             "neighbour.max_held",
         );
+        refused(
+            "\n[mempool]\nmbufs = 2047\n[fragments]\nmax_held = 1024\n",
+            "fragments.max_held",
+        );
+        refused(
+            "\n[fragments]\nmax_datagrams = 0\n",
+            "fragments.max_datagrams",
+        );
+        refused("\n[fragments]\ntimeout_ms = 5\n", "fragments.timeout_ms");
         let jumbo = crate::testkit::LAB_CONFIG.replacen(
             "addresses = [\"10.10.0.1/24\"]",
             "addresses = [\"10.10.0.1/24\"]\nmtu = 9000",

@@ -18,6 +18,9 @@
 //! hash changed after a retransmission timeout; a NIC may hash fragments or some packet types on L3
 //! only; a RETA change moves flows). It is also the rule by which a connection learned from elsewhere
 //! (HA sync, an ECMP move) is installed into its worker.
+//!
+//! IPv4 fragments are the one exception to "handed over once": a fragment goes first to its
+//! datagram's home worker, which may hand it on to the owner (`crate::frag`).
 
 use crate::laddr::{QueueMap, Reta, Toeplitz};
 use std::net::Ipv4Addr;
