@@ -819,6 +819,23 @@ impl Config {
         self.ports.iter().position(|p| p.name == name)
     }
 
+    /// `key`: packets each worker may hold (waiting for ARP, for a first fragment); all workers'
+    /// together must stay within a quarter of the pool, which the queues need.
+    fn held_fits_pool(&self, key: &str, per_worker: u32) -> Result<(), ConfigError> {
+        let held = u64::from(per_worker) * u64::from(self.workers.count);
+        if held > u64::from(self.mempool.mbufs) / 4 {
+            return Err(invalid(
+                key,
+                format!(
+                    "{per_worker} held per worker x {} workers = {held} mbufs, more than a \
+                     quarter of mempool.mbufs ({})",
+                    self.workers.count, self.mempool.mbufs
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every value; returns the typed forms the daemon uses.
     pub fn validate(&self) -> Result<Validated, ConfigError> {
         let w = &self.workers;
@@ -1031,17 +1048,7 @@ impl Config {
             return Err(invalid("neighbour.mcast_solicit", "must be in 1..=32"));
         }
         // What every worker may hold waiting for ARP must leave most of the pool to the queues.
-        let held = u64::from(n.max_held) * u64::from(self.workers.count);
-        if held > u64::from(self.mempool.mbufs) / 4 {
-            return Err(invalid(
-                "neighbour.max_held",
-                format!(
-                    "{} held per worker x {} workers = {held} mbufs, more than a quarter of \
-                     mempool.mbufs ({})",
-                    n.max_held, self.workers.count, self.mempool.mbufs
-                ),
-            ));
-        }
+        self.held_fits_pool("neighbour.max_held", n.max_held)?;
         let f = &self.fragments;
         if !(1..=1 << 20).contains(&f.max_datagrams) {
             return Err(invalid("fragments.max_datagrams", "must be in 1..=1048576"));
@@ -1050,17 +1057,7 @@ impl Config {
             return Err(invalid("fragments.timeout_ms", "must be in 10..=60000"));
         }
         // Fragments waiting for their first one come out of the same pool.
-        let frag_held = u64::from(f.max_held) * u64::from(self.workers.count);
-        if frag_held > u64::from(self.mempool.mbufs) / 4 {
-            return Err(invalid(
-                "fragments.max_held",
-                format!(
-                    "{} held per worker x {} workers = {frag_held} mbufs, more than a quarter \
-                     of mempool.mbufs ({})",
-                    f.max_held, self.workers.count, self.mempool.mbufs
-                ),
-            ));
-        }
+        self.held_fits_pool("fragments.max_held", f.max_held)?;
         if n.max_pending > 256 {
             return Err(invalid("neighbour.max_pending", "must be at most 256"));
         }
