@@ -182,6 +182,8 @@ pub struct Outcome {
     pub done: u64,
     pub dropped: u64,
     pub held: u64,
+    /// Verdicts on held fragments, reached when their first fragment came.
+    pub deferred: u64,
     /// Frames the datapath generated (ARP requests, RSTs) and released after ARP.
     pub generated: u64,
     pub released: u64,
@@ -288,7 +290,11 @@ fn dispatch(
             Seen::Kernel(port, b.data().to_vec())
         }
         Some(Verdict::ToWorker(to, b)) => {
-            assert!(!meta.from_peer, "a handed-over frame was handed over again");
+            // A fragment goes to its datagram's home, which may hand it on (`gateway::frag`).
+            assert!(
+                !meta.from_peer || is_fragment(b.data()),
+                "a handed-over frame was handed over again"
+            );
             assert!(
                 usize::from(to) != w && usize::from(to) < 2,
                 "ToWorker({to}) from worker {w}"
@@ -329,8 +335,41 @@ fn hand_over(
     dps[to].l3.stats.handoff_in += 1;
     let v = dps[to].process(VecBuf::from_frame(frame), &peer);
     let again = dispatch(&mut dps[to], to, v, &peer, run, rec);
-    assert!(again.is_none());
     drain(&mut dps[to], run);
+    deferred(dps, to, run);
+    if let Some((next, f)) = again {
+        // Only a fragment, from its home to its connection's owner; never a third time.
+        dps[next].l3.stats.handoff_in += 1;
+        let v = dps[next].process(VecBuf::from_frame(&f), &peer);
+        assert!(dispatch(&mut dps[next], next, v, &peer, run, rec).is_none());
+        drain(&mut dps[next], run);
+        deferred(dps, next, run);
+    }
+}
+
+/// Whether `frame` is an IPv4 fragment.
+fn is_fragment(frame: &[u8]) -> bool {
+    parse_l3l4(frame)
+        .ok()
+        .and_then(|p| p.ip)
+        .is_some_and(|ip| ip.is_fragment)
+}
+
+/// Carries out worker `w`'s deferred verdicts (held fragments their first one released, each
+/// counted `held` when it came) as the worker does after a burst; they are traced together in
+/// the last slot of the trace.
+fn deferred(dps: &mut [Datapath<VecBuf>; 2], w: usize, run: &mut Run) {
+    let slot = run.trace.len() - 1;
+    for d in dps[w].take_deferred() {
+        run.outcome.deferred += 1;
+        let meta = RxMeta {
+            port: d.port,
+            ..Default::default()
+        };
+        if let Some((to, f)) = dispatch(&mut dps[w], w, d.verdict, &meta, run, slot) {
+            hand_over(dps, to, &f, &meta, run, slot);
+        }
+    }
 }
 
 /// Runs an input through fresh datapaths, frame by frame (`process`) or, with `burst`, in bursts
@@ -341,7 +380,8 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
     let mut run = Run::default();
     let mut now = 0;
     let records: Vec<Record> = Records(data).collect();
-    run.trace = vec![Vec::new(); records.len()];
+    // One slot per record, and one for the verdicts deferred past their frame's processing.
+    run.trace = vec![Vec::new(); records.len() + 1];
     let mut i = 0;
     while i < records.len() {
         let r = records[i];
@@ -402,6 +442,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
                 }
             }
             drain(&mut dps[w], &mut run);
+            deferred(&mut dps, w, &mut run);
         } else {
             for (k, r) in records[i..end].iter().enumerate() {
                 let v = dps[w].process(VecBuf::from_frame(r.frame), &metas[k]);
@@ -410,6 +451,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
                 }
                 drain(&mut dps[w], &mut run);
             }
+            deferred(&mut dps, w, &mut run);
         }
         for (rec, to, f, meta) in handoffs {
             hand_over(&mut dps, to, &f, &meta, &mut run, rec);
@@ -425,7 +467,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
     assert_eq!(rx, o.frames - from_peers, "rx counters: {o:?}");
     assert_eq!(
         o.tx + o.punted + o.handed_over + o.done + o.dropped + o.held,
-        o.frames + o.handed_over,
+        o.frames + o.handed_over + o.deferred,
         "verdicts: {o:?}"
     );
     let drops: u64 = dps.iter().map(|d| d.l3.stats.total_drops()).sum();

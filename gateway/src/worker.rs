@@ -229,8 +229,8 @@ impl Worker {
                 }
                 laps.lap(Stage::Twin, dpdk::tsc(), frames);
             }
-            for v in self.datapath.take_deferred() {
-                self.dispatch(v, &mut txq, &mut twin_txq);
+            for d in self.datapath.take_deferred() {
+                self.dispatch(d.verdict, &mut txq, &mut twin_txq);
             }
             let (l3, tap) = (&mut self.datapath.l3, &mut self.tap);
             l3.take_released(|port, m| {

@@ -336,7 +336,7 @@ fn malformed_ip_headers_have_their_own_counters() {
 }
 
 #[test]
-fn options_and_fragments_to_the_vip_are_dropped() {
+fn options_to_the_vip_are_dropped_and_fragments_follow_or_are_refused() {
     let mut dp: Datapath<VecBuf> = lab_datapath();
     let good = Seg::from_client(40002, "S").frame();
 
@@ -349,42 +349,44 @@ fn options_and_fragments_to_the_vip_are_dropped() {
     refill_ip(&mut f);
     assert_dropped(&mut dp, "IP options", &f, 0, Drop::IpOptions.into());
 
-    // First fragment (MF, offset 0) and a later one (offset 8 bytes), of TCP and of UDP.
+    // A first fragment (MF, offset 0) is forwarded, and a later one (offset 8 bytes) follows it
+    // (`gateway::frag`, tests/fragments.rs) but for TCP, where it would overlap the TCP header
+    // (RFC 1858 3.2).
     let udp = udp_frame(
         (CLIENT_MAC, CLIENT_PORT_MAC),
         (CLIENT_IP, 5000),
         (VIP, 80),
         b"fragmented datagram",
     );
-    for (what, base) in [("TCP", &good), ("UDP", &udp)] {
-        for (name, flags_frag) in [
-            ("first fragment", 0x2000u16),
-            ("non-first fragment", 0x0001),
-        ] {
-            let mut f = base.clone();
-            f[ETH + 6..ETH + 8].copy_from_slice(&flags_frag.to_be_bytes());
-            refill_ip(&mut f);
-            assert_dropped(
-                &mut dp,
-                &format!("{what} {name}"),
-                &f,
-                0,
-                Drop::IpFragment.into(),
-            );
-        }
+    let with_frag = |base: &Vec<u8>, flags_frag: u16, ident: u16| {
+        let mut f = base.clone();
+        f[ETH + 4..ETH + 6].copy_from_slice(&ident.to_be_bytes());
+        f[ETH + 6..ETH + 8].copy_from_slice(&flags_frag.to_be_bytes());
+        refill_ip(&mut f);
+        f
+    };
+    for base in [&good, &udp] {
+        expect_tx(run(&mut dp, &with_frag(base, 0x2000, 1), &meta(0)), 1);
     }
-    // A non-first fragment whose "TCP header" is garbage is still a fragment, not a bad header.
-    let mut f = good.clone();
-    f[ETH + 6..ETH + 8].copy_from_slice(&0x0003u16.to_be_bytes());
+    let tiny = with_frag(&good, 0x0001, 1);
+    assert_dropped(&mut dp, "TCP at 8", &tiny, 0, Wire::TcpTinyFragment.into());
+    expect_tx(run(&mut dp, &with_frag(&udp, 0x0001, 1), &meta(0)), 1);
+    // A non-first fragment whose "TCP header" is garbage is a fragment, not a bad header: with no
+    // first fragment yet, it waits for one.
+    let mut f = with_frag(&good, 0x0003, 2);
     f[ETH + IP + 12] = 0x00;
     refill_ip(&mut f);
-    assert_dropped(
-        &mut dp,
-        "fragment with garbage",
-        &f,
-        0,
-        Drop::IpFragment.into(),
-    );
+    assert!(matches!(run(&mut dp, &f, &meta(0)), Out::Held));
+    // ICMP fragments are not followed.
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut ping, b"ping")
+        .unwrap();
+    ping[ETH + 6..ETH + 8].copy_from_slice(&0x2000u16.to_be_bytes());
+    refill_ip(&mut ping);
+    assert_dropped(&mut dp, "ICMP fragment", &ping, 0, Drop::IpFragment.into());
 }
 
 #[test]

@@ -484,9 +484,9 @@ fn malformed_frames_are_dropped_with_reasons_and_a_valid_syn_still_passes() {
         (VIP, 80),
         &Seg::new(SYN | FIN, 1, 0),
     ));
-    // A first fragment (MF set) to the VIP: no reassembly.
+    // A TCP fragment at offset 8, over the first fragment's TCP header (RFC 1858 3.2).
     let mut frag = good_syn(41006);
-    edit_ip(&mut frag, |ip| ip[6] |= 0x20);
+    edit_ip(&mut frag, |ip| ip[7] = 1);
     s.swallow(frag);
     // IP options (a router alert, RFC 2113) on a SYN to the VIP.
     let mut opts = tcp(FROM_CLIENT, (CIP, 41009), (VIP, 80), &Seg::new(SYN, 1, 0));
@@ -523,7 +523,7 @@ fn malformed_frames_are_dropped_with_reasons_and_a_valid_syn_still_passes() {
         ("ipv4_bad_checksum", 1),
         ("l4_bad_checksum", 1),
         ("tcp_bad_flags", 1),
-        ("ip_fragment", 1),
+        ("tcp_tiny_fragment", 1),
         ("ip_options", 1),
         ("no_conn", 1),
     ];

@@ -2,7 +2,7 @@
 //! others of its datagram on their home worker; the first one is forwarded as a whole packet is and
 //! its fate recorded; the others follow it, or wait for it.
 
-use super::{Datapath, Ipv4In, Verdict};
+use super::{Datapath, Deferred, Ipv4In, Verdict};
 use crate::frag::{self, Decision, Follow, FragKey, Link, Piece, Rewrite};
 use crate::packet::{PacketBuf, RxMeta};
 use crate::stats::Drop;
@@ -21,10 +21,10 @@ impl<B: PacketBuf> Datapath<B> {
         // Here: the home (whatever the frame's way here), or the owner the home handed it to.
         let now = self.l3.now_ms;
         if piece.offset != 0 {
-            return match self.frags.follow(key, piece, pkt, now) {
-                Follow::Decided(d, p) => self.follow(d, p),
+            return match self.frags.follow(key, piece, (pkt, meta.port), now) {
+                Follow::Decided(d, (p, _)) => self.follow(d, p),
                 Follow::Held => Verdict::Held,
-                Follow::Refused(why, p) => Verdict::Drop(why.into(), p),
+                Follow::Refused(why, (p, _)) => Verdict::Drop(why.into(), p),
             };
         }
         // The home decides as the worker that received the frame would (it may hand the fragment
@@ -55,9 +55,9 @@ impl<B: PacketBuf> Datapath<B> {
         };
         // A full table records nothing: the later fragments are refused as they come.
         if let Ok(held) = self.frags.first(key, piece, decision, now) {
-            for p in held {
-                let v = self.follow(decision, p);
-                self.deferred.push(v);
+            for (p, port) in held {
+                let verdict = self.follow(decision, p);
+                self.deferred.push(Deferred { verdict, port });
             }
         }
         verdict

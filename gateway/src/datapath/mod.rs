@@ -695,15 +695,23 @@ pub fn local_delivery<B: PacketBuf>(
     }
 }
 
+/// A verdict reached outside its frame's processing, with the port the frame arrived on (a
+/// worker's mbuf carries it; the tests need it to hand the frame over).
+pub struct Deferred<B> {
+    pub verdict: Verdict<B>,
+    pub port: u16,
+}
+
 /// One worker's whole pipeline: L2/L3 and the forwarding engine.
 pub struct Datapath<B> {
     pub l3: L3<B>,
     pub fwd: Forwarder,
     /// Where fragments of forwarded datagrams find their first fragment's decision (`frag`).
-    pub frags: crate::frag::FragTable<B>,
+    /// Held fragments keep the port they arrived on.
+    pub frags: crate::frag::FragTable<(B, u16)>,
     /// Verdicts reached outside a frame's own processing (held fragments, once their first one is
     /// decided): the worker carries them out after the burst ([`Datapath::take_deferred`]).
-    deferred: Vec<Verdict<B>>,
+    deferred: Vec<Deferred<B>>,
     /// A cache-line prefetch for batched lookups (`dpdk::prefetch` on a worker; a no-op by default,
     /// which keeps this core free of DPDK for tests and fuzzing).
     prefetch: fn(*const u8),
@@ -861,7 +869,7 @@ impl<B: PacketBuf> Datapath<B> {
 
     /// Hands out the verdicts reached outside their frame's processing (held fragments released
     /// by their first one), to be carried out as a burst's are.
-    pub fn take_deferred(&mut self) -> Vec<Verdict<B>> {
+    pub fn take_deferred(&mut self) -> Vec<Deferred<B>> {
         std::mem::take(&mut self.deferred)
     }
 
