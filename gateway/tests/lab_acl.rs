@@ -42,7 +42,15 @@ fn access_lists_refuse_count_and_change_at_run_time() {
     // An allow-list naming the client's network, set at run time: the next connection passes.
     lab.gwctl(&["acl", "-t", "10.10.0.100:80", "allow", "10.10.0.0/24"]);
     assert!(lab.curl_ok());
-    let list = lab.gwctl(&["acl"]);
+    // The workers publish their counters every 100 ms: the hit shows within a few publications.
+    let mut list = lab.gwctl(&["acl"]);
+    for _ in 0..20 {
+        if hits(&list, "allow 10.10.0.0/24") >= 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        list = lab.gwctl(&["acl"]);
+    }
     assert!(hits(&list, "allow 10.10.0.0/24") >= 1, "{list}");
     assert!(list.contains("otherwise deny"), "{list}");
     let saved = lab.gwctl(&["save"]);
