@@ -4,7 +4,8 @@
 //! and the addresses through the pseudo-header: L4 checksum). Each change is folded into the existing
 //! checksums in a few additions, never a recomputation over the payload.
 
-use crate::wire::{checksum, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+use crate::wire::checksum::{self, Delta};
+use crate::wire::{IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 use std::net::Ipv4Addr;
 
 /// An endpoint: address and port.
@@ -25,38 +26,35 @@ pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint,
         )
     };
     let end = (l3_off + total_len).min(frame.len());
+    // The addresses are in the IP header and in the L4 pseudo-header: one delta serves both, and
+    // each checksum takes all its changes in a single fold (`checksum::Delta`).
+    let addrs = Delta::new()
+        .dword(u32::from(old_src), u32::from(src.0))
+        .dword(u32::from(old_dst), u32::from(dst.0));
     {
         let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3_off..end]);
-        if old_src != src.0 {
-            ip.set_src_incremental(src.0);
-        }
-        if old_dst != dst.0 {
-            ip.set_dst_incremental(dst.0);
-        }
+        ip.set_src(src.0);
+        ip.set_dst(dst.0);
+        let c = addrs.apply(ip.checksum());
+        ip.set_checksum(c);
     }
     let l4 = &mut frame[l4_off..end];
     match proto {
         IpProtocol::TCP => {
             let mut t = TcpPacket::new_unchecked(l4);
-            if old_src != src.0 {
-                t.update_checksum_for_addr(old_src, src.0);
-            }
-            if old_dst != dst.0 {
-                t.update_checksum_for_addr(old_dst, dst.0);
-            }
-            t.set_src_port_incremental(src.1);
-            t.set_dst_port_incremental(dst.1);
+            let d = addrs.word(t.src_port(), src.1).word(t.dst_port(), dst.1);
+            t.set_src_port(src.1);
+            t.set_dst_port(dst.1);
+            let c = d.apply(t.checksum());
+            t.set_checksum(c);
         }
         IpProtocol::UDP => {
             let mut u = UdpPacket::new_unchecked(l4);
-            if old_src != src.0 {
-                u.update_checksum_for_addr(old_src, src.0);
-            }
-            if old_dst != dst.0 {
-                u.update_checksum_for_addr(old_dst, dst.0);
-            }
-            u.set_src_port_incremental(src.1);
-            u.set_dst_port_incremental(dst.1);
+            let d = addrs.word(u.src_port(), src.1).word(u.dst_port(), dst.1);
+            u.set_src_port(src.1);
+            u.set_dst_port(dst.1);
+            let c = d.apply_udp(u.checksum());
+            u.set_checksum(c);
         }
         _ => {}
     }
