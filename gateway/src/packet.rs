@@ -73,15 +73,19 @@ impl VecBuf {
 }
 
 impl PacketBuf for VecBuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.buf[self.off..self.off + self.len]
     }
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.off..self.off + self.len]
     }
+    #[inline]
     fn room_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.off..]
     }
+    #[inline]
     fn set_len(&mut self, len: usize) -> bool {
         if self.off + len > self.buf.len() {
             return false;
@@ -89,6 +93,7 @@ impl PacketBuf for VecBuf {
         self.len = len;
         true
     }
+    #[inline]
     fn prepend(&mut self, n: usize) -> bool {
         if n > self.off {
             return false;
@@ -97,6 +102,7 @@ impl PacketBuf for VecBuf {
         self.len += n;
         true
     }
+    #[inline]
     fn adj(&mut self, n: usize) -> bool {
         if n > self.len {
             return false;

@@ -800,9 +800,15 @@ impl<B: PacketBuf> Datapath<B> {
         for k in 0..m {
             pre[which[k] as usize] = Some(found[k]);
         }
+        let indexed = self.fwd.table().indexed();
         for i in 0..n {
             if let (Some(pkt), Some(v)) = (pkts[i].take(), parsed[i]) {
-                out[i] = Some(self.finish(pkt, &metas[i], &v, pre[i]));
+                // A miss is a miss still unless a packet before it in the burst added tuples.
+                let pre = match pre[i] {
+                    Some(None) if self.fwd.table().indexed() != indexed => None,
+                    p => p,
+                };
+                out[i] = Some(self.finish(pkt, &metas[i], &v, pre));
             }
         }
         [after_l3, after_lookup, clock()]
@@ -837,7 +843,8 @@ impl<B: PacketBuf> Datapath<B> {
         };
         let topo = &self.l3.topo;
         let dst = v.ip.dst;
-        let dest = if self.fwd.services().is_vip(dst) || self.fwd.services().is_lip(dst) {
+        let kind = self.fwd.services().kind(dst);
+        let dest = if kind.vip || kind.lip {
             punt::Dest::Virtual
         } else if topo.iface.contains(&dst) {
             punt::Dest::Iface

@@ -751,7 +751,8 @@ impl Forwarder {
 
     /// `handle` with the result of a batched lookup done earlier in the burst. A hit is re-checked
     /// against the entry (a packet earlier in the burst may have removed it and the slot been
-    /// reused); a miss is looked up again (an earlier packet may have created the connection).
+    /// reused); a miss (`Some(None)`) is trusted: the caller passes `None` instead when an earlier
+    /// packet of the burst may have created the connection (`ConnTable::indexed` moved).
     #[inline]
     pub fn handle_with<B: PacketBuf>(
         &mut self,
@@ -789,6 +790,7 @@ impl Forwarder {
             Some(Some((id, dir))) if self.table.get(id).is_some_and(|c| c.tuple(dir) == tuple) => {
                 Some((id, dir))
             }
+            Some(None) => None,
             _ => self.table.lookup(&tuple),
         };
         Ok(match found {
@@ -850,9 +852,10 @@ impl Forwarder {
     /// a NAT real server.
     #[inline]
     fn via<B: PacketBuf>(&self, l3: &L3<B>, ip: &IpInfo) -> Option<Via> {
-        if self.services.is_vip(ip.dst) {
+        let kind = self.services.kind(ip.dst);
+        if kind.vip {
             Some(Via::Vip)
-        } else if self.services.is_lip(ip.dst) {
+        } else if kind.lip {
             Some(Via::Lip)
         } else if !self.nat.is_empty()
             && self.nat.is_real(ip.src)

@@ -3,7 +3,7 @@
 //! shared read-only (`Arc`) by every worker (DESIGN.md decision 8).
 
 use crate::service::{Service, ServiceConfig, ServiceError};
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -63,8 +63,16 @@ pub struct ServiceTable {
     pub generation: u64,
     pub services: Vec<VirtualService>,
     by_key: HashMap<(u32, u16, u8), u32>,
-    vips: HashSet<Ipv4Addr>,
-    lips: HashSet<Ipv4Addr>,
+    /// Every VIP and LIP with what it is, so that a packet's destination is classified in one
+    /// probe (issue 16).
+    addrs: HashMap<Ipv4Addr, AddrKind>,
+}
+
+/// What a service address is: a VIP, a LIP, or both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddrKind {
+    pub vip: bool,
+    pub lip: bool,
 }
 
 impl ServiceTable {
@@ -88,8 +96,10 @@ impl ServiceTable {
                 .and_then(|p| p.find(cfg.vip, cfg.vport, cfg.proto.number()))
                 .map(|i| &prev.unwrap().services[i as usize].svc);
             let key = (u32::from(cfg.vip), cfg.vport, cfg.proto.number());
-            t.vips.insert(cfg.vip);
-            t.lips.extend(lips.iter().copied());
+            t.addrs.entry(cfg.vip).or_default().vip = true;
+            for &l in &lips {
+                t.addrs.entry(l).or_default().lip = true;
+            }
             // Copy-on-write per service: an unchanged service is the same object in the next
             // generation (its Maglev or lblc tables, wrr sequence, counters and persistence are not
             // rebuilt or copied), so a change costs what it changes.
@@ -118,19 +128,25 @@ impl ServiceTable {
         self.by_key.get(&(u32::from(vip), vport, proto)).copied()
     }
 
+    /// Whether `ip` is a VIP, a LIP, or neither (both false), in one probe.
+    #[inline]
+    pub fn kind(&self, ip: Ipv4Addr) -> AddrKind {
+        self.addrs.get(&ip).copied().unwrap_or_default()
+    }
+
     #[inline]
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
-        self.vips.contains(&ip)
+        self.kind(ip).vip
     }
 
     #[inline]
     pub fn is_lip(&self, ip: Ipv4Addr) -> bool {
-        self.lips.contains(&ip)
+        self.kind(ip).lip
     }
 
     /// Every VIP and LIP: addresses the gateway answers ARP for.
     pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
-        self.vips.iter().chain(self.lips.iter()).copied()
+        self.addrs.keys().copied()
     }
 }
 
