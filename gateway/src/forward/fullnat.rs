@@ -1794,12 +1794,15 @@ impl Forwarder {
                 (client.src_ip(), client.sport),
             ),
         };
-        if c.mode == mode::FULLNAT && dir == Dir::Original && is_tcp {
+        let f = ip.tcp_flags;
+        // The service is read only for the packets that may carry TOA: a SYN, and the client's
+        // ACKs until the first has carried it (an established connection's packets skip this).
+        let toa_due = f.syn() || (f.ack() && !c.flags().contains(ConnFlags::TOA_DONE));
+        if c.mode == mode::FULLNAT && dir == Dir::Original && is_tcp && toa_due {
             let toa = services
                 .services
                 .get(c.svc as usize)
                 .is_some_and(|vs| vs.toa);
-            let f = ip.tcp_flags;
             if toa && f.syn() {
                 self.add_toa(
                     &mut pkt,
@@ -1809,12 +1812,15 @@ impl Forwarder {
                     client,
                     true,
                 );
-            } else if toa && f.ack() && !f.rst() && !c.flags().contains(ConnFlags::TOA_DONE) {
+            } else if f.ack() && !f.rst() && !c.flags().contains(ConnFlags::TOA_DONE) {
                 // Also on the client's first ACK: the classic toa kernel module reads the option from
                 // the packet that completes the handshake (as DPVS puts it there), newer ones from
-                // the SYN. Only if the segment still fits the ports' MTU with the option.
+                // the SYN. Only if the segment still fits the ports' MTU with the option. Without
+                // TOA the flag is set too, so later packets skip the service lookup.
                 c.set_flags(ConnFlags::TOA_DONE);
-                if usize::from(ip.total_len) + usize::from(TOA_LEN) <= usize::from(self.mtu) {
+                let fits =
+                    usize::from(ip.total_len) + usize::from(TOA_LEN) <= usize::from(self.mtu);
+                if toa && fits {
                     self.add_toa(
                         &mut pkt,
                         l3_off,
@@ -1823,7 +1829,7 @@ impl Forwarder {
                         client,
                         false,
                     );
-                } else {
+                } else if toa {
                     self.stats.toa_skipped += 1;
                 }
             }
