@@ -45,11 +45,15 @@ fn sum_ne(data: &[u8]) -> u64 {
 }
 
 /// Folds an unfolded sum to 16 bits with end-around carry. A non-zero sum folds to 1..=0xFFFF.
+/// Four fixed steps, no loop (RFC 1071 2(C): 2^32 and 2^16 are both 1 modulo 0xFFFF): after the
+/// first the sum is below 2^33, after the second below 0x2FFFF, after the third at most 0x10001,
+/// after the fourth at most 0xFFFF. A step leaves a value already within 16 bits unchanged.
 #[inline]
-pub fn fold(mut acc: u64) -> u16 {
-    while acc > 0xFFFF {
-        acc = (acc & 0xFFFF) + (acc >> 16);
-    }
+pub fn fold(acc: u64) -> u16 {
+    let acc = (acc & 0xFFFF_FFFF) + (acc >> 32);
+    let acc = (acc & 0xFFFF) + (acc >> 16);
+    let acc = (acc & 0xFFFF) + (acc >> 16);
+    let acc = (acc & 0xFFFF) + (acc >> 16);
     acc as u16
 }
 
@@ -289,6 +293,24 @@ mod tests {
         #[test]
         fn sum_matches_rfc1071(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(checksum(&data), naive(&data));
+        }
+
+        /// The four-step fold equals folding until the sum fits 16 bits, for any u64 (and the
+        /// extremes around each step's bound).
+        #[test]
+        fn fold_matches_the_carry_loop(acc in prop_oneof![
+            any::<u64>(),
+            Just(u64::MAX),
+            Just(0x1_0000u64),
+            Just(0xFFFF_FFFFu64),
+            Just(0x1_FFFF_FFFEu64),
+            0u64..0x3_0000,
+        ]) {
+            let mut r = acc;
+            while r > 0xFFFF {
+                r = (r & 0xFFFF) + (r >> 16);
+            }
+            prop_assert_eq!(fold(acc), r as u16);
         }
 
         #[test]
