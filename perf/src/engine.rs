@@ -38,9 +38,6 @@ pub struct GenConfig {
     pub duration: Duration,
     pub queues: u16,
     pub reta_size: usize,
-    /// Queues chosen by the gateway's own ownership rule instead of played RSS (`--steer owner`):
-    /// what the gateway expects of a port without RSS, which memif is (`forward::owner`).
-    pub steer_owner: bool,
     pub vip: Ipv4Addr,
     pub vport: u16,
     /// Our address on the client side (the clients' router) and the gateway's.
@@ -276,10 +273,6 @@ impl Gen<'_> {
             return 0;
         }
         match tuple_of(f) {
-            // A reply to LIP:lport belongs to the worker owning lport (`PortLayout::owner_of`).
-            Some((_, _, _, dp)) if self.cfg.steer_owner => {
-                usize::from(dp) % usize::from(self.cfg.queues)
-            }
             Some((s, d, sp, dp)) => self.chooser.queue(s, d, sp, dp) as usize,
             None => 0,
         }
@@ -359,10 +352,6 @@ impl Gen<'_> {
     fn client_queue(&self, ip: Ipv4Addr, port: u16) -> usize {
         if self.cfg.queues <= 1 {
             return 0;
-        }
-        if self.cfg.steer_owner {
-            let n = usize::from(self.cfg.queues);
-            return gateway::forward::owner::owner_of_client(ip, port, n);
         }
         self.chooser.queue(ip, self.cfg.vip, port, self.cfg.vport) as usize
     }

@@ -30,11 +30,6 @@ struct Args {
     /// Queues per port (the gateway's worker count); frames go to the queue RSS would pick.
     #[arg(long, default_value_t = 1)]
     queues: u16,
-    /// `rss`: put each frame on the queue a NIC's RSS would pick (perf/src/rss.rs); `owner`: on the
-    /// queue of the gateway worker that owns its connection by the gateway's rule for ports
-    /// without RSS (a hash of the client's address and port; a reply by its local port).
-    #[arg(long, default_value = "rss", value_parser = ["rss", "owner"])]
-    steer: String,
     /// RETA size of the RSS being played.
     #[arg(long, default_value_t = perf::rss::DEFAULT_RETA_SIZE)]
     reta_size: usize,
@@ -188,7 +183,6 @@ fn run(a: &Args) -> Result<RunResult, String> {
         duration: secs(a.duration),
         queues: a.queues.max(1),
         reta_size: a.reta_size,
-        steer_owner: a.steer == "owner",
         vip: a.vip,
         vport: a.vport,
         client_ip: a.client_ip,
