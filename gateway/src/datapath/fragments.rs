@@ -10,7 +10,7 @@ use crate::stats::Drop;
 impl<B: PacketBuf> Datapath<B> {
     /// A fragment of a datagram the forwarding engine handles (`Forwarder::forwards`).
     pub(super) fn fragment(&mut self, pkt: B, meta: &RxMeta, v: &Ipv4In) -> Verdict<B> {
-        let ip = &pkt.data()[v.parsed.l3_off..];
+        let ip = &pkt.data()[v.l3_off..];
         let (key, piece) = (FragKey::of(ip), Piece::of(ip));
         let home = frag::home_of(&key, self.fwd.n_workers());
         let at_home = home == usize::from(self.l3.worker);

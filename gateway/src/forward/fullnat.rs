@@ -1341,7 +1341,7 @@ impl Forwarder {
         client: &Tuple,
     ) -> Verdict<B> {
         let ip = &v.ip;
-        let (l3_off, end) = (v.parsed.l3_off, v.parsed.l3_off + ip.total_len as usize);
+        let (l3_off, end) = (v.l3_off, v.l3_off + ip.total_len as usize);
         let (seq, opts) = {
             let seg = &pkt.data()[ip.l4_off..end];
             (
@@ -1388,7 +1388,7 @@ impl Forwarder {
         now_ms: u64,
     ) -> Option<synproxy::ClientSyn> {
         let ip = &v.ip;
-        let seg = &pkt.data()[ip.l4_off..v.parsed.l3_off + ip.total_len as usize];
+        let seg = &pkt.data()[ip.l4_off..v.l3_off + ip.total_len as usize];
         let t = TcpPacket::new_unchecked(seg);
         let sp = &mut self.synproxy;
         let syn = synproxy::validate(
@@ -1420,7 +1420,7 @@ impl Forwarder {
         now: Ticks,
     ) -> Verdict<B> {
         let ip = &v.ip;
-        let (l3_off, end) = (v.parsed.l3_off, v.parsed.l3_off + ip.total_len as usize);
+        let (l3_off, end) = (v.l3_off, v.l3_off + ip.total_len as usize);
         let client = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
         let (ack, window, hl) = {
             let t = TcpPacket::new_unchecked(&pkt.data()[ip.l4_off..end]);
@@ -1501,7 +1501,11 @@ impl Forwarder {
         let Some(ip) = parsed.ip else {
             return Verdict::Drop(Drop::NoConn.into(), pkt);
         };
-        self.forward(l3, pkt, &Ipv4In { parsed, ip }, id, dir, now)
+        let v = Ipv4In {
+            l3_off: parsed.l3_off,
+            ip,
+        };
+        self.forward(l3, pkt, &v, id, dir, now)
     }
 
     /// A packet of proxied connection `id` before its real server answered: the client's are
@@ -1534,7 +1538,7 @@ impl Forwarder {
                 Err(pkt) => Verdict::Drop(Drop::SynProxyHeldFull.into(), pkt),
             });
         }
-        let (l3_off, end) = (v.parsed.l3_off, v.parsed.l3_off + ip.total_len as usize);
+        let (l3_off, end) = (v.l3_off, v.l3_off + ip.total_len as usize);
         let Some(mut p) = self.synproxy.get(id.index()).copied() else {
             return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
         };
@@ -1757,7 +1761,7 @@ impl Forwarder {
                 }
             }
         }
-        let l3_off = v.parsed.l3_off;
+        let l3_off = v.l3_off;
         let l4_off = ip.l4_off;
         let client = c.client();
         // Drop Ethernet padding: the frame ends where the IP packet does.
@@ -1944,7 +1948,7 @@ impl Forwarder {
         if ip.is_fragment {
             return Ok(Verdict::Drop(Drop::IpFragment.into(), pkt));
         }
-        let l3_off = v.parsed.l3_off;
+        let l3_off = v.l3_off;
         let l4_off = ip.l4_off;
         let end = l3_off + ip.total_len as usize;
         let q = {

@@ -245,13 +245,18 @@ pub fn parse_l3l4_with(frame: &[u8], check_ip_csum: bool) -> Result<Parsed, Drop
 /// verifies, for a UDP datagram without checksum (0), and for protocols without a known checksum;
 /// false for fragments (they cannot be verified without reassembly) and non-IPv4 frames.
 pub fn verify_l4_checksum(frame: &[u8], parsed: &Parsed) -> bool {
-    let Some(ip) = &parsed.ip else {
-        return false;
-    };
+    match &parsed.ip {
+        Some(ip) => verify_ipv4_l4_checksum(frame, parsed.l3_off, ip),
+        None => false,
+    }
+}
+
+/// [`verify_l4_checksum`] for the IPv4 packet `ip` whose header is at `l3_off`.
+pub fn verify_ipv4_l4_checksum(frame: &[u8], l3_off: usize, ip: &IpInfo) -> bool {
     if ip.is_fragment {
         return false;
     }
-    let end = parsed.l3_off + usize::from(ip.total_len);
+    let end = l3_off + usize::from(ip.total_len);
     let Some(l4) = frame.get(ip.l4_off..end) else {
         return false;
     };
