@@ -125,11 +125,12 @@ pub struct Rewrite {
 const L3: usize = ethernet::HEADER_LEN;
 
 impl Rewrite {
-    /// How the first fragment `inbound` (as received, its IPv4 header at `L3`) left: `head` is
-    /// the start of the frame that left (at least its Ethernet and IP headers, the outer and the
-    /// inner one for IP in IP). `None` if that is not a header rewrite of the input (its IP
-    /// payload changed length), which the other fragments cannot follow.
-    pub fn learn(link: Link, inbound: &IpInfo, head: &[u8]) -> Option<Rewrite> {
+    /// How the first fragment `inbound` of datagram `key` (as received, its IPv4 header at `L3`)
+    /// left: `head` is the start of the frame that left (at least its Ethernet and IP headers, the
+    /// outer and the inner one for IP in IP). `None` if that is not the same first fragment with
+    /// its header rewritten: its IP payload changed length, or it is another packet altogether (a
+    /// SYN proxy's SYN-ACK written over the SYN), which the other fragments must not follow.
+    pub fn learn(link: Link, key: &FragKey, inbound: &IpInfo, head: &[u8]) -> Option<Rewrite> {
         let after = Ipv4Packet::new_unchecked(head.get(L3..L3 + ipv4::HEADER_LEN)?);
         let (inner_at, outer) =
             if after.protocol() == IpProtocol::IPIP && inbound.protocol != IpProtocol::IPIP {
@@ -144,7 +145,13 @@ impl Rewrite {
                 (L3, None)
             };
         let inner = Ipv4Packet::new_unchecked(head.get(inner_at..inner_at + ipv4::HEADER_LEN)?);
-        if inner.total_len() != inbound.total_len || L3 + inner.header_len() != inbound.l4_off {
+        if inner.total_len() != inbound.total_len
+            || L3 + inner.header_len() != inbound.l4_off
+            || inner.ident() != key.id
+            || inner.protocol().0 != key.proto
+            || !inner.more_frags()
+            || inner.frag_offset() != 0
+        {
             return None;
         }
         Some(Rewrite {
@@ -156,8 +163,9 @@ impl Rewrite {
     }
 
     /// Rewrites a non-first fragment (IPv4 at `L3`, header checked) as the first one was; with
-    /// `Link::Sent`, ready to send. Fails only without headroom for the outer header.
-    pub fn apply<B: PacketBuf>(&self, pkt: &mut B) -> Result<(), Drop> {
+    /// `Link::Sent`, ready to send. Fails without headroom for the outer header, or when the
+    /// encapsulated fragment would exceed `mtu` (as `forward::tun` refuses a first one).
+    pub fn apply<B: PacketBuf>(&self, pkt: &mut B, mtu: u16) -> Result<(), Drop> {
         let total = {
             let mut ip = Ipv4Packet::new_unchecked(&mut pkt.data_mut()[L3..]);
             if ip.src() != self.src {
@@ -171,7 +179,7 @@ impl Rewrite {
         // Ethernet padding after a short fragment would end up inside an outer header's payload.
         pkt.set_len(L3 + total);
         if let Some(outer) = &self.outer {
-            if !pkt.prepend(ipv4::HEADER_LEN) {
+            if total + ipv4::HEADER_LEN > usize::from(mtu) || !pkt.prepend(ipv4::HEADER_LEN) {
                 return Err(Drop::NoRoom);
             }
             let frame = pkt.data_mut();
@@ -232,9 +240,53 @@ struct Entry<B> {
     decision: Option<Decision>,
     held: Vec<B>,
     born_ms: u64,
-    /// Payload bytes seen, and the datagram's payload length once its last fragment was seen.
+    /// Payload bytes seen (each offset once), and the datagram's payload length once its last
+    /// fragment was seen.
     seen: u32,
     total: Option<u32>,
+    /// The offsets counted in `seen`, so that a duplicate fragment is not counted twice. Beyond
+    /// `OFFSETS` pieces the entry is not completed early (`untracked`): it lives to its timeout.
+    offsets: [u16; OFFSETS],
+    n_offsets: u8,
+    untracked: bool,
+}
+
+/// Pieces per datagram tracked for early completion (a 64 KB datagram at a 1500-byte MTU has 45;
+/// the common ones have 2 to 6).
+const OFFSETS: usize = 8;
+
+impl<B> Entry<B> {
+    fn new(now_ms: u64) -> Self {
+        Entry {
+            decision: None,
+            held: Vec::new(),
+            born_ms: now_ms,
+            seen: 0,
+            total: None,
+            offsets: [0; OFFSETS],
+            n_offsets: 0,
+            untracked: false,
+        }
+    }
+
+    /// Counts `piece` once; whether every byte of the datagram has now been seen.
+    fn count(&mut self, piece: Piece) -> bool {
+        let known = &self.offsets[..usize::from(self.n_offsets)];
+        if known.contains(&piece.offset) {
+            return false;
+        }
+        if usize::from(self.n_offsets) == OFFSETS {
+            self.untracked = true;
+        } else {
+            self.offsets[usize::from(self.n_offsets)] = piece.offset;
+            self.n_offsets += 1;
+        }
+        self.seen = self.seen.saturating_add(u32::from(piece.len));
+        if !piece.more {
+            self.total = Some(u32::from(piece.offset) + u32::from(piece.len));
+        }
+        !self.untracked && self.total.is_some_and(|t| self.seen >= t)
+    }
 }
 
 /// One fragment's place in its datagram.
@@ -314,23 +366,15 @@ impl<B> FragTable<B> {
             if self.map.len() >= self.cfg.max_datagrams {
                 return None;
             }
-            // Stale pairs of entries that completed early are trimmed here, so `order` stays
-            // within twice the table.
-            while self.order.len() >= 2 * self.cfg.max_datagrams.max(1) {
-                let (k, born) = self.order.pop_front().expect("non-empty");
-                self.remove_if_born(k, born);
+            // The pairs of entries that completed early are dropped here, so `order` stays within
+            // twice the table. Live entries keep theirs (one each, at most `max_datagrams`).
+            if self.order.len() >= 2 * self.cfg.max_datagrams.max(1) {
+                let map = &self.map;
+                self.order
+                    .retain(|(k, born)| map.get(k).is_some_and(|e| e.born_ms == *born));
             }
             self.order.push_back((key, now_ms));
-            self.map.insert(
-                key,
-                Entry {
-                    decision: None,
-                    held: Vec::new(),
-                    born_ms: now_ms,
-                    seen: 0,
-                    total: None,
-                },
-            );
+            self.map.insert(key, Entry::new(now_ms));
         }
         self.map.get_mut(&key)
     }
@@ -356,11 +400,7 @@ impl<B> FragTable<B> {
         let Some(e) = self.map.get_mut(&key) else {
             return;
         };
-        e.seen = e.seen.saturating_add(u32::from(piece.len));
-        if !piece.more {
-            e.total = Some(u32::from(piece.offset) + u32::from(piece.len));
-        }
-        if e.decision.is_some() && e.held.is_empty() && e.total.is_some_and(|t| e.seen >= t) {
+        if e.count(piece) && e.decision.is_some() && e.held.is_empty() {
             self.map.remove(&key);
             self.stats.completed += 1;
         }
@@ -376,12 +416,20 @@ impl<B> FragTable<B> {
         decision: Decision,
         now_ms: u64,
     ) -> Result<Vec<B>, Drop> {
-        self.stats.first += 1;
         let Some(e) = self.entry(key, now_ms) else {
             return Err(Drop::FragTableFull);
         };
+        if e.decision.is_some() {
+            // A first fragment again: a duplicate, or a new datagram reusing the key (RFC 6864
+            // allows that after the old one's lifetime). Its pieces are counted afresh.
+            e.seen = 0;
+            e.total = None;
+            e.n_offsets = 0;
+            e.untracked = false;
+        }
         e.decision = Some(decision);
         let held = std::mem::take(&mut e.held);
+        self.stats.first += 1;
         self.held -= held.len();
         self.account(key, piece);
         Ok(held)
@@ -390,6 +438,10 @@ impl<B> FragTable<B> {
     /// A later fragment of `key`: what its first fragment's decision says, or held for it.
     pub fn follow(&mut self, key: FragKey, piece: Piece, pkt: B, now_ms: u64) -> Follow<B> {
         let at_limit = self.held >= self.cfg.max_held;
+        // A fragment that would only wait takes no table slot when it cannot wait.
+        if at_limit && !self.map.contains_key(&key) {
+            return Follow::Refused(Drop::FragHeldFull, pkt);
+        }
         let Some(e) = self.entry(key, now_ms) else {
             return Follow::Refused(Drop::FragTableFull, pkt);
         };

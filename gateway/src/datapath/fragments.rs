@@ -36,7 +36,7 @@ impl<B: PacketBuf> Datapath<B> {
         self.l3.last_queued = None;
         let verdict = self.forward_or_deliver(pkt, &decide, v, None);
         let learn = |link, head: &[u8]| {
-            Rewrite::learn(link, &v.ip, head).map_or(Decision::Drop, Decision::Send)
+            Rewrite::learn(link, &key, &v.ip, head).map_or(Decision::Drop, Decision::Send)
         };
         let decision = match &verdict {
             Verdict::ToWorker(w, _) => Decision::Worker(*w),
@@ -70,7 +70,7 @@ impl<B: PacketBuf> Datapath<B> {
             Decision::Worker(w) => Verdict::ToWorker(w, pkt),
             Decision::Kernel(p) => Verdict::ToKernel(p, pkt),
             Decision::Send(rw) => {
-                if let Err(why) = rw.apply(&mut pkt) {
+                if let Err(why) = rw.apply(&mut pkt, self.fwd.mtu()) {
                     return Verdict::Drop(why.into(), pkt);
                 }
                 match rw.link {

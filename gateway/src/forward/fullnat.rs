@@ -637,6 +637,11 @@ impl Forwarder {
     /// Sets the output MTU (default 1500; the daemon passes the smallest port MTU): a TUN packet that
     /// would exceed it once wrapped is not sent (see `tun`), and TOA is added to a client's first ACK
     /// only if the segment still fits.
+    /// The ports' MTU the engine assumes (`set_mtu`).
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
     pub fn set_mtu(&mut self, mtu: u16) {
         self.mtu = mtu.max(576);
     }
@@ -779,7 +784,9 @@ impl Forwarder {
         if ip.has_options {
             return Ok(Verdict::Drop(Drop::IpOptions.into(), pkt));
         }
-        // A fragment's checksum covers the whole datagram: the real server verifies it.
+        // A fragment's checksum covers the whole datagram: the real server verifies it. A first
+        // fragment's TCP flags therefore drive the connection's state unverified, as any stateful
+        // box that does not reassemble (IPVS without defragmentation) takes them.
         if !ip.is_fragment && !l4_checksum_ok(&pkt, meta, v) {
             return Ok(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::wire::IpInfo;
 use proptest::prelude::*;
 
 fn key(id: u16) -> FragKey {
@@ -197,4 +198,142 @@ fn homes_spread_over_the_workers_and_agree() {
             assert!(c > 4000 / n as u32 * 3 / 4, "{n} workers: {c}");
         }
     }
+}
+
+#[test]
+fn trimming_completed_pairs_never_evicts_a_live_datagram() {
+    let mut t = FragTable::new(FragConfig {
+        max_datagrams: 4,
+        ..Default::default()
+    });
+    // Datagram 100 waits for its first fragment while many others come and go.
+    assert!(feed(&mut t, &[(100, 1)], 2).out.is_empty());
+    for id in 0..50u16 {
+        feed(&mut t, &[(id, 0), (id, 1)], 2);
+    }
+    let o = feed(&mut t, &[(100, 0)], 2);
+    assert_eq!(
+        o.out,
+        vec![(100, 0), (100, 1)],
+        "the held piece is still there"
+    );
+    assert_eq!((t.len(), t.held(), t.stats.timed_out), (0, 0, 0));
+}
+
+#[test]
+fn a_duplicate_piece_does_not_complete_the_datagram_early() {
+    let mut t = FragTable::new(FragConfig::default());
+    // Pieces 0 and 2 of 3, then 2 again: two pieces' bytes, not three.
+    let o = feed(&mut t, &[(1, 0), (1, 2), (1, 2), (1, 1)], 3);
+    assert_eq!(o.out, vec![(1, 0), (1, 2), (1, 2), (1, 1)]);
+    assert!(o.refused.is_empty());
+    assert_eq!(
+        (t.len(), t.stats.completed),
+        (0, 1),
+        "complete with piece 1, not before"
+    );
+    // A duplicate first fragment starts the count afresh: the entry then lives to its timeout,
+    // and nothing that comes meanwhile is lost.
+    let o = feed(&mut t, &[(2, 0), (2, 2), (2, 0), (2, 1)], 3);
+    assert_eq!(o.out.len(), 4);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.expire(1000), 0);
+    assert_eq!(t.len(), 0);
+}
+
+#[test]
+fn a_new_first_fragment_on_a_known_key_counts_afresh() {
+    let mut t: FragTable<u32> = FragTable::new(FragConfig::default());
+    // An old datagram of 3 pieces loses its last one; a new one reuses the key.
+    assert!(t.first(key(5), piece(0, 3), Decision::Worker(1), 0).is_ok());
+    assert!(matches!(
+        t.follow(key(5), piece(1, 3), 1, 0),
+        Follow::Decided(..)
+    ));
+    assert!(t
+        .first(key(5), piece(0, 3), Decision::Worker(2), 10)
+        .is_ok());
+    assert!(matches!(
+        t.follow(key(5), piece(1, 3), 2, 10),
+        Follow::Decided(Decision::Worker(2), _)
+    ));
+    assert_eq!(t.len(), 1, "two of the new datagram's three pieces seen");
+    assert!(matches!(
+        t.follow(key(5), piece(2, 3), 3, 10),
+        Follow::Decided(..)
+    ));
+    assert_eq!((t.len(), t.stats.completed), (0, 1));
+}
+
+#[test]
+fn at_the_held_limit_a_new_datagram_takes_no_entry() {
+    let mut t: FragTable<u32> = FragTable::new(FragConfig {
+        max_held: 1,
+        ..Default::default()
+    });
+    assert!(matches!(t.follow(key(1), piece(1, 2), 1, 0), Follow::Held));
+    assert!(matches!(
+        t.follow(key(2), piece(1, 2), 2, 0),
+        Follow::Refused(Drop::FragHeldFull, 2)
+    ));
+    assert_eq!(t.len(), 1);
+}
+
+/// Ethernet + IPv4 (+ 8 bytes of payload) with identification `id`, flags and offset `ff`.
+fn head(id: u16, ff: u16, total: u16, proto: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 28];
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[4..6].copy_from_slice(&id.to_be_bytes());
+    ip[6..8].copy_from_slice(&ff.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = proto;
+    Ipv4Packet::new_unchecked(&mut f[14..34]).fill_checksum();
+    f
+}
+
+fn inbound(total: u16) -> IpInfo {
+    let f = head(7, 0x2000, total, 17);
+    crate::wire::parse_l3l4(&f).unwrap().ip.unwrap()
+}
+
+#[test]
+fn only_the_same_first_fragment_rewritten_is_learned() {
+    let k = FragKey { id: 7, ..key(7) };
+    let link = Link::Sent {
+        port: 1,
+        macs: [0; 12],
+    };
+    let inb = inbound(28);
+    assert!(Rewrite::learn(link, &k, &inb, &head(7, 0x2000, 28, 17)).is_some());
+    // Another packet of the same length written over it (a SYN proxy's answer: its own
+    // identification, no MF), or the first fragment grown: not followed.
+    assert!(Rewrite::learn(link, &k, &inb, &head(0, 0x4000, 28, 17)).is_none());
+    assert!(Rewrite::learn(link, &k, &inb, &head(7, 0x0000, 28, 17)).is_none());
+    assert!(Rewrite::learn(link, &k, &inb, &head(7, 0x2000, 36, 17)).is_none());
+    assert!(Rewrite::learn(link, &k, &inb, &head(7, 0x2000, 28, 6)).is_none());
+}
+
+#[test]
+fn an_encapsulated_fragment_over_the_mtu_is_refused() {
+    let mut outer = [0u8; 20];
+    outer[0] = 0x45;
+    outer[9] = 4;
+    let rw = Rewrite {
+        link: Link::Sent {
+            port: 1,
+            macs: [0; 12],
+        },
+        src: Ipv4Addr::new(10, 10, 0, 2),
+        dst: Ipv4Addr::new(10, 10, 0, 100),
+        outer: Some(outer),
+    };
+    let later = head(7, 0x0001, 28, 17);
+    let mut p = crate::packet::VecBuf::from_frame(&later);
+    assert_eq!(rw.apply(&mut p, 47), Err(Drop::NoRoom), "28 + 20 > 47");
+    let mut p = crate::packet::VecBuf::from_frame(&later);
+    assert_eq!(rw.apply(&mut p, 48), Ok(()));
+    assert_eq!(crate::packet::PacketBuf::len(&p), 14 + 48);
 }
