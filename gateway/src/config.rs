@@ -359,6 +359,8 @@ pub struct ConnConfig {
     /// Half-open TCP connections (never ESTABLISHED) a worker keeps at most; a new SYN beyond it
     /// takes the place of an older half-open one (absent: half of `capacity`).
     pub max_half_open: Option<u32>,
+    /// Back the connection tables with transparent huge pages (`madvise(MADV_HUGEPAGE)`, `bigmem`).
+    pub hugepages: bool,
 }
 
 impl ConnConfig {
@@ -379,6 +381,7 @@ impl Default for ConnConfig {
             conn_reuse_mode: crate::forward::reuse::DEFAULT_CONN_REUSE_MODE,
             syn_unanswered_ms: 900,
             max_half_open: None,
+            hugepages: true,
         }
     }
 }

@@ -728,6 +728,10 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         "services loaded"
     );
     let synproxy = cfg.synproxy.settings()?;
+    // Before any worker's tables exist: they are faulted in on huge pages (`bigmem`).
+    if cfg.conn.hugepages {
+        crate::bigmem::set_advice(dpdk::advise_hugepages);
+    }
     let fwd_cfg = FwdConfig {
         capacity: cfg.conn.capacity,
         timeouts: cfg.conn.timeouts,

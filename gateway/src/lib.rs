@@ -4,6 +4,7 @@
 //! DPDK: it works on `PacketBuf` frames and returns verdicts, so it is tested and benchmarked with plain
 //! `cargo test`. Only the `dpdk` module touches FFI; `worker` joins the two.
 
+pub mod bigmem;
 pub mod capture;
 pub mod config;
 pub mod conn;

@@ -33,7 +33,7 @@ impl Index {
             .max(max_items + 1)
             .next_power_of_two();
         Index {
-            slots: vec![EMPTY; buckets],
+            slots: crate::bigmem::filled(buckets, EMPTY),
             mask: buckets - 1,
         }
     }

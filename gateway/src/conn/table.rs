@@ -274,7 +274,7 @@ impl ConnTable {
     /// As `new`, with a given key and start time (tests, benchmarks, a clock not starting at 0).
     pub fn with_key(capacity: u32, timeouts: Timeouts, key: HashKey, now: Ticks) -> ConnTable {
         assert!(capacity <= MAX_CAPACITY, "capacity above {MAX_CAPACITY}");
-        let mut slab = vec![Conn::FREE; capacity as usize];
+        let mut slab = crate::bigmem::filled(capacity as usize, Conn::FREE);
         for (i, c) in slab.iter_mut().enumerate() {
             c.user = if i + 1 < capacity as usize {
                 i as u32 + 1
@@ -293,7 +293,7 @@ impl ConnTable {
             timeout_ms: timeouts.to_ms(),
             counters: Counters::default(),
             half_open: 0,
-            half_open_queue: vec![0; capacity as usize],
+            half_open_queue: crate::bigmem::filled(capacity as usize, 0),
             hq_head: 0,
             hq_len: 0,
             indexed: 0,

@@ -65,6 +65,25 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Hints the CPU to bring the cache line at `p` into all cache levels (`prefetcht0`), as
 /// `rte_prefetch0` does. For the datapath's batched lookups, which stay free of DPDK by taking this
 /// as a plain function.
+/// Size of a transparent huge page on x86-64.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// `crate::bigmem`'s advice: asks the kernel to back the whole 2 MiB pages inside `[start,
+/// start + len)` with transparent huge pages (madvise(2) `MADV_HUGEPAGE`), as glibc's
+/// `glibc.malloc.hugetlb=1` tunable does. The partial pages at the ends stay small. A refusal
+/// (THP disabled, an old kernel) changes nothing and is not an error: the table works either way.
+pub fn advise_hugepages(start: *const u8, len: usize) {
+    let first = (start as usize).next_multiple_of(HUGE_PAGE);
+    let end = (start as usize).saturating_add(len) & !(HUGE_PAGE - 1);
+    if end <= first {
+        return;
+    }
+    // SAFETY: madvise only advises how pages are backed; MADV_HUGEPAGE changes no contents. The
+    // range lies inside the allocation the caller just made and owns (`bigmem::filled`), page
+    // aligned, and no reference into it is read or written by this call.
+    let _ = unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+}
+
 #[inline(always)]
 pub fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
