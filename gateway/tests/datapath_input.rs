@@ -335,6 +335,17 @@ fn malformed_ip_headers_have_their_own_counters() {
     );
 }
 
+/// An ICMP echo request from the client to the VIP.
+fn ping_to_vip() -> Vec<u8> {
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut ping, b"ping")
+        .unwrap();
+    ping
+}
+
 #[test]
 fn options_to_the_vip_are_dropped_and_fragments_follow_or_are_refused() {
     let mut dp: Datapath<VecBuf> = lab_datapath();
@@ -378,12 +389,7 @@ fn options_to_the_vip_are_dropped_and_fragments_follow_or_are_refused() {
     refill_ip(&mut f);
     assert!(matches!(run(&mut dp, &f, &meta(0)), Out::Held));
     // ICMP fragments are not followed.
-    let mut ping = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
-        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
-        .icmpv4_echo_request(7, 1)
-        .write(&mut ping, b"ping")
-        .unwrap();
+    let mut ping = ping_to_vip();
     ping[ETH + 6..ETH + 8].copy_from_slice(&0x2000u16.to_be_bytes());
     refill_ip(&mut ping);
     assert_dropped(&mut dp, "ICMP fragment", &ping, 0, Drop::IpFragment.into());
@@ -473,12 +479,7 @@ fn bad_l4_headers_and_checksums_are_dropped() {
     refill_ip(&mut f);
     assert_dropped(&mut dp, "ICMP truncated", &f, 0, Wire::IcmpTruncated.into());
 
-    let mut ping = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
-        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
-        .icmpv4_echo_request(7, 1)
-        .write(&mut ping, b"ping")
-        .unwrap();
+    let mut ping = ping_to_vip();
     ping[t + 2] ^= 0x01;
     assert_dropped(
         &mut dp,
@@ -762,12 +763,7 @@ fn seeds() -> Vec<(u16, Vec<u8>)> {
     syn.payload = b"x".to_vec();
     let mut arp = vec![0u8; 60];
     gateway::wire::arp::write_request(&mut arp, CLIENT_MAC, CLIENT_IP, VIP).unwrap();
-    let mut ping = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
-        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
-        .icmpv4_echo_request(7, 1)
-        .write(&mut ping, b"ping")
-        .unwrap();
+    let ping = ping_to_vip();
     vec![
         (0, syn.frame()),
         (0, Seg::from_client(40100, "PA").frame()),
