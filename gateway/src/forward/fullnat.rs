@@ -785,8 +785,8 @@ impl Forwarder {
             return Ok(Verdict::Drop(Drop::IpOptions.into(), pkt));
         }
         // A fragment's checksum covers the whole datagram: the real server verifies it. A first
-        // fragment's TCP flags therefore drive the connection's state unverified, as any stateful
-        // box that does not reassemble (IPVS without defragmentation) takes them.
+        // fragment's TCP flags therefore drive the connection's state unverified: the price of
+        // following fragments instead of reassembling them (IPVS gathers them first).
         if !ip.is_fragment && !l4_checksum_ok(&pkt, meta, v) {
             return Ok(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
         }
