@@ -77,6 +77,9 @@ TOML
 
 keepalived_conf() {
   local k=$1 preempt=$2 prio=$(( k == 1 ? 150 : 100 ))
+  # Preempting, a restarted primary waits before it takes the VIP back: its gateway must be up and
+  # resynced first, or it would start as master with no connections (conf/README.md, [sync]).
+  [ -n "$preempt" ] || preempt="preempt_delay 2"
   cat <<KA
 # Gateway $k's keepalived (scripts/lab-ha.sh): VRRP only, on the gateway's kernel twins.
 global_defs {
