@@ -342,10 +342,6 @@ impl<B> FragTable<B> {
         }
     }
 
-    pub fn config(&self) -> FragConfig {
-        self.cfg
-    }
-
     /// Datagrams tracked now.
     pub fn len(&self) -> usize {
         self.map.len()

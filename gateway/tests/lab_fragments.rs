@@ -3,9 +3,9 @@
 //! gateway forwards each fragment FullNAT to a real server's UDP echo service, whose kernel
 //! reassembles the datagram, echoes it (fragmented again), and the client reassembles the answer.
 //!
-//! The ports run on DPDK's pcap driver here, not af_packet: the af_packet driver joins its sockets
-//! to a fanout group with `PACKET_FANOUT_FLAG_DEFRAG`, so the kernel reassembles fragments before
-//! the gateway sees them (and the reassembled datagram no longer fits a frame). The pcap driver
+//! The ports run on DPDK's pcap driver here, not af_packet: on af_packet the datagram reached the
+//! gateway already reassembled by the kernel and cut to the frame (dropped as
+//! `ipv4_bad_total_len`), as a fanout group with `PACKET_FANOUT_FLAG_DEFRAG` does. The pcap driver
 //! has one queue, hence one worker; tests/fragments.rs covers fragments across 1 to 4 workers.
 
 mod common;

@@ -134,16 +134,6 @@ impl ServiceTable {
         self.addrs.get(&ip).copied().unwrap_or_default()
     }
 
-    #[inline]
-    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
-        self.kind(ip).vip
-    }
-
-    #[inline]
-    pub fn is_lip(&self, ip: Ipv4Addr) -> bool {
-        self.kind(ip).lip
-    }
-
     /// Every VIP and LIP: addresses the gateway answers ARP for.
     pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         self.addrs.keys().copied()
