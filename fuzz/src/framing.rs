@@ -133,6 +133,7 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
             name: p.name.clone(),
             mac: macs[i],
             addrs: v.port_addrs[i].clone(),
+            addrs6: v.port_addrs6[i].clone(),
             twin: p.twin != "none",
         })
         .collect();
@@ -141,12 +142,14 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
     let inputs = gateway::control::topology::TopoInputs {
         ports,
         routes: v.routes,
+        routes6: v.routes6,
         kernel_owned: v.kernel_owned.into_iter().collect(),
     };
     let topo = Arc::new(gateway::control::topology::build(&inputs, None, &services).0);
     let layout = Arc::new(PortLayout::new(2, FUZZ_PORTS, Steering::Partition).expect("layout"));
     let fc = FwdConfig {
         capacity: FUZZ_CAPACITY,
+        capacity6: 1024,
         timeouts: cfg.conn.timeouts,
         max_attempts: 64,
         syn_unanswered_ms: cfg.conn.syn_unanswered_ms,

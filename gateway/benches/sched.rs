@@ -39,9 +39,9 @@ fn service(kind: SchedKind, n: u32, persistent: bool) -> Service {
 
 fn client(i: u32) -> ClientKey {
     ClientKey {
-        ip: Ipv4Addr::from(0xc633_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761))),
+        ip: 0xc633_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
         port: (i % 50_000) as u16 + 1024,
-        dst: Ipv4Addr::from(0x0b00_0000 + (i & 1023)),
+        dst: 0x0b00_0000 + (i & 1023),
     }
 }
 
@@ -86,7 +86,7 @@ fn maglev_build(c: &mut Criterion) {
     for n in [10u32, 100, 1000, 4096] {
         let keys: Vec<RsKey> = (0..n)
             .map(|i| RsKey {
-                addr: Ipv4Addr::from(0x0a00_0000 + i),
+                addr: Ipv4Addr::from(0x0a00_0000 + i).into(),
                 port: 8080,
             })
             .collect();

@@ -4,11 +4,11 @@
 //! and each error names the key (`port[1].addresses[0]`) and the reason (DESIGN.md decision 10). Every
 //! key is documented in conf/README.md.
 
-use crate::net::Ipv4Cidr;
+use crate::net::{Ipv4Cidr, Ipv6Cidr};
 use crate::service::{FwdMode, Persistence, Proto, RealServer, SchedKind, ServiceConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -343,6 +343,9 @@ impl Default for KernelConfig {
 pub struct ConnConfig {
     /// Connections each worker can track (the table is allocated whole at start).
     pub capacity: u32,
+    /// IPv6 connections each worker can track, in a table of their own (`inet6`; an entry takes
+    /// two cache lines, an IPv4 one takes one). Default 65536.
+    pub capacity6: u32,
     /// Local ports FullNAT may use on each LIP, `[first, last]`.
     pub port_range: [u16; 2],
     /// Idle timeouts per state, seconds (IPVS defaults).
@@ -376,6 +379,7 @@ impl Default for ConnConfig {
     fn default() -> Self {
         ConnConfig {
             capacity: 1 << 20,
+            capacity6: 1 << 16,
             port_range: [1024, 65535],
             timeouts: Default::default(),
             conn_reuse_mode: crate::forward::reuse::DEFAULT_CONN_REUSE_MODE,
@@ -631,7 +635,10 @@ pub struct PortEntry {
     /// A vdev string (`net_af_packet0,iface=eth1`, `net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap`,
     /// `net_memif0,...`, `net_ring0`) or a PCI address (`0000:03:00.0`).
     pub device: String,
-    /// Addresses the gateway owns on this port, with prefix length (`10.0.0.1/24`).
+    /// Addresses the gateway owns on this port, with prefix length (`10.0.0.1/24`,
+    /// `2001:db8:1::1/64`). IPv6 ones are the datapath's own (`inet6`): answered in neighbour
+    /// discovery and ping, not written onto the twin. Every port also has its link-local address
+    /// (fe80::/64 with the modified EUI-64 of its MAC, RFC 4291 appendix A).
     #[serde(default)]
     pub addresses: Vec<String>,
     #[serde(default = "default_true")]
@@ -696,7 +703,8 @@ fn is_pci_addr(s: &str) -> bool {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteEntry {
-    /// Destination prefix, `a.b.c.d/len` (`0.0.0.0/0` for the default route).
+    /// Destination prefix, `a.b.c.d/len` (`0.0.0.0/0` for the default route) or an IPv6 one
+    /// (`::/0`, with an IPv6 `via`).
     pub prefix: String,
     /// Next hop; absent for a directly connected prefix.
     pub via: Option<String>,
@@ -797,12 +805,56 @@ pub struct ControlConfig {
 pub struct Validated {
     pub port_addrs: Vec<Vec<Ipv4Cidr>>,
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
+    /// The ports' IPv6 addresses and the IPv6 routes (`inet6`; not mirrored from the kernel).
+    pub port_addrs6: Vec<Vec<Ipv6Cidr>>,
+    pub routes6: Vec<(Ipv6Cidr, Option<Ipv6Addr>, usize)>,
     pub services: Vec<crate::forward::ServiceSpec>,
     /// The VIPs of services with `owner = "kernel"` (their LIPs follow them).
     pub kernel_owned: Vec<Ipv4Addr>,
 }
 
 impl Config {
+    /// An IPv6 `[[route]]`: a prefix without host bits, a port, and a link-local or on-subnet
+    /// next hop.
+    #[allow(clippy::type_complexity)]
+    fn route6(
+        &self,
+        key: &str,
+        r: &RouteEntry,
+        port_addrs6: &[Vec<Ipv6Cidr>],
+    ) -> Result<(Ipv6Cidr, Option<Ipv6Addr>, usize), ConfigError> {
+        let prefix: Ipv6Cidr = r
+            .prefix
+            .parse()
+            .map_err(|e| invalid(format!("{key}.prefix"), e))?;
+        if prefix.addr != prefix.network() {
+            return Err(invalid(
+                format!("{key}.prefix"),
+                format!("{} has host bits set (network is {})", r.prefix, prefix.network()),
+            ));
+        }
+        let port = self.port_index(&r.port).ok_or_else(|| {
+            invalid(format!("{key}.port"), format!("no port named {:?}", r.port))
+        })?;
+        let via = match &r.via {
+            None => None,
+            Some(v) => {
+                let ip: Ipv6Addr = v.parse().map_err(|_| {
+                    invalid(format!("{key}.via"), format!("{v:?} is not an IPv6 address"))
+                })?;
+                let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
+                if !link_local && !port_addrs6[port].iter().any(|c| c.contains(ip)) {
+                    return Err(invalid(
+                        format!("{key}.via"),
+                        format!("{ip} is neither link-local nor on an IPv6 subnet of port {:?}", r.port),
+                    ));
+                }
+                Some(ip)
+            }
+        };
+        Ok((prefix, via, port))
+    }
+
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
             path: path.display().to_string(),
@@ -902,6 +954,8 @@ impl Config {
         let mut devs = HashSet::new();
         let mut owned = HashSet::new();
         let mut port_addrs = Vec::new();
+        let mut port_addrs6: Vec<Vec<Ipv6Cidr>> = Vec::new();
+        let mut owned6: Vec<Ipv6Addr> = Vec::new();
         for (i, p) in self.ports.iter().enumerate() {
             let key = format!("port[{i}]");
             if p.name.is_empty() || !names.insert(p.name.as_str()) {
@@ -980,7 +1034,28 @@ impl Config {
                 }
             }
             let mut addrs = Vec::new();
+            let mut addrs6 = Vec::new();
             for (j, a) in p.addresses.iter().enumerate() {
+                if a.contains(':') {
+                    let c: Ipv6Cidr = a
+                        .parse()
+                        .map_err(|e| invalid(format!("{key}.addresses[{j}]"), e))?;
+                    if !crate::inet6::is_unicast_global(c.addr) || c.len > 127 {
+                        return Err(invalid(
+                            format!("{key}.addresses[{j}]"),
+                            format!("{c} is not a global unicast address on a subnet"),
+                        ));
+                    }
+                    if owned6.contains(&c.addr) {
+                        return Err(invalid(
+                            format!("{key}.addresses[{j}]"),
+                            format!("{} is assigned twice", c.addr),
+                        ));
+                    }
+                    owned6.push(c.addr);
+                    addrs6.push(c);
+                    continue;
+                }
                 let c: Ipv4Cidr = a
                     .parse()
                     .map_err(|e| invalid(format!("{key}.addresses[{j}]"), e))?;
@@ -993,10 +1068,16 @@ impl Config {
                 addrs.push(c);
             }
             port_addrs.push(addrs);
+            port_addrs6.push(addrs6);
         }
         let mut routes = Vec::new();
+        let mut routes6 = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
             let key = format!("route[{i}]");
+            if r.prefix.contains(':') {
+                routes6.push(self.route6(&key, r, &port_addrs6)?);
+                continue;
+            }
             let prefix: Ipv4Cidr = r
                 .prefix
                 .parse()
@@ -1085,6 +1166,16 @@ impl Config {
                 ),
             ));
         }
+        if !(1024..=crate::conn::MAX_CAPACITY).contains(&c.capacity6) {
+            return Err(invalid(
+                "conn.capacity6",
+                format!(
+                    "{} is out of range 1024..={}",
+                    c.capacity6,
+                    crate::conn::MAX_CAPACITY
+                ),
+            ));
+        }
         if c.port_range[0] == 0
             || c.port_range[0] > c.port_range[1]
             || c.port_range[1] - c.port_range[0] < 1023
@@ -1112,7 +1203,7 @@ impl Config {
         let services = validate_service_entries(&self.services, &port_addrs)?;
         let mut kernel_owned = Vec::new();
         let any_twin = self.ports.iter().any(|p| p.twin != "none");
-        let mut owner_of: HashMap<Ipv4Addr, &str> = HashMap::new();
+        let mut owner_of: HashMap<IpAddr, &str> = HashMap::new();
         for (i, s) in self.services.iter().enumerate() {
             let vip = services[i].0.vip;
             if *owner_of.entry(vip).or_insert(s.owner.as_str()) != s.owner.as_str() {
@@ -1129,11 +1220,16 @@ impl Config {
                         "\"kernel\" needs a port with a twin (every port has twin = \"none\")",
                     ))
                 }
-                "kernel" => {
-                    if !kernel_owned.contains(&vip) {
-                        kernel_owned.push(vip);
+                "kernel" => match vip {
+                    IpAddr::V4(vip) if !kernel_owned.contains(&vip) => kernel_owned.push(vip),
+                    IpAddr::V4(_) => {}
+                    IpAddr::V6(_) => {
+                        return Err(invalid(
+                            format!("service[{i}].owner"),
+                            "an IPv6 VIP is owned by the config (the kernel mirror is IPv4 only)",
+                        ))
                     }
-                }
+                },
                 o => {
                     return Err(invalid(
                         format!("service[{i}].owner"),
@@ -1145,6 +1241,8 @@ impl Config {
         Ok(Validated {
             port_addrs,
             routes,
+            port_addrs6,
+            routes6,
             services,
             kernel_owned,
         })
@@ -1160,15 +1258,39 @@ pub fn validate_service_entries(
     {
         let mut out = Vec::new();
         let mut keys = HashSet::new();
-        let owned: HashSet<Ipv4Addr> = port_addrs.iter().flatten().map(|c| c.addr).collect();
+        let owned: HashSet<IpAddr> = port_addrs
+            .iter()
+            .flatten()
+            .map(|c| IpAddr::V4(c.addr))
+            .collect();
         for (i, s) in services.iter().enumerate() {
             let key = format!("service[{i}]");
-            let vip: Ipv4Addr = s.vip.parse().map_err(|_| {
+            let vip: IpAddr = s.vip.parse().map_err(|_| {
                 invalid(
                     format!("{key}.vip"),
-                    format!("{:?} is not an IPv4 address", s.vip),
+                    format!("{:?} is not an IPv4 or IPv6 address", s.vip),
                 )
             })?;
+            if let IpAddr::V6(v6) = vip {
+                if !crate::inet6::is_unicast_global(v6) {
+                    return Err(invalid(
+                        format!("{key}.vip"),
+                        format!("{v6} is not a global unicast address"),
+                    ));
+                }
+                if !s.local_addresses.is_empty() {
+                    return Err(invalid(
+                        format!("{key}.local_addresses"),
+                        "an IPv6 service takes none (IPv6 FullNAT is not built yet)",
+                    ));
+                }
+                if s.persistence_netmask.is_some() {
+                    return Err(invalid(
+                        format!("{key}.persistence_netmask"),
+                        "an IPv6 service takes none (persistence is per client address)",
+                    ));
+                }
+            }
             if owned.contains(&vip) {
                 return Err(invalid(
                     format!("{key}.vip"),
@@ -1236,7 +1358,7 @@ pub fn validate_service_entries(
                 if !port_addrs.iter().flatten().any(|c| c.contains(ip)) {
                     return Err(invalid(&k, format!("{ip} is on no port's subnet")));
                 }
-                if owned.contains(&ip) || lips.contains(&ip) {
+                if owned.contains(&IpAddr::V4(ip)) || lips.contains(&ip) {
                     return Err(invalid(
                         &k,
                         format!("{ip} is an interface address or listed twice"),
@@ -1246,12 +1368,18 @@ pub fn validate_service_entries(
             }
             for (j, r) in s.reals.iter().enumerate() {
                 let k = format!("{key}.real[{j}]");
-                let addr: Ipv4Addr = r.address.parse().map_err(|_| {
+                let addr: IpAddr = r.address.parse().map_err(|_| {
                     invalid(
                         format!("{k}.address"),
-                        format!("{:?} is not an IPv4 address", r.address),
+                        format!("{:?} is not an IPv4 or IPv6 address", r.address),
                     )
                 })?;
+                if addr.is_ipv6() != vip.is_ipv6() {
+                    return Err(invalid(
+                        format!("{k}.address"),
+                        format!("{addr} is not of the VIP's address family ({vip})"),
+                    ));
+                }
                 let mode: FwdMode = r.mode.parse().map_err(|_| {
                     invalid(
                         format!("{k}.mode"),

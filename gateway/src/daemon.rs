@@ -211,11 +211,12 @@ impl Control {
         &self,
         configs: &[crate::forward::ServiceSpec],
         down: &hashbrown::HashMap<crate::health::runner::TargetKey, bool>,
-        sorry: &hashbrown::HashMap<(u8, std::net::Ipv4Addr, u16), std::net::SocketAddrV4>,
+        sorry: &hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddrV4>,
     ) -> Vec<crate::forward::ServiceSpec> {
         let mut e = crate::health::effective(configs, down, sorry);
         for (cfg, _, _) in &mut e {
-            if self.drains.done(cfg.vip) {
+            // Drains, like BGP announcements, are of IPv4 VIPs (`kernel::announce`).
+            if matches!(cfg.vip, std::net::IpAddr::V4(v) if self.drains.done(v)) {
                 for r in &mut cfg.reals {
                     r.weight = 0;
                 }
@@ -231,10 +232,14 @@ impl Control {
 
     /// Per configured service: its VIP, and whether it has a real server with a weight above 0
     /// that the health checks do not hold down (`kernel::announce`).
+    /// IPv4 VIPs only: the announcements are IPv4 routes.
     fn vips_up(&self) -> Vec<(std::net::Ipv4Addr, bool)> {
         self.configured_services
             .iter()
-            .map(|(cfg, _, _)| {
+            .filter_map(|(cfg, _, _)| {
+                let std::net::IpAddr::V4(vip) = cfg.vip else {
+                    return None;
+                };
                 let up = cfg.reals.iter().any(|r| {
                     r.weight > 0
                         && !self
@@ -247,19 +252,22 @@ impl Control {
                                 rs_port: r.port,
                             })
                 });
-                (cfg.vip, up)
+                Some((vip, up))
             })
             .collect()
     }
 
-    /// The VIPs of the running services, each once.
+    /// The IPv4 VIPs of the running services, each once.
     fn service_vips(&self) -> Vec<std::net::Ipv4Addr> {
         let set: std::collections::BTreeSet<_> = self
             .current
             .services
             .services
             .iter()
-            .map(|vs| vs.svc.config().vip)
+            .filter_map(|vs| match vs.svc.config().vip {
+                std::net::IpAddr::V4(v) => Some(v),
+                std::net::IpAddr::V6(_) => None,
+            })
             .collect();
         set.into_iter().collect()
     }
@@ -270,11 +278,14 @@ impl Control {
     fn conns_by_vip(&self) -> std::collections::BTreeMap<std::net::Ipv4Addr, u64> {
         let mut m = std::collections::BTreeMap::new();
         for vs in &self.current.services.services {
+            let std::net::IpAddr::V4(vip) = vs.svc.config().vip else {
+                continue;
+            };
             let n: u64 = (0..vs.svc.reals().len())
                 .filter_map(|i| vs.svc.stats(i))
                 .map(|s| u64::from(s.active()))
                 .sum();
-            *m.entry(vs.svc.config().vip).or_default() += n;
+            *m.entry(vip).or_default() += n;
         }
         m
     }
@@ -675,6 +686,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             name: pc.name.clone(),
             mac,
             addrs: v.port_addrs[i].clone(),
+            addrs6: v.port_addrs6[i].clone(),
             twin: twin.is_some(),
         });
         ports.push(port);
@@ -715,6 +727,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
     let inputs = TopoInputs {
         ports: ctxs,
         routes: v.routes.clone(),
+        routes6: v.routes6.clone(),
         kernel_owned: v.kernel_owned.iter().copied().collect(),
     };
     // Until the mirror's first dump, the config is the topology (it is what the twins got).
@@ -734,6 +747,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
     }
     let fwd_cfg = FwdConfig {
         capacity: cfg.conn.capacity,
+        capacity6: cfg.conn.capacity6,
         timeouts: cfg.conn.timeouts,
         max_attempts: crate::laddr::DEFAULT_MAX_ATTEMPTS,
         syn_unanswered_ms: cfg.conn.syn_unanswered_ms,

@@ -16,6 +16,7 @@ pub mod events;
 pub mod forward;
 pub mod frag;
 pub mod health;
+pub mod inet6;
 pub mod kernel;
 pub mod laddr;
 pub mod metrics;

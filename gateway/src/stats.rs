@@ -100,10 +100,25 @@ pub enum Drop {
     /// A fragment of a datagram whose first fragment was dropped (its own reason counted), or
     /// could not be followed.
     FragFirstDropped,
+    /// An IPv6 packet too short for its header, not version 6, or whose payload length overruns
+    /// the frame (`inet6`).
+    Ipv6Malformed,
+    /// IPv6 extension headers that overrun the packet, a hop-by-hop header not first, or more than
+    /// `wire::ipv6::MAX_EXTENSIONS` of them (RFC 8200 4.1; RFC 9098 on long chains).
+    Ipv6BadExtensions,
+    /// An IPv6 fragment (RFC 8200 4.5): IPv6 fragments are not followed yet.
+    Ipv6Fragment,
+    /// An IPv6 destination that is neither one of the gateway's addresses nor a VIP.
+    Ipv6NotForUs,
+    /// A neighbour-discovery message that fails RFC 4861's validation (hop limit other than 255,
+    /// code, checksum, length, a multicast target).
+    NdInvalid,
+    /// An IPv6 packet that an IPv6 tunnel (TUN) would take over the port's MTU.
+    Ipv6TooBig,
 }
 
 impl Drop {
-    pub const COUNT: usize = Drop::FragFirstDropped as usize + 1;
+    pub const COUNT: usize = Drop::Ipv6TooBig as usize + 1;
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::L2NotForUs,
         Drop::EtherTypeUnsupported,
@@ -150,6 +165,12 @@ impl Drop {
         Drop::FragHeldFull,
         Drop::FragTimeout,
         Drop::FragFirstDropped,
+        Drop::Ipv6Malformed,
+        Drop::Ipv6BadExtensions,
+        Drop::Ipv6Fragment,
+        Drop::Ipv6NotForUs,
+        Drop::NdInvalid,
+        Drop::Ipv6TooBig,
     ];
 
     pub fn name(self) -> &'static str {
@@ -199,6 +220,12 @@ impl Drop {
             Drop::FragHeldFull => "frag_held_full",
             Drop::FragTimeout => "frag_timeout",
             Drop::FragFirstDropped => "frag_first_dropped",
+            Drop::Ipv6Malformed => "ipv6_malformed",
+            Drop::Ipv6BadExtensions => "ipv6_bad_extensions",
+            Drop::Ipv6Fragment => "ipv6_fragment",
+            Drop::Ipv6NotForUs => "ipv6_not_for_us",
+            Drop::NdInvalid => "nd_invalid",
+            Drop::Ipv6TooBig => "ipv6_too_big",
         }
     }
 }
@@ -382,6 +409,8 @@ pub struct WorkerStats {
     pub punt: crate::datapath::punt::PuntCounters,
     /// The fragment table's counters (`frag`).
     pub frag: crate::frag::FragCounters,
+    /// IPv6 counters (`inet6`).
+    pub inet6: crate::inet6::Inet6Counters,
     /// The SYN proxy's counters (`forward::synproxy`).
     pub synproxy: crate::forward::synproxy::SynProxyStats,
     /// HA sync: what this worker logged, exported and installed (`forward::fullnat::install`).
@@ -422,6 +451,7 @@ impl Default for WorkerStats {
             neigh: Default::default(),
             punt: Default::default(),
             frag: Default::default(),
+            inet6: Default::default(),
             synproxy: Default::default(),
             sync: Default::default(),
             lip_conflicts: Vec::new(),
@@ -497,6 +527,7 @@ impl WorkerStats {
         self.neigh.add(&o.neigh);
         self.punt.add(&o.punt);
         self.frag.add(&o.frag);
+        self.inet6.add(&o.inet6);
         self.synproxy.add(&o.synproxy);
         self.sync.add(&o.sync);
         for (k, n) in &o.lip_conflicts {
@@ -522,7 +553,7 @@ mod tests {
 
     #[test]
     fn access_list_counts_add_rule_by_rule() {
-        let a = |last: u8| (6u8, std::net::Ipv4Addr::new(10, 0, 0, last), 80u16);
+        let a = |last: u8| (6u8, std::net::Ipv4Addr::new(10, 0, 0, last).into(), 80u16);
         let mut sum: SvcCounts = vec![(a(5), vec![1, 2])];
         merge_svc_counts(&mut sum, &vec![(a(9), vec![4]), (a(5), vec![10, 20])]);
         merge_svc_counts(&mut sum, &vec![(a(1), vec![7, 7, 7]), (a(5), vec![100])]);

@@ -95,6 +95,7 @@ pub fn datapath_from<B: PacketBuf>(
                 .copied()
                 .unwrap_or(MacAddr([2, 0, 0, 0, 1, i as u8])),
             addrs: v.port_addrs[i].clone(),
+            addrs6: v.port_addrs6[i].clone(),
             twin: p.twin != "none",
         })
         .collect();
@@ -102,6 +103,7 @@ pub fn datapath_from<B: PacketBuf>(
     let inputs = crate::control::topology::TopoInputs {
         ports,
         routes: v.routes,
+        routes6: v.routes6,
         kernel_owned: v.kernel_owned.into_iter().collect(),
     };
     let topo = crate::control::topology::build(&inputs, None, &services).0;
@@ -113,6 +115,7 @@ pub fn datapath_from<B: PacketBuf>(
         layout,
         &FwdConfig {
             capacity,
+            capacity6: 1024,
             timeouts: cfg.conn.timeouts,
             max_attempts: 64,
             syn_unanswered_ms: cfg.conn.syn_unanswered_ms,

@@ -421,6 +421,10 @@ impl Worker {
                 Msg::Neigh(Event::Learned { ip, mac, port }) => {
                     self.datapath.l3.learn_from_peer(ip, mac, port)
                 }
+                Msg::Neigh(Event::Learned6 { ip, mac, port }) => {
+                    let dp = &mut self.datapath;
+                    dp.v6.learn_from_peer(&mut dp.l3, ip, mac, port)
+                }
                 Msg::KernelNeigh { ip, mac, port } => {
                     self.datapath.l3.learn_from_kernel(ip, mac, port)
                 }
@@ -445,7 +449,7 @@ impl Worker {
                 Msg::Commit(id) => {
                     let result = match self.prepared.take() {
                         Some((g, p)) if g.id == id => {
-                            self.datapath.fwd.commit_services(p);
+                            self.datapath.commit_services(p);
                             self.datapath.l3.set_topology(g.topo.clone());
                             self.datapath.fwd.set_timeouts(g.timeouts);
                             self.datapath.fwd.set_conn_reuse_mode(g.conn_reuse_mode);

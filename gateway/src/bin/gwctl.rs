@@ -720,15 +720,14 @@ fn capture(ctx: &Ctx, rest: &[String]) -> Result<String, Fail> {
 }
 
 /// `ip[:port]`.
-fn ip_port(s: &str, what: &str) -> Result<(Ipv4Addr, Option<u16>), Fail> {
-    let bad = || Fail(format!("{what}: `{s}` is not an IPv4 address[:port]"), 2);
-    match s.split_once(':') {
-        Some((a, p)) => Ok((
-            a.parse().map_err(|_| bad())?,
-            Some(p.parse().map_err(|_| bad())?),
-        )),
-        None => Ok((s.parse().map_err(|_| bad())?, None)),
+/// `addr[:port]`: an IPv4 address, or an IPv6 one bare or in brackets (`[2001:db8::1]:80`).
+fn ip_port(s: &str, what: &str) -> Result<(std::net::IpAddr, Option<u16>), Fail> {
+    let bad = || Fail(format!("{what}: `{s}` is not an address[:port]"), 2);
+    if let Ok(a) = s.parse::<std::net::IpAddr>() {
+        return Ok((a, None));
     }
+    let a = s.parse::<std::net::SocketAddr>().map_err(|_| bad())?;
+    Ok((a.ip(), Some(a.port())))
 }
 
 fn conn_filter(args: &[String]) -> Result<ConnFilter, Fail> {
@@ -770,7 +769,9 @@ fn conn_filter(args: &[String]) -> Result<ConnFilter, Fail> {
 }
 
 fn format_conns(c: &ConnsView) -> String {
-    let ap = |x: Option<(Ipv4Addr, u16)>| x.map_or_else(|| "-".into(), |(a, p)| format!("{a}:{p}"));
+    let ap = |x: Option<(std::net::IpAddr, u16)>| {
+        x.map_or_else(|| "-".into(), |(a, p)| std::net::SocketAddr::new(a, p).to_string())
+    };
     let mut out = format!(
         "{:<4} {:<6} {:<12} {:<21} {:<21} {:<21} {:<21} {:>7}\n",
         "pro", "worker", "state", "client", "virtual", "local", "destination", "expire"
@@ -1308,10 +1309,10 @@ fn svc_arg<'a>(
     let Some(vs) = it.next() else {
         return Some(fail("-t|-u needs VIP:PORT"));
     };
-    Some(match vs.parse::<std::net::SocketAddrV4>() {
+    Some(match vs.parse::<std::net::SocketAddr>() {
         Ok(a) => Ok(gateway::control::proto::SvcKey {
             proto: proto.into(),
-            vip: *a.ip(),
+            vip: a.ip(),
             port: a.port(),
         }),
         Err(_) => fail(format!("{vs:?} is not VIP:PORT")),
@@ -1732,7 +1733,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (f.rs, f.rs_port, f.state.as_deref()),
-            (Some(Ipv4Addr::new(10, 0, 0, 1)), Some(80), Some("SYN_RECV"))
+            (Some(Ipv4Addr::new(10, 0, 0, 1).into()), Some(80), Some("SYN_RECV"))
         );
         assert!(conn_filter(&["--rs".into(), "nope".into()]).is_err());
         assert!(conn_filter(&["--bogus".into(), "1".into()]).is_err());

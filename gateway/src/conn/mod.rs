@@ -20,7 +20,8 @@ pub mod tuple;
 
 pub use state::{tcp_flags, Activity, State, StateChange, Timeouts};
 pub use table::{
-    Conn, ConnFlags, ConnId, ConnTable, Counters, ExpireReason, InsertError, BATCH, MAX_CAPACITY,
+    Conn, Conn6, ConnFlags, ConnId, ConnOf, ConnTable, ConnTable6, Counters, ExpireReason,
+    InsertError, Table, BATCH, MAX_CAPACITY,
 };
 pub use timer::Ticks;
-pub use tuple::{Dir, HashKey, Tuple, PROTO_TCP, PROTO_UDP};
+pub use tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP, PROTO_UDP};

@@ -7,7 +7,7 @@
 use super::index::{Index, MAX_LOAD_DEN, MAX_LOAD_NUM};
 use super::state::{self, Rows, State, StateChange, Timeouts, STATES};
 use super::timer::{Ticks, TimerNode, TimerNodes, TimerWheel};
-use super::tuple::{Dir, HashKey, Tuple, PROTO_TCP};
+use super::tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP};
 
 /// Memory per connection when the index is at its maximum load (3/4): the entry, its two index
 /// slots and its place in the half-open queue (89 bytes). Rounding the index up to a power of two
@@ -16,6 +16,15 @@ use super::tuple::{Dir, HashKey, Tuple, PROTO_TCP};
 pub const BYTES_PER_CONN_AT_MAX_LOAD: usize = core::mem::size_of::<Conn>()
     + 2 * core::mem::size_of::<u64>() * MAX_LOAD_DEN / MAX_LOAD_NUM
     + core::mem::size_of::<u32>();
+
+/// A connection of the IPv4 table: one cache line.
+pub type Conn = ConnOf<Tuple>;
+/// The IPv4 table (DESIGN.md decision 7).
+pub type ConnTable = Table<Tuple>;
+/// A connection of the IPv6 table: two cache lines (its tuples are 38 bytes each); a table of its
+/// own keeps the IPv4 entry at 64 bytes (issue 17, item 6).
+pub type Conn6 = ConnOf<Tuple6>;
+pub type ConnTable6 = Table<Tuple6>;
 
 const _: () = assert!(core::mem::size_of::<Conn>() == 64 && BYTES_PER_CONN_AT_MAX_LOAD <= 128);
 
@@ -82,9 +91,9 @@ impl core::ops::BitOr for ConnFlags {
 /// One tracked connection: exactly one cache line.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
-pub struct Conn {
-    client: Tuple,
-    reply: Tuple,
+pub struct ConnOf<T> {
+    client: T,
+    reply: T,
     timer: TimerNode,
     /// Service index (opaque here).
     pub svc: u16,
@@ -104,22 +113,10 @@ pub struct Conn {
     pub ext: u8,
 }
 
-impl Conn {
-    const FREE: Conn = Conn {
-        client: Tuple {
-            src: 0,
-            dst: 0,
-            sport: 0,
-            dport: 0,
-            proto: 0,
-        },
-        reply: Tuple {
-            src: 0,
-            dst: 0,
-            sport: 0,
-            dport: 0,
-            proto: 0,
-        },
+impl<T: ConnKey> ConnOf<T> {
+    const FREE: ConnOf<T> = ConnOf {
+        client: T::EMPTY,
+        reply: T::EMPTY,
         timer: TimerNode::UNLINKED,
         svc: 0,
         rs: 0,
@@ -132,17 +129,17 @@ impl Conn {
     };
 
     /// CIP:cport -> VIP:vport, as packets arrive from the client.
-    pub fn client(&self) -> Tuple {
+    pub fn client(&self) -> T {
         self.client
     }
 
     /// RIP:rport -> LIP:lport (FullNAT) as packets arrive from the real server, if tracked.
-    pub fn reply(&self) -> Option<Tuple> {
+    pub fn reply(&self) -> Option<T> {
         (self.flags & ConnFlags::HAS_REPLY != 0).then_some(self.reply)
     }
 
     /// The tuple packets from `dir` carry (the client tuple when no reply tuple is tracked).
-    pub fn tuple(&self, dir: Dir) -> Tuple {
+    pub fn tuple(&self, dir: Dir) -> T {
         match dir {
             Dir::Reply if self.flags & ConnFlags::HAS_REPLY != 0 => self.reply,
             _ => self.client,
@@ -150,7 +147,7 @@ impl Conn {
     }
 
     pub fn proto(&self) -> u8 {
-        self.client.proto
+        self.client.proto()
     }
 
     pub fn state(&self) -> State {
@@ -161,7 +158,7 @@ impl Conn {
     /// `ConnTable::evict_embryonic` may take.
     pub fn is_embryonic(&self) -> bool {
         self.is_live()
-            && self.client.proto == PROTO_TCP
+            && self.client.proto() == PROTO_TCP
             && self.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
     }
 
@@ -195,7 +192,7 @@ impl Conn {
 }
 
 /// The slab as the timer wheel sees it.
-impl TimerNodes for Vec<Conn> {
+impl<T> TimerNodes for Vec<ConnOf<T>> {
     fn node(&self, id: u32) -> &TimerNode {
         &self[id as usize].timer
     }
@@ -239,8 +236,8 @@ pub const EVICT_SCAN: usize = 256;
 /// Free-list end marker.
 const NONE: u32 = u32::MAX;
 
-pub struct ConnTable {
-    slab: Vec<Conn>,
+pub struct Table<T> {
+    slab: Vec<ConnOf<T>>,
     /// Free slots, linked through their `user` field; LIFO so a reused slot is likely cached.
     free_head: u32,
     len: u32,
@@ -262,19 +259,19 @@ pub struct ConnTable {
     indexed: u64,
 }
 
-impl ConnTable {
+impl<T: ConnKey> Table<T> {
     /// A table for `capacity` connections with a fresh random hash key, its clock starting at 0.
     ///
     /// # Panics
     /// If `capacity > MAX_CAPACITY` (the config validation bounds it first).
-    pub fn new(capacity: u32, timeouts: Timeouts) -> ConnTable {
+    pub fn new(capacity: u32, timeouts: Timeouts) -> Table<T> {
         Self::with_key(capacity, timeouts, HashKey::random(), Ticks(0))
     }
 
     /// As `new`, with a given key and start time (tests, benchmarks, a clock not starting at 0).
-    pub fn with_key(capacity: u32, timeouts: Timeouts, key: HashKey, now: Ticks) -> ConnTable {
+    pub fn with_key(capacity: u32, timeouts: Timeouts, key: HashKey, now: Ticks) -> Table<T> {
         assert!(capacity <= MAX_CAPACITY, "capacity above {MAX_CAPACITY}");
-        let mut slab = crate::bigmem::filled(capacity as usize, Conn::FREE);
+        let mut slab = crate::bigmem::filled(capacity as usize, ConnOf::FREE);
         for (i, c) in slab.iter_mut().enumerate() {
             c.user = if i + 1 < capacity as usize {
                 i as u32 + 1
@@ -282,7 +279,7 @@ impl ConnTable {
                 NONE
             };
         }
-        ConnTable {
+        Table {
             slab,
             free_head: if capacity > 0 { 0 } else { NONE },
             len: 0,
@@ -309,7 +306,7 @@ impl ConnTable {
     /// Removes the oldest half-open entry to make room (Linux conntrack's early drop), taking at
     /// most [`EVICT_SCAN`] ids from the half-open queue, and returns it for the caller to release
     /// its resources. An entry that ever reached ESTABLISHED is never taken.
-    pub fn evict_embryonic(&mut self) -> Option<Conn> {
+    pub fn evict_embryonic(&mut self) -> Option<ConnOf<T>> {
         if self.half_open == 0 {
             return None;
         }
@@ -377,19 +374,19 @@ impl ConnTable {
 
     /// Bytes held: entries, index and wheel.
     pub fn memory_bytes(&self) -> usize {
-        self.slab.len() * core::mem::size_of::<Conn>()
+        self.slab.len() * core::mem::size_of::<ConnOf<T>>()
             + self.half_open_queue.len() * core::mem::size_of::<u32>()
             + self.index.memory_bytes()
             + self.wheel.memory_bytes()
     }
 
     #[inline]
-    fn h32(&self, t: &Tuple) -> u32 {
-        (self.key.hash(t) >> 32) as u32
+    fn h32(&self, t: &T) -> u32 {
+        (t.hash(&self.key) >> 32) as u32
     }
 
     #[inline]
-    fn probe(&self, h32: u32, t: &Tuple) -> Option<(ConnId, Dir)> {
+    fn probe(&self, h32: u32, t: &T) -> Option<(ConnId, Dir)> {
         let slab = &self.slab;
         self.index
             .find(h32, |v| slab[(v >> 1) as usize].tuple(dir_of(v)) == *t)
@@ -405,7 +402,7 @@ impl ConnTable {
 
     /// The connection a packet with tuple `t` belongs to, and which side sent it.
     #[inline]
-    pub fn lookup(&self, t: &Tuple) -> Option<(ConnId, Dir)> {
+    pub fn lookup(&self, t: &T) -> Option<(ConnId, Dir)> {
         self.probe(self.h32(t), t)
     }
 
@@ -414,7 +411,7 @@ impl ConnTable {
     /// finish each probe. The early loads are independent, so their cache misses overlap instead
     /// of queueing (VPP's pipelined lookups; stable Rust has no safe prefetch instruction, plain
     /// loads do the same job within the CPU's out-of-order window).
-    pub fn lookup_batch(&self, tuples: &[Tuple], out: &mut [Option<(ConnId, Dir)>]) {
+    pub fn lookup_batch(&self, tuples: &[T], out: &mut [Option<(ConnId, Dir)>]) {
         for (ts, os) in tuples.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
             let n = ts.len().min(os.len());
             let mut h = [0u32; BATCH];
@@ -428,7 +425,7 @@ impl ConnTable {
             let mut warm = [0u32; BATCH];
             for i in 0..n {
                 if let Some(v) = self.index.find(h[i], |_| true) {
-                    warm[i] = self.slab[(v >> 1) as usize].client.src;
+                    warm[i] = self.slab[(v >> 1) as usize].client.warm();
                 }
             }
             core::hint::black_box(&warm);
@@ -444,7 +441,7 @@ impl ConnTable {
     /// burst overlap instead of stalling one after another.
     pub fn lookup_batch_prefetch(
         &self,
-        tuples: &[Tuple],
+        tuples: &[T],
         out: &mut [Option<(ConnId, Dir)>],
         prefetch: impl Fn(*const u8),
     ) {
@@ -458,7 +455,7 @@ impl ConnTable {
             for &hi in &h[..n] {
                 if let Some(v) = self.index.find(hi, |_| true) {
                     if let Some(c) = self.slab.get((v >> 1) as usize) {
-                        prefetch(c as *const Conn as *const u8);
+                        prefetch(c as *const ConnOf<T> as *const u8);
                     }
                 }
             }
@@ -473,8 +470,8 @@ impl ConnTable {
     /// INPUT-ONLY TCP rows. Refuses a tuple already present (in either role) and counts it.
     pub fn insert(
         &mut self,
-        client: Tuple,
-        reply: Option<Tuple>,
+        client: T,
+        reply: Option<T>,
         svc: u16,
         rs: u16,
         mode: u8,
@@ -489,8 +486,8 @@ impl ConnTable {
     /// table. Debug builds still check.
     pub fn insert_known_absent(
         &mut self,
-        client: Tuple,
-        reply: Option<Tuple>,
+        client: T,
+        reply: Option<T>,
         svc: u16,
         rs: u16,
         mode: u8,
@@ -503,8 +500,8 @@ impl ConnTable {
     #[inline]
     fn insert_inner(
         &mut self,
-        client: Tuple,
-        reply: Option<Tuple>,
+        client: T,
+        reply: Option<T>,
         svc: u16,
         rs: u16,
         mode: u8,
@@ -528,7 +525,7 @@ impl ConnTable {
             self.counters.table_full += 1;
             return Err(InsertError::TableFull);
         }
-        let state = if client.proto == PROTO_TCP {
+        let state = if client.proto() == PROTO_TCP {
             State::None
         } else {
             State::Udp
@@ -541,9 +538,9 @@ impl ConnTable {
         } else {
             flags |= ConnFlags::INPUT_ONLY.0;
         }
-        *slot = Conn {
+        *slot = ConnOf {
             client,
-            reply: reply.unwrap_or_default(),
+            reply: reply.unwrap_or(T::EMPTY),
             timer: TimerNode::UNLINKED,
             svc,
             rs,
@@ -576,8 +573,8 @@ impl ConnTable {
     #[allow(clippy::too_many_arguments)]
     pub fn restore(
         &mut self,
-        client: Tuple,
-        reply: Option<Tuple>,
+        client: T,
+        reply: Option<T>,
         svc: u16,
         rs: u16,
         mode: u8,
@@ -599,7 +596,7 @@ impl ConnTable {
         };
         let handshake = matches!(state, State::None | State::SynSent | State::SynRecv);
         c.state = state as u8;
-        if c.client.proto == PROTO_TCP && !handshake && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
+        if c.client.proto() == PROTO_TCP && !handshake && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
         {
             c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
             self.half_open -= 1;
@@ -610,12 +607,12 @@ impl ConnTable {
 
     /// The live entry `id`, if any.
     #[inline]
-    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+    pub fn get(&self, id: ConnId) -> Option<&ConnOf<T>> {
         self.slab.get(id.0 as usize).filter(|c| c.is_live())
     }
 
     #[inline]
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut ConnOf<T>> {
         self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())
     }
 
@@ -630,7 +627,7 @@ impl ConnTable {
             };
         };
         let old = c.state();
-        let new = if c.client.proto == PROTO_TCP {
+        let new = if c.client.proto() == PROTO_TCP {
             // IPVS: a reply packet clears NOOUTPUT for good; until then client packets use the
             // INPUT-ONLY rows.
             let rows = match dir {
@@ -648,7 +645,7 @@ impl ConnTable {
         c.state = new as u8;
         if new == State::Established && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
             c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
-            self.half_open -= u32::from(c.client.proto == PROTO_TCP);
+            self.half_open -= u32::from(c.client.proto() == PROTO_TCP);
         }
         let deadline = now.after_ms(self.timeout_ms[new as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
@@ -678,7 +675,7 @@ impl ConnTable {
     /// state's timeout: the entry keeps its reply tuple (so nothing else takes it) but no longer
     /// answers to its client's tuple, which a new connection may then use. Refused (`Duplicate`)
     /// if `client` is taken; `TableFull` stands for a dead `id`.
-    pub fn park(&mut self, id: ConnId, client: Tuple, now: Ticks) -> Result<(), InsertError> {
+    pub fn park(&mut self, id: ConnId, client: T, now: Ticks) -> Result<(), InsertError> {
         let Some(old) = self.get(id).map(|c| c.client) else {
             return Err(InsertError::TableFull);
         };
@@ -701,7 +698,7 @@ impl ConnTable {
     }
 
     /// Removes a live entry and returns it; `None` if `id` is not live.
-    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+    pub fn remove(&mut self, id: ConnId) -> Option<ConnOf<T>> {
         let c = *self.get(id)?;
         self.wheel.cancel(&mut self.slab, id.0);
         self.release(id.0);
@@ -712,13 +709,13 @@ impl ConnTable {
     /// Expires connections whose deadline is `<= now`, examining at most `budget` timers; the
     /// rest wait for the next call (plus at most one O(1) splice per wheel bucket). `f` sees each
     /// entry before it is freed (the datapath resets expired ESTABLISHED TCP connections, frees
-    /// the local port and moves the real server's active/inactive count by `Conn::is_active`).
+    /// the local port and moves the real server's active/inactive count by `ConnOf<T>::is_active`).
     /// Returns how many expired.
     pub fn expire(
         &mut self,
         now: Ticks,
         budget: usize,
-        mut f: impl FnMut(ConnId, &Conn, ExpireReason),
+        mut f: impl FnMut(ConnId, &ConnOf<T>, ExpireReason),
     ) -> usize {
         self.wheel.advance(&mut self.slab, now);
         let mut left = budget;
@@ -738,12 +735,12 @@ impl ConnTable {
     }
 
     /// Live entries, in slot order (for dumps; O(capacity)).
-    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &ConnOf<T>)> + '_ {
         self.iter_range(0, u32::MAX)
     }
 
     /// Live entries in slots `start..end` (a listing goes through the table a range at a time).
-    pub fn iter_range(&self, start: u32, end: u32) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+    pub fn iter_range(&self, start: u32, end: u32) -> impl Iterator<Item = (ConnId, &ConnOf<T>)> + '_ {
         let end = (end as usize).min(self.slab.len());
         let start = (start as usize).min(end);
         self.slab[start..end]

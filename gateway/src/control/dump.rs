@@ -13,14 +13,14 @@ fn conn_info(worker: u16, c: &Conn, services: &ServiceTable, now_ms: u64) -> Con
     let reply = c.reply();
     // With a reply tuple the real server is its source; the local address is its destination when
     // that is not the client itself (FullNAT rewrites the source, NAT does not).
-    let dest = reply.map(|r| (r.src_ip(), r.sport)).or_else(|| {
+    let dest = reply.map(|r| (r.src_ip().into(), r.sport)).or_else(|| {
         let vs = services.services.get(c.svc as usize)?;
         let k = vs.svc.key(c.rs as usize)?;
         Some((k.addr, k.port))
     });
     let local = reply
-        .map(|r| (r.dst_ip(), r.dport))
-        .filter(|l| *l != (client.src_ip(), client.sport));
+        .map(|r| (r.dst_ip().into(), r.dport))
+        .filter(|l| *l != (client.src_ip().into(), client.sport));
     ConnInfo {
         worker,
         proto: if c.proto() == crate::conn::PROTO_TCP {
@@ -29,8 +29,8 @@ fn conn_info(worker: u16, c: &Conn, services: &ServiceTable, now_ms: u64) -> Con
             "UDP"
         }
         .into(),
-        client: (client.src_ip(), client.sport),
-        vip: (client.dst_ip(), client.dport),
+        client: (client.src_ip().into(), client.sport),
+        vip: (client.dst_ip().into(), client.dport),
         local,
         dest,
         state: c.state().name().into(),
@@ -105,7 +105,7 @@ pub fn worker_dump<B>(
 
 /// Whether a connection passes every filter given.
 pub fn conn_matches(c: &ConnInfo, f: &ConnFilter) -> bool {
-    let opt = |want: Option<std::net::Ipv4Addr>, have: Option<std::net::Ipv4Addr>| {
+    let opt = |want: Option<std::net::IpAddr>, have: Option<std::net::IpAddr>| {
         want.is_none() || want == have
     };
     let optp = |want: Option<u16>, have: Option<u16>| want.is_none() || want == have;

@@ -11,7 +11,7 @@ use super::proto::{Change, RealOpts, SvcKey, SvcOpts};
 use super::view::{ConnInfo, ListView, RealView, SvcView, TimeoutsView};
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The version line's numbers: the IPVS version ipvsadm users know.
 pub const IPVS_VERSION: &str = "1.2.1";
@@ -165,7 +165,7 @@ struct Opts {
     flags: Vec<String>,
     persist: Option<u32>,
     netmask: Option<Ipv4Addr>,
-    real: Option<(Ipv4Addr, Option<u16>)>,
+    real: Option<(IpAddr, Option<u16>)>,
     mode: Option<&'static str>,
     weight: Option<u32>,
     upper: Option<u32>,
@@ -421,13 +421,33 @@ fn apply_opt(o: &mut Opts, c: char, val: Option<String>, names: &Names) -> Resul
     Ok(())
 }
 
-/// `addr[:port]` with names from /etc/hosts and /etc/services.
-fn parse_addr_port(s: &str, proto: &str, names: &Names) -> Option<(Ipv4Addr, Option<u16>)> {
+/// `addr[:port]` with names from /etc/hosts and /etc/services; an IPv6 address in brackets,
+/// `[2001:db8::1]:80` or `[2001:db8::1]`, as ipvsadm's `parse_service` takes it.
+fn parse_addr_port(s: &str, proto: &str, names: &Names) -> Option<(IpAddr, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (a, after) = rest.split_once(']')?;
+        let p = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        let addr = IpAddr::V6(a.parse().ok()?);
+        let port = match p {
+            None => None,
+            Some(p) => Some(p.parse().ok().or_else(|| names.service_port(p, proto))?),
+        };
+        return Some((addr, port));
+    }
     let (a, p) = match s.rsplit_once(':') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
     };
-    let addr = a.parse().ok().or_else(|| names.host_addr(a))?;
+    // An IPv4 address or a name: a bare IPv6 address (colons, no brackets) is refused, as
+    // ipvsadm refuses it.
+    let addr = a
+        .parse::<Ipv4Addr>()
+        .ok()
+        .map(IpAddr::V4)
+        .or_else(|| names.host_addr(a))?;
     let port = match p {
         None => None,
         Some(p) => Some(p.parse().ok().or_else(|| names.service_port(p, proto))?),
@@ -551,8 +571,8 @@ pub fn parse_restore(input: &str, names: &Names) -> Result<Vec<(usize, Change)>,
 pub struct Names {
     services: HashMap<(u16, String), String>,
     ports: HashMap<(String, String), u16>,
-    hosts: HashMap<Ipv4Addr, String>,
-    addrs: HashMap<String, Ipv4Addr>,
+    hosts: HashMap<IpAddr, String>,
+    addrs: HashMap<String, IpAddr>,
 }
 
 impl Names {
@@ -585,7 +605,7 @@ impl Names {
         }
         for l in hosts.lines().map(|l| l.split('#').next().unwrap_or("")) {
             let mut w = l.split_whitespace();
-            let Some(Ok(ip)) = w.next().map(str::parse::<Ipv4Addr>) else {
+            let Some(Ok(ip)) = w.next().map(str::parse::<IpAddr>) else {
                 continue;
             };
             let mut first = true;
@@ -606,14 +626,15 @@ impl Names {
             .copied()
     }
 
-    fn host_addr(&self, name: &str) -> Option<Ipv4Addr> {
+    fn host_addr(&self, name: &str) -> Option<IpAddr> {
         self.addrs.get(name).copied()
     }
 
     /// `addrport_to_anyname`: numeric with `-n`, else names where the files have them.
-    pub fn addrport(&self, ip: Ipv4Addr, port: u16, proto: &str, numeric: bool) -> String {
+    /// An IPv6 address is bracketed, `[2001:db8::1]:80`, as ipvsadm prints it.
+    pub fn addrport(&self, ip: IpAddr, port: u16, proto: &str, numeric: bool) -> String {
         if numeric {
-            return format!("{ip}:{port}");
+            return std::net::SocketAddr::new(ip, port).to_string();
         }
         let h = self
             .hosts
@@ -625,7 +646,10 @@ impl Names {
             .get(&(port, proto.to_ascii_lowercase()))
             .cloned()
             .unwrap_or_else(|| port.to_string());
-        format!("{h}:{p}")
+        match ip {
+            IpAddr::V6(_) if !self.hosts.contains_key(&ip) => format!("[{h}]:{p}"),
+            _ => format!("{h}:{p}"),
+        }
     }
 }
 
@@ -1106,7 +1130,7 @@ mod tests {
     fn key(port: u16) -> SvcKey {
         SvcKey {
             proto: "tcp".into(),
-            vip: Ipv4Addr::new(192, 16, 1, 16),
+            vip: Ipv4Addr::new(192, 16, 1, 16).into(),
             port,
         }
     }
@@ -1133,7 +1157,7 @@ mod tests {
             Cmd::Apply(Change::AddReal {
                 svc: key(80),
                 real: RealOpts {
-                    addr: Ipv4Addr::new(192, 16, 1, 11),
+                    addr: Ipv4Addr::new(192, 16, 1, 11).into(),
                     port: None,
                     weight: 1,
                     mode: "dr".into(),
@@ -1146,7 +1170,7 @@ mod tests {
             p("-d -t 192.16.1.16:80 -r 192.16.0.11").unwrap(),
             Cmd::Apply(Change::DelReal {
                 svc: key(80),
-                addr: Ipv4Addr::new(192, 16, 0, 11),
+                addr: Ipv4Addr::new(192, 16, 0, 11).into(),
                 port: None
             })
         );
@@ -1216,7 +1240,7 @@ mod tests {
             p("-P -t 10.0.0.1:80 -z 10.20.0.200 -F server").unwrap(),
             Cmd::Apply(Change::AddLaddr {
                 svc: SvcKey {
-                    vip: Ipv4Addr::new(10, 0, 0, 1),
+                    vip: Ipv4Addr::new(10, 0, 0, 1).into(),
                     ..key(80)
                 },
                 addr: Ipv4Addr::new(10, 20, 0, 200)
@@ -1310,7 +1334,7 @@ mod tests {
 
     fn view() -> ListView {
         let real = |last: u8, mode: &str, w: u32, a: u32, i: u32| RealView {
-            addr: Ipv4Addr::new(10, 20, 0, last),
+            addr: Ipv4Addr::new(10, 20, 0, last).into(),
             port: 80,
             weight: w,
             mode: mode.into(),
@@ -1324,7 +1348,7 @@ mod tests {
             services: vec![
                 SvcView {
                     proto: "tcp".into(),
-                    vip: Ipv4Addr::new(10, 10, 0, 100),
+                    vip: Ipv4Addr::new(10, 10, 0, 100).into(),
                     port: 80,
                     scheduler: "wrr".into(),
                     lips: vec![Ipv4Addr::new(10, 20, 0, 200)],
@@ -1347,7 +1371,7 @@ mod tests {
                 },
                 SvcView {
                     proto: "udp".into(),
-                    vip: Ipv4Addr::new(10, 10, 0, 53),
+                    vip: Ipv4Addr::new(10, 10, 0, 53).into(),
                     port: 53,
                     scheduler: "sh".into(),
                     flags: vec!["sh-port".into()],
@@ -1465,7 +1489,7 @@ mod tests {
             numeric: true,
             svc: Some(SvcKey {
                 proto: "udp".into(),
-                vip: Ipv4Addr::new(10, 10, 0, 53),
+                vip: Ipv4Addr::new(10, 10, 0, 53).into(),
                 port: 53,
             }),
             ..Default::default()
@@ -1521,10 +1545,10 @@ mod tests {
         let c = ConnInfo {
             worker: 0,
             proto: "TCP".into(),
-            client: (Ipv4Addr::new(10, 10, 0, 2), 40000),
-            vip: (Ipv4Addr::new(10, 10, 0, 100), 80),
-            local: Some((Ipv4Addr::new(10, 20, 0, 200), 5000)),
-            dest: Some((Ipv4Addr::new(10, 20, 0, 11), 80)),
+            client: (Ipv4Addr::new(10, 10, 0, 2).into(), 40000),
+            vip: (Ipv4Addr::new(10, 10, 0, 100).into(), 80),
+            local: Some((Ipv4Addr::new(10, 20, 0, 200).into(), 5000)),
+            dest: Some((Ipv4Addr::new(10, 20, 0, 11).into(), 80)),
             state: "ESTABLISHED".into(),
             expire_ms: 899_500,
         };
@@ -1614,7 +1638,7 @@ mod tests {
                 0u32..=3,
             )
                 .prop_map(|(a, p, w, m, u, l)| RealView {
-                    addr: Ipv4Addr::new(10, 20, 0, a),
+                    addr: Ipv4Addr::new(10, 20, 0, a).into(),
                     port: 8000 + p,
                     weight: w,
                     mode: ["fullnat", "nat", "dr", "tun"][m].into(),
@@ -1655,7 +1679,7 @@ mod tests {
                     reals.retain(|r| seen.insert((r.addr, r.port)));
                     SvcView {
                         proto: if udp { "udp" } else { "tcp" }.into(),
-                        vip: Ipv4Addr::new(10, 10, 0, v),
+                        vip: Ipv4Addr::new(10, 10, 0, v).into(),
                         port,
                         scheduler: sched.name().into(),
                         flags,

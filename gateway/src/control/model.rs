@@ -10,7 +10,7 @@ use super::proto::{Change, RealOpts, SvcKey, SvcOpts};
 use crate::config::{RealEntry, ServiceEntry};
 use crate::forward::ServiceTable;
 use crate::service::{Persistence, Proto, SchedKind};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// `[[service]]` entries in table order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,9 +84,9 @@ impl Model {
     }
 
     fn find(&self, k: &SvcKey) -> Option<usize> {
-        let vip = k.vip.to_string();
+        let vip = k.vip;
         self.services.iter().position(|s| {
-            s.vip == vip && s.port == k.port && s.protocol.eq_ignore_ascii_case(&k.proto)
+            s.vip.parse() == Ok(vip) && s.port == k.port && s.protocol.eq_ignore_ascii_case(&k.proto)
         })
     }
 
@@ -194,7 +194,7 @@ impl Model {
                     None => s.check = check.as_deref().cloned(),
                     Some((addr, port)) => {
                         let port = port.unwrap_or(s.port);
-                        let i = find_real(s, *addr, port)
+                        let i = find_real(s, (*addr).into(), port)
                             .ok_or_else(|| format!("No such destination: {addr}:{port}"))?;
                         s.reals[i].check = check.as_deref().cloned();
                     }
@@ -257,11 +257,11 @@ fn check_key(k: &SvcKey) -> Result<(), String> {
     Ok(())
 }
 
-fn find_real(s: &ServiceEntry, addr: Ipv4Addr, port: u16) -> Option<usize> {
-    let a = addr.to_string();
+/// Addresses compare parsed (`2001:db8::1` is `2001:DB8:0::1`).
+fn find_real(s: &ServiceEntry, addr: IpAddr, port: u16) -> Option<usize> {
     s.reals
         .iter()
-        .position(|r| r.address == a && r.port.unwrap_or(s.port) == port)
+        .position(|r| r.address.parse() == Ok(addr) && r.port.unwrap_or(s.port) == port)
 }
 
 /// `-A`/`-E` semantics: every option is given again; an absent one takes its default (ipvsadm
@@ -309,14 +309,14 @@ mod tests {
     fn key(port: u16) -> SvcKey {
         SvcKey {
             proto: "tcp".into(),
-            vip: Ipv4Addr::new(10, 10, 0, 100),
+            vip: Ipv4Addr::new(10, 10, 0, 100).into(),
             port,
         }
     }
 
     fn real(last: u8, mode: &str) -> RealOpts {
         RealOpts {
-            addr: Ipv4Addr::new(10, 20, 0, last),
+            addr: Ipv4Addr::new(10, 20, 0, last).into(),
             port: None,
             weight: 1,
             mode: mode.into(),
@@ -376,7 +376,7 @@ mod tests {
         let e = m
             .apply(&Change::DelReal {
                 svc: key(80),
-                addr: Ipv4Addr::new(10, 20, 0, 12),
+                addr: Ipv4Addr::new(10, 20, 0, 12).into(),
                 port: None,
             })
             .unwrap_err();

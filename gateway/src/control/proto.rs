@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -25,7 +25,7 @@ pub const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 pub struct SvcKey {
     /// `tcp` or `udp`.
     pub proto: String,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
 }
 
@@ -33,10 +33,9 @@ impl std::fmt::Display for SvcKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {}:{}",
+            "{} {}",
             self.proto.to_ascii_uppercase(),
-            self.vip,
-            self.port
+            std::net::SocketAddr::new(self.vip, self.port)
         )
     }
 }
@@ -55,7 +54,7 @@ pub struct SvcOpts {
 /// A real server as `-a`/`-e` give it (`-r`, `-w`, `-x`, `-y`, `-g|-m|-i|-b`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealOpts {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// Absent: the service's port.
     pub port: Option<u16>,
     pub weight: u32,
@@ -94,7 +93,7 @@ pub enum Change {
     },
     DelReal {
         svc: SvcKey,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: Option<u16>,
     },
     AddLaddr {
@@ -138,11 +137,11 @@ pub enum Change {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnFilter {
     pub proto: Option<String>,
-    pub client: Option<Ipv4Addr>,
+    pub client: Option<IpAddr>,
     pub client_port: Option<u16>,
-    pub vip: Option<Ipv4Addr>,
+    pub vip: Option<IpAddr>,
     pub vport: Option<u16>,
-    pub rs: Option<Ipv4Addr>,
+    pub rs: Option<IpAddr>,
     pub rs_port: Option<u16>,
     /// As `ipvsadm -Lc` names it (`ESTABLISHED`, `SYN_RECV`, ...), any case.
     pub state: Option<String>,
@@ -399,7 +398,7 @@ mod tests {
                     Change::AddService {
                         svc: SvcKey {
                             proto: "tcp".into(),
-                            vip: Ipv4Addr::new(10, 0, 0, 1),
+                            vip: Ipv4Addr::new(10, 0, 0, 1).into(),
                             port: 80,
                         },
                         opts: SvcOpts {

@@ -581,7 +581,10 @@ impl Server<'_> {
                         RealView {
                             stats,
                             rate,
-                            addr: r.address.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                            addr: r
+                                .address
+                                .parse()
+                                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
                             port: r.port.unwrap_or(e.port),
                             weight: r.weight,
                             mode: r.mode.clone(),
@@ -1387,6 +1390,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
             .chain(s.neigh.named().iter())
             .chain(s.punt.named().iter())
             .chain(s.frag.named().iter())
+            .chain(s.inet6.named().iter())
             .chain(s.synproxy.named().iter())
             .chain(s.sync.named().iter())
             .map(|(k, v)| (k.to_string(), *v))
@@ -1410,10 +1414,10 @@ mod tests {
         let c = ConnInfo {
             worker: 1,
             proto: "TCP".into(),
-            client: (Ipv4Addr::new(10, 10, 0, 2), 40000),
-            vip: (Ipv4Addr::new(10, 10, 0, 100), 80),
-            local: Some((Ipv4Addr::new(10, 20, 0, 200), 5000)),
-            dest: Some((Ipv4Addr::new(10, 20, 0, 11), 80)),
+            client: (Ipv4Addr::new(10, 10, 0, 2).into(), 40000),
+            vip: (Ipv4Addr::new(10, 10, 0, 100).into(), 80),
+            local: Some((Ipv4Addr::new(10, 20, 0, 200).into(), 5000)),
+            dest: Some((Ipv4Addr::new(10, 20, 0, 11).into(), 80)),
             state: "ESTABLISHED".into(),
             expire_ms: 1000,
         };
@@ -1421,14 +1425,14 @@ mod tests {
         let f = ConnFilter {
             proto: Some("tcp".into()),
             state: Some("established".into()),
-            rs: Some(Ipv4Addr::new(10, 20, 0, 11)),
+            rs: Some(Ipv4Addr::new(10, 20, 0, 11).into()),
             ..Default::default()
         };
         assert!(conn_matches(&c, &f));
         assert!(!conn_matches(
             &c,
             &ConnFilter {
-                rs: Some(Ipv4Addr::new(10, 20, 0, 12)),
+                rs: Some(Ipv4Addr::new(10, 20, 0, 12).into()),
                 ..Default::default()
             }
         ));

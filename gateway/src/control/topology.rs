@@ -28,6 +28,8 @@ pub struct TopoInputs {
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
     /// VIPs of services with `owner = "kernel"`.
     pub kernel_owned: HashSet<Ipv4Addr>,
+    /// The config's IPv6 routes (`inet6`: the config's only, not mirrored from the kernel).
+    pub routes6: Vec<(crate::net::Ipv6Cidr, Option<std::net::Ipv6Addr>, usize)>,
 }
 
 /// Where an address or a route of the running topology comes from.
@@ -122,9 +124,13 @@ pub fn build(
         }
     }
     let mut topo = Topology::new(ports, &routes);
+    topo.routes6 = crate::inet6::Routes6::new(&topo.ports, &inputs.routes6);
     let held = |a: &Ipv4Addr| kernel.is_some_and(|k| k.holds(*a));
     for vs in &services.services {
-        let vip = vs.svc.config().vip;
+        // IPv6 VIPs are answered by `inet6` from the service table itself.
+        let std::net::IpAddr::V4(vip) = vs.svc.config().vip else {
+            continue;
+        };
         if !inputs.kernel_owned.contains(&vip) || held(&vip) {
             topo.local.insert(vip);
             topo.local.extend(vs.lips.iter().copied());
@@ -157,6 +163,7 @@ mod tests {
             name: name.into(),
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
             addrs: vec![cidr(a)],
+            addrs6: Vec::new(),
             twin,
         };
         TopoInputs {
@@ -170,6 +177,7 @@ mod tests {
             } else {
                 HashSet::new()
             },
+            routes6: Vec::new(),
         }
     }
 

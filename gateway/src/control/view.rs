@@ -4,7 +4,7 @@
 pub use super::topology::Origin;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Traffic counters of a service or real server (`ipvsadm --stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +28,7 @@ pub struct Rates {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealView {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     pub weight: u32,
     /// `fullnat`, `nat`, `dr`, `tun`.
@@ -47,7 +47,7 @@ pub struct RealView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SvcView {
     pub proto: String,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     pub scheduler: String,
     pub flags: Vec<String>,
@@ -129,7 +129,7 @@ impl std::fmt::Display for LimitView {
 impl Default for RealView {
     fn default() -> Self {
         RealView {
-            addr: Ipv4Addr::UNSPECIFIED,
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
             weight: 0,
             mode: String::new(),
@@ -148,7 +148,7 @@ impl Default for SvcView {
     fn default() -> Self {
         SvcView {
             proto: String::new(),
-            vip: Ipv4Addr::UNSPECIFIED,
+            vip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
             scheduler: String::new(),
             flags: Vec::new(),
@@ -211,12 +211,12 @@ pub struct ConnInfo {
     pub worker: u16,
     /// `TCP` or `UDP`.
     pub proto: String,
-    pub client: (Ipv4Addr, u16),
-    pub vip: (Ipv4Addr, u16),
+    pub client: (IpAddr, u16),
+    pub vip: (IpAddr, u16),
     /// The (LIP, lport) of a FullNAT connection.
-    pub local: Option<(Ipv4Addr, u16)>,
+    pub local: Option<(IpAddr, u16)>,
     /// The real server, if still known.
-    pub dest: Option<(Ipv4Addr, u16)>,
+    pub dest: Option<(IpAddr, u16)>,
     pub state: String,
     /// Milliseconds until the connection expires unless a packet comes.
     pub expire_ms: u64,

@@ -35,6 +35,8 @@ pub struct PortCtx {
     pub name: String,
     pub mac: MacAddr,
     pub addrs: Vec<Ipv4Cidr>,
+    /// IPv6 addresses (`inet6`), besides the link-local one every port has.
+    pub addrs6: Vec<crate::net::Ipv6Cidr>,
     /// The port has a kernel twin: what the datapath does not consume goes up to it (`punt`).
     pub twin: bool,
 }
@@ -51,6 +53,8 @@ pub struct Topology {
     pub iface: HashSet<Ipv4Addr>,
     /// Directed broadcast addresses of the port subnets (punted as broadcast).
     pub bcast: HashSet<Ipv4Addr>,
+    /// IPv6 routes (`inet6::route`).
+    pub routes6: crate::inet6::Routes6,
 }
 
 impl Topology {
@@ -81,6 +85,34 @@ impl Topology {
             );
         }
         t
+    }
+
+    /// Whether `a` is one of the ports' IPv6 addresses, or a port's link-local address.
+    pub fn owns6(&self, a: std::net::Ipv6Addr) -> bool {
+        self.ports.iter().any(|p| {
+            p.addrs6.iter().any(|c| c.addr == a) || crate::inet6::link_local(p.mac) == a
+        })
+    }
+
+    /// Whether `a` is `port`'s IPv6 address or its link-local one (answered in neighbour
+    /// discovery on that port).
+    pub fn owns6_on(&self, port: u16, a: std::net::Ipv6Addr) -> bool {
+        self.ports.get(port as usize).is_some_and(|p| {
+            p.addrs6.iter().any(|c| c.addr == a) || crate::inet6::link_local(p.mac) == a
+        })
+    }
+
+    /// The source of packets we originate on `port` toward IPv6 `dst`: the port's address on
+    /// dst's prefix, else its first one, else its link-local one.
+    pub fn source6_for(&self, port: u16, dst: std::net::Ipv6Addr) -> Option<std::net::Ipv6Addr> {
+        let p = self.ports.get(port as usize)?;
+        Some(
+            p.addrs6
+                .iter()
+                .find(|c| c.contains(dst))
+                .or(p.addrs6.first())
+                .map_or_else(|| crate::inet6::link_local(p.mac), |c| c.addr),
+        )
     }
 
     /// The address to use as source for packets we originate on `port` toward `dst`: the port address
@@ -131,6 +163,12 @@ impl<B> std::fmt::Debug for Verdict<B> {
 pub enum Event {
     Learned {
         ip: Ipv4Addr,
+        mac: MacAddr,
+        port: u16,
+    },
+    /// An IPv6 neighbour advertised itself (`inet6::nd`).
+    Learned6 {
+        ip: std::net::Ipv6Addr,
         mac: MacAddr,
         port: u16,
     },
@@ -468,14 +506,7 @@ impl<B: PacketBuf> L3<B> {
                 }
                 Verdict::Held
             }
-            Resolve::Dropped(p, why) => {
-                let why = match why {
-                    NeighDrop::PendingFull => Drop::NeighPendingFull,
-                    NeighDrop::TableFull => Drop::NeighTableFull,
-                    NeighDrop::HeldFull => Drop::NeighHeldFull,
-                };
-                Verdict::Drop(why.into(), p)
-            }
+            Resolve::Dropped(p, why) => Verdict::Drop(neigh_drop(why).into(), p),
         }
     }
 
@@ -597,11 +628,28 @@ impl<B: PacketBuf> L3<B> {
         }
     }
 
+    /// Queues an event for the other workers (dropped when the queue is full: a neighbour is
+    /// learned again from its next answer).
+    pub fn announce(&mut self, e: Event) {
+        if self.events.len() < self.events.capacity() {
+            self.events.push(e);
+        }
+    }
+
     /// Hands out events for other workers.
     pub fn take_events(&mut self, mut f: impl FnMut(Event)) {
         for e in self.events.drain(..) {
             f(e);
         }
+    }
+}
+
+/// The drop reason of a packet the neighbour table would not hold.
+pub fn neigh_drop(why: NeighDrop) -> Drop {
+    match why {
+        NeighDrop::PendingFull => Drop::NeighPendingFull,
+        NeighDrop::TableFull => Drop::NeighTableFull,
+        NeighDrop::HeldFull => Drop::NeighHeldFull,
     }
 }
 
@@ -614,13 +662,21 @@ pub struct Ipv4In {
     pub ip: wire::IpInfo,
 }
 
-/// L2 and L3 checks shared by every path. Returns the parsed IPv4 packet, or the final verdict (ARP
-/// handled, malformed dropped, ...).
+/// What `ingress` leaves to do with a frame that is not an IPv4 packet for the forwarding stage.
+pub enum NotIpv4<B> {
+    /// Finished: ARP handled, malformed dropped, punted, ...
+    Done(Verdict<B>),
+    /// An IPv6 frame for `inet6` (its destination MAC checked).
+    Ipv6(B),
+}
+
+/// L2 and L3 checks shared by every path. Returns the parsed IPv4 packet, an IPv6 frame, or the
+/// final verdict (ARP handled, malformed dropped, ...).
 pub fn ingress<B: PacketBuf>(
     l3: &mut L3<B>,
     pkt: B,
     meta: &RxMeta,
-) -> Result<(B, Ipv4In), Verdict<B>> {
+) -> Result<(B, Ipv4In), NotIpv4<B>> {
     // A frame handed over by another worker was counted and verified there (once per frame).
     if !meta.from_peer {
         l3.stats.rx_packets += 1;
@@ -629,29 +685,41 @@ pub fn ingress<B: PacketBuf>(
     let check_ip_csum = !meta.from_peer && meta.ip_csum != CsumStatus::Good;
     let parsed = match wire::parse_l3l4_with(pkt.data(), check_ip_csum) {
         Ok(p) => p,
-        Err(r) => return Err(Verdict::Drop(r.into(), pkt)),
+        Err(r) => return Err(NotIpv4::Done(Verdict::Drop(r.into(), pkt))),
     };
     if !meta.from_peer {
         let dst = EthernetFrame::new_unchecked(pkt.data()).dst();
         let port_mac = match l3.topo.ports.get(meta.port as usize) {
             Some(p) => p.mac,
-            None => return Err(Verdict::Drop(Drop::L2NotForUs.into(), pkt)),
+            None => return Err(NotIpv4::Done(Verdict::Drop(Drop::L2NotForUs.into(), pkt))),
         };
-        // Multicast (VRRP, OSPF, IPv6 neighbour discovery) is for the twin, if there is one.
-        if dst != port_mac && !dst.is_broadcast() && !(dst.is_multicast() && l3.has_twin(meta.port))
+        // Multicast (VRRP, OSPF) is for the twin, if there is one; IPv6 multicast (neighbour
+        // discovery) is for `inet6` first.
+        let ipv6 = parsed.ethertype == EtherType::IPV6;
+        if dst != port_mac
+            && !dst.is_broadcast()
+            && !(dst.is_multicast() && (ipv6 || l3.has_twin(meta.port)))
         {
-            return Err(Verdict::Drop(Drop::L2NotForUs.into(), pkt));
+            return Err(NotIpv4::Done(Verdict::Drop(Drop::L2NotForUs.into(), pkt)));
         }
     }
     if parsed.ethertype == EtherType::ARP {
-        return Err(l3.handle_arp(pkt, meta.port));
+        return Err(NotIpv4::Done(l3.handle_arp(pkt, meta.port)));
+    }
+    if parsed.ethertype == EtherType::IPV6 {
+        return Err(NotIpv4::Ipv6(pkt));
     }
     let Some(ip) = parsed.ip else {
         let why = punt::Punt::EtherType;
-        return Err(l3.punt(meta.port, pkt, why, Drop::EtherTypeUnsupported));
+        return Err(NotIpv4::Done(l3.punt(
+            meta.port,
+            pkt,
+            why,
+            Drop::EtherTypeUnsupported,
+        )));
     };
     if meta.ip_csum == CsumStatus::Bad {
-        return Err(Verdict::Drop(Drop::IpBadChecksumHw.into(), pkt));
+        return Err(NotIpv4::Done(Verdict::Drop(Drop::IpBadChecksumHw.into(), pkt)));
     }
     Ok((
         pkt,
@@ -714,6 +782,8 @@ pub struct Deferred<B> {
 pub struct Datapath<B> {
     pub l3: L3<B>,
     pub fwd: Forwarder,
+    /// IPv6: neighbour discovery and the IPv6 services (`inet6`).
+    pub v6: crate::inet6::Inet6<B>,
     /// Where fragments of forwarded datagrams find their first fragment's decision (`frag`).
     /// Held fragments keep the port they arrived on.
     pub frags: crate::frag::FragTable<(B, u16)>,
@@ -729,9 +799,11 @@ fn no_prefetch(_: *const u8) {}
 
 impl<B: PacketBuf> Datapath<B> {
     pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig, fwd: Forwarder) -> Self {
+        let v6 = crate::inet6::Inet6::new(neigh, fwd.capacity6(), fwd.table().timeouts());
         Datapath {
             l3: L3::new(worker, topo, neigh),
             fwd,
+            v6,
             frags: crate::frag::FragTable::new(Default::default()),
             deferred: Vec::new(),
             prefetch: no_prefetch,
@@ -748,7 +820,10 @@ impl<B: PacketBuf> Datapath<B> {
     pub fn process(&mut self, pkt: B, meta: &RxMeta) -> Verdict<B> {
         let (pkt, v) = match ingress(&mut self.l3, pkt, meta) {
             Ok(x) => x,
-            Err(verdict) => return verdict,
+            Err(NotIpv4::Done(verdict)) => return verdict,
+            Err(NotIpv4::Ipv6(pkt)) => {
+                return self.v6.process(&mut self.l3, &mut self.fwd, pkt, meta)
+            }
         };
         self.finish(pkt, meta, &v, None)
     }
@@ -785,7 +860,10 @@ impl<B: PacketBuf> Datapath<B> {
         for i in 0..n {
             let Some(pkt) = pkts[i].take() else { continue };
             match ingress(&mut self.l3, pkt, &metas[i]) {
-                Err(verdict) => out[i] = Some(verdict),
+                Err(NotIpv4::Done(verdict)) => out[i] = Some(verdict),
+                Err(NotIpv4::Ipv6(pkt)) => {
+                    out[i] = Some(self.v6.process(&mut self.l3, &mut self.fwd, pkt, &metas[i]))
+                }
                 Ok((pkt, v)) => {
                     if let Some(t) = self.fwd.lookup_tuple(&v) {
                         tuples[m] = t;
@@ -878,8 +956,17 @@ impl<B: PacketBuf> Datapath<B> {
     pub fn tick(&mut self, now_ms: u64) {
         self.l3.tick(now_ms);
         self.fwd.tick(&mut self.l3, now_ms);
+        self.v6.tick(&mut self.l3, &self.fwd, now_ms);
         let dropped = self.frags.expire(now_ms);
         self.l3.stats.drops[Drop::FragTimeout as usize] += dropped as u64;
+    }
+
+    /// Adopts a service snapshot the forwarder prepared (`Forwarder::prepare_services`): both
+    /// connection tables follow their services and real servers by identity.
+    pub fn commit_services(&mut self, prepared: crate::forward::fullnat::PreparedServices) {
+        let old = Arc::clone(self.fwd.services());
+        self.fwd.commit_services(prepared);
+        crate::forward::services::ConnRemap::new(&old, self.fwd.services()).apply(&mut self.v6.conns);
     }
 
     /// Hands out the verdicts reached outside their frame's processing (held fragments released

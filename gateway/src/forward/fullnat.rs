@@ -110,9 +110,9 @@ fn traffic_at<'a>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TrafficKey {
     pub proto: u8,
-    pub vip: Ipv4Addr,
+    pub vip: std::net::IpAddr,
     pub vport: u16,
-    pub rip: Ipv4Addr,
+    pub rip: std::net::IpAddr,
     pub rport: u16,
 }
 
@@ -129,7 +129,7 @@ pub struct PreparedServices {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LipKey {
     pub proto: u8,
-    pub vip: Ipv4Addr,
+    pub vip: std::net::IpAddr,
     pub vport: u16,
     pub lip: Ipv4Addr,
 }
@@ -160,6 +160,8 @@ const TOA_LEN: u16 = 8;
 #[derive(Clone, Copy, Debug)]
 pub struct FwdConfig {
     pub capacity: u32,
+    /// `[conn] capacity6`: the IPv6 table's size (`inet6`).
+    pub capacity6: u32,
     pub timeouts: Timeouts,
     /// Candidates tried per LIP when choosing a local port.
     pub max_attempts: u32,
@@ -252,6 +254,7 @@ pub struct Forwarder {
     table: ConnTable,
     services: Arc<ServiceTable>,
     sched: Vec<SchedState>,
+    capacity6: u32,
     /// A local-address pool per service (None for services without LIPs).
     pools: Vec<Option<LaddrPool>>,
     layout: Arc<PortLayout>,
@@ -355,6 +358,7 @@ impl Forwarder {
             table: ConnTable::new(cfg.capacity, cfg.timeouts),
             services: Arc::new(ServiceTable::default()),
             sched: Vec::new(),
+            capacity6: cfg.capacity6,
             pools: Vec::new(),
             owners: Arc::new(Owners::hashed(layout.n_workers())),
             limits: Limiter::new(layout.n_workers()),
@@ -392,7 +396,7 @@ impl Forwarder {
     fn kept_pool(&self, vs: &super::services::VirtualService) -> Option<usize> {
         let c = vs.svc.config();
         self.services
-            .find(c.vip, c.vport, c.proto.number())
+            .find_ip(c.vip, c.vport, c.proto.number())
             .filter(|&i| self.services.services[i as usize].lips == vs.lips)
             .map(|i| i as usize)
     }
@@ -474,7 +478,7 @@ impl Forwarder {
                 let proto = c.proto.number();
                 match self
                     .services
-                    .find(c.vip, c.vport, proto)
+                    .find_ip(c.vip, c.vport, proto)
                     .and_then(|i| old_sched.get_mut(i as usize))
                 {
                     Some(st) => {
@@ -510,7 +514,7 @@ impl Forwarder {
             .iter()
             .map(|vs| {
                 let c = vs.svc.config();
-                let o = self.services.find(c.vip, c.vport, c.proto.number());
+                let o = self.services.find_ip(c.vip, c.vport, c.proto.number());
                 o.map(|o| o as usize)
             })
             .collect();
@@ -651,42 +655,18 @@ impl Forwarder {
         if old.services.is_empty() || self.table.is_empty() {
             return;
         }
-        // old (svc, rs) -> new (svc, rs), per old service.
-        let map: Vec<(u16, Vec<u16>)> = old
-            .services
-            .iter()
-            .map(|ovs| {
-                let c = ovs.svc.config();
-                let proto = c.proto.number();
-                match new.find(c.vip, c.vport, proto) {
-                    Some(ni) => {
-                        let ni = ni as u16;
-                        let nsvc = &new.services[ni as usize].svc;
-                        let reals = ovs
-                            .svc
-                            .reals()
-                            .iter()
-                            .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u16))
-                            .collect();
-                        (ni, reals)
-                    }
-                    None => (NO_DEST, vec![NO_DEST; ovs.svc.len()]),
-                }
-            })
-            .collect();
-        let ids: Vec<ConnId> = self.table.iter().map(|(id, _)| id).collect();
-        for id in ids {
-            if let Some(c) = self.table.get_mut(id) {
-                let (svc, rs) = match map.get(c.svc as usize) {
-                    Some((ns, reals)) => {
-                        (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST))
-                    }
-                    None => (NO_DEST, NO_DEST),
-                };
-                c.svc = svc;
-                c.rs = rs;
-            }
-        }
+        super::services::ConnRemap::new(old, new).apply(&mut self.table);
+    }
+
+    /// `[conn] capacity6`.
+    pub fn capacity6(&self) -> u32 {
+        self.capacity6
+    }
+
+    /// The snapshot and this worker's scheduler state per service, for a caller that schedules
+    /// new connections of its own (`inet6`).
+    pub fn services_and_sched(&mut self) -> (&ServiceTable, &mut [SchedState]) {
+        (&self.services, &mut self.sched)
     }
 
     /// The client-direction ownership rule (default: by hash of the client's address and port).
@@ -1206,9 +1186,9 @@ impl Forwarder {
         let services = &self.services;
         let vs = &services.services[si as usize];
         let key = ClientKey {
-            ip: ip.src,
+            ip: u32::from(ip.src),
             port: ip.src_port,
-            dst: ip.dst,
+            dst: u32::from(ip.dst),
         };
         let sched = &mut self.sched[si as usize];
         let other = retry_of.and_then(|not| {
@@ -1238,7 +1218,7 @@ impl Forwarder {
                 };
                 let table = &self.table;
                 let proto = client.proto;
-                let reply = match pool.allocate(rs.addr, rs.port, |t| {
+                let reply = match pool.allocate(rs.v4(), rs.port, |t| {
                     table
                         .lookup(&Tuple::new(
                             t.src_ip, t.src_port, t.dst_ip, t.dst_port, proto,
@@ -1262,7 +1242,7 @@ impl Forwarder {
                     mode::FULLNAT,
                 )
             }
-            FwdMode::Nat => (Some(nat::reply_tuple(&client, rs.addr, rs.port)), mode::NAT),
+            FwdMode::Nat => (Some(nat::reply_tuple(&client, rs.v4(), rs.port)), mode::NAT),
             // The real server's port is not used: DR and TUN cannot map ports (the packet is not
             // rewritten), as in IPVS.
             FwdMode::Dr => (None, mode::DR),
@@ -1308,7 +1288,7 @@ impl Forwarder {
         if let Some(c) = self.table.get_mut(id) {
             if reply_t.is_none() {
                 // DR and TUN: the real server's address lives in the entry (see the module docs).
-                c.user = u32::from(rs.addr);
+                c.user = u32::from(rs.v4());
             } else {
                 // FullNAT and NAT: the creation time, until the client's first ACK replaces it
                 // (`syn_failed` measures how long the server has been silent).
@@ -2142,7 +2122,7 @@ fn ended(s: State) -> bool {
 
 /// A service as its per-service counters (access lists, limits) name it: (protocol number, VIP,
 /// port).
-pub type SvcId = (u8, Ipv4Addr, u16);
+pub type SvcId = (u8, std::net::IpAddr, u16);
 
 fn svc_id(vs: &crate::forward::VirtualService) -> SvcId {
     let c = vs.svc.config();

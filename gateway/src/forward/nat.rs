@@ -48,7 +48,7 @@ impl NatIndex {
             let mut any = false;
             for r in vs.svc.reals().iter().filter(|r| r.fwd == FwdMode::Nat) {
                 any = true;
-                x.reals.insert(r.addr);
+                x.reals.insert(r.v4());
             }
             x.per_service.push(any);
         }

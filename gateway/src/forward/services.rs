@@ -4,7 +4,7 @@
 
 use crate::service::{Service, ServiceConfig, ServiceError};
 use hashbrown::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// A virtual service as the datapath uses it.
@@ -66,6 +66,10 @@ pub struct ServiceTable {
     /// Every VIP and LIP with what it is, so that a packet's destination is classified in one
     /// probe (issue 16).
     addrs: HashMap<Ipv4Addr, AddrKind>,
+    /// IPv6 services by (VIP, vport, protocol), and the IPv6 VIPs: apart from the IPv4 ones so
+    /// that the IPv4 lookups stay one probe of a small key.
+    by_key6: HashMap<(Ipv6Addr, u16, u8), u32>,
+    vips6: hashbrown::HashSet<Ipv6Addr>,
 }
 
 /// What a service address is: a VIP, a LIP, or both.
@@ -93,10 +97,20 @@ impl ServiceTable {
         };
         for (cfg, lips, opts) in configs {
             let old = prev
-                .and_then(|p| p.find(cfg.vip, cfg.vport, cfg.proto.number()))
+                .and_then(|p| p.find_ip(cfg.vip, cfg.vport, cfg.proto.number()))
                 .map(|i| &prev.unwrap().services[i as usize].svc);
-            let key = (u32::from(cfg.vip), cfg.vport, cfg.proto.number());
-            t.addrs.entry(cfg.vip).or_default().vip = true;
+            let index = t.services.len() as u32;
+            match cfg.vip {
+                IpAddr::V4(vip) => {
+                    let key = (u32::from(vip), cfg.vport, cfg.proto.number());
+                    t.by_key.insert(key, index);
+                    t.addrs.entry(vip).or_default().vip = true;
+                }
+                IpAddr::V6(vip) => {
+                    t.by_key6.insert((vip, cfg.vport, cfg.proto.number()), index);
+                    t.vips6.insert(vip);
+                }
+            }
             for &l in &lips {
                 t.addrs.entry(l).or_default().lip = true;
             }
@@ -107,7 +121,6 @@ impl ServiceTable {
                 Some(o) if *o.config() == cfg => Arc::clone(o),
                 _ => Arc::new(Service::new(cfg, old.map(|o| &**o))?),
             };
-            t.by_key.insert(key, t.services.len() as u32);
             t.services.push(VirtualService {
                 svc,
                 lips,
@@ -128,6 +141,32 @@ impl ServiceTable {
         self.by_key.get(&(u32::from(vip), vport, proto)).copied()
     }
 
+    /// The service index for (VIP, vport, protocol number), of either family (the control plane's
+    /// lookup; the datapath's are `find` and `find6`).
+    pub fn find_ip(&self, vip: IpAddr, vport: u16, proto: u8) -> Option<u32> {
+        match vip {
+            IpAddr::V4(a) => self.find(a, vport, proto),
+            IpAddr::V6(a) => self.find6(a, vport, proto),
+        }
+    }
+
+    /// The service index for an IPv6 (VIP, vport, protocol number).
+    #[inline]
+    pub fn find6(&self, vip: Ipv6Addr, vport: u16, proto: u8) -> Option<u32> {
+        self.by_key6.get(&(vip, vport, proto)).copied()
+    }
+
+    /// Whether `ip` is an IPv6 VIP (answered in neighbour discovery, served in `inet6`).
+    #[inline]
+    pub fn is_vip6(&self, ip: Ipv6Addr) -> bool {
+        self.vips6.contains(&ip)
+    }
+
+    /// Every IPv6 VIP.
+    pub fn vips6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.vips6.iter().copied()
+    }
+
     /// Whether `ip` is a VIP, a LIP, or neither (both false), in one probe.
     #[inline]
     pub fn kind(&self, ip: Ipv4Addr) -> AddrKind {
@@ -137,6 +176,57 @@ impl ServiceTable {
     /// Every VIP and LIP: addresses the gateway answers ARP for.
     pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         self.addrs.keys().copied()
+    }
+}
+
+/// Where the connections of one snapshot find their service and real server in the next: old
+/// (service, real server) indices to new ones, by identity (VIP, port, protocol; address and
+/// port), [`NO_DEST`](super::fullnat::NO_DEST) for what is gone. Shared by both connection tables.
+pub struct ConnRemap(Vec<(u16, Vec<u16>)>);
+
+impl ConnRemap {
+    pub fn new(old: &ServiceTable, new: &ServiceTable) -> ConnRemap {
+        use super::fullnat::NO_DEST;
+        ConnRemap(
+            old.services
+                .iter()
+                .map(|ovs| {
+                    let c = ovs.svc.config();
+                    match new.find_ip(c.vip, c.vport, c.proto.number()) {
+                        Some(ni) => {
+                            let nsvc = &new.services[ni as usize].svc;
+                            let reals = ovs
+                                .svc
+                                .reals()
+                                .iter()
+                                .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u16))
+                                .collect();
+                            (ni as u16, reals)
+                        }
+                        None => (NO_DEST, vec![NO_DEST; ovs.svc.len()]),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Rewrites every entry of `table` (O(capacity): once per configuration change).
+    pub fn apply<T: crate::conn::ConnKey>(&self, table: &mut crate::conn::Table<T>) {
+        use super::fullnat::NO_DEST;
+        if table.is_empty() {
+            return;
+        }
+        let ids: Vec<crate::conn::ConnId> = table.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            if let Some(c) = table.get_mut(id) {
+                let (svc, rs) = match self.0.get(c.svc as usize) {
+                    Some((ns, reals)) => (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST)),
+                    None => (NO_DEST, NO_DEST),
+                };
+                c.svc = svc;
+                c.rs = rs;
+            }
+        }
     }
 }
 

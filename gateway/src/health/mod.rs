@@ -30,7 +30,7 @@ pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String
     let mut out = Vec::new();
     for (i, s) in services.iter().enumerate() {
         let (Ok(vip), Ok(proto)) = (
-            s.vip.parse::<std::net::Ipv4Addr>(),
+            s.vip.parse::<std::net::IpAddr>(),
             s.protocol.parse::<crate::service::Proto>(),
         ) else {
             continue;
@@ -42,7 +42,11 @@ pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String
                 (Some(a), None) => a.clone(),
                 (None, Some(b)) => b.clone(),
             };
-            let Ok(rs) = r.address.parse() else { continue };
+            // IPv6 services take no checks (`config` refuses them), so every target is IPv4.
+            let Ok(rs) = r.address.parse::<std::net::Ipv4Addr>() else {
+                continue;
+            };
+            let rs = std::net::IpAddr::V4(rs);
             let rs_port = r.port.unwrap_or(s.port);
             let check = entry.validate(rs_port).map_err(|(k, why)| {
                 let at = if r.check.is_some() {
@@ -79,7 +83,7 @@ pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String
 pub fn effective(
     configured: &[crate::forward::ServiceSpec],
     down: &hashbrown::HashMap<TargetKey, bool>,
-    sorry: &hashbrown::HashMap<(u8, std::net::Ipv4Addr, u16), std::net::SocketAddrV4>,
+    sorry: &hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddrV4>,
 ) -> Vec<crate::forward::ServiceSpec> {
     configured
         .iter()
@@ -149,7 +153,7 @@ pub fn passive_source(
 /// The sorry servers of `services`, by (protocol number, VIP, port); entries are validated.
 pub fn sorry_servers(
     services: &[ServiceEntry],
-) -> hashbrown::HashMap<(u8, std::net::Ipv4Addr, u16), std::net::SocketAddrV4> {
+) -> hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddrV4> {
     services
         .iter()
         .filter_map(|s| {
@@ -183,14 +187,14 @@ mod tests {
         let configured = vec![(c, vec![], crate::forward::SvcOptions::default())];
         let key = TargetKey {
             proto: 6,
-            vip: Ipv4Addr::new(10, 10, 0, 100),
+            vip: Ipv4Addr::new(10, 10, 0, 100).into(),
             vport: 80,
-            rs: Ipv4Addr::new(10, 20, 0, 11),
+            rs: Ipv4Addr::new(10, 20, 0, 11).into(),
             rs_port: 80,
         };
         let down: hashbrown::HashMap<_, _> = [(key, false)].into_iter().collect();
         let sorry = [(
-            (6, Ipv4Addr::new(10, 10, 0, 100), 80),
+            (6, Ipv4Addr::new(10, 10, 0, 100).into(), 80),
             "10.20.0.99:8080".parse().unwrap(),
         )]
         .into_iter()
@@ -222,7 +226,7 @@ mod tests {
         );
         // Every real server down: the sorry server takes new connections.
         let rs2 = TargetKey {
-            rs: Ipv4Addr::new(10, 20, 0, 12),
+            rs: Ipv4Addr::new(10, 20, 0, 12).into(),
             ..key
         };
         let all: hashbrown::HashMap<_, _> = [(key, false), (rs2, false)].into_iter().collect();
@@ -233,7 +237,7 @@ mod tests {
             .iter()
             .map(|r| (r.addr, r.port, r.weight))
             .collect();
-        assert_eq!(w.last(), Some(&(Ipv4Addr::new(10, 20, 0, 99), 8080, 1)));
+        assert_eq!(w.last(), Some(&(Ipv4Addr::new(10, 20, 0, 99).into(), 8080, 1)));
         assert_eq!(w.len(), 3);
         assert_eq!(
             effective(&configured, &all, &Default::default())[0]
@@ -247,15 +251,15 @@ mod tests {
         let removed: hashbrown::HashMap<_, _> = [(key, true)].into_iter().collect();
         let e = effective(&configured, &removed, &sorry);
         let w: Vec<_> = e[0].0.reals.iter().map(|r| (r.addr, r.weight)).collect();
-        assert_eq!(w, [(Ipv4Addr::new(10, 20, 0, 12), 2)]);
+        assert_eq!(w, [(Ipv4Addr::new(10, 20, 0, 12).into(), 2)]);
         let both: hashbrown::HashMap<_, _> = [(key, true), (rs2, false)].into_iter().collect();
         let e = effective(&configured, &both, &sorry);
         let w: Vec<_> = e[0].0.reals.iter().map(|r| (r.addr, r.weight)).collect();
         assert_eq!(
             w,
             [
-                (Ipv4Addr::new(10, 20, 0, 12), 0),
-                (Ipv4Addr::new(10, 20, 0, 99), 1)
+                (Ipv4Addr::new(10, 20, 0, 12).into(), 0),
+                (Ipv4Addr::new(10, 20, 0, 99).into(), 1)
             ]
         );
     }

@@ -9,7 +9,6 @@ use super::state::{next_probe, Health, Outcome, PassiveFall};
 use crossbeam_channel::{Receiver, Sender};
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,9 +18,9 @@ use std::time::{Duration, Instant};
 pub struct TargetKey {
     /// IP protocol number of the service.
     pub proto: u8,
-    pub vip: Ipv4Addr,
+    pub vip: std::net::IpAddr,
     pub vport: u16,
-    pub rs: Ipv4Addr,
+    pub rs: std::net::IpAddr,
     pub rs_port: u16,
 }
 
@@ -204,11 +203,15 @@ pub fn run(
             if s.probe.is_some() || s.next_ms > now {
                 continue;
             }
+            // Every target is IPv4 (`health::targets`).
+            let std::net::IpAddr::V4(rs) = key.rs else {
+                continue;
+            };
             let c = &s.target.check;
             s.next_ms = next_probe(now, u64::from(c.interval_ms), c.jitter_pct, random());
             next_token = next_token.wrapping_add(1);
             let token = mio::Token(next_token);
-            match Probe::start(poll.registry(), token, key.rs, c) {
+            match Probe::start(poll.registry(), token, rs, c) {
                 Ok(p) => {
                     by_token.insert(next_token, *key);
                     s.probe = Some((p, token, now + u64::from(c.timeout_ms)));

@@ -45,9 +45,9 @@ pub struct PortSample {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthSample {
     pub proto: u8,
-    pub vip: std::net::Ipv4Addr,
+    pub vip: std::net::IpAddr,
     pub vport: u16,
-    pub rs: std::net::Ipv4Addr,
+    pub rs: std::net::IpAddr,
     pub rs_port: u16,
     pub up: bool,
     pub checks: u64,

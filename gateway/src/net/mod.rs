@@ -5,6 +5,6 @@ mod cidr;
 pub mod neigh;
 pub mod route;
 
-pub use cidr::Ipv4Cidr;
+pub use cidr::{Ipv4Cidr, Ipv6Cidr};
 pub use neigh::{NeighConfig, NeighDrop, NeighTable, Resolve};
 pub use route::{NextHop, RouteTable};

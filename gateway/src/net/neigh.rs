@@ -225,9 +225,11 @@ pub enum NeighDrop {
     HeldFull,
 }
 
-pub struct NeighTable<B> {
+/// The table, by neighbour address: `Ipv4Addr` for ARP, `Ipv6Addr` for neighbour discovery
+/// (RFC 4861 7.3 has the NUD states Linux implements for both).
+pub struct NeighTable<B, A = Ipv4Addr> {
     cfg: NeighConfig,
-    map: HashMap<Ipv4Addr, Entry<B>>,
+    map: HashMap<A, Entry<B>>,
     pub counters: NeighCounters,
     /// Bumped whenever the MAC to use for an address appears, changes or goes, and when an entry
     /// becomes STALE (so the next packet passes through `resolve` and moves it to DELAY): caches of
@@ -239,7 +241,7 @@ pub struct NeighTable<B> {
     held: usize,
 }
 
-impl<B> NeighTable<B> {
+impl<B, A: Copy + Eq + core::hash::Hash + Into<std::net::IpAddr>> NeighTable<B, A> {
     pub fn new(cfg: NeighConfig) -> Self {
         NeighTable {
             map: HashMap::with_capacity(cfg.capacity.min(1 << 16)),
@@ -259,12 +261,12 @@ impl<B> NeighTable<B> {
 
     /// The MAC for `ip`, if one is in use.
     #[inline]
-    pub fn mac(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+    pub fn mac(&self, ip: A) -> Option<MacAddr> {
         self.map.get(&ip).and_then(|e| e.mac)
     }
 
     /// The NUD state of `ip`'s entry.
-    pub fn state(&self, ip: Ipv4Addr) -> Option<Nud> {
+    pub fn state(&self, ip: A) -> Option<Nud> {
         self.map.get(&ip).map(|e| e.state)
     }
 
@@ -277,7 +279,7 @@ impl<B> NeighTable<B> {
         b / 2 + self.rng % b
     }
 
-    fn set_reachable(&mut self, ip: Ipv4Addr, now: u64) {
+    fn set_reachable(&mut self, ip: A, now: u64) {
         let t = self.reachable_time();
         if let Some(e) = self.map.get_mut(&ip) {
             if e.state != Nud::Reachable {
@@ -292,7 +294,7 @@ impl<B> NeighTable<B> {
 
     /// Finds the MAC for `ip` reached through `port`, or holds `pkt` until it is known. A use of a
     /// STALE entry starts DELAY; of a FAILED one, a new resolution.
-    pub fn resolve(&mut self, ip: Ipv4Addr, port: u16, pkt: B, now: u64) -> Resolve<B> {
+    pub fn resolve(&mut self, ip: A, port: u16, pkt: B, now: u64) -> Resolve<B> {
         let cfg = self.cfg;
         if let Some(e) = self.map.get_mut(&ip) {
             e.used = now;
@@ -365,7 +367,7 @@ impl<B> NeighTable<B> {
     #[allow(clippy::too_many_arguments)]
     pub fn learn(
         &mut self,
-        ip: Ipv4Addr,
+        ip: A,
         mac: MacAddr,
         port: u16,
         now: u64,
@@ -373,7 +375,7 @@ impl<B> NeighTable<B> {
         reply: bool,
         mut release: impl FnMut(u16, MacAddr, B),
     ) {
-        if !mac.is_unicast() || ip.is_unspecified() {
+        if !mac.is_unicast() || ip.into().is_unspecified() {
             return;
         }
         if !self.map.contains_key(&ip) {
@@ -421,7 +423,7 @@ impl<B> NeighTable<B> {
 
     /// The datapath saw a packet of a tracked connection from `ip`'s neighbour with source MAC
     /// `mac`: if that is the MAC in use, the entry is confirmed (REACHABLE from now).
-    pub fn confirm(&mut self, ip: Ipv4Addr, mac: MacAddr, now: u64) {
+    pub fn confirm(&mut self, ip: A, mac: MacAddr, now: u64) {
         let ok = self
             .map
             .get(&ip)
@@ -435,7 +437,7 @@ impl<B> NeighTable<B> {
     /// The datapath doubts `ip` (a SYN toward it retransmitted without an answer): an entry in use
     /// that is not already being probed goes to PROBE at once. Returns the unicast probe to send
     /// now (port, MAC).
-    pub fn suspect(&mut self, ip: Ipv4Addr, now: u64) -> Option<(u16, MacAddr)> {
+    pub fn suspect(&mut self, ip: A, now: u64) -> Option<(u16, MacAddr)> {
         let retry = self.cfg.retry_ms;
         let e = self.map.get_mut(&ip)?;
         let mac = e.mac?;
@@ -457,7 +459,7 @@ impl<B> NeighTable<B> {
     pub fn tick(
         &mut self,
         now: u64,
-        mut request: impl FnMut(u16, Ipv4Addr, Option<MacAddr>),
+        mut request: impl FnMut(u16, A, Option<MacAddr>),
         mut drop_pkt: impl FnMut(B),
     ) {
         let cfg = self.cfg;
@@ -542,7 +544,7 @@ impl<B> NeighTable<B> {
     pub fn entries(
         &self,
         now: u64,
-    ) -> impl Iterator<Item = (Ipv4Addr, u16, Option<MacAddr>, Nud, u64)> + '_ {
+    ) -> impl Iterator<Item = (A, u16, Option<MacAddr>, Nud, u64)> + '_ {
         self.map
             .iter()
             .map(move |(ip, e)| (*ip, e.port, e.mac, e.state, now.saturating_sub(e.updated)))

@@ -4,7 +4,7 @@ use super::error::ServiceError;
 use super::real::RealServer;
 use super::sched_kind::{SchedFlags, SchedKind};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 /// The Maglev lookup table size of the paper's evaluation (a prime; IPVS's default is 4093, which
@@ -82,7 +82,8 @@ impl Default for Persistence {
 /// A virtual service as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceConfig {
-    pub vip: Ipv4Addr,
+    /// IPv4 or IPv6; the real servers are of the same family (IPVS refuses a mix without NAT64).
+    pub vip: IpAddr,
     pub vport: u16,
     pub proto: Proto,
     pub sched: SchedKind,
@@ -102,9 +103,9 @@ pub struct ServiceConfig {
 
 impl ServiceConfig {
     /// A service with the default scheduler options and no real servers.
-    pub fn new(vip: Ipv4Addr, vport: u16, proto: Proto, sched: SchedKind) -> Self {
+    pub fn new(vip: impl Into<IpAddr>, vport: u16, proto: Proto, sched: SchedKind) -> Self {
         ServiceConfig {
-            vip,
+            vip: vip.into(),
             vport,
             proto,
             sched,

@@ -30,4 +30,10 @@ pub enum ServiceError {
     MaglevSize { size: u32, reals: usize },
     #[error("persistence timeout must be at least 1 second")]
     PersistTimeout,
+    #[error("real server {rs} is not of the virtual service's address family ({vip})")]
+    FamilyMismatch { rs: RsKey, vip: std::net::IpAddr },
+    #[error("real server {0}: IPv6 services forward by dr or tun only (fullnat and nat for IPv6 are not built yet)")]
+    Ipv6Mode(RsKey),
+    #[error("an IPv6 service takes no persistence netmask (persistence is per client address)")]
+    Ipv6Netmask,
 }

@@ -181,7 +181,7 @@ mod tests {
     fn keys(n: usize) -> Vec<RsKey> {
         (0..n)
             .map(|i| RsKey {
-                addr: Ipv4Addr::from(0x0a00_0000 + i as u32),
+                addr: Ipv4Addr::from(0x0a00_0000 + i as u32).into(),
                 port: 80,
             })
             .collect()

@@ -40,7 +40,7 @@ pub use lblc::{LblcTable, LblcrTable};
 pub use maglev::MaglevTable;
 pub use persist::{PersistTable, Template, DEFAULT_PERSIST_MAX};
 pub use real::{FwdMode, RealServer, RsKey, MAX_WEIGHT};
-pub use sched::{elsewhere_possible, ClientKey, Millis, SchedState};
+pub use sched::{addr_word, elsewhere_possible, ClientKey, Millis, SchedState};
 pub use sched_kind::{SchedFlags, SchedKind};
 pub use snapshot::{Service, MAX_REALS};
 pub use wrr::WrrSeq;

@@ -209,7 +209,7 @@ mod tests {
 
     fn rs(n: u8) -> RsKey {
         RsKey {
-            addr: Ipv4Addr::new(10, 0, 0, n),
+            addr: Ipv4Addr::new(10, 0, 0, n).into(),
             port: 80,
         }
     }
@@ -218,7 +218,7 @@ mod tests {
     fn template_sticks_until_timeout_and_refreshes() {
         let t = PersistTable::new(1000);
         let pick = |n: usize| move || Some((n, rs(n as u8)));
-        let valid = |k: RsKey| Some(usize::from(k.addr.octets()[3]));
+        let valid = |k: RsKey| Some(usize::from(k.v4().octets()[3]));
         assert_eq!(t.resolve(7, 0, 100, valid, pick(1)), Some(1));
         assert_eq!(t.resolve(7, 50, 100, valid, pick(2)), Some(1));
         // refreshed at 50: alive until 150
@@ -243,7 +243,7 @@ mod tests {
         assert!(t.install(7, rs(2), 200, 10));
         assert_eq!(t.get(7, 10).map(|x| x.rs), Some(rs(2)));
         // It steers the client as a template made here would.
-        let valid = |k: RsKey| Some(usize::from(k.addr.octets()[3]));
+        let valid = |k: RsKey| Some(usize::from(k.v4().octets()[3]));
         assert_eq!(t.resolve(7, 20, 100, valid, || Some((1, rs(1)))), Some(2));
     }
 

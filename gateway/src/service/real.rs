@@ -2,7 +2,7 @@
 
 use super::error::ServiceError;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 /// Largest weight IPVS accepts (`ipvsadm -w 0..65535`).
@@ -53,27 +53,38 @@ impl FromStr for FwdMode {
 /// entries and the Maglev permutation all key on it, so they survive reordering and re-weighting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RsKey {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
 }
 
 impl RsKey {
+    /// The address of a server of an IPv4 service (see [`RealServer::v4`]).
+    pub fn v4(self) -> std::net::Ipv4Addr {
+        match self.addr {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
     /// The key packed into 48 bits, the input of the Maglev permutation hashes.
     pub fn as_u64(self) -> u64 {
-        (u64::from(u32::from(self.addr)) << 16) | u64::from(self.port)
+        (u64::from(crate::service::addr_word(self.addr)) << 16) | u64::from(self.port)
     }
 }
 
 impl fmt::Display for RsKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.addr, self.port)
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
     }
 }
 
 /// One real server of a service, as configured (`ipvsadm -a -r addr:port -w W -x U -y L -b|-m|-g|-i`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RealServer {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     /// 0..=65535; 0 quiesces the server: it keeps its connections but gets no new ones.
     pub weight: u32,
@@ -86,14 +97,24 @@ pub struct RealServer {
 
 impl RealServer {
     /// A FullNAT real server without thresholds.
-    pub fn new(addr: Ipv4Addr, port: u16, weight: u32) -> Self {
+    pub fn new(addr: impl Into<IpAddr>, port: u16, weight: u32) -> Self {
         RealServer {
-            addr,
+            addr: addr.into(),
             port,
             weight,
             fwd: FwdMode::FullNat,
             upper: 0,
             lower: 0,
+        }
+    }
+
+    /// The address of a server of an IPv4 service (the IPv4 datapath finds only those:
+    /// `Service::check` refuses a service mixing families); `0.0.0.0` for an IPv6 one.
+    #[inline]
+    pub fn v4(&self) -> std::net::Ipv4Addr {
+        match self.addr {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
         }
     }
 
@@ -124,6 +145,7 @@ impl RealServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn fwd_mode_names() {
@@ -160,7 +182,7 @@ mod tests {
     #[test]
     fn key_packs_addr_and_port() {
         let k = RsKey {
-            addr: Ipv4Addr::new(1, 2, 3, 4),
+            addr: Ipv4Addr::new(1, 2, 3, 4).into(),
             port: 0x0506,
         };
         assert_eq!(k.as_u64(), 0x0102_0304_0506);

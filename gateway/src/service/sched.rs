@@ -20,7 +20,7 @@ use super::lblc::{LblcTable, LblcrTable};
 use super::least;
 use super::sched_kind::SchedKind;
 use super::snapshot::{Service, Tables};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// Milliseconds of a monotonic clock; the worker reads it once per burst.
 pub type Millis = u64;
@@ -28,12 +28,39 @@ pub type Millis = u64;
 /// What a scheduler may look at in a new connection's first packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientKey {
-    /// Source address (sh, mh, persistence).
-    pub ip: Ipv4Addr,
+    /// Source address as an [`addr_word`] (sh, mh, persistence).
+    pub ip: u32,
     /// Source port (sh-port, mh-port).
     pub port: u16,
-    /// Destination address (dh, lblc, lblcr); the VIP unless the service matches many addresses.
-    pub dst: Ipv4Addr,
+    /// Destination address as an [`addr_word`] (dh, lblc, lblcr); the VIP unless the service
+    /// matches many addresses.
+    pub dst: u32,
+}
+
+impl ClientKey {
+    pub fn new(ip: impl Into<IpAddr>, port: u16, dst: impl Into<IpAddr>) -> ClientKey {
+        ClientKey {
+            ip: addr_word(ip.into()),
+            port,
+            dst: addr_word(dst.into()),
+        }
+    }
+}
+
+/// An address as the schedulers see it: an IPv4 address is itself, an IPv6 one is folded to 32
+/// bits (the xor of its four words). sh, dh, mh, lblc(r) and persistence only hash or compare
+/// addresses, so the fold keeps them correct but for a 2^-32 chance that two IPv6 clients share a
+/// hash bucket or a persistence template. (IPv6 services take no persistence netmask: see
+/// `Service::check`.)
+#[inline]
+pub fn addr_word(a: IpAddr) -> u32 {
+    match a {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let w = u128::from(a);
+            (w as u32) ^ ((w >> 32) as u32) ^ ((w >> 64) as u32) ^ ((w >> 96) as u32)
+        }
+    }
 }
 
 /// Whether a connection that failed on server `not` could be scheduled elsewhere (`pick_other`
@@ -133,7 +160,7 @@ impl SchedState {
         let (Some(p), Some(table)) = (svc.config().persistence, svc.persist_table()) else {
             return self.schedule(svc, counts, client, now);
         };
-        let masked = u32::from(client.ip) & u32::from(p.netmask);
+        let masked = client.ip & u32::from(p.netmask);
         let ttl = Millis::from(p.timeout_s) * 1000;
         let w = svc.weights();
         table.resolve(
@@ -203,9 +230,9 @@ impl SchedState {
             (SchedKind::Ovf, _) => least::ovf(w, c),
             (SchedKind::Sh, Tables::Sh(t)) => {
                 let port = if flags.hash_port { client.port } else { 0 };
-                t.sh_pick(u32::from(client.ip), port, flags.fallback, available)
+                t.sh_pick(client.ip, port, flags.fallback, available)
             }
-            (SchedKind::Dh, Tables::Dh(t)) => t.dh_pick(u32::from(client.dst), available),
+            (SchedKind::Dh, Tables::Dh(t)) => t.dh_pick(client.dst, available),
             (SchedKind::Mh, Tables::Mh(t)) => t.pick(
                 svc.client_hash(client.ip, client.port),
                 w.len(),
@@ -213,7 +240,7 @@ impl SchedState {
                 available,
             ),
             (SchedKind::Lblc, _) => match self {
-                SchedState::Lblc(t) => t.pick(svc, c, u32::from(client.dst), now),
+                SchedState::Lblc(t) => t.pick(svc, c, client.dst, now),
                 // A state not synced to this snapshot yet: adopt it, then schedule.
                 _ => {
                     self.sync(svc);
@@ -221,7 +248,7 @@ impl SchedState {
                 }
             },
             (SchedKind::Lblcr, _) => match self {
-                SchedState::Lblcr(t) => t.pick(svc, c, u32::from(client.dst), now),
+                SchedState::Lblcr(t) => t.pick(svc, c, client.dst, now),
                 _ => {
                     self.sync(svc);
                     self.schedule(svc, c, client, now)

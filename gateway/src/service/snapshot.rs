@@ -18,11 +18,10 @@ use super::hash::keyed;
 use super::hashing::BucketTable;
 use super::maglev::MaglevTable;
 use super::persist::{PersistTable, DEFAULT_PERSIST_MAX};
-use super::real::{RealServer, RsKey};
+use super::real::{FwdMode, RealServer, RsKey};
 use super::sched_kind::SchedKind;
 use super::wrr::WrrSeq;
 use hashbrown::HashMap;
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -152,14 +151,27 @@ impl Service {
             return Err(ServiceError::TooMany(n));
         }
         let mut seen = hashbrown::HashSet::with_capacity(n);
+        let v6 = cfg.vip.is_ipv6();
         for rs in &cfg.reals {
             rs.validate()?;
+            if rs.addr.is_ipv6() != v6 {
+                return Err(ServiceError::FamilyMismatch {
+                    rs: rs.key(),
+                    vip: cfg.vip,
+                });
+            }
+            if v6 && !matches!(rs.fwd, FwdMode::Dr | FwdMode::Tun) {
+                return Err(ServiceError::Ipv6Mode(rs.key()));
+            }
             if !seen.insert(rs.key()) {
                 return Err(ServiceError::Duplicate(rs.key()));
             }
         }
         if cfg.persistence.is_some_and(|p| p.timeout_s == 0) {
             return Err(ServiceError::PersistTimeout);
+        }
+        if v6 && cfg.persistence.is_some_and(|p| !p.netmask.is_broadcast()) {
+            return Err(ServiceError::Ipv6Netmask);
         }
         if cfg.sched == SchedKind::Mh
             && (!is_prime(cfg.mh_table_size) || cfg.mh_table_size as usize <= n)
@@ -243,11 +255,11 @@ impl Service {
     }
 
     /// The `sh`/`mh` key hash of a client: its address, and its port when `*-port` is set.
-    pub(crate) fn client_hash(&self, ip: Ipv4Addr, port: u16) -> u64 {
+    pub(crate) fn client_hash(&self, ip: u32, port: u16) -> u64 {
         let port = if self.cfg.flags.hash_port { port } else { 0 };
         keyed(
             self.client_seed,
-            (u64::from(u32::from(ip)) << 16) | u64::from(port),
+            (u64::from(ip) << 16) | u64::from(port),
         )
     }
 }
@@ -267,6 +279,7 @@ impl ConnCounts for Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
     use crate::service::config::{Persistence, Proto};
 
     fn rs(n: u8, w: u32) -> RealServer {

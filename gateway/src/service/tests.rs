@@ -25,9 +25,9 @@ fn service(kind: SchedKind, weights: &[u32]) -> Service {
 
 fn client(i: u32) -> ClientKey {
     ClientKey {
-        ip: Ipv4Addr::from(0xc633_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761))),
+        ip: 0xc633_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
         port: (i % 60_000) as u16 + 1024,
-        dst: Ipv4Addr::new(192, 0, 2, 10),
+        dst: u32::from(Ipv4Addr::new(192, 0, 2, 10)),
     }
 }
 
@@ -268,9 +268,9 @@ fn persistence_same_masked_client_same_server_across_workers() {
     let mut w1 = SchedState::new(&svc);
     let mut w2 = SchedState::new(&svc);
     let at = |ip: [u8; 4], port: u16| ClientKey {
-        ip: Ipv4Addr::from(ip),
+        ip: u32::from(Ipv4Addr::from(ip)),
         port,
-        dst: Ipv4Addr::new(192, 0, 2, 10),
+        dst: u32::from(Ipv4Addr::new(192, 0, 2, 10)),
     };
     let first = w1
         .pick(&svc, &*svc, at([198, 51, 100, 7], 1000), 0)

@@ -1,6 +1,6 @@
 //! ICMPv6 (RFC 4443) and the neighbour discovery messages the gateway answers (RFC 4861): a
 //! header view, the options of neighbour solicitations, and neighbour advertisements written
-//! fresh. Part of issue 17; the datapath does not use it yet.
+//! fresh, neighbour solicitations and echo replies (used by `inet6`).
 
 use std::net::Ipv6Addr;
 
@@ -209,6 +209,61 @@ pub fn write_neighbor_advert(
     m[o + 2..o + 8].copy_from_slice(&mac.0);
     Icmpv6Packet::new_unchecked(m).fill_checksum(src, dst);
     Some(len)
+}
+
+/// Writes the IPv6 packet of a neighbour solicitation from `src` to `dst` (the target's
+/// solicited-node group, or the target itself for a NUD probe) for `target`, with our link-layer
+/// address `mac` in the source link-layer address option (RFC 4861 4.3), at the start of `buf`;
+/// its length, or None if `buf` is too short.
+pub fn write_neighbor_solicit(
+    buf: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    target: Ipv6Addr,
+    mac: MacAddr,
+) -> Option<usize> {
+    const BODY: usize = field::ND_OPTIONS + 8;
+    let len = ipv6::HEADER_LEN + BODY;
+    let buf = buf.get_mut(..len)?;
+    buf.fill(0);
+    let mut ip = Ipv6Packet::new_unchecked(&mut *buf);
+    ip.set_ver_tc_flow(0, 0);
+    ip.set_payload_len(BODY as u16);
+    ip.set_next_header(IpProtocol::ICMPV6);
+    ip.set_hop_limit(ND_HOP_LIMIT);
+    ip.set_src(src);
+    ip.set_dst(dst);
+    let m = &mut buf[ipv6::HEADER_LEN..];
+    m[field::TYPE] = Icmpv6Type::NEIGHBOR_SOLICIT.0;
+    m[field::ND_TARGET].copy_from_slice(&target.octets());
+    let o = field::ND_OPTIONS;
+    m[o] = nd_option::SOURCE_LINK_ADDR;
+    m[o + 1] = 1;
+    m[o + 2..o + 8].copy_from_slice(&mac.0);
+    Icmpv6Packet::new_unchecked(m).fill_checksum(src, dst);
+    Some(len)
+}
+
+/// Turns the IPv6 packet `pkt` (header at 0, an echo request at `l4_off`, the payload length
+/// already checked) into its echo reply (RFC 4443 4.2): addresses swapped, hop limit 64, type
+/// 129, checksum recomputed. The request's source must be unicast (the caller checks).
+pub fn echo_reply_in_place(pkt: &mut [u8], l4_off: usize) -> Result<()> {
+    let (src, dst) = {
+        let ip = Ipv6Packet::new_checked(&*pkt)?;
+        (ip.src(), ip.dst())
+    };
+    let end = ipv6::HEADER_LEN + usize::from(Ipv6Packet::new_unchecked(&*pkt).payload_len());
+    let m = pkt.get_mut(l4_off..end).ok_or(Error::Truncated)?;
+    if m.len() < HEADER_LEN || m[field::TYPE] != Icmpv6Type::ECHO_REQUEST.0 {
+        return Err(Error::Malformed);
+    }
+    m[field::TYPE] = Icmpv6Type::ECHO_REPLY.0;
+    Icmpv6Packet::new_unchecked(m).fill_checksum(dst, src);
+    let mut ip = Ipv6Packet::new_unchecked(&mut *pkt);
+    ip.set_src(dst);
+    ip.set_dst(src);
+    ip.set_hop_limit(64);
+    Ok(())
 }
 
 #[cfg(test)]

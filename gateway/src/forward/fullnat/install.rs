@@ -159,7 +159,7 @@ impl Forwarder {
             state: c.state() as u8,
             client: (client.src_ip(), client.sport),
             vip: (client.dst_ip(), client.dport),
-            real: (rs.addr, rs.port),
+            real: (rs.v4(), rs.port),
             local,
             remaining_ms: c
                 .deadline()
@@ -263,7 +263,7 @@ impl Forwarder {
         let svc = &self.services.services[si as usize].svc;
         let table = svc.persist_table().ok_or(InstallError::Template)?;
         let rs = crate::service::RsKey {
-            addr: r.real.0,
+            addr: r.real.0.into(),
             port: r.real.1,
         };
         if svc.index_of(rs).is_none() {
@@ -294,7 +294,7 @@ impl Forwarder {
             state: 0,
             client: (Ipv4Addr::from(masked), 0),
             vip: (client.dst_ip(), client.dport),
-            real: (t.rs.addr, t.rs.port),
+            real: (t.rs.v4(), t.rs.port),
             local: (Ipv4Addr::UNSPECIFIED, 0),
             remaining_ms: t.expires.saturating_sub(now.0).min(u64::from(u32::MAX)) as u32,
         })
@@ -414,10 +414,10 @@ impl Forwarder {
                     return Err(InstallError::NotThisWorker);
                 }
                 Some(Tuple::new(
-                    real.addr, real.port, r.local.0, r.local.1, r.proto,
+                    real.v4(), real.port, r.local.0, r.local.1, r.proto,
                 ))
             }
-            FwdMode::Nat => Some(nat::reply_tuple(&client, real.addr, real.port)),
+            FwdMode::Nat => Some(nat::reply_tuple(&client, real.v4(), real.port)),
             FwdMode::Dr | FwdMode::Tun => None,
         };
         let state = State::from_u8(r.state);
@@ -443,7 +443,7 @@ impl Forwarder {
         if let Some(c) = self.table.get_mut(id) {
             match real.fwd {
                 // DR and TUN keep the real server's address in the entry (see the module docs).
-                FwdMode::Dr | FwdMode::Tun => c.user = u32::from(real.addr),
+                FwdMode::Dr | FwdMode::Tun => c.user = u32::from(real.v4()),
                 // The server has answered (past SYN_RECV): `user2` marks it, as the server's ACK
                 // would have; the exact value is learnt from its next packet.
                 _ if !matches!(state, State::None | State::SynSent | State::SynRecv) => c.user2 = 1,

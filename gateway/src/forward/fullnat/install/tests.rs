@@ -109,7 +109,7 @@ fn a_connection_installed_elsewhere_equals_the_original_and_forwards() {
         (orig.client(), orig.reply(), orig.state())
     );
     let rs = &b.fwd.services().services[c.svc as usize].svc.reals()[c.rs as usize];
-    assert_eq!((rs.addr, rs.port), real);
+    assert_eq!((rs.v4(), rs.port), real);
     let left = c.deadline().0 - 50_000;
     assert!(
         left.abs_diff(u64::from(rec.remaining_ms)) <= 10,

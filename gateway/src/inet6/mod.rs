@@ -1,0 +1,271 @@
+//! IPv6 (issue 17), one room entered from `datapath::ingress` for every IPv6 frame (EtherType
+//! 0x86DD): the header and its extension headers checked (RFC 8200), neighbour discovery for the
+//! gateway's own addresses (RFC 4861), echo for them (RFC 4443), and IPv6 virtual services in DR
+//! and TUN (IPv6 in IPv6, RFC 2473, as IPVS does).
+//!
+//! - [`nd`]: neighbour solicitations answered for owned addresses (the ports' IPv6 addresses, their
+//!   link-local ones, the IPv6 VIPs), advertisements learned, solicitations sent to resolve a next
+//!   hop. The neighbour table is the IPv4 one (`net::neigh`, Linux's NUD states) keyed by IPv6
+//!   address: RFC 4861 7.3 has the same states.
+//! - [`route`]: the IPv6 routes (connected prefixes of the ports, static `[[route]]`s).
+//! - [`service`]: the connections of IPv6 services, in a table of their own ([`ConnTable6`]: the
+//!   same implementation as the IPv4 table over a 38-byte tuple, two cache lines per entry, so the
+//!   IPv4 entry stays one). Scheduling is the IPv4 services' (`service`), one scheduler state per
+//!   service per worker.
+//!
+//! What is not here yet (issue 17): FullNAT and NAT for IPv6 (and so TOA for IPv6 clients), NAT64,
+//! ICMPv6 errors about connections, IPv6 fragments (dropped and counted: `ipv6_fragment`), the
+//! burst pipeline's batched lookups (IPv6 frames are processed one by one), the kernel mirror of
+//! IPv6 addresses and routes, health checks of IPv6 real servers. The packets of one IPv6 flow stay
+//! on the worker RSS gives them (DR and TUN see only the client's direction).
+
+pub mod nd;
+pub mod route;
+pub mod service;
+
+use crate::conn::{ConnTable6, HashKey, Ticks, Timeouts};
+use crate::datapath::{punt, Verdict, L3};
+use crate::forward::Forwarder;
+use crate::net::{NeighConfig, NeighTable};
+use crate::packet::{PacketBuf, RxMeta};
+use crate::stats::Drop;
+use crate::wire::icmpv6::{self, Icmpv6Type};
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::{ethernet, IpProtocol};
+use std::net::Ipv6Addr;
+
+pub use route::Routes6;
+
+/// Whether `a` is a global unicast address: what a VIP, a real server or a port address must be
+/// (not unspecified, loopback, multicast, link-local or IPv4-mapped).
+pub fn is_unicast_global(a: Ipv6Addr) -> bool {
+    let s = a.segments();
+    !(a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || s[0] & 0xffc0 == 0xfe80
+        || a.to_ipv4_mapped().is_some())
+}
+
+/// The link-local address of a port with MAC `mac`: fe80::/64 and the modified EUI-64 interface
+/// identifier (RFC 4291 appendix A; RFC 2464 4), as Linux gives an Ethernet interface.
+pub fn link_local(mac: crate::wire::MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// IPv6 counters, per worker (the IPv4 ones are the rest of `WorkerStats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Inet6Counters {
+    /// IPv6 frames received.
+    pub rx: u64,
+    /// IPv6 packets of services sent toward their real servers.
+    pub forwarded: u64,
+    /// Neighbour solicitations answered, and sent.
+    pub ns_answered: u64,
+    pub ns_sent: u64,
+    /// Neighbour advertisements that resolved or updated an entry.
+    pub na_learned: u64,
+    pub echo_replies: u64,
+    /// IPv6 connections created and expired (the IPv6 table's counters).
+    pub conns_created: u64,
+    pub conns_expired: u64,
+    /// Live IPv6 connections (a level, summed over workers).
+    pub conns: u64,
+}
+
+impl Inet6Counters {
+    pub fn add(&mut self, o: &Inet6Counters) {
+        self.rx += o.rx;
+        self.forwarded += o.forwarded;
+        self.ns_answered += o.ns_answered;
+        self.ns_sent += o.ns_sent;
+        self.na_learned += o.na_learned;
+        self.echo_replies += o.echo_replies;
+        self.conns_created += o.conns_created;
+        self.conns_expired += o.conns_expired;
+        self.conns += o.conns;
+    }
+
+    /// (name, value) for the admin socket, the stats file and `/metrics`.
+    pub fn named(&self) -> [(&'static str, u64); 9] {
+        [
+            ("ipv6_rx", self.rx),
+            ("ipv6_forwarded", self.forwarded),
+            ("ipv6_ns_answered", self.ns_answered),
+            ("ipv6_ns_sent", self.ns_sent),
+            ("ipv6_na_learned", self.na_learned),
+            ("ipv6_echo_replies", self.echo_replies),
+            ("ipv6_conns_created", self.conns_created),
+            ("ipv6_conns_expired", self.conns_expired),
+            ("ipv6_conns", self.conns),
+        ]
+    }
+}
+
+/// Timer-wheel entries one `tick` may expire (as the IPv4 table's budget).
+const EXPIRE_BUDGET: usize = 4096;
+
+/// One worker's IPv6 state.
+pub struct Inet6<B> {
+    pub neigh: NeighTable<B, Ipv6Addr>,
+    pub conns: ConnTable6,
+}
+
+/// An IPv6 packet as `process` found it: the header fields the rest needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv6In {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hop_limit: u8,
+    /// The upper layer's protocol and offset in the frame; its end is `end`.
+    pub proto: IpProtocol,
+    pub l4_off: usize,
+    pub end: usize,
+    pub fragment: bool,
+}
+
+impl<B: PacketBuf> Inet6<B> {
+    /// IPv6 state for a worker: a neighbour table with the IPv4 one's settings and a connection
+    /// table of `capacity` entries.
+    pub fn new(neigh: NeighConfig, capacity: u32, timeouts: Timeouts) -> Self {
+        Inet6 {
+            neigh: NeighTable::new(neigh),
+            conns: ConnTable6::with_key(capacity, timeouts, HashKey::random(), Ticks(0)),
+        }
+    }
+
+    /// Processes one IPv6 frame (its Ethernet destination already checked by `ingress`).
+    pub fn process(
+        &mut self,
+        l3: &mut L3<B>,
+        fwd: &mut Forwarder,
+        mut pkt: B,
+        meta: &RxMeta,
+    ) -> Verdict<B> {
+        l3.stats.inet6.rx += 1;
+        let v = match parse(pkt.data()) {
+            Ok(v) => v,
+            Err(r) => return Verdict::Drop(r.into(), pkt),
+        };
+        // Ethernet padding is not data.
+        pkt.set_len(v.end);
+        if v.proto == IpProtocol::ICMPV6 && !v.fragment {
+            match pkt.data().get(v.l4_off).copied().map(Icmpv6Type) {
+                Some(Icmpv6Type::NEIGHBOR_SOLICIT) => {
+                    return nd::solicitation(self, l3, fwd.services(), pkt, meta, &v)
+                }
+                Some(Icmpv6Type::NEIGHBOR_ADVERT) => {
+                    return nd::advertisement(self, l3, pkt, meta, &v)
+                }
+                _ => {}
+            }
+        }
+        if v.dst.is_multicast() {
+            // MLD, router advertisements and solicitations, ...: the kernel's.
+            return l3.punt(meta.port, pkt, punt::Punt::Multicast, Drop::Ipv6NotForUs);
+        }
+        if v.src.is_multicast() || v.src.is_unspecified() && v.proto != IpProtocol::ICMPV6 {
+            return Verdict::Drop(Drop::Ipv6Malformed.into(), pkt);
+        }
+        let is_vip = fwd.services().is_vip6(v.dst);
+        if is_vip && matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {
+            return service::to_service(self, l3, fwd, pkt, meta, &v);
+        }
+        let local = is_vip || l3.topo().owns6(v.dst);
+        if !local {
+            return Verdict::Drop(Drop::Ipv6NotForUs.into(), pkt);
+        }
+        let echo = v.proto == IpProtocol::ICMPV6
+            && !v.fragment
+            && pkt.data().get(v.l4_off) == Some(&Icmpv6Type::ECHO_REQUEST.0);
+        if echo {
+            return echo_reply(l3, pkt, meta, &v);
+        }
+        if is_vip {
+            return Verdict::Drop(Drop::ProtoUnsupported.into(), pkt);
+        }
+        l3.punt(meta.port, pkt, punt::Punt::Local, Drop::ProtoUnsupported)
+    }
+
+    /// Periodic work: neighbour timers (solicitations, aging) and connection expiry.
+    pub fn tick(&mut self, l3: &mut L3<B>, fwd: &Forwarder, now_ms: u64) {
+        nd::tick(self, l3, now_ms);
+        let services = fwd.services();
+        let stats = &mut l3.stats.inet6;
+        let n = self.conns.expire(Ticks(now_ms), EXPIRE_BUDGET, |_, c, _| {
+            service::release(services, c);
+        });
+        stats.conns_expired += n as u64;
+        stats.conns = self.conns.len() as u64;
+    }
+
+    /// Learns a neighbour another worker heard advertised (`datapath::Event::Learned6`).
+    pub fn learn_from_peer(&mut self, l3: &mut L3<B>, ip: Ipv6Addr, mac: ethernet::MacAddr, port: u16) {
+        nd::learn(self, l3, ip, mac, port, false, true);
+    }
+}
+
+/// Checks the IPv6 header and walks the extension headers of the frame's packet.
+pub fn parse(frame: &[u8]) -> Result<Ipv6In, Drop> {
+    let l3_off = ethernet::HEADER_LEN;
+    let ip = Ipv6Packet::new_checked(frame.get(l3_off..).ok_or(Drop::Ipv6Malformed)?)
+        .map_err(|_| Drop::Ipv6Malformed)?;
+    let upper = ipv6::walk(ip.next_header(), ip.payload()).map_err(|_| Drop::Ipv6BadExtensions)?;
+    Ok(Ipv6In {
+        src: ip.src(),
+        dst: ip.dst(),
+        hop_limit: ip.hop_limit(),
+        proto: upper.proto,
+        l4_off: l3_off + ipv6::HEADER_LEN + upper.offset,
+        end: l3_off + ipv6::HEADER_LEN + usize::from(ip.payload_len()),
+        fragment: upper.fragment.is_some(),
+    })
+}
+
+/// Answers an echo request to one of the gateway's addresses, in place.
+fn echo_reply<B: PacketBuf>(l3: &mut L3<B>, mut pkt: B, meta: &RxMeta, v: &Ipv6In) -> Verdict<B> {
+    if v.src.is_unspecified() {
+        return Verdict::Drop(Drop::Ipv6Malformed.into(), pkt);
+    }
+    let icmp = &pkt.data()[v.l4_off..v.end];
+    if !icmpv6::Icmpv6Packet::new_unchecked(icmp).verify_checksum(v.src, v.dst) {
+        return Verdict::Drop(Drop::L4BadChecksum.into(), pkt);
+    }
+    let l3_off = ethernet::HEADER_LEN;
+    if icmpv6::echo_reply_in_place(&mut pkt.data_mut()[l3_off..], v.l4_off - l3_off).is_err() {
+        return Verdict::Drop(Drop::IcmpUnhandled.into(), pkt);
+    }
+    // Back where it came from: to the sender's MAC, from ours.
+    let mut eth = ethernet::EthernetFrame::new_unchecked(pkt.data_mut());
+    let (src, dst) = (eth.dst(), eth.src());
+    let port_mac = l3
+        .topo()
+        .ports
+        .get(meta.port as usize)
+        .map_or(src, |p| p.mac);
+    eth.set_dst(dst);
+    eth.set_src(port_mac);
+    l3.stats.inet6.echo_replies += 1;
+    Verdict::Tx(meta.port, pkt)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! Neighbour discovery (RFC 4861) for the gateway's own IPv6 addresses and its next hops.
+//!
+//! - A solicitation for an owned address (the port's IPv6 addresses and link-local address, an
+//!   IPv6 VIP) is answered with an advertisement (solicited and override set; to all nodes for a
+//!   duplicate-address probe, whose source is unspecified). Its sender, when it gives its
+//!   link-layer address, is learned (RFC 4861 7.2.3: a new entry is STALE). A solicitation for
+//!   another address goes up to the twin, or is dropped as `ipv6_not_for_us`.
+//! - An advertisement updates an existing entry only (7.2.5): solicited, it makes it REACHABLE;
+//!   unsolicited with a new address, STALE. Packets that waited for it leave; other workers hear
+//!   of it (`Event::Learned6`), since the answer may reach another worker than the question.
+//! - Resolving a next hop sends a solicitation to its solicited-node group, from the port's
+//!   address on its prefix; NUD probes are unicast. Retries and aging are the IPv4 table's.
+//!
+//! Every message is validated as 7.1.1 and 7.1.2 say (hop limit 255, code 0, checksum, length, a
+//! unicast target, no source link-layer option from the unspecified address); a failure is
+//! dropped as `nd_invalid`.
+
+use super::{Inet6, Ipv6In};
+use crate::datapath::{punt, Event, Verdict, L3};
+use crate::forward::ServiceTable;
+use crate::net::Resolve;
+use crate::packet::{PacketBuf, RxMeta};
+use crate::stats::Drop;
+use crate::wire::icmpv6::{self, nd_option, Icmpv6Packet};
+use crate::wire::{ethernet, EtherType, EthernetFrame, MacAddr};
+use std::net::Ipv6Addr;
+
+/// The all-nodes group, where an answer to a duplicate-address probe goes (RFC 4861 7.2.4).
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// The checks every neighbour discovery message passes (RFC 4861 7.1.1, 7.1.2), and its target.
+fn validate<B: PacketBuf>(pkt: &B, v: &Ipv6In) -> Option<Ipv6Addr> {
+    if v.hop_limit != icmpv6::ND_HOP_LIMIT || v.fragment {
+        return None;
+    }
+    let m = Icmpv6Packet::new_checked(&pkt.data()[v.l4_off..v.end]).ok()?;
+    if m.code() != 0 || !m.verify_checksum(v.src, v.dst) {
+        return None;
+    }
+    let target = m.nd_target();
+    (!target.is_multicast()).then_some(target)
+}
+
+/// A neighbour solicitation received on `meta.port`.
+pub fn solicitation<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    services: &ServiceTable,
+    pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+) -> Verdict<B> {
+    let Some(target) = validate(&pkt, v) else {
+        return Verdict::Drop(Drop::NdInvalid.into(), pkt);
+    };
+    let m = Icmpv6Packet::new_unchecked(&pkt.data()[v.l4_off..v.end]);
+    let Ok(slla) = m.nd_link_addr(nd_option::SOURCE_LINK_ADDR) else {
+        return Verdict::Drop(Drop::NdInvalid.into(), pkt);
+    };
+    let dad = v.src.is_unspecified();
+    if dad && (slla.is_some() || v.dst != icmpv6::solicited_node(target)) {
+        return Verdict::Drop(Drop::NdInvalid.into(), pkt);
+    }
+    let owned = l3.topo().owns6_on(meta.port, target) || services.is_vip6(target);
+    if !owned {
+        let why = if v.dst.is_multicast() {
+            punt::Punt::Multicast
+        } else {
+            punt::Punt::Local
+        };
+        return l3.punt(meta.port, pkt, why, Drop::Ipv6NotForUs);
+    }
+    if let (false, Some(mac)) = (dad, slla) {
+        learn(v6, l3, v.src, mac, meta.port, true, false);
+    }
+    let Some(port_mac) = l3.topo().ports.get(meta.port as usize).map(|p| p.mac) else {
+        return Verdict::Drop(Drop::NdInvalid.into(), pkt);
+    };
+    let frame_src = EthernetFrame::new_unchecked(pkt.data()).src();
+    let (dst, eth_dst, flags) = if dad {
+        (ALL_NODES, icmpv6::multicast_mac(ALL_NODES), icmpv6::NA_OVERRIDE)
+    } else {
+        (
+            v.src,
+            slla.unwrap_or(frame_src),
+            icmpv6::NA_SOLICITED | icmpv6::NA_OVERRIDE,
+        )
+    };
+    l3.generate(meta.port, |buf| {
+        let (eth, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
+        let n = icmpv6::write_neighbor_advert(rest, target, dst, target, port_mac, flags)?;
+        ethernet::write_header(eth, eth_dst, port_mac, EtherType::IPV6).ok()?;
+        Some(ethernet::HEADER_LEN + n)
+    });
+    l3.stats.inet6.ns_answered += 1;
+    Verdict::Done(pkt)
+}
+
+/// A neighbour advertisement received on `meta.port`.
+pub fn advertisement<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+) -> Verdict<B> {
+    let Some(target) = validate(&pkt, v) else {
+        return Verdict::Drop(Drop::NdInvalid.into(), pkt);
+    };
+    let m = Icmpv6Packet::new_unchecked(&pkt.data()[v.l4_off..v.end]);
+    let solicited = pkt.data()[v.l4_off + 4] & icmpv6::NA_SOLICITED != 0;
+    if solicited && v.dst.is_multicast() {
+        return Verdict::Drop(Drop::NdInvalid.into(), pkt);
+    }
+    let Ok(tlla) = m.nd_link_addr(nd_option::TARGET_LINK_ADDR) else {
+        return Verdict::Drop(Drop::NdInvalid.into(), pkt);
+    };
+    let mac = tlla.unwrap_or_else(|| EthernetFrame::new_unchecked(pkt.data()).src());
+    let known = v6.neigh.state(target).is_some();
+    learn(v6, l3, target, mac, meta.port, false, solicited);
+    if known {
+        l3.stats.inet6.na_learned += 1;
+        l3.announce(Event::Learned6 {
+            ip: target,
+            mac,
+            port: meta.port,
+        });
+    }
+    // The kernel may be resolving the same neighbour through the twin.
+    if l3.topo().ports.get(meta.port as usize).is_some_and(|p| p.twin) {
+        l3.punt(meta.port, pkt, punt::Punt::Multicast, Drop::Ipv6NotForUs)
+    } else {
+        Verdict::Done(pkt)
+    }
+}
+
+/// `NeighTable::learn`, with the packets that waited for `ip` sent (their MACs set).
+pub(super) fn learn<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    ip: Ipv6Addr,
+    mac: MacAddr,
+    port: u16,
+    create: bool,
+    reply: bool,
+) {
+    let now = l3.now_ms;
+    let src_mac = l3.topo().ports.get(port as usize).map(|p| p.mac);
+    v6.neigh
+        .learn(ip, mac, port, now, create, reply, |port, mac, mut p: B| {
+            let mut eth = EthernetFrame::new_unchecked(p.data_mut());
+            eth.set_dst(mac);
+            if let Some(s) = src_mac {
+                eth.set_src(s);
+            }
+            l3.settle_later(Verdict::Tx(port, p));
+        });
+}
+
+/// Sends a neighbour solicitation for `target` on `port`: to its solicited-node group, or to
+/// `unicast` (a NUD probe).
+pub fn solicit<B: PacketBuf>(l3: &mut L3<B>, port: u16, target: Ipv6Addr, unicast: Option<MacAddr>) {
+    let topo = l3.topo();
+    let Some(p) = topo.ports.get(port as usize) else {
+        return;
+    };
+    let mac = p.mac;
+    let Some(src) = topo.source6_for(port, target) else {
+        return;
+    };
+    let (dst, eth_dst) = match unicast {
+        Some(m) => (target, m),
+        None => {
+            let g = icmpv6::solicited_node(target);
+            (g, icmpv6::multicast_mac(g))
+        }
+    };
+    l3.generate(port, |buf| {
+        let (eth, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
+        let n = icmpv6::write_neighbor_solicit(rest, src, dst, target, mac)?;
+        ethernet::write_header(eth, eth_dst, mac, EtherType::IPV6).ok()?;
+        Some(ethernet::HEADER_LEN + n)
+    });
+    l3.stats.inet6.ns_sent += 1;
+}
+
+/// Sends an IPv6 packet (Ethernet header present) to neighbour `target` on `port`: sets the MACs,
+/// or holds the packet until the neighbour answers.
+pub fn send_to<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    pkt: B,
+    target: Ipv6Addr,
+    port: u16,
+) -> Verdict<B> {
+    let Some(port_mac) = l3.topo().ports.get(port as usize).map(|p| p.mac) else {
+        return Verdict::Drop(Drop::NoRoute.into(), pkt);
+    };
+    match v6.neigh.resolve(target, port, pkt, l3.now_ms) {
+        Resolve::Mac(mac, mut p) => {
+            let mut eth = EthernetFrame::new_unchecked(p.data_mut());
+            eth.set_dst(mac);
+            eth.set_src(port_mac);
+            Verdict::Tx(port, p)
+        }
+        Resolve::Queued { request } => {
+            if request {
+                solicit(l3, port, target, None);
+            }
+            Verdict::Held
+        }
+        Resolve::Dropped(p, why) => Verdict::Drop(crate::datapath::neigh_drop(why).into(), p),
+    }
+}
+
+/// Neighbour timers: retries, probes and aging, as the IPv4 table's.
+pub fn tick<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, now_ms: u64) {
+    let mut reqs = [(0u16, Ipv6Addr::UNSPECIFIED, None); 16];
+    let mut n = 0;
+    let mut dropped = 0u64;
+    v6.neigh.tick(
+        now_ms,
+        |port, ip, unicast| {
+            if n < reqs.len() {
+                reqs[n] = (port, ip, unicast);
+                n += 1;
+            }
+        },
+        |_p| dropped += 1,
+    );
+    l3.stats.drops[Drop::NeighUnresolved as usize] += dropped;
+    for &(port, ip, unicast) in &reqs[..n] {
+        solicit(l3, port, ip, unicast);
+    }
+}
