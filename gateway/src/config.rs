@@ -830,23 +830,33 @@ impl Config {
         if prefix.addr != prefix.network() {
             return Err(invalid(
                 format!("{key}.prefix"),
-                format!("{} has host bits set (network is {})", r.prefix, prefix.network()),
+                format!(
+                    "{} has host bits set (network is {})",
+                    r.prefix,
+                    prefix.network()
+                ),
             ));
         }
-        let port = self.port_index(&r.port).ok_or_else(|| {
-            invalid(format!("{key}.port"), format!("no port named {:?}", r.port))
-        })?;
+        let port = self
+            .port_index(&r.port)
+            .ok_or_else(|| invalid(format!("{key}.port"), format!("no port named {:?}", r.port)))?;
         let via = match &r.via {
             None => None,
             Some(v) => {
                 let ip: Ipv6Addr = v.parse().map_err(|_| {
-                    invalid(format!("{key}.via"), format!("{v:?} is not an IPv6 address"))
+                    invalid(
+                        format!("{key}.via"),
+                        format!("{v:?} is not an IPv6 address"),
+                    )
                 })?;
                 let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
                 if !link_local && !port_addrs6[port].iter().any(|c| c.contains(ip)) {
                     return Err(invalid(
                         format!("{key}.via"),
-                        format!("{ip} is neither link-local nor on an IPv6 subnet of port {:?}", r.port),
+                        format!(
+                            "{ip} is neither link-local nor on an IPv6 subnet of port {:?}",
+                            r.port
+                        ),
                     ));
                 }
                 Some(ip)
@@ -1220,16 +1230,16 @@ impl Config {
                         "\"kernel\" needs a port with a twin (every port has twin = \"none\")",
                     ))
                 }
-                "kernel" => match vip {
-                    IpAddr::V4(vip) if !kernel_owned.contains(&vip) => kernel_owned.push(vip),
-                    IpAddr::V4(_) => {}
-                    IpAddr::V6(_) => {
-                        return Err(invalid(
+                "kernel" => {
+                    match vip {
+                        IpAddr::V4(vip) if !kernel_owned.contains(&vip) => kernel_owned.push(vip),
+                        IpAddr::V4(_) => {}
+                        IpAddr::V6(_) => return Err(invalid(
                             format!("service[{i}].owner"),
                             "an IPv6 VIP is owned by the config (the kernel mirror is IPv4 only)",
-                        ))
+                        )),
                     }
-                },
+                }
                 o => {
                     return Err(invalid(
                         format!("service[{i}].owner"),

@@ -770,7 +770,10 @@ fn conn_filter(args: &[String]) -> Result<ConnFilter, Fail> {
 
 fn format_conns(c: &ConnsView) -> String {
     let ap = |x: Option<(std::net::IpAddr, u16)>| {
-        x.map_or_else(|| "-".into(), |(a, p)| std::net::SocketAddr::new(a, p).to_string())
+        x.map_or_else(
+            || "-".into(),
+            |(a, p)| std::net::SocketAddr::new(a, p).to_string(),
+        )
     };
     let mut out = format!(
         "{:<4} {:<6} {:<12} {:<21} {:<21} {:<21} {:<21} {:>7}\n",
@@ -1733,7 +1736,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             (f.rs, f.rs_port, f.state.as_deref()),
-            (Some(Ipv4Addr::new(10, 0, 0, 1).into()), Some(80), Some("SYN_RECV"))
+            (
+                Some(Ipv4Addr::new(10, 0, 0, 1).into()),
+                Some(80),
+                Some("SYN_RECV")
+            )
         );
         assert!(conn_filter(&["--rs".into(), "nope".into()]).is_err());
         assert!(conn_filter(&["--bogus".into(), "1".into()]).is_err());

@@ -596,7 +596,9 @@ impl<T: ConnKey> Table<T> {
         };
         let handshake = matches!(state, State::None | State::SynSent | State::SynRecv);
         c.state = state as u8;
-        if c.client.proto() == PROTO_TCP && !handshake && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
+        if c.client.proto() == PROTO_TCP
+            && !handshake
+            && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
         {
             c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
             self.half_open -= 1;
@@ -740,7 +742,11 @@ impl<T: ConnKey> Table<T> {
     }
 
     /// Live entries in slots `start..end` (a listing goes through the table a range at a time).
-    pub fn iter_range(&self, start: u32, end: u32) -> impl Iterator<Item = (ConnId, &ConnOf<T>)> + '_ {
+    pub fn iter_range(
+        &self,
+        start: u32,
+        end: u32,
+    ) -> impl Iterator<Item = (ConnId, &ConnOf<T>)> + '_ {
         let end = (end as usize).min(self.slab.len());
         let start = (start as usize).min(end);
         self.slab[start..end]

@@ -86,7 +86,9 @@ impl Model {
     fn find(&self, k: &SvcKey) -> Option<usize> {
         let vip = k.vip;
         self.services.iter().position(|s| {
-            s.vip.parse() == Ok(vip) && s.port == k.port && s.protocol.eq_ignore_ascii_case(&k.proto)
+            s.vip.parse() == Ok(vip)
+                && s.port == k.port
+                && s.protocol.eq_ignore_ascii_case(&k.proto)
         })
     }
 

@@ -89,9 +89,9 @@ impl Topology {
 
     /// Whether `a` is one of the ports' IPv6 addresses, or a port's link-local address.
     pub fn owns6(&self, a: std::net::Ipv6Addr) -> bool {
-        self.ports.iter().any(|p| {
-            p.addrs6.iter().any(|c| c.addr == a) || crate::inet6::link_local(p.mac) == a
-        })
+        self.ports
+            .iter()
+            .any(|p| p.addrs6.iter().any(|c| c.addr == a) || crate::inet6::link_local(p.mac) == a)
     }
 
     /// Whether `a` is `port`'s IPv6 address or its link-local one (answered in neighbour
@@ -719,7 +719,10 @@ pub fn ingress<B: PacketBuf>(
         )));
     };
     if meta.ip_csum == CsumStatus::Bad {
-        return Err(NotIpv4::Done(Verdict::Drop(Drop::IpBadChecksumHw.into(), pkt)));
+        return Err(NotIpv4::Done(Verdict::Drop(
+            Drop::IpBadChecksumHw.into(),
+            pkt,
+        )));
     }
     Ok((
         pkt,
@@ -966,7 +969,8 @@ impl<B: PacketBuf> Datapath<B> {
     pub fn commit_services(&mut self, prepared: crate::forward::fullnat::PreparedServices) {
         let old = Arc::clone(self.fwd.services());
         self.fwd.commit_services(prepared);
-        crate::forward::services::ConnRemap::new(&old, self.fwd.services()).apply(&mut self.v6.conns);
+        crate::forward::services::ConnRemap::new(&old, self.fwd.services())
+            .apply(&mut self.v6.conns);
     }
 
     /// Hands out the verdicts reached outside their frame's processing (held fragments released
@@ -1335,7 +1339,8 @@ mod tests {
         VecBuf::from_frame(&v)
     }
 
-    fn ipv6() -> VecBuf {
+    /// UDP from a link-local client to `dst`.
+    fn ipv6(dst: std::net::Ipv6Addr) -> VecBuf {
         let mut v = Vec::new();
         PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
             .ipv6(
@@ -1344,11 +1349,7 @@ mod tests {
                     .concat()
                     .try_into()
                     .unwrap(),
-                [0xfe80, 0, 0, 0, 0, 0, 0, 1]
-                    .map(|x: u16| x.to_be_bytes())
-                    .concat()
-                    .try_into()
-                    .unwrap(),
+                dst.octets(),
                 64,
             )
             .udp(546, 547)
@@ -1400,7 +1401,18 @@ mod tests {
                 "kernel0",
                 "drop Dp(IpNotForUs)",
             ),
-            ("ipv6", ipv6(), "kernel0", "drop Dp(EtherTypeUnsupported)"),
+            (
+                "ipv6 to someone else",
+                ipv6("fe80::1".parse().unwrap()),
+                "drop Dp(Ipv6NotForUs)",
+                "drop Dp(Ipv6NotForUs)",
+            ),
+            (
+                "ipv6 to the port's link-local address",
+                ipv6(crate::inet6::link_local(CLIENT_PORT_MAC)),
+                "kernel0",
+                "drop Dp(ProtoUnsupported)",
+            ),
             (
                 "tcp to a vip port without a service",
                 tcp_to(VIP, 22, true),
@@ -1441,7 +1453,15 @@ mod tests {
             );
         }
         let mut dp: Datapath<VecBuf> = lab_datapath();
-        for f in [tcp_to(GW_CLIENT_IP, 22, true), vrrp(), ipv6()] {
+        // An EtherType the datapath does not handle (LLDP) goes up as such.
+        let mut lldp = [CLIENT_PORT_MAC.0, CLIENT_MAC.0].concat();
+        lldp.extend_from_slice(&[0x88, 0xcc]);
+        lldp.resize(60, 0);
+        for f in [
+            tcp_to(GW_CLIENT_IP, 22, true),
+            vrrp(),
+            VecBuf::from_frame(&lldp),
+        ] {
             dp.process(f, &meta);
         }
         let c = dp.l3.stats.punt;

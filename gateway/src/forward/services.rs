@@ -107,7 +107,8 @@ impl ServiceTable {
                     t.addrs.entry(vip).or_default().vip = true;
                 }
                 IpAddr::V6(vip) => {
-                    t.by_key6.insert((vip, cfg.vport, cfg.proto.number()), index);
+                    t.by_key6
+                        .insert((vip, cfg.vport, cfg.proto.number()), index);
                     t.vips6.insert(vip);
                 }
             }
@@ -220,7 +221,9 @@ impl ConnRemap {
         for id in ids {
             if let Some(c) = table.get_mut(id) {
                 let (svc, rs) = match self.0.get(c.svc as usize) {
-                    Some((ns, reals)) => (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST)),
+                    Some((ns, reals)) => {
+                        (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST))
+                    }
                     None => (NO_DEST, NO_DEST),
                 };
                 c.svc = svc;

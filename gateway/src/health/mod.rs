@@ -237,7 +237,10 @@ mod tests {
             .iter()
             .map(|r| (r.addr, r.port, r.weight))
             .collect();
-        assert_eq!(w.last(), Some(&(Ipv4Addr::new(10, 20, 0, 99).into(), 8080, 1)));
+        assert_eq!(
+            w.last(),
+            Some(&(Ipv4Addr::new(10, 20, 0, 99).into(), 8080, 1))
+        );
         assert_eq!(w.len(), 3);
         assert_eq!(
             effective(&configured, &all, &Default::default())[0]

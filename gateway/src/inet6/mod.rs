@@ -218,7 +218,13 @@ impl<B: PacketBuf> Inet6<B> {
     }
 
     /// Learns a neighbour another worker heard advertised (`datapath::Event::Learned6`).
-    pub fn learn_from_peer(&mut self, l3: &mut L3<B>, ip: Ipv6Addr, mac: ethernet::MacAddr, port: u16) {
+    pub fn learn_from_peer(
+        &mut self,
+        l3: &mut L3<B>,
+        ip: Ipv6Addr,
+        mac: ethernet::MacAddr,
+        port: u16,
+    ) {
         nd::learn(self, l3, ip, mac, port, false, true);
     }
 }

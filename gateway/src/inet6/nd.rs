@@ -78,7 +78,11 @@ pub fn solicitation<B: PacketBuf>(
     };
     let frame_src = EthernetFrame::new_unchecked(pkt.data()).src();
     let (dst, eth_dst, flags) = if dad {
-        (ALL_NODES, icmpv6::multicast_mac(ALL_NODES), icmpv6::NA_OVERRIDE)
+        (
+            ALL_NODES,
+            icmpv6::multicast_mac(ALL_NODES),
+            icmpv6::NA_OVERRIDE,
+        )
     } else {
         (
             v.src,
@@ -127,7 +131,12 @@ pub fn advertisement<B: PacketBuf>(
         });
     }
     // The kernel may be resolving the same neighbour through the twin.
-    if l3.topo().ports.get(meta.port as usize).is_some_and(|p| p.twin) {
+    if l3
+        .topo()
+        .ports
+        .get(meta.port as usize)
+        .is_some_and(|p| p.twin)
+    {
         l3.punt(meta.port, pkt, punt::Punt::Multicast, Drop::Ipv6NotForUs)
     } else {
         Verdict::Done(pkt)
@@ -159,7 +168,12 @@ pub(super) fn learn<B: PacketBuf>(
 
 /// Sends a neighbour solicitation for `target` on `port`: to its solicited-node group, or to
 /// `unicast` (a NUD probe).
-pub fn solicit<B: PacketBuf>(l3: &mut L3<B>, port: u16, target: Ipv6Addr, unicast: Option<MacAddr>) {
+pub fn solicit<B: PacketBuf>(
+    l3: &mut L3<B>,
+    port: u16,
+    target: Ipv6Addr,
+    unicast: Option<MacAddr>,
+) {
     let topo = l3.topo();
     let Some(p) = topo.ports.get(port as usize) else {
         return;

@@ -1,0 +1,474 @@
+//! IPv6 in the datapath: neighbour discovery, echo, DR and TUN services, bad input.
+
+use super::*;
+use crate::datapath::{Datapath, Event, Verdict};
+use crate::packet::{PacketBuf, RxMeta, VecBuf};
+use crate::service::{RsStats, ServiceConfig};
+use crate::testkit::*;
+use crate::wire::icmpv6::{self, Icmpv6Packet, Icmpv6Type};
+use crate::wire::{EtherType, EthernetFrame, MacAddr};
+use etherparse::{PacketBuilder, SlicedPacket};
+use std::net::Ipv6Addr;
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+const CLIENT6: &str = "2001:db8:10::2";
+const VIP6: &str = "2001:db8:10::100";
+const RS6_1: &str = "2001:db8:20::11";
+const RS6_2: &str = "2001:db8:20::12";
+const GW6_SERVER: &str = "2001:db8:20::1";
+
+/// The lab's ports with IPv6 addresses too, a TCP service on an IPv6 VIP with two DR real servers
+/// and a UDP one with a TUN real server.
+fn config6() -> String {
+    LAB_CONFIG
+        .replace(
+            "addresses = [\"10.10.0.1/24\"]",
+            "addresses = [\"10.10.0.1/24\", \"2001:db8:10::1/64\"]",
+        )
+        .replace(
+            "addresses = [\"10.20.0.1/24\"]",
+            "addresses = [\"10.20.0.1/24\", \"2001:db8:20::1/64\"]",
+        )
+        + r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+[[service.real]]
+address = "2001:db8:20::11"
+mode = "dr"
+[[service.real]]
+address = "2001:db8:20::12"
+mode = "dr"
+
+[[service]]
+vip = "2001:db8:10::100"
+port = 53
+protocol = "udp"
+scheduler = "rr"
+[[service.real]]
+address = "2001:db8:20::11"
+mode = "tun"
+"#
+}
+
+fn dp() -> Datapath<VecBuf> {
+    datapath_from(&config6(), 0, 1, 1024)
+}
+
+fn meta(port: u16) -> RxMeta {
+    RxMeta {
+        port,
+        ..Default::default()
+    }
+}
+
+fn tcp6(sport: u16, syn: bool, payload: &[u8]) -> VecBuf {
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .tcp(sport, 80, 1000, 64240);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    b.write(&mut v, payload).unwrap();
+    VecBuf::from_frame(&v)
+}
+
+fn udp6(sport: u16, payload: &[u8]) -> VecBuf {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .udp(sport, 53)
+        .write(&mut v, payload)
+        .unwrap();
+    VecBuf::from_frame(&v)
+}
+
+/// A neighbour solicitation for `target` from `src` (with its link-layer address) to `dst`.
+fn ns(src: Ipv6Addr, dst: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> VecBuf {
+    let mut buf = [0u8; 128];
+    let n = icmpv6::write_neighbor_solicit(&mut buf[14..], src, dst, target, CLIENT_MAC).unwrap();
+    buf[21] = hop_limit;
+    let dst_mac = if dst.is_multicast() {
+        icmpv6::multicast_mac(dst)
+    } else {
+        CLIENT_PORT_MAC
+    };
+    crate::wire::ethernet::write_header(&mut buf, dst_mac, CLIENT_MAC, EtherType::IPV6).unwrap();
+    VecBuf::from_frame(&buf[..14 + n])
+}
+
+/// A solicited neighbour advertisement of `target` at `mac`, on the server side.
+fn na(target: Ipv6Addr, mac: MacAddr) -> VecBuf {
+    let mut buf = [0u8; 128];
+    let flags = icmpv6::NA_SOLICITED | icmpv6::NA_OVERRIDE;
+    let n =
+        icmpv6::write_neighbor_advert(&mut buf[14..], target, a(GW6_SERVER), target, mac, flags)
+            .unwrap();
+    crate::wire::ethernet::write_header(&mut buf, SERVER_PORT_MAC, mac, EtherType::IPV6).unwrap();
+    VecBuf::from_frame(&buf[..14 + n])
+}
+
+fn generated(dp: &mut Datapath<VecBuf>) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    dp.l3
+        .take_generated(|g| out.push((g.port, g.bytes().to_vec())));
+    out
+}
+
+fn released(dp: &mut Datapath<VecBuf>) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    dp.l3.take_released(|p, b| out.push((p, b.data().to_vec())));
+    out
+}
+
+fn drop_name(v: &Verdict<VecBuf>) -> String {
+    match v {
+        Verdict::Drop(r, _) => format!("{r:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The ICMPv6 message of an IPv6 frame, its checksum verified against etherparse's.
+fn icmp_of(frame: &[u8]) -> (Ipv6Addr, Ipv6Addr, u8, Vec<u8>) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
+        panic!("not ipv6")
+    };
+    let h = ip.header();
+    let msg = ip.payload().payload.to_vec();
+    let (src, dst) = (h.source_addr(), h.destination_addr());
+    // etherparse computes the checksum over the same pseudo-header independently.
+    let t = etherparse::Icmpv6Header::from_slice(&msg).unwrap().0;
+    let fresh = t
+        .icmp_type
+        .calc_checksum(src.octets(), dst.octets(), &msg[t.header_len()..])
+        .unwrap();
+    assert_eq!(t.checksum, fresh, "ICMPv6 checksum");
+    (src, dst, h.hop_limit(), msg)
+}
+
+#[test]
+fn link_local_is_the_modified_eui64_of_the_mac() {
+    // RFC 4291 appendix A: the universal/local bit flips, ff:fe goes in the middle.
+    assert_eq!(
+        link_local(MacAddr([0x02, 0, 0, 0, 0, 0x01])),
+        a("fe80::ff:fe00:1")
+    );
+    assert_eq!(
+        link_local(MacAddr([0x00, 0x1b, 0x21, 0x3a, 0x4c, 0x5d])),
+        a("fe80::21b:21ff:fe3a:4c5d")
+    );
+    assert!(is_unicast_global(a("2001:db8::1")));
+    for bad in ["::", "::1", "ff02::1", "fe80::1", "::ffff:10.0.0.1"] {
+        assert!(!is_unicast_global(a(bad)), "{bad}");
+    }
+}
+
+#[test]
+fn a_solicitation_for_the_vip_is_answered_and_its_sender_learned() {
+    let mut dp = dp();
+    let vip = a(VIP6);
+    let group = icmpv6::solicited_node(vip);
+    let v = dp.process(ns(a(CLIENT6), group, vip, 255), &meta(0));
+    assert!(matches!(v, Verdict::Done(_)), "{v:?}");
+    let g = generated(&mut dp);
+    assert_eq!(g.len(), 1);
+    let (port, frame) = &g[0];
+    assert_eq!(*port, 0);
+    let eth = EthernetFrame::new_unchecked(&frame[..]);
+    assert_eq!((eth.dst(), eth.src()), (CLIENT_MAC, CLIENT_PORT_MAC));
+    let (src, dst, hops, msg) = icmp_of(frame);
+    assert_eq!((src, dst, hops), (vip, a(CLIENT6), 255));
+    let m = Icmpv6Packet::new_checked(&msg[..]).unwrap();
+    assert_eq!(m.msg_type(), Icmpv6Type::NEIGHBOR_ADVERT);
+    assert_eq!(m.nd_target(), vip);
+    assert_eq!(msg[4], icmpv6::NA_SOLICITED | icmpv6::NA_OVERRIDE);
+    assert_eq!(
+        m.nd_link_addr(icmpv6::nd_option::TARGET_LINK_ADDR),
+        Ok(Some(CLIENT_PORT_MAC))
+    );
+    // The sender's link-layer address option made an entry (STALE, RFC 4861 7.2.3).
+    assert_eq!(dp.v6.neigh.mac(a(CLIENT6)), Some(CLIENT_MAC));
+    assert_eq!(dp.l3.stats.inet6.ns_answered, 1);
+}
+
+#[test]
+fn solicitations_are_answered_for_owned_addresses_only_and_validated() {
+    let mut dp = dp();
+    let c = a(CLIENT6);
+    let ll = link_local(CLIENT_PORT_MAC);
+    // The port's own addresses: its global one and its link-local one.
+    for t in [a("2001:db8:10::1"), ll] {
+        let v = dp.process(ns(c, icmpv6::solicited_node(t), t, 255), &meta(0));
+        assert!(matches!(v, Verdict::Done(_)), "{t}: {v:?}");
+    }
+    assert_eq!(generated(&mut dp).len(), 2);
+    // The other port's address is not answered on this one; a stranger's is not answered.
+    for t in [a("2001:db8:20::1"), a("2001:db8:10::77")] {
+        let v = dp.process(ns(c, icmpv6::solicited_node(t), t, 255), &meta(0));
+        assert!(matches!(v, Verdict::ToKernel(0, _)), "{t}: {v:?}");
+    }
+    // Off-link (hop limit not 255) or a duplicate-address probe that names a link-layer address.
+    let vip = a(VIP6);
+    let bad = dp.process(ns(c, icmpv6::solicited_node(vip), vip, 64), &meta(0));
+    assert_eq!(drop_name(&bad), "Dp(NdInvalid)");
+    let dad = ns(Ipv6Addr::UNSPECIFIED, icmpv6::solicited_node(vip), vip, 255);
+    assert_eq!(drop_name(&dp.process(dad, &meta(0))), "Dp(NdInvalid)");
+    // A corrupted checksum.
+    let mut f = ns(c, icmpv6::solicited_node(vip), vip, 255);
+    f.data_mut()[14 + 40 + 2] ^= 0xff;
+    assert_eq!(drop_name(&dp.process(f, &meta(0))), "Dp(NdInvalid)");
+    assert!(generated(&mut dp).is_empty());
+    assert_eq!(dp.l3.stats.inet6.ns_answered, 2);
+}
+
+#[test]
+fn a_dr_connection_resolves_its_real_server_and_keeps_it() {
+    let mut dp = dp();
+    let syn = tcp6(40000, true, b"");
+    let sent = syn.data().to_vec();
+    // The real server is unknown: the SYN waits and a solicitation goes to its group.
+    assert!(matches!(dp.process(syn, &meta(0)), Verdict::Held));
+    let g = generated(&mut dp);
+    assert_eq!(g.len(), 1);
+    let (port, frame) = &g[0];
+    assert_eq!(*port, 1);
+    let rs = a(RS6_1);
+    let group = icmpv6::solicited_node(rs);
+    assert_eq!(
+        EthernetFrame::new_unchecked(&frame[..]).dst(),
+        icmpv6::multicast_mac(group)
+    );
+    let (src, dst, hops, msg) = icmp_of(frame);
+    assert_eq!((src, dst, hops), (a(GW6_SERVER), group, 255));
+    let m = Icmpv6Packet::new_checked(&msg[..]).unwrap();
+    assert_eq!(
+        (m.msg_type(), m.nd_target()),
+        (Icmpv6Type::NEIGHBOR_SOLICIT, rs)
+    );
+    // The answer releases the SYN: only its MACs changed. (It goes up to the twin as well: the
+    // kernel may be resolving the same neighbour.)
+    let v = dp.process(na(rs, RS1_MAC), &meta(1));
+    assert!(matches!(v, Verdict::ToKernel(1, _)), "{v:?}");
+    let r = released(&mut dp);
+    assert_eq!(r.len(), 1);
+    let (port, out) = &r[0];
+    assert_eq!(*port, 1);
+    let eth = EthernetFrame::new_unchecked(&out[..]);
+    assert_eq!((eth.dst(), eth.src()), (RS1_MAC, SERVER_PORT_MAC));
+    assert_eq!(out[12..], sent[12..], "the IPv6 packet is untouched");
+    // Other workers hear of it: the answer may reach another worker than the question.
+    let mut events = Vec::new();
+    dp.l3.take_events(|e| events.push(e));
+    assert!(events.contains(&Event::Learned6 {
+        ip: rs,
+        mac: RS1_MAC,
+        port: 1
+    }));
+    // The connection's next packet goes straight to the same server.
+    let ack = tcp6(40000, false, b"GET /");
+    let sent = ack.data().to_vec();
+    let Verdict::Tx(1, out) = dp.process(ack, &meta(0)) else {
+        panic!("not sent")
+    };
+    assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS1_MAC);
+    assert_eq!(out.data()[12..], sent[12..]);
+    assert_eq!(dp.v6.conns.len(), 1);
+    let svc = &dp.fwd.services().services[2].svc;
+    let s: &RsStats = svc.stats(0).unwrap();
+    assert_eq!((s.active(), s.inactive()), (1, 0));
+    assert_eq!(dp.l3.stats.inet6.conns_created, 1);
+    // The second connection goes to the other server (rr).
+    assert!(matches!(
+        dp.process(tcp6(40001, true, b""), &meta(0)),
+        Verdict::Held
+    ));
+    let g = generated(&mut dp);
+    let (_, _, _, msg) = icmp_of(&g[0].1);
+    assert_eq!(
+        Icmpv6Packet::new_checked(&msg[..]).unwrap().nd_target(),
+        a(RS6_2)
+    );
+}
+
+#[test]
+fn a_tcp_packet_without_a_connection_opens_none_and_udp_goes_through_the_tunnel() {
+    let mut dp = dp();
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    let v = dp.process(tcp6(40000, false, b"x"), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(NoConn)");
+    assert!(dp.v6.conns.is_empty());
+    let dgram = udp6(5353, b"query");
+    let inner = dgram.data()[14..].to_vec();
+    let Verdict::Tx(1, out) = dp.process(dgram, &meta(0)) else {
+        panic!("not sent")
+    };
+    let o = out.data();
+    assert_eq!(EthernetFrame::new_unchecked(o).dst(), RS1_MAC);
+    let outer = etherparse::Ipv6HeaderSlice::from_slice(&o[14..]).unwrap();
+    assert_eq!(outer.source_addr(), a(GW6_SERVER));
+    assert_eq!(outer.destination_addr(), a(RS6_1));
+    assert_eq!(outer.next_header(), etherparse::IpNumber::IPV6);
+    assert_eq!(usize::from(outer.payload_length()), inner.len());
+    assert_eq!(
+        o[14 + 40..],
+        inner[..],
+        "the client's packet inside, unchanged"
+    );
+}
+
+#[test]
+fn echo_to_the_vip_is_answered() {
+    let mut dp = dp();
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .icmpv6_echo_request(7, 1)
+        .write(&mut v, b"ping")
+        .unwrap();
+    let Verdict::Tx(0, out) = dp.process(VecBuf::from_frame(&v), &meta(0)) else {
+        panic!("not answered")
+    };
+    let eth = EthernetFrame::new_unchecked(out.data());
+    assert_eq!((eth.dst(), eth.src()), (CLIENT_MAC, CLIENT_PORT_MAC));
+    let (src, dst, _, msg) = icmp_of(out.data());
+    assert_eq!((src, dst), (a(VIP6), a(CLIENT6)));
+    assert_eq!(msg[0], Icmpv6Type::ECHO_REPLY.0);
+    assert_eq!(&msg[8..], b"ping");
+    assert_eq!(dp.l3.stats.inet6.echo_replies, 1);
+}
+
+#[test]
+fn bad_ipv6_is_dropped_with_its_reason() {
+    let mut dp = dp();
+    // Nine destination-options headers: more than the walk allows.
+    let mut f = tcp6(40000, true, b"").data().to_vec();
+    let ext: Vec<u8> = (0..9)
+        .flat_map(|i| [if i < 8 { 60 } else { 6 }, 0, 0, 0, 0, 0, 0, 0])
+        .collect();
+    f[20] = 60;
+    let plen = u16::from_be_bytes([f[18], f[19]]) + ext.len() as u16;
+    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    f.splice(54..54, ext);
+    let v = dp.process(VecBuf::from_frame(&f), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(Ipv6BadExtensions)");
+    // A fragment of a service's flow: not followed yet.
+    let mut g = tcp6(40000, true, b"").data().to_vec();
+    g[20] = 44;
+    let plen = u16::from_be_bytes([g[18], g[19]]) + 8;
+    g[18..20].copy_from_slice(&plen.to_be_bytes());
+    g.splice(54..54, [6, 0, 0, 1, 0, 0, 0, 9]);
+    let v = dp.process(VecBuf::from_frame(&g), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(Ipv6Fragment)");
+    // Truncated header, wrong version, payload past the frame.
+    let t = tcp6(40000, true, b"").data()[..40].to_vec();
+    assert_eq!(
+        drop_name(&dp.process(VecBuf::from_frame(&t), &meta(0))),
+        "Dp(Ipv6Malformed)"
+    );
+    let mut w = tcp6(40000, true, b"").data().to_vec();
+    w[14] = 0x45;
+    assert_eq!(
+        drop_name(&dp.process(VecBuf::from_frame(&w), &meta(0))),
+        "Dp(Ipv6Malformed)"
+    );
+    let mut l = tcp6(40000, true, b"").data().to_vec();
+    l[18..20].copy_from_slice(&400u16.to_be_bytes());
+    assert_eq!(
+        drop_name(&dp.process(VecBuf::from_frame(&l), &meta(0))),
+        "Dp(Ipv6Malformed)"
+    );
+    // A bad TCP checksum.
+    let mut c = tcp6(40000, true, b"").data().to_vec();
+    c[54 + 16] ^= 0xff;
+    let v = dp.process(VecBuf::from_frame(&c), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(L4BadChecksum)");
+    // Not ours.
+    let mut n = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a("2001:db8:10::99").octets(), 64)
+        .udp(1, 2)
+        .write(&mut n, b"")
+        .unwrap();
+    let v = dp.process(VecBuf::from_frame(&n), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(Ipv6NotForUs)");
+    assert!(dp.v6.conns.is_empty());
+}
+
+#[test]
+fn a_removed_real_server_stops_its_connections_and_a_kept_one_follows_the_new_snapshot() {
+    let mut dp = dp();
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(RS6_2), RS2_MAC, 1, 0, true, true, |_, _, _| {});
+    assert!(matches!(
+        dp.process(tcp6(40000, true, b""), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    assert!(matches!(
+        dp.process(tcp6(40001, true, b""), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    // A snapshot where the service lists RS6_2 first and RS6_1 no more.
+    let old = Arc::clone(dp.fwd.services());
+    let specs: Vec<_> = old
+        .services
+        .iter()
+        .map(|vs| {
+            let mut c: ServiceConfig = vs.svc.config().clone();
+            if c.vip.is_ipv6() && c.vport == 80 {
+                c.reals.retain(|r| r.addr == std::net::IpAddr::V6(a(RS6_2)));
+                c.reals.insert(
+                    0,
+                    crate::service::RealServer::new(a("2001:db8:20::13"), 80, 1),
+                );
+                c.reals[0].fwd = crate::service::FwdMode::Dr;
+            }
+            let opts = crate::forward::SvcOptions {
+                toa: vs.toa,
+                ..Default::default()
+            };
+            (c, vs.lips.clone(), opts)
+        })
+        .collect();
+    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old)).unwrap();
+    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
+    dp.commit_services(prepared);
+    let v = dp.process(tcp6(40000, false, b"x"), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(NoRealServer)");
+    let Verdict::Tx(1, out) = dp.process(tcp6(40001, false, b"x"), &meta(0)) else {
+        panic!("the kept server's connection stopped")
+    };
+    assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS2_MAC);
+}
+
+#[test]
+fn ipv6_connections_expire_and_release_their_server() {
+    let mut dp = dp();
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    assert!(matches!(
+        dp.process(udp6(5353, b"q"), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    assert_eq!(dp.v6.conns.len(), 1);
+    let svc = Arc::clone(&dp.fwd.services().services[3].svc);
+    assert_eq!(svc.stats(0).unwrap().total(), 1);
+    // UDP's timeout is 300 s (IPVS's default).
+    dp.tick(301_000);
+    assert!(dp.v6.conns.is_empty());
+    assert_eq!(svc.stats(0).unwrap().total(), 0);
+    assert_eq!(dp.l3.stats.inet6.conns_expired, 1);
+}
+
+use std::sync::Arc;

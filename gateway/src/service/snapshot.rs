@@ -257,10 +257,7 @@ impl Service {
     /// The `sh`/`mh` key hash of a client: its address, and its port when `*-port` is set.
     pub(crate) fn client_hash(&self, ip: u32, port: u16) -> u64 {
         let port = if self.cfg.flags.hash_port { port } else { 0 };
-        keyed(
-            self.client_seed,
-            (u64::from(ip) << 16) | u64::from(port),
-        )
+        keyed(self.client_seed, (u64::from(ip) << 16) | u64::from(port))
     }
 }
 
@@ -279,8 +276,8 @@ impl ConnCounts for Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
     use crate::service::config::{Persistence, Proto};
+    use std::net::Ipv4Addr;
 
     fn rs(n: u8, w: u32) -> RealServer {
         RealServer::new(Ipv4Addr::new(10, 0, 0, n), 80, w)

@@ -414,7 +414,11 @@ impl Forwarder {
                     return Err(InstallError::NotThisWorker);
                 }
                 Some(Tuple::new(
-                    real.v4(), real.port, r.local.0, r.local.1, r.proto,
+                    real.v4(),
+                    real.port,
+                    r.local.0,
+                    r.local.1,
+                    r.proto,
                 ))
             }
             FwdMode::Nat => Some(nat::reply_tuple(&client, real.v4(), real.port)),
