@@ -452,6 +452,7 @@ impl Worker {
                             self.datapath.commit_services(p);
                             self.datapath.l3.set_topology(g.topo.clone());
                             self.datapath.fwd.set_timeouts(g.timeouts);
+                            self.datapath.v6.conns.set_timeouts(g.timeouts);
                             self.datapath.fwd.set_conn_reuse_mode(g.conn_reuse_mode);
                             Ok(())
                         }

@@ -4,7 +4,7 @@
 
 use super::proto::ConnFilter;
 use super::view::{ConnInfo, NeighInfo, WorkerDump};
-use crate::conn::Conn;
+use crate::conn::{Conn, Conn6};
 use crate::datapath::Datapath;
 use crate::forward::ServiceTable;
 
@@ -13,22 +13,15 @@ fn conn_info(worker: u16, c: &Conn, services: &ServiceTable, now_ms: u64) -> Con
     let reply = c.reply();
     // With a reply tuple the real server is its source; the local address is its destination when
     // that is not the client itself (FullNAT rewrites the source, NAT does not).
-    let dest = reply.map(|r| (r.src_ip().into(), r.sport)).or_else(|| {
-        let vs = services.services.get(c.svc as usize)?;
-        let k = vs.svc.key(c.rs as usize)?;
-        Some((k.addr, k.port))
-    });
+    let dest = reply
+        .map(|r| (r.src_ip().into(), r.sport))
+        .or_else(|| real_of(c.svc, c.rs, services));
     let local = reply
         .map(|r| (r.dst_ip().into(), r.dport))
         .filter(|l| *l != (client.src_ip().into(), client.sport));
     ConnInfo {
         worker,
-        proto: if c.proto() == crate::conn::PROTO_TCP {
-            "TCP"
-        } else {
-            "UDP"
-        }
-        .into(),
+        proto: proto_name(c.proto()),
         client: (client.src_ip().into(), client.sport),
         vip: (client.dst_ip().into(), client.dport),
         local,
@@ -38,14 +31,44 @@ fn conn_info(worker: u16, c: &Conn, services: &ServiceTable, now_ms: u64) -> Con
     }
 }
 
+/// An IPv6 connection (DR or TUN: no reply tuple; `inet6`).
+fn conn6_info(worker: u16, c: &Conn6, services: &ServiceTable, now_ms: u64) -> ConnInfo {
+    let client = c.client();
+    ConnInfo {
+        worker,
+        proto: proto_name(c.proto()),
+        client: (client.src_ip().into(), client.sport),
+        vip: (client.dst_ip().into(), client.dport),
+        local: None,
+        dest: real_of(c.svc, c.rs, services),
+        state: c.state().name().into(),
+        expire_ms: c.deadline().0.saturating_sub(now_ms),
+    }
+}
+
+fn real_of(svc: u16, rs: u16, services: &ServiceTable) -> Option<(std::net::IpAddr, u16)> {
+    let vs = services.services.get(svc as usize)?;
+    let k = vs.svc.key(rs as usize)?;
+    Some((k.addr, k.port))
+}
+
+fn proto_name(p: u8) -> String {
+    if p == crate::conn::PROTO_TCP {
+        "TCP"
+    } else {
+        "UDP"
+    }
+    .into()
+}
+
 /// Table slots a worker scans for one chunk: what one `Msg::Dump` may cost it (well under a
 /// millisecond), whatever the table's size and however narrow the filter.
 pub const SCAN_SLOTS: u32 = 65_536;
 
 /// A chunk of a worker's connections that pass `filter` (at most `limit`, filtered here so that a
 /// narrow question does not ship the whole table), scanning at most [`SCAN_SLOTS`] table slots
-/// from slot `from`; `next` says where the following chunk starts. The first chunk (`from` 0)
-/// carries the worker's neighbours too.
+/// from slot `from`; `next` says where the following chunk starts. The IPv6 table's slots follow
+/// the IPv4 table's. The first chunk (`from` 0) carries the worker's neighbours too.
 pub fn worker_dump<B>(
     worker: u16,
     dp: &Datapath<B>,
@@ -55,45 +78,57 @@ pub fn worker_dump<B>(
 ) -> WorkerDump {
     let now = dp.l3.now_ms;
     let table = dp.fwd.table();
+    let table6 = &dp.v6.conns;
     let services = dp.fwd.services();
     let ports = &dp.l3.topo().ports;
-    let capacity = table.capacity() as u32;
+    let cap4 = table.capacity() as u32;
+    let capacity = cap4.saturating_add(table6.capacity() as u32);
     let end = from.saturating_add(SCAN_SLOTS).min(capacity);
     let mut conns = Vec::new();
     // The slots scanned are bounded, free ones included: the table's tail is mostly free.
     let mut next = (end < capacity).then_some(end);
-    for (id, c) in table.iter_range(from, end) {
+    let v4 = table.iter_range(from, end.min(cap4)).filter_map(|(id, c)| {
         // Parked entries only hold a local port for the rest of TIME_WAIT (`forward::fullnat`).
-        if c.flags().contains(crate::forward::fullnat::PARKED) {
-            continue;
-        }
-        let info = conn_info(worker, c, services, now);
+        (!c.flags().contains(crate::forward::fullnat::PARKED))
+            .then(|| (id.index(), conn_info(worker, c, services, now)))
+    });
+    let v6 = table6
+        .iter_range(from.saturating_sub(cap4), end.saturating_sub(cap4))
+        .map(|(id, c)| (cap4 + id.index(), conn6_info(worker, c, services, now)));
+    for (slot, info) in v4.chain(v6) {
         if !conn_matches(&info, filter) {
             continue;
         }
         if conns.len() == limit {
-            next = Some(id.index());
+            next = Some(slot);
             break;
         }
         conns.push(info);
     }
+    let name = |port: u16| {
+        ports
+            .get(port as usize)
+            .map_or_else(|| port.to_string(), |p| p.name.clone())
+    };
     WorkerDump {
         worker,
-        total: table.len() as u64,
+        total: (table.len() + table6.len()) as u64,
         conns,
         next,
         neigh: if from > 0 {
             Vec::new()
         } else {
-            dp.l3
-                .neigh
-                .entries(now)
+            let v4 = dp.l3.neigh.entries(now).map(|(ip, port, mac, state, age)| {
+                (std::net::IpAddr::V4(ip), port, mac, state, age)
+            });
+            let v6 = dp.v6.neigh.entries(now).map(|(ip, port, mac, state, age)| {
+                (std::net::IpAddr::V6(ip), port, mac, state, age)
+            });
+            v4.chain(v6)
                 .map(|(ip, port, mac, state, age)| NeighInfo {
                     worker,
                     ip,
-                    port: ports
-                        .get(port as usize)
-                        .map_or_else(|| port.to_string(), |p| p.name.clone()),
+                    port: name(port),
                     mac: mac.map(|m| m.to_string()),
                     state: state.name().to_string(),
                     age_ms: age,

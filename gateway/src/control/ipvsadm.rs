@@ -1510,6 +1510,81 @@ mod tests {
         );
     }
 
+    /// IPv6 as ipvsadm takes and prints it: in brackets, with or without a port; a bare IPv6
+    /// address is refused (its colons would be read as the port's).
+    #[test]
+    fn ipv6_services_in_brackets_everywhere() {
+        let vip: IpAddr = "2001:db8:10::100".parse().unwrap();
+        let rip: IpAddr = "2001:db8:20::11".parse().unwrap();
+        match p("-A -t [2001:db8:10::100]:http -s rr").unwrap() {
+            Cmd::Apply(Change::AddService { svc, .. }) => {
+                assert_eq!((svc.vip, svc.port), (vip, 80));
+                assert_eq!(svc.to_string(), "TCP [2001:db8:10::100]:80");
+            }
+            other => panic!("{other:?}"),
+        }
+        match p("-a -t [2001:db8:10::100]:80 -r [2001:db8:20::11] -g -w 2").unwrap() {
+            Cmd::Apply(Change::AddReal { real, .. }) => {
+                assert_eq!((real.addr, real.port, real.weight), (rip, None, 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        match p("-d -t [2001:db8:10::100]:80 -r [2001:db8:20::11]:8080").unwrap() {
+            Cmd::Apply(Change::DelReal { addr, port, .. }) => {
+                assert_eq!((addr, port), (rip, Some(8080)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = |s: &str| p(s).unwrap_err().0;
+        assert!(e("-A -t 2001:db8::1:80").starts_with("illegal virtual server address"));
+        assert!(e("-A -t [2001:db8::1]80").starts_with("illegal virtual server address"));
+        assert!(e("-A -t [10.0.0.1]:80").starts_with("illegal virtual server address"));
+        // Listed and saved bracketed; the saved rules restore the same service.
+        let mut v = view();
+        v.services.truncate(1);
+        v.services[0].vip = vip;
+        v.services[0].lips.clear();
+        for r in &mut v.services[0].reals {
+            r.mode = "dr".into();
+        }
+        v.services[0].reals[0].addr = rip;
+        v.services[0].reals.truncate(1);
+        let o = ListOpts {
+            numeric: true,
+            ..Default::default()
+        };
+        let rules = format_rules(&v, &o, &names()).unwrap();
+        assert_eq!(
+            rules,
+            "-A -t [2001:db8:10::100]:80 -s wrr\n\
+             -a -t [2001:db8:10::100]:80 -r [2001:db8:20::11]:80 -g -w 2\n"
+        );
+        let list = format_list(&v, &o, &names()).unwrap();
+        assert!(list.contains("TCP  [2001:db8:10::100]:80 wrr"), "{list}");
+        assert!(list.contains("  -> [2001:db8:20::11]:80"), "{list}");
+        let changes = parse_restore(&rules, &names()).unwrap();
+        let mut m = crate::control::model::Model::default();
+        m.apply_all(&changes.into_iter().map(|c| c.1).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(m.services[0].vip, "2001:db8:10::100");
+        assert_eq!(m.services[0].reals[0].address, "2001:db8:20::11");
+        let c = ConnInfo {
+            worker: 0,
+            proto: "TCP".into(),
+            client: ("2001:db8:10::2".parse::<IpAddr>().unwrap(), 40000),
+            vip: (vip, 80),
+            local: None,
+            dest: Some((rip, 80)),
+            state: "ESTABLISHED".into(),
+            expire_ms: 899_500,
+        };
+        let out = format_conn_lines(std::slice::from_ref(&c), true, &names());
+        assert!(
+            out.contains("[2001:db8:10::2]:40000 [2001:db8:10::100]:80 [2001:db8:20::11]:80"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn rules_rebuild_what_they_describe() {
         let o = ListOpts {

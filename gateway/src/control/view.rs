@@ -226,7 +226,7 @@ pub struct ConnInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeighInfo {
     pub worker: u16,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: String,
     /// None while unresolved.
     pub mac: Option<String>,
