@@ -19,9 +19,14 @@ quiet_link() { # disable offloads that af_packet cannot see through (partial che
   nsx "$n" ip link set "$dev" up
 }
 
-# nginx in namespace $1 serving a page that says $2 on :80 and :8080, files in $run_dir/$1.
+# nginx in namespace $1 serving a page that says $2 on :80 and :8080 (IPv6 too with LAB_IPV6=1,
+# for a namespace with IPv6 on), files in $run_dir/$1.
 start_nginx() {
   local n=$1 label=$2 dir=$run_dir/$1
+  local listen6=""
+  if [ "${LAB_IPV6:-0}" = 1 ]; then
+    listen6="listen [::]:80 reuseport ipv6only=on; listen [::]:8080 reuseport ipv6only=on;"
+  fi
   mkdir -p "$dir/html"
   echo "$label" > "$dir/html/index.html"
   head -c 102400 /dev/zero | tr '\0' 'x' > "$dir/html/100k.bin"
@@ -36,7 +41,7 @@ http {
   log_format ends '\$remote_addr:\$remote_port \$server_addr:\$server_port';
   log_format conns '\$msec \$remote_addr:\$remote_port';
   server {
-    listen 80 reuseport; listen 8080 reuseport;
+    listen 80 reuseport; listen 8080 reuseport; $listen6
     access_log $dir/peer.log peer;
     access_log $dir/ends.log ends;
     access_log $dir/conns.log conns;

@@ -23,6 +23,13 @@
 #                                   <name>-rtr  eth0 10.20.0.254/24 on the switch, eth1 10.10.1.254/24
 #                                   to the client's second link (cli eth1 10.10.1.2/24); it routes
 #                                   10.10.0.0/24 to the client, which accepts the VIP's replies there
+#   lab.sh ipv6   NAME [MODE]       the dual-stack lab (issue 17): IPv6 on the client (eth0
+#                                   2001:db8:10::2/64, default via the gateway's 2001:db8:10::1), the
+#                                   real servers (2001:db8:20::11, ::12/64, nginx on [::]:80 too) and
+#                                   the router (2001:db8:20::254 on the switch, 2001:db8:11::254 to
+#                                   the client's eth1 2001:db8:11::2); with MODE dr the real servers
+#                                   hold the IPv6 VIP ($LAB_VIP6, default 2001:db8:10::100) on lo and
+#                                   reply through the router. The gateway's kernel stays IPv6-free.
 #   lab.sh ecmp   up|down|status|demo [NAME] [N]
 #                                   the ECMP lab: N gateways behind a BGP router (scripts/lab-ecmp.sh)
 #   lab.sh ha     up|down|status|demo|failover [NAME] [WORKERS]
@@ -207,6 +214,43 @@ rs_mode() {
   echo "lab $name: ${list[*]} set up for $mode"
 }
 
+v6on() { # IPv6 on in a namespace, on every interface it has now
+  local n=$1
+  nsx "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+  for d in $(nsx "$n" ls /sys/class/net); do
+    nsx "$n" sysctl -qw "net.ipv6.conf.$d.disable_ipv6=0"
+  done
+}
+
+ipv6() {
+  local mode=${1:-}
+  router
+  for n in cli rs1 rs2 rtr; do v6on $n; done
+  # nodad: the addresses are usable at once (this lab assigns each once).
+  nsx cli ip -6 addr replace 2001:db8:10::2/64 dev eth0 nodad
+  nsx cli ip -6 addr replace 2001:db8:11::2/64 dev eth1 nodad
+  nsx cli ip -6 route replace default via 2001:db8:10::1 dev eth0
+  nsx rtr ip -6 addr replace 2001:db8:20::254/64 dev eth0 nodad
+  nsx rtr ip -6 addr replace 2001:db8:11::254/64 dev eth1 nodad
+  nsx rtr ip -6 route replace 2001:db8:10::/64 via 2001:db8:11::2
+  nsx rtr sysctl -qw net.ipv6.conf.all.forwarding=1
+  local i=11
+  for r in rs1 rs2; do
+    nsx $r ip -6 addr replace "2001:db8:20::$i/64" dev eth0 nodad
+    i=$((i + 1))
+    if [ "$mode" = dr ]; then
+      # Linux answers a neighbour solicitation only for an address of the interface it came in
+      # on: the VIP on lo needs no counterpart of arp_ignore.
+      nsx $r ip -6 addr replace "${LAB_VIP6:-2001:db8:10::100}/128" dev lo
+      nsx $r ip -6 route replace default via 2001:db8:20::254
+    fi
+    if [ -f "$run_dir/$r/nginx.pid" ]; then kill "$(cat "$run_dir/$r/nginx.pid")" 2>/dev/null || true; fi
+    for _ in $(seq 1 50); do [ -f "$run_dir/$r/nginx.pid" ] || break; sleep 0.1; done
+    LAB_IPV6=1 start_nginx $r $r
+  done
+  echo "lab $name: IPv6 up${mode:+ for $mode}"
+}
+
 demo() {
   echo "== ping the gateway from the client"
   nsx cli ping -c 3 -i 0.2 -W 1 10.10.0.1
@@ -229,7 +273,8 @@ case "$cmd" in
   exec) shift 2; node=$1; shift; nsx "$node" "$@" ;;
   router) router ;;
   rs) shift 2; rs_mode "$@" ;;
+  ipv6) shift 2; ipv6 "$@" ;;
   ecmp) shift; exec "$here/scripts/lab-ecmp.sh" "$@" ;;
   ha) shift; exec "$here/scripts/lab-ha.sh" "$@" ;;
-  *) echo "usage: lab.sh up|down|status|demo|exec|router|rs|ecmp|ha [NAME] ..." >&2; exit 2 ;;
+  *) echo "usage: lab.sh up|down|status|demo|exec|router|rs|ipv6|ecmp|ha [NAME] ..." >&2; exit 2 ;;
 esac

@@ -1287,6 +1287,13 @@ impl Running {
             let _ = writeln!(out);
         }
         for (i, s) in per.iter().enumerate() {
+            let _ = write!(out, "ipv6 {i}:");
+            for (name, n) in s.inet6.named() {
+                let _ = write!(out, " {} {n}", name.trim_start_matches("ipv6_"));
+            }
+            let _ = writeln!(out);
+        }
+        for (i, s) in per.iter().enumerate() {
             let _ = write!(out, "frag {i}:");
             for (name, n) in s.frag.named() {
                 let _ = write!(out, " {} {n}", name.trim_start_matches("frag_"));

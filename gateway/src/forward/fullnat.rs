@@ -680,6 +680,10 @@ impl Forwarder {
         self.conn_reuse_mode = mode;
     }
 
+    pub fn conn_reuse_mode(&self) -> u8 {
+        self.conn_reuse_mode
+    }
+
     /// New idle timeouts; a connection's timer takes them at its next packet.
     pub fn set_timeouts(&mut self, t: Timeouts) {
         if self.table.timeouts() != t {

@@ -120,16 +120,16 @@ pub fn advertisement<B: PacketBuf>(
         return Verdict::Drop(Drop::NdInvalid.into(), pkt);
     };
     let mac = tlla.unwrap_or_else(|| EthernetFrame::new_unchecked(pkt.data()).src());
-    let known = v6.neigh.state(target).is_some();
-    learn(v6, l3, target, mac, meta.port, false, solicited);
-    if known {
+    if v6.neigh.state(target).is_some() {
         l3.stats.inet6.na_learned += 1;
-        l3.announce(Event::Learned6 {
-            ip: target,
-            mac,
-            port: meta.port,
-        });
     }
+    learn(v6, l3, target, mac, meta.port, false, solicited);
+    // Whichever worker asked: the answer reaches the worker RSS (or the kernel's fanout) gives it.
+    l3.announce(Event::Learned6 {
+        ip: target,
+        mac,
+        port: meta.port,
+    });
     // The kernel may be resolving the same neighbour through the twin.
     if l3
         .topo()

@@ -16,7 +16,7 @@
 use super::{nd, Inet6, Ipv6In};
 use crate::conn::{tcp_flags, Activity, ConnOf, Dir, Ticks, Tuple6};
 use crate::datapath::{Verdict, L3};
-use crate::forward::{mode, Forwarder, ServiceTable};
+use crate::forward::{mode, reuse, Forwarder, ServiceTable};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode};
 use crate::stats::Drop;
@@ -62,15 +62,24 @@ pub fn to_service<B: PacketBuf>(
     let flags = if is_tcp { l4[13] } else { 0 };
     let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
     let now = Ticks(l3.now_ms);
-    let id = match v6.conns.lookup(&tuple) {
-        Some((id, _)) => id,
+    let syn = is_tcp && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
+    let mut found = v6.conns.lookup(&tuple).map(|(id, _)| id);
+    if let (true, Some(id)) = (syn, found) {
+        if reschedule(&v6.conns, fwd, id) {
+            if let Some(old) = v6.conns.remove(id) {
+                release(fwd.services(), &old);
+            }
+            found = None;
+        }
+    }
+    let id = match found {
+        Some(id) => id,
         None => {
             let (services, sched) = fwd.services_and_sched();
             let Some(si) = services.find6(v.dst, dport, v.proto.0) else {
                 return Verdict::Drop(Drop::NoService.into(), pkt);
             };
             let vs = &services.services[si as usize];
-            let syn = flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
             if is_tcp && !syn && !vs.sloppy_tcp {
                 return Verdict::Drop(Drop::NoConn.into(), pkt);
             }
@@ -156,6 +165,21 @@ pub fn to_service<B: PacketBuf>(
         l3.stats.inet6.forwarded += 1;
     }
     verdict
+}
+
+/// Whether a client's SYN that found entry `id` starts a new connection instead (a reused client
+/// port: `forward::reuse`, IPVS's `conn_reuse_mode`, with the gateway seeing only the client's
+/// side as in IPv4 DR and TUN).
+fn reschedule(conns: &crate::conn::ConnTable6, fwd: &Forwarder, id: crate::conn::ConnId) -> bool {
+    let Some(c) = conns.get(id) else {
+        return false;
+    };
+    let vs = fwd.services().services.get(c.svc as usize);
+    let dest = vs
+        .and_then(|vs| vs.svc.reals().get(c.rs as usize))
+        .map_or(reuse::Dest::Removed, |r| reuse::Dest::Weight(r.weight));
+    let nodest = vs.is_some_and(|vs| vs.svc.expire_nodest_conn());
+    reuse::on_syn(fwd.conn_reuse_mode(), nodest, c.state(), true, dest, false).is_some()
 }
 
 /// Wraps the frame's IPv6 packet in an outer IPv6 header from `src` to `dst` (RFC 2473 3),

@@ -472,3 +472,76 @@ fn ipv6_connections_expire_and_release_their_server() {
 }
 
 use std::sync::Arc;
+
+#[test]
+fn a_syn_on_a_closed_entry_is_scheduled_afresh() {
+    let mut dp = dp();
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(RS6_2), RS2_MAC, 1, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, out) = dp.process(tcp6(40000, true, b""), &meta(0)) else {
+        panic!("not sent")
+    };
+    assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS1_MAC);
+    // The client closed; its port comes back while the entry is in TIME_WAIT (conn_reuse_mode 1).
+    let (id, _) = dp
+        .v6
+        .conns
+        .lookup(&crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 80, 6))
+        .unwrap();
+    dp.v6.conns.refresh(
+        id,
+        crate::conn::State::TimeWait,
+        60_000,
+        crate::conn::Ticks(0),
+    );
+    let Verdict::Tx(1, out) = dp.process(tcp6(40000, true, b""), &meta(0)) else {
+        panic!("not sent")
+    };
+    assert_eq!(
+        EthernetFrame::new_unchecked(out.data()).dst(),
+        RS2_MAC,
+        "scheduled afresh (rr), not following the old entry"
+    );
+    assert_eq!(dp.v6.conns.len(), 1);
+    assert_eq!(dp.l3.stats.inet6.conns_created, 2);
+    // A retransmitted SYN of a live handshake follows its entry.
+    let Verdict::Tx(1, out) = dp.process(tcp6(40000, true, b""), &meta(0)) else {
+        panic!("not sent")
+    };
+    assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS2_MAC);
+    assert_eq!(dp.l3.stats.inet6.conns_created, 2);
+}
+
+/// The answer to one worker's solicitation reaches another (RSS, the kernel's fanout): that one
+/// announces it and the asking worker's held packet leaves.
+#[test]
+fn an_advertisement_on_another_worker_releases_the_asking_one() {
+    let mut asking = dp();
+    let mut other = datapath_from::<VecBuf>(&config6(), 1, 2, 1024);
+    assert!(matches!(
+        asking.process(tcp6(40000, true, b""), &meta(0)),
+        Verdict::Held
+    ));
+    assert_eq!(generated(&mut asking).len(), 1);
+    let rs = a(RS6_1);
+    other.process(na(rs, RS1_MAC), &meta(1));
+    assert_eq!(
+        other.v6.neigh.mac(rs),
+        None,
+        "no entry made where none was asked for"
+    );
+    let mut events = Vec::new();
+    other.l3.take_events(|e| events.push(e));
+    assert_eq!(events.len(), 1);
+    let Event::Learned6 { ip, mac, port } = events[0] else {
+        panic!("{events:?}")
+    };
+    asking.v6.learn_from_peer(&mut asking.l3, ip, mac, port);
+    let r = released(&mut asking);
+    assert_eq!(r.len(), 1);
+    assert_eq!(EthernetFrame::new_unchecked(&r[0].1[..]).dst(), RS1_MAC);
+}

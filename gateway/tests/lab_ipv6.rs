@@ -1,0 +1,205 @@
+//! The dual-stack lab (issue 17): the client, the gateway's ports and the nginx real servers have
+//! IPv6 addresses too (`scripts/lab.sh ipv6`); an IPv6 VIP is served in DR beside the IPv4 FullNAT
+//! VIP, by the real `gateway` binary on two af_packet ports with two workers.
+//!
+//! - neighbour discovery and echo: the client resolves and pings the gateway's address and the
+//!   VIP; the gateway resolves the real servers;
+//! - `curl -6` to the VIP reaches both real servers, which see the client's own address talking to
+//!   the VIP (DR leaves the packet alone) and reply through the router, not through the gateway;
+//! - wrk with `Connection: close` (thousands of short connections, client ports reused) without an
+//!   error, beside IPv4 FullNAT traffic on the same gateway;
+//! - ipvsadm shows the service and its connections in ipvsadm's IPv6 forms.
+//!
+//! Needs root. Run: `cargo test -p gateway --test lab_ipv6`
+
+mod common;
+use common::*;
+use std::process::Command;
+
+const VIP6: &str = "2001:db8:10::100";
+const URL6: &str = "http://[2001:db8:10::100]/";
+
+fn config() -> String {
+    let services = r#"[[service]]
+vip = "10.10.0.100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+local_addresses = ["10.20.0.200", "10.20.0.201"]
+[[service.real]]
+address = "10.20.0.11"
+[[service.real]]
+address = "10.20.0.12"
+
+[[service]]
+vip = "2001:db8:10::100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+[[service.real]]
+address = "2001:db8:20::11"
+mode = "dr"
+[[service.real]]
+address = "2001:db8:20::12"
+mode = "dr"
+"#;
+    Lab::config_with_services(services)
+        .replace(
+            "addresses = [\"10.10.0.1/24\"]",
+            "addresses = [\"10.10.0.1/24\", \"2001:db8:10::1/64\"]",
+        )
+        .replace(
+            "addresses = [\"10.20.0.1/24\"]",
+            "addresses = [\"10.20.0.1/24\", \"2001:db8:20::1/64\"]",
+        )
+}
+
+fn lab_sh(lab: &Lab, args: &[&str]) {
+    let mut a = vec![args[0], lab.name.as_str()];
+    a.extend_from_slice(&args[1..]);
+    let out = Command::new(repo_root().join("scripts/lab.sh"))
+        .args(&a)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "lab.sh {a:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn rx_packets(lab: &Lab, node: &str, dev: &str) -> u64 {
+    let p = format!("/sys/class/net/{dev}/statistics/rx_packets");
+    lab.sh(node, &["cat", &p]).trim().parse().unwrap()
+}
+
+/// (peer, local) of every request a real server logged (nginx `ends.log`: `addr:port addr:port`,
+/// IPv6 addresses unbracketed).
+fn ends(lab: &Lab, rs: &str) -> Vec<(String, String)> {
+    let log = std::fs::read_to_string(lab.run_dir.join(rs).join("ends.log")).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn ipv6_dr_beside_ipv4_fullnat() {
+    let lab = Lab::up("v6", &config());
+    lab_sh(&lab, &["ipv6", "dr"]);
+
+    // Neighbour discovery and echo: the gateway's client-side address and the VIP answer.
+    for dst in ["2001:db8:10::1", VIP6] {
+        let o = lab.exec(
+            "cli",
+            &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", dst],
+        );
+        assert!(
+            o.status.success(),
+            "ping {dst}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+
+    let before = rx_packets(&lab, "cli", "eth1");
+    let mut pages = std::collections::HashMap::new();
+    for _ in 0..20 {
+        let body = lab.sh("cli", &["curl", "-6", "-gsf", "--max-time", "5", URL6]);
+        *pages.entry(body.trim().to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(pages.values().sum::<usize>(), 20, "{pages:?}");
+    assert!(
+        pages.contains_key("rs1") && pages.contains_key("rs2"),
+        "both real servers serve: {pages:?}"
+    );
+
+    // Short connections at load, client ports reused, with IPv4 FullNAT traffic beside them.
+    let v4 = lab.spawn(
+        "cli",
+        &[
+            "timeout",
+            "30",
+            "wrk",
+            "-t1",
+            "-c8",
+            "-d4s",
+            "http://10.10.0.100/",
+        ],
+    );
+    let out = lab.sh(
+        "cli",
+        &[
+            "timeout",
+            "30",
+            "wrk",
+            "-t2",
+            "-c32",
+            "--timeout",
+            "3s",
+            "-d4s",
+            "-H",
+            "Connection: close",
+            URL6,
+        ],
+    );
+    let (requests, errors) = wrk_totals(&out);
+    assert!(requests > 500, "{out}");
+    assert_eq!(errors, 0, "{out}");
+    let v4 = v4.wait_with_output().unwrap();
+    let v4 = String::from_utf8_lossy(&v4.stdout).to_string();
+    let (v4_requests, v4_errors) = wrk_totals(&v4);
+    assert!(v4_requests > 100 && v4_errors == 0, "{v4}");
+
+    // The replies came through the router to the client's second link.
+    assert!(
+        rx_packets(&lab, "cli", "eth1") - before > requests,
+        "replies did not come through the router"
+    );
+    // The real servers saw the client itself, talking to the VIP.
+    for rs in ["rs1", "rs2"] {
+        let e: Vec<_> = ends(&lab, rs)
+            .into_iter()
+            .filter(|(p, _)| p.contains("2001:db8"))
+            .collect();
+        assert!(e.len() > 100, "{rs} served {} IPv6 requests", e.len());
+        for (peer, local) in &e {
+            assert!(peer.starts_with("2001:db8:10::2:"), "{rs}: peer {peer}");
+            assert_eq!(local, "2001:db8:10::100:80", "{rs}: local {local}");
+        }
+    }
+
+    // ipvsadm's IPv6 forms.
+    let list = lab.ipvsadm(&["-Ln"]);
+    assert!(list.contains("TCP  [2001:db8:10::100]:80 rr"), "{list}");
+    assert!(list.contains("  -> [2001:db8:20::11]:80"), "{list}");
+    let conns = lab.ipvsadm(&["-Lnc"]);
+    assert!(
+        conns.contains("[2001:db8:10::100]:80") && conns.contains("[2001:db8:10::2]:"),
+        "{conns}"
+    );
+    let neigh = lab.gwctl(&["neigh"]);
+    assert!(neigh.contains("2001:db8:20::11"), "{neigh}");
+
+    let stats = lab.stats();
+    assert!(
+        Lab::counter_of(&stats, "ipv6 ", "conns_created") > 500,
+        "{stats}"
+    );
+    assert!(
+        Lab::counter_of(&stats, "ipv6 ", "ns_answered") > 0,
+        "{stats}"
+    );
+    for reason in [
+        "no_conn",
+        "conn_table_full",
+        "l4_bad_checksum",
+        "no_route",
+        "nd_invalid",
+        "ipv6_malformed",
+        "ipv6_bad_extensions",
+        "neigh_unresolved",
+    ] {
+        assert_eq!(Lab::drop_counter(&stats, reason), 0, "{reason}: {stats}");
+    }
+}
