@@ -25,6 +25,9 @@ use crate::wire::icmpv6::{self, nd_option, Icmpv6Packet};
 use crate::wire::{ethernet, EtherType, EthernetFrame, MacAddr};
 use std::net::Ipv6Addr;
 
+/// An advertisement with its target link-layer option: Ethernet, IPv6 and 32 bytes of ICMPv6.
+const NA_FRAME_LEN: usize = ethernet::HEADER_LEN + crate::wire::ipv6::HEADER_LEN + 32;
+
 /// The all-nodes group, where an answer to a duplicate-address probe goes (RFC 4861 7.2.4).
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
@@ -77,6 +80,7 @@ pub fn solicitation<B: PacketBuf>(
         return Verdict::Drop(Drop::NdInvalid.into(), pkt);
     };
     let frame_src = EthernetFrame::new_unchecked(pkt.data()).src();
+    let mut pkt = pkt;
     let (dst, eth_dst, flags) = if dad {
         (
             ALL_NODES,
@@ -90,14 +94,23 @@ pub fn solicitation<B: PacketBuf>(
             icmpv6::NA_SOLICITED | icmpv6::NA_OVERRIDE,
         )
     };
-    l3.generate(meta.port, |buf| {
-        let (eth, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
+    // Answered in place, as ARP is: the advertisement (86 bytes) fits any frame's room.
+    let room = pkt.room_mut();
+    let written = (|| {
+        let (eth, rest) = room
+            .get_mut(..NA_FRAME_LEN)?
+            .split_at_mut(ethernet::HEADER_LEN);
         let n = icmpv6::write_neighbor_advert(rest, target, dst, target, port_mac, flags)?;
         ethernet::write_header(eth, eth_dst, port_mac, EtherType::IPV6).ok()?;
         Some(ethernet::HEADER_LEN + n)
-    });
-    l3.stats.inet6.ns_answered += 1;
-    Verdict::Done(pkt)
+    })();
+    match written {
+        Some(len) if pkt.set_len(len) => {
+            l3.stats.inet6.ns_answered += 1;
+            Verdict::Tx(meta.port, pkt)
+        }
+        _ => Verdict::Drop(Drop::NoRoom.into(), pkt),
+    }
 }
 
 /// A neighbour advertisement received on `meta.port`.

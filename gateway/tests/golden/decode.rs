@@ -7,10 +7,18 @@
 
 use super::frames::Labelled;
 use etherparse::{
-    Icmpv4Slice, Ipv4HeaderSlice, NetSlice, SlicedPacket, TcpSlice, TransportSlice, UdpSlice,
+    Icmpv4Slice, Icmpv6Slice, Ipv4HeaderSlice, Ipv6HeaderSlice, NetSlice, SlicedPacket, TcpSlice,
+    TransportSlice, UdpSlice,
 };
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The addresses of an L4 checksum's pseudo-header.
+#[derive(Clone, Copy)]
+enum Pseudo {
+    V4([u8; 4], [u8; 4]),
+    V6([u8; 16], [u8; 16]),
+}
 
 pub type Fields = Vec<(String, String)>;
 
@@ -112,18 +120,26 @@ pub fn fields(frame: &[u8]) -> Fields {
     match SlicedPacket::from_ethernet(frame) {
         Err(e) => f.push(("ip.error".into(), format!("{e:?}"))),
         Ok(p) => {
-            if let Some(NetSlice::Ipv4(ip)) = &p.net {
-                ipv4_fields(&mut f, "ip", ip.header());
-                let (src, dst) = (ip.header().source(), ip.header().destination());
-                match &p.transport {
-                    Some(TransportSlice::Tcp(t)) => tcp_fields(&mut f, "tcp", t, Some((src, dst))),
-                    Some(TransportSlice::Udp(u)) => udp_fields(&mut f, "udp", u, Some((src, dst))),
-                    Some(TransportSlice::Icmpv4(i)) => icmp_fields(&mut f, i),
-                    Some(_) => f.push(("l4".into(), "other".into())),
-                    None => f.push(("l4".into(), "none".into())),
+            let pseudo = match &p.net {
+                Some(NetSlice::Ipv4(ip)) => {
+                    ipv4_fields(&mut f, "ip", ip.header());
+                    Pseudo::V4(ip.header().source(), ip.header().destination())
                 }
-            } else {
-                f.push(("ip.error".into(), "not IPv4".into()));
+                Some(NetSlice::Ipv6(ip)) => {
+                    ipv6_fields(&mut f, "ip6", ip.header());
+                    Pseudo::V6(ip.header().source(), ip.header().destination())
+                }
+                _ => {
+                    f.push(("ip.error".into(), "not IP".into()));
+                    return f;
+                }
+            };
+            match &p.transport {
+                Some(TransportSlice::Tcp(t)) => tcp_fields(&mut f, "tcp", t, Some(pseudo)),
+                Some(TransportSlice::Udp(u)) => udp_fields(&mut f, "udp", u, Some(pseudo)),
+                Some(TransportSlice::Icmpv4(i)) => icmp_fields(&mut f, i),
+                Some(TransportSlice::Icmpv6(i)) => icmpv6_fields(&mut f, i, pseudo),
+                None => f.push(("l4".into(), "none".into())),
             }
         }
     }
@@ -163,7 +179,34 @@ fn ipv4_fields(f: &mut Fields, pre: &str, h: Ipv4HeaderSlice) {
     put("checksum_ok", ok.to_string());
 }
 
-fn tcp_fields(f: &mut Fields, pre: &str, t: &TcpSlice, pseudo: Option<([u8; 4], [u8; 4])>) {
+fn ipv6_fields(f: &mut Fields, pre: &str, h: Ipv6HeaderSlice) {
+    let mut put = |k: &str, v: String| f.push((format!("{pre}.{k}"), v));
+    put("traffic_class", h.traffic_class().to_string());
+    put("flow_label", h.flow_label().value().to_string());
+    put("payload_len", h.payload_length().to_string());
+    put("next_header", h.next_header().0.to_string());
+    put("hop_limit", h.hop_limit().to_string());
+    put("src", Ipv6Addr::from(h.source()).to_string());
+    put("dst", Ipv6Addr::from(h.destination()).to_string());
+}
+
+fn icmpv6_fields(f: &mut Fields, i: &Icmpv6Slice, pseudo: Pseudo) {
+    f.push(("icmp6.type".into(), i.type_u8().to_string()));
+    f.push(("icmp6.code".into(), i.code_u8().to_string()));
+    f.push(("icmp6.rest".into(), hex(&i.bytes5to8())));
+    f.push(("icmp6.checksum".into(), format!("{:#06x}", i.checksum())));
+    if let Pseudo::V6(s, d) = pseudo {
+        let ok = i
+            .icmp_type()
+            .calc_checksum(s, d, i.payload())
+            .map(|c| c == i.checksum())
+            .unwrap_or(false);
+        f.push(("icmp6.checksum_ok".into(), ok.to_string()));
+    }
+    f.push(("icmp6.body".into(), hex(i.payload())));
+}
+
+fn tcp_fields(f: &mut Fields, pre: &str, t: &TcpSlice, pseudo: Option<Pseudo>) {
     let mut put = |k: &str, v: String| f.push((format!("{pre}.{k}"), v));
     put("sport", t.source_port().to_string());
     put("dport", t.destination_port().to_string());
@@ -177,30 +220,30 @@ fn tcp_fields(f: &mut Fields, pre: &str, t: &TcpSlice, pseudo: Option<([u8; 4], 
     let opts = tcp_options(t.options());
     put("options", format!("[{}]", opts.join(", ")));
     put("checksum", format!("{:#06x}", t.checksum()));
-    if let Some((s, d)) = pseudo {
-        let ok = t
-            .calc_checksum_ipv4(s, d)
-            .map(|c| c == t.checksum())
-            .unwrap_or(false);
-        put("checksum_ok", ok.to_string());
+    if let Some(p) = pseudo {
+        let c = match p {
+            Pseudo::V4(s, d) => t.calc_checksum_ipv4(s, d).ok(),
+            Pseudo::V6(s, d) => t.calc_checksum_ipv6(s, d).ok(),
+        };
+        put("checksum_ok", (c == Some(t.checksum())).to_string());
     }
     put("payload.len", t.payload().len().to_string());
     put("payload", hex(t.payload()));
 }
 
-fn udp_fields(f: &mut Fields, pre: &str, u: &UdpSlice, pseudo: Option<([u8; 4], [u8; 4])>) {
+fn udp_fields(f: &mut Fields, pre: &str, u: &UdpSlice, pseudo: Option<Pseudo>) {
     let mut put = |k: &str, v: String| f.push((format!("{pre}.{k}"), v));
     put("sport", u.source_port().to_string());
     put("dport", u.destination_port().to_string());
     put("length", u.length().to_string());
     put("checksum", format!("{:#06x}", u.checksum()));
-    if let Some((s, d)) = pseudo {
-        // RFC 768: 0 means "no checksum"; otherwise it must verify.
-        let ok = u.checksum() == 0
-            || u.to_header()
-                .calc_checksum_ipv4_raw(s, d, u.payload())
-                .map(|c| c == u.checksum())
-                .unwrap_or(false);
+    if let Some(p) = pseudo {
+        // RFC 768: 0 means "no checksum" over IPv4; over IPv6 it must verify (RFC 8200 8.1).
+        let c = match p {
+            Pseudo::V4(s, d) => u.to_header().calc_checksum_ipv4_raw(s, d, u.payload()).ok(),
+            Pseudo::V6(s, d) => u.to_header().calc_checksum_ipv6_raw(s, d, u.payload()).ok(),
+        };
+        let ok = matches!(p, Pseudo::V4(..)) && u.checksum() == 0 || c == Some(u.checksum());
         put("checksum_ok", ok.to_string());
     }
     put("payload", hex(u.payload()));
