@@ -804,10 +804,11 @@ fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
             .map(|fl| tcp(C, (CLIENT_IP, CPORT), (VIP, 80), fl, 1, 1, b""))
             .collect(),
     );
-    // IPv6, VLAN, LLDP: up to the twin (the fuzz config's ports have the default twin).
+    // VLAN, LLDP, a local experimental type: up to the twin (the fuzz config's ports have the
+    // default twin).
     let unknown_ethertypes = {
         let mut s = Script::new();
-        for t in [0x86DDu16, 0x8100, 0x88CC] {
+        for t in [0x88B5u16, 0x8100, 0x88CC] {
             let mut f = syn.clone();
             f[12..14].copy_from_slice(&t.to_be_bytes());
             assert!(s.client(&f).is_none(), "ethertype {t:#06x} was sent");
@@ -882,7 +883,101 @@ fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
     v.push(("empty", Expect::NoDrop, Vec::new()));
     v.push(("unknown_ethertypes", Expect::AllPunted, unknown_ethertypes));
     v.push(("ip_fragments", Expect::SomeDropped, ip_fragments));
+    ipv6_seeds(&mut v);
     v
+}
+
+fn ip6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// A neighbour solicitation (135) or advertisement (136) for `target` with a link-layer option.
+fn nd6(macs: (MacAddr, MacAddr), src: &str, dst: &str, kind: u8, target: &str) -> Vec<u8> {
+    let mut body = ip6(target).to_vec();
+    body.extend_from_slice(&[if kind == 135 { 1 } else { 2 }, 1]);
+    body.extend_from_slice(&macs.0 .0);
+    let flags = if kind == 136 { 0x60 } else { 0 };
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv6(ip6(src), ip6(dst), 255)
+        .icmpv6(etherparse::Icmpv6Type::Unknown {
+            type_u8: kind,
+            code_u8: 0,
+            bytes5to8: [flags, 0, 0, 0],
+        })
+        .write(&mut v, &body)
+        .unwrap();
+    v
+}
+
+fn tcp6(sport: u16, syn: bool, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(ip6("2001:db8:10::2"), ip6("2001:db8:10::100"), 64)
+        .tcp(sport, 80, 1000, 64240);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+/// IPv6 (`inet6`): neighbour discovery both ways, a DR connection, a TUN datagram, bad input.
+fn ipv6_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
+    let rs_side = (RS1_MAC, SERVER_PORT_MAC);
+    let mut s = Script::new();
+    // The client asks for the VIP; rs1 asks for the gateway (and so is learned).
+    let na = s.client(&nd6(C, "2001:db8:10::2", "ff02::1:ff00:100", 135, "2001:db8:10::100"));
+    assert!(na.is_some(), "the solicitation for the VIP is answered");
+    let na = s.server(&nd6(rs_side, "2001:db8:20::11", "ff02::1:ff00:1", 135, "2001:db8:20::1"));
+    assert!(na.is_some(), "the solicitation for the port's address is answered");
+    assert!(s.client(&tcp6(CPORT, true, b"")).is_some(), "DR SYN to rs1");
+    assert!(s.client(&tcp6(CPORT, false, b"GET /")).is_some());
+    let mut dns = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(ip6("2001:db8:10::2"), ip6("2001:db8:10::100"), 64)
+        .udp(53000, 53)
+        .write(&mut dns, b"query")
+        .unwrap();
+    assert!(s.client(&dns).is_some(), "TUN datagram to rs1");
+    v.push(("ipv6_dr_tun_session", Expect::NoDrop, s.bytes));
+
+    // The second connection goes to rs2, unknown: held until its advertisement.
+    let mut s = Script::new();
+    s.server(&nd6(rs_side, "2001:db8:20::11", "ff02::1:ff00:1", 135, "2001:db8:20::1"));
+    s.client(&tcp6(CPORT, true, b""));
+    assert!(s.client(&tcp6(CPORT + 1, true, b"")).is_none(), "held for rs2");
+    let rs2_side = (RS2_MAC, SERVER_PORT_MAC);
+    s.server(&nd6(rs2_side, "2001:db8:20::12", "2001:db8:20::1", 136, "2001:db8:20::12"));
+    v.push(("ipv6_resolve", Expect::NoDrop, s.bytes));
+
+    // Bad IPv6: truncated, version 4, payload past the frame, an extension chain too long, a
+    // fragment, a solicitation from off-link.
+    let syn = tcp6(CPORT, true, b"");
+    let mut s = Script::new();
+    s.client(&syn[..40]);
+    let mut f = syn.clone();
+    f[14] = 0x45;
+    s.client(&f);
+    let mut f = syn.clone();
+    f[18..20].copy_from_slice(&999u16.to_be_bytes());
+    s.client(&f);
+    for (next, ext) in [(60u8, 9usize), (44, 1)] {
+        let mut f = syn.clone();
+        f[20] = next;
+        let chain: Vec<u8> = (0..ext)
+            .flat_map(|i| {
+                let nh = if i + 1 < ext { next } else { 6 };
+                [nh, 0, 0, 1, 0, 0, 0, 7]
+            })
+            .collect();
+        let plen = u16::from_be_bytes([f[18], f[19]]) + chain.len() as u16;
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+        f.splice(54..54, chain);
+        s.client(&f);
+    }
+    let mut f = nd6(C, "2001:db8:10::2", "ff02::1:ff00:100", 135, "2001:db8:10::100");
+    f[21] = 64;
+    s.client(&f);
+    v.push(("ipv6_malformed", Expect::AllDropped, s.bytes));
 }
 
 #[test]
