@@ -1300,6 +1300,24 @@ pub fn validate_service_entries(
                         "an IPv6 service takes none (persistence is per client address)",
                     ));
                 }
+                // What the IPv6 datapath does not do yet is refused, not silently ignored.
+                let unbuilt = [
+                    (
+                        "check",
+                        s.check.is_some() || s.reals.iter().any(|r| r.check.is_some()),
+                    ),
+                    ("sorry_server", s.sorry_server.is_some()),
+                    ("acl", !s.acl.is_empty()),
+                    ("synproxy", s.synproxy != "off"),
+                    ("client_limit", s.client_limit.is_some()),
+                    ("syn_retry", s.syn_retry),
+                ];
+                if let Some((k, _)) = unbuilt.iter().find(|(_, set)| *set) {
+                    return Err(invalid(
+                        format!("{key}.{k}"),
+                        "not built for IPv6 services yet (issue 17)",
+                    ));
+                }
             }
             if owned.contains(&vip) {
                 return Err(invalid(
@@ -1396,6 +1414,12 @@ pub fn validate_service_entries(
                         format!("{:?} is not fullnat, nat, dr or tun", r.mode),
                     )
                 })?;
+                if vip.is_ipv6() && !matches!(mode, FwdMode::Dr | FwdMode::Tun) {
+                    return Err(invalid(
+                        format!("{k}.mode"),
+                        format!("{mode} is not built for IPv6 services yet (dr or tun; issue 17)"),
+                    ));
+                }
                 if mode == FwdMode::FullNat && lips.is_empty() {
                     return Err(invalid(
                         format!("{key}.local_addresses"),
@@ -1499,6 +1523,109 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lab's config, dual-stack: IPv6 on both ports and an IPv6 DR service (`extra` keys in it,
+    /// `real` its real server's lines), plus `tail`.
+    fn dual(extra: &str, real: &str, tail: &str) -> String {
+        crate::testkit::LAB_CONFIG
+            .replace(
+                "addresses = [\"10.10.0.1/24\"]",
+                "addresses = [\"10.10.0.1/24\", \"2001:db8:10::1/64\"]",
+            )
+            .replace(
+                "addresses = [\"10.20.0.1/24\"]",
+                "addresses = [\"10.20.0.1/24\", \"2001:db8:20::1/64\"]",
+            )
+            + &format!(
+                "\n[[service]]\nvip = \"2001:db8:10::100\"\nport = 80\n{extra}\n[[service.real]]\n{real}\n{tail}"
+            )
+    }
+
+    #[test]
+    fn ipv6_config_is_checked_key_by_key() {
+        let dr = "address = \"2001:db8:20::11\"\nmode = \"dr\"";
+        let v = Config::parse(&dual("", dr, ""))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(v.port_addrs6[1][0].to_string(), "2001:db8:20::1/64");
+        assert_eq!(v.services.len(), 3);
+        let refused = |t: String, key: &str, why: &str| {
+            let e = match Config::parse(&t) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(key) && e.contains(why), "{key}: {e}");
+        };
+        refused(
+            dual("", "address = \"10.20.0.11\"\nmode = \"dr\"", ""),
+            "service[2].real[0].address",
+            "address family",
+        );
+        refused(
+            dual("", "address = \"2001:db8:20::11\"", ""),
+            "service[2].real[0].mode",
+            "dr or tun",
+        );
+        refused(
+            dual("local_addresses = [\"10.20.0.200\"]", dr, ""),
+            "service[2].local_addresses",
+            "IPv6",
+        );
+        refused(
+            dual("acl = [\"allow 10.0.0.0/8\"]", dr, ""),
+            "service[2].acl",
+            "IPv6",
+        );
+        refused(
+            dual("synproxy = \"on\"", dr, ""),
+            "service[2].synproxy",
+            "IPv6",
+        );
+        refused(
+            dual("persistence_netmask = \"255.255.255.0\"", dr, ""),
+            "persistence_netmask",
+            "IPv6",
+        );
+        refused(
+            dual("", dr, "").replace("vip = \"2001:db8:10::100\"", "vip = \"fe80::100\""),
+            "service[2].vip",
+            "global unicast",
+        );
+        refused(
+            dual("", dr, "").replace("\"2001:db8:20::1/64\"", "\"2001:db8:10::1/64\""),
+            "addresses[1]",
+            "assigned twice",
+        );
+        let route = |via: &str| {
+            format!(
+                "\n[[route]]\nprefix = \"2001:db8:40::/48\"\nvia = \"{via}\"\nport = \"server\"\n"
+            )
+        };
+        let v = Config::parse(&dual("", dr, &route("2001:db8:20::254")))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(v.routes6.len(), 1);
+        assert!(Config::parse(&dual("", dr, &route("fe80::1")))
+            .unwrap()
+            .validate()
+            .is_ok());
+        refused(
+            dual("", dr, &route("2001:db8:99::1")),
+            "route[0].via",
+            "neither link-local",
+        );
+        refused(
+            dual(
+                "",
+                dr,
+                &route("2001:db8:20::254").replace("40::/48", "40::1/48"),
+            ),
+            "route[0].prefix",
+            "host bits",
+        );
+    }
 
     #[test]
     fn one_vip_has_one_owner_and_kernel_ownership_needs_a_twin() {

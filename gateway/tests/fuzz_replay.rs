@@ -925,10 +925,25 @@ fn ipv6_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
     let rs_side = (RS1_MAC, SERVER_PORT_MAC);
     let mut s = Script::new();
     // The client asks for the VIP; rs1 asks for the gateway (and so is learned).
-    let na = s.client(&nd6(C, "2001:db8:10::2", "ff02::1:ff00:100", 135, "2001:db8:10::100"));
+    let na = s.client(&nd6(
+        C,
+        "2001:db8:10::2",
+        "ff02::1:ff00:100",
+        135,
+        "2001:db8:10::100",
+    ));
     assert!(na.is_some(), "the solicitation for the VIP is answered");
-    let na = s.server(&nd6(rs_side, "2001:db8:20::11", "ff02::1:ff00:1", 135, "2001:db8:20::1"));
-    assert!(na.is_some(), "the solicitation for the port's address is answered");
+    let na = s.server(&nd6(
+        rs_side,
+        "2001:db8:20::11",
+        "ff02::1:ff00:1",
+        135,
+        "2001:db8:20::1",
+    ));
+    assert!(
+        na.is_some(),
+        "the solicitation for the port's address is answered"
+    );
     assert!(s.client(&tcp6(CPORT, true, b"")).is_some(), "DR SYN to rs1");
     assert!(s.client(&tcp6(CPORT, false, b"GET /")).is_some());
     let mut dns = Vec::new();
@@ -942,11 +957,26 @@ fn ipv6_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
 
     // The second connection goes to rs2, unknown: held until its advertisement.
     let mut s = Script::new();
-    s.server(&nd6(rs_side, "2001:db8:20::11", "ff02::1:ff00:1", 135, "2001:db8:20::1"));
+    s.server(&nd6(
+        rs_side,
+        "2001:db8:20::11",
+        "ff02::1:ff00:1",
+        135,
+        "2001:db8:20::1",
+    ));
     s.client(&tcp6(CPORT, true, b""));
-    assert!(s.client(&tcp6(CPORT + 1, true, b"")).is_none(), "held for rs2");
+    assert!(
+        s.client(&tcp6(CPORT + 1, true, b"")).is_none(),
+        "held for rs2"
+    );
     let rs2_side = (RS2_MAC, SERVER_PORT_MAC);
-    s.server(&nd6(rs2_side, "2001:db8:20::12", "2001:db8:20::1", 136, "2001:db8:20::12"));
+    s.server(&nd6(
+        rs2_side,
+        "2001:db8:20::12",
+        "2001:db8:20::1",
+        136,
+        "2001:db8:20::12",
+    ));
     v.push(("ipv6_resolve", Expect::NoDrop, s.bytes));
 
     // Bad IPv6: truncated, version 4, payload past the frame, an extension chain too long, a
@@ -974,7 +1004,13 @@ fn ipv6_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
         f.splice(54..54, chain);
         s.client(&f);
     }
-    let mut f = nd6(C, "2001:db8:10::2", "ff02::1:ff00:100", 135, "2001:db8:10::100");
+    let mut f = nd6(
+        C,
+        "2001:db8:10::2",
+        "ff02::1:ff00:100",
+        135,
+        "2001:db8:10::100",
+    );
     f[21] = 64;
     s.client(&f);
     v.push(("ipv6_malformed", Expect::AllDropped, s.bytes));

@@ -87,11 +87,11 @@ pub fn worker_dump<B>(
     let mut conns = Vec::new();
     // The slots scanned are bounded, free ones included: the table's tail is mostly free.
     let mut next = (end < capacity).then_some(end);
-    let v4 = table.iter_range(from, end.min(cap4)).filter_map(|(id, c)| {
-        // Parked entries only hold a local port for the rest of TIME_WAIT (`forward::fullnat`).
-        (!c.flags().contains(crate::forward::fullnat::PARKED))
-            .then(|| (id.index(), conn_info(worker, c, services, now)))
-    });
+    // Parked entries only hold a local port for the rest of TIME_WAIT (`forward::fullnat`).
+    let v4 = table
+        .iter_range(from, end.min(cap4))
+        .filter(|(_, c)| !c.flags().contains(crate::forward::fullnat::PARKED))
+        .map(|(id, c)| (id.index(), conn_info(worker, c, services, now)));
     let v6 = table6
         .iter_range(from.saturating_sub(cap4), end.saturating_sub(cap4))
         .map(|(id, c)| (cap4 + id.index(), conn6_info(worker, c, services, now)));

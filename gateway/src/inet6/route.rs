@@ -52,7 +52,7 @@ impl Routes6 {
             });
         }
         // Longest first; a connected route before a static one of the same length (stable sort).
-        routes.sort_by(|a, b| b.prefix.len.cmp(&a.prefix.len));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len));
         Routes6 { routes }
     }
 
