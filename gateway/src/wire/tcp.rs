@@ -667,58 +667,124 @@ pub fn insert_toa(
     let total_len = usize::from(ip.total_len());
     let l4_off = l3_off + ip.header_len();
     let ip_end = l3_off + total_len;
-    let tcp = TcpPacket::new_checked(&frame[l4_off..ip_end]).map_err(|_| ToaError::Malformed)?;
-    let hl = tcp.header_len();
-    // Every TOA the client put there is overwritten (a receiver may read any of them); at most
-    // 40 / 8 = 5 fit in the option space.
-    let mut existing = [0usize; 5];
-    let mut n_existing = 0;
-    for o in RawOptions::new(tcp.options()) {
-        let (at, k, bytes) = o.map_err(|_| ToaError::Malformed)?;
-        if k == kind::TOA && bytes.len() == TOA_LEN && n_existing < existing.len() {
-            existing[n_existing] = field::OPTIONS + at;
-            n_existing += 1;
-        }
-    }
-
-    if n_existing > 0 {
-        let mut tcp = TcpPacket::new_unchecked(&mut frame[l4_off..ip_end]);
-        for &at in &existing[..n_existing] {
-            tcp.patch_header(at, &value);
-        }
-        return Ok(frame_len);
-    }
-    if hl + TOA_LEN > MAX_HEADER_LEN {
-        return Err(ToaError::OptionSpaceFull);
-    }
-    if frame.len() < ip_end + TOA_LEN || total_len + TOA_LEN > usize::from(u16::MAX) {
+    if total_len + TOA_LEN > usize::from(u16::MAX) {
         return Err(ToaError::NoRoom);
     }
+    if !put_option(frame, l4_off, ip_end, &value)? {
+        return Ok(frame_len);
+    }
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3_off..ip_end + TOA_LEN]);
+    ip.set_total_len_incremental((total_len + TOA_LEN) as u16);
+    Ok(frame_len.max(ip_end + TOA_LEN))
+}
 
+/// Length of the IPv6 TOA option: kind 254, length 20, client port, client IPv6 address, the
+/// layout of DPVS's `tcpopt_ip6_addr` and of the toa module's IPv6 support.
+pub const TOA6_LEN: usize = 20;
+
+/// [`insert_toa`] for an IPv6 packet (header at `l3_off`, its TCP header at `l4_off` after any
+/// extension headers): the 20-byte IPv6 TOA, the payload length fixed (IPv6 has no header
+/// checksum). Returns the new frame length.
+pub fn insert_toa6(
+    frame: &mut [u8],
+    frame_len: usize,
+    l3_off: usize,
+    l4_off: usize,
+    client_port: u16,
+    client_ip: std::net::Ipv6Addr,
+) -> core::result::Result<usize, ToaError> {
+    let mut value = [0u8; TOA6_LEN];
+    value[0] = kind::TOA;
+    value[1] = TOA6_LEN as u8;
+    value[2..4].copy_from_slice(&client_port.to_be_bytes());
+    value[4..20].copy_from_slice(&client_ip.octets());
+    if frame_len > frame.len() || l3_off + super::ipv6::HEADER_LEN > frame_len || l4_off > frame_len
+    {
+        return Err(ToaError::Malformed);
+    }
+    let payload_len = usize::from(u16::from_be_bytes([frame[l3_off + 4], frame[l3_off + 5]]));
+    let ip_end = l3_off + super::ipv6::HEADER_LEN + payload_len;
+    if ip_end > frame_len || l4_off < l3_off + super::ipv6::HEADER_LEN {
+        return Err(ToaError::Malformed);
+    }
+    if payload_len + TOA6_LEN > usize::from(u16::MAX) {
+        return Err(ToaError::NoRoom);
+    }
+    if !put_option(frame, l4_off, ip_end, &value)? {
+        return Ok(frame_len);
+    }
+    frame[l3_off + 4..l3_off + 6].copy_from_slice(&((payload_len + TOA6_LEN) as u16).to_be_bytes());
+    Ok(frame_len.max(ip_end + TOA6_LEN))
+}
+
+/// Puts option `value` (a TOA) into the TCP segment `frame[l4_off..ip_end]`: every option of its
+/// kind and length is overwritten with it (a client could forge one to spoof its address to the
+/// real server), one of its kind with another length is blanked with NOPs; without one of its
+/// length it is inserted right after the fixed header, options and data moving down by its length
+/// into the tailroom `frame[ip_end..]`. The TCP checksum is updated incrementally (the caller fixes
+/// the IP length). Returns whether the segment grew.
+fn put_option(
+    frame: &mut [u8],
+    l4_off: usize,
+    ip_end: usize,
+    value: &[u8],
+) -> core::result::Result<bool, ToaError> {
+    let n = value.len();
+    let tcp = TcpPacket::new_checked(&frame[l4_off..ip_end]).map_err(|_| ToaError::Malformed)?;
+    let hl = tcp.header_len();
+    // At most 40 / 2 options of any kind fit in the option space.
+    let mut found = [(0usize, 0usize); 20];
+    let mut n_found = 0;
+    for o in RawOptions::new(tcp.options()) {
+        let (at, k, bytes) = o.map_err(|_| ToaError::Malformed)?;
+        if k == value[0] && n_found < found.len() {
+            found[n_found] = (field::OPTIONS + at, bytes.len());
+            n_found += 1;
+        }
+    }
+    let mut same = false;
+    {
+        let mut tcp = TcpPacket::new_unchecked(&mut frame[l4_off..ip_end]);
+        for &(at, len) in &found[..n_found] {
+            if len == n {
+                tcp.patch_header(at, value);
+                same = true;
+            } else {
+                tcp.patch_header(at, &[1u8; 40][..len]);
+            }
+        }
+    }
+    if same {
+        return Ok(false);
+    }
+    if hl + n > MAX_HEADER_LEN {
+        return Err(ToaError::OptionSpaceFull);
+    }
+    if frame.len() < ip_end + n {
+        return Err(ToaError::NoRoom);
+    }
     let seg_len = ip_end - l4_off;
     let old_word = u16::from_be_bytes([
         frame[l4_off + field::DATA_OFF],
         frame[l4_off + field::FLAGS],
     ]);
     // Move options and data down; `copy_within` handles the overlap.
-    frame.copy_within(l4_off + HEADER_LEN..ip_end, l4_off + HEADER_LEN + TOA_LEN);
-    frame[l4_off + HEADER_LEN..l4_off + HEADER_LEN + TOA_LEN].copy_from_slice(&value);
+    frame.copy_within(l4_off + HEADER_LEN..ip_end, l4_off + HEADER_LEN + n);
+    frame[l4_off + HEADER_LEN..l4_off + HEADER_LEN + n].copy_from_slice(value);
 
-    let mut tcp = TcpPacket::new_unchecked(&mut frame[l4_off..ip_end + TOA_LEN]);
-    tcp.set_data_offset(((hl + TOA_LEN) / 4) as u8);
+    let mut tcp = TcpPacket::new_unchecked(&mut frame[l4_off..ip_end + n]);
+    tcp.set_data_offset(((hl + n) / 4) as u8);
     let new_word =
         u16::from_be_bytes([tcp.segment()[field::DATA_OFF], tcp.segment()[field::FLAGS]]);
-    // The moved bytes keep their 16-bit alignment (8 is even), so their sum is unchanged; what
-    // changes is the data-offset word, the 8 new bytes, and the length in the pseudo-header.
+    // The moved bytes keep their 16-bit alignment (`n` is even), so their sum is unchanged; what
+    // changes is the data-offset word, the new bytes, and the length in the pseudo-header (for
+    // IPv6 a 32-bit length whose upper half stays 0).
     let mut c = tcp.checksum();
     c = checksum::update16(c, old_word, new_word);
-    c = checksum::update16(c, 0, checksum::fold(checksum::sum(&value)));
-    c = checksum::update16(c, seg_len as u16, (seg_len + TOA_LEN) as u16);
+    c = checksum::update16(c, 0, checksum::fold(checksum::sum(value)));
+    c = checksum::update16(c, seg_len as u16, (seg_len + n) as u16);
     tcp.set_checksum(c);
-
-    let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3_off..ip_end + TOA_LEN]);
-    ip.set_total_len_incremental((total_len + TOA_LEN) as u16);
-    Ok(frame_len.max(ip_end + TOA_LEN))
+    Ok(true)
 }
 
 /// The client port and address from a TOA option, if the segment has one.
@@ -1047,6 +1113,109 @@ mod tests {
         check_with_etherparse(&frame[..again], payload);
         let t = TcpPacket::new_checked(&frame[34..again]).unwrap();
         assert_eq!(toa_of(&t), Some((1, Ipv4Addr::new(1, 2, 3, 4))));
+    }
+
+    /// The IPv6 TOA: inserted after the fixed header, checksum and payload length right by
+    /// etherparse; a forged IPv4-sized TOA blanked, a forged IPv6 one overwritten.
+    #[test]
+    fn toa6_insert_matches_etherparse() {
+        use etherparse::TcpOptionElement as O;
+        let payload = b"hello";
+        let client: std::net::Ipv6Addr = "2001:db8:10::2".parse().unwrap();
+        let build6 = |opts: &[O], raw: &[u8]| {
+            let mut h = etherparse::TcpHeader::new(40000, 80, 12345, 4096);
+            h.syn = true;
+            if raw.is_empty() {
+                h.set_options(opts).unwrap();
+            } else {
+                h.set_options_raw(raw).unwrap();
+            }
+            let mut frame = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv6(
+                    [0x20, 1, 0xd, 0xb8, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0],
+                    [0x20, 1, 0xd, 0xb8, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11],
+                    64,
+                )
+                .tcp_header(h)
+                .write(&mut frame, payload)
+                .unwrap();
+            frame
+        };
+        let check = |frame: &[u8]| -> etherparse::TcpHeader {
+            let p = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+            let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else {
+                panic!("not ipv6")
+            };
+            let (s, d) = (ip.header().source(), ip.header().destination());
+            let Some(etherparse::TransportSlice::Tcp(t)) = &p.transport else {
+                panic!("not tcp")
+            };
+            assert_eq!(t.checksum(), t.calc_checksum_ipv6(s, d).unwrap());
+            assert_eq!(t.payload(), payload);
+            assert_eq!(
+                usize::from(ip.header().payload_length()),
+                frame.len() - 54,
+                "payload length"
+            );
+            t.to_header()
+        };
+        let toa6 = |th: &etherparse::TcpHeader| -> Vec<u8> {
+            let o = th.options.as_slice();
+            let at = o.iter().position(|&b| b == kind::TOA).unwrap();
+            o[at..at + TOA6_LEN].to_vec()
+        };
+        let mut want = vec![kind::TOA, 20, 0x9c, 0x40];
+        want.extend_from_slice(&client.octets());
+
+        let mut frame = build6(
+            &[
+                O::MaximumSegmentSize(1440),
+                O::SelectiveAcknowledgementPermitted,
+            ],
+            &[],
+        );
+        let len = frame.len();
+        frame.resize(len + 32, 0);
+        let n = insert_toa6(&mut frame, len, 14, 54, 40000, client).unwrap();
+        assert_eq!(n, len + TOA6_LEN);
+        let th = check(&frame[..n]);
+        assert_eq!(toa6(&th), want);
+        assert_eq!(
+            TcpPacket::new_checked(&frame[54..n]).unwrap().mss(),
+            Some(1440)
+        );
+
+        // Forged: an 8-byte TOA (blanked with NOPs, the real one added) ...
+        let mut forged8 = build6(&[], &[kind::TOA, 8, 0, 1, 6, 6, 6, 6]);
+        let len = forged8.len();
+        forged8.resize(len + 32, 0);
+        let n = insert_toa6(&mut forged8, len, 14, 54, 40000, client).unwrap();
+        let th = check(&forged8[..n]);
+        assert_eq!(toa6(&th), want);
+        assert_eq!(
+            &th.options.as_slice()[20..28],
+            &[1u8; 8],
+            "the forged option is NOPs"
+        );
+        // ... and a 20-byte one (overwritten in place).
+        let mut raw = vec![kind::TOA, 20, 0, 1];
+        raw.extend_from_slice(&[6u8; 16]);
+        let mut forged20 = build6(&[], &raw);
+        let len = forged20.len();
+        forged20.resize(len + 32, 0);
+        let n = insert_toa6(&mut forged20, len, 14, 54, 40000, client).unwrap();
+        assert_eq!(n, len, "no growth");
+        assert_eq!(toa6(&check(&forged20[..n])), want);
+        // No tailroom: refused, frame untouched.
+        let mut tight = build6(&[], &[]);
+        let len = tight.len();
+        let before = tight.clone();
+        assert_eq!(
+            insert_toa6(&mut tight, len, 14, 54, 1, client),
+            Err(ToaError::NoRoom)
+        );
+        assert_eq!(tight, before);
     }
 
     #[test]
