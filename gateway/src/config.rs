@@ -1210,7 +1210,7 @@ impl Config {
                 format!("{} is not 100..=60000", c.syn_unanswered_ms),
             ));
         }
-        let services = validate_service_entries(&self.services, &port_addrs)?;
+        let services = validate_service_entries(&self.services, &port_addrs, &port_addrs6)?;
         let mut kernel_owned = Vec::new();
         let any_twin = self.ports.iter().any(|p| p.twin != "none");
         let mut owner_of: HashMap<IpAddr, &str> = HashMap::new();
@@ -1264,6 +1264,7 @@ impl Config {
 pub fn validate_service_entries(
     services: &[ServiceEntry],
     port_addrs: &[Vec<Ipv4Cidr>],
+    port_addrs6: &[Vec<Ipv6Cidr>],
 ) -> Result<Vec<crate::forward::ServiceSpec>, ConfigError> {
     {
         let mut out = Vec::new();
@@ -1286,12 +1287,6 @@ pub fn validate_service_entries(
                     return Err(invalid(
                         format!("{key}.vip"),
                         format!("{v6} is not a global unicast address"),
-                    ));
-                }
-                if !s.local_addresses.is_empty() {
-                    return Err(invalid(
-                        format!("{key}.local_addresses"),
-                        "an IPv6 service takes none (IPv6 FullNAT is not built yet)",
                     ));
                 }
                 if s.persistence_netmask.is_some() {
@@ -1378,8 +1373,29 @@ pub fn validate_service_entries(
             }
             cfg.expire_nodest_conn = s.expire_nodest_conn;
             let mut lips = Vec::new();
+            let mut lips6 = Vec::new();
             for (j, a) in s.local_addresses.iter().enumerate() {
                 let k = format!("{key}.local_addresses[{j}]");
+                if vip.is_ipv6() {
+                    let ip: Ipv6Addr = a.parse().map_err(|_| {
+                        invalid(
+                            &k,
+                            format!("{a:?} is not an IPv6 address (the VIP is IPv6)"),
+                        )
+                    })?;
+                    if !port_addrs6.iter().flatten().any(|c| c.contains(ip)) {
+                        return Err(invalid(&k, format!("{ip} is on no port's IPv6 prefix")));
+                    }
+                    let iface = port_addrs6.iter().flatten().any(|c| c.addr == ip);
+                    if iface || lips6.contains(&ip) {
+                        return Err(invalid(
+                            &k,
+                            format!("{ip} is an interface address or listed twice"),
+                        ));
+                    }
+                    lips6.push(ip);
+                    continue;
+                }
                 let ip: Ipv4Addr = a
                     .parse()
                     .map_err(|_| invalid(&k, format!("{a:?} is not an IPv4 address")))?;
@@ -1414,13 +1430,13 @@ pub fn validate_service_entries(
                         format!("{:?} is not fullnat, nat, dr or tun", r.mode),
                     )
                 })?;
-                if vip.is_ipv6() && !matches!(mode, FwdMode::Dr | FwdMode::Tun) {
+                if vip.is_ipv6() && mode == FwdMode::Nat {
                     return Err(invalid(
                         format!("{k}.mode"),
-                        format!("{mode} is not built for IPv6 services yet (dr or tun; issue 17)"),
+                        "nat is not built for IPv6 services yet (fullnat, dr or tun; issue 17)",
                     ));
                 }
-                if mode == FwdMode::FullNat && lips.is_empty() {
+                if mode == FwdMode::FullNat && lips.is_empty() && lips6.is_empty() {
                     return Err(invalid(
                         format!("{key}.local_addresses"),
                         "a fullnat real server needs at least one local address",
@@ -1459,6 +1475,7 @@ pub fn validate_service_entries(
                 acl: acl.into(),
                 synproxy,
                 limit,
+                lips6,
             };
             out.push((cfg, lips, opts));
         }
@@ -1563,14 +1580,42 @@ mod tests {
             "address family",
         );
         refused(
-            dual("", "address = \"2001:db8:20::11\"", ""),
+            dual("", "address = \"2001:db8:20::11\"\nmode = \"nat\"", ""),
             "service[2].real[0].mode",
-            "dr or tun",
+            "nat is not built",
+        );
+        let fullnat = "address = \"2001:db8:20::11\"";
+        refused(
+            dual("", fullnat, ""),
+            "service[2].local_addresses",
+            "at least one",
         );
         refused(
-            dual("local_addresses = [\"10.20.0.200\"]", dr, ""),
-            "service[2].local_addresses",
-            "IPv6",
+            dual("local_addresses = [\"10.20.0.200\"]", fullnat, ""),
+            "service[2].local_addresses[0]",
+            "not an IPv6 address",
+        );
+        refused(
+            dual("local_addresses = [\"2001:db8:99::200\"]", fullnat, ""),
+            "service[2].local_addresses[0]",
+            "no port's IPv6 prefix",
+        );
+        refused(
+            dual("local_addresses = [\"2001:db8:20::1\"]", fullnat, ""),
+            "service[2].local_addresses[0]",
+            "interface address",
+        );
+        let v = Config::parse(&dual(
+            "local_addresses = [\"2001:db8:20::200\"]",
+            fullnat,
+            "",
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(
+            v.services[2].2.lips6,
+            ["2001:db8:20::200".parse::<Ipv6Addr>().unwrap()]
         );
         refused(
             dual("acl = [\"allow 10.0.0.0/8\"]", dr, ""),

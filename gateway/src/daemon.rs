@@ -1750,7 +1750,9 @@ mod tests {
         // The check removed: rs1 runs at its weight again.
         let mut services = cfg.services.clone();
         services[0].check = None;
-        let specs = crate::config::validate_service_entries(&services, &v.port_addrs).unwrap();
+        let specs =
+            crate::config::validate_service_entries(&services, &v.port_addrs, &v.port_addrs6)
+                .unwrap();
         control
             .apply_model(crate::control::model::Model { services }, specs)
             .unwrap();

@@ -170,7 +170,7 @@ struct Opts {
     weight: Option<u32>,
     upper: Option<u32>,
     lower: Option<u32>,
-    laddr: Option<Ipv4Addr>,
+    laddr: Option<IpAddr>,
     list: ListOpts,
     set: Vec<u32>,
     daemon_role: Option<String>,
@@ -409,8 +409,11 @@ fn apply_opt(o: &mut Opts, c: char, val: Option<String>, names: &Names) -> Resul
         'n' => o.list.numeric = true,
         'c' => o.list.conns = true,
         'z' => {
+            // An IPv6 local address bare or in brackets.
+            let bare = v.strip_prefix('[').and_then(|x| x.strip_suffix(']'));
             o.laddr = Some(
-                v.parse()
+                bare.unwrap_or(&v)
+                    .parse()
                     .map_err(|_| ParseError(format!("illegal local address specified: {v}")))?,
             )
         }
@@ -1243,7 +1246,7 @@ mod tests {
                     vip: Ipv4Addr::new(10, 0, 0, 1).into(),
                     ..key(80)
                 },
-                addr: Ipv4Addr::new(10, 20, 0, 200)
+                addr: Ipv4Addr::new(10, 20, 0, 200).into()
             })
         );
         assert_eq!(p("-G").unwrap(), Cmd::Laddrs(None));
@@ -1351,7 +1354,7 @@ mod tests {
                     vip: Ipv4Addr::new(10, 10, 0, 100).into(),
                     port: 80,
                     scheduler: "wrr".into(),
-                    lips: vec![Ipv4Addr::new(10, 20, 0, 200)],
+                    lips: vec![Ipv4Addr::new(10, 20, 0, 200).into()],
                     reals: vec![real(12, "fullnat", 2, 3, 4), real(11, "fullnat", 1, 10, 0)],
                     stats: Counters {
                         conns: 5,
@@ -1762,7 +1765,7 @@ mod tests {
                         netmask: mask.map(|m| Ipv4Addr::from(u32::MAX << (32 - m))),
                         lips: lips
                             .into_iter()
-                            .map(|l| Ipv4Addr::new(10, 20, 0, l))
+                            .map(|l| Ipv4Addr::new(10, 20, 0, l).into())
                             .collect(),
                         reals,
                         ..Default::default()

@@ -50,7 +50,12 @@ impl Model {
                         .persistence
                         .filter(|p| p.netmask != Persistence::default().netmask)
                         .map(|p| p.netmask.to_string()),
-                    local_addresses: vs.lips.iter().map(|a| a.to_string()).collect(),
+                    local_addresses: vs
+                        .lips
+                        .iter()
+                        .map(|a| a.to_string())
+                        .chain(vs.lips6.iter().map(|a| a.to_string()))
+                        .collect(),
                     toa: vs.toa,
                     syn_retry: vs.syn_retry,
                     // Written only where it differs from the default (on for mh).
@@ -424,7 +429,7 @@ mod tests {
         assert_eq!(m.clone().apply_all(&batch).unwrap_err().0, 2);
         m.apply_all(&batch[..2]).unwrap();
         // A FullNAT real server without local addresses: refused by the config validation.
-        let e = validate_service_entries(&m.services, &ports())
+        let e = validate_service_entries(&m.services, &ports(), &[])
             .unwrap_err()
             .to_string();
         let named = m.name_error(&e);
@@ -434,10 +439,10 @@ mod tests {
         );
         m.apply(&Change::AddLaddr {
             svc: key(80),
-            addr: Ipv4Addr::new(10, 20, 0, 200),
+            addr: Ipv4Addr::new(10, 20, 0, 200).into(),
         })
         .unwrap();
-        let v = validate_service_entries(&m.services, &ports()).unwrap();
+        let v = validate_service_entries(&m.services, &ports(), &[]).unwrap();
         assert_eq!(v[0].1, vec![Ipv4Addr::new(10, 20, 0, 200)]);
         assert_eq!(v[0].0.reals.len(), 1);
     }
@@ -455,7 +460,7 @@ mod tests {
             Change::AddService { svc: key(80), opts },
             Change::AddLaddr {
                 svc: key(80),
-                addr: Ipv4Addr::new(10, 20, 0, 200),
+                addr: Ipv4Addr::new(10, 20, 0, 200).into(),
             },
             Change::AddReal {
                 svc: key(80),
@@ -479,7 +484,7 @@ mod tests {
             },
         ])
         .unwrap();
-        let v = validate_service_entries(&m.services, &ports()).unwrap();
+        let v = validate_service_entries(&m.services, &ports(), &[]).unwrap();
         let t = ServiceTable::new(2, v, None).unwrap();
         assert_eq!(Model::from_table(&t), m);
     }
@@ -515,10 +520,10 @@ mod tests {
                 .unwrap();
             }
         }
-        let configs = validate_service_entries(&m.services, &ports()).unwrap();
+        let configs = validate_service_entries(&m.services, &ports(), &[]).unwrap();
         let table = ServiceTable::new(1, configs.clone(), None).unwrap();
         let again =
-            validate_service_entries(&Model::from_table(&table).services, &ports()).unwrap();
+            validate_service_entries(&Model::from_table(&table).services, &ports(), &[]).unwrap();
         for (a, b) in configs.iter().zip(&again) {
             assert_eq!(a.0, b.0);
         }

@@ -98,11 +98,11 @@ pub enum Change {
     },
     AddLaddr {
         svc: SvcKey,
-        addr: Ipv4Addr,
+        addr: IpAddr,
     },
     DelLaddr {
         svc: SvcKey,
-        addr: Ipv4Addr,
+        addr: IpAddr,
     },
     /// The health check of a service (`real` absent) or a real server's override of it
     /// (`[service.check]`, `[service.real] check`); `check` absent removes it.

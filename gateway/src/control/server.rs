@@ -631,7 +631,12 @@ impl Server<'_> {
                             })
                             .collect()
                     },
-                    lips: vs.lips.clone(),
+                    lips: vs
+                        .lips
+                        .iter()
+                        .map(|&a| std::net::IpAddr::from(a))
+                        .chain(vs.lips6.iter().map(|&a| std::net::IpAddr::from(a)))
+                        .collect(),
                     toa: vs.toa,
                     acl: acl_view(vs, &acl_hits),
                     synproxy: vs.synproxy.to_string(),
@@ -717,7 +722,12 @@ impl Server<'_> {
             return r;
         }
         let port_addrs: Vec<_> = g.topo.ports.iter().map(|p| p.addrs.clone()).collect();
-        let v = match crate::config::validate_service_entries(&model.services, &port_addrs) {
+        let port_addrs6: Vec<_> = g.topo.ports.iter().map(|p| p.addrs6.clone()).collect();
+        let v = match crate::config::validate_service_entries(
+            &model.services,
+            &port_addrs,
+            &port_addrs6,
+        ) {
             Ok(v) => v,
             Err(e) => {
                 let e = model.name_error(&e.to_string());

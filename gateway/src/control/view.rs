@@ -53,7 +53,7 @@ pub struct SvcView {
     pub flags: Vec<String>,
     pub persistence_s: Option<u32>,
     pub netmask: Option<Ipv4Addr>,
-    pub lips: Vec<Ipv4Addr>,
+    pub lips: Vec<IpAddr>,
     /// Local-port conflicts of each LIP, in `lips` order, summed over the workers (`ipvsadm -G`).
     #[serde(default)]
     pub lip_conflicts: Vec<u64>,

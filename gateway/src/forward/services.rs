@@ -27,6 +27,8 @@ pub struct VirtualService {
     pub synproxy: crate::forward::synproxy::Mode,
     /// Per-client limits (`client_limit`; none: no limit).
     pub limit: Option<crate::forward::limit::ClientLimit>,
+    /// Local addresses of an IPv6 service's FullNAT real servers (`inet6`).
+    pub lips6: Vec<Ipv6Addr>,
 }
 
 /// What the datapath does for a service beyond scheduling (`[[service]]` keys `toa`, `syn_retry`,
@@ -39,6 +41,8 @@ pub struct SvcOptions {
     pub acl: Arc<[crate::forward::acl::AclRule]>,
     pub synproxy: crate::forward::synproxy::Mode,
     pub limit: Option<crate::forward::limit::ClientLimit>,
+    /// An IPv6 service's local addresses (the IPv4 ones are the `ServiceSpec`'s).
+    pub lips6: Vec<Ipv6Addr>,
 }
 
 impl Default for SvcOptions {
@@ -50,6 +54,7 @@ impl Default for SvcOptions {
             acl: Arc::new([]),
             synproxy: Default::default(),
             limit: None,
+            lips6: Vec::new(),
         }
     }
 }
@@ -70,6 +75,7 @@ pub struct ServiceTable {
     /// that the IPv4 lookups stay one probe of a small key.
     by_key6: HashMap<(Ipv6Addr, u16, u8), u32>,
     vips6: hashbrown::HashSet<Ipv6Addr>,
+    lips6: hashbrown::HashSet<Ipv6Addr>,
 }
 
 /// What a service address is: a VIP, a LIP, or both.
@@ -115,6 +121,7 @@ impl ServiceTable {
             for &l in &lips {
                 t.addrs.entry(l).or_default().lip = true;
             }
+            t.lips6.extend(opts.lips6.iter().copied());
             // Copy-on-write per service: an unchanged service is the same object in the next
             // generation (its Maglev or lblc tables, wrr sequence, counters and persistence are not
             // rebuilt or copied), so a change costs what it changes.
@@ -131,6 +138,7 @@ impl ServiceTable {
                 acl: opts.acl,
                 synproxy: opts.synproxy,
                 limit: opts.limit,
+                lips6: opts.lips6,
             });
         }
         Ok(t)
@@ -161,6 +169,12 @@ impl ServiceTable {
     #[inline]
     pub fn is_vip6(&self, ip: Ipv6Addr) -> bool {
         self.vips6.contains(&ip)
+    }
+
+    /// Whether `ip` is an IPv6 local address (FullNAT replies come to it).
+    #[inline]
+    pub fn is_lip6(&self, ip: Ipv6Addr) -> bool {
+        self.lips6.contains(&ip)
     }
 
     /// Every IPv6 VIP.

@@ -160,7 +160,7 @@ impl Service {
                     vip: cfg.vip,
                 });
             }
-            if v6 && !matches!(rs.fwd, FwdMode::Dr | FwdMode::Tun) {
+            if v6 && rs.fwd == FwdMode::Nat {
                 return Err(ServiceError::Ipv6Mode(rs.key()));
             }
             if !seen.insert(rs.key()) {
