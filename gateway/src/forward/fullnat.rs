@@ -658,6 +658,11 @@ impl Forwarder {
         super::services::ConnRemap::new(old, new).apply(&mut self.table);
     }
 
+    /// The local port space's split between workers (`laddr`).
+    pub fn layout(&self) -> &Arc<PortLayout> {
+        &self.layout
+    }
+
     /// `[conn] capacity6`.
     pub fn capacity6(&self) -> u32 {
         self.capacity6

@@ -19,6 +19,7 @@
 //! IPv6 addresses and routes, health checks of IPv6 real servers. The packets of one IPv6 flow stay
 //! on the worker RSS gives them (DR and TUN see only the client's direction).
 
+pub mod fullnat;
 pub mod nd;
 pub mod route;
 pub mod service;
@@ -84,6 +85,9 @@ pub struct Inet6Counters {
     /// Neighbour advertisements that resolved or updated an entry.
     pub na_learned: u64,
     pub echo_replies: u64,
+    /// IPv6 TOA options put on FullNAT SYNs, and SYNs without room for one.
+    pub toa_added: u64,
+    pub toa_skipped: u64,
     /// IPv6 connections created and expired (the IPv6 table's counters).
     pub conns_created: u64,
     pub conns_expired: u64,
@@ -99,13 +103,15 @@ impl Inet6Counters {
         self.ns_sent += o.ns_sent;
         self.na_learned += o.na_learned;
         self.echo_replies += o.echo_replies;
+        self.toa_added += o.toa_added;
+        self.toa_skipped += o.toa_skipped;
         self.conns_created += o.conns_created;
         self.conns_expired += o.conns_expired;
         self.conns += o.conns;
     }
 
     /// (name, value) for the admin socket, the stats file and `/metrics`.
-    pub fn named(&self) -> [(&'static str, u64); 9] {
+    pub fn named(&self) -> [(&'static str, u64); 11] {
         [
             ("ipv6_rx", self.rx),
             ("ipv6_forwarded", self.forwarded),
@@ -113,6 +119,8 @@ impl Inet6Counters {
             ("ipv6_ns_sent", self.ns_sent),
             ("ipv6_na_learned", self.na_learned),
             ("ipv6_echo_replies", self.echo_replies),
+            ("ipv6_toa_added", self.toa_added),
+            ("ipv6_toa_skipped", self.toa_skipped),
             ("ipv6_conns_created", self.conns_created),
             ("ipv6_conns_expired", self.conns_expired),
             ("ipv6_conns", self.conns),
@@ -127,6 +135,10 @@ const EXPIRE_BUDGET: usize = 4096;
 pub struct Inet6<B> {
     pub neigh: NeighTable<B, Ipv6Addr>,
     pub conns: ConnTable6,
+    /// Local addresses and ports of the IPv6 FullNAT services, by service index, for the
+    /// snapshot of `pools_generation` (rebuilt on the first new connection of a new snapshot).
+    pools: Vec<Option<fullnat::Pool6>>,
+    pools_generation: Option<u64>,
 }
 
 /// An IPv6 packet as `process` found it: the header fields the rest needs.
@@ -149,7 +161,38 @@ impl<B: PacketBuf> Inet6<B> {
         Inet6 {
             neigh: NeighTable::new(neigh),
             conns: ConnTable6::with_key(capacity, timeouts, HashKey::random(), Ticks(0)),
+            pools: Vec::new(),
+            pools_generation: None,
         }
+    }
+
+    /// A free local address and port of service `si` of `services` on `worker`, as the reply
+    /// tuple from `rip:rport`: None when the service has no IPv6 local addresses or they are out
+    /// of ports. The pools follow the snapshot (a pool holds no state a connection needs: a port
+    /// is free when the table has no reply tuple with it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn allocate(
+        &mut self,
+        si: u32,
+        services: &crate::forward::ServiceTable,
+        layout: &crate::laddr::PortLayout,
+        worker: usize,
+        rip: Ipv6Addr,
+        rport: u16,
+        proto: u8,
+    ) -> Option<crate::conn::Tuple6> {
+        if self.pools_generation != Some(services.generation) {
+            self.pools = services
+                .services
+                .iter()
+                .map(|vs| {
+                    (!vs.lips6.is_empty()).then(|| fullnat::Pool6::new(&vs.lips6, layout, worker))
+                })
+                .collect();
+            self.pools_generation = Some(services.generation);
+        }
+        let pool = self.pools.get_mut(si as usize)?.as_mut()?;
+        pool.allocate(rip, rport, proto, &self.conns)
     }
 
     /// Processes one IPv6 frame (its Ethernet destination already checked by `ingress`).
@@ -185,11 +228,19 @@ impl<B: PacketBuf> Inet6<B> {
         if v.src.is_multicast() || v.src.is_unspecified() && v.proto != IpProtocol::ICMPV6 {
             return Verdict::Drop(Drop::Ipv6Malformed.into(), pkt);
         }
-        let is_vip = fwd.services().is_vip6(v.dst);
-        if is_vip && matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {
-            return service::to_service(self, l3, fwd, pkt, meta, &v);
+        let (is_vip, is_lip) = {
+            let s = fwd.services();
+            (s.is_vip6(v.dst), s.is_lip6(v.dst))
+        };
+        if matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {
+            if is_vip {
+                return service::to_service(self, l3, fwd, pkt, meta, &v);
+            }
+            if is_lip {
+                return service::from_server(self, l3, fwd, pkt, meta, &v);
+            }
         }
-        let local = is_vip || l3.topo().owns6(v.dst);
+        let local = is_vip || is_lip || l3.topo().owns6(v.dst);
         if !local {
             return Verdict::Drop(Drop::Ipv6NotForUs.into(), pkt);
         }
@@ -199,7 +250,7 @@ impl<B: PacketBuf> Inet6<B> {
         if echo {
             return echo_reply(l3, pkt, meta, &v);
         }
-        if is_vip {
+        if is_vip || is_lip {
             return Verdict::Drop(Drop::ProtoUnsupported.into(), pkt);
         }
         l3.punt(meta.port, pkt, punt::Punt::Local, Drop::ProtoUnsupported)

@@ -64,7 +64,9 @@ pub fn solicitation<B: PacketBuf>(
     if dad && (slla.is_some() || v.dst != icmpv6::solicited_node(target)) {
         return Verdict::Drop(Drop::NdInvalid.into(), pkt);
     }
-    let owned = l3.topo().owns6_on(meta.port, target) || services.is_vip6(target);
+    let owned = l3.topo().owns6_on(meta.port, target)
+        || services.is_vip6(target)
+        || services.is_lip6(target);
     if !owned {
         let why = if v.dst.is_multicast() {
             punt::Punt::Multicast

@@ -1,8 +1,11 @@
-//! IPv6 virtual services, DR and TUN (`ipvsadm -g`, `-i` on an IPv6 service).
+//! IPv6 virtual services: FullNAT (`inet6::fullnat`), DR and TUN (`ipvsadm -b`, `-g`, `-i` on an
+//! IPv6 service).
 //!
 //! A client packet to an IPv6 VIP finds its connection in the IPv6 table (`ConnTable6`) by its
-//! 5-tuple, or, if it may open one (a UDP datagram, a TCP SYN, any TCP packet with `sloppy_tcp`),
-//! a real server is scheduled as for IPv4 and the connection created. It then leaves:
+//! 5-tuple, or, if it may open one (a UDP datagram, a TCP SYN, any TCP packet with `sloppy_tcp` for
+//! DR and TUN), a real server is scheduled as for IPv4 and the connection created. It then leaves:
+//! - FullNAT: from a local address and port to the real server (the reply comes back to that LIP
+//!   and is translated back toward the client), the client's address in the IPv6 TOA on the SYN;
 //! - DR: unchanged but for its MACs, toward the real server on a connected prefix (the real
 //!   server holds the VIP on a device that does not answer neighbour solicitations for it);
 //! - TUN: inside an IPv6 header from the gateway's address on the real server's port to the
@@ -10,11 +13,11 @@
 //!   tunnel would take over the port's MTU is dropped and counted (`ipv6_too_big`); the Packet
 //!   Too Big toward the client is not sent yet.
 //!
-//! The connection follows IPVS's INPUT-ONLY TCP states (the gateway never sees the replies), as
-//! IPv4 DR and TUN connections do; its real server's active and inactive counts move with it.
+//! DR and TUN connections follow IPVS's INPUT-ONLY TCP states (the gateway never sees the
+//! replies), as IPv4 ones do; a real server's active and inactive counts move with its connections.
 
-use super::{nd, Inet6, Ipv6In};
-use crate::conn::{tcp_flags, Activity, ConnOf, Dir, Ticks, Tuple6};
+use super::{fullnat, nd, Inet6, Ipv6In};
+use crate::conn::{tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, Ticks, Tuple6};
 use crate::datapath::{Verdict, L3};
 use crate::forward::{mode, reuse, Forwarder, ServiceTable};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
@@ -28,17 +31,11 @@ use std::net::{IpAddr, Ipv6Addr};
 /// Hop limit of the outer header of a tunnelled packet (Linux's default for ip6tnl).
 const TUNNEL_HOP_LIMIT: u8 = 64;
 
-/// A packet of a TCP or UDP flow to an IPv6 VIP.
-pub fn to_service<B: PacketBuf>(
-    v6: &mut Inet6<B>,
-    l3: &mut L3<B>,
-    fwd: &mut Forwarder,
-    pkt: B,
-    meta: &RxMeta,
-    v: &Ipv6In,
-) -> Verdict<B> {
+/// The ports and TCP flags of a TCP or UDP packet, its length and checksum checked (unless the NIC
+/// or the worker that handed it over did); the verdict for one that fails.
+fn l4_of<B: PacketBuf>(pkt: B, meta: &RxMeta, v: &Ipv6In) -> Result<(B, u16, u16, u8), Verdict<B>> {
     if v.fragment {
-        return Verdict::Drop(Drop::Ipv6Fragment.into(), pkt);
+        return Err(Verdict::Drop(Drop::Ipv6Fragment.into(), pkt));
     }
     let is_tcp = v.proto == IpProtocol::TCP;
     let l4 = &pkt.data()[v.l4_off..v.end];
@@ -48,18 +45,35 @@ pub fn to_service<B: PacketBuf>(
         (8, WireDrop::UdpTruncated)
     };
     if l4.len() < min {
-        return Verdict::Drop(short.into(), pkt);
+        return Err(Verdict::Drop(short.into(), pkt));
     }
     if meta.l4_csum == CsumStatus::Bad
         || meta.l4_csum == CsumStatus::Unknown
             && !meta.from_peer
             && ipv6::l4_checksum(v.src, v.dst, v.proto, l4) != 0
     {
-        return Verdict::Drop(Drop::L4BadChecksum.into(), pkt);
+        return Err(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
     }
     let sport = u16::from_be_bytes([l4[0], l4[1]]);
     let dport = u16::from_be_bytes([l4[2], l4[3]]);
     let flags = if is_tcp { l4[13] } else { 0 };
+    Ok((pkt, sport, dport, flags))
+}
+
+/// A packet of a TCP or UDP flow to an IPv6 VIP.
+pub fn to_service<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+) -> Verdict<B> {
+    let (mut pkt, sport, dport, flags) = match l4_of(pkt, meta, v) {
+        Ok(x) => x,
+        Err(verdict) => return verdict,
+    };
+    let is_tcp = v.proto == IpProtocol::TCP;
     let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
     let now = Ticks(l3.now_ms);
     let syn = is_tcp && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
@@ -74,42 +88,10 @@ pub fn to_service<B: PacketBuf>(
     }
     let id = match found {
         Some(id) => id,
-        None => {
-            let (services, sched) = fwd.services_and_sched();
-            let Some(si) = services.find6(v.dst, dport, v.proto.0) else {
-                return Verdict::Drop(Drop::NoService.into(), pkt);
-            };
-            let vs = &services.services[si as usize];
-            if is_tcp && !syn && !vs.sloppy_tcp {
-                return Verdict::Drop(Drop::NoConn.into(), pkt);
-            }
-            let key = ClientKey::new(v.src, sport, v.dst);
-            let Some(state) = sched.get_mut(si as usize) else {
-                return Verdict::Drop(Drop::NoService.into(), pkt);
-            };
-            let Some(ri) = state.pick(&vs.svc, &*vs.svc, key, l3.now_ms) else {
-                return Verdict::Drop(Drop::NoRealServer.into(), pkt);
-            };
-            let mode_id = match vs.svc.reals()[ri].fwd {
-                FwdMode::Dr => mode::DR,
-                FwdMode::Tun => mode::TUN,
-                // `Service::check` refuses other modes for an IPv6 service.
-                _ => return Verdict::Drop(Drop::NoRealServer.into(), pkt),
-            };
-            match v6
-                .conns
-                .insert(tuple, None, si as u16, ri as u16, mode_id, now)
-            {
-                Ok(id) => {
-                    if let Some(s) = vs.svc.stats(ri) {
-                        s.on_conn_new();
-                    }
-                    l3.stats.inet6.conns_created += 1;
-                    id
-                }
-                Err(_) => return Verdict::Drop(Drop::ConnTableFull.into(), pkt),
-            }
-        }
+        None => match new_conn(v6, l3, fwd, tuple, syn, now) {
+            Ok(id) => id,
+            Err(r) => return Verdict::Drop(r.into(), pkt),
+        },
     };
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
     let services = fwd.services();
@@ -124,42 +106,46 @@ pub fn to_service<B: PacketBuf>(
         // Its real server was removed from the service.
         return Verdict::Drop(Drop::NoRealServer.into(), pkt);
     };
-    if change.activity() != Activity::Unchanged {
-        if let Some(s) = services
-            .services
-            .get(c.svc as usize)
-            .and_then(|vs| vs.svc.stats(c.rs as usize))
-        {
-            match change.activity() {
-                Activity::BecameActive => s.on_active(),
-                Activity::BecameInactive => s.on_inactive(),
-                Activity::Unchanged => {}
-            }
-        }
-    }
+    count_activity(services, c, change.activity());
     let IpAddr::V6(rip) = rs.addr else {
         return Verdict::Drop(Drop::NoRealServer.into(), pkt);
     };
-    let (tun, mtu) = (c.mode == mode::TUN, fwd.mtu());
+    let (conn_mode, reply) = (c.mode, c.reply());
+    let toa = syn && services.services[c.svc as usize].toa;
     let Some(route) = l3.topo().routes6.lookup(rip).copied() else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
     };
-    let verdict = if tun {
-        let Some(src) = l3.topo().source6_for(route.port, rip) else {
-            return Verdict::Drop(Drop::NoRoute.into(), pkt);
-        };
-        let pkt = match encapsulate(pkt, src, rip, mtu) {
-            Ok(p) => p,
-            Err(p) => return Verdict::Drop(Drop::Ipv6TooBig.into(), p),
-        };
-        nd::send_to(v6, l3, pkt, route.l2_target(rip), route.port)
-    } else {
+    let verdict = match (conn_mode, reply) {
+        (mode::FULLNAT, Some(r)) => {
+            let (src, dst) = ((r.dst_ip(), r.dport), (r.src_ip(), r.sport));
+            fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
+            if toa && is_tcp {
+                let len = pkt.len();
+                let room = pkt.room_mut();
+                let at = ethernet::HEADER_LEN;
+                match crate::wire::tcp::insert_toa6(room, len, at, v.l4_off, sport, v.src) {
+                    Ok(n) => {
+                        pkt.set_len(n);
+                        l3.stats.inet6.toa_added += 1;
+                    }
+                    Err(_) => l3.stats.inet6.toa_skipped += 1,
+                }
+            }
+            nd::send_to(v6, l3, pkt, route.l2_target(rip), route.port)
+        }
+        (mode::TUN, _) => {
+            let Some(src) = l3.topo().source6_for(route.port, rip) else {
+                return Verdict::Drop(Drop::NoRoute.into(), pkt);
+            };
+            match encapsulate(pkt, src, rip, fwd.mtu()) {
+                Ok(p) => nd::send_to(v6, l3, p, route.l2_target(rip), route.port),
+                Err(p) => return Verdict::Drop(Drop::Ipv6TooBig.into(), p),
+            }
+        }
         // DR reaches only a real server on the link: a router would route the packet, still
         // addressed to the VIP, back here.
-        if route.via.is_some() {
-            return Verdict::Drop(Drop::NoRoute.into(), pkt);
-        }
-        nd::send_to(v6, l3, pkt, rip, route.port)
+        _ if route.via.is_some() => return Verdict::Drop(Drop::NoRoute.into(), pkt),
+        _ => nd::send_to(v6, l3, pkt, rip, route.port),
     };
     if !matches!(verdict, Verdict::Drop(..)) {
         l3.stats.inet6.forwarded += 1;
@@ -167,10 +153,137 @@ pub fn to_service<B: PacketBuf>(
     verdict
 }
 
+/// Schedules a new connection for the client tuple `tuple` and creates its entry (with a local
+/// address and port for FullNAT); the drop reason when it cannot.
+fn new_conn<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    tuple: Tuple6,
+    syn: bool,
+    now: Ticks,
+) -> Result<ConnId, Drop> {
+    let (vip, dport) = (tuple.dst_ip(), tuple.dport);
+    let worker = usize::from(l3.worker);
+    let layout = std::sync::Arc::clone(fwd.layout());
+    let (services, sched) = fwd.services_and_sched();
+    let si = services
+        .find6(vip, dport, tuple.proto)
+        .ok_or(Drop::NoService)?;
+    let vs = &services.services[si as usize];
+    let is_tcp = tuple.proto == crate::conn::PROTO_TCP;
+    let sloppy = is_tcp && !syn;
+    if sloppy && !vs.sloppy_tcp {
+        return Err(Drop::NoConn);
+    }
+    let key = ClientKey::new(tuple.src_ip(), tuple.sport, vip);
+    let state = sched.get_mut(si as usize).ok_or(Drop::NoService)?;
+    let ri = state
+        .pick(&vs.svc, &*vs.svc, key, l3.now_ms)
+        .ok_or(Drop::NoRealServer)?;
+    let rs = &vs.svc.reals()[ri];
+    let (reply, mode_id) = match rs.fwd {
+        // A mid-flow packet can continue only a connection whose packets reach the real server
+        // unchanged.
+        FwdMode::FullNat if sloppy => return Err(Drop::NoConn),
+        FwdMode::FullNat => {
+            let IpAddr::V6(rip) = rs.addr else {
+                return Err(Drop::NoRealServer);
+            };
+            let reply = v6
+                .allocate(si, services, &layout, worker, rip, rs.port, tuple.proto)
+                .ok_or(Drop::PortsExhausted)?;
+            (Some(reply), mode::FULLNAT)
+        }
+        FwdMode::Dr => (None, mode::DR),
+        FwdMode::Tun => (None, mode::TUN),
+        // `Service::check` refuses NAT for an IPv6 service.
+        FwdMode::Nat => return Err(Drop::NoRealServer),
+    };
+    let id = v6
+        .conns
+        .insert(tuple, reply, si as u16, ri as u16, mode_id, now)
+        .map_err(|_| Drop::ConnTableFull)?;
+    if let Some(s) = vs.svc.stats(ri) {
+        s.on_conn_new();
+    }
+    l3.stats.inet6.conns_created += 1;
+    Ok(id)
+}
+
+/// A packet from a real server to an IPv6 local address: the reply of a FullNAT connection,
+/// translated back toward its client; a reply of another worker's connection is handed to it.
+pub fn from_server<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+) -> Verdict<B> {
+    let (mut pkt, sport, dport, flags) = match l4_of(pkt, meta, v) {
+        Ok(x) => x,
+        Err(verdict) => return verdict,
+    };
+    let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
+    let id = match v6.conns.lookup(&tuple) {
+        Some((id, Dir::Reply)) => id,
+        _ => {
+            let layout = fwd.layout();
+            if !meta.from_peer && layout.contains(dport) {
+                let owner = layout.owner_of(dport);
+                if owner != usize::from(l3.worker) {
+                    return Verdict::ToWorker(owner as u16, pkt);
+                }
+            }
+            return Verdict::Drop(Drop::NoConn.into(), pkt);
+        }
+    };
+    let change = v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms));
+    let Some(c) = v6.conns.get(id) else {
+        return Verdict::Drop(Drop::NoConn.into(), pkt);
+    };
+    count_activity(fwd.services(), c, change.activity());
+    let client = c.client();
+    let (cip, vip) = (client.src_ip(), client.dst_ip());
+    fullnat::rewrite(
+        pkt.data_mut(),
+        v.l4_off,
+        v.proto,
+        (vip, client.dport),
+        (cip, client.sport),
+    );
+    let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
+        return Verdict::Drop(Drop::NoRoute.into(), pkt);
+    };
+    let verdict = nd::send_to(v6, l3, pkt, route.l2_target(cip), route.port);
+    if !matches!(verdict, Verdict::Drop(..)) {
+        l3.stats.inet6.forwarded += 1;
+    }
+    verdict
+}
+
+/// Moves the connection's real server between active and inactive as its state changed.
+fn count_activity(services: &ServiceTable, c: &ConnOf<Tuple6>, a: Activity) {
+    if a == Activity::Unchanged {
+        return;
+    }
+    if let Some(s) = services
+        .services
+        .get(c.svc as usize)
+        .and_then(|vs| vs.svc.stats(c.rs as usize))
+    {
+        match a {
+            Activity::BecameActive => s.on_active(),
+            Activity::BecameInactive => s.on_inactive(),
+            Activity::Unchanged => {}
+        }
+    }
+}
+
 /// Whether a client's SYN that found entry `id` starts a new connection instead (a reused client
-/// port: `forward::reuse`, IPVS's `conn_reuse_mode`, with the gateway seeing only the client's
-/// side as in IPv4 DR and TUN).
-fn reschedule(conns: &crate::conn::ConnTable6, fwd: &Forwarder, id: crate::conn::ConnId) -> bool {
+/// port: `forward::reuse`, IPVS's `conn_reuse_mode`; DR and TUN see only the client's side).
+fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId) -> bool {
     let Some(c) = conns.get(id) else {
         return false;
     };
@@ -179,7 +292,16 @@ fn reschedule(conns: &crate::conn::ConnTable6, fwd: &Forwarder, id: crate::conn:
         .and_then(|vs| vs.svc.reals().get(c.rs as usize))
         .map_or(reuse::Dest::Removed, |r| reuse::Dest::Weight(r.weight));
     let nodest = vs.is_some_and(|vs| vs.svc.expire_nodest_conn());
-    reuse::on_syn(fwd.conn_reuse_mode(), nodest, c.state(), true, dest, false).is_some()
+    let input_only = c.reply().is_none();
+    reuse::on_syn(
+        fwd.conn_reuse_mode(),
+        nodest,
+        c.state(),
+        input_only,
+        dest,
+        false,
+    )
+    .is_some()
 }
 
 /// Wraps the frame's IPv6 packet in an outer IPv6 header from `src` to `dst` (RFC 2473 3),

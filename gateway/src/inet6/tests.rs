@@ -544,3 +544,212 @@ fn an_advertisement_on_another_worker_releases_the_asking_one() {
     assert_eq!(r.len(), 1);
     assert_eq!(EthernetFrame::new_unchecked(&r[0].1[..]).dst(), RS1_MAC);
 }
+
+const LIP6: &str = "2001:db8:20::200";
+
+/// `config6` with a FullNAT TCP service on VIP6:8080 over RS6_1:80, with TOA, from `LIP6`.
+fn config_fullnat() -> String {
+    config6()
+        + r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 8080
+protocol = "tcp"
+scheduler = "rr"
+local_addresses = ["2001:db8:20::200"]
+[[service.real]]
+address = "2001:db8:20::11"
+port = 80
+"#
+}
+
+fn tcp6_to(dport: u16, sport: u16, syn: bool, payload: &[u8]) -> VecBuf {
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .tcp(sport, dport, 1000, 64240);
+    let b = if syn {
+        b.syn()
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1440)])
+            .unwrap()
+    } else {
+        b.ack(1)
+    };
+    b.write(&mut v, payload).unwrap();
+    VecBuf::from_frame(&v)
+}
+
+/// (src, sport, dst, dport, TCP header) of an IPv6/TCP frame, its checksum verified by etherparse.
+fn tcp_of(frame: &[u8]) -> (Ipv6Addr, u16, Ipv6Addr, u16, etherparse::TcpHeader) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
+        panic!("not ipv6")
+    };
+    let (s, d) = (ip.header().source(), ip.header().destination());
+    let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not tcp")
+    };
+    assert_eq!(
+        t.checksum(),
+        t.calc_checksum_ipv6(s, d).unwrap(),
+        "TCP checksum"
+    );
+    assert_eq!(
+        usize::from(ip.header().payload_length()),
+        frame.len() - 54,
+        "payload length"
+    );
+    (
+        Ipv6Addr::from(s),
+        t.source_port(),
+        Ipv6Addr::from(d),
+        t.destination_port(),
+        t.to_header(),
+    )
+}
+
+#[test]
+fn fullnat6_translates_both_ways_with_the_ipv6_toa() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let eth = EthernetFrame::new_unchecked(out.data());
+    assert_eq!((eth.dst(), eth.src()), (RS1_MAC, SERVER_PORT_MAC));
+    let (src, lport, dst, rport, th) = tcp_of(out.data());
+    assert_eq!((src, dst, rport), (a(LIP6), a(RS6_1), 80));
+    // The client's address and port in the IPv6 TOA (kind 254, length 20).
+    let o = th.options.as_slice();
+    let at = o.iter().position(|&b| b == 254).expect("TOA");
+    assert_eq!(o[at + 1], 20);
+    assert_eq!(u16::from_be_bytes([o[at + 2], o[at + 3]]), 40000);
+    assert_eq!(
+        Ipv6Addr::from(<[u8; 16]>::try_from(&o[at + 4..at + 20]).unwrap()),
+        a(CLIENT6)
+    );
+    assert_eq!(dp.l3.stats.inet6.toa_added, 1);
+
+    // The server's SYN-ACK to LIP:lport goes back to the client from the VIP.
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
+        .tcp(80, lport, 5000, 65000)
+        .syn()
+        .ack(1001)
+        .write(&mut r, b"")
+        .unwrap();
+    let Verdict::Tx(0, back) = dp.process(VecBuf::from_frame(&r), &meta(1)) else {
+        panic!("reply not sent")
+    };
+    let eth = EthernetFrame::new_unchecked(back.data());
+    assert_eq!((eth.dst(), eth.src()), (CLIENT_MAC, CLIENT_PORT_MAC));
+    let (src, sport, dst, dport, _) = tcp_of(back.data());
+    assert_eq!((src, sport, dst, dport), (a(VIP6), 8080, a(CLIENT6), 40000));
+    let (id, _) = dp
+        .v6
+        .conns
+        .lookup(&crate::conn::Tuple6::new(
+            a(CLIENT6),
+            40000,
+            a(VIP6),
+            8080,
+            6,
+        ))
+        .unwrap();
+    assert_eq!(
+        dp.v6.conns.get(id).unwrap().state(),
+        crate::conn::State::SynRecv
+    );
+    // The client's data: no TOA any more.
+    let Verdict::Tx(1, data) = dp.process(tcp6_to(8080, 40000, false, b"GET /"), &meta(0)) else {
+        panic!("data not sent")
+    };
+    let (_, l2, _, _, th) = tcp_of(data.data());
+    assert_eq!(l2, lport);
+    assert!(th.options.as_slice().is_empty());
+    assert_eq!(dp.l3.stats.inet6.toa_added, 1);
+    // A reply to a local port nobody uses: dropped.
+    let mut stray = r.clone();
+    stray[54 + 2..54 + 4].copy_from_slice(&(lport ^ 2).to_be_bytes());
+    let v = dp.process(VecBuf::from_frame(&stray), &meta(1));
+    assert!(matches!(v, Verdict::Drop(..)), "{v:?}");
+}
+
+/// With two workers, a reply that reaches the worker not owning its local port is handed over.
+#[test]
+fn fullnat6_reply_on_the_other_worker_is_handed_to_the_owner() {
+    let mut w0: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 2, 1024);
+    let mut w1: Datapath<VecBuf> = datapath_from(&config_fullnat(), 1, 2, 1024);
+    w0.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, out) = w0.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let (_, lport, _, _, _) = tcp_of(out.data());
+    assert_eq!(lport % 2, 0, "worker 0 uses the even ports");
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
+        .tcp(80, lport, 5000, 65000)
+        .syn()
+        .ack(1001)
+        .write(&mut r, b"")
+        .unwrap();
+    let v = w1.process(VecBuf::from_frame(&r), &meta(1));
+    assert!(matches!(v, Verdict::ToWorker(0, _)), "{v:?}");
+}
+
+proptest::proptest! {
+    /// The FullNAT rewrite out and back restores the bytes, and every step's checksum verifies
+    /// (etherparse): TCP and UDP (whose IPv6 checksum is never 0), any addresses and ports.
+    #[test]
+    fn fullnat6_rewrite_round_trips(
+        c in proptest::array::uniform16(proptest::num::u8::ANY),
+        l in proptest::array::uniform16(proptest::num::u8::ANY),
+        r in proptest::array::uniform16(proptest::num::u8::ANY),
+        ports in proptest::array::uniform4(proptest::num::u16::ANY),
+        payload in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        udp in proptest::bool::ANY,
+    ) {
+        let (cip, lip, rip) = (Ipv6Addr::from(c), Ipv6Addr::from(l), Ipv6Addr::from(r));
+        let vip = a(VIP6);
+        let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0).ipv6(c, vip.octets(), 64);
+        let mut f = Vec::new();
+        let proto = if udp {
+            b.udp(ports[0], ports[1]).write(&mut f, &payload).unwrap();
+            crate::wire::IpProtocol::UDP
+        } else {
+            b.tcp(ports[0], ports[1], 7, 1000).write(&mut f, &payload).unwrap();
+            crate::wire::IpProtocol::TCP
+        };
+        let orig = f.clone();
+        let verify = |f: &[u8]| {
+            let p = SlicedPacket::from_ethernet(f).unwrap();
+            let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else { panic!() };
+            let (s, d) = (ip.header().source(), ip.header().destination());
+            match p.transport {
+                Some(etherparse::TransportSlice::Tcp(t)) => {
+                    assert_eq!(t.checksum(), t.calc_checksum_ipv6(s, d).unwrap())
+                }
+                Some(etherparse::TransportSlice::Udp(u)) => {
+                    let want = u.to_header().calc_checksum_ipv6_raw(s, d, u.payload()).unwrap();
+                    assert_eq!(u.checksum(), want);
+                    assert_ne!(u.checksum(), 0);
+                }
+                _ => panic!("no transport"),
+            }
+        };
+        fullnat::rewrite(&mut f, 54, proto, (lip, ports[2]), (rip, ports[3]));
+        verify(&f);
+        fullnat::rewrite(&mut f, 54, proto, (cip, ports[0]), (vip, ports[1]));
+        verify(&f);
+        proptest::prop_assert_eq!(f, orig);
+    }
+}

@@ -200,10 +200,26 @@ impl Delta {
         self
     }
 
+    /// An IPv6 address (eight words) changed from `old` to `new`.
+    #[inline]
+    pub fn addr6(mut self, old: std::net::Ipv6Addr, new: std::net::Ipv6Addr) -> Self {
+        for (o, n) in old.segments().into_iter().zip(new.segments()) {
+            self = self.word(o, n);
+        }
+        self
+    }
+
     /// The checksum `hc` updated by every change.
     #[inline]
     pub fn apply(self, hc: u16) -> u16 {
         !fold(u64::from(!hc) + self.0)
+    }
+
+    /// [`apply`](Self::apply) for an IPv6 UDP checksum, which is never 0 (RFC 8200 8.1): a result
+    /// of 0 becomes 0xFFFF.
+    #[inline]
+    pub fn apply_udp6(self, hc: u16) -> u16 {
+        udp_nonzero(self.apply(hc))
     }
 
     /// [`apply`](Self::apply) for an IPv4 UDP checksum: 0 ("none") stays 0, a result of 0 becomes
