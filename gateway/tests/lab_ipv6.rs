@@ -8,6 +8,8 @@
 //!   the VIP (DR leaves the packet alone) and reply through the router, not through the gateway;
 //! - wrk with `Connection: close` (thousands of short connections, client ports reused) without an
 //!   error, beside IPv4 FullNAT traffic on the same gateway;
+//! - FullNAT on the same VIP (port 8080): the real servers see the gateway's IPv6 local addresses,
+//!   and the client's own address and port in the IPv6 TOA of the SYN (captured on a real server);
 //! - ipvsadm shows the service and its connections in ipvsadm's IPv6 forms.
 //!
 //! Needs root. Run: `cargo test -p gateway --test lab_ipv6`
@@ -42,6 +44,19 @@ mode = "dr"
 [[service.real]]
 address = "2001:db8:20::12"
 mode = "dr"
+
+[[service]]
+vip = "2001:db8:10::100"
+port = 8080
+protocol = "tcp"
+scheduler = "rr"
+local_addresses = ["2001:db8:20::200", "2001:db8:20::201"]
+[[service.real]]
+address = "2001:db8:20::11"
+port = 80
+[[service.real]]
+address = "2001:db8:20::12"
+port = 80
 "#;
     Lab::config_with_services(services)
         .replace(
@@ -67,6 +82,80 @@ fn lab_sh(lab: &Lab, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// tcpdump on a node's eth0 writing `file`; stopped (SIGINT) by `stop`.
+fn capture(lab: &Lab, node: &str, file: &std::path::Path, filter: &str) -> std::process::Child {
+    let c = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-{node}", lab.name)])
+        .args([
+            "tcpdump",
+            "-i",
+            "eth0",
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(file)
+        .arg(filter)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    c
+}
+
+fn stop(mut c: std::process::Child) {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &c.id().to_string()])
+        .status();
+    let _ = c.wait();
+}
+
+fn frames(file: &std::path::Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(file).expect("capture file");
+    let mut r = pcap_file::pcap::PcapReader::new(&data[..]).expect("pcap header");
+    let mut out = Vec::new();
+    while let Some(Ok(p)) = r.next_packet() {
+        out.push(p.data.into_owned());
+    }
+    out
+}
+
+/// The IPv6 TOA of a captured SYN (None for another segment) (port, address) and the SYN's source, decoded by etherparse.
+fn toa6(frame: &[u8]) -> Option<(u16, String, String)> {
+    let p = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else {
+        return None;
+    };
+    let src = std::net::Ipv6Addr::from(ip.header().source()).to_string();
+    let Some(etherparse::TransportSlice::Tcp(t)) = &p.transport else {
+        return None;
+    };
+    // (libpcap cannot filter IPv6 SYNs by flags: they are picked here.)
+    if !t.syn() {
+        return None;
+    }
+    let o = t.options();
+    let mut i = 0;
+    while i + 1 < o.len() {
+        match o[i] {
+            0 => break,
+            1 => i += 1,
+            254 if o[i + 1] == 20 && i + 20 <= o.len() => {
+                let port = u16::from_be_bytes([o[i + 2], o[i + 3]]);
+                let addr: [u8; 16] = o[i + 4..i + 20].try_into().ok()?;
+                return Some((port, std::net::Ipv6Addr::from(addr).to_string(), src));
+            }
+            _ => i += usize::from(o[i + 1].max(2)),
+        }
+    }
+    None
 }
 
 fn rx_packets(lab: &Lab, node: &str, dev: &str) -> u64 {
@@ -168,6 +257,70 @@ fn ipv6_dr_beside_ipv4_fullnat() {
             assert_eq!(local, "2001:db8:10::100:80", "{rs}: local {local}");
         }
     }
+
+    // FullNAT: the servers see the local addresses; the SYN carries the IPv6 TOA.
+    let cap_file = lab.run_dir.join("rs1-syn.pcap");
+    let cap = capture(
+        &lab,
+        "rs1",
+        &cap_file,
+        "ip6 and tcp dst port 80",
+    );
+    let mut pages = std::collections::HashMap::new();
+    for _ in 0..20 {
+        let url = "http://[2001:db8:10::100]:8080/";
+        let body = lab.sh("cli", &["curl", "-6", "-gsf", "--max-time", "5", url]);
+        *pages.entry(body.trim().to_string()).or_insert(0) += 1;
+    }
+    stop(cap);
+    assert!(
+        pages.contains_key("rs1") && pages.contains_key("rs2"),
+        "both real servers serve: {pages:?}"
+    );
+    let syns = frames(&cap_file);
+    let with_toa: Vec<_> = syns.iter().filter_map(|f| toa6(f)).collect();
+    assert!(
+        !with_toa.is_empty(),
+        "{} SYNs captured, none with the IPv6 TOA",
+        syns.len()
+    );
+    for (port, addr, src) in &with_toa {
+        assert_eq!(addr, "2001:db8:10::2", "TOA address");
+        assert!(*port > 1024, "TOA port {port}");
+        assert!(src.starts_with("2001:db8:20::20"), "SYN from a LIP: {src}");
+    }
+    for rs in ["rs1", "rs2"] {
+        let peers: Vec<_> = ends(&lab, rs)
+            .into_iter()
+            .filter(|(_, local)| local.ends_with(":80") && !local.starts_with("2001:db8:10::100"))
+            .filter(|(p, _)| p.contains("2001:db8"))
+            .collect();
+        assert!(!peers.is_empty(), "{rs}: no FullNAT request");
+        for (peer, _) in &peers {
+            assert!(
+                peer.starts_with("2001:db8:20::20"),
+                "{rs}: peer {peer} is not a LIP"
+            );
+        }
+    }
+    let out = lab.sh(
+        "cli",
+        &[
+            "timeout",
+            "30",
+            "wrk",
+            "-t2",
+            "-c32",
+            "--timeout",
+            "3s",
+            "-d3s",
+            "-H",
+            "Connection: close",
+            "http://[2001:db8:10::100]:8080/",
+        ],
+    );
+    let (requests, errors) = wrk_totals(&out);
+    assert!(requests > 300 && errors == 0, "{out}");
 
     // ipvsadm's IPv6 forms.
     let list = lab.ipvsadm(&["-Ln"]);
