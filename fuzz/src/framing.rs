@@ -92,30 +92,6 @@ pub const FUZZ_COOKIE_KEY: [u64; 4] = [1, 2, 3, 4];
 /// testkit's 64K ports make it the bulk of each run) and port exhaustion is reachable.
 pub const FUZZ_PORTS: std::ops::RangeInclusive<u16> = 1024..=1279;
 
-/// The fuzz config's IPv6 services: VIP6 port 80 in DR over two real servers, port 53 in TUN.
-pub const IPV6_SERVICES: &str = r#"
-[[service]]
-vip = "2001:db8:10::100"
-port = 80
-protocol = "tcp"
-scheduler = "rr"
-[[service.real]]
-address = "2001:db8:20::11"
-mode = "dr"
-[[service.real]]
-address = "2001:db8:20::12"
-mode = "dr"
-
-[[service]]
-vip = "2001:db8:10::100"
-port = 53
-protocol = "udp"
-scheduler = "rr"
-[[service.real]]
-address = "2001:db8:20::11"
-mode = "tun"
-"#;
-
 /// The fuzzed datapaths: the lab's two workers (the testkit's config, MACs and neighbours) with
 /// short timeouts (so expiry and its RSTs are reachable within an input), small tables and
 /// [`FUZZ_PORTS`]. Built as `testkit::datapath_from` does, but over a smaller port range.
@@ -137,16 +113,7 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
             1,
         );
         // Dual stack: IPv6 on both ports, an IPv6 VIP in DR (TCP) and TUN (UDP) (`inet6`).
-        let lab = lab
-            .replace(
-                "addresses = [\"10.10.0.1/24\"]",
-                "addresses = [\"10.10.0.1/24\", \"2001:db8:10::1/64\"]",
-            )
-            .replace(
-                "addresses = [\"10.20.0.1/24\"]",
-                "addresses = [\"10.20.0.1/24\", \"2001:db8:20::1/64\"]",
-            )
-            + IPV6_SERVICES;
+        let lab = dual_stack(&lab) + IPV6_SERVICES;
         // VIP:8081 runs the SYN proxy; its seeds carry cookie ACKs made with the testkit's fixed
         // key, from which the fuzzer reaches the proxied paths (held packets, translation).
         let text = format!(

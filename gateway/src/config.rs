@@ -1544,15 +1544,7 @@ mod tests {
     /// The lab's config, dual-stack: IPv6 on both ports and an IPv6 DR service (`extra` keys in it,
     /// `real` its real server's lines), plus `tail`.
     fn dual(extra: &str, real: &str, tail: &str) -> String {
-        crate::testkit::LAB_CONFIG
-            .replace(
-                "addresses = [\"10.10.0.1/24\"]",
-                "addresses = [\"10.10.0.1/24\", \"2001:db8:10::1/64\"]",
-            )
-            .replace(
-                "addresses = [\"10.20.0.1/24\"]",
-                "addresses = [\"10.20.0.1/24\", \"2001:db8:20::1/64\"]",
-            )
+        crate::testkit::dual_stack(crate::testkit::LAB_CONFIG)
             + &format!(
                 "\n[[service]]\nvip = \"2001:db8:10::100\"\nport = 80\n{extra}\n[[service.real]]\n{real}\n{tail}"
             )

@@ -67,6 +67,47 @@ address = "10.20.0.11"
 address = "10.20.0.12"
 "#;
 
+/// `config` (the lab's ports, `LAB_CONFIG` or conf/lab.toml) dual-stack: the client port also has
+/// 2001:db8:10::1/64, the server port 2001:db8:20::1/64.
+pub fn dual_stack(config: &str) -> String {
+    let c = config
+        .replace(
+            "addresses = [\"10.10.0.1/24\"]",
+            "addresses = [\"10.10.0.1/24\", \"2001:db8:10::1/64\"]",
+        )
+        .replace(
+            "addresses = [\"10.20.0.1/24\"]",
+            "addresses = [\"10.20.0.1/24\", \"2001:db8:20::1/64\"]",
+        );
+    assert!(c.contains("2001:db8:20::1/64"), "not the lab's ports");
+    c
+}
+
+/// IPv6 services for a [`dual_stack`] config: the IPv6 VIP's TCP port 80 in DR over two real
+/// servers (round robin) and its UDP port 53 in TUN to the first.
+pub const IPV6_SERVICES: &str = r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+[[service.real]]
+address = "2001:db8:20::11"
+mode = "dr"
+[[service.real]]
+address = "2001:db8:20::12"
+mode = "dr"
+
+[[service]]
+vip = "2001:db8:10::100"
+port = 53
+protocol = "udp"
+scheduler = "rr"
+[[service.real]]
+address = "2001:db8:20::11"
+mode = "tun"
+"#;
+
 /// `config` with `twin = "none"` on every port: the datapath drops what it would send up to a
 /// kernel twin, with the reason it has without one (`datapath::punt`).
 pub fn without_twins(config: &str) -> String {

@@ -16,13 +16,13 @@
 
 mod common;
 use common::*;
-use std::process::Command;
+use gateway::testkit::{dual_stack, IPV6_SERVICES};
 
 const VIP6: &str = "2001:db8:10::100";
 const URL6: &str = "http://[2001:db8:10::100]/";
 
 fn config() -> String {
-    let services = r#"[[service]]
+    let v4 = r#"[[service]]
 vip = "10.10.0.100"
 port = 80
 protocol = "tcp"
@@ -32,19 +32,8 @@ local_addresses = ["10.20.0.200", "10.20.0.201"]
 address = "10.20.0.11"
 [[service.real]]
 address = "10.20.0.12"
-
-[[service]]
-vip = "2001:db8:10::100"
-port = 80
-protocol = "tcp"
-scheduler = "rr"
-[[service.real]]
-address = "2001:db8:20::11"
-mode = "dr"
-[[service.real]]
-address = "2001:db8:20::12"
-mode = "dr"
-
+"#;
+    let fullnat6 = r#"
 [[service]]
 vip = "2001:db8:10::100"
 port = 8080
@@ -58,73 +47,8 @@ port = 80
 address = "2001:db8:20::12"
 port = 80
 "#;
-    Lab::config_with_services(services)
-        .replace(
-            "addresses = [\"10.10.0.1/24\"]",
-            "addresses = [\"10.10.0.1/24\", \"2001:db8:10::1/64\"]",
-        )
-        .replace(
-            "addresses = [\"10.20.0.1/24\"]",
-            "addresses = [\"10.20.0.1/24\", \"2001:db8:20::1/64\"]",
-        )
-}
-
-fn lab_sh(lab: &Lab, args: &[&str]) {
-    let mut a = vec![args[0], lab.name.as_str()];
-    a.extend_from_slice(&args[1..]);
-    let out = Command::new(repo_root().join("scripts/lab.sh"))
-        .args(&a)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lab.sh {a:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// tcpdump on a node's eth0 writing `file`; stopped (SIGINT) by `stop`.
-fn capture(lab: &Lab, node: &str, file: &std::path::Path, filter: &str) -> std::process::Child {
-    let c = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-{node}", lab.name)])
-        .args([
-            "tcpdump",
-            "-i",
-            "eth0",
-            "--immediate-mode",
-            "-U",
-            "-n",
-            "-s",
-            "0",
-            "-w",
-        ])
-        .arg(file)
-        .arg(filter)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    c
-}
-
-fn stop(mut c: std::process::Child) {
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let _ = Command::new("kill")
-        .args(["-INT", &c.id().to_string()])
-        .status();
-    let _ = c.wait();
-}
-
-fn frames(file: &std::path::Path) -> Vec<Vec<u8>> {
-    let data = std::fs::read(file).expect("capture file");
-    let mut r = pcap_file::pcap::PcapReader::new(&data[..]).expect("pcap header");
-    let mut out = Vec::new();
-    while let Some(Ok(p)) = r.next_packet() {
-        out.push(p.data.into_owned());
-    }
-    out
+    let services = format!("{v4}{IPV6_SERVICES}{fullnat6}");
+    dual_stack(&Lab::config_with_services(&services))
 }
 
 /// The IPv6 TOA of a captured SYN (None for another segment) (port, address) and the SYN's source, decoded by etherparse.
@@ -260,12 +184,7 @@ fn ipv6_dr_beside_ipv4_fullnat() {
 
     // FullNAT: the servers see the local addresses; the SYN carries the IPv6 TOA.
     let cap_file = lab.run_dir.join("rs1-syn.pcap");
-    let cap = capture(
-        &lab,
-        "rs1",
-        &cap_file,
-        "ip6 and tcp dst port 80",
-    );
+    let cap = capture(&lab, "rs1", "eth0", &cap_file, "ip6 and tcp dst port 80");
     let mut pages = std::collections::HashMap::new();
     for _ in 0..20 {
         let url = "http://[2001:db8:10::100]:8080/";

@@ -16,8 +16,6 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const CIP: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 2);
 const LIPS: [&str; 2] = ["10.20.0.200", "10.20.0.201"];
@@ -35,22 +33,6 @@ fn service(modes: [&str; 2], rport: u16, lips: bool) -> String {
          [[service.real]]\naddress = \"10.20.0.12\"\nport = {rport}\nmode = \"{}\"\n",
         modes[0], modes[1]
     )
-}
-
-/// `scripts/lab.sh <args>` for this lab (router, rs), asserting success.
-fn lab_sh(lab: &Lab, args: &[&str]) {
-    let mut a = vec![args[0], lab.name.as_str()];
-    a.extend_from_slice(&args[1..]);
-    let out = Command::new(repo_root().join("scripts/lab.sh"))
-        .args(&a)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lab.sh {a:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `n` sequential curls to the VIP, every one succeeding; pages served per body.
@@ -133,52 +115,6 @@ fn assert_no_bad_drops(lab: &Lab) -> String {
         assert_eq!(Lab::drop_counter(&stats, reason), 0, "{reason}: {stats}");
     }
     stats
-}
-
-/// tcpdump in a namespace writing `file`; stopped (SIGINT) by `stop`.
-fn capture(lab: &Lab, node: &str, dev: &str, file: &std::path::Path, filter: &str) -> Child {
-    let c = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("{}-{node}", lab.name),
-            "tcpdump",
-            "-i",
-            dev,
-            "--immediate-mode",
-            "-U",
-            "-n",
-            "-s",
-            "0",
-            "-w",
-        ])
-        .arg(file)
-        .arg(filter)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    c
-}
-
-fn stop(mut c: Child) {
-    std::thread::sleep(Duration::from_millis(300));
-    Command::new("kill")
-        .args(["-INT", &c.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = c.wait();
-}
-
-fn frames(file: &std::path::Path) -> Vec<Vec<u8>> {
-    let data = std::fs::read(file).expect("capture file");
-    let mut r = pcap_file::pcap::PcapReader::new(&data[..]).expect("pcap header");
-    let mut out = Vec::new();
-    while let Some(Ok(p)) = r.next_packet() {
-        out.push(p.data.into_owned());
-    }
-    out
 }
 
 fn mac_of(lab: &Lab, node: &str, dev: &str) -> [u8; 6] {

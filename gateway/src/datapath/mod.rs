@@ -580,24 +580,11 @@ impl<B: PacketBuf> L3<B> {
     /// Periodic work: ARP retries and aging.
     pub fn tick(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
-        let mut reqs: [(u16, Ipv4Addr, Option<MacAddr>); 16] =
-            [(0, Ipv4Addr::UNSPECIFIED, None); 16];
-        let mut n = 0;
-        let mut dropped = 0u64;
-        self.neigh.tick(
-            now_ms,
-            |port, ip, unicast| {
-                if n < reqs.len() {
-                    reqs[n] = (port, ip, unicast);
-                    n += 1;
-                }
-            },
-            |_p| dropped += 1,
-        );
+        let (reqs, dropped) = self.neigh.tick_requests(now_ms);
         self.stats.drops[Drop::NeighUnresolved as usize] += dropped;
         let expired = self.parked.expire(now_ms);
         self.stats.drops[Drop::SynProxyHeldExpired as usize] += expired as u64;
-        for &(port, ip, unicast) in &reqs[..n] {
+        for (port, ip, unicast) in reqs.iter() {
             self.arp_request(port, ip, unicast);
         }
     }

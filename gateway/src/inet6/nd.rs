@@ -244,21 +244,9 @@ pub fn send_to<B: PacketBuf>(
 
 /// Neighbour timers: retries, probes and aging, as the IPv4 table's.
 pub fn tick<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, now_ms: u64) {
-    let mut reqs = [(0u16, Ipv6Addr::UNSPECIFIED, None); 16];
-    let mut n = 0;
-    let mut dropped = 0u64;
-    v6.neigh.tick(
-        now_ms,
-        |port, ip, unicast| {
-            if n < reqs.len() {
-                reqs[n] = (port, ip, unicast);
-                n += 1;
-            }
-        },
-        |_p| dropped += 1,
-    );
+    let (reqs, dropped) = v6.neigh.tick_requests(now_ms);
     l3.stats.drops[Drop::NeighUnresolved as usize] += dropped;
-    for &(port, ip, unicast) in &reqs[..n] {
+    for (port, ip, unicast) in reqs.iter() {
         solicit(l3, port, ip, unicast);
     }
 }

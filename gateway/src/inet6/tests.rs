@@ -23,37 +23,7 @@ const GW6_SERVER: &str = "2001:db8:20::1";
 /// The lab's ports with IPv6 addresses too, a TCP service on an IPv6 VIP with two DR real servers
 /// and a UDP one with a TUN real server.
 fn config6() -> String {
-    LAB_CONFIG
-        .replace(
-            "addresses = [\"10.10.0.1/24\"]",
-            "addresses = [\"10.10.0.1/24\", \"2001:db8:10::1/64\"]",
-        )
-        .replace(
-            "addresses = [\"10.20.0.1/24\"]",
-            "addresses = [\"10.20.0.1/24\", \"2001:db8:20::1/64\"]",
-        )
-        + r#"
-[[service]]
-vip = "2001:db8:10::100"
-port = 80
-protocol = "tcp"
-scheduler = "rr"
-[[service.real]]
-address = "2001:db8:20::11"
-mode = "dr"
-[[service.real]]
-address = "2001:db8:20::12"
-mode = "dr"
-
-[[service]]
-vip = "2001:db8:10::100"
-port = 53
-protocol = "udp"
-scheduler = "rr"
-[[service.real]]
-address = "2001:db8:20::11"
-mode = "tun"
-"#
+    dual_stack(LAB_CONFIG) + IPV6_SERVICES
 }
 
 fn dp() -> Datapath<VecBuf> {
@@ -608,6 +578,19 @@ fn tcp_of(frame: &[u8]) -> (Ipv6Addr, u16, Ipv6Addr, u16, etherparse::TcpHeader)
     )
 }
 
+/// RS6_1's SYN-ACK to LIP6:lport.
+fn syn_ack_to(lport: u16) -> Vec<u8> {
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
+        .tcp(80, lport, 5000, 65000)
+        .syn()
+        .ack(1001)
+        .write(&mut r, b"")
+        .unwrap();
+    r
+}
+
 #[test]
 fn fullnat6_translates_both_ways_with_the_ipv6_toa() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
@@ -636,14 +619,7 @@ fn fullnat6_translates_both_ways_with_the_ipv6_toa() {
     assert_eq!(dp.l3.stats.inet6.toa_added, 1);
 
     // The server's SYN-ACK to LIP:lport goes back to the client from the VIP.
-    let mut r = Vec::new();
-    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
-        .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
-        .tcp(80, lport, 5000, 65000)
-        .syn()
-        .ack(1001)
-        .write(&mut r, b"")
-        .unwrap();
+    let r = syn_ack_to(lport);
     let Verdict::Tx(0, back) = dp.process(VecBuf::from_frame(&r), &meta(1)) else {
         panic!("reply not sent")
     };
@@ -694,14 +670,7 @@ fn fullnat6_reply_on_the_other_worker_is_handed_to_the_owner() {
     };
     let (_, lport, _, _, _) = tcp_of(out.data());
     assert_eq!(lport % 2, 0, "worker 0 uses the even ports");
-    let mut r = Vec::new();
-    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
-        .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
-        .tcp(80, lport, 5000, 65000)
-        .syn()
-        .ack(1001)
-        .write(&mut r, b"")
-        .unwrap();
+    let r = syn_ack_to(lport);
     let v = w1.process(VecBuf::from_frame(&r), &meta(1));
     assert!(matches!(v, Verdict::ToWorker(0, _)), "{v:?}");
 }

@@ -216,6 +216,18 @@ pub enum Resolve<B> {
     Dropped(B, NeighDrop),
 }
 
+/// Requests one [`NeighTable::tick_requests`] sends at most.
+pub const TICK_REQUESTS: usize = 16;
+
+/// The requests of one tick: (port, address, unicast MAC for a probe).
+pub struct Requests<A>([Option<(u16, A, Option<MacAddr>)>; TICK_REQUESTS]);
+
+impl<A: Copy> Requests<A> {
+    pub fn iter(&self) -> impl Iterator<Item = (u16, A, Option<MacAddr>)> + '_ {
+        self.0.iter().map_while(|r| *r)
+    }
+}
+
 /// Why `resolve` did not hold a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NeighDrop {
@@ -452,6 +464,25 @@ impl<B, A: Copy + Eq + core::hash::Hash + Into<std::net::IpAddr>> NeighTable<B, 
         self.counters.to_probe += 1;
         self.counters.probes += 1;
         Some((e.port, mac))
+    }
+
+    /// [`tick`](Self::tick) for a datapath: the requests to send now (up to [`TICK_REQUESTS`]; the
+    /// others are due again on the next tick) and the number of held packets given up.
+    pub fn tick_requests(&mut self, now: u64) -> (Requests<A>, u64) {
+        let mut reqs = Requests([None; TICK_REQUESTS]);
+        let mut n = 0;
+        let mut dropped = 0u64;
+        self.tick(
+            now,
+            |port, ip, unicast| {
+                if let Some(slot) = reqs.0.get_mut(n) {
+                    *slot = Some((port, ip, unicast));
+                    n += 1;
+                }
+            },
+            |_p| dropped += 1,
+        );
+        (reqs, dropped)
     }
 
     /// Periodic work: the state timers. `request(port, ip, unicast)` must send an ARP request for

@@ -188,27 +188,15 @@ pub fn write_neighbor_advert(
     mac: MacAddr,
     flags: u8,
 ) -> Option<usize> {
-    const BODY: usize = field::ND_OPTIONS + 8;
-    let len = ipv6::HEADER_LEN + BODY;
-    let buf = buf.get_mut(..len)?;
-    buf.fill(0);
-    let mut ip = Ipv6Packet::new_unchecked(&mut *buf);
-    ip.set_ver_tc_flow(0, 0);
-    ip.set_payload_len(BODY as u16);
-    ip.set_next_header(IpProtocol::ICMPV6);
-    ip.set_hop_limit(ND_HOP_LIMIT);
-    ip.set_src(src);
-    ip.set_dst(dst);
-    let m = &mut buf[ipv6::HEADER_LEN..];
-    m[field::TYPE] = Icmpv6Type::NEIGHBOR_ADVERT.0;
-    m[field::NA_FLAGS] = flags;
-    m[field::ND_TARGET].copy_from_slice(&target.octets());
-    let o = field::ND_OPTIONS;
-    m[o] = nd_option::TARGET_LINK_ADDR;
-    m[o + 1] = 1;
-    m[o + 2..o + 8].copy_from_slice(&mac.0);
-    Icmpv6Packet::new_unchecked(m).fill_checksum(src, dst);
-    Some(len)
+    let lladdr = (nd_option::TARGET_LINK_ADDR, mac);
+    write_nd(
+        buf,
+        Icmpv6Type::NEIGHBOR_ADVERT,
+        flags,
+        (src, dst),
+        target,
+        lladdr,
+    )
 }
 
 /// Writes the IPv6 packet of a neighbour solicitation from `src` to `dst` (the target's
@@ -222,6 +210,26 @@ pub fn write_neighbor_solicit(
     target: Ipv6Addr,
     mac: MacAddr,
 ) -> Option<usize> {
+    let lladdr = (nd_option::SOURCE_LINK_ADDR, mac);
+    write_nd(
+        buf,
+        Icmpv6Type::NEIGHBOR_SOLICIT,
+        0,
+        (src, dst),
+        target,
+        lladdr,
+    )
+}
+
+/// A neighbour discovery message (RFC 4861 4.3, 4.4) with one link-layer address option.
+fn write_nd(
+    buf: &mut [u8],
+    msg: Icmpv6Type,
+    flags: u8,
+    (src, dst): (Ipv6Addr, Ipv6Addr),
+    target: Ipv6Addr,
+    (option, mac): (u8, MacAddr),
+) -> Option<usize> {
     const BODY: usize = field::ND_OPTIONS + 8;
     let len = ipv6::HEADER_LEN + BODY;
     let buf = buf.get_mut(..len)?;
@@ -234,10 +242,11 @@ pub fn write_neighbor_solicit(
     ip.set_src(src);
     ip.set_dst(dst);
     let m = &mut buf[ipv6::HEADER_LEN..];
-    m[field::TYPE] = Icmpv6Type::NEIGHBOR_SOLICIT.0;
+    m[field::TYPE] = msg.0;
+    m[field::NA_FLAGS] = flags;
     m[field::ND_TARGET].copy_from_slice(&target.octets());
     let o = field::ND_OPTIONS;
-    m[o] = nd_option::SOURCE_LINK_ADDR;
+    m[o] = option;
     m[o + 1] = 1;
     m[o + 2..o + 8].copy_from_slice(&mac.0);
     Icmpv6Packet::new_unchecked(m).fill_checksum(src, dst);

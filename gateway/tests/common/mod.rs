@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -454,4 +454,66 @@ pub fn wrk_totals(out: &str) -> (u64, u64) {
         }
     }
     (requests, errors)
+}
+
+/// `scripts/lab.sh <args>` for this lab (router, rs), asserting success.
+pub fn lab_sh(lab: &Lab, args: &[&str]) {
+    let mut a = vec![args[0], lab.name.as_str()];
+    a.extend_from_slice(&args[1..]);
+    let out = Command::new(repo_root().join("scripts/lab.sh"))
+        .args(&a)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "lab.sh {a:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// tcpdump in a namespace writing `file`; stopped (SIGINT) by `stop`.
+pub fn capture(lab: &Lab, node: &str, dev: &str, file: &std::path::Path, filter: &str) -> Child {
+    let c = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{}-{node}", lab.name),
+            "tcpdump",
+            "-i",
+            dev,
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(file)
+        .arg(filter)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    c
+}
+
+pub fn stop(mut c: Child) {
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-INT", &c.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = c.wait();
+}
+
+pub fn frames(file: &std::path::Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(file).expect("capture file");
+    let mut r = pcap_file::pcap::PcapReader::new(&data[..]).expect("pcap header");
+    let mut out = Vec::new();
+    while let Some(Ok(p)) = r.next_packet() {
+        out.push(p.data.into_owned());
+    }
+    out
 }
