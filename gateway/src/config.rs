@@ -1553,86 +1553,21 @@ mod tests {
     #[test]
     fn ipv6_config_is_checked_key_by_key() {
         let dr = "address = \"2001:db8:20::11\"\nmode = \"dr\"";
+        let fullnat = "address = \"2001:db8:20::11\"";
         let v = Config::parse(&dual("", dr, ""))
             .unwrap()
             .validate()
             .unwrap();
         assert_eq!(v.port_addrs6[1][0].to_string(), "2001:db8:20::1/64");
         assert_eq!(v.services.len(), 3);
-        let refused = |t: String, key: &str, why: &str| {
-            let e = match Config::parse(&t) {
-                Err(e) => e.to_string(),
-                Ok(c) => c.validate().unwrap_err().to_string(),
-            };
-            assert!(e.contains(key) && e.contains(why), "{key}: {e}");
-        };
-        refused(
-            dual("", "address = \"10.20.0.11\"\nmode = \"dr\"", ""),
-            "service[2].real[0].address",
-            "address family",
-        );
-        refused(
-            dual("", "address = \"2001:db8:20::11\"\nmode = \"nat\"", ""),
-            "service[2].real[0].mode",
-            "nat is not built",
-        );
-        let fullnat = "address = \"2001:db8:20::11\"";
-        refused(
-            dual("", fullnat, ""),
-            "service[2].local_addresses",
-            "at least one",
-        );
-        refused(
-            dual("local_addresses = [\"10.20.0.200\"]", fullnat, ""),
-            "service[2].local_addresses[0]",
-            "not an IPv6 address",
-        );
-        refused(
-            dual("local_addresses = [\"2001:db8:99::200\"]", fullnat, ""),
-            "service[2].local_addresses[0]",
-            "no port's IPv6 prefix",
-        );
-        refused(
-            dual("local_addresses = [\"2001:db8:20::1\"]", fullnat, ""),
-            "service[2].local_addresses[0]",
-            "interface address",
-        );
-        let v = Config::parse(&dual(
-            "local_addresses = [\"2001:db8:20::200\"]",
-            fullnat,
-            "",
-        ))
-        .unwrap()
-        .validate()
-        .unwrap();
+        let lip = |a: &str| format!("local_addresses = [\"{a}\"]");
+        let v = Config::parse(&dual(&lip("2001:db8:20::200"), fullnat, ""))
+            .unwrap()
+            .validate()
+            .unwrap();
         assert_eq!(
             v.services[2].2.lips6,
             ["2001:db8:20::200".parse::<Ipv6Addr>().unwrap()]
-        );
-        refused(
-            dual("acl = [\"allow 10.0.0.0/8\"]", dr, ""),
-            "service[2].acl",
-            "IPv6",
-        );
-        refused(
-            dual("synproxy = \"on\"", dr, ""),
-            "service[2].synproxy",
-            "IPv6",
-        );
-        refused(
-            dual("persistence_netmask = \"255.255.255.0\"", dr, ""),
-            "persistence_netmask",
-            "IPv6",
-        );
-        refused(
-            dual("", dr, "").replace("vip = \"2001:db8:10::100\"", "vip = \"fe80::100\""),
-            "service[2].vip",
-            "global unicast",
-        );
-        refused(
-            dual("", dr, "").replace("\"2001:db8:20::1/64\"", "\"2001:db8:10::1/64\""),
-            "addresses[1]",
-            "assigned twice",
         );
         let route = |via: &str| {
             format!(
@@ -1648,20 +1583,86 @@ mod tests {
             .unwrap()
             .validate()
             .is_ok());
-        refused(
-            dual("", dr, &route("2001:db8:99::1")),
-            "route[0].via",
-            "neither link-local",
-        );
-        refused(
-            dual(
-                "",
-                dr,
-                &route("2001:db8:20::254").replace("40::/48", "40::1/48"),
+        let nat = "address = \"2001:db8:20::11\"\nmode = \"nat\"";
+        let v4_real = "address = \"10.20.0.11\"\nmode = \"dr\"";
+        let cases = [
+            (
+                dual("", v4_real, ""),
+                "service[2].real[0].address",
+                "address family",
             ),
-            "route[0].prefix",
-            "host bits",
-        );
+            (
+                dual("", nat, ""),
+                "service[2].real[0].mode",
+                "nat is not built",
+            ),
+            (
+                dual("", fullnat, ""),
+                "service[2].local_addresses",
+                "at least one",
+            ),
+            (
+                dual(&lip("10.20.0.200"), fullnat, ""),
+                "local_addresses[0]",
+                "not an IPv6",
+            ),
+            (
+                dual(&lip("2001:db8:99::200"), fullnat, ""),
+                "local_addresses[0]",
+                "IPv6 prefix",
+            ),
+            (
+                dual(&lip("2001:db8:20::1"), fullnat, ""),
+                "local_addresses[0]",
+                "interface",
+            ),
+            (
+                dual("acl = [\"allow 10.0.0.0/8\"]", dr, ""),
+                "service[2].acl",
+                "IPv6",
+            ),
+            (
+                dual("synproxy = \"on\"", dr, ""),
+                "service[2].synproxy",
+                "IPv6",
+            ),
+            (
+                dual("persistence_netmask = \"255.0.0.0\"", dr, ""),
+                "persistence_netmask",
+                "IPv6",
+            ),
+            (
+                dual("", dr, "").replace("vip = \"2001:db8:10::100\"", "vip = \"fe80::100\""),
+                "service[2].vip",
+                "global unicast",
+            ),
+            (
+                dual("", dr, "").replace("\"2001:db8:20::1/64\"", "\"2001:db8:10::1/64\""),
+                "addresses[1]",
+                "assigned twice",
+            ),
+            (
+                dual("", dr, &route("2001:db8:99::1")),
+                "route[0].via",
+                "neither link-local",
+            ),
+            (
+                dual(
+                    "",
+                    dr,
+                    &route("2001:db8:20::254").replace("40::/48", "40::1/48"),
+                ),
+                "route[0].prefix",
+                "host bits",
+            ),
+        ];
+        for (text, key, why) in cases {
+            let e = match Config::parse(&text) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(key) && e.contains(why), "{key}: {e}");
+        }
     }
 
     #[test]

@@ -140,23 +140,7 @@ fn ipv6_dr_beside_ipv4_fullnat() {
             "http://10.10.0.100/",
         ],
     );
-    let out = lab.sh(
-        "cli",
-        &[
-            "timeout",
-            "30",
-            "wrk",
-            "-t2",
-            "-c32",
-            "--timeout",
-            "3s",
-            "-d4s",
-            "-H",
-            "Connection: close",
-            URL6,
-        ],
-    );
-    let (requests, errors) = wrk_totals(&out);
+    let (requests, errors, out) = wrk_close(&lab, URL6, 4);
     assert!(requests > 500, "{out}");
     assert_eq!(errors, 0, "{out}");
     let v4 = v4.wait_with_output().unwrap();
@@ -222,23 +206,7 @@ fn ipv6_dr_beside_ipv4_fullnat() {
             );
         }
     }
-    let out = lab.sh(
-        "cli",
-        &[
-            "timeout",
-            "30",
-            "wrk",
-            "-t2",
-            "-c32",
-            "--timeout",
-            "3s",
-            "-d3s",
-            "-H",
-            "Connection: close",
-            "http://[2001:db8:10::100]:8080/",
-        ],
-    );
-    let (requests, errors) = wrk_totals(&out);
+    let (requests, errors, out) = wrk_close(&lab, "http://[2001:db8:10::100]:8080/", 3);
     assert!(requests > 300 && errors == 0, "{out}");
 
     // ipvsadm's IPv6 forms.

@@ -57,24 +57,7 @@ fn wrk_close(lab: &Lab, secs: u32) -> (u64, u64) {
 }
 
 fn wrk_close_out(lab: &Lab, secs: u32) -> (u64, u64, String) {
-    let out = lab.sh(
-        "cli",
-        &[
-            "timeout",
-            "30",
-            "wrk",
-            "-t2",
-            "-c32",
-            "--timeout",
-            "3s",
-            &format!("-d{secs}s"),
-            "-H",
-            "Connection: close",
-            "http://10.10.0.100/",
-        ],
-    );
-    let (requests, errors) = common::wrk_totals(&out);
-    (requests, errors, out)
+    common::wrk_close(lab, "http://10.10.0.100/", secs)
 }
 
 /// `TcpExt: PAWSTimewait` of a namespace: SYNs refused on a tuple in TIME_WAIT for an old timestamp.

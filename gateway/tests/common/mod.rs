@@ -432,6 +432,30 @@ impl Lab {
     }
 }
 
+/// wrk with `Connection: close` (every request a new connection, client ports reused) to `url`
+/// from the client for `secs` seconds, 2 threads, 32 connections: (requests, errors, output).
+pub fn wrk_close(lab: &Lab, url: &str, secs: u32) -> (u64, u64, String) {
+    let d = format!("-d{secs}s");
+    let out = lab.sh(
+        "cli",
+        &[
+            "timeout",
+            "30",
+            "wrk",
+            "-t2",
+            "-c32",
+            "--timeout",
+            "3s",
+            &d,
+            "-H",
+            "Connection: close",
+            url,
+        ],
+    );
+    let (requests, errors) = wrk_totals(&out);
+    (requests, errors, out)
+}
+
 /// Requests and errors of a wrk run (its summary), panicking on an output it cannot read.
 pub fn wrk_totals(out: &str) -> (u64, u64) {
     let requests = out
