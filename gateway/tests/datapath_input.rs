@@ -552,7 +552,7 @@ fn unwanted_frames_are_dropped() {
         Drop::ProtoUnsupported.into(),
     );
 
-    for ethertype in [0x86DDu16, 0x8100, 0x88CC, 0x0000] {
+    for ethertype in [0x8100u16, 0x88CC, 0x0000] {
         let mut f = Seg::from_client(40006, "S").frame();
         f[12..14].copy_from_slice(&ethertype.to_be_bytes());
         assert_dropped(
@@ -563,10 +563,14 @@ fn unwanted_frames_are_dropped() {
             Drop::EtherTypeUnsupported.into(),
         );
     }
+    // An IPv4 packet labelled IPv6 is IPv6 the datapath cannot read (`inet6`).
+    let mut f = Seg::from_client(40006, "S").frame();
+    f[12..14].copy_from_slice(&0x86DDu16.to_be_bytes());
+    assert_dropped(&mut dp, "ipv4 as ipv6", &f, 0, Drop::Ipv6Malformed.into());
 
     // With a kernel twin (the default), the same frames go up to it unchanged, on their own port.
     let mut up: Datapath<VecBuf> = lab_datapath();
-    for ethertype in [0x86DDu16, 0x8100, 0x88CC] {
+    for ethertype in [0x8100u16, 0x88CC] {
         let mut f = Seg::from_client(40006, "S").frame();
         f[12..14].copy_from_slice(&ethertype.to_be_bytes());
         match run(&mut up, &f, &meta(0)) {
