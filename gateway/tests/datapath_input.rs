@@ -782,7 +782,56 @@ fn seeds() -> Vec<(u16, Vec<u8>)> {
         ),
         (0, arp),
         (0, ping),
+        // IPv6 (`inet6`, with `IPV6_SERVICES`): a DR SYN, a TUN datagram, a solicitation for the
+        // VIP.
+        (0, ipv6_frame(true, b"x")),
+        (0, ipv6_frame(false, b"datagram")),
+        (0, {
+            let vip6: std::net::Ipv6Addr = "2001:db8:10::100".parse().unwrap();
+            let mut f = vec![0u8; 128];
+            let n = gateway::wire::icmpv6::write_neighbor_solicit(
+                &mut f[14..],
+                "2001:db8:10::2".parse().unwrap(),
+                gateway::wire::icmpv6::solicited_node(vip6),
+                vip6,
+                CLIENT_MAC,
+            )
+            .unwrap();
+            f[..6].copy_from_slice(&CLIENT_PORT_MAC.0);
+            f[6..12].copy_from_slice(&CLIENT_MAC.0);
+            f[12..14].copy_from_slice(&[0x86, 0xdd]);
+            f.truncate(14 + n);
+            f
+        }),
     ]
+}
+
+/// The IPv4 seeds come first: their header bytes, once mutated, get a fresh checksum.
+const IPV4_SEEDS: usize = 5;
+
+/// An IPv6 frame from the client to the IPv6 VIP: a TCP SYN to port 80, or a UDP datagram to 53.
+fn ipv6_frame(tcp: bool, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0).ipv6(
+        "2001:db8:10::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+        "2001:db8:10::100"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+        64,
+    );
+    let mut v = Vec::new();
+    if tcp {
+        b.tcp(40100, 80, 1, 64240)
+            .syn()
+            .write(&mut v, payload)
+            .unwrap();
+    } else {
+        b.udp(5000, 53).write(&mut v, payload).unwrap();
+    }
+    v
 }
 
 proptest! {
@@ -811,16 +860,18 @@ proptest! {
     #[test]
     fn mutated_frames_never_panic(
         edits in proptest::collection::vec(
-            (0usize..5, any::<usize>(), any::<u8>(), 0usize..200, any::<bool>()), 1..16),
+            (0usize..8, any::<usize>(), any::<u8>(), 0usize..200, any::<bool>()), 1..16),
     ) {
-        let mut dp: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 1, 256);
+        let config = gateway::testkit::dual_stack(LAB_CONFIG) + gateway::testkit::IPV6_SERVICES;
+        let mut dp: Datapath<VecBuf> = datapath_from(&config, 0, 1, 256);
         let seeds = seeds();
         let mut received = 0;
         for (which, idx, val, cut, from_peer) in edits.into_iter() {
             let (port, mut f) = seeds[which].clone();
             let i = idx % f.len();
             f[i] = val;
-            if (ETH..ETH + IP).contains(&i) && i != ETH && i != ETH + 10 && i != ETH + 11 {
+            let v4 = which < IPV4_SEEDS;
+            if v4 && (ETH..ETH + IP).contains(&i) && i != ETH && i != ETH + 10 && i != ETH + 11 {
                 refill_ip(&mut f);
             }
             f.truncate(cut.min(f.len()));
