@@ -1211,8 +1211,19 @@ impl Server<'_> {
             .map(|(i, p)| PortView {
                 name: p.name.clone(),
                 mac: p.mac.to_string(),
-                addrs: p.addrs.iter().map(|a| a.to_string()).collect(),
-                origins: p.addrs.iter().map(|a| origin_of_addr(i, a)).collect(),
+                addrs: p
+                    .addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .chain(p.addrs6.iter().map(|a| a.to_string()))
+                    .collect(),
+                // IPv6 addresses are the config's (not mirrored).
+                origins: p
+                    .addrs
+                    .iter()
+                    .map(|a| origin_of_addr(i, a))
+                    .chain(p.addrs6.iter().map(|_| Origin::Config))
+                    .collect(),
                 twin: twins.iter().find(|t| t.0 as usize == i).map(|t| TwinView {
                     name: t.1.clone(),
                     driver: t.2.to_string(),
@@ -1230,11 +1241,26 @@ impl Server<'_> {
             .iter()
             .map(|(c, hop)| RouteView {
                 prefix: c.to_string(),
-                via: hop.via,
+                via: hop.via.map(Into::into),
                 port: port_name(hop.port),
                 origin: prov.routes.iter().find(|r| r.0 == c).map(|r| r.1),
             })
             .collect();
+        // IPv6: connected prefixes of the ports' addresses, and the config's routes.
+        routes.extend(topo.routes6.iter().map(|r| {
+            let connected = r.via.is_none()
+                && topo.ports.iter().any(|p| {
+                    p.addrs6
+                        .iter()
+                        .any(|a| a.network() == r.prefix.addr && a.len == r.prefix.len)
+                });
+            RouteView {
+                prefix: r.prefix.to_string(),
+                via: r.via.map(Into::into),
+                port: port_name(r.port),
+                origin: (!connected).then_some(Origin::Config),
+            }
+        }));
         routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
         let mut neigh: Vec<NeighInfo> = self
             .dump(&ConnFilter::default(), 0)?
@@ -1242,7 +1268,12 @@ impl Server<'_> {
             .flat_map(|d| d.neigh)
             .collect();
         neigh.sort_by_key(|n| (n.ip, n.worker));
-        let mut service_addrs: Vec<_> = g.services.addresses().collect();
+        let mut service_addrs: Vec<std::net::IpAddr> = g
+            .services
+            .addresses()
+            .map(Into::into)
+            .chain(g.services.addresses6().map(Into::into))
+            .collect();
         service_addrs.sort();
         let mut total = crate::datapath::punt::PuntCounters::default();
         for p in self.ctx.published.iter() {

@@ -301,7 +301,7 @@ pub struct TwinView {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteView {
     pub prefix: String,
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
     pub port: String,
     /// Where the route comes from; None for a port address's connected route.
     #[serde(default)]
@@ -314,8 +314,8 @@ pub struct NetView {
     pub ports: Vec<PortView>,
     pub routes: Vec<RouteView>,
     pub neigh: Vec<NeighInfo>,
-    /// VIPs and LIPs the gateway answers ARP for.
-    pub service_addrs: Vec<Ipv4Addr>,
+    /// VIPs and LIPs the gateway answers ARP (neighbour solicitations for IPv6) for.
+    pub service_addrs: Vec<IpAddr>,
     /// VIPs and LIPs of `owner = "kernel"` services, with whether a twin holds them.
     #[serde(default)]
     pub kernel_owned: Vec<(Ipv4Addr, bool)>,

@@ -177,9 +177,9 @@ impl ServiceTable {
         self.lips6.contains(&ip)
     }
 
-    /// Every IPv6 VIP.
-    pub fn vips6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
-        self.vips6.iter().copied()
+    /// Every IPv6 VIP and LIP: addresses the gateway answers neighbour solicitations for.
+    pub fn addresses6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.vips6.iter().chain(self.lips6.iter()).copied()
     }
 
     /// Whether `ip` is a VIP, a LIP, or neither (both false), in one probe.
