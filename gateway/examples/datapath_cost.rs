@@ -22,7 +22,11 @@
 //!   connections each), every packet reaching its owner as the NIC's RSS would deliver it: what
 //!   two workers cost each other in instructions (shared service counters, scheduler state);
 //! - `established-1k-offload`: `established-1k` with the NIC having verified the IP and L4
-//!   checksums (`RTE_MBUF_F_RX_*_CKSUM_GOOD`), as on a PCI NIC.
+//!   checksums (`RTE_MBUF_F_RX_*_CKSUM_GOOD`), as on a PCI NIC;
+//! - `established6-1k`, `reply6-1k`, `dr6-1k` (issue 17): an IPv6 client's ACK on one of 1K
+//!   established IPv6 FullNAT connections, the real server's ACK back, and a client's ACK on one of
+//!   1K IPv6 DR connections; each frame copied whole into the buffer (about as many instructions
+//!   as the IPv4 template rewrite), clients behind a router as in the IPv4 scenarios.
 
 use gateway::datapath::{Datapath, Verdict};
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
@@ -66,15 +70,87 @@ fn main() {
             }
         }
         Some("expire") => expire_run(n),
+        Some(s @ ("established6-1k" | "reply6-1k" | "dr6-1k")) => ipv6_run(s, n),
         Some("ts-plain") => timestamps_run(false, n as u64),
         Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
             eprintln!(
                 "usage: datapath_cost established-1k|established-1m|reply-1k|reply-1m|syn|frames|\
-                 handoff|expire|established-2w|established-1k-offload|ts-plain|ts-proxied N"
+                 handoff|expire|established-2w|established-1k-offload|ts-plain|ts-proxied|\
+                 established6-1k|reply6-1k|dr6-1k N"
             );
             std::process::exit(2);
         }
+    }
+}
+
+/// 1K IPv6 connections (FullNAT to VIP6:8080, or DR to VIP6:80) from clients behind the
+/// client-side router, then `n` packets: client ACKs, or (`reply6-1k`) the servers' ACKs.
+fn ipv6_run(scenario: &str, n: usize) {
+    use etherparse::PacketBuilder;
+    use std::net::Ipv6Addr;
+    let lips: Vec<String> = (0x200..0x210).map(|i| format!("\"2001:db8:20::{i:x}\"")).collect();
+    let cfg = format!(
+        "{}{IPV6_SERVICES}\n[[route]]\nprefix = \"2001:db8:11::/48\"\nvia = \"2001:db8:10::2\"\nport = \"client\"\n\n\
+         [[service]]\nvip = \"2001:db8:10::100\"\nport = 8080\nprotocol = \"tcp\"\nscheduler = \"wrr\"\n\
+         local_addresses = [{}]\n[[service.real]]\naddress = \"2001:db8:20::11\"\nport = 80\n\
+         [[service.real]]\naddress = \"2001:db8:20::12\"\nport = 80\n",
+        dual_stack(&bench_config()),
+        lips.join(", ")
+    );
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1 << 12);
+    let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    for (a, mac, port) in [
+        ("2001:db8:20::11", RS1_MAC, 1),
+        ("2001:db8:20::12", RS2_MAC, 1),
+        ("2001:db8:10::2", CLIENT_MAC, 0),
+    ] {
+        dp.v6
+            .neigh
+            .learn(ip(a), mac, port, 0, true, true, |_, _, _| {});
+    }
+    let vport = if scenario == "dr6-1k" { 80 } else { 8080 };
+    let vip = ip("2001:db8:10::100");
+    let client = |i: u32| Ipv6Addr::from(u128::from(ip("2001:db8:11::")) + u128::from(i) + 1);
+    let tcp = |src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16), macs: ([u8; 6], [u8; 6]), syn: bool| {
+        let b = PacketBuilder::ethernet2(macs.0, macs.1)
+            .ipv6(src.0.octets(), dst.0.octets(), 64)
+            .tcp(src.1, dst.1, 1000, 900);
+        let b = if syn { b.syn() } else { b.ack(5001) };
+        let mut v = Vec::new();
+        b.write(&mut v, &[]).unwrap();
+        v
+    };
+    let to_vip = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
+    let mut frames = Vec::new();
+    for i in 0..1000u32 {
+        let c = (client(i), 40000 + (i % 20000) as u16);
+        let out = sent(dp.process(VecBuf::from_frame(&tcp(c, (vip, vport), to_vip, true)), &META));
+        let o = out.data();
+        frames.push(if scenario == "reply6-1k" {
+            // The server answers the SYN it got: from RIP:80 to LIP:lport.
+            let (lip, rip): ([u8; 16], [u8; 16]) =
+                (o[22..38].try_into().unwrap(), o[38..54].try_into().unwrap());
+            let lport = u16::from_be_bytes([o[54], o[55]]);
+            let mac = if o[53] == 0x11 { RS1_MAC } else { RS2_MAC };
+            let macs = (mac.0, SERVER_PORT_MAC.0);
+            tcp((Ipv6Addr::from(rip), 80), (Ipv6Addr::from(lip), lport), macs, false)
+        } else {
+            tcp(c, (vip, vport), to_vip, false)
+        });
+    }
+    let meta = if scenario == "reply6-1k" {
+        RxMeta { port: 1, ..META }
+    } else {
+        META
+    };
+    let order = random_order(1000, 1 << 16);
+    let mut buf = VecBuf::from_frame(&frames[0]);
+    for k in 0..n {
+        let f = &frames[order[k & 0xFFFF] as usize];
+        buf.set_len(f.len());
+        buf.data_mut().copy_from_slice(f);
+        buf = sent(dp.process(buf, &meta));
     }
 }
 
