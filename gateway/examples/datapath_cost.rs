@@ -89,7 +89,9 @@ fn main() {
 fn ipv6_run(scenario: &str, n: usize) {
     use etherparse::PacketBuilder;
     use std::net::Ipv6Addr;
-    let lips: Vec<String> = (0x200..0x210).map(|i| format!("\"2001:db8:20::{i:x}\"")).collect();
+    let lips: Vec<String> = (0x200..0x210)
+        .map(|i| format!("\"2001:db8:20::{i:x}\""))
+        .collect();
     let cfg = format!(
         "{}{IPV6_SERVICES}\n[[route]]\nprefix = \"2001:db8:11::/48\"\nvia = \"2001:db8:10::2\"\nport = \"client\"\n\n\
          [[service]]\nvip = \"2001:db8:10::100\"\nport = 8080\nprotocol = \"tcp\"\nscheduler = \"wrr\"\n\
@@ -125,7 +127,10 @@ fn ipv6_run(scenario: &str, n: usize) {
     let mut frames = Vec::new();
     for i in 0..1000u32 {
         let c = (client(i), 40000 + (i % 20000) as u16);
-        let out = sent(dp.process(VecBuf::from_frame(&tcp(c, (vip, vport), to_vip, true)), &META));
+        let out = sent(dp.process(
+            VecBuf::from_frame(&tcp(c, (vip, vport), to_vip, true)),
+            &META,
+        ));
         let o = out.data();
         frames.push(if scenario == "reply6-1k" {
             // The server answers the SYN it got: from RIP:80 to LIP:lport.
@@ -134,7 +139,12 @@ fn ipv6_run(scenario: &str, n: usize) {
             let lport = u16::from_be_bytes([o[54], o[55]]);
             let mac = if o[53] == 0x11 { RS1_MAC } else { RS2_MAC };
             let macs = (mac.0, SERVER_PORT_MAC.0);
-            tcp((Ipv6Addr::from(rip), 80), (Ipv6Addr::from(lip), lport), macs, false)
+            tcp(
+                (Ipv6Addr::from(rip), 80),
+                (Ipv6Addr::from(lip), lport),
+                macs,
+                false,
+            )
         } else {
             tcp(c, (vip, vport), to_vip, false)
         });

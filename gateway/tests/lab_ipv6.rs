@@ -221,7 +221,10 @@ fn ipv6_dr_beside_ipv4_fullnat() {
     let neigh = lab.gwctl(&["neigh"]);
     assert!(neigh.contains("2001:db8:20::11"), "{neigh}");
     let routes = lab.gwctl(&["routes"]);
-    assert!(routes.contains("2001:db8:20::/64 port server connected"), "{routes}");
+    assert!(
+        routes.contains("2001:db8:20::/64 port server connected"),
+        "{routes}"
+    );
     let addrs = lab.gwctl(&["addrs"]);
     assert!(addrs.contains("2001:db8:10::1/64 (config)"), "{addrs}");
     assert!(addrs.contains("2001:db8:20::200"), "the LIPs: {addrs}");

@@ -20,6 +20,7 @@
 //! on the worker RSS gives them (DR and TUN see only the client's direction).
 
 pub mod fullnat;
+pub mod icmp;
 pub mod nd;
 pub mod route;
 pub mod service;
@@ -85,6 +86,10 @@ pub struct Inet6Counters {
     /// Neighbour advertisements that resolved or updated an entry.
     pub na_learned: u64,
     pub echo_replies: u64,
+    /// ICMPv6 errors about FullNAT connections passed on to the other side (`icmp`), and packet
+    /// too big messages sent for TUN.
+    pub icmp_translated: u64,
+    pub too_big_sent: u64,
     /// IPv6 TOA options put on FullNAT SYNs, and SYNs without room for one.
     pub toa_added: u64,
     pub toa_skipped: u64,
@@ -103,6 +108,8 @@ impl Inet6Counters {
         self.ns_sent += o.ns_sent;
         self.na_learned += o.na_learned;
         self.echo_replies += o.echo_replies;
+        self.icmp_translated += o.icmp_translated;
+        self.too_big_sent += o.too_big_sent;
         self.toa_added += o.toa_added;
         self.toa_skipped += o.toa_skipped;
         self.conns_created += o.conns_created;
@@ -111,7 +118,7 @@ impl Inet6Counters {
     }
 
     /// (name, value) for the admin socket, the stats file and `/metrics`.
-    pub fn named(&self) -> [(&'static str, u64); 11] {
+    pub fn named(&self) -> [(&'static str, u64); 13] {
         [
             ("ipv6_rx", self.rx),
             ("ipv6_forwarded", self.forwarded),
@@ -119,6 +126,8 @@ impl Inet6Counters {
             ("ipv6_ns_sent", self.ns_sent),
             ("ipv6_na_learned", self.na_learned),
             ("ipv6_echo_replies", self.echo_replies),
+            ("ipv6_icmp_translated", self.icmp_translated),
+            ("ipv6_too_big_sent", self.too_big_sent),
             ("ipv6_toa_added", self.toa_added),
             ("ipv6_toa_skipped", self.toa_skipped),
             ("ipv6_conns_created", self.conns_created),
@@ -232,6 +241,11 @@ impl<B: PacketBuf> Inet6<B> {
             let s = fwd.services();
             (s.is_vip6(v.dst), s.is_lip6(v.dst))
         };
+        let icmp_error = v.proto == IpProtocol::ICMPV6
+            && pkt.data().get(v.l4_off).is_some_and(|&t| icmp::is_error(t));
+        if icmp_error && (is_vip || is_lip) {
+            return icmp::error(self, l3, fwd, pkt, meta, &v, is_vip);
+        }
         if matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {
             if is_vip {
                 return service::to_service(self, l3, fwd, pkt, meta, &v);

@@ -10,13 +10,13 @@
 //!   server holds the VIP on a device that does not answer neighbour solicitations for it);
 //! - TUN: inside an IPv6 header from the gateway's address on the real server's port to the
 //!   real server (next header 41, RFC 2473), as IPVS's `ip_vs_tunnel_xmit_v6`. A packet the
-//!   tunnel would take over the port's MTU is dropped and counted (`ipv6_too_big`); the Packet
-//!   Too Big toward the client is not sent yet.
+//!   tunnel would take over the port's MTU is dropped (`ipv6_too_big`) and answered with a Packet
+//!   Too Big of the MTU less the outer header (`icmp::packet_too_big`).
 //!
 //! DR and TUN connections follow IPVS's INPUT-ONLY TCP states (the gateway never sees the
 //! replies), as IPv4 ones do; a real server's active and inactive counts move with its connections.
 
-use super::{fullnat, nd, Inet6, Ipv6In};
+use super::{fullnat, icmp, nd, Inet6, Ipv6In};
 use crate::conn::{tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, Ticks, Tuple6};
 use crate::datapath::{Verdict, L3};
 use crate::forward::{mode, reuse, Forwarder, ServiceTable};
@@ -137,9 +137,19 @@ pub fn to_service<B: PacketBuf>(
             let Some(src) = l3.topo().source6_for(route.port, rip) else {
                 return Verdict::Drop(Drop::NoRoute.into(), pkt);
             };
-            match encapsulate(pkt, src, rip, fwd.mtu()) {
+            let mtu = fwd.mtu();
+            match encapsulate(pkt, src, rip, mtu) {
                 Ok(p) => nd::send_to(v6, l3, p, route.l2_target(rip), route.port),
-                Err(p) => return Verdict::Drop(Drop::Ipv6TooBig.into(), p),
+                Err(p) => {
+                    // What fits the tunnel (RFC 2473 7.1): never below IPv6's minimum MTU.
+                    let fits = u32::from(mtu)
+                        .saturating_sub(ipv6::HEADER_LEN as u32)
+                        .max(1280);
+                    if icmp::packet_too_big(v6, l3, p.data(), v.dst, v.src, fits) {
+                        l3.stats.inet6.too_big_sent += 1;
+                    }
+                    return Verdict::Drop(Drop::Ipv6TooBig.into(), p);
+                }
             }
         }
         // DR reaches only a real server on the link: a router would route the packet, still

@@ -722,3 +722,132 @@ proptest::proptest! {
         proptest::prop_assert_eq!(f, orig);
     }
 }
+
+/// An ICMPv6 error of `kind` (4-byte field `word`) from `src` to `dst`, quoting `quote` (an IPv6
+/// frame's IP packet), sent by `macs`, encoded by etherparse.
+fn icmp6_error(
+    macs: (MacAddr, MacAddr),
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    t: etherparse::Icmpv6Type,
+    quote: &[u8],
+) -> VecBuf {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv6(src.octets(), dst.octets(), 64)
+        .icmpv6(t)
+        .write(&mut v, &quote[14..])
+        .unwrap();
+    VecBuf::from_frame(&v)
+}
+
+/// ICMPv6 errors about a FullNAT connection reach the other side translated: a packet too big on
+/// the client's path reaches the real server (path MTU discovery), a server-side unreachable
+/// reaches the client.
+#[test]
+fn icmpv6_errors_about_fullnat6_connections_are_translated() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, syn) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let syn = syn.data().to_vec();
+    let (_, lport, _, _, _) = tcp_of(&syn);
+    let Verdict::Tx(0, synack) = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1))
+    else {
+        panic!("SYN-ACK not sent")
+    };
+    let synack = synack.data().to_vec();
+    // A router on the client's path: the SYN-ACK (VIP:8080 -> CIP:40000) was too big.
+    let router = a("2001:db8:10::fe");
+    let ptb = icmp6_error(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        router,
+        a(VIP6),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 },
+        &synack,
+    );
+    let Verdict::Tx(1, out) = dp.process(ptb, &meta(0)) else {
+        panic!("not passed to the server")
+    };
+    let (src, dst, _, msg) = icmp_of(out.data());
+    assert_eq!((src, dst), (a(LIP6), a(RS6_1)));
+    assert_eq!(msg[0], Icmpv6Type::PACKET_TOO_BIG.0);
+    assert_eq!(&msg[4..8], &1280u32.to_be_bytes());
+    // The quote is the server's own SYN-ACK again, its checksum right.
+    let mut quoted = vec![0u8; 14];
+    quoted.extend_from_slice(&msg[8..]);
+    quoted[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let (s, sp, d, dp_, _) = tcp_of(&quoted);
+    assert_eq!((s, sp, d, dp_), (a(RS6_1), 80, a(LIP6), lport));
+    // The server side: an unreachable about the SYN (LIP:lport -> RIP:80) reaches the client
+    // about its own SYN (CIP:40000 -> VIP:8080).
+    let unreach = icmp6_error(
+        (RS1_MAC, SERVER_PORT_MAC),
+        a(RS6_1),
+        a(LIP6),
+        etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ),
+        &syn,
+    );
+    let Verdict::Tx(0, out) = dp.process(unreach, &meta(1)) else {
+        panic!("not passed to the client")
+    };
+    let (src, dst, _, msg) = icmp_of(out.data());
+    assert_eq!((src, dst), (a(VIP6), a(CLIENT6)));
+    let mut quoted = vec![0u8; 14];
+    quoted.extend_from_slice(&msg[8..]);
+    quoted[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let (s, sp, d, dp_, _) = tcp_of(&quoted);
+    assert_eq!((s, sp, d, dp_), (a(CLIENT6), 40000, a(VIP6), 8080));
+    assert_eq!(dp.l3.stats.inet6.icmp_translated, 2);
+    // An error about no connection: dropped.
+    let stray = icmp6_error(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        router,
+        a(VIP6),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 },
+        tcp6_to(8080, 40999, false, b"").data(),
+    );
+    assert_eq!(drop_name(&dp.process(stray, &meta(0))), "Dp(NoConn)");
+}
+
+#[test]
+fn a_datagram_too_big_for_the_tunnel_gets_a_packet_too_big() {
+    let mut dp = dp();
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let big = udp6(5353, &[7u8; 1440]);
+    assert_eq!(big.len(), 14 + 40 + 8 + 1440);
+    let v = dp.process(big.clone(), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(Ipv6TooBig)");
+    let g = generated(&mut dp);
+    assert_eq!(g.len(), 1);
+    let (port, frame) = &g[0];
+    assert_eq!(*port, 0);
+    assert_eq!(EthernetFrame::new_unchecked(&frame[..]).dst(), CLIENT_MAC);
+    let (src, dst, _, msg) = icmp_of(frame);
+    assert_eq!((src, dst), (a(VIP6), a(CLIENT6)));
+    assert_eq!(msg[0], Icmpv6Type::PACKET_TOO_BIG.0);
+    assert_eq!(
+        &msg[4..8],
+        &1460u32.to_be_bytes(),
+        "1500 less the outer header"
+    );
+    assert_eq!(
+        &msg[8..],
+        &big.data()[14..14 + msg.len() - 8],
+        "the start of the datagram"
+    );
+    assert_eq!(dp.l3.stats.inet6.too_big_sent, 1);
+}
