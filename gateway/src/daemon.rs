@@ -840,6 +840,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         let mut worker = worker;
         worker.datapath.set_prefetch(dpdk::prefetch);
         worker.datapath.frags = crate::frag::FragTable::new(cfg.fragments.table());
+        worker.datapath.v6.frags = crate::frag::FragTable::new(cfg.fragments.table());
         worker.datapath.l3.punt =
             crate::datapath::punt::PuntBudget::new(cfg.kernel.punt_rate, cfg.kernel.punt_burst);
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;

@@ -236,8 +236,8 @@ impl FragCounters {
     }
 }
 
-struct Entry<B> {
-    decision: Option<Decision>,
+struct Entry<B, D> {
+    decision: Option<D>,
     held: Vec<B>,
     born_ms: u64,
     /// Payload bytes seen (each offset once), and the datagram's payload length once its last
@@ -255,7 +255,7 @@ struct Entry<B> {
 /// the common ones have 2 to 6).
 const OFFSETS: usize = 8;
 
-impl<B> Entry<B> {
+impl<B, D> Entry<B, D> {
     fn new(now_ms: u64) -> Self {
         Entry {
             decision: None,
@@ -312,26 +312,28 @@ impl Piece {
 }
 
 /// What the table says about a later fragment.
-pub enum Follow<B> {
+pub enum Follow<B, D = Decision> {
     /// Its first fragment was decided: this is what to do.
-    Decided(Decision, B),
+    Decided(D, B),
     /// Kept until its first fragment comes ([`FragTable::first`] hands it back).
     Held,
     /// Dropped for this reason (table or held fragments full).
     Refused(Drop, B),
 }
 
-/// One worker's fragment table: bounded, expired in arrival order.
-pub struct FragTable<B> {
+/// One worker's fragment table: bounded, expired in arrival order. Keyed by IPv4's [`FragKey`]
+/// with IPv4's [`Decision`] by default; `inet6` keys it by IPv6's (source, destination,
+/// identification) with its own decisions.
+pub struct FragTable<B, K = FragKey, D = Decision> {
     cfg: FragConfig,
-    map: HashMap<FragKey, Entry<B>>,
+    map: HashMap<K, Entry<B, D>>,
     /// (key, born) in creation order, for expiry; an entry removed early leaves a stale pair.
-    order: VecDeque<(FragKey, u64)>,
+    order: VecDeque<(K, u64)>,
     held: usize,
     pub stats: FragCounters,
 }
 
-impl<B> FragTable<B> {
+impl<B, K: Copy + Eq + core::hash::Hash, D: Copy> FragTable<B, K, D> {
     pub fn new(cfg: FragConfig) -> Self {
         FragTable {
             cfg,
@@ -357,7 +359,7 @@ impl<B> FragTable<B> {
     }
 
     /// The entry of `key`, created if there is room.
-    fn entry(&mut self, key: FragKey, now_ms: u64) -> Option<&mut Entry<B>> {
+    fn entry(&mut self, key: K, now_ms: u64) -> Option<&mut Entry<B, D>> {
         if !self.map.contains_key(&key) {
             if self.map.len() >= self.cfg.max_datagrams {
                 return None;
@@ -377,7 +379,7 @@ impl<B> FragTable<B> {
 
     /// Removes `key`'s entry if it is the one born at `born` (not a later one for the same key);
     /// returns how many held fragments went with it (dropped).
-    fn remove_if_born(&mut self, key: FragKey, born: u64) -> usize {
+    fn remove_if_born(&mut self, key: K, born: u64) -> usize {
         match self.map.get(&key) {
             Some(e) if e.born_ms == born => {
                 let e = self.map.remove(&key).expect("present");
@@ -392,7 +394,7 @@ impl<B> FragTable<B> {
     }
 
     /// Counts `piece` into `key`'s entry; removes the entry once decided and complete.
-    fn account(&mut self, key: FragKey, piece: Piece) {
+    fn account(&mut self, key: K, piece: Piece) {
         let Some(e) = self.map.get_mut(&key) else {
             return;
         };
@@ -407,9 +409,9 @@ impl<B> FragTable<B> {
     /// table is full (nothing recorded: later fragments are refused too).
     pub fn first(
         &mut self,
-        key: FragKey,
+        key: K,
         piece: Piece,
-        decision: Decision,
+        decision: D,
         now_ms: u64,
     ) -> Result<Vec<B>, Drop> {
         let Some(e) = self.entry(key, now_ms) else {
@@ -432,7 +434,7 @@ impl<B> FragTable<B> {
     }
 
     /// A later fragment of `key`: what its first fragment's decision says, or held for it.
-    pub fn follow(&mut self, key: FragKey, piece: Piece, pkt: B, now_ms: u64) -> Follow<B> {
+    pub fn follow(&mut self, key: K, piece: Piece, pkt: B, now_ms: u64) -> Follow<B, D> {
         let at_limit = self.held >= self.cfg.max_held;
         // A fragment that would only wait takes no table slot when it cannot wait.
         if at_limit && !self.map.contains_key(&key) {

@@ -527,7 +527,9 @@ impl Worker {
         dp.fwd.stats.half_open = dp.fwd.table().half_open() as u64;
         dp.l3.stats.fwd = dp.fwd.stats;
         dp.l3.stats.neigh = dp.l3.neigh.counters;
+        // Both families' fragment tables, in one set of counters.
         dp.l3.stats.frag = dp.frags.stats;
+        dp.l3.stats.frag.add(&dp.v6.frags.stats);
         dp.l3.stats.synproxy = dp.fwd.synproxy_counters(dp.l3.now_ms);
         dp.l3.stats.sync = dp.fwd.sync_counters();
         let conflicts = &mut dp.l3.stats.lip_conflicts;

@@ -955,6 +955,44 @@ fn ipv6_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
     assert!(s.client(&dns).is_some(), "TUN datagram to rs1");
     v.push(("ipv6_dr_tun_session", Expect::NoDrop, s.bytes));
 
+    // A TUN datagram in three fragments, the last first (`inet6::frag6`).
+    let mut s = Script::new();
+    s.server(&nd6(
+        rs_side,
+        "2001:db8:20::11",
+        "ff02::1:ff00:1",
+        135,
+        "2001:db8:20::1",
+    ));
+    let mut whole = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(ip6("2001:db8:10::2"), ip6("2001:db8:10::100"), 64)
+        .udp(53001, 53)
+        .write(&mut whole, &[5u8; 400])
+        .unwrap();
+    let payload = whole[54..].to_vec();
+    let piece = |from: usize, to: usize| {
+        let mut f = whole[..54].to_vec();
+        f[20] = 44;
+        f[18..20].copy_from_slice(&((to - from + 8) as u16).to_be_bytes());
+        let more = u16::from(to < payload.len());
+        f.extend_from_slice(&[17, 0]);
+        f.extend_from_slice(&((from as u16) | more).to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 42]);
+        f.extend_from_slice(&payload[from..to]);
+        f
+    };
+    assert!(
+        s.client(&piece(200, payload.len())).is_none(),
+        "held for its first"
+    );
+    assert!(s.client(&piece(0, 104)).is_some(), "the first");
+    assert!(
+        s.client(&piece(104, 200)).is_some(),
+        "the middle one follows"
+    );
+    v.push(("ipv6_fragments", Expect::NoDrop, s.bytes));
+
     // The second connection goes to rs2, unknown: held until its advertisement.
     let mut s = Script::new();
     s.server(&nd6(
@@ -995,7 +1033,12 @@ fn ipv6_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
         f[20] = next;
         let chain: Vec<u8> = (0..ext)
             .flat_map(|i| {
-                let nh = if i + 1 < ext { next } else { 6 };
+                // (A TCP fragment would be followed: an ICMPv6 one is not.)
+                let nh = match (i + 1 < ext, next) {
+                    (true, _) => next,
+                    (false, 44) => 58,
+                    _ => 6,
+                };
                 [nh, 0, 0, 1, 0, 0, 0, 7]
             })
             .collect();

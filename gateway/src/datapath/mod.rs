@@ -963,7 +963,9 @@ impl<B: PacketBuf> Datapath<B> {
     /// Hands out the verdicts reached outside their frame's processing (held fragments released
     /// by their first one), to be carried out as a burst's are.
     pub fn take_deferred(&mut self) -> Vec<Deferred<B>> {
-        std::mem::take(&mut self.deferred)
+        let mut d = std::mem::take(&mut self.deferred);
+        d.append(&mut self.v6.deferred);
+        d
     }
 
     /// Counts a verdict's drop reason (the worker calls this as it dispatches).

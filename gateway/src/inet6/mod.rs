@@ -19,6 +19,7 @@
 //! IPv6 addresses and routes, health checks of IPv6 real servers. The packets of one IPv6 flow stay
 //! on the worker RSS gives them (DR and TUN see only the client's direction).
 
+pub mod frag6;
 pub mod fullnat;
 pub mod icmp;
 pub mod nd;
@@ -144,6 +145,15 @@ const EXPIRE_BUDGET: usize = 4096;
 pub struct Inet6<B> {
     pub neigh: NeighTable<B, Ipv6Addr>,
     pub conns: ConnTable6,
+    /// Where the later fragments of forwarded datagrams find their first one's decision
+    /// (`frag6`); held fragments keep the port they arrived on.
+    pub frags: crate::frag::FragTable<(B, u16), frag6::FragKey6, frag6::Decision6>,
+    /// Verdicts on held fragments, reached when their first one came (`Datapath::take_deferred`).
+    pub deferred: Vec<crate::datapath::Deferred<B>>,
+    /// While a first fragment is processed: the head of the frame `nd::send_to` held, with its
+    /// neighbour (the later fragments queue behind it).
+    pub(crate) last_queued: Option<(Ipv6Addr, u16, Vec<u8>)>,
+    record_queued: bool,
     /// Local addresses and ports of the IPv6 FullNAT services, by service index, for the
     /// snapshot of `pools_generation` (rebuilt on the first new connection of a new snapshot).
     pools: Vec<Option<fullnat::Pool6>>,
@@ -161,6 +171,8 @@ pub struct Ipv6In {
     pub l4_off: usize,
     pub end: usize,
     pub fragment: bool,
+    /// The fragment header, for a fragment.
+    pub frag: Option<ipv6::Fragment>,
 }
 
 impl<B: PacketBuf> Inet6<B> {
@@ -172,7 +184,98 @@ impl<B: PacketBuf> Inet6<B> {
             conns: ConnTable6::with_key(capacity, timeouts, HashKey::random(), Ticks(0)),
             pools: Vec::new(),
             pools_generation: None,
+            frags: crate::frag::FragTable::new(Default::default()),
+            deferred: Vec::new(),
+            last_queued: None,
+            record_queued: false,
         }
+    }
+
+    /// A TCP or UDP fragment to a VIP (`to_vip`) or a LIP (`frag6`).
+    fn fragment(
+        &mut self,
+        l3: &mut L3<B>,
+        fwd: &mut Forwarder,
+        pkt: B,
+        meta: &RxMeta,
+        v: &Ipv6In,
+        to_vip: bool,
+    ) -> Verdict<B> {
+        let Some(f) = v.frag else {
+            return Verdict::Drop(Drop::Ipv6Fragment.into(), pkt);
+        };
+        let key = frag6::FragKey6 {
+            src: v.src,
+            dst: v.dst,
+            ident: f.ident,
+        };
+        let piece = crate::frag::Piece {
+            offset: f.offset,
+            len: (v.end - v.l4_off) as u16,
+            more: f.more,
+        };
+        let payload_len = (v.end - ethernet::HEADER_LEN - ipv6::HEADER_LEN) as u16;
+        let now = l3.now_ms;
+        if f.offset != 0 {
+            return match self.frags.follow(key, piece, (pkt, meta.port), now) {
+                crate::frag::Follow::Decided(d, (pkt, _)) => {
+                    self.frags.stats.followed += 1;
+                    self.carry(l3, fwd, d, pkt)
+                }
+                crate::frag::Follow::Held => Verdict::Held,
+                crate::frag::Follow::Refused(r, (pkt, _)) => Verdict::Drop(r.into(), pkt),
+            };
+        }
+        self.record_queued = true;
+        self.last_queued = None;
+        let verdict = if to_vip {
+            service::to_service(self, l3, fwd, pkt, meta, v)
+        } else {
+            service::from_server(self, l3, fwd, pkt, meta, v)
+        };
+        self.record_queued = false;
+        let queued = self.last_queued.take();
+        let d = frag6::decision_of(&verdict, &key, payload_len, queued.as_ref());
+        match self.frags.first(key, piece, d, now) {
+            Ok(held) => {
+                for (p, port) in held {
+                    self.frags.stats.followed += 1;
+                    let verdict = self.carry(l3, fwd, d, p);
+                    self.deferred
+                        .push(crate::datapath::Deferred { verdict, port });
+                }
+            }
+            Err(r) => l3.stats.drop(r.into()),
+        }
+        verdict
+    }
+
+    /// A later fragment leaves as its first one did.
+    fn carry(
+        &mut self,
+        l3: &mut L3<B>,
+        fwd: &Forwarder,
+        d: frag6::Decision6,
+        mut pkt: B,
+    ) -> Verdict<B> {
+        match d {
+            frag6::Decision6::Send(rw) => match rw.apply(&mut pkt, fwd.mtu()) {
+                Err(r) => Verdict::Drop(r.into(), pkt),
+                Ok(()) => match rw.link {
+                    frag6::Link6::Sent { port, .. } => Verdict::Tx(port, pkt),
+                    frag6::Link6::Queued { target, port } => {
+                        nd::send_to(self, l3, pkt, target, port)
+                    }
+                },
+            },
+            frag6::Decision6::Worker(w) => Verdict::ToWorker(w, pkt),
+            frag6::Decision6::Drop => Verdict::Drop(Drop::FragFirstDropped.into(), pkt),
+        }
+    }
+
+    /// Whether `nd::send_to` should keep the head of a frame it holds (a first fragment's).
+    pub(crate) fn records_queued(&self) -> bool {
+        self.record_queued
     }
 
     /// A free local address and port of service `si` of `services` on `worker`, as the reply
@@ -246,6 +349,10 @@ impl<B: PacketBuf> Inet6<B> {
         if icmp_error && (is_vip || is_lip) {
             return icmp::error(self, l3, fwd, pkt, meta, &v, is_vip);
         }
+        if matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) && v.fragment && (is_vip || is_lip)
+        {
+            return self.fragment(l3, fwd, pkt, meta, &v, is_vip);
+        }
         if matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {
             if is_vip {
                 return service::to_service(self, l3, fwd, pkt, meta, &v);
@@ -280,6 +387,8 @@ impl<B: PacketBuf> Inet6<B> {
         });
         stats.conns_expired += n as u64;
         stats.conns = self.conns.len() as u64;
+        let dropped = self.frags.expire(now_ms);
+        l3.stats.drops[Drop::FragTimeout as usize] += dropped as u64;
     }
 
     /// Learns a neighbour another worker heard advertised (`datapath::Event::Learned6`).
@@ -308,6 +417,7 @@ pub fn parse(frame: &[u8]) -> Result<Ipv6In, Drop> {
         l4_off: l3_off + ipv6::HEADER_LEN + upper.offset,
         end: l3_off + ipv6::HEADER_LEN + usize::from(ip.payload_len()),
         fragment: upper.fragment.is_some(),
+        frag: upper.fragment,
     })
 }
 

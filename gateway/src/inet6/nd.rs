@@ -225,6 +225,11 @@ pub fn send_to<B: PacketBuf>(
     let Some(port_mac) = l3.topo().ports.get(port as usize).map(|p| p.mac) else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
     };
+    if v6.records_queued() {
+        // A first fragment: its later ones will queue behind it (`frag6`).
+        let head = pkt.data()[..pkt.len().min(128)].to_vec();
+        v6.last_queued = Some((target, port, head));
+    }
     match v6.neigh.resolve(target, port, pkt, l3.now_ms) {
         Resolve::Mac(mac, mut p) => {
             let mut eth = EthernetFrame::new_unchecked(p.data_mut());

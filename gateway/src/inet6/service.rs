@@ -34,7 +34,9 @@ const TUNNEL_HOP_LIMIT: u8 = 64;
 /// The ports and TCP flags of a TCP or UDP packet, its length and checksum checked (unless the NIC
 /// or the worker that handed it over did); the verdict for one that fails.
 fn l4_of<B: PacketBuf>(pkt: B, meta: &RxMeta, v: &Ipv6In) -> Result<(B, u16, u16, u8), Verdict<B>> {
-    if v.fragment {
+    // A first fragment has the ports; its checksum covers the whole datagram (not verified).
+    let first = v.frag.is_some_and(|f| f.offset == 0);
+    if v.fragment && !first {
         return Err(Verdict::Drop(Drop::Ipv6Fragment.into(), pkt));
     }
     let is_tcp = v.proto == IpProtocol::TCP;
@@ -47,9 +49,10 @@ fn l4_of<B: PacketBuf>(pkt: B, meta: &RxMeta, v: &Ipv6In) -> Result<(B, u16, u16
     if l4.len() < min {
         return Err(Verdict::Drop(short.into(), pkt));
     }
-    if meta.l4_csum == CsumStatus::Bad
+    if meta.l4_csum == CsumStatus::Bad && !first
         || meta.l4_csum == CsumStatus::Unknown
             && !meta.from_peer
+            && !first
             && ipv6::l4_checksum(v.src, v.dst, v.proto, l4) != 0
     {
         return Err(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
@@ -111,7 +114,8 @@ pub fn to_service<B: PacketBuf>(
         return Verdict::Drop(Drop::NoRealServer.into(), pkt);
     };
     let (conn_mode, reply) = (c.mode, c.reply());
-    let toa = syn && services.services[c.svc as usize].toa;
+    // Not on a fragment: the option would move the later fragments' offsets.
+    let toa = syn && !v.fragment && services.services[c.svc as usize].toa;
     let Some(route) = l3.topo().routes6.lookup(rip).copied() else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
     };

@@ -327,13 +327,15 @@ fn bad_ipv6_is_dropped_with_its_reason() {
     f.splice(54..54, ext);
     let v = dp.process(VecBuf::from_frame(&f), &meta(0));
     assert_eq!(drop_name(&v), "Dp(Ipv6BadExtensions)");
-    // A fragment of a service's flow: not followed yet.
-    let mut g = tcp6(40000, true, b"").data().to_vec();
-    g[20] = 44;
-    let plen = u16::from_be_bytes([g[18], g[19]]) + 8;
-    g[18..20].copy_from_slice(&plen.to_be_bytes());
-    g.splice(54..54, [6, 0, 0, 1, 0, 0, 0, 9]);
-    let v = dp.process(VecBuf::from_frame(&g), &meta(0));
+    // An ICMPv6 error in fragments: not followed (only TCP and UDP fragments are).
+    let mut g = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+        .write(&mut g, &tcp6(40000, true, b"").data()[14..])
+        .unwrap();
+    let g = fragments6(&g, 3, &[48]);
+    let v = dp.process(VecBuf::from_frame(&g[0]), &meta(0));
     assert_eq!(drop_name(&v), "Dp(Ipv6Fragment)");
     // Truncated header, wrong version, payload past the frame.
     let t = tcp6(40000, true, b"").data()[..40].to_vec();
@@ -850,4 +852,174 @@ fn a_datagram_too_big_for_the_tunnel_gets_a_packet_too_big() {
         "the start of the datagram"
     );
     assert_eq!(dp.l3.stats.inet6.too_big_sent, 1);
+}
+
+/// The IPv6 packet of `frame` cut into fragments at the payload offsets `cuts` (multiples of 8),
+/// identification `ident` (RFC 8200 4.5).
+fn fragments6(frame: &[u8], ident: u32, cuts: &[usize]) -> Vec<Vec<u8>> {
+    let next = frame[20];
+    let payload = &frame[54..];
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(payload.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let (from, to) = (w[0], w[1]);
+            let mut f = frame[..54].to_vec();
+            f[20] = 44;
+            f[18..20].copy_from_slice(&((to - from + 8) as u16).to_be_bytes());
+            let more = u16::from(to < payload.len());
+            f.extend_from_slice(&[next, 0]);
+            f.extend_from_slice(&((from as u16) | more).to_be_bytes());
+            f.extend_from_slice(&ident.to_be_bytes());
+            f.extend_from_slice(&payload[from..to]);
+            f
+        })
+        .collect()
+}
+
+/// `config_fullnat` with a UDP FullNAT service on VIP6:5353 to RS6_1:53.
+fn config_fullnat_udp() -> String {
+    config_fullnat()
+        + r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 5353
+protocol = "udp"
+scheduler = "rr"
+local_addresses = ["2001:db8:20::200"]
+[[service.real]]
+address = "2001:db8:20::11"
+port = 53
+"#
+}
+
+/// IPv6 fragments follow their first fragment in any order: FullNAT both ways, and TUN.
+#[test]
+fn ipv6_fragments_follow_their_first_fragment() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat_udp(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let mut whole = Vec::new();
+    let data: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .udp(6000, 5353)
+        .write(&mut whole, &data)
+        .unwrap();
+    let frags = fragments6(&whole, 0x1234, &[256, 512]);
+    // The last one first: held until the first decides.
+    assert!(matches!(
+        dp.process(VecBuf::from_frame(&frags[2]), &meta(0)),
+        Verdict::Held
+    ));
+    let Verdict::Tx(1, first) = dp.process(VecBuf::from_frame(&frags[0]), &meta(0)) else {
+        panic!("first fragment not sent")
+    };
+    let held = dp.take_deferred();
+    assert_eq!(held.len(), 1);
+    let Verdict::Tx(1, last) = &held[0].verdict else {
+        panic!("{:?}", held[0].verdict)
+    };
+    let Verdict::Tx(1, middle) = dp.process(VecBuf::from_frame(&frags[1]), &meta(0)) else {
+        panic!("middle fragment not sent")
+    };
+    // Every fragment from LIP to RS, to the server's MAC, the data and fragment headers as sent.
+    let lip = a(LIP6).octets();
+    let outs = [first.data(), middle.data(), last.data()];
+    for (out, inp) in outs.iter().zip(&frags) {
+        assert_eq!(EthernetFrame::new_unchecked(&out[..]).dst(), RS1_MAC);
+        assert_eq!(out[22..38], lip);
+        assert_eq!(out[38..54], a(RS6_1).octets());
+        assert_eq!(out[54..62], inp[54..62], "the fragment header");
+        if inp[56..58] != [0, 1] {
+            assert_eq!(out[62..], inp[62..], "a later fragment's data is untouched");
+        }
+    }
+    // Reassembled, it is the datagram the server must get: LIP:lport -> RS:53, checksum right.
+    let lport = u16::from_be_bytes([first.data()[62], first.data()[63]]);
+    let last = last.data().to_vec();
+    let mut payload = first.data()[62..].to_vec();
+    payload.extend_from_slice(&middle.data()[62..]);
+    payload.extend_from_slice(&last[62..]);
+    let mut whole_out = first.data()[..54].to_vec();
+    whole_out[20] = 17;
+    whole_out[18..20].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+    whole_out.extend_from_slice(&payload);
+    let p = SlicedPacket::from_ethernet(&whole_out).unwrap();
+    let Some(etherparse::TransportSlice::Udp(u)) = p.transport else {
+        panic!("not udp")
+    };
+    assert_eq!((u.source_port(), u.destination_port()), (lport, 53));
+    let want = u
+        .to_header()
+        .calc_checksum_ipv6_raw(lip, a(RS6_1).octets(), u.payload())
+        .unwrap();
+    assert_eq!(u.checksum(), want);
+    assert_eq!(u.payload(), &data[..]);
+    assert_eq!(dp.frags.stats.followed, 0, "IPv4's table saw nothing");
+    assert_eq!(dp.v6.frags.stats.followed, 2);
+
+    // The server's fragmented answer goes back to the client from the VIP.
+    let mut answer = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv6(a(RS6_1).octets(), lip, 64)
+        .udp(53, lport)
+        .write(&mut answer, &data)
+        .unwrap();
+    for (i, f) in fragments6(&answer, 77, &[304]).iter().enumerate() {
+        let Verdict::Tx(0, out) = dp.process(VecBuf::from_frame(f), &meta(1)) else {
+            panic!("answer fragment {i} not sent")
+        };
+        assert_eq!(out.data()[22..38], a(VIP6).octets());
+        assert_eq!(out.data()[38..54], a(CLIENT6).octets());
+    }
+    // A later fragment whose first one never comes: dropped at the timeout.
+    let stray = fragments6(&whole, 0x999, &[256]);
+    assert!(matches!(
+        dp.process(VecBuf::from_frame(&stray[1]), &meta(0)),
+        Verdict::Held
+    ));
+    dp.tick(2_000);
+    assert_eq!(
+        dp.l3.stats.drops[crate::stats::Drop::FragTimeout as usize],
+        1
+    );
+}
+
+#[test]
+fn ipv6_fragments_through_the_tunnel_carry_the_first_ones_outer_header() {
+    let mut dp = dp();
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    let mut whole = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .udp(6000, 53)
+        .write(&mut whole, &[9u8; 300])
+        .unwrap();
+    let frags = fragments6(&whole, 5, &[160]);
+    let outs: Vec<Vec<u8>> = frags
+        .iter()
+        .map(|f| match dp.process(VecBuf::from_frame(f), &meta(0)) {
+            Verdict::Tx(1, b) => b.data().to_vec(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    for (out, inp) in outs.iter().zip(&frags) {
+        assert_eq!(out[20], 41, "IPv6 in IPv6");
+        assert_eq!(out[22..38], a(GW6_SERVER).octets());
+        assert_eq!(out[38..54], a(RS6_1).octets());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([out[18], out[19]])),
+            inp.len() - 14
+        );
+        assert_eq!(out[54..], inp[14..], "the fragment inside, unchanged");
+    }
 }
