@@ -1430,12 +1430,6 @@ pub fn validate_service_entries(
                         format!("{:?} is not fullnat, nat, dr or tun", r.mode),
                     )
                 })?;
-                if vip.is_ipv6() && mode == FwdMode::Nat {
-                    return Err(invalid(
-                        format!("{k}.mode"),
-                        "nat is not built for IPv6 services yet (fullnat, dr or tun; issue 17)",
-                    ));
-                }
                 if mode == FwdMode::FullNat && lips.is_empty() && lips6.is_empty() {
                     return Err(invalid(
                         format!("{key}.local_addresses"),
@@ -1584,17 +1578,16 @@ mod tests {
             .validate()
             .is_ok());
         let nat = "address = \"2001:db8:20::11\"\nmode = \"nat\"";
+        assert!(Config::parse(&dual("", nat, ""))
+            .unwrap()
+            .validate()
+            .is_ok());
         let v4_real = "address = \"10.20.0.11\"\nmode = \"dr\"";
         let cases = [
             (
                 dual("", v4_real, ""),
                 "service[2].real[0].address",
                 "address family",
-            ),
-            (
-                dual("", nat, ""),
-                "service[2].real[0].mode",
-                "nat is not built",
             ),
             (
                 dual("", fullnat, ""),

@@ -8,6 +8,8 @@
 //!   the VIP (DR leaves the packet alone) and reply through the router, not through the gateway;
 //! - wrk with `Connection: close` (thousands of short connections, client ports reused) without an
 //!   error, beside IPv4 FullNAT traffic on the same gateway;
+//! - NAT on the same VIP (port 8081 to the servers' 8080), the servers routing their replies
+//!   through the gateway, with two workers (connections live with their client's owner);
 //! - FullNAT on the same VIP (port 8080): the real servers see the gateway's IPv6 local addresses,
 //!   and the client's own address and port in the IPv6 TOA of the SYN (captured on a real server);
 //! - ipvsadm shows the service and its connections in ipvsadm's IPv6 forms.
@@ -46,6 +48,20 @@ port = 80
 [[service.real]]
 address = "2001:db8:20::12"
 port = 80
+
+[[service]]
+vip = "2001:db8:10::100"
+port = 8081
+protocol = "tcp"
+scheduler = "rr"
+[[service.real]]
+address = "2001:db8:20::11"
+port = 8080
+mode = "nat"
+[[service.real]]
+address = "2001:db8:20::12"
+port = 8080
+mode = "nat"
 "#;
     let services = format!("{v4}{IPV6_SERVICES}{fullnat6}");
     dual_stack(&Lab::config_with_services(&services))
@@ -207,6 +223,48 @@ fn ipv6_dr_beside_ipv4_fullnat() {
         }
     }
     let (requests, errors, out) = wrk_close(&lab, "http://[2001:db8:10::100]:8080/", 3);
+    assert!(requests > 300 && errors == 0, "{out}");
+
+    // NAT (port 8081 -> 8080): the real servers route their replies through the gateway now (DR's
+    // go through the router; both cannot be the default route at once).
+    for rs in ["rs1", "rs2"] {
+        lab.sh(
+            rs,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "replace",
+                "default",
+                "via",
+                "2001:db8:20::1",
+            ],
+        );
+    }
+    let mut pages = std::collections::HashMap::new();
+    for _ in 0..20 {
+        let url = "http://[2001:db8:10::100]:8081/";
+        let body = lab.sh("cli", &["curl", "-6", "-gsf", "--max-time", "5", url]);
+        *pages.entry(body.trim().to_string()).or_insert(0) += 1;
+    }
+    assert!(
+        pages.contains_key("rs1") && pages.contains_key("rs2"),
+        "both NAT real servers serve: {pages:?}"
+    );
+    for rs in ["rs1", "rs2"] {
+        let nat: Vec<_> = ends(&lab, rs)
+            .into_iter()
+            .filter(|(_, local)| local.ends_with(":8080"))
+            .collect();
+        assert!(!nat.is_empty(), "{rs}: no NAT request");
+        for (peer, _) in &nat {
+            assert!(
+                peer.starts_with("2001:db8:10::2:"),
+                "{rs}: NAT keeps the client: {peer}"
+            );
+        }
+    }
+    let (requests, errors, out) = wrk_close(&lab, "http://[2001:db8:10::100]:8081/", 3);
     assert!(requests > 300 && errors == 0, "{out}");
 
     // ipvsadm's IPv6 forms.

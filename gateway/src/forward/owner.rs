@@ -39,6 +39,17 @@ pub fn owner_of_client(cip: Ipv4Addr, cport: u16, n_workers: usize) -> usize {
     (((x >> 32) * n_workers as u64) >> 32) as usize
 }
 
+/// [`owner_of_client`] for an IPv6 client: the address folded to 64 bits (the xor of its halves)
+/// with the port, then the same Fibonacci hashing and range reduction.
+#[inline]
+pub fn owner_of_client6(cip: std::net::Ipv6Addr, cport: u16, n_workers: usize) -> usize {
+    let a = u128::from(cip);
+    let folded = (a as u64) ^ ((a >> 64) as u64);
+    let x =
+        (folded ^ (u64::from(cport) << 48) ^ u64::from(cport)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (((x >> 32) * n_workers as u64) >> 32) as usize
+}
+
 /// How one port's NIC spreads received packets over queues (RSS), as far as ownership needs it.
 #[derive(Debug)]
 pub struct PortRss {

@@ -76,6 +76,10 @@ pub struct ServiceTable {
     by_key6: HashMap<(Ipv6Addr, u16, u8), u32>,
     vips6: hashbrown::HashSet<Ipv6Addr>,
     lips6: hashbrown::HashSet<Ipv6Addr>,
+    /// Addresses of IPv6 NAT real servers (their replies come back through the gateway), and
+    /// whether each service has one.
+    nat_reals6: hashbrown::HashSet<Ipv6Addr>,
+    nat6: Vec<bool>,
 }
 
 /// What a service address is: a VIP, a LIP, or both.
@@ -122,6 +126,18 @@ impl ServiceTable {
                 t.addrs.entry(l).or_default().lip = true;
             }
             t.lips6.extend(opts.lips6.iter().copied());
+            let mut nat = false;
+            for r in cfg
+                .reals
+                .iter()
+                .filter(|r| r.fwd == crate::service::FwdMode::Nat)
+            {
+                if let IpAddr::V6(a) = r.addr {
+                    t.nat_reals6.insert(a);
+                    nat = true;
+                }
+            }
+            t.nat6.push(nat);
             // Copy-on-write per service: an unchanged service is the same object in the next
             // generation (its Maglev or lblc tables, wrr sequence, counters and persistence are not
             // rebuilt or copied), so a change costs what it changes.
@@ -169,6 +185,20 @@ impl ServiceTable {
     #[inline]
     pub fn is_vip6(&self, ip: Ipv6Addr) -> bool {
         self.vips6.contains(&ip)
+    }
+
+    /// Whether `ip` is an IPv6 NAT real server's address (a packet from it to a client may be a
+    /// reply the gateway must translate).
+    #[inline]
+    pub fn is_nat_real6(&self, ip: Ipv6Addr) -> bool {
+        !self.nat_reals6.is_empty() && self.nat_reals6.contains(&ip)
+    }
+
+    /// Whether IPv6 service `si` has a NAT real server (its connections live with
+    /// `owner::owner_of_client6`).
+    #[inline]
+    pub fn service_has_nat6(&self, si: u32) -> bool {
+        self.nat6.get(si as usize).copied().unwrap_or(false)
     }
 
     /// Whether `ip` is an IPv6 local address (FullNAT replies come to it).

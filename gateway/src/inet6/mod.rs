@@ -363,6 +363,12 @@ impl<B: PacketBuf> Inet6<B> {
         }
         let local = is_vip || is_lip || l3.topo().owns6(v.dst);
         if !local {
+            let nat = matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP)
+                && !v.fragment
+                && fwd.services().is_nat_real6(v.src);
+            if nat {
+                return service::nat_reply(self, l3, fwd, pkt, meta, &v);
+            }
             return Verdict::Drop(Drop::Ipv6NotForUs.into(), pkt);
         }
         let echo = v.proto == IpProtocol::ICMPV6

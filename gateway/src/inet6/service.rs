@@ -6,6 +6,10 @@
 //! DR and TUN), a real server is scheduled as for IPv4 and the connection created. It then leaves:
 //! - FullNAT: from a local address and port to the real server (the reply comes back to that LIP
 //!   and is translated back toward the client), the client's address in the IPv6 TOA on the SYN;
+//! - NAT: to the real server's address and port, the client's address kept; the real server
+//!   routes its replies back through the gateway, which gives them the VIP as source again
+//!   (`nat_reply`). As for IPv4 (`forward::nat`), a NAT service's connections live on the worker
+//!   that owns the client's address and port, whichever worker RSS gives their packets;
 //! - DR: unchanged but for its MACs, toward the real server on a connected prefix (the real
 //!   server holds the VIP on a device that does not answer neighbour solicitations for it);
 //! - TUN: inside an IPv6 header from the gateway's address on the real server's port to the
@@ -91,6 +95,23 @@ pub fn to_service<B: PacketBuf>(
     }
     let id = match found {
         Some(id) => id,
+        None if !meta.from_peer && fwd.n_workers() > 1 => {
+            // A NAT service's connections live with the owner of their client's address and port
+            // (the reply carries them too): a miss elsewhere goes there before anything is
+            // scheduled (`forward::nat`).
+            let nat = fwd
+                .services()
+                .find6(v.dst, dport, v.proto.0)
+                .is_some_and(|si| fwd.services().service_has_nat6(si));
+            let owner = crate::forward::owner::owner_of_client6(v.src, sport, fwd.n_workers());
+            if nat && owner != usize::from(l3.worker) {
+                return Verdict::ToWorker(owner as u16, pkt);
+            }
+            match new_conn(v6, l3, fwd, tuple, syn, now) {
+                Ok(id) => id,
+                Err(r) => return Verdict::Drop(r.into(), pkt),
+            }
+        }
         None => match new_conn(v6, l3, fwd, tuple, syn, now) {
             Ok(id) => id,
             Err(r) => return Verdict::Drop(r.into(), pkt),
@@ -135,6 +156,11 @@ pub fn to_service<B: PacketBuf>(
                     Err(_) => l3.stats.inet6.toa_skipped += 1,
                 }
             }
+            nd::send_to(v6, l3, pkt, route.l2_target(rip), route.port)
+        }
+        (mode::NAT, Some(r)) => {
+            let (src, dst) = ((v.src, sport), (r.src_ip(), r.sport));
+            fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
             nd::send_to(v6, l3, pkt, route.l2_target(rip), route.port)
         }
         (mode::TUN, _) => {
@@ -209,10 +235,16 @@ fn new_conn<B: PacketBuf>(
                 .ok_or(Drop::PortsExhausted)?;
             (Some(reply), mode::FULLNAT)
         }
+        FwdMode::Nat if sloppy => return Err(Drop::NoConn),
+        FwdMode::Nat => {
+            let IpAddr::V6(rip) = rs.addr else {
+                return Err(Drop::NoRealServer);
+            };
+            let reply = Tuple6::new(rip, rs.port, tuple.src_ip(), tuple.sport, tuple.proto);
+            (Some(reply), mode::NAT)
+        }
         FwdMode::Dr => (None, mode::DR),
         FwdMode::Tun => (None, mode::TUN),
-        // `Service::check` refuses NAT for an IPv6 service.
-        FwdMode::Nat => return Err(Drop::NoRealServer),
     };
     let id = v6
         .conns
@@ -267,6 +299,48 @@ pub fn from_server<B: PacketBuf>(
         (vip, client.dport),
         (cip, client.sport),
     );
+    let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
+        return Verdict::Drop(Drop::NoRoute.into(), pkt);
+    };
+    let verdict = nd::send_to(v6, l3, pkt, route.l2_target(cip), route.port);
+    if !matches!(verdict, Verdict::Drop(..)) {
+        l3.stats.inet6.forwarded += 1;
+    }
+    verdict
+}
+
+/// A packet from an IPv6 NAT real server to a client: the reply of a NAT connection, given the
+/// VIP as source again; a reply of another worker's connection is handed to the owner of its
+/// client (`owner_of_client6`).
+pub fn nat_reply<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+) -> Verdict<B> {
+    let (mut pkt, sport, dport, flags) = match l4_of(pkt, meta, v) {
+        Ok(x) => x,
+        Err(verdict) => return verdict,
+    };
+    let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
+    let Some((id, Dir::Reply)) = v6.conns.lookup(&tuple) else {
+        let owner = crate::forward::owner::owner_of_client6(v.dst, dport, fwd.n_workers());
+        if !meta.from_peer && owner != usize::from(l3.worker) {
+            return Verdict::ToWorker(owner as u16, pkt);
+        }
+        return Verdict::Drop(Drop::NoConn.into(), pkt);
+    };
+    let change = v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms));
+    let Some(c) = v6.conns.get(id) else {
+        return Verdict::Drop(Drop::NoConn.into(), pkt);
+    };
+    count_activity(fwd.services(), c, change.activity());
+    let client = c.client();
+    let (cip, vip) = (client.src_ip(), client.dst_ip());
+    let (src, dst) = ((vip, client.dport), (cip, client.sport));
+    fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
     let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
     };

@@ -1023,3 +1023,91 @@ fn ipv6_fragments_through_the_tunnel_carry_the_first_ones_outer_header() {
         assert_eq!(out[54..], inp[14..], "the fragment inside, unchanged");
     }
 }
+
+/// `config6` with a NAT TCP service on VIP6:8081 over RS6_1:8080.
+fn config_nat6() -> String {
+    config6()
+        + r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 8081
+protocol = "tcp"
+scheduler = "rr"
+[[service.real]]
+address = "2001:db8:20::11"
+port = 8080
+mode = "nat"
+"#
+}
+
+/// RS6_1:8080's answer to CIP:`cport`, through the gateway (its default route).
+fn nat_answer(cport: u16) -> Vec<u8> {
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv6(a(RS6_1).octets(), a(CLIENT6).octets(), 64)
+        .tcp(8080, cport, 5000, 65000)
+        .syn()
+        .ack(1001)
+        .write(&mut r, b"")
+        .unwrap();
+    r
+}
+
+#[test]
+fn nat6_maps_the_destination_and_gives_replies_the_vip_back() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat6(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, out) = dp.process(tcp6_to(8081, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let (src, sport, dst, dport, th) = tcp_of(out.data());
+    assert_eq!(
+        (src, sport, dst, dport),
+        (a(CLIENT6), 40000, a(RS6_1), 8080)
+    );
+    assert!(
+        th.options.as_slice().iter().all(|&b| b != 254),
+        "no TOA: the client is seen"
+    );
+    let Verdict::Tx(0, back) = dp.process(VecBuf::from_frame(&nat_answer(40000)), &meta(1)) else {
+        panic!("reply not sent")
+    };
+    let eth = EthernetFrame::new_unchecked(back.data());
+    assert_eq!((eth.dst(), eth.src()), (CLIENT_MAC, CLIENT_PORT_MAC));
+    let (src, sport, dst, dport, _) = tcp_of(back.data());
+    assert_eq!((src, sport, dst, dport), (a(VIP6), 8081, a(CLIENT6), 40000));
+    // A packet from the server to a client it has no connection with: dropped.
+    let v = dp.process(VecBuf::from_frame(&nat_answer(40001)), &meta(1));
+    assert_eq!(drop_name(&v), "Dp(NoConn)");
+}
+
+/// With two workers, NAT connections live with the owner of the client's address and port: the
+/// client's first packet and the server's replies that reach another worker are handed to it.
+#[test]
+fn nat6_connections_live_with_their_clients_owner() {
+    let mut w: Vec<Datapath<VecBuf>> = (0..2)
+        .map(|i| datapath_from(&config_nat6(), i, 2, 1024))
+        .collect();
+    let cport = (40000u16..)
+        .find(|&p| crate::forward::owner::owner_of_client6(a(CLIENT6), p, 2) == 1)
+        .unwrap();
+    let v = w[0].process(tcp6_to(8081, cport, true, b""), &meta(0));
+    let Verdict::ToWorker(1, syn) = v else {
+        panic!("{v:?}")
+    };
+    w[1].v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    let peer = RxMeta {
+        from_peer: true,
+        ..meta(0)
+    };
+    assert!(matches!(w[1].process(syn, &peer), Verdict::Tx(1, _)));
+    let v = w[0].process(VecBuf::from_frame(&nat_answer(cport)), &meta(1));
+    assert!(matches!(v, Verdict::ToWorker(1, _)), "{v:?}");
+}

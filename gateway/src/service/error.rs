@@ -32,8 +32,6 @@ pub enum ServiceError {
     PersistTimeout,
     #[error("real server {rs} is not of the virtual service's address family ({vip})")]
     FamilyMismatch { rs: RsKey, vip: std::net::IpAddr },
-    #[error("real server {0}: IPv6 services forward by fullnat, dr or tun (nat for IPv6 is not built yet)")]
-    Ipv6Mode(RsKey),
     #[error("an IPv6 service takes no persistence netmask (persistence is per client address)")]
     Ipv6Netmask,
 }

@@ -18,7 +18,7 @@ use super::hash::keyed;
 use super::hashing::BucketTable;
 use super::maglev::MaglevTable;
 use super::persist::{PersistTable, DEFAULT_PERSIST_MAX};
-use super::real::{FwdMode, RealServer, RsKey};
+use super::real::{RealServer, RsKey};
 use super::sched_kind::SchedKind;
 use super::wrr::WrrSeq;
 use hashbrown::HashMap;
@@ -160,9 +160,7 @@ impl Service {
                     vip: cfg.vip,
                 });
             }
-            if v6 && rs.fwd == FwdMode::Nat {
-                return Err(ServiceError::Ipv6Mode(rs.key()));
-            }
+
             if !seen.insert(rs.key()) {
                 return Err(ServiceError::Duplicate(rs.key()));
             }
