@@ -1376,13 +1376,12 @@ pub fn validate_service_entries(
             let mut lips6 = Vec::new();
             for (j, a) in s.local_addresses.iter().enumerate() {
                 let k = format!("{key}.local_addresses[{j}]");
-                if vip.is_ipv6() {
-                    let ip: Ipv6Addr = a.parse().map_err(|_| {
-                        invalid(
-                            &k,
-                            format!("{a:?} is not an IPv6 address (the VIP is IPv6)"),
-                        )
-                    })?;
+                // An IPv6 service takes IPv6 local addresses (FullNAT) and IPv4 ones (NAT64 to
+                // IPv4 real servers).
+                if vip.is_ipv6() && a.contains(':') {
+                    let ip: Ipv6Addr = a
+                        .parse()
+                        .map_err(|_| invalid(&k, format!("{a:?} is not an IPv6 address")))?;
                     if !port_addrs6.iter().flatten().any(|c| c.contains(ip)) {
                         return Err(invalid(&k, format!("{ip} is on no port's IPv6 prefix")));
                     }
@@ -1418,7 +1417,7 @@ pub fn validate_service_entries(
                         format!("{:?} is not an IPv4 or IPv6 address", r.address),
                     )
                 })?;
-                if addr.is_ipv6() != vip.is_ipv6() {
+                if addr.is_ipv6() && vip.is_ipv4() {
                     return Err(invalid(
                         format!("{k}.address"),
                         format!("{addr} is not of the VIP's address family ({vip})"),
@@ -1430,10 +1429,23 @@ pub fn validate_service_entries(
                         format!("{:?} is not fullnat, nat, dr or tun", r.mode),
                     )
                 })?;
-                if mode == FwdMode::FullNat && lips.is_empty() && lips6.is_empty() {
+                let nat64 = vip.is_ipv6() && addr.is_ipv4();
+                if nat64 && mode != FwdMode::FullNat {
+                    return Err(invalid(
+                        format!("{k}.mode"),
+                        format!("an IPv4 real server of an IPv6 service (NAT64) forwards by fullnat, not {mode}"),
+                    ));
+                }
+                let own_lips = if addr.is_ipv4() {
+                    lips.is_empty()
+                } else {
+                    lips6.is_empty()
+                };
+                if mode == FwdMode::FullNat && own_lips {
+                    let family = if addr.is_ipv4() { "IPv4" } else { "IPv6" };
                     return Err(invalid(
                         format!("{key}.local_addresses"),
-                        "a fullnat real server needs at least one local address",
+                        format!("a fullnat real server needs at least one local address of its family ({family})"),
                     ));
                 }
                 let mut rs = RealServer::new(addr, r.port.unwrap_or(s.port), r.weight);
@@ -1472,6 +1484,19 @@ pub fn validate_service_entries(
                 lips6,
             };
             out.push((cfg, lips, opts));
+        }
+        // An IPv4 local address of an IPv6 service (NAT64) is its own: the datapath tells its
+        // replies from IPv4 FullNAT ones by the address alone.
+        for (i, (cfg, lips, _)) in out.iter().enumerate() {
+            for (j, (other, olips, _)) in out.iter().enumerate() {
+                let shared = lips.iter().find(|l| olips.contains(l));
+                if let (true, false, Some(l)) = (cfg.vip.is_ipv6(), other.vip.is_ipv6(), shared) {
+                    return Err(invalid(
+                        format!("service[{i}].local_addresses"),
+                        format!("{l} is a NAT64 local address and service[{j}]'s (IPv4) too"),
+                    ));
+                }
+            }
         }
         // Checks and sorry servers (the admin socket sets them too).
         crate::health::targets(services).map_err(|(k, why)| invalid(k, why))?;
@@ -1583,11 +1608,18 @@ mod tests {
             .validate()
             .is_ok());
         let v4_real = "address = \"10.20.0.11\"\nmode = \"dr\"";
+        let nat64 = dual(&lip("10.20.0.210"), "address = \"10.20.0.11\"", "");
+        assert!(Config::parse(&nat64).unwrap().validate().is_ok(), "NAT64");
         let cases = [
             (
                 dual("", v4_real, ""),
-                "service[2].real[0].address",
-                "address family",
+                "service[2].real[0].mode",
+                "(NAT64) forwards by fullnat",
+            ),
+            (
+                dual(&lip("10.20.0.200"), "address = \"10.20.0.11\"", ""),
+                "service[2].local_addresses",
+                "NAT64 local address",
             ),
             (
                 dual("", fullnat, ""),
@@ -1595,9 +1627,9 @@ mod tests {
                 "at least one",
             ),
             (
-                dual(&lip("10.20.0.200"), fullnat, ""),
-                "local_addresses[0]",
-                "not an IPv6",
+                dual(&lip("10.20.0.210"), fullnat, ""),
+                "service[2].local_addresses",
+                "of its family (IPv6)",
             ),
             (
                 dual(&lip("2001:db8:99::200"), fullnat, ""),

@@ -12,6 +12,8 @@
 //!   through the gateway, with two workers (connections live with their client's owner);
 //! - FullNAT on the same VIP (port 8080): the real servers see the gateway's IPv6 local addresses,
 //!   and the client's own address and port in the IPv6 TOA of the SYN (captured on a real server);
+//! - NAT64 on the same VIP (port 8083) to the IPv4 real servers, the client's IPv6 address in the
+//!   IPv6 TOA of the IPv4 SYN (captured on a real server);
 //! - ipvsadm shows the service and its connections in ipvsadm's IPv6 forms.
 //!
 //! Needs root. Run: `cargo test -p gateway --test lab_ipv6`
@@ -62,6 +64,19 @@ mode = "nat"
 address = "2001:db8:20::12"
 port = 8080
 mode = "nat"
+
+[[service]]
+vip = "2001:db8:10::100"
+port = 8083
+protocol = "tcp"
+scheduler = "rr"
+local_addresses = ["10.20.0.210", "10.20.0.211"]
+[[service.real]]
+address = "10.20.0.11"
+port = 80
+[[service.real]]
+address = "10.20.0.12"
+port = 80
 "#;
     let services = format!("{v4}{IPV6_SERVICES}{fullnat6}");
     dual_stack(&Lab::config_with_services(&services))
@@ -96,6 +111,24 @@ fn toa6(frame: &[u8]) -> Option<(u16, String, String)> {
         }
     }
     None
+}
+
+/// The address in the IPv6 TOA of a captured IPv4 SYN, and the SYN's source.
+fn toa6_in_v4(frame: &[u8]) -> Option<(String, String)> {
+    let p = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        return None;
+    };
+    let src = std::net::Ipv4Addr::from(ip.header().source()).to_string();
+    let Some(etherparse::TransportSlice::Tcp(t)) = &p.transport else {
+        return None;
+    };
+    let o = t.options();
+    let at = t
+        .syn()
+        .then(|| o.windows(2).position(|w| w == [254, 20]))??;
+    let addr: [u8; 16] = o.get(at + 4..at + 20)?.try_into().ok()?;
+    Some((std::net::Ipv6Addr::from(addr).to_string(), src))
 }
 
 fn rx_packets(lab: &Lab, node: &str, dev: &str) -> u64 {
@@ -265,6 +298,33 @@ fn ipv6_dr_beside_ipv4_fullnat() {
         }
     }
     let (requests, errors, out) = wrk_close(&lab, "http://[2001:db8:10::100]:8081/", 3);
+    assert!(requests > 300 && errors == 0, "{out}");
+
+    // NAT64 (port 8083): IPv4 real servers, reached from IPv4 local addresses, the client's IPv6
+    // address in the IPv6 TOA of the IPv4 SYN.
+    let cap_file = lab.run_dir.join("rs1-syn64.pcap");
+    let cap = capture(&lab, "rs1", "eth0", &cap_file, "ip and tcp dst port 80");
+    let mut pages = std::collections::HashMap::new();
+    for _ in 0..20 {
+        let url = "http://[2001:db8:10::100]:8083/";
+        let body = lab.sh("cli", &["curl", "-6", "-gsf", "--max-time", "5", url]);
+        *pages.entry(body.trim().to_string()).or_insert(0) += 1;
+    }
+    stop(cap);
+    assert!(
+        pages.contains_key("rs1") && pages.contains_key("rs2"),
+        "both IPv4 real servers serve IPv6 clients: {pages:?}"
+    );
+    let toas: Vec<_> = frames(&cap_file)
+        .iter()
+        .filter_map(|f| toa6_in_v4(f))
+        .collect();
+    assert!(!toas.is_empty(), "no IPv4 SYN with the IPv6 TOA");
+    for (addr, src) in &toas {
+        assert_eq!(addr, "2001:db8:10::2");
+        assert!(src.starts_with("10.20.0.21"), "SYN from a NAT64 LIP: {src}");
+    }
+    let (requests, errors, out) = wrk_close(&lab, "http://[2001:db8:10::100]:8083/", 3);
     assert!(requests > 300 && errors == 0, "{out}");
 
     // ipvsadm's IPv6 forms.

@@ -127,8 +127,10 @@ pub fn build(
     topo.routes6 = crate::inet6::Routes6::new(&topo.ports, &inputs.routes6);
     let held = |a: &Ipv4Addr| kernel.is_some_and(|k| k.holds(*a));
     for vs in &services.services {
-        // IPv6 VIPs are answered by `inet6` from the service table itself.
+        // IPv6 VIPs are answered by `inet6` from the service table itself; the IPv4 local
+        // addresses of an IPv6 service (NAT64) are answered here, always.
         let std::net::IpAddr::V4(vip) = vs.svc.config().vip else {
+            topo.local.extend(vs.lips.iter().copied());
             continue;
         };
         if !inputs.kernel_owned.contains(&vip) || held(&vip) {

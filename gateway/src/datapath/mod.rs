@@ -899,6 +899,17 @@ impl<B: PacketBuf> Datapath<B> {
         v: &Ipv4In,
         pre: Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>,
     ) -> Verdict<B> {
+        if self.fwd.services().is_lip64(v.ip.dst) {
+            // An IPv4 reply of a NAT64 connection (`inet6::nat64`).
+            return crate::inet6::nat64::from_server(
+                &mut self.v6,
+                &mut self.l3,
+                &mut self.fwd,
+                pkt,
+                meta,
+                v,
+            );
+        }
         if v.ip.is_fragment && self.fwd.forwards(&self.l3, &v.ip) {
             return self.fragment(pkt, meta, v);
         }
@@ -946,7 +957,7 @@ impl<B: PacketBuf> Datapath<B> {
     pub fn tick(&mut self, now_ms: u64) {
         self.l3.tick(now_ms);
         self.fwd.tick(&mut self.l3, now_ms);
-        self.v6.tick(&mut self.l3, &self.fwd, now_ms);
+        self.v6.tick(&mut self.l3, &mut self.fwd, now_ms);
         let dropped = self.frags.expire(now_ms);
         self.l3.stats.drops[Drop::FragTimeout as usize] += dropped as u64;
     }

@@ -658,6 +658,11 @@ impl Forwarder {
         super::services::ConnRemap::new(old, new).apply(&mut self.table);
     }
 
+    /// Service `si`'s IPv4 local-address pool (an IPv6 service's for NAT64, `inet6::nat64`).
+    pub fn pool_mut(&mut self, si: u32) -> Option<&mut LaddrPool> {
+        self.pools.get_mut(si as usize)?.as_mut()
+    }
+
     /// The local port space's split between workers (`laddr`).
     pub fn layout(&self) -> &Arc<PortLayout> {
         &self.layout

@@ -35,4 +35,6 @@ pub mod mode {
     pub const NAT: u8 = 1;
     pub const DR: u8 = 2;
     pub const TUN: u8 = 3;
+    /// An IPv6 client's connection to an IPv4 real server (`inet6::nat64`).
+    pub const NAT64: u8 = 4;
 }

@@ -80,6 +80,9 @@ pub struct ServiceTable {
     /// whether each service has one.
     nat_reals6: hashbrown::HashSet<Ipv6Addr>,
     nat6: Vec<bool>,
+    /// IPv4 local addresses of IPv6 services (NAT64): IPv4 replies to them are translated back
+    /// to IPv6 (`inet6::nat64`).
+    lips64: hashbrown::HashSet<Ipv4Addr>,
 }
 
 /// What a service address is: a VIP, a LIP, or both.
@@ -126,6 +129,9 @@ impl ServiceTable {
                 t.addrs.entry(l).or_default().lip = true;
             }
             t.lips6.extend(opts.lips6.iter().copied());
+            if cfg.vip.is_ipv6() {
+                t.lips64.extend(lips.iter().copied());
+            }
             let mut nat = false;
             for r in cfg
                 .reals
@@ -185,6 +191,13 @@ impl ServiceTable {
     #[inline]
     pub fn is_vip6(&self, ip: Ipv6Addr) -> bool {
         self.vips6.contains(&ip)
+    }
+
+    /// Whether `ip` is an IPv4 local address of an IPv6 service (NAT64). One branch when no
+    /// service uses NAT64.
+    #[inline]
+    pub fn is_lip64(&self, ip: Ipv4Addr) -> bool {
+        !self.lips64.is_empty() && self.lips64.contains(&ip)
     }
 
     /// Whether `ip` is an IPv6 NAT real server's address (a packet from it to a client may be a

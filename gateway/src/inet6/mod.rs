@@ -22,6 +22,7 @@
 pub mod frag6;
 pub mod fullnat;
 pub mod icmp;
+pub mod nat64;
 pub mod nd;
 pub mod route;
 pub mod service;
@@ -35,7 +36,7 @@ use crate::stats::Drop;
 use crate::wire::icmpv6::{self, Icmpv6Type};
 use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::{ethernet, IpProtocol};
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use route::Routes6;
 
@@ -384,13 +385,25 @@ impl<B: PacketBuf> Inet6<B> {
     }
 
     /// Periodic work: neighbour timers (solicitations, aging) and connection expiry.
-    pub fn tick(&mut self, l3: &mut L3<B>, fwd: &Forwarder, now_ms: u64) {
+    pub fn tick(&mut self, l3: &mut L3<B>, fwd: &mut Forwarder, now_ms: u64) {
         nd::tick(self, l3, now_ms);
         let services = fwd.services();
         let stats = &mut l3.stats.inet6;
+        // NAT64 connections give their IPv4 local port back to the service's pool.
+        let mut freed: Vec<(u16, Ipv4Addr, u16)> = Vec::new();
         let n = self.conns.expire(Ticks(now_ms), EXPIRE_BUDGET, |_, c, _| {
             service::release(services, c);
+            if c.mode == crate::forward::mode::NAT64 {
+                if let Some(lip) = c.reply().and_then(|r| r.dst_ip().to_ipv4_mapped()) {
+                    freed.push((c.svc, lip, c.reply().map_or(0, |r| r.dport)));
+                }
+            }
         });
+        for (si, lip, lport) in freed {
+            if let Some(pool) = fwd.pool_mut(u32::from(si)) {
+                pool.free(lip, lport);
+            }
+        }
         stats.conns_expired += n as u64;
         stats.conns = self.conns.len() as u64;
         let dropped = self.frags.expire(now_ms);

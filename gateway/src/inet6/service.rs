@@ -131,12 +131,15 @@ pub fn to_service<B: PacketBuf>(
         return Verdict::Drop(Drop::NoRealServer.into(), pkt);
     };
     count_activity(services, c, change.activity());
+    // Not on a fragment: the option would move the later fragments' offsets.
+    let toa = syn && !v.fragment && services.services[c.svc as usize].toa;
+    if c.mode == mode::NAT64 {
+        return super::nat64::to_server(v6, l3, pkt, v, id, toa);
+    }
     let IpAddr::V6(rip) = rs.addr else {
         return Verdict::Drop(Drop::NoRealServer.into(), pkt);
     };
     let (conn_mode, reply) = (c.mode, c.reply());
-    // Not on a fragment: the option would move the later fragments' offsets.
-    let toa = syn && !v.fragment && services.services[c.svc as usize].toa;
     let Some(route) = l3.topo().routes6.lookup(rip).copied() else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
     };
@@ -226,6 +229,25 @@ fn new_conn<B: PacketBuf>(
         // A mid-flow packet can continue only a connection whose packets reach the real server
         // unchanged.
         FwdMode::FullNat if sloppy => return Err(Drop::NoConn),
+        FwdMode::FullNat if rs.addr.is_ipv4() => {
+            let IpAddr::V4(rip) = rs.addr else {
+                return Err(Drop::NoRealServer);
+            };
+            let (rport, proto) = (rs.port, tuple.proto);
+            let reply = super::nat64::allocate(v6, fwd, si, rip, rport, proto)
+                .ok_or(Drop::PortsExhausted)?;
+            let (services, _) = fwd.services_and_sched();
+            let vs = &services.services[si as usize];
+            let id = v6
+                .conns
+                .insert(tuple, Some(reply), si as u16, ri as u16, mode::NAT64, now)
+                .map_err(|_| Drop::ConnTableFull)?;
+            if let Some(s) = vs.svc.stats(ri) {
+                s.on_conn_new();
+            }
+            l3.stats.inet6.conns_created += 1;
+            return Ok(id);
+        }
         FwdMode::FullNat => {
             let IpAddr::V6(rip) = rs.addr else {
                 return Err(Drop::NoRealServer);
@@ -352,7 +374,7 @@ pub fn nat_reply<B: PacketBuf>(
 }
 
 /// Moves the connection's real server between active and inactive as its state changed.
-fn count_activity(services: &ServiceTable, c: &ConnOf<Tuple6>, a: Activity) {
+pub(super) fn count_activity(services: &ServiceTable, c: &ConnOf<Tuple6>, a: Activity) {
     if a == Activity::Unchanged {
         return;
     }

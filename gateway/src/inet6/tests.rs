@@ -1111,3 +1111,166 @@ fn nat6_connections_live_with_their_clients_owner() {
     let v = w[0].process(VecBuf::from_frame(&nat_answer(cport)), &meta(1));
     assert!(matches!(v, Verdict::ToWorker(1, _)), "{v:?}");
 }
+
+/// `config6` with a NAT64 TCP service on VIP6:8082 over the IPv4 RS1:80 from 10.20.0.210, and a
+/// UDP one on VIP6:5300 over RS1:53.
+fn config_nat64() -> String {
+    let mut c = config6();
+    for (port, proto, rport) in [(8082, "tcp", 80), (5300, "udp", 53)] {
+        c += &format!(
+            "\n[[service]]\nvip = \"2001:db8:10::100\"\nport = {port}\nprotocol = \"{proto}\"\n\
+             scheduler = \"rr\"\nlocal_addresses = [\"10.20.0.210\"]\n\
+             [[service.real]]\naddress = \"10.20.0.11\"\nport = {rport}\n"
+        );
+    }
+    c
+}
+
+/// (src, sport, dst, dport, TCP header) of an IPv4/TCP frame, checksums verified by etherparse.
+fn tcp4_of(
+    frame: &[u8],
+) -> (
+    std::net::Ipv4Addr,
+    u16,
+    std::net::Ipv4Addr,
+    u16,
+    etherparse::TcpHeader,
+) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "IPv4 header checksum"
+    );
+    let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not tcp")
+    };
+    let th = t.to_header();
+    assert_eq!(
+        th.checksum,
+        th.calc_checksum_ipv4(&h, t.payload()).unwrap(),
+        "TCP checksum"
+    );
+    assert!(h.dont_fragment && h.identification == 0 && h.time_to_live == 64);
+    (
+        h.source.into(),
+        th.source_port,
+        h.destination.into(),
+        th.destination_port,
+        th,
+    )
+}
+
+#[test]
+fn nat64_translates_both_ways_with_the_ipv6_toa_and_a_clamped_mss() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, out) = dp.process(tcp6_to(8082, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS1_MAC);
+    let (src, lport, dst, rport, th) = tcp4_of(out.data());
+    let lip = std::net::Ipv4Addr::new(10, 20, 0, 210);
+    assert_eq!((src, dst, rport), (lip, RS1, 80));
+    let o = th.options.as_slice();
+    let at = o.iter().position(|&b| b == 254).expect("TOA");
+    assert_eq!(o[at + 1], 20, "the IPv6 TOA in the IPv4 SYN");
+    assert_eq!(&o[at + 4..at + 20], &a(CLIENT6).octets());
+    // The server's SYN-ACK, MSS 1460: back in IPv6, its MSS within the IPv6 MTU.
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv4(RS1.octets(), lip.octets(), 64)
+        .tcp(80, lport, 5000, 65000)
+        .syn()
+        .ack(1001)
+        .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+        .unwrap()
+        .write(&mut r, b"")
+        .unwrap();
+    let Verdict::Tx(0, back) = dp.process(VecBuf::from_frame(&r), &meta(1)) else {
+        panic!("reply not sent")
+    };
+    let eth = EthernetFrame::new_unchecked(back.data());
+    assert_eq!((eth.dst(), eth.src()), (CLIENT_MAC, CLIENT_PORT_MAC));
+    let (src, sport, dst, dport, th) = tcp_of(back.data());
+    assert_eq!((src, sport, dst, dport), (a(VIP6), 8082, a(CLIENT6), 40000));
+    assert_eq!(th.options.as_slice()[..4], [2, 4, 0x05, 0xa0], "MSS 1440");
+    // UDP: an IPv4 answer without a checksum gets one in IPv6.
+    let mut q = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .udp(7000, 5300)
+        .write(&mut q, b"query")
+        .unwrap();
+    let Verdict::Tx(1, out) = dp.process(VecBuf::from_frame(&q), &meta(0)) else {
+        panic!("datagram not sent")
+    };
+    let o = out.data();
+    let lport = u16::from_be_bytes([o[34], o[35]]);
+    let mut ans = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv4(RS1.octets(), lip.octets(), 64)
+        .udp(53, lport)
+        .write(&mut ans, b"answer")
+        .unwrap();
+    ans[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+    let Verdict::Tx(0, back) = dp.process(VecBuf::from_frame(&ans), &meta(1)) else {
+        panic!("answer not sent")
+    };
+    let p = SlicedPacket::from_ethernet(back.data()).unwrap();
+    let Some(etherparse::TransportSlice::Udp(u)) = p.transport else {
+        panic!("not udp")
+    };
+    let want = u
+        .to_header()
+        .calc_checksum_ipv6_raw(a(VIP6).octets(), a(CLIENT6).octets(), u.payload())
+        .unwrap();
+    assert_eq!(
+        (u.source_port(), u.destination_port(), u.checksum()),
+        (5300, 7000, want)
+    );
+    assert_eq!(u.payload(), b"answer");
+}
+
+#[test]
+fn a_nat64_local_address_is_its_own_and_replies_reach_the_owner() {
+    let shared = config_nat64().replace("\"10.20.0.210\"", "\"10.20.0.200\"");
+    let e = match crate::config::Config::parse(&shared) {
+        Err(e) => e.to_string(),
+        Ok(c) => c.validate().unwrap_err().to_string(),
+    };
+    assert!(e.contains("NAT64 local address"), "{e}");
+    let mut w: Vec<Datapath<VecBuf>> = (0..2)
+        .map(|i| datapath_from(&config_nat64(), i, 2, 1024))
+        .collect();
+    // The real servers find the NAT64 local address by ARP.
+    let mut arp = vec![0u8; 60];
+    let lip4 = std::net::Ipv4Addr::new(10, 20, 0, 210);
+    crate::wire::arp::write_request(&mut arp, RS1_MAC, RS1, lip4).unwrap();
+    let v = w[0].process(VecBuf::from_frame(&arp), &meta(1));
+    assert!(
+        matches!(v, Verdict::Tx(1, _)),
+        "ARP for the NAT64 LIP: {v:?}"
+    );
+    let Verdict::Tx(1, out) = w[0].process(tcp6_to(8082, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let (lip, lport, _, _, _) = tcp4_of(out.data());
+    assert_eq!(lport % 2, 0, "worker 0's ports");
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv4(RS1.octets(), lip.octets(), 64)
+        .tcp(80, lport, 5000, 65000)
+        .syn()
+        .ack(1001)
+        .write(&mut r, b"")
+        .unwrap();
+    let v = w[1].process(VecBuf::from_frame(&r), &meta(1));
+    assert!(matches!(v, Verdict::ToWorker(0, _)), "{v:?}");
+}

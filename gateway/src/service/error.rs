@@ -30,7 +30,7 @@ pub enum ServiceError {
     MaglevSize { size: u32, reals: usize },
     #[error("persistence timeout must be at least 1 second")]
     PersistTimeout,
-    #[error("real server {rs} is not of the virtual service's address family ({vip})")]
+    #[error("real server {rs} is not of the virtual service's address family ({vip}), nor an IPv4 server of an IPv6 service in fullnat (NAT64)")]
     FamilyMismatch { rs: RsKey, vip: std::net::IpAddr },
     #[error("an IPv6 service takes no persistence netmask (persistence is per client address)")]
     Ipv6Netmask,

@@ -154,13 +154,14 @@ impl Service {
         let v6 = cfg.vip.is_ipv6();
         for rs in &cfg.reals {
             rs.validate()?;
-            if rs.addr.is_ipv6() != v6 {
+            // An IPv6 service's IPv4 real servers are reached by NAT64, in FullNAT only.
+            let nat64 = v6 && rs.addr.is_ipv4() && rs.fwd == super::real::FwdMode::FullNat;
+            if rs.addr.is_ipv6() != v6 && !nat64 {
                 return Err(ServiceError::FamilyMismatch {
                     rs: rs.key(),
                     vip: cfg.vip,
                 });
             }
-
             if !seen.insert(rs.key()) {
                 return Err(ServiceError::Duplicate(rs.key()));
             }

@@ -656,7 +656,35 @@ pub fn insert_toa(
     value[1] = TOA_LEN as u8;
     value[2..4].copy_from_slice(&client_port.to_be_bytes());
     value[4..8].copy_from_slice(&client_ip.octets());
+    insert_option_ipv4(frame, frame_len, l3_off, &value)
+}
 
+/// The IPv6 TOA (an IPv6 client's address, [`TOA6_LEN`] bytes) in an IPv4 TCP packet: what NAT64
+/// sends an IPv4 real server (DPVS does the same). Otherwise as [`insert_toa`].
+pub fn insert_toa6_in_ipv4(
+    frame: &mut [u8],
+    frame_len: usize,
+    l3_off: usize,
+    client_port: u16,
+    client_ip: std::net::Ipv6Addr,
+) -> core::result::Result<usize, ToaError> {
+    let mut value = [0u8; TOA6_LEN];
+    value[0] = kind::TOA;
+    value[1] = TOA6_LEN as u8;
+    value[2..4].copy_from_slice(&client_port.to_be_bytes());
+    value[4..20].copy_from_slice(&client_ip.octets());
+    insert_option_ipv4(frame, frame_len, l3_off, &value)
+}
+
+/// [`put_option`] into the IPv4 TCP packet at `frame[l3_off..]`, its total length and header
+/// checksum fixed.
+fn insert_option_ipv4(
+    frame: &mut [u8],
+    frame_len: usize,
+    l3_off: usize,
+    value: &[u8],
+) -> core::result::Result<usize, ToaError> {
+    let n = value.len();
     if frame_len > frame.len() || l3_off > frame_len {
         return Err(ToaError::Malformed);
     }
@@ -667,15 +695,15 @@ pub fn insert_toa(
     let total_len = usize::from(ip.total_len());
     let l4_off = l3_off + ip.header_len();
     let ip_end = l3_off + total_len;
-    if total_len + TOA_LEN > usize::from(u16::MAX) {
+    if total_len + n > usize::from(u16::MAX) {
         return Err(ToaError::NoRoom);
     }
-    if !put_option(frame, l4_off, ip_end, &value)? {
+    if !put_option(frame, l4_off, ip_end, value)? {
         return Ok(frame_len);
     }
-    let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3_off..ip_end + TOA_LEN]);
-    ip.set_total_len_incremental((total_len + TOA_LEN) as u16);
-    Ok(frame_len.max(ip_end + TOA_LEN))
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3_off..ip_end + n]);
+    ip.set_total_len_incremental((total_len + n) as u16);
+    Ok(frame_len.max(ip_end + n))
 }
 
 /// Length of the IPv6 TOA option: kind 254, length 20, client port, client IPv6 address, the
