@@ -1,23 +1,33 @@
 //! IPv6 (issue 17), one room entered from `datapath::ingress` for every IPv6 frame (EtherType
-//! 0x86DD): the header and its extension headers checked (RFC 8200), neighbour discovery for the
-//! gateway's own addresses (RFC 4861), echo for them (RFC 4443), and IPv6 virtual services in DR
-//! and TUN (IPv6 in IPv6, RFC 2473, as IPVS does).
+//! 0x86DD), and from the IPv4 datapath for the IPv4 replies of NAT64 connections: the header and
+//! its extension headers checked (RFC 8200), neighbour discovery for the gateway's own addresses
+//! (RFC 4861), echo for them (RFC 4443), and IPv6 virtual services in every mode.
 //!
 //! - [`nd`]: neighbour solicitations answered for owned addresses (the ports' IPv6 addresses, their
-//!   link-local ones, the IPv6 VIPs), advertisements learned, solicitations sent to resolve a next
-//!   hop. The neighbour table is the IPv4 one (`net::neigh`, Linux's NUD states) keyed by IPv6
-//!   address: RFC 4861 7.3 has the same states.
+//!   link-local ones, the IPv6 VIPs and LIPs), advertisements learned (and announced to the other
+//!   workers), solicitations sent to resolve a next hop. The neighbour table is the IPv4 one
+//!   (`net::neigh`, Linux's NUD states) keyed by IPv6 address: RFC 4861 7.3 has the same states.
 //! - [`route`]: the IPv6 routes (connected prefixes of the ports, static `[[route]]`s).
-//! - [`service`]: the connections of IPv6 services, in a table of their own ([`ConnTable6`]: the
-//!   same implementation as the IPv4 table over a 38-byte tuple, two cache lines per entry, so the
-//!   IPv4 entry stays one). Scheduling is the IPv4 services' (`service`), one scheduler state per
-//!   service per worker.
+//! - [`service`]: the connections of IPv6 services (FullNAT, NAT, DR, TUN), in a table of their own
+//!   ([`ConnTable6`]: the same implementation as the IPv4 table over a 38-byte tuple, two cache
+//!   lines per entry, so the IPv4 entry stays one). Scheduling is the IPv4 services' (`service`),
+//!   one scheduler state per service per worker; reused client ports as IPv4's (`forward::reuse`).
+//! - [`fullnat`]: the FullNAT rewrite and the IPv6 local-address pools; the IPv6 TOA.
+//! - [`nat64`]: IPv6 clients, IPv4 real servers (RFC 7915), connections in the IPv6 table.
+//! - [`icmp`]: ICMPv6 errors about FullNAT connections passed on translated; Packet Too Big for
+//!   TUN.
+//! - [`frag6`]: the later fragments of a datagram follow its first one.
 //!
-//! What is not here yet (issue 17): FullNAT and NAT for IPv6 (and so TOA for IPv6 clients), NAT64,
-//! ICMPv6 errors about connections, IPv6 fragments (dropped and counted: `ipv6_fragment`), the
-//! burst pipeline's batched lookups (IPv6 frames are processed one by one), the kernel mirror of
-//! IPv6 addresses and routes, health checks of IPv6 real servers. The packets of one IPv6 flow stay
-//! on the worker RSS gives them (DR and TUN see only the client's direction).
+//! Which worker: the packets of one IPv6 flow stay on the worker RSS (or the kernel's fanout) gives
+//! them; a FullNAT or NAT64 reply reaches its connection through the owner of its local port, a NAT
+//! one through the owner of its client's address and port (`forward::owner`), as for IPv4.
+//!
+//! What is not here yet (issue 17): RSS steering of IPv6 replies by the Toeplitz hash of the IPv6
+//! tuple (they may take one hand-over), ICMP errors between the families for NAT64 (RFC 7915 4.2,
+//! 5.2) and ICMPv6 errors about NAT, DR and TUN connections, the burst pipeline's batched lookups
+//! (IPv6 frames are processed one by one), HA sync of IPv6 connections (`sync` carries IPv4 ones),
+//! the kernel mirror of IPv6 addresses and routes, health checks, access lists, client limits, the
+//! SYN proxy and persistence netmasks for IPv6 services (refused by the config, not ignored).
 
 pub mod frag6;
 pub mod fullnat;
