@@ -7,7 +7,11 @@
 //! - DR: the client's frame to the real server, only its MACs changed;
 //! - TUN: the client's packet inside an IPv6 header (next header 41, RFC 2473) from the gateway's
 //!   server-side address to the real server;
-//! - echo to the VIP; a stray ACK, an off-link solicitation: nothing out, counted.
+//! - echo to the VIP; a stray ACK, an off-link solicitation: nothing out, counted;
+//! - FullNAT (the IPv6 TOA on the SYN, the reply back from the VIP), a fragmented UDP datagram
+//!   through FullNAT, NAT64 to an IPv4 server (RFC 7915 headers, the IPv6 TOA in the IPv4 SYN, the
+//!   server's MSS clamped on the way back), a packet too big on the client's path passed to the
+//!   server.
 //!
 //! Same one-armed world and harness as tests/golden.rs.
 
@@ -41,7 +45,16 @@ mod frames {
              [[service.real]]\naddress = \"2001:db8:20::11\"\nmode = \"dr\"\n\
              [[service.real]]\naddress = \"2001:db8:20::12\"\nmode = \"dr\"\n\n\
              [[service]]\nvip = \"2001:db8:10::100\"\nport = 53\nprotocol = \"udp\"\nscheduler = \"rr\"\n\
-             [[service.real]]\naddress = \"2001:db8:20::11\"\nmode = \"tun\"\n"
+             [[service.real]]\naddress = \"2001:db8:20::11\"\nmode = \"tun\"\n\n\
+             [[service]]\nvip = \"2001:db8:10::100\"\nport = 8080\nprotocol = \"tcp\"\nscheduler = \"rr\"\n\
+             local_addresses = [\"2001:db8:20::200\"]\n\
+             [[service.real]]\naddress = \"2001:db8:20::11\"\nport = 80\n\n\
+             [[service]]\nvip = \"2001:db8:10::100\"\nport = 5353\nprotocol = \"udp\"\nscheduler = \"rr\"\n\
+             local_addresses = [\"2001:db8:20::200\"]\n\
+             [[service.real]]\naddress = \"2001:db8:20::11\"\nport = 53\n\n\
+             [[service]]\nvip = \"2001:db8:10::100\"\nport = 8082\nprotocol = \"tcp\"\nscheduler = \"rr\"\n\
+             local_addresses = [\"10.20.0.210\"]\n\
+             [[service.real]]\naddress = \"10.20.0.11\"\nport = 80\n"
         )
     }
 }
@@ -245,4 +258,224 @@ fn ipv6_neighbour_discovery_dr_tun_and_echo() {
     assert_eq!(out.drops("no_conn"), 1, "{:?}", out.drop_lines());
     assert_eq!(out.drops("nd_invalid"), 1, "{:?}", out.drop_lines());
     assert_eq!(out.drop_lines().len(), 2, "{:?}", out.drop_lines());
+}
+
+/// An IPv4/TCP frame as NAT64 writes it: DF, identification 0, TTL 64 (the hop limit), TOS 0.
+fn tcp4(eth: Hop, src: Ep, dst: Ep, s: &Seg) -> Vec<u8> {
+    let mut h = TcpHeader::new(src.1, dst.1, s.seq, s.window);
+    h.syn = s.flags & SYN != 0;
+    h.ack = s.flags & ACK != 0;
+    h.acknowledgment_number = s.ack;
+    h.set_options_raw(&s.options).unwrap();
+    let mut ip = etherparse::Ipv4Header::new(
+        (h.header_len() + s.payload.len()) as u16,
+        64,
+        IpNumber::TCP,
+        src.0,
+        dst.0,
+    )
+    .unwrap();
+    ip.dont_fragment = true;
+    ip.identification = 0;
+    ip.header_checksum = ip.calc_header_checksum();
+    h.checksum = h.calc_checksum_ipv4(&ip, &s.payload).unwrap();
+    let mut v = Vec::new();
+    v.extend_from_slice(&eth.dst);
+    v.extend_from_slice(&eth.src);
+    v.extend_from_slice(&[0x08, 0x00]);
+    v.extend_from_slice(&ip.to_bytes());
+    v.extend_from_slice(&h.to_bytes());
+    v.extend_from_slice(&s.payload);
+    v
+}
+
+/// The IPv6 TOA of client `c`: kind 254, length 20, port, address.
+fn toa6(c: (Ip6, u16)) -> Vec<u8> {
+    let mut o = vec![254, 20];
+    o.extend_from_slice(&c.1.to_be_bytes());
+    o.extend_from_slice(&c.0);
+    o
+}
+
+/// The IPv6 packet of `frame` in fragments cut at payload offsets `cuts`, identification `ident`.
+fn fragments6(frame: &[u8], ident: u32, cuts: &[usize]) -> Vec<Vec<u8>> {
+    let next = frame[20];
+    let payload = &frame[54..];
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(payload.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let mut f = frame[..54].to_vec();
+            f[20] = 44;
+            f[18..20].copy_from_slice(&((w[1] - w[0] + 8) as u16).to_be_bytes());
+            f.extend_from_slice(&[next, 0]);
+            let more = u16::from(w[1] < payload.len());
+            f.extend_from_slice(&((w[0] as u16) | more).to_be_bytes());
+            f.extend_from_slice(&ident.to_be_bytes());
+            f.extend_from_slice(&payload[w[0]..w[1]]);
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn ipv6_fullnat_fragments_nat64_and_packet_too_big() {
+    let (cip, vip) = (ip6("2001:db8:10::2"), ip6("2001:db8:10::100"));
+    let (rs1, lip6, gw_s) = (
+        ip6("2001:db8:20::11"),
+        ip6("2001:db8:20::200"),
+        ip6("2001:db8:20::1"),
+    );
+    let lip4: Ip = [10, 20, 0, 210];
+    let lport = FIRST_LPORT;
+    let (arp_in, arp_out) = arp_preamble();
+    let mut input = arp_in;
+    let mut expected: Vec<Labelled> = arp_out;
+    let na_flags = 0x60;
+    let to_group = |src: Mac, dst: Mac| Hop { src, dst };
+    // The client and rs1 resolve the VIP and the gateway (and so are learned).
+    let (g, gmac) = solicited(vip);
+    input.push(nd(
+        to_group(CLIENT_MAC, gmac),
+        cip,
+        g,
+        255,
+        NS,
+        0,
+        vip,
+        CLIENT_MAC,
+    ));
+    expected.push((
+        "NA for the VIP".into(),
+        nd(TO_CLIENT, vip, cip, 255, NA, na_flags, vip, PORT_MAC),
+    ));
+    let (g, gmac) = solicited(gw_s);
+    input.push(nd(
+        to_group(RS1_MAC, gmac),
+        rs1,
+        g,
+        255,
+        NS,
+        0,
+        gw_s,
+        RS1_MAC,
+    ));
+    expected.push((
+        "NA to rs1".into(),
+        nd(TO_RS1, gw_s, rs1, 255, NA, na_flags, gw_s, PORT_MAC),
+    ));
+
+    // FullNAT: the SYN from LIP:1024 with the IPv6 TOA first, then the client's options.
+    let syn = tcp6(
+        FROM_CLIENT,
+        (cip, 40000),
+        (vip, 8080),
+        &Seg::new(SYN, 1000, 0).options(&mss(1440)),
+    );
+    input.push(syn);
+    let mut opts = toa6((cip, 40000));
+    opts.extend_from_slice(&mss(1440));
+    let out = tcp6(
+        TO_RS1,
+        (lip6, lport),
+        (rs1, 80),
+        &Seg::new(SYN, 1000, 0).options(&opts),
+    );
+    expected.push(("FullNAT SYN".into(), out));
+    let synack = tcp6(
+        FROM_RS1,
+        (rs1, 80),
+        (lip6, lport),
+        &Seg::new(SYN | ACK, 5000, 1001).options(&mss(1440)),
+    );
+    input.push(synack.clone());
+    let back = tcp6(
+        TO_CLIENT,
+        (vip, 8080),
+        (cip, 40000),
+        &Seg::new(SYN | ACK, 5000, 1001).options(&mss(1440)),
+    );
+    expected.push(("FullNAT SYN-ACK".into(), back.clone()));
+
+    // A fragmented datagram through FullNAT: each fragment rewritten, the first one's checksum
+    // that of the whole datagram rewritten.
+    let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    let mut dgram = Vec::new();
+    PacketBuilder::ethernet2(FROM_CLIENT.src, FROM_CLIENT.dst)
+        .ipv6(cip, vip, 64)
+        .udp(6000, 5353)
+        .write(&mut dgram, &data)
+        .unwrap();
+    let mut rewritten = Vec::new();
+    PacketBuilder::ethernet2(TO_RS1.src, TO_RS1.dst)
+        .ipv6(lip6, rs1, 64)
+        .udp(lport, 53)
+        .write(&mut rewritten, &data)
+        .unwrap();
+    for (i, (f, o)) in fragments6(&dgram, 0xabc, &[160])
+        .into_iter()
+        .zip(fragments6(&rewritten, 0xabc, &[160]))
+        .enumerate()
+    {
+        input.push(f);
+        expected.push((format!("UDP fragment {i}"), o));
+    }
+
+    // NAT64: the IPv6 SYN leaves as IPv4 from the NAT64 LIP, the IPv6 TOA in it.
+    let syn64 = tcp6(
+        FROM_CLIENT,
+        (cip, 40001),
+        (vip, 8082),
+        &Seg::new(SYN, 7, 0).options(&mss(1440)),
+    );
+    input.push(syn64);
+    let mut opts = toa6((cip, 40001));
+    opts.extend_from_slice(&mss(1440));
+    expected.push((
+        "NAT64 SYN".into(),
+        tcp4(
+            TO_RS1,
+            (lip4, lport),
+            (RS1, 80),
+            &Seg::new(SYN, 7, 0).options(&opts),
+        ),
+    ));
+    input.push(tcp(
+        FROM_RS1,
+        (RS1, 80),
+        (lip4, lport),
+        &Seg::new(SYN | ACK, 9, 8).options(&mss(1460)),
+    ));
+    expected.push((
+        "NAT64 SYN-ACK, MSS clamped".into(),
+        tcp6(
+            TO_CLIENT,
+            (vip, 8082),
+            (cip, 40001),
+            &Seg::new(SYN | ACK, 9, 8).options(&mss(1440)),
+        ),
+    ));
+
+    // A router on the client's path: the SYN-ACK was too big; the server hears of its own one.
+    let router = ip6("2001:db8:10::fe");
+    let mut ptb = Vec::new();
+    PacketBuilder::ethernet2(FROM_CLIENT.src, FROM_CLIENT.dst)
+        .ipv6(router, vip, 64)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+        .write(&mut ptb, &back[14..])
+        .unwrap();
+    input.push(ptb);
+    let mut passed = Vec::new();
+    PacketBuilder::ethernet2(TO_RS1.src, TO_RS1.dst)
+        .ipv6(lip6, rs1, 64)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+        .write(&mut passed, &synack[14..])
+        .unwrap();
+    expected.push(("packet too big to the server".into(), passed));
+
+    let out = harness::run("ipv6-fullnat", &input, expected.len());
+    assert_frames("ipv6-fullnat", &expected, &out.frames);
+    assert_eq!(out.drop_lines().len(), 0, "{:?}", out.drop_lines());
 }
