@@ -326,7 +326,10 @@ impl<B: PacketBuf> Inet6<B> {
         mut pkt: B,
         meta: &RxMeta,
     ) -> Verdict<B> {
-        l3.stats.inet6.rx += 1;
+        // A frame handed over by another worker was counted there.
+        if !meta.from_peer {
+            l3.stats.inet6.rx += 1;
+        }
         let v = match parse(pkt.data()) {
             Ok(v) => v,
             Err(r) => return Verdict::Drop(r.into(), pkt),

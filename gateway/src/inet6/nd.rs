@@ -4,7 +4,8 @@
 //!   IPv6 VIP) is answered with an advertisement (solicited and override set; to all nodes for a
 //!   duplicate-address probe, whose source is unspecified). Its sender, when it gives its
 //!   link-layer address, is learned (RFC 4861 7.2.3: a new entry is STALE). A solicitation for
-//!   another address goes up to the twin, or is dropped as `ipv6_not_for_us`.
+//!   another address goes up to the twin, or, without one, is left alone (as an ARP request for
+//!   another address is).
 //! - An advertisement updates an existing entry only (7.2.5): solicited, it makes it REACHABLE;
 //!   unsolicited with a new address, STALE. Packets that waited for it leave; other workers hear
 //!   of it (`Event::Learned6`), since the answer may reach another worker than the question.
@@ -68,6 +69,11 @@ pub fn solicitation<B: PacketBuf>(
         || services.is_vip6(target)
         || services.is_lip6(target);
     if !owned {
+        // Another host's (the port sees its neighbours' solicitations): the kernel's, if there
+        // is a twin, else nothing to do, as with an ARP request for another address.
+        if !l3.topo().ports.get(meta.port as usize).is_some_and(|p| p.twin) {
+            return Verdict::Done(pkt);
+        }
         let why = if v.dst.is_multicast() {
             punt::Punt::Multicast
         } else {

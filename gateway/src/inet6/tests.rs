@@ -181,6 +181,11 @@ fn solicitations_are_answered_for_owned_addresses_only_and_validated() {
         let v = dp.process(ns(c, icmpv6::solicited_node(t), t, 255), &meta(0));
         assert!(matches!(v, Verdict::ToKernel(0, _)), "{t}: {v:?}");
     }
+    // Without a twin, a neighbour's solicitation for another host is no drop: nothing to do.
+    let mut bare: Datapath<VecBuf> = datapath_from(&without_twins(&config6()), 0, 1, 1024);
+    let t = a("2001:db8:10::77");
+    let v = bare.process(ns(c, icmpv6::solicited_node(t), t, 255), &meta(0));
+    assert!(matches!(v, Verdict::Done(_)), "{v:?}");
     // Off-link (hop limit not 255) or a duplicate-address probe that names a link-layer address.
     let vip = a(VIP6);
     let bad = dp.process(ns(c, icmpv6::solicited_node(vip), vip, 64), &meta(0));
