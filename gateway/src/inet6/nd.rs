@@ -71,7 +71,12 @@ pub fn solicitation<B: PacketBuf>(
     if !owned {
         // Another host's (the port sees its neighbours' solicitations): the kernel's, if there
         // is a twin, else nothing to do, as with an ARP request for another address.
-        if !l3.topo().ports.get(meta.port as usize).is_some_and(|p| p.twin) {
+        if !l3
+            .topo()
+            .ports
+            .get(meta.port as usize)
+            .is_some_and(|p| p.twin)
+        {
             return Verdict::Done(pkt);
         }
         let why = if v.dst.is_multicast() {
