@@ -8,7 +8,7 @@
 //! - TUN: the client's packet inside an IPv6 header (next header 41, RFC 2473) from the gateway's
 //!   server-side address to the real server;
 //! - echo to the VIP; a stray ACK, an off-link solicitation: nothing out, counted;
-//! - FullNAT (the IPv6 TOA on the SYN, the reply back from the VIP), a fragmented UDP datagram
+//! - FullNAT (the IPv6 TOA on the SYN, the reply back from the VIP), NAT, a fragmented UDP datagram
 //!   through FullNAT, NAT64 to an IPv4 server (RFC 7915 headers, the IPv6 TOA in the IPv4 SYN, the
 //!   server's MSS clamped on the way back), a packet too big on the client's path passed to the
 //!   server.
@@ -54,7 +54,9 @@ mod frames {
              [[service.real]]\naddress = \"2001:db8:20::11\"\nport = 53\n\n\
              [[service]]\nvip = \"2001:db8:10::100\"\nport = 8082\nprotocol = \"tcp\"\nscheduler = \"rr\"\n\
              local_addresses = [\"10.20.0.210\"]\n\
-             [[service.real]]\naddress = \"10.20.0.11\"\nport = 80\n"
+             [[service.real]]\naddress = \"10.20.0.11\"\nport = 80\n\n\
+             [[service]]\nvip = \"2001:db8:10::100\"\nport = 8081\nprotocol = \"tcp\"\nscheduler = \"rr\"\n\
+             [[service.real]]\naddress = \"2001:db8:20::11\"\nport = 8080\nmode = \"nat\"\n"
         )
     }
 }
@@ -456,6 +458,21 @@ fn ipv6_fullnat_fragments_nat64_and_packet_too_big() {
             (cip, 40001),
             &Seg::new(SYN | ACK, 9, 8).options(&mss(1440)),
         ),
+    ));
+
+    // NAT: the destination mapped to the server's port 8080, the client kept; the server's answer
+    // (routed through the gateway) from the VIP again.
+    let seg = Seg::new(SYN, 70, 0).options(&mss(1440));
+    input.push(tcp6(FROM_CLIENT, (cip, 40002), (vip, 8081), &seg));
+    expected.push((
+        "NAT SYN".into(),
+        tcp6(TO_RS1, (cip, 40002), (rs1, 8080), &seg),
+    ));
+    let seg = Seg::new(SYN | ACK, 90, 71).options(&mss(1440));
+    input.push(tcp6(FROM_RS1, (rs1, 8080), (cip, 40002), &seg));
+    expected.push((
+        "NAT SYN-ACK".into(),
+        tcp6(TO_CLIENT, (vip, 8081), (cip, 40002), &seg),
     ));
 
     // A router on the client's path: the SYN-ACK was too big; the server hears of its own one.

@@ -94,3 +94,52 @@ fn fragmented_udp_datagrams_cross_the_vip_both_ways() {
         assert_eq!(Lab::drop_counter(&stats, reason), 0, "{reason}\n{stats}");
     }
 }
+
+/// The same with IPv6 (`inet6::frag6`): the dual-stack lab (`scripts/lab.sh ipv6`), a UDP echo
+/// service on the IPv6 VIP in FullNAT from IPv6 local addresses; the client's kernel fragments
+/// its datagrams (RFC 8200 fragment headers), the real servers' kernels reassemble and answer in
+/// fragments too.
+#[test]
+fn fragmented_ipv6_udp_datagrams_cross_the_vip_both_ways() {
+    let services = r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 7
+protocol = "udp"
+scheduler = "rr"
+local_addresses = ["2001:db8:20::200", "2001:db8:20::201"]
+[[service.real]]
+address = "2001:db8:20::11"
+[[service.real]]
+address = "2001:db8:20::12"
+"#;
+    let cfg = gateway::testkit::dual_stack(&config()) + services;
+    let lab = Lab::up("fr6", &cfg);
+    lab_sh(&lab, &["ipv6"]);
+    let echo6 = ECHO
+        .replace("AF_INET,", "AF_INET6,")
+        .replace("'0.0.0.0'", "'::'");
+    let _echo: Vec<_> = ["rs1", "rs2"]
+        .iter()
+        .map(|rs| lab.spawn(rs, &["python3", "-c", &echo6]))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let client6 = CLIENT
+        .replace("AF_INET,", "AF_INET6,")
+        .replace("('10.10.0.100',7)", "('2001:db8:10::100',7)");
+    let out = lab.sh("cli", &["timeout", "60", "python3", "-c", &client6]);
+    let stats = lab.stats();
+    assert_eq!(out.trim(), "40", "every datagram echoed intact\n{stats}");
+    let frag = |k: &str| Lab::counter_of(&stats, "frag ", k);
+    assert!(frag("first") >= 60, "{stats}");
+    assert!(frag("followed") >= 60, "{stats}");
+    for reason in [
+        "frag_table_full",
+        "frag_held_full",
+        "frag_timeout",
+        "frag_first_dropped",
+        "ipv6_fragment",
+    ] {
+        assert_eq!(Lab::drop_counter(&stats, reason), 0, "{reason}\n{stats}");
+    }
+}

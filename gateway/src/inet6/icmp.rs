@@ -98,6 +98,13 @@ pub fn error<B: PacketBuf>(
         Some((id, d)) if d == want => v6.conns.get(id).copied(),
         _ => None,
     };
+    if let (Some(c), true) = (c, from_client) {
+        if c.mode == mode::NAT64 {
+            if let Some((id, _)) = v6.conns.lookup(&t) {
+                return super::nat64::icmp6_error(v6, l3, pkt, v, id);
+            }
+        }
+    }
     let Some(c) = c.filter(|c| c.mode == mode::FULLNAT) else {
         let layout = fwd.layout();
         let lport = q.src.1;

@@ -18,7 +18,13 @@
 //!   to the port's MTU less 60 (IPv6 and TCP headers), and the client's address travels in the
 //!   IPv6 TOA (20 bytes) on the SYN to the IPv4 server.
 //!
-//! Not translated yet: ICMP errors between the families (RFC 7915 4.2, 5.2), fragments.
+//! - ICMP errors cross the families too (RFC 7915 4.2, 5.2; `icmp4_error`, `icmp6_error`): a
+//!   fragmentation-needed from the IPv4 side reaches the client as a packet too big 20 bytes
+//!   larger (at least 1280), a packet too big from the IPv6 side the server as a
+//!   fragmentation-needed 20 bytes smaller.
+//!
+//! Not translated: fragments (dropped), ICMP errors other than unreachable, too big and time
+//! exceeded.
 
 use super::{nd, Inet6, Ipv6In};
 use crate::conn::{ConnId, Dir, Ticks, Tuple6};
@@ -161,6 +167,9 @@ pub fn from_server<B: PacketBuf>(
     v: &Ipv4In,
 ) -> Verdict<B> {
     let ip = &v.ip;
+    if ip.protocol == IpProtocol::ICMP && !ip.is_fragment && !ip.has_options {
+        return icmp4_error(v6, l3, pkt, v);
+    }
     if !matches!(ip.protocol, IpProtocol::TCP | IpProtocol::UDP) || ip.is_fragment {
         return Verdict::Drop(Drop::ProtoUnsupported.into(), pkt);
     }
@@ -268,4 +277,247 @@ fn udp_checksum_if_absent(d: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr) {
     let c = ipv6::l4_checksum(src, dst, IpProtocol::UDP, &d[l4..]);
     let c = if c == 0 { 0xFFFF } else { c };
     d[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The ICMPv6 (type, code, 4-byte field) for an ICMPv4 error (RFC 7915 4.2), or None for one that
+/// is not translated (dropped): a fragmentation-needed becomes a packet too big whose MTU is the
+/// IPv4 one plus the 20 bytes of header difference, never below IPv6's minimum of 1280.
+fn icmp_4to6(t: u8, code: u8, rest: [u8; 4]) -> Option<(u8, u8, [u8; 4])> {
+    let unreachable = |c: u8| Some((1, c, [0; 4]));
+    match (t, code) {
+        (3, 0 | 1 | 5 | 6 | 7 | 8 | 11 | 12) => unreachable(0),
+        (3, 3) => unreachable(4),
+        (3, 9 | 10 | 13 | 15) => unreachable(1),
+        (3, 4) => {
+            let mtu = u32::from(u16::from_be_bytes([rest[2], rest[3]]));
+            Some((2, 0, (mtu + 20).max(1280).to_be_bytes()))
+        }
+        (11, c @ (0 | 1)) => Some((3, c, [0; 4])),
+        _ => None,
+    }
+}
+
+/// The ICMPv4 (type, code, 4-byte field) for an ICMPv6 error (RFC 7915 5.2), or None: a packet
+/// too big becomes a fragmentation-needed whose MTU is the IPv6 one less 20.
+fn icmp_6to4(t: u8, code: u8, rest: [u8; 4]) -> Option<(u8, u8, [u8; 4])> {
+    match (t, code) {
+        (1, 0 | 2 | 3) => Some((3, 1, [0; 4])),
+        (1, 1) => Some((3, 10, [0; 4])),
+        (1, 4) => Some((3, 3, [0; 4])),
+        (2, _) => {
+            let mtu = u32::from_be_bytes(rest).saturating_sub(20).min(0xFFFF) as u16;
+            let m = mtu.to_be_bytes();
+            Some((3, 4, [0, 0, m[0], m[1]]))
+        }
+        (3, c @ (0 | 1)) => Some((11, c, [0; 4])),
+        _ => None,
+    }
+}
+
+/// An ICMPv4 error from the IPv4 side about a NAT64 connection (to its IPv4 local address,
+/// quoting LIP:lport -> RIP:rport): to the client as ICMPv6 from the VIP, quoting the client's own
+/// packet CIP:cport -> VIP:vport (RFC 7915 4.2). Built whole: the frame grows by the 20 bytes each
+/// of the two headers gains.
+pub fn icmp4_error<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    mut pkt: B,
+    v: &Ipv4In,
+) -> Verdict<B> {
+    let icmp = &pkt.data()[v.ip.l4_off..v.l3_off + usize::from(v.ip.total_len)];
+    let quote = icmp.get(8..).unwrap_or(&[]);
+    let q_ok = quote.len() >= 28 && quote[0] == 0x45;
+    let (Some((t, code, rest)), true) = (
+        icmp.get(..8)
+            .and_then(|h| icmp_4to6(h[0], h[1], [h[4], h[5], h[6], h[7]])),
+        q_ok,
+    ) else {
+        return Verdict::Drop(Drop::IcmpUnhandled.into(), pkt);
+    };
+    let q = Ipv4Packet::new_unchecked(quote);
+    let proto = q.protocol();
+    let l4q = &quote[20..];
+    let (qsport, qdport) = (
+        u16::from_be_bytes([l4q[0], l4q[1]]),
+        u16::from_be_bytes([l4q[2], l4q[3]]),
+    );
+    // The quote is a packet the gateway sent: LIP:lport -> RIP:rport; the reply tuple reverses it.
+    let t6 = reply_tuple(q.dst(), qdport, q.src(), qsport, proto.0);
+    let Some((id, Dir::Reply)) = v6.conns.lookup(&t6) else {
+        return Verdict::Drop(Drop::NoConn.into(), pkt);
+    };
+    let Some(client) = v6.conns.get(id).map(|c| c.client()) else {
+        return Verdict::Drop(Drop::NoConn.into(), pkt);
+    };
+    let (cip, vip) = (client.src_ip(), client.dst_ip());
+    // The quoted packet as the client sent it: CIP:cport -> VIP:vport, its checksum moved along.
+    let mut inner_l4 = l4q.to_vec();
+    let delta = Delta::new()
+        .dword(u32::from(q.src()), 0)
+        .dword(u32::from(q.dst()), 0)
+        .addr6(Ipv6Addr::UNSPECIFIED, cip)
+        .addr6(Ipv6Addr::UNSPECIFIED, vip)
+        .word(qsport, client.sport)
+        .word(qdport, client.dport);
+    let at = if proto == IpProtocol::TCP { 16 } else { 6 };
+    inner_l4[0..2].copy_from_slice(&client.sport.to_be_bytes());
+    inner_l4[2..4].copy_from_slice(&client.dport.to_be_bytes());
+    if inner_l4.len() >= at + 2 {
+        let old = u16::from_be_bytes([inner_l4[at], inner_l4[at + 1]]);
+        let new = if proto == IpProtocol::TCP {
+            delta.apply(old)
+        } else {
+            delta.apply_udp6(old)
+        };
+        inner_l4[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    }
+    let q_payload = q.total_len().saturating_sub(20);
+    let (q_tos, q_ttl) = (q.dscp_ecn(), q.ttl());
+    let body = 8 + ipv6::HEADER_LEN + inner_l4.len();
+    let mut f = Vec::with_capacity(L3 + ipv6::HEADER_LEN + body);
+    f.extend_from_slice(&pkt.data()[..12]);
+    f.extend_from_slice(&EtherType::IPV6.0.to_be_bytes());
+    f.resize(L3 + ipv6::HEADER_LEN + body, 0);
+    {
+        let mut h = ipv6::Ipv6Packet::new_unchecked(&mut f[L3..]);
+        h.set_ver_tc_flow(0, 0);
+        h.set_payload_len(body as u16);
+        h.set_next_header(IpProtocol::ICMPV6);
+        h.set_hop_limit(64);
+        h.set_src(vip);
+        h.set_dst(cip);
+    }
+    let m = L3 + ipv6::HEADER_LEN;
+    f[m] = t;
+    f[m + 1] = code;
+    f[m + 4..m + 8].copy_from_slice(&rest);
+    {
+        let mut h = ipv6::Ipv6Packet::new_unchecked(&mut f[m + 8..m + 8 + ipv6::HEADER_LEN]);
+        h.set_ver_tc_flow(q_tos, 0);
+        h.set_payload_len(q_payload);
+        h.set_next_header(proto);
+        h.set_hop_limit(q_ttl);
+        h.set_src(cip);
+        h.set_dst(vip);
+    }
+    f[m + 8 + ipv6::HEADER_LEN..].copy_from_slice(&inner_l4);
+    crate::wire::icmpv6::Icmpv6Packet::new_unchecked(&mut f[m..]).fill_checksum(vip, cip);
+    let grow = f.len() - pkt.len().min(f.len());
+    if !pkt.prepend(grow) {
+        return Verdict::Drop(Drop::NoRoom.into(), pkt);
+    }
+    pkt.set_len(f.len());
+    pkt.data_mut().copy_from_slice(&f);
+    let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
+        return Verdict::Drop(Drop::NoRoute.into(), pkt);
+    };
+    let verdict = nd::send_to(v6, l3, pkt, route.l2_target(cip), route.port);
+    if !matches!(verdict, Verdict::Drop(..)) {
+        l3.stats.inet6.icmp_translated += 1;
+    }
+    verdict
+}
+
+/// An ICMPv6 error from the client's side about a NAT64 connection (to the VIP, quoting VIP:vport
+/// -> CIP:cport, a reply the gateway translated): to the IPv4 real server as ICMPv4 from the local
+/// address, quoting the server's own packet RIP:rport -> LIP:lport (RFC 7915 5.2); a packet too big
+/// there becomes a fragmentation-needed 20 bytes smaller.
+pub fn icmp6_error<B: PacketBuf>(
+    v6: &Inet6<B>,
+    l3: &mut L3<B>,
+    mut pkt: B,
+    v: &Ipv6In,
+    id: ConnId,
+) -> Verdict<B> {
+    let Some(reply) = v6.conns.get(id).and_then(|c| c.reply()) else {
+        return Verdict::Drop(Drop::NoConn.into(), pkt);
+    };
+    let (Some(rip), Some(lip)) = (
+        reply.src_ip().to_ipv4_mapped(),
+        reply.dst_ip().to_ipv4_mapped(),
+    ) else {
+        return Verdict::Drop(Drop::NoConn.into(), pkt);
+    };
+    let m = &pkt.data()[v.l4_off..v.end];
+    let quote = m.get(8..).unwrap_or(&[]);
+    let Some((t, code, rest)) = icmp_6to4(m[0], m[1], [m[4], m[5], m[6], m[7]]) else {
+        return Verdict::Drop(Drop::IcmpUnhandled.into(), pkt);
+    };
+    if quote.len() < ipv6::HEADER_LEN + 8 || quote[6] != 6 && quote[6] != 17 {
+        return Verdict::Drop(Drop::IcmpUnhandled.into(), pkt);
+    }
+    let q = ipv6::Ipv6Packet::new_unchecked(&quote[..ipv6::HEADER_LEN]);
+    let proto = q.next_header();
+    let l4q = &quote[ipv6::HEADER_LEN..];
+    let mut inner_l4 = l4q.to_vec();
+    let (qsport, qdport) = (
+        u16::from_be_bytes([l4q[0], l4q[1]]),
+        u16::from_be_bytes([l4q[2], l4q[3]]),
+    );
+    // As the server sent it: RIP:rport -> LIP:lport.
+    let delta = Delta::new()
+        .addr6(q.src(), Ipv6Addr::UNSPECIFIED)
+        .addr6(q.dst(), Ipv6Addr::UNSPECIFIED)
+        .dword(0, u32::from(rip))
+        .dword(0, u32::from(lip))
+        .word(qsport, reply.sport)
+        .word(qdport, reply.dport);
+    inner_l4[0..2].copy_from_slice(&reply.sport.to_be_bytes());
+    inner_l4[2..4].copy_from_slice(&reply.dport.to_be_bytes());
+    let at = if proto == IpProtocol::TCP { 16 } else { 6 };
+    if inner_l4.len() >= at + 2 {
+        let old = u16::from_be_bytes([inner_l4[at], inner_l4[at + 1]]);
+        let new = if proto == IpProtocol::TCP {
+            delta.apply(old)
+        } else {
+            delta.apply_udp(old)
+        };
+        inner_l4[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    }
+    let inner = Ipv4Repr {
+        src: rip,
+        dst: lip,
+        protocol: proto,
+        payload_len: q.payload_len(),
+        ttl: q.hop_limit(),
+        ident: 0,
+        dont_frag: true,
+        dscp_ecn: q.traffic_class(),
+    };
+    let body = 8 + crate::wire::ipv4::HEADER_LEN + inner_l4.len();
+    let outer = Ipv4Repr {
+        src: lip,
+        dst: rip,
+        protocol: IpProtocol::ICMP,
+        payload_len: body as u16,
+        ttl: 64,
+        ident: 0,
+        dont_frag: false,
+        dscp_ecn: 0,
+    };
+    let v4 = crate::wire::ipv4::HEADER_LEN;
+    let mut f = vec![0u8; L3 + v4 + body];
+    f[..12].copy_from_slice(&pkt.data()[..12]);
+    f[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+    if outer.emit(&mut f[L3..]).is_err() || inner.emit(&mut f[L3 + v4 + 8..]).is_err() {
+        return Verdict::Drop(Drop::NoRoom.into(), pkt);
+    }
+    let m = L3 + v4;
+    f[m] = t;
+    f[m + 1] = code;
+    f[m + 4..m + 8].copy_from_slice(&rest);
+    f[m + 8 + v4..].copy_from_slice(&inner_l4);
+    let c = crate::wire::checksum::checksum(&f[m..]);
+    f[m + 2..m + 4].copy_from_slice(&c.to_be_bytes());
+    // The frame shrinks: its start moves up.
+    let shrink = pkt.len() - f.len();
+    if !pkt.adj(shrink) {
+        return Verdict::Drop(Drop::NoRoom.into(), pkt);
+    }
+    pkt.data_mut().copy_from_slice(&f);
+    let verdict = l3.route_out(pkt, rip);
+    if !matches!(verdict, Verdict::Drop(..)) {
+        l3.stats.inet6.icmp_translated += 1;
+    }
+    verdict
 }

@@ -1338,3 +1338,88 @@ proptest::proptest! {
         proptest::prop_assert_eq!(back.data(), &expect[..]);
     }
 }
+
+/// ICMP errors about a NAT64 connection cross the families (RFC 7915 4.2, 5.2), the path MTU
+/// adjusted by the 20 bytes of header difference.
+#[test]
+fn nat64_icmp_errors_cross_the_families() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, out) = dp.process(tcp6_to(8082, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let syn4 = out.data().to_vec();
+    let (lip, lport, _, _, _) = tcp4_of(&syn4);
+    // A router on the IPv4 side: fragmentation needed, MTU 1400 (and 1000), about the SYN.
+    for (mtu, want) in [(1400u16, 1420u32), (1000, 1280)] {
+        let mut e = Vec::new();
+        PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+            .ipv4([10, 20, 0, 254], lip.octets(), 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: mtu,
+                },
+            ))
+            .write(&mut e, &syn4[14..14 + 28])
+            .unwrap();
+        let Verdict::Tx(0, back) = dp.process(VecBuf::from_frame(&e), &meta(1)) else {
+            panic!("not passed to the client")
+        };
+        let (src, dst, _, msg) = icmp_of(back.data());
+        assert_eq!((src, dst), (a(VIP6), a(CLIENT6)));
+        assert_eq!(msg[0], Icmpv6Type::PACKET_TOO_BIG.0);
+        assert_eq!(&msg[4..8], &want.to_be_bytes(), "MTU + 20, at least 1280");
+        // The quote: the client's own SYN, CIP:40000 -> VIP:8082.
+        let q = ipv6::Ipv6Packet::new_unchecked(&msg[8..48]);
+        assert_eq!((q.src(), q.dst()), (a(CLIENT6), a(VIP6)));
+        assert_eq!(&msg[48..52], &[0x9c, 0x40, 0x1f, 0x92]);
+    }
+    // The client's side: a packet too big about a translated reply (VIP:8082 -> CIP:40000).
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv4(RS1.octets(), lip.octets(), 64)
+        .tcp(80, lport, 5000, 65000)
+        .syn()
+        .ack(1001)
+        .write(&mut r, b"")
+        .unwrap();
+    let Verdict::Tx(0, reply6) = dp.process(VecBuf::from_frame(&r), &meta(1)) else {
+        panic!("reply not sent")
+    };
+    let ptb = icmp6_error(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        a("2001:db8:10::fe"),
+        a(VIP6),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1300 },
+        reply6.data(),
+    );
+    let Verdict::Tx(1, out) = dp.process(ptb, &meta(0)) else {
+        panic!("not passed to the server")
+    };
+    let p = SlicedPacket::from_ethernet(out.data()).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    assert_eq!((h.source, h.destination), (lip.octets(), RS1.octets()));
+    let Some(etherparse::TransportSlice::Icmpv4(i)) = &p.transport else {
+        panic!("not icmp")
+    };
+    assert_eq!(
+        i.checksum(),
+        i.icmp_type().calc_checksum(i.payload()),
+        "ICMPv4 checksum"
+    );
+    assert_eq!((i.type_u8(), i.code_u8()), (3, 4), "fragmentation needed");
+    assert_eq!(&i.bytes5to8()[2..4], &1280u16.to_be_bytes(), "MTU - 20");
+    // The quote: the server's own SYN-ACK, RS1:80 -> LIP:lport, its IPv4 header right.
+    let q = i.payload();
+    let qh = etherparse::Ipv4Header::from_slice(q).unwrap().0;
+    assert_eq!((qh.source, qh.destination), (RS1.octets(), lip.octets()));
+    assert_eq!(qh.header_checksum, qh.calc_header_checksum());
+    assert_eq!(&q[20..24], &[0, 80, (lport >> 8) as u8, lport as u8]);
+    assert_eq!(dp.l3.stats.inet6.icmp_translated, 3);
+}
