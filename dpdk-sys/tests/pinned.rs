@@ -11,6 +11,9 @@ fn rss_flags_match_dpdk_22_11() {
     assert_eq!(RTE_ETH_RSS_NONFRAG_IPV4_TCP, 1 << 4);
     assert_eq!(RTE_ETH_RSS_NONFRAG_IPV4_UDP, 1 << 5);
     assert_eq!(RTE_ETH_RSS_NONFRAG_IPV4_OTHER, 1 << 7);
+    assert_eq!(RTE_ETH_RSS_IPV6, 1 << 8);
+    assert_eq!(RTE_ETH_RSS_NONFRAG_IPV6_TCP, 1 << 10);
+    assert_eq!(RTE_ETH_RSS_NONFRAG_IPV6_UDP, 1 << 11);
     // RTE_ETH_RSS_IP = IPV4 | FRAG_IPV4 | NONFRAG_IPV4_OTHER | IPV6 | FRAG_IPV6 | NONFRAG_IPV6_OTHER
     //                  | IPV6_EX (bits 2, 3, 7, 8, 9, 13, 15)
     assert_eq!(

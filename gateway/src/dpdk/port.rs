@@ -125,9 +125,14 @@ impl Port {
             ));
         }
         let mut conf = dpdk_sys::rte_eth_conf::default();
+        // IPv6 too (`inet6`): its TCP and UDP by addresses and ports, as IPv4's, so that IPv6
+        // replies are steered by the same key and RETA (`inet6::fullnat::Pool6`).
         let want_hf = dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_TCP
             | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_UDP
-            | dpdk_sys::RTE_ETH_RSS_IPV4;
+            | dpdk_sys::RTE_ETH_RSS_IPV4
+            | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV6_TCP
+            | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV6_UDP
+            | dpdk_sys::RTE_ETH_RSS_IPV6;
         let rss_hf = want_hf & info.rss_offloads;
         let use_rss = cfg.rss && cfg.rx_queues > 1 && rss_hf != 0;
         if use_rss {

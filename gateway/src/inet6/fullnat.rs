@@ -5,8 +5,8 @@
 //!
 //! - Local ports: worker `w` of `n` uses the ports `lport % n == w` of the configured range (the
 //!   IPv4 rule, `laddr::layout`), so whichever worker a reply reaches knows its owner and hands it
-//!   over. Steering replies to their owner by RSS (the Toeplitz hash of the IPv6 reply tuple) is not
-//!   done yet: on a NIC with RSS a reply reaches its owner directly or by one hand-over.
+//!   over; with RSS the port is also chosen so that the NIC's Toeplitz hash of the IPv6 reply tuple
+//!   delivers the reply to its owner in the first place ([`Pool6`]).
 //! - The client's address reaches the real server in the IPv6 TOA on the SYN (kind 254, length 20,
 //!   port then address: DPVS's `tcpopt_ip6_addr`, read by the toa module's IPv6 support). The MSS
 //!   is left alone: the option travels on the SYN only.
@@ -23,34 +23,90 @@ use std::net::Ipv6Addr;
 /// `laddr::DEFAULT_MAX_ATTEMPTS`).
 const MAX_ATTEMPTS: usize = 64;
 
+/// Byte offsets in the 36-byte IPv6 RSS input (`laddr::toeplitz::ipv6_l4_input`).
+const DST_IP6: usize = 16;
+const SRC_PORT6: usize = 32;
+const DST_PORT6: usize = 34;
+
+/// The Toeplitz hash of `bytes` alone at `offset` of the IPv6 input: the hash is linear, so a
+/// tuple's is the xor of its fields' (`laddr::toeplitz`).
+fn hash_at(key: &[u8], offset: usize, bytes: &[u8]) -> u32 {
+    let mut input = [0u8; crate::laddr::toeplitz::IPV6_L4_INPUT_LEN];
+    input[offset..offset + bytes.len()].copy_from_slice(bytes);
+    crate::laddr::toeplitz::toeplitz_hash(key, &input)
+}
+
 /// One worker's local addresses and ports for one IPv6 service.
+///
+/// Ports are this worker's share of the range (`lport % n == worker`). With RSS steering they are
+/// grouped by the bucket `H(0, 0, 0, lport) & mask` of the IPv6 input, as IPv4's pool groups them
+/// by the IPv4 one (`laddr::pool`): a reply RIP:rport -> LIP:lport lands on RETA entry
+/// `H(rip, lip, rport, 0) ^ bucket(lport)`, so to reach an entry this worker polls the pool takes a
+/// port from the bucket that xors to it. The NIC hashes IPv6 TCP and UDP by addresses and ports
+/// (`dpdk::port` asks for it).
 #[derive(Debug)]
 pub struct Pool6 {
-    lips: Vec<Ipv6Addr>,
-    /// This worker's share of the port range.
+    lips: Vec<(Ipv6Addr, u32)>,
+    /// This worker's ports by bucket: bucket `k` is `ports[start[k]..start[k + 1]]`.
     ports: Vec<u16>,
-    /// Where the next search starts: consecutive connections take different ports, and a freed
-    /// one is reused last.
-    cursor: usize,
+    start: Vec<usize>,
+    /// Where each bucket's next search starts: consecutive connections take different ports.
+    cursor: Vec<usize>,
+    /// The RSS key and mask, and the RETA entries this worker polls (one pseudo-entry 0 without).
+    key: Option<Vec<u8>>,
+    mask: u32,
+    entries: Vec<u16>,
+    next_entry: usize,
     next_lip: usize,
 }
 
 impl Pool6 {
     pub fn new(lips: &[Ipv6Addr], layout: &PortLayout, worker: usize) -> Pool6 {
+        let key = layout.rss_key().map(<[u8]>::to_vec);
+        let mask = layout.mask();
+        let n_buckets = mask as usize + 1;
+        let bucket = |p: u16| match &key {
+            Some(k) => (hash_at(k, DST_PORT6, &p.to_be_bytes()) & mask) as usize,
+            None => 0,
+        };
+        let mut by_bucket: Vec<Vec<u16>> = vec![Vec::new(); n_buckets];
+        for p in layout.worker_ports(worker) {
+            by_bucket[bucket(p)].push(p);
+        }
+        let mut start = vec![0];
+        let mut ports = Vec::new();
+        for b in by_bucket {
+            ports.extend(b);
+            start.push(ports.len());
+        }
         Pool6 {
-            lips: lips.to_vec(),
-            ports: layout.worker_ports(worker).collect(),
-            cursor: 0,
+            lips: lips
+                .iter()
+                .map(|&l| {
+                    (
+                        l,
+                        key.as_ref().map_or(0, |k| hash_at(k, DST_IP6, &l.octets())),
+                    )
+                })
+                .collect(),
+            ports,
+            start,
+            cursor: vec![0; n_buckets],
+            entries: layout.worker_entries(worker).to_vec(),
+            key,
+            mask,
+            next_entry: 0,
             next_lip: 0,
         }
     }
 
-    pub fn lips(&self) -> &[Ipv6Addr] {
-        &self.lips
+    pub fn lips(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.lips.iter().map(|l| l.0)
     }
 
-    /// A reply tuple RIP:rport -> LIP:lport for a new connection that the table does not hold,
-    /// or None when every local address is out of candidates (`ports_exhausted`).
+    /// A reply tuple RIP:rport -> LIP:lport for a new connection that the table does not hold and
+    /// whose replies RSS delivers to this worker, or None when every local address is out of
+    /// candidates (`ports_exhausted`).
     pub fn allocate(
         &mut self,
         rip: Ipv6Addr,
@@ -58,19 +114,37 @@ impl Pool6 {
         proto: u8,
         table: &ConnTable6,
     ) -> Option<Tuple6> {
-        if self.ports.is_empty() {
+        if self.ports.is_empty() || self.lips.is_empty() {
             return None;
         }
-        let first = self.next_lip;
-        self.next_lip = (self.next_lip + 1) % self.lips.len().max(1);
+        // H(rip, 0, rport, 0): the only hashing per allocation.
+        let remote = self.key.as_ref().map_or(0, |k| {
+            hash_at(k, 0, &rip.octets()) ^ hash_at(k, SRC_PORT6, &rport.to_be_bytes())
+        });
+        let first_lip = self.next_lip;
+        self.next_lip = (self.next_lip + 1) % self.lips.len();
+        let n_entries = self.entries.len();
         for l in 0..self.lips.len() {
-            let lip = self.lips[(first + l) % self.lips.len()];
-            for _ in 0..MAX_ATTEMPTS.min(self.ports.len()) {
-                let lport = self.ports[self.cursor];
-                self.cursor = (self.cursor + 1) % self.ports.len();
-                let reply = Tuple6::new(rip, rport, lip, lport, proto);
-                if table.lookup(&reply).is_none() {
-                    return Some(reply);
+            let (lip, lip_hash) = self.lips[(first_lip + l) % self.lips.len()];
+            let b = (remote ^ lip_hash) & self.mask;
+            let mut budget = MAX_ATTEMPTS;
+            for j in 0..n_entries {
+                let e = u32::from(self.entries[(self.next_entry + j) % n_entries]);
+                let bucket = ((b ^ e) & self.mask) as usize;
+                let (lo, hi) = (self.start[bucket], self.start[bucket + 1]);
+                let len = hi - lo;
+                for _ in 0..len.min(budget) {
+                    budget -= 1;
+                    let at = self.cursor[bucket];
+                    self.cursor[bucket] = (at + 1) % len;
+                    let reply = Tuple6::new(rip, rport, lip, self.ports[lo + at], proto);
+                    if table.lookup(&reply).is_none() {
+                        self.next_entry = (self.next_entry + 1) % n_entries;
+                        return Some(reply);
+                    }
+                }
+                if budget == 0 {
+                    break;
                 }
             }
         }
@@ -118,4 +192,50 @@ pub fn rewrite(
         delta.apply(old)
     };
     l4[at..at + 2].copy_from_slice(&new.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::laddr::toeplitz::{ipv6_l4_input, toeplitz_hash, DEFAULT_RSS_KEY};
+    use crate::laddr::{QueueMap, Reta, RssConfig, Steering};
+
+    /// With RSS, every reply tuple the pool hands out hashes (the NIC's Toeplitz over the IPv6
+    /// input) to a queue its worker polls, and its port is in the worker's share.
+    #[test]
+    fn rss_steers_ipv6_replies_to_the_allocating_worker() {
+        let steering = Steering::Rss(RssConfig {
+            key: DEFAULT_RSS_KEY.to_vec(),
+            reta: Reta::round_robin(128, 2).unwrap(),
+            queues: QueueMap::identity(2),
+        });
+        let layout = PortLayout::new(2, 1024..=65535, steering).unwrap();
+        let lips: Vec<Ipv6Addr> = ["2001:db8:20::200", "2001:db8:20::201"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        for worker in 0..2 {
+            let mut pool = Pool6::new(&lips, &layout, worker);
+            let mut table = ConnTable6::new(4096, Default::default());
+            for i in 0..500u32 {
+                let rip = Ipv6Addr::from(
+                    0x2001_0db8_0020_0000_0000_0000_0000_0011u128 + u128::from(i % 7),
+                );
+                let r = pool
+                    .allocate(rip, 80 + (i % 3) as u16, 6, &table)
+                    .expect("a port");
+                let input = ipv6_l4_input(r.src_ip(), r.dst_ip(), r.sport, r.dport);
+                let queue = layout
+                    .reta()
+                    .unwrap()
+                    .queue_of(toeplitz_hash(&DEFAULT_RSS_KEY, &input));
+                assert_eq!(usize::from(queue), worker, "reply {r:?}");
+                assert_eq!(usize::from(r.dport) % 2, worker);
+                let client = Tuple6::new(Ipv6Addr::from(u128::from(i) + 1), 1, rip, 80, 6);
+                table
+                    .insert(client, Some(r), 0, 0, 0, crate::conn::Ticks(0))
+                    .unwrap();
+            }
+        }
+    }
 }

@@ -49,6 +49,8 @@ pub enum Steering {
 
 #[derive(Debug)]
 struct Rss {
+    /// The key itself, for inputs the tables do not cover (IPv6: `inet6::fullnat`).
+    key: Vec<u8>,
     toeplitz: Toeplitz,
     reta: Reta,
     queues: QueueMap,
@@ -111,6 +113,7 @@ impl PortLayout {
                     return Err(ConfigError::NoRetaEntry(w));
                 }
                 Some(Rss {
+                    key: cfg.key.clone(),
                     toeplitz,
                     reta: cfg.reta,
                     queues: cfg.queues,
@@ -205,6 +208,11 @@ impl PortLayout {
     /// The Toeplitz tables of the RSS key, with RSS steering.
     pub fn toeplitz(&self) -> Option<&Toeplitz> {
         self.rss.as_ref().map(|r| &r.toeplitz)
+    }
+
+    /// The RSS key, with RSS steering.
+    pub fn rss_key(&self) -> Option<&[u8]> {
+        self.rss.as_ref().map(|r| r.key.as_slice())
     }
 
     /// The redirection table, with RSS steering.
