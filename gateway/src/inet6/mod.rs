@@ -13,18 +13,20 @@
 //!   lines per entry, so the IPv4 entry stays one). Scheduling is the IPv4 services' (`service`),
 //!   one scheduler state per service per worker; reused client ports as IPv4's (`forward::reuse`).
 //! - [`fullnat`]: the FullNAT rewrite and the IPv6 local-address pools; the IPv6 TOA.
-//! - [`nat64`]: IPv6 clients, IPv4 real servers (RFC 7915), connections in the IPv6 table.
+//! - [`nat64`]: IPv6 clients, IPv4 real servers (RFC 7915, ICMP errors too), connections in the
+//!   IPv6 table.
 //! - [`icmp`]: ICMPv6 errors about FullNAT connections passed on translated; Packet Too Big for
 //!   TUN.
 //! - [`frag6`]: the later fragments of a datagram follow its first one.
 //!
 //! Which worker: the packets of one IPv6 flow stay on the worker RSS (or the kernel's fanout) gives
-//! them; a FullNAT or NAT64 reply reaches its connection through the owner of its local port, a NAT
-//! one through the owner of its client's address and port (`forward::owner`), as for IPv4.
+//! them; a FullNAT reply is steered to its connection's worker by the local port RSS-aware choice
+//! (`fullnat::Pool6`), else handed to the owner of its local port, as a NAT64 one is (the IPv4
+//! pool's), a NAT one to the owner of its client's address and port (`forward::owner`), as for
+//! IPv4.
 //!
-//! What is not here yet (issue 17): RSS steering of IPv6 replies by the Toeplitz hash of the IPv6
-//! tuple (they may take one hand-over), ICMP errors between the families for NAT64 (RFC 7915 4.2,
-//! 5.2) and ICMPv6 errors about NAT, DR and TUN connections, the burst pipeline's batched lookups
+//! What is not here yet (issue 17): ICMPv6 errors about NAT, DR and TUN connections and NAT64
+//! fragments (dropped), the burst pipeline's batched lookups
 //! (IPv6 frames are processed one by one), HA sync of IPv6 connections (`sync` carries IPv4 ones),
 //! the kernel mirror of IPv6 addresses and routes, health checks, access lists, client limits, the
 //! SYN proxy and persistence netmasks for IPv6 services (refused by the config, not ignored).
