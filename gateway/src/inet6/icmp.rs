@@ -7,8 +7,10 @@
 //! - from the client side (to the VIP, quoting VIP:vport -> CIP:cport, a reply the gateway
 //!   translated): to the real server from the LIP, quoting RIP:rport -> LIP:lport, the server's own
 //!   packet, so a Packet Too Big on the client's path reaches the server that must send smaller
-//!   segments (path MTU discovery, RFC 8201); for DR and TUN connections the gateway never sends
-//!   the client anything, so there is nothing to translate and the error is dropped.
+//!   segments (path MTU discovery, RFC 8201); for DR and TUN connections, whose servers answer the
+//!   client themselves from the VIP, the error goes to the server unchanged (by MAC, or in the
+//!   tunnel), as IPVS passes them on;
+//! - NAT64 connections: `nat64` translates between the families.
 //!
 //! The quote's ports and addresses are rewritten with its TCP or UDP checksum when the quote holds
 //! it, and the ICMPv6 checksum recomputed over the whole message (errors are rare and short).
@@ -103,6 +105,38 @@ pub fn error<B: PacketBuf>(
             if let Some((id, _)) = v6.conns.lookup(&t) {
                 return super::nat64::icmp6_error(v6, l3, pkt, v, id);
             }
+        }
+        if c.mode == mode::DR || c.mode == mode::TUN {
+            // The real server answered the client itself, from the VIP: an error about its
+            // packet (a packet too big on the way) is its to hear, passed on as IPVS does.
+            let rip = fwd
+                .services()
+                .services
+                .get(c.svc as usize)
+                .and_then(|vs| vs.svc.reals().get(c.rs as usize))
+                .map(|r| r.addr);
+            let Some(std::net::IpAddr::V6(rip)) = rip else {
+                return Verdict::Drop(Drop::NoRealServer.into(), pkt);
+            };
+            let Some(route) = l3.topo().routes6.lookup(rip).copied() else {
+                return Verdict::Drop(Drop::NoRoute.into(), pkt);
+            };
+            let pkt = if c.mode == mode::TUN {
+                let Some(src) = l3.topo().source6_for(route.port, rip) else {
+                    return Verdict::Drop(Drop::NoRoute.into(), pkt);
+                };
+                match super::service::encapsulate(pkt, src, rip, fwd.mtu()) {
+                    Ok(p) => p,
+                    Err(p) => return Verdict::Drop(Drop::Ipv6TooBig.into(), p),
+                }
+            } else {
+                pkt
+            };
+            let verdict = nd::send_to(v6, l3, pkt, route.l2_target(rip), route.port);
+            if !matches!(verdict, Verdict::Drop(..)) {
+                l3.stats.inet6.icmp_translated += 1;
+            }
+            return verdict;
         }
     }
     let Some(c) = c.filter(|c| c.mode == mode::FULLNAT) else {

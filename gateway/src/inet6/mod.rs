@@ -15,8 +15,8 @@
 //! - [`fullnat`]: the FullNAT rewrite and the IPv6 local-address pools; the IPv6 TOA.
 //! - [`nat64`]: IPv6 clients, IPv4 real servers (RFC 7915, ICMP errors too), connections in the
 //!   IPv6 table.
-//! - [`icmp`]: ICMPv6 errors about FullNAT connections passed on translated; Packet Too Big for
-//!   TUN.
+//! - [`icmp`]: ICMPv6 errors about FullNAT connections passed on translated, about DR and TUN
+//!   servers' answers passed to the server; Packet Too Big for TUN.
 //! - [`frag6`]: the later fragments of a datagram follow its first one.
 //!
 //! Which worker: the packets of one IPv6 flow stay on the worker RSS (or the kernel's fanout) gives
@@ -25,8 +25,8 @@
 //! pool's), a NAT one to the owner of its client's address and port (`forward::owner`), as for
 //! IPv4.
 //!
-//! What is not here yet (issue 17): ICMPv6 errors about NAT, DR and TUN connections and NAT64
-//! fragments (dropped), the burst pipeline's batched lookups
+//! What is not here yet (issue 17): ICMPv6 errors about NAT connections and NAT64 fragments
+//! (dropped), the burst pipeline's batched lookups
 //! (IPv6 frames are processed one by one), HA sync of IPv6 connections (`sync` carries IPv4 ones),
 //! the kernel mirror of IPv6 addresses and routes, health checks, access lists, client limits, the
 //! SYN proxy and persistence netmasks for IPv6 services (refused by the config, not ignored).

@@ -417,7 +417,12 @@ fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId) -> bool {
 /// Wraps the frame's IPv6 packet in an outer IPv6 header from `src` to `dst` (RFC 2473 3),
 /// keeping the Ethernet header in front. `Err` (the packet back) when the result would exceed
 /// `mtu` or the buffer has no headroom.
-fn encapsulate<B: PacketBuf>(mut pkt: B, src: Ipv6Addr, dst: Ipv6Addr, mtu: u16) -> Result<B, B> {
+pub(super) fn encapsulate<B: PacketBuf>(
+    mut pkt: B,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    mtu: u16,
+) -> Result<B, B> {
     let inner = pkt.len() - ethernet::HEADER_LEN;
     let outer = inner + ipv6::HEADER_LEN;
     if outer > usize::from(mtu) || !pkt.prepend(ipv6::HEADER_LEN) {

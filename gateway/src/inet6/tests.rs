@@ -1423,3 +1423,71 @@ fn nat64_icmp_errors_cross_the_families() {
     assert_eq!(&q[20..24], &[0, 80, (lport >> 8) as u8, lport as u8]);
     assert_eq!(dp.l3.stats.inet6.icmp_translated, 3);
 }
+
+/// An error about a DR or TUN server's own answer (from the VIP, not through the gateway) goes to
+/// that server: by MAC for DR, in the tunnel for TUN.
+#[test]
+fn icmpv6_errors_about_dr_and_tun_answers_reach_their_server() {
+    let mut dp = dp();
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    assert!(matches!(
+        dp.process(tcp6(40000, true, b""), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    assert!(matches!(
+        dp.process(udp6(5353, b"q"), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    let router = a("2001:db8:10::fe");
+    let answer = |tcp: bool| {
+        let b = PacketBuilder::ethernet2(RS1_MAC.0, CLIENT_MAC.0).ipv6(
+            a(VIP6).octets(),
+            a(CLIENT6).octets(),
+            64,
+        );
+        let mut v = Vec::new();
+        if tcp {
+            b.tcp(80, 40000, 5000, 65000)
+                .ack(1)
+                .write(&mut v, &[0u8; 1300])
+                .unwrap();
+        } else {
+            b.udp(53, 5353).write(&mut v, &[0u8; 1300]).unwrap();
+        }
+        v.truncate(14 + 40 + 64);
+        v
+    };
+    let ptb = |tcp: bool| {
+        icmp6_error(
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            router,
+            a(VIP6),
+            etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 },
+            &answer(tcp),
+        )
+    };
+    let sent = ptb(true).data().to_vec();
+    let Verdict::Tx(1, out) = dp.process(ptb(true), &meta(0)) else {
+        panic!("DR: not passed to the server")
+    };
+    assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS1_MAC);
+    assert_eq!(
+        out.data()[12..],
+        sent[12..],
+        "DR: unchanged but for the MACs"
+    );
+    let sent = ptb(false).data().to_vec();
+    let Verdict::Tx(1, out) = dp.process(ptb(false), &meta(0)) else {
+        panic!("TUN: not passed to the server")
+    };
+    let o = out.data();
+    assert_eq!(
+        (o[20], &o[38..54]),
+        (41, &a(RS6_1).octets()[..]),
+        "in the tunnel"
+    );
+    assert_eq!(o[54..], sent[14..], "TUN: the error inside, unchanged");
+    assert_eq!(dp.l3.stats.inet6.icmp_translated, 2);
+}
