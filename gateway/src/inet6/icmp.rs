@@ -10,6 +10,9 @@
 //!   segments (path MTU discovery, RFC 8201); for DR and TUN connections, whose servers answer the
 //!   client themselves from the VIP, the error goes to the server unchanged (by MAC, or in the
 //!   tunnel), as IPVS passes them on;
+//! - NAT: from the client's side to the server (quoting RIP:rport -> CIP:cport, the outer source
+//!   kept); from the server's side (an error a NAT server, routing through the gateway, sends
+//!   the client about the gateway's packet) to the client from the VIP, as FullNAT's;
 //! - NAT64 connections: `nat64` translates between the families.
 //!
 //! The quote's ports and addresses are rewritten with its TCP or UDP checksum when the quote holds
@@ -139,22 +142,38 @@ pub fn error<B: PacketBuf>(
             return verdict;
         }
     }
-    let Some(c) = c.filter(|c| c.mode == mode::FULLNAT) else {
+    let Some(c) = c.filter(|c| c.mode == mode::FULLNAT || c.mode == mode::NAT) else {
+        // Another worker's: a FullNAT one lives with the owner of its local port, a NAT one with
+        // the owner of its client (both in the quote's source).
         let layout = fwd.layout();
-        let lport = q.src.1;
-        if !from_client && !meta.from_peer && layout.contains(lport) {
-            let owner = layout.owner_of(lport);
-            if owner != usize::from(l3.worker) {
-                return Verdict::ToWorker(owner as u16, pkt);
+        let (from, port) = q.src;
+        let owner = if fwd.services().is_lip6(from) && layout.contains(port) {
+            Some(layout.owner_of(port))
+        } else if fwd.services().is_lip6(from) {
+            None
+        } else {
+            Some(crate::forward::owner::owner_of_client6(
+                from,
+                port,
+                fwd.n_workers(),
+            ))
+        };
+        match owner {
+            Some(w) if !from_client && !meta.from_peer && w != usize::from(l3.worker) => {
+                return Verdict::ToWorker(w as u16, pkt)
             }
+            _ => return Verdict::Drop(Drop::NoConn.into(), pkt),
         }
-        return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
     let (client, Some(reply)) = (c.client(), c.reply()) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
     // (outer source, outer destination) and the quote's (source, destination) after translation.
-    let (outer, quote) = if from_client {
+    let (outer, quote) = if from_client && c.mode == mode::NAT {
+        // NAT: the server knows the client; the error reaches it from where it came.
+        let (rip, cip) = ((reply.src_ip(), reply.sport), (reply.dst_ip(), reply.dport));
+        ((v.src, rip.0), (rip, cip))
+    } else if from_client {
         let (lip, rip) = ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport));
         ((lip.0, rip.0), (rip, lip))
     } else {

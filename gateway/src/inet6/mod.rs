@@ -25,8 +25,7 @@
 //! pool's), a NAT one to the owner of its client's address and port (`forward::owner`), as for
 //! IPv4.
 //!
-//! What is not here yet (issue 17): ICMPv6 errors about NAT connections and NAT64 fragments
-//! (dropped), the burst pipeline's batched lookups
+//! What is not here yet (issue 17): NAT64 fragments (dropped), the burst pipeline's batched lookups
 //! (IPv6 frames are processed one by one), HA sync of IPv6 connections (`sync` carries IPv4 ones),
 //! the kernel mirror of IPv6 addresses and routes, health checks, access lists, client limits, the
 //! SYN proxy and persistence netmasks for IPv6 services (refused by the config, not ignored).
@@ -379,11 +378,12 @@ impl<B: PacketBuf> Inet6<B> {
         }
         let local = is_vip || is_lip || l3.topo().owns6(v.dst);
         if !local {
-            let nat = matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP)
-                && !v.fragment
-                && fwd.services().is_nat_real6(v.src);
-            if nat {
+            let nat_real = !v.fragment && fwd.services().is_nat_real6(v.src);
+            if nat_real && matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {
                 return service::nat_reply(self, l3, fwd, pkt, meta, &v);
+            }
+            if nat_real && icmp_error {
+                return icmp::error(self, l3, fwd, pkt, meta, &v, false);
             }
             return Verdict::Drop(Drop::Ipv6NotForUs.into(), pkt);
         }

@@ -1491,3 +1491,60 @@ fn icmpv6_errors_about_dr_and_tun_answers_reach_their_server() {
     assert_eq!(o[54..], sent[14..], "TUN: the error inside, unchanged");
     assert_eq!(dp.l3.stats.inet6.icmp_translated, 2);
 }
+
+/// NAT: errors cross too, the server's side learning of its own packet with the client kept.
+#[test]
+fn icmpv6_errors_about_nat6_connections_are_translated() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat6(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, syn) = dp.process(tcp6_to(8081, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let syn = syn.data().to_vec();
+    let Verdict::Tx(0, back) = dp.process(VecBuf::from_frame(&nat_answer(40000)), &meta(1)) else {
+        panic!("reply not sent")
+    };
+    let router = a("2001:db8:10::fe");
+    let ptb = icmp6_error(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        router,
+        a(VIP6),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 },
+        back.data(),
+    );
+    let Verdict::Tx(1, out) = dp.process(ptb, &meta(0)) else {
+        panic!("not passed to the server")
+    };
+    let (src, dst, _, msg) = icmp_of(out.data());
+    assert_eq!((src, dst), (router, a(RS6_1)), "the outer source kept");
+    let mut quoted = vec![0u8; 14];
+    quoted.extend_from_slice(&msg[8..]);
+    quoted[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let (s, sp, d, dp_, _) = tcp_of(&quoted);
+    assert_eq!((s, sp, d, dp_), (a(RS6_1), 8080, a(CLIENT6), 40000));
+    // The server's side: RS1 tells the client (through the gateway) its SYN was unwelcome.
+    let unreach = icmp6_error(
+        (RS1_MAC, SERVER_PORT_MAC),
+        a(RS6_1),
+        a(CLIENT6),
+        etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ),
+        &syn,
+    );
+    let Verdict::Tx(0, out) = dp.process(unreach, &meta(1)) else {
+        panic!("not passed to the client")
+    };
+    let (src, dst, _, msg) = icmp_of(out.data());
+    assert_eq!((src, dst), (a(VIP6), a(CLIENT6)));
+    let mut quoted = vec![0u8; 14];
+    quoted.extend_from_slice(&msg[8..]);
+    quoted[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let (s, sp, d, dp_, _) = tcp_of(&quoted);
+    assert_eq!((s, sp, d, dp_), (a(CLIENT6), 40000, a(VIP6), 8081));
+}
