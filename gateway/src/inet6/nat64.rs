@@ -240,14 +240,7 @@ pub fn from_server<B: PacketBuf>(
     if ip.protocol == IpProtocol::UDP {
         udp_checksum_if_absent(d, vip, cip);
     }
-    let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
-        return Verdict::Drop(Drop::NoRoute.into(), pkt);
-    };
-    let verdict = nd::send_to(v6, l3, pkt, route.l2_target(cip), route.port);
-    if !matches!(verdict, Verdict::Drop(..)) {
-        l3.stats.inet6.forwarded += 1;
-    }
-    verdict
+    super::service::to_client(v6, l3, pkt, cip)
 }
 
 /// Writes the ports and applies the checksum change to a TCP or UDP header (`to_v6`: the result

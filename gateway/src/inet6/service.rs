@@ -280,7 +280,8 @@ fn new_conn<B: PacketBuf>(
 }
 
 /// A packet from a real server to an IPv6 local address: the reply of a FullNAT connection,
-/// translated back toward its client; a reply of another worker's connection is handed to it.
+/// translated back toward its client; a reply of another worker's connection is handed to the
+/// owner of its local port.
 pub fn from_server<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
@@ -289,46 +290,7 @@ pub fn from_server<B: PacketBuf>(
     meta: &RxMeta,
     v: &Ipv6In,
 ) -> Verdict<B> {
-    let (mut pkt, sport, dport, flags) = match l4_of(pkt, meta, v) {
-        Ok(x) => x,
-        Err(verdict) => return verdict,
-    };
-    let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
-    let id = match v6.conns.lookup(&tuple) {
-        Some((id, Dir::Reply)) => id,
-        _ => {
-            let layout = fwd.layout();
-            if !meta.from_peer && layout.contains(dport) {
-                let owner = layout.owner_of(dport);
-                if owner != usize::from(l3.worker) {
-                    return Verdict::ToWorker(owner as u16, pkt);
-                }
-            }
-            return Verdict::Drop(Drop::NoConn.into(), pkt);
-        }
-    };
-    let change = v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms));
-    let Some(c) = v6.conns.get(id) else {
-        return Verdict::Drop(Drop::NoConn.into(), pkt);
-    };
-    count_activity(fwd.services(), c, change.activity());
-    let client = c.client();
-    let (cip, vip) = (client.src_ip(), client.dst_ip());
-    fullnat::rewrite(
-        pkt.data_mut(),
-        v.l4_off,
-        v.proto,
-        (vip, client.dport),
-        (cip, client.sport),
-    );
-    let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
-        return Verdict::Drop(Drop::NoRoute.into(), pkt);
-    };
-    let verdict = nd::send_to(v6, l3, pkt, route.l2_target(cip), route.port);
-    if !matches!(verdict, Verdict::Drop(..)) {
-        l3.stats.inet6.forwarded += 1;
-    }
-    verdict
+    reply(v6, l3, fwd, pkt, meta, v, ReplyOwner::LocalPort)
 }
 
 /// A packet from an IPv6 NAT real server to a client: the reply of a NAT connection, given the
@@ -342,17 +304,50 @@ pub fn nat_reply<B: PacketBuf>(
     meta: &RxMeta,
     v: &Ipv6In,
 ) -> Verdict<B> {
+    reply(v6, l3, fwd, pkt, meta, v, ReplyOwner::Client)
+}
+
+/// Which worker holds a reply's connection when this one does not.
+#[derive(Clone, Copy)]
+enum ReplyOwner {
+    /// The owner of the local port it is addressed to (FullNAT).
+    LocalPort,
+    /// The owner of the client's address and port it is addressed to (NAT).
+    Client,
+}
+
+/// A real server's reply: the connection found by the reply tuple, the packet sent to the client
+/// from VIP:vport (FullNAT also changes the destination; for NAT it already is the client).
+fn reply<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+    owner: ReplyOwner,
+) -> Verdict<B> {
     let (mut pkt, sport, dport, flags) = match l4_of(pkt, meta, v) {
         Ok(x) => x,
         Err(verdict) => return verdict,
     };
     let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
     let Some((id, Dir::Reply)) = v6.conns.lookup(&tuple) else {
-        let owner = crate::forward::owner::owner_of_client6(v.dst, dport, fwd.n_workers());
-        if !meta.from_peer && owner != usize::from(l3.worker) {
-            return Verdict::ToWorker(owner as u16, pkt);
-        }
-        return Verdict::Drop(Drop::NoConn.into(), pkt);
+        let layout = fwd.layout();
+        let w = match owner {
+            ReplyOwner::LocalPort => layout.contains(dport).then(|| layout.owner_of(dport)),
+            ReplyOwner::Client => Some(crate::forward::owner::owner_of_client6(
+                v.dst,
+                dport,
+                fwd.n_workers(),
+            )),
+        };
+        return match w {
+            Some(w) if !meta.from_peer && w != usize::from(l3.worker) => {
+                Verdict::ToWorker(w as u16, pkt)
+            }
+            _ => Verdict::Drop(Drop::NoConn.into(), pkt),
+        };
     };
     let change = v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms));
     let Some(c) = v6.conns.get(id) else {
@@ -363,6 +358,16 @@ pub fn nat_reply<B: PacketBuf>(
     let (cip, vip) = (client.src_ip(), client.dst_ip());
     let (src, dst) = ((vip, client.dport), (cip, client.sport));
     fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
+    to_client(v6, l3, pkt, cip)
+}
+
+/// Sends an IPv6 packet to client `cip` through the IPv6 routes, counting it forwarded.
+pub(super) fn to_client<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    pkt: B,
+    cip: Ipv6Addr,
+) -> Verdict<B> {
     let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
     };
