@@ -1302,7 +1302,6 @@ pub fn validate_service_entries(
                         s.check.is_some() || s.reals.iter().any(|r| r.check.is_some()),
                     ),
                     ("sorry_server", s.sorry_server.is_some()),
-                    ("acl", !s.acl.is_empty()),
                     ("synproxy", s.synproxy != "off"),
                     ("client_limit", s.client_limit.is_some()),
                     ("syn_retry", s.syn_retry),
@@ -1642,9 +1641,9 @@ mod tests {
                 "interface",
             ),
             (
-                dual("acl = [\"allow 10.0.0.0/8\"]", dr, ""),
+                dual("acl = [\"allow 2001:db8::1/64\"]", dr, ""),
                 "service[2].acl",
-                "IPv6",
+                "host bits",
             ),
             (
                 dual("synproxy = \"on\"", dr, ""),

@@ -6,16 +6,21 @@
 //! none matches, the client is allowed unless the list has an `allow` rule (then it is an
 //! allow-list, and what it does not name is refused). Each rule counts the connections it
 //! decided, and so does the default. Connections already open when a list changes go on.
+//!
+//! A prefix is IPv4 or IPv6 (`allow 2001:db8::/32`; a bare IPv6 address is a /128); a rule only
+//! matches clients of its family. Decided once per new connection, so the 128-bit compare costs
+//! nothing that matters.
 
-use crate::net::Ipv4Cidr;
-use std::net::Ipv4Addr;
+use crate::net::{Ipv4Cidr, Ipv6Cidr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AclRule {
-    /// Network address (host bits cleared) and mask, host order.
-    net: u32,
-    mask: u32,
+    /// Network address (host bits cleared) and mask, host order: an IPv4 one in the low 32 bits.
+    net: u128,
+    mask: u128,
+    v6: bool,
     pub allow: bool,
 }
 
@@ -31,6 +36,31 @@ impl AclRule {
             "deny" => false,
             v => return Err(format!("{v:?} in {s:?} is neither allow nor deny")),
         };
+        if prefix.contains(':') {
+            let cidr: Ipv6Cidr = match prefix.contains('/') {
+                true => prefix.parse()?,
+                false => Ipv6Cidr::new(
+                    prefix
+                        .parse()
+                        .map_err(|_| format!("{prefix:?} is not an IPv6 address or prefix"))?,
+                    128,
+                )
+                .ok_or("prefix")?,
+            };
+            if cidr.network() != cidr.addr {
+                return Err(format!(
+                    "{prefix} has host bits set (the prefix is {}/{})",
+                    cidr.network(),
+                    cidr.len
+                ));
+            }
+            return Ok(AclRule {
+                net: u128::from(cidr.network()),
+                mask: cidr.mask(),
+                v6: true,
+                allow,
+            });
+        }
         let cidr: Ipv4Cidr = match prefix.contains('/') {
             true => prefix.parse()?,
             false => Ipv4Cidr::new(
@@ -49,23 +79,33 @@ impl AclRule {
             ));
         }
         Ok(AclRule {
-            net: u32::from(cidr.network()),
-            mask: cidr.mask(),
+            net: u128::from(u32::from(cidr.network())),
+            mask: u128::from(cidr.mask()),
+            v6: false,
             allow,
         })
     }
 
+    /// Whether the rule's prefix holds `ip` (never for the other family).
     #[inline]
-    pub fn matches(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask == self.net
+    pub fn matches(&self, ip: IpAddr) -> bool {
+        let (v6, a) = match ip {
+            IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+            IpAddr::V6(a) => (true, u128::from(a)),
+        };
+        v6 == self.v6 && a & self.mask == self.net
     }
 }
 
 impl std::fmt::Display for AclRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let verb = if self.allow { "allow" } else { "deny" };
-        let net = Ipv4Addr::from(self.net);
-        write!(f, "{verb} {net}/{}", self.mask.count_ones())
+        let len = self.mask.count_ones();
+        if self.v6 {
+            write!(f, "{verb} {}/{len}", Ipv6Addr::from(self.net))
+        } else {
+            write!(f, "{verb} {}/{len}", Ipv4Addr::from(self.net as u32))
+        }
     }
 }
 
@@ -80,7 +120,7 @@ pub fn parse_list(rules: &[String]) -> Result<Vec<AclRule>, String> {
 
 /// Which rule decides for `client` (`rules.len()` for the default) and whether it may connect.
 #[inline]
-pub fn decide(rules: &[AclRule], client: Ipv4Addr) -> (usize, bool) {
+pub fn decide(rules: &[AclRule], client: IpAddr) -> (usize, bool) {
     match rules.iter().position(|r| r.matches(client)) {
         Some(i) => (i, rules[i].allow),
         None => (rules.len(), !rules.iter().any(|r| r.allow)),
@@ -97,7 +137,7 @@ mod tests {
 
     #[test]
     fn the_first_matching_rule_decides_and_an_allow_list_refuses_the_rest() {
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let deny_then_allow = list(&["deny 10.10.0.66", "allow 10.10.0.0/24"]);
         let shown: Vec<String> = deny_then_allow.iter().map(|r| r.to_string()).collect();
         assert_eq!(shown, ["deny 10.10.0.66/32", "allow 10.10.0.0/24"]);
@@ -114,6 +154,26 @@ mod tests {
         assert_eq!(decide(&[], ip("1.2.3.4")), (0, true));
         let everyone = list(&["allow 0.0.0.0/0"]);
         assert_eq!(decide(&everyone, ip("203.0.113.9")), (0, true));
+        // IPv6: its own prefixes; a rule of the other family never matches.
+        let v6 = list(&[
+            "deny 2001:db8:66::1",
+            "allow 2001:db8::/32",
+            "allow 10.0.0.0/8",
+        ]);
+        let shown: Vec<String> = v6.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "deny 2001:db8:66::1/128",
+                "allow 2001:db8::/32",
+                "allow 10.0.0.0/8"
+            ]
+        );
+        assert_eq!(decide(&v6, ip("2001:db8:66::1")), (0, false));
+        assert_eq!(decide(&v6, ip("2001:db8:1::9")), (1, true));
+        assert_eq!(decide(&v6, ip("2001:db9::1")), (3, false), "an allow-list");
+        assert_eq!(decide(&v6, ip("10.1.2.3")), (2, true));
+        assert_eq!(decide(&list(&["allow ::/0"]), ip("10.1.2.3")), (1, false));
     }
 
     #[test]
@@ -125,6 +185,9 @@ mod tests {
             ("deny 10.0.0.1/8", "host bits set"),
             ("deny 10.0.0.0/33", "over 32"),
             ("allow ten", "not an IPv4 address"),
+            ("deny 2001:db8::1/32", "host bits set"),
+            ("deny 2001:db8::/129", "over 128"),
+            ("allow 2001:db8::g", "not an IPv6 address"),
         ] {
             let e = parse_list(&["allow 10.0.0.0/8".into(), bad.into()]).unwrap_err();
             assert!(e.starts_with("rule 2: ") && e.contains(why), "{bad}: {e}");

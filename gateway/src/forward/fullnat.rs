@@ -37,7 +37,7 @@ use crate::wire::{
     icmp, ipv4, tcp, IcmpPacket, IpInfo, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
 };
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 /// Traffic of one real server of one service on one worker (`ipvsadm --stats`): plain counters,
@@ -668,6 +668,24 @@ impl Forwarder {
         &self.layout
     }
 
+    /// Whether service `si`'s access list lets `client` open a connection, counting the rule that
+    /// decided (`acl`; either family).
+    pub fn acl_allows(&mut self, si: u32, client: IpAddr) -> bool {
+        let rules = &self.services.services[si as usize].acl;
+        if rules.is_empty() {
+            return true;
+        }
+        let (rule, allowed) = acl::decide(rules, client);
+        if let Some(n) = self
+            .acl_hits
+            .get_mut(si as usize)
+            .and_then(|h| h.get_mut(rule))
+        {
+            *n += 1;
+        }
+        allowed
+    }
+
     /// `[conn] capacity6`.
     pub fn capacity6(&self) -> u32 {
         self.capacity6
@@ -1143,19 +1161,8 @@ impl Forwarder {
             return Verdict::Drop(Drop::NoService.into(), pkt);
         };
         // Who may connect: decided before any state exists (`acl`).
-        let rules = &self.services.services[si as usize].acl;
-        if !rules.is_empty() {
-            let (rule, allowed) = acl::decide(rules, ip.src);
-            if let Some(n) = self
-                .acl_hits
-                .get_mut(si as usize)
-                .and_then(|h| h.get_mut(rule))
-            {
-                *n += 1;
-            }
-            if !allowed {
-                return Verdict::Drop(Drop::AclDenied.into(), pkt);
-            }
+        if !self.acl_allows(si, IpAddr::V4(ip.src)) {
+            return Verdict::Drop(Drop::AclDenied.into(), pkt);
         }
         // The SYN proxy: a SYN is answered with a cookie and leaves no state; an ACK that proves
         // one opens the connection.

@@ -209,16 +209,21 @@ fn new_conn<B: PacketBuf>(
     let (vip, dport) = (tuple.dst_ip(), tuple.dport);
     let worker = usize::from(l3.worker);
     let layout = std::sync::Arc::clone(fwd.layout());
-    let (services, sched) = fwd.services_and_sched();
+    let services = fwd.services();
     let si = services
         .find6(vip, dport, tuple.proto)
         .ok_or(Drop::NoService)?;
-    let vs = &services.services[si as usize];
     let is_tcp = tuple.proto == crate::conn::PROTO_TCP;
     let sloppy = is_tcp && !syn;
-    if sloppy && !vs.sloppy_tcp {
+    if sloppy && !services.services[si as usize].sloppy_tcp {
         return Err(Drop::NoConn);
     }
+    // Who may connect: decided before any state exists (`forward::acl`).
+    if !fwd.acl_allows(si, IpAddr::V6(tuple.src_ip())) {
+        return Err(Drop::AclDenied);
+    }
+    let (services, sched) = fwd.services_and_sched();
+    let vs = &services.services[si as usize];
     let key = ClientKey::new(tuple.src_ip(), tuple.sport, vip);
     let state = sched.get_mut(si as usize).ok_or(Drop::NoService)?;
     let ri = state

@@ -1548,3 +1548,20 @@ fn icmpv6_errors_about_nat6_connections_are_translated() {
     let (s, sp, d, dp_, _) = tcp_of(&quoted);
     assert_eq!((s, sp, d, dp_), (a(CLIENT6), 40000, a(VIP6), 8081));
 }
+
+/// An IPv6 service's access list decides on IPv6 prefixes, counted per rule.
+#[test]
+fn an_ipv6_access_list_refuses_before_any_state() {
+    let cfg = config6().replacen(
+        "vip = \"2001:db8:10::100\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"rr\"",
+        "vip = \"2001:db8:10::100\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"rr\"\nacl = [\"deny 2001:db8:10::2\", \"allow 2001:db8::/32\"]",
+        1,
+    );
+    assert_ne!(cfg, config6());
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+    let v = dp.process(tcp6(40000, true, b""), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(AclDenied)");
+    assert!(dp.v6.conns.is_empty());
+    let hits: Vec<_> = dp.fwd.acl_entries().map(|(_, h)| h.to_vec()).collect();
+    assert_eq!(hits, [vec![1, 0, 0]]);
+}
