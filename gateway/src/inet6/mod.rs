@@ -27,7 +27,7 @@
 //!
 //! What is not here yet (issue 17): NAT64 fragments (dropped), the burst pipeline's batched lookups
 //! (IPv6 frames are processed one by one), HA sync of IPv6 connections (`sync` carries IPv4 ones),
-//! the kernel mirror of IPv6 addresses and routes, health checks, access lists, client limits, the
+//! the kernel mirror of IPv6 addresses and routes, health checks, client limits, the
 //! SYN proxy and persistence netmasks for IPv6 services (refused by the config, not ignored).
 
 pub mod frag6;
