@@ -82,7 +82,7 @@ pub fn error<B: PacketBuf>(
     v: &Ipv6In,
     from_client: bool,
 ) -> Verdict<B> {
-    if v.fragment {
+    if v.is_fragment() {
         return Verdict::Drop(Drop::Ipv6Fragment.into(), pkt);
     }
     let m = &pkt.data()[v.l4_off..v.end];

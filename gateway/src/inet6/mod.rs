@@ -182,9 +182,14 @@ pub struct Ipv6In {
     pub proto: IpProtocol,
     pub l4_off: usize,
     pub end: usize,
-    pub fragment: bool,
     /// The fragment header, for a fragment.
     pub frag: Option<ipv6::Fragment>,
+}
+
+impl Ipv6In {
+    pub fn is_fragment(&self) -> bool {
+        self.frag.is_some()
+    }
 }
 
 impl<B: PacketBuf> Inet6<B> {
@@ -337,7 +342,7 @@ impl<B: PacketBuf> Inet6<B> {
         };
         // Ethernet padding is not data.
         pkt.set_len(v.end);
-        if v.proto == IpProtocol::ICMPV6 && !v.fragment {
+        if v.proto == IpProtocol::ICMPV6 && !v.is_fragment() {
             match pkt.data().get(v.l4_off).copied().map(Icmpv6Type) {
                 Some(Icmpv6Type::NEIGHBOR_SOLICIT) => {
                     return nd::solicitation(self, l3, fwd.services(), pkt, meta, &v)
@@ -364,7 +369,9 @@ impl<B: PacketBuf> Inet6<B> {
         if icmp_error && (is_vip || is_lip) {
             return icmp::error(self, l3, fwd, pkt, meta, &v, is_vip);
         }
-        if matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) && v.fragment && (is_vip || is_lip)
+        if matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP)
+            && v.is_fragment()
+            && (is_vip || is_lip)
         {
             return self.fragment(l3, fwd, pkt, meta, &v, is_vip);
         }
@@ -378,7 +385,7 @@ impl<B: PacketBuf> Inet6<B> {
         }
         let local = is_vip || is_lip || l3.topo().owns6(v.dst);
         if !local {
-            let nat_real = !v.fragment && fwd.services().is_nat_real6(v.src);
+            let nat_real = !v.is_fragment() && fwd.services().is_nat_real6(v.src);
             if nat_real && matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {
                 return service::nat_reply(self, l3, fwd, pkt, meta, &v);
             }
@@ -388,7 +395,7 @@ impl<B: PacketBuf> Inet6<B> {
             return Verdict::Drop(Drop::Ipv6NotForUs.into(), pkt);
         }
         let echo = v.proto == IpProtocol::ICMPV6
-            && !v.fragment
+            && !v.is_fragment()
             && pkt.data().get(v.l4_off) == Some(&Icmpv6Type::ECHO_REQUEST.0);
         if echo {
             return echo_reply(l3, pkt, meta, &v);
@@ -450,7 +457,6 @@ pub fn parse(frame: &[u8]) -> Result<Ipv6In, Drop> {
         proto: upper.proto,
         l4_off: l3_off + ipv6::HEADER_LEN + upper.offset,
         end: l3_off + ipv6::HEADER_LEN + usize::from(ip.payload_len()),
-        fragment: upper.fragment.is_some(),
         frag: upper.fragment,
     })
 }

@@ -34,7 +34,7 @@ const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 /// The checks every neighbour discovery message passes (RFC 4861 7.1.1, 7.1.2), and its target.
 fn validate<B: PacketBuf>(pkt: &B, v: &Ipv6In) -> Option<Ipv6Addr> {
-    if v.hop_limit != icmpv6::ND_HOP_LIMIT || v.fragment {
+    if v.hop_limit != icmpv6::ND_HOP_LIMIT || v.is_fragment() {
         return None;
     }
     let m = Icmpv6Packet::new_checked(&pkt.data()[v.l4_off..v.end]).ok()?;

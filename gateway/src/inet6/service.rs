@@ -40,7 +40,7 @@ const TUNNEL_HOP_LIMIT: u8 = 64;
 fn l4_of<B: PacketBuf>(pkt: B, meta: &RxMeta, v: &Ipv6In) -> Result<(B, u16, u16, u8), Verdict<B>> {
     // A first fragment has the ports; its checksum covers the whole datagram (not verified).
     let first = v.frag.is_some_and(|f| f.offset == 0);
-    if v.fragment && !first {
+    if v.is_fragment() && !first {
         return Err(Verdict::Drop(Drop::Ipv6Fragment.into(), pkt));
     }
     let is_tcp = v.proto == IpProtocol::TCP;
@@ -132,7 +132,7 @@ pub fn to_service<B: PacketBuf>(
     };
     count_activity(services, c, change.activity());
     // Not on a fragment: the option would move the later fragments' offsets.
-    let toa = syn && !v.fragment && services.services[c.svc as usize].toa;
+    let toa = syn && !v.is_fragment() && services.services[c.svc as usize].toa;
     if c.mode == mode::NAT64 {
         return super::nat64::to_server(v6, l3, pkt, v, id, toa);
     }
@@ -208,7 +208,6 @@ fn new_conn<B: PacketBuf>(
 ) -> Result<ConnId, Drop> {
     let (vip, dport) = (tuple.dst_ip(), tuple.dport);
     let worker = usize::from(l3.worker);
-    let layout = std::sync::Arc::clone(fwd.layout());
     let services = fwd.services();
     let si = services
         .find6(vip, dport, tuple.proto)
@@ -222,62 +221,50 @@ fn new_conn<B: PacketBuf>(
     if !fwd.acl_allows(si, IpAddr::V6(tuple.src_ip())) {
         return Err(Drop::AclDenied);
     }
-    let (services, sched) = fwd.services_and_sched();
-    let vs = &services.services[si as usize];
-    let key = ClientKey::new(tuple.src_ip(), tuple.sport, vip);
-    let state = sched.get_mut(si as usize).ok_or(Drop::NoService)?;
-    let ri = state
-        .pick(&vs.svc, &*vs.svc, key, l3.now_ms)
-        .ok_or(Drop::NoRealServer)?;
-    let rs = &vs.svc.reals()[ri];
-    let (reply, mode_id) = match rs.fwd {
+    // The scheduler's pick (the snapshot borrowed, not cloned: an `Arc` clone per connection
+    // would bounce its count between workers, as `forward::fullnat` notes).
+    let (ri, rs_fwd, rs_addr, rport) = {
+        let (services, sched) = fwd.services_and_sched();
+        let vs = &services.services[si as usize];
+        let key = ClientKey::new(tuple.src_ip(), tuple.sport, vip);
+        let state = sched.get_mut(si as usize).ok_or(Drop::NoService)?;
+        let ri = state
+            .pick(&vs.svc, &*vs.svc, key, l3.now_ms)
+            .ok_or(Drop::NoRealServer)?;
+        let rs = &vs.svc.reals()[ri];
+        (ri, rs.fwd, rs.addr, rs.port)
+    };
+    let proto = tuple.proto;
+    let (reply, mode_id) = match (rs_fwd, rs_addr) {
         // A mid-flow packet can continue only a connection whose packets reach the real server
         // unchanged.
-        FwdMode::FullNat if sloppy => return Err(Drop::NoConn),
-        FwdMode::FullNat if rs.addr.is_ipv4() => {
-            let IpAddr::V4(rip) = rs.addr else {
-                return Err(Drop::NoRealServer);
-            };
-            let (rport, proto) = (rs.port, tuple.proto);
+        (FwdMode::FullNat | FwdMode::Nat, _) if sloppy => return Err(Drop::NoConn),
+        (FwdMode::FullNat, IpAddr::V4(rip)) => {
             let reply = super::nat64::allocate(v6, fwd, si, rip, rport, proto)
                 .ok_or(Drop::PortsExhausted)?;
-            let (services, _) = fwd.services_and_sched();
-            let vs = &services.services[si as usize];
-            let id = v6
-                .conns
-                .insert(tuple, Some(reply), si as u16, ri as u16, mode::NAT64, now)
-                .map_err(|_| Drop::ConnTableFull)?;
-            if let Some(s) = vs.svc.stats(ri) {
-                s.on_conn_new();
-            }
-            l3.stats.inet6.conns_created += 1;
-            return Ok(id);
+            (Some(reply), mode::NAT64)
         }
-        FwdMode::FullNat => {
-            let IpAddr::V6(rip) = rs.addr else {
-                return Err(Drop::NoRealServer);
-            };
+        (FwdMode::FullNat, IpAddr::V6(rip)) => {
+            let (services, layout) = (fwd.services(), fwd.layout());
             let reply = v6
-                .allocate(si, services, &layout, worker, rip, rs.port, tuple.proto)
+                .allocate(si, services, layout, worker, rip, rport, proto)
                 .ok_or(Drop::PortsExhausted)?;
             (Some(reply), mode::FULLNAT)
         }
-        FwdMode::Nat if sloppy => return Err(Drop::NoConn),
-        FwdMode::Nat => {
-            let IpAddr::V6(rip) = rs.addr else {
-                return Err(Drop::NoRealServer);
-            };
-            let reply = Tuple6::new(rip, rs.port, tuple.src_ip(), tuple.sport, tuple.proto);
+        (FwdMode::Nat, IpAddr::V6(rip)) => {
+            let reply = Tuple6::new(rip, rport, tuple.src_ip(), tuple.sport, proto);
             (Some(reply), mode::NAT)
         }
-        FwdMode::Dr => (None, mode::DR),
-        FwdMode::Tun => (None, mode::TUN),
+        (FwdMode::Dr, _) => (None, mode::DR),
+        (FwdMode::Tun, _) => (None, mode::TUN),
+        // `Service::check` lets IPv4 servers into an IPv6 service in FullNAT only.
+        (FwdMode::Nat, IpAddr::V4(_)) => return Err(Drop::NoRealServer),
     };
     let id = v6
         .conns
         .insert(tuple, reply, si as u16, ri as u16, mode_id, now)
         .map_err(|_| Drop::ConnTableFull)?;
-    if let Some(s) = vs.svc.stats(ri) {
+    if let Some(s) = fwd.services().services[si as usize].svc.stats(ri) {
         s.on_conn_new();
     }
     l3.stats.inet6.conns_created += 1;
