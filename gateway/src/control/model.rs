@@ -346,6 +346,38 @@ mod tests {
         }
     }
 
+    /// The README's IPv6 commands: one IPv6 service with FullNAT, DR and NAT64 real servers,
+    /// built by ipvsadm lines, validates against dual-stack ports into the datapath's specs.
+    #[test]
+    fn the_readme_ipv6_commands_build_a_valid_dual_stack_service() {
+        let lines = "-A -t [2001:db8:10::100]:80 -s rr\n\
+                     -P -t [2001:db8:10::100]:80 -z 2001:db8:20::200\n\
+                     -a -t [2001:db8:10::100]:80 -r [2001:db8:20::11]:80 -b\n\
+                     -a -t [2001:db8:10::100]:80 -r [2001:db8:20::12]:80 -g\n\
+                     -P -t [2001:db8:10::100]:80 -z 10.20.0.210\n\
+                     -a -t [2001:db8:10::100]:80 -r 10.20.0.13:80 -b\n";
+        let names = crate::control::ipvsadm::Names::default();
+        let changes = crate::control::ipvsadm::parse_restore(lines, &names).unwrap();
+        let mut m = Model::default();
+        m.apply_all(&changes.into_iter().map(|c| c.1).collect::<Vec<_>>())
+            .unwrap();
+        let ports6: Vec<Vec<crate::net::Ipv6Cidr>> = vec![
+            vec!["2001:db8:10::1/64".parse().unwrap()],
+            vec!["2001:db8:20::1/64".parse().unwrap()],
+        ];
+        let specs = validate_service_entries(&m.services, &ports(), &ports6).unwrap();
+        let (cfg, lips, opts) = &specs[0];
+        assert_eq!(cfg.reals.len(), 3);
+        assert_eq!(lips, &[Ipv4Addr::new(10, 20, 0, 210)]);
+        assert_eq!(
+            opts.lips6,
+            ["2001:db8:20::200".parse::<std::net::Ipv6Addr>().unwrap()]
+        );
+        // Without IPv6 on the ports, the IPv6 local address is refused by name.
+        let e = validate_service_entries(&m.services, &ports(), &[]).unwrap_err();
+        assert!(e.to_string().contains("no port's IPv6 prefix"), "{e}");
+    }
+
     #[test]
     fn ipvsadm_errors_name_the_problem() {
         let mut m = Model::default();
