@@ -4,16 +4,20 @@
 //! allows, (4) flushes. Phases: ARP (learn the gateway's MACs, let it learn ours), open (TCP
 //! handshakes for every flow, with retries for the ones that did not complete), warm-up, measure,
 //! drain. Every phase is bounded in time; counters go to [`Progress`] about once a millisecond.
+//!
+//! With [`GenConfig::v6`] the clients and the real servers speak IPv6 to an IPv6 VIP: the MACs are
+//! still learnt by ARP (the gateway's ports have IPv4 addresses too), the gateway learns ours from
+//! neighbour solicitations sent beside the ARP requests, and both sides answer its solicitations.
 
 use crate::flows::{FlowSet, FlowSpace, StrideWalk};
-use crate::frame::{self, ClientRx, Endpoints, Kind, Template};
+use crate::frame::{self, ClientRx, Endpoints, Kind, Template, V6Endpoints};
 use crate::latency::Latency;
 use crate::reflect::{reflect, Reflect};
 use crate::report::{DataResult, OpenResult, Progress, ReflectorResult, RunResult};
 use crate::rss::QueueChooser;
 use gateway::dpdk::{tsc, Mbuf, Mempool, RxBatch, TxBuffer, BURST};
 use gateway::wire::{arp, EtherType, EthernetFrame, MacAddr};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +59,20 @@ pub struct GenConfig {
     /// `flood_base`/16 (their SYN-ACKs come back to us and are counted, never answered).
     pub syn_flood_pps: Option<f64>,
     pub flood_base: Ipv4Addr,
+    /// IPv6 clients and real servers (one queue only: the generator plays the IPv4 RSS only).
+    pub v6: Option<GenV6>,
+}
+
+/// The IPv6 side of a run: the VIP, the clients' /96 (a flow's 32-bit address fills the last 32
+/// bits), our addresses and the gateway's on both sides, the real servers we answer for.
+#[derive(Debug, Clone)]
+pub struct GenV6 {
+    pub vip: Ipv6Addr,
+    pub client_prefix: Ipv6Addr,
+    pub client_ip: Ipv6Addr,
+    pub gw_client_ip: Ipv6Addr,
+    pub gw_server_ip: Ipv6Addr,
+    pub real_servers: Vec<Ipv6Addr>,
 }
 
 /// The ports and pool the lcore uses.
@@ -120,6 +138,12 @@ struct Gen<'a> {
 
 /// Runs the whole generator on the calling lcore; `stop` ends it early (results so far).
 pub fn run(cfg: &GenConfig, ports: &GenPorts, progress: &Progress, stop: &AtomicBool) -> RunResult {
+    if cfg.v6.is_some() && cfg.queues > 1 {
+        return RunResult {
+            error: Some("IPv6 runs use one queue: the generator plays RSS for IPv4 only".into()),
+            ..Default::default()
+        };
+    }
     let chooser = match QueueChooser::new(cfg.queues, cfg.reta_size) {
         Ok(c) => c,
         Err(e) => {
@@ -241,6 +265,16 @@ impl Gen<'_> {
                 }
                 continue;
             }
+            if let Some(v6) = &self.cfg.v6 {
+                let gw = Some(v6.gw_server_ip);
+                if let Some(len) = frame::answer_ns(m.data_mut(), self.ports.server_mac, gw) {
+                    if m.set_len(len) {
+                        self.c.arp_server += 1;
+                        self.stx[0].push(m);
+                    }
+                    continue;
+                }
+            }
             match reflect(m.data_mut()) {
                 Reflect::Tx(len) => {
                     if m.set_len(len) {
@@ -341,6 +375,15 @@ impl Gen<'_> {
                 ClientRx::ArpReply { sender, mac } if sender == self.cfg.gw_client_ip => {
                     self.gw_client_mac = Some(mac);
                 }
+                ClientRx::NdSolicit { .. } => {
+                    let gw = self.cfg.v6.as_ref().map(|v| v.gw_client_ip);
+                    if let Some(len) = frame::answer_ns(m.data_mut(), self.ports.client_mac, gw) {
+                        if m.set_len(len) {
+                            self.c.arp_client += 1;
+                            self.ctx[0].push(m);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -348,6 +391,7 @@ impl Gen<'_> {
         n
     }
 
+    /// (Only IPv4 is spread: an IPv6 run has one queue, `run` refuses more.)
     #[inline]
     fn client_queue(&self, ip: Ipv4Addr, port: u16) -> usize {
         if self.cfg.queues <= 1 {
@@ -376,11 +420,13 @@ impl Gen<'_> {
                 for rs in self.cfg.real_servers.clone() {
                     self.send_arp(false, rs, self.cfg.gw_server_ip);
                 }
+                self.send_ns();
                 self.publish(progress, Phase::Arp);
             }
             self.poll();
             self.flush();
         }
+        self.send_ns();
         // Announce every real server once more and let the gateway settle its neighbour table.
         let settle = tsc() + self.ticks(Duration::from_millis(100));
         while tsc() < settle {
@@ -388,6 +434,42 @@ impl Gen<'_> {
             self.flush();
         }
         Ok(())
+    }
+
+    /// IPv6: solicits the gateway's addresses from our client-side address and from every real
+    /// server, so that it learns them (RFC 4861 7.2.3) before the first packet.
+    fn send_ns(&mut self) {
+        let Some(v6) = self.cfg.v6.clone() else {
+            return;
+        };
+        let client = std::iter::once((true, v6.client_ip, v6.gw_client_ip));
+        let servers = v6
+            .real_servers
+            .iter()
+            .map(|&rs| (false, rs, v6.gw_server_ip));
+        for (client, src, target) in client.chain(servers) {
+            let mac = if client {
+                self.ports.client_mac
+            } else {
+                self.ports.server_mac
+            };
+            let Some(mut m) = self.ports.pool.alloc() else {
+                return;
+            };
+            if !m.set_len(128) {
+                return;
+            }
+            match frame::write_ns(m.data_mut(), mac, src, target) {
+                Some(len) if m.set_len(len) => {
+                    if client {
+                        self.ctx[0].push(m);
+                    } else {
+                        self.stx[0].push(m);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     fn send_arp(&mut self, client: bool, src: Ipv4Addr, target: Ipv4Addr) {
@@ -417,6 +499,10 @@ impl Gen<'_> {
             dst_mac: self.gw_client_mac.unwrap_or(MacAddr::BROADCAST),
             vip: self.cfg.vip,
             vport: self.cfg.vport,
+            v6: self.cfg.v6.as_ref().map(|v| V6Endpoints {
+                vip: v.vip,
+                client_prefix: v.client_prefix,
+            }),
         }
     }
 
@@ -758,6 +844,7 @@ mod tests {
             dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
             vip: Ipv4Addr::new(10, 10, 0, 100),
             vport: 80,
+            v6: None,
         };
         let mut f = [0u8; 128];
         let n = Template::new(Kind::TcpData, &ep, 0).write(

@@ -10,9 +10,12 @@
 //! complement sum does not depend on the order of its terms), so an echo only pays for the changed
 //! sequence numbers (RFC 1624). It does not care whom a frame is addressed to: behind testpmd it
 //! answers frames sent to the VIP, behind the gateway frames sent to real servers from LIPs.
+//! IPv4 and IPv6 (no extension headers) alike: only where the addresses and the L4 header sit
+//! differs.
 
-use crate::frame::SERVER_ISN;
+use crate::frame::{finish_tcp_segment, swap_ip_addrs, SERVER_ISN};
 use gateway::wire::checksum::Delta;
+use gateway::wire::ipv6::Ipv6Packet;
 use gateway::wire::{tcp, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket};
 
 /// What to do with a frame after [`reflect`].
@@ -34,27 +37,39 @@ impl Reflect {
     }
 }
 
-/// Answers an IPv4 TCP/UDP frame in place (see the module docs).
+/// Answers an IPv4 or IPv6 TCP/UDP frame in place (see the module docs).
 #[inline]
 pub fn reflect(frame: &mut [u8]) -> Reflect {
     let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
         return Reflect::Drop;
     };
-    if eth.ethertype() != EtherType::IPV4 {
-        return Reflect::Drop;
-    }
     const L3: usize = crate::frame::L3;
-    let Ok(ip) = Ipv4Packet::new_checked(&frame[L3..]) else {
-        return Reflect::Drop;
+    let (l4, total, proto) = match eth.ethertype() {
+        EtherType::IPV4 => {
+            let Ok(ip) = Ipv4Packet::new_checked(&frame[L3..]) else {
+                return Reflect::Drop;
+            };
+            if ip.is_fragment() {
+                return Reflect::Drop;
+            }
+            (
+                L3 + ip.header_len(),
+                L3 + ip.total_len() as usize,
+                ip.protocol(),
+            )
+        }
+        EtherType::IPV6 => {
+            let Ok(ip) = Ipv6Packet::new_checked(&frame[L3..]) else {
+                return Reflect::Drop;
+            };
+            (
+                crate::frame::L4_V6,
+                crate::frame::L4_V6 + ip.payload_len() as usize,
+                ip.next_header(),
+            )
+        }
+        _ => return Reflect::Drop,
     };
-    let (l4, total, proto) = (
-        L3 + ip.header_len(),
-        L3 + ip.total_len() as usize,
-        ip.protocol(),
-    );
-    if ip.is_fragment() {
-        return Reflect::Drop;
-    }
     let Some(frame) = frame.get_mut(..total) else {
         return Reflect::Drop;
     };
@@ -96,15 +111,11 @@ pub fn reflect(frame: &mut [u8]) -> Reflect {
     }
 }
 
-/// Swaps MACs, IPv4 addresses and L4 ports (checksums stay valid).
+/// Swaps MACs, IP addresses and L4 ports (checksums stay valid).
 #[inline]
 fn swap(frame: &mut [u8], l4: usize) {
     EthernetFrame::new_unchecked(&mut *frame).swap_addrs();
-    const L3: usize = crate::frame::L3;
-    let mut ip = Ipv4Packet::new_unchecked(&mut frame[L3..]);
-    let (s, d) = (ip.src(), ip.dst());
-    ip.set_src(d);
-    ip.set_dst(s);
+    swap_ip_addrs(frame, crate::frame::is_ipv6(frame));
     let p = &mut frame[l4..l4 + 4];
     let (a, b) = p.split_at_mut(2);
     a.swap_with_slice(b);
@@ -114,12 +125,6 @@ fn swap(frame: &mut [u8], l4: usize) {
 fn syn_ack(frame: &mut [u8], l4: usize, seq: u32) -> Reflect {
     let len = l4 + tcp::HEADER_LEN;
     swap(frame, l4);
-    let (src, dst) = {
-        let mut ip = Ipv4Packet::new_unchecked(&mut frame[crate::frame::L3..]);
-        ip.set_total_len((len - crate::frame::L3) as u16);
-        ip.fill_checksum();
-        (ip.src(), ip.dst())
-    };
     let mut t = TcpPacket::new_unchecked(&mut frame[l4..len]);
     t.set_seq(SERVER_ISN);
     t.set_ack_number(seq.wrapping_add(1));
@@ -127,7 +132,7 @@ fn syn_ack(frame: &mut [u8], l4: usize, seq: u32) -> Reflect {
     t.set_flags(TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0));
     t.set_window(0xFFFF);
     t.set_urgent(0);
-    t.fill_checksum(src, dst);
+    finish_tcp_segment(frame, l4, len);
     Reflect::Tx(len)
 }
 
@@ -144,6 +149,7 @@ mod tests {
         dst_mac: MacAddr([2, 0, 0, 0, 0, 0x01]),
         vip: Ipv4Addr::new(10, 20, 0, 11),
         vport: 8080,
+        v6: None,
     };
     const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 200);
 
@@ -229,6 +235,33 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+        /// IPv6: an echo keeps its checksums, goes back to the client it came from, and a second
+        /// reflection restores the frame.
+        #[test]
+        fn ipv6_echo_keeps_checksums(ip in any::<u32>(), port in any::<u16>(), tsc in any::<u64>(),
+                                     size in 0usize..1500, udp in any::<bool>()) {
+            let kind = if udp { Kind::Udp } else { Kind::TcpData };
+            let ep = crate::frame::tests::EP6;
+            let mut f = vec![0u8; 2048];
+            let n = Template::new(kind, &ep, size).write(&mut f, Ipv4Addr::from(ip), port, tsc, 3);
+            let orig = f[..n].to_vec();
+            prop_assert_eq!(reflect(&mut f[..n]), Reflect::Tx(n));
+            prop_assert!(checksums_ok(&f[..n]));
+            let ip6 = Ipv6Packet::new_checked(&f[crate::frame::L3..n]).unwrap();
+            prop_assert_eq!(ip6.src(), ep.v6.unwrap().vip);
+            prop_assert_eq!(ip6.dst(), crate::frame::client6(ep.v6.unwrap().client_prefix,
+                                                              Ipv4Addr::from(ip)));
+            prop_assert_eq!(crate::frame::classify_client(&f[..n]), crate::frame::ClientRx::Echo {
+                ip: Ipv4Addr::from(ip), port, stamp: tsc & 0xFFFF_FFFF_FFFF, seq: 3 });
+            prop_assert_eq!(reflect(&mut f[..n]), Reflect::Tx(n));
+            if udp {
+                prop_assert_eq!(&f[..n], &orig[..]);
+            } else {
+                prop_assert_eq!(&f[crate::frame::L4_V6 + 20..n],
+                                &orig[crate::frame::L4_V6 + 20..]);
+            }
+        }
+
         /// Echoes keep checksums valid, twice reflected is the original (addresses and payload).
         #[test]
         fn echo_keeps_checksums(ip in any::<u32>(), port in any::<u16>(), tsc in any::<u64>(),

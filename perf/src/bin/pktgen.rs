@@ -9,10 +9,10 @@
 use clap::Parser;
 use gateway::dpdk::{self, Eal, Mempool, Port, PortConfig};
 use gateway::wire::MacAddr;
-use perf::engine::{self, GenConfig, GenPorts};
+use perf::engine::{self, GenConfig, GenPorts, GenV6};
 use perf::flows::FlowSpace;
 use perf::report::{progress_line, Progress, RunResult};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -89,6 +89,26 @@ struct Args {
     /// The spoofed sources: this address's /16.
     #[arg(long, default_value = "198.19.0.0")]
     flood_base: Ipv4Addr,
+    /// IPv6: the clients (the /96 of --flow-base6 followed by each flow's --flow-base address)
+    /// speak IPv6 to --vip6, the real servers --real-servers6 answer it; one queue only.
+    #[arg(long)]
+    ipv6: bool,
+    #[arg(long, default_value = "2001:db8:10::100")]
+    vip6: Ipv6Addr,
+    #[arg(long, default_value = "2001:db8:c6::")]
+    flow_base6: Ipv6Addr,
+    #[arg(long, default_value = "2001:db8:10::2")]
+    client_ip6: Ipv6Addr,
+    #[arg(long, default_value = "2001:db8:10::1")]
+    gw_client_ip6: Ipv6Addr,
+    #[arg(long, default_value = "2001:db8:20::1")]
+    gw_server_ip6: Ipv6Addr,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2001:db8:20::11,2001:db8:20::12"
+    )]
+    real_servers6: Vec<Ipv6Addr>,
     /// Write the JSON result here instead of stdout.
     #[arg(long)]
     json: Option<String>,
@@ -194,6 +214,14 @@ fn run(a: &Args) -> Result<RunResult, String> {
         tsc_hz: dpdk::tsc_hz(&eal),
         syn_flood_pps: (a.syn_flood > 0.0).then_some(a.syn_flood),
         flood_base: a.flood_base,
+        v6: a.ipv6.then(|| GenV6 {
+            vip: a.vip6,
+            client_prefix: a.flow_base6,
+            client_ip: a.client_ip6,
+            gw_client_ip: a.gw_client_ip6,
+            gw_server_ip: a.gw_server_ip6,
+            real_servers: a.real_servers6.clone(),
+        }),
     };
     let ports = GenPorts {
         client: client.id,
