@@ -182,6 +182,7 @@ pub fn run(cfg: &GenConfig, ports: &GenPorts, progress: &Progress, stop: &Atomic
     let mut res = RunResult {
         mode: if cfg.udp { "udp" } else { "tcp" }.into(),
         flows: cfg.flows.count,
+        ip_version: if cfg.v6.is_some() { 6 } else { 4 },
         queues: cfg.queues,
         rate_target_pps: cfg.rate_pps.unwrap_or(0.0),
         tsc_hz: cfg.tsc_hz,

@@ -108,6 +108,8 @@ pub struct ReflectorResult {
 pub struct RunResult {
     pub mode: String,
     pub flows: u32,
+    /// 4, or 6 for IPv6 clients and real servers.
+    pub ip_version: u8,
     pub frame_size: usize,
     pub queues: u16,
     pub rate_target_pps: f64,
