@@ -449,31 +449,25 @@ impl Gen<'_> {
             .iter()
             .map(|&rs| (false, rs, v6.gw_server_ip));
         for (client, src, target) in client.chain(servers) {
-            let mac = if client {
-                self.ports.client_mac
-            } else {
-                self.ports.server_mac
-            };
-            let Some(mut m) = self.ports.pool.alloc() else {
-                return;
-            };
-            if !m.set_len(128) {
-                return;
-            }
-            match frame::write_ns(m.data_mut(), mac, src, target) {
-                Some(len) if m.set_len(len) => {
-                    if client {
-                        self.ctx[0].push(m);
-                    } else {
-                        self.stx[0].push(m);
-                    }
-                }
-                _ => {}
-            }
+            self.send_control(client, |f, mac| frame::write_ns(f, mac, src, target));
         }
     }
 
     fn send_arp(&mut self, client: bool, src: Ipv4Addr, target: Ipv4Addr) {
+        self.send_control(client, |f, mac| {
+            arp::write_request(f, mac, src, target)
+                .ok()
+                .map(|_| gateway::wire::ethernet::MIN_FRAME_LEN)
+        });
+    }
+
+    /// Sends a frame `write` builds (into 128 bytes, with our MAC on that side; it returns the
+    /// frame's length) on the client or the server port's first queue.
+    fn send_control(
+        &mut self,
+        client: bool,
+        write: impl FnOnce(&mut [u8], MacAddr) -> Option<usize>,
+    ) {
         let mac = if client {
             self.ports.client_mac
         } else {
@@ -482,15 +476,18 @@ impl Gen<'_> {
         let Some(mut m) = self.ports.pool.alloc() else {
             return;
         };
-        if !m.set_len(gateway::wire::ethernet::MIN_FRAME_LEN) {
+        if !m.set_len(128) {
             return;
         }
-        if arp::write_request(m.data_mut(), mac, src, target).is_ok() {
-            if client {
-                self.ctx[0].push(m);
-            } else {
-                self.stx[0].push(m);
+        match write(m.data_mut(), mac) {
+            Some(len) if m.set_len(len) => {
+                if client {
+                    self.ctx[0].push(m);
+                } else {
+                    self.stx[0].push(m);
+                }
             }
+            _ => {}
         }
     }
 

@@ -607,11 +607,9 @@ pub(crate) mod tests {
         SlicedPacket::from_ethernet(f).expect("etherparse parses it")
     }
 
-    #[test]
-    fn data_frame_is_64_bytes_on_the_wire_with_valid_checksums() {
-        let t = Template::new(Kind::TcpData, &EP, 0);
-        assert_eq!(t.len() + 4, 64);
-        let mut buf = [0u8; 2048];
+    /// The data frame of client 198.18.3.4:4242, stamped 0x1234_5678_9ABC, send counter 77.
+    fn data_frame(t: &Template) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
         let n = t.write(
             &mut buf,
             Ipv4Addr::new(198, 18, 3, 4),
@@ -619,6 +617,16 @@ pub(crate) mod tests {
             0x1234_5678_9ABC,
             77,
         );
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn data_frame_is_64_bytes_on_the_wire_with_valid_checksums() {
+        let t = Template::new(Kind::TcpData, &EP, 0);
+        assert_eq!(t.len() + 4, 64);
+        let buf = data_frame(&t);
+        let n = buf.len();
         assert!(checksums_ok(&buf[..n]));
         let p = parse(&buf[..n]);
         let Some(NetSlice::Ipv4(ip)) = &p.net else {
@@ -659,15 +667,18 @@ pub(crate) mod tests {
         assert_eq!(tcp.options(), &[2, 4, 0x05, 0xB4]);
     }
 
-    #[test]
-    fn syn_ack_becomes_the_handshake_ack() {
-        // A SYN-ACK from the VIP as the reflector (through the gateway) would send it.
-        let syn = Template::new(Kind::Syn, &EP, 64);
-        let mut f = [0u8; 128];
+    /// A SYN from client 198.18.0.9:2000 stamped 0x77, answered by the reflector (through the
+    /// gateway, or testpmd), classified, and turned into the handshake's ACK: checked with
+    /// `checksums`, then by etherparse. Returns the ACK.
+    fn handshake(ep: &Endpoints, checksums: fn(&[u8]) -> bool) -> Vec<u8> {
+        let syn = Template::new(Kind::Syn, ep, 64);
+        let mut f = [0u8; 160];
         let n = syn.write(&mut f, Ipv4Addr::new(198, 18, 0, 9), 2000, 0x77, 0);
+        assert!(checksums(&f[..n]));
         let n = crate::reflect::reflect(&mut f[..n])
             .tx_len()
             .expect("SYN gets a SYN-ACK");
+        assert!(checksums(&f[..n]));
         assert_eq!(
             classify_client(&f[..n]),
             ClientRx::SynAck {
@@ -677,7 +688,7 @@ pub(crate) mod tests {
             }
         );
         let n = syn_ack_to_ack(&mut f[..n]).unwrap();
-        assert!(checksums_ok(&f[..n]));
+        assert!(checksums(&f[..n]));
         let p = parse(&f[..n]);
         let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
             panic!("not tcp")
@@ -686,7 +697,18 @@ pub(crate) mod tests {
         assert_eq!(tcp.sequence_number(), 0x78);
         assert_eq!(tcp.acknowledgment_number(), SERVER_ISN.wrapping_add(1));
         assert_eq!((tcp.source_port(), tcp.destination_port()), (2000, 80));
-        assert_eq!(EthernetFrame::new_unchecked(&f[..n]).dst(), EP.dst_mac);
+        assert_eq!(EthernetFrame::new_unchecked(&f[..n]).dst(), ep.dst_mac);
+        f[..n].to_vec()
+    }
+
+    #[test]
+    fn syn_ack_becomes_the_handshake_ack() {
+        let ack = handshake(&EP, checksums_ok);
+        let p = parse(&ack);
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("not ipv4")
+        };
+        assert_eq!(ip.header().destination_addr(), EP.vip);
     }
 
     #[test]
@@ -745,14 +767,8 @@ pub(crate) mod tests {
     fn ipv6_data_frame_carries_the_client_address_and_is_20_bytes_longer() {
         let t = Template::new(Kind::TcpData, &EP6, 0);
         assert_eq!(t.len(), Template::new(Kind::TcpData, &EP, 0).len() + 20);
-        let mut buf = [0u8; 2048];
-        let n = t.write(
-            &mut buf,
-            Ipv4Addr::new(198, 18, 3, 4),
-            4242,
-            0x1234_5678_9ABC,
-            77,
-        );
+        let buf = data_frame(&t);
+        let n = buf.len();
         assert!(etherparse_checksum6_matches(&buf[..n]));
         let p = parse(&buf[..n]);
         let Some(NetSlice::Ipv6(ip)) = &p.net else {
@@ -768,31 +784,8 @@ pub(crate) mod tests {
 
     #[test]
     fn ipv6_handshake_round_trip() {
-        let syn = Template::new(Kind::Syn, &EP6, 64);
-        let mut f = [0u8; 160];
-        let n = syn.write(&mut f, Ipv4Addr::new(198, 18, 0, 9), 2000, 0x77, 0);
-        assert!(etherparse_checksum6_matches(&f[..n]));
-        let n = crate::reflect::reflect(&mut f[..n])
-            .tx_len()
-            .expect("SYN gets a SYN-ACK");
-        assert!(etherparse_checksum6_matches(&f[..n]));
-        assert_eq!(
-            classify_client(&f[..n]),
-            ClientRx::SynAck {
-                ip: Ipv4Addr::new(198, 18, 0, 9),
-                port: 2000,
-                isn_stamp: 0x77
-            }
-        );
-        let n = syn_ack_to_ack(&mut f[..n]).unwrap();
-        assert!(etherparse_checksum6_matches(&f[..n]));
-        let p = parse(&f[..n]);
-        let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
-            panic!("not tcp")
-        };
-        assert!(tcp.ack() && !tcp.syn());
-        assert_eq!(tcp.sequence_number(), 0x78);
-        assert_eq!(tcp.acknowledgment_number(), SERVER_ISN.wrapping_add(1));
+        let ack = handshake(&EP6, etherparse_checksum6_matches);
+        let p = parse(&ack);
         let Some(NetSlice::Ipv6(ip)) = &p.net else {
             panic!("not ipv6")
         };
