@@ -636,8 +636,9 @@ pub struct PortEntry {
     /// `net_memif0,...`, `net_ring0`) or a PCI address (`0000:03:00.0`).
     pub device: String,
     /// Addresses the gateway owns on this port, with prefix length (`10.0.0.1/24`,
-    /// `2001:db8:1::1/64`). IPv6 ones are the datapath's own (`inet6`): answered in neighbour
-    /// discovery and ping, not written onto the twin. Every port also has its link-local address
+    /// `2001:db8:1::1/64`). IPv6 ones are answered by the datapath in neighbour discovery and
+    /// ping (`inet6`) and written onto the twin (without DAD or autoconfiguration), but not
+    /// mirrored back from it: the config is their source of truth. Every port also has its link-local address
     /// (fe80::/64 with the modified EUI-64 of its MAC, RFC 4291 appendix A).
     #[serde(default)]
     pub addresses: Vec<String>,

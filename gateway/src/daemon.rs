@@ -716,7 +716,19 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             .filter(|r| r.2 == i)
             .map(|r| (r.0, r.1))
             .collect();
-        crate::kernel::twin::reconcile(&t, &v.port_addrs[i], &routes).map_err(StartError::Other)?;
+        let routes6: Vec<_> = v
+            .routes6
+            .iter()
+            .filter(|r| r.2 == i)
+            .map(|r| (r.0, r.1))
+            .collect();
+        let addressing = crate::kernel::twin::PortAddressing {
+            addrs: &v.port_addrs[i],
+            routes: &routes,
+            addrs6: &v.port_addrs6[i],
+            routes6: &routes6,
+        };
+        crate::kernel::twin::reconcile(&t, &addressing).map_err(StartError::Other)?;
         tracing::info!(port = %pc.name, ifindex = t.ifindex, kind = ?kind, "kernel twin up");
         twins.push(t);
     }

@@ -369,3 +369,84 @@ fn ipv6_dr_beside_ipv4_fullnat() {
         assert_eq!(Lab::drop_counter(&stats, reason), 0, "{reason}: {stats}");
     }
 }
+
+/// The kernel twins carry the ports' IPv6 addresses (written from the config, without duplicate
+/// address detection): a daemon in the gateway's namespace serves TCP on the client-side IPv6
+/// address, and the kernel reaches an IPv6 real server through the server-side twin, its
+/// neighbour discovery going through the datapath both ways (what an IPv6 health check or an
+/// operator's `curl -6` from the box needs).
+#[test]
+fn the_kernel_serves_and_reaches_ipv6_through_the_twins() {
+    let lab = Lab::up("v6k", &dual_stack(&Lab::default_config("")));
+    lab_sh(&lab, &["ipv6"]);
+    for (twin, addr) in [
+        ("client", "2001:db8:10::1/64"),
+        ("server", "2001:db8:20::1/64"),
+    ] {
+        let a = lab.sh("lb", &["ip", "-6", "-o", "addr", "show", "dev", twin]);
+        assert!(a.contains(addr), "{twin}: {a}");
+        assert!(!a.contains("tentative"), "{twin}: usable at once: {a}");
+        // Only the config's addresses: no stateless autoconfiguration on a twin.
+        let conf = lab.sh(
+            "lb",
+            &["cat", &format!("/proc/sys/net/ipv6/conf/{twin}/autoconf")],
+        );
+        assert_eq!(conf.trim(), "0", "{twin}");
+    }
+    let mut tcp = lab.spawn(
+        "lb",
+        &[
+            "socat",
+            "TCP6-LISTEN:2222,reuseaddr,fork",
+            "SYSTEM:echo hello-over-ipv6",
+        ],
+    );
+    let t = std::time::Instant::now();
+    while lab
+        .sh("lb", &["ss", "-H", "-ltn", "sport = :2222"])
+        .trim()
+        .is_empty()
+    {
+        assert!(t.elapsed().as_secs() < 10, "nothing listens on 2222");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = lab.sh(
+        "cli",
+        &["socat", "-T", "3", "-", "TCP6:[2001:db8:10::1]:2222"],
+    );
+    assert_eq!(
+        out.trim(),
+        "hello-over-ipv6",
+        "a kernel daemon on the port's IPv6 address"
+    );
+    // The kernel's own traffic: it resolves the real server through the twin and the datapath.
+    let page = lab.sh(
+        "lb",
+        &[
+            "curl",
+            "-6",
+            "-gsf",
+            "--max-time",
+            "5",
+            "http://[2001:db8:20::11]/",
+        ],
+    );
+    assert_eq!(page.trim(), "rs1", "the kernel reaches an IPv6 real server");
+    // The stats file is written once a second.
+    let t = std::time::Instant::now();
+    let mut stats = lab.stats();
+    while Lab::counter_of(&stats, "punt ", "punt_local") == 0 && t.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        stats = lab.stats();
+    }
+    assert!(
+        Lab::counter_of(&stats, "punt ", "punt_local") > 0,
+        "the TCP to the port's address went up to the twin: {stats}"
+    );
+    assert!(
+        Lab::counter_of(&stats, "punt ", "from_kernel") > 0,
+        "the kernel's IPv6 went out through the datapath: {stats}"
+    );
+    let _ = tcp.kill();
+    let _ = tcp.wait();
+}

@@ -4,14 +4,14 @@
 //! the twins into [`KernelEvent`]s (VPP `lcp_nl.c`). Control plane only; calls block briefly.
 
 use super::KernelEvent;
-use crate::net::Ipv4Cidr;
+use crate::net::{Ipv4Cidr, Ipv6Cidr};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
     NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REPLACE, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
@@ -22,7 +22,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Multicast groups of the listener (`enum rtnetlink_groups` in linux/rtnetlink.h).
 const RTNLGRP_LINK: u32 = 1;
@@ -216,6 +216,26 @@ impl Netlink {
         .map(drop)
     }
 
+    /// `ip -6 addr replace CIDR dev INDEX nodad`: the address is the gateway's own by
+    /// configuration (the datapath answers neighbour discovery for it), so the kernel need not
+    /// probe the link for a duplicate first (RFC 4862 5.4), which would hold the address
+    /// tentative, unusable, for a second.
+    pub fn add_address6(&mut self, index: u32, cidr: Ipv6Cidr) -> io::Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.prefix_len = cidr.len;
+        m.header.index = index;
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(cidr.addr)));
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        self.call(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
     /// `ip route replace PREFIX [via VIA] dev INDEX proto static metric CONFIG_ROUTE_METRIC` in
     /// the main table.
     pub fn add_route(
@@ -224,9 +244,34 @@ impl Netlink {
         prefix: Ipv4Cidr,
         via: Option<Ipv4Addr>,
     ) -> io::Result<()> {
+        let dst = (prefix.len > 0).then(|| RouteAddress::Inet(prefix.network()));
+        let via = via.map(RouteAddress::Inet);
+        self.new_route(index, AddressFamily::Inet, prefix.len, dst, via)
+    }
+
+    /// [`Netlink::add_route`] for IPv6 (`ip -6 route replace ...`).
+    pub fn add_route6(
+        &mut self,
+        index: u32,
+        prefix: Ipv6Cidr,
+        via: Option<Ipv6Addr>,
+    ) -> io::Result<()> {
+        let dst = (prefix.len > 0).then(|| RouteAddress::Inet6(prefix.network()));
+        let via = via.map(RouteAddress::Inet6);
+        self.new_route(index, AddressFamily::Inet6, prefix.len, dst, via)
+    }
+
+    fn new_route(
+        &mut self,
+        index: u32,
+        family: AddressFamily,
+        len: u8,
+        dst: Option<RouteAddress>,
+        via: Option<RouteAddress>,
+    ) -> io::Result<()> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
-        m.header.destination_prefix_length = prefix.len;
+        m.header.address_family = family;
+        m.header.destination_prefix_length = len;
         m.header.table = RouteHeader::RT_TABLE_MAIN;
         m.header.protocol = ROUTE_PROTOCOL;
         m.header.scope = if via.is_some() {
@@ -235,15 +280,11 @@ impl Netlink {
             RouteScope::Link
         };
         m.header.kind = RouteType::Unicast;
-        if prefix.len > 0 {
-            m.attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet(
-                    prefix.network(),
-                )));
+        if let Some(d) = dst {
+            m.attributes.push(RouteAttribute::Destination(d));
         }
         if let Some(g) = via {
-            m.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet(g)));
+            m.attributes.push(RouteAttribute::Gateway(g));
         }
         m.attributes.push(RouteAttribute::Oif(index));
         m.attributes

@@ -166,22 +166,60 @@ pub fn create(
     })
 }
 
+/// The config's addresses and routes of one port, both families.
+pub struct PortAddressing<'a> {
+    pub addrs: &'a [crate::net::Ipv4Cidr],
+    pub routes: &'a [(crate::net::Ipv4Cidr, Option<std::net::Ipv4Addr>)],
+    pub addrs6: &'a [crate::net::Ipv6Cidr],
+    pub routes6: &'a [(crate::net::Ipv6Cidr, Option<std::net::Ipv6Addr>)],
+}
+
 /// Writes the config's addresses and routes of the twin's port onto the twin (`ip addr replace`,
 /// `ip route replace ... proto static metric 1000`, which leaves the host's own routes alone), before
-/// the mirror starts (no echo loop by construction).
-pub fn reconcile(
-    twin: &Twin,
-    addrs: &[crate::net::Ipv4Cidr],
-    routes: &[(crate::net::Ipv4Cidr, Option<std::net::Ipv4Addr>)],
-) -> Result<(), String> {
+/// the mirror starts (no echo loop by construction). IPv6 ones too (`nodad`): the kernel's own
+/// daemons then serve the port's IPv6 addresses and reach IPv6 hosts as they do IPv4 ones. The
+/// mirror follows IPv4 only: the config is the IPv6 addresses' and routes' source of truth.
+pub fn reconcile(twin: &Twin, a: &PortAddressing) -> Result<(), String> {
     let mut nl = super::netlink::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
-    for a in addrs {
-        nl.add_address(twin.ifindex, *a)
-            .map_err(|e| format!("twin {}: address {a}: {e}", twin.name))?;
+    let err = |what: String| move |e: std::io::Error| format!("twin {}: {what}: {e}", twin.name);
+    for c in a.addrs {
+        nl.add_address(twin.ifindex, *c)
+            .map_err(err(format!("address {c}")))?;
     }
-    for (prefix, via) in routes {
+    if !a.addrs6.is_empty() {
+        ipv6_on(&twin.name)?;
+    }
+    for c in a.addrs6 {
+        nl.add_address6(twin.ifindex, *c)
+            .map_err(err(format!("address {c}")))?;
+    }
+    for (prefix, via) in a.routes {
         nl.add_route(twin.ifindex, *prefix, *via)
-            .map_err(|e| format!("twin {}: route {prefix}: {e}", twin.name))?;
+            .map_err(err(format!("route {prefix}")))?;
+    }
+    for (prefix, via) in a.routes6 {
+        nl.add_route6(twin.ifindex, *prefix, *via)
+            .map_err(err(format!("route {prefix}")))?;
+    }
+    Ok(())
+}
+
+/// Turns IPv6 on for a twin whose port has IPv6 addresses (a host may have it off by default:
+/// `net.ipv6.conf.default.disable_ipv6`), without stateless autoconfiguration: a router's
+/// advertisement reaching the twin must not give the kernel an address the datapath does not
+/// own (RFC 4862 5.5.3), since replies to it would never reach the kernel. Without duplicate
+/// address detection either, set before IPv6 comes up so that the link-local address is usable
+/// at once too: the datapath owns and defends the port's addresses.
+fn ipv6_on(name: &str) -> Result<(), String> {
+    for (key, value) in [
+        ("accept_dad", "0"),
+        ("autoconf", "0"),
+        ("disable_ipv6", "0"),
+    ] {
+        let path = format!("/proc/sys/net/ipv6/conf/{name}/{key}");
+        std::fs::write(&path, value).map_err(|e| {
+            format!("twin {name}: {path}: {e} (IPv6 is off in this kernel: give the port no IPv6 address, or twin = \"none\")")
+        })?;
     }
     Ok(())
 }
