@@ -1298,10 +1298,6 @@ pub fn validate_service_entries(
                 }
                 // What the IPv6 datapath does not do yet is refused, not silently ignored.
                 let unbuilt = [
-                    (
-                        "check",
-                        s.check.is_some() || s.reals.iter().any(|r| r.check.is_some()),
-                    ),
                     ("sorry_server", s.sorry_server.is_some()),
                     ("synproxy", s.synproxy != "off"),
                     ("client_limit", s.client_limit.is_some()),

@@ -38,17 +38,6 @@ fn wait_health(lab: &Lab, rs: &str, want: &str, limit: Duration) -> Duration {
     }
 }
 
-fn nginx(lab: &Lab, rs: &str, run: bool) {
-    let dir = lab.run_dir.join(rs);
-    if run {
-        let conf = dir.join("nginx.conf");
-        lab.sh(rs, &["nginx", "-c", conf.to_str().unwrap()]);
-    } else {
-        let pid = std::fs::read_to_string(dir.join("nginx.pid")).unwrap();
-        Command::new("kill").arg(pid.trim()).status().unwrap();
-    }
-}
-
 /// Waits (at most 1 s) until `ipvsadm -Ln` shows `rs`'s weight as `weight`.
 fn wait_weight(lab: &Lab, rs: &str, weight: &str) {
     let t = Instant::now();
@@ -81,7 +70,7 @@ fn a_stopped_server_leaves_the_rotation_and_returns() {
     );
     wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
     let stopped = Instant::now();
-    nginx(&lab, "rs1", false);
+    lab.nginx("rs1", false);
     let took = wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(2));
     eprintln!("rs1 down after {took:?}");
     assert!(health_of(&lab, "10.20.0.11").contains("connection refused"));
@@ -96,7 +85,7 @@ fn a_stopped_server_leaves_the_rotation_and_returns() {
         let o = lab.exec("cli", &["curl", "-s", "-m", "2", "http://10.10.0.100/"]);
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "rs2");
     }
-    nginx(&lab, "rs1", true);
+    lab.nginx("rs1", true);
     let took = wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(2));
     eprintln!("rs1 up after {took:?}");
     wait_weight(&lab, "10.20.0.11:80", "1");
@@ -205,8 +194,8 @@ fn the_sorry_server_answers_when_every_real_server_is_down() {
         std::thread::sleep(Duration::from_millis(100));
     }
     wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
-    nginx(&lab, "rs1", false);
-    nginx(&lab, "rs2", false);
+    lab.nginx("rs1", false);
+    lab.nginx("rs2", false);
     wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(3));
     wait_health(&lab, "10.20.0.12", "down", Duration::from_secs(3));
     wait_weight(&lab, "10.20.0.12:9090", "1");
@@ -333,7 +322,7 @@ enum Kill {
 
 fn kill(lab: &Lab, how: Kill, dead: bool) {
     match how {
-        Kill::Nginx => nginx(lab, "rs1", !dead),
+        Kill::Nginx => lab.nginx("rs1", !dead),
         Kill::Link => {
             let state = if dead { "down" } else { "up" };
             lab.sh("rs1", &["ip", "link", "set", "eth0", state]);

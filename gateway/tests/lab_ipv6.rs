@@ -450,3 +450,67 @@ fn the_kernel_serves_and_reaches_ipv6_through_the_twins() {
     let _ = tcp.kill();
     let _ = tcp.wait();
 }
+
+/// Health checks of IPv6 real servers: the checker's probes leave through the kernel twin (which
+/// carries the port's IPv6 address) to the servers' IPv6 addresses. A stopped nginx takes its
+/// server out of the IPv6 service's rotation (weight 0), new IPv6 connections all go to the
+/// other, and a restarted one comes back.
+#[test]
+fn ipv6_real_servers_are_health_checked_through_the_twin() {
+    let service = r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+local_addresses = ["2001:db8:20::200"]
+check = { kind = "tcp", interval_ms = 200, timeout_ms = 500, rise = 1, fall = 1 }
+[[service.real]]
+address = "2001:db8:20::11"
+[[service.real]]
+address = "2001:db8:20::12"
+"#;
+    let lab = Lab::up("v6h", &dual_stack(&Lab::default_config(service)));
+    lab_sh(&lab, &["ipv6"]);
+    let health = |rs: &str| {
+        lab.gwctl(&["health"])
+            .lines()
+            .find(|l| l.contains(&format!("[{rs}]:80")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let wait = |rs: &str, want: &str| {
+        let t = std::time::Instant::now();
+        loop {
+            let line = health(rs);
+            if line.contains(want) {
+                return;
+            }
+            assert!(
+                t.elapsed().as_secs() < 5,
+                "{rs} not {want:?}: {line}\n{}",
+                lab.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    for rs in ["2001:db8:20::11", "2001:db8:20::12"] {
+        wait(rs, " up ");
+    }
+    lab.nginx("rs1", false);
+    wait("2001:db8:20::11", "down");
+    // The probe in flight while nginx shut down may time out; the next ones are refused (RST).
+    wait("2001:db8:20::11", "connection refused");
+    let list = lab.gwctl(&["ipvsadm", "-Ln"]);
+    let line = list
+        .lines()
+        .find(|l| l.contains("[2001:db8:20::11]:80"))
+        .unwrap_or_default();
+    assert_eq!(line.split_whitespace().nth(3), Some("0"), "{list}");
+    for _ in 0..6 {
+        let body = lab.sh("cli", &["curl", "-6", "-gsf", "--max-time", "3", URL6]);
+        assert_eq!(body.trim(), "rs2", "only the server that is up");
+    }
+    lab.nginx("rs1", true);
+    wait("2001:db8:20::11", " up ");
+}

@@ -405,8 +405,9 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
                 let _ = writeln!(
                     out,
                     "{:<26} {:<21} {:<5} {:<5} {:>9.1} {:>8} {:>8} {:>8} {:>8}  {}",
-                    format!("{proto} {}:{}", k.vip, k.vport),
-                    format!("{}:{}", k.rs, k.rs_port),
+                    // `[2001:db8::1]:80` for IPv6, as ipvsadm writes it.
+                    format!("{proto} {}", std::net::SocketAddr::new(k.vip, k.vport)),
+                    std::net::SocketAddr::new(k.rs, k.rs_port).to_string(),
                     s.kind,
                     if s.up { "up" } else { "down" },
                     s.for_ms as f64 / 1000.0,

@@ -2,7 +2,7 @@
 //! keepalived's name for each (conf/README.md has the table), validated into a [`Check`].
 
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// A check as written (`[service.check]`, or `[service.real.check]` to override some keys for
@@ -81,7 +81,8 @@ pub struct Check {
     pub jitter_pct: u8,
     /// The port probed (the real server's unless overridden).
     pub port: u16,
-    pub source: Option<Ipv4Addr>,
+    /// The address probes are sent from (of the real server's family; `health::targets` checks).
+    pub source: Option<IpAddr>,
     /// Failed SYNs in a row that mark the server down (0: no passive detection).
     pub passive_fall: u32,
     /// Down keeps the server at weight 0 (`true`) or removes it (`false`).
@@ -183,9 +184,9 @@ impl CheckEntry {
             return err("port", "must be 1..=65535".into());
         }
         let source = match &self.source {
-            Some(s) => match s.parse::<Ipv4Addr>() {
+            Some(s) => match s.parse::<IpAddr>() {
                 Ok(a) => Some(a),
-                Err(_) => return err("source", format!("{s:?} is not an IPv4 address")),
+                Err(_) => return err("source", format!("{s:?} is not an IPv4 or IPv6 address")),
             },
             None => None,
         };

@@ -42,20 +42,24 @@ pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String
                 (Some(a), None) => a.clone(),
                 (None, Some(b)) => b.clone(),
             };
-            // IPv6 services take no checks (`config` refuses them), so every target is IPv4.
-            let Ok(rs) = r.address.parse::<std::net::Ipv4Addr>() else {
+            let Ok(rs) = r.address.parse::<std::net::IpAddr>() else {
                 continue;
             };
-            let rs = std::net::IpAddr::V4(rs);
             let rs_port = r.port.unwrap_or(s.port);
-            let check = entry.validate(rs_port).map_err(|(k, why)| {
-                let at = if r.check.is_some() {
+            let at = |k: &str| {
+                if r.check.is_some() {
                     format!("service[{i}].real[{j}].check.{k}")
                 } else {
                     format!("service[{i}].check.{k}")
-                };
-                (at, why)
-            })?;
+                }
+            };
+            let check = entry.validate(rs_port).map_err(|(k, why)| (at(&k), why))?;
+            if let Some(src) = check.source.filter(|s| s.is_ipv4() != rs.is_ipv4()) {
+                return Err((
+                    at("source"),
+                    format!("{src} is not of the family of real server {rs}"),
+                ));
+            }
             out.push(Target {
                 key: TargetKey {
                     proto: proto.number(),
@@ -293,5 +297,43 @@ mod tests {
             Ok(c) => c.validate().unwrap_err().to_string(),
         };
         assert!(e.contains("service[0].check.path"), "{e}");
+    }
+
+    /// An IPv6 service's real servers are checked over IPv6; a check's source must be of their
+    /// family, and the error names the key.
+    #[test]
+    fn ipv6_real_servers_are_checked_from_a_source_of_their_family() {
+        let service = r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 80
+protocol = "tcp"
+local_addresses = ["2001:db8:20::200"]
+check = { kind = "http", path = "/" }
+[[service.real]]
+address = "2001:db8:20::11"
+[[service.real]]
+address = "2001:db8:20::12"
+check = { source = "SOURCE" }
+"#;
+        let config = |source: &str| {
+            crate::testkit::dual_stack(&format!(
+                "{}\n{}",
+                crate::testkit::LAB_CONFIG,
+                service.replace("SOURCE", source)
+            ))
+        };
+        let cfg = crate::config::Config::parse(&config("2001:db8:20::1")).unwrap();
+        cfg.validate().unwrap();
+        let t = targets(&cfg.services).unwrap();
+        let v6: Vec<_> = t.iter().filter(|t| t.key.rs.is_ipv6()).collect();
+        assert_eq!(v6.len(), 2, "{t:?}");
+        assert_eq!(v6[1].check.source, Some("2001:db8:20::1".parse().unwrap()));
+        let e = match crate::config::Config::parse(&config("10.20.0.1")) {
+            Err(e) => e.to_string(),
+            Ok(c) => c.validate().unwrap_err().to_string(),
+        };
+        assert!(e.contains("service[2].real[1].check.source"), "{e}");
+        assert!(e.contains("not of the family"), "{e}");
     }
 }

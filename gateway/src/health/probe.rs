@@ -7,7 +7,7 @@ use super::state::Outcome;
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 
 /// Bytes of an HTTP answer read at most (status line and the body checked for a substring).
@@ -37,13 +37,17 @@ fn describe(e: &std::io::Error) -> String {
     }
 }
 
-fn tcp_connect(dst: SocketAddrV4, source: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+fn tcp_connect(dst: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(dst),
+        socket2::Type::STREAM,
+        None,
+    )?;
     s.set_nonblocking(true)?;
     if let Some(src) = source {
         s.bind(&SocketAddr::from((src, 0)).into())?;
     }
-    match s.connect(&SocketAddr::V4(dst).into()) {
+    match s.connect(&dst.into()) {
         Ok(()) => {}
         // EINPROGRESS: completion is reported as writability.
         Err(e) if e.raw_os_error() == Some(115) || e.kind() == ErrorKind::WouldBlock => {}
@@ -58,10 +62,10 @@ impl Probe {
     pub fn start(
         reg: &Registry,
         token: Token,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         check: &Check,
     ) -> Result<Probe, Outcome> {
-        let dst = SocketAddrV4::new(addr, check.port);
+        let dst = SocketAddr::new(addr, check.port);
         let down = |e: std::io::Error| Outcome::Down(describe(&e));
         let stage = match &check.kind {
             CheckKind::Tcp | CheckKind::Http { .. } => {
@@ -71,9 +75,13 @@ impl Probe {
                 Stage::Connecting(s)
             }
             CheckKind::Udp { payload, .. } => {
-                let src = SocketAddr::from((check.source.unwrap_or(Ipv4Addr::UNSPECIFIED), 0));
+                let any = match addr {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                };
+                let src = SocketAddr::new(check.source.unwrap_or(any), 0);
                 let mut s = UdpSocket::bind(src).map_err(down)?;
-                s.connect(SocketAddr::V4(dst)).map_err(down)?;
+                s.connect(dst).map_err(down)?;
                 s.send(payload).map_err(down)?;
                 reg.register(&mut s, token, Interest::READABLE)
                     .map_err(down)?;

@@ -92,6 +92,15 @@ struct Slot {
 /// The loop's longest sleep: exec probes and deadlines are looked at this often.
 const TICK: Duration = Duration::from_millis(10);
 
+/// An HTTP check's default `Host`: the real server's address, an IPv6 one in brackets
+/// (RFC 9110 7.2, RFC 3986 3.2.2).
+fn host_of(rs: std::net::IpAddr) -> String {
+    match rs {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
 fn kind_name(c: &Check) -> &'static str {
     match c.kind {
         super::check::CheckKind::Tcp => "tcp",
@@ -105,12 +114,10 @@ fn kind_name(c: &Check) -> &'static str {
 fn report(events: &Sender<Event>, s: &Slot, up: bool, reason: String) {
     let key = s.target.key;
     tracing::warn!(
-        "health: real server {}:{} of {} {}:{} is {}: {reason}",
-        key.rs,
-        key.rs_port,
+        "health: real server {} of {} {} is {}: {reason}",
+        std::net::SocketAddr::new(key.rs, key.rs_port),
         if key.proto == 17 { "UDP" } else { "TCP" },
-        key.vip,
-        key.vport,
+        std::net::SocketAddr::new(key.vip, key.vport),
         if up { "up" } else { "down" },
     );
     let _ = events.send(Event {
@@ -203,10 +210,7 @@ pub fn run(
             if s.probe.is_some() || s.next_ms > now {
                 continue;
             }
-            // Every target is IPv4 (`health::targets`).
-            let std::net::IpAddr::V4(rs) = key.rs else {
-                continue;
-            };
+            let rs = key.rs;
             let c = &s.target.check;
             s.next_ms = next_probe(now, u64::from(c.interval_ms), c.jitter_pct, random());
             next_token = next_token.wrapping_add(1);
@@ -232,7 +236,7 @@ pub fn run(
             let Some((mut p, token, deadline)) = s.probe.take() else {
                 continue;
             };
-            match p.ready(poll.registry(), token, &key.rs.to_string()) {
+            match p.ready(poll.registry(), token, &host_of(key.rs)) {
                 Some(o) => {
                     p.cancel(poll.registry());
                     by_token.remove(&token.0);

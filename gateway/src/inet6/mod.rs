@@ -25,10 +25,15 @@
 //! pool's), a NAT one to the owner of its client's address and port (`forward::owner`), as for
 //! IPv4.
 //!
-//! What is not here yet (issue 17): NAT64 fragments (dropped), the burst pipeline's batched lookups
-//! (IPv6 frames are processed one by one), HA sync of IPv6 connections (`sync` carries IPv4 ones),
-//! the kernel mirror of IPv6 addresses and routes, health checks, client limits, the
-//! SYN proxy and persistence netmasks for IPv6 services (refused by the config, not ignored).
+//! The kernel twins carry the ports' IPv6 addresses and routes, written from the config
+//! (`kernel::twin::reconcile`), so the kernel's daemons and the health checker's probes
+//! (`health`) speak IPv6 through them.
+//!
+//! What is not here yet: NAT64 fragments (dropped), the burst pipeline's batched lookups (IPv6
+//! frames are processed one by one), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
+//! mirror of IPv6 addresses and routes from the kernel back to the datapath, passive health
+//! detection, client limits, the SYN proxy and persistence netmasks for IPv6 services (refused by
+//! the config, not ignored).
 
 pub mod frag6;
 pub mod fullnat;

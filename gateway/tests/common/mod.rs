@@ -155,6 +155,18 @@ impl Lab {
         self.spawn("cli", &args)
     }
 
+    /// Starts (`run`) or stops real server `rs`'s nginx, as `scripts/lab.sh` configured it.
+    pub fn nginx(&self, rs: &str, run: bool) {
+        let dir = self.run_dir.join(rs);
+        if run {
+            let conf = dir.join("nginx.conf");
+            self.sh(rs, &["nginx", "-c", conf.to_str().unwrap()]);
+        } else {
+            let pid = std::fs::read_to_string(dir.join("nginx.pid")).unwrap();
+            Command::new("kill").arg(pid.trim()).status().unwrap();
+        }
+    }
+
     /// `gwctl ARGS` against this lab's gateway; its standard output (panics on failure).
     pub fn gwctl(&self, args: &[&str]) -> String {
         self.admin(&[], args)
