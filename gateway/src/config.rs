@@ -445,8 +445,9 @@ pub struct ServiceEntry {
     /// server's `check` overrides some of its keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<crate::health::check::CheckEntry>,
-    /// `ADDR:PORT` of a server that takes new connections while every real server is held down by
-    /// the health checks (keepalived's `sorry_server`), in the first real server's mode.
+    /// `ADDR:PORT` (`[ADDR]:PORT` for IPv6) of a server that takes new connections while every
+    /// real server is held down by the health checks (keepalived's `sorry_server`), in the first
+    /// real server's mode and of the real servers' family.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<String>,
     /// Who may open connections: `"allow PREFIX"` and `"deny PREFIX"` rules in order, the first
@@ -1298,7 +1299,6 @@ pub fn validate_service_entries(
                 }
                 // What the IPv6 datapath does not do yet is refused, not silently ignored.
                 let unbuilt = [
-                    ("sorry_server", s.sorry_server.is_some()),
                     ("synproxy", s.synproxy != "off"),
                     ("client_limit", s.client_limit.is_some()),
                     ("syn_retry", s.syn_retry),
@@ -1498,10 +1498,25 @@ pub fn validate_service_entries(
         crate::health::targets(services).map_err(|(k, why)| invalid(k, why))?;
         for (i, s) in services.iter().enumerate() {
             if let Some(sorry) = &s.sorry_server {
-                if sorry.parse::<std::net::SocketAddrV4>().is_err() {
+                let key = format!("service[{i}].sorry_server");
+                let Ok(addr) = sorry.parse::<std::net::SocketAddr>() else {
                     return Err(invalid(
-                        format!("service[{i}].sorry_server"),
-                        format!("{sorry:?} is not ADDR:PORT"),
+                        key,
+                        format!("{sorry:?} is not ADDR:PORT ([ADDR]:PORT for IPv6)"),
+                    ));
+                };
+                // It joins the service as one of its real servers: of their family (IPv4 for
+                // NAT64), else of the VIP's.
+                let family = s
+                    .reals
+                    .first()
+                    .map_or(s.vip.as_str(), |r| r.address.as_str())
+                    .parse::<std::net::IpAddr>()
+                    .map(|a| a.is_ipv4());
+                if family.is_ok_and(|v4| v4 != addr.is_ipv4()) {
+                    return Err(invalid(
+                        key,
+                        format!("{addr} is not of the family of the service's real servers"),
                     ));
                 }
             }

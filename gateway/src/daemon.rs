@@ -211,7 +211,7 @@ impl Control {
         &self,
         configs: &[crate::forward::ServiceSpec],
         down: &hashbrown::HashMap<crate::health::runner::TargetKey, bool>,
-        sorry: &hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddrV4>,
+        sorry: &hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddr>,
     ) -> Vec<crate::forward::ServiceSpec> {
         let mut e = crate::health::effective(configs, down, sorry);
         for (cfg, _, _) in &mut e {

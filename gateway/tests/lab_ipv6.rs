@@ -454,7 +454,7 @@ fn the_kernel_serves_and_reaches_ipv6_through_the_twins() {
 /// Health checks of IPv6 real servers: the checker's probes leave through the kernel twin (which
 /// carries the port's IPv6 address) to the servers' IPv6 addresses. A stopped nginx takes its
 /// server out of the IPv6 service's rotation (weight 0), new IPv6 connections all go to the
-/// other, and a restarted one comes back.
+/// other; with both stopped the IPv6 sorry server answers; restarted, they come back.
 #[test]
 fn ipv6_real_servers_are_health_checked_through_the_twin() {
     let service = r#"
@@ -465,6 +465,7 @@ protocol = "tcp"
 scheduler = "rr"
 local_addresses = ["2001:db8:20::200"]
 check = { kind = "tcp", interval_ms = 200, timeout_ms = 500, rise = 1, fall = 1 }
+sorry_server = "[2001:db8:20::12]:9090"
 [[service.real]]
 address = "2001:db8:20::11"
 [[service.real]]
@@ -494,23 +495,77 @@ address = "2001:db8:20::12"
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
+    // Up from a passed check, not only from the initial state: the first probes may time out
+    // while the twin still resolves the servers' link-layer addresses (RFC 4861 7.2).
+    // The weight ipvsadm shows follows the verdict once the workers run the new generation.
+    let weight = |endpoint: &str, want: &str| {
+        let t = std::time::Instant::now();
+        loop {
+            let list = lab.gwctl(&["ipvsadm", "-Ln"]);
+            let line = list
+                .lines()
+                .find(|l| l.contains(&format!("{endpoint} ")))
+                .unwrap_or_default();
+            if line.split_whitespace().nth(3) == Some(want) {
+                return;
+            }
+            assert!(
+                t.elapsed().as_secs() < 5,
+                "{endpoint} not at weight {want}: {list}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
     for rs in ["2001:db8:20::11", "2001:db8:20::12"] {
-        wait(rs, " up ");
+        wait(rs, "check passed");
+        weight(&format!("[{rs}]:80"), "1");
     }
     lab.nginx("rs1", false);
     wait("2001:db8:20::11", "down");
     // The probe in flight while nginx shut down may time out; the next ones are refused (RST).
     wait("2001:db8:20::11", "connection refused");
-    let list = lab.gwctl(&["ipvsadm", "-Ln"]);
-    let line = list
-        .lines()
-        .find(|l| l.contains("[2001:db8:20::11]:80"))
-        .unwrap_or_default();
-    assert_eq!(line.split_whitespace().nth(3), Some("0"), "{list}");
+    weight("[2001:db8:20::11]:80", "0");
     for _ in 0..6 {
         let body = lab.sh("cli", &["curl", "-6", "-gsf", "--max-time", "3", URL6]);
         assert_eq!(body.trim(), "rs2", "only the server that is up");
     }
-    lab.nginx("rs1", true);
+    // Both down: the sorry server (a web server on rs2's IPv6 address, port 9090) answers.
+    let www = lab.run_dir.join("sorry");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "sorry\n").unwrap();
+    let www = www.to_str().unwrap().to_string();
+    let mut sorry = lab.spawn(
+        "rs2",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "::",
+            "9090",
+            "--directory",
+            &www,
+        ],
+    );
+    let t = std::time::Instant::now();
+    while !lab
+        .exec("rs2", &["curl", "-s", "-m", "1", "http://[::1]:9090/"])
+        .status
+        .success()
+    {
+        assert!(t.elapsed().as_secs() < 10, "the sorry server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    lab.nginx("rs2", false);
+    wait("2001:db8:20::12", "down");
+    weight("[2001:db8:20::12]:9090", "1");
+    let body = lab.sh("cli", &["curl", "-6", "-gsf", "--max-time", "3", URL6]);
+    assert_eq!(body.trim(), "sorry", "{}", lab.gwctl(&["ipvsadm", "-Ln"]));
+    let _ = sorry.kill();
+    let _ = sorry.wait();
+    for rs in ["rs1", "rs2"] {
+        lab.nginx(rs, true);
+    }
     wait("2001:db8:20::11", " up ");
+    wait("2001:db8:20::12", " up ");
 }

@@ -87,7 +87,7 @@ pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String
 pub fn effective(
     configured: &[crate::forward::ServiceSpec],
     down: &hashbrown::HashMap<TargetKey, bool>,
-    sorry: &hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddrV4>,
+    sorry: &hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddr>,
 ) -> Vec<crate::forward::ServiceSpec> {
     configured
         .iter()
@@ -116,7 +116,7 @@ pub fn effective(
                 if let (true, Some(s), Some(fwd)) =
                     (held > 0 && held == n, sorry.get(&id), first_mode)
                 {
-                    let mut rs = crate::service::RealServer::new(*s.ip(), s.port(), 1);
+                    let mut rs = crate::service::RealServer::new(s.ip(), s.port(), 1);
                     rs.fwd = fwd;
                     if !cfg.reals.iter().any(|r| r.key() == rs.key()) {
                         cfg.reals.push(rs);
@@ -157,7 +157,7 @@ pub fn passive_source(
 /// The sorry servers of `services`, by (protocol number, VIP, port); entries are validated.
 pub fn sorry_servers(
     services: &[ServiceEntry],
-) -> hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddrV4> {
+) -> hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddr> {
     services
         .iter()
         .filter_map(|s| {
@@ -335,5 +335,34 @@ check = { source = "SOURCE" }
         };
         assert!(e.contains("service[2].real[1].check.source"), "{e}");
         assert!(e.contains("not of the family"), "{e}");
+        // An IPv6 sorry server joins the service; an IPv4 one would not be of its family.
+        let with_sorry = |s: &str| {
+            config("2001:db8:20::1").replacen(
+                "local_addresses = [\"2001:db8:20::200\"]",
+                &format!("local_addresses = [\"2001:db8:20::200\"]\nsorry_server = \"{s}\""),
+                1,
+            )
+        };
+        let cfg = crate::config::Config::parse(&with_sorry("[2001:db8:20::99]:8080")).unwrap();
+        let sorry = sorry_servers(&cfg.services);
+        assert_eq!(
+            sorry.values().copied().collect::<Vec<_>>(),
+            ["[2001:db8:20::99]:8080"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()]
+        );
+        for (bad, why) in [
+            ("10.20.0.99:8080", "not of the family"),
+            ("2001:db8:20::99:8080", "not ADDR:PORT"),
+        ] {
+            let e = match crate::config::Config::parse(&with_sorry(bad)) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(
+                e.contains("service[2].sorry_server") && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
     }
 }
