@@ -5,8 +5,32 @@
 # the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
 # Usage: perf/cost.sh [scenario ...]   (default: established-1k reply-1k syn handoff expire; add
 # established-1m and reply-1m, slow)
+#        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
+# Markdown table of instructions per operation, a column per commit, oldest first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --table ]; then
+    files=()
+    while read -r _ f; do files+=("$f"); done < <(
+        for f in perf/results/cost-*.txt; do
+            c=${f#perf/results/cost-}
+            echo "$(git show -s --format=%ct "${c%.txt}" 2>/dev/null || echo 0) $f"
+        done | sort -n)
+    awk '
+        FNR == 1 { n++; c = FILENAME; sub(/.*cost-/, "", c); sub(/\.txt$/, "", c); col[n] = c }
+        /^#/ { next }
+        { if (!($1 in seen)) { seen[$1] = 1; rows[++m] = $1 } v[$1, n] = $2 }
+        END {
+            printf "| operation |"; for (i = 1; i <= n; i++) printf " %s |", col[i]; print ""
+            printf "|---|"; for (i = 1; i <= n; i++) printf "---|"; print ""
+            for (r = 1; r <= m; r++) {
+                printf "| %s |", rows[r]
+                for (i = 1; i <= n; i++) printf " %s |", ((rows[r], i) in v) ? v[rows[r], i] : "-"
+                print ""
+            }
+        }' "${files[@]}"
+    exit 0
+fi
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
