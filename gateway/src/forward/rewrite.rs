@@ -5,7 +5,7 @@
 //! checksums in a few additions, never a recomputation over the payload.
 
 use crate::wire::checksum::{self, Delta};
-use crate::wire::{IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+use crate::wire::{ipv4, tcp, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 use std::net::Ipv4Addr;
 
 /// An endpoint: address and port.
@@ -16,29 +16,39 @@ pub type Endpoint = (Ipv4Addr, u16);
 /// validated the packet (lengths, protocol); other protocols are left untouched.
 #[inline]
 pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint, dst: Endpoint) {
-    let (old_src, old_dst, proto, total_len) = {
-        let ip = Ipv4Packet::new_unchecked(&frame[l3_off..]);
-        (
-            ip.src(),
-            ip.dst(),
-            ip.protocol(),
-            usize::from(ip.total_len()),
-        )
-    };
+    // The fast path's case, a header without options and a TCP header (or a UDP datagram with at
+    // least 12 bytes of data): one length check covers both headers, and on these fixed-size
+    // views the compiler drops every per-field bounds check.
+    const BOTH: usize = ipv4::HEADER_LEN + tcp::HEADER_LEN;
+    if l4_off == l3_off + ipv4::HEADER_LEN {
+        if let Some(h) = frame
+            .get_mut(l3_off..)
+            .and_then(<[u8]>::first_chunk_mut::<BOTH>)
+        {
+            let (ip, l4) = h.split_at_mut(ipv4::HEADER_LEN);
+            return rewrite_headers(ip, l4, src, dst);
+        }
+    }
+    let total_len = usize::from(Ipv4Packet::new_unchecked(&frame[l3_off..]).total_len());
     let end = (l3_off + total_len).min(frame.len());
+    let (ip, l4) = frame[..end].split_at_mut(l4_off);
+    rewrite_headers(&mut ip[l3_off..], l4, src, dst)
+}
+
+/// [`rewrite_l4`] on the IPv4 header `ip` and the L4 header (and data) `l4` that follows it.
+#[inline(always)]
+fn rewrite_headers(ip: &mut [u8], l4: &mut [u8], src: Endpoint, dst: Endpoint) {
+    let mut ip = Ipv4Packet::new_unchecked(ip);
+    let (old_src, old_dst, proto) = (ip.src(), ip.dst(), ip.protocol());
     // The addresses are in the IP header and in the L4 pseudo-header: one delta serves both, and
     // each checksum takes all its changes in a single fold (`checksum::Delta`).
     let addrs = Delta::new()
         .dword(u32::from(old_src), u32::from(src.0))
         .dword(u32::from(old_dst), u32::from(dst.0));
-    {
-        let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3_off..end]);
-        ip.set_src(src.0);
-        ip.set_dst(dst.0);
-        let c = addrs.apply(ip.checksum());
-        ip.set_checksum(c);
-    }
-    let l4 = &mut frame[l4_off..end];
+    ip.set_src(src.0);
+    ip.set_dst(dst.0);
+    let c = addrs.apply(ip.checksum());
+    ip.set_checksum(c);
     match proto {
         IpProtocol::TCP => {
             let mut t = TcpPacket::new_unchecked(l4);

@@ -32,16 +32,22 @@ fn sum_ne(data: &[u8]) -> u64 {
     for w in &mut words {
         acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
-    let rest = words.remainder();
-    let mut i = 0;
-    if rest.len() >= 2 {
-        acc += u64::from(u16::from_ne_bytes([rest[0], rest[1]]));
-        i = 2;
+    let mut rest = words.remainder();
+    if let [a, b, tail @ ..] = rest {
+        acc += u64::from(u16::from_ne_bytes([*a, *b]));
+        rest = tail;
     }
-    if let Some(&last) = rest.get(i) {
-        acc += u64::from(u16::from_ne_bytes([last, 0]));
+    if let [last] = rest {
+        acc += u64::from(u16::from_ne_bytes([*last, 0]));
     }
     acc
+}
+
+/// Whether `data`, its checksum field included, verifies: it sums to 0xFFFF. That value reads the
+/// same in both byte orders, so the native sum needs no swap (RFC 1071 2(B)).
+#[inline]
+pub fn verifies(data: &[u8]) -> bool {
+    fold(sum_ne(data)) == 0xFFFF
 }
 
 /// Folds an unfolded sum to 16 bits with end-around carry. A non-zero sum folds to 1..=0xFFFF.
@@ -126,9 +132,13 @@ pub fn l4_verifies(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, l4: &[u8]
     let Ok(len) = u16::try_from(l4.len()) else {
         return false;
     };
-    let mut acc = sum(l4);
+    // Summed in native byte order, the pseudo-header too: one fold, no swap (see `verifies`).
+    let mut acc = sum_ne(l4);
     if protocol != IpProtocol::ICMP {
-        acc += pseudo_header(src, dst, protocol, len);
+        acc += u64::from(u32::from_ne_bytes(src.octets()))
+            + u64::from(u32::from_ne_bytes(dst.octets()))
+            + u64::from(u16::from_ne_bytes([0, protocol.0]))
+            + u64::from(u16::from_ne_bytes(len.to_be_bytes()));
     }
     fold(acc) == 0xFFFF
 }
@@ -293,6 +303,7 @@ mod tests {
         ];
         assert_eq!(ipv4_header(&h), 0xb861);
         assert_eq!(fold(sum(&h)), 0xFFFF);
+        assert!(verifies(&h));
     }
 
     #[test]
@@ -309,6 +320,40 @@ mod tests {
         #[test]
         fn sum_matches_rfc1071(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(checksum(&data), naive(&data));
+        }
+
+        /// `verifies` and `l4_verifies` (native-order sums, the pseudo-header too) say what RFC
+        /// 1071's algorithm says: the data (after the pseudo-header) checksums to 0. Half the
+        /// cases have a correct checksum put in their first word.
+        #[test]
+        fn verifies_matches_rfc1071(
+            mut data in proptest::collection::vec(any::<u8>(), 2..300),
+            src in any::<u32>(), dst in any::<u32>(),
+            proto in prop_oneof![Just(IpProtocol::TCP), Just(IpProtocol::UDP), Just(IpProtocol::ICMP)],
+            fix in any::<bool>(),
+        ) {
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let pseudo = |d: &[u8]| {
+                let mut p = Vec::new();
+                if proto != IpProtocol::ICMP {
+                    p.extend_from_slice(&src.octets());
+                    p.extend_from_slice(&dst.octets());
+                    p.extend_from_slice(&[0, proto.0]);
+                    p.extend_from_slice(&(d.len() as u16).to_be_bytes());
+                }
+                p.extend_from_slice(d);
+                p
+            };
+            if fix {
+                data[..2].copy_from_slice(&[0, 0]);
+                let c = naive(&pseudo(&data));
+                data[..2].copy_from_slice(&c.to_be_bytes());
+            }
+            prop_assert_eq!(verifies(&data), naive(&data) == 0);
+            prop_assert_eq!(l4_verifies(src, dst, proto, &data), naive(&pseudo(&data)) == 0);
+            if fix {
+                prop_assert!(l4_verifies(src, dst, proto, &data));
+            }
         }
 
         /// The four-step fold equals folding until the sum fits 16 bits, for any u64 (and the

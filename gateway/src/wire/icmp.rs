@@ -169,7 +169,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
     /// The checksum over the whole message verifies.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum(self.buffer.as_ref())) == 0xFFFF
+        checksum::verifies(self.buffer.as_ref())
     }
 }
 

@@ -216,7 +216,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// The header checksum verifies (the header sums to 0xFFFF).
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum(self.header())) == 0xFFFF
+        checksum::verifies(self.header())
     }
 }
 
