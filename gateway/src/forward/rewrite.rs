@@ -16,9 +16,10 @@ pub type Endpoint = (Ipv4Addr, u16);
 /// validated the packet (lengths, protocol); other protocols are left untouched.
 #[inline]
 pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint, dst: Endpoint) {
-    // The fast path's case, a header without options and a TCP header (or a UDP datagram with at
-    // least 12 bytes of data): one length check covers both headers, and on these fixed-size
-    // views the compiler drops every per-field bounds check.
+    // The fast path's case, a header without options and a TCP header: one length check covers
+    // both headers, and on these fixed-size views the compiler drops every per-field bounds
+    // check. A UDP datagram whose frame holds 40 bytes from its IP header (data or padding)
+    // takes it too: only its 8-byte header's fields are touched.
     const BOTH: usize = ipv4::HEADER_LEN + tcp::HEADER_LEN;
     if l4_off == l3_off + ipv4::HEADER_LEN {
         if let Some(h) = frame
