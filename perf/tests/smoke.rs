@@ -174,3 +174,34 @@ fn bench_quick_ipv6_run_goes_through_the_ipv6_table() {
     assert!(all["v6_over_v4"]["est"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `perf/bench --latency 1`: the gateway flat out, then paced at 50% and 90% of its flat-out
+/// send rate; each paced run is offered that fraction, receives, and has its percentiles in order.
+#[test]
+fn bench_quick_latency_run_paces_at_fractions_of_the_flat_out_rate() {
+    let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
+    let out = quick_bench("smokelat", &["--latency", "1"]);
+    let all = json(&out.join("latency.json"));
+    let max = all["runs"]["gateway_max"][0]["tx_pps"].as_f64().unwrap();
+    assert!(max > 0.0, "{all}");
+    for frac in [0.5, 0.9] {
+        let r = &all["runs"][format!("gateway_{frac}")][0];
+        let offered = r["rate_pps"].as_f64().unwrap();
+        assert!(
+            (offered - (frac * max).max(1000.0)).abs() <= 1.0,
+            "offered {offered} at {frac} of {max}: {r}"
+        );
+        assert!(r["rx_pps"].as_f64().unwrap() > 0.0, "{r}");
+        let p = |k: &str| r[k].as_f64().unwrap();
+        assert!(
+            0.0 < p("p50_us") && p("p50_us") <= p("p99_us") && p("p99_us") <= p("p999_us"),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        all["runs"]["macswap_0.9"],
+        serde_json::json!([]),
+        "--no-ref runs no testpmd"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
