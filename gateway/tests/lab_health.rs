@@ -13,49 +13,6 @@ fn gwctl(lab: &Lab, args: &[&str]) -> String {
 }
 
 /// The `gwctl health` line of real server `rs`.
-fn health_of(lab: &Lab, rs: &str) -> String {
-    gwctl(lab, &["health"])
-        .lines()
-        .find(|l| l.contains(&format!(" {rs}:")))
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Waits (at most `limit`) until `rs`'s health line contains `want`; returns how long it took.
-fn wait_health(lab: &Lab, rs: &str, want: &str, limit: Duration) -> Duration {
-    let t = Instant::now();
-    loop {
-        let line = health_of(lab, rs);
-        if line.contains(want) {
-            return t.elapsed();
-        }
-        assert!(
-            t.elapsed() < limit,
-            "{rs} not {want:?} after {limit:?}: {line}\n{}",
-            lab.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits (at most 1 s) until `ipvsadm -Ln` shows `rs`'s weight as `weight`.
-fn wait_weight(lab: &Lab, rs: &str, weight: &str) {
-    let t = Instant::now();
-    loop {
-        let list = gwctl(lab, &["ipvsadm", "-Ln"]);
-        let line = list.lines().find(|l| l.contains(rs)).unwrap_or_default();
-        if line.split_whitespace().nth(3) == Some(weight) {
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "{list}\n{}",
-            lab.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn config(check: &str) -> String {
     Lab::default_config("").replacen("toa = true", &format!("toa = true\ncheck = {check}"), 1)
 }
@@ -68,14 +25,14 @@ fn a_stopped_server_leaves_the_rotation_and_returns() {
         "ht",
         &config(r#"{ kind = "tcp", interval_ms = 200, timeout_ms = 500, rise = 2, fall = 2 }"#),
     );
-    wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
+    lab.wait_health("10.20.0.11", " up ", Duration::from_secs(3));
     let stopped = Instant::now();
     lab.nginx("rs1", false);
-    let took = wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(2));
+    let took = lab.wait_health("10.20.0.11", "down", Duration::from_secs(2));
     eprintln!("rs1 down after {took:?}");
-    assert!(health_of(&lab, "10.20.0.11").contains("connection refused"));
+    assert!(lab.health_of("10.20.0.11").contains("connection refused"));
     // The effective weight, as ipvsadm shows it on an LVS box whose checker lowered it.
-    wait_weight(&lab, "10.20.0.11:80", "0");
+    lab.wait_weight("10.20.0.11:80", "0", Duration::from_secs(1));
     eprintln!(
         "rs1 at weight 0 {:?} after its nginx stopped",
         stopped.elapsed()
@@ -86,9 +43,9 @@ fn a_stopped_server_leaves_the_rotation_and_returns() {
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "rs2");
     }
     lab.nginx("rs1", true);
-    let took = wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(2));
+    let took = lab.wait_health("10.20.0.11", " up ", Duration::from_secs(2));
     eprintln!("rs1 up after {took:?}");
-    wait_weight(&lab, "10.20.0.11:80", "1");
+    lab.wait_weight("10.20.0.11:80", "1", Duration::from_secs(1));
     // The configured weight is what a save writes, whatever health did meanwhile.
     assert!(gwctl(&lab, &["save"]).contains("weight = 1"));
 }
@@ -103,10 +60,10 @@ fn http_and_exec_checks_say_why() {
             r#"{ kind = "http", path = "/busy", status = [200], interval_ms = 200, fall = 1 }"#,
         ),
     );
-    wait_health(&lab, "10.20.0.11", "HTTP 503", Duration::from_secs(3));
+    lab.wait_health("10.20.0.11", "HTTP 503", Duration::from_secs(3));
     // rs2's first check may still be in flight when rs1's verdict lands.
-    wait_health(&lab, "10.20.0.12", "HTTP 503", Duration::from_secs(3));
-    assert!(health_of(&lab, "10.20.0.12").contains("down"));
+    lab.wait_health("10.20.0.12", "HTTP 503", Duration::from_secs(3));
+    assert!(lab.health_of("10.20.0.12").contains("down"));
     let lab2 = Lab::up(
         "he",
         &Lab::default_config("")
@@ -121,8 +78,8 @@ fn http_and_exec_checks_say_why() {
                 1,
             ),
     );
-    wait_health(&lab2, "10.20.0.12", "exit status 1", Duration::from_secs(3));
-    assert!(health_of(&lab2, "10.20.0.11").contains(" up "));
+    lab2.wait_health("10.20.0.12", "exit status 1", Duration::from_secs(3));
+    assert!(lab2.health_of("10.20.0.11").contains(" up "));
 }
 
 /// A UDP check against a UDP echo in the real server's namespace: up; the echo stopped, the ICMP
@@ -140,21 +97,11 @@ fn a_udp_check_follows_an_echo_server() {
         .args(["socat", "UDP-RECVFROM:7007,fork", "EXEC:cat"])
         .spawn()
         .unwrap();
-    wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
-    wait_health(
-        &lab,
-        "10.20.0.12",
-        "port unreachable",
-        Duration::from_secs(3),
-    );
+    lab.wait_health("10.20.0.11", " up ", Duration::from_secs(3));
+    lab.wait_health("10.20.0.12", "port unreachable", Duration::from_secs(3));
     let _ = echo.kill();
     let _ = echo.wait();
-    wait_health(
-        &lab,
-        "10.20.0.11",
-        "port unreachable",
-        Duration::from_secs(3),
-    );
+    lab.wait_health("10.20.0.11", "port unreachable", Duration::from_secs(3));
 }
 
 /// Both real servers' nginx stopped: the sorry server (a web server on rs2:9090) answers.
@@ -193,12 +140,12 @@ fn the_sorry_server_answers_when_every_real_server_is_down() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
+    lab.wait_health("10.20.0.11", " up ", Duration::from_secs(3));
     lab.nginx("rs1", false);
     lab.nginx("rs2", false);
-    wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(3));
-    wait_health(&lab, "10.20.0.12", "down", Duration::from_secs(3));
-    wait_weight(&lab, "10.20.0.12:9090", "1");
+    lab.wait_health("10.20.0.11", "down", Duration::from_secs(3));
+    lab.wait_health("10.20.0.12", "down", Duration::from_secs(3));
+    lab.wait_weight("10.20.0.12:9090", "1", Duration::from_secs(1));
     let o = lab.exec("cli", &["curl", "-s", "-m", "2", "http://10.10.0.100/"]);
     let _ = sorry.kill();
     let _ = sorry.wait();
@@ -344,7 +291,7 @@ fn failover(tag: &str, how: Kill, retry: bool, passive_fall: u32, check: &str) -
         1,
     );
     let lab = Lab::up(tag, &config);
-    wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
+    lab.wait_health("10.20.0.11", " up ", Duration::from_secs(3));
     let script = "end=$(( $(date +%s%N) + 9000000000 )); \
         while [ $(date +%s%N) -lt $end ]; do \
           ( t=$(date +%s%N); b=$(curl -s -m 4 http://10.10.0.100/); echo \"$t $? $b\" ) & \
@@ -360,7 +307,7 @@ fn failover(tag: &str, how: Kill, retry: bool, passive_fall: u32, check: &str) -
     kill(&lab, how, true);
     // Taken once the kill is done: a request started before it may be one the server dies under.
     let stopped_ns = now_ns();
-    let detected = wait_health(&lab, "10.20.0.11", "down", Duration::from_secs(4));
+    let detected = lab.wait_health("10.20.0.11", "down", Duration::from_secs(4));
     // The transition's reason, from the log (the next probe's result soon replaces it in
     // `gwctl health`).
     let reason = lab
@@ -383,7 +330,7 @@ fn failover(tag: &str, how: Kill, retry: bool, passive_fall: u32, check: &str) -
     std::thread::sleep(Duration::from_millis(3500).saturating_sub(detected));
     let started_ns = now_ns();
     kill(&lab, how, false);
-    let restored = wait_health(&lab, "10.20.0.11", " up ", Duration::from_secs(3));
+    let restored = lab.wait_health("10.20.0.11", " up ", Duration::from_secs(3));
     let out = client.wait_with_output().unwrap();
     let requests = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -538,7 +485,7 @@ fn checks_are_set_and_removed_through_the_admin_socket() {
             r#"{ kind = "http", path = "/missing", status = [200], interval_ms = 200, fall = 1 }"#,
         ],
     );
-    wait_health(&lab, "10.20.0.11", "HTTP 404", Duration::from_secs(3));
+    lab.wait_health("10.20.0.11", "HTTP 404", Duration::from_secs(3));
     // rs2's override: the path it answers.
     gwctl(
         &lab,
@@ -551,7 +498,7 @@ fn checks_are_set_and_removed_through_the_admin_socket() {
             r#"{ path = "/" }"#,
         ],
     );
-    wait_health(&lab, "10.20.0.12", "check passed", Duration::from_secs(3));
+    lab.wait_health("10.20.0.12", "check passed", Duration::from_secs(3));
     // A bad check: refused, naming the key; the running checks are unchanged.
     let sock = format!("/run/gateway/{}.sock", lab.name);
     let bad = lab.exec(
@@ -569,7 +516,7 @@ fn checks_are_set_and_removed_through_the_admin_socket() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
     assert!(err.contains("check.interval_ms"), "{err}");
-    assert!(health_of(&lab, "10.20.0.11").contains("http"));
+    assert!(lab.health_of("10.20.0.11").contains("http"));
     gwctl(&lab, &["sorry", "-t", "10.10.0.100:80", "10.20.0.12:9090"]);
     let saved = gwctl(&lab, &["save"]);
     assert!(saved.contains("path = \"/missing\""), "{saved}");
@@ -585,7 +532,7 @@ fn checks_are_set_and_removed_through_the_admin_socket() {
     );
     gwctl(&lab, &["check", "-t", "10.10.0.100:80", "none"]);
     gwctl(&lab, &["sorry", "-t", "10.10.0.100:80", "none"]);
-    wait_weight(&lab, "10.20.0.11:80", "1");
+    lab.wait_weight("10.20.0.11:80", "1", Duration::from_secs(1));
     let t = Instant::now();
     while gwctl(&lab, &["health"]).lines().count() > 1 {
         assert!(t.elapsed() < Duration::from_secs(2), "checks still listed");

@@ -473,49 +473,10 @@ address = "2001:db8:20::12"
 "#;
     let lab = Lab::up("v6h", &dual_stack(&Lab::default_config(service)));
     lab_sh(&lab, &["ipv6"]);
-    let health = |rs: &str| {
-        lab.gwctl(&["health"])
-            .lines()
-            .find(|l| l.contains(&format!("[{rs}]:80")))
-            .unwrap_or_default()
-            .to_string()
-    };
-    let wait = |rs: &str, want: &str| {
-        let t = std::time::Instant::now();
-        loop {
-            let line = health(rs);
-            if line.contains(want) {
-                return;
-            }
-            assert!(
-                t.elapsed().as_secs() < 5,
-                "{rs} not {want:?}: {line}\n{}",
-                lab.log()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
-    // Up from a passed check, not only from the initial state: the first probes may time out
-    // while the twin still resolves the servers' link-layer addresses (RFC 4861 7.2).
+    let five = std::time::Duration::from_secs(5);
+    let wait = |rs: &str, want: &str| lab.wait_health(&format!("[{rs}]"), want, five);
     // The weight ipvsadm shows follows the verdict once the workers run the new generation.
-    let weight = |endpoint: &str, want: &str| {
-        let t = std::time::Instant::now();
-        loop {
-            let list = lab.gwctl(&["ipvsadm", "-Ln"]);
-            let line = list
-                .lines()
-                .find(|l| l.contains(&format!("{endpoint} ")))
-                .unwrap_or_default();
-            if line.split_whitespace().nth(3) == Some(want) {
-                return;
-            }
-            assert!(
-                t.elapsed().as_secs() < 5,
-                "{endpoint} not at weight {want}: {list}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
+    let weight = |endpoint: &str, want: &str| lab.wait_weight(endpoint, want, five);
     for rs in ["2001:db8:20::11", "2001:db8:20::12"] {
         wait(rs, "check passed");
         weight(&format!("[{rs}]:80"), "1");

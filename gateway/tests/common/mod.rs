@@ -167,6 +167,55 @@ impl Lab {
         }
     }
 
+    /// Real server `rs`'s line in `gwctl health`, `rs` written as before its `:PORT` there
+    /// (`10.20.0.11`, `[2001:db8:20::11]`); empty if it has none.
+    pub fn health_of(&self, rs: &str) -> String {
+        self.gwctl(&["health"])
+            .lines()
+            .find(|l| l.contains(&format!(" {rs}:")))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Waits (at most `limit`) until `rs`'s health line contains `want`; returns how long it took.
+    pub fn wait_health(&self, rs: &str, want: &str, limit: Duration) -> Duration {
+        let t = Instant::now();
+        loop {
+            let line = self.health_of(rs);
+            if line.contains(want) {
+                return t.elapsed();
+            }
+            assert!(
+                t.elapsed() < limit,
+                "{rs} not {want:?} after {limit:?}: {line}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (at most `limit`) until `ipvsadm -Ln` shows real server `endpoint` (`ADDR:PORT`, as
+    /// ipvsadm writes it) at weight `weight`: the workers run the generation with it.
+    pub fn wait_weight(&self, endpoint: &str, weight: &str, limit: Duration) {
+        let t = Instant::now();
+        loop {
+            let list = self.gwctl(&["ipvsadm", "-Ln"]);
+            let line = list
+                .lines()
+                .find(|l| l.contains(&format!("{endpoint} ")))
+                .unwrap_or_default();
+            if line.split_whitespace().nth(3) == Some(weight) {
+                return;
+            }
+            assert!(
+                t.elapsed() < limit,
+                "{endpoint} not at weight {weight} after {limit:?}: {list}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `gwctl ARGS` against this lab's gateway; its standard output (panics on failure).
     pub fn gwctl(&self, args: &[&str]) -> String {
         self.admin(&[], args)
