@@ -1235,7 +1235,7 @@ impl Running {
             let _ = writeln!(
                 out,
                 "worker {i}: rx {} tx {} arp_replies {} arp_requests {} echo_replies {} handoff_out {} handoff_in {} \
-                 steer_hits {} generated {} cycles/pkt {cpp} drops {}",
+                 steer_hits {} fast_path {} generated {} cycles/pkt {cpp} drops {}",
                 s.rx_packets,
                 s.tx_packets,
                 s.arp_replies,
@@ -1244,6 +1244,7 @@ impl Running {
                 s.handoff_out,
                 s.handoff_in,
                 s.steer_hits,
+                s.fast_path,
                 s.generated,
                 s.total_drops()
             );

@@ -1398,6 +1398,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("handoff_out", s.handoff_out),
         ("handoff_in", s.handoff_in),
         ("steer_hits", s.steer_hits),
+        ("fast_path", s.fast_path),
         ("generated", s.generated),
         ("drops", s.total_drops()),
         ("conns", f.conns),

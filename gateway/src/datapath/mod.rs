@@ -7,6 +7,7 @@
 //! gateway owns, learn neighbours), ICMP echo, malformed-packet drops, and output through the routing
 //! and neighbour tables. The forwarding modes live in `forward/`.
 
+mod fastpath;
 mod fragments;
 pub mod punt;
 
@@ -783,6 +784,8 @@ pub struct Datapath<B> {
     /// A cache-line prefetch for batched lookups (`dpdk::prefetch` on a worker; a no-op by default,
     /// which keeps this core free of DPDK for tests and fuzzing).
     prefetch: fn(*const u8),
+    /// Whether established segments take the fast path (`fastpath`); on unless a test compares.
+    fast_path: bool,
 }
 
 fn no_prefetch(_: *const u8) {}
@@ -797,7 +800,14 @@ impl<B: PacketBuf> Datapath<B> {
             frags: crate::frag::FragTable::new(Default::default()),
             deferred: Vec::new(),
             prefetch: no_prefetch,
+            fast_path: true,
         }
+    }
+
+    /// Turns the established fast path (`fastpath`) on or off: its verdicts are the general
+    /// path's, so only the cost changes.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
     }
 
     /// Sets the cache-line prefetch the burst pipeline uses.
@@ -808,6 +818,9 @@ impl<B: PacketBuf> Datapath<B> {
     /// Processes one received frame.
     #[inline]
     pub fn process(&mut self, pkt: B, meta: &RxMeta) -> Verdict<B> {
+        if let Some(v) = self.admit_plain_tcp(&pkt, meta) {
+            return self.forward_plain_tcp(pkt, meta, &v, None);
+        }
         let (pkt, v) = match ingress(&mut self.l3, pkt, meta) {
             Ok(x) => x,
             Err(NotIpv4::Done(verdict)) => return verdict,
@@ -846,10 +859,19 @@ impl<B: PacketBuf> Datapath<B> {
         let mut parsed: [Option<Ipv4In>; BURST] = [None; BURST];
         let mut tuples = [crate::conn::Tuple::default(); BURST];
         let mut which = [0u8; BURST];
+        // Admitted to the established fast path (`fastpath`).
+        let mut plain_tcp = [false; BURST];
         let mut m = 0;
         for i in 0..n {
             let Some(pkt) = pkts[i].take() else { continue };
-            match ingress(&mut self.l3, pkt, &metas[i]) {
+            let admitted = match self.admit_plain_tcp(&pkt, &metas[i]) {
+                Some(v) => {
+                    plain_tcp[i] = true;
+                    Ok((pkt, v))
+                }
+                None => ingress(&mut self.l3, pkt, &metas[i]),
+            };
+            match admitted {
                 Err(NotIpv4::Done(verdict)) => out[i] = Some(verdict),
                 Err(NotIpv4::Ipv6(pkt)) => {
                     out[i] = Some(self.v6.process(&mut self.l3, &mut self.fwd, pkt, &metas[i]))
@@ -884,7 +906,11 @@ impl<B: PacketBuf> Datapath<B> {
                     Some(None) if self.fwd.table().indexed() != indexed => None,
                     p => p,
                 };
-                out[i] = Some(self.finish(pkt, &metas[i], &v, pre));
+                out[i] = Some(if plain_tcp[i] {
+                    self.forward_plain_tcp(pkt, &metas[i], &v, pre)
+                } else {
+                    self.finish(pkt, &metas[i], &v, pre)
+                });
             }
         }
         [after_l3, after_lookup, clock()]
@@ -1234,7 +1260,7 @@ mod tests {
         VecBuf::from_frame(&v)
     }
 
-    fn outcome(v: Verdict<VecBuf>) -> (String, Vec<u8>) {
+    pub(super) fn outcome(v: Verdict<VecBuf>) -> (String, Vec<u8>) {
         match v {
             Verdict::Tx(p, b) => (format!("tx{p}"), b.data().to_vec()),
             Verdict::ToWorker(w, b) => (format!("worker{w}"), b.data().to_vec()),

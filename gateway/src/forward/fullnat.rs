@@ -805,13 +805,7 @@ impl Forwarder {
         let proto = ip.protocol.0;
         let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, proto);
         let now = Ticks(l3.now_ms);
-        let found = match pre {
-            Some(Some((id, dir))) if self.table.get(id).is_some_and(|c| c.tuple(dir) == tuple) => {
-                Some((id, dir))
-            }
-            Some(None) => None,
-            _ => self.table.lookup(&tuple),
-        };
+        let found = self.find(&tuple, pre);
         Ok(match found {
             Some((id, dir)) => {
                 if dir == Dir::Reply && !meta.from_peer {
@@ -865,6 +859,53 @@ impl Forwarder {
                 Via::NatReply => self.nat_not_mine(pkt, meta, ip.dst, ip.dst_port),
             },
         })
+    }
+
+    /// The connection of `tuple` and the side that sent it: the burst's earlier lookup `pre` if
+    /// there was one (a hit re-checked against its entry, see `handle_with`), else a lookup now.
+    #[inline]
+    fn find(&self, tuple: &Tuple, pre: Option<Option<(ConnId, Dir)>>) -> Option<(ConnId, Dir)> {
+        match pre {
+            Some(Some((id, dir))) if self.table.get(id).is_some_and(|c| c.tuple(dir) == *tuple) => {
+                Some((id, dir))
+            }
+            Some(None) => None,
+            _ => self.table.lookup(tuple),
+        }
+    }
+
+    /// The established fast path's forwarding (`datapath::fastpath`): a plain TCP segment to a
+    /// VIP or a LIP, its checksums verified, goes straight to `forward` if this worker holds its
+    /// connection. It is what `handle_with` does for such a segment, without the dispatch that
+    /// other packets need. `Err` hands the packet back unchanged, with what is known of its
+    /// connection (`pre` for `handle_with`), when `handle_with` must decide: no connection, a
+    /// client's SYN on one (a reused port), a NAT64 reply, an address that is neither.
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    pub fn forward_established<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        pre: Option<Option<(ConnId, Dir)>>,
+    ) -> Result<Verdict<B>, (B, Option<Option<(ConnId, Dir)>>)> {
+        let ip = &v.ip;
+        let kind = self.services.kind(ip.dst);
+        if !(kind.vip || kind.lip) || self.services.is_lip64(ip.dst) {
+            return Err((pkt, pre));
+        }
+        let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
+        let found = self.find(&tuple, pre);
+        let client_syn = ip.tcp_flags.syn() && !ip.tcp_flags.ack();
+        match found {
+            Some((id, dir)) if !client_syn => {
+                if dir == Dir::Reply {
+                    l3.stats.steer_hits += 1;
+                }
+                Ok(self.forward(l3, pkt, v, id, dir, Ticks(l3.now_ms)))
+            }
+            _ => Err((pkt, Some(found))),
+        }
     }
 
     /// Which way a packet reaches the forwarding engine, if it does: to a VIP, to a LIP, or from

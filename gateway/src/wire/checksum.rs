@@ -27,6 +27,30 @@ pub fn sum(data: &[u8]) -> u64 {
 /// loop needs no byte swap per word (which baseline x86-64 SIMD cannot do), so it vectorizes.
 #[inline]
 fn sum_ne(data: &[u8]) -> u64 {
+    // The common input starts with a 20-byte header (IPv4, TCP): five words summed unrolled, no
+    // vector loop to set up and reduce for so few bytes.
+    if let Some((head, rest)) = data.split_first_chunk::<20>() {
+        let word = |i: usize| {
+            u64::from(u32::from_ne_bytes([
+                head[i],
+                head[i + 1],
+                head[i + 2],
+                head[i + 3],
+            ]))
+        };
+        let acc = word(0) + word(4) + word(8) + word(12) + word(16);
+        return if rest.is_empty() {
+            acc
+        } else {
+            acc + sum_words(rest)
+        };
+    }
+    sum_words(data)
+}
+
+/// [`sum_ne`] by a loop of 32-bit words, which the compiler vectorizes.
+#[inline]
+fn sum_words(data: &[u8]) -> u64 {
     let mut acc: u64 = 0;
     let mut words = data.chunks_exact(4);
     for w in &mut words {

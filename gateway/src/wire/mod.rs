@@ -32,8 +32,8 @@ pub use ethernet::{EtherType, EthernetFrame, MacAddr};
 pub use icmp::{EmbeddedTuple, IcmpPacket, IcmpType};
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use packet::{
-    parse_l3l4, parse_l3l4_with, verify_ipv4_l4_checksum, verify_l4_checksum, DropReason, IpInfo,
-    Parsed,
+    parse_l3l4, parse_l3l4_with, parse_plain_tcp, verify_ipv4_l4_checksum, verify_l4_checksum,
+    DropReason, IpInfo, Parsed,
 };
 pub use tcp::{TcpFlags, TcpOption, TcpPacket, ToaError};
 pub use udp::UdpPacket;

@@ -167,8 +167,9 @@ const PLAIN_TCP_LEN: usize = ethernet::HEADER_LEN + super::ipv4::HEADER_LEN + tc
 /// compiler drops the views' per-field bounds checks. `None` for any other frame, which
 /// [`parse_any`] then classifies; for these frames both give the same result, the same error
 /// included (a property test holds them to it).
+/// The datapath's established fast path starts here too (`datapath::fastpath`).
 #[inline]
-fn parse_plain_tcp(frame: &[u8], check_ip_csum: bool) -> Option<Result<Parsed, DropReason>> {
+pub fn parse_plain_tcp(frame: &[u8], check_ip_csum: bool) -> Option<Result<Parsed, DropReason>> {
     const IP_AT: usize = ethernet::HEADER_LEN;
     const TCP_AT: usize = IP_AT + super::ipv4::HEADER_LEN;
     let h: &[u8; PLAIN_TCP_LEN] = frame.first_chunk()?;

@@ -1,0 +1,88 @@
+//! The established fast path (issue 16). Most frames a load balancer forwards are segments of
+//! connections it already holds: plain IPv4 TCP (no IP options, not fragmented) sent to the
+//! port's MAC. For these, [`Datapath::admit_plain_tcp`] does `ingress`'s L2 and L3 checks on one
+//! fixed-size view of the three headers (`wire::parse_plain_tcp`) and verifies both checksums
+//! where the NIC did not; the forwarder then looks the connection up and forwards the segment
+//! (`Forwarder::forward_established`). What the general path pays for its generality is not
+//! paid: the dispatch on EtherType, protocol and address kind, and the parse results carried
+//! through its stages.
+//!
+//! A frame the admission refuses takes the general path from the start: the admission changed
+//! nothing. A segment the forwarder hands back (no connection, a client's SYN, a NAT64 reply, an
+//! address that is neither a VIP nor a LIP) goes on in the general path where the fast path left
+//! it, with its checks and its lookup done, so that an ACK or SYN flood costs no more than it
+//! did. Verdicts, bytes, counters and connection state are the general path's: a property test
+//! (`tests`) holds the two to it.
+
+use super::{Datapath, Ipv4In};
+use crate::conn::{ConnId, Dir};
+use crate::packet::{CsumStatus, PacketBuf, RxMeta};
+use crate::wire::{self, EthernetFrame};
+
+use super::Verdict;
+
+#[cfg(test)]
+mod tests;
+
+impl<B: PacketBuf> Datapath<B> {
+    /// The fast path's admission: `Some` for a plain TCP segment received (not handed over) on
+    /// a port, sent to that port's MAC, with both checksums good (verified here unless the NIC
+    /// reported them good), counted as received as `ingress` counts it. `None` changes nothing.
+    #[inline]
+    pub(super) fn admit_plain_tcp(&mut self, pkt: &B, meta: &RxMeta) -> Option<Ipv4In> {
+        if !self.fast_path
+            || meta.from_peer
+            || meta.ip_csum == CsumStatus::Bad
+            || meta.l4_csum == CsumStatus::Bad
+        {
+            return None;
+        }
+        let frame = pkt.data();
+        let parsed = wire::parse_plain_tcp(frame, meta.ip_csum != CsumStatus::Good)?.ok()?;
+        let ip = parsed.ip?;
+        let port_mac = self.l3.topo.ports.get(usize::from(meta.port))?.mac;
+        if EthernetFrame::new_unchecked(frame).dst() != port_mac {
+            return None;
+        }
+        let v = Ipv4In {
+            l3_off: parsed.l3_off,
+            ip,
+        };
+        if meta.l4_csum != CsumStatus::Good
+            && !wire::verify_ipv4_l4_checksum(frame, v.l3_off, &v.ip)
+        {
+            return None;
+        }
+        self.l3.stats.rx_packets += 1;
+        self.l3.stats.rx_bytes += frame.len() as u64;
+        Some(v)
+    }
+
+    /// Forwards a segment `admit_plain_tcp` admitted: on the fast path if its connection is
+    /// here, else on in the general path (`finish`) with what the fast path found out (`pre`:
+    /// the burst's lookup, or `None` to look up).
+    #[inline]
+    pub(super) fn forward_plain_tcp(
+        &mut self,
+        pkt: B,
+        meta: &RxMeta,
+        v: &Ipv4In,
+        pre: Option<Option<(ConnId, Dir)>>,
+    ) -> Verdict<B> {
+        match self.fwd.forward_established(&mut self.l3, pkt, v, pre) {
+            Ok(verdict) => {
+                self.l3.stats.fast_path += 1;
+                verdict
+            }
+            Err((pkt, pre)) => {
+                // Both checksums were verified on admission.
+                let verified = RxMeta {
+                    ip_csum: CsumStatus::Good,
+                    l4_csum: CsumStatus::Good,
+                    ..*meta
+                };
+                self.finish(pkt, &verified, v, pre)
+            }
+        }
+    }
+}

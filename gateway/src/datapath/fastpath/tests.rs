@@ -1,0 +1,428 @@
+//! The fast path changes nothing but the cost: for any sequence of frames, a datapath with it
+//! gives the verdicts, bytes, counters and connection table of one without it, one by one and
+//! in bursts.
+
+use crate::datapath::tests::outcome;
+use crate::datapath::{Datapath, Verdict};
+use crate::packet::{CsumStatus, RxMeta, VecBuf};
+use crate::testkit::*;
+use etherparse::PacketBuilder;
+use proptest::prelude::*;
+use std::net::Ipv4Addr;
+
+/// The lab's FullNAT services, a NAT one, a DR one and a SYN-proxied FullNAT one: connections of
+/// every kind the fast path must take or leave.
+fn config() -> String {
+    format!(
+        "{LAB_CONFIG}{}",
+        r#"
+[[service]]
+vip = "10.10.0.100"
+port = 8080
+protocol = "tcp"
+scheduler = "rr"
+[[service.real]]
+address = "10.20.0.11"
+port = 80
+mode = "nat"
+
+[[service]]
+vip = "10.10.0.101"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+[[service.real]]
+address = "10.20.0.12"
+mode = "dr"
+
+[[service]]
+vip = "10.10.0.100"
+port = 443
+protocol = "tcp"
+scheduler = "rr"
+synproxy = "on"
+local_addresses = ["10.20.0.202"]
+[[service.real]]
+address = "10.20.0.12"
+port = 443
+"#
+    )
+}
+
+/// Where a client's flow goes: the services above, a port with no service, the gateway itself.
+const DESTS: [(Ipv4Addr, u16); 6] = [
+    (VIP, 80),
+    (VIP, 8080),
+    (Ipv4Addr::new(10, 10, 0, 101), 80),
+    (VIP, 443),
+    (VIP, 81),
+    (GW_CLIENT_IP, 22),
+];
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FLAGS: [u8; 9] = [
+    SYN,
+    ACK,
+    ACK | 0x08,
+    ACK | 0x01,
+    0x04,
+    ACK | 0x04,
+    SYN | ACK,
+    0,
+    0x01,
+];
+
+/// What goes wrong with a frame, if anything.
+#[derive(Clone, Copy, Debug)]
+enum Flaw {
+    None,
+    IpChecksum,
+    TcpChecksum,
+    OtherMac,
+    IpOptions,
+    Fragment,
+    Padding,
+    TcpOptions,
+}
+
+#[derive(Clone, Debug)]
+struct Event {
+    /// Instead of a frame: the services change (`reconfigure`).
+    reconfigure: bool,
+    /// Client flow: its index (client port) and destination.
+    flow: u8,
+    dest: u8,
+    /// Sent by the real server the flow's connection reached (through the gateway), if known.
+    from_server: bool,
+    flags: u8,
+    payload: u8,
+    flaw: Flaw,
+    /// The NIC's checksum report: 0 none, 1 both good, 2 L4 bad, 3 IP bad.
+    nic: u8,
+    from_peer: bool,
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    let flaw = prop_oneof![
+        20 => Just(Flaw::None),
+        1 => Just(Flaw::IpChecksum),
+        1 => Just(Flaw::TcpChecksum),
+        1 => Just(Flaw::OtherMac),
+        1 => Just(Flaw::IpOptions),
+        1 => Just(Flaw::Fragment),
+        1 => Just(Flaw::Padding),
+        1 => Just(Flaw::TcpOptions),
+    ];
+    (
+        0u8..4,
+        prop_oneof![4 => Just(0u8), 1 => 1u8..6],
+        any::<bool>(),
+        // Mostly what opens and carries a connection: SYN, SYN-ACK, ACK.
+        prop_oneof![2 => Just(0usize), 2 => Just(6), 6 => Just(1), 3 => 0usize..FLAGS.len()],
+        prop_oneof![Just(0u8), Just(10), Just(200)],
+        flaw,
+        prop_oneof![12 => Just(0u8), 4 => Just(1), 1 => Just(2), 1 => Just(3)],
+        prop_oneof![19 => Just(false), 1 => Just(true)],
+        prop_oneof![15 => Just(false), 1 => Just(true)],
+    )
+        .prop_map(
+            |(flow, dest, from_server, f, payload, flaw, nic, from_peer, reconfigure)| Event {
+                reconfigure,
+                flow,
+                dest,
+                from_server,
+                flags: FLAGS[f],
+                payload,
+                flaw,
+                nic,
+                from_peer,
+            },
+        )
+}
+
+/// A TCP frame with `flags` from `src` to `dst`, between `macs`, flawed as `flaw` says.
+fn frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: u8,
+    payload: usize,
+    flaw: Flaw,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(macs.0, macs.1).ipv4(src.0.octets(), dst.0.octets(), 64);
+    let b = b.tcp(src.1, dst.1, 1000, 64000);
+    let b = if flags & SYN != 0 { b.syn() } else { b };
+    let b = if flags & ACK != 0 { b.ack(5001) } else { b };
+    let b = if flags & 0x01 != 0 { b.fin() } else { b };
+    let b = if flags & 0x04 != 0 { b.rst() } else { b };
+    let b = if flags & 0x08 != 0 { b.psh() } else { b };
+    let b = if let Flaw::TcpOptions = flaw {
+        b.options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1400)])
+            .unwrap()
+    } else {
+        b
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, &vec![0x5a; payload]).unwrap();
+    match flaw {
+        Flaw::IpChecksum => v[24] ^= 0x01,
+        Flaw::TcpChecksum => v[50] ^= 0x01,
+        Flaw::OtherMac => v[5] ^= 0x40,
+        Flaw::Fragment => {
+            // MF set: the checksum follows the flags word.
+            v[20] |= 0x20;
+            let c = u16::from_be_bytes([v[24], v[25]]).wrapping_sub(0x2000);
+            v[24..26].copy_from_slice(&c.to_be_bytes());
+            fix_ip_checksum(&mut v);
+        }
+        Flaw::IpOptions => {
+            // A 4-byte NOP option: IHL 6, total length + 4.
+            v.splice(34..34, [1, 1, 1, 0]);
+            v[14] = 0x46;
+            let total = u16::from_be_bytes([v[16], v[17]]) + 4;
+            v[16..18].copy_from_slice(&total.to_be_bytes());
+            fix_ip_checksum(&mut v);
+        }
+        Flaw::Padding => v.extend_from_slice(&[0; 6]),
+        Flaw::None | Flaw::TcpOptions => {}
+    }
+    v
+}
+
+fn fix_ip_checksum(v: &mut [u8]) {
+    let ihl = usize::from(v[14] & 0x0F) * 4;
+    v[24..26].copy_from_slice(&[0, 0]);
+    let c = crate::wire::checksum::checksum(&v[14..14 + ihl]);
+    v[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// What a datapath holds that the fast path could change: every counter and every connection.
+fn state(dp: &Datapath<VecBuf>) -> String {
+    let mut stats = dp.l3.stats.clone();
+    stats.fast_path = 0;
+    let conns: Vec<String> = dp
+        .fwd
+        .table()
+        .iter()
+        .map(|(id, c)| format!("{id:?} {c:?}"))
+        .collect();
+    format!("{:?}\n{:?}\n{}", stats, dp.fwd.stats, conns.join("\n"))
+}
+
+/// Switches the services between `config()` and a variant of it: the FullNAT services lose their
+/// second LIP, the TCP one its second real server (whose connections lose their server), the NAT
+/// service gets another real server (replies from the first are no longer NAT replies).
+fn reconfigure(dp: &mut Datapath<VecBuf>) {
+    let old = dp.fwd.services().clone();
+    let text = if old.generation % 2 == 1 {
+        config()
+            .replace(
+                r#"local_addresses = ["10.20.0.200", "10.20.0.201"]"#,
+                r#"local_addresses = ["10.20.0.200"]"#,
+            )
+            .replacen("[[service.real]]\naddress = \"10.20.0.12\"\n", "", 1)
+            .replace(
+                "address = \"10.20.0.11\"\nport = 80\nmode",
+                "address = \"10.20.0.13\"\nport = 80\nmode",
+            )
+    } else {
+        config()
+    };
+    let v = crate::config::Config::parse(&text)
+        .and_then(|c| c.validate())
+        .expect("variant config");
+    let new = crate::forward::ServiceTable::new(old.generation + 1, v.services, Some(&old))
+        .expect("services");
+    let prepared = dp
+        .fwd
+        .prepare_services(std::sync::Arc::new(new))
+        .expect("prepared");
+    dp.commit_services(prepared);
+}
+
+/// One step of a recorded run.
+enum Step {
+    Frame(Vec<u8>, RxMeta),
+    Reconfigure,
+}
+
+fn datapath(fast: bool) -> Datapath<VecBuf> {
+    let mut dp = datapath_from(&config(), 0, 1, 1 << 10);
+    dp.set_fast_path(fast);
+    dp
+}
+
+/// Plays `events` through the general path, one frame at a time, and records each frame, its
+/// meta and its outcome. A real server answers from where the gateway sent its flow's last
+/// segment.
+/// A frame's verdict and bytes (`datapath::tests::outcome`).
+type Outcome = (String, Vec<u8>);
+
+/// A real server's side of a flow: its MAC, its endpoint and the gateway's.
+type ServerSide = ([u8; 6], (Ipv4Addr, u16), (Ipv4Addr, u16));
+
+fn play(events: &[Event]) -> (Vec<Step>, Vec<Outcome>, String) {
+    let mut dp = datapath(false);
+    // Per flow: the endpoints of its connection on the server side, once the gateway sent one.
+    let mut server_side: std::collections::HashMap<(u8, u8), ServerSide> = Default::default();
+    let (mut frames, mut outs) = (Vec::new(), Vec::new());
+    for e in events {
+        if e.reconfigure {
+            reconfigure(&mut dp);
+            frames.push(Step::Reconfigure);
+            continue;
+        }
+        let key = (e.flow, e.dest);
+        let side = server_side.get(&key).filter(|_| e.from_server);
+        let (f, port) = match side {
+            Some(&(mac, from, to)) => (
+                frame(
+                    (mac, SERVER_PORT_MAC.0),
+                    from,
+                    to,
+                    e.flags,
+                    e.payload.into(),
+                    e.flaw,
+                ),
+                1,
+            ),
+            None => (
+                frame(
+                    (CLIENT_MAC.0, CLIENT_PORT_MAC.0),
+                    (CLIENT_IP, 40000 + u16::from(e.flow)),
+                    DESTS[usize::from(e.dest)],
+                    e.flags,
+                    e.payload.into(),
+                    e.flaw,
+                ),
+                0,
+            ),
+        };
+        let (ip_csum, l4_csum) = match e.nic {
+            1 => (CsumStatus::Good, CsumStatus::Good),
+            2 => (CsumStatus::Unknown, CsumStatus::Bad),
+            3 => (CsumStatus::Bad, CsumStatus::Unknown),
+            _ => (CsumStatus::Unknown, CsumStatus::Unknown),
+        };
+        let meta = RxMeta {
+            port,
+            ip_csum,
+            l4_csum,
+            from_peer: e.from_peer,
+            ..Default::default()
+        };
+        let out = outcome(dp.process(VecBuf::from_frame(&f), &meta));
+        if port == 0 && out.0 == "tx1" && out.1.len() >= 38 {
+            let o = &out.1;
+            let ip = |i: usize| Ipv4Addr::new(o[i], o[i + 1], o[i + 2], o[i + 3]);
+            let port = |i: usize| u16::from_be_bytes([o[i], o[i + 1]]);
+            let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
+            server_side.insert(key, (mac, (ip(30), port(36)), (ip(26), port(34))));
+        }
+        frames.push(Step::Frame(f, meta));
+        outs.push(out);
+    }
+    (frames, outs, state(&dp))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any sequence of frames: the fast path's outcomes and state are the general path's, one
+    /// by one and in bursts of any size.
+    #[test]
+    fn the_fast_path_changes_nothing_but_the_cost(
+        events in prop::collection::vec(event(), 1..100),
+        burst in 1usize..=32,
+    ) {
+        let (frames, want, want_state) = play(&events);
+
+        let mut single = datapath(true);
+        let mut got = Vec::new();
+        for step in &frames {
+            match step {
+                Step::Frame(f, m) => got.push(outcome(single.process(VecBuf::from_frame(f), m))),
+                Step::Reconfigure => reconfigure(&mut single),
+            }
+        }
+        prop_assert_eq!(&got, &want);
+        prop_assert_eq!(state(&single), want_state.clone());
+
+        let mut bursts = datapath(true);
+        let mut got = Vec::new();
+        let runs = frames.split(|s| matches!(s, Step::Reconfigure));
+        for (i, run) in runs.enumerate() {
+            if i > 0 {
+                reconfigure(&mut bursts);
+            }
+            let run: Vec<(&Vec<u8>, RxMeta)> = run
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Frame(f, m) => Some((f, *m)),
+                    Step::Reconfigure => None,
+                })
+                .collect();
+            for chunk in run.chunks(burst) {
+            let mut pkts: Vec<Option<VecBuf>> =
+                chunk.iter().map(|(f, _)| Some(VecBuf::from_frame(f))).collect();
+            let metas: Vec<RxMeta> = chunk.iter().map(|(_, m)| *m).collect();
+            let mut out: Vec<Option<Verdict<VecBuf>>> = (0..chunk.len()).map(|_| None).collect();
+            bursts.process_burst(&mut pkts, &metas, &mut out);
+            got.extend(out.into_iter().map(|v| outcome(v.expect("a verdict per frame"))));
+            }
+        }
+        prop_assert_eq!(&got, &want);
+        prop_assert_eq!(state(&bursts), want_state);
+    }
+}
+
+/// The fast path is taken: established segments both ways leave through it, and a frame it
+/// must not take (a SYN on a new connection) still opens one.
+#[test]
+fn established_segments_take_the_fast_path() {
+    let mut dp = datapath(true);
+    let client = (CLIENT_IP, 40000);
+    let to_client = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
+    let syn = frame(to_client, client, (VIP, 80), SYN, 0, Flaw::None);
+    let meta = RxMeta::default();
+    let (port, out) = outcome(dp.process(VecBuf::from_frame(&syn), &meta));
+    assert_eq!(port, "tx1");
+    let o = &out;
+    let lip = Ipv4Addr::new(o[26], o[27], o[28], o[29]);
+    let rip = Ipv4Addr::new(o[30], o[31], o[32], o[33]);
+    let lport = u16::from_be_bytes([o[34], o[35]]);
+    let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
+    let answer = frame(
+        (mac, SERVER_PORT_MAC.0),
+        (rip, 80),
+        (lip, lport),
+        SYN | ACK,
+        0,
+        Flaw::None,
+    );
+    let server = RxMeta { port: 1, ..meta };
+    assert_eq!(
+        outcome(dp.process(VecBuf::from_frame(&answer), &server)).0,
+        "tx0"
+    );
+    let before = dp.l3.stats.fast_path;
+    let ack = frame(to_client, client, (VIP, 80), ACK, 10, Flaw::None);
+    assert_eq!(
+        outcome(dp.process(VecBuf::from_frame(&ack), &meta)).0,
+        "tx1"
+    );
+    let data = frame(
+        (mac, SERVER_PORT_MAC.0),
+        (rip, 80),
+        (lip, lport),
+        ACK,
+        100,
+        Flaw::None,
+    );
+    assert_eq!(
+        outcome(dp.process(VecBuf::from_frame(&data), &server)).0,
+        "tx0"
+    );
+    assert_eq!(dp.l3.stats.fast_path, before + 2);
+}
