@@ -62,6 +62,11 @@ per_op() {
             echo "# syn-net: syn minus building its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
             echo "syn-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
+        if [ "$s" = established-1k ]; then
+            f=$(per_op ack-frames 2000 6000)
+            echo "# established-net: established-1k minus picking and writing its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "established-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        fi
         if [ "$s" = expire ]; then
             y=$(per_op syn 2000 6000)
             echo "# expire-net: expire minus the SYN that opened it ($(echo "$y" | cut -d' ' -f1) instructions)"

@@ -9,6 +9,8 @@
 //!   does: `benches/datapath.rs`);
 //! - `syn`: a SYN that opens a new connection, its frame built from the template (two checksums);
 //! - `frames`: only building those SYN frames, to subtract from `syn`;
+//! - `ack-frames`: only picking and writing the frames of `established-1k`, to subtract from it
+//!   (`established-net`: the datapath's own instructions per established packet);
 //! - `ts-plain`, `ts-proxied`: one connection with timestamps, without and with the SYN proxy
 //!   (issue 21); an operation is two packets, a client ACK and a server data segment, so that
 //!   `ts-proxied` minus `ts-plain` is the proxy's translation both ways;
@@ -40,6 +42,16 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("established-1k") => established_run(1_000, 1 << 12, n),
         Some("established-1m") => established_run(1_000_000, 2 << 20, n),
+        Some("ack-frames") => {
+            // Only what `established-1k` does around the datapath: pick a flow, write its frame.
+            let (_, acks, ack) = established(1_000, 1 << 12);
+            let order = random_order(1_000, 1 << 16);
+            let mut buf = VecBuf::from_frame(&ack);
+            for k in 0..n {
+                acks[order[k & 0xFFFF] as usize].write(&mut buf, &ack);
+                buf = std::hint::black_box(buf);
+            }
+        }
         Some(s @ ("syn" | "frames")) => {
             let syn = template(0x02);
             let mut dp: Datapath<VecBuf> = datapath_from(&bench_config(), 0, 1, 2 << 20);
@@ -75,7 +87,7 @@ fn main() {
         Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
             eprintln!(
-                "usage: datapath_cost established-1k|established-1m|reply-1k|reply-1m|syn|frames|\
+                "usage: datapath_cost established-1k|established-1m|ack-frames|reply-1k|reply-1m|syn|frames|\
                  handoff|expire|established-2w|established-1k-offload|ts-plain|ts-proxied|\
                  established6-1k|reply6-1k|dr6-1k N"
             );

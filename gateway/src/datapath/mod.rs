@@ -456,6 +456,13 @@ impl<B: PacketBuf> L3<B> {
         self.topo_generation += 1;
     }
 
+    /// Moves whenever the topology changes (ports, addresses, routes): with a neighbour table's
+    /// generation, what a cache of resolved next hops compares (`inet6::nd::Resolved6` too).
+    #[inline]
+    pub fn topo_generation(&self) -> u64 {
+        self.topo_generation
+    }
+
     #[inline]
     fn cache_generation(&self) -> u64 {
         // Both counters only grow; their sum changes when either does. +1 keeps 0 invalid.

@@ -175,6 +175,8 @@ pub struct Inet6<B> {
     /// snapshot of `pools_generation` (rebuilt on the first new connection of a new snapshot).
     pools: Vec<Option<fullnat::Pool6>>,
     pools_generation: Option<u64>,
+    /// The neighbours `nd::send_to` resolved last (`nd::Resolved6`).
+    pub(crate) resolved: Box<[nd::Resolved6; nd::RESOLVED_SLOTS]>,
 }
 
 /// An IPv6 packet as `process` found it: the header fields the rest needs.
@@ -210,6 +212,7 @@ impl<B: PacketBuf> Inet6<B> {
             deferred: Vec::new(),
             last_queued: None,
             record_queued: false,
+            resolved: Box::new([nd::Resolved6::default(); nd::RESOLVED_SLOTS]),
         }
     }
 

@@ -224,15 +224,55 @@ pub fn solicit<B: PacketBuf>(
     l3.stats.inet6.ns_sent += 1;
 }
 
+/// Slots of the cache of resolved neighbours (direct-mapped).
+pub const RESOLVED_SLOTS: usize = 64;
+
+/// A neighbour `send_to` resolved: the MACs it wrote for the last packet to it. Valid while
+/// neither the neighbour table nor the topology moved (`generation`, as IPv4's next-hop cache in
+/// `L3::route_out`): most packets go to a handful of real servers and routers, and a hit saves
+/// the neighbour table's hash lookup and its state checks.
+#[derive(Clone, Copy)]
+pub struct Resolved6 {
+    target: Ipv6Addr,
+    port: u16,
+    mac: MacAddr,
+    src_mac: MacAddr,
+    /// The neighbour table's generation plus the topology's, plus 1 (0 is never valid).
+    generation: u64,
+}
+
+impl Default for Resolved6 {
+    fn default() -> Self {
+        Resolved6 {
+            target: Ipv6Addr::UNSPECIFIED,
+            port: 0,
+            mac: MacAddr([0; 6]),
+            src_mac: MacAddr([0; 6]),
+            generation: 0,
+        }
+    }
+}
+
 /// Sends an IPv6 packet (Ethernet header present) to neighbour `target` on `port`: sets the MACs,
 /// or holds the packet until the neighbour answers.
 pub fn send_to<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
-    pkt: B,
+    mut pkt: B,
     target: Ipv6Addr,
     port: u16,
 ) -> Verdict<B> {
+    let generation = v6.neigh.generation() + l3.topo_generation() + 1;
+    let key = u128::from(target);
+    let slot = ((key ^ (key >> 64) ^ (key >> 32)) as usize ^ usize::from(port)) % RESOLVED_SLOTS;
+    let e = v6.resolved[slot];
+    // A first fragment always goes through the table: it records where it waits (below).
+    if e.generation == generation && e.target == target && e.port == port && !v6.records_queued() {
+        let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
+        eth.set_dst(e.mac);
+        eth.set_src(e.src_mac);
+        return Verdict::Tx(port, pkt);
+    }
     let Some(port_mac) = l3.topo().ports.get(port as usize).map(|p| p.mac) else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
     };
@@ -246,6 +286,15 @@ pub fn send_to<B: PacketBuf>(
             let mut eth = EthernetFrame::new_unchecked(p.data_mut());
             eth.set_dst(mac);
             eth.set_src(port_mac);
+            // The generation read before `resolve`: if resolving moved it (a STALE entry into
+            // DELAY), the entry is stale at once and the next packet resolves again.
+            v6.resolved[slot] = Resolved6 {
+                target,
+                port,
+                mac,
+                src_mac: port_mac,
+                generation,
+            };
             Verdict::Tx(port, p)
         }
         Resolve::Queued { request } => {

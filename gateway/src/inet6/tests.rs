@@ -269,6 +269,39 @@ fn a_dr_connection_resolves_its_real_server_and_keeps_it() {
     );
 }
 
+/// The cache of resolved neighbours (`nd::Resolved6`) follows the table: a real server that
+/// changes its MAC (an advertisement overriding the entry) gets the connection's next packet at
+/// the new one, and a port whose MAC changes (a new topology) sends from the new one.
+#[test]
+fn resolved_neighbours_follow_a_mac_change() {
+    let mut dp = dp();
+    let rs = a(RS6_1);
+    dp.v6
+        .neigh
+        .learn(rs, RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    let send = |dp: &mut Datapath<VecBuf>| -> (MacAddr, MacAddr) {
+        let Verdict::Tx(1, out) = dp.process(tcp6(40000, false, b"GET /"), &meta(0)) else {
+            panic!("not sent")
+        };
+        let eth = EthernetFrame::new_unchecked(out.data());
+        (eth.dst(), eth.src())
+    };
+    assert!(matches!(
+        dp.process(tcp6(40000, true, b""), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    assert_eq!(send(&mut dp), (RS1_MAC, SERVER_PORT_MAC));
+    assert_eq!(send(&mut dp), (RS1_MAC, SERVER_PORT_MAC), "served again");
+    let moved = MacAddr([2, 0, 0, 0, 0, 0x77]);
+    dp.v6.neigh.learn(rs, moved, 1, 0, true, true, |_, _, _| {});
+    assert_eq!(send(&mut dp), (moved, SERVER_PORT_MAC));
+    let mut topo = (**dp.l3.topo()).clone();
+    let new_port_mac = MacAddr([2, 0, 0, 0, 0, 0x66]);
+    topo.ports[1].mac = new_port_mac;
+    dp.l3.set_topology(std::sync::Arc::new(topo));
+    assert_eq!(send(&mut dp), (moved, new_port_mac));
+}
+
 #[test]
 fn a_tcp_packet_without_a_connection_opens_none_and_udp_goes_through_the_tunnel() {
     let mut dp = dp();
