@@ -1508,6 +1508,10 @@ fn apply_kernel_updates(
     }
 }
 
+/// The longest the main thread waits between its turns when nothing comes (a signal is acted on
+/// within this).
+const MAIN_LOOP_WAIT_MS: u64 = 200;
+
 fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<String>) {
     let mut kernel = KernelPending::default();
     let mut health_pending: Vec<crate::health::runner::Event> = Vec::new();
@@ -1519,25 +1523,38 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
     let mut last_file = Instant::now();
     let mut last_sweep = Instant::now();
     let mut last_announce = Instant::now();
+    // The channels waited on; one whose sender is gone is waited on no more (it would be ready
+    // at every turn).
+    let (never_kernel, never_health) = (crossbeam_channel::never(), crossbeam_channel::never());
+    let mut kernel_rx = run.kernel_updates.as_ref();
+    let mut health_rx = Some(&run.health_events);
     while !signals.term.load(Ordering::Relaxed) {
-        // Wait for the kernel mirror (or 50 ms): an address added to a twin is served at once.
-        match &run.kernel_updates {
-            Some(rx) => {
-                let wait = Duration::from_millis(if kernel.view.is_some() { 20 } else { 50 });
-                match rx.recv_timeout(wait) {
-                    Ok(u) => kernel.take(u),
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                        std::thread::sleep(wait)
-                    }
-                }
-                apply_kernel_updates(run, rx, &mut kernel);
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
+        // Wait for the kernel mirror or the health checker: an address added to a twin is served
+        // at once, a health transition applied at once. Otherwise this thread wakes for the
+        // periodic work below (the most frequent every 200 ms) and the signals' flags, or sooner
+        // to retry what the control lock kept waiting. Each wake-up takes the CPU the main lcore
+        // shares (on a small box, with a traffic generator: `perf/RESULTS.md`, the tail).
+        let retry = kernel.view.is_some() || !health_pending.is_empty();
+        let wait = Duration::from_millis(if retry { 20 } else { MAIN_LOOP_WAIT_MS });
+        crossbeam_channel::select! {
+            recv(kernel_rx.unwrap_or(&never_kernel)) -> u => match u {
+                Ok(u) => kernel.take(u),
+                Err(_) => kernel_rx = None,
+            },
+            recv(health_rx.unwrap_or(&never_health)) -> e => match e {
+                Ok(e) => health_pending.push(e),
+                Err(_) => health_rx = None,
+            },
+            default(wait) => {}
+        }
+        if let Some(rx) = kernel_rx {
+            apply_kernel_updates(run, rx, &mut kernel);
         }
         // Health transitions: a new generation with the server's effective weight. The lock is
         // only tried, as for kernel updates; transitions wait here meanwhile.
-        health_pending.extend(run.health_events.try_iter());
+        if let Some(rx) = health_rx {
+            health_pending.extend(rx.try_iter());
+        }
         if !health_pending.is_empty() {
             if let Ok(mut c) = run.control.try_lock() {
                 for e in health_pending.drain(..) {

@@ -243,7 +243,10 @@ pub fn serve(
                     last_sample = Instant::now();
                     srv.sample();
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                // Until the next sample, looking at `stop` as often as the accept loop does:
+                // five wake-ups a second, not twenty.
+                let next = Duration::from_secs(1).saturating_sub(last_sample.elapsed());
+                std::thread::sleep(next.clamp(Duration::from_millis(1), POLL));
             }
         });
         while !stop.load(Ordering::Relaxed) {

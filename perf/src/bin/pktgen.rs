@@ -14,7 +14,7 @@ use perf::flows::FlowSpace;
 use perf::report::{progress_line, Progress, RunResult};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -246,26 +246,30 @@ fn run(a: &Args) -> Result<RunResult, String> {
         })
         .map_err(|e| e.to_string())?;
     }
-    // The main lcore: a progress line once a second until the generator is done. Bounded: the
-    // generator's phases are all bounded in time, and a stop request ends them.
+    // The main lcore: a progress line once a second until the generator sends its result.
+    // Bounded: the generator's phases are all bounded in time, and a stop request ends them. It
+    // sleeps in between (one wake-up a second): this thread shares the measured gateway's or
+    // testpmd's CPU, and every wake-up preempts it.
     let mut prev = progress.snapshot();
     let mut last = Instant::now();
-    while progress.done.load(Ordering::Acquire) == 0 {
-        std::thread::sleep(Duration::from_millis(20));
-        if last.elapsed() >= Duration::from_secs(1) {
-            let now = progress.snapshot();
-            eprintln!(
-                "{}",
-                progress_line(&prev, &now, last.elapsed().as_secs_f64())
-            );
-            prev = now;
-            last = Instant::now();
+    let result = loop {
+        let left = Duration::from_secs(1).saturating_sub(last.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(r) => break Some(r),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let now = progress.snapshot();
+                eprintln!(
+                    "{}",
+                    progress_line(&prev, &now, last.elapsed().as_secs_f64())
+                );
+                prev = now;
+                last = Instant::now();
+            }
         }
-    }
+    };
     let rc = dpdk::wait_lcore(&eal, lcore);
-    let mut r = rx
-        .recv()
-        .map_err(|_| format!("generator lcore failed (rc {rc})"))?;
+    let mut r = result.ok_or_else(|| format!("generator lcore failed (rc {rc})"))?;
     r.load_avg = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .trim()
