@@ -121,6 +121,13 @@ fn curl_and_wrk_through_fullnat_with_lip_peers_toa_and_ring_handoff() {
         lab.worker_counter(&stats, "handoff_out"),
         "{stats}"
     );
+    // The established packets that reached their connection's owner took the fast path: each
+    // request and its answer are two such segments at least, half of them landing on the owner.
+    let fast = lab.worker_counter(&stats, "fast_path");
+    assert!(
+        fast >= reqs / 2,
+        "fast_path {fast} for {reqs} requests: {stats}"
+    );
     for reason in [
         "ring_full",
         "no_conn",
