@@ -1547,7 +1547,8 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
             },
             default(wait) => {}
         }
-        if let Some(rx) = kernel_rx {
+        // Also once the mirror is gone: a view it sent may still wait for the control lock.
+        if let Some(rx) = &run.kernel_updates {
             apply_kernel_updates(run, rx, &mut kernel);
         }
         // Health transitions: a new generation with the server's effective weight. The lock is

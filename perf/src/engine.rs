@@ -207,7 +207,6 @@ pub fn run(cfg: &GenConfig, ports: &GenPorts, progress: &Progress, stop: &Atomic
     };
     res.client_arp_answered = g.c.arp_client;
     g.publish(progress, Phase::Drain);
-    progress.done.store(1, Ordering::Release);
     res
 }
 

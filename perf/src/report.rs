@@ -14,7 +14,6 @@ pub struct Progress {
     pub rx_echo: AtomicU64,
     pub established: AtomicU64,
     pub reflected: AtomicU64,
-    pub done: AtomicU64,
 }
 
 /// Phases, as `Progress::phase` numbers them.

@@ -1,9 +1,9 @@
 //! The established fast path (issue 16). Most frames a load balancer forwards are segments of
 //! connections it already holds: plain IPv4 TCP (no IP options, not fragmented) sent to the
-//! port's MAC. For these, [`Datapath::admit_plain_tcp`] does `ingress`'s L2 and L3 checks on one
-//! fixed-size view of the three headers (`wire::parse_plain_tcp`) and verifies both checksums
-//! where the NIC did not; the forwarder then looks the connection up and forwards the segment
-//! (`Forwarder::forward_established`). What the general path pays for its generality is not
+//! port's MAC, to a VIP or a LIP. For these, [`Datapath::admit_plain_tcp`] does `ingress`'s L2
+//! and L3 checks on one fixed-size view of the three headers (`wire::parse_plain_tcp`) and
+//! verifies both checksums where the NIC did not; the forwarder then looks the connection up and
+//! forwards the segment (`Forwarder::forward_established`). What the general path pays for its generality is not
 //! paid: the dispatch on EtherType, protocol and address kind, and the parse results carried
 //! through its stages.
 //!
@@ -17,7 +17,7 @@
 use super::{Datapath, Ipv4In};
 use crate::conn::{ConnId, Dir};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
-use crate::wire::{self, EthernetFrame};
+use crate::wire;
 
 use super::Verdict;
 
@@ -38,12 +38,14 @@ impl<B: PacketBuf> Datapath<B> {
             return None;
         }
         let frame = pkt.data();
-        let parsed = wire::parse_plain_tcp(frame, meta.ip_csum != CsumStatus::Good)?.ok()?;
-        let ip = parsed.ip?;
+        // The cheapest refusal first: another MAC (broadcast, multicast, a frame flooded to us)
+        // is not parsed twice.
         let port_mac = self.l3.topo.ports.get(usize::from(meta.port))?.mac;
-        if EthernetFrame::new_unchecked(frame).dst() != port_mac {
+        if *frame.first_chunk::<6>()? != port_mac.0 {
             return None;
         }
+        let parsed = wire::parse_plain_tcp(frame, meta.ip_csum != CsumStatus::Good)?.ok()?;
+        let ip = parsed.ip?;
         let v = Ipv4In {
             l3_off: parsed.l3_off,
             ip,

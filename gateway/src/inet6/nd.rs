@@ -286,8 +286,9 @@ pub fn send_to<B: PacketBuf>(
             let mut eth = EthernetFrame::new_unchecked(p.data_mut());
             eth.set_dst(mac);
             eth.set_src(port_mac);
-            // The generation read before `resolve`: if resolving moved it (a STALE entry into
-            // DELAY), the entry is stale at once and the next packet resolves again.
+            // The generation read before `resolve`, which moves it only where the MAC appears
+            // or changes (`NeighTable::learn` is not called from here): were it moved, the entry
+            // would just be refilled by the next packet.
             v6.resolved[slot] = Resolved6 {
                 target,
                 port,

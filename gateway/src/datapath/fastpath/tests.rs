@@ -84,12 +84,20 @@ enum Flaw {
     Fragment,
     Padding,
     TcpOptions,
+    /// Cut short of the three headers.
+    Truncated,
+    /// A TCP data offset beyond the segment.
+    BadDataOffset,
+    /// To the broadcast MAC.
+    Broadcast,
 }
 
 #[derive(Clone, Debug)]
 struct Event {
-    /// Instead of a frame: the services change (`reconfigure`).
+    /// Instead of a frame: the services change (`reconfigure`), or (`tick`) time passes by
+    /// that many seconds and the timers run.
     reconfigure: bool,
+    tick: u8,
     /// Client flow: its index (client port) and destination.
     flow: u8,
     dest: u8,
@@ -98,7 +106,8 @@ struct Event {
     flags: u8,
     payload: u8,
     flaw: Flaw,
-    /// The NIC's checksum report: 0 none, 1 both good, 2 L4 bad, 3 IP bad.
+    /// The NIC's checksum report: 0 none, 1 both good, 2 L4 bad, 3 IP bad, 4 IP good, 5 L4
+    /// good.
     nic: u8,
     from_peer: bool,
 }
@@ -113,6 +122,9 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Flaw::Fragment),
         1 => Just(Flaw::Padding),
         1 => Just(Flaw::TcpOptions),
+        1 => Just(Flaw::Truncated),
+        1 => Just(Flaw::BadDataOffset),
+        1 => Just(Flaw::Broadcast),
     ];
     (
         0u8..4,
@@ -122,13 +134,15 @@ fn event() -> impl Strategy<Value = Event> {
         prop_oneof![2 => Just(0usize), 2 => Just(6), 6 => Just(1), 3 => 0usize..FLAGS.len()],
         prop_oneof![Just(0u8), Just(10), Just(200)],
         flaw,
-        prop_oneof![12 => Just(0u8), 4 => Just(1), 1 => Just(2), 1 => Just(3)],
+        prop_oneof![12 => Just(0u8), 4 => Just(1), 1 => Just(2), 1 => Just(3), 1 => Just(4), 1 => Just(5)],
         prop_oneof![19 => Just(false), 1 => Just(true)],
         prop_oneof![15 => Just(false), 1 => Just(true)],
+        prop_oneof![20 => Just(0u8), 1 => 1u8..200],
     )
         .prop_map(
-            |(flow, dest, from_server, f, payload, flaw, nic, from_peer, reconfigure)| Event {
+            |(flow, dest, from_server, f, payload, flaw, nic, from_peer, reconfigure, tick)| Event {
                 reconfigure,
+                tick,
                 flow,
                 dest,
                 from_server,
@@ -185,6 +199,9 @@ fn frame(
             fix_ip_checksum(&mut v);
         }
         Flaw::Padding => v.extend_from_slice(&[0; 6]),
+        Flaw::Truncated => v.truncate(50),
+        Flaw::BadDataOffset => v[46] = (v[46] & 0x0F) | 0xF0,
+        Flaw::Broadcast => v[..6].copy_from_slice(&[0xFF; 6]),
         Flaw::None | Flaw::TcpOptions => {}
     }
     v
@@ -197,17 +214,39 @@ fn fix_ip_checksum(v: &mut [u8]) {
     v[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
-/// What a datapath holds that the fast path could change: every counter and every connection.
-fn state(dp: &Datapath<VecBuf>) -> String {
+/// What a datapath holds that the fast path could change: every counter (the real servers'
+/// active and inactive connections too), every connection, the frames it generated.
+fn state(dp: &mut Datapath<VecBuf>) -> String {
     let mut stats = dp.l3.stats.clone();
     stats.fast_path = 0;
+    let mut generated = Vec::new();
+    dp.l3
+        .take_generated(|g| generated.push(format!("{} {:02x?}", g.port, g.bytes())));
+    // As a set: the timers go through the neighbour table in its hash order, which differs
+    // from one datapath to another.
+    generated.sort();
+    let servers: Vec<String> = dp
+        .fwd
+        .services()
+        .services
+        .iter()
+        .flat_map(|vs| (0..vs.svc.len()).filter_map(|i| vs.svc.stats(i)))
+        .map(|s| format!("{}/{}", s.active(), s.inactive()))
+        .collect();
     let conns: Vec<String> = dp
         .fwd
         .table()
         .iter()
         .map(|(id, c)| format!("{id:?} {c:?}"))
         .collect();
-    format!("{:?}\n{:?}\n{}", stats, dp.fwd.stats, conns.join("\n"))
+    format!(
+        "{:?}\n{:?}\n{}\n{}\n{}",
+        stats,
+        dp.fwd.stats,
+        conns.join("\n"),
+        servers.join(" "),
+        generated.join("\n")
+    )
 }
 
 /// Switches the services between `config()` and a variant of it: the FullNAT services lose their
@@ -245,6 +284,17 @@ fn reconfigure(dp: &mut Datapath<VecBuf>) {
 enum Step {
     Frame(Vec<u8>, RxMeta),
     Reconfigure,
+    /// Time moves to this many ms and the timers run (`Datapath::tick`).
+    Tick(u64),
+}
+
+/// Carries out a step that is not a frame.
+fn control(dp: &mut Datapath<VecBuf>, step: &Step) {
+    match step {
+        Step::Reconfigure => reconfigure(dp),
+        Step::Tick(now) => dp.tick(*now),
+        Step::Frame(..) => {}
+    }
 }
 
 fn datapath(fast: bool) -> Datapath<VecBuf> {
@@ -267,10 +317,17 @@ fn play(events: &[Event]) -> (Vec<Step>, Vec<Outcome>, String) {
     // Per flow: the endpoints of its connection on the server side, once the gateway sent one.
     let mut server_side: std::collections::HashMap<(u8, u8), ServerSide> = Default::default();
     let (mut frames, mut outs) = (Vec::new(), Vec::new());
+    let mut now = 0u64;
     for e in events {
-        if e.reconfigure {
-            reconfigure(&mut dp);
-            frames.push(Step::Reconfigure);
+        if e.reconfigure || e.tick > 0 {
+            let step = if e.reconfigure {
+                Step::Reconfigure
+            } else {
+                now += u64::from(e.tick) * 1000;
+                Step::Tick(now)
+            };
+            control(&mut dp, &step);
+            frames.push(step);
             continue;
         }
         let key = (e.flow, e.dest);
@@ -303,6 +360,8 @@ fn play(events: &[Event]) -> (Vec<Step>, Vec<Outcome>, String) {
             1 => (CsumStatus::Good, CsumStatus::Good),
             2 => (CsumStatus::Unknown, CsumStatus::Bad),
             3 => (CsumStatus::Bad, CsumStatus::Unknown),
+            4 => (CsumStatus::Good, CsumStatus::Unknown),
+            5 => (CsumStatus::Unknown, CsumStatus::Good),
             _ => (CsumStatus::Unknown, CsumStatus::Unknown),
         };
         let meta = RxMeta {
@@ -323,7 +382,7 @@ fn play(events: &[Event]) -> (Vec<Step>, Vec<Outcome>, String) {
         frames.push(Step::Frame(f, meta));
         outs.push(out);
     }
-    (frames, outs, state(&dp))
+    (frames, outs, state(&mut dp))
 }
 
 proptest! {
@@ -343,26 +402,21 @@ proptest! {
         for step in &frames {
             match step {
                 Step::Frame(f, m) => got.push(outcome(single.process(VecBuf::from_frame(f), m))),
-                Step::Reconfigure => reconfigure(&mut single),
+                step => control(&mut single, step),
             }
         }
         prop_assert_eq!(&got, &want);
-        prop_assert_eq!(state(&single), want_state.clone());
+        prop_assert_eq!(state(&mut single), want_state.clone());
 
         let mut bursts = datapath(true);
         let mut got = Vec::new();
-        let runs = frames.split(|s| matches!(s, Step::Reconfigure));
-        for (i, run) in runs.enumerate() {
-            if i > 0 {
-                reconfigure(&mut bursts);
+        // Bursts of frames between the other steps.
+        let mut run: Vec<(&Vec<u8>, RxMeta)> = Vec::new();
+        for step in frames.iter().chain([&Step::Tick(u64::MAX)]) {
+            if let Step::Frame(f, m) = step {
+                run.push((f, *m));
+                continue;
             }
-            let run: Vec<(&Vec<u8>, RxMeta)> = run
-                .iter()
-                .filter_map(|s| match s {
-                    Step::Frame(f, m) => Some((f, *m)),
-                    Step::Reconfigure => None,
-                })
-                .collect();
             for chunk in run.chunks(burst) {
             let mut pkts: Vec<Option<VecBuf>> =
                 chunk.iter().map(|(f, _)| Some(VecBuf::from_frame(f))).collect();
@@ -371,9 +425,13 @@ proptest! {
             bursts.process_burst(&mut pkts, &metas, &mut out);
             got.extend(out.into_iter().map(|v| outcome(v.expect("a verdict per frame"))));
             }
+            run.clear();
+            if !matches!(step, Step::Tick(u64::MAX)) {
+                control(&mut bursts, step);
+            }
         }
         prop_assert_eq!(&got, &want);
-        prop_assert_eq!(state(&bursts), want_state);
+        prop_assert_eq!(state(&mut bursts), want_state);
     }
 }
 
