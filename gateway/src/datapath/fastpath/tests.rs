@@ -297,8 +297,9 @@ fn control(dp: &mut Datapath<VecBuf>, step: &Step) {
     }
 }
 
-fn datapath(fast: bool) -> Datapath<VecBuf> {
-    let mut dp = datapath_from(&config(), 0, 1, 1 << 10);
+/// Worker 0 of `workers` (with two, a client or a reply the other worker owns is handed to it).
+fn datapath(fast: bool, workers: usize) -> Datapath<VecBuf> {
+    let mut dp = datapath_from(&config(), 0, workers, 1 << 10);
     dp.set_fast_path(fast);
     dp
 }
@@ -312,8 +313,8 @@ type Outcome = (String, Vec<u8>);
 /// A real server's side of a flow: its MAC, its endpoint and the gateway's.
 type ServerSide = ([u8; 6], (Ipv4Addr, u16), (Ipv4Addr, u16));
 
-fn play(events: &[Event]) -> (Vec<Step>, Vec<Outcome>, String) {
-    let mut dp = datapath(false);
+fn play(events: &[Event], workers: usize) -> (Vec<Step>, Vec<Outcome>, String) {
+    let mut dp = datapath(false, workers);
     // Per flow: the endpoints of its connection on the server side, once the gateway sent one.
     let mut server_side: std::collections::HashMap<(u8, u8), ServerSide> = Default::default();
     let (mut frames, mut outs) = (Vec::new(), Vec::new());
@@ -394,10 +395,11 @@ proptest! {
     fn the_fast_path_changes_nothing_but_the_cost(
         events in prop::collection::vec(event(), 1..100),
         burst in 1usize..=32,
+        workers in 1usize..=2,
     ) {
-        let (frames, want, want_state) = play(&events);
+        let (frames, want, want_state) = play(&events, workers);
 
-        let mut single = datapath(true);
+        let mut single = datapath(true, workers);
         let mut got = Vec::new();
         for step in &frames {
             match step {
@@ -408,7 +410,7 @@ proptest! {
         prop_assert_eq!(&got, &want);
         prop_assert_eq!(state(&mut single), want_state.clone());
 
-        let mut bursts = datapath(true);
+        let mut bursts = datapath(true, workers);
         let mut got = Vec::new();
         // Bursts of frames between the other steps.
         let mut run: Vec<(&Vec<u8>, RxMeta)> = Vec::new();
@@ -439,7 +441,7 @@ proptest! {
 /// must not take (a SYN on a new connection) still opens one.
 #[test]
 fn established_segments_take_the_fast_path() {
-    let mut dp = datapath(true);
+    let mut dp = datapath(true, 1);
     let client = (CLIENT_IP, 40000);
     let to_client = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
     let syn = frame(to_client, client, (VIP, 80), SYN, 0, Flaw::None);
