@@ -208,10 +208,7 @@ fn frame(
 }
 
 fn fix_ip_checksum(v: &mut [u8]) {
-    let ihl = usize::from(v[14] & 0x0F) * 4;
-    v[24..26].copy_from_slice(&[0, 0]);
-    let c = crate::wire::checksum::checksum(&v[14..14 + ihl]);
-    v[24..26].copy_from_slice(&c.to_be_bytes());
+    crate::wire::Ipv4Packet::new_unchecked(&mut v[14..]).fill_checksum();
 }
 
 /// What a datapath holds that the fast path could change: every counter (the real servers'
