@@ -1,11 +1,11 @@
 //! The established fast path (issue 16). Most frames a load balancer forwards are segments of
 //! connections it already holds: plain IPv4 TCP (no IP options, not fragmented) sent to the
-//! port's MAC, to a VIP or a LIP. For these, [`Datapath::admit_plain_tcp`] does `ingress`'s L2
-//! and L3 checks on one fixed-size view of the three headers (`wire::parse_plain_tcp`) and
-//! verifies both checksums where the NIC did not; the forwarder then looks the connection up and
-//! forwards the segment (`Forwarder::forward_established`). What the general path pays for its generality is not
-//! paid: the dispatch on EtherType, protocol and address kind, and the parse results carried
-//! through its stages.
+//! port's MAC. For these, [`Datapath::admit_plain_tcp`] does `ingress`'s L2 and L3 checks on one
+//! fixed-size view of the three headers (`wire::parse_plain_tcp`) and verifies both checksums
+//! where the NIC did not; the forwarder then checks that the destination is a VIP or a LIP,
+//! looks the connection up and forwards the segment (`Forwarder::forward_established`). What
+//! the general path pays for its generality is not paid: the dispatch on EtherType, protocol and
+//! address kind, and the parse results carried through its stages.
 //!
 //! A frame the admission refuses takes the general path from the start: the admission changed
 //! nothing. A segment the forwarder hands back (no connection, a client's SYN, a NAT64 reply, an
@@ -14,12 +14,10 @@
 //! did. Verdicts, bytes, counters and connection state are the general path's: a property test
 //! (`tests`) holds the two to it.
 
-use super::{Datapath, Ipv4In};
+use super::{Datapath, Ipv4In, Verdict};
 use crate::conn::{ConnId, Dir};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::wire;
-
-use super::Verdict;
 
 #[cfg(test)]
 mod tests;
