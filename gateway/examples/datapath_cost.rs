@@ -11,6 +11,11 @@
 //! - `frames`: only building those SYN frames, to subtract from `syn`;
 //! - `ack-frames`: only picking and writing the frames of `established-1k`, to subtract from it
 //!   (`established-net`: the datapath's own instructions per established packet);
+//! - `handshake`: a whole connection as a client and a real server open it (issue 16's connection
+//!   rate): the client's SYN with Linux's options (MSS, SACK permitted, timestamps, window scale),
+//!   the server's SYN-ACK with the same, the client's ACK with timestamps; TOA inserted on the SYN
+//!   and on the ACK, as the bench's service has it. `handshake-frames` only builds those frames,
+//!   to subtract (`handshake-net`: the datapath's own instructions per connection opened);
 //! - `ts-plain`, `ts-proxied`: one connection with timestamps, without and with the SYN proxy
 //!   (issue 21); an operation is two packets, a client ACK and a server data segment, so that
 //!   `ts-proxied` minus `ts-plain` is the proxy's translation both ways;
@@ -83,12 +88,13 @@ fn main() {
         }
         Some("expire") => expire_run(n),
         Some(s @ ("established6-1k" | "reply6-1k" | "dr6-1k")) => ipv6_run(s, n),
+        Some(s @ ("handshake" | "handshake-frames")) => handshake_run(s == "handshake", n),
         Some("ts-plain") => timestamps_run(false, n as u64),
         Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
             eprintln!(
                 "usage: datapath_cost established-1k|established-1m|ack-frames|reply-1k|reply-1m|syn|frames|\
-                 handoff|expire|established-2w|established-1k-offload|ts-plain|ts-proxied|\
+                 handoff|expire|established-2w|handshake|handshake-frames|established-1k-offload|ts-plain|ts-proxied|\
                  established6-1k|reply6-1k|dr6-1k N"
             );
             std::process::exit(2);
@@ -316,6 +322,71 @@ fn expire_run(n: usize) {
     }
 }
 
+/// `n` connections opened (SYN, SYN-ACK, ACK: see the module docs), each from a new client port;
+/// with `through` false, only their frames are built (the SYN-ACK to a fixed LIP:lport).
+fn handshake_run(through: bool, n: usize) {
+    let mut dp: Datapath<VecBuf> = datapath_from(&bench_config(), 0, 1, 2 << 20);
+    let from_server = RxMeta { port: 1, ..META };
+    let cm = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
+    let vip = (VIP.octets(), 80);
+    // Linux's SYN options: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
+    let syn_opts = |tsval: u32, tsecr: u32| -> [u8; 20] {
+        let mut o = [
+            2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+        o[8..12].copy_from_slice(&tsval.to_be_bytes());
+        o[12..16].copy_from_slice(&tsecr.to_be_bytes());
+        o
+    };
+    let ts_opts = |tsval: u32, tsecr: u32| -> [u8; 12] {
+        let mut o = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+        o[4..8].copy_from_slice(&tsval.to_be_bytes());
+        o[8..12].copy_from_slice(&tsecr.to_be_bytes());
+        o
+    };
+    // One buffer reused, as the other scenarios do: a fresh one would cost more than the datapath.
+    let mut buf = VecBuf::from_frame(&[0; 60]);
+    let mut through_dp = |buf: VecBuf, f: &[u8], meta: &RxMeta| {
+        let mut buf = buf;
+        buf.set_len(f.len());
+        buf.data_mut().copy_from_slice(f);
+        sent(dp.process(buf, meta))
+    };
+    for i in 0..n as u32 {
+        let (ip, port) = client(i);
+        let cli = (ip.octets(), port);
+        let syn = frame_with(cm, cli, vip, SYN, 1000, 0, &syn_opts(100, 0), &[]);
+        let (lip, lport, rs) = if through {
+            buf = through_dp(buf, &syn, &META);
+            let d = buf.data();
+            let rs = [d[30], d[31], d[32], d[33]];
+            let lport = u16::from_be_bytes([d[34], d[35]]);
+            ([d[26], d[27], d[28], d[29]], lport, rs)
+        } else {
+            (LIP1.octets(), 1024, RS1.octets())
+        };
+        let mac = if rs == RS1.octets() { RS1_MAC } else { RS2_MAC };
+        let sm = (mac.0, SERVER_PORT_MAC.0);
+        let synack = frame_with(
+            sm,
+            (rs, 80),
+            (lip, lport),
+            SYN | ACK,
+            5000,
+            1001,
+            &syn_opts(900, 100),
+            &[],
+        );
+        let ack = frame_with(cm, cli, vip, ACK, 1001, 5001, &ts_opts(101, 900), &[]);
+        if through {
+            buf = through_dp(buf, &synack, &from_server);
+            buf = through_dp(buf, &ack, &META);
+        } else {
+            std::hint::black_box((syn, synack, ack));
+        }
+    }
+}
+
 /// One connection (proxied or not) carrying `n` client ACKs and `n` server data segments, all
 /// with timestamps, one buffer per direction reused.
 fn timestamps_run(proxied: bool, n: u64) {
@@ -398,7 +469,26 @@ fn frame(
     ts: (u32, u32),
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut v = vec![0u8; 14 + 20 + 32 + payload.len()];
+    let mut opts = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+    opts[4..8].copy_from_slice(&ts.0.to_be_bytes());
+    opts[8..12].copy_from_slice(&ts.1.to_be_bytes());
+    frame_with(macs, src, dst, flags, seq, ack, &opts, payload)
+}
+
+/// A TCP frame with `options` (a multiple of 4 bytes), checksums filled.
+#[allow(clippy::too_many_arguments)]
+fn frame_with(
+    macs: ([u8; 6], [u8; 6]),
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let hl = 20 + options.len();
+    let mut v = vec![0u8; 14 + 20 + hl + payload.len()];
     v[0..6].copy_from_slice(&macs.1);
     v[6..12].copy_from_slice(&macs.0);
     v[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -406,7 +496,7 @@ fn frame(
         src: src.0.into(),
         dst: dst.0.into(),
         protocol: gateway::wire::IpProtocol::TCP,
-        payload_len: (32 + payload.len()) as u16,
+        payload_len: (hl + payload.len()) as u16,
         ttl: 64,
         ident: 0,
         dont_frag: true,
@@ -414,16 +504,14 @@ fn frame(
     };
     ip.emit(&mut v[14..]).unwrap();
     let seg = &mut v[34..];
-    seg[32..].copy_from_slice(payload);
-    seg[20..24].copy_from_slice(&[1, 1, 8, 10]);
-    seg[24..28].copy_from_slice(&ts.0.to_be_bytes());
-    seg[28..32].copy_from_slice(&ts.1.to_be_bytes());
+    seg[hl..].copy_from_slice(payload);
+    seg[20..hl].copy_from_slice(options);
     let mut t = TcpPacket::new_unchecked(seg);
     t.set_src_port(src.1);
     t.set_dst_port(dst.1);
     t.set_seq(seq);
     t.set_ack_number(ack);
-    t.set_data_offset(8);
+    t.set_data_offset((hl / 4) as u8);
     t.set_flags(gateway::wire::TcpFlags(flags));
     t.set_window(1000);
     t.fill_checksum(src.0.into(), dst.0.into());

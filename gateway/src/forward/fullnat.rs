@@ -1857,14 +1857,7 @@ impl Forwarder {
                 .get(c.svc as usize)
                 .is_some_and(|vs| vs.toa);
             if toa && f.syn() {
-                self.add_toa(
-                    &mut pkt,
-                    l3_off,
-                    l4_off,
-                    ip.total_len as usize,
-                    client,
-                    true,
-                );
+                self.add_toa(&mut pkt, l3_off, client, true);
             } else if f.ack() && !f.rst() && !c.flags().contains(ConnFlags::TOA_DONE) {
                 // Also on the client's first ACK: the classic toa kernel module reads the option from
                 // the packet that completes the handshake (as DPVS puts it there), newer ones from
@@ -1874,14 +1867,7 @@ impl Forwarder {
                 let fits =
                     usize::from(ip.total_len) + usize::from(TOA_LEN) <= usize::from(self.mtu);
                 if toa && fits {
-                    self.add_toa(
-                        &mut pkt,
-                        l3_off,
-                        l4_off,
-                        ip.total_len as usize,
-                        client,
-                        false,
-                    );
+                    self.add_toa(&mut pkt, l3_off, client, false);
                 } else if toa {
                     self.stats.toa_skipped += 1;
                 }
@@ -1954,25 +1940,17 @@ impl Forwarder {
         }
     }
 
-    /// Puts the client's address into the SYN as TCP option 254 and lowers the MSS by its length, so
-    /// the real server learns who the client is (LVS FullNAT / DPVS TOA).
-    fn add_toa<B: PacketBuf>(
-        &mut self,
-        pkt: &mut B,
-        l3_off: usize,
-        l4_off: usize,
-        total_len: usize,
-        client: Tuple,
-        syn: bool,
-    ) {
+    /// Puts the client's address into the segment as TCP option 254 (and lowers a SYN's MSS by its
+    /// length), so the real server learns who the client is (LVS FullNAT / DPVS TOA).
+    fn add_toa<B: PacketBuf>(&mut self, pkt: &mut B, l3_off: usize, client: Tuple, syn: bool) {
         let len = pkt.len();
-        match tcp::insert_toa(pkt.room_mut(), len, l3_off, client.sport, client.src_ip()) {
+        let insert = match syn {
+            true => tcp::insert_toa_in_syn,
+            false => tcp::insert_toa,
+        };
+        match insert(pkt.room_mut(), len, l3_off, client.sport, client.src_ip()) {
             Ok(n) => {
                 pkt.set_len(n);
-                let end = l3_off + total_len + TOA_LEN as usize;
-                if let Some(seg) = pkt.data_mut().get_mut(l4_off..end).filter(|_| syn) {
-                    TcpPacket::new_unchecked(seg).reduce_mss(TOA_LEN);
-                }
                 self.stats.toa_added += 1;
             }
             Err(_) => self.stats.toa_skipped += 1,

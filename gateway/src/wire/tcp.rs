@@ -651,12 +651,38 @@ pub fn insert_toa(
     client_port: u16,
     client_ip: Ipv4Addr,
 ) -> core::result::Result<usize, ToaError> {
+    insert_option_ipv4(
+        frame,
+        frame_len,
+        l3_off,
+        &toa_value(client_port, client_ip),
+        0,
+    )
+}
+
+/// [`insert_toa`] into a SYN, whose MSS option (if any) is also lowered by [`TOA_LEN`] when the
+/// option is inserted ([`TcpPacket::reduce_mss_for_toa`]), in the same walk over the options and
+/// the same checksum update: what DPVS does to a SYN it adds TOA to. A forged TOA overwritten in
+/// place leaves the MSS as it was (the segment did not grow).
+pub fn insert_toa_in_syn(
+    frame: &mut [u8],
+    frame_len: usize,
+    l3_off: usize,
+    client_port: u16,
+    client_ip: Ipv4Addr,
+) -> core::result::Result<usize, ToaError> {
+    let value = toa_value(client_port, client_ip);
+    insert_option_ipv4(frame, frame_len, l3_off, &value, TOA_LEN as u16)
+}
+
+/// The IPv4 TOA option's bytes.
+fn toa_value(client_port: u16, client_ip: Ipv4Addr) -> [u8; TOA_LEN] {
     let mut value = [0u8; TOA_LEN];
     value[0] = kind::TOA;
     value[1] = TOA_LEN as u8;
     value[2..4].copy_from_slice(&client_port.to_be_bytes());
     value[4..8].copy_from_slice(&client_ip.octets());
-    insert_option_ipv4(frame, frame_len, l3_off, &value)
+    value
 }
 
 /// The IPv6 TOA (an IPv6 client's address, [`TOA6_LEN`] bytes) in an IPv4 TCP packet: what NAT64
@@ -673,7 +699,7 @@ pub fn insert_toa6_in_ipv4(
     value[1] = TOA6_LEN as u8;
     value[2..4].copy_from_slice(&client_port.to_be_bytes());
     value[4..20].copy_from_slice(&client_ip.octets());
-    insert_option_ipv4(frame, frame_len, l3_off, &value)
+    insert_option_ipv4(frame, frame_len, l3_off, &value, 0)
 }
 
 /// [`put_option`] into the IPv4 TCP packet at `frame[l3_off..]`, its total length and header
@@ -683,6 +709,7 @@ fn insert_option_ipv4(
     frame_len: usize,
     l3_off: usize,
     value: &[u8],
+    mss_by: u16,
 ) -> core::result::Result<usize, ToaError> {
     let n = value.len();
     if frame_len > frame.len() || l3_off > frame_len {
@@ -698,7 +725,7 @@ fn insert_option_ipv4(
     if total_len + n > usize::from(u16::MAX) {
         return Err(ToaError::NoRoom);
     }
-    if !put_option(frame, l4_off, ip_end, value)? {
+    if !put_option(frame, l4_off, ip_end, value, mss_by)? {
         return Ok(frame_len);
     }
     let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3_off..ip_end + n]);
@@ -738,7 +765,7 @@ pub fn insert_toa6(
     if payload_len + TOA6_LEN > usize::from(u16::MAX) {
         return Err(ToaError::NoRoom);
     }
-    if !put_option(frame, l4_off, ip_end, &value)? {
+    if !put_option(frame, l4_off, ip_end, &value, 0)? {
         return Ok(frame_len);
     }
     frame[l3_off + 4..l3_off + 6].copy_from_slice(&((payload_len + TOA6_LEN) as u16).to_be_bytes());
@@ -749,31 +776,54 @@ pub fn insert_toa6(
 /// kind and length is overwritten with it (a client could forge one to spoof its address to the
 /// real server), one of its kind with another length is blanked with NOPs; without one of its
 /// length it is inserted right after the fixed header, options and data moving down by its length
-/// into the tailroom `frame[ip_end..]`. The TCP checksum is updated incrementally (the caller fixes
-/// the IP length). Returns whether the segment grew.
+/// into the tailroom `frame[ip_end..]`. With `mss_by` > 0 and the option inserted (not written
+/// over a forged one), the first MSS option, if it is well-formed and not 0, is lowered by that
+/// much (saturating), as [`TcpPacket::reduce_mss`] does.
+/// The TCP checksum is updated incrementally, once (the caller fixes the IP length). Returns
+/// whether the segment grew.
 fn put_option(
     frame: &mut [u8],
     l4_off: usize,
     ip_end: usize,
     value: &[u8],
+    mss_by: u16,
 ) -> core::result::Result<bool, ToaError> {
     let n = value.len();
-    let tcp = TcpPacket::new_checked(&frame[l4_off..ip_end]).map_err(|_| ToaError::Malformed)?;
-    let hl = tcp.header_len();
-    // At most 40 / 2 options of any kind fit in the option space.
-    let mut found = [(0usize, 0usize); 20];
-    let mut n_found = 0;
-    for o in RawOptions::new(tcp.options()) {
-        let (at, k, bytes) = o.map_err(|_| ToaError::Malformed)?;
-        if k == value[0] && n_found < found.len() {
-            found[n_found] = (field::OPTIONS + at, bytes.len());
-            n_found += 1;
+    let hl = TcpPacket::new_checked(&frame[l4_off..ip_end])
+        .map_err(|_| ToaError::Malformed)?
+        .header_len();
+    // One walk over the options (RFC 9293 3.1: EOL ends the list, NOP is one byte, any other
+    // option is kind, length, value). Bit `i` of `same_kind` marks an option of the TOA's kind at
+    // option byte `i` (there are at most 40); `mss` is the first MSS option's offset and length.
+    let opts = &frame[l4_off + HEADER_LEN..l4_off + hl];
+    let mut same_kind: u64 = 0;
+    let mut mss = None;
+    let mut at = 0;
+    while let Some(&k) = opts.get(at) {
+        match k {
+            kind::EOL => break,
+            kind::NOP => at += 1,
+            _ => {
+                let len = usize::from(opts.get(at + 1).copied().unwrap_or(0));
+                if len < 2 || at + len > opts.len() {
+                    return Err(ToaError::Malformed);
+                }
+                if k == value[0] {
+                    same_kind |= 1 << at;
+                } else if k == kind::MSS && mss.is_none() {
+                    mss = Some((field::OPTIONS + at, len));
+                }
+                at += len;
+            }
         }
     }
     let mut same = false;
-    {
+    if same_kind != 0 {
         let mut tcp = TcpPacket::new_unchecked(&mut frame[l4_off..ip_end]);
-        for &(at, len) in &found[..n_found] {
+        while same_kind != 0 {
+            let at = field::OPTIONS + same_kind.trailing_zeros() as usize;
+            same_kind &= same_kind - 1;
+            let len = usize::from(tcp.segment()[at + 1]);
             if len == n {
                 tcp.patch_header(at, value);
                 same = true;
@@ -782,13 +832,19 @@ fn put_option(
             }
         }
     }
-    if same {
-        return Ok(false);
-    }
-    if hl + n > MAX_HEADER_LEN {
+    let grow = !same;
+    // The MSS option's value and what it becomes, if it changes: only where the segment grows.
+    let mss = match mss {
+        Some((at, 4)) if mss_by > 0 && grow => {
+            let v = u16::from_be_bytes([frame[l4_off + at + 2], frame[l4_off + at + 3]]);
+            (v > 0).then(|| (at + 2, v, v.saturating_sub(mss_by)))
+        }
+        _ => None,
+    };
+    if grow && hl + n > MAX_HEADER_LEN {
         return Err(ToaError::OptionSpaceFull);
     }
-    if frame.len() < ip_end + n {
+    if grow && frame.len() < ip_end + n {
         return Err(ToaError::NoRoom);
     }
     let seg_len = ip_end - l4_off;
@@ -796,23 +852,46 @@ fn put_option(
         frame[l4_off + field::DATA_OFF],
         frame[l4_off + field::FLAGS],
     ]);
-    // Move options and data down; `copy_within` handles the overlap.
-    frame.copy_within(l4_off + HEADER_LEN..ip_end, l4_off + HEADER_LEN + n);
-    frame[l4_off + HEADER_LEN..l4_off + HEADER_LEN + n].copy_from_slice(value);
-
-    let mut tcp = TcpPacket::new_unchecked(&mut frame[l4_off..ip_end + n]);
-    tcp.set_data_offset(((hl + n) / 4) as u8);
-    let new_word =
-        u16::from_be_bytes([tcp.segment()[field::DATA_OFF], tcp.segment()[field::FLAGS]]);
-    // The moved bytes keep their 16-bit alignment (`n` is even), so their sum is unchanged; what
-    // changes is the data-offset word, the new bytes, and the length in the pseudo-header (for
-    // IPv6 a 32-bit length whose upper half stays 0).
-    let mut c = tcp.checksum();
-    c = checksum::update16(c, old_word, new_word);
-    c = checksum::update16(c, 0, checksum::fold(checksum::sum(value)));
-    c = checksum::update16(c, seg_len as u16, (seg_len + n) as u16);
-    tcp.set_checksum(c);
-    Ok(true)
+    // The checksum's change, summed once (RFC 1624 eqn. 3: add the complement of each old 16-bit
+    // value and each new one).
+    let mut acc = 0u64;
+    if grow {
+        // Move options and data down; `copy_within` handles the overlap.
+        frame.copy_within(l4_off + HEADER_LEN..ip_end, l4_off + HEADER_LEN + n);
+        frame[l4_off + HEADER_LEN..l4_off + HEADER_LEN + n].copy_from_slice(value);
+        let b = &mut frame[l4_off + field::DATA_OFF];
+        *b = ((((hl + n) / 4) as u8) << 4) | (*b & 0x0F);
+        let new_word = u16::from_be_bytes([
+            frame[l4_off + field::DATA_OFF],
+            frame[l4_off + field::FLAGS],
+        ]);
+        // The moved bytes keep their 16-bit alignment (`n` is even), so their sum is unchanged;
+        // what changes is the data-offset word, the new bytes, and the length in the
+        // pseudo-header (for IPv6 a 32-bit length whose upper half stays 0).
+        acc += u64::from(!old_word)
+            + u64::from(new_word)
+            + checksum::sum(value)
+            + u64::from(!(seg_len as u16))
+            + u64::from((seg_len + n) as u16);
+    }
+    if let Some((at, old, new)) = mss {
+        // The value's offset in the segment keeps its parity in the move (`n` is even). At an odd
+        // offset its bytes are the low half of one 16-bit word and the high half of the next: in
+        // the one's complement sum they count byte-swapped (RFC 1071 2(B)).
+        let (odd, at) = (at % 2, l4_off + at + if grow { n } else { 0 });
+        frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
+        let (old, new) = match odd {
+            0 => (old, new),
+            _ => (old.swap_bytes(), new.swap_bytes()),
+        };
+        acc += u64::from(!old) + u64::from(new);
+    }
+    if grow || mss.is_some() {
+        let mut tcp = TcpPacket::new_unchecked(&mut frame[l4_off..]);
+        let c = !checksum::fold(u64::from(!tcp.checksum()) + acc);
+        tcp.set_checksum(c);
+    }
+    Ok(grow)
 }
 
 /// The client port and address from a TOA option, if the segment has one.
@@ -1386,30 +1465,45 @@ mod tests {
         }
 
         /// TOA insertion yields a packet etherparse parses with both checksums right, the option
-        /// present and the other options and the payload intact.
+        /// present and the other options and the payload intact; into a SYN, the MSS lowered by the
+        /// option's length (not below 0, a 0 left alone), in one checksum update with the rest. A
+        /// second insertion (as for a forged option) overwrites the first in place, the MSS kept.
         #[test]
         fn toa_insert_matches_etherparse(
             src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(),
             mss in any::<u16>(), ws in proptest::option::of(0u8..15), ts in any::<bool>(),
+            mss_first in any::<bool>(), nop_first in any::<bool>(),
+            syn in any::<bool>(), twice in any::<bool>(),
             port in any::<u16>(), cip in any::<u32>(),
             payload in proptest::collection::vec(any::<u8>(), 0..80),
             extra_tail in 8usize..20,
         ) {
             use etherparse::TcpOptionElement as O;
-            let mut opts = vec![O::MaximumSegmentSize(mss)];
+            let mut opts = vec![];
             if let Some(w) = ws { opts.push(O::Noop); opts.push(O::WindowScale(w)); }
             if ts { opts.push(O::Timestamp(3, 4)); }
+            opts.insert(if mss_first { 0 } else { opts.len() }, O::MaximumSegmentSize(mss));
+            if nop_first {
+                // The MSS value at an odd offset: its bytes straddle two checksum words.
+                opts.insert(0, O::Noop);
+            }
             let mut frame = build(src, dst, 1000, 80, &opts, &payload);
             let len = frame.len();
             let old_hl = TcpPacket::new_checked(&frame[34..]).unwrap().header_len();
             frame.resize(len + extra_tail, 0xCC);
-            let n = insert_toa(&mut frame, len, 14, port, cip.into()).unwrap();
+            let insert = if syn { insert_toa_in_syn } else { insert_toa };
+            let mut n = insert(&mut frame, len, 14, port, cip.into()).unwrap();
             prop_assert_eq!(n, len + 8);
+            let want_mss = if syn && mss > 0 { mss.saturating_sub(8) } else { mss };
+            if twice {
+                n = insert(&mut frame, n, 14, port, cip.into()).unwrap();
+                prop_assert_eq!(n, len + 8);
+            }
             let th = check_with_etherparse(&frame[..n], &payload);
             prop_assert_eq!(th.header_len(), old_hl + 8);
             let t = TcpPacket::new_checked(&frame[34..n]).unwrap();
             prop_assert_eq!(toa_of(&t), Some((port, Ipv4Addr::from(cip))));
-            prop_assert_eq!(t.mss(), Some(mss));
+            prop_assert_eq!(t.mss(), Some(want_mss));
             let has_ws = t.option_iter().any(|o| matches!(o, Ok(TcpOption::WindowScale(_))));
             prop_assert_eq!(has_ws, ws.is_some());
             prop_assert_eq!(t.payload(), &payload[..]);
