@@ -3,8 +3,8 @@
 # cache misses (Valgrind's callgrind, --cache-sim) of gateway/examples/datapath_cost.rs at two
 # operation counts; the difference over the difference of counts is one operation's cost, whatever
 # the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
-# Usage: perf/cost.sh [scenario ...]   (default: established-1k reply-1k syn handoff expire; add
-# established-1m and reply-1m, slow)
+# Usage: perf/cost.sh [scenario ...]   (default: established-1k reply-1k syn handshake handoff
+# expire; add established-1m and reply-1m, slow)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
 set -euo pipefail
@@ -34,7 +34,7 @@ fi
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k reply-1k syn handoff expire)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k reply-1k syn handshake handoff expire)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
 # Totals of one run: Ir D1mr D1mw DLmr DLmw (callgrind's event order with --cache-sim=yes).
@@ -66,6 +66,11 @@ per_op() {
             f=$(per_op ack-frames 2000 6000)
             echo "# established-net: established-1k minus picking and writing its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
             echo "established-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        fi
+        if [ "$s" = handshake ]; then
+            f=$(per_op handshake-frames 2000 6000)
+            echo "# handshake-net: handshake minus building its three frames ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "handshake-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
         if [ "$s" = expire ]; then
             y=$(per_op syn 2000 6000)

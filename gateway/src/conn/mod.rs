@@ -21,7 +21,7 @@ pub mod tuple;
 pub use state::{tcp_flags, Activity, State, StateChange, Timeouts};
 pub use table::{
     Conn, Conn6, ConnFlags, ConnId, ConnOf, ConnTable, ConnTable6, Counters, ExpireReason,
-    InsertError, Table, BATCH, MAX_CAPACITY,
+    InsertError, Prelookup, Table, BATCH, MAX_CAPACITY,
 };
 pub use timer::Ticks;
 pub use tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP, PROTO_UDP};

@@ -88,6 +88,29 @@ impl core::ops::BitOr for ConnFlags {
     }
 }
 
+/// What a lookup done earlier in a burst (`lookup_batch`) found for a packet, when the packet's
+/// turn comes: the tables may have changed meanwhile, by the packets before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prelookup {
+    /// No earlier lookup, or one that can no longer be trusted: look up now.
+    NotDone,
+    /// Not in the table. Trusted only while no tuple has been added since (`Table::indexed`).
+    Miss,
+    /// This connection, sent from this side: checked against the entry before use (a packet
+    /// before it may have removed the connection and its slot been reused).
+    Hit(ConnId, Dir),
+}
+
+impl From<Option<(ConnId, Dir)>> for Prelookup {
+    /// A lookup's result, as found now.
+    fn from(found: Option<(ConnId, Dir)>) -> Self {
+        match found {
+            Some((id, dir)) => Prelookup::Hit(id, dir),
+            None => Prelookup::Miss,
+        }
+    }
+}
+
 /// One tracked connection: exactly one cache line.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
@@ -406,7 +429,8 @@ impl<T: ConnKey> Table<T> {
         self.probe(self.h32(t), t)
     }
 
-    /// `lookup` for a burst, `out[i]` for `tuples[i]` (both as long as the shorter). Works in
+    /// `lookup` for a burst, `out[i]` for `tuples[i]` (both as long as the shorter); what a packet's
+    /// turn then makes of its result is a [`Prelookup`]. Works in
     /// groups of [`BATCH`]: hash all, load each first index slot, load each candidate entry, then
     /// finish each probe. The early loads are independent, so their cache misses overlap instead
     /// of queueing (VPP's pipelined lookups; stable Rust has no safe prefetch instruction, plain

@@ -15,7 +15,7 @@
 //! (`tests`) holds the two to it.
 
 use super::{Datapath, Ipv4In, Verdict};
-use crate::conn::{ConnId, Dir};
+use crate::conn::Prelookup;
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::wire;
 
@@ -60,14 +60,14 @@ impl<B: PacketBuf> Datapath<B> {
 
     /// Forwards a segment `admit_plain_tcp` admitted: on the fast path if its connection is
     /// here, else on in the general path (`finish`) with what the fast path found out (`pre`:
-    /// the burst's lookup, or `None` to look up).
+    /// the burst's lookup, if it did one).
     #[inline]
     pub(super) fn forward_plain_tcp(
         &mut self,
         pkt: B,
         meta: &RxMeta,
         v: &Ipv4In,
-        pre: Option<Option<(ConnId, Dir)>>,
+        pre: Prelookup,
     ) -> Verdict<B> {
         match self.fwd.forward_established(&mut self.l3, pkt, v, pre) {
             Ok(verdict) => {

@@ -3,6 +3,7 @@
 //! its fate recorded; the others follow it, or wait for it.
 
 use super::{Datapath, Deferred, Ipv4In, Verdict};
+use crate::conn::Prelookup;
 use crate::frag::{self, Decision, Follow, FragKey, Link, Piece, Rewrite};
 use crate::packet::{PacketBuf, RxMeta};
 use crate::stats::Drop;
@@ -34,7 +35,7 @@ impl<B: PacketBuf> Datapath<B> {
             ..*meta
         };
         self.l3.last_queued = None;
-        let verdict = self.forward_or_deliver(pkt, &decide, v, None);
+        let verdict = self.forward_or_deliver(pkt, &decide, v, Prelookup::NotDone);
         let learn = |link, head: &[u8]| {
             Rewrite::learn(link, &key, &v.ip, head).map_or(Decision::Drop, Decision::Send)
         };

@@ -11,6 +11,7 @@ mod fastpath;
 mod fragments;
 pub mod punt;
 
+use crate::conn::Prelookup;
 use crate::forward::Forwarder;
 use crate::net::neigh::NeighConfig;
 use crate::net::{Ipv4Cidr, NeighDrop, NeighTable, Resolve, RouteTable};
@@ -826,7 +827,7 @@ impl<B: PacketBuf> Datapath<B> {
     #[inline]
     pub fn process(&mut self, pkt: B, meta: &RxMeta) -> Verdict<B> {
         if let Some(v) = self.admit_plain_tcp(&pkt, meta) {
-            return self.forward_plain_tcp(pkt, meta, &v, None);
+            return self.forward_plain_tcp(pkt, meta, &v, Prelookup::NotDone);
         }
         let (pkt, v) = match ingress(&mut self.l3, pkt, meta) {
             Ok(x) => x,
@@ -835,7 +836,7 @@ impl<B: PacketBuf> Datapath<B> {
                 return self.v6.process(&mut self.l3, &mut self.fwd, pkt, meta)
             }
         };
-        self.finish(pkt, meta, &v, None)
+        self.finish(pkt, meta, &v, Prelookup::NotDone)
     }
 
     /// Processes a burst (up to `BURST` frames) VPP-style, in stages: every frame through the L2/L3
@@ -900,17 +901,16 @@ impl<B: PacketBuf> Datapath<B> {
             .table()
             .lookup_batch_prefetch(&tuples[..m], &mut found[..m], self.prefetch);
         let after_lookup = clock();
-        let mut pre: [Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>; BURST] =
-            [None; BURST];
+        let mut pre = [Prelookup::NotDone; BURST];
         for k in 0..m {
-            pre[which[k] as usize] = Some(found[k]);
+            pre[which[k] as usize] = found[k].into();
         }
         let indexed = self.fwd.table().indexed();
         for i in 0..n {
             if let (Some(pkt), Some(v)) = (pkts[i].take(), parsed[i]) {
                 // A miss is a miss still unless a packet before it in the burst added tuples.
                 let pre = match pre[i] {
-                    Some(None) if self.fwd.table().indexed() != indexed => None,
+                    Prelookup::Miss if self.fwd.table().indexed() != indexed => Prelookup::NotDone,
                     p => p,
                 };
                 out[i] = Some(if plain_tcp[i] {
@@ -925,13 +925,7 @@ impl<B: PacketBuf> Datapath<B> {
 
     /// The forwarding stage of one packet that passed `ingress`.
     #[inline]
-    fn finish(
-        &mut self,
-        pkt: B,
-        meta: &RxMeta,
-        v: &Ipv4In,
-        pre: Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>,
-    ) -> Verdict<B> {
+    fn finish(&mut self, pkt: B, meta: &RxMeta, v: &Ipv4In, pre: Prelookup) -> Verdict<B> {
         if self.fwd.services().is_lip64(v.ip.dst) {
             // An IPv4 reply of a NAT64 connection (`inet6::nat64`).
             return crate::inet6::nat64::from_server(
@@ -955,7 +949,7 @@ impl<B: PacketBuf> Datapath<B> {
         pkt: B,
         meta: &RxMeta,
         v: &Ipv4In,
-        pre: Option<Option<(crate::conn::ConnId, crate::conn::Dir)>>,
+        pre: Prelookup,
     ) -> Verdict<B> {
         let pkt = match self.fwd.handle_with(&mut self.l3, pkt, meta, v, pre) {
             Ok(verdict) => return verdict,

@@ -25,8 +25,8 @@ use super::services::ServiceTable;
 use super::synproxy::{self, SynProxy};
 use super::{dr, mode, tun};
 use crate::conn::{
-    tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, State, Ticks, Timeouts,
-    Tuple,
+    tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup, State, Ticks,
+    Timeouts, Tuple,
 };
 use crate::datapath::{l4_checksum_ok, Ipv4In, Verdict, L3};
 use crate::laddr::{LaddrPool, PortLayout};
@@ -745,7 +745,7 @@ impl Forwarder {
         meta: &RxMeta,
         v: &Ipv4In,
     ) -> Result<Verdict<B>, B> {
-        self.handle_with(l3, pkt, meta, v, None)
+        self.handle_with(l3, pkt, meta, v, Prelookup::NotDone)
     }
 
     /// The tuple `handle` looks up for this packet, when it does one (TCP/UDP, not a fragment):
@@ -768,7 +768,7 @@ impl Forwarder {
 
     /// `handle` with the result of a batched lookup done earlier in the burst. A hit is re-checked
     /// against the entry (a packet earlier in the burst may have removed it and the slot been
-    /// reused); a miss (`Some(None)`) is trusted: the caller passes `None` instead when an earlier
+    /// reused); a miss is trusted: the caller passes `Prelookup::NotDone` instead when an earlier
     /// packet of the burst may have created the connection (`ConnTable::indexed` moved).
     #[inline]
     pub fn handle_with<B: PacketBuf>(
@@ -777,7 +777,7 @@ impl Forwarder {
         pkt: B,
         meta: &RxMeta,
         v: &Ipv4In,
-        pre: Option<Option<(ConnId, Dir)>>,
+        pre: Prelookup,
     ) -> Result<Verdict<B>, B> {
         let ip = &v.ip;
         let Some(via) = self.via(l3, ip) else {
@@ -864,12 +864,14 @@ impl Forwarder {
     /// The connection of `tuple` and the side that sent it: the burst's earlier lookup `pre` if
     /// there was one (a hit re-checked against its entry, see `handle_with`), else a lookup now.
     #[inline]
-    fn find(&self, tuple: &Tuple, pre: Option<Option<(ConnId, Dir)>>) -> Option<(ConnId, Dir)> {
+    fn find(&self, tuple: &Tuple, pre: Prelookup) -> Option<(ConnId, Dir)> {
         match pre {
-            Some(Some((id, dir))) if self.table.get(id).is_some_and(|c| c.tuple(dir) == *tuple) => {
+            Prelookup::Hit(id, dir)
+                if self.table.get(id).is_some_and(|c| c.tuple(dir) == *tuple) =>
+            {
                 Some((id, dir))
             }
-            Some(None) => None,
+            Prelookup::Miss => None,
             _ => self.table.lookup(tuple),
         }
     }
@@ -881,14 +883,13 @@ impl Forwarder {
     /// connection (`pre` for `handle_with`), when `handle_with` must decide: no connection, a
     /// client's SYN on one (a reused port), a NAT64 reply, an address that is neither.
     #[inline]
-    #[allow(clippy::type_complexity)]
     pub fn forward_established<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
         pkt: B,
         v: &Ipv4In,
-        pre: Option<Option<(ConnId, Dir)>>,
-    ) -> Result<Verdict<B>, (B, Option<Option<(ConnId, Dir)>>)> {
+        pre: Prelookup,
+    ) -> Result<Verdict<B>, (B, Prelookup)> {
         let ip = &v.ip;
         let kind = self.services.kind(ip.dst);
         if !(kind.vip || kind.lip) || self.services.is_lip64(ip.dst) {
@@ -904,7 +905,7 @@ impl Forwarder {
                 }
                 Ok(self.forward(l3, pkt, v, id, dir, Ticks(l3.now_ms)))
             }
-            _ => Err((pkt, Some(found))),
+            _ => Err((pkt, found.into())),
         }
     }
 
