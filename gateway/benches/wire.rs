@@ -108,6 +108,7 @@ fn benches(c: &mut Criterion) {
                 14,
                 40000,
                 Ipv4Addr::new(192, 0, 2, 1),
+                false,
             )
         })
     });

@@ -202,14 +202,14 @@ fn reply_run(conns: u32, cap: u32, n: usize) {
         .map(|r| {
             let mac = if r.src_ip() == RS1 { RS1_MAC } else { RS2_MAC };
             let (src, dst) = (r.src_ip().octets(), r.dst_ip().octets());
-            frame(
+            tcp_frame(
                 (mac.0, SERVER_PORT_MAC.0),
                 (src, r.sport),
                 (dst, r.dport),
                 ACK,
                 5001,
                 1001,
-                (900, 100),
+                &timestamps(900, 100),
                 &[],
             )
         })
@@ -338,12 +338,6 @@ fn handshake_run(through: bool, n: usize) {
         o[12..16].copy_from_slice(&tsecr.to_be_bytes());
         o
     };
-    let ts_opts = |tsval: u32, tsecr: u32| -> [u8; 12] {
-        let mut o = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
-        o[4..8].copy_from_slice(&tsval.to_be_bytes());
-        o[8..12].copy_from_slice(&tsecr.to_be_bytes());
-        o
-    };
     // One buffer reused, as the other scenarios do: a fresh one would cost more than the datapath.
     let mut buf = VecBuf::from_frame(&[0; 60]);
     let mut through_dp = |buf: VecBuf, f: &[u8], meta: &RxMeta| {
@@ -355,7 +349,7 @@ fn handshake_run(through: bool, n: usize) {
     for i in 0..n as u32 {
         let (ip, port) = client(i);
         let cli = (ip.octets(), port);
-        let syn = frame_with(cm, cli, vip, SYN, 1000, 0, &syn_opts(100, 0), &[]);
+        let syn = tcp_frame(cm, cli, vip, SYN, 1000, 0, &syn_opts(100, 0), &[]);
         let (lip, lport, rs) = if through {
             buf = through_dp(buf, &syn, &META);
             let d = buf.data();
@@ -367,7 +361,7 @@ fn handshake_run(through: bool, n: usize) {
         };
         let mac = if rs == RS1.octets() { RS1_MAC } else { RS2_MAC };
         let sm = (mac.0, SERVER_PORT_MAC.0);
-        let synack = frame_with(
+        let synack = tcp_frame(
             sm,
             (rs, 80),
             (lip, lport),
@@ -377,7 +371,7 @@ fn handshake_run(through: bool, n: usize) {
             &syn_opts(900, 100),
             &[],
         );
-        let ack = frame_with(cm, cli, vip, ACK, 1001, 5001, &ts_opts(101, 900), &[]);
+        let ack = tcp_frame(cm, cli, vip, ACK, 1001, 5001, &timestamps(101, 900), &[]);
         if through {
             buf = through_dp(buf, &synack, &from_server);
             buf = through_dp(buf, &ack, &META);
@@ -408,12 +402,21 @@ fn timestamps_run(proxied: bool, n: u64) {
         (RS1_MAC.0, SERVER_PORT_MAC.0),
     );
     let (cli, vip) = ((CLIENT_IP.octets(), 40000), (VIP.octets(), 80));
-    let syn = frame(cm, cli, vip, SYN, 1000, 0, (100, 0), &[]);
+    let syn = tcp_frame(cm, cli, vip, SYN, 1000, 0, &timestamps(100, 0), &[]);
     let out = sent(dp.process(VecBuf::from_frame(&syn), &from_client));
     let our_isn = TcpPacket::new_unchecked(&out.data()[34..]).seq();
     // Proxied: `out` was our SYN-ACK and the ACK makes the SYN to the server; plain: `out` is it.
     let (syn_out, c_ack) = if proxied {
-        let ack = frame(cm, cli, vip, ACK, 1001, our_isn + 1, (101, 0), &[]);
+        let ack = tcp_frame(
+            cm,
+            cli,
+            vip,
+            ACK,
+            1001,
+            our_isn + 1,
+            &timestamps(101, 0),
+            &[],
+        );
         (
             sent(dp.process(VecBuf::from_frame(&ack), &from_client)),
             our_isn + 1,
@@ -429,23 +432,32 @@ fn timestamps_run(proxied: bool, n: u64) {
         syn_out.data()[29],
     ];
     let srv = (RS1.octets(), 80);
-    let synack = frame(
+    let synack = tcp_frame(
         sm,
         srv,
         (lip, lport),
         SYN | ACK,
         5000,
         1001,
-        (900, 101),
+        &timestamps(900, 101),
         &[],
     );
     sent(dp.process(VecBuf::from_frame(&synack), &from_server));
     if !proxied {
-        let ack = frame(cm, cli, vip, ACK, 1001, 5001, (101, 900), &[]);
+        let ack = tcp_frame(cm, cli, vip, ACK, 1001, 5001, &timestamps(101, 900), &[]);
         sent(dp.process(VecBuf::from_frame(&ack), &from_client));
     }
-    let c2s = frame(cm, cli, vip, ACK, 1001, c_ack, (102, 900), &[]);
-    let s2c = frame(sm, srv, (lip, lport), ACK, 5001, 1001, (901, 102), b"hello");
+    let c2s = tcp_frame(cm, cli, vip, ACK, 1001, c_ack, &timestamps(102, 900), &[]);
+    let s2c = tcp_frame(
+        sm,
+        srv,
+        (lip, lport),
+        ACK,
+        5001,
+        1001,
+        &timestamps(901, 102),
+        b"hello",
+    );
     let (mut a, mut b) = (VecBuf::from_frame(&c2s), VecBuf::from_frame(&s2c));
     for _ in 0..n {
         a.set_len(c2s.len());
@@ -457,27 +469,17 @@ fn timestamps_run(proxied: bool, n: u64) {
     }
 }
 
-/// A TCP frame with the timestamps option (NOP NOP TS), checksums filled.
-#[allow(clippy::too_many_arguments)]
-fn frame(
-    macs: ([u8; 6], [u8; 6]),
-    src: ([u8; 4], u16),
-    dst: ([u8; 4], u16),
-    flags: u8,
-    seq: u32,
-    ack: u32,
-    ts: (u32, u32),
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut opts = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
-    opts[4..8].copy_from_slice(&ts.0.to_be_bytes());
-    opts[8..12].copy_from_slice(&ts.1.to_be_bytes());
-    frame_with(macs, src, dst, flags, seq, ack, &opts, payload)
+/// The timestamps option as Linux sends it after the handshake: NOP, NOP, TS.
+fn timestamps(tsval: u32, tsecr: u32) -> [u8; 12] {
+    let mut o = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+    o[4..8].copy_from_slice(&tsval.to_be_bytes());
+    o[8..12].copy_from_slice(&tsecr.to_be_bytes());
+    o
 }
 
 /// A TCP frame with `options` (a multiple of 4 bytes), checksums filled.
 #[allow(clippy::too_many_arguments)]
-fn frame_with(
+fn tcp_frame(
     macs: ([u8; 6], [u8; 6]),
     src: ([u8; 4], u16),
     dst: ([u8; 4], u16),

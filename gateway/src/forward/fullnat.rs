@@ -1945,11 +1945,14 @@ impl Forwarder {
     /// length), so the real server learns who the client is (LVS FullNAT / DPVS TOA).
     fn add_toa<B: PacketBuf>(&mut self, pkt: &mut B, l3_off: usize, client: Tuple, syn: bool) {
         let len = pkt.len();
-        let insert = match syn {
-            true => tcp::insert_toa_in_syn,
-            false => tcp::insert_toa,
-        };
-        match insert(pkt.room_mut(), len, l3_off, client.sport, client.src_ip()) {
+        match tcp::insert_toa(
+            pkt.room_mut(),
+            len,
+            l3_off,
+            client.sport,
+            client.src_ip(),
+            syn,
+        ) {
             Ok(n) => {
                 pkt.set_len(n);
                 self.stats.toa_added += 1;

@@ -643,6 +643,11 @@ pub enum ToaError {
 /// If the segment already carries a TOA option (a client could forge one to spoof its address to the
 /// real server), it is overwritten with the true client address instead and the length is unchanged.
 ///
+/// With `syn`, the segment's MSS option (if any) is also lowered by [`TOA_LEN`] where the option is
+/// inserted ([`TcpPacket::reduce_mss_for_toa`]), in the same walk over the options and the same
+/// checksum update: what DPVS does to a SYN it adds TOA to. A forged TOA overwritten in place
+/// leaves the MSS as it was (the segment did not grow).
+///
 /// The TCP checksum must be a full checksum (not a pseudo-header seed left for TX offload).
 pub fn insert_toa(
     frame: &mut [u8],
@@ -650,29 +655,11 @@ pub fn insert_toa(
     l3_off: usize,
     client_port: u16,
     client_ip: Ipv4Addr,
-) -> core::result::Result<usize, ToaError> {
-    insert_option_ipv4(
-        frame,
-        frame_len,
-        l3_off,
-        &toa_value(client_port, client_ip),
-        0,
-    )
-}
-
-/// [`insert_toa`] into a SYN, whose MSS option (if any) is also lowered by [`TOA_LEN`] when the
-/// option is inserted ([`TcpPacket::reduce_mss_for_toa`]), in the same walk over the options and
-/// the same checksum update: what DPVS does to a SYN it adds TOA to. A forged TOA overwritten in
-/// place leaves the MSS as it was (the segment did not grow).
-pub fn insert_toa_in_syn(
-    frame: &mut [u8],
-    frame_len: usize,
-    l3_off: usize,
-    client_port: u16,
-    client_ip: Ipv4Addr,
+    syn: bool,
 ) -> core::result::Result<usize, ToaError> {
     let value = toa_value(client_port, client_ip);
-    insert_option_ipv4(frame, frame_len, l3_off, &value, TOA_LEN as u16)
+    let mss_by = if syn { TOA_LEN as u16 } else { 0 };
+    insert_option_ipv4(frame, frame_len, l3_off, &value, mss_by)
 }
 
 /// The IPv4 TOA option's bytes.
@@ -1205,8 +1192,15 @@ mod tests {
         );
         let len = frame.len();
         frame.resize(len + 8, 0);
-        let new_len =
-            insert_toa(&mut frame, len, 14, 43210, Ipv4Addr::new(203, 0, 113, 9)).unwrap();
+        let new_len = insert_toa(
+            &mut frame,
+            len,
+            14,
+            43210,
+            Ipv4Addr::new(203, 0, 113, 9),
+            false,
+        )
+        .unwrap();
         assert_eq!(new_len, len + 8);
         let th = check_with_etherparse(&frame[..new_len], payload);
         assert_eq!(th.header_len(), 32);
@@ -1215,7 +1209,8 @@ mod tests {
         assert_eq!(t.mss(), Some(1460), "existing options survive the move");
 
         // A second call finds the option and rewrites it instead of stacking another.
-        let again = insert_toa(&mut frame, new_len, 14, 1, Ipv4Addr::new(1, 2, 3, 4)).unwrap();
+        let again =
+            insert_toa(&mut frame, new_len, 14, 1, Ipv4Addr::new(1, 2, 3, 4), false).unwrap();
         assert_eq!(again, new_len);
         check_with_etherparse(&frame[..again], payload);
         let t = TcpPacket::new_checked(&frame[34..again]).unwrap();
@@ -1335,7 +1330,7 @@ mod tests {
         let mut tight = frame.clone();
         tight.resize(len + 7, 0);
         assert_eq!(
-            insert_toa(&mut tight, len, 14, 1, ip),
+            insert_toa(&mut tight, len, 14, 1, ip, false),
             Err(ToaError::NoRoom)
         );
         assert_eq!(&tight[..len], &frame[..], "nothing changed on failure");
@@ -1356,24 +1351,24 @@ mod tests {
         let flen = full.len();
         full.resize(flen + 8, 0);
         assert_eq!(
-            insert_toa(&mut full, flen, 14, 1, ip),
+            insert_toa(&mut full, flen, 14, 1, ip, false),
             Err(ToaError::OptionSpaceFull)
         );
 
         let mut bad = frame.clone();
         bad.resize(len + 8, 0);
         assert_eq!(
-            insert_toa(&mut bad, len, 15, 1, ip),
+            insert_toa(&mut bad, len, 15, 1, ip, false),
             Err(ToaError::Malformed),
             "wrong l3 offset"
         );
         assert_eq!(
-            insert_toa(&mut bad, len + 9, 14, 1, ip),
+            insert_toa(&mut bad, len + 9, 14, 1, ip, false),
             Err(ToaError::Malformed),
             "frame_len > buffer"
         );
         assert_eq!(
-            insert_toa(&mut bad, len, len + 1, 1, ip),
+            insert_toa(&mut bad, len, len + 1, 1, ip, false),
             Err(ToaError::Malformed)
         );
         let mut udp = Vec::new();
@@ -1385,7 +1380,7 @@ mod tests {
         let ulen = udp.len();
         udp.resize(ulen + 8, 0);
         assert_eq!(
-            insert_toa(&mut udp, ulen, 14, 1, ip),
+            insert_toa(&mut udp, ulen, 14, 1, ip, false),
             Err(ToaError::Malformed),
             "not TCP"
         );
@@ -1393,7 +1388,7 @@ mod tests {
         let mut frag = bad.clone();
         frag[14 + 6] |= 0x20; // MF
         assert_eq!(
-            insert_toa(&mut frag, len, 14, 1, ip),
+            insert_toa(&mut frag, len, 14, 1, ip, false),
             Err(ToaError::Malformed),
             "fragment"
         );
@@ -1407,7 +1402,7 @@ mod tests {
         let blen = badopt.len();
         badopt.resize(blen + 8, 0);
         assert_eq!(
-            insert_toa(&mut badopt, blen, 14, 1, ip),
+            insert_toa(&mut badopt, blen, 14, 1, ip, false),
             Err(ToaError::Malformed),
             "bad option"
         );
@@ -1420,11 +1415,11 @@ mod tests {
         assert_eq!(frame.len(), 54);
         frame.resize(60, 0);
         assert_eq!(
-            insert_toa(&mut frame.clone(), 60, 14, 1, Ipv4Addr::LOCALHOST),
+            insert_toa(&mut frame.clone(), 60, 14, 1, Ipv4Addr::LOCALHOST, false),
             Err(ToaError::NoRoom)
         );
         frame.resize(62, 0xEE);
-        let n = insert_toa(&mut frame, 60, 14, 7, Ipv4Addr::LOCALHOST).unwrap();
+        let n = insert_toa(&mut frame, 60, 14, 7, Ipv4Addr::LOCALHOST, false).unwrap();
         assert_eq!(n, 62);
         check_with_etherparse(&frame[..n], &[]);
     }
@@ -1491,12 +1486,11 @@ mod tests {
             let len = frame.len();
             let old_hl = TcpPacket::new_checked(&frame[34..]).unwrap().header_len();
             frame.resize(len + extra_tail, 0xCC);
-            let insert = if syn { insert_toa_in_syn } else { insert_toa };
-            let mut n = insert(&mut frame, len, 14, port, cip.into()).unwrap();
+            let mut n = insert_toa(&mut frame, len, 14, port, cip.into(), syn).unwrap();
             prop_assert_eq!(n, len + 8);
             let want_mss = if syn && mss > 0 { mss.saturating_sub(8) } else { mss };
             if twice {
-                n = insert(&mut frame, n, 14, port, cip.into()).unwrap();
+                n = insert_toa(&mut frame, n, 14, port, cip.into(), syn).unwrap();
                 prop_assert_eq!(n, len + 8);
             }
             let th = check_with_etherparse(&frame[..n], &payload);
