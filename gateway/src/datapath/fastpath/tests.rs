@@ -8,13 +8,16 @@ use crate::packet::{CsumStatus, RxMeta, VecBuf};
 use crate::testkit::*;
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// The lab's FullNAT services, a NAT one, a DR one and a SYN-proxied FullNAT one: connections of
-/// every kind the fast path must take or leave.
+/// The lab's FullNAT services, a NAT one, a DR one, a SYN-proxied FullNAT one and a NAT64 one
+/// (IPv6 clients, an IPv4 real server answering to an IPv4 LIP of the IPv6 service, which the
+/// forwarder hands back to the general path): connections of every kind the fast path must take
+/// or leave.
 fn config() -> String {
     format!(
-        "{LAB_CONFIG}{}",
+        "{}{}",
+        dual_stack(LAB_CONFIG),
         r#"
 [[service]]
 vip = "10.10.0.100"
@@ -45,11 +48,26 @@ local_addresses = ["10.20.0.202"]
 [[service.real]]
 address = "10.20.0.12"
 port = 443
+
+[[service]]
+vip = "2001:db8:10::100"
+port = 8082
+protocol = "tcp"
+scheduler = "rr"
+local_addresses = ["10.20.0.210"]
+[[service.real]]
+address = "10.20.0.11"
+port = 80
 "#
     )
 }
 
-/// Where a client's flow goes: the services above, a port with no service, the gateway itself.
+/// The NAT64 service's clients (`DESTS`'s last entry) and its VIP.
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 2);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x100);
+
+/// Where a client's flow goes: the services above, a port with no service, the gateway itself;
+/// one more destination, `DESTS.len()`, is the NAT64 service (an IPv6 client).
 const DESTS: [(Ipv4Addr, u16); 6] = [
     (VIP, 80),
     (VIP, 8080),
@@ -128,7 +146,7 @@ fn event() -> impl Strategy<Value = Event> {
     ];
     (
         0u8..4,
-        prop_oneof![4 => Just(0u8), 1 => 1u8..6],
+        prop_oneof![4 => Just(0u8), 1 => 1u8..=6],
         any::<bool>(),
         // Mostly what opens and carries a connection: SYN, SYN-ACK, ACK.
         prop_oneof![2 => Just(0usize), 2 => Just(6), 6 => Just(1), 3 => 0usize..FLAGS.len()],
@@ -153,6 +171,27 @@ fn event() -> impl Strategy<Value = Event> {
                 from_peer,
             },
         )
+}
+
+/// An IPv6 client's TCP frame with `flags` to the NAT64 service. Only the flaws of the Ethernet
+/// header apply (the others are the IPv4 header's and the fast path's, which IPv6 does not take).
+fn frame6(sport: u16, flags: u8, payload: usize, flaw: Flaw) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(CLIENT6.octets(), VIP6.octets(), 64)
+        .tcp(sport, 8082, 1000, 64000);
+    let b = if flags & SYN != 0 { b.syn() } else { b };
+    let b = if flags & ACK != 0 { b.ack(5001) } else { b };
+    let b = if flags & 0x01 != 0 { b.fin() } else { b };
+    let b = if flags & 0x04 != 0 { b.rst() } else { b };
+    let b = if flags & 0x08 != 0 { b.psh() } else { b };
+    let mut v = Vec::new();
+    b.write(&mut v, &vec![0x5a; payload]).unwrap();
+    match flaw {
+        Flaw::OtherMac => v[5] ^= 0x40,
+        Flaw::Broadcast => v[..6].copy_from_slice(&[0xFF; 6]),
+        _ => {}
+    }
+    v
 }
 
 /// A TCP frame with `flags` from `src` to `dst`, between `macs`, flawed as `flaw` says.
@@ -235,6 +274,7 @@ fn state(dp: &mut Datapath<VecBuf>) -> String {
         .table()
         .iter()
         .map(|(id, c)| format!("{id:?} {c:?}"))
+        .chain(dp.v6.conns.iter().map(|(id, c)| format!("v6 {id:?} {c:?}")))
         .collect();
     format!(
         "{:?}\n{:?}\n{}\n{}\n{}",
@@ -298,6 +338,10 @@ fn control(dp: &mut Datapath<VecBuf>, step: &Step) {
 fn datapath(fast: bool, workers: usize) -> Datapath<VecBuf> {
     let mut dp = datapath_from(&config(), 0, workers, 1 << 10);
     dp.set_fast_path(fast);
+    // The IPv6 client's neighbour entry, so that NAT64 replies leave at once.
+    dp.v6
+        .neigh
+        .learn(CLIENT6, CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
     dp
 }
 
@@ -341,6 +385,10 @@ fn play(events: &[Event], workers: usize) -> (Vec<Step>, Vec<Outcome>, String) {
                     e.flaw,
                 ),
                 1,
+            ),
+            None if usize::from(e.dest) == DESTS.len() => (
+                frame6(40000 + u16::from(e.flow), e.flags, e.payload.into(), e.flaw),
+                0,
             ),
             None => (
                 frame(
