@@ -869,6 +869,9 @@ impl<B: PacketBuf> Datapath<B> {
         let mut which = [0u8; BURST];
         // Admitted to the established fast path (`fastpath`).
         let mut plain_tcp = [false; BURST];
+        // IPv6, processed in its turn with the others (not ahead of the IPv4 packets before it,
+        // which share the neighbour queues and the tx order with it).
+        let mut ipv6 = [false; BURST];
         let mut m = 0;
         for i in 0..n {
             let Some(pkt) = pkts[i].take() else { continue };
@@ -882,7 +885,8 @@ impl<B: PacketBuf> Datapath<B> {
             match admitted {
                 Err(NotIpv4::Done(verdict)) => out[i] = Some(verdict),
                 Err(NotIpv4::Ipv6(pkt)) => {
-                    out[i] = Some(self.v6.process(&mut self.l3, &mut self.fwd, pkt, &metas[i]))
+                    pkts[i] = Some(pkt);
+                    ipv6[i] = true;
                 }
                 Ok((pkt, v)) => {
                     if let Some(t) = self.fwd.lookup_tuple(&v) {
@@ -907,6 +911,12 @@ impl<B: PacketBuf> Datapath<B> {
         }
         let indexed = self.fwd.table().indexed();
         for i in 0..n {
+            if ipv6[i] {
+                if let Some(pkt) = pkts[i].take() {
+                    out[i] = Some(self.v6.process(&mut self.l3, &mut self.fwd, pkt, &metas[i]));
+                }
+                continue;
+            }
             if let (Some(pkt), Some(v)) = (pkts[i].take(), parsed[i]) {
                 // A miss is a miss still unless a packet before it in the burst added tuples.
                 let pre = match pre[i] {
