@@ -62,7 +62,7 @@ port = 80
     )
 }
 
-/// The NAT64 service's clients (`DESTS`'s last entry) and its VIP.
+/// The NAT64 service's client (destination `DESTS.len()`, one past `DESTS`) and its VIP.
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 2);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x100);
 
@@ -173,17 +173,29 @@ fn event() -> impl Strategy<Value = Event> {
         )
 }
 
+/// A TCP segment being built, with `flags` (SYN, ACK 5001, FIN, RST, PSH) set.
+fn with_flags(
+    b: etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+    flags: u8,
+) -> etherparse::PacketBuilderStep<etherparse::TcpHeader> {
+    let b = if flags & SYN != 0 { b.syn() } else { b };
+    let b = if flags & ACK != 0 { b.ack(5001) } else { b };
+    let b = if flags & 0x01 != 0 { b.fin() } else { b };
+    let b = if flags & 0x04 != 0 { b.rst() } else { b };
+    if flags & 0x08 != 0 {
+        b.psh()
+    } else {
+        b
+    }
+}
+
 /// An IPv6 client's TCP frame with `flags` to the NAT64 service. Only the flaws of the Ethernet
 /// header apply (the others are the IPv4 header's and the fast path's, which IPv6 does not take).
 fn frame6(sport: u16, flags: u8, payload: usize, flaw: Flaw) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
         .ipv6(CLIENT6.octets(), VIP6.octets(), 64)
         .tcp(sport, 8082, 1000, 64000);
-    let b = if flags & SYN != 0 { b.syn() } else { b };
-    let b = if flags & ACK != 0 { b.ack(5001) } else { b };
-    let b = if flags & 0x01 != 0 { b.fin() } else { b };
-    let b = if flags & 0x04 != 0 { b.rst() } else { b };
-    let b = if flags & 0x08 != 0 { b.psh() } else { b };
+    let b = with_flags(b, flags);
     let mut v = Vec::new();
     b.write(&mut v, &vec![0x5a; payload]).unwrap();
     match flaw {
@@ -205,11 +217,7 @@ fn frame(
 ) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(macs.0, macs.1).ipv4(src.0.octets(), dst.0.octets(), 64);
     let b = b.tcp(src.1, dst.1, 1000, 64000);
-    let b = if flags & SYN != 0 { b.syn() } else { b };
-    let b = if flags & ACK != 0 { b.ack(5001) } else { b };
-    let b = if flags & 0x01 != 0 { b.fin() } else { b };
-    let b = if flags & 0x04 != 0 { b.rst() } else { b };
-    let b = if flags & 0x08 != 0 { b.psh() } else { b };
+    let b = with_flags(b, flags);
     let b = if let Flaw::TcpOptions = flaw {
         b.options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1400)])
             .unwrap()
