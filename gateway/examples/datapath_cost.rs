@@ -11,6 +11,8 @@
 //! - `frames`: only building those SYN frames, to subtract from `syn`;
 //! - `ack-frames`: only picking and writing the frames of `established-1k`, to subtract from it
 //!   (`established-net`: the datapath's own instructions per established packet);
+//!   `ack-frames-1m` the same for `established-1m`, whose random pick of a flow among 1M misses
+//!   the cache too (`established-net-1m`: the datapath's own cache misses at 1M connections);
 //! - `handshake`: a whole connection as a client and a real server open it (issue 16's connection
 //!   rate): the client's SYN with Linux's options (MSS, SACK permitted, timestamps, window scale),
 //!   the server's SYN-ACK with the same, the client's ACK with timestamps; TOA inserted on the SYN
@@ -47,10 +49,16 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("established-1k") => established_run(1_000, 1 << 12, n),
         Some("established-1m") => established_run(1_000_000, 2 << 20, n),
-        Some("ack-frames") => {
-            // Only what `established-1k` does around the datapath: pick a flow, write its frame.
-            let (_, acks, ack) = established(1_000, 1 << 12);
-            let order = random_order(1_000, 1 << 16);
+        Some(s @ ("ack-frames" | "ack-frames-1m")) => {
+            // Only what `established-1k` (`-1m`) does around the datapath: pick a flow, write its
+            // frame.
+            let (conns, cap) = if s == "ack-frames" {
+                (1_000, 1 << 12)
+            } else {
+                (1_000_000, 2 << 20)
+            };
+            let (_, acks, ack) = established(conns, cap);
+            let order = random_order(conns, 1 << 16);
             let mut buf = VecBuf::from_frame(&ack);
             for k in 0..n {
                 acks[order[k & 0xFFFF] as usize].write(&mut buf, &ack);
@@ -93,7 +101,7 @@ fn main() {
         Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
             eprintln!(
-                "usage: datapath_cost established-1k|established-1m|ack-frames|reply-1k|reply-1m|syn|frames|\
+                "usage: datapath_cost established-1k|established-1m|ack-frames|ack-frames-1m|reply-1k|reply-1m|syn|frames|\
                  handoff|expire|established-2w|handshake|handshake-frames|established-1k-offload|ts-plain|ts-proxied|\
                  established6-1k|reply6-1k|dr6-1k N"
             );
