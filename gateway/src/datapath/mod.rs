@@ -206,8 +206,9 @@ const CONFIRM_EVERY_MS: u64 = 500;
 struct NextHopEntry {
     dst: u32,
     port: u16,
-    mac: MacAddr,
-    src_mac: MacAddr,
+    /// The Ethernet header's first 12 bytes toward this next hop: its MAC, then the port's own
+    /// (written with one copy).
+    macs: [u8; 12],
     /// Neighbour-table generation (+1, so 0 is never valid) the entry was filled under.
     generation: u64,
 }
@@ -422,12 +423,13 @@ impl<B: PacketBuf> L3<B> {
         });
     }
 
-    /// The datapath received a packet of a tracked connection from `src` with source MAC
-    /// `src_mac`: confirms the neighbour it came through (`NeighTable::confirm`). Costs one compare
-    /// per packet: a neighbour is confirmed at most once per `CONFIRM_EVERY_MS` per slot of a small
-    /// direct-mapped cache; only then are the route and the table looked up.
+    /// The datapath received `pkt`, a packet of a tracked connection from `src`: confirms the
+    /// neighbour it came through, by the frame's source MAC (`NeighTable::confirm`). Costs one
+    /// compare per packet: a neighbour is confirmed at most once per `CONFIRM_EVERY_MS` per slot of
+    /// a small direct-mapped cache; only then are the MAC read and the route and the table looked
+    /// up.
     #[inline]
-    pub fn confirm_neighbour(&mut self, src: Ipv4Addr, src_mac: MacAddr) {
+    pub fn confirm_neighbour(&mut self, src: Ipv4Addr, pkt: &B) {
         let key = u32::from(src);
         let slot = &mut self.confirm_cache[(key ^ (key >> 12)) as usize % CONFIRM_SLOTS];
         if slot.0 == key && self.now_ms.saturating_sub(slot.1) < CONFIRM_EVERY_MS {
@@ -435,6 +437,7 @@ impl<B: PacketBuf> L3<B> {
         }
         *slot = (key, self.now_ms);
         if let Some(hop) = self.topo.routes.lookup(src) {
+            let src_mac = EthernetFrame::new_unchecked(pkt.data()).src();
             self.neigh.confirm(hop.l2_target(src), src_mac, self.now_ms);
         }
     }
@@ -476,12 +479,12 @@ impl<B: PacketBuf> L3<B> {
     pub fn route_out(&mut self, mut pkt: B, dst: Ipv4Addr) -> Verdict<B> {
         let key = u32::from(dst);
         let slot = (key ^ (key >> 8)) as usize % NH_CACHE;
-        let e = self.nh_cache[slot];
+        let e = &self.nh_cache[slot];
         if e.dst == key && e.generation == self.cache_generation() {
-            let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
-            eth.set_dst(e.mac);
-            eth.set_src(e.src_mac);
-            return Verdict::Tx(e.port, pkt);
+            if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
+                *macs = e.macs;
+                return Verdict::Tx(e.port, pkt);
+            }
         }
         self.route_out_slow(pkt, dst, slot)
     }
@@ -499,11 +502,13 @@ impl<B: PacketBuf> L3<B> {
                 let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
                 eth.set_dst(mac);
                 eth.set_src(port_mac);
+                let mut macs = [0; 12];
+                macs[..6].copy_from_slice(&mac.0);
+                macs[6..].copy_from_slice(&port_mac.0);
                 self.nh_cache[slot] = NextHopEntry {
                     dst: u32::from(dst),
                     port: hop.port,
-                    mac,
-                    src_mac: port_mac,
+                    macs,
                     generation: self.cache_generation(),
                 };
                 Verdict::Tx(hop.port, pkt)

@@ -892,7 +892,7 @@ impl Forwarder {
     ) -> Result<Verdict<B>, (B, Prelookup)> {
         let ip = &v.ip;
         let kind = self.services.kind(ip.dst);
-        if !(kind.vip || kind.lip) || self.services.is_lip64(ip.dst) {
+        if !(kind.vip || kind.lip) || kind.lip64 {
             return Err((pkt, pre));
         }
         let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
@@ -1773,8 +1773,7 @@ impl Forwarder {
             return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
         }
         // A packet of a tracked connection confirms the neighbour it came from (NUD).
-        let src_mac = crate::wire::EthernetFrame::new_unchecked(pkt.data()).src();
-        l3.confirm_neighbour(ip.src, src_mac);
+        l3.confirm_neighbour(ip.src, &pkt);
         let change = self.table.on_packet(id, dir, ip.tcp_flags.bits(), now);
         if is_tcp && change.changed() {
             self.limit_on_state(id, change.old, change.new, now);

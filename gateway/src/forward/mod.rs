@@ -11,6 +11,7 @@
 //! - [`tun`]: IP-in-IP tunnelling, with fragmentation-needed for packets too big to wrap.
 
 pub mod acl;
+pub mod addrs;
 pub mod dr;
 pub mod fullnat;
 pub mod limit;

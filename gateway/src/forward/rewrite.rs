@@ -37,35 +37,46 @@ pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint,
 }
 
 /// [`rewrite_l4`] on the IPv4 header `ip` and the L4 header (and data) `l4` that follows it.
+///
+/// Every value is taken as its bytes lie in memory (`*_ne`): the one's-complement sum of
+/// byte-swapped words is the byte-swapped sum (RFC 1071 2(B)), so the checksums come out the same
+/// as computed on big-endian values, without a byte swap per field. The two ports are one 32-bit
+/// change.
 #[inline(always)]
 fn rewrite_headers(ip: &mut [u8], l4: &mut [u8], src: Endpoint, dst: Endpoint) {
     let mut ip = Ipv4Packet::new_unchecked(ip);
-    let (old_src, old_dst, proto) = (ip.src(), ip.dst(), ip.protocol());
+    let (new_src, new_dst) = (
+        u32::from_ne_bytes(src.0.octets()),
+        u32::from_ne_bytes(dst.0.octets()),
+    );
     // The addresses are in the IP header and in the L4 pseudo-header: one delta serves both, and
     // each checksum takes all its changes in a single fold (`checksum::Delta`).
     let addrs = Delta::new()
-        .dword(u32::from(old_src), u32::from(src.0))
-        .dword(u32::from(old_dst), u32::from(dst.0));
-    ip.set_src(src.0);
-    ip.set_dst(dst.0);
-    let c = addrs.apply(ip.checksum());
-    ip.set_checksum(c);
-    match proto {
+        .dword(ip.src_ne(), new_src)
+        .dword(ip.dst_ne(), new_dst);
+    ip.set_src_ne(new_src);
+    ip.set_dst_ne(new_dst);
+    let c = addrs.apply(ip.checksum_ne());
+    ip.set_checksum_ne(c);
+    let mut ports = [0; 4];
+    ports[..2].copy_from_slice(&src.1.to_be_bytes());
+    ports[2..].copy_from_slice(&dst.1.to_be_bytes());
+    let ports = u32::from_ne_bytes(ports);
+    match ip.protocol() {
         IpProtocol::TCP => {
             let mut t = TcpPacket::new_unchecked(l4);
-            let d = addrs.word(t.src_port(), src.1).word(t.dst_port(), dst.1);
-            t.set_src_port(src.1);
-            t.set_dst_port(dst.1);
-            let c = d.apply(t.checksum());
-            t.set_checksum(c);
+            let d = addrs.dword(t.ports_ne(), ports);
+            t.set_ports_ne(ports);
+            let c = d.apply(t.checksum_ne());
+            t.set_checksum_ne(c);
         }
         IpProtocol::UDP => {
             let mut u = UdpPacket::new_unchecked(l4);
-            let d = addrs.word(u.src_port(), src.1).word(u.dst_port(), dst.1);
-            u.set_src_port(src.1);
-            u.set_dst_port(dst.1);
-            let c = d.apply_udp(u.checksum());
-            u.set_checksum(c);
+            let d = addrs.dword(u.ports_ne(), ports);
+            u.set_ports_ne(ports);
+            // 0 ("no checksum") reads 0 in either byte order, and so does a result of 0.
+            let c = d.apply_udp(u.checksum_ne());
+            u.set_checksum_ne(c);
         }
         _ => {}
     }

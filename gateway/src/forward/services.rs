@@ -2,6 +2,8 @@
 //! local addresses, plus the lookups the datapath makes per packet. Built by the control plane and
 //! shared read-only (`Arc`) by every worker (DESIGN.md decision 8).
 
+pub use super::addrs::AddrKind;
+use super::addrs::AddrTable;
 use crate::service::{Service, ServiceConfig, ServiceError};
 use hashbrown::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -70,7 +72,7 @@ pub struct ServiceTable {
     by_key: HashMap<(u32, u16, u8), u32>,
     /// Every VIP and LIP with what it is, so that a packet's destination is classified in one
     /// probe (issue 16).
-    addrs: HashMap<Ipv4Addr, AddrKind>,
+    addrs: AddrTable,
     /// IPv6 services by (VIP, vport, protocol), and the IPv6 VIPs: apart from the IPv4 ones so
     /// that the IPv4 lookups stay one probe of a small key.
     by_key6: HashMap<(Ipv6Addr, u16, u8), u32>,
@@ -80,16 +82,9 @@ pub struct ServiceTable {
     /// whether each service has one.
     nat_reals6: hashbrown::HashSet<Ipv6Addr>,
     nat6: Vec<bool>,
-    /// IPv4 local addresses of IPv6 services (NAT64): IPv4 replies to them are translated back
-    /// to IPv6 (`inet6::nat64`).
-    lips64: hashbrown::HashSet<Ipv4Addr>,
-}
-
-/// What a service address is: a VIP, a LIP, or both.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AddrKind {
-    pub vip: bool,
-    pub lip: bool,
+    /// Whether any IPv6 service has IPv4 local addresses (NAT64): IPv4 replies to them are
+    /// translated back to IPv6 (`inet6::nat64`); `addrs` says which they are.
+    any_lip64: bool,
 }
 
 impl ServiceTable {
@@ -108,6 +103,7 @@ impl ServiceTable {
             generation,
             ..Default::default()
         };
+        let mut addrs = Vec::new();
         for (cfg, lips, opts) in configs {
             let old = prev
                 .and_then(|p| p.find_ip(cfg.vip, cfg.vport, cfg.proto.number()))
@@ -117,7 +113,13 @@ impl ServiceTable {
                 IpAddr::V4(vip) => {
                     let key = (u32::from(vip), cfg.vport, cfg.proto.number());
                     t.by_key.insert(key, index);
-                    t.addrs.entry(vip).or_default().vip = true;
+                    addrs.push((
+                        vip,
+                        AddrKind {
+                            vip: true,
+                            ..Default::default()
+                        },
+                    ));
                 }
                 IpAddr::V6(vip) => {
                     t.by_key6
@@ -125,13 +127,17 @@ impl ServiceTable {
                     t.vips6.insert(vip);
                 }
             }
-            for &l in &lips {
-                t.addrs.entry(l).or_default().lip = true;
-            }
+            let lip64 = cfg.vip.is_ipv6();
+            t.any_lip64 |= lip64 && !lips.is_empty();
+            addrs.extend(lips.iter().map(|&l| {
+                let kind = AddrKind {
+                    lip: true,
+                    lip64,
+                    ..Default::default()
+                };
+                (l, kind)
+            }));
             t.lips6.extend(opts.lips6.iter().copied());
-            if cfg.vip.is_ipv6() {
-                t.lips64.extend(lips.iter().copied());
-            }
             let mut nat = false;
             for r in cfg
                 .reals
@@ -163,6 +169,7 @@ impl ServiceTable {
                 lips6: opts.lips6,
             });
         }
+        t.addrs = AddrTable::new(addrs);
         Ok(t)
     }
 
@@ -197,7 +204,7 @@ impl ServiceTable {
     /// service uses NAT64.
     #[inline]
     pub fn is_lip64(&self, ip: Ipv4Addr) -> bool {
-        !self.lips64.is_empty() && self.lips64.contains(&ip)
+        self.any_lip64 && self.addrs.kind(ip).lip64
     }
 
     /// Whether `ip` is an IPv6 NAT real server's address (a packet from it to a client may be a
@@ -228,12 +235,12 @@ impl ServiceTable {
     /// Whether `ip` is a VIP, a LIP, or neither (both false), in one probe.
     #[inline]
     pub fn kind(&self, ip: Ipv4Addr) -> AddrKind {
-        self.addrs.get(&ip).copied().unwrap_or_default()
+        self.addrs.kind(ip)
     }
 
     /// Every VIP and LIP: addresses the gateway answers ARP for.
     pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
-        self.addrs.keys().copied()
+        self.addrs.addresses()
     }
 }
 

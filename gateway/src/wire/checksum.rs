@@ -14,6 +14,25 @@ use std::net::Ipv4Addr;
 
 use super::ipv4::IpProtocol;
 
+/// The 16-bit field at `r` of `b` as its bytes lie in memory (a native-order `u16`): what the
+/// checksum arithmetic can work on without a byte swap, since a one's-complement sum of
+/// byte-swapped words is the byte-swapped sum (RFC 1071 2(B)). Write results back with
+/// `to_ne_bytes`.
+#[inline]
+pub fn ne16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
+    let mut w = [0; 2];
+    w.copy_from_slice(&b[r]);
+    u16::from_ne_bytes(w)
+}
+
+/// [`ne16`] for a 32-bit field (an IPv4 address, two adjacent ports).
+#[inline]
+pub fn ne32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
+    let mut w = [0; 4];
+    w.copy_from_slice(&b[r]);
+    u32::from_ne_bytes(w)
+}
+
 /// Unfolded one's-complement sum of `data` as big-endian 16-bit words (odd length: the last byte is
 /// the high half of a word whose low half is zero). Combine several with `+` (the total stays far
 /// below `u64::MAX` for any packet) and [`fold`] at the end.
@@ -75,16 +94,16 @@ pub fn verifies(data: &[u8]) -> bool {
 }
 
 /// Folds an unfolded sum to 16 bits with end-around carry. A non-zero sum folds to 1..=0xFFFF.
-/// Four fixed steps, no loop (RFC 1071 2(C): 2^32 and 2^16 are both 1 modulo 0xFFFF): after the
-/// first the sum is below 2^33, after the second below 0x2FFFF, after the third at most 0x10001,
-/// after the fourth at most 0xFFFF. A step leaves a value already within 16 bits unchanged.
+/// Two fixed steps, no loop (RFC 1071 2(C): 2^32 and 2^16 are both 1 modulo 0xFFFF), each an add
+/// whose carry is added back (an `add` and an `adc` on x86-64): the halves of `acc` sum to at most
+/// 2^33 - 2, so with a carry out the low 32 bits are at most 2^32 - 2 and adding the carry back
+/// cannot carry again; the same holds for the 16-bit step.
 #[inline]
 pub fn fold(acc: u64) -> u16 {
-    let acc = (acc & 0xFFFF_FFFF) + (acc >> 32);
-    let acc = (acc & 0xFFFF) + (acc >> 16);
-    let acc = (acc & 0xFFFF) + (acc >> 16);
-    let acc = (acc & 0xFFFF) + (acc >> 16);
-    acc as u16
+    let (s, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let s = s + u32::from(carry);
+    let (s, carry) = (s as u16).overflowing_add((s >> 16) as u16);
+    s + u16::from(carry)
 }
 
 /// The Internet checksum of `data`: `!fold(sum(data))`.
@@ -224,13 +243,12 @@ impl Delta {
         self
     }
 
-    /// A 32-bit value (e.g. an IPv4 address) changed from `old` to `new`.
+    /// A 32-bit value (e.g. an IPv4 address) changed from `old` to `new`. Added whole, not as two
+    /// words: `hi * 2^16 + lo` is `hi + lo` modulo 0xFFFF, and the 32-bit complement `!old` is
+    /// `!hi + !lo` (both are `-(hi + lo)`), so [`fold`] makes of it what of the two words.
     #[inline]
     pub fn dword(mut self, old: u32, new: u32) -> Self {
-        self.0 += u64::from(!(old >> 16) & 0xFFFF)
-            + u64::from(!old & 0xFFFF)
-            + u64::from(new >> 16)
-            + u64::from(new & 0xFFFF);
+        self.0 += u64::from(!old) + u64::from(new);
         self
     }
 
@@ -380,7 +398,7 @@ mod tests {
             }
         }
 
-        /// The four-step fold equals folding until the sum fits 16 bits, for any u64 (and the
+        /// The two-step fold equals folding until the sum fits 16 bits, for any u64 (and the
         /// extremes around each step's bound).
         #[test]
         fn fold_matches_the_carry_loop(acc in prop_oneof![
@@ -389,6 +407,8 @@ mod tests {
             Just(0x1_0000u64),
             Just(0xFFFF_FFFFu64),
             Just(0x1_FFFF_FFFEu64),
+            Just(0xFFFF_FFFF_0000_0001u64),
+            Just(0x0001_0000_FFFF_FFFFu64),
             0u64..0x3_0000,
         ]) {
             let mut r = acc;

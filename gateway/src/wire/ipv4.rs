@@ -190,6 +190,24 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         addr(self.buffer.as_ref(), field::SRC)
     }
 
+    /// The source address in memory order, for checksum arithmetic ([`checksum::ne32`]).
+    #[inline]
+    pub fn src_ne(&self) -> u32 {
+        checksum::ne32(self.buffer.as_ref(), field::SRC)
+    }
+
+    /// The destination address in memory order ([`checksum::ne32`]).
+    #[inline]
+    pub fn dst_ne(&self) -> u32 {
+        checksum::ne32(self.buffer.as_ref(), field::DST)
+    }
+
+    /// The header checksum in memory order ([`checksum::ne16`]).
+    #[inline]
+    pub fn checksum_ne(&self) -> u16 {
+        checksum::ne16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+
     #[inline]
     pub fn dst(&self) -> Ipv4Addr {
         addr(self.buffer.as_ref(), field::DST)
@@ -272,6 +290,24 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn set_src(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&a.octets());
+    }
+
+    /// Sets the source address from its memory-order value (`src_ne`'s counterpart).
+    #[inline]
+    pub fn set_src_ne(&mut self, v: u32) {
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    /// Sets the destination address from its memory-order value.
+    #[inline]
+    pub fn set_dst_ne(&mut self, v: u32) {
+        self.buffer.as_mut()[field::DST].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    /// Sets the header checksum from its memory-order value.
+    #[inline]
+    pub fn set_checksum_ne(&mut self, v: u16) {
+        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_ne_bytes());
     }
 
     #[inline]

@@ -90,6 +90,22 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
+    /// Both ports, source then destination, as their four bytes lie in memory: for checksum
+    /// arithmetic without byte swaps (`checksum::ne32`).
+    #[inline]
+    pub fn ports_ne(&self) -> u32 {
+        checksum::ne32(
+            self.buffer.as_ref(),
+            field::SRC_PORT.start..field::DST_PORT.end,
+        )
+    }
+
+    /// The checksum in memory order (`checksum::ne16`).
+    #[inline]
+    pub fn checksum_ne(&self) -> u16 {
+        checksum::ne16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+
     /// The header and data up to the length field.
     #[inline]
     pub fn datagram(&self) -> &[u8] {
@@ -127,6 +143,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Sets both ports from their memory-order value (`ports_ne`'s counterpart).
+    #[inline]
+    pub fn set_ports_ne(&mut self, v: u32) {
+        self.buffer.as_mut()[field::SRC_PORT.start..field::DST_PORT.end]
+            .copy_from_slice(&v.to_ne_bytes());
+    }
+
+    /// Sets the checksum from its memory-order value.
+    #[inline]
+    pub fn set_checksum_ne(&mut self, v: u16) {
+        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_ne_bytes());
     }
 
     /// Computes the checksum from scratch (a computed 0 is written as 0xFFFF).

@@ -1,0 +1,220 @@
+//! The service addresses a packet's IPv4 destination is classified against: every VIP and LIP,
+//! with what each is (issue 16: every packet to the gateway asks this once).
+//!
+//! A small open-addressing table built once per service snapshot and only read afterwards:
+//! Fibonacci hashing of the address (Knuth, TAOCP vol. 3, 6.4: multiply by 2^32/φ, keep the top
+//! bits, so consecutive addresses, the usual LIP range, land on different slots), linear probing,
+//! at most a quarter full. A lookup is a multiply, a shift and usually one compare, where a
+//! `hashbrown` map with a general hasher took about 40 instructions a packet.
+
+use std::net::Ipv4Addr;
+
+/// What a service address is. An address may be several at once (a VIP that is also a LIP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddrKind {
+    /// The VIP of an IPv4 service.
+    pub vip: bool,
+    /// A local address of a service (IPv4 or IPv6).
+    pub lip: bool,
+    /// A local address of an IPv6 service (NAT64): IPv4 replies to it are translated back.
+    pub lip64: bool,
+}
+
+impl AddrKind {
+    const VIP: u8 = 1;
+    const LIP: u8 = 2;
+    const LIP64: u8 = 4;
+
+    fn from_bits(b: u8) -> AddrKind {
+        AddrKind {
+            vip: b & Self::VIP != 0,
+            lip: b & Self::LIP != 0,
+            lip64: b & Self::LIP64 != 0,
+        }
+    }
+
+    fn bits(self) -> u8 {
+        let bit = |set: bool, b: u8| if set { b } else { 0 };
+        bit(self.vip, Self::VIP) | bit(self.lip, Self::LIP) | bit(self.lip64, Self::LIP64)
+    }
+}
+
+/// One slot: an address and its kind bits; no bits set marks an empty slot, so that any address
+/// (0.0.0.0 included) can be a key.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    addr: u32,
+    bits: u8,
+}
+
+/// Every service address with its [`AddrKind`].
+#[derive(Debug)]
+pub struct AddrTable {
+    slots: Box<[Slot]>,
+    /// 32 minus log2 of the slot count: the hash's top bits index the table.
+    shift: u32,
+    len: usize,
+}
+
+impl Default for AddrTable {
+    fn default() -> Self {
+        AddrTable::new(std::iter::empty())
+    }
+}
+
+/// 2^32 / φ, odd (Knuth's multiplicative hashing constant).
+const FIBONACCI: u32 = 0x9E37_79B9;
+
+/// The smallest table: a few slots cost nothing, and a lookup in an empty table still probes one.
+const MIN_SLOTS_LOG2: u32 = 4;
+
+impl AddrTable {
+    /// A table of `entries`; an address given more than once has the union of its kinds.
+    pub fn new(entries: impl IntoIterator<Item = (Ipv4Addr, AddrKind)>) -> AddrTable {
+        let entries: Vec<(Ipv4Addr, AddrKind)> = entries.into_iter().collect();
+        // At most a quarter full (the union of duplicates only makes it emptier).
+        let log2 = (entries.len() * 4)
+            .next_power_of_two()
+            .trailing_zeros()
+            .max(MIN_SLOTS_LOG2);
+        let mut t = AddrTable {
+            slots: vec![Slot::default(); 1 << log2].into_boxed_slice(),
+            shift: 32 - log2,
+            len: 0,
+        };
+        for (addr, kind) in entries {
+            t.add(u32::from(addr), kind.bits());
+        }
+        t
+    }
+
+    fn add(&mut self, addr: u32, bits: u8) {
+        if bits == 0 {
+            return;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(addr);
+        loop {
+            let s = &mut self.slots[i];
+            if s.bits == 0 {
+                *s = Slot { addr, bits };
+                self.len += 1;
+                return;
+            }
+            if s.addr == addr {
+                s.bits |= bits;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn home(&self, addr: u32) -> usize {
+        (addr.wrapping_mul(FIBONACCI) >> self.shift) as usize
+    }
+
+    /// What `ip` is; the default (nothing) for an address that is no service's.
+    #[inline]
+    pub fn kind(&self, ip: Ipv4Addr) -> AddrKind {
+        let addr = u32::from(ip);
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(addr);
+        // Ends: the table is at most a quarter full, so an empty slot comes.
+        loop {
+            let s = self.slots[i & mask];
+            if s.bits == 0 {
+                return AddrKind::default();
+            }
+            if s.addr == addr {
+                return AddrKind::from_bits(s.bits);
+            }
+            i += 1;
+        }
+    }
+
+    /// Every address in the table (in no particular order).
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.bits != 0)
+            .map(|s| Ipv4Addr::from(s.addr))
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn kind(vip: bool, lip: bool, lip64: bool) -> AddrKind {
+        AddrKind { vip, lip, lip64 }
+    }
+
+    #[test]
+    fn empty_table_knows_nothing() {
+        let t = AddrTable::default();
+        assert!(t.is_empty());
+        assert_eq!(t.kind(Ipv4Addr::UNSPECIFIED), AddrKind::default());
+        assert_eq!(t.kind(Ipv4Addr::new(10, 0, 0, 1)), AddrKind::default());
+        assert_eq!(t.addresses().count(), 0);
+    }
+
+    #[test]
+    fn kinds_of_one_address_merge() {
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let t = AddrTable::new([
+            (a, kind(true, false, false)),
+            (a, kind(false, true, false)),
+            (Ipv4Addr::UNSPECIFIED, kind(false, true, true)),
+        ]);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.kind(a), kind(true, true, false));
+        assert_eq!(t.kind(Ipv4Addr::UNSPECIFIED), kind(false, true, true));
+        assert_eq!(t.kind(Ipv4Addr::new(10, 0, 0, 2)), AddrKind::default());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Against a map: every address added answers with the union of its kinds, every other
+        /// (near ones included: consecutive addresses are the common LIP range) with nothing.
+        #[test]
+        fn matches_a_map(
+            base in any::<u32>(),
+            entries in proptest::collection::vec((0u32..300, 1u8..8), 0..200),
+            probes in proptest::collection::vec(0u32..400, 0..50),
+        ) {
+            let entries: Vec<(Ipv4Addr, AddrKind)> = entries
+                .into_iter()
+                .map(|(off, b)| (Ipv4Addr::from(base.wrapping_add(off)), AddrKind::from_bits(b)))
+                .collect();
+            let mut model: HashMap<Ipv4Addr, u8> = HashMap::new();
+            for &(a, k) in &entries {
+                *model.entry(a).or_default() |= k.bits();
+            }
+            let t = AddrTable::new(entries);
+            prop_assert_eq!(t.len(), model.len());
+            prop_assert!(t.slots.len() >= 4 * t.len());
+            for off in probes {
+                let a = Ipv4Addr::from(base.wrapping_add(off));
+                let want = model.get(&a).map_or_else(AddrKind::default, |&b| AddrKind::from_bits(b));
+                prop_assert_eq!(t.kind(a), want);
+            }
+            let mut listed: Vec<Ipv4Addr> = t.addresses().collect();
+            listed.sort();
+            let mut keys: Vec<Ipv4Addr> = model.keys().copied().collect();
+            keys.sort();
+            prop_assert_eq!(listed, keys);
+        }
+    }
+}
