@@ -104,7 +104,7 @@ pub mod tcp_flags {
 
 /// IPVS `tcp_state_idx`: the event a packet stands for, RST > SYN > FIN > ACK; `None` when none
 /// of them is set.
-fn event(flags: u8) -> Option<usize> {
+const fn event(flags: u8) -> Option<usize> {
     if flags & tcp_flags::RST != 0 {
         Some(3)
     } else if flags & tcp_flags::SYN != 0 {
@@ -117,6 +117,25 @@ fn event(flags: u8) -> Option<usize> {
         None
     }
 }
+
+/// No event (`event` is `None`).
+const NO_EVENT: u8 = 4;
+
+/// [`event`] by table, one load instead of a chain of tests on every packet: indexed by FIN, SYN
+/// and RST (bits 0-2, where they are in the flags byte) and ACK (bit 4) moved to bit 3.
+const EVENTS: [u8; 16] = {
+    let mut t = [NO_EVENT; 16];
+    let mut i = 0;
+    while i < 16 {
+        let flags = (i as u8 & 0x07) | ((i as u8 & 0x08) << 1);
+        t[i] = match event(flags) {
+            Some(ev) => ev as u8,
+            None => NO_EVENT,
+        };
+        i += 1;
+    }
+    t
+};
 
 use State::{
     Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI,
@@ -154,8 +173,9 @@ const TCP_STATES: [[[State; 11]; 4]; 3] = [
 /// connection to CLOSE, as IPVS does (`new_state` starts as CLOSE there).
 pub fn tcp_next(rows: Rows, tcp_flags: u8, current: State) -> State {
     let col = current as usize;
-    match event(tcp_flags) {
-        Some(ev) if col < 11 => TCP_STATES[rows as usize][ev][col],
+    let ev = EVENTS[usize::from((tcp_flags & 0x07) | ((tcp_flags & tcp_flags::ACK) >> 1))];
+    match TCP_STATES[rows as usize].get(usize::from(ev)) {
+        Some(row) if col < 11 => row[col],
         _ => State::Close,
     }
 }
@@ -258,6 +278,37 @@ impl StateChange {
 mod tests {
     use super::tcp_flags::*;
     use super::*;
+
+    /// The table `tcp_next` reads gives IPVS's event for every flags byte, whatever the other
+    /// bits (PSH, URG, ECE, CWR) hold, and so the transition of the `TCP_STATES` row it names.
+    #[test]
+    fn event_table_matches_the_flag_tests() {
+        let states = [
+            State::None,
+            State::Established,
+            State::SynSent,
+            State::SynRecv,
+            State::FinWait,
+            State::TimeWait,
+            State::Close,
+            State::CloseWait,
+            State::LastAck,
+            State::Listen,
+            State::SynAck,
+            State::Udp,
+        ];
+        for flags in 0..=u8::MAX {
+            for rows in [Rows::Input, Rows::Output, Rows::InputOnly] {
+                for s in states {
+                    let want = match event(flags) {
+                        Some(ev) if (s as usize) < 11 => TCP_STATES[rows as usize][ev][s as usize],
+                        _ => State::Close,
+                    };
+                    assert_eq!(tcp_next(rows, flags, s), want, "flags {flags:#x} in {s:?}");
+                }
+            }
+        }
+    }
 
     fn run(rows: &[(Rows, u8)]) -> Vec<State> {
         let mut s = State::None;
