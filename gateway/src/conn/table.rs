@@ -644,7 +644,9 @@ impl<T: ConnKey> Table<T> {
 
     /// Updates the state for a packet from `dir` with TCP flags `tcp_flags` (ignored for UDP)
     /// and re-arms the timer with the new state's timeout from `now` (IPVS `set_tcp_state`).
-    /// A dead `id` reports no change.
+    /// A dead `id` reports no change. Inlined: it runs on every packet, and left to itself the
+    /// compiler called it from the IPv6 path (about 20 instructions a packet more there).
+    #[inline]
     pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now: Ticks) -> StateChange {
         let Some(c) = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live()) else {
             return StateChange {

@@ -15,7 +15,7 @@
 
 use crate::conn::{ConnTable6, Tuple6};
 use crate::laddr::PortLayout;
-use crate::wire::checksum::Delta;
+use crate::wire::checksum::{self, Delta};
 use crate::wire::{ethernet, ipv6, IpProtocol};
 use std::net::Ipv6Addr;
 
@@ -161,10 +161,13 @@ pub fn rewrite(
     src: (Ipv6Addr, u16),
     dst: (Ipv6Addr, u16),
 ) {
+    // Every value in memory byte order, as `forward::rewrite` does for IPv4: the one's-complement
+    // sum of byte-swapped words is the byte-swapped sum (RFC 1071 2(B)), so the checksum comes out
+    // the same without a byte swap per address word, port and checksum.
     let l3 = ethernet::HEADER_LEN;
     let (old_src, old_dst) = {
         let ip = ipv6::Ipv6Packet::new_unchecked(&frame[l3..]);
-        (ip.src(), ip.dst())
+        (ip.src().octets(), ip.dst().octets())
     };
     {
         let mut ip = ipv6::Ipv6Packet::new_unchecked(&mut frame[l3..]);
@@ -172,26 +175,27 @@ pub fn rewrite(
         ip.set_dst(dst.0);
     }
     let l4 = &mut frame[l4_off..];
-    let port = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+    let mut ports = [0; 4];
+    ports[..2].copy_from_slice(&src.1.to_be_bytes());
+    ports[2..].copy_from_slice(&dst.1.to_be_bytes());
     let delta = Delta::new()
-        .addr6(old_src, src.0)
-        .addr6(old_dst, dst.0)
-        .word(port(l4, 0), src.1)
-        .word(port(l4, 2), dst.1);
-    l4[0..2].copy_from_slice(&src.1.to_be_bytes());
-    l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
+        .addr6_ne(old_src, src.0.octets())
+        .addr6_ne(old_dst, dst.0.octets())
+        .dword(checksum::ne32(l4, 0..4), u32::from_ne_bytes(ports));
+    l4[0..4].copy_from_slice(&ports);
     let (at, udp) = if proto == IpProtocol::TCP {
         (16, false)
     } else {
         (6, true)
     };
-    let old = port(l4, at);
+    let old = checksum::ne16(l4, at..at + 2);
+    // UDP's "never 0" reads the same in either byte order (0 and 0xFFFF are their own swaps).
     let new = if udp {
         delta.apply_udp6(old)
     } else {
         delta.apply(old)
     };
-    l4[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    l4[at..at + 2].copy_from_slice(&new.to_ne_bytes());
 }
 
 #[cfg(test)]
