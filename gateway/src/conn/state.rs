@@ -283,23 +283,9 @@ mod tests {
     /// bits (PSH, URG, ECE, CWR) hold, and so the transition of the `TCP_STATES` row it names.
     #[test]
     fn event_table_matches_the_flag_tests() {
-        let states = [
-            State::None,
-            State::Established,
-            State::SynSent,
-            State::SynRecv,
-            State::FinWait,
-            State::TimeWait,
-            State::Close,
-            State::CloseWait,
-            State::LastAck,
-            State::Listen,
-            State::SynAck,
-            State::Udp,
-        ];
         for flags in 0..=u8::MAX {
             for rows in [Rows::Input, Rows::Output, Rows::InputOnly] {
-                for s in states {
+                for s in State::ALL {
                     let want = match event(flags) {
                         Some(ev) if (s as usize) < 11 => TCP_STATES[rows as usize][ev][s as usize],
                         _ => State::Close,
