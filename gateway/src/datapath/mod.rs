@@ -499,12 +499,10 @@ impl<B: PacketBuf> L3<B> {
         match self.neigh.resolve(target, hop.port, pkt, self.now_ms) {
             Resolve::Mac(mac, p) => {
                 pkt = p;
-                let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
-                eth.set_dst(mac);
-                eth.set_src(port_mac);
                 let mut macs = [0; 12];
                 macs[..6].copy_from_slice(&mac.0);
                 macs[6..].copy_from_slice(&port_mac.0);
+                pkt.data_mut()[..12].copy_from_slice(&macs);
                 self.nh_cache[slot] = NextHopEntry {
                     dst: u32::from(dst),
                     port: hop.port,

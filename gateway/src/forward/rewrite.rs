@@ -41,7 +41,7 @@ pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint,
 /// Every value is taken as its bytes lie in memory (`*_ne`): the one's-complement sum of
 /// byte-swapped words is the byte-swapped sum (RFC 1071 2(B)), so the checksums come out the same
 /// as computed on big-endian values, without a byte swap per field. The two ports are one 32-bit
-/// change.
+/// change ([`rewrite_ports`]).
 #[inline(always)]
 fn rewrite_headers(ip: &mut [u8], l4: &mut [u8], src: Endpoint, dst: Endpoint) {
     let mut ip = Ipv4Packet::new_unchecked(ip);
@@ -58,11 +58,36 @@ fn rewrite_headers(ip: &mut [u8], l4: &mut [u8], src: Endpoint, dst: Endpoint) {
     ip.set_dst_ne(new_dst);
     let c = addrs.apply(ip.checksum_ne());
     ip.set_checksum_ne(c);
+    rewrite_ports(l4, ip.protocol(), (src.1, dst.1), addrs, Udp::V4);
+}
+
+/// The UDP checksum rule of the IP version a datagram travels in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Udp {
+    /// 0 means "no checksum" and stays 0; a computed 0 is sent as 0xFFFF (RFC 768).
+    V4,
+    /// Never 0: a computed 0 is sent as 0xFFFF (RFC 8200 8.1).
+    V6,
+}
+
+/// Writes the ports `(src, dst)` into the TCP or UDP header at the start of `l4` and updates its
+/// checksum with their change and `addrs`, the change of the addresses its pseudo-header covers
+/// (a [`Delta`] of memory-order values, as [`checksum::ne32`] reads them). Other protocols are left
+/// untouched. Shared by the IPv4 and IPv6 rewrites.
+#[inline(always)]
+pub fn rewrite_ports(
+    l4: &mut [u8],
+    proto: IpProtocol,
+    (src, dst): (u16, u16),
+    addrs: Delta,
+    udp: Udp,
+) {
+    // Both ports as one 32-bit change, in memory order like everything else in the delta.
     let mut ports = [0; 4];
-    ports[..2].copy_from_slice(&src.1.to_be_bytes());
-    ports[2..].copy_from_slice(&dst.1.to_be_bytes());
+    ports[..2].copy_from_slice(&src.to_be_bytes());
+    ports[2..].copy_from_slice(&dst.to_be_bytes());
     let ports = u32::from_ne_bytes(ports);
-    match ip.protocol() {
+    match proto {
         IpProtocol::TCP => {
             let mut t = TcpPacket::new_unchecked(l4);
             let d = addrs.dword(t.ports_ne(), ports);
@@ -74,8 +99,12 @@ fn rewrite_headers(ip: &mut [u8], l4: &mut [u8], src: Endpoint, dst: Endpoint) {
             let mut u = UdpPacket::new_unchecked(l4);
             let d = addrs.dword(u.ports_ne(), ports);
             u.set_ports_ne(ports);
-            // 0 ("no checksum") reads 0 in either byte order, and so does a result of 0.
-            let c = d.apply_udp(u.checksum_ne());
+            // 0 and 0xFFFF, the values the UDP rules test and write, read the same in either
+            // byte order.
+            let c = match udp {
+                Udp::V4 => d.apply_udp(u.checksum_ne()),
+                Udp::V6 => d.apply_udp6(u.checksum_ne()),
+            };
             u.set_checksum_ne(c);
         }
         _ => {}

@@ -14,8 +14,9 @@
 //!   incrementally (RFC 1624), the pseudo-header included (RFC 8200 8.1).
 
 use crate::conn::{ConnTable6, Tuple6};
+use crate::forward::rewrite::{rewrite_ports, Udp};
 use crate::laddr::PortLayout;
-use crate::wire::checksum::{self, Delta};
+use crate::wire::checksum::Delta;
 use crate::wire::{ethernet, ipv6, IpProtocol};
 use std::net::Ipv6Addr;
 
@@ -174,28 +175,10 @@ pub fn rewrite(
         ip.set_src(src.0);
         ip.set_dst(dst.0);
     }
-    let l4 = &mut frame[l4_off..];
-    let mut ports = [0; 4];
-    ports[..2].copy_from_slice(&src.1.to_be_bytes());
-    ports[2..].copy_from_slice(&dst.1.to_be_bytes());
-    let delta = Delta::new()
+    let addrs = Delta::new()
         .addr6_ne(old_src, src.0.octets())
-        .addr6_ne(old_dst, dst.0.octets())
-        .dword(checksum::ne32(l4, 0..4), u32::from_ne_bytes(ports));
-    l4[0..4].copy_from_slice(&ports);
-    let (at, udp) = if proto == IpProtocol::TCP {
-        (16, false)
-    } else {
-        (6, true)
-    };
-    let old = checksum::ne16(l4, at..at + 2);
-    // UDP's "never 0" reads the same in either byte order (0 and 0xFFFF are their own swaps).
-    let new = if udp {
-        delta.apply_udp6(old)
-    } else {
-        delta.apply(old)
-    };
-    l4[at..at + 2].copy_from_slice(&new.to_ne_bytes());
+        .addr6_ne(old_dst, dst.0.octets());
+    rewrite_ports(&mut frame[l4_off..], proto, (src.1, dst.1), addrs, Udp::V6);
 }
 
 #[cfg(test)]
