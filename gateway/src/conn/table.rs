@@ -893,12 +893,22 @@ mod tests {
             assert_eq!(*o, t.lookup(tu));
         }
         assert!(out.iter().filter(|o| o.is_some()).count() > 40);
-        // The prefetching variant answers the same, and prefetches every home slot it hashes.
+        // The prefetching variant answers the same, and prefetches every home slot it hashes and
+        // the entry of every tuple it finds (its first candidate here).
         let mut out2 = vec![None; 70];
-        let hints = std::cell::Cell::new(0);
-        t.lookup_batch_prefetch(&tuples, &mut out2, |_| hints.set(hints.get() + 1));
+        let hints = std::cell::RefCell::new(Vec::new());
+        t.lookup_batch_prefetch(&tuples, &mut out2, |p| hints.borrow_mut().push(p as usize));
         assert_eq!(out2, out);
-        assert!(hints.get() >= 70, "{} prefetches", hints.get());
+        let hints = hints.into_inner();
+        let slab = t.slab.as_ptr_range();
+        let (entries, homes): (Vec<usize>, Vec<usize>) = hints
+            .iter()
+            .partition(|&&p| (slab.start as usize..slab.end as usize).contains(&p));
+        assert_eq!(homes.len(), 70, "one home line per tuple");
+        for (id, _) in out.iter().flatten() {
+            let entry = &t.slab[id.0 as usize] as *const Conn as usize;
+            assert!(entries.contains(&entry), "entry {id:?} not prefetched");
+        }
     }
 
     #[test]
