@@ -62,7 +62,6 @@ fn established_burst(c: &mut Criterion) {
     g.throughput(Throughput::Elements(32));
     for (name, n, cap) in [("1K", 1_000u32, 1u32 << 12), ("1M", 1_000_000, 2 << 20)] {
         let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, cap);
-        dp.set_prefetch(gateway::dpdk::prefetch);
         let mut buf = VecBuf::from_frame(&syn);
         let acks: Vec<Flow> = (0..n).map(|i| Flow::new(&ack, i)).collect();
         for i in 0..n {
@@ -83,7 +82,7 @@ fn established_burst(c: &mut Criterion) {
                     k = (k + 1) & (order.len() - 1);
                     *p = Some(buf);
                 }
-                dp.process_burst(&mut pkts, &metas, &mut out);
+                dp.process_burst_timed(&mut pkts, &metas, &mut out, || 0, gateway::dpdk::prefetch);
                 for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
                     match o.take() {
                         Some(Verdict::Tx(1, b)) => *p = Some(black_box(b)),

@@ -850,7 +850,6 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
             }),
         };
         let mut worker = worker;
-        worker.datapath.set_prefetch(dpdk::prefetch);
         worker.datapath.frags = crate::frag::FragTable::new(cfg.fragments.table());
         worker.datapath.v6.frags = crate::frag::FragTable::new(cfg.fragments.table());
         worker.datapath.l3.punt =

@@ -355,6 +355,7 @@ impl Worker {
             &metas[..n],
             &mut out[..n],
             dpdk::tsc,
+            dpdk::prefetch,
         );
         laps.lap(Stage::L2L3, l3, n);
         laps.lap(Stage::Lookup, lookup, n);

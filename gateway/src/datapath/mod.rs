@@ -792,14 +792,9 @@ pub struct Datapath<B> {
     /// Verdicts reached outside a frame's own processing (held fragments, once their first one is
     /// decided): the worker carries them out after the burst ([`Datapath::take_deferred`]).
     deferred: Vec<Deferred<B>>,
-    /// A cache-line prefetch for batched lookups (`dpdk::prefetch` on a worker; a no-op by default,
-    /// which keeps this core free of DPDK for tests and fuzzing).
-    prefetch: fn(*const u8),
     /// Whether established segments take the fast path (`fastpath`); on unless a test compares.
     fast_path: bool,
 }
-
-fn no_prefetch(_: *const u8) {}
 
 impl<B: PacketBuf> Datapath<B> {
     pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig, fwd: Forwarder) -> Self {
@@ -810,7 +805,6 @@ impl<B: PacketBuf> Datapath<B> {
             v6,
             frags: crate::frag::FragTable::new(Default::default()),
             deferred: Vec::new(),
-            prefetch: no_prefetch,
             fast_path: true,
         }
     }
@@ -819,11 +813,6 @@ impl<B: PacketBuf> Datapath<B> {
     /// path's, so only the cost changes.
     pub fn set_fast_path(&mut self, on: bool) {
         self.fast_path = on;
-    }
-
-    /// Sets the cache-line prefetch the burst pipeline uses.
-    pub fn set_prefetch(&mut self, prefetch: fn(*const u8)) {
-        self.prefetch = prefetch;
     }
 
     /// Processes one received frame.
@@ -853,11 +842,14 @@ impl<B: PacketBuf> Datapath<B> {
         metas: &[RxMeta],
         out: &mut [Option<Verdict<B>>],
     ) {
-        self.process_burst_timed(pkts, metas, out, || 0);
+        self.process_burst_timed(pkts, metas, out, || 0, |_| {});
     }
 
     /// `process_burst`, reading `clock` (the TSC in a worker) at the end of each stage: returns
     /// the times after ingress (L2/L3), after the lookup and after forwarding (`stats::Stage`).
+    /// `prefetch(addr)` hints the CPU to load a cache line for the batched lookup
+    /// (`dpdk::prefetch` in a worker; tests and fuzzing, free of DPDK, pass a no-op). Both are
+    /// type parameters, not stored function pointers, so that they inline into the burst loop.
     #[inline]
     pub fn process_burst_timed(
         &mut self,
@@ -865,6 +857,7 @@ impl<B: PacketBuf> Datapath<B> {
         metas: &[RxMeta],
         out: &mut [Option<Verdict<B>>],
         clock: impl Fn() -> u64,
+        prefetch: impl Fn(*const u8) + Copy,
     ) -> [u64; 3] {
         let n = pkts.len().min(BURST).min(metas.len()).min(out.len());
         let mut parsed: [Option<Ipv4In>; BURST] = [None; BURST];
@@ -906,7 +899,7 @@ impl<B: PacketBuf> Datapath<B> {
         let mut found = [None; BURST];
         self.fwd
             .table()
-            .lookup_batch_prefetch(&tuples[..m], &mut found[..m], self.prefetch);
+            .lookup_batch_prefetch(&tuples[..m], &mut found[..m], prefetch);
         let after_lookup = clock();
         let mut pre = [Prelookup::NotDone; BURST];
         for k in 0..m {
