@@ -167,8 +167,10 @@ const PLAIN_TCP_LEN: usize = ethernet::HEADER_LEN + super::ipv4::HEADER_LEN + tc
 /// compiler drops the views' per-field bounds checks. `None` for any other frame, which
 /// [`parse_any`] then classifies; for these frames both give the same result, the same error
 /// included (a property test holds them to it).
-/// The datapath's established fast path starts here too (`datapath::fastpath`).
-#[inline]
+/// The datapath's established fast path starts here too (`datapath::fastpath`). Always inlined:
+/// returned through memory, its result was read back (by wider loads than the stores that wrote
+/// it) before those stores had reached the cache, which stalled the fast path on the wire.
+#[inline(always)]
 pub fn parse_plain_tcp(frame: &[u8], check_ip_csum: bool) -> Option<Result<Parsed, DropReason>> {
     const IP_AT: usize = ethernet::HEADER_LEN;
     const TCP_AT: usize = IP_AT + super::ipv4::HEADER_LEN;
