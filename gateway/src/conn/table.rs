@@ -424,7 +424,7 @@ impl<T: ConnKey> Table<T> {
     }
 
     /// The connection a packet with tuple `t` belongs to, and which side sent it.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, t: &T) -> Option<(ConnId, Dir)> {
         self.probe(self.h32(t), t)
     }

@@ -77,15 +77,38 @@ impl<B: PacketBuf> Datapath<B> {
                 self.l3.stats.fast_path += 1;
                 verdict
             }
-            Err((pkt, pre)) => {
-                // Both checksums were verified on admission.
-                let verified = RxMeta {
-                    ip_csum: CsumStatus::Good,
-                    l4_csum: CsumStatus::Good,
-                    ..*meta
-                };
-                self.finish(pkt, &verified, v, pre)
-            }
+            Err((pkt, pre)) => self.finish(pkt, &verified(meta), v, pre),
         }
+    }
+
+    /// `forward_plain_tcp` for the burst loop, writing the verdict into the burst's slot `out`
+    /// (`Forwarder::forward_established_into`): returned through the stack and copied, a verdict
+    /// was read back before the stores that wrote it had reached the cache (perf/RESULTS.md).
+    #[inline]
+    pub(super) fn forward_plain_tcp_into(
+        &mut self,
+        pkt: B,
+        meta: &RxMeta,
+        v: &Ipv4In,
+        pre: Prelookup,
+        out: &mut Option<Verdict<B>>,
+    ) {
+        match self
+            .fwd
+            .forward_established_into(&mut self.l3, pkt, v, pre, out)
+        {
+            Ok(()) => self.l3.stats.fast_path += 1,
+            Err((pkt, pre)) => *out = Some(self.finish(pkt, &verified(meta), v, pre)),
+        }
+    }
+}
+
+/// `meta` of a segment whose checksums `admit_plain_tcp` verified.
+#[inline]
+fn verified(meta: &RxMeta) -> RxMeta {
+    RxMeta {
+        ip_csum: CsumStatus::Good,
+        l4_csum: CsumStatus::Good,
+        ..*meta
     }
 }

@@ -919,11 +919,11 @@ impl<B: PacketBuf> Datapath<B> {
                     Prelookup::Miss if self.fwd.table().indexed() != indexed => Prelookup::NotDone,
                     p => p,
                 };
-                out[i] = Some(if plain_tcp[i] {
-                    self.forward_plain_tcp(pkt, &metas[i], &v, pre)
+                if plain_tcp[i] {
+                    self.forward_plain_tcp_into(pkt, &metas[i], &v, pre, &mut out[i]);
                 } else {
-                    self.finish(pkt, &metas[i], &v, pre)
-                });
+                    out[i] = Some(self.finish(pkt, &metas[i], &v, pre));
+                }
             }
         }
         [after_l3, after_lookup, clock()]

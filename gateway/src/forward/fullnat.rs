@@ -890,10 +890,45 @@ impl Forwarder {
         v: &Ipv4In,
         pre: Prelookup,
     ) -> Result<Verdict<B>, (B, Prelookup)> {
+        match self.established(l3, v, pre) {
+            Ok((id, dir)) => Ok(self.forward(l3, pkt, v, id, dir, Ticks(l3.now_ms))),
+            Err(pre) => Err((pkt, pre)),
+        }
+    }
+
+    /// `forward_established`, writing the verdict into `out` (the burst's slot for the packet)
+    /// instead of returning it: see `forward_into`. `Err` leaves `out` as it was.
+    #[inline]
+    pub fn forward_established_into<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        pre: Prelookup,
+        out: &mut Option<Verdict<B>>,
+    ) -> Result<(), (B, Prelookup)> {
+        match self.established(l3, v, pre) {
+            Ok((id, dir)) => {
+                self.forward_into(l3, pkt, v, id, dir, Ticks(l3.now_ms), out);
+                Ok(())
+            }
+            Err(pre) => Err((pkt, pre)),
+        }
+    }
+
+    /// The connection `forward_established` forwards a segment on, and from which side; `Err`
+    /// with what is known of it when `handle_with` must decide.
+    #[inline]
+    fn established<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        v: &Ipv4In,
+        pre: Prelookup,
+    ) -> Result<(ConnId, Dir), Prelookup> {
         let ip = &v.ip;
         let kind = self.services.kind(ip.dst);
         if !(kind.vip || kind.lip) || kind.lip64 {
-            return Err((pkt, pre));
+            return Err(pre);
         }
         let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
         let found = self.find(&tuple, pre);
@@ -903,9 +938,9 @@ impl Forwarder {
                 if dir == Dir::Reply {
                     l3.stats.steer_hits += 1;
                 }
-                Ok(self.forward(l3, pkt, v, id, dir, Ticks(l3.now_ms)))
+                Ok((id, dir))
             }
-            _ => Err((pkt, found.into())),
+            _ => Err(found.into()),
         }
     }
 
@@ -1730,7 +1765,41 @@ impl Forwarder {
     }
 
     /// Rewrites a packet of connection `id` and sends it on.
+    #[inline(never)]
     fn forward<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        dir: Dir,
+        now: Ticks,
+    ) -> Verdict<B> {
+        self.forward_body(l3, pkt, v, id, dir, now)
+    }
+
+    /// `forward`, writing the verdict into `out`. Returned through the stack, a verdict is
+    /// stored field by field (tag, port, frame) and read back whole by wider loads, which must
+    /// wait for those stores to reach the cache; written into the burst's own slot, it is read
+    /// only when the burst's verdicts are carried out. The body is `forward`'s, a second copy.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn forward_into<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        dir: Dir,
+        now: Ticks,
+        out: &mut Option<Verdict<B>>,
+    ) {
+        *out = Some(self.forward_body(l3, pkt, v, id, dir, now));
+    }
+
+    /// The body of `forward` and `forward_into`.
+    #[inline(always)]
+    fn forward_body<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
         mut pkt: B,

@@ -13,8 +13,10 @@ pub type Endpoint = (Ipv4Addr, u16);
 
 /// Rewrites the source and destination of the unfragmented TCP or UDP packet whose IPv4 header is at
 /// `frame[l3_off..]` and L4 header at `frame[l4_off..]`, patching both checksums. The caller has
-/// validated the packet (lengths, protocol); other protocols are left untouched.
-#[inline]
+/// validated the packet (lengths, protocol); other protocols are left untouched. Always inlined:
+/// the established path calls it once a packet, and out of line it costs a call and the spills
+/// around it (`forward`'s body has two copies, which tipped the compiler's inlining budget).
+#[inline(always)]
 pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint, dst: Endpoint) {
     // The fast path's case, a header without options and a TCP header: one length check covers
     // both headers, and on these fixed-size views the compiler drops every per-field bounds
