@@ -157,13 +157,27 @@ port = 5201
         if reverse {
             args.push("-R");
         }
-        let o = lab.exec("cli", &args);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!(
-                "iperf3 -p {port}: {e}\n{}",
-                String::from_utf8_lossy(&o.stdout)
-            )
-        });
+        // iperf3's server runs one test at a time and answers "the server is busy running a
+        // test" until it has finished tearing the last one down, which under the parallel
+        // tests' load can outlast the client's exit: that answer (from the server, not the
+        // gateway) is retried, a bounded number of times.
+        let mut v = serde_json::Value::Null;
+        for _ in 0..20 {
+            let o = lab.exec("cli", &args);
+            v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "iperf3 -p {port}: {e}\n{}",
+                    String::from_utf8_lossy(&o.stdout)
+                )
+            });
+            let busy = v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("server is busy"));
+            if !busy {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
         assert!(
             v.get("error").is_none(),
             "iperf3 -p {port}: {}\n{}",
