@@ -38,7 +38,6 @@ unsigned gw_rte_ring_count(const struct rte_ring *r) { return rte_ring_count(r);
 
 uint64_t gw_rte_rdtsc(void) { return rte_rdtsc(); }
 void gw_rte_pause(void) { rte_pause(); }
-void gw_rte_prefetch0(const volatile void *p) { rte_prefetch0(p); }
 
 size_t gw_mbuf_offset(int field)
 {

@@ -33,7 +33,6 @@ unsigned gw_rte_ring_count(const struct rte_ring *r);
 
 uint64_t gw_rte_rdtsc(void);
 void gw_rte_pause(void);
-void gw_rte_prefetch0(const volatile void *p);
 
 /* Offsets of the rte_mbuf fields the gateway reads, as the C compiler lays them out. Tests compare them
  * with bindgen's layout and with the values pinned for 22.11. */
