@@ -3,8 +3,8 @@
 # cache misses (Valgrind's callgrind, --cache-sim) of gateway/examples/datapath_cost.rs at two
 # operation counts; the difference over the difference of counts is one operation's cost, whatever
 # the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
-# Usage: perf/cost.sh [scenario ...]   (default: established-1k reply-1k syn handshake handoff
-# expire; add established-1m and reply-1m, slow)
+# Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k syn
+# handshake handoff expire; add established-1m, established-burst-1m and reply-1m, slow)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
 set -euo pipefail
@@ -34,7 +34,7 @@ fi
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k reply-1k syn handshake handoff expire)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k syn handshake handoff expire)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
 # Totals of one run: Ir D1mr D1mw DLmr DLmw (callgrind's event order with --cache-sim=yes).
@@ -58,7 +58,7 @@ per_op() {
     echo "# perf/cost.sh at $commit: per operation, instructions, D1 misses x100, LL misses x100"
     for s in "${scenarios[@]}"; do
         case $s in
-        established-1m | reply-1m) r=$(per_op "$s" 20000 60000) ;;
+        established-1m | established-burst-1m | reply-1m) r=$(per_op "$s" 20000 60000) ;;
         *) r=$(per_op "$s" 2000 6000) ;;
         esac
         echo "$s $r"
@@ -71,6 +71,16 @@ per_op() {
             f=$(per_op ack-frames 2000 6000)
             echo "# established-net: established-1k minus picking and writing its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
             echo "established-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        fi
+        if [ "$s" = established-burst-1k ]; then
+            f=$(per_op ack-frames-burst 2000 6000)
+            echo "# established-burst-net: established-burst-1k minus writing and moving its frames ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "established-burst-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        fi
+        if [ "$s" = established-burst-1m ]; then
+            f=$(per_op ack-frames-burst-1m 20000 60000)
+            echo "# established-burst-net-1m: established-burst-1m minus writing and moving its frames among 1M ($f)"
+            echo "established-burst-net-1m $(echo "$r $f" | awk '{print $1 - $4, $2 - $5, $3 - $6}')"
         fi
         if [ "$s" = established-1m ]; then
             f=$(per_op ack-frames-1m 20000 60000)

@@ -7,6 +7,10 @@
 //! - `established-1k`, `established-1m`: a client's ACK on an established FullNAT connection
 //!   picked at random among 1K or 1M (the frame rewritten from a template, as the criterion bench
 //!   does: `benches/datapath.rs`);
+//! - `established-burst-1k`, `established-burst-1m`: the same ACKs as a worker receives them, in
+//!   bursts of 32 through `process_burst_timed` (the batched, prefetching lookup and the
+//!   established fast path's verdict slots); `ack-frames-burst` (`-1m`) only writes and moves
+//!   those bursts' frames, to subtract (`established-burst-net`, `established-burst-net-1m`);
 //! - `syn`: a SYN that opens a new connection, its frame built from the template (two checksums);
 //! - `frames`: only building those SYN frames, to subtract from `syn`;
 //! - `ack-frames`: only picking and writing the frames of `established-1k`, to subtract from it
@@ -49,6 +53,10 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("established-1k") => established_run(1_000, 1 << 12, n),
         Some("established-1m") => established_run(1_000_000, 2 << 20, n),
+        Some("established-burst-1k") => established_burst_run(1_000, 1 << 12, n, true),
+        Some("established-burst-1m") => established_burst_run(1_000_000, 2 << 20, n, true),
+        Some("ack-frames-burst") => established_burst_run(1_000, 1 << 12, n, false),
+        Some("ack-frames-burst-1m") => established_burst_run(1_000_000, 2 << 20, n, false),
         Some(s @ ("ack-frames" | "ack-frames-1m")) => {
             // Only what `established-1k` (`-1m`) does around the datapath: pick a flow, write its
             // frame.
@@ -101,7 +109,8 @@ fn main() {
         Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
             eprintln!(
-                "usage: datapath_cost established-1k|established-1m|ack-frames|ack-frames-1m|reply-1k|reply-1m|syn|frames|\
+                "usage: datapath_cost established-1k|established-1m|established-burst-1k|established-burst-1m|\
+                 ack-frames|ack-frames-1m|ack-frames-burst|ack-frames-burst-1m|reply-1k|reply-1m|syn|frames|\
                  handoff|expire|established-2w|handshake|handshake-frames|established-1k-offload|ts-plain|ts-proxied|\
                  established6-1k|reply6-1k|dr6-1k N"
             );
@@ -187,6 +196,40 @@ fn ipv6_run(scenario: &str, n: usize) {
         buf.set_len(f.len());
         buf.data_mut().copy_from_slice(f);
         buf = sent(dp.process(buf, &meta));
+    }
+}
+
+/// `established-1k` (`-1m`) as a worker receives it: bursts of [`BURST`] ACKs of random flows
+/// through `process_burst_timed` (its batched lookup, prefetching as a worker does), `n` packets
+/// in all. Without `forward`, only the frames are written and moved (`ack-frames-burst`, to
+/// subtract: `established-burst-net`).
+fn established_burst_run(conns: u32, cap: u32, n: usize, forward: bool) {
+    use gateway::datapath::BURST;
+    let (mut dp, acks, ack) = established(conns, cap);
+    let order = random_order(conns, 1 << 16);
+    let mut pkts: Vec<Option<VecBuf>> =
+        (0..BURST).map(|_| Some(VecBuf::from_frame(&ack))).collect();
+    let metas = [META; BURST];
+    let mut out: Vec<Option<Verdict<VecBuf>>> = (0..BURST).map(|_| None).collect();
+    let mut k = 0;
+    for _ in 0..n / BURST {
+        for p in pkts.iter_mut() {
+            let mut buf = p.take().unwrap_or_else(|| VecBuf::from_frame(&ack));
+            acks[order[k & 0xFFFF] as usize].write(&mut buf, &ack);
+            k += 1;
+            *p = Some(buf);
+        }
+        if !forward {
+            pkts = std::hint::black_box(pkts);
+            continue;
+        }
+        dp.process_burst_timed(&mut pkts, &metas, &mut out, || 0, gateway::dpdk::prefetch);
+        for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
+            match o.take() {
+                Some(Verdict::Tx(1, b)) => *p = Some(b),
+                _ => panic!("not forwarded to the server side"),
+            }
+        }
     }
 }
 

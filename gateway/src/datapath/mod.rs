@@ -896,14 +896,14 @@ impl<B: PacketBuf> Datapath<B> {
             }
         }
         let after_l3 = clock();
-        let mut found = [None; BURST];
+        let mut found = [Prelookup::NotDone; BURST];
         self.fwd
             .table()
-            .lookup_batch_prefetch(&tuples[..m], &mut found[..m], prefetch);
+            .prelookup_batch(&tuples[..m], &mut found[..m], prefetch);
         let after_lookup = clock();
         let mut pre = [Prelookup::NotDone; BURST];
         for k in 0..m {
-            pre[which[k] as usize] = found[k].into();
+            pre[which[k] as usize] = found[k];
         }
         let indexed = self.fwd.table().indexed();
         for i in 0..n {

@@ -2411,6 +2411,36 @@ mod tests {
         }
     }
 
+    /// `Prelookup::Hit` is only a candidate (`Table::prelookup_batch` names the first entry whose
+    /// hash bits match): `find` trusts it only if the entry holds the tuple, else looks it up.
+    #[test]
+    fn a_candidate_that_is_not_the_tuples_entry_is_looked_up_afresh() {
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+        assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+        let ids: Vec<(ConnId, Tuple)> = dp
+            .fwd
+            .table()
+            .iter()
+            .map(|(id, c)| (id, c.client()))
+            .collect();
+        let [(a, ta), (b, tb)] = ids[..] else {
+            panic!("two connections")
+        };
+        let absent = Tuple::new(CLIENT_IP, 40002, VIP, 80, 6);
+        let found = |t: &Tuple, id, dir| dp.fwd.find(t, Prelookup::Hit(id, dir));
+        // The wrong entry, or the right one from the wrong side: the tuple's own entry.
+        for (id, dir) in [(a, Dir::Original), (a, Dir::Reply), (b, Dir::Reply)] {
+            assert_eq!(found(&tb, id, dir), Some((b, Dir::Original)));
+            assert_eq!(found(&absent, id, dir), None);
+        }
+        assert_eq!(found(&ta, a, Dir::Original), Some((a, Dir::Original)));
+    }
+
     #[test]
     fn reordered_real_servers_keep_their_connections_mapped_by_identity() {
         let meta = RxMeta {
