@@ -62,9 +62,6 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Hints the CPU to bring the cache line at `p` into all cache levels (`prefetcht0`), as
-/// `rte_prefetch0` does. For the datapath's batched lookups, which stay free of DPDK by taking this
-/// as a plain function.
 /// Size of a transparent huge page on x86-64.
 const HUGE_PAGE: usize = 2 << 20;
 
@@ -84,6 +81,9 @@ pub fn advise_hugepages(start: *const u8, len: usize) {
     let _ = unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
 }
 
+/// Hints the CPU to bring the cache line at `p` into all cache levels (`prefetcht0`), as
+/// `rte_prefetch0` does. For the datapath's batched lookups, which stay free of DPDK by taking this
+/// as a plain function.
 #[inline(always)]
 pub fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
