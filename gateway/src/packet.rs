@@ -49,8 +49,16 @@ pub struct RxMeta {
 }
 
 /// A heap-backed `PacketBuf` for tests, benchmarks, fuzzing and the golden harness.
+///
+/// A pointer, as an mbuf is: the offsets live behind it with the bytes' address, one load away
+/// (an mbuf's `data_off` and `data_len` share its first cache line with `buf_addr`), so that
+/// moving a packet through a burst's arrays and verdicts costs what it costs with an mbuf, and
+/// `perf/cost.sh`'s instruction counts are the worker's.
 #[derive(Clone, Debug)]
-pub struct VecBuf {
+pub struct VecBuf(Box<VecBufInner>);
+
+#[derive(Clone, Debug)]
+struct VecBufInner {
     buf: Vec<u8>,
     off: usize,
     len: usize,
@@ -64,51 +72,57 @@ impl VecBuf {
     pub fn from_frame(frame: &[u8]) -> Self {
         let mut buf = vec![0u8; Self::HEADROOM + Self::ROOM.max(frame.len())];
         buf[Self::HEADROOM..Self::HEADROOM + frame.len()].copy_from_slice(frame);
-        VecBuf {
+        VecBuf(Box::new(VecBufInner {
             buf,
             off: Self::HEADROOM,
             len: frame.len(),
-        }
+        }))
     }
 }
 
 impl PacketBuf for VecBuf {
     #[inline]
     fn data(&self) -> &[u8] {
-        &self.buf[self.off..self.off + self.len]
+        let b = &*self.0;
+        &b.buf[b.off..b.off + b.len]
     }
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.off..self.off + self.len]
+        let b = &mut *self.0;
+        &mut b.buf[b.off..b.off + b.len]
     }
     #[inline]
     fn room_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.off..]
+        let b = &mut *self.0;
+        &mut b.buf[b.off..]
     }
     #[inline]
     fn set_len(&mut self, len: usize) -> bool {
-        if self.off + len > self.buf.len() {
+        let b = &mut *self.0;
+        if b.off + len > b.buf.len() {
             return false;
         }
-        self.len = len;
+        b.len = len;
         true
     }
     #[inline]
     fn prepend(&mut self, n: usize) -> bool {
-        if n > self.off {
+        let b = &mut *self.0;
+        if n > b.off {
             return false;
         }
-        self.off -= n;
-        self.len += n;
+        b.off -= n;
+        b.len += n;
         true
     }
     #[inline]
     fn adj(&mut self, n: usize) -> bool {
-        if n > self.len {
+        let b = &mut *self.0;
+        if n > b.len {
             return false;
         }
-        self.off += n;
-        self.len -= n;
+        b.off += n;
+        b.len -= n;
         true
     }
 }

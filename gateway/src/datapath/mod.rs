@@ -871,14 +871,20 @@ impl<B: PacketBuf> Datapath<B> {
         let mut m = 0;
         for i in 0..n {
             let Some(pkt) = pkts[i].take() else { continue };
-            let admitted = match self.admit_plain_tcp(&pkt, &metas[i]) {
-                Some(v) => {
-                    plain_tcp[i] = true;
-                    Ok((pkt, v))
+            // The fast path's frames go straight into their lanes, without the general path's
+            // `Result` to build and match (each `Ipv4In` moved is 48 bytes).
+            if let Some(v) = self.admit_plain_tcp(&pkt, &metas[i]) {
+                if let Some(t) = self.fwd.lookup_tuple(&v) {
+                    tuples[m] = t;
+                    which[m] = i as u8;
+                    m += 1;
                 }
-                None => ingress(&mut self.l3, pkt, &metas[i]),
-            };
-            match admitted {
+                plain_tcp[i] = true;
+                pkts[i] = Some(pkt);
+                parsed[i] = Some(v);
+                continue;
+            }
+            match ingress(&mut self.l3, pkt, &metas[i]) {
                 Err(NotIpv4::Done(verdict)) => out[i] = Some(verdict),
                 Err(NotIpv4::Ipv6(pkt)) => {
                     pkts[i] = Some(pkt);
@@ -913,16 +919,16 @@ impl<B: PacketBuf> Datapath<B> {
                 }
                 continue;
             }
-            if let (Some(pkt), Some(v)) = (pkts[i].take(), parsed[i]) {
+            if let (Some(pkt), Some(v)) = (pkts[i].take(), &parsed[i]) {
                 // A miss is a miss still unless a packet before it in the burst added tuples.
                 let pre = match pre[i] {
                     Prelookup::Miss if self.fwd.table().indexed() != indexed => Prelookup::NotDone,
                     p => p,
                 };
                 if plain_tcp[i] {
-                    self.forward_plain_tcp_into(pkt, &metas[i], &v, pre, &mut out[i]);
+                    self.forward_plain_tcp_into(pkt, &metas[i], v, pre, &mut out[i]);
                 } else {
-                    out[i] = Some(self.finish(pkt, &metas[i], &v, pre));
+                    out[i] = Some(self.finish(pkt, &metas[i], v, pre));
                 }
             }
         }

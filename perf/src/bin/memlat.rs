@@ -48,6 +48,9 @@ fn main() {
         }
         let ns = t.elapsed().as_nanos() as f64 / (steps * c) as f64;
         let sum: u64 = std::hint::black_box(&at).iter().sum();
-        println!("{mib} MiB, {c:2} chains: {ns:6.1} ns per load (checksum {})", sum & 1);
+        println!(
+            "{mib} MiB, {c:2} chains: {ns:6.1} ns per load (checksum {})",
+            sum & 1
+        );
     }
 }
