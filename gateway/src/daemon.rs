@@ -1248,6 +1248,16 @@ impl Running {
                 s.total_drops()
             );
         }
+        // The busy cycles and packets of each stage of the poll round (`gwctl runtime`), so that
+        // a bench can tell the datapath's own stages from receiving and sending (perf/bench).
+        for (i, s) in per.iter().enumerate() {
+            let _ = write!(out, "runtime {i}:");
+            for st in crate::stats::Stage::ALL {
+                let c = &s.runtime[st as usize];
+                let _ = write!(out, " {} {} {}", st.name(), c.cycles, c.packets);
+            }
+            let _ = writeln!(out);
+        }
         for (i, s) in per.iter().enumerate() {
             let f = &s.fwd;
             let _ = writeln!(

@@ -122,6 +122,15 @@ fn bench_quick_run_moves_packets_and_writes_json() {
         gw["cpp"].as_u64().unwrap() > 0,
         "gateway reports cycles per packet: {gw}"
     );
+    // And by stage (the stats file's `runtime` lines), what perf/ab compares builds on.
+    let stages = &gw["stages"];
+    for st in ["rx", "l2-l3", "lookup", "forward", "tx"] {
+        let (cycles, packets) = (stages[st][0].as_u64(), stages[st][1].as_u64());
+        assert!(
+            cycles > Some(0) && packets > Some(0),
+            "stage {st} counted: {stages}"
+        );
+    }
     let s = &all["summary"];
     assert!(s["established_64B"]["gateway_mpps"].as_f64().unwrap() > 0.0);
     assert!(s["new_connections"]["established"].as_u64().unwrap() == 1000);
