@@ -872,7 +872,10 @@ impl<B: PacketBuf> Datapath<B> {
         for i in 0..n {
             let Some(pkt) = pkts[i].take() else { continue };
             // The fast path's frames go straight into their lanes, without the general path's
-            // `Result` to build and match (each `Ipv4In` moved is 48 bytes).
+            // `Result` to build and match (each `Ipv4In` moved is 48 bytes). The lane-filling
+            // lines repeat in the `Ok` arm below on purpose: shared through a closure they cost
+            // 26 instructions a packet (`established-burst-1k` 994 -> 1020), merged after the
+            // match 39.
             if let Some(v) = self.admit_plain_tcp(&pkt, &metas[i]) {
                 if let Some(t) = self.fwd.lookup_tuple(&v) {
                     tuples[m] = t;
