@@ -380,10 +380,11 @@ impl Failover {
 
     fn print(&self, what: &str) {
         eprintln!(
-            "{what}: {} requests, {} failed at {:?} ms after the kill; down after {:?} ({}); up after {:?}",
+            "{what}: {} requests, {} failed at {:?} ms after the kill (curl exit codes {:?}); down after {:?} ({}); up after {:?}",
             self.requests.len(),
             self.failures().len(),
             self.failures(),
+            self.requests.iter().filter(|r| r.rc != 0).map(|r| r.rc).collect::<Vec<_>>(),
             self.detected,
             self.reason.trim(),
             self.restored

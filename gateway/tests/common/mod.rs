@@ -163,7 +163,23 @@ impl Lab {
             self.sh(rs, &["nginx", "-c", conf.to_str().unwrap()]);
         } else {
             let pid = std::fs::read_to_string(dir.join("nginx.pid")).unwrap();
-            Command::new("kill").arg(pid.trim()).status().unwrap();
+            let pid = pid.trim();
+            Command::new("kill").arg(pid).status().unwrap();
+            // SIGTERM only asks: until the master has exited its listening socket still completes
+            // handshakes (then resets them), so "stopped" is when its process is gone. A health
+            // test once counted a request started 4 ms after `kill` returned as one the server
+            // refused after it had died.
+            // A zombie (state Z in /proc/PID/stat, after the command name's ')') has exited.
+            let running = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rsplit(')').next().and_then(|r| r.trim().chars().next()) != Some('Z')
+                })
+            };
+            let t = Instant::now();
+            while running() && t.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert!(!running(), "nginx {pid} still running 5 s after SIGTERM");
         }
     }
 
