@@ -39,7 +39,10 @@
 //! - `established6-1k`, `reply6-1k`, `dr6-1k` (issue 17): an IPv6 client's ACK on one of 1K
 //!   established IPv6 FullNAT connections, the real server's ACK back, and a client's ACK on one of
 //!   1K IPv6 DR connections; each frame copied whole into the buffer (about as many instructions
-//!   as the IPv4 template rewrite), clients behind a router as in the IPv4 scenarios.
+//!   as the IPv4 template rewrite), clients behind a router as in the IPv4 scenarios;
+//! - `established6-burst-1k`: `established6-1k` as a worker receives it, in bursts of 32
+//!   through `process_burst_timed`; `ack6-frames-burst` only copies and moves its frames (to
+//!   subtract: `established6-burst-net`).
 
 use gateway::datapath::{Datapath, Verdict};
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
@@ -103,7 +106,13 @@ fn main() {
             }
         }
         Some("expire") => expire_run(n),
-        Some(s @ ("established6-1k" | "reply6-1k" | "dr6-1k")) => ipv6_run(s, n),
+        Some(
+            s @ ("established6-1k"
+            | "reply6-1k"
+            | "dr6-1k"
+            | "established6-burst-1k"
+            | "ack6-frames-burst"),
+        ) => ipv6_run(s, n),
         Some(s @ ("handshake" | "handshake-frames")) => handshake_run(s == "handshake", n),
         Some("ts-plain") => timestamps_run(false, n as u64),
         Some("ts-proxied") => timestamps_run(true, n as u64),
@@ -112,7 +121,7 @@ fn main() {
                 "usage: datapath_cost established-1k|established-1m|established-burst-1k|established-burst-1m|\
                  ack-frames|ack-frames-1m|ack-frames-burst|ack-frames-burst-1m|reply-1k|reply-1m|syn|frames|\
                  handoff|expire|established-2w|handshake|handshake-frames|established-1k-offload|ts-plain|ts-proxied|\
-                 established6-1k|reply6-1k|dr6-1k N"
+                 established6-1k|reply6-1k|dr6-1k|established6-burst-1k|ack6-frames-burst N"
             );
             std::process::exit(2);
         }
@@ -190,6 +199,15 @@ fn ipv6_run(scenario: &str, n: usize) {
         META
     };
     let order = random_order(1000, 1 << 16);
+    if let s @ ("established6-burst-1k" | "ack6-frames-burst") = scenario {
+        let forward = s == "established6-burst-1k";
+        bursts(&mut dp, meta, n, &frames[0], forward, |buf, k| {
+            let f = &frames[order[k & 0xFFFF] as usize];
+            buf.set_len(f.len());
+            buf.data_mut().copy_from_slice(f);
+        });
+        return;
+    }
     let mut buf = VecBuf::from_frame(&frames[0]);
     for k in 0..n {
         let f = &frames[order[k & 0xFFFF] as usize];
@@ -204,18 +222,36 @@ fn ipv6_run(scenario: &str, n: usize) {
 /// in all. Without `forward`, only the frames are written and moved (`ack-frames-burst`, to
 /// subtract: `established-burst-net`).
 fn established_burst_run(conns: u32, cap: u32, n: usize, forward: bool) {
-    use gateway::datapath::BURST;
     let (mut dp, acks, ack) = established(conns, cap);
     let order = random_order(conns, 1 << 16);
-    let mut pkts: Vec<Option<VecBuf>> =
-        (0..BURST).map(|_| Some(VecBuf::from_frame(&ack))).collect();
-    let metas = [META; BURST];
+    bursts(&mut dp, META, n, &ack, forward, |buf, k| {
+        acks[order[k & 0xFFFF] as usize].write(buf, &ack)
+    });
+}
+
+/// `n` frames through `process_burst_timed` in bursts of [`BURST`] (its batched lookup,
+/// prefetching as a worker does), each written by `write(buffer, k)` for the `k`th frame into a
+/// buffer the last burst sent to the server side (`first` to start with). Without `forward`,
+/// only the frames are written and moved.
+fn bursts(
+    dp: &mut Datapath<VecBuf>,
+    meta: RxMeta,
+    n: usize,
+    first: &[u8],
+    forward: bool,
+    mut write: impl FnMut(&mut VecBuf, usize),
+) {
+    use gateway::datapath::BURST;
+    let mut pkts: Vec<Option<VecBuf>> = (0..BURST)
+        .map(|_| Some(VecBuf::from_frame(first)))
+        .collect();
+    let metas = [meta; BURST];
     let mut out: Vec<Option<Verdict<VecBuf>>> = (0..BURST).map(|_| None).collect();
     let mut k = 0;
     for _ in 0..n / BURST {
         for p in pkts.iter_mut() {
-            let mut buf = p.take().unwrap_or_else(|| VecBuf::from_frame(&ack));
-            acks[order[k & 0xFFFF] as usize].write(&mut buf, &ack);
+            let mut buf = p.take().unwrap_or_else(|| VecBuf::from_frame(first));
+            write(&mut buf, k);
             k += 1;
             *p = Some(buf);
         }

@@ -431,6 +431,20 @@ impl<T: ConnKey> Table<T> {
         self.probe(self.h32(t), t)
     }
 
+    /// The connection of tuple `t` given what an earlier lookup in the burst found (`pre`): a
+    /// candidate is taken only if its entry holds `t` from that side, a miss is trusted (the
+    /// caller turns one into `NotDone` once tuples were added), anything else is looked up now.
+    #[inline(always)]
+    pub fn resolve(&self, t: &T, pre: Prelookup) -> Option<(ConnId, Dir)> {
+        match pre {
+            Prelookup::Hit(id, dir) if self.get(id).is_some_and(|c| c.tuple(dir) == *t) => {
+                Some((id, dir))
+            }
+            Prelookup::Miss => None,
+            _ => self.lookup(t),
+        }
+    }
+
     /// `lookup` for a burst, `out[i]` for `tuples[i]` (both as long as the shorter); what a packet's
     /// turn then makes of its result is a [`Prelookup`]. Works in
     /// groups of [`BATCH`]: hash all, load each first index slot, load each candidate entry, then

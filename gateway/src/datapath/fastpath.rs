@@ -7,6 +7,12 @@
 //! the general path pays for its generality is not paid: the dispatch on EtherType, protocol and
 //! address kind, and the parse results carried through its stages.
 //!
+//! IPv6 has its own admission (`admit_plain_tcp6`: a TCP segment with no extension header, on
+//! one fixed-size view, `inet6::parse_plain_tcp6`); its forwarding is `inet6`'s, from where
+//! `Inet6::process` goes after its parse, straight to the service's side for a connection held
+//! here. The burst loop takes IPv6 frames in its last stage, one by one: a batched lookup of
+//! their table saved no instruction at 1K connections (perf/RESULTS.md).
+//!
 //! A frame the admission refuses takes the general path from the start: the admission changed
 //! nothing. A segment the forwarder hands back (no connection, a client's SYN, a NAT64 reply, an
 //! address that is neither a VIP nor a LIP) goes on in the general path where the fast path left
@@ -16,6 +22,7 @@
 
 use super::{Datapath, Ipv4In, Verdict};
 use crate::conn::Prelookup;
+use crate::inet6::Ipv6In;
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::wire;
 
@@ -61,6 +68,51 @@ impl<B: PacketBuf> Datapath<B> {
         Some(v)
     }
 
+    /// The IPv6 fast path's admission: `Some` for a TCP segment in an IPv6 packet without
+    /// extension headers (`inet6::parse_plain_tcp6`), received (not handed over) on a port and
+    /// sent to its MAC, from a unicast address to a unicast one, its checksum good (verified here
+    /// unless the NIC reported it good), counted as `ingress` and `Inet6::process` count it.
+    /// `None` changes nothing.
+    #[inline]
+    pub(super) fn admit_plain_tcp6(&mut self, pkt: &B, meta: &RxMeta) -> Option<Ipv6In> {
+        if !self.fast_path || meta.from_peer || meta.l4_csum == CsumStatus::Bad {
+            return None;
+        }
+        let frame = pkt.data();
+        // The cheapest refusal first: the IPv4 frames the IPv4 admission refused.
+        if !is_ipv6(frame) {
+            return None;
+        }
+        let port_mac = self.l3.topo.ports.get(usize::from(meta.port))?.mac;
+        if *frame.first_chunk::<6>()? != port_mac.0 {
+            return None;
+        }
+        let v = crate::inet6::parse_plain_tcp6(frame)?;
+        // What `Inet6::process` refuses or punts before it reaches a service.
+        if v.dst.is_multicast() || v.src.is_multicast() || v.src.is_unspecified() {
+            return None;
+        }
+        if meta.l4_csum != CsumStatus::Good {
+            let l4 = frame.get(v.l4_off..v.end)?;
+            if wire::ipv6::l4_checksum(v.src, v.dst, v.proto, l4) != 0 {
+                return None;
+            }
+        }
+        self.l3.stats.rx_packets += 1;
+        self.l3.stats.rx_bytes += frame.len() as u64;
+        self.l3.stats.inet6.rx += 1;
+        Some(v)
+    }
+
+    /// Forwards a segment `admit_plain_tcp6` admitted (`Inet6::forward_plain_tcp`).
+    #[inline]
+    pub(super) fn forward_plain_tcp6(&mut self, pkt: B, meta: &RxMeta, v: &Ipv6In) -> Verdict<B> {
+        let tuple = crate::inet6::plain_tcp6_tuple(pkt.data(), v);
+        let meta = verified(meta);
+        self.v6
+            .forward_plain_tcp(&mut self.l3, &mut self.fwd, pkt, &meta, v, &tuple)
+    }
+
     /// Forwards a segment `admit_plain_tcp` admitted: on the fast path if its connection is
     /// here, else on in the general path (`finish`) with what the fast path found out (`pre`:
     /// the burst's lookup, if it did one).
@@ -101,6 +153,12 @@ impl<B: PacketBuf> Datapath<B> {
             Err((pkt, pre)) => *out = Some(self.finish(pkt, &verified(meta), v, pre)),
         }
     }
+}
+
+/// Whether the frame's EtherType is IPv6's (0x86DD).
+#[inline(always)]
+pub(super) fn is_ipv6(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&[0x86, 0xdd][..])
 }
 
 /// `meta` of a segment whose checksums `admit_plain_tcp` verified.

@@ -821,6 +821,9 @@ impl<B: PacketBuf> Datapath<B> {
         if let Some(v) = self.admit_plain_tcp(&pkt, meta) {
             return self.forward_plain_tcp(pkt, meta, &v, Prelookup::NotDone);
         }
+        if fastpath::is_ipv6(pkt.data()) {
+            return self.process_ipv6(pkt, meta);
+        }
         let (pkt, v) = match ingress(&mut self.l3, pkt, meta) {
             Ok(x) => x,
             Err(NotIpv4::Done(verdict)) => return verdict,
@@ -829,6 +832,21 @@ impl<B: PacketBuf> Datapath<B> {
             }
         };
         self.finish(pkt, meta, &v, Prelookup::NotDone)
+    }
+
+    /// An IPv6 frame (`fastpath::is_ipv6`): the fast path's if it admits it, else `ingress`'s
+    /// L2 checks and `Inet6::process`.
+    #[inline]
+    fn process_ipv6(&mut self, pkt: B, meta: &RxMeta) -> Verdict<B> {
+        if let Some(v) = self.admit_plain_tcp6(&pkt, meta) {
+            return self.forward_plain_tcp6(pkt, meta, &v);
+        }
+        match ingress(&mut self.l3, pkt, meta) {
+            Err(NotIpv4::Ipv6(pkt)) => self.v6.process(&mut self.l3, &mut self.fwd, pkt, meta),
+            Err(NotIpv4::Done(verdict)) => verdict,
+            // Not reached: the EtherType is IPv6's.
+            Ok((pkt, v)) => self.finish(pkt, meta, &v, Prelookup::NotDone),
+        }
     }
 
     /// Processes a burst (up to `BURST` frames) VPP-style, in stages: every frame through the L2/L3
@@ -866,7 +884,8 @@ impl<B: PacketBuf> Datapath<B> {
         // Admitted to the established fast path (`fastpath`).
         let mut plain_tcp = [false; BURST];
         // IPv6, processed in its turn with the others (not ahead of the IPv4 packets before it,
-        // which share the neighbour queues and the tx order with it).
+        // which share the neighbour queues and the tx order with it), all of it then
+        // (`process_ipv6`).
         let mut ipv6 = [false; BURST];
         let mut m = 0;
         for i in 0..n {
@@ -887,11 +906,16 @@ impl<B: PacketBuf> Datapath<B> {
                 parsed[i] = Some(v);
                 continue;
             }
+            if fastpath::is_ipv6(pkt.data()) {
+                pkts[i] = Some(pkt);
+                ipv6[i] = true;
+                continue;
+            }
             match ingress(&mut self.l3, pkt, &metas[i]) {
                 Err(NotIpv4::Done(verdict)) => out[i] = Some(verdict),
                 Err(NotIpv4::Ipv6(pkt)) => {
-                    pkts[i] = Some(pkt);
-                    ipv6[i] = true;
+                    // Not reached: IPv6 frames were set aside above.
+                    out[i] = Some(self.v6.process(&mut self.l3, &mut self.fwd, pkt, &metas[i]));
                 }
                 Ok((pkt, v)) => {
                     if let Some(t) = self.fwd.lookup_tuple(&v) {
@@ -918,7 +942,7 @@ impl<B: PacketBuf> Datapath<B> {
         for i in 0..n {
             if ipv6[i] {
                 if let Some(pkt) = pkts[i].take() {
-                    out[i] = Some(self.v6.process(&mut self.l3, &mut self.fwd, pkt, &metas[i]));
+                    out[i] = Some(self.process_ipv6(pkt, &metas[i]));
                 }
                 continue;
             }

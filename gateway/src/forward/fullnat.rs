@@ -865,15 +865,7 @@ impl Forwarder {
     /// there was one (a hit re-checked against its entry, see `handle_with`), else a lookup now.
     #[inline]
     fn find(&self, tuple: &Tuple, pre: Prelookup) -> Option<(ConnId, Dir)> {
-        match pre {
-            Prelookup::Hit(id, dir)
-                if self.table.get(id).is_some_and(|c| c.tuple(dir) == *tuple) =>
-            {
-                Some((id, dir))
-            }
-            Prelookup::Miss => None,
-            _ => self.table.lookup(tuple),
-        }
+        self.table.resolve(tuple, pre)
     }
 
     /// The established fast path's forwarding (`datapath::fastpath`): a plain TCP segment to a

@@ -29,8 +29,12 @@
 //! (`kernel::twin::reconcile`), so the kernel's daemons and the health checker's probes
 //! (`health`) speak IPv6 through them.
 //!
+//! Established TCP segments without extension headers take the fast path's admission
+//! (`datapath::fastpath`: one fixed-size parse, [`parse_plain_tcp6`]) and go straight to their
+//! service's side ([`Inet6::forward_plain_tcp`]).
+//!
 //! What is not here yet: NAT64 fragments (dropped), the burst pipeline's batched lookups (IPv6
-//! frames are processed one by one), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
+//! frames are processed one by one in its last stage), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
 //! mirror of IPv6 addresses and routes from the kernel back to the datapath, passive health
 //! detection, client limits, the SYN proxy and persistence netmasks for IPv6 services (refused by
 //! the config, not ignored).
@@ -43,7 +47,7 @@ pub mod nd;
 pub mod route;
 pub mod service;
 
-use crate::conn::{ConnTable6, HashKey, Ticks, Timeouts};
+use crate::conn::{tcp_flags, ConnTable6, HashKey, Prelookup, Ticks, Timeouts};
 use crate::datapath::{punt, Verdict, L3};
 use crate::forward::Forwarder;
 use crate::net::{NeighConfig, NeighTable};
@@ -194,6 +198,17 @@ pub struct Ipv6In {
 }
 
 impl Ipv6In {
+    /// A placeholder, for arrays of them.
+    pub const NONE: Ipv6In = Ipv6In {
+        src: Ipv6Addr::UNSPECIFIED,
+        dst: Ipv6Addr::UNSPECIFIED,
+        hop_limit: 0,
+        proto: IpProtocol(0),
+        l4_off: 0,
+        end: 0,
+        frag: None,
+    };
+
     pub fn is_fragment(&self) -> bool {
         self.frag.is_some()
     }
@@ -253,10 +268,11 @@ impl<B: PacketBuf> Inet6<B> {
         }
         self.record_queued = true;
         self.last_queued = None;
+        let pre = Prelookup::NotDone;
         let verdict = if to_vip {
-            service::to_service(self, l3, fwd, pkt, meta, v)
+            service::to_service(self, l3, fwd, pkt, meta, v, pre)
         } else {
-            service::from_server(self, l3, fwd, pkt, meta, v)
+            service::from_server(self, l3, fwd, pkt, meta, v, pre)
         };
         self.record_queued = false;
         let queued = self.last_queued.take();
@@ -343,7 +359,7 @@ impl<B: PacketBuf> Inet6<B> {
         &mut self,
         l3: &mut L3<B>,
         fwd: &mut Forwarder,
-        mut pkt: B,
+        pkt: B,
         meta: &RxMeta,
     ) -> Verdict<B> {
         // A frame handed over by another worker was counted there.
@@ -354,6 +370,58 @@ impl<B: PacketBuf> Inet6<B> {
             Ok(v) => v,
             Err(r) => return Verdict::Drop(r.into(), pkt),
         };
+        self.dispatch(l3, fwd, pkt, meta, &v, Prelookup::NotDone)
+    }
+
+    /// A segment the established fast path admitted (`Datapath::admit_plain_tcp6`: counted, its
+    /// header parsed by `parse_plain_tcp6`, its checksum verified), of connection tuple `tuple`
+    /// (`plain_tcp6_tuple`): what `process` does with it after its parse. A segment of a
+    /// connection held here goes straight to its service's side (`dispatch`'s other checks are
+    /// the admission's), and is counted `fast_path` when it leaves.
+    #[inline]
+    pub fn forward_plain_tcp(
+        &mut self,
+        l3: &mut L3<B>,
+        fwd: &mut Forwarder,
+        mut pkt: B,
+        meta: &RxMeta,
+        v: &Ipv6In,
+        tuple: &crate::conn::Tuple6,
+    ) -> Verdict<B> {
+        let found = self.conns.lookup(tuple);
+        let flags = pkt.data().get(v.l4_off + 13).copied().unwrap_or(0);
+        let client_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let pre = Prelookup::from(found);
+        if found.is_none() || client_syn {
+            return self.dispatch(l3, fwd, pkt, meta, v, pre);
+        }
+        // Ethernet padding is not data.
+        pkt.set_len(v.end);
+        let verdict = if fwd.services().is_vip6(v.dst) {
+            service::to_service(self, l3, fwd, pkt, meta, v, pre)
+        } else if fwd.services().is_lip6(v.dst) {
+            service::from_server(self, l3, fwd, pkt, meta, v, pre)
+        } else {
+            return self.dispatch(l3, fwd, pkt, meta, v, pre);
+        };
+        if matches!(verdict, Verdict::Tx(..)) {
+            l3.stats.fast_path += 1;
+        }
+        verdict
+    }
+
+    /// `process` after the parse; `pre` is what an earlier lookup found of a TCP or UDP
+    /// packet's connection.
+    fn dispatch(
+        &mut self,
+        l3: &mut L3<B>,
+        fwd: &mut Forwarder,
+        mut pkt: B,
+        meta: &RxMeta,
+        v: &Ipv6In,
+        pre: Prelookup,
+    ) -> Verdict<B> {
+        let v = *v;
         // Ethernet padding is not data.
         pkt.set_len(v.end);
         if v.proto == IpProtocol::ICMPV6 && !v.is_fragment() {
@@ -391,17 +459,17 @@ impl<B: PacketBuf> Inet6<B> {
         }
         if matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {
             if is_vip {
-                return service::to_service(self, l3, fwd, pkt, meta, &v);
+                return service::to_service(self, l3, fwd, pkt, meta, &v, pre);
             }
             if is_lip {
-                return service::from_server(self, l3, fwd, pkt, meta, &v);
+                return service::from_server(self, l3, fwd, pkt, meta, &v, pre);
             }
         }
         let local = is_vip || is_lip || l3.topo().owns6(v.dst);
         if !local {
             let nat_real = !v.is_fragment() && fwd.services().is_nat_real6(v.src);
             if nat_real && matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {
-                return service::nat_reply(self, l3, fwd, pkt, meta, &v);
+                return service::nat_reply(self, l3, fwd, pkt, meta, &v, pre);
             }
             if nat_real && icmp_error {
                 return icmp::error(self, l3, fwd, pkt, meta, &v, false);
@@ -473,6 +541,56 @@ pub fn parse(frame: &[u8]) -> Result<Ipv6In, Drop> {
         end: l3_off + ipv6::HEADER_LEN + usize::from(ip.payload_len()),
         frag: upper.fragment,
     })
+}
+
+/// Bytes of an Ethernet header, an IPv6 header and a TCP header without options.
+const PLAIN_TCP6_LEN: usize =
+    ethernet::HEADER_LEN + ipv6::HEADER_LEN + crate::wire::tcp::HEADER_LEN;
+
+/// [`parse`] of the established fast path's frames (`datapath::fastpath`), on one fixed-size
+/// view: an IPv6 packet whose next header is TCP (no extension header) with at least a TCP
+/// header's 20 bytes of payload, all within the frame. `None` for any other frame, which `parse`
+/// then takes; for these both give the same `Ipv6In` (a property test holds them to it).
+#[inline(always)]
+pub fn parse_plain_tcp6(frame: &[u8]) -> Option<Ipv6In> {
+    const IP_AT: usize = ethernet::HEADER_LEN;
+    const TCP_AT: usize = IP_AT + ipv6::HEADER_LEN;
+    let h: &[u8; PLAIN_TCP6_LEN] = frame.first_chunk()?;
+    let ip = Ipv6Packet::new_unchecked(&h[IP_AT..TCP_AT]);
+    let end = TCP_AT + usize::from(ip.payload_len());
+    if ethernet::EthernetFrame::new_unchecked(&h[..]).ethertype() != ethernet::EtherType::IPV6
+        || h[IP_AT] >> 4 != 6
+        || ip.next_header() != IpProtocol::TCP
+        || end < PLAIN_TCP6_LEN
+        || end > frame.len()
+    {
+        return None;
+    }
+    Some(Ipv6In {
+        src: ip.src(),
+        dst: ip.dst(),
+        hop_limit: ip.hop_limit(),
+        proto: IpProtocol::TCP,
+        l4_off: TCP_AT,
+        end,
+        frag: None,
+    })
+}
+
+/// The connection tuple of a frame `parse_plain_tcp6` took (`v`): its addresses and TCP ports.
+#[inline(always)]
+pub fn plain_tcp6_tuple(frame: &[u8], v: &Ipv6In) -> crate::conn::Tuple6 {
+    let p = frame
+        .get(v.l4_off..)
+        .and_then(<[u8]>::first_chunk::<4>)
+        .unwrap_or(&[0; 4]);
+    crate::conn::Tuple6::new(
+        v.src,
+        u16::from_be_bytes([p[0], p[1]]),
+        v.dst,
+        u16::from_be_bytes([p[2], p[3]]),
+        crate::conn::PROTO_TCP,
+    )
 }
 
 /// Answers an echo request to one of the gateway's addresses, in place.

@@ -21,7 +21,7 @@
 //! replies), as IPv4 ones do; a real server's active and inactive counts move with its connections.
 
 use super::{fullnat, icmp, nd, Inet6, Ipv6In};
-use crate::conn::{tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, Ticks, Tuple6};
+use crate::conn::{tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, Prelookup, Ticks, Tuple6};
 use crate::datapath::{Verdict, L3};
 use crate::forward::{mode, reuse, Forwarder, ServiceTable};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
@@ -75,6 +75,7 @@ pub fn to_service<B: PacketBuf>(
     pkt: B,
     meta: &RxMeta,
     v: &Ipv6In,
+    pre: Prelookup,
 ) -> Verdict<B> {
     let (mut pkt, sport, dport, flags) = match l4_of(pkt, meta, v) {
         Ok(x) => x,
@@ -84,7 +85,7 @@ pub fn to_service<B: PacketBuf>(
     let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
     let now = Ticks(l3.now_ms);
     let syn = is_tcp && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
-    let mut found = v6.conns.lookup(&tuple).map(|(id, _)| id);
+    let mut found = v6.conns.resolve(&tuple, pre).map(|(id, _)| id);
     if let (true, Some(id)) = (syn, found) {
         if reschedule(&v6.conns, fwd, id) {
             if let Some(old) = v6.conns.remove(id) {
@@ -281,8 +282,9 @@ pub fn from_server<B: PacketBuf>(
     pkt: B,
     meta: &RxMeta,
     v: &Ipv6In,
+    pre: Prelookup,
 ) -> Verdict<B> {
-    reply(v6, l3, fwd, pkt, meta, v, ReplyOwner::LocalPort)
+    reply(v6, l3, fwd, pkt, meta, v, ReplyOwner::LocalPort, pre)
 }
 
 /// A packet from an IPv6 NAT real server to a client: the reply of a NAT connection, given the
@@ -295,8 +297,9 @@ pub fn nat_reply<B: PacketBuf>(
     pkt: B,
     meta: &RxMeta,
     v: &Ipv6In,
+    pre: Prelookup,
 ) -> Verdict<B> {
-    reply(v6, l3, fwd, pkt, meta, v, ReplyOwner::Client)
+    reply(v6, l3, fwd, pkt, meta, v, ReplyOwner::Client, pre)
 }
 
 /// Which worker holds a reply's connection when this one does not.
@@ -310,6 +313,7 @@ enum ReplyOwner {
 
 /// A real server's reply: the connection found by the reply tuple, the packet sent to the client
 /// from VIP:vport (FullNAT also changes the destination; for NAT it already is the client).
+#[allow(clippy::too_many_arguments)]
 fn reply<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
@@ -318,13 +322,14 @@ fn reply<B: PacketBuf>(
     meta: &RxMeta,
     v: &Ipv6In,
     owner: ReplyOwner,
+    pre: Prelookup,
 ) -> Verdict<B> {
     let (mut pkt, sport, dport, flags) = match l4_of(pkt, meta, v) {
         Ok(x) => x,
         Err(verdict) => return verdict,
     };
     let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
-    let Some((id, Dir::Reply)) = v6.conns.lookup(&tuple) else {
+    let Some((id, Dir::Reply)) = v6.conns.resolve(&tuple, pre) else {
         let layout = fwd.layout();
         let w = match owner {
             ReplyOwner::LocalPort => layout.contains(dport).then(|| layout.owner_of(dport)),

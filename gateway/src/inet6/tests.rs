@@ -1598,3 +1598,35 @@ fn an_ipv6_access_list_refuses_before_any_state() {
     let hits: Vec<_> = dp.fwd.acl_entries().map(|(_, h)| h.to_vec()).collect();
     assert_eq!(hits, [vec![1, 0, 0]]);
 }
+
+proptest::proptest! {
+    /// `parse_plain_tcp6`, the fast path's parse, takes only frames `parse` takes, and gives
+    /// what `parse` gives: a TCP segment in an IPv6 packet with its bytes changed at random
+    /// (next header, version, payload length, ...), cut short or padded.
+    #[test]
+    fn the_plain_tcp_parse_is_the_general_one(
+        changes in proptest::collection::vec((0usize..80, proptest::num::u8::ANY), 0..4),
+        keep in 0usize..100,
+        pad in 0usize..8,
+    ) {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+            .tcp(40000, 80, 1, 1000)
+            .ack(1)
+            .write(&mut f, &[7; 6])
+            .unwrap();
+        for (at, byte) in changes {
+            if let Some(b) = f.get_mut(at) {
+                *b = byte;
+            }
+        }
+        f.truncate(keep);
+        f.extend(std::iter::repeat_n(0, pad));
+        if let Some(plain) = parse_plain_tcp6(&f) {
+            let general = parse(&f);
+            proptest::prop_assert!(general.is_ok(), "{:?}", general.err());
+            proptest::prop_assert_eq!(format!("{:?}", Some(plain)), format!("{:?}", general.ok()));
+        }
+    }
+}

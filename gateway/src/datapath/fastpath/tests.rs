@@ -12,12 +12,13 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The lab's FullNAT services, a NAT one, a DR one, a SYN-proxied FullNAT one and a NAT64 one
 /// (IPv6 clients, an IPv4 real server answering to an IPv4 LIP of the IPv6 service, which the
-/// forwarder hands back to the general path): connections of every kind the fast path must take
-/// or leave.
+/// forwarder hands back to the general path), an IPv6 FullNAT one and an IPv6 DR one
+/// (`IPV6_SERVICES`): connections of every kind the fast path must take or leave.
 fn config() -> String {
     format!(
-        "{}{}",
+        "{}{}{}",
         dual_stack(LAB_CONFIG),
+        IPV6_SERVICES,
         r#"
 [[service]]
 vip = "10.10.0.100"
@@ -58,16 +59,33 @@ local_addresses = ["10.20.0.210"]
 [[service.real]]
 address = "10.20.0.11"
 port = 80
+
+[[service]]
+vip = "2001:db8:10::100"
+port = 8083
+protocol = "tcp"
+scheduler = "rr"
+local_addresses = ["2001:db8:20::200", "2001:db8:20::201"]
+[[service.real]]
+address = "2001:db8:20::11"
+port = 80
+[[service.real]]
+address = "2001:db8:20::12"
+port = 80
 "#
     )
 }
+
+/// The IPv6 real servers (`IPV6_SERVICES` and the FullNAT service above).
+const RS1_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 0x11);
+const RS2_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 0x12);
 
 /// The NAT64 service's client (destination `DESTS.len()`, one past `DESTS`) and its VIP.
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 2);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x100);
 
 /// Where a client's flow goes: the services above, a port with no service, the gateway itself;
-/// one more destination, `DESTS.len()`, is the NAT64 service (an IPv6 client).
+/// the destinations after these are IPv6 ones (`DESTS6`, an IPv6 client).
 const DESTS: [(Ipv4Addr, u16); 6] = [
     (VIP, 80),
     (VIP, 8080),
@@ -75,6 +93,16 @@ const DESTS: [(Ipv4Addr, u16); 6] = [
     (VIP, 443),
     (VIP, 81),
     (GW_CLIENT_IP, 22),
+];
+
+/// The IPv6 client's destinations: the NAT64 service, the IPv6 FullNAT service, the IPv6 DR
+/// service, a port with no service, the gateway's own address.
+const DESTS6: [(Ipv6Addr, u16); 5] = [
+    (VIP6, 8082),
+    (VIP6, 8083),
+    (VIP6, 80),
+    (VIP6, 81),
+    (Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 1), 22),
 ];
 
 const SYN: u8 = 0x02;
@@ -146,7 +174,7 @@ fn event() -> impl Strategy<Value = Event> {
     ];
     (
         0u8..4,
-        prop_oneof![4 => Just(0u8), 1 => 1u8..=6],
+        prop_oneof![4 => Just(0u8), 1 => 1u8..=5, 2 => 6u8..=7, 1 => 8u8..=10],
         any::<bool>(),
         // Mostly what opens and carries a connection: SYN, SYN-ACK, ACK.
         prop_oneof![2 => Just(0usize), 2 => Just(6), 6 => Just(1), 3 => 0usize..FLAGS.len()],
@@ -189,19 +217,51 @@ fn with_flags(
     }
 }
 
-/// An IPv6 client's TCP frame with `flags` to the NAT64 service. Only the flaws of the Ethernet
-/// header apply (the others are the IPv4 header's and the fast path's, which IPv6 does not take).
-fn frame6(sport: u16, flags: u8, payload: usize, flaw: Flaw) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
-        .ipv6(CLIENT6.octets(), VIP6.octets(), 64)
-        .tcp(sport, 8082, 1000, 64000);
+/// An IPv6 TCP frame with `flags` from `src` to `dst`, between `macs`, flawed as `flaw` says
+/// (IPv4's flaws in IPv6's terms: a bad version for a bad header checksum, an extension header
+/// for options, a fragment header for a fragment).
+fn frame6(
+    macs: ([u8; 6], [u8; 6]),
+    src: (Ipv6Addr, u16),
+    dst: (Ipv6Addr, u16),
+    flags: u8,
+    payload: usize,
+    flaw: Flaw,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(macs.0, macs.1)
+        .ipv6(src.0.octets(), dst.0.octets(), 64)
+        .tcp(src.1, dst.1, 1000, 64000);
     let b = with_flags(b, flags);
+    let b = if let Flaw::TcpOptions = flaw {
+        b.options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1400)])
+            .unwrap()
+    } else {
+        b
+    };
     let mut v = Vec::new();
     b.write(&mut v, &vec![0x5a; payload]).unwrap();
+    // An 8-byte extension header in front of the TCP header: next header TCP, the rest `rest`.
+    let extend = |v: &mut Vec<u8>, kind: u8, rest: [u8; 6]| {
+        let mut h = vec![6, 0];
+        h.extend_from_slice(&rest);
+        v.splice(54..54, h);
+        v[20] = kind;
+        let len = u16::from_be_bytes([v[18], v[19]]) + 8;
+        v[18..20].copy_from_slice(&len.to_be_bytes());
+    };
     match flaw {
+        Flaw::IpChecksum => v[14] = 0x40 | (v[14] & 0x0F),
+        Flaw::TcpChecksum => v[70] ^= 0x01,
         Flaw::OtherMac => v[5] ^= 0x40,
+        // Destination options, one PadN.
+        Flaw::IpOptions => extend(&mut v, 60, [1, 4, 0, 0, 0, 0]),
+        // A first fragment, more to come.
+        Flaw::Fragment => extend(&mut v, 44, [0, 1, 0, 0, 0, 7]),
+        Flaw::Padding => v.extend_from_slice(&[0; 6]),
+        Flaw::Truncated => v.truncate(70),
+        Flaw::BadDataOffset => v[66] = (v[66] & 0x0F) | 0xF0,
         Flaw::Broadcast => v[..6].copy_from_slice(&[0xFF; 6]),
-        _ => {}
+        Flaw::None | Flaw::TcpOptions => {}
     }
     v
 }
@@ -346,10 +406,16 @@ fn control(dp: &mut Datapath<VecBuf>, step: &Step) {
 fn datapath(fast: bool, workers: usize) -> Datapath<VecBuf> {
     let mut dp = datapath_from(&config(), 0, workers, 1 << 10);
     dp.set_fast_path(fast);
-    // The IPv6 client's neighbour entry, so that NAT64 replies leave at once.
-    dp.v6
-        .neigh
-        .learn(CLIENT6, CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    // The IPv6 neighbours, so that packets to them leave at once.
+    for (ip, mac, port) in [
+        (CLIENT6, CLIENT_MAC, 0),
+        (RS1_6, RS1_MAC, 1),
+        (RS2_6, RS2_MAC, 1),
+    ] {
+        dp.v6
+            .neigh
+            .learn(ip, mac, port, 0, true, true, |_, _, _| {});
+    }
     dp
 }
 
@@ -360,7 +426,11 @@ fn datapath(fast: bool, workers: usize) -> Datapath<VecBuf> {
 type Outcome = (String, Vec<u8>);
 
 /// A real server's side of a flow: its MAC, its endpoint and the gateway's.
-type ServerSide = ([u8; 6], (Ipv4Addr, u16), (Ipv4Addr, u16));
+#[derive(Clone, Copy)]
+enum ServerSide {
+    V4([u8; 6], (Ipv4Addr, u16), (Ipv4Addr, u16)),
+    V6([u8; 6], (Ipv6Addr, u16), (Ipv6Addr, u16)),
+}
 
 fn play(events: &[Event], workers: usize) -> (Vec<Step>, Vec<Outcome>, String) {
     let mut dp = datapath(false, workers);
@@ -382,20 +452,25 @@ fn play(events: &[Event], workers: usize) -> (Vec<Step>, Vec<Outcome>, String) {
         }
         let key = (e.flow, e.dest);
         let side = server_side.get(&key).filter(|_| e.from_server);
+        let payload = e.payload.into();
         let (f, port) = match side {
-            Some(&(mac, from, to)) => (
-                frame(
-                    (mac, SERVER_PORT_MAC.0),
-                    from,
-                    to,
-                    e.flags,
-                    e.payload.into(),
-                    e.flaw,
-                ),
+            Some(&ServerSide::V4(mac, from, to)) => (
+                frame((mac, SERVER_PORT_MAC.0), from, to, e.flags, payload, e.flaw),
                 1,
             ),
-            None if usize::from(e.dest) == DESTS.len() => (
-                frame6(40000 + u16::from(e.flow), e.flags, e.payload.into(), e.flaw),
+            Some(&ServerSide::V6(mac, from, to)) => (
+                frame6((mac, SERVER_PORT_MAC.0), from, to, e.flags, payload, e.flaw),
+                1,
+            ),
+            None if usize::from(e.dest) >= DESTS.len() => (
+                frame6(
+                    (CLIENT_MAC.0, CLIENT_PORT_MAC.0),
+                    (CLIENT6, 40000 + u16::from(e.flow)),
+                    DESTS6[usize::from(e.dest) - DESTS.len()],
+                    e.flags,
+                    payload,
+                    e.flaw,
+                ),
                 0,
             ),
             None => (
@@ -426,12 +501,18 @@ fn play(events: &[Event], workers: usize) -> (Vec<Step>, Vec<Outcome>, String) {
             ..Default::default()
         };
         let out = outcome(dp.process(VecBuf::from_frame(&f), &meta));
-        if port == 0 && out.0 == "tx1" && out.1.len() >= 38 {
+        if port == 0 && out.0 == "tx1" && out.1.len() >= 58 {
             let o = &out.1;
             let ip = |i: usize| Ipv4Addr::new(o[i], o[i + 1], o[i + 2], o[i + 3]);
+            let ip6 = |i: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&o[i..i + 16]).unwrap());
             let port = |i: usize| u16::from_be_bytes([o[i], o[i + 1]]);
             let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
-            server_side.insert(key, (mac, (ip(30), port(36)), (ip(26), port(34))));
+            let side = if o[12..14] == [0x86, 0xdd] {
+                ServerSide::V6(mac, (ip6(38), port(56)), (ip6(22), port(54)))
+            } else {
+                ServerSide::V4(mac, (ip(30), port(36)), (ip(26), port(34)))
+            };
+            server_side.insert(key, side);
         }
         frames.push(Step::Frame(f, meta));
         outs.push(out);
@@ -538,4 +619,64 @@ fn established_segments_take_the_fast_path() {
         "tx0"
     );
     assert_eq!(dp.l3.stats.fast_path, before + 2);
+}
+
+/// The IPv6 fast path is taken: established segments of an IPv6 FullNAT connection leave
+/// through it both ways, one by one and in a burst; the SYN that opens it does not count.
+#[test]
+fn established_ipv6_segments_take_the_fast_path() {
+    let mut dp = datapath(true, 1);
+    let client = (CLIENT6, 40000);
+    let vip = (VIP6, 8083);
+    let to_vip = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
+    let syn = frame6(to_vip, client, vip, SYN, 0, Flaw::None);
+    let meta = RxMeta::default();
+    let (port, o) = outcome(dp.process(VecBuf::from_frame(&syn), &meta));
+    assert_eq!(port, "tx1");
+    assert_eq!(dp.l3.stats.fast_path, 0, "a SYN opening a connection");
+    let ip6 = |i: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&o[i..i + 16]).unwrap());
+    let (lip, rip) = (ip6(22), ip6(38));
+    let lport = u16::from_be_bytes([o[54], o[55]]);
+    let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
+    let from_rs = |flags, payload| {
+        frame6(
+            (mac, SERVER_PORT_MAC.0),
+            (rip, 80),
+            (lip, lport),
+            flags,
+            payload,
+            Flaw::None,
+        )
+    };
+    let server = RxMeta { port: 1, ..meta };
+    let (port, back) = outcome(dp.process(VecBuf::from_frame(&from_rs(SYN | ACK, 0)), &server));
+    assert_eq!(port, "tx0");
+    assert_eq!(&back[22..38], &VIP6.octets(), "from the VIP");
+    assert_eq!(dp.l3.stats.fast_path, 1, "the server's SYN-ACK");
+    let ack = frame6(to_vip, client, vip, ACK, 10, Flaw::None);
+    assert_eq!(
+        outcome(dp.process(VecBuf::from_frame(&ack), &meta)).0,
+        "tx1"
+    );
+    assert_eq!(dp.l3.stats.fast_path, 2);
+    // A burst of both sides' segments, an IPv4 frame for no service between them.
+    let frames = [
+        (from_rs(ACK, 100), server),
+        (
+            frame(to_vip, (CLIENT_IP, 1), (VIP, 81), ACK, 0, Flaw::None),
+            meta,
+        ),
+        (ack.clone(), meta),
+    ];
+    let mut pkts: Vec<Option<VecBuf>> = frames
+        .iter()
+        .map(|(f, _)| Some(VecBuf::from_frame(f)))
+        .collect();
+    let metas: Vec<RxMeta> = frames.iter().map(|(_, m)| *m).collect();
+    let mut out: Vec<Option<Verdict<VecBuf>>> = (0..frames.len()).map(|_| None).collect();
+    dp.process_burst(&mut pkts, &metas, &mut out);
+    let ports: Vec<String> = out.into_iter().map(|v| outcome(v.unwrap()).0).collect();
+    assert_eq!(ports[0], "tx0");
+    assert_eq!(ports[2], "tx1");
+    assert_eq!(dp.l3.stats.fast_path, 4);
 }
