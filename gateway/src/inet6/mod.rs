@@ -397,10 +397,17 @@ impl<B: PacketBuf> Inet6<B> {
         }
         // Ethernet padding is not data.
         pkt.set_len(v.end);
+        // `l4_of`'s checks were the admission's.
+        let seg = service::Segment {
+            sport: tuple.sport,
+            dport: tuple.dport,
+            flags,
+            pre,
+        };
         let verdict = if fwd.services().is_vip6(v.dst) {
-            service::to_service(self, l3, fwd, pkt, meta, v, pre)
+            service::to_service_segment(self, l3, fwd, pkt, meta, v, seg)
         } else if fwd.services().is_lip6(v.dst) {
-            service::from_server(self, l3, fwd, pkt, meta, v, pre)
+            service::from_server_segment(self, l3, fwd, pkt, meta, v, seg)
         } else {
             return self.dispatch(l3, fwd, pkt, meta, v, pre);
         };

@@ -67,6 +67,17 @@ fn l4_of<B: PacketBuf>(pkt: B, meta: &RxMeta, v: &Ipv6In) -> Result<(B, u16, u16
     Ok((pkt, sport, dport, flags))
 }
 
+/// What is known of a TCP or UDP packet once its upper-layer header was checked (`l4_of`, or the
+/// fast path's admission): its ports, its TCP flags, and what an earlier lookup found of its
+/// connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    pub sport: u16,
+    pub dport: u16,
+    pub flags: u8,
+    pub pre: Prelookup,
+}
+
 /// A packet of a TCP or UDP flow to an IPv6 VIP.
 pub fn to_service<B: PacketBuf>(
     v6: &mut Inet6<B>,
@@ -77,10 +88,37 @@ pub fn to_service<B: PacketBuf>(
     v: &Ipv6In,
     pre: Prelookup,
 ) -> Verdict<B> {
-    let (mut pkt, sport, dport, flags) = match l4_of(pkt, meta, v) {
-        Ok(x) => x,
-        Err(verdict) => return verdict,
-    };
+    match l4_of(pkt, meta, v) {
+        Ok((pkt, sport, dport, flags)) => {
+            let seg = Segment {
+                sport,
+                dport,
+                flags,
+                pre,
+            };
+            to_service_segment(v6, l3, fwd, pkt, meta, v, seg)
+        }
+        Err(verdict) => verdict,
+    }
+}
+
+/// `to_service` for a segment whose upper-layer header was checked (`seg`).
+#[inline]
+pub fn to_service_segment<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    mut pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+    seg: Segment,
+) -> Verdict<B> {
+    let Segment {
+        sport,
+        dport,
+        flags,
+        pre,
+    } = seg;
     let is_tcp = v.proto == IpProtocol::TCP;
     let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
     let now = Ticks(l3.now_ms);
@@ -287,6 +325,20 @@ pub fn from_server<B: PacketBuf>(
     reply(v6, l3, fwd, pkt, meta, v, ReplyOwner::LocalPort, pre)
 }
 
+/// `from_server` for a segment whose upper-layer header was checked (`seg`).
+#[inline]
+pub fn from_server_segment<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+    seg: Segment,
+) -> Verdict<B> {
+    reply_segment(v6, l3, fwd, pkt, meta, v, ReplyOwner::LocalPort, seg)
+}
+
 /// A packet from an IPv6 NAT real server to a client: the reply of a NAT connection, given the
 /// VIP as source again; a reply of another worker's connection is handed to the owner of its
 /// client (`owner_of_client6`).
@@ -324,10 +376,39 @@ fn reply<B: PacketBuf>(
     owner: ReplyOwner,
     pre: Prelookup,
 ) -> Verdict<B> {
-    let (mut pkt, sport, dport, flags) = match l4_of(pkt, meta, v) {
-        Ok(x) => x,
-        Err(verdict) => return verdict,
-    };
+    match l4_of(pkt, meta, v) {
+        Ok((pkt, sport, dport, flags)) => {
+            let seg = Segment {
+                sport,
+                dport,
+                flags,
+                pre,
+            };
+            reply_segment(v6, l3, fwd, pkt, meta, v, owner, seg)
+        }
+        Err(verdict) => verdict,
+    }
+}
+
+/// `reply` for a segment whose upper-layer header was checked (`seg`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn reply_segment<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    mut pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+    owner: ReplyOwner,
+    seg: Segment,
+) -> Verdict<B> {
+    let Segment {
+        sport,
+        dport,
+        flags,
+        pre,
+    } = seg;
     let tuple = Tuple6::new(v.src, sport, v.dst, dport, v.proto.0);
     let Some((id, Dir::Reply)) = v6.conns.resolve(&tuple, pre) else {
         let layout = fwd.layout();

@@ -150,6 +150,11 @@ impl SchedState {
     /// `ip_vs_sched_persist` does: a live template whose server is still in the service wins, even
     /// over weight 0 unless `expire_quiescent` is set; otherwise the scheduler picks and the choice
     /// becomes the template.
+    ///
+    /// `#[inline]`: a wrapper the IPv4 and IPv6 new connections share; when the IPv6 path grew
+    /// (af1b59c's fast path), LLVM stopped inlining it into the IPv4 one, a SYN 30 instructions
+    /// dearer (`perf/cost.sh`).
+    #[inline]
     pub fn pick<C: ConnCounts + ?Sized>(
         &mut self,
         svc: &Service,
