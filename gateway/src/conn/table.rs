@@ -504,7 +504,13 @@ impl<T: ConnKey> Table<T> {
                     Some(v) => {
                         let id = v >> 1;
                         if let Some(c) = self.slab.get(id as usize) {
-                            prefetch(c as *const ConnOf<T> as *const u8);
+                            let at = c as *const ConnOf<T> as *const u8;
+                            prefetch(at);
+                            // An IPv6 entry takes two lines (`Tuple6`): the state is in the
+                            // second. Folded away for the one-line IPv4 entry.
+                            if core::mem::size_of::<ConnOf<T>>() > 64 {
+                                prefetch(at.wrapping_add(64));
+                            }
                         }
                         Prelookup::Hit(ConnId(id), dir_of(v))
                     }

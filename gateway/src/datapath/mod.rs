@@ -794,7 +794,12 @@ pub struct Datapath<B> {
     deferred: Vec<Deferred<B>>,
     /// Whether established segments take the fast path (`fastpath`); on unless a test compares.
     fast_path: bool,
+    /// The burst's IPv6 tuples and what the lookup stage found of them.
+    burst6: Box<fastpath::Burst6>,
 }
+
+/// `process_burst_timed`'s mark of an IPv6 frame (see there).
+const IPV6: u8 = 1;
 
 impl<B: PacketBuf> Datapath<B> {
     pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig, fwd: Forwarder) -> Self {
@@ -806,6 +811,7 @@ impl<B: PacketBuf> Datapath<B> {
             frags: crate::frag::FragTable::new(Default::default()),
             deferred: Vec::new(),
             fast_path: true,
+            burst6: Box::default(),
         }
     }
 
@@ -822,7 +828,7 @@ impl<B: PacketBuf> Datapath<B> {
             return self.forward_plain_tcp(pkt, meta, &v, Prelookup::NotDone);
         }
         if fastpath::is_ipv6(pkt.data()) {
-            return self.process_ipv6(pkt, meta);
+            return self.process_ipv6(pkt, meta, Prelookup::NotDone);
         }
         let (pkt, v) = match ingress(&mut self.l3, pkt, meta) {
             Ok(x) => x,
@@ -834,15 +840,15 @@ impl<B: PacketBuf> Datapath<B> {
         self.finish(pkt, meta, &v, Prelookup::NotDone)
     }
 
-    /// An IPv6 frame (`fastpath::is_ipv6`): the fast path's if it admits it, else `ingress`'s
-    /// L2 checks and `Inet6::process`.
+    /// An IPv6 frame (`fastpath::is_ipv6`): the fast path's if it admits it (`pre`: what the
+    /// burst's lookup found of its connection), else `ingress`'s L2 checks and `Inet6::process`.
     ///
     /// Never inlined (as `Inet6::process`): inlined into `process` and the burst loop, it moved
     /// the IPv4 paths' code about (`perf/cost.sh`: a SYN 38 instructions more, an established
     /// packet 14, with no change to their code); out of line, the IPv6 burst costs the same.
-    fn process_ipv6(&mut self, pkt: B, meta: &RxMeta) -> Verdict<B> {
+    fn process_ipv6(&mut self, pkt: B, meta: &RxMeta, pre: Prelookup) -> Verdict<B> {
         if let Some(v) = self.admit_plain_tcp6(&pkt, meta) {
-            return self.forward_plain_tcp6(pkt, meta, &v);
+            return self.forward_plain_tcp6(pkt, meta, &v, pre);
         }
         match ingress(&mut self.l3, pkt, meta) {
             Err(NotIpv4::Ipv6(pkt)) => self.v6.process(&mut self.l3, &mut self.fwd, pkt, meta),
@@ -888,9 +894,11 @@ impl<B: PacketBuf> Datapath<B> {
         let mut plain_tcp = [false; BURST];
         // IPv6, processed in its turn with the others (not ahead of the IPv4 packets before it,
         // which share the neighbour queues and the tx order with it), all of it then
-        // (`process_ipv6`).
-        let mut ipv6 = [false; BURST];
+        // (`process_ipv6`): `IPV6` + 1 + k for the `k`th whose connection the lookup stage
+        // looks up (`fastpath::Burst6`), `IPV6` for the others.
+        let mut ipv6 = [0u8; BURST];
         let mut m = 0;
+        let mut m6 = 0;
         for i in 0..n {
             let Some(pkt) = pkts[i].take() else { continue };
             // The fast path's frames go straight into their lanes, without the general path's
@@ -910,8 +918,15 @@ impl<B: PacketBuf> Datapath<B> {
                 continue;
             }
             if fastpath::is_ipv6(pkt.data()) {
+                ipv6[i] = IPV6;
+                if self.fast_path {
+                    if let Some(v) = crate::inet6::parse_plain_tcp6(pkt.data()) {
+                        self.burst6.tuples[m6] = crate::inet6::plain_tcp6_tuple(pkt.data(), &v);
+                        ipv6[i] = IPV6 + 1 + m6 as u8;
+                        m6 += 1;
+                    }
+                }
                 pkts[i] = Some(pkt);
-                ipv6[i] = true;
                 continue;
             }
             match ingress(&mut self.l3, pkt, &metas[i]) {
@@ -936,16 +951,33 @@ impl<B: PacketBuf> Datapath<B> {
         self.fwd
             .table()
             .prelookup_batch(&tuples[..m], &mut found[..m], prefetch);
+        if m6 > 0 {
+            let b = &mut *self.burst6;
+            self.v6
+                .conns
+                .prelookup_batch(&b.tuples[..m6], &mut b.found[..m6], prefetch);
+        }
         let after_lookup = clock();
         let mut pre = [Prelookup::NotDone; BURST];
         for k in 0..m {
             pre[which[k] as usize] = found[k];
         }
         let indexed = self.fwd.table().indexed();
+        let indexed6 = self.v6.conns.indexed();
         for i in 0..n {
-            if ipv6[i] {
+            if ipv6[i] >= IPV6 {
                 if let Some(pkt) = pkts[i].take() {
-                    out[i] = Some(self.process_ipv6(pkt, &metas[i]));
+                    let pre = match ipv6[i].checked_sub(IPV6 + 1) {
+                        // As for IPv4: a miss is a miss still unless tuples were added since.
+                        Some(k) => match self.burst6.found[usize::from(k)] {
+                            Prelookup::Miss if self.v6.conns.indexed() != indexed6 => {
+                                Prelookup::NotDone
+                            }
+                            p => p,
+                        },
+                        None => Prelookup::NotDone,
+                    };
+                    out[i] = Some(self.process_ipv6(pkt, &metas[i], pre));
                 }
                 continue;
             }

@@ -31,10 +31,10 @@
 //!
 //! Established TCP segments without extension headers take the fast path's admission
 //! (`datapath::fastpath`: one fixed-size parse, [`parse_plain_tcp6`]) and go straight to their
-//! service's side ([`Inet6::forward_plain_tcp`]).
+//! service's side ([`Inet6::forward_plain_tcp`]), their connections looked up in the burst
+//! pipeline's lookup stage.
 //!
-//! What is not here yet: NAT64 fragments (dropped), the burst pipeline's batched lookups (IPv6
-//! frames are processed one by one in its last stage), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
+//! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
 //! mirror of IPv6 addresses and routes from the kernel back to the datapath, passive health
 //! detection, client limits, the SYN proxy and persistence netmasks for IPv6 services (refused by
 //! the config, not ignored).
@@ -375,10 +375,12 @@ impl<B: PacketBuf> Inet6<B> {
 
     /// A segment the established fast path admitted (`Datapath::admit_plain_tcp6`: counted, its
     /// header parsed by `parse_plain_tcp6`, its checksum verified), of connection tuple `tuple`
-    /// (`plain_tcp6_tuple`): what `process` does with it after its parse. A segment of a
-    /// connection held here goes straight to its service's side (`dispatch`'s other checks are
-    /// the admission's), and is counted `fast_path` when it leaves.
+    /// (`plain_tcp6_tuple`): what `process` does with it after its parse, its connection found
+    /// with what the burst's lookup found (`pre`). A segment of a connection held here goes
+    /// straight to its service's side (`dispatch`'s other checks are the admission's), and is
+    /// counted `fast_path` when it leaves.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_plain_tcp(
         &mut self,
         l3: &mut L3<B>,
@@ -387,8 +389,9 @@ impl<B: PacketBuf> Inet6<B> {
         meta: &RxMeta,
         v: &Ipv6In,
         tuple: &crate::conn::Tuple6,
+        pre: Prelookup,
     ) -> Verdict<B> {
-        let found = self.conns.lookup(tuple);
+        let found = self.conns.resolve(tuple, pre);
         let flags = pkt.data().get(v.l4_off + 13).copied().unwrap_or(0);
         let client_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         let pre = Prelookup::from(found);
