@@ -575,7 +575,7 @@ pub fn lab_sh(lab: &Lab, args: &[&str]) {
 
 /// tcpdump in a namespace writing `file`; stopped (SIGINT) by `stop`.
 pub fn capture(lab: &Lab, node: &str, dev: &str, file: &std::path::Path, filter: &str) -> Child {
-    let c = Command::new("ip")
+    let mut c = Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -593,10 +593,28 @@ pub fn capture(lab: &Lab, node: &str, dev: &str, file: &std::path::Path, filter:
         .arg(file)
         .arg(filter)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // tcpdump says "listening on DEV" once its capture is open: from then on every packet reaches
+    // the file. A fixed 800 ms was not always enough on a loaded machine (CI at 411df2d: a TUN
+    // test's capture missed the frag-needed sent as its upload began, which the client had
+    // acted on). The thread drains the rest (tcpdump's counts at exit).
+    let stderr = c.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("tcpdump listening within 10 s");
     c
 }
 
