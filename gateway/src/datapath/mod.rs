@@ -919,6 +919,9 @@ impl<B: PacketBuf> Datapath<B> {
             }
             if fastpath::is_ipv6(pkt.data()) {
                 ipv6[i] = IPV6;
+                // Only the tuple, for the lookup stage: the last stage parses the frame again
+                // at its admission. Carrying the parse from here through a scratch area cost
+                // more than parsing twice (perf/RESULTS.md, "The IPv6 fast path").
                 if self.fast_path {
                     if let Some(v) = crate::inet6::parse_plain_tcp6(pkt.data()) {
                         self.burst6.tuples[m6] = crate::inet6::plain_tcp6_tuple(pkt.data(), &v);
