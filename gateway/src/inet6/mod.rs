@@ -410,7 +410,8 @@ impl<B: PacketBuf> Inet6<B> {
         let verdict = if fwd.services().is_vip6(v.dst) {
             service::to_service_segment(self, l3, fwd, pkt, meta, v, seg)
         } else if fwd.services().is_lip6(v.dst) {
-            service::from_server_segment(self, l3, fwd, pkt, meta, v, seg)
+            let owner = service::ReplyOwner::LocalPort;
+            service::reply_segment(self, l3, fwd, pkt, meta, v, owner, seg)
         } else {
             return self.dispatch(l3, fwd, pkt, meta, v, pre);
         };

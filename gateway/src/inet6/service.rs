@@ -36,8 +36,14 @@ use std::net::{IpAddr, Ipv6Addr};
 const TUNNEL_HOP_LIMIT: u8 = 64;
 
 /// The ports and TCP flags of a TCP or UDP packet, its length and checksum checked (unless the NIC
-/// or the worker that handed it over did); the verdict for one that fails.
-fn l4_of<B: PacketBuf>(pkt: B, meta: &RxMeta, v: &Ipv6In) -> Result<(B, u16, u16, u8), Verdict<B>> {
+/// or the worker that handed it over did), as a [`Segment`] with `pre`; the verdict for one that
+/// fails.
+fn l4_of<B: PacketBuf>(
+    pkt: B,
+    meta: &RxMeta,
+    v: &Ipv6In,
+    pre: Prelookup,
+) -> Result<(B, Segment), Verdict<B>> {
     // A first fragment has the ports; its checksum covers the whole datagram (not verified).
     let first = v.frag.is_some_and(|f| f.offset == 0);
     if v.is_fragment() && !first {
@@ -64,7 +70,13 @@ fn l4_of<B: PacketBuf>(pkt: B, meta: &RxMeta, v: &Ipv6In) -> Result<(B, u16, u16
     let sport = u16::from_be_bytes([l4[0], l4[1]]);
     let dport = u16::from_be_bytes([l4[2], l4[3]]);
     let flags = if is_tcp { l4[13] } else { 0 };
-    Ok((pkt, sport, dport, flags))
+    let seg = Segment {
+        sport,
+        dport,
+        flags,
+        pre,
+    };
+    Ok((pkt, seg))
 }
 
 /// What is known of a TCP or UDP packet once its upper-layer header was checked (`l4_of`, or the
@@ -88,16 +100,8 @@ pub fn to_service<B: PacketBuf>(
     v: &Ipv6In,
     pre: Prelookup,
 ) -> Verdict<B> {
-    match l4_of(pkt, meta, v) {
-        Ok((pkt, sport, dport, flags)) => {
-            let seg = Segment {
-                sport,
-                dport,
-                flags,
-                pre,
-            };
-            to_service_segment(v6, l3, fwd, pkt, meta, v, seg)
-        }
+    match l4_of(pkt, meta, v, pre) {
+        Ok((pkt, seg)) => to_service_segment(v6, l3, fwd, pkt, meta, v, seg),
         Err(verdict) => verdict,
     }
 }
@@ -325,20 +329,6 @@ pub fn from_server<B: PacketBuf>(
     reply(v6, l3, fwd, pkt, meta, v, ReplyOwner::LocalPort, pre)
 }
 
-/// `from_server` for a segment whose upper-layer header was checked (`seg`).
-#[inline]
-pub fn from_server_segment<B: PacketBuf>(
-    v6: &mut Inet6<B>,
-    l3: &mut L3<B>,
-    fwd: &mut Forwarder,
-    pkt: B,
-    meta: &RxMeta,
-    v: &Ipv6In,
-    seg: Segment,
-) -> Verdict<B> {
-    reply_segment(v6, l3, fwd, pkt, meta, v, ReplyOwner::LocalPort, seg)
-}
-
 /// A packet from an IPv6 NAT real server to a client: the reply of a NAT connection, given the
 /// VIP as source again; a reply of another worker's connection is handed to the owner of its
 /// client (`owner_of_client6`).
@@ -356,7 +346,7 @@ pub fn nat_reply<B: PacketBuf>(
 
 /// Which worker holds a reply's connection when this one does not.
 #[derive(Clone, Copy)]
-enum ReplyOwner {
+pub(super) enum ReplyOwner {
     /// The owner of the local port it is addressed to (FullNAT).
     LocalPort,
     /// The owner of the client's address and port it is addressed to (NAT).
@@ -376,16 +366,8 @@ fn reply<B: PacketBuf>(
     owner: ReplyOwner,
     pre: Prelookup,
 ) -> Verdict<B> {
-    match l4_of(pkt, meta, v) {
-        Ok((pkt, sport, dport, flags)) => {
-            let seg = Segment {
-                sport,
-                dport,
-                flags,
-                pre,
-            };
-            reply_segment(v6, l3, fwd, pkt, meta, v, owner, seg)
-        }
+    match l4_of(pkt, meta, v, pre) {
+        Ok((pkt, seg)) => reply_segment(v6, l3, fwd, pkt, meta, v, owner, seg),
         Err(verdict) => verdict,
     }
 }
@@ -393,7 +375,7 @@ fn reply<B: PacketBuf>(
 /// `reply` for a segment whose upper-layer header was checked (`seg`).
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn reply_segment<B: PacketBuf>(
+pub(super) fn reply_segment<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
     fwd: &mut Forwarder,
