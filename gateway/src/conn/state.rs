@@ -296,6 +296,26 @@ mod tests {
         }
     }
 
+    /// What the FullNAT fast path's `forward_hot` and `ConnTable::refresh_established` rest on:
+    /// an ACK without SYN, FIN or RST, whatever else it carries, keeps an ESTABLISHED connection
+    /// ESTABLISHED in every row.
+    #[test]
+    fn a_plain_ack_keeps_established_in_every_row() {
+        for flags in 0..=u8::MAX {
+            let plain_ack = flags & ACK != 0 && flags & (SYN | FIN | RST) == 0;
+            if !plain_ack {
+                continue;
+            }
+            for rows in [Rows::Input, Rows::Output, Rows::InputOnly] {
+                assert_eq!(
+                    tcp_next(rows, flags, State::Established),
+                    State::Established,
+                    "flags {flags:#x} in {rows:?}"
+                );
+            }
+        }
+    }
+
     fn run(rows: &[(Rows, u8)]) -> Vec<State> {
         let mut s = State::None;
         rows.iter()

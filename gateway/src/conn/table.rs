@@ -76,7 +76,7 @@ impl ConnFlags {
         self.0 & other.0 == other.0
     }
 
-    pub fn bits(self) -> u8 {
+    pub const fn bits(self) -> u8 {
         self.0
     }
 }
@@ -709,6 +709,20 @@ impl<T: ConnKey> Table<T> {
         let deadline = now.after_ms(self.timeout_ms[new as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
         StateChange { old, new }
+    }
+
+    /// `on_packet` for a TCP segment that leaves an established connection established: the
+    /// caller has seen the entry live in state ESTABLISHED with `ESTABLISHED_SEEN` set and
+    /// `INPUT_ONLY` clear, and the segment carry ACK and none of SYN, FIN and RST, which every
+    /// row of the state table maps from ESTABLISHED to ESTABLISHED (`state::tests`). So only the
+    /// timer is re-armed, with ESTABLISHED's timeout from `now`.
+    #[inline]
+    pub fn refresh_established(&mut self, id: ConnId, now: Ticks) {
+        debug_assert!(self.get(id).is_some_and(|c| c.state() == State::Established
+            && c.flags & ConnFlags::INPUT_ONLY.0 == 0
+            && c.flags & ConnFlags::ESTABLISHED_SEEN.0 != 0));
+        let deadline = now.after_ms(self.timeout_ms[State::Established as usize]);
+        self.wheel.rearm(&mut self.slab, id.0, deadline);
     }
 
     /// Takes slot `id` out of the index and onto the free list (timer already disarmed).

@@ -60,6 +60,22 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// Counts a packet of `len` bytes (its IP length) from `dir`: in from the client, out
+    /// from the real server.
+    #[inline]
+    pub fn count(&mut self, dir: Dir, len: u16) {
+        match dir {
+            Dir::Original => {
+                self.inpkts += 1;
+                self.inbytes += u64::from(len);
+            }
+            Dir::Reply => {
+                self.outpkts += 1;
+                self.outbytes += u64::from(len);
+            }
+        }
+    }
+
     pub fn add(&mut self, o: &Traffic) {
         self.conns += o.conns;
         self.inpkts += o.inpkts;
@@ -286,6 +302,7 @@ pub struct Forwarder {
     pub stats: FwdStats,
 }
 
+mod hot;
 mod install;
 pub use install::{Applied, InstallError, SyncCounters, SyncLog};
 
@@ -883,7 +900,13 @@ impl Forwarder {
         pre: Prelookup,
     ) -> Result<Verdict<B>, (B, Prelookup)> {
         match self.established(l3, v, pre) {
-            Ok((id, dir)) => Ok(self.forward(l3, pkt, v, id, dir, Ticks(l3.now_ms))),
+            Ok((id, dir)) => {
+                let now = Ticks(l3.now_ms);
+                Ok(match self.forward_hot(l3, pkt, v, id, dir, now) {
+                    Ok((pkt, dst)) => l3.route_out(pkt, dst),
+                    Err(pkt) => self.forward(l3, pkt, v, id, dir, now),
+                })
+            }
             Err(pre) => Err((pkt, pre)),
         }
     }
@@ -901,7 +924,11 @@ impl Forwarder {
     ) -> Result<(), (B, Prelookup)> {
         match self.established(l3, v, pre) {
             Ok((id, dir)) => {
-                self.forward_into(l3, pkt, v, id, dir, Ticks(l3.now_ms), out);
+                let now = Ticks(l3.now_ms);
+                match self.forward_hot(l3, pkt, v, id, dir, now) {
+                    Ok((pkt, dst)) => *out = Some(l3.route_out(pkt, dst)),
+                    Err(pkt) => self.forward_into(l3, pkt, v, id, dir, now, out),
+                }
                 Ok(())
             }
             Err(pre) => Err((pkt, pre)),
@@ -1860,16 +1887,7 @@ impl Forwarder {
             }
         }
         if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
-            match dir {
-                Dir::Original => {
-                    t.inpkts += 1;
-                    t.inbytes += u64::from(ip.total_len);
-                }
-                Dir::Reply => {
-                    t.outpkts += 1;
-                    t.outbytes += u64::from(ip.total_len);
-                }
-            }
+            t.count(dir, ip.total_len);
         }
         let l3_off = v.l3_off;
         let l4_off = ip.l4_off;

@@ -337,6 +337,12 @@ fn state(dp: &mut Datapath<VecBuf>) -> String {
         .flat_map(|vs| (0..vs.svc.len()).filter_map(|i| vs.svc.stats(i)))
         .map(|s| format!("{}/{}", s.active(), s.inactive()))
         .collect();
+    // The per-real-server traffic counters (`ipvsadm --stats`), which the fast path counts too.
+    let traffic: Vec<String> = dp
+        .fwd
+        .traffic_entries()
+        .map(|(k, t)| format!("{k:?} {t:?}"))
+        .collect();
     let conns: Vec<String> = dp
         .fwd
         .table()
@@ -345,9 +351,10 @@ fn state(dp: &mut Datapath<VecBuf>) -> String {
         .chain(dp.v6.conns.iter().map(|(id, c)| format!("v6 {id:?} {c:?}")))
         .collect();
     format!(
-        "{:?}\n{:?}\n{}\n{}\n{}",
+        "{:?}\n{:?}\n{}\n{}\n{}\n{}",
         stats,
         dp.fwd.stats,
+        traffic.join("\n"),
         conns.join("\n"),
         servers.join(" "),
         generated.join("\n")

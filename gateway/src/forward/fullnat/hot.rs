@@ -1,0 +1,103 @@
+//! The established fast path's forwarding body: what `Forwarder::forward_body` does for a plain
+//! ACK on an established FullNAT connection, and only that, without the checks that every
+//! other packet needs (a SYN proxy's pending handshake, a parked or orphaned entry, the server's
+//! handshake, a state change and its limits, sync, TOA). Most packets of a busy balancer are
+//! such ACKs; the general body spends about a third of its instructions on deciding that none
+//! of its other cases applies.
+//!
+//! `forward_hot` either does all of the packet's work or none of it: every condition is
+//! checked before the first side effect, and the packet goes back untouched to the general
+//! body when one fails. `datapath::fastpath`'s property test holds the two to the same
+//! verdicts, bytes, counters and table.
+
+use super::{mode, Forwarder, NO_DEST, PARKED, PROXIED};
+use crate::conn::{ConnFlags, ConnId, Dir, State, Ticks};
+use crate::datapath::{Ipv4In, L3};
+use crate::forward::rewrite::rewrite_l4;
+use crate::packet::PacketBuf;
+use crate::wire::{IpProtocol, TcpPacket};
+use std::net::Ipv4Addr;
+
+/// The entry flags `forward_hot` requires set (`WANT`) among those it looks at (`MASK`): the
+/// connection has been established (so no half-open count moves), its replies have been seen
+/// (no INPUT-ONLY rows), TOA has been dealt with, and it is not parked.
+const WANT: u8 = ConnFlags::ESTABLISHED_SEEN.bits() | ConnFlags::TOA_DONE.bits();
+const MASK: u8 = WANT | ConnFlags::INPUT_ONLY.bits() | PARKED.bits();
+
+impl Forwarder {
+    /// `forward_body` for a TCP segment with ACK and none of SYN, FIN and RST on established
+    /// FullNAT connection `id` (from `dir`), when no sync log is kept: rewritten, its connection's
+    /// timer, acknowledgment numbers and counters updated, it comes back with the address to
+    /// route it to. Any other packet comes back untouched (`Err`), nothing changed.
+    ///
+    /// Such a segment leaves the connection ESTABLISHED in every row of IPVS's state table
+    /// (`conn::state`'s tests), so the state, the real server's active count and the connection
+    /// limits stay as they are: only the timer is re-armed (`ConnTable::refresh_established`).
+    #[inline(always)]
+    pub(super) fn forward_hot<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        mut pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        dir: Dir,
+        now: Ticks,
+    ) -> Result<(B, Ipv4Addr), B> {
+        let ip = &v.ip;
+        let f = ip.tcp_flags;
+        if ip.protocol != IpProtocol::TCP
+            || !f.ack()
+            || f.syn()
+            || f.fin()
+            || f.rst()
+            || self.sync_log.is_some()
+        {
+            return Err(pkt);
+        }
+        let Some(c) = self.table.get_mut(id) else {
+            return Err(pkt);
+        };
+        let Some(reply) = c.reply() else {
+            return Err(pkt);
+        };
+        if c.flags().bits() & MASK != WANT
+            || c.state() != State::Established
+            || c.mode != mode::FULLNAT
+            || c.ext & PROXIED != 0
+            || c.rs == NO_DEST
+        {
+            return Err(pkt);
+        }
+        // From here on, `forward_body`'s steps for this packet, in its order.
+        l3.confirm_neighbour(ip.src, &pkt);
+        if let Some(t) = super::traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
+            t.count(dir, ip.total_len);
+        }
+        let (l3_off, l4_off) = (v.l3_off, ip.l4_off);
+        // Drop Ethernet padding: the frame ends where the IP packet does.
+        pkt.set_len(l3_off + ip.total_len as usize);
+        let ack = TcpPacket::new_unchecked(&pkt.data()[l4_off..]).ack_number();
+        let client = c.client();
+        let (src, dst) = match dir {
+            // The server has answered (`user2` is set): the client's ACK acknowledges its data.
+            Dir::Original => {
+                if c.user2 != 0 {
+                    c.user = ack;
+                }
+                // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
+                ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport))
+            }
+            Dir::Reply => {
+                c.user2 = ack;
+                // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
+                (
+                    (client.dst_ip(), client.dport),
+                    (client.src_ip(), client.sport),
+                )
+            }
+        };
+        self.table.refresh_established(id, now);
+        rewrite_l4(pkt.data_mut(), l3_off, l4_off, src, dst);
+        Ok((pkt, dst.0))
+    }
+}
