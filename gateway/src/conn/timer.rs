@@ -208,14 +208,24 @@ impl TimerWheel {
     }
 
     /// Sets a new deadline for `id`, arming it if needed. A later deadline only writes the node
-    /// (lazy); an earlier one moves it. O(1).
+    /// (lazy); an earlier one moves it. O(1). The lazy case, every packet of a connection, is
+    /// inlined into the caller; the others are not.
+    #[inline(always)]
     pub fn rearm<N: TimerNodes + ?Sized>(&mut self, nodes: &mut N, id: u32, deadline: Ticks) {
         let n = nodes.node_mut(id);
-        if !n.is_armed() {
-            self.arm(nodes, id, deadline);
-        } else if deadline >= n.deadline {
+        if n.is_armed() && deadline >= n.deadline {
             // The bucket it sits in comes due no later than the new deadline; it is moved then.
             n.deadline = deadline;
+        } else {
+            self.rearm_move(nodes, id, deadline);
+        }
+    }
+
+    /// `rearm` of a node not armed, or armed for a later deadline.
+    #[inline(never)]
+    fn rearm_move<N: TimerNodes + ?Sized>(&mut self, nodes: &mut N, id: u32, deadline: Ticks) {
+        if !nodes.node(id).is_armed() {
+            self.arm(nodes, id, deadline);
         } else {
             self.unlink(nodes, id);
             nodes.node_mut(id).deadline = deadline;
