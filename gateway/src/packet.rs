@@ -81,12 +81,14 @@ impl VecBuf {
 }
 
 impl PacketBuf for VecBuf {
-    #[inline]
+    // Always inlined, as `Mbuf`'s are, so that the harness (`datapath_cost`) inlines what the
+    // worker does.
+    #[inline(always)]
     fn data(&self) -> &[u8] {
         let b = &*self.0;
         &b.buf[b.off..b.off + b.len]
     }
-    #[inline]
+    #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         let b = &mut *self.0;
         &mut b.buf[b.off..b.off + b.len]

@@ -716,8 +716,9 @@ impl<T: ConnKey> Table<T> {
     /// caller has seen the entry live in state ESTABLISHED with `ESTABLISHED_SEEN` set and
     /// `INPUT_ONLY` clear, and the segment carry ACK and none of SYN, FIN and RST, which every
     /// row of the state table maps from ESTABLISHED to ESTABLISHED (`state::tests`). So only the
-    /// timer is re-armed, with ESTABLISHED's timeout from `now`.
-    #[inline]
+    /// timer is re-armed, with ESTABLISHED's timeout from `now`. Always inlined: the worker's
+    /// burst loop had called it.
+    #[inline(always)]
     pub fn refresh_established(&mut self, id: ConnId, now: Ticks) {
         debug_assert!(self.get(id).is_some_and(|c| c.state() == State::Established
             && c.flags & ConnFlags::INPUT_ONLY.0 == 0

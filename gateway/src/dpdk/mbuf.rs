@@ -47,7 +47,7 @@ impl Mbuf {
     }
 
     /// Frame length (this segment).
-    #[inline]
+    #[inline(always)]
     pub fn len(&self) -> usize {
         self.m().data_len as usize
     }
@@ -99,8 +99,9 @@ impl Mbuf {
         m.buf_len as usize - m.data_off as usize - m.data_len as usize
     }
 
-    /// The frame.
-    #[inline]
+    /// The frame. This and the accessors below are always inlined: they are a few loads, and
+    /// the compiler had called `data_mut` out of line from the burst loop.
+    #[inline(always)]
     pub fn data(&self) -> &[u8] {
         let m = self.m();
         // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer (DPDK invariant),
@@ -114,14 +115,14 @@ impl Mbuf {
     }
 
     /// The frame, writable.
-    #[inline]
+    #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let len = self.len();
         &mut self.room_mut()[..len]
     }
 
     /// The frame followed by the segment's tailroom, writable (for in-place growth).
-    #[inline]
+    #[inline(always)]
     pub fn room_mut(&mut self) -> &mut [u8] {
         let m = self.m();
         let off = m.data_off as usize;
@@ -331,15 +332,15 @@ impl Drop for TxBuffer {
 }
 
 impl crate::packet::PacketBuf for Mbuf {
-    #[inline]
+    #[inline(always)]
     fn data(&self) -> &[u8] {
         Mbuf::data(self)
     }
-    #[inline]
+    #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         Mbuf::data_mut(self)
     }
-    #[inline]
+    #[inline(always)]
     fn room_mut(&mut self) -> &mut [u8] {
         Mbuf::room_mut(self)
     }
