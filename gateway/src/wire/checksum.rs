@@ -170,8 +170,10 @@ pub fn l4(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, l4: &[u8]) -> Opti
 }
 
 /// Whether `l4` (checksum field included) verifies: its sum, plus the pseudo-header for TCP/UDP,
-/// folds to 0xFFFF. The caller handles UDP's "checksum 0 = none" before calling.
-#[inline]
+/// folds to 0xFFFF. The caller handles UDP's "checksum 0 = none" before calling. Always
+/// inlined: the fast path's admission verifies every segment the NIC did not, and the worker's
+/// burst loop called it.
+#[inline(always)]
 pub fn l4_verifies(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, l4: &[u8]) -> bool {
     let Ok(len) = u16::try_from(l4.len()) else {
         return false;
