@@ -147,7 +147,8 @@ impl<B: PacketBuf> Datapath<B> {
     /// `forward_plain_tcp` for the burst loop, writing the verdict into the burst's slot `out`
     /// (`Forwarder::forward_established_into`): returned through the stack and copied, a verdict
     /// was read back before the stores that wrote it had reached the cache (perf/RESULTS.md).
-    #[inline]
+    /// Always inlined, as the worker's burst loop inlines it (`perf/calls.sh`).
+    #[inline(always)]
     pub(super) fn forward_plain_tcp_into(
         &mut self,
         pkt: B,
