@@ -76,8 +76,8 @@ pub struct ServiceTable {
     /// IPv6 services by (VIP, vport, protocol), and the IPv6 VIPs: apart from the IPv4 ones so
     /// that the IPv4 lookups stay one probe of a small key.
     by_key6: HashMap<(Ipv6Addr, u16, u8), u32>,
-    vips6: hashbrown::HashSet<Ipv6Addr>,
-    lips6: hashbrown::HashSet<Ipv6Addr>,
+    /// Every IPv6 VIP and LIP with what it is (`vip`, `lip`), as `addrs` for IPv4.
+    addrs6: AddrTable<Ipv6Addr>,
     /// Addresses of IPv6 NAT real servers (their replies come back through the gateway), and
     /// whether each service has one.
     nat_reals6: hashbrown::HashSet<Ipv6Addr>,
@@ -104,6 +104,7 @@ impl ServiceTable {
             ..Default::default()
         };
         let mut addrs = Vec::new();
+        let mut addrs6 = Vec::new();
         for (cfg, lips, opts) in configs {
             let old = prev
                 .and_then(|p| p.find_ip(cfg.vip, cfg.vport, cfg.proto.number()))
@@ -124,7 +125,11 @@ impl ServiceTable {
                 IpAddr::V6(vip) => {
                     t.by_key6
                         .insert((vip, cfg.vport, cfg.proto.number()), index);
-                    t.vips6.insert(vip);
+                    let kind = AddrKind {
+                        vip: true,
+                        ..Default::default()
+                    };
+                    addrs6.push((vip, kind));
                 }
             }
             let lip64 = cfg.vip.is_ipv6();
@@ -137,7 +142,11 @@ impl ServiceTable {
                 };
                 (l, kind)
             }));
-            t.lips6.extend(opts.lips6.iter().copied());
+            let lip = AddrKind {
+                lip: true,
+                ..Default::default()
+            };
+            addrs6.extend(opts.lips6.iter().map(|&l| (l, lip)));
             let mut nat = false;
             for r in cfg
                 .reals
@@ -170,6 +179,7 @@ impl ServiceTable {
             });
         }
         t.addrs = AddrTable::new(addrs);
+        t.addrs6 = AddrTable::new(addrs6);
         Ok(t)
     }
 
@@ -197,7 +207,7 @@ impl ServiceTable {
     /// Whether `ip` is an IPv6 VIP (answered in neighbour discovery, served in `inet6`).
     #[inline]
     pub fn is_vip6(&self, ip: Ipv6Addr) -> bool {
-        self.vips6.contains(&ip)
+        self.addrs6.kind(ip).vip
     }
 
     /// Whether `ip` is an IPv4 local address of an IPv6 service (NAT64). One branch when no
@@ -224,12 +234,18 @@ impl ServiceTable {
     /// Whether `ip` is an IPv6 local address (FullNAT replies come to it).
     #[inline]
     pub fn is_lip6(&self, ip: Ipv6Addr) -> bool {
-        self.lips6.contains(&ip)
+        self.addrs6.kind(ip).lip
+    }
+
+    /// What the IPv6 address `ip` is, in one probe (`vip`, `lip`; never `lip64`).
+    #[inline]
+    pub fn kind6(&self, ip: Ipv6Addr) -> AddrKind {
+        self.addrs6.kind(ip)
     }
 
     /// Every IPv6 VIP and LIP: addresses the gateway answers neighbour solicitations for.
     pub fn addresses6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
-        self.vips6.iter().chain(self.lips6.iter()).copied()
+        self.addrs6.addresses()
     }
 
     /// Whether `ip` is a VIP, a LIP, or neither (both false), in one probe.

@@ -407,9 +407,10 @@ impl<B: PacketBuf> Inet6<B> {
             flags,
             pre,
         };
-        let verdict = if fwd.services().is_vip6(v.dst) {
+        let kind = fwd.services().kind6(v.dst);
+        let verdict = if kind.vip {
             service::to_service_segment(self, l3, fwd, pkt, meta, v, seg)
-        } else if fwd.services().is_lip6(v.dst) {
+        } else if kind.lip {
             let owner = service::ReplyOwner::LocalPort;
             service::reply_segment(self, l3, fwd, pkt, meta, v, owner, seg)
         } else {
@@ -453,10 +454,8 @@ impl<B: PacketBuf> Inet6<B> {
         if v.src.is_multicast() || v.src.is_unspecified() && v.proto != IpProtocol::ICMPV6 {
             return Verdict::Drop(Drop::Ipv6Malformed.into(), pkt);
         }
-        let (is_vip, is_lip) = {
-            let s = fwd.services();
-            (s.is_vip6(v.dst), s.is_lip6(v.dst))
-        };
+        let kind = fwd.services().kind6(v.dst);
+        let (is_vip, is_lip) = (kind.vip, kind.lip);
         let icmp_error = v.proto == IpProtocol::ICMPV6
             && pkt.data().get(v.l4_off).is_some_and(|&t| icmp::is_error(t));
         if icmp_error && (is_vip || is_lip) {
