@@ -601,6 +601,23 @@ impl Forwarder {
     }
 
     /// Every (service, real server) and its traffic on this worker.
+    /// Counts a packet of `len` bytes (its IP length as received) from `dir` on a connection of
+    /// real server `rs` of service `svc`, for `ipvsadm --stats`: for the IPv6 paths (`inet6`),
+    /// whose connections live in a table of their own. IPv4's are counted in `forward_body`.
+    #[inline]
+    pub fn count_packet(&mut self, svc: u16, rs: u16, dir: Dir, len: u16) {
+        if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, svc, rs) {
+            t.count(dir, len);
+        }
+    }
+
+    /// Counts a new connection to real server `rs` of service `svc` (`count_packet`'s twin).
+    pub fn count_conn(&mut self, svc: u16, rs: u16) {
+        if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, svc, rs) {
+            t.conns += 1;
+        }
+    }
+
     pub fn traffic_entries(&self) -> impl Iterator<Item = (TrafficKey, Traffic)> + '_ {
         self.services
             .services

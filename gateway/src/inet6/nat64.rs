@@ -196,6 +196,7 @@ pub fn from_server<B: PacketBuf>(
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
+    fwd.count_packet(c.svc, c.rs, Dir::Reply, ip.total_len);
     super::service::count_activity(fwd.services(), c, change.activity());
     let client = c.client();
     let (cip, vip) = (client.src_ip(), client.dst_ip());

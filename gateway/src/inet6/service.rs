@@ -161,6 +161,9 @@ pub fn to_service_segment<B: PacketBuf>(
         },
     };
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
+    if let Some(c) = v6.conns.get(id) {
+        fwd.count_packet(c.svc, c.rs, Dir::Original, ip_len(v));
+    }
     let services = fwd.services();
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
@@ -310,6 +313,7 @@ fn new_conn<B: PacketBuf>(
     if let Some(s) = fwd.services().services[si as usize].svc.stats(ri) {
         s.on_conn_new();
     }
+    fwd.count_conn(si as u16, ri as u16);
     l3.stats.inet6.conns_created += 1;
     Ok(id)
 }
@@ -413,6 +417,7 @@ pub(super) fn reply_segment<B: PacketBuf>(
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
+    fwd.count_packet(c.svc, c.rs, Dir::Reply, ip_len(v));
     count_activity(fwd.services(), c, change.activity());
     let client = c.client();
     let (cip, vip) = (client.src_ip(), client.dst_ip());
@@ -514,4 +519,10 @@ pub fn release(services: &ServiceTable, c: &ConnOf<Tuple6>) {
     {
         s.on_conn_gone(c.is_active());
     }
+}
+
+/// An IPv6 packet's length as `ipvsadm --stats` counts it: the IP header and everything after
+/// it, as received (IPv4 counts its total length).
+fn ip_len(v: &Ipv6In) -> u16 {
+    u16::try_from(v.end.saturating_sub(crate::wire::ethernet::HEADER_LEN)).unwrap_or(u16::MAX)
 }

@@ -695,6 +695,20 @@ fn fullnat6_translates_both_ways_with_the_ipv6_toa() {
     stray[54 + 2..54 + 4].copy_from_slice(&(lport ^ 2).to_be_bytes());
     let v = dp.process(VecBuf::from_frame(&stray), &meta(1));
     assert!(matches!(v, Verdict::Drop(..)), "{v:?}");
+    // `ipvsadm --stats` counts the connection and its packets (IP lengths as received, TOA
+    // not included); the stray reply is not counted.
+    let ip_len = |f: &[u8]| (f.len() - 14) as u64;
+    let syn = tcp6_to(8080, 40000, true, b"");
+    let data = tcp6_to(8080, 40000, false, b"GET /");
+    let t = dp
+        .fwd
+        .traffic_entries()
+        .find(|(k, _)| k.vip == std::net::IpAddr::V6(a(VIP6)) && k.vport == 8080)
+        .map(|(_, t)| t)
+        .expect("the service's counters");
+    assert_eq!((t.conns, t.inpkts, t.outpkts), (1, 2, 1));
+    assert_eq!(t.inbytes, ip_len(syn.data()) + ip_len(data.data()));
+    assert_eq!(t.outbytes, ip_len(&r));
 }
 
 /// With two workers, a reply that reaches the worker not owning its local port is handed over.
@@ -1274,6 +1288,18 @@ fn nat64_translates_both_ways_with_the_ipv6_toa_and_a_clamped_mss() {
         (5300, 7000, want)
     );
     assert_eq!(u.payload(), b"answer");
+    // `ipvsadm --stats`: the TCP service counts its connection, the client's SYN (its IPv6
+    // length) and the server's SYN-ACK (its IPv4 length).
+    let t = dp
+        .fwd
+        .traffic_entries()
+        .find(|(k, _)| k.vip == std::net::IpAddr::V6(a(VIP6)) && k.vport == 8082 && k.proto == 6)
+        .map(|(_, t)| t)
+        .expect("the TCP service's counters");
+    let syn = tcp6_to(8082, 40000, true, b"");
+    assert_eq!((t.conns, t.inpkts, t.outpkts), (1, 1, 1));
+    assert_eq!(t.inbytes, (syn.data().len() - 14) as u64);
+    assert_eq!(t.outbytes, (r.len() - 14) as u64);
 }
 
 #[test]
