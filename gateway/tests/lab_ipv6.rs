@@ -326,6 +326,27 @@ fn ipv6_dr_beside_ipv4_fullnat() {
     }
     let (requests, errors, out) = wrk_close(&lab, "http://[2001:db8:10::100]:8083/", 3);
     assert!(requests > 300 && errors == 0, "{out}");
+    // `ipvsadm --stats` counts that service's traffic (IPv6 services counted nothing before
+    // cabee67). Workers publish their counters every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let stats = lab.ipvsadm(&["-Ln", "--stats", "--exact"]);
+    let cols: Vec<u64> = stats
+        .lines()
+        .find(|l| l.starts_with("TCP") && l.contains("[2001:db8:10::100]:8083"))
+        .unwrap_or_else(|| panic!("no NAT64 service line in:\n{stats}"))
+        .split_whitespace()
+        .skip(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // Conns, InPkts, OutPkts, InBytes, OutBytes.
+    assert_eq!(cols.len(), 5, "{stats}");
+    assert!(cols[0] >= requests, "a connection a request: {stats}");
+    assert!(cols[1] > cols[0] && cols[2] > cols[0], "{stats}");
+    // IP lengths as received: the clients' IPv6 (60 bytes or more), the servers' IPv4 (40).
+    assert!(
+        cols[3] >= 60 * cols[1] && cols[4] >= 40 * cols[2],
+        "{stats}"
+    );
 
     // ipvsadm's IPv6 forms.
     let list = lab.ipvsadm(&["-Ln"]);
