@@ -600,7 +600,6 @@ impl Forwarder {
         }
     }
 
-    /// Every (service, real server) and its traffic on this worker.
     /// Counts a packet of `len` bytes (its IP length as received) from `dir` on a connection of
     /// real server `rs` of service `svc`, for `ipvsadm --stats`: for the IPv6 paths (`inet6`),
     /// whose connections live in a table of their own. IPv4's are counted in `forward_body`.
@@ -618,6 +617,7 @@ impl Forwarder {
         }
     }
 
+    /// Every (service, real server) and its traffic on this worker.
     pub fn traffic_entries(&self) -> impl Iterator<Item = (TrafficKey, Traffic)> + '_ {
         self.services
             .services

@@ -73,8 +73,8 @@ pub struct ServiceTable {
     /// Every VIP and LIP with what it is, so that a packet's destination is classified in one
     /// probe (issue 16).
     addrs: AddrTable,
-    /// IPv6 services by (VIP, vport, protocol), and the IPv6 VIPs: apart from the IPv4 ones so
-    /// that the IPv4 lookups stay one probe of a small key.
+    /// IPv6 services by (VIP, vport, protocol): apart from the IPv4 ones so that the IPv4
+    /// lookups stay one probe of a small key.
     by_key6: HashMap<(Ipv6Addr, u16, u8), u32>,
     /// Every IPv6 VIP and LIP with what it is (`vip`, `lip`), as `addrs` for IPv4.
     addrs6: AddrTable<Ipv6Addr>,

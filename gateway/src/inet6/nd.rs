@@ -65,9 +65,10 @@ pub fn solicitation<B: PacketBuf>(
     if dad && (slla.is_some() || v.dst != icmpv6::solicited_node(target)) {
         return Verdict::Drop(Drop::NdInvalid.into(), pkt);
     }
-    let owned = l3.topo().owns6_on(meta.port, target)
-        || services.is_vip6(target)
-        || services.is_lip6(target);
+    let owned = l3.topo().owns6_on(meta.port, target) || {
+        let kind = services.kind6(target);
+        kind.vip || kind.lip
+    };
     if !owned {
         // Another host's (the port sees its neighbours' solicitations): the kernel's, if there
         // is a twin, else nothing to do, as with an ARP request for another address.
