@@ -204,12 +204,6 @@ impl ServiceTable {
         self.by_key6.get(&(vip, vport, proto)).copied()
     }
 
-    /// Whether `ip` is an IPv6 VIP (answered in neighbour discovery, served in `inet6`).
-    #[inline]
-    pub fn is_vip6(&self, ip: Ipv6Addr) -> bool {
-        self.addrs6.kind(ip).vip
-    }
-
     /// Whether `ip` is an IPv4 local address of an IPv6 service (NAT64). One branch when no
     /// service uses NAT64.
     #[inline]

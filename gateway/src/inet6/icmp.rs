@@ -147,9 +147,10 @@ pub fn error<B: PacketBuf>(
         // the owner of its client (both in the quote's source).
         let layout = fwd.layout();
         let (from, port) = q.src;
-        let owner = if fwd.services().is_lip6(from) && layout.contains(port) {
+        let lip = fwd.services().is_lip6(from);
+        let owner = if lip && layout.contains(port) {
             Some(layout.owner_of(port))
-        } else if fwd.services().is_lip6(from) {
+        } else if lip {
             None
         } else {
             Some(crate::forward::owner::owner_of_client6(

@@ -161,13 +161,11 @@ pub fn to_service_segment<B: PacketBuf>(
         },
     };
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
-    if let Some(c) = v6.conns.get(id) {
-        fwd.count_packet(c.svc, c.rs, Dir::Original, ip_len(v));
-    }
-    let services = fwd.services();
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
+    fwd.count_packet(c.svc, c.rs, Dir::Original, ip_len(v));
+    let services = fwd.services();
     let Some(rs) = services
         .services
         .get(c.svc as usize)
