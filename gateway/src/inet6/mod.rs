@@ -41,6 +41,7 @@
 
 pub mod frag6;
 pub mod fullnat;
+mod hot;
 pub mod icmp;
 pub mod nat64;
 pub mod nd;
@@ -377,15 +378,16 @@ impl<B: PacketBuf> Inet6<B> {
     /// header parsed by `parse_plain_tcp6`, its checksum verified), of connection tuple `tuple`
     /// (`plain_tcp6_tuple`): what `process` does with it after its parse, its connection found
     /// with what the burst's lookup found (`pre`). A segment of a connection held here goes
-    /// straight to its service's side (`dispatch`'s other checks are the admission's), and is
-    /// counted `fast_path` when it leaves.
+    /// straight to its service's side (`dispatch`'s other checks are the admission's), a plain
+    /// ACK on an established FullNAT connection through `hot::forward_hot`, and is counted
+    /// `fast_path` when it leaves.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn forward_plain_tcp(
         &mut self,
         l3: &mut L3<B>,
         fwd: &mut Forwarder,
-        mut pkt: B,
+        pkt: B,
         meta: &RxMeta,
         v: &Ipv6In,
         tuple: &crate::conn::Tuple6,
@@ -395,9 +397,18 @@ impl<B: PacketBuf> Inet6<B> {
         let flags = pkt.data().get(v.l4_off + 13).copied().unwrap_or(0);
         let client_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         let pre = Prelookup::from(found);
-        if found.is_none() || client_syn {
+        let Some((id, dir)) = found.filter(|_| !client_syn) else {
             return self.dispatch(l3, fwd, pkt, meta, v, pre);
-        }
+        };
+        let mut pkt = match hot::forward_hot(self, l3, fwd, pkt, v, id, dir, flags) {
+            Ok(verdict) => {
+                if matches!(verdict, Verdict::Tx(..)) {
+                    l3.stats.fast_path += 1;
+                }
+                return verdict;
+            }
+            Err(pkt) => pkt,
+        };
         // Ethernet padding is not data.
         pkt.set_len(v.end);
         // `l4_of`'s checks were the admission's.

@@ -521,6 +521,6 @@ pub fn release(services: &ServiceTable, c: &ConnOf<Tuple6>) {
 
 /// An IPv6 packet's length as `ipvsadm --stats` counts it: the IP header and everything after
 /// it, as received (IPv4 counts its total length).
-fn ip_len(v: &Ipv6In) -> u16 {
+pub(super) fn ip_len(v: &Ipv6In) -> u16 {
     u16::try_from(v.end.saturating_sub(crate::wire::ethernet::HEADER_LEN)).unwrap_or(u16::MAX)
 }
