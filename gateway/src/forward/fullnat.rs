@@ -929,19 +929,39 @@ impl Forwarder {
     }
 
     /// `forward_established`, writing the verdict into `out` (the burst's slot for the packet)
-    /// instead of returning it: see `forward_into`. `Err` leaves `out` as it was.
+    /// instead of returning it: see `forward_into`. `Err` leaves `out` as it was. A client's
+    /// segment whose candidate from the burst's lookup holds its tuple tries the hot path first.
     #[inline]
     pub fn forward_established_into<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
-        pkt: B,
+        mut pkt: B,
         v: &Ipv4In,
         pre: Prelookup,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
+        let now = Ticks(l3.now_ms);
+        // The burst's candidate from the client's side, when its entry holds the packet's tuple:
+        // the hot path without `established`'s probe of the destination. While the connection's
+        // service is configured its VIP is a VIP; once the service is gone the connection has
+        // no real server (`ConnRemap`'s `NO_DEST`), which the hot path refuses, and the packet
+        // then takes the way below. A reply's local address is probed there: one removed from
+        // the pools no longer takes replies.
+        if let Prelookup::Hit(id, Dir::Original) = pre {
+            let ip = &v.ip;
+            let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
+            if self.table.get(id).is_some_and(|c| c.client() == tuple) {
+                match self.forward_hot(l3, pkt, v, id, Dir::Original, now) {
+                    Ok((p, dst)) => {
+                        *out = Some(l3.route_out(p, dst));
+                        return Ok(());
+                    }
+                    Err(p) => pkt = p,
+                }
+            }
+        }
         match self.established(l3, v, pre) {
             Ok((id, dir)) => {
-                let now = Ticks(l3.now_ms);
                 match self.forward_hot(l3, pkt, v, id, dir, now) {
                     Ok((pkt, dst)) => *out = Some(l3.route_out(pkt, dst)),
                     Err(pkt) => self.forward_into(l3, pkt, v, id, dir, now, out),
@@ -2468,6 +2488,52 @@ mod tests {
             assert_eq!(found(&absent, id, dir), None);
         }
         assert_eq!(found(&ta, a, Dir::Original), Some((a, Dir::Original)));
+    }
+
+    /// The burst's candidate from the client's side goes straight to the hot path only if its
+    /// entry holds the packet's tuple: another connection's entry as the candidate (hash bits
+    /// alike) leaves the packet to the full lookup, which forwards it on its own connection.
+    #[test]
+    fn a_candidate_from_the_client_side_is_checked_before_the_hot_path() {
+        use crate::datapath::Ipv4In;
+        use crate::testkit::flows;
+        let (mut dp, acks, tmpl) = flows::established(2, 1 << 10);
+        let conns: Vec<(ConnId, Tuple, Tuple)> = dp
+            .fwd
+            .table()
+            .iter()
+            .map(|(id, c)| (id, c.client(), c.reply().unwrap()))
+            .collect();
+        assert_eq!(conns.len(), 2);
+        for (flow, ack) in acks.iter().enumerate() {
+            let mut buf = VecBuf::from_frame(&tmpl);
+            ack.write(&mut buf, &tmpl);
+            let parsed = crate::wire::parse_l3l4(buf.data()).unwrap();
+            let v = Ipv4In {
+                l3_off: parsed.l3_off,
+                ip: parsed.ip.unwrap(),
+            };
+            let ip = &v.ip;
+            let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, 6);
+            let own = conns.iter().position(|c| c.1 == tuple).expect("its entry");
+            let other = conns[1 - own].0;
+            let mut out = None;
+            let fwd = &mut dp.fwd;
+            let candidate = Prelookup::Hit(other, Dir::Original);
+            assert!(fwd
+                .forward_established_into(&mut dp.l3, buf, &v, candidate, &mut out)
+                .is_ok());
+            let Some(Verdict::Tx(1, b)) = out else {
+                panic!("flow {flow} not forwarded");
+            };
+            let t = crate::wire::parse_l3l4(b.data()).unwrap().ip.unwrap();
+            let reply = conns[own].2;
+            assert_eq!(
+                (t.src, t.src_port, t.dst, t.dst_port),
+                (reply.dst_ip(), reply.dport, reply.src_ip(), reply.sport),
+                "flow {flow} left on its own connection"
+            );
+        }
     }
 
     #[test]
