@@ -47,10 +47,14 @@ impl<B: PacketBuf> Datapath<B> {
             return None;
         }
         let frame = pkt.data();
-        // The cheapest refusal first: another MAC (broadcast, multicast, a frame flooded to us)
-        // is not parsed twice.
+        // The cheapest refusals first: another EtherType (IPv6's frames try this admission
+        // first), another MAC (broadcast, multicast, a frame flooded to us), neither parsed twice.
+        let eth: &[u8; 14] = frame.first_chunk()?;
+        if eth[12..] != [0x08, 0x00] {
+            return None;
+        }
         let port_mac = self.l3.topo.ports.get(usize::from(meta.port))?.mac;
-        if *frame.first_chunk::<6>()? != port_mac.0 {
+        if eth[..6] != port_mac.0 {
             return None;
         }
         let parsed = wire::parse_plain_tcp(frame, meta.ip_csum != CsumStatus::Good)?.ok()?;
