@@ -1097,6 +1097,14 @@ impl<B: PacketBuf> Datapath<B> {
         self.l3.stats.drop(r);
     }
 
+    /// Counts a frame `settle` would send (`Verdict::Tx`), for a caller that sends it itself.
+    #[inline(always)]
+    pub fn count_tx(&mut self, b: &B) {
+        let s = &mut self.l3.stats;
+        s.tx_packets += 1;
+        s.tx_bytes += b.len() as u64;
+    }
+
     /// Counts a verdict as the worker carries it out and returns what is left to do with the
     /// frame: transmit it, or hand it to a worker (the caller then counts `handoff_out`, or a
     /// `ring_full` drop, with [`Datapath::handed_over`]). Drops are counted here; `Done` and `Held`
@@ -1105,9 +1113,7 @@ impl<B: PacketBuf> Datapath<B> {
     pub fn settle(&mut self, v: Verdict<B>) -> Option<Verdict<B>> {
         match v {
             Verdict::Tx(port, b) => {
-                let s = &mut self.l3.stats;
-                s.tx_packets += 1;
-                s.tx_bytes += b.len() as u64;
+                self.count_tx(&b);
                 Some(Verdict::Tx(port, b))
             }
             Verdict::ToWorker(w, b) => Some(Verdict::ToWorker(w, b)),
