@@ -3,9 +3,9 @@
 # cache misses (Valgrind's callgrind, --cache-sim) of gateway/examples/datapath_cost.rs at two
 # operation counts; the difference over the difference of counts is one operation's cost, whatever
 # the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
-# Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k syn
-# handshake handoff expire established6-burst-1k; add established-1m, established-burst-1m and
-# reply-1m, slow; established6-1k, reply6-1k, dr6-1k)
+# Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k
+# reply-burst-1k syn handshake handoff expire established6-burst-1k; add established-1m,
+# established-burst-1m and reply-1m, slow; established6-1k, reply6-1k, dr6-1k)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
 set -euo pipefail
@@ -35,7 +35,7 @@ fi
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k syn handshake handoff expire established6-burst-1k)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k syn handshake handoff expire established6-burst-1k)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
 # Totals of one run: Ir D1mr D1mw DLmr DLmw (callgrind's event order with --cache-sim=yes).
@@ -77,6 +77,11 @@ per_op() {
             f=$(per_op ack-frames-burst 2000 6000)
             echo "# established-burst-net: established-burst-1k minus writing and moving its frames ($(echo "$f" | cut -d' ' -f1) instructions)"
             echo "established-burst-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        fi
+        if [ "$s" = reply-burst-1k ]; then
+            f=$(per_op reply-frames-burst 2000 6000)
+            echo "# reply-burst-net: reply-burst-1k minus writing and moving its frames ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "reply-burst-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
         if [ "$s" = established6-burst-1k ]; then
             f=$(per_op ack6-frames-burst 2000 6000)

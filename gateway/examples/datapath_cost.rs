@@ -26,7 +26,10 @@
 //!   (issue 21); an operation is two packets, a client ACK and a server data segment, so that
 //!   `ts-proxied` minus `ts-plain` is the proxy's translation both ways;
 //! - `reply-1k`, `reply-1m`: the real server's ACK on one of 1K or 1M established connections,
-//!   picked at random (to LIP:lport, translated back to the client);
+//!   picked at random (to LIP:lport, translated back to the client); `reply-burst-1k` the same
+//!   as a worker receives them, in bursts of 32 (half of what the wire's flows carry: the bench's
+//!   reflector answers every client segment), and `reply-frames-burst` only copies and moves its
+//!   frames (to subtract: `reply-burst-net`);
 //! - `handoff`: a client ACK that reaches the worker not owning its connection (one of 1K, two
 //!   workers): that worker's miss and hand-over verdict, then the owner forwarding it;
 //! - `expire`: a connection that opened (a SYN) and expired unanswered by the timer; `perf/cost.sh`
@@ -89,6 +92,8 @@ fn main() {
         }
         Some("reply-1k") => reply_run(1_000, 1 << 12, n),
         Some("reply-1m") => reply_run(1_000_000, 2 << 20, n),
+        Some("reply-burst-1k") => reply_burst_run(1_000, 1 << 12, n, true),
+        Some("reply-frames-burst") => reply_burst_run(1_000, 1 << 12, n, false),
         Some("handoff") => handoff_run(n),
         Some("established-2w") => two_workers_run(n),
         Some("established-1k-offload") => {
@@ -201,7 +206,7 @@ fn ipv6_run(scenario: &str, n: usize) {
     let order = random_order(1000, 1 << 16);
     if let s @ ("established6-burst-1k" | "ack6-frames-burst") = scenario {
         let forward = s == "established6-burst-1k";
-        bursts(&mut dp, meta, n, &frames[0], forward, |buf, k| {
+        bursts(&mut dp, meta, 1, n, &frames[0], forward, |buf, k| {
             let f = &frames[order[k & 0xFFFF] as usize];
             buf.set_len(f.len());
             buf.data_mut().copy_from_slice(f);
@@ -224,18 +229,19 @@ fn ipv6_run(scenario: &str, n: usize) {
 fn established_burst_run(conns: u32, cap: u32, n: usize, forward: bool) {
     let (mut dp, acks, ack) = established(conns, cap);
     let order = random_order(conns, 1 << 16);
-    bursts(&mut dp, META, n, &ack, forward, |buf, k| {
+    bursts(&mut dp, META, 1, n, &ack, forward, |buf, k| {
         acks[order[k & 0xFFFF] as usize].write(buf, &ack)
     });
 }
 
 /// `n` frames through `process_burst_timed` in bursts of [`BURST`] (its batched lookup,
 /// prefetching as a worker does), each written by `write(buffer, k)` for the `k`th frame into a
-/// buffer the last burst sent to the server side (`first` to start with). Without `forward`,
-/// only the frames are written and moved.
+/// buffer the last burst sent on port `to` (`first` to start with). Without `forward`, only the
+/// frames are written and moved.
 fn bursts(
     dp: &mut Datapath<VecBuf>,
     meta: RxMeta,
+    to: u16,
     n: usize,
     first: &[u8],
     forward: bool,
@@ -262,8 +268,8 @@ fn bursts(
         dp.process_burst_timed(&mut pkts, &metas, &mut out, || 0, gateway::dpdk::prefetch);
         for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
             match o.take() {
-                Some(Verdict::Tx(1, b)) => *p = Some(b),
-                _ => panic!("not forwarded to the server side"),
+                Some(Verdict::Tx(port, b)) if port == to => *p = Some(b),
+                _ => panic!("not forwarded to port {to}"),
             }
         }
     }
@@ -281,6 +287,36 @@ fn established_run(conns: u32, cap: u32, n: usize) {
 /// `conns` established connections and the real server's ACK on each, picked at random.
 fn reply_run(conns: u32, cap: u32, n: usize) {
     let (mut dp, _, _) = established(conns, cap);
+    let frames = reply_frames(&dp, conns);
+    let from_server = RxMeta { port: 1, ..META };
+    let order = random_order(conns, 1 << 16);
+    let mut buf = VecBuf::from_frame(&frames[0]);
+    for k in 0..n {
+        let f = &frames[order[k & 0xFFFF] as usize];
+        buf.set_len(f.len());
+        buf.data_mut().copy_from_slice(f);
+        buf = sent(dp.process(buf, &from_server));
+    }
+}
+
+/// `reply-1k` as a worker receives it: bursts of [`BURST`] real servers' ACKs of random
+/// connections through `process_burst_timed`, as `established-burst-1k` sends the clients'
+/// (the wire's flows go both ways: `perf/bench`'s reflector answers every segment). Without
+/// `forward`, only the frames are written and moved (`reply-frames-burst`, to subtract).
+fn reply_burst_run(conns: u32, cap: u32, n: usize, forward: bool) {
+    let (mut dp, _, _) = established(conns, cap);
+    let frames = reply_frames(&dp, conns);
+    let from_server = RxMeta { port: 1, ..META };
+    let order = random_order(conns, 1 << 16);
+    bursts(&mut dp, from_server, 0, n, &frames[0], forward, |buf, k| {
+        let f = &frames[order[k & 0xFFFF] as usize];
+        buf.set_len(f.len());
+        buf.data_mut().copy_from_slice(f);
+    });
+}
+
+/// The real server's ACK, with timestamps, on each of `dp`'s `conns` connections.
+fn reply_frames(dp: &Datapath<VecBuf>, conns: u32) -> Vec<Vec<u8>> {
     let frames: Vec<Vec<u8>> = dp
         .fwd
         .table()
@@ -302,15 +338,7 @@ fn reply_run(conns: u32, cap: u32, n: usize) {
         })
         .collect();
     assert_eq!(frames.len(), conns as usize);
-    let from_server = RxMeta { port: 1, ..META };
-    let order = random_order(conns, 1 << 16);
-    let mut buf = VecBuf::from_frame(&frames[0]);
-    for k in 0..n {
-        let f = &frames[order[k & 0xFFFF] as usize];
-        buf.set_len(f.len());
-        buf.data_mut().copy_from_slice(f);
-        buf = sent(dp.process(buf, &from_server));
-    }
+    frames
 }
 
 /// Two workers sharing 1K connections; each operation is a client ACK sent to the worker that

@@ -68,6 +68,14 @@ impl AddrKind {
     const LIP: u8 = 2;
     const LIP64: u8 = 4;
 
+    /// A VIP or a local address of the IPv4 services, not a NAT64 one: where an IPv4 segment
+    /// reaches its FullNAT connection (the IPv4 replies of NAT64 connections are the IPv6
+    /// table's).
+    #[inline(always)]
+    pub fn reaches_ipv4_conns(self) -> bool {
+        (self.vip || self.lip) && !self.lip64
+    }
+
     fn from_bits(b: u8) -> AddrKind {
         AddrKind {
             vip: b & Self::VIP != 0,

@@ -929,8 +929,8 @@ impl Forwarder {
     }
 
     /// `forward_established`, writing the verdict into `out` (the burst's slot for the packet)
-    /// instead of returning it: see `forward_into`. `Err` leaves `out` as it was. A client's
-    /// segment whose candidate from the burst's lookup holds its tuple tries the hot path first.
+    /// instead of returning it: see `forward_into`. `Err` leaves `out` as it was. A segment
+    /// whose candidate from the burst's lookup holds its tuple tries the hot path first.
     #[inline]
     pub fn forward_established_into<B: PacketBuf>(
         &mut self,
@@ -941,23 +941,38 @@ impl Forwarder {
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
         let now = Ticks(l3.now_ms);
-        // The burst's candidate from the client's side, when its entry holds the packet's tuple:
-        // the hot path without `established`'s probe of the destination. While the connection's
-        // service is configured its VIP is a VIP; once the service is gone the connection has
-        // no real server (`ConnRemap`'s `NO_DEST`), which the hot path refuses, and the packet
-        // then takes the way below. A reply's local address is probed there: one removed from
-        // the pools no longer takes replies.
-        if let Prelookup::Hit(id, Dir::Original) = pre {
+        // The burst's candidate, when its entry holds the packet's tuple from that side: the hot
+        // path without `established`'s lookup, and for a client's segment without its probe of
+        // the destination. While the connection's service is configured its VIP is a VIP; once
+        // the service is gone the connection has no real server (`ConnRemap`'s `NO_DEST`), which
+        // the hot path refuses, and the packet then takes the way below. A reply's destination
+        // is probed as `established` probes it: a local address removed from the pools no longer
+        // takes replies.
+        if let Prelookup::Hit(id, dir) = pre {
             let ip = &v.ip;
             let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
-            if self.table.get(id).is_some_and(|c| c.client() == tuple) {
-                match self.forward_hot(l3, pkt, v, id, Dir::Original, now) {
-                    Ok((p, dst)) => {
-                        *out = Some(l3.route_out(p, dst));
-                        return Ok(());
-                    }
-                    Err(p) => pkt = p,
+            // Each side with its own call: `forward_hot` inlined for one known side.
+            let hot = match dir {
+                Dir::Original if self.table.get(id).is_some_and(|c| c.client() == tuple) => {
+                    self.forward_hot(l3, pkt, v, id, Dir::Original, now)
                 }
+                Dir::Reply
+                    if self.services.kind(ip.dst).reaches_ipv4_conns()
+                        && self.table.get(id).is_some_and(|c| c.reply() == Some(tuple)) =>
+                {
+                    let hot = self.forward_hot(l3, pkt, v, id, Dir::Reply, now);
+                    // `established` counts a reply it finds; the hot path's were not.
+                    l3.stats.steer_hits += u64::from(hot.is_ok());
+                    hot
+                }
+                _ => Err(pkt),
+            };
+            match hot {
+                Ok((p, dst)) => {
+                    *out = Some(l3.route_out(p, dst));
+                    return Ok(());
+                }
+                Err(p) => pkt = p,
             }
         }
         match self.established(l3, v, pre) {
@@ -984,8 +999,7 @@ impl Forwarder {
         pre: Prelookup,
     ) -> Result<(ConnId, Dir), Prelookup> {
         let ip = &v.ip;
-        let kind = self.services.kind(ip.dst);
-        if !(kind.vip || kind.lip) || kind.lip64 {
+        if !self.services.kind(ip.dst).reaches_ipv4_conns() {
             return Err(pre);
         }
         let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
@@ -2490,48 +2504,134 @@ mod tests {
         assert_eq!(found(&ta, a, Dir::Original), Some((a, Dir::Original)));
     }
 
-    /// The burst's candidate from the client's side goes straight to the hot path only if its
-    /// entry holds the packet's tuple: another connection's entry as the candidate (hash bits
-    /// alike) leaves the packet to the full lookup, which forwards it on its own connection.
-    #[test]
-    fn a_candidate_from_the_client_side_is_checked_before_the_hot_path() {
-        use crate::datapath::Ipv4In;
-        use crate::testkit::flows;
-        let (mut dp, acks, tmpl) = flows::established(2, 1 << 10);
-        let conns: Vec<(ConnId, Tuple, Tuple)> = dp
+    /// Each connection's id, client tuple and reply tuple.
+    type Conns = Vec<(ConnId, Tuple, Tuple)>;
+
+    /// Two established connections of the bench's service (`testkit::flows`), the clients' ACK
+    /// frames, and the connections.
+    fn two_connections() -> (Datapath<VecBuf>, Vec<VecBuf>, Conns) {
+        let (dp, acks, tmpl) = crate::testkit::flows::established(2, 1 << 10);
+        let conns: Conns = dp
             .fwd
             .table()
             .iter()
             .map(|(id, c)| (id, c.client(), c.reply().unwrap()))
             .collect();
         assert_eq!(conns.len(), 2);
-        for (flow, ack) in acks.iter().enumerate() {
-            let mut buf = VecBuf::from_frame(&tmpl);
-            ack.write(&mut buf, &tmpl);
-            let parsed = crate::wire::parse_l3l4(buf.data()).unwrap();
-            let v = Ipv4In {
-                l3_off: parsed.l3_off,
-                ip: parsed.ip.unwrap(),
-            };
-            let ip = &v.ip;
-            let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, 6);
-            let own = conns.iter().position(|c| c.1 == tuple).expect("its entry");
-            let other = conns[1 - own].0;
-            let mut out = None;
-            let fwd = &mut dp.fwd;
-            let candidate = Prelookup::Hit(other, Dir::Original);
-            assert!(fwd
-                .forward_established_into(&mut dp.l3, buf, &v, candidate, &mut out)
-                .is_ok());
-            let Some(Verdict::Tx(1, b)) = out else {
+        let frames = acks
+            .iter()
+            .map(|a| {
+                let mut buf = VecBuf::from_frame(&tmpl);
+                a.write(&mut buf, &tmpl);
+                buf
+            })
+            .collect();
+        (dp, frames, conns)
+    }
+
+    /// `forward_established_into` for `buf` with the burst's candidate `pre`: the verdict, or
+    /// `Err` when the packet is handed back.
+    fn through_candidate(
+        dp: &mut Datapath<VecBuf>,
+        buf: VecBuf,
+        pre: Prelookup,
+    ) -> Result<Option<Verdict<VecBuf>>, ()> {
+        let parsed = crate::wire::parse_l3l4(buf.data()).unwrap();
+        let v = crate::datapath::Ipv4In {
+            l3_off: parsed.l3_off,
+            ip: parsed.ip.unwrap(),
+        };
+        let mut out = None;
+        match dp
+            .fwd
+            .forward_established_into(&mut dp.l3, buf, &v, pre, &mut out)
+        {
+            Ok(()) => Ok(out),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// The addresses and ports a frame left with.
+    fn endpoints(b: &VecBuf) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+        let t = crate::wire::parse_l3l4(b.data()).unwrap().ip.unwrap();
+        (t.src, t.src_port, t.dst, t.dst_port)
+    }
+
+    /// The burst's candidate from the client's side goes straight to the hot path only if its
+    /// entry holds the packet's tuple: another connection's entry as the candidate (hash bits
+    /// alike) leaves the packet to the full lookup, which forwards it on its own connection.
+    #[test]
+    fn a_candidate_from_the_client_side_is_checked_before_the_hot_path() {
+        let (mut dp, frames, conns) = two_connections();
+        for (flow, buf) in frames.into_iter().enumerate() {
+            let own = conns
+                .iter()
+                .position(|c| c.1 == endpoints_tuple(&buf))
+                .unwrap();
+            let candidate = Prelookup::Hit(conns[1 - own].0, Dir::Original);
+            let Ok(Some(Verdict::Tx(1, b))) = through_candidate(&mut dp, buf, candidate) else {
                 panic!("flow {flow} not forwarded");
             };
-            let t = crate::wire::parse_l3l4(b.data()).unwrap().ip.unwrap();
             let reply = conns[own].2;
             assert_eq!(
-                (t.src, t.src_port, t.dst, t.dst_port),
+                endpoints(&b),
                 (reply.dst_ip(), reply.dport, reply.src_ip(), reply.sport),
                 "flow {flow} left on its own connection"
+            );
+        }
+    }
+
+    /// A frame's TCP tuple, as the table keys it.
+    fn endpoints_tuple(b: &VecBuf) -> Tuple {
+        let (src, sport, dst, dport) = endpoints(b);
+        Tuple::new(src, sport, dst, dport, 6)
+    }
+
+    /// A real server's segment: the candidate goes straight to the hot path only if its entry
+    /// holds the tuple from the server's side, and only while the destination is still a local
+    /// address; a reply to one removed from the pools is handed back, as `established` hands it
+    /// back (`handle_with` decides).
+    #[test]
+    fn a_candidate_from_the_server_side_is_checked_before_the_hot_path() {
+        let (mut dp, _, conns) = two_connections();
+        let server_ack = |r: &Tuple| {
+            let mut f = Vec::new();
+            PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+                .ipv4(r.src_ip().octets(), r.dst_ip().octets(), 64)
+                .tcp(r.sport, r.dport, 5000, 64240)
+                .ack(1001)
+                .write(&mut f, &[])
+                .unwrap();
+            VecBuf::from_frame(&f)
+        };
+        for own in 0..2 {
+            let (_, client, reply) = conns[own];
+            let candidate = Prelookup::Hit(conns[1 - own].0, Dir::Reply);
+            let Ok(Some(Verdict::Tx(0, b))) =
+                through_candidate(&mut dp, server_ack(&reply), candidate)
+            else {
+                panic!("reply {own} not forwarded");
+            };
+            assert_eq!(
+                endpoints(&b),
+                (client.dst_ip(), client.dport, client.src_ip(), client.sport),
+                "reply {own} left on its own connection"
+            );
+        }
+        // The service keeps its VIP and real servers, its local addresses are all new.
+        let lips: Vec<String> = (200..216).map(|i| format!("\"10.20.0.{i}\"")).collect();
+        let text =
+            crate::testkit::flows::bench_config().replace(&lips.join(", "), "\"10.20.0.250\"");
+        let v = Config::parse(&text).unwrap().validate().unwrap();
+        let old = dp.fwd.services().clone();
+        let new = ServiceTable::new(old.generation + 1, v.services, Some(&old)).unwrap();
+        let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
+        dp.commit_services(prepared);
+        for (id, _, reply) in &conns {
+            let pre = Prelookup::Hit(*id, Dir::Reply);
+            assert!(
+                through_candidate(&mut dp, server_ack(reply), pre).is_err(),
+                "a reply to a removed local address is handed back"
             );
         }
     }
