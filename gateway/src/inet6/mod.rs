@@ -32,7 +32,8 @@
 //! Established TCP segments without extension headers take the fast path's admission
 //! (`datapath::fastpath`: one fixed-size parse, [`parse_plain_tcp6`]) and go straight to their
 //! service's side ([`Inet6::forward_plain_tcp`]), their connections looked up in the burst
-//! pipeline's lookup stage.
+//! pipeline's lookup stage; a plain ACK on an established FullNAT connection takes `hot`, which
+//! leaves the connection's state as it is (as IPv4's `forward::fullnat::hot`).
 //!
 //! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
 //! mirror of IPv6 addresses and routes from the kernel back to the datapath, passive health
