@@ -76,7 +76,10 @@ impl Forwarder {
         let (l3_off, l4_off) = (v.l3_off, ip.l4_off);
         // Drop Ethernet padding: the frame ends where the IP packet does.
         pkt.set_len(l3_off + ip.total_len as usize);
-        let ack = TcpPacket::new_unchecked(&pkt.data()[l4_off..]).ack_number();
+        // One view of the frame for the acknowledgment number and the rewrite: each access
+        // through the buffer reads its fields again.
+        let frame = pkt.data_mut();
+        let ack = TcpPacket::new_unchecked(&frame[l4_off..]).ack_number();
         let client = c.client();
         let (src, dst) = match dir {
             // The server has answered (`user2` is set): the client's ACK acknowledges its data.
@@ -97,7 +100,7 @@ impl Forwarder {
             }
         };
         self.table.refresh_established(id, now);
-        rewrite_l4(pkt.data_mut(), l3_off, l4_off, src, dst);
+        rewrite_l4(frame, l3_off, l4_off, src, dst);
         Ok((pkt, dst.0))
     }
 }
