@@ -961,7 +961,8 @@ impl Forwarder {
                         && self.table.get(id).is_some_and(|c| c.reply() == Some(tuple)) =>
                 {
                     let hot = self.forward_hot(l3, pkt, v, id, Dir::Reply, now);
-                    // `established` counts a reply it finds; the hot path's were not.
+                    // Counted as `established` counts the replies it finds (`steer_hits`);
+                    // one the hot path refuses is counted there.
                     l3.stats.steer_hits += u64::from(hot.is_ok());
                     hot
                 }
