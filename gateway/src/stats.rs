@@ -297,38 +297,14 @@ impl StageCounters {
     }
 }
 
-/// Rounds a worker times stage by stage: one in this many (and every round until one with
-/// packets was timed). Reading the TSC costs about 23 cycles on the machines measured, and a
-/// timed round reads it some fifteen times, about 5 cycles a packet (perf/RESULTS.md, "What the
-/// stage laps cost"); the other rounds read it three times (start, end of the packet stages, end
-/// of the timers).
-pub const TIMED_EVERY: u32 = 16;
-
-/// The timed rounds' cycles the split keeps before it halves: about 50 ms of timed rounds, 0.8 s
-/// of a busy worker's rounds at 2.6 GHz.
-const SPLIT_WINDOW: u64 = 1 << 27;
-
 /// A poll round's stage times: each `lap` charges the cycles since the previous one to a stage.
 /// Kept for the round and added to the worker's counters only if the round did work, so idle
 /// polling is not counted (as the worker's busy cycles).
-///
-/// Only one round in [`TIMED_EVERY`] reads the clock at each stage's end (`timed`); the others
-/// count their stages' calls and packets, and `close` splits the cycles of their packet stages
-/// in the proportions the timed rounds with packets measured. So every round's stages still add
-/// up to its busy cycles, the timers (after `close`) are measured in every round, and a stage's
-/// cycles are an estimate from many timed rounds (thousands a second at line rate).
 #[derive(Clone, Debug, Default)]
 pub struct Laps {
     mark: u64,
     start: u64,
     stages: [StageCounters; Stage::COUNT],
-    /// Whether this round reads the clock at each stage's end.
-    timed: bool,
-    /// Whether `close` ran: the laps after it are measured in every round.
-    closed: bool,
-    rounds: u32,
-    /// The packet stages' cycles in the timed rounds with packets so far: the split of the others.
-    split: [u64; Stage::COUNT],
 }
 
 impl Laps {
@@ -338,69 +314,16 @@ impl Laps {
         self.mark = now;
         self.start = now;
         self.stages = Default::default();
-        self.closed = false;
-        self.rounds = self.rounds.wrapping_add(1);
-        self.timed = self.rounds.is_multiple_of(TIMED_EVERY) || self.split.iter().all(|&c| c == 0);
     }
 
-    /// Whether this round's laps read the clock: when not, `lap` ignores the time it is given
-    /// until `close`, so the caller passes 0 instead of reading the TSC.
-    #[inline(always)]
-    pub fn timed(&self) -> bool {
-        self.timed || self.closed
-    }
-
-    /// Charges the cycles since the last lap to `stage`, one call with `packets`. In a round that
-    /// is not timed, only the call and the packets before `close`.
+    /// Charges the cycles since the last lap to `stage`, one call with `packets`.
     #[inline]
     pub fn lap(&mut self, stage: Stage, now: u64, packets: usize) {
-        let timed = self.timed();
         let s = &mut self.stages[stage as usize];
+        s.cycles += now.wrapping_sub(self.mark);
         s.calls += u64::from(packets > 0 || stage == Stage::Timers);
         s.packets += packets as u64;
-        if timed {
-            s.cycles += now.wrapping_sub(self.mark);
-            self.mark = now;
-        }
-    }
-
-    /// Ends the round's packet stages at TSC `now` (read in every round) with a lap of `stage`. A
-    /// timed round with packets adds its stages to the split; a round that is not timed has its
-    /// cycles since the start split as the timed ones were (all to `Stage::Rx`, polling, in one
-    /// without packets or before any split). The laps after this one are measured.
-    pub fn close(&mut self, stage: Stage, now: u64, packets: usize) {
-        let with_packets = self.stages.iter().any(|s| s.packets > 0) || packets > 0;
-        if self.timed {
-            self.lap(stage, now, packets);
-            if with_packets {
-                for (sp, st) in self.split.iter_mut().zip(&self.stages) {
-                    *sp += st.cycles;
-                }
-                // Recent rounds weigh most: the split follows a change of traffic (a flood of
-                // SYNs, then established flows) within about a second at line rate.
-                if self.split.iter().sum::<u64>() > SPLIT_WINDOW {
-                    for sp in &mut self.split {
-                        *sp /= 2;
-                    }
-                }
-            }
-        } else {
-            self.lap(stage, now, packets);
-            let elapsed = now.wrapping_sub(self.start);
-            let total: u64 = self.split.iter().sum();
-            let mut given = 0;
-            if with_packets && total > 0 {
-                for (st, &sp) in self.stages.iter_mut().zip(&self.split) {
-                    let c = (u128::from(elapsed) * u128::from(sp) / u128::from(total)) as u64;
-                    st.cycles += c;
-                    given += c;
-                }
-            }
-            // What the integer split left over, or all of it.
-            self.stages[Stage::Rx as usize].cycles += elapsed - given;
-        }
         self.mark = now;
-        self.closed = true;
     }
 
     /// Cycles from the round's start to the last lap.
@@ -632,88 +555,6 @@ impl WorkerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A round of the shape below from TSC `t`: rx 10 cycles, l2-l3 20, lookup 5, forward 40, tx
-    /// 25, each with `packets`, then timers 7; the clock is read only where the round is timed,
-    /// as the worker does. Returns the round's end and whether it was timed.
-    fn round(
-        laps: &mut Laps,
-        runtime: &mut [StageCounters; Stage::COUNT],
-        t: u64,
-        packets: usize,
-    ) -> (u64, bool) {
-        laps.start(t);
-        let timed = laps.timed();
-        let mut at = t;
-        for (stage, c) in [
-            (Stage::Rx, 10),
-            (Stage::L2L3, 20),
-            (Stage::Lookup, 5),
-            (Stage::Forward, 40),
-        ] {
-            at += c;
-            let now = if laps.timed() { at } else { 0 };
-            laps.lap(stage, now, packets);
-        }
-        at += 25;
-        laps.close(Stage::Tx, at, packets);
-        at += 7;
-        laps.lap(Stage::Timers, at, 0);
-        assert_eq!(laps.elapsed(), 107);
-        laps.commit(runtime);
-        (at, timed)
-    }
-
-    /// One round in `TIMED_EVERY` is timed stage by stage; the others' stages get their cycles
-    /// in its proportions, so the stages still add up to the busy cycles, and the timers are
-    /// measured in every round.
-    #[test]
-    fn untimed_rounds_split_their_cycles_as_the_timed_ones() {
-        let mut laps = Laps::default();
-        let mut runtime = [StageCounters::default(); Stage::COUNT];
-        let (mut t, mut timed) = (1000, 0);
-        let rounds = 4 * TIMED_EVERY as u64;
-        for _ in 0..rounds {
-            let (end, was_timed) = round(&mut laps, &mut runtime, t, 32);
-            timed += u64::from(was_timed);
-            t = end + 1000;
-        }
-        // The first round (nothing learned yet), then one in `TIMED_EVERY`.
-        assert_eq!(timed, 1 + rounds / u64::from(TIMED_EVERY));
-        for (stage, c) in [
-            (Stage::Rx, 10),
-            (Stage::L2L3, 20),
-            (Stage::Lookup, 5),
-            (Stage::Forward, 40),
-            (Stage::Tx, 25),
-            (Stage::Timers, 7),
-        ] {
-            let s = runtime[stage as usize];
-            assert_eq!(s.cycles, rounds * c, "{stage:?}");
-            assert_eq!(s.calls, rounds, "{stage:?}");
-            let packets = if stage == Stage::Timers {
-                0
-            } else {
-                rounds * 32
-            };
-            assert_eq!(s.packets, packets, "{stage:?}");
-        }
-    }
-
-    /// A round without packets that is not timed (housekeeping alone) is polling: its cycles
-    /// before the timers go to rx, not split over stages it did not run.
-    #[test]
-    fn an_untimed_round_without_packets_is_polling() {
-        let mut laps = Laps::default();
-        let mut runtime = [StageCounters::default(); Stage::COUNT];
-        let (t, _) = round(&mut laps, &mut runtime, 1000, 32);
-        let mut idle = [StageCounters::default(); Stage::COUNT];
-        let (_, timed) = round(&mut laps, &mut idle, t + 1000, 0);
-        assert!(!timed);
-        assert_eq!(idle[Stage::Rx as usize].cycles, 100);
-        assert_eq!(idle[Stage::Timers as usize].cycles, 7);
-        assert_eq!(idle.iter().map(|s| s.cycles).sum::<u64>(), 107);
-    }
 
     #[test]
     fn access_list_counts_add_rule_by_rule() {

@@ -123,16 +123,6 @@ const PUBLISH_EVERY_MS: u64 = 100;
 /// an empty poll of a tap queue is a read() system call, too dear for every round.
 const TWIN_POLL_US: u64 = 200;
 
-/// The TSC for a stage's lap in a timed round, 0 (unread: `Laps::lap` ignores it) in the others.
-#[inline(always)]
-fn lap_tsc(laps: &Laps) -> u64 {
-    if laps.timed() {
-        dpdk::tsc()
-    } else {
-        0
-    }
-}
-
 fn meta_of(m: &Mbuf, port: u16, queue: u16, from_peer: bool) -> RxMeta {
     let f = m.ol_flags();
     let ip = match f & dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK {
@@ -195,7 +185,7 @@ impl Worker {
             for pi in 0..self.port_ids.len() {
                 let port = self.port_ids[pi];
                 let n = batch.rx(port, queue);
-                laps.lap(Stage::Rx, lap_tsc(&laps), n);
+                laps.lap(Stage::Rx, dpdk::tsc(), n);
                 if n == 0 {
                     continue;
                 }
@@ -205,7 +195,7 @@ impl Worker {
             }
             for r in 0..self.rings_in.len() {
                 let n = batch.rx_ring(&self.rings_in[r]);
-                laps.lap(Stage::Handoff, lap_tsc(&laps), n);
+                laps.lap(Stage::Handoff, dpdk::tsc(), n);
                 if n == 0 {
                     continue;
                 }
@@ -237,7 +227,7 @@ impl Worker {
                         txq[pi].push(m);
                     }
                 }
-                laps.lap(Stage::Twin, lap_tsc(&laps), frames);
+                laps.lap(Stage::Twin, dpdk::tsc(), frames);
             }
             for d in self.datapath.take_deferred() {
                 self.dispatch(d.verdict, &mut txq, &mut twin_txq);
@@ -271,7 +261,7 @@ impl Worker {
                 t.flush();
             }
             let t1 = dpdk::tsc();
-            laps.close(Stage::Tx, t1, 0);
+            laps.lap(Stage::Tx, t1, 0);
             let now_ms = (t1 - start) / ms_div;
             let housekeeping = now_ms - last_house >= HOUSEKEEPING_EVERY_MS;
             if housekeeping {
@@ -359,13 +349,12 @@ impl Worker {
             self.tap.rx(p, pkts[..n].iter().flatten().map(Mbuf::data));
         }
         let mut out: [Option<Verdict<Mbuf>>; BURST] = Default::default();
-        laps.lap(src, lap_tsc(laps), 0);
-        let timed = laps.timed();
+        laps.lap(src, dpdk::tsc(), 0);
         let [l3, lookup, forward] = self.datapath.process_burst_timed(
             &mut pkts[..n],
             &metas[..n],
             &mut out[..n],
-            || if timed { dpdk::tsc() } else { 0 },
+            dpdk::tsc,
             dpdk::prefetch,
         );
         laps.lap(Stage::L2L3, l3, n);
@@ -384,7 +373,7 @@ impl Worker {
                 None => {}
             }
         }
-        laps.lap(Stage::Tx, lap_tsc(laps), n);
+        laps.lap(Stage::Tx, dpdk::tsc(), n);
     }
 
     #[inline]
