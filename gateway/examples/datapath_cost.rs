@@ -207,19 +207,23 @@ fn ipv6_run(scenario: &str, n: usize) {
     if let s @ ("established6-burst-1k" | "ack6-frames-burst") = scenario {
         let forward = s == "established6-burst-1k";
         bursts(&mut dp, meta, 1, n, &frames[0], forward, |buf, k| {
-            let f = &frames[order[k & 0xFFFF] as usize];
-            buf.set_len(f.len());
-            buf.data_mut().copy_from_slice(f);
+            copy_frame(buf, &frames[order[k & 0xFFFF] as usize]);
         });
         return;
     }
     let mut buf = VecBuf::from_frame(&frames[0]);
     for k in 0..n {
         let f = &frames[order[k & 0xFFFF] as usize];
-        buf.set_len(f.len());
-        buf.data_mut().copy_from_slice(f);
+        copy_frame(&mut buf, f);
         buf = sent(dp.process(buf, &meta));
     }
+}
+
+/// Puts frame `f` in `buf`, whatever it held.
+#[inline(always)]
+fn copy_frame(buf: &mut VecBuf, f: &[u8]) {
+    buf.set_len(f.len());
+    buf.data_mut().copy_from_slice(f);
 }
 
 /// `established-1k` (`-1m`) as a worker receives it: bursts of [`BURST`] ACKs of random flows
@@ -293,8 +297,7 @@ fn reply_run(conns: u32, cap: u32, n: usize) {
     let mut buf = VecBuf::from_frame(&frames[0]);
     for k in 0..n {
         let f = &frames[order[k & 0xFFFF] as usize];
-        buf.set_len(f.len());
-        buf.data_mut().copy_from_slice(f);
+        copy_frame(&mut buf, f);
         buf = sent(dp.process(buf, &from_server));
     }
 }
@@ -309,9 +312,7 @@ fn reply_burst_run(conns: u32, cap: u32, n: usize, forward: bool) {
     let from_server = RxMeta { port: 1, ..META };
     let order = random_order(conns, 1 << 16);
     bursts(&mut dp, from_server, 0, n, &frames[0], forward, |buf, k| {
-        let f = &frames[order[k & 0xFFFF] as usize];
-        buf.set_len(f.len());
-        buf.data_mut().copy_from_slice(f);
+        copy_frame(buf, &frames[order[k & 0xFFFF] as usize]);
     });
 }
 
@@ -457,8 +458,7 @@ fn handshake_run(through: bool, n: usize) {
     let mut buf = VecBuf::from_frame(&[0; 60]);
     let mut through_dp = |buf: VecBuf, f: &[u8], meta: &RxMeta| {
         let mut buf = buf;
-        buf.set_len(f.len());
-        buf.data_mut().copy_from_slice(f);
+        copy_frame(&mut buf, f);
         sent(dp.process(buf, meta))
     };
     for i in 0..n as u32 {

@@ -366,14 +366,20 @@ impl Worker {
                 // (too large to inline), it took a sixteenth of the worker's samples.
                 Some(Verdict::Tx(port, m)) => {
                     self.datapath.count_tx(&m);
-                    self.tap.tx(usize::from(port), m.data());
-                    txq[usize::from(port)].push(m)
+                    self.transmit(port, m, txq);
                 }
                 Some(v) => self.dispatch(v, txq, twin_txq),
                 None => {}
             }
         }
         laps.lap(Stage::Tx, dpdk::tsc(), n);
+    }
+
+    /// Queues a counted frame for port `port`, captured on its way out.
+    #[inline(always)]
+    fn transmit(&mut self, port: u16, m: Mbuf, txq: &mut [TxBuffer]) {
+        self.tap.tx(usize::from(port), m.data());
+        txq[usize::from(port)].push(m)
     }
 
     #[inline]
@@ -384,10 +390,7 @@ impl Worker {
         twin_txq: &mut [Option<TxBuffer>],
     ) {
         match self.datapath.settle(verdict) {
-            Some(Verdict::Tx(port, m)) => {
-                self.tap.tx(port as usize, m.data());
-                txq[port as usize].push(m)
-            }
+            Some(Verdict::Tx(port, m)) => self.transmit(port, m, txq),
             Some(Verdict::ToKernel(port, m)) => {
                 match twin_txq.get_mut(port as usize).and_then(Option::as_mut) {
                     Some(t) => t.push(m),
