@@ -186,6 +186,7 @@ fn bench_quick_ipv6_run_goes_through_the_ipv6_table() {
 
 /// `perf/bench --latency 1`: the gateway flat out, then paced at 50% and 90% of its flat-out
 /// send rate; each paced run is offered that fraction, receives, and has its percentiles in order.
+/// The round also measures the stalls of the DUT's CPU (`stalls`).
 #[test]
 fn bench_quick_latency_run_paces_at_fractions_of_the_flat_out_rate() {
     let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
@@ -212,5 +213,15 @@ fn bench_quick_latency_run_paces_at_fractions_of_the_flat_out_rate() {
         serde_json::json!([]),
         "--no-ref runs no testpmd"
     );
+    // The stall probe ran on the DUT's CPU for its second (`stalls`).
+    let probe = &all["runs"]["cpu1_stalls"][0];
+    assert!(probe["seconds"].as_f64().unwrap() >= 1.0, "{probe}");
+    assert_eq!(
+        probe["gaps_log2_us"].as_array().unwrap().len(),
+        24,
+        "{probe}"
+    );
+    let stalled = probe["stalled_fraction"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&stalled), "{probe}");
     let _ = std::fs::remove_dir_all(&out);
 }
