@@ -68,8 +68,8 @@ impl Forwarder {
         {
             return Err(pkt);
         }
-        // From here on, `forward_body`'s steps for this packet, in its order.
-        l3.confirm_neighbour(ip.src, &pkt);
+        // From here on, `forward_body`'s steps for this packet (the neighbour confirmed once the
+        // frame is at hand, below).
         if let Some(t) = super::traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
             t.count(dir, ip.total_len);
         }
@@ -79,6 +79,7 @@ impl Forwarder {
         // One view of the frame for the acknowledgment number and the rewrite: each access
         // through the buffer reads its fields again.
         let frame = pkt.data_mut();
+        l3.confirm_neighbour_in(ip.src, frame);
         let ack = TcpPacket::new_unchecked(&frame[l4_off..]).ack_number();
         let client = c.client();
         let (src, dst) = match dir {
