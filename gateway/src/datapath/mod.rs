@@ -431,7 +431,7 @@ impl<B: PacketBuf> L3<B> {
     ///
     /// Keyed by the MAC, not by `src`: every client behind a router sends through the router's
     /// MAC, and it is the router that is confirmed. Keyed by the client's address, the 64 slots
-    /// held a few dozen clients; at 10M connections from 167 addresses 95% of the clients'
+    /// held a few dozen clients; at 10M connections from 167 addresses 94% of the clients'
     /// segments went on to `confirm_neighbour_now` (perf/RESULTS.md, "Neighbours confirmed per
     /// MAC"). A MAC that is the next hop for several addresses (a router with two) confirms the
     /// first one's within an interval; the other's entry may go STALE and be probed, as Linux's
