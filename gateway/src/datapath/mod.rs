@@ -424,10 +424,10 @@ impl<B: PacketBuf> L3<B> {
     }
 
     /// The datapath received `pkt`, a packet of a tracked connection from `src`: confirms the
-    /// neighbour it came through, by the frame's source MAC (`NeighTable::confirm`). Costs a
-    /// compare per packet: each sending MAC confirms at most once per `CONFIRM_EVERY_MS`, in a
-    /// small direct-mapped cache keyed by that MAC; only then are the route and the table looked
-    /// up (`confirm_neighbour_now`, out of line).
+    /// neighbour it came through, by the frame's source MAC (`NeighTable::confirm`). Costs the
+    /// MAC's read, a multiply and a compare per packet: each sending MAC confirms at most once per
+    /// `CONFIRM_EVERY_MS`, in a small direct-mapped cache keyed by that MAC; only then are the
+    /// route and the table looked up (`confirm_neighbour_now`, out of line).
     ///
     /// Keyed by the MAC, not by `src`: every client behind a router sends through the router's
     /// MAC, and it is the router that is confirmed. Keyed by the client's address, the 64 slots
@@ -457,18 +457,25 @@ impl<B: PacketBuf> L3<B> {
         ]) >> 16;
         // Fibonacci hashing: the top bits of the product mix all six bytes.
         let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CONFIRM_SLOTS.ilog2());
-        let slot = &mut self.confirm_cache[hash as usize % CONFIRM_SLOTS];
-        if slot.0 == key && self.now_ms.saturating_sub(slot.1) < CONFIRM_EVERY_MS {
+        let slot = hash as usize % CONFIRM_SLOTS;
+        let (last, at) = self.confirm_cache[slot];
+        if last == key && self.now_ms.saturating_sub(at) < CONFIRM_EVERY_MS {
             return;
         }
-        *slot = (key, self.now_ms);
-        self.confirm_neighbour_now(src, key);
+        self.confirm_neighbour_now(src, key, slot);
     }
 
     /// Confirms the next hop toward `src` if it has the MAC `mac_key` (`confirm_neighbour_in`'s
-    /// key: the MAC's bytes in the low 48 bits, in order from the lowest).
+    /// key: the MAC's bytes in the low 48 bits, in order from the lowest), and notes it in
+    /// `confirm_cache[slot]`.
     #[inline(never)]
-    fn confirm_neighbour_now(&mut self, src: Ipv4Addr, mac_key: u64) {
+    fn confirm_neighbour_now(&mut self, src: Ipv4Addr, mac_key: u64, slot: usize) {
+        // No sender: the SYN proxy's completion, built here, carries a zero source MAC. It
+        // confirms nothing and takes no slot from a MAC that does.
+        if mac_key == 0 {
+            return;
+        }
+        self.confirm_cache[slot] = (mac_key, self.now_ms);
         if let Some(hop) = self.topo.routes.lookup(src) {
             let b = mac_key.to_le_bytes();
             let src_mac = MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]);

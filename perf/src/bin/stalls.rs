@@ -37,7 +37,8 @@ fn main() {
             break;
         }
     }
-    let total = prev - start;
+    // Never zero: a fraction of no time is none.
+    let total = (prev - start).max(Duration::from_nanos(1));
     println!(
         "{}",
         serde_json::json!({
