@@ -4,7 +4,7 @@
 # operation counts; the difference over the difference of counts is one operation's cost, whatever
 # the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
 # Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k
-# reply-burst-1k syn handshake handoff expire established6-burst-1k; add established-1m,
+# reply-burst-1k reply-burst-spread syn handshake handoff expire established6-burst-1k; add established-1m,
 # established-burst-1m and reply-1m, slow; established6-1k, reply6-1k, dr6-1k)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
@@ -35,7 +35,7 @@ fi
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k syn handshake handoff expire established6-burst-1k)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread syn handshake handoff expire established6-burst-1k)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
 # Totals of one run: Ir D1mr D1mw DLmr DLmw (callgrind's event order with --cache-sim=yes).

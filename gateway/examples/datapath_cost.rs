@@ -29,7 +29,8 @@
 //!   picked at random (to LIP:lport, translated back to the client); `reply-burst-1k` the same
 //!   as a worker receives them, in bursts of 32 (half of what the wire's flows carry: the bench's
 //!   reflector answers every client segment), and `reply-frames-burst` only copies and moves its
-//!   frames (to subtract: `reply-burst-net`);
+//!   frames (to subtract: `reply-burst-net`); `reply-burst-spread` the same with each client at
+//!   an address of its own (1K destinations for the replies, as behind a router to the Internet);
 //! - `handoff`: a client ACK that reaches the worker not owning its connection (one of 1K, two
 //!   workers): that worker's miss and hand-over verdict, then the owner forwarding it;
 //! - `expire`: a connection that opened (a SYN) and expired unanswered by the timer; `perf/cost.sh`
@@ -93,6 +94,7 @@ fn main() {
         Some("reply-1k") => reply_run(1_000, 1 << 12, n),
         Some("reply-1m") => reply_run(1_000_000, 2 << 20, n),
         Some("reply-burst-1k") => reply_burst_run(1_000, 1 << 12, n, true),
+        Some("reply-burst-spread") => reply_burst_spread_run(n),
         Some("reply-frames-burst") => reply_burst_run(1_000, 1 << 12, n, false),
         Some("handoff") => handoff_run(n),
         Some("established-2w") => two_workers_run(n),
@@ -124,7 +126,8 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: datapath_cost established-1k|established-1m|established-burst-1k|established-burst-1m|\
-                 ack-frames|ack-frames-1m|ack-frames-burst|ack-frames-burst-1m|reply-1k|reply-1m|syn|frames|\
+                 ack-frames|ack-frames-1m|ack-frames-burst|ack-frames-burst-1m|reply-1k|reply-1m|reply-burst-1k|\
+                 reply-frames-burst|reply-burst-spread|syn|frames|\
                  handoff|expire|established-2w|handshake|handshake-frames|established-1k-offload|ts-plain|ts-proxied|\
                  established6-1k|reply6-1k|dr6-1k|established6-burst-1k|ack6-frames-burst N"
             );
@@ -312,6 +315,18 @@ fn reply_burst_run(conns: u32, cap: u32, n: usize, forward: bool) {
     let from_server = RxMeta { port: 1, ..META };
     let order = random_order(conns, 1 << 16);
     bursts(&mut dp, from_server, 0, n, &frames[0], forward, |buf, k| {
+        copy_frame(buf, &frames[order[k & 0xFFFF] as usize]);
+    });
+}
+
+/// `reply-burst-1k` with each of the 1K clients at an address of its own (`client_spread`), as
+/// behind a router to the Internet: the replies go to 1K destinations.
+fn reply_burst_spread_run(n: usize) {
+    let (mut dp, _, _) = established_with(1_000, 1 << 12, client_spread);
+    let frames = reply_frames(&dp, 1_000);
+    let from_server = RxMeta { port: 1, ..META };
+    let order = random_order(1_000, 1 << 16);
+    bursts(&mut dp, from_server, 0, n, &frames[0], true, |buf, k| {
         copy_frame(buf, &frames[order[k & 0xFFFF] as usize]);
     });
 }

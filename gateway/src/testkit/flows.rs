@@ -52,6 +52,12 @@ pub fn client(i: u32) -> (Ipv4Addr, u16) {
     )
 }
 
+/// Connection `i`'s client when each has an address of its own, 11.0.0.0 + `i`, port 1024: clients
+/// from as many addresses as connections, as behind a router to the Internet.
+pub fn client_spread(i: u32) -> (Ipv4Addr, u16) {
+    (Ipv4Addr::from(0x0B00_0000 + i), 1024)
+}
+
 /// A client segment to VIP:80 with `flags` (6 = SYN, 0x10 = ACK) from client 0.
 pub fn template(flags: u8) -> Vec<u8> {
     let mut f = vec![0u8; 54];
@@ -85,7 +91,11 @@ pub struct Flow {
 
 impl Flow {
     pub fn new(tmpl: &[u8], i: u32) -> Flow {
-        let (ip, port) = client(i);
+        Flow::of(tmpl, client(i))
+    }
+
+    /// The flow of client `(ip, port)`.
+    pub fn of(tmpl: &[u8], (ip, port): (Ipv4Addr, u16)) -> Flow {
         let mut f = tmpl.to_vec();
         f[IP_SRC..IP_SRC + 4].copy_from_slice(&ip.octets());
         f[TCP_SPORT..TCP_SPORT + 2].copy_from_slice(&port.to_be_bytes());
@@ -148,13 +158,22 @@ pub fn random_order(n: u32, len: usize) -> Vec<u32> {
 /// A datapath holding `n` established FullNAT connections (clients [`client`]`(0..n)`), table
 /// capacity `cap`, and the ACK flows of those connections.
 pub fn established(n: u32, cap: u32) -> (Datapath<VecBuf>, Vec<Flow>, Vec<u8>) {
+    established_with(n, cap, client)
+}
+
+/// [`established`] with connection `i`'s client at `client(i)`.
+pub fn established_with(
+    n: u32,
+    cap: u32,
+    client: impl Fn(u32) -> (Ipv4Addr, u16),
+) -> (Datapath<VecBuf>, Vec<Flow>, Vec<u8>) {
     let syn = template(0x02);
     let ack = template(0x10);
     let mut dp: Datapath<VecBuf> = datapath_from(&bench_config(), 0, 1, cap);
     let mut buf = VecBuf::from_frame(&syn);
-    let acks: Vec<Flow> = (0..n).map(|i| Flow::new(&ack, i)).collect();
+    let acks: Vec<Flow> = (0..n).map(|i| Flow::of(&ack, client(i))).collect();
     for (i, a) in acks.iter().enumerate() {
-        buf = send(&mut dp, buf, &Flow::new(&syn, i as u32), &syn);
+        buf = send(&mut dp, buf, &Flow::of(&syn, client(i as u32)), &syn);
         buf = send(&mut dp, buf, a, &ack);
     }
     (dp, acks, ack)
