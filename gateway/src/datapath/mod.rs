@@ -194,6 +194,9 @@ impl GenFrame {
 
 /// Entries of the next-hop cache (direct-mapped by destination address).
 const NH_CACHE: usize = 256;
+/// Entries of the cache behind it, direct-mapped by the neighbour a destination is reached
+/// through (`L3::route_out_slow`): routers and on-link hosts, a handful.
+const HOP_CACHE: usize = 16;
 
 /// Slots of the neighbour-confirmation cache (`L3::confirm_neighbour`), one per sending MAC.
 const CONFIRM_SLOTS: usize = 64;
@@ -220,6 +223,9 @@ pub struct L3<B> {
     /// Route and neighbour lookups of recent destinations: most packets go to a handful of real
     /// servers and clients' next hops, so this saves a route lookup and a neighbour lookup per packet.
     nh_cache: Box<[NextHopEntry; NH_CACHE]>,
+    /// The same, by the neighbour (`NextHop::l2_target`) rather than the destination: what
+    /// every destination behind one router shares, for those `nh_cache` does not hold.
+    hop_cache: [NextHopEntry; HOP_CACHE],
     /// Bumped when the topology changes, to invalidate `nh_cache` along with neighbour changes.
     topo_generation: u64,
     /// (source MAC, ms) of the last neighbour confirmations (`confirm_neighbour`).
@@ -278,6 +284,7 @@ impl<B: PacketBuf> L3<B> {
             worker,
             topo,
             nh_cache: Box::new([NextHopEntry::default(); NH_CACHE]),
+            hop_cache: [NextHopEntry::default(); HOP_CACHE],
             topo_generation: 0,
             confirm_cache: [(0, 0); CONFIRM_SLOTS],
             neigh: NeighTable::new(neigh),
@@ -530,11 +537,30 @@ impl<B: PacketBuf> L3<B> {
         self.route_out_slow(pkt, dst, slot)
     }
 
+    /// `route_out` for a destination the next-hop cache does not hold: the route, then the
+    /// neighbour's MACs from the cache by neighbour (every client behind one router shares the
+    /// router's: replies to clients from many addresses would otherwise look the neighbour up each
+    /// time, 213 instructions a packet in `datapath_cost reply-burst-spread`, perf/RESULTS.md),
+    /// else from the neighbour table.
     fn route_out_slow(&mut self, mut pkt: B, dst: Ipv4Addr, slot: usize) -> Verdict<B> {
         let Some(hop) = self.topo.routes.lookup(dst) else {
             return Verdict::Drop(Drop::NoRoute.into(), pkt);
         };
         let target = hop.l2_target(dst);
+        let key = u32::from(target);
+        let hop_slot = (key ^ (key >> 8)) as usize % HOP_CACHE;
+        let generation = self.cache_generation();
+        let h = self.hop_cache[hop_slot];
+        if h.dst == key && h.port == hop.port && h.generation == generation {
+            if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
+                *macs = h.macs;
+                self.nh_cache[slot] = NextHopEntry {
+                    dst: u32::from(dst),
+                    ..h
+                };
+                return Verdict::Tx(hop.port, pkt);
+            }
+        }
         let port_mac = self.topo.ports[hop.port as usize].mac;
         let head = QueuedHead::new(dst, pkt.data());
         match self.neigh.resolve(target, hop.port, pkt, self.now_ms) {
@@ -544,11 +570,16 @@ impl<B: PacketBuf> L3<B> {
                 macs[..6].copy_from_slice(&mac.0);
                 macs[6..].copy_from_slice(&port_mac.0);
                 pkt.data_mut()[..12].copy_from_slice(&macs);
-                self.nh_cache[slot] = NextHopEntry {
-                    dst: u32::from(dst),
+                let e = NextHopEntry {
+                    dst: key,
                     port: hop.port,
                     macs,
                     generation: self.cache_generation(),
+                };
+                self.hop_cache[hop_slot] = e;
+                self.nh_cache[slot] = NextHopEntry {
+                    dst: u32::from(dst),
+                    ..e
                 };
                 Verdict::Tx(hop.port, pkt)
             }
@@ -1276,6 +1307,46 @@ mod tests {
         dp.tick(CONFIRM_EVERY_MS);
         flows::send(&mut dp, buf, &flows::Flow::new(&syn, 201 * 50_000), &syn);
         assert_eq!(confirmed(&dp), 2, "again once it has passed");
+    }
+
+    #[test]
+    fn replies_to_clients_behind_one_router_take_its_current_mac_whatever_their_address() {
+        use crate::testkit::flows;
+        let mut dp: Datapath<VecBuf> = datapath_from(&flows::bench_config(), 0, 1, 1 << 12);
+        let frame = flows::template(0x10);
+        let send_to = |dp: &mut Datapath<VecBuf>, dst: Ipv4Addr| match dp
+            .l3
+            .route_out(VecBuf::from_frame(&frame), dst)
+        {
+            Verdict::Tx(0, b) => (
+                MacAddr(b.data()[..6].try_into().unwrap()),
+                b.data()[6..12].to_vec(),
+            ),
+            _ => panic!("{dst} not sent on the client port"),
+        };
+        // 300 clients (more than the cache by destination holds) behind the router 10.10.0.2.
+        for k in 0..300u32 {
+            let (mac, own) = send_to(&mut dp, Ipv4Addr::from(0x0B00_0000 + k * 7));
+            assert_eq!(
+                (mac, own),
+                (CLIENT_MAC, CLIENT_PORT_MAC.0.to_vec()),
+                "client {k}"
+            );
+        }
+        // A host on the client link whose slot in the cache by neighbour is the router's
+        // (10.10.0.18 and 10.10.0.2 share it): its own MAC, and the clients keep the router's.
+        let host = Ipv4Addr::new(10, 10, 0, 18);
+        let host_mac = MacAddr([0x02, 0, 0, 0, 0, 0x18]);
+        dp.l3.learn_from_peer(host, host_mac, 0);
+        assert_eq!(send_to(&mut dp, host).0, host_mac);
+        assert_eq!(send_to(&mut dp, Ipv4Addr::new(11, 0, 9, 9)).0, CLIENT_MAC);
+        // The router moves to another MAC: clients not seen yet, and those seen, follow it.
+        let moved = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
+        dp.l3.learn_from_peer(CLIENT_IP, moved, 0);
+        for k in [5000u32, 0, 7] {
+            let (mac, _) = send_to(&mut dp, Ipv4Addr::from(0x0B00_0000 + k));
+            assert_eq!(mac, moved, "client {k} after the move");
+        }
     }
 
     fn arp_request(target: Ipv4Addr) -> VecBuf {
