@@ -93,9 +93,9 @@ fn main() {
         }
         Some("reply-1k") => reply_run(1_000, 1 << 12, n),
         Some("reply-1m") => reply_run(1_000_000, 2 << 20, n),
-        Some("reply-burst-1k") => reply_burst_run(1_000, 1 << 12, n, true),
-        Some("reply-burst-spread") => reply_burst_spread_run(n),
-        Some("reply-frames-burst") => reply_burst_run(1_000, 1 << 12, n, false),
+        Some("reply-burst-1k") => reply_burst_run(1_000, 1 << 12, n, true, client),
+        Some("reply-burst-spread") => reply_burst_run(1_000, 1 << 12, n, true, client_spread),
+        Some("reply-frames-burst") => reply_burst_run(1_000, 1 << 12, n, false, client),
         Some("handoff") => handoff_run(n),
         Some("established-2w") => two_workers_run(n),
         Some("established-1k-offload") => {
@@ -309,24 +309,20 @@ fn reply_run(conns: u32, cap: u32, n: usize) {
 /// connections through `process_burst_timed`, as `established-burst-1k` sends the clients'
 /// (the wire's flows go both ways: `perf/bench`'s reflector answers every segment). Without
 /// `forward`, only the frames are written and moved (`reply-frames-burst`, to subtract).
-fn reply_burst_run(conns: u32, cap: u32, n: usize, forward: bool) {
-    let (mut dp, _, _) = established(conns, cap);
+/// Connection `i`'s client is at `client(i)` (`client_spread` for `reply-burst-spread`: 1K
+/// destinations for the replies, as behind a router to the Internet).
+fn reply_burst_run(
+    conns: u32,
+    cap: u32,
+    n: usize,
+    forward: bool,
+    client: impl Fn(u32) -> (std::net::Ipv4Addr, u16),
+) {
+    let (mut dp, _, _) = established_with(conns, cap, client);
     let frames = reply_frames(&dp, conns);
     let from_server = RxMeta { port: 1, ..META };
     let order = random_order(conns, 1 << 16);
     bursts(&mut dp, from_server, 0, n, &frames[0], forward, |buf, k| {
-        copy_frame(buf, &frames[order[k & 0xFFFF] as usize]);
-    });
-}
-
-/// `reply-burst-1k` with each of the 1K clients at an address of its own (`client_spread`), as
-/// behind a router to the Internet: the replies go to 1K destinations.
-fn reply_burst_spread_run(n: usize) {
-    let (mut dp, _, _) = established_with(1_000, 1 << 12, client_spread);
-    let frames = reply_frames(&dp, 1_000);
-    let from_server = RxMeta { port: 1, ..META };
-    let order = random_order(1_000, 1 << 16);
-    bursts(&mut dp, from_server, 0, n, &frames[0], true, |buf, k| {
         copy_frame(buf, &frames[order[k & 0xFFFF] as usize]);
     });
 }

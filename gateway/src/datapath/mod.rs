@@ -194,6 +194,13 @@ impl GenFrame {
 
 /// Entries of the next-hop cache (direct-mapped by destination address).
 const NH_CACHE: usize = 256;
+
+/// The slot of IPv4 address `key` in a direct-mapped cache of `slots` entries (`nh_cache`,
+/// `hop_cache`).
+#[inline(always)]
+fn addr_slot(key: u32, slots: usize) -> usize {
+    (key ^ (key >> 8)) as usize % slots
+}
 /// Entries of the cache behind it, direct-mapped by the neighbour a destination is reached
 /// through (`L3::route_out_slow`): routers and on-link hosts, a handful.
 const HOP_CACHE: usize = 16;
@@ -526,7 +533,7 @@ impl<B: PacketBuf> L3<B> {
     #[inline]
     pub fn route_out(&mut self, mut pkt: B, dst: Ipv4Addr) -> Verdict<B> {
         let key = u32::from(dst);
-        let slot = (key ^ (key >> 8)) as usize % NH_CACHE;
+        let slot = addr_slot(key, NH_CACHE);
         let e = &self.nh_cache[slot];
         if e.dst == key && e.generation == self.cache_generation() {
             if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
@@ -548,7 +555,7 @@ impl<B: PacketBuf> L3<B> {
         };
         let target = hop.l2_target(dst);
         let key = u32::from(target);
-        let hop_slot = (key ^ (key >> 8)) as usize % HOP_CACHE;
+        let hop_slot = addr_slot(key, HOP_CACHE);
         let generation = self.cache_generation();
         let h = self.hop_cache[hop_slot];
         if h.dst == key && h.port == hop.port && h.generation == generation {
@@ -1295,17 +1302,18 @@ mod tests {
         let syn = flows::template(0x02);
         let mut buf = VecBuf::from_frame(&syn);
         let confirmed = |dp: &Datapath<VecBuf>| dp.l3.neigh.counters.confirmed;
-        // 200 clients, 11.0.0.0 to 11.0.0.199 (`flows::client`: 50000 ports an address), more
-        // than the cache has slots, all through the router 10.10.0.2 and its MAC.
+        let client = |k| flows::Flow::of(&syn, flows::client_spread(k));
+        // 200 clients, 11.0.0.0 to 11.0.0.199, more than the cache has slots, all through the
+        // router 10.10.0.2 and its MAC.
         for k in 0..200 {
-            buf = flows::send(&mut dp, buf, &flows::Flow::new(&syn, k * 50_000), &syn);
+            buf = flows::send(&mut dp, buf, &client(k), &syn);
         }
         assert_eq!(confirmed(&dp), 1, "the router, once");
         dp.tick(CONFIRM_EVERY_MS - 1);
-        buf = flows::send(&mut dp, buf, &flows::Flow::new(&syn, 200 * 50_000), &syn);
+        buf = flows::send(&mut dp, buf, &client(200), &syn);
         assert_eq!(confirmed(&dp), 1, "not again within the interval");
         dp.tick(CONFIRM_EVERY_MS);
-        flows::send(&mut dp, buf, &flows::Flow::new(&syn, 201 * 50_000), &syn);
+        flows::send(&mut dp, buf, &client(201), &syn);
         assert_eq!(confirmed(&dp), 2, "again once it has passed");
     }
 
