@@ -71,13 +71,12 @@ fn probes(n: u32, len: usize) -> Vec<Tuple> {
 fn bench(c: &mut Criterion) {
     let big = filled(1 << 20, 1 << 20);
     eprintln!(
-        "conn: entry {} B; table of {} conns holds {} B = {} B per connection (entry + index at its \
-         actual load {:.2} + wheel)",
+        "conn: entry {} B; table of {} conns holds {} B = {} B per connection (entry, index, \
+         half-open queue, wheel)",
         core::mem::size_of::<Conn>(),
         big.capacity(),
         big.memory_bytes(),
         big.memory_bytes() / big.capacity(),
-        2.0 * big.len() as f64 / ((big.memory_bytes() - big.capacity() * 64) / 8) as f64,
     );
 
     let mut g = c.benchmark_group("conn_lookup");

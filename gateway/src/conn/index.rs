@@ -6,13 +6,22 @@
 //! Algorithm R), so there are no tombstones, the load never exceeds what it was sized for, and
 //! nothing is ever allocated after creation.
 //!
-//! A slot is one `u64`: the upper 32 bits of the tuple's hash (which also give the home bucket)
-//! and a 32-bit value `id << 1 | dir`. Eight slots share a cache line, so a probe rarely costs
-//! more than one miss; the hash bits reject almost every wrong candidate before the caller
-//! compares full tuples.
+//! A slot is one `u32`: the value `id << 1 | dir` in its low [`Index::value_bits`] bits (as many as
+//! the table's ids need) and a tag of the tuple's hash in the bits above (7 at 10M connections,
+//! 1 at the largest capacity). Sixteen slots share a cache line. The tag rejects most wrong
+//! candidates before the caller compares full tuples; what it lets through the tuple comparison
+//! rejects. The home slot comes from the hash's upper bits by a multiply (Lemire's "fast
+//! alternative to the modulo reduction", 2016), so the index has exactly the slots its load needs
+//! instead of the next power of two.
+//!
+//! Four bytes a slot, and no rounding up, because at 10M connections the index was the lookup's
+//! cost: every packet reads one random line of it, and this machine reads random lines of 512 MiB
+//! at about 37 cycles each against 26 for 128 MiB (perf/RESULTS.md, "A smaller index"). The price
+//! is paid on deletion: a slot does not hold its home, so the backward shift asks the caller for
+//! the hash of each value it moves (the table hashes that entry's tuple again).
 
-/// An empty slot. Never a valid entry, because values stay below `u32::MAX` (ids < 2^31).
-const EMPTY: u64 = u64::MAX;
+/// An empty slot. Never an occupied one: the tag of an occupied slot is never all ones ([`Index::tag`]).
+const EMPTY: u32 = u32::MAX;
 
 /// Largest load the index is sized for: probes stay short (~2.5 slots per hit, ~8.5 per miss
 /// under uniform hashing, i.e. one or two cache lines).
@@ -20,21 +29,24 @@ pub const MAX_LOAD_NUM: usize = 3;
 pub const MAX_LOAD_DEN: usize = 4;
 
 pub struct Index {
-    slots: Vec<u64>,
-    mask: usize,
+    slots: Vec<u32>,
+    /// Low bits of a slot that hold its value; the tag takes the rest.
+    value_bits: u32,
 }
 
 impl Index {
-    /// An index that holds `max_items` entries at a load of at most 3/4.
-    pub fn with_max_items(max_items: usize) -> Index {
-        // More buckets than items, so a probe always ends at an empty slot.
-        let buckets = (max_items * MAX_LOAD_DEN)
+    /// An index that holds `max_items` values, each below `values` (at most 2^31), at a load of
+    /// at most 3/4.
+    pub fn with_max_items(max_items: usize, values: u32) -> Index {
+        assert!(values <= 1 << 31, "values need at most 31 bits");
+        // More slots than items, so a probe always ends at an empty slot.
+        let n = (max_items * MAX_LOAD_DEN)
             .div_ceil(MAX_LOAD_NUM)
-            .max(max_items + 1)
-            .next_power_of_two();
+            .max(max_items + 1);
+        assert!(n <= u32::MAX as usize, "index above 2^32 slots");
         Index {
-            slots: crate::bigmem::filled(buckets, EMPTY),
-            mask: buckets - 1,
+            slots: crate::bigmem::filled(n, EMPTY),
+            value_bits: (32 - values.saturating_sub(1).leading_zeros()).max(1),
         }
     }
 
@@ -43,12 +55,35 @@ impl Index {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.slots.len() * core::mem::size_of::<u64>()
+        self.slots.len() * core::mem::size_of::<u32>()
+    }
+
+    /// The home slot of `h32`: its upper bits scaled to the slot count.
+    #[inline]
+    fn home(&self, h32: u32) -> usize {
+        ((u64::from(h32) * self.slots.len() as u64) >> 32) as usize
     }
 
     #[inline]
-    fn home(&self, h32: u32) -> usize {
-        h32 as usize & self.mask
+    fn next(&self, pos: usize) -> usize {
+        if pos + 1 == self.slots.len() {
+            0
+        } else {
+            pos + 1
+        }
+    }
+
+    #[inline]
+    fn value_mask(&self) -> u32 {
+        (1 << self.value_bits) - 1
+    }
+
+    /// `h32`'s tag in place above the value: its low bits (the home took the upper ones),
+    /// with the lowest tag bit cleared when all are set, so that no occupied slot is `EMPTY`.
+    #[inline]
+    fn tag(&self, h32: u32) -> u32 {
+        let tag = h32 << self.value_bits;
+        tag ^ (u32::from(tag == !self.value_mask()) << self.value_bits)
     }
 
     /// The first slot a lookup of `h32` reads; the batch lookup loads it early so that the
@@ -58,42 +93,46 @@ impl Index {
         self.slots.as_ptr().wrapping_add(self.home(h32)) as *const u8
     }
 
-    /// The home slot's value for `h32` (loading it brings its cache line in).
+    /// The home slot's content for `h32` (loading it brings its cache line in).
     #[inline]
-    pub fn first_slot(&self, h32: u32) -> u64 {
+    pub fn first_slot(&self, h32: u32) -> u32 {
         self.slots[self.home(h32)]
     }
 
-    /// The value of the first slot for `h32` whose value satisfies `eq`.
+    /// The value of the first slot for `h32` whose tag matches and whose value satisfies `eq`.
     #[inline]
     pub fn find(&self, h32: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = self.tag(h32);
+        let mask = self.value_mask();
         let mut pos = self.home(h32);
         loop {
             let s = self.slots[pos];
             if s == EMPTY {
                 return None;
             }
-            if (s >> 32) as u32 == h32 && eq(s as u32) {
-                return Some(s as u32);
+            if s & !mask == tag && eq(s & mask) {
+                return Some(s & mask);
             }
-            pos = (pos + 1) & self.mask;
+            pos = self.next(pos);
         }
     }
 
     /// Adds `value` under `h32`. The caller keeps the item count within the sized maximum, so an
     /// empty slot always exists.
     pub fn insert(&mut self, h32: u32, value: u32) {
-        debug_assert!(value != u32::MAX);
+        debug_assert!(value <= self.value_mask());
         let mut pos = self.home(h32);
         while self.slots[pos] != EMPTY {
-            pos = (pos + 1) & self.mask;
+            pos = self.next(pos);
         }
-        self.slots[pos] = (u64::from(h32) << 32) | u64::from(value);
+        self.slots[pos] = self.tag(h32) | value;
     }
 
-    /// Removes the slot holding exactly (`h32`, `value`); false if absent.
-    pub fn remove(&mut self, h32: u32, value: u32) -> bool {
-        let want = (u64::from(h32) << 32) | u64::from(value);
+    /// Removes the slot holding exactly (`h32`, `value`); false if absent. `hash_of(v)` must
+    /// give the hash each other value present was inserted under: the backward shift needs the
+    /// home of every slot it considers moving, and a slot does not keep it.
+    pub fn remove(&mut self, h32: u32, value: u32, mut hash_of: impl FnMut(u32) -> u32) -> bool {
+        let want = self.tag(h32) | value;
         let mut i = self.home(h32);
         loop {
             let s = self.slots[i];
@@ -103,19 +142,19 @@ impl Index {
             if s == want {
                 break;
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
         // Backward shift: pull later members of the run into the hole unless their home lies
         // cyclically in (hole, their position].
         self.slots[i] = EMPTY;
         let mut j = i;
         loop {
-            j = (j + 1) & self.mask;
+            j = self.next(j);
             let s = self.slots[j];
             if s == EMPTY {
                 return true;
             }
-            let k = self.home((s >> 32) as u32);
+            let k = self.home(hash_of(s & self.value_mask()));
             let stays = if i <= j {
                 i < k && k <= j
             } else {
@@ -136,31 +175,97 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
+    /// The smallest hash whose home is `pos`.
+    fn homing_at(ix: &Index, pos: usize) -> u32 {
+        ((pos as u64) << 32).div_ceil(ix.buckets() as u64) as u32
+    }
+
     #[test]
-    fn sized_for_three_quarters() {
-        for n in [0usize, 1, 3, 100, 1 << 20] {
-            let ix = Index::with_max_items(n);
+    fn sized_for_three_quarters_exactly() {
+        for n in [0usize, 1, 3, 100, 1 << 20, 3 << 20] {
+            let ix = Index::with_max_items(n, (2 * n).max(1) as u32);
             assert!(ix.buckets() * 3 >= n * 4, "{n}");
             assert!(ix.buckets() > n);
+            // No rounding up to a power of two: 4 MiB, not 8, for 3 << 20 items.
+            assert!(
+                ix.buckets() * 3 < n * 4 + 3 || n < 3,
+                "{n}: {}",
+                ix.buckets()
+            );
         }
+        assert_eq!(
+            Index::with_max_items(3 << 20, 1 << 21).memory_bytes(),
+            16 << 20
+        );
+    }
+
+    #[test]
+    fn values_take_the_bits_their_largest_needs_and_the_tag_the_rest() {
+        assert_eq!(Index::with_max_items(8, 26_000_000).value_bits, 25);
+        assert_eq!(Index::with_max_items(8, 1 << 25).value_bits, 25);
+        assert_eq!(Index::with_max_items(8, (1 << 25) + 1).value_bits, 26);
+        assert_eq!(Index::with_max_items(8, 1 << 31).value_bits, 31);
+        assert_eq!(Index::with_max_items(8, 1).value_bits, 1);
     }
 
     #[test]
     fn collisions_and_wraparound() {
-        let mut ix = Index::with_max_items(5); // 8 buckets
-        assert_eq!(ix.buckets(), 8);
-        // All home at bucket 7: the run wraps to 0, 1, 2.
+        let mut ix = Index::with_max_items(5, 64); // 7 slots
+        assert_eq!(ix.buckets(), 7);
+        let last = homing_at(&ix, 6);
+        // All home at slot 6, the last: the run wraps to 0, 1, 2. Hashes differ in their low
+        // bits (the tag), and two share a tag.
         for v in 0..4 {
-            ix.insert(7, v);
+            ix.insert(last + v % 3, v);
         }
-        ix.insert(0, 10); // home 0, pushed behind the wrapped run
-        ix.remove(7, 1);
+        let zero = homing_at(&ix, 0);
+        ix.insert(zero, 10); // home 0, pushed behind the wrapped run
+        assert_eq!(ix.slots[3] & ix.value_mask(), 10);
+        let hash_of = |v: u32| if v == 10 { zero } else { last + v % 3 };
+        assert!(ix.remove(last + 1, 1, hash_of));
         for v in [0, 2, 3] {
-            assert_eq!(ix.find(7, |x| x == v), Some(v));
+            assert_eq!(ix.find(last + v % 3, |x| x == v), Some(v));
         }
-        assert_eq!(ix.find(7, |x| x == 1), None);
-        assert_eq!(ix.find(0, |x| x == 10), Some(10));
-        assert!(!ix.remove(7, 1));
+        assert_eq!(ix.find(last + 1, |x| x == 1), None);
+        // The shift moved 10 back into its home behind the shortened run.
+        assert_eq!(ix.slots[2] & ix.value_mask(), 10);
+        assert_eq!(ix.find(zero, |x| x == 10), Some(10));
+        assert!(!ix.remove(last + 1, 1, hash_of));
+    }
+
+    /// A wrong tag stops nothing but the comparison: the value under another hash that shares
+    /// the home is not offered to `eq`, and one with the same tag is.
+    #[test]
+    fn the_tag_filters_candidates_before_eq() {
+        let mut ix = Index::with_max_items(5, 64);
+        let h = homing_at(&ix, 2);
+        ix.insert(h, 1);
+        ix.insert(h + 1, 2);
+        let mut offered = Vec::new();
+        assert_eq!(
+            ix.find(h + 1, |v| {
+                offered.push(v);
+                v == 2
+            }),
+            Some(2)
+        );
+        assert_eq!(offered, [2]);
+        assert_eq!(ix.find(h, |_| true), Some(1));
+    }
+
+    /// The tag of all ones would make a slot look empty: it is stored with its lowest bit clear.
+    #[test]
+    fn a_tag_of_all_ones_is_not_an_empty_slot() {
+        let mut ix = Index::with_max_items(9, 16);
+        for h in [u32::MAX, u32::MAX - 1] {
+            assert_eq!(ix.find(h, |_| true), None);
+        }
+        ix.insert(u32::MAX, 15);
+        assert_ne!(ix.slots.iter().filter(|&&s| s != EMPTY).count(), 0);
+        assert_eq!(ix.find(u32::MAX, |x| x == 15), Some(15));
+        assert!(ix.remove(u32::MAX, 15, |_| u32::MAX));
+        assert_eq!(ix.find(u32::MAX, |_| true), None);
+        assert!(ix.slots.iter().all(|&s| s == EMPTY));
     }
 
     proptest! {
@@ -169,7 +274,7 @@ mod tests {
         /// Random inserts/removes with few distinct hashes (many collisions) against a map.
         #[test]
         fn matches_model(ops in proptest::collection::vec((any::<bool>(), 0u32..12, 0u32..40), 1..300)) {
-            let mut ix = Index::with_max_items(40);
+            let mut ix = Index::with_max_items(40, 40);
             let mut model: HashMap<u32, u32> = HashMap::new(); // value -> hash
             for (ins, h, v) in ops {
                 let h = h.wrapping_mul(0x9e37_79b9) | 0xf000_0000; // spread some, keep collisions
@@ -179,7 +284,7 @@ mod tests {
                         e.insert(h);
                     }
                 } else if let Some(hh) = model.remove(&v) {
-                    prop_assert!(ix.remove(hh, v));
+                    prop_assert!(ix.remove(hh, v, |x| model[&x]));
                 }
                 for (&v, &h) in &model {
                     prop_assert_eq!(ix.find(h, |x| x == v), Some(v));

@@ -10,11 +10,10 @@ use super::timer::{Ticks, TimerNode, TimerNodes, TimerWheel};
 use super::tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP};
 
 /// Memory per connection when the index is at its maximum load (3/4): the entry, its two index
-/// slots and its place in the half-open queue (89 bytes). Rounding the index up to a power of two
-/// makes the real figure lie between this and 111 bytes; the timer wheel adds a fixed 128 KiB per
-/// table.
+/// slots and its place in the half-open queue (78 bytes; the index is sized exactly, so this is
+/// the figure at every capacity). The timer wheel adds a fixed 128 KiB per table.
 pub const BYTES_PER_CONN_AT_MAX_LOAD: usize = core::mem::size_of::<Conn>()
-    + 2 * core::mem::size_of::<u64>() * MAX_LOAD_DEN / MAX_LOAD_NUM
+    + 2 * core::mem::size_of::<u32>() * MAX_LOAD_DEN / MAX_LOAD_NUM
     + core::mem::size_of::<u32>();
 
 /// A connection of the IPv4 table: one cache line.
@@ -308,7 +307,7 @@ impl<T: ConnKey> Table<T> {
             slab,
             free_head: if capacity > 0 { 0 } else { NONE },
             len: 0,
-            index: Index::with_max_items(2 * capacity as usize),
+            index: Index::with_max_items(2 * capacity as usize, 2 * capacity),
             wheel: TimerWheel::new(capacity, WHEEL_BUCKETS_LOG2, TICK_MS, now),
             key,
             timeouts,
@@ -455,7 +454,7 @@ impl<T: ConnKey> Table<T> {
         for (ts, os) in tuples.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
             let n = ts.len().min(os.len());
             let mut h = [0u32; BATCH];
-            let mut first = [0u64; BATCH];
+            let mut first = [0u32; BATCH];
             for i in 0..n {
                 h[i] = self.h32(&ts[i]);
                 first[i] = self.index.first_slot(h[i]);
@@ -727,16 +726,26 @@ impl<T: ConnKey> Table<T> {
         self.wheel.rearm(&mut self.slab, id.0, deadline);
     }
 
+    /// Removes index value `value` (`id << 1 | dir`) hashed `h32`. The index keeps no hashes: the
+    /// values its backward shift moves are hashed again from their entries' tuples, which are
+    /// still in place for every value indexed.
+    fn unindex(&mut self, h32: u32, value: u32) -> bool {
+        let (slab, key) = (&self.slab, &self.key);
+        self.index.remove(h32, value, |v| {
+            (slab[(v >> 1) as usize].tuple(dir_of(v)).hash(key) >> 32) as u32
+        })
+    }
+
     /// Takes slot `id` out of the index and onto the free list (timer already disarmed).
     fn release(&mut self, id: u32) {
         let c = self.slab[id as usize];
         self.half_open -= u32::from(c.is_embryonic());
         let hc = self.h32(&c.client);
-        let removed = self.index.remove(hc, id << 1);
+        let removed = self.unindex(hc, id << 1);
         debug_assert!(removed);
         if let Some(r) = c.reply() {
             let hr = self.h32(&r);
-            let removed = self.index.remove(hr, (id << 1) | 1);
+            let removed = self.unindex(hr, (id << 1) | 1);
             debug_assert!(removed);
         }
         let slot = &mut self.slab[id as usize];
@@ -760,7 +769,7 @@ impl<T: ConnKey> Table<T> {
             return Err(InsertError::Duplicate);
         }
         let ho = self.h32(&old);
-        let removed = self.index.remove(ho, id.0 << 1);
+        let removed = self.unindex(ho, id.0 << 1);
         debug_assert!(removed);
         self.index.insert(hn, id.0 << 1);
         self.indexed += 1;
@@ -880,10 +889,10 @@ mod tests {
     fn entry_is_one_cache_line_and_memory_within_budget() {
         assert_eq!(core::mem::size_of::<Conn>(), 64);
         assert_eq!(core::mem::align_of::<Conn>(), 64);
-        assert_eq!(BYTES_PER_CONN_AT_MAX_LOAD, 89);
-        // Power-of-two rounding: best case (3 * 2^k / 2 entries fill 3/4) and worst case (one
-        // more entry doubles the index).
-        for (cap, want) in [(3 << 9, 89), ((3 << 10) + 1, 110)] {
+        assert_eq!(BYTES_PER_CONN_AT_MAX_LOAD, 78);
+        // No rounding up of the index: a capacity just past a power of two costs what one just
+        // below it does (with 8-byte slots rounded up, 89 and 110 bytes).
+        for (cap, want) in [(3 << 9, 78), ((3 << 10) + 1, 78)] {
             let t = table(cap);
             let per_conn = (t.memory_bytes() - t.wheel.memory_bytes()) / t.capacity();
             assert_eq!(per_conn, want, "capacity {cap}");
