@@ -6,9 +6,9 @@
 //! Algorithm R), so there are no tombstones, the load never exceeds what it was sized for, and
 //! nothing is ever allocated after creation.
 //!
-//! A slot is one `u32`: the value `id << 1 | dir` in its low [`Index::value_bits`] bits (as many as
-//! the table's ids need) and a tag of the tuple's hash in the bits above (7 at 10M connections,
-//! 1 at the largest capacity). Sixteen slots share a cache line. The tag rejects most wrong
+//! A slot is one `u32`: the value `id << 1 | dir` in its upper bits (as many as the table's values
+//! need) and a tag of the tuple's hash, its low bits, in the [`Index::tag_bits`] below (7 at 10M
+//! connections, none at the largest capacity). Sixteen slots share a cache line. The tag rejects most wrong
 //! candidates before the caller compares full tuples; what it lets through the tuple comparison
 //! rejects. The home slot comes from the hash's upper bits by a multiply (Lemire's "fast
 //! alternative to the modulo reduction", 2016), so the index has exactly the slots its load needs
@@ -20,7 +20,8 @@
 //! is paid on deletion: a slot does not hold its home, so the backward shift asks the caller for
 //! the hash of each value it moves (the table hashes that entry's tuple again).
 
-/// An empty slot. Never an occupied one: the tag of an occupied slot is never all ones ([`Index::tag`]).
+/// An empty slot. Never an occupied one: values are sized so that none is all ones
+/// ([`Index::with_max_items`]).
 const EMPTY: u32 = u32::MAX;
 
 /// Largest load the index is sized for: probes stay short (~2.5 slots per hit, ~8.5 per miss
@@ -30,8 +31,10 @@ pub const MAX_LOAD_DEN: usize = 4;
 
 pub struct Index {
     slots: Vec<u32>,
-    /// Low bits of a slot that hold its value; the tag takes the rest.
-    value_bits: u32,
+    /// Low bits of a slot that hold its tag; the value takes the rest.
+    tag_bits: u32,
+    /// `tag_bits` ones.
+    tag_mask: u32,
 }
 
 impl Index {
@@ -44,9 +47,13 @@ impl Index {
             .div_ceil(MAX_LOAD_NUM)
             .max(max_items + 1);
         assert!(n <= u32::MAX as usize, "index above 2^32 slots");
+        // The bits `values` itself needs, one more than its predecessor may: the largest value
+        // then has a zero bit, and no slot is all ones (`EMPTY`) whatever its tag.
+        let tag_bits = values.max(1).leading_zeros();
         Index {
             slots: crate::bigmem::filled(n, EMPTY),
-            value_bits: (32 - values.saturating_sub(1).leading_zeros()).max(1),
+            tag_bits,
+            tag_mask: ((1u64 << tag_bits) - 1) as u32,
         }
     }
 
@@ -73,17 +80,11 @@ impl Index {
         }
     }
 
+    /// The slot for `value` under `h32`: the value above, the hash's low bits (the home took
+    /// its upper ones) as the tag below.
     #[inline]
-    fn value_mask(&self) -> u32 {
-        (1 << self.value_bits) - 1
-    }
-
-    /// `h32`'s tag in place above the value: its low bits (the home took the upper ones),
-    /// with the lowest tag bit cleared when all are set, so that no occupied slot is `EMPTY`.
-    #[inline]
-    fn tag(&self, h32: u32) -> u32 {
-        let tag = h32 << self.value_bits;
-        tag ^ (u32::from(tag == !self.value_mask()) << self.value_bits)
+    fn slot_of(&self, h32: u32, value: u32) -> u32 {
+        (value << self.tag_bits) | (h32 & self.tag_mask)
     }
 
     /// The first slot a lookup of `h32` reads; the batch lookup loads it early so that the
@@ -102,16 +103,14 @@ impl Index {
     /// The value of the first slot for `h32` whose tag matches and whose value satisfies `eq`.
     #[inline]
     pub fn find(&self, h32: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        let tag = self.tag(h32);
-        let mask = self.value_mask();
         let mut pos = self.home(h32);
         loop {
             let s = self.slots[pos];
             if s == EMPTY {
                 return None;
             }
-            if s & !mask == tag && eq(s & mask) {
-                return Some(s & mask);
+            if (s ^ h32) & self.tag_mask == 0 && eq(s >> self.tag_bits) {
+                return Some(s >> self.tag_bits);
             }
             pos = self.next(pos);
         }
@@ -120,19 +119,19 @@ impl Index {
     /// Adds `value` under `h32`. The caller keeps the item count within the sized maximum, so an
     /// empty slot always exists.
     pub fn insert(&mut self, h32: u32, value: u32) {
-        debug_assert!(value <= self.value_mask());
+        debug_assert!(u64::from(value) < 1u64 << (32 - self.tag_bits));
         let mut pos = self.home(h32);
         while self.slots[pos] != EMPTY {
             pos = self.next(pos);
         }
-        self.slots[pos] = self.tag(h32) | value;
+        self.slots[pos] = self.slot_of(h32, value);
     }
 
     /// Removes the slot holding exactly (`h32`, `value`); false if absent. `hash_of(v)` must
     /// give the hash each other value present was inserted under: the backward shift needs the
     /// home of every slot it considers moving, and a slot does not keep it.
     pub fn remove(&mut self, h32: u32, value: u32, mut hash_of: impl FnMut(u32) -> u32) -> bool {
-        let want = self.tag(h32) | value;
+        let want = self.slot_of(h32, value);
         let mut i = self.home(h32);
         loop {
             let s = self.slots[i];
@@ -154,7 +153,7 @@ impl Index {
             if s == EMPTY {
                 return true;
             }
-            let k = self.home(hash_of(s & self.value_mask()));
+            let k = self.home(hash_of(s >> self.tag_bits));
             let stays = if i <= j {
                 i < k && k <= j
             } else {
@@ -199,13 +198,15 @@ mod tests {
         );
     }
 
+    /// The tag takes what the values leave: 7 bits at perf/bench's 10M connections (13M
+    /// capacity, 26M values), none at the largest capacity.
     #[test]
-    fn values_take_the_bits_their_largest_needs_and_the_tag_the_rest() {
-        assert_eq!(Index::with_max_items(8, 26_000_000).value_bits, 25);
-        assert_eq!(Index::with_max_items(8, 1 << 25).value_bits, 25);
-        assert_eq!(Index::with_max_items(8, (1 << 25) + 1).value_bits, 26);
-        assert_eq!(Index::with_max_items(8, 1 << 31).value_bits, 31);
-        assert_eq!(Index::with_max_items(8, 1).value_bits, 1);
+    fn values_take_the_bits_they_need_and_the_tag_the_rest() {
+        assert_eq!(Index::with_max_items(8, 26_000_000).tag_bits, 7);
+        assert_eq!(Index::with_max_items(8, (1 << 25) - 1).tag_bits, 7);
+        assert_eq!(Index::with_max_items(8, 1 << 25).tag_bits, 6);
+        assert_eq!(Index::with_max_items(8, 1 << 31).tag_bits, 0);
+        assert_eq!(Index::with_max_items(8, 1).tag_bits, 31);
     }
 
     #[test]
@@ -220,7 +221,7 @@ mod tests {
         }
         let zero = homing_at(&ix, 0);
         ix.insert(zero, 10); // home 0, pushed behind the wrapped run
-        assert_eq!(ix.slots[3] & ix.value_mask(), 10);
+        assert_eq!(ix.slots[3] >> ix.tag_bits, 10);
         let hash_of = |v: u32| if v == 10 { zero } else { last + v % 3 };
         assert!(ix.remove(last + 1, 1, hash_of));
         for v in [0, 2, 3] {
@@ -228,7 +229,7 @@ mod tests {
         }
         assert_eq!(ix.find(last + 1, |x| x == 1), None);
         // The shift moved 10 back into its home behind the shortened run.
-        assert_eq!(ix.slots[2] & ix.value_mask(), 10);
+        assert_eq!(ix.slots[2] >> ix.tag_bits, 10);
         assert_eq!(ix.find(zero, |x| x == 10), Some(10));
         assert!(!ix.remove(last + 1, 1, hash_of));
     }
@@ -253,9 +254,10 @@ mod tests {
         assert_eq!(ix.find(h, |_| true), Some(1));
     }
 
-    /// The tag of all ones would make a slot look empty: it is stored with its lowest bit clear.
+    /// The largest value under a tag of all ones would be all ones, an empty slot, had the
+    /// values only the bits their largest needs: they have one more.
     #[test]
-    fn a_tag_of_all_ones_is_not_an_empty_slot() {
+    fn the_largest_value_under_a_tag_of_all_ones_is_not_an_empty_slot() {
         let mut ix = Index::with_max_items(9, 16);
         for h in [u32::MAX, u32::MAX - 1] {
             assert_eq!(ix.find(h, |_| true), None);
