@@ -75,7 +75,14 @@ fn paws_timewait(lab: &Lab, node: &str) -> u64 {
 
 #[test]
 fn reused_client_ports_are_scheduled_afresh_under_quiesce_and_removal() {
-    let lab = Lab::up("ru", &Lab::default_config(""));
+    // Each reused port parks its old connection in TIME_WAIT for 120 s, keeping its LIP:lport
+    // from reuse while the real server may hold TIME_WAIT on it: this test's ~20 s of wrk park
+    // about 65K a worker on a fast day, what conf/lab.toml's 65536 slots hold. A full table
+    // refuses SYNs (`conn_table_full`) until they expire, and wrk's first, blocking connect
+    // then hangs: 4 times the lab's capacity keeps this test on rescheduling.
+    let config = Lab::default_config("").replacen("capacity = 65536", "capacity = 262144", 1);
+    assert!(config.contains("capacity = 262144"));
+    let lab = Lab::up("ru", &config);
     // 2000 client ports: wrk reuses each within a second or two. wrk sometimes closes first (its
     // side then holds TIME_WAIT): `tcp_tw_reuse` lets the client take such a port again after a
     // second, as busy clients are set up to.
