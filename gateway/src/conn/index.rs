@@ -6,20 +6,20 @@
 //! Algorithm R), so there are no tombstones, the load never exceeds what it was sized for, and
 //! nothing is ever allocated after creation.
 //!
-//! A slot is one `u32`: the value `id << 1 | dir` in its upper bits (as many as the table's values
-//! need) and a tag of the tuple's hash, its low bits, in the [`Index::tag_bits`] below (7 at 10M
-//! connections, none at the largest capacity). Sixteen slots share a cache line. The tag rejects most wrong
-//! candidates before the caller compares full tuples; what it lets through the tuple comparison
-//! rejects. The home slot comes from the hash's upper bits by a multiply (Lemire's "fast
-//! alternative to the modulo reduction", 2016), so the index has exactly the slots its load needs
-//! instead of the next power of two.
+//! A slot is one `u32`: the value `id << 1 | dir` in its upper bits (as many as the table's
+//! values need) and a tag of the tuple's hash, its low bits, in the `tag_bits` below (7 at 10M
+//! connections, none at the largest capacity). Sixteen slots share a cache line. The tag rejects
+//! most wrong candidates before the caller compares full tuples; the tuple comparison rejects
+//! what it lets through. The home slot comes from the hash's upper bits by a multiply (Lemire's
+//! "fast alternative to the modulo reduction", 2016), so the index has exactly the slots its load
+//! needs instead of the next power of two.
 //!
 //! Four bytes a slot, and no rounding up, because at 10M connections the index was the lookup's
 //! cost: every packet reads one random line of it, and this machine reads random lines of 512 MiB
 //! at about 36 cycles each against 25 for 128 MiB (perf/RESULTS.md, "A smaller connection
-//! index"). The price
-//! is paid on deletion: a slot does not hold its home, so the backward shift asks the caller for
-//! the hash of each value it moves (the table hashes that entry's tuple again).
+//! index"). The price is paid on deletion: a slot does not hold its home, so the backward shift
+//! asks the caller for the hash of each value it moves (the table hashes that entry's tuple
+//! again).
 
 /// An empty slot. Never an occupied one: values are sized so that none is all ones
 /// ([`Index::with_max_items`]).
