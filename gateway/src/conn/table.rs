@@ -406,7 +406,7 @@ impl<T: ConnKey> Table<T> {
 
     #[inline]
     fn h32(&self, t: &T) -> u32 {
-        (t.hash(&self.key) >> 32) as u32
+        h32(&self.key, t)
     }
 
     #[inline]
@@ -732,7 +732,7 @@ impl<T: ConnKey> Table<T> {
     fn unindex(&mut self, h32: u32, value: u32) -> bool {
         let (slab, key) = (&self.slab, &self.key);
         self.index.remove(h32, value, |v| {
-            (slab[(v >> 1) as usize].tuple(dir_of(v)).hash(key) >> 32) as u32
+            self::h32(key, &slab[(v >> 1) as usize].tuple(dir_of(v)))
         })
     }
 
@@ -837,6 +837,12 @@ impl<T: ConnKey> Table<T> {
             .filter(|(_, c)| c.is_live())
             .map(move |(i, c)| (ConnId((start + i) as u32), c))
     }
+}
+
+/// The 32 hash bits the index keeps of tuple `t` under `key`.
+#[inline]
+fn h32<T: ConnKey>(key: &HashKey, t: &T) -> u32 {
+    (t.hash(key) >> 32) as u32
 }
 
 #[inline]
