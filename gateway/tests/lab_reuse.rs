@@ -76,8 +76,9 @@ fn paws_timewait(lab: &Lab, node: &str) -> u64 {
 #[test]
 fn reused_client_ports_are_scheduled_afresh_under_quiesce_and_removal() {
     // Each reused port parks its old connection in TIME_WAIT for 120 s, keeping its LIP:lport
-    // from reuse while the real server may hold TIME_WAIT on it: this test's ~20 s of wrk park
-    // about 65K a worker on a fast day, what conf/lab.toml's 65536 slots hold. A full table
+    // from reuse while the real server may hold TIME_WAIT on it: this test's ~20 s of wrk parked
+    // 64148 and 65060 in a failing run (`resched_closed` per worker), what conf/lab.toml's 65536
+    // slots hold. A full table
     // refuses SYNs (`conn_table_full`) until they expire, and wrk's first, blocking connect
     // then hangs: 4 times the lab's capacity keeps this test on rescheduling.
     let config = Lab::default_config("").replacen("capacity = 65536", "capacity = 262144", 1);
