@@ -157,6 +157,7 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
         syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
         // Half the table, so the fuzzer reaches the bound and the eviction path.
         max_half_open: FUZZ_CAPACITY / 2,
+        max_half_open6: 1024 / 2,
         synproxy: cfg.synproxy.settings().expect("fuzz config").0,
         cookie_key: gateway::forward::synproxy::CookieKey::from_words(FUZZ_COOKIE_KEY),
     };

@@ -764,6 +764,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         max_attempts: crate::laddr::DEFAULT_MAX_ATTEMPTS,
         syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
         max_half_open: cfg.conn.half_open_limit(cfg.conn.capacity),
+        max_half_open6: cfg.conn.half_open_limit(cfg.conn.capacity6),
         synproxy: synproxy.0,
         // One key for every worker (a client's ACK must prove on any worker what its SYN got).
         cookie_key: synproxy.1,

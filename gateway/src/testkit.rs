@@ -161,6 +161,7 @@ pub fn datapath_from<B: PacketBuf>(
             max_attempts: 64,
             syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
             max_half_open: cfg.conn.half_open_limit(capacity),
+            max_half_open6: cfg.conn.half_open_limit(1024),
             synproxy: cfg.synproxy.settings().expect("testkit config").0,
             // Fixed, so that tests and the fuzzer can make cookie ACKs.
             cookie_key: crate::forward::synproxy::CookieKey::from_words([1, 2, 3, 4]),

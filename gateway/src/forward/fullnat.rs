@@ -186,6 +186,9 @@ pub struct FwdConfig {
     pub syn_unanswered_ms: u32,
     /// `[conn] max_half_open`: half-open TCP connections kept at most.
     pub max_half_open: u32,
+    /// The same bound for the IPv6 table (`inet6`): `max_half_open` clamped to `capacity6`,
+    /// half of it by default (`ConnConfig::half_open_limit`).
+    pub max_half_open6: u32,
     /// `[synproxy]`, and the cookie key every worker shares.
     pub synproxy: synproxy::SynProxyConfig,
     pub cookie_key: synproxy::CookieKey,
@@ -281,6 +284,7 @@ pub struct Forwarder {
     max_attempts: u32,
     syn_unanswered_ms: u32,
     max_half_open: u32,
+    max_half_open6: u32,
     /// NAT real servers and services of the current snapshot.
     nat: NatIndex,
     /// Output MTU (the smallest port MTU): bounds IPIP packets and first-ACK TOA.
@@ -384,6 +388,7 @@ impl Forwarder {
             max_attempts: cfg.max_attempts,
             syn_unanswered_ms: cfg.syn_unanswered_ms,
             max_half_open: cfg.max_half_open,
+            max_half_open6: cfg.max_half_open6,
             nat: NatIndex::default(),
             mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
@@ -723,6 +728,11 @@ impl Forwarder {
     /// `[conn] capacity6`.
     pub fn capacity6(&self) -> u32 {
         self.capacity6
+    }
+
+    /// Half-open TCP connections the IPv6 table keeps at most (`FwdConfig::max_half_open6`).
+    pub fn max_half_open6(&self) -> u32 {
+        self.max_half_open6
     }
 
     /// The snapshot and this worker's scheduler state per service, for a caller that schedules

@@ -122,6 +122,10 @@ pub struct Inet6Counters {
     pub conns_expired: u64,
     /// Live IPv6 connections (a level, summed over workers).
     pub conns: u64,
+    /// Half-open IPv6 TCP connections (a level), and those removed to make room for a new one
+    /// (`[conn] max_half_open` reached or the table full).
+    pub half_open: u64,
+    pub evicted_embryonic: u64,
 }
 
 impl Inet6Counters {
@@ -139,10 +143,12 @@ impl Inet6Counters {
         self.conns_created += o.conns_created;
         self.conns_expired += o.conns_expired;
         self.conns += o.conns;
+        self.half_open += o.half_open;
+        self.evicted_embryonic += o.evicted_embryonic;
     }
 
     /// (name, value) for the admin socket, the stats file and `/metrics`.
-    pub fn named(&self) -> [(&'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         [
             ("ipv6_rx", self.rx),
             ("ipv6_forwarded", self.forwarded),
@@ -157,6 +163,8 @@ impl Inet6Counters {
             ("ipv6_conns_created", self.conns_created),
             ("ipv6_conns_expired", self.conns_expired),
             ("ipv6_conns", self.conns),
+            ("ipv6_half_open", self.half_open),
+            ("ipv6_evicted_embryonic", self.evicted_embryonic),
         ]
     }
 }
@@ -519,10 +527,8 @@ impl<B: PacketBuf> Inet6<B> {
         let mut freed: Vec<(u16, Ipv4Addr, u16)> = Vec::new();
         let n = self.conns.expire(Ticks(now_ms), EXPIRE_BUDGET, |_, c, _| {
             service::release(services, c);
-            if c.mode == crate::forward::mode::NAT64 {
-                if let Some(lip) = c.reply().and_then(|r| r.dst_ip().to_ipv4_mapped()) {
-                    freed.push((c.svc, lip, c.reply().map_or(0, |r| r.dport)));
-                }
+            if let Some((lip, lport)) = service::nat64_local_port(c.mode, c.reply()) {
+                freed.push((c.svc, lip, lport));
             }
         });
         for (si, lip, lport) in freed {
@@ -532,6 +538,7 @@ impl<B: PacketBuf> Inet6<B> {
         }
         stats.conns_expired += n as u64;
         stats.conns = self.conns.len() as u64;
+        stats.half_open = self.conns.half_open() as u64;
         let dropped = self.frags.expire(now_ms);
         l3.stats.drops[Drop::FragTimeout as usize] += dropped as u64;
     }

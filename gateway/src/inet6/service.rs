@@ -21,7 +21,9 @@
 //! replies), as IPv4 ones do; a real server's active and inactive counts move with its connections.
 
 use super::{fullnat, icmp, nd, Inet6, Ipv6In};
-use crate::conn::{tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, Prelookup, Ticks, Tuple6};
+use crate::conn::{
+    tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, Ticks, Tuple6,
+};
 use crate::datapath::{Verdict, L3};
 use crate::forward::{mode, reuse, Forwarder, ServiceTable};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
@@ -131,7 +133,7 @@ pub fn to_service_segment<B: PacketBuf>(
     if let (true, Some(id)) = (syn, found) {
         if reschedule(&v6.conns, fwd, id) {
             if let Some(old) = v6.conns.remove(id) {
-                release(fwd.services(), &old);
+                gone(fwd, &old);
             }
             found = None;
         }
@@ -265,6 +267,16 @@ fn new_conn<B: PacketBuf>(
     if !fwd.acl_allows(si, IpAddr::V6(tuple.src_ip())) {
         return Err(Drop::AclDenied);
     }
+    // At the bound on half-open connections, a SYN takes the place of an older half-open one
+    // (under a SYN flood, one from a spoofed source), as on IPv4 (`forward::fullnat`); none
+    // found, it is refused. Established connections are never taken.
+    if is_tcp
+        && !sloppy
+        && v6.conns.half_open() >= fwd.max_half_open6() as usize
+        && !evict_embryonic(v6, l3, fwd)
+    {
+        return Err(Drop::HalfOpenLimit);
+    }
     // The scheduler's pick (the snapshot borrowed, not cloned: an `Arc` clone per connection
     // would bounce its count between workers, as `forward::fullnat` notes).
     let (ri, rs_fwd, rs_addr, rport) = {
@@ -304,10 +316,24 @@ fn new_conn<B: PacketBuf>(
         // `Service::check` lets IPv4 servers into an IPv6 service in FullNAT only.
         (FwdMode::Nat, IpAddr::V4(_)) => return Err(Drop::NoRealServer),
     };
-    let id = v6
+    let mut inserted = v6
         .conns
-        .insert(tuple, reply, si as u16, ri as u16, mode_id, now)
-        .map_err(|_| Drop::ConnTableFull)?;
+        .insert(tuple, reply, si as u16, ri as u16, mode_id, now);
+    // A full table makes room by taking a half-open entry (Linux conntrack's early drop).
+    if inserted == Err(InsertError::TableFull) && evict_embryonic(v6, l3, fwd) {
+        inserted = v6
+            .conns
+            .insert(tuple, reply, si as u16, ri as u16, mode_id, now);
+    }
+    let Ok(id) = inserted else {
+        // A NAT64 connection's IPv4 local port goes back to its pool.
+        if let Some((lip, lport)) = nat64_local_port(mode_id, reply) {
+            if let Some(pool) = fwd.pool_mut(si) {
+                pool.free(lip, lport);
+            }
+        }
+        return Err(Drop::ConnTableFull);
+    };
     if let Some(s) = fwd.services().services[si as usize].svc.stats(ri) {
         s.on_conn_new();
     }
@@ -517,6 +543,36 @@ pub fn release(services: &ServiceTable, c: &ConnOf<Tuple6>) {
     {
         s.on_conn_gone(c.is_active());
     }
+}
+
+/// The IPv4 local address and port a NAT64 connection (`mode`) took from its service's pool,
+/// as its reply tuple names them (IPv4-mapped); None for any other connection.
+pub fn nat64_local_port(mode: u8, reply: Option<Tuple6>) -> Option<(std::net::Ipv4Addr, u16)> {
+    let r = reply.filter(|_| mode == crate::forward::mode::NAT64)?;
+    Some((r.dst_ip().to_ipv4_mapped()?, r.dport))
+}
+
+/// An IPv6 connection is gone before its time (replaced or evicted): its real server's count
+/// drops and a NAT64 connection gives its IPv4 local port back (`Inet6::tick` does the same
+/// for those that expire).
+fn gone(fwd: &mut Forwarder, c: &ConnOf<Tuple6>) {
+    release(fwd.services(), c);
+    if let Some((lip, lport)) = nat64_local_port(c.mode, c.reply()) {
+        if let Some(pool) = fwd.pool_mut(u32::from(c.svc)) {
+            pool.free(lip, lport);
+        }
+    }
+}
+
+/// Removes the oldest half-open IPv6 connection to make room for a new one
+/// (`Table::evict_embryonic`), counted in `ipv6_evicted_embryonic`; whether there was one.
+fn evict_embryonic<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, fwd: &mut Forwarder) -> bool {
+    let Some(c) = v6.conns.evict_embryonic() else {
+        return false;
+    };
+    gone(fwd, &c);
+    l3.stats.inet6.evicted_embryonic += 1;
+    true
 }
 
 /// An IPv6 packet's length as `ipvsadm --stats` counts it: the IP header and everything after

@@ -1656,3 +1656,124 @@ proptest::proptest! {
         }
     }
 }
+
+/// A SYN flood on an IPv6 service, as `half_open_connections_make_room_and_established_ones_stay`
+/// on IPv4: past `[conn] max_half_open` (half the IPv6 table by default) each new SYN takes the
+/// place of an older half-open connection, so every SYN gets in; established connections are
+/// never taken and keep forwarding, and every connection taken leaves its real server's count.
+#[test]
+fn ipv6_half_open_connections_make_room_and_established_ones_stay() {
+    let mut dp = dp();
+    for (rs, mac) in [(RS6_1, RS1_MAC), (RS6_2, RS2_MAC)] {
+        dp.v6
+            .neigh
+            .learn(a(rs), mac, 1, 0, true, true, |_, _, _| {});
+    }
+    let cap = dp.v6.conns.capacity();
+    // Fewer than `conn::table::EVICT_SCAN`: the established ones queued first do not exhaust one
+    // eviction's scan of the half-open queue.
+    let established = cap / 8;
+    for i in 0..established as u16 {
+        for syn in [true, false] {
+            let v = dp.process(tcp6(20_000 + i, syn, b""), &meta(0));
+            assert!(matches!(v, Verdict::Tx(1, _)), "{v:?}");
+        }
+    }
+    for i in 0..(3 * cap) as u16 {
+        let v = dp.process(tcp6(30_000 + i, true, b""), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "SYN {i}: {}", drop_name(&v));
+    }
+    dp.tick(1);
+    let s = dp.l3.stats.inet6;
+    assert_eq!(dp.v6.conns.half_open(), cap / 2, "the default bound");
+    assert_eq!(
+        (s.half_open, s.conns),
+        ((cap / 2) as u64, (established + cap / 2) as u64)
+    );
+    assert_eq!(s.evicted_embryonic, (3 * cap - cap / 2) as u64);
+    for i in 0..established as u16 {
+        let v = dp.process(tcp6(20_000 + i, false, b"GET /"), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "established {i}: {v:?}");
+    }
+    assert_eq!(dp.v6.conns.len(), established + cap / 2);
+    let svc = &dp.fwd.services().services[2].svc;
+    let counted: u32 = (0..2)
+        .map(|r| svc.stats(r).unwrap())
+        .map(|s| s.active() + s.inactive())
+        .sum();
+    assert_eq!(counted as usize, dp.v6.conns.len(), "the servers' counts");
+}
+
+/// A NAT64 connection taken to make room gives its IPv4 local port back to the pool, as one
+/// that expires does: what the local address holds is what the IPv6 table holds.
+#[test]
+fn an_evicted_nat64_connection_gives_its_local_port_back() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let cap = dp.v6.conns.capacity();
+    for i in 0..(2 * cap) as u16 {
+        let v = dp.process(tcp6_to(8082, 30_000 + i, true, b""), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "SYN {i}: {}", drop_name(&v));
+    }
+    assert_eq!(dp.v6.conns.len(), cap / 2);
+    let in_use: u32 = dp.fwd.lip_usage().map(|(_, n)| n).sum();
+    assert_eq!(in_use as usize, dp.v6.conns.len());
+}
+
+/// Both real servers and the client, resolved.
+fn learn_neighbours(dp: &mut Datapath<VecBuf>) {
+    for (ip, mac, port) in [
+        (RS6_1, RS1_MAC, 1),
+        (RS6_2, RS2_MAC, 1),
+        (CLIENT6, CLIENT_MAC, 0),
+    ] {
+        dp.v6
+            .neigh
+            .learn(a(ip), mac, port, 0, true, true, |_, _, _| {});
+    }
+}
+
+/// Establishes IPv6 DR connections from client ports `ports` (a SYN, then the client's ACK).
+fn establish_dr6(dp: &mut Datapath<VecBuf>, ports: std::ops::Range<u16>) {
+    for port in ports {
+        for syn in [true, false] {
+            let v = dp.process(tcp6(port, syn, b""), &meta(0));
+            assert!(matches!(v, Verdict::Tx(1, _)), "{port}: {}", drop_name(&v));
+        }
+    }
+}
+
+/// Below the bound on half-open connections, a SYN that finds the IPv6 table full takes the
+/// place of the oldest half-open connection (Linux conntrack's early drop); with none to take,
+/// it is refused, and a NAT64 one gives back the IPv4 local port it was given.
+#[test]
+fn a_full_ipv6_table_makes_room_by_taking_a_half_open_connection() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
+    learn_neighbours(&mut dp);
+    let cap = dp.v6.conns.capacity() as u16;
+    for port in 30_000..30_100 {
+        let v = dp.process(tcp6(port, true, b""), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "{port}: {}", drop_name(&v));
+    }
+    establish_dr6(&mut dp, 20_000..20_000 + cap - 100);
+    assert_eq!(dp.v6.conns.len(), usize::from(cap), "full");
+    let v = dp.process(tcp6(40_000, true, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(dp.l3.stats.inet6.evicted_embryonic, 1);
+    let tuple = |port| crate::conn::Tuple6::new(a(CLIENT6), port, a(VIP6), 80, 6);
+    assert!(
+        dp.v6.conns.lookup(&tuple(30_000)).is_none(),
+        "the oldest taken"
+    );
+    assert!(dp.v6.conns.lookup(&tuple(30_001)).is_some());
+
+    // A table of established connections only: a NAT64 SYN is refused and its port comes back.
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
+    learn_neighbours(&mut dp);
+    establish_dr6(&mut dp, 20_000..20_000 + cap);
+    let v = dp.process(tcp6_to(8082, 40_000, true, b""), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(ConnTableFull)");
+    assert_eq!(dp.fwd.lip_usage().map(|(_, n)| n).sum::<u32>(), 0);
+}

@@ -134,7 +134,13 @@ fn gauge_value(v: u64) -> i64 {
 }
 
 /// Worker counters that are levels, not totals (shown as gauges).
-const WORKER_GAUGES: [&str; 4] = ["conns", "half_open", "synproxy_auto_active", "ipv6_conns"];
+const WORKER_GAUGES: [&str; 5] = [
+    "conns",
+    "half_open",
+    "synproxy_auto_active",
+    "ipv6_conns",
+    "ipv6_half_open",
+];
 
 /// The scrape's text in the Prometheus text format.
 pub fn render(s: &Snapshot) -> String {
