@@ -1583,6 +1583,47 @@ fn a_table_full_of_established_connections_refuses_until_they_expire() {
     assert_eq!(dp.fwd.stats.evicted_embryonic, 0);
 }
 
+/// A table full of connections in TIME_WAIT (clients that close and come back, as wrk with
+/// `Connection: close` does) takes a new connection in place of the one that entered TIME_WAIT
+/// first, as Linux destroys TIME_WAIT sockets past `tcp_max_tw_buckets`, instead of refusing
+/// every SYN for TIME_WAIT's 120 s. Its local port goes back to the pool.
+#[test]
+fn a_table_full_of_time_wait_connections_takes_new_ones_in_place_of_the_oldest() {
+    let mut dp: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 1, 64);
+    let cap = dp.fwd.table().capacity();
+    dp.tick(1000);
+    for i in 0..cap as u16 {
+        open_and_close(&mut dp, 20_000 + i);
+    }
+    let t = dp.fwd.table();
+    assert_eq!(t.len(), cap);
+    assert!(t
+        .iter()
+        .all(|(_, c)| c.state() == gateway::conn::State::TimeWait));
+    for k in 0..3u16 {
+        expect_tx(
+            run(
+                &mut dp,
+                &Seg::from_client(30_000 + k, "S").frame(),
+                &meta(0),
+            ),
+            1,
+        );
+    }
+    let t = dp.fwd.table();
+    assert_eq!(t.len(), cap);
+    assert_eq!(dp.fwd.stats.evicted_time_wait, 3);
+    assert_eq!(dp.l3.stats.dropped(Drop::ConnTableFull.into()), 0);
+    // The three that closed first are the ones gone.
+    let client = |cport: u16| Tuple::new(CLIENT_IP, cport, VIP, 80, PROTO_TCP);
+    for cport in 20_000..20_003 {
+        assert!(t.lookup(&client(cport)).is_none(), "{cport} still held");
+    }
+    assert!(t.lookup(&client(20_003)).is_some());
+    let in_use: u32 = dp.fwd.lip_usage().map(|(_, n)| n).sum();
+    assert_eq!(in_use as usize, t.len());
+}
+
 /// A SYN flood from spoofed sources: past `[conn] max_half_open` (half the table by default)
 /// each new SYN takes the place of an older half-open connection, so every SYN, the legitimate
 /// ones among them, gets in; established connections are never taken and keep forwarding.

@@ -10,11 +10,12 @@ use super::timer::{Ticks, TimerNode, TimerNodes, TimerWheel};
 use super::tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP};
 
 /// Memory per connection when the index is at its maximum load (3/4): the entry, its two index
-/// slots and its place in the half-open queue (78 bytes; the index is sized exactly, so this is
-/// the figure at every capacity). The timer wheel adds a fixed 128 KiB per table.
+/// slots and its places in the half-open and TIME_WAIT queues (82 bytes; the index is sized
+/// exactly, so this is the figure at every capacity). The timer wheel adds a fixed 128 KiB per
+/// table.
 pub const BYTES_PER_CONN_AT_MAX_LOAD: usize = core::mem::size_of::<Conn>()
     + 2 * core::mem::size_of::<u32>() * MAX_LOAD_DEN / MAX_LOAD_NUM
-    + core::mem::size_of::<u32>();
+    + 2 * core::mem::size_of::<u32>();
 
 /// A connection of the IPv4 table: one cache line.
 pub type Conn = ConnOf<Tuple>;
@@ -250,6 +251,8 @@ pub struct Counters {
     pub duplicates: u64,
     /// Half-open entries removed to make room for a new connection (`evict_embryonic`).
     pub evicted_embryonic: u64,
+    /// TIME_WAIT entries removed to make room in a full table (`evict_time_wait`).
+    pub evicted_time_wait: u64,
 }
 
 /// Ids `evict_embryonic` takes from the half-open queue before it gives up: bounded work per new
@@ -259,6 +262,53 @@ pub const EVICT_SCAN: usize = 256;
 
 /// Free-list end marker.
 const NONE: u32 = u32::MAX;
+
+/// A ring of entry ids in the order they were pushed, oldest first, `capacity` long: when full,
+/// a push drops the oldest id (its entry then leaves by its timer). Ids are not removed when
+/// their entries go; whoever pops one checks it.
+struct IdRing {
+    ids: Vec<u32>,
+    head: u32,
+    len: u32,
+}
+
+impl IdRing {
+    fn new(capacity: u32) -> IdRing {
+        IdRing {
+            ids: crate::bigmem::filled(capacity as usize, 0),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, id: u32) {
+        let cap = self.ids.len() as u32;
+        if cap == 0 {
+            return;
+        }
+        if self.len == cap {
+            self.head = (self.head + 1) % cap;
+            self.len -= 1;
+        }
+        let tail = (self.head + self.len) % cap;
+        self.ids[tail as usize] = id;
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let id = self.ids[self.head as usize];
+        self.head = (self.head + 1) % self.ids.len() as u32;
+        self.len -= 1;
+        Some(id)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.ids.len() * core::mem::size_of::<u32>()
+    }
+}
 
 pub struct Table<T> {
     slab: Vec<ConnOf<T>>,
@@ -276,9 +326,10 @@ pub struct Table<T> {
     /// The ids of TCP entries in the order they were created, oldest first (a ring of `capacity`;
     /// when full the oldest id is dropped): where `evict_embryonic` finds a half-open entry. An
     /// id may be stale (its entry established or gone); it is checked when taken.
-    half_open_queue: Vec<u32>,
-    hq_head: u32,
-    hq_len: u32,
+    half_open_queue: IdRing,
+    /// The ids of entries in the order they entered TIME_WAIT, oldest first: where
+    /// `evict_time_wait` finds one when the table is full. Stale ids are checked when taken.
+    time_wait_queue: IdRing,
     /// Tuples ever added to the index: a lookup that missed still misses while this is unchanged.
     indexed: u64,
 }
@@ -314,9 +365,8 @@ impl<T: ConnKey> Table<T> {
             timeout_ms: timeouts.to_ms(),
             counters: Counters::default(),
             half_open: 0,
-            half_open_queue: crate::bigmem::filled(capacity as usize, 0),
-            hq_head: 0,
-            hq_len: 0,
+            half_open_queue: IdRing::new(capacity),
+            time_wait_queue: IdRing::new(capacity),
             indexed: 0,
         }
     }
@@ -335,7 +385,7 @@ impl<T: ConnKey> Table<T> {
             return None;
         }
         for _ in 0..EVICT_SCAN {
-            let id = self.half_open_pop()?;
+            let id = self.half_open_queue.pop()?;
             if self.slab[id as usize].is_embryonic() {
                 let c = self.remove(ConnId(id))?;
                 self.counters.evicted_embryonic += 1;
@@ -345,29 +395,24 @@ impl<T: ConnKey> Table<T> {
         None
     }
 
-    fn half_open_push(&mut self, id: u32) {
-        let cap = self.half_open_queue.len() as u32;
-        if cap == 0 {
-            return;
+    /// Removes the entry that entered TIME_WAIT first to make room (Linux's
+    /// `tcp_max_tw_buckets`: past the bound a TIME_WAIT socket is destroyed at once), taking at
+    /// most [`EVICT_SCAN`] ids from the TIME_WAIT queue, and returns it for the caller to release
+    /// its resources. A connection in TIME_WAIT carries no data: both sides have closed, and
+    /// the entry only keeps its tuples (and a parked entry its local port) from reuse for
+    /// TIME_WAIT's timeout, 120 s. Without this, a table full of them refuses every SYN until
+    /// they expire.
+    pub fn evict_time_wait(&mut self) -> Option<ConnOf<T>> {
+        for _ in 0..EVICT_SCAN {
+            let id = self.time_wait_queue.pop()?;
+            let c = &self.slab[id as usize];
+            if c.is_live() && c.state() == State::TimeWait {
+                let c = self.remove(ConnId(id))?;
+                self.counters.evicted_time_wait += 1;
+                return Some(c);
+            }
         }
-        if self.hq_len == cap {
-            // Full: the oldest id goes (its entry, if still half-open, expires by its timer).
-            self.hq_head = (self.hq_head + 1) % cap;
-            self.hq_len -= 1;
-        }
-        let tail = (self.hq_head + self.hq_len) % cap;
-        self.half_open_queue[tail as usize] = id;
-        self.hq_len += 1;
-    }
-
-    fn half_open_pop(&mut self) -> Option<u32> {
-        if self.hq_len == 0 {
-            return None;
-        }
-        let id = self.half_open_queue[self.hq_head as usize];
-        self.hq_head = (self.hq_head + 1) % self.half_open_queue.len() as u32;
-        self.hq_len -= 1;
-        Some(id)
+        None
     }
 
     pub fn len(&self) -> usize {
@@ -399,7 +444,8 @@ impl<T: ConnKey> Table<T> {
     /// Bytes held: entries, index and wheel.
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * core::mem::size_of::<ConnOf<T>>()
-            + self.half_open_queue.len() * core::mem::size_of::<u32>()
+            + self.half_open_queue.memory_bytes()
+            + self.time_wait_queue.memory_bytes()
             + self.index.memory_bytes()
             + self.wheel.memory_bytes()
     }
@@ -615,7 +661,7 @@ impl<T: ConnKey> Table<T> {
         self.len += 1;
         if state == State::None {
             self.half_open += 1;
-            self.half_open_push(id);
+            self.half_open_queue.push(id);
         }
         self.counters.created += 1;
         Ok(ConnId(id))
@@ -649,6 +695,7 @@ impl<T: ConnKey> Table<T> {
             return;
         };
         let handshake = matches!(state, State::None | State::SynSent | State::SynRecv);
+        let enters_time_wait = state == State::TimeWait && c.state() != State::TimeWait;
         c.state = state as u8;
         if c.client.proto() == PROTO_TCP
             && !handshake
@@ -656,6 +703,9 @@ impl<T: ConnKey> Table<T> {
         {
             c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
             self.half_open -= 1;
+        }
+        if enters_time_wait {
+            self.time_wait_queue.push(id.0);
         }
         self.wheel
             .rearm(&mut self.slab, id.0, now.after_ms(u64::from(remaining_ms)));
@@ -705,6 +755,9 @@ impl<T: ConnKey> Table<T> {
         if new == State::Established && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
             c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
             self.half_open -= u32::from(c.client.proto() == PROTO_TCP);
+        }
+        if new == State::TimeWait && old != State::TimeWait {
+            self.time_wait_queue.push(id.0);
         }
         let deadline = now.after_ms(self.timeout_ms[new as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
@@ -775,6 +828,10 @@ impl<T: ConnKey> Table<T> {
         self.indexed += 1;
         let c = &mut self.slab[id.0 as usize];
         c.client = client;
+        if c.state() != State::TimeWait {
+            self.time_wait_queue.push(id.0);
+        }
+        let c = &mut self.slab[id.0 as usize];
         c.state = State::TimeWait as u8;
         let deadline = now.after_ms(self.timeout_ms[State::TimeWait as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
@@ -895,10 +952,10 @@ mod tests {
     fn entry_is_one_cache_line_and_memory_within_budget() {
         assert_eq!(core::mem::size_of::<Conn>(), 64);
         assert_eq!(core::mem::align_of::<Conn>(), 64);
-        assert_eq!(BYTES_PER_CONN_AT_MAX_LOAD, 78);
+        assert_eq!(BYTES_PER_CONN_AT_MAX_LOAD, 82);
         // No rounding up of the index: a capacity just past a power of two costs what one just
         // below it does (with 8-byte slots rounded up, 89 and 110 bytes).
-        for (cap, want) in [(3 << 9, 78), ((3 << 10) + 1, 78)] {
+        for (cap, want) in [(3 << 9, 82), ((3 << 10) + 1, 82)] {
             let t = table(cap);
             let per_conn = (t.memory_bytes() - t.wheel.memory_bytes()) / t.capacity();
             assert_eq!(per_conn, want, "capacity {cap}");

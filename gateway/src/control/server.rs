@@ -1427,6 +1427,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("sloppy_created", f.sloppy_created),
         ("half_open", f.half_open),
         ("evicted_embryonic", f.evicted_embryonic),
+        ("evicted_time_wait", f.evicted_time_wait),
         ("limit_untracked", f.limit_untracked),
     ];
     WorkerView {

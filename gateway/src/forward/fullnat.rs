@@ -232,6 +232,8 @@ pub struct FwdStats {
     /// removed to make room for a new connection (table full or `max_half_open` reached).
     pub half_open: u64,
     pub evicted_embryonic: u64,
+    /// TIME_WAIT connections removed to make room in a full table (`Table::evict_time_wait`).
+    pub evicted_time_wait: u64,
     /// New connections admitted without being counted against their client's limit: the
     /// limit table had no room (`limit`, it fails open).
     pub limit_untracked: u64,
@@ -253,6 +255,7 @@ impl FwdStats {
         self.sloppy_created += o.sloppy_created;
         self.half_open += o.half_open;
         self.evicted_embryonic += o.evicted_embryonic;
+        self.evicted_time_wait += o.evicted_time_wait;
         self.limit_untracked += o.limit_untracked;
         self.rst_unsent += o.rst_unsent;
         self.tun_too_big += o.tun_too_big;
@@ -1437,15 +1440,23 @@ impl Forwarder {
             false => table.insert(client, reply_t, si as u16, ri as u16, mode_id, now),
         };
         let mut inserted = insert(&mut self.table);
-        // A full table makes room by taking a half-open entry (Linux conntrack's early drop).
+        // A full table makes room by taking the oldest connection in TIME_WAIT, closed on both
+        // sides (Linux's `tcp_max_tw_buckets`), else a half-open one (Linux conntrack's early
+        // drop): a handshake in progress may still become a connection, a closed one will not.
         if inserted == Err(InsertError::TableFull)
-            && evict_embryonic(
+            && (evict_time_wait(
                 &mut self.table,
                 services,
                 &mut self.pools,
                 &mut self.limits,
                 &mut self.stats,
-            )
+            ) || evict_embryonic(
+                &mut self.table,
+                services,
+                &mut self.pools,
+                &mut self.limits,
+                &mut self.stats,
+            ))
         {
             inserted = insert(&mut self.table);
         }
@@ -2330,6 +2341,24 @@ fn evict_embryonic(
     };
     release(services, pools, limits, &c);
     stats.evicted_embryonic += 1;
+    true
+}
+
+/// Removes the connection that entered TIME_WAIT first to make room in a full table
+/// (`ConnTable::evict_time_wait`), returning its local port and telling its real server.
+/// Whether one was found.
+fn evict_time_wait(
+    table: &mut ConnTable,
+    services: &ServiceTable,
+    pools: &mut [Option<LaddrPool>],
+    limits: &mut Limiter,
+    stats: &mut FwdStats,
+) -> bool {
+    let Some(c) = table.evict_time_wait() else {
+        return false;
+    };
+    release(services, pools, limits, &c);
+    stats.evicted_time_wait += 1;
     true
 }
 

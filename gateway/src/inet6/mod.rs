@@ -126,6 +126,8 @@ pub struct Inet6Counters {
     /// (`[conn] max_half_open` reached or the table full).
     pub half_open: u64,
     pub evicted_embryonic: u64,
+    /// Connections in TIME_WAIT removed to make room in a full table.
+    pub evicted_time_wait: u64,
 }
 
 impl Inet6Counters {
@@ -145,10 +147,11 @@ impl Inet6Counters {
         self.conns += o.conns;
         self.half_open += o.half_open;
         self.evicted_embryonic += o.evicted_embryonic;
+        self.evicted_time_wait += o.evicted_time_wait;
     }
 
     /// (name, value) for the admin socket, the stats file and `/metrics`.
-    pub fn named(&self) -> [(&'static str, u64); 15] {
+    pub fn named(&self) -> [(&'static str, u64); 16] {
         [
             ("ipv6_rx", self.rx),
             ("ipv6_forwarded", self.forwarded),
@@ -165,6 +168,7 @@ impl Inet6Counters {
             ("ipv6_conns", self.conns),
             ("ipv6_half_open", self.half_open),
             ("ipv6_evicted_embryonic", self.evicted_embryonic),
+            ("ipv6_evicted_time_wait", self.evicted_time_wait),
         ]
     }
 }

@@ -319,8 +319,11 @@ fn new_conn<B: PacketBuf>(
     let mut inserted = v6
         .conns
         .insert(tuple, reply, si as u16, ri as u16, mode_id, now);
-    // A full table makes room by taking a half-open entry (Linux conntrack's early drop).
-    if inserted == Err(InsertError::TableFull) && evict_embryonic(v6, l3, fwd) {
+    // A full table makes room as the IPv4 one does: the oldest connection in TIME_WAIT (Linux's
+    // `tcp_max_tw_buckets`), else a half-open one (Linux conntrack's early drop).
+    if inserted == Err(InsertError::TableFull)
+        && (evict_time_wait(v6, l3, fwd) || evict_embryonic(v6, l3, fwd))
+    {
         inserted = v6
             .conns
             .insert(tuple, reply, si as u16, ri as u16, mode_id, now);
@@ -572,6 +575,17 @@ fn evict_embryonic<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, fwd: &mut Fo
     };
     gone(fwd, &c);
     l3.stats.inet6.evicted_embryonic += 1;
+    true
+}
+
+/// Removes the IPv6 connection that entered TIME_WAIT first to make room in a full table
+/// (`Table::evict_time_wait`), counted in `ipv6_evicted_time_wait`; whether there was one.
+fn evict_time_wait<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, fwd: &mut Forwarder) -> bool {
+    let Some(c) = v6.conns.evict_time_wait() else {
+        return false;
+    };
+    gone(fwd, &c);
+    l3.stats.inet6.evicted_time_wait += 1;
     true
 }
 

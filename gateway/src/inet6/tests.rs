@@ -1777,3 +1777,38 @@ fn a_full_ipv6_table_makes_room_by_taking_a_half_open_connection() {
     assert_eq!(drop_name(&v), "Dp(ConnTableFull)");
     assert_eq!(dp.fwd.lip_usage().map(|(_, n)| n).sum::<u32>(), 0);
 }
+
+/// A full IPv6 table takes a new connection in place of the one that entered TIME_WAIT first,
+/// as the IPv4 table does (Linux's `tcp_max_tw_buckets`), before any half-open one.
+#[test]
+fn a_full_ipv6_table_takes_the_oldest_time_wait_connection_first() {
+    let mut dp = dp();
+    learn_neighbours(&mut dp);
+    let cap = dp.v6.conns.capacity() as u16;
+    let tuple = |port| crate::conn::Tuple6::new(a(CLIENT6), port, a(VIP6), 80, 6);
+    establish_dr6(&mut dp, 20_000..20_000 + cap - 1);
+    for port in [20_005, 20_003] {
+        let (id, _) = dp.v6.conns.lookup(&tuple(port)).unwrap();
+        let s = crate::conn::State::TimeWait;
+        dp.v6.conns.refresh(id, s, 60_000, crate::conn::Ticks(0));
+    }
+    let v = dp.process(tcp6(30_000, true, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(dp.v6.conns.len(), usize::from(cap), "full, one half-open");
+    for (port, took) in [(40_000, 20_005), (40_001, 20_003)] {
+        let v = dp.process(tcp6(port, true, b""), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "{port}: {}", drop_name(&v));
+        assert!(dp.v6.conns.lookup(&tuple(took)).is_none(), "{took} taken");
+    }
+    let s = dp.l3.stats.inet6;
+    assert_eq!((s.evicted_time_wait, s.evicted_embryonic), (2, 0));
+    assert!(
+        dp.v6.conns.lookup(&tuple(30_000)).is_some(),
+        "the half-open one stays"
+    );
+    // None left in TIME_WAIT: a half-open one gives way.
+    let v = dp.process(tcp6(40_002, true, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(dp.l3.stats.inet6.evicted_embryonic, 1);
+    assert_eq!(dp.v6.conns.len(), usize::from(cap));
+}
