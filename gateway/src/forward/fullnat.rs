@@ -1355,12 +1355,13 @@ impl Forwarder {
         if ip.protocol == IpProtocol::TCP
             && !sloppy
             && self.table.half_open() >= self.max_half_open as usize
-            && !evict_embryonic(
+            && !make_room(
                 &mut self.table,
                 &self.services,
                 &mut self.pools,
                 &mut self.limits,
                 &mut self.stats,
+                Room::HalfOpen,
             )
         {
             return Verdict::Drop(Drop::HalfOpenLimit.into(), pkt);
@@ -1440,23 +1441,15 @@ impl Forwarder {
             false => table.insert(client, reply_t, si as u16, ri as u16, mode_id, now),
         };
         let mut inserted = insert(&mut self.table);
-        // A full table makes room by taking the oldest connection in TIME_WAIT, closed on both
-        // sides (Linux's `tcp_max_tw_buckets`), else a half-open one (Linux conntrack's early
-        // drop): a handshake in progress may still become a connection, a closed one will not.
         if inserted == Err(InsertError::TableFull)
-            && (evict_time_wait(
+            && make_room(
                 &mut self.table,
                 services,
                 &mut self.pools,
                 &mut self.limits,
                 &mut self.stats,
-            ) || evict_embryonic(
-                &mut self.table,
-                services,
-                &mut self.pools,
-                &mut self.limits,
-                &mut self.stats,
-            ))
+                Room::Table,
+            )
         {
             inserted = insert(&mut self.table);
         }
@@ -2326,39 +2319,46 @@ fn svc_id(vs: &crate::forward::VirtualService) -> SvcId {
     (c.proto.number(), c.vip, c.vport)
 }
 
-/// Removes one half-open connection to make room for a new one (`ConnTable::evict_embryonic`),
-/// returning its local port and telling its real server. Whether one was found. (A function of
-/// the fields, not a method: the caller holds the service snapshot borrowed.)
-fn evict_embryonic(
-    table: &mut ConnTable,
-    services: &ServiceTable,
-    pools: &mut [Option<LaddrPool>],
-    limits: &mut Limiter,
-    stats: &mut FwdStats,
-) -> bool {
-    let Some(c) = table.evict_embryonic() else {
-        return false;
-    };
-    release(services, pools, limits, &c);
-    stats.evicted_embryonic += 1;
-    true
+/// What a new connection needs room from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// The bound on half-open connections: an older half-open one goes (Linux conntrack's early
+    /// drop).
+    HalfOpen,
+    /// A full table: the connection that entered TIME_WAIT first goes, closed on both sides
+    /// (Linux's `tcp_max_tw_buckets`), else a half-open one. A handshake in progress may still
+    /// become a connection, a closed one will not.
+    Table,
 }
 
-/// Removes the connection that entered TIME_WAIT first to make room in a full table
-/// (`ConnTable::evict_time_wait`), returning its local port and telling its real server.
-/// Whether one was found.
-fn evict_time_wait(
+/// Removes one connection to make room for a new one (`Room`), returning its local port and
+/// telling its real server; counted in `evicted_time_wait` or `evicted_embryonic`. Whether one
+/// was found. (A function of the fields, not a method: the caller holds the service snapshot
+/// borrowed.)
+fn make_room(
     table: &mut ConnTable,
     services: &ServiceTable,
     pools: &mut [Option<LaddrPool>],
     limits: &mut Limiter,
     stats: &mut FwdStats,
+    room: Room,
 ) -> bool {
-    let Some(c) = table.evict_time_wait() else {
+    let taken = match room {
+        Room::Table => table
+            .evict_time_wait()
+            .map(|c| (c, &mut stats.evicted_time_wait)),
+        Room::HalfOpen => None,
+    }
+    .or_else(|| {
+        table
+            .evict_embryonic()
+            .map(|c| (c, &mut stats.evicted_embryonic))
+    });
+    let Some((c, count)) = taken else {
         return false;
     };
+    *count += 1;
     release(services, pools, limits, &c);
-    stats.evicted_time_wait += 1;
     true
 }
 

@@ -23,6 +23,7 @@ pub mod services;
 pub mod synproxy;
 pub mod tun;
 
+pub(crate) use fullnat::Room;
 pub use fullnat::{
     Applied, Forwarder, FwdConfig, FwdStats, InstallError, LipKey, SyncCounters, SyncLog, Traffic,
     TrafficKey,

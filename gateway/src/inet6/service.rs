@@ -25,7 +25,7 @@ use crate::conn::{
     tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, Ticks, Tuple6,
 };
 use crate::datapath::{Verdict, L3};
-use crate::forward::{mode, reuse, Forwarder, ServiceTable};
+use crate::forward::{mode, reuse, Forwarder, Room, ServiceTable};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode};
 use crate::stats::Drop;
@@ -273,7 +273,7 @@ fn new_conn<B: PacketBuf>(
     if is_tcp
         && !sloppy
         && v6.conns.half_open() >= fwd.max_half_open6() as usize
-        && !evict_embryonic(v6, l3, fwd)
+        && !make_room(v6, l3, fwd, Room::HalfOpen)
     {
         return Err(Drop::HalfOpenLimit);
     }
@@ -319,11 +319,7 @@ fn new_conn<B: PacketBuf>(
     let mut inserted = v6
         .conns
         .insert(tuple, reply, si as u16, ri as u16, mode_id, now);
-    // A full table makes room as the IPv4 one does: the oldest connection in TIME_WAIT (Linux's
-    // `tcp_max_tw_buckets`), else a half-open one (Linux conntrack's early drop).
-    if inserted == Err(InsertError::TableFull)
-        && (evict_time_wait(v6, l3, fwd) || evict_embryonic(v6, l3, fwd))
-    {
+    if inserted == Err(InsertError::TableFull) && make_room(v6, l3, fwd, Room::Table) {
         inserted = v6
             .conns
             .insert(tuple, reply, si as u16, ri as u16, mode_id, now);
@@ -567,25 +563,33 @@ fn gone(fwd: &mut Forwarder, c: &ConnOf<Tuple6>) {
     }
 }
 
-/// Removes the oldest half-open IPv6 connection to make room for a new one
-/// (`Table::evict_embryonic`), counted in `ipv6_evicted_embryonic`; whether there was one.
-fn evict_embryonic<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, fwd: &mut Forwarder) -> bool {
-    let Some(c) = v6.conns.evict_embryonic() else {
+/// Removes one IPv6 connection to make room for a new one as the IPv4 side does
+/// (`forward::fullnat::Room`), counted in `ipv6_evicted_time_wait` or `ipv6_evicted_embryonic`;
+/// whether there was one.
+fn make_room<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    room: Room,
+) -> bool {
+    let counts = &mut l3.stats.inet6;
+    let taken = match room {
+        Room::Table => v6
+            .conns
+            .evict_time_wait()
+            .map(|c| (c, &mut counts.evicted_time_wait)),
+        Room::HalfOpen => None,
+    }
+    .or_else(|| {
+        v6.conns
+            .evict_embryonic()
+            .map(|c| (c, &mut counts.evicted_embryonic))
+    });
+    let Some((c, count)) = taken else {
         return false;
     };
+    *count += 1;
     gone(fwd, &c);
-    l3.stats.inet6.evicted_embryonic += 1;
-    true
-}
-
-/// Removes the IPv6 connection that entered TIME_WAIT first to make room in a full table
-/// (`Table::evict_time_wait`), counted in `ipv6_evicted_time_wait`; whether there was one.
-fn evict_time_wait<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, fwd: &mut Forwarder) -> bool {
-    let Some(c) = v6.conns.evict_time_wait() else {
-        return false;
-    };
-    gone(fwd, &c);
-    l3.stats.inet6.evicted_time_wait += 1;
     true
 }
 
