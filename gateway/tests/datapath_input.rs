@@ -1051,6 +1051,13 @@ fn client_packets_on_any_worker_reach_the_owner() {
 /// Connection (lip, rs, lport) of client port `cport` on a 1-worker datapath, walked to the state
 /// the server closing first leaves it in (TIME_WAIT).
 fn open_and_close(dp: &mut Datapath<VecBuf>, cport: u16) -> (Ipv4Addr, Ipv4Addr, u16) {
+    let c = open(dp, cport);
+    close(dp, cport, c);
+    c
+}
+
+/// A FullNAT connection from client port `cport` through its handshake: its (LIP, RS, lport).
+fn open(dp: &mut Datapath<VecBuf>, cport: u16) -> (Ipv4Addr, Ipv4Addr, u16) {
     let out = expect_tx(run(dp, &Seg::from_client(cport, "S").frame(), &meta(0)), 1);
     let (lip, rs, lport, _, _) = check_sent(&out);
     expect_tx(
@@ -1060,6 +1067,11 @@ fn open_and_close(dp: &mut Datapath<VecBuf>, cport: u16) -> (Ipv4Addr, Ipv4Addr,
     let mut ack = Seg::from_client(cport, "A");
     ack.ack = 1;
     expect_tx(run(dp, &ack.frame(), &meta(0)), 1);
+    (lip, rs, lport)
+}
+
+/// Closes `open`'s connection, the server first, into TIME_WAIT.
+fn close(dp: &mut Datapath<VecBuf>, cport: u16, (lip, rs, lport): (Ipv4Addr, Ipv4Addr, u16)) {
     expect_tx(
         run(dp, &from_server(lip, rs, lport, "FA").frame(), &meta(1)),
         0,
@@ -1071,7 +1083,6 @@ fn open_and_close(dp: &mut Datapath<VecBuf>, cport: u16) -> (Ipv4Addr, Ipv4Addr,
         run(dp, &from_server(lip, rs, lport, "A").frame(), &meta(1)),
         0,
     );
-    (lip, rs, lport)
 }
 
 /// The lab service with real server `quiesced` at weight 0 (and expire_nodest_conn `nodest`), as a
@@ -1592,8 +1603,10 @@ fn a_table_full_of_time_wait_connections_takes_new_ones_in_place_of_the_oldest()
     let mut dp: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 1, 64);
     let cap = dp.fwd.table().capacity();
     dp.tick(1000);
-    for i in 0..cap as u16 {
-        open_and_close(&mut dp, 20_000 + i);
+    // Opened in one order, closed in the other: the order they entered TIME_WAIT counts.
+    let opened: Vec<_> = (0..cap as u16).map(|i| open(&mut dp, 20_000 + i)).collect();
+    for (i, c) in opened.into_iter().enumerate().rev() {
+        close(&mut dp, 20_000 + i as u16, c);
     }
     let t = dp.fwd.table();
     assert_eq!(t.len(), cap);
@@ -1614,12 +1627,14 @@ fn a_table_full_of_time_wait_connections_takes_new_ones_in_place_of_the_oldest()
     assert_eq!(t.len(), cap);
     assert_eq!(dp.fwd.stats.evicted_time_wait, 3);
     assert_eq!(dp.l3.stats.dropped(Drop::ConnTableFull.into()), 0);
-    // The three that closed first are the ones gone.
+    // The three that closed first (the last three opened) are the ones gone.
     let client = |cport: u16| Tuple::new(CLIENT_IP, cport, VIP, 80, PROTO_TCP);
-    for cport in 20_000..20_003 {
+    let last = 20_000 + cap as u16 - 1;
+    for cport in last - 2..=last {
         assert!(t.lookup(&client(cport)).is_none(), "{cport} still held");
     }
-    assert!(t.lookup(&client(20_003)).is_some());
+    assert!(t.lookup(&client(last - 3)).is_some());
+    assert!(t.lookup(&client(20_000)).is_some());
     let in_use: u32 = dp.fwd.lip_usage().map(|(_, n)| n).sum();
     assert_eq!(in_use as usize, t.len());
 }

@@ -324,14 +324,21 @@ fn new_conn<B: PacketBuf>(
             .conns
             .insert(tuple, reply, si as u16, ri as u16, mode_id, now);
     }
-    let Ok(id) = inserted else {
-        // A NAT64 connection's IPv4 local port goes back to its pool.
-        if let Some((lip, lport)) = nat64_local_port(mode_id, reply) {
-            if let Some(pool) = fwd.pool_mut(si) {
-                pool.free(lip, lport);
+    let id = match inserted {
+        Ok(id) => id,
+        Err(e) => {
+            // A NAT64 connection's IPv4 local port goes back to its pool.
+            if let Some((lip, lport)) = nat64_local_port(mode_id, reply) {
+                if let Some(pool) = fwd.pool_mut(si) {
+                    pool.free(lip, lport);
+                }
             }
+            // As on IPv4: a tuple already held is no new connection of this packet's.
+            return Err(match e {
+                InsertError::TableFull => Drop::ConnTableFull,
+                InsertError::Duplicate => Drop::NoConn,
+            });
         }
-        return Err(Drop::ConnTableFull);
     };
     if let Some(s) = fwd.services().services[si as usize].svc.stats(ri) {
         s.on_conn_new();

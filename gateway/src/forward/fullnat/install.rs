@@ -3,7 +3,7 @@
 //! worker's table with its state and time left, its real server's counts and its local port taken,
 //! so that its next packet, in either direction, is forwarded as on the box that opened it.
 
-use super::{mode, Forwarder, NO_DEST};
+use super::{mode, Forwarder, Room, NO_DEST};
 use crate::conn::record::{ConnRecord, RecordKind};
 use crate::conn::{ConnId, InsertError, State, Ticks, Tuple};
 use crate::forward::nat;
@@ -229,15 +229,30 @@ impl Forwarder {
     /// `install`, and if another entry here holds the record's reply tuple (RS:rport ->
     /// LIP:lport), that entry is stale: the primary gave the local port to this connection, so it
     /// has dropped the one that had it (a client reusing its port, scheduled afresh, whose record
-    /// comes later; or an entry that ended there a little sooner than here). It goes, and the
-    /// record is installed (`Replaced`).
+    /// comes later; or an entry that ended there a little sooner than here, or that the
+    /// primary's full table let go). It goes, and the record is installed (`Replaced`). A full
+    /// table makes room as for a connection opened here (`Room::Table`): the primary's own full
+    /// table has let its oldest closed connections go, which this one still holds.
     fn install_over_stale(
         &mut self,
         r: &ConnRecord,
         now: Ticks,
         ok: Applied,
     ) -> Result<Applied, InstallError> {
-        match self.install(r, now) {
+        let mut installed = self.install(r, now);
+        if installed == Err(InstallError::Table(InsertError::TableFull))
+            && super::make_room(
+                &mut self.table,
+                &self.services,
+                &mut self.pools,
+                &mut self.limits,
+                &mut self.stats,
+                Room::Table,
+            )
+        {
+            installed = self.install(r, now);
+        }
+        match installed {
             Ok(_) => Ok(ok),
             Err(InstallError::Table(InsertError::Duplicate)) if r.mode == mode::FULLNAT => {
                 let reply = Tuple::new(r.real.0, r.real.1, r.local.0, r.local.1, r.proto);

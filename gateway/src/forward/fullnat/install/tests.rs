@@ -468,3 +468,45 @@ fn nat_and_dr_connections_installed_elsewhere_forward_their_next_packet() {
         assert_eq!(next[..6], first[..6], "{mode_key}: same server MAC");
     }
 }
+
+/// A backup whose table is full of closed connections makes room for the primary's new one as
+/// the primary does for its own (`Room::Table`): the oldest in TIME_WAIT goes, its local port
+/// with it. Without it, every record after the table filled was refused (`refused_table`), and
+/// those connections were lost at a takeover.
+#[test]
+fn a_backup_full_of_closed_connections_makes_room_for_a_new_one() {
+    let mut a: Datapath<VecBuf> = lab_datapath();
+    a.tick(1_000);
+    established(&mut a);
+    let (id, _) = a.fwd.table().iter().next().unwrap();
+    let rec = a.fwd.export(id, Ticks(1_000)).unwrap();
+    let mut b: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 1, 64);
+    b.tick(1_000);
+    let cap = b.fwd.table().capacity() as u16;
+    let record = |i: u16, state: State| ConnRecord {
+        client: (rec.client.0, 20_000 + i),
+        local: (rec.local.0, 30_000 + i),
+        state: state as u8,
+        ..rec
+    };
+    for i in 0..cap {
+        let r = record(i, State::TimeWait);
+        assert_eq!(b.fwd.apply_record(&r, Ticks(1_000)), Ok(Applied::Installed));
+    }
+    assert_eq!(b.fwd.table().len(), usize::from(cap), "full");
+    let r = record(cap, State::Established);
+    assert_eq!(b.fwd.apply_record(&r, Ticks(1_000)), Ok(Applied::Installed));
+    assert_eq!(b.fwd.stats.evicted_time_wait, 1);
+    let client = |i: u16| Tuple::new(rec.client.0, 20_000 + i, rec.vip.0, rec.vip.1, 6);
+    assert!(
+        b.fwd.table().lookup(&client(0)).is_none(),
+        "the oldest went"
+    );
+    assert!(b.fwd.table().lookup(&client(cap)).is_some());
+    let in_use: u32 = b.fwd.lip_usage().map(|(_, n)| n).sum();
+    assert_eq!(
+        in_use as usize,
+        b.fwd.table().len(),
+        "its local port went with it"
+    );
+}
