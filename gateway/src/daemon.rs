@@ -1100,13 +1100,24 @@ fn client_owners(cfg: &Config, ports: &[Port], n: usize) -> crate::forward::Owne
                 .or_else(|| emulated_rss(cfg.ports.get(i)?, n))?;
             let reta = Reta::new(r.reta.clone()).ok()?;
             let hf = r.hash_fields;
+            let ipv6 = dpdk_sys::RTE_ETH_RSS_IPV6
+                | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV6_TCP
+                | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV6_UDP;
             let rss = crate::forward::PortRss::new(
                 &r.key,
                 reta,
                 QueueMap::identity(n as u16),
                 hf & dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_TCP != 0,
                 hf & dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_UDP != 0,
-            );
+            )
+            .map(|rss| match hf & ipv6 {
+                0 => rss,
+                _ => rss.with_ipv6(
+                    &r.key,
+                    hf & dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV6_TCP != 0,
+                    hf & dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV6_UDP != 0,
+                ),
+            });
             match rss {
                 Ok(r) => Some(r),
                 Err(e) => {

@@ -947,9 +947,16 @@ fn ipv6_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
     assert!(s.client(&tcp6(CPORT, true, b"")).is_some(), "DR SYN to rs1");
     assert!(s.client(&tcp6(CPORT, false, b"GET /")).is_some());
     let mut dns = Vec::new();
+    // A client port whose datagrams worker 0 owns, the worker that learned rs1 (`forward::owner`;
+    // this harness does not pass neighbours between workers).
+    let dns_port = (53000..)
+        .find(|&p| {
+            gateway::forward::owner::owner_of_client6(ip6("2001:db8:10::2").into(), p, 2) == 0
+        })
+        .unwrap();
     PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
         .ipv6(ip6("2001:db8:10::2"), ip6("2001:db8:10::100"), 64)
-        .udp(53000, 53)
+        .udp(dns_port, 53)
         .write(&mut dns, b"query")
         .unwrap();
     assert!(s.client(&dns).is_some(), "TUN datagram to rs1");

@@ -1094,6 +1094,37 @@ impl Forwarder {
         (w != self.worker as usize).then_some(w)
     }
 
+    /// [`Forwarder::client_owner_elsewhere`] for an IPv6 client's packet to VIP:vport (`inet6`):
+    /// the owner by the NIC's RSS of the port it arrived on, by hash for NAT services and ports
+    /// without RSS.
+    #[allow(clippy::too_many_arguments)]
+    pub fn client_owner_elsewhere6(
+        &self,
+        meta: &RxMeta,
+        vip: std::net::Ipv6Addr,
+        vport: u16,
+        proto: u8,
+        cip: std::net::Ipv6Addr,
+        cport: u16,
+    ) -> Option<usize> {
+        if meta.from_peer || self.owners.n_workers() < 2 {
+            return None;
+        }
+        let hash_only = self
+            .services
+            .find6(vip, vport, proto)
+            .is_some_and(|si| self.services.service_has_nat6(si));
+        let w = self
+            .owners
+            .of_client6(meta.port, hash_only, proto, cip, cport, vip, vport);
+        (w != self.worker as usize).then_some(w)
+    }
+
+    /// Hands a client's packet to worker `w`, its connection's owner (`handoff_client`).
+    pub fn hand_client_to<B>(&mut self, w: usize, pkt: B) -> Verdict<B> {
+        self.hand_to(w, pkt, true)
+    }
+
     /// Whether a client's SYN with sequence number `seq` that found connection `id` is scheduled
     /// afresh (`reuse`).
     fn reuse_decision(&self, id: ConnId, seq: u32) -> Option<Resched> {

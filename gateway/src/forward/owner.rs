@@ -22,8 +22,9 @@
 //! IPv4 fragments are the one exception to "handed over once": a fragment goes first to its
 //! datagram's home worker, which may hand it on to the owner (`crate::frag`).
 
+use crate::laddr::toeplitz::Toeplitz6;
 use crate::laddr::{QueueMap, Reta, Toeplitz};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The worker that owns client CIP:cport's connections when no RSS decides (of `n_workers`, at
 /// least 1).
@@ -60,6 +61,11 @@ pub struct PortRss {
     /// `NONFRAG_IPV4_TCP` / `NONFRAG_IPV4_UDP`); otherwise it hashes the addresses only.
     l4_tcp: bool,
     l4_udp: bool,
+    /// IPv6: the tables for the key when the NIC hashes IPv6 at all (`with_ipv6`), and whether
+    /// it includes the ports of TCP and of UDP (`NONFRAG_IPV6_TCP` / `NONFRAG_IPV6_UDP`).
+    toeplitz6: Option<Toeplitz6>,
+    l4_tcp6: bool,
+    l4_udp6: bool,
 }
 
 impl PortRss {
@@ -79,7 +85,20 @@ impl PortRss {
             queues,
             l4_tcp,
             l4_udp,
+            toeplitz6: None,
+            l4_tcp6: false,
+            l4_udp6: false,
         })
+    }
+
+    /// The same NIC hashing IPv6 packets with `key` too, with their ports for TCP (`l4_tcp`)
+    /// and UDP (`l4_udp`). Without it, or with a key too short for the IPv6 input, IPv6 clients
+    /// are owned by hash ([`owner_of_client6`]).
+    pub fn with_ipv6(mut self, key: &[u8], l4_tcp: bool, l4_udp: bool) -> PortRss {
+        self.toeplitz6 = Toeplitz6::new(key).ok();
+        self.l4_tcp6 = l4_tcp;
+        self.l4_udp6 = l4_udp;
+        self
     }
 
     /// The worker polling the queue the NIC gives this packet (`None`: a queue no worker polls).
@@ -101,6 +120,31 @@ impl PortRss {
             self.toeplitz.hash_ipv4_l4(src, dst, sport, dport)
         } else {
             self.toeplitz.hash_ipv4(src, dst)
+        };
+        self.queues.worker_of(self.reta.queue_of(h))
+    }
+
+    /// [`PortRss::worker_of`] for an IPv6 packet; `None` also when this NIC's IPv6 hashing is
+    /// not known (`with_ipv6`).
+    #[inline]
+    pub fn worker_of6(
+        &self,
+        proto: u8,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        sport: u16,
+        dport: u16,
+    ) -> Option<usize> {
+        let t = self.toeplitz6.as_ref()?;
+        let l4 = match proto {
+            crate::conn::PROTO_TCP => self.l4_tcp6,
+            crate::conn::PROTO_UDP => self.l4_udp6,
+            _ => false,
+        };
+        let h = if l4 {
+            t.hash_ipv6_l4(src, dst, sport, dport)
+        } else {
+            t.hash_ipv6(src, dst)
         };
         self.queues.worker_of(self.reta.queue_of(h))
     }
@@ -149,20 +193,56 @@ impl Owners {
         vip: Ipv4Addr,
         vport: u16,
     ) -> usize {
+        self.by_rss_else_hash(
+            port,
+            hash_only,
+            |r| r.worker_of(proto, cip, vip, cport, vport),
+            |n| owner_of_client(cip, cport, n),
+        )
+    }
+
+    /// [`Owners::of_client`] for an IPv6 client.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn of_client6(
+        &self,
+        port: u16,
+        hash_only: bool,
+        proto: u8,
+        cip: Ipv6Addr,
+        cport: u16,
+        vip: Ipv6Addr,
+        vport: u16,
+    ) -> usize {
+        self.by_rss_else_hash(
+            port,
+            hash_only,
+            |r| r.worker_of6(proto, cip, vip, cport, vport),
+            |n| owner_of_client6(cip, cport, n),
+        )
+    }
+
+    /// The worker port `port`'s RSS gives a packet (`rss`), unless `hash_only`, the port has
+    /// none or it names no worker; else `hash` of the number of workers.
+    #[inline]
+    fn by_rss_else_hash(
+        &self,
+        port: u16,
+        hash_only: bool,
+        rss: impl FnOnce(&PortRss) -> Option<usize>,
+        hash: impl FnOnce(usize) -> usize,
+    ) -> usize {
         if self.n_workers < 2 {
             return 0;
         }
         if !hash_only {
             if let Some(Some(r)) = self.rss.get(usize::from(port)) {
-                if let Some(w) = r
-                    .worker_of(proto, cip, vip, cport, vport)
-                    .filter(|&w| w < self.n_workers)
-                {
+                if let Some(w) = rss(r).filter(|&w| w < self.n_workers) {
                     return w;
                 }
             }
         }
-        owner_of_client(cip, cport, self.n_workers)
+        hash(self.n_workers)
     }
 }
 
@@ -207,6 +287,69 @@ mod tests {
         // UDP without L4 hashing: the IPv4-only hash 0x323e8fc2 of the same suite.
         let want_l3 = usize::from(reta.queue_of(0x323e_8fc2));
         assert_eq!(r.worker_of(17, s, d, 2794, 1766), Some(want_l3));
+    }
+
+    #[test]
+    fn rss_owner_of_an_ipv6_client_is_the_queue_the_nic_picks() {
+        // Microsoft's verification suite, IPv6: source, destination, the hash with the ports
+        // (TCP) and on the addresses only, with the default key.
+        let vectors: [(&str, u16, &str, u16, u32, u32); 3] = [
+            (
+                "3ffe:2501:200:1fff::7",
+                2794,
+                "3ffe:2501:200:3::1",
+                1766,
+                0x4020_7d3d,
+                0x2cc1_8cd5,
+            ),
+            (
+                "3ffe:501:8::260:97ff:fe40:efab",
+                14230,
+                "ff02::1",
+                4739,
+                0xdde5_1bbf,
+                0x0f0c_461c,
+            ),
+            (
+                "3ffe:1900:4545:3:200:f8ff:fe21:67cf",
+                44251,
+                "fe80::200:f8ff:fe21:67cf",
+                38024,
+                0x02d1_feef,
+                0x4b61_e985,
+            ),
+        ];
+        let reta = Reta::round_robin(128, 4).unwrap();
+        let rss = || {
+            PortRss::new(
+                &DEFAULT_RSS_KEY,
+                reta.clone(),
+                QueueMap::identity(4),
+                true,
+                true,
+            )
+            .unwrap()
+        };
+        let with6 = || rss().with_ipv6(&DEFAULT_RSS_KEY, true, false);
+        let mut disagree = 0;
+        for (s, sp, d, dp, tcp, l3) in vectors {
+            let (s, d): (Ipv6Addr, Ipv6Addr) = (s.parse().unwrap(), d.parse().unwrap());
+            let want = usize::from(reta.queue_of(tcp));
+            assert_eq!(with6().worker_of6(6, s, d, sp, dp), Some(want));
+            // UDP without L4 hashing: the addresses only.
+            let want_l3 = usize::from(reta.queue_of(l3));
+            assert_eq!(with6().worker_of6(17, s, d, sp, dp), Some(want_l3));
+            // Whose IPv6 hashing is not known: none, and the owners fall back to the hash.
+            assert_eq!(rss().worker_of6(6, s, d, sp, dp), None);
+            let hashed = owner_of_client6(s, sp, 4);
+            let owners = Owners::new(4, vec![Some(rss())]);
+            assert_eq!(owners.of_client6(0, false, 6, s, sp, d, dp), hashed);
+            let owners = Owners::new(4, vec![Some(with6())]);
+            assert_eq!(owners.of_client6(0, false, 6, s, sp, d, dp), want);
+            assert_eq!(owners.of_client6(0, true, 6, s, sp, d, dp), hashed, "NAT");
+            disagree += usize::from(hashed != want);
+        }
+        assert!(disagree > 0, "a vector where RSS and the hash disagree");
     }
 
     proptest! {

@@ -140,27 +140,22 @@ pub fn to_service_segment<B: PacketBuf>(
     }
     let id = match found {
         Some(id) => id,
-        None if !meta.from_peer && fwd.n_workers() > 1 => {
-            // A NAT service's connections live with the owner of their client's address and port
-            // (the reply carries them too): a miss elsewhere goes there before anything is
-            // scheduled (`forward::nat`).
-            let nat = fwd
-                .services()
-                .find6(v.dst, dport, v.proto.0)
-                .is_some_and(|si| fwd.services().service_has_nat6(si));
-            let owner = crate::forward::owner::owner_of_client6(v.src, sport, fwd.n_workers());
-            if nat && owner != usize::from(l3.worker) {
-                return Verdict::ToWorker(owner as u16, pkt);
+        None => {
+            // A client packet this worker has no connection for goes to the owner of its client
+            // tuple before anything is scheduled, as IPv4's do (`forward::owner`): a flow whose
+            // packets the NIC or the kernel spreads over several queues (af_packet's fanout rolls
+            // a busy socket's packets over to another) stays whole. A NAT service's owner is the
+            // hash of the client's address and port, which its replies carry too (`forward::nat`).
+            let elsewhere =
+                fwd.client_owner_elsewhere6(meta, v.dst, dport, v.proto.0, v.src, sport);
+            if let Some(w) = elsewhere {
+                return fwd.hand_client_to(w, pkt);
             }
             match new_conn(v6, l3, fwd, tuple, syn, now) {
                 Ok(id) => id,
                 Err(r) => return Verdict::Drop(r.into(), pkt),
             }
         }
-        None => match new_conn(v6, l3, fwd, tuple, syn, now) {
-            Ok(id) => id,
-            Err(r) => return Verdict::Drop(r.into(), pkt),
-        },
     };
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
     let Some(c) = v6.conns.get(id) else {

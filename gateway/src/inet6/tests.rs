@@ -1812,3 +1812,43 @@ fn a_full_ipv6_table_takes_the_oldest_time_wait_connection_first() {
     assert_eq!(dp.l3.stats.inet6.evicted_embryonic, 1);
     assert_eq!(dp.v6.conns.len(), usize::from(cap));
 }
+
+/// Every packet of an IPv6 client reaches its connection's owner, as IPv4's do
+/// (`forward::owner`): a SYN that arrives elsewhere is scheduled on the owner, and a later
+/// segment that arrives elsewhere (af_packet's fanout rolls a busy socket's packets over to
+/// another) is handed to it, not dropped for want of a connection. FullNAT and DR.
+#[test]
+fn ipv6_client_packets_reach_their_connections_owner() {
+    for (cfg, dport) in [(config_fullnat(), 8080), (config6(), 80)] {
+        let mut w: Vec<Datapath<VecBuf>> =
+            (0..2).map(|i| datapath_from(&cfg, i, 2, 1024)).collect();
+        for dp in &mut w {
+            learn_neighbours(dp);
+        }
+        let cport = (40000u16..)
+            .find(|&p| crate::forward::owner::owner_of_client6(a(CLIENT6), p, 2) == 1)
+            .unwrap();
+        let peer = RxMeta {
+            from_peer: true,
+            ..meta(0)
+        };
+        let v = w[0].process(tcp6_to(dport, cport, true, b""), &meta(0));
+        let Verdict::ToWorker(1, syn) = v else {
+            panic!("{dport}: SYN {v:?}")
+        };
+        let v = w[1].process(syn, &peer);
+        assert!(matches!(v, Verdict::Tx(1, _)), "{dport}: {v:?}");
+        let v = w[0].process(tcp6_to(dport, cport, false, b"data"), &meta(0));
+        let Verdict::ToWorker(1, seg) = v else {
+            panic!("{dport}: segment {v:?}")
+        };
+        let v = w[1].process(seg, &peer);
+        assert!(matches!(v, Verdict::Tx(1, _)), "{dport}: {v:?}");
+        assert_eq!(w[0].fwd.stats.handoff_client, 2, "{dport}");
+        assert_eq!(
+            (w[0].v6.conns.len(), w[1].v6.conns.len()),
+            (0, 1),
+            "{dport}"
+        );
+    }
+}

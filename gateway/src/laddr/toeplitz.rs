@@ -132,20 +132,7 @@ impl Toeplitz {
         if key.len() < MIN_KEY_LEN {
             return Err(KeyTooShort(key.len()));
         }
-        let mut table = Box::new([[0u32; 256]; INPUT_LEN]);
-        for (pos, row) in table.iter_mut().enumerate() {
-            // Hashes of the eight single-bit values at this position; every other value is an XOR
-            // of these by linearity.
-            let bits: [u32; 8] = std::array::from_fn(|b| key_window(key, pos * 8 + b));
-            for (v, slot) in row.iter_mut().enumerate() {
-                *slot = bits
-                    .iter()
-                    .enumerate()
-                    .filter(|(b, _)| v & (0x80 >> b) != 0)
-                    .fold(0, |acc, (_, h)| acc ^ h);
-            }
-        }
-        Ok(Toeplitz { table })
+        Ok(Toeplitz { table: rows(key) })
     }
 
     /// Hash of `bytes` placed at byte offset `offset` of an otherwise zero input. Bytes that would
@@ -197,6 +184,72 @@ impl Toeplitz {
     #[inline]
     pub fn hash_port(&self, offset: usize, port: u16) -> u32 {
         self.hash_at(offset, &port.to_be_bytes())
+    }
+}
+
+/// `table[pos][v]`, the hash of an input that is zero except for byte `pos`, which holds `v`, for
+/// the `N` bytes of an input.
+fn rows<const N: usize>(key: &[u8]) -> Box<[[u32; 256]; N]> {
+    let mut table = Box::new([[0u32; 256]; N]);
+    for (pos, row) in table.iter_mut().enumerate() {
+        // Hashes of the eight single-bit values at this position; every other value is an XOR
+        // of these by linearity.
+        let bits: [u32; 8] = std::array::from_fn(|b| key_window(key, pos * 8 + b));
+        for (v, slot) in row.iter_mut().enumerate() {
+            *slot = bits
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| v & (0x80 >> b) != 0)
+                .fold(0, |acc, (_, h)| acc ^ h);
+        }
+    }
+    table
+}
+
+/// The shortest key that covers [`IPV6_L4_INPUT_LEN`]: 40 bytes, the common NIC key's length.
+pub const MIN_KEY_LEN6: usize = IPV6_L4_INPUT_LEN + 4;
+
+/// [`Toeplitz`] for the 36-byte IPv6 inputs: 36 tables of 256 entries (36 KiB), so that an IPv6
+/// tuple's hash is 36 lookups where [`toeplitz_hash`] takes 288 key windows.
+#[derive(Clone)]
+pub struct Toeplitz6 {
+    table: Box<[[u32; 256]; IPV6_L4_INPUT_LEN]>,
+}
+
+impl Toeplitz6 {
+    /// Builds the tables for `key`, at least [`MIN_KEY_LEN6`] bytes.
+    pub fn new(key: &[u8]) -> Result<Self, KeyTooShort> {
+        if key.len() < MIN_KEY_LEN6 {
+            return Err(KeyTooShort(key.len()));
+        }
+        Ok(Toeplitz6 { table: rows(key) })
+    }
+
+    /// Hash of `input` (up to [`IPV6_L4_INPUT_LEN`] bytes), equal to `toeplitz_hash(key, input)`.
+    #[inline]
+    pub fn hash(&self, input: &[u8]) -> u32 {
+        self.table
+            .iter()
+            .zip(input)
+            .fold(0, |acc, (row, &v)| acc ^ row[usize::from(v)])
+    }
+
+    /// Hash of the "IPv6 only" input.
+    #[inline]
+    pub fn hash_ipv6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> u32 {
+        self.hash(&ipv6_input(src, dst))
+    }
+
+    /// Hash of the "IPv6 with TCP/UDP" input.
+    #[inline]
+    pub fn hash_ipv6_l4(&self, src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16) -> u32 {
+        self.hash(&ipv6_l4_input(src, dst, sport, dport))
+    }
+}
+
+impl std::fmt::Debug for Toeplitz6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Toeplitz6").finish_non_exhaustive()
     }
 }
 
@@ -319,7 +372,15 @@ mod tests {
                 with_ports,
                 "{src}.{sp} -> {dst}.{dp}"
             );
+            let t = Toeplitz6::new(key).unwrap();
+            assert_eq!(t.hash_ipv6(s, d), ip_only, "tables: {src} -> {dst}");
+            assert_eq!(
+                t.hash_ipv6_l4(s, d, sp, dp),
+                with_ports,
+                "tables: {src}.{sp}"
+            );
         }
+        assert!(Toeplitz6::new(&DEFAULT_RSS_KEY[..39]).is_err());
     }
 
     #[test]
@@ -358,6 +419,14 @@ mod tests {
             prop_assert_eq!(t.hash(&input), toeplitz_hash(&key, &input));
             prop_assert_eq!(t.hash_full(&input), toeplitz_hash(&key, &input));
             prop_assert_eq!(t.hash(&input[..8]), toeplitz_hash(&key, &input[..8]));
+        }
+
+        #[test]
+        fn ipv6_tables_equal_bitwise(key in prop::collection::vec(any::<u8>(), 40..=52),
+                                     input in any::<[u8; IPV6_L4_INPUT_LEN]>()) {
+            let t = Toeplitz6::new(&key).unwrap();
+            prop_assert_eq!(t.hash(&input), toeplitz_hash(&key, &input));
+            prop_assert_eq!(t.hash(&input[..32]), toeplitz_hash(&key, &input[..32]));
         }
 
         #[test]
