@@ -1278,7 +1278,7 @@ impl Running {
                  icmp_translated {} rst_sent {} rst_unsent {} tun_too_big {} frag_needed {} handoff_client {} \
                  handoff_reply {} resched_closed {} resched_fin_wait {} resched_quiesced {} resched_removed {} \
                  resched_new_isn {} resched_udp_removed {} syn_retried {} syn_retry_no_other {} sloppy_created {} \
-                 half_open {} evicted_embryonic {} limit_untracked {} evicted_time_wait {}",
+                 half_open {} evicted_embryonic {} limit_untracked {} evicted_time_wait {} evicted_udp {}",
                 f.conns,
                 f.created,
                 f.expired,
@@ -1305,7 +1305,8 @@ impl Running {
                 f.half_open,
                 f.evicted_embryonic,
                 f.limit_untracked,
-                f.evicted_time_wait
+                f.evicted_time_wait,
+                f.evicted_udp
             );
         }
         for (i, s) in per.iter().enumerate() {

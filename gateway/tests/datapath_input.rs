@@ -1639,6 +1639,61 @@ fn a_table_full_of_time_wait_connections_takes_new_ones_in_place_of_the_oldest()
     assert_eq!(in_use as usize, t.len());
 }
 
+/// A UDP flood on a FullNAT UDP service (datagrams no server answers, as from spoofed sources)
+/// fills the table for UDP's 300 s; the table, shared with every other service, then takes new
+/// connections in place of the oldest unanswered flows (`evicted_udp`, conntrack's early drop of
+/// flows not ASSURED) instead of refusing them all. A flow its server answered is never taken.
+#[test]
+fn a_table_full_of_unanswered_udp_flows_takes_new_connections() {
+    let mut dp: Datapath<VecBuf> = datapath_from(LAB_CONFIG, 0, 1, 64);
+    let cap = dp.fwd.table().capacity();
+    dp.tick(1000);
+    // The first flow is answered.
+    let f = udp_frame(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        (CLIENT_IP, 20_000),
+        (VIP, 80),
+        b"q",
+    );
+    let out = expect_tx(run(&mut dp, &f, &meta(0)), 1);
+    let (lip, rs, lport, _, _) = check_sent(&out);
+    let r = udp_frame((rs_mac(rs), SERVER_PORT_MAC), (rs, 80), (lip, lport), b"a");
+    expect_tx(run(&mut dp, &r, &meta(1)), 0);
+    for i in 1..cap as u16 {
+        let f = udp_frame(
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            (CLIENT_IP, 20_000 + i),
+            (VIP, 80),
+            b"q",
+        );
+        expect_tx(run(&mut dp, &f, &meta(0)), 1);
+    }
+    assert_eq!(dp.fwd.table().len(), cap, "full");
+    // A TCP client and a new UDP flow get in, each in place of the oldest unanswered flow.
+    expect_tx(
+        run(&mut dp, &Seg::from_client(30_000, "S").frame(), &meta(0)),
+        1,
+    );
+    let f = udp_frame(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        (CLIENT_IP, 30_001),
+        (VIP, 80),
+        b"q",
+    );
+    expect_tx(run(&mut dp, &f, &meta(0)), 1);
+    assert_eq!(dp.fwd.stats.evicted_udp, 2);
+    assert_eq!(dp.l3.stats.dropped(Drop::ConnTableFull.into()), 0);
+    let t = dp.fwd.table();
+    let udp = |cport: u16| Tuple::new(CLIENT_IP, cport, VIP, 80, 17);
+    assert!(t.lookup(&udp(20_000)).is_some(), "the answered flow stays");
+    for cport in [20_001, 20_002] {
+        assert!(t.lookup(&udp(cport)).is_none(), "{cport} still held");
+    }
+    assert!(t.lookup(&udp(20_003)).is_some());
+    let in_use: u32 = dp.fwd.lip_usage().map(|(_, n)| n).sum();
+    assert_eq!(in_use as usize, t.len(), "their local ports went with them");
+}
+
 /// A SYN flood from spoofed sources: past `[conn] max_half_open` (half the table by default)
 /// each new SYN takes the place of an older half-open connection, so every SYN, the legitimate
 /// ones among them, gets in; established connections are never taken and keep forwarding.

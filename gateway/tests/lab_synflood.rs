@@ -34,3 +34,45 @@ fn a_spoofed_syn_flood_leaves_room_for_real_clients() {
     // The table never filled: the bound kept half of it for connections that complete.
     assert_eq!(Lab::drop_counter(&stats, "conn_table_full"), 0, "{stats}");
 }
+
+/// A UDP flood from spoofed sources (hping3 `--udp --flood --rand-source`) on a UDP service
+/// fills the table with flows no server answers, for UDP's 300 s. The table is shared with every
+/// service: new connections take the place of the oldest unanswered flows (`evicted_udp`), so
+/// the TCP service beside it keeps taking clients during and after the flood.
+#[test]
+fn a_spoofed_udp_flood_leaves_room_for_the_other_services() {
+    let udp = r#"
+[[service]]
+vip = "10.10.0.100"
+port = 53
+protocol = "udp"
+scheduler = "rr"
+local_addresses = ["10.20.0.200", "10.20.0.201"]
+[[service.real]]
+address = "10.20.0.11"
+port = 53
+"#;
+    let config = Lab::default_config(udp).replacen("capacity = 65536", "capacity = 8192", 1);
+    assert!(config.contains("capacity = 8192"));
+    let lab = Lab::up("uf", &config);
+    assert!(lab.curl_ok());
+    let args = [
+        "timeout",
+        "3",
+        "hping3",
+        "-q",
+        "--udp",
+        "-p",
+        "53",
+        "--flood",
+        "--rand-source",
+        "10.10.0.100",
+    ];
+    let _ = lab.spawn("cli", &args).wait();
+    let after = (0..10).filter(|_| lab.curl_ok()).count();
+    let stats = lab.stats();
+    let evicted = Lab::conn_counter(&stats, "evicted_udp");
+    eprintln!("after the UDP flood {after}/10 curls; {evicted} unanswered flows evicted");
+    assert!(evicted > 0, "the flood filled the table: {stats}");
+    assert_eq!(after, 10, "{stats}");
+}

@@ -61,7 +61,8 @@ impl ConnFlags {
     const HAS_REPLY: u8 = 1 << 1;
     /// IPVS `IP_VS_CONN_F_NOOUTPUT`: replies not seen (yet), client packets use the INPUT-ONLY rows.
     pub const INPUT_ONLY: ConnFlags = ConnFlags(1 << 2);
-    /// Set by the table when the connection first reaches ESTABLISHED.
+    /// Set by the table when a TCP connection first reaches ESTABLISHED, and when a UDP flow
+    /// first gets an answer (a packet from the reply side: conntrack's ASSURED).
     pub const ESTABLISHED_SEEN: ConnFlags = ConnFlags(1 << 3);
     /// The TOA option has been inserted (set by the FullNAT datapath).
     pub const TOA_DONE: ConnFlags = ConnFlags(1 << 4);
@@ -187,6 +188,16 @@ impl<T: ConnKey> ConnOf<T> {
             && self.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
     }
 
+    /// A live UDP flow with a reply tuple (FullNAT, NAT) that has had no answer yet: what a
+    /// spoofed UDP flood leaves behind, and what `Table::evict_closed` may take. DR and TUN
+    /// flows never see their answers, so none of them is ever taken.
+    pub fn is_unanswered_udp(&self) -> bool {
+        self.is_live()
+            && self.client.proto() != PROTO_TCP
+            && self.flags & ConnFlags::HAS_REPLY != 0
+            && self.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
+    }
+
     /// Whether the real server counts this connection as active (see `State::is_active`).
     pub fn is_active(&self) -> bool {
         self.state().is_active()
@@ -251,8 +262,10 @@ pub struct Counters {
     pub duplicates: u64,
     /// Half-open entries removed to make room for a new connection (`evict_embryonic`).
     pub evicted_embryonic: u64,
-    /// TIME_WAIT entries removed to make room in a full table (`evict_time_wait`).
+    /// TIME_WAIT entries, and UDP flows with no answer, removed to make room in a full table
+    /// (`evict_closed`).
     pub evicted_time_wait: u64,
+    pub evicted_udp: u64,
 }
 
 /// Ids `evict_embryonic` takes from the half-open queue before it gives up: bounded work per new
@@ -327,9 +340,11 @@ pub struct Table<T> {
     /// when full the oldest id is dropped): where `evict_embryonic` finds a half-open entry. An
     /// id may be stale (its entry established or gone); it is checked when taken.
     half_open_queue: IdRing,
-    /// The ids of entries in the order they entered TIME_WAIT, oldest first: where
-    /// `evict_time_wait` finds one when the table is full. Stale ids are checked when taken.
-    time_wait_queue: IdRing,
+    /// The ids of entries in the order they entered TIME_WAIT, and of UDP flows with a reply
+    /// tuple in the order they were created, oldest first: where `evict_closed` finds one when
+    /// the table is full. Stale ids (a flow since answered, a connection gone) are checked when
+    /// taken.
+    closed_queue: IdRing,
     /// Tuples ever added to the index: a lookup that missed still misses while this is unchanged.
     indexed: u64,
 }
@@ -366,7 +381,7 @@ impl<T: ConnKey> Table<T> {
             counters: Counters::default(),
             half_open: 0,
             half_open_queue: IdRing::new(capacity),
-            time_wait_queue: IdRing::new(capacity),
+            closed_queue: IdRing::new(capacity),
             indexed: 0,
         }
     }
@@ -395,20 +410,30 @@ impl<T: ConnKey> Table<T> {
         None
     }
 
-    /// Removes the entry that entered TIME_WAIT first to make room (Linux's
-    /// `tcp_max_tw_buckets`: past the bound a TIME_WAIT socket is destroyed at once), taking at
-    /// most [`EVICT_SCAN`] ids from the TIME_WAIT queue, and returns it for the caller to release
-    /// its resources. A connection in TIME_WAIT carries no data: both sides have closed, and
-    /// the entry only keeps its tuples (and a parked entry its local port) from reuse for
-    /// TIME_WAIT's timeout, 120 s. Without this, a table full of them refuses every SYN until
+    /// Removes the oldest of the entries that entered TIME_WAIT and the UDP flows that never got
+    /// an answer, to make room, taking at most [`EVICT_SCAN`] ids from their queue, and returns
+    /// it for the caller to release its resources.
+    ///
+    /// - A connection in TIME_WAIT carries no data: both sides have closed, and the entry only
+    ///   keeps its tuples (and a parked entry its local port) from reuse for TIME_WAIT's timeout,
+    ///   120 s (Linux's `tcp_max_tw_buckets` bounds TIME_WAIT sockets too).
+    /// - A UDP flow its server never answered (FullNAT, NAT) is what a spoofed UDP flood leaves,
+    ///   for UDP's timeout of 300 s (conntrack's early drop takes the flows it has not seen
+    ///   ASSURED).
+    ///
+    /// Without this, a table full of them refuses every new connection, of every service, until
     /// they expire.
-    pub fn evict_time_wait(&mut self) -> Option<ConnOf<T>> {
+    pub fn evict_closed(&mut self) -> Option<ConnOf<T>> {
         for _ in 0..EVICT_SCAN {
-            let id = self.time_wait_queue.pop()?;
+            let id = self.closed_queue.pop()?;
             let c = &self.slab[id as usize];
-            if c.is_live() && c.state() == State::TimeWait {
+            let time_wait = c.is_live() && c.state() == State::TimeWait;
+            if time_wait || c.is_unanswered_udp() {
                 let c = self.remove(ConnId(id))?;
-                self.counters.evicted_time_wait += 1;
+                match time_wait {
+                    true => self.counters.evicted_time_wait += 1,
+                    false => self.counters.evicted_udp += 1,
+                }
                 return Some(c);
             }
         }
@@ -445,7 +470,7 @@ impl<T: ConnKey> Table<T> {
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * core::mem::size_of::<ConnOf<T>>()
             + self.half_open_queue.memory_bytes()
-            + self.time_wait_queue.memory_bytes()
+            + self.closed_queue.memory_bytes()
             + self.index.memory_bytes()
             + self.wheel.memory_bytes()
     }
@@ -662,6 +687,9 @@ impl<T: ConnKey> Table<T> {
         if state == State::None {
             self.half_open += 1;
             self.half_open_queue.push(id);
+        } else if reply.is_some() {
+            // A UDP flow with a reply tuple: evictable until answered (`evict_closed`).
+            self.closed_queue.push(id);
         }
         self.counters.created += 1;
         Ok(ConnId(id))
@@ -689,7 +717,7 @@ impl<T: ConnKey> Table<T> {
 
     /// A restored entry heard of again (HA sync): in `state` as the other box has it, expiring
     /// `remaining_ms` from `now`. A TCP entry that passes the handshake stops counting as
-    /// half-open, as in `on_packet`. A dead `id` is left alone.
+    /// half-open, as in `on_packet`; a UDP flow counts as answered. A dead `id` is left alone.
     pub fn refresh(&mut self, id: ConnId, state: State, remaining_ms: u32, now: Ticks) {
         let Some(c) = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live()) else {
             return;
@@ -697,15 +725,15 @@ impl<T: ConnKey> Table<T> {
         let handshake = matches!(state, State::None | State::SynSent | State::SynRecv);
         let enters_time_wait = state == State::TimeWait && c.state() != State::TimeWait;
         c.state = state as u8;
-        if c.client.proto() == PROTO_TCP
-            && !handshake
-            && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
-        {
+        // A TCP entry past the handshake stops counting as half-open. A UDP flow the other box
+        // kept is taken as answered: its record does not say, and it is not a flood's to evict.
+        let tcp = c.client.proto() == PROTO_TCP;
+        if (!tcp || !handshake) && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
             c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
-            self.half_open -= 1;
+            self.half_open -= u32::from(tcp);
         }
         if enters_time_wait {
-            self.time_wait_queue.push(id.0);
+            self.closed_queue.push(id.0);
         }
         self.wheel
             .rearm(&mut self.slab, id.0, now.after_ms(u64::from(remaining_ms)));
@@ -749,6 +777,9 @@ impl<T: ConnKey> Table<T> {
             };
             state::tcp_next(rows, tcp_flags, old)
         } else {
+            if dir == Dir::Reply {
+                c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+            }
             State::Udp
         };
         c.state = new as u8;
@@ -757,7 +788,7 @@ impl<T: ConnKey> Table<T> {
             self.half_open -= u32::from(c.client.proto() == PROTO_TCP);
         }
         if new == State::TimeWait && old != State::TimeWait {
-            self.time_wait_queue.push(id.0);
+            self.closed_queue.push(id.0);
         }
         let deadline = now.after_ms(self.timeout_ms[new as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
@@ -829,7 +860,7 @@ impl<T: ConnKey> Table<T> {
         let c = &mut self.slab[id.0 as usize];
         c.client = client;
         if c.state() != State::TimeWait {
-            self.time_wait_queue.push(id.0);
+            self.closed_queue.push(id.0);
         }
         let c = &mut self.slab[id.0 as usize];
         c.state = State::TimeWait as u8;
@@ -914,6 +945,7 @@ fn dir_of(v: u32) -> Dir {
 #[cfg(test)]
 mod tests {
     use super::super::state::tcp_flags::*;
+    use super::super::tuple::PROTO_UDP;
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashMap;
@@ -946,6 +978,61 @@ mod tests {
             HashKey::from_words([7, 8, 9, 10]),
             Ticks(0),
         )
+    }
+
+    /// `evict_closed` takes the UDP flows with a reply tuple that no answer reached, oldest
+    /// first, and the entries in TIME_WAIT, in the order they became so; never an answered flow,
+    /// a DR/TUN flow (no reply tuple: its answers bypass the gateway) or a live TCP connection.
+    #[test]
+    fn evict_closed_takes_unanswered_udp_flows_and_time_wait_in_their_order() {
+        let mut t = table(64);
+        let udp = |i: u32| {
+            let c = client(i);
+            Tuple::new(c.src_ip(), c.sport, c.dst_ip(), 53, PROTO_UDP)
+        };
+        let udp_reply = |i: u32| {
+            let r = reply(i);
+            Tuple::new(r.src_ip(), r.sport, r.dst_ip(), r.dport, PROTO_UDP)
+        };
+        let answered = t
+            .insert(udp(1), Some(udp_reply(1)), 1, 0, 1, Ticks(0))
+            .unwrap();
+        t.on_packet(answered, Dir::Reply, 0, Ticks(0));
+        t.insert(udp(2), None, 2, 0, 1, Ticks(0)).unwrap();
+        t.insert(udp(3), Some(udp_reply(3)), 3, 0, 1, Ticks(0))
+            .unwrap();
+        let tcp = t
+            .insert(client(4), Some(reply(4)), 4, 0, 1, Ticks(0))
+            .unwrap();
+        t.insert(udp(5), Some(udp_reply(5)), 5, 0, 1, Ticks(0))
+            .unwrap();
+        let open = t
+            .insert(client(6), Some(reply(6)), 6, 0, 1, Ticks(0))
+            .unwrap();
+        t.on_packet(open, Dir::Original, SYN, Ticks(0));
+        // The TCP connection closes after the UDP flows came: it is taken after them.
+        t.refresh(tcp, State::TimeWait, 120_000, Ticks(1));
+        let mut taken = Vec::new();
+        while let Some(c) = t.evict_closed() {
+            taken.push(c.svc);
+        }
+        assert_eq!(taken, vec![3, 5, 4]);
+        let c = t.counters();
+        assert_eq!((c.evicted_udp, c.evicted_time_wait), (2, 1));
+        assert_eq!(
+            t.len(),
+            3,
+            "the answered flow, the DR flow, the open connection"
+        );
+        // A queued flow gone, its slot taken by a DR flow (the free list is LIFO): the stale id
+        // names a flow that is not the one queued, and no answer ever reaches it.
+        let gone = t
+            .insert(udp(7), Some(udp_reply(7)), 7, 0, 1, Ticks(2))
+            .unwrap();
+        t.remove(gone);
+        let dr = t.insert(udp(8), None, 8, 0, 1, Ticks(2)).unwrap();
+        assert_eq!(dr, gone, "the slot reused");
+        assert!(t.evict_closed().is_none());
     }
 
     #[test]

@@ -1428,6 +1428,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("half_open", f.half_open),
         ("evicted_embryonic", f.evicted_embryonic),
         ("evicted_time_wait", f.evicted_time_wait),
+        ("evicted_udp", f.evicted_udp),
         ("limit_untracked", f.limit_untracked),
     ];
     WorkerView {

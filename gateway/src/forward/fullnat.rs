@@ -232,8 +232,10 @@ pub struct FwdStats {
     /// removed to make room for a new connection (table full or `max_half_open` reached).
     pub half_open: u64,
     pub evicted_embryonic: u64,
-    /// TIME_WAIT connections removed to make room in a full table (`Table::evict_time_wait`).
+    /// TIME_WAIT connections, and UDP flows their servers never answered, removed to make room
+    /// in a full table (`Table::evict_closed`).
     pub evicted_time_wait: u64,
+    pub evicted_udp: u64,
     /// New connections admitted without being counted against their client's limit: the
     /// limit table had no room (`limit`, it fails open).
     pub limit_untracked: u64,
@@ -256,6 +258,7 @@ impl FwdStats {
         self.half_open += o.half_open;
         self.evicted_embryonic += o.evicted_embryonic;
         self.evicted_time_wait += o.evicted_time_wait;
+        self.evicted_udp += o.evicted_udp;
         self.limit_untracked += o.limit_untracked;
         self.rst_unsent += o.rst_unsent;
         self.tun_too_big += o.tun_too_big;
@@ -2356,14 +2359,15 @@ pub(crate) enum Room {
     /// The bound on half-open connections: an older half-open one goes (Linux conntrack's early
     /// drop).
     HalfOpen,
-    /// A full table: the connection that entered TIME_WAIT first goes, closed on both sides
-    /// (Linux's `tcp_max_tw_buckets`), else a half-open one. A handshake in progress may still
-    /// become a connection, a closed one will not.
+    /// A full table: the oldest of the connections that entered TIME_WAIT, closed on both
+    /// sides (Linux's `tcp_max_tw_buckets`), and the UDP flows their servers never answered
+    /// (conntrack's early drop of flows not ASSURED) goes, else a half-open one. A handshake in
+    /// progress may still become a connection, a closed one will not.
     Table,
 }
 
 /// Removes one connection to make room for a new one (`Room`), returning its local port and
-/// telling its real server; counted in `evicted_time_wait` or `evicted_embryonic`. Whether one
+/// telling its real server; counted in `evicted_time_wait`, `evicted_udp` or `evicted_embryonic`. Whether one
 /// was found. (A function of the fields, not a method: the caller holds the service snapshot
 /// borrowed.)
 fn make_room(
@@ -2375,9 +2379,13 @@ fn make_room(
     room: Room,
 ) -> bool {
     let taken = match room {
-        Room::Table => table
-            .evict_time_wait()
-            .map(|c| (c, &mut stats.evicted_time_wait)),
+        Room::Table => table.evict_closed().map(|c| {
+            let count = match c.proto() {
+                crate::conn::PROTO_TCP => &mut stats.evicted_time_wait,
+                _ => &mut stats.evicted_udp,
+            };
+            (c, count)
+        }),
         Room::HalfOpen => None,
     }
     .or_else(|| {

@@ -126,8 +126,10 @@ pub struct Inet6Counters {
     /// (`[conn] max_half_open` reached or the table full).
     pub half_open: u64,
     pub evicted_embryonic: u64,
-    /// Connections in TIME_WAIT removed to make room in a full table.
+    /// Connections in TIME_WAIT, and UDP flows their servers never answered, removed to make
+    /// room in a full table.
     pub evicted_time_wait: u64,
+    pub evicted_udp: u64,
 }
 
 impl Inet6Counters {
@@ -148,10 +150,11 @@ impl Inet6Counters {
         self.half_open += o.half_open;
         self.evicted_embryonic += o.evicted_embryonic;
         self.evicted_time_wait += o.evicted_time_wait;
+        self.evicted_udp += o.evicted_udp;
     }
 
     /// (name, value) for the admin socket, the stats file and `/metrics`.
-    pub fn named(&self) -> [(&'static str, u64); 16] {
+    pub fn named(&self) -> [(&'static str, u64); 17] {
         [
             ("ipv6_rx", self.rx),
             ("ipv6_forwarded", self.forwarded),
@@ -169,6 +172,7 @@ impl Inet6Counters {
             ("ipv6_half_open", self.half_open),
             ("ipv6_evicted_embryonic", self.evicted_embryonic),
             ("ipv6_evicted_time_wait", self.evicted_time_wait),
+            ("ipv6_evicted_udp", self.evicted_udp),
         ]
     }
 }

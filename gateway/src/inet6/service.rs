@@ -566,7 +566,8 @@ fn gone(fwd: &mut Forwarder, c: &ConnOf<Tuple6>) {
 }
 
 /// Removes one IPv6 connection to make room for a new one as the IPv4 side does
-/// (`forward::fullnat::Room`), counted in `ipv6_evicted_time_wait` or `ipv6_evicted_embryonic`;
+/// (`forward::fullnat::Room`), counted in `ipv6_evicted_time_wait`, `ipv6_evicted_udp` or
+/// `ipv6_evicted_embryonic`;
 /// whether there was one.
 fn make_room<B: PacketBuf>(
     v6: &mut Inet6<B>,
@@ -576,10 +577,13 @@ fn make_room<B: PacketBuf>(
 ) -> bool {
     let counts = &mut l3.stats.inet6;
     let taken = match room {
-        Room::Table => v6
-            .conns
-            .evict_time_wait()
-            .map(|c| (c, &mut counts.evicted_time_wait)),
+        Room::Table => v6.conns.evict_closed().map(|c| {
+            let count = match c.proto() {
+                crate::conn::PROTO_TCP => &mut counts.evicted_time_wait,
+                _ => &mut counts.evicted_udp,
+            };
+            (c, count)
+        }),
         Room::HalfOpen => None,
     }
     .or_else(|| {
