@@ -1119,7 +1119,16 @@ fn client_owners(cfg: &Config, ports: &[Port], n: usize) -> crate::forward::Owne
                 ),
             });
             match rss {
-                Ok(r) => Some(r),
+                Ok(rss) => {
+                    if hf & ipv6 != 0 && !rss.hashes_ipv6() {
+                        tracing::warn!(
+                            port = %p.name,
+                            "RSS key of {} bytes too short for IPv6 (40): IPv6 clients owned by hash",
+                            r.key.len()
+                        );
+                    }
+                    Some(rss)
+                }
                 Err(e) => {
                     tracing::warn!(port = %p.name, "client steering by RSS unusable ({e}); by hash");
                     None

@@ -10,12 +10,12 @@ use super::timer::{Ticks, TimerNode, TimerNodes, TimerWheel};
 use super::tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP};
 
 /// Memory per connection when the index is at its maximum load (3/4): the entry, its two index
-/// slots and its places in the half-open and TIME_WAIT queues (82 bytes; the index is sized
-/// exactly, so this is the figure at every capacity). The timer wheel adds a fixed 128 KiB per
-/// table.
+/// slots and its places in the queues of half-open connections, of connections in TIME_WAIT and
+/// of unanswered UDP flows (86 bytes; the index is sized exactly, so this is the figure at every
+/// capacity). The timer wheel adds a fixed 128 KiB per table.
 pub const BYTES_PER_CONN_AT_MAX_LOAD: usize = core::mem::size_of::<Conn>()
     + 2 * core::mem::size_of::<u32>() * MAX_LOAD_DEN / MAX_LOAD_NUM
-    + 2 * core::mem::size_of::<u32>();
+    + 3 * core::mem::size_of::<u32>();
 
 /// A connection of the IPv4 table: one cache line.
 pub type Conn = ConnOf<Tuple>;
@@ -340,11 +340,13 @@ pub struct Table<T> {
     /// when full the oldest id is dropped): where `evict_embryonic` finds a half-open entry. An
     /// id may be stale (its entry established or gone); it is checked when taken.
     half_open_queue: IdRing,
-    /// The ids of entries in the order they entered TIME_WAIT, and of UDP flows with a reply
-    /// tuple in the order they were created, oldest first: where `evict_closed` finds one when
-    /// the table is full. Stale ids (a flow since answered, a connection gone) are checked when
-    /// taken.
-    closed_queue: IdRing,
+    /// The ids of entries in the order they entered TIME_WAIT, oldest first, and of UDP flows
+    /// with a reply tuple in the order they were created: where `evict_closed` finds one when
+    /// the table is full. Two queues, so that the many UDP flows answered since (stale ids, as
+    /// those of connections gone, checked when taken) do not hide the connections in TIME_WAIT
+    /// from a scan of `EVICT_SCAN` ids.
+    time_wait_queue: IdRing,
+    udp_queue: IdRing,
     /// Tuples ever added to the index: a lookup that missed still misses while this is unchanged.
     indexed: u64,
 }
@@ -381,7 +383,8 @@ impl<T: ConnKey> Table<T> {
             counters: Counters::default(),
             half_open: 0,
             half_open_queue: IdRing::new(capacity),
-            closed_queue: IdRing::new(capacity),
+            time_wait_queue: IdRing::new(capacity),
+            udp_queue: IdRing::new(capacity),
             indexed: 0,
         }
     }
@@ -410,8 +413,8 @@ impl<T: ConnKey> Table<T> {
         None
     }
 
-    /// Removes the oldest of the entries that entered TIME_WAIT and the UDP flows that never got
-    /// an answer, to make room, taking at most [`EVICT_SCAN`] ids from their queue, and returns
+    /// Removes the entry that entered TIME_WAIT first, else the oldest UDP flow that never got
+    /// an answer, to make room, taking at most [`EVICT_SCAN`] ids from each queue, and returns
     /// it for the caller to release its resources.
     ///
     /// - A connection in TIME_WAIT carries no data: both sides have closed, and the entry only
@@ -424,20 +427,27 @@ impl<T: ConnKey> Table<T> {
     /// Without this, a table full of them refuses every new connection, of every service, until
     /// they expire.
     pub fn evict_closed(&mut self) -> Option<ConnOf<T>> {
-        for _ in 0..EVICT_SCAN {
-            let id = self.closed_queue.pop()?;
-            let c = &self.slab[id as usize];
-            let time_wait = c.is_live() && c.state() == State::TimeWait;
-            if time_wait || c.is_unanswered_udp() {
-                let c = self.remove(ConnId(id))?;
-                match time_wait {
-                    true => self.counters.evicted_time_wait += 1,
-                    false => self.counters.evicted_udp += 1,
-                }
-                return Some(c);
-            }
+        if let Some(id) = Self::oldest(&mut self.time_wait_queue, &self.slab, |c| {
+            c.is_live() && c.state() == State::TimeWait
+        }) {
+            self.counters.evicted_time_wait += 1;
+            return self.remove(ConnId(id));
         }
-        None
+        let id = Self::oldest(&mut self.udp_queue, &self.slab, ConnOf::is_unanswered_udp)?;
+        self.counters.evicted_udp += 1;
+        self.remove(ConnId(id))
+    }
+
+    /// The first id of `queue` whose entry is `wanted`, taking at most [`EVICT_SCAN`] ids
+    /// from it (those passed over leave it for good).
+    fn oldest(
+        queue: &mut IdRing,
+        slab: &[ConnOf<T>],
+        wanted: impl Fn(&ConnOf<T>) -> bool,
+    ) -> Option<u32> {
+        (0..EVICT_SCAN)
+            .map_while(|_| queue.pop())
+            .find(|&id| wanted(&slab[id as usize]))
     }
 
     pub fn len(&self) -> usize {
@@ -470,7 +480,8 @@ impl<T: ConnKey> Table<T> {
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * core::mem::size_of::<ConnOf<T>>()
             + self.half_open_queue.memory_bytes()
-            + self.closed_queue.memory_bytes()
+            + self.time_wait_queue.memory_bytes()
+            + self.udp_queue.memory_bytes()
             + self.index.memory_bytes()
             + self.wheel.memory_bytes()
     }
@@ -689,7 +700,7 @@ impl<T: ConnKey> Table<T> {
             self.half_open_queue.push(id);
         } else if reply.is_some() {
             // A UDP flow with a reply tuple: evictable until answered (`evict_closed`).
-            self.closed_queue.push(id);
+            self.udp_queue.push(id);
         }
         self.counters.created += 1;
         Ok(ConnId(id))
@@ -733,7 +744,7 @@ impl<T: ConnKey> Table<T> {
             self.half_open -= u32::from(tcp);
         }
         if enters_time_wait {
-            self.closed_queue.push(id.0);
+            self.time_wait_queue.push(id.0);
         }
         self.wheel
             .rearm(&mut self.slab, id.0, now.after_ms(u64::from(remaining_ms)));
@@ -788,7 +799,7 @@ impl<T: ConnKey> Table<T> {
             self.half_open -= u32::from(c.client.proto() == PROTO_TCP);
         }
         if new == State::TimeWait && old != State::TimeWait {
-            self.closed_queue.push(id.0);
+            self.time_wait_queue.push(id.0);
         }
         let deadline = now.after_ms(self.timeout_ms[new as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
@@ -860,7 +871,7 @@ impl<T: ConnKey> Table<T> {
         let c = &mut self.slab[id.0 as usize];
         c.client = client;
         if c.state() != State::TimeWait {
-            self.closed_queue.push(id.0);
+            self.time_wait_queue.push(id.0);
         }
         let c = &mut self.slab[id.0 as usize];
         c.state = State::TimeWait as u8;
@@ -980,11 +991,11 @@ mod tests {
         )
     }
 
-    /// `evict_closed` takes the UDP flows with a reply tuple that no answer reached, oldest
-    /// first, and the entries in TIME_WAIT, in the order they became so; never an answered flow,
-    /// a DR/TUN flow (no reply tuple: its answers bypass the gateway) or a live TCP connection.
+    /// `evict_closed` takes the entries in TIME_WAIT first, then the UDP flows with a reply
+    /// tuple that no answer reached, oldest first; never an answered flow, a DR/TUN flow (no
+    /// reply tuple: its answers bypass the gateway) or a live TCP connection.
     #[test]
-    fn evict_closed_takes_unanswered_udp_flows_and_time_wait_in_their_order() {
+    fn evict_closed_takes_time_wait_then_unanswered_udp_flows() {
         let mut t = table(64);
         let udp = |i: u32| {
             let c = client(i);
@@ -1010,13 +1021,13 @@ mod tests {
             .insert(client(6), Some(reply(6)), 6, 0, 1, Ticks(0))
             .unwrap();
         t.on_packet(open, Dir::Original, SYN, Ticks(0));
-        // The TCP connection closes after the UDP flows came: it is taken after them.
+        // The TCP connection closes after the UDP flows came: it is taken first all the same.
         t.refresh(tcp, State::TimeWait, 120_000, Ticks(1));
         let mut taken = Vec::new();
         while let Some(c) = t.evict_closed() {
             taken.push(c.svc);
         }
-        assert_eq!(taken, vec![3, 5, 4]);
+        assert_eq!(taken, vec![4, 3, 5]);
         let c = t.counters();
         assert_eq!((c.evicted_udp, c.evicted_time_wait), (2, 1));
         assert_eq!(
@@ -1035,14 +1046,48 @@ mod tests {
         assert!(t.evict_closed().is_none());
     }
 
+    /// Many UDP flows answered since they were queued (a busy DNS service beside a TCP one) do
+    /// not hide a connection in TIME_WAIT from `evict_closed`'s bounded scan.
+    #[test]
+    fn answered_udp_flows_do_not_hide_time_wait() {
+        let n = 2 * EVICT_SCAN as u32;
+        let mut t = table(4 * n);
+        for i in 0..n {
+            let c = client(i);
+            let r = reply(i);
+            let id = t
+                .insert(
+                    Tuple::new(c.src_ip(), c.sport, c.dst_ip(), 53, PROTO_UDP),
+                    Some(Tuple::new(
+                        r.src_ip(),
+                        r.sport,
+                        r.dst_ip(),
+                        r.dport,
+                        PROTO_UDP,
+                    )),
+                    1,
+                    0,
+                    1,
+                    Ticks(0),
+                )
+                .unwrap();
+            t.on_packet(id, Dir::Reply, 0, Ticks(0));
+        }
+        let tcp = t
+            .insert(client(n), Some(reply(n)), 2, 0, 1, Ticks(0))
+            .unwrap();
+        t.refresh(tcp, State::TimeWait, 120_000, Ticks(1));
+        assert_eq!(t.evict_closed().map(|c| c.svc), Some(2));
+    }
+
     #[test]
     fn entry_is_one_cache_line_and_memory_within_budget() {
         assert_eq!(core::mem::size_of::<Conn>(), 64);
         assert_eq!(core::mem::align_of::<Conn>(), 64);
-        assert_eq!(BYTES_PER_CONN_AT_MAX_LOAD, 82);
+        assert_eq!(BYTES_PER_CONN_AT_MAX_LOAD, 86);
         // No rounding up of the index: a capacity just past a power of two costs what one just
         // below it does (with 8-byte slots rounded up, 89 and 110 bytes).
-        for (cap, want) in [(3 << 9, 82), ((3 << 10) + 1, 82)] {
+        for (cap, want) in [(3 << 9, 86), ((3 << 10) + 1, 86)] {
             let t = table(cap);
             let per_conn = (t.memory_bytes() - t.wheel.memory_bytes()) / t.capacity();
             assert_eq!(per_conn, want, "capacity {cap}");

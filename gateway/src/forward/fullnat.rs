@@ -1099,7 +1099,7 @@ impl Forwarder {
 
     /// [`Forwarder::client_owner_elsewhere`] for an IPv6 client's packet to VIP:vport (`inet6`):
     /// the owner by the NIC's RSS of the port it arrived on, by hash for NAT services and ports
-    /// without RSS.
+    /// without RSS; None for a packet to no service.
     #[allow(clippy::too_many_arguments)]
     pub fn client_owner_elsewhere6(
         &self,
@@ -1113,10 +1113,9 @@ impl Forwarder {
         if meta.from_peer || self.owners.n_workers() < 2 {
             return None;
         }
-        let hash_only = self
-            .services
-            .find6(vip, vport, proto)
-            .is_some_and(|si| self.services.service_has_nat6(si));
+        // No service: dropped here, not handed over to be dropped there.
+        let si = self.services.find6(vip, vport, proto)?;
+        let hash_only = self.services.service_has_nat6(si);
         let w = self
             .owners
             .of_client6(meta.port, hash_only, proto, cip, cport, vip, vport);

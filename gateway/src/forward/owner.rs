@@ -101,6 +101,11 @@ impl PortRss {
         self
     }
 
+    /// Whether IPv6 clients are owned by this RSS (`with_ipv6` with a long enough key).
+    pub fn hashes_ipv6(&self) -> bool {
+        self.toeplitz6.is_some()
+    }
+
     /// The worker polling the queue the NIC gives this packet (`None`: a queue no worker polls).
     #[inline]
     pub fn worker_of(

@@ -7,7 +7,8 @@
 //!
 //! All fragments of a datagram reach one worker: a NIC hashes IPv6 fragments by their addresses
 //! only (the later ones carry no ports), and so does the kernel's fanout for af_packet. A first
-//! fragment of a FullNAT reply that reaches another worker than its connection's is handed to the
+//! fragment that reaches another worker than its connection's owner (a FullNAT reply, by its
+//! local port; a client's datagram, by its client tuple: `forward::owner`) is handed to the
 //! owner, and the later ones follow it there, after it (the hand-over ring keeps their order).
 //! Out-of-order fragments wait for their first one within `[fragments] max_held`, as IPv4's.
 

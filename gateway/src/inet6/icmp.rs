@@ -142,6 +142,15 @@ pub fn error<B: PacketBuf>(
             return verdict;
         }
     }
+    if c.is_none() && from_client {
+        // Quoting VIP:vport -> CIP:cport: the connection lives with the owner of its client
+        // tuple (`forward::owner`), as every client packet does.
+        let (vip, cip) = (q.src, q.dst);
+        return match fwd.client_owner_elsewhere6(meta, vip.0, vip.1, q.proto.0, cip.0, cip.1) {
+            Some(w) => fwd.hand_client_to(w, pkt),
+            None => Verdict::Drop(Drop::NoConn.into(), pkt),
+        };
+    }
     let Some(c) = c.filter(|c| c.mode == mode::FULLNAT || c.mode == mode::NAT) else {
         // Another worker's: a FullNAT one lives with the owner of its local port, a NAT one with
         // the owner of its client (both in the quote's source).

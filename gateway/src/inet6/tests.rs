@@ -1813,6 +1813,23 @@ fn a_full_ipv6_table_takes_the_oldest_time_wait_connection_first() {
     assert_eq!(dp.v6.conns.len(), usize::from(cap));
 }
 
+/// Two workers of `cfg` with their neighbours resolved, a client port whose connection worker 1
+/// owns (`forward::owner`), and the metadata of a frame one worker hands the other.
+fn two_workers(cfg: &str) -> (Vec<Datapath<VecBuf>>, u16, RxMeta) {
+    let mut w: Vec<Datapath<VecBuf>> = (0..2).map(|i| datapath_from(cfg, i, 2, 1024)).collect();
+    for dp in &mut w {
+        learn_neighbours(dp);
+    }
+    let cport = (40000u16..)
+        .find(|&p| crate::forward::owner::owner_of_client6(a(CLIENT6), p, 2) == 1)
+        .unwrap();
+    let peer = RxMeta {
+        from_peer: true,
+        ..meta(0)
+    };
+    (w, cport, peer)
+}
+
 /// Every packet of an IPv6 client reaches its connection's owner, as IPv4's do
 /// (`forward::owner`): a SYN that arrives elsewhere is scheduled on the owner, and a later
 /// segment that arrives elsewhere (af_packet's fanout rolls a busy socket's packets over to
@@ -1820,18 +1837,7 @@ fn a_full_ipv6_table_takes_the_oldest_time_wait_connection_first() {
 #[test]
 fn ipv6_client_packets_reach_their_connections_owner() {
     for (cfg, dport) in [(config_fullnat(), 8080), (config6(), 80)] {
-        let mut w: Vec<Datapath<VecBuf>> =
-            (0..2).map(|i| datapath_from(&cfg, i, 2, 1024)).collect();
-        for dp in &mut w {
-            learn_neighbours(dp);
-        }
-        let cport = (40000u16..)
-            .find(|&p| crate::forward::owner::owner_of_client6(a(CLIENT6), p, 2) == 1)
-            .unwrap();
-        let peer = RxMeta {
-            from_peer: true,
-            ..meta(0)
-        };
+        let (mut w, cport, peer) = two_workers(&cfg);
         let v = w[0].process(tcp6_to(dport, cport, true, b""), &meta(0));
         let Verdict::ToWorker(1, syn) = v else {
             panic!("{dport}: SYN {v:?}")
@@ -1851,4 +1857,44 @@ fn ipv6_client_packets_reach_their_connections_owner() {
             "{dport}"
         );
     }
+}
+
+/// An ICMPv6 error from the client's path about a connection another worker owns (the router's
+/// error hashes by its own address, not the client's tuple) is handed to the owner of the
+/// client tuple it quotes, as IPv4's are, and reaches the real server from there.
+#[test]
+fn a_client_side_icmpv6_error_reaches_the_owner_of_its_connection() {
+    let (mut w, cport, peer) = two_workers(&config_fullnat());
+    let Verdict::ToWorker(1, syn) = w[0].process(tcp6_to(8080, cport, true, b""), &meta(0)) else {
+        panic!("SYN not handed over")
+    };
+    let Verdict::Tx(1, syn) = w[1].process(syn, &peer) else {
+        panic!("SYN not sent")
+    };
+    let (_, lport, _, _, _) = tcp_of(syn.data());
+    let v = w[1].process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+    let Verdict::Tx(0, synack) = v else {
+        panic!("SYN-ACK not sent: {v:?}")
+    };
+    let ptb = icmp6_error(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        a("2001:db8:10::fe"),
+        a(VIP6),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 },
+        synack.data(),
+    );
+    let v = w[0].process(ptb, &meta(0));
+    let Verdict::ToWorker(1, ptb) = v else {
+        panic!("not handed over: {}", drop_name(&v))
+    };
+    let v = w[1].process(ptb, &peer);
+    let Verdict::Tx(1, out) = v else {
+        panic!("not passed to the server: {v:?}")
+    };
+    let (src, dst, _, msg) = icmp_of(out.data());
+    assert_eq!(
+        (src, dst, msg[0]),
+        (a(LIP6), a(RS6_1), Icmpv6Type::PACKET_TOO_BIG.0)
+    );
+    assert_eq!(w[0].fwd.stats.handoff_client, 2);
 }

@@ -73,7 +73,8 @@ pub fn ipv6_input(src: Ipv6Addr, dst: Ipv6Addr) -> [u8; 32] {
 
 /// The 36-byte "IPv6 with TCP/UDP" input (the RSS specification's `NdisHashFunctionToeplitz` over
 /// IPv6 without extension-header addresses): source and destination addresses, source and
-/// destination ports. Hashed with [`toeplitz_hash`]; [`Toeplitz`]'s tables cover IPv4 inputs only.
+/// destination ports. Hashed with [`toeplitz_hash`], or [`Toeplitz6`]'s tables ([`Toeplitz`]'s
+/// cover IPv4 inputs only).
 pub fn ipv6_l4_input(
     src: Ipv6Addr,
     dst: Ipv6Addr,

@@ -548,7 +548,12 @@ impl Forwarder {
         };
         let new = c.state();
         let tcp = c.proto() == crate::conn::PROTO_TCP;
-        if tcp && matches!(new, State::None | State::SynSent | State::SynRecv) {
+        // Neither a handshake nor a UDP flow no answer has reached yet (what a flood leaves):
+        // the backup hears of it once its server has answered, and takes it as answered
+        // (`Table::refresh`), so that its table keeps no flood to make room from.
+        if tcp && matches!(new, State::None | State::SynSent | State::SynRecv)
+            || c.is_unanswered_udp()
+        {
             return;
         }
         let epoch = ((now.0 / log.refresh_ms) & 0x7F) as u8;

@@ -510,3 +510,52 @@ fn a_backup_full_of_closed_connections_makes_room_for_a_new_one() {
         "its local port went with it"
     );
 }
+
+/// A UDP flow is logged for the backup once its server has answered, not before: a spoofed UDP
+/// flood's flows, which the primary's full table may take (`evicted_udp`), never fill the
+/// backup's, where they would count as answered.
+#[test]
+fn the_sync_log_takes_a_udp_flow_once_it_is_answered() {
+    let mut a: Datapath<VecBuf> = lab_datapath();
+    a.tick(1_000);
+    a.fwd.set_sync(Some(SyncLog::new(2, 1_000)));
+    let udp = |macs: (crate::wire::MacAddr, crate::wire::MacAddr),
+               src: (Ipv4Addr, u16),
+               dst: (Ipv4Addr, u16)| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+            .ipv4(src.0.octets(), dst.0.octets(), 64)
+            .udp(src.1, dst.1)
+            .write(&mut v, b"q")
+            .unwrap();
+        VecBuf::from_frame(&v)
+    };
+    let out = sent(a.process(
+        udp((CLIENT_MAC, CLIENT_PORT_MAC), (CLIENT_IP, 40000), (VIP, 80)),
+        &CLIENT,
+    ));
+    let (local, real) = endpoints_udp(&out);
+    let mut log = Vec::new();
+    a.fwd.drain_sync(Ticks(1_000), &mut log);
+    assert!(log.is_empty(), "not answered yet: {log:?}");
+    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    let srv = RxMeta { port: 1, ..CLIENT };
+    sent(a.process(udp((rmac, SERVER_PORT_MAC), real, local), &srv));
+    a.fwd.drain_sync(Ticks(1_000), &mut log);
+    assert_eq!(log.len(), 1, "answered");
+    assert_eq!((log[0].local, log[0].proto), (local, 17));
+}
+
+fn endpoints_udp(f: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!()
+    };
+    (
+        (ip.header().source_addr(), u.source_port()),
+        (ip.header().destination_addr(), u.destination_port()),
+    )
+}
