@@ -1898,3 +1898,46 @@ fn a_client_side_icmpv6_error_reaches_the_owner_of_its_connection() {
     );
     assert_eq!(w[0].fwd.stats.handoff_client, 2);
 }
+
+/// A full IPv6 table takes a new connection in place of the oldest UDP flow no server answered,
+/// as the IPv4 one does (`ipv6_evicted_udp`): here NAT64 flows, whose IPv4 local ports go back
+/// to their pool with them.
+#[test]
+fn a_full_ipv6_table_takes_the_place_of_an_unanswered_udp_flow() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
+    learn_neighbours(&mut dp);
+    let cap = dp.v6.conns.capacity() as u16;
+    let udp = |sport: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+            .udp(sport, 5300)
+            .write(&mut v, b"q")
+            .unwrap();
+        VecBuf::from_frame(&v)
+    };
+    for sport in 20_000..20_000 + cap {
+        let v = dp.process(udp(sport), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "{sport}: {}", drop_name(&v));
+    }
+    assert_eq!(dp.v6.conns.len(), usize::from(cap), "full");
+    let v = dp.process(tcp6(30_000, true, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    let s = dp.l3.stats.inet6;
+    assert_eq!(
+        (s.evicted_udp, s.evicted_time_wait, s.evicted_embryonic),
+        (1, 0, 0)
+    );
+    let tuple = |sport| crate::conn::Tuple6::new(a(CLIENT6), sport, a(VIP6), 5300, 17);
+    assert!(
+        dp.v6.conns.lookup(&tuple(20_000)).is_none(),
+        "the oldest went"
+    );
+    assert!(dp.v6.conns.lookup(&tuple(20_001)).is_some());
+    let in_use: u32 = dp.fwd.lip_usage().map(|(_, n)| n).sum();
+    assert_eq!(
+        in_use as usize,
+        dp.v6.conns.len() - 1,
+        "all but the DR one hold a local port"
+    );
+}
