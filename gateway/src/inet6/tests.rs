@@ -48,10 +48,15 @@ fn tcp6(sport: u16, syn: bool, payload: &[u8]) -> VecBuf {
 }
 
 fn udp6(sport: u16, payload: &[u8]) -> VecBuf {
+    udp6_to(53, sport, payload)
+}
+
+/// A client's UDP datagram to VIP6:`dport`.
+fn udp6_to(dport: u16, sport: u16, payload: &[u8]) -> VecBuf {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
         .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
-        .udp(sport, 53)
+        .udp(sport, dport)
         .write(&mut v, payload)
         .unwrap();
     VecBuf::from_frame(&v)
@@ -1907,17 +1912,8 @@ fn a_full_ipv6_table_takes_the_place_of_an_unanswered_udp_flow() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
     learn_neighbours(&mut dp);
     let cap = dp.v6.conns.capacity() as u16;
-    let udp = |sport: u16| {
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
-            .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
-            .udp(sport, 5300)
-            .write(&mut v, b"q")
-            .unwrap();
-        VecBuf::from_frame(&v)
-    };
     for sport in 20_000..20_000 + cap {
-        let v = dp.process(udp(sport), &meta(0));
+        let v = dp.process(udp6_to(5300, sport, b"q"), &meta(0));
         assert!(matches!(v, Verdict::Tx(1, _)), "{sport}: {}", drop_name(&v));
     }
     assert_eq!(dp.v6.conns.len(), usize::from(cap), "full");

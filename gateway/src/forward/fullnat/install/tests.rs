@@ -33,17 +33,20 @@ fn sent(v: Verdict<VecBuf>) -> Vec<u8> {
     }
 }
 
+/// (source, destination) of an IPv4 TCP or UDP frame.
 fn endpoints(f: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
     let p = SlicedPacket::from_ethernet(f).unwrap();
     let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
         panic!()
     };
-    let Some(TransportSlice::Tcp(t)) = &p.transport else {
-        panic!()
+    let (sport, dport) = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
+        _ => panic!("neither TCP nor UDP"),
     };
     (
-        (ip.header().source_addr(), t.source_port()),
-        (ip.header().destination_addr(), t.destination_port()),
+        (ip.header().source_addr(), sport),
+        (ip.header().destination_addr(), dport),
     )
 }
 
@@ -534,7 +537,7 @@ fn the_sync_log_takes_a_udp_flow_once_it_is_answered() {
         udp((CLIENT_MAC, CLIENT_PORT_MAC), (CLIENT_IP, 40000), (VIP, 80)),
         &CLIENT,
     ));
-    let (local, real) = endpoints_udp(&out);
+    let (local, real) = endpoints(&out);
     let mut log = Vec::new();
     a.fwd.drain_sync(Ticks(1_000), &mut log);
     assert!(log.is_empty(), "not answered yet: {log:?}");
@@ -544,18 +547,4 @@ fn the_sync_log_takes_a_udp_flow_once_it_is_answered() {
     a.fwd.drain_sync(Ticks(1_000), &mut log);
     assert_eq!(log.len(), 1, "answered");
     assert_eq!((log[0].local, log[0].proto), (local, 17));
-}
-
-fn endpoints_udp(f: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
-    let p = SlicedPacket::from_ethernet(f).unwrap();
-    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
-        panic!()
-    };
-    let Some(TransportSlice::Udp(u)) = &p.transport else {
-        panic!()
-    };
-    (
-        (ip.header().source_addr(), u.source_port()),
-        (ip.header().destination_addr(), u.destination_port()),
-    )
 }
