@@ -469,7 +469,9 @@ mod tests {
             data[12..14].copy_from_slice(&q.to_be_bytes());
             prop_assert_eq!(delta.apply(hc), checksum(&data));
             prop_assert_eq!(chained, checksum(&data));
-            let u = delta.apply_udp(hc);
+            // A UDP sender puts a computed 0 on the wire as 0xFFFF (RFC 768); 0 means "none".
+            let on_wire = if hc == 0 { 0xFFFF } else { hc };
+            let u = delta.apply_udp(on_wire);
             prop_assert_eq!(u, if checksum(&data) == 0 { 0xFFFF } else { checksum(&data) });
             prop_assert_eq!(delta.apply_udp(0), 0);
         }
