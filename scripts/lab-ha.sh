@@ -10,7 +10,8 @@
 #   <name>-fsw   front switch   br0: the client and each gateway's client port
 #   <name>-gwK   gateway K      lbc (DPDK "client") 10.10.0.1K/24, lbs (DPDK "server") 10.20.0.K/24;
 #                               keepalived: VRRPv3 instance 51 on the twin "client", advert_int
-#                               0.1 s, priority 150 (gw1) / 100 (gw2), preempt (unless nopreempt);
+#                               0.1 s, priority 150 (gw1) / 100 (gw2), preempt (unless nopreempt),
+#                               FAULT until `gwctl sync ready` (track_script: resynced);
 #                               virtual_ipaddress: the VIP 10.10.0.100 on "client", the LIPs
 #                               10.20.0.201-202 on "server"; sync to the other gateway on "server"
 #   <name>-sw    server switch  br0: each gateway's server port, rs1, rs2
@@ -77,9 +78,7 @@ TOML
 
 keepalived_conf() {
   local k=$1 preempt=$2 prio=$(( k == 1 ? 150 : 100 ))
-  # Preempting, a restarted primary waits before it takes the VIP back: its gateway must be up and
-  # resynced first, or it would start as master with no connections (conf/README.md, [sync]).
-  [ -n "$preempt" ] || preempt="preempt_delay 2"
+  [ -n "$preempt" ] || preempt="# preempts (keepalived's default)"
   cat <<KA
 # Gateway $k's keepalived (scripts/lab-ha.sh): VRRP only, on the gateway's kernel twins.
 global_defs {
@@ -89,6 +88,18 @@ global_defs {
   vrrp_garp_master_delay 1
   # The twins go with their gateway and come back with it (a restart): follow them.
   dynamic_interfaces
+  script_user root
+}
+# FAULT (never MASTER) while the gateway is not ready: a restarted primary that preempts takes
+# the VIP back only once it holds the backup's connections (conf/README.md, [sync]).
+vrrp_script gateway_ready {
+  script "$(gwctl_bin) -s /run/gateway/$name-gw$k.sock sync ready"
+  interval 1
+  timeout 2
+  rise 1
+  # A gateway that cannot answer for 3 s running: one slow answer is no reason to fail over.
+  fall 3
+  init_fail
 }
 vrrp_instance VI_1 {
   state BACKUP
@@ -97,6 +108,9 @@ vrrp_instance VI_1 {
   priority $prio
   advert_int 0.1
   $preempt
+  track_script {
+    gateway_ready
+  }
   virtual_ipaddress {
     $VIP/24 dev client
     10.20.0.201/24 dev server

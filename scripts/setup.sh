@@ -17,6 +17,7 @@ pkgs=(
   iproute2 iputils-ping iputils-arping ethtool procps  # the lab
   bird2                                             # BGP in the ECMP lab (scripts/lab-ecmp.sh)
   keepalived                                        # VRRP in the HA lab (scripts/lab-ha.sh)
+  nftables                                          # the HA lab drops chosen sync messages (lab_ha)
   python3-prometheus-client                         # an independent parser of /metrics (tests)
 )
 missing=()

@@ -985,7 +985,7 @@ fn start_sync(
         };
         match m {
             ToWorkers::Primary(p) => every(&|| Msg::SyncPrimary(p.clone())),
-            ToWorkers::ExportAll => every(&|| Msg::SyncExportAll),
+            ToWorkers::ExportAll(generation) => every(&|| Msg::SyncExportAll(generation)),
             ToWorkers::Install(records) => {
                 next = (next + 1) % inboxes.len().max(1);
                 inboxes.get(next).is_some_and(|w| {

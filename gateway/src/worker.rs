@@ -36,7 +36,7 @@ pub enum Msg {
     /// HA sync (`sync::ToWorkers`): log connections for the backup (Some), or stop (None).
     SyncPrimary(Option<crate::sync::Primary>),
     /// HA sync: send every connection (a backup asked for a full resync).
-    SyncExportAll,
+    SyncExportAll(u32),
     /// HA sync: records to install; `forwarded`: a peer worker passed them on as their owner.
     SyncInstall {
         records: Vec<crate::conn::record::ConnRecord>,
@@ -483,7 +483,7 @@ impl Worker {
                     }
                 }
                 Msg::SyncPrimary(p) => self.sync.set_primary(&mut self.datapath.fwd, p),
-                Msg::SyncExportAll => self.sync.export_all(),
+                Msg::SyncExportAll(generation) => self.sync.export_all(generation),
                 Msg::SyncInstall { records, forwarded } => self.sync_install(records, forwarded),
                 Msg::Dump {
                     filter,

@@ -105,6 +105,25 @@ impl Ha {
         ((gap, c[0], c[1], c[2]), text)
     }
 
+    /// nft in gateway `k`'s namespace, `stdin` its input.
+    fn nft(&self, k: usize, args: &[&str], stdin: &str) {
+        use std::io::Write;
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-gw{k}", self.name), "nft"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft (scripts/setup.sh installs nftables)");
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     fn holder(&self) -> String {
         let o = self.script(&["holder", &self.name]);
         String::from_utf8_lossy(&o.stdout).trim().to_string()
@@ -217,6 +236,35 @@ fn established_connections_survive_failover_failback_and_a_keepalived_stop() {
         );
     }
 
+    // The gate: a restarted primary is not ready until its peer's resync done has come, and its
+    // keepalived (track_script `gwctl sync ready`) stays in FAULT though it preempts. Its kernel
+    // drops every resync done here (the only sync message of 40 bytes: UDP length 48).
+    let drop_done = "table ip gwlab_drop_done {\n  chain input {\n    type filter hook input priority 0;\n    udp dport 8848 udp length 48 drop\n  }\n}\n";
+    lab.nft(1, &["-f", "-"], drop_done);
+    let out = lab.script(&["gateway", &lab.name, "1", "start"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(lab.holder(), "2", "took the VIP unresynced\n{}", lab.logs());
+    let (ok, out) = lab.gwctl(1, &["sync", "ready"]);
+    assert!(
+        !ok && out.contains("not ready: waiting for the peer's full resync"),
+        "{out}"
+    );
+    let s1 = lab.sync(1);
+    assert_eq!(s1["status"]["role"], "backup", "{s1}");
+    assert_eq!(counter(&s1, "resync_done_received"), 0, "{s1}");
+    assert!(
+        counter(&s1, "sync_installed") >= 20,
+        "the records came: {s1}"
+    );
+    let out = lab.script(&["gateway", &lab.name, "1", "kill"]);
+    assert!(out.status.success());
+    lab.nft(1, &["delete", "table", "ip", "gwlab_drop_done"], "");
+
     // Failback: the primary's gateway starts again, resyncs in full as the backup, then its
     // keepalived (priority 150, preempt) takes the VIP back; the connections carry on both ways.
     let ((gap, est, kept, new), text) = lab.failover("failback");
@@ -225,6 +273,7 @@ fn established_connections_survive_failover_failback_and_a_keepalived_stop() {
     assert_eq!((est, kept, new), (20, 20, 0), "{text}\n{}", lab.logs());
     let s1 = lab.sync(1);
     assert!(counter(&s1, "resync_requests_sent") >= 1, "{s1}");
+    assert!(counter(&s1, "resync_done_received") >= 1, "{s1}");
     assert!(counter(&s1, "sync_installed") >= 20, "{s1}");
     assert_eq!(s1["status"]["role"], "master", "{s1}");
 

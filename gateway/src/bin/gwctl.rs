@@ -236,11 +236,26 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             )
             .map(|_| String::new())
         }
+        "sync" if rest.len() == 1 && rest[0] == "ready" => {
+            // keepalived's track_script: exit 0 when this box may take the VIPs.
+            let v = call(ctx, Op::Sync { role: None })?;
+            let s = &v["status"];
+            let why = s["resync"].as_str().unwrap_or("unknown").to_string();
+            match s["ready"].as_bool() {
+                Some(true) => Ok(format!("ready: {why}\n")),
+                _ => Err(Fail(format!("not ready: {why}"), 1)),
+            }
+        }
         "sync" => {
             let role = match rest {
                 [] => None,
                 [r, v] if r == "role" => Some(v.clone()),
-                _ => return Err(Fail("usage: sync [role auto|master|backup|off]".into(), 2)),
+                _ => {
+                    return Err(Fail(
+                        "usage: sync [ready | role auto|master|backup|off]".into(),
+                        2,
+                    ))
+                }
             };
             let v = call(ctx, Op::Sync { role })?;
             if ctx.json {
@@ -1404,7 +1419,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("runtime", "runtime [clear]          cycles per stage and worker (VPP's show runtime)", "Each worker's busy cycles (rounds that handled packets, and housekeeping) split by stage of the poll round: rx (polling the ports), l2-l3 (header checks), lookup (connection table), forward (scheduling, rewriting, routing), tx (into the drivers), handoff (rings from other workers), twin (the kernel twins' queues), timers (expiry, neighbours, control). Calls are the stage's runs that had packets; the stages add up to the busy cycles. `runtime clear` starts them again from zero."),
     ("health", "health                   real servers' health checks", "Each checked real server: its service, the check's kind, up or down and for how long, checks run and failed, the client SYNs it refused (syn_rst) and left unanswered (syn_lost) as the workers counted them (passive detection), and the last result's reason (\"connection refused\", \"HTTP 503\", \"timeout\", or the passive verdict)."),
     ("check", "check -t|-u VIP:PORT [-r RIP[:PORT]] TABLE|none   set a health check", "Sets the health check of a service, or with -r a real server's override of it: the keys of [service.check] in conf/README.md as a TOML inline table, e.g. check -t 10.10.0.100:80 '{ kind = \"http\", path = \"/health\", interval_ms = 500 }'. `none` removes it. The change is validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it."),
-    ("sync", "sync [role auto|master|backup|off]   connection sync", "Without arguments: the sync role and how it is chosen (auto: master while a kernel-owned VIP is on a twin, as keepalived's MASTER puts it there), the peer, when it was last heard (the lag), whether its layout matches, and the counters: messages and records sent and received, refusals by reason (bad MAC, replay, layout), resyncs, and the workers' records logged, installed, refreshed and refused. With `role`: how the role is chosen from now on (`ipvsadm --start-daemon` and `--stop-daemon` do the same). Needs [sync] in the config."),
+    ("sync", "sync [ready | role auto|master|backup|off]   connection sync", "`sync ready` exits 0 when this box may take the VIPs without losing connections and 1 while it is a backup waiting for its peer's full resync (a backup that just started or met its peer again; it stops waiting when the peer's resync done arrives, or when no peer is heard for 3 s): keepalived's `track_script`, so that a restarted primary takes the VIP back only once it holds the connections. Without arguments: the sync role and how it is chosen (auto: master while a kernel-owned VIP is on a twin, as keepalived's MASTER puts it there), the peer, when it was last heard (the lag), whether its layout matches, and the counters: messages and records sent and received, refusals by reason (bad MAC, replay, layout), resyncs, and the workers' records logged, installed, refreshed and refused. With `role`: how the role is chosen from now on (`ipvsadm --start-daemon` and `--stop-daemon` do the same). Needs [sync] in the config."),
     ("synproxy", "synproxy [-t VIP:PORT on|off|auto]   SYN proxy", "Without arguments: the services whose SYN proxy is on or auto, how many workers have auto mode on, and the counters summed over the workers (cookies sent, valid and invalid ACKs, connections opened, servers that answered, client packets and handshake data held). With a service: sets its proxy; `on` answers every SYN with a cookie and opens the real server's connection only when the client's ACK proves its address, `auto` does so while a worker holds [synproxy] auto_half_open half-open connections. TCP services with FullNAT or NAT real servers only (refused otherwise); `gwctl save` writes it ([[service]] synproxy)."),
     ("acl", "acl [-t|-u VIP:PORT (allow|deny PREFIX)...|none]   access lists", "Without arguments: each service's access list with the new connections each rule decided and the default (`otherwise allow` without an allow rule, else `otherwise deny`). With a service: replaces its list, e.g. acl -t 10.10.0.100:80 deny 10.10.0.66 allow 10.10.0.0/24; `none` removes it. The first rule whose prefix holds the client decides; refused connections are dropped before any state exists (drop reason acl_denied). Validated (a bad rule is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it ([[service]] acl)."),
     ("limit", "limit [-t|-u VIP:PORT (KEY VALUE)...|none]   per-client limits", "Without arguments: each service's per-client limit with the new connections it refused for the rate (rate_refused) and for open connections (conns_refused), summed over the workers. With a service: sets its limit, replacing it whole, e.g. limit -t 10.10.0.100:80 rate 50 burst 100 max_conns 10 prefix 24 action rst (or the same as a TOML inline table, '{ rate = 50, max_conns = 10 }'); `none` removes it. Keys: rate (new connections per second per client), burst (default rate), max_conns (open connections per client), prefix (clients counted by this prefix of their address, default 32), action (drop, the default, or rst: a refused SYN is answered with a RST). Each worker enforces its share (1/n) of each limit: see client_limit in conf/README.md for the error this allows. Refused connections are dropped before any state exists (drop reasons limit_rate, limit_conns). Validated (a bad key is refused, naming it) and applied like an ipvsadm command; `gwctl save` writes it ([[service]] client_limit)."),

@@ -478,6 +478,13 @@ fn sync_metrics(f: &mut Families, st: &crate::sync::Status) {
         .set(gauge_value(ms));
     }
     f.gauge(
+        "gateway_sync_ready",
+        "1 when this box may take the VIPs without losing connections; 0 while a backup waits \
+         for its peer's full resync",
+    )
+    .get_or_create(&none)
+    .set(i64::from(st.ready));
+    f.gauge(
         "gateway_sync_pending_records",
         "Records waiting to be sent to the peer (paced by [sync] max_msgs_per_s)",
     )
@@ -514,6 +521,11 @@ fn sync_metrics(f: &mut Families, st: &crate::sync::Status) {
             "gateway_sync_resyncs",
             "Full resyncs sent to the peer",
             st.resyncs_started,
+        ),
+        (
+            "gateway_sync_resyncs_received",
+            "Full resyncs from the peer that ended (resync done received)",
+            st.resync_done_received,
         ),
         (
             "gateway_sync_lost_messages",

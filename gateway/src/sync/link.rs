@@ -6,16 +6,21 @@
 //!   (`sync/PROTOCOL.md`); a differing hello is refused and logged, once per change.
 //! - **The master** takes the records its workers hand it (their `SyncLog`s, drained every 5 ms,
 //!   and full exports), seals them 44 to a message and sends them, paced to `max_msgs_per_s`;
-//!   it answers a resync request (at most one a second) by asking every worker for everything.
+//!   it answers a resync request by asking every worker for everything and, once the last
+//!   worker's records are sent, says so (a resync done). A box that is not the master answers
+//!   with an empty resync done: it has nothing to give.
 //! - **The backup** asks for a full resync when it becomes the backup and whenever it meets a
 //!   peer it had not heard from for [`PEER_LOST_MS`] (a restarted master, or its own start), and
-//!   passes what it receives to the workers, which install each record into its owner.
+//!   passes what it receives to the workers, which install each record into its owner. Until
+//!   the resync done arrives it is not **ready** (`gwctl sync ready`, keepalived's
+//!   `track_script`): taking over then would lose the master's connections. It asks again every
+//!   [`RESYNC_RETRY_MS`] while waiting, and stops waiting once the peer is lost.
 //!
 //! The thread never blocks a worker: records reach it through a bounded queue the workers only
 //! try to fill, and it reaches them through `deliver`, which only tries to send.
 
 use super::wire::{self, Layout, Message, Opener, Sealer};
-use super::{Primary, Role, RoleMode, Settings, ToWorkers};
+use super::{Export, Primary, Role, RoleMode, Settings, ToWorkers};
 use crate::conn::record::ConnRecord;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use serde::Serialize;
@@ -29,6 +34,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const HELLO_EVERY_MS: u64 = 1000;
 /// A peer not heard from for this long is lost; meeting it again (a restart) asks for a resync.
 pub const PEER_LOST_MS: u64 = 3000;
+/// A backup still waiting for its resync done asks again this often (the done was lost, or the
+/// master could not start the resync).
+pub const RESYNC_RETRY_MS: u64 = 5000;
+/// A full resync not done within this long is given up (a worker never answered); the next
+/// request starts another.
+const RESYNC_STALE_MS: u64 = 60_000;
 /// Batches of records the workers may queue for the sender.
 const QUEUE: usize = 4096;
 /// Records the sender holds beyond the queue while pacing (about a second at the default rate).
@@ -52,6 +63,12 @@ pub struct Status {
     pub last_from_peer_ms: Option<u64>,
     /// `unknown` until a hello, then `same` or what differs.
     pub peer_layout: String,
+    /// Whether this box could take the VIPs without losing connections: false only for a backup
+    /// waiting for its peer's full resync (what `gwctl sync ready` answers).
+    pub ready: bool,
+    /// Why: `not the backup`, `resynced`, `waiting for the peer's full resync`, `no peer`, or
+    /// `the peer's layout differs`.
+    pub resync: String,
     /// Records waiting to be sent (paced), and the workers' queue.
     pub pending: u64,
     pub sent_msgs: u64,
@@ -77,7 +94,14 @@ pub struct Status {
     pub install_dropped: u64,
     pub resync_requests_sent: u64,
     pub resync_requests_received: u64,
+    /// Full resyncs this box started for its peer, and resync dones it sent (an empty one from a
+    /// box that is not the master).
     pub resyncs_started: u64,
+    pub resync_done_sent: u64,
+    /// Resync dones received while waiting for one, and the records the last one said it
+    /// ended.
+    pub resync_done_received: u64,
+    pub resync_records: u64,
     pub role_changes: u64,
 }
 
@@ -149,8 +173,10 @@ impl Handle {
             counts: first,
             peer: None,
             last_hello: None,
-            last_resync_answered: None,
             need_resync: false,
+            synced: Synced::Done,
+            generation: 0,
+            resync_out: None,
             tokens: 0.0,
             last_refill: Instant::now(),
             settings,
@@ -246,6 +272,30 @@ struct Peer {
     layout: Option<Layout>,
 }
 
+/// A backup's progress toward holding its peer's connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Synced {
+    /// Since it became the backup or met its peer; when it last asked for a full resync.
+    Waiting {
+        since: Instant,
+        asked: Option<Instant>,
+    },
+    /// The peer's resync done arrived.
+    Done,
+}
+
+/// A master's full resync, from the request to the resync done.
+struct ResyncOut {
+    generation: u32,
+    started: Instant,
+    /// Workers whose end marker came.
+    workers_done: u16,
+    /// Once every worker's has: the records still ahead of the resync done in `pending`.
+    ahead: Option<usize>,
+    /// `sent_records` when it started.
+    sent_before: u64,
+}
+
 struct Link {
     settings: Settings,
     sealer: Sealer,
@@ -258,18 +308,23 @@ struct Link {
     role: Role,
     deliver: Box<dyn FnMut(ToWorkers) -> bool + Send>,
     cmd_rx: Receiver<Cmd>,
-    rec_tx: Sender<Vec<ConnRecord>>,
-    rec_rx: Receiver<Vec<ConnRecord>>,
+    rec_tx: Sender<Export>,
+    rec_rx: Receiver<Export>,
     pending: Vec<ConnRecord>,
     status: Arc<Mutex<Status>>,
     /// The counters, copied into `status` every round.
     counts: Status,
     peer: Option<Peer>,
     last_hello: Option<Instant>,
-    last_resync_answered: Option<Instant>,
     /// A backup that has not asked for a full resync since it became the backup or met its
     /// peer: it asks as soon as the peer's hello has matched.
     need_resync: bool,
+    /// A backup's: whether it holds its peer's connections.
+    synced: Synced,
+    /// The last full resync's number (the workers' end markers carry it).
+    generation: u32,
+    /// The master's full resync in progress.
+    resync_out: Option<ResyncOut>,
     /// Messages the pacing allows now.
     tokens: f64,
     last_refill: Instant,
@@ -289,6 +344,7 @@ impl Link {
                 self.set_role();
             }
             self.send_records();
+            self.retry_resync();
             if self
                 .last_hello
                 .is_none_or(|t| t.elapsed() >= Duration::from_millis(HELLO_EVERY_MS))
@@ -325,6 +381,7 @@ impl Link {
         if was == Role::Master {
             (self.deliver)(ToWorkers::Primary(None));
             self.pending.clear();
+            self.resync_out = None;
             while self.rec_rx.try_recv().is_ok() {}
         }
         match role {
@@ -337,6 +394,10 @@ impl Link {
             }
             Role::Backup => {
                 self.need_resync = true;
+                self.synced = Synced::Waiting {
+                    since: Instant::now(),
+                    asked: None,
+                };
                 self.maybe_ask_resync();
             }
             Role::Off => {}
@@ -356,6 +417,110 @@ impl Link {
             let m = self.sealer.resync_request();
             self.send(&m, 0);
             self.counts.resync_requests_sent += 1;
+            if let Synced::Waiting { asked, .. } = &mut self.synced {
+                *asked = Some(Instant::now());
+            }
+        }
+    }
+
+    /// A backup still waiting asks again (its request or the resync done was lost).
+    fn retry_resync(&mut self) {
+        if let Synced::Waiting { asked: Some(t), .. } = self.synced {
+            if t.elapsed() >= ms(RESYNC_RETRY_MS) && self.peer_alive() {
+                self.need_resync = true;
+                self.maybe_ask_resync();
+            }
+        }
+    }
+
+    fn peer_alive(&self) -> bool {
+        self.peer
+            .as_ref()
+            .is_some_and(|p| p.last.elapsed() < ms(PEER_LOST_MS))
+    }
+
+    /// Whether this box could take over now, and why.
+    fn readiness(&self) -> (bool, &'static str) {
+        if self.role != Role::Backup {
+            return (true, "not the backup");
+        }
+        let Synced::Waiting { since, .. } = self.synced else {
+            return (true, "resynced");
+        };
+        if !self.peer_alive() && since.elapsed() >= ms(PEER_LOST_MS) {
+            // No peer came, or it went before it finished: nobody holds more than this box.
+            return (true, "no peer");
+        }
+        let differs = self
+            .peer
+            .as_ref()
+            .and_then(|p| p.layout)
+            .is_some_and(|l| wire::check_layout(&self.layout, &l).is_err());
+        if differs {
+            // It could never send us its connections: waiting would only block a takeover.
+            return (true, "the peer's layout differs");
+        }
+        (false, "waiting for the peer's full resync")
+    }
+
+    /// A resync request: the master sends everything (once: a request during a resync in
+    /// progress is answered by its end); any other role has nothing and says so at once.
+    fn answer_resync(&mut self, peer: u32, now: Instant) {
+        if self.role != Role::Master {
+            let m = self.sealer.resync_done(0);
+            self.send(&m, 0);
+            self.counts.resync_done_sent += 1;
+            return;
+        }
+        if let Some(r) = &self.resync_out {
+            if now.duration_since(r.started) < ms(RESYNC_STALE_MS) {
+                return;
+            }
+            tracing::warn!(
+                generation = r.generation,
+                "a full resync did not finish within 60 s; starting another"
+            );
+        }
+        self.generation = self.generation.wrapping_add(1);
+        self.resync_out = None;
+        // Our hello first, so the records are not refused for an unknown layout.
+        self.send_hello();
+        if (self.deliver)(ToWorkers::ExportAll(self.generation)) {
+            self.counts.resyncs_started += 1;
+            tracing::info!(
+                peer,
+                generation = self.generation,
+                "full resync for the peer"
+            );
+            self.resync_out = Some(ResyncOut {
+                generation: self.generation,
+                started: now,
+                workers_done: 0,
+                ahead: None,
+                sent_before: self.counts.sent_records,
+            });
+        } else {
+            tracing::warn!(
+                peer,
+                "a worker could not take the full resync; the peer asks again"
+            );
+        }
+    }
+
+    /// A worker's end marker: once every worker's has come, the resync done follows the
+    /// records now pending.
+    fn worker_resync_done(&mut self, generation: u32) {
+        let workers = self.layout.workers;
+        let pending = self.pending.len();
+        if let Some(r) = self
+            .resync_out
+            .as_mut()
+            .filter(|r| r.generation == generation)
+        {
+            r.workers_done += 1;
+            if r.workers_done >= workers {
+                r.ahead = Some(pending);
+            }
         }
     }
 
@@ -372,7 +537,8 @@ impl Link {
         }
         while self.pending.len() < PENDING_MAX {
             match self.rec_rx.try_recv() {
-                Ok(b) => self.pending.extend(b),
+                Ok(Export::Records(b)) => self.pending.extend(b),
+                Ok(Export::ResyncDone(g)) => self.worker_resync_done(g),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
@@ -392,6 +558,21 @@ impl Link {
             self.tokens -= 1.0;
         }
         self.pending.drain(..sent);
+        if let Some(r) = &mut self.resync_out {
+            if let Some(left) = &mut r.ahead {
+                *left = left.saturating_sub(sent);
+                if *left == 0 {
+                    let records = self.counts.sent_records - r.sent_before;
+                    let m = self
+                        .sealer
+                        .resync_done(u32::try_from(records).unwrap_or(u32::MAX));
+                    self.resync_out = None;
+                    self.send(&m, 0);
+                    self.counts.resync_done_sent += 1;
+                    tracing::info!(records, "full resync for the peer done");
+                }
+            }
+        }
     }
 
     fn send(&mut self, m: &[u8], records: usize) {
@@ -416,7 +597,8 @@ impl Link {
         let sender = match &msg {
             Message::Records { sender, .. }
             | Message::Hello { sender, .. }
-            | Message::ResyncRequest { sender } => *sender,
+            | Message::ResyncRequest { sender }
+            | Message::ResyncDone { sender, .. } => *sender,
         };
         if sender == self.settings.id {
             return; // our own, looped back
@@ -437,6 +619,12 @@ impl Link {
             // A peer that (re)starts learns our layout now rather than within a second, and a
             // backup asks it for everything once its hello matches.
             self.need_resync = true;
+            if self.role == Role::Backup {
+                self.synced = Synced::Waiting {
+                    since: now,
+                    asked: None,
+                };
+            }
             if self.role != Role::Off {
                 self.send_hello();
             }
@@ -464,16 +652,15 @@ impl Link {
             }
             Message::ResyncRequest { .. } => {
                 self.counts.resync_requests_received += 1;
-                let recent = self
-                    .last_resync_answered
-                    .is_some_and(|t| now.duration_since(t) < ms(1000));
-                if self.role == Role::Master && !recent {
-                    self.last_resync_answered = Some(now);
-                    self.counts.resyncs_started += 1;
-                    tracing::info!(peer = sender, "full resync for the peer");
-                    // Our hello first, so the records are not refused for an unknown layout.
-                    self.send_hello();
-                    (self.deliver)(ToWorkers::ExportAll);
+                self.answer_resync(sender, now);
+            }
+            Message::ResyncDone { records, .. } => {
+                let asked = matches!(self.synced, Synced::Waiting { asked: Some(_), .. });
+                if self.role == Role::Backup && asked {
+                    self.synced = Synced::Done;
+                    self.counts.resync_done_received += 1;
+                    self.counts.resync_records = u64::from(records);
+                    tracing::info!(peer = sender, records, "resynced: the peer sent everything");
                 }
             }
             Message::Records { records, .. } => {
@@ -492,6 +679,7 @@ impl Link {
 
     fn publish(&mut self) {
         let r = self.opener.stats;
+        let (ready, why) = self.readiness();
         let c = &mut self.counts;
         c.refused_truncated = r.truncated;
         c.refused_bad_mac = r.bad_mac;
@@ -503,6 +691,8 @@ impl Link {
         c.mode = self.mode.to_string();
         c.role = self.role;
         c.vips_held = self.vips_held;
+        c.ready = ready;
+        why.clone_into(&mut c.resync);
         c.pending = (self.pending.len() + self.rec_rx.len()) as u64;
         c.peer_id = self.peer.as_ref().map(|p| p.id);
         c.last_from_peer_ms = self

@@ -126,11 +126,21 @@ pub fn parse_key(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// What a primary's worker hands the sync thread, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Export {
+    /// Connections to send.
+    Records(Vec<ConnRecord>),
+    /// This worker has handed over every connection of the full resync `generation`
+    /// ([`ToWorkers::ExportAll`]): its records are all ahead of this in the queue.
+    ResyncDone(u32),
+}
+
 /// What a worker is to start logging for the backup.
 #[derive(Clone, Debug)]
 pub struct Primary {
     /// Where the worker's records go (the sync thread); a full queue costs the batch, counted.
-    pub out: crossbeam_channel::Sender<Vec<ConnRecord>>,
+    pub out: crossbeam_channel::Sender<Export>,
     pub refresh_ms: u64,
     pub log_capacity: usize,
 }
@@ -140,8 +150,9 @@ pub struct Primary {
 pub enum ToWorkers {
     /// Every worker: log connections for the backup (Some), or stop (None).
     Primary(Option<Primary>),
-    /// Every worker: send every connection (a backup asked for a full resync).
-    ExportAll,
+    /// Every worker: send every connection, then [`Export::ResyncDone`] with this generation (a
+    /// backup asked for a full resync).
+    ExportAll(u32),
     /// Records to install; the worker that gets them passes each to its owner.
     Install(Vec<ConnRecord>),
 }

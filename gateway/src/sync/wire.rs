@@ -7,12 +7,12 @@
 //! ```text
 //!  0..4   magic "GWSY"
 //!  4      version (1)
-//!  5      kind: 0 records, 1 hello, 2 resync request
-//!  6..8   count: records that follow (0 for hello and resync requests)
+//!  5      kind: 0 records, 1 hello, 2 resync request, 3 resync done
+//!  6..8   count: records that follow (0 for the other kinds)
 //!  8..12  sender: the sending box's id
 //! 12..20  sequence number, per sender, strictly increasing (a restarted sender starts above the
 //!         time in ms since the epoch, so it never repeats an old one)
-//! 20..    body: `count` records of RECORD_LEN bytes, or a hello's layout
+//! 20..    body: `count` records of RECORD_LEN bytes, a hello's layout, or a resync done's total
 //! last 16 bytes: HMAC-SHA-256 over everything before, truncated to 128 bits (RFC 2104, RFC 4868 2.6)
 //! ```
 //!
@@ -67,12 +67,20 @@ mod field {
         pub const STEERING: usize = 6;
         pub const RSS_KEY: Range<usize> = 8..16;
     }
+
+    /// A resync done's body.
+    pub mod done {
+        use core::ops::Range;
+        /// The records the full resync sent, this message excluded.
+        pub const RECORDS: Range<usize> = 0..4;
+    }
 }
 
 pub const HEADER_LEN: usize = field::BODY;
 pub const MAC_LEN: usize = 16;
 pub const RECORD_LEN: usize = 32;
 pub const HELLO_LEN: usize = 16;
+pub const DONE_LEN: usize = 4;
 /// Records per message: what fits a 1500-byte MTU with IPv4 and UDP headers.
 pub const MAX_RECORDS: usize = (1500 - 28 - HEADER_LEN - MAC_LEN) / RECORD_LEN;
 
@@ -83,6 +91,9 @@ pub enum MsgKind {
     Hello,
     /// A backup that starts (or restarts) asks for every connection.
     ResyncRequest,
+    /// The answer's end: every connection the sender held when asked has been sent (none, from
+    /// a box that is not the master).
+    ResyncDone,
 }
 
 impl MsgKind {
@@ -91,6 +102,7 @@ impl MsgKind {
             MsgKind::Records => 0,
             MsgKind::Hello => 1,
             MsgKind::ResyncRequest => 2,
+            MsgKind::ResyncDone => 3,
         }
     }
 
@@ -99,6 +111,7 @@ impl MsgKind {
             0 => Some(MsgKind::Records),
             1 => Some(MsgKind::Hello),
             2 => Some(MsgKind::ResyncRequest),
+            3 => Some(MsgKind::ResyncDone),
             _ => None,
         }
     }
@@ -192,6 +205,11 @@ impl Sealer {
     pub fn resync_request(&mut self) -> Vec<u8> {
         self.seal(MsgKind::ResyncRequest, 0, &[])
     }
+
+    /// The end of a full resync of `records` records (0: nothing to send, not the master).
+    pub fn resync_done(&mut self, records: u32) -> Vec<u8> {
+        self.seal(MsgKind::ResyncDone, 0, &records.to_be_bytes())
+    }
 }
 
 fn mac(key: &[u8], data: &[u8]) -> [u8; MAC_LEN] {
@@ -271,6 +289,10 @@ pub enum Message {
     },
     ResyncRequest {
         sender: u32,
+    },
+    ResyncDone {
+        sender: u32,
+        records: u32,
     },
 }
 
@@ -384,6 +406,14 @@ impl Opener {
                     return Err(Refused::BadLength);
                 }
                 Message::ResyncRequest { sender }
+            }
+            MsgKind::ResyncDone => {
+                if body.len() != DONE_LEN || count != 0 {
+                    return Err(Refused::BadLength);
+                }
+                let records =
+                    u32::from_be_bytes(body[field::done::RECORDS].try_into().expect("4 bytes"));
+                Message::ResyncDone { sender, records }
             }
         };
         // Only now: a message refused for its body does not advance the sender's sequence.

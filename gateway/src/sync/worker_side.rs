@@ -9,7 +9,7 @@
 //! - As a backup's worker, it installs the records it owns and returns the others grouped by the
 //!   worker that owns them (`Forwarder::record_owner`), for the worker loop to pass on.
 
-use super::Primary;
+use super::{Export, Primary};
 use crate::conn::record::ConnRecord;
 use crate::conn::Ticks;
 use crate::forward::{Forwarder, SyncLog};
@@ -22,9 +22,17 @@ pub const RESYNC_SLOTS: u32 = 16 * 1024;
 /// One worker's sync state.
 #[derive(Default)]
 pub struct WorkerSync {
-    out: Option<Sender<Vec<ConnRecord>>>,
-    /// The next table slot of a full resync in progress.
-    resync_from: Option<u32>,
+    out: Option<Sender<Export>>,
+    /// A full resync in progress.
+    resync: Option<Resync>,
+}
+
+/// A full resync this worker is handing over.
+struct Resync {
+    generation: u32,
+    /// The next table slot; None once every slot is handed over and only the end marker is
+    /// left to send.
+    next: Option<u32>,
 }
 
 impl WorkerSync {
@@ -38,43 +46,53 @@ impl WorkerSync {
             None => {
                 fwd.set_sync(None);
                 self.out = None;
-                self.resync_from = None;
+                self.resync = None;
             }
         }
     }
 
-    /// Starts a full resync (a primary's worker only).
-    pub fn export_all(&mut self) {
+    /// Starts the full resync `generation` (a primary's worker only), in place of any other.
+    pub fn export_all(&mut self, generation: u32) {
         if self.out.is_some() {
-            self.resync_from = Some(0);
+            self.resync = Some(Resync {
+                generation,
+                next: Some(0),
+            });
         }
     }
 
-    /// Whether a full resync is in progress.
+    /// Whether a full resync is in progress (its end marker sent or not).
     pub fn resyncing(&self) -> bool {
-        self.resync_from.is_some()
+        self.resync.is_some()
     }
 
-    /// A housekeeping round: the log's records, then the resync's next slots, to the sync thread.
+    /// A housekeeping round: the log's records, then the resync's next slots, to the sync thread;
+    /// after the last slot, the resync's end marker.
     pub fn housekeeping(&mut self, fwd: &mut Forwarder, now: Ticks) {
         let Some(out) = &self.out else { return };
         let mut batch = Vec::new();
         fwd.drain_sync(now, &mut batch);
         if !batch.is_empty() {
             let n = batch.len() as u64;
-            match out.try_send(batch) {
+            match out.try_send(Export::Records(batch)) {
                 Ok(()) => fwd.count_exported(n, 0),
                 Err(_) => fwd.count_exported(0, n),
             }
         }
-        if let Some(from) = self.resync_from {
+        let Some(resync) = &mut self.resync else {
+            return;
+        };
+        if let Some(from) = resync.next {
             let mut batch = Vec::new();
             let next = fwd.export_range(from, RESYNC_SLOTS, now, &mut batch);
             let n = batch.len() as u64;
-            if batch.is_empty() || out.try_send(batch).is_ok() {
+            if batch.is_empty() || out.try_send(Export::Records(batch)).is_ok() {
                 fwd.count_exported(n, 0);
-                self.resync_from = next;
+                resync.next = next;
             }
+        }
+        if resync.next.is_none() && out.try_send(Export::ResyncDone(resync.generation)).is_ok() {
+            self.resync = None;
         }
     }
 

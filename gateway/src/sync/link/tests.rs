@@ -77,7 +77,11 @@ fn wait_for<T>(rx: &Receiver<ToWorkers>, mut f: impl FnMut(ToWorkers) -> Option<
 }
 
 fn wait_status(h: &Handle, f: impl Fn(&Status) -> bool) -> Status {
-    let until = Instant::now() + Duration::from_secs(3);
+    wait_status_ms(h, 3000, f)
+}
+
+fn wait_status_ms(h: &Handle, within_ms: u64, f: impl Fn(&Status) -> bool) -> Status {
+    let until = Instant::now() + Duration::from_millis(within_ms);
     loop {
         let s = h.status();
         if f(&s) || Instant::now() > until {
@@ -104,16 +108,39 @@ fn a_backup_asks_for_everything_and_installs_what_the_master_sends() {
         layout(),
     );
     // The backup's resync request reaches the master, which asks its workers for everything.
-    assert!(
-        wait_for(&m_rx, |x| matches!(x, ToWorkers::ExportAll).then_some(())).is_some(),
-        "no full resync: {:?}",
-        m.status()
-    );
+    let generation = wait_for(&m_rx, |x| match x {
+        ToWorkers::ExportAll(g) => Some(g),
+        _ => None,
+    });
+    let generation = generation.unwrap_or_else(|| panic!("no full resync: {:?}", m.status()));
     // Once the hellos have matched, 100 records (3 messages) arrive whole, in order.
     wait_status(&b, |s| s.peer_layout == "same");
     let recs: Vec<ConnRecord> = (1..=100).map(rec).collect();
-    out.send(recs[..60].to_vec()).unwrap();
-    out.send(recs[60..].to_vec()).unwrap();
+    out.send(Export::Records(recs[..60].to_vec())).unwrap();
+    // One worker of two has finished: the backup is not ready, whatever it has received.
+    out.send(Export::ResyncDone(generation)).unwrap();
+    out.send(Export::Records(recs[60..].to_vec())).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let bs = b.status();
+    assert!(!bs.ready, "{bs:?}");
+    assert_eq!(bs.resync, "waiting for the peer's full resync");
+    // A marker of another resync counts for nothing.
+    out.send(Export::ResyncDone(generation + 1)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!b.status().ready);
+    // The second worker's: the master says it is done, after the records.
+    out.send(Export::ResyncDone(generation)).unwrap();
+    let bs = wait_status(&b, |s| s.ready);
+    assert_eq!(
+        (
+            bs.ready,
+            bs.resync.as_str(),
+            bs.resync_done_received,
+            bs.resync_records
+        ),
+        (true, "resynced", 1, 100),
+        "{bs:?}"
+    );
     let mut got = Vec::new();
     wait_for(&b_rx, |x| {
         if let ToWorkers::Install(r) = x {
@@ -124,7 +151,8 @@ fn a_backup_asks_for_everything_and_installs_what_the_master_sends() {
     assert_eq!(got, recs);
     let ms = wait_status(&m, |s| s.sent_records >= 100);
     assert_eq!((ms.sent_records, ms.role), (100, Role::Master));
-    assert!(ms.resyncs_started >= 1);
+    assert_eq!((ms.resyncs_started, ms.resync_done_sent), (1, 1), "{ms:?}");
+    assert!(ms.ready, "a master is always ready");
     let bs = wait_status(&b, |s| s.received_records >= 100);
     assert_eq!(bs.received_records, 100);
     assert_eq!((bs.role, bs.peer_id), (Role::Backup, Some(0x7f00_0001)));
@@ -147,7 +175,7 @@ fn another_key_or_another_layout_installs_nothing() {
         _ => None,
     })
     .unwrap();
-    out.send(vec![rec(1)]).unwrap();
+    out.send(Export::Records(vec![rec(1)])).unwrap();
     let s = wait_status(&b, |s| s.refused_bad_mac >= 2);
     assert!(s.refused_bad_mac >= 2, "{s:?}");
     assert_eq!((s.received_msgs, s.peer_layout.as_str()), (0, "unknown"));
@@ -163,7 +191,7 @@ fn another_key_or_another_layout_installs_nothing() {
     .unwrap();
     let s = wait_status(&b, |s| s.peer_layout.starts_with("differs"));
     assert!(s.peer_layout.contains("theirs 3 workers"), "{s:?}");
-    out.send(vec![rec(2)]).unwrap();
+    out.send(Export::Records(vec![rec(2)])).unwrap();
     let s = wait_status(&b, |s| s.refused_layout >= 1);
     assert_eq!(s.refused_layout, 1, "{s:?}");
     assert!(
@@ -199,4 +227,73 @@ fn auto_mode_follows_the_vips_and_a_new_master_starts_logging() {
     a.vips_held(true);
     let s = wait_status(&a, |s| s.mode == "off");
     assert_eq!((s.role, s.role_changes), (Role::Off, 4));
+}
+
+#[test]
+fn a_backup_is_ready_at_once_beside_another_backup_and_without_a_peer_after_a_while() {
+    let port = free_port();
+    let (a, _a_rx) = start(
+        settings([127, 0, 0, 1], [127, 0, 0, 2], port, "backup"),
+        layout(),
+    );
+    // Alone, it waits for a peer to show up, then no longer.
+    let s = a.status();
+    assert!(!s.ready, "{s:?}");
+    let s = wait_status_ms(&a, PEER_LOST_MS + 2000, |s| s.ready);
+    assert_eq!(s.resync, "no peer", "{s:?}");
+    // Another backup comes: each asks, each answers that it has nothing, and both are ready
+    // without waiting for the peer to go away.
+    let t = Instant::now();
+    let (b, _b_rx) = start(
+        settings([127, 0, 0, 2], [127, 0, 0, 1], port, "backup"),
+        layout(),
+    );
+    let bs = wait_status(&b, |s| s.ready);
+    assert!(t.elapsed() < Duration::from_millis(PEER_LOST_MS), "{bs:?}");
+    assert_eq!(
+        (
+            bs.resync.as_str(),
+            bs.resync_done_received,
+            bs.resync_records
+        ),
+        ("resynced", 1, 0),
+        "{bs:?}"
+    );
+    let s = wait_status(&a, |s| s.resync_done_sent >= 1);
+    assert!(s.ready && s.resync_requests_received >= 1, "{s:?}");
+}
+
+#[test]
+fn a_backup_stops_waiting_for_a_master_that_goes_away_mid_resync() {
+    let port = free_port();
+    let (m, m_rx) = start(
+        settings([127, 0, 0, 1], [127, 0, 0, 2], port, "master"),
+        layout(),
+    );
+    let (b, _b_rx) = start(
+        settings([127, 0, 0, 2], [127, 0, 0, 1], port, "backup"),
+        layout(),
+    );
+    // The master's workers never finish: the backup waits as long as the master is heard.
+    assert!(wait_for(&m_rx, |x| matches!(x, ToWorkers::ExportAll(_))
+        .then_some(()))
+    .is_some());
+    std::thread::sleep(Duration::from_millis(PEER_LOST_MS + 500));
+    let s = b.status();
+    assert!(!s.ready, "{s:?}");
+    // It asks again; a request while the first resync runs starts no other.
+    let ms = wait_status(&m, |s| s.resync_requests_received >= 2);
+    assert_eq!(
+        (
+            ms.resync_requests_received,
+            ms.resyncs_started,
+            ms.resync_done_sent
+        ),
+        (2, 1, 0),
+        "{ms:?}"
+    );
+    assert!(!b.status().ready);
+    drop(m);
+    let s = wait_status_ms(&b, PEER_LOST_MS + 2000, |s| s.ready);
+    assert_eq!((s.ready, s.resync.as_str()), (true, "no peer"), "{s:?}");
 }

@@ -162,6 +162,13 @@ fn hello_and_resync_request_round_trip_and_layouts_are_compared() {
         o.open(&s.resync_request()),
         Ok(Message::ResyncRequest { sender: 9 })
     );
+    assert_eq!(
+        o.open(&s.resync_done(70_000)),
+        Ok(Message::ResyncDone {
+            sender: 9,
+            records: 70_000
+        })
+    );
 }
 
 #[test]
@@ -173,6 +180,11 @@ fn bodies_that_disagree_with_their_header_are_refused() {
     assert_eq!(Opener::new(KEY).open(&m), Err(Refused::BadLength));
     let m = s.seal(MsgKind::Records, 1, &[9u8; RECORD_LEN]);
     assert_eq!(Opener::new(KEY).open(&m), Err(Refused::BadRecord));
+    // A resync done carries its total, and nothing else.
+    for (count, body) in [(0, &[0u8; 3][..]), (0, &[0u8; 5][..]), (1, &[0u8; 4][..])] {
+        let m = s.seal(MsgKind::ResyncDone, count, body);
+        assert_eq!(Opener::new(KEY).open(&m), Err(Refused::BadLength));
+    }
     let mut bad_version = s.seal(MsgKind::Records, 0, &[]);
     bad_version[field::VERSION] = 2;
     let n = bad_version.len() - MAC_LEN;

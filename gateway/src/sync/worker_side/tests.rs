@@ -3,7 +3,23 @@ use crate::testkit::datapath_from;
 use crate::testkit::flows::{self, bench_config};
 use std::collections::HashSet;
 
-fn primary(out: Sender<Vec<ConnRecord>>) -> Primary {
+/// The records queued for the sync thread, and the resync generations whose end followed them
+/// (each checked to come after every record of its resync: nothing may follow it).
+fn drain(rx: &crossbeam_channel::Receiver<Export>) -> (Vec<ConnRecord>, Vec<u32>) {
+    let (mut recs, mut ends) = (Vec::new(), Vec::new());
+    for e in rx.try_iter() {
+        match e {
+            Export::Records(r) => {
+                assert!(ends.is_empty(), "records after a resync's end");
+                recs.extend(r);
+            }
+            Export::ResyncDone(g) => ends.push(g),
+        }
+    }
+    (recs, ends)
+}
+
+fn primary(out: Sender<Export>) -> Primary {
     Primary {
         out,
         refresh_ms: 1000,
@@ -24,20 +40,22 @@ fn a_primary_sends_what_it_logs_and_everything_on_a_resync() {
         buf = flows::send(&mut a, buf, f, &ack);
     }
     ws.housekeeping(&mut a.fwd, Ticks(5));
-    let logged: Vec<ConnRecord> = rx.try_iter().flatten().collect();
-    assert_eq!(logged.len(), 10);
+    let (logged, ends) = drain(&rx);
+    assert_eq!((logged.len(), ends.len()), (10, 0));
     let clients: HashSet<_> = logged.iter().map(|r| r.client).collect();
     let want: HashSet<_> = (0..10).map(flows::client).collect();
     assert_eq!(clients, want);
-    // A full resync: every connection, once, over as many rounds as the table needs.
-    ws.export_all();
+    // A full resync: every connection, once, over as many rounds as the table needs, then its
+    // end marker.
+    ws.export_all(7);
     let mut rounds = 0;
     while ws.resyncing() {
         ws.housekeeping(&mut a.fwd, Ticks(10));
         rounds += 1;
         assert!(rounds < 100);
     }
-    let all: Vec<ConnRecord> = rx.try_iter().flatten().collect();
+    let (all, ends) = drain(&rx);
+    assert_eq!(ends, [7]);
     let clients: HashSet<_> = all.iter().map(|r| r.client).collect();
     assert_eq!((all.len(), clients.len()), (300, 300));
     let c = a.fwd.sync_counters();
@@ -48,7 +66,7 @@ fn a_primary_sends_what_it_logs_and_everything_on_a_resync() {
 fn a_full_queue_costs_the_log_batch_and_holds_the_resync() {
     let (mut a, acks, ack) = flows::established(20, 4096);
     let (tx, rx) = crossbeam_channel::bounded(1);
-    tx.send(Vec::new()).unwrap(); // the queue is full
+    tx.send(Export::Records(Vec::new())).unwrap(); // the queue is full
     let mut ws = WorkerSync::default();
     ws.set_primary(&mut a.fwd, Some(primary(tx)));
     a.tick(1_500);
@@ -56,16 +74,21 @@ fn a_full_queue_costs_the_log_batch_and_holds_the_resync() {
     for f in &acks[..5] {
         buf = flows::send(&mut a, buf, f, &ack);
     }
-    ws.export_all();
+    ws.export_all(1);
     ws.housekeeping(&mut a.fwd, Ticks(5));
     assert!(ws.resyncing(), "the resync waits for room");
     assert_eq!(a.fwd.sync_counters().export_dropped, 5);
     rx.recv().unwrap(); // room again
     ws.housekeeping(&mut a.fwd, Ticks(10));
-    let got: Vec<ConnRecord> = rx.try_iter().flatten().collect();
+    let (got, ends) = drain(&rx);
     assert_eq!(got.len(), 20, "the whole table after all");
+    // The end marker found the queue full again: it waits for room too, and follows.
+    assert!(ends.is_empty() && ws.resyncing());
+    ws.housekeeping(&mut a.fwd, Ticks(15));
+    assert_eq!(drain(&rx), (Vec::new(), vec![1]));
+    assert!(!ws.resyncing());
     // Stopping ends the resync and the log.
-    ws.export_all();
+    ws.export_all(2);
     ws.set_primary(&mut a.fwd, None);
     assert!(!ws.resyncing() && a.fwd.sync_log().is_none());
 }
@@ -78,11 +101,11 @@ fn a_backup_installs_each_record_into_the_worker_that_owns_it() {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut ws = WorkerSync::default();
     ws.set_primary(&mut a.fwd, Some(primary(tx)));
-    ws.export_all();
+    ws.export_all(1);
     while ws.resyncing() {
         ws.housekeeping(&mut a.fwd, Ticks(5));
     }
-    let recs: Vec<ConnRecord> = rx.try_iter().flatten().collect();
+    let (recs, _) = drain(&rx);
     assert_eq!(recs.len(), 200);
     let cfg = bench_config();
     let mut b: Vec<_> = (0..2)
