@@ -97,8 +97,9 @@ vrrp_script gateway_ready {
   interval 1
   timeout 2
   rise 1
-  # A gateway that cannot answer for 3 s running: one slow answer is no reason to fail over.
-  fall 3
+  # At once: a gateway that crashes and is back within a few seconds must not find the script
+  # still good and preempt before its resync.
+  fall 1
   init_fail
 }
 vrrp_instance VI_1 {

@@ -238,8 +238,8 @@ fn established_connections_survive_failover_failback_and_a_keepalived_stop() {
 
     // The gate: a restarted primary is not ready until its peer's resync done has come, and its
     // keepalived (track_script `gwctl sync ready`) stays in FAULT though it preempts. Its kernel
-    // drops every resync done here (the only sync message of 40 bytes: UDP length 48).
-    let drop_done = "table ip gwlab_drop_done {\n  chain input {\n    type filter hook input priority 0;\n    udp dport 8848 udp length 48 drop\n  }\n}\n";
+    // drops every resync done here (the only sync message of 44 bytes: UDP length 52).
+    let drop_done = "table ip gwlab_drop_done {\n  chain input {\n    type filter hook input priority 0;\n    udp dport 8848 udp length 52 drop\n  }\n}\n";
     lab.nft(1, &["-f", "-"], drop_done);
     let out = lab.script(&["gateway", &lab.name, "1", "start"]);
     assert!(

@@ -13,8 +13,12 @@
 //!   peer it had not heard from for [`PEER_LOST_MS`] (a restarted master, or its own start), and
 //!   passes what it receives to the workers, which install each record into its owner. Until
 //!   the resync done arrives it is not **ready** (`gwctl sync ready`, keepalived's
-//!   `track_script`): taking over then would lose the master's connections. It asks again every
-//!   [`RESYNC_RETRY_MS`] while waiting, and stops waiting once the peer is lost.
+//!   `track_script`): taking over then would lose the master's connections. Each wait has its
+//!   number, which the request carries and the done echoes, so a done that ends an earlier
+//!   wait's resync (one the backup restarted in, or missed records of) does not end this one.
+//!   It asks again every [`RESYNC_RETRY_MS`] while waiting, and again at once (up to
+//!   [`RESYNC_ATTEMPTS`] times) when messages were lost or records dropped during the resync;
+//!   it stops waiting once the peer is lost.
 //!
 //! The thread never blocks a worker: records reach it through a bounded queue the workers only
 //! try to fill, and it reaches them through `deliver`, which only tries to send.
@@ -37,9 +41,9 @@ pub const PEER_LOST_MS: u64 = 3000;
 /// A backup still waiting for its resync done asks again this often (the done was lost, or the
 /// master could not start the resync).
 pub const RESYNC_RETRY_MS: u64 = 5000;
-/// A full resync not done within this long is given up (a worker never answered); the next
-/// request starts another.
-const RESYNC_STALE_MS: u64 = 60_000;
+/// Resyncs a backup asks for in one wait when each lost messages or dropped records; the last
+/// one ends the wait whatever it lost (a lossy link must not keep the backup from taking over).
+pub const RESYNC_ATTEMPTS: u8 = 3;
 /// Batches of records the workers may queue for the sender.
 const QUEUE: usize = 4096;
 /// Records the sender holds beyond the queue while pacing (about a second at the default rate).
@@ -66,8 +70,8 @@ pub struct Status {
     /// Whether this box could take the VIPs without losing connections: false only for a backup
     /// waiting for its peer's full resync (what `gwctl sync ready` answers).
     pub ready: bool,
-    /// Why: `not the backup`, `resynced`, `waiting for the peer's full resync`, `no peer`, or
-    /// `the peer's layout differs`.
+    /// Why: `not the backup`, `resynced`, `resynced with losses`, `waiting for the peer's full
+    /// resync`, `no peer`, or `the peer's layout differs`.
     pub resync: String,
     /// Records waiting to be sent (paced), and the workers' queue.
     pub pending: u64,
@@ -98,10 +102,12 @@ pub struct Status {
     /// box that is not the master).
     pub resyncs_started: u64,
     pub resync_done_sent: u64,
-    /// Resync dones received while waiting for one, and the records the last one said it
-    /// ended.
+    /// Resync dones received that ended the wait they answered, and the records the last one
+    /// said its resync sent.
     pub resync_done_received: u64,
     pub resync_records: u64,
+    /// Resyncs asked for again because messages were lost or records dropped during one.
+    pub resync_incomplete: u64,
     pub role_changes: u64,
 }
 
@@ -174,9 +180,13 @@ impl Handle {
             peer: None,
             last_hello: None,
             need_resync: false,
-            synced: Synced::Done,
+            synced: Synced::Done { lossy: false },
+            // Like the sequence numbers: a restarted backup must not reuse a wait number its
+            // earlier run asked with, or that run's resync done would end its wait.
+            wait: first_seq as u32,
             generation: 0,
             resync_out: None,
+            primary_undelivered: false,
             tokens: 0.0,
             last_refill: Instant::now(),
             settings,
@@ -275,19 +285,26 @@ struct Peer {
 /// A backup's progress toward holding its peer's connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Synced {
-    /// Since it became the backup or met its peer; when it last asked for a full resync.
+    /// Since it became the backup or met its peer (wait number `Link::wait`).
     Waiting {
         since: Instant,
+        /// When it last asked for a full resync.
         asked: Option<Instant>,
+        /// Resyncs asked for in this wait that ended with losses.
+        attempts: u8,
+        /// Messages lost and record batches dropped, when it last asked.
+        losses_at_ask: u64,
     },
-    /// The peer's resync done arrived.
-    Done,
+    /// The peer's resync done for this wait arrived (`lossy`: after the last attempt, with
+    /// losses), or this box was the master, which holds its own.
+    Done { lossy: bool },
 }
 
 /// A master's full resync, from the request to the resync done.
 struct ResyncOut {
     generation: u32,
-    started: Instant,
+    /// The wait number of the request it answers.
+    wait: u32,
     /// Workers whose end marker came.
     workers_done: u16,
     /// Once every worker's has: the records still ahead of the resync done in `pending`.
@@ -321,6 +338,11 @@ struct Link {
     need_resync: bool,
     /// A backup's: whether it holds its peer's connections.
     synced: Synced,
+    /// The backup's current wait number (raised each time it starts waiting).
+    wait: u32,
+    /// The workers have not all taken `ToWorkers::Primary(Some)`: tried again every round
+    /// (a worker that missed it would never answer a full resync).
+    primary_undelivered: bool,
     /// The last full resync's number (the workers' end markers carry it).
     generation: u32,
     /// The master's full resync in progress.
@@ -343,6 +365,7 @@ impl Link {
                 }
                 self.set_role();
             }
+            self.deliver_primary();
             self.send_records();
             self.retry_resync();
             if self
@@ -382,26 +405,56 @@ impl Link {
             (self.deliver)(ToWorkers::Primary(None));
             self.pending.clear();
             self.resync_out = None;
+            self.primary_undelivered = false;
             while self.rec_rx.try_recv().is_ok() {}
         }
         match role {
             Role::Master => {
-                (self.deliver)(ToWorkers::Primary(Some(Primary {
-                    out: self.rec_tx.clone(),
-                    refresh_ms: self.settings.refresh_ms,
-                    log_capacity: self.settings.log_capacity,
-                })));
+                self.primary_undelivered = true;
+                self.deliver_primary();
             }
             Role::Backup => {
                 self.need_resync = true;
-                self.synced = Synced::Waiting {
-                    since: Instant::now(),
-                    asked: None,
-                };
+                // A master that steps down holds every connection it served: it asks, but
+                // need not wait to be ready.
+                if was == Role::Master {
+                    self.synced = Synced::Done { lossy: false };
+                } else {
+                    self.start_waiting(Instant::now());
+                }
                 self.maybe_ask_resync();
             }
             Role::Off => {}
         }
+    }
+
+    /// A master's workers start logging (again, each round, until every one has taken it).
+    fn deliver_primary(&mut self) {
+        if !self.primary_undelivered || self.role != Role::Master {
+            return;
+        }
+        let p = Primary {
+            out: self.rec_tx.clone(),
+            refresh_ms: self.settings.refresh_ms,
+            log_capacity: self.settings.log_capacity,
+        };
+        self.primary_undelivered = !(self.deliver)(ToWorkers::Primary(Some(p)));
+    }
+
+    /// A backup starts a new wait for its peer's full resync.
+    fn start_waiting(&mut self, now: Instant) {
+        self.wait = self.wait.wrapping_add(1);
+        self.synced = Synced::Waiting {
+            since: now,
+            asked: None,
+            attempts: 0,
+            losses_at_ask: 0,
+        };
+    }
+
+    /// Messages lost from the peer and record batches the workers had no room for, so far.
+    fn losses(&self) -> u64 {
+        self.opener.stats.lost + self.counts.install_dropped
     }
 
     /// A backup asks its peer for everything once the peer's hello has matched ours (records
@@ -414,11 +467,18 @@ impl Link {
             .is_some_and(|l| l == self.layout);
         if self.role == Role::Backup && self.need_resync && matched {
             self.need_resync = false;
-            let m = self.sealer.resync_request();
+            let m = self.sealer.resync_request(self.wait);
             self.send(&m, 0);
             self.counts.resync_requests_sent += 1;
-            if let Synced::Waiting { asked, .. } = &mut self.synced {
+            let losses = self.losses();
+            if let Synced::Waiting {
+                asked,
+                losses_at_ask,
+                ..
+            } = &mut self.synced
+            {
                 *asked = Some(Instant::now());
+                *losses_at_ask = losses;
             }
         }
     }
@@ -444,8 +504,10 @@ impl Link {
         if self.role != Role::Backup {
             return (true, "not the backup");
         }
-        let Synced::Waiting { since, .. } = self.synced else {
-            return (true, "resynced");
+        let since = match self.synced {
+            Synced::Done { lossy: false } => return (true, "resynced"),
+            Synced::Done { lossy: true } => return (true, "resynced with losses"),
+            Synced::Waiting { since, .. } => since,
         };
         if !self.peer_alive() && since.elapsed() >= ms(PEER_LOST_MS) {
             // No peer came, or it went before it finished: nobody holds more than this box.
@@ -463,23 +525,19 @@ impl Link {
         (false, "waiting for the peer's full resync")
     }
 
-    /// A resync request: the master sends everything (once: a request during a resync in
-    /// progress is answered by its end); any other role has nothing and says so at once.
-    fn answer_resync(&mut self, peer: u32, now: Instant) {
+    /// A resync request: the master sends everything; any other role has nothing and says so at
+    /// once. A request of the wait a resync in progress answers (the backup asking again) is
+    /// answered by its end; one of another wait (the backup restarted, or met us again, and may
+    /// have missed what was sent) starts the resync over.
+    fn answer_resync(&mut self, peer: u32, wait: u32) {
         if self.role != Role::Master {
-            let m = self.sealer.resync_done(0);
+            let m = self.sealer.resync_done(wait, 0);
             self.send(&m, 0);
             self.counts.resync_done_sent += 1;
             return;
         }
-        if let Some(r) = &self.resync_out {
-            if now.duration_since(r.started) < ms(RESYNC_STALE_MS) {
-                return;
-            }
-            tracing::warn!(
-                generation = r.generation,
-                "a full resync did not finish within 60 s; starting another"
-            );
+        if self.resync_out.as_ref().is_some_and(|r| r.wait == wait) {
+            return;
         }
         self.generation = self.generation.wrapping_add(1);
         self.resync_out = None;
@@ -494,7 +552,7 @@ impl Link {
             );
             self.resync_out = Some(ResyncOut {
                 generation: self.generation,
-                started: now,
+                wait,
                 workers_done: 0,
                 ahead: None,
                 sent_before: self.counts.sent_records,
@@ -565,7 +623,7 @@ impl Link {
                     let records = self.counts.sent_records - r.sent_before;
                     let m = self
                         .sealer
-                        .resync_done(u32::try_from(records).unwrap_or(u32::MAX));
+                        .resync_done(r.wait, u32::try_from(records).unwrap_or(u32::MAX));
                     self.resync_out = None;
                     self.send(&m, 0);
                     self.counts.resync_done_sent += 1;
@@ -597,7 +655,7 @@ impl Link {
         let sender = match &msg {
             Message::Records { sender, .. }
             | Message::Hello { sender, .. }
-            | Message::ResyncRequest { sender }
+            | Message::ResyncRequest { sender, .. }
             | Message::ResyncDone { sender, .. } => *sender,
         };
         if sender == self.settings.id {
@@ -620,10 +678,7 @@ impl Link {
             // backup asks it for everything once its hello matches.
             self.need_resync = true;
             if self.role == Role::Backup {
-                self.synced = Synced::Waiting {
-                    since: now,
-                    asked: None,
-                };
+                self.start_waiting(now);
             }
             if self.role != Role::Off {
                 self.send_hello();
@@ -650,19 +705,11 @@ impl Link {
                 }
                 self.maybe_ask_resync();
             }
-            Message::ResyncRequest { .. } => {
+            Message::ResyncRequest { wait, .. } => {
                 self.counts.resync_requests_received += 1;
-                self.answer_resync(sender, now);
+                self.answer_resync(sender, wait);
             }
-            Message::ResyncDone { records, .. } => {
-                let asked = matches!(self.synced, Synced::Waiting { asked: Some(_), .. });
-                if self.role == Role::Backup && asked {
-                    self.synced = Synced::Done;
-                    self.counts.resync_done_received += 1;
-                    self.counts.resync_records = u64::from(records);
-                    tracing::info!(peer = sender, records, "resynced: the peer sent everything");
-                }
-            }
+            Message::ResyncDone { wait, records, .. } => self.resync_done(sender, wait, records),
             Message::Records { records, .. } => {
                 self.counts.received_records += records.len() as u64;
                 if self.role != Role::Backup {
@@ -675,6 +722,42 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// The peer's resync done: it ends this wait if it answers this wait's request, and nothing
+    /// was lost on the way (else the backup asks again, [`RESYNC_ATTEMPTS`] times at most).
+    fn resync_done(&mut self, peer: u32, wait: u32, records: u32) {
+        let Synced::Waiting {
+            asked: Some(_),
+            attempts,
+            losses_at_ask,
+            ..
+        } = self.synced
+        else {
+            return;
+        };
+        if self.role != Role::Backup || wait != self.wait {
+            return;
+        }
+        let lost = self.losses() - losses_at_ask;
+        if lost > 0 && attempts + 1 < RESYNC_ATTEMPTS {
+            tracing::warn!(
+                peer,
+                lost,
+                "full resync lost messages or records on the way; asking again"
+            );
+            self.counts.resync_incomplete += 1;
+            if let Synced::Waiting { attempts, .. } = &mut self.synced {
+                *attempts += 1;
+            }
+            self.need_resync = true;
+            self.maybe_ask_resync();
+            return;
+        }
+        self.synced = Synced::Done { lossy: lost > 0 };
+        self.counts.resync_done_received += 1;
+        self.counts.resync_records = u64::from(records);
+        tracing::info!(peer, records, lost, "resynced: the peer sent everything");
     }
 
     fn publish(&mut self) {

@@ -12,7 +12,8 @@
 //!  8..12  sender: the sending box's id
 //! 12..20  sequence number, per sender, strictly increasing (a restarted sender starts above the
 //!         time in ms since the epoch, so it never repeats an old one)
-//! 20..    body: `count` records of RECORD_LEN bytes, a hello's layout, or a resync done's total
+//! 20..    body: `count` records of RECORD_LEN bytes, a hello's layout, a resync request's wait
+//!         number, or a resync done's wait number and total
 //! last 16 bytes: HMAC-SHA-256 over everything before, truncated to 128 bits (RFC 2104, RFC 4868 2.6)
 //! ```
 //!
@@ -68,11 +69,21 @@ mod field {
         pub const RSS_KEY: Range<usize> = 8..16;
     }
 
+    /// A resync request's body.
+    pub mod request {
+        use core::ops::Range;
+        /// The backup's number for this wait: a new one each time it starts waiting, the same
+        /// when it asks again.
+        pub const WAIT: Range<usize> = 0..4;
+    }
+
     /// A resync done's body.
     pub mod done {
         use core::ops::Range;
-        /// The records the full resync sent, this message excluded.
-        pub const RECORDS: Range<usize> = 0..4;
+        /// The wait number of the request whose resync this ends.
+        pub const WAIT: Range<usize> = 0..4;
+        /// The records the master sent during the resync, this message excluded.
+        pub const RECORDS: Range<usize> = 4..8;
     }
 }
 
@@ -80,7 +91,8 @@ pub const HEADER_LEN: usize = field::BODY;
 pub const MAC_LEN: usize = 16;
 pub const RECORD_LEN: usize = 32;
 pub const HELLO_LEN: usize = 16;
-pub const DONE_LEN: usize = 4;
+pub const REQUEST_LEN: usize = 4;
+pub const DONE_LEN: usize = 8;
 /// Records per message: what fits a 1500-byte MTU with IPv4 and UDP headers.
 pub const MAX_RECORDS: usize = (1500 - 28 - HEADER_LEN - MAC_LEN) / RECORD_LEN;
 
@@ -202,13 +214,18 @@ impl Sealer {
         self.seal(MsgKind::Hello, 0, &b)
     }
 
-    pub fn resync_request(&mut self) -> Vec<u8> {
-        self.seal(MsgKind::ResyncRequest, 0, &[])
+    /// A request for everything, in the backup's wait `wait`.
+    pub fn resync_request(&mut self, wait: u32) -> Vec<u8> {
+        self.seal(MsgKind::ResyncRequest, 0, &wait.to_be_bytes())
     }
 
-    /// The end of a full resync of `records` records (0: nothing to send, not the master).
-    pub fn resync_done(&mut self, records: u32) -> Vec<u8> {
-        self.seal(MsgKind::ResyncDone, 0, &records.to_be_bytes())
+    /// The end of the full resync that answered wait `wait`: `records` sent (0: nothing to
+    /// send, not the master).
+    pub fn resync_done(&mut self, wait: u32, records: u32) -> Vec<u8> {
+        let mut b = [0u8; DONE_LEN];
+        b[field::done::WAIT].copy_from_slice(&wait.to_be_bytes());
+        b[field::done::RECORDS].copy_from_slice(&records.to_be_bytes());
+        self.seal(MsgKind::ResyncDone, 0, &b)
     }
 }
 
@@ -245,6 +262,10 @@ fn encode_record(r: &ConnRecord) -> [u8; RECORD_LEN] {
 
 fn ip(b: &[u8], r: core::ops::Range<usize>) -> Ipv4Addr {
     Ipv4Addr::new(b[r.start], b[r.start + 1], b[r.start + 2], b[r.start + 3])
+}
+
+fn be32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
+    u32::from_be_bytes([b[r.start], b[r.start + 1], b[r.start + 2], b[r.start + 3]])
 }
 
 fn port(b: &[u8], r: core::ops::Range<usize>) -> u16 {
@@ -289,9 +310,11 @@ pub enum Message {
     },
     ResyncRequest {
         sender: u32,
+        wait: u32,
     },
     ResyncDone {
         sender: u32,
+        wait: u32,
         records: u32,
     },
 }
@@ -402,18 +425,26 @@ impl Opener {
                 }
             }
             MsgKind::ResyncRequest => {
-                if !body.is_empty() || count != 0 {
+                // Without a body: a sender from before wait numbers (wait 0).
+                let wait = match body.len() {
+                    0 => 0,
+                    REQUEST_LEN => be32(body, field::request::WAIT),
+                    _ => return Err(Refused::BadLength),
+                };
+                if count != 0 {
                     return Err(Refused::BadLength);
                 }
-                Message::ResyncRequest { sender }
+                Message::ResyncRequest { sender, wait }
             }
             MsgKind::ResyncDone => {
                 if body.len() != DONE_LEN || count != 0 {
                     return Err(Refused::BadLength);
                 }
-                let records =
-                    u32::from_be_bytes(body[field::done::RECORDS].try_into().expect("4 bytes"));
-                Message::ResyncDone { sender, records }
+                Message::ResyncDone {
+                    sender,
+                    wait: be32(body, field::done::WAIT),
+                    records: be32(body, field::done::RECORDS),
+                }
             }
         };
         // Only now: a message refused for its body does not advance the sender's sequence.

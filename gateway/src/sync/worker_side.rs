@@ -61,7 +61,7 @@ impl WorkerSync {
         }
     }
 
-    /// Whether a full resync is in progress (its end marker sent or not).
+    /// Whether a full resync is in progress: until its end marker is in the queue.
     pub fn resyncing(&self) -> bool {
         self.resync.is_some()
     }

@@ -222,6 +222,9 @@ fn auto_mode_follows_the_vips_and_a_new_master_starts_logging() {
     );
     a.vips_held(false);
     assert!(wait_for(&rx, |x| matches!(x, ToWorkers::Primary(None)).then_some(())).is_some());
+    // A master that steps down holds what it served: ready, with no resync to wait for.
+    let s = wait_status(&a, |s| s.role == Role::Backup);
+    assert_eq!((s.ready, s.resync.as_str()), (true, "resynced"), "{s:?}");
     // Fixed: the VIPs no longer matter.
     a.set_mode(RoleMode::Fixed(Role::Off));
     a.vips_held(true);
@@ -293,7 +296,159 @@ fn a_backup_stops_waiting_for_a_master_that_goes_away_mid_resync() {
         "{ms:?}"
     );
     assert!(!b.status().ready);
+    // The backup restarts: its wait is another, and the master starts over for it (the records
+    // sent so far may never have reached the new process).
+    drop(b);
+    let (b, _b_rx) = start(
+        settings([127, 0, 0, 2], [127, 0, 0, 1], port, "backup"),
+        layout(),
+    );
+    let ms = wait_status(&m, |s| s.resyncs_started >= 2);
+    assert_eq!(ms.resyncs_started, 2, "{ms:?}");
+    assert!(!b.status().ready);
     drop(m);
     let s = wait_status_ms(&b, PEER_LOST_MS + 2000, |s| s.ready);
     assert_eq!((s.ready, s.resync.as_str()), (true, "no peer"), "{s:?}");
+}
+
+/// A master played by hand (a socket, a `Sealer`): it sends the resync dones it likes.
+struct FakeMaster {
+    sock: UdpSocket,
+    sealer: Sealer,
+    opener: Opener,
+    to: SocketAddrV4,
+}
+
+impl FakeMaster {
+    fn new(port: u16) -> FakeMaster {
+        let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        FakeMaster {
+            sock,
+            sealer: Sealer::new(&KEY, 0x7f00_0001, 1),
+            opener: Opener::new(&KEY),
+            to: SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), port),
+        }
+    }
+
+    fn send(&self, m: &[u8]) {
+        self.sock.send_to(m, self.to).unwrap();
+    }
+
+    /// Says hello until the backup asks for everything; its wait number.
+    fn request(&mut self) -> u32 {
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut buf = [0u8; 2048];
+        while Instant::now() < until {
+            let hello = self.sealer.hello(&layout());
+            self.send(&hello);
+            while let Ok(n) = self.sock.recv(&mut buf) {
+                if let Ok(Message::ResyncRequest { wait, .. }) = self.opener.open(&buf[..n]) {
+                    return wait;
+                }
+            }
+        }
+        panic!("no resync request");
+    }
+
+    fn done(&mut self, wait: u32, records: u32) {
+        let m = self.sealer.resync_done(wait, records);
+        self.send(&m);
+    }
+
+    /// One record, after a message sealed and never sent: the backup counts one lost.
+    fn record_after_a_gap(&mut self, cport: u16) {
+        let _ = self.sealer.hello(&layout());
+        for m in self.sealer.records(&[rec(cport)]) {
+            self.send(&m);
+        }
+    }
+}
+
+#[test]
+fn a_done_ends_only_the_wait_it_answers_and_one_after_losses_asks_again() {
+    let port = free_port();
+    let (b, _b_rx) = start(
+        settings([127, 0, 0, 2], [127, 0, 0, 1], port, "backup"),
+        layout(),
+    );
+    let mut m = FakeMaster::new(port);
+    let wait = m.request();
+    // The done of another wait (a resync the backup asked for before it restarted, or before it
+    // met its peer again) ends nothing.
+    m.done(wait.wrapping_sub(1), 100);
+    m.done(wait + 1, 100);
+    std::thread::sleep(Duration::from_millis(300));
+    let s = b.status();
+    assert!(!s.ready, "{s:?}");
+    // This wait's, after a message that never arrived: asked again, same wait, still waiting.
+    m.record_after_a_gap(1);
+    let s = wait_status(&b, |s| s.lost_msgs == 1 && s.received_records == 1);
+    assert_eq!(s.lost_msgs, 1, "{s:?}");
+    m.done(wait, 1);
+    assert_eq!(m.request(), wait);
+    let s = wait_status(&b, |s| s.resync_incomplete >= 1);
+    assert_eq!(
+        (s.ready, s.resync_incomplete, s.resync_done_received),
+        (false, 1, 0),
+        "{s:?}"
+    );
+    // A whole one ends the wait.
+    m.done(wait, 1);
+    let s = wait_status(&b, |s| s.ready);
+    assert_eq!(
+        (s.resync.as_str(), s.resync_done_received, s.resync_records),
+        ("resynced", 1, 1),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn a_backup_whose_every_resync_loses_messages_is_ready_after_the_last_attempt() {
+    let port = free_port();
+    let (b, _b_rx) = start(
+        settings([127, 0, 0, 2], [127, 0, 0, 1], port, "backup"),
+        layout(),
+    );
+    let mut m = FakeMaster::new(port);
+    let wait = m.request();
+    for attempt in 1..=RESYNC_ATTEMPTS {
+        m.record_after_a_gap(attempt.into());
+        let lost = u64::from(attempt);
+        wait_status(&b, |s| s.lost_msgs == lost);
+        m.done(wait, 1);
+        if attempt < RESYNC_ATTEMPTS {
+            assert_eq!(m.request(), wait, "attempt {attempt}");
+            assert!(!b.status().ready);
+        }
+    }
+    let s = wait_status(&b, |s| s.ready);
+    assert_eq!(
+        (s.resync.as_str(), s.resync_incomplete),
+        ("resynced with losses", u64::from(RESYNC_ATTEMPTS - 1)),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn a_master_tells_its_workers_to_log_until_every_one_has_taken_it() {
+    let port = free_port();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut refused = 2;
+    let deliver = move |m: ToWorkers| {
+        if matches!(m, ToWorkers::Primary(Some(_))) && refused > 0 {
+            refused -= 1;
+            return false; // a worker's inbox was full
+        }
+        tx.send(m).is_ok()
+    };
+    let s = settings([127, 0, 0, 1], [127, 0, 0, 2], port, "master");
+    let _m = Handle::start(s, layout(), Box::new(deliver)).unwrap();
+    assert!(
+        wait_for(&rx, |x| matches!(x, ToWorkers::Primary(Some(_)))
+            .then_some(()))
+        .is_some(),
+        "the third try reaches the workers"
+    );
 }

@@ -159,13 +159,22 @@ fn hello_and_resync_request_round_trip_and_layouts_are_compared() {
         assert_eq!(check_layout(&ours, &theirs), Err(Refused::LayoutMismatch));
     }
     assert_eq!(
-        o.open(&s.resync_request()),
-        Ok(Message::ResyncRequest { sender: 9 })
+        o.open(&s.resync_request(0x0102_0304)),
+        Ok(Message::ResyncRequest {
+            sender: 9,
+            wait: 0x0102_0304
+        })
+    );
+    // A request without a wait number (a sender from before them) is wait 0.
+    assert_eq!(
+        o.open(&s.seal(MsgKind::ResyncRequest, 0, &[])),
+        Ok(Message::ResyncRequest { sender: 9, wait: 0 })
     );
     assert_eq!(
-        o.open(&s.resync_done(70_000)),
+        o.open(&s.resync_done(7, 70_000)),
         Ok(Message::ResyncDone {
             sender: 9,
+            wait: 7,
             records: 70_000
         })
     );
@@ -180,10 +189,20 @@ fn bodies_that_disagree_with_their_header_are_refused() {
     assert_eq!(Opener::new(KEY).open(&m), Err(Refused::BadLength));
     let m = s.seal(MsgKind::Records, 1, &[9u8; RECORD_LEN]);
     assert_eq!(Opener::new(KEY).open(&m), Err(Refused::BadRecord));
-    // A resync done carries its total, and nothing else.
-    for (count, body) in [(0, &[0u8; 3][..]), (0, &[0u8; 5][..]), (1, &[0u8; 4][..])] {
-        let m = s.seal(MsgKind::ResyncDone, count, body);
-        assert_eq!(Opener::new(KEY).open(&m), Err(Refused::BadLength));
+    // A resync done carries its wait number and total, a request its wait number, nothing else.
+    for (kind, count, body) in [
+        (MsgKind::ResyncDone, 0, &[0u8; 4][..]),
+        (MsgKind::ResyncDone, 0, &[0u8; 9][..]),
+        (MsgKind::ResyncDone, 1, &[0u8; 8][..]),
+        (MsgKind::ResyncRequest, 0, &[0u8; 3][..]),
+        (MsgKind::ResyncRequest, 1, &[0u8; 4][..]),
+    ] {
+        let m = s.seal(kind, count, body);
+        assert_eq!(
+            Opener::new(KEY).open(&m),
+            Err(Refused::BadLength),
+            "{kind:?}"
+        );
     }
     let mut bad_version = s.seal(MsgKind::Records, 0, &[]);
     bad_version[field::VERSION] = 2;
