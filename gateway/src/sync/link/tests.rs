@@ -366,19 +366,25 @@ impl FakeMaster {
     }
 }
 
-#[test]
-fn a_done_ends_only_the_wait_it_answers_and_one_after_losses_asks_again() {
+/// A backup, and a fake master it has asked for everything (its wait number).
+fn backup_asking_a_fake_master() -> (Handle, Receiver<ToWorkers>, FakeMaster, u32) {
     let port = free_port();
-    let (b, _b_rx) = start(
+    let (b, b_rx) = start(
         settings([127, 0, 0, 2], [127, 0, 0, 1], port, "backup"),
         layout(),
     );
     let mut m = FakeMaster::new(port);
     let wait = m.request();
+    (b, b_rx, m, wait)
+}
+
+#[test]
+fn a_done_ends_only_the_wait_it_answers_and_one_after_losses_asks_again() {
+    let (b, _b_rx, mut m, wait) = backup_asking_a_fake_master();
     // The done of another wait (a resync the backup asked for before it restarted, or before it
     // met its peer again) ends nothing.
     m.done(wait.wrapping_sub(1), 100);
-    m.done(wait + 1, 100);
+    m.done(wait.wrapping_add(1), 100);
     std::thread::sleep(Duration::from_millis(300));
     let s = b.status();
     assert!(!s.ready, "{s:?}");
@@ -406,13 +412,7 @@ fn a_done_ends_only_the_wait_it_answers_and_one_after_losses_asks_again() {
 
 #[test]
 fn a_backup_whose_every_resync_loses_messages_is_ready_after_the_last_attempt() {
-    let port = free_port();
-    let (b, _b_rx) = start(
-        settings([127, 0, 0, 2], [127, 0, 0, 1], port, "backup"),
-        layout(),
-    );
-    let mut m = FakeMaster::new(port);
-    let wait = m.request();
+    let (b, _b_rx, mut m, wait) = backup_asking_a_fake_master();
     for attempt in 1..=RESYNC_ATTEMPTS {
         m.record_after_a_gap(attempt.into());
         let lost = u64::from(attempt);
