@@ -1694,6 +1694,60 @@ fn a_table_full_of_unanswered_udp_flows_takes_new_connections() {
     assert_eq!(in_use as usize, t.len(), "their local ports went with them");
 }
 
+/// DR and TUN UDP flows never show their answers: a flow counts as in use from its client's
+/// second datagram. A table full of one-datagram flows (a spoofed UDP flood at a DNS service in
+/// DR, the classic LVS setup) takes new connections of every service in place of the oldest of
+/// them, and the flow in use stays.
+#[test]
+fn a_table_full_of_one_datagram_dr_flows_takes_new_connections() {
+    // The UDP service (the second) in DR.
+    let reals =
+        "[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n";
+    let at = LAB_CONFIG.rfind(reals).unwrap();
+    let dr = "[[service.real]]\naddress = \"10.20.0.11\"\nmode = \"dr\"\n[[service.real]]\naddress = \"10.20.0.12\"\nmode = \"dr\"\n";
+    let cfg = format!(
+        "{}{dr}{}",
+        &LAB_CONFIG[..at],
+        &LAB_CONFIG[at + reals.len()..]
+    );
+    assert_eq!(cfg.matches("mode = \"dr\"").count(), 2, "{cfg}");
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 64);
+    let cap = dp.fwd.table().capacity();
+    dp.tick(1000);
+    let query = |cport: u16| {
+        udp_frame(
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            (CLIENT_IP, cport),
+            (VIP, 80),
+            b"q",
+        )
+    };
+    // The first flow sends twice; every other flow once.
+    run(&mut dp, &query(20_000), &meta(0));
+    run(&mut dp, &query(20_000), &meta(0));
+    for i in 1..cap as u16 {
+        run(&mut dp, &query(20_000 + i), &meta(0));
+    }
+    assert_eq!(dp.fwd.table().len(), cap, "full");
+    // A TCP client and a new DR flow get in, each in place of the oldest one-datagram flow.
+    expect_tx(
+        run(&mut dp, &Seg::from_client(30_000, "S").frame(), &meta(0)),
+        1,
+    );
+    run(&mut dp, &query(30_001), &meta(0));
+    assert_eq!(dp.fwd.stats.evicted_udp, 2);
+    assert_eq!(dp.l3.stats.dropped(Drop::ConnTableFull.into()), 0);
+    let t = dp.fwd.table();
+    let udp = |cport: u16| Tuple::new(CLIENT_IP, cport, VIP, 80, 17);
+    assert!(t.lookup(&udp(20_000)).is_some(), "the flow in use stays");
+    for cport in [20_001, 20_002] {
+        assert!(t.lookup(&udp(cport)).is_none(), "{cport} still held");
+    }
+    for cport in [20_003, 30_001] {
+        assert!(t.lookup(&udp(cport)).is_some(), "{cport}");
+    }
+}
+
 /// A SYN flood from spoofed sources: past `[conn] max_half_open` (half the table by default)
 /// each new SYN takes the place of an older half-open connection, so every SYN, the legitimate
 /// ones among them, gets in; established connections are never taken and keep forwarding.

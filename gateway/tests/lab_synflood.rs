@@ -42,7 +42,22 @@ fn a_spoofed_syn_flood_leaves_room_for_real_clients() {
 /// the TCP service beside it keeps taking clients during and after the flood.
 #[test]
 fn a_spoofed_udp_flood_leaves_room_for_the_other_services() {
-    let udp = r#"
+    udp_flood_leaves_room("uf", "");
+}
+
+/// The same at a DR service (DNS in DR, the classic LVS setup), whose answers bypass the
+/// gateway: a flow counts as in use only from its client's second datagram, which none of the
+/// flood's has.
+#[test]
+fn a_spoofed_udp_flood_at_a_dr_service_leaves_room_for_the_other_services() {
+    udp_flood_leaves_room("ud", "mode = \"dr\"\n");
+}
+
+/// The flood at a UDP service on port 53 whose real server has `real` (its mode), in a table of
+/// 8192 a worker, then 10 curls to the TCP service.
+fn udp_flood_leaves_room(tag: &str, real: &str) {
+    let udp = format!(
+        r#"
 [[service]]
 vip = "10.10.0.100"
 port = 53
@@ -52,10 +67,11 @@ local_addresses = ["10.20.0.200", "10.20.0.201"]
 [[service.real]]
 address = "10.20.0.11"
 port = 53
-"#;
-    let config = Lab::default_config(udp).replacen("capacity = 65536", "capacity = 8192", 1);
+{real}"#
+    );
+    let config = Lab::default_config(&udp).replacen("capacity = 65536", "capacity = 8192", 1);
     assert!(config.contains("capacity = 8192"));
-    let lab = Lab::up("uf", &config);
+    let lab = Lab::up(tag, &config);
     assert!(lab.curl_ok());
     let args = [
         "timeout",

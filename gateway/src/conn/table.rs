@@ -62,7 +62,8 @@ impl ConnFlags {
     /// IPVS `IP_VS_CONN_F_NOOUTPUT`: replies not seen (yet), client packets use the INPUT-ONLY rows.
     pub const INPUT_ONLY: ConnFlags = ConnFlags(1 << 2);
     /// Set by the table when a TCP connection first reaches ESTABLISHED, and when a UDP flow
-    /// first gets an answer (a packet from the reply side: conntrack's ASSURED).
+    /// first gets an answer (a packet from the reply side: conntrack's ASSURED; for a flow whose
+    /// answers bypass the gateway, what the datapath takes for one, `Table::mark_answered`).
     pub const ESTABLISHED_SEEN: ConnFlags = ConnFlags(1 << 3);
     /// The TOA option has been inserted (set by the FullNAT datapath).
     pub const TOA_DONE: ConnFlags = ConnFlags(1 << 4);
@@ -188,13 +189,13 @@ impl<T: ConnKey> ConnOf<T> {
             && self.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
     }
 
-    /// A live UDP flow with a reply tuple (FullNAT, NAT) that has had no answer yet: what a
-    /// spoofed UDP flood leaves behind, and what `Table::evict_closed` may take. DR and TUN
-    /// flows never see their answers, so none of them is ever taken.
+    /// A live UDP flow not known to be in use: its server has not answered (FullNAT, NAT), or,
+    /// when its answers bypass the gateway (DR, TUN), the datapath has not marked it answered
+    /// ([`Table::mark_answered`]: its client sent a second datagram). What a spoofed UDP flood
+    /// leaves behind, one datagram a flow, and what `Table::evict_closed` may take.
     pub fn is_unanswered_udp(&self) -> bool {
         self.is_live()
             && self.client.proto() != PROTO_TCP
-            && self.flags & ConnFlags::HAS_REPLY != 0
             && self.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
     }
 
@@ -420,9 +421,9 @@ impl<T: ConnKey> Table<T> {
     /// - A connection in TIME_WAIT carries no data: both sides have closed, and the entry only
     ///   keeps its tuples (and a parked entry its local port) from reuse for TIME_WAIT's timeout,
     ///   120 s (Linux's `tcp_max_tw_buckets` bounds TIME_WAIT sockets too).
-    /// - A UDP flow its server never answered (FullNAT, NAT) is what a spoofed UDP flood leaves,
-    ///   for UDP's timeout of 300 s (conntrack's early drop takes the flows it has not seen
-    ///   ASSURED).
+    /// - A UDP flow its server never answered (FullNAT, NAT), or that had one datagram only (DR,
+    ///   TUN: the answers bypass the gateway), is what a spoofed UDP flood leaves, for UDP's
+    ///   timeout of 300 s (conntrack's early drop takes the flows it has not seen ASSURED).
     ///
     /// Without this, a table full of them refuses every new connection, of every service, until
     /// they expire.
@@ -698,8 +699,8 @@ impl<T: ConnKey> Table<T> {
         if state == State::None {
             self.half_open += 1;
             self.half_open_queue.push(id);
-        } else if reply.is_some() {
-            // A UDP flow with a reply tuple: evictable until answered (`evict_closed`).
+        } else {
+            // A UDP flow: evictable until answered (`evict_closed`).
             self.udp_queue.push(id);
         }
         self.counters.created += 1;
@@ -748,6 +749,15 @@ impl<T: ConnKey> Table<T> {
         }
         self.wheel
             .rearm(&mut self.slab, id.0, now.after_ms(u64::from(remaining_ms)));
+    }
+
+    /// A UDP flow whose answers bypass the gateway (DR, TUN) is in use (its client sent a second
+    /// datagram): not the flood `evict_closed` makes room from, as an answered flow. Anything
+    /// else is left alone.
+    pub fn mark_answered(&mut self, id: ConnId) {
+        if let Some(c) = self.get_mut(id).filter(|c| c.client.proto() != PROTO_TCP) {
+            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+        }
     }
 
     /// The live entry `id`, if any.
@@ -1009,9 +1019,13 @@ mod tests {
             .insert(udp(1), Some(udp_reply(1)), 1, 0, 1, Ticks(0))
             .unwrap();
         t.on_packet(answered, Dir::Reply, 0, Ticks(0));
-        t.insert(udp(2), None, 2, 0, 1, Ticks(0)).unwrap();
+        // A DR flow in use (the datapath saw its client's second datagram), and one of a single
+        // datagram, as a spoofed flood's.
+        let dr_in_use = t.insert(udp(2), None, 2, 0, 1, Ticks(0)).unwrap();
+        t.mark_answered(dr_in_use);
         t.insert(udp(3), Some(udp_reply(3)), 3, 0, 1, Ticks(0))
             .unwrap();
+        t.insert(udp(9), None, 9, 0, 1, Ticks(0)).unwrap();
         let tcp = t
             .insert(client(4), Some(reply(4)), 4, 0, 1, Ticks(0))
             .unwrap();
@@ -1021,28 +1035,32 @@ mod tests {
             .insert(client(6), Some(reply(6)), 6, 0, 1, Ticks(0))
             .unwrap();
         t.on_packet(open, Dir::Original, SYN, Ticks(0));
+        // Only a UDP flow is marked answered so.
+        t.mark_answered(open);
+        assert!(t.get(open).unwrap().is_embryonic());
         // The TCP connection closes after the UDP flows came: it is taken first all the same.
         t.refresh(tcp, State::TimeWait, 120_000, Ticks(1));
         let mut taken = Vec::new();
         while let Some(c) = t.evict_closed() {
             taken.push(c.svc);
         }
-        assert_eq!(taken, vec![4, 3, 5]);
+        assert_eq!(taken, vec![4, 3, 9, 5]);
         let c = t.counters();
-        assert_eq!((c.evicted_udp, c.evicted_time_wait), (2, 1));
+        assert_eq!((c.evicted_udp, c.evicted_time_wait), (3, 1));
         assert_eq!(
             t.len(),
             3,
-            "the answered flow, the DR flow, the open connection"
+            "the answered flow, the DR flow in use, the open connection"
         );
-        // A queued flow gone, its slot taken by a DR flow (the free list is LIFO): the stale id
-        // names a flow that is not the one queued, and no answer ever reaches it.
+        // A queued flow gone, its slot taken by a DR flow in use (the free list is LIFO): the
+        // stale id names a flow that is not the one queued, and that one is kept.
         let gone = t
             .insert(udp(7), Some(udp_reply(7)), 7, 0, 1, Ticks(2))
             .unwrap();
         t.remove(gone);
         let dr = t.insert(udp(8), None, 8, 0, 1, Ticks(2)).unwrap();
         assert_eq!(dr, gone, "the slot reused");
+        t.mark_answered(dr);
         assert!(t.evict_closed().is_none());
     }
 

@@ -1964,6 +1964,9 @@ impl Forwarder {
         // A packet of a tracked connection confirms the neighbour it came from (NUD).
         l3.confirm_neighbour(ip.src, &pkt);
         let change = self.table.on_packet(id, dir, ip.tcp_flags.bits(), now);
+        if !is_tcp && dir == Dir::Original {
+            super::client_datagram(&mut self.table, id);
+        }
         if is_tcp && change.changed() {
             self.limit_on_state(id, change.old, change.new, now);
         }

@@ -31,6 +31,24 @@ pub use fullnat::{
 pub use owner::{Owners, PortRss};
 pub use services::{ServiceSpec, ServiceTable, SvcOptions, VirtualService};
 
+/// A client datagram of UDP flow `id`, past its state update. A flow whose answers bypass the
+/// gateway (DR, TUN: no reply tuple) counts its client's datagrams in `user2`, which those modes
+/// leave free, and the second marks it answered (`Table::mark_answered`): the one-datagram flows
+/// of a spoofed flood stay what a full table makes room from, a flow in use does not.
+pub(crate) fn client_datagram<T: crate::conn::ConnKey>(
+    table: &mut crate::conn::table::Table<T>,
+    id: crate::conn::ConnId,
+) {
+    let Some(c) = table.get_mut(id) else { return };
+    if c.reply().is_some() || c.user2 >= 2 {
+        return;
+    }
+    c.user2 += 1;
+    if c.user2 == 2 {
+        table.mark_answered(id);
+    }
+}
+
 /// Forwarding mode ids stored in a connection entry.
 pub mod mode {
     pub const FULLNAT: u8 = 0;

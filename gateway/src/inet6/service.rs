@@ -158,6 +158,9 @@ pub fn to_service_segment<B: PacketBuf>(
         }
     };
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
+    if !is_tcp {
+        crate::forward::client_datagram(&mut v6.conns, id);
+    }
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };

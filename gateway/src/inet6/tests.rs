@@ -1937,3 +1937,30 @@ fn a_full_ipv6_table_takes_the_place_of_an_unanswered_udp_flow() {
         "all but the DR one hold a local port"
     );
 }
+
+/// IPv6 TUN (and DR) UDP flows never show their answers: a flow is in use from its client's
+/// second datagram. A full table takes a new connection in place of the oldest one-datagram
+/// flow (a spoofed flood's), and the flow in use stays.
+#[test]
+fn a_full_ipv6_table_takes_the_place_of_a_one_datagram_tun_flow() {
+    let mut dp = dp();
+    learn_neighbours(&mut dp);
+    let cap = dp.v6.conns.capacity() as u16;
+    let send = |dp: &mut Datapath<VecBuf>, sport: u16| {
+        let v = dp.process(udp6(sport, b"q"), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "{sport}: {}", drop_name(&v));
+    };
+    send(&mut dp, 20_000);
+    send(&mut dp, 20_000);
+    for sport in 20_001..20_000 + cap {
+        send(&mut dp, sport);
+    }
+    assert_eq!(dp.v6.conns.len(), usize::from(cap), "full");
+    let v = dp.process(tcp6(30_000, true, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(dp.l3.stats.inet6.evicted_udp, 1);
+    let tuple = |sport| crate::conn::Tuple6::new(a(CLIENT6), sport, a(VIP6), 53, 17);
+    assert!(dp.v6.conns.lookup(&tuple(20_000)).is_some(), "in use");
+    assert!(dp.v6.conns.lookup(&tuple(20_001)).is_none(), "the oldest");
+    assert!(dp.v6.conns.lookup(&tuple(20_002)).is_some());
+}

@@ -486,7 +486,8 @@ mod tests;
 /// Connections a primary is to send its backup (issue 12), logged by the packet path while sync
 /// is on, as IPVS's sync daemon does: when a TCP connection is established, at each of its state
 /// changes after that, and at least once per refresh period while it carries packets (a UDP
-/// connection from its first datagram), so that the backup's timers stay close. Bounded: entries
+/// flow once it is answered: its server's first datagram, or for DR and TUN, whose answers
+/// bypass the gateway, its client's second), so that the backup's timers stay close. Bounded: entries
 /// past the bound are counted in `overflow` and caught up by the next refresh.
 #[derive(Debug)]
 pub struct SyncLog {
