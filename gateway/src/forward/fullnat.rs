@@ -1964,9 +1964,6 @@ impl Forwarder {
         // A packet of a tracked connection confirms the neighbour it came from (NUD).
         l3.confirm_neighbour(ip.src, &pkt);
         let change = self.table.on_packet(id, dir, ip.tcp_flags.bits(), now);
-        if !is_tcp && dir == Dir::Original {
-            super::client_datagram(&mut self.table, id);
-        }
         if is_tcp && change.changed() {
             self.limit_on_state(id, change.old, change.new, now);
         }
@@ -1998,13 +1995,15 @@ impl Forwarder {
         let client = c.client();
         // Drop Ethernet padding: the frame ends where the IP packet does.
         pkt.set_len(l3_off + ip.total_len as usize);
-        match c.mode {
-            mode::DR => return dr::forward(l3, pkt, Ipv4Addr::from(c.user)),
-            mode::TUN => {
-                let (svc, rip) = (c.svc, Ipv4Addr::from(c.user));
-                return self.tun_out(l3, pkt, l3_off, svc, &client, rip);
+        if matches!(c.mode, mode::DR | mode::TUN) {
+            let (tun, svc, rip) = (c.mode == mode::TUN, c.svc, Ipv4Addr::from(c.user));
+            if !is_tcp {
+                super::client_datagram(&mut self.table, id);
             }
-            _ => {}
+            return match tun {
+                false => dr::forward(l3, pkt, rip),
+                true => self.tun_out(l3, pkt, l3_off, svc, &client, rip),
+            };
         }
         if is_tcp && ip.tcp_flags.ack() {
             let ack = TcpPacket::new_unchecked(&pkt.data()[l4_off..]).ack_number();

@@ -35,6 +35,8 @@ pub use services::{ServiceSpec, ServiceTable, SvcOptions, VirtualService};
 /// gateway (DR, TUN: no reply tuple) counts its client's datagrams in `user2`, which those modes
 /// leave free, and the second marks it answered (`Table::mark_answered`): the one-datagram flows
 /// of a spoofed flood stay what a full table makes room from, a flow in use does not.
+/// Out of line: the packet path it sits on also carries FullNAT's packets, which never call it.
+#[inline(never)]
 pub(crate) fn client_datagram<T: crate::conn::ConnKey>(
     table: &mut crate::conn::table::Table<T>,
     id: crate::conn::ConnId,
