@@ -67,6 +67,20 @@ address = "10.20.0.11"
 address = "10.20.0.12"
 "#;
 
+/// `LAB_CONFIG` with its UDP service's real servers in DR (its TCP service stays FullNAT).
+pub fn lab_config_udp_dr() -> String {
+    let fullnat =
+        "[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n";
+    let dr = "[[service.real]]\naddress = \"10.20.0.11\"\nmode = \"dr\"\n[[service.real]]\naddress = \"10.20.0.12\"\nmode = \"dr\"\n";
+    // The UDP service is the second.
+    let at = LAB_CONFIG.rfind(fullnat).expect("LAB_CONFIG's UDP service");
+    format!(
+        "{}{dr}{}",
+        &LAB_CONFIG[..at],
+        &LAB_CONFIG[at + fullnat.len()..]
+    )
+}
+
 /// `config` (the lab's ports, `LAB_CONFIG` or conf/lab.toml) dual-stack: the client port also has
 /// 2001:db8:10::1/64, the server port 2001:db8:20::1/64.
 pub fn dual_stack(config: &str) -> String {

@@ -1700,16 +1700,7 @@ fn a_table_full_of_unanswered_udp_flows_takes_new_connections() {
 /// them, and the flow in use stays.
 #[test]
 fn a_table_full_of_one_datagram_dr_flows_takes_new_connections() {
-    // The UDP service (the second) in DR.
-    let reals =
-        "[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n";
-    let at = LAB_CONFIG.rfind(reals).unwrap();
-    let dr = "[[service.real]]\naddress = \"10.20.0.11\"\nmode = \"dr\"\n[[service.real]]\naddress = \"10.20.0.12\"\nmode = \"dr\"\n";
-    let cfg = format!(
-        "{}{dr}{}",
-        &LAB_CONFIG[..at],
-        &LAB_CONFIG[at + reals.len()..]
-    );
+    let cfg = lab_config_udp_dr();
     assert_eq!(cfg.matches("mode = \"dr\"").count(), 2, "{cfg}");
     let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 64);
     let cap = dp.fwd.table().capacity();

@@ -341,8 +341,8 @@ pub struct Table<T> {
     /// when full the oldest id is dropped): where `evict_embryonic` finds a half-open entry. An
     /// id may be stale (its entry established or gone); it is checked when taken.
     half_open_queue: IdRing,
-    /// The ids of entries in the order they entered TIME_WAIT, oldest first, and of UDP flows
-    /// with a reply tuple in the order they were created: where `evict_closed` finds one when
+    /// The ids of entries in the order they entered TIME_WAIT, oldest first, and of UDP flows in
+    /// the order they were created: where `evict_closed` finds one when
     /// the table is full. Two queues, so that the many UDP flows answered since (stale ids, as
     /// those of connections gone, checked when taken) do not hide the connections in TIME_WAIT
     /// from a scan of `EVICT_SCAN` ids.

@@ -1997,8 +1997,10 @@ impl Forwarder {
         pkt.set_len(l3_off + ip.total_len as usize);
         if matches!(c.mode, mode::DR | mode::TUN) {
             let (tun, svc, rip) = (c.mode == mode::TUN, c.svc, Ipv4Addr::from(c.user));
-            if !is_tcp {
-                super::client_datagram(&mut self.table, id);
+            // Logged for the backup as it becomes answered (the log skipped it above until now),
+            // as if its state had changed: its refresh epoch may not have moved.
+            if !is_tcp && super::client_datagram(&mut self.table, id) && self.sync_log.is_some() {
+                self.sync_note(id, State::None, now);
             }
             return match tun {
                 false => dr::forward(l3, pkt, rip),

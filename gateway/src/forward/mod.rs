@@ -34,21 +34,26 @@ pub use services::{ServiceSpec, ServiceTable, SvcOptions, VirtualService};
 /// A client datagram of UDP flow `id`, past its state update. A flow whose answers bypass the
 /// gateway (DR, TUN: no reply tuple) counts its client's datagrams in `user2`, which those modes
 /// leave free, and the second marks it answered (`Table::mark_answered`): the one-datagram flows
-/// of a spoofed flood stay what a full table makes room from, a flow in use does not.
+/// of a spoofed flood stay what a full table makes room from, a flow in use does not. Whether
+/// this datagram marked it (for the sync log, which takes a flow from then on).
 /// Out of line: the packet path it sits on also carries FullNAT's packets, which never call it.
 #[inline(never)]
 pub(crate) fn client_datagram<T: crate::conn::ConnKey>(
     table: &mut crate::conn::table::Table<T>,
     id: crate::conn::ConnId,
-) {
-    let Some(c) = table.get_mut(id) else { return };
+) -> bool {
+    let Some(c) = table.get_mut(id) else {
+        return false;
+    };
     if c.reply().is_some() || c.user2 >= 2 {
-        return;
+        return false;
     }
     c.user2 += 1;
-    if c.user2 == 2 {
-        table.mark_answered(id);
+    if c.user2 < 2 {
+        return false;
     }
+    table.mark_answered(id);
+    true
 }
 
 /// Forwarding mode ids stored in a connection entry.

@@ -159,7 +159,8 @@ pub fn to_service_segment<B: PacketBuf>(
     };
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
     if !is_tcp {
-        crate::forward::client_datagram(&mut v6.conns, id);
+        // IPv6 connections are not synced: whether it marked the flow does not matter here.
+        let _ = crate::forward::client_datagram(&mut v6.conns, id);
     }
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);

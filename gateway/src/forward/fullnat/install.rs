@@ -362,12 +362,16 @@ impl Forwarder {
         let end = from.saturating_add(n);
         let ids: Vec<ConnId> = self.table.iter_range(from, end).map(|(id, _)| id).collect();
         for id in ids {
-            // A TCP connection still in its handshake is not sent (as the log does not).
+            // Neither a TCP connection still in its handshake nor a UDP flow not known to be in
+            // use is sent, as the log sends neither: a flood's would fill the backup's table with
+            // entries it takes as answered.
             let Some(c) = self.table.get(id) else {
                 continue;
             };
             let tcp = c.proto() == crate::conn::PROTO_TCP;
-            if tcp && matches!(c.state(), State::None | State::SynSent | State::SynRecv) {
+            if tcp && matches!(c.state(), State::None | State::SynSent | State::SynRecv)
+                || c.is_unanswered_udp()
+            {
                 continue;
             }
             if let Some(rec) = self.export(id, now) {

@@ -53,6 +53,21 @@ fn endpoints(f: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
 /// Received on the client-side port (`testkit::flows::META`).
 const CLIENT: RxMeta = crate::testkit::flows::META;
 
+/// A UDP datagram of one byte from `src` to `dst`, between the Ethernet addresses `macs`.
+fn udp_datagram(
+    macs: (crate::wire::MacAddr, crate::wire::MacAddr),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+) -> VecBuf {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv4(src.0.octets(), dst.0.octets(), 64)
+        .udp(src.1, dst.1)
+        .write(&mut v, b"q")
+        .unwrap();
+    VecBuf::from_frame(&v)
+}
+
 /// An established FullNAT connection on `dp`: its LIP:lport and real server.
 fn established(dp: &mut Datapath<VecBuf>) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
     let c = (CLIENT_IP, 40000);
@@ -519,20 +534,10 @@ fn a_backup_full_of_closed_connections_makes_room_for_a_new_one() {
 /// backup's, where they would count as answered.
 #[test]
 fn the_sync_log_takes_a_udp_flow_once_it_is_answered() {
+    let udp = udp_datagram;
     let mut a: Datapath<VecBuf> = lab_datapath();
     a.tick(1_000);
     a.fwd.set_sync(Some(SyncLog::new(2, 1_000)));
-    let udp = |macs: (crate::wire::MacAddr, crate::wire::MacAddr),
-               src: (Ipv4Addr, u16),
-               dst: (Ipv4Addr, u16)| {
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
-            .ipv4(src.0.octets(), dst.0.octets(), 64)
-            .udp(src.1, dst.1)
-            .write(&mut v, b"q")
-            .unwrap();
-        VecBuf::from_frame(&v)
-    };
     let out = sent(a.process(
         udp((CLIENT_MAC, CLIENT_PORT_MAC), (CLIENT_IP, 40000), (VIP, 80)),
         &CLIENT,
@@ -547,4 +552,35 @@ fn the_sync_log_takes_a_udp_flow_once_it_is_answered() {
     a.fwd.drain_sync(Ticks(1_000), &mut log);
     assert_eq!(log.len(), 1, "answered");
     assert_eq!((log[0].local, log[0].proto), (local, 17));
+}
+
+/// A DR UDP flow, whose answers bypass the gateway, goes to the backup from its client's second
+/// datagram, in the first refresh period too (its refresh epoch has not moved then); a full
+/// resync does not send a flow of one datagram, as a spoofed flood's.
+#[test]
+fn a_dr_udp_flow_is_synced_from_its_second_datagram_and_a_one_datagram_flow_never() {
+    let cfg = lab_config_udp_dr();
+    let mut a: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1 << 12);
+    a.tick(500);
+    a.fwd.set_sync(Some(SyncLog::new(16, 1_000)));
+    let query = |cport| udp_datagram((CLIENT_MAC, CLIENT_PORT_MAC), (CLIENT_IP, cport), (VIP, 80));
+    let mut log = Vec::new();
+    sent(a.process(query(40_000), &CLIENT));
+    a.fwd.drain_sync(Ticks(500), &mut log);
+    assert!(log.is_empty(), "one datagram: {log:?}");
+    sent(a.process(query(40_000), &CLIENT));
+    a.fwd.drain_sync(Ticks(500), &mut log);
+    assert_eq!(log.len(), 1, "its second");
+    assert_eq!(
+        (log[0].client, log[0].mode),
+        ((CLIENT_IP, 40_000), crate::forward::mode::DR)
+    );
+    // Beside it, a flow of one datagram: a full resync sends the first only.
+    sent(a.process(query(40_001), &CLIENT));
+    let (mut all, mut from) = (Vec::new(), Some(0));
+    while let Some(f) = from {
+        from = a.fwd.export_range(f, 1 << 12, Ticks(600), &mut all);
+    }
+    let clients: Vec<_> = all.iter().map(|r| r.client).collect();
+    assert_eq!(clients, vec![(CLIENT_IP, 40_000)]);
 }
