@@ -8,30 +8,38 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn a_spoofed_syn_flood_leaves_room_for_real_clients() {
-    let lab = Lab::up("sf", &Lab::default_config(""));
+    // A table of 8192 a worker keeps 4096 half-open connections: a flood of SYNs every 20 us,
+    // from random sources, passes the bound in well under a second and goes on past it. Flat
+    // out (`--flood`) it would also take every cycle of the debug build CI runs, and the curls
+    // during it would measure that, not the bound: a SYN lost before the gateway looks at it.
+    let config = Lab::default_config("").replacen("capacity = 65536", "capacity = 8192", 1);
+    assert!(config.contains("capacity = 8192"));
+    let lab = Lab::up("sf", &config);
     assert!(lab.curl_ok());
-    // 4 s of flood: every source address random, so none of the SYN-ACKs can be answered.
-    let mut flood = lab.spawn_syn_flood(4);
+    let mut flood = lab.spawn_syn_flood_every(5, "u20");
     std::thread::sleep(Duration::from_millis(1500));
     let mut during = (0, 0);
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(2) {
+    while t.elapsed() < Duration::from_millis(1500) {
         during.0 += 1;
         during.1 += usize::from(lab.curl_ok());
     }
+    let mid = lab.stats();
     let _ = flood.wait();
     let stats = lab.stats();
     let evicted = Lab::counter_of(&stats, "conn ", "evicted_embryonic");
     // Right after the flood (where, without the bound, 20 of 20 curls failed): every one works.
     let after = (0..20).filter(|_| lab.curl_ok()).count();
     eprintln!("during the flood {}/{} curls, after it {after}/20; {evicted} half-open connections evicted", during.1, during.0);
-    assert!(evicted > 0, "the flood filled the bound: {stats}");
+    assert!(
+        Lab::counter_of(&mid, "conn ", "evicted_embryonic") > 0,
+        "the flood passed the bound while the curls ran: {mid}"
+    );
     assert_eq!(after, 20, "{stats}");
-    // During it, the flood's 250k SYNs a second also overrun the client link's af_packet ring in
-    // the kernel, before the gateway sees them: a curl's SYN is lost there now and then and it
-    // retries a second later, more often when CI runs other labs beside this one. What the bound
-    // promises is that a SYN which reaches the gateway finds room, so a curl gets through.
-    assert!(during.1 > 0, "during the flood {during:?}\n{stats}");
+    assert!(
+        during.0 > 0 && during.1 * 2 >= during.0,
+        "during the flood {during:?}\n{stats}"
+    );
     // The table never filled: the bound kept half of it for connections that complete.
     assert_eq!(Lab::drop_counter(&stats, "conn_table_full"), 0, "{stats}");
 }

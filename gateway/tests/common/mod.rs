@@ -244,19 +244,20 @@ impl Lab {
 
     /// hping3 from the client: SYNs to VIP:80 from random spoofed sources, flat out, for `secs`.
     pub fn spawn_syn_flood(&self, secs: u32) -> std::process::Child {
+        self.spawn_syn_flood_every(secs, "--flood")
+    }
+
+    /// The same, one SYN every `interval` (hping3's `-i`: `u100` is every 100 us), or flat out
+    /// (`--flood`).
+    pub fn spawn_syn_flood_every(&self, secs: u32, interval: &str) -> std::process::Child {
         let secs = secs.to_string();
-        let args = [
-            "timeout",
-            &secs,
-            "hping3",
-            "-q",
-            "-S",
-            "-p",
-            "80",
-            "--flood",
-            "--rand-source",
-            "10.10.0.100",
-        ];
+        let pace: &[&str] = match interval {
+            "--flood" => &["--flood"],
+            i => &["-i", i],
+        };
+        let mut args = vec!["timeout", &secs, "hping3", "-q", "-S", "-p", "80"];
+        args.extend_from_slice(pace);
+        args.extend_from_slice(&["--rand-source", "10.10.0.100"]);
         self.spawn("cli", &args)
     }
 
