@@ -12,8 +12,7 @@ fn a_spoofed_syn_flood_leaves_room_for_real_clients() {
     // from random sources, passes the bound in well under a second and goes on past it. Flat
     // out (`--flood`) it would also take every cycle of the debug build CI runs, and the curls
     // during it would measure that, not the bound: a SYN lost before the gateway looks at it.
-    let config = Lab::default_config("").replacen("capacity = 65536", "capacity = 8192", 1);
-    assert!(config.contains("capacity = 8192"));
+    let config = with_small_table("");
     let lab = Lab::up("sf", &config);
     assert!(lab.curl_ok());
     let mut flood = lab.spawn_syn_flood_every(5, "u20");
@@ -77,8 +76,7 @@ address = "10.20.0.11"
 port = 53
 {real}"#
     );
-    let config = Lab::default_config(&udp).replacen("capacity = 65536", "capacity = 8192", 1);
-    assert!(config.contains("capacity = 8192"));
+    let config = with_small_table(&udp);
     let lab = Lab::up(tag, &config);
     assert!(lab.curl_ok());
     let args = [
@@ -100,4 +98,11 @@ port = 53
     eprintln!("after the UDP flood {after}/10 curls; {evicted} unanswered flows evicted");
     assert!(evicted > 0, "the flood filled the table: {stats}");
     assert_eq!(after, 10, "{stats}");
+}
+
+/// The lab's config with `extra`, in a table of 8192 connections a worker.
+fn with_small_table(extra: &str) -> String {
+    let config = Lab::default_config(extra).replacen("capacity = 65536", "capacity = 8192", 1);
+    assert!(config.contains("capacity = 8192"));
+    config
 }

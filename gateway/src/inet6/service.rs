@@ -158,10 +158,6 @@ pub fn to_service_segment<B: PacketBuf>(
         }
     };
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
-    if !is_tcp {
-        // IPv6 connections are not synced: whether it marked the flow does not matter here.
-        let _ = crate::forward::client_datagram(&mut v6.conns, id);
-    }
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
@@ -185,6 +181,11 @@ pub fn to_service_segment<B: PacketBuf>(
         return Verdict::Drop(Drop::NoRealServer.into(), pkt);
     };
     let (conn_mode, reply) = (c.mode, c.reply());
+    if !is_tcp && reply.is_none() {
+        // DR and TUN (no reply tuple). IPv6 connections are not synced: whether this datagram
+        // marked the flow answered does not matter here.
+        let _ = crate::forward::client_datagram(&mut v6.conns, id);
+    }
     let Some(route) = l3.topo().routes6.lookup(rip).copied() else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
     };
