@@ -1221,6 +1221,52 @@ fn a_syn_with_another_isn_on_an_unfinished_handshake_is_a_new_connection() {
     assert_eq!(dp.fwd.stats.resched_new_isn, 1);
 }
 
+/// The same on DR and TUN, where the gateway never sees the server's answer: a SYN whose ISN is
+/// not the first SYN's finds a handshake its client gave up (a server that never answered, a
+/// method changed under it) and is scheduled afresh; before this it followed the old entry for as
+/// long as the client retried, each SYN refreshing it.
+#[test]
+fn dr_and_tun_take_a_syn_with_another_isn_before_the_clients_ack_as_a_new_connection() {
+    for fwd in ["dr", "tun"] {
+        let text = LAB_CONFIG
+            .replacen(
+                "address = \"10.20.0.11\"\n",
+                &format!("address = \"10.20.0.11\"\nmode = \"{fwd}\"\n"),
+                1,
+            )
+            .replacen(
+                "address = \"10.20.0.12\"\n",
+                &format!("address = \"10.20.0.12\"\nmode = \"{fwd}\"\n"),
+                1,
+            );
+        let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 4096);
+        for _ in 0..2 {
+            expect_tx(
+                run(&mut dp, &Seg::from_client(46100, "S").frame(), &meta(0)),
+                1,
+            );
+        }
+        assert_eq!(dp.fwd.stats.created, 1, "{fwd}: a retransmission follows");
+        let mut syn = Seg::from_client(46100, "S");
+        syn.seq = 777_000;
+        expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1);
+        assert_eq!(dp.fwd.stats.resched_new_isn, 1, "{fwd}");
+        assert_eq!(dp.fwd.stats.created, 2, "{fwd}");
+        // Its retransmission follows the new entry; once the client has acknowledged the
+        // server's SYN-ACK (ESTABLISHED), a SYN with yet another ISN is no longer this rule's.
+        expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1);
+        let mut ack = Seg::from_client(46100, "A");
+        ack.seq = 777_001;
+        ack.ack = 1;
+        expect_tx(run(&mut dp, &ack.frame(), &meta(0)), 1);
+        syn.seq = 888_000;
+        expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1);
+        let s = dp.fwd.stats;
+        assert_eq!((s.created, s.resched_new_isn), (2, 1), "{fwd}: {s:?}");
+        assert_eq!(dp.fwd.table().len(), 1, "{fwd}");
+    }
+}
+
 /// Checksums are verified once: a frame the NIC flagged good (IPv4 header, TCP) and a frame handed
 /// over by the worker that verified it are not verified again, and the handed-over one is not
 /// counted twice in `rx`; a frame the NIC said nothing about is verified in software.

@@ -361,4 +361,41 @@ fn one_service_mixing_fullnat_and_dr_serves_every_request() {
         assert_eq!(local, "10.10.0.100:80");
     }
     assert_no_bad_drops(&lab);
+
+    // An operator's slip: `ipvsadm -e` without a method means DR (ipvsadm's default), and rs1 has
+    // no VIP on lo, so its DR connections are never answered. A client whose connect timed out
+    // there tries again from the same port once the method is put back: a new ISN, so a new
+    // connection, scheduled afresh in FullNAT (it followed the dead DR entry, refreshed by each
+    // of its SYNs, until its client stopped for 60 s).
+    let edit = |rs: &str, weight: &str, method: &str| {
+        lab.ipvsadm(&["-e", "-t", "10.10.0.100:80", "-r", rs, "-w", weight, method]);
+    };
+    edit("10.20.0.12:80", "0", "-g");
+    edit("10.20.0.11:80", "1", "-g");
+    let curl_from_40123 = |secs: &str| {
+        lab.exec(
+            "cli",
+            &[
+                "curl",
+                "-sf",
+                "--local-port",
+                "40123",
+                "--max-time",
+                secs,
+                "http://10.10.0.100/",
+            ],
+        )
+    };
+    let out = curl_from_40123("2");
+    assert!(!out.status.success(), "rs1 answered in DR without the VIP");
+    edit("10.20.0.11:80", "1", "-b");
+    edit("10.20.0.12:80", "1", "-g");
+    let out = curl_from_40123("5");
+    assert!(
+        out.status.success(),
+        "the client's new connection from port 40123 followed the unanswered DR entry: {}",
+        lab.gwctl(&["conns"])
+    );
+    let stats = lab.stats();
+    assert!(Lab::conn_counter(&stats, "resched_new_isn") >= 1, "{stats}");
 }

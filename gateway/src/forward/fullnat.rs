@@ -1138,9 +1138,10 @@ impl Forwarder {
         };
         let nodest = vs.is_none_or(|vs| vs.svc.expire_nodest_conn());
         let input_only = c.mode == mode::DR || c.mode == mode::TUN;
-        // `user2` holds the server's last ACK (FullNAT, NAT): during the handshake, the ISN it
-        // acknowledged plus one; 0 while it has not answered.
-        let other_isn = !input_only && c.user2 != 0 && c.user2 != seq.wrapping_add(1);
+        // During the handshake `user2` holds an ISN plus one, 0 while unknown: for FullNAT and NAT
+        // the server's last ACK (the ISN it acknowledged), for DR and TUN, whose answers bypass
+        // the gateway, the client's first SYN's (`forward`).
+        let other_isn = c.user2 != 0 && c.user2 != seq.wrapping_add(1);
         reuse::on_syn(
             self.conn_reuse_mode,
             nodest,
@@ -1155,11 +1156,13 @@ impl Forwarder {
     /// from the server side yet): a SYN that finds it is the client's retransmission.
     fn unanswered_server(&self, id: ConnId) -> Option<Ipv4Addr> {
         let c = self.table.get(id)?;
-        if c.state() != State::SynRecv || c.user2 != 0 {
+        if c.state() != State::SynRecv {
             return None;
         }
         match c.mode {
+            // The answer bypasses the gateway (`user2` holds the client's ISN plus one).
             mode::DR | mode::TUN => Some(Ipv4Addr::from(c.user)),
+            _ if c.user2 != 0 => None,
             _ => c.reply().map(|r| r.src_ip()),
         }
     }
@@ -1178,6 +1181,12 @@ impl Forwarder {
         now: Ticks,
         why: Resched,
     ) -> Verdict<B> {
+        self.count_resched(why);
+        self.renew(l3, pkt, v, id, tuple, now, None)
+    }
+
+    /// Counts a SYN on a reused client tuple scheduled afresh (`resched_*`, both families).
+    pub(crate) fn count_resched(&mut self, why: Resched) {
         let s = &mut self.stats;
         match why {
             Resched::Closed => s.resched_closed += 1,
@@ -1186,7 +1195,6 @@ impl Forwarder {
             Resched::Removed => s.resched_removed += 1,
             Resched::NewIsn => s.resched_new_isn += 1,
         }
-        self.renew(l3, pkt, v, id, tuple, now, None)
     }
 
     /// Retires connection `id` and makes its client's packet a new connection; `retry_of`: the
@@ -1996,6 +2004,14 @@ impl Forwarder {
         // Drop Ethernet padding: the frame ends where the IP packet does.
         pkt.set_len(l3_off + ip.total_len as usize);
         if matches!(c.mode, mode::DR | mode::TUN) {
+            if is_tcp && c.user2 == 0 && ip.tcp_flags.syn() && !ip.tcp_flags.ack() {
+                // The client's ISN plus one, which tells its retransmissions from a new
+                // connection on the same port (`reuse_decision`): the server's SYN-ACK, which
+                // tells it for FullNAT and NAT, never passes here.
+                c.user2 = TcpPacket::new_unchecked(&pkt.data()[l4_off..])
+                    .seq()
+                    .wrapping_add(1);
+            }
             let (tun, svc, rip) = (c.mode == mode::TUN, c.svc, Ipv4Addr::from(c.user));
             // Logged for the backup as it becomes answered (the log skipped it above until now),
             // as if its state had changed: its refresh epoch may not have moved.

@@ -19,11 +19,14 @@
 //!    client's side (DR, TUN: IPVS's `IP_VS_CONN_F_NOOUTPUT`), where FIN_WAIT is the last state it
 //!    can see.
 //! 5. `conn_reuse_mode` bit 1, beyond IPVS: the entry's handshake never completed (SYN_RECV and
-//!    the other states before ESTABLISHED) and the server acknowledged another initial sequence
-//!    number than this SYN's: not a retransmission but a new connection. A client that gave up a
-//!    connection during its handshake (wrk stopping, a connect timeout) leaves such an entry for
-//!    60 s, which its next connection on that port would otherwise follow; IPVS keeps SYN_RECV on
-//!    the client's RST too.
+//!    the other states before ESTABLISHED) and began with another initial sequence number than
+//!    this SYN's: not a retransmission but a new connection. The ISN the handshake began with is
+//!    the one the server acknowledged for IPv4 FullNAT and NAT (unknown until it answers), the
+//!    first SYN's for DR and TUN (whose answers bypass the gateway) and for IPv6. A client that
+//!    gave up a connection during its handshake (wrk stopping, a connect timeout, a server that
+//!    never answered) leaves such an entry for 60 s, refreshed by each SYN of its port, which its
+//!    next connection on that port would otherwise follow; IPVS keeps SYN_RECV on the client's
+//!    RST too.
 //!
 //! A persistent service's connections are rescheduled by the same rules; the persistence template
 //! then decides the server (`expire_quiescent_template` decides for a quiesced one), which is what
@@ -62,8 +65,8 @@ pub enum Resched {
 
 /// What a client's SYN (without ACK) that found an entry in `state` does: `Some(why)` expires the
 /// entry and schedules the SYN as a new connection, `None` follows the entry. `input_only`: the
-/// gateway sees only the client's side (DR, TUN); `other_isn`: the server acknowledged an initial
-/// sequence number other than this SYN's.
+/// gateway sees only the client's side (DR, TUN); `other_isn`: the entry's handshake began with
+/// an initial sequence number other than this SYN's (rule 5).
 pub fn on_syn(
     conn_reuse_mode: u8,
     expire_nodest_conn: bool,

@@ -32,6 +32,7 @@ use crate::stats::Drop;
 use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::packet::DropReason as WireDrop;
 use crate::wire::{ethernet, IpProtocol};
+use reuse::Resched;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Hop limit of the outer header of a tunnelled packet (Linux's default for ip6tnl).
@@ -130,8 +131,17 @@ pub fn to_service_segment<B: PacketBuf>(
     let now = Ticks(l3.now_ms);
     let syn = is_tcp && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
     let mut found = v6.conns.resolve(&tuple, pre).map(|(id, _)| id);
+    // The SYN's sequence number plus one, 0 for another segment (and for a SYN whose ISN is
+    // 0xFFFFFFFF, which then tells nothing).
+    let isn1 = match syn {
+        true => pkt.data().get(v.l4_off + 4..v.l4_off + 8).map_or(0, |b| {
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]]).wrapping_add(1)
+        }),
+        false => 0,
+    };
     if let (true, Some(id)) = (syn, found) {
-        if reschedule(&v6.conns, fwd, id) {
+        if let Some(why) = reschedule(&v6.conns, fwd, id, isn1) {
+            fwd.count_resched(why);
             if let Some(old) = v6.conns.remove(id) {
                 gone(fwd, &old);
             }
@@ -158,9 +168,15 @@ pub fn to_service_segment<B: PacketBuf>(
         }
     };
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
-    let Some(c) = v6.conns.get(id) else {
+    let Some(c) = v6.conns.get_mut(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
+    if is_tcp && c.user2 == 0 {
+        // The first SYN's ISN plus one, which tells the client's retransmissions from a new
+        // connection on the same port (`reschedule`); IPv6 TCP uses `user2` for nothing else.
+        c.user2 = isn1;
+    }
+    let c = &*c;
     fwd.count_packet(c.svc, c.rs, Dir::Original, ip_len(v));
     let services = fwd.services();
     let Some(rs) = services
@@ -491,12 +507,11 @@ pub(super) fn count_activity(services: &ServiceTable, c: &ConnOf<Tuple6>, a: Act
     }
 }
 
-/// Whether a client's SYN that found entry `id` starts a new connection instead (a reused client
-/// port: `forward::reuse`, IPVS's `conn_reuse_mode`; DR and TUN see only the client's side).
-fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId) -> bool {
-    let Some(c) = conns.get(id) else {
-        return false;
-    };
+/// Why a client's SYN that found entry `id` starts a new connection instead, if it does (a reused
+/// client port: `forward::reuse`, IPVS's `conn_reuse_mode`; DR and TUN see only the client's
+/// side). `isn1`: the SYN's sequence number plus one, against the first SYN's in `user2`.
+fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId, isn1: u32) -> Option<Resched> {
+    let c = conns.get(id)?;
     let vs = fwd.services().services.get(c.svc as usize);
     let dest = vs
         .and_then(|vs| vs.svc.reals().get(c.rs as usize))
@@ -509,9 +524,8 @@ fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId) -> bool {
         c.state(),
         input_only,
         dest,
-        false,
+        c.user2 != 0 && c.user2 != isn1,
     )
-    .is_some()
 }
 
 /// Wraps the frame's IPv6 packet in an outer IPv6 header from `src` to `dst` (RFC 2473 3),

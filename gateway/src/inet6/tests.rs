@@ -528,6 +528,23 @@ fn a_syn_on_a_closed_entry_is_scheduled_afresh() {
     };
     assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS2_MAC);
     assert_eq!(dp.l3.stats.inet6.conns_created, 2);
+    // A SYN with another ISN before the client's ACK: the client gave that handshake up (DR:
+    // the server's answer never passes here), so this is a new connection, scheduled afresh.
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .tcp(40000, 80, 777_000, 64240)
+        .syn()
+        .write(&mut v, b"")
+        .unwrap();
+    let Verdict::Tx(1, out) = dp.process(VecBuf::from_frame(&v), &meta(0)) else {
+        panic!("not sent")
+    };
+    assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS1_MAC);
+    assert_eq!(dp.l3.stats.inet6.conns_created, 3);
+    assert_eq!(dp.v6.conns.len(), 1);
+    let s = dp.fwd.stats;
+    assert_eq!((s.resched_closed, s.resched_new_isn), (1, 1), "{s:?}");
 }
 
 /// The answer to one worker's solicitation reaches another (RSS, the kernel's fanout): that one
