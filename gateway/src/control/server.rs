@@ -603,12 +603,13 @@ impl Server<'_> {
                         }
                     })
                     .collect::<Vec<RealView>>();
-                let mut stats = Counters::default();
                 let mut rate = Rates::default();
                 for r in &reals {
-                    add_counters(&mut stats, &r.stats);
                     add_rates(&mut rate, &r.rate);
                 }
+                let c = vs.svc.config();
+                let stats =
+                    self.service_traffic(&totals, (c.proto.number(), c.vip, c.vport), since_zero);
                 SvcView {
                     stats,
                     rate,
@@ -946,6 +947,30 @@ impl Server<'_> {
             }
         }
         m
+    }
+
+    /// A service's counters (since the last `-Z` if `since_zero`): every key of the service the
+    /// workers publish, its present real servers', the removed ones' (`TrafficKey::retired`,
+    /// which IPVS keeps in the service's counters) and those of a server just removed that a
+    /// worker still holds under its own key, so that the sum never falls.
+    fn service_traffic(
+        &self,
+        totals: &TrafficMap,
+        (proto, vip, vport): (u8, std::net::IpAddr, u16),
+        since_zero: bool,
+    ) -> Counters {
+        let sum = |m: &TrafficMap| {
+            let mut c = Counters::default();
+            m.iter()
+                .filter(|(k, _)| (k.proto, k.vip, k.vport) == (proto, vip, vport))
+                .for_each(|(_, t)| add_counters(&mut c, &counters_of(t)));
+            c
+        };
+        let base = match (since_zero, self.counts.lock()) {
+            (true, Ok(c)) => sum(&c.traffic_base),
+            _ => Counters::default(),
+        };
+        sub_counters(&sum(totals), &base)
     }
 
     /// Counters since the last `-Z` and the current per-second rates of one (service, real server).

@@ -132,6 +132,36 @@ pub struct TrafficKey {
     pub rport: u16,
 }
 
+impl TrafficKey {
+    /// The traffic of the real servers removed from service (`proto`, `vip`, `vport`): IPVS keeps
+    /// a service's counters whole when a destination goes, and so do `ipvsadm --stats` and the
+    /// metrics (a counter that fell would read as a reset). No real server has this key.
+    pub fn retired(proto: u8, vip: std::net::IpAddr, vport: u16) -> Self {
+        TrafficKey {
+            proto,
+            vip,
+            vport,
+            rip: Ipv4Addr::UNSPECIFIED.into(),
+            rport: 0,
+        }
+    }
+
+    /// The traffic of removed services, which the totals keep (IPVS's `tot_stats`).
+    pub const REMOVED_SERVICES: TrafficKey = TrafficKey {
+        proto: 0,
+        vip: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        vport: 0,
+        rip: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        rport: 0,
+    };
+
+    /// Whether this key holds retired traffic (`retired`, `REMOVED_SERVICES`), not a real
+    /// server's.
+    pub fn is_retired(&self) -> bool {
+        self.rip.is_unspecified() && self.rport == 0
+    }
+}
+
 /// A service snapshot a worker has prepared to adopt (`Forwarder::prepare_services`): the
 /// fallible part of the change is done, `commit_services` cannot fail.
 pub struct PreparedServices {
@@ -303,6 +333,8 @@ pub struct Forwarder {
     /// Traffic per (service, real server): `traffic[traffic_base[svc] + rs]`.
     traffic: Vec<Traffic>,
     traffic_base: Vec<u32>,
+    /// The traffic of removed real servers and services (`TrafficKey::retired`).
+    retired_traffic: std::collections::BTreeMap<TrafficKey, Traffic>,
     /// The SYN proxy (`synproxy`): cookies, and the state of proxied connections.
     pub synproxy: SynProxy,
     /// Connections to send the backup, while this box is a sync primary (`install`).
@@ -399,6 +431,7 @@ impl Forwarder {
             mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
             traffic_base: Vec::new(),
+            retired_traffic: Default::default(),
             acl_hits: Vec::new(),
             synproxy: SynProxy::new(cfg.cookie_key, cfg.synproxy),
             sync_log: None,
@@ -596,18 +629,50 @@ impl Forwarder {
 
     /// Carries the traffic counters over to a new snapshot by identity (as IPVS keeps a
     /// destination's stats while it stays in the service).
+    /// A removed real server's counters stay its service's (`TrafficKey::retired`), a removed
+    /// service's the totals' (`TrafficKey::REMOVED_SERVICES`).
     fn remap_traffic(&mut self, new: &ServiceTable) {
-        let old: std::collections::HashMap<TrafficKey, Traffic> = self.traffic_entries().collect();
+        let mut old: std::collections::HashMap<TrafficKey, Traffic> = self.live_traffic().collect();
         self.traffic_base.clear();
         self.traffic.clear();
         for vs in &new.services {
             self.traffic_base.push(self.traffic.len() as u32);
             for i in 0..vs.svc.len() {
                 let t = traffic_key(vs, i)
-                    .and_then(|k| old.get(&k).copied())
+                    .and_then(|k| old.remove(&k))
                     .unwrap_or_default();
                 self.traffic.push(t);
             }
+        }
+        let live = |k: &TrafficKey| {
+            new.services.iter().any(|vs| {
+                let c = vs.svc.config();
+                (c.proto.number(), c.vip, c.vport) == (k.proto, k.vip, k.vport)
+            })
+        };
+        let mut gone = Traffic::default();
+        self.retired_traffic.retain(|k, t| {
+            let keep = *k == TrafficKey::REMOVED_SERVICES || live(k);
+            if !keep {
+                gone.add(t);
+            }
+            keep
+        });
+        for (k, t) in old {
+            match live(&k) {
+                true => self
+                    .retired_traffic
+                    .entry(TrafficKey::retired(k.proto, k.vip, k.vport))
+                    .or_default()
+                    .add(&t),
+                false => gone.add(&t),
+            }
+        }
+        if gone != Traffic::default() {
+            self.retired_traffic
+                .entry(TrafficKey::REMOVED_SERVICES)
+                .or_default()
+                .add(&gone);
         }
     }
 
@@ -628,8 +693,15 @@ impl Forwarder {
         }
     }
 
-    /// Every (service, real server) and its traffic on this worker.
+    /// Every (service, real server) and its traffic on this worker, then the retired traffic
+    /// (`TrafficKey::retired`).
     pub fn traffic_entries(&self) -> impl Iterator<Item = (TrafficKey, Traffic)> + '_ {
+        self.live_traffic()
+            .chain(self.retired_traffic.iter().map(|(k, t)| (*k, *t)))
+    }
+
+    /// Every (service, real server) of the snapshot and its traffic on this worker.
+    fn live_traffic(&self) -> impl Iterator<Item = (TrafficKey, Traffic)> + '_ {
         self.services
             .services
             .iter()
@@ -681,6 +753,7 @@ impl Forwarder {
         self.traffic
             .iter_mut()
             .for_each(|t| *t = Traffic::default());
+        self.retired_traffic.clear();
     }
 
     /// Sets the output MTU (default 1500; the daemon passes the smallest port MTU): a TUN packet that
@@ -2732,6 +2805,52 @@ mod tests {
                 "a reply to a removed local address is handed back"
             );
         }
+    }
+
+    /// A removed real server's traffic stays its service's, a removed service's the totals'
+    /// (`TrafficKey::retired`): nothing the worker publishes ever falls.
+    #[test]
+    fn a_removed_real_server_or_service_keeps_its_traffic_in_the_retired_counters() {
+        let meta = RxMeta::default();
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+        assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+        let conns = |dp: &Datapath<VecBuf>, k: TrafficKey| {
+            dp.fwd
+                .traffic_entries()
+                .find(|(x, _)| *x == k)
+                .map_or(0, |(_, t)| t.conns)
+        };
+        let total = |dp: &Datapath<VecBuf>| dp.fwd.traffic_entries().map(|(_, t)| t.conns).sum();
+        let vip = std::net::IpAddr::V4(Ipv4Addr::new(10, 10, 0, 100));
+        let retired = TrafficKey::retired(6, vip, 80);
+        assert_eq!((total(&dp), conns(&dp, retired)), (2, 0));
+        // wrr 1:1 gave rs1 one of the two; it leaves the service.
+        let s = snapshot(&dp, "[[service.real]]\naddress = \"10.20.0.12\"\n", false);
+        dp.fwd.set_services(s).unwrap();
+        assert_eq!(traffic_of(&dp, RS2).conns, 1);
+        assert_eq!((total(&dp), conns(&dp, retired)), (2, 1));
+        assert!(
+            retired.is_retired()
+                && !dp
+                    .fwd
+                    .traffic_entries()
+                    .any(|(k, _)| k.rip == RS1 && k.proto == 6)
+        );
+        // The TCP service goes: its traffic, rs2's and the retired, moves to the totals'.
+        let text = LAB_CONFIG.replacen(
+            "port = 80\nprotocol = \"tcp\"",
+            "port = 81\nprotocol = \"tcp\"",
+            1,
+        );
+        let v = Config::parse(&text).unwrap().validate().unwrap();
+        let s = Arc::new(ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap());
+        dp.fwd.set_services(s).unwrap();
+        assert_eq!(conns(&dp, TrafficKey::REMOVED_SERVICES), 2);
+        assert_eq!((total(&dp), conns(&dp, retired)), (2, 0));
+        // -Z (zero_traffic) zeroes the retired counters too.
+        dp.fwd.zero_traffic();
+        assert_eq!(total(&dp), 0);
     }
 
     #[test]

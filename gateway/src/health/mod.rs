@@ -136,7 +136,7 @@ pub fn passive_source(
         let mut out: hashbrown::HashMap<TargetKey, runner::Passive> = hashbrown::HashMap::new();
         for w in &published {
             let Ok(s) = w.lock() else { continue };
-            for (k, t) in &s.traffic {
+            for (k, t) in s.traffic.iter().filter(|(k, _)| !k.is_retired()) {
                 let key = TargetKey {
                     proto: k.proto,
                     vip: k.vip,

@@ -148,7 +148,7 @@ pub fn render(s: &Snapshot) -> String {
     let mut f = Families { reg: &mut reg };
     let none: Labels = Vec::new();
 
-    // node_exporter's IPVS totals: the sum over every (service, real server).
+    // node_exporter's IPVS totals: the sum over every service, present or removed.
     let totals = [
         (
             "node_ipvs_connections",
@@ -279,10 +279,19 @@ pub fn render(s: &Snapshot) -> String {
                 .set(i64::from(rs.persist_conns));
             let c = &rs.stats;
             let values = [c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes];
-            for (i, (fam, v)) in per_real.iter().zip(values).enumerate() {
+            for (fam, v) in per_real.iter().zip(values) {
                 fam.get_or_create(&bl).inc_by(v);
-                sum[i] += v;
             }
+        }
+    }
+    // Everything the workers count, removed servers and services included (IPVS's totals keep
+    // them): a sum that never falls.
+    for (_, t) in s.workers.iter().flat_map(|w| &w.traffic) {
+        for (i, v) in [t.conns, t.inpkts, t.outpkts, t.inbytes, t.outbytes]
+            .into_iter()
+            .enumerate()
+        {
+            sum[i] += v;
         }
     }
     for (fam, v) in totals.iter().zip(sum) {

@@ -89,8 +89,37 @@ fn snapshot() -> Snapshot {
         },
         9,
     )];
+    // What the workers count, which the IPVS-wide totals sum: the real servers' (rs2's split
+    // between the workers), a real server removed from the service, a removed service.
+    let key = |rip: [u8; 4]| crate::forward::TrafficKey {
+        proto: 6,
+        vip: [10, 10, 0, 100].into(),
+        vport: 80,
+        rip: rip.into(),
+        rport: 80,
+    };
+    let traffic = |conns: u64, inbytes: u64| crate::forward::Traffic {
+        conns,
+        inpkts: conns * 3,
+        outpkts: conns * 2,
+        inbytes,
+        outbytes: inbytes * 10,
+        ..Default::default()
+    };
+    w0.traffic = vec![
+        (key([10, 20, 0, 2]), traffic(60, 600)),
+        (key([10, 20, 0, 3]), traffic(7, 70)),
+    ];
     let w1 = WorkerStats {
         rx_packets: 22,
+        traffic: vec![
+            (key([10, 20, 0, 2]), traffic(40, 400)),
+            (
+                crate::forward::TrafficKey::retired(6, [10, 10, 0, 100].into(), 80),
+                traffic(5, 50),
+            ),
+            (crate::forward::TrafficKey::REMOVED_SERVICES, traffic(3, 30)),
+        ],
         ..Default::default()
     };
     Snapshot {
@@ -167,10 +196,11 @@ fn node_exporter_names_and_labels_carry_each_real_server() {
         get(&format!("gateway_backend_outgoing_bytes_total{{{RS2}}}")),
         10000.0
     );
-    // The IPVS-wide totals are the sums over the real servers.
-    assert_eq!(get("node_ipvs_connections_total"), 107.0);
-    assert_eq!(get("node_ipvs_incoming_bytes_total"), 1070.0);
-    assert_eq!(get("node_ipvs_incoming_packets_total"), 321.0);
+    // The IPVS-wide totals are the sums of what the workers count: the real servers', a removed
+    // real server's, a removed service's.
+    assert_eq!(get("node_ipvs_connections_total"), 115.0);
+    assert_eq!(get("node_ipvs_incoming_bytes_total"), 1150.0);
+    assert_eq!(get("node_ipvs_incoming_packets_total"), 345.0);
     assert!(text.contains("# TYPE node_ipvs_connections_total counter"));
     assert!(text.contains("# TYPE node_ipvs_backend_weight gauge"));
 }
