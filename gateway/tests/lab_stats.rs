@@ -16,6 +16,17 @@ fn row(out: &str, prefix: &str) -> Vec<u64> {
         .collect()
 }
 
+/// `ipvsadm -Z`, then the service's counters read zero.
+fn zero_and_check(lab: &Lab) {
+    lab.ipvsadm(&["-Z"]);
+    let out = lab.ipvsadm(&["-Ln", "--stats", "--exact"]);
+    assert_eq!(
+        row(&out, "TCP  10.10.0.100:80"),
+        vec![0, 0, 0, 0, 0],
+        "{out}"
+    );
+}
+
 #[test]
 fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
     let lab = Lab::up("st", &Lab::default_config(""));
@@ -44,13 +55,7 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
     }
 
     // -Z zeroes them; new traffic counts from zero.
-    lab.ipvsadm(&["-Z"]);
-    let out = lab.ipvsadm(&["-Ln", "--stats", "--exact"]);
-    assert_eq!(
-        row(&out, "TCP  10.10.0.100:80"),
-        vec![0, 0, 0, 0, 0],
-        "{out}"
-    );
+    zero_and_check(&lab);
     lab.sh(
         "cli",
         &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"],
@@ -85,13 +90,7 @@ fn stats_count_connections_packets_and_bytes_per_service_and_real_server() {
     assert!(!out.contains("10.20.0.12"), "{out}");
     assert_eq!(row(&out, "TCP  10.10.0.100:80"), before, "{out}");
     assert!(row(&out, "-> 10.20.0.11:80")[0] < before[0], "{out}");
-    lab.ipvsadm(&["-Z"]);
-    let out = lab.ipvsadm(&["-Ln", "--stats", "--exact"]);
-    assert_eq!(
-        row(&out, "TCP  10.10.0.100:80"),
-        vec![0, 0, 0, 0, 0],
-        "{out}"
-    );
+    zero_and_check(&lab);
 }
 
 #[test]
