@@ -1743,6 +1743,10 @@ impl Forwarder {
                 pending: true,
                 ts: syn.ts.is_some(),
                 client_ws: syn.wscale,
+                mss: syn.mss,
+                sack: syn.sack,
+                tsval: syn.ts.map_or(0, |(_, tsval)| tsval),
+                resent: 0,
             };
         }
         sp.stats.conns += 1;
@@ -1751,18 +1755,11 @@ impl Forwarder {
             // The client never sends us this SYN again: nothing to retry it on (`syn_retry`).
             c.set_flags(RETRIED);
         }
-        let request = synproxy::Segment {
-            src: (ip.src, ip.src_port),
-            dst: (ip.dst, ip.dst_port),
-            seq: syn.isn,
-            ack: 0,
-            flags: TcpFlags::SYN,
-            // A SYN's window is never scaled (RFC 7323 2.2).
-            window: (u32::from(window) << syn.wscale.unwrap_or(0)).min(0xFFFF) as u16,
-            mss: Some(syn.mss),
-            wscale: syn.wscale,
-            sack_permitted: syn.sack,
-            ts: syn.ts.map(|(_, tsval)| (tsval, 0)),
+        let Some(request) = sp
+            .get(id.index())
+            .map(|p| p.syn((ip.src, ip.src_port), (ip.dst, ip.dst_port)))
+        else {
+            return Verdict::Drop(Drop::NoConn.into(), pkt);
         };
         let Some(len) = write_in_place(&mut pkt, l3_off, &request, 0) else {
             return Verdict::Drop(Drop::NoRoom.into(), pkt);
@@ -1850,6 +1847,13 @@ impl Forwarder {
             return Err(pkt);
         }
         if !(f.syn() && f.ack()) || ack != p.client_isn.wrapping_add(1) {
+            if f.ack()
+                && !f.syn()
+                && ack != p.client_isn.wrapping_add(1)
+                && p.resent < synproxy::SYN_RESENDS
+            {
+                return Ok(self.resend_syn(l3, pkt, ip, id, p, ack));
+            }
             return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
         }
         let our_tsval = p.adj.ts;
@@ -1913,6 +1917,37 @@ impl Forwarder {
             l3.settle_later(v);
         }
         Ok(verdict)
+    }
+
+    /// The server answered the proxy's SYN with an ACK of something else: RFC 9293 3.10.7.3
+    /// (SYN-SENT) answers it with <SEQ=SEG.ACK><CTL=RST>, as the client's own TCP would. It is
+    /// the answer of a TIME_WAIT the server keeps of an earlier connection on the same
+    /// LIP:lport (RFC 7323's PAWS refused our SYN: the client's timestamps are not that
+    /// connection's), which the RST ends (Linux, `tcp_rfc1337` 0); the SYN sent again right
+    /// after it then finds the listener. The proxy has nothing else that would send the SYN
+    /// again, and the client, established with the proxy, only retransmits its data.
+    fn resend_syn<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        ip: &crate::wire::IpInfo,
+        id: ConnId,
+        mut p: synproxy::Proxied,
+        ack: u32,
+    ) -> Verdict<B> {
+        let (local, server) = ((ip.dst, ip.dst_port), (ip.src, ip.src_port));
+        p.resent += 1;
+        if let Some(s) = self.synproxy.get_mut(id.index()) {
+            *s = p;
+        }
+        // Both generated, in this order (`L3::generate` keeps it): the RST ends the TIME_WAIT
+        // before the SYN reaches it.
+        let syn = p.syn(local, server);
+        if send_rst(l3, local, server, ack, None) && l3.generate_ipv4(server.0, |b| syn.write(b, 0))
+        {
+            self.synproxy.stats.syn_resent += 1;
+        }
+        Verdict::Done(pkt)
     }
 
     /// A TCP connection entering TIME_WAIT or CLOSE stops counting against its client's limit of

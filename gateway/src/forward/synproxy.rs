@@ -495,6 +495,9 @@ pub struct SynProxyStats {
     /// Client packets held while their server had not answered yet, and handshake-ACK data held.
     pub held: u64,
     pub data_held: u64,
+    /// SYNs sent again after the server answered one with an unacceptable ACK (a TIME_WAIT of
+    /// an earlier connection on the LIP:lport), each after a RST that ends it.
+    pub syn_resent: u64,
     /// 1 while auto mode is on (a level, set when the counters are published).
     pub auto_active: u64,
 }
@@ -508,10 +511,11 @@ impl SynProxyStats {
         self.server_answered += o.server_answered;
         self.held += o.held;
         self.data_held += o.data_held;
+        self.syn_resent += o.syn_resent;
         self.auto_active += o.auto_active;
     }
 
-    pub fn named(&self) -> [(&'static str, u64); 8] {
+    pub fn named(&self) -> [(&'static str, u64); 9] {
         [
             ("synproxy_cookies_sent", self.cookies_sent),
             ("synproxy_cookies_valid", self.cookies_valid),
@@ -520,6 +524,7 @@ impl SynProxyStats {
             ("synproxy_server_answered", self.server_answered),
             ("synproxy_held", self.held),
             ("synproxy_data_held", self.data_held),
+            ("synproxy_syn_resent", self.syn_resent),
             ("synproxy_auto_active", self.auto_active),
         ]
     }
@@ -562,7 +567,41 @@ pub struct Proxied {
     pub ts: bool,
     /// The client's window scale, when scaling was negotiated with it (we announced ours).
     pub client_ws: Option<u8>,
+    /// What the SYN to the server offered besides: the client's MSS, SACK-permitted, the TSval
+    /// (when `ts`), to send it again ([`SYN_RESENDS`]).
+    pub mss: u16,
+    pub sack: bool,
+    pub tsval: u32,
+    /// Times the SYN was sent again.
+    pub resent: u8,
 }
+
+impl Proxied {
+    /// The SYN the proxy sends the server for this connection (from `src` to `dst`: the
+    /// client's tuple, which forwarding rewrites, or LIP:lport to the server): the client's ISN
+    /// and what its SYN offered, as the cookie kept it.
+    pub fn syn(&self, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Segment {
+        Segment {
+            src,
+            dst,
+            seq: self.client_isn,
+            ack: 0,
+            flags: TcpFlags::SYN,
+            // A SYN's window is never scaled (RFC 7323 2.2).
+            window: (u32::from(self.client_window) << self.client_ws.unwrap_or(0)).min(0xFFFF)
+                as u16,
+            mss: Some(self.mss),
+            wscale: self.client_ws,
+            sack_permitted: self.sack,
+            ts: self.ts.then_some((self.tsval, 0)),
+        }
+    }
+}
+
+/// Times the proxy sends its SYN again after the server answered it with an unacceptable ACK
+/// (`Forwarder::proxy_pending`): each time the server's TIME_WAIT of an earlier connection on
+/// the same LIP:lport, which a RST ends, unless the server keeps such sockets (`tcp_rfc1337`).
+pub const SYN_RESENDS: u8 = 3;
 
 /// Most handshake-ACK payloads held at once per worker (the ACK that proves a cookie becomes the
 /// SYN to the server; data it carried waits for the server's answer). Linux clients rarely send

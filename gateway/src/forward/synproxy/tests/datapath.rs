@@ -416,6 +416,97 @@ fn a_server_refusal_reaches_the_client_in_its_sequence_space() {
     );
 }
 
+/// The frames the datapath generated, decoded.
+fn generated(dp: &mut Datapath<VecBuf>) -> Vec<Out> {
+    let mut out = Vec::new();
+    dp.l3
+        .take_generated(|g| out.push(decode(g.port, g.bytes())));
+    out
+}
+
+/// The server answers the proxy's SYN with an ACK of something else: its TIME_WAIT of an earlier
+/// connection on the LIP:lport, which refused our SYN for its timestamps (PAWS; the client's
+/// are not that connection's). The proxy ends it with a RST at that ACK (RFC 9293, SYN-SENT)
+/// and sends its SYN again, which the server's SYN-ACK then answers: the handshake completes,
+/// the held data with it. Before, the proxy dropped the ACK and waited for an answer that
+/// never came, its client retransmitting into the hold (wrk: 50 requests a second).
+#[test]
+fn a_servers_time_wait_on_the_local_port_is_reset_and_the_syn_sent_again() {
+    let mut dp = proxied("on", "");
+    let (_, _, syn) = handshake(&mut dp, b"early");
+    let challenge = |dp: &mut Datapath<VecBuf>| {
+        let ack = server(
+            "",
+            syn.src.1,
+            777,
+            4242,
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(STS, 5)],
+            &[],
+        );
+        dp.process(ack, &from_server())
+    };
+    let v = challenge(&mut dp);
+    assert!(matches!(v, Verdict::Done(_)), "{v:?}");
+    let gen = generated(&mut dp);
+    assert_eq!(gen.len(), 2, "{gen:?}");
+    let (rst, again) = (&gen[0], &gen[1]);
+    assert_eq!((rst.port, rst.src, rst.dst), (1, syn.src, syn.dst));
+    assert_eq!((rst.flags.as_str(), rst.seq), ("R", 4242));
+    assert_eq!((again.port, again.src, again.dst), (1, syn.src, syn.dst));
+    assert_eq!(
+        (again.flags.as_str(), again.seq, again.window),
+        ("S", CISN, syn.window)
+    );
+    let mss = |o: &Out| {
+        o.opts.iter().find_map(|x| match x {
+            Opt::MaximumSegmentSize(m) => Some(*m),
+            _ => None,
+        })
+    };
+    assert!(
+        mss(&again).is_some() && mss(&again) >= mss(&syn),
+        "{again:?} after {syn:?}"
+    );
+    assert_eq!(ts_of(&again), ts_of(&syn));
+    for o in [Opt::SelectiveAcknowledgementPermitted, Opt::WindowScale(7)] {
+        assert_eq!(again.opts.contains(&o), syn.opts.contains(&o), "{o:?}");
+    }
+    assert_eq!(dp.fwd.synproxy.stats.syn_resent, 1);
+    let synack = server(
+        "S",
+        syn.src.1,
+        SISN,
+        CISN + 1,
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(STS, CTS + 1)],
+        &[],
+    );
+    let ack = sent(dp.process(synack, &from_server()));
+    assert_eq!(
+        (ack.flags.as_str(), ack.seq, ack.ack),
+        ("AP", CISN + 1, SISN + 1)
+    );
+    assert_eq!(ack.payload, b"early");
+
+    // A server that keeps its TIME_WAIT whatever the RST (`tcp_rfc1337`): three times, then the
+    // proxy stops answering it.
+    let mut dp = proxied("on", "");
+    let (_, _, syn) = handshake(&mut dp, &[]);
+    let challenge = |dp: &mut Datapath<VecBuf>| {
+        dp.process(server("", syn.src.1, 777, 4242, &[], &[]), &from_server())
+    };
+    for _ in 0..crate::forward::synproxy::SYN_RESENDS {
+        assert!(matches!(challenge(&mut dp), Verdict::Done(_)));
+        assert_eq!(generated(&mut dp).len(), 2);
+    }
+    let v = challenge(&mut dp);
+    assert!(
+        matches!(v, Verdict::Drop(r, _) if r == Drop::NoConn.into()),
+        "{v:?}"
+    );
+    assert!(generated(&mut dp).is_empty());
+    assert_eq!(dp.fwd.synproxy.stats.syn_resent, 3);
+}
+
 #[test]
 fn an_ack_without_a_cookie_is_dropped_and_counted() {
     let mut dp = proxied("on", "");
