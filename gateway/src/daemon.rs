@@ -1287,7 +1287,8 @@ impl Running {
                  icmp_translated {} rst_sent {} rst_unsent {} tun_too_big {} frag_needed {} handoff_client {} \
                  handoff_reply {} resched_closed {} resched_fin_wait {} resched_quiesced {} resched_removed {} \
                  resched_new_isn {} resched_udp_removed {} syn_retried {} syn_retry_no_other {} sloppy_created {} \
-                 half_open {} evicted_embryonic {} limit_untracked {} evicted_time_wait {} evicted_udp {}",
+                 half_open {} evicted_embryonic {} limit_untracked {} evicted_time_wait {} evicted_udp {} \
+                 server_time_wait {}",
                 f.conns,
                 f.created,
                 f.expired,
@@ -1315,7 +1316,8 @@ impl Running {
                 f.evicted_embryonic,
                 f.limit_untracked,
                 f.evicted_time_wait,
-                f.evicted_udp
+                f.evicted_udp,
+                f.server_time_wait
             );
         }
         for (i, s) in per.iter().enumerate() {

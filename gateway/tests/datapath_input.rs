@@ -1221,6 +1221,57 @@ fn a_syn_with_another_isn_on_an_unfinished_handshake_is_a_new_connection() {
     assert_eq!(dp.fwd.stats.resched_new_isn, 1);
 }
 
+/// A real server that answers a FullNAT SYN with a bare ACK holds the LIP:lport in TIME_WAIT
+/// from an earlier connection (its PAWS refused the client's timestamps). The ACK reaches the
+/// client, whose RST (at that ACK number) ends the server's TIME_WAIT, and whose SYN, sent again
+/// at once, follows the connection to the same LIP:lport: the connection stays as it was.
+/// Before, the RST closed it and the SYN was scheduled afresh on another local port, as likely
+/// held in TIME_WAIT, where the client's next try came a second later.
+#[test]
+fn a_servers_time_wait_on_the_local_port_keeps_the_connection_for_the_clients_retry() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    let syn = Seg::from_client(46200, "S");
+    let (lip, rs, lport, _, _) = check_sent(&expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1));
+    let mut challenge = from_server(lip, rs, lport, "A");
+    challenge.seq = 5555;
+    challenge.ack = 777_777;
+    let out = check_sent(&expect_tx(run(&mut dp, &challenge.frame(), &meta(1)), 0));
+    assert_eq!((out.1, out.3), (CLIENT_IP, 46200));
+    let mut rst = Seg::from_client(46200, "R");
+    rst.seq = 777_777;
+    let out = check_sent(&expect_tx(run(&mut dp, &rst.frame(), &meta(0)), 1));
+    assert_eq!(
+        (out.0, out.1, out.2),
+        (lip, rs, lport),
+        "the RST reaches the server"
+    );
+    let c = dp.fwd.table().iter().next().unwrap().1;
+    assert_eq!(c.state(), gateway::conn::State::SynRecv);
+    // The client's SYN again: the same LIP:lport, no new connection.
+    let again = check_sent(&expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1));
+    assert_eq!((again.0, again.1, again.2), (lip, rs, lport));
+    let s = dp.fwd.stats;
+    assert_eq!(
+        (s.created, s.resched_closed, s.server_time_wait),
+        (1, 0, 1),
+        "{s:?}"
+    );
+    let synack = from_server(lip, rs, lport, "SA");
+    expect_tx(run(&mut dp, &synack.frame(), &meta(1)), 0);
+    let mut ack = Seg::from_client(46200, "A");
+    ack.seq = 1001;
+    ack.ack = 1;
+    expect_tx(run(&mut dp, &ack.frame(), &meta(0)), 1);
+    let c = dp.fwd.table().iter().next().unwrap().1;
+    assert_eq!(c.state(), gateway::conn::State::Established);
+    // Once the server has answered, a client's RST ends the connection as ever.
+    let mut rst = Seg::from_client(46200, "R");
+    rst.seq = 1001;
+    expect_tx(run(&mut dp, &rst.frame(), &meta(0)), 1);
+    let c = dp.fwd.table().iter().next().unwrap().1;
+    assert_eq!(c.state(), gateway::conn::State::Close);
+}
+
 /// The same on DR and TUN, where the gateway never sees the server's answer: a SYN whose ISN is
 /// not the first SYN's finds a handshake its client gave up (a server that never answered, a
 /// method changed under it) and is scheduled afresh; before this it followed the old entry for as

@@ -1447,6 +1447,7 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("resched_removed", f.resched_removed),
         ("resched_new_isn", f.resched_new_isn),
         ("resched_udp_removed", f.resched_udp_removed),
+        ("server_time_wait", f.server_time_wait),
         ("syn_retried", f.syn_retried),
         ("syn_retry_no_other", f.syn_retry_no_other),
         ("sloppy_created", f.sloppy_created),

@@ -25,8 +25,8 @@ use super::services::ServiceTable;
 use super::synproxy::{self, SynProxy};
 use super::{dr, mode, tun};
 use crate::conn::{
-    tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup, State, Ticks,
-    Timeouts, Tuple,
+    tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup, State,
+    StateChange, Ticks, Timeouts, Tuple,
 };
 use crate::datapath::{l4_checksum_ok, Ipv4In, Verdict, L3};
 use crate::laddr::{LaddrPool, PortLayout};
@@ -188,7 +188,7 @@ pub const NO_DEST: u16 = u16::MAX;
 /// takes that tuple while the real server may still hold it in TIME_WAIT. Linux (6.x) gives every
 /// connection its own random TCP timestamp offset, so a SYN from another client connection on a
 /// tuple the server holds in TIME_WAIT fails PAWS half the time (`TcpExtPAWSTimewait`): the server
-/// answers with an ACK, the client resets and retries a second later.
+/// answers with an ACK, the client resets and sends its SYN again (`answers_server_time_wait`).
 pub const PARKED: ConnFlags = ConnFlags::USER_A;
 
 /// The handshake failed on the real server's side: it refused the client's SYN (RST) or left it
@@ -252,6 +252,9 @@ pub struct FwdStats {
     pub resched_new_isn: u64,
     /// UDP datagrams of a removed server's connection scheduled afresh (`expire_nodest_conn`).
     pub resched_udp_removed: u64,
+    /// Real servers' bare ACKs to a FullNAT SYN: a TIME_WAIT of theirs on the LIP:lport
+    /// (`Forwarder::answers_server_time_wait`).
+    pub server_time_wait: u64,
     /// Client SYNs sent to another real server after theirs failed (`syn_retry`), and those that
     /// found no other server to take them (sent where the scheduler sends them).
     pub syn_retried: u64,
@@ -301,6 +304,7 @@ impl FwdStats {
         self.resched_removed += o.resched_removed;
         self.resched_new_isn += o.resched_new_isn;
         self.resched_udp_removed += o.resched_udp_removed;
+        self.server_time_wait += o.server_time_wait;
     }
 }
 
@@ -1919,6 +1923,38 @@ impl Forwarder {
         Ok(verdict)
     }
 
+    /// Whether this packet is a server's bare ACK to a FullNAT connection's SYN, or its client's
+    /// RST to that ACK, which then leave the connection as it is (`forward`). A server answers a
+    /// SYN so from a TIME_WAIT of an earlier connection on the same LIP:lport, where RFC 7323's
+    /// PAWS refused the SYN (the client's timestamps are not that connection's: Linux randomizes
+    /// them per connection), or from a connection of its own the gateway forgot (RFC 5961's
+    /// challenge ACK). The client answers that ACK with a RST at its ACK number (RFC 9293
+    /// 3.10.7.3, SYN-SENT), which ends the server's socket, and Linux sends its SYN again at
+    /// once (`tcp_rcv_synsent_state_process`: at its first retransmission, after
+    /// `TCP_TIMEOUT_MIN`). Ended by that RST, the connection scheduled that SYN afresh on another
+    /// LIP:lport, which the server may hold in TIME_WAIT too, and the client's next try came a
+    /// second later: at a high connection rate, with most tuples in the servers' TIME_WAIT (60 s
+    /// on Linux), many connections lost seconds so. Kept, the connection takes the SYN to the
+    /// LIP:lport the RST just freed. Counted (`server_time_wait`): local addresses too few for
+    /// the connection rate.
+    fn answers_server_time_wait(&mut self, id: ConnId, dir: Dir, f: TcpFlags) -> bool {
+        let Some(c) = self.table.get(id) else {
+            return false;
+        };
+        // `user2` 0: the server has not answered the SYN with a SYN-ACK.
+        if c.mode != mode::FULLNAT || c.state() != State::SynRecv || c.user2 != 0 {
+            return false;
+        }
+        match dir {
+            Dir::Reply if f.ack() && !f.syn() && !f.rst() && !f.fin() => {
+                self.stats.server_time_wait += 1;
+                true
+            }
+            Dir::Original => f.rst(),
+            Dir::Reply => false,
+        }
+    }
+
     /// The server answered the proxy's SYN with an ACK of something else: RFC 9293 3.10.7.3
     /// (SYN-SENT) answers it with <SEQ=SEG.ACK><CTL=RST>, as the client's own TCP would. It is
     /// the answer of a TIME_WAIT the server keeps of an earlier connection on the same
@@ -2074,12 +2110,19 @@ impl Forwarder {
                 Err(p) => pkt = p,
             }
         }
+        let keep_state = is_tcp && self.answers_server_time_wait(id, dir, ip.tcp_flags);
         if is_tcp && dir == Dir::Reply && self.server_handshake(id, ip.tcp_flags) {
             return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
         }
         // A packet of a tracked connection confirms the neighbour it came from (NUD).
         l3.confirm_neighbour(ip.src, &pkt);
-        let change = self.table.on_packet(id, dir, ip.tcp_flags.bits(), now);
+        let change = match keep_state {
+            true => StateChange {
+                old: State::SynRecv,
+                new: State::SynRecv,
+            },
+            false => self.table.on_packet(id, dir, ip.tcp_flags.bits(), now),
+        };
         if is_tcp && change.changed() {
             self.limit_on_state(id, change.old, change.new, now);
         }
@@ -2138,6 +2181,8 @@ impl Forwarder {
                 // client ACK before then acknowledges nothing.
                 Dir::Original if c.user2 == 0 => {}
                 Dir::Original => c.user = ack,
+                // Not the answer to the SYN (`answers_server_time_wait`).
+                Dir::Reply if keep_state => {}
                 Dir::Reply => c.user2 = ack,
             }
         }
