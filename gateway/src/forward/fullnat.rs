@@ -1923,21 +1923,25 @@ impl Forwarder {
         Ok(verdict)
     }
 
-    /// Whether this packet is a server's bare ACK to a FullNAT connection's SYN, or its client's
-    /// RST to that ACK, which then leave the connection as it is (`forward`). A server answers a
-    /// SYN so from a TIME_WAIT of an earlier connection on the same LIP:lport, where RFC 7323's
-    /// PAWS refused the SYN (the client's timestamps are not that connection's: Linux randomizes
-    /// them per connection), or from a connection of its own the gateway forgot (RFC 5961's
-    /// challenge ACK). The client answers that ACK with a RST at its ACK number (RFC 9293
-    /// 3.10.7.3, SYN-SENT), which ends the server's socket, and Linux sends its SYN again at
-    /// once (`tcp_rcv_synsent_state_process`: at its first retransmission, after
-    /// `TCP_TIMEOUT_MIN`). Ended by that RST, the connection scheduled that SYN afresh on another
-    /// LIP:lport, which the server may hold in TIME_WAIT too, and the client's next try came a
-    /// second later: at a high connection rate, with most tuples in the servers' TIME_WAIT (60 s
-    /// on Linux), many connections lost seconds so. Kept, the connection takes the SYN to the
+    /// Whether this packet is a server's bare ACK to a FullNAT connection's SYN, which then
+    /// leaves the connection in SYN_RECV (`forward`), where IPVS's state table takes it to
+    /// ESTABLISHED. A server answers a SYN so from a TIME_WAIT of an earlier connection on the
+    /// same LIP:lport, where RFC 7323's PAWS refused the SYN (the client's timestamps are not
+    /// that connection's: Linux randomizes them per connection), or from a connection of its own
+    /// the gateway forgot (RFC 5961's challenge ACK). The client answers that ACK with a RST at
+    /// its ACK number (RFC 9293 3.10.7.3, SYN-SENT), which ends the server's socket, and Linux
+    /// sends its SYN again at once (`tcp_rcv_synsent_state_process`: at its first
+    /// retransmission, after `TCP_TIMEOUT_MIN`). From ESTABLISHED that RST closed the
+    /// connection, which scheduled the SYN afresh on another LIP:lport, one the server may hold
+    /// in TIME_WAIT too, and the client's next try came a second later: at a high connection
+    /// rate, with most tuples in the servers' TIME_WAIT (60 s on Linux), many connections lost
+    /// seconds so. In SYN_RECV the RST changes nothing (IPVS's table) and the SYN goes to the
     /// LIP:lport the RST just freed. Counted (`server_time_wait`): local addresses too few for
     /// the connection rate.
-    fn answers_server_time_wait(&mut self, id: ConnId, dir: Dir, f: TcpFlags) -> bool {
+    fn answers_server_time_wait(&mut self, id: ConnId, f: TcpFlags) -> bool {
+        if !f.ack() || f.syn() || f.rst() || f.fin() {
+            return false;
+        }
         let Some(c) = self.table.get(id) else {
             return false;
         };
@@ -1945,14 +1949,8 @@ impl Forwarder {
         if c.mode != mode::FULLNAT || c.state() != State::SynRecv || c.user2 != 0 {
             return false;
         }
-        match dir {
-            Dir::Reply if f.ack() && !f.syn() && !f.rst() && !f.fin() => {
-                self.stats.server_time_wait += 1;
-                true
-            }
-            Dir::Original => f.rst(),
-            Dir::Reply => false,
-        }
+        self.stats.server_time_wait += 1;
+        true
     }
 
     /// The server answered the proxy's SYN with an ACK of something else: RFC 9293 3.10.7.3
@@ -2110,7 +2108,8 @@ impl Forwarder {
                 Err(p) => pkt = p,
             }
         }
-        let keep_state = is_tcp && self.answers_server_time_wait(id, dir, ip.tcp_flags);
+        let keep_state =
+            is_tcp && dir == Dir::Reply && self.answers_server_time_wait(id, ip.tcp_flags);
         if is_tcp && dir == Dir::Reply && self.server_handshake(id, ip.tcp_flags) {
             return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
         }

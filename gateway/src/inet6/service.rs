@@ -22,7 +22,8 @@
 
 use super::{fullnat, icmp, nd, Inet6, Ipv6In};
 use crate::conn::{
-    tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, Ticks, Tuple6,
+    tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, State,
+    StateChange, Ticks, Tuple6,
 };
 use crate::datapath::{Verdict, L3};
 use crate::forward::{mode, reuse, Forwarder, Room, ServiceTable};
@@ -459,10 +460,27 @@ pub(super) fn reply_segment<B: PacketBuf>(
             _ => Verdict::Drop(Drop::NoConn.into(), pkt),
         };
     };
-    let change = v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms));
-    let Some(c) = v6.conns.get(id) else {
+    let is_tcp = v.proto == IpProtocol::TCP;
+    let state_flags = tcp_flags::SYN | tcp_flags::RST | tcp_flags::FIN | tcp_flags::ACK;
+    let keep = is_tcp && flags & state_flags == tcp_flags::ACK && unanswered_fullnat(&v6.conns, id);
+    let change = match keep {
+        true => {
+            fwd.stats.server_time_wait += 1;
+            StateChange {
+                old: State::SynRecv,
+                new: State::SynRecv,
+            }
+        }
+        false => v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms)),
+    };
+    let Some(c) = v6.conns.get_mut(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
+    if is_tcp && flags & tcp_flags::SYN != 0 {
+        // The server answered the SYN (`unanswered_fullnat`).
+        c.user = 1;
+    }
+    let c = &*c;
     fwd.count_packet(c.svc, c.rs, Dir::Reply, ip_len(v));
     count_activity(fwd.services(), c, change.activity());
     let client = c.client();
@@ -505,6 +523,18 @@ pub(super) fn count_activity(services: &ServiceTable, c: &ConnOf<Tuple6>, a: Act
             Activity::Unchanged => {}
         }
     }
+}
+
+/// Whether `id` is a FullNAT connection whose server has not answered its client's SYN with a
+/// SYN-ACK (`user`, which IPv6 TCP uses for nothing else, set at the SYN-ACK). A server's bare
+/// ACK then leaves the connection in SYN_RECV: the server holds the LIP:lport in TIME_WAIT from
+/// an earlier connection, the client's RST ends that, and its SYN sent again at once then
+/// reaches the same LIP:lport, as IPv4's do (`Forwarder::answers_server_time_wait`; counted in
+/// `server_time_wait` too).
+fn unanswered_fullnat(conns: &ConnTable6, id: ConnId) -> bool {
+    conns
+        .get(id)
+        .is_some_and(|c| c.mode == mode::FULLNAT && c.state() == State::SynRecv && c.user == 0)
 }
 
 /// Why a client's SYN that found entry `id` starts a new connection instead, if it does (a reused

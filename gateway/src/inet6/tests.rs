@@ -653,6 +653,95 @@ fn syn_ack_to(lport: u16) -> Vec<u8> {
     r
 }
 
+/// IPv6 FullNAT as IPv4's (`Forwarder::answers_server_time_wait`): a server's bare ACK to the
+/// SYN (its TIME_WAIT on the LIP:lport) leaves the connection in SYN_RECV, where the client's RST
+/// to it changes nothing, so that the client's SYN sent again reaches the same LIP:lport; once
+/// established, a client's RST closes the connection as ever.
+#[test]
+fn fullnat6_keeps_a_handshake_a_servers_time_wait_answered_for_the_clients_retry() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let lport = tcp_of(out.data()).1;
+    let state = |dp: &Datapath<VecBuf>| {
+        let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
+        dp.v6
+            .conns
+            .get(dp.v6.conns.lookup(&t).unwrap().0)
+            .unwrap()
+            .state()
+    };
+    let segment =
+        |src: (&str, u16), dst: (&str, u16), macs: (MacAddr, MacAddr), seq: u32, flags: &str| {
+            let b = PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+                .ipv6(a(src.0).octets(), a(dst.0).octets(), 64)
+                .tcp(src.1, dst.1, seq, 65000);
+            let b = match flags {
+                "A" => b.ack(777_777),
+                "R" => b.rst(),
+                _ => b.syn().ack(1001),
+            };
+            let mut v = Vec::new();
+            b.write(&mut v, b"").unwrap();
+            VecBuf::from_frame(&v)
+        };
+    let from_rs = |flags| {
+        segment(
+            (RS6_1, 80),
+            (LIP6, lport),
+            (RS1_MAC, SERVER_PORT_MAC),
+            5000,
+            flags,
+        )
+    };
+    let from_client = |flags| {
+        segment(
+            (CLIENT6, 40000),
+            (VIP6, 8080),
+            (CLIENT_MAC, CLIENT_PORT_MAC),
+            777_777,
+            flags,
+        )
+    };
+    assert!(matches!(
+        dp.process(from_rs("A"), &meta(1)),
+        Verdict::Tx(0, _)
+    ));
+    let Verdict::Tx(1, rst) = dp.process(from_client("R"), &meta(0)) else {
+        panic!("the RST does not reach the server")
+    };
+    assert_eq!(tcp_of(rst.data()).1, lport);
+    assert_eq!(state(&dp), crate::conn::State::SynRecv);
+    assert_eq!(dp.fwd.stats.server_time_wait, 1);
+    let Verdict::Tx(1, again) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    assert_eq!(tcp_of(again.data()).1, lport, "the same local port");
+    assert_eq!(dp.l3.stats.inet6.conns_created, 1);
+    assert!(matches!(
+        dp.process(from_rs("SA"), &meta(1)),
+        Verdict::Tx(0, _)
+    ));
+    assert!(matches!(
+        dp.process(tcp6_to(8080, 40000, false, b""), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    assert_eq!(state(&dp), crate::conn::State::Established);
+    assert!(matches!(
+        dp.process(from_client("R"), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    assert_eq!(state(&dp), crate::conn::State::Close);
+    assert_eq!(dp.fwd.stats.server_time_wait, 1);
+}
+
 #[test]
 fn fullnat6_translates_both_ways_with_the_ipv6_toa() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
