@@ -530,6 +530,7 @@ impl Server<'_> {
             (ctl.current().clone(), ctl.now_ms())
         };
         let totals = self.traffic_totals();
+        let svc_traffic = self.services_traffic(&totals, since_zero);
         let mut conflicts = std::collections::HashMap::new();
         for p in self.ctx.published {
             if let Ok(s) = p.lock() {
@@ -608,8 +609,10 @@ impl Server<'_> {
                     add_rates(&mut rate, &r.rate);
                 }
                 let c = vs.svc.config();
-                let stats =
-                    self.service_traffic(&totals, (c.proto.number(), c.vip, c.vport), since_zero);
+                let stats = svc_traffic
+                    .get(&(c.proto.number(), c.vip, c.vport))
+                    .copied()
+                    .unwrap_or_default();
                 SvcView {
                     stats,
                     rate,
@@ -949,28 +952,29 @@ impl Server<'_> {
         m
     }
 
-    /// A service's counters (since the last `-Z` if `since_zero`): every key of the service the
-    /// workers publish, its present real servers', the removed ones' (`TrafficKey::retired`,
-    /// which IPVS keeps in the service's counters) and those of a server just removed that a
-    /// worker still holds under its own key, so that the sum never falls.
-    fn service_traffic(
+    /// Each service's counters (since the last `-Z` if `since_zero`), by (protocol, VIP, port):
+    /// every key of the service the workers publish, its present real servers', the removed
+    /// ones' (`TrafficKey::retired`, which IPVS keeps in the service's counters) and those of a
+    /// server just removed that a worker still holds under its own key, so that the sum never
+    /// falls. One pass over the totals and the base for all services.
+    fn services_traffic(
         &self,
         totals: &TrafficMap,
-        (proto, vip, vport): (u8, std::net::IpAddr, u16),
         since_zero: bool,
-    ) -> Counters {
-        let sum = |m: &TrafficMap| {
-            let mut c = Counters::default();
-            m.iter()
-                .filter(|(k, _)| (k.proto, k.vip, k.vport) == (proto, vip, vport))
-                .for_each(|(_, t)| add_counters(&mut c, &counters_of(t)));
-            c
-        };
-        let base = match (since_zero, self.counts.lock()) {
-            (true, Ok(c)) => sum(&c.traffic_base),
-            _ => Counters::default(),
-        };
-        sub_counters(&sum(totals), &base)
+    ) -> std::collections::HashMap<(u8, std::net::IpAddr, u16), Counters> {
+        let mut by_service = std::collections::HashMap::new();
+        for (k, t) in totals {
+            let c: &mut Counters = by_service.entry((k.proto, k.vip, k.vport)).or_default();
+            add_counters(c, &counters_of(t));
+        }
+        if let (true, Ok(c)) = (since_zero, self.counts.lock()) {
+            for (k, t) in &c.traffic_base {
+                if let Some(s) = by_service.get_mut(&(k.proto, k.vip, k.vport)) {
+                    *s = sub_counters(s, &counters_of(t));
+                }
+            }
+        }
+        by_service
     }
 
     /// Counters since the last `-Z` and the current per-second rates of one (service, real server).

@@ -306,6 +306,11 @@ impl<B: PacketBuf> L3<B> {
         }
     }
 
+    /// Frames `generate` takes before the worker next sends them (`GEN_QUEUE` in all).
+    pub fn generate_room(&self) -> usize {
+        GEN_QUEUE - self.generated.len()
+    }
+
     /// Queues a generated frame written by `write` (returns its length, or None to cancel).
     pub fn generate(&mut self, port: u16, write: impl FnOnce(&mut [u8]) -> Option<usize>) {
         if self.generated.len() >= GEN_QUEUE {

@@ -1938,17 +1938,20 @@ impl Forwarder {
     /// seconds so. In SYN_RECV the RST changes nothing (IPVS's table) and the SYN goes to the
     /// LIP:lport the RST just freed. Counted (`server_time_wait`): local addresses too few for
     /// the connection rate.
-    fn answers_server_time_wait(&mut self, id: ConnId, f: TcpFlags) -> bool {
+    fn answers_server_time_wait(&mut self, id: ConnId, f: TcpFlags, now: Ticks) -> bool {
         if !f.ack() || f.syn() || f.rst() || f.fin() {
             return false;
         }
-        let Some(c) = self.table.get(id) else {
+        let Some(c) = self.table.get_mut(id) else {
             return false;
         };
         // `user2` 0: the server has not answered the SYN with a SYN-ACK.
         if c.mode != mode::FULLNAT || c.state() != State::SynRecv || c.user2 != 0 {
             return false;
         }
+        // The server is there: the wait for its SYN-ACK (`syn_failed`, which `user` times
+        // until then) starts again with the client's second SYN.
+        c.user = now.0 as u32;
         self.stats.server_time_wait += 1;
         true
     }
@@ -1969,17 +1972,38 @@ impl Forwarder {
         mut p: synproxy::Proxied,
         ack: u32,
     ) -> Verdict<B> {
-        let (local, server) = ((ip.dst, ip.dst_port), (ip.src, ip.src_port));
-        p.resent += 1;
-        if let Some(s) = self.synproxy.get_mut(id.index()) {
-            *s = p;
-        }
+        let Some(c) = self.table.get(id) else {
+            return Verdict::Drop(Drop::NoConn.into(), pkt);
+        };
+        let client = c.client();
+        let toa = self
+            .services
+            .services
+            .get(c.svc as usize)
+            .is_some_and(|vs| vs.toa);
         // Both generated, in this order (`L3::generate` keeps it): the RST ends the TIME_WAIT
-        // before the SYN reaches it.
+        // before the SYN reaches it. Neither without room for both: the SYN alone would meet
+        // the TIME_WAIT again; the RST alone would leave nothing to send the SYN again.
+        if l3.generate_room() < 2 {
+            return Verdict::Drop(Drop::GenOverflow.into(), pkt);
+        }
+        let (local, server) = ((ip.dst, ip.dst_port), (ip.src, ip.src_port));
         let syn = p.syn(local, server);
-        if send_rst(l3, local, server, ack, None) && l3.generate_ipv4(server.0, |b| syn.write(b, 0))
-        {
+        // With TOA as the first SYN had it (`forward_body`: its MSS lowered by the option).
+        let write_syn = |b: &mut [u8]| {
+            let n = syn.write(b, 0)?;
+            match toa {
+                true => tcp::insert_toa(b, n, 0, client.sport, client.src_ip(), true).ok(),
+                false => Some(n),
+            }
+        };
+        if send_rst(l3, local, server, ack, None) && l3.generate_ipv4(server.0, write_syn) {
+            p.resent += 1;
+            if let Some(s) = self.synproxy.get_mut(id.index()) {
+                *s = p;
+            }
             self.synproxy.stats.syn_resent += 1;
+            self.stats.toa_added += u64::from(toa);
         }
         Verdict::Done(pkt)
     }
@@ -2109,7 +2133,7 @@ impl Forwarder {
             }
         }
         let keep_state =
-            is_tcp && dir == Dir::Reply && self.answers_server_time_wait(id, ip.tcp_flags);
+            is_tcp && dir == Dir::Reply && self.answers_server_time_wait(id, ip.tcp_flags, now);
         if is_tcp && dir == Dir::Reply && self.server_handshake(id, ip.tcp_flags) {
             return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
         }
