@@ -750,7 +750,7 @@ impl Default for NeighbourConfig {
             ucast_solicit: 3,
             mcast_solicit: 3,
             max_held: 256,
-            max_pending: 8,
+            max_pending: 64,
             capacity: 4096,
         }
     }

@@ -1420,6 +1420,33 @@ fn a_flood_toward_unresolved_neighbours_is_bounded_and_recovers() {
     handshake(&mut dp, 51001);
 }
 
+/// A burst of new connections toward one neighbour not resolved yet (a real server after a start
+/// or a configuration change, a client) waits for its answer: 40 SYN-ACKs toward one unknown
+/// client are all held, none dropped (`neigh_pending_full`). With 8 held a neighbour, 400 wrk
+/// connections starting at once toward a real server a worker had not resolved lost SYNs, each a
+/// second of its client's (Linux holds 101, `unres_qlen`).
+#[test]
+fn a_burst_toward_one_unresolved_neighbour_is_held_whole() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    let cip = Ipv4Addr::new(10, 10, 0, 77);
+    let mut held = 0;
+    for cport in 52000..52040 {
+        let mut syn = Seg::from_client(cport, "S");
+        syn.src.0 = cip;
+        syn.macs.0 = MacAddr([2, 0, 0, 0, 1, 77]);
+        let (lip, rs, lport, _, _) =
+            check_sent(&expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1));
+        let answer = from_server(lip, rs, lport, "SA").frame();
+        held += u32::from(matches!(run(&mut dp, &answer, &meta(1)), Out::Held));
+    }
+    assert_eq!(held, 40);
+    assert_eq!(dp.l3.neigh.held(), 40);
+    assert_eq!(
+        dp.l3.stats.dropped(DropReason::Dp(Drop::NeighPendingFull)),
+        0
+    );
+}
+
 /// DR (the gateway sees only the client's side): a SYN after the client's FIN finds FIN_WAIT, the
 /// last state the gateway can see; `conn_reuse_mode` bit 2 reschedules it, bit 1 alone does not
 /// (IPVS). The same on NAT, from TIME_WAIT.

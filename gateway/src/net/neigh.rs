@@ -61,7 +61,7 @@ impl Default for NeighConfig {
         NeighConfig {
             timeout_ms: 300_000,
             retry_ms: 1000,
-            max_pending: 8,
+            max_pending: 64,
             capacity: 4096,
             base_reachable_ms: 30_000,
             delay_first_probe_ms: 5000,
