@@ -162,8 +162,9 @@ pub fn datapath_from<B: PacketBuf>(
         kernel_owned: v.kernel_owned.into_iter().collect(),
     };
     let topo = crate::control::topology::build(&inputs, None, &services).0;
+    let [lo, hi] = cfg.conn.port_range;
     let layout =
-        Arc::new(PortLayout::new(n_workers, 1024..=65535, Steering::Partition).expect("layout"));
+        Arc::new(PortLayout::new(n_workers, lo..=hi, Steering::Partition).expect("layout"));
     let fwd = Forwarder::new(
         worker,
         services,

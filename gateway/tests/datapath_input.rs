@@ -1420,6 +1420,38 @@ fn a_flood_toward_unresolved_neighbours_is_bounded_and_recovers() {
     handshake(&mut dp, 51001);
 }
 
+/// A worker whose local ports are all held, most by connections in TIME_WAIT (`capacity` above
+/// the ports: 1024 ports on each of 2 LIPs, 5000 entries), takes a new connection in place of the
+/// oldest of them, as a full table does (`evicted_time_wait`), instead of refusing its SYN
+/// (`ports_exhausted`), which cost the client a second and every new client the same until
+/// TIME_WAIT's 120 s ran out.
+#[test]
+fn a_worker_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
+    let text = format!("{LAB_CONFIG}\n[conn]\nport_range = [1024, 2047]\n");
+    let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 5000);
+    let mut cport = 10_000u16;
+    // Connections opened and closed until one takes the place of the oldest: when the ports
+    // run out, about 4096 tuples (2 LIPs, 2 servers), before the table's 5000 entries.
+    while dp.fwd.stats.evicted_time_wait == 0 {
+        assert!(cport < 15_000, "never out of ports");
+        let c = open(&mut dp, cport);
+        close(&mut dp, cport, c);
+        cport += 1;
+    }
+    assert!(dp.fwd.table().len() < 4100, "{}", dp.fwd.table().len());
+    // The oldest gave way, and maybe a few more, until a port the allocator tries was free.
+    let s = dp.fwd.stats;
+    assert_eq!(s.ports_exhausted, 0);
+    assert!((1..=4).contains(&s.evicted_time_wait), "{s:?}");
+    // And so on: 500 more, none refused, the table no fuller.
+    for cport in cport..cport + 500 {
+        let c = open(&mut dp, cport);
+        close(&mut dp, cport, c);
+    }
+    assert_eq!(dp.fwd.stats.ports_exhausted, 0);
+    assert!(dp.fwd.table().len() < 4100);
+}
+
 /// A burst of new connections toward one neighbour not resolved yet (a real server after a start
 /// or a configuration change, a client) waits for its answer: 40 SYN-ACKs toward one unknown
 /// client are all held, none dropped (`neigh_pending_full`). With 8 held a neighbour, 400 wrk

@@ -1516,20 +1516,37 @@ impl Forwarder {
         }
         let (reply_t, mode_id) = match rs.fwd {
             FwdMode::FullNat => {
-                let Some(pool) = self.pools[si as usize].as_mut() else {
-                    return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
-                };
-                let table = &self.table;
                 let proto = client.proto;
-                let reply = match pool.allocate(rs.v4(), rs.port, |t| {
-                    table
-                        .lookup(&Tuple::new(
-                            t.src_ip, t.src_port, t.dst_ip, t.dst_port, proto,
-                        ))
-                        .is_some()
-                }) {
-                    Ok(r) => r,
-                    Err(_) => {
+                let mut evicted = 0;
+                let reply = loop {
+                    let Some(pool) = self.pools[si as usize].as_mut() else {
+                        return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
+                    };
+                    let table = &self.table;
+                    if let Ok(r) = pool.allocate(rs.v4(), rs.port, |t| {
+                        table
+                            .lookup(&Tuple::new(
+                                t.src_ip, t.src_port, t.dst_ip, t.dst_port, proto,
+                            ))
+                            .is_some()
+                    }) {
+                        break r;
+                    }
+                    // Every local port held, mostly by connections in TIME_WAIT when `capacity`
+                    // is above the ports (120 s of them): the oldest gives way, as in a full
+                    // table (`make_room`), while it frees a port of this service's LIPs; one of
+                    // another service's only tries again.
+                    evicted += 1;
+                    if evicted > PORT_EVICTIONS
+                        || !make_room(
+                            &mut self.table,
+                            services,
+                            &mut self.pools,
+                            &mut self.limits,
+                            &mut self.stats,
+                            Room::Table,
+                        )
+                    {
                         self.stats.ports_exhausted += 1;
                         return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
                     }
@@ -2560,6 +2577,11 @@ pub(crate) enum Room {
     /// progress may still become a connection, a closed one will not.
     Table,
 }
+
+/// Connections a new FullNAT connection that finds no free local port evicts at most (each the
+/// oldest in TIME_WAIT, else the oldest unanswered UDP flow, else the oldest half-open one) until
+/// one frees a port of its service's: a bound on the work one SYN causes.
+const PORT_EVICTIONS: u32 = 4;
 
 /// Removes one connection to make room for a new one (`Room`), returning its local port and
 /// telling its real server; counted in `evicted_time_wait`, `evicted_udp` or `evicted_embryonic`. Whether one
