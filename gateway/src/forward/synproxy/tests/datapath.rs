@@ -379,14 +379,12 @@ fn a_proxied_connection_from_syn_to_fin() {
     );
 }
 
-#[test]
-fn data_on_the_handshake_ack_reaches_the_server_with_its_handshake() {
-    let mut dp = proxied("on", "");
-    let (_, _, syn) = handshake(&mut dp, b"early");
-    assert!(syn.payload.is_empty(), "the SYN carries no data");
+/// The server's SYN-ACK to the proxy's SYN from `lport`: the ACK that completes its handshake
+/// carries the data the client sent on its handshake ACK (`handshake(dp, b"early")`).
+fn server_answers_and_early_data_follows(dp: &mut Datapath<VecBuf>, lport: u16) {
     let synack = server(
-        "SA",
-        syn.src.1,
+        "S",
+        lport,
         SISN,
         CISN + 1,
         &[Opt::Noop, Opt::Noop, Opt::Timestamp(STS, CTS + 1)],
@@ -398,6 +396,14 @@ fn data_on_the_handshake_ack_reaches_the_server_with_its_handshake() {
         ("AP", CISN + 1, SISN + 1)
     );
     assert_eq!(ack.payload, b"early");
+}
+
+#[test]
+fn data_on_the_handshake_ack_reaches_the_server_with_its_handshake() {
+    let mut dp = proxied("on", "");
+    let (_, _, syn) = handshake(&mut dp, b"early");
+    assert!(syn.payload.is_empty(), "the SYN carries no data");
+    server_answers_and_early_data_follows(&mut dp, syn.src.1);
     assert_eq!(dp.fwd.synproxy.stats.data_held, 1);
 }
 
@@ -471,20 +477,7 @@ fn a_servers_time_wait_on_the_local_port_is_reset_and_the_syn_sent_again() {
         assert_eq!(again.opts.contains(&o), syn.opts.contains(&o), "{o:?}");
     }
     assert_eq!(dp.fwd.synproxy.stats.syn_resent, 1);
-    let synack = server(
-        "S",
-        syn.src.1,
-        SISN,
-        CISN + 1,
-        &[Opt::Noop, Opt::Noop, Opt::Timestamp(STS, CTS + 1)],
-        &[],
-    );
-    let ack = sent(dp.process(synack, &from_server()));
-    assert_eq!(
-        (ack.flags.as_str(), ack.seq, ack.ack),
-        ("AP", CISN + 1, SISN + 1)
-    );
-    assert_eq!(ack.payload, b"early");
+    server_answers_and_early_data_follows(&mut dp, syn.src.1);
 
     // A server that keeps its TIME_WAIT whatever the RST (`tcp_rfc1337`): three times, then the
     // proxy stops answering it.
