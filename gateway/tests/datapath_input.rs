@@ -1272,6 +1272,77 @@ fn a_servers_time_wait_on_the_local_port_keeps_the_connection_for_the_clients_re
     assert_eq!(c.state(), gateway::conn::State::Close);
 }
 
+/// ARP requests among the frames the datapath generated, by target address.
+fn arp_targets(dp: &mut Datapath<VecBuf>) -> Vec<Ipv4Addr> {
+    generated(dp)
+        .into_iter()
+        .filter(|(_, f)| f.len() >= ETH + 28 && f[12..14] == [0x08, 0x06] && f[ETH + 7] == 1)
+        .map(|(_, f)| Ipv4Addr::new(f[ETH + 24], f[ETH + 25], f[ETH + 26], f[ETH + 27]))
+        .collect()
+}
+
+/// The client's SYN again after its server refused the first from a TIME_WAIT (a bare ACK)
+/// leaves the server's neighbour alone: the ACK came from its MAC. Before, each such SYN was
+/// taken for a retransmission to a silent server and probed it: in the lab, at 20k connections
+/// a second through two local addresses, 250 probes a second. A SYN its server left silent since
+/// the last frame from that server's MAC still probes it (a MAC changed without a gratuitous ARP).
+#[test]
+fn a_servers_refusal_from_time_wait_does_not_make_its_neighbour_suspect() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    dp.tick(1000);
+    // Three connections at 1000: round robin gives the first and the third the same server.
+    let conns: Vec<_> = (46300..46303)
+        .map(|cport| {
+            let syn = Seg::from_client(cport, "S");
+            check_sent(&expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1))
+        })
+        .collect();
+    let ((lip, rs, lport, ..), (_, silent, ..)) = (conns[0].clone(), conns[1].clone());
+    let (lip3, rs3, lport3, ..) = conns[2].clone();
+    assert_eq!(rs3, rs);
+    assert_ne!(silent, rs);
+    // At 1100 the first connection's SYN-ACK confirms the server's neighbour.
+    dp.tick(1100);
+    expect_tx(
+        run(
+            &mut dp,
+            &from_server(lip, rs, lport, "SA").frame(),
+            &meta(1),
+        ),
+        0,
+    );
+    // At 1200 the same server refuses the third's SYN with an ACK (within the datapath's
+    // interval between confirmations of one MAC), the client resets and sends its SYN again.
+    dp.tick(1200);
+    let mut refusal = from_server(lip3, rs3, lport3, "A");
+    refusal.ack = 777_777;
+    expect_tx(run(&mut dp, &refusal.frame(), &meta(1)), 0);
+    let mut rst = Seg::from_client(46302, "R");
+    rst.seq = 777_777;
+    expect_tx(run(&mut dp, &rst.frame(), &meta(0)), 1);
+    generated(&mut dp);
+    dp.tick(1210);
+    let again = check_sent(&expect_tx(
+        run(&mut dp, &Seg::from_client(46302, "S").frame(), &meta(0)),
+        1,
+    ));
+    assert_eq!((again.0, again.1, again.2), (lip3, rs3, lport3));
+    assert_eq!(
+        arp_targets(&mut dp),
+        Vec::<Ipv4Addr>::new(),
+        "no probe of {rs}"
+    );
+    assert_eq!(dp.l3.neigh.counters.suspected, 0);
+    // The second connection's server never answered: the client's retransmission probes it.
+    dp.tick(2000);
+    expect_tx(
+        run(&mut dp, &Seg::from_client(46301, "S").frame(), &meta(0)),
+        1,
+    );
+    assert_eq!(arp_targets(&mut dp), vec![silent]);
+    assert_eq!(dp.l3.neigh.counters.suspected, 1);
+}
+
 /// The same on DR and TUN, where the gateway never sees the server's answer: a SYN whose ISN is
 /// not the first SYN's finds a handshake its client gave up (a server that never answered, a
 /// method changed under it) and is scheduled afresh; before this it followed the old entry for as

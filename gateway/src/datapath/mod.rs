@@ -211,6 +211,19 @@ const CONFIRM_SLOTS: usize = 64;
 /// shortest reachable time (base/2 = 15 s by default), far above the per-packet rate.
 const CONFIRM_EVERY_MS: u64 = 500;
 
+/// A frame's source MAC (bytes 6..12) in the low 48 bits, and its slot in `L3::confirm_cache`.
+#[inline(always)]
+fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
+    let head = frame.first_chunk::<12>()?;
+    // One load of bytes 4..12.
+    let key = u64::from_le_bytes([
+        head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
+    ]) >> 16;
+    // Fibonacci hashing: the top bits of the product mix all six bytes.
+    let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CONFIRM_SLOTS.ilog2());
+    Some((key, hash as usize % CONFIRM_SLOTS))
+}
+
 /// A resolved destination: where `route_out` sent the last packet for it.
 #[derive(Clone, Copy, Default)]
 struct NextHopEntry {
@@ -467,21 +480,24 @@ impl<B: PacketBuf> L3<B> {
     /// `confirm_neighbour` for a caller that holds the packet's frame: it is not looked up again.
     #[inline(always)]
     pub fn confirm_neighbour_in(&mut self, src: Ipv4Addr, frame: &[u8]) {
-        let Some(head) = frame.first_chunk::<12>() else {
+        let Some((key, slot)) = confirm_slot(frame) else {
             return;
         };
-        // The source MAC (bytes 6..12) in the low 48 bits: one load of bytes 4..12.
-        let key = u64::from_le_bytes([
-            head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
-        ]) >> 16;
-        // Fibonacci hashing: the top bits of the product mix all six bytes.
-        let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CONFIRM_SLOTS.ilog2());
-        let slot = hash as usize % CONFIRM_SLOTS;
         let (last, at) = self.confirm_cache[slot];
         if last == key && self.now_ms.saturating_sub(at) < CONFIRM_EVERY_MS {
             return;
         }
         self.confirm_neighbour_now(src, key, slot);
+    }
+
+    /// `confirm_neighbour_in` now, whatever the cache says: for a packet that proves its sender
+    /// there at this moment, which a later `suspect_neighbour` compares with (the real server's
+    /// answer to a SYN that it refused, `Forwarder::answers_server_time_wait`). Rare: out of line.
+    #[inline(never)]
+    pub fn confirm_neighbour_at_once(&mut self, src: Ipv4Addr, frame: &[u8]) {
+        if let Some((key, slot)) = confirm_slot(frame) {
+            self.confirm_neighbour_now(src, key, slot);
+        }
     }
 
     /// Confirms the next hop toward `src` if it has the MAC `mac_key` (`confirm_neighbour_in`'s
@@ -502,14 +518,15 @@ impl<B: PacketBuf> L3<B> {
         }
     }
 
-    /// The datapath doubts the neighbour toward `dst` (a client retransmitted a SYN that the real
-    /// server `dst` never answered): it is probed now (`NeighTable::suspect`).
-    pub fn suspect_neighbour(&mut self, dst: Ipv4Addr) {
+    /// The datapath doubts the neighbour toward `dst` (a client retransmitted a SYN, first sent at
+    /// `since`, that the real server `dst` never answered): it is probed now, unless confirmed
+    /// since (`NeighTable::suspect`).
+    pub fn suspect_neighbour(&mut self, dst: Ipv4Addr, since: u64) {
         let Some(hop) = self.topo.routes.lookup(dst) else {
             return;
         };
         let target = hop.l2_target(dst);
-        if let Some((port, mac)) = self.neigh.suspect(target, self.now_ms) {
+        if let Some((port, mac)) = self.neigh.suspect(target, self.now_ms, since) {
             self.arp_request(port, target, Some(mac));
         }
     }

@@ -943,10 +943,10 @@ impl Forwarder {
                     if let Some(why) = self.reuse_decision(id, seq) {
                         return Ok(self.reschedule(l3, pkt, v, id, tuple, now, why));
                     }
-                    if let Some(rip) = self.unanswered_server(id) {
+                    if let Some((rip, since)) = self.unanswered_server(id, now) {
                         // The client retransmits a SYN its server never answered: the signal
                         // that the neighbour toward that server may have changed its MAC.
-                        l3.suspect_neighbour(rip);
+                        l3.suspect_neighbour(rip, since);
                         if let Some(failed) = self.syn_failed(id, now) {
                             // `syn_retry`: made on the client's retransmission rather than from a
                             // copy of its first SYN, so nothing is held per half-open connection
@@ -1229,18 +1229,26 @@ impl Forwarder {
         )
     }
 
-    /// The real server of connection `id` if its handshake is still unanswered (SYN_RECV, no packet
-    /// from the server side yet): a SYN that finds it is the client's retransmission.
-    fn unanswered_server(&self, id: ConnId) -> Option<Ipv4Addr> {
+    /// The real server of connection `id` if its handshake is still unanswered (SYN_RECV, no
+    /// SYN-ACK from the server side yet), and since when (ms) it has been waited for: a SYN that
+    /// finds it is the client's retransmission.
+    fn unanswered_server(&self, id: ConnId, now: Ticks) -> Option<(Ipv4Addr, u64)> {
         let c = self.table.get(id)?;
         if c.state() != State::SynRecv {
             return None;
         }
         match c.mode {
-            // The answer bypasses the gateway (`user2` holds the client's ISN plus one).
-            mode::DR | mode::TUN => Some(Ipv4Addr::from(c.user)),
+            // The answer bypasses the gateway (`user2` holds the client's ISN plus one, `user`
+            // the server's address): since when is not kept.
+            mode::DR | mode::TUN => Some((Ipv4Addr::from(c.user), u64::MAX)),
             _ if c.user2 != 0 => None,
-            _ => c.reply().map(|r| r.src_ip()),
+            // `user`: the connection's creation time, or the server's last bare ACK to its SYN
+            // (`answers_server_time_wait`), in ms mod 2^32.
+            _ => {
+                let waited = (now.0 as u32).wrapping_sub(c.user);
+                c.reply()
+                    .map(|r| (r.src_ip(), now.0.saturating_sub(u64::from(waited))))
+            }
         }
     }
 
@@ -2154,8 +2162,13 @@ impl Forwarder {
         if is_tcp && dir == Dir::Reply && self.server_handshake(id, ip.tcp_flags) {
             return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
         }
-        // A packet of a tracked connection confirms the neighbour it came from (NUD).
-        l3.confirm_neighbour(ip.src, &pkt);
+        // A packet of a tracked connection confirms the neighbour it came from (NUD); the server's
+        // refusal of a SYN at once, so that the client's next SYN, which the refusal brings,
+        // does not doubt it (`unanswered_server`).
+        match keep_state {
+            true => l3.confirm_neighbour_at_once(ip.src, pkt.data()),
+            false => l3.confirm_neighbour(ip.src, &pkt),
+        }
         let change = match keep_state {
             true => StateChange {
                 old: State::SynRecv,

@@ -446,14 +446,19 @@ impl<B, A: Copy + Eq + core::hash::Hash + Into<std::net::IpAddr>> NeighTable<B, 
         }
     }
 
-    /// The datapath doubts `ip` (a SYN toward it retransmitted without an answer): an entry in use
-    /// that is not already being probed goes to PROBE at once. Returns the unicast probe to send
-    /// now (port, MAC).
-    pub fn suspect(&mut self, ip: A, now: u64) -> Option<(u16, MacAddr)> {
+    /// The datapath doubts `ip` (a SYN toward it, first sent at `since`, retransmitted without an
+    /// answer): an entry in use that is not already being probed goes to PROBE at once. Returns
+    /// the unicast probe to send now (port, MAC).
+    ///
+    /// Not an entry confirmed at or after `since`: a frame from its MAC since the SYN went out
+    /// shows the neighbour there, and the silence is the server's own (a full listen queue, a
+    /// refusal by PAWS from a TIME_WAIT, which answers with an ACK). Probed on every such
+    /// retransmission, a busy server's entry took hundreds of probes a second.
+    pub fn suspect(&mut self, ip: A, now: u64, since: u64) -> Option<(u16, MacAddr)> {
         let retry = self.cfg.retry_ms;
         let e = self.map.get_mut(&ip)?;
         let mac = e.mac?;
-        if e.state == Nud::Probe {
+        if e.state == Nud::Probe || (e.state == Nud::Reachable && e.updated >= since) {
             return None;
         }
         e.state = Nud::Probe;
@@ -786,8 +791,9 @@ mod tests {
     fn a_suspect_entry_is_probed_at_once_and_a_new_mac_is_taken_from_the_answer() {
         let mut t = table(8);
         t.learn(IP, MAC, 0, 0, true, true, |_, _, _| {});
-        assert_eq!(t.suspect(IP, 100), Some((0, MAC)));
-        assert_eq!(t.suspect(IP, 150), None, "already probing");
+        assert_eq!(t.suspect(IP, 100, 0), None, "confirmed since the SYN");
+        assert_eq!(t.suspect(IP, 100, 1), Some((0, MAC)));
+        assert_eq!(t.suspect(IP, 150, 1), None, "already probing");
         assert_eq!(t.state(IP), Some(Nud::Probe));
         let mut reqs = Vec::new();
         run_to(&mut t, 100, 3100, &mut reqs);
@@ -804,6 +810,23 @@ mod tests {
         });
         assert_eq!(out, vec![(NEW_MAC, 7)]);
         assert_eq!(t.state(IP), Some(Nud::Reachable));
+        assert_eq!(t.counters.suspected, 1);
+    }
+
+    /// An entry confirmed since the SYN went out is not suspected; one confirmed only before it
+    /// is, and a frame from another MAC (the server's new one) confirms nothing.
+    #[test]
+    fn an_entry_confirmed_since_the_syn_went_out_is_not_suspected() {
+        let mut t = table(8);
+        t.learn(IP, MAC, 0, 0, true, true, |_, _, _| {});
+        // The SYN at 1000, a frame from the entry's MAC at 1200, the retransmission at 2000.
+        t.confirm(IP, MAC, 1200);
+        assert_eq!(t.suspect(IP, 2000, 1000), None);
+        assert_eq!(t.state(IP), Some(Nud::Reachable));
+        assert_eq!(t.counters.suspected, 0);
+        t.confirm(IP, NEW_MAC, 2500);
+        assert_eq!(t.suspect(IP, 4000, 3000), Some((0, MAC)));
+        assert_eq!(t.state(IP), Some(Nud::Probe));
         assert_eq!(t.counters.suspected, 1);
     }
 
