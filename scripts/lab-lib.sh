@@ -106,12 +106,12 @@ cache = 128
 
 [[port]]
 name = "client"
-device = "net_af_packet0,iface=lbc$qp"
+device = "net_af_packet0,iface=lbc$qp,framecnt=4096"
 addresses = ["10.10.0.1$k/24"]
 
 [[port]]
 name = "server"
-device = "net_af_packet1,iface=lbs$qp"
+device = "net_af_packet1,iface=lbs$qp,framecnt=4096"
 addresses = ["10.20.0.$k/24"]
 
 [control]
