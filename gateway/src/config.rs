@@ -1441,7 +1441,7 @@ pub fn validate_service_entries(
                     let family = if addr.is_ipv4() { "IPv4" } else { "IPv6" };
                     return Err(invalid(
                         format!("{key}.local_addresses"),
-                        format!("a fullnat real server needs at least one local address of its family ({family})"),
+                        format!("a fullnat real server needs at least one local address of its family ({family}): `local_addresses`, or `ipvsadm -P -t|-u VIP:PORT -z LIP`"),
                     ));
                 }
                 let mut rs = RealServer::new(addr, r.port.unwrap_or(s.port), r.weight);

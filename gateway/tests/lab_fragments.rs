@@ -30,8 +30,14 @@ address = "10.20.0.12"
     let cfg = base
         .replace("count = 2\n", "count = 1\n")
         .replace("cpus = [0, 1]", "cpus = [1]")
-        .replace("net_af_packet0,iface=lbc,qpairs=2,framecnt=4096", "net_pcap0,iface=lbc")
-        .replace("net_af_packet1,iface=lbs,qpairs=2,framecnt=4096", "net_pcap1,iface=lbs");
+        .replace(
+            "net_af_packet0,iface=lbc,qpairs=2,framecnt=4096",
+            "net_pcap0,iface=lbc",
+        )
+        .replace(
+            "net_af_packet1,iface=lbs,qpairs=2,framecnt=4096",
+            "net_pcap1,iface=lbs",
+        );
     assert!(
         cfg.contains("net_pcap1") && cfg.contains("count = 1\n"),
         "{cfg}"
