@@ -15,7 +15,9 @@ if [ "${1:-}" = --table ]; then
     while read -r _ f; do files+=("$f"); done < <(
         for f in perf/results/cost-*.txt; do
             c=${f#perf/results/cost-}
-            echo "$(git show -s --format=%ct "${c%.txt}" 2>/dev/null || echo 0) $f"
+            # Only a commit's own record (not cost-2w-<commit>.txt, a variant with its own section).
+            t=$(git show -s --format=%ct "${c%.txt}" 2>/dev/null) || continue
+            echo "$t $f"
         done | sort -n)
     awk '
         FNR == 1 { n++; c = FILENAME; sub(/.*cost-/, "", c); sub(/\.txt$/, "", c); col[n] = c }
