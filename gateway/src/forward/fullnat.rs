@@ -1481,7 +1481,7 @@ impl Forwarder {
         if ip.protocol == IpProtocol::TCP
             && !sloppy
             && self.table.half_open() >= self.max_half_open as usize
-            && !make_room(
+            && make_room(
                 &mut self.table,
                 &self.services,
                 &mut self.pools,
@@ -1489,6 +1489,7 @@ impl Forwarder {
                 &mut self.stats,
                 Room::HalfOpen,
             )
+            .is_none()
         {
             return Verdict::Drop(Drop::HalfOpenLimit.into(), pkt);
         }
@@ -1526,38 +1527,53 @@ impl Forwarder {
             FwdMode::FullNat => {
                 let proto = client.proto;
                 let mut evicted = 0;
+                // A local port an eviction freed (LIP, lport): tried first.
+                let mut freed: Option<(Ipv4Addr, u16)> = None;
                 let reply = loop {
                     let Some(pool) = self.pools[si as usize].as_mut() else {
                         return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
                     };
                     let table = &self.table;
-                    if let Ok(r) = pool.allocate(rs.v4(), rs.port, |t| {
+                    let in_use = |t: &crate::laddr::ReplyTuple| {
                         table
                             .lookup(&Tuple::new(
                                 t.src_ip, t.src_port, t.dst_ip, t.dst_port, proto,
                             ))
                             .is_some()
-                    }) {
+                    };
+                    let found = match freed {
+                        Some((lip, lport)) => pool.take_freed(lip, lport, rs.v4(), rs.port, in_use),
+                        None => pool.allocate(rs.v4(), rs.port, in_use).ok(),
+                    };
+                    if let Some(r) = found {
                         break r;
                     }
                     // Every local port held, mostly by connections in TIME_WAIT when `capacity`
                     // is above the ports (120 s of them): the oldest gives way, as in a full
-                    // table (`make_room`), while it frees a port of this service's LIPs; one of
-                    // another service's only tries again.
+                    // table (`make_room`), and its port is taken if it is one of this service's
+                    // for this real server (the search from the pool's cursor, which has moved
+                    // past the ports it found taken, would come to it last).
                     evicted += 1;
-                    if evicted > PORT_EVICTIONS
-                        || !make_room(
-                            &mut self.table,
-                            services,
-                            &mut self.pools,
-                            &mut self.limits,
-                            &mut self.stats,
-                            Room::Table,
-                        )
-                    {
+                    let gone = (evicted <= PORT_EVICTIONS)
+                        .then(|| {
+                            make_room(
+                                &mut self.table,
+                                services,
+                                &mut self.pools,
+                                &mut self.limits,
+                                &mut self.stats,
+                                Room::Table,
+                            )
+                        })
+                        .flatten();
+                    let Some(c) = gone else {
                         self.stats.ports_exhausted += 1;
                         return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
-                    }
+                    };
+                    freed = c
+                        .reply()
+                        .filter(|_| c.mode == mode::FULLNAT && u32::from(c.svc) == si)
+                        .map(|r| (r.dst_ip(), r.dport));
                 };
                 (
                     Some(Tuple::new(
@@ -1593,6 +1609,7 @@ impl Forwarder {
                 &mut self.stats,
                 Room::Table,
             )
+            .is_some()
         {
             inserted = insert(&mut self.table);
         }
@@ -2597,9 +2614,9 @@ pub(crate) enum Room {
 const PORT_EVICTIONS: u32 = 4;
 
 /// Removes one connection to make room for a new one (`Room`), returning its local port and
-/// telling its real server; counted in `evicted_time_wait`, `evicted_udp` or `evicted_embryonic`. Whether one
-/// was found. (A function of the fields, not a method: the caller holds the service snapshot
-/// borrowed.)
+/// telling its real server; counted in `evicted_time_wait`, `evicted_udp` or `evicted_embryonic`. The
+/// connection removed, if one was found. (A function of the fields, not a method: the caller holds
+/// the service snapshot borrowed.)
 fn make_room(
     table: &mut ConnTable,
     services: &ServiceTable,
@@ -2607,7 +2624,7 @@ fn make_room(
     limits: &mut Limiter,
     stats: &mut FwdStats,
     room: Room,
-) -> bool {
+) -> Option<crate::conn::Conn> {
     let taken = match room {
         Room::Table => table.evict_closed().map(|c| {
             let count = match c.proto() {
@@ -2623,12 +2640,10 @@ fn make_room(
             .evict_embryonic()
             .map(|c| (c, &mut stats.evicted_embryonic))
     });
-    let Some((c, count)) = taken else {
-        return false;
-    };
+    let (c, count) = taken?;
     *count += 1;
     release(services, pools, limits, &c);
-    true
+    Some(c)
 }
 
 /// Tells a connection's real server (active/inactive counts), its service's local-address pool

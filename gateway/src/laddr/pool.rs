@@ -195,6 +195,11 @@ impl LaddrPool {
     /// candidates. The worker's entries are visited in rounds of [`CHUNK`] candidates per bucket, so
     /// that one bucket crowded with long-lived connections does not eat the whole budget while the
     /// buckets of other entries have free ports; with an unlimited budget every candidate is visited.
+    ///
+    /// A bucket's cursor moves past every candidate tried, taken or not: the next search goes on
+    /// from there. Moved only past the one handed out, a run of `max_attempts` ports held by
+    /// long-lived connections stopped every search of that LIP once the cursor came round to it,
+    /// with the rest of its ports free (`ports_exhausted`; `a_run_of_long_lived_ports_...`).
     fn try_lip(
         &mut self,
         li: usize,
@@ -216,14 +221,15 @@ impl LaddrPool {
                 let bucket = (b ^ e) as usize;
                 let lo = self.start[bucket] as usize;
                 let len = self.start[bucket + 1] as usize - lo;
-                let cursor = self.cursor[bucket] as usize;
-                for i in round..len.min(round + CHUNK) {
+                // This round's candidates in the bucket: the next ones from its cursor.
+                for _ in round..len.min(round + CHUNK) {
                     if budget == 0 {
                         return None;
                     }
                     budget -= 1;
                     self.stats.attempts += 1;
-                    let offset = wrap_add(cursor, i, len);
+                    let offset = self.cursor[bucket] as usize;
+                    self.cursor[bucket] = wrap_inc(offset, len) as u32;
                     let reply = ReplyTuple {
                         src_ip: rip,
                         dst_ip: lip,
@@ -231,7 +237,6 @@ impl LaddrPool {
                         dst_port: self.ports[lo + offset],
                     };
                     if !in_use(&reply) {
-                        self.cursor[bucket] = wrap_inc(offset, len) as u32;
                         self.lips[li].in_use = self.lips[li].in_use.saturating_add(1);
                         self.stats.allocated += 1;
                         return Some(reply);
@@ -242,6 +247,32 @@ impl LaddrPool {
             round += CHUNK;
         }
         None
+    }
+
+    /// `lip:lport`, just freed (a connection evicted to make room, `forward::fullnat`'s
+    /// `make_room`), for a new connection toward `rip:rport`, if it is this pool's and this
+    /// worker's for that tuple ([`take`](Self::take)'s checks, and with RSS steering a reply hash
+    /// that lands on this worker's queues: another real server's tuple may hash elsewhere) and
+    /// `in_use` says the tuple is free. The search from the cursor would come to it last.
+    pub fn take_freed(
+        &mut self,
+        lip: Ipv4Addr,
+        lport: u16,
+        rip: Ipv4Addr,
+        rport: u16,
+        in_use: impl FnOnce(&ReplyTuple) -> bool,
+    ) -> Option<ReplyTuple> {
+        let reply = ReplyTuple {
+            src_ip: rip,
+            dst_ip: lip,
+            src_port: rport,
+            dst_port: lport,
+        };
+        let elsewhere = self
+            .layout
+            .rss_worker(&reply)
+            .is_some_and(|w| w != self.worker);
+        (!elsewhere && !in_use(&reply) && self.take(lip, lport)).then_some(reply)
     }
 
     /// (LIP, candidate ports found taken) for each LIP of the pool.
@@ -485,9 +516,78 @@ mod tests {
                 attempts: 10
             }
         );
-        // Recovers as soon as a candidate is free.
-        let t = pool.allocate(RIP, 80, |t| t.dst_port != 5010).unwrap();
-        assert_eq!(t.dst_port, 5010);
+        // The next search goes on past the candidates found taken (this worker's ports are the
+        // even ones): one free there is found at once.
+        let t = pool.allocate(RIP, 80, |t| t.dst_port != 5024).unwrap();
+        assert_eq!(t.dst_port, 5024);
+        // One free behind the cursor is found when the searches come round to it: 50 ports, up
+        // to 10 candidates a search.
+        let free = |t: &ReplyTuple| t.dst_port != 5010;
+        let found = (0..5).find_map(|_| pool.allocate(RIP, 80, free).ok());
+        assert_eq!(found.map(|t| t.dst_port), Some(5010));
+    }
+
+    /// Connections that stay open, opened one after another, hold a run of consecutive ports.
+    /// When the cursor comes round to the run, a search steps past it and the ports after it serve:
+    /// before, the cursor moved only past a port handed out, and with a run longer than the
+    /// budget every later search of that LIP failed (4100 of 5000 here), its other ports free.
+    #[test]
+    fn a_run_of_long_lived_ports_does_not_stop_the_allocator() {
+        let layout = Arc::new(PortLayout::new(1, 10000..=10999, Steering::Partition).unwrap());
+        let mut pool = LaddrPool::new(layout, 0, &LIPS[..1], DEFAULT_MAX_ATTEMPTS).unwrap();
+        let mut open: HashSet<u16> = HashSet::new();
+        for _ in 0..100 {
+            let t = pool
+                .allocate(RIP, 80, |t| open.contains(&t.dst_port))
+                .unwrap();
+            open.insert(t.dst_port);
+        }
+        // Short connections, each closed before the next: the cursor laps the ring five times.
+        let mut failed = 0;
+        for _ in 0..5000 {
+            match pool.allocate(RIP, 80, |t| open.contains(&t.dst_port)) {
+                Ok(t) => assert!(pool.free(t.dst_ip, t.dst_port)),
+                Err(PortsExhausted) => failed += 1,
+            }
+        }
+        // The run (100) is longer than the budget (64): the search that meets it fails once a lap.
+        assert!(
+            failed <= 5,
+            "{failed} of 5000 failed, 900 of 1000 ports free"
+        );
+        assert!(open.iter().all(|p| (10000..10100).contains(p)));
+    }
+
+    /// A port freed by an eviction is taken for a new connection when it is this worker's, and
+    /// refused when it is not (another worker's share, a port outside the range, an unknown LIP,
+    /// a tuple still in use).
+    #[test]
+    fn take_freed_hands_out_a_freed_port_of_this_worker() {
+        let layout = Arc::new(PortLayout::new(2, 5000..=5099, Steering::Partition).unwrap());
+        let mut pool = LaddrPool::new(layout, 0, &LIPS[..1], 10).unwrap();
+        let t = pool.take_freed(LIPS[0], 5042, RIP, 80, |_| false).unwrap();
+        assert_eq!(
+            (t.dst_ip, t.dst_port, t.src_ip, t.src_port),
+            (LIPS[0], 5042, RIP, 80)
+        );
+        assert_eq!(pool.stats().allocated, 1);
+        assert!(
+            pool.take_freed(LIPS[0], 5043, RIP, 80, |_| false).is_none(),
+            "worker 1's"
+        );
+        assert!(
+            pool.take_freed(LIPS[0], 6000, RIP, 80, |_| false).is_none(),
+            "outside"
+        );
+        assert!(
+            pool.take_freed(LIPS[1], 5042, RIP, 80, |_| false).is_none(),
+            "not a LIP of it"
+        );
+        assert!(
+            pool.take_freed(LIPS[0], 5044, RIP, 80, |_| true).is_none(),
+            "in use"
+        );
+        assert!(pool.free(LIPS[0], 5042));
     }
 
     #[test]

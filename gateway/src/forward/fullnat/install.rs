@@ -249,6 +249,7 @@ impl Forwarder {
                 &mut self.stats,
                 Room::Table,
             )
+            .is_some()
         {
             installed = self.install(r, now);
         }
