@@ -2611,7 +2611,7 @@ pub(crate) enum Room {
 /// Connections a new FullNAT connection that finds no free local port evicts at most (each the
 /// oldest in TIME_WAIT, else the oldest unanswered UDP flow, else the oldest half-open one) until
 /// one frees a port of its service's: a bound on the work one SYN causes.
-const PORT_EVICTIONS: u32 = 4;
+pub(crate) const PORT_EVICTIONS: u32 = 4;
 
 /// Removes one connection to make room for a new one (`Room`), returning its local port and
 /// telling its real server; counted in `evicted_time_wait`, `evicted_udp` or `evicted_embryonic`. The

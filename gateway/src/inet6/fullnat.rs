@@ -153,6 +153,43 @@ impl Pool6 {
     }
 }
 
+impl Pool6 {
+    /// `lip:lport`, just freed (a connection evicted to make room), as the reply tuple of a new
+    /// connection toward `rip:rport` if it is this pool's, this worker's, one whose replies RSS
+    /// delivers here, and free in `table`. The search from the cursor would come to it last.
+    pub fn take_freed(
+        &self,
+        lip: Ipv6Addr,
+        lport: u16,
+        rip: Ipv6Addr,
+        rport: u16,
+        proto: u8,
+        table: &ConnTable6,
+    ) -> Option<Tuple6> {
+        let &(_, lip_hash) = self.lips.iter().find(|l| l.0 == lip)?;
+        let (bucket, remote) = match &self.key {
+            Some(k) => (
+                (hash_at(k, DST_PORT6, &lport.to_be_bytes()) & self.mask) as usize,
+                hash_at(k, 0, &rip.octets()) ^ hash_at(k, SRC_PORT6, &rport.to_be_bytes()),
+            ),
+            None => (0, 0),
+        };
+        // This worker's ports of the bucket, ascending.
+        let (lo, hi) = (*self.start.get(bucket)?, *self.start.get(bucket + 1)?);
+        self.ports[lo..hi].binary_search(&lport).ok()?;
+        let b = (remote ^ lip_hash) & self.mask;
+        if !self
+            .entries
+            .iter()
+            .any(|&e| ((b ^ u32::from(e)) & self.mask) as usize == bucket)
+        {
+            return None;
+        }
+        let reply = Tuple6::new(rip, rport, lip, lport, proto);
+        table.lookup(&reply).is_none().then_some(reply)
+    }
+}
+
 /// Rewrites the frame's IPv6 TCP or UDP packet (its upper-layer header at `l4_off`) to `src` ->
 /// `dst`: addresses in the IPv6 header, ports and checksum in the upper layer.
 pub fn rewrite(
@@ -224,5 +261,47 @@ mod tests {
                     .unwrap();
             }
         }
+    }
+
+    /// A port an eviction freed is taken for a new connection exactly when the pool could have
+    /// handed it out: this worker's share, a reply RSS delivers to it, free in the table.
+    #[test]
+    fn take_freed_takes_only_a_port_the_pool_could_hand_out() {
+        let steering = Steering::Rss(RssConfig {
+            key: DEFAULT_RSS_KEY.to_vec(),
+            reta: Reta::round_robin(128, 2).unwrap(),
+            queues: QueueMap::identity(2),
+        });
+        let layout = PortLayout::new(2, 1024..=4095, steering).unwrap();
+        let lip: Ipv6Addr = "2001:db8:20::200".parse().unwrap();
+        let rip: Ipv6Addr = "2001:db8:20::11".parse().unwrap();
+        let pool = Pool6::new(&[lip], &layout, 1);
+        let mut table = ConnTable6::new(4096, Default::default());
+        let mut taken = 0;
+        for lport in 1024..=4095u16 {
+            let input = ipv6_l4_input(rip, lip, 80, lport);
+            let queue = layout
+                .reta()
+                .unwrap()
+                .queue_of(toeplitz_hash(&DEFAULT_RSS_KEY, &input));
+            let could = lport % 2 == 1 && queue == 1;
+            let got = pool.take_freed(lip, lport, rip, 80, 6, &table);
+            assert_eq!(got.is_some(), could, "port {lport}");
+            if let Some(r) = got {
+                assert_eq!(r, Tuple6::new(rip, 80, lip, lport, 6));
+                taken += 1;
+                // Held now: not taken again.
+                let client = Tuple6::new(Ipv6Addr::from(u128::from(lport)), 1, rip, 80, 6);
+                table
+                    .insert(client, Some(r), 0, 0, 0, crate::conn::Ticks(0))
+                    .unwrap();
+                assert!(pool.take_freed(lip, lport, rip, 80, 6, &table).is_none());
+            }
+        }
+        assert!(taken > 500, "{taken}");
+        assert!(
+            pool.take_freed(rip, 1025, rip, 80, 6, &table).is_none(),
+            "not a LIP"
+        );
     }
 }

@@ -366,6 +366,19 @@ impl<B: PacketBuf> Inet6<B> {
         pool.allocate(rip, rport, proto, &self.conns)
     }
 
+    /// [`fullnat::Pool6::take_freed`] of service `si`'s pool (as `allocate` last built it).
+    pub fn take_freed(
+        &self,
+        si: u32,
+        (lip, lport): (Ipv6Addr, u16),
+        rip: Ipv6Addr,
+        rport: u16,
+        proto: u8,
+    ) -> Option<crate::conn::Tuple6> {
+        let pool = self.pools.get(si as usize)?.as_ref()?;
+        pool.take_freed(lip, lport, rip, rport, proto, &self.conns)
+    }
+
     /// Processes one IPv6 frame (its Ethernet destination already checked by `ingress`).
     ///
     /// Never inlined into `Datapath::process`: inlined, the IPv6 path's size decided how the

@@ -26,7 +26,7 @@ use crate::conn::{
     StateChange, Ticks, Tuple6,
 };
 use crate::datapath::{Verdict, L3};
-use crate::forward::{mode, reuse, Forwarder, Room, ServiceTable};
+use crate::forward::{mode, reuse, Forwarder, Room, ServiceTable, PORT_EVICTIONS};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode};
 use crate::stats::Drop;
@@ -290,7 +290,7 @@ fn new_conn<B: PacketBuf>(
     if is_tcp
         && !sloppy
         && v6.conns.half_open() >= fwd.max_half_open6() as usize
-        && !make_room(v6, l3, fwd, Room::HalfOpen)
+        && make_room(v6, l3, fwd, Room::HalfOpen).is_none()
     {
         return Err(Drop::HalfOpenLimit);
     }
@@ -318,10 +318,34 @@ fn new_conn<B: PacketBuf>(
             (Some(reply), mode::NAT64)
         }
         (FwdMode::FullNat, IpAddr::V6(rip)) => {
-            let (services, layout) = (fwd.services(), fwd.layout());
-            let reply = v6
-                .allocate(si, services, layout, worker, rip, rport, proto)
-                .ok_or(Drop::PortsExhausted)?;
+            // Out of local ports (connections in TIME_WAIT holding them, with `capacity6` above
+            // the ports), the oldest gives way as in a full table, and its port is taken if it
+            // serves this connection, as on IPv4 (`forward::fullnat`'s `PORT_EVICTIONS`).
+            let mut freed = None;
+            let mut evicted = 0;
+            let reply = loop {
+                let found = match freed {
+                    Some(port) => v6.take_freed(si, port, rip, rport, proto),
+                    None => {
+                        let (services, layout) = (fwd.services(), fwd.layout());
+                        v6.allocate(si, services, layout, worker, rip, rport, proto)
+                    }
+                };
+                if let Some(reply) = found {
+                    break reply;
+                }
+                evicted += 1;
+                let taken = (evicted <= PORT_EVICTIONS)
+                    .then(|| make_room(v6, l3, fwd, Room::Table))
+                    .flatten();
+                let Some(c) = taken else {
+                    return Err(Drop::PortsExhausted);
+                };
+                freed = c
+                    .reply()
+                    .filter(|_| c.mode == mode::FULLNAT && u32::from(c.svc) == si)
+                    .map(|r| (r.dst_ip(), r.dport));
+            };
             (Some(reply), mode::FULLNAT)
         }
         (FwdMode::Nat, IpAddr::V6(rip)) => {
@@ -336,7 +360,7 @@ fn new_conn<B: PacketBuf>(
     let mut inserted = v6
         .conns
         .insert(tuple, reply, si as u16, ri as u16, mode_id, now);
-    if inserted == Err(InsertError::TableFull) && make_room(v6, l3, fwd, Room::Table) {
+    if inserted == Err(InsertError::TableFull) && make_room(v6, l3, fwd, Room::Table).is_some() {
         inserted = v6
             .conns
             .insert(tuple, reply, si as u16, ri as u16, mode_id, now);
@@ -616,14 +640,13 @@ fn gone(fwd: &mut Forwarder, c: &ConnOf<Tuple6>) {
 
 /// Removes one IPv6 connection to make room for a new one as the IPv4 side does
 /// (`forward::fullnat::Room`), counted in `ipv6_evicted_time_wait`, `ipv6_evicted_udp` or
-/// `ipv6_evicted_embryonic`;
-/// whether there was one.
+/// `ipv6_evicted_embryonic`; the connection removed, if there was one.
 fn make_room<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
     fwd: &mut Forwarder,
     room: Room,
-) -> bool {
+) -> Option<ConnOf<Tuple6>> {
     let counts = &mut l3.stats.inet6;
     let taken = match room {
         Room::Table => v6.conns.evict_closed().map(|c| {
@@ -640,12 +663,10 @@ fn make_room<B: PacketBuf>(
             .evict_embryonic()
             .map(|c| (c, &mut counts.evicted_embryonic))
     });
-    let Some((c, count)) = taken else {
-        return false;
-    };
+    let (c, count) = taken?;
     *count += 1;
     gone(fwd, &c);
-    true
+    Some(c)
 }
 
 /// An IPv6 packet's length as `ipvsadm --stats` counts it: the IP header and everything after

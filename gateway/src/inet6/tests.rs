@@ -742,6 +742,73 @@ fn fullnat6_keeps_a_handshake_a_servers_time_wait_answered_for_the_clients_retry
     assert_eq!(dp.fwd.stats.server_time_wait, 1);
 }
 
+/// IPv6 FullNAT out of local ports, as IPv4's (`datapath_input`'s
+/// `a_worker_out_of_local_ports_takes_the_place_of_the_oldest_time_wait`): 1024 ports on one LIP
+/// toward one server, a table of 4096, connections opened and closed (TIME_WAIT holds their
+/// ports for 120 s): once the ports are all held, each new connection takes the place of the
+/// oldest in TIME_WAIT, on its port, instead of being refused (`ports_exhausted`). Before, the
+/// pool's cursor had moved past the freed port and every SYN was refused.
+#[test]
+fn fullnat6_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
+    let text = config_fullnat() + "\n[conn]\nport_range = [1024, 2047]\ncapacity6 = 4096\n";
+    let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let from_rs = |lport: u16, flags: &str| {
+        let b = PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+            .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
+            .tcp(80, lport, 5000, 65000);
+        let b = match flags {
+            "SA" => b.syn().ack(1001),
+            "FA" => b.fin().ack(1001),
+            _ => b.ack(1002),
+        };
+        let mut v = Vec::new();
+        b.write(&mut v, b"").unwrap();
+        VecBuf::from_frame(&v)
+    };
+    let client_fin = |cport: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+            .tcp(cport, 8080, 1001, 64240)
+            .fin()
+            .ack(5002)
+            .write(&mut v, b"")
+            .unwrap();
+        VecBuf::from_frame(&v)
+    };
+    let mut lports = std::collections::HashSet::new();
+    for cport in 10_000..11_600u16 {
+        let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, cport, true, b""), &meta(0)) else {
+            panic!("SYN {cport} not sent: {:?}", dp.l3.stats.inet6)
+        };
+        let lport = tcp_of(out.data()).1;
+        lports.insert(lport);
+        for (pkt, port) in [
+            (from_rs(lport, "SA"), 1),
+            (tcp6_to(8080, cport, false, b""), 0),
+            (from_rs(lport, "FA"), 1),
+            (client_fin(cport), 0),
+            (from_rs(lport, "A"), 1),
+        ] {
+            let v = dp.process(pkt, &meta(port));
+            assert!(matches!(v, Verdict::Tx(..)), "{cport}: {}", drop_name(&v));
+        }
+    }
+    let counts = dp.l3.stats.inet6;
+    // This worker's 1024 ports, each held by one connection in TIME_WAIT, then given way.
+    assert_eq!(lports.len(), 1024);
+    assert_eq!(dp.v6.conns.len(), 1024);
+    assert_eq!(counts.conns_created, 1600);
+    // One connection given way per connection taken past the ports: the freed port is taken.
+    assert_eq!(counts.evicted_time_wait, 1600 - 1024, "{counts:?}");
+}
+
 #[test]
 fn fullnat6_translates_both_ways_with_the_ipv6_toa() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);

@@ -588,6 +588,24 @@ mod tests {
             "in use"
         );
         assert!(pool.free(LIPS[0], 5042));
+        // With RSS, only a port whose reply the NIC delivers to this worker.
+        let reta = Reta::round_robin(128, 2).unwrap().entries().to_vec();
+        let layout = rss_layout(&DEFAULT_RSS_KEY, reta.clone(), 2, 20000..=23999);
+        let mut pool = LaddrPool::new(layout, 1, &LIPS, DEFAULT_MAX_ATTEMPTS).unwrap();
+        let mut taken = 0;
+        for lport in 20000..=23999u16 {
+            let reply = ReplyTuple {
+                src_ip: RIP,
+                dst_ip: LIPS[1],
+                src_port: 443,
+                dst_port: lport,
+            };
+            let could = lport % 2 == 1 && nic_worker(&DEFAULT_RSS_KEY, &reta, &reply) == 1;
+            let got = pool.take_freed(LIPS[1], lport, RIP, 443, |_| false);
+            assert_eq!(got, could.then_some(reply), "port {lport}");
+            taken += usize::from(could);
+        }
+        assert!(taken > 500, "{taken}");
     }
 
     #[test]
