@@ -1541,18 +1541,21 @@ impl Forwarder {
                             ))
                             .is_some()
                     };
-                    let found = match freed {
-                        Some((lip, lport)) => pool.take_freed(lip, lport, rs.v4(), rs.port, in_use),
-                        None => pool.allocate(rs.v4(), rs.port, in_use).ok(),
-                    };
+                    // The freed port, else a search from the cursor (which the last one moved
+                    // on: it may find a port where that one found none).
+                    let found = freed
+                        .and_then(|(lip, lport)| {
+                            pool.take_freed(lip, lport, rs.v4(), rs.port, in_use)
+                        })
+                        .or_else(|| pool.allocate(rs.v4(), rs.port, in_use).ok());
                     if let Some(r) = found {
                         break r;
                     }
                     // Every local port held, mostly by connections in TIME_WAIT when `capacity`
                     // is above the ports (120 s of them): the oldest gives way, as in a full
-                    // table (`make_room`), and its port is taken if it is one of this service's
-                    // for this real server (the search from the pool's cursor, which has moved
-                    // past the ports it found taken, would come to it last).
+                    // table (`make_room`), and its port is taken if this service's pool could
+                    // hand it out for this real server (the search from the pool's cursor, which
+                    // has moved past the ports it found taken, would come to it last).
                     evicted += 1;
                     let gone = (evicted <= PORT_EVICTIONS)
                         .then(|| {
@@ -1570,9 +1573,11 @@ impl Forwarder {
                         self.stats.ports_exhausted += 1;
                         return Verdict::Drop(Drop::PortsExhausted.into(), pkt);
                     };
+                    // Another service's too: a LIP may serve several (`take_freed` checks it
+                    // is one of this service's).
                     freed = c
                         .reply()
-                        .filter(|_| c.mode == mode::FULLNAT && u32::from(c.svc) == si)
+                        .filter(|_| c.mode == mode::FULLNAT)
                         .map(|r| (r.dst_ip(), r.dport));
                 };
                 (

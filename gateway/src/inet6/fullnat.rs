@@ -101,6 +101,11 @@ impl Pool6 {
         }
     }
 
+    /// Whether the pool has an address and a port to hand out.
+    pub fn has_ports(&self) -> bool {
+        !self.ports.is_empty() && !self.lips.is_empty()
+    }
+
     pub fn lips(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
         self.lips.iter().map(|l| l.0)
     }

@@ -366,6 +366,14 @@ impl<B: PacketBuf> Inet6<B> {
         pool.allocate(rip, rport, proto, &self.conns)
     }
 
+    /// Whether service `si` has an IPv6 FullNAT pool (as `allocate` last built them): local
+    /// addresses of its family, and ports of this worker's.
+    pub fn has_pool(&self, si: u32) -> bool {
+        self.pools
+            .get(si as usize)
+            .is_some_and(|p| p.as_ref().is_some_and(fullnat::Pool6::has_ports))
+    }
+
     /// [`fullnat::Pool6::take_freed`] of service `si`'s pool (as `allocate` last built it).
     pub fn take_freed(
         &self,

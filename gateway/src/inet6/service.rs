@@ -324,15 +324,19 @@ fn new_conn<B: PacketBuf>(
             let mut freed = None;
             let mut evicted = 0;
             let reply = loop {
-                let found = match freed {
-                    Some(port) => v6.take_freed(si, port, rip, rport, proto),
-                    None => {
+                // The freed port, else a search from the cursor, which the last one moved on.
+                let found = freed
+                    .and_then(|port| v6.take_freed(si, port, rip, rport, proto))
+                    .or_else(|| {
                         let (services, layout) = (fwd.services(), fwd.layout());
                         v6.allocate(si, services, layout, worker, rip, rport, proto)
-                    }
-                };
+                    });
                 if let Some(reply) = found {
                     break reply;
+                }
+                // No pool at all (no IPv6 local address): nothing an eviction would give.
+                if !v6.has_pool(si) {
+                    return Err(Drop::PortsExhausted);
                 }
                 evicted += 1;
                 let taken = (evicted <= PORT_EVICTIONS)
@@ -341,9 +345,10 @@ fn new_conn<B: PacketBuf>(
                 let Some(c) = taken else {
                     return Err(Drop::PortsExhausted);
                 };
+                // Another service's too: `take_freed` checks the LIP is one of this service's.
                 freed = c
                     .reply()
-                    .filter(|_| c.mode == mode::FULLNAT && u32::from(c.svc) == si)
+                    .filter(|_| c.mode == mode::FULLNAT)
                     .map(|r| (r.dst_ip(), r.dport));
             };
             (Some(reply), mode::FULLNAT)

@@ -565,7 +565,10 @@ mod tests {
     fn take_freed_hands_out_a_freed_port_of_this_worker() {
         let layout = Arc::new(PortLayout::new(2, 5000..=5099, Steering::Partition).unwrap());
         let mut pool = LaddrPool::new(layout, 0, &LIPS[..1], 10).unwrap();
+        let usage = |pool: &LaddrPool| pool.lip_usage().next().unwrap().1;
+        assert_eq!(usage(&pool), 0);
         let t = pool.take_freed(LIPS[0], 5042, RIP, 80, |_| false).unwrap();
+        assert_eq!(usage(&pool), 1, "counted as handed out");
         assert_eq!(
             (t.dst_ip, t.dst_port, t.src_ip, t.src_port),
             (LIPS[0], 5042, RIP, 80)
@@ -587,7 +590,9 @@ mod tests {
             pool.take_freed(LIPS[0], 5044, RIP, 80, |_| true).is_none(),
             "in use"
         );
+        assert_eq!(usage(&pool), 1, "nothing refused is counted");
         assert!(pool.free(LIPS[0], 5042));
+        assert_eq!(usage(&pool), 0);
         // With RSS, only a port whose reply the NIC delivers to this worker.
         let reta = Reta::round_robin(128, 2).unwrap().entries().to_vec();
         let layout = rss_layout(&DEFAULT_RSS_KEY, reta.clone(), 2, 20000..=23999);

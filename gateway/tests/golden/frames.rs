@@ -137,15 +137,6 @@ pub fn arp_request(sha: Mac, spa: Ip, tpa: Ip) -> Vec<u8> {
     arp(1, [0xff; 6], sha, sha, spa, [0; 6], tpa)
 }
 
-/// The unicast ARP probe the gateway sends to a neighbour it doubts (NUD PROBE): to `mac`, asking
-/// for `tpa`, from its address `spa` on the port.
-pub fn arp_probe(mac: Mac, spa: Ip, tpa: Ip) -> Vec<u8> {
-    let mut f = arp(1, mac, PORT_MAC, PORT_MAC, spa, [0; 6], tpa);
-    // Padded to the Ethernet minimum, as every frame the gateway generates.
-    f.resize(60, 0);
-    f
-}
-
 /// The reply the gateway owes to `arp_request(sha, spa, tpa)`: from its port, to the asker.
 pub fn arp_reply_to(sha: Mac, spa: Ip, tpa: Ip) -> Vec<u8> {
     arp(2, sha, PORT_MAC, PORT_MAC, tpa, sha, spa)

@@ -471,7 +471,9 @@ impl Forwarder {
                 // The server has answered (past SYN_RECV): `user2` marks it, as the server's ACK
                 // would have; the exact value is learnt from its next packet.
                 _ if !matches!(state, State::None | State::SynSent | State::SynRecv) => c.user2 = 1,
-                _ => {}
+                // A handshake: `user` times it from now, as from a SYN (`syn_failed`, and since
+                // when a retransmitted SYN has waited, `unanswered_server`).
+                _ => c.user = now.0 as u32,
             }
         }
         if let Some(s) = vs.svc.stats(ri) {

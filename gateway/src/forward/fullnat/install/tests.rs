@@ -529,6 +529,48 @@ fn a_backup_full_of_closed_connections_makes_room_for_a_new_one() {
     );
 }
 
+/// A handshake installed from elsewhere waits for its server from its installation, as from a
+/// SYN: the client's SYN sent again a second later, the server silent since, makes the server's
+/// neighbour suspect (a unicast probe). Installed with `user` 0, it had waited since the epoch
+/// as far as `unanswered_server` could tell, and every neighbour looked confirmed since.
+#[test]
+fn an_installed_handshake_waits_for_its_server_from_its_installation() {
+    let mut a: Datapath<VecBuf> = lab_datapath();
+    a.tick(1_000);
+    established(&mut a);
+    let (id, _) = a.fwd.table().iter().next().unwrap();
+    let rec = a.fwd.export(id, Ticks(1_000)).unwrap();
+    let mut b: Datapath<VecBuf> = lab_datapath();
+    // The server's neighbour confirmed at 49 s (reachable for 15 s at least), then the
+    // handshake installed at 50 s.
+    let mac = if rec.real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    b.tick(49_000);
+    b.l3.learn_from_peer(rec.real.0, mac, 1);
+    b.tick(50_000);
+    let r = ConnRecord {
+        state: State::SynRecv as u8,
+        ..rec
+    };
+    assert_eq!(
+        b.fwd.apply_record(&r, Ticks(50_000)),
+        Ok(Applied::Installed)
+    );
+    b.tick(51_000);
+    let syn = tcp(
+        (CLIENT_MAC, CLIENT_PORT_MAC),
+        rec.client,
+        rec.vip,
+        true,
+        1000,
+        None,
+    );
+    sent(b.process(syn, &RxMeta::default()));
+    let mut probes = Vec::new();
+    b.l3.take_generated(|g| probes.push(g.bytes()[..6].to_vec()));
+    assert_eq!(probes, vec![mac.0.to_vec()], "one unicast probe");
+    assert_eq!(b.l3.neigh.counters.suspected, 1);
+}
+
 /// A UDP flow is logged for the backup once its server has answered, not before: a spoofed UDP
 /// flood's flows, which the primary's full table may take (`evicted_udp`), never fill the
 /// backup's, where they would count as answered.
