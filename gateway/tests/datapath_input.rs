@@ -1533,6 +1533,88 @@ fn a_worker_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
     assert!(dp.fwd.stats.evicted_time_wait <= 510, "{:?}", dp.fwd.stats);
 }
 
+/// Out of ports on a search window of long-lived connections, with free ports past it: the
+/// connection evicted to make room is another service's (its port is of another LIP), so its port
+/// cannot serve, and the search from the cursor, which the failed one moved past the window,
+/// comes next and finds a free port. Before, evictions followed one another until the SYN was
+/// refused (`ports_exhausted`), the free ports untried.
+#[test]
+fn a_freed_port_that_cannot_serve_is_followed_by_a_search() {
+    let services = LAB_CONFIG.find("[[service]]").unwrap();
+    let text = format!(
+        "{}[conn]\nport_range = [1024, 2047]\n\n\
+         [[service]]\nvip = \"10.10.0.100\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"rr\"\n\
+         local_addresses = [\"10.20.0.200\"]\n[[service.real]]\naddress = \"10.20.0.11\"\n\n\
+         [[service]]\nvip = \"10.10.0.100\"\nport = 8080\nprotocol = \"tcp\"\nscheduler = \"rr\"\n\
+         local_addresses = [\"10.20.0.201\"]\n[[service.real]]\naddress = \"10.20.0.11\"\nport = 80\n",
+        &LAB_CONFIG[..services]
+    );
+    let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 4096);
+    dp.tick(1_000);
+    // The other service (VIP:8080, LIP .201): 4 connections in TIME_WAIT, the oldest.
+    for cport in 30_000..30_004u16 {
+        let mut syn = Seg::from_client(cport, "S");
+        syn.dst.1 = 8080;
+        let (lip, rs, lport, _, _) =
+            check_sent(&expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1));
+        assert_eq!(lip, Ipv4Addr::new(10, 20, 0, 201));
+        expect_tx(
+            run(
+                &mut dp,
+                &from_server(lip, rs, lport, "SA").frame(),
+                &meta(1),
+            ),
+            0,
+        );
+        let mut ack = Seg::from_client(cport, "A");
+        ack.dst.1 = 8080;
+        ack.ack = 1;
+        expect_tx(run(&mut dp, &ack.frame(), &meta(0)), 1);
+        expect_tx(
+            run(
+                &mut dp,
+                &from_server(lip, rs, lport, "FA").frame(),
+                &meta(1),
+            ),
+            0,
+        );
+        let mut fin = Seg::from_client(cport, "FA");
+        fin.dst.1 = 8080;
+        fin.ack = 2;
+        expect_tx(run(&mut dp, &fin.frame(), &meta(0)), 1);
+        expect_tx(
+            run(&mut dp, &from_server(lip, rs, lport, "A").frame(), &meta(1)),
+            0,
+        );
+    }
+    // VIP:80 (LIP .200, 1024 ports): the first 64 ports held by connections that stay open,
+    // the other 960 by connections reset, which then expire (CLOSE), leaving their ports free.
+    for cport in 10_000..10_064u16 {
+        open(&mut dp, cport);
+    }
+    for cport in 20_000..20_960u16 {
+        open(&mut dp, cport);
+        let mut rst = Seg::from_client(cport, "R");
+        rst.seq = 1001;
+        expect_tx(run(&mut dp, &rst.frame(), &meta(0)), 1);
+    }
+    dp.tick(30_000);
+    assert_eq!(dp.fwd.table().len(), 4 + 64, "the reset ones expired");
+    // The pool's cursor has come round to the 64 held ports, a whole search's candidates.
+    let out = expect_tx(
+        run(&mut dp, &Seg::from_client(40_000, "S").frame(), &meta(0)),
+        1,
+    );
+    let (lip, _, lport, _, _) = check_sent(&out);
+    assert_eq!(lip, Ipv4Addr::new(10, 20, 0, 200));
+    assert!(
+        lport >= 1024 + 64,
+        "a free port past the held ones: {lport}"
+    );
+    let s = dp.fwd.stats;
+    assert_eq!((s.ports_exhausted, s.evicted_time_wait), (0, 1), "{s:?}");
+}
+
 /// A burst of new connections toward one neighbour not resolved yet (a real server after a start
 /// or a configuration change, a client) waits for its answer: 40 SYN-ACKs toward one unknown
 /// client are all held, none dropped (`neigh_pending_full`). With 8 held a neighbour, 400 wrk
