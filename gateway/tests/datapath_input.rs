@@ -1058,25 +1058,46 @@ fn open_and_close(dp: &mut Datapath<VecBuf>, cport: u16) -> (Ipv4Addr, Ipv4Addr,
 
 /// A FullNAT connection from client port `cport` through its handshake: its (LIP, RS, lport).
 fn open(dp: &mut Datapath<VecBuf>, cport: u16) -> (Ipv4Addr, Ipv4Addr, u16) {
-    let out = expect_tx(run(dp, &Seg::from_client(cport, "S").frame(), &meta(0)), 1);
+    open_to(dp, 80, cport)
+}
+
+/// `open` to VIP:`vport`.
+fn open_to(dp: &mut Datapath<VecBuf>, vport: u16, cport: u16) -> (Ipv4Addr, Ipv4Addr, u16) {
+    let from_client = |flags| {
+        let mut seg = Seg::from_client(cport, flags);
+        seg.dst.1 = vport;
+        seg
+    };
+    let out = expect_tx(run(dp, &from_client("S").frame(), &meta(0)), 1);
     let (lip, rs, lport, _, _) = check_sent(&out);
     expect_tx(
         run(dp, &from_server(lip, rs, lport, "SA").frame(), &meta(1)),
         0,
     );
-    let mut ack = Seg::from_client(cport, "A");
+    let mut ack = from_client("A");
     ack.ack = 1;
     expect_tx(run(dp, &ack.frame(), &meta(0)), 1);
     (lip, rs, lport)
 }
 
 /// Closes `open`'s connection, the server first, into TIME_WAIT.
-fn close(dp: &mut Datapath<VecBuf>, cport: u16, (lip, rs, lport): (Ipv4Addr, Ipv4Addr, u16)) {
+fn close(dp: &mut Datapath<VecBuf>, cport: u16, c: (Ipv4Addr, Ipv4Addr, u16)) {
+    close_to(dp, 80, cport, c)
+}
+
+/// `close` of `open_to`'s connection to VIP:`vport`.
+fn close_to(
+    dp: &mut Datapath<VecBuf>,
+    vport: u16,
+    cport: u16,
+    (lip, rs, lport): (Ipv4Addr, Ipv4Addr, u16),
+) {
     expect_tx(
         run(dp, &from_server(lip, rs, lport, "FA").frame(), &meta(1)),
         0,
     );
     let mut fin = Seg::from_client(cport, "FA");
+    fin.dst.1 = vport;
     fin.ack = 2;
     expect_tx(run(dp, &fin.frame(), &meta(0)), 1);
     expect_tx(
@@ -1553,39 +1574,9 @@ fn a_freed_port_that_cannot_serve_is_followed_by_a_search() {
     dp.tick(1_000);
     // The other service (VIP:8080, LIP .201): 4 connections in TIME_WAIT, the oldest.
     for cport in 30_000..30_004u16 {
-        let mut syn = Seg::from_client(cport, "S");
-        syn.dst.1 = 8080;
-        let (lip, rs, lport, _, _) =
-            check_sent(&expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1));
-        assert_eq!(lip, Ipv4Addr::new(10, 20, 0, 201));
-        expect_tx(
-            run(
-                &mut dp,
-                &from_server(lip, rs, lport, "SA").frame(),
-                &meta(1),
-            ),
-            0,
-        );
-        let mut ack = Seg::from_client(cport, "A");
-        ack.dst.1 = 8080;
-        ack.ack = 1;
-        expect_tx(run(&mut dp, &ack.frame(), &meta(0)), 1);
-        expect_tx(
-            run(
-                &mut dp,
-                &from_server(lip, rs, lport, "FA").frame(),
-                &meta(1),
-            ),
-            0,
-        );
-        let mut fin = Seg::from_client(cport, "FA");
-        fin.dst.1 = 8080;
-        fin.ack = 2;
-        expect_tx(run(&mut dp, &fin.frame(), &meta(0)), 1);
-        expect_tx(
-            run(&mut dp, &from_server(lip, rs, lport, "A").frame(), &meta(1)),
-            0,
-        );
+        let c = open_to(&mut dp, 8080, cport);
+        assert_eq!(c.0, Ipv4Addr::new(10, 20, 0, 201));
+        close_to(&mut dp, 8080, cport, c);
     }
     // VIP:80 (LIP .200, 1024 ports): the first 64 ports held by connections that stay open,
     // the other 960 by connections reset, which then expire (CLOSE), leaving their ports free.
