@@ -577,6 +577,16 @@ fn an_advertisement_on_another_worker_releases_the_asking_one() {
     assert_eq!(EthernetFrame::new_unchecked(&r[0].1[..]).dst(), RS1_MAC);
 }
 
+/// RS6_1 (server port) and CLIENT6 (client port) as resolved neighbours, learnt at time 0.
+fn learn_rs1_and_client(dp: &mut Datapath<VecBuf>) {
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+}
+
 const LIP6: &str = "2001:db8:20::200";
 
 /// `config6` with a FullNAT TCP service on VIP6:8080 over RS6_1:80, with TOA, from `LIP6`.
@@ -660,12 +670,7 @@ fn syn_ack_to(lport: u16) -> Vec<u8> {
 #[test]
 fn fullnat6_keeps_a_handshake_a_servers_time_wait_answered_for_the_clients_retry() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
-    dp.v6
-        .neigh
-        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    learn_rs1_and_client(&mut dp);
     let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
         panic!("SYN not sent")
     };
@@ -752,12 +757,7 @@ fn fullnat6_keeps_a_handshake_a_servers_time_wait_answered_for_the_clients_retry
 fn fullnat6_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
     let text = config_fullnat() + "\n[conn]\nport_range = [1024, 2047]\ncapacity6 = 4096\n";
     let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
-    dp.v6
-        .neigh
-        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    learn_rs1_and_client(&mut dp);
     let from_rs = |lport: u16, flags: &str| {
         let b = PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
             .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
@@ -812,12 +812,7 @@ fn fullnat6_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
 #[test]
 fn fullnat6_translates_both_ways_with_the_ipv6_toa() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
-    dp.v6
-        .neigh
-        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    learn_rs1_and_client(&mut dp);
     let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
         panic!("SYN not sent")
     };
@@ -979,12 +974,7 @@ fn icmp6_error(
 #[test]
 fn icmpv6_errors_about_fullnat6_connections_are_translated() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
-    dp.v6
-        .neigh
-        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    learn_rs1_and_client(&mut dp);
     let Verdict::Tx(1, syn) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
         panic!("SYN not sent")
     };
@@ -1053,12 +1043,7 @@ fn icmpv6_errors_about_fullnat6_connections_are_translated() {
 #[test]
 fn a_datagram_too_big_for_the_tunnel_gets_a_packet_too_big() {
     let mut dp = dp();
-    dp.v6
-        .neigh
-        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    learn_rs1_and_client(&mut dp);
     let big = udp6(5353, &[7u8; 1440]);
     assert_eq!(big.len(), 14 + 40 + 8 + 1440);
     let v = dp.process(big.clone(), &meta(0));
@@ -1129,12 +1114,7 @@ port = 53
 #[test]
 fn ipv6_fragments_follow_their_first_fragment() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat_udp(), 0, 1, 1024);
-    dp.v6
-        .neigh
-        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    learn_rs1_and_client(&mut dp);
     let mut whole = Vec::new();
     let data: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
     PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
@@ -1286,12 +1266,7 @@ fn nat_answer(cport: u16) -> Vec<u8> {
 #[test]
 fn nat6_maps_the_destination_and_gives_replies_the_vip_back() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_nat6(), 0, 1, 1024);
-    dp.v6
-        .neigh
-        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    learn_rs1_and_client(&mut dp);
     let Verdict::Tx(1, out) = dp.process(tcp6_to(8081, 40000, true, b""), &meta(0)) else {
         panic!("SYN not sent")
     };
@@ -1733,12 +1708,7 @@ fn icmpv6_errors_about_dr_and_tun_answers_reach_their_server() {
 #[test]
 fn icmpv6_errors_about_nat6_connections_are_translated() {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_nat6(), 0, 1, 1024);
-    dp.v6
-        .neigh
-        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    learn_rs1_and_client(&mut dp);
     let Verdict::Tx(1, syn) = dp.process(tcp6_to(8081, 40000, true, b""), &meta(0)) else {
         panic!("SYN not sent")
     };
