@@ -1,9 +1,11 @@
 //! The established fast path (issue 16). Most frames a load balancer forwards are segments of
 //! connections it already holds: plain IPv4 TCP (no IP options, not fragmented) sent to the
 //! port's MAC. For these, [`Datapath::admit_plain_tcp`] does `ingress`'s L2 and L3 checks on one
-//! fixed-size view of the three headers (`wire::parse_plain_tcp`) and verifies both checksums
-//! where the NIC did not; the forwarder then checks that the destination is a VIP or a LIP,
-//! looks the connection up and forwards the segment (`Forwarder::forward_established`). What
+//! fixed-size view of the three headers (`wire::parse_plain_tcp`) and verifies the checksums
+//! the NIC did not: the IPv4 header's always, the TCP checksum unless the segment is a plain
+//! ACK (`Forwarder::forwards_unverified` says why it need not be); the forwarder then checks
+//! that the destination is a VIP or a LIP, looks the connection up and forwards the segment
+//! (`Forwarder::forward_established`). What
 //! the general path pays for its generality is not paid: the dispatch on EtherType, protocol and
 //! address kind, and the parse results carried through its stages.
 //!
@@ -16,8 +18,9 @@
 //!
 //! A frame the admission refuses takes the general path from the start: the admission changed
 //! nothing. A segment the forwarder hands back (no connection, a client's SYN, a NAT64 reply, an
-//! address that is neither a VIP nor a LIP) goes on in the general path where the fast path left
-//! it, with its checks and its lookup done, so that an ACK or SYN flood costs no more than it
+//! address that is neither a VIP nor a LIP, a plain ACK not verified that the hot path did not
+//! take) goes on in the general path where the fast path left it, with its checks and its
+//! lookup done (the TCP checksum if it was not verified), so that an ACK or SYN flood costs no more than it
 //! did. Verdicts, bytes, counters and connection state are the general path's: a property test
 //! (`tests`) holds the two to it.
 
@@ -33,8 +36,9 @@ mod tests;
 
 impl<B: PacketBuf> Datapath<B> {
     /// The fast path's admission: `Some` for a plain TCP segment received (not handed over) on
-    /// a port, sent to that port's MAC, with both checksums good (verified here unless the NIC
-    /// reported them good), counted as received as `ingress` counts it. `None` changes nothing.
+    /// a port, sent to that port's MAC, with a good IPv4 header checksum and, unless it is a
+    /// plain ACK (`l4_verified`), a good TCP checksum (each verified here unless the NIC
+    /// reported it good), counted as received as `ingress` counts it. `None` changes nothing.
     /// Always inlined: called, it returned its 48-byte result through memory, and the burst loop
     /// read it back at once (datapath_cost natively 36.9 -> 32.9 ns a packet, perf/RESULTS.md).
     #[inline(always)]
@@ -63,13 +67,11 @@ impl<B: PacketBuf> Datapath<B> {
             l3_off: parsed.l3_off,
             ip,
         };
-        if meta.l4_csum != CsumStatus::Good {
-            // `parse_plain_tcp` checked that the segment, not fragmented, ends within the frame:
-            // what `wire::verify_ipv4_l4_checksum` checks again for any packet.
-            let l4 = frame.get(v.ip.l4_off..v.l3_off + usize::from(v.ip.total_len))?;
-            if !wire::checksum::l4_verifies(v.ip.src, v.ip.dst, v.ip.protocol, l4) {
-                return None;
-            }
+        if meta.l4_csum != CsumStatus::Good
+            && !v.ip.tcp_flags.is_plain_ack()
+            && !tcp_checksum_verifies(frame, &v)
+        {
+            return None;
         }
         self.l3.stats.rx_packets += 1;
         self.l3.stats.rx_bytes += frame.len() as u64;
@@ -139,12 +141,15 @@ impl<B: PacketBuf> Datapath<B> {
         v: &Ipv4In,
         pre: Prelookup,
     ) -> Verdict<B> {
-        match self.fwd.forward_established(&mut self.l3, pkt, v, pre) {
+        match self
+            .fwd
+            .forward_established(&mut self.l3, pkt, v, pre, meta.l4_csum)
+        {
             Ok(verdict) => {
                 self.l3.stats.fast_path += 1;
                 verdict
             }
-            Err((pkt, pre)) => self.finish(pkt, &verified(meta), v, pre),
+            Err((pkt, pre)) => self.finish(pkt, &admitted(meta, v), v, pre),
         }
     }
 
@@ -163,10 +168,10 @@ impl<B: PacketBuf> Datapath<B> {
     ) {
         match self
             .fwd
-            .forward_established_into(&mut self.l3, pkt, v, pre, out)
+            .forward_established_into(&mut self.l3, pkt, v, pre, meta.l4_csum, out)
         {
             Ok(()) => self.l3.stats.fast_path += 1,
-            Err((pkt, pre)) => *out = Some(self.finish(pkt, &verified(meta), v, pre)),
+            Err((pkt, pre)) => *out = Some(self.finish(pkt, &admitted(meta, v), v, pre)),
         }
     }
 }
@@ -194,7 +199,41 @@ pub(super) fn is_ipv6(frame: &[u8]) -> bool {
     frame.get(12..14) == Some(&[0x86, 0xdd][..])
 }
 
-/// `meta` of a segment whose checksums `admit_plain_tcp` verified.
+/// Whether the TCP checksum of a segment `admit_plain_tcp` admits is good, given the NIC's
+/// report `l4_csum`: verified there for all but plain ACKs, which the hot path forwards
+/// whatever their checksum (`Forwarder::forwards_unverified`), and which the general path
+/// verifies if they go there.
+#[inline(always)]
+pub fn l4_verified(l4_csum: CsumStatus, v: &Ipv4In) -> bool {
+    l4_csum == CsumStatus::Good || !v.ip.tcp_flags.is_plain_ack()
+}
+
+/// Whether the TCP checksum of a segment `admit_plain_tcp` admits verifies (RFC 9293 3.1).
+/// `parse_plain_tcp` checked that the segment, not fragmented, ends within the frame: what
+/// `wire::verify_ipv4_l4_checksum` checks again for any packet.
+#[inline(always)]
+pub fn tcp_checksum_verifies(frame: &[u8], v: &Ipv4In) -> bool {
+    frame
+        .get(v.ip.l4_off..v.l3_off + usize::from(v.ip.total_len))
+        .is_some_and(|l4| wire::checksum::l4_verifies(v.ip.src, v.ip.dst, v.ip.protocol, l4))
+}
+
+/// `meta` of a segment `admit_plain_tcp` admitted: its IPv4 header verified, its TCP checksum
+/// if `l4_verified` says so.
+#[inline]
+fn admitted(meta: &RxMeta, v: &Ipv4In) -> RxMeta {
+    RxMeta {
+        ip_csum: CsumStatus::Good,
+        l4_csum: if l4_verified(meta.l4_csum, v) {
+            CsumStatus::Good
+        } else {
+            meta.l4_csum
+        },
+        ..*meta
+    }
+}
+
+/// `meta` of a segment whose checksums `admit_plain_tcp6` verified.
 #[inline]
 fn verified(meta: &RxMeta) -> RxMeta {
     RxMeta {

@@ -8,6 +8,7 @@
 //! and neighbour tables. The forwarding modes live in `forward/`.
 
 mod fastpath;
+pub use fastpath::{l4_verified, tcp_checksum_verifies};
 mod fragments;
 pub mod punt;
 

@@ -28,9 +28,9 @@ use crate::conn::{
     tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup, State,
     StateChange, Ticks, Timeouts, Tuple,
 };
-use crate::datapath::{l4_checksum_ok, Ipv4In, Verdict, L3};
+use crate::datapath::{l4_checksum_ok, l4_verified, tcp_checksum_verifies, Ipv4In, Verdict, L3};
 use crate::laddr::{LaddrPool, PortLayout};
-use crate::packet::{PacketBuf, RxMeta};
+use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode, SchedState};
 use crate::stats::Drop;
 use crate::wire::{
@@ -109,6 +109,22 @@ fn retries(services: &ServiceTable, c: &crate::conn::Conn) -> bool {
 }
 
 /// `traffic[traffic_base[svc] + rs]`, unless the connection's server is gone.
+/// Whether the TCP checksum of a segment the fast path admitted is good, given the NIC's report
+/// `l4_csum`: verified now if the admission did not (a plain ACK, `datapath::l4_verified`).
+#[inline(always)]
+fn l4_good<B: PacketBuf>(l4_csum: CsumStatus, pkt: &B, v: &Ipv4In) -> bool {
+    l4_verified(l4_csum, v) || tcp_checksum_verifies(pkt.data(), v)
+}
+
+/// A reply found in the table, counted as `handle_with` counts it (`steer_hits`): the fast
+/// path's connection lookup steered it to its connection.
+#[inline(always)]
+fn count_steered<B: PacketBuf>(l3: &mut L3<B>, dir: Dir) {
+    if dir == Dir::Reply {
+        l3.stats.steer_hits += 1;
+    }
+}
+
 fn traffic_at<'a>(
     traffic: &'a mut [Traffic],
     base: &[u32],
@@ -926,13 +942,16 @@ impl Forwarder {
         // A fragment's checksum covers the whole datagram: the real server verifies it. A first
         // fragment's TCP flags therefore drive the connection's state unverified: the price of
         // following fragments instead of reassembling them (IPVS gathers them first).
-        if !ip.is_fragment && !l4_checksum_ok(&pkt, meta, v) {
-            return Ok(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
-        }
+        // A plain ACK of an established connection goes on whatever its checksum
+        // (`forwards_unverified`): verified or not, it is forwarded alike.
+        let l4_ok = ip.is_fragment || l4_checksum_ok(&pkt, meta, v);
         let proto = ip.protocol.0;
         let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, proto);
-        let now = Ticks(l3.now_ms);
         let found = self.find(&tuple, pre);
+        if !l4_ok && !found.is_some_and(|(id, _)| self.forwards_unverified(ip, id)) {
+            return Ok(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
+        }
+        let now = Ticks(l3.now_ms);
         Ok(match found {
             Some((id, dir)) => {
                 if dir == Dir::Reply && !meta.from_peer {
@@ -996,11 +1015,15 @@ impl Forwarder {
     }
 
     /// The established fast path's forwarding (`datapath::fastpath`): a plain TCP segment to a
-    /// VIP or a LIP, its checksums verified, goes straight to `forward` if this worker holds its
+    /// VIP or a LIP, its IP header verified, goes straight to `forward` if this worker holds its
     /// connection. It is what `handle_with` does for such a segment, without the dispatch that
-    /// other packets need. `Err` hands the packet back unchanged, with what is known of its
-    /// connection (`pre` for `handle_with`), when `handle_with` must decide: no connection, a
-    /// client's SYN on one (a reused port), a NAT64 reply, an address that is neither.
+    /// other packets need. `l4_csum` is the NIC's report on its TCP checksum: a plain ACK the
+    /// admission did not verify (`datapath::l4_verified`) is verified here if the hot path
+    /// does not take it (which takes it as `handle_with` would, `forwards_unverified`), and
+    /// goes to `handle_with` if it fails. `Err` hands the packet back
+    /// unchanged, with what is known of its connection (`pre` for `handle_with`), when
+    /// `handle_with` must decide: no connection, a client's SYN on one (a reused port), a NAT64
+    /// reply, an address that is neither, an unverified segment the hot path did not take.
     #[inline]
     pub fn forward_established<B: PacketBuf>(
         &mut self,
@@ -1008,14 +1031,22 @@ impl Forwarder {
         pkt: B,
         v: &Ipv4In,
         pre: Prelookup,
+        l4_csum: CsumStatus,
     ) -> Result<Verdict<B>, (B, Prelookup)> {
-        match self.established(l3, v, pre) {
+        match self.established(v, pre) {
             Ok((id, dir)) => {
                 let now = Ticks(l3.now_ms);
-                Ok(match self.forward_hot(l3, pkt, v, id, dir, now) {
-                    Ok((pkt, dst)) => l3.route_out(pkt, dst),
-                    Err(pkt) => self.forward(l3, pkt, v, id, dir, now),
-                })
+                match self.forward_hot(l3, pkt, v, id, dir, now) {
+                    Ok((pkt, dst)) => {
+                        count_steered(l3, dir);
+                        Ok(l3.route_out(pkt, dst))
+                    }
+                    Err(pkt) if l4_good(l4_csum, &pkt, v) => {
+                        count_steered(l3, dir);
+                        Ok(self.forward(l3, pkt, v, id, dir, now))
+                    }
+                    Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
+                }
             }
             Err(pre) => Err((pkt, pre)),
         }
@@ -1031,6 +1062,7 @@ impl Forwarder {
         mut pkt: B,
         v: &Ipv4In,
         pre: Prelookup,
+        l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
         let now = Ticks(l3.now_ms);
@@ -1054,8 +1086,8 @@ impl Forwarder {
                         && self.table.get(id).is_some_and(|c| c.reply() == Some(tuple)) =>
                 {
                     let hot = self.forward_hot(l3, pkt, v, id, Dir::Reply, now);
-                    // Counted as `established` counts the replies it finds (`steer_hits`);
-                    // one the hot path refuses is counted there.
+                    // Counted as below (`count_steered`); one the hot path refuses is counted
+                    // there, or by `handle_with`.
                     l3.stats.steer_hits += u64::from(hot.is_ok());
                     hot
                 }
@@ -1069,29 +1101,31 @@ impl Forwarder {
                 Err(p) => pkt = p,
             }
         }
-        match self.established(l3, v, pre) {
-            Ok((id, dir)) => {
-                match self.forward_hot(l3, pkt, v, id, dir, now) {
-                    Ok((pkt, dst)) => *out = Some(l3.route_out(pkt, dst)),
-                    Err(pkt) => self.forward_into(l3, pkt, v, id, dir, now, out),
+        match self.established(v, pre) {
+            Ok((id, dir)) => match self.forward_hot(l3, pkt, v, id, dir, now) {
+                Ok((pkt, dst)) => {
+                    count_steered(l3, dir);
+                    *out = Some(l3.route_out(pkt, dst));
+                    Ok(())
                 }
-                Ok(())
-            }
+                Err(pkt) if l4_good(l4_csum, &pkt, v) => {
+                    count_steered(l3, dir);
+                    self.forward_into(l3, pkt, v, id, dir, now, out);
+                    Ok(())
+                }
+                Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
+            },
             Err(pre) => Err((pkt, pre)),
         }
     }
 
     /// The connection `forward_established` forwards a segment on, and from which side; `Err`
-    /// with what is known of it when `handle_with` must decide. Always inlined: the worker's
+    /// with what is known of it when `handle_with` must decide. Changes nothing: a reply found
+    /// is counted (`count_steered`) once it is forwarded here. Always inlined: the worker's
     /// burst loop inlines it, and the harness that counts its instructions had called it
     /// (`perf/calls.sh`).
     #[inline(always)]
-    fn established<B: PacketBuf>(
-        &mut self,
-        l3: &mut L3<B>,
-        v: &Ipv4In,
-        pre: Prelookup,
-    ) -> Result<(ConnId, Dir), Prelookup> {
+    fn established(&self, v: &Ipv4In, pre: Prelookup) -> Result<(ConnId, Dir), Prelookup> {
         let ip = &v.ip;
         if !self.services.kind(ip.dst).reaches_ipv4_conns() {
             return Err(pre);
@@ -1100,12 +1134,7 @@ impl Forwarder {
         let found = self.find(&tuple, pre);
         let client_syn = ip.tcp_flags.syn() && !ip.tcp_flags.ack();
         match found {
-            Some((id, dir)) if !client_syn => {
-                if dir == Dir::Reply {
-                    l3.stats.steer_hits += 1;
-                }
-                Ok((id, dir))
-            }
+            Some((id, dir)) if !client_syn => Ok((id, dir)),
             _ => Err(found.into()),
         }
     }
@@ -2873,7 +2902,7 @@ mod tests {
         let mut out = None;
         match dp
             .fwd
-            .forward_established_into(&mut dp.l3, buf, &v, pre, &mut out)
+            .forward_established_into(&mut dp.l3, buf, &v, pre, CsumStatus::Good, &mut out)
         {
             Ok(()) => Ok(out),
             Err(_) => Err(()),

@@ -110,6 +110,13 @@ impl TcpFlags {
         self.contains(Self::CWR)
     }
 
+    /// ACK and none of SYN, FIN and RST, whatever else is set (PSH, URG, ECE, CWR): a segment
+    /// that moves no connection out of ESTABLISHED in IPVS's state table (`conn::state`).
+    #[inline]
+    pub fn is_plain_ack(self) -> bool {
+        self.0 & (Self::ACK.0 | Self::SYN.0 | Self::FIN.0 | Self::RST.0) == Self::ACK.0
+    }
+
     /// A combination no conforming stack sends, only scanners and attacks: no flag at all ("null"
     /// scan), SYN with FIN or RST, FIN with RST, or FIN/PSH/URG without ACK ("xmas" and FIN
     /// scans). ECE/CWR are ignored (a SYN carries both when negotiating ECN, RFC 3168 6.1.1).
@@ -1032,6 +1039,21 @@ mod tests {
         ] {
             assert!(!good.is_invalid(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn plain_acks_are_acks_without_syn_fin_or_rst() {
+        use TcpFlags as F;
+        for f in 0..=u8::MAX {
+            let f = F(f);
+            assert_eq!(
+                f.is_plain_ack(),
+                f.ack() && !f.syn() && !f.fin() && !f.rst(),
+                "{f:?}"
+            );
+        }
+        assert!((F::ACK | F::PSH | F::URG | F::ECE | F::CWR).is_plain_ack());
+        assert!(!(F::ACK | F::FIN).is_plain_ack());
     }
 
     #[test]

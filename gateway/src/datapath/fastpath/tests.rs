@@ -647,54 +647,150 @@ fn ipv6_plain_acks_the_hot_path_must_leave() {
     }
 }
 
-/// The fast path is taken: established segments both ways leave through it, and a frame it
-/// must not take (a SYN on a new connection) still opens one.
-#[test]
-fn established_segments_take_the_fast_path() {
-    let mut dp = datapath(true, 1);
+/// A FullNAT connection from the client's port 40000 to VIP:80, opened by its SYN and the real
+/// server's SYN-ACK: a segment `flags` with `payload` bytes and `flaw` from the client, and one
+/// from the server, give their frames.
+struct Opened {
+    from_client: Box<dyn Fn(u8, usize, Flaw) -> Vec<u8>>,
+    from_server: Box<dyn Fn(u8, usize, Flaw) -> Vec<u8>>,
+}
+
+fn open(dp: &mut Datapath<VecBuf>) -> Opened {
     let client = (CLIENT_IP, 40000);
     let to_client = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
     let syn = frame(to_client, client, (VIP, 80), SYN, 0, Flaw::None);
-    let meta = RxMeta::default();
-    let (port, out) = outcome(dp.process(VecBuf::from_frame(&syn), &meta));
+    let (port, out) = outcome(dp.process(VecBuf::from_frame(&syn), &RxMeta::default()));
     assert_eq!(port, "tx1");
     let o = &out;
     let lip = Ipv4Addr::new(o[26], o[27], o[28], o[29]);
     let rip = Ipv4Addr::new(o[30], o[31], o[32], o[33]);
     let lport = u16::from_be_bytes([o[34], o[35]]);
     let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
-    let answer = frame(
-        (mac, SERVER_PORT_MAC.0),
-        (rip, 80),
-        (lip, lport),
-        SYN | ACK,
-        0,
-        Flaw::None,
-    );
-    let server = RxMeta { port: 1, ..meta };
+    let from_server = move |flags, payload, flaw| {
+        frame(
+            (mac, SERVER_PORT_MAC.0),
+            (rip, 80),
+            (lip, lport),
+            flags,
+            payload,
+            flaw,
+        )
+    };
+    let answer = from_server(SYN | ACK, 0, Flaw::None);
     assert_eq!(
-        outcome(dp.process(VecBuf::from_frame(&answer), &server)).0,
+        outcome(dp.process(VecBuf::from_frame(&answer), &SERVER)).0,
         "tx0"
     );
+    Opened {
+        from_client: Box::new(move |flags, payload, flaw| {
+            frame(to_client, client, (VIP, 80), flags, payload, flaw)
+        }),
+        from_server: Box::new(from_server),
+    }
+}
+
+/// What a real server's frame arrives with.
+const SERVER: RxMeta = RxMeta {
+    port: 1,
+    ..crate::testkit::flows::META
+};
+
+/// The fast path is taken: established segments both ways leave through it, and a frame it
+/// must not take (a SYN on a new connection) still opens one.
+#[test]
+fn established_segments_take_the_fast_path() {
+    let mut dp = datapath(true, 1);
+    let c = open(&mut dp);
     let before = dp.l3.stats.fast_path;
-    let ack = frame(to_client, client, (VIP, 80), ACK, 10, Flaw::None);
+    let ack = (c.from_client)(ACK, 10, Flaw::None);
     assert_eq!(
-        outcome(dp.process(VecBuf::from_frame(&ack), &meta)).0,
+        outcome(dp.process(VecBuf::from_frame(&ack), &RxMeta::default())).0,
         "tx1"
     );
-    let data = frame(
-        (mac, SERVER_PORT_MAC.0),
-        (rip, 80),
-        (lip, lport),
-        ACK,
-        100,
-        Flaw::None,
-    );
+    let data = (c.from_server)(ACK, 100, Flaw::None);
     assert_eq!(
-        outcome(dp.process(VecBuf::from_frame(&data), &server)).0,
+        outcome(dp.process(VecBuf::from_frame(&data), &SERVER)).0,
         "tx0"
     );
     assert_eq!(dp.l3.stats.fast_path, before + 2);
+}
+
+/// Whether the TCP checksum of an IPv4 frame out of the gateway verifies.
+fn tcp_checksum_verifies(frame: &[u8]) -> bool {
+    let parsed = crate::wire::parse_l3l4(frame).expect("an IPv4 TCP frame");
+    crate::wire::verify_ipv4_l4_checksum(frame, parsed.l3_off, &parsed.ip.unwrap())
+}
+
+/// A plain ACK of an established connection goes on whatever its TCP checksum, the error kept
+/// for its receiver by the rewrite's incremental update (RFC 1624), on both paths; a segment
+/// that could change the connection's state (the ACK that ends the handshake, a FIN, an RST)
+/// is dropped with a bad checksum, and the connection stays as it was.
+#[test]
+fn bad_checksums_go_on_in_plain_acks_and_are_dropped_where_the_state_could_change() {
+    const FIN: u8 = 0x01;
+    const RST: u8 = 0x04;
+    const PSH: u8 = 0x08;
+    let client = RxMeta::default();
+    for fast in [false, true] {
+        let mut dp = datapath(fast, 1);
+        let c = open(&mut dp);
+        // Dropped with the reason the worker counts (`l4_bad_checksum`).
+        let bad = |dp: &mut Datapath<VecBuf>, f: Vec<u8>, meta: &RxMeta| {
+            let (verdict, _) = outcome(dp.process(VecBuf::from_frame(&f), meta));
+            assert_eq!(verdict, "drop Dp(L4BadChecksum)", "fast path {fast}");
+        };
+        // The client's ACK that ends the handshake establishes the connection: verified.
+        let table = format!("{:?}", dp.fwd.table().iter().collect::<Vec<_>>());
+        bad(&mut dp, (c.from_client)(ACK, 0, Flaw::TcpChecksum), &client);
+        assert_eq!(
+            format!("{:?}", dp.fwd.table().iter().collect::<Vec<_>>()),
+            table
+        );
+        for (f, meta, port) in [
+            ((c.from_client)(ACK, 10, Flaw::None), &client, "tx1"),
+            ((c.from_server)(ACK | PSH, 100, Flaw::None), &SERVER, "tx0"),
+        ] {
+            let (verdict, out) = outcome(dp.process(VecBuf::from_frame(&f), meta));
+            assert_eq!(verdict, port);
+            assert!(tcp_checksum_verifies(&out));
+        }
+        // Established: plain ACKs with a bad checksum go on, still bad, both ways.
+        for (f, meta, port) in [
+            (
+                (c.from_client)(ACK | PSH, 10, Flaw::TcpChecksum),
+                &client,
+                "tx1",
+            ),
+            ((c.from_server)(ACK, 100, Flaw::TcpChecksum), &SERVER, "tx0"),
+            ((c.from_client)(ACK, 0, Flaw::TcpChecksum), &client, "tx1"),
+        ] {
+            let (verdict, out) = outcome(dp.process(VecBuf::from_frame(&f), meta));
+            assert_eq!(verdict, port, "fast path {fast}");
+            assert!(!tcp_checksum_verifies(&out), "fast path {fast}");
+        }
+        // A FIN or an RST with a bad checksum, either way, changes nothing.
+        let table = format!("{:?}", dp.fwd.table().iter().collect::<Vec<_>>());
+        bad(
+            &mut dp,
+            (c.from_client)(ACK | FIN, 0, Flaw::TcpChecksum),
+            &client,
+        );
+        bad(
+            &mut dp,
+            (c.from_server)(ACK | FIN, 0, Flaw::TcpChecksum),
+            &SERVER,
+        );
+        bad(&mut dp, (c.from_client)(RST, 0, Flaw::TcpChecksum), &client);
+        bad(
+            &mut dp,
+            (c.from_server)(ACK | RST, 0, Flaw::TcpChecksum),
+            &SERVER,
+        );
+        assert_eq!(
+            format!("{:?}", dp.fwd.table().iter().collect::<Vec<_>>()),
+            table
+        );
+    }
 }
 
 /// The IPv6 fast path is taken: established segments of an IPv6 FullNAT connection leave

@@ -11,11 +11,11 @@
 //! verdicts, bytes, counters and table.
 
 use super::{mode, Forwarder, NO_DEST, PARKED, PROXIED};
-use crate::conn::{ConnFlags, ConnId, Dir, State, Ticks};
+use crate::conn::{Conn, ConnFlags, ConnId, Dir, State, Ticks};
 use crate::datapath::{Ipv4In, L3};
 use crate::forward::rewrite::rewrite_l4;
 use crate::packet::PacketBuf;
-use crate::wire::{IpProtocol, TcpPacket};
+use crate::wire::{IpInfo, IpProtocol, TcpPacket};
 use std::net::Ipv4Addr;
 
 /// The entry flags `forward_hot` requires set (`WANT`) among those it looks at (`MASK`): the
@@ -24,7 +24,41 @@ use std::net::Ipv4Addr;
 const WANT: u8 = ConnFlags::ESTABLISHED_SEEN.bits() | ConnFlags::TOA_DONE.bits();
 const MASK: u8 = WANT | ConnFlags::INPUT_ONLY.bits() | PARKED.bits();
 
+/// A TCP segment with ACK and none of SYN, FIN and RST.
+#[inline(always)]
+fn is_plain_tcp_ack(ip: &IpInfo) -> bool {
+    ip.protocol == IpProtocol::TCP && ip.tcp_flags.is_plain_ack()
+}
+
+/// An established FullNAT connection whose plain ACKs change nothing but its timer and
+/// counters: `forward_hot`'s conditions on the entry.
+#[inline(always)]
+fn is_hot_entry(c: &Conn) -> bool {
+    c.flags().bits() & MASK == WANT
+        && c.state() == State::Established
+        && c.mode == mode::FULLNAT
+        && c.ext & PROXIED == 0
+        && c.rs != NO_DEST
+}
+
 impl Forwarder {
+    /// Whether this segment is forwarded without its TCP checksum verified: a plain ACK of a
+    /// connection `forward_hot` takes (whether or not a sync log sends it the general way).
+    /// Such a segment changes nothing here but the connection's timer and counters, and its
+    /// rewrite updates the checksum incrementally (RFC 1624), which keeps any error for the
+    /// receiving host to find: as IPVS, which verifies a segment only before an application
+    /// helper rewrites its payload (`tcp_snat_handler`, `tcp_dnat_handler`). Every segment
+    /// that could change a connection's state (SYN, FIN, RST, or the ACK that ends a
+    /// handshake) is verified where the NIC did not verify it.
+    #[inline(always)]
+    pub(crate) fn forwards_unverified(&self, ip: &IpInfo, id: ConnId) -> bool {
+        is_plain_tcp_ack(ip)
+            && self
+                .table
+                .get(id)
+                .is_some_and(|c| c.reply().is_some() && is_hot_entry(c))
+    }
+
     /// `forward_body` for a TCP segment with ACK and none of SYN, FIN and RST on established
     /// FullNAT connection `id` (from `dir`), when no sync log is kept: rewritten, its connection's
     /// timer, acknowledgment numbers and counters updated, it comes back with the address to
@@ -44,14 +78,7 @@ impl Forwarder {
         now: Ticks,
     ) -> Result<(B, Ipv4Addr), B> {
         let ip = &v.ip;
-        let f = ip.tcp_flags;
-        if ip.protocol != IpProtocol::TCP
-            || !f.ack()
-            || f.syn()
-            || f.fin()
-            || f.rst()
-            || self.sync_log.is_some()
-        {
+        if !is_plain_tcp_ack(ip) || self.sync_log.is_some() {
             return Err(pkt);
         }
         let Some(c) = self.table.get_mut(id) else {
@@ -60,12 +87,7 @@ impl Forwarder {
         let Some(reply) = c.reply() else {
             return Err(pkt);
         };
-        if c.flags().bits() & MASK != WANT
-            || c.state() != State::Established
-            || c.mode != mode::FULLNAT
-            || c.ext & PROXIED != 0
-            || c.rs == NO_DEST
-        {
+        if !is_hot_entry(c) {
             return Err(pkt);
         }
         // From here on, `forward_body`'s steps for this packet (the neighbour confirmed once the
