@@ -196,7 +196,8 @@ pub fn parse_plain_tcp(frame: &[u8], check_ip_csum: bool) -> Option<Result<Parse
         return Some(Err(DropReason::Ipv4BadChecksum));
     }
     let flags = t.flags();
-    if flags.is_invalid() {
+    // A plain ACK, most segments, is a valid combination: one test instead of five.
+    if !flags.is_plain_ack() && flags.is_invalid() {
         return Some(Err(DropReason::TcpBadFlags));
     }
     Some(Ok(Parsed {

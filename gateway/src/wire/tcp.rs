@@ -1051,6 +1051,8 @@ mod tests {
                 f.ack() && !f.syn() && !f.fin() && !f.rst(),
                 "{f:?}"
             );
+            // What `parse_plain_tcp` rests on when it skips `is_invalid` for a plain ACK.
+            assert!(!(f.is_plain_ack() && f.is_invalid()), "{f:?}");
         }
         assert!((F::ACK | F::PSH | F::URG | F::ECE | F::CWR).is_plain_ack());
         assert!(!(F::ACK | F::FIN).is_plain_ack());
