@@ -10,7 +10,8 @@
 //! address kind, and the parse results carried through its stages.
 //!
 //! IPv6 has its own admission (`admit_plain_tcp6`: a TCP segment with no extension header, on
-//! one fixed-size view, `inet6::parse_plain_tcp6`); its forwarding is `inet6`'s, from where
+//! one fixed-size view, `inet6::parse_plain_tcp6`, its checksum verified unless it is a plain
+//! ACK, as IPv4's, `inet6::hot::forwards_unverified`); its forwarding is `inet6`'s, from where
 //! `Inet6::process` goes after its parse, straight to the service's side for a connection held
 //! here. The burst loop looks up the connections of IPv6 TCP frames in its lookup stage, as it
 //! does IPv4's (`Burst6`; both lines of a two-line IPv6 entry prefetched), and takes each IPv6
@@ -29,7 +30,7 @@ use super::{Datapath, Ipv4In, Verdict};
 use crate::conn::{Prelookup, Tuple6};
 use crate::inet6::Ipv6In;
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
-use crate::wire;
+use crate::wire::{self, TcpFlags};
 
 #[cfg(test)]
 mod tests;
@@ -80,9 +81,9 @@ impl<B: PacketBuf> Datapath<B> {
 
     /// The IPv6 fast path's admission: `Some` for a TCP segment in an IPv6 packet without
     /// extension headers (`inet6::parse_plain_tcp6`), received (not handed over) on a port and
-    /// sent to its MAC, from a unicast address to a unicast one, its checksum good (verified here
-    /// unless the NIC reported it good), counted as `ingress` and `Inet6::process` count it.
-    /// `None` changes nothing.
+    /// sent to its MAC, from a unicast address to a unicast one, its checksum good unless it is a
+    /// plain ACK (verified here unless the NIC reported it good, `l4_verified6`), counted as
+    /// `ingress` and `Inet6::process` count it. `None` changes nothing.
     #[inline]
     pub(super) fn admit_plain_tcp6(&mut self, pkt: &B, meta: &RxMeta) -> Option<Ipv6In> {
         if !self.fast_path || meta.from_peer || meta.l4_csum == CsumStatus::Bad {
@@ -102,7 +103,8 @@ impl<B: PacketBuf> Datapath<B> {
         if v.dst.is_multicast() || v.src.is_multicast() || v.src.is_unspecified() {
             return None;
         }
-        if meta.l4_csum != CsumStatus::Good {
+        // All but plain ACKs (`l4_verified6`).
+        if meta.l4_csum != CsumStatus::Good && !is_plain_ack6(frame, &v) {
             let l4 = frame.get(v.l4_off..v.end)?;
             if wire::ipv6::l4_checksum(v.src, v.dst, v.proto, l4) != 0 {
                 return None;
@@ -125,7 +127,17 @@ impl<B: PacketBuf> Datapath<B> {
         pre: Prelookup,
     ) -> Verdict<B> {
         let tuple = crate::inet6::plain_tcp6_tuple(pkt.data(), v);
-        let meta = verified(meta);
+        // `Unknown` for a plain ACK the admission did not verify: `Inet6::forward_plain_tcp`
+        // verifies it if the hot path does not take it.
+        let meta = RxMeta {
+            ip_csum: CsumStatus::Good,
+            l4_csum: if l4_verified6(meta.l4_csum, pkt.data(), v) {
+                CsumStatus::Good
+            } else {
+                CsumStatus::Unknown
+            },
+            ..*meta
+        };
         self.v6
             .forward_plain_tcp(&mut self.l3, &mut self.fwd, pkt, &meta, v, &tuple, pre)
     }
@@ -244,12 +256,17 @@ fn admitted(meta: &RxMeta, frame: &[u8], v: &Ipv4In) -> RxMeta {
     }
 }
 
-/// `meta` of a segment whose checksums `admit_plain_tcp6` verified.
-#[inline]
-fn verified(meta: &RxMeta) -> RxMeta {
-    RxMeta {
-        ip_csum: CsumStatus::Good,
-        l4_csum: CsumStatus::Good,
-        ..*meta
-    }
+/// Whether `admit_plain_tcp6` verified the TCP checksum of a segment it admits, or the NIC
+/// reported it good: all but plain ACKs, as for IPv4 (`l4_verified`).
+#[inline(always)]
+fn l4_verified6(l4_csum: CsumStatus, frame: &[u8], v: &Ipv6In) -> bool {
+    l4_csum == CsumStatus::Good || !is_plain_ack6(frame, v)
+}
+
+/// Whether the TCP segment of an IPv6 frame `admit_plain_tcp6` admits is a plain ACK.
+#[inline(always)]
+fn is_plain_ack6(frame: &[u8], v: &Ipv6In) -> bool {
+    frame
+        .get(v.l4_off + 13)
+        .is_some_and(|&f| TcpFlags(f).is_plain_ack())
 }

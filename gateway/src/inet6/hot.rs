@@ -27,11 +27,91 @@ const MASK: u8 = WANT | ConnFlags::INPUT_ONLY.bits();
 /// The TCP flags of a plain ACK among those that could change the state.
 const STATE_FLAGS: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
 
+/// What `forward_hot` does to a segment it takes: the rewrite's new source and destination,
+/// the route out and the address it leads to (`l2_target`'s argument), the connection's service
+/// and real server (its traffic counters).
+struct Plan {
+    src: (Ipv6Addr, u16),
+    dst: (Ipv6Addr, u16),
+    route: Route6,
+    to: Ipv6Addr,
+    svc: u16,
+    rs: u16,
+}
+
+/// Whether `forward_hot` takes this segment, and what it then does (`Plan`): a TCP segment with
+/// ACK and none of SYN, FIN and RST (`flags`) on established FullNAT connection `id`, found from
+/// side `dir`, whose way out the general path would not refuse. Changes nothing.
+#[inline(always)]
+fn plan<B: PacketBuf>(
+    v6: &Inet6<B>,
+    l3: &L3<B>,
+    fwd: &Forwarder,
+    v: &Ipv6In,
+    id: ConnId,
+    dir: Dir,
+    flags: u8,
+) -> Option<Plan> {
+    if flags & STATE_FLAGS != tcp_flags::ACK || v.proto != IpProtocol::TCP {
+        return None;
+    }
+    let c = v6.conns.get(id)?;
+    let reply = c.reply()?;
+    if c.flags().bits() & MASK != WANT || c.state() != State::Established || c.mode != mode::FULLNAT
+    {
+        return None;
+    }
+    let client = c.client();
+    let (svc, rs) = (c.svc, c.rs);
+    match dir {
+        // The general path goes to a service's side by the destination's kind, whatever side
+        // the tuple was found from: the hot path takes only the two that agree. A client's
+        // destination needs no probe: while the connection's service is configured its VIP is a
+        // VIP, and once it is gone the connection has no real server (`ConnRemap`'s `NO_DEST`),
+        // which the next check refuses.
+        Dir::Original => {
+            // A real server removed from the service, or not an IPv6 one: the general path drops.
+            let real = fwd
+                .services()
+                .services
+                .get(svc as usize)
+                .and_then(|vs| vs.svc.reals().get(rs as usize));
+            let Some(IpAddr::V6(rip)) = real.map(|r| r.addr) else {
+                return None;
+            };
+            let route = l3.topo().routes6.lookup(rip).copied()?;
+            // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
+            Some(Plan {
+                src: (reply.dst_ip(), reply.dport),
+                dst: (reply.src_ip(), reply.sport),
+                route,
+                to: rip,
+                svc,
+                rs,
+            })
+        }
+        Dir::Reply if reaches_reply_side(fwd, v.dst) => {
+            let cip = client.src_ip();
+            let route = l3.topo().routes6.lookup(cip).copied()?;
+            // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
+            Some(Plan {
+                src: (client.dst_ip(), client.dport),
+                dst: (cip, client.sport),
+                route,
+                to: cip,
+                svc,
+                rs,
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Forwards a TCP segment with ACK and none of SYN, FIN and RST (`flags`) on established FullNAT
 /// connection `id`, found from side `dir`, as the general path would: rewritten, its timer
 /// re-armed, its real server's traffic counted, sent on. Any other packet, or one whose way out
 /// the general path would refuse (a removed real server, no route), comes back untouched
-/// (`Err`), nothing changed.
+/// (`Err`), nothing changed (`plan`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn forward_hot<B: PacketBuf>(
@@ -44,60 +124,17 @@ pub(super) fn forward_hot<B: PacketBuf>(
     dir: Dir,
     flags: u8,
 ) -> Result<Verdict<B>, B> {
-    if flags & STATE_FLAGS != tcp_flags::ACK || v.proto != IpProtocol::TCP {
-        return Err(pkt);
-    }
-    let Some(c) = v6.conns.get(id) else {
+    let Some(Plan {
+        src,
+        dst,
+        route,
+        to,
+        svc,
+        rs,
+    }) = plan(v6, l3, fwd, v, id, dir, flags)
+    else {
         return Err(pkt);
     };
-    let Some(reply) = c.reply() else {
-        return Err(pkt);
-    };
-    if c.flags().bits() & MASK != WANT || c.state() != State::Established || c.mode != mode::FULLNAT
-    {
-        return Err(pkt);
-    }
-    let client = c.client();
-    // The rewrite, and the route and the address it leads to (`l2_target`'s argument).
-    let (src, dst, route, to): (_, (Ipv6Addr, u16), Route6, _) = match dir {
-        // The general path goes to a service's side by the destination's kind, whatever side
-        // the tuple was found from: the hot path takes only the two that agree. A client's
-        // destination needs no probe: while the connection's service is configured its VIP is a
-        // VIP, and once it is gone the connection has no real server (`ConnRemap`'s `NO_DEST`),
-        // which the next check refuses.
-        Dir::Original => {
-            // A real server removed from the service, or not an IPv6 one: the general path drops.
-            let real = fwd
-                .services()
-                .services
-                .get(c.svc as usize)
-                .and_then(|vs| vs.svc.reals().get(c.rs as usize));
-            let Some(IpAddr::V6(rip)) = real.map(|r| r.addr) else {
-                return Err(pkt);
-            };
-            let Some(route) = l3.topo().routes6.lookup(rip).copied() else {
-                return Err(pkt);
-            };
-            // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
-            let (src, dst) = ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport));
-            (src, dst, route, rip)
-        }
-        Dir::Reply if reaches_reply_side(fwd, v.dst) => {
-            let cip = client.src_ip();
-            let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
-                return Err(pkt);
-            };
-            // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
-            (
-                (client.dst_ip(), client.dport),
-                (cip, client.sport),
-                route,
-                cip,
-            )
-        }
-        _ => return Err(pkt),
-    };
-    let (svc, rs) = (c.svc, c.rs);
     // From here on, the general path's steps for this packet, in its order.
     // Ethernet padding is not data.
     pkt.set_len(v.end);
@@ -109,6 +146,25 @@ pub(super) fn forward_hot<B: PacketBuf>(
         l3.stats.inet6.forwarded += 1;
     }
     Ok(verdict)
+}
+
+/// Whether the general path forwards this segment (`seg`, to `v.dst`) without its TCP checksum
+/// verified: a plain ACK `forward_hot` takes, as IPv4's (`Forwarder::forwards_unverified` says
+/// why). Changes nothing.
+pub(super) fn forwards_unverified<B: PacketBuf>(
+    v6: &Inet6<B>,
+    l3: &L3<B>,
+    fwd: &Forwarder,
+    v: &Ipv6In,
+    seg: &super::service::Segment,
+) -> bool {
+    if seg.flags & STATE_FLAGS != tcp_flags::ACK || v.proto != IpProtocol::TCP {
+        return false;
+    }
+    let tuple = crate::conn::Tuple6::new(v.src, seg.sport, v.dst, seg.dport, v.proto.0);
+    v6.conns
+        .resolve(&tuple, seg.pre)
+        .is_some_and(|(id, dir)| plan(v6, l3, fwd, v, id, dir, seg.flags).is_some())
 }
 
 /// Whether the general path takes a segment to `dst` for a real server's reply: `dst` is a local

@@ -53,7 +53,7 @@ use crate::conn::{tcp_flags, ConnTable6, HashKey, Prelookup, Ticks, Timeouts};
 use crate::datapath::{punt, Verdict, L3};
 use crate::forward::Forwarder;
 use crate::net::{NeighConfig, NeighTable};
-use crate::packet::{PacketBuf, RxMeta};
+use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::stats::Drop;
 use crate::wire::icmpv6::{self, Icmpv6Type};
 use crate::wire::ipv6::{self, Ipv6Packet};
@@ -413,7 +413,8 @@ impl<B: PacketBuf> Inet6<B> {
     }
 
     /// A segment the established fast path admitted (`Datapath::admit_plain_tcp6`: counted, its
-    /// header parsed by `parse_plain_tcp6`, its checksum verified), of connection tuple `tuple`
+    /// header parsed by `parse_plain_tcp6`, its checksum verified unless `meta` says `Unknown`: a
+    /// plain ACK), of connection tuple `tuple`
     /// (`plain_tcp6_tuple`): what `process` does with it after its parse, its connection found
     /// with what the burst's lookup found (`pre`). A segment of a connection held here goes
     /// straight to its service's side (`dispatch`'s other checks are the admission's), a plain
@@ -446,6 +447,28 @@ impl<B: PacketBuf> Inet6<B> {
                 return verdict;
             }
             Err(pkt) => pkt,
+        };
+        // A plain ACK the admission did not verify (`meta`'s `Unknown`) is verified before the
+        // service's side, which takes the admission's checks as done; the general path drops it
+        // if it fails.
+        let checked;
+        let meta = if meta.l4_csum == CsumStatus::Unknown {
+            let l4 = pkt.data().get(v.l4_off..v.end).unwrap_or_default();
+            let good = crate::wire::ipv6::l4_checksum(v.src, v.dst, v.proto, l4) == 0;
+            checked = RxMeta {
+                l4_csum: if good {
+                    CsumStatus::Good
+                } else {
+                    CsumStatus::Bad
+                },
+                ..*meta
+            };
+            if !good {
+                return self.dispatch(l3, fwd, pkt, &checked, v, pre);
+            }
+            &checked
+        } else {
+            meta
         };
         // Ethernet padding is not data.
         pkt.set_len(v.end);

@@ -41,12 +41,14 @@ const TUNNEL_HOP_LIMIT: u8 = 64;
 
 /// The ports and TCP flags of a TCP or UDP packet, its length and checksum checked (unless the NIC
 /// or the worker that handed it over did), as a [`Segment`] with `pre`; the verdict for one that
-/// fails.
+/// fails. A segment whose checksum fails goes on if `forwards_unverified` says so: a plain ACK of
+/// a connection the hot path takes (`hot::forwards_unverified`).
 fn l4_of<B: PacketBuf>(
     pkt: B,
     meta: &RxMeta,
     v: &Ipv6In,
     pre: Prelookup,
+    forwards_unverified: impl FnOnce(&Segment) -> bool,
 ) -> Result<(B, Segment), Verdict<B>> {
     // A first fragment has the ports; its checksum covers the whole datagram (not verified).
     let first = v.frag.is_some_and(|f| f.offset == 0);
@@ -63,14 +65,11 @@ fn l4_of<B: PacketBuf>(
     if l4.len() < min {
         return Err(Verdict::Drop(short.into(), pkt));
     }
-    if meta.l4_csum == CsumStatus::Bad && !first
+    let bad = meta.l4_csum == CsumStatus::Bad && !first
         || meta.l4_csum == CsumStatus::Unknown
             && !meta.from_peer
             && !first
-            && ipv6::l4_checksum(v.src, v.dst, v.proto, l4) != 0
-    {
-        return Err(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
-    }
+            && ipv6::l4_checksum(v.src, v.dst, v.proto, l4) != 0;
     let sport = u16::from_be_bytes([l4[0], l4[1]]);
     let dport = u16::from_be_bytes([l4[2], l4[3]]);
     let flags = if is_tcp { l4[13] } else { 0 };
@@ -80,6 +79,9 @@ fn l4_of<B: PacketBuf>(
         flags,
         pre,
     };
+    if bad && !forwards_unverified(&seg) {
+        return Err(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
+    }
     Ok((pkt, seg))
 }
 
@@ -104,7 +106,8 @@ pub fn to_service<B: PacketBuf>(
     v: &Ipv6In,
     pre: Prelookup,
 ) -> Verdict<B> {
-    match l4_of(pkt, meta, v, pre) {
+    let unverified = |seg: &Segment| super::hot::forwards_unverified(v6, l3, fwd, v, seg);
+    match l4_of(pkt, meta, v, pre, unverified) {
         Ok((pkt, seg)) => to_service_segment(v6, l3, fwd, pkt, meta, v, seg),
         Err(verdict) => verdict,
     }
@@ -446,7 +449,8 @@ fn reply<B: PacketBuf>(
     owner: ReplyOwner,
     pre: Prelookup,
 ) -> Verdict<B> {
-    match l4_of(pkt, meta, v, pre) {
+    let unverified = |seg: &Segment| super::hot::forwards_unverified(v6, l3, fwd, v, seg);
+    match l4_of(pkt, meta, v, pre, unverified) {
         Ok((pkt, seg)) => reply_segment(v6, l3, fwd, pkt, meta, v, owner, seg),
         Err(verdict) => verdict,
     }

@@ -689,6 +689,42 @@ fn open(dp: &mut Datapath<VecBuf>) -> Opened {
     }
 }
 
+/// `open` for IPv6: a FullNAT connection from the client's port 40000 to the IPv6 VIP's port
+/// 8083.
+fn open6(dp: &mut Datapath<VecBuf>) -> Opened {
+    let client = (CLIENT6, 40000);
+    let vip = (VIP6, 8083);
+    let to_vip = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
+    let syn = frame6(to_vip, client, vip, SYN, 0, Flaw::None);
+    let (port, o) = outcome(dp.process(VecBuf::from_frame(&syn), &RxMeta::default()));
+    assert_eq!(port, "tx1");
+    let ip6 = |i: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&o[i..i + 16]).unwrap());
+    let (lip, rip) = (ip6(22), ip6(38));
+    let lport = u16::from_be_bytes([o[54], o[55]]);
+    let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
+    let from_server = move |flags, payload, flaw| {
+        frame6(
+            (mac, SERVER_PORT_MAC.0),
+            (rip, 80),
+            (lip, lport),
+            flags,
+            payload,
+            flaw,
+        )
+    };
+    let answer = from_server(SYN | ACK, 0, Flaw::None);
+    assert_eq!(
+        outcome(dp.process(VecBuf::from_frame(&answer), &SERVER)).0,
+        "tx0"
+    );
+    Opened {
+        from_client: Box::new(move |flags, payload, flaw| {
+            frame6(to_vip, client, vip, flags, payload, flaw)
+        }),
+        from_server: Box::new(from_server),
+    }
+}
+
 /// What a real server's frame arrives with.
 const SERVER: RxMeta = RxMeta {
     port: 1,
@@ -715,37 +751,51 @@ fn established_segments_take_the_fast_path() {
     assert_eq!(dp.l3.stats.fast_path, before + 2);
 }
 
-/// Whether the TCP checksum of an IPv4 frame out of the gateway verifies.
+/// Whether the TCP checksum of an IPv4 or IPv6 frame out of the gateway verifies.
 fn tcp_checksum_verifies(frame: &[u8]) -> bool {
+    if super::is_ipv6(frame) {
+        let ip6 = |i: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&frame[i..i + 16]).unwrap());
+        let l4 = &frame[54..];
+        return crate::wire::ipv6::l4_checksum(ip6(22), ip6(38), crate::wire::IpProtocol::TCP, l4)
+            == 0;
+    }
     let parsed = crate::wire::parse_l3l4(frame).expect("an IPv4 TCP frame");
     crate::wire::verify_ipv4_l4_checksum(frame, parsed.l3_off, &parsed.ip.unwrap())
 }
 
 /// A plain ACK of an established connection goes on whatever its TCP checksum, the error kept
-/// for its receiver by the rewrite's incremental update (RFC 1624), on both paths; a segment
-/// that could change the connection's state (the ACK that ends the handshake, a FIN, an RST)
-/// is dropped with a bad checksum, and the connection stays as it was.
+/// for its receiver by the rewrite's incremental update (RFC 1624), on both paths and in both
+/// families; a segment that could change the connection's state (the ACK that ends the
+/// handshake, a FIN, an RST) is dropped with a bad checksum, and the connection stays as it was.
 #[test]
 fn bad_checksums_go_on_in_plain_acks_and_are_dropped_where_the_state_could_change() {
     const FIN: u8 = 0x01;
     const RST: u8 = 0x04;
     const PSH: u8 = 0x08;
     let client = RxMeta::default();
-    for fast in [false, true] {
+    let opens: [fn(&mut Datapath<VecBuf>) -> Opened; 2] = [open, open6];
+    for (fast, open) in [false, true]
+        .into_iter()
+        .flat_map(|f| opens.map(|o| (f, o)))
+    {
         let mut dp = datapath(fast, 1);
         let c = open(&mut dp);
+        let table = |dp: &Datapath<VecBuf>| {
+            format!(
+                "{:?} {:?}",
+                dp.fwd.table().iter().collect::<Vec<_>>(),
+                dp.v6.conns.iter().collect::<Vec<_>>()
+            )
+        };
         // Dropped with the reason the worker counts (`l4_bad_checksum`).
         let bad = |dp: &mut Datapath<VecBuf>, f: Vec<u8>, meta: &RxMeta| {
             let (verdict, _) = outcome(dp.process(VecBuf::from_frame(&f), meta));
             assert_eq!(verdict, "drop Dp(L4BadChecksum)", "fast path {fast}");
         };
         // The client's ACK that ends the handshake establishes the connection: verified.
-        let table = format!("{:?}", dp.fwd.table().iter().collect::<Vec<_>>());
+        let before = table(&dp);
         bad(&mut dp, (c.from_client)(ACK, 0, Flaw::TcpChecksum), &client);
-        assert_eq!(
-            format!("{:?}", dp.fwd.table().iter().collect::<Vec<_>>()),
-            table
-        );
+        assert_eq!(table(&dp), before);
         for (f, meta, port) in [
             ((c.from_client)(ACK, 10, Flaw::None), &client, "tx1"),
             ((c.from_server)(ACK | PSH, 100, Flaw::None), &SERVER, "tx0"),
@@ -769,7 +819,7 @@ fn bad_checksums_go_on_in_plain_acks_and_are_dropped_where_the_state_could_chang
             assert!(!tcp_checksum_verifies(&out), "fast path {fast}");
         }
         // A FIN or an RST with a bad checksum, either way, changes nothing.
-        let table = format!("{:?}", dp.fwd.table().iter().collect::<Vec<_>>());
+        let before = table(&dp);
         bad(
             &mut dp,
             (c.from_client)(ACK | FIN, 0, Flaw::TcpChecksum),
@@ -786,10 +836,7 @@ fn bad_checksums_go_on_in_plain_acks_and_are_dropped_where_the_state_could_chang
             (c.from_server)(ACK | RST, 0, Flaw::TcpChecksum),
             &SERVER,
         );
-        assert_eq!(
-            format!("{:?}", dp.fwd.table().iter().collect::<Vec<_>>()),
-            table
-        );
+        assert_eq!(table(&dp), before);
     }
 }
 
