@@ -23,9 +23,9 @@ pub enum Drop {
     IpOptions,
     /// TTL would reach zero.
     TtlExpired,
-    /// L4 checksum wrong (software check or NIC flag), on a packet that could change a
-    /// connection's state: a plain ACK of an established connection goes on, its error kept
-    /// for its receiver (`Forwarder::forwards_unverified`).
+    /// L4 checksum wrong (software check or NIC flag). Not counted for a plain ACK of an
+    /// established FullNAT connection, which goes on unverified, its error kept for its
+    /// receiver (`Forwarder::forwards_unverified`), even when the NIC flagged it bad.
     L4BadChecksum,
     /// IPv4 header checksum flagged bad by the NIC.
     IpBadChecksumHw,

@@ -19,9 +19,9 @@
 //!
 //! A frame the admission refuses takes the general path from the start: the admission changed
 //! nothing. A segment the forwarder hands back (no connection, a client's SYN, a NAT64 reply, an
-//! address that is neither a VIP nor a LIP, a plain ACK not verified that the hot path did not
-//! take) goes on in the general path where the fast path left it, with its checks and its
-//! lookup done (the TCP checksum if it was not verified), so that an ACK or SYN flood costs no more than it
+//! address that is neither a VIP nor a LIP, a plain ACK the hot path did not take whose
+//! checksum, verified then, fails) goes on in the general path where the fast path left it,
+//! with its checks and its lookup done (its TCP checksum too), so that an ACK or SYN flood costs no more than it
 //! did. Verdicts, bytes, counters and connection state are the general path's: a property test
 //! (`tests`) holds the two to it.
 

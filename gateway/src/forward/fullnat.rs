@@ -108,7 +108,6 @@ fn retries(services: &ServiceTable, c: &crate::conn::Conn) -> bool {
         })
 }
 
-/// `traffic[traffic_base[svc] + rs]`, unless the connection's server is gone.
 /// Whether the TCP checksum of a segment the fast path admitted is good, given the NIC's report
 /// `l4_csum`: verified now if the admission did not (a plain ACK, `datapath::l4_verified`).
 #[inline(always)]
@@ -125,6 +124,7 @@ fn count_steered<B: PacketBuf>(l3: &mut L3<B>, dir: Dir) {
     }
 }
 
+/// `traffic[traffic_base[svc] + rs]`, unless the connection's server is gone.
 fn traffic_at<'a>(
     traffic: &'a mut [Traffic],
     base: &[u32],

@@ -44,12 +44,19 @@ fn is_hot_entry(c: &Conn) -> bool {
 impl Forwarder {
     /// Whether this segment is forwarded without its TCP checksum verified: a plain ACK of a
     /// connection `forward_hot` takes (whether or not a sync log sends it the general way).
-    /// Such a segment changes nothing here but the connection's timer and counters, and its
-    /// rewrite updates the checksum incrementally (RFC 1624), which keeps any error for the
-    /// receiving host to find: as IPVS, which verifies a segment only before an application
-    /// helper rewrites its payload (`tcp_snat_handler`, `tcp_dnat_handler`). Every segment
-    /// that could change a connection's state (SYN, FIN, RST, or the ACK that ends a
-    /// handshake) is verified where the NIC did not verify it.
+    /// Such a segment leaves the connection's state as it is, and its rewrite updates the
+    /// checksum incrementally (RFC 1624), which keeps any error for the receiving host to find:
+    /// as IPVS, which verifies a segment only before an application helper rewrites its payload
+    /// (`tcp_snat_handler`, `tcp_dnat_handler`). Every segment that could change a
+    /// connection's state (SYN, FIN, RST, or the ACK that ends a handshake) is verified where
+    /// the NIC did not verify it.
+    ///
+    /// What a corrupted plain ACK can still change: the connection's timer and counters, and
+    /// the acknowledgment number kept for the RST sent when the connection expires (`user`,
+    /// `user2`). A wrong one puts that RST out of the receiver's window, as if none were sent,
+    /// until the connection's next segment replaces it. A corruption of the ports that lands on
+    /// another connection does this to that one. Linux's conntrack verifies every segment for
+    /// this; IPVS and DPVS do not.
     #[inline(always)]
     pub(crate) fn forwards_unverified(&self, ip: &IpInfo, id: ConnId) -> bool {
         is_plain_tcp_ack(ip)
