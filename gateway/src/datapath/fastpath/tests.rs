@@ -449,6 +449,33 @@ enum ServerSide {
     V6([u8; 6], (Ipv6Addr, u16), (Ipv6Addr, u16)),
 }
 
+impl ServerSide {
+    /// The side a client's segment `o` went out to, as the gateway sent it toward the server.
+    fn of(o: &[u8]) -> ServerSide {
+        let ip = |i: usize| Ipv4Addr::new(o[i], o[i + 1], o[i + 2], o[i + 3]);
+        let ip6 = |i: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&o[i..i + 16]).unwrap());
+        let port = |i: usize| u16::from_be_bytes([o[i], o[i + 1]]);
+        let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
+        if super::is_ipv6(o) {
+            ServerSide::V6(mac, (ip6(38), port(56)), (ip6(22), port(54)))
+        } else {
+            ServerSide::V4(mac, (ip(30), port(36)), (ip(26), port(34)))
+        }
+    }
+
+    /// The server's segment back to the gateway.
+    fn frame(self, flags: u8, payload: usize, flaw: Flaw) -> Vec<u8> {
+        match self {
+            ServerSide::V4(mac, from, to) => {
+                frame((mac, SERVER_PORT_MAC.0), from, to, flags, payload, flaw)
+            }
+            ServerSide::V6(mac, from, to) => {
+                frame6((mac, SERVER_PORT_MAC.0), from, to, flags, payload, flaw)
+            }
+        }
+    }
+}
+
 fn play(events: &[Event], workers: usize) -> (Vec<Step>, Vec<Outcome>, String) {
     let mut dp = datapath(false, workers);
     // Per flow: the endpoints of its connection on the server side, once the gateway sent one.
@@ -471,14 +498,7 @@ fn play(events: &[Event], workers: usize) -> (Vec<Step>, Vec<Outcome>, String) {
         let side = server_side.get(&key).filter(|_| e.from_server);
         let payload = e.payload.into();
         let (f, port) = match side {
-            Some(&ServerSide::V4(mac, from, to)) => (
-                frame((mac, SERVER_PORT_MAC.0), from, to, e.flags, payload, e.flaw),
-                1,
-            ),
-            Some(&ServerSide::V6(mac, from, to)) => (
-                frame6((mac, SERVER_PORT_MAC.0), from, to, e.flags, payload, e.flaw),
-                1,
-            ),
+            Some(side) => (side.frame(e.flags, payload, e.flaw), 1),
             None if usize::from(e.dest) >= DESTS.len() => (
                 frame6(
                     (CLIENT_MAC.0, CLIENT_PORT_MAC.0),
@@ -519,17 +539,7 @@ fn play(events: &[Event], workers: usize) -> (Vec<Step>, Vec<Outcome>, String) {
         };
         let out = outcome(dp.process(VecBuf::from_frame(&f), &meta));
         if port == 0 && out.0 == "tx1" && out.1.len() >= 58 {
-            let o = &out.1;
-            let ip = |i: usize| Ipv4Addr::new(o[i], o[i + 1], o[i + 2], o[i + 3]);
-            let ip6 = |i: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&o[i..i + 16]).unwrap());
-            let port = |i: usize| u16::from_be_bytes([o[i], o[i + 1]]);
-            let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
-            let side = if o[12..14] == [0x86, 0xdd] {
-                ServerSide::V6(mac, (ip6(38), port(56)), (ip6(22), port(54)))
-            } else {
-                ServerSide::V4(mac, (ip(30), port(36)), (ip(26), port(34)))
-            };
-            server_side.insert(key, side);
+            server_side.insert(key, ServerSide::of(&out.1));
         }
         frames.push(Step::Frame(f, meta));
         outs.push(out);
@@ -647,82 +657,71 @@ fn ipv6_plain_acks_the_hot_path_must_leave() {
     }
 }
 
-/// A FullNAT connection from the client's port 40000 to VIP:80, opened by its SYN and the real
-/// server's SYN-ACK: a segment `flags` with `payload` bytes and `flaw` from the client, and one
-/// from the server, give their frames.
+/// A FullNAT connection from the client's port 40000, opened by its SYN and the real server's
+/// SYN-ACK: a segment `flags` with `payload` bytes and `flaw` from the client (`client`, the
+/// SYN's flow), and one from the server, give their frames.
 struct Opened {
-    from_client: Box<dyn Fn(u8, usize, Flaw) -> Vec<u8>>,
-    from_server: Box<dyn Fn(u8, usize, Flaw) -> Vec<u8>>,
+    client: Box<dyn Fn(u8, usize, Flaw) -> Vec<u8>>,
+    server: ServerSide,
 }
 
-fn open(dp: &mut Datapath<VecBuf>) -> Opened {
-    let client = (CLIENT_IP, 40000);
-    let to_client = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
-    let syn = frame(to_client, client, (VIP, 80), SYN, 0, Flaw::None);
+impl Opened {
+    fn client_segment(&self, flags: u8, payload: usize, flaw: Flaw) -> Vec<u8> {
+        (self.client)(flags, payload, flaw)
+    }
+
+    fn server_segment(&self, flags: u8, payload: usize, flaw: Flaw) -> Vec<u8> {
+        self.server.frame(flags, payload, flaw)
+    }
+}
+
+/// Opens the connection `from_client` builds the client's segments of.
+fn open_with(
+    dp: &mut Datapath<VecBuf>,
+    from_client: Box<dyn Fn(u8, usize, Flaw) -> Vec<u8>>,
+) -> Opened {
+    let syn = from_client(SYN, 0, Flaw::None);
     let (port, out) = outcome(dp.process(VecBuf::from_frame(&syn), &RxMeta::default()));
     assert_eq!(port, "tx1");
-    let o = &out;
-    let lip = Ipv4Addr::new(o[26], o[27], o[28], o[29]);
-    let rip = Ipv4Addr::new(o[30], o[31], o[32], o[33]);
-    let lport = u16::from_be_bytes([o[34], o[35]]);
-    let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
-    let from_server = move |flags, payload, flaw| {
-        frame(
-            (mac, SERVER_PORT_MAC.0),
-            (rip, 80),
-            (lip, lport),
-            flags,
-            payload,
-            flaw,
-        )
-    };
-    let answer = from_server(SYN | ACK, 0, Flaw::None);
+    let server = ServerSide::of(&out);
+    let answer = server.frame(SYN | ACK, 0, Flaw::None);
     assert_eq!(
         outcome(dp.process(VecBuf::from_frame(&answer), &SERVER)).0,
         "tx0"
     );
     Opened {
-        from_client: Box::new(move |flags, payload, flaw| {
-            frame(to_client, client, (VIP, 80), flags, payload, flaw)
-        }),
-        from_server: Box::new(from_server),
+        client: from_client,
+        server,
     }
 }
 
-/// `open` for IPv6: a FullNAT connection from the client's port 40000 to the IPv6 VIP's port
-/// 8083.
-fn open6(dp: &mut Datapath<VecBuf>) -> Opened {
-    let client = (CLIENT6, 40000);
-    let vip = (VIP6, 8083);
-    let to_vip = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
-    let syn = frame6(to_vip, client, vip, SYN, 0, Flaw::None);
-    let (port, o) = outcome(dp.process(VecBuf::from_frame(&syn), &RxMeta::default()));
-    assert_eq!(port, "tx1");
-    let ip6 = |i: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&o[i..i + 16]).unwrap());
-    let (lip, rip) = (ip6(22), ip6(38));
-    let lport = u16::from_be_bytes([o[54], o[55]]);
-    let mac = [o[0], o[1], o[2], o[3], o[4], o[5]];
-    let from_server = move |flags, payload, flaw| {
-        frame6(
-            (mac, SERVER_PORT_MAC.0),
-            (rip, 80),
-            (lip, lport),
-            flags,
-            payload,
-            flaw,
-        )
-    };
-    let answer = from_server(SYN | ACK, 0, Flaw::None);
-    assert_eq!(
-        outcome(dp.process(VecBuf::from_frame(&answer), &SERVER)).0,
-        "tx0"
-    );
-    Opened {
-        from_client: Box::new(move |flags, payload, flaw| {
-            frame6(to_vip, client, vip, flags, payload, flaw)
+/// `open_with` to VIP:80.
+fn open(dp: &mut Datapath<VecBuf>) -> Opened {
+    let to_client = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
+    open_with(
+        dp,
+        Box::new(move |flags, payload, flaw| {
+            frame(
+                to_client,
+                (CLIENT_IP, 40000),
+                (VIP, 80),
+                flags,
+                payload,
+                flaw,
+            )
         }),
-        from_server: Box::new(from_server),
-    }
+    )
+}
+
+/// `open_with` to the IPv6 VIP's port 8083.
+fn open6(dp: &mut Datapath<VecBuf>) -> Opened {
+    let to_vip = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
+    open_with(
+        dp,
+        Box::new(move |flags, payload, flaw| {
+            frame6(to_vip, (CLIENT6, 40000), (VIP6, 8083), flags, payload, flaw)
+        }),
+    )
 }
 
 /// What a real server's frame arrives with.
@@ -738,12 +737,12 @@ fn established_segments_take_the_fast_path() {
     let mut dp = datapath(true, 1);
     let c = open(&mut dp);
     let before = dp.l3.stats.fast_path;
-    let ack = (c.from_client)(ACK, 10, Flaw::None);
+    let ack = c.client_segment(ACK, 10, Flaw::None);
     assert_eq!(
         outcome(dp.process(VecBuf::from_frame(&ack), &RxMeta::default())).0,
         "tx1"
     );
-    let data = (c.from_server)(ACK, 100, Flaw::None);
+    let data = c.server_segment(ACK, 100, Flaw::None);
     assert_eq!(
         outcome(dp.process(VecBuf::from_frame(&data), &SERVER)).0,
         "tx0"
@@ -794,11 +793,15 @@ fn bad_checksums_go_on_in_plain_acks_and_are_dropped_where_the_state_could_chang
         };
         // The client's ACK that ends the handshake establishes the connection: verified.
         let before = table(&dp);
-        bad(&mut dp, (c.from_client)(ACK, 0, Flaw::TcpChecksum), &client);
+        bad(
+            &mut dp,
+            c.client_segment(ACK, 0, Flaw::TcpChecksum),
+            &client,
+        );
         assert_eq!(table(&dp), before);
         for (f, meta, port) in [
-            ((c.from_client)(ACK, 10, Flaw::None), &client, "tx1"),
-            ((c.from_server)(ACK | PSH, 100, Flaw::None), &SERVER, "tx0"),
+            (c.client_segment(ACK, 10, Flaw::None), &client, "tx1"),
+            (c.server_segment(ACK | PSH, 100, Flaw::None), &SERVER, "tx0"),
         ] {
             let (verdict, out) = outcome(dp.process(VecBuf::from_frame(&f), meta));
             assert_eq!(verdict, port);
@@ -807,12 +810,16 @@ fn bad_checksums_go_on_in_plain_acks_and_are_dropped_where_the_state_could_chang
         // Established: plain ACKs with a bad checksum go on, still bad, both ways.
         for (f, meta, port) in [
             (
-                (c.from_client)(ACK | PSH, 10, Flaw::TcpChecksum),
+                c.client_segment(ACK | PSH, 10, Flaw::TcpChecksum),
                 &client,
                 "tx1",
             ),
-            ((c.from_server)(ACK, 100, Flaw::TcpChecksum), &SERVER, "tx0"),
-            ((c.from_client)(ACK, 0, Flaw::TcpChecksum), &client, "tx1"),
+            (
+                c.server_segment(ACK, 100, Flaw::TcpChecksum),
+                &SERVER,
+                "tx0",
+            ),
+            (c.client_segment(ACK, 0, Flaw::TcpChecksum), &client, "tx1"),
         ] {
             let (verdict, out) = outcome(dp.process(VecBuf::from_frame(&f), meta));
             assert_eq!(verdict, port, "fast path {fast}");
@@ -822,18 +829,22 @@ fn bad_checksums_go_on_in_plain_acks_and_are_dropped_where_the_state_could_chang
         let before = table(&dp);
         bad(
             &mut dp,
-            (c.from_client)(ACK | FIN, 0, Flaw::TcpChecksum),
+            c.client_segment(ACK | FIN, 0, Flaw::TcpChecksum),
             &client,
         );
         bad(
             &mut dp,
-            (c.from_server)(ACK | FIN, 0, Flaw::TcpChecksum),
+            c.server_segment(ACK | FIN, 0, Flaw::TcpChecksum),
             &SERVER,
         );
-        bad(&mut dp, (c.from_client)(RST, 0, Flaw::TcpChecksum), &client);
         bad(
             &mut dp,
-            (c.from_server)(ACK | RST, 0, Flaw::TcpChecksum),
+            c.client_segment(RST, 0, Flaw::TcpChecksum),
+            &client,
+        );
+        bad(
+            &mut dp,
+            c.server_segment(ACK | RST, 0, Flaw::TcpChecksum),
             &SERVER,
         );
         assert_eq!(table(&dp), before);
