@@ -187,10 +187,8 @@ impl<B: PacketBuf> Datapath<B> {
         {
             Ok(()) => self.l3.stats.fast_path += 1,
             Err((pkt, pre)) => {
-                *out = Some({
-                    let meta = admitted(meta, pkt.data(), v);
-                    self.finish(pkt, &meta, v, pre)
-                })
+                let meta = admitted(meta, pkt.data(), v);
+                *out = Some(self.finish(pkt, &meta, v, pre));
             }
         }
     }
@@ -224,7 +222,7 @@ pub(super) fn is_ipv6(frame: &[u8]) -> bool {
 /// whatever their checksum (`Forwarder::forwards_unverified`), and which the general path
 /// verifies if they go there.
 #[inline(always)]
-pub fn l4_verified(l4_csum: CsumStatus, v: &Ipv4In) -> bool {
+fn l4_verified(l4_csum: CsumStatus, v: &Ipv4In) -> bool {
     l4_csum == CsumStatus::Good || !v.ip.tcp_flags.is_plain_ack()
 }
 
@@ -232,10 +230,17 @@ pub fn l4_verified(l4_csum: CsumStatus, v: &Ipv4In) -> bool {
 /// `parse_plain_tcp` checked that the segment, not fragmented, ends within the frame: what
 /// `wire::verify_ipv4_l4_checksum` checks again for any packet.
 #[inline(always)]
-pub fn tcp_checksum_verifies(frame: &[u8], v: &Ipv4In) -> bool {
+fn tcp_checksum_verifies(frame: &[u8], v: &Ipv4In) -> bool {
     frame
         .get(v.ip.l4_off..v.l3_off + usize::from(v.ip.total_len))
         .is_some_and(|l4| wire::checksum::l4_verifies(v.ip.src, v.ip.dst, v.ip.protocol, l4))
+}
+
+/// Whether the TCP checksum of a segment `admit_plain_tcp` admitted is good, given the NIC's
+/// report `l4_csum`: known if the admission verified it (`l4_verified`), verified now if not.
+#[inline(always)]
+pub fn tcp_checksum_good(l4_csum: CsumStatus, frame: &[u8], v: &Ipv4In) -> bool {
+    l4_verified(l4_csum, v) || tcp_checksum_verifies(frame, v)
 }
 
 /// `meta` of a segment `admit_plain_tcp` admitted, for the general path: its IPv4 header
@@ -247,7 +252,7 @@ pub fn tcp_checksum_verifies(frame: &[u8], v: &Ipv4In) -> bool {
 fn admitted(meta: &RxMeta, frame: &[u8], v: &Ipv4In) -> RxMeta {
     RxMeta {
         ip_csum: CsumStatus::Good,
-        l4_csum: if l4_verified(meta.l4_csum, v) || tcp_checksum_verifies(frame, v) {
+        l4_csum: if tcp_checksum_good(meta.l4_csum, frame, v) {
             CsumStatus::Good
         } else {
             CsumStatus::Bad

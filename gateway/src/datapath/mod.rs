@@ -8,7 +8,7 @@
 //! and neighbour tables. The forwarding modes live in `forward/`.
 
 mod fastpath;
-pub use fastpath::{l4_verified, tcp_checksum_verifies};
+pub use fastpath::tcp_checksum_good;
 mod fragments;
 pub mod punt;
 

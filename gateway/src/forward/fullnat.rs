@@ -28,7 +28,7 @@ use crate::conn::{
     tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup, State,
     StateChange, Ticks, Timeouts, Tuple,
 };
-use crate::datapath::{l4_checksum_ok, l4_verified, tcp_checksum_verifies, Ipv4In, Verdict, L3};
+use crate::datapath::{l4_checksum_ok, tcp_checksum_good, Ipv4In, Verdict, L3};
 use crate::laddr::{LaddrPool, PortLayout};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode, SchedState};
@@ -106,13 +106,6 @@ fn retries(services: &ServiceTable, c: &crate::conn::Conn) -> bool {
         && services.services.get(c.svc as usize).is_some_and(|vs| {
             vs.syn_retry && crate::service::elsewhere_possible(&vs.svc, usize::from(c.rs))
         })
-}
-
-/// Whether the TCP checksum of a segment the fast path admitted is good, given the NIC's report
-/// `l4_csum`: verified now if the admission did not (a plain ACK, `datapath::l4_verified`).
-#[inline(always)]
-fn l4_good<B: PacketBuf>(l4_csum: CsumStatus, pkt: &B, v: &Ipv4In) -> bool {
-    l4_verified(l4_csum, v) || tcp_checksum_verifies(pkt.data(), v)
 }
 
 /// A reply found in the table, counted as `handle_with` counts it (`steer_hits`): the fast
@@ -1018,7 +1011,7 @@ impl Forwarder {
     /// VIP or a LIP, its IP header verified, goes straight to `forward` if this worker holds its
     /// connection. It is what `handle_with` does for such a segment, without the dispatch that
     /// other packets need. `l4_csum` is the NIC's report on its TCP checksum: a plain ACK the
-    /// admission did not verify (`datapath::l4_verified`) is verified here if the hot path
+    /// admission did not verify is verified here (`datapath::tcp_checksum_good`) if the hot path
     /// does not take it (which takes it as `handle_with` would, `forwards_unverified`), and
     /// goes to `handle_with` if it fails. `Err` hands the packet back
     /// unchanged, with what is known of its connection (`pre` for `handle_with`), when
@@ -1041,7 +1034,7 @@ impl Forwarder {
                         count_steered(l3, dir);
                         Ok(l3.route_out(pkt, dst))
                     }
-                    Err(pkt) if l4_good(l4_csum, &pkt, v) => {
+                    Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
                         count_steered(l3, dir);
                         Ok(self.forward(l3, pkt, v, id, dir, now))
                     }
@@ -1108,7 +1101,7 @@ impl Forwarder {
                     *out = Some(l3.route_out(pkt, dst));
                     Ok(())
                 }
-                Err(pkt) if l4_good(l4_csum, &pkt, v) => {
+                Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
                     count_steered(l3, dir);
                     self.forward_into(l3, pkt, v, id, dir, now, out);
                     Ok(())
