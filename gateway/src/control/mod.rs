@@ -2,6 +2,7 @@
 //! decisions 8 and 9), the `gwctl` client and its `ipvsadm` front-end.
 //!
 //! - [`proto`]: the request/response protocol and its limits.
+//! - [`commit`]: the one commit point: the control plane's handle on the workers (generations, health, announcements).
 //! - [`server`]: the socket, one thread per client, the request handlers.
 //! - [`model`]: the service table as changes edit it; validated by the configuration's own code.
 //! - [`dump`]: what a worker reports (connections, neighbours) from its housekeeping.
@@ -54,6 +55,7 @@
 //! clients are served at once.
 
 pub mod client;
+pub mod commit;
 pub mod dump;
 pub mod ipvsadm;
 pub mod model;

@@ -11,11 +11,11 @@
 //! operator out; only [`MAX_CLIENTS`] clients all busy with requests make a newcomer wait.
 //! Client threads also notice shutdown within [`POLL`], so an idle client never delays it.
 
+use super::commit::Control;
 use super::model::Model;
 use super::proto::{self, Change, ConnFilter, Line, Op, Request, Response, MAX_REQUEST};
 use super::view::*;
 use crate::config::Config;
-use crate::daemon::Control;
 use crate::events::Kind;
 use crate::stats::WorkerStats;
 use crate::worker::Msg;

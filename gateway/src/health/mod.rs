@@ -13,7 +13,7 @@
 //!
 //! The datapath's half of passive detection and the connection-level retry (`syn_retry`) live in
 //! `forward::fullnat`; the control plane applies transitions through the acknowledged generation
-//! (`daemon::Control::set_health`).
+//! (`control::commit::Control::set_health`).
 
 pub mod check;
 pub mod probe;
