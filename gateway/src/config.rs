@@ -1526,7 +1526,7 @@ pub fn validate_service_entries(
 }
 
 impl Config {
-    /// The EAL argv (argv[0] first) this config asks for.
+    /// The EAL argv (`argv[0]` first) this config asks for.
     pub fn eal_args(&self) -> Vec<String> {
         let e = &self.eal;
         let w = &self.workers;

@@ -1,6 +1,6 @@
 //! Per-worker connection tracking for the datapath (DESIGN.md decisions 5 and 7).
 //!
-//! - [`tuple`]: the 5-tuple as a packet arrives, and the per-boot keyed hash over it.
+//! - [`tuple`](mod@tuple): the 5-tuple as a packet arrives, and the per-boot keyed hash over it.
 //! - [`index`]: open-addressing index from a tuple's hash to (entry, direction).
 //! - [`timer`]: hashed timing wheel with intrusive links and lazy re-arming.
 //! - [`state`]: IPVS TCP/UDP states, transitions and timeouts.

@@ -19,7 +19,7 @@ pub struct Eal {
 }
 
 impl Eal {
-    /// Initialises EAL with `args` (argv[0] included). Fails if EAL already ran in this process.
+    /// Initialises EAL with `args` (`argv[0]` included). Fails if EAL already ran in this process.
     pub fn init(args: &[String]) -> Result<Eal> {
         if EAL_STARTED.swap(true, Ordering::SeqCst) {
             return Err(Error::new(

@@ -1196,7 +1196,7 @@ impl Forwarder {
         (w != self.worker as usize).then_some(w)
     }
 
-    /// [`Forwarder::client_owner_elsewhere`] for an IPv6 client's packet to VIP:vport (`inet6`):
+    /// `Forwarder::client_owner_elsewhere` for an IPv6 client's packet to VIP:vport (`inet6`):
     /// the owner by the NIC's RSS of the port it arrived on, by hash for NAT services and ports
     /// without RSS; None for a packet to no service.
     #[allow(clippy::too_many_arguments)]

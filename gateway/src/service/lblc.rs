@@ -126,7 +126,7 @@ impl LblcTable {
         Some(i)
     }
 
-    /// `ip_vs_lblc_full_check`: drops entries unused for [`EXPIRATION`]. Call about once a minute.
+    /// `ip_vs_lblc_full_check`: drops entries unused for `EXPIRATION`. Call about once a minute.
     pub fn housekeeping(&mut self, now: Millis) {
         self.map
             .retain(|_, e| e.lastuse.saturating_add(EXPIRATION) > now);
@@ -298,7 +298,7 @@ impl LblcrTable {
         Some(d)
     }
 
-    /// `ip_vs_lblcr_full_check`: drops entries unused for [`EXPIRATION`].
+    /// `ip_vs_lblcr_full_check`: drops entries unused for `EXPIRATION`.
     pub fn housekeeping(&mut self, now: Millis) {
         self.map
             .retain(|_, e| e.lastuse.saturating_add(EXPIRATION) > now);

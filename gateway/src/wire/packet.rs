@@ -165,7 +165,7 @@ const PLAIN_TCP_LEN: usize = ethernet::HEADER_LEN + super::ipv4::HEADER_LEN + tc
 /// The common case of [`parse_l3l4_with`] on fixed-size views: an unfragmented TCP segment in an
 /// IPv4 packet without options. One length check covers the three headers, after which the
 /// compiler drops the views' per-field bounds checks. `None` for any other frame, which
-/// [`parse_any`] then classifies; for these frames both give the same result, the same error
+/// `parse_any` then classifies; for these frames both give the same result, the same error
 /// included (a property test holds them to it).
 /// The datapath's established fast path starts here too (`datapath::fastpath`). Always inlined:
 /// returned through memory, its result was read back (by wider loads than the stores that wrote
