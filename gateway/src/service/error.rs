@@ -1,6 +1,6 @@
 //! Errors of service definitions: each names the value at fault, as the admin shell shows it.
 
-use super::real::RsKey;
+use super::key::RsKey;
 use thiserror::Error;
 
 /// Why a scheduler name, flag or service definition was refused.

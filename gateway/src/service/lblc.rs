@@ -15,9 +15,8 @@
 //! threshold has flagged it overloaded; here the flag is honoured, as everywhere else.
 
 use super::counts::ConnCounts;
+use super::key::{Millis, RsKey};
 use super::least;
-use super::real::RsKey;
-use super::sched::Millis;
 use super::snapshot::Service;
 use hashbrown::HashMap;
 

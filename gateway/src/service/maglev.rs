@@ -14,7 +14,7 @@
 //! slot or two of `M * w_i / Σw`. With equal weights this is exactly the paper's round-robin fill.
 
 use super::hash::keyed;
-use super::real::RsKey;
+use super::key::RsKey;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 

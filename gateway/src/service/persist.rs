@@ -26,8 +26,7 @@
 //! [`PersistTable::expire`], which the control thread calls periodically.
 
 use super::hash::mix64;
-use super::real::RsKey;
-use super::sched::Millis;
+use super::key::{Millis, RsKey};
 use hashbrown::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};

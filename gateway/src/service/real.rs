@@ -1,6 +1,7 @@
 //! Real servers as configured: address, port, weight, forwarding method and connection thresholds.
 
 use super::error::ServiceError;
+use super::key::RsKey;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -44,39 +45,6 @@ impl FromStr for FwdMode {
             "dr" | "route" | "gate" => Ok(FwdMode::Dr),
             "tun" | "tunnel" | "ipip" => Ok(FwdMode::Tun),
             _ => Err(ServiceError::UnknownFwdMode(s.to_owned())),
-        }
-    }
-}
-
-/// A real server's identity within a service: IPVS refuses two destinations with the same address and
-/// port, and identifies a destination by them. Connection counters, persistence templates, lblc
-/// entries and the Maglev permutation all key on it, so they survive reordering and re-weighting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RsKey {
-    pub addr: IpAddr,
-    pub port: u16,
-}
-
-impl RsKey {
-    /// The address of a server of an IPv4 service (see [`RealServer::v4`]).
-    pub fn v4(self) -> std::net::Ipv4Addr {
-        match self.addr {
-            IpAddr::V4(a) => a,
-            IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
-        }
-    }
-
-    /// The key packed into 48 bits, the input of the Maglev permutation hashes.
-    pub fn as_u64(self) -> u64 {
-        (u64::from(crate::service::addr_word(self.addr)) << 16) | u64::from(self.port)
-    }
-}
-
-impl fmt::Display for RsKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.addr {
-            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
-            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
         }
     }
 }

@@ -16,14 +16,12 @@
 //! allows. An enum rather than `Box<dyn Scheduler>`: the dispatch is a jump table the compiler sees.
 
 use super::counts::ConnCounts;
+use super::key::{addr_word, Millis};
 use super::lblc::{LblcTable, LblcrTable};
 use super::least;
 use super::sched_kind::SchedKind;
 use super::snapshot::{Service, Tables};
 use std::net::IpAddr;
-
-/// Milliseconds of a monotonic clock; the worker reads it once per burst.
-pub type Millis = u64;
 
 /// What a scheduler may look at in a new connection's first packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,22 +41,6 @@ impl ClientKey {
             ip: addr_word(ip.into()),
             port,
             dst: addr_word(dst.into()),
-        }
-    }
-}
-
-/// An address as the schedulers see it: an IPv4 address is itself, an IPv6 one is folded to 32
-/// bits (the xor of its four words). sh, dh, mh, lblc(r) and persistence only hash or compare
-/// addresses, so the fold keeps them correct but for a 2^-32 chance that two IPv6 clients share a
-/// hash bucket or a persistence template. (IPv6 services take no persistence netmask: see
-/// `Service::check`.)
-#[inline]
-pub fn addr_word(a: IpAddr) -> u32 {
-    match a {
-        IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(a) => {
-            let w = u128::from(a);
-            (w as u32) ^ ((w >> 32) as u32) ^ ((w >> 64) as u32) ^ ((w >> 96) as u32)
         }
     }
 }

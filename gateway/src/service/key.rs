@@ -1,0 +1,58 @@
+//! The identities the schedulers, the persistence templates, the lblc tables and the Maglev
+//! permutation share: a real server's key, an address folded to a word, and the clock they age
+//! by. A leaf: it uses no other module of `service`.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Milliseconds of a monotonic clock; the worker reads it once per burst.
+pub type Millis = u64;
+
+/// An address as the schedulers see it: an IPv4 address is itself, an IPv6 one is folded to 32
+/// bits (the xor of its four words). sh, dh, mh, lblc(r) and persistence only hash or compare
+/// addresses, so the fold keeps them correct but for a 2^-32 chance that two IPv6 clients share a
+/// hash bucket or a persistence template. (IPv6 services take no persistence netmask: see
+/// `Service::check`.)
+#[inline]
+pub fn addr_word(a: IpAddr) -> u32 {
+    match a {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let w = u128::from(a);
+            (w as u32) ^ ((w >> 32) as u32) ^ ((w >> 64) as u32) ^ ((w >> 96) as u32)
+        }
+    }
+}
+
+/// A real server's identity within a service: IPVS refuses two destinations with the same address and
+/// port, and identifies a destination by them. Connection counters, persistence templates, lblc
+/// entries and the Maglev permutation all key on it, so they survive reordering and re-weighting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RsKey {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl RsKey {
+    /// The address of a server of an IPv4 service (see [`RealServer::v4`](super::RealServer::v4)).
+    pub fn v4(self) -> std::net::Ipv4Addr {
+        match self.addr {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
+    /// The key packed into 48 bits, the input of the Maglev permutation hashes.
+    pub fn as_u64(self) -> u64 {
+        (u64::from(addr_word(self.addr)) << 16) | u64::from(self.port)
+    }
+}
+
+impl fmt::Display for RsKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
+    }
+}
