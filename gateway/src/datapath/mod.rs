@@ -27,7 +27,8 @@ use std::sync::Arc;
 
 /// Largest frame the datapath generates itself (ARP, RST, ICMP errors quote header + 8 bytes).
 pub const GEN_FRAME_MAX: usize = 128;
-/// Frames per burst (`process_burst`): the ixy/DPDK convention.
+/// Frames per burst (`process_burst`, and the worker's receive and transmit bursts): the
+/// ixy/DPDK convention of 32, which amortises a driver call and keeps a burst's state in L1.
 pub const BURST: usize = 32;
 /// Generated frames buffered per poll round.
 pub const GEN_QUEUE: usize = 256;

@@ -7,8 +7,9 @@
 use dpdk_sys::rte_mbuf;
 use std::ptr::NonNull;
 
-/// Packets per burst: the ixy/DPDK convention of 32 (amortises the driver call, fits L1).
-pub const BURST: usize = 32;
+/// Packets per receive and transmit burst: the datapath's burst (`datapath::BURST`), so that one
+/// receive fills one `process_burst` exactly.
+pub use crate::datapath::BURST;
 
 /// An mbuf we own. Freed (back to its pool) when dropped.
 pub struct Mbuf {

@@ -1,5 +1,6 @@
-//! L2/L3 services of the datapath: interface addresses, longest-prefix-match routes, the ARP
-//! neighbour table, and the handlers for ARP and ICMP echo addressed to the gateway itself.
+//! The L2/L3 tables of the datapath: interface addresses (CIDRs), longest-prefix-match routes
+//! and the ARP neighbour table with its NUD states. The handlers that use them (ARP, ICMP echo,
+//! output through the routes and neighbours) are `datapath::L3`'s.
 
 mod cidr;
 pub mod neigh;
