@@ -23,10 +23,10 @@
 //! refusal has its own counter. Nothing is installed from a message that fails any check.
 
 use crate::conn::record::{ConnRecord, RecordKind};
+use crate::wire::field::{be16, be32, ipv4};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 
 pub const MAGIC: [u8; 4] = *b"GWSY";
 pub const VERSION: u8 = 1;
@@ -260,18 +260,6 @@ fn encode_record(r: &ConnRecord) -> [u8; RECORD_LEN] {
     b
 }
 
-fn ip(b: &[u8], r: core::ops::Range<usize>) -> Ipv4Addr {
-    Ipv4Addr::new(b[r.start], b[r.start + 1], b[r.start + 2], b[r.start + 3])
-}
-
-fn be32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
-    u32::from_be_bytes([b[r.start], b[r.start + 1], b[r.start + 2], b[r.start + 3]])
-}
-
-fn port(b: &[u8], r: core::ops::Range<usize>) -> u16 {
-    u16::from_be_bytes([b[r.start], b[r.start + 1]])
-}
-
 fn decode_record(b: &[u8]) -> Result<ConnRecord, Refused> {
     use field::rec;
     let kind = match b[rec::KIND] {
@@ -284,10 +272,10 @@ fn decode_record(b: &[u8]) -> Result<ConnRecord, Refused> {
         proto: b[rec::PROTO],
         mode: b[rec::MODE],
         state: b[rec::STATE],
-        client: (ip(b, rec::CIP), port(b, rec::CPORT)),
-        vip: (ip(b, rec::VIP), port(b, rec::VPORT)),
-        real: (ip(b, rec::RIP), port(b, rec::RPORT)),
-        local: (ip(b, rec::LIP), port(b, rec::LPORT)),
+        client: (ipv4(b, rec::CIP), be16(b, rec::CPORT)),
+        vip: (ipv4(b, rec::VIP), be16(b, rec::VPORT)),
+        real: (ipv4(b, rec::RIP), be16(b, rec::RPORT)),
+        local: (ipv4(b, rec::LIP), be16(b, rec::LPORT)),
         remaining_ms: u32::from_be_bytes([
             b[rec::REMAINING.start],
             b[rec::REMAINING.start + 1],
@@ -394,7 +382,7 @@ impl Opener {
         if self.last_seq.get(&sender).is_some_and(|&last| seq <= last) {
             return Err(Refused::Replay);
         }
-        let count = usize::from(port(data, field::COUNT));
+        let count = usize::from(be16(data, field::COUNT));
         let body = &data[field::BODY..];
         let msg = match kind {
             MsgKind::Records => {
@@ -415,8 +403,8 @@ impl Opener {
                 Message::Hello {
                     sender,
                     layout: Layout {
-                        workers: port(body, hello::WORKERS),
-                        ports: (port(body, hello::PORT_FIRST), port(body, hello::PORT_LAST)),
+                        workers: be16(body, hello::WORKERS),
+                        ports: (be16(body, hello::PORT_FIRST), be16(body, hello::PORT_LAST)),
                         steering: body[hello::STEERING],
                         rss_key_hash: u64::from_be_bytes(
                             body[hello::RSS_KEY].try_into().expect("8 bytes"),

@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::ethernet::{self, EtherType, EthernetFrame, MacAddr};
+use super::field::{be16, ipv4 as addr};
 use super::{Error, Result};
 
 /// The ARP operation field.
@@ -42,18 +43,6 @@ pub const PACKET_LEN: usize = field::TPA.end;
 #[derive(Debug, Clone)]
 pub struct ArpPacket<T: AsRef<[u8]>> {
     buffer: T,
-}
-
-#[inline]
-fn be16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
-    let s = &b[r];
-    u16::from_be_bytes([s[0], s[1]])
-}
-
-#[inline]
-fn addr(b: &[u8], r: core::ops::Range<usize>) -> Ipv4Addr {
-    let s = &b[r];
-    Ipv4Addr::new(s[0], s[1], s[2], s[3])
 }
 
 impl<T: AsRef<[u8]>> ArpPacket<T> {

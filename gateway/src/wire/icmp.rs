@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum;
 use super::ethernet::EthernetFrame;
+use super::field::be16;
 use super::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
 use super::{Error, Result};
 
@@ -63,12 +64,6 @@ pub const HEADER_LEN: usize = field::DATA;
 #[derive(Debug, Clone)]
 pub struct IcmpPacket<T: AsRef<[u8]>> {
     buffer: T,
-}
-
-#[inline]
-fn be16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
-    let s = &b[r];
-    u16::from_be_bytes([s[0], s[1]])
 }
 
 impl<T: AsRef<[u8]>> IcmpPacket<T> {

@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum;
+use super::field::{be16, ipv4 as addr};
 use super::{Error, Result};
 
 /// The IPv4 Protocol field (IANA "Assigned Internet Protocol Numbers"). A newtype so unknown values
@@ -48,18 +49,6 @@ const FRAG_OFF_MASK: u16 = 0x1FFF;
 #[derive(Debug, Clone)]
 pub struct Ipv4Packet<T: AsRef<[u8]>> {
     buffer: T,
-}
-
-#[inline]
-fn be16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
-    let s = &b[r];
-    u16::from_be_bytes([s[0], s[1]])
-}
-
-#[inline]
-fn addr(b: &[u8], r: core::ops::Range<usize>) -> Ipv4Addr {
-    let s = &b[r];
-    Ipv4Addr::new(s[0], s[1], s[2], s[3])
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {

@@ -4,6 +4,7 @@
 
 use std::net::Ipv6Addr;
 
+use super::field::ipv6 as addr;
 use super::ipv4::IpProtocol;
 use super::{Error, Result};
 
@@ -43,13 +44,6 @@ pub const MAX_EXTENSIONS: usize = 8;
 #[derive(Debug, Clone)]
 pub struct Ipv6Packet<T: AsRef<[u8]>> {
     buffer: T,
-}
-
-#[inline]
-fn addr(b: &[u8], r: core::ops::Range<usize>) -> Ipv6Addr {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[r]);
-    Ipv6Addr::from(a)
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {

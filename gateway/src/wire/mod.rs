@@ -19,6 +19,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub(crate) mod field;
 pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;

@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum;
+use super::field::{be16, be32};
 use super::ipv4::{IpProtocol, Ipv4Packet};
 use super::{Error, Result};
 
@@ -288,18 +289,6 @@ fn parse_option(kind: u8, o: &[u8]) -> Result<TcpOption<'_>> {
 #[derive(Debug, Clone)]
 pub struct TcpPacket<T: AsRef<[u8]>> {
     buffer: T,
-}
-
-#[inline]
-fn be16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
-    let s = &b[r];
-    u16::from_be_bytes([s[0], s[1]])
-}
-
-#[inline]
-fn be32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
-    let s = &b[r];
-    u32::from_be_bytes([s[0], s[1], s[2], s[3]])
 }
 
 impl<T: AsRef<[u8]>> TcpPacket<T> {

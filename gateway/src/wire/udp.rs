@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum;
+use super::field::be16;
 use super::ipv4::IpProtocol;
 use super::{Error, Result};
 
@@ -26,12 +27,6 @@ pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 #[derive(Debug, Clone)]
 pub struct UdpPacket<T: AsRef<[u8]>> {
     buffer: T,
-}
-
-#[inline]
-fn be16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
-    let s = &b[r];
-    u16::from_be_bytes([s[0], s[1]])
 }
 
 impl<T: AsRef<[u8]>> UdpPacket<T> {
