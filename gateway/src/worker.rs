@@ -7,7 +7,7 @@
 
 use crate::datapath::{Datapath, Event, Verdict};
 use crate::dpdk::{self, Mbuf, MbufRing, Mempool, RxBatch, TxBuffer, BURST};
-use crate::packet::{CsumStatus, RxMeta};
+use crate::packet::RxMeta;
 use crate::stats::{Drop, Laps, Stage, WorkerStats};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,28 +122,6 @@ const PUBLISH_EVERY_MS: u64 = 100;
 /// A twin's rx queue is polled every round while it delivers, else every this many microseconds:
 /// an empty poll of a tap queue is a read() system call, too dear for every round.
 const TWIN_POLL_US: u64 = 200;
-
-fn meta_of(m: &Mbuf, port: u16, queue: u16, from_peer: bool) -> RxMeta {
-    let f = m.ol_flags();
-    let ip = match f & dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK {
-        x if x == dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD => CsumStatus::Good,
-        x if x == dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD => CsumStatus::Bad,
-        _ => CsumStatus::Unknown,
-    };
-    let l4 = match f & dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_MASK {
-        x if x == dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD => CsumStatus::Good,
-        x if x == dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_BAD => CsumStatus::Bad,
-        _ => CsumStatus::Unknown,
-    };
-    RxMeta {
-        port,
-        queue,
-        rss_hash: m.rss_hash(),
-        ip_csum: ip,
-        l4_csum: l4,
-        from_peer,
-    }
-}
 
 impl Worker {
     /// Runs until `stop` is set. Returns 0.
@@ -325,14 +303,14 @@ impl Worker {
                 continue;
             }
             let meta = match port {
-                Some(p) => meta_of(&m, p, queue, false),
+                Some(p) => m.rx_meta(p, queue, false),
                 None => match self
                     .port_index
                     .get(usize::from(m.port()))
                     .copied()
                     .flatten()
                 {
-                    Some(p) => meta_of(&m, p, queue, true),
+                    Some(p) => m.rx_meta(p, queue, true),
                     // Never guess: a frame whose port is not ours is dropped and counted.
                     None => {
                         self.datapath.count_drop(Drop::PeerUnknownPort.into());

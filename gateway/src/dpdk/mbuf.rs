@@ -4,6 +4,7 @@
 //! frame always fits one segment (`data_room` >= MTU + headroom); `Mbuf::is_chained` lets the worker drop
 //! anything else with a counter.
 
+use crate::packet::{CsumStatus, RxMeta};
 use dpdk_sys::rte_mbuf;
 use std::ptr::NonNull;
 
@@ -84,6 +85,32 @@ impl Mbuf {
             Some(unsafe { self.m().__bindgen_anon_2.hash.rss })
         } else {
             None
+        }
+    }
+
+    /// What the datapath is told of this frame received on `port`'s `queue` (or handed over by
+    /// another worker, `from_peer`): the NIC's RSS hash and its checksum verdicts
+    /// (`RTE_MBUF_F_RX_IP_CKSUM_*`, `RTE_MBUF_F_RX_L4_CKSUM_*`: GOOD, BAD, else unknown).
+    #[inline]
+    pub fn rx_meta(&self, port: u16, queue: u16, from_peer: bool) -> RxMeta {
+        let f = self.ol_flags();
+        let ip = match f & dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK {
+            x if x == dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD => CsumStatus::Good,
+            x if x == dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD => CsumStatus::Bad,
+            _ => CsumStatus::Unknown,
+        };
+        let l4 = match f & dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_MASK {
+            x if x == dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD => CsumStatus::Good,
+            x if x == dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_BAD => CsumStatus::Bad,
+            _ => CsumStatus::Unknown,
+        };
+        RxMeta {
+            port,
+            queue,
+            rss_hash: self.rss_hash(),
+            ip_csum: ip,
+            l4_csum: l4,
+            from_peer,
         }
     }
 
