@@ -10,6 +10,7 @@ use crate::stats::Drop;
 
 impl<B: PacketBuf> Datapath<B> {
     /// A fragment of a datagram the forwarding engine handles (`Forwarder::forwards`).
+    #[inline(never)]
     pub(super) fn fragment(&mut self, pkt: B, meta: &RxMeta, v: &Ipv4In) -> Verdict<B> {
         let ip = &pkt.data()[v.l3_off..];
         let (key, piece) = (FragKey::of(ip), Piece::of(ip));

@@ -573,6 +573,7 @@ impl<B: PacketBuf> L3<B> {
     /// router's: replies to clients from many addresses would otherwise look the neighbour up each
     /// time, 213 instructions a packet in `datapath_cost reply-burst-spread`, perf/RESULTS.md),
     /// else from the neighbour table.
+    #[inline(never)]
     fn route_out_slow(&mut self, mut pkt: B, dst: Ipv4Addr, slot: usize) -> Verdict<B> {
         let Some(hop) = self.topo.routes.lookup(dst) else {
             return Verdict::Drop(Drop::NoRoute.into(), pkt);
@@ -949,6 +950,7 @@ impl<B: PacketBuf> Datapath<B> {
     /// Never inlined (as `Inet6::process`): inlined into `process` and the burst loop, it moved
     /// the IPv4 paths' code about (`perf/cost.sh`: a SYN 38 instructions more, an established
     /// packet 14, with no change to their code); out of line, the IPv6 burst costs the same.
+    #[inline(never)]
     fn process_ipv6(&mut self, pkt: B, meta: &RxMeta, pre: Prelookup) -> Verdict<B> {
         if let Some(v) = self.admit_plain_tcp6(&pkt, meta) {
             return self.forward_plain_tcp6(pkt, meta, &v, pre);

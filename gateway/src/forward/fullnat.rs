@@ -2416,6 +2416,7 @@ impl Forwarder {
     /// goes to the real server (with NAT its outer source stays; with DR and TUN the error is passed
     /// on unchanged, by MAC or in IPIP, as IPVS does). Echo requests come back as `Err` (local
     /// delivery answers pings).
+    #[inline(never)]
     fn icmp_error<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,

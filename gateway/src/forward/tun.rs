@@ -68,6 +68,7 @@ pub fn outer_source<B>(
 /// Wraps the IP packet at `pkt[l3_off..]` (trimmed to its total length by the caller) in an outer
 /// header `src -> rip` and sends it on; `vip` is the source of a fragmentation-needed error. The
 /// Ethernet header moves to the front of the headroom the outer header is opened in.
+#[inline(never)]
 pub fn encapsulate<B: PacketBuf>(
     l3: &mut L3<B>,
     mut pkt: B,

@@ -158,6 +158,7 @@ pub fn to_server<B: PacketBuf>(
 /// An IPv4 packet to an IPv4 local address of an IPv6 service: the reply of a NAT64 connection,
 /// translated and sent to its IPv6 client; one of another worker's connection is handed to the
 /// owner of its local port.
+#[inline(never)]
 pub fn from_server<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,

@@ -164,6 +164,7 @@ impl LaddrPool {
     ///
     /// With RSS steering the returned tuple's hash lands on a queue this worker polls; in both modes
     /// `layout.owner_of(lport)` is this worker.
+    #[inline(never)]
     pub fn allocate(
         &mut self,
         rip: Ipv4Addr,
@@ -254,6 +255,7 @@ impl LaddrPool {
     /// worker's for that tuple ([`take`](Self::take)'s checks, and with RSS steering a reply hash
     /// that lands on this worker's queues: another real server's tuple may hash elsewhere) and
     /// `in_use` says the tuple is free. The search from the cursor would come to it last.
+    #[inline(never)]
     pub fn take_freed(
         &mut self,
         lip: Ipv4Addr,

@@ -98,6 +98,7 @@ impl Default for LblcTable {
 
 impl LblcTable {
     /// `ip_vs_lblc_schedule` for destination `daddr`.
+    #[inline(never)]
     pub fn pick<C: ConnCounts + ?Sized>(
         &mut self,
         svc: &Service,
@@ -255,6 +256,7 @@ impl Default for LblcrTable {
 
 impl LblcrTable {
     /// `ip_vs_lblcr_schedule` for destination `daddr`.
+    #[inline(never)]
     pub fn pick<C: ConnCounts + ?Sized>(
         &mut self,
         svc: &Service,
