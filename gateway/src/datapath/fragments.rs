@@ -10,6 +10,9 @@ use crate::stats::Drop;
 
 impl<B: PacketBuf> Datapath<B> {
     /// A fragment of a datagram the forwarding engine handles (`Forwarder::forwards`).
+    // Out of line whatever the codegen units decide (fragments only): inlined, it
+    // bloated the SYN path's code (perf/RESULTS.md, "New connections a second
+    // fell with a module split").
     #[inline(never)]
     pub(super) fn fragment(&mut self, pkt: B, meta: &RxMeta, v: &Ipv4In) -> Verdict<B> {
         let ip = &pkt.data()[v.l3_off..];

@@ -573,6 +573,9 @@ impl<B: PacketBuf> L3<B> {
     /// router's: replies to clients from many addresses would otherwise look the neighbour up each
     /// time, 213 instructions a packet in `datapath_cost reply-burst-spread`, perf/RESULTS.md),
     /// else from the neighbour table.
+    // Out of line whatever the codegen units decide (a next-hop cache miss only): inlined, it
+    // bloated the SYN path's code (perf/RESULTS.md, "New connections a second
+    // fell with a module split").
     #[inline(never)]
     fn route_out_slow(&mut self, mut pkt: B, dst: Ipv4Addr, slot: usize) -> Verdict<B> {
         let Some(hop) = self.topo.routes.lookup(dst) else {

@@ -2416,6 +2416,9 @@ impl Forwarder {
     /// goes to the real server (with NAT its outer source stays; with DR and TUN the error is passed
     /// on unchanged, by MAC or in IPIP, as IPVS does). Echo requests come back as `Err` (local
     /// delivery answers pings).
+    // Out of line whatever the codegen units decide (ICMP errors only): inlined, it
+    // bloated the SYN path's code (perf/RESULTS.md, "New connections a second
+    // fell with a module split").
     #[inline(never)]
     fn icmp_error<B: PacketBuf>(
         &mut self,

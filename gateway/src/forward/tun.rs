@@ -68,6 +68,9 @@ pub fn outer_source<B>(
 /// Wraps the IP packet at `pkt[l3_off..]` (trimmed to its total length by the caller) in an outer
 /// header `src -> rip` and sends it on; `vip` is the source of a fragmentation-needed error. The
 /// Ethernet header moves to the front of the headroom the outer header is opened in.
+// Out of line whatever the codegen units decide (TUN services only): inlined, it
+// bloated the SYN path's code (perf/RESULTS.md, "New connections a second
+// fell with a module split").
 #[inline(never)]
 pub fn encapsulate<B: PacketBuf>(
     l3: &mut L3<B>,

@@ -158,6 +158,9 @@ pub fn to_server<B: PacketBuf>(
 /// An IPv4 packet to an IPv4 local address of an IPv6 service: the reply of a NAT64 connection,
 /// translated and sent to its IPv6 client; one of another worker's connection is handed to the
 /// owner of its local port.
+// Out of line whatever the codegen units decide (NAT64 replies only): inlined, it
+// bloated the SYN path's code (perf/RESULTS.md, "New connections a second
+// fell with a module split").
 #[inline(never)]
 pub fn from_server<B: PacketBuf>(
     v6: &mut Inet6<B>,

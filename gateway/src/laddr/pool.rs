@@ -164,6 +164,9 @@ impl LaddrPool {
     ///
     /// With RSS steering the returned tuple's hash lands on a queue this worker polls; in both modes
     /// `layout.owner_of(lport)` is this worker.
+    // Out of line whatever the codegen units decide: every SYN calls it, but inlined into
+    // `new_conn` it cost 12% of new connections a second (perf/RESULTS.md, "New connections a
+    // second fell with a module split").
     #[inline(never)]
     pub fn allocate(
         &mut self,
@@ -255,6 +258,9 @@ impl LaddrPool {
     /// worker's for that tuple ([`take`](Self::take)'s checks, and with RSS steering a reply hash
     /// that lands on this worker's queues: another real server's tuple may hash elsewhere) and
     /// `in_use` says the tuple is free. The search from the cursor would come to it last.
+    // Out of line whatever the codegen units decide (only when out of ports): inlined, it
+    // bloated the SYN path's code (perf/RESULTS.md, "New connections a second
+    // fell with a module split").
     #[inline(never)]
     pub fn take_freed(
         &mut self,

@@ -98,6 +98,9 @@ impl Default for LblcTable {
 
 impl LblcTable {
     /// `ip_vs_lblc_schedule` for destination `daddr`.
+    // Out of line whatever the codegen units decide (lblc services only): inlined, it
+    // bloated the SYN path's code (perf/RESULTS.md, "New connections a second
+    // fell with a module split").
     #[inline(never)]
     pub fn pick<C: ConnCounts + ?Sized>(
         &mut self,
@@ -256,6 +259,9 @@ impl Default for LblcrTable {
 
 impl LblcrTable {
     /// `ip_vs_lblcr_schedule` for destination `daddr`.
+    // Out of line whatever the codegen units decide (lblcr services only): inlined, it
+    // bloated the SYN path's code (perf/RESULTS.md, "New connections a second
+    // fell with a module split").
     #[inline(never)]
     pub fn pick<C: ConnCounts + ?Sized>(
         &mut self,
