@@ -7,7 +7,7 @@ use crate::control::topology::{self, TopoInputs};
 use crate::datapath::{Datapath, PortCtx, Topology};
 use crate::dpdk::{self, Eal, MbufRing, Mempool, Port, PortConfig};
 use crate::events::Kind;
-use crate::forward::{Forwarder, FwdConfig, ServiceTable};
+use crate::forward::{Forwarder, FwdConfig, FwdStats, ServiceTable};
 use crate::kernel::{KernelView, TwinKind};
 use crate::laddr::{PortLayout, QueueMap, Reta, RssConfig, Steering};
 use crate::net::neigh::NeighConfig;
@@ -685,45 +685,11 @@ impl Running {
             let _ = writeln!(out);
         }
         for (i, s) in per.iter().enumerate() {
-            let f = &s.fwd;
-            let _ = writeln!(
-                out,
-                "conn {i}: conns {} created {} expired {} table_full {} ports_exhausted {} toa_added {} toa_skipped {} \
-                 icmp_translated {} rst_sent {} rst_unsent {} tun_too_big {} frag_needed {} handoff_client {} \
-                 handoff_reply {} resched_closed {} resched_fin_wait {} resched_quiesced {} resched_removed {} \
-                 resched_new_isn {} resched_udp_removed {} syn_retried {} syn_retry_no_other {} sloppy_created {} \
-                 half_open {} evicted_embryonic {} limit_untracked {} evicted_time_wait {} evicted_udp {} \
-                 server_time_wait {}",
-                f.conns,
-                f.created,
-                f.expired,
-                f.table_full,
-                f.ports_exhausted,
-                f.toa_added,
-                f.toa_skipped,
-                f.icmp_translated,
-                f.rst_sent,
-                f.rst_unsent,
-                f.tun_too_big,
-                f.frag_needed,
-                f.handoff_client,
-                f.handoff_reply,
-                f.resched_closed,
-                f.resched_fin_wait,
-                f.resched_quiesced,
-                f.resched_removed,
-                f.resched_new_isn,
-                f.resched_udp_removed,
-                f.syn_retried,
-                f.syn_retry_no_other,
-                f.sloppy_created,
-                f.half_open,
-                f.evicted_embryonic,
-                f.limit_untracked,
-                f.evicted_time_wait,
-                f.evicted_udp,
-                f.server_time_wait
-            );
+            let _ = write!(out, "conn {i}:");
+            for (name, (_, n)) in FwdStats::FIELDS.iter().zip(s.fwd.named()) {
+                let _ = write!(out, " {name} {n}");
+            }
+            let _ = writeln!(out);
         }
         for (i, s) in per.iter().enumerate() {
             let _ = write!(out, "neigh {i}:");
@@ -755,7 +721,7 @@ impl Running {
         }
         for (i, s) in per.iter().enumerate() {
             let _ = write!(out, "punt {i}:");
-            for (name, n) in s.punt.named() {
+            for (name, n) in s.punt.reported() {
                 let _ = write!(out, " {name} {n}");
             }
             let _ = writeln!(out);

@@ -196,45 +196,7 @@ impl Rewrite {
     }
 }
 
-/// Fragment-table counters, per worker.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FragCounters {
-    /// First fragments decided (their decision recorded).
-    pub first: u64,
-    /// Later fragments sent, handed on or punted as their first fragment was.
-    pub followed: u64,
-    /// Fragments that arrived before their first one and were held for it.
-    pub held: u64,
-    /// Fragments handed to their datagram's home worker.
-    pub steered: u64,
-    /// Datagrams whose every byte was seen (their entry removed at once).
-    pub completed: u64,
-    /// Entries removed at their timeout before the datagram was complete.
-    pub timed_out: u64,
-}
-
-impl FragCounters {
-    pub fn add(&mut self, o: &FragCounters) {
-        self.first += o.first;
-        self.followed += o.followed;
-        self.held += o.held;
-        self.steered += o.steered;
-        self.completed += o.completed;
-        self.timed_out += o.timed_out;
-    }
-
-    /// (name, value) for the admin socket, the stats file and `/metrics`.
-    pub fn named(&self) -> [(&'static str, u64); 6] {
-        [
-            ("frag_first", self.first),
-            ("frag_followed", self.followed),
-            ("frag_held", self.held),
-            ("frag_steered", self.steered),
-            ("frag_completed", self.completed),
-            ("frag_timed_out", self.timed_out),
-        ]
-    }
-}
+pub use crate::counters::FragCounters;
 
 struct Entry<B, D> {
     decision: Option<D>,

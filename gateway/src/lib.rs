@@ -9,6 +9,7 @@ pub mod capture;
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod counters;
 pub mod daemon;
 pub mod datapath;
 pub mod dpdk;

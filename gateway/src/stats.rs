@@ -343,7 +343,7 @@ impl Laps {
 
 /// Counters per service, sorted by key: access-list rules (`WorkerStats::acl_hits`), limit
 /// refusals (`WorkerStats::limit_refused`).
-pub type SvcCounts = Vec<(crate::forward::fullnat::SvcId, Vec<u64>)>;
+pub type SvcCounts = Vec<(crate::service::SvcId, Vec<u64>)>;
 
 /// Adds `from`'s per-service counts to `into`'s, one by one (a list whose length differs, being
 /// mid-change on another worker, is left out).
@@ -407,25 +407,25 @@ pub struct WorkerStats {
     pub wire_drops: [u64; WireDrop::COUNT],
     pub drops: [u64; Drop::COUNT],
     /// Connection-engine counters (FullNAT).
-    pub fwd: crate::forward::FwdStats,
+    pub fwd: crate::counters::FwdStats,
     /// Neighbour-table counters (NUD transitions, requests, probes).
-    pub neigh: crate::net::neigh::NeighCounters,
+    pub neigh: crate::counters::NeighCounters,
     /// Frames to and from the kernel twins.
-    pub punt: crate::datapath::punt::PuntCounters,
+    pub punt: crate::counters::PuntCounters,
     /// The fragment table's counters (`frag`).
-    pub frag: crate::frag::FragCounters,
+    pub frag: crate::counters::FragCounters,
     /// IPv6 counters (`inet6`).
-    pub inet6: crate::inet6::Inet6Counters,
+    pub inet6: crate::counters::Inet6Counters,
     /// The SYN proxy's counters (`forward::synproxy`).
-    pub synproxy: crate::forward::synproxy::SynProxyStats,
+    pub synproxy: crate::counters::SynProxyStats,
     /// HA sync: what this worker logged, exported and installed (`forward::fullnat::install`).
-    pub sync: crate::forward::SyncCounters,
+    pub sync: crate::counters::SyncCounters,
     /// Local-port conflicts per (service, LIP), sorted by key.
-    pub lip_conflicts: Vec<(crate::forward::LipKey, u64)>,
+    pub lip_conflicts: Vec<(crate::service::LipKey, u64)>,
     /// Traffic per (service, real server), sorted by key.
-    pub traffic: Vec<(crate::forward::TrafficKey, crate::forward::Traffic)>,
+    pub traffic: Vec<(crate::service::TrafficKey, crate::counters::Traffic)>,
     /// Local ports in use per (service, LIP), sorted by key (a level: not summed by `add`).
-    pub lip_usage: Vec<(crate::forward::LipKey, u32)>,
+    pub lip_usage: Vec<(crate::service::LipKey, u32)>,
     /// Connections each access-list rule decided per service (the default last), sorted by key.
     pub acl_hits: SvcCounts,
     /// New connections refused per service with a per-client limit: `[rate, max_conns]`, sorted

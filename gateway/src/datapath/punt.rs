@@ -95,50 +95,18 @@ pub fn is_redundant_arp_reply(frame: &[u8], answered: impl Fn(std::net::Ipv4Addr
     }
 }
 
-/// Per-worker punt counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PuntCounters {
-    /// Frames sent up, by reason.
-    pub local: u64,
-    pub multicast: u64,
-    pub ethertype: u64,
-    pub arp_copy: u64,
-    /// Frames that would have gone up but the worker's punt budget was spent (also a drop reason).
-    pub limited: u64,
-    /// Frames the kernel sent on a twin, put on the wire.
-    pub from_kernel: u64,
-    /// The kernel's ARP replies not put on the wire: the datapath had answered (`is_redundant_arp_reply`).
-    pub arp_reply_suppressed: u64,
-}
+pub use crate::counters::PuntCounters;
 
 impl PuntCounters {
-    pub fn add(&mut self, o: &PuntCounters) {
-        self.local += o.local;
-        self.multicast += o.multicast;
-        self.ethertype += o.ethertype;
-        self.arp_copy += o.arp_copy;
-        self.limited += o.limited;
-        self.from_kernel += o.from_kernel;
-        self.arp_reply_suppressed += o.arp_reply_suppressed;
-    }
-
     /// Frames sent up, all reasons.
     pub fn punted(&self) -> u64 {
         self.local + self.multicast + self.ethertype + self.arp_copy
     }
 
-    /// (name, value) for the admin socket and the stats file.
-    pub fn named(&self) -> [(&'static str, u64); 8] {
-        [
-            ("punted", self.punted()),
-            ("punt_local", self.local),
-            ("punt_multicast", self.multicast),
-            ("punt_ethertype", self.ethertype),
-            ("punt_arp_copy", self.arp_copy),
-            ("punt_limited", self.limited),
-            ("from_kernel", self.from_kernel),
-            ("kernel_arp_reply_suppressed", self.arp_reply_suppressed),
-        ]
+    /// What the admin socket, the stats file and `/metrics` report: the frames sent up, then
+    /// each counter.
+    pub fn reported(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        std::iter::once(("punted", self.punted())).chain(self.named())
     }
 }
 

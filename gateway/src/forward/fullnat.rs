@@ -40,24 +40,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-/// Traffic of one real server of one service on one worker (`ipvsadm --stats`): plain counters,
-/// updated per packet by their worker only.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Traffic {
-    pub conns: u64,
-    pub inpkts: u64,
-    pub outpkts: u64,
-    pub inbytes: u64,
-    pub outbytes: u64,
-    /// Passive health detection (TCP, FullNAT and NAT): client SYNs the real server answered with
-    /// a SYN-ACK, refused with a RST, or left unanswered (`[conn] syn_unanswered_ms`).
-    pub syn_answered: u64,
-    pub syn_refused: u64,
-    pub syn_unanswered: u64,
-    /// Refused or unanswered SYNs since the last answered one: the health checker marks the server
-    /// down when the workers' streaks reach its check's `passive_fall`.
-    pub fail_streak: u64,
-}
+pub use crate::counters::Traffic;
+pub use crate::service::{LipKey, SvcId, TrafficKey};
 
 impl Traffic {
     /// Counts a packet of `len` bytes (its IP length) from `dir`: in from the client, out
@@ -74,18 +58,6 @@ impl Traffic {
                 self.outbytes += u64::from(len);
             }
         }
-    }
-
-    pub fn add(&mut self, o: &Traffic) {
-        self.conns += o.conns;
-        self.inpkts += o.inpkts;
-        self.outpkts += o.outpkts;
-        self.inbytes += o.inbytes;
-        self.outbytes += o.outbytes;
-        self.syn_answered += o.syn_answered;
-        self.syn_refused += o.syn_refused;
-        self.syn_unanswered += o.syn_unanswered;
-        self.fail_streak += o.fail_streak;
     }
 
     fn syn_failed(&mut self, refused: bool) {
@@ -131,46 +103,6 @@ fn traffic_at<'a>(
     traffic.get_mut(b + rs as usize)
 }
 
-/// Identity of a (service, real server) pair that survives snapshots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TrafficKey {
-    pub proto: u8,
-    pub vip: std::net::IpAddr,
-    pub vport: u16,
-    pub rip: std::net::IpAddr,
-    pub rport: u16,
-}
-
-impl TrafficKey {
-    /// The traffic of the real servers removed from service (`proto`, `vip`, `vport`): IPVS keeps
-    /// a service's counters whole when a destination goes, and so do `ipvsadm --stats` and the
-    /// metrics (a counter that fell would read as a reset). No real server has this key.
-    pub fn retired(proto: u8, vip: std::net::IpAddr, vport: u16) -> Self {
-        TrafficKey {
-            proto,
-            vip,
-            vport,
-            rip: Ipv4Addr::UNSPECIFIED.into(),
-            rport: 0,
-        }
-    }
-
-    /// The traffic of removed services, which the totals keep (IPVS's `tot_stats`).
-    pub const REMOVED_SERVICES: TrafficKey = TrafficKey {
-        proto: 0,
-        vip: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        vport: 0,
-        rip: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        rport: 0,
-    };
-
-    /// Whether this key holds retired traffic (`retired`, `REMOVED_SERVICES`), not a real
-    /// server's.
-    pub fn is_retired(&self) -> bool {
-        self.rip.is_unspecified() && self.rport == 0
-    }
-}
-
 /// A service snapshot a worker has prepared to adopt (`Forwarder::prepare_services`): the
 /// fallible part of the change is done, `commit_services` cannot fail.
 pub struct PreparedServices {
@@ -178,15 +110,6 @@ pub struct PreparedServices {
     /// Per new service: the pool built for its new LIPs (None: kept from the old snapshot, or no
     /// LIPs).
     fresh_pools: Vec<Option<LaddrPool>>,
-}
-
-/// Identity of a (service, LIP) pair that survives snapshots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LipKey {
-    pub proto: u8,
-    pub vip: std::net::IpAddr,
-    pub vport: u16,
-    pub lip: Ipv4Addr,
 }
 
 /// A connection's service or real server that the current snapshot no longer has.
@@ -233,89 +156,7 @@ pub struct FwdConfig {
     pub cookie_key: synproxy::CookieKey,
 }
 
-/// FullNAT counters of one worker (drops are counted in `WorkerStats` by reason).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FwdStats {
-    pub conns: u64,
-    pub created: u64,
-    pub expired: u64,
-    pub table_full: u64,
-    pub ports_exhausted: u64,
-    pub toa_added: u64,
-    pub toa_skipped: u64,
-    pub icmp_translated: u64,
-    pub rst_sent: u64,
-    pub rst_unsent: u64,
-    /// TUN: packets too big to wrap (dropped), and fragmentation-needed errors sent for them.
-    pub tun_too_big: u64,
-    pub frag_needed: u64,
-    /// Packets handed to the connection's owner (`owner`): client-direction packets (to a VIP)
-    /// that missed this worker's table, and replies (to a LIP, or NAT replies) it does not own.
-    pub handoff_client: u64,
-    pub handoff_reply: u64,
-    /// Client SYNs on a reused tuple scheduled afresh (`reuse`), per reason.
-    pub resched_closed: u64,
-    pub resched_fin_wait: u64,
-    pub resched_quiesced: u64,
-    pub resched_removed: u64,
-    pub resched_new_isn: u64,
-    /// UDP datagrams of a removed server's connection scheduled afresh (`expire_nodest_conn`).
-    pub resched_udp_removed: u64,
-    /// Real servers' bare ACKs to a FullNAT SYN: a TIME_WAIT of theirs on the LIP:lport
-    /// (`Forwarder::answers_server_time_wait`).
-    pub server_time_wait: u64,
-    /// Client SYNs sent to another real server after theirs failed (`syn_retry`), and those that
-    /// found no other server to take them (sent where the scheduler sends them).
-    pub syn_retried: u64,
-    pub syn_retry_no_other: u64,
-    /// Connections a TCP packet other than a SYN started (`sloppy_tcp`, DR and TUN).
-    pub sloppy_created: u64,
-    /// Half-open connections now (a level, set when the counters are published), and those
-    /// removed to make room for a new connection (table full or `max_half_open` reached).
-    pub half_open: u64,
-    pub evicted_embryonic: u64,
-    /// TIME_WAIT connections, and UDP flows their servers never answered, removed to make room
-    /// in a full table (`Table::evict_closed`).
-    pub evicted_time_wait: u64,
-    pub evicted_udp: u64,
-    /// New connections admitted without being counted against their client's limit: the
-    /// limit table had no room (`limit`, it fails open).
-    pub limit_untracked: u64,
-}
-
-impl FwdStats {
-    pub fn add(&mut self, o: &FwdStats) {
-        self.conns += o.conns;
-        self.created += o.created;
-        self.expired += o.expired;
-        self.table_full += o.table_full;
-        self.ports_exhausted += o.ports_exhausted;
-        self.toa_added += o.toa_added;
-        self.toa_skipped += o.toa_skipped;
-        self.icmp_translated += o.icmp_translated;
-        self.rst_sent += o.rst_sent;
-        self.syn_retried += o.syn_retried;
-        self.syn_retry_no_other += o.syn_retry_no_other;
-        self.sloppy_created += o.sloppy_created;
-        self.half_open += o.half_open;
-        self.evicted_embryonic += o.evicted_embryonic;
-        self.evicted_time_wait += o.evicted_time_wait;
-        self.evicted_udp += o.evicted_udp;
-        self.limit_untracked += o.limit_untracked;
-        self.rst_unsent += o.rst_unsent;
-        self.tun_too_big += o.tun_too_big;
-        self.frag_needed += o.frag_needed;
-        self.handoff_client += o.handoff_client;
-        self.handoff_reply += o.handoff_reply;
-        self.resched_closed += o.resched_closed;
-        self.resched_fin_wait += o.resched_fin_wait;
-        self.resched_quiesced += o.resched_quiesced;
-        self.resched_removed += o.resched_removed;
-        self.resched_new_isn += o.resched_new_isn;
-        self.resched_udp_removed += o.resched_udp_removed;
-        self.server_time_wait += o.server_time_wait;
-    }
-}
+pub use crate::counters::FwdStats;
 
 pub struct Forwarder {
     worker: u16,
@@ -2616,10 +2457,6 @@ fn counted_open(c: &crate::conn::Conn) -> bool {
 fn ended(s: State) -> bool {
     matches!(s, State::TimeWait | State::Close)
 }
-
-/// A service as its per-service counters (access lists, limits) name it: (protocol number, VIP,
-/// port).
-pub type SvcId = (u8, std::net::IpAddr, u16);
 
 fn svc_id(vs: &crate::forward::VirtualService) -> SvcId {
     let c = vs.svc.config();

@@ -481,54 +481,7 @@ fn finish(seg: &mut [u8], d: Delta) {
     t.set_checksum(c);
 }
 
-/// Counters of one worker's proxy (`gwctl stats`, /metrics).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SynProxyStats {
-    /// SYN-ACKs with a cookie sent for a client's SYN.
-    pub cookies_sent: u64,
-    /// ACKs that proved a cookie, and ACKs to a proxied service that did not.
-    pub cookies_valid: u64,
-    pub cookies_invalid: u64,
-    /// Connections opened to a real server after a valid cookie, and those the server answered.
-    pub conns: u64,
-    pub server_answered: u64,
-    /// Client packets held while their server had not answered yet, and handshake-ACK data held.
-    pub held: u64,
-    pub data_held: u64,
-    /// SYNs sent again after the server answered one with an unacceptable ACK (a TIME_WAIT of
-    /// an earlier connection on the LIP:lport), each after a RST that ends it.
-    pub syn_resent: u64,
-    /// 1 while auto mode is on (a level, set when the counters are published).
-    pub auto_active: u64,
-}
-
-impl SynProxyStats {
-    pub fn add(&mut self, o: &SynProxyStats) {
-        self.cookies_sent += o.cookies_sent;
-        self.cookies_valid += o.cookies_valid;
-        self.cookies_invalid += o.cookies_invalid;
-        self.conns += o.conns;
-        self.server_answered += o.server_answered;
-        self.held += o.held;
-        self.data_held += o.data_held;
-        self.syn_resent += o.syn_resent;
-        self.auto_active += o.auto_active;
-    }
-
-    pub fn named(&self) -> [(&'static str, u64); 9] {
-        [
-            ("synproxy_cookies_sent", self.cookies_sent),
-            ("synproxy_cookies_valid", self.cookies_valid),
-            ("synproxy_cookies_invalid", self.cookies_invalid),
-            ("synproxy_conns", self.conns),
-            ("synproxy_server_answered", self.server_answered),
-            ("synproxy_held", self.held),
-            ("synproxy_data_held", self.data_held),
-            ("synproxy_syn_resent", self.syn_resent),
-            ("synproxy_auto_active", self.auto_active),
-        ]
-    }
-}
+pub use crate::counters::SynProxyStats;
 
 /// `[synproxy]`: what the proxy announces to clients, and when auto mode turns on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -97,75 +97,7 @@ impl Nud {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NeighCounters {
-    /// MACs learned or changed.
-    pub learned: u64,
-    /// Broadcast ARP requests (resolution).
-    pub requests: u64,
-    /// Unicast ARP requests to the cached MAC (probes).
-    pub probes: u64,
-    /// Packets dropped because the per-neighbour queue was full.
-    pub pending_full: u64,
-    /// Packets dropped because the worker already held `max_held` packets for unresolved entries.
-    pub held_full: u64,
-    /// Packets dropped because resolution failed.
-    pub unresolved: u64,
-    /// Packets dropped because the table was full.
-    pub table_full: u64,
-    pub aged_out: u64,
-    /// Transitions into each state.
-    pub to_reachable: u64,
-    pub to_stale: u64,
-    pub to_delay: u64,
-    pub to_probe: u64,
-    pub to_failed: u64,
-    /// Entries made suspect by the datapath (an unanswered SYN retransmitted).
-    pub suspected: u64,
-    /// Confirmations by the datapath (at most one per neighbour per confirmation interval).
-    pub confirmed: u64,
-}
-
-impl NeighCounters {
-    pub fn add(&mut self, o: &NeighCounters) {
-        self.learned += o.learned;
-        self.requests += o.requests;
-        self.probes += o.probes;
-        self.pending_full += o.pending_full;
-        self.held_full += o.held_full;
-        self.unresolved += o.unresolved;
-        self.table_full += o.table_full;
-        self.aged_out += o.aged_out;
-        self.to_reachable += o.to_reachable;
-        self.to_stale += o.to_stale;
-        self.to_delay += o.to_delay;
-        self.to_probe += o.to_probe;
-        self.to_failed += o.to_failed;
-        self.suspected += o.suspected;
-        self.confirmed += o.confirmed;
-    }
-
-    /// Every counter by name (for reports).
-    pub fn named(&self) -> [(&'static str, u64); 15] {
-        [
-            ("neigh_held_full", self.held_full),
-            ("neigh_learned", self.learned),
-            ("neigh_requests", self.requests),
-            ("neigh_probes", self.probes),
-            ("neigh_pending_full", self.pending_full),
-            ("neigh_unresolved", self.unresolved),
-            ("neigh_table_full", self.table_full),
-            ("neigh_aged_out", self.aged_out),
-            ("neigh_to_reachable", self.to_reachable),
-            ("neigh_to_stale", self.to_stale),
-            ("neigh_to_delay", self.to_delay),
-            ("neigh_to_probe", self.to_probe),
-            ("neigh_to_failed", self.to_failed),
-            ("neigh_suspected", self.suspected),
-            ("neigh_confirmed", self.confirmed),
-        ]
-    }
-}
+pub use crate::counters::NeighCounters;
 
 struct Entry<B> {
     port: u16,

@@ -56,3 +56,56 @@ impl fmt::Display for RsKey {
         }
     }
 }
+
+/// A service as its per-service counters (access lists, limits) name it: (protocol number, VIP,
+/// port).
+pub type SvcId = (u8, std::net::IpAddr, u16);
+
+/// Identity of a (service, real server) pair that survives snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrafficKey {
+    pub proto: u8,
+    pub vip: std::net::IpAddr,
+    pub vport: u16,
+    pub rip: std::net::IpAddr,
+    pub rport: u16,
+}
+
+impl TrafficKey {
+    /// The traffic of the real servers removed from service (`proto`, `vip`, `vport`): IPVS keeps
+    /// a service's counters whole when a destination goes, and so do `ipvsadm --stats` and the
+    /// metrics (a counter that fell would read as a reset). No real server has this key.
+    pub fn retired(proto: u8, vip: std::net::IpAddr, vport: u16) -> Self {
+        TrafficKey {
+            proto,
+            vip,
+            vport,
+            rip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            rport: 0,
+        }
+    }
+
+    /// The traffic of removed services, which the totals keep (IPVS's `tot_stats`).
+    pub const REMOVED_SERVICES: TrafficKey = TrafficKey {
+        proto: 0,
+        vip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        vport: 0,
+        rip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        rport: 0,
+    };
+
+    /// Whether this key holds retired traffic (`retired`, `REMOVED_SERVICES`), not a real
+    /// server's.
+    pub fn is_retired(&self) -> bool {
+        self.rip.is_unspecified() && self.rport == 0
+    }
+}
+
+/// Identity of a (service, LIP) pair that survives snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LipKey {
+    pub proto: u8,
+    pub vip: std::net::IpAddr,
+    pub vport: u16,
+    pub lip: std::net::Ipv4Addr,
+}

@@ -37,7 +37,7 @@ pub use config::{
 };
 pub use counts::{ConnCounts, CountsVec, RsStats};
 pub use error::ServiceError;
-pub use key::{addr_word, Millis, RsKey};
+pub use key::{addr_word, LipKey, Millis, RsKey, SvcId, TrafficKey};
 pub use lblc::{LblcTable, LblcrTable};
 pub use maglev::MaglevTable;
 pub use persist::{PersistTable, Template, DEFAULT_PERSIST_MAX};

@@ -315,7 +315,6 @@ fn since(now: &WorkerRuntime, base: &WorkerRuntime) -> WorkerRuntime {
 
 /// A worker's counters by name.
 pub fn worker_view(s: &WorkerStats) -> WorkerView {
-    let f = &s.fwd;
     let counters = [
         ("rx_packets", s.rx_packets),
         ("rx_bytes", s.rx_bytes),
@@ -330,44 +329,18 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
         ("fast_path", s.fast_path),
         ("generated", s.generated),
         ("drops", s.total_drops()),
-        ("conns", f.conns),
-        ("conns_created", f.created),
-        ("conns_expired", f.expired),
-        ("conn_table_full", f.table_full),
-        ("ports_exhausted", f.ports_exhausted),
-        ("toa_added", f.toa_added),
-        ("toa_skipped", f.toa_skipped),
-        ("icmp_translated", f.icmp_translated),
-        ("rst_sent", f.rst_sent),
-        ("rst_unsent", f.rst_unsent),
-        ("handoff_client", f.handoff_client),
-        ("handoff_reply", f.handoff_reply),
-        ("resched_closed", f.resched_closed),
-        ("resched_fin_wait", f.resched_fin_wait),
-        ("resched_quiesced", f.resched_quiesced),
-        ("resched_removed", f.resched_removed),
-        ("resched_new_isn", f.resched_new_isn),
-        ("resched_udp_removed", f.resched_udp_removed),
-        ("server_time_wait", f.server_time_wait),
-        ("syn_retried", f.syn_retried),
-        ("syn_retry_no_other", f.syn_retry_no_other),
-        ("sloppy_created", f.sloppy_created),
-        ("half_open", f.half_open),
-        ("evicted_embryonic", f.evicted_embryonic),
-        ("evicted_time_wait", f.evicted_time_wait),
-        ("evicted_udp", f.evicted_udp),
-        ("limit_untracked", f.limit_untracked),
     ];
     WorkerView {
         counters: counters
-            .iter()
-            .chain(s.neigh.named().iter())
-            .chain(s.punt.named().iter())
-            .chain(s.frag.named().iter())
-            .chain(s.inet6.named().iter())
-            .chain(s.synproxy.named().iter())
-            .chain(s.sync.named().iter())
-            .map(|(k, v)| (k.to_string(), *v))
+            .into_iter()
+            .chain(s.fwd.named())
+            .chain(s.neigh.named())
+            .chain(s.punt.reported())
+            .chain(s.frag.named())
+            .chain(s.inet6.named())
+            .chain(s.synproxy.named())
+            .chain(s.sync.named())
+            .map(|(k, v)| (k.to_string(), v))
             .collect(),
         drops: s
             .drop_list()

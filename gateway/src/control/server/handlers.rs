@@ -19,7 +19,7 @@ impl Server<'_> {
                 None => h.status(),
             }
         };
-        let mut workers = crate::forward::SyncCounters::default();
+        let mut workers = crate::counters::SyncCounters::default();
         for p in self.ctx.published {
             if let Ok(s) = p.lock() {
                 workers.add(&s.sync);
@@ -637,7 +637,7 @@ impl Server<'_> {
             .chain(g.services.addresses6().map(Into::into))
             .collect();
         service_addrs.sort();
-        let mut total = crate::datapath::punt::PuntCounters::default();
+        let mut total = crate::counters::PuntCounters::default();
         for p in self.ctx.published.iter() {
             if let Ok(s) = p.lock() {
                 total.add(&s.punt);
@@ -649,11 +649,7 @@ impl Server<'_> {
             neigh,
             service_addrs,
             kernel_owned: prov.kernel_owned.clone(),
-            punt: total
-                .named()
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
+            punt: total.reported().map(|(k, v)| (k.to_string(), v)).collect(),
         }))
     }
 }

@@ -39,78 +39,9 @@ pub enum Applied {
     Replaced,
 }
 
-/// One worker's sync counters, both roles (`gwctl sync`, `/metrics`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SyncCounters {
-    /// Primary: connections logged for the backup, and those the log had no room for (caught
-    /// up by the next refresh).
-    pub logged: u64,
-    pub log_overflow: u64,
-    /// Primary: records handed to the sender (logged ones and full resyncs), and those the
-    /// sender's queue had no room for.
-    pub exported: u64,
-    pub export_dropped: u64,
-    /// Backup: records applied, by outcome.
-    pub installed: u64,
-    pub refreshed: u64,
-    pub replaced: u64,
-    /// Backup: records refused, by reason (`InstallError`).
-    pub refused_no_service: u64,
-    pub refused_no_real: u64,
-    pub refused_mode: u64,
-    pub refused_not_this_worker: u64,
-    pub refused_table: u64,
-    pub refused_template: u64,
-    /// Backup: records passed to the worker that owns them.
-    pub handed_over: u64,
-}
+pub use crate::counters::SyncCounters;
 
 impl SyncCounters {
-    pub fn add(&mut self, o: &SyncCounters) {
-        for (a, b) in self.fields_mut().into_iter().zip(o.named()) {
-            *a += b.1;
-        }
-    }
-
-    fn fields_mut(&mut self) -> [&mut u64; 14] {
-        [
-            &mut self.logged,
-            &mut self.log_overflow,
-            &mut self.exported,
-            &mut self.export_dropped,
-            &mut self.installed,
-            &mut self.refreshed,
-            &mut self.replaced,
-            &mut self.refused_no_service,
-            &mut self.refused_no_real,
-            &mut self.refused_mode,
-            &mut self.refused_not_this_worker,
-            &mut self.refused_table,
-            &mut self.refused_template,
-            &mut self.handed_over,
-        ]
-    }
-
-    /// Each counter with its name (`sync_` prefixed in `gwctl stats` and `/metrics`).
-    pub fn named(&self) -> [(&'static str, u64); 14] {
-        [
-            ("sync_logged", self.logged),
-            ("sync_log_overflow", self.log_overflow),
-            ("sync_exported", self.exported),
-            ("sync_export_dropped", self.export_dropped),
-            ("sync_installed", self.installed),
-            ("sync_refreshed", self.refreshed),
-            ("sync_replaced", self.replaced),
-            ("sync_refused_no_service", self.refused_no_service),
-            ("sync_refused_no_real", self.refused_no_real),
-            ("sync_refused_mode", self.refused_mode),
-            ("sync_refused_not_this_worker", self.refused_not_this_worker),
-            ("sync_refused_table", self.refused_table),
-            ("sync_refused_template", self.refused_template),
-            ("sync_handed_over", self.handed_over),
-        ]
-    }
-
     /// Records refused, every reason.
     pub fn refused(&self) -> u64 {
         self.refused_no_service
