@@ -15,7 +15,9 @@
 // frame sent or generated parses as a valid frame with valid IPv4 and L4 checksums; a handed-over
 // frame is never handed over again; the rx counters add up.
 
-use gateway::datapath::{Datapath, Verdict};
+use gateway::datapath::Datapath;
+
+use gateway::packet::Verdict;
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
 use gateway::wire::{parse_l3l4, verify_l4_checksum, EtherType};
 
@@ -96,7 +98,7 @@ pub const FUZZ_PORTS: std::ops::RangeInclusive<u16> = 1024..=1279;
 /// short timeouts (so expiry and its RSTs are reachable within an input), small tables and
 /// [`FUZZ_PORTS`]. Built as `testkit::datapath_from` does, but over a smaller port range.
 pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
-    use gateway::datapath::PortCtx;
+    use gateway::net::PortCtx;
     use gateway::forward::{Forwarder, FwdConfig, ServiceTable};
     use gateway::laddr::{PortLayout, Steering};
     use gateway::testkit::*;
@@ -182,7 +184,7 @@ pub struct Outcome {
     pub frames: u64,
     /// Verdicts by kind; handed-over frames count once more when the owner processes them.
     pub tx: u64,
-    /// Frames sent up to a kernel twin (`datapath::punt`).
+    /// Frames sent up to a kernel twin (`net::punt`).
     pub punted: u64,
     pub handed_over: u64,
     pub done: u64,

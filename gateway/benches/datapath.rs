@@ -13,7 +13,8 @@
 //! precomputed checksums), so the figures are the datapath's, not an allocator's.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use gateway::datapath::{Datapath, Verdict};
+use gateway::datapath::Datapath;
+use gateway::packet::Verdict;
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
 use gateway::testkit::datapath_from;
 use gateway::testkit::flows::*;

@@ -48,7 +48,9 @@
 //!   through `process_burst_timed`; `ack6-frames-burst` only copies and moves its frames (to
 //!   subtract: `established6-burst-net`).
 
-use gateway::datapath::{Datapath, Verdict};
+use gateway::datapath::Datapath;
+
+use gateway::packet::Verdict;
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
 use gateway::testkit::flows::*;
 use gateway::testkit::*;

@@ -331,8 +331,8 @@ pub struct KernelConfig {
 impl Default for KernelConfig {
     fn default() -> Self {
         KernelConfig {
-            punt_rate: 20_000,
-            punt_burst: 512,
+            punt_rate: crate::net::punt::DEFAULT_RATE,
+            punt_burst: crate::net::punt::DEFAULT_BURST,
         }
     }
 }

@@ -4,13 +4,14 @@
 use crate::config::Config;
 use crate::control::commit::{expire_templates, Control, Wiring};
 use crate::control::topology::{self, TopoInputs};
-use crate::datapath::{Datapath, PortCtx, Topology};
+use crate::datapath::Datapath;
 use crate::dpdk::{self, Eal, MbufRing, Mempool, Port, PortConfig};
 use crate::events::Kind;
 use crate::forward::{Forwarder, FwdConfig, FwdStats, ServiceTable};
 use crate::kernel::{KernelView, TwinKind};
 use crate::laddr::{PortLayout, QueueMap, Reta, RssConfig, Steering};
 use crate::net::neigh::NeighConfig;
+use crate::net::{PortCtx, Topology};
 use crate::stats::WorkerStats;
 use crate::worker::{Ack, Generation, Msg, Worker};
 use std::fmt::Write as _;
@@ -264,7 +265,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         worker.datapath.frags = crate::frag::FragTable::new(cfg.fragments.table());
         worker.datapath.v6.frags = crate::frag::FragTable::new(cfg.fragments.table());
         worker.datapath.l3.punt =
-            crate::datapath::punt::PuntBudget::new(cfg.kernel.punt_rate, cfg.kernel.punt_burst);
+            crate::net::punt::PuntBudget::new(cfg.kernel.punt_rate, cfg.kernel.punt_burst);
         dpdk::launch_on_lcore(&eal, lcores[w], move || worker.run())?;
     }
     // The health checker: its own thread, an event loop over every target (`health`).

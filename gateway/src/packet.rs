@@ -3,6 +3,10 @@
 //! The datapath works on any `PacketBuf`: an mbuf in production (`dpdk::Mbuf`), a `VecBuf` in tests,
 //! benchmarks and fuzzing (DESIGN.md decision 4).
 
+use crate::stats::DropReason;
+use crate::wire::{self, MacAddr};
+use std::net::Ipv4Addr;
+
 /// A single-segment frame buffer with head- and tailroom.
 pub trait PacketBuf {
     fn data(&self) -> &[u8];
@@ -147,4 +151,124 @@ mod tests {
         assert!(!b.prepend(VecBuf::HEADROOM + 1));
         assert!(!b.adj(11));
     }
+}
+
+/// Largest frame the datapath generates itself (ARP, RST, ICMP errors quote header + 8 bytes).
+pub const GEN_FRAME_MAX: usize = 128;
+
+/// What happens to a packet.
+pub enum Verdict<B> {
+    /// Send on this port (the frame is complete).
+    Tx(u16, B),
+    /// Hand to the worker that owns its connection.
+    ToWorker(u16, B),
+    /// Up to this port's kernel twin (`punt`).
+    ToKernel(u16, B),
+    /// Handled and finished with (e.g. an ARP reply we learned from): free without counting a drop.
+    Done(B),
+    /// Drop, counting the reason.
+    Drop(DropReason, B),
+    /// Kept by the datapath: waiting for ARP (it comes back through `L3::take_released`), or a
+    /// fragment waiting for its first one (through `Datapath::take_deferred`).
+    Held,
+}
+
+/// The verdict without its frame (for test failures and logs).
+impl<B> std::fmt::Debug for Verdict<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Tx(p, _) => write!(f, "Tx(port {p})"),
+            Verdict::ToWorker(w, _) => write!(f, "ToWorker({w})"),
+            Verdict::ToKernel(p, _) => write!(f, "ToKernel(port {p})"),
+            Verdict::Done(_) => write!(f, "Done"),
+            Verdict::Drop(r, _) => write!(f, "Drop({r:?})"),
+            Verdict::Held => write!(f, "Held"),
+        }
+    }
+}
+
+/// Something other workers must learn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Learned {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        port: u16,
+    },
+    /// An IPv6 neighbour advertised itself (`inet6::nd`).
+    Learned6 {
+        ip: std::net::Ipv6Addr,
+        mac: MacAddr,
+        port: u16,
+    },
+}
+
+/// A frame the datapath generated (ARP request, RST, ICMP error).
+#[derive(Clone)]
+pub struct GenFrame {
+    pub port: u16,
+    /// To the port's kernel twin instead of the wire (an ARP copy).
+    pub to_twin: bool,
+    pub len: usize,
+    pub buf: [u8; GEN_FRAME_MAX],
+}
+
+impl GenFrame {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// A verdict reached outside its frame's processing, with the port the frame arrived on (a
+/// worker's mbuf carries it; the tests need it to hand the frame over).
+pub struct Deferred<B> {
+    pub verdict: Verdict<B>,
+    pub port: u16,
+}
+
+/// A packet the L2/L3 stage accepted as IPv4, with what the forwarding stage needs. Kept small: a
+/// burst holds 32 of them.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4In {
+    /// Offset of the IPv4 header in the frame.
+    pub l3_off: usize,
+    pub ip: wire::IpInfo,
+}
+
+/// Verifies the L4 checksum unless the NIC, or the worker that handed the frame over, already did.
+pub fn l4_checksum_ok<B: PacketBuf>(pkt: &B, meta: &RxMeta, v: &Ipv4In) -> bool {
+    if meta.from_peer {
+        return true;
+    }
+    match meta.l4_csum {
+        CsumStatus::Good => true,
+        CsumStatus::Bad => false,
+        CsumStatus::Unknown => wire::verify_ipv4_l4_checksum(pkt.data(), v.l3_off, &v.ip),
+    }
+}
+
+/// Whether the TCP checksum of a segment `admit_plain_tcp` admits is good, given the NIC's
+/// report `l4_csum`: verified there for all but plain ACKs, which the hot path forwards
+/// whatever their checksum (`Forwarder::forwards_unverified`), and which the general path
+/// verifies if they go there.
+#[inline(always)]
+fn l4_verified(l4_csum: CsumStatus, v: &Ipv4In) -> bool {
+    l4_csum == CsumStatus::Good || !v.ip.tcp_flags.is_plain_ack()
+}
+
+/// Whether the TCP checksum of a segment `admit_plain_tcp` admits verifies (RFC 9293 3.1).
+/// `parse_plain_tcp` checked that the segment, not fragmented, ends within the frame: what
+/// `wire::verify_ipv4_l4_checksum` checks again for any packet.
+#[inline(always)]
+pub fn tcp_checksum_verifies(frame: &[u8], v: &Ipv4In) -> bool {
+    frame
+        .get(v.ip.l4_off..v.l3_off + usize::from(v.ip.total_len))
+        .is_some_and(|l4| wire::checksum::l4_verifies(v.ip.src, v.ip.dst, v.ip.protocol, l4))
+}
+
+/// Whether the TCP checksum of a segment `admit_plain_tcp` admitted is good, given the NIC's
+/// report `l4_csum`: known if the admission verified it (`l4_verified`), verified now if not.
+#[inline(always)]
+pub fn tcp_checksum_good(l4_csum: CsumStatus, frame: &[u8], v: &Ipv4In) -> bool {
+    l4_verified(l4_csum, v) || tcp_checksum_verifies(frame, v)
 }

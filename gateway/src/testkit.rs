@@ -6,10 +6,11 @@
 pub mod flows;
 
 use crate::config::Config;
-use crate::datapath::{Datapath, PortCtx};
+use crate::datapath::Datapath;
 use crate::forward::{Forwarder, FwdConfig, ServiceTable};
 use crate::laddr::{PortLayout, Steering};
 use crate::net::neigh::NeighConfig;
+use crate::net::PortCtx;
 use crate::packet::PacketBuf;
 use crate::wire::MacAddr;
 use std::net::Ipv4Addr;
@@ -123,7 +124,7 @@ mode = "tun"
 "#;
 
 /// `config` with `twin = "none"` on every port: the datapath drops what it would send up to a
-/// kernel twin, with the reason it has without one (`datapath::punt`).
+/// kernel twin, with the reason it has without one (`net::punt`).
 pub fn without_twins(config: &str) -> String {
     config.replace("\naddresses = [", "\ntwin = \"none\"\naddresses = [")
 }

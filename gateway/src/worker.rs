@@ -5,9 +5,11 @@
 //! (queue `id` of every port). Every few milliseconds it runs timers, reads its control inbox and
 //! publishes its counters. Nothing is shared on the packet path.
 
-use crate::datapath::{Datapath, Event, Verdict};
+use crate::datapath::Datapath;
+
 use crate::dpdk::{self, Mbuf, MbufRing, Mempool, RxBatch, TxBuffer, BURST};
 use crate::packet::RxMeta;
+use crate::packet::{Event, Verdict};
 use crate::stats::{Drop, Laps, Stage, WorkerStats};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,7 +56,7 @@ pub enum Msg {
 /// One generation of the runtime configuration, immutable and shared by every worker.
 pub struct Generation {
     pub id: u64,
-    pub topo: Arc<crate::datapath::Topology>,
+    pub topo: Arc<crate::net::Topology>,
     pub services: Arc<crate::forward::ServiceTable>,
     /// Connection timeouts (`ipvsadm --set`).
     pub timeouts: crate::conn::Timeouts,

@@ -10,7 +10,8 @@
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use gateway::conn::{Tuple, PROTO_TCP};
-use gateway::datapath::{Datapath, Verdict};
+use gateway::datapath::Datapath;
+use gateway::packet::Verdict;
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
 use gateway::stats::{Drop, DropReason, WorkerStats};
 use gateway::testkit::*;

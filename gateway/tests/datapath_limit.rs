@@ -5,8 +5,9 @@
 //! `rst` action answers a refused SYN with a RST the client accepts (etherparse is the oracle).
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
-use gateway::datapath::{Datapath, Verdict};
+use gateway::datapath::Datapath;
 use gateway::forward::ServiceTable;
+use gateway::packet::Verdict;
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
 use gateway::stats::{Drop, DropReason};
 use gateway::testkit::*;

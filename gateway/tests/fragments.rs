@@ -10,7 +10,8 @@
 mod frames;
 
 use etherparse::{PacketBuilder, UdpHeader};
-use gateway::datapath::{Datapath, Verdict};
+use gateway::datapath::Datapath;
+use gateway::packet::Verdict;
 use gateway::packet::{PacketBuf, RxMeta, VecBuf};
 use gateway::stats::Drop;
 use gateway::testkit::*;

@@ -6,12 +6,14 @@
 //! - [`state`]: IPVS TCP/UDP states, transitions and timeouts.
 //! - [`table`]: the table itself, one per worker, fixed size, no allocation after creation.
 //! - [`record`]: a connection as another box learns it (HA sync), by identity, not by index.
+//! - [`parked`]: client packets held for a connection until it can take them (the SYN proxy's).
 //!
 //! A FullNAT connection is found from both of its tuples: the client's (CIP:cport -> VIP:vport)
 //! and the real server's reply (RIP:rport -> LIP:lport). DR and TUN connections have only the
 //! first and use IPVS's INPUT-ONLY state rows.
 
 pub mod index;
+pub mod parked;
 pub mod record;
 pub mod state;
 pub mod table;

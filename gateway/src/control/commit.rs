@@ -6,10 +6,10 @@
 
 use crate::config::Config;
 use crate::control::topology::{self, Provenance, TopoInputs};
-use crate::datapath::Topology;
 use crate::dpdk;
 use crate::forward::{ServiceSpec, ServiceTable};
 use crate::kernel::KernelView;
+use crate::net::Topology;
 use crate::worker::{Ack, Generation, Msg, Phase};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Each generation's L3 view (`datapath::Topology`) from its inputs: the config's ports, addresses
+//! Each generation's L3 view (`net::Topology`) from its inputs: the config's ports, addresses
 //! and routes, and, for ports with a kernel twin, what the kernel has on the twin
 //! (`kernel::KernelView`; DESIGN.md decision 14: the kernel is the one source of truth there, as in
 //! VPP's linux-cp). Pure, so the rules are unit-tested without a kernel:
@@ -11,10 +11,10 @@
 //!   LIPs follow their VIP, so keepalived needs to float only the VIP. A LIP that a config-owned
 //!   service uses too is always answered.
 
-use crate::datapath::{PortCtx, Topology};
 use crate::forward::ServiceTable;
 use crate::kernel::KernelView;
 use crate::net::Ipv4Cidr;
+use crate::net::{PortCtx, Topology};
 use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -139,7 +139,7 @@ pub fn build(
         }
     }
     // A kernel-owned VIP held on a twin is a VIP first: it is not an interface address the
-    // kernel's own services answer on (`datapath::punt`).
+    // kernel's own services answer on (`net::punt`).
     let mut owned: Vec<_> = inputs.kernel_owned.iter().map(|a| (*a, held(a))).collect();
     owned.sort();
     prov.kernel_owned = owned;

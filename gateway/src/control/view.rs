@@ -319,7 +319,7 @@ pub struct NetView {
     /// VIPs and LIPs of `owner = "kernel"` services, with whether a twin holds them.
     #[serde(default)]
     pub kernel_owned: Vec<(Ipv4Addr, bool)>,
-    /// Punt counters summed over the workers (`datapath::punt`).
+    /// Punt counters summed over the workers (`net::punt`).
     #[serde(default)]
     pub punt: BTreeMap<String, u64>,
 }

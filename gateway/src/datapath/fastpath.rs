@@ -25,11 +25,12 @@
 //! did. Verdicts, bytes, counters and connection state are the general path's: a property test
 //! (`tests`) holds the two to it.
 
+use super::Datapath;
 use super::BURST;
-use super::{Datapath, Ipv4In, Verdict};
 use crate::conn::{Prelookup, Tuple6};
 use crate::inet6::Ipv6In;
-use crate::packet::{CsumStatus, PacketBuf, RxMeta};
+use crate::packet::{tcp_checksum_good, tcp_checksum_verifies, CsumStatus, PacketBuf, RxMeta};
+use crate::packet::{Ipv4In, Verdict};
 use crate::wire::{self, TcpFlags};
 
 #[cfg(test)]
@@ -58,7 +59,7 @@ impl<B: PacketBuf> Datapath<B> {
         if eth[12..] != [0x08, 0x00] {
             return None;
         }
-        let port_mac = self.l3.topo.ports.get(usize::from(meta.port))?.mac;
+        let port_mac = self.l3.topo().ports.get(usize::from(meta.port))?.mac;
         if eth[..6] != port_mac.0 {
             return None;
         }
@@ -94,7 +95,7 @@ impl<B: PacketBuf> Datapath<B> {
         if !is_ipv6(frame) {
             return None;
         }
-        let port_mac = self.l3.topo.ports.get(usize::from(meta.port))?.mac;
+        let port_mac = self.l3.topo().ports.get(usize::from(meta.port))?.mac;
         if *frame.first_chunk::<6>()? != port_mac.0 {
             return None;
         }
@@ -215,32 +216,6 @@ impl Default for Burst6 {
 #[inline(always)]
 pub(super) fn is_ipv6(frame: &[u8]) -> bool {
     frame.get(12..14) == Some(&[0x86, 0xdd][..])
-}
-
-/// Whether the TCP checksum of a segment `admit_plain_tcp` admits is good, given the NIC's
-/// report `l4_csum`: verified there for all but plain ACKs, which the hot path forwards
-/// whatever their checksum (`Forwarder::forwards_unverified`), and which the general path
-/// verifies if they go there.
-#[inline(always)]
-fn l4_verified(l4_csum: CsumStatus, v: &Ipv4In) -> bool {
-    l4_csum == CsumStatus::Good || !v.ip.tcp_flags.is_plain_ack()
-}
-
-/// Whether the TCP checksum of a segment `admit_plain_tcp` admits verifies (RFC 9293 3.1).
-/// `parse_plain_tcp` checked that the segment, not fragmented, ends within the frame: what
-/// `wire::verify_ipv4_l4_checksum` checks again for any packet.
-#[inline(always)]
-fn tcp_checksum_verifies(frame: &[u8], v: &Ipv4In) -> bool {
-    frame
-        .get(v.ip.l4_off..v.l3_off + usize::from(v.ip.total_len))
-        .is_some_and(|l4| wire::checksum::l4_verifies(v.ip.src, v.ip.dst, v.ip.protocol, l4))
-}
-
-/// Whether the TCP checksum of a segment `admit_plain_tcp` admitted is good, given the NIC's
-/// report `l4_csum`: known if the admission verified it (`l4_verified`), verified now if not.
-#[inline(always)]
-pub fn tcp_checksum_good(l4_csum: CsumStatus, frame: &[u8], v: &Ipv4In) -> bool {
-    l4_verified(l4_csum, v) || tcp_checksum_verifies(frame, v)
 }
 
 /// `meta` of a segment `admit_plain_tcp` admitted, for the general path: its IPv4 header

@@ -2,9 +2,10 @@
 //! others of its datagram on their home worker; the first one is forwarded as a whole packet is and
 //! its fate recorded; the others follow it, or wait for it.
 
-use super::{Datapath, Deferred, Ipv4In, Verdict};
+use super::Datapath;
 use crate::conn::Prelookup;
 use crate::frag::{self, Decision, Follow, FragKey, Link, Piece, Rewrite};
+use crate::packet::{Deferred, Ipv4In, Verdict};
 use crate::packet::{PacketBuf, RxMeta};
 use crate::stats::Drop;
 

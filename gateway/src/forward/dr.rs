@@ -5,7 +5,9 @@
 //! client directly. The gateway sees only the client side: the connection has no reply tuple and
 //! follows IPVS's INPUT-ONLY TCP states. No port mapping: the frame still says VIP:vport.
 
-use crate::datapath::{Verdict, L3};
+use crate::packet::Verdict;
+
+use crate::net::L3;
 use crate::packet::PacketBuf;
 use crate::stats::Drop;
 use std::net::Ipv4Addr;
@@ -24,7 +26,8 @@ pub fn forward<B: PacketBuf>(l3: &mut L3<B>, pkt: B, rip: Ipv4Addr) -> Verdict<B
 #[cfg(test)]
 mod tests {
     use crate::conn::{ConnFlags, State};
-    use crate::datapath::{Datapath, Verdict};
+    use crate::datapath::Datapath;
+    use crate::packet::Verdict;
     use crate::packet::{PacketBuf, RxMeta, VecBuf};
     use crate::testkit::*;
     use etherparse::PacketBuilder;

@@ -28,8 +28,9 @@ use crate::conn::{
     tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup, State,
     StateChange, Ticks, Timeouts, Tuple,
 };
-use crate::datapath::{l4_checksum_ok, tcp_checksum_good, Ipv4In, Verdict, L3};
 use crate::laddr::{LaddrPool, PortLayout};
+use crate::net::L3;
+use crate::packet::{l4_checksum_ok, tcp_checksum_good, Ipv4In, Verdict};
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode, SchedState};
 use crate::stats::Drop;
@@ -2729,7 +2730,7 @@ mod tests {
         pre: Prelookup,
     ) -> Result<Option<Verdict<VecBuf>>, ()> {
         let parsed = crate::wire::parse_l3l4(buf.data()).unwrap();
-        let v = crate::datapath::Ipv4In {
+        let v = crate::packet::Ipv4In {
             l3_off: parsed.l3_off,
             ip: parsed.ip.unwrap(),
         };

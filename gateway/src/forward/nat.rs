@@ -100,7 +100,8 @@ pub fn rewrite_endpoints(client: &Tuple, reply: &Tuple, dir: Dir) -> (Endpoint, 
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::datapath::{Datapath, Verdict};
+    use crate::datapath::Datapath;
+    use crate::packet::Verdict;
     use crate::packet::{PacketBuf, RxMeta, VecBuf};
     use crate::testkit::*;
     use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};

@@ -16,8 +16,9 @@
 //! the outer packet; this gateway does not fragment, and clients doing path MTU discovery set DF).
 
 use crate::conn::Tuple;
-use crate::datapath::{Verdict, L3};
+use crate::net::L3;
 use crate::packet::PacketBuf;
+use crate::packet::Verdict;
 use crate::stats::Drop;
 use crate::wire::{icmp, ipv4, IpProtocol, Ipv4Packet, Ipv4Repr};
 use std::net::Ipv4Addr;

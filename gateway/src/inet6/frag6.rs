@@ -12,7 +12,7 @@
 //! owner, and the later ones follow it there, after it (the hand-over ring keeps their order).
 //! Out-of-order fragments wait for their first one within `[fragments] max_held`, as IPv4's.
 
-use crate::datapath::Verdict;
+use crate::packet::Verdict;
 use crate::stats::Drop;
 use crate::wire::{ethernet, ipv6, IpProtocol};
 use std::net::Ipv6Addr;

@@ -10,11 +10,13 @@
 //! fails. `datapath::fastpath`'s property test holds the two to the same verdicts, bytes, counters
 //! and table.
 
-use super::{fullnat, nd, route::Route6, Inet6, Ipv6In};
+use super::{fullnat, nd, Inet6, Ipv6In};
 use crate::conn::{tcp_flags, ConnFlags, ConnId, Dir, State, Ticks};
-use crate::datapath::{Verdict, L3};
 use crate::forward::{mode, Forwarder};
+use crate::net::route6::Route6;
+use crate::net::L3;
 use crate::packet::PacketBuf;
+use crate::packet::Verdict;
 use crate::wire::IpProtocol;
 use std::net::{IpAddr, Ipv6Addr};
 

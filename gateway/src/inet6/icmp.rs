@@ -22,8 +22,9 @@
 
 use super::{nd, Inet6, Ipv6In};
 use crate::conn::{Dir, Tuple6};
-use crate::datapath::{Verdict, L3};
 use crate::forward::{mode, Forwarder};
+use crate::net::L3;
+use crate::packet::Verdict;
 use crate::packet::{PacketBuf, RxMeta};
 use crate::stats::Drop;
 use crate::wire::checksum::Delta;

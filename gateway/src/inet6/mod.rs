@@ -7,7 +7,7 @@
 //!   link-local ones, the IPv6 VIPs and LIPs), advertisements learned (and announced to the other
 //!   workers), solicitations sent to resolve a next hop. The neighbour table is the IPv4 one
 //!   (`net::neigh`, Linux's NUD states) keyed by IPv6 address: RFC 4861 7.3 has the same states.
-//! - [`route`]: the IPv6 routes (connected prefixes of the ports, static `[[route]]`s).
+//! - `net::route6`: the IPv6 routes (connected prefixes of the ports, static `[[route]]`s).
 //! - [`service`]: the connections of IPv6 services (FullNAT, NAT, DR, TUN), in a table of their own
 //!   ([`ConnTable6`]: the same implementation as the IPv4 table over a 38-byte tuple, two cache
 //!   lines per entry, so the IPv4 entry stays one). Scheduling is the IPv4 services' (`service`),
@@ -46,13 +46,13 @@ mod hot;
 pub mod icmp;
 pub mod nat64;
 pub mod nd;
-pub mod route;
 pub mod service;
 
 use crate::conn::{tcp_flags, ConnTable6, HashKey, Prelookup, Ticks, Timeouts};
-use crate::datapath::{punt, Verdict, L3};
 use crate::forward::Forwarder;
+use crate::net::{punt, L3};
 use crate::net::{NeighConfig, NeighTable};
+use crate::packet::Verdict;
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::stats::Drop;
 use crate::wire::icmpv6::{self, Icmpv6Type};
@@ -60,7 +60,8 @@ use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::{ethernet, IpProtocol};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub use route::Routes6;
+pub use crate::net::route6::Routes6;
+pub use crate::net::topology::link_local;
 
 /// Whether `a` is a global unicast address: what a VIP, a real server or a port address must be
 /// (not unspecified, loopback, multicast, link-local or IPv4-mapped).
@@ -71,30 +72,6 @@ pub fn is_unicast_global(a: Ipv6Addr) -> bool {
         || a.is_multicast()
         || s[0] & 0xffc0 == 0xfe80
         || a.to_ipv4_mapped().is_some())
-}
-
-/// The link-local address of a port with MAC `mac`: fe80::/64 and the modified EUI-64 interface
-/// identifier (RFC 4291 appendix A; RFC 2464 4), as Linux gives an Ethernet interface.
-pub fn link_local(mac: crate::wire::MacAddr) -> Ipv6Addr {
-    let m = mac.0;
-    Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        m[0] ^ 0x02,
-        m[1],
-        m[2],
-        0xff,
-        0xfe,
-        m[3],
-        m[4],
-        m[5],
-    ])
 }
 
 pub use crate::counters::Inet6Counters;
@@ -110,7 +87,7 @@ pub struct Inet6<B> {
     /// (`frag6`); held fragments keep the port they arrived on.
     pub frags: crate::frag::FragTable<(B, u16), frag6::FragKey6, frag6::Decision6>,
     /// Verdicts on held fragments, reached when their first one came (`Datapath::take_deferred`).
-    pub deferred: Vec<crate::datapath::Deferred<B>>,
+    pub deferred: Vec<crate::packet::Deferred<B>>,
     /// While a first fragment is processed: the head of the frame `nd::send_to` held, with its
     /// neighbour (the later fragments queue behind it).
     pub(crate) last_queued: Option<(Ipv6Addr, u16, Vec<u8>)>,
@@ -223,7 +200,7 @@ impl<B: PacketBuf> Inet6<B> {
                     self.frags.stats.followed += 1;
                     let verdict = self.carry(l3, fwd, d, p);
                     self.deferred
-                        .push(crate::datapath::Deferred { verdict, port });
+                        .push(crate::packet::Deferred { verdict, port });
                 }
             }
             Err(r) => l3.stats.drop(r.into()),

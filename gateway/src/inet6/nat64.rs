@@ -28,8 +28,9 @@
 
 use super::{nd, Inet6, Ipv6In};
 use crate::conn::{ConnId, Dir, Ticks, Tuple6};
-use crate::datapath::{Ipv4In, Verdict, L3};
 use crate::forward::Forwarder;
+use crate::net::L3;
+use crate::packet::{Ipv4In, Verdict};
 use crate::packet::{PacketBuf, RxMeta};
 use crate::stats::Drop;
 use crate::wire::checksum::Delta;
@@ -180,7 +181,7 @@ pub fn from_server<B: PacketBuf>(
     if ip.has_options {
         return Verdict::Drop(Drop::IpOptions.into(), pkt);
     }
-    if !crate::datapath::l4_checksum_ok(&pkt, meta, v) {
+    if !crate::packet::l4_checksum_ok(&pkt, meta, v) {
         return Verdict::Drop(Drop::L4BadChecksum.into(), pkt);
     }
     let t = reply_tuple(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);

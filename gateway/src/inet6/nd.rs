@@ -17,9 +17,10 @@
 //! dropped as `nd_invalid`.
 
 use super::{Inet6, Ipv6In};
-use crate::datapath::{punt, Event, Verdict, L3};
 use crate::forward::ServiceTable;
 use crate::net::Resolve;
+use crate::net::{punt, L3};
+use crate::packet::{Event, Verdict};
 use crate::packet::{PacketBuf, RxMeta};
 use crate::stats::Drop;
 use crate::wire::icmpv6::{self, nd_option, Icmpv6Packet};
@@ -305,7 +306,7 @@ pub fn send_to<B: PacketBuf>(
             }
             Verdict::Held
         }
-        Resolve::Dropped(p, why) => Verdict::Drop(crate::datapath::neigh_drop(why).into(), p),
+        Resolve::Dropped(p, why) => Verdict::Drop(crate::net::l3::neigh_drop(why).into(), p),
     }
 }
 

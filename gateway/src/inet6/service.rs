@@ -25,8 +25,9 @@ use crate::conn::{
     tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, State,
     StateChange, Ticks, Tuple6,
 };
-use crate::datapath::{Verdict, L3};
 use crate::forward::{mode, reuse, Forwarder, Room, ServiceTable, PORT_EVICTIONS};
+use crate::net::L3;
+use crate::packet::Verdict;
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode};
 use crate::stats::Drop;

@@ -1,7 +1,8 @@
 //! IPv6 in the datapath: neighbour discovery, echo, DR and TUN services, bad input.
 
 use super::*;
-use crate::datapath::{Datapath, Event, Verdict};
+use crate::datapath::Datapath;
+use crate::packet::{Event, Verdict};
 use crate::packet::{PacketBuf, RxMeta, VecBuf};
 use crate::service::{RsStats, ServiceConfig};
 use crate::testkit::*;

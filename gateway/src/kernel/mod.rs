@@ -4,7 +4,7 @@
 //!
 //! - **Twins** (`twin.rs`): every DPDK port with `twin` on gets a kernel interface named after the
 //!   port, with its MAC and MTU (DPDK's `net_tap` here, virtio-user over vhost-net where the box has
-//!   it). Frames the datapath does not consume go up to it (`datapath::punt` decides which); what the
+//!   it). Frames the datapath does not consume go up to it (`net::punt` decides which); what the
 //!   kernel sends on it leaves on the port unchanged. Workers service the twins' queues themselves
 //!   (queue `id` of each twin, as of each port), rather than the control lcore through a ring as
 //!   capsule's KNI did: a frame from the kernel then leaves on the worker's own tx queue of the port

@@ -3,7 +3,8 @@
 //! template with precomputed per-flow fields, and a reproducible random flow order.
 
 use super::{datapath_from, CLIENT_MAC, CLIENT_PORT_MAC, VIP};
-use crate::datapath::{Datapath, Verdict};
+use crate::datapath::Datapath;
+use crate::packet::Verdict;
 use crate::packet::{PacketBuf, RxMeta, VecBuf};
 use crate::wire::{Ipv4Packet, TcpPacket};
 use std::net::Ipv4Addr;

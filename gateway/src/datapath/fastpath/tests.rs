@@ -3,7 +3,8 @@
 //! in bursts.
 
 use crate::datapath::tests::outcome;
-use crate::datapath::{Datapath, Verdict};
+use crate::datapath::Datapath;
+use crate::packet::Verdict;
 use crate::packet::{CsumStatus, RxMeta, VecBuf};
 use crate::testkit::*;
 use etherparse::PacketBuilder;

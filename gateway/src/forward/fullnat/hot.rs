@@ -12,8 +12,9 @@
 
 use super::{mode, Forwarder, NO_DEST, PARKED, PROXIED};
 use crate::conn::{Conn, ConnFlags, ConnId, Dir, State, Ticks};
-use crate::datapath::{Ipv4In, L3};
 use crate::forward::rewrite::rewrite_l4;
+use crate::net::L3;
+use crate::packet::Ipv4In;
 use crate::packet::PacketBuf;
 use crate::wire::{IpInfo, IpProtocol, TcpPacket};
 use std::net::Ipv4Addr;

@@ -1,5 +1,6 @@
 use super::*;
-use crate::datapath::{Datapath, Verdict};
+use crate::datapath::Datapath;
+use crate::packet::Verdict;
 use crate::packet::{PacketBuf, RxMeta, VecBuf};
 use crate::testkit::*;
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};

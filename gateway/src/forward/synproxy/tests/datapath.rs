@@ -1,7 +1,9 @@
 //! The proxy in a worker's datapath, packet by packet: the lab's FullNAT service with
 //! `synproxy = "on"`, the client and real servers played with etherparse.
 
-use crate::datapath::{Datapath, Verdict};
+use crate::datapath::Datapath;
+
+use crate::packet::Verdict;
 use crate::packet::{PacketBuf, RxMeta, VecBuf};
 use crate::stats::Drop;
 use crate::testkit::*;

@@ -4,8 +4,8 @@
 //! integers the scan compares: one conversion of the destination, then two ANDs and compares a
 //! route (issue 16: the scan took about 130 instructions a packet comparing `Ipv6Cidr`s).
 
-use crate::datapath::PortCtx;
-use crate::net::Ipv6Cidr;
+use super::Ipv6Cidr;
+use super::PortCtx;
 use std::net::Ipv6Addr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -153,10 +153,15 @@ impl PuntLimiter {
     }
 }
 
+/// Frames a second each worker may punt by default (`[kernel] punt_rate`): what ARP, BGP, VRRP,
+/// health-check answers and an operator's ssh need, far below what would busy the kernel.
+pub const DEFAULT_RATE: u32 = 20_000;
+/// The default token bucket's depth (`[kernel] punt_burst`).
+pub const DEFAULT_BURST: u32 = 512;
+
 impl Default for PuntLimiter {
     fn default() -> Self {
-        let k = crate::config::KernelConfig::default();
-        PuntLimiter::new(k.punt_rate, k.punt_burst)
+        PuntLimiter::new(DEFAULT_RATE, DEFAULT_BURST)
     }
 }
 

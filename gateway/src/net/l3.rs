@@ -1,0 +1,580 @@
+//! One worker's L2/L3 state and the services every mode shares: ARP (answer for every address
+//! the gateway owns, learn neighbours), neighbour confirmation, output through the routing and
+//! neighbour tables with a next-hop cache, frames the datapath generates, and what goes up to a
+//! kernel twin (`punt`'s policy). The forwarding engine (`forward/`, `inet6/`) works through it;
+//! the pipeline that drives it is `datapath`'s.
+
+use super::neigh::NeighConfig;
+use super::{punt, NeighDrop, NeighTable, Resolve, Topology};
+use crate::packet::{Event, GenFrame, PacketBuf, Verdict, GEN_FRAME_MAX};
+use crate::stats::{Drop, WorkerStats};
+use crate::wire::{arp, ethernet, ArpOp, ArpPacket, EtherType, EthernetFrame, MacAddr};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Generated frames buffered per poll round.
+pub const GEN_QUEUE: usize = 256;
+/// Entries of the next-hop cache (direct-mapped by destination address).
+const NH_CACHE: usize = 256;
+
+/// The slot of IPv4 address `key` in a direct-mapped cache of `slots` entries (`nh_cache`,
+/// `hop_cache`).
+#[inline(always)]
+fn addr_slot(key: u32, slots: usize) -> usize {
+    (key ^ (key >> 8)) as usize % slots
+}
+/// Entries of the cache behind it, direct-mapped by the neighbour a destination is reached
+/// through (`L3::route_out_slow`): routers and on-link hosts, a handful.
+const HOP_CACHE: usize = 16;
+
+/// Slots of the neighbour-confirmation cache (`L3::confirm_neighbour`), one per sending MAC.
+const CONFIRM_SLOTS: usize = 64;
+/// A neighbour is confirmed by the datapath at most this often per sending MAC: far below the
+/// shortest reachable time (base/2 = 15 s by default), far above the per-packet rate.
+pub(crate) const CONFIRM_EVERY_MS: u64 = 500;
+
+/// A frame's source MAC (bytes 6..12) in the low 48 bits, and its slot in `L3::confirm_cache`.
+#[inline(always)]
+fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
+    let head = frame.first_chunk::<12>()?;
+    // One load of bytes 4..12.
+    let key = u64::from_le_bytes([
+        head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
+    ]) >> 16;
+    // Fibonacci hashing: the top bits of the product mix all six bytes.
+    let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CONFIRM_SLOTS.ilog2());
+    Some((key, hash as usize % CONFIRM_SLOTS))
+}
+
+/// A resolved destination: where `route_out` sent the last packet for it.
+#[derive(Clone, Copy, Default)]
+struct NextHopEntry {
+    dst: u32,
+    port: u16,
+    /// The Ethernet header's first 12 bytes toward this next hop: its MAC, then the port's own
+    /// (written with one copy).
+    macs: [u8; 12],
+    /// Neighbour-table generation (+1, so 0 is never valid) the entry was filled under.
+    generation: u64,
+}
+
+/// The L2/L3 state of one worker.
+pub struct L3<B> {
+    pub worker: u16,
+    topo: Arc<Topology>,
+    /// Route and neighbour lookups of recent destinations: most packets go to a handful of real
+    /// servers and clients' next hops, so this saves a route lookup and a neighbour lookup per packet.
+    nh_cache: Box<[NextHopEntry; NH_CACHE]>,
+    /// The same, by the neighbour (`NextHop::l2_target`) rather than the destination: what
+    /// every destination behind one router shares, for those `nh_cache` does not hold.
+    hop_cache: [NextHopEntry; HOP_CACHE],
+    /// Bumped when the topology changes, to invalidate `nh_cache` along with neighbour changes.
+    topo_generation: u64,
+    /// (source MAC, ms) of the last neighbour confirmations (`confirm_neighbour`).
+    confirm_cache: [(u64, u64); CONFIRM_SLOTS],
+    pub neigh: NeighTable<B>,
+    pub stats: WorkerStats,
+    /// Monotonic milliseconds, set by the worker each round.
+    pub now_ms: u64,
+    /// This worker's punt budget (`punt`).
+    pub punt: punt::PuntBudget,
+    generated: Vec<GenFrame>,
+    released: Vec<(u16, B)>,
+    events: Vec<Event>,
+    /// Client packets of SYN-proxied connections waiting for their real server's answer.
+    pub parked: crate::conn::parked::Parked<B>,
+    /// The last packet `route_out` queued for ARP: its destination and headers, for the fragments
+    /// of its datagram to follow it (`crate::frag`).
+    pub last_queued: Option<QueuedHead>,
+}
+
+/// The destination and the first bytes of a packet queued for ARP.
+#[derive(Clone, Copy, Debug)]
+pub struct QueuedHead {
+    pub dst: Ipv4Addr,
+    len: usize,
+    buf: [u8; QueuedHead::ROOM],
+}
+
+impl QueuedHead {
+    /// Ethernet, an outer and an inner IPv4 header without options.
+    const ROOM: usize = ethernet::HEADER_LEN + 40;
+
+    fn new(dst: Ipv4Addr, frame: &[u8]) -> QueuedHead {
+        let len = frame.len().min(Self::ROOM);
+        let mut buf = [0; Self::ROOM];
+        buf[..len].copy_from_slice(&frame[..len]);
+        QueuedHead { dst, len, buf }
+    }
+
+    pub fn head(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl<B> L3<B> {
+    /// Interfaces, addresses and routes this worker runs with.
+    #[inline]
+    pub fn topo(&self) -> &Arc<Topology> {
+        &self.topo
+    }
+}
+
+impl<B: PacketBuf> L3<B> {
+    pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig) -> Self {
+        L3 {
+            worker,
+            topo,
+            nh_cache: Box::new([NextHopEntry::default(); NH_CACHE]),
+            hop_cache: [NextHopEntry::default(); HOP_CACHE],
+            topo_generation: 0,
+            confirm_cache: [(0, 0); CONFIRM_SLOTS],
+            neigh: NeighTable::new(neigh),
+            stats: WorkerStats::default(),
+            now_ms: 0,
+            punt: punt::PuntBudget::default(),
+            generated: Vec::with_capacity(GEN_QUEUE),
+            released: Vec::with_capacity(64),
+            events: Vec::with_capacity(16),
+            parked: Default::default(),
+            last_queued: None,
+        }
+    }
+
+    /// Frames `generate` takes before the worker next sends them (`GEN_QUEUE` in all).
+    pub fn generate_room(&self) -> usize {
+        GEN_QUEUE - self.generated.len()
+    }
+
+    /// Queues a generated frame written by `write` (returns its length, or None to cancel).
+    pub fn generate(&mut self, port: u16, write: impl FnOnce(&mut [u8]) -> Option<usize>) {
+        if self.generated.len() >= GEN_QUEUE {
+            self.stats.drop(Drop::GenOverflow.into());
+            return;
+        }
+        let mut g = GenFrame {
+            port,
+            to_twin: false,
+            len: 0,
+            buf: [0; GEN_FRAME_MAX],
+        };
+        if let Some(len) = write(&mut g.buf) {
+            g.len = len;
+            self.stats.generated += 1;
+            self.generated.push(g);
+        }
+    }
+
+    /// Sends `pkt` up to `port`'s kernel twin for `why`, within the worker's punt budget; without
+    /// a twin it is dropped for `otherwise`.
+    pub fn punt(&mut self, port: u16, pkt: B, why: punt::Punt, otherwise: Drop) -> Verdict<B> {
+        if !self.has_twin(port) {
+            return Verdict::Drop(otherwise.into(), pkt);
+        }
+        if !self.punt.allow(why, self.now_ms) {
+            self.stats.punt.limited += 1;
+            return Verdict::Drop(Drop::PuntLimited.into(), pkt);
+        }
+        self.count_punt(why);
+        Verdict::ToKernel(port, pkt)
+    }
+
+    #[inline]
+    pub fn has_twin(&self, port: u16) -> bool {
+        self.topo.ports.get(port as usize).is_some_and(|p| p.twin)
+    }
+
+    fn count_punt(&mut self, why: punt::Punt) {
+        let c = &mut self.stats.punt;
+        match why {
+            punt::Punt::Local => c.local += 1,
+            punt::Punt::Multicast => c.multicast += 1,
+            punt::Punt::EtherType => c.ethertype += 1,
+            punt::Punt::ArpCopy => c.arp_copy += 1,
+        }
+    }
+
+    /// Whether a frame the kernel sent on a twin goes on the wire (counted either way): all do but
+    /// its redundant ARP replies (`punt::is_redundant_arp_reply`).
+    pub fn from_kernel(&mut self, frame: &[u8]) -> bool {
+        let local = &self.topo.local;
+        if punt::is_redundant_arp_reply(frame, |ip| local.contains(&ip)) {
+            self.stats.punt.arp_reply_suppressed += 1;
+            return false;
+        }
+        self.stats.punt.from_kernel += 1;
+        true
+    }
+
+    /// Queues a copy of an ARP frame received on `port` for its twin (within the punt budget), so
+    /// the kernel's neighbour table follows the wire too.
+    fn copy_arp_to_twin(&mut self, port: u16, frame: &[u8]) {
+        if !self.has_twin(port) {
+            return;
+        }
+        if !self.punt.allow(punt::Punt::ArpCopy, self.now_ms) {
+            self.stats.punt.limited += 1;
+            self.stats.drop(Drop::PuntLimited.into());
+            return;
+        }
+        if self.generated.len() >= GEN_QUEUE {
+            self.stats.drop(Drop::GenOverflow.into());
+            return;
+        }
+        // An ARP frame is 42 bytes plus padding; anything past GEN_FRAME_MAX is padding.
+        let len = frame.len().min(GEN_FRAME_MAX);
+        let mut g = GenFrame {
+            port,
+            to_twin: true,
+            len,
+            buf: [0; GEN_FRAME_MAX],
+        };
+        g.buf[..len].copy_from_slice(&frame[..len]);
+        self.generated.push(g);
+        self.count_punt(punt::Punt::ArpCopy);
+    }
+
+    /// Generates an IPv4 packet toward `dst`: `write` fills the IP packet (header on) into the buffer
+    /// it gets and returns its length. Routed, with the next hop's MAC from the neighbour table; if
+    /// that is not known the packet is not sent (generated packets are not queued) and false returned.
+    pub fn generate_ipv4(
+        &mut self,
+        dst: Ipv4Addr,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        let Some(hop) = self.topo.routes.lookup(dst) else {
+            self.stats.drop(Drop::NoRoute.into());
+            return false;
+        };
+        let Some(mac) = self.neigh.mac(hop.l2_target(dst)) else {
+            self.stats.drop(Drop::NeighUnresolved.into());
+            return false;
+        };
+        let src_mac = self.topo.ports[hop.port as usize].mac;
+        let before = self.stats.generated;
+        self.generate(hop.port, |buf| {
+            let (eth, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
+            let n = write(rest)?;
+            ethernet::write_header(eth, mac, src_mac, EtherType::IPV4).ok()?;
+            Some((ethernet::HEADER_LEN + n).max(ethernet::MIN_FRAME_LEN))
+        });
+        self.stats.generated > before
+    }
+
+    /// Sends an ARP request for `target` on `port`: broadcast, or to `unicast` (a NUD probe).
+    fn arp_request(&mut self, port: u16, target: Ipv4Addr, unicast: Option<MacAddr>) {
+        let Some(p) = self.topo.ports.get(port as usize) else {
+            return;
+        };
+        let mac = p.mac;
+        let Some(src) = self.topo.source_for(port, target) else {
+            return;
+        };
+        self.stats.arp_requests += 1;
+        let dst = unicast.unwrap_or(MacAddr::BROADCAST);
+        self.generate(port, |buf| {
+            arp::write_request_to(buf, dst, mac, src, target).ok()
+        });
+    }
+
+    /// The datapath received `pkt`, a packet of a tracked connection from `src`: confirms the
+    /// neighbour it came through, by the frame's source MAC (`NeighTable::confirm`). Costs the
+    /// MAC's read, a multiply and a compare per packet: each sending MAC confirms at most once per
+    /// `CONFIRM_EVERY_MS`, in a small direct-mapped cache keyed by that MAC; only then are the
+    /// route and the table looked up (`confirm_neighbour_now`, out of line).
+    ///
+    /// Keyed by the MAC, not by `src`: every client behind a router sends through the router's
+    /// MAC, and it is the router that is confirmed. Keyed by the client's address, the 64 slots
+    /// held a few dozen clients; at 10M connections from 167 addresses 94% of the clients'
+    /// segments went on to `confirm_neighbour_now` (perf/RESULTS.md, "Neighbours confirmed per
+    /// MAC"). A MAC that is the next hop for several addresses (a router with two) confirms the
+    /// first one's within an interval; the other's entry may go STALE and be probed, as Linux's
+    /// entries for forwarded traffic are.
+    ///
+    /// Always inlined: the forwarding paths call it once a packet, and when the established hot
+    /// path (`forward::fullnat::hot`) became its second caller the compiler stopped inlining it
+    /// into either (42 instructions a SYN instead of 20).
+    #[inline(always)]
+    pub fn confirm_neighbour(&mut self, src: Ipv4Addr, pkt: &B) {
+        self.confirm_neighbour_in(src, pkt.data());
+    }
+
+    /// `confirm_neighbour` for a caller that holds the packet's frame: it is not looked up again.
+    #[inline(always)]
+    pub fn confirm_neighbour_in(&mut self, src: Ipv4Addr, frame: &[u8]) {
+        let Some((key, slot)) = confirm_slot(frame) else {
+            return;
+        };
+        let (last, at) = self.confirm_cache[slot];
+        if last == key && self.now_ms.saturating_sub(at) < CONFIRM_EVERY_MS {
+            return;
+        }
+        self.confirm_neighbour_now(src, key, slot);
+    }
+
+    /// `confirm_neighbour_in` now, whatever the cache says: for a packet that proves its sender
+    /// there at this moment, which a later `suspect_neighbour` compares with (the real server's
+    /// answer to a SYN that it refused, `Forwarder::answers_server_time_wait`). Rare: out of line.
+    #[inline(never)]
+    pub fn confirm_neighbour_at_once(&mut self, src: Ipv4Addr, frame: &[u8]) {
+        if let Some((key, slot)) = confirm_slot(frame) {
+            self.confirm_neighbour_now(src, key, slot);
+        }
+    }
+
+    /// Confirms the next hop toward `src` if it has the MAC `mac_key` (`confirm_neighbour_in`'s
+    /// key: the MAC's bytes in the low 48 bits, in order from the lowest), and notes it in
+    /// `confirm_cache[slot]`.
+    #[inline(never)]
+    fn confirm_neighbour_now(&mut self, src: Ipv4Addr, mac_key: u64, slot: usize) {
+        // No sender: the SYN proxy's completion, built here, carries a zero source MAC. It
+        // confirms nothing and takes no slot from a MAC that does.
+        if mac_key == 0 {
+            return;
+        }
+        self.confirm_cache[slot] = (mac_key, self.now_ms);
+        if let Some(hop) = self.topo.routes.lookup(src) {
+            let b = mac_key.to_le_bytes();
+            let src_mac = MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]);
+            self.neigh.confirm(hop.l2_target(src), src_mac, self.now_ms);
+        }
+    }
+
+    /// The datapath doubts the neighbour toward `dst` (a client retransmitted a SYN, first sent at
+    /// `since`, that the real server `dst` never answered): it is probed now, unless confirmed
+    /// since (`NeighTable::suspect`).
+    pub fn suspect_neighbour(&mut self, dst: Ipv4Addr, since: u64) {
+        let Some(hop) = self.topo.routes.lookup(dst) else {
+            return;
+        };
+        let target = hop.l2_target(dst);
+        if let Some((port, mac)) = self.neigh.suspect(target, self.now_ms, since) {
+            self.arp_request(port, target, Some(mac));
+        }
+    }
+
+    /// Switches to a new topology (a new configuration generation).
+    pub fn set_topology(&mut self, topo: Arc<Topology>) {
+        self.topo = topo;
+        self.topo_generation += 1;
+    }
+
+    /// Moves whenever the topology changes (ports, addresses, routes): with a neighbour table's
+    /// generation, what a cache of resolved next hops compares (`inet6::nd::Resolved6` too).
+    #[inline]
+    pub fn topo_generation(&self) -> u64 {
+        self.topo_generation
+    }
+
+    #[inline]
+    fn cache_generation(&self) -> u64 {
+        // Both counters only grow; their sum changes when either does. +1 keeps 0 invalid.
+        self.neigh.generation() + self.topo_generation + 1
+    }
+
+    /// Sends an IPv4 packet (Ethernet header present, IP header complete) toward `dst` through the
+    /// routing table: sets the MACs, or holds the packet until ARP answers.
+    #[inline]
+    pub fn route_out(&mut self, mut pkt: B, dst: Ipv4Addr) -> Verdict<B> {
+        let key = u32::from(dst);
+        let slot = addr_slot(key, NH_CACHE);
+        let e = &self.nh_cache[slot];
+        if e.dst == key && e.generation == self.cache_generation() {
+            if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
+                *macs = e.macs;
+                return Verdict::Tx(e.port, pkt);
+            }
+        }
+        self.route_out_slow(pkt, dst, slot)
+    }
+
+    /// `route_out` for a destination the next-hop cache does not hold: the route, then the
+    /// neighbour's MACs from the cache by neighbour (every client behind one router shares the
+    /// router's: replies to clients from many addresses would otherwise look the neighbour up each
+    /// time, 213 instructions a packet in `datapath_cost reply-burst-spread`, perf/RESULTS.md),
+    /// else from the neighbour table.
+    // Out of line whatever the codegen units decide (a next-hop cache miss only): inlined, it
+    // bloated the SYN path's code (perf/RESULTS.md, "New connections a second
+    // fell with a module split").
+    #[inline(never)]
+    fn route_out_slow(&mut self, mut pkt: B, dst: Ipv4Addr, slot: usize) -> Verdict<B> {
+        let Some(hop) = self.topo.routes.lookup(dst) else {
+            return Verdict::Drop(Drop::NoRoute.into(), pkt);
+        };
+        let target = hop.l2_target(dst);
+        let key = u32::from(target);
+        let hop_slot = addr_slot(key, HOP_CACHE);
+        let generation = self.cache_generation();
+        let h = self.hop_cache[hop_slot];
+        if h.dst == key && h.port == hop.port && h.generation == generation {
+            if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
+                *macs = h.macs;
+                self.nh_cache[slot] = NextHopEntry {
+                    dst: u32::from(dst),
+                    ..h
+                };
+                return Verdict::Tx(hop.port, pkt);
+            }
+        }
+        let port_mac = self.topo.ports[hop.port as usize].mac;
+        let head = QueuedHead::new(dst, pkt.data());
+        match self.neigh.resolve(target, hop.port, pkt, self.now_ms) {
+            Resolve::Mac(mac, p) => {
+                pkt = p;
+                let mut macs = [0; 12];
+                macs[..6].copy_from_slice(&mac.0);
+                macs[6..].copy_from_slice(&port_mac.0);
+                pkt.data_mut()[..12].copy_from_slice(&macs);
+                let e = NextHopEntry {
+                    dst: key,
+                    port: hop.port,
+                    macs,
+                    generation: self.cache_generation(),
+                };
+                self.hop_cache[hop_slot] = e;
+                self.nh_cache[slot] = NextHopEntry {
+                    dst: u32::from(dst),
+                    ..e
+                };
+                Verdict::Tx(hop.port, pkt)
+            }
+            Resolve::Queued { request } => {
+                self.last_queued = Some(head);
+                if request {
+                    self.arp_request(hop.port, target, None);
+                }
+                Verdict::Held
+            }
+            Resolve::Dropped(p, why) => Verdict::Drop(neigh_drop(why).into(), p),
+        }
+    }
+
+    /// Handles an ARP frame received on `port`.
+    pub fn handle_arp(&mut self, mut pkt: B, port: u16) -> Verdict<B> {
+        let (op, sha, spa, tpa) = {
+            let Ok(a) = ArpPacket::new_checked(&pkt.data()[ethernet::HEADER_LEN..]) else {
+                return Verdict::Drop(Drop::ArpMalformed.into(), pkt);
+            };
+            if !a.is_ethernet_ipv4() {
+                return Verdict::Drop(Drop::ArpMalformed.into(), pkt);
+            }
+            (a.op(), a.sha(), a.spa(), a.tpa())
+        };
+        self.copy_arp_to_twin(port, pkt.data());
+        let ours = self.topo.local.contains(&tpa);
+        // RFC 826 merge: update an existing entry for the sender; create one if we are the target.
+        self.learn_releasing(spa, sha, port, ours, op == ArpOp::REPLY);
+        if (ours || self.neigh.mac(spa) == Some(sha)) && self.events.len() < self.events.capacity()
+        {
+            self.events.push(Event::Learned {
+                ip: spa,
+                mac: sha,
+                port,
+            });
+        }
+        if ours && op == ArpOp::REQUEST {
+            let Some(mac) = self.topo.ports.get(port as usize).map(|p| p.mac) else {
+                return Verdict::Drop(Drop::ArpMalformed.into(), pkt);
+            };
+            if arp::make_reply_in_place(pkt.data_mut(), mac).is_ok() {
+                self.stats.arp_replies += 1;
+                return Verdict::Tx(port, pkt);
+            }
+            return Verdict::Drop(Drop::ArpMalformed.into(), pkt);
+        }
+        Verdict::Done(pkt)
+    }
+
+    /// `NeighTable::learn`, with the packets that waited for `ip` released to their port.
+    fn learn_releasing(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        port: u16,
+        create: bool,
+        reply: bool,
+    ) {
+        let mut released = std::mem::take(&mut self.released);
+        let now = self.now_ms;
+        self.neigh
+            .learn(ip, mac, port, now, create, reply, |port, mac, mut p: B| {
+                EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
+                released.push((port, p));
+            });
+        self.released = released;
+    }
+
+    /// Learns a neighbour another worker heard about.
+    pub fn learn_from_peer(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
+        self.learn_releasing(ip, mac, port, true, true);
+    }
+
+    /// Takes a neighbour the kernel has on a twin as a gratuitous ARP would be taken: created if
+    /// unknown, its MAC replaced (STALE, verified by use) if it differs, nothing if it is the same.
+    /// What the datapath saw last wins: the kernel's entry is only news when it changes.
+    pub fn learn_from_kernel(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
+        self.learn_releasing(ip, mac, port, true, false);
+    }
+
+    /// Periodic work: ARP retries and aging.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        let (reqs, dropped) = self.neigh.tick_requests(now_ms);
+        self.stats.drops[Drop::NeighUnresolved as usize] += dropped;
+        let expired = self.parked.expire(now_ms);
+        self.stats.drops[Drop::SynProxyHeldExpired as usize] += expired as u64;
+        for (port, ip, unicast) in reqs.iter() {
+            self.arp_request(port, ip, unicast);
+        }
+    }
+
+    /// Hands out the generated frames.
+    pub fn take_generated(&mut self, mut f: impl FnMut(&GenFrame)) {
+        for g in self.generated.drain(..) {
+            f(&g);
+        }
+    }
+
+    /// Carries out the verdict on a packet processed outside its burst (the SYN proxy's held
+    /// packets, once their server answers): a frame to send goes out with the released ones.
+    pub fn settle_later(&mut self, v: Verdict<B>) {
+        match v {
+            // Sent with the released frames, which `tx_packets` does not count (as after ARP).
+            Verdict::Tx(port, b) => self.released.push((port, b)),
+            Verdict::Drop(r, _) => self.stats.drop(r),
+            Verdict::ToWorker(..) | Verdict::ToKernel(..) => self.stats.drop(Drop::NotOwner.into()),
+            Verdict::Done(_) | Verdict::Held => {}
+        }
+    }
+
+    /// Hands out packets whose neighbour got resolved (MACs set), ready to send on the port.
+    pub fn take_released(&mut self, mut f: impl FnMut(u16, B)) {
+        for (port, p) in self.released.drain(..) {
+            f(port, p);
+        }
+    }
+
+    /// Queues an event for the other workers (dropped when the queue is full: a neighbour is
+    /// learned again from its next answer).
+    pub fn announce(&mut self, e: Event) {
+        if self.events.len() < self.events.capacity() {
+            self.events.push(e);
+        }
+    }
+
+    /// Hands out events for other workers.
+    pub fn take_events(&mut self, mut f: impl FnMut(Event)) {
+        for e in self.events.drain(..) {
+            f(e);
+        }
+    }
+}
+
+/// The drop reason of a packet the neighbour table would not hold.
+pub fn neigh_drop(why: NeighDrop) -> Drop {
+    match why {
+        NeighDrop::PendingFull => Drop::NeighPendingFull,
+        NeighDrop::TableFull => Drop::NeighTableFull,
+        NeighDrop::HeldFull => Drop::NeighHeldFull,
+    }
+}
