@@ -568,6 +568,11 @@ impl<T: ConnKey> Table<T> {
     /// it instead of stalling a third stage here (at 10M connections the lookup stage took 100
     /// cycles a packet more than at 1K). `Prelookup::Miss` is exact: no slot of the probe
     /// carries the tuple's hash bits, so a full probe would not find it either.
+    ///
+    /// Always inlined: the worker's burst loop inlines it, and the harness that counts its
+    /// instructions (`perf/cost.sh`) had called it, with more of its state spilled to the stack
+    /// (12 instructions a packet more after ac6f3b3 moved code between codegen units).
+    #[inline(always)]
     pub fn prelookup_batch(
         &self,
         tuples: &[T],
