@@ -27,5 +27,6 @@ pub mod service;
 pub mod stats;
 pub mod sync;
 pub mod testkit;
+pub mod view;
 pub mod wire;
 pub mod worker;

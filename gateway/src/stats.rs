@@ -470,6 +470,34 @@ impl Default for WorkerStats {
 }
 
 impl WorkerStats {
+    /// Every counter with the name `gwctl stats`, the stats file and `/metrics` report it under:
+    /// the worker's own, then each set's (`counters`), in one order.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        [
+            ("rx_packets", self.rx_packets),
+            ("rx_bytes", self.rx_bytes),
+            ("tx_packets", self.tx_packets),
+            ("tx_bytes", self.tx_bytes),
+            ("arp_replies", self.arp_replies),
+            ("arp_requests", self.arp_requests),
+            ("icmp_echo_replies", self.icmp_echo_replies),
+            ("handoff_out", self.handoff_out),
+            ("handoff_in", self.handoff_in),
+            ("steer_hits", self.steer_hits),
+            ("fast_path", self.fast_path),
+            ("generated", self.generated),
+            ("drops", self.total_drops()),
+        ]
+        .into_iter()
+        .chain(self.fwd.named())
+        .chain(self.neigh.named())
+        .chain(self.punt.reported())
+        .chain(self.frag.named())
+        .chain(self.inet6.named())
+        .chain(self.synproxy.named())
+        .chain(self.sync.named())
+    }
+
     #[inline]
     pub fn drop(&mut self, r: DropReason) {
         match r {

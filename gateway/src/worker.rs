@@ -6,10 +6,8 @@
 //! publishes its counters. Nothing is shared on the packet path.
 
 use crate::datapath::Datapath;
-
 use crate::dpdk::{self, Mbuf, MbufRing, Mempool, RxBatch, TxBuffer, BURST};
-use crate::packet::RxMeta;
-use crate::packet::{Event, Verdict};
+use crate::packet::{Event, RxMeta, Verdict};
 use crate::stats::{Drop, Laps, Stage, WorkerStats};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +31,6 @@ pub enum Msg {
     Commit(u64),
     /// Another worker refused generation `id` (or timed out): drop what was prepared.
     Abort(u64),
-    /// The admin socket asks for this worker's connections (those passing `filter`, at most
-    /// `limit`) and neighbours.
     /// HA sync (`sync::ToWorkers`): log connections for the backup (Some), or stop (None).
     SyncPrimary(Option<crate::sync::Primary>),
     /// HA sync: send every connection (a backup asked for a full resync).
@@ -44,14 +40,14 @@ pub enum Msg {
         records: Vec<crate::conn::record::ConnRecord>,
         forwarded: bool,
     },
-    Dump {
-        filter: crate::control::proto::ConnFilter,
-        limit: usize,
-        /// The table slot to resume from (0: the first chunk, which also carries the neighbours).
-        from: u32,
-        reply: Sender<crate::control::view::WorkerDump>,
-    },
+    /// A look at this worker's state from its housekeeping (never mid-burst): the admin socket
+    /// reads a chunk of its connections and its neighbours this way (`control::dump`). The
+    /// closure gets the worker's index and its datapath, and answers on a channel of its own.
+    Inspect(Inspect),
 }
+
+/// What `Msg::Inspect` runs on a worker.
+pub type Inspect = Box<dyn FnOnce(u16, &Datapath<Mbuf>) + Send>;
 
 /// One generation of the runtime configuration, immutable and shared by every worker.
 pub struct Generation {
@@ -465,20 +461,7 @@ impl Worker {
                 Msg::SyncPrimary(p) => self.sync.set_primary(&mut self.datapath.fwd, p),
                 Msg::SyncExportAll(generation) => self.sync.export_all(generation),
                 Msg::SyncInstall { records, forwarded } => self.sync_install(records, forwarded),
-                Msg::Dump {
-                    filter,
-                    limit,
-                    from,
-                    reply,
-                } => {
-                    let _ = reply.send(crate::control::dump::worker_dump(
-                        self.id,
-                        &self.datapath,
-                        &filter,
-                        limit,
-                        from,
-                    ));
-                }
+                Msg::Inspect(look) => look(self.id, &self.datapath),
             }
         }
     }

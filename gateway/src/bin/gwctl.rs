@@ -7,7 +7,7 @@
 use gateway::control::client::{self, ClientError};
 use gateway::control::ipvsadm::{self, Cmd, Names};
 use gateway::control::proto::{Change, ConnFilter, Op, Response};
-use gateway::control::view::*;
+use gateway::view::*;
 use std::fmt::Write as _;
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -1668,8 +1668,8 @@ fn shell(ctx: &Ctx) -> ExitCode {
 }
 
 /// How `gwctl addrs` and `routes` name an origin.
-fn origin_name(o: gateway::control::view::Origin) -> &'static str {
-    use gateway::control::view::Origin;
+fn origin_name(o: gateway::view::Origin) -> &'static str {
+    use gateway::view::Origin;
     match o {
         Origin::Config => "config",
         Origin::ConfigKernel => "config_kernel",

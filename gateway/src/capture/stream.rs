@@ -16,7 +16,6 @@
 //! client every [`WAIT`], so the capture slot is free again within that of the client leaving.
 
 use super::{Counts, Direction, Record, Running};
-use crate::control::proto::Response;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -108,23 +107,19 @@ pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
 
 /// Streams a started capture to a client through `send` until `count` frames are sent, `duration`
 /// passes, `ended` says so (the daemon stops, the client spoke or hung up; asked every [`WAIT`]) or
-/// `send` fails (the client went away: the error is returned). The capture ends (`running` is
-/// dropped) before the last line, so its counters are final.
+/// `send` fails (the client went away: the error is returned). `send` gets each line and whether
+/// more follow (the admin socket writes it as a response's data, with `more`). The capture ends
+/// (`running` is dropped) before the last line, so its counters are final.
 pub fn serve(
     running: Running,
     count: u64,
     duration: Option<Duration>,
     mut ended: impl FnMut() -> bool,
-    mut send: impl FnMut(&Response) -> std::io::Result<()>,
+    mut send: impl FnMut(&Line, bool) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let session = running.session.clone();
-    let line = |l: &Line, more: bool| {
-        let mut r = Response::ok(serde_json::to_value(l).unwrap_or_default());
-        r.more = Some(more);
-        r
-    };
     let mut sent = 0u64;
-    send(&line(
+    send(
         &Line {
             started: Some(Started {
                 port: session.port_name.clone(),
@@ -135,7 +130,7 @@ pub fn serve(
             ..Default::default()
         },
         true,
-    ))?;
+    )?;
     let until = duration.map(|d| Instant::now() + d);
     let mut last = Instant::now();
     while sent < count && until.is_none_or(|u| Instant::now() < u) && !ended() {
@@ -153,7 +148,7 @@ pub fn serve(
             continue;
         }
         sent += frames.len() as u64;
-        send(&line(
+        send(
             &Line {
                 frames,
                 counts: session.counts(),
@@ -161,16 +156,16 @@ pub fn serve(
                 ..Default::default()
             },
             true,
-        ))?;
+        )?;
         last = Instant::now();
     }
     drop(running);
-    send(&line(
+    send(
         &Line {
             counts: session.counts(),
             sent,
             ..Default::default()
         },
         false,
-    ))
+    )
 }

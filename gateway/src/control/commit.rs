@@ -209,9 +209,9 @@ impl Control {
         model: crate::control::model::Model,
         configs: Vec<crate::forward::ServiceSpec>,
     ) -> Result<u64, String> {
-        let sorry = crate::health::sorry_servers(&model.services);
-        let targets =
-            crate::health::targets(&model.services).map_err(|(k, e)| format!("{k}: {e}"))?;
+        let sorry = crate::config::health::sorry_servers(&model.services);
+        let targets = crate::config::health::targets(&model.services)
+            .map_err(|(k, e)| format!("{k}: {e}"))?;
         let checks: hashbrown::HashMap<_, _> =
             targets.iter().map(|t| (t.key, t.check.clone())).collect();
         // A server whose check is gone or changed starts again as the checker's new slot does:
@@ -269,7 +269,7 @@ impl Control {
     }
 
     fn effective_now(&self) -> Vec<crate::forward::ServiceSpec> {
-        let sorry = crate::health::sorry_servers(&self.configured.services);
+        let sorry = crate::config::health::sorry_servers(&self.configured.services);
         self.effective(&self.configured_services, &self.health_down, &sorry)
     }
 
@@ -497,7 +497,7 @@ impl Control {
 
     fn send_health_targets(&mut self) {
         if let Some(tx) = &self.health_targets {
-            match crate::health::targets(&self.configured.services) {
+            match crate::config::health::targets(&self.configured.services) {
                 Ok(t) => {
                     self.health_checks = t.iter().map(|t| (t.key, t.check.clone())).collect();
                     let _ = tx.send(t);
@@ -772,7 +772,7 @@ mod tests {
         control.apply_model(model, v.services).unwrap();
         let weight = |c: &Control| c.current().services.services[0].svc.weights()[0];
         assert_eq!(weight(&control), 1);
-        let targets = crate::health::targets(&cfg.services).unwrap();
+        let targets = crate::config::health::targets(&cfg.services).unwrap();
         let t = targets
             .iter()
             .find(|t| t.key.rs == crate::testkit::RS1 && t.key.proto == 6);

@@ -1,12 +1,12 @@
 //! What a worker reports when the admin socket asks for its connections and neighbours. Runs on the
-//! worker, from its housekeeping (never per packet), when a `Msg::Dump` arrives; the listing is
+//! worker, from its housekeeping (never per packet), when a `Msg::Inspect` arrives; the listing is
 //! filtered here and bounded by the request's limit.
 
 use super::proto::ConnFilter;
-use super::view::{ConnInfo, NeighInfo, WorkerDump};
 use crate::conn::{Conn, Conn6};
 use crate::datapath::Datapath;
 use crate::forward::ServiceTable;
+use crate::view::{ConnInfo, NeighInfo, WorkerDump};
 
 fn conn_info(worker: u16, c: &Conn, services: &ServiceTable, now_ms: u64) -> ConnInfo {
     let client = c.client();
@@ -61,7 +61,7 @@ fn proto_name(p: u8) -> String {
     .into()
 }
 
-/// Table slots a worker scans for one chunk: what one `Msg::Dump` may cost it (well under a
+/// Table slots a worker scans for one chunk: what one `Msg::Inspect` may cost it (well under a
 /// millisecond), whatever the table's size and however narrow the filter.
 pub const SCAN_SLOTS: u32 = 65_536;
 

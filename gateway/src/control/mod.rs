@@ -9,7 +9,7 @@
 //! - [`ipvsadm`]: ipvsadm's command line and output formats.
 //! - [`save`]: `gwctl save`, a TOML configuration of the running services.
 //! - [`client`]: connect, request, response.
-//! - [`view`]: the data the daemon answers with.
+//! - `crate::view`: the data the daemon answers with (shared with `metrics` and the clients).
 //!
 //! # Protocol, version 1
 //!
@@ -63,4 +63,3 @@ pub mod proto;
 pub mod save;
 pub mod server;
 pub mod topology;
-pub mod view;

@@ -16,7 +16,6 @@ use crate::kernel::KernelView;
 use crate::net::Ipv4Cidr;
 use crate::net::{PortCtx, Topology};
 use hashbrown::HashSet;
-use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
 /// What a topology is built from, besides the kernel.
@@ -32,17 +31,7 @@ pub struct TopoInputs {
     pub routes6: Vec<(crate::net::Ipv6Cidr, Option<std::net::Ipv6Addr>, usize)>,
 }
 
-/// Where an address or a route of the running topology comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// The config, on a port without a twin.
-    Config,
-    /// The config, written onto the twin at start and still in the kernel.
-    ConfigKernel,
-    /// The kernel only (added by hand or by a daemon).
-    Kernel,
-}
+pub use crate::view::Origin;
 
 /// The origin of every address and route of a topology (for `gwctl addrs`/`routes`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -81,7 +81,7 @@ pub struct Check {
     pub jitter_pct: u8,
     /// The port probed (the real server's unless overridden).
     pub port: u16,
-    /// The address probes are sent from (of the real server's family; `health::targets` checks).
+    /// The address probes are sent from (of the real server's family; `config::health::targets` checks).
     pub source: Option<IpAddr>,
     /// Failed SYNs in a row that mark the server down (0: no passive detection).
     pub passive_fall: u32,

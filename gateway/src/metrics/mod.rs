@@ -17,8 +17,8 @@
 
 pub mod http;
 
-use crate::control::view::SvcView;
 use crate::stats::WorkerStats;
+use crate::view::SvcView;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -83,7 +83,7 @@ fn labels(pairs: &[(&str, String)]) -> Labels {
 }
 
 /// The labels node_exporter's IPVS collector puts on a backend.
-fn backend_labels(svc: &SvcView, rs: &crate::control::view::RealView) -> Labels {
+fn backend_labels(svc: &SvcView, rs: &crate::view::RealView) -> Labels {
     labels(&[
         ("local_address", svc.vip.to_string()),
         ("local_port", svc.port.to_string()),
@@ -357,20 +357,19 @@ pub fn render(s: &Snapshot) -> String {
     let stage_calls = f.counter("gateway_stage_calls", "Runs of a stage that had packets");
     for (i, w) in s.workers.iter().enumerate() {
         let wl = labels(&[("worker", i.to_string())]);
-        let view = crate::control::server::worker_view(w);
         // Busy cycles and the packets they handled: their rates' ratio is cycles per packet.
         let busy = [
-            ("busy_cycles".to_string(), w.busy_cycles),
-            ("busy_packets".to_string(), w.busy_packets),
+            ("busy_cycles", w.busy_cycles),
+            ("busy_packets", w.busy_packets),
         ];
-        for (name, v) in view.counters.iter().chain(busy.iter().map(|(k, v)| (k, v))) {
-            if name == "drops" || WORKER_GAUGES.contains(&name.as_str()) {
+        for (name, v) in w.named().chain(busy) {
+            if name == "drops" || WORKER_GAUGES.contains(&name) {
                 continue;
             }
             let fam = by_name
-                .entry(name.clone())
+                .entry(name.to_string())
                 .or_insert_with(|| f.counter(&format!("gateway_{name}"), &counter_help(name)));
-            fam.get_or_create(&wl).inc_by(*v);
+            fam.get_or_create(&wl).inc_by(v);
         }
         // Every reason, zero included, so that a rate exists before the first drop.
         for (reason, v) in w.drop_counts() {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::control::view::{Counters, RealView};
+use crate::view::{Counters, RealView};
 use std::collections::HashMap;
 
 /// The value of one sample line `name{labels} value` (labels as written), from the text alone.
@@ -48,17 +48,17 @@ fn snapshot() -> Snapshot {
         lip_conflicts: vec![],
         toa: false,
         acl: vec![
-            crate::control::view::AclRuleView {
+            crate::view::AclRuleView {
                 rule: "deny 10.10.0.66/32".into(),
                 hits: 4,
             },
-            crate::control::view::AclRuleView {
+            crate::view::AclRuleView {
                 rule: "otherwise allow".into(),
                 hits: 9,
             },
         ],
         synproxy: "on".into(),
-        limit: Some(crate::control::view::LimitView {
+        limit: Some(crate::view::LimitView {
             rate: 50,
             burst: 50,
             max_conns: 0,

@@ -2,7 +2,7 @@
 
 use super::{ListOpts, Names, IPVS_VERSION};
 use crate::control::proto::SvcKey;
-use crate::control::view::{ConnInfo, ListView, RealView, SvcView, TimeoutsView};
+use crate::view::{ConnInfo, ListView, RealView, SvcView, TimeoutsView};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 

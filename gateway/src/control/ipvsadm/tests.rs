@@ -1,6 +1,6 @@
 use super::*;
 use crate::control::proto::{RealOpts, SvcOpts};
-use crate::control::view::{ConnInfo, Counters, ListView, Rates, RealView, SvcView, TimeoutsView};
+use crate::view::{ConnInfo, Counters, ListView, Rates, RealView, SvcView, TimeoutsView};
 use std::net::{IpAddr, Ipv4Addr};
 
 fn args(s: &str) -> Vec<String> {

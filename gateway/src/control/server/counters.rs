@@ -315,33 +315,8 @@ fn since(now: &WorkerRuntime, base: &WorkerRuntime) -> WorkerRuntime {
 
 /// A worker's counters by name.
 pub fn worker_view(s: &WorkerStats) -> WorkerView {
-    let counters = [
-        ("rx_packets", s.rx_packets),
-        ("rx_bytes", s.rx_bytes),
-        ("tx_packets", s.tx_packets),
-        ("tx_bytes", s.tx_bytes),
-        ("arp_replies", s.arp_replies),
-        ("arp_requests", s.arp_requests),
-        ("icmp_echo_replies", s.icmp_echo_replies),
-        ("handoff_out", s.handoff_out),
-        ("handoff_in", s.handoff_in),
-        ("steer_hits", s.steer_hits),
-        ("fast_path", s.fast_path),
-        ("generated", s.generated),
-        ("drops", s.total_drops()),
-    ];
     WorkerView {
-        counters: counters
-            .into_iter()
-            .chain(s.fwd.named())
-            .chain(s.neigh.named())
-            .chain(s.punt.reported())
-            .chain(s.frag.named())
-            .chain(s.inet6.named())
-            .chain(s.synproxy.named())
-            .chain(s.sync.named())
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        counters: s.named().map(|(k, v)| (k.to_string(), v)).collect(),
         drops: s
             .drop_list()
             .into_iter()

@@ -311,12 +311,13 @@ impl Server<'_> {
         for (w, inbox) in self.workers.iter().enumerate() {
             let mut from = 0;
             loop {
-                let msg = Msg::Dump {
-                    filter: filter.clone(),
-                    limit: (limit - sent).min(DUMP_CHUNK),
-                    from,
-                    reply: tx.clone(),
-                };
+                let (filter, limit, reply) =
+                    (filter.clone(), (limit - sent).min(DUMP_CHUNK), tx.clone());
+                let msg = Msg::Inspect(Box::new(move |worker, dp| {
+                    let _ = reply.send(crate::control::dump::worker_dump(
+                        worker, dp, &filter, limit, from,
+                    ));
+                }));
                 inbox
                     .send_timeout(msg, DUMP_TIMEOUT)
                     .map_err(|_| format!("worker {w} did not take the dump request"))?;
@@ -449,7 +450,11 @@ impl Server<'_> {
                 }
                 left || self.stop.load(Ordering::Relaxed)
             },
-            |line| proto::write_line(w, line),
+            |line, more| {
+                let mut r = proto::Response::ok(serde_json::to_value(line).unwrap_or_default());
+                r.more = Some(more);
+                proto::write_line(w, &r)
+            },
         );
         tracing::info!("capture on port {port} ended");
         r

@@ -1,10 +1,21 @@
 //! What the daemon answers with: plain serde views of services, connections, counters and the
 //! network state, shared by the server (which fills them) and the clients (which format them).
 
-pub use super::topology::Origin;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+
+/// Where an address or a route of the running topology comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The config, on a port without a twin.
+    Config,
+    /// The config, written onto the twin at start and still in the kernel.
+    ConfigKernel,
+    /// The kernel only (added by hand or by a daemon).
+    Kernel,
+}
 
 /// Traffic counters of a service or real server (`ipvsadm --stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,7 +247,7 @@ pub struct NeighInfo {
     pub age_ms: u64,
 }
 
-/// What a worker answers to `Msg::Dump`, from its housekeeping.
+/// What a worker answers to `Msg::Inspect`, from its housekeeping.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerDump {
     pub worker: u16,

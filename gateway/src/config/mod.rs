@@ -4,6 +4,8 @@
 //! and each error names the key (`port[1].addresses[0]`) and the reason (DESIGN.md decision 10). Every
 //! key is documented in conf/README.md.
 
+pub mod health;
+
 use crate::net::{Ipv4Cidr, Ipv6Cidr};
 use crate::service::{FwdMode, Persistence, Proto, RealServer, SchedKind, ServiceConfig};
 use serde::{Deserialize, Serialize};
@@ -1495,7 +1497,7 @@ pub fn validate_service_entries(
             }
         }
         // Checks and sorry servers (the admin socket sets them too).
-        crate::health::targets(services).map_err(|(k, why)| invalid(k, why))?;
+        health::targets(services).map_err(|(k, why)| invalid(k, why))?;
         for (i, s) in services.iter().enumerate() {
             if let Some(sorry) = &s.sorry_server {
                 let key = format!("service[{i}].sorry_server");
