@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gateway::wire::{checksum, ipv4::IpProtocol, parse_l3l4, tcp, Ipv4Packet, TcpPacket};
+use gateway::wire::{checksum, parse_l3l4, tcp, IpProtocol, Ipv4Packet, TcpPacket};
 
 /// Ethernet + IPv4 + TCP (ACK|PSH, 12 bytes of options) + `payload_len` bytes, checksums right.
 fn frame(payload_len: usize) -> Vec<u8> {

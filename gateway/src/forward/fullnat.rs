@@ -113,8 +113,7 @@ pub struct PreparedServices {
     fresh_pools: Vec<Option<LaddrPool>>,
 }
 
-/// A connection's service or real server that the current snapshot no longer has.
-pub const NO_DEST: u16 = u16::MAX;
+pub use super::services::NO_DEST;
 
 /// A FullNAT entry whose client scheduled a new connection on the same tuple (`reschedule`): it
 /// only holds its LIP:lport -> RIP:rport for the rest of TIME_WAIT, so that no new connection

@@ -254,14 +254,16 @@ impl ServiceTable {
     }
 }
 
+/// A connection's service or real server that the current snapshot no longer has.
+pub const NO_DEST: u16 = u16::MAX;
+
 /// Where the connections of one snapshot find their service and real server in the next: old
 /// (service, real server) indices to new ones, by identity (VIP, port, protocol; address and
-/// port), [`NO_DEST`](super::fullnat::NO_DEST) for what is gone. Shared by both connection tables.
+/// port), [`NO_DEST`] for what is gone. Shared by both connection tables.
 pub struct ConnRemap(Vec<(u16, Vec<u16>)>);
 
 impl ConnRemap {
     pub fn new(old: &ServiceTable, new: &ServiceTable) -> ConnRemap {
-        use super::fullnat::NO_DEST;
         ConnRemap(
             old.services
                 .iter()
@@ -287,7 +289,6 @@ impl ConnRemap {
 
     /// Rewrites every entry of `table` (O(capacity): once per configuration change).
     pub fn apply<T: crate::conn::ConnKey>(&self, table: &mut crate::conn::Table<T>) {
-        use super::fullnat::NO_DEST;
         if table.is_empty() {
             return;
         }

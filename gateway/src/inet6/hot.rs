@@ -141,7 +141,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
     // Ethernet padding is not data.
     pkt.set_len(v.end);
     v6.conns.refresh_established(id, Ticks(l3.now_ms));
-    fwd.count_packet(svc, rs, dir, super::service::ip_len(v));
+    fwd.count_packet(svc, rs, dir, super::common::ip_len(v));
     fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
     let verdict = nd::send_to(v6, l3, pkt, route.l2_target(to), route.port);
     if !matches!(verdict, Verdict::Drop(..)) {
@@ -158,7 +158,7 @@ pub(super) fn forwards_unverified<B: PacketBuf>(
     l3: &L3<B>,
     fwd: &Forwarder,
     v: &Ipv6In,
-    seg: &super::service::Segment,
+    seg: &super::common::Segment,
 ) -> bool {
     if seg.flags & STATE_FLAGS != tcp_flags::ACK || v.proto != IpProtocol::TCP {
         return false;

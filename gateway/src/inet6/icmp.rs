@@ -129,7 +129,7 @@ pub fn error<B: PacketBuf>(
                 let Some(src) = l3.topo().source6_for(route.port, rip) else {
                     return Verdict::Drop(Drop::NoRoute.into(), pkt);
                 };
-                match super::service::encapsulate(pkt, src, rip, fwd.mtu()) {
+                match super::common::encapsulate(pkt, src, rip, fwd.mtu()) {
                     Ok(p) => p,
                     Err(p) => return Verdict::Drop(Drop::Ipv6TooBig.into(), p),
                 }

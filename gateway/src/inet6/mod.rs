@@ -40,6 +40,7 @@
 //! detection, client limits, the SYN proxy and persistence netmasks for IPv6 services (refused by
 //! the config, not ignored).
 
+mod common;
 pub mod frag6;
 pub mod fullnat;
 mod hot;
@@ -372,7 +373,7 @@ impl<B: PacketBuf> Inet6<B> {
         // Ethernet padding is not data.
         pkt.set_len(v.end);
         // `l4_of`'s checks were the admission's.
-        let seg = service::Segment {
+        let seg = common::Segment {
             sport: tuple.sport,
             dport: tuple.dport,
             flags,

@@ -202,7 +202,7 @@ pub fn from_server<B: PacketBuf>(
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
     fwd.count_packet(c.svc, c.rs, Dir::Reply, ip.total_len);
-    super::service::count_activity(fwd.services(), c, change.activity());
+    super::common::count_activity(fwd.services(), c, change.activity());
     let client = c.client();
     let (cip, vip) = (client.src_ip(), client.dst_ip());
     let (tos, ttl, total) = {
@@ -246,7 +246,7 @@ pub fn from_server<B: PacketBuf>(
     if ip.protocol == IpProtocol::UDP {
         udp_checksum_if_absent(d, vip, cip);
     }
-    super::service::to_client(v6, l3, pkt, cip)
+    super::common::to_client(v6, l3, pkt, cip)
 }
 
 /// Writes the ports and applies the checksum change to a TCP or UDP header (`to_v6`: the result

@@ -20,10 +20,11 @@
 //! DR and TUN connections follow IPVS's INPUT-ONLY TCP states (the gateway never sees the
 //! replies), as IPv4 ones do; a real server's active and inactive counts move with its connections.
 
+use super::common::{count_activity, encapsulate, ip_len, to_client, Segment};
 use super::{fullnat, icmp, nd, Inet6, Ipv6In};
 use crate::conn::{
-    tcp_flags, Activity, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, State,
-    StateChange, Ticks, Tuple6,
+    tcp_flags, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, State, StateChange, Ticks,
+    Tuple6,
 };
 use crate::forward::{mode, reuse, Forwarder, Room, ServiceTable, PORT_EVICTIONS};
 use crate::net::L3;
@@ -31,14 +32,11 @@ use crate::packet::Verdict;
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode};
 use crate::stats::Drop;
-use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::ipv6;
 use crate::wire::packet::DropReason as WireDrop;
 use crate::wire::{ethernet, IpProtocol};
 use reuse::Resched;
-use std::net::{IpAddr, Ipv6Addr};
-
-/// Hop limit of the outer header of a tunnelled packet (Linux's default for ip6tnl).
-const TUNNEL_HOP_LIMIT: u8 = 64;
+use std::net::IpAddr;
 
 /// The ports and TCP flags of a TCP or UDP packet, its length and checksum checked (unless the NIC
 /// or the worker that handed it over did), as a [`Segment`] with `pre`; the verdict for one that
@@ -84,17 +82,6 @@ fn l4_of<B: PacketBuf>(
         return Err(Verdict::Drop(Drop::L4BadChecksum.into(), pkt));
     }
     Ok((pkt, seg))
-}
-
-/// What is known of a TCP or UDP packet once its upper-layer header was checked (`l4_of`, or the
-/// fast path's admission): its ports, its TCP flags, and what an earlier lookup found of its
-/// connection.
-#[derive(Clone, Copy, Debug)]
-pub struct Segment {
-    pub sport: u16,
-    pub dport: u16,
-    pub flags: u8,
-    pub pre: Prelookup,
 }
 
 /// A packet of a TCP or UDP flow to an IPv6 VIP.
@@ -524,41 +511,6 @@ pub(super) fn reply_segment<B: PacketBuf>(
     to_client(v6, l3, pkt, cip)
 }
 
-/// Sends an IPv6 packet to client `cip` through the IPv6 routes, counting it forwarded.
-pub(super) fn to_client<B: PacketBuf>(
-    v6: &mut Inet6<B>,
-    l3: &mut L3<B>,
-    pkt: B,
-    cip: Ipv6Addr,
-) -> Verdict<B> {
-    let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
-        return Verdict::Drop(Drop::NoRoute.into(), pkt);
-    };
-    let verdict = nd::send_to(v6, l3, pkt, route.l2_target(cip), route.port);
-    if !matches!(verdict, Verdict::Drop(..)) {
-        l3.stats.inet6.forwarded += 1;
-    }
-    verdict
-}
-
-/// Moves the connection's real server between active and inactive as its state changed.
-pub(super) fn count_activity(services: &ServiceTable, c: &ConnOf<Tuple6>, a: Activity) {
-    if a == Activity::Unchanged {
-        return;
-    }
-    if let Some(s) = services
-        .services
-        .get(c.svc as usize)
-        .and_then(|vs| vs.svc.stats(c.rs as usize))
-    {
-        match a {
-            Activity::BecameActive => s.on_active(),
-            Activity::BecameInactive => s.on_inactive(),
-            Activity::Unchanged => {}
-        }
-    }
-}
-
 /// Whether `id` is a FullNAT connection whose server has not answered its client's SYN with a
 /// SYN-ACK (`user`, which IPv6 TCP uses for nothing else, set at the SYN-ACK). A server's bare
 /// ACK then leaves the connection in SYN_RECV: the server holds the LIP:lport in TIME_WAIT from
@@ -590,32 +542,6 @@ fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId, isn1: u32) -> Opt
         dest,
         c.user2 != 0 && c.user2 != isn1,
     )
-}
-
-/// Wraps the frame's IPv6 packet in an outer IPv6 header from `src` to `dst` (RFC 2473 3),
-/// keeping the Ethernet header in front. `Err` (the packet back) when the result would exceed
-/// `mtu` or the buffer has no headroom.
-pub(super) fn encapsulate<B: PacketBuf>(
-    mut pkt: B,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    mtu: u16,
-) -> Result<B, B> {
-    let inner = pkt.len() - ethernet::HEADER_LEN;
-    let outer = inner + ipv6::HEADER_LEN;
-    if outer > usize::from(mtu) || !pkt.prepend(ipv6::HEADER_LEN) {
-        return Err(pkt);
-    }
-    let d = pkt.data_mut();
-    d.copy_within(ipv6::HEADER_LEN..ipv6::HEADER_LEN + ethernet::HEADER_LEN, 0);
-    let mut ip = Ipv6Packet::new_unchecked(&mut d[ethernet::HEADER_LEN..]);
-    ip.set_ver_tc_flow(0, 0);
-    ip.set_payload_len(inner as u16);
-    ip.set_next_header(IpProtocol::IPV6);
-    ip.set_hop_limit(TUNNEL_HOP_LIMIT);
-    ip.set_src(src);
-    ip.set_dst(dst);
-    Ok(pkt)
 }
 
 /// An IPv6 connection leaves: its real server's count drops.
@@ -677,10 +603,4 @@ fn make_room<B: PacketBuf>(
     *count += 1;
     gone(fwd, &c);
     Some(c)
-}
-
-/// An IPv6 packet's length as `ipvsadm --stats` counts it: the IP header and everything after
-/// it, as received (IPv4 counts its total length).
-pub(super) fn ip_len(v: &Ipv6In) -> u16 {
-    u16::try_from(v.end.saturating_sub(crate::wire::ethernet::HEADER_LEN)).unwrap_or(u16::MAX)
 }

@@ -12,7 +12,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::ipv4::IpProtocol;
+use super::ip::IpProtocol;
 
 /// The 16-bit field at `r` of `b` as its bytes lie in memory (a native-order `u16`): what the
 /// checksum arithmetic can work on without a byte swap, since a one's-complement sum of

@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 use super::checksum;
 use super::ethernet::EthernetFrame;
 use super::field::be16;
-use super::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
+use super::ip::IpProtocol;
+use super::ipv4::{self, Ipv4Packet, Ipv4Repr};
 use super::{Error, Result};
 
 /// The ICMP type field.

@@ -5,7 +5,7 @@
 use std::net::Ipv6Addr;
 
 use super::ethernet::MacAddr;
-use super::ipv4::IpProtocol;
+use super::ip::IpProtocol;
 use super::ipv6::{self, Ipv6Packet};
 use super::{Error, Result};
 

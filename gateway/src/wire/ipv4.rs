@@ -4,20 +4,8 @@ use std::net::Ipv4Addr;
 
 use super::checksum;
 use super::field::{be16, ipv4 as addr};
+use super::ip::IpProtocol;
 use super::{Error, Result};
-
-/// The IPv4 Protocol field (IANA "Assigned Internet Protocol Numbers"). A newtype so unknown values
-/// pass through.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct IpProtocol(pub u8);
-
-impl IpProtocol {
-    pub const ICMP: IpProtocol = IpProtocol(1);
-    /// IP in IP (RFC 2003): what TUN mode wraps packets in.
-    pub const IPIP: IpProtocol = IpProtocol(4);
-    pub const TCP: IpProtocol = IpProtocol(6);
-    pub const UDP: IpProtocol = IpProtocol(17);
-}
 
 mod field {
     use core::ops::Range;

@@ -5,7 +5,7 @@
 use std::net::Ipv6Addr;
 
 use super::field::ipv6 as addr;
-use super::ipv4::IpProtocol;
+use super::ip::IpProtocol;
 use super::{Error, Result};
 
 /// Next-header values of IPv6 (IANA "Assigned Internet Protocol Numbers"), beyond IPv4's.

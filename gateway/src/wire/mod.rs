@@ -7,6 +7,7 @@
 //!
 //! - [`ethernet`]: Ethernet II frames, [`MacAddr`], [`EtherType`].
 //! - [`arp`]: Ethernet/IPv4 ARP (RFC 826), answering in place, writing requests.
+//! - [`ip`]: what IPv4 and IPv6 share ([`IpProtocol`]).
 //! - [`ipv4`]: IPv4 (RFC 791), writing fresh headers.
 //! - [`ipv6`]: IPv6 (RFC 8200), extension headers, the IPv6 pseudo-header (not used by the datapath yet).
 //! - [`tcp`]: TCP (RFC 9293), options, MSS clamping, TOA insertion (LVS FullNAT).
@@ -22,6 +23,7 @@ pub mod ethernet;
 pub(crate) mod field;
 pub mod icmp;
 pub mod icmpv6;
+pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod packet;
@@ -31,7 +33,8 @@ pub mod udp;
 pub use arp::{ArpOp, ArpPacket};
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
 pub use icmp::{EmbeddedTuple, IcmpPacket, IcmpType};
-pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+pub use ip::IpProtocol;
+pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use packet::{
     parse_l3l4, parse_l3l4_with, parse_plain_tcp, verify_ipv4_l4_checksum, verify_l4_checksum,
     DropReason, IpInfo, Parsed,

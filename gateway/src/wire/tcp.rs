@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 
 use super::checksum;
 use super::field::{be16, be32};
-use super::ipv4::{IpProtocol, Ipv4Packet};
+use super::ip::IpProtocol;
+use super::ipv4::Ipv4Packet;
 use super::{Error, Result};
 
 mod field {

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum;
 use super::field::be16;
-use super::ipv4::IpProtocol;
+use super::ip::IpProtocol;
 use super::{Error, Result};
 
 mod field {

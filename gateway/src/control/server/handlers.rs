@@ -311,12 +311,12 @@ impl Server<'_> {
         for (w, inbox) in self.workers.iter().enumerate() {
             let mut from = 0;
             loop {
-                let (filter, limit, reply) =
+                // The chunk's own bound: `limit` stays the listing's.
+                let (filter, chunk, reply) =
                     (filter.clone(), (limit - sent).min(DUMP_CHUNK), tx.clone());
                 let msg = Msg::Inspect(Box::new(move |worker, dp| {
-                    let _ = reply.send(crate::control::dump::worker_dump(
-                        worker, dp, &filter, limit, from,
-                    ));
+                    let d = crate::control::dump::worker_dump(worker, dp, &filter, chunk, from);
+                    let _ = reply.send(d);
                 }));
                 inbox
                     .send_timeout(msg, DUMP_TIMEOUT)

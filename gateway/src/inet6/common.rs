@@ -1,0 +1,95 @@
+//! What the IPv6 service paths share: the general path (`service`), its fast lane (`hot`),
+//! `nat64` and `icmp`. A checked segment and its length as counted, the way to a client, the
+//! tunnel header, a connection's activity count. It uses none of them, so they need not use
+//! one another to reach it.
+
+use super::{nd, Inet6, Ipv6In};
+use crate::conn::{Activity, ConnOf, Prelookup, Tuple6};
+use crate::forward::ServiceTable;
+use crate::net::L3;
+use crate::packet::{PacketBuf, Verdict};
+use crate::stats::Drop;
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::{ethernet, IpProtocol};
+use std::net::Ipv6Addr;
+
+/// Hop limit of the outer header of a tunnelled packet (Linux's default for ip6tnl).
+const TUNNEL_HOP_LIMIT: u8 = 64;
+
+/// What is known of a TCP or UDP packet once its upper-layer header was checked (`l4_of`, or the
+/// fast path's admission): its ports, its TCP flags, and what an earlier lookup found of its
+/// connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    pub sport: u16,
+    pub dport: u16,
+    pub flags: u8,
+    pub pre: Prelookup,
+}
+
+/// An IPv6 packet's length as `ipvsadm --stats` counts it: the IP header and everything after
+/// it, as received (IPv4 counts its total length).
+pub(super) fn ip_len(v: &Ipv6In) -> u16 {
+    u16::try_from(v.end.saturating_sub(crate::wire::ethernet::HEADER_LEN)).unwrap_or(u16::MAX)
+}
+
+/// Sends an IPv6 packet to client `cip` through the IPv6 routes, counting it forwarded.
+pub(super) fn to_client<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    pkt: B,
+    cip: Ipv6Addr,
+) -> Verdict<B> {
+    let Some(route) = l3.topo().routes6.lookup(cip).copied() else {
+        return Verdict::Drop(Drop::NoRoute.into(), pkt);
+    };
+    let verdict = nd::send_to(v6, l3, pkt, route.l2_target(cip), route.port);
+    if !matches!(verdict, Verdict::Drop(..)) {
+        l3.stats.inet6.forwarded += 1;
+    }
+    verdict
+}
+
+/// Moves the connection's real server between active and inactive as its state changed.
+pub(super) fn count_activity(services: &ServiceTable, c: &ConnOf<Tuple6>, a: Activity) {
+    if a == Activity::Unchanged {
+        return;
+    }
+    if let Some(s) = services
+        .services
+        .get(c.svc as usize)
+        .and_then(|vs| vs.svc.stats(c.rs as usize))
+    {
+        match a {
+            Activity::BecameActive => s.on_active(),
+            Activity::BecameInactive => s.on_inactive(),
+            Activity::Unchanged => {}
+        }
+    }
+}
+
+/// Wraps the frame's IPv6 packet in an outer IPv6 header from `src` to `dst` (RFC 2473 3),
+/// keeping the Ethernet header in front. `Err` (the packet back) when the result would exceed
+/// `mtu` or the buffer has no headroom.
+pub(super) fn encapsulate<B: PacketBuf>(
+    mut pkt: B,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    mtu: u16,
+) -> Result<B, B> {
+    let inner = pkt.len() - ethernet::HEADER_LEN;
+    let outer = inner + ipv6::HEADER_LEN;
+    if outer > usize::from(mtu) || !pkt.prepend(ipv6::HEADER_LEN) {
+        return Err(pkt);
+    }
+    let d = pkt.data_mut();
+    d.copy_within(ipv6::HEADER_LEN..ipv6::HEADER_LEN + ethernet::HEADER_LEN, 0);
+    let mut ip = Ipv6Packet::new_unchecked(&mut d[ethernet::HEADER_LEN..]);
+    ip.set_ver_tc_flow(0, 0);
+    ip.set_payload_len(inner as u16);
+    ip.set_next_header(IpProtocol::IPV6);
+    ip.set_hop_limit(TUNNEL_HOP_LIMIT);
+    ip.set_src(src);
+    ip.set_dst(dst);
+    Ok(pkt)
+}
