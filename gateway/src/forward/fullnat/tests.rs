@@ -1,0 +1,450 @@
+use super::*;
+use crate::config::Config;
+use crate::datapath::Datapath;
+use crate::packet::VecBuf;
+use crate::testkit::*;
+use etherparse::PacketBuilder;
+
+fn client_tcp(sport: u16, syn: bool) -> VecBuf {
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+        .tcp(sport, 80, 1000, 64240);
+    if syn { b.syn() } else { b.ack(1) }
+        .write(&mut v, &[])
+        .unwrap();
+    VecBuf::from_frame(&v)
+}
+
+fn snapshot(dp: &Datapath<VecBuf>, reals: &str, nodest: bool) -> Arc<ServiceTable> {
+    let text = LAB_CONFIG
+        .replacen("[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n", reals, 1)
+        .replacen("scheduler = \"wrr\"", &format!("scheduler = \"wrr\"\nexpire_nodest_conn = {nodest}"), 1);
+    let v = Config::parse(&text).unwrap().validate().unwrap();
+    Arc::new(ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap())
+}
+
+fn tx(v: Verdict<VecBuf>) -> bool {
+    matches!(v, Verdict::Tx(..))
+}
+
+#[test]
+fn removed_real_server_drops_its_connections_only_with_expire_nodest_conn() {
+    let meta = RxMeta {
+        port: 0,
+        ..Default::default()
+    };
+    for nodest in [false, true] {
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+        assert_eq!(dp.fwd.table().len(), 1);
+        // rs1 got the first connection (wrr); the new snapshot keeps only rs2.
+        let s = snapshot(&dp, "[[service.real]]\naddress = \"10.20.0.12\"\n", nodest);
+        dp.fwd.set_services(s).unwrap();
+        let c = dp.fwd.table().iter().next().unwrap().1;
+        assert_eq!(c.rs, NO_DEST);
+        let v = dp.process(client_tcp(40000, false), &meta);
+        if nodest {
+            assert!(matches!(v, Verdict::Drop(..)), "dropped at its next packet");
+            assert_eq!(dp.fwd.table().len(), 0, "and the connection is gone");
+        } else {
+            assert!(
+                tx(v),
+                "without expire_nodest_conn the connection keeps forwarding"
+            );
+            assert_eq!(dp.fwd.table().len(), 1);
+        }
+        // New connections go to the remaining server either way.
+        assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+    }
+}
+
+/// `Prelookup::Hit` is only a candidate (`Table::prelookup_batch` names the first entry whose
+/// hash bits match): `find` trusts it only if the entry holds the tuple, else looks it up.
+#[test]
+fn a_candidate_that_is_not_the_tuples_entry_is_looked_up_afresh() {
+    let meta = RxMeta {
+        port: 0,
+        ..Default::default()
+    };
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+    assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+    let ids: Vec<(ConnId, Tuple)> = dp
+        .fwd
+        .table()
+        .iter()
+        .map(|(id, c)| (id, c.client()))
+        .collect();
+    let [(a, ta), (b, tb)] = ids[..] else {
+        panic!("two connections")
+    };
+    let absent = Tuple::new(CLIENT_IP, 40002, VIP, 80, 6);
+    let found = |t: &Tuple, id, dir| dp.fwd.find(t, Prelookup::Hit(id, dir));
+    // The wrong entry, or the right one from the wrong side: the tuple's own entry.
+    for (id, dir) in [(a, Dir::Original), (a, Dir::Reply), (b, Dir::Reply)] {
+        assert_eq!(found(&tb, id, dir), Some((b, Dir::Original)));
+        assert_eq!(found(&absent, id, dir), None);
+    }
+    assert_eq!(found(&ta, a, Dir::Original), Some((a, Dir::Original)));
+}
+
+/// Each connection's id, client tuple and reply tuple.
+type Conns = Vec<(ConnId, Tuple, Tuple)>;
+
+/// Two established connections of the bench's service (`testkit::flows`), the clients' ACK
+/// frames, and the connections.
+fn two_connections() -> (Datapath<VecBuf>, Vec<VecBuf>, Conns) {
+    let (dp, acks, tmpl) = crate::testkit::flows::established(2, 1 << 10);
+    let conns: Conns = dp
+        .fwd
+        .table()
+        .iter()
+        .map(|(id, c)| (id, c.client(), c.reply().unwrap()))
+        .collect();
+    assert_eq!(conns.len(), 2);
+    let frames = acks
+        .iter()
+        .map(|a| {
+            let mut buf = VecBuf::from_frame(&tmpl);
+            a.write(&mut buf, &tmpl);
+            buf
+        })
+        .collect();
+    (dp, frames, conns)
+}
+
+/// `forward_established_into` for `buf` with the burst's candidate `pre`: the verdict, or
+/// `Err` when the packet is handed back.
+fn through_candidate(
+    dp: &mut Datapath<VecBuf>,
+    buf: VecBuf,
+    pre: Prelookup,
+) -> Result<Option<Verdict<VecBuf>>, ()> {
+    let parsed = crate::wire::parse_l3l4(buf.data()).unwrap();
+    let v = crate::packet::Ipv4In {
+        l3_off: parsed.l3_off,
+        ip: parsed.ip.unwrap(),
+    };
+    let mut out = None;
+    match dp
+        .fwd
+        .forward_established_into(&mut dp.l3, buf, &v, pre, CsumStatus::Good, &mut out)
+    {
+        Ok(()) => Ok(out),
+        Err(_) => Err(()),
+    }
+}
+
+/// The addresses and ports a frame left with.
+fn endpoints(b: &VecBuf) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let t = crate::wire::parse_l3l4(b.data()).unwrap().ip.unwrap();
+    (t.src, t.src_port, t.dst, t.dst_port)
+}
+
+/// The burst's candidate from the client's side goes straight to the hot path only if its
+/// entry holds the packet's tuple: another connection's entry as the candidate (hash bits
+/// alike) leaves the packet to the full lookup, which forwards it on its own connection.
+#[test]
+fn a_candidate_from_the_client_side_is_checked_before_the_hot_path() {
+    let (mut dp, frames, conns) = two_connections();
+    for (flow, buf) in frames.into_iter().enumerate() {
+        let own = conns
+            .iter()
+            .position(|c| c.1 == endpoints_tuple(&buf))
+            .unwrap();
+        let candidate = Prelookup::Hit(conns[1 - own].0, Dir::Original);
+        let Ok(Some(Verdict::Tx(1, b))) = through_candidate(&mut dp, buf, candidate) else {
+            panic!("flow {flow} not forwarded");
+        };
+        let reply = conns[own].2;
+        assert_eq!(
+            endpoints(&b),
+            (reply.dst_ip(), reply.dport, reply.src_ip(), reply.sport),
+            "flow {flow} left on its own connection"
+        );
+    }
+}
+
+/// A frame's TCP tuple, as the table keys it.
+fn endpoints_tuple(b: &VecBuf) -> Tuple {
+    let (src, sport, dst, dport) = endpoints(b);
+    Tuple::new(src, sport, dst, dport, 6)
+}
+
+/// A real server's segment: the candidate goes straight to the hot path only if its entry
+/// holds the tuple from the server's side, and only while the destination is still a local
+/// address; a reply to one removed from the pools is handed back, as `established` hands it
+/// back (`handle_with` decides).
+#[test]
+fn a_candidate_from_the_server_side_is_checked_before_the_hot_path() {
+    let (mut dp, _, conns) = two_connections();
+    let server_ack = |r: &Tuple| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+            .ipv4(r.src_ip().octets(), r.dst_ip().octets(), 64)
+            .tcp(r.sport, r.dport, 5000, 64240)
+            .ack(1001)
+            .write(&mut f, &[])
+            .unwrap();
+        VecBuf::from_frame(&f)
+    };
+    for own in 0..2 {
+        let (_, client, reply) = conns[own];
+        let candidate = Prelookup::Hit(conns[1 - own].0, Dir::Reply);
+        let Ok(Some(Verdict::Tx(0, b))) = through_candidate(&mut dp, server_ack(&reply), candidate)
+        else {
+            panic!("reply {own} not forwarded");
+        };
+        assert_eq!(
+            endpoints(&b),
+            (client.dst_ip(), client.dport, client.src_ip(), client.sport),
+            "reply {own} left on its own connection"
+        );
+    }
+    // The service keeps its VIP and real servers, its local addresses are all new.
+    let lips: Vec<String> = (200..216).map(|i| format!("\"10.20.0.{i}\"")).collect();
+    let text = crate::testkit::flows::bench_config().replace(&lips.join(", "), "\"10.20.0.250\"");
+    let v = Config::parse(&text).unwrap().validate().unwrap();
+    let old = dp.fwd.services().clone();
+    let new = ServiceTable::new(old.generation + 1, v.services, Some(&old)).unwrap();
+    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
+    dp.commit_services(prepared);
+    for (id, _, reply) in &conns {
+        let pre = Prelookup::Hit(*id, Dir::Reply);
+        assert!(
+            through_candidate(&mut dp, server_ack(reply), pre).is_err(),
+            "a reply to a removed local address is handed back"
+        );
+    }
+}
+
+/// A removed real server's traffic stays its service's, a removed service's the totals'
+/// (`TrafficKey::retired`): nothing the worker publishes ever falls.
+#[test]
+fn a_removed_real_server_or_service_keeps_its_traffic_in_the_retired_counters() {
+    let meta = RxMeta::default();
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+    assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+    let conns = |dp: &Datapath<VecBuf>, k: TrafficKey| {
+        dp.fwd
+            .traffic_entries()
+            .find(|(x, _)| *x == k)
+            .map_or(0, |(_, t)| t.conns)
+    };
+    let total = |dp: &Datapath<VecBuf>| dp.fwd.traffic_entries().map(|(_, t)| t.conns).sum();
+    let vip = std::net::IpAddr::V4(Ipv4Addr::new(10, 10, 0, 100));
+    let retired = TrafficKey::retired(6, vip, 80);
+    assert_eq!((total(&dp), conns(&dp, retired)), (2, 0));
+    // wrr 1:1 gave rs1 one of the two; it leaves the service.
+    let s = snapshot(&dp, "[[service.real]]\naddress = \"10.20.0.12\"\n", false);
+    dp.fwd.set_services(s).unwrap();
+    assert_eq!(traffic_of(&dp, RS2).conns, 1);
+    assert_eq!((total(&dp), conns(&dp, retired)), (2, 1));
+    assert!(
+        retired.is_retired()
+            && !dp
+                .fwd
+                .traffic_entries()
+                .any(|(k, _)| k.rip == RS1 && k.proto == 6)
+    );
+    // The TCP service goes: its traffic, rs2's and the retired, moves to the totals'.
+    let text = LAB_CONFIG.replacen(
+        "port = 80\nprotocol = \"tcp\"",
+        "port = 81\nprotocol = \"tcp\"",
+        1,
+    );
+    let v = Config::parse(&text).unwrap().validate().unwrap();
+    let s = Arc::new(ServiceTable::new(2, v.services, Some(dp.fwd.services())).unwrap());
+    dp.fwd.set_services(s).unwrap();
+    assert_eq!(conns(&dp, TrafficKey::REMOVED_SERVICES), 2);
+    assert_eq!((total(&dp), conns(&dp, retired)), (2, 0));
+    // -Z (zero_traffic) zeroes the retired counters too.
+    dp.fwd.zero_traffic();
+    assert_eq!(total(&dp), 0);
+}
+
+#[test]
+fn reordered_real_servers_keep_their_connections_mapped_by_identity() {
+    let meta = RxMeta {
+        port: 0,
+        ..Default::default()
+    };
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+    let before = dp.fwd.table().iter().next().unwrap().1.rs;
+    let s = snapshot(
+        &dp,
+        "[[service.real]]\naddress = \"10.20.0.12\"\n[[service.real]]\naddress = \"10.20.0.11\"\n",
+        false,
+    );
+    dp.fwd.set_services(s).unwrap();
+    let after = dp.fwd.table().iter().next().unwrap().1.rs;
+    assert_eq!((before, after), (0, 1), "rs1 moved from index 0 to 1");
+    assert!(tx(dp.process(client_tcp(40000, false), &meta)));
+}
+
+/// The lab datapath with `syn_retry` on its TCP service (or not).
+fn retry_datapath(retry: bool) -> Datapath<VecBuf> {
+    let text = LAB_CONFIG.replacen(
+        "scheduler = \"wrr\"",
+        &format!("scheduler = \"wrr\"\nsyn_retry = {retry}"),
+        1,
+    );
+    datapath_from(&text, 0, 1, 1 << 16)
+}
+
+/// A client SYN through `dp`: the real server and local port it went to.
+fn syn_out(dp: &mut Datapath<VecBuf>, sport: u16) -> (Ipv4Addr, Ipv4Addr, u16) {
+    let meta = RxMeta::default();
+    match dp.process(client_tcp(sport, true), &meta) {
+        Verdict::Tx(1, b) => {
+            let d = b.data();
+            let ip = |o: usize| Ipv4Addr::from(<[u8; 4]>::try_from(&d[o..o + 4]).unwrap());
+            (ip(30), ip(26), u16::from_be_bytes([d[34], d[35]]))
+        }
+        v => panic!("SYN not forwarded: {v:?}"),
+    }
+}
+
+/// The real server `rs`'s answer to the SYN it got from `lip:lport`: a SYN-ACK or a RST.
+fn server_answer(rs: Ipv4Addr, lip: Ipv4Addr, lport: u16, refuse: bool) -> VecBuf {
+    let mac = if rs == RS1 { RS1_MAC } else { RS2_MAC };
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2(mac.0, SERVER_PORT_MAC.0)
+        .ipv4(rs.octets(), lip.octets(), 64)
+        .tcp(80, lport, 5000, 64240);
+    if refuse {
+        b.rst().ack(1001)
+    } else {
+        b.syn().ack(1001)
+    }
+    .write(&mut v, &[])
+    .unwrap();
+    VecBuf::from_frame(&v)
+}
+
+fn traffic_of(dp: &Datapath<VecBuf>, rs: Ipv4Addr) -> Traffic {
+    dp.fwd
+        .traffic_entries()
+        .find(|(k, _)| k.rip == rs && k.proto == 6)
+        .unwrap()
+        .1
+}
+
+fn from_server() -> RxMeta {
+    RxMeta {
+        port: 1,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_refused_syn_is_retried_once_on_another_server() {
+    let mut dp = retry_datapath(true);
+    let (first, lip, lport) = syn_out(&mut dp, 40000);
+    let v = dp.process(server_answer(first, lip, lport, true), &from_server());
+    assert!(
+        matches!(
+            v,
+            Verdict::Drop(crate::stats::DropReason::Dp(Drop::RstHeldForRetry), _)
+        ),
+        "the refusal is not passed to the client: {v:?}"
+    );
+    // The client's retransmission goes to the other server, as a new connection.
+    let (second, lip2, lport2) = syn_out(&mut dp, 40000);
+    assert_ne!(second, first, "never the server that refused");
+    assert_eq!(dp.fwd.stats.syn_retried, 1);
+    assert_eq!(traffic_of(&dp, first).syn_refused, 1);
+    // Once only: the second server's refusal reaches the client.
+    let v = dp.process(server_answer(second, lip2, lport2, true), &from_server());
+    assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+    assert_eq!(traffic_of(&dp, second).syn_refused, 1);
+    syn_out(&mut dp, 40000);
+    assert_eq!(dp.fwd.stats.syn_retried, 1, "not retried a second time");
+}
+
+#[test]
+fn without_retry_a_refusal_reaches_the_client_and_is_counted_until_an_answer() {
+    let mut dp = retry_datapath(false);
+    // wrr over two servers at weight 1: connections alternate; refuse the first two on rs1.
+    let mut refused = 0;
+    for sport in 40000..40004 {
+        let (rs, lip, lport) = syn_out(&mut dp, sport);
+        let refuse = rs == RS1;
+        let v = dp.process(server_answer(rs, lip, lport, refuse), &from_server());
+        assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+        refused += usize::from(refuse);
+    }
+    assert_eq!(refused, 2);
+    let t = traffic_of(&dp, RS1);
+    assert_eq!((t.syn_refused, t.fail_streak, t.syn_answered), (2, 2, 0));
+    assert_eq!(traffic_of(&dp, RS2).syn_answered, 2);
+    assert_eq!(dp.fwd.stats.syn_retried, 0);
+    // rs1 answers the next one: its streak ends.
+    let (rs, lip, lport) = syn_out(&mut dp, 40010);
+    assert_eq!(rs, RS1);
+    dp.process(server_answer(rs, lip, lport, false), &from_server());
+    let t = traffic_of(&dp, RS1);
+    assert_eq!((t.syn_refused, t.fail_streak, t.syn_answered), (2, 0, 1));
+}
+
+#[test]
+fn an_unanswered_syn_fails_once_the_client_retransmits_it_late_enough() {
+    for retry in [false, true] {
+        let mut dp = retry_datapath(retry);
+        dp.l3.now_ms = 10_000;
+        let (first, _, _) = syn_out(&mut dp, 40000);
+        // An early retransmission (below `syn_unanswered_ms`, 900): nothing failed yet.
+        dp.l3.now_ms = 10_500;
+        assert_eq!(syn_out(&mut dp, 40000).0, first);
+        assert_eq!(traffic_of(&dp, first).syn_unanswered, 0);
+        // Linux's first retransmission, 1 s after the SYN.
+        dp.l3.now_ms = 11_000;
+        let (rs, _, _) = syn_out(&mut dp, 40000);
+        let t = traffic_of(&dp, first);
+        assert_eq!((t.syn_unanswered, t.fail_streak), (1, 1));
+        if retry {
+            assert_ne!(rs, first);
+            assert_eq!(dp.fwd.stats.syn_retried, 1);
+        } else {
+            assert_eq!(rs, first);
+            // Counted once per connection.
+            dp.l3.now_ms = 13_000;
+            syn_out(&mut dp, 40000);
+            assert_eq!(traffic_of(&dp, first).syn_unanswered, 1);
+        }
+    }
+}
+
+#[test]
+fn a_syn_left_unanswered_until_it_expires_is_a_failure() {
+    let mut dp = retry_datapath(false);
+    let (first, _, _) = syn_out(&mut dp, 40000);
+    dp.tick(1000 * 120);
+    assert_eq!(dp.fwd.table().len(), 0);
+    assert_eq!(traffic_of(&dp, first).syn_unanswered, 1);
+}
+
+#[test]
+fn a_refusal_no_other_server_could_take_reaches_the_client_at_once() {
+    // rs2 at weight 0: a retry would find nobody.
+    let text = LAB_CONFIG
+        .replacen(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\nsyn_retry = true",
+            1,
+        )
+        .replacen(
+            "address = \"10.20.0.12\"",
+            "address = \"10.20.0.12\"\nweight = 0",
+            1,
+        );
+    let mut dp = datapath_from(&text, 0, 1, 1 << 16);
+    let (rs, lip, lport) = syn_out(&mut dp, 40000);
+    assert_eq!(rs, RS1);
+    let v = dp.process(server_answer(rs, lip, lport, true), &from_server());
+    assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+    assert_eq!(traffic_of(&dp, RS1).syn_refused, 1, "still counted");
+}
