@@ -26,6 +26,7 @@ pub mod packet;
 pub mod service;
 pub mod stats;
 pub mod sync;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod view;
 pub mod wire;
