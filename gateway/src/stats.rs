@@ -586,6 +586,42 @@ impl WorkerStats {
 mod tests {
     use super::*;
 
+    /// `gwctl stats` and `/metrics` list what `named` lists: every counter of every set, each
+    /// once. (The hand-written list it replaced had left out `tun_too_big` and `frag_needed`.)
+    #[test]
+    fn named_lists_every_counter_of_every_set_once() {
+        let mut s = WorkerStats::default();
+        s.fwd.tun_too_big = 7;
+        s.fwd.frag_needed = 8;
+        s.sync.handed_over = 9;
+        let named: Vec<(&str, u64)> = s.named().collect();
+        for want in [
+            ("tun_too_big", 7),
+            ("frag_needed", 8),
+            ("sync_handed_over", 9),
+        ] {
+            assert!(named.contains(&want), "{want:?} missing from {named:?}");
+        }
+        let sets = 13
+            + crate::counters::FwdStats::FIELDS.len()
+            + crate::counters::NeighCounters::FIELDS.len()
+            + 1
+            + crate::counters::PuntCounters::FIELDS.len()
+            + crate::counters::FragCounters::FIELDS.len()
+            + crate::counters::Inet6Counters::FIELDS.len()
+            + crate::counters::SynProxyStats::FIELDS.len()
+            + crate::counters::SyncCounters::FIELDS.len();
+        assert_eq!(
+            named.len(),
+            sets,
+            "the worker's 13, each set's fields, and `punted`"
+        );
+        let mut names: Vec<&str> = named.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), named.len(), "a name listed twice");
+    }
+
     #[test]
     fn access_list_counts_add_rule_by_rule() {
         let a = |last: u8| (6u8, std::net::Ipv4Addr::new(10, 0, 0, last).into(), 80u16);
