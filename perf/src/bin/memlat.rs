@@ -5,12 +5,28 @@
 //! algorithm); CHAINS (default 1 2 4 8 16 32) walkers follow it from evenly spaced starts, each
 //! load depending on the one before, so that a walker measures the latency of a miss and N
 //! walkers how many misses the core overlaps. Prints nanoseconds per load for each N.
+//!
+//! `memlat burst [CONNECTIONS] [ROUNDS]`: the connection lookup's own pattern instead, bursts of
+//! 32 packets as the worker takes them, against tables sized as a worker's at CONNECTIONS
+//! (default 10,000,000; capacity 1.3 times that, as `perf/bench` configures, two tuples each):
+//! - `two`: today's lookup. Hash the burst and prefetch each home index line (four-byte slots at
+//!   a load of 3/4 at capacity); read each slot and prefetch its entry (64 bytes); read and write
+//!   each entry, as the forwarding does: two dependent misses a packet.
+//! - `index`, `entry`: each of those misses alone.
+//! - `slot32`, `slot64`: one miss a packet, in a table of 32- or 64-byte slots as many as the
+//!   index's, each holding what a packet's forwarding needs, read and written in place.
+//!
+//! Every pattern runs ROUNDS times (default 5), interleaved; prints each round's nanoseconds a
+//! packet and the median.
 use std::time::Instant;
 
 /// `u64`s per 64-byte line.
 const LINE: usize = 8;
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("burst") {
+        return burst();
+    }
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .map(|a| a.parse().expect("numbers: MIB then chain counts"))
@@ -51,6 +67,131 @@ fn main() {
         println!(
             "{mib} MiB, {c:2} chains: {ns:6.1} ns per load (checksum {})",
             sum & 1
+        );
+    }
+}
+
+/// Packets a burst, as the worker's rx burst.
+const BURST: usize = 32;
+
+/// A table of `n` zeroed `u64`s on transparent huge pages, touched, as `bigmem::filled` makes one.
+fn table(n: usize) -> Vec<u64> {
+    let mut t: Vec<u64> = Vec::with_capacity(n);
+    gateway::dpdk::advise_hugepages(t.as_ptr().cast(), n * 8);
+    t.resize(n, 0);
+    t
+}
+
+/// A well-mixed 64-bit hash (SplitMix64's finaliser), standing in for the tuple hash.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// `h`'s place among `n` by Lemire's multiply, as the index finds a home slot.
+fn place(h: u64, n: usize) -> usize {
+    (((h >> 32) * n as u64) >> 32) as usize
+}
+
+fn burst() {
+    let args: Vec<u64> = std::env::args()
+        .skip(2)
+        .map(|a| a.parse().expect("numbers: connections then rounds"))
+        .collect();
+    let conns = args.first().copied().unwrap_or(10_000_000) as usize;
+    let rounds = args.get(1).copied().unwrap_or(5) as usize;
+    let capacity = conns * 13 / 10;
+    let slots = (2 * capacity * 4).div_ceil(3);
+    // The index as u32 slots (two a u64), each naming an entry; the entries, 8 u64s each.
+    let mut index = table(slots.div_ceil(2));
+    for (i, w) in index.iter_mut().enumerate() {
+        let e = |k: u64| mix(k) % capacity as u64;
+        *w = e(2 * i as u64) | (e(2 * i as u64 + 1) << 32);
+    }
+    let mut entries = table(capacity * 8);
+    let mut slot32 = table(slots * 4);
+    let mut slot64 = table(slots * 8);
+    let packets = 12_800_000usize;
+    let patterns = ["two", "index", "entry", "slot32", "slot64"];
+    let mut ns = vec![Vec::new(); patterns.len()];
+    let mut sum = 0u64;
+    for round in 0..rounds {
+        for (p, name) in patterns.iter().enumerate() {
+            // The flows of `conns` connections in both directions, visited in a fixed random order.
+            let mut flow = (round as u64) << 40;
+            let t = Instant::now();
+            for _ in 0..packets / BURST {
+                let mut h = [0u64; BURST];
+                for hi in h.iter_mut() {
+                    *hi = mix(flow % (2 * conns as u64));
+                    flow += 1;
+                }
+                sum = sum.wrapping_add(match *name {
+                    "two" | "index" => {
+                        for &hi in &h {
+                            let at = place(hi, slots);
+                            gateway::dpdk::prefetch(index.as_ptr().wrapping_add(at / 2).cast());
+                        }
+                        let mut id = [0usize; BURST];
+                        for (k, &hi) in h.iter().enumerate() {
+                            let at = place(hi, slots);
+                            id[k] = ((index[at / 2] >> (32 * (at % 2))) & 0xffff_ffff) as usize;
+                            if *name == "two" {
+                                gateway::dpdk::prefetch(
+                                    entries.as_ptr().wrapping_add(id[k] * 8).cast(),
+                                );
+                            }
+                        }
+                        if *name == "two" {
+                            let mut s = 0;
+                            for &e in &id {
+                                s += entries[e * 8];
+                                entries[e * 8 + 1] = s;
+                            }
+                            s
+                        } else {
+                            id.iter().sum::<usize>() as u64
+                        }
+                    }
+                    _ => {
+                        let (t, words, n) = match *name {
+                            "entry" => (&mut entries, 8, capacity),
+                            "slot32" => (&mut slot32, 4, slots),
+                            _ => (&mut slot64, 8, slots),
+                        };
+                        for &hi in &h {
+                            gateway::dpdk::prefetch(
+                                t.as_ptr().wrapping_add(place(hi, n) * words).cast(),
+                            );
+                        }
+                        let mut s = 0;
+                        for &hi in &h {
+                            let at = place(hi, n) * words;
+                            s += t[at];
+                            t[at + 1] = s;
+                        }
+                        s
+                    }
+                });
+            }
+            ns[p].push(t.elapsed().as_nanos() as f64 / packets as f64);
+        }
+    }
+    println!(
+        "# memlat burst: {conns} connections, capacity {capacity}, {slots} index slots; \
+         ns a packet, bursts of {BURST}, {rounds} interleaved rounds (checksum {})",
+        sum & 1
+    );
+    for (name, v) in patterns.iter().zip(&mut ns) {
+        let rounds: Vec<String> = v.iter().map(|x| format!("{x:.1}")).collect();
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{name:7} median {:5.1}  rounds {}",
+            v[v.len() / 2],
+            rounds.join(" ")
         );
     }
 }
