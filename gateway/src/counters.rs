@@ -113,8 +113,12 @@ counters! {
         evicted_time_wait,
         evicted_udp,
         /// Real servers' bare ACKs to a FullNAT SYN: a TIME_WAIT of theirs on the LIP:lport
-        /// (`Forwarder::answers_server_time_wait`).
+        /// (`Forwarder::keeps_syn_recv`).
         server_time_wait,
+        /// Real servers' segments without SYN to a FullNAT connection they had answered with a
+        /// SYN-ACK, before its client's ACK: answers about an earlier connection on the same
+        /// LIP:lport, which no longer make it ESTABLISHED (`Forwarder::keeps_syn_recv`).
+        server_stale_answer,
     }
 }
 
@@ -300,7 +304,7 @@ mod tests {
         let one = FwdStats {
             conns: 1,
             created: 2,
-            server_time_wait: 3,
+            server_stale_answer: 3,
             ..Default::default()
         };
         let mut total = one;
@@ -309,7 +313,7 @@ mod tests {
         assert_eq!(named.len(), FwdStats::FIELDS.len());
         assert_eq!(named[0], ("conns", 2));
         assert_eq!(named[1], ("conns_created", 4));
-        assert_eq!(named[named.len() - 1], ("server_time_wait", 6));
+        assert_eq!(named[named.len() - 1], ("server_stale_answer", 6));
         assert_eq!(FwdStats::FIELDS[1], "created");
         let sync = SyncCounters {
             handed_over: 5,

@@ -1373,6 +1373,42 @@ fn a_servers_refusal_from_time_wait_does_not_make_its_neighbour_suspect() {
     assert_eq!(dp.l3.neigh.counters.suspected, 1);
 }
 
+/// A server's bare ACK to a FullNAT connection it has answered with a SYN-ACK, before the
+/// client's ACK: both about an earlier handshake on the same LIP:lport that the gateway let go (a
+/// half-open entry evicted under a SYN flood, its port given to the next SYN at once), as a lab
+/// flood showed. IPVS's state table takes the connection to ESTABLISHED, which held it, its local
+/// port and its server's active count for 15 minutes; it stays in SYN_RECV, and the client's ACK
+/// still ends the handshake.
+#[test]
+fn a_servers_stale_answer_leaves_the_handshake_in_syn_recv() {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    dp.tick(1000);
+    let (lip, rs, lport, ..) = check_sent(&expect_tx(
+        run(&mut dp, &Seg::from_client(46400, "S").frame(), &meta(0)),
+        1,
+    ));
+    let state = |dp: &Datapath<VecBuf>| {
+        let t = Tuple::new(CLIENT_IP, 46400, VIP, 80, PROTO_TCP);
+        let (id, _) = dp.fwd.table().lookup(&t).unwrap();
+        dp.fwd.table().get(id).unwrap().state()
+    };
+    // The old handshake's SYN-ACK, sent again, then the server's ACK to this SYN, out of the old
+    // handshake's window: both go on to the client.
+    for flags in ["SA", "A"] {
+        let mut seg = from_server(lip, rs, lport, flags);
+        seg.ack = 5555;
+        expect_tx(run(&mut dp, &seg.frame(), &meta(1)), 0);
+    }
+    assert_eq!(state(&dp), gateway::conn::State::SynRecv);
+    let s = &dp.fwd.stats;
+    assert_eq!((s.server_stale_answer, s.server_time_wait), (1, 0));
+    // The client's ACK ends the handshake.
+    let mut ack = Seg::from_client(46400, "A");
+    ack.seq = 1001;
+    expect_tx(run(&mut dp, &ack.frame(), &meta(0)), 1);
+    assert_eq!(state(&dp), gateway::conn::State::Established);
+}
+
 /// The same on DR and TUN, where the gateway never sees the server's answer: a SYN whose ISN is
 /// not the first SYN's finds a handshake its client gave up (a server that never answered, a
 /// method changed under it) and is scheduled afresh; before this it followed the old entry for as

@@ -111,7 +111,7 @@ pub use super::services::NO_DEST;
 /// takes that tuple while the real server may still hold it in TIME_WAIT. Linux (6.x) gives every
 /// connection its own random TCP timestamp offset, so a SYN from another client connection on a
 /// tuple the server holds in TIME_WAIT fails PAWS half the time (`TcpExtPAWSTimewait`): the server
-/// answers with an ACK, the client resets and sends its SYN again (`answers_server_time_wait`).
+/// answers with an ACK, the client resets and sends its SYN again (`keeps_syn_recv`).
 pub const PARKED: ConnFlags = ConnFlags::USER_A;
 
 /// The handshake failed on the real server's side: it refused the client's SYN (RST) or left it
@@ -797,7 +797,7 @@ impl Forwarder {
             mode::DR | mode::TUN => Some((Ipv4Addr::from(c.user), u64::MAX)),
             _ if c.user2 != 0 => None,
             // `user`: the connection's creation time, or the server's last bare ACK to its SYN
-            // (`answers_server_time_wait`), in ms mod 2^32.
+            // (`keeps_syn_recv`), in ms mod 2^32.
             _ => {
                 let waited = (now.0 as u32).wrapping_sub(c.user);
                 c.reply()
@@ -1222,31 +1222,47 @@ impl Forwarder {
         self.forward(l3, pkt, v, id, Dir::Original, now)
     }
 
-    /// Whether this packet is a server's bare ACK to a FullNAT connection's SYN, which then
-    /// leaves the connection in SYN_RECV (`forward`), where IPVS's state table takes it to
-    /// ESTABLISHED. A server answers a SYN so from a TIME_WAIT of an earlier connection on the
-    /// same LIP:lport, where RFC 7323's PAWS refused the SYN (the client's timestamps are not
-    /// that connection's: Linux randomizes them per connection), or from a connection of its own
-    /// the gateway forgot (RFC 5961's challenge ACK). The client answers that ACK with a RST at
-    /// its ACK number (RFC 9293 3.10.7.3, SYN-SENT), which ends the server's socket, and Linux
-    /// sends its SYN again at once (`tcp_rcv_synsent_state_process`: at its first
-    /// retransmission, after `TCP_TIMEOUT_MIN`). From ESTABLISHED that RST closed the
-    /// connection, which scheduled the SYN afresh on another LIP:lport, one the server may hold
-    /// in TIME_WAIT too, and the client's next try came a second later: at a high connection
-    /// rate, with most tuples in the servers' TIME_WAIT (60 s on Linux), many connections lost
-    /// seconds so. In SYN_RECV the RST changes nothing (IPVS's table) and the SYN goes to the
-    /// LIP:lport the RST just freed. Counted (`server_time_wait`): local addresses too few for
-    /// the connection rate.
-    fn answers_server_time_wait(&mut self, id: ConnId, f: TcpFlags, now: Ticks) -> bool {
+    /// Whether this packet is a server's segment without SYN, FIN or RST (a bare ACK) to a FullNAT
+    /// connection in SYN_RECV, which then stays there (`forward`) where IPVS's state table takes
+    /// it to ESTABLISHED. The client's ACK that ends the handshake passes the gateway before the
+    /// server sees it, so such a segment never means that the handshake is over. It is one of two
+    /// answers about an earlier connection on the same LIP:lport.
+    ///
+    /// - **Before the server's SYN-ACK**: its refusal of the SYN, from a TIME_WAIT of that
+    ///   connection, where RFC 7323's PAWS refused the SYN (the client's timestamps are not that
+    ///   connection's: Linux randomizes them per connection), or from a connection of its own
+    ///   the gateway forgot (RFC 5961's challenge ACK). The client answers that ACK with a RST
+    ///   at its ACK number (RFC 9293 3.10.7.3, SYN-SENT), which ends the server's socket, and
+    ///   Linux sends its SYN again at once (`tcp_rcv_synsent_state_process`: at its first
+    ///   retransmission, after `TCP_TIMEOUT_MIN`). From ESTABLISHED that RST closed the
+    ///   connection, which scheduled the SYN afresh on another LIP:lport, one the server may
+    ///   hold in TIME_WAIT too, and the client's next try came a second later: at a high
+    ///   connection rate, with most tuples in the servers' TIME_WAIT (60 s on Linux), many
+    ///   connections lost seconds so. In SYN_RECV the RST changes nothing (IPVS's table) and the
+    ///   SYN goes to the LIP:lport the RST just freed. Counted (`server_time_wait`): local
+    ///   addresses too few for the connection rate.
+    /// - **After a SYN-ACK**: a half-open connection the gateway let go (evicted under a SYN
+    ///   flood, `max_half_open`) whose LIP:lport went to the next SYN at once, while the server
+    ///   still held the old handshake. The server sends that handshake's SYN-ACK again, which
+    ///   the gateway takes for this connection's, and answers this connection's SYN, out of the
+    ///   old one's window, with an ACK (RFC 9293 3.10.7.4). ESTABLISHED, such a connection held
+    ///   its local port and counted as an active connection of its server for the 15 minutes of
+    ///   that state's timeout: a 5 s `hping3 --flood --rand-source` in the lab left 937 of them.
+    ///   Counted (`server_stale_answer`).
+    fn keeps_syn_recv(&mut self, id: ConnId, f: TcpFlags, now: Ticks) -> bool {
         if !f.ack() || f.syn() || f.rst() || f.fin() {
             return false;
         }
         let Some(c) = self.table.get_mut(id) else {
             return false;
         };
-        // `user2` 0: the server has not answered the SYN with a SYN-ACK.
-        if c.mode != mode::FULLNAT || c.state() != State::SynRecv || c.user2 != 0 {
+        if c.mode != mode::FULLNAT || c.state() != State::SynRecv {
             return false;
+        }
+        // `user2` 0: the server has not answered the SYN with a SYN-ACK.
+        if c.user2 != 0 {
+            self.stats.server_stale_answer += 1;
+            return true;
         }
         // The server is there: the wait for its SYN-ACK (`syn_failed`, which `user` times
         // until then) starts again with the client's second SYN.
@@ -1379,8 +1395,7 @@ impl Forwarder {
                 Err(p) => pkt = p,
             }
         }
-        let keep_state =
-            is_tcp && dir == Dir::Reply && self.answers_server_time_wait(id, ip.tcp_flags, now);
+        let keep_state = is_tcp && dir == Dir::Reply && self.keeps_syn_recv(id, ip.tcp_flags, now);
         if is_tcp && dir == Dir::Reply && self.server_handshake(id, ip.tcp_flags) {
             return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
         }
@@ -1456,7 +1471,7 @@ impl Forwarder {
                 // client ACK before then acknowledges nothing.
                 Dir::Original if c.user2 == 0 => {}
                 Dir::Original => c.user = ack,
-                // Not the answer to the SYN (`answers_server_time_wait`).
+                // Not an answer to this connection's SYN (`keeps_syn_recv`).
                 Dir::Reply if keep_state => {}
                 Dir::Reply => c.user2 = ack,
             }

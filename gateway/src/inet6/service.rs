@@ -483,22 +483,28 @@ pub(super) fn reply_segment<B: PacketBuf>(
     };
     let is_tcp = v.proto == IpProtocol::TCP;
     let state_flags = tcp_flags::SYN | tcp_flags::RST | tcp_flags::FIN | tcp_flags::ACK;
-    let keep = is_tcp && flags & state_flags == tcp_flags::ACK && unanswered_fullnat(&v6.conns, id);
+    let keep = match is_tcp && flags & state_flags == tcp_flags::ACK {
+        true => handshake_fullnat(&v6.conns, id),
+        false => None,
+    };
     let change = match keep {
-        true => {
-            fwd.stats.server_time_wait += 1;
+        Some(answered) => {
+            match answered {
+                false => fwd.stats.server_time_wait += 1,
+                true => fwd.stats.server_stale_answer += 1,
+            }
             StateChange {
                 old: State::SynRecv,
                 new: State::SynRecv,
             }
         }
-        false => v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms)),
+        None => v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms)),
     };
     let Some(c) = v6.conns.get_mut(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
     if is_tcp && flags & tcp_flags::SYN != 0 {
-        // The server answered the SYN (`unanswered_fullnat`).
+        // The server answered the SYN (`handshake_fullnat`).
         c.user = 1;
     }
     let c = &*c;
@@ -511,16 +517,18 @@ pub(super) fn reply_segment<B: PacketBuf>(
     to_client(v6, l3, pkt, cip)
 }
 
-/// Whether `id` is a FullNAT connection whose server has not answered its client's SYN with a
-/// SYN-ACK (`user`, which IPv6 TCP uses for nothing else, set at the SYN-ACK). A server's bare
-/// ACK then leaves the connection in SYN_RECV: the server holds the LIP:lport in TIME_WAIT from
-/// an earlier connection, the client's RST ends that, and its SYN sent again at once then
-/// reaches the same LIP:lport, as IPv4's do (`Forwarder::answers_server_time_wait`; counted in
-/// `server_time_wait` too).
-fn unanswered_fullnat(conns: &ConnTable6, id: ConnId) -> bool {
+/// Whether `id` is a FullNAT connection in SYN_RECV, and if so whether its server has answered
+/// its client's SYN with a SYN-ACK (`user`, which IPv6 TCP uses for nothing else, set at the
+/// SYN-ACK). A server's bare ACK then leaves the connection in SYN_RECV, as IPv4's
+/// (`Forwarder::keeps_syn_recv`): unanswered, the server holds the LIP:lport in TIME_WAIT from an
+/// earlier connection, the client's RST ends that, and its SYN sent again at once then reaches the
+/// same LIP:lport (`server_time_wait`); answered, the SYN-ACK was the server's for an earlier
+/// handshake on the same LIP:lport that the gateway let go (`server_stale_answer`).
+fn handshake_fullnat(conns: &ConnTable6, id: ConnId) -> Option<bool> {
     conns
         .get(id)
-        .is_some_and(|c| c.mode == mode::FULLNAT && c.state() == State::SynRecv && c.user == 0)
+        .filter(|c| c.mode == mode::FULLNAT && c.state() == State::SynRecv)
+        .map(|c| c.user != 0)
 }
 
 /// Why a client's SYN that found entry `id` starts a new connection instead, if it does (a reused

@@ -664,26 +664,35 @@ fn syn_ack_to(lport: u16) -> Vec<u8> {
     r
 }
 
-/// IPv6 FullNAT as IPv4's (`Forwarder::answers_server_time_wait`): a server's bare ACK to the
-/// SYN (its TIME_WAIT on the LIP:lport) leaves the connection in SYN_RECV, where the client's RST
-/// to it changes nothing, so that the client's SYN sent again reaches the same LIP:lport; once
-/// established, a client's RST closes the connection as ever.
-#[test]
-fn fullnat6_keeps_a_handshake_a_servers_time_wait_answered_for_the_clients_retry() {
+/// A FullNAT datapath whose client [`CLIENT6`]:40000 has sent its SYN to [`VIP6`]:8080, and the
+/// local port the SYN left from.
+fn fullnat6_syn_sent() -> (Datapath<VecBuf>, u16) {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
     learn_rs1_and_client(&mut dp);
     let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
         panic!("SYN not sent")
     };
     let lport = tcp_of(out.data()).1;
-    let state = |dp: &Datapath<VecBuf>| {
-        let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
-        dp.v6
-            .conns
-            .get(dp.v6.conns.lookup(&t).unwrap().0)
-            .unwrap()
-            .state()
-    };
+    (dp, lport)
+}
+
+/// The state of [`fullnat6_syn_sent`]'s connection.
+fn fullnat6_state(dp: &Datapath<VecBuf>) -> crate::conn::State {
+    let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
+    dp.v6
+        .conns
+        .get(dp.v6.conns.lookup(&t).unwrap().0)
+        .unwrap()
+        .state()
+}
+
+/// IPv6 FullNAT as IPv4's (`Forwarder::keeps_syn_recv`): a server's bare ACK to the
+/// SYN (its TIME_WAIT on the LIP:lport) leaves the connection in SYN_RECV, where the client's RST
+/// to it changes nothing, so that the client's SYN sent again reaches the same LIP:lport; once
+/// established, a client's RST closes the connection as ever.
+#[test]
+fn fullnat6_keeps_a_handshake_a_servers_time_wait_answered_for_the_clients_retry() {
+    let (mut dp, lport) = fullnat6_syn_sent();
     let segment =
         |src: (&str, u16), dst: (&str, u16), macs: (MacAddr, MacAddr), seq: u32, flags: &str| {
             let b = PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
@@ -724,7 +733,7 @@ fn fullnat6_keeps_a_handshake_a_servers_time_wait_answered_for_the_clients_retry
         panic!("the RST does not reach the server")
     };
     assert_eq!(tcp_of(rst.data()).1, lport);
-    assert_eq!(state(&dp), crate::conn::State::SynRecv);
+    assert_eq!(fullnat6_state(&dp), crate::conn::State::SynRecv);
     assert_eq!(dp.fwd.stats.server_time_wait, 1);
     let Verdict::Tx(1, again) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
         panic!("SYN not sent")
@@ -739,13 +748,45 @@ fn fullnat6_keeps_a_handshake_a_servers_time_wait_answered_for_the_clients_retry
         dp.process(tcp6_to(8080, 40000, false, b""), &meta(0)),
         Verdict::Tx(1, _)
     ));
-    assert_eq!(state(&dp), crate::conn::State::Established);
+    assert_eq!(fullnat6_state(&dp), crate::conn::State::Established);
     assert!(matches!(
         dp.process(from_client("R"), &meta(0)),
         Verdict::Tx(1, _)
     ));
-    assert_eq!(state(&dp), crate::conn::State::Close);
+    assert_eq!(fullnat6_state(&dp), crate::conn::State::Close);
     assert_eq!(dp.fwd.stats.server_time_wait, 1);
+}
+
+/// IPv6 FullNAT as IPv4's (`datapath_input`'s
+/// `a_servers_stale_answer_leaves_the_handshake_in_syn_recv`): a server's SYN-ACK, then its bare
+/// ACK before the client's, answer an earlier handshake on the LIP:lport. The connection stays in
+/// SYN_RECV (IPVS's table: ESTABLISHED, for 15 minutes) until the client's ACK.
+#[test]
+fn fullnat6_keeps_a_handshake_in_syn_recv_on_a_servers_stale_answer() {
+    let (mut dp, lport) = fullnat6_syn_sent();
+    for syn in [true, false] {
+        let b = PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+            .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
+            .tcp(80, lport, 5000, 65000);
+        let b = match syn {
+            true => b.syn().ack(5555),
+            false => b.ack(5555),
+        };
+        let mut v = Vec::new();
+        b.write(&mut v, b"").unwrap();
+        assert!(matches!(
+            dp.process(VecBuf::from_frame(&v), &meta(1)),
+            Verdict::Tx(0, _)
+        ));
+    }
+    assert_eq!(fullnat6_state(&dp), crate::conn::State::SynRecv);
+    let s = &dp.fwd.stats;
+    assert_eq!((s.server_stale_answer, s.server_time_wait), (1, 0));
+    assert!(matches!(
+        dp.process(tcp6_to(8080, 40000, false, b""), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    assert_eq!(fullnat6_state(&dp), crate::conn::State::Established);
 }
 
 /// IPv6 FullNAT out of local ports, as IPv4's (`datapath_input`'s

@@ -314,7 +314,7 @@ impl<B: PacketBuf> L3<B> {
 
     /// `confirm_neighbour_in` now, whatever the cache says: for a packet that proves its sender
     /// there at this moment, which a later `suspect_neighbour` compares with (the real server's
-    /// answer to a SYN that it refused, `Forwarder::answers_server_time_wait`). Rare: out of line.
+    /// answer to a SYN that it refused, `Forwarder::keeps_syn_recv`). Rare: out of line.
     #[inline(never)]
     pub fn confirm_neighbour_at_once(&mut self, src: Ipv4Addr, frame: &[u8]) {
         if let Some((key, slot)) = confirm_slot(frame) {
