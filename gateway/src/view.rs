@@ -233,6 +233,25 @@ pub struct ConnInfo {
     pub expire_ms: u64,
 }
 
+#[cfg(test)]
+impl ConnInfo {
+    /// The lab's FullNAT connection on worker 0: 10.10.0.2:40000 to the VIP 10.10.0.100:80, from
+    /// 10.20.0.200:5000 to the real server 10.20.0.11:80, ESTABLISHED, `expire_ms` to go.
+    pub(crate) fn lab_example(expire_ms: u64) -> ConnInfo {
+        use std::net::Ipv4Addr;
+        ConnInfo {
+            worker: 0,
+            proto: "TCP".into(),
+            client: (Ipv4Addr::new(10, 10, 0, 2).into(), 40000),
+            vip: (Ipv4Addr::new(10, 10, 0, 100).into(), 80),
+            local: Some((Ipv4Addr::new(10, 20, 0, 200).into(), 5000)),
+            dest: Some((Ipv4Addr::new(10, 20, 0, 11).into(), 80)),
+            state: "ESTABLISHED".into(),
+            expire_ms,
+        }
+    }
+}
+
 /// One neighbour entry of one worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeighInfo {

@@ -168,13 +168,7 @@ mod tests {
     fn filters_select_connections() {
         let c = ConnInfo {
             worker: 1,
-            proto: "TCP".into(),
-            client: (Ipv4Addr::new(10, 10, 0, 2).into(), 40000),
-            vip: (Ipv4Addr::new(10, 10, 0, 100).into(), 80),
-            local: Some((Ipv4Addr::new(10, 20, 0, 200).into(), 5000)),
-            dest: Some((Ipv4Addr::new(10, 20, 0, 11).into(), 80)),
-            state: "ESTABLISHED".into(),
-            expire_ms: 1000,
+            ..ConnInfo::lab_example(1000)
         };
         assert!(conn_matches(&c, &ConnFilter::default()));
         let f = ConnFilter {

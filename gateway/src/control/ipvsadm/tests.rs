@@ -507,16 +507,7 @@ fn rules_rebuild_what_they_describe() {
 
 #[test]
 fn connection_and_other_listings() {
-    let c = ConnInfo {
-        worker: 0,
-        proto: "TCP".into(),
-        client: (Ipv4Addr::new(10, 10, 0, 2).into(), 40000),
-        vip: (Ipv4Addr::new(10, 10, 0, 100).into(), 80),
-        local: Some((Ipv4Addr::new(10, 20, 0, 200).into(), 5000)),
-        dest: Some((Ipv4Addr::new(10, 20, 0, 11).into(), 80)),
-        state: "ESTABLISHED".into(),
-        expire_ms: 899_500,
-    };
+    let c = ConnInfo::lab_example(899_500);
     let out = format_conns(std::slice::from_ref(&c), true, &names());
     assert_eq!(
         out,
