@@ -66,19 +66,13 @@ pub struct LaddrPool {
     layout: Arc<PortLayout>,
     worker: usize,
     lips: Vec<Lip>,
-    /// This worker's ports, grouped by bucket `H(0, 0, 0, lport) & mask`.
-    ports: Vec<u16>,
-    /// Bucket `k` is `ports[start[k]..start[k + 1]]`.
-    start: Vec<u32>,
-    /// Next offset to try inside each bucket: a round-robin so that consecutive connections toward
+    /// Next offset to try inside each bucket of this worker's ports (`PortLayout::share`): a round-robin so that consecutive connections toward
     /// the same server take different ports and a freed port is reused last.
     cursor: Vec<u32>,
     /// RETA entries this worker polls; walked from a rotating start to spread load over its queues.
     entries: Vec<u16>,
     next_entry: usize,
     mask: u32,
-    /// Length of the longest bucket: bounds the rounds of [`LaddrPool::try_lip`].
-    max_bucket_len: usize,
     max_attempts: u32,
     stats: LaddrStats,
 }
@@ -120,37 +114,14 @@ impl LaddrPool {
             })
             .collect();
 
-        // Counting sort of the worker's ports by bucket.
         let n_buckets = layout.n_buckets();
-        let mut start = vec![0u32; n_buckets + 1];
-        for p in layout.worker_ports(worker) {
-            start[layout.bucket_of(p) + 1] += 1;
-        }
-        for k in 0..n_buckets {
-            start[k + 1] += start[k];
-        }
-        let mut fill = start.clone();
-        let mut ports = vec![0u16; start[n_buckets] as usize];
-        for p in layout.worker_ports(worker) {
-            let slot = &mut fill[layout.bucket_of(p)];
-            ports[*slot as usize] = p;
-            *slot += 1;
-        }
-
         Ok(LaddrPool {
             entries: layout.worker_entries(worker).to_vec(),
             mask: layout.mask(),
-            max_bucket_len: start
-                .windows(2)
-                .map(|w| (w[1] - w[0]) as usize)
-                .max()
-                .unwrap_or(0),
             cursor: vec![0; n_buckets],
             layout,
             worker,
             lips,
-            ports,
-            start,
             next_entry: 0,
             max_attempts,
             stats: LaddrStats::default(),
@@ -217,14 +188,15 @@ impl LaddrPool {
         let b = (remote ^ self.lips[li].hash) & self.mask;
         let n_entries = self.entries.len();
         let mut budget = self.max_attempts;
+        let share = self.layout.share(self.worker);
         let mut round = 0;
-        while round < self.max_bucket_len {
+        while round < share.max_bucket_len {
             for j in 0..n_entries {
                 let e = u32::from(self.entries[wrap_add(first_entry, j, n_entries)]);
                 // Reply entry = b ^ bucket(lport), so entry e needs a port from bucket b ^ e.
                 let bucket = (b ^ e) as usize;
-                let lo = self.start[bucket] as usize;
-                let len = self.start[bucket + 1] as usize - lo;
+                let lo = share.start[bucket] as usize;
+                let len = share.start[bucket + 1] as usize - lo;
                 // This round's candidates in the bucket: the next ones from its cursor.
                 for _ in round..len.min(round + CHUNK) {
                     if budget == 0 {
@@ -238,7 +210,7 @@ impl LaddrPool {
                         src_ip: rip,
                         dst_ip: lip,
                         src_port: rport,
-                        dst_port: self.ports[lo + offset],
+                        dst_port: share.ports[lo + offset],
                     };
                     if !in_use(&reply) {
                         self.lips[li].in_use = self.lips[li].in_use.saturating_add(1);
@@ -348,7 +320,7 @@ impl LaddrPool {
 
     /// Number of ports in this worker's share (per LIP and per real server).
     pub fn share_size(&self) -> usize {
-        self.ports.len()
+        self.layout.share(self.worker).ports.len()
     }
 
     /// Live connections per LIP, in configuration order.
