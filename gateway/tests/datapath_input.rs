@@ -1591,6 +1591,90 @@ fn a_worker_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
     assert!(dp.fwd.stats.evicted_time_wait <= 510, "{:?}", dp.fwd.stats);
 }
 
+/// One worker, 1024 local ports on one LIP (10.20.0.200) shared by two services: VIP:8080 to
+/// 10.20.0.11:80 and VIP:80 to 10.20.0.12:80; a table of 4096; the clock at 1 s.
+fn one_lip_two_servers() -> Datapath<VecBuf> {
+    let services = LAB_CONFIG.find("[[service]]").unwrap();
+    let text = format!(
+        "{}[conn]\nport_range = [1024, 2047]\n\n\
+         [[service]]\nvip = \"10.10.0.100\"\nport = 8080\nprotocol = \"tcp\"\nscheduler = \"rr\"\n\
+         local_addresses = [\"10.20.0.200\"]\n[[service.real]]\naddress = \"10.20.0.11\"\nport = 80\n\n\
+         [[service]]\nvip = \"10.10.0.100\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"rr\"\n\
+         local_addresses = [\"10.20.0.200\"]\n[[service.real]]\naddress = \"10.20.0.12\"\n",
+        &LAB_CONFIG[..services]
+    );
+    let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 4096);
+    dp.tick(1_000);
+    dp
+}
+
+/// Out of ports toward one real server while the oldest connections in TIME_WAIT are another
+/// server's: their ports, on the same LIP, free nothing for this one. They give way until one
+/// of this server's does (connections in TIME_WAIT only, past the first four evictions), as when
+/// one of two servers dies under short connections; before, the fifth was not tried and the SYN
+/// was refused (`ports_exhausted`).
+#[test]
+fn out_of_ports_the_oldest_time_wait_of_another_server_gives_way_to_one_of_this_servers() {
+    let mut dp = one_lip_two_servers();
+    // The oldest in TIME_WAIT: 8 connections of VIP:8080, to 10.20.0.11.
+    for cport in 30_000..30_008u16 {
+        let c = open_to(&mut dp, 8080, cport);
+        assert_eq!(c.1, Ipv4Addr::new(10, 20, 0, 11));
+        close_to(&mut dp, 8080, cport, c);
+    }
+    // Every port of the LIP toward 10.20.0.12 held in TIME_WAIT by VIP:80's connections.
+    for cport in 10_000..10_000 + 1024u16 {
+        let c = open(&mut dp, cport);
+        assert_eq!(c.1, Ipv4Addr::new(10, 20, 0, 12));
+        close(&mut dp, cport, c);
+    }
+    assert_eq!(dp.fwd.table().len(), 8 + 1024);
+    let out = expect_tx(
+        run(&mut dp, &Seg::from_client(40_000, "S").frame(), &meta(0)),
+        1,
+    );
+    let (lip, rs, _, _, _) = check_sent(&out);
+    assert_eq!(
+        (lip, rs),
+        (Ipv4Addr::new(10, 20, 0, 200), Ipv4Addr::new(10, 20, 0, 12))
+    );
+    let s = dp.fwd.stats;
+    assert_eq!((s.ports_exhausted, s.evicted_time_wait), (0, 9), "{s:?}");
+}
+
+/// Past the first four evictions a connection out of ports ends no handshake: with every port
+/// toward its server held by established connections, it takes the place of connections in
+/// TIME_WAIT only (another server's, which free nothing for it) and is then refused, the
+/// half-open connections left alone.
+#[test]
+fn out_of_ports_past_four_evictions_no_handshake_is_ended() {
+    let mut dp = one_lip_two_servers();
+    // VIP:8080, to 10.20.0.11: 6 connections in TIME_WAIT, then 3 handshakes in progress.
+    for cport in 30_000..30_006u16 {
+        let c = open_to(&mut dp, 8080, cport);
+        close_to(&mut dp, 8080, cport, c);
+    }
+    for cport in 31_000..31_003u16 {
+        let mut syn = Seg::from_client(cport, "S");
+        syn.dst.1 = 8080;
+        expect_tx(run(&mut dp, &syn.frame(), &meta(0)), 1);
+    }
+    // Every port toward 10.20.0.12 held by VIP:80's established connections.
+    for cport in 10_000..10_000 + 1024u16 {
+        open(&mut dp, cport);
+    }
+    assert_eq!(dp.fwd.table().half_open(), 3);
+    let out = run(&mut dp, &Seg::from_client(40_000, "S").frame(), &meta(0));
+    assert!(matches!(out, Out::Drop(..)), "{out:?}");
+    let s = dp.fwd.stats;
+    assert_eq!(
+        (s.ports_exhausted, s.evicted_time_wait, s.evicted_embryonic),
+        (1, 6, 0),
+        "{s:?}"
+    );
+    assert_eq!(dp.fwd.table().half_open(), 3);
+}
+
 /// Out of ports on a search window of long-lived connections, with free ports past it: the
 /// connection evicted to make room is another service's (its port is of another LIP), so its port
 /// cannot serve, and the search from the cursor, which the failed one moved past the window,

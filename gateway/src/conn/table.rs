@@ -428,14 +428,21 @@ impl<T: ConnKey> Table<T> {
     /// Without this, a table full of them refuses every new connection, of every service, until
     /// they expire.
     pub fn evict_closed(&mut self) -> Option<ConnOf<T>> {
-        if let Some(id) = Self::oldest(&mut self.time_wait_queue, &self.slab, |c| {
-            c.is_live() && c.state() == State::TimeWait
-        }) {
-            self.counters.evicted_time_wait += 1;
-            return self.remove(ConnId(id));
+        if let Some(c) = self.evict_time_wait() {
+            return Some(c);
         }
         let id = Self::oldest(&mut self.udp_queue, &self.slab, ConnOf::is_unanswered_udp)?;
         self.counters.evicted_udp += 1;
+        self.remove(ConnId(id))
+    }
+
+    /// [`evict_closed`](Self::evict_closed)'s first choice alone: the entry that entered
+    /// TIME_WAIT first, if one is found among [`EVICT_SCAN`] ids of its queue.
+    pub fn evict_time_wait(&mut self) -> Option<ConnOf<T>> {
+        let id = Self::oldest(&mut self.time_wait_queue, &self.slab, |c| {
+            c.is_live() && c.state() == State::TimeWait
+        })?;
+        self.counters.evicted_time_wait += 1;
         self.remove(ConnId(id))
     }
 

@@ -23,11 +23,11 @@ pub mod services;
 pub mod synproxy;
 pub mod tun;
 
+pub(crate) use fullnat::{room_for_port, Room};
 pub use fullnat::{
     Applied, Forwarder, FwdConfig, FwdStats, InstallError, LipKey, SyncCounters, SyncLog, Traffic,
     TrafficKey,
 };
-pub(crate) use fullnat::{Room, PORT_EVICTIONS};
 pub use owner::{Owners, PortRss};
 pub use services::{ServiceSpec, ServiceTable, SvcOptions, VirtualService};
 

@@ -26,7 +26,7 @@ use crate::conn::{
     tcp_flags, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, State, StateChange, Ticks,
     Tuple6,
 };
-use crate::forward::{mode, reuse, Forwarder, Room, ServiceTable, PORT_EVICTIONS};
+use crate::forward::{mode, reuse, room_for_port, Forwarder, Room, ServiceTable};
 use crate::net::L3;
 use crate::packet::Verdict;
 use crate::packet::{CsumStatus, PacketBuf, RxMeta};
@@ -311,7 +311,7 @@ fn new_conn<B: PacketBuf>(
         (FwdMode::FullNat, IpAddr::V6(rip)) => {
             // Out of local ports (connections in TIME_WAIT holding them, with `capacity6` above
             // the ports), the oldest gives way as in a full table, and its port is taken if it
-            // serves this connection, as on IPv4 (`forward::fullnat`'s `PORT_EVICTIONS`).
+            // serves this connection, as on IPv4 (`forward::fullnat`'s `room_for_port`).
             let mut freed = None;
             let mut evicted = 0;
             let reply = loop {
@@ -330,9 +330,7 @@ fn new_conn<B: PacketBuf>(
                     return Err(Drop::PortsExhausted);
                 }
                 evicted += 1;
-                let taken = (evicted <= PORT_EVICTIONS)
-                    .then(|| make_room(v6, l3, fwd, Room::Table))
-                    .flatten();
+                let taken = room_for_port(evicted).and_then(|room| make_room(v6, l3, fwd, room));
                 let Some(c) = taken else {
                     return Err(Drop::PortsExhausted);
                 };
@@ -600,11 +598,16 @@ fn make_room<B: PacketBuf>(
             };
             (c, count)
         }),
+        Room::TimeWait => v6
+            .conns
+            .evict_time_wait()
+            .map(|c| (c, &mut counts.evicted_time_wait)),
         Room::HalfOpen => None,
     }
     .or_else(|| {
-        v6.conns
-            .evict_embryonic()
+        (room != Room::TimeWait)
+            .then(|| v6.conns.evict_embryonic())
+            .flatten()
             .map(|c| (c, &mut counts.evicted_embryonic))
     });
     let (c, count) = taken?;
