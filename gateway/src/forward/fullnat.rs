@@ -1838,9 +1838,9 @@ pub(crate) const PORT_EVICTIONS: u32 = 4;
 /// Evictions in all, past [`PORT_EVICTIONS`] of connections in TIME_WAIT only, which carry no
 /// data. A TIME_WAIT entry toward another real server frees no port for this one (each server
 /// has the LIPs' ports to itself), and when one of two servers dies under short connections,
-/// the oldest in TIME_WAIT are the dead one's about half the time: with 4 evictions, 101 SYNs
-/// in about 400k were refused (`ports_exhausted`) in the lab (perf/RESULTS.md, "Out of ports
-/// when a real server dies").
+/// the oldest in TIME_WAIT are the dead one's about half the time: with 4 evictions, 85 to 172
+/// SYNs in a lab run of about 430k were refused (`ports_exhausted`; perf/RESULTS.md, "Out of
+/// ports when a real server dies").
 pub(crate) const PORT_EVICTIONS_TIME_WAIT: u32 = 16;
 
 /// What the `evicted`-th eviction (from 1) of a new FullNAT connection out of local ports may
