@@ -470,6 +470,17 @@ impl Default for WorkerStats {
 }
 
 impl WorkerStats {
+    /// The counters of [`named`](Self::named) that are levels, not totals: what the worker holds
+    /// now. `/metrics` shows them as gauges, and `ipvsadm -Z` leaves them alone, as IPVS's zeroing
+    /// leaves ActiveConn and InActConn.
+    pub const LEVELS: [&'static str; 5] = [
+        "conns",
+        "half_open",
+        "synproxy_auto_active",
+        "ipv6_conns",
+        "ipv6_half_open",
+    ];
+
     /// Every counter with the name `gwctl stats`, the stats file and `/metrics` report it under:
     /// the worker's own, then each set's (`counters`), in one order.
     pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
@@ -620,6 +631,12 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), named.len(), "a name listed twice");
+        for level in WorkerStats::LEVELS {
+            assert!(
+                names.contains(&level),
+                "level {level} is not a counter's name"
+            );
+        }
     }
 
     #[test]

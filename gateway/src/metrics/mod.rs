@@ -133,15 +133,6 @@ fn gauge_value(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Worker counters that are levels, not totals (shown as gauges).
-const WORKER_GAUGES: [&str; 5] = [
-    "conns",
-    "half_open",
-    "synproxy_auto_active",
-    "ipv6_conns",
-    "ipv6_half_open",
-];
-
 /// The scrape's text in the Prometheus text format.
 pub fn render(s: &Snapshot) -> String {
     let mut reg = Registry::default();
@@ -363,7 +354,7 @@ pub fn render(s: &Snapshot) -> String {
             ("busy_packets", w.busy_packets),
         ];
         for (name, v) in w.named().chain(busy) {
-            if name == "drops" || WORKER_GAUGES.contains(&name) {
+            if name == "drops" || WorkerStats::LEVELS.contains(&name) {
                 continue;
             }
             let fam = by_name

@@ -264,8 +264,12 @@ impl Server<'_> {
     }
 }
 
+/// `w` less `base`: the counters since the last `ipvsadm -Z`, the levels as they are.
 fn subtract(w: &mut WorkerView, base: &WorkerView) {
     for (k, v) in w.counters.iter_mut() {
+        if WorkerStats::LEVELS.contains(&k.as_str()) {
+            continue;
+        }
         *v = v.saturating_sub(base.counters.get(k).copied().unwrap_or(0));
     }
     for (k, v) in w.drops.iter_mut() {
@@ -322,5 +326,40 @@ pub fn worker_view(s: &WorkerStats) -> WorkerView {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(counters: &[(&str, u64)], drops: &[(&str, u64)]) -> WorkerView {
+        let map = |kv: &[(&str, u64)]| kv.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        WorkerView {
+            counters: map(counters),
+            drops: map(drops),
+        }
+    }
+
+    /// After `ipvsadm -Z` the totals count from zero, but the connections a worker holds are
+    /// still held: 130,000 UDP entries read 10 after a zero, before levels were kept.
+    #[test]
+    fn zeroing_keeps_the_levels() {
+        let base = view(
+            &[("conns", 130_000), ("half_open", 40), ("rx_packets", 900)],
+            &[("no_conn", 7)],
+        );
+        let mut now = view(
+            &[("conns", 130_010), ("half_open", 3), ("rx_packets", 1_000)],
+            &[("no_conn", 9), ("no_route", 1)],
+        );
+        subtract(&mut now, &base);
+        assert_eq!(
+            now,
+            view(
+                &[("conns", 130_010), ("half_open", 3), ("rx_packets", 100)],
+                &[("no_conn", 2), ("no_route", 1)],
+            )
+        );
     }
 }
