@@ -1002,6 +1002,12 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
         // a time, so a worker scheduling a new connection waits for one shard's sweep at most).
         if last_sweep.elapsed() >= Duration::from_secs(1) {
             last_sweep = Instant::now();
+            // Retiring local addresses whose last connection ended go (`control::retire`); the
+            // workers' counts are read before the control lock is tried.
+            let usage = crate::control::retire::in_use(&run.published);
+            if let Ok(mut c) = run.control.try_lock() {
+                c.tick_retiring(|k| usage.get(k).copied().unwrap_or(0));
+            }
             // The control lock (which admin changes wait for) is held only to read the snapshot.
             let current = run
                 .control

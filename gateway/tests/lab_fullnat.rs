@@ -8,6 +8,86 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// The local address of the client's ESTABLISHED connections, from `gwctl conns`.
+fn lips_in_use(lab: &Lab) -> Vec<String> {
+    lab.gwctl(&["conns", "--client", "10.10.0.2", "--state", "ESTABLISHED"])
+        .lines()
+        .filter_map(|l| {
+            let local = l.split_whitespace().nth(5)?;
+            Some(local.rsplit_once(':')?.0.to_string())
+        })
+        .filter(|a| a.starts_with("10.20.0."))
+        .collect()
+}
+
+/// Whether the gateway answers ARP for `ip` on the server side.
+fn arp_answered(lab: &Lab, ip: &str) -> bool {
+    lab.exec("rs1", &["arping", "-c", "1", "-w", "2", "-I", "eth0", ip])
+        .status
+        .success()
+}
+
+/// `ipvsadm -Q` of a local address a connection uses: the connection goes on (the gateway still
+/// answers ARP for the address and takes its replies), new connections take the other address,
+/// and once the connection has ended the address is let go. Before, its replies were dropped
+/// (`ip_not_for_us`) and it hung until its timeout.
+#[test]
+fn a_local_address_removed_under_a_connection_serves_it_to_its_end() {
+    let timeouts =
+        "[conn.timeouts]\nfin_wait = 2\ntime_wait = 2\nclose = 2\nclose_wait = 2\nlast_ack = 2\n";
+    let lab = Lab::up("rq", &Lab::default_config(timeouts));
+    let mut ka = KeepAlive::open(&lab);
+    assert!(ka.first.starts_with("rs"), "first response: {:?}", ka.first);
+    let held = lips_in_use(&lab);
+    assert_eq!(held.len(), 1, "{held:?}");
+    let lip = held[0].clone();
+    let other = if lip == "10.20.0.200" {
+        "10.20.0.201"
+    } else {
+        "10.20.0.200"
+    };
+    lab.ipvsadm(&["-Q", "-t", "10.10.0.100:80", "-z", &lip]);
+    assert!(!lab.ipvsadm(&["-G", "-t", "10.10.0.100:80"]).contains(&lip));
+    // Past the grace and a tick of the control loop: the address stays while its count (carried
+    // into the rebuilt pools) says a connection uses it.
+    std::thread::sleep(Duration::from_secs(3));
+    for i in 0..3 {
+        let body = ka.get();
+        assert!(body.starts_with("rs"), "request {i} after -Q: {body:?}");
+    }
+    assert!(
+        arp_answered(&lab, &lip),
+        "ARP for {lip} while a connection uses it"
+    );
+    // New connections take the other address only.
+    let more: Vec<KeepAlive> = (0..4).map(|_| KeepAlive::open(&lab)).collect();
+    assert!(more.iter().all(|k| k.first.starts_with("rs")));
+    let mut now = lips_in_use(&lab);
+    now.sort();
+    assert_eq!(now.iter().filter(|a| **a == lip).count(), 1, "{now:?}");
+    assert_eq!(now.iter().filter(|a| *a == other).count(), 4, "{now:?}");
+
+    drop(ka);
+    drop(more);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !lab.gwctl(&["events"]).contains("let go") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{lip} not let go: {}",
+            lab.gwctl(&["events"])
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(lab
+        .gwctl(&["events"])
+        .contains(&format!("local address {lip} of TCP")));
+    assert!(
+        !arp_answered(&lab, &lip),
+        "ARP for {lip} after it was let go"
+    );
+    assert!(arp_answered(&lab, other));
+}
+
 #[test]
 fn curl_and_wrk_through_fullnat_with_lip_peers_toa_and_ring_handoff() {
     let lab = Lab::up("fn", &Lab::default_config(""));

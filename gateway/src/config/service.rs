@@ -378,6 +378,7 @@ pub fn validate_service_entries(
                 synproxy,
                 limit,
                 lips6,
+                retiring_lips: Vec::new(),
             };
             out.push((cfg, lips, opts));
         }

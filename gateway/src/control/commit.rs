@@ -70,6 +70,8 @@ pub struct Control {
     pub events: Arc<crate::events::EventLog>,
     /// The connection-sync thread (`[sync]`; none without).
     pub sync: Option<crate::sync::Handle>,
+    /// Local addresses removed while connections used them (`control::retire`).
+    retiring: crate::control::retire::Retiring,
 }
 
 /// How long a worker may take to acknowledge a new generation (it checks its inbox every few ms).
@@ -110,6 +112,7 @@ impl Control {
             inputs,
             kernel: None,
             sync: wiring.sync,
+            retiring: Default::default(),
             provenance,
             twins,
         };
@@ -218,7 +221,16 @@ impl Control {
         // up, until its new check says otherwise.
         let mut down = self.health_down.clone();
         down.retain(|k, _| checks.get(k).is_some() && checks.get(k) == self.health_checks.get(k));
-        let id = self.apply_services(self.effective(&configs, &down, &sorry))?;
+        let retiring = self.retiring.clone();
+        self.retiring
+            .after_change(&self.configured_services, &configs, Instant::now());
+        let id = match self.apply_services(self.effective(&configs, &down, &sorry)) {
+            Ok(id) => id,
+            Err(e) => {
+                self.retiring = retiring;
+                return Err(e);
+            }
+        };
         self.health_down = down;
         self.health_checks = checks;
         self.configured = model;
@@ -257,6 +269,7 @@ impl Control {
         sorry: &hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddr>,
     ) -> Vec<crate::forward::ServiceSpec> {
         let mut e = crate::health::effective(configs, down, sorry);
+        self.retiring.overlay(&mut e);
         for (cfg, _, _) in &mut e {
             // Drains, like BGP announcements, are of IPv4 VIPs (`kernel::announce`).
             if matches!(cfg.vip, std::net::IpAddr::V4(v) if self.drains.done(v)) {
@@ -453,6 +466,46 @@ impl Control {
         } else {
             self.reannounce();
         }
+    }
+
+    /// Lets go of the retiring local addresses no connection uses any more (`in_use`: the
+    /// workers' published count on a (service, LIP)), in a generation without them. Called by
+    /// the control loop once a second.
+    pub fn tick_retiring(&mut self, in_use: impl Fn(&crate::service::LipKey) -> u64) {
+        if self.retiring.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let gone = self.retiring.release(now, in_use);
+        if gone.is_empty() {
+            return;
+        }
+        let what: Vec<String> = gone
+            .iter()
+            .map(|k| {
+                let proto = if k.proto == 17 { "UDP" } else { "TCP" };
+                format!("{} of {proto} {}:{}", k.lip, k.vip, k.vport)
+            })
+            .collect();
+        let what = what.join(", ");
+        match self.apply_services(self.effective_now()) {
+            Ok(g) => self.events.record(
+                crate::events::Kind::Config,
+                format!(
+                    "local address {what} let go, its last connection ended; generation {g} \
+                     running on every worker"
+                ),
+            ),
+            Err(e) => {
+                self.retiring.restore(gone, now);
+                tracing::error!("retiring local address {what}: {e}");
+            }
+        }
+    }
+
+    /// The retiring local addresses (`control::retire`).
+    pub fn retiring(&self) -> &crate::control::retire::Retiring {
+        &self.retiring
     }
 
     /// What `gwctl announce` shows.
@@ -734,6 +787,7 @@ mod tests {
             inputs: TopoInputs::default(),
             kernel: None,
             sync: None,
+            retiring: Default::default(),
             provenance: Provenance::default(),
             twins: Vec::new(),
             configured: Default::default(),

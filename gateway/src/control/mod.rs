@@ -7,6 +7,7 @@
 //! - [`model`]: the service table as changes edit it; validated by the configuration's own code.
 //! - [`dump`]: what a worker reports (connections, neighbours) from its housekeeping.
 //! - [`ipvsadm`]: ipvsadm's command line and output formats.
+//! - [`retire`]: local addresses removed under load, kept until their connections end.
 //! - [`save`]: `gwctl save`, a TOML configuration of the running services.
 //! - [`client`]: connect, request, response.
 //! - `crate::view`: the data the daemon answers with (shared with `metrics` and the clients).
@@ -60,6 +61,7 @@ pub mod dump;
 pub mod ipvsadm;
 pub mod model;
 pub mod proto;
+pub mod retire;
 pub mod save;
 pub mod server;
 pub mod topology;

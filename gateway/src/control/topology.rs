@@ -119,12 +119,14 @@ pub fn build(
         // IPv6 VIPs are answered by `inet6` from the service table itself; the IPv4 local
         // addresses of an IPv6 service (NAT64) are answered here, always.
         let std::net::IpAddr::V4(vip) = vs.svc.config().vip else {
-            topo.local.extend(vs.lips.iter().copied());
+            topo.local
+                .extend(vs.lips.iter().chain(&vs.retiring_lips).copied());
             continue;
         };
         if !inputs.kernel_owned.contains(&vip) || held(&vip) {
             topo.local.insert(vip);
-            topo.local.extend(vs.lips.iter().copied());
+            topo.local
+                .extend(vs.lips.iter().chain(&vs.retiring_lips).copied());
         }
     }
     // A kernel-owned VIP held on a twin is a VIP first: it is not an interface address the

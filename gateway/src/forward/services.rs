@@ -31,6 +31,9 @@ pub struct VirtualService {
     pub limit: Option<crate::forward::limit::ClientLimit>,
     /// Local addresses of an IPv6 service's FullNAT real servers (`inet6`).
     pub lips6: Vec<Ipv6Addr>,
+    /// IPv4 local addresses removed from the service (`ipvsadm -Q`) while connections still
+    /// used them: still the gateway's (ARP, replies) until those end, never handed out again.
+    pub retiring_lips: Vec<Ipv4Addr>,
 }
 
 /// What the datapath does for a service beyond scheduling (`[[service]]` keys `toa`, `syn_retry`,
@@ -45,6 +48,9 @@ pub struct SvcOptions {
     pub limit: Option<crate::forward::limit::ClientLimit>,
     /// An IPv6 service's local addresses (the IPv4 ones are the `ServiceSpec`'s).
     pub lips6: Vec<Ipv6Addr>,
+    /// Its retiring IPv4 local addresses ([`VirtualService::retiring_lips`]); the control plane
+    /// sets them (`control::commit`), a configuration never does.
+    pub retiring_lips: Vec<Ipv4Addr>,
 }
 
 impl Default for SvcOptions {
@@ -57,6 +63,7 @@ impl Default for SvcOptions {
             synproxy: Default::default(),
             limit: None,
             lips6: Vec::new(),
+            retiring_lips: Vec::new(),
         }
     }
 }
@@ -134,7 +141,7 @@ impl ServiceTable {
             }
             let lip64 = cfg.vip.is_ipv6();
             t.any_lip64 |= lip64 && !lips.is_empty();
-            addrs.extend(lips.iter().map(|&l| {
+            addrs.extend(lips.iter().chain(&opts.retiring_lips).map(|&l| {
                 let kind = AddrKind {
                     lip: true,
                     lip64,
@@ -176,6 +183,7 @@ impl ServiceTable {
                 synproxy: opts.synproxy,
                 limit: opts.limit,
                 lips6: opts.lips6,
+                retiring_lips: opts.retiring_lips,
             });
         }
         t.addrs = AddrTable::new(addrs);

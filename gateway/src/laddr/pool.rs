@@ -65,7 +65,11 @@ struct Lip {
 pub struct LaddrPool {
     layout: Arc<PortLayout>,
     worker: usize,
+    /// The LIPs new connections take (`lips[..active]`), then the retiring ones: removed from the
+    /// service (`ipvsadm -Q`) while connections of this worker still used them. Those keep their
+    /// counts until their connections end, and are never handed out again.
     lips: Vec<Lip>,
+    active: usize,
     /// Next offset to try inside each bucket of this worker's ports (`PortLayout::share`): a round-robin so that consecutive connections toward
     /// the same server take different ports and a freed port is reused last.
     cursor: Vec<u32>,
@@ -102,6 +106,7 @@ impl LaddrPool {
         {
             return Err(ConfigError::DuplicateLocalAddress(*dup.1));
         }
+        let active = lips.len();
         let lips = lips
             .iter()
             .map(|&addr| Lip {
@@ -122,10 +127,46 @@ impl LaddrPool {
             layout,
             worker,
             lips,
+            active,
             next_entry: 0,
             max_attempts,
             stats: LaddrStats::default(),
         })
+    }
+
+    /// The same pool with `retiring` LIPs after its own (those it already has are skipped): they
+    /// take no new connection, but count and free those they have (see [`carry_counts`]).
+    ///
+    /// [`carry_counts`]: Self::carry_counts
+    pub fn with_retiring(mut self, retiring: &[Ipv4Addr]) -> Self {
+        for &addr in retiring {
+            if self.lips.iter().any(|l| l.addr == addr) {
+                continue;
+            }
+            let hash = self
+                .layout
+                .toeplitz()
+                .map_or(0, |t| t.hash_ip(field::DST_IP, addr));
+            self.lips.push(Lip {
+                addr,
+                hash,
+                in_use: 0,
+                conflicts: 0,
+            });
+        }
+        self
+    }
+
+    /// Takes over the live-connection counts and conflicts of `old`'s LIPs that this pool has
+    /// too: a pool rebuilt because its service's LIPs changed (`ipvsadm -P`/`-Q`) goes on from the
+    /// connections its worker holds, so that a retiring LIP is let go only when they end.
+    pub fn carry_counts(&mut self, old: &LaddrPool) {
+        for l in &mut self.lips {
+            if let Some(o) = old.lips.iter().find(|o| o.addr == l.addr) {
+                l.in_use = o.in_use;
+                l.conflicts = o.conflicts;
+            }
+        }
     }
 
     /// Picks a local address and port for a new connection toward `rip:rport` and returns the
@@ -152,7 +193,7 @@ impl LaddrPool {
         let n_entries = self.entries.len();
         let first_entry = self.next_entry;
         self.next_entry = wrap_inc(self.next_entry, n_entries);
-        let n_lips = self.lips.len();
+        let n_lips = self.active;
         let first_lip = self.least_used_lip();
 
         let mut li = first_lip;
@@ -252,7 +293,8 @@ impl LaddrPool {
             .layout
             .rss_worker(&reply)
             .is_some_and(|w| w != self.worker);
-        (!elsewhere && !in_use(&reply) && self.take(lip, lport)).then_some(reply)
+        let active = self.lips[..self.active].iter().any(|l| l.addr == lip);
+        (active && !elsewhere && !in_use(&reply) && self.take(lip, lport)).then_some(reply)
     }
 
     /// (LIP, candidate ports found taken) for each LIP of the pool.
@@ -263,7 +305,7 @@ impl LaddrPool {
     /// Index of the LIP with the fewest live connections (the most free ports); ties go to the
     /// first. Linear: a worker has a handful of LIPs.
     fn least_used_lip(&self) -> usize {
-        self.lips
+        self.lips[..self.active]
             .iter()
             .enumerate()
             .min_by_key(|(_, l)| l.in_use)
@@ -323,7 +365,7 @@ impl LaddrPool {
         self.layout.share(self.worker).ports.len()
     }
 
-    /// Live connections per LIP, in configuration order.
+    /// Live connections per LIP, in configuration order, the retiring ones last.
     pub fn lip_usage(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
         self.lips.iter().map(|l| (l.addr, l.in_use))
     }
@@ -655,6 +697,40 @@ mod tests {
         assert!(pool.free(a.dst_ip, a.dst_port));
         let c = pool.allocate(RIP, 80, |_| false).unwrap();
         assert_eq!(c.dst_ip, a.dst_ip);
+    }
+
+    /// `ipvsadm -Q` of a LIP that connections use: the rebuilt pool hands it out no more, but
+    /// counts its connections (carried from the old pool) down to zero as they end.
+    #[test]
+    fn a_retiring_lip_takes_no_new_connection_and_counts_its_old_ones_down() {
+        let layout = Arc::new(PortLayout::new(1, DEFAULT_PORTS, Steering::Partition).unwrap());
+        let mut old = LaddrPool::new(layout.clone(), 0, &LIPS, DEFAULT_MAX_ATTEMPTS).unwrap();
+        let held: Vec<ReplyTuple> = (0..6)
+            .map(|_| old.allocate(RIP, 80, |_| false).unwrap())
+            .filter(|t| t.dst_ip == LIPS[0])
+            .collect();
+        assert_eq!(held.len(), 3, "least used first: the LIPs alternate");
+        let mut pool = LaddrPool::new(layout, 0, &LIPS[1..], DEFAULT_MAX_ATTEMPTS)
+            .unwrap()
+            .with_retiring(&LIPS[..1]);
+        pool.carry_counts(&old);
+        let usage = |p: &LaddrPool| p.lip_usage().collect::<Vec<_>>();
+        assert_eq!(usage(&pool), vec![(LIPS[1], 3), (LIPS[0], 3)]);
+        for _ in 0..10 {
+            let t = pool.allocate(RIP, 80, |_| false).unwrap();
+            assert_eq!(t.dst_ip, LIPS[1], "a retiring LIP was handed out");
+        }
+        let t = &held[0];
+        assert!(pool.free(t.dst_ip, t.dst_port));
+        assert!(
+            pool.take_freed(t.dst_ip, t.dst_port, RIP, 80, |_| false)
+                .is_none(),
+            "a port of a retiring LIP was reused"
+        );
+        for t in &held[1..] {
+            assert!(pool.free(t.dst_ip, t.dst_port));
+        }
+        assert_eq!(usage(&pool), vec![(LIPS[1], 13), (LIPS[0], 0)]);
     }
 
     #[test]

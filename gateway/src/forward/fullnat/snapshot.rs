@@ -25,12 +25,19 @@ impl Forwarder {
     }
 
     /// The old service index whose pool (per-LIP usage and cursors) service `vs` keeps: same
-    /// VIP:port/protocol and same LIPs.
+    /// VIP:port/protocol, same LIPs and same retiring ones.
     pub(super) fn kept_pool(&self, vs: &crate::forward::services::VirtualService) -> Option<usize> {
+        self.same_service(vs).filter(|&i| {
+            let old = &self.services.services[i];
+            old.lips == vs.lips && old.retiring_lips == vs.retiring_lips
+        })
+    }
+
+    /// The old index of service `vs` (same VIP:port/protocol), whatever its LIPs.
+    fn same_service(&self, vs: &crate::forward::services::VirtualService) -> Option<usize> {
         let c = vs.svc.config();
         self.services
             .find_ip(c.vip, c.vport, c.proto.number())
-            .filter(|&i| self.services.services[i as usize].lips == vs.lips)
             .map(|i| i as usize)
     }
 
@@ -60,6 +67,7 @@ impl Forwarder {
                 &vs.lips,
                 self.max_attempts,
             )
+            .map(|p| p.with_retiring(&vs.retiring_lips))
             .map_err(|e| {
                 format!(
                     "service {}:{}: {e}",
@@ -93,6 +101,17 @@ impl Forwarder {
             .iter()
             .map(|vs| self.kept_pool(vs))
             .collect();
+        // A pool rebuilt for changed LIPs goes on from the old one's counts, taken here and not
+        // when it was prepared: the worker forwarded between the two.
+        let mut fresh_pools = fresh_pools;
+        for (vs, fresh) in services.services.iter().zip(&mut fresh_pools) {
+            let old = self
+                .same_service(vs)
+                .and_then(|i| self.pools.get(i)?.as_ref());
+            if let (Some(p), Some(old)) = (fresh.as_mut(), old) {
+                p.carry_counts(old);
+            }
+        }
         let mut old_pools: Vec<Option<LaddrPool>> = std::mem::take(&mut self.pools);
         let pools: Vec<Option<LaddrPool>> = fresh_pools
             .into_iter()
