@@ -216,9 +216,10 @@ pub struct ListView {
     pub services: Vec<SvcView>,
 }
 
-/// One connection as a worker reports it.
+/// One connection as a worker reports it, or a persistence template (`template`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnInfo {
+    /// 0 for a template: the workers share them.
     pub worker: u16,
     /// `TCP` or `UDP`.
     pub proto: String,
@@ -231,6 +232,10 @@ pub struct ConnInfo {
     pub state: String,
     /// Milliseconds until the connection expires unless a packet comes.
     pub expire_ms: u64,
+    /// A persistence template (IPVS's `IP_VS_CONN_F_TEMPLATE`): the client's masked address with
+    /// port 0, the service and the real server new connections of that client go to; state NONE.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub template: bool,
 }
 
 #[cfg(test)]
@@ -248,6 +253,7 @@ impl ConnInfo {
             dest: Some((Ipv4Addr::new(10, 20, 0, 11).into(), 80)),
             state: "ESTABLISHED".into(),
             expire_ms,
+            template: false,
         }
     }
 }

@@ -460,6 +460,42 @@ fn save_clear_restore_reproduces_the_state_and_restore_is_all_or_nothing() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", err_of(&o));
+
+    // Persistence end to end, and its templates listed as ipvsadm lists IPVS's: the client's
+    // first connection to :8080 made its template to rs1; rs2 then joins with rs1's weight, and
+    // mh-port (which alone would send about half the new connections there, all 8 to rs1 once in
+    // 256 runs) is overruled by the template for as long as it lives.
+    let curl8080 = |n: usize| {
+        a.lab.sh(
+            "cli",
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "for i in $(seq {n}); do curl -sf --max-time 5 http://10.10.0.100:8080/; done"
+                ),
+            ],
+        )
+    };
+    assert_eq!(curl8080(1).trim(), "rs1");
+    a.ok("-a -t 10.10.0.100:8080 -r 10.20.0.12:8080 -b -w 3");
+    let out = curl8080(8);
+    assert_eq!(out.lines().filter(|l| *l == "rs1").count(), 8, "{out}");
+    let listed = a.ok("-Lnc");
+    let templates: Vec<&str> = listed.lines().filter(|l| l.contains(" NONE ")).collect();
+    assert_eq!(templates.len(), 1, "{listed}");
+    // "TCP 01:59  NONE        10.10.0.2:0        10.10.0.100:8080   10.20.0.11:8080   "
+    let t = templates[0];
+    assert!(
+        t.starts_with("TCP 01:5")
+            && t.ends_with("NONE        10.10.0.2:0        10.10.0.100:8080   10.20.0.11:8080   "),
+        "{listed}"
+    );
+    let pc = a.ok("-Ln --persistent-conn -t 10.10.0.100:8080");
+    assert!(
+        pc.contains("  -> 10.20.0.11:8080              3         1           0 "),
+        "{pc}"
+    );
 }
 
 /// A keep-alive HTTP client: one request now, one more per line on stdin; prints each body.

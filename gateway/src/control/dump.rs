@@ -28,6 +28,7 @@ fn conn_info(worker: u16, c: &Conn, services: &ServiceTable, now_ms: u64) -> Con
         dest,
         state: c.state().name().into(),
         expire_ms: c.deadline().0.saturating_sub(now_ms),
+        template: false,
     }
 }
 
@@ -43,6 +44,7 @@ fn conn6_info(worker: u16, c: &Conn6, services: &ServiceTable, now_ms: u64) -> C
         dest: real_of(c.svc, c.rs, services),
         state: c.state().name().into(),
         expire_ms: c.deadline().0.saturating_sub(now_ms),
+        template: false,
     }
 }
 
@@ -138,6 +140,52 @@ pub fn worker_dump<B>(
     }
 }
 
+/// The persistence templates of the IPv4 services that pass `filter` (at most `limit`), as
+/// `ipvsadm -Lc` shows IPVS's: state NONE, the client's masked address with port 0, the service's
+/// address and port, the real server, the time left. Read on the admin thread from the shared
+/// tables (`service::persist`), one shard lock at a time. An IPv6 client's template is keyed by a
+/// 32-bit fold of its address, which names no address, so IPv6 services list none.
+pub fn templates(
+    services: &ServiceTable,
+    filter: &ConnFilter,
+    limit: usize,
+    now_ms: u64,
+) -> Vec<ConnInfo> {
+    let mut out = Vec::new();
+    if filter.worker.is_some() {
+        return out;
+    }
+    for vs in &services.services {
+        let c = vs.svc.config();
+        let (Some(table), std::net::IpAddr::V4(_)) = (vs.svc.persist_table(), c.vip) else {
+            continue;
+        };
+        let mut live = table.live(now_ms);
+        // In client order, so that a listing reads the same twice.
+        live.sort_unstable_by_key(|(client, _)| *client);
+        for (client, t) in live {
+            let info = ConnInfo {
+                worker: 0,
+                proto: proto_name(c.proto.number()),
+                client: (std::net::Ipv4Addr::from(client).into(), 0),
+                vip: (c.vip, c.vport),
+                local: None,
+                dest: Some((t.rs.addr, t.rs.port)),
+                state: "NONE".into(),
+                expire_ms: t.expires.saturating_sub(now_ms),
+                template: true,
+            };
+            if conn_matches(&info, filter) {
+                if out.len() == limit {
+                    return out;
+                }
+                out.push(info);
+            }
+        }
+    }
+    out
+}
+
 /// Whether a connection passes every filter given.
 pub fn conn_matches(c: &ConnInfo, f: &ConnFilter) -> bool {
     let opt = |want: Option<std::net::IpAddr>, have: Option<std::net::IpAddr>| {
@@ -199,5 +247,96 @@ mod tests {
                 ..Default::default()
             }
         ));
+    }
+
+    /// The lab's service made persistent (60 s, netmask /24), with three templates: two live on
+    /// rs1 and rs2, one expired.
+    fn persistent_lab() -> ServiceTable {
+        let text = crate::testkit::LAB_CONFIG.replacen(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\npersistence_s = 60\npersistence_netmask = \"255.255.255.0\"",
+            1,
+        );
+        let v = crate::config::Config::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let services = ServiceTable::new(1, v.services, None).unwrap();
+        let svc = &services.services[0].svc;
+        let table = svc.persist_table().unwrap();
+        let (rs1, rs2) = (svc.key(0).unwrap(), svc.key(1).unwrap());
+        let client = |a: [u8; 4]| u32::from(Ipv4Addr::from(a));
+        table.resolve(
+            client([10, 10, 0, 0]),
+            1_000,
+            60_000,
+            |_| None,
+            || Some((0, rs1)),
+        );
+        table.resolve(
+            client([10, 10, 7, 0]),
+            1_000,
+            30_000,
+            |_| None,
+            || Some((1, rs2)),
+        );
+        table.resolve(
+            client([10, 10, 9, 0]),
+            1_000,
+            1_000,
+            |_| None,
+            || Some((1, rs2)),
+        );
+        services
+    }
+
+    #[test]
+    fn templates_list_as_ipvsadm_shows_them() {
+        let services = persistent_lab();
+        let all = templates(&services, &ConnFilter::default(), 100, 11_000);
+        let vip = (Ipv4Addr::new(10, 10, 0, 100).into(), 80);
+        assert_eq!(
+            all,
+            vec![
+                ConnInfo {
+                    worker: 0,
+                    proto: "TCP".into(),
+                    client: (Ipv4Addr::new(10, 10, 0, 0).into(), 0),
+                    vip,
+                    local: None,
+                    dest: Some((Ipv4Addr::new(10, 20, 0, 11).into(), 80)),
+                    state: "NONE".into(),
+                    expire_ms: 50_000,
+                    template: true,
+                },
+                ConnInfo {
+                    client: (Ipv4Addr::new(10, 10, 7, 0).into(), 0),
+                    dest: Some((Ipv4Addr::new(10, 20, 0, 12).into(), 80)),
+                    expire_ms: 20_000,
+                    ..all[0].clone()
+                },
+            ],
+            "the expired one (10.10.9.0) is not listed"
+        );
+        let rs2 = ConnFilter {
+            rs: Some(Ipv4Addr::new(10, 20, 0, 12).into()),
+            state: Some("none".into()),
+            ..Default::default()
+        };
+        assert_eq!(templates(&services, &rs2, 100, 11_000), all[1..]);
+        assert_eq!(
+            templates(&services, &ConnFilter::default(), 1, 11_000),
+            all[..1]
+        );
+        let worker = ConnFilter {
+            worker: Some(0),
+            ..Default::default()
+        };
+        assert!(templates(&services, &worker, 100, 11_000).is_empty());
+        let established = ConnFilter {
+            state: Some("ESTABLISHED".into()),
+            ..Default::default()
+        };
+        assert!(templates(&services, &established, 100, 11_000).is_empty());
     }
 }

@@ -153,6 +153,11 @@ pub struct ConnFilter {
     /// (what `ipvsadm -Lnc` uses, so a million connections list in bounded memory).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
+    /// The persistence templates too, after the connections, as `ipvsadm -Lc` lists them (state
+    /// NONE, client port 0; IPv4 services: an IPv6 client's template keys on a 32-bit fold of its
+    /// address). A `worker` filter leaves them out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub templates: bool,
 }
 
 /// What a client asks.

@@ -183,6 +183,21 @@ impl PersistTable {
         counts
     }
 
+    /// Every live template, one shard lock at a time: (masked client, template), in no order
+    /// (`ipvsadm -Lc` lists them beside the connections).
+    pub fn live(&self, now: Millis) -> Vec<(u32, Template)> {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            let map = s.0.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(
+                map.iter()
+                    .filter(|(_, t)| t.expires > now)
+                    .map(|(c, t)| (*c, *t)),
+            );
+        }
+        out
+    }
+
     /// Templates stored, live or not yet swept.
     pub fn len(&self) -> usize {
         self.shards

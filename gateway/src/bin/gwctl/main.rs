@@ -802,17 +802,22 @@ fn ipvsadm_cmd(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<Stri
             let v = call(
                 ctx,
                 Op::Conns {
-                    filter: ConnFilter::default(),
+                    filter: ConnFilter {
+                        templates: true,
+                        ..Default::default()
+                    },
                 },
             )?;
             Ok(pretty(&v))
         }
         Cmd::List(o) if o.conns => {
             // Streamed: the daemon hands the connections over a chunk at a time and each chunk is
-            // printed as it comes, so a million of them list in bounded memory.
+            // printed as it comes, so a million of them list in bounded memory. The persistence
+            // templates follow, as IPVS lists its templates among the connections.
             let filter = ConnFilter {
                 stream: true,
                 limit: Some(gateway::control::server::MAX_CONN_LIMIT),
+                templates: true,
                 ..Default::default()
             };
             let mut out = std::io::stdout().lock();

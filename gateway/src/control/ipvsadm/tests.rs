@@ -467,6 +467,7 @@ fn ipv6_services_in_brackets_everywhere() {
         dest: Some((rip, 80)),
         state: "ESTABLISHED".into(),
         expire_ms: 899_500,
+        template: false,
     };
     let out = format_conn_lines(std::slice::from_ref(&c), true, &names());
     assert!(

@@ -339,6 +339,16 @@ impl Server<'_> {
                 }
             }
         }
+        if filter.templates && sent < limit {
+            let (g, now) = {
+                let ctl = self.control()?;
+                (ctl.current().clone(), ctl.now_ms())
+            };
+            let t = crate::control::dump::templates(&g.services, filter, limit - sent, now);
+            if !t.is_empty() {
+                sink(t)?;
+            }
+        }
         Ok(firsts)
     }
 
