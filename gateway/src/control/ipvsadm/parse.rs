@@ -290,12 +290,20 @@ fn apply_opt(o: &mut Opts, c: char, val: Option<String>, names: &Names) -> Resul
         't' | 'u' => {
             let proto = if c == 't' { "tcp" } else { "udp" };
             let (vip, port) = parse_addr_port(&v, proto, names)
-                .filter(|(_, p)| p.is_some_and(|p| p != 0))
+                .filter(|(_, p)| p.is_some())
                 .ok_or_else(|| {
                     ParseError(format!(
                         "illegal virtual server address[:port] specified: {v}"
                     ))
                 })?;
+            // IPVS takes port 0 for a persistent service of every port of the VIP (ipvsadm:
+            // "Zero port specified for non-persistent service" without -p); not built here.
+            if port == Some(0) {
+                return perr(format!(
+                    "port 0 (a persistent service of every port) is not supported: {v}; \
+                     add a service for each port"
+                ));
+            }
             o.svc = Some(SvcKey {
                 proto: proto.into(),
                 vip,

@@ -175,6 +175,7 @@ fn bad_input_is_named() {
         e("-A -t 10.0.0.1:99999").starts_with("illegal virtual server address[:port] specified")
     );
     assert!(e("-A -t 10.0.0.1").starts_with("illegal virtual server address[:port] specified"));
+    assert!(e("-A -t 10.0.0.1:0 -p 60").starts_with("port 0 (a persistent service of every port)"));
     assert!(e("-a -t 10.0.0.1:80 -r 10.0.0.2:0")
         .starts_with("illegal real server address[:port] specified"));
     assert!(e("-a -t 10.0.0.1:80 -r 10.0.0.2 -w 70000").starts_with("illegal weight specified"));
