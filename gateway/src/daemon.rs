@@ -143,6 +143,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         tracing::info!(port = %pc.name, ifindex = t.ifindex, kind = ?kind, "kernel twin up");
         twins.push(t);
     }
+    cfg.check_mbufs_left(pool.available())?;
     let services = Arc::new(
         ServiceTable::new(1, v.services.clone(), None)
             .map_err(|e| StartError::Other(format!("service: {e}")))?,

@@ -453,3 +453,22 @@ fn no_twin_is_left_after_sigterm_and_a_restart_after_sigkill_cleans_up() {
         );
     }
 }
+
+/// The twins' tap queues fill their receive rings from the pool when they start (512 mbufs a
+/// queue: 2 twins of 2 queues take 2048). A pool they empty used to start and forward nothing,
+/// with no counter saying why (af_packet, short of mbufs, leaves frames in its ring): refused at
+/// start instead, with the size that would do; the lab's own pool comes up and serves.
+#[test]
+fn a_pool_the_twins_rings_would_empty_is_refused_at_start() {
+    let config = Lab::default_config("").replacen("mbufs = 8191", "mbufs = 2048", 1);
+    assert!(config.contains("mbufs = 2048"));
+    let out = Lab::up_refused("tp", &config);
+    assert!(
+        out.contains("mempool.mbufs: 2048 is too few")
+            && out.contains("took 2048 at start, leaving 0 for traffic")
+            && out.contains("make it at least"),
+        "{out}"
+    );
+    let lab = Lab::up("tq", &Lab::default_config(""));
+    assert!(lab.curl_ok());
+}

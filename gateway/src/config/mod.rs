@@ -757,6 +757,40 @@ impl Config {
         Ok(())
     }
 
+    /// Mbufs the gateway may hold at once beyond what its rings hold: every worker's held packets
+    /// (`neighbour.max_held`, `fragments.max_held`), a received burst and a burst waiting to be
+    /// sent per worker, and the lcore caches (the workers' and the main lcore's).
+    pub fn mbufs_for_traffic(&self) -> u32 {
+        let w = u32::from(self.workers.count);
+        let burst = crate::datapath::BURST as u32;
+        (self.neighbour.max_held + self.fragments.max_held) * w
+            + 2 * burst * w
+            + (w + 1) * self.mempool.cache
+    }
+
+    /// Once every port and kernel twin has started, `left` mbufs are free in the pool: their
+    /// receive rings took the rest (a tap twin or a PCI NIC fills each ring when it starts;
+    /// af_packet, which copies, takes none). A pool the rings empty starts and forwards nothing,
+    /// silently (af_packet in DPDK 22.11 counts no `rx_nombuf`): refused instead, naming the size
+    /// that would do.
+    pub fn check_mbufs_left(&self, left: u32) -> Result<(), ConfigError> {
+        let need = self.mbufs_for_traffic();
+        if left >= need {
+            return Ok(());
+        }
+        let m = self.mempool.mbufs;
+        Err(invalid(
+            "mempool.mbufs",
+            format!(
+                "{m} is too few: the ports' and kernel twins' receive rings took {} at start, \
+                 leaving {left} for traffic, which needs {need} (held packets, a burst in and \
+                 out per worker, lcore caches); make it at least {}",
+                m.saturating_sub(left),
+                m.saturating_sub(left) + need
+            ),
+        ))
+    }
+
     /// Checks every value; returns the typed forms the daemon uses.
     pub fn validate(&self) -> Result<Validated, ConfigError> {
         let w = &self.workers;

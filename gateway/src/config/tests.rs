@@ -398,6 +398,31 @@ fn held_packets_and_frames_must_fit_the_pool() {
     assert!(Config::parse(&roomy).unwrap().validate().is_ok());
 }
 
+/// What the rings leave of the pool at start must cover what the workers may hold: 2 workers hold
+/// up to 256 + 256 packets each, a burst in and out (64) each, and 3 lcore caches.
+#[test]
+fn the_pool_left_after_the_rings_must_cover_the_traffic() {
+    let text = format!(
+        "{}\n[mempool]\nmbufs = 2048\ncache = 32\n",
+        crate::testkit::LAB_CONFIG.replacen("[workers]\ncount = 1", "[workers]\ncount = 2", 1)
+    );
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(c.workers.count, 2);
+    let need = 2 * (256 + 256) + 2 * 64 + 3 * 32;
+    assert_eq!(c.mbufs_for_traffic(), need);
+    assert!(c.check_mbufs_left(need).is_ok());
+    // Two tap twins of 2 queues took 512 mbufs a queue: nothing left.
+    let e = c.check_mbufs_left(0).unwrap_err().to_string();
+    assert!(
+        e.contains("mempool.mbufs")
+            && e.contains("took 2048")
+            && e.contains("leaving 0")
+            && e.contains(&format!("at least {}", 2048 + need)),
+        "{e}"
+    );
+    assert!(c.check_mbufs_left(need - 1).is_err());
+}
+
 #[test]
 fn expire_quiescent_template_reaches_the_persistence_of_its_service() {
     for on in [false, true] {

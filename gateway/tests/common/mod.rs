@@ -66,6 +66,34 @@ impl Lab {
         lab
     }
 
+    /// Tries to bring a lab up with `config`, which the gateway must refuse at start: returns what
+    /// lab.sh printed (the gateway's error among it). The lab is removed either way.
+    pub fn up_refused(tag: &str, config: &str) -> String {
+        let name = unique_name(tag);
+        std::fs::create_dir_all("/run/gwlab").unwrap();
+        let cfg_path = PathBuf::from(format!("/run/gwlab/{name}.toml"));
+        std::fs::write(&cfg_path, config).unwrap();
+        let lab = Lab {
+            name: name.clone(),
+            run_dir: PathBuf::from(format!("/run/gwlab/{name}")),
+            up: true,
+        };
+        let out = Command::new(repo_root().join("scripts/lab.sh"))
+            .args(["up", &name, cfg_path.to_str().unwrap()])
+            .env("GATEWAY_BIN", gateway_bin())
+            .output()
+            .expect("run lab.sh");
+        let _ = std::fs::remove_file(&cfg_path);
+        drop(lab);
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "the lab came up:\n{text}");
+        text
+    }
+
     /// The default lab config (conf/lab.toml) with extra TOML appended.
     pub fn default_config(extra: &str) -> String {
         let base = std::fs::read_to_string(repo_root().join("conf/lab.toml")).unwrap();
