@@ -180,4 +180,12 @@ fn iperf3_over_ipv6_loses_no_packet_of_a_flow_on_two_workers() {
     );
     let handed = Lab::conn_counter(&stats, "handoff_client");
     assert!(handed > 0, "no client packet was handed over\n{stats}");
+    // The listing names each connection's local address and real server, as for IPv4.
+    let listed = lab.gwctl(&["conns", "--vip", "2001:db8:10::100"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(" [2001:db8:20::200]:") && l.contains(" [2001:db8:20::11]:5201 ")),
+        "{listed}"
+    );
 }

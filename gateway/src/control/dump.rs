@@ -32,16 +32,27 @@ fn conn_info(worker: u16, c: &Conn, services: &ServiceTable, now_ms: u64) -> Con
     }
 }
 
-/// An IPv6 connection (DR or TUN: no reply tuple; `inet6`).
+/// An IPv6 connection (`inet6`): FullNAT's reply tuple names its real server and local address
+/// as IPv4's does, NAT64's in IPv4-mapped addresses (RFC 4291 2.5.5.2), shown as IPv4; NAT's
+/// names the real server; DR and TUN have none.
 fn conn6_info(worker: u16, c: &Conn6, services: &ServiceTable, now_ms: u64) -> ConnInfo {
     let client = c.client();
+    let addr = |a: std::net::Ipv6Addr| -> std::net::IpAddr {
+        a.to_ipv4_mapped().map_or(a.into(), Into::into)
+    };
+    let reply = c.reply();
     ConnInfo {
         worker,
         proto: proto_name(c.proto()),
         client: (client.src_ip().into(), client.sport),
         vip: (client.dst_ip().into(), client.dport),
-        local: None,
-        dest: real_of(c.svc, c.rs, services),
+        // NAT's replies go to the client itself.
+        local: reply
+            .map(|r| (addr(r.dst_ip()), r.dport))
+            .filter(|l| *l != (client.src_ip().into(), client.sport)),
+        dest: reply
+            .map(|r| (addr(r.src_ip()), r.sport))
+            .or_else(|| real_of(c.svc, c.rs, services)),
         state: c.state().name().into(),
         expire_ms: c.deadline().0.saturating_sub(now_ms),
         template: false,
