@@ -27,6 +27,36 @@ fn arp_answered(lab: &Lab, ip: &str) -> bool {
         .success()
 }
 
+/// After `-Q` of `lip`: the connections in `now`'s local addresses are the first one, still on
+/// `lip`, and the 4 opened since, all on `other`; `lip` is kept while they last (no "let go"
+/// event), and let go once they have ended (closed here).
+fn held_then_let_go(
+    lab: &Lab,
+    lip: &str,
+    other: &str,
+    now: Vec<String>,
+    first: KeepAlive,
+    more: Vec<KeepAlive>,
+) {
+    assert_eq!(now.iter().filter(|a| **a == lip).count(), 1, "{now:?}");
+    assert_eq!(now.iter().filter(|a| *a == other).count(), 4, "{now:?}");
+    assert!(!lab.gwctl(&["events"]).contains("let go"));
+    drop(first);
+    drop(more);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !lab.gwctl(&["events"]).contains("let go") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{lip} not let go: {}",
+            lab.gwctl(&["events"])
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(lab
+        .gwctl(&["events"])
+        .contains(&format!("local address {lip} of TCP")));
+}
+
 /// `ipvsadm -Q` of a local address a connection uses: the connection goes on (the gateway still
 /// answers ARP for the address and takes its replies), new connections take the other address,
 /// and once the connection has ended the address is let go. Before, its replies were dropped
@@ -62,30 +92,66 @@ fn a_local_address_removed_under_a_connection_serves_it_to_its_end() {
     // New connections take the other address only.
     let more: Vec<KeepAlive> = (0..4).map(|_| KeepAlive::open(&lab)).collect();
     assert!(more.iter().all(|k| k.first.starts_with("rs")));
-    let mut now = lips_in_use(&lab);
-    now.sort();
-    assert_eq!(now.iter().filter(|a| **a == lip).count(), 1, "{now:?}");
-    assert_eq!(now.iter().filter(|a| *a == other).count(), 4, "{now:?}");
-
-    drop(ka);
-    drop(more);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !lab.gwctl(&["events"]).contains("let go") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{lip} not let go: {}",
-            lab.gwctl(&["events"])
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert!(lab
-        .gwctl(&["events"])
-        .contains(&format!("local address {lip} of TCP")));
+    held_then_let_go(&lab, &lip, other, lips_in_use(&lab), ka, more);
     assert!(
         !arp_answered(&lab, &lip),
         "ARP for {lip} after it was let go"
     );
     assert!(arp_answered(&lab, other));
+}
+
+/// The same for an IPv6 FullNAT service (whose pools keep no counts: the worker counts the
+/// connections on each IPv6 local address for this).
+#[test]
+fn an_ipv6_local_address_removed_under_a_connection_serves_it_to_its_end() {
+    let services = "[[service]]\nvip = \"2001:db8:10::100\"\nport = 80\nprotocol = \"tcp\"\n\
+                    scheduler = \"rr\"\n\
+                    local_addresses = [\"2001:db8:20::200\", \"2001:db8:20::201\"]\n\
+                    [[service.real]]\naddress = \"2001:db8:20::11\"\n\
+                    [[service.real]]\naddress = \"2001:db8:20::12\"\n\
+                    [conn.timeouts]\nfin_wait = 2\ntime_wait = 2\nclose = 2\nclose_wait = 2\n\
+                    last_ack = 2\n";
+    let lab = Lab::up(
+        "r6",
+        &gateway::testkit::dual_stack(&Lab::config_with_services(services)),
+    );
+    lab_sh(&lab, &["ipv6"]);
+    let lips_in_use = || -> Vec<String> {
+        lab.gwctl(&[
+            "conns",
+            "--client",
+            "2001:db8:10::2",
+            "--state",
+            "ESTABLISHED",
+        ])
+        .lines()
+        .filter_map(|l| {
+            let local = l.split_whitespace().nth(5)?;
+            Some(local.strip_prefix('[')?.split_once(']')?.0.to_string())
+        })
+        .collect()
+    };
+    let mut ka = KeepAlive::open_at(&lab, "2001:db8:10::100");
+    assert!(ka.first.starts_with("rs"), "first response: {:?}", ka.first);
+    let held = lips_in_use();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let lip = held[0].clone();
+    let other = if lip == "2001:db8:20::200" {
+        "2001:db8:20::201"
+    } else {
+        "2001:db8:20::200"
+    };
+    lab.ipvsadm(&["-Q", "-t", "[2001:db8:10::100]:80", "-z", &lip]);
+    std::thread::sleep(Duration::from_secs(3));
+    for i in 0..3 {
+        let body = ka.get();
+        assert!(body.starts_with("rs"), "request {i} after -Q: {body:?}");
+    }
+    let more: Vec<KeepAlive> = (0..4)
+        .map(|_| KeepAlive::open_at(&lab, "2001:db8:10::100"))
+        .collect();
+    assert!(more.iter().all(|k| k.first.starts_with("rs")));
+    held_then_let_go(&lab, &lip, other, lips_in_use(), ka, more);
 }
 
 #[test]

@@ -379,6 +379,7 @@ pub fn validate_service_entries(
                 limit,
                 lips6,
                 retiring_lips: Vec::new(),
+                retiring_lips6: Vec::new(),
             };
             out.push((cfg, lips, opts));
         }

@@ -11,7 +11,7 @@
 
 use crate::forward::ServiceSpec;
 use crate::service::LipKey;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// How long a LIP retires at least: the workers publish their counts every 100 ms
@@ -25,7 +25,7 @@ pub struct Retiring {
     keys: Vec<(LipKey, Instant)>,
 }
 
-fn key_of(spec: &ServiceSpec, lip: Ipv4Addr) -> LipKey {
+fn key_of(spec: &ServiceSpec, lip: IpAddr) -> LipKey {
     LipKey {
         proto: spec.0.proto.number(),
         vip: spec.0.vip,
@@ -36,6 +36,12 @@ fn key_of(spec: &ServiceSpec, lip: Ipv4Addr) -> LipKey {
 
 fn same_service(a: &ServiceSpec, k: &LipKey) -> bool {
     a.0.proto.number() == k.proto && a.0.vip == k.vip && a.0.vport == k.vport
+}
+
+/// A service's local addresses of both families: IPv4 (FullNAT, NAT64's) and IPv6 (FullNAT).
+fn lips_of(spec: &ServiceSpec) -> impl Iterator<Item = IpAddr> + '_ {
+    let v4 = spec.1.iter().map(|&l| IpAddr::V4(l));
+    v4.chain(spec.2.lips6.iter().map(|&l| IpAddr::V6(l)))
 }
 
 impl Retiring {
@@ -50,7 +56,7 @@ impl Retiring {
             else {
                 continue;
             };
-            for &lip in o.1.iter().filter(|l| !n.1.contains(l)) {
+            for lip in lips_of(o).filter(|l| !lips_of(n).any(|k| k == *l)) {
                 let k = key_of(o, lip);
                 if !self.keys.iter().any(|(r, _)| *r == k) {
                     self.keys.push((k, now));
@@ -60,20 +66,28 @@ impl Retiring {
         self.keys.retain(|(k, _)| {
             new.iter()
                 .find(|n| same_service(n, k))
-                .is_some_and(|n| !n.1.contains(&k.lip))
-                && !new.iter().any(|n| n.0.vip == IpAddr::V4(k.lip))
+                .is_some_and(|n| !lips_of(n).any(|l| l == k.lip))
+                && !new.iter().any(|n| n.0.vip == k.lip)
         });
     }
 
-    /// `specs` with each service's retiring LIPs in its options.
+    /// `specs` with each service's retiring LIPs in its options, by family.
     pub fn overlay(&self, specs: &mut [ServiceSpec]) {
         for s in specs.iter_mut() {
-            s.2.retiring_lips = self
+            let mine: Vec<IpAddr> = self
                 .keys
                 .iter()
                 .filter(|(k, _)| same_service(s, k))
                 .map(|(k, _)| k.lip)
                 .collect();
+            s.2.retiring_lips.clear();
+            s.2.retiring_lips6.clear();
+            for lip in mine {
+                match lip {
+                    IpAddr::V4(l) => s.2.retiring_lips.push(l),
+                    IpAddr::V6(l) => s.2.retiring_lips6.push(l),
+                }
+            }
         }
     }
 
@@ -122,6 +136,7 @@ mod tests {
     use super::*;
     use crate::forward::SvcOptions;
     use crate::service::{Proto, SchedKind, ServiceConfig};
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn spec(vip: [u8; 4], lips: &[u8]) -> ServiceSpec {
         let cfg = ServiceConfig::new(Ipv4Addr::from(vip), 80, Proto::Tcp, SchedKind::Rr);
@@ -152,9 +167,47 @@ mod tests {
             r.release(t0, |_| 0).is_empty(),
             "within the grace: counts published before the change"
         );
-        let gone = r.release(later, |k| u64::from(k.lip != lip(200)));
+        let gone = r.release(later, |k| u64::from(k.lip != IpAddr::V4(lip(200))));
         assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].lip, lip(200));
+        assert_eq!(gone[0].lip, IpAddr::V4(lip(200)));
+        assert!(r.is_empty());
+    }
+
+    /// An IPv6 service's local addresses retire as IPv4's do, into `retiring_lips6`.
+    #[test]
+    fn an_ipv6_lip_retires_as_an_ipv4_one() {
+        let v6 = |vip: u16, lips: &[u16]| {
+            let cfg = ServiceConfig::new(
+                Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, vip),
+                80,
+                Proto::Tcp,
+                SchedKind::Rr,
+            );
+            let opts = SvcOptions {
+                lips6: lips
+                    .iter()
+                    .map(|&l| Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, l))
+                    .collect(),
+                ..Default::default()
+            };
+            (cfg, Vec::new(), opts)
+        };
+        let mut r = Retiring::default();
+        let t0 = Instant::now();
+        r.after_change(&[v6(0x100, &[0x200, 0x201])], &[v6(0x100, &[0x201])], t0);
+        let mut specs = vec![v6(0x100, &[0x201]), v6(0x101, &[0x202])];
+        r.overlay(&mut specs);
+        let gone_lip = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 0x200);
+        assert_eq!(specs[0].2.retiring_lips6, vec![gone_lip]);
+        assert!(specs[0].2.retiring_lips.is_empty());
+        assert!(specs[1].2.retiring_lips6.is_empty(), "another service's");
+        assert!(r.release(t0 + GRACE, |_| 1).is_empty());
+        let gone = r.release(t0 + GRACE, |_| 0);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].lip, IpAddr::V6(gone_lip));
+        // Added back (-P): forgotten.
+        r.after_change(&[v6(0x100, &[0x200, 0x201])], &[v6(0x100, &[0x201])], t0);
+        r.after_change(&[v6(0x100, &[0x201])], &[v6(0x100, &[0x200, 0x201])], t0);
         assert!(r.is_empty());
     }
 

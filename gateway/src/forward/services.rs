@@ -34,6 +34,8 @@ pub struct VirtualService {
     /// IPv4 local addresses removed from the service (`ipvsadm -Q`) while connections still
     /// used them: still the gateway's (ARP, replies) until those end, never handed out again.
     pub retiring_lips: Vec<Ipv4Addr>,
+    /// The same for IPv6 local addresses (neighbour solicitations answered, replies taken).
+    pub retiring_lips6: Vec<Ipv6Addr>,
 }
 
 /// What the datapath does for a service beyond scheduling (`[[service]]` keys `toa`, `syn_retry`,
@@ -51,6 +53,8 @@ pub struct SvcOptions {
     /// Its retiring IPv4 local addresses ([`VirtualService::retiring_lips`]); the control plane
     /// sets them (`control::commit`), a configuration never does.
     pub retiring_lips: Vec<Ipv4Addr>,
+    /// Its retiring IPv6 local addresses, set the same way.
+    pub retiring_lips6: Vec<Ipv6Addr>,
 }
 
 impl Default for SvcOptions {
@@ -64,6 +68,7 @@ impl Default for SvcOptions {
             limit: None,
             lips6: Vec::new(),
             retiring_lips: Vec::new(),
+            retiring_lips6: Vec::new(),
         }
     }
 }
@@ -153,7 +158,12 @@ impl ServiceTable {
                 lip: true,
                 ..Default::default()
             };
-            addrs6.extend(opts.lips6.iter().map(|&l| (l, lip)));
+            addrs6.extend(
+                opts.lips6
+                    .iter()
+                    .chain(&opts.retiring_lips6)
+                    .map(|&l| (l, lip)),
+            );
             let mut nat = false;
             for r in cfg
                 .reals
@@ -184,6 +194,7 @@ impl ServiceTable {
                 limit: opts.limit,
                 lips6: opts.lips6,
                 retiring_lips: opts.retiring_lips,
+                retiring_lips6: opts.retiring_lips6,
             });
         }
         t.addrs = AddrTable::new(addrs);

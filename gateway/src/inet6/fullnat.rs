@@ -13,9 +13,10 @@
 //! - Checksums: IPv6 has no header checksum; the TCP or UDP one takes the address and port changes
 //!   incrementally (RFC 1624), the pseudo-header included (RFC 8200 8.1).
 
-use crate::conn::{ConnTable6, Tuple6};
+use crate::conn::{ConnOf, ConnTable6, Tuple6};
 use crate::forward::rewrite::{rewrite_ports, Udp};
 use crate::laddr::PortLayout;
+use crate::service::LipKey;
 use crate::wire::checksum::Delta;
 use crate::wire::{ethernet, ipv6, IpProtocol};
 use std::net::Ipv6Addr;
@@ -192,6 +193,53 @@ impl Pool6 {
         }
         let reply = Tuple6::new(rip, rport, lip, lport, proto);
         table.lookup(&reply).is_none().then_some(reply)
+    }
+}
+
+/// Connections per (service, IPv6 local address) on this worker, as `laddr::LaddrPool` counts
+/// IPv4's: what a local address taken out with `ipvsadm -Q` waits on before it is let go
+/// (`control::retire`), and what `ipvsadm -G` and the metrics show. Keyed by the connection's
+/// own tuples (the service's VIP, port and protocol, its LIP), so a count follows its connection
+/// whatever snapshot the service is in. Touched when a connection starts and ends, never per
+/// packet.
+#[derive(Debug, Default)]
+pub struct LipConns(hashbrown::HashMap<LipKey, u32>);
+
+impl LipConns {
+    /// The (service, LIP) of an IPv6 FullNAT connection (`mode`), None for any other.
+    fn key(client: &Tuple6, reply: Option<&Tuple6>, mode: u8) -> Option<LipKey> {
+        let r = reply.filter(|_| mode == crate::forward::mode::FULLNAT)?;
+        Some(LipKey {
+            proto: client.proto,
+            vip: client.dst_ip().into(),
+            vport: client.dport,
+            lip: r.dst_ip().into(),
+        })
+    }
+
+    /// A connection was inserted with these tuples and mode.
+    pub fn started(&mut self, client: &Tuple6, reply: Option<&Tuple6>, mode: u8) {
+        if let Some(k) = Self::key(client, reply, mode) {
+            *self.0.entry(k).or_default() += 1;
+        }
+    }
+
+    /// Connection `c` left the table (expired, replaced or evicted).
+    pub fn ended(&mut self, c: &ConnOf<Tuple6>) {
+        let Some(k) = Self::key(&c.client(), c.reply().as_ref(), c.mode) else {
+            return;
+        };
+        if let hashbrown::hash_map::Entry::Occupied(mut e) = self.0.entry(k) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// Connections on each (service, LIP) that has any.
+    pub fn usage(&self) -> impl Iterator<Item = (LipKey, u32)> + '_ {
+        self.0.iter().map(|(k, n)| (*k, *n))
     }
 }
 

@@ -97,6 +97,8 @@ pub struct Inet6<B> {
     /// snapshot of `pools_generation` (rebuilt on the first new connection of a new snapshot).
     pools: Vec<Option<fullnat::Pool6>>,
     pools_generation: Option<u64>,
+    /// FullNAT connections per (service, LIP): the pools keep no state, so the count is kept here.
+    pub lip_conns: fullnat::LipConns,
     /// The neighbours `nd::send_to` resolved last (`nd::Resolved6`).
     pub(crate) resolved: Box<[nd::Resolved6; nd::RESOLVED_SLOTS]>,
 }
@@ -141,6 +143,7 @@ impl<B: PacketBuf> Inet6<B> {
             conns: ConnTable6::with_key(capacity, timeouts, HashKey::random(), Ticks(0)),
             pools: Vec::new(),
             pools_generation: None,
+            lip_conns: Default::default(),
             frags: crate::frag::FragTable::new(Default::default()),
             deferred: Vec::new(),
             last_queued: None,
@@ -477,8 +480,10 @@ impl<B: PacketBuf> Inet6<B> {
         let stats = &mut l3.stats.inet6;
         // NAT64 connections give their IPv4 local port back to the service's pool.
         let mut freed: Vec<(u16, Ipv4Addr, u16)> = Vec::new();
+        let lip_conns = &mut self.lip_conns;
         let n = self.conns.expire(Ticks(now_ms), EXPIRE_BUDGET, |_, c, _| {
             service::release(services, c);
+            lip_conns.ended(c);
             if let Some((lip, lport)) = service::nat64_local_port(c.mode, c.reply()) {
                 freed.push((c.svc, lip, lport));
             }

@@ -135,7 +135,7 @@ pub fn to_service_segment<B: PacketBuf>(
         if let Some(why) = reschedule(&v6.conns, fwd, id, isn1) {
             fwd.count_resched(why);
             if let Some(old) = v6.conns.remove(id) {
-                gone(fwd, &old);
+                gone(&mut v6.lip_conns, fwd, &old);
             }
             found = None;
         }
@@ -378,6 +378,7 @@ fn new_conn<B: PacketBuf>(
     if let Some(s) = fwd.services().services[si as usize].svc.stats(ri) {
         s.on_conn_new();
     }
+    v6.lip_conns.started(&tuple, reply.as_ref(), mode_id);
     fwd.count_conn(si as u16, ri as u16);
     l3.stats.inet6.conns_created += 1;
     Ok(id)
@@ -571,8 +572,9 @@ pub fn nat64_local_port(mode: u8, reply: Option<Tuple6>) -> Option<(std::net::Ip
 /// An IPv6 connection is gone before its time (replaced or evicted): its real server's count
 /// drops and a NAT64 connection gives its IPv4 local port back (`Inet6::tick` does the same
 /// for those that expire).
-fn gone(fwd: &mut Forwarder, c: &ConnOf<Tuple6>) {
+fn gone(lip_conns: &mut super::fullnat::LipConns, fwd: &mut Forwarder, c: &ConnOf<Tuple6>) {
     release(fwd.services(), c);
+    lip_conns.ended(c);
     if let Some((lip, lport)) = nat64_local_port(c.mode, c.reply()) {
         if let Some(pool) = fwd.pool_mut(u32::from(c.svc)) {
             pool.free(lip, lport);
@@ -612,6 +614,6 @@ fn make_room<B: PacketBuf>(
     });
     let (c, count) = taken?;
     *count += 1;
-    gone(fwd, &c);
+    gone(&mut v6.lip_conns, fwd, &c);
     Some(c)
 }

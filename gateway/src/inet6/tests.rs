@@ -2149,3 +2149,83 @@ fn a_full_ipv6_table_takes_the_place_of_a_one_datagram_tun_flow() {
     assert!(dp.v6.conns.lookup(&tuple(20_001)).is_none(), "the oldest");
     assert!(dp.v6.conns.lookup(&tuple(20_002)).is_some());
 }
+
+/// `ipvsadm -Q` of an IPv6 local address under a connection, as the control plane applies it
+/// (`control::retire`): the next snapshot lists it as retiring, not in the pool. New connections
+/// leave from the other address; the old one's replies still come back through it; the worker
+/// counts the connections on each address (what the control plane waits on), and the retiring
+/// one's count ends with its last connection.
+#[test]
+fn a_retiring_ipv6_local_address_serves_its_connections_and_takes_no_new_one() {
+    let lip2 = "2001:db8:20::201";
+    let text = config_fullnat().replacen(
+        "local_addresses = [\"2001:db8:20::200\"]",
+        "local_addresses = [\"2001:db8:20::200\", \"2001:db8:20::201\"]",
+        1,
+    );
+    let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
+    learn_rs1_and_client(&mut dp);
+    let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let (lip, lport, ..) = tcp_of(out.data());
+    assert_eq!(lip, a(LIP6), "the first address first");
+    let usage = |dp: &Datapath<VecBuf>| {
+        let mut u: Vec<_> = dp.v6.lip_conns.usage().map(|(k, n)| (k.lip, n)).collect();
+        u.sort();
+        u
+    };
+    assert_eq!(usage(&dp), vec![(a(LIP6).into(), 1)]);
+    let key = dp.v6.lip_conns.usage().next().unwrap().0;
+    assert_eq!(
+        (key.proto, key.vip, key.vport),
+        (6, a(VIP6).into(), 8080),
+        "keyed by its service"
+    );
+
+    // The snapshot after `ipvsadm -Q -t [VIP6]:8080 -z LIP6`.
+    let old = Arc::clone(dp.fwd.services());
+    let specs: Vec<_> = old
+        .services
+        .iter()
+        .map(|vs| {
+            let mut opts = crate::forward::SvcOptions {
+                toa: vs.toa,
+                lips6: vs.lips6.clone(),
+                ..Default::default()
+            };
+            if vs.svc.config().vport == 8080 {
+                opts.lips6 = vec![a(lip2)];
+                opts.retiring_lips6 = vec![a(LIP6)];
+            }
+            (vs.svc.config().clone(), vs.lips.clone(), opts)
+        })
+        .collect();
+    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old)).unwrap();
+    assert!(
+        new.kind6(a(LIP6)).lip,
+        "neighbour solicitations still answered"
+    );
+    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
+    dp.commit_services(prepared);
+
+    let Verdict::Tx(0, back) = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1)) else {
+        panic!("the retiring address's reply was not forwarded")
+    };
+    assert_eq!(tcp_of(back.data()).2, a(CLIENT6));
+    for cport in 40001..40009 {
+        let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, cport, true, b""), &meta(0)) else {
+            panic!("SYN {cport} not sent")
+        };
+        assert_eq!(
+            tcp_of(out.data()).0,
+            a(lip2),
+            "a new connection on the retiring address"
+        );
+    }
+    assert_eq!(usage(&dp), vec![(a(LIP6).into(), 1), (a(lip2).into(), 8)]);
+    // SYN_RECV's 60 s pass for the first (the others too): nothing is counted any more.
+    dp.tick(61_000);
+    assert!(dp.v6.conns.is_empty());
+    assert_eq!(usage(&dp), vec![]);
+}

@@ -107,5 +107,5 @@ pub struct LipKey {
     pub proto: u8,
     pub vip: std::net::IpAddr,
     pub vport: u16,
-    pub lip: std::net::Ipv4Addr,
+    pub lip: std::net::IpAddr,
 }

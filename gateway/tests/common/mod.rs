@@ -468,7 +468,7 @@ pub struct KeepAlive {
 
 const KEEPALIVE_PY: &str = r#"
 import http.client, sys
-c = http.client.HTTPConnection("10.10.0.100", 80, timeout=5)
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
 def get():
     c.request("GET", "/")
     r = c.getresponse()
@@ -480,6 +480,11 @@ for _ in sys.stdin:
 
 impl KeepAlive {
     pub fn open(lab: &Lab) -> KeepAlive {
+        KeepAlive::open_at(lab, "10.10.0.100")
+    }
+
+    /// A keep-alive connection to `vip`:80 (an IPv6 one written bare: `2001:db8:10::100`).
+    pub fn open_at(lab: &Lab, vip: &str) -> KeepAlive {
         use std::io::BufRead;
         let mut child = Command::new("ip")
             .args([
@@ -489,6 +494,7 @@ impl KeepAlive {
                 "python3",
                 "-c",
                 KEEPALIVE_PY,
+                vip,
             ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

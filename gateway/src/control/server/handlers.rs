@@ -159,7 +159,7 @@ impl Server<'_> {
                                     proto: c.proto.number(),
                                     vip: c.vip,
                                     vport: c.vport,
-                                    lip,
+                                    lip: lip.into(),
                                 };
                                 conflicts.get(&k).copied().unwrap_or(0)
                             })

@@ -71,7 +71,7 @@ impl Forwarder {
                         proto,
                         vip,
                         vport,
-                        lip,
+                        lip: lip.into(),
                     };
                     (key, n)
                 })
