@@ -366,7 +366,7 @@ pub fn format_laddrs(
         let _ = writeln!(
             out,
             "{:<20} {:<8} ",
-            format!("{}:{}", s.vip, s.port),
+            std::net::SocketAddr::new(s.vip, s.port).to_string(),
             s.lips.len()
         );
         for (i, l) in s.lips.iter().enumerate() {

@@ -540,6 +540,10 @@ fn connection_and_other_listings() {
         lines[2],
         "                              10.20.0.200          42         1         "
     );
+    // An IPv6 VIP in brackets, as everywhere else.
+    v.services[0].vip = "2001:db8:10::100".parse().unwrap();
+    let g = format_laddrs(&v, None, &[]).unwrap();
+    assert_eq!(g.lines().nth(1), Some("[2001:db8:10::100]:80 1        "));
 }
 
 /// The listing view of a model (what the daemon would answer after applying it).
