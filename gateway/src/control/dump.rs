@@ -151,50 +151,61 @@ pub fn worker_dump<B>(
     }
 }
 
-/// The persistence templates of the IPv4 services that pass `filter` (at most `limit`), as
-/// `ipvsadm -Lc` shows IPVS's: state NONE, the client's masked address with port 0, the service's
-/// address and port, the real server, the time left. Read on the admin thread from the shared
-/// tables (`service::persist`), one shard lock at a time. An IPv6 client's template is keyed by a
-/// 32-bit fold of its address, which names no address, so IPv6 services list none.
+/// The persistence templates of the IPv4 services that pass `filter` (at most `limit`), handed
+/// to `sink` in chunks of at most `chunk`, as `ipvsadm -Lc` shows IPVS's: state NONE, the
+/// client's masked address with port 0, the service's address and port, the real server, the
+/// time left. Read on the admin thread from the shared tables (`service::persist`), one shard
+/// lock at a time, so a full table (a million templates) lists in bounded memory as the
+/// connections do. An IPv6 client's template is keyed by a 32-bit fold of its address, which
+/// names no address, so IPv6 services list none. Returns how many were listed.
 pub fn templates(
     services: &ServiceTable,
     filter: &ConnFilter,
     limit: usize,
+    chunk: usize,
     now_ms: u64,
-) -> Vec<ConnInfo> {
-    let mut out = Vec::new();
+    sink: &mut dyn FnMut(Vec<ConnInfo>) -> Result<(), String>,
+) -> Result<usize, String> {
+    let (mut listed, mut out) = (0, Vec::new());
     if filter.worker.is_some() {
-        return out;
+        return Ok(0);
     }
-    for vs in &services.services {
+    'services: for vs in &services.services {
         let c = vs.svc.config();
         let (Some(table), std::net::IpAddr::V4(_)) = (vs.svc.persist_table(), c.vip) else {
             continue;
         };
-        let mut live = table.live(now_ms);
-        // In client order, so that a listing reads the same twice.
-        live.sort_unstable_by_key(|(client, _)| *client);
-        for (client, t) in live {
-            let info = ConnInfo {
-                worker: 0,
-                proto: proto_name(c.proto.number()),
-                client: (std::net::Ipv4Addr::from(client).into(), 0),
-                vip: (c.vip, c.vport),
-                local: None,
-                dest: Some((t.rs.addr, t.rs.port)),
-                state: "NONE".into(),
-                expire_ms: t.expires.saturating_sub(now_ms),
-                template: true,
-            };
-            if conn_matches(&info, filter) {
-                if out.len() == limit {
-                    return out;
+        for shard in table.live_by_shard(now_ms) {
+            for (client, t) in shard {
+                let info = ConnInfo {
+                    worker: 0,
+                    proto: proto_name(c.proto.number()),
+                    client: (std::net::Ipv4Addr::from(client).into(), 0),
+                    vip: (c.vip, c.vport),
+                    local: None,
+                    dest: Some((t.rs.addr, t.rs.port)),
+                    state: "NONE".into(),
+                    expire_ms: t.expires.saturating_sub(now_ms),
+                    template: true,
+                };
+                if !conn_matches(&info, filter) {
+                    continue;
                 }
+                if listed == limit {
+                    break 'services;
+                }
+                listed += 1;
                 out.push(info);
+                if out.len() == chunk {
+                    sink(std::mem::take(&mut out))?;
+                }
             }
         }
     }
-    out
+    if !out.is_empty() {
+        sink(out)?;
+    }
+    Ok(listed)
 }
 
 /// Whether a connection passes every filter given.
@@ -304,7 +315,20 @@ mod tests {
     #[test]
     fn templates_list_as_ipvsadm_shows_them() {
         let services = persistent_lab();
-        let all = templates(&services, &ConnFilter::default(), 100, 11_000);
+        let list = |f: &ConnFilter, limit: usize| {
+            let mut got = Vec::new();
+            let n = templates(&services, f, limit, 1, 11_000, &mut |mut c| {
+                assert_eq!(c.len(), 1, "chunks of 1");
+                got.append(&mut c);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(n, got.len());
+            // Each shard in client order; the test's clients, whatever their shards, sorted.
+            got.sort_by_key(|c| c.client);
+            got
+        };
+        let all = list(&ConnFilter::default(), 100);
         let vip = (Ipv4Addr::new(10, 10, 0, 100).into(), 80);
         assert_eq!(
             all,
@@ -334,20 +358,17 @@ mod tests {
             state: Some("none".into()),
             ..Default::default()
         };
-        assert_eq!(templates(&services, &rs2, 100, 11_000), all[1..]);
-        assert_eq!(
-            templates(&services, &ConnFilter::default(), 1, 11_000),
-            all[..1]
-        );
+        assert_eq!(list(&rs2, 100), all[1..]);
+        assert_eq!(list(&ConnFilter::default(), 1).len(), 1);
         let worker = ConnFilter {
             worker: Some(0),
             ..Default::default()
         };
-        assert!(templates(&services, &worker, 100, 11_000).is_empty());
+        assert!(list(&worker, 100).is_empty());
         let established = ConnFilter {
             state: Some("ESTABLISHED".into()),
             ..Default::default()
         };
-        assert!(templates(&services, &established, 100, 11_000).is_empty());
+        assert!(list(&established, 100).is_empty());
     }
 }

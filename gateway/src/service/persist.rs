@@ -183,19 +183,22 @@ impl PersistTable {
         counts
     }
 
-    /// Every live template, one shard lock at a time: (masked client, template), in no order
-    /// (`ipvsadm -Lc` lists them beside the connections).
-    pub fn live(&self, now: Millis) -> Vec<(u32, Template)> {
-        let mut out = Vec::new();
-        for s in self.shards.iter() {
+    /// The live templates, a shard at a time (each read under its lock, then released): (masked
+    /// client, template), in client order within a shard. `ipvsadm -Lc` lists them beside the
+    /// connections; a shard holds at most 1/64 of the table, so a listing of a full table never
+    /// holds it all.
+    pub fn live_by_shard(&self, now: Millis) -> impl Iterator<Item = Vec<(u32, Template)>> + '_ {
+        self.shards.iter().map(move |s| {
             let map = s.0.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(
-                map.iter()
-                    .filter(|(_, t)| t.expires > now)
-                    .map(|(c, t)| (*c, *t)),
-            );
-        }
-        out
+            let mut v: Vec<_> = map
+                .iter()
+                .filter(|(_, t)| t.expires > now)
+                .map(|(c, t)| (*c, *t))
+                .collect();
+            drop(map);
+            v.sort_unstable_by_key(|(c, _)| *c);
+            v
+        })
     }
 
     /// Templates stored, live or not yet swept.
@@ -289,6 +292,19 @@ mod tests {
         let n = t.count_by_rs(60);
         assert_eq!((n.get(&rs(0)), n.get(&rs(1))), (Some(&3), Some(&2)));
         assert!(t.count_by_rs(100).is_empty());
+        // The same templates listed, a shard at a time.
+        let live = |now| t.live_by_shard(now).flatten().collect::<Vec<_>>();
+        let mut at59 = live(59);
+        at59.sort_by_key(|(c, _)| *c);
+        assert_eq!(at59.len(), 6);
+        let nine = Template {
+            rs: rs(1),
+            expires: 60,
+        };
+        assert_eq!(at59[5], (9, nine));
+        assert_eq!(live(60).len(), 5, "client 9's has expired");
+        assert!(live(100).is_empty());
+        assert_eq!(t.live_by_shard(0).count(), SHARDS);
     }
 
     #[test]

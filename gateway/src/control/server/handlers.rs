@@ -344,10 +344,14 @@ impl Server<'_> {
                 let ctl = self.control()?;
                 (ctl.current().clone(), ctl.now_ms())
             };
-            let t = crate::control::dump::templates(&g.services, filter, limit - sent, now);
-            if !t.is_empty() {
-                sink(t)?;
-            }
+            crate::control::dump::templates(
+                &g.services,
+                filter,
+                limit - sent,
+                DUMP_CHUNK,
+                now,
+                sink,
+            )?;
         }
         Ok(firsts)
     }
