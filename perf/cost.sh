@@ -4,8 +4,8 @@
 # operation counts; the difference over the difference of counts is one operation's cost, whatever
 # the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
 # Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k
-# reply-burst-1k reply-burst-spread syn handshake handoff expire established6-burst-1k; add established-1m,
-# established-burst-1m and reply-1m, slow; established6-1k, reply6-1k, dr6-1k)
+# reply-burst-1k reply-burst-spread syn handshake handoff expire established6-burst-1k syn6; add
+# established-1m, established-burst-1m and reply-1m, slow; established6-1k, reply6-1k, dr6-1k)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
 set -euo pipefail
@@ -37,7 +37,7 @@ fi
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread syn handshake handoff expire established6-burst-1k)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread syn handshake handoff expire established6-burst-1k syn6)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
 # Totals of one run: Ir D1mr D1mw DLmr DLmw (callgrind's event order with --cache-sim=yes).
@@ -99,6 +99,11 @@ per_op() {
             f=$(per_op ack-frames-1m 20000 60000)
             echo "# established-net-1m: established-1m minus picking and writing its frame among 1M ($f)"
             echo "established-net-1m $(echo "$r $f" | awk '{print $1 - $4, $2 - $5, $3 - $6}')"
+        fi
+        if [ "$s" = syn6 ]; then
+            f=$(per_op syn6-frames 2000 6000)
+            echo "# syn6-net: syn6 minus writing its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "syn6-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
         if [ "$s" = handshake ]; then
             f=$(per_op handshake-frames 2000 6000)

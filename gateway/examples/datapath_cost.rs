@@ -123,6 +123,7 @@ fn main() {
             | "ack6-frames-burst"),
         ) => ipv6_run(s, n),
         Some(s @ ("handshake" | "handshake-frames")) => handshake_run(s == "handshake", n),
+        Some(s @ ("syn6" | "syn6-frames")) => syn6_run(s == "syn6", n),
         Some("ts-plain") => timestamps_run(false, n as u64),
         Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
@@ -227,6 +228,62 @@ fn ipv6_run(scenario: &str, n: usize) {
         let f = &frames[order[k & 0xFFFF] as usize];
         copy_frame(&mut buf, f);
         buf = sent(dp.process(buf, &meta));
+    }
+}
+
+/// New IPv6 FullNAT connections: a SYN from a new client each (`syn` for IPv6), to the
+/// service of [`ipv6_run`] (16 local addresses, two real servers). Each frame is the template
+/// with the source address's last two words moved by the same amount in opposite directions,
+/// which leaves the TCP checksum (a one's-complement sum, RFC 1071) valid. Without `forward`,
+/// only the frames are written (`syn6-frames`, to subtract: `syn6-net`). Up to 28,672 clients.
+fn syn6_run(forward: bool, n: usize) {
+    use etherparse::PacketBuilder;
+    use std::net::Ipv6Addr;
+    let lips: Vec<String> = (0x200..0x210)
+        .map(|i| format!("\"2001:db8:20::{i:x}\""))
+        .collect();
+    let cfg = format!(
+        "{}\n[[service]]\nvip = \"2001:db8:10::100\"\nport = 8080\nprotocol = \"tcp\"\n\
+         scheduler = \"wrr\"\nlocal_addresses = [{}]\n[[service.real]]\n\
+         address = \"2001:db8:20::11\"\nport = 80\n[[service.real]]\naddress = \"2001:db8:20::12\"\n\
+         port = 80\n",
+        dual_stack(&bench_config()),
+        lips.join(", ")
+    );
+    // Room for every SYN as a half-open connection (half the IPv6 table), none evicted.
+    let mut dp: Datapath<VecBuf> = datapath_with6(&cfg, 0, 1, 1 << 12, 1 << 14);
+    let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    for (a, mac, port) in [
+        ("2001:db8:20::11", RS1_MAC, 1),
+        ("2001:db8:20::12", RS2_MAC, 1),
+    ] {
+        dp.v6
+            .neigh
+            .learn(ip(a), mac, port, 0, true, true, |_, _, _| {});
+    }
+    let mut syn = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(
+            ip("2001:db8:11::8000:8000").octets(),
+            ip("2001:db8:10::100").octets(),
+            64,
+        )
+        .tcp(40000, 8080, 1000, 900)
+        .syn()
+        .write(&mut syn, &[])
+        .unwrap();
+    let mut buf = VecBuf::from_frame(&syn);
+    for i in 0..n {
+        copy_frame(&mut buf, &syn);
+        // Source address words 6 and 7 (frame bytes 34..38): 0x8000 + d and 0x8000 - d.
+        let d = (i % 0x7000) as u16;
+        let f = buf.data_mut();
+        f[34..36].copy_from_slice(&(0x8000 + d).to_be_bytes());
+        f[36..38].copy_from_slice(&(0x8000 - d).to_be_bytes());
+        buf = std::hint::black_box(buf);
+        if forward {
+            buf = sent(dp.process(buf, &META));
+        }
     }
 }
 

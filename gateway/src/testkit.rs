@@ -130,12 +130,23 @@ pub fn without_twins(config: &str) -> String {
 }
 
 /// Worker `worker` of `n_workers` running `config` (ports get the MACs above in order), with
-/// neighbours pre-learned and `capacity` connections.
+/// neighbours pre-learned and `capacity` connections (1024 IPv6 ones).
 pub fn datapath_from<B: PacketBuf>(
     config: &str,
     worker: u16,
     n_workers: usize,
     capacity: u32,
+) -> Datapath<B> {
+    datapath_with6(config, worker, n_workers, capacity, 1024)
+}
+
+/// [`datapath_from`] with `capacity6` IPv6 connections.
+pub fn datapath_with6<B: PacketBuf>(
+    config: &str,
+    worker: u16,
+    n_workers: usize,
+    capacity: u32,
+    capacity6: u32,
 ) -> Datapath<B> {
     let cfg = Config::parse(config).expect("testkit config");
     let v = cfg.validate().expect("testkit config");
@@ -172,12 +183,12 @@ pub fn datapath_from<B: PacketBuf>(
         layout,
         &FwdConfig {
             capacity,
-            capacity6: 1024,
+            capacity6,
             timeouts: cfg.conn.timeouts,
             max_attempts: 64,
             syn_unanswered_ms: cfg.conn.syn_unanswered_ms,
             max_half_open: cfg.conn.half_open_limit(capacity),
-            max_half_open6: cfg.conn.half_open_limit(1024),
+            max_half_open6: cfg.conn.half_open_limit(capacity6),
             synproxy: cfg.synproxy.settings().expect("testkit config").0,
             // Fixed, so that tests and the fuzzer can make cookie ACKs.
             cookie_key: crate::forward::synproxy::CookieKey::from_words([1, 2, 3, 4]),
