@@ -457,7 +457,8 @@ fn no_twin_is_left_after_sigterm_and_a_restart_after_sigkill_cleans_up() {
 /// The twins' tap queues fill their receive rings from the pool when they start (512 mbufs a
 /// queue: 2 twins of 2 queues take 2048). A pool they empty used to start and forward nothing,
 /// with no counter saying why (af_packet, short of mbufs, leaves frames in its ring): refused at
-/// start instead, with the size that would do; the lab's own pool comes up and serves.
+/// start instead, with the size that would do; the lab's own pool comes up and serves, and a
+/// second gateway on its file prefix is refused with a message that says so.
 #[test]
 fn a_pool_the_twins_rings_would_empty_is_refused_at_start() {
     let config = Lab::default_config("").replacen("mbufs = 8191", "mbufs = 2048", 1);
@@ -471,4 +472,24 @@ fn a_pool_the_twins_rings_would_empty_is_refused_at_start() {
     );
     let lab = Lab::up("tq", &Lab::default_config(""));
     assert!(lab.curl_ok());
+    // A second gateway on the running one's file prefix: EAL refuses it without an errno, and
+    // the error says what EAL's own lines mean instead of "Success".
+    let o = Command::new(gateway_bin())
+        .args([
+            "--config",
+            lab.run_dir.join("gateway.toml").to_str().unwrap(),
+        ])
+        .args(["--file-prefix", &lab.name])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!(
+            "another process runs with file prefix \"{}\"",
+            lab.name
+        )) && !err.contains("Success"),
+        "{err}"
+    );
+    assert!(lab.curl_ok(), "the running gateway serves on");
 }

@@ -12,6 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static EAL_STARTED: AtomicBool = AtomicBool::new(false);
 
+/// The value of `--file-prefix` in EAL's arguments, if given.
+fn file_prefix(args: &[String]) -> Option<&str> {
+    args.iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--file-prefix") {
+            Some("") => args.get(i + 1).map(String::as_str),
+            Some(v) => v.strip_prefix('='),
+            None => None,
+        })
+}
+
 /// Proof that EAL is initialised; cleans it up when dropped.
 pub struct Eal {
     // argv strings must outlive EAL, which may keep pointers into them.
@@ -40,7 +51,18 @@ impl Eal {
         let ret = unsafe { dpdk_sys::rte_eal_init(argv.len() as c_int, ptrs.as_mut_ptr()) };
         if ret < 0 {
             EAL_STARTED.store(false, Ordering::SeqCst);
-            return Err(Error::from_rte_errno("rte_eal_init"));
+            let mut e = Error::from_rte_errno("rte_eal_init");
+            if e.errno == 0 {
+                // Several of EAL's failures set no rte_errno (DPDK 22.11's "Cannot init config",
+                // when another primary process holds the lock of this file prefix, among them):
+                // "Success" would be the message.
+                e.msg = format!(
+                    "failed without an errno; EAL logged why above (\"Cannot create lock\": \
+                     another process runs with file prefix {:?})",
+                    file_prefix(args).unwrap_or("rte")
+                );
+            }
+            return Err(e);
         }
         Ok(Eal { _argv: argv })
     }
@@ -132,4 +154,20 @@ pub fn tsc() -> u64 {
 pub fn tsc_hz(_eal: &Eal) -> u64 {
     // SAFETY: EAL is initialised.
     unsafe { dpdk_sys::rte_get_tsc_hz() }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_file_prefix_is_found_in_either_form() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let f = |a: &[&str]| super::file_prefix(&args(a)).map(str::to_string);
+        assert_eq!(
+            f(&["gw", "--file-prefix", "ex", "-l", "0"]),
+            Some("ex".into())
+        );
+        assert_eq!(f(&["gw", "--file-prefix=gw1"]), Some("gw1".into()));
+        assert_eq!(f(&["gw", "--no-huge"]), None);
+        assert_eq!(f(&["gw", "--file-prefix"]), None);
+    }
 }
