@@ -757,15 +757,20 @@ impl Config {
         Ok(())
     }
 
-    /// Mbufs the gateway may hold at once beyond what its rings hold: every worker's held packets
-    /// (`neighbour.max_held`, `fragments.max_held`), a received burst and a burst waiting to be
-    /// sent per worker, and the lcore caches (the workers' and the main lcore's).
-    pub fn mbufs_for_traffic(&self) -> u32 {
-        let w = u32::from(self.workers.count);
-        let burst = crate::datapath::BURST as u32;
-        (self.neighbour.max_held + self.fragments.max_held) * w
-            + 2 * burst * w
-            + (w + 1) * self.mempool.cache
+    /// Mbufs the gateway may hold at once beyond what its rings hold, per worker: packets held
+    /// waiting for a neighbour (`neighbour.max_held`) and for a first fragment
+    /// (`fragments.max_held`), once for IPv4 and once for IPv6 (each family has its own
+    /// tables), SYN-proxied clients' packets parked until their connection opens
+    /// (`conn::parked::PARKED_MAX`), a received burst and a burst waiting to be sent on each
+    /// port and each kernel twin; and the lcore caches (the workers' and the main lcore's).
+    pub fn mbufs_for_traffic(&self) -> u64 {
+        let w = u64::from(self.workers.count);
+        let burst = crate::datapath::BURST as u64;
+        let twins = self.ports.iter().filter(|p| p.twin != "none").count() as u64;
+        let queues = self.ports.len() as u64 + twins;
+        let held = 2 * u64::from(self.neighbour.max_held + self.fragments.max_held);
+        let per_worker = held + crate::conn::parked::PARKED_MAX as u64 + burst * (1 + queues);
+        per_worker * w + (w + 1) * u64::from(self.mempool.cache)
     }
 
     /// Once every port and kernel twin has started, `left` mbufs are free in the pool: their
@@ -775,16 +780,17 @@ impl Config {
     /// that would do.
     pub fn check_mbufs_left(&self, left: u32) -> Result<(), ConfigError> {
         let need = self.mbufs_for_traffic();
+        let left = u64::from(left);
         if left >= need {
             return Ok(());
         }
-        let m = self.mempool.mbufs;
+        let m = u64::from(self.mempool.mbufs);
         Err(invalid(
             "mempool.mbufs",
             format!(
                 "{m} is too few: the ports' and kernel twins' receive rings took {} at start, \
-                 leaving {left} for traffic, which needs {need} (held packets, a burst in and \
-                 out per worker, lcore caches); make it at least {}",
+                 leaving {left} for traffic, which needs {need} (held and parked packets, bursts \
+                 in and out, lcore caches); make it at least {}",
                 m.saturating_sub(left),
                 m.saturating_sub(left) + need
             ),

@@ -484,7 +484,8 @@ impl Control {
             .iter()
             .map(|k| {
                 let proto = if k.proto == 17 { "UDP" } else { "TCP" };
-                format!("{} of {proto} {}:{}", k.lip, k.vip, k.vport)
+                let vip = std::net::SocketAddr::new(k.vip, k.vport);
+                format!("{} of {proto} {vip}", k.lip)
             })
             .collect();
         let what = what.join(", ");

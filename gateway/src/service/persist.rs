@@ -190,11 +190,12 @@ impl PersistTable {
     pub fn live_by_shard(&self, now: Millis) -> impl Iterator<Item = Vec<(u32, Template)>> + '_ {
         self.shards.iter().map(move |s| {
             let map = s.0.lock().unwrap_or_else(|e| e.into_inner());
-            let mut v: Vec<_> = map
-                .iter()
-                .filter(|(_, t)| t.expires > now)
-                .map(|(c, t)| (*c, *t))
-                .collect();
+            let mut v = Vec::with_capacity(map.len());
+            v.extend(
+                map.iter()
+                    .filter(|(_, t)| t.expires > now)
+                    .map(|(c, t)| (*c, *t)),
+            );
             drop(map);
             v.sort_unstable_by_key(|(c, _)| *c);
             v
