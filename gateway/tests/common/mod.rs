@@ -38,30 +38,10 @@ pub struct Lab {
 impl Lab {
     /// Brings a lab up with `config` (TOML text). Panics with the gateway's log if it fails.
     pub fn up(tag: &str, config: &str) -> Lab {
-        let name = unique_name(tag);
-        let run_dir = PathBuf::from(format!("/run/gwlab/{name}"));
-        std::fs::create_dir_all("/run/gwlab").unwrap();
-        let cfg_path = PathBuf::from(format!("/run/gwlab/{name}.toml"));
-        std::fs::write(&cfg_path, config).unwrap();
-        let mut lab = Lab {
-            name: name.clone(),
-            run_dir,
-            up: true,
-        };
-        let out = Command::new(repo_root().join("scripts/lab.sh"))
-            .args(["up", &name, cfg_path.to_str().unwrap()])
-            .env("GATEWAY_BIN", gateway_bin())
-            .output()
-            .expect("run lab.sh");
-        let _ = std::fs::remove_file(&cfg_path);
-        if !out.status.success() {
-            let msg = format!(
-                "lab.sh up failed:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let (mut lab, ok, text) = Lab::try_up(tag, config);
+        if !ok {
             lab.down();
-            panic!("{msg}");
+            panic!("lab.sh up failed:\n{text}");
         }
         lab
     }
@@ -69,6 +49,15 @@ impl Lab {
     /// Tries to bring a lab up with `config`, which the gateway must refuse at start: returns what
     /// lab.sh printed (the gateway's error among it). The lab is removed either way.
     pub fn up_refused(tag: &str, config: &str) -> String {
+        let (lab, ok, text) = Lab::try_up(tag, config);
+        drop(lab);
+        assert!(!ok, "the lab came up:\n{text}");
+        text
+    }
+
+    /// `lab.sh up` with `config` under a fresh name: the lab (to remove), whether it came up,
+    /// and what lab.sh printed.
+    fn try_up(tag: &str, config: &str) -> (Lab, bool, String) {
         let name = unique_name(tag);
         std::fs::create_dir_all("/run/gwlab").unwrap();
         let cfg_path = PathBuf::from(format!("/run/gwlab/{name}.toml"));
@@ -84,14 +73,12 @@ impl Lab {
             .output()
             .expect("run lab.sh");
         let _ = std::fs::remove_file(&cfg_path);
-        drop(lab);
         let text = format!(
             "{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!out.status.success(), "the lab came up:\n{text}");
-        text
+        (lab, out.status.success(), text)
     }
 
     /// The default lab config (conf/lab.toml) with extra TOML appended.
