@@ -198,7 +198,8 @@ impl Pool6 {
 
 /// Connections per (service, IPv6 local address) on this worker, as `laddr::LaddrPool` counts
 /// IPv4's: what a local address taken out with `ipvsadm -Q` waits on before it is let go
-/// (`control::retire`), and what `ipvsadm -G` and the metrics show. Keyed by the connection's
+/// (`control::retire`), and what the metrics show (`gateway_lip_ports_in_use`; `ipvsadm -G`
+/// counts from the connection listing instead). Keyed by the connection's
 /// own tuples (the service's VIP, port and protocol, its LIP), so a count follows its connection
 /// whatever snapshot the service is in. Touched when a connection starts and ends, never per
 /// packet.
@@ -207,8 +208,8 @@ pub struct LipConns(hashbrown::HashMap<LipWord, u32>);
 
 /// A (service, IPv6 LIP) as plain words, (VIP, LIP, vport << 8 | protocol), hashed and compared
 /// as integers: the count costs a new IPv6 connection 100 instructions (`perf/cost.sh syn6`: 2818
-/// against 2718 before it). With a [`LipKey`] and its two `IpAddr`s as the key, a SYN that also
-/// evicted a half-open connection (one count up, one down) cost 317 more, against 203 so.
+/// against 2718 before it). Where each SYN also evicted a half-open connection (a count up and
+/// one down), a [`LipKey`] key with its two `IpAddr`s cost 317 instructions, these words 203.
 type LipWord = (u128, u128, u32);
 
 impl LipConns {
