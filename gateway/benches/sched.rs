@@ -38,8 +38,10 @@ fn service(kind: SchedKind, n: u32, persistent: bool) -> Service {
 }
 
 fn client(i: u32) -> ClientKey {
+    let ip = 0xc633_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761));
     ClientKey {
-        ip: 0xc633_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
+        ip,
+        addr: u128::from(ip),
         port: (i % 50_000) as u16 + 1024,
         dst: 0x0b00_0000 + (i & 1023),
     }

@@ -64,6 +64,9 @@ pub struct SvcView {
     pub flags: Vec<String>,
     pub persistence_s: Option<u32>,
     pub netmask: Option<Ipv4Addr>,
+    /// An IPv6 service's persistence prefix length.
+    #[serde(default)]
+    pub prefix6: Option<u8>,
     pub lips: Vec<IpAddr>,
     /// Local-port conflicts of each LIP, in `lips` order, summed over the workers (`ipvsadm -G`).
     #[serde(default)]
@@ -165,6 +168,7 @@ impl Default for SvcView {
             flags: Vec::new(),
             persistence_s: None,
             netmask: None,
+            prefix6: None,
             lips: Vec::new(),
             lip_conflicts: Vec::new(),
             toa: false,

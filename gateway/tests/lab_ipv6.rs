@@ -391,6 +391,71 @@ fn ipv6_dr_beside_ipv4_fullnat() {
     ] {
         assert_eq!(Lab::drop_counter(&stats, reason), 0, "{reason}: {stats}");
     }
+
+    // Persistence by /64, as `ipvsadm -M 64` asks: a client whose address changes within its
+    // prefix (RFC 8981's temporary addresses) stays on its first server, which rr alone would
+    // alternate; the template lists under the masked address. Before, an IPv6 service took no
+    // netmask and its templates were neither listed nor keyed by the whole address.
+    for rule in [
+        "-A -t [2001:db8:10::100]:8090 -s rr -p 60 -M 64",
+        "-P -t [2001:db8:10::100]:8090 -z 2001:db8:20::202",
+        "-a -t [2001:db8:10::100]:8090 -r [2001:db8:20::11]:80 -b",
+        "-a -t [2001:db8:10::100]:8090 -r [2001:db8:20::12]:80 -b",
+    ] {
+        lab.ipvsadm(&rule.split(' ').collect::<Vec<_>>());
+    }
+    let list = lab.ipvsadm(&["-Ln", "-t", "[2001:db8:10::100]:8090"]);
+    assert!(
+        list.contains("TCP  [2001:db8:10::100]:8090 rr persistent 60 mask 64"),
+        "{list}"
+    );
+    lab.sh(
+        "cli",
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:10::3/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    let mut servers = Vec::new();
+    for i in 0..6 {
+        let from = if i % 2 == 0 {
+            "2001:db8:10::2"
+        } else {
+            "2001:db8:10::3"
+        };
+        let body = lab.sh(
+            "cli",
+            &[
+                "curl",
+                "-6",
+                "-gsf",
+                "--max-time",
+                "5",
+                "--interface",
+                from,
+                "http://[2001:db8:10::100]:8090/",
+            ],
+        );
+        servers.push(body.trim().to_string());
+    }
+    assert!(
+        servers.iter().all(|s| *s == servers[0]),
+        "one server for the /64: {servers:?}"
+    );
+    let conns = lab.ipvsadm(&["-Lnc"]);
+    let templates: Vec<&str> = conns.lines().filter(|l| l.contains(" NONE ")).collect();
+    assert_eq!(templates.len(), 1, "{conns}");
+    assert!(
+        templates[0].contains("[2001:db8:10::]:0")
+            && templates[0].contains("[2001:db8:10::100]:8090"),
+        "{conns}"
+    );
 }
 
 /// The kernel twins carry the ports' IPv6 addresses (written from the config, without duplicate

@@ -191,12 +191,6 @@ pub fn validate_service_entries(
                         format!("{v6} is not a global unicast address"),
                     ));
                 }
-                if s.persistence_netmask.is_some() {
-                    return Err(invalid(
-                        format!("{key}.persistence_netmask"),
-                        "an IPv6 service takes none (persistence is per client address)",
-                    ));
-                }
                 // What the IPv6 datapath does not do yet is refused, not silently ignored.
                 let unbuilt = [
                     ("synproxy", s.synproxy != "off"),
@@ -256,13 +250,25 @@ pub fn validate_service_entries(
                     }
                     p.timeout_s = t;
                 }
-                if let Some(m) = &s.persistence_netmask {
-                    p.netmask = m.parse().map_err(|_| {
-                        invalid(
-                            format!("{key}.persistence_netmask"),
-                            format!("{m:?} is not a netmask"),
-                        )
-                    })?;
+                match (&s.persistence_netmask, vip) {
+                    (None, _) => {}
+                    (Some(m), IpAddr::V4(_)) => {
+                        p.netmask = m.parse().map_err(|_| {
+                            invalid(
+                                format!("{key}.persistence_netmask"),
+                                format!("{m:?} is not a netmask"),
+                            )
+                        })?;
+                    }
+                    // As `ipvsadm -M` takes an IPv6 service's: a prefix length.
+                    (Some(m), IpAddr::V6(_)) => {
+                        p.prefix6 = m.parse().ok().filter(|n| (1..=128).contains(n)).ok_or_else(|| {
+                            invalid(
+                                format!("{key}.persistence_netmask"),
+                                format!("{m:?} is not a prefix length (1 to 128) for an IPv6 service"),
+                            )
+                        })?;
+                    }
                 }
                 p.expire_quiescent = s.expire_quiescent_template;
                 cfg.persistence = Some(p);

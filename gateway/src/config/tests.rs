@@ -48,6 +48,13 @@ fn ipv6_config_is_checked_key_by_key() {
     let v4_real = "address = \"10.20.0.11\"\nmode = \"dr\"";
     let nat64 = dual(&lip("10.20.0.210"), "address = \"10.20.0.11\"", "");
     assert!(Config::parse(&nat64).unwrap().validate().is_ok(), "NAT64");
+    // An IPv6 service's persistence netmask is a prefix length, as `ipvsadm -M 64` gives it.
+    let per_64 = Config::parse(&dual("persistence_netmask = \"64\"", dr, ""))
+        .unwrap()
+        .validate()
+        .unwrap();
+    let p = per_64.services[2].0.persistence.unwrap();
+    assert_eq!((p.prefix6, p.netmask), (64, std::net::Ipv4Addr::BROADCAST));
     let cases = [
         (
             dual("", v4_real, ""),
@@ -93,6 +100,11 @@ fn ipv6_config_is_checked_key_by_key() {
             dual("persistence_netmask = \"255.0.0.0\"", dr, ""),
             "persistence_netmask",
             "IPv6",
+        ),
+        (
+            dual("persistence_netmask = \"129\"", dr, ""),
+            "persistence_netmask",
+            "not a prefix length (1 to 128)",
         ),
         (
             dual("", dr, "").replace("vip = \"2001:db8:10::100\"", "vip = \"fe80::100\""),

@@ -172,15 +172,20 @@ pub fn templates(
     }
     'services: for vs in &services.services {
         let c = vs.svc.config();
-        let (Some(table), std::net::IpAddr::V4(_)) = (vs.svc.persist_table(), c.vip) else {
+        let Some(table) = vs.svc.persist_table() else {
             continue;
         };
         for shard in table.live_by_shard(now_ms) {
             for (client, t) in shard {
+                // A service's clients are of its VIP's family (NAT64's too: IPv6 clients).
+                let client: std::net::IpAddr = match c.vip {
+                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::from(client as u32).into(),
+                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::from(client).into(),
+                };
                 let info = ConnInfo {
                     worker: 0,
                     proto: proto_name(c.proto.number()),
-                    client: (std::net::Ipv4Addr::from(client).into(), 0),
+                    client: (client, 0),
                     vip: (c.vip, c.vport),
                     local: None,
                     dest: Some((t.rs.addr, t.rs.port)),
@@ -287,7 +292,7 @@ mod tests {
         let svc = &services.services[0].svc;
         let table = svc.persist_table().unwrap();
         let (rs1, rs2) = (svc.key(0).unwrap(), svc.key(1).unwrap());
-        let client = |a: [u8; 4]| u32::from(Ipv4Addr::from(a));
+        let client = |a: [u8; 4]| u128::from(u32::from(Ipv4Addr::from(a)));
         table.resolve(
             client([10, 10, 0, 0]),
             1_000,

@@ -46,10 +46,15 @@ impl Model {
                     scheduler: c.sched.name().to_string(),
                     scheduler_flags: flag_names(c.sched, c.flags.fallback, c.flags.hash_port),
                     persistence_s: c.persistence.map(|p| p.timeout_s),
-                    persistence_netmask: c
-                        .persistence
-                        .filter(|p| p.netmask != Persistence::default().netmask)
-                        .map(|p| p.netmask.to_string()),
+                    persistence_netmask: c.persistence.and_then(|p| {
+                        if c.vip.is_ipv6() {
+                            (p.prefix6 != Persistence::default().prefix6)
+                                .then(|| p.prefix6.to_string())
+                        } else {
+                            (p.netmask != Persistence::default().netmask)
+                                .then(|| p.netmask.to_string())
+                        }
+                    }),
                     local_addresses: vs
                         .lips
                         .iter()
@@ -283,13 +288,16 @@ fn set_opts(e: &mut ServiceEntry, o: &SvcOpts) -> Result<(), String> {
     if o.persistence_s == Some(0) {
         return Err("illegal timeout for persistent service: 0".into());
     }
+    let masked = o.netmask.is_some() || o.prefix6.is_some();
     e.persistence_s = o
         .persistence_s
-        .or(o.netmask.map(|_| crate::service::DEFAULT_PERSIST_TIMEOUT_S));
-    e.persistence_netmask = o
-        .netmask
-        .filter(|m| *m != Ipv4Addr::BROADCAST)
-        .map(|m| m.to_string());
+        .or(masked.then_some(crate::service::DEFAULT_PERSIST_TIMEOUT_S));
+    // The config's key holds either: an IPv4 netmask or an IPv6 prefix length.
+    e.persistence_netmask = match (o.netmask, o.prefix6) {
+        (Some(m), _) if m != Ipv4Addr::BROADCAST => Some(m.to_string()),
+        (_, Some(n)) if n != 128 => Some(n.to_string()),
+        _ => None,
+    };
     Ok(())
 }
 
@@ -487,6 +495,7 @@ mod tests {
             flags: vec!["sh-fallback".into(), "sh-port".into()],
             persistence_s: Some(600),
             netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
+            prefix6: None,
         };
         m.apply_all(&[
             Change::AddService { svc: key(80), opts },

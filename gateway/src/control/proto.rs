@@ -48,7 +48,11 @@ pub struct SvcOpts {
     #[serde(default)]
     pub flags: Vec<String>,
     pub persistence_s: Option<u32>,
+    /// An IPv4 service's `-M` netmask.
     pub netmask: Option<Ipv4Addr>,
+    /// An IPv6 service's `-M` prefix length (1 to 128).
+    #[serde(default)]
+    pub prefix6: Option<u8>,
 }
 
 /// A real server as `-a`/`-e` give it (`-r`, `-w`, `-x`, `-y`, `-g|-m|-i|-b`).

@@ -1053,6 +1053,7 @@ impl Forwarder {
         let vs = &services.services[si as usize];
         let key = ClientKey {
             ip: u32::from(ip.src),
+            addr: u128::from(u32::from(ip.src)),
             port: ip.src_port,
             dst: u32::from(ip.dst),
         };

@@ -37,8 +37,8 @@
 //!
 //! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
 //! mirror of IPv6 addresses and routes from the kernel back to the datapath, passive health
-//! detection, client limits, the SYN proxy and persistence netmasks for IPv6 services (refused by
-//! the config, not ignored).
+//! detection, client limits and the SYN proxy for IPv6 services (refused by the config, not
+//! ignored).
 
 mod common;
 pub mod frag6;

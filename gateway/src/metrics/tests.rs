@@ -44,6 +44,7 @@ fn snapshot() -> Snapshot {
         flags: vec![],
         persistence_s: None,
         netmask: None,
+        prefix6: None,
         lips: vec![],
         lip_conflicts: vec![],
         toa: false,

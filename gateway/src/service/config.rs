@@ -57,12 +57,18 @@ impl FromStr for Proto {
 }
 
 /// Persistence (`ipvsadm -p [timeout] -M netmask`): connections of one client — the source address
-/// masked by `netmask` — go to the same real server while its template lives.
+/// masked by `netmask` (an IPv4 service) or cut to `prefix6` bits (an IPv6 one) — go to the same
+/// real server while its template lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Persistence {
     /// Seconds a template lives after the last connection that used it was scheduled.
     pub timeout_s: u32,
+    /// An IPv4 service's netmask (`-M 255.255.255.0`); all ones, per client, by default.
     pub netmask: Ipv4Addr,
+    /// An IPv6 service's prefix length (`-M 64`, as ipvsadm takes an IPv6 netmask), 1 to 128; 128,
+    /// per client, by default. A /64 keeps a client whose privacy addresses (RFC 8981) change
+    /// within its prefix on one server.
+    pub prefix6: u8,
     /// The sysctl `expire_quiescent_template`. Off (the IPVS default): a persisted client still goes
     /// to a server of weight 0, so quiescing drains only clients without a template. On: the template
     /// of a quiesced server is dropped and the client is scheduled afresh.
@@ -74,7 +80,24 @@ impl Default for Persistence {
         Persistence {
             timeout_s: DEFAULT_PERSIST_TIMEOUT_S,
             netmask: Ipv4Addr::BROADCAST,
+            prefix6: 128,
             expire_quiescent: false,
+        }
+    }
+}
+
+impl Persistence {
+    /// The template key of a client whose source address is `addr` ([`ClientKey::addr`]): an
+    /// IPv4 address masked by `netmask`, an IPv6 one cut to its first `prefix6` bits.
+    ///
+    /// [`ClientKey::addr`]: super::ClientKey::addr
+    #[inline]
+    pub fn key(&self, addr: u128, v6: bool) -> super::PersistKey {
+        if v6 {
+            // prefix6 is 1..=128 (`Service::check`); the shift of a 128-bit all-ones by up to 127.
+            addr & (u128::MAX << (128 - u32::from(self.prefix6.clamp(1, 128))))
+        } else {
+            u128::from(addr as u32 & u32::from(self.netmask))
         }
     }
 }

@@ -32,6 +32,12 @@ pub enum ServiceError {
     PersistTimeout,
     #[error("real server {rs} is not of the virtual service's address family ({vip}), nor an IPv4 server of an IPv6 service in fullnat (NAT64)")]
     FamilyMismatch { rs: RsKey, vip: std::net::IpAddr },
-    #[error("an IPv6 service takes no persistence netmask (persistence is per client address)")]
+    #[error(
+        "an IPv6 service's persistence netmask is a prefix length (1 to 128), not an IPv4 netmask"
+    )]
     Ipv6Netmask,
+    #[error("an IPv4 service's persistence netmask is an IPv4 netmask, not a prefix length ({0})")]
+    Ipv4Prefix(u8),
+    #[error("persistence prefix length {0} is not between 1 and 128")]
+    Prefix6(u8),
 }

@@ -9,10 +9,9 @@ use std::net::IpAddr;
 pub type Millis = u64;
 
 /// An address as the schedulers see it: an IPv4 address is itself, an IPv6 one is folded to 32
-/// bits (the xor of its four words). sh, dh, mh, lblc(r) and persistence only hash or compare
-/// addresses, so the fold keeps them correct but for a 2^-32 chance that two IPv6 clients share a
-/// hash bucket or a persistence template. (IPv6 services take no persistence netmask: see
-/// `Service::check`.)
+/// bits (the xor of its four words). sh, dh, mh and lblc(r) only hash addresses, so the fold
+/// keeps them correct. Persistence compares them, so it keys templates by the whole address
+/// (`ClientKey::addr`, `Persistence::key`), not by this fold, which two clients can share.
 #[inline]
 pub fn addr_word(a: IpAddr) -> u32 {
     match a {

@@ -40,7 +40,7 @@ pub use error::ServiceError;
 pub use key::{addr_word, LipKey, Millis, RsKey, SvcId, TrafficKey};
 pub use lblc::{LblcTable, LblcrTable};
 pub use maglev::MaglevTable;
-pub use persist::{PersistTable, Template, DEFAULT_PERSIST_MAX};
+pub use persist::{PersistKey, PersistTable, Template, DEFAULT_PERSIST_MAX};
 pub use real::{FwdMode, RealServer, MAX_WEIGHT};
 pub use sched::{elsewhere_possible, ClientKey, SchedState};
 pub use sched_kind::{SchedFlags, SchedKind};

@@ -44,7 +44,13 @@ pub struct Template {
     pub expires: Millis,
 }
 
-type Map = HashMap<u32, Template, ahash::RandomState>;
+/// A template's key: the client's source address masked by the service's persistence netmask
+/// ([`Persistence::key`](super::Persistence::key)). An IPv4 address sits in the low 32 bits, an
+/// IPv6 one fills all 128 (a table serves one service, so of one family): IPv6 clients are keyed
+/// by their whole masked address, as IPVS keys them, not by a fold that two clients could share.
+pub type PersistKey = u128;
+
+type Map = HashMap<PersistKey, Template, ahash::RandomState>;
 
 #[repr(align(64))]
 struct Shard(Mutex<Map>);
@@ -85,8 +91,8 @@ impl PersistTable {
         }
     }
 
-    fn shard(&self, client: u32) -> MutexGuard<'_, Map> {
-        let s = &self.shards[(mix64(u64::from(client)) >> 58) as usize];
+    fn shard(&self, client: PersistKey) -> MutexGuard<'_, Map> {
+        let s = &self.shards[(mix64(client as u64 ^ (client >> 64) as u64) >> 58) as usize];
         // A worker that panicked with the lock cannot have left a map half-updated in a way that
         // matters here (each operation is one insert/get), so poisoning is ignored.
         s.0.lock().unwrap_or_else(|e| e.into_inner())
@@ -97,7 +103,7 @@ impl PersistTable {
     /// the template then expires `ttl` after `now`.
     pub fn resolve(
         &self,
-        client: u32,
+        client: PersistKey,
         now: Millis,
         ttl: Millis,
         valid: impl FnOnce(RsKey) -> Option<usize>,
@@ -131,7 +137,7 @@ impl PersistTable {
 
     /// A template another box made (HA sync): recorded unless this table has one for `client`
     /// that expires later. Bounded as `resolve` is; whether it was recorded.
-    pub fn install(&self, client: u32, rs: RsKey, expires: Millis, now: Millis) -> bool {
+    pub fn install(&self, client: PersistKey, rs: RsKey, expires: Millis, now: Millis) -> bool {
         let mut map = self.shard(client);
         if let Some(t) = map.get_mut(&client) {
             if t.expires < expires || t.expires <= now {
@@ -152,7 +158,7 @@ impl PersistTable {
     }
 
     /// The live template of `client`, if any (for the admin shell and tests).
-    pub fn get(&self, client: u32, now: Millis) -> Option<Template> {
+    pub fn get(&self, client: PersistKey, now: Millis) -> Option<Template> {
         self.shard(client)
             .get(&client)
             .copied()
@@ -187,7 +193,10 @@ impl PersistTable {
     /// client, template), in client order within a shard. `ipvsadm -Lc` lists them beside the
     /// connections; a shard holds at most 1/64 of the table, so a listing of a full table never
     /// holds it all.
-    pub fn live_by_shard(&self, now: Millis) -> impl Iterator<Item = Vec<(u32, Template)>> + '_ {
+    pub fn live_by_shard(
+        &self,
+        now: Millis,
+    ) -> impl Iterator<Item = Vec<(PersistKey, Template)>> + '_ {
         self.shards.iter().map(move |s| {
             let map = s.0.lock().unwrap_or_else(|e| e.into_inner());
             let mut v = Vec::with_capacity(map.len());
@@ -277,7 +286,7 @@ mod tests {
     #[test]
     fn live_templates_are_counted_per_server() {
         let t = PersistTable::new(1000);
-        for c in 0..5u32 {
+        for c in 0..5u128 {
             t.resolve(
                 c,
                 0,
@@ -311,7 +320,7 @@ mod tests {
     #[test]
     fn bounded_and_swept() {
         let t = PersistTable::new(64); // one entry per shard
-        for c in 0..1000u32 {
+        for c in 0..1000u128 {
             // a full table still schedules, it only forgets
             assert_eq!(t.resolve(c, 0, 10, |_| None, || Some((0, rs(0)))), Some(0));
         }
@@ -328,8 +337,8 @@ mod tests {
     #[test]
     fn expire_sweeps() {
         let t = PersistTable::new(1000);
-        for c in 0..100u32 {
-            t.resolve(c, u64::from(c), 10, |_| None, || Some((0, rs(0))));
+        for c in 0..100u128 {
+            t.resolve(c, c as u64, 10, |_| None, || Some((0, rs(0))));
         }
         assert_eq!(t.len(), 100);
         assert_eq!(t.expire(60), 51); // expires = c + 10 <= 60 for c in 0..=50

@@ -26,8 +26,11 @@ use std::net::IpAddr;
 /// What a scheduler may look at in a new connection's first packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientKey {
-    /// Source address as an [`addr_word`] (sh, mh, persistence).
+    /// Source address as an [`addr_word`] (sh, mh).
     pub ip: u32,
+    /// The whole source address (persistence's template key): an IPv4 address in the low 32
+    /// bits.
+    pub addr: u128,
     /// Source port (sh-port, mh-port).
     pub port: u16,
     /// Destination address as an [`addr_word`] (dh, lblc, lblcr); the VIP unless the service
@@ -37,8 +40,13 @@ pub struct ClientKey {
 
 impl ClientKey {
     pub fn new(ip: impl Into<IpAddr>, port: u16, dst: impl Into<IpAddr>) -> ClientKey {
+        let ip = ip.into();
         ClientKey {
-            ip: addr_word(ip.into()),
+            ip: addr_word(ip),
+            addr: match ip {
+                IpAddr::V4(a) => u128::from(u32::from(a)),
+                IpAddr::V6(a) => u128::from(a),
+            },
             port,
             dst: addr_word(dst.into()),
         }
@@ -147,7 +155,7 @@ impl SchedState {
         let (Some(p), Some(table)) = (svc.config().persistence, svc.persist_table()) else {
             return self.schedule(svc, counts, client, now);
         };
-        let masked = client.ip & u32::from(p.netmask);
+        let masked = p.key(client.addr, svc.config().vip.is_ipv6());
         let ttl = Millis::from(p.timeout_s) * 1000;
         let w = svc.weights();
         table.resolve(

@@ -118,9 +118,13 @@ impl Service {
         };
 
         let persist = cfg.persistence.map(|p| {
-            prev.filter(|q| q.cfg.persistence.is_some_and(|o| o.netmask == p.netmask))
-                .and_then(|q| q.persist.clone())
-                .unwrap_or_else(|| Arc::new(PersistTable::new(DEFAULT_PERSIST_MAX)))
+            prev.filter(|q| {
+                q.cfg
+                    .persistence
+                    .is_some_and(|o| o.netmask == p.netmask && o.prefix6 == p.prefix6)
+            })
+            .and_then(|q| q.persist.clone())
+            .unwrap_or_else(|| Arc::new(PersistTable::new(DEFAULT_PERSIST_MAX)))
         });
 
         // rr keeps its place across snapshots, as ip_vs_rr.c keeps its cursor; wrr restarts its
@@ -170,8 +174,16 @@ impl Service {
         if cfg.persistence.is_some_and(|p| p.timeout_s == 0) {
             return Err(ServiceError::PersistTimeout);
         }
-        if v6 && cfg.persistence.is_some_and(|p| !p.netmask.is_broadcast()) {
-            return Err(ServiceError::Ipv6Netmask);
+        if let Some(p) = cfg.persistence {
+            if v6 && !p.netmask.is_broadcast() {
+                return Err(ServiceError::Ipv6Netmask);
+            }
+            if !v6 && p.prefix6 != 128 {
+                return Err(ServiceError::Ipv4Prefix(p.prefix6));
+            }
+            if !(1..=128).contains(&p.prefix6) {
+                return Err(ServiceError::Prefix6(p.prefix6));
+            }
         }
         if cfg.sched == SchedKind::Mh
             && (!is_prime(cfg.mh_table_size) || cfg.mh_table_size as usize <= n)
@@ -315,6 +327,42 @@ mod tests {
         assert_eq!(
             Service::new(p, None).unwrap_err(),
             ServiceError::PersistTimeout
+        );
+        // A prefix length is an IPv6 service's netmask, not an IPv4 one's; and 1 to 128.
+        let mut p = cfg(SchedKind::Rr, vec![rs(1, 1)]);
+        p.persistence = Some(Persistence {
+            prefix6: 64,
+            ..Persistence::default()
+        });
+        assert_eq!(
+            Service::new(p, None).unwrap_err(),
+            ServiceError::Ipv4Prefix(64)
+        );
+        let mut p = ServiceConfig::new(
+            "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap(),
+            80,
+            Proto::Tcp,
+            SchedKind::Rr,
+        );
+        for (prefix6, err) in [
+            (0, Some(ServiceError::Prefix6(0))),
+            (129, Some(ServiceError::Prefix6(129))),
+            (1, None),
+            (128, None),
+        ] {
+            p.persistence = Some(Persistence {
+                prefix6,
+                ..Persistence::default()
+            });
+            assert_eq!(Service::new(p.clone(), None).err(), err, "/{prefix6}");
+        }
+        p.persistence = Some(Persistence {
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            ..Persistence::default()
+        });
+        assert_eq!(
+            Service::new(p, None).unwrap_err(),
+            ServiceError::Ipv6Netmask
         );
     }
 

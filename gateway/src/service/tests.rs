@@ -24,8 +24,10 @@ fn service(kind: SchedKind, weights: &[u32]) -> Service {
 }
 
 fn client(i: u32) -> ClientKey {
+    let ip = 0xc633_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761));
     ClientKey {
-        ip: 0xc633_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
+        ip,
+        addr: u128::from(ip),
         port: (i % 60_000) as u16 + 1024,
         dst: u32::from(Ipv4Addr::new(192, 0, 2, 10)),
     }
@@ -262,15 +264,13 @@ fn persistence_same_masked_client_same_server_across_workers() {
     c.persistence = Some(Persistence {
         timeout_s: 10,
         netmask: Ipv4Addr::new(255, 255, 255, 0),
-        expire_quiescent: false,
+        ..Persistence::default()
     });
     let svc = Arc::new(service_from(c));
     let mut w1 = SchedState::new(&svc);
     let mut w2 = SchedState::new(&svc);
-    let at = |ip: [u8; 4], port: u16| ClientKey {
-        ip: u32::from(Ipv4Addr::from(ip)),
-        port,
-        dst: u32::from(Ipv4Addr::new(192, 0, 2, 10)),
+    let at = |ip: [u8; 4], port: u16| {
+        ClientKey::new(Ipv4Addr::from(ip), port, Ipv4Addr::new(192, 0, 2, 10))
     };
     let first = w1
         .pick(&svc, &*svc, at([198, 51, 100, 7], 1000), 0)
@@ -300,6 +300,63 @@ fn persistence_same_masked_client_same_server_across_workers() {
         after, first,
         "rr moved on, so an expired template must not repeat"
     );
+}
+
+/// An IPv6 service's templates are keyed by the whole client address (cut to the prefix length
+/// when `-M` gives one), not by the 32-bit fold the hashing schedulers use: two clients whose
+/// folds are equal are two clients.
+#[test]
+fn ipv6_persistence_keys_the_whole_address_or_its_prefix() {
+    use std::net::Ipv6Addr;
+    let vip: Ipv6Addr = "2001:db8:10::100".parse().unwrap();
+    let svc = |prefix6: u8| {
+        let mut c = ServiceConfig::new(vip, 80, Proto::Tcp, SchedKind::Rr);
+        c.reals = (1..=4u16)
+            .map(|i| RealServer::new(Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, i), 80, 1))
+            .collect();
+        c.persistence = Some(Persistence {
+            prefix6,
+            ..Persistence::default()
+        });
+        Arc::new(service_from(c))
+    };
+    // Same fold (the xor of the four words): 2001:db8:: with ::1:0 and ::1 swapped around.
+    let a: Ipv6Addr = "2001:db8:0:1::".parse().unwrap();
+    let b: Ipv6Addr = "2001:db8:0:0:0:1::".parse().unwrap();
+    assert_eq!(ClientKey::new(a, 1, vip).ip, ClientKey::new(b, 1, vip).ip);
+    let per_client = svc(128);
+    let mut st = SchedState::new(&per_client);
+    let first = st.pick(&per_client, &*per_client, ClientKey::new(a, 1000, vip), 0);
+    let second = st.pick(&per_client, &*per_client, ClientKey::new(b, 1000, vip), 0);
+    assert_ne!(first, second, "rr: b is a new client, scheduled afresh");
+    for port in 1001..1010 {
+        assert_eq!(
+            st.pick(&per_client, &*per_client, ClientKey::new(a, port, vip), 0),
+            first
+        );
+        assert_eq!(
+            st.pick(&per_client, &*per_client, ClientKey::new(b, port, vip), 0),
+            second
+        );
+    }
+    assert_eq!(per_client.persist_table().unwrap().len(), 2);
+    // -M 64: a client's addresses within its /64 (RFC 8981's temporary ones) share a template.
+    let per_64 = svc(64);
+    let mut st = SchedState::new(&per_64);
+    let home = |host: u16| Ipv6Addr::new(0x2001, 0xdb8, 0xc0, 1, 0xa, 0xb, 0xc, host);
+    let first = st.pick(&per_64, &*per_64, ClientKey::new(home(1), 1000, vip), 0);
+    for host in 2..40 {
+        assert_eq!(
+            st.pick(&per_64, &*per_64, ClientKey::new(home(host), 1000, vip), 0),
+            first
+        );
+    }
+    let next_64 = Ipv6Addr::new(0x2001, 0xdb8, 0xc0, 2, 0xa, 0xb, 0xc, 1);
+    assert_ne!(
+        st.pick(&per_64, &*per_64, ClientKey::new(next_64, 1000, vip), 0),
+        first
+    );
+    assert_eq!(per_64.persist_table().unwrap().len(), 2);
 }
 
 #[test]

@@ -129,6 +129,18 @@ pub fn format_list(v: &ListView, o: &ListOpts, names: &Names) -> Result<String, 
     Ok(out)
 }
 
+/// A persistent service's mask when it groups clients, as ipvsadm prints it: an IPv4 service's
+/// netmask unless all ones, an IPv6 service's prefix length unless 128.
+fn persistence_mask(s: &SvcView) -> Option<String> {
+    if s.vip.is_ipv6() {
+        s.prefix6.filter(|&n| n != 128).map(|n| n.to_string())
+    } else {
+        s.netmask
+            .filter(|m| *m != Ipv4Addr::BROADCAST)
+            .map(|m| m.to_string())
+    }
+}
+
 fn sched_flags(s: &SvcView) -> String {
     s.flags.join(",")
 }
@@ -164,7 +176,7 @@ fn service_entry(out: &mut String, s: &SvcView, o: &ListOpts, names: &Names) {
         }
         if let Some(p) = s.persistence_s {
             let _ = write!(out, " persistent {p}");
-            if let Some(m) = s.netmask.filter(|m| *m != Ipv4Addr::BROADCAST) {
+            if let Some(m) = persistence_mask(s) {
                 let _ = write!(out, " mask {m}");
             }
         }
@@ -260,7 +272,7 @@ pub fn format_rules(v: &ListView, o: &ListOpts, names: &Names) -> Result<String,
         }
         if let Some(p) = s.persistence_s {
             let _ = write!(out, " -p {p}");
-            if let Some(m) = s.netmask.filter(|m| *m != Ipv4Addr::BROADCAST) {
+            if let Some(m) = persistence_mask(s) {
                 let _ = write!(out, " -M {m}");
             }
         }

@@ -106,7 +106,9 @@ struct Opts {
     sched: Option<String>,
     flags: Vec<String>,
     persist: Option<u32>,
-    netmask: Option<Ipv4Addr>,
+    /// `-M` as given: an IPv4 netmask or an IPv6 prefix length, told apart once the service's
+    /// family is known (`persistence_mask`).
+    netmask: Option<String>,
     real: Option<(IpAddr, Option<u16>)>,
     mode: Option<&'static str>,
     weight: Option<u32>,
@@ -321,13 +323,7 @@ fn apply_opt(o: &mut Opts, c: char, val: Option<String>, names: &Names) -> Resul
                 },
             })
         }
-        'M' => {
-            o.netmask = Some(v.parse().map_err(|_| {
-                ParseError(format!(
-                    "illegal virtual server persistent mask specified: {v}"
-                ))
-            })?)
-        }
+        'M' => o.netmask = Some(v),
         'r' => {
             let proto = o
                 .svc
@@ -408,6 +404,30 @@ fn parse_addr_port(s: &str, proto: &str, names: &Names) -> Option<(IpAddr, Optio
     Some((addr, port))
 }
 
+/// `-M`'s value for the service's family, as ipvsadm reads it: an IPv4 service's is a netmask
+/// (`255.255.255.0`), an IPv6 service's a prefix length from 1 to 128 (`64`).
+fn persistence_mask(
+    svc: Option<&SvcKey>,
+    mask: Option<&str>,
+) -> Result<(Option<Ipv4Addr>, Option<u8>), ParseError> {
+    let Some(v) = mask else {
+        return Ok((None, None));
+    };
+    if svc.is_some_and(|s| s.vip.is_ipv6()) {
+        match v.parse::<u8>() {
+            Ok(n @ 1..=128) => Ok((None, Some(n))),
+            _ => perr(format!("illegal ipv6 netmask specified: {v}")),
+        }
+    } else {
+        match v.parse() {
+            Ok(m) => Ok((Some(m), None)),
+            Err(_) => perr(format!(
+                "illegal virtual server persistent mask specified: {v}"
+            )),
+        }
+    }
+}
+
 fn build(o: Opts) -> Result<Cmd, ParseError> {
     // As ipvsadm: without a command (`ipvsadm`, `ipvsadm -n`) the table is listed.
     let cmd = o.cmd.unwrap_or(Command::List);
@@ -416,11 +436,13 @@ fn build(o: Opts) -> Result<Cmd, ParseError> {
             .clone()
             .ok_or_else(|| ParseError("a service (-t or -u) is required".into()))
     };
+    let (netmask, prefix6) = persistence_mask(o.svc.as_ref(), o.netmask.as_deref())?;
     let opts = || SvcOpts {
         scheduler: o.sched.clone(),
         flags: o.flags.clone(),
         persistence_s: o.persist,
-        netmask: o.netmask,
+        netmask,
+        prefix6,
     };
     let real = || -> Result<RealOpts, ParseError> {
         let (addr, port) = o

@@ -507,6 +507,65 @@ fn rules_rebuild_what_they_describe() {
     assert_eq!(m.services[1].reals[0].mode, "nat");
 }
 
+/// An IPv6 service's `-M` is a prefix length, as ipvsadm takes it: listed as `mask 64`, saved as
+/// `-M 64`, restored to the same; an IPv4 netmask for it, or a prefix length for an IPv4 service,
+/// is refused with ipvsadm's words.
+#[test]
+fn an_ipv6_services_netmask_is_a_prefix_length() {
+    match p("-A -t [2001:db8:10::100]:80 -s rr -p 120 -M 64").unwrap() {
+        Cmd::Apply(Change::AddService { opts, .. }) => {
+            assert_eq!((opts.netmask, opts.prefix6), (None, Some(64)));
+        }
+        c => panic!("{c:?}"),
+    }
+    for (cmd, err) in [
+        (
+            "-A -t [2001:db8:10::100]:80 -p -M 255.255.255.0",
+            "illegal ipv6 netmask specified: 255.255.255.0",
+        ),
+        (
+            "-A -t [2001:db8:10::100]:80 -p -M 0",
+            "illegal ipv6 netmask specified: 0",
+        ),
+        (
+            "-A -t [2001:db8:10::100]:80 -p -M 129",
+            "illegal ipv6 netmask specified: 129",
+        ),
+        (
+            "-A -t 10.10.0.100:80 -p -M 24",
+            "illegal virtual server persistent mask specified: 24",
+        ),
+    ] {
+        assert_eq!(p(cmd).unwrap_err().0, err, "{cmd}");
+    }
+    let rules = "-A -t [2001:db8:10::100]:80 -s rr -p 120 -M 64\n\
+                 -A -t [2001:db8:10::101]:80 -s rr -p 120\n";
+    let changes = parse_restore(rules, &names()).unwrap();
+    let mut m = crate::control::model::Model::default();
+    m.apply_all(&changes.into_iter().map(|c| c.1).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(m.services[0].persistence_netmask.as_deref(), Some("64"));
+    assert_eq!(
+        m.services[1].persistence_netmask, None,
+        "128 is the default"
+    );
+    let v = view_of(&m);
+    let numeric = ListOpts {
+        numeric: true,
+        ..Default::default()
+    };
+    assert_eq!(format_rules(&v, &numeric, &names()).unwrap(), rules);
+    let listed = format_list(&v, &numeric, &names()).unwrap();
+    assert!(
+        listed.contains("TCP  [2001:db8:10::100]:80 rr persistent 120 mask 64\n"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("TCP  [2001:db8:10::101]:80 rr persistent 120\n"),
+        "{listed}"
+    );
+}
+
 #[test]
 fn connection_and_other_listings() {
     let c = ConnInfo::lab_example(899_500);
@@ -558,7 +617,16 @@ fn view_of(m: &crate::control::model::Model) -> ListView {
             scheduler: e.scheduler.clone(),
             flags: e.scheduler_flags.clone(),
             persistence_s: e.persistence_s,
-            netmask: e.persistence_netmask.as_ref().map(|n| n.parse().unwrap()),
+            netmask: e
+                .persistence_netmask
+                .as_ref()
+                .filter(|_| !e.vip.contains(':'))
+                .map(|n| n.parse().unwrap()),
+            prefix6: e
+                .persistence_netmask
+                .as_ref()
+                .filter(|_| e.vip.contains(':'))
+                .map(|n| n.parse().unwrap()),
             lips: e
                 .local_addresses
                 .iter()

@@ -150,6 +150,7 @@ impl Server<'_> {
                     flags: e.scheduler_flags.clone(),
                     persistence_s: e.persistence_s,
                     netmask: vs.svc.config().persistence.map(|p| p.netmask),
+                    prefix6: vs.svc.config().persistence.map(|p| p.prefix6),
                     lip_conflicts: {
                         let c = vs.svc.config();
                         vs.lips

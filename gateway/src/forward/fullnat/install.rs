@@ -216,7 +216,7 @@ impl Forwarder {
         if svc.index_of(rs).is_none() {
             return Err(InstallError::NoRealServer);
         }
-        let client = u32::from(r.client.0);
+        let client = u128::from(u32::from(r.client.0));
         let expires = now.0.saturating_add(u64::from(r.remaining_ms));
         if table.install(client, rs, expires, now.0) {
             Ok(Applied::Installed)
@@ -232,14 +232,14 @@ impl Forwarder {
         let vs = self.services.services.get(usize::from(c.svc))?;
         let p = vs.svc.config().persistence.as_ref()?;
         let client = c.client();
-        let masked = u32::from(client.src_ip()) & u32::from(p.netmask);
+        let masked = p.key(u128::from(u32::from(client.src_ip())), false);
         let t = vs.svc.persist_table()?.get(masked, now.0)?;
         Some(ConnRecord {
             kind: RecordKind::Template,
             proto: client.proto,
             mode: c.mode,
             state: 0,
-            client: (Ipv4Addr::from(masked), 0),
+            client: (Ipv4Addr::from(masked as u32), 0),
             vip: (client.dst_ip(), client.dport),
             real: (t.rs.v4(), t.rs.port),
             local: (Ipv4Addr::UNSPECIFIED, 0),
