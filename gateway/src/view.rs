@@ -292,7 +292,12 @@ pub struct WorkerDump {
 /// The answer to `conns`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnsView {
+    /// Live connections in the workers' tables (the listing may be cut at its limit).
     pub total: u64,
+    /// Live persistence templates of every service, when the filter asked for them (`-Lc`
+    /// lists them after the connections); not counted in `total`.
+    #[serde(default)]
+    pub templates: u64,
     pub conns: Vec<ConnInfo>,
 }
 

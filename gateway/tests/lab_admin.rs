@@ -491,6 +491,20 @@ fn save_clear_restore_reproduces_the_state_and_restore_is_all_or_nothing() {
             && t.ends_with("NONE        10.10.0.2:0        10.10.0.100:8080   10.20.0.11:8080   "),
         "{listed}"
     );
+    // The JSON form counts the templates apart from the connections (`total`).
+    let v: serde_json::Value =
+        serde_json::from_str(&a.gw_ok(&["--json", "ipvsadm", "-Lnc"])).unwrap();
+    let listed_templates = v["conns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["template"] == true)
+        .count();
+    assert_eq!(
+        (v["templates"].as_u64(), listed_templates),
+        (Some(1), 1),
+        "{v}"
+    );
     let pc = a.ok("-Ln --persistent-conn -t 10.10.0.100:8080");
     assert!(
         pc.contains("  -> 10.20.0.11:8080              3         1           0 "),

@@ -211,6 +211,17 @@ impl PersistTable {
         })
     }
 
+    /// Live templates (a pass over every shard, each under its lock).
+    pub fn live(&self, now: Millis) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let map = s.0.lock().unwrap_or_else(|e| e.into_inner());
+                map.values().filter(|t| t.expires > now).count()
+            })
+            .sum()
+    }
+
     /// Templates stored, live or not yet swept.
     pub fn len(&self) -> usize {
         self.shards
@@ -313,6 +324,7 @@ mod tests {
         };
         assert_eq!(at59[5], (9, nine));
         assert_eq!(live(60).len(), 5, "client 9's has expired");
+        assert_eq!((t.live(59), t.live(60), t.len()), (6, 5, 6));
         assert!(live(100).is_empty());
         assert_eq!(t.live_by_shard(0).count(), SHARDS);
     }

@@ -361,8 +361,31 @@ impl Server<'_> {
         let limit = f.limit.unwrap_or(DEFAULT_CONN_LIMIT).min(MAX_CONN_LIMIT);
         let dumps = self.dump(f, limit)?;
         let total = dumps.iter().map(|d| d.total).sum();
+        let templates = self.templates_live(f)?;
         let conns: Vec<ConnInfo> = dumps.into_iter().flat_map(|d| d.conns).collect();
-        Ok(to_json(&ConnsView { total, conns }))
+        Ok(to_json(&ConnsView {
+            total,
+            templates,
+            conns,
+        }))
+    }
+
+    /// The live persistence templates of every service when `f` lists them, else 0.
+    fn templates_live(&self, f: &ConnFilter) -> Result<u64, String> {
+        if !f.templates {
+            return Ok(0);
+        }
+        // The snapshot cloned and the control lock let go before a pass over the tables.
+        let (g, now) = {
+            let ctl = self.control()?;
+            (ctl.current().clone(), ctl.now_ms())
+        };
+        Ok(g.services
+            .services
+            .iter()
+            .filter_map(|vs| vs.svc.persist_table())
+            .map(|t| t.live(now) as u64)
+            .sum())
     }
 
     /// `conns` with `stream`: one line per chunk as the workers hand them over (`"more": true`),
@@ -371,7 +394,10 @@ impl Server<'_> {
         let limit = f.limit.unwrap_or(DEFAULT_CONN_LIMIT).min(MAX_CONN_LIMIT);
         let mut io_err = None;
         let r = self.dump_each(f, limit, &mut |conns| {
-            let mut line = Response::ok(to_json(&ConnsView { total: 0, conns }));
+            let mut line = Response::ok(to_json(&ConnsView {
+                conns,
+                ..Default::default()
+            }));
             line.more = Some(true);
             proto::write_line(w, &line).map_err(|e| {
                 let msg = e.to_string();
@@ -385,8 +411,10 @@ impl Server<'_> {
         let last = match r {
             Ok(d) => {
                 let total = d.iter().map(|d| d.total).sum();
+                let templates = self.templates_live(f).unwrap_or(0);
                 let mut l = Response::ok(to_json(&ConnsView {
                     total,
+                    templates,
                     conns: Vec::new(),
                 }));
                 l.more = Some(false);
