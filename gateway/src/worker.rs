@@ -526,7 +526,7 @@ impl Worker {
         let usage = &mut dp.l3.stats.lip_usage;
         usage.clear();
         usage.extend(dp.fwd.lip_usage());
-        usage.extend(dp.v6.lip_conns.usage());
+        usage.extend(dp.v6.lip_conns.usage(dp.fwd.services()));
         usage.sort_unstable_by_key(|a| a.0);
         let guard = if wait {
             self.published.lock().ok()

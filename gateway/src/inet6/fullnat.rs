@@ -15,6 +15,7 @@
 
 use crate::conn::{ConnOf, ConnTable6, Tuple6};
 use crate::forward::rewrite::{rewrite_ports, Udp};
+use crate::forward::ServiceTable;
 use crate::laddr::PortLayout;
 use crate::service::LipKey;
 use crate::wire::checksum::Delta;
@@ -244,17 +245,47 @@ impl LipConns {
         }
     }
 
-    /// Connections on each (service, LIP) that has any.
-    pub fn usage(&self) -> impl Iterator<Item = (LipKey, u32)> + '_ {
-        self.0.iter().map(|(&(vip, lip, port_proto), &n)| {
-            let key = LipKey {
-                proto: port_proto as u8,
-                vip: Ipv6Addr::from(vip).into(),
-                vport: (port_proto >> 8) as u16,
-                lip: Ipv6Addr::from(lip).into(),
+    /// Connections on each local address of each IPv6 service of `services` (its `lips6` and
+    /// retiring ones), 0 for an address without any, as IPv4's pools report theirs; then on any
+    /// other (service, LIP) that has some (a service deleted under its connections). Read when
+    /// the worker publishes its counters, not per packet.
+    pub fn usage(&self, services: &ServiceTable) -> Vec<(LipKey, u32)> {
+        let mut out = Vec::new();
+        let mut listed = 0;
+        for vs in &services.services {
+            let c = vs.svc.config();
+            let std::net::IpAddr::V6(vip) = c.vip else {
+                continue;
             };
-            (key, n)
-        })
+            let port_proto = u32::from(c.vport) << 8 | u32::from(c.proto.number());
+            for lip in vs.lips6.iter().chain(&vs.retiring_lips6) {
+                let n = self.0.get(&(u128::from(vip), u128::from(*lip), port_proto));
+                listed += usize::from(n.is_some());
+                out.push((
+                    Self::lip_key((u128::from(vip), u128::from(*lip), port_proto)),
+                    n.copied().unwrap_or(0),
+                ));
+            }
+        }
+        if listed < self.0.len() {
+            let configured: hashbrown::HashSet<LipKey> = out.iter().map(|(k, _)| *k).collect();
+            out.extend(
+                self.0
+                    .iter()
+                    .map(|(&k, &n)| (Self::lip_key(k), n))
+                    .filter(|(k, _)| !configured.contains(k)),
+            );
+        }
+        out
+    }
+
+    fn lip_key((vip, lip, port_proto): LipWord) -> LipKey {
+        LipKey {
+            proto: port_proto as u8,
+            vip: Ipv6Addr::from(vip).into(),
+            vport: (port_proto >> 8) as u16,
+            lip: Ipv6Addr::from(lip).into(),
+        }
     }
 }
 

@@ -2171,12 +2171,27 @@ fn a_retiring_ipv6_local_address_serves_its_connections_and_takes_no_new_one() {
     let (lip, lport, ..) = tcp_of(out.data());
     assert_eq!(lip, a(LIP6), "the first address first");
     let usage = |dp: &Datapath<VecBuf>| {
-        let mut u: Vec<_> = dp.v6.lip_conns.usage().map(|(k, n)| (k.lip, n)).collect();
+        let mut u: Vec<_> = dp
+            .v6
+            .lip_conns
+            .usage(dp.fwd.services())
+            .into_iter()
+            .filter(|(k, _)| k.vport == 8080)
+            .map(|(k, n)| (k.lip, n))
+            .collect();
         u.sort();
         u
     };
-    assert_eq!(usage(&dp), vec![(a(LIP6).into(), 1)]);
-    let key = dp.v6.lip_conns.usage().next().unwrap().0;
+    // Each of the service's addresses, 0 for one without connections (as IPv4's pools).
+    assert_eq!(usage(&dp), vec![(a(LIP6).into(), 1), (a(lip2).into(), 0)]);
+    let key = dp
+        .v6
+        .lip_conns
+        .usage(dp.fwd.services())
+        .into_iter()
+        .find(|(_, n)| *n == 1)
+        .unwrap()
+        .0;
     assert_eq!(
         (key.proto, key.vip, key.vport),
         (6, a(VIP6).into(), 8080),
@@ -2227,5 +2242,29 @@ fn a_retiring_ipv6_local_address_serves_its_connections_and_takes_no_new_one() {
     // SYN_RECV's 60 s pass for the first (the others too): nothing is counted any more.
     dp.tick(61_000);
     assert!(dp.v6.conns.is_empty());
-    assert_eq!(usage(&dp), vec![]);
+    assert_eq!(usage(&dp), vec![(a(LIP6).into(), 0), (a(lip2).into(), 0)]);
+    // A service deleted under its connections: their counts still published, under its key.
+    let Verdict::Tx(1, _) = dp.process(tcp6_to(8080, 40100, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let specs: Vec<_> = dp
+        .fwd
+        .services()
+        .services
+        .iter()
+        .filter(|vs| vs.svc.config().vport != 8080)
+        .map(|vs| {
+            let opts = crate::forward::SvcOptions {
+                toa: vs.toa,
+                lips6: vs.lips6.clone(),
+                ..Default::default()
+            };
+            (vs.svc.config().clone(), vs.lips.clone(), opts)
+        })
+        .collect();
+    let old = Arc::clone(dp.fwd.services());
+    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old)).unwrap();
+    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
+    dp.commit_services(prepared);
+    assert_eq!(usage(&dp), vec![(a(lip2).into(), 1)]);
 }
