@@ -8,17 +8,44 @@
 # established-1m, established-burst-1m and reply-1m, slow; established6-1k, reply6-1k, dr6-1k)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
+#        perf/cost.sh --history [N]   (runs nothing: the worker's paths, net of the harness's frame
+# writing, a row per commit for the last N records (all without N), oldest first: the table
+# perf/RESULTS.md opens with)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every commit's own record (not cost-2w-<commit>.txt, a variant with its own section), as
+# "<commit time> <file>", oldest first.
+records() {
+    for f in perf/results/cost-*.txt; do
+        c=${f#perf/results/cost-}
+        t=$(git show -s --format=%ct "${c%.txt}" 2>/dev/null) || continue
+        echo "$t $f"
+    done | sort -n
+}
+if [ "${1:-}" = --history ]; then
+    files=()
+    while read -r _ f; do files+=("$f"); done < <(records | tail -n "${2:-+1}")
+    awk -v cols="established-burst-net reply-burst-net established6-burst-net syn-net syn6-net handshake-net expire-net" '
+        BEGIN { n = split(cols, col, " ") }
+        FNR == 1 { k++; c = FILENAME; sub(/.*cost-/, "", c); sub(/\.txt$/, "", c); name[k] = c }
+        /^#/ { next }
+        { v[k, $1] = $2 }
+        END {
+            printf "| commit |"; for (i = 1; i <= n; i++) printf " %s |", col[i]; print ""
+            printf "|---|"; for (i = 1; i <= n; i++) printf "---|"; print ""
+            for (r = 1; r <= k; r++) {
+                any = 0; line = "| " name[r] " |"
+                for (i = 1; i <= n; i++) {
+                    if ((r, col[i]) in v) { any = 1; line = line " " v[r, col[i]] " |" } else line = line " - |"
+                }
+                if (any) print line
+            }
+        }' "${files[@]}"
+    exit 0
+fi
 if [ "${1:-}" = --table ]; then
     files=()
-    while read -r _ f; do files+=("$f"); done < <(
-        for f in perf/results/cost-*.txt; do
-            c=${f#perf/results/cost-}
-            # Only a commit's own record (not cost-2w-<commit>.txt, a variant with its own section).
-            t=$(git show -s --format=%ct "${c%.txt}" 2>/dev/null) || continue
-            echo "$t $f"
-        done | sort -n)
+    while read -r _ f; do files+=("$f"); done < <(records)
     awk '
         FNR == 1 { n++; c = FILENAME; sub(/.*cost-/, "", c); sub(/\.txt$/, "", c); col[n] = c }
         /^#/ { next }
