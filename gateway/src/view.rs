@@ -135,6 +135,8 @@ impl std::fmt::Display for LimitView {
             max_conns: self.max_conns,
             prefix: self.prefix,
             rst: self.action == "rst",
+            // What the display shows does not depend on the family.
+            v6: false,
         };
         l.fmt(f)
     }

@@ -194,7 +194,6 @@ pub fn validate_service_entries(
                 // What the IPv6 datapath does not do yet is refused, not silently ignored.
                 let unbuilt = [
                     ("synproxy", s.synproxy != "off"),
-                    ("client_limit", s.client_limit.is_some()),
                     ("syn_retry", s.syn_retry),
                 ];
                 if let Some((k, _)) = unbuilt.iter().find(|(_, set)| *set) {
@@ -371,7 +370,7 @@ pub fn validate_service_entries(
             let limit = s
                 .client_limit
                 .as_ref()
-                .map(crate::forward::limit::ClientLimit::parse)
+                .map(|l| crate::forward::limit::ClientLimit::parse(l, vip.is_ipv6()))
                 .transpose()
                 .map_err(|(k, e)| invalid(format!("{key}.client_limit.{k}"), e))?;
             let opts = crate::forward::SvcOptions {

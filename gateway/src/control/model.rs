@@ -225,7 +225,7 @@ impl Model {
             }
             Change::SetLimit { svc, limit } => {
                 if let Some(l) = limit {
-                    crate::forward::limit::ClientLimit::parse(l)
+                    crate::forward::limit::ClientLimit::parse(l, svc.vip.is_ipv6())
                         .map_err(|(k, e)| format!("client_limit.{k}: {e}"))?;
                 }
                 self.svc_mut(svc)?.client_limit = limit.clone();

@@ -323,6 +323,18 @@ impl<B: PacketBuf> Datapath<B> {
         self.fwd.commit_services(prepared);
         crate::forward::services::ConnRemap::new(&old, self.fwd.services())
             .apply(&mut self.v6.conns);
+        // The IPv6 table's open connections counted in the limits too, once both follow the
+        // new snapshot (the forwarder counted the IPv4 table's).
+        let limits = self.fwd.limits_mut();
+        if limits.counts_conns() {
+            limits.count(
+                self.v6
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| crate::forward::fullnat::counted_open(c))
+                    .map(|(_, c)| (c.svc, c.client().src_ip().into())),
+            );
+        }
     }
 
     /// Hands out the verdicts reached outside their frame's processing (held fragments released

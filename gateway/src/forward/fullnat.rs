@@ -331,6 +331,12 @@ impl Forwarder {
         &self.layout
     }
 
+    /// The per-client limits (`limit`), for the IPv6 side, which counts its connections in them
+    /// as this side counts its own.
+    pub fn limits_mut(&mut self) -> &mut Limiter {
+        &mut self.limits
+    }
+
     /// Whether service `si`'s access list lets `client` open a connection, counting the rule that
     /// decided (`acl`; either family).
     pub fn acl_allows(&mut self, si: u32, client: IpAddr) -> bool {
@@ -1026,7 +1032,7 @@ impl Forwarder {
             return self.answer_syn(l3, pkt, v, &client);
         }
         // Per-client limits, also before any state exists (`limit`).
-        if let Err(why) = self.limits.check(si as usize, ip.src, l3.now_ms) {
+        if let Err(why) = self.limits.check(si as usize, ip.src.into(), l3.now_ms) {
             return self.over_limit(l3, pkt, v, si, why, !sloppy || proxied.is_some());
         }
         // At the bound on half-open connections, a SYN takes the place of an older half-open one
@@ -1208,7 +1214,7 @@ impl Forwarder {
             self.stats.sloppy_created += 1;
         }
         self.stats.created += 1;
-        self.limits.opened(si as u16, ip.src, l3.now_ms);
+        self.limits.opened(si as u16, ip.src.into(), l3.now_ms);
         if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, si as u16, ri as u16) {
             t.conns += 1;
         }
@@ -1277,7 +1283,7 @@ impl Forwarder {
             return;
         }
         let Some(c) = self.table.get(id) else { return };
-        let (svc, client) = (c.svc, c.client().src_ip());
+        let (svc, client) = (c.svc, c.client().src_ip().into());
         match ended(new) {
             true => self.limits.gone(svc, client),
             false => self.limits.opened(svc, client, now.0),
@@ -1800,12 +1806,12 @@ impl Forwarder {
 /// connection in TIME_WAIT or CLOSE, which has ended for its client (as Linux's `connlimit` skips
 /// closed conntrack entries); a client of short connections would otherwise be held to its limit
 /// for the whole TIME_WAIT.
-fn counted_open(c: &crate::conn::Conn) -> bool {
+pub(crate) fn counted_open<T: crate::conn::ConnKey>(c: &crate::conn::ConnOf<T>) -> bool {
     c.proto() != crate::conn::PROTO_TCP || !ended(c.state())
 }
 
 /// TIME_WAIT and CLOSE: the TCP connection has ended for its client.
-fn ended(s: State) -> bool {
+pub(crate) fn ended(s: State) -> bool {
     matches!(s, State::TimeWait | State::Close)
 }
 
@@ -1904,7 +1910,7 @@ fn release(
 ) {
     // `NO_DEST` names no service: nothing to count down.
     if counted_open(c) {
-        limits.gone(c.svc, c.client().src_ip());
+        limits.gone(c.svc, c.client().src_ip().into());
     }
     if let Some(s) = services
         .services

@@ -43,7 +43,7 @@
 //! unchanged; a changed limit starts with full buckets.
 
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// The largest rate, burst and open-connection count accepted.
 pub const MAX_VALUE: u32 = 10_000_000;
@@ -82,14 +82,19 @@ pub struct ClientLimit {
     pub burst: u32,
     /// Open connections (0: no limit).
     pub max_conns: u32,
+    /// Clients are grouped by this prefix of their address: 0 to 32 for an IPv4 service, 0 to 128
+    /// for an IPv6 one.
     pub prefix: u8,
     /// Answer a refused SYN with a RST instead of dropping it.
     pub rst: bool,
+    /// The limit of an IPv6 service (its clients' addresses are IPv6).
+    pub v6: bool,
 }
 
 impl ClientLimit {
-    /// Validates an entry; the error names the key at fault (`rate`, `burst`, ...).
-    pub fn parse(e: &LimitEntry) -> Result<ClientLimit, (&'static str, String)> {
+    /// Validates an entry for an IPv4 service (`v6` false) or an IPv6 one; the error names the key
+    /// at fault (`rate`, `burst`, ...).
+    pub fn parse(e: &LimitEntry, v6: bool) -> Result<ClientLimit, (&'static str, String)> {
         let count = |key: &'static str, v: Option<u32>| match v {
             Some(0) => Err((
                 key,
@@ -107,21 +112,30 @@ impl ClientLimit {
         if rate == 0 && max_conns == 0 {
             return Err(("rate", "a limit needs rate or max_conns".into()));
         }
-        let prefix = e.prefix.unwrap_or(32);
-        if prefix > 32 {
-            return Err(("prefix", format!("{prefix} is over 32")));
+        let bits = if v6 { 128 } else { 32 };
+        let prefix = e.prefix.unwrap_or(bits);
+        if prefix > bits {
+            return Err(("prefix", format!("{prefix} is over {bits}")));
         }
         let rst = match e.action.as_deref() {
             None | Some("drop") => false,
             Some("rst") => true,
             Some(a) => return Err(("action", format!("{a:?} is neither \"drop\" nor \"rst\""))),
         };
+        if rst && v6 {
+            return Err((
+                "action",
+                "\"rst\" is not built for IPv6 services yet (a refused connection is dropped)"
+                    .into(),
+            ));
+        }
         Ok(ClientLimit {
             rate,
             burst: if burst == 0 { rate } else { burst },
             max_conns,
             prefix,
             rst,
+            v6,
         })
     }
 
@@ -132,18 +146,29 @@ impl ClientLimit {
             rate: some(self.rate),
             burst: some(self.burst).filter(|&b| b != self.rate),
             max_conns: some(self.max_conns),
-            prefix: (self.prefix != 32).then_some(self.prefix),
+            prefix: (self.prefix != if self.v6 { 128 } else { 32 }).then_some(self.prefix),
             action: self.rst.then(|| "rst".into()),
         }
     }
 
-    /// The client's group: its address with the bits past `prefix` cleared.
+    /// The client's group: its address with the bits past `prefix` cleared (an IPv4 address in
+    /// the low 32 bits).
     #[inline]
-    pub fn group(&self, client: Ipv4Addr) -> u32 {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0);
-        u32::from(client) & mask
+    pub fn group(&self, client: IpAddr) -> u128 {
+        match client {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix.min(32)))
+                    .unwrap_or(0);
+                u128::from(u32::from(a) & mask)
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix.min(128)))
+                    .unwrap_or(0);
+                u128::from(a) & mask
+            }
+        }
     }
 }
 
@@ -173,7 +198,7 @@ pub enum Refused {
 /// One client group's state on one worker.
 #[derive(Clone, Copy, Debug)]
 struct Slot {
-    group: u32,
+    group: u128,
     /// Service index in the current snapshot; `EMPTY` for a free slot.
     svc: u16,
     conns: u32,
@@ -278,22 +303,33 @@ impl Limiter {
     }
 
     /// Counts the open connections, `(service, client)` each, from scratch.
-    pub fn recount(&mut self, conns: impl Iterator<Item = (u16, Ipv4Addr)>) {
-        if !self.limits.iter().flatten().any(|l| l.max_conns > 0) {
+    pub fn recount(&mut self, conns: impl Iterator<Item = (u16, IpAddr)>) {
+        if !self.counts_conns() {
             return;
         }
         for s in &mut self.slots {
             s.conns = 0;
         }
+        self.count(conns);
+    }
+
+    /// Counts these open connections on top of those counted (the IPv6 table's after
+    /// [`Limiter::recount`] of the IPv4 one's).
+    pub fn count(&mut self, conns: impl Iterator<Item = (u16, IpAddr)>) {
         for (svc, client) in conns {
             self.opened(svc, client, self.last_ms);
         }
     }
 
+    /// Whether a limit of the snapshot counts open connections (`max_conns`).
+    pub fn counts_conns(&self) -> bool {
+        self.limits.iter().flatten().any(|l| l.max_conns > 0)
+    }
+
     /// Decides a new connection of `client` to service `svc`: whether it is refused and why (the
     /// refusal counted); admitted, the rate's token is taken, and the caller tells
     /// [`Limiter::opened`] once the connection exists.
-    pub fn check(&mut self, svc: usize, client: Ipv4Addr, now_ms: u64) -> Result<(), Refused> {
+    pub fn check(&mut self, svc: usize, client: IpAddr, now_ms: u64) -> Result<(), Refused> {
         let Some(l) = self.limit(svc).copied() else {
             return Ok(());
         };
@@ -322,7 +358,7 @@ impl Limiter {
 
     /// A connection of `client` to service `svc` now exists.
     #[inline]
-    pub fn opened(&mut self, svc: u16, client: Ipv4Addr, now_ms: u64) {
+    pub fn opened(&mut self, svc: u16, client: IpAddr, now_ms: u64) {
         let Some(l) = self.limit(svc.into()).filter(|l| l.max_conns > 0) else {
             return;
         };
@@ -334,7 +370,7 @@ impl Limiter {
 
     /// A connection of `client` to service `svc` (an index of the current snapshot) is gone.
     #[inline]
-    pub fn gone(&mut self, svc: u16, client: Ipv4Addr) {
+    pub fn gone(&mut self, svc: u16, client: IpAddr) {
         let Some(l) = self.limit(svc.into()).filter(|l| l.max_conns > 0) else {
             return;
         };
@@ -354,7 +390,7 @@ impl Limiter {
     }
 
     /// Open connections counted for `client`'s group of service `svc` on this worker.
-    pub fn open_conns(&self, svc: usize, client: Ipv4Addr) -> u32 {
+    pub fn open_conns(&self, svc: usize, client: IpAddr) -> u32 {
         let Some(l) = self.limit(svc) else { return 0 };
         self.find(svc as u16, l.group(client))
             .map_or(0, |i| self.slots[i].conns)
@@ -362,21 +398,24 @@ impl Limiter {
 
     /// The first slot of the set of (`svc`, `group`).
     #[inline]
-    fn set(&self, svc: u16, group: u32) -> usize {
-        let x = ((u64::from(group) << 16) | u64::from(svc)) ^ self.seed;
+    fn set(&self, svc: u16, group: u128) -> usize {
+        // An IPv4 group is the low 32 bits, so `(group << 16) | svc` as before; an IPv6 one's
+        // upper half (its /64, what a limit on IPv6 usually keeps) folded in first.
+        let g = (group as u64) ^ ((group >> 64) as u64).rotate_left(17);
+        let x = ((g << 16) | u64::from(svc)) ^ self.seed;
         (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SET_BITS)) as usize * WAYS
     }
 
     /// The slots of the set of (`svc`, `group`) (none before a service has a limit).
     #[inline]
-    fn ways(&self, svc: u16, group: u32) -> std::ops::Range<usize> {
+    fn ways(&self, svc: u16, group: u128) -> std::ops::Range<usize> {
         let set = self.set(svc, group);
         set.min(self.slots.len())..(set + WAYS).min(self.slots.len())
     }
 
     /// The slot of (`svc`, `group`), if it has one.
     #[inline]
-    fn find(&self, svc: u16, group: u32) -> Option<usize> {
+    fn find(&self, svc: u16, group: u128) -> Option<usize> {
         self.ways(svc, group)
             .find(|&i| self.slots[i].svc == svc && self.slots[i].group == group)
     }
@@ -392,7 +431,7 @@ impl Limiter {
     /// The slot of (`svc`, `group`), its bucket filled up to `now_ms`; one is taken for it when
     /// there is none (see the module docs for which). None when every slot of its set holds open
     /// connections.
-    fn slot(&mut self, svc: u16, group: u32, now_ms: u64) -> Option<usize> {
+    fn slot(&mut self, svc: u16, group: u128, now_ms: u64) -> Option<usize> {
         let l = self.limit(svc.into()).copied()?;
         if let Some(i) = self.find(svc, group) {
             let s = self.slots[i];
@@ -445,6 +484,7 @@ mod tests {
             max_conns,
             prefix,
             rst: false,
+            v6: false,
         }
     }
 
@@ -454,7 +494,7 @@ mod tests {
         m
     }
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
@@ -552,12 +592,12 @@ mod tests {
     }
 
     /// Clients whose groups fall into the same set as `first`'s.
-    fn same_set(m: &Limiter, first: u32, n: usize) -> Vec<Ipv4Addr> {
-        let set = m.set(0, first);
+    fn same_set(m: &Limiter, first: u32, n: usize) -> Vec<IpAddr> {
+        let set = m.set(0, first.into());
         (first..)
-            .filter(|&g| m.set(0, g) == set)
+            .filter(|&g| m.set(0, g.into()) == set)
             .take(n)
-            .map(Ipv4Addr::from)
+            .map(|g| std::net::Ipv4Addr::from(g).into())
             .collect()
     }
 
@@ -633,10 +673,32 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_are_grouped_by_their_prefix() {
+        let l = ClientLimit {
+            v6: true,
+            ..limit(0, 0, 2, 64)
+        };
+        let mut m = limiter(1, l);
+        m.opened(0, ip("2001:db8:1:2::a"), 0);
+        m.opened(0, ip("2001:db8:1:2:ffff::b"), 0);
+        assert_eq!(
+            m.check(0, ip("2001:db8:1:2::c"), 0),
+            Err(Refused::Conns),
+            "a third in the /64"
+        );
+        assert_eq!(m.check(0, ip("2001:db8:1:3::a"), 0), Ok(()), "the next /64");
+        assert_eq!(m.open_conns(0, ip("2001:db8:1:2:9::")), 2);
+        m.gone(0, ip("2001:db8:1:2::a"));
+        assert_eq!(m.check(0, ip("2001:db8:1:2::c"), 0), Ok(()));
+        let home: std::net::Ipv6Addr = "2001:db8:1:2::".parse().unwrap();
+        assert_eq!(l.group(ip("2001:db8:1:2:3:4:5:6")), u128::from(home));
+    }
+
+    #[test]
     fn entries_parse_round_trip_and_bad_ones_name_the_key() {
         let e: LimitEntry =
             toml::from_str("rate = 50\nmax_conns = 10\nprefix = 24\naction = \"rst\"").unwrap();
-        let l = ClientLimit::parse(&e).unwrap();
+        let l = ClientLimit::parse(&e, false).unwrap();
         assert_eq!(
             l,
             ClientLimit {
@@ -644,18 +706,47 @@ mod tests {
                 burst: 50,
                 max_conns: 10,
                 prefix: 24,
-                rst: true
+                rst: true,
+                v6: false,
             }
         );
         assert_eq!(l.to_string(), "rate 50/s burst 50 max_conns 10 per /24 rst");
         assert_eq!(l.entry(), e);
-        assert_eq!(ClientLimit::parse(&l.entry()), Ok(l));
-        let only_conns = ClientLimit::parse(&LimitEntry {
+        assert_eq!(ClientLimit::parse(&l.entry(), false), Ok(l));
+        let only_conns = LimitEntry {
             max_conns: Some(3),
             ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(only_conns.to_string(), "max_conns 3 per /32 drop");
+        };
+        let l = ClientLimit::parse(&only_conns, false).unwrap();
+        assert_eq!(l.to_string(), "max_conns 3 per /32 drop");
+        // An IPv6 service's: per address (/128) by default, up to /128.
+        let l6 = ClientLimit::parse(&only_conns, true).unwrap();
+        assert_eq!((l6.prefix, l6.v6), (128, true));
+        assert_eq!(l6.to_string(), "max_conns 3 per /128 drop");
+        assert_eq!(l6.entry(), only_conns, "/128 left out as the default");
+        let per_64 = LimitEntry {
+            prefix: Some(64),
+            ..only_conns.clone()
+        };
+        assert_eq!(ClientLimit::parse(&per_64, true).unwrap().entry(), per_64);
+        assert_eq!(
+            ClientLimit::parse(&per_64, false).unwrap_err().1,
+            "64 is over 32"
+        );
+        let over = LimitEntry {
+            prefix: Some(129),
+            ..only_conns
+        };
+        assert_eq!(
+            ClientLimit::parse(&over, true).unwrap_err().1,
+            "129 is over 128"
+        );
+        let rst = LimitEntry {
+            rate: Some(5),
+            action: Some("rst".into()),
+            ..Default::default()
+        };
+        assert_eq!(ClientLimit::parse(&rst, true).unwrap_err().0, "action");
         for (text, key, why) in [
             ("rate = 0", "rate", "at least 1"),
             ("rate = 10000001", "rate", "over"),
@@ -666,7 +757,7 @@ mod tests {
             ("max_conns = 0", "max_conns", "at least 1"),
         ] {
             let e: LimitEntry = toml::from_str(text).unwrap();
-            let (k, e) = ClientLimit::parse(&e).unwrap_err();
+            let (k, e) = ClientLimit::parse(&e, false).unwrap_err();
             assert!(k == key && e.contains(why), "{text}: {k}: {e}");
         }
         assert!(

@@ -37,8 +37,8 @@
 //!
 //! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
 //! mirror of IPv6 addresses and routes from the kernel back to the datapath, passive health
-//! detection, client limits and the SYN proxy for IPv6 services (refused by the config, not
-//! ignored).
+//! detection, the SYN proxy, `syn_retry` and a client limit's RST for IPv6 services (refused by
+//! the config, not ignored). Client limits count IPv6 clients by prefix (`forward::limit`).
 
 mod common;
 pub mod frag6;
@@ -476,10 +476,14 @@ impl<B: PacketBuf> Inet6<B> {
     /// Periodic work: neighbour timers (solicitations, aging) and connection expiry.
     pub fn tick(&mut self, l3: &mut L3<B>, fwd: &mut Forwarder, now_ms: u64) {
         nd::tick(self, l3, now_ms);
+        // Open connections that end count down their clients' limits (`forward::limit`), after
+        // the pass that borrows the services.
+        let limited = fwd.limits_mut().counts_conns();
         let services = fwd.services();
         let stats = &mut l3.stats.inet6;
         // NAT64 connections give their IPv4 local port back to the service's pool.
         let mut freed: Vec<(u16, Ipv4Addr, u16)> = Vec::new();
+        let mut ended: Vec<(u16, std::net::IpAddr)> = Vec::new();
         let lip_conns = &mut self.lip_conns;
         let n = self.conns.expire(Ticks(now_ms), EXPIRE_BUDGET, |_, c, _| {
             service::release(services, c);
@@ -487,11 +491,17 @@ impl<B: PacketBuf> Inet6<B> {
             if let Some((lip, lport)) = service::nat64_local_port(c.mode, c.reply()) {
                 freed.push((c.svc, lip, lport));
             }
+            if limited && crate::forward::fullnat::counted_open(c) {
+                ended.push((c.svc, c.client().src_ip().into()));
+            }
         });
         for (si, lip, lport) in freed {
             if let Some(pool) = fwd.pool_mut(u32::from(si)) {
                 pool.free(lip, lport);
             }
+        }
+        for (si, client) in ended {
+            fwd.limits_mut().gone(si, client);
         }
         stats.conns_expired += n as u64;
         stats.conns = self.conns.len() as u64;

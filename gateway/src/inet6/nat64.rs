@@ -201,6 +201,9 @@ pub fn from_server<B: PacketBuf>(
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
+    if ip.protocol == IpProtocol::TCP {
+        super::service::limit_on_state(fwd, c, change, Ticks(l3.now_ms));
+    }
     fwd.count_packet(c.svc, c.rs, Dir::Reply, ip.total_len);
     super::common::count_activity(fwd.services(), c, change.activity());
     let client = c.client();

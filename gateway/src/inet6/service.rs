@@ -26,6 +26,8 @@ use crate::conn::{
     tcp_flags, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, State, StateChange, Ticks,
     Tuple6,
 };
+use crate::forward::fullnat::{counted_open, ended};
+use crate::forward::limit::Refused;
 use crate::forward::{mode, reuse, room_for_port, Forwarder, Room, ServiceTable};
 use crate::net::L3;
 use crate::packet::Verdict;
@@ -163,6 +165,9 @@ pub fn to_service_segment<B: PacketBuf>(
     let Some(c) = v6.conns.get_mut(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
+    if is_tcp {
+        limit_on_state(fwd, c, change, now);
+    }
     if is_tcp && c.user2 == 0 {
         // The first SYN's ISN plus one, which tells the client's retransmissions from a new
         // connection on the same port (`reschedule`); IPv6 TCP uses `user2` for nothing else.
@@ -275,6 +280,15 @@ fn new_conn<B: PacketBuf>(
     if !fwd.acl_allows(si, IpAddr::V6(tuple.src_ip())) {
         return Err(Drop::AclDenied);
     }
+    // Per-client limits, also before any state exists, as on IPv4 (`forward::limit`); a refused
+    // connection is dropped (an IPv4 service's `action = "rst"` is not built for IPv6).
+    let client = IpAddr::V6(tuple.src_ip());
+    if let Err(why) = fwd.limits_mut().check(si as usize, client, l3.now_ms) {
+        return Err(match why {
+            Refused::Rate => Drop::LimitRate,
+            Refused::Conns => Drop::LimitConns,
+        });
+    }
     // At the bound on half-open connections, a SYN takes the place of an older half-open one
     // (under a SYN flood, one from a spoofed source), as on IPv4 (`forward::fullnat`); none
     // found, it is refused. Established connections are never taken.
@@ -379,6 +393,7 @@ fn new_conn<B: PacketBuf>(
         s.on_conn_new();
     }
     v6.lip_conns.started(&tuple, reply.as_ref(), mode_id);
+    fwd.limits_mut().opened(si as u16, client, l3.now_ms);
     fwd.count_conn(si as u16, ri as u16);
     l3.stats.inet6.conns_created += 1;
     Ok(id)
@@ -502,6 +517,9 @@ pub(super) fn reply_segment<B: PacketBuf>(
     let Some(c) = v6.conns.get_mut(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
+    if is_tcp {
+        limit_on_state(fwd, c, change, Ticks(l3.now_ms));
+    }
     if is_tcp && flags & tcp_flags::SYN != 0 {
         // The server answered the SYN (`handshake_fullnat`).
         c.user = 1;
@@ -551,6 +569,24 @@ fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId, isn1: u32) -> Opt
     )
 }
 
+/// A TCP connection entering TIME_WAIT or CLOSE stops counting against its client's limit of
+/// open connections, and one leaving them counts again, as IPv4's (`forward::fullnat`).
+pub(super) fn limit_on_state(
+    fwd: &mut Forwarder,
+    c: &ConnOf<Tuple6>,
+    change: StateChange,
+    now: Ticks,
+) {
+    if !change.changed() || ended(change.old) == ended(change.new) {
+        return;
+    }
+    let client = IpAddr::V6(c.client().src_ip());
+    match ended(change.new) {
+        true => fwd.limits_mut().gone(c.svc, client),
+        false => fwd.limits_mut().opened(c.svc, client, now.0),
+    }
+}
+
 /// An IPv6 connection leaves: its real server's count drops.
 pub fn release(services: &ServiceTable, c: &ConnOf<Tuple6>) {
     if let Some(s) = services
@@ -575,6 +611,10 @@ pub fn nat64_local_port(mode: u8, reply: Option<Tuple6>) -> Option<(std::net::Ip
 fn gone(lip_conns: &mut super::fullnat::LipConns, fwd: &mut Forwarder, c: &ConnOf<Tuple6>) {
     release(fwd.services(), c);
     lip_conns.ended(c);
+    if counted_open(c) {
+        fwd.limits_mut()
+            .gone(c.svc, IpAddr::V6(c.client().src_ip()));
+    }
     if let Some((lip, lport)) = nat64_local_port(c.mode, c.reply()) {
         if let Some(pool) = fwd.pool_mut(u32::from(c.svc)) {
             pool.free(lip, lport);

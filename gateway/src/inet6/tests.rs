@@ -1815,6 +1815,101 @@ fn an_ipv6_access_list_refuses_before_any_state() {
     assert_eq!(hits, [vec![1, 0, 0]]);
 }
 
+/// An IPv6 service's `client_limit` counts its clients' open connections as IPv4's does: a SYN
+/// over `max_conns` is dropped before any state exists, a connection closed by the client's RST
+/// stops counting, and one that expires too; a client in another /64 has its own count.
+#[test]
+fn an_ipv6_client_limit_counts_open_connections_per_prefix() {
+    let cfg = config_fullnat().replacen(
+        "port = 8080\nprotocol = \"tcp\"\nscheduler = \"rr\"",
+        "port = 8080\nprotocol = \"tcp\"\nscheduler = \"rr\"\nclient_limit = { max_conns = 2, prefix = 64 }",
+        1,
+    );
+    assert_ne!(cfg, config_fullnat());
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+    learn_rs1_and_client(&mut dp);
+    let si = dp.fwd.services().find6(a(VIP6), 8080, 6).unwrap() as usize;
+    let client = std::net::IpAddr::V6(a(CLIENT6));
+    let syn = |dp: &mut Datapath<VecBuf>, sport: u16| {
+        dp.process(tcp6_to(8080, sport, true, b""), &meta(0))
+    };
+    let Verdict::Tx(1, out) = syn(&mut dp, 40000) else {
+        panic!("SYN not sent")
+    };
+    let lport = tcp_of(out.data()).1;
+    let v = syn(&mut dp, 40001);
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(drop_name(&syn(&mut dp, 40002)), "Dp(LimitConns)");
+    assert_eq!(dp.v6.conns.len(), 2, "no state for the refused one");
+    assert_eq!(dp.fwd.limits_mut().open_conns(si, client), 2);
+    // The first connection established, then reset by its client: CLOSE no longer counts.
+    let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+    let v = dp.process(tcp6_to(8080, 40000, false, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(fullnat6_state(&dp), crate::conn::State::Established);
+    let mut rst = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .tcp(40000, 8080, 1001, 0)
+        .rst()
+        .write(&mut rst, b"")
+        .unwrap();
+    let v = dp.process(VecBuf::from_frame(&rst), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(fullnat6_state(&dp), crate::conn::State::Close);
+    assert_eq!(dp.fwd.limits_mut().open_conns(si, client), 1);
+    let v = syn(&mut dp, 40003);
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(drop_name(&syn(&mut dp, 40004)), "Dp(LimitConns)");
+    // All expire (SYN_RECV's 60 s, CLOSE's 10): nothing counted, a SYN admitted again.
+    dp.tick(61_000);
+    assert!(dp.v6.conns.is_empty());
+    assert_eq!(dp.fwd.limits_mut().open_conns(si, client), 0);
+    let v = syn(&mut dp, 40005);
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    let refused: Vec<_> = dp.fwd.limit_entries().map(|(_, r)| r.to_vec()).collect();
+    assert_eq!(refused, [vec![0, 2]], "[rate, max_conns] refusals");
+}
+
+/// A limit set at run time counts the IPv6 connections already open (the snapshot's recount).
+#[test]
+fn an_ipv6_limit_set_at_run_time_counts_the_open_connections() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
+    learn_rs1_and_client(&mut dp);
+    for sport in [40000, 40001] {
+        let v = dp.process(tcp6_to(8080, sport, true, b""), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    }
+    let old = Arc::clone(dp.fwd.services());
+    let limit = crate::forward::limit::ClientLimit::parse(
+        &crate::forward::limit::LimitEntry {
+            max_conns: Some(2),
+            ..Default::default()
+        },
+        true,
+    )
+    .unwrap();
+    let specs: Vec<_> = old
+        .services
+        .iter()
+        .map(|vs| {
+            let opts = crate::forward::SvcOptions {
+                toa: vs.toa,
+                lips6: vs.lips6.clone(),
+                limit: (vs.svc.config().vport == 8080).then_some(limit),
+                ..Default::default()
+            };
+            (vs.svc.config().clone(), vs.lips.clone(), opts)
+        })
+        .collect();
+    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old)).unwrap();
+    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
+    dp.commit_services(prepared);
+    let v = dp.process(tcp6_to(8080, 40002, true, b""), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(LimitConns)");
+}
+
 proptest::proptest! {
     /// `parse_plain_tcp6`, the fast path's parse, takes only frames `parse` takes, and gives
     /// what `parse` gives: a TCP segment in an IPv6 packet with its bytes changed at random

@@ -355,7 +355,9 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             }
             let mut out = String::new();
             for (s, lv) in limited {
-                let _ = writeln!(out, "{} {}:{}  {lv}", s.proto.to_uppercase(), s.vip, s.port);
+                // An IPv6 VIP in brackets, as ipvsadm writes it.
+                let vs = std::net::SocketAddr::new(s.vip, s.port);
+                let _ = writeln!(out, "{} {vs}  {lv}", s.proto.to_uppercase());
                 let _ = writeln!(out, "  {:<32} {:>12}", "rate_refused", lv.rate_refused);
                 let _ = writeln!(out, "  {:<32} {:>12}", "conns_refused", lv.conns_refused);
             }

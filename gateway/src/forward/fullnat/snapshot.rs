@@ -176,7 +176,7 @@ impl Forwarder {
             .table
             .iter()
             .filter(|(_, c)| c.svc != NO_DEST && counted_open(c))
-            .map(|(_, c)| (c.svc, c.client().src_ip()));
+            .map(|(_, c)| (c.svc, c.client().src_ip().into()));
         self.limits.recount(open);
     }
 
