@@ -571,6 +571,7 @@ fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId, isn1: u32) -> Opt
 
 /// A TCP connection entering TIME_WAIT or CLOSE stops counting against its client's limit of
 /// open connections, and one leaving them counts again, as IPv4's (`forward::fullnat`).
+#[inline]
 pub(super) fn limit_on_state(
     fwd: &mut Forwarder,
     c: &ConnOf<Tuple6>,
