@@ -297,7 +297,8 @@ pub struct ConnsView {
     /// Live connections in the workers' tables (the listing may be cut at its limit).
     pub total: u64,
     /// Live persistence templates of every service, when the filter asked for them (`-Lc`
-    /// lists them after the connections); not counted in `total`.
+    /// lists them after the connections; none with a worker filter, and the address and port
+    /// filters do not narrow this count); not counted in `total`.
     #[serde(default)]
     pub templates: u64,
     pub conns: Vec<ConnInfo>,

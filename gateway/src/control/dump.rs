@@ -151,13 +151,12 @@ pub fn worker_dump<B>(
     }
 }
 
-/// The persistence templates of the IPv4 services that pass `filter` (at most `limit`), handed
-/// to `sink` in chunks of at most `chunk`, as `ipvsadm -Lc` shows IPVS's: state NONE, the
-/// client's masked address with port 0, the service's address and port, the real server, the
-/// time left. Read on the admin thread from the shared tables (`service::persist`), one shard
-/// lock at a time, so a full table (a million templates) lists in bounded memory as the
-/// connections do. An IPv6 client's template is keyed by a 32-bit fold of its address, which
-/// names no address, so IPv6 services list none. Returns how many were listed.
+/// The persistence templates of the services that pass `filter` (at most `limit`), handed to
+/// `sink` in chunks of at most `chunk`, as `ipvsadm -Lc` shows IPVS's: state NONE, the client's
+/// masked address (an IPv6 one cut to the service's prefix length) with port 0, the service's
+/// address and port, the real server, the time left. Read on the admin thread from the shared
+/// tables (`service::persist`), one shard lock at a time, so a full table (a million templates)
+/// lists in bounded memory as the connections do. Returns how many were listed.
 pub fn templates(
     services: &ServiceTable,
     filter: &ConnFilter,

@@ -158,8 +158,7 @@ pub struct ConnFilter {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
     /// The persistence templates too, after the connections, as `ipvsadm -Lc` lists them (state
-    /// NONE, client port 0; IPv4 services: an IPv6 client's template keys on a 32-bit fold of its
-    /// address). A `worker` filter leaves them out.
+    /// NONE, the masked client with port 0). A `worker` filter leaves them out.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub templates: bool,
 }

@@ -331,7 +331,10 @@ impl<B: PacketBuf> Datapath<B> {
                 self.v6
                     .conns
                     .iter()
-                    .filter(|(_, c)| crate::forward::fullnat::counted_open(c))
+                    .filter(|(_, c)| {
+                        c.svc != crate::forward::services::NO_DEST
+                            && crate::forward::fullnat::counted_open(c)
+                    })
                     .map(|(_, c)| (c.svc, c.client().src_ip().into())),
             );
         }

@@ -3,7 +3,8 @@
 //! `limit_conn`, iptables' `connlimit`) one client address, or one prefix of addresses, may have
 //! toward a service (issue 21). Decided on a connection's first packet right after the access list
 //! (`acl`), before any state exists: over a limit, the SYN (a UDP flow's first datagram) is dropped,
-//! or for TCP answered with a RST, and counted per service and as a drop reason.
+//! or for TCP to an IPv4 service answered with a RST (not built for IPv6: dropped), and counted per
+//! service and as a drop reason. An IPv6 service's clients are grouped by an IPv6 prefix.
 //!
 //! # Across workers, without sharing
 //!
@@ -37,7 +38,9 @@
 //! connection in TIME_WAIT or CLOSE no longer counts (as Linux's `connlimit` skips closed conntrack
 //! entries), else a client of short connections would be held to its limit for all of TIME_WAIT.
 //! The count goes up when a connection is created or leaves those states, and down when it enters
-//! them or goes, on every path (`fullnat::release`); it is counted again from the table itself
+//! them or goes, on every path (`fullnat::release` and `limit_on_state` for IPv4; for IPv6
+//! `inet6::service::gone` and `limit_on_state`, and the expiry in `Inet6::tick`); it is counted
+//! again from the tables themselves
 //! whenever the worker adopts a new service snapshot, so a limit set or changed at run time counts
 //! the connections already open. A limit's buckets carry over a snapshot that leaves it
 //! unchanged; a changed limit starts with full buckets.
@@ -416,8 +419,11 @@ impl Limiter {
     fn set(&self, svc: u16, group: u128) -> usize {
         // An IPv4 group is the low 32 bits, so `(group << 16) | svc` as before; an IPv6 one's
         // upper half (its /64, what a limit on IPv6 usually keeps) folded in first.
+        // Rotated, not shifted, so that none of the folded bits is lost before the seed and the
+        // multiply (a shift dropped bits 64..80 of an IPv6 group: all the /80s of a /64 fell in
+        // one set whatever the seed).
         let g = (group as u64) ^ ((group >> 64) as u64).rotate_left(17);
-        let x = ((g << 16) | u64::from(svc)) ^ self.seed;
+        let x = (g.rotate_left(16) ^ u64::from(svc)) ^ self.seed;
         (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SET_BITS)) as usize * WAYS
     }
 
@@ -707,6 +713,24 @@ mod tests {
         assert_eq!(m.check(0, ip("2001:db8:1:2::c"), 0), Ok(()));
         let home: std::net::Ipv6Addr = "2001:db8:1:2::".parse().unwrap();
         assert_eq!(l.group(ip("2001:db8:1:2:3:4:5:6")), u128::from(home));
+    }
+
+    /// The set of an IPv6 group depends on all its bits: the /80s of one /64 spread over the
+    /// sets (a shift in the hash once dropped bits 64..80, so they all shared one set).
+    #[test]
+    fn ipv6_groups_spread_over_the_sets() {
+        let l = ClientLimit {
+            v6: true,
+            ..limit(0, 0, 1, 80)
+        };
+        let m = limiter(1, l);
+        let sets: std::collections::HashSet<usize> = (0..64u16)
+            .map(|k| {
+                let a = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, k, 0, 0, 1);
+                m.set(0, l.group(a.into()))
+            })
+            .collect();
+        assert!(sets.len() > 32, "{} sets for 64 /80s", sets.len());
     }
 
     #[test]

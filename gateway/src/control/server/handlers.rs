@@ -370,9 +370,10 @@ impl Server<'_> {
         }))
     }
 
-    /// The live persistence templates of every service when `f` lists them, else 0.
+    /// The live persistence templates of every service when `f` lists them (as the listing, none
+    /// with a worker filter; the address and port filters aside), else 0.
     fn templates_live(&self, f: &ConnFilter) -> Result<u64, String> {
-        if !f.templates {
+        if !f.templates || f.worker.is_some() {
             return Ok(0);
         }
         // The snapshot cloned and the control lock let go before a pass over the tables.
