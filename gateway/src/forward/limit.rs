@@ -3,8 +3,8 @@
 //! `limit_conn`, iptables' `connlimit`) one client address, or one prefix of addresses, may have
 //! toward a service (issue 21). Decided on a connection's first packet right after the access list
 //! (`acl`), before any state exists: over a limit, the SYN (a UDP flow's first datagram) is dropped,
-//! or for TCP to an IPv4 service answered with a RST (not built for IPv6: dropped), and counted per
-//! service and as a drop reason. An IPv6 service's clients are grouped by an IPv6 prefix.
+//! or for TCP answered with a RST, and counted per service and as a drop reason. An IPv6
+//! service's clients are grouped by an IPv6 prefix.
 //!
 //! # Across workers, without sharing
 //!
@@ -125,13 +125,6 @@ impl ClientLimit {
             Some("rst") => true,
             Some(a) => return Err(("action", format!("{a:?} is neither \"drop\" nor \"rst\""))),
         };
-        if rst && v6 {
-            return Err((
-                "action",
-                "\"rst\" is not built for IPv6 services yet (a refused connection is dropped)"
-                    .into(),
-            ));
-        }
         Ok(ClientLimit {
             rate,
             burst: if burst == 0 { rate } else { burst },
@@ -785,7 +778,7 @@ mod tests {
             action: Some("rst".into()),
             ..Default::default()
         };
-        assert_eq!(ClientLimit::parse(&rst, true).unwrap_err().0, "action");
+        assert!(ClientLimit::parse(&rst, true).unwrap().rst);
         for (text, key, why) in [
             ("rate = 0", "rate", "at least 1"),
             ("rate = 10000001", "rate", "over"),

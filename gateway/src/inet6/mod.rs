@@ -37,8 +37,8 @@
 //!
 //! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
 //! mirror of IPv6 addresses and routes from the kernel back to the datapath, passive health
-//! detection, the SYN proxy, `syn_retry` and a client limit's RST for IPv6 services (refused by
-//! the config, not ignored). Client limits count IPv6 clients by prefix (`forward::limit`).
+//! detection, the SYN proxy and `syn_retry` for IPv6 services (refused by the config, not
+//! ignored). Client limits count IPv6 clients by prefix (`forward::limit`).
 
 mod common;
 pub mod frag6;

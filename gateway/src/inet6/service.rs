@@ -157,6 +157,11 @@ pub fn to_service_segment<B: PacketBuf>(
             }
             match new_conn(v6, l3, fwd, tuple, syn, now) {
                 Ok(id) => id,
+                Err(r @ (Drop::LimitRate | Drop::LimitConns)) => {
+                    let eth = crate::wire::EthernetFrame::new_unchecked(pkt.data());
+                    limit_rst(v6, l3, fwd, &tuple, (syn, isn1), (meta.port, eth.src()));
+                    return Verdict::Drop(r.into(), pkt);
+                }
                 Err(r) => return Verdict::Drop(r.into(), pkt),
             }
         }
@@ -281,7 +286,7 @@ fn new_conn<B: PacketBuf>(
         return Err(Drop::AclDenied);
     }
     // Per-client limits, also before any state exists, as on IPv4 (`forward::limit`); a refused
-    // connection is dropped (an IPv4 service's `action = "rst"` is not built for IPv6).
+    // SYN is dropped, and with `action = "rst"` answered (`limit_rst`).
     let client = IpAddr::V6(tuple.src_ip());
     if let Err(why) = fwd.limits_mut().check(si as usize, client, l3.now_ms) {
         return Err(match why {
@@ -567,6 +572,34 @@ fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId, isn1: u32) -> Opt
         dest,
         c.user2 != 0 && c.user2 != isn1,
     )
+}
+
+/// A SYN its client's limit refused, answered with a RST from VIP:vport when the limit's
+/// `action` is `rst` (RST+ACK of the SYN, `isn1` its sequence number plus one), as IPv4's
+/// (`forward::fullnat`); counted in `rst_sent` or `rst_unsent`.
+fn limit_rst<B: PacketBuf>(
+    v6: &Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    tuple: &Tuple6,
+    (syn, isn1): (bool, u32),
+    came: (u16, crate::wire::MacAddr),
+) {
+    let Some(si) = fwd
+        .services()
+        .find6(tuple.dst_ip(), tuple.dport, tuple.proto)
+    else {
+        return;
+    };
+    let rst = fwd.limits_mut().limit(si as usize).is_some_and(|l| l.rst);
+    if !(rst && syn && tuple.proto == crate::conn::PROTO_TCP) {
+        return;
+    }
+    let from = (tuple.dst_ip(), tuple.dport);
+    match icmp::tcp_rst(v6, l3, from, (tuple.src_ip(), tuple.sport), isn1, came) {
+        true => fwd.stats.rst_sent += 1,
+        false => fwd.stats.rst_unsent += 1,
+    }
 }
 
 /// A TCP connection entering TIME_WAIT or CLOSE stops counting against its client's limit of

@@ -1872,6 +1872,40 @@ fn an_ipv6_client_limit_counts_open_connections_per_prefix() {
     assert_eq!(refused, [vec![0, 2]], "[rate, max_conns] refusals");
 }
 
+/// `action = "rst"`: a SYN an IPv6 client's limit refuses is answered from VIP:vport with a
+/// RST+ACK of it, as IPv4's, and nothing else changes.
+#[test]
+fn an_ipv6_client_over_its_limit_gets_a_rst_with_action_rst() {
+    let cfg = config_fullnat().replacen(
+        "port = 8080\nprotocol = \"tcp\"\nscheduler = \"rr\"",
+        "port = 8080\nprotocol = \"tcp\"\nscheduler = \"rr\"\nclient_limit = { max_conns = 1, action = \"rst\" }",
+        1,
+    );
+    assert_ne!(cfg, config_fullnat());
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+    // The real server resolved, not the client: this worker answers to the MAC the SYN came
+    // from (the client's neighbour entry may be another worker's).
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    let v = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    let _ = generated(&mut dp);
+    let v = dp.process(tcp6_to(8080, 40001, true, b""), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(LimitConns)");
+    let g = generated(&mut dp);
+    assert_eq!(g.len(), 1, "one RST");
+    let (src, sport, dst, dport, t) = tcp_of(&g[0].1);
+    assert_eq!(g[0].0, 0, "out of the client's port");
+    assert_eq!(EthernetFrame::new_unchecked(&g[0].1[..]).dst(), CLIENT_MAC);
+    assert_eq!((src, sport, dst, dport), (a(VIP6), 8080, a(CLIENT6), 40001));
+    // tcp6_to's SYN has sequence number 1000.
+    assert!(t.rst && t.ack && !t.syn, "{t:?}");
+    assert_eq!((t.sequence_number, t.acknowledgment_number), (0, 1001));
+    assert_eq!(dp.fwd.stats.rst_sent, 1);
+    assert_eq!(dp.v6.conns.len(), 1);
+}
+
 /// A limit set at run time counts the IPv6 connections already open (the snapshot's recount).
 #[test]
 fn an_ipv6_limit_set_at_run_time_counts_the_open_connections() {
