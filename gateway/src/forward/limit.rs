@@ -45,6 +45,7 @@
 //! the connections already open. A limit's buckets carry over a snapshot that leaves it
 //! unchanged; a changed limit starts with full buckets.
 
+use crate::net::{Ipv4Cidr, Ipv6Cidr};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -152,17 +153,13 @@ impl ClientLimit {
     #[inline]
     pub fn group(&self, client: IpAddr) -> u128 {
         match client {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix.min(32)))
-                    .unwrap_or(0);
-                u128::from(u32::from(a) & mask)
+            IpAddr::V4(addr) => {
+                let len = self.prefix.min(32);
+                u128::from(u32::from(Ipv4Cidr { addr, len }.network()))
             }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix.min(128)))
-                    .unwrap_or(0);
-                u128::from(a) & mask
+            IpAddr::V6(addr) => {
+                let len = self.prefix.min(128);
+                Ipv6Cidr { addr, len }.network().into()
             }
         }
     }
@@ -410,11 +407,11 @@ impl Limiter {
     /// The first slot of the set of (`svc`, `group`).
     #[inline]
     fn set(&self, svc: u16, group: u128) -> usize {
-        // An IPv4 group is the low 32 bits, so `(group << 16) | svc` as before; an IPv6 one's
-        // upper half (its /64, what a limit on IPv6 usually keeps) folded in first.
-        // Rotated, not shifted, so that none of the folded bits is lost before the seed and the
-        // multiply (a shift dropped bits 64..80 of an IPv6 group: all the /80s of a /64 fell in
-        // one set whatever the seed).
+        // An IPv6 group's upper half (its /64, what a limit on IPv6 usually keeps) folded into
+        // its lower one; then rotated, not shifted, so that no folded bit is lost before the
+        // seed and the multiply (a shift dropped bits 64..80: every /80 of a /64 fell in one set
+        // whatever the seed). An IPv4 group, the low 32 bits, gets `(group << 16) | svc` as
+        // before.
         let g = (group as u64) ^ ((group >> 64) as u64).rotate_left(17);
         let x = (g.rotate_left(16) ^ u64::from(svc)) ^ self.seed;
         (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SET_BITS)) as usize * WAYS

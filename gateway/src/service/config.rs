@@ -94,8 +94,11 @@ impl Persistence {
     #[inline]
     pub fn key(&self, addr: u128, v6: bool) -> super::PersistKey {
         if v6 {
-            // prefix6 is 1..=128 (`Service::check`); the shift of a 128-bit all-ones by up to 127.
-            addr & (u128::MAX << (128 - u32::from(self.prefix6.clamp(1, 128))))
+            let cut = crate::net::Ipv6Cidr {
+                addr: addr.into(),
+                len: self.prefix6.min(128),
+            };
+            cut.network().into()
         } else {
             u128::from(addr as u32 & u32::from(self.netmask))
         }
