@@ -10,7 +10,7 @@ use crate::net::L3;
 use crate::packet::{PacketBuf, Verdict};
 use crate::stats::Drop;
 use crate::wire::ipv6::{self, Ipv6Packet};
-use crate::wire::{ethernet, IpProtocol};
+use crate::wire::{ethernet, tcp, IpProtocol};
 use std::net::Ipv6Addr;
 
 /// Hop limit of the outer header of a tunnelled packet (Linux's default for ip6tnl).
@@ -92,4 +92,59 @@ pub(super) fn encapsulate<B: PacketBuf>(
     ip.set_src(src);
     ip.set_dst(dst);
     Ok(pkt)
+}
+
+/// A TCP RST from `from` to `to` (address, port), as a host with nothing listening answers a
+/// SYN (RFC 9293 3.10.7.1: RST+ACK acknowledging it, sequence 0), `ack` the SYN's sequence
+/// number plus one. `came`: the port the SYN came in on and the MAC it came from, the next hop
+/// when this worker has not resolved the route's (the client's neighbour entry may live on
+/// another worker). Whether it was queued.
+pub(super) fn tcp_rst<B: PacketBuf>(
+    v6: &Inet6<B>,
+    l3: &mut L3<B>,
+    from: (Ipv6Addr, u16),
+    to: (Ipv6Addr, u16),
+    ack: u32,
+    came: (u16, crate::wire::MacAddr),
+) -> bool {
+    let Some(route) = l3.topo().routes6.lookup(to.0).copied() else {
+        return false;
+    };
+    let resolved = v6.neigh.mac(route.l2_target(to.0));
+    let Some(mac) = resolved.or((route.port == came.0).then_some(came.1)) else {
+        return false;
+    };
+    let Some(src_mac) = l3.topo().ports.get(route.port as usize).map(|p| p.mac) else {
+        return false;
+    };
+    let before = l3.stats.generated;
+    l3.generate(route.port, |buf| {
+        let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + tcp::HEADER_LEN;
+        let (eth, rest) = buf.get_mut(..len)?.split_at_mut(ethernet::HEADER_LEN);
+        ethernet::write_header(eth, mac, src_mac, crate::wire::EtherType::IPV6).ok()?;
+        let (head, seg) = rest.split_at_mut(ipv6::HEADER_LEN);
+        let mut ip = Ipv6Packet::new_unchecked(head);
+        ip.set_ver_tc_flow(0, 0);
+        ip.set_payload_len(tcp::HEADER_LEN as u16);
+        ip.set_next_header(IpProtocol::TCP);
+        ip.set_hop_limit(64);
+        ip.set_src(from.0);
+        ip.set_dst(to.0);
+        seg.fill(0);
+        {
+            // Sequence number 0: left as zeroed.
+            let mut t = tcp::TcpPacket::new_unchecked(&mut *seg);
+            t.set_src_port(from.1);
+            t.set_dst_port(to.1);
+            t.set_ack_number(ack);
+            t.set_data_offset(5);
+            t.set_flags(tcp::TcpFlags(
+                crate::conn::tcp_flags::RST | crate::conn::tcp_flags::ACK,
+            ));
+        }
+        let sum = ipv6::l4_checksum(from.0, to.0, IpProtocol::TCP, seg);
+        tcp::TcpPacket::new_unchecked(seg).set_checksum(sum);
+        Some(len)
+    });
+    l3.stats.generated > before
 }

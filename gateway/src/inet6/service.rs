@@ -36,9 +36,9 @@ use crate::service::{ClientKey, FwdMode};
 use crate::stats::Drop;
 use crate::wire::ipv6;
 use crate::wire::packet::DropReason as WireDrop;
-use crate::wire::{ethernet, tcp, IpProtocol};
+use crate::wire::{ethernet, IpProtocol};
 use reuse::Resched;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// The ports and TCP flags of a TCP or UDP packet, its length and checksum checked (unless the NIC
 /// or the worker that handed it over did), as a [`Segment`] with `pre`; the verdict for one that
@@ -577,6 +577,7 @@ fn reschedule(conns: &ConnTable6, fwd: &Forwarder, id: ConnId, isn1: u32) -> Opt
 /// A SYN its client's limit refused, answered with a RST from VIP:vport when the limit's
 /// `action` is `rst` (RST+ACK of the SYN, `isn1` its sequence number plus one), as IPv4's
 /// (`forward::fullnat`); counted in `rst_sent` or `rst_unsent`.
+#[cold]
 fn limit_rst<B: PacketBuf>(
     v6: &Inet6<B>,
     l3: &mut L3<B>,
@@ -596,63 +597,10 @@ fn limit_rst<B: PacketBuf>(
         return;
     }
     let from = (tuple.dst_ip(), tuple.dport);
-    match tcp_rst(v6, l3, from, (tuple.src_ip(), tuple.sport), isn1, came) {
+    match super::common::tcp_rst(v6, l3, from, (tuple.src_ip(), tuple.sport), isn1, came) {
         true => fwd.stats.rst_sent += 1,
         false => fwd.stats.rst_unsent += 1,
     }
-}
-
-/// A TCP RST from `from` to `to` (address, port), as a host with nothing listening answers a
-/// SYN (RFC 9293 3.10.7.1: RST+ACK acknowledging it, sequence 0), `ack` the SYN's sequence
-/// number plus one. `came`: the port the SYN came in on and the MAC it came from, the next hop
-/// when this worker has not resolved the route's (the client's neighbour entry may live on
-/// another worker). Whether it was queued.
-fn tcp_rst<B: PacketBuf>(
-    v6: &Inet6<B>,
-    l3: &mut L3<B>,
-    from: (Ipv6Addr, u16),
-    to: (Ipv6Addr, u16),
-    ack: u32,
-    came: (u16, crate::wire::MacAddr),
-) -> bool {
-    let Some(route) = l3.topo().routes6.lookup(to.0).copied() else {
-        return false;
-    };
-    let resolved = v6.neigh.mac(route.l2_target(to.0));
-    let Some(mac) = resolved.or((route.port == came.0).then_some(came.1)) else {
-        return false;
-    };
-    let Some(src_mac) = l3.topo().ports.get(route.port as usize).map(|p| p.mac) else {
-        return false;
-    };
-    let before = l3.stats.generated;
-    l3.generate(route.port, |buf| {
-        let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + tcp::HEADER_LEN;
-        let (eth, rest) = buf.get_mut(..len)?.split_at_mut(ethernet::HEADER_LEN);
-        ethernet::write_header(eth, mac, src_mac, crate::wire::EtherType::IPV6).ok()?;
-        let (head, seg) = rest.split_at_mut(ipv6::HEADER_LEN);
-        let mut ip = ipv6::Ipv6Packet::new_unchecked(head);
-        ip.set_ver_tc_flow(0, 0);
-        ip.set_payload_len(tcp::HEADER_LEN as u16);
-        ip.set_next_header(IpProtocol::TCP);
-        ip.set_hop_limit(64);
-        ip.set_src(from.0);
-        ip.set_dst(to.0);
-        seg.fill(0);
-        {
-            // Sequence number 0: left as zeroed.
-            let mut t = tcp::TcpPacket::new_unchecked(&mut *seg);
-            t.set_src_port(from.1);
-            t.set_dst_port(to.1);
-            t.set_ack_number(ack);
-            t.set_data_offset(5);
-            t.set_flags(tcp::TcpFlags(tcp_flags::RST | tcp_flags::ACK));
-        }
-        let sum = ipv6::l4_checksum(from.0, to.0, IpProtocol::TCP, seg);
-        tcp::TcpPacket::new_unchecked(seg).set_checksum(sum);
-        Some(len)
-    });
-    l3.stats.generated > before
 }
 
 /// A TCP connection entering TIME_WAIT or CLOSE stops counting against its client's limit of
