@@ -276,6 +276,52 @@ fn the_rst_action_answers_a_refused_syn_with_a_reset_the_client_accepts() {
     assert_eq!(dp.fwd.table().len(), 1);
 }
 
+/// A client this worker has not resolved (its neighbour entry may live on another worker) still
+/// gets its RST: sent back to the MAC its SYN came from, on the port it came in on, the route's.
+#[test]
+fn the_rst_goes_back_to_the_syns_source_mac_when_the_client_is_not_resolved() {
+    let mut dp = datapath("{ rate = 1, action = \"rst\" }", "");
+    dp.tick(1000);
+    let stranger = Ipv4Addr::new(10, 10, 0, 9);
+    let stranger_mac = [2, 0, 0, 0, 0, 9];
+    let syn_from = |sport: u16| {
+        let mut f = client_seg(stranger, sport, 1000, "S");
+        f.data_mut()[6..12].copy_from_slice(&stranger_mac);
+        f
+    };
+    assert!(outcome(&mut dp, syn_from(40000), RxMeta::default()).is_ok());
+    assert_eq!(
+        outcome(&mut dp, syn_from(40001), RxMeta::default()),
+        Err(Drop::LimitRate)
+    );
+    let mut frames = Vec::new();
+    dp.l3
+        .take_generated(|g| frames.push((g.port, g.bytes().to_vec())));
+    assert_eq!(frames.len(), 1, "one RST, {:?}", dp.fwd.stats);
+    let (port, f) = &frames[0];
+    assert_eq!(*port, 0);
+    assert_eq!(f[..6], stranger_mac, "to the SYN's source MAC");
+    assert_eq!(f[6..12], CLIENT_PORT_MAC.0);
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    assert_eq!((t.destination_port(), t.rst()), (40001, true));
+    assert_eq!(dp.fwd.stats.rst_sent, 1);
+    // A SYN that came in on another port than the route to its client leaves by: no RST, as
+    // its source MAC is no neighbour on the route's port.
+    let mut elsewhere = syn_from(40002);
+    elsewhere.data_mut()[..6].copy_from_slice(&SERVER_PORT_MAC.0);
+    assert_eq!(
+        outcome(&mut dp, elsewhere, from_server()),
+        Err(Drop::LimitRate)
+    );
+    dp.l3
+        .take_generated(|g| frames.push((g.port, g.bytes().to_vec())));
+    assert_eq!(frames.len(), 1, "no second RST");
+    assert_eq!(dp.fwd.stats.rst_unsent, 1);
+}
+
 #[test]
 fn bad_limits_are_refused_naming_the_key() {
     for (limit, key) in [

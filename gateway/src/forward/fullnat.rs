@@ -491,6 +491,7 @@ impl Forwarder {
                 if dir == Dir::Original && ip.tcp_flags.syn() && !ip.tcp_flags.ack() {
                     let seq = TcpPacket::new_unchecked(&pkt.data()[ip.l4_off..]).seq();
                     if let Some(why) = self.reuse_decision(id, seq) {
+                        let why = (why, meta.port);
                         return Ok(self.reschedule(l3, pkt, v, id, tuple, now, why));
                     }
                     if let Some((rip, since)) = self.unanswered_server(id, now) {
@@ -502,7 +503,8 @@ impl Forwarder {
                             // copy of its first SYN, so nothing is held per half-open connection
                             // (a SYN flood cannot exhaust the mbufs with it), at the cost of the
                             // client's retransmission timeout (1 s on Linux) once.
-                            return Ok(self.renew(l3, pkt, v, id, tuple, now, Some(failed)));
+                            let retry = (Some(failed), meta.port);
+                            return Ok(self.renew(l3, pkt, v, id, tuple, now, retry));
                         }
                     }
                 }
@@ -529,7 +531,10 @@ impl Forwarder {
                         None if !l3.topo().local.contains(&ip.dst) => {
                             Verdict::Drop(Drop::VipNotHeld.into(), pkt)
                         }
-                        None => self.new_conn(l3, pkt, v, tuple, si, now, None),
+                        None => {
+                            let rx_port = Some(meta.port);
+                            self.new_conn(l3, pkt, v, tuple, si, now, None, rx_port)
+                        }
                     }
                 }
                 Via::Lip => self.not_mine(pkt, meta, ip.dst_port),
@@ -824,10 +829,10 @@ impl Forwarder {
         id: ConnId,
         tuple: Tuple,
         now: Ticks,
-        why: Resched,
+        (why, rx_port): (Resched, u16),
     ) -> Verdict<B> {
         self.count_resched(why);
-        self.renew(l3, pkt, v, id, tuple, now, None)
+        self.renew(l3, pkt, v, id, tuple, now, (None, rx_port))
     }
 
     /// Counts a SYN on a reused client tuple scheduled afresh (`resched_*`, both families).
@@ -843,7 +848,8 @@ impl Forwarder {
     }
 
     /// Retires connection `id` and makes its client's packet a new connection; `retry_of`: the
-    /// real server whose handshake failed, avoided (`syn_retry`).
+    /// real server whose handshake failed, avoided (`syn_retry`); `rx_port`: the port the packet
+    /// came in on (`new_conn`).
     #[allow(clippy::too_many_arguments)]
     fn renew<B: PacketBuf>(
         &mut self,
@@ -853,11 +859,11 @@ impl Forwarder {
         id: ConnId,
         tuple: Tuple,
         now: Ticks,
-        retry_of: Option<u16>,
+        (retry_of, rx_port): (Option<u16>, u16),
     ) -> Verdict<B> {
         self.retire(id, now);
         let si = self.services.find(tuple.dst_ip(), tuple.dport, tuple.proto);
-        self.new_conn(l3, pkt, v, tuple, si, now, retry_of)
+        self.new_conn(l3, pkt, v, tuple, si, now, retry_of, Some(rx_port))
     }
 
     /// A client retransmits the SYN of connection `id`, which its real server has not answered:
@@ -969,7 +975,8 @@ impl Forwarder {
 
     /// Creates a connection for a client's first packet and forwards it. `retry_of`: the real
     /// server whose connection of this client failed (`syn_retry`): another one is picked if one
-    /// may take it, and the new connection is not retried again.
+    /// may take it, and the new connection is not retried again. `rx_port`: the port the packet
+    /// came in on, where an answer to it may go (`over_limit`).
     #[allow(clippy::too_many_arguments)]
     fn new_conn<B: PacketBuf>(
         &mut self,
@@ -980,6 +987,7 @@ impl Forwarder {
         si: Option<u32>,
         now: Ticks,
         retry_of: Option<u16>,
+        rx_port: Option<u16>,
     ) -> Verdict<B> {
         let ip = &v.ip;
         let f = ip.tcp_flags;
@@ -1033,7 +1041,8 @@ impl Forwarder {
         }
         // Per-client limits, also before any state exists (`limit`).
         if let Err(why) = self.limits.check(si as usize, ip.src.into(), l3.now_ms) {
-            return self.over_limit(l3, pkt, v, si, why, !sloppy || proxied.is_some());
+            let syn = !sloppy || proxied.is_some();
+            return self.over_limit(l3, pkt, v, (si, why), syn, rx_port);
         }
         // At the bound on half-open connections, a SYN takes the place of an older half-open one
         // (under a SYN flood, one from a spoofed source); none found, it is refused. Established
@@ -1294,14 +1303,16 @@ impl Forwarder {
     /// `action = "rst"` and a TCP `syn` (a SYN, or the ACK that proved a SYN-proxy cookie: with
     /// the proxy, limits count clients that proved their address), answered with a RST from
     /// VIP:vport as by a host with nothing listening (ACK of the SYN, so the client takes it).
+    /// The RST goes to the client's next hop or, when this worker has not resolved it, back to
+    /// the MAC the SYN came from if the SYN came in on `rx_port`, the route's port.
     fn over_limit<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
         pkt: B,
         v: &Ipv4In,
-        si: u32,
-        why: Refused,
+        (si, why): (u32, Refused),
         syn: bool,
+        rx_port: Option<u16>,
     ) -> Verdict<B> {
         let ip = &v.ip;
         let rst = self.limits.limit(si as usize).is_some_and(|l| l.rst);
@@ -1314,7 +1325,8 @@ impl Forwarder {
                 true => (0, Some(t.seq().wrapping_add(1))),
                 false => (t.ack_number(), None),
             };
-            match send_rst(l3, from, to, seq, ack) {
+            let src_mac = crate::wire::EthernetFrame::new_unchecked(pkt.data()).src();
+            match send_rst(l3, from, to, seq, ack, rx_port.map(|p| (p, src_mac))) {
                 true => self.stats.rst_sent += 1,
                 false => self.stats.rst_unsent += 1,
             }
@@ -1389,7 +1401,7 @@ impl Forwarder {
                     let si = self
                         .services
                         .find(client.dst_ip(), client.dport, client.proto);
-                    return self.new_conn(l3, pkt, v, client, si, now, None);
+                    return self.new_conn(l3, pkt, v, client, si, now, None, None);
                 }
                 return Verdict::Drop(Drop::NoRealServer.into(), pkt);
             }
@@ -1778,6 +1790,7 @@ impl Forwarder {
                     (client.src_ip(), client.sport),
                     c.user,
                     None,
+                    None,
                 );
                 // To the server, from the LIP.
                 let b = send_rst(
@@ -1785,6 +1798,7 @@ impl Forwarder {
                     (reply.dst_ip(), reply.dport),
                     (reply.src_ip(), reply.sport),
                     c.user2,
+                    None,
                     None,
                 );
                 for ok in [a, b] {
@@ -1946,15 +1960,16 @@ fn write_in_place<B: PacketBuf>(
 }
 
 /// Generates a TCP RST from `src` to `dst` with sequence number `seq` (and ACK set, acknowledging
-/// `ack`, when given), if the next hop's MAC is known.
+/// `ack`, when given), if the next hop's MAC is known (`came`: as `L3::generate_ipv4`'s).
 fn send_rst<B: PacketBuf>(
     l3: &mut L3<B>,
     src: (Ipv4Addr, u16),
     dst: (Ipv4Addr, u16),
     seq: u32,
     ack: Option<u32>,
+    came: Option<(u16, crate::wire::MacAddr)>,
 ) -> bool {
-    l3.generate_ipv4(dst.0, |buf| {
+    l3.generate_ipv4(dst.0, came, |buf| {
         let len = ipv4::HEADER_LEN + tcp::HEADER_LEN;
         let repr = Ipv4Repr {
             src: src.0,

@@ -99,7 +99,7 @@ pub fn encapsulate<B: PacketBuf>(
         let icmp_sent = {
             let orig = &pkt.data()[l3_off..l3_off + inner_len];
             icmp::may_send_error_about(&Ipv4Packet::new_unchecked(orig))
-                && l3.generate_ipv4(client, |buf| {
+                && l3.generate_ipv4(client, None, |buf| {
                     icmp::write_frag_needed(buf, vip, mtu - OVERHEAD as u16, orig).ok()
                 })
         };

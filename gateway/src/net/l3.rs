@@ -237,16 +237,22 @@ impl<B: PacketBuf> L3<B> {
     /// Generates an IPv4 packet toward `dst`: `write` fills the IP packet (header on) into the buffer
     /// it gets and returns its length. Routed, with the next hop's MAC from the neighbour table; if
     /// that is not known the packet is not sent (generated packets are not queued) and false returned.
+    /// `came`: when answering a packet from `dst`, the port it came in on and the MAC it came from,
+    /// the next hop when the route leaves by that port and this worker has not resolved the route's
+    /// (the neighbour may have been learned by another worker: each keeps its own table).
     pub fn generate_ipv4(
         &mut self,
         dst: Ipv4Addr,
+        came: Option<(u16, MacAddr)>,
         write: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> bool {
         let Some(hop) = self.topo.routes.lookup(dst) else {
             self.stats.drop(Drop::NoRoute.into());
             return false;
         };
-        let Some(mac) = self.neigh.mac(hop.l2_target(dst)) else {
+        let resolved = self.neigh.mac(hop.l2_target(dst));
+        let fallback = came.and_then(|(port, mac)| (port == hop.port).then_some(mac));
+        let Some(mac) = resolved.or(fallback) else {
             self.stats.drop(Drop::NeighUnresolved.into());
             return false;
         };

@@ -349,7 +349,9 @@ impl Forwarder {
                 false => Some(n),
             }
         };
-        if send_rst(l3, local, server, ack, None) && l3.generate_ipv4(server.0, write_syn) {
+        if send_rst(l3, local, server, ack, None, None)
+            && l3.generate_ipv4(server.0, None, write_syn)
+        {
             p.resent += 1;
             if let Some(s) = self.synproxy.get_mut(id.index()) {
                 *s = p;
