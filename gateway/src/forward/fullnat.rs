@@ -1305,6 +1305,7 @@ impl Forwarder {
     /// VIP:vport as by a host with nothing listening (ACK of the SYN, so the client takes it).
     /// The RST goes to the client's next hop or, when this worker has not resolved it, back to
     /// the MAC the SYN came from if the SYN came in on `rx_port`, the route's port.
+    #[cold]
     fn over_limit<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
