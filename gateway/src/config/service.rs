@@ -192,10 +192,7 @@ pub fn validate_service_entries(
                     ));
                 }
                 // What the IPv6 datapath does not do yet is refused, not silently ignored.
-                let unbuilt = [
-                    ("synproxy", s.synproxy != "off"),
-                    ("syn_retry", s.syn_retry),
-                ];
+                let unbuilt = [("synproxy", s.synproxy != "off")];
                 if let Some((k, _)) = unbuilt.iter().find(|(_, set)| *set) {
                     return Err(invalid(
                         format!("{key}.{k}"),

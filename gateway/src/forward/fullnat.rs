@@ -74,7 +74,7 @@ impl Traffic {
 /// Whether connection `c`, whose handshake failed, is to be retried on another server: its
 /// service has `syn_retry`, it is not a retry itself, and another server could take it (else the
 /// client is better told at once).
-fn retries(services: &ServiceTable, c: &crate::conn::Conn) -> bool {
+fn retries<T: crate::conn::ConnKey>(services: &ServiceTable, c: &crate::conn::ConnOf<T>) -> bool {
     !c.flags().contains(RETRIED)
         && services.services.get(c.svc as usize).is_some_and(|vs| {
             vs.syn_retry && crate::service::elsewhere_possible(&vs.svc, usize::from(c.rs))
@@ -116,10 +116,10 @@ pub const PARKED: ConnFlags = ConnFlags::USER_A;
 
 /// The handshake failed on the real server's side: it refused the client's SYN (RST) or left it
 /// unanswered for `syn_unanswered_ms`; counted once per connection (passive detection).
-const FAILED: ConnFlags = ConnFlags::USER_B;
+pub(crate) const FAILED: ConnFlags = ConnFlags::USER_B;
 
 /// The connection is a client's second attempt (`syn_retry`): it is not retried again.
-const RETRIED: ConnFlags = ConnFlags::USER_C;
+pub(crate) const RETRIED: ConnFlags = ConnFlags::USER_C;
 
 /// Expired connections handled per `tick` (the rest wait for the next one, a few ms later).
 const EXPIRE_BUDGET: usize = 2048;
@@ -307,6 +307,35 @@ impl Forwarder {
         if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, svc, rs) {
             t.conns += 1;
         }
+    }
+
+    /// Passive detection's counts for the IPv6 paths (`inet6::retry`), as `syn_failed` and
+    /// `server_handshake` keep IPv4's: real server `rs` of service `svc` failed a client's SYN,
+    /// `refused` (a RST) or left it unanswered.
+    pub fn count_syn_failed(&mut self, svc: u16, rs: u16, refused: bool) {
+        if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, svc, rs) {
+            t.syn_failed(refused);
+        }
+    }
+
+    /// Real server `rs` of service `svc` answered a client's SYN: its streak of failures ends.
+    pub fn count_syn_answered(&mut self, svc: u16, rs: u16) {
+        if let Some(t) = traffic_at(&mut self.traffic, &self.traffic_base, svc, rs) {
+            t.syn_answered += 1;
+            t.fail_streak = 0;
+        }
+    }
+
+    /// `[conn] syn_unanswered_ms`: how long a client's SYN may wait for its server's answer
+    /// before its retransmission counts the attempt failed.
+    pub fn syn_unanswered_ms(&self) -> u32 {
+        self.syn_unanswered_ms
+    }
+
+    /// Whether connection `c`, whose handshake failed, is retried on another server
+    /// (`syn_retry`; either family's entry).
+    pub fn retries<T: crate::conn::ConnKey>(&self, c: &crate::conn::ConnOf<T>) -> bool {
+        retries(&self.services, c)
     }
 
     /// Sets the output MTU (default 1500; the daemon passes the smallest port MTU): a TUN packet that

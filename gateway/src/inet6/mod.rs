@@ -36,9 +36,9 @@
 //! leaves the connection's state as it is (as IPv4's `forward::fullnat::hot`).
 //!
 //! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
-//! mirror of IPv6 addresses and routes from the kernel back to the datapath, passive health
-//! detection, the SYN proxy and `syn_retry` for IPv6 services (refused by the config, not
-//! ignored). Client limits count IPv6 clients by prefix (`forward::limit`).
+//! mirror of IPv6 addresses and routes from the kernel back to the datapath, the SYN proxy for
+//! IPv6 services (refused by the config, not ignored). Client limits count IPv6 clients by
+//! prefix (`forward::limit`); passive health detection and `syn_retry` are IPv4's (`retry`).
 
 mod common;
 pub mod frag6;
@@ -47,6 +47,7 @@ mod hot;
 pub mod icmp;
 pub mod nat64;
 pub mod nd;
+mod retry;
 pub mod service;
 
 use crate::conn::{tcp_flags, ConnTable6, HashKey, Prelookup, Ticks, Timeouts};
@@ -484,8 +485,13 @@ impl<B: PacketBuf> Inet6<B> {
         // NAT64 connections give their IPv4 local port back to the service's pool.
         let mut freed: Vec<(u16, Ipv4Addr, u16)> = Vec::new();
         let mut ended: Vec<(u16, std::net::IpAddr)> = Vec::new();
+        // (service, real server) of SYNs their servers never answered (`retry`).
+        let mut failed: Vec<(u16, u16)> = Vec::new();
         let lip_conns = &mut self.lip_conns;
         let n = self.conns.expire(Ticks(now_ms), EXPIRE_BUDGET, |_, c, _| {
+            if retry::expires_unanswered(c) {
+                failed.push((c.svc, c.rs));
+            }
             service::release(services, c);
             lip_conns.ended(c);
             if let Some((lip, lport)) = service::nat64_local_port(c.mode, c.reply()) {
@@ -502,6 +508,9 @@ impl<B: PacketBuf> Inet6<B> {
         }
         for (si, client) in ended {
             fwd.limits_mut().gone(si, client);
+        }
+        for (si, rs) in failed {
+            fwd.count_syn_failed(si, rs, false);
         }
         stats.conns_expired += n as u64;
         stats.conns = self.conns.len() as u64;

@@ -195,13 +195,27 @@ pub fn from_server<B: PacketBuf>(
         }
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
-    let change = v6
-        .conns
-        .on_packet(id, Dir::Reply, ip.tcp_flags.bits(), Ticks(l3.now_ms));
-    let Some(c) = v6.conns.get(id) else {
+    let is_tcp = ip.protocol == IpProtocol::TCP;
+    let flags = ip.tcp_flags.bits();
+    if is_tcp {
+        let held = v6
+            .conns
+            .get_mut(id)
+            .is_some_and(|c| super::retry::server_segment(fwd, c, flags));
+        if held {
+            return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
+        }
+    }
+    let change = v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms));
+    let Some(c) = v6.conns.get_mut(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
-    if ip.protocol == IpProtocol::TCP {
+    if is_tcp && flags & crate::conn::tcp_flags::SYN != 0 {
+        // The server answered the SYN (`retry`).
+        c.ext |= super::retry::ANSWERED;
+    }
+    let c = &*c;
+    if is_tcp {
         super::service::limit_on_state(fwd, c, change, Ticks(l3.now_ms));
     }
     fwd.count_packet(c.svc, c.rs, Dir::Reply, ip.total_len);

@@ -133,6 +133,8 @@ pub fn to_service_segment<B: PacketBuf>(
         }),
         false => 0,
     };
+    // The server a client's retransmitted SYN is to avoid (`retry`).
+    let mut retry_of = None;
     if let (true, Some(id)) = (syn, found) {
         if let Some(why) = reschedule(&v6.conns, fwd, id, isn1) {
             fwd.count_resched(why);
@@ -140,6 +142,14 @@ pub fn to_service_segment<B: PacketBuf>(
                 gone(&mut v6.lip_conns, fwd, &old);
             }
             found = None;
+        } else if let Some(c) = v6.conns.get_mut(id) {
+            retry_of = super::retry::client_syn_again(fwd, c, now);
+            if retry_of.is_some() {
+                if let Some(old) = v6.conns.remove(id) {
+                    gone(&mut v6.lip_conns, fwd, &old);
+                }
+                found = None;
+            }
         }
     }
     let id = match found {
@@ -155,7 +165,7 @@ pub fn to_service_segment<B: PacketBuf>(
             if let Some(w) = elsewhere {
                 return fwd.hand_client_to(w, pkt);
             }
-            match new_conn(v6, l3, fwd, tuple, syn, now) {
+            match new_conn(v6, l3, fwd, tuple, (syn, retry_of), now) {
                 Ok(id) => id,
                 Err(r @ (Drop::LimitRate | Drop::LimitConns)) => {
                     let eth = crate::wire::EthernetFrame::new_unchecked(pkt.data());
@@ -261,13 +271,15 @@ pub fn to_service_segment<B: PacketBuf>(
 }
 
 /// Schedules a new connection for the client tuple `tuple` and creates its entry (with a local
-/// address and port for FullNAT); the drop reason when it cannot.
+/// address and port for FullNAT); the drop reason when it cannot. `retry_of`: the real server
+/// whose handshake with this client failed (`syn_retry`): another is picked if one may take it,
+/// and the new connection is not retried again.
 fn new_conn<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
     fwd: &mut Forwarder,
     tuple: Tuple6,
-    syn: bool,
+    (syn, retry_of): (bool, Option<u16>),
     now: Ticks,
 ) -> Result<ConnId, Drop> {
     let (vip, dport) = (tuple.dst_ip(), tuple.dport);
@@ -306,17 +318,27 @@ fn new_conn<B: PacketBuf>(
     }
     // The scheduler's pick (the snapshot borrowed, not cloned: an `Arc` clone per connection
     // would bounce its count between workers, as `forward::fullnat` notes).
-    let (ri, rs_fwd, rs_addr, rport) = {
+    let (ri, rs_fwd, rs_addr, rport, other) = {
         let (services, sched) = fwd.services_and_sched();
         let vs = &services.services[si as usize];
         let key = ClientKey::new(tuple.src_ip(), tuple.sport, vip);
         let state = sched.get_mut(si as usize).ok_or(Drop::NoService)?;
-        let ri = state
-            .pick(&vs.svc, &*vs.svc, key, l3.now_ms)
-            .ok_or(Drop::NoRealServer)?;
+        let other = retry_of
+            .map(|not| state.pick_other(&vs.svc, &*vs.svc, key, l3.now_ms, usize::from(not)));
+        let ri = match other {
+            Some(Some(ri)) => ri,
+            _ => state
+                .pick(&vs.svc, &*vs.svc, key, l3.now_ms)
+                .ok_or(Drop::NoRealServer)?,
+        };
         let rs = &vs.svc.reals()[ri];
-        (ri, rs.fwd, rs.addr, rs.port)
+        (ri, rs.fwd, rs.addr, rs.port, other)
     };
+    match other {
+        Some(Some(_)) => fwd.stats.syn_retried += 1,
+        Some(None) => fwd.stats.syn_retry_no_other += 1,
+        None => {}
+    }
     let proto = tuple.proto;
     let (reply, mode_id) = match (rs_fwd, rs_addr) {
         // A mid-flow packet can continue only a connection whose packets reach the real server
@@ -394,6 +416,13 @@ fn new_conn<B: PacketBuf>(
             });
         }
     };
+    if let Some(c) = v6.conns.get_mut(id) {
+        // The creation time, for passive detection (`retry`).
+        c.user = now.0 as u32;
+        if retry_of.is_some() {
+            c.set_flags(crate::forward::fullnat::RETRIED);
+        }
+    }
     if let Some(s) = fwd.services().services[si as usize].svc.stats(ri) {
         s.on_conn_new();
     }
@@ -501,6 +530,15 @@ pub(super) fn reply_segment<B: PacketBuf>(
         };
     };
     let is_tcp = v.proto == IpProtocol::TCP;
+    if is_tcp {
+        let held = v6
+            .conns
+            .get_mut(id)
+            .is_some_and(|c| super::retry::server_segment(fwd, c, flags));
+        if held {
+            return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
+        }
+    }
     let state_flags = tcp_flags::SYN | tcp_flags::RST | tcp_flags::FIN | tcp_flags::ACK;
     let keep = match is_tcp && flags & state_flags == tcp_flags::ACK {
         true => handshake_fullnat(&v6.conns, id),
@@ -526,8 +564,13 @@ pub(super) fn reply_segment<B: PacketBuf>(
         limit_on_state(fwd, c, change, Ticks(l3.now_ms));
     }
     if is_tcp && flags & tcp_flags::SYN != 0 {
-        // The server answered the SYN (`handshake_fullnat`).
-        c.user = 1;
+        // The server answered the SYN (`handshake_fullnat`, `retry`).
+        c.ext |= super::retry::ANSWERED;
+    }
+    if keep == Some(false) {
+        // The server answered the SYN from its TIME_WAIT (a bare ACK): alive, so the client's
+        // wait for its SYN-ACK starts again, as IPv4's (`Forwarder::keeps_syn_recv`).
+        c.user = l3.now_ms as u32;
     }
     let c = &*c;
     fwd.count_packet(c.svc, c.rs, Dir::Reply, ip_len(v));
@@ -540,8 +583,7 @@ pub(super) fn reply_segment<B: PacketBuf>(
 }
 
 /// Whether `id` is a FullNAT connection in SYN_RECV, and if so whether its server has answered
-/// its client's SYN with a SYN-ACK (`user`, which IPv6 TCP uses for nothing else, set at the
-/// SYN-ACK). A server's bare ACK then leaves the connection in SYN_RECV, as IPv4's
+/// its client's SYN with a SYN-ACK (`retry::ANSWERED`). A server's bare ACK then leaves the connection in SYN_RECV, as IPv4's
 /// (`Forwarder::keeps_syn_recv`): unanswered, the server holds the LIP:lport in TIME_WAIT from an
 /// earlier connection, the client's RST ends that, and its SYN sent again at once then reaches the
 /// same LIP:lport (`server_time_wait`); answered, the SYN-ACK was the server's for an earlier
@@ -550,7 +592,7 @@ fn handshake_fullnat(conns: &ConnTable6, id: ConnId) -> Option<bool> {
     conns
         .get(id)
         .filter(|c| c.mode == mode::FULLNAT && c.state() == State::SynRecv)
-        .map(|c| c.user != 0)
+        .map(|c| c.ext & super::retry::ANSWERED != 0)
 }
 
 /// Why a client's SYN that found entry `id` starts a new connection instead, if it does (a reused

@@ -2397,3 +2397,227 @@ fn a_retiring_ipv6_local_address_serves_its_connections_and_takes_no_new_one() {
     dp.commit_services(prepared);
     assert_eq!(usage(&dp), vec![(a(lip2).into(), 1)]);
 }
+
+/// `config6` with a FullNAT TCP service on VIP6:8080 over RS6_1:80 and RS6_2:80 (rr) from
+/// `LIP6`, `syn_retry` as given; the datapath with its neighbours learned.
+fn retry6_datapath(retry: bool) -> Datapath<VecBuf> {
+    let cfg = config6()
+        + &format!(
+            r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 8080
+protocol = "tcp"
+scheduler = "rr"
+syn_retry = {retry}
+local_addresses = ["2001:db8:20::200"]
+[[service.real]]
+address = "2001:db8:20::11"
+port = 80
+[[service.real]]
+address = "2001:db8:20::12"
+port = 80
+"#
+        );
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+    learn_rs1_and_client(&mut dp);
+    dp.v6
+        .neigh
+        .learn(a(RS6_2), RS2_MAC, 1, 0, true, true, |_, _, _| {});
+    dp
+}
+
+/// Client 40000's SYN (ISN 1000) to VIP6:8080 through `dp`: the real server and the local port
+/// it went to.
+fn syn6_out(dp: &mut Datapath<VecBuf>) -> (Ipv6Addr, u16) {
+    syn6_from(dp, 40000)
+}
+
+/// [`syn6_out`] from client port `sport`.
+fn syn6_from(dp: &mut Datapath<VecBuf>, sport: u16) -> (Ipv6Addr, u16) {
+    match dp.process(tcp6_to(8080, sport, true, b""), &meta(0)) {
+        Verdict::Tx(1, out) => {
+            let (lip, lport, rs, _, _) = tcp_of(out.data());
+            assert_eq!(lip, a(LIP6));
+            (rs, lport)
+        }
+        v => panic!("SYN not forwarded: {}", drop_name(&v)),
+    }
+}
+
+/// Real server `rs`'s answer to the SYN it got from LIP6:`lport`: a SYN-ACK, or a RST.
+fn answer6(rs: Ipv6Addr, lport: u16, refuse: bool) -> VecBuf {
+    let mac = if rs == a(RS6_1) { RS1_MAC } else { RS2_MAC };
+    let b = PacketBuilder::ethernet2(mac.0, SERVER_PORT_MAC.0)
+        .ipv6(rs.octets(), a(LIP6).octets(), 64)
+        .tcp(80, lport, 5000, 65000);
+    let mut v = Vec::new();
+    match refuse {
+        true => b.rst().ack(1001).write(&mut v, b"").unwrap(),
+        false => b.syn().ack(1001).write(&mut v, b"").unwrap(),
+    }
+    VecBuf::from_frame(&v)
+}
+
+/// Real server `rs`'s passive counters in the service on port 8080, on this worker.
+fn traffic6_of(dp: &Datapath<VecBuf>, rs: Ipv6Addr) -> crate::forward::Traffic {
+    dp.fwd
+        .traffic_entries()
+        .find(|(k, _)| k.vport == 8080 && k.rip == std::net::IpAddr::V6(rs))
+        .unwrap()
+        .1
+}
+
+/// IPv6 passive detection and `syn_retry`, as IPv4's: a server's RST to the client's SYN is a
+/// refusal, held back from the client when the connection is retried; the client's
+/// retransmission goes to the other server, once; the second refusal reaches the client.
+#[test]
+fn an_ipv6_syn_refused_by_its_server_is_retried_once_on_another() {
+    let mut dp = retry6_datapath(true);
+    let (first, lport) = syn6_out(&mut dp);
+    let v = dp.process(answer6(first, lport, true), &meta(1));
+    assert_eq!(drop_name(&v), "Dp(RstHeldForRetry)");
+    assert_eq!(traffic6_of(&dp, first).syn_refused, 1);
+    let (second, lport2) = syn6_out(&mut dp);
+    assert_ne!(second, first, "never the server that refused");
+    assert_eq!(dp.fwd.stats.syn_retried, 1);
+    assert_eq!(dp.v6.conns.len(), 1, "the failed connection replaced");
+    let v = dp.process(answer6(second, lport2, true), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+    assert_eq!(traffic6_of(&dp, second).syn_refused, 1);
+    syn6_out(&mut dp);
+    assert_eq!(dp.fwd.stats.syn_retried, 1, "not retried a second time");
+}
+
+/// Without `syn_retry` a refusal reaches the client and is counted; an answer ends the
+/// server's streak of failures.
+#[test]
+fn without_retry_an_ipv6_refusal_reaches_the_client_and_an_answer_ends_the_streak() {
+    let mut dp = retry6_datapath(false);
+    let (first, lport) = syn6_out(&mut dp);
+    let v = dp.process(answer6(first, lport, true), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+    let t = traffic6_of(&dp, first);
+    assert_eq!((t.syn_refused, t.fail_streak, t.syn_answered), (1, 1, 0));
+    // The client's next connections: round robin's turn of the other server, then the first
+    // again, which answers.
+    let (second, lport) = syn6_from(&mut dp, 40001);
+    assert_ne!(second, first);
+    dp.process(answer6(second, lport, false), &meta(1));
+    let (third, lport) = syn6_from(&mut dp, 40002);
+    assert_eq!(third, first);
+    let v = dp.process(answer6(third, lport, false), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+    let t = traffic6_of(&dp, first);
+    assert_eq!((t.syn_refused, t.fail_streak, t.syn_answered), (1, 0, 1));
+    assert_eq!(traffic6_of(&dp, second).syn_answered, 1);
+    assert_eq!(dp.fwd.stats.syn_retried, 0);
+}
+
+/// A SYN its server leaves unanswered fails once the client retransmits it `syn_unanswered_ms`
+/// (900) or more after the first, counted once; with `syn_retry` that retransmission goes to
+/// the other server. A server answering from its TIME_WAIT (a bare ACK) is alive: the wait
+/// starts again.
+#[test]
+fn an_unanswered_ipv6_syn_fails_once_the_client_retransmits_it_late_enough() {
+    for retry in [false, true] {
+        let mut dp = retry6_datapath(retry);
+        dp.l3.now_ms = 10_000;
+        let (first, lport) = syn6_out(&mut dp);
+        dp.l3.now_ms = 10_500;
+        assert_eq!(syn6_out(&mut dp), (first, lport), "an early retransmission");
+        assert_eq!(traffic6_of(&dp, first).syn_unanswered, 0);
+        dp.l3.now_ms = 11_000;
+        let (rs, _) = syn6_out(&mut dp);
+        let t = traffic6_of(&dp, first);
+        assert_eq!((t.syn_unanswered, t.fail_streak), (1, 1), "retry {retry}");
+        match retry {
+            true => {
+                assert_ne!(rs, first);
+                assert_eq!(dp.fwd.stats.syn_retried, 1);
+            }
+            false => {
+                assert_eq!(rs, first);
+                dp.l3.now_ms = 13_000;
+                syn6_out(&mut dp);
+                assert_eq!(traffic6_of(&dp, first).syn_unanswered, 1, "counted once");
+            }
+        }
+    }
+    // The client gives up: the entry expires unanswered, a failure.
+    let mut dp = retry6_datapath(false);
+    let (first, _) = syn6_out(&mut dp);
+    dp.tick(120_000);
+    assert_eq!(dp.v6.conns.len(), 0);
+    assert_eq!(traffic6_of(&dp, first).syn_unanswered, 1);
+    let mut dp = retry6_datapath(true);
+    dp.l3.now_ms = 10_000;
+    let (first, lport) = syn6_out(&mut dp);
+    let mut ack = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv6(first.octets(), a(LIP6).octets(), 64)
+        .tcp(80, lport, 7000, 65000)
+        .ack(55)
+        .write(&mut ack, b"")
+        .unwrap();
+    dp.l3.now_ms = 10_800;
+    dp.process(VecBuf::from_frame(&ack), &meta(1));
+    dp.l3.now_ms = 11_000;
+    assert_eq!(
+        syn6_out(&mut dp),
+        (first, lport),
+        "the server answered 200 ms ago"
+    );
+    assert_eq!(traffic6_of(&dp, first).syn_unanswered, 0);
+}
+
+/// NAT64's IPv4 servers as IPv6's: the first's RST to a client's SYN is a refusal, held back;
+/// the client's retransmission goes to the other server, in IPv4.
+#[test]
+fn a_nat64_syn_refused_by_its_ipv4_server_is_retried_on_another() {
+    let cfg = config_nat64().replacen(
+        "port = 8082\nprotocol = \"tcp\"\n",
+        "port = 8082\nprotocol = \"tcp\"\nsyn_retry = true\n",
+        1,
+    );
+    assert!(cfg.contains("syn_retry"));
+    let cfg = cfg.replacen(
+        "address = \"10.20.0.11\"\nport = 80\n",
+        "address = \"10.20.0.11\"\nport = 80\n[[service.real]]\naddress = \"10.20.0.12\"\nport = 80\n",
+        1,
+    );
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let Verdict::Tx(1, out) = dp.process(tcp6_to(8082, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let (lip, lport, first, _, _) = tcp4_of(out.data());
+    let mut rst = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv4(first.octets(), lip.octets(), 64)
+        .tcp(80, lport, 5000, 65000)
+        .rst()
+        .ack(1001)
+        .write(&mut rst, b"")
+        .unwrap();
+    let v = dp.process(VecBuf::from_frame(&rst), &meta(1));
+    assert_eq!(drop_name(&v), "Dp(RstHeldForRetry)");
+    let refused = |dp: &Datapath<VecBuf>, rs: std::net::Ipv4Addr| {
+        dp.fwd
+            .traffic_entries()
+            .find(|(k, _)| k.vport == 8082 && k.rip == std::net::IpAddr::V4(rs))
+            .unwrap()
+            .1
+            .syn_refused
+    };
+    assert_eq!(refused(&dp, first), 1);
+    let Verdict::Tx(1, out) = dp.process(tcp6_to(8082, 40000, true, b""), &meta(0)) else {
+        panic!("retransmission not sent")
+    };
+    let (_, _, second, _, _) = tcp4_of(out.data());
+    assert_ne!(second, first);
+    assert_eq!(dp.fwd.stats.syn_retried, 1);
+    assert_eq!(refused(&dp, second), 0);
+}

@@ -1,0 +1,80 @@
+//! Passive detection and `syn_retry` for IPv6 services, as IPv4's (`forward::fullnat`'s
+//! `syn_failed` and `server_handshake`): a real server that refuses a client's SYN (a RST) or
+//! leaves it unanswered for `[conn] syn_unanswered_ms` is counted against in its service's
+//! per-server counters, which the health checker sums (`health`, `passive_fall`); with the
+//! service's `syn_retry`, the client's next SYN goes to another real server, once, and the
+//! refusing server's RST is held back from the client, whose retransmission brings it there.
+//!
+//! An IPv6 FullNAT, NAT or NAT64 entry keeps its creation time in `user` (ms mod 2^32) and
+//! whether its server answered the client's SYN in `ext` ([`ANSWERED`]); IPv6 entries use
+//! neither for anything else.
+
+use crate::conn::{tcp_flags, ConnOf, State, Ticks, Tuple6};
+use crate::forward::fullnat::{FAILED, NO_DEST};
+use crate::forward::{mode, Forwarder};
+
+/// `ext` bit of an IPv6 entry: its server answered the client's SYN (a SYN-ACK).
+pub(super) const ANSWERED: u8 = 1;
+
+/// Whether `c` is a handshake its real server can still fail: a FullNAT, NAT or NAT64
+/// connection (the others' answers bypass the gateway) whose client's SYN its server has not
+/// answered.
+fn unanswered(c: &ConnOf<Tuple6>) -> bool {
+    c.proto() == crate::conn::PROTO_TCP
+        && matches!(c.mode, mode::FULLNAT | mode::NAT | mode::NAT64)
+        && c.rs != NO_DEST
+        && c.state() == State::SynRecv
+        && c.ext & ANSWERED == 0
+}
+
+/// The client of `c` sends its SYN again (the same ISN: a retransmission, `service::reschedule`
+/// having found no new connection in it). Once `syn_unanswered_ms` has passed since the first,
+/// or after the server refused it, the attempt has failed: counted once per connection. The
+/// server to avoid if the connection is to be retried (`syn_retry`, and not a retry itself);
+/// None otherwise.
+pub(super) fn client_syn_again(
+    fwd: &mut Forwarder,
+    c: &mut ConnOf<Tuple6>,
+    now: Ticks,
+) -> Option<u16> {
+    if !unanswered(c) {
+        return None;
+    }
+    if !c.flags().contains(FAILED) {
+        if (now.0 as u32).wrapping_sub(c.user) < fwd.syn_unanswered_ms() {
+            return None;
+        }
+        c.set_flags(FAILED);
+        fwd.count_syn_failed(c.svc, c.rs, false);
+    }
+    fwd.retries(c).then_some(c.rs)
+}
+
+/// A TCP segment from the real server of `c` with `flags`, before the connection's state takes
+/// it: a SYN-ACK to the client's SYN ends the server's streak of failures, a RST is a refusal.
+/// Whether to hold the RST back from the client (the connection is to be retried), whose
+/// retransmitted SYN then goes to another server.
+pub(super) fn server_segment(fwd: &mut Forwarder, c: &mut ConnOf<Tuple6>, flags: u8) -> bool {
+    if !unanswered(c) {
+        return false;
+    }
+    if flags & tcp_flags::RST != 0 {
+        if c.flags().contains(FAILED) {
+            return false;
+        }
+        c.set_flags(FAILED);
+        fwd.count_syn_failed(c.svc, c.rs, true);
+        return fwd.retries(c);
+    }
+    let syn_ack = tcp_flags::SYN | tcp_flags::ACK;
+    if flags & syn_ack == syn_ack {
+        fwd.count_syn_answered(c.svc, c.rs);
+    }
+    false
+}
+
+/// Whether `c`, expiring, is a client's SYN its server never answered (the client gave up): a
+/// failed attempt not counted yet.
+pub(super) fn expires_unanswered(c: &ConnOf<Tuple6>) -> bool {
+    unanswered(c) && !c.flags().contains(FAILED)
+}
