@@ -17,6 +17,8 @@
 //! - ipvsadm shows the service and its connections in ipvsadm's IPv6 forms.
 //! - a SYN flood from spoofed IPv6 sources leaves room for a real client (`[conn] max_half_open`
 //!   on the IPv6 table).
+//! - a real server that refuses connections: `syn_retry` takes the clients' SYNs around it and
+//!   passive detection marks it down.
 //!
 //! Needs root. Run: `cargo test -p gateway --test lab_ipv6`
 
@@ -657,6 +659,74 @@ address = "2001:db8:20::12"
     }
     wait("2001:db8:20::11", " up ");
     wait("2001:db8:20::12", " up ");
+}
+
+/// Passive detection and `syn_retry` for an IPv6 FullNAT service, as `lab_health` shows them
+/// for IPv4: rs1's nginx stopped, not one of the client's requests fails (rs1's RSTs are held
+/// back and the clients' retransmitted SYNs go to rs2), and the refusals mark rs1 down long
+/// before its probes could (one every 3 s, fall 5).
+#[test]
+fn an_ipv6_server_that_refuses_is_retried_around_and_marked_down_passively() {
+    let service = r#"
+[[service]]
+vip = "2001:db8:10::100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+syn_retry = true
+local_addresses = ["2001:db8:20::200"]
+check = { kind = "tcp", interval_ms = 3000, timeout_ms = 500, rise = 1, fall = 5, passive_fall = 3 }
+[[service.real]]
+address = "2001:db8:20::11"
+[[service.real]]
+address = "2001:db8:20::12"
+"#;
+    let lab = Lab::up("v6r", &dual_stack(&Lab::default_config(service)));
+    lab_sh(&lab, &["ipv6"]);
+    let ten = std::time::Duration::from_secs(10);
+    for rs in ["2001:db8:20::11", "2001:db8:20::12"] {
+        lab.wait_health(&format!("[{rs}]"), " up ", ten);
+    }
+    lab.nginx("rs1", false);
+    let stopped = std::time::Instant::now();
+    for i in 0..8 {
+        let out = lab.exec(
+            "cli",
+            &[
+                "curl",
+                "-6",
+                "-gs",
+                "--max-time",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                URL6,
+            ],
+        );
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(code, "200", "request {i} failed ({:?})", out.status);
+    }
+    let retried = Lab::conn_counter(&lab.stats(), "syn_retried");
+    assert!(retried > 0, "no SYN retried:\n{}", lab.stats());
+    let detected = lab.wait_health("[2001:db8:20::11]", "down", ten);
+    let reason = lab
+        .log()
+        .lines()
+        .find(|l| l.contains("[2001:db8:20::11]:80") && l.contains("is down"))
+        .unwrap_or_default()
+        .to_string();
+    eprintln!(
+        "rs1 down {:?} after its nginx stopped ({detected:?} of waiting), {retried} SYNs retried: {reason}",
+        stopped.elapsed()
+    );
+    assert!(reason.contains("passive"), "{reason}\n{}", lab.log());
+    assert!(
+        stopped.elapsed() < std::time::Duration::from_secs(12),
+        "the probes alone take 5 x 3 s"
+    );
+    lab.nginx("rs1", true);
 }
 
 /// IPv6 TCP SYNs from random sources (2001:db8:99::/64, never answered) to the VIP's port 80:
