@@ -11,7 +11,9 @@
 
 use crate::conn::{tcp_flags, ConnOf, State, Ticks, Tuple6};
 use crate::forward::fullnat::{FAILED, NO_DEST};
+use crate::forward::services::VirtualService;
 use crate::forward::{mode, Forwarder};
+use crate::service::{ClientKey, SchedState};
 
 /// `ext` bit of an IPv6 entry: its server answered the client's SYN (a SYN-ACK).
 pub(super) const ANSWERED: u8 = 1;
@@ -77,4 +79,28 @@ pub(super) fn server_segment(fwd: &mut Forwarder, c: &mut ConnOf<Tuple6>, flags:
 /// failed attempt not counted yet.
 pub(super) fn expires_unanswered(c: &ConnOf<Tuple6>) -> bool {
     unanswered(c) && !c.flags().contains(FAILED)
+}
+
+/// The scheduler's pick for a retried connection, any real server of `vs` but `not`, whose
+/// handshake with this client failed (`service::new_conn`); out of a new connection's way.
+#[cold]
+#[inline(never)]
+pub(super) fn pick_other(
+    state: &mut SchedState,
+    vs: &VirtualService,
+    key: ClientKey,
+    now_ms: u64,
+    not: u16,
+) -> Option<usize> {
+    state.pick_other(&vs.svc, &*vs.svc, key, now_ms, usize::from(not))
+}
+
+/// Counts a retried connection: sent to another server, or to whichever the scheduler gave
+/// when no other could take it.
+#[cold]
+pub(super) fn count_retry(fwd: &mut Forwarder, elsewhere: bool) {
+    match elsewhere {
+        true => fwd.stats.syn_retried += 1,
+        false => fwd.stats.syn_retry_no_other += 1,
+    }
 }

@@ -152,6 +152,7 @@ pub fn to_service_segment<B: PacketBuf>(
             }
         }
     }
+    let created = found.is_none();
     let id = match found {
         Some(id) => id,
         None => {
@@ -187,6 +188,13 @@ pub fn to_service_segment<B: PacketBuf>(
         // The first SYN's ISN plus one, which tells the client's retransmissions from a new
         // connection on the same port (`reschedule`); IPv6 TCP uses `user2` for nothing else.
         c.user2 = isn1;
+    }
+    if created {
+        // The creation time, for passive detection (`retry`).
+        c.user = now.0 as u32;
+        if retry_of.is_some() {
+            c.set_flags(crate::forward::fullnat::RETRIED);
+        }
     }
     let c = &*c;
     fwd.count_packet(c.svc, c.rs, Dir::Original, ip_len(v));
@@ -323,21 +331,19 @@ fn new_conn<B: PacketBuf>(
         let vs = &services.services[si as usize];
         let key = ClientKey::new(tuple.src_ip(), tuple.sport, vip);
         let state = sched.get_mut(si as usize).ok_or(Drop::NoService)?;
-        let other = retry_of
-            .map(|not| state.pick_other(&vs.svc, &*vs.svc, key, l3.now_ms, usize::from(not)));
+        let other =
+            retry_of.and_then(|not| super::retry::pick_other(state, vs, key, l3.now_ms, not));
         let ri = match other {
-            Some(Some(ri)) => ri,
-            _ => state
+            Some(ri) => ri,
+            None => state
                 .pick(&vs.svc, &*vs.svc, key, l3.now_ms)
                 .ok_or(Drop::NoRealServer)?,
         };
         let rs = &vs.svc.reals()[ri];
         (ri, rs.fwd, rs.addr, rs.port, other)
     };
-    match other {
-        Some(Some(_)) => fwd.stats.syn_retried += 1,
-        Some(None) => fwd.stats.syn_retry_no_other += 1,
-        None => {}
+    if retry_of.is_some() {
+        super::retry::count_retry(fwd, other.is_some());
     }
     let proto = tuple.proto;
     let (reply, mode_id) = match (rs_fwd, rs_addr) {
@@ -416,13 +422,6 @@ fn new_conn<B: PacketBuf>(
             });
         }
     };
-    if let Some(c) = v6.conns.get_mut(id) {
-        // The creation time, for passive detection (`retry`).
-        c.user = now.0 as u32;
-        if retry_of.is_some() {
-            c.set_flags(crate::forward::fullnat::RETRIED);
-        }
-    }
     if let Some(s) = fwd.services().services[si as usize].svc.stats(ri) {
         s.on_conn_new();
     }
