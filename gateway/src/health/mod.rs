@@ -12,8 +12,8 @@
 //!   server). The targets a config asks for are the config's to say (`config::health`).
 //!
 //! The datapath's half of passive detection and the connection-level retry (`syn_retry`) live in
-//! `forward::fullnat` (IPv4) and `inet6::retry` (IPv6); the control plane applies transitions through the acknowledged generation
-//! (`control::commit::Control::set_health`).
+//! `forward::fullnat` (IPv4) and `inet6::retry` (IPv6); the control plane applies transitions
+//! through the acknowledged generation (`control::commit::Control::set_health`).
 
 pub mod check;
 pub mod probe;

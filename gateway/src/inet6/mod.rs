@@ -35,10 +35,11 @@
 //! pipeline's lookup stage; a plain ACK on an established FullNAT connection takes `hot`, which
 //! leaves the connection's state as it is (as IPv4's `forward::fullnat::hot`).
 //!
-//! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries IPv4 ones), the
-//! mirror of IPv6 addresses and routes from the kernel back to the datapath, the SYN proxy for
-//! IPv6 services (refused by the config, not ignored). Client limits count IPv6 clients by
-//! prefix (`forward::limit`); passive health detection and `syn_retry` are IPv4's (`retry`).
+//! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries
+//! IPv4 ones), the mirror of IPv6 addresses and routes from the kernel back to the datapath, the
+//! SYN proxy for IPv6 services (refused by the config, not ignored). Client limits count IPv6
+//! clients by prefix (`forward::limit`); passive health detection and `syn_retry` work as for
+//! IPv4 (`retry`).
 
 mod common;
 pub mod frag6;

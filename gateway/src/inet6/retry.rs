@@ -5,9 +5,14 @@
 //! service's `syn_retry`, the client's next SYN goes to another real server, once, and the
 //! refusing server's RST is held back from the client, whose retransmission brings it there.
 //!
-//! An IPv6 FullNAT, NAT or NAT64 entry keeps its creation time in `user` (ms mod 2^32) and
-//! whether its server answered the client's SYN in `ext` ([`ANSWERED`]); IPv6 entries use
-//! neither for anything else.
+//! An IPv6 entry keeps in `user` when its client's wait for the server began (ms mod 2^32): its
+//! creation, or a FullNAT server's last bare ACK to the SYN from its TIME_WAIT
+//! (`service::reply_segment`); and in `ext` whether its server answered the client's SYN
+//! ([`ANSWERED`]). IPv6 entries use neither for anything else.
+//!
+//! Unlike IPv4's, a connection to retry is removed, not parked on its LIP:lport for the rest
+//! of TIME_WAIT (`forward::fullnat::PARKED`), as IPv6's `service::reschedule` does for a reused
+//! client port: a late SYN-ACK of the server that failed is dropped (`no_conn`).
 
 use crate::conn::{tcp_flags, ConnOf, State, Ticks, Tuple6};
 use crate::forward::fullnat::{FAILED, NO_DEST};
@@ -95,12 +100,9 @@ pub(super) fn pick_other(
     state.pick_other(&vs.svc, &*vs.svc, key, now_ms, usize::from(not))
 }
 
-/// Counts a retried connection: sent to another server, or to whichever the scheduler gave
-/// when no other could take it.
+/// Counts a connection to retry that no other server could take (`syn_retry_no_other`): it
+/// goes where the scheduler sends it.
 #[cold]
-pub(super) fn count_retry(fwd: &mut Forwarder, elsewhere: bool) {
-    match elsewhere {
-        true => fwd.stats.syn_retried += 1,
-        false => fwd.stats.syn_retry_no_other += 1,
-    }
+pub(super) fn count_no_other(fwd: &mut Forwarder) {
+    fwd.stats.syn_retry_no_other += 1;
 }

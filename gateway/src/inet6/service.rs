@@ -326,25 +326,25 @@ fn new_conn<B: PacketBuf>(
     }
     // The scheduler's pick (the snapshot borrowed, not cloned: an `Arc` clone per connection
     // would bounce its count between workers, as `forward::fullnat` notes).
-    let (ri, rs_fwd, rs_addr, rport, other) = {
+    let (picked, other) = {
         let (services, sched) = fwd.services_and_sched();
         let vs = &services.services[si as usize];
         let key = ClientKey::new(tuple.src_ip(), tuple.sport, vip);
         let state = sched.get_mut(si as usize).ok_or(Drop::NoService)?;
         let other =
             retry_of.and_then(|not| super::retry::pick_other(state, vs, key, l3.now_ms, not));
-        let ri = match other {
-            Some(ri) => ri,
-            None => state
-                .pick(&vs.svc, &*vs.svc, key, l3.now_ms)
-                .ok_or(Drop::NoRealServer)?,
-        };
-        let rs = &vs.svc.reals()[ri];
-        (ri, rs.fwd, rs.addr, rs.port, other)
+        let ri = other.or_else(|| state.pick(&vs.svc, &*vs.svc, key, l3.now_ms));
+        let picked = ri.map(|ri| {
+            let rs = &vs.svc.reals()[ri];
+            (ri, rs.fwd, rs.addr, rs.port)
+        });
+        (picked, other)
     };
-    if retry_of.is_some() {
-        super::retry::count_retry(fwd, other.is_some());
+    if retry_of.is_some() && other.is_none() {
+        // Where the scheduler sends it, as IPv4's (`syn_retry_no_other`).
+        super::retry::count_no_other(fwd);
     }
+    let (ri, rs_fwd, rs_addr, rport) = picked.ok_or(Drop::NoRealServer)?;
     let proto = tuple.proto;
     let (reply, mode_id) = match (rs_fwd, rs_addr) {
         // A mid-flow packet can continue only a connection whose packets reach the real server
@@ -422,6 +422,9 @@ fn new_conn<B: PacketBuf>(
             });
         }
     };
+    if other.is_some() {
+        fwd.stats.syn_retried += 1;
+    }
     if let Some(s) = fwd.services().services[si as usize].svc.stats(ri) {
         s.on_conn_new();
     }
@@ -582,8 +585,8 @@ pub(super) fn reply_segment<B: PacketBuf>(
 }
 
 /// Whether `id` is a FullNAT connection in SYN_RECV, and if so whether its server has answered
-/// its client's SYN with a SYN-ACK (`retry::ANSWERED`). A server's bare ACK then leaves the connection in SYN_RECV, as IPv4's
-/// (`Forwarder::keeps_syn_recv`): unanswered, the server holds the LIP:lport in TIME_WAIT from an
+/// its client's SYN with a SYN-ACK (`retry::ANSWERED`). A server's bare ACK then leaves the
+/// connection in SYN_RECV, as IPv4's (`Forwarder::keeps_syn_recv`): unanswered, the server holds the LIP:lport in TIME_WAIT from an
 /// earlier connection, the client's RST ends that, and its SYN sent again at once then reaches the
 /// same LIP:lport (`server_time_wait`); answered, the SYN-ACK was the server's for an earlier
 /// handshake on the same LIP:lport that the gateway let go (`server_stale_answer`).

@@ -2482,11 +2482,46 @@ fn an_ipv6_syn_refused_by_its_server_is_retried_once_on_another() {
     assert_ne!(second, first, "never the server that refused");
     assert_eq!(dp.fwd.stats.syn_retried, 1);
     assert_eq!(dp.v6.conns.len(), 1, "the failed connection replaced");
+    // What the failed connection held is given back: its server's count, its local address's.
+    assert_eq!(rs_totals(&dp), [0, 1]);
+    let in_use: u32 = dp
+        .v6
+        .lip_conns
+        .usage(dp.fwd.services())
+        .iter()
+        .map(|u| u.1)
+        .sum();
+    assert_eq!(in_use, 1);
+    // Once only: the second server leaves the retried SYN unanswered, and the client's
+    // retransmission stays with it; its refusal then reaches the client.
+    dp.l3.now_ms += 1_000;
+    assert_eq!(syn6_out(&mut dp).0, second, "not retried a second time");
+    assert_eq!(traffic6_of(&dp, second).syn_unanswered, 1);
+    assert_eq!(dp.fwd.stats.syn_retried, 1);
     let v = dp.process(answer6(second, lport2, true), &meta(1));
     assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
-    assert_eq!(traffic6_of(&dp, second).syn_refused, 1);
-    syn6_out(&mut dp);
-    assert_eq!(dp.fwd.stats.syn_retried, 1, "not retried a second time");
+    assert_eq!(traffic6_of(&dp, second).syn_refused, 0, "counted once, as unanswered");
+    // A refusal held whose client never comes back: counted once, not again as it expires.
+    let mut dp = retry6_datapath(true);
+    let (first, lport) = syn6_out(&mut dp);
+    dp.process(answer6(first, lport, true), &meta(1));
+    dp.tick(120_000);
+    assert_eq!(dp.v6.conns.len(), 0);
+    let t = traffic6_of(&dp, first);
+    assert_eq!((t.syn_refused, t.syn_unanswered), (1, 0));
+    assert_eq!(rs_totals(&dp), [0, 0]);
+}
+
+/// The connections of the service on port 8080 on each of its two real servers.
+fn rs_totals(dp: &Datapath<VecBuf>) -> [u32; 2] {
+    let vs = dp
+        .fwd
+        .services()
+        .services
+        .iter()
+        .find(|vs| vs.svc.config().vport == 8080)
+        .unwrap();
+    [0, 1].map(|i| vs.svc.stats(i).unwrap().total())
 }
 
 /// Without `syn_retry` a refusal reaches the client and is counted; an answer ends the
@@ -2503,6 +2538,8 @@ fn without_retry_an_ipv6_refusal_reaches_the_client_and_an_answer_ends_the_strea
     // again, which answers.
     let (second, lport) = syn6_from(&mut dp, 40001);
     assert_ne!(second, first);
+    // Its SYN-ACK sent twice (the first lost on the way to the client): one answer.
+    dp.process(answer6(second, lport, false), &meta(1));
     dp.process(answer6(second, lport, false), &meta(1));
     let (third, lport) = syn6_from(&mut dp, 40002);
     assert_eq!(third, first);
