@@ -1068,8 +1068,14 @@ impl Forwarder {
         {
             return self.answer_syn(l3, pkt, v, &client);
         }
-        // Per-client limits, also before any state exists (`limit`).
-        if let Err(why) = self.limits.check(si as usize, ip.src.into(), l3.now_ms) {
+        // Per-client limits, also before any state exists (`limit`). Not for a retry
+        // (`syn_retry`): the client's first attempt, admitted, whose entry went as this one
+        // came, not a new connection (refused, its client would see the RST the retry hides).
+        let checked = match retry_of {
+            None => self.limits.check(si as usize, ip.src.into(), l3.now_ms),
+            Some(_) => Ok(()),
+        };
+        if let Err(why) = checked {
             let syn = !sloppy || proxied.is_some();
             return self.over_limit(l3, pkt, v, (si, why), syn, rx_port);
         }

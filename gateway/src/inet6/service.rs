@@ -308,7 +308,12 @@ fn new_conn<B: PacketBuf>(
     // Per-client limits, also before any state exists, as on IPv4 (`forward::limit`); a refused
     // SYN is dropped, and with `action = "rst"` answered (`limit_rst`).
     let client = IpAddr::V6(tuple.src_ip());
-    if let Err(why) = fwd.limits_mut().check(si as usize, client, l3.now_ms) {
+    // Not for a retry, as on IPv4.
+    let checked = match retry_of {
+        None => fwd.limits_mut().check(si as usize, client, l3.now_ms),
+        Some(_) => Ok(()),
+    };
+    if let Err(why) = checked {
         return Err(match why {
             Refused::Rate => Drop::LimitRate,
             Refused::Conns => Drop::LimitConns,

@@ -2401,6 +2401,11 @@ fn a_retiring_ipv6_local_address_serves_its_connections_and_takes_no_new_one() {
 /// `config6` with a FullNAT TCP service on VIP6:8080 over RS6_1:80 and RS6_2:80 (rr) from
 /// `LIP6`, `syn_retry` as given; the datapath with its neighbours learned.
 fn retry6_datapath(retry: bool) -> Datapath<VecBuf> {
+    retry6_datapath_with(retry, "")
+}
+
+/// [`retry6_datapath`] with `extra` keys in the service.
+fn retry6_datapath_with(retry: bool, extra: &str) -> Datapath<VecBuf> {
     let cfg = config6()
         + &format!(
             r#"
@@ -2410,6 +2415,7 @@ port = 8080
 protocol = "tcp"
 scheduler = "rr"
 syn_retry = {retry}
+{extra}
 local_addresses = ["2001:db8:20::200"]
 [[service.real]]
 address = "2001:db8:20::11"
@@ -2500,7 +2506,11 @@ fn an_ipv6_syn_refused_by_its_server_is_retried_once_on_another() {
     assert_eq!(dp.fwd.stats.syn_retried, 1);
     let v = dp.process(answer6(second, lport2, true), &meta(1));
     assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
-    assert_eq!(traffic6_of(&dp, second).syn_refused, 0, "counted once, as unanswered");
+    assert_eq!(
+        traffic6_of(&dp, second).syn_refused,
+        0,
+        "counted once, as unanswered"
+    );
     // A refusal held whose client never comes back: counted once, not again as it expires.
     let mut dp = retry6_datapath(true);
     let (first, lport) = syn6_out(&mut dp);
@@ -2657,4 +2667,22 @@ fn a_nat64_syn_refused_by_its_ipv4_server_is_retried_on_another() {
     assert_ne!(second, first);
     assert_eq!(dp.fwd.stats.syn_retried, 1);
     assert_eq!(refused(&dp, second), 0);
+}
+
+/// A retry is the client's first attempt, not a new connection: the client limit that admitted
+/// it does not refuse it, as on IPv4.
+#[test]
+fn an_ipv6_retry_is_not_refused_by_the_limit_that_admitted_its_first_attempt() {
+    let limit = "client_limit = { rate = 1, max_conns = 1, action = \"rst\" }";
+    let mut dp = retry6_datapath_with(true, limit);
+    dp.l3.now_ms = 10_000;
+    let (first, lport) = syn6_out(&mut dp);
+    let v = dp.process(answer6(first, lport, true), &meta(1));
+    assert_eq!(drop_name(&v), "Dp(RstHeldForRetry)");
+    let (second, _) = syn6_out(&mut dp);
+    assert_ne!(second, first);
+    assert_eq!((dp.fwd.stats.syn_retried, dp.fwd.stats.rst_sent), (1, 0));
+    // The limit still holds for a new connection.
+    let v = dp.process(tcp6_to(8080, 40001, true, b""), &meta(0));
+    assert!(drop_name(&v).starts_with("Dp(Limit"), "{}", drop_name(&v));
 }

@@ -365,6 +365,29 @@ fn a_refused_syn_is_retried_once_on_another_server() {
     assert_eq!(dp.fwd.stats.syn_retried, 1, "not retried a second time");
 }
 
+/// A retry is the client's first attempt, not a new connection: a client limit that admitted
+/// it does not refuse it (refused, the client would see the very RST the retry held back).
+#[test]
+fn a_retry_is_not_refused_by_the_limit_that_admitted_its_first_attempt() {
+    let text = LAB_CONFIG.replacen(
+        "scheduler = \"wrr\"",
+        "scheduler = \"wrr\"\nsyn_retry = true\nclient_limit = { rate = 1, max_conns = 1, action = \"rst\" }",
+        1,
+    );
+    let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1 << 16);
+    dp.l3.now_ms = 10_000;
+    let (first, lip, lport) = syn_out(&mut dp, 40000);
+    let v = dp.process(server_answer(first, lip, lport, true), &from_server());
+    assert!(matches!(v, Verdict::Drop(..)), "{v:?}");
+    let (second, _, _) = syn_out(&mut dp, 40000);
+    assert_ne!(second, first);
+    assert_eq!(dp.fwd.stats.syn_retried, 1);
+    assert_eq!(dp.fwd.stats.rst_sent, 0);
+    // The limit still holds for a new connection: one open, none over the rate.
+    let v = dp.process(client_tcp(40001, true), &RxMeta::default());
+    assert!(matches!(v, Verdict::Drop(..)), "{v:?}");
+}
+
 #[test]
 fn without_retry_a_refusal_reaches_the_client_and_is_counted_until_an_answer() {
     let mut dp = retry_datapath(false);
