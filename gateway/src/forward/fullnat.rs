@@ -1071,13 +1071,11 @@ impl Forwarder {
         // Per-client limits, also before any state exists (`limit`). Not for a retry
         // (`syn_retry`): the client's first attempt, admitted, whose entry went as this one
         // came, not a new connection (refused, its client would see the RST the retry hides).
-        let checked = match retry_of {
-            None => self.limits.check(si as usize, ip.src.into(), l3.now_ms),
-            Some(_) => Ok(()),
-        };
-        if let Err(why) = checked {
-            let syn = !sloppy || proxied.is_some();
-            return self.over_limit(l3, pkt, v, (si, why), syn, rx_port);
+        if retry_of.is_none() {
+            if let Err(why) = self.limits.check(si as usize, ip.src.into(), l3.now_ms) {
+                let syn = !sloppy || proxied.is_some();
+                return self.over_limit(l3, pkt, v, (si, why), syn, rx_port);
+            }
         }
         // At the bound on half-open connections, a SYN takes the place of an older half-open one
         // (under a SYN flood, one from a spoofed source); none found, it is refused. Established
