@@ -687,6 +687,25 @@ address = "2001:db8:20::12"
     for rs in ["2001:db8:20::11", "2001:db8:20::12"] {
         lab.wait_health(&format!("[{rs}]"), " up ", ten);
     }
+    // Short connections first, client ports reused (the servers' TIME_WAIT on the LIP:lports
+    // answering some SYNs with a bare ACK): not one failure counted, nothing retried.
+    let (requests, errors, out) = wrk_close(&lab, URL6, 4);
+    assert!(requests > 300 && errors == 0, "{out}");
+    let stats = lab.stats();
+    assert_eq!(Lab::conn_counter(&stats, "syn_retried"), 0, "{stats}");
+    // The workers' counts reach `gwctl health` within a few hundred ms.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    for rs in ["2001:db8:20::11", "2001:db8:20::12"] {
+        let line = lab.health_of(&format!("[{rs}]"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // service (2), real server, check, state, for_s, checks, failed, syn_rst, syn_lost
+        assert_eq!(cols.get(4), Some(&"up"), "{line}");
+        assert_eq!(
+            cols.get(8..10),
+            Some(&["0", "0"][..]),
+            "refused, lost: {line}"
+        );
+    }
     lab.nginx("rs1", false);
     let stopped = std::time::Instant::now();
     for i in 0..8 {
