@@ -532,8 +532,8 @@ impl Forwarder {
                             // copy of its first SYN, so nothing is held per half-open connection
                             // (a SYN flood cannot exhaust the mbufs with it), at the cost of the
                             // client's retransmission timeout (1 s on Linux) once.
-                            let retry = (Some(failed), meta.port);
-                            return Ok(self.renew(l3, pkt, v, id, tuple, now, retry));
+                            let retry = (failed, meta.port);
+                            return Ok(self.retry(l3, pkt, v, id, tuple, now, retry));
                         }
                     }
                 }
@@ -876,6 +876,28 @@ impl Forwarder {
         }
     }
 
+    /// `renew` for a connection whose handshake failed on real server `failed` (`syn_retry`): the
+    /// client's first attempt again, admitted, not a new connection, so its client limit's token
+    /// goes back first (refused, the client would see the RST the retry held back).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn retry<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        id: ConnId,
+        tuple: Tuple,
+        now: Ticks,
+        (failed, rx_port): (u16, u16),
+    ) -> Verdict<B> {
+        if let Some(svc) = self.table.get(id).map(|c| c.svc) {
+            self.limits.refund(svc, tuple.src_ip().into());
+        }
+        self.renew(l3, pkt, v, id, tuple, now, (Some(failed), rx_port))
+    }
+
     /// Retires connection `id` and makes its client's packet a new connection; `retry_of`: the
     /// real server whose handshake failed, avoided (`syn_retry`); `rx_port`: the port the packet
     /// came in on (`new_conn`).
@@ -1068,14 +1090,11 @@ impl Forwarder {
         {
             return self.answer_syn(l3, pkt, v, &client);
         }
-        // Per-client limits, also before any state exists (`limit`). Not for a retry
-        // (`syn_retry`): the client's first attempt, admitted, whose entry went as this one
-        // came, not a new connection (refused, its client would see the RST the retry hides).
-        if retry_of.is_none() {
-            if let Err(why) = self.limits.check(si as usize, ip.src.into(), l3.now_ms) {
-                let syn = !sloppy || proxied.is_some();
-                return self.over_limit(l3, pkt, v, (si, why), syn, rx_port);
-            }
+        // Per-client limits, also before any state exists (`limit`). A retry (`syn_retry`) got
+        // back the token its first attempt took (`renew`).
+        if let Err(why) = self.limits.check(si as usize, ip.src.into(), l3.now_ms) {
+            let syn = !sloppy || proxied.is_some();
+            return self.over_limit(l3, pkt, v, (si, why), syn, rx_port);
         }
         // At the bound on half-open connections, a SYN takes the place of an older half-open one
         // (under a SYN flood, one from a spoofed source); none found, it is refused. Established

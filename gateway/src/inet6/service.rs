@@ -147,6 +147,8 @@ pub fn to_service_segment<B: PacketBuf>(
             if retry_of.is_some() {
                 if let Some(old) = v6.conns.remove(id) {
                     gone(&mut v6.lip_conns, fwd, &old);
+                    // The client's first attempt, not a new connection (`Limiter::refund`).
+                    fwd.limits_mut().refund(old.svc, IpAddr::V6(tuple.src_ip()));
                 }
                 found = None;
             }
@@ -308,12 +310,8 @@ fn new_conn<B: PacketBuf>(
     // Per-client limits, also before any state exists, as on IPv4 (`forward::limit`); a refused
     // SYN is dropped, and with `action = "rst"` answered (`limit_rst`).
     let client = IpAddr::V6(tuple.src_ip());
-    // Not for a retry, as on IPv4.
-    let checked = match retry_of {
-        None => fwd.limits_mut().check(si as usize, client, l3.now_ms),
-        Some(_) => Ok(()),
-    };
-    if let Err(why) = checked {
+    // A retry got back the token its first attempt took, as on IPv4.
+    if let Err(why) = fwd.limits_mut().check(si as usize, client, l3.now_ms) {
         return Err(match why {
             Refused::Rate => Drop::LimitRate,
             Refused::Conns => Drop::LimitConns,
