@@ -1091,7 +1091,7 @@ impl Forwarder {
             return self.answer_syn(l3, pkt, v, &client);
         }
         // Per-client limits, also before any state exists (`limit`). A retry (`syn_retry`) got
-        // back the token its first attempt took (`renew`).
+        // back the token its first attempt took (`retry`, `Limiter::refund`).
         if let Err(why) = self.limits.check(si as usize, ip.src.into(), l3.now_ms) {
             let syn = !sloppy || proxied.is_some();
             return self.over_limit(l3, pkt, v, (si, why), syn, rx_port);

@@ -553,6 +553,31 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_gives_one_connections_token_back_up_to_the_bucket_s_depth() {
+        // 1/s, burst 2, two workers: each worker's bucket holds two of its connections' cost.
+        let mut m = limiter(2, limit(1, 2, 0, 32));
+        let c = "192.0.2.1";
+        assert_eq!(admitted(&mut m, c, std::iter::repeat_n(1000, 5)), 1);
+        assert_eq!(m.check(0, ip(c), 1000), Err(Refused::Rate));
+        m.refund(0, ip(c));
+        assert_eq!(m.check(0, ip(c), 1000), Ok(()), "the refunded token");
+        assert_eq!(m.check(0, ip(c), 1000), Err(Refused::Rate), "one, not more");
+        // A full bucket stays at its depth: refunds do not add to a burst.
+        let mut m = limiter(1, limit(1, 2, 0, 32));
+        assert_eq!(m.check(0, ip(c), 1000), Ok(()));
+        for _ in 0..5 {
+            m.refund(0, ip(c));
+        }
+        assert_eq!(admitted(&mut m, c, std::iter::repeat_n(1000, 5)), 2);
+        // A client the limiter does not track, or a limit without a rate: nothing to give.
+        m.refund(0, ip("192.0.2.99"));
+        assert_eq!(
+            admitted(&mut m, "192.0.2.99", std::iter::repeat_n(1000, 5)),
+            2
+        );
+    }
+
+    #[test]
     fn each_worker_takes_its_share_of_the_rate_and_the_burst() {
         // 10/s, burst 10, over 2 workers: each admits 5 at once and then one every 200 ms; two
         // workers seeing half of the client's attempts each admit the limit together.
