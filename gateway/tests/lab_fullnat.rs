@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The local address of the client's ESTABLISHED connections, from `gwctl conns`.
@@ -177,37 +176,22 @@ fn curl_and_wrk_through_fullnat_with_lip_peers_toa_and_ring_handoff() {
 
     // Capture SYNs on rs1 while a few more requests go through: TOA must carry the client address.
     let cap = lab.run_dir.join("rs1-syn.pcap");
-    let mut dump = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("{}-rs1", lab.name),
-            "tcpdump",
-            "-i",
-            "eth0",
-            "-U",
-            "-n",
-            "-w",
-        ])
-        .arg(&cap)
-        .arg("tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // Started once tcpdump says it listens (`capture`): a fixed 800 ms here missed every SYN
+    // once on a loaded machine (CI at 05969df).
+    let dump = capture(
+        &lab,
+        "rs1",
+        "eth0",
+        &cap,
+        "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0",
+    );
     for _ in 0..4 {
         lab.sh(
             "cli",
             &["curl", "-sf", "--max-time", "5", "http://10.10.0.100/"],
         );
     }
-    std::thread::sleep(Duration::from_millis(300));
-    Command::new("kill")
-        .args(["-INT", &dump.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = dump.wait();
+    stop(dump);
     let toa = syn_toa_options(&std::fs::read(&cap).expect("capture file"));
     assert!(!toa.is_empty(), "no SYN captured on rs1");
     for (port, ip) in &toa {
