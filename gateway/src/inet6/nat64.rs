@@ -197,24 +197,13 @@ pub fn from_server<B: PacketBuf>(
     };
     let is_tcp = ip.protocol == IpProtocol::TCP;
     let flags = ip.tcp_flags.bits();
-    if is_tcp {
-        let held = v6
-            .conns
-            .get_mut(id)
-            .is_some_and(|c| super::retry::server_segment(fwd, c, flags));
-        if held {
-            return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
-        }
+    if is_tcp && super::retry::server_segment(&mut v6.conns, fwd, id, flags) {
+        return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
     }
     let change = v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms));
-    let Some(c) = v6.conns.get_mut(id) else {
+    let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
-    if is_tcp && flags & crate::conn::tcp_flags::SYN != 0 {
-        // The server answered the SYN (`retry`).
-        c.ext |= super::retry::ANSWERED;
-    }
-    let c = &*c;
     if is_tcp {
         super::service::limit_on_state(fwd, c, change, Ticks(l3.now_ms));
     }

@@ -14,7 +14,7 @@
 //! of TIME_WAIT (`forward::fullnat::PARKED`), as IPv6's `service::reschedule` does for a reused
 //! client port: a late SYN-ACK of the server that failed is dropped (`no_conn`).
 
-use crate::conn::{tcp_flags, ConnOf, State, Ticks, Tuple6};
+use crate::conn::{tcp_flags, ConnId, ConnOf, ConnTable6, State, Ticks, Tuple6};
 use crate::forward::fullnat::{FAILED, NO_DEST};
 use crate::forward::services::VirtualService;
 use crate::forward::{mode, Forwarder};
@@ -57,12 +57,26 @@ pub(super) fn client_syn_again(
     fwd.retries(c).then_some(c.rs)
 }
 
-/// A TCP segment from the real server of `c` with `flags`, before the connection's state takes
-/// it: a SYN-ACK to the client's SYN ends the server's streak of failures, a RST is a refusal.
-/// Whether to hold the RST back from the client (the connection is to be retried), whose
-/// retransmitted SYN then goes to another server.
-pub(super) fn server_segment(fwd: &mut Forwarder, c: &mut ConnOf<Tuple6>, flags: u8) -> bool {
-    if !unanswered(c) {
+/// A TCP segment from the real server of connection `id` with `flags`, before the connection's
+/// state takes it (the FullNAT, NAT and NAT64 reply paths): a SYN answers the client's
+/// ([`ANSWERED`], which `service::handshake_fullnat` reads too), a SYN-ACK to it ends the
+/// server's streak of failures, a RST is a refusal. Whether to hold the RST back from the
+/// client (the connection is to be retried), whose retransmitted SYN then goes to another
+/// server.
+pub(super) fn server_segment(
+    conns: &mut ConnTable6,
+    fwd: &mut Forwarder,
+    id: ConnId,
+    flags: u8,
+) -> bool {
+    let Some(c) = conns.get_mut(id) else {
+        return false;
+    };
+    let waited = unanswered(c);
+    if flags & tcp_flags::SYN != 0 {
+        c.ext |= ANSWERED;
+    }
+    if !waited {
         return false;
     }
     if flags & tcp_flags::RST != 0 {

@@ -535,14 +535,8 @@ pub(super) fn reply_segment<B: PacketBuf>(
         };
     };
     let is_tcp = v.proto == IpProtocol::TCP;
-    if is_tcp {
-        let held = v6
-            .conns
-            .get_mut(id)
-            .is_some_and(|c| super::retry::server_segment(fwd, c, flags));
-        if held {
-            return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
-        }
+    if is_tcp && super::retry::server_segment(&mut v6.conns, fwd, id, flags) {
+        return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
     }
     let state_flags = tcp_flags::SYN | tcp_flags::RST | tcp_flags::FIN | tcp_flags::ACK;
     let keep = match is_tcp && flags & state_flags == tcp_flags::ACK {
@@ -567,10 +561,6 @@ pub(super) fn reply_segment<B: PacketBuf>(
     };
     if is_tcp {
         limit_on_state(fwd, c, change, Ticks(l3.now_ms));
-    }
-    if is_tcp && flags & tcp_flags::SYN != 0 {
-        // The server answered the SYN (`handshake_fullnat`, `retry`).
-        c.ext |= super::retry::ANSWERED;
     }
     if keep == Some(false) {
         // The server answered the SYN from its TIME_WAIT (a bare ACK): alive, so the client's
