@@ -378,17 +378,19 @@ impl Limiter {
 
     /// A connection of `client` to service `svc` is retried on another real server
     /// (`syn_retry`): the retry is the client's first attempt again, not a new connection, so the
-    /// token that attempt took goes back to the client's bucket (up to its depth) for the retry's
-    /// own `check` to take. Its open connection is counted down as it goes ([`Limiter::gone`]).
+    /// token that attempt took goes back to the client's bucket (never above its depth) for the
+    /// retry's own `check` to take. Its open connection is counted down as it goes
+    /// ([`Limiter::gone`]).
     #[cold]
     pub fn refund(&mut self, svc: u16, client: IpAddr) {
         let Some(l) = self.limit(svc.into()).copied().filter(|l| l.rate > 0) else {
             return;
         };
+        // Not capped here: every read of a bucket fills it up to its depth and no further
+        // (`filled`), which caps a refund too.
         if let Some(i) = self.find(svc, l.group(client)) {
-            let depth = (1000 * u64::from(l.burst)).max(1000 * self.n);
             let s = &mut self.slots[i];
-            s.tokens = s.tokens.saturating_add(1000 * self.n).min(depth);
+            s.tokens = s.tokens.saturating_add(1000 * self.n);
         }
     }
 
