@@ -249,6 +249,9 @@ counters! {
         /// Neighbour advertisements that resolved or updated an entry.
         na_learned,
         echo_replies,
+        /// Neighbours made suspect and probed at once (a client's SYN to an IPv6 real server
+        /// retransmitted unanswered), as the IPv4 `neigh` line's `suspected`.
+        neigh_suspected,
         /// ICMPv6 errors about FullNAT connections passed on to the other side (`icmp`), and packet
         /// too big messages sent for TUN.
         icmp_translated,

@@ -226,6 +226,40 @@ pub fn solicit<B: PacketBuf>(
     l3.stats.inet6.ns_sent += 1;
 }
 
+/// The datapath doubts the neighbour toward `ip` (a client retransmitted a SYN, first sent at
+/// `since`, that the real server `ip` never answered): probed now, to the MAC it has, unless
+/// confirmed since (`NeighTable::suspect`), as IPv4's `L3::suspect_neighbour`. A server whose MAC
+/// changed without an unsolicited advertisement (Linux sends none unless `ndisc_notify` is set)
+/// is then found again after the probes, where its REACHABLE entry would otherwise have kept
+/// the old MAC for up to 1.5 × `base_reachable_ms`, and DELAY and PROBE taken their time after.
+pub fn suspect<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, ip: Ipv6Addr, since: u64) {
+    let Some(route) = l3.topo().routes6.lookup(ip).copied() else {
+        return;
+    };
+    let target = route.l2_target(ip);
+    if let Some((port, mac)) = v6.neigh.suspect(target, l3.now_ms, since) {
+        l3.stats.inet6.neigh_suspected += 1;
+        solicit(l3, port, target, Some(mac));
+    }
+}
+
+/// Confirms the neighbour toward `src` with the source MAC of `frame`, which it sent (if the
+/// entry has that MAC): for a packet that proves its sender there at this moment, which a later
+/// [`suspect`] compares with (a real server's bare ACK to a SYN, from its TIME_WAIT), as IPv4's
+/// `L3::confirm_neighbour_at_once`. IPv6 neighbours are confirmed by no other traffic. Rare:
+/// out of line.
+#[cold]
+#[inline(never)]
+pub fn confirm_at_once<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr, frame: &[u8]) {
+    let Some(route) = l3.topo().routes6.lookup(src) else {
+        return;
+    };
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return;
+    };
+    v6.neigh.confirm(route.l2_target(src), eth.src(), l3.now_ms);
+}
+
 /// Slots of the cache of resolved neighbours (direct-mapped).
 pub const RESOLVED_SLOTS: usize = 64;
 

@@ -19,6 +19,7 @@ use crate::forward::fullnat::{FAILED, NO_DEST};
 use crate::forward::services::VirtualService;
 use crate::forward::{mode, Forwarder};
 use crate::service::{ClientKey, SchedState};
+use std::net::IpAddr;
 
 /// `ext` bit of an IPv6 entry: its server answered the client's SYN (a SYN-ACK).
 pub(super) const ANSWERED: u8 = 1;
@@ -55,6 +56,34 @@ pub(super) fn client_syn_again(
         fwd.count_syn_failed(c.svc, c.rs, false);
     }
     fwd.retries(c).then_some(c.rs)
+}
+
+/// The real server of `c` if its handshake is still unanswered, and since when (ms) it has
+/// been waited for: the neighbour to doubt when the client retransmits its SYN
+/// (`nd::suspect`), as IPv4's `Forwarder::unanswered_server`. DR's and TUN's answers bypass
+/// the gateway: any of their connections in SYN_RECV is unanswered, since a time not kept
+/// (`u64::MAX`: probed whatever confirmed the neighbour).
+pub(super) fn unanswered_server(
+    fwd: &Forwarder,
+    c: &ConnOf<Tuple6>,
+    now: Ticks,
+) -> Option<(IpAddr, u64)> {
+    let since = match c.mode {
+        mode::DR | mode::TUN
+            if c.proto() == crate::conn::PROTO_TCP && c.state() == State::SynRecv =>
+        {
+            u64::MAX
+        }
+        // `user`: the creation time, or the server's last bare ACK to the SYN, ms mod 2^32.
+        _ if unanswered(c) => {
+            let waited = (now.0 as u32).wrapping_sub(c.user);
+            now.0.saturating_sub(u64::from(waited))
+        }
+        _ => return None,
+    };
+    let vs = fwd.services().services.get(usize::from(c.svc))?;
+    let rs = vs.svc.reals().get(usize::from(c.rs))?;
+    Some((rs.addr, since))
 }
 
 /// A TCP segment from the real server of connection `id` with `flags`, before the connection's

@@ -103,6 +103,18 @@ pub fn to_service<B: PacketBuf>(
     }
 }
 
+/// Doubts the neighbour toward `server`, a real server of either family (NAT64's are IPv4),
+/// whose handshake a client's retransmitted SYN shows unanswered since `since`. Rare: out of
+/// line.
+#[cold]
+#[inline(never)]
+fn doubt<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, server: IpAddr, since: u64) {
+    match server {
+        IpAddr::V6(ip) => nd::suspect(v6, l3, ip, since),
+        IpAddr::V4(ip) => l3.suspect_neighbour(ip, since),
+    }
+}
+
 /// `to_service` for a segment whose upper-layer header was checked (`seg`).
 #[inline]
 pub fn to_service_segment<B: PacketBuf>(
@@ -142,8 +154,18 @@ pub fn to_service_segment<B: PacketBuf>(
                 gone(&mut v6.lip_conns, fwd, &old);
             }
             found = None;
-        } else if let Some(c) = v6.conns.get_mut(id) {
-            retry_of = super::retry::client_syn_again(fwd, c, now);
+        } else {
+            // The client retransmits a SYN its server never answered: the neighbour toward
+            // that server may have changed its MAC.
+            let unanswered = v6.conns.get(id);
+            if let Some((server, since)) =
+                unanswered.and_then(|c| super::retry::unanswered_server(fwd, c, now))
+            {
+                doubt(v6, l3, server, since);
+            }
+            if let Some(c) = v6.conns.get_mut(id) {
+                retry_of = super::retry::client_syn_again(fwd, c, now);
+            }
             if retry_of.is_some() {
                 if let Some(old) = v6.conns.remove(id) {
                     gone(&mut v6.lip_conns, fwd, &old);
@@ -573,6 +595,11 @@ pub(super) fn reply_segment<B: PacketBuf>(
     let client = c.client();
     let (cip, vip) = (client.src_ip(), client.dst_ip());
     let (src, dst) = ((vip, client.dport), (cip, client.sport));
+    if keep == Some(false) {
+        // Heard now: a client's SYN retransmitted later does not doubt its neighbour for the
+        // server's silence (`retry::unanswered_server`, `nd::suspect`).
+        nd::confirm_at_once(v6, l3, v.src, pkt.data());
+    }
     fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
     to_client(v6, l3, pkt, cip)
 }

@@ -2465,6 +2465,19 @@ fn answer6(rs: Ipv6Addr, lport: u16, refuse: bool) -> VecBuf {
     VecBuf::from_frame(&v)
 }
 
+/// Real server `rs`'s bare ACK to a SYN from LIP6:`lport` (its answer from TIME_WAIT).
+fn bare_ack6(rs: Ipv6Addr, lport: u16) -> VecBuf {
+    let mac = if rs == a(RS6_1) { RS1_MAC } else { RS2_MAC };
+    let mut ack = Vec::new();
+    PacketBuilder::ethernet2(mac.0, SERVER_PORT_MAC.0)
+        .ipv6(rs.octets(), a(LIP6).octets(), 64)
+        .tcp(80, lport, 7000, 65000)
+        .ack(55)
+        .write(&mut ack, b"")
+        .unwrap();
+    VecBuf::from_frame(&ack)
+}
+
 /// Real server `rs`'s passive counters in the service on port 8080, on this worker.
 fn traffic6_of(dp: &Datapath<VecBuf>, rs: Ipv6Addr) -> crate::forward::Traffic {
     dp.fwd
@@ -2600,15 +2613,8 @@ fn an_unanswered_ipv6_syn_fails_once_the_client_retransmits_it_late_enough() {
     let mut dp = retry6_datapath(true);
     dp.l3.now_ms = 10_000;
     let (first, lport) = syn6_out(&mut dp);
-    let mut ack = Vec::new();
-    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
-        .ipv6(first.octets(), a(LIP6).octets(), 64)
-        .tcp(80, lport, 7000, 65000)
-        .ack(55)
-        .write(&mut ack, b"")
-        .unwrap();
     dp.l3.now_ms = 10_800;
-    dp.process(VecBuf::from_frame(&ack), &meta(1));
+    dp.process(bare_ack6(first, lport), &meta(1));
     dp.l3.now_ms = 11_000;
     assert_eq!(
         syn6_out(&mut dp),
@@ -2685,4 +2691,83 @@ fn an_ipv6_retry_is_not_refused_by_the_limit_that_admitted_its_first_attempt() {
     // The limit still holds for a new connection.
     let v = dp.process(tcp6_to(8080, 40001, true, b""), &meta(0));
     assert!(drop_name(&v).starts_with("Dp(Limit"), "{}", drop_name(&v));
+}
+
+/// The neighbour solicitations among `frames`: (port, Ethernet destination, target).
+fn solicitations(frames: &[(u16, Vec<u8>)]) -> Vec<(u16, MacAddr, Ipv6Addr)> {
+    frames
+        .iter()
+        .filter_map(|(port, f)| {
+            let eth = EthernetFrame::new_checked(&f[..]).ok()?;
+            let icmp = Icmpv6Packet::new_checked(f.get(14 + 40..)?).ok()?;
+            if icmp.msg_type() != Icmpv6Type::NEIGHBOR_SOLICIT {
+                return None;
+            }
+            let target: [u8; 16] = f.get(14 + 40 + 8..14 + 40 + 24)?.try_into().ok()?;
+            Some((*port, eth.dst(), Ipv6Addr::from(target)))
+        })
+        .collect()
+}
+
+/// A client retransmitting a SYN its IPv6 server never answered makes the server's neighbour
+/// suspect, as IPv4's (`nd::suspect`): one solicitation, to the MAC the entry has, and no other
+/// while the entry is probed. None when the server was heard since the SYN went out (its bare
+/// ACK from TIME_WAIT), nor once it answered.
+#[test]
+fn an_unanswered_ipv6_syn_sent_again_has_its_servers_neighbour_probed() {
+    let mut dp = retry6_datapath(false);
+    dp.l3.now_ms = 10_000;
+    let (rs, lport) = syn6_out(&mut dp);
+    assert_eq!(rs, a(RS6_1));
+    generated(&mut dp);
+    dp.l3.now_ms = 11_000;
+    assert_eq!(syn6_out(&mut dp), (rs, lport));
+    let probes = solicitations(&generated(&mut dp));
+    assert_eq!(probes, vec![(1, RS1_MAC, rs)], "one unicast probe");
+    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 1);
+    assert_eq!(dp.v6.neigh.state(rs), Some(crate::net::neigh::Nud::Probe));
+    dp.l3.now_ms = 11_500;
+    syn6_out(&mut dp);
+    assert_eq!(solicitations(&generated(&mut dp)), vec![], "probed already");
+    // Answered: the client's SYN sent again (its SYN-ACK lost) doubts nothing.
+    dp.process(answer6(rs, lport, false), &meta(1));
+    dp.l3.now_ms = 13_000;
+    syn6_out(&mut dp);
+    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 1);
+
+    // Heard from since the SYN: the server's bare ACK from its TIME_WAIT confirms it.
+    let mut dp = retry6_datapath(false);
+    dp.l3.now_ms = 10_000;
+    let (rs, lport) = syn6_out(&mut dp);
+    dp.l3.now_ms = 10_200;
+    dp.process(bare_ack6(rs, lport), &meta(1));
+    generated(&mut dp);
+    dp.l3.now_ms = 11_000;
+    syn6_out(&mut dp);
+    assert_eq!(solicitations(&generated(&mut dp)), vec![]);
+    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 0);
+}
+
+/// NAT64's real servers are IPv4: a client's SYN sent again unanswered doubts the IPv4
+/// neighbour (an ARP probe to the MAC it has).
+#[test]
+fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    for now in [10_000, 11_000] {
+        dp.l3.now_ms = now;
+        let v = dp.process(tcp6_to(8082, 40000, true, b""), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+        if now == 10_000 {
+            generated(&mut dp);
+        }
+    }
+    let probes: Vec<_> = generated(&mut dp)
+        .into_iter()
+        .map(|(port, f)| (port, f[..6].to_vec(), f[12..14].to_vec()))
+        .collect();
+    assert_eq!(probes, vec![(1, RS1_MAC.0.to_vec(), vec![0x08, 0x06])]);
+    assert_eq!(dp.l3.neigh.counters.suspected, 1);
 }
