@@ -112,12 +112,12 @@ counters! {
         /// in a full table (`Table::evict_closed`).
         evicted_time_wait,
         evicted_udp,
-        /// Real servers' bare ACKs to a FullNAT SYN: a TIME_WAIT of theirs on the LIP:lport
-        /// (`Forwarder::keeps_syn_recv`).
+        /// Real servers' bare ACKs to a FullNAT or NAT64 SYN: a TIME_WAIT of theirs on the
+        /// LIP:lport (`Forwarder::keeps_syn_recv`, `inet6::service::server_state`).
         server_time_wait,
-        /// Real servers' segments without SYN to a FullNAT connection they had answered with a
-        /// SYN-ACK, before its client's ACK: answers about an earlier connection on the same
-        /// LIP:lport, which no longer make it ESTABLISHED (`Forwarder::keeps_syn_recv`).
+        /// Real servers' segments without SYN to a FullNAT or NAT64 connection they had answered
+        /// with a SYN-ACK, before its client's ACK: answers about an earlier connection on the
+        /// same LIP:lport, which no longer make it ESTABLISHED (`Forwarder::keeps_syn_recv`).
         server_stale_answer,
     }
 }

@@ -200,7 +200,13 @@ pub fn from_server<B: PacketBuf>(
     if is_tcp && super::retry::server_segment(&mut v6.conns, fwd, id, flags) {
         return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
     }
-    let change = v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms));
+    let now = Ticks(l3.now_ms);
+    let (change, heard) = super::service::server_state(&mut v6.conns, fwd, id, flags, is_tcp, now);
+    if heard {
+        // A client's SYN retransmitted later does not doubt the neighbour for the server's
+        // silence (`retry::unanswered_server`).
+        l3.confirm_neighbour_at_once(ip.src, pkt.data());
+    }
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };

@@ -88,7 +88,7 @@ pub(super) fn unanswered_server(
 
 /// A TCP segment from the real server of connection `id` with `flags`, before the connection's
 /// state takes it (the FullNAT, NAT and NAT64 reply paths): a SYN answers the client's
-/// ([`ANSWERED`], which `service::handshake_fullnat` reads too), a SYN-ACK to it ends the
+/// ([`ANSWERED`], which `service::handshake_answered` reads too), a SYN-ACK to it ends the
 /// server's streak of failures, a RST is a refusal. Whether to hold the RST back from the
 /// client (the connection is to be retried), whose retransmitted SYN then goes to another
 /// server.

@@ -560,60 +560,79 @@ pub(super) fn reply_segment<B: PacketBuf>(
     if is_tcp && super::retry::server_segment(&mut v6.conns, fwd, id, flags) {
         return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
     }
-    let state_flags = tcp_flags::SYN | tcp_flags::RST | tcp_flags::FIN | tcp_flags::ACK;
-    let keep = match is_tcp && flags & state_flags == tcp_flags::ACK {
-        true => handshake_fullnat(&v6.conns, id),
-        false => None,
-    };
-    let change = match keep {
-        Some(answered) => {
-            match answered {
-                false => fwd.stats.server_time_wait += 1,
-                true => fwd.stats.server_stale_answer += 1,
-            }
-            StateChange {
-                old: State::SynRecv,
-                new: State::SynRecv,
-            }
-        }
-        None => v6.conns.on_packet(id, Dir::Reply, flags, Ticks(l3.now_ms)),
-    };
-    let Some(c) = v6.conns.get_mut(id) else {
+    let (change, heard) = server_state(&mut v6.conns, fwd, id, flags, is_tcp, Ticks(l3.now_ms));
+    let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
     if is_tcp {
         limit_on_state(fwd, c, change, Ticks(l3.now_ms));
     }
-    if keep == Some(false) {
-        // The server answered the SYN from its TIME_WAIT (a bare ACK): alive, so the client's
-        // wait for its SYN-ACK starts again, as IPv4's (`Forwarder::keeps_syn_recv`).
-        c.user = l3.now_ms as u32;
-    }
-    let c = &*c;
     fwd.count_packet(c.svc, c.rs, Dir::Reply, ip_len(v));
     count_activity(fwd.services(), c, change.activity());
     let client = c.client();
     let (cip, vip) = (client.src_ip(), client.dst_ip());
     let (src, dst) = ((vip, client.dport), (cip, client.sport));
-    if keep == Some(false) {
-        // Heard now: a client's SYN retransmitted later does not doubt its neighbour for the
-        // server's silence (`retry::unanswered_server`, `nd::suspect`).
+    if heard {
+        // A client's SYN retransmitted later does not doubt the neighbour for the server's
+        // silence (`retry::unanswered_server`, `nd::suspect`).
         nd::confirm_at_once(v6, l3, v.src, pkt.data());
     }
     fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
     to_client(v6, l3, pkt, cip)
 }
 
-/// Whether `id` is a FullNAT connection in SYN_RECV, and if so whether its server has answered
-/// its client's SYN with a SYN-ACK (`retry::ANSWERED`). A server's bare ACK then leaves the
-/// connection in SYN_RECV, as IPv4's (`Forwarder::keeps_syn_recv`): unanswered, the server holds the LIP:lport in TIME_WAIT from an
-/// earlier connection, the client's RST ends that, and its SYN sent again at once then reaches the
-/// same LIP:lport (`server_time_wait`); answered, the SYN-ACK was the server's for an earlier
-/// handshake on the same LIP:lport that the gateway let go (`server_stale_answer`).
-fn handshake_fullnat(conns: &ConnTable6, id: ConnId) -> Option<bool> {
+/// The state change a segment with `flags` from the real server makes on FullNAT or NAT64
+/// connection `id`, and whether the server was heard from in its handshake: a bare ACK to the
+/// client's SYN from its TIME_WAIT, alive, so that the client's wait for its SYN-ACK starts again
+/// (`retry`'s `user`), as IPv4's (`Forwarder::keeps_syn_recv`).
+///
+/// A server's bare ACK leaves a connection in SYN_RECV (`handshake_answered`), where IPVS's
+/// state table would make it ESTABLISHED, for 15 minutes, holding its local port and counting as
+/// its server's active connection.
+pub(super) fn server_state(
+    conns: &mut ConnTable6,
+    fwd: &mut Forwarder,
+    id: ConnId,
+    flags: u8,
+    is_tcp: bool,
+    now: Ticks,
+) -> (StateChange, bool) {
+    let state_flags = tcp_flags::SYN | tcp_flags::RST | tcp_flags::FIN | tcp_flags::ACK;
+    let keep = match is_tcp && flags & state_flags == tcp_flags::ACK {
+        true => handshake_answered(conns, id),
+        false => None,
+    };
+    let Some(answered) = keep else {
+        return (conns.on_packet(id, Dir::Reply, flags, now), false);
+    };
+    match answered {
+        false => fwd.stats.server_time_wait += 1,
+        true => fwd.stats.server_stale_answer += 1,
+    }
+    if !answered {
+        if let Some(c) = conns.get_mut(id) {
+            c.user = now.0 as u32;
+        }
+    }
+    let kept = StateChange {
+        old: State::SynRecv,
+        new: State::SynRecv,
+    };
+    (kept, !answered)
+}
+
+/// Whether `id` is a FullNAT or NAT64 connection in SYN_RECV, and if so whether its server has
+/// answered its client's SYN with a SYN-ACK (`retry::ANSWERED`). A server's bare ACK then leaves
+/// the connection in SYN_RECV, as IPv4's (`Forwarder::keeps_syn_recv`): unanswered, the server
+/// holds the LIP:lport in TIME_WAIT from an earlier connection, the client's RST ends that, and
+/// its SYN sent again at once then reaches the same LIP:lport (`server_time_wait`); answered,
+/// the SYN-ACK was the server's for an earlier handshake on the same LIP:lport that the gateway
+/// let go (`server_stale_answer`).
+fn handshake_answered(conns: &ConnTable6, id: ConnId) -> Option<bool> {
     conns
         .get(id)
-        .filter(|c| c.mode == mode::FULLNAT && c.state() == State::SynRecv)
+        .filter(|c| matches!(c.mode, mode::FULLNAT | mode::NAT64))
+        .filter(|c| c.state() == State::SynRecv)
         .map(|c| c.ext & super::retry::ANSWERED != 0)
 }
 

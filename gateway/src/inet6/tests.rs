@@ -2748,26 +2748,102 @@ fn an_unanswered_ipv6_syn_sent_again_has_its_servers_neighbour_probed() {
     assert_eq!(dp.l3.stats.inet6.neigh_suspected, 0);
 }
 
-/// NAT64's real servers are IPv4: a client's SYN sent again unanswered doubts the IPv4
-/// neighbour (an ARP probe to the MAC it has).
-#[test]
-fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
+/// `config_nat64`'s datapath with the client's neighbour learned.
+fn nat64_datapath() -> Datapath<VecBuf> {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
     dp.v6
         .neigh
         .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
-    for now in [10_000, 11_000] {
-        dp.l3.now_ms = now;
-        let v = dp.process(tcp6_to(8082, 40000, true, b""), &meta(0));
-        assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
-        if now == 10_000 {
-            generated(&mut dp);
-        }
-    }
+    dp
+}
+
+/// Client 40000's SYN (ISN 1000) to VIP6:8082 through `dp`: the local address and port it went
+/// from, and its IPv4 real server.
+fn nat64_syn(dp: &mut Datapath<VecBuf>) -> (std::net::Ipv4Addr, u16, std::net::Ipv4Addr) {
+    let v = dp.process(tcp6_to(8082, 40000, true, b""), &meta(0));
+    let Verdict::Tx(1, out) = v else {
+        panic!("SYN not sent: {}", drop_name(&v))
+    };
+    let (lip, lport, rs, _, _) = tcp4_of(out.data());
+    (lip, lport, rs)
+}
+
+/// IPv4 real server `rs`'s answer to the SYN from `lip`:`lport`: a SYN-ACK, or a bare ACK.
+fn nat64_answer(rs: std::net::Ipv4Addr, lip: std::net::Ipv4Addr, lport: u16, syn: bool) -> VecBuf {
+    let b = PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv4(rs.octets(), lip.octets(), 64)
+        .tcp(80, lport, 5000, 65000);
+    let b = match syn {
+        true => b.syn().ack(1001),
+        false => b.ack(777),
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, b"").unwrap();
+    VecBuf::from_frame(&v)
+}
+
+/// NAT64's real servers are IPv4: a client's SYN sent again unanswered doubts the IPv4
+/// neighbour (an ARP probe to the MAC it has).
+#[test]
+fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
+    let mut dp = nat64_datapath();
+    dp.l3.now_ms = 10_000;
+    nat64_syn(&mut dp);
+    generated(&mut dp);
+    dp.l3.now_ms = 11_000;
+    nat64_syn(&mut dp);
     let probes: Vec<_> = generated(&mut dp)
         .into_iter()
         .map(|(port, f)| (port, f[..6].to_vec(), f[12..14].to_vec()))
         .collect();
     assert_eq!(probes, vec![(1, RS1_MAC.0.to_vec(), vec![0x08, 0x06])]);
     assert_eq!(dp.l3.neigh.counters.suspected, 1);
+
+    // Heard from since the SYN (its bare ACK from TIME_WAIT): neither doubted nor failed.
+    let mut dp = nat64_datapath();
+    dp.l3.now_ms = 10_000;
+    let (lip, lport, rs) = nat64_syn(&mut dp);
+    dp.l3.now_ms = 10_200;
+    dp.process(nat64_answer(rs, lip, lport, false), &meta(1));
+    generated(&mut dp);
+    dp.l3.now_ms = 11_000;
+    nat64_syn(&mut dp);
+    assert_eq!(generated(&mut dp), vec![]);
+    assert_eq!(dp.l3.neigh.counters.suspected, 0);
+    let unanswered = dp
+        .fwd
+        .traffic_entries()
+        .find(|(k, _)| k.vport == 8082)
+        .map(|(_, t)| t.syn_unanswered);
+    assert_eq!(unanswered, Some(0));
+}
+
+/// NAT64 as FullNAT (`fullnat6_keeps_a_handshake_in_syn_recv_on_a_servers_stale_answer`): an
+/// IPv4 server's bare ACK to the client's SYN leaves the connection in SYN_RECV (IPVS's table:
+/// ESTABLISHED, for 15 minutes), counted `server_time_wait` before the server answered and
+/// `server_stale_answer` after; the client's ACK establishes it.
+#[test]
+fn nat64_keeps_a_handshake_in_syn_recv_on_a_servers_bare_ack() {
+    let mut dp = nat64_datapath();
+    let (lip, lport, rs) = nat64_syn(&mut dp);
+    let state = |dp: &Datapath<VecBuf>| {
+        let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8082, 6);
+        let id = dp.v6.conns.lookup(&t).unwrap().0;
+        dp.v6.conns.get(id).unwrap().state()
+    };
+    let stats = |dp: &Datapath<VecBuf>| {
+        let s = &dp.fwd.stats;
+        (s.server_time_wait, s.server_stale_answer)
+    };
+    for (syn, counted) in [(false, (1, 0)), (true, (1, 0)), (false, (1, 1))] {
+        let v = dp.process(nat64_answer(rs, lip, lport, syn), &meta(1));
+        assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+        assert_eq!(state(&dp), crate::conn::State::SynRecv);
+        assert_eq!(stats(&dp), counted);
+    }
+    assert!(matches!(
+        dp.process(tcp6_to(8082, 40000, false, b""), &meta(0)),
+        Verdict::Tx(1, _)
+    ));
+    assert_eq!(state(&dp), crate::conn::State::Established);
 }
