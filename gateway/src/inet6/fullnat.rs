@@ -204,14 +204,40 @@ impl Pool6 {
 /// own tuples (the service's VIP, port and protocol, its LIP), so a count follows its connection
 /// whatever snapshot the service is in. Touched when a connection starts and ends, never per
 /// packet.
-#[derive(Debug, Default)]
-pub struct LipConns(hashbrown::HashMap<LipWord, u32>);
+///
+/// The counts are in `counts`, by the place `index` gives each key when first seen (kept at 0
+/// after, never reused: the keys are the services' local addresses, a handful, and those of
+/// services deleted since). A direct-mapped `recent` in front of `index` finds a key in one
+/// comparison: a worker's new connections cycle over few (service, LIP) pairs.
+#[derive(Debug)]
+pub struct LipConns {
+    index: hashbrown::HashMap<LipWord, u32>,
+    counts: Vec<u32>,
+    recent: [(LipWord, u32); RECENT_SLOTS],
+}
+
+/// Slots of [`LipConns`]'s cache of recently counted keys.
+const RECENT_SLOTS: usize = 16;
 
 /// A (service, IPv6 LIP) as plain words, (VIP, LIP, vport << 8 | protocol), hashed and compared
-/// as integers: the count costs a new IPv6 connection 100 instructions (`perf/cost.sh syn6`: 2818
-/// against 2718 before it). Where each SYN also evicted a half-open connection (a count up and
-/// one down), a [`LipKey`] key with its two `IpAddr`s cost 317 instructions, these words 203.
+/// as integers. Through the hash map alone the count cost a new IPv6 connection 90 instructions
+/// (`perf/cost.sh syn6`), and as much again when it ended; where each SYN also evicted a
+/// half-open connection (a count up and one down), a [`LipKey`] key with its two `IpAddr`s cost
+/// 317 instructions, these words through the map 203.
 type LipWord = (u128, u128, u32);
+
+/// No key: the LIP of a `recent` slot never filled is unspecified, which no connection's is.
+const NO_KEY: LipWord = (0, 0, 0);
+
+impl Default for LipConns {
+    fn default() -> Self {
+        LipConns {
+            index: Default::default(),
+            counts: Vec::new(),
+            recent: [(NO_KEY, 0); RECENT_SLOTS],
+        }
+    }
+}
 
 impl LipConns {
     /// The (service, LIP) of an IPv6 FullNAT connection (`mode`), None for any other.
@@ -225,24 +251,50 @@ impl LipConns {
         ))
     }
 
+    /// The count of `k`, created at 0 the first time.
+    #[inline]
+    fn count_of(&mut self, k: LipWord) -> &mut u32 {
+        // The LIP's low word and the port pick the slot: a service's LIPs differ there.
+        let slot = ((k.1 as u32) ^ k.2) as usize % RECENT_SLOTS;
+        let (key, at) = self.recent[slot];
+        let at = match key == k {
+            true => at,
+            false => self.place(k, slot),
+        };
+        &mut self.counts[at as usize]
+    }
+
+    /// Where `k`'s count is (made for it the first time), noted in `recent[slot]`. Out of line:
+    /// a connection's own (service, LIP) is most often in `recent` already.
+    #[inline(never)]
+    fn place(&mut self, k: LipWord, slot: usize) -> u32 {
+        let next = self.counts.len() as u32;
+        let at = *self.index.entry(k).or_insert(next);
+        if at == next {
+            self.counts.push(0);
+        }
+        self.recent[slot] = (k, at);
+        at
+    }
+
     /// A connection was inserted with these tuples and mode.
     pub fn started(&mut self, client: &Tuple6, reply: Option<&Tuple6>, mode: u8) {
         if let Some(k) = Self::key(client, reply, mode) {
-            *self.0.entry(k).or_default() += 1;
+            *self.count_of(k) += 1;
         }
     }
 
     /// Connection `c` left the table (expired, replaced or evicted).
     pub fn ended(&mut self, c: &ConnOf<Tuple6>) {
-        let Some(k) = Self::key(&c.client(), c.reply().as_ref(), c.mode) else {
-            return;
-        };
-        if let hashbrown::hash_map::Entry::Occupied(mut e) = self.0.entry(k) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
+        if let Some(k) = Self::key(&c.client(), c.reply().as_ref(), c.mode) {
+            let n = self.count_of(k);
+            *n = n.saturating_sub(1);
         }
+    }
+
+    /// The connections counted on `k` now (0 for a key never seen).
+    fn get(&self, k: &LipWord) -> u32 {
+        self.index.get(k).map_or(0, |&at| self.counts[at as usize])
     }
 
     /// Connections on each local address of each IPv6 service of `services` (its `lips6` and
@@ -259,23 +311,21 @@ impl LipConns {
             };
             let port_proto = u32::from(c.vport) << 8 | u32::from(c.proto.number());
             for lip in vs.lips6.iter().chain(&vs.retiring_lips6) {
-                let n = self.0.get(&(u128::from(vip), u128::from(*lip), port_proto));
-                listed += usize::from(n.is_some());
-                out.push((
-                    Self::lip_key((u128::from(vip), u128::from(*lip), port_proto)),
-                    n.copied().unwrap_or(0),
-                ));
+                let k = (u128::from(vip), u128::from(*lip), port_proto);
+                listed += usize::from(self.index.contains_key(&k));
+                out.push((Self::lip_key(k), self.get(&k)));
             }
         }
-        if listed < self.0.len() {
-            let configured: hashbrown::HashSet<LipKey> = out.iter().map(|(k, _)| *k).collect();
-            out.extend(
-                self.0
-                    .iter()
-                    .map(|(&k, &n)| (Self::lip_key(k), n))
-                    .filter(|(k, _)| !configured.contains(k)),
-            );
+        if listed == self.index.len() {
+            return out;
         }
+        let configured: hashbrown::HashSet<LipKey> = out.iter().map(|(k, _)| *k).collect();
+        out.extend(
+            self.index
+                .iter()
+                .map(|(&k, &at)| (Self::lip_key(k), self.counts[at as usize]))
+                .filter(|&(k, n)| n > 0 && !configured.contains(&k)),
+        );
         out
     }
 
@@ -322,6 +372,38 @@ mod tests {
     use super::*;
     use crate::laddr::toeplitz::{ipv6_l4_input, toeplitz_hash, DEFAULT_RSS_KEY};
     use crate::laddr::{QueueMap, Reta, RssConfig, Steering};
+
+    /// Counts stay right whatever shares a slot of `LipConns::recent`: 40 local addresses of
+    /// one service (16 slots), counted up and down in turns, each keep their own; a key of no
+    /// service is listed while it has connections, and only then.
+    #[test]
+    fn lip_counts_stay_right_when_keys_share_a_recent_slot() {
+        let mut c = LipConns::default();
+        let lip0 = u128::from("2001:db8:20::200".parse::<Ipv6Addr>().unwrap());
+        let key = |i: u32| (1u128, lip0 + u128::from(i), 80 << 8 | 6);
+        for _ in 0..3 {
+            for i in 0..40 {
+                *c.count_of(key(i)) += 1;
+            }
+        }
+        for i in (0..40).rev() {
+            *c.count_of(key(i)) -= 1;
+        }
+        for i in 0..40 {
+            assert_eq!(c.get(&key(i)), 2, "LIP {i}");
+        }
+        assert_eq!(c.counts.len(), 40, "a place each");
+        let none = ServiceTable::default();
+        let mut listed: Vec<u32> = c.usage(&none).iter().map(|(_, n)| *n).collect();
+        listed.dedup();
+        assert_eq!((c.usage(&none).len(), listed), (40, vec![2]));
+        for i in 0..40 {
+            for _ in 0..2 {
+                *c.count_of(key(i)) -= 1;
+            }
+        }
+        assert!(c.usage(&none).is_empty(), "no connections, no service");
+    }
 
     /// With RSS, every reply tuple the pool hands out hashes (the NIC's Toeplitz over the IPv6
     /// input) to a queue its worker polls, and its port is in the worker's share.
