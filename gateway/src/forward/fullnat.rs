@@ -1467,11 +1467,14 @@ impl Forwarder {
         }
         let keep_state = is_tcp && dir == Dir::Reply && self.keeps_syn_recv(id, ip.tcp_flags, now);
         if is_tcp && dir == Dir::Reply && self.server_handshake(id, ip.tcp_flags) {
+            // The server is there: the client's SYN that the held refusal brings does not
+            // doubt its neighbour (`unanswered_server`).
+            l3.confirm_neighbour_at_once(ip.src, pkt.data());
             return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
         }
         // A packet of a tracked connection confirms the neighbour it came from (NUD); the server's
-        // refusal of a SYN at once, so that the client's next SYN, which the refusal brings,
-        // does not doubt it (`unanswered_server`).
+        // bare ACK to a SYN at once, so that the client's next SYN does not doubt it
+        // (`unanswered_server`).
         match keep_state {
             true => l3.confirm_neighbour_at_once(ip.src, pkt.data()),
             false => l3.confirm_neighbour(ip.src, &pkt),

@@ -198,14 +198,19 @@ pub fn from_server<B: PacketBuf>(
     let is_tcp = ip.protocol == IpProtocol::TCP;
     let flags = ip.tcp_flags.bits();
     if is_tcp && super::retry::server_segment(&mut v6.conns, fwd, id, flags) {
+        // The server is there: the client's SYN that the held refusal brings does not doubt
+        // its neighbour (`L3::suspect_neighbour`).
+        l3.confirm_neighbour_at_once(ip.src, pkt.data());
         return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
     }
     let now = Ticks(l3.now_ms);
     let (change, heard) = super::service::server_state(&mut v6.conns, fwd, id, flags, is_tcp, now);
-    if heard {
-        // A client's SYN retransmitted later does not doubt the neighbour for the server's
-        // silence (`retry::unanswered_server`).
-        l3.confirm_neighbour_at_once(ip.src, pkt.data());
+    // A packet of a tracked connection confirms the IPv4 neighbour it came from, as IPv4's
+    // (`Forwarder::forward_body`); a server's bare ACK to the SYN at once, so that a client's
+    // SYN retransmitted later does not doubt it for the server's silence.
+    match heard {
+        true => l3.confirm_neighbour_at_once(ip.src, pkt.data()),
+        false => l3.confirm_neighbour(ip.src, &pkt),
     }
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);

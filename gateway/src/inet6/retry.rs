@@ -6,8 +6,8 @@
 //! refusing server's RST is held back from the client, whose retransmission brings it there.
 //!
 //! An IPv6 entry keeps in `user` when its client's wait for the server began (ms mod 2^32): its
-//! creation, or a FullNAT server's last bare ACK to the SYN from its TIME_WAIT
-//! (`service::reply_segment`); and in `ext` whether its server answered the client's SYN
+//! creation, or a FullNAT or NAT64 server's last bare ACK to the SYN from its TIME_WAIT
+//! (`service::server_state`); and in `ext` whether its server answered the client's SYN
 //! ([`ANSWERED`]). IPv6 entries use neither for anything else.
 //!
 //! Unlike IPv4's, a connection to retry is removed, not parked on its LIP:lport for the rest

@@ -558,6 +558,9 @@ pub(super) fn reply_segment<B: PacketBuf>(
     };
     let is_tcp = v.proto == IpProtocol::TCP;
     if is_tcp && super::retry::server_segment(&mut v6.conns, fwd, id, flags) {
+        // The server is there: the client's SYN that the held refusal brings does not doubt
+        // its neighbour (`nd::suspect`).
+        nd::confirm_at_once(v6, l3, v.src, pkt.data());
         return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
     }
     let (change, heard) = server_state(&mut v6.conns, fwd, id, flags, is_tcp, Ticks(l3.now_ms));

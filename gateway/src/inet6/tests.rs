@@ -2624,22 +2624,26 @@ fn an_unanswered_ipv6_syn_fails_once_the_client_retransmits_it_late_enough() {
     assert_eq!(traffic6_of(&dp, first).syn_unanswered, 0);
 }
 
-/// NAT64's IPv4 servers as IPv6's: the first's RST to a client's SYN is a refusal, held back;
-/// the client's retransmission goes to the other server, in IPv4.
-#[test]
-fn a_nat64_syn_refused_by_its_ipv4_server_is_retried_on_another() {
+/// `config_nat64` with `syn_retry` on the TCP service (port 8082) and a second IPv4 server.
+fn nat64_retry_config() -> String {
     let cfg = config_nat64().replacen(
         "port = 8082\nprotocol = \"tcp\"\n",
         "port = 8082\nprotocol = \"tcp\"\nsyn_retry = true\n",
         1,
     );
     assert!(cfg.contains("syn_retry"));
-    let cfg = cfg.replacen(
+    cfg.replacen(
         "address = \"10.20.0.11\"\nport = 80\n",
         "address = \"10.20.0.11\"\nport = 80\n[[service.real]]\naddress = \"10.20.0.12\"\nport = 80\n",
         1,
-    );
-    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+    )
+}
+
+/// NAT64's IPv4 servers as IPv6's: the first's RST to a client's SYN is a refusal, held back;
+/// the client's retransmission goes to the other server, in IPv4.
+#[test]
+fn a_nat64_syn_refused_by_its_ipv4_server_is_retried_on_another() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&nat64_retry_config(), 0, 1, 1024);
     dp.v6
         .neigh
         .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
@@ -2729,11 +2733,30 @@ fn an_unanswered_ipv6_syn_sent_again_has_its_servers_neighbour_probed() {
     dp.l3.now_ms = 11_500;
     syn6_out(&mut dp);
     assert_eq!(solicitations(&generated(&mut dp)), vec![], "probed already");
-    // Answered: the client's SYN sent again (its SYN-ACK lost) doubts nothing.
+
+    // Answered: the client's SYN sent again (the SYN-ACK lost on its way) doubts nothing.
+    let mut dp = retry6_datapath(false);
+    dp.l3.now_ms = 10_000;
+    let (rs, lport) = syn6_out(&mut dp);
+    dp.l3.now_ms = 10_100;
     dp.process(answer6(rs, lport, false), &meta(1));
-    dp.l3.now_ms = 13_000;
+    generated(&mut dp);
+    dp.l3.now_ms = 11_000;
     syn6_out(&mut dp);
-    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 1);
+    assert_eq!(solicitations(&generated(&mut dp)), vec![]);
+    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 0);
+
+    // Refused, the refusal held back for a retry: the server is there.
+    let mut dp = retry6_datapath(true);
+    dp.l3.now_ms = 10_000;
+    let (first, lport) = syn6_out(&mut dp);
+    dp.l3.now_ms = 10_100;
+    dp.process(answer6(first, lport, true), &meta(1));
+    generated(&mut dp);
+    dp.l3.now_ms = 11_000;
+    assert_ne!(syn6_out(&mut dp).0, first, "retried");
+    assert_eq!(solicitations(&generated(&mut dp)), vec![]);
+    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 0);
 
     // Heard from since the SYN: the server's bare ACK from its TIME_WAIT confirms it.
     let mut dp = retry6_datapath(false);
@@ -2760,7 +2783,15 @@ fn nat64_datapath() -> Datapath<VecBuf> {
 /// Client 40000's SYN (ISN 1000) to VIP6:8082 through `dp`: the local address and port it went
 /// from, and its IPv4 real server.
 fn nat64_syn(dp: &mut Datapath<VecBuf>) -> (std::net::Ipv4Addr, u16, std::net::Ipv4Addr) {
-    let v = dp.process(tcp6_to(8082, 40000, true, b""), &meta(0));
+    nat64_syn_from(dp, 40000)
+}
+
+/// [`nat64_syn`] from client port `sport`.
+fn nat64_syn_from(
+    dp: &mut Datapath<VecBuf>,
+    sport: u16,
+) -> (std::net::Ipv4Addr, u16, std::net::Ipv4Addr) {
+    let v = dp.process(tcp6_to(8082, sport, true, b""), &meta(0));
     let Verdict::Tx(1, out) = v else {
         panic!("SYN not sent: {}", drop_name(&v))
     };
@@ -2816,6 +2847,45 @@ fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
         .find(|(k, _)| k.vport == 8082)
         .map(|(_, t)| t.syn_unanswered);
     assert_eq!(unanswered, Some(0));
+
+    // Heard from since: the server's answer to another client's SYN confirms its neighbour, as
+    // IPv4 FullNAT's traffic does.
+    let mut dp = nat64_datapath();
+    dp.l3.now_ms = 10_000;
+    nat64_syn_from(&mut dp, 40001);
+    dp.l3.now_ms = 10_100;
+    let (lip, lport, rs) = nat64_syn(&mut dp);
+    dp.l3.now_ms = 10_500;
+    dp.process(nat64_answer(rs, lip, lport, true), &meta(1));
+    generated(&mut dp);
+    dp.l3.now_ms = 11_000;
+    nat64_syn_from(&mut dp, 40001);
+    assert_eq!(generated(&mut dp), vec![]);
+    assert_eq!(dp.l3.neigh.counters.suspected, 0);
+
+    // Refused, the refusal held back for a retry: the server is there.
+    let mut dp: Datapath<VecBuf> = datapath_from(&nat64_retry_config(), 0, 1, 1024);
+    dp.v6
+        .neigh
+        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    dp.l3.now_ms = 10_000;
+    let (lip, lport, first) = nat64_syn(&mut dp);
+    let mut rst = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv4(first.octets(), lip.octets(), 64)
+        .tcp(80, lport, 5000, 65000)
+        .rst()
+        .ack(1001)
+        .write(&mut rst, b"")
+        .unwrap();
+    dp.l3.now_ms = 10_100;
+    let v = dp.process(VecBuf::from_frame(&rst), &meta(1));
+    assert_eq!(drop_name(&v), "Dp(RstHeldForRetry)");
+    generated(&mut dp);
+    dp.l3.now_ms = 11_000;
+    assert_ne!(nat64_syn(&mut dp).2, first, "retried");
+    assert_eq!(generated(&mut dp), vec![]);
+    assert_eq!(dp.l3.neigh.counters.suspected, 0);
 }
 
 /// NAT64 as FullNAT (`fullnat6_keeps_a_handshake_in_syn_recv_on_a_servers_stale_answer`): an

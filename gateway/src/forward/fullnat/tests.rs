@@ -365,6 +365,25 @@ fn a_refused_syn_is_retried_once_on_another_server() {
     assert_eq!(dp.fwd.stats.syn_retried, 1, "not retried a second time");
 }
 
+/// A refusal held back for a retry shows its server there: the client's SYN that it brings does
+/// not make the server's neighbour suspect (no ARP probe, `unanswered_server`).
+#[test]
+fn a_held_refusal_confirms_its_servers_neighbour() {
+    let mut dp = retry_datapath(true);
+    dp.l3.now_ms = 10_000;
+    let (first, lip, lport) = syn_out(&mut dp, 40000);
+    dp.l3.now_ms = 10_100;
+    dp.process(server_answer(first, lip, lport, true), &from_server());
+    dp.l3.take_generated(|_| {});
+    dp.l3.now_ms = 11_000;
+    syn_out(&mut dp, 40000);
+    let mut arp = 0;
+    dp.l3
+        .take_generated(|g| arp += usize::from(g.bytes()[12..14] == [0x08, 0x06]));
+    assert_eq!(dp.fwd.stats.syn_retried, 1);
+    assert_eq!((arp, dp.l3.neigh.counters.suspected), (0, 0));
+}
+
 /// A retry is the client's first attempt, not a new connection: a client limit that admitted
 /// it does not refuse it (refused, the client would see the very RST the retry held back).
 #[test]
