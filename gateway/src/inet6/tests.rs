@@ -2734,41 +2734,25 @@ fn an_unanswered_ipv6_syn_sent_again_has_its_servers_neighbour_probed() {
     syn6_out(&mut dp);
     assert_eq!(solicitations(&generated(&mut dp)), vec![], "probed already");
 
-    // Answered: the client's SYN sent again (the SYN-ACK lost on its way) doubts nothing.
-    let mut dp = retry6_datapath(false);
-    dp.l3.now_ms = 10_000;
-    let (rs, lport) = syn6_out(&mut dp);
-    dp.l3.now_ms = 10_100;
-    dp.process(answer6(rs, lport, false), &meta(1));
-    generated(&mut dp);
-    dp.l3.now_ms = 11_000;
-    syn6_out(&mut dp);
-    assert_eq!(solicitations(&generated(&mut dp)), vec![]);
-    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 0);
-
-    // Refused, the refusal held back for a retry: the server is there.
-    let mut dp = retry6_datapath(true);
-    dp.l3.now_ms = 10_000;
-    let (first, lport) = syn6_out(&mut dp);
-    dp.l3.now_ms = 10_100;
-    dp.process(answer6(first, lport, true), &meta(1));
-    generated(&mut dp);
-    dp.l3.now_ms = 11_000;
-    assert_ne!(syn6_out(&mut dp).0, first, "retried");
-    assert_eq!(solicitations(&generated(&mut dp)), vec![]);
-    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 0);
-
-    // Heard from since the SYN: the server's bare ACK from its TIME_WAIT confirms it.
-    let mut dp = retry6_datapath(false);
-    dp.l3.now_ms = 10_000;
-    let (rs, lport) = syn6_out(&mut dp);
-    dp.l3.now_ms = 10_200;
-    dp.process(bare_ack6(rs, lport), &meta(1));
-    generated(&mut dp);
-    dp.l3.now_ms = 11_000;
-    syn6_out(&mut dp);
-    assert_eq!(solicitations(&generated(&mut dp)), vec![]);
-    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 0);
+    // The server heard from 100 ms after the SYN: the client's SYN sent again a second after
+    // the first doubts nothing, whether the server answered (the SYN-ACK lost on its way),
+    // refused with a RST held back for a retry, or sent a bare ACK from its TIME_WAIT.
+    for (retry, heard) in [(false, "SA"), (true, "R"), (false, "A")] {
+        let mut dp = retry6_datapath(retry);
+        dp.l3.now_ms = 10_000;
+        let (rs, lport) = syn6_out(&mut dp);
+        dp.l3.now_ms = 10_100;
+        let answer = match heard {
+            "A" => bare_ack6(rs, lport),
+            refusal => answer6(rs, lport, refusal == "R"),
+        };
+        dp.process(answer, &meta(1));
+        generated(&mut dp);
+        dp.l3.now_ms = 11_000;
+        assert_eq!(syn6_out(&mut dp).0 != rs, retry, "{heard}: retried");
+        assert_eq!(solicitations(&generated(&mut dp)), vec![], "{heard}");
+        assert_eq!(dp.l3.stats.inet6.neigh_suspected, 0, "{heard}");
+    }
 }
 
 /// `config_nat64`'s datapath with the client's neighbour learned.
