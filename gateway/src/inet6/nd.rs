@@ -245,7 +245,8 @@ pub fn suspect<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, ip: Ipv6Addr, si
 
 /// Confirms the neighbour toward `src` with the source MAC of `frame`, which it sent (if the
 /// entry has that MAC): for a packet that proves its sender there at this moment, which a later
-/// [`suspect`] compares with (a real server's bare ACK to a SYN, from its TIME_WAIT), as IPv4's
+/// [`suspect`] compares with (a real server's bare ACK to a SYN from its TIME_WAIT, or its
+/// refusal of a SYN held back for a retry), as IPv4's
 /// `L3::confirm_neighbour_at_once`. IPv6 neighbours are confirmed by no other traffic. Rare:
 /// out of line.
 #[cold]

@@ -2755,6 +2755,33 @@ fn an_unanswered_ipv6_syn_sent_again_has_its_servers_neighbour_probed() {
     }
 }
 
+/// DR's answers bypass the gateway: a client's SYN sent again while its connection is in
+/// SYN_RECV doubts the server's neighbour whatever confirmed it, as IPv4's DR does (since when
+/// is not known); the client's ACK, once the connection is established, doubts nothing.
+#[test]
+fn a_dr6_syn_sent_again_has_its_servers_neighbour_probed() {
+    let mut dp = dp();
+    learn_rs1_and_client(&mut dp);
+    dp.v6
+        .neigh
+        .learn(a(RS6_2), RS2_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.l3.now_ms = 10_000;
+    let out = |v: Verdict<VecBuf>| match v {
+        Verdict::Tx(1, b) => EthernetFrame::new_checked(b.data().to_vec()).unwrap().dst(),
+        v => panic!("not sent: {}", drop_name(&v)),
+    };
+    let mac = out(dp.process(tcp6(80, true, b""), &meta(0)));
+    let rs = if mac == RS1_MAC { a(RS6_1) } else { a(RS6_2) };
+    generated(&mut dp);
+    dp.l3.now_ms = 11_000;
+    out(dp.process(tcp6(80, true, b""), &meta(0)));
+    assert_eq!(solicitations(&generated(&mut dp)), vec![(1, mac, rs)]);
+    out(dp.process(tcp6(80, false, b""), &meta(0)));
+    dp.l3.now_ms = 12_000;
+    out(dp.process(tcp6(80, false, b""), &meta(0)));
+    assert_eq!(dp.l3.stats.inet6.neigh_suspected, 1);
+}
+
 /// `config_nat64`'s datapath with the client's neighbour learned.
 fn nat64_datapath() -> Datapath<VecBuf> {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
