@@ -61,26 +61,23 @@ pub(super) fn client_syn_again(
 /// The real server of `c` if its handshake is still unanswered, and since when (ms) it has
 /// been waited for: the neighbour to doubt when the client retransmits its SYN
 /// (`nd::suspect`), as IPv4's `Forwarder::unanswered_server`. DR's and TUN's answers bypass
-/// the gateway: any of their connections in SYN_RECV is unanswered, since a time not kept
-/// (`u64::MAX`: probed whatever confirmed the neighbour).
+/// the gateway: any of their connections in SYN_RECV is unanswered. Since its creation, which
+/// an IPv6 entry keeps in `user` in every mode; IPv4's DR entries keep the server's address
+/// there instead and are probed whatever confirmed the neighbour since.
 pub(super) fn unanswered_server(
     fwd: &Forwarder,
     c: &ConnOf<Tuple6>,
     now: Ticks,
 ) -> Option<(IpAddr, u64)> {
-    let since = match c.mode {
-        mode::DR | mode::TUN
-            if c.proto() == crate::conn::PROTO_TCP && c.state() == State::SynRecv =>
-        {
-            u64::MAX
-        }
-        // `user`: the creation time, or the server's last bare ACK to the SYN, ms mod 2^32.
-        _ if unanswered(c) => {
-            let waited = (now.0 as u32).wrapping_sub(c.user);
-            now.0.saturating_sub(u64::from(waited))
-        }
-        _ => return None,
-    };
+    let bypassed = matches!(c.mode, mode::DR | mode::TUN)
+        && c.proto() == crate::conn::PROTO_TCP
+        && c.state() == State::SynRecv;
+    if !bypassed && !unanswered(c) {
+        return None;
+    }
+    // `user`: the creation time, or the server's last bare ACK to the SYN, ms mod 2^32.
+    let waited = (now.0 as u32).wrapping_sub(c.user);
+    let since = now.0.saturating_sub(u64::from(waited));
     let vs = fwd.services().services.get(usize::from(c.svc))?;
     let rs = vs.svc.reals().get(usize::from(c.rs))?;
     Some((rs.addr, since))

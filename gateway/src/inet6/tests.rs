@@ -2756,8 +2756,8 @@ fn an_unanswered_ipv6_syn_sent_again_has_its_servers_neighbour_probed() {
 }
 
 /// DR's answers bypass the gateway: a client's SYN sent again while its connection is in
-/// SYN_RECV doubts the server's neighbour whatever confirmed it, as IPv4's DR does (since when
-/// is not known); the client's ACK, once the connection is established, doubts nothing.
+/// SYN_RECV doubts the server's neighbour, once while it is probed, and not once the probe's
+/// answer confirmed it after the SYN went out; the client's ACK doubts nothing.
 #[test]
 fn a_dr6_syn_sent_again_has_its_servers_neighbour_probed() {
     let mut dp = dp();
@@ -2776,8 +2776,14 @@ fn a_dr6_syn_sent_again_has_its_servers_neighbour_probed() {
     dp.l3.now_ms = 11_000;
     out(dp.process(tcp6(80, true, b""), &meta(0)));
     assert_eq!(solicitations(&generated(&mut dp)), vec![(1, mac, rs)]);
-    out(dp.process(tcp6(80, false, b""), &meta(0)));
+    // The server answers the probe: confirmed after the SYN went out.
+    dp.l3.now_ms = 11_010;
+    dp.process(na(rs, mac), &meta(1));
     dp.l3.now_ms = 12_000;
+    out(dp.process(tcp6(80, true, b""), &meta(0)));
+    assert_eq!(solicitations(&generated(&mut dp)), vec![]);
+    out(dp.process(tcp6(80, false, b""), &meta(0)));
+    dp.l3.now_ms = 13_000;
     out(dp.process(tcp6(80, false, b""), &meta(0)));
     assert_eq!(dp.l3.stats.inet6.neigh_suspected, 1);
 }
