@@ -2643,23 +2643,9 @@ fn nat64_retry_config() -> String {
 /// the client's retransmission goes to the other server, in IPv4.
 #[test]
 fn a_nat64_syn_refused_by_its_ipv4_server_is_retried_on_another() {
-    let mut dp: Datapath<VecBuf> = datapath_from(&nat64_retry_config(), 0, 1, 1024);
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
-    let Verdict::Tx(1, out) = dp.process(tcp6_to(8082, 40000, true, b""), &meta(0)) else {
-        panic!("SYN not sent")
-    };
-    let (lip, lport, first, _, _) = tcp4_of(out.data());
-    let mut rst = Vec::new();
-    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
-        .ipv4(first.octets(), lip.octets(), 64)
-        .tcp(80, lport, 5000, 65000)
-        .rst()
-        .ack(1001)
-        .write(&mut rst, b"")
-        .unwrap();
-    let v = dp.process(VecBuf::from_frame(&rst), &meta(1));
+    let mut dp = nat64_datapath_with(&nat64_retry_config());
+    let (lip, lport, first) = nat64_syn(&mut dp);
+    let v = dp.process(nat64_answer(first, lip, lport, "R"), &meta(1));
     assert_eq!(drop_name(&v), "Dp(RstHeldForRetry)");
     let refused = |dp: &Datapath<VecBuf>, rs: std::net::Ipv4Addr| {
         dp.fwd
@@ -2790,7 +2776,12 @@ fn a_dr6_syn_sent_again_has_its_servers_neighbour_probed() {
 
 /// `config_nat64`'s datapath with the client's neighbour learned.
 fn nat64_datapath() -> Datapath<VecBuf> {
-    let mut dp: Datapath<VecBuf> = datapath_from(&config_nat64(), 0, 1, 1024);
+    nat64_datapath_with(&config_nat64())
+}
+
+/// [`nat64_datapath`] of configuration `cfg`.
+fn nat64_datapath_with(cfg: &str) -> Datapath<VecBuf> {
+    let mut dp: Datapath<VecBuf> = datapath_from(cfg, 0, 1, 1024);
     dp.v6
         .neigh
         .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
@@ -2816,14 +2807,22 @@ fn nat64_syn_from(
     (lip, lport, rs)
 }
 
-/// IPv4 real server `rs`'s answer to the SYN from `lip`:`lport`: a SYN-ACK, or a bare ACK.
-fn nat64_answer(rs: std::net::Ipv4Addr, lip: std::net::Ipv4Addr, lport: u16, syn: bool) -> VecBuf {
+/// IPv4 real server `rs`'s answer to the SYN from `lip`:`lport` (`flags`): a SYN-ACK ("SA"), a
+/// bare ACK ("A"), or a RST ("R").
+fn nat64_answer(
+    rs: std::net::Ipv4Addr,
+    lip: std::net::Ipv4Addr,
+    lport: u16,
+    flags: &str,
+) -> VecBuf {
     let b = PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
         .ipv4(rs.octets(), lip.octets(), 64)
         .tcp(80, lport, 5000, 65000);
-    let b = match syn {
-        true => b.syn().ack(1001),
-        false => b.ack(777),
+    let b = match flags {
+        "SA" => b.syn().ack(1001),
+        "A" => b.ack(777),
+        "R" => b.rst().ack(1001),
+        f => panic!("flags {f}"),
     };
     let mut v = Vec::new();
     b.write(&mut v, b"").unwrap();
@@ -2852,7 +2851,7 @@ fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
     dp.l3.now_ms = 10_000;
     let (lip, lport, rs) = nat64_syn(&mut dp);
     dp.l3.now_ms = 10_200;
-    dp.process(nat64_answer(rs, lip, lport, false), &meta(1));
+    dp.process(nat64_answer(rs, lip, lport, "A"), &meta(1));
     generated(&mut dp);
     dp.l3.now_ms = 11_000;
     nat64_syn(&mut dp);
@@ -2873,7 +2872,7 @@ fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
     dp.l3.now_ms = 10_100;
     let (lip, lport, rs) = nat64_syn(&mut dp);
     dp.l3.now_ms = 10_500;
-    dp.process(nat64_answer(rs, lip, lport, true), &meta(1));
+    dp.process(nat64_answer(rs, lip, lport, "SA"), &meta(1));
     generated(&mut dp);
     dp.l3.now_ms = 11_000;
     nat64_syn_from(&mut dp, 40001);
@@ -2881,22 +2880,11 @@ fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
     assert_eq!(dp.l3.neigh.counters.suspected, 0);
 
     // Refused, the refusal held back for a retry: the server is there.
-    let mut dp: Datapath<VecBuf> = datapath_from(&nat64_retry_config(), 0, 1, 1024);
-    dp.v6
-        .neigh
-        .learn(a(CLIENT6), CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let mut dp = nat64_datapath_with(&nat64_retry_config());
     dp.l3.now_ms = 10_000;
     let (lip, lport, first) = nat64_syn(&mut dp);
-    let mut rst = Vec::new();
-    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
-        .ipv4(first.octets(), lip.octets(), 64)
-        .tcp(80, lport, 5000, 65000)
-        .rst()
-        .ack(1001)
-        .write(&mut rst, b"")
-        .unwrap();
     dp.l3.now_ms = 10_100;
-    let v = dp.process(VecBuf::from_frame(&rst), &meta(1));
+    let v = dp.process(nat64_answer(first, lip, lport, "R"), &meta(1));
     assert_eq!(drop_name(&v), "Dp(RstHeldForRetry)");
     generated(&mut dp);
     dp.l3.now_ms = 11_000;
@@ -2922,8 +2910,8 @@ fn nat64_keeps_a_handshake_in_syn_recv_on_a_servers_bare_ack() {
         let s = &dp.fwd.stats;
         (s.server_time_wait, s.server_stale_answer)
     };
-    for (syn, counted) in [(false, (1, 0)), (true, (1, 0)), (false, (1, 1))] {
-        let v = dp.process(nat64_answer(rs, lip, lport, syn), &meta(1));
+    for (flags, counted) in [("A", (1, 0)), ("SA", (1, 0)), ("A", (1, 1))] {
+        let v = dp.process(nat64_answer(rs, lip, lport, flags), &meta(1));
         assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
         assert_eq!(state(&dp), crate::conn::State::SynRecv);
         assert_eq!(stats(&dp), counted);
