@@ -366,7 +366,7 @@ pub struct NetView {
     pub service_addrs: Vec<IpAddr>,
     /// VIPs and LIPs of `owner = "kernel"` services, with whether a twin holds them.
     #[serde(default)]
-    pub kernel_owned: Vec<(Ipv4Addr, bool)>,
+    pub kernel_owned: Vec<(IpAddr, bool)>,
     /// Punt counters summed over the workers (`net::punt`).
     #[serde(default)]
     pub punt: BTreeMap<String, u64>,

@@ -666,7 +666,7 @@ pub struct Validated {
     pub routes6: Vec<(Ipv6Cidr, Option<Ipv6Addr>, usize)>,
     pub services: Vec<crate::forward::ServiceSpec>,
     /// The VIPs of services with `owner = "kernel"` (their LIPs follow them).
-    pub kernel_owned: Vec<Ipv4Addr>,
+    pub kernel_owned: Vec<IpAddr>,
 }
 
 impl Config {
@@ -1127,13 +1127,8 @@ impl Config {
                     ))
                 }
                 "kernel" => {
-                    match vip {
-                        IpAddr::V4(vip) if !kernel_owned.contains(&vip) => kernel_owned.push(vip),
-                        IpAddr::V4(_) => {}
-                        IpAddr::V6(_) => return Err(invalid(
-                            format!("service[{i}].owner"),
-                            "an IPv6 VIP is owned by the config (the kernel mirror is IPv4 only)",
-                        )),
+                    if !kernel_owned.contains(&vip) {
+                        kernel_owned.push(vip);
                     }
                 }
                 o => {

@@ -9,14 +9,15 @@
 //! - the gateway answers for (and serves) a config-owned VIP and its LIPs always, and a
 //!   kernel-owned VIP (`owner = "kernel"`) and its LIPs only while some twin holds the VIP: the
 //!   LIPs follow their VIP, so keepalived needs to float only the VIP. A LIP that a config-owned
-//!   service uses too is always answered.
+//!   service uses too is always answered. The same holds for IPv6 VIPs and their LIPs (IPv6, and
+//!   a NAT64 service's IPv4 ones): those not held are listed in `Topology::silent6`.
 
 use crate::forward::ServiceTable;
 use crate::kernel::KernelView;
 use crate::net::Ipv4Cidr;
 use crate::net::{PortCtx, Topology};
 use hashbrown::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// What a topology is built from, besides the kernel.
 #[derive(Clone, Debug, Default)]
@@ -26,7 +27,7 @@ pub struct TopoInputs {
     /// The config's static routes: (prefix, via, port index).
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
     /// VIPs of services with `owner = "kernel"`.
-    pub kernel_owned: HashSet<Ipv4Addr>,
+    pub kernel_owned: HashSet<IpAddr>,
     /// The config's IPv6 routes (`inet6`: the config's only, not mirrored from the kernel).
     pub routes6: Vec<(crate::net::Ipv6Cidr, Option<std::net::Ipv6Addr>, usize)>,
 }
@@ -41,7 +42,7 @@ pub struct Provenance {
     /// (prefix, origin); connected routes are not listed.
     pub routes: Vec<(Ipv4Cidr, Origin)>,
     /// Kernel-owned VIPs, with whether a twin holds them now.
-    pub kernel_owned: Vec<(Ipv4Addr, bool)>,
+    pub kernel_owned: Vec<(IpAddr, bool)>,
 }
 
 impl TopoInputs {
@@ -114,21 +115,30 @@ pub fn build(
     }
     let mut topo = Topology::new(ports, &routes);
     topo.routes6 = crate::inet6::Routes6::new(&topo.ports, &inputs.routes6);
-    let held = |a: &Ipv4Addr| kernel.is_some_and(|k| k.holds(*a));
+    let held = |a: &IpAddr| kernel.is_some_and(|k| k.holds(*a));
+    // IPv6 service addresses answered: `inet6` answers every IPv6 VIP and LIP of the service
+    // table but those in `silent6`.
+    let mut answered6 = HashSet::new();
     for vs in &services.services {
-        // IPv6 VIPs are answered by `inet6` from the service table itself; the IPv4 local
-        // addresses of an IPv6 service (NAT64) are answered here, always.
-        let std::net::IpAddr::V4(vip) = vs.svc.config().vip else {
-            topo.local
-                .extend(vs.lips.iter().chain(&vs.retiring_lips).copied());
+        let vip = vs.svc.config().vip;
+        if inputs.kernel_owned.contains(&vip) && !held(&vip) {
+            if let IpAddr::V6(v) = vip {
+                topo.silent6.insert(v);
+                topo.silent6
+                    .extend(vs.lips6.iter().chain(&vs.retiring_lips6).copied());
+            }
             continue;
-        };
-        if !inputs.kernel_owned.contains(&vip) || held(&vip) {
-            topo.local.insert(vip);
-            topo.local
-                .extend(vs.lips.iter().chain(&vs.retiring_lips).copied());
         }
+        // A VIP answered, and its IPv4 local addresses (an IPv6 service's are NAT64's).
+        if let IpAddr::V4(v) = vip {
+            topo.local.insert(v);
+        }
+        topo.local
+            .extend(vs.lips.iter().chain(&vs.retiring_lips).copied());
+        answered6.extend(vs.lips6.iter().chain(&vs.retiring_lips6).copied());
     }
+    // A LIP a held or config-owned service uses too is answered (as IPv4's, in `local`).
+    topo.silent6.retain(|a| !answered6.contains(a));
     // A kernel-owned VIP held on a twin is a VIP first: it is not an interface address the
     // kernel's own services answer on (`net::punt`).
     let mut owned: Vec<_> = inputs.kernel_owned.iter().map(|a| (*a, held(a))).collect();
@@ -166,7 +176,7 @@ mod tests {
             ],
             routes: vec![(cidr("10.40.0.0/16"), Some(ip("10.20.0.254")), 1)],
             kernel_owned: if kernel_vip {
-                [ip("10.10.0.100")].into_iter().collect()
+                [ip("10.10.0.100").into()].into_iter().collect()
             } else {
                 HashSet::new()
             },
@@ -282,7 +292,7 @@ mod tests {
         let (t, p) = build(&inputs(true, true), Some(&k), &services());
         assert!(!t.local.contains(&ip("10.10.0.100")));
         assert!(!t.local.contains(&ip("10.20.0.200")));
-        assert_eq!(p.kernel_owned, [(ip("10.10.0.100"), false)]);
+        assert_eq!(p.kernel_owned, [(ip("10.10.0.100").into(), false)]);
         k.apply(KernelEvent::Addr {
             port: 0,
             cidr: cidr("10.10.0.100/32"),
@@ -294,7 +304,7 @@ mod tests {
             t.local.contains(&ip("10.20.0.200")),
             "the LIPs follow their VIP"
         );
-        assert_eq!(p.kernel_owned[0], (ip("10.10.0.100"), true));
+        assert_eq!(p.kernel_owned[0], (ip("10.10.0.100").into(), true));
         // Before the mirror's first dump nothing kernel-owned is held.
         let (t, _) = build(&inputs(true, true), None, &services());
         assert!(!t.local.contains(&ip("10.10.0.100")));
@@ -302,5 +312,66 @@ mod tests {
             t.iface.contains(&ip("10.10.0.1")),
             "config addresses until the kernel speaks"
         );
+    }
+
+    #[test]
+    fn a_kernel_owned_ipv6_vip_and_its_lips_are_silent_until_a_twin_holds_it() {
+        let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+        let vip = v6("2001:db8:10::100");
+        let shared = v6("2001:db8:20::201");
+        let spec = |vip: std::net::Ipv6Addr, lips6: Vec<std::net::Ipv6Addr>, lips| {
+            let c = ServiceConfig::new(vip, 80, Proto::Tcp, SchedKind::Rr);
+            let opts = crate::forward::SvcOptions {
+                lips6,
+                ..Default::default()
+            };
+            (c, lips, opts)
+        };
+        let table = ServiceTable::new(
+            1,
+            vec![
+                // FullNAT to IPv6 servers through two LIPs, one shared with a config-owned
+                // service; NAT64 through an IPv4 one.
+                spec(vip, vec![shared, v6("2001:db8:20::202")], vec![]),
+                spec(vip, vec![], vec![ip("10.20.0.203")]),
+                spec(v6("2001:db8:10::200"), vec![shared], vec![]),
+            ]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (mut c, lips, o))| {
+                c.vport = 80 + i as u16;
+                (c, lips, o)
+            })
+            .collect(),
+            None,
+        )
+        .unwrap();
+        let mut inputs = inputs(true, false);
+        inputs.kernel_owned = [vip.into()].into_iter().collect();
+        let mut k = reconciled();
+        let (t, p) = build(&inputs, Some(&k), &table);
+        let mut silent: Vec<_> = t.silent6.iter().copied().collect();
+        silent.sort();
+        assert_eq!(
+            silent,
+            [vip, v6("2001:db8:20::202")],
+            "a shared LIP is answered"
+        );
+        assert!(
+            !t.local.contains(&ip("10.20.0.203")),
+            "NAT64's LIP follows too"
+        );
+        assert_eq!(p.kernel_owned, [(vip.into(), false)]);
+        // keepalived adds the VIP to the twin.
+        k.apply(KernelEvent::Addr6 {
+            port: 0,
+            addr: vip,
+            len: 64,
+            add: true,
+        });
+        let (t, p) = build(&inputs, Some(&k), &table);
+        assert!(t.silent6.is_empty(), "{:?}", t.silent6);
+        assert!(t.local.contains(&ip("10.20.0.203")));
+        assert_eq!(p.kernel_owned, [(vip.into(), true)]);
     }
 }

@@ -35,8 +35,12 @@
 //! pipeline's lookup stage; a plain ACK on an established FullNAT connection takes `hot`, which
 //! leaves the connection's state as it is (as IPv4's `forward::fullnat::hot`).
 //!
+//! A kernel-owned IPv6 VIP (`owner = "kernel"`, floated by keepalived) and its LIPs are answered
+//! and opened connections to only while a twin holds the VIP (`Topology::silent6`, built from
+//! the kernel mirror's IPv6 addresses).
+//!
 //! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries
-//! IPv4 ones), the mirror of IPv6 addresses and routes from the kernel back to the datapath, the
+//! IPv4 ones), the mirror of IPv6 routes and of the ports' addresses from the kernel, the
 //! SYN proxy for IPv6 services (refused by the config, not ignored). Client limits count IPv6
 //! clients by prefix (`forward::limit`); passive health detection and `syn_retry` work as for
 //! IPv4 (`retry`).
@@ -452,7 +456,8 @@ impl<B: PacketBuf> Inet6<B> {
                 return service::from_server(self, l3, fwd, pkt, meta, &v, pre);
             }
         }
-        let local = is_vip || is_lip || l3.topo().owns6(v.dst);
+        let local =
+            (is_vip || is_lip) && !l3.topo().silent6.contains(&v.dst) || l3.topo().owns6(v.dst);
         if !local {
             let nat_real = !v.is_fragment() && fwd.services().is_nat_real6(v.src);
             if nat_real && matches!(v.proto, IpProtocol::TCP | IpProtocol::UDP) {

@@ -68,7 +68,8 @@ pub fn solicitation<B: PacketBuf>(
     }
     let owned = l3.topo().owns6_on(meta.port, target) || {
         let kind = services.kind6(target);
-        kind.vip || kind.lip
+        // A kernel-owned VIP (and its LIPs) only while a twin holds it (`Topology::silent6`).
+        (kind.vip || kind.lip) && !l3.topo().silent6.contains(&target)
     };
     if !owned {
         // Another host's (the port sees its neighbours' solicitations): the kernel's, if there

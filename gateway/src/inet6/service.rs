@@ -190,6 +190,11 @@ pub fn to_service_segment<B: PacketBuf>(
             if let Some(w) = elsewhere {
                 return fwd.hand_client_to(w, pkt);
             }
+            // A kernel-owned VIP that no twin holds: another box serves it (its connections
+            // synced here are still served above).
+            if l3.topo().silent6.contains(&v.dst) {
+                return Verdict::Drop(Drop::VipNotHeld.into(), pkt);
+            }
             match new_conn(v6, l3, fwd, tuple, (syn, retry_of), now) {
                 Ok(id) => id,
                 Err(r @ (Drop::LimitRate | Drop::LimitConns)) => {

@@ -207,6 +207,39 @@ fn solicitations_are_answered_for_owned_addresses_only_and_validated() {
 }
 
 #[test]
+fn a_kernel_owned_ipv6_vip_not_held_is_neither_answered_nor_served() {
+    // Every service is kernel-owned (one VIP has one owner); no kernel view: no twin holds any.
+    let cfg = config_fullnat().replace("scheduler =", "owner = \"kernel\"\nscheduler =");
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+    let c = a(CLIENT6);
+    for (port, t) in [(0, a(VIP6)), (1, a(LIP6))] {
+        let v = dp.process(ns(c, icmpv6::solicited_node(t), t, 255), &meta(port));
+        assert!(matches!(v, Verdict::ToKernel(_, _)), "{t}: {v:?}");
+    }
+    assert_eq!(dp.l3.stats.inet6.ns_answered, 0);
+    assert_eq!(
+        drop_name(&dp.process(tcp6_to(8080, 40000, true, b""), &meta(0))),
+        "Dp(VipNotHeld)"
+    );
+    assert_eq!(dp.v6.conns.len(), 0);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(c.octets(), a(VIP6).octets(), 64)
+        .icmpv6_echo_request(7, 1)
+        .write(&mut v, b"ping")
+        .unwrap();
+    assert_eq!(
+        drop_name(&dp.process(VecBuf::from_frame(&v), &meta(0))),
+        "Dp(Ipv6NotForUs)"
+    );
+    // The same VIP owned by the config is answered.
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
+    let vip = a(VIP6);
+    let v = dp.process(ns(c, icmpv6::solicited_node(vip), vip, 255), &meta(0));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+}
+
+#[test]
 fn a_dr_connection_resolves_its_real_server_and_keeps_it() {
     let mut dp = dp();
     let syn = tcp6(40000, true, b"");

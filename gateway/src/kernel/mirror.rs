@@ -6,7 +6,7 @@
 use crate::net::Ipv4Cidr;
 use crate::wire::MacAddr;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One change the kernel reported (or one entry of a dump), about twin `port`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,15 @@ pub enum KernelEvent {
     Addr {
         port: u16,
         cidr: Ipv4Cidr,
+        add: bool,
+    },
+    /// RTM_NEWADDR / RTM_DELADDR of an IPv6 address. Only whether a twin holds an address is
+    /// mirrored (a kernel-owned IPv6 VIP that keepalived floats): the ports' IPv6 addresses and
+    /// routes stay the config's.
+    Addr6 {
+        port: u16,
+        addr: Ipv6Addr,
+        len: u8,
         add: bool,
     },
     /// RTM_NEWROUTE / RTM_DELROUTE in the main table; `metric` is RTA_PRIORITY (routes to one
@@ -52,6 +61,8 @@ pub struct KernelRoute {
 pub struct KernelView {
     /// (port, address with prefix length).
     addrs: BTreeSet<(u16, u32, u8)>,
+    /// (port, IPv6 address, prefix length).
+    addrs6: BTreeSet<(u16, u128, u8)>,
     /// (network, length, metric) -> (via, port).
     routes: BTreeMap<(u32, u8, u32), (Option<Ipv4Addr>, u16)>,
     neighs: BTreeMap<Ipv4Addr, (u16, MacAddr)>,
@@ -68,6 +79,19 @@ impl KernelView {
                     self.addrs.insert(k)
                 } else {
                     self.addrs.remove(&k)
+                }
+            }
+            KernelEvent::Addr6 {
+                port,
+                addr,
+                len,
+                add,
+            } => {
+                let k = (port, u128::from(addr), len);
+                if add {
+                    self.addrs6.insert(k)
+                } else {
+                    self.addrs6.remove(&k)
                 }
             }
             KernelEvent::Route {
@@ -125,10 +149,18 @@ impl KernelView {
         })
     }
 
-    /// Whether `ip` is an address on some twin.
-    pub fn holds(&self, ip: Ipv4Addr) -> bool {
-        let a = u32::from(ip);
-        self.addrs.iter().any(|&(_, x, _)| x == a)
+    /// Whether `ip` (either family) is an address on some twin.
+    pub fn holds(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => {
+                let a = u32::from(ip);
+                self.addrs.iter().any(|&(_, x, _)| x == a)
+            }
+            IpAddr::V6(ip) => {
+                let a = u128::from(ip);
+                self.addrs6.iter().any(|&(_, x, _)| x == a)
+            }
+        }
     }
 
     /// The route the kernel uses per prefix: the lowest metric of each.
@@ -183,6 +215,7 @@ mod tests {
             add: true,
         }));
         assert!(v.holds("10.10.0.150".parse().unwrap()));
+        assert!(!v.holds("10.10.0.151".parse().unwrap()));
         assert_eq!(
             v.addresses_of(0).collect::<Vec<_>>(),
             [cidr("10.10.0.150/32")]
@@ -198,6 +231,27 @@ mod tests {
         }));
         assert!(!v.holds("10.10.0.150".parse().unwrap()));
         assert_eq!(v.addresses().count(), 1);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_held_while_on_a_twin() {
+        let mut v = KernelView::default();
+        let vip: Ipv6Addr = "2001:db8:10::100".parse().unwrap();
+        let a = |add| KernelEvent::Addr6 {
+            port: 0,
+            addr: vip,
+            len: 64,
+            add,
+        };
+        assert!(!v.holds(vip.into()));
+        assert!(v.apply(a(true)));
+        assert!(!v.apply(a(true)), "a repeated event changes nothing");
+        assert!(v.holds(vip.into()));
+        assert!(!v.holds("2001:db8:10::101".parse().unwrap()));
+        // The same bits as an IPv4 address are another address.
+        assert!(!v.holds(IpAddr::V4(Ipv4Addr::from(u128::from(vip) as u32))));
+        assert!(v.apply(a(false)));
+        assert!(!v.holds(vip.into()));
     }
 
     #[test]

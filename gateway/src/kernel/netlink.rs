@@ -29,6 +29,7 @@ const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
 
 /// A route the gateway writes is marked `proto static` (RTPROT_STATIC), as `ip route add` does.
 const ROUTE_PROTOCOL: RouteProtocol = RouteProtocol::Static;
@@ -366,12 +367,15 @@ impl Netlink {
             .collect())
     }
 
-    /// Everything the mirror follows, dumped now: IPv4 addresses, routes and neighbours.
+    /// Everything the mirror follows, dumped now: IPv4 and IPv6 addresses, IPv4 routes and
+    /// neighbours.
     pub fn dump(&mut self) -> io::Result<Vec<RouteNetlinkMessage>> {
         let mut out = Vec::new();
-        let mut a = AddressMessage::default();
-        a.header.family = AddressFamily::Inet;
-        out.extend(self.call(RouteNetlinkMessage::GetAddress(a), NLM_F_DUMP)?);
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut a = AddressMessage::default();
+            a.header.family = family;
+            out.extend(self.call(RouteNetlinkMessage::GetAddress(a), NLM_F_DUMP)?);
+        }
         let mut r = RouteMessage::default();
         r.header.address_family = AddressFamily::Inet;
         out.extend(self.call(RouteNetlinkMessage::GetRoute(r), NLM_F_DUMP)?);
@@ -408,6 +412,7 @@ impl Listener {
             RTNLGRP_LINK,
             RTNLGRP_IPV4_IFADDR,
             RTNLGRP_IPV4_ROUTE,
+            RTNLGRP_IPV6_IFADDR,
             RTNLGRP_NEIGH,
         ] {
             sock.add_membership(g)?;
@@ -440,6 +445,23 @@ impl Listener {
 /// about other interfaces, other tables, other families.
 pub fn event_of(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -> Option<KernelEvent> {
     match m {
+        RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a)
+            if a.header.family == AddressFamily::Inet6 =>
+        {
+            let port = *twins.get(&a.header.index)?;
+            // An IPv6 address is IFA_ADDRESS (IFA_LOCAL only on point-to-point links).
+            let addr = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Local(IpAddr::V6(ip))
+                | AddressAttribute::Address(IpAddr::V6(ip)) => Some(*ip),
+                _ => None,
+            })?;
+            Some(KernelEvent::Addr6 {
+                port,
+                addr,
+                len: a.header.prefix_len.min(128),
+                add: matches!(m, RouteNetlinkMessage::NewAddress(_)),
+            })
+        }
         RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a) => {
             if a.header.family != AddressFamily::Inet {
                 return None;
@@ -611,6 +633,40 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_on_twins_become_events() {
+        let t = twins();
+        let vip: Ipv6Addr = "2001:db8:10::100".parse().unwrap();
+        let msg = |index| {
+            let mut a = AddressMessage::default();
+            a.header.family = AddressFamily::Inet6;
+            a.header.index = index;
+            a.header.prefix_len = 64;
+            a.attributes
+                .push(AddressAttribute::Address(IpAddr::V6(vip)));
+            a
+        };
+        assert_eq!(
+            event_of(&RouteNetlinkMessage::NewAddress(msg(7)), &t),
+            Some(KernelEvent::Addr6 {
+                port: 0,
+                addr: vip,
+                len: 64,
+                add: true
+            })
+        );
+        assert_eq!(
+            event_of(&RouteNetlinkMessage::DelAddress(msg(8)), &t),
+            Some(KernelEvent::Addr6 {
+                port: 1,
+                addr: vip,
+                len: 64,
+                add: false
+            })
+        );
+        assert_eq!(event_of(&RouteNetlinkMessage::NewAddress(msg(1)), &t), None);
     }
 
     fn route_msg(table: u8, kind: RouteType, oif: u32) -> RouteMessage {

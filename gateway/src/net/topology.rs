@@ -32,6 +32,9 @@ pub struct Topology {
     pub bcast: HashSet<Ipv4Addr>,
     /// IPv6 routes (`route6`).
     pub routes6: super::route6::Routes6,
+    /// IPv6 VIPs and LIPs of `owner = "kernel"` services that no twin holds: neither answered in
+    /// neighbour discovery nor opened connections to (`inet6`); another box serves them.
+    pub silent6: HashSet<Ipv6Addr>,
 }
 
 impl Topology {
