@@ -390,7 +390,7 @@ impl Worker {
         self.read_inbox();
         self.datapath.tick(now_ms);
         self.sync
-            .housekeeping(&mut self.datapath.fwd, crate::conn::Ticks(now_ms));
+            .housekeeping(&mut self.datapath, crate::conn::Ticks(now_ms));
         let peers = &self.peers;
         let me = self.id as usize;
         self.datapath.l3.take_events(|e| {
@@ -458,7 +458,7 @@ impl Worker {
                         self.prepared = None;
                     }
                 }
-                Msg::SyncPrimary(p) => self.sync.set_primary(&mut self.datapath.fwd, p),
+                Msg::SyncPrimary(p) => self.sync.set_primary(&mut self.datapath, p),
                 Msg::SyncExportAll(generation) => self.sync.export_all(generation),
                 Msg::SyncInstall { records, forwarded } => self.sync_install(records, forwarded),
                 Msg::Inspect(look) => look(self.id, &self.datapath),
@@ -471,13 +471,13 @@ impl Worker {
         let now = crate::conn::Ticks(self.datapath.l3.now_ms);
         let topo = self.datapath.l3.topo().clone();
         // A client's packets arrive on the port its address is reached by.
-        let client_port = |r: &crate::conn::record::ConnRecord| {
-            topo.routes.lookup(r.client.0).map_or(0, |h| h.port)
+        let client_port = |r: &crate::conn::record::ConnRecord| match r.client.0 {
+            std::net::IpAddr::V4(a) => topo.routes.lookup(a).map_or(0, |h| h.port),
+            std::net::IpAddr::V6(a) => topo.routes6.lookup(a).map_or(0, |h| h.port),
         };
         let me = usize::from(self.id);
-        let fwd = &mut self.datapath.fwd;
         let others = crate::sync::worker_side::WorkerSync::install(
-            fwd,
+            &mut self.datapath,
             me,
             records,
             forwarded,

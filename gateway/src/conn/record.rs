@@ -2,8 +2,11 @@
 //! it into the worker that would own it, by identity rather than by this box's table indices
 //! (the service is its VIP:vport/protocol, the real server its address and port). Plain data,
 //! DPDK-free; `sync::wire` puts it on the wire.
+//!
+//! Either family: an IPv4 connection's four addresses are IPv4; an IPv6 one's client and VIP are
+//! IPv6, its real server and local address IPv6, or IPv4 for NAT64 (`forward::mode::NAT64`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// What kind of entry a record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,12 +28,43 @@ pub struct ConnRecord {
     /// IPVS state (`conn::State` as a number).
     pub state: u8,
     /// The client's side as packets arrive: CIP:cport -> VIP:vport.
-    pub client: (Ipv4Addr, u16),
-    pub vip: (Ipv4Addr, u16),
+    pub client: (IpAddr, u16),
+    pub vip: (IpAddr, u16),
     /// The real server (RIP:rport).
-    pub real: (Ipv4Addr, u16),
-    /// FullNAT: the local address and port the real server sees (LIP:lport); zero otherwise.
-    pub local: (Ipv4Addr, u16),
+    pub real: (IpAddr, u16),
+    /// FullNAT: the local address and port the real server sees (LIP:lport); the unspecified
+    /// address of the client's family and 0 otherwise.
+    pub local: (IpAddr, u16),
     /// Milliseconds left before the entry expires when it was sent.
     pub remaining_ms: u32,
+}
+
+/// An IPv4 record's addresses ([`ConnRecord::v4`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addrs4 {
+    pub client: (Ipv4Addr, u16),
+    pub vip: (Ipv4Addr, u16),
+    pub real: (Ipv4Addr, u16),
+    pub local: (Ipv4Addr, u16),
+}
+
+impl ConnRecord {
+    /// Whether this is an IPv6 connection's (or template's) record: its client is IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        self.client.0.is_ipv6()
+    }
+
+    /// The addresses of an IPv4 record: None if any of them is IPv6.
+    pub fn v4(&self) -> Option<Addrs4> {
+        let v4 = |(a, p): (IpAddr, u16)| match a {
+            IpAddr::V4(a) => Some((a, p)),
+            IpAddr::V6(_) => None,
+        };
+        Some(Addrs4 {
+            client: v4(self.client)?,
+            vip: v4(self.vip)?,
+            real: v4(self.real)?,
+            local: v4(self.local)?,
+        })
+    }
 }

@@ -54,7 +54,10 @@ fn plan<B: PacketBuf>(
     dir: Dir,
     flags: u8,
 ) -> Option<Plan> {
-    if flags & STATE_FLAGS != tcp_flags::ACK || v.proto != IpProtocol::TCP {
+    // While a backup is to hear of connections, every packet goes where they are logged
+    // (`sync6`), as IPv4's hot path leaves them to the general one.
+    if flags & STATE_FLAGS != tcp_flags::ACK || v.proto != IpProtocol::TCP || v6.sync_log.is_some()
+    {
         return None;
     }
     let c = v6.conns.get(id)?;

@@ -54,6 +54,7 @@ pub mod nat64;
 pub mod nd;
 mod retry;
 pub mod service;
+pub mod sync6;
 
 use crate::conn::{tcp_flags, ConnTable6, HashKey, Prelookup, Ticks, Timeouts};
 use crate::forward::Forwarder;
@@ -107,6 +108,8 @@ pub struct Inet6<B> {
     pub lip_conns: fullnat::LipConns,
     /// The neighbours `nd::send_to` resolved last (`nd::Resolved6`).
     pub(crate) resolved: Box<[nd::Resolved6; nd::RESOLVED_SLOTS]>,
+    /// A primary's log of the connections its backup is to hear of (`sync6`).
+    pub(crate) sync_log: Option<crate::forward::SyncLog<crate::conn::Tuple6>>,
 }
 
 /// An IPv6 packet as `process` found it: the header fields the rest needs.
@@ -155,6 +158,7 @@ impl<B: PacketBuf> Inet6<B> {
             last_queued: None,
             record_queued: false,
             resolved: Box::new([nd::Resolved6::default(); nd::RESOLVED_SLOTS]),
+            sync_log: None,
         }
     }
 
@@ -261,6 +265,19 @@ impl<B: PacketBuf> Inet6<B> {
         rport: u16,
         proto: u8,
     ) -> Option<crate::conn::Tuple6> {
+        self.build_pools(services, layout, worker);
+        let pool = self.pools.get_mut(si as usize)?.as_mut()?;
+        pool.allocate(rip, rport, proto, &self.conns)
+    }
+
+    /// The services' IPv6 local-address pools on `worker`, rebuilt if `services` is another
+    /// snapshot than the one they were built for.
+    fn build_pools(
+        &mut self,
+        services: &crate::forward::ServiceTable,
+        layout: &crate::laddr::PortLayout,
+        worker: usize,
+    ) {
         if self.pools_generation != Some(services.generation) {
             self.pools = services
                 .services
@@ -271,8 +288,6 @@ impl<B: PacketBuf> Inet6<B> {
                 .collect();
             self.pools_generation = Some(services.generation);
         }
-        let pool = self.pools.get_mut(si as usize)?.as_mut()?;
-        pool.allocate(rip, rport, proto, &self.conns)
     }
 
     /// Whether service `si` has an IPv6 FullNAT pool (as `allocate` last built them): local

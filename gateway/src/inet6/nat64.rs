@@ -205,6 +205,7 @@ pub fn from_server<B: PacketBuf>(
     }
     let now = Ticks(l3.now_ms);
     let (change, heard) = super::service::server_state(&mut v6.conns, fwd, id, flags, is_tcp, now);
+    v6.sync_note(id, change.old, now);
     // A packet of a tracked connection confirms the IPv4 neighbour it came from, as IPv4's
     // (`Forwarder::forward_body`); a server's bare ACK to the SYN at once, so that a client's
     // SYN retransmitted later does not doubt it for the server's silence.

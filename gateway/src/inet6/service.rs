@@ -207,6 +207,7 @@ pub fn to_service_segment<B: PacketBuf>(
         }
     };
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
+    v6.sync_note(id, change.old, now);
     let Some(c) = v6.conns.get_mut(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
@@ -247,9 +248,11 @@ pub fn to_service_segment<B: PacketBuf>(
     };
     let (conn_mode, reply) = (c.mode, c.reply());
     if !is_tcp && reply.is_none() {
-        // DR and TUN (no reply tuple). IPv6 connections are not synced: whether this datagram
-        // marked the flow answered does not matter here.
-        let _ = crate::forward::client_datagram(&mut v6.conns, id);
+        // DR and TUN (no reply tuple): logged for the backup as the flow becomes answered (the
+        // log skipped it above until now), as if its state had changed, as on IPv4.
+        if crate::forward::client_datagram(&mut v6.conns, id) {
+            v6.sync_note(id, State::None, now);
+        }
     }
     let Some(route) = l3.topo().routes6.lookup(rip).copied() else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
@@ -569,6 +572,7 @@ pub(super) fn reply_segment<B: PacketBuf>(
         return Verdict::Drop(Drop::RstHeldForRetry.into(), pkt);
     }
     let (change, heard) = server_state(&mut v6.conns, fwd, id, flags, is_tcp, Ticks(l3.now_ms));
+    v6.sync_note(id, change.old, Ticks(l3.now_ms));
     let Some(c) = v6.conns.get(id) else {
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
@@ -734,7 +738,11 @@ pub fn nat64_local_port(mode: u8, reply: Option<Tuple6>) -> Option<(std::net::Ip
 /// An IPv6 connection is gone before its time (replaced or evicted): its real server's count
 /// drops and a NAT64 connection gives its IPv4 local port back (`Inet6::tick` does the same
 /// for those that expire).
-fn gone(lip_conns: &mut super::fullnat::LipConns, fwd: &mut Forwarder, c: &ConnOf<Tuple6>) {
+pub(super) fn gone(
+    lip_conns: &mut super::fullnat::LipConns,
+    fwd: &mut Forwarder,
+    c: &ConnOf<Tuple6>,
+) {
     release(fwd.services(), c);
     lip_conns.ended(c);
     if counted_open(c) {
@@ -751,7 +759,7 @@ fn gone(lip_conns: &mut super::fullnat::LipConns, fwd: &mut Forwarder, c: &ConnO
 /// Removes one IPv6 connection to make room for a new one as the IPv4 side does
 /// (`forward::fullnat::Room`), counted in `ipv6_evicted_time_wait`, `ipv6_evicted_udp` or
 /// `ipv6_evicted_embryonic`; the connection removed, if there was one.
-fn make_room<B: PacketBuf>(
+pub(super) fn make_room<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
     fwd: &mut Forwarder,

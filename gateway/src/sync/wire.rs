@@ -7,13 +7,13 @@
 //! ```text
 //!  0..4   magic "GWSY"
 //!  4      version (1)
-//!  5      kind: 0 records, 1 hello, 2 resync request, 3 resync done
+//!  5      kind: 0 records, 1 hello, 2 resync request, 3 resync done, 4 IPv6 records
 //!  6..8   count: records that follow (0 for the other kinds)
 //!  8..12  sender: the sending box's id
 //! 12..20  sequence number, per sender, strictly increasing (a restarted sender starts above the
 //!         time in ms since the epoch, so it never repeats an old one)
-//! 20..    body: `count` records of RECORD_LEN bytes, a hello's layout, a resync request's wait
-//!         number, or a resync done's wait number and total
+//! 20..    body: `count` records of RECORD_LEN bytes (RECORD6_LEN for IPv6 connections), a hello's
+//!         layout, a resync request's wait number, or a resync done's wait number and total
 //! last 16 bytes: HMAC-SHA-256 over everything before, truncated to 128 bits (RFC 2104, RFC 4868 2.6)
 //! ```
 //!
@@ -27,6 +27,7 @@ use crate::wire::field::{be16, be32, ipv4};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 
 pub const MAGIC: [u8; 4] = *b"GWSY";
 pub const VERSION: u8 = 1;
@@ -57,6 +58,21 @@ mod field {
         pub const RPORT: Range<usize> = 24..26;
         pub const LPORT: Range<usize> = 26..28;
         pub const REMAINING: Range<usize> = 28..32;
+    }
+
+    /// Within an IPv6 connection's record (its first four bytes as an IPv4 one's). A NAT64
+    /// connection's IPv4 real server and local address are IPv4-mapped (RFC 4291 2.5.5.2).
+    pub mod rec6 {
+        use core::ops::Range;
+        pub const CIP: Range<usize> = 4..20;
+        pub const CPORT: Range<usize> = 20..22;
+        pub const VPORT: Range<usize> = 22..24;
+        pub const VIP: Range<usize> = 24..40;
+        pub const RIP: Range<usize> = 40..56;
+        pub const LIP: Range<usize> = 56..72;
+        pub const RPORT: Range<usize> = 72..74;
+        pub const LPORT: Range<usize> = 74..76;
+        pub const REMAINING: Range<usize> = 76..80;
     }
 
     /// A hello's body.
@@ -90,11 +106,14 @@ mod field {
 pub const HEADER_LEN: usize = field::BODY;
 pub const MAC_LEN: usize = 16;
 pub const RECORD_LEN: usize = 32;
+pub const RECORD6_LEN: usize = 80;
 pub const HELLO_LEN: usize = 16;
 pub const REQUEST_LEN: usize = 4;
 pub const DONE_LEN: usize = 8;
 /// Records per message: what fits a 1500-byte MTU with IPv4 and UDP headers.
 pub const MAX_RECORDS: usize = (1500 - 28 - HEADER_LEN - MAC_LEN) / RECORD_LEN;
+/// IPv6 records per message, the same way (the sync socket is IPv4).
+pub const MAX_RECORDS6: usize = (1500 - 28 - HEADER_LEN - MAC_LEN) / RECORD6_LEN;
 
 /// What a message carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,6 +125,8 @@ pub enum MsgKind {
     /// The answer's end: every connection the sender held when asked has been sent (none, from
     /// a box that is not the master).
     ResyncDone,
+    /// Records of IPv6 connections (and templates), in their longer layout.
+    Records6,
 }
 
 impl MsgKind {
@@ -115,6 +136,7 @@ impl MsgKind {
             MsgKind::Hello => 1,
             MsgKind::ResyncRequest => 2,
             MsgKind::ResyncDone => 3,
+            MsgKind::Records6 => 4,
         }
     }
 
@@ -124,6 +146,7 @@ impl MsgKind {
             1 => Some(MsgKind::Hello),
             2 => Some(MsgKind::ResyncRequest),
             3 => Some(MsgKind::ResyncDone),
+            4 => Some(MsgKind::Records6),
             _ => None,
         }
     }
@@ -191,17 +214,26 @@ impl Sealer {
         m
     }
 
-    /// Messages of at most [`MAX_RECORDS`] records each.
+    /// Messages of at most [`MAX_RECORDS`] IPv4 records each, then of at most
+    /// [`MAX_RECORDS6`] IPv6 ones. A record's template follows it in the same family's order.
     pub fn records(&mut self, recs: &[ConnRecord]) -> Vec<Vec<u8>> {
-        recs.chunks(MAX_RECORDS)
-            .map(|chunk| {
-                let mut body = Vec::with_capacity(chunk.len() * RECORD_LEN);
-                for r in chunk {
-                    body.extend_from_slice(&encode_record(r));
-                }
-                self.seal(MsgKind::Records, chunk.len(), &body)
-            })
-            .collect()
+        let (v6, v4): (Vec<&ConnRecord>, Vec<&ConnRecord>) = recs.iter().partition(|r| r.is_ipv6());
+        let mut out = Vec::new();
+        for chunk in v4.chunks(MAX_RECORDS) {
+            let mut body = Vec::with_capacity(chunk.len() * RECORD_LEN);
+            for r in chunk {
+                body.extend_from_slice(&encode_record(r));
+            }
+            out.push(self.seal(MsgKind::Records, chunk.len(), &body));
+        }
+        for chunk in v6.chunks(MAX_RECORDS6) {
+            let mut body = Vec::with_capacity(chunk.len() * RECORD6_LEN);
+            for r in chunk {
+                body.extend_from_slice(&encode_record6(r));
+            }
+            out.push(self.seal(MsgKind::Records6, chunk.len(), &body));
+        }
+        out
     }
 
     pub fn hello(&mut self, l: &Layout) -> Vec<u8> {
@@ -238,9 +270,9 @@ fn mac(key: &[u8], data: &[u8]) -> [u8; MAC_LEN] {
     t
 }
 
-fn encode_record(r: &ConnRecord) -> [u8; RECORD_LEN] {
+/// The first four bytes of a record, either layout.
+fn encode_head(r: &ConnRecord, b: &mut [u8]) {
     use field::rec;
-    let mut b = [0u8; RECORD_LEN];
     b[rec::KIND] = match r.kind {
         RecordKind::Conn => 1,
         RecordKind::Template => 2,
@@ -248,40 +280,101 @@ fn encode_record(r: &ConnRecord) -> [u8; RECORD_LEN] {
     b[rec::PROTO] = r.proto;
     b[rec::MODE] = r.mode;
     b[rec::STATE] = r.state;
-    b[rec::CIP].copy_from_slice(&r.client.0.octets());
+}
+
+/// The kind of a record from its first byte.
+fn decode_kind(b: &[u8]) -> Result<RecordKind, Refused> {
+    match b[field::rec::KIND] {
+        1 => Ok(RecordKind::Conn),
+        2 => Ok(RecordKind::Template),
+        _ => Err(Refused::BadRecord),
+    }
+}
+
+/// An IPv4 address's octets (an IPv6 one's in an IPv4 record cannot be: `Sealer::records`
+/// sends IPv6 records in their own layout).
+fn octets4(a: IpAddr) -> [u8; 4] {
+    match a {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(_) => [0; 4],
+    }
+}
+
+/// An address as an IPv6 record holds it: IPv4 ones mapped.
+fn octets6(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+fn encode_record(r: &ConnRecord) -> [u8; RECORD_LEN] {
+    use field::rec;
+    let mut b = [0u8; RECORD_LEN];
+    encode_head(r, &mut b);
+    b[rec::CIP].copy_from_slice(&octets4(r.client.0));
     b[rec::CPORT].copy_from_slice(&r.client.1.to_be_bytes());
-    b[rec::VIP].copy_from_slice(&r.vip.0.octets());
+    b[rec::VIP].copy_from_slice(&octets4(r.vip.0));
     b[rec::VPORT].copy_from_slice(&r.vip.1.to_be_bytes());
-    b[rec::RIP].copy_from_slice(&r.real.0.octets());
+    b[rec::RIP].copy_from_slice(&octets4(r.real.0));
     b[rec::RPORT].copy_from_slice(&r.real.1.to_be_bytes());
-    b[rec::LIP].copy_from_slice(&r.local.0.octets());
+    b[rec::LIP].copy_from_slice(&octets4(r.local.0));
     b[rec::LPORT].copy_from_slice(&r.local.1.to_be_bytes());
     b[rec::REMAINING].copy_from_slice(&r.remaining_ms.to_be_bytes());
     b
 }
 
+fn encode_record6(r: &ConnRecord) -> [u8; RECORD6_LEN] {
+    use field::rec6;
+    let mut b = [0u8; RECORD6_LEN];
+    encode_head(r, &mut b);
+    b[rec6::CIP].copy_from_slice(&octets6(r.client.0));
+    b[rec6::CPORT].copy_from_slice(&r.client.1.to_be_bytes());
+    b[rec6::VIP].copy_from_slice(&octets6(r.vip.0));
+    b[rec6::VPORT].copy_from_slice(&r.vip.1.to_be_bytes());
+    b[rec6::RIP].copy_from_slice(&octets6(r.real.0));
+    b[rec6::RPORT].copy_from_slice(&r.real.1.to_be_bytes());
+    b[rec6::LIP].copy_from_slice(&octets6(r.local.0));
+    b[rec6::LPORT].copy_from_slice(&r.local.1.to_be_bytes());
+    b[rec6::REMAINING].copy_from_slice(&r.remaining_ms.to_be_bytes());
+    b
+}
+
 fn decode_record(b: &[u8]) -> Result<ConnRecord, Refused> {
     use field::rec;
-    let kind = match b[rec::KIND] {
-        1 => RecordKind::Conn,
-        2 => RecordKind::Template,
-        _ => return Err(Refused::BadRecord),
-    };
     Ok(ConnRecord {
-        kind,
+        kind: decode_kind(b)?,
         proto: b[rec::PROTO],
         mode: b[rec::MODE],
         state: b[rec::STATE],
-        client: (ipv4(b, rec::CIP), be16(b, rec::CPORT)),
-        vip: (ipv4(b, rec::VIP), be16(b, rec::VPORT)),
-        real: (ipv4(b, rec::RIP), be16(b, rec::RPORT)),
-        local: (ipv4(b, rec::LIP), be16(b, rec::LPORT)),
-        remaining_ms: u32::from_be_bytes([
-            b[rec::REMAINING.start],
-            b[rec::REMAINING.start + 1],
-            b[rec::REMAINING.start + 2],
-            b[rec::REMAINING.start + 3],
-        ]),
+        client: (ipv4(b, rec::CIP).into(), be16(b, rec::CPORT)),
+        vip: (ipv4(b, rec::VIP).into(), be16(b, rec::VPORT)),
+        real: (ipv4(b, rec::RIP).into(), be16(b, rec::RPORT)),
+        local: (ipv4(b, rec::LIP).into(), be16(b, rec::LPORT)),
+        remaining_ms: be32(b, rec::REMAINING),
+    })
+}
+
+fn decode_record6(b: &[u8]) -> Result<ConnRecord, Refused> {
+    use field::{rec, rec6};
+    let v6 =
+        |r: core::ops::Range<usize>| Ipv6Addr::from(<[u8; 16]>::try_from(&b[r]).expect("16 bytes"));
+    // The client and the VIP are IPv6; the real server and the local address IPv4-mapped for
+    // NAT64.
+    let either = |r| {
+        let a = v6(r);
+        a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4)
+    };
+    Ok(ConnRecord {
+        kind: decode_kind(b)?,
+        proto: b[rec::PROTO],
+        mode: b[rec::MODE],
+        state: b[rec::STATE],
+        client: (v6(rec6::CIP).into(), be16(b, rec6::CPORT)),
+        vip: (v6(rec6::VIP).into(), be16(b, rec6::VPORT)),
+        real: (either(rec6::RIP), be16(b, rec6::RPORT)),
+        local: (either(rec6::LIP), be16(b, rec6::LPORT)),
+        remaining_ms: be32(b, rec6::REMAINING),
     })
 }
 
@@ -385,13 +478,17 @@ impl Opener {
         let count = usize::from(be16(data, field::COUNT));
         let body = &data[field::BODY..];
         let msg = match kind {
-            MsgKind::Records => {
-                if body.len() != count * RECORD_LEN {
+            MsgKind::Records | MsgKind::Records6 => {
+                let (len, decode): (usize, fn(&[u8]) -> Result<ConnRecord, Refused>) = match kind {
+                    MsgKind::Records => (RECORD_LEN, decode_record),
+                    _ => (RECORD6_LEN, decode_record6),
+                };
+                if body.len() != count * len {
                     return Err(Refused::BadLength);
                 }
                 let records = body
-                    .chunks_exact(RECORD_LEN)
-                    .map(decode_record)
+                    .chunks_exact(len)
+                    .map(decode)
                     .collect::<Result<Vec<_>, _>>()?;
                 Message::Records { sender, records }
             }

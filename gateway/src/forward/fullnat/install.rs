@@ -8,7 +8,7 @@ use crate::conn::record::{ConnRecord, RecordKind};
 use crate::conn::{ConnId, InsertError, State, Ticks, Tuple};
 use crate::forward::nat;
 use crate::service::FwdMode;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Why a record was not installed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -80,17 +80,17 @@ impl Forwarder {
         let rs = vs.svc.reals().get(usize::from(c.rs))?;
         let client = c.client();
         let local = match (c.mode, c.reply()) {
-            (mode::FULLNAT, Some(r)) => (r.dst_ip(), r.dport),
-            _ => (Ipv4Addr::UNSPECIFIED, 0),
+            (mode::FULLNAT, Some(r)) => (r.dst_ip().into(), r.dport),
+            _ => (Ipv4Addr::UNSPECIFIED.into(), 0),
         };
         Some(ConnRecord {
             kind: RecordKind::Conn,
             proto: client.proto,
             mode: c.mode,
             state: c.state() as u8,
-            client: (client.src_ip(), client.sport),
-            vip: (client.dst_ip(), client.dport),
-            real: (rs.v4(), rs.port),
+            client: (client.src_ip().into(), client.sport),
+            vip: (client.dst_ip().into(), client.dport),
+            real: (rs.addr, rs.port),
             local,
             remaining_ms: c
                 .deadline()
@@ -105,6 +105,12 @@ impl Forwarder {
     /// in `sync_counters` by outcome or refusal.
     pub fn apply_record(&mut self, r: &ConnRecord, now: Ticks) -> Result<Applied, InstallError> {
         let r0 = self.apply_inner(r, now);
+        self.count_applied(&r0);
+        r0
+    }
+
+    /// Counts what became of a record, in `sync_counters` (an IPv6 one's too: `inet6::sync6`).
+    pub fn count_applied(&mut self, r0: &Result<Applied, InstallError>) {
         let s = &mut self.sync_stats;
         match r0 {
             Ok(Applied::Installed) => s.installed += 1,
@@ -117,14 +123,15 @@ impl Forwarder {
             Err(InstallError::Template) => s.refused_template += 1,
             Err(InstallError::Table(_)) => s.refused_table += 1,
         }
-        r0
     }
 
     fn apply_inner(&mut self, r: &ConnRecord, now: Ticks) -> Result<Applied, InstallError> {
         if r.kind == RecordKind::Template {
             return self.install_template(r, now);
         }
-        let client = Tuple::new(r.client.0, r.client.1, r.vip.0, r.vip.1, r.proto);
+        // An IPv6 connection's record is the IPv6 table's (`inet6::sync6`).
+        let a = r.v4().ok_or(InstallError::NoService)?;
+        let client = Tuple::new(a.client.0, a.client.1, a.vip.0, a.vip.1, r.proto);
         let Some((id, _)) = self.table.lookup(&client) else {
             return self.install_over_stale(r, now, Applied::Installed);
         };
@@ -187,7 +194,8 @@ impl Forwarder {
         match installed {
             Ok(_) => Ok(ok),
             Err(InstallError::Table(InsertError::Duplicate)) if r.mode == mode::FULLNAT => {
-                let reply = Tuple::new(r.real.0, r.real.1, r.local.0, r.local.1, r.proto);
+                let a = r.v4().ok_or(InstallError::NoService)?;
+                let reply = Tuple::new(a.real.0, a.real.1, a.local.0, a.local.1, r.proto);
                 match self.table.lookup(&reply) {
                     Some((stale, crate::conn::Dir::Reply)) => {
                         self.drop_connection(stale);
@@ -200,23 +208,30 @@ impl Forwarder {
         }
     }
 
-    /// A persistence template the primary sent: into the service's table (shared by every worker),
-    /// unless the one here expires later.
-    fn install_template(&mut self, r: &ConnRecord, now: Ticks) -> Result<Applied, InstallError> {
+    /// A persistence template the primary sent (either family): into the service's table (shared
+    /// by every worker), unless the one here expires later.
+    pub fn install_template(
+        &mut self,
+        r: &ConnRecord,
+        now: Ticks,
+    ) -> Result<Applied, InstallError> {
         let si = self
             .services
-            .find(r.vip.0, r.vip.1, r.proto)
+            .find_ip(r.vip.0, r.vip.1, r.proto)
             .ok_or(InstallError::NoService)?;
         let svc = &self.services.services[si as usize].svc;
         let table = svc.persist_table().ok_or(InstallError::Template)?;
         let rs = crate::service::RsKey {
-            addr: r.real.0.into(),
+            addr: r.real.0,
             port: r.real.1,
         };
         if svc.index_of(rs).is_none() {
             return Err(InstallError::NoRealServer);
         }
-        let client = u128::from(u32::from(r.client.0));
+        let client = match r.client.0 {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
         let expires = now.0.saturating_add(u64::from(r.remaining_ms));
         if table.install(client, rs, expires, now.0) {
             Ok(Applied::Installed)
@@ -233,32 +248,18 @@ impl Forwarder {
         let p = vs.svc.config().persistence.as_ref()?;
         let client = c.client();
         let masked = p.key(u128::from(u32::from(client.src_ip())), false);
-        let t = vs.svc.persist_table()?.get(masked, now.0)?;
-        Some(ConnRecord {
-            kind: RecordKind::Template,
-            proto: client.proto,
-            mode: c.mode,
-            state: 0,
-            client: (Ipv4Addr::from(masked as u32), 0),
-            vip: (client.dst_ip(), client.dport),
-            real: (t.rs.v4(), t.rs.port),
-            local: (Ipv4Addr::UNSPECIFIED, 0),
-            remaining_ms: t.expires.saturating_sub(now.0).min(u64::from(u32::MAX)) as u32,
-        })
+        template_record(
+            vs,
+            (IpAddr::V4(Ipv4Addr::from(masked as u32)), masked),
+            (client.dst_ip().into(), client.dport),
+            (client.proto, c.mode),
+            now,
+        )
     }
 
     /// `r`, and after it its template when its service is persistent (one per client in a row).
     fn push_with_template(&self, id: ConnId, r: ConnRecord, now: Ticks, out: &mut Vec<ConnRecord>) {
-        out.push(r);
-        if let Some(t) = self.export_template(id, now) {
-            let dup =
-                out.iter().rev().skip(1).take(8).any(|x| {
-                    x.kind == RecordKind::Template && (x.client, x.vip) == (t.client, t.vip)
-                });
-            if !dup {
-                out.push(t);
-            }
-        }
+        push_record(out, r, self.export_template(id, now));
     }
 
     /// The worker of this box that owns `r`'s connection, by the rules its packets follow
@@ -266,19 +267,33 @@ impl Forwarder {
     /// it is the worker that made the connection on a box with the same layout), otherwise the
     /// owner of its client tuple for client packets arriving on datapath port `client_port`.
     pub fn record_owner(&self, r: &ConnRecord, client_port: u16) -> usize {
-        if r.mode == mode::FULLNAT && r.local.1 != 0 {
+        // FullNAT and NAT64: the owner of the local port, whatever the family.
+        if matches!(r.mode, mode::FULLNAT | mode::NAT64) && r.local.1 != 0 {
             return self.layout.owner_of(r.local.1);
         }
         let hash_only = r.mode == mode::NAT;
-        self.owners.of_client(
-            client_port,
-            hash_only,
-            r.proto,
-            r.client.0,
-            r.client.1,
-            r.vip.0,
-            r.vip.1,
-        )
+        match (r.client.0, r.vip.0) {
+            (IpAddr::V4(cip), IpAddr::V4(vip)) => self.owners.of_client(
+                client_port,
+                hash_only,
+                r.proto,
+                cip,
+                r.client.1,
+                vip,
+                r.vip.1,
+            ),
+            (IpAddr::V6(cip), IpAddr::V6(vip)) => self.owners.of_client6(
+                client_port,
+                hash_only,
+                r.proto,
+                cip,
+                r.client.1,
+                vip,
+                r.vip.1,
+            ),
+            // No connection mixes families on the client's side: any worker refuses it.
+            _ => self.worker as usize,
+        }
     }
 
     /// A full resync's share of this worker: the records of the connections in table slots
@@ -323,6 +338,12 @@ impl Forwarder {
         s
     }
 
+    /// Counts what an IPv6 table's log took (`inet6::sync6`), as this one's.
+    pub fn count_logged(&mut self, logged: u64, overflow: u64) {
+        self.sync_stats.logged += logged;
+        self.sync_stats.log_overflow += overflow;
+    }
+
     /// Counts records handed to the sender (`exported`) or lost for want of room.
     pub fn count_exported(&mut self, sent: u64, dropped: u64) {
         self.sync_stats.exported += sent;
@@ -340,9 +361,10 @@ impl Forwarder {
         if r.kind == RecordKind::Template {
             return Err(InstallError::Template);
         }
+        let a = r.v4().ok_or(InstallError::NoService)?;
         let si = self
             .services
-            .find(r.vip.0, r.vip.1, r.proto)
+            .find(a.vip.0, a.vip.1, r.proto)
             .ok_or(InstallError::NoService)?;
         let vs = &self.services.services[si as usize];
         let ri = vs
@@ -355,20 +377,20 @@ impl Forwarder {
         if mode_of(real.fwd) != r.mode {
             return Err(InstallError::ModeMismatch);
         }
-        let client = Tuple::new(r.client.0, r.client.1, r.vip.0, r.vip.1, r.proto);
+        let client = Tuple::new(a.client.0, a.client.1, a.vip.0, a.vip.1, r.proto);
         let reply = match real.fwd {
             FwdMode::FullNat => {
                 let pool = self.pools[si as usize]
                     .as_mut()
                     .ok_or(InstallError::NotThisWorker)?;
-                if !pool.take(r.local.0, r.local.1) {
+                if !pool.take(a.local.0, a.local.1) {
                     return Err(InstallError::NotThisWorker);
                 }
                 Some(Tuple::new(
                     real.v4(),
                     real.port,
-                    r.local.0,
-                    r.local.1,
+                    a.local.0,
+                    a.local.1,
                     r.proto,
                 ))
             }
@@ -390,7 +412,7 @@ impl Forwarder {
             Err(e) => {
                 if let (Some(pool), FwdMode::FullNat) = (self.pools[si as usize].as_mut(), real.fwd)
                 {
-                    pool.free(r.local.0, r.local.1);
+                    pool.free(a.local.0, a.local.1);
                 }
                 return Err(InstallError::Table(e));
             }
@@ -418,6 +440,50 @@ impl Forwarder {
     }
 }
 
+/// Appends record `r` to `out`, and after it `template`, the persistence template that placed
+/// its connection, unless the same client's was sent just before (one per client in a row).
+pub fn push_record(out: &mut Vec<ConnRecord>, r: ConnRecord, template: Option<ConnRecord>) {
+    out.push(r);
+    if let Some(t) = template {
+        let dup = out
+            .iter()
+            .rev()
+            .skip(1)
+            .take(8)
+            .any(|x| x.kind == RecordKind::Template && (x.client, x.vip) == (t.client, t.vip));
+        if !dup {
+            out.push(t);
+        }
+    }
+}
+
+/// The record of service `vs`'s persistence template for the masked client `(addr, key)`
+/// (either family), if it lives: sent after a connection it placed.
+pub fn template_record(
+    vs: &crate::forward::VirtualService,
+    (client, masked): (IpAddr, u128),
+    vip: (IpAddr, u16),
+    (proto, mode): (u8, u8),
+    now: Ticks,
+) -> Option<ConnRecord> {
+    let t = vs.svc.persist_table()?.get(masked, now.0)?;
+    let unspecified = match client {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    Some(ConnRecord {
+        kind: RecordKind::Template,
+        proto,
+        mode,
+        state: 0,
+        client: (client, 0),
+        vip,
+        real: (t.rs.addr, t.rs.port),
+        local: (unspecified, 0),
+        remaining_ms: t.expires.saturating_sub(now.0).min(u64::from(u32::MAX)) as u32,
+    })
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -427,9 +493,10 @@ mod tests;
 /// flow once it is answered: its server's first datagram, or for DR and TUN, whose answers
 /// bypass the gateway, its client's second), so that the backup's timers stay close. Bounded: entries
 /// past the bound are counted in `overflow` and caught up by the next refresh.
+/// The IPv6 table's log is the same (`inet6::sync6`), over its tuples.
 #[derive(Debug)]
-pub struct SyncLog {
-    entries: Vec<(ConnId, Tuple)>,
+pub struct SyncLog<T = Tuple> {
+    entries: Vec<(ConnId, T)>,
     cap: usize,
     refresh_ms: u64,
     pub logged: u64,
@@ -439,8 +506,8 @@ pub struct SyncLog {
 /// `Conn::ext` bits 1..8: the refresh period (mod 128) in which the connection was last logged.
 const EPOCH_SHIFT: u8 = 1;
 
-impl SyncLog {
-    pub fn new(cap: usize, refresh_ms: u64) -> SyncLog {
+impl<T: crate::conn::ConnKey> SyncLog<T> {
+    pub fn new(cap: usize, refresh_ms: u64) -> SyncLog<T> {
         SyncLog {
             entries: Vec::with_capacity(cap),
             cap,
@@ -456,6 +523,46 @@ impl SyncLog {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// After connection `id` (`c`) saw a packet that moved it from `old` to its current state:
+    /// logs it if the backup should hear of it now.
+    pub fn note(&mut self, id: ConnId, c: &mut crate::conn::ConnOf<T>, old: State, now: Ticks) {
+        let new = c.state();
+        let tcp = c.proto() == crate::conn::PROTO_TCP;
+        // Neither a handshake nor a UDP flow no answer has reached yet (what a flood leaves):
+        // the backup hears of it once its server has answered, and takes it as answered
+        // (`Table::refresh`), so that its table keeps no flood to make room from.
+        if tcp && matches!(new, State::None | State::SynSent | State::SynRecv)
+            || c.is_unanswered_udp()
+        {
+            return;
+        }
+        let epoch = ((now.0 / self.refresh_ms) & 0x7F) as u8;
+        let stale = c.ext >> EPOCH_SHIFT != epoch;
+        if !(stale || new != old) {
+            return;
+        }
+        c.ext = (c.ext & ((1 << EPOCH_SHIFT) - 1)) | (epoch << EPOCH_SHIFT);
+        if self.entries.len() >= self.cap {
+            self.overflow += 1;
+            return;
+        }
+        self.entries.push((id, c.client()));
+        self.logged += 1;
+    }
+
+    /// The connections logged since the last call, each with its client tuple (its slot may
+    /// have been reused since: only an entry with the same tuple is the same connection); the
+    /// caller gives the emptied vector back with [`SyncLog::recycle`].
+    pub fn take(&mut self) -> Vec<(ConnId, T)> {
+        std::mem::take(&mut self.entries)
+    }
+
+    /// Gives back the vector `take` returned, emptied, so the log does not allocate again.
+    pub fn recycle(&mut self, mut entries: Vec<(ConnId, T)>) {
+        entries.clear();
+        self.entries = entries;
     }
 }
 
@@ -479,34 +586,9 @@ impl Forwarder {
     /// After connection `id` saw a packet that moved it from `old` to its current state: logs it
     /// if the backup should hear of it now.
     pub(super) fn sync_note(&mut self, id: ConnId, old: State, now: Ticks) {
-        let Some(log) = self.sync_log.as_mut() else {
-            return;
-        };
-        let Some(c) = self.table.get_mut(id) else {
-            return;
-        };
-        let new = c.state();
-        let tcp = c.proto() == crate::conn::PROTO_TCP;
-        // Neither a handshake nor a UDP flow no answer has reached yet (what a flood leaves):
-        // the backup hears of it once its server has answered, and takes it as answered
-        // (`Table::refresh`), so that its table keeps no flood to make room from.
-        if tcp && matches!(new, State::None | State::SynSent | State::SynRecv)
-            || c.is_unanswered_udp()
-        {
-            return;
+        if let (Some(log), Some(c)) = (self.sync_log.as_mut(), self.table.get_mut(id)) {
+            log.note(id, c, old, now);
         }
-        let epoch = ((now.0 / log.refresh_ms) & 0x7F) as u8;
-        let stale = c.ext >> EPOCH_SHIFT != epoch;
-        if !(stale || new != old) {
-            return;
-        }
-        c.ext = (c.ext & ((1 << EPOCH_SHIFT) - 1)) | (epoch << EPOCH_SHIFT);
-        if log.entries.len() >= log.cap {
-            log.overflow += 1;
-            return;
-        }
-        log.entries.push((id, c.client()));
-        log.logged += 1;
     }
 
     /// The records of the connections logged since the last drain, still alive, appended to
@@ -515,7 +597,7 @@ impl Forwarder {
         let Some(log) = self.sync_log.as_mut() else {
             return;
         };
-        let entries = std::mem::take(&mut log.entries);
+        let entries = log.take();
         for &(id, client) in &entries {
             // The slot may have been reused since: only the same connection counts.
             if self.table.get(id).is_some_and(|c| c.client() == client) {
@@ -525,8 +607,7 @@ impl Forwarder {
             }
         }
         if let Some(log) = self.sync_log.as_mut() {
-            log.entries = entries;
-            log.entries.clear();
+            log.recycle(entries);
         }
     }
 }

@@ -52,10 +52,10 @@ fn rec(cport: u16) -> ConnRecord {
         proto: 6,
         mode: 0,
         state: 1,
-        client: (Ipv4Addr::new(10, 10, 0, 2), cport),
-        vip: (Ipv4Addr::new(10, 10, 0, 100), 80),
-        real: (Ipv4Addr::new(10, 20, 0, 11), 80),
-        local: (Ipv4Addr::new(10, 20, 0, 200), 2000 + cport),
+        client: (Ipv4Addr::new(10, 10, 0, 2).into(), cport),
+        vip: (Ipv4Addr::new(10, 10, 0, 100).into(), 80),
+        real: (Ipv4Addr::new(10, 20, 0, 11).into(), 80),
+        local: (Ipv4Addr::new(10, 20, 0, 200).into(), 2000 + cport),
         remaining_ms: 900_000,
     }
 }

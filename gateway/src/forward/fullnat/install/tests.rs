@@ -113,7 +113,7 @@ fn a_connection_installed_elsewhere_equals_the_original_and_forwards() {
     assert_eq!(orig.state(), State::Established);
     let rec = a.fwd.export(id, Ticks(1_000)).unwrap();
     assert_eq!(
-        (rec.local, rec.real, rec.mode),
+        (rec.v4().unwrap().local, rec.v4().unwrap().real, rec.mode),
         (local, real, mode::FULLNAT)
     );
 
@@ -142,7 +142,7 @@ fn a_connection_installed_elsewhere_equals_the_original_and_forwards() {
     );
     assert_eq!(
         b.fwd.export(nid, Ticks(50_000)).map(|r| r.local),
-        Some(local)
+        Some((local.0.into(), local.1))
     );
 
     // Its real server's next segment reaches the client as from the VIP.
@@ -187,14 +187,14 @@ fn records_this_box_cannot_serve_are_refused_and_change_nothing() {
     let cases = [
         (
             ConnRecord {
-                vip: (VIP, 81),
+                vip: (VIP.into(), 81),
                 ..rec
             },
             InstallError::NoService,
         ),
         (
             ConnRecord {
-                real: (RS1, 8080),
+                real: (RS1.into(), 8080),
                 ..rec
             },
             InstallError::NoRealServer,
@@ -208,7 +208,7 @@ fn records_this_box_cannot_serve_are_refused_and_change_nothing() {
         ),
         (
             ConnRecord {
-                local: (Ipv4Addr::new(10, 20, 0, 99), rec.local.1),
+                local: (Ipv4Addr::new(10, 20, 0, 99).into(), rec.local.1),
                 ..rec
             },
             InstallError::NotThisWorker,
@@ -266,7 +266,7 @@ fn the_sync_log_takes_established_connections_their_changes_and_refreshes() {
     );
     assert_eq!(
         (out[0].local, out[0].state),
-        (local, State::Established as u8)
+        ((local.0.into(), local.1), State::Established as u8)
     );
     // Another packet in the same period: nothing new to say.
     let c = (CLIENT_IP, 40000);
@@ -393,7 +393,11 @@ fn a_persistence_template_follows_its_connection_to_the_backup() {
     let t = a.fwd.export_template(id, Ticks(1_000)).expect("a template");
     assert_eq!(
         (t.kind, t.client, t.real),
-        (RecordKind::Template, (CLIENT_IP, 0), ours)
+        (
+            RecordKind::Template,
+            (CLIENT_IP.into(), 0),
+            (ours.0.into(), ours.1)
+        )
     );
     assert!(t.remaining_ms > 299_000 && t.remaining_ms <= 300_000);
     // A fresh backup would send our client's next connection to the first server; with the
@@ -423,7 +427,7 @@ fn a_stale_entry_holding_the_local_port_gives_way_to_the_primarys_connection() {
     let mut b: Datapath<VecBuf> = lab_datapath();
     b.fwd.apply_record(&old, Ticks(0)).unwrap();
     let new = ConnRecord {
-        client: (Ipv4Addr::new(10, 10, 0, 3), 5555),
+        client: (Ipv4Addr::new(10, 10, 0, 3).into(), 5555),
         ..old
     };
     assert_eq!(b.fwd.apply_record(&new, Ticks(0)), Ok(Applied::Replaced));
@@ -516,7 +520,8 @@ fn a_backup_full_of_closed_connections_makes_room_for_a_new_one() {
     let r = record(cap, State::Established);
     assert_eq!(b.fwd.apply_record(&r, Ticks(1_000)), Ok(Applied::Installed));
     assert_eq!(b.fwd.stats.evicted_time_wait, 1);
-    let client = |i: u16| Tuple::new(rec.client.0, 20_000 + i, rec.vip.0, rec.vip.1, 6);
+    let a4 = rec.v4().unwrap();
+    let client = |i: u16| Tuple::new(a4.client.0, 20_000 + i, a4.vip.0, a4.vip.1, 6);
     assert!(
         b.fwd.table().lookup(&client(0)).is_none(),
         "the oldest went"
@@ -541,12 +546,13 @@ fn an_installed_handshake_waits_for_its_server_from_its_installation() {
     established(&mut a);
     let (id, _) = a.fwd.table().iter().next().unwrap();
     let rec = a.fwd.export(id, Ticks(1_000)).unwrap();
+    let a4 = rec.v4().unwrap();
     let mut b: Datapath<VecBuf> = lab_datapath();
     // The server's neighbour confirmed at 49 s (reachable for 15 s at least), then the
     // handshake installed at 50 s.
-    let mac = if rec.real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    let mac = if a4.real.0 == RS1 { RS1_MAC } else { RS2_MAC };
     b.tick(49_000);
-    b.l3.learn_from_peer(rec.real.0, mac, 1);
+    b.l3.learn_from_peer(a4.real.0, mac, 1);
     b.tick(50_000);
     let r = ConnRecord {
         state: State::SynRecv as u8,
@@ -559,8 +565,8 @@ fn an_installed_handshake_waits_for_its_server_from_its_installation() {
     b.tick(51_000);
     let syn = tcp(
         (CLIENT_MAC, CLIENT_PORT_MAC),
-        rec.client,
-        rec.vip,
+        a4.client,
+        a4.vip,
         true,
         1000,
         None,
@@ -594,7 +600,10 @@ fn the_sync_log_takes_a_udp_flow_once_it_is_answered() {
     sent(a.process(udp((rmac, SERVER_PORT_MAC), real, local), &srv));
     a.fwd.drain_sync(Ticks(1_000), &mut log);
     assert_eq!(log.len(), 1, "answered");
-    assert_eq!((log[0].local, log[0].proto), (local, 17));
+    assert_eq!(
+        (log[0].local, log[0].proto),
+        ((local.0.into(), local.1), 17)
+    );
 }
 
 /// A DR UDP flow, whose answers bypass the gateway, goes to the backup from its client's second
@@ -616,7 +625,7 @@ fn a_dr_udp_flow_is_synced_from_its_second_datagram_and_a_one_datagram_flow_neve
     assert_eq!(log.len(), 1, "its second");
     assert_eq!(
         (log[0].client, log[0].mode),
-        ((CLIENT_IP, 40_000), crate::forward::mode::DR)
+        ((CLIENT_IP.into(), 40_000), crate::forward::mode::DR)
     );
     // Beside it, a flow of one datagram: a full resync sends the first only.
     sent(a.process(query(40_001), &CLIENT));
@@ -625,5 +634,5 @@ fn a_dr_udp_flow_is_synced_from_its_second_datagram_and_a_one_datagram_flow_neve
         from = a.fwd.export_range(f, 1 << 12, Ticks(600), &mut all);
     }
     let clients: Vec<_> = all.iter().map(|r| r.client).collect();
-    assert_eq!(clients, vec![(CLIENT_IP, 40_000)]);
+    assert_eq!(clients, vec![(CLIENT_IP.into(), 40_000)]);
 }
