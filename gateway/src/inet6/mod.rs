@@ -39,8 +39,11 @@
 //! and opened connections to only while a twin holds the VIP (`Topology::silent6`, built from
 //! the kernel mirror's IPv6 addresses).
 //!
-//! What is not here yet: NAT64 fragments (dropped), HA sync of IPv6 connections (`sync` carries
-//! IPv4 ones), the mirror of IPv6 routes and of the ports' addresses from the kernel, the
+//! - [`sync6`]: the IPv6 table's connections logged for a backup, exported and installed (HA
+//!   sync, as `forward::fullnat`'s `install` for IPv4's).
+//!
+//! What is not here yet: NAT64 fragments (dropped), the mirror of IPv6 routes and of the ports'
+//! addresses from the kernel, the
 //! SYN proxy for IPv6 services (refused by the config, not ignored). Client limits count IPv6
 //! clients by prefix (`forward::limit`); passive health detection and `syn_retry` work as for
 //! IPv4 (`retry`).

@@ -2955,3 +2955,162 @@ fn nat64_keeps_a_handshake_in_syn_recv_on_a_servers_bare_ack() {
     ));
     assert_eq!(state(&dp), crate::conn::State::Established);
 }
+
+// HA sync of IPv6 connections (`sync6`).
+
+/// RS6_1's segment (an ACK, `payload`) to LIP6:lport.
+fn rs6_segment(lport: u16, payload: &[u8]) -> VecBuf {
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
+        .tcp(80, lport, 5001, 65000)
+        .ack(1001)
+        .write(&mut r, payload)
+        .unwrap();
+    VecBuf::from_frame(&r)
+}
+
+/// [`fullnat6_syn_sent`]'s connection through its handshake: the datapath, its local port and
+/// the connection.
+fn fullnat6_established() -> (Datapath<VecBuf>, u16, crate::conn::ConnId) {
+    let (mut dp, lport) = fullnat6_syn_sent();
+    let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+    let v = dp.process(tcp6_to(8080, 40000, false, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{v:?}");
+    assert_eq!(fullnat6_state(&dp), crate::conn::State::Established);
+    let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
+    let id = dp.v6.conns.lookup(&t).unwrap().0;
+    (dp, lport, id)
+}
+
+#[test]
+fn an_ipv6_fullnat_connection_installed_on_a_backup_is_forwarded_both_ways() {
+    let (a_dp, lport, id) = fullnat6_established();
+    let now = crate::conn::Ticks(a_dp.l3.now_ms);
+    let rec = sync6::export(&a_dp.v6.conns, a_dp.fwd.services(), id, now).unwrap();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(
+        (rec.client, rec.vip, rec.real, rec.local, rec.mode),
+        (
+            (ip(CLIENT6), 40000),
+            (ip(VIP6), 8080),
+            (ip(RS6_1), 80),
+            (ip(LIP6), lport),
+            crate::forward::mode::FULLNAT
+        )
+    );
+    assert_eq!(rec.state, crate::conn::State::Established as u8);
+    // Through the wire, as the backup receives it.
+    let msg = crate::sync::wire::Sealer::new(b"0123456789abcdef", 1, 1).records(&[rec]);
+    let Ok(crate::sync::wire::Message::Records { records, .. }) =
+        crate::sync::wire::Opener::new(b"0123456789abcdef").open(&msg[0])
+    else {
+        panic!("not opened")
+    };
+    assert_eq!(records, [rec]);
+    let mut b: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
+    learn_rs1_and_client(&mut b);
+    let now = crate::conn::Ticks(b.l3.now_ms);
+    let applied = b.v6.apply_record(&mut b.l3, &mut b.fwd, &rec, now);
+    assert_eq!(applied, Ok(crate::forward::Applied::Installed));
+    let again = b.v6.apply_record(&mut b.l3, &mut b.fwd, &rec, now);
+    assert_eq!(again, Ok(crate::forward::Applied::Refreshed));
+    assert_eq!(b.v6.conns.len(), 1);
+    assert_eq!(b.v6.conns.half_open(), 0, "past the handshake");
+    // The server's data reaches the client from the VIP; the client's reaches the server from
+    // the same local address and port.
+    let Verdict::Tx(0, out) = b.process(rs6_segment(lport, b"hello"), &meta(1)) else {
+        panic!("the server's segment not forwarded")
+    };
+    let (s, sp, d, dp_, _) = tcp_of(out.data());
+    assert_eq!((s, sp, d, dp_), (a(VIP6), 8080, a(CLIENT6), 40000));
+    let Verdict::Tx(1, out) = b.process(tcp6_to(8080, 40000, false, b"more"), &meta(0)) else {
+        panic!("the client's segment not forwarded")
+    };
+    let (s, sp, d, dp_, _) = tcp_of(out.data());
+    assert_eq!((s, sp, d, dp_), (a(LIP6), lport, a(RS6_1), 80));
+    let c = b.fwd.sync_counters();
+    assert_eq!((c.installed, c.refreshed, c.refused()), (1, 1, 0));
+    // A record naming a real server the backup does not have is refused, counted.
+    let stranger = crate::conn::record::ConnRecord {
+        real: (ip("2001:db8:20::99"), 80),
+        client: (ip(CLIENT6), 40001),
+        ..rec
+    };
+    let refused = b.v6.apply_record(&mut b.l3, &mut b.fwd, &stranger, now);
+    assert_eq!(refused, Err(crate::forward::InstallError::NoRealServer));
+    assert_eq!(b.fwd.sync_counters().refused_no_real, 1);
+}
+
+#[test]
+fn a_primary_logs_its_ipv6_connections_once_established_and_resyncs_them() {
+    let (mut dp, lport) = fullnat6_syn_sent();
+    let fwd = &mut dp.fwd;
+    dp.v6
+        .set_sync(fwd, Some(crate::forward::SyncLog::new(16, 1_000)));
+    let now = |dp: &Datapath<VecBuf>| crate::conn::Ticks(dp.l3.now_ms);
+    let drain = |dp: &mut Datapath<VecBuf>| {
+        let mut out = Vec::new();
+        let t = now(dp);
+        dp.v6.drain_sync(&mut dp.fwd, t, &mut out);
+        out
+    };
+    // The handshake is not sent: a flood's would fill the backup.
+    dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+    assert!(drain(&mut dp).is_empty());
+    dp.process(tcp6_to(8080, 40000, false, b""), &meta(0));
+    let logged = drain(&mut dp);
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].local.1, lport);
+    // Within the refresh period, another segment logs nothing; a period later it does.
+    dp.process(tcp6_to(8080, 40000, false, b"x"), &meta(0));
+    assert!(drain(&mut dp).is_empty());
+    dp.tick(2_000);
+    dp.process(tcp6_to(8080, 40000, false, b"y"), &meta(0));
+    assert_eq!(drain(&mut dp).len(), 1);
+    assert_eq!(dp.fwd.sync_counters().logged, 2);
+    // A full resync's IPv6 share: the connection, whatever the log holds.
+    let mut all = Vec::new();
+    let mut from = Some(0);
+    while let Some(f) = from {
+        from = dp
+            .v6
+            .export_range(dp.fwd.services(), f, 256, now(&dp), &mut all);
+    }
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].client, logged[0].client);
+}
+
+#[test]
+fn a_nat64_connection_installed_on_a_backup_takes_its_ipv4_local_port() {
+    let mut a_dp = nat64_datapath();
+    let (lip, lport, rs) = nat64_syn(&mut a_dp);
+    let v = a_dp.process(nat64_answer(rs, lip, lport, "SA"), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+    a_dp.process(tcp6_to(8082, 40000, false, b""), &meta(0));
+    let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8082, 6);
+    let id = a_dp.v6.conns.lookup(&t).unwrap().0;
+    let now = crate::conn::Ticks(a_dp.l3.now_ms);
+    let rec = sync6::export(&a_dp.v6.conns, a_dp.fwd.services(), id, now).unwrap();
+    assert_eq!(rec.mode, crate::forward::mode::NAT64);
+    assert_eq!((rec.real.0, rec.local), (rs.into(), (lip.into(), lport)));
+    let mut b = nat64_datapath();
+    let now = crate::conn::Ticks(b.l3.now_ms);
+    let applied = b.v6.apply_record(&mut b.l3, &mut b.fwd, &rec, now);
+    assert_eq!(applied, Ok(crate::forward::Applied::Installed));
+    // The IPv4 server's segment reaches the IPv6 client from the VIP.
+    b.l3.learn_from_peer(rs, RS1_MAC, 1);
+    let v = b.process(nat64_answer(rs, lip, lport, "A"), &meta(1));
+    let Verdict::Tx(0, out) = v else {
+        panic!("not forwarded: {}", drop_name(&v))
+    };
+    let (s, sp, d, dp_, _) = tcp_of(out.data());
+    assert_eq!((s, sp, d, dp_), (a(VIP6), 8082, a(CLIENT6), 40000));
+    let si = b.fwd.services().find6(a(VIP6), 8082, 6).unwrap();
+    assert_eq!(
+        b.fwd.pool_mut(si).unwrap().stats().allocated,
+        1,
+        "its port taken"
+    );
+}

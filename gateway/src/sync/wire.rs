@@ -340,6 +340,9 @@ fn encode_record6(r: &ConnRecord) -> [u8; RECORD6_LEN] {
     b
 }
 
+/// A record's decoder, for its layout.
+type DecodeRecord = fn(&[u8]) -> Result<ConnRecord, Refused>;
+
 fn decode_record(b: &[u8]) -> Result<ConnRecord, Refused> {
     use field::rec;
     Ok(ConnRecord {
@@ -479,7 +482,7 @@ impl Opener {
         let body = &data[field::BODY..];
         let msg = match kind {
             MsgKind::Records | MsgKind::Records6 => {
-                let (len, decode): (usize, fn(&[u8]) -> Result<ConnRecord, Refused>) = match kind {
+                let (len, decode): (usize, DecodeRecord) = match kind {
                     MsgKind::Records => (RECORD_LEN, decode_record),
                     _ => (RECORD6_LEN, decode_record6),
                 };

@@ -214,3 +214,68 @@ fn bodies_that_disagree_with_their_header_are_refused() {
         Err(Refused::BadVersion)
     );
 }
+
+#[test]
+fn ipv6_records_travel_in_their_own_messages_and_come_back_whole() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let v4 = ConnRecord {
+        kind: RecordKind::Conn,
+        proto: 6,
+        mode: 0,
+        state: 1,
+        client: (ip("10.10.0.2"), 40000),
+        vip: (ip("10.10.0.100"), 80),
+        real: (ip("10.20.0.11"), 80),
+        local: (ip("10.20.0.200"), 1024),
+        remaining_ms: 900_000,
+    };
+    let v6 = ConnRecord {
+        client: (ip("2001:db8:10::2"), 40000),
+        vip: (ip("2001:db8:10::100"), 80),
+        real: (ip("2001:db8:20::11"), 80),
+        local: (ip("2001:db8:20::200"), 1024),
+        ..v4
+    };
+    // NAT64: an IPv4 server and local address under an IPv6 client and VIP.
+    let nat64 = ConnRecord {
+        mode: crate::forward::mode::NAT64,
+        real: (ip("10.20.0.11"), 80),
+        local: (ip("10.20.0.203"), 2048),
+        ..v6
+    };
+    let dr6 = ConnRecord {
+        mode: crate::forward::mode::DR,
+        local: (ip("::"), 0),
+        ..v6
+    };
+    let template6 = ConnRecord {
+        kind: RecordKind::Template,
+        client: (ip("2001:db8:10::"), 0),
+        ..dr6
+    };
+    let mut sent = vec![v4, v6, nat64, dr6, template6];
+    // More IPv6 records than one message holds.
+    sent.extend((0..MAX_RECORDS6 as u16).map(|i| ConnRecord {
+        client: (ip("2001:db8:10::3"), 1000 + i),
+        ..v6
+    }));
+    let msgs = Sealer::new(KEY, 3, 100).records(&sent);
+    let kinds: Vec<u8> = msgs.iter().map(|m| m[field::KIND]).collect();
+    assert_eq!(kinds, [0, 4, 4], "one IPv4 message, then two IPv6 ones");
+    assert!(msgs.iter().all(|m| m.len() <= 1500 - 28));
+    let mut o = Opener::new(KEY);
+    let got: Vec<ConnRecord> = msgs
+        .iter()
+        .flat_map(|m| match o.open(m) {
+            Ok(Message::Records { records, .. }) => records,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got, sent,
+        "the IPv4 record first, then the IPv6 ones in order"
+    );
+    // An IPv6 message whose body is IPv4 records' length is refused.
+    let short = Sealer::new(KEY, 3, 200).seal(MsgKind::Records6, 1, &encode_record(&v4));
+    assert_eq!(o.open(&short), Err(Refused::BadLength));
+}
