@@ -17,13 +17,19 @@
 #   <name>-sw    server switch  br0: each gateway's server port, rs1, rs2
 #   <name>-rs1/2 real servers   eth0 10.20.0.11-12/24, nginx on :80
 #
+# LAB_IPV6=1 at `up`: dual stack. The client 2001:db8:10::2/64, the gateways' ports
+# 2001:db8:10::1K/64 and 2001:db8:20::K/64, the real servers 2001:db8:20::11-12/64; an IPv6
+# service too, VIP6 2001:db8:10::100 (owner "kernel", FullNAT from the LIP 2001:db8:20::201),
+# which keepalived floats with the VIP (virtual_ipaddress_excluded: an IPv4 VRRP instance's
+# addresses of the other family). `failover NAME EVENT ipv6` runs wrk and ping through VIP6.
+#
 # Usage (also as `lab.sh ha ...`):
 #   lab-ha.sh up     [NAME] [WORKERS] [nopreempt]   build it (default NAME gwha, 1 worker per gateway)
 #   lab-ha.sh down   [NAME]                         stop everything, remove the namespaces
 #   lab-ha.sh status [NAME]                         who holds the VIP, each gateway's sync state
 #   lab-ha.sh demo   [NAME]                         wrk keep-alive through the VIP, SIGKILL of the
 #                                                   primary mid-run: takeover time, connections kept
-#   lab-ha.sh failover NAME kill|keepalived-stop|failback   the same with another event
+#   lab-ha.sh failover NAME kill|keepalived-stop|failback [ipv6]   the same with another event
 #   lab-ha.sh measure NAME [SECONDS]                sync's bandwidth and CPU under short connections
 #   lab-ha.sh gateway NAME K start|kill|term        (re)start or stop gateway K (keepalived stays)
 #   lab-ha.sh keepalived NAME K start|stop          start or stop gateway K's keepalived
@@ -37,6 +43,7 @@ cmd=${1:-status}
 name=${2:-gwha}
 run_dir=/run/gwlab/$name
 VIP=10.10.0.100
+VIP6=2001:db8:10::100
 # The pair's sync key (a lab key; a real pair generates its own: `openssl rand -hex 32`).
 SYNC_KEY=67617465776179206861206c6162206b657920666f722074657374696e6721
 
@@ -44,6 +51,16 @@ SYNC_KEY=67617465776179206861206c6162206b657920666f722074657374696e6721
 . "$here/scripts/lab-lib.sh"
 
 workers_of() { cat "$run_dir/workers" 2>/dev/null || echo 1; }
+# Whether the lab was built dual-stack (LAB_IPV6=1 at `up`): every later command follows.
+[ -f "$run_dir/ipv6" ] && export LAB_IPV6=1
+
+v6on() { # IPv6 on in a namespace: its interfaces now and later (a gateway's twins)
+  local n=$1 d
+  nsx "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+  for d in $(nsx "$n" ls /sys/class/net); do
+    nsx "$n" sysctl -qw "net.ipv6.conf.$d.disable_ipv6=0"
+  done
+}
 
 gateway_conf() {
   local k=$1 workers=$2 other=$(( 3 - $1 ))
@@ -73,6 +90,21 @@ local_addresses = ["10.20.0.201", "10.20.0.202"]
 address = "10.20.0.11"
 [[service.real]]
 address = "10.20.0.12"
+TOML
+  [ "${LAB_IPV6:-0}" = 1 ] || return 0
+  cat <<TOML
+
+# The IPv6 VIP is keepalived's too, floated with the IPv4 one; its LIP follows it.
+[[service]]
+vip = "$VIP6"
+port = 80
+owner = "kernel"
+scheduler = "rr"
+local_addresses = ["2001:db8:20::201"]
+[[service.real]]
+address = "2001:db8:20::11"
+[[service.real]]
+address = "2001:db8:20::12"
 TOML
 }
 
@@ -117,8 +149,18 @@ vrrp_instance VI_1 {
     10.20.0.201/24 dev server
     10.20.0.202/24 dev server
   }
-}
 KA
+  if [ "${LAB_IPV6:-0}" = 1 ]; then
+    # Unsolicited neighbour advertisements for these on takeover, as gratuitous ARPs for the
+    # others: the client and the real servers learn the new master's MAC at once.
+    cat <<KA
+  virtual_ipaddress_excluded {
+    $VIP6/64 dev client
+    2001:db8:20::201/64 dev server
+  }
+KA
+  fi
+  echo "}"
 }
 
 start_gateway() { start_gateway_at "gw$1" "$run_dir/gw$1"; }
@@ -183,17 +225,26 @@ up() {
   down >/dev/null 2>&1 || true
   mkdir -p "$run_dir"
   echo "$workers" > "$run_dir/workers"
+  [ "${LAB_IPV6:-0}" = 1 ] && touch "$run_dir/ipv6"
   for n in cli fsw sw rs1 rs2; do new_ns $n; done
   for s in fsw sw; do nsx $s ip link add br0 type bridge; nsx $s ip link set br0 up; done
   ip link add eth0 netns "$(ns cli)" type veth peer name p-cli netns "$(ns fsw)"
   nsx fsw ip link set p-cli master br0; quiet_link fsw p-cli; quiet_link cli eth0
   nsx cli ip addr add 10.10.0.2/24 dev eth0
+  if [ "${LAB_IPV6:-0}" = 1 ]; then
+    v6on cli
+    nsx cli ip -6 addr add 2001:db8:10::2/64 dev eth0 nodad
+  fi
   local i=11
   for r in rs1 rs2; do
     ip link add eth0 netns "$(ns $r)" type veth peer name "p-$r" netns "$(ns sw)"
     nsx sw ip link set "p-$r" master br0; quiet_link sw "p-$r"
     quiet_link $r eth0
     nsx $r ip addr add 10.20.0.$i/24 dev eth0
+    if [ "${LAB_IPV6:-0}" = 1 ]; then
+      v6on $r
+      nsx $r ip -6 addr add "2001:db8:20::$i/64" dev eth0 nodad
+    fi
     i=$((i + 1))
     start_nginx $r $r
   done
@@ -201,6 +252,14 @@ up() {
     local dir=$run_dir/gw$k
     mkdir -p "$dir"
     add_gateway_node "$k"
+    if [ "${LAB_IPV6:-0}" = 1 ]; then
+      # The twins the gateway makes inherit the namespace's default. The veths under the DPDK
+      # ports stay IPv6-less: the kernel would take the frames af_packet reads too and answer
+      # a SYN to VIP6 (on a twin: local to the namespace) with a RST, as rp_filter prevents
+      # for IPv4.
+      v6on "gw$k"
+      nsx "gw$k" sysctl -qw net.ipv6.conf.lbc.disable_ipv6=1 net.ipv6.conf.lbs.disable_ipv6=1
+    fi
     gateway_conf "$k" "$workers" > "$dir/gateway.toml"
     keepalived_conf "$k" "$preempt" > "$dir/keepalived.conf"
     start_gateway "$k"
@@ -256,14 +315,15 @@ status() {
 # new ones wrk had to open (each real server logs every request with its connection's
 # LIP:lport).
 failover() {
-  local event=${3:-kill}
+  local event=${3:-kill} url="http://$VIP/" target=$VIP
+  if [ "${4:-}" = ipv6 ]; then url="http://[$VIP6]/"; target=$VIP6; fi
   local gwctl; gwctl=$(gwctl_bin)
   for r in rs1 rs2; do : > "$run_dir/$r/conns.log"; done
-  echo "== wrk: 20 connections, keep-alive, 10 s; event '$event' 3 s in (VIP on gateway $(holder))"
-  nsx cli timeout 30 wrk -t2 -c20 -d10s --timeout 5s "http://$VIP/" > "$run_dir/wrk.txt" 2>&1 &
+  echo "== wrk: 20 connections, keep-alive, 10 s, to $url; event '$event' 3 s in (VIP on gateway $(holder))"
+  nsx cli timeout 30 wrk -t2 -c20 -d10s --timeout 5s "$url" > "$run_dir/wrk.txt" 2>&1 &
   local wrk=$!
   sleep 2.5
-  nsx cli ping -n -i 0.01 -W 1 -w 8 "$VIP" > "$run_dir/ping.txt" 2>&1 &
+  nsx cli ping -n -i 0.01 -W 1 -w 8 "$target" > "$run_dir/ping.txt" 2>&1 &
   local ping=$!
   sleep 0.5
   local at; at=$(date +%s.%N)

@@ -89,9 +89,11 @@ start_gateway_at() {
 # The head of gateway K's config in the multi-gateway labs (ECMP, HA): EAL prefix NAME-gwK, WORKERS
 # workers (one: on CPU (K-1) mod 2, so two gateways use both cores; two: on both), and the ports
 # lbc (10.10.0.1K/24) and lbs (10.20.0.K/24) on af_packet, a queue pair per worker.
+# With LAB_IPV6=1 the ports have IPv6 addresses too (2001:db8:10::1K/64, 2001:db8:20::K/64).
 gateway_toml_head() {
-  local k=$1 workers=$2 cpus qp=""
+  local k=$1 workers=$2 cpus qp="" c6="" s6=""
   if [ "$workers" -gt 1 ]; then cpus=$(seq -s, 0 $((workers - 1))); qp=",qpairs=$workers"; else cpus=$(( (k - 1) % 2 )); fi
+  if [ "${LAB_IPV6:-0}" = 1 ]; then c6=", \"2001:db8:10::1$k/64\""; s6=", \"2001:db8:20::$k/64\""; fi
   cat <<TOML
 [eal]
 file_prefix = "$name-gw$k"
@@ -110,12 +112,12 @@ cache = 128
 [[port]]
 name = "client"
 device = "net_af_packet0,iface=lbc$qp,framecnt=4096"
-addresses = ["10.10.0.1$k/24"]
+addresses = ["10.10.0.1$k/24"$c6]
 
 [[port]]
 name = "server"
 device = "net_af_packet1,iface=lbs$qp,framecnt=4096"
-addresses = ["10.20.0.$k/24"]
+addresses = ["10.20.0.$k/24"$s6]
 
 [control]
 stats_interval_s = 0

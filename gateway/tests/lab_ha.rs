@@ -2,7 +2,8 @@
 //! unmodified) floats the VIP and the shared LIPs between the gateways' twins; the gateways sync
 //! their connections, so established FullNAT connections carry on through a failover, a failback
 //! and a keepalived stop, under wrk with keep-alive. A sync message without the key changes
-//! nothing.
+//! nothing. Dual stack, an IPv6 VIP floats with the IPv4 one and its FullNAT connections carry
+//! on as well.
 
 mod common;
 
@@ -21,10 +22,24 @@ impl Ha {
 
     /// `extra`: `nopreempt`, or nothing.
     fn up_with(tag: &str, workers: usize, extra: &str) -> Ha {
+        Ha::up_env(tag, workers, extra, &[])
+    }
+
+    /// Dual stack (`LAB_IPV6=1`): an IPv6 VIP and service besides the IPv4 ones.
+    fn up_dual_stack(tag: &str, workers: usize) -> Ha {
+        Ha::up_env(tag, workers, "", &[("LAB_IPV6", "1")])
+    }
+
+    fn up_env(tag: &str, workers: usize, extra: &str, env: &[(&str, &str)]) -> Ha {
         let lab = Ha {
             name: unique_name(tag),
         };
-        let out = lab.script(&["up", &lab.name, &workers.to_string(), extra]);
+        let out = Command::new(repo_root().join("scripts/lab-ha.sh"))
+            .args(["up", &lab.name, &workers.to_string(), extra])
+            .env("GATEWAY_BIN", gateway_bin())
+            .envs(env.iter().copied())
+            .output()
+            .expect("run lab-ha.sh");
         assert!(
             out.status.success(),
             "lab-ha.sh up failed:\n{}\n{}",
@@ -86,7 +101,13 @@ impl Ha {
     /// Runs `failover EVENT`: (longest ping gap in ms, established before, carried on, new), with
     /// the script's output for messages.
     fn failover(&self, event: &str) -> ((u64, u64, u64, u64), String) {
-        let out = self.script(&["failover", &self.name, event]);
+        self.failover_to(event, "")
+    }
+
+    /// `failover EVENT` with wrk and ping through the IPv6 VIP (`family` "ipv6") or the IPv4 one
+    /// ("").
+    fn failover_to(&self, event: &str, family: &str) -> ((u64, u64, u64, u64), String) {
+        let out = self.script(&["failover", &self.name, event, family]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "failover {event}: {text}");
@@ -322,4 +343,95 @@ fn with_nopreempt_a_restarted_primary_stays_the_backup_and_connections_carry_on(
     let s1 = lab.sync(1);
     assert_eq!(s1["status"]["role"], "backup", "{s1}");
     assert!(counter(&s1, "sync_installed") >= 20, "{s1}");
+}
+
+/// Gateway `k`'s kernel-owned VIPs, each with whether a twin holds it (`gwctl --json twins`).
+fn kernel_owned(lab: &Ha, k: usize) -> Vec<(String, bool)> {
+    let (ok, out) = lab.gwctl(k, &["--json", "twins"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["kernel_owned"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no kernel_owned: {v}"))
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_bool().unwrap()))
+        .collect()
+}
+
+/// An IPv6 VIP (owner "kernel") floated by keepalived with the IPv4 one: served only where a
+/// twin holds it, its FullNAT connections synced (IPv6 records) and carried on through a
+/// takeover and a failback under wrk, as IPv4's.
+#[test]
+fn ipv6_connections_survive_failover_and_failback() {
+    let lab = Ha::up_dual_stack("h6", 2);
+    assert_eq!(lab.holder(), "1", "{}", lab.logs());
+    let vip6 = "2001:db8:10::100".to_string();
+    assert!(kernel_owned(&lab, 1).contains(&(vip6.clone(), true)));
+    assert!(
+        kernel_owned(&lab, 2).contains(&(vip6.clone(), false)),
+        "the backup does not serve it"
+    );
+    let curl6 = |lab: &Ha| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-cli", lab.name)])
+            .args([
+                "curl",
+                "-sS",
+                "--max-time",
+                "3",
+                "http://[2001:db8:10::100]/",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let first = curl6(&lab);
+    if !first.starts_with("rs") {
+        let sh = |ns: &str, cmd: &str| {
+            let o = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &format!("{}-{ns}", lab.name),
+                    "sh",
+                    "-c",
+                    cmd,
+                ])
+                .output()
+                .unwrap();
+            format!("== {ns}: {cmd}\n{}", String::from_utf8_lossy(&o.stdout))
+        };
+        let diag = [
+            sh("cli", "ip -6 neigh; ip -6 addr"),
+            sh("rs1", "ip -6 neigh; ss -tan"),
+            sh("rs2", "ip -6 neigh; ss -tan"),
+            lab.gwctl(1, &["stats"]).1,
+            lab.gwctl(2, &["stats"]).1,
+            lab.gwctl(1, &["neigh"]).1,
+            curl6(&lab),
+        ]
+        .join("\n");
+        panic!("{first}\n{diag}\n{}", lab.logs());
+    }
+
+    let ((gap, est, kept, new), text) = lab.failover_to("kill", "ipv6");
+    eprintln!("ipv6 kill: gap {gap} ms, {kept} of {est} carried on, {new} new");
+    assert_eq!(lab.holder(), "2", "{text}\n{}", lab.logs());
+    assert!(gap < 1000, "takeover took {gap} ms: {text}");
+    assert_eq!((est, kept, new), (20, 20, 0), "{text}\n{}", lab.logs());
+    assert!(kernel_owned(&lab, 2).contains(&(vip6.clone(), true)));
+    assert!(counter(&lab.sync(2), "sync_installed") >= 20);
+    for _ in 0..3 {
+        let body = curl6(&lab);
+        assert!(
+            body.starts_with("rs"),
+            "a new connection after the takeover: {body:?}"
+        );
+    }
+
+    // Failback: gateway 1 resyncs in full (the IPv6 table's share too), then takes the VIPs back.
+    let ((_, est, kept, new), text) = lab.failover_to("failback", "ipv6");
+    eprintln!("ipv6 failback: {kept} of {est} carried on, {new} new");
+    assert_eq!(lab.holder(), "1", "{text}\n{}", lab.logs());
+    assert_eq!((est, kept, new), (20, 20, 0), "{text}\n{}", lab.logs());
 }

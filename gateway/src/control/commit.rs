@@ -706,6 +706,7 @@ fn same_l3(a: &Topology, b: &Topology) -> bool {
         && routes(a) == routes(b)
         && set(&a.local) == set(&b.local)
         && set(&a.iface) == set(&b.iface)
+        && a.silent6 == b.silent6
 }
 
 /// Removes the persistence templates of every service of `services` expired at `now` (the workers'
@@ -722,6 +723,18 @@ pub fn expire_templates(services: &ServiceTable, now: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kernel-owned IPv6 VIP taken over changes only `silent6`: a topology of its own, which
+    /// the workers must get (the HA lab once saw the IPv6 VIP held and still refused, its
+    /// address added in a netlink batch after the IPv4 VIP's).
+    #[test]
+    fn a_topology_differing_only_in_its_silent_ipv6_addresses_is_another() {
+        let a = Topology::default();
+        let mut b = a.clone();
+        assert!(same_l3(&a, &b));
+        b.silent6.insert("2001:db8:10::100".parse().unwrap());
+        assert!(!same_l3(&a, &b));
+    }
 
     /// Workers played by threads speaking the inbox protocol: `refuse` refuses every preparation.
     /// Each returns what it did ("prepared 2", "runs 2", "aborted 2").
