@@ -202,6 +202,14 @@ fn run_with(tag: &str, emulate_rss: bool, runtime_service: bool) -> (serde_json:
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let st = std::fs::read_to_string(&stats).unwrap_or_default();
+    if json["open"]["established"] != 1000 {
+        // For the failure's message: the run directory goes with `r`.
+        let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
+        eprintln!(
+            "gateway log:\n{log}\npktgen stderr:\n{}",
+            String::from_utf8_lossy(&pg.stderr)
+        );
+    }
     drop(r);
     (json, st)
 }

@@ -8,7 +8,8 @@
 //! An IPv6 entry keeps in `user` when its client's wait for the server began (ms mod 2^32): its
 //! creation, or a FullNAT or NAT64 server's last bare ACK to the SYN from its TIME_WAIT
 //! (`service::server_state`); and in `ext` whether its server answered the client's SYN
-//! ([`ANSWERED`]). IPv6 entries use neither for anything else.
+//! ([`ANSWERED`], bit 0; `ext`'s other bits are the sync log's refresh period, as on IPv4).
+//! IPv6 entries use neither for anything else.
 //!
 //! Unlike IPv4's, a connection to retry is removed, not parked on its LIP:lport for the rest
 //! of TIME_WAIT (`forward::fullnat::PARKED`), as IPv6's `service::reschedule` does for a reused

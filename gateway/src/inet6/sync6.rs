@@ -183,8 +183,13 @@ impl<B: PacketBuf> Inet6<B> {
         now: Ticks,
     ) -> Result<Applied, InstallError> {
         let client = client_tuple(r)?;
+        // Replaced: another connection here held the record's local port.
+        let outcome = |(_, stale): (ConnId, bool)| match stale {
+            true => Applied::Replaced,
+            false => Applied::Installed,
+        };
         let Some((id, _)) = self.conns.lookup(&client) else {
-            return self.install(l3, fwd, r, now).map(|_| Applied::Installed);
+            return self.install(l3, fwd, r, now).map(outcome);
         };
         let same = export(&self.conns, fwd.services(), id, now).is_some_and(|e| {
             (e.real, e.local, e.mode, e.proto) == (r.real, r.local, r.mode, r.proto)
@@ -220,14 +225,15 @@ impl<B: PacketBuf> Inet6<B> {
 
     /// Installs the connection of record `r` into this worker's IPv6 table, its local port
     /// taken (an entry holding that port's reply tuple is stale: the primary gave the port to
-    /// this connection, so it has dropped the one that had it).
+    /// this connection, so it has dropped the one that had it; it goes, and the second value
+    /// says so).
     fn install(
         &mut self,
         l3: &mut L3<B>,
         fwd: &mut Forwarder,
         r: &ConnRecord,
         now: Ticks,
-    ) -> Result<ConnId, InstallError> {
+    ) -> Result<(ConnId, bool), InstallError> {
         let client = client_tuple(r)?;
         let services = fwd.services().clone();
         let si = services
@@ -252,25 +258,29 @@ impl<B: PacketBuf> Inet6<B> {
             return Err(InstallError::ModeMismatch);
         }
         let (rport, lport, proto) = (r.real.1, r.local.1, r.proto);
+        let mut stale = false;
         let reply = match (r.mode, r.real.0, r.local.0) {
             (mode::FULLNAT, IpAddr::V6(rip), IpAddr::V6(lip)) => {
                 let worker = usize::from(l3.worker);
                 self.build_pools(&services, fwd.layout(), worker);
+                // The pool says whether this worker could have handed the port out and that no
+                // entry holds it; one that does is stale.
                 let take = |v6: &Self| v6.take_freed(si, (lip, lport), rip, rport, proto);
                 let taken = take(self).or_else(|| {
-                    self.drop_stale(fwd, &Tuple6::new(rip, rport, lip, lport, proto))
-                        .then(|| take(self))
-                        .flatten()
+                    stale = self.drop_stale(fwd, &Tuple6::new(rip, rport, lip, lport, proto));
+                    stale.then(|| take(self)).flatten()
                 });
                 Some(taken.ok_or(InstallError::NotThisWorker)?)
             }
             (mode::NAT64, IpAddr::V4(rip), IpAddr::V4(lip)) => {
-                let take =
-                    |fwd: &mut Forwarder| fwd.pool_mut(si).is_some_and(|p| p.take(lip, lport));
-                let reply = nat64::reply_tuple(rip, rport, lip, lport, proto);
-                if !(take(fwd) || self.drop_stale(fwd, &reply) && take(fwd)) {
+                // The IPv4 pool counts its ports in use and checks only that this worker owns
+                // the port; the table says whether an entry holds it (stale, its port given
+                // back as it goes).
+                if !fwd.pool_mut(si).is_some_and(|p| p.take(lip, lport)) {
                     return Err(InstallError::NotThisWorker);
                 }
+                let reply = nat64::reply_tuple(rip, rport, lip, lport, proto);
+                stale = self.drop_stale(fwd, &reply);
                 Some(reply)
             }
             (mode::NAT, IpAddr::V6(rip), _) => Some(Tuple6::new(
@@ -331,7 +341,7 @@ impl<B: PacketBuf> Inet6<B> {
                 s.on_conn_new();
             }
         }
-        Ok(id)
+        Ok((id, stale))
     }
 
     /// Removes the connection whose reply tuple is `reply`, if one has it: whether one did.

@@ -3114,3 +3114,95 @@ fn a_nat64_connection_installed_on_a_backup_takes_its_ipv4_local_port() {
         "its port taken"
     );
 }
+
+/// A full resync carries a primary's IPv6 connections (the IPv6 table's turn after the IPv4
+/// one's), and the backup's workers pass each record to the worker that owns it there: a
+/// FullNAT one to the owner of its local port, a DR one to the owner of its client tuple.
+#[test]
+fn a_full_resync_brings_ipv6_connections_to_their_owner_on_the_backup() {
+    use crate::sync::worker_side::WorkerSync;
+    use crate::sync::{Export, Primary};
+    for (cfg, dport) in [(config_fullnat(), 8080), (config6(), 80)] {
+        let (mut w, cport, _) = two_workers(&cfg);
+        let v = w[1].process(tcp6_to(dport, cport, true, b""), &meta(0));
+        let Verdict::Tx(1, out) = v else {
+            panic!("{dport}: SYN {v:?}")
+        };
+        if dport == 8080 {
+            let lport = tcp_of(out.data()).1;
+            let v = w[1].process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+            assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
+        }
+        let v = w[1].process(tcp6_to(dport, cport, false, b""), &meta(0));
+        assert!(matches!(v, Verdict::Tx(1, _)), "{dport}: {v:?}");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut ws = WorkerSync::default();
+        let p = Primary {
+            out: tx,
+            refresh_ms: 1_000,
+            log_capacity: 64,
+        };
+        ws.set_primary(&mut w[1], Some(p));
+        ws.export_all(3);
+        let now = crate::conn::Ticks(w[1].l3.now_ms);
+        for _ in 0..200 {
+            if !ws.resyncing() {
+                break;
+            }
+            ws.housekeeping(&mut w[1], now);
+        }
+        assert!(!ws.resyncing(), "{dport}: the resync ends");
+        let recs: Vec<_> = rx
+            .try_iter()
+            .flat_map(|e| match e {
+                Export::Records(r) => r,
+                Export::ResyncDone(_) => Vec::new(),
+            })
+            .collect();
+        assert_eq!(recs.len(), 1, "{dport}: {recs:?}");
+        assert!(recs[0].is_ipv6());
+        let mut b: Vec<Datapath<VecBuf>> =
+            (0..2).map(|i| datapath_from(&cfg, i, 2, 1024)).collect();
+        let others = WorkerSync::install(&mut b[0], 0, recs, false, now, |_| 0);
+        assert_eq!(others.len(), 1, "{dport}: worker 1's");
+        let (owner, theirs) = others.into_iter().next().unwrap();
+        assert_eq!(owner, 1);
+        assert!(WorkerSync::install(&mut b[1], 1, theirs, true, now, |_| 0).is_empty());
+        assert_eq!(
+            (b[0].v6.conns.len(), b[1].v6.conns.len()),
+            (0, 1),
+            "{dport}"
+        );
+        assert_eq!(b[1].fwd.sync_counters().installed, 1);
+    }
+}
+
+/// A NAT64 record whose IPv4 local port an entry of the backup still holds (a connection the
+/// primary has let go of and given the port to another): that entry goes and the record is
+/// installed, as IPv4 FullNAT's (`install_over_stale`).
+#[test]
+fn a_nat64_record_takes_its_local_port_from_a_stale_entry() {
+    let mut a_dp = nat64_datapath();
+    let (lip, lport, rs) = nat64_syn(&mut a_dp);
+    a_dp.process(nat64_answer(rs, lip, lport, "SA"), &meta(1));
+    a_dp.process(tcp6_to(8082, 40000, false, b""), &meta(0));
+    let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8082, 6);
+    let id = a_dp.v6.conns.lookup(&t).unwrap().0;
+    let now = crate::conn::Ticks(a_dp.l3.now_ms);
+    let rec = sync6::export(&a_dp.v6.conns, a_dp.fwd.services(), id, now).unwrap();
+    let mut b = nat64_datapath();
+    let now = crate::conn::Ticks(b.l3.now_ms);
+    let first = b.v6.apply_record(&mut b.l3, &mut b.fwd, &rec, now);
+    assert_eq!(first, Ok(crate::forward::Applied::Installed));
+    // Another client's connection on the same local address and port.
+    let other = crate::conn::record::ConnRecord {
+        client: (a(CLIENT6).into(), 40001),
+        ..rec
+    };
+    let second = b.v6.apply_record(&mut b.l3, &mut b.fwd, &other, now);
+    assert_eq!(second, Ok(crate::forward::Applied::Replaced));
+    assert_eq!(b.v6.conns.len(), 1);
+    let t2 = crate::conn::Tuple6::new(a(CLIENT6), 40001, a(VIP6), 8082, 6);
+    assert!(b.v6.conns.lookup(&t2).is_some() && b.v6.conns.lookup(&t).is_none());
+    assert_eq!(b.fwd.sync_counters().refused(), 0);
+}

@@ -5,7 +5,8 @@
 //!   steering digest). Records from a peer are installed only once its hello has matched ours
 //!   (`sync/PROTOCOL.md`); a differing hello is refused and logged, once per change.
 //! - **The master** takes the records its workers hand it (their `SyncLog`s, drained every 5 ms,
-//!   and full exports), seals them 44 to a message and sends them, paced to `max_msgs_per_s`;
+//!   and full exports), seals them 44 to a message (17 IPv6 ones, each message one family's)
+//!   and sends them, paced to `max_msgs_per_s`;
 //!   it answers a resync request by asking every worker for everything and, once the last
 //!   worker's records are sent, says so (a resync done). A box that is not the master answers
 //!   with an empty resync done: it has nothing to give.
@@ -607,9 +608,10 @@ impl Link {
         self.last_refill = now;
         let mut sent = 0;
         while sent < self.pending.len() && self.tokens >= 1.0 {
-            let end = (sent + wire::MAX_RECORDS).min(self.pending.len());
-            let msgs = self.sealer.records(&self.pending[sent..end]);
-            for m in msgs {
+            // One message a token: a run of one family's records, as many as its layout fits
+            // (an IPv6 record is longer).
+            let end = message_end(&self.pending, sent);
+            for m in self.sealer.records(&self.pending[sent..end]) {
                 self.send(&m, end - sent);
             }
             sent = end;
@@ -633,6 +635,7 @@ impl Link {
         }
     }
 
+    /// Sends one message of `records` records.
     fn send(&mut self, m: &[u8], records: usize) {
         match self.sock.send_to(m, self.dest) {
             Ok(_) => {
@@ -808,6 +811,27 @@ impl Link {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// Where the message that starts at `pending[from]` ends: the records after it of the same
+/// family, at most what one message of that family holds ([`wire::MAX_RECORDS`] IPv4 ones,
+/// [`wire::MAX_RECORDS6`] IPv6 ones), so that `Sealer::records` makes one message of them.
+fn message_end(pending: &[ConnRecord], from: usize) -> usize {
+    let Some(first) = pending.get(from) else {
+        return from;
+    };
+    let v6 = first.is_ipv6();
+    let max = if v6 {
+        wire::MAX_RECORDS6
+    } else {
+        wire::MAX_RECORDS
+    };
+    pending[from..]
+        .iter()
+        .take(max)
+        .take_while(|r| r.is_ipv6() == v6)
+        .count()
+        + from
 }
 
 #[cfg(test)]

@@ -271,11 +271,13 @@ impl Forwarder {
         if matches!(r.mode, mode::FULLNAT | mode::NAT64) && r.local.1 != 0 {
             return self.layout.owner_of(r.local.1);
         }
-        let hash_only = r.mode == mode::NAT;
+        // As the datapath picks it (`client_owner_elsewhere`): by the hash alone in a service
+        // with NAT real servers, whatever this connection's mode.
+        let si = self.services.find_ip(r.vip.0, r.vip.1, r.proto);
         match (r.client.0, r.vip.0) {
             (IpAddr::V4(cip), IpAddr::V4(vip)) => self.owners.of_client(
                 client_port,
-                hash_only,
+                si.is_some_and(|si| self.nat.service_has_nat(si)),
                 r.proto,
                 cip,
                 r.client.1,
@@ -284,7 +286,7 @@ impl Forwarder {
             ),
             (IpAddr::V6(cip), IpAddr::V6(vip)) => self.owners.of_client6(
                 client_port,
-                hash_only,
+                si.is_some_and(|si| self.services.service_has_nat6(si)),
                 r.proto,
                 cip,
                 r.client.1,

@@ -452,3 +452,29 @@ fn a_master_tells_its_workers_to_log_until_every_one_has_taken_it() {
         "the third try reaches the workers"
     );
 }
+
+#[test]
+fn a_message_takes_a_run_of_one_family_as_long_as_its_layout_fits() {
+    let v6 = |cport: u16| ConnRecord {
+        client: ("2001:db8:10::2".parse().unwrap(), cport),
+        vip: ("2001:db8:10::100".parse().unwrap(), 80),
+        real: ("2001:db8:20::11".parse().unwrap(), 80),
+        local: ("2001:db8:20::201".parse().unwrap(), 2000 + cport),
+        ..rec(cport)
+    };
+    let mut pending: Vec<ConnRecord> = (0..3).map(rec).collect();
+    pending.extend((0..20).map(v6));
+    pending.push(rec(9));
+    let mut ends = Vec::new();
+    let mut at = 0;
+    while at < pending.len() {
+        let end = message_end(&pending, at);
+        // Each run is one message, its records counted once.
+        let msgs = Sealer::new(b"0123456789abcdef", 1, 1).records(&pending[at..end]);
+        assert_eq!(msgs.len(), 1, "{at}..{end}");
+        ends.push(end);
+        at = end;
+    }
+    assert_eq!(ends, [3, 3 + wire::MAX_RECORDS6, 23, 24]);
+    assert_eq!(message_end(&pending, 24), 24);
+}
