@@ -39,6 +39,12 @@ pub struct ConnRecord {
     pub remaining_ms: u32,
 }
 
+/// Milliseconds from `now` to `deadline` (ms), as a record carries them: none once past, at most
+/// `u32::MAX`.
+pub fn ms_left(deadline: u64, now: crate::conn::Ticks) -> u32 {
+    deadline.saturating_sub(now.0).min(u64::from(u32::MAX)) as u32
+}
+
 /// An IPv4 record's addresses ([`ConnRecord::v4`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Addrs4 {

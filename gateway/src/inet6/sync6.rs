@@ -12,7 +12,7 @@
 //! (`fullnat::Pool6::take_freed`), as an IPv4 record's must be in the worker's pool.
 
 use super::{nat64, service, Inet6};
-use crate::conn::record::{ConnRecord, RecordKind};
+use crate::conn::record::{ms_left, ConnRecord, RecordKind};
 use crate::conn::{ConnId, ConnTable6, Dir, InsertError, State, StateChange, Ticks, Tuple6};
 use crate::forward::fullnat::{template_record, NO_DEST};
 use crate::forward::{mode, Applied, Forwarder, InstallError, Room, ServiceTable, SyncLog};
@@ -58,11 +58,7 @@ pub fn export(
         vip: (client.dst_ip().into(), client.dport),
         real: (rs.addr, rs.port),
         local,
-        remaining_ms: c
-            .deadline()
-            .0
-            .saturating_sub(now.0)
-            .min(u64::from(u32::MAX)) as u32,
+        remaining_ms: ms_left(c.deadline().0, now),
     })
 }
 

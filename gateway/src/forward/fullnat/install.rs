@@ -4,7 +4,7 @@
 //! so that its next packet, in either direction, is forwarded as on the box that opened it.
 
 use super::{mode, Forwarder, Room, NO_DEST};
-use crate::conn::record::{ConnRecord, RecordKind};
+use crate::conn::record::{ms_left, ConnRecord, RecordKind};
 use crate::conn::{ConnId, InsertError, State, Ticks, Tuple};
 use crate::forward::nat;
 use crate::service::FwdMode;
@@ -92,11 +92,7 @@ impl Forwarder {
             vip: (client.dst_ip().into(), client.dport),
             real: (rs.addr, rs.port),
             local,
-            remaining_ms: c
-                .deadline()
-                .0
-                .saturating_sub(now.0)
-                .min(u64::from(u32::MAX)) as u32,
+            remaining_ms: ms_left(c.deadline().0, now),
         })
     }
 
@@ -482,7 +478,7 @@ pub fn template_record(
         vip,
         real: (t.rs.addr, t.rs.port),
         local: (unspecified, 0),
-        remaining_ms: t.expires.saturating_sub(now.0).min(u64::from(u32::MAX)) as u32,
+        remaining_ms: ms_left(t.expires, now),
     })
 }
 
