@@ -195,7 +195,9 @@ mod proxied;
 mod report;
 mod snapshot;
 
-pub use install::{push_record, template_record, Applied, InstallError, SyncCounters, SyncLog};
+pub use install::{
+    push_record, template_record, worth_syncing, Applied, InstallError, SyncCounters, SyncLog,
+};
 pub use snapshot::PreparedServices;
 
 /// `Conn::ext` bit 0: the connection was opened by the SYN proxy (see [`synproxy`]); bits 1..8

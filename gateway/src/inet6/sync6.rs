@@ -14,20 +14,12 @@
 use super::{nat64, service, Inet6};
 use crate::conn::record::{ms_left, ConnRecord, RecordKind};
 use crate::conn::{ConnId, ConnTable6, Dir, InsertError, State, StateChange, Ticks, Tuple6};
-use crate::forward::fullnat::{template_record, NO_DEST};
+use crate::forward::fullnat::{template_record, worth_syncing, NO_DEST};
 use crate::forward::{mode, Applied, Forwarder, InstallError, Room, ServiceTable, SyncLog};
 use crate::net::L3;
 use crate::packet::PacketBuf;
 use crate::service::FwdMode;
 use std::net::{IpAddr, Ipv6Addr};
-
-/// Whether connection `c` is one a backup should hear of: neither a TCP handshake nor a UDP
-/// flow no answer has reached (what a flood leaves), as on IPv4.
-fn worth_sending(c: &crate::conn::ConnOf<Tuple6>) -> bool {
-    let tcp = c.proto() == crate::conn::PROTO_TCP;
-    !(tcp && matches!(c.state(), State::None | State::SynSent | State::SynRecv)
-        || c.is_unanswered_udp())
-}
 
 /// Connection `id` of `conns` as another box would install it; None for one whose service or
 /// real server is gone.
@@ -142,7 +134,7 @@ impl<B: PacketBuf> Inet6<B> {
     ) -> Option<u32> {
         let end = from.saturating_add(n);
         for (id, c) in self.conns.iter_range(from, end) {
-            if !worth_sending(c) {
+            if !worth_syncing(c) {
                 continue;
             }
             if let Some(r) = export(&self.conns, services, id, now) {

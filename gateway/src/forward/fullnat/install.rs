@@ -310,13 +310,7 @@ impl Forwarder {
             // Neither a TCP connection still in its handshake nor a UDP flow not known to be in
             // use is sent, as the log sends neither: a flood's would fill the backup's table with
             // entries it takes as answered.
-            let Some(c) = self.table.get(id) else {
-                continue;
-            };
-            let tcp = c.proto() == crate::conn::PROTO_TCP;
-            if tcp && matches!(c.state(), State::None | State::SynSent | State::SynRecv)
-                || c.is_unanswered_udp()
-            {
+            if !self.table.get(id).is_some_and(worth_syncing) {
                 continue;
             }
             if let Some(rec) = self.export(id, now) {
@@ -438,6 +432,16 @@ impl Forwarder {
     }
 }
 
+/// Whether a backup should hear of connection `c` (either table's): neither a TCP handshake nor
+/// a UDP flow no answer has reached yet (what a flood leaves). The backup hears of it once its
+/// server has answered, and takes it as answered (`Table::refresh`), so that its table keeps no
+/// flood to make room from.
+pub fn worth_syncing<T: crate::conn::ConnKey>(c: &crate::conn::ConnOf<T>) -> bool {
+    let tcp = c.proto() == crate::conn::PROTO_TCP;
+    !(tcp && matches!(c.state(), State::None | State::SynSent | State::SynRecv)
+        || c.is_unanswered_udp())
+}
+
 /// Appends record `r` to `out`, and after it `template`, the persistence template that placed
 /// its connection, unless the same client's was sent just before (one per client in a row).
 pub fn push_record(out: &mut Vec<ConnRecord>, r: ConnRecord, template: Option<ConnRecord>) {
@@ -527,13 +531,7 @@ impl<T: crate::conn::ConnKey> SyncLog<T> {
     /// logs it if the backup should hear of it now.
     pub fn note(&mut self, id: ConnId, c: &mut crate::conn::ConnOf<T>, old: State, now: Ticks) {
         let new = c.state();
-        let tcp = c.proto() == crate::conn::PROTO_TCP;
-        // Neither a handshake nor a UDP flow no answer has reached yet (what a flood leaves):
-        // the backup hears of it once its server has answered, and takes it as answered
-        // (`Table::refresh`), so that its table keeps no flood to make room from.
-        if tcp && matches!(new, State::None | State::SynSent | State::SynRecv)
-            || c.is_unanswered_udp()
-        {
+        if !worth_syncing(c) {
             return;
         }
         let epoch = ((now.0 / self.refresh_ms) & 0x7F) as u8;
