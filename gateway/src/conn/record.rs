@@ -39,6 +39,31 @@ pub struct ConnRecord {
     pub remaining_ms: u32,
 }
 
+impl ConnRecord {
+    /// The record of connection `c` (either table's) toward real server `real`, from local
+    /// address `local` (FullNAT, NAT64; the unspecified address and 0 otherwise), `now` giving
+    /// its time left.
+    pub fn of_conn<T: crate::conn::ConnKey>(
+        c: &crate::conn::ConnOf<T>,
+        real: (IpAddr, u16),
+        local: (IpAddr, u16),
+        now: crate::conn::Ticks,
+    ) -> ConnRecord {
+        let (client, vip) = c.client().ends();
+        ConnRecord {
+            kind: RecordKind::Conn,
+            proto: c.proto(),
+            mode: c.mode,
+            state: c.state() as u8,
+            client,
+            vip,
+            real,
+            local,
+            remaining_ms: ms_left(c.deadline().0, now),
+        }
+    }
+}
+
 /// Milliseconds from `now` to `deadline` (ms), as a record carries them: none once past, at most
 /// `u32::MAX`.
 pub fn ms_left(deadline: u64, now: crate::conn::Ticks) -> u32 {

@@ -64,6 +64,8 @@ pub trait ConnKey: Copy + PartialEq + core::fmt::Debug {
     fn proto(&self) -> u8;
     fn hash(&self, key: &HashKey) -> u64;
     fn warm(&self) -> u32;
+    /// The source and destination as addresses of either family (HA sync's records).
+    fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16));
 }
 
 impl ConnKey for Tuple {
@@ -74,6 +76,12 @@ impl ConnKey for Tuple {
         dport: 0,
         proto: 0,
     };
+    fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16)) {
+        (
+            (self.src_ip().into(), self.sport),
+            (self.dst_ip().into(), self.dport),
+        )
+    }
     #[inline]
     fn proto(&self) -> u8 {
         self.proto
@@ -127,6 +135,12 @@ impl ConnKey for Tuple6 {
         dport: 0,
         proto: 0,
     };
+    fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16)) {
+        (
+            (self.src_ip().into(), self.sport),
+            (self.dst_ip().into(), self.dport),
+        )
+    }
     #[inline]
     fn proto(&self) -> u8 {
         self.proto

@@ -12,7 +12,7 @@
 //! (`fullnat::Pool6::take_freed`), as an IPv4 record's must be in the worker's pool.
 
 use super::{nat64, service, Inet6};
-use crate::conn::record::{ms_left, ConnRecord, RecordKind};
+use crate::conn::record::{ConnRecord, RecordKind};
 use crate::conn::{ConnId, ConnTable6, Dir, InsertError, State, StateChange, Ticks, Tuple6};
 use crate::forward::fullnat::{template_record, worth_syncing, NO_DEST};
 use crate::forward::{mode, Applied, Forwarder, InstallError, Room, ServiceTable, SyncLog};
@@ -35,23 +35,12 @@ pub fn export(
     }
     let vs = services.services.get(usize::from(c.svc))?;
     let rs = vs.svc.reals().get(usize::from(c.rs))?;
-    let client = c.client();
     let local = match (c.mode, c.reply()) {
         (mode::FULLNAT, Some(r)) => (IpAddr::V6(r.dst_ip()), r.dport),
         (mode::NAT64, Some(r)) => (IpAddr::V4(r.dst_ip().to_ipv4_mapped()?), r.dport),
         _ => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
     };
-    Some(ConnRecord {
-        kind: RecordKind::Conn,
-        proto: client.proto,
-        mode: c.mode,
-        state: c.state() as u8,
-        client: (client.src_ip().into(), client.sport),
-        vip: (client.dst_ip().into(), client.dport),
-        real: (rs.addr, rs.port),
-        local,
-        remaining_ms: ms_left(c.deadline().0, now),
-    })
+    Some(ConnRecord::of_conn(c, (rs.addr, rs.port), local, now))
 }
 
 /// `r`, and after it the persistence template that placed connection `id`, if its service is

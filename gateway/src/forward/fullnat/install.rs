@@ -78,22 +78,11 @@ impl Forwarder {
         }
         let vs = self.services.services.get(usize::from(c.svc))?;
         let rs = vs.svc.reals().get(usize::from(c.rs))?;
-        let client = c.client();
         let local = match (c.mode, c.reply()) {
             (mode::FULLNAT, Some(r)) => (r.dst_ip().into(), r.dport),
             _ => (Ipv4Addr::UNSPECIFIED.into(), 0),
         };
-        Some(ConnRecord {
-            kind: RecordKind::Conn,
-            proto: client.proto,
-            mode: c.mode,
-            state: c.state() as u8,
-            client: (client.src_ip().into(), client.sport),
-            vip: (client.dst_ip().into(), client.dport),
-            real: (rs.addr, rs.port),
-            local,
-            remaining_ms: ms_left(c.deadline().0, now),
-        })
+        Some(ConnRecord::of_conn(c, (rs.addr, rs.port), local, now))
     }
 
     /// Applies a record the primary sent: installs its connection, or brings the one here up to
