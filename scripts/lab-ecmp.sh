@@ -21,6 +21,13 @@
 # The VIP 10.99.0.100 is outside every subnet: only BGP makes it reachable. :80 is FullNAT and :8080
 # DR, both `mh` with `mh-port`, so every gateway picks the same real server for a flow.
 #
+# LAB_IPV6=1 at `up`: dual stack. The client 2001:db8:30::2/64 behind the router's
+# 2001:db8:30::1/64; the router 2001:db8:10::254/64 on the front switch and 2001:db8:20::254/64 on
+# the server switch; gateway K's ports 2001:db8:10::1K/64 and 2001:db8:20::K/64, its LIP
+# 2001:db8:20::2K1; the real servers 2001:db8:20::11-12/64. VIP6 2001:db8:99::100 :80 (FullNAT,
+# `mh` with `mh-port`), announced over a second BGP session per gateway, IPv6 to IPv6, from the
+# IPv6 half of table 100 (`ip -6 route show table 100`), into an IPv6 multipath route hashed on L4.
+#
 # Usage (also as `lab.sh ecmp ...`):
 #   lab-ecmp.sh up     [NAME] [N]   build it with N gateways (default NAME gwecmp, N 2; at most 3)
 #   lab-ecmp.sh down   [NAME]       stop everything and remove the namespaces (idempotent)
@@ -36,11 +43,16 @@ cmd=${1:-status}
 name=${2:-gwecmp}
 run_dir=/run/gwlab/$name
 VIP=10.99.0.100
+VIP6=2001:db8:99::100
 TABLE=100
 BGP_TIMERS="hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 5;"
 
 # shellcheck source=scripts/lab-lib.sh
 . "$here/scripts/lab-lib.sh"
+
+# Whether the lab was built dual-stack (LAB_IPV6=1 at `up`): every later command follows.
+[ -f "$run_dir/ipv6" ] && export LAB_IPV6=1
+dual() { [ "${LAB_IPV6:-0}" = 1 ]; }
 
 # BIRD with its control socket, pid file and log in DIR.
 start_bird() {
@@ -53,29 +65,40 @@ start_bird() {
 }
 
 router_bird_conf() {
-  local count=$1 k
+  local count=$1
   cat <<BIRD
 # The router (AS 65000): one BGP session with BFD per gateway; every gateway's route to a VIP is an
 # equal-cost path, merged into one multipath route in the kernel.
 log "$run_dir/rtr/bird.log" all;
 router id 10.10.0.254;
 protocol device { scan time 10; }
-protocol kernel {
-  merge paths on;
-  ipv4 { import none; export all; };
-}
 protocol bfd {
   interface "eth1" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
 }
-template bgp gwpeer {
-  local 10.10.0.254 as 65000;
+BIRD
+  router_family ipv4 "" 10.10.0.254 10.10.0.1 "$count"
+  # IPv6: a session of its own per gateway, its paths merged as IPv4's.
+  if dual; then router_family ipv6 v6 2001:db8:10::254 2001:db8:10::1 "$count"; fi
+}
+
+# The router's part for one family (ipv4 or ipv6): its kernel protocol merging the paths, and a
+# session from LOCAL to each gateway K at PEER_PREFIX K (protocols gwK SUFFIX).
+router_family() {
+  local af=$1 suffix=$2 local_addr=$3 peer=$4 count=$5 k
+  cat <<BIRD
+protocol kernel multipath$suffix {
+  merge paths on;
+  $af { import none; export all; };
+}
+template bgp gwpeer$suffix {
+  local $local_addr as 65000;
   bfd on;
   $BGP_TIMERS
-  ipv4 { import all; export none; };
+  $af { import all; export none; };
 }
 BIRD
   for k in $(seq 1 "$count"); do
-    echo "protocol bgp gw$k from gwpeer { neighbor 10.10.0.1$k as 65001; }"
+    echo "protocol bgp gw$k$suffix from gwpeer$suffix { neighbor $peer$k as 65001; }"
   done
 }
 
@@ -102,6 +125,24 @@ protocol bgp uplink {
   bfd on;
   $BGP_TIMERS
   ipv4 { table announced; import none; export all; next hop self; };
+}
+BIRD
+  dual || return 0
+  cat <<BIRD
+# IPv6: the IPv6 half of kernel table $TABLE (the gateway's /128 routes), over an IPv6 session.
+ipv6 table announced6;
+protocol kernel announced_vips6 {
+  kernel table $TABLE;
+  learn;
+  scan time 2;
+  ipv6 { table announced6; import all; export none; };
+}
+protocol bgp uplink6 {
+  local 2001:db8:10::1$k as 65001;
+  neighbor 2001:db8:10::254 as 65000;
+  bfd on;
+  $BGP_TIMERS
+  ipv6 { table announced6; import none; export all; next hop self; };
 }
 BIRD
 }
@@ -149,6 +190,25 @@ mode = "dr"
 address = "10.20.0.12"
 mode = "dr"
 TOML
+  dual || return 0
+  cat <<TOML
+
+[[route]]
+prefix = "::/0"
+via = "2001:db8:10::254"
+port = "client"
+
+[[service]]
+vip = "$VIP6"
+port = 80
+scheduler = "mh"
+scheduler_flags = ["mh-port"]
+local_addresses = ["2001:db8:20::2${k}1"]
+[[service.real]]
+address = "2001:db8:20::11"
+[[service.real]]
+address = "2001:db8:20::12"
+TOML
 }
 
 # Starts gateway K (its config and BIRD are in place); waits until it is ready.
@@ -156,15 +216,17 @@ start_gateway() { start_gateway_at "gw$1" "$run_dir/gw$1"; }
 
 count_of() { cat "$run_dir/count" 2>/dev/null || echo 3; }
 
-# Waits until the router's route to the VIP has N next hops (at most 20 s).
+# Waits until the router's route to the VIP (VIP6 with a second argument "6") has N next hops (at
+# most 20 s).
 wait_paths() {
-  local want=$1 have=0
+  local want=$1 family=${2:-4} have=0 vip=$VIP
+  [ "$family" = 6 ] && vip=$VIP6
   for _ in $(seq 1 200); do
-    have=$(nsx rtr ip -4 route show "$VIP" 2>/dev/null | grep -c 'nexthop\|via' || true)
+    have=$(nsx rtr ip "-$family" route show "$vip" 2>/dev/null | grep -c 'nexthop\|via' || true)
     [ "$have" = "$want" ] && return 0
     sleep 0.1
   done
-  echo "lab-ecmp.sh: the router has $have paths to $VIP, not $want" >&2
+  echo "lab-ecmp.sh: the router has $have paths to $vip, not $want" >&2
   return 1
 }
 
@@ -174,6 +236,7 @@ up() {
   down >/dev/null 2>&1 || true
   mkdir -p "$run_dir/rtr"
   echo "$count" > "$run_dir/count"
+  if dual; then touch "$run_dir/ipv6"; fi
   for n in cli rtr fsw sw rs1 rs2; do new_ns $n; done
   for s in fsw sw; do nsx $s ip link add br0 type bridge; nsx $s ip link set br0 up; done
   # Client and router.
@@ -193,6 +256,17 @@ up() {
   nsx rtr sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
     net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
   for d in eth0 eth1 eth2; do nsx rtr sysctl -qw "net.ipv4.conf.$d.rp_filter=0"; done
+  if dual; then
+    # nodad: the addresses are usable at once (this lab assigns each once).
+    v6on cli
+    nsx cli ip -6 addr add 2001:db8:30::2/64 dev eth0 nodad
+    nsx cli ip -6 route add default via 2001:db8:30::1
+    v6on rtr
+    nsx rtr ip -6 addr add 2001:db8:30::1/64 dev eth0 nodad
+    nsx rtr ip -6 addr add 2001:db8:10::254/64 dev eth1 nodad
+    nsx rtr ip -6 addr add 2001:db8:20::254/64 dev eth2 nodad
+    nsx rtr sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.fib_multipath_hash_policy=1
+  fi
   # Real servers: DR-ready (the VIP on lo, never answered or announced by ARP).
   local i=11
   for r in rs1 rs2; do
@@ -204,6 +278,10 @@ up() {
     nsx $r ip addr add "$VIP/32" dev lo
     nsx $r sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.eth0.arp_ignore=1 \
       net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_announce=2
+    if dual; then
+      v6on $r
+      nsx $r ip -6 addr add "2001:db8:20::$i/64" dev eth0 nodad
+    fi
     i=$((i + 1))
     start_nginx $r $r
   done
@@ -214,13 +292,15 @@ up() {
     local dir=$run_dir/gw$k
     mkdir -p "$dir"
     add_gateway_node "$k"
+    if dual; then gateway_v6on "$k"; fi
     gateway_conf "$k" > "$dir/gateway.toml"
     gateway_bird_conf "$k" > "$dir/bird.conf"
     start_gateway "$k"
     start_bird "gw$k" "$dir"
   done
   wait_paths "$count"
-  echo "ecmp lab $name is up: $count gateways, the router has $count paths to $VIP"
+  if dual; then wait_paths "$count" 6; fi
+  echo "ecmp lab $name is up: $count gateways, the router has $count paths to $VIP$(dual && echo " and to $VIP6")"
 }
 
 down() {
@@ -253,6 +333,7 @@ status() {
   nsx rtr birdc -s "$run_dir/rtr/bird.ctl" show protocols || true
   echo "== router: route to $VIP"
   nsx rtr ip -4 route show "$VIP" || true
+  if dual; then nsx rtr ip -6 route show "$VIP6" || true; fi
   for k in $(seq 1 "$(count_of)"); do
     echo "== gateway $k"
     "$(gwctl_bin)" -s "/run/gateway/$name-gw$k.sock" announce 2>/dev/null || echo "not running"

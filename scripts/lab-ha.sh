@@ -54,14 +54,6 @@ workers_of() { cat "$run_dir/workers" 2>/dev/null || echo 1; }
 # Whether the lab was built dual-stack (LAB_IPV6=1 at `up`): every later command follows.
 [ -f "$run_dir/ipv6" ] && export LAB_IPV6=1
 
-v6on() { # IPv6 on in a namespace: its interfaces now and later (a gateway's twins)
-  local n=$1 d
-  nsx "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
-  for d in $(nsx "$n" ls /sys/class/net); do
-    nsx "$n" sysctl -qw "net.ipv6.conf.$d.disable_ipv6=0"
-  done
-}
-
 gateway_conf() {
   local k=$1 workers=$2 other=$(( 3 - $1 ))
   echo "# Gateway $k of the HA lab (scripts/lab-ha.sh)."
@@ -252,14 +244,7 @@ up() {
     local dir=$run_dir/gw$k
     mkdir -p "$dir"
     add_gateway_node "$k"
-    if [ "${LAB_IPV6:-0}" = 1 ]; then
-      # The twins the gateway makes inherit the namespace's default. The veths under the DPDK
-      # ports stay IPv6-less: the kernel would take the frames af_packet reads too and answer
-      # a SYN to VIP6 (on a twin: local to the namespace) with a RST, as rp_filter prevents
-      # for IPv4.
-      v6on "gw$k"
-      nsx "gw$k" sysctl -qw net.ipv6.conf.lbc.disable_ipv6=1 net.ipv6.conf.lbs.disable_ipv6=1
-    fi
+    [ "${LAB_IPV6:-0}" = 1 ] && gateway_v6on "$k"
     gateway_conf "$k" "$workers" > "$dir/gateway.toml"
     keepalived_conf "$k" "$preempt" > "$dir/keepalived.conf"
     start_gateway "$k"

@@ -66,6 +66,25 @@ new_ns() {
   nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 }
 
+# IPv6 on in a namespace (the dual-stack labs, LAB_IPV6=1): its interfaces now and later (a
+# gateway's twins).
+v6on() {
+  local n=$1 d
+  nsx "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+  for d in $(nsx "$n" ls /sys/class/net); do
+    nsx "$n" sysctl -qw "net.ipv6.conf.$d.disable_ipv6=0"
+  done
+}
+
+# Gateway node K of a dual-stack lab: IPv6 on for the twins the gateway makes, which inherit the
+# namespace's default. The veths under the DPDK ports stay IPv6-less: the kernel would take the
+# frames af_packet reads too and answer a SYN to an IPv6 VIP (on a twin: local to the namespace)
+# with a RST, as rp_filter prevents for IPv4.
+gateway_v6on() {
+  v6on "gw$1"
+  nsx "gw$1" sysctl -qw net.ipv6.conf.lbc.disable_ipv6=1 net.ipv6.conf.lbs.disable_ipv6=1
+}
+
 # Starts a gateway in namespace node $1 with $2/gateway.toml (log, pid and stats files in $2); waits
 # until it is ready (20 s at most).
 start_gateway_at() {

@@ -217,14 +217,6 @@ rs_mode() {
   echo "lab $name: ${list[*]} set up for $mode"
 }
 
-v6on() { # IPv6 on in a namespace, on every interface it has now
-  local n=$1
-  nsx "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
-  for d in $(nsx "$n" ls /sys/class/net); do
-    nsx "$n" sysctl -qw "net.ipv6.conf.$d.disable_ipv6=0"
-  done
-}
-
 ipv6() {
   local mode=${1:-}
   router

@@ -11,6 +11,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const VIP: &str = "10.99.0.100";
+/// The IPv6 VIP of a dual-stack lab (`LAB_IPV6=1`).
+const VIP6: &str = "2001:db8:99::100";
 
 /// An ECMP lab of `n` gateways, removed on drop.
 struct Ecmp {
@@ -20,11 +22,17 @@ struct Ecmp {
 
 impl Ecmp {
     fn up(tag: &str, n: usize) -> Ecmp {
+        Ecmp::up_with(tag, n, false)
+    }
+
+    /// A lab with `ipv6`: dual stack, VIP6 announced beside VIP (lab-ecmp.sh's `LAB_IPV6=1`).
+    fn up_with(tag: &str, n: usize, ipv6: bool) -> Ecmp {
         let lab = Ecmp {
             name: unique_name(tag),
             n,
         };
-        let out = lab.script(&["up", &lab.name, &n.to_string()]);
+        let dual = if ipv6 { "1" } else { "0" };
+        let out = lab.script_with(&["up", &lab.name, &n.to_string()], &[("LAB_IPV6", dual)]);
         assert!(
             out.status.success(),
             "lab-ecmp.sh up failed:\n{}\n{}",
@@ -35,9 +43,14 @@ impl Ecmp {
     }
 
     fn script(&self, args: &[&str]) -> Output {
+        self.script_with(args, &[])
+    }
+
+    fn script_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(repo_root().join("scripts/lab-ecmp.sh"))
             .args(args)
             .env("GATEWAY_BIN", gateway_bin())
+            .envs(env.iter().copied())
             .output()
             .expect("run lab-ecmp.sh")
     }
@@ -101,7 +114,13 @@ impl Ecmp {
 
     /// The next hops of the router's route to the VIP.
     fn paths(&self) -> Vec<String> {
-        let out = self.exec("rtr", &["ip", "-4", "route", "show", VIP]);
+        self.paths_to(VIP)
+    }
+
+    /// The next hops of the router's route to `vip`, of either family.
+    fn paths_to(&self, vip: &str) -> Vec<String> {
+        let family = if vip.contains(':') { "-6" } else { "-4" };
+        let out = self.exec("rtr", &["ip", family, "route", "show", vip]);
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -113,9 +132,14 @@ impl Ecmp {
 
     /// Waits (at most `limit`) until the router has `n` paths to the VIP; how long it took.
     fn wait_paths(&self, n: usize, limit: Duration) -> Option<Duration> {
+        self.wait_paths_to(VIP, n, limit)
+    }
+
+    /// Waits (at most `limit`) until the router has `n` paths to `vip`; how long it took.
+    fn wait_paths_to(&self, vip: &str, n: usize, limit: Duration) -> Option<Duration> {
         let t = Instant::now();
         while t.elapsed() < limit {
-            if self.paths().len() == n {
+            if self.paths_to(vip).len() == n {
                 return Some(t.elapsed());
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -195,6 +219,77 @@ fn flows_spread_over_the_gateways_and_a_vip_without_servers_is_withdrawn() {
         lab.wait_paths(2, Duration::from_secs(10)).is_some(),
         "not announced again: {}",
         lab.gwctl(2, &["announce"])
+    );
+}
+
+/// IPv6 beside IPv4 (`LAB_IPV6=1`): each gateway keeps VIP6's /128 blackhole route in the IPv6
+/// half of its announce table, BIRD announces it over an IPv6 session, and the router spreads
+/// IPv6 flows over both; a drain of VIP6 withdraws it alone.
+#[test]
+fn an_ipv6_vip_is_announced_spread_and_drained_beside_the_ipv4_one() {
+    let lab = Ecmp::up_with("ecv6", 2, true);
+    let mut paths = lab.paths_to(VIP6);
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["2001:db8:10::11", "2001:db8:10::12"],
+        "both gateways announce VIP6"
+    );
+    assert_eq!(lab.paths().len(), 2, "and VIP");
+    let route = |k: usize| lab.sh(&format!("gw{k}"), "ip -6 route show table 100 proto 250");
+    assert!(
+        route(1).contains(&format!("blackhole {VIP6}")),
+        "{}",
+        route(1)
+    );
+    let created6 = |k: usize| lab.counter(k, "ipv6_conns_created");
+    // Short connections from new client ports: every one answered, both gateways take a share.
+    let curls = |n: usize| {
+        lab.sh(
+            "cli",
+            &format!(
+                "for i in $(seq 1 {n}); do curl -s --max-time 3 -o /dev/null \
+                 -w '%{{http_code}}\n' 'http://[{VIP6}]/'; done"
+            ),
+        )
+    };
+    let before = [created6(1), created6(2)];
+    let out = curls(40);
+    assert_eq!(out.lines().filter(|l| *l == "200").count(), 40, "{out}");
+    let took = [created6(1) - before[0], created6(2) - before[1]];
+    assert!(
+        took.iter().all(|&c| c > 0) && took.iter().sum::<u64>() >= 40,
+        "IPv6 connections by gateway: {took:?}"
+    );
+    // Drain VIP6 on gateway 1: the router keeps gateway 2's IPv6 path and both IPv4 ones.
+    let shown = lab.gwctl(1, &["drain", VIP6, "--timeout", "5"]);
+    assert!(
+        shown.contains(&format!("{VIP6} withheld: draining")),
+        "{shown}"
+    );
+    assert!(
+        lab.wait_paths_to(VIP6, 1, Duration::from_secs(10))
+            .is_some(),
+        "the router kept gateway 1 for VIP6: {:?}",
+        lab.paths_to(VIP6)
+    );
+    assert_eq!(lab.paths_to(VIP6), ["2001:db8:10::12"]);
+    assert!(!route(1).contains(VIP6), "{}", route(1));
+    assert_eq!(lab.paths().len(), 2, "VIP's paths stay: {:?}", lab.paths());
+    let before = created6(1);
+    let out = curls(20);
+    assert_eq!(out.lines().filter(|l| *l == "200").count(), 20, "{out}");
+    assert_eq!(
+        created6(1),
+        before,
+        "gateway 1 took IPv6 flows while withdrawn"
+    );
+    lab.gwctl(1, &["undrain", VIP6]);
+    assert!(
+        lab.wait_paths_to(VIP6, 2, Duration::from_secs(10))
+            .is_some(),
+        "VIP6 not announced again: {}",
+        lab.gwctl(1, &["announce"])
     );
 }
 

@@ -271,8 +271,7 @@ impl Control {
         let mut e = crate::health::effective(configs, down, sorry);
         self.retiring.overlay(&mut e);
         for (cfg, _, _) in &mut e {
-            // Drains, like BGP announcements, are of IPv4 VIPs (`kernel::announce`).
-            if matches!(cfg.vip, std::net::IpAddr::V4(v) if self.drains.done(v)) {
+            if self.drains.done(cfg.vip) {
                 for r in &mut cfg.reals {
                     r.weight = 0;
                 }
@@ -288,14 +287,10 @@ impl Control {
 
     /// Per configured service: its VIP, and whether it has a real server with a weight above 0
     /// that the health checks do not hold down (`kernel::announce`).
-    /// IPv4 VIPs only: the announcements are IPv4 routes.
-    fn vips_up(&self) -> Vec<(std::net::Ipv4Addr, bool)> {
+    fn vips_up(&self) -> Vec<(std::net::IpAddr, bool)> {
         self.configured_services
             .iter()
-            .filter_map(|(cfg, _, _)| {
-                let std::net::IpAddr::V4(vip) = cfg.vip else {
-                    return None;
-                };
+            .map(|(cfg, _, _)| {
                 let up = cfg.reals.iter().any(|r| {
                     r.weight > 0
                         && !self
@@ -308,22 +303,28 @@ impl Control {
                                 rs_port: r.port,
                             })
                 });
-                Some((vip, up))
+                (cfg.vip, up)
             })
             .collect()
     }
 
-    /// The IPv4 VIPs of the running services, each once.
-    fn service_vips(&self) -> Vec<std::net::Ipv4Addr> {
+    /// Whether this box holds `vip` (`net::topology`): a config-owned VIP always, a
+    /// kernel-owned one while a twin has it. What `kernel::announce` announces only.
+    fn holds(&self, vip: std::net::IpAddr) -> bool {
+        match vip {
+            std::net::IpAddr::V4(v) => self.current.topo.local.contains(&v),
+            std::net::IpAddr::V6(v) => !self.current.topo.silent6.contains(&v),
+        }
+    }
+
+    /// The VIPs of the running services, each once.
+    fn service_vips(&self) -> Vec<std::net::IpAddr> {
         let set: std::collections::BTreeSet<_> = self
             .current
             .services
             .services
             .iter()
-            .filter_map(|vs| match vs.svc.config().vip {
-                std::net::IpAddr::V4(v) => Some(v),
-                std::net::IpAddr::V6(_) => None,
-            })
+            .map(|vs| vs.svc.config().vip)
             .collect();
         set.into_iter().collect()
     }
@@ -331,12 +332,10 @@ impl Control {
     /// Established connections on `vip`'s services (every worker): what a drain waits for.
     /// Inactive ones (SYN_RECV, FIN_WAIT, TIME_WAIT) carry no request worth waiting for.
     /// One pass over the services, whatever their number (a drain of the box counts every VIP).
-    fn conns_by_vip(&self) -> std::collections::BTreeMap<std::net::Ipv4Addr, u64> {
+    fn conns_by_vip(&self) -> std::collections::BTreeMap<std::net::IpAddr, u64> {
         let mut m = std::collections::BTreeMap::new();
         for vs in &self.current.services.services {
-            let std::net::IpAddr::V4(vip) = vs.svc.config().vip else {
-                continue;
-            };
+            let vip = vs.svc.config().vip;
             let n: u64 = (0..vs.svc.reals().len())
                 .filter_map(|i| vs.svc.stats(i))
                 .map(|s| u64::from(s.active()))
@@ -351,11 +350,8 @@ impl Control {
         if self.announcer.is_none() {
             return;
         }
-        let (want, _) = crate::kernel::announce::announced(
-            self.vips_up(),
-            &self.current.topo.local,
-            &self.drains,
-        );
+        let (want, _) =
+            crate::kernel::announce::announced(self.vips_up(), |v| self.holds(v), &self.drains);
         if let Some(a) = self.announcer.as_mut() {
             let before = a.current().clone();
             a.set(&want);
@@ -398,7 +394,7 @@ impl Control {
     /// its connections end or `timeout_s` (default `[announce] drain_timeout_s`) passes.
     pub fn drain(
         &mut self,
-        vip: Option<std::net::Ipv4Addr>,
+        vip: Option<std::net::IpAddr>,
         timeout_s: Option<u32>,
     ) -> Result<crate::kernel::announce::AnnounceView, String> {
         if let Some(v) = vip {
@@ -427,7 +423,7 @@ impl Control {
     /// `gwctl undrain [VIP]`: ends the VIP's drain (every drain when None).
     pub fn undrain(
         &mut self,
-        vip: Option<std::net::Ipv4Addr>,
+        vip: Option<std::net::IpAddr>,
     ) -> Result<crate::kernel::announce::AnnounceView, String> {
         let before = self.done_vips();
         if !self.drains.stop(vip) {
@@ -511,11 +507,8 @@ impl Control {
 
     /// What `gwctl announce` shows.
     pub fn announce_view(&self) -> crate::kernel::announce::AnnounceView {
-        let (_, withheld) = crate::kernel::announce::announced(
-            self.vips_up(),
-            &self.current.topo.local,
-            &self.drains,
-        );
+        let (_, withheld) =
+            crate::kernel::announce::announced(self.vips_up(), |v| self.holds(v), &self.drains);
         let conns = self.conns_by_vip();
         let vips: Vec<_> = conns.keys().copied().collect();
         crate::kernel::announce::AnnounceView {

@@ -203,14 +203,14 @@ pub enum Op {
     /// or `timeout_s` passes (`kernel::announce`); answers with the announce state.
     Drain {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        vip: Option<std::net::Ipv4Addr>,
+        vip: Option<std::net::IpAddr>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_s: Option<u32>,
     },
     /// Ends a VIP's drain (every drain when absent).
     Undrain {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        vip: Option<std::net::Ipv4Addr>,
+        vip: Option<std::net::IpAddr>,
     },
     /// The announced VIPs, the withheld ones with why, and the drains.
     Announce,

@@ -2,14 +2,15 @@
 //!
 //! The gateway speaks no BGP: BIRD, unmodified, does, through the kernel twins. The gateway's one
 //! part is which VIPs BIRD exports. For each, it keeps a route `blackhole VIP/32 proto 250` in a
-//! kernel table of its own (`[announce] table`); BIRD's `kernel` protocol imports that table
+//! kernel table of its own (`[announce] table`), `VIP/128` for an IPv6 VIP in the same table
+//! number of the IPv6 routing tables; BIRD's `kernel` protocol imports that table
 //! (`learn`: routes another program wrote) and its BGP sessions export what it imported
 //! (`conf/bird/gateway.conf`). The table is no lookup's, so the routes forward nothing and the
 //! kernel's own forwarding and the mirror (main table, twins only) never see them.
 //!
 //! A VIP is announced while, all at once:
 //! 1. this box serves it: the topology holds it (a config-owned VIP always, a kernel-owned one while
-//!    a twin has it, `control::topology`);
+//!    a twin has it, `control::topology`: `local` for IPv4, not `silent6` for IPv6);
 //! 2. one of its services has a real server with a weight above 0 that the health checks do not
 //!    hold down (a sorry server does not count: a VIP only a sorry server answers is withdrawn, so
 //!    that the router prefers boxes with servers);
@@ -26,11 +27,10 @@
 //! table, but the BGP session dies with the twins; the next start removes them (`Announcer::open`).
 
 use super::netlink::Netlink;
-use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// The route protocol of announced VIPs (`proto 250` in `ip route show table N`): unassigned in
@@ -50,14 +50,14 @@ struct Drain {
 #[derive(Debug, Default)]
 pub struct Drains {
     whole: Option<Drain>,
-    vips: BTreeMap<Ipv4Addr, Drain>,
+    vips: BTreeMap<IpAddr, Drain>,
 }
 
 /// A drain as `gwctl announce` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DrainView {
     /// The VIP, or none for the whole box.
-    pub vip: Option<Ipv4Addr>,
+    pub vip: Option<IpAddr>,
     /// `draining` (withdrawn, serving) or `drained` (withdrawn, taking no new connection).
     pub state: String,
     /// Seconds since it began.
@@ -74,9 +74,9 @@ pub struct AnnounceView {
     /// The kernel table the routes are in; none when `[announce]` is not configured.
     pub table: Option<u32>,
     /// The VIPs whose routes are in the table now.
-    pub announced: Vec<Ipv4Addr>,
+    pub announced: Vec<IpAddr>,
     /// VIPs of services this box does not announce, each with why.
-    pub withheld: Vec<(Ipv4Addr, String)>,
+    pub withheld: Vec<(IpAddr, String)>,
     pub drains: Vec<DrainView>,
     /// Route changes the kernel refused (each retried at the next change or second).
     pub errors: u64,
@@ -85,7 +85,7 @@ pub struct AnnounceView {
 impl Drains {
     /// Starts draining `vip` (the whole box when None), ending `timeout` from `now`. A drain
     /// already under way starts again.
-    pub fn start(&mut self, vip: Option<Ipv4Addr>, timeout: Duration, now: Instant) {
+    pub fn start(&mut self, vip: Option<IpAddr>, timeout: Duration, now: Instant) {
         let d = Drain {
             since: now,
             deadline: now + timeout,
@@ -101,7 +101,7 @@ impl Drains {
 
     /// Ends the drain of `vip`, or every drain (the box's and each VIP's) when None. Whether there
     /// was one.
-    pub fn stop(&mut self, vip: Option<Ipv4Addr>) -> bool {
+    pub fn stop(&mut self, vip: Option<IpAddr>) -> bool {
         match vip {
             Some(v) => self.vips.remove(&v).is_some(),
             None => {
@@ -121,28 +121,23 @@ impl Drains {
             .any(|d| d.done.is_none())
     }
 
-    fn of(&self, vip: Ipv4Addr) -> impl Iterator<Item = &Drain> {
+    fn of(&self, vip: IpAddr) -> impl Iterator<Item = &Drain> {
         self.whole.iter().chain(self.vips.get(&vip))
     }
 
     /// Whether `vip` is withdrawn for a drain (its own or the box's).
-    pub fn draining(&self, vip: Ipv4Addr) -> bool {
+    pub fn draining(&self, vip: IpAddr) -> bool {
         self.of(vip).next().is_some()
     }
 
     /// Whether `vip` takes no new connection: a drain of it is done.
-    pub fn done(&self, vip: Ipv4Addr) -> bool {
+    pub fn done(&self, vip: IpAddr) -> bool {
         self.of(vip).any(|d| d.done.is_some())
     }
 
     /// Marks done every drain whose VIPs (`vips`: every served VIP, for the box's) have no
     /// connection left (`conns`), or whose deadline has passed. Whether one became done.
-    pub fn tick(
-        &mut self,
-        now: Instant,
-        vips: &[Ipv4Addr],
-        conns: impl Fn(Ipv4Addr) -> u64,
-    ) -> bool {
+    pub fn tick(&mut self, now: Instant, vips: &[IpAddr], conns: impl Fn(IpAddr) -> u64) -> bool {
         let mut changed = false;
         let mut settle = |d: &mut Drain, left: u64| {
             if d.done.is_none() && (left == 0 || now >= d.deadline) {
@@ -163,10 +158,10 @@ impl Drains {
     pub fn view(
         &self,
         now: Instant,
-        vips: &[Ipv4Addr],
-        conns: impl Fn(Ipv4Addr) -> u64,
+        vips: &[IpAddr],
+        conns: impl Fn(IpAddr) -> u64,
     ) -> Vec<DrainView> {
-        let show = |vip: Option<Ipv4Addr>, d: &Drain, left: u64| DrainView {
+        let show = |vip: Option<IpAddr>, d: &Drain, left: u64| DrainView {
             vip,
             state: if d.done.is_some() {
                 "drained"
@@ -187,21 +182,22 @@ impl Drains {
     }
 }
 
-/// The VIPs to announce, from each service's VIP and whether it has a server up (`up`), the
-/// addresses this box holds (`local`) and the drains; with why each other VIP is withheld.
+/// The VIPs to announce, IPv4 and IPv6, from each service's VIP and whether it has a server up
+/// (`up`), whether this box holds the VIP (`held`, `control::topology`) and the drains; with why
+/// each other VIP is withheld.
 pub fn announced(
-    up: impl IntoIterator<Item = (Ipv4Addr, bool)>,
-    local: &HashSet<Ipv4Addr>,
+    up: impl IntoIterator<Item = (IpAddr, bool)>,
+    held: impl Fn(IpAddr) -> bool,
     drains: &Drains,
-) -> (BTreeSet<Ipv4Addr>, BTreeMap<Ipv4Addr, &'static str>) {
-    let mut any_up: BTreeMap<Ipv4Addr, bool> = BTreeMap::new();
+) -> (BTreeSet<IpAddr>, BTreeMap<IpAddr, &'static str>) {
+    let mut any_up: BTreeMap<IpAddr, bool> = BTreeMap::new();
     for (vip, is_up) in up {
         *any_up.entry(vip).or_default() |= is_up;
     }
     let mut yes = BTreeSet::new();
     let mut no = BTreeMap::new();
     for (vip, is_up) in any_up {
-        let why = if !local.contains(&vip) {
+        let why = if !held(vip) {
             Some("not held (a kernel-owned VIP no twin has)")
         } else if drains.draining(vip) {
             Some("draining")
@@ -226,7 +222,7 @@ pub fn announced(
 pub struct Announcer {
     nl: Netlink,
     table: u32,
-    now: BTreeSet<Ipv4Addr>,
+    now: BTreeSet<IpAddr>,
     /// Route changes the kernel refused.
     pub errors: u64,
 }
@@ -252,13 +248,13 @@ impl Announcer {
     }
 
     /// The VIPs whose routes are in the table.
-    pub fn current(&self) -> &BTreeSet<Ipv4Addr> {
+    pub fn current(&self) -> &BTreeSet<IpAddr> {
         &self.now
     }
 
     /// Makes the table hold `want`'s routes: withdrawals first. A route the kernel refuses is
     /// counted, logged, and tried again at the next call.
-    pub fn set(&mut self, want: &BTreeSet<Ipv4Addr>) {
+    pub fn set(&mut self, want: &BTreeSet<IpAddr>) {
         let gone: Vec<_> = self.now.difference(want).copied().collect();
         let new: Vec<_> = want.difference(&self.now).copied().collect();
         for vip in gone {
@@ -292,7 +288,7 @@ impl Announcer {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
@@ -304,27 +300,48 @@ mod tests {
             ip("10.0.0.3"),
             ip("10.0.0.4"),
         );
-        let local: HashSet<_> = [a, b, c].into_iter().collect();
+        let local = [a, b, c];
+        let held = |v: IpAddr| local.contains(&v);
         let mut drains = Drains::default();
         // a: two services, one with a server up. b: none up. c: up. d: not held.
         let up = || vec![(a, false), (a, true), (b, false), (c, true), (d, true)];
-        let (yes, no) = announced(up(), &local, &drains);
+        let (yes, no) = announced(up(), held, &drains);
         assert_eq!(yes.into_iter().collect::<Vec<_>>(), vec![a, c]);
         assert_eq!(no[&b], "no real server up");
         assert!(no[&d].starts_with("not held"));
         drains.start(Some(c), Duration::from_secs(5), Instant::now());
-        let (yes, no) = announced(up(), &local, &drains);
+        let (yes, no) = announced(up(), held, &drains);
         assert_eq!(yes.into_iter().collect::<Vec<_>>(), vec![a]);
         assert_eq!(no[&c], "draining");
         drains.start(None, Duration::from_secs(5), Instant::now());
         assert!(
-            announced(up(), &local, &drains).0.is_empty(),
+            announced(up(), held, &drains).0.is_empty(),
             "the whole box drains"
         );
         assert!(drains.stop(None));
-        assert_eq!(announced(up(), &local, &drains).0.len(), 2);
+        assert_eq!(announced(up(), held, &drains).0.len(), 2);
         assert!(!drains.stop(None));
         assert!(!drains.pending());
+    }
+
+    #[test]
+    fn ipv6_vips_are_announced_and_drained_beside_ipv4_ones() {
+        let (a, v6, w6) = (ip("10.0.0.1"), ip("2001:db8::100"), ip("2001:db8::200"));
+        // w6: a kernel-owned IPv6 VIP no twin holds.
+        let held = |v: IpAddr| v != w6;
+        let mut drains = Drains::default();
+        let up = || vec![(a, true), (v6, true), (w6, true)];
+        let (yes, no) = announced(up(), held, &drains);
+        assert_eq!(yes.into_iter().collect::<Vec<_>>(), vec![a, v6]);
+        assert!(no[&w6].starts_with("not held"));
+        let t0 = Instant::now();
+        drains.start(Some(v6), Duration::from_secs(5), t0);
+        let (yes, no) = announced(up(), held, &drains);
+        assert_eq!(yes.into_iter().collect::<Vec<_>>(), vec![a]);
+        assert_eq!(no[&v6], "draining");
+        assert!(!drains.draining(a));
+        assert!(drains.tick(t0, &[a, v6], |v| u64::from(v == a)));
+        assert!(drains.done(v6) && !drains.done(a));
     }
 
     #[test]
@@ -335,7 +352,7 @@ mod tests {
         drains.start(Some(a), Duration::from_secs(10), t0);
         drains.start(Some(b), Duration::from_secs(10), t0);
         // a has 3 connections, b none.
-        let conns = |v: Ipv4Addr| if v == a { 3 } else { 0 };
+        let conns = |v: IpAddr| if v == a { 3 } else { 0 };
         assert!(drains.tick(t0, &[a, b], conns));
         assert!(!drains.done(a) && drains.draining(a));
         assert!(drains.pending(), "a's drain is under way");

@@ -297,25 +297,29 @@ impl Netlink {
         .map(drop)
     }
 
-    /// A `blackhole ADDR/32 table TABLE proto PROTOCOL` route (`kernel::announce`), for a
-    /// routing daemon to import; it forwards nothing (the table is no lookup's).
-    fn blackhole(table: u32, protocol: u8, addr: Ipv4Addr) -> RouteMessage {
+    /// A `blackhole ADDR/32 table TABLE proto PROTOCOL` route (`kernel::announce`), `ADDR/128`
+    /// for an IPv6 address, for a routing daemon to import; it forwards nothing (the table is no
+    /// lookup's).
+    fn blackhole(table: u32, protocol: u8, addr: IpAddr) -> RouteMessage {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
-        m.header.destination_prefix_length = 32;
+        let (family, len, dst) = match addr {
+            IpAddr::V4(a) => (AddressFamily::Inet, 32, RouteAddress::Inet(a)),
+            IpAddr::V6(a) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(a)),
+        };
+        m.header.address_family = family;
+        m.header.destination_prefix_length = len;
         // The header's table is 8 bits: RT_TABLE_UNSPEC there and the whole id in RTA_TABLE.
         m.header.table = RouteHeader::RT_TABLE_UNSPEC;
         m.header.protocol = RouteProtocol::Other(protocol);
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::BlackHole;
-        m.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(addr)));
+        m.attributes.push(RouteAttribute::Destination(dst));
         m.attributes.push(RouteAttribute::Table(table));
         m
     }
 
-    /// `ip route replace blackhole ADDR/32 table TABLE proto PROTOCOL`.
-    pub fn add_blackhole(&mut self, table: u32, protocol: u8, addr: Ipv4Addr) -> io::Result<()> {
+    /// `ip route replace blackhole ADDR/32 table TABLE proto PROTOCOL` (`ADDR/128`, `ip -6`).
+    pub fn add_blackhole(&mut self, table: u32, protocol: u8, addr: IpAddr) -> io::Result<()> {
         self.call(
             RouteNetlinkMessage::NewRoute(Self::blackhole(table, protocol, addr)),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
@@ -324,7 +328,7 @@ impl Netlink {
     }
 
     /// `ip route del blackhole ADDR/32 table TABLE proto PROTOCOL`; one already gone is fine.
-    pub fn del_blackhole(&mut self, table: u32, protocol: u8, addr: Ipv4Addr) -> io::Result<()> {
+    pub fn del_blackhole(&mut self, table: u32, protocol: u8, addr: IpAddr) -> io::Result<()> {
         match self.call(
             RouteNetlinkMessage::DelRoute(Self::blackhole(table, protocol, addr)),
             NLM_F_ACK,
@@ -334,37 +338,46 @@ impl Netlink {
         }
     }
 
-    /// The /32 destinations of table `table`'s routes of protocol `protocol`.
-    pub fn routes_of(&mut self, table: u32, protocol: u8) -> io::Result<Vec<Ipv4Addr>> {
-        let mut r = RouteMessage::default();
-        r.header.address_family = AddressFamily::Inet;
-        let all = self.call(RouteNetlinkMessage::GetRoute(r), NLM_F_DUMP)?;
-        Ok(all
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => Some(r),
-                _ => None,
-            })
-            .filter(|r| {
-                let t = r
-                    .attributes
-                    .iter()
-                    .find_map(|a| match a {
-                        RouteAttribute::Table(t) => Some(*t),
+    /// The host destinations (/32 and /128) of table `table`'s routes of protocol `protocol`,
+    /// of both families.
+    pub fn routes_of(&mut self, table: u32, protocol: u8) -> io::Result<Vec<IpAddr>> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut r = RouteMessage::default();
+            r.header.address_family = family;
+            let all = self.call(RouteNetlinkMessage::GetRoute(r), NLM_F_DUMP)?;
+            out.extend(
+                all.iter()
+                    .filter_map(|m| match m {
+                        RouteNetlinkMessage::NewRoute(r) => Some(r),
                         _ => None,
                     })
-                    .unwrap_or(u32::from(r.header.table));
-                t == table
-                    && r.header.protocol == RouteProtocol::Other(protocol)
-                    && r.header.destination_prefix_length == 32
-            })
-            .filter_map(|r| {
-                r.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(*a),
-                    _ => None,
-                })
-            })
-            .collect())
+                    .filter(|r| {
+                        let t = r
+                            .attributes
+                            .iter()
+                            .find_map(|a| match a {
+                                RouteAttribute::Table(t) => Some(*t),
+                                _ => None,
+                            })
+                            .unwrap_or(u32::from(r.header.table));
+                        t == table && r.header.protocol == RouteProtocol::Other(protocol)
+                    })
+                    .filter_map(|r| {
+                        let len = r.header.destination_prefix_length;
+                        r.attributes.iter().find_map(|a| match a {
+                            RouteAttribute::Destination(RouteAddress::Inet(a)) if len == 32 => {
+                                Some(IpAddr::V4(*a))
+                            }
+                            RouteAttribute::Destination(RouteAddress::Inet6(a)) if len == 128 => {
+                                Some(IpAddr::V6(*a))
+                            }
+                            _ => None,
+                        })
+                    }),
+            );
+        }
+        Ok(out)
     }
 
     /// Everything the mirror follows, dumped now: IPv4 and IPv6 addresses, IPv4 routes and

@@ -72,7 +72,7 @@ pub(crate) fn announce_op(cmd: &str, rest: &[String]) -> Result<Op, Fail> {
                 }
                 timeout_s = t;
             }
-            v if vip.is_none() && cmd != "announce" => match v.parse::<std::net::Ipv4Addr>() {
+            v if vip.is_none() && cmd != "announce" => match v.parse::<std::net::IpAddr>() {
                 Ok(ip) => vip = Some(ip),
                 Err(_) => return fail(format!("{cmd}: {v:?} is not a VIP")),
             },

@@ -135,11 +135,20 @@ pub(crate) fn format_announce(v: &gateway::kernel::announce::AnnounceView) -> St
             );
         }
     }
+    // Aligned on the longest address (an IPv6 VIP is up to 39 characters).
+    let width = v
+        .announced
+        .iter()
+        .chain(v.withheld.iter().map(|(a, _)| a))
+        .map(|a| a.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(15);
     for a in &v.announced {
-        let _ = writeln!(out, "  {a:<15} announced");
+        let _ = writeln!(out, "  {:<width$} announced", a.to_string());
     }
     for (a, why) in &v.withheld {
-        let _ = writeln!(out, "  {a:<15} withheld: {why}");
+        let _ = writeln!(out, "  {:<width$} withheld: {why}", a.to_string());
     }
     for d in &v.drains {
         let what = d.vip.map_or("every VIP".to_string(), |v| v.to_string());
