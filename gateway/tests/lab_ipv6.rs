@@ -369,7 +369,11 @@ fn ipv6_dr_beside_ipv4_fullnat() {
         "{routes}"
     );
     let addrs = lab.gwctl(&["addrs"]);
-    assert!(addrs.contains("2001:db8:10::1/64 (config)"), "{addrs}");
+    // On a twin port the kernel has it too, as the IPv4 address beside it.
+    assert!(
+        addrs.contains("2001:db8:10::1/64 (config_kernel)"),
+        "{addrs}"
+    );
     assert!(addrs.contains("2001:db8:20::200"), "the LIPs: {addrs}");
 
     let stats = lab.stats();
@@ -579,6 +583,109 @@ fn the_kernel_serves_and_reaches_ipv6_through_the_twins() {
     );
     let _ = tcp.kill();
     let _ = tcp.wait();
+}
+
+/// The kernel is the source of truth for a twin port's IPv6 addresses and routes, as for IPv4
+/// ones (DESIGN.md decision 14): an IPv6 route added on the server twin is the one the datapath
+/// sends a FullNAT reply by, to a client network behind the router; an IPv6 address added on the
+/// client twin is one the datapath itself answers pings for; both removed, they are gone.
+#[test]
+fn ipv6_addresses_and_routes_follow_the_kernel() {
+    let lab = Lab::up("v6m", &dual_stack(&config()));
+    lab_sh(&lab, &["ipv6"]);
+    // The client's second address, on the network behind the router (2001:db8:11::/64): the
+    // gateway has no route there but the one the kernel will give it.
+    let curl = || {
+        let out = lab.exec(
+            "cli",
+            &[
+                "curl",
+                "-6",
+                "-gs",
+                "-m",
+                "2",
+                "--interface",
+                "2001:db8:11::2",
+                "http://[2001:db8:10::100]:8080/",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(curl(), "", "no IPv6 route to 2001:db8:11::/64 yet");
+    assert!(
+        Lab::drop_counter(&lab.stats(), "no_route") > 0,
+        "{}",
+        lab.stats()
+    );
+    let route = [
+        "2001:db8:11::/64",
+        "via",
+        "2001:db8:20::254",
+        "dev",
+        "server",
+    ];
+    let ip6 = |args: &[&str]| {
+        let mut a = vec!["ip", "-6"];
+        a.extend_from_slice(args);
+        let out = lab.exec("lb", &a);
+        assert!(out.status.success(), "{a:?}: {out:?}");
+    };
+    ip6(&[&["route", "add"][..], &route].concat());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let page = curl();
+    assert!(
+        page == "rs1" || page == "rs2",
+        "the kernel's route is the datapath's: {page:?}\n{}",
+        lab.log()
+    );
+    let gwctl = |what: &str| {
+        let sock = format!("/run/gateway/{}.sock", lab.name);
+        lab.sh("lb", &[env!("CARGO_BIN_EXE_gwctl"), "-s", &sock, what])
+    };
+    let routes = gwctl("routes");
+    assert!(
+        routes.contains("2001:db8:11::/64 via 2001:db8:20::254 port server kernel"),
+        "{routes}"
+    );
+    ip6(&[&["route", "del"][..], &route].concat());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(curl(), "", "the route deleted in the kernel is gone");
+    // An address: answered by the datapath itself (its echo counter), not only by the twin.
+    let echoes = || Lab::counter_of(&lab.stats(), "ipv6 ", "echo_replies");
+    let ping = || {
+        lab.exec(
+            "cli",
+            &["ping", "-6", "-c", "1", "-W", "1", "2001:db8:10::77"],
+        )
+        .status
+        .success()
+    };
+    assert!(!ping(), "no one has 2001:db8:10::77 yet");
+    let before = echoes();
+    ip6(&[
+        "addr",
+        "add",
+        "2001:db8:10::77/64",
+        "dev",
+        "client",
+        "nodad",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(ping(), "{}", lab.log());
+    assert!(echoes() > before, "the datapath answered: {}", lab.stats());
+    let addrs = gwctl("addrs");
+    assert!(addrs.contains("2001:db8:10::77/64 (kernel)"), "{addrs}");
+    assert!(
+        addrs.contains("2001:db8:10::1/64 (config_kernel)"),
+        "{addrs}"
+    );
+    ip6(&["addr", "del", "2001:db8:10::77/64", "dev", "client"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = echoes();
+    // The datapath no longer answers; its neighbour entry on the client may linger, so the
+    // counter, not the ping, says so.
+    let _ = ping();
+    assert_eq!(echoes(), before, "{}", lab.stats());
 }
 
 /// Health checks of IPv6 real servers: the checker's probes leave through the kernel twin (which

@@ -661,7 +661,8 @@ pub struct ControlConfig {
 pub struct Validated {
     pub port_addrs: Vec<Vec<Ipv4Cidr>>,
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
-    /// The ports' IPv6 addresses and the IPv6 routes (`inet6`; not mirrored from the kernel).
+    /// The ports' IPv6 addresses and the IPv6 routes (`inet6`; a twin port's are the kernel's once
+    /// written there).
     pub port_addrs6: Vec<Vec<Ipv6Cidr>>,
     pub routes6: Vec<(Ipv6Cidr, Option<Ipv6Addr>, usize)>,
     pub services: Vec<crate::forward::ServiceSpec>,

@@ -694,9 +694,10 @@ fn same_l3(a: &Topology, b: &Topology) -> bool {
     };
     a.ports
         .iter()
-        .map(|p| &p.addrs)
-        .eq(b.ports.iter().map(|p| &p.addrs))
+        .map(|p| (&p.addrs, &p.addrs6))
+        .eq(b.ports.iter().map(|p| (&p.addrs, &p.addrs6)))
         && routes(a) == routes(b)
+        && a.routes6 == b.routes6
         && set(&a.local) == set(&b.local)
         && set(&a.iface) == set(&b.iface)
         && a.silent6 == b.silent6
@@ -727,6 +728,27 @@ mod tests {
         assert!(same_l3(&a, &b));
         b.silent6.insert("2001:db8:10::100".parse().unwrap());
         assert!(!same_l3(&a, &b));
+    }
+
+    /// An IPv6 address or route the kernel added on a twin is another topology too.
+    #[test]
+    fn a_topology_differing_only_in_its_ipv6_addresses_or_routes_is_another() {
+        let port = crate::net::PortCtx {
+            name: "server".into(),
+            mac: crate::wire::MacAddr([2, 0, 0, 0, 0, 1]),
+            addrs: Vec::new(),
+            addrs6: Vec::new(),
+            twin: true,
+        };
+        let a = Topology::new(vec![port], &[]);
+        let mut b = a.clone();
+        b.ports[0].addrs6 = vec!["2001:db8:20::1/64".parse().unwrap()];
+        assert!(!same_l3(&a, &b));
+        let mut c = a.clone();
+        let route = ("2001:db8:40::/48".parse().unwrap(), None, 0);
+        c.routes6 = crate::inet6::Routes6::new(&c.ports, &[route]);
+        assert!(!same_l3(&a, &c));
+        assert!(same_l3(&c, &c.clone()));
     }
 
     /// Workers played by threads speaking the inbox protocol: `refuse` refuses every preparation.

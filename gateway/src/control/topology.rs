@@ -3,8 +3,9 @@
 //! (`kernel::KernelView`; DESIGN.md decision 14: the kernel is the one source of truth there, as in
 //! VPP's linux-cp). Pure, so the rules are unit-tested without a kernel:
 //!
-//! - a twin port's addresses and routes are the kernel's (the config's were written onto the twin
-//!   at start, so both agree until an operator or a daemon changes the kernel);
+//! - a twin port's addresses and routes are the kernel's, IPv4 and IPv6 (the config's were written
+//!   onto the twin at start, so both agree until an operator or a daemon changes the kernel); a
+//!   kernel-owned IPv6 VIP on a twin is a VIP, not a port address;
 //! - a port without a twin keeps the config's;
 //! - the gateway answers for (and serves) a config-owned VIP and its LIPs always, and a
 //!   kernel-owned VIP (`owner = "kernel"`) and its LIPs only while some twin holds the VIP: the
@@ -28,7 +29,7 @@ pub struct TopoInputs {
     pub routes: Vec<(Ipv4Cidr, Option<Ipv4Addr>, usize)>,
     /// VIPs of services with `owner = "kernel"`.
     pub kernel_owned: HashSet<IpAddr>,
-    /// The config's IPv6 routes (`inet6`: the config's only, not mirrored from the kernel).
+    /// The config's IPv6 routes (those through a twin port are the kernel's once mirrored).
     pub routes6: Vec<(crate::net::Ipv6Cidr, Option<std::net::Ipv6Addr>, usize)>,
 }
 
@@ -43,6 +44,10 @@ pub struct Provenance {
     pub routes: Vec<(Ipv4Cidr, Origin)>,
     /// Kernel-owned VIPs, with whether a twin holds them now.
     pub kernel_owned: Vec<(IpAddr, bool)>,
+    /// (port, IPv6 address) -> origin.
+    pub addrs6: Vec<(u16, crate::net::Ipv6Cidr, Origin)>,
+    /// (IPv6 prefix, origin); connected routes are not listed.
+    pub routes6: Vec<(crate::net::Ipv6Cidr, Origin)>,
 }
 
 impl TopoInputs {
@@ -113,8 +118,62 @@ pub fn build(
             prov.routes.push((r.prefix, o));
         }
     }
+    // IPv6: a twin port's global addresses and main-table routes are the kernel's too.
+    let mut routes6: Vec<_> = inputs
+        .routes6
+        .iter()
+        .filter(|r| !mirrored(r.2))
+        .copied()
+        .collect();
+    prov.routes6 = routes6.iter().map(|r| (r.0, Origin::Config)).collect();
+    for (i, p) in ports.iter_mut().enumerate() {
+        let config = std::mem::take(&mut p.addrs6);
+        p.addrs6 = match kernel.filter(|_| inputs.has_twin(i)) {
+            Some(k) => k
+                .addresses6_of(i as u16)
+                .filter(|c| !inputs.kernel_owned.contains(&IpAddr::V6(c.addr)))
+                .collect(),
+            None => config.clone(),
+        };
+        prov.addrs6.extend(p.addrs6.iter().map(|a| {
+            let o = if !mirrored(i) {
+                Origin::Config
+            } else if config.contains(a) {
+                Origin::ConfigKernel
+            } else {
+                Origin::Kernel
+            };
+            (i as u16, *a, o)
+        }));
+    }
+    if let Some(k) = kernel {
+        for r in k.routes6() {
+            let port = r.port as usize;
+            let Some(p) = ports.get(port).filter(|_| inputs.has_twin(port)) else {
+                continue;
+            };
+            // The kernel's own route for an address's prefix: `Routes6::new` adds it.
+            let connected = r.via.is_none()
+                && p.addrs6
+                    .iter()
+                    .any(|a| a.network() == r.prefix.addr && a.len == r.prefix.len);
+            if !connected {
+                routes6.push((r.prefix, r.via, port));
+                let in_config = inputs
+                    .routes6
+                    .iter()
+                    .any(|&(p, v, i)| p == r.prefix && v == r.via && i == port);
+                let o = if in_config {
+                    Origin::ConfigKernel
+                } else {
+                    Origin::Kernel
+                };
+                prov.routes6.push((r.prefix, o));
+            }
+        }
+    }
     let mut topo = Topology::new(ports, &routes);
-    topo.routes6 = crate::inet6::Routes6::new(&topo.ports, &inputs.routes6);
+    topo.routes6 = crate::inet6::Routes6::new(&topo.ports, &routes6);
     let held = |a: &IpAddr| kernel.is_some_and(|k| k.holds(*a));
     // IPv6 service addresses answered: `inet6` answers every IPv6 VIP and LIP of the service
     // table but those in `silent6`.
@@ -373,5 +432,106 @@ mod tests {
         assert!(t.silent6.is_empty(), "{:?}", t.silent6);
         assert!(t.local.contains(&ip("10.20.0.203")));
         assert_eq!(p.kernel_owned, [(vip.into(), true)]);
+        assert!(
+            !t.owns6(vip),
+            "a kernel-owned VIP on a twin is a VIP, not a port address"
+        );
+    }
+
+    #[test]
+    fn with_twins_the_kernel_has_the_ipv6_addresses_and_routes() {
+        let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+        let c6 = |s: &str| s.parse::<crate::net::Ipv6Cidr>().unwrap();
+        let mut inputs = inputs(true, false);
+        inputs.ports[1].addrs6 = vec![c6("2001:db8:20::1/64")];
+        inputs.routes6 = vec![(c6("2001:db8:40::/48"), Some(v6("2001:db8:20::254")), 1)];
+        let mut k = reconciled();
+        // What reconciling wrote and the kernel added: the port's address, its prefix's route,
+        // the link-local ones, the config's route.
+        for e in [
+            KernelEvent::Addr6 {
+                port: 1,
+                addr: v6("2001:db8:20::1"),
+                len: 64,
+                add: true,
+            },
+            KernelEvent::Addr6 {
+                port: 1,
+                addr: v6("fe80::1"),
+                len: 64,
+                add: true,
+            },
+            KernelEvent::Route6 {
+                port: 1,
+                prefix: c6("2001:db8:20::/64"),
+                via: None,
+                metric: 256,
+                add: true,
+            },
+            KernelEvent::Route6 {
+                port: 1,
+                prefix: c6("fe80::/64"),
+                via: None,
+                metric: 256,
+                add: true,
+            },
+            KernelEvent::Route6 {
+                port: 1,
+                prefix: c6("2001:db8:40::/48"),
+                via: Some(v6("2001:db8:20::254")),
+                metric: 1000,
+                add: true,
+            },
+        ] {
+            k.apply(e);
+        }
+        let (t, p) = build(&inputs, Some(&k), &services());
+        assert!(t.owns6_on(1, v6("2001:db8:20::1")));
+        assert_eq!(p.routes6, [(c6("2001:db8:40::/48"), Origin::ConfigKernel)]);
+        assert_eq!(t.routes6.iter().count(), 2, "{:?}", t.routes6);
+        let via = |t: &Topology, a: &str| t.routes6.lookup(v6(a)).map(|r| (r.via, r.port));
+        assert_eq!(
+            via(&t, "2001:db8:40::9"),
+            Some((Some(v6("2001:db8:20::254")), 1))
+        );
+        // `ip -6 addr add 2001:db8:20::7/64`, `ip -6 route add 2001:db8:50::/48 via ...`, and the
+        // config's route deleted.
+        k.apply(KernelEvent::Addr6 {
+            port: 1,
+            addr: v6("2001:db8:20::7"),
+            len: 64,
+            add: true,
+        });
+        k.apply(KernelEvent::Route6 {
+            port: 1,
+            prefix: c6("2001:db8:50::/48"),
+            via: Some(v6("fe80::254")),
+            metric: 1024,
+            add: true,
+        });
+        k.apply(KernelEvent::Route6 {
+            port: 1,
+            prefix: c6("2001:db8:40::/48"),
+            via: None,
+            metric: 1000,
+            add: false,
+        });
+        let (t, p) = build(&inputs, Some(&k), &services());
+        assert!(t.owns6_on(1, v6("2001:db8:20::7")));
+        assert_eq!(
+            p.addrs6,
+            [
+                (1, c6("2001:db8:20::1/64"), Origin::ConfigKernel),
+                (1, c6("2001:db8:20::7/64"), Origin::Kernel)
+            ]
+        );
+        assert_eq!(p.routes6, [(c6("2001:db8:50::/48"), Origin::Kernel)]);
+        assert_eq!(via(&t, "2001:db8:50::1"), Some((Some(v6("fe80::254")), 1)));
+        assert_eq!(via(&t, "2001:db8:40::9"), None, "the kernel deleted it");
+        // Without the kernel's view: the config's.
+        let (t, p) = build(&inputs, None, &services());
+        assert!(!t.owns6_on(1, v6("2001:db8:20::7")));
+        assert_eq!(p.routes6, [(c6("2001:db8:40::/48"), Origin::Config)]);
+        assert!(via(&t, "2001:db8:40::9").is_some());
     }
 }

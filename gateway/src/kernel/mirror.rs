@@ -1,9 +1,10 @@
 //! The kernel's L3 state on the twins, as the gateway mirrors it (VPP `lcp_router.c`): addresses
-//! per twin, main-table IPv4 routes through a twin, and neighbours on twins. Pure: `netlink.rs`
+//! per twin (IPv4 and IPv6), main-table routes through a twin (IPv4 and IPv6), and IPv4
+//! neighbours on twins. Pure: `netlink.rs`
 //! feeds it [`KernelEvent`]s already translated from ifindex to port index (events about other
 //! interfaces never get here), and the control plane reads it to build a generation.
 
-use crate::net::Ipv4Cidr;
+use crate::net::{Ipv4Cidr, Ipv6Cidr};
 use crate::wire::MacAddr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,9 +18,8 @@ pub enum KernelEvent {
         cidr: Ipv4Cidr,
         add: bool,
     },
-    /// RTM_NEWADDR / RTM_DELADDR of an IPv6 address. Only whether a twin holds an address is
-    /// mirrored (a kernel-owned IPv6 VIP that keepalived floats): the ports' IPv6 addresses and
-    /// routes stay the config's.
+    /// RTM_NEWADDR / RTM_DELADDR of an IPv6 address (link-local ones included: the view keeps
+    /// them for `holds`, and `addresses6_of` leaves them out).
     Addr6 {
         port: u16,
         addr: Ipv6Addr,
@@ -38,6 +38,16 @@ pub enum KernelEvent {
     /// RTM_NEWROUTE of `prefix` and `metric` through an interface that is not a twin: the route
     /// through a twin it replaced (if any) is gone.
     RouteElsewhere { prefix: Ipv4Cidr, metric: u32 },
+    /// RTM_NEWROUTE / RTM_DELROUTE of an IPv6 route in the main table, as `Route`.
+    Route6 {
+        port: u16,
+        prefix: Ipv6Cidr,
+        via: Option<Ipv6Addr>,
+        metric: u32,
+        add: bool,
+    },
+    /// An IPv6 route of `prefix` and `metric` now through an interface that is not a twin.
+    RouteElsewhere6 { prefix: Ipv6Cidr, metric: u32 },
     /// RTM_NEWNEIGH with a link-layer address in a usable state (Some), or RTM_DELNEIGH and
     /// unusable states (None).
     Neigh {
@@ -56,6 +66,15 @@ pub struct KernelRoute {
     pub metric: u32,
 }
 
+/// An IPv6 route as the kernel has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelRoute6 {
+    pub prefix: Ipv6Cidr,
+    pub via: Option<Ipv6Addr>,
+    pub port: u16,
+    pub metric: u32,
+}
+
 /// What the kernel has on the twins.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelView {
@@ -65,6 +84,8 @@ pub struct KernelView {
     addrs6: BTreeSet<(u16, u128, u8)>,
     /// (network, length, metric) -> (via, port).
     routes: BTreeMap<(u32, u8, u32), (Option<Ipv4Addr>, u16)>,
+    /// (network, length, metric) -> (via, port).
+    routes6: BTreeMap<(u128, u8, u32), (Option<Ipv6Addr>, u16)>,
     neighs: BTreeMap<Ipv4Addr, (u16, MacAddr)>,
 }
 
@@ -102,22 +123,25 @@ impl KernelView {
                 add,
             } => {
                 let k = (u32::from(prefix.network()), prefix.len, metric);
-                if add {
-                    self.routes.insert(k, (via, port)) != Some((via, port))
-                } else {
-                    // RTM_DELROUTE names the route by prefix, metric and (usually) its nexthop.
-                    match self.routes.get(&k) {
-                        Some(&(v, p)) if p == port && (via.is_none() || v == via) => {
-                            self.routes.remove(&k);
-                            true
-                        }
-                        _ => false,
-                    }
-                }
+                route_change(&mut self.routes, k, via, port, add)
             }
             KernelEvent::RouteElsewhere { prefix, metric } => self
                 .routes
                 .remove(&(u32::from(prefix.network()), prefix.len, metric))
+                .is_some(),
+            KernelEvent::Route6 {
+                port,
+                prefix,
+                via,
+                metric,
+                add,
+            } => {
+                let k = (u128::from(prefix.network()), prefix.len, metric);
+                route_change(&mut self.routes6, k, via, port, add)
+            }
+            KernelEvent::RouteElsewhere6 { prefix, metric } => self
+                .routes6
+                .remove(&(u128::from(prefix.network()), prefix.len, metric))
                 .is_some(),
             KernelEvent::Neigh { port, ip, mac } => match mac {
                 Some(mac) => self.neighs.insert(ip, (port, mac)) != Some((port, mac)),
@@ -134,6 +158,18 @@ impl KernelView {
                 addr: Ipv4Addr::from(a),
                 len,
             })
+    }
+
+    /// The global IPv6 addresses on twin `port` (not link-local: every port answers for its own,
+    /// `net::topology::link_local`).
+    pub fn addresses6_of(&self, port: u16) -> impl Iterator<Item = Ipv6Cidr> + '_ {
+        self.addrs6
+            .range((port, 0, 0)..=(port, u128::MAX, u8::MAX))
+            .map(|&(_, a, len)| Ipv6Cidr {
+                addr: Ipv6Addr::from(a),
+                len,
+            })
+            .filter(|c| !c.addr.is_unicast_link_local() && !c.addr.is_multicast())
     }
 
     /// Every address on any twin.
@@ -185,9 +221,57 @@ impl KernelView {
         out
     }
 
+    /// The IPv6 route the kernel uses per prefix: the lowest metric of each. Link-local and
+    /// multicast prefixes (the kernel's fe80::/64 on every interface) are left out: the datapath
+    /// answers and reaches link-local addresses on each port by itself.
+    pub fn routes6(&self) -> Vec<KernelRoute6> {
+        let mut out: Vec<KernelRoute6> = Vec::new();
+        for (&(net, len, metric), &(via, port)) in &self.routes6 {
+            let prefix = Ipv6Cidr {
+                addr: Ipv6Addr::from(net),
+                len,
+            };
+            if prefix.addr.is_unicast_link_local() || prefix.addr.is_multicast() {
+                continue;
+            }
+            if out.last().is_some_and(|r| r.prefix == prefix) {
+                continue;
+            }
+            out.push(KernelRoute6 {
+                prefix,
+                via,
+                port,
+                metric,
+            });
+        }
+        out
+    }
+
     /// Neighbours with a link-layer address, on twins.
     pub fn neighbours(&self) -> impl Iterator<Item = (Ipv4Addr, u16, MacAddr)> + '_ {
         self.neighs.iter().map(|(&ip, &(p, m))| (ip, p, m))
+    }
+}
+
+/// Applies a route's RTM_NEWROUTE (`add`) or RTM_DELROUTE to `routes` (either family's, keyed by
+/// network, length and metric); whether it changed.
+fn route_change<K: Ord, A: PartialEq + Copy>(
+    routes: &mut BTreeMap<K, (Option<A>, u16)>,
+    k: K,
+    via: Option<A>,
+    port: u16,
+    add: bool,
+) -> bool {
+    if add {
+        return routes.insert(k, (via, port)) != Some((via, port));
+    }
+    // RTM_DELROUTE names the route by prefix, metric and (usually) its nexthop.
+    match routes.get(&k) {
+        Some(&(v, p)) if p == port && (via.is_none() || v == via) => {
+            routes.remove(&k);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -286,6 +370,52 @@ mod tests {
             metric: 100
         }));
         assert!(v.routes().is_empty());
+    }
+
+    #[test]
+    fn ipv6_routes_and_global_addresses_are_mirrored_per_twin() {
+        let mut v = KernelView::default();
+        let c6 = |s: &str| s.parse::<Ipv6Cidr>().unwrap();
+        let via = |s: &str| Some(s.parse::<Ipv6Addr>().unwrap());
+        for (addr, len) in [
+            ("fe80::1", 64),
+            ("2001:db8:20::1", 64),
+            ("2001:db8:20::9", 128),
+        ] {
+            assert!(v.apply(KernelEvent::Addr6 {
+                port: 1,
+                addr: addr.parse().unwrap(),
+                len,
+                add: true,
+            }));
+        }
+        assert_eq!(
+            v.addresses6_of(1).collect::<Vec<_>>(),
+            [c6("2001:db8:20::1/64"), c6("2001:db8:20::9/128")],
+            "not the link-local one"
+        );
+        assert_eq!(v.addresses6_of(0).count(), 0);
+        let r = |prefix: &str, via, metric, add| KernelEvent::Route6 {
+            port: 1,
+            prefix: c6(prefix),
+            via,
+            metric,
+            add,
+        };
+        assert!(v.apply(r("fe80::/64", None, 256, true)));
+        assert!(v.apply(r("2001:db8:40::/48", via("2001:db8:20::254"), 1024, true)));
+        assert!(v.apply(r("2001:db8:40::/48", via("fe80::254"), 20, true)));
+        let routes = v.routes6();
+        assert_eq!(routes.len(), 1, "{routes:?}");
+        assert_eq!((routes[0].via, routes[0].metric), (via("fe80::254"), 20));
+        assert!(!v.apply(r("2001:db8:40::/48", via("fe80::1"), 20, false)));
+        assert!(v.apply(r("2001:db8:40::/48", via("fe80::254"), 20, false)));
+        assert_eq!(v.routes6()[0].via, via("2001:db8:20::254"));
+        assert!(v.apply(KernelEvent::RouteElsewhere6 {
+            prefix: c6("2001:db8:40::/48"),
+            metric: 1024
+        }));
+        assert!(v.routes6().is_empty());
     }
 
     #[test]

@@ -30,6 +30,7 @@ const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
 
 /// A route the gateway writes is marked `proto static` (RTPROT_STATIC), as `ip route add` does.
 const ROUTE_PROTOCOL: RouteProtocol = RouteProtocol::Static;
@@ -380,7 +381,7 @@ impl Netlink {
         Ok(out)
     }
 
-    /// Everything the mirror follows, dumped now: IPv4 and IPv6 addresses, IPv4 routes and
+    /// Everything the mirror follows, dumped now: IPv4 and IPv6 addresses and routes, IPv4
     /// neighbours.
     pub fn dump(&mut self) -> io::Result<Vec<RouteNetlinkMessage>> {
         let mut out = Vec::new();
@@ -389,9 +390,11 @@ impl Netlink {
             a.header.family = family;
             out.extend(self.call(RouteNetlinkMessage::GetAddress(a), NLM_F_DUMP)?);
         }
-        let mut r = RouteMessage::default();
-        r.header.address_family = AddressFamily::Inet;
-        out.extend(self.call(RouteNetlinkMessage::GetRoute(r), NLM_F_DUMP)?);
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut r = RouteMessage::default();
+            r.header.address_family = family;
+            out.extend(self.call(RouteNetlinkMessage::GetRoute(r), NLM_F_DUMP)?);
+        }
         let mut n = NeighbourMessage::default();
         n.header.family = AddressFamily::Inet;
         out.extend(self.call(RouteNetlinkMessage::GetNeighbour(n), NLM_F_DUMP)?);
@@ -426,6 +429,7 @@ impl Listener {
             RTNLGRP_IPV4_IFADDR,
             RTNLGRP_IPV4_ROUTE,
             RTNLGRP_IPV6_IFADDR,
+            RTNLGRP_IPV6_ROUTE,
             RTNLGRP_NEIGH,
         ] {
             sock.add_membership(g)?;
@@ -498,60 +502,7 @@ pub fn event_of(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -> Option<Ke
             })
         }
         RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => {
-            let h = &r.header;
-            if h.address_family != AddressFamily::Inet || h.kind != RouteType::Unicast {
-                return None;
-            }
-            let table = r
-                .attributes
-                .iter()
-                .find_map(|x| match x {
-                    RouteAttribute::Table(t) => Some(*t),
-                    _ => None,
-                })
-                .unwrap_or(u32::from(h.table));
-            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
-                return None;
-            }
-            let mut oif = None;
-            let mut via = None;
-            let mut dst = Ipv4Addr::UNSPECIFIED;
-            let mut metric = 0;
-            for x in &r.attributes {
-                match x {
-                    RouteAttribute::Oif(i) => oif = Some(*i),
-                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(*g),
-                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
-                    RouteAttribute::Priority(p) => metric = *p,
-                    // ECMP (RTA_MULTIPATH): the first nexthop through a twin stands for the route.
-                    RouteAttribute::MultiPath(hops) if oif.is_none() => {
-                        if let Some(hop) =
-                            hops.iter().find(|h| twins.contains_key(&h.interface_index))
-                        {
-                            oif = Some(hop.interface_index);
-                            via = hop.attributes.iter().find_map(|a| match a {
-                                RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
-                                _ => None,
-                            });
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let prefix = Ipv4Cidr::new(dst, h.destination_prefix_length)?;
-            let Some(&port) = twins.get(&oif?) else {
-                // A route of this prefix and metric now leaves by another interface (`ip route
-                // replace`): whatever the view had through a twin is gone.
-                return matches!(m, RouteNetlinkMessage::NewRoute(_))
-                    .then_some(KernelEvent::RouteElsewhere { prefix, metric });
-            };
-            Some(KernelEvent::Route {
-                port,
-                prefix,
-                via,
-                metric,
-                add: matches!(m, RouteNetlinkMessage::NewRoute(_)),
-            })
+            route_event(r, matches!(m, RouteNetlinkMessage::NewRoute(_)), twins)
         }
         RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n) => {
             if n.header.family != AddressFamily::Inet {
@@ -591,6 +542,103 @@ pub fn event_of(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -> Option<Ke
         }
         _ => None,
     }
+}
+
+/// The event of a main-table unicast route of either family (RTM_NEWROUTE when `add`).
+fn route_event(r: &RouteMessage, add: bool, twins: &HashMap<u32, u16>) -> Option<KernelEvent> {
+    let h = &r.header;
+    let v6 = match h.address_family {
+        AddressFamily::Inet => false,
+        AddressFamily::Inet6 => true,
+        _ => return None,
+    };
+    if h.kind != RouteType::Unicast {
+        return None;
+    }
+    let table = r
+        .attributes
+        .iter()
+        .find_map(|x| match x {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(h.table));
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return None;
+    }
+    let ip = |a: &RouteAddress| match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    };
+    let mut oif = None;
+    let mut via = None;
+    let mut dst = None;
+    let mut metric = 0;
+    for x in &r.attributes {
+        match x {
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Gateway(g) => via = ip(g),
+            RouteAttribute::Destination(d) => dst = ip(d),
+            RouteAttribute::Priority(p) => metric = *p,
+            // ECMP (RTA_MULTIPATH): the first nexthop through a twin stands for the route.
+            RouteAttribute::MultiPath(hops) if oif.is_none() => {
+                if let Some(hop) = hops.iter().find(|h| twins.contains_key(&h.interface_index)) {
+                    oif = Some(hop.interface_index);
+                    via = hop.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Gateway(g) => ip(g),
+                        _ => None,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let len = h.destination_prefix_length;
+    let port = twins.get(&oif?).copied();
+    // A route of this prefix and metric that now leaves by another interface (`ip route
+    // replace`): whatever the view had through a twin is gone.
+    let elsewhere = port.is_none() && add;
+    if v6 {
+        let dst = match dst {
+            Some(IpAddr::V6(d)) => d,
+            _ => Ipv6Addr::UNSPECIFIED,
+        };
+        let prefix = Ipv6Cidr::new(dst, len)?;
+        if elsewhere {
+            return Some(KernelEvent::RouteElsewhere6 { prefix, metric });
+        }
+        let via = match via {
+            Some(IpAddr::V6(g)) => Some(g),
+            _ => None,
+        };
+        return port.map(|port| KernelEvent::Route6 {
+            port,
+            prefix,
+            via,
+            metric,
+            add,
+        });
+    }
+    let dst = match dst {
+        Some(IpAddr::V4(d)) => d,
+        _ => Ipv4Addr::UNSPECIFIED,
+    };
+    let prefix = Ipv4Cidr::new(dst, len)?;
+    if elsewhere {
+        return Some(KernelEvent::RouteElsewhere { prefix, metric });
+    }
+    let via = match via {
+        Some(IpAddr::V4(g)) => Some(g),
+        _ => None,
+    };
+    port.map(|port| KernelEvent::Route {
+        port,
+        prefix,
+        via,
+        metric,
+        add,
+    })
 }
 
 #[cfg(test)]
@@ -699,6 +747,53 @@ mod tests {
         r.attributes.push(RouteAttribute::Oif(oif));
         r.attributes.push(RouteAttribute::Priority(5));
         r
+    }
+
+    #[test]
+    fn ipv6_main_table_routes_through_a_twin_are_mirrored() {
+        let t = twins();
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let msg = |table: u8, oif: u32| {
+            let mut r = RouteMessage::default();
+            r.header.address_family = AddressFamily::Inet6;
+            r.header.table = table;
+            r.header.kind = RouteType::Unicast;
+            r.header.destination_prefix_length = 48;
+            r.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet6(v6(
+                    "2001:db8:40::",
+                ))));
+            r.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet6(v6(
+                    "fe80::254",
+                ))));
+            r.attributes.push(RouteAttribute::Oif(oif));
+            r.attributes.push(RouteAttribute::Priority(1024));
+            r
+        };
+        let prefix = "2001:db8:40::/48".parse().unwrap();
+        assert_eq!(
+            event_of(&RouteNetlinkMessage::DelRoute(msg(254, 8)), &t),
+            Some(KernelEvent::Route6 {
+                port: 1,
+                prefix,
+                via: Some(v6("fe80::254")),
+                metric: 1024,
+                add: false
+            })
+        );
+        assert_eq!(
+            event_of(&RouteNetlinkMessage::NewRoute(msg(255, 8)), &t),
+            None,
+            "the local table"
+        );
+        assert_eq!(
+            event_of(&RouteNetlinkMessage::NewRoute(msg(254, 2)), &t),
+            Some(KernelEvent::RouteElsewhere6 {
+                prefix,
+                metric: 1024
+            })
+        );
     }
 
     #[test]

@@ -177,9 +177,8 @@ pub struct PortAddressing<'a> {
 /// Writes the config's addresses and routes of the twin's port onto the twin (`ip addr replace`,
 /// `ip route replace ... proto static metric 1000`, which leaves the host's own routes alone), before
 /// the mirror starts (no echo loop by construction). IPv6 ones too (`nodad`): the kernel's own
-/// daemons then serve the port's IPv6 addresses and reach IPv6 hosts as they do IPv4 ones. The
-/// mirror follows IPv4 only, but for which kernel-owned IPv6 VIPs a twin holds: the config is the
-/// IPv6 addresses' and routes' source of truth.
+/// daemons then serve the port's IPv6 addresses and reach IPv6 hosts as they do IPv4 ones. From
+/// then on the mirror follows both families: the kernel is the source of truth.
 pub fn reconcile(twin: &Twin, a: &PortAddressing) -> Result<(), String> {
     let mut nl = super::netlink::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
     let err = |what: String| move |e: std::io::Error| format!("twin {}: {what}: {e}", twin.name);

@@ -628,12 +628,16 @@ impl Server<'_> {
                     .map(|a| a.to_string())
                     .chain(p.addrs6.iter().map(|a| a.to_string()))
                     .collect(),
-                // IPv6 addresses are the config's (not mirrored).
                 origins: p
                     .addrs
                     .iter()
                     .map(|a| origin_of_addr(i, a))
-                    .chain(p.addrs6.iter().map(|_| Origin::Config))
+                    .chain(p.addrs6.iter().map(|a| {
+                        prov.addrs6
+                            .iter()
+                            .find(|x| x.0 as usize == i && x.1 == *a)
+                            .map_or(Origin::Config, |x| x.2)
+                    }))
                     .collect(),
                 twin: twins.iter().find(|t| t.0 as usize == i).map(|t| TwinView {
                     name: t.1.clone(),
@@ -657,20 +661,12 @@ impl Server<'_> {
                 origin: prov.routes.iter().find(|r| r.0 == c).map(|r| r.1),
             })
             .collect();
-        // IPv6: connected prefixes of the ports' addresses, and the config's routes.
-        routes.extend(topo.routes6.iter().map(|r| {
-            let connected = r.via.is_none()
-                && topo.ports.iter().any(|p| {
-                    p.addrs6
-                        .iter()
-                        .any(|a| a.network() == r.prefix.addr && a.len == r.prefix.len)
-                });
-            RouteView {
-                prefix: r.prefix.to_string(),
-                via: r.via.map(Into::into),
-                port: port_name(r.port),
-                origin: (!connected).then_some(Origin::Config),
-            }
+        // IPv6: connected prefixes of the ports' addresses (no origin), and the others.
+        routes.extend(topo.routes6.iter().map(|r| RouteView {
+            prefix: r.prefix.to_string(),
+            via: r.via.map(Into::into),
+            port: port_name(r.port),
+            origin: prov.routes6.iter().find(|x| x.0 == r.prefix).map(|x| x.1),
         }));
         routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
         let mut neigh: Vec<NeighInfo> = self
