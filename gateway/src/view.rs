@@ -370,6 +370,12 @@ pub struct NetView {
     /// Punt counters summed over the workers (`net::punt`).
     #[serde(default)]
     pub punt: BTreeMap<String, u64>,
+    /// The solicited-node groups the twins listen to for the services' IPv6 addresses, as
+    /// (twin, group) (`kernel::mld`), and the joins and leaves the kernel refused.
+    #[serde(default)]
+    pub listening6: Vec<(String, std::net::Ipv6Addr)>,
+    #[serde(default)]
+    pub listen6_errors: u64,
 }
 
 /// The answer to `timeouts`: IPVS's three (`tcp tcpfin udp`) and every state's.

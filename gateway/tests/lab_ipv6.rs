@@ -135,6 +135,12 @@ fn toa6_in_v4(frame: &[u8]) -> Option<(String, String)> {
     Some((std::net::Ipv6Addr::from(addr).to_string(), src))
 }
 
+/// `curl -6 -gs ARGS...` from the client: its stdout.
+fn curl6(lab: &Lab, args: &[&str]) -> String {
+    let out = lab.exec("cli", &[&["curl", "-6", "-gs"][..], args].concat());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn rx_packets(lab: &Lab, node: &str, dev: &str) -> u64 {
     let p = format!("/sys/class/net/{dev}/statistics/rx_packets");
     lab.sh(node, &["cat", &p]).trim().parse().unwrap()
@@ -595,21 +601,12 @@ fn ipv6_addresses_and_routes_follow_the_kernel() {
     lab_sh(&lab, &["ipv6"]);
     // The client's second address, on the network behind the router (2001:db8:11::/64): the
     // gateway has no route there but the one the kernel will give it.
+    let from = ["-m", "2", "--interface", "2001:db8:11::2"];
     let curl = || {
-        let out = lab.exec(
-            "cli",
-            &[
-                "curl",
-                "-6",
-                "-gs",
-                "-m",
-                "2",
-                "--interface",
-                "2001:db8:11::2",
-                "http://[2001:db8:10::100]:8080/",
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        curl6(
+            &lab,
+            &[&from[..], &["http://[2001:db8:10::100]:8080/"]].concat(),
+        )
     };
     assert_eq!(curl(), "", "no IPv6 route to 2001:db8:11::/64 yet");
     assert!(
@@ -686,6 +683,74 @@ fn ipv6_addresses_and_routes_follow_the_kernel() {
     // counter, not the ping, says so.
     let _ = ping();
     assert_eq!(echoes(), before, "{}", lab.stats());
+}
+
+/// Behind a switch that snoops MLD (RFC 4541) and floods no unregistered multicast to the
+/// gateway's port, as many datacenter switches do: the real servers' neighbour solicitations for
+/// the LIPs (sent to the LIPs' solicited-node groups) reach the datapath only because the server
+/// twin listens to those groups and its kernel reports them (`kernel::mld`).
+#[test]
+fn a_snooping_switch_passes_the_real_servers_solicitations_for_the_lips() {
+    let lab = Lab::up("v6s", &dual_stack(&config()));
+    lab_sh(&lab, &["ipv6"]);
+    let groups = ["ff02::1:ff00:200", "ff02::1:ff00:201"];
+    let twins = lab.gwctl(&["twins"]);
+    for g in groups {
+        assert!(
+            twins.contains(&format!("listening {g} on server")),
+            "{twins}"
+        );
+    }
+    assert!(
+        twins.contains("listening ff02::1:ff00:100 on client")
+            && !twins.contains("listening ff02::1:ff00:100 on server"),
+        "the VIP is on the client link, not the server's: {twins}"
+    );
+    // The switch: IPv6 on its bridge (the querier's link-local source, usable at once), MLD
+    // snooping with the bridge as querier (queries every 2 s, answered within 1 s), and no
+    // unregistered multicast to the gateway's port.
+    for cmd in [
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.br0.accept_dad=0",
+        "sysctl -qw net.ipv6.conf.br0.disable_ipv6=0",
+        // The intervals first: the querier takes them when it starts.
+        "ip link set br0 type bridge mcast_snooping 1 mcast_query_interval 200 \
+         mcast_startup_query_interval 100 mcast_query_response_interval 100",
+        "ip link set br0 type bridge mcast_querier 1",
+        "bridge link set dev p-lb mcast_flood off",
+    ] {
+        let out = lab.exec("sw", &["sh", "-c", cmd]);
+        assert!(out.status.success(), "{cmd}: {out:?}");
+    }
+    let mdb =
+        || String::from_utf8_lossy(&lab.exec("sw", &["bridge", "mdb", "show"]).stdout).into_owned();
+    let t = std::time::Instant::now();
+    while !groups
+        .iter()
+        .all(|g| mdb().contains(&format!("port p-lb grp {g}")))
+    {
+        assert!(
+            t.elapsed().as_secs() < 15,
+            "the switch never learned the LIPs' groups on the gateway's port:\n{}",
+            mdb()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The bridge forwards by its groups once a querier has been heard for a response interval
+    // (until then it floods, and floods nothing to the gateway's port).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The real servers resolve the LIPs afresh, through the switch, as they answer FullNAT.
+    for rs in ["rs1", "rs2"] {
+        lab.exec(rs, &["ip", "-6", "neigh", "flush", "dev", "eth0"]);
+    }
+    for i in 0..8 {
+        let page = curl6(&lab, &["-m", "3", "http://[2001:db8:10::100]:8080/"]);
+        assert!(
+            page == "rs1" || page == "rs2",
+            "request {i}: {page:?}\n{}\n{}",
+            mdb(),
+            lab.stats()
+        );
+    }
 }
 
 /// Health checks of IPv6 real servers: the checker's probes leave through the kernel twin (which
@@ -816,23 +881,17 @@ address = "2001:db8:20::12"
     lab.nginx("rs1", false);
     let stopped = std::time::Instant::now();
     for i in 0..8 {
-        let out = lab.exec(
-            "cli",
-            &[
-                "curl",
-                "-6",
-                "-gs",
-                "--max-time",
-                "5",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                URL6,
-            ],
-        );
-        let code = String::from_utf8_lossy(&out.stdout).to_string();
-        assert_eq!(code, "200", "request {i} failed ({:?})", out.status);
+        let args = [
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            URL6,
+        ];
+        let code = curl6(&lab, &args);
+        assert_eq!(code, "200", "request {i} failed");
     }
     let retried = Lab::conn_counter(&lab.stats(), "syn_retried");
     assert!(retried > 0, "no SYN retried:\n{}", lab.stats());

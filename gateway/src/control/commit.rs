@@ -72,6 +72,8 @@ pub struct Control {
     pub sync: Option<crate::sync::Handle>,
     /// Local addresses removed while connections used them (`control::retire`).
     retiring: crate::control::retire::Retiring,
+    /// The twins' memberships in the services' IPv6 solicited-node groups (`kernel::mld`).
+    listening: crate::kernel::mld::Listening,
 }
 
 /// How long a worker may take to acknowledge a new generation (it checks its inbox every few ms).
@@ -113,12 +115,14 @@ impl Control {
             kernel: None,
             sync: wiring.sync,
             retiring: Default::default(),
+            listening: Default::default(),
             provenance,
             twins,
         };
         // The checker starts on the configured checks, the announce table on what runs.
         control.send_health_targets();
         control.reannounce();
+        control.listen6();
         control
     }
 
@@ -634,7 +638,27 @@ impl Control {
         self.current = generation;
         self.collect(id, Phase::Commit)?;
         self.reannounce();
+        self.listen6();
         Ok(id)
+    }
+
+    /// Makes the twins' kernel listen to the solicited-node groups of the IPv6 VIPs and LIPs the
+    /// running generation answers (`kernel::mld`), so that snooping switches pass their
+    /// neighbour solicitations to this box.
+    fn listen6(&mut self) {
+        if self.twins.is_empty() {
+            return;
+        }
+        let twins: Vec<(u16, u32)> = self.twins.iter().map(|t| (t.0, t.3)).collect();
+        let g = &self.current;
+        let want = crate::kernel::mld::wanted(&g.topo, g.services.addresses6(), &twins);
+        self.listening.follow(&want);
+    }
+
+    /// The groups the twins listen to for the services (ifindex, group), and the joins and
+    /// leaves the kernel refused.
+    pub fn listening6(&self) -> (Vec<(u32, std::net::Ipv6Addr)>, u64) {
+        (self.listening.groups().collect(), self.listening.errors)
     }
 
     fn send_all(&self, msg: impl Fn() -> Msg, id: u64) -> Result<(), String> {
@@ -817,6 +841,7 @@ mod tests {
             kernel: None,
             sync: None,
             retiring: Default::default(),
+            listening: Default::default(),
             provenance: Provenance::default(),
             twins: Vec::new(),
             configured: Default::default(),

@@ -19,11 +19,14 @@
 //!   [`mirror::KernelView`]; the control plane builds each generation's topology from it
 //!   (`control::topology`). An address a daemon adds to a twin (keepalived adding a VIP) is one the
 //!   datapath then answers for and, when it is a service's VIP, serves (`owner = "kernel"`).
+//! - **Multicast listening** (`mld.rs`): the kernel listens on the twins to the solicited-node
+//!   groups of the services' IPv6 addresses, so that it reports them in MLD to snooping switches.
 //!
 //! Nothing here is on the packet path, and nothing below `daemon`/`control` imports this module.
 
 pub mod announce;
 pub mod mirror;
+pub mod mld;
 pub mod netlink;
 pub mod twin;
 

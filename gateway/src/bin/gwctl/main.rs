@@ -492,7 +492,8 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
                             .map(|p| serde_json::json!({ "port": p.name, "twin": p.twin }))
                             .collect();
                         return json(serde_json::json!({
-                            "twins": twins, "punt": n.punt, "kernel_owned": n.kernel_owned
+                            "twins": twins, "punt": n.punt, "kernel_owned": n.kernel_owned,
+                            "listening6": n.listening6, "listen6_errors": n.listen6_errors
                         }));
                     }
                     let _ = writeln!(
@@ -518,6 +519,12 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
                     for (a, held) in &n.kernel_owned {
                         let state = if *held { "held" } else { "not held" };
                         let _ = writeln!(out, "kernel-owned {a} {state}");
+                    }
+                    for (twin, group) in &n.listening6 {
+                        let _ = writeln!(out, "listening {group} on {twin}");
+                    }
+                    if n.listen6_errors > 0 {
+                        let _ = writeln!(out, "listen6_errors {}", n.listen6_errors);
                     }
                     for (k, v) in &n.punt {
                         let _ = writeln!(out, "{k} {v}");

@@ -604,10 +604,23 @@ impl Server<'_> {
     }
 
     pub(super) fn net(&self) -> Result<serde_json::Value, String> {
-        let (g, prov, twins) = {
+        let (g, prov, twins, (groups, listen6_errors)) = {
             let c = self.control()?;
-            (c.current().clone(), c.provenance().clone(), c.twins.clone())
+            let t = c.twins.clone();
+            (
+                c.current().clone(),
+                c.provenance().clone(),
+                t,
+                c.listening6(),
+            )
         };
+        let twin_name = |ifindex: u32| {
+            twins
+                .iter()
+                .find(|t| t.3 == ifindex)
+                .map_or_else(|| ifindex.to_string(), |t| t.1.clone())
+        };
+        let listening6 = groups.iter().map(|&(i, g)| (twin_name(i), g)).collect();
         let topo = &g.topo;
         let origin_of_addr = |port: usize, a: &crate::net::Ipv4Cidr| {
             prov.addrs
@@ -695,6 +708,8 @@ impl Server<'_> {
             service_addrs,
             kernel_owned: prov.kernel_owned.clone(),
             punt: total.reported().map(|(k, v)| (k.to_string(), v)).collect(),
+            listening6,
+            listen6_errors,
         }))
     }
 }
