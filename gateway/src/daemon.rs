@@ -860,7 +860,7 @@ pub fn control_loop(run: &Running, cfg: &Config, signals: &Signals) {
 struct KernelPending {
     /// The last view (views are whole: the last one is all that matters).
     view: Option<Arc<KernelView>>,
-    neighs: Vec<(std::net::Ipv4Addr, crate::wire::MacAddr, u16)>,
+    neighs: Vec<(std::net::IpAddr, crate::wire::MacAddr, u16)>,
     /// The last view's generation failed (a worker did not answer): it is applied again.
     retry: bool,
 }

@@ -18,9 +18,10 @@ use std::time::Duration;
 pub enum Msg {
     /// A neighbour learned by another worker.
     Neigh(Event),
-    /// A neighbour the kernel has on a twin (`kernel::Update::Neigh`): taken as a gratuitous ARP.
+    /// A neighbour the kernel has on a twin (`kernel::Update::Neigh`): taken as a gratuitous ARP,
+    /// or an IPv6 neighbour's unsolicited advertisement.
     KernelNeigh {
-        ip: std::net::Ipv4Addr,
+        ip: std::net::IpAddr,
         mac: crate::wire::MacAddr,
         port: u16,
     },
@@ -413,9 +414,13 @@ impl Worker {
                     let dp = &mut self.datapath;
                     dp.v6.learn_from_peer(&mut dp.l3, ip, mac, port)
                 }
-                Msg::KernelNeigh { ip, mac, port } => {
-                    self.datapath.l3.learn_from_kernel(ip, mac, port)
-                }
+                Msg::KernelNeigh { ip, mac, port } => match ip {
+                    std::net::IpAddr::V4(ip) => self.datapath.l3.learn_from_kernel(ip, mac, port),
+                    std::net::IpAddr::V6(ip) => {
+                        let dp = &mut self.datapath;
+                        dp.v6.learn_from_kernel(&mut dp.l3, ip, mac, port)
+                    }
+                },
                 Msg::Prepare(g) => {
                     let result = match self.datapath.fwd.prepare_services(g.services.clone()) {
                         Ok(p) => {

@@ -594,7 +594,8 @@ fn the_kernel_serves_and_reaches_ipv6_through_the_twins() {
 /// The kernel is the source of truth for a twin port's IPv6 addresses and routes, as for IPv4
 /// ones (DESIGN.md decision 14): an IPv6 route added on the server twin is the one the datapath
 /// sends a FullNAT reply by, to a client network behind the router; an IPv6 address added on the
-/// client twin is one the datapath itself answers pings for; both removed, they are gone.
+/// client twin is one the datapath itself answers pings for; both removed, they are gone. A
+/// static IPv6 neighbour on a twin is the workers' too.
 #[test]
 fn ipv6_addresses_and_routes_follow_the_kernel() {
     let lab = Lab::up("v6m", &dual_stack(&config()));
@@ -675,6 +676,27 @@ fn ipv6_addresses_and_routes_follow_the_kernel() {
     assert!(
         addrs.contains("2001:db8:10::1/64 (config_kernel)"),
         "{addrs}"
+    );
+    // A neighbour: a static entry on the server twin is the workers' too.
+    let mac = "02:00:00:00:00:99";
+    ip6(&[
+        "neigh",
+        "add",
+        "2001:db8:20::99",
+        "lladdr",
+        mac,
+        "dev",
+        "server",
+        "nud",
+        "permanent",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let neigh = gwctl("neigh");
+    assert!(
+        neigh
+            .lines()
+            .any(|l| l.contains("2001:db8:20::99 ") && l.contains(mac)),
+        "{neigh}"
     );
     ip6(&["addr", "del", "2001:db8:10::77/64", "dev", "client"]);
     std::thread::sleep(std::time::Duration::from_millis(300));

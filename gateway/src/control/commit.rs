@@ -180,7 +180,7 @@ impl Control {
     }
 
     /// A neighbour the kernel has on a twin, for every worker (`Msg::KernelNeigh`).
-    pub fn seed_neighbour(&self, ip: std::net::Ipv4Addr, mac: crate::wire::MacAddr, port: u16) {
+    pub fn seed_neighbour(&self, ip: std::net::IpAddr, mac: crate::wire::MacAddr, port: u16) {
         for tx in &self.workers {
             let _ = tx.try_send(Msg::KernelNeigh { ip, mac, port });
         }

@@ -553,6 +553,18 @@ impl<B: PacketBuf> Inet6<B> {
     ) {
         nd::learn(self, l3, ip, mac, port, false, true);
     }
+
+    /// A neighbour the kernel has on a twin (`kernel::mirror`), taken as IPv4's kernel
+    /// neighbours are (`L3::learn_from_kernel`): created if new, not a reply.
+    pub fn learn_from_kernel(
+        &mut self,
+        l3: &mut L3<B>,
+        ip: Ipv6Addr,
+        mac: ethernet::MacAddr,
+        port: u16,
+    ) {
+        nd::learn(self, l3, ip, mac, port, true, false);
+    }
 }
 
 /// Checks the IPv6 header and walks the extension headers of the frame's packet.

@@ -1,6 +1,5 @@
 //! The kernel's L3 state on the twins, as the gateway mirrors it (VPP `lcp_router.c`): addresses
-//! per twin (IPv4 and IPv6), main-table routes through a twin (IPv4 and IPv6), and IPv4
-//! neighbours on twins. Pure: `netlink.rs`
+//! per twin, main-table routes through a twin, and neighbours on twins, of both families. Pure: `netlink.rs`
 //! feeds it [`KernelEvent`]s already translated from ifindex to port index (events about other
 //! interfaces never get here), and the control plane reads it to build a generation.
 
@@ -49,10 +48,10 @@ pub enum KernelEvent {
     /// An IPv6 route of `prefix` and `metric` now through an interface that is not a twin.
     RouteElsewhere6 { prefix: Ipv6Cidr, metric: u32 },
     /// RTM_NEWNEIGH with a link-layer address in a usable state (Some), or RTM_DELNEIGH and
-    /// unusable states (None).
+    /// unusable states (None); ARP's and neighbour discovery's.
     Neigh {
         port: u16,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: Option<MacAddr>,
     },
 }
@@ -86,7 +85,7 @@ pub struct KernelView {
     routes: BTreeMap<(u32, u8, u32), (Option<Ipv4Addr>, u16)>,
     /// (network, length, metric) -> (via, port).
     routes6: BTreeMap<(u128, u8, u32), (Option<Ipv6Addr>, u16)>,
-    neighs: BTreeMap<Ipv4Addr, (u16, MacAddr)>,
+    neighs: BTreeMap<IpAddr, (u16, MacAddr)>,
 }
 
 impl KernelView {
@@ -247,8 +246,8 @@ impl KernelView {
         out
     }
 
-    /// Neighbours with a link-layer address, on twins.
-    pub fn neighbours(&self) -> impl Iterator<Item = (Ipv4Addr, u16, MacAddr)> + '_ {
+    /// Neighbours with a link-layer address, on twins, of both families.
+    pub fn neighbours(&self) -> impl Iterator<Item = (IpAddr, u16, MacAddr)> + '_ {
         self.neighs.iter().map(|(&ip, &(p, m))| (ip, p, m))
     }
 }
@@ -421,7 +420,7 @@ mod tests {
     #[test]
     fn neighbours_with_an_address_are_kept_and_removed() {
         let mut v = KernelView::default();
-        let ip: Ipv4Addr = "10.20.0.11".parse().unwrap();
+        let ip: IpAddr = "10.20.0.11".parse().unwrap();
         let mac = MacAddr([2, 0, 0, 0, 0, 0x11]);
         assert!(v.apply(KernelEvent::Neigh {
             port: 1,

@@ -74,9 +74,10 @@ mod tests {
 pub enum Update {
     /// The kernel's addresses or routes on the twins changed (one per batch of notifications).
     View(std::sync::Arc<KernelView>),
-    /// The kernel has (or changed) a neighbour on a twin: the workers take it as a gratuitous ARP.
+    /// The kernel has (or changed) a neighbour on a twin: the workers take it as a gratuitous ARP
+    /// (an unsolicited neighbour advertisement for IPv6).
     Neigh {
-        ip: std::net::Ipv4Addr,
+        ip: std::net::IpAddr,
         mac: crate::wire::MacAddr,
         port: u16,
     },

@@ -381,8 +381,8 @@ impl Netlink {
         Ok(out)
     }
 
-    /// Everything the mirror follows, dumped now: IPv4 and IPv6 addresses and routes, IPv4
-    /// neighbours.
+    /// Everything the mirror follows, dumped now: addresses, routes and neighbours of both
+    /// families.
     pub fn dump(&mut self) -> io::Result<Vec<RouteNetlinkMessage>> {
         let mut out = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
@@ -395,9 +395,11 @@ impl Netlink {
             r.header.address_family = family;
             out.extend(self.call(RouteNetlinkMessage::GetRoute(r), NLM_F_DUMP)?);
         }
-        let mut n = NeighbourMessage::default();
-        n.header.family = AddressFamily::Inet;
-        out.extend(self.call(RouteNetlinkMessage::GetNeighbour(n), NLM_F_DUMP)?);
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut n = NeighbourMessage::default();
+            n.header.family = family;
+            out.extend(self.call(RouteNetlinkMessage::GetNeighbour(n), NLM_F_DUMP)?);
+        }
         Ok(out)
     }
 }
@@ -505,12 +507,17 @@ pub fn event_of(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -> Option<Ke
             route_event(r, matches!(m, RouteNetlinkMessage::NewRoute(_)), twins)
         }
         RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n) => {
-            if n.header.family != AddressFamily::Inet {
+            if !matches!(n.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
                 return None;
             }
             let port = *twins.get(&n.header.ifindex)?;
             let ip = n.attributes.iter().find_map(|x| match x {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                    Some(IpAddr::V4(*ip))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                    Some(IpAddr::V6(*ip))
+                }
                 _ => None,
             })?;
             // Multicast and broadcast entries (NOARP, 01:00:5e:.., ff:ff:..) are not neighbours.
@@ -877,6 +884,37 @@ mod tests {
             .map(|m| m.header.sequence_number)
             .collect();
         assert_eq!(seqs, [1, 3]);
+    }
+
+    #[test]
+    fn ipv6_neighbours_on_twins_become_events() {
+        let mut n = NeighbourMessage::default();
+        n.header.family = AddressFamily::Inet6;
+        n.header.ifindex = 8;
+        n.header.state = NeighbourState::Permanent;
+        let ip: Ipv6Addr = "2001:db8:20::99".parse().unwrap();
+        n.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)));
+        n.attributes.push(NeighbourAttribute::LinkLayerAddress(vec![
+            2, 0, 0, 0, 0, 0x99,
+        ]));
+        assert_eq!(
+            event_of(&RouteNetlinkMessage::NewNeighbour(n.clone()), &twins()),
+            Some(KernelEvent::Neigh {
+                port: 1,
+                ip: ip.into(),
+                mac: Some(MacAddr([2, 0, 0, 0, 0, 0x99]))
+            })
+        );
+        // A multicast entry (33:33:..) is no neighbour.
+        n.attributes.pop();
+        n.attributes.push(NeighbourAttribute::LinkLayerAddress(vec![
+            0x33, 0x33, 0, 0, 0, 1,
+        ]));
+        assert!(matches!(
+            event_of(&RouteNetlinkMessage::NewNeighbour(n), &twins()),
+            Some(KernelEvent::Neigh { mac: None, .. })
+        ));
     }
 
     #[test]
