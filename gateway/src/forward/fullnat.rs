@@ -123,6 +123,9 @@ pub(crate) const RETRIED: ConnFlags = ConnFlags::USER_C;
 
 /// Expired connections handled per `tick` (the rest wait for the next one, a few ms later).
 const EXPIRE_BUDGET: usize = 2048;
+/// The least time between a SYN and its first retransmission: RFC 6298's initial RTO of 1 s
+/// (2.1; Linux's `TCP_TIMEOUT_INIT`), which a SYN's timer does not go below.
+const SYN_RTO_MIN_MS: u64 = 1_000;
 /// TOA option length (kind 254, length 8).
 const TOA_LEN: u16 = 8;
 
@@ -834,9 +837,14 @@ impl Forwarder {
             return None;
         }
         match c.mode {
-            // The answer bypasses the gateway (`user2` holds the client's ISN plus one, `user`
-            // the server's address): since when is not kept.
-            mode::DR | mode::TUN => Some((Ipv4Addr::from(c.user), u64::MAX)),
+            // The answer bypasses the gateway and the entry keeps no start (`user2` holds the
+            // client's ISN plus one, `user` the server's address). A retransmitted SYN repeats one
+            // sent at least `SYN_RTO_MIN_MS` ago, so a neighbour confirmed since then was
+            // confirmed after it: with `u64::MAX` here, every retransmission probed a server
+            // whose neighbour had just answered the last probe.
+            mode::DR | mode::TUN => {
+                Some((Ipv4Addr::from(c.user), now.0.saturating_sub(SYN_RTO_MIN_MS)))
+            }
             _ if c.user2 != 0 => None,
             // `user`: the connection's creation time, or the server's last bare ACK to its SYN
             // (`keeps_syn_recv`), in ms mod 2^32.

@@ -63,8 +63,8 @@ pub(super) fn client_syn_again(
 /// been waited for: the neighbour to doubt when the client retransmits its SYN
 /// (`nd::suspect`), as IPv4's `Forwarder::unanswered_server`. DR's and TUN's answers bypass
 /// the gateway: any of their connections in SYN_RECV is unanswered. Since its creation, which
-/// an IPv6 entry keeps in `user` in every mode; IPv4's DR entries keep the server's address
-/// there instead and are probed whatever confirmed the neighbour since.
+/// an IPv6 entry keeps in `user` in every mode (IPv4's DR entries keep the server's address
+/// there, and take the least time to a SYN's first retransmission as the bound instead).
 pub(super) fn unanswered_server(
     fwd: &Forwarder,
     c: &ConnOf<Tuple6>,

@@ -3,6 +3,7 @@ use crate::config::Config;
 use crate::datapath::Datapath;
 use crate::packet::VecBuf;
 use crate::testkit::*;
+use crate::wire::MacAddr;
 use etherparse::PacketBuilder;
 
 fn client_tcp(sport: u16, syn: bool) -> VecBuf {
@@ -489,4 +490,76 @@ fn a_refusal_no_other_server_could_take_reaches_the_client_at_once() {
     let v = dp.process(server_answer(rs, lip, lport, true), &from_server());
     assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
     assert_eq!(traffic_of(&dp, RS1).syn_refused, 1, "still counted");
+}
+
+/// The lab datapath with its TCP service's real servers in DR.
+fn dr_datapath() -> Datapath<VecBuf> {
+    let fullnat =
+        "[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n";
+    let dr = "[[service.real]]\naddress = \"10.20.0.11\"\nmode = \"dr\"\n[[service.real]]\naddress = \"10.20.0.12\"\nmode = \"dr\"\n";
+    // The TCP service is the first.
+    datapath_from(&LAB_CONFIG.replacen(fullnat, dr, 1), 0, 1, 1 << 16)
+}
+
+/// The ARP probes `dp` has sent since last asked: (port, destination MAC, target).
+fn arp_probes(dp: &mut Datapath<VecBuf>) -> Vec<(u16, MacAddr, Ipv4Addr)> {
+    let mut probes = Vec::new();
+    dp.l3.take_generated(|g| {
+        let f = g.bytes();
+        if !g.to_twin && f[12..14] == [0x08, 0x06] {
+            let a = crate::wire::ArpPacket::new_checked(&f[14..]).unwrap();
+            probes.push((g.port, MacAddr(f[..6].try_into().unwrap()), a.tpa()));
+        }
+    });
+    probes
+}
+
+/// DR's answers bypass the gateway, so only the answers to its probes confirm a DR server's
+/// neighbour. A client's SYN sent again in SYN_RECV doubts it (a unicast probe), but not when
+/// it was confirmed less than a SYN's least retransmission time (1 s) before: with many
+/// clients waiting on a busy server, every retransmission probed it, each right after the
+/// last probe's answer.
+#[test]
+fn a_dr_syn_sent_again_probes_its_server_at_most_once_a_retransmission_time() {
+    let mut dp = dr_datapath();
+    dp.l3.now_ms = 10_000;
+    let server_mac = |v: Verdict<VecBuf>| match v {
+        Verdict::Tx(1, b) => MacAddr(b.data()[..6].try_into().unwrap()),
+        v => panic!("not sent to a server: {v:?}"),
+    };
+    let mac = server_mac(dp.process(client_tcp(40000, true), &RxMeta::default()));
+    let rs = if mac == RS1_MAC { RS1 } else { RS2 };
+    // The next connection goes to the other server (round robin), the one after to `rs`.
+    assert_ne!(
+        server_mac(dp.process(client_tcp(40001, true), &RxMeta::default())),
+        mac
+    );
+    assert_eq!(arp_probes(&mut dp), vec![]);
+    dp.l3.now_ms = 11_000;
+    server_mac(dp.process(client_tcp(40000, true), &RxMeta::default()));
+    assert_eq!(arp_probes(&mut dp), vec![(1, mac, rs)], "doubted");
+    // The server answers the probe.
+    dp.l3.now_ms = 11_010;
+    let mut reply = [0u8; 60];
+    crate::wire::arp::write_request_to(&mut reply, SERVER_PORT_MAC, mac, rs, GW_SERVER_IP).unwrap();
+    {
+        let mut a = crate::wire::ArpPacket::new_unchecked(&mut reply[14..]);
+        a.set_op(crate::wire::ArpOp::REPLY);
+        a.set_tha(SERVER_PORT_MAC);
+    }
+    dp.process(VecBuf::from_frame(&reply), &from_server());
+    // Another client's SYN sent again within the second: confirmed since it was first sent.
+    dp.l3.now_ms = 11_500;
+    let to_rs = |v| assert_eq!(server_mac(v), mac);
+    to_rs(dp.process(client_tcp(40002, true), &RxMeta::default()));
+    dp.l3.now_ms = 12_000;
+    to_rs(dp.process(client_tcp(40000, true), &RxMeta::default()));
+    to_rs(dp.process(client_tcp(40002, true), &RxMeta::default()));
+    assert_eq!(arp_probes(&mut dp), vec![], "confirmed after both SYNs");
+    assert_eq!(dp.l3.neigh.counters.suspected, 1);
+    // Silent again for longer than that: doubted again.
+    dp.l3.now_ms = 14_000;
+    server_mac(dp.process(client_tcp(40000, true), &RxMeta::default()));
+    assert_eq!(arp_probes(&mut dp), vec![(1, mac, rs)]);
+    assert_eq!(dp.l3.neigh.counters.suspected, 2);
 }
