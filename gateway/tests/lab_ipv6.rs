@@ -937,8 +937,8 @@ address = "2001:db8:20::12"
 }
 
 /// IPv6 TCP SYNs from random sources (2001:db8:99::/64, never answered) to the VIP's port 80:
-/// argv MAC (the gateway's client port), COUNT. Built whole first, then sent on the client's
-/// link as fast as one raw socket sends (hping3 has no IPv6).
+/// argv MAC (the gateway's client port), COUNT [, PORT instead of 80]. Built whole first, then
+/// sent on the client's link as fast as one raw socket sends (hping3 has no IPv6).
 const SYN_FLOOD6_PY: &str = r#"
 import random, socket, struct, sys
 dst_mac = bytes.fromhex(sys.argv[1].replace(":", ""))
@@ -946,6 +946,7 @@ src_mac = bytes.fromhex(open("/sys/class/net/eth0/address").read().strip().repla
 vip = socket.inet_pton(socket.AF_INET6, "2001:db8:10::100")
 net = socket.inet_pton(socket.AF_INET6, "2001:db8:99::")[:8]
 rnd = random.Random(6)
+port = int(sys.argv[3]) if len(sys.argv) > 3 else 80
 
 def csum(b):
     s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
@@ -956,7 +957,7 @@ def csum(b):
 frames = []
 for _ in range(int(sys.argv[2])):
     src = net + rnd.randbytes(8)
-    tcp = struct.pack("!HHIIBBHHH", rnd.randrange(1024, 65536), 80, rnd.getrandbits(32), 0,
+    tcp = struct.pack("!HHIIBBHHH", rnd.randrange(1024, 65536), port, rnd.getrandbits(32), 0,
                       5 << 4, 0x02, 64240, 0, 0)
     c = csum(src + vip + struct.pack("!IxxxB", len(tcp), 6) + tcp)
     tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
@@ -1022,4 +1023,79 @@ fn a_spoofed_ipv6_syn_flood_leaves_room_for_real_clients() {
     );
     assert_eq!(after, 10, "{stats}");
     assert_eq!(Lab::drop_counter(&stats, "conn_table_full"), 0, "{stats}");
+}
+
+/// The SYN proxy on an IPv6 FullNAT service (port 8080), turned on at run time, as
+/// `lab_synproxy`'s for IPv4: real clients (curl, wrk with `Connection: close`, client ports
+/// reused) are served through it, each connection opened by an ACK that proved its cookie and
+/// its server's sequence numbers shifted into the client's; a flood from spoofed IPv6 sources is
+/// answered with cookies and leaves no state, so no half-open connection is held and no
+/// embryonic one evicted, and a real client connects after it.
+#[test]
+fn a_proxied_ipv6_service_serves_real_clients_through_a_spoofed_flood() {
+    let lab = Lab::up("v6sp", &config());
+    lab_sh(&lab, &["ipv6"]);
+    lab.gwctl(&["synproxy", "-t", "[2001:db8:10::100]:8080", "on"]);
+    let listed = lab.gwctl(&["synproxy"]);
+    assert!(
+        listed.contains("TCP [2001:db8:10::100]:8080 on"),
+        "{listed}"
+    );
+    let url = "http://[2001:db8:10::100]:8080/";
+    let curl = || curl6(&lab, &["-f", "--max-time", "3", url]);
+    let pages: Vec<String> = (0..10).map(|_| curl()).collect();
+    assert!(
+        pages.iter().all(|p| p == "rs1" || p == "rs2"),
+        "{pages:?}\n{}",
+        lab.stats()
+    );
+    let (requests, errors, out) = wrk_close(&lab, url, 3);
+    let stats = lab.stats();
+    assert!(requests > 300 && errors == 0, "{out}\n{stats}");
+    let opened = Lab::counter_of(&stats, "synproxy ", "conns");
+    let answered = Lab::counter_of(&stats, "synproxy ", "server_answered");
+    assert!(opened >= requests + 10, "every connection proxied: {stats}");
+    assert!(answered * 100 >= opened * 99, "{stats}");
+
+    let sent_before = Lab::counter_of(&stats, "synproxy ", "cookies_sent");
+    let mac = lab.sh("lb", &["cat", "/sys/class/net/lbc/address"]);
+    let flood = [
+        "timeout",
+        "60",
+        "python3",
+        "-c",
+        SYN_FLOOD6_PY,
+        mac.trim(),
+        "20000",
+        "8080",
+    ];
+    assert_eq!(lab.sh("cli", &flood).trim(), "20000", "the flood was sent");
+    let after: Vec<String> = (0..10).map(|_| curl()).collect();
+    let stats = lab.stats();
+    let sent = Lab::counter_of(&stats, "synproxy ", "cookies_sent") - sent_before;
+    let half_open = Lab::counter_of(&stats, "ipv6 ", "half_open");
+    let evicted = Lab::counter_of(&stats, "ipv6 ", "evicted_embryonic");
+    eprintln!("after the flood {after:?}; {sent} cookies sent, {half_open} half-open");
+    assert!(
+        sent > 10_000,
+        "the flood was answered with cookies: {stats}"
+    );
+    assert!(half_open < 100, "the flood left no state: {stats}");
+    assert_eq!(evicted, 0, "{stats}");
+    assert!(
+        after.iter().all(|p| p == "rs1" || p == "rs2"),
+        "{after:?}\n{stats}"
+    );
+    // Off again: SYNs go to the real servers as before.
+    lab.gwctl(&["synproxy", "-t", "[2001:db8:10::100]:8080", "off"]);
+    let before = Lab::counter_of(&lab.stats(), "synproxy ", "conns");
+    let out = lab.exec("cli", &["curl", "-6", "-gsfv", "--max-time", "3", url]);
+    let page = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        page == "rs1" || page == "rs2",
+        "{page:?} {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.stats()
+    );
+    assert_eq!(Lab::counter_of(&lab.stats(), "synproxy ", "conns"), before);
 }

@@ -117,6 +117,22 @@ pub fn synproxy_mode(
             r.addr, r.port, r.fwd
         ));
     }
+    // IPv6's proxy is built for FullNAT to IPv6 real servers only (`inet6::proxied`).
+    if cfg.vip.is_ipv6() {
+        let unbuilt = |r: &&crate::service::RealServer| {
+            r.fwd != crate::service::FwdMode::FullNat || r.addr.is_ipv4()
+        };
+        if let Some(r) = cfg.reals.iter().find(unbuilt) {
+            let what = match r.addr.is_ipv4() {
+                true => "IPv4 (NAT64)".to_string(),
+                false => r.fwd.to_string(),
+            };
+            return Err(format!(
+                "real server {}:{} is {what}: an IPv6 service's SYN proxy is built for FullNAT to IPv6 real servers only",
+                r.addr, r.port
+            ));
+        }
+    }
     Ok(mode)
 }
 
@@ -189,14 +205,6 @@ pub fn validate_service_entries(
                     return Err(invalid(
                         format!("{key}.vip"),
                         format!("{v6} is not a global unicast address"),
-                    ));
-                }
-                // What the IPv6 datapath does not do yet is refused, not silently ignored.
-                let unbuilt = [("synproxy", s.synproxy != "off")];
-                if let Some((k, _)) = unbuilt.iter().find(|(_, set)| *set) {
-                    return Err(invalid(
-                        format!("{key}.{k}"),
-                        "not built for IPv6 services yet (issue 17)",
                     ));
                 }
             }

@@ -45,6 +45,12 @@ fn ipv6_config_is_checked_key_by_key() {
         .unwrap()
         .validate()
         .is_ok());
+    // The SYN proxy, for FullNAT to IPv6 real servers.
+    let proxied = format!("synproxy = \"on\"\n{}", lip("2001:db8:20::200"));
+    assert!(Config::parse(&dual(&proxied, fullnat, ""))
+        .unwrap()
+        .validate()
+        .is_ok());
     let v4_real = "address = \"10.20.0.11\"\nmode = \"dr\"";
     let nat64 = dual(&lip("10.20.0.210"), "address = \"10.20.0.11\"", "");
     assert!(Config::parse(&nat64).unwrap().validate().is_ok(), "NAT64");
@@ -92,9 +98,18 @@ fn ipv6_config_is_checked_key_by_key() {
             "host bits",
         ),
         (
-            dual("synproxy = \"on\"", dr, ""),
+            dual("synproxy = \"on\"", nat, ""),
             "service[2].synproxy",
-            "IPv6",
+            "is nat: an IPv6 service's SYN proxy is built for FullNAT to IPv6 real servers only",
+        ),
+        (
+            dual(
+                &format!("synproxy = \"on\"\n{}", lip("10.20.0.210")),
+                "address = \"10.20.0.11\"",
+                "",
+            ),
+            "service[2].synproxy",
+            "is IPv4 (NAT64)",
         ),
         (
             dual("persistence_netmask = \"255.0.0.0\"", dr, ""),

@@ -2,14 +2,34 @@
 //! server has not answered yet (`forward::synproxy`). Generic over the packet buffer, so the
 //! worker's L3 state (`net::l3::L3`), generic too, keeps it for the forwarding engine.
 
-use super::Tuple;
+use super::{Tuple, Tuple6};
+
+/// A proxied connection's client tuple, of either family: what its held packets and data are
+/// kept for (connection ids alone would not do: the IPv4 and IPv6 tables give the same ids).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientTuple {
+    V4(Tuple),
+    V6(Tuple6),
+}
+
+impl From<Tuple> for ClientTuple {
+    fn from(t: Tuple) -> ClientTuple {
+        ClientTuple::V4(t)
+    }
+}
+
+impl From<Tuple6> for ClientTuple {
+    fn from(t: Tuple6) -> ClientTuple {
+        ClientTuple::V6(t)
+    }
+}
 
 /// Client packets of proxied connections whose real server has not answered yet, released when
 /// it does (kept by the worker's L3 state, which is generic over the packet buffer). Bounded per
 /// worker and per connection; a packet held longer than [`HOLD_MS`] is dropped (the client
 /// retransmits it).
 pub struct Parked<B> {
-    held: Vec<(u32, Tuple, u64, B)>,
+    held: Vec<(u32, ClientTuple, u64, B)>,
 }
 
 /// Packets held per worker, per connection, and for how long.
@@ -28,7 +48,7 @@ impl<B> Default for Parked<B> {
 impl<B> Parked<B> {
     /// Holds `pkt` of connection `id` (client tuple `client`) until `deadline`; gives it back if
     /// the worker or the connection holds its share already.
-    pub fn park(&mut self, id: u32, client: Tuple, deadline: u64, pkt: B) -> Result<(), B> {
+    pub fn park(&mut self, id: u32, client: ClientTuple, deadline: u64, pkt: B) -> Result<(), B> {
         let mine = self.held.iter().filter(|h| h.0 == id).count();
         if self.held.len() >= PARKED_MAX || mine >= PARKED_PER_CONN {
             return Err(pkt);
@@ -38,7 +58,7 @@ impl<B> Parked<B> {
     }
 
     /// The oldest packet held for connection `id` of `client`.
-    pub fn take(&mut self, id: u32, client: &Tuple) -> Option<B> {
+    pub fn take(&mut self, id: u32, client: &ClientTuple) -> Option<B> {
         let i = self.held.iter().position(|h| h.0 == id && h.1 == *client)?;
         Some(self.held.remove(i).3)
     }

@@ -19,12 +19,12 @@
 //! (Linux's `cookie_init_timestamp`), so they survive only where the client offered timestamps;
 //! without them the SYN-ACK offers neither (Linux does the same).
 
-use crate::conn::Tuple;
+use crate::conn::{Tuple, Tuple6};
 use crate::wire::checksum::{self, Delta};
 use crate::wire::tcp::{self, RawOptions};
-use crate::wire::{ipv4, IpProtocol, Ipv4Repr, TcpFlags, TcpOption, TcpPacket};
+use crate::wire::{ipv4, ipv6, IpProtocol, Ipv4Repr, TcpFlags, TcpOption, TcpPacket};
 use std::hash::Hasher;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Per service: whether SYNs are answered with cookies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -63,6 +63,9 @@ impl std::fmt::Display for Mode {
 /// Linux's MSS values for IPv4 cookies (`msstab` in net/ipv4/syncookies.c): the cookie carries the
 /// index of the largest one not above the client's MSS.
 pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
+/// Linux's MSS values for IPv6 cookies (`msstab` in net/ipv6/syncookies.c): IPv6's least MTU
+/// (RFC 8200 5), 1480, 1500 and 9000, less 60 bytes of headers.
+pub const MSS_TABLE6: [u16; 4] = [1220, 1420, 1440, 8940];
 const COOKIE_BITS: u32 = 24;
 const COOKIE_MASK: u32 = (1 << COOKIE_BITS) - 1;
 /// Seconds per cookie slice (Linux: 60, `tcp_cookie_time`).
@@ -113,20 +116,17 @@ impl CookieKey {
         Ok(CookieKey(k))
     }
 
-    fn hash(&self, which: usize, t: &Tuple, slice: u32) -> u32 {
+    fn hash<T: CookieTuple>(&self, which: usize, t: &T, slice: u32) -> u32 {
         let mut h =
             siphasher::sip::SipHasher24::new_with_keys(self.0[2 * which], self.0[2 * which + 1]);
-        h.write_u32(t.src);
-        h.write_u32(t.dst);
-        h.write_u16(t.sport);
-        h.write_u16(t.dport);
+        t.feed(&mut h);
         h.write_u32(slice);
         h.finish() as u32
     }
 
     /// The ISN for our SYN-ACK to the client of `t` (CIP:cport -> VIP:vport) whose SYN had
     /// sequence number `client_isn`, at `now_s` seconds, carrying MSS index `mss_index`.
-    pub fn make(&self, t: &Tuple, client_isn: u32, now_s: u64, mss_index: u8) -> u32 {
+    pub fn make<T: CookieTuple>(&self, t: &T, client_isn: u32, now_s: u64, mss_index: u8) -> u32 {
         let slice = (now_s / SLICE_S) as u32;
         self.hash(0, t, 0)
             .wrapping_add(client_isn)
@@ -136,7 +136,13 @@ impl CookieKey {
 
     /// The MSS index `cookie` carries, if it is one we made for `t` and `client_isn` in the
     /// current or the previous slice.
-    pub fn check(&self, t: &Tuple, client_isn: u32, cookie: u32, now_s: u64) -> Option<u8> {
+    pub fn check<T: CookieTuple>(
+        &self,
+        t: &T,
+        client_isn: u32,
+        cookie: u32,
+        now_s: u64,
+    ) -> Option<u8> {
         let slice = (now_s / SLICE_S) as u32;
         let c = cookie.wrapping_sub(self.hash(0, t, 0).wrapping_add(client_isn));
         let age = slice.wrapping_sub(c >> COOKIE_BITS) & (u32::MAX >> COOKIE_BITS);
@@ -144,7 +150,35 @@ impl CookieKey {
             return None;
         }
         let data = c.wrapping_sub(self.hash(1, t, slice.wrapping_sub(age))) & COOKIE_MASK;
-        (data < MSS_TABLE.len() as u32).then_some(data as u8)
+        (data < T::MSS_TABLE.len() as u32).then_some(data as u8)
+    }
+}
+
+/// What a cookie is made for: a client's tuple (CIP:cport -> VIP:vport) of either family, and
+/// the MSS values its family's cookies carry.
+pub trait CookieTuple {
+    const MSS_TABLE: [u16; 4];
+    /// Writes the addresses and ports into a cookie hash.
+    fn feed(&self, h: &mut impl Hasher);
+}
+
+impl CookieTuple for Tuple {
+    const MSS_TABLE: [u16; 4] = MSS_TABLE;
+    fn feed(&self, h: &mut impl Hasher) {
+        h.write_u32(self.src);
+        h.write_u32(self.dst);
+        h.write_u16(self.sport);
+        h.write_u16(self.dport);
+    }
+}
+
+impl CookieTuple for Tuple6 {
+    const MSS_TABLE: [u16; 4] = MSS_TABLE6;
+    fn feed(&self, h: &mut impl Hasher) {
+        h.write(&self.src);
+        h.write(&self.dst);
+        h.write_u16(self.sport);
+        h.write_u16(self.dport);
     }
 }
 
@@ -178,8 +212,13 @@ impl SynOptions {
     /// Index into [`MSS_TABLE`] of the largest MSS not above the client's (536 without one,
     /// RFC 9293 3.7.1).
     pub fn mss_index(&self) -> u8 {
+        self.mss_index_in(&MSS_TABLE)
+    }
+
+    /// The same for the family whose MSS values are `table` (IPv6's [`MSS_TABLE6`]).
+    pub fn mss_index_in(&self, table: &[u16; 4]) -> u8 {
         let mss = self.mss.unwrap_or(536);
-        MSS_TABLE.iter().rposition(|&m| m <= mss).unwrap_or(0) as u8
+        table.iter().rposition(|&m| m <= mss).unwrap_or(0) as u8
     }
 }
 
@@ -213,9 +252,9 @@ pub struct ClientSyn {
 
 /// Checks a client's ACK (`seq`, `ack`, and its timestamps if any) against the cookie we would
 /// have sent for `t`: what its SYN offered, or `None` if it is not an answer to one of ours.
-pub fn validate(
+pub fn validate<T: CookieTuple>(
     key: &CookieKey,
-    t: &Tuple,
+    t: &T,
     seq: u32,
     ack: u32,
     ts: Option<(u32, u32)>,
@@ -225,7 +264,7 @@ pub fn validate(
     let mss_index = key.check(t, isn, ack.wrapping_sub(1), now_s)?;
     let mut syn = ClientSyn {
         isn,
-        mss: MSS_TABLE[usize::from(mss_index)],
+        mss: T::MSS_TABLE[usize::from(mss_index)],
         ..Default::default()
     };
     if let Some((tsval, tsecr)) = ts {
@@ -268,9 +307,9 @@ pub fn window_scale(seg: &[u8]) -> Option<u8> {
 /// A segment the proxy writes: its SYN-ACK to the client, its SYN to the real server and the ACK
 /// that completes the server's handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Segment {
-    pub src: (Ipv4Addr, u16),
-    pub dst: (Ipv4Addr, u16),
+pub struct Segment<A = Ipv4Addr> {
+    pub src: (A, u16),
+    pub dst: (A, u16),
     pub seq: u32,
     pub ack: u32,
     pub flags: TcpFlags,
@@ -281,7 +320,7 @@ pub struct Segment {
     pub ts: Option<(u32, u32)>,
 }
 
-impl Segment {
+impl<A> Segment<A> {
     /// Bytes of options, in Linux's layout: MSS; SACK-permitted and timestamps (NOP-padded);
     /// NOP and window scale.
     /// TCP header length with the options.
@@ -299,28 +338,9 @@ impl Segment {
         n + if self.wscale.is_some() { 4 } else { 0 }
     }
 
-    /// Writes the IPv4 packet (header, TCP header, `payload_len` bytes of payload already at their
-    /// place after the header) at the start of `buf`, checksums included. The length written, or
-    /// None if `buf` is too short.
-    pub fn write(&self, buf: &mut [u8], payload_len: usize) -> Option<usize> {
-        let hl = tcp::HEADER_LEN + self.options_len();
-        let seg_len = hl + payload_len;
-        let len = ipv4::HEADER_LEN + seg_len;
-        if buf.len() < len {
-            return None;
-        }
-        let repr = Ipv4Repr {
-            src: self.src.0,
-            dst: self.dst.0,
-            protocol: IpProtocol::TCP,
-            payload_len: u16::try_from(seg_len).ok()?,
-            ttl: Ipv4Repr::DEFAULT_TTL,
-            ident: 0,
-            dont_frag: true,
-            dscp_ecn: 0,
-        };
-        repr.emit(buf).ok()?;
-        let seg = &mut buf[ipv4::HEADER_LEN..len];
+    /// Writes the TCP header with its options at the start of `seg` (`hl` bytes long, the
+    /// payload after it), its checksum field zeroed.
+    fn write_tcp(&self, seg: &mut [u8], hl: usize) {
         let o = &mut seg[tcp::HEADER_LEN..hl];
         let mut at = 0;
         let mut put = |bytes: &[u8]| {
@@ -358,7 +378,60 @@ impl Segment {
         t.set_window(self.window);
         t.set_urgent(0);
         t.set_checksum(0);
-        t.fill_checksum(self.src.0, self.dst.0);
+    }
+}
+
+impl Segment<Ipv4Addr> {
+    /// Writes the IPv4 packet (header, TCP header, `payload_len` bytes of payload already at their
+    /// place after the header) at the start of `buf`, checksums included. The length written, or
+    /// None if `buf` is too short.
+    pub fn write(&self, buf: &mut [u8], payload_len: usize) -> Option<usize> {
+        let hl = self.header_len();
+        let seg_len = hl + payload_len;
+        let len = ipv4::HEADER_LEN + seg_len;
+        if buf.len() < len {
+            return None;
+        }
+        let repr = Ipv4Repr {
+            src: self.src.0,
+            dst: self.dst.0,
+            protocol: IpProtocol::TCP,
+            payload_len: u16::try_from(seg_len).ok()?,
+            ttl: Ipv4Repr::DEFAULT_TTL,
+            ident: 0,
+            dont_frag: true,
+            dscp_ecn: 0,
+        };
+        repr.emit(buf).ok()?;
+        let seg = &mut buf[ipv4::HEADER_LEN..len];
+        self.write_tcp(seg, hl);
+        TcpPacket::new_unchecked(seg).fill_checksum(self.src.0, self.dst.0);
+        Some(len)
+    }
+}
+
+impl Segment<Ipv6Addr> {
+    /// [`Segment::write`] for IPv6: a 40-byte header without extension headers (hop limit 64),
+    /// the TCP checksum over RFC 8200 8.1's pseudo-header.
+    pub fn write6(&self, buf: &mut [u8], payload_len: usize) -> Option<usize> {
+        let hl = self.header_len();
+        let seg_len = hl + payload_len;
+        let len = ipv6::HEADER_LEN + seg_len;
+        if buf.len() < len {
+            return None;
+        }
+        let (head, rest) = buf.split_at_mut(ipv6::HEADER_LEN);
+        let mut ip = ipv6::Ipv6Packet::new_unchecked(head);
+        ip.set_ver_tc_flow(0, 0);
+        ip.set_payload_len(u16::try_from(seg_len).ok()?);
+        ip.set_next_header(IpProtocol::TCP);
+        ip.set_hop_limit(64);
+        ip.set_src(self.src.0);
+        ip.set_dst(self.dst.0);
+        let seg = &mut rest[..seg_len];
+        self.write_tcp(seg, hl);
+        let sum = ipv6::l4_checksum(self.src.0, self.dst.0, IpProtocol::TCP, seg);
+        TcpPacket::new_unchecked(seg).set_checksum(sum);
         Some(len)
     }
 }
@@ -533,7 +606,7 @@ impl Proxied {
     /// The SYN the proxy sends the server for this connection (from `src` to `dst`: the
     /// client's tuple, which forwarding rewrites, or LIP:lport to the server): the client's ISN
     /// and what its SYN offered, as the cookie kept it.
-    pub fn syn(&self, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Segment {
+    pub fn syn<A>(&self, src: (A, u16), dst: (A, u16)) -> Segment<A> {
         Segment {
             src,
             dst,
@@ -547,6 +620,85 @@ impl Proxied {
             wscale: self.client_ws,
             sack_permitted: self.sack,
             ts: self.ts.then_some((self.tsval, 0)),
+        }
+    }
+}
+
+impl Proxied {
+    /// The state of a connection opened by a client's ACK of `ack` (our ISN plus one) with
+    /// window `window`, which proved a cookie of `syn`; `our_wscale`: the window scale we
+    /// announced (used only if the client scales).
+    pub fn opened(syn: &ClientSyn, ack: u32, window: u16, our_wscale: u8) -> Proxied {
+        // Window scaling holds with the client iff it offered it with timestamps (we then
+        // announced ours and the cookie carried its scale).
+        let our_ws = if syn.wscale.is_some() { our_wscale } else { 0 };
+        Proxied {
+            adj: SeqAdj {
+                seq: ack.wrapping_sub(1),
+                ts: syn.ts.map_or(0, |(ours, _)| ours),
+                server_ws: our_ws,
+                our_ws,
+                client_shift: 0,
+            },
+            client_isn: syn.isn,
+            client_window: window,
+            pending: true,
+            ts: syn.ts.is_some(),
+            client_ws: syn.wscale,
+            mss: syn.mss,
+            sack: syn.sack,
+            tsval: syn.ts.map_or(0, |(_, tsval)| tsval),
+            resent: 0,
+        }
+    }
+
+    /// The server refused the proxy's SYN with a RST of sequence number `seq`: the client gets
+    /// it in the sequence space we gave it.
+    pub fn refused(&mut self, seq: u32) {
+        self.adj.seq = self.adj.seq.wrapping_add(1).wrapping_sub(seq);
+        self.adj.ts = 0;
+        self.pending = false;
+    }
+
+    /// The server answered the proxy's SYN with a SYN-ACK of sequence number `seq`, its
+    /// timestamps and window scale: the shifts from then on, and the ACK that completes the
+    /// server's handshake in the client's name (from `client` to `vip`) as the server expects
+    /// it, its TSval the client's (which the server echoes). It is written in the client's
+    /// sequence space: forwarded like any client segment, it is shifted for the server.
+    pub fn answered<A>(
+        &mut self,
+        seq: u32,
+        server_ts: Option<(u32, u32)>,
+        server_ws: Option<u8>,
+        client: (A, u16),
+        vip: (A, u16),
+    ) -> Segment<A> {
+        let (our_isn, our_tsval) = (self.adj.seq, self.adj.ts);
+        self.adj.seq = our_isn.wrapping_sub(seq);
+        self.adj.ts = match (self.ts, server_ts) {
+            (true, Some((tsval, _))) => our_tsval.wrapping_sub(tsval),
+            _ => 0,
+        };
+        if let Some(cws) = self.client_ws {
+            // Our SYN offered scaling: the server scales by its own shift, or not at all (then
+            // the client's windows, scaled for us, are widened for the server).
+            self.adj.server_ws = server_ws.unwrap_or(0);
+            self.adj.client_shift = if server_ws.is_none() { cws } else { 0 };
+        }
+        self.pending = false;
+        Segment {
+            src: client,
+            dst: vip,
+            seq: self.client_isn.wrapping_add(1),
+            ack: our_isn.wrapping_add(1),
+            flags: TcpFlags::ACK,
+            window: self.client_window,
+            mss: None,
+            wscale: None,
+            sack_permitted: false,
+            ts: server_ts
+                .filter(|_| self.ts)
+                .map(|(_, echo)| (echo, our_tsval)),
         }
     }
 }
@@ -566,7 +718,7 @@ const STASH_BYTES: usize = 1500;
 /// connection ended before its server answered).
 struct Stashed {
     id: u32,
-    client: Tuple,
+    client: ClientTuple,
     deadline: u64,
     len: usize,
     bytes: Box<[u8; STASH_BYTES]>,
@@ -578,6 +730,8 @@ pub struct SynProxy {
     pub cfg: SynProxyConfig,
     /// `conns[id]`: sized to the connection table once a service uses the proxy (empty until).
     conns: Vec<Proxied>,
+    /// The same for the IPv6 table's connections, once an IPv6 service uses the proxy.
+    conns6: Vec<Proxied>,
     /// Handshake-ACK data, by connection.
     stash: Vec<Stashed>,
     auto_until_ms: u64,
@@ -590,6 +744,7 @@ impl SynProxy {
             key,
             cfg,
             conns: Vec::new(),
+            conns6: Vec::new(),
             stash: Vec::new(),
             auto_until_ms: 0,
             stats: SynProxyStats::default(),
@@ -602,11 +757,23 @@ impl SynProxy {
         if self.conns.len() < capacity {
             self.conns.resize(capacity, Proxied::default());
         }
+        self.reserve_stash();
+    }
+
+    /// [`reserve`](Self::reserve) for the IPv6 table's `capacity` connections.
+    pub fn reserve6(&mut self, capacity: usize) {
+        if self.conns6.len() < capacity {
+            self.conns6.resize(capacity, Proxied::default());
+        }
+        self.reserve_stash();
+    }
+
+    fn reserve_stash(&mut self) {
         if self.stash.is_empty() {
             self.stash = (0..STASH_SLOTS)
                 .map(|_| Stashed {
                     id: u32::MAX,
-                    client: Tuple::default(),
+                    client: ClientTuple::V4(Tuple::default()),
                     deadline: 0,
                     len: 0,
                     bytes: Box::new([0; STASH_BYTES]),
@@ -617,6 +784,11 @@ impl SynProxy {
 
     pub fn is_ready(&self) -> bool {
         !self.conns.is_empty()
+    }
+
+    /// Whether IPv6 connections can be proxied ([`reserve6`](Self::reserve6) was done).
+    pub fn is_ready6(&self) -> bool {
+        !self.conns6.is_empty()
     }
 
     /// Whether a SYN to a service in `mode` is answered with a cookie now, given the worker's
@@ -647,9 +819,18 @@ impl SynProxy {
         self.conns.get_mut(id as usize)
     }
 
+    /// The state of IPv6 connection `id`.
+    pub fn get6(&self, id: u32) -> Option<&Proxied> {
+        self.conns6.get(id as usize)
+    }
+
+    pub fn get6_mut(&mut self, id: u32) -> Option<&mut Proxied> {
+        self.conns6.get_mut(id as usize)
+    }
+
     /// Holds `data` for connection `id` of `client` until [`HOLD_MS`] after `now_ms`; false if
     /// every slot is taken.
-    pub fn stash(&mut self, id: u32, client: Tuple, now_ms: u64, data: &[u8]) -> bool {
+    pub fn stash(&mut self, id: u32, client: ClientTuple, now_ms: u64, data: &[u8]) -> bool {
         if data.len() > STASH_BYTES {
             return false;
         }
@@ -672,7 +853,7 @@ impl SynProxy {
 
     /// Copies the data held for connection `id` of `client` into `out` and frees its slot; the
     /// length (0: none held).
-    pub fn unstash(&mut self, id: u32, client: &Tuple, out: &mut [u8]) -> usize {
+    pub fn unstash(&mut self, id: u32, client: &ClientTuple, out: &mut [u8]) -> usize {
         let Some(s) = self
             .stash
             .iter_mut()
@@ -691,7 +872,7 @@ impl SynProxy {
     }
 }
 
-pub use crate::conn::parked::{Parked, HOLD_MS, PARKED_MAX, PARKED_PER_CONN};
+pub use crate::conn::parked::{ClientTuple, Parked, HOLD_MS, PARKED_MAX, PARKED_PER_CONN};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -107,22 +107,9 @@ pub(super) fn tcp_rst<B: PacketBuf>(
     ack: u32,
     came: (u16, crate::wire::MacAddr),
 ) -> bool {
-    let Some(route) = l3.topo().routes6.lookup(to.0).copied() else {
-        return false;
-    };
-    let resolved = v6.neigh.mac(route.l2_target(to.0));
-    let Some(mac) = resolved.or((route.port == came.0).then_some(came.1)) else {
-        return false;
-    };
-    let Some(src_mac) = l3.topo().ports.get(route.port as usize).map(|p| p.mac) else {
-        return false;
-    };
-    let before = l3.stats.generated;
-    l3.generate(route.port, |buf| {
-        let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + tcp::HEADER_LEN;
-        let (eth, rest) = buf.get_mut(..len)?.split_at_mut(ethernet::HEADER_LEN);
-        ethernet::write_header(eth, mac, src_mac, crate::wire::EtherType::IPV6).ok()?;
-        let (head, seg) = rest.split_at_mut(ipv6::HEADER_LEN);
+    generate6(v6, l3, to.0, Some(came), |buf| {
+        let len = ipv6::HEADER_LEN + tcp::HEADER_LEN;
+        let (head, seg) = buf.get_mut(..len)?.split_at_mut(ipv6::HEADER_LEN);
         let mut ip = Ipv6Packet::new_unchecked(head);
         ip.set_ver_tc_flow(0, 0);
         ip.set_payload_len(tcp::HEADER_LEN as u16);
@@ -145,6 +132,36 @@ pub(super) fn tcp_rst<B: PacketBuf>(
         let sum = ipv6::l4_checksum(from.0, to.0, IpProtocol::TCP, seg);
         tcp::TcpPacket::new_unchecked(seg).set_checksum(sum);
         Some(len)
+    })
+}
+
+/// Generates a frame toward `to` through the IPv6 routes: `write` writes the IPv6 packet from
+/// the start of the slice it is given and returns its length; the Ethernet header is written
+/// here. `came`, as [`tcp_rst`]'s: the next hop to take when this worker has not resolved the
+/// route's. Whether it was queued.
+pub(super) fn generate6<B: PacketBuf>(
+    v6: &Inet6<B>,
+    l3: &mut L3<B>,
+    to: Ipv6Addr,
+    came: Option<(u16, crate::wire::MacAddr)>,
+    write: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> bool {
+    let Some(route) = l3.topo().routes6.lookup(to).copied() else {
+        return false;
+    };
+    let resolved = v6.neigh.mac(route.l2_target(to));
+    let came = came.filter(|c| c.0 == route.port).map(|c| c.1);
+    let Some(mac) = resolved.or(came) else {
+        return false;
+    };
+    let Some(src_mac) = l3.topo().ports.get(route.port as usize).map(|p| p.mac) else {
+        return false;
+    };
+    let before = l3.stats.generated;
+    l3.generate(route.port, |buf| {
+        let (eth, rest) = buf.split_at_mut_checked(ethernet::HEADER_LEN)?;
+        ethernet::write_header(eth, mac, src_mac, crate::wire::EtherType::IPV6).ok()?;
+        Some(ethernet::HEADER_LEN + write(rest)?)
     });
     l3.stats.generated > before
 }

@@ -22,9 +22,9 @@ use std::net::{IpAddr, Ipv6Addr};
 
 /// The entry flags `forward_hot` requires set (`WANT`) among those it looks at (`MASK`): the
 /// connection has been established (no half-open count moves) and its replies have been seen
-/// (no INPUT-ONLY rows).
+/// (no INPUT-ONLY rows), and it is not proxied (`proxied`: its sequence numbers are shifted).
 const WANT: u8 = ConnFlags::ESTABLISHED_SEEN.bits();
-const MASK: u8 = WANT | ConnFlags::INPUT_ONLY.bits();
+const MASK: u8 = WANT | ConnFlags::INPUT_ONLY.bits() | super::proxied::PROXIED6.bits();
 
 /// The TCP flags of a plain ACK among those that could change the state.
 const STATE_FLAGS: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;

@@ -42,11 +42,12 @@
 //! - [`sync6`]: the IPv6 table's connections logged for a backup, exported and installed (HA
 //!   sync, as `forward::fullnat`'s `install` for IPv4's).
 //!
-//! What is not here yet: NAT64 fragments (dropped), the mirror of IPv6 routes and of the ports'
-//! addresses from the kernel, the
-//! SYN proxy for IPv6 services (refused by the config, not ignored). Client limits count IPv6
-//! clients by prefix (`forward::limit`); passive health detection and `syn_retry` work as for
-//! IPv4 (`retry`).
+//! - `proxied`: the SYN proxy for IPv6 FullNAT services, as IPv4's (`forward::synproxy`).
+//!
+//! What is not here yet: NAT64 fragments (dropped); the SYN proxy with NAT, NAT64, DR or TUN
+//! real servers (refused by the config, not ignored). Client limits count IPv6 clients by
+//! prefix (`forward::limit`); passive health detection and `syn_retry` work as for IPv4
+//! (`retry`).
 
 mod common;
 pub mod frag6;
@@ -55,6 +56,7 @@ mod hot;
 pub mod icmp;
 pub mod nat64;
 pub mod nd;
+mod proxied;
 mod retry;
 pub mod service;
 pub mod sync6;

@@ -121,7 +121,7 @@ pub fn to_service_segment<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
     fwd: &mut Forwarder,
-    mut pkt: B,
+    pkt: B,
     meta: &RxMeta,
     v: &Ipv6In,
     seg: Segment,
@@ -195,17 +195,91 @@ pub fn to_service_segment<B: PacketBuf>(
             if l3.topo().silent6.contains(&v.dst) {
                 return Verdict::Drop(Drop::VipNotHeld.into(), pkt);
             }
+            // The SYN proxy (`proxied`): a SYN answered with a cookie, an ACK that proves one
+            // opens the connection.
+            if is_tcp && retry_of.is_none() {
+                match super::proxied::gate(v6, l3, fwd, &pkt, v, &tuple, flags) {
+                    super::proxied::Gate::Pass => {}
+                    super::proxied::Gate::Answer => {
+                        return super::proxied::answer_syn(v6, l3, fwd, pkt, v, &tuple)
+                    }
+                    super::proxied::Gate::Refuse(r) => return Verdict::Drop(r.into(), pkt),
+                    super::proxied::Gate::Open(client_syn) => {
+                        return match new_conn(v6, l3, fwd, tuple, (true, None), now) {
+                            Ok(id) => super::proxied::open(v6, l3, fwd, pkt, v, id, client_syn),
+                            Err(r @ (Drop::LimitRate | Drop::LimitConns)) => {
+                                let came = (meta.port, ethernet_src(&pkt));
+                                super::proxied::limit_rst(v6, l3, fwd, &pkt, v, &tuple, came);
+                                Verdict::Drop(r.into(), pkt)
+                            }
+                            Err(r) => Verdict::Drop(r.into(), pkt),
+                        };
+                    }
+                }
+            }
             match new_conn(v6, l3, fwd, tuple, (syn, retry_of), now) {
                 Ok(id) => id,
                 Err(r @ (Drop::LimitRate | Drop::LimitConns)) => {
-                    let eth = crate::wire::EthernetFrame::new_unchecked(pkt.data());
-                    limit_rst(v6, l3, fwd, &tuple, (syn, isn1), (meta.port, eth.src()));
+                    let came = (meta.port, ethernet_src(&pkt));
+                    limit_rst(v6, l3, fwd, &tuple, (syn, isn1), came);
                     return Verdict::Drop(r.into(), pkt);
                 }
                 Err(r) => return Verdict::Drop(r.into(), pkt),
             }
         }
     };
+    let seg = ClientSegment {
+        sport,
+        flags,
+        isn1,
+        created,
+        retry_of,
+    };
+    forward_client(v6, l3, fwd, pkt, v, id, seg)
+}
+
+/// What [`forward_client`] takes of a client's segment besides the packet.
+pub(super) struct ClientSegment {
+    pub sport: u16,
+    pub flags: u8,
+    /// A SYN's sequence number plus one (0 for another segment).
+    pub isn1: u32,
+    /// Its connection was created for it.
+    pub created: bool,
+    /// The server a retry avoided (`retry`).
+    pub retry_of: Option<u16>,
+}
+
+/// A client's segment of connection `id`, its state moved and the packet sent on toward the
+/// real server (FullNAT, NAT, NAT64, DR, TUN); also the SYN and segments the SYN proxy makes
+/// of a client's (`proxied`).
+pub(super) fn forward_client<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    fwd: &mut Forwarder,
+    mut pkt: B,
+    v: &Ipv6In,
+    id: ConnId,
+    seg: ClientSegment,
+) -> Verdict<B> {
+    let ClientSegment {
+        sport,
+        flags,
+        isn1,
+        created,
+        retry_of,
+    } = seg;
+    let is_tcp = v.proto == IpProtocol::TCP;
+    let syn = is_tcp && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
+    let now = Ticks(l3.now_ms);
+    let proxied = is_tcp && super::proxied::is_proxied(&v6.conns, id);
+    if proxied && flags & tcp_flags::SYN == 0 {
+        // Held while its server has not answered the proxy's SYN.
+        match super::proxied::hold(v6, l3, fwd, pkt, id) {
+            Ok(verdict) => return verdict,
+            Err(p) => pkt = p,
+        }
+    }
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
     v6.sync_note(id, change.old, now);
     let Some(c) = v6.conns.get_mut(id) else {
@@ -272,6 +346,9 @@ pub fn to_service_segment<B: PacketBuf>(
                     }
                     Err(_) => l3.stats.inet6.toa_skipped += 1,
                 }
+            }
+            if proxied {
+                super::proxied::translate(fwd, &mut pkt, v, id, Dir::Original);
             }
             nd::send_to(v6, l3, pkt, route.l2_target(rip), route.port)
         }
@@ -565,6 +642,13 @@ pub(super) fn reply_segment<B: PacketBuf>(
         };
     };
     let is_tcp = v.proto == IpProtocol::TCP;
+    let proxied = is_tcp && super::proxied::is_proxied(&v6.conns, id);
+    if proxied {
+        match super::proxied::server_pending(v6, l3, fwd, pkt, v, id, flags) {
+            Ok(verdict) => return verdict,
+            Err(p) => pkt = p,
+        }
+    }
     if is_tcp && super::retry::server_segment(&mut v6.conns, fwd, id, flags) {
         // The server is there: the client's SYN that the held refusal brings does not doubt
         // its neighbour (`nd::suspect`).
@@ -590,6 +674,9 @@ pub(super) fn reply_segment<B: PacketBuf>(
         nd::confirm_at_once(v6, l3, v.src, pkt.data());
     }
     fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
+    if proxied {
+        super::proxied::translate(fwd, &mut pkt, v, id, Dir::Reply);
+    }
     to_client(v6, l3, pkt, cip)
 }
 
@@ -696,6 +783,11 @@ fn limit_rst<B: PacketBuf>(
         true => fwd.stats.rst_sent += 1,
         false => fwd.stats.rst_unsent += 1,
     }
+}
+
+/// The MAC a frame came from.
+fn ethernet_src<B: PacketBuf>(pkt: &B) -> crate::wire::MacAddr {
+    crate::wire::EthernetFrame::new_unchecked(pkt.data()).src()
 }
 
 /// A TCP connection entering TIME_WAIT or CLOSE stops counting against its client's limit of

@@ -30,7 +30,8 @@ pub fn export(
     now: Ticks,
 ) -> Option<ConnRecord> {
     let c = conns.get(id)?;
-    if c.svc == NO_DEST || c.rs == NO_DEST {
+    // A proxied connection's sequence shifts are not in a record, as IPv4's (`fullnat::install`).
+    if c.svc == NO_DEST || c.rs == NO_DEST || c.flags().contains(super::proxied::PROXIED6) {
         return None;
     }
     let vs = services.services.get(usize::from(c.svc))?;

@@ -303,12 +303,12 @@ fn run(ctx: &Ctx, args: &[String], stdin: Option<String>) -> Result<String, Fail
             }
             let mut out = String::new();
             for v in &proxied {
+                // An IPv6 VIP in brackets, as ipvsadm writes it (`[2001:db8::1]:80`).
                 let _ = writeln!(
                     out,
-                    "{} {}:{} {}",
+                    "{} {} {}",
                     v.proto.to_uppercase(),
-                    v.vip,
-                    v.port,
+                    std::net::SocketAddr::new(v.vip, v.port),
                     v.synproxy
                 );
             }

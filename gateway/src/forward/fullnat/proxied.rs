@@ -104,39 +104,16 @@ impl Forwarder {
         let sp = &mut self.synproxy;
         let data = &pkt.data()[ip.l4_off + hl..end];
         if !data.is_empty() {
-            if sp.stash(id.index(), client, l3.now_ms, data) {
+            if sp.stash(id.index(), client.into(), l3.now_ms, data) {
                 sp.stats.data_held += 1;
             } else {
                 // The client retransmits it once the server's answer is acknowledged to it.
                 l3.stats.drop(Drop::SynProxyHeldFull.into());
             }
         }
-        // Window scaling holds with the client iff it offered it with timestamps (we then
-        // announced ours and the cookie carried its scale).
-        let our_ws = if syn.wscale.is_some() {
-            sp.cfg.wscale
-        } else {
-            0
-        };
+        let opened = synproxy::Proxied::opened(&syn, ack, window, sp.cfg.wscale);
         if let Some(p) = sp.get_mut(id.index()) {
-            *p = synproxy::Proxied {
-                adj: synproxy::SeqAdj {
-                    seq: ack.wrapping_sub(1),
-                    ts: syn.ts.map_or(0, |(ours, _)| ours),
-                    server_ws: our_ws,
-                    our_ws,
-                    client_shift: 0,
-                },
-                client_isn: syn.isn,
-                client_window: window,
-                pending: true,
-                ts: syn.ts.is_some(),
-                client_ws: syn.wscale,
-                mss: syn.mss,
-                sack: syn.sack,
-                tsval: syn.ts.map_or(0, |(_, tsval)| tsval),
-                resent: 0,
-            };
+            *p = opened;
         }
         sp.stats.conns += 1;
         if let Some(c) = self.table.get_mut(id) {
@@ -202,13 +179,15 @@ impl Forwarder {
                 return Err(pkt);
             }
             let deadline = l3.now_ms + synproxy::HOLD_MS;
-            return Ok(match l3.parked.park(id.index(), client, deadline, pkt) {
-                Ok(()) => {
-                    self.synproxy.stats.held += 1;
-                    Verdict::Held
-                }
-                Err(pkt) => Verdict::Drop(Drop::SynProxyHeldFull.into(), pkt),
-            });
+            return Ok(
+                match l3.parked.park(id.index(), client.into(), deadline, pkt) {
+                    Ok(()) => {
+                        self.synproxy.stats.held += 1;
+                        Verdict::Held
+                    }
+                    Err(pkt) => Verdict::Drop(Drop::SynProxyHeldFull.into(), pkt),
+                },
+            );
         }
         let (l3_off, end) = (v.l3_off, v.l3_off + ip.total_len as usize);
         let Some(mut p) = self.synproxy.get(id.index()).copied() else {
@@ -224,12 +203,8 @@ impl Forwarder {
                 synproxy::window_scale(seg),
             )
         };
-        let our_isn = p.adj.seq;
         if f.rst() {
-            // The server refused: the client gets the RST in the sequence space we gave it.
-            p.adj.seq = our_isn.wrapping_add(1).wrapping_sub(seq);
-            p.adj.ts = 0;
-            p.pending = false;
+            p.refused(seq);
             if let Some(s) = self.synproxy.get_mut(id.index()) {
                 *s = p;
             }
@@ -245,19 +220,16 @@ impl Forwarder {
             }
             return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
         }
-        let our_tsval = p.adj.ts;
-        p.adj.seq = our_isn.wrapping_sub(seq);
-        p.adj.ts = match (p.ts, server_ts) {
-            (true, Some((tsval, _))) => our_tsval.wrapping_sub(tsval),
-            _ => 0,
-        };
-        if let Some(cws) = p.client_ws {
-            // Our SYN offered scaling: the server scales by its own shift, or not at all (then
-            // the client's windows, scaled for us, are widened for the server).
-            p.adj.server_ws = server_ws.unwrap_or(0);
-            p.adj.client_shift = if server_ws.is_none() { cws } else { 0 };
-        }
-        p.pending = false;
+        // The SYN-ACK becomes the client's ACK as the server expects it, with the data of the
+        // client's handshake ACK if it had any; forwarded like any client packet, it completes
+        // the server's handshake.
+        let mut completion = p.answered(
+            seq,
+            server_ts,
+            server_ws,
+            (client.src_ip(), client.sport),
+            (client.dst_ip(), client.dport),
+        );
         if let Some(s) = self.synproxy.get_mut(id.index()) {
             *s = p;
         }
@@ -267,26 +239,9 @@ impl Forwarder {
         if let Some(c) = self.table.get_mut(id) {
             c.user2 = ack;
         }
-        // The SYN-ACK becomes the client's ACK as the server expects it (its TSval the client's,
-        // which the server echoes), with the data of the client's handshake ACK if it had any;
-        // forwarded like any client packet, it completes the server's handshake.
-        let mut completion = synproxy::Segment {
-            src: (client.src_ip(), client.sport),
-            dst: (client.dst_ip(), client.dport),
-            seq: p.client_isn.wrapping_add(1),
-            ack: our_isn.wrapping_add(1),
-            flags: TcpFlags::ACK,
-            window: p.client_window,
-            mss: None,
-            wscale: None,
-            sack_permitted: false,
-            ts: server_ts
-                .filter(|_| p.ts)
-                .map(|(_, echo)| (echo, our_tsval)),
-        };
         let at = l3_off + ipv4::HEADER_LEN + completion.header_len();
         let n = match pkt.room_mut().get_mut(at..) {
-            Some(room) => self.synproxy.unstash(id.index(), &client, room),
+            Some(room) => self.synproxy.unstash(id.index(), &client.into(), room),
             None => 0,
         };
         if n > 0 {
@@ -301,7 +256,7 @@ impl Forwarder {
             .set_src(crate::wire::MacAddr([0; 6]));
         let verdict = self.forward_rebuilt(l3, pkt, id, Dir::Original, now);
         // Then what the client sent meanwhile, in order.
-        while let Some(held) = l3.parked.take(id.index(), &client) {
+        while let Some(held) = l3.parked.take(id.index(), &client.into()) {
             let v = self.forward_rebuilt(l3, held, id, Dir::Original, now);
             l3.settle_later(v);
         }

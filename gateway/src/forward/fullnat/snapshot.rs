@@ -154,6 +154,13 @@ impl Forwarder {
             // Once, when a snapshot first has a proxied service: the packet path never allocates.
             self.synproxy.reserve(self.table.capacity());
         }
+        if services
+            .services
+            .iter()
+            .any(|vs| vs.synproxy != synproxy::Mode::Off && vs.svc.config().vip.is_ipv6())
+        {
+            self.synproxy.reserve6(self.capacity6 as usize);
+        }
         self.services = services;
     }
 

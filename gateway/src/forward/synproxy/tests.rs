@@ -271,12 +271,21 @@ fn a_written_segment_parses_with_valid_checksums_and_linux_layout() {
 #[test]
 fn parked_packets_come_back_in_order_per_connection_and_expire() {
     let mut p: Parked<u32> = Parked::default();
-    let (a, b) = (flow(1), flow(2));
+    let (a, b) = (ClientTuple::from(flow(1)), ClientTuple::from(flow(2)));
+    // The IPv6 table gives the same ids: an IPv6 connection's tuple is another.
+    let a6 = ClientTuple::from(crate::conn::Tuple6::new(
+        "2001:db8::1".parse().unwrap(),
+        1,
+        "2001:db8::2".parse().unwrap(),
+        80,
+        6,
+    ));
     for i in 0..3 {
         p.park(7, a, 100, i).unwrap();
         p.park(8, b, 200, 10 + i).unwrap();
     }
     assert_eq!(p.take(7, &b), None, "another connection's tuple");
+    assert_eq!(p.take(7, &a6), None, "the IPv6 connection of the same id");
     assert_eq!((p.take(7, &a), p.take(7, &a)), (Some(0), Some(1)));
     for i in 0..PARKED_PER_CONN - 3 {
         p.park(8, b, 200, 100 + i as u32).unwrap();
@@ -291,10 +300,14 @@ fn parked_packets_come_back_in_order_per_connection_and_expire() {
 fn the_stash_holds_whole_segments_and_frees_stale_slots() {
     let mut sp = SynProxy::new(key(), SynProxyConfig::default());
     sp.reserve(16);
-    let t = flow(1);
+    let t = ClientTuple::from(flow(1));
     let mut out = [0u8; 8];
     assert!(sp.stash(3, t, 0, b"hello"));
-    assert_eq!(sp.unstash(3, &flow(2), &mut out), 0, "another client");
+    assert_eq!(
+        sp.unstash(3, &flow(2).into(), &mut out),
+        0,
+        "another client"
+    );
     assert_eq!(sp.unstash(3, &t, &mut out), 5);
     assert_eq!(&out[..5], b"hello");
     assert_eq!(sp.unstash(3, &t, &mut out), 0, "taken once");
@@ -305,6 +318,47 @@ fn the_stash_holds_whole_segments_and_frees_stale_slots() {
     }
     assert!(!sp.stash(99, t, 0, b"x"), "full");
     assert!(sp.stash(99, t, HOLD_MS, b"x"), "a stale slot is reused");
+}
+
+/// A captured TCP segment's flags in tcpdump letters ("SAFRP" order), its options but TOA
+/// (kind 254, which etherparse does not know), and whether TOA was there.
+pub(crate) fn flags_and_options(t: &etherparse::TcpSlice) -> (String, Vec<Opt>, bool) {
+    let mut flags = String::new();
+    for (on, c) in [
+        (t.syn(), 'S'),
+        (t.ack(), 'A'),
+        (t.fin(), 'F'),
+        (t.rst(), 'R'),
+        (t.psh(), 'P'),
+    ] {
+        if on {
+            flags.push(c);
+        }
+    }
+    let (mut rest, mut toa, raw) = (Vec::new(), false, t.options());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            0 => break,
+            1 => {
+                rest.push(1);
+                i += 1;
+            }
+            kind => {
+                let len = usize::from(raw[i + 1]);
+                if kind == 254 {
+                    toa = true;
+                } else {
+                    rest.extend_from_slice(&raw[i..i + len]);
+                }
+                i += len;
+            }
+        }
+    }
+    let opts = etherparse::TcpOptionsIterator::from_slice(&rest)
+        .map(|o| o.expect("well-formed options"))
+        .collect();
+    (flags, opts, toa)
 }
 
 mod datapath;

@@ -140,42 +140,7 @@ fn decode(port: u16, frame: &[u8]) -> Out {
         t.checksum(),
         "TCP checksum"
     );
-    let mut flags = String::new();
-    for (on, c) in [
-        (t.syn(), 'S'),
-        (t.ack(), 'A'),
-        (t.fin(), 'F'),
-        (t.rst(), 'R'),
-        (t.psh(), 'P'),
-    ] {
-        if on {
-            flags.push(c);
-        }
-    }
-    // etherparse does not know TOA (kind 254): walk the options, setting it aside.
-    let (mut rest, mut toa, raw) = (Vec::new(), false, t.options());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            0 => break,
-            1 => {
-                rest.push(1);
-                i += 1;
-            }
-            _ => {
-                let len = usize::from(raw[i + 1]);
-                if raw[i] == 254 {
-                    toa = true;
-                } else {
-                    rest.extend_from_slice(&raw[i..i + len]);
-                }
-                i += len;
-            }
-        }
-    }
-    let opts = etherparse::TcpOptionsIterator::from_slice(&rest)
-        .map(|o| o.expect("well-formed options"))
-        .collect();
+    let (flags, opts, toa) = crate::forward::synproxy::tests::flags_and_options(t);
     Out {
         port,
         src: (h.source_addr(), t.source_port()),

@@ -1,0 +1,485 @@
+//! The IPv6 SYN proxy in a worker's datapath, packet by packet: a FullNAT service on an IPv6
+//! VIP with `synproxy`, the client and the real server played with etherparse.
+
+use crate::datapath::Datapath;
+use crate::packet::{PacketBuf, RxMeta, VecBuf, Verdict};
+use crate::stats::{Drop, DropReason};
+use crate::testkit::*;
+use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement as Opt, TransportSlice};
+use std::net::Ipv6Addr;
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+const CLIENT6: &str = "2001:db8:10::2";
+const VIP6: &str = "2001:db8:10::100";
+const RS6: &str = "2001:db8:20::11";
+const LIP6: &str = "2001:db8:20::200";
+const CPORT: u16 = 40000;
+const CISN: u32 = 1000;
+const SISN: u32 = 50_000;
+const CTS: u32 = 7777;
+const STS: u32 = 90_000;
+
+/// The lab's ports dual-stack, a FullNAT service on VIP6:8080 to RS6:80 from LIP6 proxied in
+/// `mode`; both neighbours known.
+fn proxied(mode: &str) -> Datapath<VecBuf> {
+    proxied_with(mode, "")
+}
+
+/// [`proxied`] with `keys` more in the service.
+fn proxied_with(mode: &str, keys: &str) -> Datapath<VecBuf> {
+    let conf = dual_stack(LAB_CONFIG)
+        + &format!(
+            r#"
+[[service]]
+vip = "{VIP6}"
+port = 8080
+protocol = "tcp"
+scheduler = "rr"
+synproxy = "{mode}"
+{keys}
+local_addresses = ["{LIP6}"]
+[[service.real]]
+address = "{RS6}"
+port = 80
+"#
+        );
+    let mut dp: Datapath<VecBuf> = datapath_from(&conf, 0, 1, 1024);
+    dp.tick(5_000);
+    let mut learn = |ip, mac, port| {
+        dp.v6
+            .neigh
+            .learn(a(ip), mac, port, 5_000, true, true, |_, _, _| {})
+    };
+    learn(RS6, RS1_MAC, 1);
+    learn(CLIENT6, CLIENT_MAC, 0);
+    dp
+}
+
+/// A TCP segment over IPv6; `flags` in tcpdump letters (S A F R P; the ACK number is set with A
+/// only).
+#[allow(clippy::too_many_arguments)]
+fn segment(
+    from_client: bool,
+    ports: (u16, u16),
+    flags: &str,
+    seq: u32,
+    ack: u32,
+    opts: &[Opt],
+    data: &[u8],
+) -> VecBuf {
+    let (macs, src, dst) = match from_client {
+        true => ((CLIENT_MAC, CLIENT_PORT_MAC), CLIENT6, VIP6),
+        false => ((RS1_MAC, SERVER_PORT_MAC), RS6, LIP6),
+    };
+    let mut v = Vec::new();
+    let mut b = PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv6(a(src).octets(), a(dst).octets(), 64)
+        .tcp(ports.0, ports.1, seq, 500);
+    if flags.contains('A') {
+        b = b.ack(ack);
+    }
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    if flags.contains('P') {
+        b = b.psh();
+    }
+    b.options(opts).unwrap().write(&mut v, data).unwrap();
+    VecBuf::from_frame(&v)
+}
+
+fn client(flags: &str, seq: u32, ack: u32, opts: &[Opt], data: &[u8]) -> VecBuf {
+    segment(true, (CPORT, 8080), flags, seq, ack, opts, data)
+}
+
+/// The real server's segment to LIP6:`lport` (always an ACK).
+fn server(flags: &str, lport: u16, seq: u32, ack: u32, opts: &[Opt], data: &[u8]) -> VecBuf {
+    let flags = format!("A{flags}");
+    segment(false, (80, lport), &flags, seq, ack, opts, data)
+}
+
+/// What came out, decoded, its TCP checksum checked.
+#[derive(Debug)]
+struct Out {
+    port: u16,
+    src: (Ipv6Addr, u16),
+    dst: (Ipv6Addr, u16),
+    seq: u32,
+    ack: u32,
+    flags: String,
+    opts: Vec<Opt>,
+    toa: bool,
+    payload: Vec<u8>,
+}
+
+fn decode(port: u16, frame: &[u8]) -> Out {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else {
+        panic!("not IPv6")
+    };
+    let (s, d) = (ip.header().source(), ip.header().destination());
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    assert_eq!(
+        t.calc_checksum_ipv6(s, d).unwrap(),
+        t.checksum(),
+        "TCP checksum"
+    );
+    assert_eq!(
+        usize::from(ip.header().payload_length()),
+        frame.len() - 54,
+        "payload length"
+    );
+    let (flags, opts, toa) = crate::forward::synproxy::tests::flags_and_options(t);
+    Out {
+        port,
+        src: (Ipv6Addr::from(s), t.source_port()),
+        dst: (Ipv6Addr::from(d), t.destination_port()),
+        seq: t.sequence_number(),
+        ack: t.acknowledgment_number(),
+        flags,
+        opts,
+        toa,
+        payload: t.payload().to_vec(),
+    }
+}
+
+fn sent(v: Verdict<VecBuf>) -> Out {
+    match v {
+        Verdict::Tx(port, b) => decode(port, b.data()),
+        other => panic!("expected a frame out, got {other:?}"),
+    }
+}
+
+fn released(dp: &mut Datapath<VecBuf>) -> Vec<Out> {
+    let mut out = Vec::new();
+    dp.l3
+        .take_released(|port, b| out.push(decode(port, b.data())));
+    out
+}
+
+fn generated(dp: &mut Datapath<VecBuf>) -> Vec<Out> {
+    let mut out = Vec::new();
+    dp.l3
+        .take_generated(|g| out.push(decode(g.port, g.bytes())));
+    out
+}
+
+fn meta(port: u16) -> RxMeta {
+    RxMeta {
+        port,
+        ..Default::default()
+    }
+}
+
+fn ts_of(o: &Out) -> Option<(u32, u32)> {
+    o.opts.iter().find_map(|x| match x {
+        Opt::Timestamp(a, b) => Some((*a, *b)),
+        _ => None,
+    })
+}
+
+fn mss_of(o: &Out) -> Option<u16> {
+    o.opts.iter().find_map(|x| match x {
+        Opt::MaximumSegmentSize(m) => Some(*m),
+        _ => None,
+    })
+}
+
+const SYN_OPTS: [Opt; 5] = [
+    Opt::MaximumSegmentSize(1440),
+    Opt::SelectiveAcknowledgementPermitted,
+    Opt::Timestamp(CTS, 0),
+    Opt::Noop,
+    Opt::WindowScale(7),
+];
+
+/// SYN -> cookie SYN-ACK -> ACK: (our ISN, our TSval, the SYN the real server got).
+fn handshake(dp: &mut Datapath<VecBuf>) -> (u32, u32, Out) {
+    let synack = sent(dp.process(client("S", CISN, 0, &SYN_OPTS, &[]), &meta(0)));
+    assert_eq!(synack.port, 0);
+    assert_eq!(
+        (synack.src, synack.dst),
+        ((a(VIP6), 8080), (a(CLIENT6), CPORT))
+    );
+    assert_eq!((synack.flags.as_str(), synack.ack), ("SA", CISN + 1));
+    // The ports' MTU (1500) less IPv6's and TCP's headers.
+    assert_eq!(mss_of(&synack), Some(1440));
+    let (our_ts, echo) = ts_of(&synack).expect("timestamps answered");
+    assert_eq!(echo, CTS);
+    assert!(synack.opts.contains(&Opt::WindowScale(7)));
+    assert!(synack
+        .opts
+        .contains(&Opt::SelectiveAcknowledgementPermitted));
+    assert_eq!(dp.v6.conns.len(), 0, "a SYN leaves no state");
+    assert_eq!(dp.fwd.synproxy.stats.cookies_sent, 1);
+    let cookie = synack.seq;
+    let ack = client(
+        "A",
+        CISN + 1,
+        cookie.wrapping_add(1),
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(CTS + 1, our_ts)],
+        &[],
+    );
+    let syn = sent(dp.process(ack, &meta(0)));
+    assert_eq!(dp.v6.conns.len(), 1);
+    assert_eq!(dp.fwd.synproxy.stats.cookies_valid, 1);
+    (cookie, our_ts, syn)
+}
+
+#[test]
+fn a_proxied_ipv6_connection_from_syn_to_data_both_ways() {
+    let mut dp = proxied("on");
+    let (cookie, our_ts, syn) = handshake(&mut dp);
+    // The server gets the client's SYN as the client sent it (through the cookie), from the
+    // LIP, with the IPv6 TOA.
+    assert_eq!((syn.port, syn.dst, syn.src.0), (1, (a(RS6), 80), a(LIP6)));
+    let lport = syn.src.1;
+    assert_eq!((syn.flags.as_str(), syn.seq), ("S", CISN));
+    assert!(syn.toa, "TOA in the SYN");
+    // The cookie's MSS (1440, in IPv6's table), less what TOA takes.
+    assert!(
+        matches!(mss_of(&syn), Some(m) if (1400..=1440).contains(&m)),
+        "{syn:?}"
+    );
+    assert!(syn.opts.contains(&Opt::WindowScale(7)));
+    assert!(syn.opts.contains(&Opt::SelectiveAcknowledgementPermitted));
+    assert_eq!(ts_of(&syn), Some((CTS + 1, 0)));
+
+    // The client's request before the server answered: held.
+    let req = client(
+        "AP",
+        CISN + 1,
+        cookie.wrapping_add(1),
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(CTS + 2, our_ts)],
+        b"GET /",
+    );
+    assert!(matches!(dp.process(req, &meta(0)), Verdict::Held));
+
+    // The server's SYN-ACK completes its handshake and releases the request, both
+    // acknowledging the server's ISN.
+    let synack = server(
+        "S",
+        lport,
+        SISN,
+        CISN + 1,
+        &[
+            Opt::MaximumSegmentSize(1440),
+            Opt::SelectiveAcknowledgementPermitted,
+            Opt::Timestamp(STS, CTS + 1),
+            Opt::Noop,
+            Opt::WindowScale(9),
+        ],
+        &[],
+    );
+    let ack = sent(dp.process(synack, &meta(1)));
+    assert_eq!(
+        (ack.port, ack.src, ack.dst),
+        (1, (a(LIP6), lport), (a(RS6), 80))
+    );
+    assert_eq!(
+        (ack.flags.as_str(), ack.seq, ack.ack),
+        ("A", CISN + 1, SISN + 1)
+    );
+    assert_eq!(ts_of(&ack), Some((CTS + 1, STS)));
+    let rel = released(&mut dp);
+    assert_eq!(rel.len(), 1);
+    assert_eq!((rel[0].seq, rel[0].ack), (CISN + 1, SISN + 1));
+    assert_eq!(rel[0].payload, b"GET /");
+    assert_eq!(ts_of(&rel[0]), Some((CTS + 2, STS)));
+    assert_eq!(dp.fwd.synproxy.stats.server_answered, 1);
+
+    // The server's reply reaches the client in the client's sequence space, its timestamp in
+    // ours.
+    let reply = server(
+        "P",
+        lport,
+        SISN + 1,
+        CISN + 6,
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(STS + 5, CTS + 2)],
+        b"HTTP/1.1 200 OK",
+    );
+    let r = sent(dp.process(reply, &meta(1)));
+    assert_eq!(
+        (r.port, r.src, r.dst),
+        (0, (a(VIP6), 8080), (a(CLIENT6), CPORT))
+    );
+    assert_eq!((r.seq, r.ack), (cookie.wrapping_add(1), CISN + 6));
+    assert_eq!(ts_of(&r), Some((our_ts + 5, CTS + 2)));
+    assert_eq!(r.payload, b"HTTP/1.1 200 OK");
+
+    // Established: the client's plain ACK is still shifted for the server (the established hot
+    // path leaves proxied connections to the general one).
+    let t = crate::conn::Tuple6::new(a(CLIENT6), CPORT, a(VIP6), 8080, 6);
+    let (id, _) = dp.v6.conns.lookup(&t).unwrap();
+    let c = dp.v6.conns.get(id).unwrap();
+    assert_eq!(c.state(), crate::conn::State::Established);
+    let plain = client(
+        "A",
+        CISN + 6,
+        cookie.wrapping_add(16),
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(CTS + 3, our_ts + 5)],
+        &[],
+    );
+    let out = sent(dp.process(plain, &meta(0)));
+    assert_eq!((out.seq, out.ack), (CISN + 6, SISN + 16));
+    assert_eq!(ts_of(&out), Some((CTS + 3, STS + 5)));
+    // Not sent to a backup: its shifts are not in a record.
+    assert!(crate::inet6::sync6::export(
+        &dp.v6.conns,
+        dp.fwd.services(),
+        id,
+        crate::conn::Ticks(5_000)
+    )
+    .is_none());
+}
+
+#[test]
+fn an_ack_without_a_cookie_is_dropped_and_opens_nothing() {
+    let mut dp = proxied("on");
+    let v = dp.process(client("A", CISN + 1, 12345, &[], &[]), &meta(0));
+    assert!(
+        matches!(v, Verdict::Drop(DropReason::Dp(Drop::SynProxyBadCookie), _)),
+        "{v:?}"
+    );
+    assert_eq!(dp.v6.conns.len(), 0);
+    assert_eq!(dp.fwd.synproxy.stats.cookies_invalid, 1);
+}
+
+/// Without timestamps the SYN-ACK offers neither window scaling nor SACK (the cookie could not
+/// carry them), and the connection works without them.
+#[test]
+fn a_client_without_timestamps_is_proxied_without_scaling_or_sack() {
+    let mut dp = proxied("on");
+    let opts = [Opt::MaximumSegmentSize(1220)];
+    let synack = sent(dp.process(client("S", CISN, 0, &opts, &[]), &meta(0)));
+    assert_eq!(ts_of(&synack), None);
+    assert!(!synack.opts.iter().any(|o| matches!(
+        o,
+        Opt::WindowScale(_) | Opt::SelectiveAcknowledgementPermitted
+    )));
+    let ack = client("A", CISN + 1, synack.seq.wrapping_add(1), &[], &[]);
+    let syn = sent(dp.process(ack, &meta(0)));
+    assert_eq!((syn.flags.as_str(), syn.seq), ("S", CISN));
+    assert!(matches!(mss_of(&syn), Some(m) if m <= 1220), "{syn:?}");
+    let out = sent(dp.process(server("S", syn.src.1, SISN, CISN + 1, &[], &[]), &meta(1)));
+    assert_eq!((out.flags.as_str(), out.ack), ("A", SISN + 1));
+}
+
+/// The server refuses: its RST reaches the client in the sequence space the client was given.
+#[test]
+fn a_servers_refusal_reaches_the_client_in_its_sequence_space() {
+    let mut dp = proxied("on");
+    let (cookie, _, syn) = handshake(&mut dp);
+    let rst = server("R", syn.src.1, 0, CISN + 1, &[], &[]);
+    let out = sent(dp.process(rst, &meta(1)));
+    assert_eq!(out.port, 0);
+    assert!(out.flags.contains('R'), "{out:?}");
+    assert_eq!(out.seq, cookie.wrapping_add(1));
+}
+
+/// The server answers the proxy's SYN from a TIME_WAIT of an earlier connection on the same
+/// LIP:lport (an ACK of something else): a RST that ends it, then the SYN again, with TOA.
+#[test]
+fn a_servers_time_wait_answer_has_the_syn_sent_again_after_a_rst() {
+    let mut dp = proxied("on");
+    let (_, _, syn) = handshake(&mut dp);
+    let lport = syn.src.1;
+    let v = dp.process(server("", lport, 777, 999_999, &[], &[]), &meta(1));
+    assert!(matches!(v, Verdict::Done(_)), "{v:?}");
+    let g = generated(&mut dp);
+    assert_eq!(g.len(), 2, "{g:?}");
+    assert_eq!((g[0].flags.as_str(), g[0].seq), ("R", 999_999));
+    assert_eq!((g[0].src, g[0].dst), ((a(LIP6), lport), (a(RS6), 80)));
+    assert_eq!((g[1].flags.as_str(), g[1].seq), ("S", CISN));
+    assert_eq!((g[1].src, g[1].dst), ((a(LIP6), lport), (a(RS6), 80)));
+    assert!(g[1].toa);
+    assert_eq!(dp.fwd.synproxy.stats.syn_resent, 1);
+    // The server's SYN-ACK to it then completes the handshake.
+    let ack = sent(dp.process(server("S", lport, SISN, CISN + 1, &[], &[]), &meta(1)));
+    assert_eq!((ack.flags.as_str(), ack.ack), ("A", SISN + 1));
+}
+
+/// Auto mode answers with cookies only while the worker holds `auto_half_open` half-open
+/// IPv6 connections or more.
+#[test]
+fn auto_mode_turns_on_with_the_half_open_ipv6_connections() {
+    let mut dp = proxied("auto");
+    dp.fwd.synproxy.cfg.auto_half_open = 3;
+    for port in 0..3 {
+        let syn = segment(true, (41000 + port, 8080), "S", CISN, 0, &[], &[]);
+        let out = sent(dp.process(syn, &meta(0)));
+        assert_eq!((out.port, out.flags.as_str()), (1, "S"), "scheduled");
+    }
+    let out = sent(dp.process(client("S", CISN, 0, &SYN_OPTS, &[]), &meta(0)));
+    assert_eq!((out.port, out.flags.as_str()), (0, "SA"), "a cookie");
+    assert_eq!(dp.v6.conns.len(), 3);
+}
+
+/// Data on the client's handshake ACK waits for the server, then goes with the ACK that
+/// completes the server's handshake.
+#[test]
+fn data_on_the_handshake_ack_goes_with_the_servers_completion() {
+    let mut dp = proxied("on");
+    let synack = sent(dp.process(client("S", CISN, 0, &[], &[]), &meta(0)));
+    let cookie = synack.seq;
+    let ack = client("AP", CISN + 1, cookie.wrapping_add(1), &[], b"GET /");
+    let syn = sent(dp.process(ack, &meta(0)));
+    assert_eq!((syn.flags.as_str(), syn.payload.len()), ("S", 0));
+    assert_eq!(dp.fwd.synproxy.stats.data_held, 1);
+    let out = sent(dp.process(server("S", syn.src.1, SISN, CISN + 1, &[], &[]), &meta(1)));
+    assert_eq!(
+        (out.flags.as_str(), out.seq, out.ack),
+        ("AP", CISN + 1, SISN + 1)
+    );
+    assert_eq!(out.payload, b"GET /");
+}
+
+/// A client limit with `action = "rst"` refuses a client whose ACK proved its cookie with a RST
+/// it accepts: the sequence number it acknowledged.
+#[test]
+fn a_proxied_client_over_its_limit_is_reset_in_its_sequence_space() {
+    let limit = "client_limit = { max_conns = 1, action = \"rst\" }";
+    let mut dp = proxied_with("on", limit);
+    handshake(&mut dp);
+    let synack = sent(dp.process(
+        segment(true, (CPORT + 1, 8080), "S", CISN, 0, &[], &[]),
+        &meta(0),
+    ));
+    let cookie = synack.seq;
+    let ack = segment(
+        true,
+        (CPORT + 1, 8080),
+        "A",
+        CISN + 1,
+        cookie.wrapping_add(1),
+        &[],
+        &[],
+    );
+    let v = dp.process(ack, &meta(0));
+    assert!(
+        matches!(
+            v,
+            Verdict::Drop(DropReason::Dp(Drop::LimitConns | Drop::LimitRate), _)
+        ),
+        "{v:?}"
+    );
+    let g = generated(&mut dp);
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(
+        (g[0].flags.as_str(), g[0].seq),
+        ("R", cookie.wrapping_add(1))
+    );
+    assert_eq!(g[0].dst, (a(CLIENT6), CPORT + 1));
+    assert_eq!(dp.v6.conns.len(), 1);
+}
