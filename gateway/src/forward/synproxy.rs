@@ -787,6 +787,7 @@ impl SynProxy {
     }
 
     /// Whether IPv6 connections can be proxied ([`reserve6`](Self::reserve6) was done).
+    #[inline]
     pub fn is_ready6(&self) -> bool {
         !self.conns6.is_empty()
     }

@@ -33,10 +33,11 @@ pub(super) const PROXIED6: ConnFlags = ConnFlags::USER_A;
 /// The IPv6 header and the frame's Ethernet header before it.
 const L3_OFF: usize = ethernet::HEADER_LEN;
 
-/// Whether connection `id` is proxied.
+/// Whether connection `id` is proxied: only if an IPv6 service ever used the proxy (one
+/// branch on every other gateway's path).
 #[inline]
-pub(super) fn is_proxied(conns: &ConnTable6, id: ConnId) -> bool {
-    conns.get(id).is_some_and(|c| c.flags().contains(PROXIED6))
+pub(super) fn is_proxied(conns: &ConnTable6, fwd: &Forwarder, id: ConnId) -> bool {
+    fwd.synproxy.is_ready6() && conns.get(id).is_some_and(|c| c.flags().contains(PROXIED6))
 }
 
 /// What the proxy does with a client's TCP segment that found no connection.
@@ -61,7 +62,8 @@ pub(super) fn gate<B: PacketBuf>(
     tuple: &Tuple6,
     flags: u8,
 ) -> Gate {
-    if !fwd.synproxy.is_ready6() || v.is_fragment() {
+    // (The caller checked `synproxy.is_ready6()`.)
+    if v.is_fragment() {
         return Gate::Pass;
     }
     let services = fwd.services();

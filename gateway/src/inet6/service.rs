@@ -197,7 +197,7 @@ pub fn to_service_segment<B: PacketBuf>(
             }
             // The SYN proxy (`proxied`): a SYN answered with a cookie, an ACK that proves one
             // opens the connection.
-            if is_tcp && retry_of.is_none() {
+            if is_tcp && retry_of.is_none() && fwd.synproxy.is_ready6() {
                 match super::proxied::gate(v6, l3, fwd, &pkt, v, &tuple, flags) {
                     super::proxied::Gate::Pass => {}
                     super::proxied::Gate::Answer => {
@@ -272,7 +272,7 @@ pub(super) fn forward_client<B: PacketBuf>(
     let is_tcp = v.proto == IpProtocol::TCP;
     let syn = is_tcp && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
     let now = Ticks(l3.now_ms);
-    let proxied = is_tcp && super::proxied::is_proxied(&v6.conns, id);
+    let proxied = is_tcp && super::proxied::is_proxied(&v6.conns, fwd, id);
     if proxied && flags & tcp_flags::SYN == 0 {
         // Held while its server has not answered the proxy's SYN.
         match super::proxied::hold(v6, l3, fwd, pkt, id) {
@@ -642,7 +642,7 @@ pub(super) fn reply_segment<B: PacketBuf>(
         };
     };
     let is_tcp = v.proto == IpProtocol::TCP;
-    let proxied = is_tcp && super::proxied::is_proxied(&v6.conns, id);
+    let proxied = is_tcp && super::proxied::is_proxied(&v6.conns, fwd, id);
     if proxied {
         match super::proxied::server_pending(v6, l3, fwd, pkt, v, id, flags) {
             Ok(verdict) => return verdict,
