@@ -7,8 +7,10 @@
 //! acknowledgements, SACK blocks and timestamp echoes are shifted back.
 //!
 //! This module is the DPDK-free part: the cookie, the options it carries, the segments the proxy
-//! writes and the per-packet translation. [`super::fullnat`] drives it; the operator's view is in
-//! conf/README.md (`synproxy`, `[synproxy]`).
+//! writes and the per-packet translation, for both families. [`super::fullnat`] drives it for
+//! IPv4 and `inet6::proxied` for IPv6; the operator's view is in conf/README.md (`synproxy`,
+//! `[synproxy]`). Auto mode is per worker and for both families: a worker's half-open
+//! connections of either family at the threshold turn it on for both.
 //!
 //! The cookie is Linux's (RFC 4987 3.6): the ISN of our SYN-ACK is
 //! `H0(tuple) + client ISN + (slice << 24) + ((H1(tuple, slice) + mss index) mod 2^24)`, with H0 and
@@ -473,6 +475,14 @@ fn patch(seg: &mut [u8], at: usize, new: &[u8], d: &mut Delta) {
     *d = d.word(old, checksum::fold(checksum::sum(&seg[lo..hi])));
 }
 
+/// Whether `seg` holds a TCP header whose data offset is at least 5 words and within it: the
+/// callers' parsers checked it (IPv4's `parse_l3l4`, IPv6's `l4_of`); checked again here so that
+/// no caller can make the translation slice out of bounds.
+fn header_fits(seg: &[u8]) -> bool {
+    seg.len() >= tcp::HEADER_LEN
+        && (tcp::HEADER_LEN..=seg.len()).contains(&TcpPacket::new_unchecked(seg).header_len())
+}
+
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
@@ -480,6 +490,9 @@ fn be32(b: &[u8]) -> u32 {
 /// Shifts a client's segment (`seg`: TCP header and payload, header length checked) for the
 /// real server: acknowledgement, SACK edges and TSecr. Checksum patched (RFC 1624).
 pub fn to_server(seg: &mut [u8], adj: &SeqAdj) {
+    if !header_fits(seg) {
+        return;
+    }
     let mut d = Delta::new();
     let t = TcpPacket::new_unchecked(&*seg);
     let (hl, ack, has_ack) = (t.header_len(), t.ack_number(), t.ack());
@@ -524,6 +537,9 @@ pub fn to_server(seg: &mut [u8], adj: &SeqAdj) {
 /// Shifts a real server's segment for the client: sequence number, TSval, and the window when
 /// the server scales it by another shift than the one we announced.
 pub fn to_client(seg: &mut [u8], adj: &SeqAdj) {
+    if !header_fits(seg) {
+        return;
+    }
     let mut d = Delta::new();
     let t = TcpPacket::new_unchecked(&*seg);
     let (hl, seq, win) = (t.header_len(), t.seq(), t.window());
@@ -559,7 +575,8 @@ pub use crate::counters::SynProxyStats;
 /// `[synproxy]`: what the proxy announces to clients, and when auto mode turns on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SynProxyConfig {
-    /// MSS in our SYN-ACK (absent: the ports' smallest MTU minus 40).
+    /// MSS in our SYN-ACK (absent: the ports' smallest MTU minus 40; to an IPv6 client at most
+    /// the MTU minus 60, its default).
     pub mss: Option<u16>,
     /// Window scale in our SYN-ACK, when the client offered scaling and timestamps (default 7,
     /// what Linux picks for its default buffers).

@@ -592,7 +592,8 @@ const PLAIN_TCP6_LEN: usize =
 
 /// [`parse`] of the established fast path's frames (`datapath::fastpath`), on one fixed-size
 /// view: an IPv6 packet whose next header is TCP (no extension header) with at least a TCP
-/// header's 20 bytes of payload, all within the frame. `None` for any other frame, which `parse`
+/// header's 20 bytes of payload and a data offset within it, all within the frame. `None` for
+/// any other frame, which `parse`
 /// then takes; for these both give the same `Ipv6In` (a property test holds them to it).
 #[inline(always)]
 pub fn parse_plain_tcp6(frame: &[u8]) -> Option<Ipv6In> {
@@ -606,6 +607,10 @@ pub fn parse_plain_tcp6(frame: &[u8]) -> Option<Ipv6In> {
         || ip.next_header() != IpProtocol::TCP
         || end < PLAIN_TCP6_LEN
         || end > frame.len()
+        // A data offset below 5 words or past the segment: the general path drops it
+        // (`tcp_bad_data_offset`), as IPv4's parser does.
+        || h[TCP_AT + 12] < 0x50
+        || TCP_AT + usize::from(h[TCP_AT + 12] >> 4) * 4 > end
     {
         return None;
     }

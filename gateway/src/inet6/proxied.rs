@@ -13,7 +13,7 @@
 //! tuple of either family. A proxied connection is not sent to a backup (`sync6::export`), as
 //! IPv4's are not, and the established hot path leaves it to the general one (`hot`).
 
-use super::common::{generate6, to_client};
+use super::common::generate6;
 use super::service::{forward_client, ClientSegment};
 use super::{Inet6, Ipv6In};
 use crate::conn::{tcp_flags, ConnFlags, ConnId, ConnTable6, Dir, Tuple6, PROTO_TCP};
@@ -42,7 +42,8 @@ pub(super) fn is_proxied(conns: &ConnTable6, fwd: &Forwarder, id: ConnId) -> boo
 
 /// What the proxy does with a client's TCP segment that found no connection.
 pub(super) enum Gate {
-    /// Nothing: scheduled as usual (no proxy on the service, or auto mode off).
+    /// Nothing: scheduled as usual (no proxy on the service, auto mode off, a fragment, or
+    /// neither a SYN nor an ACK).
     Pass,
     /// A SYN to answer with a cookie.
     Answer,
@@ -162,7 +163,11 @@ pub(super) fn answer_syn<B: PacketBuf>(
     };
     pkt.set_len(L3_OFF + len);
     sp.stats.cookies_sent += 1;
-    to_client(v6, l3, pkt, v.src)
+    // Sent, not forwarded (`inet6.forwarded` counts what a connection carries).
+    let Some(route) = l3.topo().routes6.lookup(v.src).copied() else {
+        return Verdict::Drop(Drop::NoRoute.into(), pkt);
+    };
+    super::nd::send_to(v6, l3, pkt, route.l2_target(v.src), route.port)
 }
 
 /// A client's ACK proved its cookie and connection `id` was made for it: the ACK becomes the
@@ -184,6 +189,13 @@ pub(super) fn open<B: PacketBuf>(
     let (sport, dport, ack, window) = (t.src_port(), t.dst_port(), t.ack_number(), t.window());
     let client = Tuple6::new(v.src, sport, v.dst, dport, PROTO_TCP);
     let sp = &mut fwd.synproxy;
+    // What an earlier connection of this id and tuple left held (its server refused, or its
+    // client reused the port before the server answered): IPv6 ids are reused at once, unlike
+    // IPv4's, and none of it belongs to this connection.
+    sp.unstash(id.index(), &client.into(), &mut []);
+    while let Some(old) = l3.parked.take(id.index(), &client.into()) {
+        l3.settle_later(Verdict::Drop(Drop::SynProxyHeldExpired.into(), old));
+    }
     let data = seg.get(t.header_len()..).unwrap_or_default();
     if !data.is_empty() {
         if sp.stash(id.index(), client.into(), l3.now_ms, data) {
@@ -473,7 +485,12 @@ pub(super) fn translate<B: PacketBuf>(
         return;
     };
     let adj = adj.adj;
-    if let Some(seg) = pkt.data_mut().get_mut(v.l4_off..v.end) {
+    // Where the packet ends now: TOA may have grown a SYN since `v` was parsed.
+    let Some(len) = pkt.data().get(L3_OFF + 4..L3_OFF + 6) else {
+        return;
+    };
+    let end = L3_OFF + ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([len[0], len[1]]));
+    if let Some(seg) = pkt.data_mut().get_mut(v.l4_off..end) {
         match dir {
             Dir::Original => synproxy::to_server(seg, &adj),
             Dir::Reply => synproxy::to_client(seg, &adj),

@@ -66,6 +66,11 @@ fn l4_of<B: PacketBuf>(
     if l4.len() < min {
         return Err(Verdict::Drop(short.into(), pkt));
     }
+    // A data offset below the fixed header or past the segment, as IPv4's `parse_l3l4` drops
+    // it: the SYN proxy and TOA read the options by it.
+    if is_tcp && !(20..=l4.len()).contains(&(usize::from(l4[12] >> 4) * 4)) {
+        return Err(Verdict::Drop(WireDrop::TcpBadDataOffset.into(), pkt));
+    }
     let bad = meta.l4_csum == CsumStatus::Bad && !first
         || meta.l4_csum == CsumStatus::Unknown
             && !meta.from_peer

@@ -429,7 +429,9 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// The options area (may end in EOL and padding).
     #[inline]
     pub fn options(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::OPTIONS..self.header_len()]
+        // Empty, not a panic, for a data offset below 5 or past the buffer (an unchecked view's).
+        let b = self.buffer.as_ref();
+        b.get(field::OPTIONS..self.header_len()).unwrap_or_default()
     }
 
     /// Iterates the options, typed.

@@ -483,3 +483,108 @@ fn a_proxied_client_over_its_limit_is_reset_in_its_sequence_space() {
     assert_eq!(g[0].dst, (a(CLIENT6), CPORT + 1));
     assert_eq!(dp.v6.conns.len(), 1);
 }
+
+/// An IPv6 TCP segment with its data offset set to `words` (checksum fixed after).
+fn with_data_offset(pkt: VecBuf, words: u8) -> VecBuf {
+    let mut f = pkt.data().to_vec();
+    f[54 + 12] = (words << 4) | (f[54 + 12] & 0x0F);
+    f[54 + 16..54 + 18].fill(0);
+    let src: [u8; 16] = f[22..38].try_into().unwrap();
+    let dst: [u8; 16] = f[38..54].try_into().unwrap();
+    let sum = crate::wire::ipv6::l4_checksum(
+        src.into(),
+        dst.into(),
+        crate::wire::IpProtocol::TCP,
+        &f[54..],
+    );
+    f[54 + 16..54 + 18].copy_from_slice(&sum.to_be_bytes());
+    VecBuf::from_frame(&f)
+}
+
+/// A TCP data offset below 5 words or past the segment is dropped with its reason, as IPv4's,
+/// before anything reads options by it (the proxy's cookie, timestamps and translation did,
+/// and sliced out of bounds).
+#[test]
+fn a_bad_data_offset_is_dropped_before_the_proxy_reads_options() {
+    let mut dp = proxied("on");
+    for words in [0, 4, 15] {
+        for (flags, ack) in [("S", 0), ("A", 1)] {
+            let v = dp.process(
+                with_data_offset(client(flags, CISN, ack, &[], &[]), words),
+                &meta(0),
+            );
+            assert!(
+                matches!(
+                    v,
+                    Verdict::Drop(
+                        DropReason::Wire(crate::wire::packet::DropReason::TcpBadDataOffset),
+                        _
+                    )
+                ),
+                "{words} {flags}: {v:?}"
+            );
+        }
+    }
+    let (cookie, _, syn) = handshake(&mut dp);
+    sent(dp.process(server("S", syn.src.1, SISN, CISN + 1, &[], &[]), &meta(1)));
+    let bad = with_data_offset(client("A", CISN + 1, cookie.wrapping_add(1), &[], &[]), 15);
+    assert!(matches!(dp.process(bad, &meta(0)), Verdict::Drop(..)));
+    let bad = with_data_offset(server("", syn.src.1, SISN + 1, CISN + 1, &[], &[]), 15);
+    assert!(matches!(dp.process(bad, &meta(1)), Verdict::Drop(..)));
+}
+
+/// A client's SYN on its answered proxied connection goes to the server with TOA (the SYN grows
+/// by it) and shifted like its other segments: the translation covers the grown segment (it
+/// sliced the segment as parsed before TOA, and read past it).
+#[test]
+fn a_syn_on_an_answered_proxied_connection_is_forwarded_with_toa_and_shifted() {
+    let mut dp = proxied("on");
+    let (_, our_ts, syn) = handshake(&mut dp);
+    let synack = server(
+        "S",
+        syn.src.1,
+        SISN,
+        CISN + 1,
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(STS, CTS + 1)],
+        &[],
+    );
+    sent(dp.process(synack, &meta(1)));
+    // The same ISN again, echoing our timestamp: a late duplicate of the client's first SYN.
+    let again = client(
+        "S",
+        CISN,
+        0,
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(CTS + 50, our_ts + 3)],
+        &[],
+    );
+    let out = sent(dp.process(again, &meta(0)));
+    assert_eq!((out.port, out.flags.as_str(), out.seq), (1, "S", CISN));
+    assert!(out.toa);
+    assert_eq!(ts_of(&out), Some((CTS + 50, STS + 3)), "the echo shifted");
+}
+
+/// What a connection's client sent before its server answered stays with that connection: the
+/// client gives up and connects again from the same port (another ISN: the old entry goes), and
+/// the new proxied connection, given the same id and tuple at once (IPv6 ids are reused),
+/// completes its server's handshake without the old data.
+#[test]
+fn held_data_of_a_connection_given_up_does_not_reach_the_next_one() {
+    let mut dp = proxied("on");
+    let t = crate::conn::Tuple6::new(a(CLIENT6), CPORT, a(VIP6), 8080, 6);
+    let synack = sent(dp.process(client("S", CISN, 0, &[], &[]), &meta(0)));
+    let ack = client("AP", CISN + 1, synack.seq.wrapping_add(1), &[], b"OLD");
+    sent(dp.process(ack, &meta(0)));
+    let (id, _) = dp.v6.conns.lookup(&t).unwrap();
+    let early = client("AP", CISN + 4, synack.seq.wrapping_add(1), &[], b"OLDER");
+    assert!(matches!(dp.process(early, &meta(0)), Verdict::Held));
+    let isn = CISN + 100_000;
+    let synack = sent(dp.process(client("S", isn, 0, &[], &[]), &meta(0)));
+    assert_eq!((synack.port, synack.flags.as_str()), (0, "SA"), "a cookie");
+    assert_eq!(dp.v6.conns.len(), 0, "the old entry went");
+    let ack = client("A", isn + 1, synack.seq.wrapping_add(1), &[], &[]);
+    let syn = sent(dp.process(ack, &meta(0)));
+    assert_eq!(dp.v6.conns.lookup(&t).unwrap().0, id, "the same id");
+    let out = sent(dp.process(server("S", syn.src.1, SISN, isn + 1, &[], &[]), &meta(1)));
+    assert_eq!((out.flags.as_str(), out.payload.len()), ("A", 0), "{out:?}");
+    assert_eq!(released(&mut dp).len(), 0);
+}
