@@ -87,6 +87,11 @@ pub const SYNPROXY_SERVICE: &str = "[[service]]\nvip = \"10.10.0.100\"\nport = 8
     scheduler = \"rr\"\nlocal_addresses = [\"10.20.0.200\"]\nsynproxy = \"on\"\n\
     [[service.real]]\naddress = \"10.20.0.11\"\nport = 80\n";
 
+/// The SYN-proxied IPv6 FullNAT service of the fuzzed datapaths (`inet6::proxied`).
+pub const SYNPROXY_SERVICE6: &str = "[[service]]\nvip = \"2001:db8:10::100\"\nport = 8081\n\
+    protocol = \"tcp\"\nscheduler = \"rr\"\nlocal_addresses = [\"2001:db8:20::200\"]\n\
+    synproxy = \"on\"\n[[service.real]]\naddress = \"2001:db8:20::11\"\nport = 80\n";
+
 /// The cookie key of the fuzzed datapaths (fixed, so that seeds can answer cookies).
 pub const FUZZ_COOKIE_KEY: [u64; 4] = [1, 2, 3, 4];
 
@@ -116,10 +121,11 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
         );
         // Dual stack: IPv6 on both ports, an IPv6 VIP in DR (TCP) and TUN (UDP) (`inet6`).
         let lab = dual_stack(&lab) + IPV6_SERVICES;
-        // VIP:8081 runs the SYN proxy; its seeds carry cookie ACKs made with the testkit's fixed
-        // key, from which the fuzzer reaches the proxied paths (held packets, translation).
+        // VIP:8081 runs the SYN proxy, and so does the IPv6 VIP's 8081; their seeds carry cookie
+        // ACKs made with the testkit's fixed key, from which the fuzzer reaches the proxied paths
+        // (held packets, translation).
         let text = format!(
-            "{lab}\n{SYNPROXY_SERVICE}\n[conn]\nsyn_unanswered_ms = 500\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\n\
+            "{lab}\n{SYNPROXY_SERVICE}\n{SYNPROXY_SERVICE6}\n[conn]\nsyn_unanswered_ms = 500\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\n\
              fin_wait = 2\ntime_wait = 2\nclose = 1\nclose_wait = 2\nlast_ack = 2\nsyn_sent = 2\n\
              synack = 2\nudp = 2\n"
         );

@@ -920,8 +920,112 @@ fn tcp6(sport: u16, syn: bool, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// An IPv6 TCP segment between `src` and `dst` (address, port); `flags` in tcpdump letters.
+fn tcp6_seg(
+    macs: (MacAddr, MacAddr),
+    src: (&str, u16),
+    dst: (&str, u16),
+    flags: &str,
+    (seq, ack): (u32, u32),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv6(ip6(src.0), ip6(dst.0), 64)
+        .tcp(src.1, dst.1, seq, 64240);
+    for (c, set) in [('S', 0), ('A', 1), ('F', 2), ('R', 3), ('P', 4)] {
+        if flags.contains(c) {
+            b = match set {
+                0 => b.syn(),
+                1 => b.ack(ack),
+                2 => b.fin(),
+                3 => b.rst(),
+                _ => b.psh(),
+            };
+        }
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+/// A whole SYN-proxied IPv6 session on [VIP6]:8081 (`SYNPROXY_SERVICE6`): cookie handshake, a
+/// request held until the server answers, data both ways translated, FIN both ways.
+fn synproxy6_session(s: &mut Script) {
+    let rs_side = (RS1_MAC, SERVER_PORT_MAC);
+    // rs1 asks for the gateway (and so is learned).
+    s.server(&nd6(
+        rs_side,
+        "2001:db8:20::11",
+        "ff02::1:ff00:1",
+        135,
+        "2001:db8:20::1",
+    ))
+    .expect("the solicitation answered");
+    // The client asks for the VIP (and so is learned).
+    s.client(&nd6(
+        C,
+        "2001:db8:10::2",
+        "ff02::1:ff00:100",
+        135,
+        "2001:db8:10::100",
+    ))
+    .expect("the solicitation for the VIP answered");
+    // A client port worker 0 owns, the worker that learned both neighbours.
+    let cport = (CPORT..)
+        .find(|&p| {
+            gateway::forward::owner::owner_of_client6(ip6("2001:db8:10::2").into(), p, 2) == 0
+        })
+        .unwrap();
+    let (cli, vip) = (("2001:db8:10::2", cport), ("2001:db8:10::100", 8081));
+    let cookie = seq_of(
+        &s.client(&tcp6_seg(C, cli, vip, "S", (1000, 0), b""))
+            .expect("cookie SYN-ACK"),
+    );
+    let c0 = cookie.wrapping_add(1);
+    let syn = s
+        .client(&tcp6_seg(C, cli, vip, "A", (1001, c0), b""))
+        .expect("SYN to the server");
+    let lport = match SlicedPacket::from_ethernet(&syn).unwrap().transport {
+        Some(TransportSlice::Tcp(t)) => t.source_port(),
+        _ => panic!("not TCP"),
+    };
+    let (srv, lip) = (("2001:db8:20::11", 80), ("2001:db8:20::200", lport));
+    let get = b"GET / HTTP/1.0\r\n\r\n";
+    assert_eq!(
+        s.client(&tcp6_seg(C, cli, vip, "PA", (1001, c0), get)),
+        None,
+        "held"
+    );
+    s.server(&tcp6_seg(rs_side, srv, lip, "SA", (5000, 1001), b""))
+        .expect("ACK to the server");
+    let g = get.len() as u32;
+    let body = b"HTTP/1.0 200 OK\r\n\r\nhello";
+    let n = body.len() as u32;
+    s.server(&tcp6_seg(rs_side, srv, lip, "PA", (5001, 1001 + g), body))
+        .expect("reply");
+    let fin = (1001 + g, c0.wrapping_add(n));
+    s.client(&tcp6_seg(C, cli, vip, "FA", fin, b""))
+        .expect("FIN");
+    s.server(&tcp6_seg(
+        rs_side,
+        srv,
+        lip,
+        "FA",
+        (5001 + n, 1002 + g),
+        b"",
+    ))
+    .expect("the server's FIN");
+    let last = (1002 + g, c0.wrapping_add(n + 1));
+    s.client(&tcp6_seg(C, cli, vip, "A", last, b""))
+        .expect("the last ACK");
+}
+
 /// IPv6 (`inet6`): neighbour discovery both ways, a DR connection, a TUN datagram, bad input.
 fn ipv6_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
+    let mut s = Script::new();
+    synproxy6_session(&mut s);
+    v.push(("ipv6_synproxy_session", Expect::NoDrop, s.bytes));
+
     let rs_side = (RS1_MAC, SERVER_PORT_MAC);
     let mut s = Script::new();
     // The client asks for the VIP; rs1 asks for the gateway (and so is learned).
@@ -1108,6 +1212,9 @@ fn seeds_behave_as_meant_and_are_committed() {
     // SYN-ACK, SYN, ACK, reply, FIN, FIN, ACK; the held request is released.
     let sp = by_name("synproxy_session");
     assert_eq!((sp.tx, sp.held, sp.released), (7, 1, 1), "{sp:?}");
+    // The same for IPv6, after the two neighbour advertisements.
+    let sp6 = by_name("ipv6_synproxy_session");
+    assert_eq!((sp6.tx, sp6.held, sp6.released), (9, 1, 1), "{sp6:?}");
     assert!(
         by_name("tcp_expire_and_reconnect").generated >= 2,
         "expiry RSTs"
