@@ -1026,7 +1026,7 @@ fn a_spoofed_ipv6_syn_flood_leaves_room_for_real_clients() {
 }
 
 /// The SYN proxy on an IPv6 FullNAT service (port 8080), turned on at run time, as
-/// `lab_synproxy`'s for IPv4: real clients (curl, wrk with `Connection: close`, client ports
+/// `lab_synproxy`'s for IPv4, then on the NAT one (8081): real clients (curl, wrk with `Connection: close`, client ports
 /// reused) are served through it, each connection opened by an ACK that proved its cookie and
 /// its server's sequence numbers shifted into the client's; a flood from spoofed IPv6 sources is
 /// answered with cookies and leaves no state, so no half-open connection is held and no
@@ -1085,6 +1085,36 @@ fn a_proxied_ipv6_service_serves_real_clients_through_a_spoofed_flood() {
     assert!(
         after.iter().all(|p| p == "rs1" || p == "rs2"),
         "{after:?}\n{stats}"
+    );
+    // NAT66 behind the proxy (port 8081 to the servers' 8080): the servers route their
+    // replies through the gateway.
+    for rs in ["rs1", "rs2"] {
+        let route = [
+            "ip",
+            "-6",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "2001:db8:20::1",
+        ];
+        lab.sh(rs, &route);
+    }
+    lab.gwctl(&["synproxy", "-t", "[2001:db8:10::100]:8081", "on"]);
+    let before = Lab::counter_of(&lab.stats(), "synproxy ", "conns");
+    let nat_url = "http://[2001:db8:10::100]:8081/";
+    let pages: Vec<String> = (0..10)
+        .map(|_| curl6(&lab, &["-f", "--max-time", "3", nat_url]))
+        .collect();
+    let stats = lab.stats();
+    assert!(
+        pages.iter().all(|p| p == "rs1" || p == "rs2"),
+        "NAT66: {pages:?}\n{stats}"
+    );
+    assert_eq!(
+        Lab::counter_of(&stats, "synproxy ", "conns"),
+        before + 10,
+        "{stats}"
     );
     // Off again: SYNs go to the real servers as before.
     lab.gwctl(&["synproxy", "-t", "[2001:db8:10::100]:8080", "off"]);

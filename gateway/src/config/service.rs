@@ -117,10 +117,11 @@ pub fn synproxy_mode(
             r.addr, r.port, r.fwd
         ));
     }
-    // IPv6's proxy is built for FullNAT to IPv6 real servers only (`inet6::proxied`).
+    // IPv6's proxy is built for FullNAT and NAT to IPv6 real servers (`inet6::proxied`).
     if cfg.vip.is_ipv6() {
+        use crate::service::FwdMode;
         let unbuilt = |r: &&crate::service::RealServer| {
-            r.fwd != crate::service::FwdMode::FullNat || r.addr.is_ipv4()
+            !matches!(r.fwd, FwdMode::FullNat | FwdMode::Nat) || r.addr.is_ipv4()
         };
         if let Some(r) = cfg.reals.iter().find(unbuilt) {
             let what = match r.addr.is_ipv4() {
@@ -128,7 +129,7 @@ pub fn synproxy_mode(
                 false => r.fwd.to_string(),
             };
             return Err(format!(
-                "real server {}:{} is {what}: an IPv6 service's SYN proxy is built for FullNAT to IPv6 real servers only",
+                "real server {}:{} is {what}: an IPv6 service's SYN proxy is built for FullNAT and NAT to IPv6 real servers only",
                 r.addr, r.port
             ));
         }

@@ -51,6 +51,10 @@ fn ipv6_config_is_checked_key_by_key() {
         .unwrap()
         .validate()
         .is_ok());
+    assert!(Config::parse(&dual(&proxied, nat, ""))
+        .unwrap()
+        .validate()
+        .is_ok());
     let v4_real = "address = \"10.20.0.11\"\nmode = \"dr\"";
     let nat64 = dual(&lip("10.20.0.210"), "address = \"10.20.0.11\"", "");
     assert!(Config::parse(&nat64).unwrap().validate().is_ok(), "NAT64");
@@ -98,9 +102,9 @@ fn ipv6_config_is_checked_key_by_key() {
             "host bits",
         ),
         (
-            dual("synproxy = \"on\"", nat, ""),
+            dual("synproxy = \"on\"", dr, ""),
             "service[2].synproxy",
-            "is nat: an IPv6 service's SYN proxy is built for FullNAT to IPv6 real servers only",
+            "is dr: the SYN proxy needs FullNAT or NAT",
         ),
         (
             dual(

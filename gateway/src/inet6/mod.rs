@@ -42,10 +42,10 @@
 //! - [`sync6`]: the IPv6 table's connections logged for a backup, exported and installed (HA
 //!   sync, as `forward::fullnat`'s `install` for IPv4's).
 //!
-//! - `proxied`: the SYN proxy for IPv6 FullNAT services, as IPv4's (`forward::synproxy`).
+//! - `proxied`: the SYN proxy for IPv6 FullNAT and NAT services, as IPv4's (`forward::synproxy`).
 //!
-//! What is not here yet: NAT64 fragments (dropped); the SYN proxy with NAT, NAT64, DR or TUN
-//! real servers (refused by the config, not ignored). Client limits count IPv6 clients by
+//! What is not here yet: NAT64 fragments (dropped); the SYN proxy with NAT64 real servers
+//! (refused by the config, not ignored). Client limits count IPv6 clients by
 //! prefix (`forward::limit`); passive health detection and `syn_retry` work as for IPv4
 //! (`retry`).
 

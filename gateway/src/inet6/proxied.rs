@@ -6,7 +6,7 @@
 //! and timestamps are shifted into the space the client was given (`synproxy::to_client`,
 //! `to_server`: TCP only, the same for both families).
 //!
-//! Built for FullNAT to IPv6 real servers (the config refuses the others). The cookie carries
+//! Built for FullNAT and NAT to IPv6 real servers (the config refuses NAT64, DR and TUN). The cookie carries
 //! an index into Linux's IPv6 MSS values (`synproxy::MSS_TABLE6`). The per-connection state is
 //! the proxy's `conns6` (by IPv6 connection id); the client's packets held until the server
 //! answers and the data of its handshake ACK share IPv4's bounded stores, keyed by the client
@@ -424,11 +424,13 @@ fn resend_syn<B: PacketBuf>(
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
     let client = c.client();
-    let toa = fwd
-        .services()
-        .services
-        .get(usize::from(c.svc))
-        .is_some_and(|vs| vs.toa);
+    // TOA as the first SYN had it: FullNAT's (NAT's keeps the client's address).
+    let toa = c.mode == crate::forward::mode::FULLNAT
+        && fwd
+            .services()
+            .services
+            .get(usize::from(c.svc))
+            .is_some_and(|vs| vs.toa);
     // Both or neither, in this order: the RST ends the TIME_WAIT before the SYN reaches it.
     if l3.generate_room() < 2 {
         return Verdict::Drop(Drop::GenOverflow.into(), pkt);
@@ -451,7 +453,6 @@ fn resend_syn<B: PacketBuf>(
         ts: None,
     };
     let syn = p.syn(local, server);
-    // With TOA as the first SYN had it.
     let write_syn = |b: &mut [u8]| {
         let n = syn.write6(b, 0)?;
         match toa {

@@ -360,6 +360,9 @@ pub(super) fn forward_client<B: PacketBuf>(
         (mode::NAT, Some(r)) => {
             let (src, dst) = ((v.src, sport), (r.src_ip(), r.sport));
             fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
+            if proxied {
+                super::proxied::translate(fwd, &mut pkt, v, id, Dir::Original);
+            }
             nd::send_to(v6, l3, pkt, route.l2_target(rip), route.port)
         }
         (mode::TUN, _) => {

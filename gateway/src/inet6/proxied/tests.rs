@@ -30,6 +30,11 @@ fn proxied(mode: &str) -> Datapath<VecBuf> {
 
 /// [`proxied`] with `keys` more in the service.
 fn proxied_with(mode: &str, keys: &str) -> Datapath<VecBuf> {
+    proxied_to(mode, keys, "")
+}
+
+/// [`proxied_with`], its real server's lines `real` more (`mode = "nat"`).
+fn proxied_to(mode: &str, keys: &str, real: &str) -> Datapath<VecBuf> {
     let conf = dual_stack(LAB_CONFIG)
         + &format!(
             r#"
@@ -44,6 +49,7 @@ local_addresses = ["{LIP6}"]
 [[service.real]]
 address = "{RS6}"
 port = 80
+{real}
 "#
         );
     let mut dp: Datapath<VecBuf> = datapath_from(&conf, 0, 1, 1024);
@@ -70,9 +76,28 @@ fn segment(
     opts: &[Opt],
     data: &[u8],
 ) -> VecBuf {
-    let (macs, src, dst) = match from_client {
-        true => ((CLIENT_MAC, CLIENT_PORT_MAC), CLIENT6, VIP6),
-        false => ((RS1_MAC, SERVER_PORT_MAC), RS6, LIP6),
+    let (src, dst) = match from_client {
+        true => (CLIENT6, VIP6),
+        false => (RS6, LIP6),
+    };
+    segment_between(from_client, (src, dst), ports, flags, seq, ack, opts, data)
+}
+
+/// [`segment`] between addresses `src` and `dst`, from the client's side or the server's.
+#[allow(clippy::too_many_arguments)]
+fn segment_between(
+    from_client: bool,
+    (src, dst): (&str, &str),
+    ports: (u16, u16),
+    flags: &str,
+    seq: u32,
+    ack: u32,
+    opts: &[Opt],
+    data: &[u8],
+) -> VecBuf {
+    let macs = match from_client {
+        true => (CLIENT_MAC, CLIENT_PORT_MAC),
+        false => (RS1_MAC, SERVER_PORT_MAC),
     };
     let mut v = Vec::new();
     let mut b = PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
@@ -587,4 +612,60 @@ fn held_data_of_a_connection_given_up_does_not_reach_the_next_one() {
     let out = sent(dp.process(server("S", syn.src.1, SISN, isn + 1, &[], &[]), &meta(1)));
     assert_eq!((out.flags.as_str(), out.payload.len()), ("A", 0), "{out:?}");
     assert_eq!(released(&mut dp).len(), 0);
+}
+
+/// NAT66 behind the proxy: the server sees the client's own address (no TOA), answers it
+/// through the gateway, and both sides' segments are shifted as FullNAT's are.
+#[test]
+fn a_proxied_nat66_connection_keeps_the_clients_address_and_is_shifted_both_ways() {
+    let mut dp = proxied_to("on", "", "mode = \"nat\"");
+    let (cookie, our_ts, syn) = handshake(&mut dp);
+    assert_eq!((syn.src, syn.dst), ((a(CLIENT6), CPORT), (a(RS6), 80)));
+    assert_eq!((syn.flags.as_str(), syn.seq, syn.toa), ("S", CISN, false));
+    let to_client = |flags: &str, seq, ack, opts: &[Opt], data: &[u8]| {
+        let flags = format!("A{flags}");
+        segment_between(
+            false,
+            (RS6, CLIENT6),
+            (80, CPORT),
+            &flags,
+            seq,
+            ack,
+            opts,
+            data,
+        )
+    };
+    let ts = |val, echo| [Opt::Noop, Opt::Noop, Opt::Timestamp(val, echo)];
+    let ack = sent(dp.process(
+        to_client("S", SISN, CISN + 1, &ts(STS, CTS + 1), &[]),
+        &meta(1),
+    ));
+    assert_eq!((ack.src, ack.dst), ((a(CLIENT6), CPORT), (a(RS6), 80)));
+    assert_eq!(
+        (ack.flags.as_str(), ack.seq, ack.ack),
+        ("A", CISN + 1, SISN + 1)
+    );
+    let r = sent(dp.process(
+        to_client("P", SISN + 1, CISN + 1, &ts(STS + 5, CTS + 1), b"hello"),
+        &meta(1),
+    ));
+    assert_eq!(
+        (r.port, r.src, r.dst),
+        (0, (a(VIP6), 8080), (a(CLIENT6), CPORT))
+    );
+    assert_eq!((r.seq, r.ack), (cookie.wrapping_add(1), CISN + 1));
+    assert_eq!(ts_of(&r), Some((our_ts + 5, CTS + 1)));
+    let plain = client(
+        "A",
+        CISN + 1,
+        cookie.wrapping_add(6),
+        &ts(CTS + 2, our_ts + 5),
+        &[],
+    );
+    let out = sent(dp.process(plain, &meta(0)));
+    assert_eq!(
+        (out.dst, out.seq, out.ack),
+        ((a(RS6), 80), CISN + 1, SISN + 6)
+    );
+    assert_eq!(ts_of(&out), Some((CTS + 2, STS + 5)));
 }
