@@ -1129,3 +1129,22 @@ fn a_proxied_ipv6_service_serves_real_clients_through_a_spoofed_flood() {
     );
     assert_eq!(Lab::counter_of(&lab.stats(), "synproxy ", "conns"), before);
 }
+
+/// Path MTU discovery through the IPv6 SYN proxy, with real kernels (RFC 8201): the client's
+/// side sends a packet too big quoting the server's next segment as the client sees it, in the
+/// proxy's sequence space. Translated for the server, the quote is back in the server's own space
+/// (Linux ignores an error quoting a sequence number outside its window: `tcp_v6_err`), and the
+/// server's kernel learns the MTU toward its local address.
+#[test]
+fn a_packet_too_big_from_the_client_side_reaches_the_server_of_a_proxied_connection() {
+    let lab = Lab::up("v6pm", &config());
+    lab_sh(&lab, &["ipv6"]);
+    lab.gwctl(&["synproxy", "-t", "[2001:db8:10::100]:8080", "on"]);
+    let lips = ["2001:db8:20::200", "2001:db8:20::201"];
+    let stats = assert_server_learns_the_clients_mtu(&lab, ("6", VIP6, "8080"), &lips, 1280);
+    assert_eq!(Lab::counter_of(&stats, "synproxy ", "conns"), 1, "{stats}");
+    assert!(
+        Lab::counter_of(&stats, "ipv6 ", "icmp_translated") >= 1,
+        "{stats}"
+    );
+}

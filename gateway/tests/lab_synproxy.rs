@@ -214,3 +214,23 @@ port = 5201
         "{stats}"
     );
 }
+
+/// Path MTU discovery through the proxy, with real kernels (RFC 1191): the client's side sends
+/// a "fragmentation needed" quoting the server's next segment as the client sees it, in the
+/// sequence space the proxy gave the client. Translated for the server, the quote must be in the
+/// server's own space: Linux ignores an error whose quoted sequence number is outside its window
+/// (`tcp_v4_err`, `OutOfWindowIcmps`), and the server would go on sending segments too large for
+/// the client's path. The server's kernel learns the MTU toward its local address.
+#[test]
+fn a_fragmentation_needed_from_the_client_side_reaches_the_server_of_a_proxied_connection() {
+    let lab = Lab::up("spm", &Lab::default_config(""));
+    lab.gwctl(&["synproxy", "-t", "10.10.0.100:80", "on"]);
+    let lips = ["10.20.0.200", "10.20.0.201"];
+    let client = ("4", "10.10.0.100", "80");
+    let stats = assert_server_learns_the_clients_mtu(&lab, client, &lips, 1300);
+    assert_eq!(Lab::counter_of(&stats, "synproxy ", "conns"), 1, "{stats}");
+    assert!(
+        Lab::counter_of(&stats, "conn ", "icmp_translated") >= 1,
+        "{stats}"
+    );
+}

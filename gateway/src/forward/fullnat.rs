@@ -1749,6 +1749,13 @@ impl Forwarder {
             return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
         };
         let (client, conn_mode, svc, rip) = (c.client(), c.mode, c.svc, Ipv4Addr::from(c.user));
+        // A proxied connection's quoted segment goes back into the other side's sequence space,
+        // once the server has answered (`synproxy::unshift_quote`).
+        let adj = (c.ext & PROXIED != 0)
+            .then(|| self.synproxy.get(id.index()))
+            .flatten()
+            .filter(|p| !p.pending)
+            .map(|p| p.adj);
         if conn_mode == mode::DR || conn_mode == mode::TUN {
             pkt.set_len(end);
             self.stats.icmp_translated += 1;
@@ -1809,6 +1816,9 @@ impl Forwarder {
             }
             quote[hl..hl + 2].copy_from_slice(&qs.1.to_be_bytes());
             quote[hl + 2..hl + 4].copy_from_slice(&qd.1.to_be_bytes());
+            if let (Some(adj), true) = (adj, proto == IpProtocol::TCP.0) {
+                synproxy::unshift_quote(&mut quote[hl..], &adj, dir == Dir::Original);
+            }
         }
         IcmpPacket::new_unchecked(&mut frame[l4_off..end]).fill_checksum();
         {

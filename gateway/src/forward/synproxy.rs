@@ -564,6 +564,39 @@ pub fn to_client(seg: &mut [u8], adj: &SeqAdj) {
     finish(seg, d);
 }
 
+/// Shifts the TCP header an ICMP error quotes (`l4`: from the quote's TCP header to the end of
+/// the quote, however short the error cut it) back into the sequence space of the side the
+/// translated error goes to. An error from the client's side (`from_client`) quotes a server's
+/// segment as the proxy shifted it for the client: its sequence number goes back into the
+/// server's space. An error from the server's side quotes a client's segment shifted for the
+/// server: its acknowledgement goes back into the client's space. The quoted TCP checksum, when
+/// the quote holds it, follows the change (RFC 1624).
+///
+/// Linux ignores an error whose quoted sequence number is outside its send window (`tcp_v4_err`,
+/// `tcp_v6_err`: `between(seq, snd_una, snd_nxt)`, counted as `OutOfWindowIcmps`): unshifted, a
+/// client's fragmentation needed (RFC 1191) or packet too big (RFC 8201) about a server's data
+/// would never reach the server's path MTU.
+pub fn unshift_quote(l4: &mut [u8], adj: &SeqAdj, from_client: bool) {
+    let mut d = Delta::new();
+    if from_client {
+        let Some(seq) = l4.get(4..8).map(be32) else {
+            return;
+        };
+        patch(l4, 4, &seq.wrapping_sub(adj.seq).to_be_bytes(), &mut d);
+    } else {
+        // The acknowledgement counts only with ACK set, in the flags' byte that follows it.
+        if !l4.get(13).is_some_and(|&f| TcpFlags(f).ack()) {
+            return;
+        }
+        let ack = be32(&l4[8..12]);
+        patch(l4, 8, &ack.wrapping_add(adj.seq).to_be_bytes(), &mut d);
+    }
+    if let Some(c) = l4.get_mut(16..18) {
+        let old = u16::from_be_bytes([c[0], c[1]]);
+        c.copy_from_slice(&d.apply(old).to_be_bytes());
+    }
+}
+
 fn finish(seg: &mut [u8], d: Delta) {
     let mut t = TcpPacket::new_unchecked(seg);
     let c = d.apply(t.checksum());

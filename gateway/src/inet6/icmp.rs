@@ -22,7 +22,7 @@
 
 use super::{nd, Inet6, Ipv6In};
 use crate::conn::{Dir, Tuple6};
-use crate::forward::{mode, Forwarder};
+use crate::forward::{mode, synproxy, Forwarder};
 use crate::net::L3;
 use crate::packet::Verdict;
 use crate::packet::{PacketBuf, RxMeta};
@@ -100,10 +100,8 @@ pub fn error<B: PacketBuf>(
     } else {
         Dir::Reply
     };
-    let c = match v6.conns.lookup(&t) {
-        Some((id, d)) if d == want => v6.conns.get(id).copied(),
-        _ => None,
-    };
+    let found = v6.conns.lookup(&t).filter(|&(_, d)| d == want);
+    let c = found.and_then(|(id, _)| v6.conns.get(id).copied());
     if let (Some(c), true) = (c, from_client) {
         if c.mode == mode::NAT64 {
             if let Some((id, _)) = v6.conns.lookup(&t) {
@@ -195,6 +193,11 @@ pub fn error<B: PacketBuf>(
         ((vip.0, cip.0), (cip, vip))
     };
     rewrite_quote(pkt.data_mut(), &q, quote.0, quote.1);
+    let adj = found.and_then(|(id, _)| super::proxied::answered_adj(&v6.conns, fwd, id));
+    if let (Some(adj), IpProtocol::TCP) = (adj, q.proto) {
+        let l4 = &mut pkt.data_mut()[q.l4_off..v.end];
+        synproxy::unshift_quote(l4, &adj, from_client);
+    }
     {
         let d = pkt.data_mut();
         let mut ip = Ipv6Packet::new_unchecked(&mut d[ethernet::HEADER_LEN..]);

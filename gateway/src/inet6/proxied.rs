@@ -18,7 +18,7 @@ use super::service::{forward_client, ClientSegment};
 use super::{Inet6, Ipv6In};
 use crate::conn::{tcp_flags, ConnFlags, ConnId, ConnTable6, Dir, Tuple6, PROTO_TCP};
 use crate::forward::fullnat::RETRIED;
-use crate::forward::synproxy::{self, ClientSyn, Mode, Proxied, Segment};
+use crate::forward::synproxy::{self, ClientSyn, Mode, Proxied, Segment, SeqAdj};
 use crate::forward::Forwarder;
 use crate::net::L3;
 use crate::packet::{PacketBuf, Verdict};
@@ -497,6 +497,17 @@ pub(super) fn translate<B: PacketBuf>(
             Dir::Reply => synproxy::to_client(seg, &adj),
         }
     }
+}
+
+/// The shifts of proxied connection `id` once its server has answered (None for any other
+/// connection): an ICMPv6 error quoting one of its segments is shifted back with them
+/// (`synproxy::unshift_quote`, `icmp::error`).
+pub(super) fn answered_adj(conns: &ConnTable6, fwd: &Forwarder, id: ConnId) -> Option<SeqAdj> {
+    if !is_proxied(conns, fwd, id) {
+        return None;
+    }
+    let p = fwd.synproxy.get6(id.index()).filter(|p| !p.pending)?;
+    Some(p.adj)
 }
 
 #[cfg(test)]

@@ -658,3 +658,131 @@ pub fn frames(file: &std::path::Path) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// A client in the lab that asks the VIP (`argv`: family 4 or 6, VIP, port) for a page over a
+/// keep-alive connection, learns from its own captured frames the next sequence number it expects
+/// of the server (as the gateway shifted it, with a SYN proxy), and sends the VIP the error a
+/// router on its side would: IPv4 "fragmentation needed" with a next-hop MTU of 1300 (RFC 1191),
+/// IPv6 "packet too big" with an MTU of 1280 (RFC 4443 3.2), quoting the server's next segment as
+/// the client would receive it (its IP header and the first 8 bytes of TCP). The connection stays
+/// open a second for the error to reach the server; prints the client's port.
+pub const TOO_BIG_CLIENT: &str = r#"
+import socket, struct, sys, time
+v6, vip, port = sys.argv[1] == '6', sys.argv[2], int(sys.argv[3])
+af = socket.AF_INET6 if v6 else socket.AF_INET
+sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD if v6 else 0x0800))
+sniff.bind(('eth0', 0))
+s = socket.socket(af, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect((vip, port))
+cport = s.getsockname()[1]
+s.sendall(b'GET / HTTP/1.1\r\nHost: lab\r\n\r\n')
+data = b''
+while b'\r\n\r\n' not in data:
+    data += s.recv(65536)
+head, body = data.split(b'\r\n\r\n', 1)
+length = [int(l.split(b':')[1]) for l in head.split(b'\r\n') if l.lower().startswith(b'content-length:')][0]
+while len(body) < length:
+    body += s.recv(65536)
+time.sleep(0.2)
+sniff.setblocking(False)
+vip_bytes = socket.inet_pton(af, vip)
+nxt = None
+while True:
+    try:
+        f = sniff.recv(65536)
+    except BlockingIOError:
+        break
+    if v6:
+        ip, l4 = f[14:54], f[54:]
+        if ip[6] != 6 or ip[8:24] != vip_bytes:
+            continue
+        plen = struct.unpack('!H', ip[4:6])[0]
+    else:
+        hl = (f[14] & 15) * 4
+        ip, l4 = f[14:14 + hl], f[14 + hl:]
+        if ip[9] != 6 or ip[12:16] != vip_bytes:
+            continue
+        plen = struct.unpack('!H', ip[2:4])[0] - hl
+    sport, dport, seq = struct.unpack('!HHI', l4[:8])
+    if (sport, dport) != (port, cport):
+        continue
+    flags = l4[13]
+    nxt = (seq + plen - (l4[12] >> 4) * 4 + (flags & 3 != 0)) & 0xFFFFFFFF
+assert nxt is not None, 'no segment of the server captured'
+mine = socket.inet_pton(af, s.getsockname()[0])
+tcp8 = struct.pack('!HHI', port, cport, nxt)
+if v6:
+    quoted = struct.pack('!IHBB', 6 << 28, 1460, 6, 64) + vip_bytes + mine + tcp8
+    msg = struct.pack('!BBHI', 2, 0, 0, 1280) + quoted
+    e = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+else:
+    def csum(b):
+        b += b'\0' * (len(b) & 1)
+        t = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+        while t >> 16:
+            t = (t & 0xFFFF) + (t >> 16)
+        return ~t & 0xFFFF
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 1500, 0, 0x4000, 64, 6, 0, vip_bytes, mine)
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    msg = struct.pack('!BBHHH', 3, 4, 0, 0, 1300) + ip + tcp8
+    msg = msg[:2] + struct.pack('!H', csum(msg)) + msg[4:]
+    e = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+e.sendto(msg, (vip, 0))
+time.sleep(1)
+print(cport)
+"#;
+
+/// Whether a real server's kernel keeps a path MTU of `mtu` toward `dst` (`ip route get`: a
+/// route exception learned from an ICMP error).
+pub fn learned_mtu(lab: &Lab, node: &str, dst: &str, mtu: u32) -> bool {
+    let out = lab.sh(node, &["ip", "route", "get", dst]);
+    out.contains(&format!("mtu {mtu}"))
+}
+
+/// Runs [`TOO_BIG_CLIENT`] against `vip`:`port` of `family` ("4" or "6") and asserts that
+/// exactly one real server's kernel learned the error's path MTU (`mtu`: 1300 for IPv4, 1280
+/// for IPv6) toward one of the local addresses `lips`, and none before; on failure, each
+/// server's count of errors its TCP ignored as out of window. Returns the gateway's stats.
+pub fn assert_server_learns_the_clients_mtu(
+    lab: &Lab,
+    (family, vip, port): (&str, &str, &str),
+    lips: &[&str],
+    mtu: u32,
+) -> String {
+    let learned = || {
+        let mut out = Vec::new();
+        for rs in ["rs1", "rs2"] {
+            for lip in lips {
+                if learned_mtu(lab, rs, lip, mtu) {
+                    out.push(format!("{rs} -> {lip}"));
+                }
+            }
+        }
+        out
+    };
+    assert!(learned().is_empty());
+    let args = [
+        "timeout",
+        "30",
+        "python3",
+        "-c",
+        TOO_BIG_CLIENT,
+        family,
+        vip,
+        port,
+    ];
+    let out = lab.sh("cli", &args);
+    let stats = lab.stats();
+    let got = learned();
+    let nstat = |rs| lab.sh(rs, &["nstat", "-az", "TcpExtOutOfWindowIcmps"]);
+    assert_eq!(
+        got.len(),
+        1,
+        "one server learned the client's path MTU: {got:?} (client port {})\n{}{}\n{stats}",
+        out.trim(),
+        nstat("rs1"),
+        nstat("rs2")
+    );
+    stats
+}

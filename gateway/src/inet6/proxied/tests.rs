@@ -669,3 +669,87 @@ fn a_proxied_nat66_connection_keeps_the_clients_address_and_is_shifted_both_ways
     );
     assert_eq!(ts_of(&out), Some((CTS + 2, STS + 5)));
 }
+
+/// An ICMPv6 packet too big (RFC 4443 3.2) from `src` to `dst`, from the client's side or the
+/// server's, quoting an IPv6 TCP segment `quoted` (src -> dst, seq, ack) as far as the error's
+/// 1280 bytes allow.
+fn too_big(
+    from_client: bool,
+    (src, dst): (&str, &str),
+    quoted: ((&str, u16), (&str, u16), u32, u32),
+) -> VecBuf {
+    let ((qs, qsp), (qd, qdp), seq, ack) = quoted;
+    let mut q = Vec::new();
+    PacketBuilder::ipv6(a(qs).octets(), a(qd).octets(), 64)
+        .tcp(qsp, qdp, seq, 500)
+        .ack(ack)
+        .write(&mut q, &[0; 1400])
+        .unwrap();
+    let macs = match from_client {
+        true => (CLIENT_MAC, CLIENT_PORT_MAC),
+        false => (RS1_MAC, SERVER_PORT_MAC),
+    };
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv6(a(src).octets(), a(dst).octets(), 64)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+        .write(&mut v, &q[..1280 - 48])
+        .unwrap();
+    VecBuf::from_frame(&v)
+}
+
+/// The translated error that came out: (port, outer source, outer destination, the quoted
+/// ports, sequence and acknowledgement numbers), its ICMPv6 checksum checked.
+fn too_big_out(v: Verdict<VecBuf>) -> (u16, Ipv6Addr, Ipv6Addr, [u16; 2], u32, u32) {
+    let Verdict::Tx(port, b) = v else {
+        panic!("expected the error forwarded, got {v:?}")
+    };
+    let f = b.data();
+    let ip = crate::wire::ipv6::Ipv6Packet::new_unchecked(&f[14..]);
+    let (src, dst) = (ip.src(), ip.dst());
+    let icmp = &f[54..];
+    assert!(
+        crate::wire::icmpv6::Icmpv6Packet::new_unchecked(icmp).verify_checksum(src, dst),
+        "ICMPv6 checksum"
+    );
+    let t = &icmp[8 + 40..];
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let ports = [
+        u16::from_be_bytes([t[0], t[1]]),
+        u16::from_be_bytes([t[2], t[3]]),
+    ];
+    (port, src, dst, ports, be(&t[4..8]), be(&t[8..12]))
+}
+
+/// Path MTU discovery through the proxy (RFC 8201): an error about a segment the proxy shifted
+/// quotes it in the shifted space, and Linux ignores an error whose quoted sequence number is
+/// outside its window (`tcp_v6_err`). Translated, the quote goes back into the receiver's
+/// space: the server hears of its own sequence number, the client of its own acknowledgement.
+#[test]
+fn a_packet_too_big_about_a_proxied_segment_quotes_it_in_the_receivers_sequence_space() {
+    let mut dp = proxied("on");
+    let (cookie, _, syn) = handshake(&mut dp);
+    let lport = syn.src.1;
+    sent(dp.process(server("S", lport, SISN, CISN + 1, &[], &[]), &meta(1)));
+    let c0 = cookie.wrapping_add(1);
+
+    let quoted = (
+        (VIP6, 8080),
+        (CLIENT6, CPORT),
+        c0.wrapping_add(100),
+        CISN + 1,
+    );
+    let err = too_big(true, (CLIENT6, VIP6), quoted);
+    let (port, src, dst, ports, seq, ack) = too_big_out(dp.process(err, &meta(0)));
+    assert_eq!((port, src, dst, ports), (1, a(LIP6), a(RS6), [80, lport]));
+    assert_eq!((seq, ack), (SISN + 101, CISN + 1));
+
+    let quoted = ((LIP6, lport), (RS6, 80), CISN + 1, SISN + 41);
+    let err = too_big(false, (RS6, LIP6), quoted);
+    let (port, src, dst, ports, seq, ack) = too_big_out(dp.process(err, &meta(1)));
+    assert_eq!(
+        (port, src, dst, ports),
+        (0, a(VIP6), a(CLIENT6), [CPORT, 8080])
+    );
+    assert_eq!((seq, ack), (CISN + 1, c0.wrapping_add(40)));
+}

@@ -570,3 +570,123 @@ fn a_proxied_connection_is_not_sent_to_a_backup() {
     let (id, _) = dp.fwd.table().iter().next().unwrap();
     assert_eq!(dp.fwd.export(id, crate::conn::Ticks(0)), None);
 }
+
+/// An ICMP "fragmentation needed" from `src` to `dst` (RFC 1191), quoting the IPv4 packet
+/// `quoted` (its header and its first `quote_len` bytes of TCP).
+fn frag_needed(
+    macs: (crate::wire::MacAddr, crate::wire::MacAddr),
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    quoted: &[u8],
+    quote_len: usize,
+) -> VecBuf {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(macs.0 .0, macs.1 .0)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1300 },
+        ))
+        .write(&mut v, &quoted[..20 + quote_len])
+        .unwrap();
+    VecBuf::from_frame(&v)
+}
+
+/// An IPv4 TCP packet as a host on the way would quote it.
+fn ip_segment(
+    src: (std::net::Ipv4Addr, u16),
+    dst: (std::net::Ipv4Addr, u16),
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(src.0.octets(), dst.0.octets(), 64)
+        .tcp(src.1, dst.1, seq, 500)
+        .ack(ack)
+        .write(&mut v, &[0; 1400])
+        .unwrap();
+    v
+}
+
+/// The translated error that came out: (port, outer source, outer destination, the quoted
+/// ports, sequence and acknowledgement numbers), its ICMP checksum checked.
+fn icmp_out(
+    v: Verdict<VecBuf>,
+) -> (
+    u16,
+    std::net::Ipv4Addr,
+    std::net::Ipv4Addr,
+    [u16; 2],
+    u32,
+    u32,
+) {
+    let Verdict::Tx(port, b) = v else {
+        panic!("expected the error forwarded, got {v:?}")
+    };
+    let p = SlicedPacket::from_ethernet(b.data()).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
+    let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
+        panic!("not ICMP")
+    };
+    let whole = ip.payload().payload;
+    let sum = crate::wire::checksum::fold(crate::wire::checksum::sum(whole));
+    assert!(sum == 0xFFFF || sum == 0, "ICMP checksum");
+    let q = icmp.payload();
+    let hl = usize::from(q[0] & 0x0F) * 4;
+    let t = &q[hl..];
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (
+        port,
+        ip.header().source_addr(),
+        ip.header().destination_addr(),
+        [
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]]),
+        ],
+        be(&t[4..8]),
+        if t.len() >= 12 { be(&t[8..12]) } else { 0 },
+    )
+}
+
+/// Path MTU discovery through the proxy (RFC 1191): an error about a segment the proxy shifted
+/// quotes it in the shifted space, and Linux ignores an error whose quoted sequence number is
+/// outside its window (`tcp_v4_err`). Translated for the other side, the quote goes back into
+/// that side's space: the server hears of its own sequence number, the client of its own
+/// acknowledgement.
+#[test]
+fn an_icmp_error_about_a_proxied_segment_quotes_it_in_the_receivers_sequence_space() {
+    let mut dp = proxied("on", "");
+    let (cookie, _, syn) = handshake(&mut dp, &[]);
+    let lport = syn.src.1;
+    sent(dp.process(
+        server("SA", lport, SISN, CISN + 1, &[], &[]),
+        &from_server(),
+    ));
+    let c0 = cookie.wrapping_add(1);
+
+    // From the client's side, about the server's data as the client saw it (VIP -> client, in
+    // the proxy's space), with the whole TCP header quoted: to the server, in its own space.
+    let quoted = ip_segment(
+        (VIP, 80),
+        (CLIENT_IP, CPORT),
+        c0.wrapping_add(100),
+        CISN + 1,
+    );
+    let err = frag_needed((CLIENT_MAC, CLIENT_PORT_MAC), CLIENT_IP, VIP, &quoted, 20);
+    let (port, src, dst, ports, seq, ack) = icmp_out(dp.process(err, &FROM_CLIENT));
+    assert_eq!((port, src, dst, ports), (1, LIP1, RS1, [80, lport]));
+    assert_eq!((seq, ack), (SISN + 101, CISN + 1));
+    // RFC 792's 8 bytes only: the sequence number still shifted.
+    let err = frag_needed((CLIENT_MAC, CLIENT_PORT_MAC), CLIENT_IP, VIP, &quoted, 8);
+    let (_, _, _, _, seq, _) = icmp_out(dp.process(err, &FROM_CLIENT));
+    assert_eq!(seq, SISN + 101);
+
+    // From the server's side, about the client's segment as the server saw it: to the client,
+    // its acknowledgement in the client's space again.
+    let quoted = ip_segment((LIP1, lport), (RS1, 80), CISN + 1, SISN + 41);
+    let err = frag_needed((RS1_MAC, SERVER_PORT_MAC), RS1, LIP1, &quoted, 20);
+    let (port, src, dst, ports, seq, ack) = icmp_out(dp.process(err, &from_server()));
+    assert_eq!((port, src, dst, ports), (0, VIP, CLIENT_IP, [CPORT, 80]));
+    assert_eq!((seq, ack), (CISN + 1, c0.wrapping_add(40)));
+}
