@@ -159,6 +159,8 @@ counters! {
         installed,
         refreshed,
         replaced,
+        /// Backup: SYN-proxied connections' shifts applied (translation records).
+        translated,
         /// Backup: records refused, by reason (`InstallError`).
         refused_no_service,
         refused_no_real,
@@ -166,6 +168,8 @@ counters! {
         refused_not_this_worker,
         refused_table,
         refused_template,
+        refused_no_conn,
+        refused_not_proxied,
         /// Backup: records passed to the worker that owns them.
         handed_over,
     }

@@ -345,6 +345,33 @@ fn with_nopreempt_a_restarted_primary_stays_the_backup_and_connections_carry_on(
     assert!(counter(&s1, "sync_installed") >= 20, "{s1}");
 }
 
+/// The SYN proxy on both boxes (`gwctl synproxy ... on`, as an operator configures the pair
+/// alike): wrk's keep-alive connections are proxied, each synced with its sequence translation
+/// after its record (`sync_translated` on the backup), and they carry on through a takeover, the
+/// new master shifting their segments as the old one did. Without the translation the backup
+/// forwarded them unshifted (or, before translation records, did not have them at all).
+#[test]
+fn proxied_connections_survive_failover() {
+    let lab = Ha::up("hp", 2);
+    assert_eq!(lab.holder(), "1", "{}", lab.logs());
+    for k in [1, 2] {
+        let (ok, out) = lab.gwctl(k, &["synproxy", "-t", "10.10.0.100:80", "on"]);
+        assert!(ok, "{out}");
+    }
+    let ((_, est, kept, new), text) = lab.failover("kill");
+    let s2 = lab.sync(2);
+    assert_eq!(lab.holder(), "2", "{text}\n{}", lab.logs());
+    assert_eq!(
+        (est, kept, new),
+        (20, 20, 0),
+        "{text}\n{s2}\n{}",
+        lab.logs()
+    );
+    assert!(counter(&s2, "sync_translated") >= 20, "{s2}");
+    let (_, proxy) = lab.gwctl(2, &["synproxy"]);
+    assert!(proxy.contains("TCP 10.10.0.100:80 on"), "{proxy}");
+}
+
 /// Gateway `k`'s kernel-owned VIPs, each with whether a twin holds it (`gwctl --json twins`).
 fn kernel_owned(lab: &Ha, k: usize) -> Vec<(String, bool)> {
     let (ok, out) = lab.gwctl(k, &["--json", "twins"]);

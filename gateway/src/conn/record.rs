@@ -15,6 +15,28 @@ pub enum RecordKind {
     Conn,
     /// A persistence template (client -> real server), IPVS's `IP_VS_CONN_F_TEMPLATE`.
     Template,
+    /// The SYN proxy's sequence translation of the connection of the record's client tuple,
+    /// sent after the connection's own record: without it a backup would forward the
+    /// connection's segments untranslated.
+    Translation(SeqAdj),
+}
+
+/// How one SYN-proxied connection's segments are shifted once its real server has answered
+/// (`forward::synproxy`); a translation record ([`RecordKind::Translation`]) carries it to a
+/// backup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SeqAdj {
+    /// Our ISN minus the server's: added to the server's sequence numbers, taken from the
+    /// client's acknowledgements and SACK edges.
+    pub seq: u32,
+    /// Our TSval minus the server's, likewise for TSval and TSecr (0 without timestamps).
+    pub ts: u32,
+    /// The server's window scale and ours, when both sides scale (else equal: no rescaling).
+    pub server_ws: u8,
+    pub our_ws: u8,
+    /// The client's window scale when the server does not scale (the client, which scales with
+    /// us, then has its windows widened for the server); else 0.
+    pub client_shift: u8,
 }
 
 /// One synced connection or persistence template.
@@ -60,6 +82,25 @@ impl ConnRecord {
             real,
             local,
             remaining_ms: ms_left(c.deadline().0, now),
+        }
+    }
+}
+
+impl ConnRecord {
+    /// The translation record of `conn`, a SYN-proxied connection's record: its client tuple,
+    /// protocol, mode and local address and port (which name the worker that owns it on the
+    /// backup, as for `conn`), with the shifts `adj`; no real server, state or time of its own.
+    pub fn translation(conn: &ConnRecord, adj: SeqAdj) -> ConnRecord {
+        let unspecified = match conn.client.0 {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        ConnRecord {
+            kind: RecordKind::Translation(adj),
+            state: 0,
+            real: (unspecified, 0),
+            remaining_ms: 0,
+            ..*conn
         }
     }
 }

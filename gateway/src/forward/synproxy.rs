@@ -438,21 +438,7 @@ impl Segment<Ipv6Addr> {
     }
 }
 
-/// How one proxied connection's segments are shifted once its real server has answered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SeqAdj {
-    /// Our ISN minus the server's: added to the server's sequence numbers, taken from the
-    /// client's acknowledgements and SACK edges.
-    pub seq: u32,
-    /// Our TSval minus the server's, likewise for TSval and TSecr (0 without timestamps).
-    pub ts: u32,
-    /// The server's window scale and ours, when both sides scale (else equal: no rescaling).
-    pub server_ws: u8,
-    pub our_ws: u8,
-    /// The client's window scale when the server does not scale (the client, which scales with
-    /// us, then has its windows widened for the server); else 0.
-    pub client_shift: u8,
-}
+pub use crate::conn::record::SeqAdj;
 
 /// Overwrites `new.len()` bytes at `at` of `seg`, adding the change to `d` over the enclosing
 /// 16-bit-aligned region (an option may sit at an odd offset after a lone NOP).

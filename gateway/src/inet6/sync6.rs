@@ -12,10 +12,11 @@
 //! (`fullnat::Pool6::take_freed`), as an IPv4 record's must be in the worker's pool.
 
 use super::{nat64, service, Inet6};
-use crate::conn::record::{ConnRecord, RecordKind};
+use crate::conn::record::{ConnRecord, RecordKind, SeqAdj};
 use crate::conn::{ConnId, ConnTable6, Dir, InsertError, State, StateChange, Ticks, Tuple6};
 use crate::forward::fullnat::{template_record, worth_syncing, NO_DEST};
-use crate::forward::{mode, Applied, Forwarder, InstallError, Room, ServiceTable, SyncLog};
+use crate::forward::synproxy::Proxied;
+use crate::forward::{mode, Applied, Forwarder, InstallError, Room, SyncLog};
 use crate::net::L3;
 use crate::packet::PacketBuf;
 use crate::service::FwdMode;
@@ -23,15 +24,13 @@ use std::net::{IpAddr, Ipv6Addr};
 
 /// Connection `id` of `conns` as another box would install it; None for one whose service or
 /// real server is gone.
-pub fn export(
-    conns: &ConnTable6,
-    services: &ServiceTable,
-    id: ConnId,
-    now: Ticks,
-) -> Option<ConnRecord> {
+pub fn export(fwd: &Forwarder, conns: &ConnTable6, id: ConnId, now: Ticks) -> Option<ConnRecord> {
+    let services = fwd.services();
     let c = conns.get(id)?;
-    // A proxied connection's sequence shifts are not in a record, as IPv4's (`fullnat::install`).
-    if c.svc == NO_DEST || c.rs == NO_DEST || c.flags().contains(super::proxied::PROXIED6) {
+    // A proxied connection's shifts follow its record (`push_with_template`), as IPv4's
+    // (`fullnat::install`): none before its server has answered.
+    let proxied = c.flags().contains(super::proxied::PROXIED6);
+    if c.svc == NO_DEST || c.rs == NO_DEST || (proxied && answered_adj(fwd, conns, id).is_none()) {
         return None;
     }
     let vs = services.services.get(usize::from(c.svc))?;
@@ -44,16 +43,23 @@ pub fn export(
     Some(ConnRecord::of_conn(c, (rs.addr, rs.port), local, now))
 }
 
+/// The SYN proxy's shifts of proxied connection `id`, once its server has answered.
+fn answered_adj(fwd: &Forwarder, conns: &ConnTable6, id: ConnId) -> Option<SeqAdj> {
+    super::proxied::answered_adj(conns, fwd, id)
+}
+
 /// `r`, and after it the persistence template that placed connection `id`, if its service is
-/// persistent and the template lives (one per client in a row).
+/// persistent and the template lives (one per client in a row), and its translation when the SYN
+/// proxy opened it.
 fn push_with_template(
+    fwd: &Forwarder,
     conns: &ConnTable6,
-    services: &ServiceTable,
     id: ConnId,
     r: ConnRecord,
     now: Ticks,
     out: &mut Vec<ConnRecord>,
 ) {
+    let services = fwd.services();
     let template = conns.get(id).and_then(|c| {
         let vs = services.services.get(usize::from(c.svc))?;
         let p = vs.svc.config().persistence.as_ref()?;
@@ -68,6 +74,9 @@ fn push_with_template(
         )
     });
     crate::forward::fullnat::push_record(out, r, template);
+    if let Some(adj) = answered_adj(fwd, conns, id) {
+        out.push(ConnRecord::translation(&r, adj));
+    }
 }
 
 impl<B: PacketBuf> Inet6<B> {
@@ -97,12 +106,11 @@ impl<B: PacketBuf> Inet6<B> {
         let entries = log.take();
         fwd.count_logged(log.logged, log.overflow);
         (log.logged, log.overflow) = (0, 0);
-        let services = fwd.services();
         for &(id, client) in &entries {
             // The slot may have been reused since: only the same connection counts.
             if self.conns.get(id).is_some_and(|c| c.client() == client) {
-                if let Some(r) = export(&self.conns, services, id, now) {
-                    push_with_template(&self.conns, services, id, r, now, out);
+                if let Some(r) = export(fwd, &self.conns, id, now) {
+                    push_with_template(fwd, &self.conns, id, r, now, out);
                 }
             }
         }
@@ -116,7 +124,7 @@ impl<B: PacketBuf> Inet6<B> {
     /// when the table is done.
     pub fn export_range(
         &self,
-        services: &ServiceTable,
+        fwd: &Forwarder,
         from: u32,
         n: u32,
         now: Ticks,
@@ -127,8 +135,8 @@ impl<B: PacketBuf> Inet6<B> {
             if !worth_syncing(c) {
                 continue;
             }
-            if let Some(r) = export(&self.conns, services, id, now) {
-                push_with_template(&self.conns, services, id, r, now, out);
+            if let Some(r) = export(fwd, &self.conns, id, now) {
+                push_with_template(fwd, &self.conns, id, r, now, out);
             }
         }
         (end < self.conns.capacity() as u32).then_some(end)
@@ -148,9 +156,36 @@ impl<B: PacketBuf> Inet6<B> {
         let r0 = match r.kind {
             RecordKind::Template => fwd.install_template(r, now),
             RecordKind::Conn => self.apply_conn(l3, fwd, r, now),
+            RecordKind::Translation(adj) => self.apply_translation(fwd, r, adj),
         };
         fwd.count_applied(&r0);
         r0
+    }
+
+    /// A translation record, as IPv4's (`Forwarder::apply_record`): the SYN proxy's shifts of
+    /// the connection here of the record's client tuple.
+    fn apply_translation(
+        &mut self,
+        fwd: &mut Forwarder,
+        r: &ConnRecord,
+        adj: SeqAdj,
+    ) -> Result<Applied, InstallError> {
+        let client = client_tuple(r)?;
+        let (id, _) = self.conns.lookup(&client).ok_or(InstallError::NoConn)?;
+        let c = self.conns.get_mut(id).ok_or(InstallError::NoConn)?;
+        if c.mode != mode::FULLNAT && c.mode != mode::NAT {
+            return Err(InstallError::ModeMismatch);
+        }
+        let p = fwd
+            .synproxy
+            .get6_mut(id.index())
+            .ok_or(InstallError::NotProxied)?;
+        *p = Proxied {
+            adj,
+            ..Proxied::default()
+        };
+        c.set_flags(super::proxied::PROXIED6);
+        Ok(Applied::Translated)
     }
 
     fn apply_conn(
@@ -169,7 +204,7 @@ impl<B: PacketBuf> Inet6<B> {
         let Some((id, _)) = self.conns.lookup(&client) else {
             return self.install(l3, fwd, r, now).map(outcome);
         };
-        let same = export(&self.conns, fwd.services(), id, now).is_some_and(|e| {
+        let same = export(fwd, &self.conns, id, now).is_some_and(|e| {
             (e.real, e.local, e.mode, e.proto) == (r.real, r.local, r.mode, r.proto)
         });
         if !same {

@@ -2988,7 +2988,7 @@ fn fullnat6_established() -> (Datapath<VecBuf>, u16, crate::conn::ConnId) {
 fn an_ipv6_fullnat_connection_installed_on_a_backup_is_forwarded_both_ways() {
     let (a_dp, lport, id) = fullnat6_established();
     let now = crate::conn::Ticks(a_dp.l3.now_ms);
-    let rec = sync6::export(&a_dp.v6.conns, a_dp.fwd.services(), id, now).unwrap();
+    let rec = sync6::export(&a_dp.fwd, &a_dp.v6.conns, id, now).unwrap();
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     assert_eq!(
         (rec.client, rec.vip, rec.real, rec.local, rec.mode),
@@ -3074,9 +3074,7 @@ fn a_primary_logs_its_ipv6_connections_once_established_and_resyncs_them() {
     let mut all = Vec::new();
     let mut from = Some(0);
     while let Some(f) = from {
-        from = dp
-            .v6
-            .export_range(dp.fwd.services(), f, 256, now(&dp), &mut all);
+        from = dp.v6.export_range(&dp.fwd, f, 256, now(&dp), &mut all);
     }
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].client, logged[0].client);
@@ -3092,7 +3090,7 @@ fn a_nat64_connection_installed_on_a_backup_takes_its_ipv4_local_port() {
     let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8082, 6);
     let id = a_dp.v6.conns.lookup(&t).unwrap().0;
     let now = crate::conn::Ticks(a_dp.l3.now_ms);
-    let rec = sync6::export(&a_dp.v6.conns, a_dp.fwd.services(), id, now).unwrap();
+    let rec = sync6::export(&a_dp.fwd, &a_dp.v6.conns, id, now).unwrap();
     assert_eq!(rec.mode, crate::forward::mode::NAT64);
     assert_eq!((rec.real.0, rec.local), (rs.into(), (lip.into(), lport)));
     let mut b = nat64_datapath();
@@ -3189,7 +3187,7 @@ fn a_nat64_record_takes_its_local_port_from_a_stale_entry() {
     let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8082, 6);
     let id = a_dp.v6.conns.lookup(&t).unwrap().0;
     let now = crate::conn::Ticks(a_dp.l3.now_ms);
-    let rec = sync6::export(&a_dp.v6.conns, a_dp.fwd.services(), id, now).unwrap();
+    let rec = sync6::export(&a_dp.fwd, &a_dp.v6.conns, id, now).unwrap();
     let mut b = nat64_datapath();
     let now = crate::conn::Ticks(b.l3.now_ms);
     let first = b.v6.apply_record(&mut b.l3, &mut b.fwd, &rec, now);

@@ -22,7 +22,7 @@
 //! (an older or equal one is a replay), then the body's length against the kind and count. Each
 //! refusal has its own counter. Nothing is installed from a message that fails any check.
 
-use crate::conn::record::{ConnRecord, RecordKind};
+use crate::conn::record::{ConnRecord, RecordKind, SeqAdj};
 use crate::wire::field::{be16, be32, ipv4};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -74,6 +74,29 @@ mod field {
         pub const LPORT: Range<usize> = 74..76;
         pub const REMAINING: Range<usize> = 76..80;
     }
+
+    /// Where a translation record (kind 3) holds the SYN proxy's shifts, in either layout: the
+    /// sequence and timestamp shifts (32 bits each), then the server's window scale and ours (a
+    /// byte each); the client's window shift is in the state's byte.
+    pub struct Shift {
+        pub seq: Range<usize>,
+        pub ts: Range<usize>,
+        pub ws: usize,
+    }
+
+    /// In an IPv4 record: the real server's address, the time left, the real server's port.
+    pub const SHIFT: Shift = Shift {
+        seq: rec::RIP,
+        ts: rec::REMAINING,
+        ws: rec::RPORT.start,
+    };
+
+    /// In an IPv6 record: the real server's address's place.
+    pub const SHIFT6: Shift = Shift {
+        seq: 40..44,
+        ts: 44..48,
+        ws: 48,
+    };
 
     /// A hello's body.
     pub mod hello {
@@ -276,19 +299,52 @@ fn encode_head(r: &ConnRecord, b: &mut [u8]) {
     b[rec::KIND] = match r.kind {
         RecordKind::Conn => 1,
         RecordKind::Template => 2,
+        RecordKind::Translation(_) => TRANSLATION,
     };
     b[rec::PROTO] = r.proto;
     b[rec::MODE] = r.mode;
     b[rec::STATE] = r.state;
 }
 
-/// The kind of a record from its first byte.
-fn decode_kind(b: &[u8]) -> Result<RecordKind, Refused> {
+/// The kind byte of a translation record.
+const TRANSLATION: u8 = 3;
+
+/// Where a translation record's shifts are (`shift` for the IPv4 layout, `shift6` for the
+/// IPv6 one): in the real server's fields, which it does not use, and the client's window shift
+/// in the state's byte.
+fn encode_shift(r: &ConnRecord, b: &mut [u8], f: &field::Shift) {
+    if let RecordKind::Translation(adj) = r.kind {
+        b[f.seq.clone()].copy_from_slice(&adj.seq.to_be_bytes());
+        b[f.ts.clone()].copy_from_slice(&adj.ts.to_be_bytes());
+        b[f.ws] = adj.server_ws;
+        b[f.ws + 1] = adj.our_ws;
+        b[field::rec::STATE] = adj.client_shift;
+    }
+}
+
+/// A record's kind from its first byte, with a translation record's shifts (`f`: where they
+/// are).
+fn decode_kind(b: &[u8], f: &field::Shift) -> Result<RecordKind, Refused> {
     match b[field::rec::KIND] {
         1 => Ok(RecordKind::Conn),
         2 => Ok(RecordKind::Template),
+        TRANSLATION => Ok(RecordKind::Translation(SeqAdj {
+            seq: be32(b, f.seq.clone()),
+            ts: be32(b, f.ts.clone()),
+            server_ws: b[f.ws],
+            our_ws: b[f.ws + 1],
+            client_shift: b[field::rec::STATE],
+        })),
         _ => Err(Refused::BadRecord),
     }
+}
+
+/// What a decoded translation record holds besides its shifts: no real server, state or time.
+fn without_real(mut r: ConnRecord) -> ConnRecord {
+    if let RecordKind::Translation(adj) = r.kind {
+        r = ConnRecord::translation(&r, adj);
+    }
+    r
 }
 
 /// An IPv4 address's octets (an IPv6 one's in an IPv4 record cannot be: `Sealer::records`
@@ -321,6 +377,7 @@ fn encode_record(r: &ConnRecord) -> [u8; RECORD_LEN] {
     b[rec::LIP].copy_from_slice(&octets4(r.local.0));
     b[rec::LPORT].copy_from_slice(&r.local.1.to_be_bytes());
     b[rec::REMAINING].copy_from_slice(&r.remaining_ms.to_be_bytes());
+    encode_shift(r, &mut b, &field::SHIFT);
     b
 }
 
@@ -337,6 +394,7 @@ fn encode_record6(r: &ConnRecord) -> [u8; RECORD6_LEN] {
     b[rec6::LIP].copy_from_slice(&octets6(r.local.0));
     b[rec6::LPORT].copy_from_slice(&r.local.1.to_be_bytes());
     b[rec6::REMAINING].copy_from_slice(&r.remaining_ms.to_be_bytes());
+    encode_shift(r, &mut b, &field::SHIFT6);
     b
 }
 
@@ -345,8 +403,8 @@ type DecodeRecord = fn(&[u8]) -> Result<ConnRecord, Refused>;
 
 fn decode_record(b: &[u8]) -> Result<ConnRecord, Refused> {
     use field::rec;
-    Ok(ConnRecord {
-        kind: decode_kind(b)?,
+    Ok(without_real(ConnRecord {
+        kind: decode_kind(b, &field::SHIFT)?,
         proto: b[rec::PROTO],
         mode: b[rec::MODE],
         state: b[rec::STATE],
@@ -355,7 +413,7 @@ fn decode_record(b: &[u8]) -> Result<ConnRecord, Refused> {
         real: (ipv4(b, rec::RIP).into(), be16(b, rec::RPORT)),
         local: (ipv4(b, rec::LIP).into(), be16(b, rec::LPORT)),
         remaining_ms: be32(b, rec::REMAINING),
-    })
+    }))
 }
 
 fn decode_record6(b: &[u8]) -> Result<ConnRecord, Refused> {
@@ -368,8 +426,8 @@ fn decode_record6(b: &[u8]) -> Result<ConnRecord, Refused> {
         let a = v6(r);
         a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4)
     };
-    Ok(ConnRecord {
-        kind: decode_kind(b)?,
+    Ok(without_real(ConnRecord {
+        kind: decode_kind(b, &field::SHIFT6)?,
         proto: b[rec::PROTO],
         mode: b[rec::MODE],
         state: b[rec::STATE],
@@ -378,7 +436,7 @@ fn decode_record6(b: &[u8]) -> Result<ConnRecord, Refused> {
         real: (either(rec6::RIP), be16(b, rec6::RPORT)),
         local: (either(rec6::LIP), be16(b, rec6::LPORT)),
         remaining_ms: be32(b, rec6::REMAINING),
-    })
+    }))
 }
 
 /// A message that passed every check.

@@ -99,9 +99,7 @@ impl WorkerSync {
             let mut batch = Vec::new();
             let next = match resync.ipv6 {
                 false => fwd.export_range(from, RESYNC_SLOTS, now, &mut batch),
-                true => dp
-                    .v6
-                    .export_range(fwd.services(), from, RESYNC_SLOTS, now, &mut batch),
+                true => dp.v6.export_range(fwd, from, RESYNC_SLOTS, now, &mut batch),
             };
             let n = batch.len() as u64;
             if batch.is_empty() || out.try_send(Export::Records(batch)).is_ok() {

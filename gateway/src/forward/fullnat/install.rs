@@ -4,9 +4,10 @@
 //! so that its next packet, in either direction, is forwarded as on the box that opened it.
 
 use super::{mode, Forwarder, Room, NO_DEST};
-use crate::conn::record::{ms_left, ConnRecord, RecordKind};
+use crate::conn::record::{ms_left, ConnRecord, RecordKind, SeqAdj};
 use crate::conn::{ConnId, InsertError, State, Ticks, Tuple};
 use crate::forward::nat;
+use crate::forward::synproxy::Proxied;
 use crate::service::FwdMode;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -25,6 +26,10 @@ pub enum InstallError {
     Template,
     #[error("connection table: {0:?}")]
     Table(InsertError),
+    #[error("a translation record for a connection that is not here")]
+    NoConn,
+    #[error("a translation record for a connection of a service not proxied here")]
+    NotProxied,
 }
 
 /// What a backup did with a record it was sent ([`Forwarder::apply_record`]).
@@ -37,6 +42,8 @@ pub enum Applied {
     /// Another connection of the same client tuple was here (the primary scheduled the reused
     /// tuple afresh): it was removed and the record installed.
     Replaced,
+    /// A SYN-proxied connection's shifts, for the connection here of the record's client tuple.
+    Translated,
 }
 
 pub use crate::counters::SyncCounters;
@@ -50,6 +57,8 @@ impl SyncCounters {
             + self.refused_not_this_worker
             + self.refused_table
             + self.refused_template
+            + self.refused_no_conn
+            + self.refused_not_proxied
     }
 }
 
@@ -67,12 +76,12 @@ impl Forwarder {
     /// parked entry or one whose service or real server is gone.
     pub fn export(&self, id: ConnId, now: Ticks) -> Option<ConnRecord> {
         let c = self.table.get(id)?;
-        // A connection the SYN proxy opened lives by its sequence translation, which is not
-        // synced: on the backup it would be forwarded untranslated (sync/PROTOCOL.md, limits).
+        // A connection the SYN proxy opened lives by its sequence translation, which follows
+        // its record (`export_translation`): none before the server has answered.
         if c.svc == NO_DEST
             || c.rs == NO_DEST
             || c.flags().contains(super::PARKED)
-            || c.ext & super::PROXIED != 0
+            || (c.ext & super::PROXIED != 0 && self.answered_adj(id).is_none())
         {
             return None;
         }
@@ -101,18 +110,23 @@ impl Forwarder {
             Ok(Applied::Installed) => s.installed += 1,
             Ok(Applied::Refreshed) => s.refreshed += 1,
             Ok(Applied::Replaced) => s.replaced += 1,
+            Ok(Applied::Translated) => s.translated += 1,
             Err(InstallError::NoService) => s.refused_no_service += 1,
             Err(InstallError::NoRealServer) => s.refused_no_real += 1,
             Err(InstallError::ModeMismatch) => s.refused_mode += 1,
             Err(InstallError::NotThisWorker) => s.refused_not_this_worker += 1,
             Err(InstallError::Template) => s.refused_template += 1,
             Err(InstallError::Table(_)) => s.refused_table += 1,
+            Err(InstallError::NoConn) => s.refused_no_conn += 1,
+            Err(InstallError::NotProxied) => s.refused_not_proxied += 1,
         }
     }
 
     fn apply_inner(&mut self, r: &ConnRecord, now: Ticks) -> Result<Applied, InstallError> {
-        if r.kind == RecordKind::Template {
-            return self.install_template(r, now);
+        match r.kind {
+            RecordKind::Template => return self.install_template(r, now),
+            RecordKind::Translation(adj) => return self.apply_translation(r, adj),
+            RecordKind::Conn => {}
         }
         // An IPv6 connection's record is the IPv6 table's (`inet6::sync6`).
         let a = r.v4().ok_or(InstallError::NoService)?;
@@ -242,9 +256,49 @@ impl Forwarder {
         )
     }
 
-    /// `r`, and after it its template when its service is persistent (one per client in a row).
+    /// `r`, and after it its template when its service is persistent (one per client in a row),
+    /// and its translation when the SYN proxy opened it.
     fn push_with_template(&self, id: ConnId, r: ConnRecord, now: Ticks, out: &mut Vec<ConnRecord>) {
         push_record(out, r, self.export_template(id, now));
+        let proxied = self
+            .table
+            .get(id)
+            .is_some_and(|c| c.ext & super::PROXIED != 0);
+        if let Some(adj) = self.answered_adj(id).filter(|_| proxied) {
+            out.push(ConnRecord::translation(&r, adj));
+        }
+    }
+
+    /// The SYN proxy's shifts of connection `id`, once its server has answered.
+    fn answered_adj(&self, id: ConnId) -> Option<SeqAdj> {
+        let p = self.synproxy.get(id.index()).filter(|p| !p.pending)?;
+        Some(p.adj)
+    }
+
+    /// A translation record: the SYN proxy's shifts of the connection here of the record's
+    /// client tuple (installed from the record sent just before it), so that this box
+    /// translates its segments as the primary did once it takes over. Refused when that
+    /// connection is not here (`refused_no_conn`: its record was refused or lost), is neither
+    /// FullNAT nor NAT (`refused_mode`), or when no service here is proxied, so the proxy keeps
+    /// no state (`refused_not_proxied`).
+    fn apply_translation(&mut self, r: &ConnRecord, adj: SeqAdj) -> Result<Applied, InstallError> {
+        let a = r.v4().ok_or(InstallError::NoService)?;
+        let client = Tuple::new(a.client.0, a.client.1, a.vip.0, a.vip.1, r.proto);
+        let (id, _) = self.table.lookup(&client).ok_or(InstallError::NoConn)?;
+        let c = self.table.get_mut(id).ok_or(InstallError::NoConn)?;
+        if c.mode != mode::FULLNAT && c.mode != mode::NAT {
+            return Err(InstallError::ModeMismatch);
+        }
+        let p = self
+            .synproxy
+            .get_mut(id.index())
+            .ok_or(InstallError::NotProxied)?;
+        *p = Proxied {
+            adj,
+            ..Proxied::default()
+        };
+        c.ext |= super::PROXIED;
+        Ok(Applied::Translated)
     }
 
     /// The worker of this box that owns `r`'s connection, by the rules its packets follow

@@ -1,6 +1,7 @@
 //! The IPv6 SYN proxy in a worker's datapath, packet by packet: a FullNAT service on an IPv6
 //! VIP with `synproxy`, the client and the real server played with etherparse.
 
+use crate::conn::record::RecordKind;
 use crate::datapath::Datapath;
 use crate::packet::{PacketBuf, RxMeta, VecBuf, Verdict};
 use crate::stats::{Drop, DropReason};
@@ -359,14 +360,47 @@ fn a_proxied_ipv6_connection_from_syn_to_data_both_ways() {
     let out = sent(dp.process(plain, &meta(0)));
     assert_eq!((out.seq, out.ack), (CISN + 6, SISN + 16));
     assert_eq!(ts_of(&out), Some((CTS + 3, STS + 5)));
-    // Not sent to a backup: its shifts are not in a record.
-    assert!(crate::inet6::sync6::export(
-        &dp.v6.conns,
-        dp.fwd.services(),
-        id,
-        crate::conn::Ticks(5_000)
-    )
-    .is_none());
+
+    // Synced to a backup with its shifts, a translation record after its own: there, its
+    // segments are shifted both ways as here.
+    let now = crate::conn::Ticks(5_000);
+    let mut recs = Vec::new();
+    dp.v6.export_range(&dp.fwd, 0, 1024, now, &mut recs);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert!(
+        matches!(recs[1].kind, RecordKind::Translation(_)),
+        "{recs:?}"
+    );
+    let mut b = proxied("on");
+    for r in &recs {
+        let applied = b.v6.apply_record(&mut b.l3, &mut b.fwd, r, now);
+        assert!(applied.is_ok(), "{r:?}: {applied:?}");
+    }
+    assert_eq!(b.fwd.sync_counters().translated, 1);
+    let plain = client(
+        "A",
+        CISN + 6,
+        cookie.wrapping_add(16),
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(CTS + 4, our_ts + 5)],
+        &[],
+    );
+    let out = sent(b.process(plain, &meta(0)));
+    assert_eq!((out.seq, out.ack), (CISN + 6, SISN + 16));
+    assert_eq!(ts_of(&out), Some((CTS + 4, STS + 5)));
+    let more = server(
+        "P",
+        lport,
+        SISN + 16,
+        CISN + 6,
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(STS + 6, CTS + 4)],
+        b"more",
+    );
+    let r = sent(b.process(more, &meta(1)));
+    assert_eq!(
+        (r.dst, r.seq, r.ack),
+        ((a(CLIENT6), CPORT), cookie.wrapping_add(16), CISN + 6)
+    );
+    assert_eq!(ts_of(&r), Some((our_ts + 6, CTS + 4)));
 }
 
 #[test]

@@ -3,19 +3,22 @@ use proptest::prelude::*;
 
 const KEY: &[u8] = b"the pair's shared secret";
 
+/// Any IPv4 record: a connection, a template, or a translation (whose real server, state and
+/// time are not sent: `ConnRecord::translation` leaves them empty).
 fn record() -> impl Strategy<Value = ConnRecord> {
     (
-        prop_oneof![Just(RecordKind::Conn), Just(RecordKind::Template)],
+        0u8..3,
         prop_oneof![Just(6u8), Just(17u8)],
         0u8..4,
         any::<u8>(),
         any::<[u32; 4]>(),
         any::<[u16; 4]>(),
         any::<u32>(),
+        any::<(u32, u32, [u8; 3])>(),
     )
-        .prop_map(
-            |(kind, proto, mode, state, a, p, remaining_ms)| ConnRecord {
-                kind,
+        .prop_map(|(kind, proto, mode, state, a, p, remaining_ms, shift)| {
+            let r = ConnRecord {
+                kind: [RecordKind::Conn, RecordKind::Template][usize::from(kind & 1)],
                 proto,
                 mode,
                 state,
@@ -24,8 +27,20 @@ fn record() -> impl Strategy<Value = ConnRecord> {
                 real: (std::net::Ipv4Addr::from(a[2]).into(), p[2]),
                 local: (std::net::Ipv4Addr::from(a[3]).into(), p[3]),
                 remaining_ms,
-            },
-        )
+            };
+            let (seq, ts, [server_ws, our_ws, client_shift]) = shift;
+            let adj = SeqAdj {
+                seq,
+                ts,
+                server_ws,
+                our_ws,
+                client_shift,
+            };
+            match kind {
+                2 => ConnRecord::translation(&r, adj),
+                _ => r,
+            }
+        })
 }
 
 proptest! {
@@ -253,7 +268,16 @@ fn ipv6_records_travel_in_their_own_messages_and_come_back_whole() {
         client: (ip("2001:db8:10::"), 0),
         ..dr6
     };
-    let mut sent = vec![v4, v6, nat64, dr6, template6];
+    // A proxied connection's shifts, every field set.
+    let adj = SeqAdj {
+        seq: 0xDEAD_BEEF,
+        ts: 0x0102_0304,
+        server_ws: 9,
+        our_ws: 7,
+        client_shift: 5,
+    };
+    let translation6 = ConnRecord::translation(&v6, adj);
+    let mut sent = vec![v4, v6, nat64, dr6, template6, translation6];
     // More IPv6 records than one message holds.
     sent.extend((0..MAX_RECORDS6 as u16).map(|i| ConnRecord {
         client: (ip("2001:db8:10::3"), 1000 + i),

@@ -649,13 +649,9 @@ fn icmp_out(
     )
 }
 
-/// Path MTU discovery through the proxy (RFC 1191): an error about a segment the proxy shifted
-/// quotes it in the shifted space, and Linux ignores an error whose quoted sequence number is
-/// outside its window (`tcp_v4_err`). Translated for the other side, the quote goes back into
-/// that side's space: the server hears of its own sequence number, the client of its own
-/// acknowledgement.
-#[test]
-fn an_icmp_error_about_a_proxied_segment_quotes_it_in_the_receivers_sequence_space() {
+/// A proxied connection whose server has answered (a SYN-ACK without options): the datapath,
+/// the local port, and the first sequence number the client was given.
+fn answered() -> (Datapath<VecBuf>, u16, u32) {
     let mut dp = proxied("on", "");
     let (cookie, _, syn) = handshake(&mut dp, &[]);
     let lport = syn.src.1;
@@ -663,7 +659,17 @@ fn an_icmp_error_about_a_proxied_segment_quotes_it_in_the_receivers_sequence_spa
         server("SA", lport, SISN, CISN + 1, &[], &[]),
         &from_server(),
     ));
-    let c0 = cookie.wrapping_add(1);
+    (dp, lport, cookie.wrapping_add(1))
+}
+
+/// Path MTU discovery through the proxy (RFC 1191): an error about a segment the proxy shifted
+/// quotes it in the shifted space, and Linux ignores an error whose quoted sequence number is
+/// outside its window (`tcp_v4_err`). Translated for the other side, the quote goes back into
+/// that side's space: the server hears of its own sequence number, the client of its own
+/// acknowledgement.
+#[test]
+fn an_icmp_error_about_a_proxied_segment_quotes_it_in_the_receivers_sequence_space() {
+    let (mut dp, lport, c0) = answered();
 
     // From the client's side, about the server's data as the client saw it (VIP -> client, in
     // the proxy's space), with the whole TCP header quoted: to the server, in its own space.
@@ -689,4 +695,62 @@ fn an_icmp_error_about_a_proxied_segment_quotes_it_in_the_receivers_sequence_spa
     let (port, src, dst, ports, seq, ack) = icmp_out(dp.process(err, &from_server()));
     assert_eq!((port, src, dst, ports), (0, VIP, CLIENT_IP, [CPORT, 80]));
     assert_eq!((seq, ack), (CISN + 1, c0.wrapping_add(40)));
+}
+
+/// HA sync of a proxied connection: its record, then a translation record with its shifts
+/// (`RecordKind::Translation`); a backup that applies both shifts the connection's segments as
+/// the primary does, and takes it as proxied (not on the hot path, which would not shift).
+#[test]
+fn a_synced_proxied_connection_is_shifted_on_the_backup() {
+    let (mut dp, lport, c0) = answered();
+    let now = crate::conn::Ticks(5_000);
+    let mut recs = Vec::new();
+    dp.fwd.export_range(0, 1 << 12, now, &mut recs);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    // The primary's shifts: its ISN over the server's, and the client's window scale for a
+    // server that does not scale.
+    let adj = crate::forward::synproxy::SeqAdj {
+        seq: c0.wrapping_sub(SISN + 1),
+        our_ws: 7,
+        client_shift: 7,
+        ..Default::default()
+    };
+    assert_eq!(
+        recs[1].kind,
+        crate::conn::record::RecordKind::Translation(adj)
+    );
+    // Through the wire and back, as the backup receives it.
+    let mut sealer = crate::sync::wire::Sealer::new(b"key", 1, 1);
+    let mut opener = crate::sync::wire::Opener::new(b"key");
+    let msgs = sealer.records(&recs);
+    let crate::sync::wire::Message::Records { records, .. } = opener.open(&msgs[0]).unwrap() else {
+        panic!("not records")
+    };
+    assert_eq!(records, recs);
+
+    let mut b = proxied("on", "");
+    for r in &records {
+        let applied = b.fwd.apply_record(r, now);
+        assert!(applied.is_ok(), "{r:?}: {applied:?}");
+    }
+    assert_eq!(b.fwd.sync_counters().translated, 1);
+    // Plain ACKs both ways, the hot path's kind of segment: shifted.
+    for _ in 0..2 {
+        let ack = sent(b.process(
+            client("A", CISN + 1, c0.wrapping_add(10), &[], &[]),
+            &FROM_CLIENT,
+        ));
+        assert_eq!(
+            (ack.dst, ack.seq, ack.ack),
+            ((RS1, 80), CISN + 1, SISN + 11)
+        );
+        let data = sent(b.process(
+            server("", lport, SISN + 11, CISN + 1, &[], b"more"),
+            &from_server(),
+        ));
+        assert_eq!(
+            (data.dst, data.seq, data.ack),
+            ((CLIENT_IP, CPORT), c0.wrapping_add(10), CISN + 1)
+        );
+    }
 }
