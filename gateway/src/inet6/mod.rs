@@ -71,7 +71,7 @@ use crate::stats::Drop;
 use crate::wire::icmpv6::{self, Icmpv6Type};
 use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::{ethernet, IpProtocol};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use crate::net::route6::Routes6;
 pub use crate::net::topology::link_local;
@@ -106,8 +106,11 @@ pub struct Inet6<B> {
     pub(crate) last_queued: Option<(Ipv6Addr, u16, Vec<u8>)>,
     record_queued: bool,
     /// Local addresses and ports of the IPv6 FullNAT services, by service index, for the
-    /// snapshot of `pools_generation` (rebuilt on the first new connection of a new snapshot).
+    /// snapshot of `pools_generation` (rebuilt on the first new connection of a new snapshot,
+    /// each kept from the old one for the same service and local addresses).
     pools: Vec<Option<fullnat::Pool6>>,
+    /// Which service (VIP, port, protocol) each of `pools` is.
+    pool_services: Vec<(IpAddr, u16, u8)>,
     pools_generation: Option<u64>,
     /// FullNAT connections per (service, LIP): the pools keep no state, so the count is kept here.
     pub lip_conns: fullnat::LipConns,
@@ -156,6 +159,7 @@ impl<B: PacketBuf> Inet6<B> {
             neigh: NeighTable::new(neigh),
             conns: ConnTable6::with_key(capacity, timeouts, HashKey::random(), Ticks(0)),
             pools: Vec::new(),
+            pool_services: Vec::new(),
             pools_generation: None,
             lip_conns: Default::default(),
             frags: crate::frag::FragTable::new(Default::default()),
@@ -283,16 +287,29 @@ impl<B: PacketBuf> Inet6<B> {
         layout: &crate::laddr::PortLayout,
         worker: usize,
     ) {
-        if self.pools_generation != Some(services.generation) {
-            self.pools = services
-                .services
-                .iter()
-                .map(|vs| {
-                    (!vs.lips6.is_empty()).then(|| fullnat::Pool6::new(&vs.lips6, layout, worker))
-                })
-                .collect();
-            self.pools_generation = Some(services.generation);
+        if self.pools_generation == Some(services.generation) {
+            return;
         }
+        // A pool whose service and local addresses stay goes on where it was, as IPv4's
+        // (`Forwarder::kept_pool`): rebuilt, its cursors would start over at the ports the last
+        // connections took, which the real servers still hold in TIME_WAIT.
+        let mut old: hashbrown::HashMap<(IpAddr, u16, u8), fullnat::Pool6> = self
+            .pool_services
+            .drain(..)
+            .zip(self.pools.drain(..))
+            .filter_map(|(k, p)| Some((k, p?)))
+            .collect();
+        for vs in &services.services {
+            let c = vs.svc.config();
+            let key = (c.vip, c.vport, c.proto.number());
+            let pool = (!vs.lips6.is_empty()).then(|| match old.remove(&key) {
+                Some(p) if p.lips().eq(vs.lips6.iter().copied()) => p,
+                _ => fullnat::Pool6::new(&vs.lips6, layout, worker),
+            });
+            self.pools.push(pool);
+            self.pool_services.push(key);
+        }
+        self.pools_generation = Some(services.generation);
     }
 
     /// Whether service `si` has an IPv6 FullNAT pool (as `allocate` last built them): local

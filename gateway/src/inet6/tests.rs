@@ -719,6 +719,57 @@ fn fullnat6_state(dp: &Datapath<VecBuf>) -> crate::conn::State {
         .state()
 }
 
+/// Commits a new snapshot of the services `keep` keeps, as they are (TOA and local addresses)
+/// with what `tweak` changes in their options.
+fn recommit(
+    dp: &mut Datapath<VecBuf>,
+    keep: impl Fn(&crate::forward::VirtualService) -> bool,
+    tweak: impl Fn(&crate::forward::VirtualService, &mut crate::forward::SvcOptions),
+) {
+    let old = Arc::clone(dp.fwd.services());
+    let specs: Vec<_> = old
+        .services
+        .iter()
+        .filter(|vs| keep(vs))
+        .map(|vs| {
+            let mut opts = crate::forward::SvcOptions {
+                toa: vs.toa,
+                lips6: vs.lips6.clone(),
+                ..Default::default()
+            };
+            tweak(vs, &mut opts);
+            (vs.svc.config().clone(), vs.lips.clone(), opts)
+        })
+        .collect();
+    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old)).unwrap();
+    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
+    dp.commit_services(prepared);
+}
+
+/// A new snapshot that leaves an IPv6 FullNAT service and its local addresses as they were keeps
+/// its pool, as IPv4's (`Forwarder::kept_pool`): the next connection goes on from the port after
+/// the last one's. A pool built afresh started over at the port the last connection took, which
+/// its real server may still hold in TIME_WAIT (every `gwctl` or `ipvsadm` change, and every
+/// health check's weight change, is a new snapshot).
+#[test]
+fn fullnat6_local_ports_go_on_across_a_snapshot_that_keeps_the_service() {
+    let (mut dp, first) = fullnat6_syn_sent();
+    // The connection ends (SYN_RECV's 60 s): its LIP:lport is free here, not on the server.
+    dp.tick(61_000);
+    dp.tick(62_000);
+    assert!(dp.v6.conns.is_empty());
+    recommit(&mut dp, |_| true, |_, _| {});
+    let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, 40001, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let (lip, next, ..) = tcp_of(out.data());
+    assert_eq!(lip, a(LIP6));
+    assert_ne!(
+        next, first,
+        "the pool started over at the last connection's port"
+    );
+}
+
 /// IPv6 FullNAT as IPv4's (`Forwarder::keeps_syn_recv`): a server's bare ACK to the
 /// SYN (its TIME_WAIT on the LIP:lport) leaves the connection in SYN_RECV, where the client's RST
 /// to it changes nothing, so that the client's SYN sent again reaches the same LIP:lport; once
@@ -1948,7 +1999,6 @@ fn an_ipv6_limit_set_at_run_time_counts_the_open_connections() {
         let v = dp.process(tcp6_to(8080, sport, true, b""), &meta(0));
         assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
     }
-    let old = Arc::clone(dp.fwd.services());
     let limit = crate::forward::limit::ClientLimit::parse(
         &crate::forward::limit::LimitEntry {
             max_conns: Some(2),
@@ -1957,22 +2007,11 @@ fn an_ipv6_limit_set_at_run_time_counts_the_open_connections() {
         true,
     )
     .unwrap();
-    let specs: Vec<_> = old
-        .services
-        .iter()
-        .map(|vs| {
-            let opts = crate::forward::SvcOptions {
-                toa: vs.toa,
-                lips6: vs.lips6.clone(),
-                limit: (vs.svc.config().vport == 8080).then_some(limit),
-                ..Default::default()
-            };
-            (vs.svc.config().clone(), vs.lips.clone(), opts)
-        })
-        .collect();
-    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old)).unwrap();
-    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
-    dp.commit_services(prepared);
+    recommit(
+        &mut dp,
+        |_| true,
+        |vs, o| o.limit = (vs.svc.config().vport == 8080).then_some(limit),
+    );
     let v = dp.process(tcp6_to(8080, 40002, true, b""), &meta(0));
     assert_eq!(drop_name(&v), "Dp(LimitConns)");
 }
@@ -2409,25 +2448,7 @@ fn a_retiring_ipv6_local_address_serves_its_connections_and_takes_no_new_one() {
     let Verdict::Tx(1, _) = dp.process(tcp6_to(8080, 40100, true, b""), &meta(0)) else {
         panic!("SYN not sent")
     };
-    let specs: Vec<_> = dp
-        .fwd
-        .services()
-        .services
-        .iter()
-        .filter(|vs| vs.svc.config().vport != 8080)
-        .map(|vs| {
-            let opts = crate::forward::SvcOptions {
-                toa: vs.toa,
-                lips6: vs.lips6.clone(),
-                ..Default::default()
-            };
-            (vs.svc.config().clone(), vs.lips.clone(), opts)
-        })
-        .collect();
-    let old = Arc::clone(dp.fwd.services());
-    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old)).unwrap();
-    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
-    dp.commit_services(prepared);
+    recommit(&mut dp, |vs| vs.svc.config().vport != 8080, |_, _| {});
     assert_eq!(usage(&dp), vec![(a(lip2).into(), 1)]);
 }
 
