@@ -209,11 +209,7 @@ pub fn validate_service_entries(
                     ));
                 }
             }
-            // A kernel-owned VIP is served while it is an address on a twin, where keepalived
-            // puts it with the LIPs (`control::topology`): on a box that holds it, every admin
-            // change validates against those addresses too.
-            let on_twin_by_design = s.owner == "kernel";
-            if owned.contains(&vip) && !on_twin_by_design {
+            if owned.contains(&vip) {
                 return Err(invalid(
                     format!("{key}.vip"),
                     format!("{vip} is also an interface address"),
@@ -297,7 +293,7 @@ pub fn validate_service_entries(
                         return Err(invalid(&k, format!("{ip} is on no port's IPv6 prefix")));
                     }
                     let iface = port_addrs6.iter().flatten().any(|c| c.addr == ip);
-                    if (iface && !on_twin_by_design) || lips6.contains(&ip) {
+                    if iface || lips6.contains(&ip) {
                         return Err(invalid(
                             &k,
                             format!("{ip} is an interface address or listed twice"),
@@ -312,7 +308,7 @@ pub fn validate_service_entries(
                 if !port_addrs.iter().flatten().any(|c| c.contains(ip)) {
                     return Err(invalid(&k, format!("{ip} is on no port's subnet")));
                 }
-                if (owned.contains(&IpAddr::V4(ip)) && !on_twin_by_design) || lips.contains(&ip) {
+                if owned.contains(&IpAddr::V4(ip)) || lips.contains(&ip) {
                     return Err(invalid(
                         &k,
                         format!("{ip} is an interface address or listed twice"),

@@ -184,33 +184,6 @@ fn one_vip_has_one_owner_and_kernel_ownership_needs_a_twin() {
     assert!(e.contains("needs a port with a twin"), "{e}");
 }
 
-/// An admin change on the box that holds a kernel-owned VIP is validated against the twins'
-/// addresses, which then include the VIP and the LIPs keepalived put there: for a kernel-owned
-/// service that is how it is held, not a conflict. A config-owned VIP on an interface still is.
-#[test]
-fn a_held_kernel_owned_vip_and_its_lips_on_a_twin_are_not_interface_conflicts() {
-    let all = crate::testkit::LAB_CONFIG.replace("scheduler =", "owner = \"kernel\"\nscheduler =");
-    let cfg = Config::parse(&all).unwrap();
-    let v = cfg.validate().unwrap();
-    let mut held = v.port_addrs.clone();
-    let host = |a: [u8; 4]| crate::net::Ipv4Cidr {
-        addr: Ipv4Addr::from(a),
-        len: 32,
-    };
-    held[0].push(host([10, 10, 0, 100]));
-    held[1].push(host([10, 20, 0, 200]));
-    let specs = validate_service_entries(&cfg.services, &held, &v.port_addrs6).unwrap();
-    assert_eq!(specs.len(), cfg.services.len());
-    let config_owned = Config::parse(crate::testkit::LAB_CONFIG).unwrap();
-    let e = validate_service_entries(&config_owned.services, &held, &v.port_addrs6)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("10.10.0.100 is also an interface address"),
-        "{e}"
-    );
-}
-
 #[test]
 fn announce_keys_are_checked() {
     let refused = |extra: &str, key: &str| {

@@ -206,6 +206,45 @@ pub fn build(
     (topo, prov)
 }
 
+/// The ports' addresses an admin change's services are checked against
+/// (`config::validate_service_entries`, which refuses a VIP or LIP that is an interface
+/// address): the running topology's `ports`, less the addresses in `held` that only the kernel
+/// has (`Origin::Kernel` in `prov`). `held` is the kernel-owned services' VIPs and LIPs: on the
+/// box that holds such a service, keepalived has put them on a twin, which is how it is held, not
+/// a conflict. An address the config gives a port, or one a config-owned service uses, is still
+/// an interface address.
+pub fn admin_port_addrs(
+    ports: &[PortCtx],
+    prov: &Provenance,
+    held: &HashSet<IpAddr>,
+) -> (Vec<Vec<Ipv4Cidr>>, Vec<Vec<crate::net::Ipv6Cidr>>) {
+    let kernel_only = |port: usize, a: IpAddr| {
+        held.contains(&a)
+            && (prov.addrs.iter().any(|&(p, c, o)| {
+                usize::from(p) == port && IpAddr::V4(c.addr) == a && o == Origin::Kernel
+            }) || prov.addrs6.iter().any(|&(p, c, o)| {
+                usize::from(p) == port && IpAddr::V6(c.addr) == a && o == Origin::Kernel
+            }))
+    };
+    let v4 = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let keep = |c: &&Ipv4Cidr| !kernel_only(i, IpAddr::V4(c.addr));
+            p.addrs.iter().filter(keep).copied().collect()
+        })
+        .collect();
+    let v6 = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let keep = |c: &&crate::net::Ipv6Cidr| !kernel_only(i, IpAddr::V6(c.addr));
+            p.addrs6.iter().filter(keep).copied().collect()
+        })
+        .collect();
+    (v4, v6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +331,46 @@ mod tests {
             k.apply(e);
         }
         k
+    }
+
+    /// On the box that holds a kernel-owned VIP, keepalived has put it and a LIP on the twins:
+    /// an admin change is checked against the ports' addresses without them (it was refused:
+    /// "10.10.0.100 is also an interface address"), and with every address the config gives.
+    #[test]
+    fn an_admin_change_is_not_refused_for_a_held_kernel_owned_vip_on_a_twin() {
+        let mut k = reconciled();
+        for (port, a) in [(0, "10.10.0.100/32"), (1, "10.20.0.200/32")] {
+            k.apply(KernelEvent::Addr {
+                port,
+                cidr: cidr(a),
+                add: true,
+            });
+        }
+        let (t, p) = build(&inputs(true, true), Some(&k), &services());
+        let all =
+            crate::testkit::LAB_CONFIG.replace("scheduler =", "owner = \"kernel\"\nscheduler =");
+        let entries = crate::config::Config::parse(&all).unwrap().services;
+        let held: HashSet<IpAddr> = ["10.10.0.100", "10.20.0.200", "10.20.0.201"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let (v4, v6) = admin_port_addrs(&t.ports, &p, &held);
+        assert_eq!(v4, [vec![cidr("10.10.0.1/24")], vec![cidr("10.20.0.1/24")]]);
+        assert!(crate::config::validate_service_entries(&entries, &v4, &v6).is_ok());
+        // Unfiltered, as before: refused.
+        let raw: Vec<_> = t.ports.iter().map(|p| p.addrs.clone()).collect();
+        let e = crate::config::validate_service_entries(&entries, &raw, &v6).unwrap_err();
+        assert!(
+            e.to_string().contains("is also an interface address"),
+            "{e}"
+        );
+        // A config-owned service's VIP on a twin is still a conflict; so is a kernel-owned VIP
+        // that is one of the config's own port addresses.
+        let (v4, _) = admin_port_addrs(&t.ports, &p, &HashSet::new());
+        assert!(v4[0].contains(&cidr("10.10.0.100/32")));
+        let own: HashSet<IpAddr> = [IpAddr::V4(ip("10.10.0.1"))].into_iter().collect();
+        let (v4, _) = admin_port_addrs(&t.ports, &p, &own);
+        assert!(v4[0].contains(&cidr("10.10.0.1/24")));
     }
 
     #[test]

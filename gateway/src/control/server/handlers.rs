@@ -256,8 +256,17 @@ impl Server<'_> {
             r.at = Some(i);
             return r;
         }
-        let port_addrs: Vec<_> = g.topo.ports.iter().map(|p| p.addrs.clone()).collect();
-        let port_addrs6: Vec<_> = g.topo.ports.iter().map(|p| p.addrs6.clone()).collect();
+        // The kernel-owned services' VIPs and LIPs, which keepalived puts on a twin of the box
+        // that holds them: not interface conflicts (`topology::admin_port_addrs`).
+        let held: hashbrown::HashSet<std::net::IpAddr> = model
+            .services
+            .iter()
+            .filter(|s| s.owner == "kernel")
+            .flat_map(|s| std::iter::once(&s.vip).chain(&s.local_addresses))
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let (port_addrs, port_addrs6) =
+            crate::control::topology::admin_port_addrs(&g.topo.ports, ctl.provenance(), &held);
         let v = match crate::config::validate_service_entries(
             &model.services,
             &port_addrs,
