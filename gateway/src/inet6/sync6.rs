@@ -73,10 +73,8 @@ fn push_with_template(
             now,
         )
     });
-    crate::forward::fullnat::push_record(out, r, template);
-    if let Some(adj) = answered_adj(fwd, conns, id) {
-        out.push(ConnRecord::translation(&r, adj));
-    }
+    let translation = answered_adj(fwd, conns, id).map(|adj| ConnRecord::translation(&r, adj));
+    crate::forward::fullnat::push_record(out, r, translation, template);
 }
 
 impl<B: PacketBuf> Inet6<B> {
@@ -156,7 +154,7 @@ impl<B: PacketBuf> Inet6<B> {
         let r0 = match r.kind {
             RecordKind::Template => fwd.install_template(r, now),
             RecordKind::Conn => self.apply_conn(l3, fwd, r, now),
-            RecordKind::Translation(adj) => self.apply_translation(fwd, r, adj),
+            RecordKind::Translation(adj) => self.apply_translation(fwd, r, adj, now),
         };
         fwd.count_applied(&r0);
         r0
@@ -169,9 +167,15 @@ impl<B: PacketBuf> Inet6<B> {
         fwd: &mut Forwarder,
         r: &ConnRecord,
         adj: SeqAdj,
+        now: Ticks,
     ) -> Result<Applied, InstallError> {
         let client = client_tuple(r)?;
         let (id, _) = self.conns.lookup(&client).ok_or(InstallError::NoConn)?;
+        // The connection of its record (as IPv4's).
+        let e = export(fwd, &self.conns, id, now).ok_or(InstallError::NoConn)?;
+        if (e.local, e.mode) != (r.local, r.mode) {
+            return Err(InstallError::NoConn);
+        }
         let c = self.conns.get_mut(id).ok_or(InstallError::NoConn)?;
         if c.mode != mode::FULLNAT && c.mode != mode::NAT {
             return Err(InstallError::ModeMismatch);
@@ -225,6 +229,8 @@ impl<B: PacketBuf> Inet6<B> {
             if !matches!(new, State::None | State::SynSent | State::SynRecv) {
                 c.ext |= super::retry::ANSWERED;
             }
+            // Proxied only if the translation record that follows says so (as IPv4's).
+            c.clear_flags(super::proxied::PROXIED6);
         }
         Ok(Applied::Refreshed)
     }

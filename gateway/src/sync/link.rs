@@ -815,7 +815,8 @@ fn ms(n: u64) -> Duration {
 
 /// Where the message that starts at `pending[from]` ends: the records after it of the same
 /// family, at most what one message of that family holds ([`wire::MAX_RECORDS`] IPv4 ones,
-/// [`wire::MAX_RECORDS6`] IPv6 ones), so that `Sealer::records` makes one message of them.
+/// [`wire::MAX_RECORDS6`] IPv6 ones) and a translation with its connection
+/// ([`wire::message_len`]), so that `Sealer::records` makes one message of them.
 fn message_end(pending: &[ConnRecord], from: usize) -> usize {
     let Some(first) = pending.get(from) else {
         return from;
@@ -826,12 +827,11 @@ fn message_end(pending: &[ConnRecord], from: usize) -> usize {
     } else {
         wire::MAX_RECORDS
     };
-    pending[from..]
+    let run = pending[from..]
         .iter()
-        .take(max)
         .take_while(|r| r.is_ipv6() == v6)
-        .count()
-        + from
+        .count();
+    from + wire::message_len(&pending[from..from + run], max)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 //! refusal has its own counter. Nothing is installed from a message that fails any check.
 
 use crate::conn::record::{ConnRecord, RecordKind, SeqAdj};
+use crate::forward::synproxy::MAX_WSCALE;
 use crate::wire::field::{be16, be32, ipv4};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -238,23 +239,30 @@ impl Sealer {
     }
 
     /// Messages of at most [`MAX_RECORDS`] IPv4 records each, then of at most
-    /// [`MAX_RECORDS6`] IPv6 ones. A record's template follows it in the same family's order.
+    /// [`MAX_RECORDS6`] IPv6 ones ([`message_len`]). A record's translation and template follow
+    /// it in the same family's order.
     pub fn records(&mut self, recs: &[ConnRecord]) -> Vec<Vec<u8>> {
         let (v6, v4): (Vec<&ConnRecord>, Vec<&ConnRecord>) = recs.iter().partition(|r| r.is_ipv6());
         let mut out = Vec::new();
-        for chunk in v4.chunks(MAX_RECORDS) {
+        let mut rest = &v4[..];
+        while !rest.is_empty() {
+            let (chunk, more) = rest.split_at(message_len(rest, MAX_RECORDS));
             let mut body = Vec::with_capacity(chunk.len() * RECORD_LEN);
             for r in chunk {
                 body.extend_from_slice(&encode_record(r));
             }
             out.push(self.seal(MsgKind::Records, chunk.len(), &body));
+            rest = more;
         }
-        for chunk in v6.chunks(MAX_RECORDS6) {
+        let mut rest = &v6[..];
+        while !rest.is_empty() {
+            let (chunk, more) = rest.split_at(message_len(rest, MAX_RECORDS6));
             let mut body = Vec::with_capacity(chunk.len() * RECORD6_LEN);
             for r in chunk {
                 body.extend_from_slice(&encode_record6(r));
             }
             out.push(self.seal(MsgKind::Records6, chunk.len(), &body));
+            rest = more;
         }
         out
     }
@@ -306,6 +314,22 @@ fn encode_head(r: &ConnRecord, b: &mut [u8]) {
     b[rec::STATE] = r.state;
 }
 
+/// How many of `recs` (records of one family, in order) the next message takes: at most `max`,
+/// and never a connection's record without the translation record that follows it. The backup
+/// applies a translation to the connection installed from the record just before it, and its
+/// workers take messages in any order.
+pub fn message_len<R: std::borrow::Borrow<ConnRecord>>(recs: &[R], max: usize) -> usize {
+    let n = recs.len().min(max);
+    let splits_a_pair = recs
+        .get(n)
+        .is_some_and(|r| matches!(r.borrow().kind, RecordKind::Translation(_)));
+    if splits_a_pair && n > 1 {
+        n - 1
+    } else {
+        n
+    }
+}
+
 /// The kind byte of a translation record.
 const TRANSLATION: u8 = 3;
 
@@ -328,13 +352,20 @@ fn decode_kind(b: &[u8], f: &field::Shift) -> Result<RecordKind, Refused> {
     match b[field::rec::KIND] {
         1 => Ok(RecordKind::Conn),
         2 => Ok(RecordKind::Template),
-        TRANSLATION => Ok(RecordKind::Translation(SeqAdj {
-            seq: be32(b, f.seq.clone()),
-            ts: be32(b, f.ts.clone()),
-            server_ws: b[f.ws],
-            our_ws: b[f.ws + 1],
-            client_shift: b[field::rec::STATE],
-        })),
+        // Window scales above RFC 7323's 14 are no peer's: the shifts would overflow.
+        TRANSLATION
+            if [b[f.ws], b[f.ws + 1], b[field::rec::STATE]]
+                .iter()
+                .all(|&w| w <= MAX_WSCALE) =>
+        {
+            Ok(RecordKind::Translation(SeqAdj {
+                seq: be32(b, f.seq.clone()),
+                ts: be32(b, f.ts.clone()),
+                server_ws: b[f.ws],
+                our_ws: b[f.ws + 1],
+                client_shift: b[field::rec::STATE],
+            }))
+        }
         _ => Err(Refused::BadRecord),
     }
 }

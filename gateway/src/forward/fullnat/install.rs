@@ -125,7 +125,7 @@ impl Forwarder {
     fn apply_inner(&mut self, r: &ConnRecord, now: Ticks) -> Result<Applied, InstallError> {
         match r.kind {
             RecordKind::Template => return self.install_template(r, now),
-            RecordKind::Translation(adj) => return self.apply_translation(r, adj),
+            RecordKind::Translation(adj) => return self.apply_translation(r, adj, now),
             RecordKind::Conn => {}
         }
         // An IPv6 connection's record is the IPv6 table's (`inet6::sync6`).
@@ -147,6 +147,11 @@ impl Forwarder {
         let (svc, rs, old) = (c.svc, c.rs, c.state());
         let new = State::from_u8(r.state);
         self.table.refresh(id, new, r.remaining_ms, now);
+        // Proxied only if the translation record that follows says so: the same client tuple to
+        // the same server may be a later connection the proxy did not open.
+        if let Some(c) = self.table.get_mut(id) {
+            c.ext &= !super::PROXIED;
+        }
         let change = crate::conn::StateChange { old, new };
         if let Some(s) = self
             .services
@@ -259,14 +264,13 @@ impl Forwarder {
     /// `r`, and after it its template when its service is persistent (one per client in a row),
     /// and its translation when the SYN proxy opened it.
     fn push_with_template(&self, id: ConnId, r: ConnRecord, now: Ticks, out: &mut Vec<ConnRecord>) {
-        push_record(out, r, self.export_template(id, now));
         let proxied = self
             .table
             .get(id)
             .is_some_and(|c| c.ext & super::PROXIED != 0);
-        if let Some(adj) = self.answered_adj(id).filter(|_| proxied) {
-            out.push(ConnRecord::translation(&r, adj));
-        }
+        let translation = self.answered_adj(id).filter(|_| proxied);
+        let translation = translation.map(|adj| ConnRecord::translation(&r, adj));
+        push_record(out, r, translation, self.export_template(id, now));
     }
 
     /// The SYN proxy's shifts of connection `id`, once its server has answered.
@@ -276,15 +280,26 @@ impl Forwarder {
     }
 
     /// A translation record: the SYN proxy's shifts of the connection here of the record's
-    /// client tuple (installed from the record sent just before it), so that this box
-    /// translates its segments as the primary did once it takes over. Refused when that
-    /// connection is not here (`refused_no_conn`: its record was refused or lost), is neither
+    /// client tuple, local address and port (installed from the record sent just before it), so
+    /// that this box translates its segments as the primary did once it takes over. Refused when
+    /// that connection is not here (`refused_no_conn`: its record was refused or lost), is neither
     /// FullNAT nor NAT (`refused_mode`), or when no service here is proxied, so the proxy keeps
     /// no state (`refused_not_proxied`).
-    fn apply_translation(&mut self, r: &ConnRecord, adj: SeqAdj) -> Result<Applied, InstallError> {
+    fn apply_translation(
+        &mut self,
+        r: &ConnRecord,
+        adj: SeqAdj,
+        now: Ticks,
+    ) -> Result<Applied, InstallError> {
         let a = r.v4().ok_or(InstallError::NoService)?;
         let client = Tuple::new(a.client.0, a.client.1, a.vip.0, a.vip.1, r.proto);
         let (id, _) = self.table.lookup(&client).ok_or(InstallError::NoConn)?;
+        // The connection of its record, not an older one of the same client tuple left here
+        // when that record was refused.
+        let e = self.export(id, now).ok_or(InstallError::NoConn)?;
+        if (e.local, e.mode) != (r.local, r.mode) {
+            return Err(InstallError::NoConn);
+        }
         let c = self.table.get_mut(id).ok_or(InstallError::NoConn)?;
         if c.mode != mode::FULLNAT && c.mode != mode::NAT {
             return Err(InstallError::ModeMismatch);
@@ -485,15 +500,22 @@ pub fn worth_syncing<T: crate::conn::ConnKey>(c: &crate::conn::ConnOf<T>) -> boo
         || c.is_unanswered_udp())
 }
 
-/// Appends record `r` to `out`, and after it `template`, the persistence template that placed
-/// its connection, unless the same client's was sent just before (one per client in a row).
-pub fn push_record(out: &mut Vec<ConnRecord>, r: ConnRecord, template: Option<ConnRecord>) {
+/// Appends record `r` to `out`, right after it its `translation` (a SYN-proxied connection's,
+/// which a message never separates from it: `sync::wire::message_len`), and then `template`, the
+/// persistence template that placed its connection, unless the same client's was sent just
+/// before (one per client in a row).
+pub fn push_record(
+    out: &mut Vec<ConnRecord>,
+    r: ConnRecord,
+    translation: Option<ConnRecord>,
+    template: Option<ConnRecord>,
+) {
     out.push(r);
+    out.extend(translation);
     if let Some(t) = template {
         let dup = out
             .iter()
             .rev()
-            .skip(1)
             .take(8)
             .any(|x| x.kind == RecordKind::Template && (x.client, x.vip) == (t.client, t.vip));
         if !dup {

@@ -14,7 +14,7 @@ fn record() -> impl Strategy<Value = ConnRecord> {
         any::<[u32; 4]>(),
         any::<[u16; 4]>(),
         any::<u32>(),
-        any::<(u32, u32, [u8; 3])>(),
+        (any::<(u32, u32)>(), [0u8..=14, 0u8..=14, 0u8..=14]),
     )
         .prop_map(|(kind, proto, mode, state, a, p, remaining_ms, shift)| {
             let r = ConnRecord {
@@ -28,7 +28,7 @@ fn record() -> impl Strategy<Value = ConnRecord> {
                 local: (std::net::Ipv4Addr::from(a[3]).into(), p[3]),
                 remaining_ms,
             };
-            let (seq, ts, [server_ws, our_ws, client_shift]) = shift;
+            let ((seq, ts), [server_ws, our_ws, client_shift]) = shift;
             let adj = SeqAdj {
                 seq,
                 ts,
@@ -302,4 +302,54 @@ fn ipv6_records_travel_in_their_own_messages_and_come_back_whole() {
     // An IPv6 message whose body is IPv4 records' length is refused.
     let short = Sealer::new(KEY, 3, 200).seal(MsgKind::Records6, 1, &encode_record(&v4));
     assert_eq!(o.open(&short), Err(Refused::BadLength));
+}
+
+/// A translation record never travels without the connection record before it (the backup
+/// applies it to that connection), even where the message would otherwise end between them;
+/// and one with a window scale no peer could have (above RFC 7323's 14) is refused.
+#[test]
+fn a_translation_stays_with_its_connection_and_its_window_scales_are_bounded() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let conn = |cport: u16| ConnRecord {
+        kind: RecordKind::Conn,
+        proto: 6,
+        mode: 0,
+        state: 1,
+        client: (ip("10.10.0.2"), cport),
+        vip: (ip("10.10.0.100"), 80),
+        real: (ip("10.20.0.11"), 80),
+        local: (ip("10.20.0.200"), cport),
+        remaining_ms: 900_000,
+    };
+    let adj = SeqAdj {
+        seq: 7,
+        our_ws: 7,
+        ..Default::default()
+    };
+    let mut recs: Vec<ConnRecord> = (0..MAX_RECORDS as u16 - 1).map(conn).collect();
+    let last = conn(9999);
+    recs.push(last);
+    recs.push(ConnRecord::translation(&last, adj));
+    let msgs = Sealer::new(KEY, 3, 100).records(&recs);
+    let mut o = Opener::new(KEY);
+    let got: Vec<Vec<ConnRecord>> = msgs
+        .iter()
+        .map(|m| match o.open(m) {
+            Ok(Message::Records { records, .. }) => records,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].len(), MAX_RECORDS - 1);
+    assert_eq!(got[1], [last, ConnRecord::translation(&last, adj)]);
+    // A scale of 15 in the record, the MAC right: refused as a bad record.
+    let bad = ConnRecord::translation(
+        &last,
+        SeqAdj {
+            server_ws: 15,
+            ..adj
+        },
+    );
+    let m = Sealer::new(KEY, 4, 100).records(&[bad]).remove(0);
+    assert_eq!(Opener::new(KEY).open(&m), Err(Refused::BadRecord));
 }

@@ -729,11 +729,30 @@ fn a_synced_proxied_connection_is_shifted_on_the_backup() {
     assert_eq!(records, recs);
 
     let mut b = proxied("on", "");
+    // A translation of another local port (an older connection of the client tuple, left when
+    // its own record was refused) is not this connection's.
+    let mut other = records[1];
+    other.local.1 += 1;
+    b.fwd.apply_record(&records[0], now).unwrap();
+    assert_eq!(
+        b.fwd.apply_record(&other, now),
+        Err(crate::forward::InstallError::NoConn)
+    );
+    // Refreshed by a record alone, the connection is not taken as proxied: a later connection of
+    // the same tuple to the same server may be one the proxy did not open.
+    b.fwd.apply_record(&records[1], now).unwrap();
+    b.fwd.apply_record(&records[0], now).unwrap();
+    let plain = sent(b.process(
+        server("", lport, SISN + 11, CISN + 1, &[], b"more"),
+        &from_server(),
+    ));
+    assert_eq!(plain.seq, SISN + 11, "unshifted without its translation");
     for r in &records {
         let applied = b.fwd.apply_record(r, now);
         assert!(applied.is_ok(), "{r:?}: {applied:?}");
     }
-    assert_eq!(b.fwd.sync_counters().translated, 1);
+    assert_eq!(b.fwd.sync_counters().translated, 2);
+    assert_eq!(b.fwd.sync_counters().refused_no_conn, 1);
     // Plain ACKs both ways, the hot path's kind of segment: shifted.
     for _ in 0..2 {
         let ack = sent(b.process(
