@@ -48,9 +48,9 @@ fn answered_adj(fwd: &Forwarder, conns: &ConnTable6, id: ConnId) -> Option<SeqAd
     super::proxied::answered_adj(conns, fwd, id)
 }
 
-/// `r`, and after it the persistence template that placed connection `id`, if its service is
-/// persistent and the template lives (one per client in a row), and its translation when the SYN
-/// proxy opened it.
+/// `r`, right after it its translation when the SYN proxy opened it, then the persistence
+/// template that placed connection `id`, if its service is persistent and the template lives
+/// (one per client in a row).
 fn push_with_template(
     fwd: &Forwarder,
     conns: &ConnTable6,

@@ -77,7 +77,7 @@ impl Forwarder {
     pub fn export(&self, id: ConnId, now: Ticks) -> Option<ConnRecord> {
         let c = self.table.get(id)?;
         // A connection the SYN proxy opened lives by its sequence translation, which follows
-        // its record (`export_translation`): none before the server has answered.
+        // its record (`push_with_template`): none before the server has answered.
         if c.svc == NO_DEST
             || c.rs == NO_DEST
             || c.flags().contains(super::PARKED)
@@ -261,8 +261,8 @@ impl Forwarder {
         )
     }
 
-    /// `r`, and after it its template when its service is persistent (one per client in a row),
-    /// and its translation when the SYN proxy opened it.
+    /// `r`, right after it its translation when the SYN proxy opened it, then its template when
+    /// its service is persistent (one per client in a row).
     fn push_with_template(&self, id: ConnId, r: ConnRecord, now: Ticks, out: &mut Vec<ConnRecord>) {
         let proxied = self
             .table
