@@ -1751,11 +1751,7 @@ impl Forwarder {
         let (client, conn_mode, svc, rip) = (c.client(), c.mode, c.svc, Ipv4Addr::from(c.user));
         // A proxied connection's quoted segment goes back into the other side's sequence space,
         // once the server has answered (`synproxy::unshift_quote`).
-        let adj = (c.ext & PROXIED != 0)
-            .then(|| self.synproxy.get(id.index()))
-            .flatten()
-            .filter(|p| !p.pending)
-            .map(|p| p.adj);
+        let adj = self.proxied_adj(id);
         if conn_mode == mode::DR || conn_mode == mode::TUN {
             pkt.set_len(end);
             self.stats.icmp_translated += 1;

@@ -30,7 +30,10 @@ pub fn export(fwd: &Forwarder, conns: &ConnTable6, id: ConnId, now: Ticks) -> Op
     // A proxied connection's shifts follow its record (`push_with_template`), as IPv4's
     // (`fullnat::install`): none before its server has answered.
     let proxied = c.flags().contains(super::proxied::PROXIED6);
-    if c.svc == NO_DEST || c.rs == NO_DEST || (proxied && answered_adj(fwd, conns, id).is_none()) {
+    if c.svc == NO_DEST
+        || c.rs == NO_DEST
+        || (proxied && super::proxied::answered_adj(conns, fwd, id).is_none())
+    {
         return None;
     }
     let vs = services.services.get(usize::from(c.svc))?;
@@ -41,11 +44,6 @@ pub fn export(fwd: &Forwarder, conns: &ConnTable6, id: ConnId, now: Ticks) -> Op
         _ => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
     };
     Some(ConnRecord::of_conn(c, (rs.addr, rs.port), local, now))
-}
-
-/// The SYN proxy's shifts of proxied connection `id`, once its server has answered.
-fn answered_adj(fwd: &Forwarder, conns: &ConnTable6, id: ConnId) -> Option<SeqAdj> {
-    super::proxied::answered_adj(conns, fwd, id)
 }
 
 /// `r`, right after it its translation when the SYN proxy opened it, then the persistence
@@ -73,7 +71,8 @@ fn push_with_template(
             now,
         )
     });
-    let translation = answered_adj(fwd, conns, id).map(|adj| ConnRecord::translation(&r, adj));
+    let translation =
+        super::proxied::answered_adj(conns, fwd, id).map(|adj| ConnRecord::translation(&r, adj));
     crate::forward::fullnat::push_record(out, r, translation, template);
 }
 

@@ -244,27 +244,35 @@ impl Sealer {
     pub fn records(&mut self, recs: &[ConnRecord]) -> Vec<Vec<u8>> {
         let (v6, v4): (Vec<&ConnRecord>, Vec<&ConnRecord>) = recs.iter().partition(|r| r.is_ipv6());
         let mut out = Vec::new();
-        let mut rest = &v4[..];
-        while !rest.is_empty() {
-            let (chunk, more) = rest.split_at(message_len(rest, MAX_RECORDS));
-            let mut body = Vec::with_capacity(chunk.len() * RECORD_LEN);
-            for r in chunk {
-                body.extend_from_slice(&encode_record(r));
-            }
-            out.push(self.seal(MsgKind::Records, chunk.len(), &body));
-            rest = more;
-        }
-        let mut rest = &v6[..];
-        while !rest.is_empty() {
-            let (chunk, more) = rest.split_at(message_len(rest, MAX_RECORDS6));
-            let mut body = Vec::with_capacity(chunk.len() * RECORD6_LEN);
-            for r in chunk {
-                body.extend_from_slice(&encode_record6(r));
-            }
-            out.push(self.seal(MsgKind::Records6, chunk.len(), &body));
-            rest = more;
-        }
+        self.seal_family(&v4, MsgKind::Records, MAX_RECORDS, &mut out, |r, b| {
+            b.extend_from_slice(&encode_record(r))
+        });
+        self.seal_family(&v6, MsgKind::Records6, MAX_RECORDS6, &mut out, |r, b| {
+            b.extend_from_slice(&encode_record6(r))
+        });
         out
+    }
+
+    /// `recs`, of one family, in messages of `kind` of at most `max` records each
+    /// ([`message_len`]), each record written by `encode`, appended to `out`.
+    fn seal_family(
+        &mut self,
+        recs: &[&ConnRecord],
+        kind: MsgKind,
+        max: usize,
+        out: &mut Vec<Vec<u8>>,
+        encode: impl Fn(&ConnRecord, &mut Vec<u8>),
+    ) {
+        let mut rest = recs;
+        while !rest.is_empty() {
+            let (chunk, more) = rest.split_at(message_len(rest, max));
+            let mut body = Vec::new();
+            for r in chunk {
+                encode(r, &mut body);
+            }
+            out.push(self.seal(kind, chunk.len(), &body));
+            rest = more;
+        }
     }
 
     pub fn hello(&mut self, l: &Layout) -> Vec<u8> {
@@ -333,8 +341,8 @@ pub fn message_len<R: std::borrow::Borrow<ConnRecord>>(recs: &[R], max: usize) -
 /// The kind byte of a translation record.
 const TRANSLATION: u8 = 3;
 
-/// Where a translation record's shifts are (`shift` for the IPv4 layout, `shift6` for the
-/// IPv6 one): in the real server's fields, which it does not use, and the client's window shift
+/// Where a translation record's shifts are (`field::SHIFT` for the IPv4 layout,
+/// `field::SHIFT6` for the IPv6 one): in the real server's fields, which it does not use, and the client's window shift
 /// in the state's byte.
 fn encode_shift(r: &ConnRecord, b: &mut [u8], f: &field::Shift) {
     if let RecordKind::Translation(adj) = r.kind {

@@ -81,7 +81,7 @@ impl Forwarder {
         if c.svc == NO_DEST
             || c.rs == NO_DEST
             || c.flags().contains(super::PARKED)
-            || (c.ext & super::PROXIED != 0 && self.answered_adj(id).is_none())
+            || (c.ext & super::PROXIED != 0 && self.proxied_adj(id).is_none())
         {
             return None;
         }
@@ -264,19 +264,10 @@ impl Forwarder {
     /// `r`, right after it its translation when the SYN proxy opened it, then its template when
     /// its service is persistent (one per client in a row).
     fn push_with_template(&self, id: ConnId, r: ConnRecord, now: Ticks, out: &mut Vec<ConnRecord>) {
-        let proxied = self
-            .table
-            .get(id)
-            .is_some_and(|c| c.ext & super::PROXIED != 0);
-        let translation = self.answered_adj(id).filter(|_| proxied);
-        let translation = translation.map(|adj| ConnRecord::translation(&r, adj));
+        let translation = self
+            .proxied_adj(id)
+            .map(|adj| ConnRecord::translation(&r, adj));
         push_record(out, r, translation, self.export_template(id, now));
-    }
-
-    /// The SYN proxy's shifts of connection `id`, once its server has answered.
-    fn answered_adj(&self, id: ConnId) -> Option<SeqAdj> {
-        let p = self.synproxy.get(id.index()).filter(|p| !p.pending)?;
-        Some(p.adj)
     }
 
     /// A translation record: the SYN proxy's shifts of the connection here of the record's

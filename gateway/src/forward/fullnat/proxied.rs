@@ -6,6 +6,19 @@
 use super::*;
 
 impl Forwarder {
+    /// The shifts of connection `id` if the SYN proxy opened it and its server has answered
+    /// (None for any other connection): what its segments, the ICMP errors quoting them
+    /// (`synproxy::unshift_quote`) and its translation record for a backup
+    /// (`install::push_with_template`) are shifted by.
+    pub(super) fn proxied_adj(&self, id: ConnId) -> Option<synproxy::SeqAdj> {
+        let proxied = self.table.get(id)?.ext & PROXIED != 0;
+        let p = self
+            .synproxy
+            .get(id.index())
+            .filter(|p| proxied && !p.pending)?;
+        Some(p.adj)
+    }
+
     /// Answers a client's SYN to a proxied service with a SYN-ACK carrying a cookie, written over
     /// the SYN; nothing is kept.
     pub(super) fn answer_syn<B: PacketBuf>(
