@@ -125,6 +125,17 @@ impl Tuple6 {
     pub fn dst_ip(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.dst)
     }
+
+    /// The tuple of a packet going the other way.
+    pub fn reversed(&self) -> Tuple6 {
+        Tuple6 {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+        }
+    }
 }
 
 impl ConnKey for Tuple6 {

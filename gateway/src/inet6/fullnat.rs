@@ -284,8 +284,12 @@ impl LipConns {
         }
     }
 
-    /// Connection `c` left the table (expired, replaced or evicted).
+    /// Connection `c` left the table (expired, replaced or evicted). A parked entry
+    /// (`service::parked`) was counted out when its client replaced it.
     pub fn ended(&mut self, c: &ConnOf<Tuple6>) {
+        if super::service::parked(c) {
+            return;
+        }
         if let Some(k) = Self::key(&c.client(), c.reply().as_ref(), c.mode) {
             let n = self.count_of(k);
             *n = n.saturating_sub(1);

@@ -101,7 +101,10 @@ pub fn error<B: PacketBuf>(
         Dir::Reply
     };
     let found = v6.conns.lookup(&t).filter(|&(_, d)| d == want);
-    let c = found.and_then(|(id, _)| v6.conns.get(id).copied());
+    // A parked entry (`service::parked`) no longer stands for a connection.
+    let c = found
+        .and_then(|(id, _)| v6.conns.get(id).copied())
+        .filter(|c| !super::service::parked(c));
     if let (Some(c), true) = (c, from_client) {
         if c.mode == mode::NAT64 {
             if let Some((id, _)) = v6.conns.lookup(&t) {

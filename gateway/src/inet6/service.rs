@@ -26,7 +26,7 @@ use crate::conn::{
     tcp_flags, ConnId, ConnOf, ConnTable6, Dir, InsertError, Prelookup, State, StateChange, Ticks,
     Tuple6,
 };
-use crate::forward::fullnat::{counted_open, ended};
+use crate::forward::fullnat::{counted_open, ended, NO_DEST};
 use crate::forward::limit::Refused;
 use crate::forward::{mode, reuse, room_for_port, Forwarder, Room, ServiceTable};
 use crate::net::L3;
@@ -155,9 +155,7 @@ pub fn to_service_segment<B: PacketBuf>(
     if let (true, Some(id)) = (syn, found) {
         if let Some(why) = reschedule(&v6.conns, fwd, id, isn1) {
             fwd.count_resched(why);
-            if let Some(old) = v6.conns.remove(id) {
-                gone(&mut v6.lip_conns, fwd, &old);
-            }
+            retire(v6, fwd, id, now);
             found = None;
         } else {
             // The client retransmits a SYN its server never answered: the neighbour toward
@@ -172,8 +170,7 @@ pub fn to_service_segment<B: PacketBuf>(
                 retry_of = super::retry::client_syn_again(fwd, c, now);
             }
             if retry_of.is_some() {
-                if let Some(old) = v6.conns.remove(id) {
-                    gone(&mut v6.lip_conns, fwd, &old);
+                if let Some(old) = retire(v6, fwd, id, now) {
                     // The client's first attempt, not a new connection (`Limiter::refund`).
                     fwd.limits_mut().refund(old.svc, IpAddr::V6(tuple.src_ip()));
                 }
@@ -649,6 +646,10 @@ pub(super) fn reply_segment<B: PacketBuf>(
             _ => Verdict::Drop(Drop::NoConn.into(), pkt),
         };
     };
+    if v6.conns.get(id).is_some_and(parked) {
+        // A late packet of a connection its client has replaced.
+        return Verdict::Drop(Drop::NoConn.into(), pkt);
+    }
     let is_tcp = v.proto == IpProtocol::TCP;
     let proxied = is_tcp && super::proxied::is_proxied(&v6.conns, fwd, id);
     if proxied {
@@ -854,6 +855,43 @@ pub(super) fn gone(
             pool.free(lip, lport);
         }
     }
+}
+
+/// Ends IPv6 connection `id` for its client, who opened a new connection on its tuple
+/// (`reschedule`) or sends its SYN again toward another server (`retry`), as IPv4's
+/// `Forwarder::retire`: its counts end now (`gone`), and a FullNAT entry is parked for TIME_WAIT's
+/// timeout under its reply tuple reversed, LIP:lport -> RIP:rport, which no packet carries
+/// ([`parked`]), so that no new connection takes that tuple while the real server may still hold
+/// it in TIME_WAIT (`forward::fullnat::PARKED` says what that costs); anything else is removed.
+/// The connection as it was, if `id` was live.
+pub(super) fn retire<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    fwd: &mut Forwarder,
+    id: ConnId,
+    now: Ticks,
+) -> Option<ConnOf<Tuple6>> {
+    let old = *v6.conns.get(id)?;
+    gone(&mut v6.lip_conns, fwd, &old);
+    let held = match (old.mode, old.reply()) {
+        (mode::FULLNAT, Some(r)) => v6.conns.park(id, r.reversed(), now).is_ok(),
+        _ => false,
+    };
+    match v6.conns.get_mut(id).filter(|_| held) {
+        // No service or server: nothing counts it again when it expires or is evicted, and
+        // sync does not export it.
+        Some(c) => (c.svc, c.rs) = (NO_DEST, NO_DEST),
+        None => {
+            v6.conns.remove(id);
+        }
+    }
+    Some(old)
+}
+
+/// Whether `c` is an entry parked by [`retire`]: its client tuple is its reply tuple reversed
+/// (a connection's own never is: the client is not the local address). It forwards nothing; its
+/// server's late packets are dropped (`no_conn`).
+pub fn parked(c: &ConnOf<Tuple6>) -> bool {
+    c.reply().is_some_and(|r| c.client() == r.reversed())
 }
 
 /// Removes one IPv6 connection to make room for a new one as the IPv4 side does

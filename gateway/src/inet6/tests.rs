@@ -1094,6 +1094,109 @@ fn icmp6_error(
     VecBuf::from_frame(&v)
 }
 
+/// A SYN on a reused client port whose FullNAT connection is in TIME_WAIT is a new connection on
+/// a fresh LIP:lport (`reschedule`), and the old entry is parked on its LIP:lport for the rest of
+/// TIME_WAIT (`service::retire`), as IPv4's (`forward::fullnat::PARKED`): its real server may hold
+/// that tuple in TIME_WAIT, so no new connection may take it. The parked entry forwards nothing
+/// (a late reply, an ICMPv6 error about it), is not listed, and counts neither for its server nor
+/// for its local address, then or when it expires.
+#[test]
+fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
+    let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
+    learn_rs1_and_client(&mut dp);
+    let Verdict::Tx(1, syn) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
+        panic!("SYN not sent")
+    };
+    let syn = syn.data().to_vec();
+    let lport = tcp_of(&syn).1;
+    let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+    // The connection is established, then closed: the client's FIN, the server's.
+    let v = dp.process(tcp6_to(8080, 40000, false, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    let mut fin = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .tcp(40000, 8080, 1001, 64240)
+        .fin()
+        .ack(5001)
+        .write(&mut fin, b"")
+        .unwrap();
+    let v = dp.process(VecBuf::from_frame(&fin), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    let mut fin = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
+        .tcp(80, lport, 5001, 65000)
+        .fin()
+        .ack(1002)
+        .write(&mut fin, b"")
+        .unwrap();
+    let v = dp.process(VecBuf::from_frame(&fin), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+    let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
+    let (old, _) = dp.v6.conns.lookup(&t).unwrap();
+    let state = dp.v6.conns.get(old).unwrap().state();
+    assert_eq!(state, crate::conn::State::TimeWait);
+    // Its client's port comes back (conn_reuse_mode 1).
+    let v = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0));
+    let Verdict::Tx(1, out) = v else {
+        panic!("not sent: {}", drop_name(&v))
+    };
+    let lport2 = tcp_of(out.data()).1;
+    assert_ne!(lport2, lport, "a fresh local port");
+    assert_eq!(dp.fwd.stats.resched_closed, 1);
+    assert_eq!(dp.v6.conns.len(), 2, "the old entry holds its LIP:lport");
+    let c = *dp.v6.conns.get(old).unwrap();
+    assert!(service::parked(&c), "{c:?}");
+    assert_eq!(c.reply().unwrap().dport, lport);
+    let (new, _) = dp.v6.conns.lookup(&t).unwrap();
+    assert_ne!(new, old);
+    // The old tuple is held: a new connection's allocation passes it by.
+    let held = crate::conn::Tuple6::new(a(RS6_1), 80, a(LIP6), lport, 6);
+    assert_eq!(
+        dp.v6.conns.lookup(&held),
+        Some((old, crate::conn::Dir::Reply))
+    );
+    // Its server's late segment and an error about the old SYN are dropped.
+    let late = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+    assert_eq!(drop_name(&late), "Dp(NoConn)");
+    let unreach = icmp6_error(
+        (RS1_MAC, SERVER_PORT_MAC),
+        a(RS6_1),
+        a(LIP6),
+        etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ),
+        &syn,
+    );
+    assert_eq!(drop_name(&dp.process(unreach, &meta(1))), "Dp(NoConn)");
+    // Listed, counted: the new connection only.
+    let filter = crate::control::proto::ConnFilter::default();
+    let listed = crate::control::dump::worker_dump(0, &dp, &filter, 100, 0).conns;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].local.map(|l| l.1), Some(lport2));
+    let in_use = |dp: &Datapath<VecBuf>| -> u32 {
+        let usage = dp.v6.lip_conns.usage(dp.fwd.services());
+        usage.iter().map(|u| u.1).sum()
+    };
+    let rs_total = |dp: &Datapath<VecBuf>| {
+        let vs = dp
+            .fwd
+            .services()
+            .services
+            .iter()
+            .find(|vs| vs.svc.config().vport == 8080);
+        vs.unwrap().svc.stats(0).unwrap().total()
+    };
+    assert_eq!((in_use(&dp), rs_total(&dp)), (1, 1));
+    // Both expire (TIME_WAIT's and SYN_RECV's timeouts): nothing is counted down twice.
+    dp.tick(dp.l3.now_ms + 200_000);
+    dp.tick(dp.l3.now_ms + 1_000);
+    assert!(dp.v6.conns.is_empty());
+    assert_eq!((in_use(&dp), rs_total(&dp)), (0, 0));
+}
+
 /// ICMPv6 errors about a FullNAT connection reach the other side translated: a packet too big on
 /// the client's path reaches the real server (path MTU discovery), a server-side unreachable
 /// reaches the client.
@@ -2554,7 +2657,19 @@ fn an_ipv6_syn_refused_by_its_server_is_retried_once_on_another() {
     let (second, lport2) = syn6_out(&mut dp);
     assert_ne!(second, first, "never the server that refused");
     assert_eq!(dp.fwd.stats.syn_retried, 1);
-    assert_eq!(dp.v6.conns.len(), 1, "the failed connection replaced");
+    // The failed connection is parked on its LIP:lport (`service::retire`), as IPv4's: its
+    // server's late answer finds no connection.
+    assert_eq!(dp.v6.conns.len(), 2, "the failed connection replaced");
+    assert_eq!(
+        dp.v6
+            .conns
+            .iter()
+            .filter(|(_, c)| service::parked(c))
+            .count(),
+        1
+    );
+    let late = dp.process(answer6(first, lport, false), &meta(1));
+    assert_eq!(drop_name(&late), "Dp(NoConn)");
     // What the failed connection held is given back: its server's count, its local address's.
     assert_eq!(rs_totals(&dp), [0, 1]);
     let in_use: u32 = dp

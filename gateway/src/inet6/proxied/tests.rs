@@ -623,29 +623,55 @@ fn a_syn_on_an_answered_proxied_connection_is_forwarded_with_toa_and_shifted() {
 }
 
 /// What a connection's client sent before its server answered stays with that connection: the
-/// client gives up and connects again from the same port (another ISN: the old entry goes), and
+/// client gives up and connects again from the same port (another ISN). A NAT66 entry goes, and
 /// the new proxied connection, given the same id and tuple at once (IPv6 ids are reused),
-/// completes its server's handshake without the old data.
+/// completes its server's handshake without the old data; a FullNAT entry is parked on its
+/// LIP:lport (`service::retire`) and the new connection takes another id.
 #[test]
 fn held_data_of_a_connection_given_up_does_not_reach_the_next_one() {
-    let mut dp = proxied("on");
-    let t = crate::conn::Tuple6::new(a(CLIENT6), CPORT, a(VIP6), 8080, 6);
-    let synack = sent(dp.process(client("S", CISN, 0, &[], &[]), &meta(0)));
-    let ack = client("AP", CISN + 1, synack.seq.wrapping_add(1), &[], b"OLD");
-    sent(dp.process(ack, &meta(0)));
-    let (id, _) = dp.v6.conns.lookup(&t).unwrap();
-    let early = client("AP", CISN + 4, synack.seq.wrapping_add(1), &[], b"OLDER");
-    assert!(matches!(dp.process(early, &meta(0)), Verdict::Held));
-    let isn = CISN + 100_000;
-    let synack = sent(dp.process(client("S", isn, 0, &[], &[]), &meta(0)));
-    assert_eq!((synack.port, synack.flags.as_str()), (0, "SA"), "a cookie");
-    assert_eq!(dp.v6.conns.len(), 0, "the old entry went");
-    let ack = client("A", isn + 1, synack.seq.wrapping_add(1), &[], &[]);
-    let syn = sent(dp.process(ack, &meta(0)));
-    assert_eq!(dp.v6.conns.lookup(&t).unwrap().0, id, "the same id");
-    let out = sent(dp.process(server("S", syn.src.1, SISN, isn + 1, &[], &[]), &meta(1)));
-    assert_eq!((out.flags.as_str(), out.payload.len()), ("A", 0), "{out:?}");
-    assert_eq!(released(&mut dp).len(), 0);
+    for nat in [true, false] {
+        let mut dp = match nat {
+            true => proxied_to("on", "", "mode = \"nat\""),
+            false => proxied("on"),
+        };
+        let t = crate::conn::Tuple6::new(a(CLIENT6), CPORT, a(VIP6), 8080, 6);
+        let synack = sent(dp.process(client("S", CISN, 0, &[], &[]), &meta(0)));
+        let ack = client("AP", CISN + 1, synack.seq.wrapping_add(1), &[], b"OLD");
+        sent(dp.process(ack, &meta(0)));
+        let (id, _) = dp.v6.conns.lookup(&t).unwrap();
+        let early = client("AP", CISN + 4, synack.seq.wrapping_add(1), &[], b"OLDER");
+        assert!(matches!(dp.process(early, &meta(0)), Verdict::Held));
+        let isn = CISN + 100_000;
+        let synack = sent(dp.process(client("S", isn, 0, &[], &[]), &meta(0)));
+        assert_eq!((synack.port, synack.flags.as_str()), (0, "SA"), "a cookie");
+        assert!(dp.v6.conns.lookup(&t).is_none(), "the old entry let go");
+        let parked = dp
+            .v6
+            .conns
+            .get(id)
+            .is_some_and(crate::inet6::service::parked);
+        assert_eq!((dp.v6.conns.len(), parked), (usize::from(!nat), !nat));
+        let ack = client("A", isn + 1, synack.seq.wrapping_add(1), &[], &[]);
+        let syn = sent(dp.process(ack, &meta(0)));
+        let same_id = dp.v6.conns.lookup(&t).unwrap().0 == id;
+        assert_eq!(same_id, nat, "the same id for NAT66 only");
+        let answer = match nat {
+            true => segment_between(
+                false,
+                (RS6, CLIENT6),
+                (80, CPORT),
+                "AS",
+                SISN,
+                isn + 1,
+                &[],
+                &[],
+            ),
+            false => server("S", syn.src.1, SISN, isn + 1, &[], &[]),
+        };
+        let out = sent(dp.process(answer, &meta(1)));
+        assert_eq!((out.flags.as_str(), out.payload.len()), ("A", 0), "{out:?}");
+        assert_eq!(released(&mut dp).len(), 0);
+    }
 }
 
 /// NAT66 behind the proxy: the server sees the client's own address (no TOA), answers it
