@@ -46,6 +46,9 @@ VIP=10.10.0.100
 VIP6=2001:db8:10::100
 # The pair's sync key (a lab key; a real pair generates its own: `openssl rand -hex 32`).
 SYNC_KEY=67617465776179206861206c6162206b657920666f722074657374696e6721
+# The pair's SYN cookie key, the same on both boxes as conf/README.md's [synproxy] asks: a
+# client whose handshake straddles a takeover still proves the cookie the old master sent it.
+SYNPROXY_KEY=73796e70726f7879206b6579206f66207468652067617465776179206c616221
 
 # shellcheck source=scripts/lab-lib.sh
 . "$here/scripts/lab-lib.sh"
@@ -70,6 +73,9 @@ port = "server"
 peer = "${SYNC_GROUP:-10.20.0.$other}"
 key = "$SYNC_KEY"
 refresh_s = 5
+
+[synproxy]
+key = "$SYNPROXY_KEY"
 
 # The VIP is keepalived's: served while it is on a twin. Its LIPs follow it.
 [[service]]

@@ -372,6 +372,90 @@ fn proxied_connections_survive_failover() {
     assert!(proxy.contains("TCP 10.10.0.100:80 on"), "{proxy}");
 }
 
+/// The pair shares its SYN cookie key (`[synproxy] key`, as conf/README.md asks and lab-ha.sh
+/// configures): a client whose handshake straddles a takeover proves to the new master the
+/// cookie the old one sent it. The client's handshake ACK and request are held back in its own
+/// namespace (nft) while gateway 1 is killed and gateway 2 takes over; its kernel's
+/// retransmission of the request then opens the connection on gateway 2 and is answered. With a
+/// key of its own, gateway 2 drops it (`synproxy_bad_cookie`) and curl times out.
+#[test]
+fn a_handshake_straddling_a_takeover_proves_its_cookie_to_the_new_master() {
+    let lab = Ha::up("hk", 1);
+    assert_eq!(lab.holder(), "1", "{}", lab.logs());
+    for k in [1, 2] {
+        let (ok, out) = lab.gwctl(k, &["synproxy", "-t", "10.10.0.100:80", "on"]);
+        assert!(ok, "{out}");
+    }
+    let cli = format!("{}-cli", lab.name);
+    let nft = |script: &str| {
+        use std::io::Write;
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &cli, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft");
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(c.wait().unwrap().success(), "nft: {script}");
+    };
+    // Everything but the SYN toward port 80 stays in the client's namespace.
+    nft(
+        "table inet hold { chain out { type filter hook output priority 0; \
+         tcp dport 80 tcp flags & syn == 0 drop; }; }",
+    );
+    let curl = Command::new("ip")
+        .args(["netns", "exec", &cli, "curl", "-sS", "--max-time", "45"])
+        .arg("http://10.10.0.100/")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    // Gateway `k`'s SYN proxy counters (`gwctl --json synproxy`).
+    let proxy = |k: usize| -> serde_json::Value {
+        let (ok, out) = lab.gwctl(k, &["--json", "synproxy"]);
+        assert!(ok, "{out}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["counters"].clone()
+    };
+    let sent = |k: usize| proxy(k)["synproxy_cookies_sent"].as_u64().unwrap_or(0);
+    let t0 = std::time::Instant::now();
+    while sent(1) == 0 && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(sent(1) >= 1, "gateway 1 answered the SYN with a cookie");
+    let out = lab.script(&["gateway", &lab.name, "1", "kill"]);
+    assert!(out.status.success(), "{out:?}");
+    let t0 = std::time::Instant::now();
+    while lab.holder() != "2" && t0.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(lab.holder(), "2", "{}", lab.logs());
+    nft("delete table inet hold");
+    let o = curl.wait_with_output().unwrap();
+    // The counters are published a moment later than the connection opens.
+    let t0 = std::time::Instant::now();
+    let mut counters = proxy(2);
+    while counters["synproxy_cookies_valid"].as_u64().unwrap_or(0) == 0
+        && t0.elapsed().as_secs() < 5
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        counters = proxy(2);
+    }
+    let body = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        body.starts_with("rs"),
+        "{body}{}\n{counters}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let count = |k: &str| counters[k].as_u64().unwrap_or(0);
+    assert!(
+        count("synproxy_cookies_valid") >= 1 && count("synproxy_cookies_sent") == 0,
+        "gateway 2 took the cookie it never sent: {counters}"
+    );
+}
+
 /// Gateway `k`'s kernel-owned VIPs, each with whether a twin holds it (`gwctl --json twins`).
 fn kernel_owned(lab: &Ha, k: usize) -> Vec<(String, bool)> {
     let (ok, out) = lab.gwctl(k, &["--json", "twins"]);

@@ -10,8 +10,9 @@
 //! an index into Linux's IPv6 MSS values (`synproxy::MSS_TABLE6`). The per-connection state is
 //! the proxy's `conns6` (by IPv6 connection id); the client's packets held until the server
 //! answers and the data of its handshake ACK share IPv4's bounded stores, keyed by the client
-//! tuple of either family. A proxied connection is not sent to a backup (`sync6::export`), as
-//! IPv4's are not, and the established hot path leaves it to the general one (`hot`).
+//! tuple of either family. A proxied connection reaches a backup once its server has answered,
+//! its record followed by its translation (`sync6::export`), as IPv4's; the established hot path
+//! leaves it to the general one (`hot`).
 
 use super::common::generate6;
 use super::service::{forward_client, ClientSegment};
