@@ -1191,6 +1191,13 @@ fn a_syn_on_a_reused_tuple_in_time_wait_is_scheduled_afresh() {
                 Out::Drop(DropReason::Dp(Drop::NoConn))
             ));
             assert_eq!(dp.fwd.table().len(), 2);
+            // Both leave the table by their timers (TIME_WAIT's, SYN_RECV's), each counted
+            // once in `conns_expired`: the parked one was not counted when it was parked.
+            assert_eq!(dp.fwd.stats.expired, 0);
+            dp.tick(1_000_000);
+            dp.tick(1_001_000);
+            assert_eq!(dp.fwd.table().len(), 0);
+            assert_eq!(dp.fwd.stats.expired, 2);
         } else {
             assert_eq!(
                 (lip2, rs2, lport2),

@@ -1003,7 +1003,9 @@ impl Forwarder {
         if self.table.park(id, parked, now).is_err() {
             return self.drop_connection(id);
         }
-        self.release_conn(&c);
+        // Not counted in `conns_expired` here: the entry stays in the table until its timer
+        // ends it, and `tick` counts it then, once (as IPv6's `ipv6_conns_expired` does).
+        release(&self.services, &mut self.pools, &mut self.limits, &c);
         if let Some(e) = self.table.get_mut(id) {
             e.svc = NO_DEST;
             e.rs = NO_DEST;
