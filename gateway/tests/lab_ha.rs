@@ -372,6 +372,29 @@ fn proxied_connections_survive_failover() {
     assert!(proxy.contains("TCP 10.10.0.100:80 on"), "{proxy}");
 }
 
+/// `proxied_connections_survive_failover` over the IPv6 VIP: wrk's keep-alive connections to
+/// `[2001:db8:10::100]:80` are proxied, synced with their IPv6 translation records (`sync6`),
+/// and carry on through a takeover.
+#[test]
+fn ipv6_proxied_connections_survive_failover() {
+    let lab = Ha::up_dual_stack("hq", 2);
+    assert_eq!(lab.holder(), "1", "{}", lab.logs());
+    for k in [1, 2] {
+        let (ok, out) = lab.gwctl(k, &["synproxy", "-t", "[2001:db8:10::100]:80", "on"]);
+        assert!(ok, "{out}");
+    }
+    let ((_, est, kept, new), text) = lab.failover_to("kill", "ipv6");
+    let s2 = lab.sync(2);
+    assert_eq!(lab.holder(), "2", "{text}\n{}", lab.logs());
+    assert_eq!(
+        (est, kept, new),
+        (20, 20, 0),
+        "{text}\n{s2}\n{}",
+        lab.logs()
+    );
+    assert!(counter(&s2, "sync_translated") >= 20, "{s2}");
+}
+
 /// The pair shares its SYN cookie key (`[synproxy] key`, as conf/README.md asks and lab-ha.sh
 /// configures): a client whose handshake straddles a takeover proves to the new master the
 /// cookie the old one sent it. The client's handshake ACK and request are held back in its own
