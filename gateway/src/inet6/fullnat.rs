@@ -21,15 +21,14 @@ use crate::service::LipKey;
 use crate::wire::checksum::Delta;
 use crate::wire::{ethernet, ipv6, IpProtocol};
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
 /// Candidates a new connection tries per local address before the next one (as IPv4's
 /// `laddr::DEFAULT_MAX_ATTEMPTS`).
 const MAX_ATTEMPTS: usize = 64;
 
-/// Byte offsets in the 36-byte IPv6 RSS input (`laddr::toeplitz::ipv6_l4_input`).
-const DST_IP6: usize = 16;
-const SRC_PORT6: usize = 32;
-const DST_PORT6: usize = 34;
+use crate::laddr::toeplitz::field6::DST_IP as DST_IP6;
+use crate::laddr::toeplitz::field6::{SRC_IP as SRC_IP6, SRC_PORT as SRC_PORT6};
 
 /// The Toeplitz hash of `bytes` alone at `offset` of the IPv6 input: the hash is linear, so a
 /// tuple's is the xor of its fields' (`laddr::toeplitz`).
@@ -46,58 +45,31 @@ fn hash_at(key: &[u8], offset: usize, bytes: &[u8]) -> u32 {
 /// by the IPv4 one (`laddr::pool`): a reply RIP:rport -> LIP:lport lands on RETA entry
 /// `H(rip, lip, rport, 0) ^ bucket(lport)`, so to reach an entry this worker polls the pool takes a
 /// port from the bucket that xors to it. The NIC hashes IPv6 TCP and UDP by addresses and ports
-/// (`dpdk::port` asks for it).
+/// (`dpdk::port` asks for it). The groups are the layout's, shared by every pool of the worker
+/// (`PortLayout::share6`); a pool keeps its addresses and a cursor a bucket.
 #[derive(Debug)]
 pub struct Pool6 {
+    layout: Arc<PortLayout>,
+    worker: usize,
+    /// Each local address with its part of the reply's hash, `H(0, lip, 0, 0)`.
     lips: Vec<(Ipv6Addr, u32)>,
-    /// This worker's ports by bucket: bucket `k` is `ports[start[k]..start[k + 1]]`.
-    ports: Vec<u16>,
-    start: Vec<usize>,
     /// Where each bucket's next search starts: consecutive connections take different ports.
-    cursor: Vec<usize>,
-    /// The RSS key and mask, and the RETA entries this worker polls (one pseudo-entry 0 without).
-    key: Option<Vec<u8>>,
-    mask: u32,
-    entries: Vec<u16>,
+    cursor: Vec<u32>,
     next_entry: usize,
     next_lip: usize,
 }
 
 impl Pool6 {
-    pub fn new(lips: &[Ipv6Addr], layout: &PortLayout, worker: usize) -> Pool6 {
-        let key = layout.rss_key().map(<[u8]>::to_vec);
-        let mask = layout.mask();
-        let n_buckets = mask as usize + 1;
-        let bucket = |p: u16| match &key {
-            Some(k) => (hash_at(k, DST_PORT6, &p.to_be_bytes()) & mask) as usize,
-            None => 0,
-        };
-        let mut by_bucket: Vec<Vec<u16>> = vec![Vec::new(); n_buckets];
-        for p in layout.worker_ports(worker) {
-            by_bucket[bucket(p)].push(p);
-        }
-        let mut start = vec![0];
-        let mut ports = Vec::new();
-        for b in by_bucket {
-            ports.extend(b);
-            start.push(ports.len());
-        }
+    pub fn new(lips: &[Ipv6Addr], layout: &Arc<PortLayout>, worker: usize) -> Pool6 {
+        let key = layout.rss_key();
         Pool6 {
             lips: lips
                 .iter()
-                .map(|&l| {
-                    (
-                        l,
-                        key.as_ref().map_or(0, |k| hash_at(k, DST_IP6, &l.octets())),
-                    )
-                })
+                .map(|&l| (l, key.map_or(0, |k| hash_at(k, DST_IP6, &l.octets()))))
                 .collect(),
-            ports,
-            start,
-            cursor: vec![0; n_buckets],
-            entries: layout.worker_entries(worker).to_vec(),
-            key,
-            mask,
+            cursor: vec![0; layout.mask() as usize + 1],
+            layout: Arc::clone(layout),
+            worker,
             next_entry: 0,
             next_lip: 0,
         }
@@ -105,7 +77,7 @@ impl Pool6 {
 
     /// Whether the pool has an address and a port to hand out.
     pub fn has_ports(&self) -> bool {
-        !self.ports.is_empty() && !self.lips.is_empty()
+        !self.layout.share6(self.worker).ports.is_empty() && !self.lips.is_empty()
     }
 
     pub fn lips(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
@@ -122,30 +94,34 @@ impl Pool6 {
         proto: u8,
         table: &ConnTable6,
     ) -> Option<Tuple6> {
-        if self.ports.is_empty() || self.lips.is_empty() {
+        let layout = &*self.layout;
+        let share = layout.share6(self.worker);
+        if share.ports.is_empty() || self.lips.is_empty() {
             return None;
         }
+        let (mask, entries) = (layout.mask(), layout.worker_entries(self.worker));
         // H(rip, 0, rport, 0): the only hashing per allocation.
-        let remote = self.key.as_ref().map_or(0, |k| {
-            hash_at(k, 0, &rip.octets()) ^ hash_at(k, SRC_PORT6, &rport.to_be_bytes())
+        let remote = layout.rss_key().map_or(0, |k| {
+            hash_at(k, SRC_IP6, &rip.octets()) ^ hash_at(k, SRC_PORT6, &rport.to_be_bytes())
         });
         let first_lip = self.next_lip;
         self.next_lip = (self.next_lip + 1) % self.lips.len();
-        let n_entries = self.entries.len();
+        let n_entries = entries.len();
         for l in 0..self.lips.len() {
             let (lip, lip_hash) = self.lips[(first_lip + l) % self.lips.len()];
-            let b = (remote ^ lip_hash) & self.mask;
+            let b = (remote ^ lip_hash) & mask;
             let mut budget = MAX_ATTEMPTS;
             for j in 0..n_entries {
-                let e = u32::from(self.entries[(self.next_entry + j) % n_entries]);
-                let bucket = ((b ^ e) & self.mask) as usize;
-                let (lo, hi) = (self.start[bucket], self.start[bucket + 1]);
+                let e = u32::from(entries[(self.next_entry + j) % n_entries]);
+                let bucket = ((b ^ e) & mask) as usize;
+                let (lo, hi) = (share.start[bucket], share.start[bucket + 1]);
                 let len = hi - lo;
-                for _ in 0..len.min(budget) {
+                for _ in 0..(len as usize).min(budget) {
                     budget -= 1;
                     let at = self.cursor[bucket];
                     self.cursor[bucket] = (at + 1) % len;
-                    let reply = Tuple6::new(rip, rport, lip, self.ports[lo + at], proto);
+                    let port = share.ports[(lo + at) as usize];
+                    let reply = Tuple6::new(rip, rport, lip, port, proto);
                     if table.lookup(&reply).is_none() {
                         self.next_entry = (self.next_entry + 1) % n_entries;
                         return Some(reply);
@@ -174,21 +150,22 @@ impl Pool6 {
         table: &ConnTable6,
     ) -> Option<Tuple6> {
         let &(_, lip_hash) = self.lips.iter().find(|l| l.0 == lip)?;
-        let (bucket, remote) = match &self.key {
-            Some(k) => (
-                (hash_at(k, DST_PORT6, &lport.to_be_bytes()) & self.mask) as usize,
-                hash_at(k, 0, &rip.octets()) ^ hash_at(k, SRC_PORT6, &rport.to_be_bytes()),
-            ),
-            None => (0, 0),
-        };
+        let layout = &*self.layout;
+        let (share, mask) = (layout.share6(self.worker), layout.mask());
+        let bucket = layout.bucket_of6(lport);
+        let remote = layout.rss_key().map_or(0, |k| {
+            hash_at(k, SRC_IP6, &rip.octets()) ^ hash_at(k, SRC_PORT6, &rport.to_be_bytes())
+        });
         // This worker's ports of the bucket, ascending.
-        let (lo, hi) = (*self.start.get(bucket)?, *self.start.get(bucket + 1)?);
-        self.ports[lo..hi].binary_search(&lport).ok()?;
-        let b = (remote ^ lip_hash) & self.mask;
-        if !self
-            .entries
+        let (lo, hi) = (*share.start.get(bucket)?, *share.start.get(bucket + 1)?);
+        share.ports[lo as usize..hi as usize]
+            .binary_search(&lport)
+            .ok()?;
+        let b = (remote ^ lip_hash) & mask;
+        if !layout
+            .worker_entries(self.worker)
             .iter()
-            .any(|&e| ((b ^ u32::from(e)) & self.mask) as usize == bucket)
+            .any(|&e| ((b ^ u32::from(e)) & mask) as usize == bucket)
         {
             return None;
         }
@@ -418,7 +395,7 @@ mod tests {
             reta: Reta::round_robin(128, 2).unwrap(),
             queues: QueueMap::identity(2),
         });
-        let layout = PortLayout::new(2, 1024..=65535, steering).unwrap();
+        let layout = Arc::new(PortLayout::new(2, 1024..=65535, steering).unwrap());
         let lips: Vec<Ipv6Addr> = ["2001:db8:20::200", "2001:db8:20::201"]
             .iter()
             .map(|s| s.parse().unwrap())
@@ -457,7 +434,7 @@ mod tests {
             reta: Reta::round_robin(128, 2).unwrap(),
             queues: QueueMap::identity(2),
         });
-        let layout = PortLayout::new(2, 1024..=4095, steering).unwrap();
+        let layout = Arc::new(PortLayout::new(2, 1024..=4095, steering).unwrap());
         let lip: Ipv6Addr = "2001:db8:20::200".parse().unwrap();
         let rip: Ipv6Addr = "2001:db8:20::11".parse().unwrap();
         let pool = Pool6::new(&[lip], &layout, 1);

@@ -268,7 +268,7 @@ impl<B: PacketBuf> Inet6<B> {
         &mut self,
         si: u32,
         services: &crate::forward::ServiceTable,
-        layout: &crate::laddr::PortLayout,
+        layout: &std::sync::Arc<crate::laddr::PortLayout>,
         worker: usize,
         rip: Ipv6Addr,
         rport: u16,
@@ -284,7 +284,7 @@ impl<B: PacketBuf> Inet6<B> {
     fn build_pools(
         &mut self,
         services: &crate::forward::ServiceTable,
-        layout: &crate::laddr::PortLayout,
+        layout: &std::sync::Arc<crate::laddr::PortLayout>,
         worker: usize,
     ) {
         if self.pools_generation == Some(services.generation) {

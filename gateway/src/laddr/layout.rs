@@ -56,6 +56,9 @@ struct Rss {
     queues: QueueMap,
     /// RETA entries (indices) whose queue each worker polls.
     entries_of: Vec<Vec<u16>>,
+    /// The hash of each value of the IPv6 input's destination port bytes, high then low
+    /// (`bucket_of6`): by linearity, a port's hash is the xor of its two bytes'.
+    dst_port6: Box<[[u32; 256]; 2]>,
 }
 
 /// The immutable, shared description of the local port space: built once, read by every worker.
@@ -67,13 +70,17 @@ pub struct PortLayout {
     rss: Option<Rss>,
     /// Each worker's ports by bucket.
     shares: Vec<PortShare>,
+    /// Each worker's ports by the bucket of the IPv6 input (`inet6::fullnat::Pool6`).
+    shares6: Vec<PortShare>,
 }
 
-/// One worker's ports grouped by bucket (`H(0, 0, 0, lport) & mask`, [`PortLayout::bucket_of`]):
-/// bucket `k` is `ports[start[k]..start[k + 1]]`. Every service's pool on the worker searches the
-/// same groups, so they are built once with the layout and shared, not once a pool: a restore of
-/// 2,000 FullNAT services had each worker build 2,000 copies while it prepared the generation,
-/// and forwarding stopped for 0.4 s (perf/RESULTS.md, "A large restore stopped forwarding").
+/// One worker's ports grouped by bucket (`H(0, 0, 0, lport) & mask`, [`PortLayout::bucket_of`];
+/// for IPv6 pools, of the IPv6 input, [`PortLayout::bucket_of6`]): bucket `k` is
+/// `ports[start[k]..start[k + 1]]`. Every service's pool on the worker searches the same groups,
+/// so they are built once with the layout and shared, not once a pool: a restore of 2,000
+/// FullNAT services had each worker build 2,000 copies while it prepared the generation, and
+/// forwarding stopped for 0.4 s (perf/RESULTS.md, "A large restore stopped forwarding"); IPv6's
+/// pools did the same until they shared theirs ("... and IPv6's").
 #[derive(Debug)]
 pub(crate) struct PortShare {
     pub(crate) ports: Vec<u16>,
@@ -127,7 +134,16 @@ impl PortLayout {
                 if let Some(w) = entries_of.iter().position(Vec::is_empty) {
                     return Err(ConfigError::NoRetaEntry(w));
                 }
+                let mut dst_port6 = Box::new([[0u32; 256]; 2]);
+                for (i, row) in dst_port6.iter_mut().enumerate() {
+                    for (v, h) in row.iter_mut().enumerate() {
+                        let mut input = [0u8; super::toeplitz::IPV6_L4_INPUT_LEN];
+                        input[super::toeplitz::field6::DST_PORT + i] = v as u8;
+                        *h = super::toeplitz::toeplitz_hash(&cfg.key, &input);
+                    }
+                }
                 Some(Rss {
+                    dst_port6,
                     key: cfg.key.clone(),
                     toeplitz,
                     reta: cfg.reta,
@@ -142,20 +158,26 @@ impl PortLayout {
             last,
             rss,
             shares: Vec::new(),
+            shares6: Vec::new(),
         };
-        layout.shares = (0..n_workers).map(|w| layout.group_by_bucket(w)).collect();
+        layout.shares = (0..n_workers)
+            .map(|w| layout.group_by(w, |p| layout.bucket_of(p)))
+            .collect();
+        layout.shares6 = (0..n_workers)
+            .map(|w| layout.group_by(w, |p| layout.bucket_of6(p)))
+            .collect();
         for w in 0..n_workers {
             layout.check_steerable(w)?;
         }
         Ok(layout)
     }
 
-    /// `worker`'s ports grouped by bucket: a counting sort.
-    fn group_by_bucket(&self, worker: usize) -> PortShare {
+    /// `worker`'s ports grouped by `bucket` (below `n_buckets`): a counting sort.
+    fn group_by(&self, worker: usize, bucket: impl Fn(u16) -> usize) -> PortShare {
         let n_buckets = self.n_buckets();
         let mut start = vec![0u32; n_buckets + 1];
         for p in self.worker_ports(worker) {
-            start[self.bucket_of(p) + 1] += 1;
+            start[bucket(p) + 1] += 1;
         }
         for k in 0..n_buckets {
             start[k + 1] += start[k];
@@ -163,7 +185,7 @@ impl PortLayout {
         let mut fill = start.clone();
         let mut ports = vec![0u16; start[n_buckets] as usize];
         for p in self.worker_ports(worker) {
-            let slot = &mut fill[self.bucket_of(p)];
+            let slot = &mut fill[bucket(p)];
             ports[*slot as usize] = p;
             *slot += 1;
         }
@@ -193,6 +215,11 @@ impl PortLayout {
     /// `worker`'s ports by bucket, which its pools search (`worker` below `n_workers`).
     pub(crate) fn share(&self, worker: usize) -> &PortShare {
         &self.shares[worker]
+    }
+
+    /// `worker`'s ports by the bucket of the IPv6 input, which its IPv6 pools search.
+    pub(crate) fn share6(&self, worker: usize) -> &PortShare {
+        &self.shares6[worker]
     }
 
     /// Number of workers sharing the port space.
@@ -291,6 +318,16 @@ impl PortLayout {
     pub(crate) fn bucket_of(&self, lport: u16) -> usize {
         self.rss.as_ref().map_or(0, |r| {
             (r.toeplitz.hash_port(field::DST_PORT, lport) & r.reta.mask()) as usize
+        })
+    }
+
+    /// The bucket of `lport` as an IPv6 reply's destination port: `H(0, 0, 0, lport) & mask` of
+    /// the 36-byte IPv6 input, whose Toeplitz hash is not the IPv4 one's (0 without RSS).
+    pub(crate) fn bucket_of6(&self, lport: u16) -> usize {
+        self.rss.as_ref().map_or(0, |r| {
+            let [hi, lo] = lport.to_be_bytes();
+            let h = r.dst_port6[0][usize::from(hi)] ^ r.dst_port6[1][usize::from(lo)];
+            (h & r.reta.mask()) as usize
         })
     }
 

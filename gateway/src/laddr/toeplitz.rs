@@ -59,6 +59,18 @@ pub fn ipv4_l4_input(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> [u
     input
 }
 
+/// Byte offsets in the 36-byte IPv6 input ([`ipv6_l4_input`]).
+pub mod field6 {
+    /// Source IPv6 address.
+    pub const SRC_IP: usize = 0;
+    /// Destination IPv6 address.
+    pub const DST_IP: usize = 16;
+    /// Source L4 port.
+    pub const SRC_PORT: usize = 32;
+    /// Destination L4 port.
+    pub const DST_PORT: usize = 34;
+}
+
 /// Length of the "IPv6 with TCP/UDP" input (issue 17): source address, destination address (32
 /// bytes, "IPv6 only"), source port, destination port. A 40-byte key covers it exactly.
 pub const IPV6_L4_INPUT_LEN: usize = 36;
