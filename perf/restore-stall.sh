@@ -1,0 +1,73 @@
+#!/bin/bash
+# A restore of 2,000 FullNAT services while wrk keeps 100 connections busy through the
+# lab's VIP: does preparing the new generation stall forwarding? For each round and each binary
+# (A, B), a fresh dual-stack lab (2 workers, af_packet), 8 s of `wrk -t2 -c100 --latency` with
+# `Connection: close` through the VIP of FAMILY (new connections: an IPv6 worker builds its local
+# address pools at the first SYN after a new generation, an IPv4 one while it prepares it), and 3 s
+# in `gwctl ipvsadm -R` of 2,000 services of that family (each -A, -P -z
+# one of 8 LIPs, two -a ... -b): the restore's time, wrk's max and p99 latency and rate, and the
+# gateway's RSS after. (perf/RESULTS.md, "A large restore stopped forwarding".)
+# Usage: perf/restore-stall.sh GATEWAY_A GATEWAY_B [ROUNDS] [4|6]   (root; about 1 min a run;
+# each binary's gwctl beside it)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+a=$1 b=$2 rounds=${3:-3} family=${4:-6}
+conf=$(mktemp) rules=$(mktemp)
+trap 'scripts/lab.sh down prs >/dev/null 2>&1; rm -f "$conf" "$rules"' EXIT
+sed -e 's|addresses = \["10.10.0.1/24"\]|addresses = ["10.10.0.1/24", "2001:db8:10::1/64"]|' \
+    -e 's|addresses = \["10.20.0.1/24"\]|addresses = ["10.20.0.1/24", "2001:db8:20::1/64"]|' conf/lab.toml >"$conf"
+cat >>"$conf" <<'TOML'
+
+[[service]]
+vip = "2001:db8:10::100"
+port = 80
+protocol = "tcp"
+scheduler = "wrr"
+local_addresses = ["2001:db8:20::200", "2001:db8:20::201"]
+toa = true
+[[service.real]]
+address = "2001:db8:20::11"
+[[service.real]]
+address = "2001:db8:20::12"
+TOML
+python3 - "$family" >"$rules" <<'PY'
+import sys
+v6 = sys.argv[1] == "6"
+for i in range(2000):
+    if v6:
+        vip, lip = f"[2001:db8:10::{0x1000 + i:x}]:80", f"2001:db8:20::{0x300 + i % 8:x}"
+        reals = ["[2001:db8:20::11]:80", "[2001:db8:20::12]:80"]
+    else:
+        vip, lip = f"172.{10 + i // 250}.0.{1 + i % 250}:80", f"10.20.0.{210 + i % 8}"
+        reals = ["10.20.0.11:80", "10.20.0.12:80"]
+    print(f"-A -t {vip} -s rr")
+    print(f"-P -t {vip} -z {lip}")
+    for r in reals:
+        print(f"-a -t {vip} -r {r} -b -w 1")
+PY
+url='http://[2001:db8:10::100]/'
+[ "$family" = 6 ] || url=http://10.10.0.100/
+for r in $(seq 1 "$rounds"); do
+    for bin in A B; do
+        [ "$bin" = A ] && export GATEWAY_BIN=$a || export GATEWAY_BIN=$b
+        gwctl="$(dirname "$GATEWAY_BIN")/gwctl -s /run/gateway/prs.sock"
+        scripts/lab.sh down prs >/dev/null 2>&1
+        timeout 300 scripts/lab.sh up prs "$conf" >/dev/null 2>&1 && timeout 120 scripts/lab.sh ipv6 prs >/dev/null 2>&1 || { echo "lab failed"; continue; }
+        out=$(mktemp)
+        ip netns exec prs-cli timeout 30 wrk -t2 -c100 -d8s --latency -H "Connection: close" "$url" >"$out" 2>&1 &
+        wrk=$!
+        sleep 3
+        t0=$(date +%s.%N)
+        $gwctl ipvsadm -R <"$rules" >/dev/null
+        t1=$(date +%s.%N)
+        wait "$wrk"
+        services=$($gwctl ipvsadm -Ln | grep -c '^TCP')
+        pid=$(pgrep -f "file-prefix prs" | head -1)
+        rss=$(ps -o rss= -p "$pid" 2>/dev/null | tr -d ' ')
+        max=$(awk '/Latency / {print $4}' "$out")
+        p99=$(awk '$1 == "99%" {print $2}' "$out")
+        rps=$(awk '/Requests\/sec/ {print $2}' "$out")
+        echo "round $r $bin ipv$family restore_s $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}') services $services wrk_max $max wrk_p99 $p99 rps $rps rss_kb $rss"
+        rm -f "$out"
+    done
+done
