@@ -281,15 +281,29 @@ impl<B: PacketBuf> Inet6<B> {
 
     /// The services' IPv6 local-address pools on `worker`, rebuilt if `services` is another
     /// snapshot than the one they were built for.
+    #[inline]
     fn build_pools(
         &mut self,
         services: &crate::forward::ServiceTable,
         layout: &std::sync::Arc<crate::laddr::PortLayout>,
         worker: usize,
     ) {
-        if self.pools_generation == Some(services.generation) {
-            return;
+        if self.pools_generation != Some(services.generation) {
+            self.rebuild_pools(services, layout, worker);
         }
+    }
+
+    /// `build_pools` for another snapshot: once a generation, at its first new connection (out
+    /// of line: inlined, it moved the code of the IPv6 path it sits in, `perf/cost.sh`'s
+    /// `established6-burst-net` 21 instructions longer).
+    #[cold]
+    #[inline(never)]
+    fn rebuild_pools(
+        &mut self,
+        services: &crate::forward::ServiceTable,
+        layout: &std::sync::Arc<crate::laddr::PortLayout>,
+        worker: usize,
+    ) {
         // A pool whose service and local addresses stay goes on where it was, as IPv4's
         // (`Forwarder::kept_pool`): rebuilt, its cursors would start over at the ports the last
         // connections took, which the real servers still hold in TIME_WAIT.
