@@ -887,7 +887,7 @@ pub(super) fn retire<B: PacketBuf>(
     Some(old)
 }
 
-/// Whether `c` is an entry parked by [`retire`]: its client tuple is its reply tuple reversed
+/// Whether `c` is an entry parked by `retire`: its client tuple is its reply tuple reversed
 /// (a connection's own never is: the client is not the local address). It forwards nothing; its
 /// server's late packets are dropped (`no_conn`).
 pub fn parked(c: &ConnOf<Tuple6>) -> bool {
