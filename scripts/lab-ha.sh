@@ -216,6 +216,18 @@ wait_holder() {
   return 1
 }
 
+# Waits (up to 30 s: CI runs several labs at once) until gateway K's sync role is ROLE
+# (`gwctl sync`'s first line).
+wait_role() {
+  local k=$1 want=$2 i
+  for i in $(seq 1 300); do
+    "$(gwctl_bin)" -s "/run/gateway/$name-gw$k.sock" sync 2>/dev/null | grep -q "^role $want" && return 0
+    sleep 0.1
+  done
+  echo "lab-ha.sh: gateway $k's sync role is not $want after 30 s: $("$(gwctl_bin)" -s "/run/gateway/$name-gw$k.sock" sync 2>&1 | head -1)" >&2
+  return 1
+}
+
 up() {
   local workers=${3:-1} preempt=""
   [ "${4:-}" = "nopreempt" ] && preempt="nopreempt"
@@ -259,6 +271,8 @@ up() {
   # whichever became MASTER first would keep it (CI once saw gateway 2 win the race).
   start_keepalived 1
   wait_holder 1
+  # Its sync role follows the twin's VIP a moment later (the kernel mirror): tests read it at once.
+  wait_role 1 master
   start_keepalived 2
   echo "ha lab $name is up: gateway 1 holds $VIP ($workers worker(s) per gateway)"
 }
