@@ -63,7 +63,8 @@ impl ConnFlags {
     pub const INPUT_ONLY: ConnFlags = ConnFlags(1 << 2);
     /// Set by the table when a TCP connection first reaches ESTABLISHED, and when a UDP flow
     /// first gets an answer (a packet from the reply side: conntrack's ASSURED; for a flow whose
-    /// answers bypass the gateway, what the datapath takes for one, `Table::mark_answered`).
+    /// answers bypass the gateway, what the datapath takes for one, `Table::mark_answered`); and
+    /// when a handshake is parked (`Table::park`), which then no longer counts as half-open.
     pub const ESTABLISHED_SEEN: ConnFlags = ConnFlags(1 << 3);
     /// The TOA option has been inserted (set by the FullNAT datapath).
     pub const TOA_DONE: ConnFlags = ConnFlags(1 << 4);
@@ -892,6 +893,13 @@ impl<T: ConnKey> Table<T> {
         self.indexed += 1;
         let c = &mut self.slab[id.0 as usize];
         c.client = client;
+        // A handshake parked (its client retried, or gave it up for another) waits for nothing
+        // any more: it stops counting as half-open, which a flood's eviction and the SYN proxy's
+        // auto mode read, and is no longer the embryonic eviction's to take.
+        if c.is_embryonic() {
+            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+            self.half_open -= 1;
+        }
         if c.state() != State::TimeWait {
             self.time_wait_queue.push(id.0);
         }

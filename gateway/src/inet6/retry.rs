@@ -11,8 +11,8 @@
 //! ([`ANSWERED`], bit 0; `ext`'s other bits are the sync log's refresh period, as on IPv4).
 //! IPv6 entries use neither for anything else.
 //!
-//! As IPv4's, a FullNAT connection to retry is parked on its LIP:lport for the rest of
-//! TIME_WAIT (`service::retire`), as a reused client port's is (`service::reschedule`): a late
+//! As IPv4's, a FullNAT connection to retry is parked on its LIP:lport for TIME_WAIT's
+//! timeout (`service::retire`), as a reused client port's is (`service::reschedule`): a late
 //! SYN-ACK of the server that failed is dropped (`no_conn`).
 
 use crate::conn::{tcp_flags, ConnId, ConnOf, ConnTable6, State, Ticks, Tuple6};

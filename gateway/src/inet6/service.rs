@@ -890,8 +890,10 @@ pub(super) fn retire<B: PacketBuf>(
 /// Whether `c` is an entry parked by `retire`: its client tuple is its reply tuple reversed
 /// (a connection's own never is: the client is not the local address). It forwards nothing; its
 /// server's late packets are dropped (`no_conn`).
+#[inline]
 pub fn parked(c: &ConnOf<Tuple6>) -> bool {
-    c.reply().is_some_and(|r| c.client() == r.reversed())
+    // No real server first: only a parked entry or an orphan of a removed one has none.
+    c.rs == NO_DEST && c.reply().is_some_and(|r| c.client() == r.reversed())
 }
 
 /// Removes one IPv6 connection to make room for a new one as the IPv4 side does
