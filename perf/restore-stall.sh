@@ -14,22 +14,8 @@ cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3} family=${4:-6}
 conf=$(mktemp) rules=$(mktemp)
 trap 'scripts/lab.sh down prs >/dev/null 2>&1; rm -f "$conf" "$rules"' EXIT
-sed -e 's|addresses = \["10.10.0.1/24"\]|addresses = ["10.10.0.1/24", "2001:db8:10::1/64"]|' \
-    -e 's|addresses = \["10.20.0.1/24"\]|addresses = ["10.20.0.1/24", "2001:db8:20::1/64"]|' conf/lab.toml >"$conf"
-cat >>"$conf" <<'TOML'
-
-[[service]]
-vip = "2001:db8:10::100"
-port = 80
-protocol = "tcp"
-scheduler = "wrr"
-local_addresses = ["2001:db8:20::200", "2001:db8:20::201"]
-toa = true
-[[service.real]]
-address = "2001:db8:20::11"
-[[service.real]]
-address = "2001:db8:20::12"
-TOML
+. perf/lab-dual-stack.sh
+dual_stack_conf >"$conf"
 python3 - "$family" >"$rules" <<'PY'
 import sys
 v6 = sys.argv[1] == "6"

@@ -10,22 +10,8 @@ cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-2}
 conf=$(mktemp)
 trap 'scripts/lab.sh down pstw >/dev/null 2>&1; rm -f "$conf"' EXIT
-sed -e 's|addresses = \["10.10.0.1/24"\]|addresses = ["10.10.0.1/24", "2001:db8:10::1/64"]|' \
-    -e 's|addresses = \["10.20.0.1/24"\]|addresses = ["10.20.0.1/24", "2001:db8:20::1/64"]|' conf/lab.toml >"$conf"
-cat >>"$conf" <<'TOML'
-
-[[service]]
-vip = "2001:db8:10::100"
-port = 80
-protocol = "tcp"
-scheduler = "wrr"
-local_addresses = ["2001:db8:20::200", "2001:db8:20::201"]
-toa = true
-[[service.real]]
-address = "2001:db8:20::11"
-[[service.real]]
-address = "2001:db8:20::12"
-TOML
+. perf/lab-dual-stack.sh
+dual_stack_conf >"$conf"
 snap() {
     for n in cli rs1 rs2; do
         ip netns exec "pstw-$n" nstat -az 2>/dev/null | awk -v n="$n" '{print n"."$1, $2}'

@@ -128,9 +128,14 @@ impl Ha {
 
     /// nft in gateway `k`'s namespace, `stdin` its input.
     fn nft(&self, k: usize, args: &[&str], stdin: &str) {
+        self.nft_in(&format!("gw{k}"), args, stdin)
+    }
+
+    /// nft in the lab's namespace `node` (`gw1`, `cli`, ...), `stdin` its input.
+    fn nft_in(&self, node: &str, args: &[&str], stdin: &str) {
         use std::io::Write;
         let mut c = Command::new("ip")
-            .args(["netns", "exec", &format!("{}-gw{k}", self.name), "nft"])
+            .args(["netns", "exec", &format!("{}-{node}", self.name), "nft"])
             .args(args)
             .stdin(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -353,12 +358,21 @@ fn with_nopreempt_a_restarted_primary_stays_the_backup_and_connections_carry_on(
 #[test]
 fn proxied_connections_survive_failover() {
     let lab = Ha::up("hp", 2);
+    proxied_connections_carry_on(&lab, "10.10.0.100:80", "");
+    let (_, proxy) = lab.gwctl(2, &["synproxy"]);
+    assert!(proxy.contains("TCP 10.10.0.100:80 on"), "{proxy}");
+}
+
+/// With the SYN proxy on for `svc` on both boxes of `lab`, wrk's connections through the VIP of
+/// `family` ("" for IPv4, "ipv6") are proxied, synced with their translations (`sync_translated`
+/// on the new master), and all 20 carry on through gateway 1's death.
+fn proxied_connections_carry_on(lab: &Ha, svc: &str, family: &str) {
     assert_eq!(lab.holder(), "1", "{}", lab.logs());
     for k in [1, 2] {
-        let (ok, out) = lab.gwctl(k, &["synproxy", "-t", "10.10.0.100:80", "on"]);
+        let (ok, out) = lab.gwctl(k, &["synproxy", "-t", svc, "on"]);
         assert!(ok, "{out}");
     }
-    let ((_, est, kept, new), text) = lab.failover("kill");
+    let ((_, est, kept, new), text) = lab.failover_to("kill", family);
     let s2 = lab.sync(2);
     assert_eq!(lab.holder(), "2", "{text}\n{}", lab.logs());
     assert_eq!(
@@ -368,8 +382,6 @@ fn proxied_connections_survive_failover() {
         lab.logs()
     );
     assert!(counter(&s2, "sync_translated") >= 20, "{s2}");
-    let (_, proxy) = lab.gwctl(2, &["synproxy"]);
-    assert!(proxy.contains("TCP 10.10.0.100:80 on"), "{proxy}");
 }
 
 /// `proxied_connections_survive_failover` over the IPv6 VIP: wrk's keep-alive connections to
@@ -378,21 +390,7 @@ fn proxied_connections_survive_failover() {
 #[test]
 fn ipv6_proxied_connections_survive_failover() {
     let lab = Ha::up_dual_stack("hq", 2);
-    assert_eq!(lab.holder(), "1", "{}", lab.logs());
-    for k in [1, 2] {
-        let (ok, out) = lab.gwctl(k, &["synproxy", "-t", "[2001:db8:10::100]:80", "on"]);
-        assert!(ok, "{out}");
-    }
-    let ((_, est, kept, new), text) = lab.failover_to("kill", "ipv6");
-    let s2 = lab.sync(2);
-    assert_eq!(lab.holder(), "2", "{text}\n{}", lab.logs());
-    assert_eq!(
-        (est, kept, new),
-        (20, 20, 0),
-        "{text}\n{s2}\n{}",
-        lab.logs()
-    );
-    assert!(counter(&s2, "sync_translated") >= 20, "{s2}");
+    proxied_connections_carry_on(&lab, "[2001:db8:10::100]:80", "ipv6");
 }
 
 /// The pair shares its SYN cookie key (`[synproxy] key`, as conf/README.md asks and lab-ha.sh
@@ -410,22 +408,10 @@ fn a_handshake_straddling_a_takeover_proves_its_cookie_to_the_new_master() {
         assert!(ok, "{out}");
     }
     let cli = format!("{}-cli", lab.name);
-    let nft = |script: &str| {
-        use std::io::Write;
-        let mut c = Command::new("ip")
-            .args(["netns", "exec", &cli, "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("nft");
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        assert!(c.wait().unwrap().success(), "nft: {script}");
-    };
     // Everything but the SYN toward port 80 stays in the client's namespace.
-    nft(
+    lab.nft_in(
+        "cli",
+        &["-f", "-"],
         "table inet hold { chain out { type filter hook output priority 0; \
          tcp dport 80 tcp flags & syn == 0 drop; }; }",
     );
@@ -455,7 +441,7 @@ fn a_handshake_straddling_a_takeover_proves_its_cookie_to_the_new_master() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_eq!(lab.holder(), "2", "{}", lab.logs());
-    nft("delete table inet hold");
+    lab.nft_in("cli", &["delete", "table", "inet", "hold"], "");
     let o = curl.wait_with_output().unwrap();
     // The counters are published a moment later than the connection opens.
     let t0 = std::time::Instant::now();

@@ -700,13 +700,33 @@ fn syn_ack_to(lport: u16) -> Vec<u8> {
 /// A FullNAT datapath whose client [`CLIENT6`]:40000 has sent its SYN to [`VIP6`]:8080, and the
 /// local port the SYN left from.
 fn fullnat6_syn_sent() -> (Datapath<VecBuf>, u16) {
+    let (dp, _, lport) = fullnat6_syn_out();
+    (dp, lport)
+}
+
+/// [`fullnat6_syn_sent`] with the SYN as it left toward the real server (LIP6:lport -> RS6_1:80).
+fn fullnat6_syn_out() -> (Datapath<VecBuf>, Vec<u8>, u16) {
     let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
     learn_rs1_and_client(&mut dp);
     let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
         panic!("SYN not sent")
     };
-    let lport = tcp_of(out.data()).1;
-    (dp, lport)
+    let syn = out.data().to_vec();
+    let lport = tcp_of(&syn).1;
+    (dp, syn, lport)
+}
+
+/// RS6_1's port unreachable to LIP6 about `quoted`, a frame the gateway sent it.
+fn unreachable_from_rs1(quoted: &[u8]) -> VecBuf {
+    icmp6_error(
+        (RS1_MAC, SERVER_PORT_MAC),
+        a(RS6_1),
+        a(LIP6),
+        etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ),
+        quoted,
+    )
 }
 
 /// The state of [`fullnat6_syn_sent`]'s connection.
@@ -1095,20 +1115,14 @@ fn icmp6_error(
 }
 
 /// A SYN on a reused client port whose FullNAT connection is in TIME_WAIT is a new connection on
-/// a fresh LIP:lport (`reschedule`), and the old entry is parked on its LIP:lport for the rest of
-/// TIME_WAIT (`service::retire`), as IPv4's (`forward::fullnat::PARKED`): its real server may hold
+/// a fresh LIP:lport (`reschedule`), and the old entry is parked on its LIP:lport for TIME_WAIT's
+/// timeout (`service::retire`), as IPv4's (`forward::fullnat::PARKED`): its real server may hold
 /// that tuple in TIME_WAIT, so no new connection may take it. The parked entry forwards nothing
 /// (a late reply, an ICMPv6 error about it), is not listed, and counts neither for its server nor
 /// for its local address, then or when it expires.
 #[test]
 fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
-    let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
-    learn_rs1_and_client(&mut dp);
-    let Verdict::Tx(1, syn) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
-        panic!("SYN not sent")
-    };
-    let syn = syn.data().to_vec();
-    let lport = tcp_of(&syn).1;
+    let (mut dp, syn, lport) = fullnat6_syn_out();
     let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
     assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
     // The connection is established, then closed: the client's FIN, the server's.
@@ -1161,15 +1175,7 @@ fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
     // Its server's late segment and an error about the old SYN are dropped.
     let late = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
     assert_eq!(drop_name(&late), "Dp(NoConn)");
-    let unreach = icmp6_error(
-        (RS1_MAC, SERVER_PORT_MAC),
-        a(RS6_1),
-        a(LIP6),
-        etherparse::Icmpv6Type::DestinationUnreachable(
-            etherparse::icmpv6::DestUnreachableCode::Port,
-        ),
-        &syn,
-    );
+    let unreach = unreachable_from_rs1(&syn);
     assert_eq!(drop_name(&dp.process(unreach, &meta(1))), "Dp(NoConn)");
     // Listed, counted: the new connection only.
     let filter = crate::control::proto::ConnFilter::default();
@@ -1202,13 +1208,7 @@ fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
 /// reaches the client.
 #[test]
 fn icmpv6_errors_about_fullnat6_connections_are_translated() {
-    let mut dp: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
-    learn_rs1_and_client(&mut dp);
-    let Verdict::Tx(1, syn) = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0)) else {
-        panic!("SYN not sent")
-    };
-    let syn = syn.data().to_vec();
-    let (_, lport, _, _, _) = tcp_of(&syn);
+    let (mut dp, syn, lport) = fullnat6_syn_out();
     let Verdict::Tx(0, synack) = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1))
     else {
         panic!("SYN-ACK not sent")
@@ -1238,15 +1238,7 @@ fn icmpv6_errors_about_fullnat6_connections_are_translated() {
     assert_eq!((s, sp, d, dp_), (a(RS6_1), 80, a(LIP6), lport));
     // The server side: an unreachable about the SYN (LIP:lport -> RIP:80) reaches the client
     // about its own SYN (CIP:40000 -> VIP:8080).
-    let unreach = icmp6_error(
-        (RS1_MAC, SERVER_PORT_MAC),
-        a(RS6_1),
-        a(LIP6),
-        etherparse::Icmpv6Type::DestinationUnreachable(
-            etherparse::icmpv6::DestUnreachableCode::Port,
-        ),
-        &syn,
-    );
+    let unreach = unreachable_from_rs1(&syn);
     let Verdict::Tx(0, out) = dp.process(unreach, &meta(1)) else {
         panic!("not passed to the client")
     };
@@ -2670,6 +2662,8 @@ fn an_ipv6_syn_refused_by_its_server_is_retried_once_on_another() {
     );
     let late = dp.process(answer6(first, lport, false), &meta(1));
     assert_eq!(drop_name(&late), "Dp(NoConn)");
+    // Parked, the failed handshake no longer counts as half-open: only the retried one does.
+    assert_eq!(dp.v6.conns.half_open(), 1);
     // What the failed connection held is given back: its server's count, its local address's.
     assert_eq!(rs_totals(&dp), [0, 1]);
     let in_use: u32 = dp
