@@ -273,6 +273,12 @@ impl LipConns {
         }
     }
 
+    /// How many (service, LIP) keys have a count (tests: a parked entry makes none).
+    #[cfg(test)]
+    pub(super) fn keys(&self) -> usize {
+        self.index.len()
+    }
+
     /// The connections counted on `k` now (0 for a key never seen).
     fn get(&self, k: &LipWord) -> u32 {
         self.index.get(k).map_or(0, |&at| self.counts[at as usize])

@@ -716,6 +716,19 @@ fn fullnat6_syn_out() -> (Datapath<VecBuf>, Vec<u8>, u16) {
     (dp, syn, lport)
 }
 
+/// The client's FIN (sequence 1001, acknowledging `ack`) from port `cport` to VIP6:8080.
+fn client_fin6(cport: u16, ack: u32) -> VecBuf {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .tcp(cport, 8080, 1001, 64240)
+        .fin()
+        .ack(ack)
+        .write(&mut v, b"")
+        .unwrap();
+    VecBuf::from_frame(&v)
+}
+
 /// RS6_1's port unreachable to LIP6 about `quoted`, a frame the gateway sent it.
 fn unreachable_from_rs1(quoted: &[u8]) -> VecBuf {
     icmp6_error(
@@ -917,17 +930,6 @@ fn fullnat6_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
         b.write(&mut v, b"").unwrap();
         VecBuf::from_frame(&v)
     };
-    let client_fin = |cport: u16| {
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
-            .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
-            .tcp(cport, 8080, 1001, 64240)
-            .fin()
-            .ack(5002)
-            .write(&mut v, b"")
-            .unwrap();
-        VecBuf::from_frame(&v)
-    };
     let mut lports = std::collections::HashSet::new();
     for cport in 10_000..11_600u16 {
         let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, cport, true, b""), &meta(0)) else {
@@ -939,7 +941,7 @@ fn fullnat6_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
             (from_rs(lport, "SA"), 1),
             (tcp6_to(8080, cport, false, b""), 0),
             (from_rs(lport, "FA"), 1),
-            (client_fin(cport), 0),
+            (client_fin6(cport, 5002), 0),
             (from_rs(lport, "A"), 1),
         ] {
             let v = dp.process(pkt, &meta(port));
@@ -1122,21 +1124,9 @@ fn icmp6_error(
 /// for its local address, then or when it expires.
 #[test]
 fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
-    let (mut dp, syn, lport) = fullnat6_syn_out();
-    let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
-    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
-    // The connection is established, then closed: the client's FIN, the server's.
-    let v = dp.process(tcp6_to(8080, 40000, false, b""), &meta(0));
-    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
-    let mut fin = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
-        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
-        .tcp(40000, 8080, 1001, 64240)
-        .fin()
-        .ack(5001)
-        .write(&mut fin, b"")
-        .unwrap();
-    let v = dp.process(VecBuf::from_frame(&fin), &meta(0));
+    let (mut dp, syn, lport, old) = fullnat6_established_after();
+    // The connection closes: the client's FIN, the server's.
+    let v = dp.process(client_fin6(40000, 5001), &meta(0));
     assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
     let mut fin = Vec::new();
     PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
@@ -1148,10 +1138,9 @@ fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
         .unwrap();
     let v = dp.process(VecBuf::from_frame(&fin), &meta(1));
     assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
-    let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
-    let (old, _) = dp.v6.conns.lookup(&t).unwrap();
     let state = dp.v6.conns.get(old).unwrap().state();
     assert_eq!(state, crate::conn::State::TimeWait);
+    let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
     // Its client's port comes back (conn_reuse_mode 1).
     let v = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0));
     let Verdict::Tx(1, out) = v else {
@@ -1166,6 +1155,9 @@ fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
     assert_eq!(c.reply().unwrap().dport, lport);
     let (new, _) = dp.v6.conns.lookup(&t).unwrap();
     assert_ne!(new, old);
+    // A backup never hears of it (no service nor server, `sync6::export`).
+    let now = crate::conn::Ticks(dp.l3.now_ms);
+    assert!(sync6::export(&dp.fwd, &dp.v6.conns, old, now).is_none());
     // The old tuple is held: a new connection's allocation passes it by.
     let held = crate::conn::Tuple6::new(a(RS6_1), 80, a(LIP6), lport, 6);
     assert_eq!(
@@ -1196,11 +1188,14 @@ fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
         vs.unwrap().svc.stats(0).unwrap().total()
     };
     assert_eq!((in_use(&dp), rs_total(&dp)), (1, 1));
-    // Both expire (TIME_WAIT's and SYN_RECV's timeouts): nothing is counted down twice.
+    // Both expire (TIME_WAIT's and SYN_RECV's timeouts): nothing is counted down twice, and
+    // the parked entry's tuples name no (service, LIP) to count on.
+    let keys = dp.v6.lip_conns.keys();
     dp.tick(dp.l3.now_ms + 200_000);
     dp.tick(dp.l3.now_ms + 1_000);
     assert!(dp.v6.conns.is_empty());
     assert_eq!((in_use(&dp), rs_total(&dp)), (0, 0));
+    assert_eq!(dp.v6.lip_conns.keys(), keys);
 }
 
 /// ICMPv6 errors about a FullNAT connection reach the other side translated: a packet too big on
@@ -3103,7 +3098,13 @@ fn rs6_segment(lport: u16, payload: &[u8]) -> VecBuf {
 /// [`fullnat6_syn_sent`]'s connection through its handshake: the datapath, its local port and
 /// the connection.
 fn fullnat6_established() -> (Datapath<VecBuf>, u16, crate::conn::ConnId) {
-    let (mut dp, lport) = fullnat6_syn_sent();
+    let (dp, _, lport, id) = fullnat6_established_after();
+    (dp, lport, id)
+}
+
+/// [`fullnat6_established`] with the SYN that left toward the real server.
+fn fullnat6_established_after() -> (Datapath<VecBuf>, Vec<u8>, u16, crate::conn::ConnId) {
+    let (mut dp, syn, lport) = fullnat6_syn_out();
     let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
     assert!(matches!(v, Verdict::Tx(0, _)), "{v:?}");
     let v = dp.process(tcp6_to(8080, 40000, false, b""), &meta(0));
@@ -3111,7 +3112,7 @@ fn fullnat6_established() -> (Datapath<VecBuf>, u16, crate::conn::ConnId) {
     assert_eq!(fullnat6_state(&dp), crate::conn::State::Established);
     let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
     let id = dp.v6.conns.lookup(&t).unwrap().0;
-    (dp, lport, id)
+    (dp, syn, lport, id)
 }
 
 #[test]
