@@ -4,8 +4,9 @@
 # operation counts; the difference over the difference of counts is one operation's cost, whatever
 # the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
 # Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k
-# reply-burst-1k reply-burst-spread syn handshake handoff expire established6-burst-1k syn6; add
-# established-1m, established-burst-1m and reply-1m, slow; established6-1k, reply6-1k, dr6-1k)
+# reply-burst-1k reply-burst-spread syn syn-rss handshake handoff expire established6-burst-1k syn6
+# syn6-rss; add established-1m, established-burst-1m and reply-1m, slow; established6-1k, reply6-1k,
+# dr6-1k)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
 #        perf/cost.sh --history [N]   (runs nothing: the worker's paths, net of the harness's frame
@@ -64,7 +65,7 @@ fi
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread syn handshake handoff expire established6-burst-1k syn6)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread syn syn-rss handshake handoff expire established6-burst-1k syn6 syn6-rss)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
 # Totals of one run: Ir D1mr D1mw DLmr DLmw (callgrind's event order with --cache-sim=yes).
@@ -92,10 +93,10 @@ per_op() {
         *) r=$(per_op "$s" 2000 6000) ;;
         esac
         echo "$s $r"
-        if [ "$s" = syn ]; then
+        if [ "$s" = syn ] || [ "$s" = syn-rss ]; then
             f=$(per_op frames 2000 6000)
-            echo "# syn-net: syn minus building its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
-            echo "syn-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+            echo "# $s-net: $s minus building its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "$s-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
         if [ "$s" = established-1k ]; then
             f=$(per_op ack-frames 2000 6000)
@@ -127,10 +128,10 @@ per_op() {
             echo "# established-net-1m: established-1m minus picking and writing its frame among 1M ($f)"
             echo "established-net-1m $(echo "$r $f" | awk '{print $1 - $4, $2 - $5, $3 - $6}')"
         fi
-        if [ "$s" = syn6 ]; then
+        if [ "$s" = syn6 ] || [ "$s" = syn6-rss ]; then
             f=$(per_op syn6-frames 2000 6000)
-            echo "# syn6-net: syn6 minus writing its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
-            echo "syn6-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+            echo "# $s-net: $s minus writing its frame ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "$s-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
         if [ "$s" = handshake ]; then
             f=$(per_op handshake-frames 2000 6000)

@@ -13,6 +13,8 @@
 //!   those bursts' frames, to subtract (`established-burst-net`, `established-burst-net-1m`);
 //! - `syn`: a SYN that opens a new connection, its frame built from the template (two checksums);
 //! - `frames`: only building those SYN frames, to subtract from `syn`;
+//! - `syn-rss`, `syn6-rss`: `syn` and `syn6` with the local port chosen for RSS steering (DPDK's
+//!   default key, a 128-entry RETA), as on a PCI NIC, where the replies' queue decides the port;
 //! - `ack-frames`: only picking and writing the frames of `established-1k`, to subtract from it
 //!   (`established-net`: the datapath's own instructions per established packet);
 //!   `ack-frames-1m` the same for `established-1m`, whose random pick of a flow among 1M misses
@@ -82,13 +84,21 @@ fn main() {
                 buf = std::hint::black_box(buf);
             }
         }
-        Some(s @ ("syn" | "frames")) => {
+        Some(s @ ("syn" | "syn-rss" | "frames")) => {
             let syn = template(0x02);
-            let mut dp: Datapath<VecBuf> = datapath_from(&bench_config(), 0, 1, 2 << 20);
+            // `syn-rss`: the local port is chosen so that RSS brings the replies to this worker,
+            // as on a NIC with RSS (`laddr::layout`).
+            let steering = if s == "syn-rss" {
+                rss_steering(1)
+            } else {
+                gateway::laddr::Steering::Partition
+            };
+            let mut dp: Datapath<VecBuf> =
+                datapath_steered(&bench_config(), 0, 1, 2 << 20, 1024, steering);
             let mut buf = VecBuf::from_frame(&syn);
             for i in 0..n as u32 {
                 let f = std::hint::black_box(Flow::new(&syn, i));
-                if s == "syn" {
+                if s != "frames" {
                     buf = send(&mut dp, buf, &f, &syn);
                 }
             }
@@ -123,14 +133,14 @@ fn main() {
             | "ack6-frames-burst"),
         ) => ipv6_run(s, n),
         Some(s @ ("handshake" | "handshake-frames")) => handshake_run(s == "handshake", n),
-        Some(s @ ("syn6" | "syn6-frames")) => syn6_run(s == "syn6", n),
+        Some(s @ ("syn6" | "syn6-rss" | "syn6-frames")) => syn6_run(s, n),
         Some("ts-plain") => timestamps_run(false, n as u64),
         Some("ts-proxied") => timestamps_run(true, n as u64),
         _ => {
             eprintln!(
                 "usage: datapath_cost established-1k|established-1m|established-burst-1k|established-burst-1m|\
                  ack-frames|ack-frames-1m|ack-frames-burst|ack-frames-burst-1m|reply-1k|reply-1m|reply-burst-1k|\
-                 reply-frames-burst|reply-burst-spread|syn|frames|\
+                 reply-frames-burst|reply-burst-spread|syn|syn-rss|frames|syn6|syn6-rss|syn6-frames|\
                  handoff|expire|established-2w|handshake|handshake-frames|established-1k-offload|ts-plain|ts-proxied|\
                  established6-1k|reply6-1k|dr6-1k|established6-burst-1k|ack6-frames-burst N"
             );
@@ -234,9 +244,9 @@ fn ipv6_run(scenario: &str, n: usize) {
 /// New IPv6 FullNAT connections: a SYN from a new client each (`syn` for IPv6), to the
 /// service of [`ipv6_run`] (16 local addresses, two real servers). Each frame is the template
 /// with the source address's last two words moved by the same amount in opposite directions,
-/// which leaves the TCP checksum (a one's-complement sum, RFC 1071) valid. Without `forward`,
-/// only the frames are written (`syn6-frames`, to subtract: `syn6-net`). Up to 28,672 clients.
-fn syn6_run(forward: bool, n: usize) {
+/// which leaves the TCP checksum (a one's-complement sum, RFC 1071) valid. `syn6-frames` only
+/// writes the frames (to subtract: `syn6-net`); `syn6-rss` steers by RSS. Up to 28,672 clients.
+fn syn6_run(scenario: &str, n: usize) {
     use etherparse::PacketBuilder;
     use std::net::Ipv6Addr;
     let lips: Vec<String> = (0x200..0x210)
@@ -251,7 +261,13 @@ fn syn6_run(forward: bool, n: usize) {
         lips.join(", ")
     );
     // Room for every SYN as a half-open connection (half the IPv6 table), none evicted.
-    let mut dp: Datapath<VecBuf> = datapath_with6(&cfg, 0, 1, 1 << 12, 1 << 14);
+    // `syn6-rss`: local ports chosen for RSS, as `syn-rss`.
+    let steering = if scenario == "syn6-rss" {
+        rss_steering(1)
+    } else {
+        gateway::laddr::Steering::Partition
+    };
+    let mut dp: Datapath<VecBuf> = datapath_steered(&cfg, 0, 1, 1 << 12, 1 << 14, steering);
     let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
     for (a, mac, port) in [
         ("2001:db8:20::11", RS1_MAC, 1),
@@ -281,7 +297,7 @@ fn syn6_run(forward: bool, n: usize) {
         f[34..36].copy_from_slice(&(0x8000 + d).to_be_bytes());
         f[36..38].copy_from_slice(&(0x8000 - d).to_be_bytes());
         buf = std::hint::black_box(buf);
-        if forward {
+        if scenario != "syn6-frames" {
             buf = sent(dp.process(buf, &META));
         }
     }

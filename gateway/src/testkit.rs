@@ -148,6 +148,38 @@ pub fn datapath_with6<B: PacketBuf>(
     capacity: u32,
     capacity6: u32,
 ) -> Datapath<B> {
+    datapath_steered(
+        config,
+        worker,
+        n_workers,
+        capacity,
+        capacity6,
+        Steering::Partition,
+    )
+}
+
+/// RSS steering as a NIC with DPDK's default key and a 128-entry redirection table spread
+/// round robin over `n_workers` queues would do it, queue `q` polled by worker `q`.
+pub fn rss_steering(n_workers: u16) -> Steering {
+    use crate::laddr::reta::{QueueMap, Reta};
+    use crate::laddr::RssConfig;
+    Steering::Rss(RssConfig {
+        key: crate::laddr::toeplitz::DEFAULT_RSS_KEY.to_vec(),
+        reta: Reta::new((0..128).map(|i| i % n_workers).collect()).expect("RETA"),
+        queues: QueueMap::identity(n_workers),
+    })
+}
+
+/// [`datapath_with6`] whose local ports are chosen for `steering` (the worker's pools steer
+/// replies by RSS with [`rss_steering`]).
+pub fn datapath_steered<B: PacketBuf>(
+    config: &str,
+    worker: u16,
+    n_workers: usize,
+    capacity: u32,
+    capacity6: u32,
+    steering: Steering,
+) -> Datapath<B> {
     let cfg = Config::parse(config).expect("testkit config");
     let v = cfg.validate().expect("testkit config");
     let macs = [CLIENT_PORT_MAC, SERVER_PORT_MAC];
@@ -175,8 +207,7 @@ pub fn datapath_with6<B: PacketBuf>(
     };
     let topo = crate::control::topology::build(&inputs, None, &services).0;
     let [lo, hi] = cfg.conn.port_range;
-    let layout =
-        Arc::new(PortLayout::new(n_workers, lo..=hi, Steering::Partition).expect("layout"));
+    let layout = Arc::new(PortLayout::new(n_workers, lo..=hi, steering).expect("layout"));
     let fwd = Forwarder::new(
         worker,
         services,
