@@ -30,12 +30,14 @@ const MAX_ATTEMPTS: usize = 64;
 use crate::laddr::toeplitz::field6::DST_IP as DST_IP6;
 use crate::laddr::toeplitz::field6::{SRC_IP as SRC_IP6, SRC_PORT as SRC_PORT6};
 
-/// The Toeplitz hash of `bytes` alone at `offset` of the IPv6 input: the hash is linear, so a
-/// tuple's is the xor of its fields' (`laddr::toeplitz`).
-fn hash_at(key: &[u8], offset: usize, bytes: &[u8]) -> u32 {
-    let mut input = [0u8; crate::laddr::toeplitz::IPV6_L4_INPUT_LEN];
-    input[offset..offset + bytes.len()].copy_from_slice(bytes);
-    crate::laddr::toeplitz::toeplitz_hash(key, &input)
+/// `H(rip, 0, rport, 0)` of the IPv6 input, the reply's part of its hash that the pool does not
+/// choose (0 without RSS): the hash is linear, so a tuple's is the xor of its fields'
+/// (`laddr::toeplitz`).
+#[inline]
+fn remote_hash(layout: &PortLayout, rip: Ipv6Addr, rport: u16) -> u32 {
+    layout.toeplitz6().map_or(0, |t| {
+        t.hash_at(SRC_IP6, &rip.octets()) ^ t.hash_at(SRC_PORT6, &rport.to_be_bytes())
+    })
 }
 
 /// One worker's local addresses and ports for one IPv6 service.
@@ -61,11 +63,11 @@ pub struct Pool6 {
 
 impl Pool6 {
     pub fn new(lips: &[Ipv6Addr], layout: &Arc<PortLayout>, worker: usize) -> Pool6 {
-        let key = layout.rss_key();
+        let toeplitz = layout.toeplitz6();
         Pool6 {
             lips: lips
                 .iter()
-                .map(|&l| (l, key.map_or(0, |k| hash_at(k, DST_IP6, &l.octets()))))
+                .map(|&l| (l, toeplitz.map_or(0, |t| t.hash_at(DST_IP6, &l.octets()))))
                 .collect(),
             cursor: vec![0; layout.mask() as usize + 1],
             layout: Arc::clone(layout),
@@ -100,10 +102,8 @@ impl Pool6 {
             return None;
         }
         let (mask, entries) = (layout.mask(), layout.worker_entries(self.worker));
-        // H(rip, 0, rport, 0): the only hashing per allocation.
-        let remote = layout.rss_key().map_or(0, |k| {
-            hash_at(k, SRC_IP6, &rip.octets()) ^ hash_at(k, SRC_PORT6, &rport.to_be_bytes())
-        });
+        // The only hashing per allocation.
+        let remote = remote_hash(layout, rip, rport);
         let first_lip = self.next_lip;
         self.next_lip = (self.next_lip + 1) % self.lips.len();
         let n_entries = entries.len();
@@ -153,9 +153,7 @@ impl Pool6 {
         let layout = &*self.layout;
         let (share, mask) = (layout.share6(self.worker), layout.mask());
         let bucket = layout.bucket_of6(lport);
-        let remote = layout.rss_key().map_or(0, |k| {
-            hash_at(k, SRC_IP6, &rip.octets()) ^ hash_at(k, SRC_PORT6, &rport.to_be_bytes())
-        });
+        let remote = remote_hash(layout, rip, rport);
         // This worker's ports of the bucket, ascending.
         let (lo, hi) = (*share.start.get(bucket)?, *share.start.get(bucket + 1)?);
         share.ports[lo as usize..hi as usize]

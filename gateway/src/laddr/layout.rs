@@ -20,7 +20,7 @@ use std::ops::RangeInclusive;
 
 use super::error::ConfigError;
 use super::reta::{QueueMap, Reta};
-use super::toeplitz::{field, Toeplitz};
+use super::toeplitz::{field, field6, Toeplitz, Toeplitz6};
 use super::tuple::ReplyTuple;
 
 /// The default local port range: everything above the well-known ports.
@@ -49,16 +49,15 @@ pub enum Steering {
 
 #[derive(Debug)]
 struct Rss {
-    /// The key itself, for inputs the tables do not cover (IPv6: `inet6::fullnat`).
-    key: Vec<u8>,
     toeplitz: Toeplitz,
+    /// The tables for the IPv6 input (`inet6::fullnat::Pool6`, [`PortLayout::bucket_of6`]): a
+    /// new IPv6 connection's remote part of the hash is 18 lookups, where the key bit by bit
+    /// cost it 2,400 instructions (perf/RESULTS.md, "IPv6 ports chosen for RSS").
+    toeplitz6: Toeplitz6,
     reta: Reta,
     queues: QueueMap,
     /// RETA entries (indices) whose queue each worker polls.
     entries_of: Vec<Vec<u16>>,
-    /// The hash of each value of the IPv6 input's destination port bytes, high then low
-    /// (`bucket_of6`): by linearity, a port's hash is the xor of its two bytes'.
-    dst_port6: Box<[[u32; 256]; 2]>,
 }
 
 /// The immutable, shared description of the local port space: built once, read by every worker.
@@ -134,17 +133,8 @@ impl PortLayout {
                 if let Some(w) = entries_of.iter().position(Vec::is_empty) {
                     return Err(ConfigError::NoRetaEntry(w));
                 }
-                let mut dst_port6 = Box::new([[0u32; 256]; 2]);
-                for (i, row) in dst_port6.iter_mut().enumerate() {
-                    for (v, h) in row.iter_mut().enumerate() {
-                        let mut input = [0u8; super::toeplitz::IPV6_L4_INPUT_LEN];
-                        input[super::toeplitz::field6::DST_PORT + i] = v as u8;
-                        *h = super::toeplitz::toeplitz_hash(&cfg.key, &input);
-                    }
-                }
                 Some(Rss {
-                    dst_port6,
-                    key: cfg.key.clone(),
+                    toeplitz6: Toeplitz6::padded(&cfg.key),
                     toeplitz,
                     reta: cfg.reta,
                     queues: cfg.queues,
@@ -285,9 +275,9 @@ impl PortLayout {
         self.rss.as_ref().map(|r| &r.toeplitz)
     }
 
-    /// The RSS key, with RSS steering.
-    pub fn rss_key(&self) -> Option<&[u8]> {
-        self.rss.as_ref().map(|r| r.key.as_slice())
+    /// The Toeplitz tables of the RSS key for IPv6 inputs, with RSS steering.
+    pub fn toeplitz6(&self) -> Option<&Toeplitz6> {
+        self.rss.as_ref().map(|r| &r.toeplitz6)
     }
 
     /// The redirection table, with RSS steering.
@@ -325,8 +315,7 @@ impl PortLayout {
     /// the 36-byte IPv6 input, whose Toeplitz hash is not the IPv4 one's (0 without RSS).
     pub(crate) fn bucket_of6(&self, lport: u16) -> usize {
         self.rss.as_ref().map_or(0, |r| {
-            let [hi, lo] = lport.to_be_bytes();
-            let h = r.dst_port6[0][usize::from(hi)] ^ r.dst_port6[1][usize::from(lo)];
+            let h = r.toeplitz6.hash_at(field6::DST_PORT, &lport.to_be_bytes());
             (h & r.reta.mask()) as usize
         })
     }

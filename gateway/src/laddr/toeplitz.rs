@@ -238,13 +238,28 @@ impl Toeplitz6 {
         Ok(Toeplitz6 { table: rows(key) })
     }
 
+    /// The tables for any key: bits past its end read as zero, as in [`toeplitz_hash`]. For a
+    /// port layout whose key ([`MIN_KEY_LEN`] at least) is too short for IPv6 inputs: a NIC would
+    /// refuse it for IPv6 RSS, and what the pools choose with it then only has to be consistent.
+    pub(crate) fn padded(key: &[u8]) -> Self {
+        Toeplitz6 { table: rows(key) }
+    }
+
+    /// Hash of `bytes` placed at byte offset `offset` of an otherwise zero input (a field's part
+    /// of a tuple's hash: the hash is linear). Bytes past [`IPV6_L4_INPUT_LEN`] are ignored.
+    #[inline]
+    pub fn hash_at(&self, offset: usize, bytes: &[u8]) -> u32 {
+        self.table
+            .iter()
+            .skip(offset)
+            .zip(bytes)
+            .fold(0, |acc, (row, &v)| acc ^ row[usize::from(v)])
+    }
+
     /// Hash of `input` (up to [`IPV6_L4_INPUT_LEN`] bytes), equal to `toeplitz_hash(key, input)`.
     #[inline]
     pub fn hash(&self, input: &[u8]) -> u32 {
-        self.table
-            .iter()
-            .zip(input)
-            .fold(0, |acc, (row, &v)| acc ^ row[usize::from(v)])
+        self.hash_at(0, input)
     }
 
     /// Hash of the "IPv6 only" input.
@@ -440,6 +455,21 @@ mod tests {
             let t = Toeplitz6::new(&key).unwrap();
             prop_assert_eq!(t.hash(&input), toeplitz_hash(&key, &input));
             prop_assert_eq!(t.hash(&input[..32]), toeplitz_hash(&key, &input[..32]));
+        }
+
+        /// A field's part at its offset, as the IPv6 pools compose a reply's hash, is the hash
+        /// of the input holding that field alone; and the tables of a key too short for IPv6
+        /// read its missing bits as zero, as the reference does.
+        #[test]
+        fn ipv6_field_parts_and_short_keys(key in prop::collection::vec(any::<u8>(), 16..=52),
+                                           input in any::<[u8; IPV6_L4_INPUT_LEN]>(),
+                                           at in 0..IPV6_L4_INPUT_LEN, len in 1usize..=16) {
+            let t = Toeplitz6::padded(&key);
+            prop_assert_eq!(t.hash(&input), toeplitz_hash(&key, &input));
+            let len = len.min(IPV6_L4_INPUT_LEN - at);
+            let mut alone = [0u8; IPV6_L4_INPUT_LEN];
+            alone[at..at + len].copy_from_slice(&input[at..at + len]);
+            prop_assert_eq!(t.hash_at(at, &input[at..at + len]), toeplitz_hash(&key, &alone));
         }
 
         #[test]
