@@ -211,7 +211,8 @@ impl<B: PacketBuf> Inet6<B> {
             (e.real, e.local, e.mode, e.proto) == (r.real, r.local, r.mode, r.proto)
         });
         if !same {
-            self.drop_connection(fwd, id);
+            // Parked as the primary parked it (IPv4's `apply_record` says why).
+            service::retire(self, fwd, id, now);
             return self.install(l3, fwd, r, now).map(|_| Applied::Replaced);
         }
         let old = self.conns.get(id).map_or(State::None, |c| c.state());

@@ -1174,19 +1174,6 @@ fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
     let listed = crate::control::dump::worker_dump(0, &dp, &filter, 100, 0).conns;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].local.map(|l| l.1), Some(lport2));
-    let in_use = |dp: &Datapath<VecBuf>| -> u32 {
-        let usage = dp.v6.lip_conns.usage(dp.fwd.services());
-        usage.iter().map(|u| u.1).sum()
-    };
-    let rs_total = |dp: &Datapath<VecBuf>| {
-        let vs = dp
-            .fwd
-            .services()
-            .services
-            .iter()
-            .find(|vs| vs.svc.config().vport == 8080);
-        vs.unwrap().svc.stats(0).unwrap().total()
-    };
     assert_eq!((in_use(&dp), rs_total(&dp)), (1, 1));
     // Both expire (TIME_WAIT's and SYN_RECV's timeouts): nothing is counted down twice, and
     // the parked entry's tuples name no (service, LIP) to count on.
@@ -1196,6 +1183,23 @@ fn fullnat6_a_replaced_connection_holds_its_local_port_for_time_wait() {
     assert!(dp.v6.conns.is_empty());
     assert_eq!((in_use(&dp), rs_total(&dp)), (0, 0));
     assert_eq!(dp.v6.lip_conns.keys(), keys);
+}
+
+/// The IPv6 local ports in use on `dp`, over every (service, LIP).
+fn in_use(dp: &Datapath<VecBuf>) -> u32 {
+    let usage = dp.v6.lip_conns.usage(dp.fwd.services());
+    usage.iter().map(|u| u.1).sum()
+}
+
+/// The connections counted to the first real server of the service on port 8080.
+fn rs_total(dp: &Datapath<VecBuf>) -> u32 {
+    let vs = dp
+        .fwd
+        .services()
+        .services
+        .iter()
+        .find(|vs| vs.svc.config().vport == 8080);
+    vs.unwrap().svc.stats(0).unwrap().total()
 }
 
 /// ICMPv6 errors about a FullNAT connection reach the other side translated: a packet too big on
@@ -3113,6 +3117,46 @@ fn fullnat6_established_after() -> (Datapath<VecBuf>, Vec<u8>, u16, crate::conn:
     let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
     let id = dp.v6.conns.lookup(&t).unwrap().0;
     (dp, syn, lport, id)
+}
+
+/// A record for a client tuple the backup holds with another local port (the primary scheduled
+/// the client's new connection afresh and parked the old one, `service::retire`) parks the
+/// backup's old entry too: after a takeover its LIP:lport is not handed out while the old server
+/// may hold it in TIME_WAIT. The parked entry is not listed and counts for neither its server nor
+/// its local address, then or when it expires.
+#[test]
+fn a_backup_parks_the_ipv6_connection_a_record_replaces() {
+    let (a_dp, _, lport, id) = fullnat6_established_after();
+    let now = crate::conn::Ticks(a_dp.l3.now_ms);
+    let old = sync6::export(&a_dp.fwd, &a_dp.v6.conns, id, now).unwrap();
+    let mut b: Datapath<VecBuf> = datapath_from(&config_fullnat(), 0, 1, 1024);
+    let now = crate::conn::Ticks(b.l3.now_ms);
+    let first = b.v6.apply_record(&mut b.l3, &mut b.fwd, &old, now);
+    assert_eq!(first, Ok(crate::forward::Applied::Installed));
+    let lport2 = lport + 1;
+    let new = crate::conn::record::ConnRecord {
+        local: (old.local.0, lport2),
+        state: crate::conn::State::SynRecv as u8,
+        remaining_ms: 30_000,
+        ..old
+    };
+    let second = b.v6.apply_record(&mut b.l3, &mut b.fwd, &new, now);
+    assert_eq!(second, Ok(crate::forward::Applied::Replaced));
+    assert_eq!(b.v6.conns.len(), 2, "the old entry holds its LIP:lport");
+    let held = crate::conn::Tuple6::new(a(RS6_1), 80, a(LIP6), lport, 6);
+    let (parked, dir) = b.v6.conns.lookup(&held).unwrap();
+    assert_eq!(dir, crate::conn::Dir::Reply);
+    assert!(service::parked(b.v6.conns.get(parked).unwrap()));
+    let filter = crate::control::proto::ConnFilter::default();
+    let listed = crate::control::dump::worker_dump(0, &b, &filter, 100, 0).conns;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].local.map(|l| l.1), Some(lport2));
+    assert_eq!((in_use(&b), rs_total(&b)), (1, 1));
+    b.tick(b.l3.now_ms + 200_000);
+    b.tick(b.l3.now_ms + 1_000);
+    assert!(b.v6.conns.is_empty());
+    assert_eq!((in_use(&b), rs_total(&b)), (0, 0));
+    assert_eq!(b.fwd.sync_counters().refused(), 0);
 }
 
 #[test]

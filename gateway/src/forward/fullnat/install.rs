@@ -138,7 +138,10 @@ impl Forwarder {
             (e.real, e.local, e.mode, e.proto) == (r.real, r.local, r.mode, r.proto)
         });
         if !same {
-            self.drop_connection(id);
+            // The primary scheduled the client's new connection afresh and parked the old one on
+            // its LIP:lport (`retire`); parked here too, the port is not handed out after a
+            // takeover while the old server may still hold it in TIME_WAIT.
+            self.retire(id, now);
             return self.install_over_stale(r, now, Applied::Replaced);
         }
         let Some(c) = self.table.get(id) else {

@@ -448,6 +448,79 @@ fn a_stale_entry_holding_the_local_port_gives_way_to_the_primarys_connection() {
     assert_eq!(in_use, 1);
 }
 
+/// A record for a client tuple the backup holds with another local port (the primary scheduled
+/// the client's new connection afresh and parked the old one, `Forwarder::retire`) parks the
+/// backup's old entry too, on its LIP:lport: after a takeover that port is not handed out while
+/// the old server may hold it in TIME_WAIT. The parked entry is not listed, forwards nothing and
+/// counts for neither its server nor its local address, then or when it expires.
+#[test]
+fn a_backup_parks_the_connection_a_record_replaces() {
+    let mut a: Datapath<VecBuf> = lab_datapath();
+    a.tick(1_000);
+    let (local, real) = established(&mut a);
+    let id = a.fwd.table().iter().next().unwrap().0;
+    let old = a.fwd.export(id, Ticks(1_000)).unwrap();
+    let mut b: Datapath<VecBuf> = lab_datapath();
+    b.tick(1_000);
+    assert_eq!(
+        b.fwd.apply_record(&old, Ticks(1_000)),
+        Ok(Applied::Installed)
+    );
+    let new = ConnRecord {
+        local: (old.local.0, old.local.1 + 1),
+        state: State::SynRecv as u8,
+        remaining_ms: 30_000,
+        ..old
+    };
+    assert_eq!(
+        b.fwd.apply_record(&new, Ticks(1_000)),
+        Ok(Applied::Replaced)
+    );
+    assert_eq!(b.fwd.table().len(), 2, "the old entry holds its LIP:lport");
+    let held = Tuple::new(real.0, real.1, local.0, local.1, 6);
+    let (parked, dir) = b.fwd.table().lookup(&held).unwrap();
+    assert_eq!(dir, crate::conn::Dir::Reply);
+    let c = b.fwd.table().get(parked).unwrap();
+    assert!(c.flags().contains(super::super::PARKED), "{c:?}");
+    assert!(b.fwd.export(parked, Ticks(1_000)).is_none());
+    let filter = crate::control::proto::ConnFilter::default();
+    let listed = crate::control::dump::worker_dump(0, &b, &filter, 100, 0).conns;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].local.map(|l| l.1), Some(local.1 + 1));
+    // The server's late segment on the old tuple is dropped.
+    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    let srv = RxMeta { port: 1, ..CLIENT };
+    let late = b.process(
+        tcp(
+            (rmac, SERVER_PORT_MAC),
+            real,
+            local,
+            false,
+            5001,
+            Some(1001),
+        ),
+        &srv,
+    );
+    assert!(matches!(late, Verdict::Drop(..)), "{late:?}");
+    let counts = |dp: &Datapath<VecBuf>| {
+        let in_use: u32 = dp.fwd.lip_usage().map(|(_, n)| n).sum();
+        let total: u32 = dp.fwd.services().services[0]
+            .svc
+            .reals()
+            .iter()
+            .enumerate()
+            .map(|(i, _)| dp.fwd.services().services[0].svc.stats(i).unwrap().total())
+            .sum();
+        (in_use, total)
+    };
+    assert_eq!(counts(&b), (1, 1));
+    b.tick(200_000);
+    b.tick(201_000);
+    assert_eq!(b.fwd.table().len(), 0);
+    assert_eq!(counts(&b), (0, 0));
+    assert_eq!(b.fwd.sync_counters().refused(), 0);
+}
+
 #[test]
 fn nat_and_dr_connections_installed_elsewhere_forward_their_next_packet() {
     for (mode_key, want_mode) in [("nat", mode::NAT), ("dr", mode::DR)] {
