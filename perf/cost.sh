@@ -26,7 +26,7 @@ records() {
 if [ "${1:-}" = --history ]; then
     files=()
     while read -r _ f; do files+=("$f"); done < <(records | tail -n "${2:-+1}")
-    awk -v cols="established-burst-net reply-burst-net established6-burst-net syn-net syn6-net handshake-net expire-net" '
+    awk -v cols="established-burst-net reply-burst-net established6-burst-net syn-net syn6-net syn6-rss-net handshake-net expire-net" '
         BEGIN { n = split(cols, col, " ") }
         FNR == 1 { k++; c = FILENAME; sub(/.*cost-/, "", c); sub(/\.txt$/, "", c); name[k] = c }
         /^#/ { next }
