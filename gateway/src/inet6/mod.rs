@@ -545,7 +545,7 @@ impl<B: PacketBuf> Inet6<B> {
         // (service, real server) of SYNs their servers never answered (`retry`).
         let mut failed: Vec<(u16, u16)> = Vec::new();
         let lip_conns = &mut self.lip_conns;
-        let n = self.conns.expire(Ticks(now_ms), EXPIRE_BUDGET, |_, c, _| {
+        self.conns.expire(Ticks(now_ms), EXPIRE_BUDGET, |_, c, _| {
             if retry::expires_unanswered(c) {
                 failed.push((c.svc, c.rs));
             }
@@ -569,7 +569,11 @@ impl<B: PacketBuf> Inet6<B> {
         for (si, rs) in failed {
             fwd.count_syn_failed(si, rs, false);
         }
-        stats.conns_expired += n as u64;
+        // Every connection that left the table, by its timer or removed before it (evicted to
+        // make room, replaced by a sync record, its tuple scheduled afresh without parking), as
+        // IPv4's `conns_expired` counts them; a parked entry counts once, when its timer ends it.
+        let table = self.conns.counters();
+        stats.conns_expired = table.expired + table.removed;
         stats.conns = self.conns.len() as u64;
         stats.half_open = self.conns.half_open() as u64;
         let dropped = self.frags.expire(now_ms);

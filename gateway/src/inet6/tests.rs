@@ -3156,6 +3156,8 @@ fn a_backup_parks_the_ipv6_connection_a_record_replaces() {
     b.tick(b.l3.now_ms + 1_000);
     assert!(b.v6.conns.is_empty());
     assert_eq!((in_use(&b), rs_total(&b)), (0, 0));
+    // Each ended once: the parked one when its timer ended it, not when it was parked.
+    assert_eq!(b.l3.stats.inet6.conns_expired, 2);
     assert_eq!(b.fwd.sync_counters().refused(), 0);
 }
 
@@ -3375,6 +3377,9 @@ fn a_nat64_record_takes_its_local_port_from_a_stale_entry() {
     let second = b.v6.apply_record(&mut b.l3, &mut b.fwd, &other, now);
     assert_eq!(second, Ok(crate::forward::Applied::Replaced));
     assert_eq!(b.v6.conns.len(), 1);
+    // The stale entry ended here: counted as IPv4's removals are.
+    b.tick(b.l3.now_ms + 1);
+    assert_eq!(b.l3.stats.inet6.conns_expired, 1);
     let t2 = crate::conn::Tuple6::new(a(CLIENT6), 40001, a(VIP6), 8082, 6);
     assert!(b.v6.conns.lookup(&t2).is_some() && b.v6.conns.lookup(&t).is_none());
     assert_eq!(b.fwd.sync_counters().refused(), 0);

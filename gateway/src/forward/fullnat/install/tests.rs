@@ -518,6 +518,8 @@ fn a_backup_parks_the_connection_a_record_replaces() {
     b.tick(201_000);
     assert_eq!(b.fwd.table().len(), 0);
     assert_eq!(counts(&b), (0, 0));
+    // Each ended once: the parked one when its timer ended it, not when it was parked.
+    assert_eq!(b.fwd.stats.expired, 2);
     assert_eq!(b.fwd.sync_counters().refused(), 0);
 }
 
