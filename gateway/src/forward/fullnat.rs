@@ -1618,7 +1618,7 @@ impl Forwarder {
 
     /// Whether connections of service `svc` whose real server was removed are dropped at once (a
     /// removed service drops them too: nothing schedules for it any more).
-    fn expire_nodest(&self, svc: u16) -> bool {
+    pub(crate) fn expire_nodest(&self, svc: u16) -> bool {
         self.services
             .services
             .get(svc as usize)

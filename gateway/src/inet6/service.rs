@@ -178,6 +178,16 @@ pub fn to_service_segment<B: PacketBuf>(
             }
         }
     }
+    if let Some(id) = found.filter(|&id| expires_without_server(v6, fwd, id)) {
+        // IPVS's `expire_nodest_conn`, as IPv4's: the entry goes at its next packet; a UDP
+        // datagram is scheduled afresh, a TCP segment dropped (its client's next SYN is new).
+        remove(v6, fwd, id);
+        if is_tcp {
+            return Verdict::Drop(Drop::NoRealServer.into(), pkt);
+        }
+        fwd.stats.resched_udp_removed += 1;
+        found = None;
+    }
     let created = found.is_none();
     let id = match found {
         Some(id) => id,
@@ -305,21 +315,26 @@ pub(super) fn forward_client<B: PacketBuf>(
     let c = &*c;
     fwd.count_packet(c.svc, c.rs, Dir::Original, ip_len(v));
     let services = fwd.services();
-    let Some(rs) = services
-        .services
-        .get(c.svc as usize)
-        .and_then(|vs| vs.svc.reals().get(c.rs as usize))
-    else {
-        // Its real server was removed from the service.
-        return Verdict::Drop(Drop::NoRealServer.into(), pkt);
+    let vs = services.services.get(c.svc as usize);
+    let real = vs.and_then(|vs| vs.svc.reals().get(c.rs as usize));
+    // A real server removed from its service without `expire_nodest_conn` keeps its connections,
+    // as IPVS keeps forwarding to a removed destination: FullNAT's and NAT's reply tuple names it
+    // (NAT64's too, `nat64::to_server`). DR and TUN keep no address of it: their connections
+    // expire at their next packet (`expires_without_server`).
+    let rip = match (real.map(|r| r.addr), c.reply()) {
+        (Some(addr), _) => Some(addr),
+        (None, Some(r)) if c.mode == mode::FULLNAT || c.mode == mode::NAT => {
+            Some(IpAddr::V6(r.src_ip()))
+        }
+        _ => None,
     };
     count_activity(services, c, change.activity());
     // Not on a fragment: the option would move the later fragments' offsets.
-    let toa = syn && !v.is_fragment() && services.services[c.svc as usize].toa;
+    let toa = syn && !v.is_fragment() && vs.is_some_and(|vs| vs.toa);
     if c.mode == mode::NAT64 {
         return super::nat64::to_server(v6, l3, pkt, v, id, toa);
     }
-    let IpAddr::V6(rip) = rs.addr else {
+    let Some(IpAddr::V6(rip)) = rip else {
         return Verdict::Drop(Drop::NoRealServer.into(), pkt);
     };
     let (conn_mode, reply) = (c.mode, c.reply());
@@ -744,6 +759,19 @@ fn handshake_answered(conns: &ConnTable6, id: ConnId) -> Option<bool> {
         .map(|c| c.ext & super::retry::ANSWERED != 0)
 }
 
+/// Whether entry `id`, found by a client's packet, is to be removed before it is forwarded: its
+/// real server was removed from the service (or the service itself) and either the service
+/// expires such connections (`expire_nodest_conn`) or the entry keeps no address of its server
+/// to forward to (DR, TUN).
+fn expires_without_server<B: PacketBuf>(v6: &Inet6<B>, fwd: &Forwarder, id: ConnId) -> bool {
+    let Some(c) = v6.conns.get(id) else {
+        return false;
+    };
+    c.rs == NO_DEST
+        && !parked(c)
+        && (fwd.expire_nodest(c.svc) || !matches!(c.mode, mode::FULLNAT | mode::NAT | mode::NAT64))
+}
+
 /// Why a client's SYN that found entry `id` starts a new connection instead, if it does (a reused
 /// client port: `forward::reuse`, IPVS's `conn_reuse_mode`; DR and TUN see only the client's
 /// side). `isn1`: the SYN's sequence number plus one, against the first SYN's in `user2`.
@@ -854,6 +882,14 @@ pub(super) fn gone(
         if let Some(pool) = fwd.pool_mut(u32::from(c.svc)) {
             pool.free(lip, lport);
         }
+    }
+}
+
+/// Removes IPv6 connection `id` before its time (a sync record replaces it, its real server was
+/// removed), its counts ended as an eviction's are.
+pub(super) fn remove<B: PacketBuf>(v6: &mut Inet6<B>, fwd: &mut Forwarder, id: ConnId) {
+    if let Some(c) = v6.conns.remove(id) {
+        gone(&mut v6.lip_conns, fwd, &c);
     }
 }
 

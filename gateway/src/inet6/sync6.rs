@@ -235,13 +235,6 @@ impl<B: PacketBuf> Inet6<B> {
         Ok(Applied::Refreshed)
     }
 
-    /// Removes connection `id` before its time (a record replaces it), as an eviction does.
-    fn drop_connection(&mut self, fwd: &mut Forwarder, id: ConnId) {
-        if let Some(c) = self.conns.remove(id) {
-            service::gone(&mut self.lip_conns, fwd, &c);
-        }
-    }
-
     /// Installs the connection of record `r` into this worker's IPv6 table, its local port
     /// taken (an entry holding that port's reply tuple is stale: the primary gave the port to
     /// this connection, so it has dropped the one that had it; it goes, and the second value
@@ -367,7 +360,7 @@ impl<B: PacketBuf> Inet6<B> {
     fn drop_stale(&mut self, fwd: &mut Forwarder, reply: &Tuple6) -> bool {
         match self.conns.lookup(reply) {
             Some((stale, Dir::Reply)) => {
-                self.drop_connection(fwd, stale);
+                service::remove(self, fwd, stale);
                 true
             }
             _ => false,

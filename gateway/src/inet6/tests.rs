@@ -499,6 +499,100 @@ fn a_removed_real_server_stops_its_connections_and_a_kept_one_follows_the_new_sn
     assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS2_MAC);
 }
 
+/// An IPv6 FullNAT connection whose real server is removed from its service behaves as IPv4's
+/// (IPVS's `expire_nodest_conn`): without it, the connection goes on to the removed server both
+/// ways; with it, the next packet ends the connection, a TCP segment is dropped and a UDP datagram
+/// scheduled afresh (`resched_udp_removed`). New connections go to the server left either way.
+#[test]
+fn fullnat6_connections_of_a_removed_server_follow_expire_nodest_conn() {
+    let reals = "[[service.real]]\naddress = \"2001:db8:20::11\"\nport = 80\n\
+                 [[service.real]]\naddress = \"2001:db8:20::12\"\nport = 80\n";
+    let service = |port: u16, proto: &str| {
+        format!(
+            "[[service]]\nvip = \"2001:db8:10::100\"\nport = {port}\nprotocol = \"{proto}\"\n\
+             scheduler = \"rr\"\nlocal_addresses = [\"2001:db8:20::200\"]\n{reals}"
+        )
+    };
+    let cfg = format!(
+        "{}\n{}\n{}",
+        config6(),
+        service(8080, "tcp"),
+        service(5353, "udp")
+    );
+    let dst_mac = |v: &Verdict<VecBuf>| match v {
+        Verdict::Tx(_, b) => EthernetFrame::new_unchecked(b.data()).dst(),
+        other => panic!("not sent: {other:?}"),
+    };
+    for nodest in [false, true] {
+        let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+        learn_rs1_and_client(&mut dp);
+        dp.v6
+            .neigh
+            .learn(a(RS6_2), RS2_MAC, 1, 0, true, true, |_, _, _| {});
+        // Round robin: both first connections go to RS6_1.
+        let v = dp.process(tcp6_to(8080, 40000, true, b""), &meta(0));
+        assert_eq!(dst_mac(&v), RS1_MAC);
+        let Verdict::Tx(_, syn) = v else {
+            unreachable!()
+        };
+        let lport = tcp_of(syn.data()).1;
+        assert_eq!(
+            dst_mac(&dp.process(udp6_to(5353, 6000, b"q"), &meta(0))),
+            RS1_MAC
+        );
+        // RS6_1 leaves both services.
+        let old = Arc::clone(dp.fwd.services());
+        let specs: Vec<_> = old
+            .services
+            .iter()
+            .map(|vs| {
+                let mut c: ServiceConfig = vs.svc.config().clone();
+                if c.vip.is_ipv6() && (c.vport == 8080 || c.vport == 5353) {
+                    c.reals.retain(|r| r.addr == std::net::IpAddr::V6(a(RS6_2)));
+                    c.expire_nodest_conn = nodest;
+                }
+                let opts = crate::forward::SvcOptions {
+                    toa: vs.toa,
+                    lips6: vs.lips6.clone(),
+                    ..Default::default()
+                };
+                (c, vs.lips.clone(), opts)
+            })
+            .collect();
+        let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old));
+        let prepared = dp.fwd.prepare_services(Arc::new(new.unwrap())).unwrap();
+        dp.commit_services(prepared);
+        let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
+        let segment = dp.process(tcp6_to(8080, 40000, false, b"x"), &meta(0));
+        let datagram = dp.process(udp6_to(5353, 6000, b"q"), &meta(0));
+        if nodest {
+            assert_eq!(drop_name(&segment), "Dp(NoRealServer)");
+            assert!(dp.v6.conns.lookup(&t).is_none(), "the connection ended");
+            assert_eq!(dst_mac(&datagram), RS2_MAC, "scheduled afresh");
+            assert_eq!(dp.fwd.stats.resched_udp_removed, 1);
+        } else {
+            assert_eq!(dst_mac(&segment), RS1_MAC, "on to the removed server");
+            assert_eq!(dst_mac(&datagram), RS1_MAC);
+            let answer = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+            assert!(
+                matches!(answer, Verdict::Tx(0, _)),
+                "{}",
+                drop_name(&answer)
+            );
+            assert_eq!(dp.fwd.stats.resched_udp_removed, 0);
+        }
+        let v = dp.process(tcp6_to(8080, 40001, true, b""), &meta(0));
+        assert_eq!(dst_mac(&v), RS2_MAC);
+        // Every connection of the removed server ends, counted once (`conns_expired`).
+        dp.tick(dp.l3.now_ms + 1_000_000);
+        assert!(dp.v6.conns.is_empty());
+        assert_eq!(
+            dp.l3.stats.inet6.conns_expired,
+            dp.l3.stats.inet6.conns_created
+        );
+    }
+}
+
 #[test]
 fn ipv6_connections_expire_and_release_their_server() {
     let mut dp = dp();
