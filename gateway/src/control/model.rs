@@ -93,28 +93,27 @@ impl Model {
         Model { services }
     }
 
-    fn find(&self, k: &SvcKey) -> Option<usize> {
-        let vip = k.vip;
-        self.services.iter().position(|s| {
-            s.vip.parse() == Ok(vip)
-                && s.port == k.port
-                && s.protocol.eq_ignore_ascii_case(&k.proto)
-        })
-    }
-
-    fn svc_mut(&mut self, k: &SvcKey) -> Result<&mut ServiceEntry, String> {
-        match self.find(k) {
-            Some(i) => Ok(&mut self.services[i]),
-            None => Err(format!("No such service: {k}")),
-        }
+    fn svc_mut(&mut self, at: &ServiceIndex, k: &SvcKey) -> Result<&mut ServiceEntry, String> {
+        at.find(k)
+            .and_then(|i| self.services.get_mut(i))
+            .ok_or_else(|| format!("No such service: {k}"))
     }
 
     /// Applies one change; on error the model may be half-changed (callers work on a copy).
     pub fn apply(&mut self, c: &Change) -> Result<(), String> {
+        let mut at = ServiceIndex::of(&self.services);
+        self.apply_indexed(c, &mut at)
+    }
+
+    /// [`apply`](Self::apply) with the services' places in `at`, kept up to date.
+    fn apply_indexed(&mut self, c: &Change, at: &mut ServiceIndex) -> Result<(), String> {
         match c {
-            Change::Clear => self.services.clear(),
+            Change::Clear => {
+                self.services.clear();
+                *at = ServiceIndex::default();
+            }
             Change::AddService { svc, opts } => {
-                if self.find(svc).is_some() {
+                if at.find(svc).is_some() {
                     return Err(format!("Service already exists: {svc}"));
                 }
                 check_key(svc)?;
@@ -141,17 +140,19 @@ impl Model {
                     client_limit: None,
                 };
                 set_opts(&mut e, opts)?;
+                at.added(svc, self.services.len());
                 self.services.push(e);
             }
-            Change::EditService { svc, opts } => set_opts(self.svc_mut(svc)?, opts)?,
+            Change::EditService { svc, opts } => set_opts(self.svc_mut(at, svc)?, opts)?,
             Change::DelService { svc } => {
-                let i = self
+                let i = at
                     .find(svc)
                     .ok_or_else(|| format!("No such service: {svc}"))?;
                 self.services.remove(i);
+                at.removed(svc, i);
             }
             Change::AddReal { svc, real } => {
-                let s = self.svc_mut(svc)?;
+                let s = self.svc_mut(at, svc)?;
                 let port = real.port.unwrap_or(s.port);
                 if find_real(s, real.addr, port).is_some() {
                     return Err(format!("Destination already exists: {}:{port}", real.addr));
@@ -169,21 +170,21 @@ impl Model {
                 s.reals.push(r);
             }
             Change::EditReal { svc, real } => {
-                let s = self.svc_mut(svc)?;
+                let s = self.svc_mut(at, svc)?;
                 let port = real.port.unwrap_or(s.port);
                 let i = find_real(s, real.addr, port)
                     .ok_or_else(|| format!("No such destination: {}:{port}", real.addr))?;
                 set_real(&mut s.reals[i], real)?;
             }
             Change::DelReal { svc, addr, port } => {
-                let s = self.svc_mut(svc)?;
+                let s = self.svc_mut(at, svc)?;
                 let port = port.unwrap_or(s.port);
                 let i = find_real(s, *addr, port)
                     .ok_or_else(|| format!("No such destination: {addr}:{port}"))?;
                 s.reals.remove(i);
             }
             Change::AddLaddr { svc, addr } => {
-                let s = self.svc_mut(svc)?;
+                let s = self.svc_mut(at, svc)?;
                 let a = addr.to_string();
                 if s.local_addresses.contains(&a) {
                     return Err(format!("Local address already exists: {addr}"));
@@ -191,7 +192,7 @@ impl Model {
                 s.local_addresses.push(a);
             }
             Change::DelLaddr { svc, addr } => {
-                let s = self.svc_mut(svc)?;
+                let s = self.svc_mut(at, svc)?;
                 let a = addr.to_string();
                 let i = s
                     .local_addresses
@@ -201,7 +202,7 @@ impl Model {
                 s.local_addresses.remove(i);
             }
             Change::SetCheck { svc, real, check } => {
-                let s = self.svc_mut(svc)?;
+                let s = self.svc_mut(at, svc)?;
                 match real {
                     None => s.check = check.as_deref().cloned(),
                     Some((addr, port)) => {
@@ -213,22 +214,22 @@ impl Model {
                 }
             }
             Change::SetSorryServer { svc, server } => {
-                self.svc_mut(svc)?.sorry_server = server.clone();
+                self.svc_mut(at, svc)?.sorry_server = server.clone();
             }
             Change::SetAcl { svc, rules } => {
                 crate::forward::acl::parse_list(rules)?;
-                self.svc_mut(svc)?.acl = rules.clone();
+                self.svc_mut(at, svc)?.acl = rules.clone();
             }
             Change::SetSynProxy { svc, mode } => {
                 mode.parse::<crate::forward::synproxy::Mode>()?;
-                self.svc_mut(svc)?.synproxy = mode.clone();
+                self.svc_mut(at, svc)?.synproxy = mode.clone();
             }
             Change::SetLimit { svc, limit } => {
                 if let Some(l) = limit {
                     crate::forward::limit::ClientLimit::parse(l, svc.vip.is_ipv6())
                         .map_err(|(k, e)| format!("client_limit.{k}: {e}"))?;
                 }
-                self.svc_mut(svc)?.client_limit = limit.clone();
+                self.svc_mut(at, svc)?.client_limit = limit.clone();
             }
         }
         Ok(())
@@ -236,8 +237,9 @@ impl Model {
 
     /// Applies a batch in order; the error carries the index of the change at fault.
     pub fn apply_all(&mut self, changes: &[Change]) -> Result<(), (usize, String)> {
+        let mut at = ServiceIndex::of(&self.services);
         for (i, c) in changes.iter().enumerate() {
-            self.apply(c).map_err(|e| (i, e))?;
+            self.apply_indexed(c, &mut at).map_err(|e| (i, e))?;
         }
         Ok(())
     }
@@ -267,6 +269,53 @@ fn check_key(k: &SvcKey) -> Result<(), String> {
         return Err(format!("Invalid port 0 for service {k}"));
     }
     Ok(())
+}
+
+/// Where each service of a model is, by its key (VIP, port, protocol in lower case): a batch's
+/// changes find their service in one probe. A scan that parsed every VIP made a restore
+/// quadratic: 2,000 IPv6 services took 0.8 s, most of it in the address parser (perf/RESULTS.md,
+/// "A restore's services found by key").
+#[derive(Default)]
+struct ServiceIndex {
+    at: std::collections::HashMap<(IpAddr, u16, String), usize>,
+}
+
+impl ServiceIndex {
+    /// The places of `services` (addresses compare parsed: `2001:db8::1` is `2001:DB8:0::1`); of
+    /// two entries with one key, the first, as a scan would find it.
+    fn of(services: &[ServiceEntry]) -> ServiceIndex {
+        let mut at = std::collections::HashMap::with_capacity(services.len());
+        for (i, s) in services.iter().enumerate() {
+            if let Ok(vip) = s.vip.parse() {
+                at.entry((vip, s.port, s.protocol.to_ascii_lowercase()))
+                    .or_insert(i);
+            }
+        }
+        ServiceIndex { at }
+    }
+
+    fn key(k: &SvcKey) -> (IpAddr, u16, String) {
+        (k.vip, k.port, k.proto.to_ascii_lowercase())
+    }
+
+    fn find(&self, k: &SvcKey) -> Option<usize> {
+        self.at.get(&Self::key(k)).copied()
+    }
+
+    /// Service `k` appended at `i`.
+    fn added(&mut self, k: &SvcKey, i: usize) {
+        self.at.insert(Self::key(k), i);
+    }
+
+    /// Service `k` removed from `i`: those after it move up one.
+    fn removed(&mut self, k: &SvcKey, i: usize) {
+        self.at.remove(&Self::key(k));
+        for place in self.at.values_mut() {
+            if *place > i {
+                *place -= 1;
+            }
+        }
+    }
 }
 
 /// Addresses compare parsed (`2001:db8::1` is `2001:DB8:0::1`).
@@ -485,6 +534,79 @@ mod tests {
         let v = validate_service_entries(&m.services, &ports(), &[]).unwrap();
         assert_eq!(v[0].1, vec![Ipv4Addr::new(10, 20, 0, 200)]);
         assert_eq!(v[0].0.reals.len(), 1);
+    }
+
+    /// One batch finds each service by its key after others were added and deleted before it
+    /// (the places after a deleted one move up), its protocol in any case and its address in
+    /// any spelling, as the configuration file may have it.
+    #[test]
+    fn a_batch_finds_its_services_across_adds_and_deletes() {
+        let mut m = Model::default();
+        m.apply(&Change::AddService {
+            svc: key(81),
+            opts: rr(),
+        })
+        .unwrap();
+        m.services[0].protocol = "TCP".into();
+        m.services.push(ServiceEntry {
+            vip: "2001:DB8:10:0::100".into(),
+            ..m.services[0].clone()
+        });
+        let v6 = SvcKey {
+            proto: "tcp".into(),
+            vip: "2001:db8:10::100".parse().unwrap(),
+            port: 81,
+        };
+        let edit = |svc: SvcKey, sched: &str| Change::EditService {
+            svc,
+            opts: SvcOpts {
+                scheduler: Some(sched.into()),
+                ..Default::default()
+            },
+        };
+        let batch = vec![
+            Change::AddService {
+                svc: key(82),
+                opts: rr(),
+            },
+            Change::AddService {
+                svc: key(83),
+                opts: rr(),
+            },
+            Change::DelService { svc: key(81) },
+            edit(key(83), "wlc"),
+            edit(v6.clone(), "sh"),
+            Change::AddReal {
+                svc: key(82),
+                real: real(11, "nat"),
+            },
+            Change::DelService { svc: key(82) },
+            Change::AddService {
+                svc: key(81),
+                opts: rr(),
+            },
+        ];
+        m.apply_all(&batch).unwrap();
+        let listed: Vec<_> = m
+            .services
+            .iter()
+            .map(|s| (s.vip.as_str(), s.port, s.scheduler.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("2001:DB8:10:0::100", 81, "sh"),
+                ("10.10.0.100", 83, "wlc"),
+                ("10.10.0.100", 81, "rr")
+            ]
+        );
+        let gone = m.clone().apply_all(&[edit(key(82), "rr")]);
+        assert_eq!(gone.unwrap_err().1, "No such service: TCP 10.10.0.100:82");
+        let twice = m.apply_all(&[Change::AddService {
+            svc: key(83),
+            opts: rr(),
+        }]);
+        assert!(twice.unwrap_err().1.starts_with("Service already exists"));
     }
 
     #[test]
