@@ -2064,6 +2064,8 @@ fn a_table_full_of_time_wait_connections_takes_new_ones_in_place_of_the_oldest()
     let t = dp.fwd.table();
     assert_eq!(t.len(), cap);
     assert_eq!(dp.fwd.stats.evicted_time_wait, 3);
+    // They left the table: counted as every connection that does (`conns_expired`).
+    assert_eq!(dp.fwd.stats.expired, 3);
     assert_eq!(dp.l3.stats.dropped(Drop::ConnTableFull.into()), 0);
     // The three that closed first (the last three opened) are the ones gone.
     let client = |cport: u16| Tuple::new(CLIENT_IP, cport, VIP, 80, PROTO_TCP);

@@ -1779,7 +1779,8 @@ pub(crate) fn room_for_port(evicted: u32) -> Option<Room> {
 }
 
 /// Removes one connection to make room for a new one (`Room`), returning its local port and
-/// telling its real server; counted in `evicted_time_wait`, `evicted_udp` or `evicted_embryonic`. The
+/// telling its real server; counted in `evicted_time_wait`, `evicted_udp` or `evicted_embryonic`,
+/// and in `conns_expired`. The
 /// connection removed, if one was found. (A function of the fields, not a method: the caller holds
 /// the service snapshot borrowed.)
 fn make_room(
@@ -1811,6 +1812,8 @@ fn make_room(
     });
     let (c, count) = taken?;
     *count += 1;
+    // It left the table: `conns_expired` counts every connection that does, as IPv6's.
+    stats.expired += 1;
     release(services, pools, limits, &c);
     Some(c)
 }

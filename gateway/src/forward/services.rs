@@ -115,6 +115,11 @@ impl ServiceTable {
             generation,
             ..Default::default()
         };
+        // A NAT server removed from its service keeps its connections' replies coming back
+        // through us, as IPv4's (`nat::NatIndex::new` says why).
+        if let Some(p) = prev {
+            t.nat_reals6.extend(p.nat_reals6.iter().copied());
+        }
         let mut addrs = Vec::new();
         let mut addrs6 = Vec::new();
         for (cfg, lips, opts) in configs {

@@ -75,7 +75,8 @@ fn plan<B: PacketBuf>(
         // VIP, and once it is gone the connection has no real server (`ConnRemap`'s `NO_DEST`),
         // which the next check refuses.
         Dir::Original => {
-            // A real server removed from the service, or not an IPv6 one: the general path drops.
+            // A real server removed from the service (the general path follows
+            // `expire_nodest_conn`), or not an IPv6 one: left to the general path.
             let real = fwd
                 .services()
                 .services
@@ -114,8 +115,8 @@ fn plan<B: PacketBuf>(
 
 /// Forwards a TCP segment with ACK and none of SYN, FIN and RST (`flags`) on established FullNAT
 /// connection `id`, found from side `dir`, as the general path would: rewritten, its timer
-/// re-armed, its real server's traffic counted, sent on. Any other packet, or one whose way out
-/// the general path would refuse (a removed real server, no route), comes back untouched
+/// re-armed, its real server's traffic counted, sent on. Any other packet, or one the general path
+/// treats apart (a removed real server) or would refuse (no route), comes back untouched
 /// (`Err`), nothing changed (`plan`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]

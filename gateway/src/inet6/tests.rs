@@ -499,25 +499,31 @@ fn a_removed_real_server_stops_its_connections_and_a_kept_one_follows_the_new_sn
     assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS2_MAC);
 }
 
-/// An IPv6 FullNAT connection whose real server is removed from its service behaves as IPv4's
-/// (IPVS's `expire_nodest_conn`): without it, the connection goes on to the removed server both
-/// ways; with it, the next packet ends the connection, a TCP segment is dropped and a UDP datagram
-/// scheduled afresh (`resched_udp_removed`). New connections go to the server left either way.
+/// IPv6 FullNAT and NAT connections whose real server is removed from its service behave as
+/// IPv4's (IPVS's `expire_nodest_conn`): without it, a connection goes on to the removed server
+/// both ways; with it, the next packet ends the connection, a TCP segment is dropped and a UDP
+/// datagram scheduled afresh (`resched_udp_removed`). New connections go to the server left
+/// either way.
 #[test]
-fn fullnat6_connections_of_a_removed_server_follow_expire_nodest_conn() {
-    let reals = "[[service.real]]\naddress = \"2001:db8:20::11\"\nport = 80\n\
-                 [[service.real]]\naddress = \"2001:db8:20::12\"\nport = 80\n";
-    let service = |port: u16, proto: &str| {
+fn ipv6_connections_of_a_removed_server_follow_expire_nodest_conn() {
+    let reals = |port: u16, mode: &str| {
+        format!(
+            "[[service.real]]\naddress = \"2001:db8:20::11\"\nport = {port}\nmode = \"{mode}\"\n\
+             [[service.real]]\naddress = \"2001:db8:20::12\"\nport = {port}\nmode = \"{mode}\"\n"
+        )
+    };
+    let service = |port: u16, proto: &str, reals: String| {
         format!(
             "[[service]]\nvip = \"2001:db8:10::100\"\nport = {port}\nprotocol = \"{proto}\"\n\
              scheduler = \"rr\"\nlocal_addresses = [\"2001:db8:20::200\"]\n{reals}"
         )
     };
     let cfg = format!(
-        "{}\n{}\n{}",
+        "{}\n{}\n{}\n{}",
         config6(),
-        service(8080, "tcp"),
-        service(5353, "udp")
+        service(8080, "tcp", reals(80, "fullnat")),
+        service(5353, "udp", reals(80, "fullnat")),
+        service(8081, "tcp", reals(8080, "nat"))
     );
     let dst_mac = |v: &Verdict<VecBuf>| match v {
         Verdict::Tx(_, b) => EthernetFrame::new_unchecked(b.data()).dst(),
@@ -540,14 +546,16 @@ fn fullnat6_connections_of_a_removed_server_follow_expire_nodest_conn() {
             dst_mac(&dp.process(udp6_to(5353, 6000, b"q"), &meta(0))),
             RS1_MAC
         );
-        // RS6_1 leaves both services.
+        let nat = dp.process(tcp6_to(8081, 40002, true, b""), &meta(0));
+        assert_eq!(dst_mac(&nat), RS1_MAC);
+        // RS6_1 leaves every service.
         let old = Arc::clone(dp.fwd.services());
         let specs: Vec<_> = old
             .services
             .iter()
             .map(|vs| {
                 let mut c: ServiceConfig = vs.svc.config().clone();
-                if c.vip.is_ipv6() && (c.vport == 8080 || c.vport == 5353) {
+                if c.vip.is_ipv6() && [8080, 5353, 8081].contains(&c.vport) {
                     c.reals.retain(|r| r.addr == std::net::IpAddr::V6(a(RS6_2)));
                     c.expire_nodest_conn = nodest;
                 }
@@ -565,7 +573,9 @@ fn fullnat6_connections_of_a_removed_server_follow_expire_nodest_conn() {
         let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
         let segment = dp.process(tcp6_to(8080, 40000, false, b"x"), &meta(0));
         let datagram = dp.process(udp6_to(5353, 6000, b"q"), &meta(0));
+        let nat = dp.process(tcp6_to(8081, 40002, false, b"x"), &meta(0));
         if nodest {
+            assert_eq!(drop_name(&nat), "Dp(NoRealServer)");
             assert_eq!(drop_name(&segment), "Dp(NoRealServer)");
             assert!(dp.v6.conns.lookup(&t).is_none(), "the connection ended");
             assert_eq!(dst_mac(&datagram), RS2_MAC, "scheduled afresh");
@@ -574,6 +584,13 @@ fn fullnat6_connections_of_a_removed_server_follow_expire_nodest_conn() {
             assert_eq!(dst_mac(&segment), RS1_MAC, "on to the removed server");
             assert_eq!(dst_mac(&datagram), RS1_MAC);
             let answer = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+            assert!(
+                matches!(answer, Verdict::Tx(0, _)),
+                "{}",
+                drop_name(&answer)
+            );
+            assert_eq!(dst_mac(&nat), RS1_MAC, "NAT too");
+            let answer = dp.process(VecBuf::from_frame(&nat_answer(40002)), &meta(1));
             assert!(
                 matches!(answer, Verdict::Tx(0, _)),
                 "{}",
@@ -1049,6 +1066,9 @@ fn fullnat6_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
     assert_eq!(counts.conns_created, 1600);
     // One connection given way per connection taken past the ports: the freed port is taken.
     assert_eq!(counts.evicted_time_wait, 1600 - 1024, "{counts:?}");
+    // They left the table: counted in `conns_expired` (read at the next tick), as IPv4's.
+    dp.tick(dp.l3.now_ms + 1);
+    assert_eq!(dp.l3.stats.inet6.conns_expired, 1600 - 1024);
 }
 
 #[test]
