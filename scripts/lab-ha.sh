@@ -34,6 +34,8 @@
 #   lab-ha.sh gateway NAME K start|kill|term        (re)start or stop gateway K (keepalived stays)
 #   lab-ha.sh keepalived NAME K start|stop          start or stop gateway K's keepalived
 # SYNC_GROUP=224.0.0.81 (say) at `up`: sync over that multicast group rather than unicast.
+# LAB_CAPACITY=N at `up`: N connections a worker in each family ([conn] capacity and capacity6;
+# default 65536).
 # Files: /run/gwlab/NAME/gwK/{gateway.toml,gateway.log,keepalived.conf,keepalived.log}; admin
 # sockets /run/gateway/NAME-gwK.sock (gwctl -s PATH).
 set -euo pipefail
@@ -64,7 +66,8 @@ gateway_conf() {
   cat <<TOML
 
 [conn]
-capacity = 65536
+capacity = ${LAB_CAPACITY:-65536}
+capacity6 = ${LAB_CAPACITY:-65536}
 
 # Connections to the other gateway; the box whose twin holds the VIP (keepalived's MASTER) sends.
 [sync]
