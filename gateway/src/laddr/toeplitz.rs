@@ -152,7 +152,11 @@ impl Toeplitz {
     /// fall past [`INPUT_LEN`] are ignored.
     #[inline]
     pub fn hash_at(&self, offset: usize, bytes: &[u8]) -> u32 {
-        hash_rows(&self.table[..], offset, bytes)
+        self.table
+            .iter()
+            .skip(offset)
+            .zip(bytes)
+            .fold(0, |acc, (row, &v)| acc ^ row[usize::from(v)])
     }
 
     /// Hash of a whole input (up to [`INPUT_LEN`] bytes), equal to `toeplitz_hash(key, input)`.
@@ -194,16 +198,6 @@ impl Toeplitz {
     pub fn hash_port(&self, offset: usize, port: u16) -> u32 {
         self.hash_at(offset, &port.to_be_bytes())
     }
-}
-
-/// The hash of `bytes` at `offset` from the byte tables `rows` (of [`Toeplitz`] or [`Toeplitz6`]):
-/// the xor of each byte's row entry. Bytes past the last row are ignored.
-#[inline(always)]
-fn hash_rows(rows: &[[u32; 256]], offset: usize, bytes: &[u8]) -> u32 {
-    rows.iter()
-        .skip(offset)
-        .zip(bytes)
-        .fold(0, |acc, (row, &v)| acc ^ row[usize::from(v)])
 }
 
 /// `table[pos][v]`, the hash of an input that is zero except for byte `pos`, which holds `v`, for
@@ -255,7 +249,11 @@ impl Toeplitz6 {
     /// of a tuple's hash: the hash is linear). Bytes past [`IPV6_L4_INPUT_LEN`] are ignored.
     #[inline]
     pub fn hash_at(&self, offset: usize, bytes: &[u8]) -> u32 {
-        hash_rows(&self.table[..], offset, bytes)
+        self.table
+            .iter()
+            .skip(offset)
+            .zip(bytes)
+            .fold(0, |acc, (row, &v)| acc ^ row[usize::from(v)])
     }
 
     /// Hash of `input` (up to [`IPV6_L4_INPUT_LEN`] bytes), equal to `toeplitz_hash(key, input)`.
