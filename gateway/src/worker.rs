@@ -519,7 +519,9 @@ impl Worker {
         let traffic = &mut dp.l3.stats.traffic;
         traffic.clear();
         traffic.extend(dp.fwd.traffic_entries());
-        traffic.sort_unstable_by_key(|a| a.0);
+        // Two runs, each in key order (the snapshot's servers, then the removed ones'): the
+        // stable sort merges them in one pass.
+        traffic.sort_by_key(|a| a.0);
         let acl = &mut dp.l3.stats.acl_hits;
         acl.clear();
         acl.extend(dp.fwd.acl_entries().map(|(k, h)| (k, h.to_vec())));

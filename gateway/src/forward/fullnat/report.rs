@@ -30,17 +30,11 @@ impl Forwarder {
             .chain(self.retired_traffic.iter().map(|(k, t)| (*k, *t)))
     }
 
-    /// Every (service, real server) of the snapshot and its traffic on this worker.
+    /// Every (service, real server) of the snapshot and its traffic on this worker, in key order.
     pub(super) fn live_traffic(&self) -> impl Iterator<Item = (TrafficKey, Traffic)> + '_ {
-        self.services
-            .services
+        self.traffic_order
             .iter()
-            .enumerate()
-            .flat_map(move |(si, vs)| {
-                let base = self.traffic_base.get(si).copied().unwrap_or(0) as usize;
-                (0..vs.svc.len())
-                    .filter_map(move |i| Some((traffic_key(vs, i)?, *self.traffic.get(base + i)?)))
-            })
+            .filter_map(|&(k, at)| Some((k, *self.traffic.get(at as usize)?)))
     }
 
     /// Local ports in use per (service, LIP) on this worker.

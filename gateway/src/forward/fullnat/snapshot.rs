@@ -215,15 +215,19 @@ impl Forwarder {
         let mut old: std::collections::HashMap<TrafficKey, Traffic> = self.live_traffic().collect();
         self.traffic_base.clear();
         self.traffic.clear();
+        self.traffic_order.clear();
         for vs in &new.services {
             self.traffic_base.push(self.traffic.len() as u32);
             for i in 0..vs.svc.len() {
-                let t = traffic_key(vs, i)
-                    .and_then(|k| old.remove(&k))
-                    .unwrap_or_default();
+                let key = traffic_key(vs, i);
+                if let Some(k) = key {
+                    self.traffic_order.push((k, self.traffic.len() as u32));
+                }
+                let t = key.and_then(|k| old.remove(&k)).unwrap_or_default();
                 self.traffic.push(t);
             }
         }
+        self.traffic_order.sort_unstable_by_key(|&(k, _)| k);
         let live = |k: &TrafficKey| {
             new.services.iter().any(|vs| {
                 let c = vs.svc.config();

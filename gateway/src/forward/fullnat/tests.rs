@@ -266,6 +266,41 @@ fn a_removed_real_server_or_service_keeps_its_traffic_in_the_retired_counters() 
     assert_eq!(total(&dp), 0);
 }
 
+/// The worker lists its traffic in key order without sorting it at each publishing
+/// (`traffic_order`, sorted once a snapshot): whatever the snapshot's order of the real servers,
+/// and each key holds its own server's counts.
+#[test]
+fn traffic_is_listed_in_key_order_whatever_the_snapshots_order() {
+    let meta = RxMeta::default();
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+    assert_eq!(
+        (traffic_of(&dp, RS1).conns, traffic_of(&dp, RS2).conns),
+        (1, 0)
+    );
+    let s = snapshot(
+        &dp,
+        "[[service.real]]\naddress = \"10.20.0.12\"\n[[service.real]]\naddress = \"10.20.0.11\"\n",
+        false,
+    );
+    dp.fwd.set_services(s).unwrap();
+    let keys: Vec<TrafficKey> = dp.fwd.traffic_entries().map(|(k, _)| k).collect();
+    assert!(
+        keys.len() >= 2 && keys.windows(2).all(|w| w[0] < w[1]),
+        "{keys:?}"
+    );
+    assert_eq!(
+        (traffic_of(&dp, RS1).conns, traffic_of(&dp, RS2).conns),
+        (1, 0)
+    );
+    // wrr, rs2 first now: the next connection is rs2's, counted on rs2's key.
+    assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+    assert_eq!(
+        (traffic_of(&dp, RS1).conns, traffic_of(&dp, RS2).conns),
+        (1, 1)
+    );
+}
+
 #[test]
 fn reordered_real_servers_keep_their_connections_mapped_by_identity() {
     let meta = RxMeta {

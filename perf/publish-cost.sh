@@ -1,0 +1,49 @@
+#!/bin/bash
+# What an idle worker spends with a large rule set: the CPU time of the two workers' threads
+# (utime + stime from /proc, in ticks of 10 ms) over 10 s with no traffic, after
+# `ipvsadm -R` of 10,000 NAT services of 10 real servers (perf/control-scale.sh's largest rr
+# set: 100,000 (service, real server) pairs, whose traffic each worker publishes every 100 ms),
+# and before it, with none. For each round and each binary (A, B), a fresh lab (2 workers).
+# (perf/RESULTS.md, "Traffic listed in key order".)
+# Usage: perf/publish-cost.sh GATEWAY_A GATEWAY_B [ROUNDS]   (root; about 40 s a run; each
+# binary's gwctl beside it)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+a=$1 b=$2 rounds=${3:-3}
+dir=$(mktemp -d)
+trap 'scripts/lab.sh down ppc >/dev/null 2>&1; rm -rf "$dir"' EXIT
+python3 - "$dir/rules" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    for s in range(10000):
+        vip = "10.%d.%d.%d:80" % (100 + s // 62500, s // 250 % 250, s % 250 + 1)
+        f.write(f"-A -t {vip} -s rr\n")
+        for r in range(10):
+            f.write(f"-a -t {vip} -r 10.20.0.{11 + r}:80 -m -w 1\n")
+PY
+workers_ticks() { # the gateway's worker threads' CPU ticks, summed
+    local pid=$1 t sum=0
+    for t in /proc/"$pid"/task/*; do
+        case $(cat "$t/comm") in rte-worker-*) sum=$((sum + $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
+    done
+    echo "$sum"
+}
+echo "# perf/publish-cost.sh A=$a B=$b rounds=$rounds: both workers' CPU ticks (10 ms) in 10 s idle"
+echo "# round binary no-services 10000-nat-services"
+for r in $(seq 1 "$rounds"); do
+    for which in A B; do
+        bin=$a
+        [ "$which" = B ] && bin=$b
+        gwctl="$(dirname "$bin")/gwctl -s /run/gateway/ppc.sock"
+        GATEWAY_BIN=$bin scripts/lab.sh up ppc >/dev/null 2>&1 || { echo "$r $which lab-failed"; continue; }
+        pid=$(cat /run/gwlab/ppc/gateway.pid)
+        $gwctl ipvsadm -C >/dev/null 2>&1
+        sleep 2
+        t0=$(workers_ticks "$pid"); sleep 10; t1=$(workers_ticks "$pid")
+        $gwctl ipvsadm -R <"$dir/rules" >/dev/null 2>&1 || echo "$r $which restore-failed"
+        sleep 3
+        t2=$(workers_ticks "$pid"); sleep 10; t3=$(workers_ticks "$pid")
+        echo "$r $which $((t1 - t0)) $((t3 - t2))"
+        scripts/lab.sh down ppc >/dev/null 2>&1
+    done
+done
