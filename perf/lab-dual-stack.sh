@@ -1,8 +1,9 @@
 # Sourced by perf scripts that run the lab dual-stack (perf/server-time-wait.sh,
-# perf/restore-stall.sh): the lab's gateway config (conf/lab.toml) with an IPv6 address on each
-# port and an IPv6 FullNAT service, 2001:db8:10::100 port 80 over the two real servers from two
-# LIPs (what `scripts/lab.sh ipv6 NAME` gives the namespaces addresses for).
-# Usage: . perf/lab-dual-stack.sh; dual_stack_conf >FILE
+# perf/restore-stall.sh, perf/restore-time.sh, perf/publish-cost.sh): the lab's gateway config
+# (conf/lab.toml) with an IPv6 address on each port and an IPv6 FullNAT service,
+# 2001:db8:10::100 port 80 over the two real servers from two LIPs (what `scripts/lab.sh ipv6
+# NAME` gives the namespaces addresses for), and the rule sets they restore.
+# Usage: . perf/lab-dual-stack.sh; dual_stack_conf >FILE; fullnat_rules 4|6 >FILE; nat_rules >FILE
 dual_stack_conf() {
     sed -e 's|addresses = \["10.10.0.1/24"\]|addresses = ["10.10.0.1/24", "2001:db8:10::1/64"]|' \
         -e 's|addresses = \["10.20.0.1/24"\]|addresses = ["10.20.0.1/24", "2001:db8:20::1/64"]|' conf/lab.toml
@@ -20,4 +21,36 @@ address = "2001:db8:20::11"
 [[service.real]]
 address = "2001:db8:20::12"
 TOML
+}
+
+# `ipvsadm -R` lines of 2,000 FullNAT services of family 4 or 6: each -A (rr), -P -z one of 8
+# LIPs, and two real servers (-a ... -b), the lab's.
+fullnat_rules() {
+    python3 - "$1" <<'PY'
+import sys
+v6 = sys.argv[1] == "6"
+for i in range(2000):
+    if v6:
+        vip, lip = f"[2001:db8:10::{0x1000 + i:x}]:80", f"2001:db8:20::{0x300 + i % 8:x}"
+        reals = ["[2001:db8:20::11]:80", "[2001:db8:20::12]:80"]
+    else:
+        vip, lip = f"172.{10 + i // 250}.0.{1 + i % 250}:80", f"10.20.0.{210 + i % 8}"
+        reals = ["10.20.0.11:80", "10.20.0.12:80"]
+    print(f"-A -t {vip} -s rr")
+    print(f"-P -t {vip} -z {lip}")
+    for r in reals:
+        print(f"-a -t {vip} -r {r} -b -w 1")
+PY
+}
+
+# `ipvsadm -R` lines of 10,000 NAT services of 10 real servers each (rr): perf/control-scale.sh's
+# largest rr set, 100,000 (service, real server) pairs.
+nat_rules() {
+    python3 - <<'PY'
+for s in range(10000):
+    vip = "10.%d.%d.%d:80" % (100 + s // 62500, s // 250 % 250, s % 250 + 1)
+    print(f"-A -t {vip} -s rr")
+    for r in range(10):
+        print(f"-a -t {vip} -r 10.20.0.{11 + r}:80 -m -w 1")
+PY
 }

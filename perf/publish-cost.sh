@@ -12,15 +12,8 @@ cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
 dir=$(mktemp -d)
 trap 'scripts/lab.sh down ppc >/dev/null 2>&1; rm -rf "$dir"' EXIT
-python3 - "$dir/rules" <<'PY'
-import sys
-with open(sys.argv[1], "w") as f:
-    for s in range(10000):
-        vip = "10.%d.%d.%d:80" % (100 + s // 62500, s // 250 % 250, s % 250 + 1)
-        f.write(f"-A -t {vip} -s rr\n")
-        for r in range(10):
-            f.write(f"-a -t {vip} -r 10.20.0.{11 + r}:80 -m -w 1\n")
-PY
+. perf/lab-dual-stack.sh
+nat_rules >"$dir/rules"
 workers_ticks() { # the gateway's worker threads' CPU ticks, summed
     local pid=$1 t sum=0
     for t in /proc/"$pid"/task/*; do

@@ -16,21 +16,7 @@ conf=$(mktemp) rules=$(mktemp)
 trap 'scripts/lab.sh down prs >/dev/null 2>&1; rm -f "$conf" "$rules"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$conf"
-python3 - "$family" >"$rules" <<'PY'
-import sys
-v6 = sys.argv[1] == "6"
-for i in range(2000):
-    if v6:
-        vip, lip = f"[2001:db8:10::{0x1000 + i:x}]:80", f"2001:db8:20::{0x300 + i % 8:x}"
-        reals = ["[2001:db8:20::11]:80", "[2001:db8:20::12]:80"]
-    else:
-        vip, lip = f"172.{10 + i // 250}.0.{1 + i % 250}:80", f"10.20.0.{210 + i % 8}"
-        reals = ["10.20.0.11:80", "10.20.0.12:80"]
-    print(f"-A -t {vip} -s rr")
-    print(f"-P -t {vip} -z {lip}")
-    for r in reals:
-        print(f"-a -t {vip} -r {r} -b -w 1")
-PY
+fullnat_rules "$family" >"$rules"
 url='http://[2001:db8:10::100]/'
 [ "$family" = 6 ] || url=http://10.10.0.100/
 for r in $(seq 1 "$rounds"); do

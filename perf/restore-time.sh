@@ -14,28 +14,9 @@ dir=$(mktemp -d)
 trap 'scripts/lab.sh down prt >/dev/null 2>&1; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
-python3 - "$dir" <<'PY'
-import sys
-d = sys.argv[1]
-with open(f"{d}/fullnat4", "w") as f4, open(f"{d}/fullnat6", "w") as f6:
-    for i in range(2000):
-        for v6, f in ((False, f4), (True, f6)):
-            if v6:
-                vip, lip = f"[2001:db8:10::{0x1000 + i:x}]:80", f"2001:db8:20::{0x300 + i % 8:x}"
-                reals = ["[2001:db8:20::11]:80", "[2001:db8:20::12]:80"]
-            else:
-                vip, lip = f"172.{10 + i // 250}.0.{1 + i % 250}:80", f"10.20.0.{210 + i % 8}"
-                reals = ["10.20.0.11:80", "10.20.0.12:80"]
-            f.write(f"-A -t {vip} -s rr\n-P -t {vip} -z {lip}\n")
-            for r in reals:
-                f.write(f"-a -t {vip} -r {r} -b\n")
-with open(f"{d}/nat10k", "w") as f:
-    for s in range(10000):
-        vip = "10.%d.%d.%d:80" % (100 + s // 62500, s // 250 % 250, s % 250 + 1)
-        f.write(f"-A -t {vip} -s rr\n")
-        for r in range(10):
-            f.write(f"-a -t {vip} -r 10.20.0.{11 + r}:80 -m -w 1\n")
-PY
+fullnat_rules 4 >"$dir/fullnat4"
+fullnat_rules 6 >"$dir/fullnat6"
+nat_rules >"$dir/nat10k"
 echo "# perf/restore-time.sh A=$a B=$b rounds=$rounds; seconds per restore into an empty table"
 echo "# round binary fullnat4-2000 fullnat6-2000 nat4-10000"
 for r in $(seq 1 "$rounds"); do
