@@ -54,6 +54,18 @@ fn endpoints(f: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
 /// Received on the client-side port (`testkit::flows::META`).
 const CLIENT: RxMeta = crate::testkit::flows::META;
 
+/// Received on the server-side port.
+const SERVER: RxMeta = RxMeta { port: 1, ..CLIENT };
+
+/// The MAC of the lab's real server `rip`.
+fn rs_mac(rip: Ipv4Addr) -> crate::wire::MacAddr {
+    if rip == RS1 {
+        RS1_MAC
+    } else {
+        RS2_MAC
+    }
+}
+
 /// A UDP datagram of one byte from `src` to `dst`, between the Ethernet addresses `macs`.
 fn udp_datagram(
     macs: (crate::wire::MacAddr, crate::wire::MacAddr),
@@ -84,11 +96,10 @@ fn established(dp: &mut Datapath<VecBuf>) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) 
         &CLIENT,
     ));
     let (local, real) = endpoints(&out);
-    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
-    let srv = RxMeta { port: 1, ..CLIENT };
+    let rmac = rs_mac(real.0);
     sent(dp.process(
         tcp((rmac, SERVER_PORT_MAC), real, local, true, 5000, Some(1001)),
-        &srv,
+        &SERVER,
     ));
     sent(dp.process(
         tcp(
@@ -146,8 +157,7 @@ fn a_connection_installed_elsewhere_equals_the_original_and_forwards() {
     );
 
     // Its real server's next segment reaches the client as from the VIP.
-    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
-    let srv = RxMeta { port: 1, ..CLIENT };
+    let rmac = rs_mac(real.0);
     let out = sent(b.process(
         tcp(
             (rmac, SERVER_PORT_MAC),
@@ -157,7 +167,7 @@ fn a_connection_installed_elsewhere_equals_the_original_and_forwards() {
             5001,
             Some(1002),
         ),
-        &srv,
+        &SERVER,
     ));
     assert_eq!(endpoints(&out), ((VIP, 80), (CLIENT_IP, 40000)));
     // And a new connection does not take its local port.
@@ -290,8 +300,7 @@ fn the_sync_log_takes_established_connections_their_changes_and_refreshes() {
     a.fwd.drain_sync(Ticks(2_500), &mut out);
     assert_eq!(out.len(), 1);
     // A state change (the server's FIN) is logged at once.
-    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
-    let srv = RxMeta { port: 1, ..CLIENT };
+    let rmac = rs_mac(real.0);
     let mut fin = Vec::new();
     PacketBuilder::ethernet2(rmac.0, SERVER_PORT_MAC.0)
         .ipv4(real.0.octets(), local.0.octets(), 64)
@@ -300,7 +309,7 @@ fn the_sync_log_takes_established_connections_their_changes_and_refreshes() {
         .fin()
         .write(&mut fin, &[])
         .unwrap();
-    sent(a.process(VecBuf::from_frame(&fin), &srv));
+    sent(a.process(VecBuf::from_frame(&fin), &SERVER));
     out.clear();
     a.fwd.drain_sync(Ticks(2_500), &mut out);
     assert_eq!(out.len(), 1);
@@ -324,11 +333,10 @@ fn the_sync_log_is_bounded_and_counts_what_it_could_not_take() {
         &CLIENT,
     ));
     let (local, real) = endpoints(&out);
-    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
-    let srv = RxMeta { port: 1, ..CLIENT };
+    let rmac = rs_mac(real.0);
     sent(a.process(
         tcp((rmac, SERVER_PORT_MAC), real, local, true, 9, Some(2)),
-        &srv,
+        &SERVER,
     ));
     sent(a.process(
         tcp(
@@ -488,8 +496,7 @@ fn a_backup_parks_the_connection_a_record_replaces() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].local.map(|l| l.1), Some(local.1 + 1));
     // The server's late segment on the old tuple is dropped.
-    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
-    let srv = RxMeta { port: 1, ..CLIENT };
+    let rmac = rs_mac(real.0);
     let late = b.process(
         tcp(
             (rmac, SERVER_PORT_MAC),
@@ -499,7 +506,7 @@ fn a_backup_parks_the_connection_a_record_replaces() {
             5001,
             Some(1001),
         ),
-        &srv,
+        &SERVER,
     );
     assert!(matches!(late, Verdict::Drop(..)), "{late:?}");
     let counts = |dp: &Datapath<VecBuf>| {
@@ -670,9 +677,8 @@ fn the_sync_log_takes_a_udp_flow_once_it_is_answered() {
     let mut log = Vec::new();
     a.fwd.drain_sync(Ticks(1_000), &mut log);
     assert!(log.is_empty(), "not answered yet: {log:?}");
-    let rmac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
-    let srv = RxMeta { port: 1, ..CLIENT };
-    sent(a.process(udp((rmac, SERVER_PORT_MAC), real, local), &srv));
+    let rmac = rs_mac(real.0);
+    sent(a.process(udp((rmac, SERVER_PORT_MAC), real, local), &SERVER));
     a.fwd.drain_sync(Ticks(1_000), &mut log);
     assert_eq!(log.len(), 1, "answered");
     assert_eq!(
