@@ -96,7 +96,9 @@ fn plan<B: PacketBuf>(
                 rs,
             })
         }
-        Dir::Reply if reaches_reply_side(fwd, v.dst) => {
+        // A reply of a removed real server's connection: the general path follows
+        // `expire_nodest_conn` (as IPv4's hot path, which refuses `NO_DEST` both ways).
+        Dir::Reply if rs != crate::forward::fullnat::NO_DEST && reaches_reply_side(fwd, v.dst) => {
             let cip = client.src_ip();
             let route = l3.topo().routes6.lookup(cip).copied()?;
             // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport

@@ -665,6 +665,11 @@ pub(super) fn reply_segment<B: PacketBuf>(
         // A late packet of a connection its client has replaced.
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     }
+    if expires_without_server(v6, fwd, id) {
+        // `expire_nodest_conn` on the server's side too, as IPv4's: the entry goes with it.
+        remove(v6, fwd, id);
+        return Verdict::Drop(Drop::NoRealServer.into(), pkt);
+    }
     let is_tcp = v.proto == IpProtocol::TCP;
     let proxied = is_tcp && super::proxied::is_proxied(&v6.conns, fwd, id);
     if proxied {
@@ -759,7 +764,7 @@ fn handshake_answered(conns: &ConnTable6, id: ConnId) -> Option<bool> {
         .map(|c| c.ext & super::retry::ANSWERED != 0)
 }
 
-/// Whether entry `id`, found by a client's packet, is to be removed before it is forwarded: its
+/// Whether entry `id`, found by a packet of either side, is to be removed before it is forwarded: its
 /// real server was removed from the service (or the service itself) and either the service
 /// expires such connections (`expire_nodest_conn`) or the entry keeps no address of its server
 /// to forward to (DR, TUN).

@@ -467,30 +467,16 @@ fn a_removed_real_server_stops_its_connections_and_a_kept_one_follows_the_new_sn
         Verdict::Tx(1, _)
     ));
     // A snapshot where the service lists RS6_2 first and RS6_1 no more.
-    let old = Arc::clone(dp.fwd.services());
-    let specs: Vec<_> = old
-        .services
-        .iter()
-        .map(|vs| {
-            let mut c: ServiceConfig = vs.svc.config().clone();
-            if c.vip.is_ipv6() && c.vport == 80 {
-                c.reals.retain(|r| r.addr == std::net::IpAddr::V6(a(RS6_2)));
-                c.reals.insert(
-                    0,
-                    crate::service::RealServer::new(a("2001:db8:20::13"), 80, 1),
-                );
-                c.reals[0].fwd = crate::service::FwdMode::Dr;
-            }
-            let opts = crate::forward::SvcOptions {
-                toa: vs.toa,
-                ..Default::default()
-            };
-            (c, vs.lips.clone(), opts)
-        })
-        .collect();
-    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old)).unwrap();
-    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
-    dp.commit_services(prepared);
+    reconfigure(&mut dp, |c| {
+        if c.vip.is_ipv6() && c.vport == 80 {
+            c.reals.retain(|r| r.addr == std::net::IpAddr::V6(a(RS6_2)));
+            c.reals.insert(
+                0,
+                crate::service::RealServer::new(a("2001:db8:20::13"), 80, 1),
+            );
+            c.reals[0].fwd = crate::service::FwdMode::Dr;
+        }
+    });
     let v = dp.process(tcp6(40000, false, b"x"), &meta(0));
     assert_eq!(drop_name(&v), "Dp(NoRealServer)");
     let Verdict::Tx(1, out) = dp.process(tcp6(40001, false, b"x"), &meta(0)) else {
@@ -499,10 +485,77 @@ fn a_removed_real_server_stops_its_connections_and_a_kept_one_follows_the_new_sn
     assert_eq!(EthernetFrame::new_unchecked(out.data()).dst(), RS2_MAC);
 }
 
+/// RS6_1:80's segment to LIP6:`lport`: its SYN-ACK (`"SA"`), FIN (`"FA"`), or an ACK of 1002.
+fn from_rs(lport: u16, flags: &str) -> VecBuf {
+    let b = PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
+        .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
+        .tcp(80, lport, 5000, 65000);
+    let b = match flags {
+        "SA" => b.syn().ack(1001),
+        "FA" => b.fin().ack(1001),
+        _ => b.ack(1002),
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, b"").unwrap();
+    VecBuf::from_frame(&v)
+}
+
+/// A new snapshot of `dp`'s services, each one's config passed through `edit` (its TOA and
+/// local addresses kept).
+fn reconfigure(dp: &mut Datapath<VecBuf>, edit: impl Fn(&mut ServiceConfig)) {
+    let old = Arc::clone(dp.fwd.services());
+    let specs: Vec<_> = old
+        .services
+        .iter()
+        .map(|vs| {
+            let mut c: ServiceConfig = vs.svc.config().clone();
+            edit(&mut c);
+            let opts = crate::forward::SvcOptions {
+                toa: vs.toa,
+                lips6: vs.lips6.clone(),
+                ..Default::default()
+            };
+            (c, vs.lips.clone(), opts)
+        })
+        .collect();
+    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old));
+    let prepared = dp.fwd.prepare_services(Arc::new(new.unwrap())).unwrap();
+    dp.commit_services(prepared);
+}
+
+/// A new snapshot of `dp`'s IPv6 services without RS6_1, with `expire_nodest_conn` `nodest`.
+fn without_rs6_1(dp: &mut Datapath<VecBuf>, nodest: bool) {
+    reconfigure(dp, |c| {
+        if c.vip.is_ipv6() {
+            c.reals.retain(|r| r.addr != std::net::IpAddr::V6(a(RS6_1)));
+            c.expire_nodest_conn = nodest;
+        }
+    });
+}
+
+/// An established IPv6 FullNAT connection of a removed real server: its server's plain ACK
+/// (the hot path's kind of packet) goes on to the client without `expire_nodest_conn`, and with
+/// it ends the connection and is dropped, as IPv4's hot path leaves such a packet to the general
+/// path.
+#[test]
+fn an_established_ipv6_connections_server_reply_follows_expire_nodest_conn() {
+    for nodest in [false, true] {
+        let (mut dp, _, lport, id) = fullnat6_established_after();
+        without_rs6_1(&mut dp, nodest);
+        let v = dp.process(from_rs(lport, "A"), &meta(1));
+        if nodest {
+            assert_eq!(drop_name(&v), "Dp(NoRealServer)");
+            assert!(dp.v6.conns.get(id).is_none(), "the connection ended");
+        } else {
+            assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+        }
+    }
+}
+
 /// IPv6 FullNAT and NAT connections whose real server is removed from its service behave as
 /// IPv4's (IPVS's `expire_nodest_conn`): without it, a connection goes on to the removed server
-/// both ways; with it, the next packet ends the connection, a TCP segment is dropped and a UDP
-/// datagram scheduled afresh (`resched_udp_removed`). New connections go to the server left
+/// both ways; with it, the next packet of either side ends the connection, a TCP segment is
+/// dropped and a client's UDP datagram scheduled afresh (`resched_udp_removed`). New connections go to the server left
 /// either way.
 #[test]
 fn ipv6_connections_of_a_removed_server_follow_expire_nodest_conn() {
@@ -549,33 +602,19 @@ fn ipv6_connections_of_a_removed_server_follow_expire_nodest_conn() {
         let nat = dp.process(tcp6_to(8081, 40002, true, b""), &meta(0));
         assert_eq!(dst_mac(&nat), RS1_MAC);
         // RS6_1 leaves every service.
-        let old = Arc::clone(dp.fwd.services());
-        let specs: Vec<_> = old
-            .services
-            .iter()
-            .map(|vs| {
-                let mut c: ServiceConfig = vs.svc.config().clone();
-                if c.vip.is_ipv6() && [8080, 5353, 8081].contains(&c.vport) {
-                    c.reals.retain(|r| r.addr == std::net::IpAddr::V6(a(RS6_2)));
-                    c.expire_nodest_conn = nodest;
-                }
-                let opts = crate::forward::SvcOptions {
-                    toa: vs.toa,
-                    lips6: vs.lips6.clone(),
-                    ..Default::default()
-                };
-                (c, vs.lips.clone(), opts)
-            })
-            .collect();
-        let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old));
-        let prepared = dp.fwd.prepare_services(Arc::new(new.unwrap())).unwrap();
-        dp.commit_services(prepared);
+        without_rs6_1(&mut dp, nodest);
         let t = crate::conn::Tuple6::new(a(CLIENT6), 40000, a(VIP6), 8080, 6);
+        if nodest {
+            // The server's side ends a connection too, as IPv4's: here the NAT one's answer.
+            let answer = dp.process(VecBuf::from_frame(&nat_answer(40002)), &meta(1));
+            assert_eq!(drop_name(&answer), "Dp(NoRealServer)");
+        }
         let segment = dp.process(tcp6_to(8080, 40000, false, b"x"), &meta(0));
         let datagram = dp.process(udp6_to(5353, 6000, b"q"), &meta(0));
         let nat = dp.process(tcp6_to(8081, 40002, false, b"x"), &meta(0));
         if nodest {
-            assert_eq!(drop_name(&nat), "Dp(NoRealServer)");
+            // Gone with the answer: a bare segment opens nothing.
+            assert_eq!(drop_name(&nat), "Dp(NoConn)");
             assert_eq!(drop_name(&segment), "Dp(NoRealServer)");
             assert!(dp.v6.conns.lookup(&t).is_none(), "the connection ended");
             assert_eq!(dst_mac(&datagram), RS2_MAC, "scheduled afresh");
@@ -1028,19 +1067,6 @@ fn fullnat6_out_of_local_ports_takes_the_place_of_the_oldest_time_wait() {
     let text = config_fullnat() + "\n[conn]\nport_range = [1024, 2047]\ncapacity6 = 4096\n";
     let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
     learn_rs1_and_client(&mut dp);
-    let from_rs = |lport: u16, flags: &str| {
-        let b = PacketBuilder::ethernet2(RS1_MAC.0, SERVER_PORT_MAC.0)
-            .ipv6(a(RS6_1).octets(), a(LIP6).octets(), 64)
-            .tcp(80, lport, 5000, 65000);
-        let b = match flags {
-            "SA" => b.syn().ack(1001),
-            "FA" => b.fin().ack(1001),
-            _ => b.ack(1002),
-        };
-        let mut v = Vec::new();
-        b.write(&mut v, b"").unwrap();
-        VecBuf::from_frame(&v)
-    };
     let mut lports = std::collections::HashSet::new();
     for cport in 10_000..11_600u16 {
         let Verdict::Tx(1, out) = dp.process(tcp6_to(8080, cport, true, b""), &meta(0)) else {
