@@ -273,7 +273,7 @@ fn check_key(k: &SvcKey) -> Result<(), String> {
 
 /// Where each service of a model is, by its key (VIP, port, protocol in lower case): a batch's
 /// changes find their service in one probe. A scan that parsed every VIP made a restore
-/// quadratic: 2,000 IPv6 services took 0.8 s, most of it in the address parser (perf/RESULTS.md,
+/// quadratic: 2,000 IPv6 services took 1.2-1.45 s, half of it in the address parser (perf/RESULTS.md,
 /// "A restore's services found by key").
 #[derive(Default)]
 struct ServiceIndex {

@@ -57,13 +57,21 @@ const CLIENT: RxMeta = crate::testkit::flows::META;
 /// Received on the server-side port.
 const SERVER: RxMeta = RxMeta { port: 1, ..CLIENT };
 
-/// The MAC of the lab's real server `rip`.
-fn rs_mac(rip: Ipv4Addr) -> crate::wire::MacAddr {
-    if rip == RS1 {
-        RS1_MAC
-    } else {
-        RS2_MAC
-    }
+/// The Ethernet addresses of a frame from the lab's real server `rip` to the gateway.
+fn from_rs(rip: Ipv4Addr) -> (crate::wire::MacAddr, crate::wire::MacAddr) {
+    let mac = if rip == RS1 { RS1_MAC } else { RS2_MAC };
+    (mac, SERVER_PORT_MAC)
+}
+
+/// Real server `real`'s TCP segment to `local` (its side of a FullNAT connection).
+fn server_tcp(
+    real: (Ipv4Addr, u16),
+    local: (Ipv4Addr, u16),
+    syn: bool,
+    seq: u32,
+    ack: u32,
+) -> VecBuf {
+    tcp(from_rs(real.0), real, local, syn, seq, Some(ack))
 }
 
 /// A UDP datagram of one byte from `src` to `dst`, between the Ethernet addresses `macs`.
@@ -96,11 +104,7 @@ fn established(dp: &mut Datapath<VecBuf>) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) 
         &CLIENT,
     ));
     let (local, real) = endpoints(&out);
-    let rmac = rs_mac(real.0);
-    sent(dp.process(
-        tcp((rmac, SERVER_PORT_MAC), real, local, true, 5000, Some(1001)),
-        &SERVER,
-    ));
+    sent(dp.process(server_tcp(real, local, true, 5000, 1001), &SERVER));
     sent(dp.process(
         tcp(
             (CLIENT_MAC, CLIENT_PORT_MAC),
@@ -157,18 +161,7 @@ fn a_connection_installed_elsewhere_equals_the_original_and_forwards() {
     );
 
     // Its real server's next segment reaches the client as from the VIP.
-    let rmac = rs_mac(real.0);
-    let out = sent(b.process(
-        tcp(
-            (rmac, SERVER_PORT_MAC),
-            real,
-            local,
-            false,
-            5001,
-            Some(1002),
-        ),
-        &SERVER,
-    ));
+    let out = sent(b.process(server_tcp(real, local, false, 5001, 1002), &SERVER));
     assert_eq!(endpoints(&out), ((VIP, 80), (CLIENT_IP, 40000)));
     // And a new connection does not take its local port.
     let out = sent(b.process(
@@ -300,7 +293,7 @@ fn the_sync_log_takes_established_connections_their_changes_and_refreshes() {
     a.fwd.drain_sync(Ticks(2_500), &mut out);
     assert_eq!(out.len(), 1);
     // A state change (the server's FIN) is logged at once.
-    let rmac = rs_mac(real.0);
+    let (rmac, _) = from_rs(real.0);
     let mut fin = Vec::new();
     PacketBuilder::ethernet2(rmac.0, SERVER_PORT_MAC.0)
         .ipv4(real.0.octets(), local.0.octets(), 64)
@@ -333,11 +326,7 @@ fn the_sync_log_is_bounded_and_counts_what_it_could_not_take() {
         &CLIENT,
     ));
     let (local, real) = endpoints(&out);
-    let rmac = rs_mac(real.0);
-    sent(a.process(
-        tcp((rmac, SERVER_PORT_MAC), real, local, true, 9, Some(2)),
-        &SERVER,
-    ));
+    sent(a.process(server_tcp(real, local, true, 9, 2), &SERVER));
     sent(a.process(
         tcp(
             (CLIENT_MAC, CLIENT_PORT_MAC),
@@ -496,18 +485,7 @@ fn a_backup_parks_the_connection_a_record_replaces() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].local.map(|l| l.1), Some(local.1 + 1));
     // The server's late segment on the old tuple is dropped.
-    let rmac = rs_mac(real.0);
-    let late = b.process(
-        tcp(
-            (rmac, SERVER_PORT_MAC),
-            real,
-            local,
-            false,
-            5001,
-            Some(1001),
-        ),
-        &SERVER,
-    );
+    let late = b.process(server_tcp(real, local, false, 5001, 1001), &SERVER);
     assert!(matches!(late, Verdict::Drop(..)), "{late:?}");
     let counts = |dp: &Datapath<VecBuf>| {
         let in_use: u32 = dp.fwd.lip_usage().map(|(_, n)| n).sum();
@@ -677,8 +655,7 @@ fn the_sync_log_takes_a_udp_flow_once_it_is_answered() {
     let mut log = Vec::new();
     a.fwd.drain_sync(Ticks(1_000), &mut log);
     assert!(log.is_empty(), "not answered yet: {log:?}");
-    let rmac = rs_mac(real.0);
-    sent(a.process(udp((rmac, SERVER_PORT_MAC), real, local), &SERVER));
+    sent(a.process(udp(from_rs(real.0), real, local), &SERVER));
     a.fwd.drain_sync(Ticks(1_000), &mut log);
     assert_eq!(log.len(), 1, "answered");
     assert_eq!(
