@@ -3,8 +3,10 @@
 # (utime + stime from /proc, in ticks of 10 ms) over 10 s with no traffic, after
 # `ipvsadm -R` of 10,000 NAT services of 10 real servers (perf/control-scale.sh's largest rr
 # set: 100,000 (service, real server) pairs, whose traffic each worker publishes every 100 ms),
-# and before it, with none. For each round and each binary (A, B), a fresh lab (2 workers).
-# (perf/RESULTS.md, "Traffic listed in key order".)
+# and before it, with none; then the same for the daemon's other threads (the main thread's
+# reports and stats file, the control server's rate samples, the kernel mirror, health). For
+# each round and each binary (A, B), a fresh lab (2 workers). (perf/RESULTS.md, "Traffic listed
+# in key order", "Counters read without the traffic lists".)
 # Usage: perf/publish-cost.sh GATEWAY_A GATEWAY_B [ROUNDS]   (root; about 40 s a run; each
 # binary's gwctl beside it)
 set -uo pipefail
@@ -14,15 +16,19 @@ dir=$(mktemp -d)
 trap 'scripts/lab.sh down ppc >/dev/null 2>&1; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 nat_rules >"$dir/rules"
-workers_ticks() { # the gateway's worker threads' CPU ticks, summed
-    local pid=$1 t sum=0
+ticks() { # CPU ticks of the gateway's worker threads, then of its other threads, summed
+    local pid=$1 t workers=0 others=0 n
     for t in /proc/"$pid"/task/*; do
-        case $(cat "$t/comm") in rte-worker-*) sum=$((sum + $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
+        n=$(awk '{print $14 + $15}' "$t/stat")
+        case $(cat "$t/comm") in
+        rte-worker-*) workers=$((workers + n)) ;;
+        *) others=$((others + n)) ;;
+        esac
     done
-    echo "$sum"
+    echo "$workers $others"
 }
-echo "# perf/publish-cost.sh A=$a B=$b rounds=$rounds: both workers' CPU ticks (10 ms) in 10 s idle"
-echo "# round binary no-services 10000-nat-services"
+echo "# perf/publish-cost.sh A=$a B=$b rounds=$rounds: CPU ticks (10 ms) in 10 s idle"
+echo "# round binary workers:no-services workers:10000-nat-services others:no-services others:10000-nat-services"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
         bin=$a
@@ -32,11 +38,11 @@ for r in $(seq 1 "$rounds"); do
         pid=$(cat /run/gwlab/ppc/gateway.pid)
         $gwctl ipvsadm -C >/dev/null 2>&1
         sleep 2
-        t0=$(workers_ticks "$pid"); sleep 10; t1=$(workers_ticks "$pid")
+        read -r w0 o0 < <(ticks "$pid"); sleep 10; read -r w1 o1 < <(ticks "$pid")
         $gwctl ipvsadm -R <"$dir/rules" >/dev/null 2>&1 || echo "$r $which restore-failed"
         sleep 3
-        t2=$(workers_ticks "$pid"); sleep 10; t3=$(workers_ticks "$pid")
-        echo "$r $which $((t1 - t0)) $((t3 - t2))"
+        read -r w2 o2 < <(ticks "$pid"); sleep 10; read -r w3 o3 < <(ticks "$pid")
+        echo "$r $which $((w1 - w0)) $((w3 - w2)) $((o1 - o0)) $((o3 - o2))"
         scripts/lab.sh down ppc >/dev/null 2>&1
     done
 done

@@ -596,12 +596,13 @@ impl Running {
             .apply_config(v, model)
     }
 
-    /// Per-worker counters as last published, and their sum.
+    /// Per-worker counters as last published, and their sum, without the per-key lists
+    /// (`WorkerStats::without_lists`).
     pub fn stats(&self) -> (Vec<WorkerStats>, WorkerStats) {
         let per: Vec<WorkerStats> = self
             .published
             .iter()
-            .map(|p| p.lock().map(|s| s.clone()).unwrap_or_default())
+            .map(|p| p.lock().map(|mut s| s.without_lists()).unwrap_or_default())
             .collect();
         let mut total = WorkerStats::default();
         per.iter().for_each(|s| total.add(s));

@@ -149,7 +149,7 @@ impl Server<'_> {
             .published
             .iter()
             .map(|p| {
-                let s = p.lock().map(|s| s.clone()).unwrap_or_default();
+                let s = p.lock().map(|mut s| s.without_lists()).unwrap_or_default();
                 total.add(&s);
                 worker_view(&s)
             })
@@ -232,7 +232,7 @@ impl Server<'_> {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let s = p.lock().map(|s| s.clone()).unwrap_or_default();
+                let s = p.lock().map(|mut s| s.without_lists()).unwrap_or_default();
                 runtime_of(i as u16, &s)
             })
             .collect();
