@@ -341,6 +341,30 @@ impl Laps {
     }
 }
 
+/// Per-key entries a worker publishes at every publication (every 100 ms); above, it publishes
+/// its lists at every `entries / LISTS_PER_PUBLISH`-th publication and only its counters between
+/// ([`lists_due`]).
+pub const LISTS_PER_PUBLISH: usize = 10_000;
+
+/// Whether a worker's next publication carries its per-key lists (traffic per service and real
+/// server, access-list hits, limit refusals), `without` publications after the last that did,
+/// with `entries` entries in them: at each while they hold fewer than `2 * LISTS_PER_PUBLISH`,
+/// else at every `entries / LISTS_PER_PUBLISH`-th. With 10,000 services of 10 real servers a
+/// worker gathered, sorted and copied 100,000 entries ten times a second, idle or not; now once
+/// a second (perf/RESULTS.md, "Counters read without the traffic lists"). The rates
+/// (`ipvsadm --rate`) are sampled once a second anyway; `ipvsadm --stats` lags by at most as
+/// much.
+pub fn lists_due(without: usize, entries: usize) -> bool {
+    without.saturating_add(1) >= entries / LISTS_PER_PUBLISH
+}
+
+/// A worker's per-key lists, moved out of its stats and back (`WorkerStats::without_lists`).
+struct Lists {
+    traffic: Vec<(crate::service::TrafficKey, crate::counters::Traffic)>,
+    acl_hits: SvcCounts,
+    limit_refused: SvcCounts,
+}
+
 /// Counters per service, sorted by key: access-list rules (`WorkerStats::acl_hits`), limit
 /// refusals (`WorkerStats::limit_refused`).
 pub type SvcCounts = Vec<(crate::service::SvcId, Vec<u64>)>;
@@ -552,14 +576,38 @@ impl WorkerStats {
     /// without the traffic lists"). The lists are lent to no one: taken out for the copy and put
     /// back, under the caller's lock.
     pub fn without_lists(&mut self) -> WorkerStats {
-        let traffic = std::mem::take(&mut self.traffic);
-        let acl_hits = std::mem::take(&mut self.acl_hits);
-        let limit_refused = std::mem::take(&mut self.limit_refused);
+        let lists = self.take_lists();
         let copy = self.clone();
-        self.traffic = traffic;
-        self.acl_hits = acl_hits;
-        self.limit_refused = limit_refused;
+        self.put_lists(lists);
         copy
+    }
+
+    /// Copies `src`'s counters into `self`, whose per-key lists stay as they were: what a worker
+    /// publishes between two publications of its lists (`Worker::publish`).
+    pub fn clone_counters_from(&mut self, src: &mut WorkerStats) {
+        let (kept, theirs) = (self.take_lists(), src.take_lists());
+        self.clone_from(src);
+        self.put_lists(kept);
+        src.put_lists(theirs);
+    }
+
+    /// The number of per-key entries, which sets how often a worker publishes them.
+    pub fn list_entries(&self) -> usize {
+        self.traffic.len() + self.acl_hits.len() + self.limit_refused.len()
+    }
+
+    fn take_lists(&mut self) -> Lists {
+        Lists {
+            traffic: std::mem::take(&mut self.traffic),
+            acl_hits: std::mem::take(&mut self.acl_hits),
+            limit_refused: std::mem::take(&mut self.limit_refused),
+        }
+    }
+
+    fn put_lists(&mut self, l: Lists) {
+        self.traffic = l.traffic;
+        self.acl_hits = l.acl_hits;
+        self.limit_refused = l.limit_refused;
     }
 
     /// Adds another worker's counters (for totals).
@@ -684,6 +732,42 @@ mod tests {
         assert_eq!(s.traffic, before.traffic);
         assert_eq!(s.acl_hits, before.acl_hits);
         assert_eq!(s.limit_refused, before.limit_refused);
+    }
+
+    /// Between two publications of the lists a worker publishes its counters alone: the copy
+    /// takes them and keeps the lists it had; the source keeps its own.
+    #[test]
+    fn counters_published_alone_leave_the_published_lists() {
+        let svc = (6u8, std::net::Ipv4Addr::new(10, 0, 0, 1).into(), 80u16);
+        let mut published = WorkerStats {
+            rx_packets: 1,
+            acl_hits: vec![(svc, vec![1])],
+            ..WorkerStats::default()
+        };
+        let mut worker = WorkerStats {
+            rx_packets: 9,
+            acl_hits: vec![(svc, vec![7])],
+            ..WorkerStats::default()
+        };
+        published.clone_counters_from(&mut worker);
+        assert_eq!(published.rx_packets, 9);
+        assert_eq!(published.acl_hits, vec![(svc, vec![1])]);
+        assert_eq!(worker.acl_hits, vec![(svc, vec![7])]);
+    }
+
+    /// Lists of up to 19,999 entries go out with every publication; 100,000 with every tenth;
+    /// the first publication carries them whatever their size.
+    #[test]
+    fn large_lists_are_published_once_in_so_many_publications() {
+        for without in [0, 1, 5] {
+            assert!(lists_due(without, 0));
+            assert!(lists_due(without, 19_999));
+        }
+        assert!(!lists_due(0, 20_000));
+        assert!(lists_due(1, 20_000));
+        assert!(!lists_due(8, 100_000));
+        assert!(lists_due(9, 100_000));
+        assert!(lists_due(usize::MAX, 100_000_000));
     }
 
     #[test]

@@ -151,6 +151,8 @@ impl Worker {
         let start = self.epoch_tsc;
         let mut last_house = 0u64;
         let mut last_publish = 0u64;
+        // Publications since the per-key lists were last published (`stats::lists_due`).
+        let mut without_lists = usize::MAX;
         let mut tx_dropped_seen = 0u64;
         // Each stage of a round is timed from the end of the one before (`gwctl runtime`).
         let mut laps = Laps::default();
@@ -253,8 +255,13 @@ impl Worker {
                 twin_dropped_seen = dropped;
                 // Published only if no reader (the control plane, the health checker) holds the
                 // counters just now: a worker never waits on a lock; it tries again next round.
-                if now_ms - last_publish >= PUBLISH_EVERY_MS && self.publish(false) {
-                    last_publish = now_ms;
+                if now_ms - last_publish >= PUBLISH_EVERY_MS {
+                    let entries = self.datapath.l3.stats.list_entries();
+                    let lists = crate::stats::lists_due(without_lists, entries);
+                    if self.publish(false, lists) {
+                        last_publish = now_ms;
+                        without_lists = if lists { 0 } else { without_lists + 1 };
+                    }
                 }
             } else if !self.inbox.is_empty() {
                 // A control message waits (a generation to prepare or commit): answer it now, not
@@ -273,7 +280,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_micros(self.idle_sleep_us as u64));
             }
         }
-        self.publish(true);
+        self.publish(true, true);
         0
     }
 
@@ -500,8 +507,9 @@ impl Worker {
     }
 
     /// Copies the counters where the control plane reads them; `wait`: even if a reader holds
-    /// them (at exit). Whether they were published.
-    fn publish(&mut self, wait: bool) -> bool {
+    /// them (at exit); `lists`: the per-key lists too, gathered afresh (else the published ones
+    /// stay). Whether they were published.
+    fn publish(&mut self, wait: bool, lists: bool) -> bool {
         let dp = &mut self.datapath;
         dp.fwd.stats.conns = dp.fwd.table().len() as u64;
         dp.fwd.stats.half_open = dp.fwd.table().half_open() as u64;
@@ -516,20 +524,22 @@ impl Worker {
         conflicts.clear();
         conflicts.extend(dp.fwd.lip_conflicts());
         conflicts.sort_unstable_by_key(|a| a.0);
-        let traffic = &mut dp.l3.stats.traffic;
-        traffic.clear();
-        traffic.extend(dp.fwd.traffic_entries());
-        // Two runs, each in key order (the snapshot's servers, then the removed ones'): the
-        // stable sort merges them in one pass.
-        traffic.sort_by_key(|a| a.0);
-        let acl = &mut dp.l3.stats.acl_hits;
-        acl.clear();
-        acl.extend(dp.fwd.acl_entries().map(|(k, h)| (k, h.to_vec())));
-        acl.sort_unstable_by_key(|a| a.0);
-        let limit = &mut dp.l3.stats.limit_refused;
-        limit.clear();
-        limit.extend(dp.fwd.limit_entries().map(|(k, r)| (k, r.to_vec())));
-        limit.sort_unstable_by_key(|a| a.0);
+        if lists {
+            let traffic = &mut dp.l3.stats.traffic;
+            traffic.clear();
+            traffic.extend(dp.fwd.traffic_entries());
+            // Two runs, each in key order (the snapshot's servers, then the removed ones'): the
+            // stable sort merges them in one pass.
+            traffic.sort_by_key(|a| a.0);
+            let acl = &mut dp.l3.stats.acl_hits;
+            acl.clear();
+            acl.extend(dp.fwd.acl_entries().map(|(k, h)| (k, h.to_vec())));
+            acl.sort_unstable_by_key(|a| a.0);
+            let limit = &mut dp.l3.stats.limit_refused;
+            limit.clear();
+            limit.extend(dp.fwd.limit_entries().map(|(k, r)| (k, r.to_vec())));
+            limit.sort_unstable_by_key(|a| a.0);
+        }
         let usage = &mut dp.l3.stats.lip_usage;
         usage.clear();
         usage.extend(dp.fwd.lip_usage());
@@ -541,8 +551,12 @@ impl Worker {
             self.published.try_lock().ok()
         };
         match guard {
-            Some(mut p) => {
+            Some(mut p) if lists => {
                 p.clone_from(&dp.l3.stats);
+                true
+            }
+            Some(mut p) => {
+                p.clone_counters_from(&mut dp.l3.stats);
                 true
             }
             None => false,
