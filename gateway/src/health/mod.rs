@@ -75,7 +75,8 @@ pub fn effective(
         .collect()
 }
 
-/// The workers' passive counters per real server, summed from what they publish (every 100 ms).
+/// The workers' passive counters per real server, summed from what they publish (every 100 ms,
+/// less often with 20,000 (service, real server) pairs and more: `stats::lists_due`).
 pub fn passive_source(
     published: Vec<std::sync::Arc<std::sync::Mutex<crate::stats::WorkerStats>>>,
 ) -> runner::PassiveSource {
