@@ -1,0 +1,48 @@
+#!/bin/bash
+# How long one admin change takes on a large table: 10,000 NAT services of 10 real servers
+# restored (perf/lab-dual-stack.sh's nat_rules), then 100 single changes over one connection (a
+# service added, then deleted, as perf/control-scale.sh's latency does), each answered once every
+# worker runs its generation. For each round and each binary (A, B), a fresh dual-stack lab (2
+# workers, af_packet). (perf/RESULTS.md, "A single change on a large table".)
+# Usage: perf/change-time.sh GATEWAY_A GATEWAY_B [ROUNDS]   (root; about 1 min a run; each
+# binary's gwctl beside it)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+a=$1 b=$2 rounds=${3:-3}
+dir=$(mktemp -d)
+trap 'scripts/lab.sh down pct >/dev/null 2>&1; rm -rf "$dir"' EXIT
+. perf/lab-dual-stack.sh
+dual_stack_conf >"$dir/conf.toml"
+nat_rules >"$dir/nat10k"
+cat >"$dir/changes.py" <<'PY'
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rwb')
+n = int(sys.argv[2]); lat = []
+for i in range(n):
+    svc = {"proto": "tcp", "vip": "10.99.0.%d" % (i // 2 % 200 + 1), "port": 80}
+    ch = [{"change": "add_service", "svc": svc, "opts": {"scheduler": "rr"}}] if i % 2 == 0 else [{"change": "del_service", "svc": svc}]
+    t = time.perf_counter(); f.write((json.dumps({"v": 1, "op": "apply", "changes": ch}) + "\n").encode()); f.flush()
+    r = json.loads(f.readline()); lat.append((time.perf_counter() - t) * 1000)
+    assert r["ok"], r
+lat.sort()
+print("median_ms %.1f p99_ms %.1f" % (lat[n // 2], lat[int(n * 0.99)]))
+PY
+echo "# perf/change-time.sh A=$a B=$b rounds=$rounds: 100 single changes on 10,000 NAT services"
+for r in $(seq 1 "$rounds"); do
+    for which in A B; do
+        bin=$a
+        [ "$which" = B ] && bin=$b
+        gwctl="$(dirname "$bin")/gwctl -s /run/gateway/pct.sock"
+        GATEWAY_BIN=$bin scripts/lab.sh up pct "$dir/conf.toml" >/dev/null 2>&1 || {
+            echo "$r $which lab-failed"
+            continue
+        }
+        $gwctl ipvsadm -C >/dev/null 2>&1
+        if $gwctl ipvsadm -R <"$dir/nat10k" >/dev/null 2>&1; then
+            echo "$r $which $(python3 "$dir/changes.py" /run/gateway/pct.sock 100 2>&1 | tail -1)"
+        else
+            echo "$r $which restore-failed"
+        fi
+        scripts/lab.sh down pct >/dev/null 2>&1
+    done
+done
