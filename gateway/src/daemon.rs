@@ -587,9 +587,7 @@ impl Running {
                 "only [[service]] sections can change at run time; restart for the rest".into(),
             );
         }
-        let model = crate::control::model::Model {
-            services: new.services.clone(),
-        };
+        let model = crate::control::model::Model::of_entries(&new.services);
         self.control
             .lock()
             .map_err(|_| "control poisoned")?

@@ -9,9 +9,12 @@ use crate::health::runner::{Target, TargetKey};
 /// The checks `services` ask for, one per real server of a service with a `check` (or a real
 /// server with one). The error names the key (`service[i].check.interval_ms`,
 /// `service[i].real[j].check.kind`) and the reason. Entries are otherwise already validated.
-pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String)> {
+pub fn targets(
+    services: &[impl std::borrow::Borrow<ServiceEntry>],
+) -> Result<Vec<Target>, (String, String)> {
     let mut out = Vec::new();
     for (i, s) in services.iter().enumerate() {
+        let s: &ServiceEntry = s.borrow();
         let (Ok(vip), Ok(proto)) = (
             s.vip.parse::<std::net::IpAddr>(),
             s.protocol.parse::<crate::service::Proto>(),
@@ -60,11 +63,12 @@ pub fn targets(services: &[ServiceEntry]) -> Result<Vec<Target>, (String, String
 
 /// The sorry servers of `services`, by (protocol number, VIP, port); entries are validated.
 pub fn sorry_servers(
-    services: &[ServiceEntry],
+    services: &[impl std::borrow::Borrow<ServiceEntry>],
 ) -> hashbrown::HashMap<(u8, std::net::IpAddr, u16), std::net::SocketAddr> {
     services
         .iter()
         .filter_map(|s| {
+            let s: &ServiceEntry = s.borrow();
             let proto = s.protocol.parse::<crate::service::Proto>().ok()?.number();
             Some((
                 (proto, s.vip.parse().ok()?, s.port),

@@ -181,7 +181,7 @@ fn default_mode() -> String {
 /// Validates `[[service]]` entries against the ports' addresses and turns them into what
 /// `Control::apply_services` takes; shared by the config file and the admin socket.
 pub fn validate_service_entries(
-    services: &[ServiceEntry],
+    services: &[impl std::borrow::Borrow<ServiceEntry>],
     port_addrs: &[Vec<Ipv4Cidr>],
     port_addrs6: &[Vec<Ipv6Cidr>],
 ) -> Result<Vec<crate::forward::ServiceSpec>, ConfigError> {
@@ -194,6 +194,7 @@ pub fn validate_service_entries(
             .map(|c| IpAddr::V4(c.addr))
             .collect();
         for (i, s) in services.iter().enumerate() {
+            let s: &ServiceEntry = s.borrow();
             let key = format!("service[{i}]");
             let vip: IpAddr = s.vip.parse().map_err(|_| {
                 invalid(
@@ -410,6 +411,7 @@ pub fn validate_service_entries(
         // Checks and sorry servers (the admin socket sets them too).
         health::targets(services).map_err(|(k, why)| invalid(k, why))?;
         for (i, s) in services.iter().enumerate() {
+            let s: &ServiceEntry = s.borrow();
             if let Some(sorry) = &s.sorry_server {
                 let key = format!("service[{i}].sorry_server");
                 let Ok(addr) = sorry.parse::<std::net::SocketAddr>() else {

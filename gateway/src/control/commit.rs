@@ -97,9 +97,7 @@ impl Control {
             workers: wiring.workers,
             acks: wiring.acks,
             current: Arc::new(first),
-            configured: crate::control::model::Model {
-                services: cfg.services.clone(),
-            },
+            configured: crate::control::model::Model::of_entries(&cfg.services),
             configured_services,
             health_down: Default::default(),
             health_checks: Default::default(),
@@ -874,9 +872,7 @@ mod tests {
         );
         let cfg = Config::parse(&text).unwrap();
         let v = cfg.validate().unwrap();
-        let model = crate::control::model::Model {
-            services: cfg.services.clone(),
-        };
+        let model = crate::control::model::Model::of_entries(&cfg.services);
         control.apply_model(model, v.services).unwrap();
         let weight = |c: &Control| c.current().services.services[0].svc.weights()[0];
         assert_eq!(weight(&control), 1);
@@ -911,7 +907,7 @@ mod tests {
             crate::config::validate_service_entries(&services, &v.port_addrs, &v.port_addrs6)
                 .unwrap();
         control
-            .apply_model(crate::control::model::Model { services }, specs)
+            .apply_model(crate::control::model::Model::of_entries(&services), specs)
             .unwrap();
         assert_eq!(weight(&control), 1);
         finish(control, handles);

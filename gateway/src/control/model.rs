@@ -11,11 +11,16 @@ use crate::config::{RealEntry, ServiceEntry};
 use crate::forward::ServiceTable;
 use crate::service::{Persistence, Proto, SchedKind};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
-/// `[[service]]` entries in table order.
+/// `[[service]]` entries in table order, each shared until changed: a batch works on a copy of
+/// the model (refused, it changes nothing), and copying 10,000 services of 10 real servers, their
+/// strings and all, then dropping the old model, took a third of a single change's time
+/// (perf/RESULTS.md, "A single change on a large table"). A change copies only the services it
+/// touches (`Arc::make_mut`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Model {
-    pub services: Vec<ServiceEntry>,
+    pub services: Vec<Arc<ServiceEntry>>,
 }
 
 /// The scheduler flag names for a scheduler, as ipvsadm spells them.
@@ -32,6 +37,13 @@ fn flag_names(sched: SchedKind, fallback: bool, port: bool) -> Vec<String> {
 }
 
 impl Model {
+    /// A model of `[[service]]` entries (a configuration file's).
+    pub fn of_entries(entries: &[ServiceEntry]) -> Model {
+        Model {
+            services: entries.iter().cloned().map(Arc::new).collect(),
+        }
+    }
+
     /// The services of a running snapshot, as configuration entries.
     pub fn from_table(t: &ServiceTable) -> Model {
         let services = t
@@ -39,7 +51,7 @@ impl Model {
             .iter()
             .map(|vs| {
                 let c = vs.svc.config();
-                ServiceEntry {
+                Arc::new(ServiceEntry {
                     vip: c.vip.to_string(),
                     port: c.vport,
                     protocol: c.proto.to_string(),
@@ -87,7 +99,7 @@ impl Model {
                             check: None,
                         })
                         .collect(),
-                }
+                })
             })
             .collect();
         Model { services }
@@ -96,6 +108,7 @@ impl Model {
     fn svc_mut(&mut self, at: &ServiceIndex, k: &SvcKey) -> Result<&mut ServiceEntry, String> {
         at.find(k)
             .and_then(|i| self.services.get_mut(i))
+            .map(Arc::make_mut)
             .ok_or_else(|| format!("No such service: {k}"))
     }
 
@@ -141,7 +154,7 @@ impl Model {
                 };
                 set_opts(&mut e, opts)?;
                 at.added(svc, self.services.len());
-                self.services.push(e);
+                self.services.push(Arc::new(e));
             }
             Change::EditService { svc, opts } => set_opts(self.svc_mut(at, svc)?, opts)?,
             Change::DelService { svc } => {
@@ -283,9 +296,10 @@ struct ServiceIndex {
 impl ServiceIndex {
     /// The places of `services` (addresses compare parsed: `2001:db8::1` is `2001:DB8:0::1`); of
     /// two entries with one key, the first, as a scan would find it.
-    fn of(services: &[ServiceEntry]) -> ServiceIndex {
+    fn of(services: &[impl std::borrow::Borrow<ServiceEntry>]) -> ServiceIndex {
         let mut at = std::collections::HashMap::with_capacity(services.len());
         for (i, s) in services.iter().enumerate() {
+            let s: &ServiceEntry = s.borrow();
             if let Ok(vip) = s.vip.parse() {
                 at.entry((vip, s.port, s.protocol.to_ascii_lowercase()))
                     .or_insert(i);
@@ -539,6 +553,32 @@ mod tests {
     /// One batch finds each service by its key after others were added and deleted before it
     /// (the places after a deleted one move up), its protocol in any case and its address in
     /// any spelling, as the configuration file may have it.
+    /// A batch on a copy of the model copies only the services it changes: the others are the
+    /// same entries in both, and the original is as it was.
+    #[test]
+    fn a_copy_shares_the_services_a_batch_leaves_alone() {
+        let mut m = Model::default();
+        for port in [80, 81, 82] {
+            m.apply(&Change::AddService {
+                svc: key(port),
+                opts: rr(),
+            })
+            .unwrap();
+        }
+        let before = m.clone();
+        let mut next = m.clone();
+        next.apply_all(&[Change::AddReal {
+            svc: key(81),
+            real: real(11, "nat"),
+        }])
+        .unwrap();
+        assert!(Arc::ptr_eq(&next.services[0], &m.services[0]));
+        assert!(Arc::ptr_eq(&next.services[2], &m.services[2]));
+        assert!(!Arc::ptr_eq(&next.services[1], &m.services[1]));
+        assert_eq!(next.services[1].reals.len(), 1);
+        assert_eq!(m, before, "the original is unchanged");
+    }
+
     #[test]
     fn a_batch_finds_its_services_across_adds_and_deletes() {
         let mut m = Model::default();
@@ -547,11 +587,11 @@ mod tests {
             opts: rr(),
         })
         .unwrap();
-        m.services[0].protocol = "TCP".into();
-        m.services.push(ServiceEntry {
+        Arc::make_mut(&mut m.services[0]).protocol = "TCP".into();
+        m.services.push(Arc::new(ServiceEntry {
             vip: "2001:DB8:10:0::100".into(),
-            ..m.services[0].clone()
-        });
+            ..(*m.services[0]).clone()
+        }));
         let v6 = SvcKey {
             proto: "tcp".into(),
             vip: "2001:db8:10::100".parse().unwrap(),

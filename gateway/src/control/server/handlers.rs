@@ -608,7 +608,9 @@ impl Server<'_> {
             .ok_or("the daemon was started without a configuration file")?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let toml = crate::control::save::config_with_services(&text, &model.services)?;
+        let entries: Vec<crate::config::ServiceEntry> =
+            model.services.iter().map(|s| (**s).clone()).collect();
+        let toml = crate::control::save::config_with_services(&text, &entries)?;
         Ok(serde_json::json!({ "toml": toml }))
     }
 
