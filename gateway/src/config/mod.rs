@@ -9,7 +9,10 @@ mod service;
 #[cfg(test)]
 mod tests;
 
-pub use service::{synproxy_mode, validate_service_entries, RealEntry, ServiceEntry};
+pub use service::{
+    synproxy_mode, validate_service_entries, validate_shared_entries, RealEntry, ServiceEntry,
+    SpecCache,
+};
 
 use crate::net::{Ipv4Cidr, Ipv6Cidr};
 use serde::{Deserialize, Serialize};

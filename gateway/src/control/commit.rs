@@ -50,6 +50,9 @@ pub struct Control {
     /// running table, whose weights the health checks overlay.
     configured: crate::control::model::Model,
     configured_services: Vec<crate::forward::ServiceSpec>,
+    /// What the admin changes' validations made of the configured entries
+    /// (`config::validate_shared_entries`).
+    spec_cache: crate::config::SpecCache,
     /// Real servers the health checks hold down: at weight 0 (`false`) or removed (`true`).
     health_down: hashbrown::HashMap<crate::health::runner::TargetKey, bool>,
     /// The check of every checked server, as last sent to the checker.
@@ -99,6 +102,7 @@ impl Control {
             current: Arc::new(first),
             configured: crate::control::model::Model::of_entries(&cfg.services),
             configured_services,
+            spec_cache: Default::default(),
             health_down: Default::default(),
             health_checks: Default::default(),
             health_status: wiring.health_status,
@@ -204,6 +208,22 @@ impl Control {
     /// The services as configured (what admin changes edit and `gwctl save` writes).
     pub fn configured(&self) -> &crate::control::model::Model {
         &self.configured
+    }
+
+    /// `model`'s services validated against the ports' addresses, the entries validated before
+    /// (shared, so unchanged) taken from the last validation (`config::validate_shared_entries`).
+    pub fn validate_model(
+        &mut self,
+        model: &crate::control::model::Model,
+        port_addrs: &[Vec<crate::net::Ipv4Cidr>],
+        port_addrs6: &[Vec<crate::net::Ipv6Cidr>],
+    ) -> Result<Vec<crate::forward::ServiceSpec>, crate::config::ConfigError> {
+        crate::config::validate_shared_entries(
+            &model.services,
+            port_addrs,
+            port_addrs6,
+            &mut self.spec_cache,
+        )
     }
 
     /// Runs `configs` (validated from `model`) as the configured services: the health overlay on
@@ -844,6 +864,7 @@ mod tests {
             twins: Vec::new(),
             configured: Default::default(),
             configured_services: Vec::new(),
+            spec_cache: Default::default(),
             health_down: Default::default(),
             health_checks: Default::default(),
             health_status: Default::default(),

@@ -553,6 +553,60 @@ mod tests {
     /// One batch finds each service by its key after others were added and deleted before it
     /// (the places after a deleted one move up), its protocol in any case and its address in
     /// any spelling, as the configuration file may have it.
+    /// The admin socket's validation takes the specs of the entries it validated before, and
+    /// still refuses what the whole table makes wrong: the same specs as a validation from
+    /// scratch; a service added twice; an entry validated before, against ports that changed.
+    #[test]
+    fn validation_reuses_unchanged_entries_and_still_checks_the_whole_table() {
+        use crate::config::{validate_shared_entries, SpecCache};
+        let mut m = Model::default();
+        for port in [80, 81] {
+            m.apply_all(&[
+                Change::AddService {
+                    svc: key(port),
+                    opts: rr(),
+                },
+                Change::AddReal {
+                    svc: key(port),
+                    real: real(11, "nat"),
+                },
+            ])
+            .unwrap();
+        }
+        let mut cache = SpecCache::default();
+        let first = validate_shared_entries(&m.services, &ports(), &[], &mut cache).unwrap();
+        let mut next = m.clone();
+        next.apply_all(&[Change::AddReal {
+            svc: key(81),
+            real: real(12, "nat"),
+        }])
+        .unwrap();
+        let cached = validate_shared_entries(&next.services, &ports(), &[], &mut cache).unwrap();
+        assert_eq!(
+            cached,
+            validate_service_entries(&next.services, &ports(), &[]).unwrap()
+        );
+        assert_eq!(cached[0], first[0]);
+        assert_eq!(cached[1].0.reals.len(), 2);
+        // The same entry twice: each alone was validated before, the table is not valid.
+        let mut twice = next.clone();
+        twice.services.push(next.services[0].clone());
+        let e = validate_shared_entries(&twice.services, &ports(), &[], &mut cache).unwrap_err();
+        assert!(e.to_string().contains("defined twice"), "{e}");
+        // The real servers' subnet gone from the ports: the unchanged entries are checked again.
+        let ports_v = vec![vec!["10.10.0.1/24".parse().unwrap()]];
+        let mut nat_lip = next.clone();
+        nat_lip
+            .apply_all(&[Change::AddLaddr {
+                svc: key(80),
+                addr: Ipv4Addr::new(10, 20, 0, 200).into(),
+            }])
+            .unwrap();
+        validate_shared_entries(&nat_lip.services, &ports(), &[], &mut cache).unwrap();
+        let e = validate_shared_entries(&nat_lip.services, &ports_v, &[], &mut cache).unwrap_err();
+        assert!(e.to_string().contains("on no port's subnet"), "{e}");
+    }
+
     /// A batch on a copy of the model copies only the services it changes: the others are the
     /// same entries in both, and the original is as it was.
     #[test]

@@ -267,11 +267,7 @@ impl Server<'_> {
             .collect();
         let (port_addrs, port_addrs6) =
             crate::control::topology::admin_port_addrs(&g.topo.ports, ctl.provenance(), &held);
-        let v = match crate::config::validate_service_entries(
-            &model.services,
-            &port_addrs,
-            &port_addrs6,
-        ) {
+        let v = match ctl.validate_model(&model, &port_addrs, &port_addrs6) {
             Ok(v) => v,
             Err(e) => {
                 let e = model.name_error(&e.to_string());
