@@ -53,8 +53,8 @@ pub struct Passive {
     pub streak: u64,
 }
 
-/// Reads the workers' passive counters (the daemon sums what they publish).
-pub type PassiveSource = Box<dyn FnMut() -> HashMap<TargetKey, Passive> + Send>;
+/// Reads the workers' passive counters of the servers given (the daemon sums what they publish).
+pub type PassiveSource = Box<dyn FnMut(&[TargetKey]) -> HashMap<TargetKey, Passive> + Send>;
 
 /// How often the passive counters are read (the workers publish theirs every 100 ms).
 const PASSIVE_EVERY_MS: u64 = 50;
@@ -288,7 +288,8 @@ pub fn run(
         // Passive detection: failed SYNs in a row, as the workers counted them.
         if now - last_passive >= PASSIVE_EVERY_MS {
             last_passive = now;
-            let counts = passive();
+            let keys: Vec<TargetKey> = slots.keys().copied().collect();
+            let counts = passive(&keys);
             for (key, s) in slots.iter_mut() {
                 s.passive = counts.get(key).copied().unwrap_or_default();
                 let fall = s.target.check.passive_fall;
