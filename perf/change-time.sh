@@ -3,7 +3,9 @@
 # restored (perf/lab-dual-stack.sh's nat_rules), then 100 single changes over one connection (a
 # service added, then deleted, as perf/control-scale.sh's latency does), each answered once every
 # worker runs its generation. For each round and each binary (A, B), a fresh dual-stack lab (2
-# workers, af_packet). (perf/RESULTS.md, "A single change on a large table".)
+# workers, af_packet). Also the two workers' CPU ticks (10 ms) during the 100 changes: each commits
+# every change in its poll loop, not forwarding meanwhile. (perf/RESULTS.md, "A single change on
+# a large table".)
 # Usage: perf/change-time.sh GATEWAY_A GATEWAY_B [ROUNDS]   (root; about 1 min a run; each
 # binary's gwctl beside it)
 set -uo pipefail
@@ -27,6 +29,13 @@ for i in range(n):
 lat.sort()
 print("median_ms %.1f p99_ms %.1f" % (lat[n // 2], lat[int(n * 0.99)]))
 PY
+workers_ticks() { # the gateway's worker threads' CPU ticks, summed
+    local t sum=0
+    for t in /proc/"$1"/task/*; do
+        case $(cat "$t/comm") in rte-worker-*) sum=$((sum + $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
+    done
+    echo "$sum"
+}
 echo "# perf/change-time.sh A=$a B=$b rounds=$rounds: 100 single changes on 10,000 NAT services"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
@@ -39,7 +48,10 @@ for r in $(seq 1 "$rounds"); do
         }
         $gwctl ipvsadm -C >/dev/null 2>&1
         if $gwctl ipvsadm -R <"$dir/nat10k" >/dev/null 2>&1; then
-            echo "$r $which $(python3 "$dir/changes.py" /run/gateway/pct.sock 100 2>&1 | tail -1)"
+            pid=$(cat /run/gwlab/pct/gateway.pid)
+            t0=$(workers_ticks "$pid")
+            line=$(python3 "$dir/changes.py" /run/gateway/pct.sock 100 2>&1 | tail -1)
+            echo "$r $which $line workers_ticks $(($(workers_ticks "$pid") - t0))"
         else
             echo "$r $which restore-failed"
         fi

@@ -184,7 +184,7 @@ pub struct Forwarder {
     /// order without sorting it (`report::live_traffic`). Sorting 100,000 real servers' keys
     /// there took a worker about a tenth of its time, idle (perf/RESULTS.md, "Traffic listed in
     /// key order").
-    traffic_order: Vec<(TrafficKey, u32)>,
+    traffic_order: Arc<Vec<(TrafficKey, u32)>>,
     /// The traffic of removed real servers and services (`TrafficKey::retired`).
     retired_traffic: std::collections::BTreeMap<TrafficKey, Traffic>,
     /// The SYN proxy (`synproxy`): cookies, and the state of proxied connections.
@@ -223,19 +223,6 @@ enum Via {
     NatReply,
 }
 
-fn traffic_key(vs: &super::services::VirtualService, rs: usize) -> Option<TrafficKey> {
-    let c = vs.svc.config();
-    let r = vs.svc.reals().get(rs)?;
-    let proto = c.proto.number();
-    Some(TrafficKey {
-        proto,
-        vip: c.vip,
-        vport: c.vport,
-        rip: r.addr,
-        rport: r.port,
-    })
-}
-
 impl Forwarder {
     pub fn new(
         worker: u16,
@@ -262,7 +249,7 @@ impl Forwarder {
             mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
             traffic_base: Vec::new(),
-            traffic_order: Vec::new(),
+            traffic_order: Default::default(),
             retired_traffic: Default::default(),
             acl_hits: Vec::new(),
             synproxy: SynProxy::new(cfg.cookie_key, cfg.synproxy),

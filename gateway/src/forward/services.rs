@@ -4,7 +4,7 @@
 
 pub use super::addrs::AddrKind;
 use super::addrs::AddrTable;
-use crate::service::{Service, ServiceConfig, ServiceError};
+use crate::service::{Service, ServiceConfig, ServiceError, TrafficKey};
 use hashbrown::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -97,6 +97,24 @@ pub struct ServiceTable {
     /// Whether any IPv6 service has IPv4 local addresses (NAT64): IPv4 replies to them are
     /// translated back to IPv6 (`inet6::nat64`); `addrs` says which they are.
     any_lip64: bool,
+    /// Each (service, real server) with its place in a worker's traffic counters (the services'
+    /// real servers in table order, `Forwarder::traffic`), in key order: sorted once a snapshot
+    /// here, by the control plane, where every worker sorted it at its commit, not forwarding
+    /// meanwhile (perf/RESULTS.md, "A single change on a large table").
+    pub traffic_order: Arc<Vec<(TrafficKey, u32)>>,
+}
+
+/// The traffic key of real server `rs` of `vs`.
+pub fn traffic_key(vs: &VirtualService, rs: usize) -> Option<TrafficKey> {
+    let c = vs.svc.config();
+    let r = vs.svc.reals().get(rs)?;
+    Some(TrafficKey {
+        proto: c.proto.number(),
+        vip: c.vip,
+        vport: c.vport,
+        rip: r.addr,
+        rport: r.port,
+    })
 }
 
 impl ServiceTable {
@@ -204,6 +222,18 @@ impl ServiceTable {
         }
         t.addrs = AddrTable::new(addrs);
         t.addrs6 = AddrTable::new(addrs6);
+        let mut order = Vec::new();
+        let mut at = 0u32;
+        for vs in &t.services {
+            for i in 0..vs.svc.len() {
+                if let Some(k) = traffic_key(vs, i) {
+                    order.push((k, at));
+                }
+                at += 1;
+            }
+        }
+        order.sort_unstable_by_key(|&(k, _)| k);
+        t.traffic_order = Arc::new(order);
         Ok(t)
     }
 
@@ -283,8 +313,12 @@ pub const NO_DEST: u16 = u16::MAX;
 
 /// Where the connections of one snapshot find their service and real server in the next: old
 /// (service, real server) indices to new ones, by identity (VIP, port, protocol; address and
-/// port), [`NO_DEST`] for what is gone. Shared by both connection tables.
-pub struct ConnRemap(Vec<(u16, Vec<u16>)>);
+/// port), [`NO_DEST`] for what is gone. Shared by both connection tables. A service the next
+/// snapshot shares unchanged (the same object: copy-on-write) keeps its real servers' indices
+/// (`None`): every worker builds this at each commit, not forwarding meanwhile, and looking up
+/// 100,000 real servers that did not change was a fifth of a commit's time (perf/RESULTS.md, "A
+/// single change on a large table").
+pub struct ConnRemap(Vec<(u16, Option<Vec<u16>>)>);
 
 impl ConnRemap {
     pub fn new(old: &ServiceTable, new: &ServiceTable) -> ConnRemap {
@@ -296,15 +330,18 @@ impl ConnRemap {
                     match new.find_ip(c.vip, c.vport, c.proto.number()) {
                         Some(ni) => {
                             let nsvc = &new.services[ni as usize].svc;
+                            if Arc::ptr_eq(nsvc, &ovs.svc) {
+                                return (ni as u16, None);
+                            }
                             let reals = ovs
                                 .svc
                                 .reals()
                                 .iter()
                                 .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u16))
                                 .collect();
-                            (ni as u16, reals)
+                            (ni as u16, Some(reals))
                         }
-                        None => (NO_DEST, vec![NO_DEST; ovs.svc.len()]),
+                        None => (NO_DEST, Some(vec![NO_DEST; ovs.svc.len()])),
                     }
                 })
                 .collect(),
@@ -320,7 +357,8 @@ impl ConnRemap {
         for id in ids {
             if let Some(c) = table.get_mut(id) {
                 let (svc, rs) = match self.0.get(c.svc as usize) {
-                    Some((ns, reals)) => {
+                    Some((ns, None)) => (*ns, c.rs),
+                    Some((ns, Some(reals))) => {
                         (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST))
                     }
                     None => (NO_DEST, NO_DEST),
@@ -345,6 +383,69 @@ mod tests {
                 .push(RealServer::new(Ipv4Addr::new(10, 20, 0, 11 + i), 80, w));
         }
         (c, Vec::new(), SvcOptions::default())
+    }
+
+    /// Connections follow their service and real server into the next snapshot: of a service
+    /// shared unchanged, to its new place with the same real server; of a changed one, to the
+    /// real server's new index; of a removed server or service, to `NO_DEST`.
+    #[test]
+    fn connections_follow_their_service_and_real_server_into_the_next_snapshot() {
+        use crate::conn::{Table, Timeouts, Tuple};
+        let old = ServiceTable::new(
+            1,
+            vec![
+                svc(1, SchedKind::Rr, 1),
+                svc(2, SchedKind::Rr, 1),
+                svc(3, SchedKind::Rr, 1),
+            ],
+            None,
+        )
+        .unwrap();
+        // Service 1 unchanged but moved after a new one; service 2 loses its first real server;
+        // service 3 goes.
+        let mut two = svc(2, SchedKind::Rr, 1);
+        two.0.reals.remove(0);
+        let new = ServiceTable::new(
+            2,
+            vec![svc(9, SchedKind::Rr, 1), svc(1, SchedKind::Rr, 1), two],
+            Some(&old),
+        )
+        .unwrap();
+        assert!(Arc::ptr_eq(&old.services[0].svc, &new.services[1].svc));
+        let mut table: Table<Tuple> = Table::new(64, Timeouts::default());
+        let conn = |table: &mut Table<Tuple>, port: u16, svc: u16, rs: u16| {
+            let t = Tuple::new(
+                Ipv4Addr::new(10, 0, 0, 1),
+                port,
+                Ipv4Addr::new(10, 10, 1, 1),
+                80,
+                6,
+            );
+            table
+                .insert(t, None, svc, rs, 0, crate::conn::Ticks(0))
+                .unwrap()
+        };
+        let a = conn(&mut table, 1000, 0, 3);
+        let b = conn(&mut table, 1001, 1, 4);
+        let b_removed = conn(&mut table, 1002, 1, 0);
+        let c = conn(&mut table, 1003, 2, 5);
+        ConnRemap::new(&old, &new).apply(&mut table);
+        let at = |id| {
+            let e = table.get(id).unwrap();
+            (e.svc, e.rs)
+        };
+        assert_eq!(
+            at(a),
+            (1, 3),
+            "a shared service's connection keeps its real server"
+        );
+        assert_eq!(
+            at(b),
+            (2, 3),
+            "the real server's index in the changed service"
+        );
+        assert_eq!(at(b_removed), (2, NO_DEST));
+        assert_eq!(at(c), (NO_DEST, NO_DEST));
     }
 
     /// Editing one service rebuilds that service only: every other one is the same object, with

@@ -218,21 +218,19 @@ impl Forwarder {
     /// pairs a hash map of the old traffic made that a tenth of each change's time
     /// (perf/RESULTS.md, "A single change on a large table").
     pub(super) fn remap_traffic(&mut self, new: &ServiceTable) {
-        let old: Vec<(TrafficKey, Traffic)> = self.live_traffic().collect();
+        let old_traffic = std::mem::take(&mut self.traffic);
+        let old_order = std::mem::replace(&mut self.traffic_order, Arc::clone(&new.traffic_order));
+        let old = old_order
+            .iter()
+            .filter_map(|&(k, at)| Some((k, *old_traffic.get(at as usize)?)));
         self.traffic_base.clear();
-        self.traffic.clear();
-        self.traffic_order.clear();
         for vs in &new.services {
             self.traffic_base.push(self.traffic.len() as u32);
-            for i in 0..vs.svc.len() {
-                if let Some(k) = traffic_key(vs, i) {
-                    self.traffic_order.push((k, self.traffic.len() as u32));
-                }
-                self.traffic.push(Traffic::default());
-            }
+            self.traffic
+                .resize(self.traffic.len() + vs.svc.len(), Traffic::default());
         }
-        self.traffic_order.sort_unstable_by_key(|&(k, _)| k);
-        // Both in key order: each old entry goes to the new one with its key, if any.
+        // Both in key order (`traffic_order` sorted by the control plane, once for every
+        // worker): each old entry goes to the new one with its key, if any.
         let mut gone_servers: Vec<(TrafficKey, Traffic)> = Vec::new();
         let mut next = 0;
         for (k, t) in old {
@@ -247,15 +245,7 @@ impl Forwarder {
                 _ => gone_servers.push((k, t)),
             }
         }
-        let services: std::collections::HashSet<(u8, std::net::IpAddr, u16)> = new
-            .services
-            .iter()
-            .map(|vs| {
-                let c = vs.svc.config();
-                (c.proto.number(), c.vip, c.vport)
-            })
-            .collect();
-        let live = |k: &TrafficKey| services.contains(&(k.proto, k.vip, k.vport));
+        let live = |k: &TrafficKey| new.find_ip(k.vip, k.vport, k.proto).is_some();
         let mut gone = Traffic::default();
         self.retired_traffic.retain(|k, t| {
             let keep = *k == TrafficKey::REMOVED_SERVICES || live(k);

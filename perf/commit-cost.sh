@@ -1,0 +1,60 @@
+#!/bin/bash
+# What a single admin change costs the workers on a large table: 10,000 NAT services of 10 real
+# servers restored (perf/lab-dual-stack.sh's nat_rules), then 40 single changes (a service added,
+# then deleted) under `perf record -F 2000` of the gateway; counted: the two workers' user-space
+# samples outside the poll loop (each worker commits every change in its loop, not forwarding
+# meanwhile: those samples are mostly the commits), and the changes' median and p99 latency. For
+# each round and each binary (A, B), a fresh dual-stack lab (2 workers, af_packet).
+# (perf/RESULTS.md, "A single change on a large table".)
+# Usage: perf/commit-cost.sh GATEWAY_A GATEWAY_B [ROUNDS]   (root; about 30 s a run; perf; each
+# binary's gwctl beside it)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+a=$1 b=$2 rounds=${3:-2}
+dir=$(mktemp -d)
+trap 'scripts/lab.sh down pcc >/dev/null 2>&1; rm -rf "$dir"' EXIT
+. perf/lab-dual-stack.sh
+dual_stack_conf >"$dir/conf.toml"
+nat_rules >"$dir/nat10k"
+cat >"$dir/changes.py" <<'PY'
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rwb')
+n = int(sys.argv[2]); lat = []
+for i in range(n):
+    svc = {"proto": "tcp", "vip": "10.99.0.%d" % (i // 2 % 200 + 1), "port": 80}
+    ch = [{"change": "add_service", "svc": svc, "opts": {"scheduler": "rr"}}] if i % 2 == 0 else [{"change": "del_service", "svc": svc}]
+    t = time.perf_counter(); f.write((json.dumps({"v": 1, "op": "apply", "changes": ch}) + "\n").encode()); f.flush()
+    r = json.loads(f.readline()); lat.append((time.perf_counter() - t) * 1000)
+    assert r["ok"], r
+lat.sort()
+print("median_ms %.1f p99_ms %.1f" % (lat[n // 2], lat[int(n * 0.99)]))
+PY
+echo "# perf/commit-cost.sh A=$a B=$b rounds=$rounds: 40 single changes on 10,000 NAT services"
+echo "# round binary latency... worker_samples (2000 Hz, both workers, outside the poll loop)"
+for r in $(seq 1 "$rounds"); do
+    for which in A B; do
+        bin=$a
+        [ "$which" = B ] && bin=$b
+        gwctl="$(dirname "$bin")/gwctl -s /run/gateway/pcc.sock"
+        GATEWAY_BIN=$bin scripts/lab.sh up pcc "$dir/conf.toml" >/dev/null 2>&1 || {
+            echo "$r $which lab-failed"
+            continue
+        }
+        $gwctl ipvsadm -C >/dev/null 2>&1
+        $gwctl ipvsadm -R <"$dir/nat10k" >/dev/null 2>&1 || echo "$r $which restore-failed"
+        sleep 1
+        pid=$(cat /run/gwlab/pcc/gateway.pid)
+        perf record -F 2000 -g -p "$pid" -o "$dir/perf.data" >/dev/null 2>&1 &
+        rec=$!
+        sleep 0.3
+        line=$(python3 "$dir/changes.py" /run/gateway/pcc.sock 40 2>&1 | tail -1)
+        kill -INT "$rec"
+        wait "$rec"
+        scripts/lab.sh down pcc >/dev/null 2>&1
+        n=$(perf report -i "$dir/perf.data" --no-children --comm rte-worker-1,rte-worker-2 --sort sym -g none -n 2>/dev/null |
+            grep -v '^#' | grep -v '^$' |
+            grep -v 'finish_task_switch\|nanosleep\|\[k\]\|Worker::run\|rx_burst' |
+            awk '{s += $2} END {print s + 0}')
+        echo "$r $which $line worker_samples $n"
+    done
+done
