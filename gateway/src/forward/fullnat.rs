@@ -179,12 +179,6 @@ pub struct Forwarder {
     /// Traffic per (service, real server): `traffic[traffic_base[svc] + rs]`.
     traffic: Vec<Traffic>,
     traffic_base: Vec<u32>,
-    /// Each (service, real server) of the snapshot with its place in `traffic`, in key order:
-    /// sorted once a snapshot, so that the worker's publishing every 100 ms lists the traffic in
-    /// order without sorting it (`report::live_traffic`). Sorting 100,000 real servers' keys
-    /// there took a worker about a tenth of its time, idle (perf/RESULTS.md, "Traffic listed in
-    /// key order").
-    traffic_order: Arc<Vec<(TrafficKey, u32)>>,
     /// The traffic of removed real servers and services (`TrafficKey::retired`).
     retired_traffic: std::collections::BTreeMap<TrafficKey, Traffic>,
     /// The SYN proxy (`synproxy`): cookies, and the state of proxied connections.
@@ -249,7 +243,6 @@ impl Forwarder {
             mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
             traffic_base: Vec::new(),
-            traffic_order: Default::default(),
             retired_traffic: Default::default(),
             acl_hits: Vec::new(),
             synproxy: SynProxy::new(cfg.cookie_key, cfg.synproxy),

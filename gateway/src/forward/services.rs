@@ -98,9 +98,11 @@ pub struct ServiceTable {
     /// translated back to IPv6 (`inet6::nat64`); `addrs` says which they are.
     any_lip64: bool,
     /// Each (service, real server) with its place in a worker's traffic counters (the services'
-    /// real servers in table order, `Forwarder::traffic`), in key order: sorted once a snapshot
-    /// here, by the control plane, where every worker sorted it at its commit, not forwarding
-    /// meanwhile (perf/RESULTS.md, "A single change on a large table").
+    /// real servers in table order, `Forwarder::traffic`), in key order: a worker's publishing
+    /// lists its traffic in order without sorting it (`report::live_traffic`; sorting 100,000
+    /// keys there took an idle worker a tenth of its time: perf/RESULTS.md, "Traffic listed in
+    /// key order"). Sorted once a snapshot here, by the control plane, where every worker sorted
+    /// it at its commit, not forwarding meanwhile ("A single change on a large table").
     pub traffic_order: Arc<Vec<(TrafficKey, u32)>>,
 }
 

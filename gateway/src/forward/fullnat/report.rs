@@ -32,7 +32,8 @@ impl Forwarder {
 
     /// Every (service, real server) of the snapshot and its traffic on this worker, in key order.
     pub(super) fn live_traffic(&self) -> impl Iterator<Item = (TrafficKey, Traffic)> + '_ {
-        self.traffic_order
+        self.services
+            .traffic_order
             .iter()
             .filter_map(|&(k, at)| Some((k, *self.traffic.get(at as usize)?)))
     }

@@ -218,26 +218,28 @@ impl Forwarder {
     /// pairs a hash map of the old traffic made that a tenth of each change's time
     /// (perf/RESULTS.md, "A single change on a large table").
     pub(super) fn remap_traffic(&mut self, new: &ServiceTable) {
+        // The old snapshot's order (`self.services` is replaced after this) and counters.
         let old_traffic = std::mem::take(&mut self.traffic);
-        let old_order = std::mem::replace(&mut self.traffic_order, Arc::clone(&new.traffic_order));
+        let old_order = Arc::clone(&self.services.traffic_order);
         let old = old_order
             .iter()
             .filter_map(|&(k, at)| Some((k, *old_traffic.get(at as usize)?)));
+        let order = &new.traffic_order;
         self.traffic_base.clear();
         for vs in &new.services {
             self.traffic_base.push(self.traffic.len() as u32);
             self.traffic
                 .resize(self.traffic.len() + vs.svc.len(), Traffic::default());
         }
-        // Both in key order (`traffic_order` sorted by the control plane, once for every
-        // worker): each old entry goes to the new one with its key, if any.
+        // Both in key order (`ServiceTable::traffic_order`, sorted by the control plane once for
+        // every worker): each old entry goes to the new one with its key, if any.
         let mut gone_servers: Vec<(TrafficKey, Traffic)> = Vec::new();
         let mut next = 0;
         for (k, t) in old {
-            while next < self.traffic_order.len() && self.traffic_order[next].0 < k {
+            while next < order.len() && order[next].0 < k {
                 next += 1;
             }
-            match self.traffic_order.get(next) {
+            match order.get(next) {
                 Some(&(n, at)) if n == k => {
                     self.traffic[at as usize] = t;
                     next += 1;
