@@ -5,16 +5,37 @@
 # samples outside the poll loop (each worker commits every change in its loop, not forwarding
 # meanwhile: those samples are mostly the commits), and the changes' median and p99 latency. For
 # each round and each binary (A, B), a fresh dual-stack lab (2 workers, af_packet).
+# With FLOOD_SECONDS > 0, the tables first hold connections: that long a `hping3 --flood` of SYNs
+# from random sources to VIP:8080 (a service whose real server does not exist, its entries kept in
+# SYN_RECV for 10 minutes, 600,000 a worker at most), as perf/conns-listing.sh fills them.
 # (perf/RESULTS.md, "A single change on a large table".)
-# Usage: perf/commit-cost.sh GATEWAY_A GATEWAY_B [ROUNDS]   (root; about 30 s a run; perf; each
-# binary's gwctl beside it)
+# Usage: perf/commit-cost.sh GATEWAY_A GATEWAY_B [ROUNDS] [FLOOD_SECONDS]   (root; about 30 s a
+# run and the flood; perf, hping3; each binary's gwctl beside it)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-a=$1 b=$2 rounds=${3:-2}
+a=$1 b=$2 rounds=${3:-2} flood=${4:-0}
 dir=$(mktemp -d)
 trap 'scripts/lab.sh down pcc >/dev/null 2>&1; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
+if [ "$flood" -gt 0 ]; then
+    sed -i -e 's/^capacity = 65536/capacity = 600000/' -e 's/^memory_mb = 256/memory_mb = 512/' \
+        -e 's/^mbufs = 8191/mbufs = 16383/' "$dir/conf.toml"
+    cat >>"$dir/conf.toml" <<'TOML'
+
+[conn.timeouts]
+syn_recv = 600
+
+[[service]]
+vip = "10.10.0.100"
+port = 8080
+scheduler = "rr"
+local_addresses = ["10.20.0.200", "10.20.0.201", "10.20.0.202", "10.20.0.203", "10.20.0.204", "10.20.0.205", "10.20.0.206", "10.20.0.207"]
+
+[[service.real]]
+address = "10.20.0.99"
+TOML
+fi
 nat_rules >"$dir/nat10k"
 cat >"$dir/changes.py" <<'PY'
 import json, socket, sys, time
@@ -29,7 +50,7 @@ for i in range(n):
 lat.sort()
 print("median_ms %.1f p99_ms %.1f" % (lat[n // 2], lat[int(n * 0.99)]))
 PY
-echo "# perf/commit-cost.sh A=$a B=$b rounds=$rounds: 40 single changes on 10,000 NAT services"
+echo "# perf/commit-cost.sh A=$a B=$b rounds=$rounds flood=${flood}s: 40 single changes on 10,000 NAT services"
 echo "# round binary latency... worker_samples (2000 Hz, both workers, outside the poll loop)"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
@@ -40,7 +61,14 @@ for r in $(seq 1 "$rounds"); do
             echo "$r $which lab-failed"
             continue
         }
-        $gwctl ipvsadm -C >/dev/null 2>&1
+        if [ "$flood" -gt 0 ]; then
+            ip netns exec pcc-cli timeout "$flood" hping3 -q -S -p 8080 --flood --rand-source \
+                10.10.0.100 >/dev/null 2>&1
+            conns=$($gwctl stats 2>/dev/null | awk '$1 == "conns" {print $NF}')
+        else
+            $gwctl ipvsadm -C >/dev/null 2>&1
+            conns=0
+        fi
         $gwctl ipvsadm -R <"$dir/nat10k" >/dev/null 2>&1 || echo "$r $which restore-failed"
         sleep 1
         pid=$(cat /run/gwlab/pcc/gateway.pid)
@@ -55,6 +83,6 @@ for r in $(seq 1 "$rounds"); do
             grep -v '^#' | grep -v '^$' |
             grep -v 'finish_task_switch\|nanosleep\|\[k\]\|Worker::run\|rx_burst' |
             awk '{s += $2} END {print s + 0}')
-        echo "$r $which $line worker_samples $n"
+        echo "$r $which conns $conns $line worker_samples $n"
     done
 done

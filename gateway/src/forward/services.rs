@@ -320,45 +320,58 @@ pub const NO_DEST: u16 = u16::MAX;
 /// (`None`): every worker builds this at each commit, not forwarding meanwhile, and looking up
 /// 100,000 real servers that did not change was a fifth of a commit's time (perf/RESULTS.md, "A
 /// single change on a large table").
-pub struct ConnRemap(Vec<(u16, Option<Vec<u16>>)>);
+pub struct ConnRemap {
+    map: Vec<(u16, Option<Vec<u16>>)>,
+    /// Every old index is the new one: no service removed or moved, no real server of one removed
+    /// or moved (services added after the others, servers appended, options or weights changed).
+    /// Then no connection changes and the tables are not walked.
+    identity: bool,
+}
 
 impl ConnRemap {
     pub fn new(old: &ServiceTable, new: &ServiceTable) -> ConnRemap {
-        ConnRemap(
-            old.services
-                .iter()
-                .map(|ovs| {
-                    let c = ovs.svc.config();
-                    match new.find_ip(c.vip, c.vport, c.proto.number()) {
-                        Some(ni) => {
-                            let nsvc = &new.services[ni as usize].svc;
-                            if Arc::ptr_eq(nsvc, &ovs.svc) {
-                                return (ni as u16, None);
-                            }
-                            let reals = ovs
-                                .svc
-                                .reals()
-                                .iter()
-                                .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u16))
-                                .collect();
-                            (ni as u16, Some(reals))
+        let map: Vec<(u16, Option<Vec<u16>>)> = old
+            .services
+            .iter()
+            .map(|ovs| {
+                let c = ovs.svc.config();
+                match new.find_ip(c.vip, c.vport, c.proto.number()) {
+                    Some(ni) => {
+                        let nsvc = &new.services[ni as usize].svc;
+                        if Arc::ptr_eq(nsvc, &ovs.svc) {
+                            return (ni as u16, None);
                         }
-                        None => (NO_DEST, Some(vec![NO_DEST; ovs.svc.len()])),
+                        let reals = ovs
+                            .svc
+                            .reals()
+                            .iter()
+                            .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u16))
+                            .collect();
+                        (ni as u16, Some(reals))
                     }
-                })
-                .collect(),
-        )
+                    None => (NO_DEST, Some(vec![NO_DEST; ovs.svc.len()])),
+                }
+            })
+            .collect();
+        let identity = map.iter().enumerate().all(|(i, (ns, reals))| {
+            usize::from(*ns) == i
+                && reals
+                    .as_ref()
+                    .is_none_or(|r| r.iter().enumerate().all(|(j, &x)| usize::from(x) == j))
+        });
+        ConnRemap { map, identity }
     }
 
-    /// Rewrites every entry of `table` (O(capacity): once per configuration change).
+    /// Rewrites every entry of `table` (O(capacity): once per configuration change that moves or
+    /// removes a service or a real server; none otherwise).
     pub fn apply<T: crate::conn::ConnKey>(&self, table: &mut crate::conn::Table<T>) {
-        if table.is_empty() {
+        if table.is_empty() || self.identity {
             return;
         }
         let ids: Vec<crate::conn::ConnId> = table.iter().map(|(id, _)| id).collect();
         for id in ids {
             if let Some(c) = table.get_mut(id) {
-                let (svc, rs) = match self.0.get(c.svc as usize) {
+                let (svc, rs) = match self.map.get(c.svc as usize) {
                     Some((ns, None)) => (*ns, c.rs),
                     Some((ns, Some(reals))) => {
                         (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST))
@@ -448,6 +461,30 @@ mod tests {
         );
         assert_eq!(at(b_removed), (2, NO_DEST));
         assert_eq!(at(c), (NO_DEST, NO_DEST));
+    }
+
+    /// A change that moves or removes nothing (a service added after the others, a real server
+    /// appended, a weight changed) leaves every index as it was, and the tables unwalked; one that
+    /// removes a last real server or a last service does not.
+    #[test]
+    fn a_change_that_moves_nothing_remaps_nothing() {
+        let specs = || vec![svc(1, SchedKind::Rr, 1), svc(2, SchedKind::Rr, 1)];
+        let old = ServiceTable::new(1, specs(), None).unwrap();
+        let mut grown = specs();
+        grown[0].0.reals[3].weight = 7;
+        grown[1]
+            .0
+            .reals
+            .push(RealServer::new(Ipv4Addr::new(10, 20, 0, 99), 80, 1));
+        grown.push(svc(3, SchedKind::Rr, 1));
+        let new = ServiceTable::new(2, grown, Some(&old)).unwrap();
+        assert!(ConnRemap::new(&old, &new).identity);
+        let mut fewer = specs();
+        fewer[1].0.reals.pop();
+        let new = ServiceTable::new(2, fewer, Some(&old)).unwrap();
+        assert!(!ConnRemap::new(&old, &new).identity);
+        let new = ServiceTable::new(2, specs()[..1].to_vec(), Some(&old)).unwrap();
+        assert!(!ConnRemap::new(&old, &new).identity);
     }
 
     /// Editing one service rebuilds that service only: every other one is the same object, with
