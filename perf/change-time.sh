@@ -16,19 +16,6 @@ trap 'scripts/lab.sh down pct >/dev/null 2>&1; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
 nat_rules >"$dir/nat10k"
-cat >"$dir/changes.py" <<'PY'
-import json, socket, sys, time
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rwb')
-n = int(sys.argv[2]); lat = []
-for i in range(n):
-    svc = {"proto": "tcp", "vip": "10.99.0.%d" % (i // 2 % 200 + 1), "port": 80}
-    ch = [{"change": "add_service", "svc": svc, "opts": {"scheduler": "rr"}}] if i % 2 == 0 else [{"change": "del_service", "svc": svc}]
-    t = time.perf_counter(); f.write((json.dumps({"v": 1, "op": "apply", "changes": ch}) + "\n").encode()); f.flush()
-    r = json.loads(f.readline()); lat.append((time.perf_counter() - t) * 1000)
-    assert r["ok"], r
-lat.sort()
-print("median_ms %.1f p99_ms %.1f" % (lat[n // 2], lat[int(n * 0.99)]))
-PY
 workers_ticks() { # the gateway's worker threads' CPU ticks, summed
     local t sum=0
     for t in /proc/"$1"/task/*; do
@@ -50,7 +37,7 @@ for r in $(seq 1 "$rounds"); do
         if $gwctl ipvsadm -R <"$dir/nat10k" >/dev/null 2>&1; then
             pid=$(cat /run/gwlab/pct/gateway.pid)
             t0=$(workers_ticks "$pid")
-            line=$(python3 "$dir/changes.py" /run/gateway/pct.sock 100 2>&1 | tail -1)
+            line=$(single_changes /run/gateway/pct.sock 100 2>&1 | tail -1)
             echo "$r $which $line workers_ticks $(($(workers_ticks "$pid") - t0))"
         else
             echo "$r $which restore-failed"

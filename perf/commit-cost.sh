@@ -37,19 +37,6 @@ address = "10.20.0.99"
 TOML
 fi
 nat_rules >"$dir/nat10k"
-cat >"$dir/changes.py" <<'PY'
-import json, socket, sys, time
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rwb')
-n = int(sys.argv[2]); lat = []
-for i in range(n):
-    svc = {"proto": "tcp", "vip": "10.99.0.%d" % (i // 2 % 200 + 1), "port": 80}
-    ch = [{"change": "add_service", "svc": svc, "opts": {"scheduler": "rr"}}] if i % 2 == 0 else [{"change": "del_service", "svc": svc}]
-    t = time.perf_counter(); f.write((json.dumps({"v": 1, "op": "apply", "changes": ch}) + "\n").encode()); f.flush()
-    r = json.loads(f.readline()); lat.append((time.perf_counter() - t) * 1000)
-    assert r["ok"], r
-lat.sort()
-print("median_ms %.1f p99_ms %.1f" % (lat[n // 2], lat[int(n * 0.99)]))
-PY
 echo "# perf/commit-cost.sh A=$a B=$b rounds=$rounds flood=${flood}s: 40 single changes on 10,000 NAT services"
 echo "# round binary latency... worker_samples (2000 Hz, both workers, outside the poll loop)"
 for r in $(seq 1 "$rounds"); do
@@ -75,7 +62,7 @@ for r in $(seq 1 "$rounds"); do
         perf record -F 2000 -g -p "$pid" -o "$dir/perf.data" >/dev/null 2>&1 &
         rec=$!
         sleep 0.3
-        line=$(python3 "$dir/changes.py" /run/gateway/pcc.sock 40 2>&1 | tail -1)
+        line=$(single_changes /run/gateway/pcc.sock 40 2>&1 | tail -1)
         kill -INT "$rec"
         wait "$rec"
         scripts/lab.sh down pcc >/dev/null 2>&1

@@ -54,3 +54,22 @@ for s in range(10000):
         print(f"-a -t {vip} -r 10.20.0.{11 + r}:80 -m -w 1")
 PY
 }
+
+# N single admin changes over one connection to the admin socket SOCKET, each waited for (a
+# service added, then deleted, as perf/control-scale.sh's latency does); prints their median and
+# p99 in ms. Used by perf/change-time.sh and perf/commit-cost.sh.
+single_changes() {
+    python3 - "$1" "$2" <<'PY'
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rwb')
+n = int(sys.argv[2]); lat = []
+for i in range(n):
+    svc = {"proto": "tcp", "vip": "10.99.0.%d" % (i // 2 % 200 + 1), "port": 80}
+    ch = [{"change": "add_service", "svc": svc, "opts": {"scheduler": "rr"}}] if i % 2 == 0 else [{"change": "del_service", "svc": svc}]
+    t = time.perf_counter(); f.write((json.dumps({"v": 1, "op": "apply", "changes": ch}) + "\n").encode()); f.flush()
+    r = json.loads(f.readline()); lat.append((time.perf_counter() - t) * 1000)
+    assert r["ok"], r
+lat.sort()
+print("median_ms %.1f p99_ms %.1f" % (lat[n // 2], lat[int(n * 0.99)]))
+PY
+}
