@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${GATEWAY_BIN:-/work/target-perf/release/gateway}
 gwctl=$(dirname "$bin")/gwctl
 sizes=${*:-100 1000 10000}
+. "$here/perf/lab-dual-stack.sh"
 rules() { # services, scheduler
   python3 - "$1" "$2" <<'PY'
 import sys
@@ -23,19 +24,7 @@ print("\n".join(out))
 PY
 }
 latency() { # socket workers: 1000 single changes (add, then delete, a service) over one connection
-  python3 - "$1" 1000 "$2" <<'PY'
-import socket, json, time, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rwb')
-n = int(sys.argv[2]); lat = []
-for i in range(n):
-    svc = {"proto": "tcp", "vip": "10.99.0.%d" % (i // 2 % 200 + 1), "port": 80}
-    ch = [{"change": "add_service", "svc": svc, "opts": {"scheduler": "rr"}}] if i % 2 == 0 else [{"change": "del_service", "svc": svc}]
-    t = time.perf_counter(); f.write((json.dumps({"v": 1, "op": "apply", "changes": ch}) + "\n").encode()); f.flush()
-    r = json.loads(f.readline()); lat.append((time.perf_counter() - t) * 1000)
-    assert r["ok"], r
-lat.sort()
-print("single change, workers=%s: n=%d median_ms=%.3f p99_ms=%.3f" % (sys.argv[3], n, lat[n // 2], lat[int(n * 0.99)]))
-PY
+  echo "single change, workers=$2: n=1000 $(single_changes "$1" 1000)"
 }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 run_lab() { # name workers

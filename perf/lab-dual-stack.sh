@@ -1,9 +1,11 @@
 # Sourced by perf scripts that run the lab dual-stack (perf/server-time-wait.sh,
-# perf/restore-stall.sh, perf/restore-time.sh, perf/publish-cost.sh): the lab's gateway config
+# perf/restore-stall.sh, perf/restore-time.sh, perf/publish-cost.sh, perf/change-time.sh,
+# perf/commit-cost.sh; perf/control-scale.sh for single_changes): the lab's gateway config
 # (conf/lab.toml) with an IPv6 address on each port and an IPv6 FullNAT service,
 # 2001:db8:10::100 port 80 over the two real servers from two LIPs (what `scripts/lab.sh ipv6
 # NAME` gives the namespaces addresses for), and the rule sets they restore.
-# Usage: . perf/lab-dual-stack.sh; dual_stack_conf >FILE; fullnat_rules 4|6 >FILE; nat_rules >FILE
+# Usage: . perf/lab-dual-stack.sh; dual_stack_conf >FILE; fullnat_rules 4|6 >FILE; nat_rules >FILE;
+# single_changes SOCKET N
 dual_stack_conf() {
     sed -e 's|addresses = \["10.10.0.1/24"\]|addresses = ["10.10.0.1/24", "2001:db8:10::1/64"]|' \
         -e 's|addresses = \["10.20.0.1/24"\]|addresses = ["10.20.0.1/24", "2001:db8:20::1/64"]|' conf/lab.toml
@@ -57,7 +59,7 @@ PY
 
 # N single admin changes over one connection to the admin socket SOCKET, each waited for (a
 # service added, then deleted, as perf/control-scale.sh's latency does); prints their median and
-# p99 in ms. Used by perf/change-time.sh and perf/commit-cost.sh.
+# p99 in ms. Used by perf/change-time.sh, perf/commit-cost.sh and perf/control-scale.sh.
 single_changes() {
     python3 - "$1" "$2" <<'PY'
 import json, socket, sys, time
@@ -70,6 +72,6 @@ for i in range(n):
     r = json.loads(f.readline()); lat.append((time.perf_counter() - t) * 1000)
     assert r["ok"], r
 lat.sort()
-print("median_ms %.1f p99_ms %.1f" % (lat[n // 2], lat[int(n * 0.99)]))
+print("median_ms=%.3f p99_ms=%.3f" % (lat[n // 2], lat[int(n * 0.99)]))
 PY
 }
