@@ -15,6 +15,11 @@ pub fn targets(
     let mut out = Vec::new();
     for (i, s) in services.iter().enumerate() {
         let s: &ServiceEntry = s.borrow();
+        // Most services have no check: their addresses are not parsed (this runs over the whole
+        // table at each admin change, twice).
+        if s.check.is_none() && s.reals.iter().all(|r| r.check.is_none()) {
+            continue;
+        }
         let (Ok(vip), Ok(proto)) = (
             s.vip.parse::<std::net::IpAddr>(),
             s.protocol.parse::<crate::service::Proto>(),
@@ -69,11 +74,10 @@ pub fn sorry_servers(
         .iter()
         .filter_map(|s| {
             let s: &ServiceEntry = s.borrow();
+            // The sorry server first: most services have none, and their addresses go unparsed.
+            let sorry = s.sorry_server.as_ref()?.parse().ok()?;
             let proto = s.protocol.parse::<crate::service::Proto>().ok()?.number();
-            Some((
-                (proto, s.vip.parse().ok()?, s.port),
-                s.sorry_server.as_ref()?.parse().ok()?,
-            ))
+            Some(((proto, s.vip.parse().ok()?, s.port), sorry))
         })
         .collect()
 }
