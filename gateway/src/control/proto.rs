@@ -360,6 +360,29 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     Ok(Request { v, op })
 }
 
+/// Writes `Response::ok(data)` as one line, serialized straight from `data`: the same answer as
+/// [`write_line`] of a `Response` whose data went through `serde_json::to_value` (keys in another
+/// order), without building the `Value` tree. For `ipvsadm -Ln` of 10,000 services of 10 real
+/// servers, building, writing and freeing that tree (a map per real server) was most of the
+/// daemon's time (perf/RESULTS.md, "A listing written straight from its view").
+pub fn write_ok_line(w: &mut impl Write, data: &impl Serialize) -> std::io::Result<()> {
+    /// `Response`'s fields of an `ok` answer, in its order.
+    #[derive(Serialize)]
+    struct Ok<'a, T> {
+        v: u32,
+        ok: bool,
+        data: &'a T,
+    }
+    write_line(
+        w,
+        &Ok {
+            v: VERSION,
+            ok: true,
+            data,
+        },
+    )
+}
+
 /// Writes a value as one line.
 pub fn write_line(w: &mut impl Write, v: &impl Serialize) -> std::io::Result<()> {
     let mut s = serde_json::to_vec(v).map_err(std::io::Error::other)?;
@@ -506,5 +529,35 @@ mod tests {
                 .unwrap_err()
                 .contains("malformed")
         );
+    }
+
+    /// An answer written straight from its data reads back as the same `Response` as one whose
+    /// data went through a `Value`.
+    #[test]
+    fn an_ok_line_written_from_its_data_reads_as_the_response() {
+        #[derive(Serialize)]
+        struct Data {
+            name: &'static str,
+            rates: Vec<(u32, Option<u64>)>,
+            nested: std::collections::BTreeMap<String, f64>,
+        }
+        let data = Data {
+            name: "svc \"quoted\"",
+            rates: vec![(1, None), (2, Some(u64::MAX))],
+            nested: [("b".to_string(), 1.5), ("a".to_string(), -0.25)].into(),
+        };
+        let mut direct = Vec::new();
+        write_ok_line(&mut direct, &data).unwrap();
+        let mut via_value = Vec::new();
+        write_line(
+            &mut via_value,
+            &Response::ok(serde_json::to_value(&data).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(direct.last(), Some(&b'\n'));
+        let read = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+        assert_eq!(read(&direct), read(&via_value));
+        let r: Response = serde_json::from_slice(&direct).unwrap();
+        assert!(r.ok && r.error.is_none() && r.more.is_none());
     }
 }

@@ -49,6 +49,14 @@ impl Server<'_> {
         Ok(to_json(&self.list_view(true)?))
     }
 
+    /// [`list`](Self::list)'s answer, written straight from the view (`proto::write_ok_line`).
+    pub(super) fn list_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        match self.list_view(true) {
+            Ok(view) => proto::write_ok_line(w, &view),
+            Err(e) => proto::write_line(w, &Response::err(e)),
+        }
+    }
+
     /// The services with their real servers and counters: since the last `-Z` (`since_zero`) or
     /// since the start (Prometheus counters only go up).
     fn list_view(&self, since_zero: bool) -> Result<ListView, String> {

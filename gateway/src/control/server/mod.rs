@@ -345,6 +345,12 @@ impl Server<'_> {
                         }
                         continue;
                     }
+                    Ok(Request { op: Op::List, .. }) => {
+                        if self.list_to(&mut w).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     Ok(Request {
                         op: op @ Op::Capture { .. },
                         ..
