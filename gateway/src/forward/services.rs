@@ -254,6 +254,15 @@ impl ServiceTable {
         }
     }
 
+    /// The IPv6 services, in no particular order: a walk of IPv6's state need not visit every
+    /// IPv4 service (10,000 of them, each a pointer to follow, every 100 ms: perf/RESULTS.md,
+    /// "Counters read without the traffic lists").
+    pub fn services6(&self) -> impl Iterator<Item = &VirtualService> + '_ {
+        self.by_key6
+            .values()
+            .filter_map(|&i| self.services.get(i as usize))
+    }
+
     /// The service index for an IPv6 (VIP, vport, protocol number).
     #[inline]
     pub fn find6(&self, vip: Ipv6Addr, vport: u16, proto: u8) -> Option<u32> {

@@ -289,7 +289,7 @@ impl LipConns {
     pub fn usage(&self, services: &ServiceTable) -> Vec<(LipKey, u32)> {
         let mut out = Vec::new();
         let mut listed = 0;
-        for vs in &services.services {
+        for vs in services.services6() {
             let c = vs.svc.config();
             let std::net::IpAddr::V6(vip) = c.vip else {
                 continue;
