@@ -610,7 +610,10 @@ impl WorkerStats {
         self.limit_refused = l.limit_refused;
     }
 
-    /// Adds another worker's counters (for totals).
+    /// Adds another worker's counters (for totals). Not the per-key lists `traffic`, `acl_hits`
+    /// and `limit_refused`: the totals' readers take copies without them
+    /// (`WorkerStats::without_lists`), and what reads the lists merges them itself
+    /// (`control::server::counters::TrafficMap`, [`merge_svc_counts`]).
     pub fn add(&mut self, o: &WorkerStats) {
         self.rx_packets += o.rx_packets;
         self.rx_bytes += o.rx_bytes;
@@ -646,14 +649,6 @@ impl WorkerStats {
             match self.lip_conflicts.binary_search_by(|(x, _)| x.cmp(k)) {
                 Ok(i) => self.lip_conflicts[i].1 += n,
                 Err(i) => self.lip_conflicts.insert(i, (*k, *n)),
-            }
-        }
-        merge_svc_counts(&mut self.acl_hits, &o.acl_hits);
-        merge_svc_counts(&mut self.limit_refused, &o.limit_refused);
-        for (k, t) in &o.traffic {
-            match self.traffic.binary_search_by(|(x, _)| x.cmp(k)) {
-                Ok(i) => self.traffic[i].1.add(t),
-                Err(i) => self.traffic.insert(i, (*k, *t)),
             }
         }
     }

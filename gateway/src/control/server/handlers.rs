@@ -45,11 +45,8 @@ impl Server<'_> {
         }))
     }
 
-    pub(super) fn list(&self) -> Result<serde_json::Value, String> {
-        Ok(to_json(&self.list_view(true)?))
-    }
-
-    /// [`list`](Self::list)'s answer, written straight from the view (`proto::write_ok_line`).
+    /// The services with their real servers and counters (`ipvsadm -L`), written straight from
+    /// the view (`proto::write_ok_line`).
     pub(super) fn list_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         match self.list_view(true) {
             Ok(view) => proto::write_ok_line(w, &view),

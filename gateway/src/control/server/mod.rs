@@ -389,7 +389,7 @@ impl Server<'_> {
     fn handle(&self, op: Op) -> Response {
         let r = match op {
             Op::Status => self.status(),
-            Op::List => self.list(),
+            Op::List => Err("list is answered by list_to".into()),
             Op::Apply { changes } => return self.apply(&changes),
             Op::Conns { filter } => self.conns(&filter),
             Op::Stats => self.stats(),
