@@ -16,13 +16,6 @@ trap 'scripts/lab.sh down pct >/dev/null 2>&1; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
 nat_rules >"$dir/nat10k"
-workers_ticks() { # the gateway's worker threads' CPU ticks, summed
-    local t sum=0
-    for t in /proc/"$1"/task/*; do
-        case $(cat "$t/comm") in rte-worker-*) sum=$((sum + $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
-    done
-    echo "$sum"
-}
 echo "# perf/change-time.sh A=$a B=$b rounds=$rounds: 100 single changes on 10,000 NAT services"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
@@ -36,9 +29,10 @@ for r in $(seq 1 "$rounds"); do
         $gwctl ipvsadm -C >/dev/null 2>&1
         if $gwctl ipvsadm -R <"$dir/nat10k" >/dev/null 2>&1; then
             pid=$(cat /run/gwlab/pct/gateway.pid)
-            t0=$(workers_ticks "$pid")
+            read -r t0 _ < <(thread_ticks "$pid")
             line=$(single_changes /run/gateway/pct.sock 100 2>&1 | tail -1)
-            echo "$r $which $line workers_ticks $(($(workers_ticks "$pid") - t0))"
+            read -r t1 _ < <(thread_ticks "$pid")
+            echo "$r $which $line workers_ticks $((t1 - t0))"
         else
             echo "$r $which restore-failed"
         fi

@@ -18,24 +18,7 @@ dir=$(mktemp -d)
 trap 'scripts/lab.sh down pcc >/dev/null 2>&1; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
-if [ "$flood" -gt 0 ]; then
-    sed -i -e 's/^capacity = 65536/capacity = 600000/' -e 's/^memory_mb = 256/memory_mb = 512/' \
-        -e 's/^mbufs = 8191/mbufs = 16383/' "$dir/conf.toml"
-    cat >>"$dir/conf.toml" <<'TOML'
-
-[conn.timeouts]
-syn_recv = 600
-
-[[service]]
-vip = "10.10.0.100"
-port = 8080
-scheduler = "rr"
-local_addresses = ["10.20.0.200", "10.20.0.201", "10.20.0.202", "10.20.0.203", "10.20.0.204", "10.20.0.205", "10.20.0.206", "10.20.0.207"]
-
-[[service.real]]
-address = "10.20.0.99"
-TOML
-fi
+[ "$flood" -gt 0 ] && flood_conf "$dir/conf.toml" 8
 nat_rules >"$dir/nat10k"
 echo "# perf/commit-cost.sh A=$a B=$b rounds=$rounds flood=${flood}s: 40 single changes on 10,000 NAT services"
 echo "# round binary latency... worker_samples (2000 Hz, both workers, outside the poll loop)"

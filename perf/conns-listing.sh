@@ -11,23 +11,10 @@ name=cl$$
 cfg=/tmp/$name.toml
 # The flood goes to VIP:8080, whose real server does not exist (its entries wait in SYN_RECV,
 # kept 10 minutes here), so the real servers behind VIP:80, which curl uses, are not flooded.
-sed -e 's/^capacity = 65536/capacity = 600000/' -e 's/^memory_mb = 256/memory_mb = 512/' \
-  -e 's/^mbufs = 8191/mbufs = 16383/' "$here/conf/lab.toml" > "$cfg"
-cat >> "$cfg" <<'TOML'
-
-[conn.timeouts]
-syn_recv = 600
-
-[[service]]
-vip = "10.10.0.100"
-port = 8080
-scheduler = "rr"
+. "$here/perf/lab-dual-stack.sh"
+cp "$here/conf/lab.toml" "$cfg"
 # 16 LIPs x 64,512 local ports: room for a million FullNAT connections.
-local_addresses = ["10.20.0.200", "10.20.0.201", "10.20.0.202", "10.20.0.203", "10.20.0.204", "10.20.0.205", "10.20.0.206", "10.20.0.207", "10.20.0.208", "10.20.0.209", "10.20.0.210", "10.20.0.211", "10.20.0.212", "10.20.0.213", "10.20.0.214", "10.20.0.215"]
-
-[[service.real]]
-address = "10.20.0.99"
-TOML
+flood_conf "$cfg" 16
 GATEWAY_BIN=$bin "$here/scripts/lab.sh" up "$name" "$cfg" >/dev/null || exit 1
 rm -f "$cfg"
 export GATEWAY_SOCKET=/run/gateway/$name.sock

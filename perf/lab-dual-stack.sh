@@ -5,7 +5,7 @@
 # 2001:db8:10::100 port 80 over the two real servers from two LIPs (what `scripts/lab.sh ipv6
 # NAME` gives the namespaces addresses for), and the rule sets they restore.
 # Usage: . perf/lab-dual-stack.sh; dual_stack_conf >FILE; fullnat_rules 4|6 >FILE; nat_rules >FILE;
-# single_changes SOCKET N
+# single_changes SOCKET N; thread_ticks PID; flood_conf FILE LIPS
 dual_stack_conf() {
     sed -e 's|addresses = \["10.10.0.1/24"\]|addresses = ["10.10.0.1/24", "2001:db8:10::1/64"]|' \
         -e 's|addresses = \["10.20.0.1/24"\]|addresses = ["10.20.0.1/24", "2001:db8:20::1/64"]|' conf/lab.toml
@@ -74,4 +74,42 @@ for i in range(n):
 lat.sort()
 print("median_ms=%.3f p99_ms=%.3f" % (lat[n // 2], lat[int(n * 0.99)]))
 PY
+}
+
+# The CPU ticks (10 ms) of gateway PID's worker threads, then of the rest of the process: its
+# other threads, those that ended too (the admin socket's per-client threads), from the process's
+# own total. Used by perf/publish-cost.sh, perf/change-time.sh and perf/list-time.sh.
+thread_ticks() {
+    local t workers=0 all
+    all=$(awk '{print $14 + $15}' "/proc/$1/stat")
+    for t in /proc/"$1"/task/*; do
+        case $(cat "$t/comm") in rte-worker-*) workers=$((workers + $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
+    done
+    echo "$workers $((all - workers))"
+}
+
+# Makes the gateway config FILE ready for a SYN flood (perf/conns-listing.sh,
+# perf/commit-cost.sh): tables of 600,000 connections a worker, entries kept in SYN_RECV for 10
+# minutes, and VIP 10.10.0.100:8080 from LIPS local addresses (10.20.0.200 on; 64,512 ports
+# each) to a real server that does not exist, so that the flood's entries wait in SYN_RECV and
+# the lab's real servers behind VIP:80 are not flooded.
+flood_conf() {
+    local file=$1 lips=$2 list
+    sed -i -e 's/^capacity = 65536/capacity = 600000/' -e 's/^memory_mb = 256/memory_mb = 512/' \
+        -e 's/^mbufs = 8191/mbufs = 16383/' "$file"
+    list=$(seq 200 $((199 + lips)) | sed 's/.*/"10.20.0.&"/' | paste -sd, | sed 's/,/, /g')
+    cat >>"$file" <<TOML
+
+[conn.timeouts]
+syn_recv = 600
+
+[[service]]
+vip = "10.10.0.100"
+port = 8080
+scheduler = "rr"
+local_addresses = [$list]
+
+[[service.real]]
+address = "10.20.0.99"
+TOML
 }

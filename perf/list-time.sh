@@ -14,14 +14,6 @@ trap 'scripts/lab.sh down plt >/dev/null 2>&1; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
 nat_rules >"$dir/nat10k"
-daemon_ticks() { # the gateway's CPU ticks less its workers': the other threads', those ended too
-    local t sum
-    sum=$(awk '{print $14 + $15}' "/proc/$1/stat")
-    for t in /proc/"$1"/task/*; do
-        case $(cat "$t/comm") in rte-worker-*) sum=$((sum - $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
-    done
-    echo "$sum"
-}
 echo "# perf/list-time.sh A=$a B=$b rounds=$rounds: ipvsadm -Ln of 10,000 NAT services, three times"
 echo "# round binary (seconds daemon_ticks) x 3"
 for r in $(seq 1 "$rounds"); do
@@ -39,10 +31,11 @@ for r in $(seq 1 "$rounds"); do
         sleep 1
         line="$r $which"
         for _ in 1 2 3; do
-            t0=$(daemon_ticks "$pid")
+            read -r _ t0 < <(thread_ticks "$pid")
             s=$(date +%s.%N)
             $gwctl ipvsadm -Ln >/dev/null 2>&1 || line="$line failed"
-            line="$line $(echo "$(date +%s.%N) - $s" | bc) $(($(daemon_ticks "$pid") - t0))"
+            read -r _ t1 < <(thread_ticks "$pid")
+            line="$line $(echo "$(date +%s.%N) - $s" | bc) $((t1 - t0))"
         done
         echo "$line"
         scripts/lab.sh down plt >/dev/null 2>&1
