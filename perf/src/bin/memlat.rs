@@ -18,14 +18,25 @@
 //!
 //! Every pattern runs ROUNDS times (default 5), interleaved; prints each round's nanoseconds a
 //! packet and the median.
+//!
+//! `memlat remap [CONNECTIONS] [ROUNDS]`: what a configuration change costs a worker whose
+//! connection table holds CONNECTIONS entries (default 10,000,000; capacity 1.3 times that) of
+//! 100 services of 10 real servers: the walk that rewrites each entry's service and real-server
+//! indices (`ConnRemap::apply`, on the gateway's own table), during which the worker forwards
+//! nothing. Two changes, each undone in the same round: `service` removes the first service
+//! (every later one moves: every entry is rewritten), `server` removes one real server of one
+//! service (a hundredth of the entries move). Prints each round's milliseconds a walk and the
+//! medians.
 use std::time::Instant;
 
 /// `u64`s per 64-byte line.
 const LINE: usize = 8;
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("burst") {
-        return burst();
+    match std::env::args().nth(1).as_deref() {
+        Some("burst") => return burst(),
+        Some("remap") => return remap(),
+        _ => {}
     }
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -193,5 +204,67 @@ fn burst() {
             v[v.len() / 2],
             rounds.join(" ")
         );
+    }
+}
+
+fn remap() {
+    use gateway::conn::{Table, Ticks, Timeouts, Tuple};
+    use gateway::forward::services::ConnRemap;
+    use gateway::forward::{ServiceSpec, ServiceTable, SvcOptions};
+    use gateway::service::{Proto, RealServer, SchedKind, ServiceConfig};
+    use std::net::Ipv4Addr;
+    let args: Vec<usize> = std::env::args()
+        .skip(2)
+        .map(|a| a.parse().expect("numbers: connections then rounds"))
+        .collect();
+    let conns = args.first().copied().unwrap_or(10_000_000);
+    let rounds = args.get(1).copied().unwrap_or(5);
+    let spec = |i: u32| -> ServiceSpec {
+        let vip = Ipv4Addr::from(0x0a0a_0000 + i);
+        let mut c = ServiceConfig::new(vip, 80, Proto::Tcp, SchedKind::Rr);
+        for r in 0..10u32 {
+            let rip = Ipv4Addr::from(0x0a14_0000 + i * 16 + r);
+            c.reals.push(RealServer::new(rip, 80, 1));
+        }
+        (c, Vec::new(), SvcOptions::default())
+    };
+    let all: Vec<ServiceSpec> = (0..100).map(spec).collect();
+    let full = ServiceTable::new(1, all.clone(), None).expect("100 services");
+    let first_gone = ServiceTable::new(2, all[1..].to_vec(), Some(&full)).expect("99 services");
+    let mut one_fewer = all.clone();
+    one_fewer[50].0.reals.remove(3);
+    let server_gone = ServiceTable::new(3, one_fewer, Some(&full)).expect("a server fewer");
+    let capacity = u32::try_from(conns * 13 / 10).expect("capacity fits a u32");
+    let mut table: Table<Tuple> = Table::new(capacity, Timeouts::default());
+    let vip = Ipv4Addr::new(10, 10, 0, 1);
+    for i in 0..conns {
+        let client = Ipv4Addr::from(0x0b00_0000 + (i as u32 >> 16));
+        let t = Tuple::new(client, i as u16, vip, 80, 6);
+        let (svc, rs) = ((i % 100) as u16, (i / 100 % 10) as u16);
+        table
+            .insert(t, None, svc, rs, 0, Ticks(0))
+            .expect("the table has room");
+    }
+    let walks = [
+        ("service", &full, &first_gone),
+        ("server", &full, &server_gone),
+    ];
+    let mut ms = vec![Vec::new(); walks.len()];
+    println!("# memlat remap: {conns} connections, capacity {capacity}; ms a walk");
+    for round in 0..rounds {
+        for (w, (name, from, to)) in walks.iter().enumerate() {
+            let (there, back) = (ConnRemap::new(from, to), ConnRemap::new(to, from));
+            let t = Instant::now();
+            there.apply(&mut table);
+            let took = t.elapsed().as_secs_f64() * 1e3;
+            back.apply(&mut table);
+            println!("round {round} {name} {took:.1}");
+            ms[w].push(took);
+        }
+    }
+    for (w, (name, _, _)) in walks.iter().enumerate() {
+        let mut v = ms[w].clone();
+        v.sort_by(f64::total_cmp);
+        println!("median {name} {:.1}", v[v.len() / 2]);
     }
 }
