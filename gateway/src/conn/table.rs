@@ -952,6 +952,12 @@ impl<T: ConnKey> Table<T> {
         self.iter_range(0, u32::MAX)
     }
 
+    /// Every live entry, mutably, in slot order: one pass over the slab, for a configuration
+    /// change that rewrites the entries' service and real-server indices (`ConnRemap`).
+    pub fn live_mut(&mut self) -> impl Iterator<Item = &mut ConnOf<T>> + '_ {
+        self.slab.iter_mut().filter(|c| c.is_live())
+    }
+
     /// Live entries in slots `start..end` (a listing goes through the table a range at a time).
     pub fn iter_range(
         &self,

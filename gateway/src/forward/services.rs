@@ -377,16 +377,17 @@ impl ConnRemap {
         if table.is_empty() || self.identity {
             return;
         }
-        let ids: Vec<crate::conn::ConnId> = table.iter().map(|(id, _)| id).collect();
-        for id in ids {
-            if let Some(c) = table.get_mut(id) {
-                let (svc, rs) = match self.map.get(c.svc as usize) {
-                    Some((ns, None)) => (*ns, c.rs),
-                    Some((ns, Some(reals))) => {
-                        (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST))
-                    }
-                    None => (NO_DEST, NO_DEST),
-                };
+        // One pass over the slab, each entry written only if its indices move: an entry of a
+        // service that kept its place and its servers keeps its cache line clean.
+        for c in table.live_mut() {
+            let (svc, rs) = match self.map.get(c.svc as usize) {
+                Some((ns, None)) => (*ns, c.rs),
+                Some((ns, Some(reals))) => {
+                    (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST))
+                }
+                None => (NO_DEST, NO_DEST),
+            };
+            if (svc, rs) != (c.svc, c.rs) {
                 c.svc = svc;
                 c.rs = rs;
             }
