@@ -15,7 +15,7 @@
 //! connections have no reply tuple (INPUT-ONLY TCP states) and keep the real server's address in the
 //! entry's `user` word, so they keep forwarding to it even after the real server leaves the snapshot.
 
-use super::acl::{self, AclRule};
+use super::acl;
 use super::limit::{Limiter, Refused};
 use super::nat::{self, NatIndex};
 use super::owner::Owners;
@@ -35,7 +35,6 @@ use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode, SchedState};
 use crate::stats::Drop;
 use crate::wire::{ipv4, tcp, IpInfo, IpProtocol, Ipv4Repr, TcpFlags, TcpPacket};
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 

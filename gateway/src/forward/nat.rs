@@ -19,6 +19,7 @@ use crate::conn::{Dir, Tuple};
 use crate::service::FwdMode;
 use hashbrown::HashSet;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// The worker that owns every NAT connection of client CIP:cport: the hash rule of [`super::owner`].
 pub use super::owner::owner_of_client;
@@ -39,20 +40,43 @@ impl NatIndex {
     /// `inhibit_on_failure = false`) still has connections whose replies come back through us, and
     /// `expire_nodest_conn` decides what becomes of them, as in IPVS. A packet from such an address
     /// that matches no connection is dropped (`no_conn`), as one from a configured server is.
-    pub fn new(t: &ServiceTable, before: Option<&NatIndex>) -> NatIndex {
-        let mut x = NatIndex::default();
-        if let Some(b) = before {
-            x.reals.extend(b.reals.iter().copied());
-        }
-        for vs in &t.services {
+    pub fn new(t: &ServiceTable) -> NatIndex {
+        NatIndex::carried(NatIndex::default(), &ServiceTable::default(), t, &[])
+    }
+
+    /// The index of snapshot `t` that replaces `before`, the index of snapshot `old`; `old_of`:
+    /// each service of `t`'s index in `old`. `before`'s real servers stay, as [`NatIndex::new`]
+    /// says why, and a service shared unchanged with `old` (the same `Arc`) keeps its flag without
+    /// its servers visited again: a worker adopts every change in its loop, not forwarding
+    /// meanwhile, and 100,000 NAT servers inserted afresh were a sixth of that time.
+    pub fn carried(
+        before: NatIndex,
+        old: &ServiceTable,
+        t: &ServiceTable,
+        old_of: &[Option<usize>],
+    ) -> NatIndex {
+        let NatIndex {
+            per_service: old_flags,
+            mut reals,
+        } = before;
+        let mut per_service = Vec::with_capacity(t.services.len());
+        for (i, vs) in t.services.iter().enumerate() {
+            let o = old_of.get(i).copied().flatten();
+            let shared = o
+                .and_then(|o| Some((old.services.get(o)?, *old_flags.get(o)?)))
+                .filter(|(ovs, _)| Arc::ptr_eq(&ovs.svc, &vs.svc));
+            if let Some((_, flag)) = shared {
+                per_service.push(flag);
+                continue;
+            }
             let mut any = false;
             for r in vs.svc.reals().iter().filter(|r| r.fwd == FwdMode::Nat) {
                 any = true;
-                x.reals.insert(r.v4());
+                reals.insert(r.v4());
             }
-            x.per_service.push(any);
+            per_service.push(any);
         }
-        x
+        NatIndex { per_service, reals }
     }
 
     /// No NAT real server anywhere: the per-packet NAT checks are skipped.
@@ -307,14 +331,51 @@ mod tests {
     fn index_knows_nat_services_and_reals() {
         let v = Config::parse(&nat_config(1)).unwrap().validate().unwrap();
         let t = ServiceTable::new(1, v.services, None).unwrap();
-        let x = NatIndex::new(&t, None);
+        let x = NatIndex::new(&t);
         assert!(!x.is_empty());
         assert!(x.service_has_nat(0), "the TCP service is NAT");
         assert!(!x.service_has_nat(1), "the UDP service stays FullNAT");
         assert!(!x.service_has_nat(7));
         assert!(x.is_real(RS1) && x.is_real(RS2) && !x.is_real(CLIENT_IP));
         let v = Config::parse(LAB_CONFIG).unwrap().validate().unwrap();
-        assert!(NatIndex::new(&ServiceTable::new(1, v.services, None).unwrap(), None).is_empty());
+        assert!(NatIndex::new(&ServiceTable::new(1, v.services, None).unwrap()).is_empty());
+    }
+
+    /// A change carries the index over: a service shared unchanged keeps its flag at its new
+    /// place, a changed one is looked at again, and a NAT server removed stays a known address.
+    #[test]
+    fn index_carried_over_a_change() {
+        let specs = |text: &str| Config::parse(text).unwrap().validate().unwrap().services;
+        let old = ServiceTable::new(1, specs(&nat_config(1)), None).unwrap();
+        let before = NatIndex::new(&old);
+        // A FullNAT service first; the TCP service (NAT) shared one place on; the UDP service
+        // (FullNAT) changed to NAT with one server.
+        let first = "[[service]]\nvip = \"10.10.0.100\"\nport = 80\nprotocol = \"tcp\"";
+        let added = "[[service]]\nvip = \"10.10.0.101\"\nport = 81\nprotocol = \"tcp\"\n\
+                     local_addresses = [\"10.20.0.202\"]\n[[service.real]]\naddress = \"10.20.0.13\"\n\n";
+        let udp_reals = "protocol = \"udp\"\nscheduler = \"rr\"\n\
+                         local_addresses = [\"10.20.0.200\", \"10.20.0.201\"]\n\
+                         [[service.real]]\naddress = \"10.20.0.11\"\n\
+                         [[service.real]]\naddress = \"10.20.0.12\"\n";
+        let udp_nat = "protocol = \"udp\"\nscheduler = \"rr\"\n\
+                       [[service.real]]\naddress = \"10.20.0.14\"\nmode = \"nat\"\n";
+        let text = nat_config(1)
+            .replacen(first, &format!("{added}{first}"), 1)
+            .replacen(udp_reals, udp_nat, 1);
+        assert!(text.contains("10.20.0.14") && text.contains("10.10.0.101"));
+        let new = ServiceTable::new(2, specs(&text), Some(&old)).unwrap();
+        assert!(Arc::ptr_eq(&old.services[0].svc, &new.services[1].svc));
+        let old_of = [None, Some(0), Some(1)];
+        let x = NatIndex::carried(before, &old, &new, &old_of);
+        assert!(!x.service_has_nat(0), "the new service is FullNAT");
+        assert!(
+            x.service_has_nat(1),
+            "the shared TCP service keeps its flag"
+        );
+        assert!(x.service_has_nat(2), "the changed UDP service is NAT now");
+        assert!(x.is_real(RS1) && x.is_real(RS2));
+        assert!(x.is_real(Ipv4Addr::new(10, 20, 0, 14)));
+        assert!(!x.is_real(Ipv4Addr::new(10, 20, 0, 13)));
     }
 
     proptest! {

@@ -27,9 +27,20 @@ impl Forwarder {
     /// The old service index whose pool (per-LIP usage and cursors) service `vs` keeps: same
     /// VIP:port/protocol, same LIPs and same retiring ones.
     pub(super) fn kept_pool(&self, vs: &crate::forward::services::VirtualService) -> Option<usize> {
-        self.same_service(vs).filter(|&i| {
-            let old = &self.services.services[i];
-            old.lips == vs.lips && old.retiring_lips == vs.retiring_lips
+        self.keeps_pool(self.same_service(vs), vs)
+    }
+
+    /// `old` (service `vs`'s index in the old snapshot, if any) if `vs` keeps its pool there.
+    fn keeps_pool(
+        &self,
+        old: Option<usize>,
+        vs: &crate::forward::services::VirtualService,
+    ) -> Option<usize> {
+        old.filter(|&i| {
+            self.services
+                .services
+                .get(i)
+                .is_some_and(|old| old.lips == vs.lips && old.retiring_lips == vs.retiring_lips)
         })
     }
 
@@ -94,20 +105,28 @@ impl Forwarder {
             services,
             fresh_pools,
         } = prepared;
+        // Each new service's index in the old snapshot (same VIP:port/protocol), found once: every
+        // step below carries its per-service state over by it. A worker adopts each change in its
+        // loop, not forwarding meanwhile, and with 10,000 services each step finding them again
+        // took a fifth of that time (perf/RESULTS.md, "A change's stall on each worker").
+        let old_of: Vec<Option<usize>> = services
+            .services
+            .iter()
+            .map(|vs| self.same_service(vs))
+            .collect();
         self.remap_connections(&services);
-        self.adopt_limits(&services);
+        self.adopt_limits(&services, &old_of);
         let kept: Vec<Option<usize>> = services
             .services
             .iter()
-            .map(|vs| self.kept_pool(vs))
+            .zip(&old_of)
+            .map(|(vs, &o)| self.keeps_pool(o, vs))
             .collect();
         // A pool rebuilt for changed LIPs goes on from the old one's counts, taken here and not
         // when it was prepared: the worker forwarded between the two.
         let mut fresh_pools = fresh_pools;
-        for (vs, fresh) in services.services.iter().zip(&mut fresh_pools) {
-            let old = self
-                .same_service(vs)
-                .and_then(|i| self.pools.get(i)?.as_ref());
+        for (fresh, &o) in fresh_pools.iter_mut().zip(&old_of) {
+            let old = o.and_then(|i| self.pools.get(i)?.as_ref());
             if let (Some(p), Some(old)) = (fresh.as_mut(), old) {
                 p.carry_counts(old);
             }
@@ -125,27 +144,25 @@ impl Forwarder {
         self.sched = services
             .services
             .iter()
-            .map(|vs| {
-                let c = vs.svc.config();
-                let proto = c.proto.number();
-                match self
-                    .services
-                    .find_ip(c.vip, c.vport, proto)
-                    .and_then(|i| old_sched.get_mut(i as usize))
-                {
-                    Some(st) => {
-                        let mut st = std::mem::replace(st, SchedState::Stateless);
-                        st.sync(&vs.svc);
-                        st
-                    }
-                    None => SchedState::new(&vs.svc),
+            .zip(&old_of)
+            .map(|(vs, &o)| match o.and_then(|i| old_sched.get_mut(i)) {
+                Some(st) => {
+                    let mut st = std::mem::replace(st, SchedState::Stateless);
+                    st.sync(&vs.svc);
+                    st
                 }
+                None => SchedState::new(&vs.svc),
             })
             .collect();
         self.pools = pools;
-        self.nat = NatIndex::new(&services, Some(&self.nat));
-        self.remap_traffic(&services);
-        self.remap_acl_hits(&services);
+        self.nat = NatIndex::carried(
+            std::mem::take(&mut self.nat),
+            &self.services,
+            &services,
+            &old_of,
+        );
+        self.remap_traffic(&services, &old_of);
+        self.remap_acl_hits(&services, &old_of);
         if services
             .services
             .iter()
@@ -166,18 +183,10 @@ impl Forwarder {
 
     /// Adopts the new snapshot's per-client limits and counts the connections open under them
     /// (`limit`). After `remap_connections`: the entries carry the new service indices.
-    pub(super) fn adopt_limits(&mut self, new: &ServiceTable) {
+    /// `old_of`: each new service's index in the old snapshot.
+    pub(super) fn adopt_limits(&mut self, new: &ServiceTable, old_of: &[Option<usize>]) {
         let limits = new.services.iter().map(|vs| vs.limit).collect();
-        let old: Vec<Option<usize>> = new
-            .services
-            .iter()
-            .map(|vs| {
-                let c = vs.svc.config();
-                let o = self.services.find_ip(c.vip, c.vport, c.proto.number());
-                o.map(|o| o as usize)
-            })
-            .collect();
-        self.limits.adopt(limits, &old);
+        self.limits.adopt(limits, old_of);
         // Parked entries and those of removed services have NO_DEST: gone already.
         let open = self
             .table
@@ -188,21 +197,26 @@ impl Forwarder {
     }
 
     /// Carries each access list's counts over to a new snapshot where the service and its list
-    /// are unchanged; a changed list counts from zero.
-    pub(super) fn remap_acl_hits(&mut self, new: &ServiceTable) {
-        let mut old: HashMap<SvcId, (Arc<[AclRule]>, Vec<u64>)> = HashMap::new();
-        for (vs, hits) in self.services.services.iter().zip(self.acl_hits.drain(..)) {
-            if !vs.acl.is_empty() {
-                old.insert(svc_id(vs), (vs.acl.clone(), hits));
-            }
-        }
+    /// are unchanged; a changed list counts from zero. `old_of`: each new service's index in the
+    /// old snapshot.
+    pub(super) fn remap_acl_hits(&mut self, new: &ServiceTable, old_of: &[Option<usize>]) {
+        let mut old_hits = std::mem::take(&mut self.acl_hits);
+        let old = &self.services.services;
         self.acl_hits = new
             .services
             .iter()
-            .map(|vs| match old.remove(&svc_id(vs)) {
-                Some((rules, hits)) if rules == vs.acl => hits,
-                _ if vs.acl.is_empty() => Vec::new(),
-                _ => vec![0; vs.acl.len() + 1],
+            .zip(old_of)
+            .map(|(vs, &o)| {
+                if vs.acl.is_empty() {
+                    return Vec::new();
+                }
+                let same_list = o
+                    .and_then(|o| old.get(o))
+                    .is_some_and(|ovs| ovs.acl == vs.acl);
+                match o.and_then(|o| old_hits.get_mut(o)) {
+                    Some(hits) if same_list => std::mem::take(hits),
+                    _ => vec![0; vs.acl.len() + 1],
+                }
             })
             .collect();
     }
@@ -212,43 +226,57 @@ impl Forwarder {
     /// A removed real server's counters stay its service's (`TrafficKey::retired`), a removed
     /// service's the totals' (`TrafficKey::REMOVED_SERVICES`).
     ///
-    /// The old snapshot's traffic, listed in key order, is joined with the new snapshot's keys
-    /// sorted the same way, and the services still there are found in a set: a worker commits
-    /// every change here, not forwarding meanwhile, and with 100,000 (service, real server)
-    /// pairs a hash map of the old traffic made that a tenth of each change's time
-    /// (perf/RESULTS.md, "A single change on a large table").
-    pub(super) fn remap_traffic(&mut self, new: &ServiceTable) {
-        // The old snapshot's order (`self.services` is replaced after this) and counters.
+    /// `old_of`: each new service's index in the old snapshot. A service shared unchanged with the
+    /// old snapshot (the same `Arc`: the control plane rebuilds only what a change touches) takes
+    /// its counters over as one block; a changed one finds its servers by key. A worker commits
+    /// every change here, not forwarding meanwhile: with 100,000 (service, real server) pairs a
+    /// hash map of the old traffic, then a join of both snapshots' keys, were each a tenth of
+    /// its time (perf/RESULTS.md, "A single change on a large table", "A change's stall on each
+    /// worker").
+    pub(super) fn remap_traffic(&mut self, new: &ServiceTable, old_of: &[Option<usize>]) {
+        // The old snapshot's layout (`self.services` is replaced after this) and counters.
         let old_traffic = std::mem::take(&mut self.traffic);
-        let old_order = Arc::clone(&self.services.traffic_order);
-        let old = old_order
-            .iter()
-            .filter_map(|&(k, at)| Some((k, *old_traffic.get(at as usize)?)));
-        let order = &new.traffic_order;
-        self.traffic_base.clear();
-        for vs in &new.services {
+        let old_base = std::mem::take(&mut self.traffic_base);
+        let old = &self.services.services;
+        let block = |o: usize| -> &[Traffic] {
+            let len = old.get(o).map_or(0, |ovs| ovs.svc.len());
+            let at = old_base.get(o).map_or(0, |&b| b as usize);
+            old_traffic.get(at..at + len).unwrap_or_default()
+        };
+        let mut carried = vec![false; old.len()];
+        let total: usize = new.services.iter().map(|vs| vs.svc.len()).sum();
+        self.traffic.reserve(total);
+        for (vs, &o) in new.services.iter().zip(old_of) {
             self.traffic_base.push(self.traffic.len() as u32);
+            let start = self.traffic.len();
             self.traffic
-                .resize(self.traffic.len() + vs.svc.len(), Traffic::default());
-        }
-        // Both in key order (`ServiceTable::traffic_order`, sorted by the control plane once for
-        // every worker): each old entry goes to the new one with its key, if any.
-        let mut gone_servers: Vec<(TrafficKey, Traffic)> = Vec::new();
-        let mut next = 0;
-        for (k, t) in old {
-            while next < order.len() && order[next].0 < k {
-                next += 1;
+                .resize(start + vs.svc.len(), Traffic::default());
+            let Some(o) = o else { continue };
+            carried[o] = true;
+            let (ovs, from) = (&old[o], block(o));
+            if Arc::ptr_eq(&ovs.svc, &vs.svc) {
+                self.traffic[start..start + from.len()].copy_from_slice(from);
+                continue;
             }
-            match order.get(next) {
-                Some(&(n, at)) if n == k => {
-                    self.traffic[at as usize] = t;
-                    next += 1;
+            let c = vs.svc.config();
+            for (r, t) in ovs.svc.reals().iter().zip(from) {
+                match vs.svc.index_of(r.key()) {
+                    Some(n) => self.traffic[start + n] = *t,
+                    None => self
+                        .retired_traffic
+                        .entry(TrafficKey::retired(c.proto.number(), c.vip, c.vport))
+                        .or_default()
+                        .add(t),
                 }
-                _ => gone_servers.push((k, t)),
+            }
+        }
+        let mut gone = Traffic::default();
+        for (o, _) in carried.iter().enumerate().filter(|(_, &c)| !c) {
+            for t in block(o) {
+                gone.add(t);
             }
         }
         let live = |k: &TrafficKey| new.find_ip(k.vip, k.vport, k.proto).is_some();
-        let mut gone = Traffic::default();
         self.retired_traffic.retain(|k, t| {
             let keep = *k == TrafficKey::REMOVED_SERVICES || live(k);
             if !keep {
@@ -256,16 +284,6 @@ impl Forwarder {
             }
             keep
         });
-        for (k, t) in gone_servers {
-            match live(&k) {
-                true => self
-                    .retired_traffic
-                    .entry(TrafficKey::retired(k.proto, k.vip, k.vport))
-                    .or_default()
-                    .add(&t),
-                false => gone.add(&t),
-            }
-        }
         if gone != Traffic::default() {
             self.retired_traffic
                 .entry(TrafficKey::REMOVED_SERVICES)

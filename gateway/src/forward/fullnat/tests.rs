@@ -266,6 +266,67 @@ fn a_removed_real_server_or_service_keeps_its_traffic_in_the_retired_counters() 
     assert_eq!(total(&dp), 0);
 }
 
+/// A service the change leaves alone keeps its servers' traffic where a new one moves it to
+/// another index: its counters move as one block with it (`remap_traffic`'s shared path).
+#[test]
+fn a_service_moved_by_a_change_keeps_its_traffic() {
+    let meta = RxMeta::default();
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    assert!(tx(dp.process(client_tcp(40000, true), &meta)));
+    assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+    let before = (traffic_of(&dp, RS1), traffic_of(&dp, RS2));
+    assert_eq!((before.0.conns, before.1.conns), (1, 1));
+    let first = "[[service]]\nvip = \"10.10.0.100\"\nport = 80\nprotocol = \"tcp\"";
+    let added = "[[service]]\nvip = \"10.10.0.101\"\nport = 81\nprotocol = \"tcp\"\n\
+                 local_addresses = [\"10.20.0.202\"]\n[[service.real]]\naddress = \"10.20.0.13\"\n\n";
+    let text = LAB_CONFIG.replacen(first, &format!("{added}{first}"), 1);
+    let v = Config::parse(&text).unwrap().validate().unwrap();
+    let old = dp.fwd.services().clone();
+    let new = Arc::new(ServiceTable::new(2, v.services, Some(&old)).unwrap());
+    assert!(
+        Arc::ptr_eq(&old.services[0].svc, &new.services[1].svc),
+        "the TCP service is shared, one place further"
+    );
+    dp.fwd.set_services(new).unwrap();
+    assert_eq!((traffic_of(&dp, RS1), traffic_of(&dp, RS2)), before);
+    // The connections it carries still count on their servers.
+    assert!(tx(dp.process(client_tcp(40000, false), &meta)));
+    let after = traffic_of(&dp, RS1).inpkts + traffic_of(&dp, RS2).inpkts;
+    assert_eq!(after, before.0.inpkts + before.1.inpkts + 1);
+}
+
+/// An access list's counts stay with its service through a change that moves it, and start
+/// again from zero when its list changes.
+#[test]
+fn access_list_hits_follow_their_service_until_the_list_changes() {
+    let tcp = "port = 80\nprotocol = \"tcp\"\nscheduler = \"wrr\"";
+    let with_acl = |acl: &str| LAB_CONFIG.replacen(tcp, &format!("{tcp}\nacl = [{acl}]"), 1);
+    let text = with_acl("\"allow 10.10.0.0/24\"");
+    assert_ne!(text, LAB_CONFIG);
+    let mut dp: Datapath<VecBuf> = datapath_from(&text, 0, 1, 1024);
+    assert!(tx(dp.process(client_tcp(40000, true), &RxMeta::default())));
+    let hits = |dp: &Datapath<VecBuf>| -> Vec<Vec<u64>> {
+        dp.fwd.acl_entries().map(|(_, h)| h.to_vec()).collect()
+    };
+    assert_eq!(hits(&dp), [vec![1, 0]]);
+    let change = |dp: &mut Datapath<VecBuf>, text: &str| {
+        let v = Config::parse(text).unwrap().validate().unwrap();
+        let old = dp.fwd.services().clone();
+        let new = ServiceTable::new(old.generation + 1, v.services, Some(&old)).unwrap();
+        dp.fwd.set_services(Arc::new(new)).unwrap();
+    };
+    // A service before it: the list's service moves one place on, its counts with it.
+    let first = "[[service]]\nvip = \"10.10.0.100\"\nport = 80\nprotocol = \"tcp\"";
+    let added = "[[service]]\nvip = \"10.10.0.101\"\nport = 81\nprotocol = \"tcp\"\n\
+                 local_addresses = [\"10.20.0.202\"]\n[[service.real]]\naddress = \"10.20.0.13\"\n\n";
+    let moved = text.replacen(first, &format!("{added}{first}"), 1);
+    change(&mut dp, &moved);
+    assert_eq!(hits(&dp), [vec![1, 0]]);
+    let relisted = moved.replacen("\"allow 10.10.0.0/24\"", "\"allow 10.10.0.0/16\"", 1);
+    change(&mut dp, &relisted);
+    assert_eq!(hits(&dp), [vec![0, 0]], "a changed list counts from zero");
+}
+
 /// The worker lists its traffic in key order without sorting it at each publishing
 /// (`traffic_order`, sorted once a snapshot): whatever the snapshot's order of the real servers,
 /// and each key holds its own server's counts.
