@@ -319,10 +319,9 @@ impl<B: PacketBuf> Datapath<B> {
     /// Adopts a service snapshot the forwarder prepared (`Forwarder::prepare_services`): both
     /// connection tables follow their services and real servers by identity.
     pub fn commit_services(&mut self, prepared: crate::forward::fullnat::PreparedServices) {
-        let old = Arc::clone(self.fwd.services());
-        self.fwd.commit_services(prepared);
-        crate::forward::services::ConnRemap::new(&old, self.fwd.services())
-            .apply(&mut self.v6.conns);
+        if let Some(remap) = self.fwd.commit_services(prepared) {
+            remap.apply(&mut self.v6.conns);
+        }
         // The IPv6 table's open connections counted in the limits too, once both follow the
         // new snapshot (the forwarder counted the IPv4 table's).
         let limits = self.fwd.limits_mut();

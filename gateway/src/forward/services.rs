@@ -339,27 +339,50 @@ pub struct ConnRemap {
 
 impl ConnRemap {
     pub fn new(old: &ServiceTable, new: &ServiceTable) -> ConnRemap {
+        let old_of: Vec<Option<usize>> = new
+            .services
+            .iter()
+            .map(|vs| {
+                let c = vs.svc.config();
+                old.find_ip(c.vip, c.vport, c.proto.number())
+                    .map(|i| i as usize)
+            })
+            .collect();
+        ConnRemap::with_old_indices(old, new, &old_of)
+    }
+
+    /// As [`ConnRemap::new`], with each new service's index in `old` already found (`old_of`, as
+    /// a worker's commit finds them once for every step).
+    pub fn with_old_indices(
+        old: &ServiceTable,
+        new: &ServiceTable,
+        old_of: &[Option<usize>],
+    ) -> ConnRemap {
+        let mut new_of: Vec<Option<usize>> = vec![None; old.services.len()];
+        for (ni, &o) in old_of.iter().enumerate() {
+            if let Some(slot) = o.and_then(|o| new_of.get_mut(o)) {
+                *slot = Some(ni);
+            }
+        }
         let map: Vec<(u16, Option<Vec<u16>>)> = old
             .services
             .iter()
-            .map(|ovs| {
-                let c = ovs.svc.config();
-                match new.find_ip(c.vip, c.vport, c.proto.number()) {
-                    Some(ni) => {
-                        let nsvc = &new.services[ni as usize].svc;
-                        if Arc::ptr_eq(nsvc, &ovs.svc) {
-                            return (ni as u16, None);
-                        }
-                        let reals = ovs
-                            .svc
-                            .reals()
-                            .iter()
-                            .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u16))
-                            .collect();
-                        (ni as u16, Some(reals))
+            .zip(new_of)
+            .map(|(ovs, ni)| match ni {
+                Some(ni) => {
+                    let nsvc = &new.services[ni].svc;
+                    if Arc::ptr_eq(nsvc, &ovs.svc) {
+                        return (ni as u16, None);
                     }
-                    None => (NO_DEST, Some(vec![NO_DEST; ovs.svc.len()])),
+                    let reals = ovs
+                        .svc
+                        .reals()
+                        .iter()
+                        .map(|r| nsvc.index_of(r.key()).map_or(NO_DEST, |i| i as u16))
+                        .collect();
+                    (ni as u16, Some(reals))
                 }
+                None => (NO_DEST, Some(vec![NO_DEST; ovs.svc.len()])),
             })
             .collect();
         let identity = map.iter().enumerate().all(|(i, (ns, reals))| {

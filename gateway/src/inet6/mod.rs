@@ -305,7 +305,7 @@ impl<B: PacketBuf> Inet6<B> {
         worker: usize,
     ) {
         // A pool whose service and local addresses stay goes on where it was, as IPv4's
-        // (`Forwarder::kept_pool`): rebuilt, its cursors would start over at the ports the last
+        // (`Forwarder::keeps_pool`): rebuilt, its cursors would start over at the ports the last
         // connections took, which the real servers still hold in TIME_WAIT.
         let mut old: hashbrown::HashMap<(IpAddr, u16, u8), fullnat::Pool6> = self
             .pool_services

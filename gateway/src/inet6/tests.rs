@@ -930,7 +930,7 @@ fn recommit(
 }
 
 /// A new snapshot that leaves an IPv6 FullNAT service and its local addresses as they were keeps
-/// its pool, as IPv4's (`Forwarder::kept_pool`): the next connection goes on from the port after
+/// its pool, as IPv4's (`Forwarder::keeps_pool`): the next connection goes on from the port after
 /// the last one's. A pool built afresh started over at the port the last connection took, which
 /// its real server may still hold in TIME_WAIT (every `gwctl` or `ipvsadm` change, and every
 /// health check's weight change, is a new snapshot).

@@ -3,6 +3,7 @@
 //! connections, counters, limits and access-list hits over to the new snapshot by identity.
 
 use super::*;
+use crate::forward::services::ConnRemap;
 
 /// A service snapshot a worker has prepared to adopt (`Forwarder::prepare_services`): the
 /// fallible part of the change is done, `commit_services` cannot fail.
@@ -11,6 +12,9 @@ pub struct PreparedServices {
     /// Per new service: the pool built for its new LIPs (None: kept from the old snapshot, or no
     /// LIPs).
     fresh_pools: Vec<Option<LaddrPool>>,
+    /// The snapshot this was prepared against, and each new service's index in it.
+    from: Arc<ServiceTable>,
+    old_of: Vec<Option<usize>>,
 }
 
 impl Forwarder {
@@ -24,13 +28,8 @@ impl Forwarder {
         Ok(())
     }
 
-    /// The old service index whose pool (per-LIP usage and cursors) service `vs` keeps: same
-    /// VIP:port/protocol, same LIPs and same retiring ones.
-    pub(super) fn kept_pool(&self, vs: &crate::forward::services::VirtualService) -> Option<usize> {
-        self.keeps_pool(self.same_service(vs), vs)
-    }
-
-    /// `old` (service `vs`'s index in the old snapshot, if any) if `vs` keeps its pool there.
+    /// `old` (service `vs`'s index in the old snapshot, if any) if `vs` keeps its pool there
+    /// (per-LIP usage and cursors): same VIP:port/protocol, same LIPs and same retiring ones.
     fn keeps_pool(
         &self,
         old: Option<usize>,
@@ -64,11 +63,14 @@ impl Forwarder {
             return Ok(PreparedServices {
                 services,
                 fresh_pools: Vec::new(),
+                from: Arc::clone(&self.services),
+                old_of: Vec::new(),
             });
         }
+        let old_of = self.old_indices(&services);
         let mut fresh = Vec::with_capacity(services.services.len());
-        for vs in &services.services {
-            if self.kept_pool(vs).is_some() || vs.lips.is_empty() {
+        for (vs, &o) in services.services.iter().zip(&old_of) {
+            if self.keeps_pool(o, vs).is_some() || vs.lips.is_empty() {
                 fresh.push(None);
                 continue;
             }
@@ -91,30 +93,45 @@ impl Forwarder {
         Ok(PreparedServices {
             services,
             fresh_pools: fresh,
+            from: Arc::clone(&self.services),
+            old_of,
         })
     }
 
-    /// The second phase: adopts the prepared snapshot. Cannot fail.
-    pub fn commit_services(&mut self, prepared: PreparedServices) {
+    /// Each service of `new`'s index in the current snapshot (same VIP:port/protocol), found once
+    /// for every step of a change that carries per-service state over by it: a worker adopts each
+    /// change in its loop, not forwarding meanwhile, and with 10,000 services each step finding
+    /// them again took a fifth of that time (perf/RESULTS.md, "A change's stall on each worker").
+    fn old_indices(&self, new: &ServiceTable) -> Vec<Option<usize>> {
+        new.services
+            .iter()
+            .map(|vs| self.same_service(vs))
+            .collect()
+    }
+
+    /// The second phase: adopts the prepared snapshot. Cannot fail. Returns how connections of
+    /// the old snapshot find their service and real server in the new one (applied to the IPv4
+    /// table here; the IPv6 table's owner applies it to that one), None if the snapshot is the
+    /// same.
+    pub fn commit_services(&mut self, prepared: PreparedServices) -> Option<ConnRemap> {
         if Arc::ptr_eq(&prepared.services, &self.services) {
             // Same services: no connection to remap, no table to rebuild (a kernel route change
             // must not make every worker walk its connection table).
-            return;
+            return None;
         }
         let PreparedServices {
             services,
             fresh_pools,
+            from,
+            old_of,
         } = prepared;
-        // Each new service's index in the old snapshot (same VIP:port/protocol), found once: every
-        // step below carries its per-service state over by it. A worker adopts each change in its
-        // loop, not forwarding meanwhile, and with 10,000 services each step finding them again
-        // took a fifth of that time (perf/RESULTS.md, "A change's stall on each worker").
-        let old_of: Vec<Option<usize>> = services
-            .services
-            .iter()
-            .map(|vs| self.same_service(vs))
-            .collect();
-        self.remap_connections(&services);
+        // The indices found when the change was prepared, unless another was adopted since.
+        let old_of = match Arc::ptr_eq(&from, &self.services) && !old_of.is_empty() {
+            true => old_of,
+            false => self.old_indices(&services),
+        };
+        let remap = ConnRemap::with_old_indices(&self.services, &services, &old_of);
+        remap.apply(&mut self.table);
         self.adopt_limits(&services, &old_of);
         let kept: Vec<Option<usize>> = services
             .services
@@ -179,6 +196,7 @@ impl Forwarder {
             self.synproxy.reserve6(self.capacity6 as usize);
         }
         self.services = services;
+        Some(remap)
     }
 
     /// Adopts the new snapshot's per-client limits and counts the connections open under them
@@ -290,13 +308,5 @@ impl Forwarder {
                 .or_default()
                 .add(&gone);
         }
-    }
-
-    pub(super) fn remap_connections(&mut self, new: &ServiceTable) {
-        let old = &self.services;
-        if old.services.is_empty() || self.table.is_empty() {
-            return;
-        }
-        crate::forward::services::ConnRemap::new(old, new).apply(&mut self.table);
     }
 }
