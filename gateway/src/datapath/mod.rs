@@ -325,7 +325,7 @@ impl<B: PacketBuf> Datapath<B> {
         // The IPv6 table's open connections counted in the limits too, once both follow the
         // new snapshot (the forwarder counted the IPv4 table's).
         let limits = self.fwd.limits_mut();
-        if limits.counts_conns() {
+        if limits.recount_due() {
             limits.count(
                 self.v6
                     .conns

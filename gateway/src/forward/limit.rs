@@ -39,11 +39,11 @@
 //! entries), else a client of short connections would be held to its limit for all of TIME_WAIT.
 //! The count goes up when a connection is created or leaves those states, and down when it enters
 //! them or goes, on every path (`fullnat::release` and `limit_on_state` for IPv4; for IPv6
-//! `inet6::service::gone` and `limit_on_state`, and the expiry in `Inet6::tick`); it is counted
-//! again from the tables themselves
-//! whenever the worker adopts a new service snapshot, so a limit set or changed at run time counts
-//! the connections already open. A limit's buckets carry over a snapshot that leaves it
-//! unchanged; a changed limit starts with full buckets.
+//! `inet6::service::gone` and `limit_on_state`, and the expiry in `Inet6::tick`). A limit's
+//! entries, buckets and counts, carry over a snapshot that leaves it unchanged; a limit set or
+//! changed at run time on a service that was there counts the connections already open, from the
+//! tables themselves (as does a change whose moved entries found no room), and starts with full
+//! buckets.
 
 use crate::net::{Ipv4Cidr, Ipv6Cidr};
 use serde::{Deserialize, Serialize};
@@ -226,6 +226,11 @@ pub struct Limiter {
     pub untracked: u64,
     /// The latest time a connection was checked (ms): when a recount happens.
     last_ms: u64,
+    /// The last [`Limiter::adopt`] left open connections uncounted: a service that had
+    /// connections now has a counting limit it did not have, or a kept entry with open
+    /// connections found no room in its new set. Until then the counts carry over, and the
+    /// connection tables are not walked.
+    recount_due: bool,
 }
 
 impl Limiter {
@@ -240,6 +245,7 @@ impl Limiter {
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
             untracked: 0,
             last_ms: 0,
+            recount_due: false,
         }
     }
 
@@ -251,18 +257,27 @@ impl Limiter {
 
     /// Adopts a new snapshot's limits. `limits[i]` is new service `i`'s limit and `old[i]` its
     /// index in the previous snapshot (same service), if any. Entries carry over where the limit is
-    /// unchanged, refusal counts where the service keeps a limit; open connections must be
-    /// counted again ([`Limiter::recount`]).
+    /// unchanged, with their open connections' counts (the connections follow their service to
+    /// its new index), refusal counts where the service keeps a limit. Where that leaves open
+    /// connections uncounted, [`Limiter::recount_due`] says so and [`Limiter::recount`] counts
+    /// them from the tables: a worker adopts every change in its loop, not forwarding meanwhile,
+    /// and a walk of 10,000,000 connections takes it about 35 ms.
     pub fn adopt(&mut self, limits: Vec<Option<ClientLimit>>, old: &[Option<usize>]) {
         let mut moved = vec![EMPTY; self.limits.len()];
         let mut refused = vec![[0; 2]; limits.len()];
+        let mut due = false;
         for (i, (l, o)) in limits.iter().zip(old).enumerate() {
             let Some(o) = *o else { continue };
             if l.is_some() {
                 refused[i] = self.refused.get(o).copied().unwrap_or_default();
             }
             if l.is_some() && self.limits.get(o) == Some(l) {
-                moved[o] = i as u16;
+                if let Some(m) = moved.get_mut(o) {
+                    *m = i as u16;
+                }
+            } else if l.is_some_and(|l| l.max_conns > 0) {
+                // A service that was there (and may have open connections) counts them now.
+                due = true;
             }
         }
         // A service's index is part of its entries' set: the kept entries are placed again.
@@ -272,11 +287,7 @@ impl Limiter {
             .filter_map(|s| {
                 let to = moved.get(usize::from(s.svc)).copied().unwrap_or(EMPTY);
                 let s = std::mem::replace(s, FREE);
-                (to != EMPTY).then_some(Slot {
-                    svc: to,
-                    conns: 0,
-                    ..s
-                })
+                (to != EMPTY).then_some(Slot { svc: to, ..s })
             })
             .collect();
         if self.slots.is_empty() && limits.iter().any(Option::is_some) {
@@ -284,18 +295,28 @@ impl Limiter {
         }
         for s in kept {
             let set = self.set(s.svc, s.group);
-            if let Some(free) = self.slots[set..set + WAYS]
+            match self.slots[set..set + WAYS]
                 .iter_mut()
                 .find(|x| x.svc == EMPTY)
             {
-                *free = s;
+                Some(free) => *free = s,
+                // Its set, new for a service that moved, is full: its count is lost.
+                None => due |= s.conns > 0,
             }
         }
         self.limits = limits;
         self.refused = refused;
+        self.recount_due = due && self.counts_conns();
     }
 
-    /// Counts the open connections, `(service, client)` each, from scratch.
+    /// Whether the last [`Limiter::adopt`] left open connections to count from the connection
+    /// tables ([`Limiter::recount`], then [`Limiter::count`] for each further table).
+    pub fn recount_due(&self) -> bool {
+        self.recount_due
+    }
+
+    /// Counts the open connections, `(service, client)` each, from scratch (when
+    /// [`Limiter::recount_due`]).
     pub fn recount(&mut self, conns: impl Iterator<Item = (u16, IpAddr)>) {
         if !self.counts_conns() {
             return;
@@ -724,6 +745,41 @@ mod tests {
         m.adopt(vec![None, None], &[None, Some(1)]);
         assert_eq!(m.check(1, c, 2), Ok(()));
         assert_eq!(m.refusals().count(), 0);
+    }
+
+    /// Open connections' counts carry over a snapshot that keeps their limit, wherever the
+    /// service moves, with no recount; a service that was there and gets a counting limit, or a
+    /// changed one, asks for one.
+    #[test]
+    fn open_counts_carry_over_a_snapshot_unless_the_limit_is_new() {
+        let l = limit(0, 0, 2, 32);
+        let mut m = limiter(1, l);
+        let c = ip("192.0.2.1");
+        for t in 0..2 {
+            assert_eq!(m.check(0, c, t), Ok(()));
+            m.opened(0, c, t);
+        }
+        assert_eq!(m.check(0, c, 2), Err(Refused::Conns));
+        // Moved to index 1, its limit unchanged: the two stay counted, nothing to recount.
+        m.adopt(vec![None, Some(l)], &[None, Some(0)]);
+        assert!(!m.recount_due());
+        assert_eq!(m.open_conns(1, c), 2);
+        assert_eq!(m.check(1, c, 3), Err(Refused::Conns));
+        // A new service with a limit has no connections yet: nothing to recount either.
+        m.adopt(vec![Some(l), Some(l)], &[None, Some(1)]);
+        assert!(!m.recount_due());
+        // The limit changed: counted again from the tables.
+        let l3 = limit(0, 0, 3, 32);
+        m.adopt(vec![Some(l), Some(l3)], &[Some(0), Some(1)]);
+        assert!(m.recount_due());
+        m.recount([(1, c), (1, c)].into_iter());
+        assert_eq!(m.open_conns(1, c), 2);
+        assert_eq!(m.check(1, c, 4), Ok(()));
+        // A limit on open connections set on a service that had none: counted too.
+        let mut m = Limiter::new(1);
+        m.adopt(vec![None], &[None]);
+        m.adopt(vec![Some(l)], &[Some(0)]);
+        assert!(m.recount_due());
     }
 
     #[test]

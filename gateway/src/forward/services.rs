@@ -254,6 +254,19 @@ impl ServiceTable {
         }
     }
 
+    /// Each service of `new`'s index here (same VIP:port/protocol), if it is here: where a change
+    /// carries per-service state over from this snapshot to `new`.
+    pub fn old_indices(&self, new: &ServiceTable) -> Vec<Option<usize>> {
+        new.services
+            .iter()
+            .map(|vs| {
+                let c = vs.svc.config();
+                self.find_ip(c.vip, c.vport, c.proto.number())
+                    .map(|i| i as usize)
+            })
+            .collect()
+    }
+
     /// The IPv6 services, in no particular order: a walk of IPv6's state need not visit every
     /// IPv4 service (10,000 of them, each a pointer to follow, every 100 ms: perf/RESULTS.md,
     /// "Counters read without the traffic lists").
@@ -339,27 +352,20 @@ pub struct ConnRemap {
 
 impl ConnRemap {
     pub fn new(old: &ServiceTable, new: &ServiceTable) -> ConnRemap {
-        let old_of: Vec<Option<usize>> = new
-            .services
-            .iter()
-            .map(|vs| {
-                let c = vs.svc.config();
-                old.find_ip(c.vip, c.vport, c.proto.number())
-                    .map(|i| i as usize)
-            })
-            .collect();
-        ConnRemap::with_old_indices(old, new, &old_of)
+        ConnRemap::with_old_indices(old, new, &old.old_indices(new))
     }
 
-    /// As [`ConnRemap::new`], with each new service's index in `old` already found (`old_of`, as
-    /// a worker's commit finds them once for every step).
+    /// As [`ConnRemap::new`], with each new service's index in `old` already found (`old_of`,
+    /// [`ServiceTable::old_indices`], as a worker's commit finds them once for every step). An
+    /// index out of either table's range counts as not found.
     pub fn with_old_indices(
         old: &ServiceTable,
         new: &ServiceTable,
         old_of: &[Option<usize>],
     ) -> ConnRemap {
         let mut new_of: Vec<Option<usize>> = vec![None; old.services.len()];
-        for (ni, &o) in old_of.iter().enumerate() {
+        debug_assert_eq!(old_of.len(), new.services.len());
+        for (ni, &o) in old_of.iter().enumerate().take(new.services.len()) {
             if let Some(slot) = o.and_then(|o| new_of.get_mut(o)) {
                 *slot = Some(ni);
             }
@@ -394,8 +400,9 @@ impl ConnRemap {
         ConnRemap { map, identity }
     }
 
-    /// Rewrites every entry of `table` (O(capacity): once per configuration change that moves or
-    /// removes a service or a real server; none otherwise).
+    /// Rewrites the entries of `table` whose service or real server moved or went, walking the
+    /// whole slab (O(capacity): once per configuration change that moves or removes a service or
+    /// a real server; none otherwise).
     pub fn apply<T: crate::conn::ConnKey>(&self, table: &mut crate::conn::Table<T>) {
         if table.is_empty() || self.identity {
             return;

@@ -24,9 +24,10 @@
 //! 100 services of 10 real servers: the walk that rewrites each entry's service and real-server
 //! indices (`ConnRemap::apply`, on the gateway's own table), during which the worker forwards
 //! nothing. Two changes, each undone in the same round: `service` removes the first service
-//! (every later one moves: every entry is rewritten), `server` removes one real server of one
-//! service (a hundredth of the entries move). Prints each round's milliseconds a walk and the
-//! medians.
+//! (every later one moves: every entry is rewritten), `server` removes the fourth real server of
+//! one service (that service's later servers move: 0.7% of the entries). The undo cannot give
+//! the first service's entries their server back: from the first round on, that hundredth of the
+//! table is `NO_DEST` and stays so. Prints each round's milliseconds a walk and the medians.
 use std::time::Instant;
 
 /// `u64`s per 64-byte line.

@@ -22,6 +22,7 @@ impl Forwarder {
     /// address they need); their service and real-server indices are remapped to the new snapshot by
     /// identity (VIP:port/protocol, RIP:port). A connection whose real server is gone is marked
     /// `NO_DEST`: its service's `expire_nodest_conn` decides at its next packet (IPVS semantics).
+    /// The IPv4 table only: the datapath's `commit_services` remaps the IPv6 one as well.
     pub fn set_services(&mut self, services: Arc<ServiceTable>) -> Result<(), String> {
         let prepared = self.prepare_services(services)?;
         self.commit_services(prepared);
@@ -43,14 +44,6 @@ impl Forwarder {
         })
     }
 
-    /// The old index of service `vs` (same VIP:port/protocol), whatever its LIPs.
-    fn same_service(&self, vs: &crate::forward::services::VirtualService) -> Option<usize> {
-        let c = vs.svc.config();
-        self.services
-            .find_ip(c.vip, c.vport, c.proto.number())
-            .map(|i| i as usize)
-    }
-
     /// The first phase of adopting `services`: everything that can fail (the local-address pools
     /// of services whose LIPs are new), built without changing anything. Dropping the result
     /// abandons the change.
@@ -67,7 +60,7 @@ impl Forwarder {
                 old_of: Vec::new(),
             });
         }
-        let old_of = self.old_indices(&services);
+        let old_of = self.services.old_indices(&services);
         let mut fresh = Vec::with_capacity(services.services.len());
         for (vs, &o) in services.services.iter().zip(&old_of) {
             if self.keeps_pool(o, vs).is_some() || vs.lips.is_empty() {
@@ -98,17 +91,6 @@ impl Forwarder {
         })
     }
 
-    /// Each service of `new`'s index in the current snapshot (same VIP:port/protocol), found once
-    /// for every step of a change that carries per-service state over by it: a worker adopts each
-    /// change in its loop, not forwarding meanwhile, and with 10,000 services each step finding
-    /// them again took a fifth of that time (perf/RESULTS.md, "A change's stall on each worker").
-    fn old_indices(&self, new: &ServiceTable) -> Vec<Option<usize>> {
-        new.services
-            .iter()
-            .map(|vs| self.same_service(vs))
-            .collect()
-    }
-
     /// The second phase: adopts the prepared snapshot. Cannot fail. Returns how connections of
     /// the old snapshot find their service and real server in the new one (applied to the IPv4
     /// table here; the IPv6 table's owner applies it to that one), None if the snapshot is the
@@ -125,11 +107,16 @@ impl Forwarder {
             from,
             old_of,
         } = prepared;
-        // The indices found when the change was prepared, unless another was adopted since.
-        let old_of = match Arc::ptr_eq(&from, &self.services) && !old_of.is_empty() {
-            true => old_of,
-            false => self.old_indices(&services),
-        };
+        // The indices found when the change was prepared, unless another was adopted since. They
+        // are found once for every step below that carries per-service state over by them (a
+        // worker adopts each change in its loop, not forwarding meanwhile: perf/RESULTS.md, "A
+        // change's stall on each worker").
+        let old_of =
+            if Arc::ptr_eq(&from, &self.services) && old_of.len() == services.services.len() {
+                old_of
+            } else {
+                self.services.old_indices(&services)
+            };
         let remap = ConnRemap::with_old_indices(&self.services, &services, &old_of);
         remap.apply(&mut self.table);
         self.adopt_limits(&services, &old_of);
@@ -199,12 +186,18 @@ impl Forwarder {
         Some(remap)
     }
 
-    /// Adopts the new snapshot's per-client limits and counts the connections open under them
-    /// (`limit`). After `remap_connections`: the entries carry the new service indices.
-    /// `old_of`: each new service's index in the old snapshot.
+    /// Adopts the new snapshot's per-client limits (`limit`): their open connections' counts
+    /// carry over, and are counted again from the table only where the limiter asks
+    /// (`Limiter::recount_due`: a limit new to a service that was there). After the IPv4 table's
+    /// remap in `commit_services`: the entries carry the new service indices. `old_of`: each new
+    /// service's index in the old snapshot.
     pub(super) fn adopt_limits(&mut self, new: &ServiceTable, old_of: &[Option<usize>]) {
         let limits = new.services.iter().map(|vs| vs.limit).collect();
         self.limits.adopt(limits, old_of);
+        if !self.limits.recount_due() {
+            // The counts carried over: no walk of the table.
+            return;
+        }
         // Parked entries and those of removed services have NO_DEST: gone already.
         let open = self
             .table
@@ -269,9 +262,12 @@ impl Forwarder {
             let start = self.traffic.len();
             self.traffic
                 .resize(start + vs.svc.len(), Traffic::default());
-            let Some(o) = o else { continue };
+            // `o` below `old.len()`, which is `carried`'s.
+            let Some((o, ovs)) = o.and_then(|o| Some((o, old.get(o)?))) else {
+                continue;
+            };
             carried[o] = true;
-            let (ovs, from) = (&old[o], block(o));
+            let from = block(o);
             if Arc::ptr_eq(&ovs.svc, &vs.svc) {
                 self.traffic[start..start + from.len()].copy_from_slice(from);
                 continue;
