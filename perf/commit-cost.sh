@@ -7,7 +7,9 @@
 # each round and each binary (A, B), a fresh dual-stack lab (2 workers, af_packet).
 # With FLOOD_SECONDS > 0, the tables first hold connections: that long a `hping3 --flood` of SYNs
 # from random sources to VIP:8080 (a service whose real server does not exist, its entries kept in
-# SYN_RECV for 10 minutes, 600,000 a worker at most), as perf/conns-listing.sh fills them.
+# SYN_RECV for 10 minutes, 600,000 a worker at most), as perf/conns-listing.sh fills them. With
+# FLOOD_LIMIT set (an inline table, e.g. "{ max_conns = 1000 }"), that service has it as its
+# client_limit: a limit on open connections, which a change may make the workers count again.
 # (perf/RESULTS.md, "A single change on a large table".)
 # Usage: perf/commit-cost.sh GATEWAY_A GATEWAY_B [ROUNDS] [FLOOD_SECONDS]   (root; about 30 s a
 # run and the flood; perf, hping3; each binary's gwctl beside it)
@@ -19,8 +21,9 @@ trap 'scripts/lab.sh down pcc >/dev/null 2>&1; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
 [ "$flood" -gt 0 ] && flood_conf "$dir/conf.toml" 8
+[ -n "${FLOOD_LIMIT:-}" ] && sed -i "/^port = 8080$/a client_limit = $FLOOD_LIMIT" "$dir/conf.toml"
 nat_rules >"$dir/nat10k"
-echo "# perf/commit-cost.sh A=$a B=$b rounds=$rounds flood=${flood}s: 40 single changes on 10,000 NAT services"
+echo "# perf/commit-cost.sh A=$a B=$b rounds=$rounds flood=${flood}s${FLOOD_LIMIT:+ limit=$FLOOD_LIMIT}: 40 single changes on 10,000 NAT services"
 echo "# round binary latency... worker_samples (2000 Hz, both workers, outside the poll loop)"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
