@@ -290,7 +290,28 @@ fn check_key(k: &SvcKey) -> Result<(), String> {
 /// "A restore's services found by key").
 #[derive(Default)]
 struct ServiceIndex {
-    at: std::collections::HashMap<(IpAddr, u16, String), usize>,
+    at: std::collections::HashMap<(IpAddr, u16, ProtoKey), usize>,
+}
+
+/// A protocol as the index keys it, in any case: TCP and UDP as their numbers, anything else
+/// (refused later by validation) in lower case. Built for every service at every change: the
+/// two protocols there are cost no allocation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum ProtoKey {
+    Number(u8),
+    Other(String),
+}
+
+impl ProtoKey {
+    fn of(proto: &str) -> ProtoKey {
+        if proto.eq_ignore_ascii_case("tcp") {
+            ProtoKey::Number(6)
+        } else if proto.eq_ignore_ascii_case("udp") {
+            ProtoKey::Number(17)
+        } else {
+            ProtoKey::Other(proto.to_ascii_lowercase())
+        }
+    }
 }
 
 impl ServiceIndex {
@@ -301,15 +322,15 @@ impl ServiceIndex {
         for (i, s) in services.iter().enumerate() {
             let s: &ServiceEntry = s.borrow();
             if let Ok(vip) = s.vip.parse() {
-                at.entry((vip, s.port, s.protocol.to_ascii_lowercase()))
+                at.entry((vip, s.port, ProtoKey::of(&s.protocol)))
                     .or_insert(i);
             }
         }
         ServiceIndex { at }
     }
 
-    fn key(k: &SvcKey) -> (IpAddr, u16, String) {
-        (k.vip, k.port, k.proto.to_ascii_lowercase())
+    fn key(k: &SvcKey) -> (IpAddr, u16, ProtoKey) {
+        (k.vip, k.port, ProtoKey::of(&k.proto))
     }
 
     fn find(&self, k: &SvcKey) -> Option<usize> {
@@ -588,6 +609,7 @@ mod tests {
         );
         assert_eq!(cached[0], first[0]);
         assert_eq!(cached[1].0.reals.len(), 2);
+        assert_eq!(cache.len(), 2, "the replaced entry's spec dropped");
         // The same entry twice: each alone was validated before, the table is not valid.
         let mut twice = next.clone();
         twice.services.push(next.services[0].clone());
