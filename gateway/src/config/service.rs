@@ -266,8 +266,9 @@ pub fn validate_shared_entries(
                 out.push(spec.clone());
             }
             None => {
-                // Refused: the entries this validation added stay until the next one drops what
-                // it does not see (each held, so its address names no other entry meanwhile).
+                // If this or a later check refuses the model, what was added here stays until
+                // the next validation that passes drops what it did not see (each entry held, so
+                // its address names no other entry meanwhile).
                 let spec = validate_one(i, s, &owned, port_addrs, port_addrs6)?;
                 cache.specs.insert(at, (s.clone(), spec.clone(), round));
                 out.push(spec);

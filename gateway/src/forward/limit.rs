@@ -676,6 +676,32 @@ mod tests {
             .collect()
     }
 
+    /// A limit's entries move with their service to new sets; one with open connections that
+    /// finds its new set full loses its count, and the limiter asks for a recount.
+    #[test]
+    fn entries_that_find_their_new_set_full_ask_for_a_recount() {
+        let l = limit(0, 0, 5, 32);
+        let mut m = limiter(1, l);
+        // WAYS + 1 clients that share one set as service 1's, each one connection open as
+        // service 0's (where no set holds more than WAYS of them).
+        let first = 0x0A00_0000u32;
+        let set1 = m.set(1, first.into());
+        let clients: Vec<IpAddr> = (first..)
+            .filter(|&g| m.set(1, g.into()) == set1)
+            .take(WAYS + 1)
+            .map(|g| std::net::Ipv4Addr::from(g).into())
+            .collect();
+        for c in &clients {
+            assert_eq!(m.check(0, *c, 0), Ok(()));
+            m.opened(0, *c, 0);
+        }
+        assert_eq!(m.untracked, 0, "every client counted as service 0's");
+        m.adopt(vec![None, Some(l)], &[None, Some(0)]);
+        assert!(m.recount_due());
+        let counted: u32 = clients.iter().map(|c| m.open_conns(1, *c)).sum();
+        assert_eq!(counted, WAYS as u32, "one entry found no room");
+    }
+
     #[test]
     fn a_full_set_replaces_idle_then_oldest_entries_and_never_open_ones() {
         let mut m = limiter(1, limit(1, 1, 0, 32));
