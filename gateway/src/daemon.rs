@@ -964,7 +964,9 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
         }
         if !health_pending.is_empty() {
             if let Ok(mut c) = run.control.try_lock() {
-                for e in health_pending.drain(..) {
+                // Every transition waiting, in one generation.
+                let (changed, applied) = c.set_health_all(&health_pending);
+                for (e, changed) in health_pending.drain(..).zip(changed) {
                     let k = &e.key;
                     let what = format!(
                         "{}:{} of {}:{} {} ({})",
@@ -975,8 +977,8 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
                         if e.up { "up" } else { "down" },
                         e.reason
                     );
-                    let m = match c.set_health(&e) {
-                        Ok(Some(g)) => format!(
+                    let m = match (changed, &applied) {
+                        (true, Some(Ok(g))) => format!(
                             "{what}: {}; generation {g} running on every worker",
                             match (e.up, e.remove) {
                                 (true, _) => "restored",
@@ -984,8 +986,8 @@ fn signal_loop(run: &Running, cfg: &Config, signals: &Signals, report: &Mutex<St
                                 (false, true) => "removed",
                             }
                         ),
-                        Ok(None) => what,
-                        Err(err) => format!("{what}: change not applied: {err}"),
+                        (true, Some(Err(err))) => format!("{what}: change not applied: {err}"),
+                        _ => what,
                     };
                     c.events.record(Kind::Health, m);
                 }
