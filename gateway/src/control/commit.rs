@@ -902,10 +902,14 @@ mod tests {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     }
 
-    /// Transitions reported together go through one generation: both servers of a service down
-    /// at once is one change, and a transition that changes nothing is said so.
-    #[test]
-    fn health_transitions_reported_together_make_one_generation() {
+    /// A control plane running the lab's services with a TCP check on the TCP one's real
+    /// servers (two fake workers), its config and its validation.
+    fn checked_lab() -> (
+        Control,
+        Vec<std::thread::JoinHandle<Vec<String>>>,
+        Config,
+        crate::config::Validated,
+    ) {
         let (mut control, handles) = fake_workers(2, None);
         let text = crate::testkit::LAB_CONFIG.replacen(
             "scheduler = \"wrr\"",
@@ -915,24 +919,34 @@ mod tests {
         let cfg = Config::parse(&text).unwrap();
         let v = cfg.validate().unwrap();
         let model = crate::control::model::Model::of_entries(&cfg.services);
-        control.apply_model(model, v.services).unwrap();
-        let before = control.current().id;
+        control.apply_model(model, v.services.clone()).unwrap();
+        (control, handles, cfg, v)
+    }
+
+    /// The check of the TCP service's real server `rs` reporting it down.
+    fn down_event(cfg: &Config, rs: std::net::Ipv4Addr) -> crate::health::runner::Event {
         let targets = crate::config::health::targets(&cfg.services).unwrap();
-        let down = |rs| {
-            let t = targets
-                .iter()
-                .find(|t| t.key.rs == rs && t.key.proto == 6)
-                .unwrap();
-            crate::health::runner::Event {
-                key: t.key,
-                up: false,
-                reason: "connection refused".into(),
-                remove: false,
-                check: t.check.clone(),
-            }
-        };
-        let rs1 = down(crate::testkit::RS1);
-        let events = [rs1.clone(), down(crate::testkit::RS2), rs1];
+        let t = targets
+            .iter()
+            .find(|t| t.key.rs == std::net::IpAddr::from(rs) && t.key.proto == 6)
+            .unwrap();
+        crate::health::runner::Event {
+            key: t.key,
+            up: false,
+            reason: "connection refused".into(),
+            remove: false,
+            check: t.check.clone(),
+        }
+    }
+
+    /// Transitions reported together go through one generation: both servers of a service down
+    /// at once is one change, and a transition that changes nothing is said so.
+    #[test]
+    fn health_transitions_reported_together_make_one_generation() {
+        let (mut control, handles, cfg, _) = checked_lab();
+        let before = control.current().id;
+        let rs1 = down_event(&cfg, crate::testkit::RS1);
+        let events = [rs1.clone(), down_event(&cfg, crate::testkit::RS2), rs1];
         let (changed, applied) = control.set_health_all(&events);
         assert_eq!(changed, [true, true, false]);
         assert_eq!(applied.unwrap().unwrap(), before + 1, "one generation");
@@ -949,34 +963,14 @@ mod tests {
     /// ignored; removing a check releases its server in the same generation.
     #[test]
     fn health_transitions_follow_the_current_check_only() {
-        let (mut control, handles) = fake_workers(2, None);
-        let text = crate::testkit::LAB_CONFIG.replacen(
-            "scheduler = \"wrr\"",
-            "scheduler = \"wrr\"\ncheck = { kind = \"tcp\" }",
-            1,
-        );
-        let cfg = Config::parse(&text).unwrap();
-        let v = cfg.validate().unwrap();
-        let model = crate::control::model::Model::of_entries(&cfg.services);
-        control.apply_model(model, v.services).unwrap();
+        let (mut control, handles, cfg, v) = checked_lab();
         let weight = |c: &Control| c.current().services.services[0].svc.weights()[0];
         assert_eq!(weight(&control), 1);
-        let targets = crate::config::health::targets(&cfg.services).unwrap();
-        let t = targets
-            .iter()
-            .find(|t| t.key.rs == crate::testkit::RS1 && t.key.proto == 6);
-        let t = t.unwrap();
-        let down = crate::health::runner::Event {
-            key: t.key,
-            up: false,
-            reason: "connection refused".into(),
-            remove: false,
-            check: t.check.clone(),
-        };
+        let down = down_event(&cfg, crate::testkit::RS1);
         assert!(control.set_health(&down).unwrap().is_some());
         assert_eq!(weight(&control), 0);
         // From a check that is not the current one: nothing happens.
-        let mut other = t.check.clone();
+        let mut other = down.check.clone();
         other.interval_ms += 1;
         let stale = crate::health::runner::Event {
             up: true,
