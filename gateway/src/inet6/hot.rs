@@ -30,15 +30,31 @@ const MASK: u8 = WANT | ConnFlags::INPUT_ONLY.bits() | super::proxied::PROXIED6.
 const STATE_FLAGS: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
 
 /// What `forward_hot` does to a segment it takes: the rewrite's new source and destination,
-/// the route out and the address it leads to (`l2_target`'s argument), the connection's service
-/// and real server (its traffic counters).
+/// the way out and the address it leads to, the connection's service and real server (its
+/// traffic counters).
 struct Plan {
     src: (Ipv6Addr, u16),
     dst: (Ipv6Addr, u16),
-    route: Route6,
+    out: Out,
     to: Ipv6Addr,
     svc: u16,
     rs: u16,
+}
+
+/// The way out to a destination: where the last packet to it went (`nd::cached_hop`), or else
+/// the route, whose next hop `nd::send_toward` resolves.
+enum Out {
+    Cached(u16, [u8; 12]),
+    Route(Route6),
+}
+
+/// The way out to `to`, `None` without a route (the general path refuses the packet then).
+#[inline(always)]
+fn out_to<B: PacketBuf>(v6: &Inet6<B>, l3: &L3<B>, to: Ipv6Addr) -> Option<Out> {
+    match nd::cached_hop(v6, l3, to) {
+        Some((port, macs)) => Some(Out::Cached(port, macs)),
+        None => l3.topo().routes6.lookup(to).copied().map(Out::Route),
+    }
 }
 
 /// Whether `forward_hot` takes this segment, and what it then does (`Plan`): a TCP segment with
@@ -85,12 +101,12 @@ fn plan<B: PacketBuf>(
             let Some(IpAddr::V6(rip)) = real.map(|r| r.addr) else {
                 return None;
             };
-            let route = l3.topo().routes6.lookup(rip).copied()?;
+            let out = out_to(v6, l3, rip)?;
             // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
             Some(Plan {
                 src: (reply.dst_ip(), reply.dport),
                 dst: (reply.src_ip(), reply.sport),
-                route,
+                out,
                 to: rip,
                 svc,
                 rs,
@@ -100,12 +116,12 @@ fn plan<B: PacketBuf>(
         // `expire_nodest_conn` (as IPv4's hot path, which refuses `NO_DEST` both ways).
         Dir::Reply if rs != crate::forward::fullnat::NO_DEST && reaches_reply_side(fwd, v.dst) => {
             let cip = client.src_ip();
-            let route = l3.topo().routes6.lookup(cip).copied()?;
+            let out = out_to(v6, l3, cip)?;
             // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
             Some(Plan {
                 src: (client.dst_ip(), client.dport),
                 dst: (cip, client.sport),
-                route,
+                out,
                 to: cip,
                 svc,
                 rs,
@@ -135,7 +151,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
     let Some(Plan {
         src,
         dst,
-        route,
+        out,
         to,
         svc,
         rs,
@@ -149,7 +165,18 @@ pub(super) fn forward_hot<B: PacketBuf>(
     v6.conns.refresh_established(id, Ticks(l3.now_ms));
     fwd.count_packet(svc, rs, dir, super::common::ip_len(v));
     fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
-    let verdict = nd::send_to(v6, l3, pkt, route.l2_target(to), route.port);
+    let route = match out {
+        Out::Cached(port, macs) => {
+            // A frame parsed as IPv6 holds an Ethernet header.
+            if let Some(head) = pkt.data_mut().first_chunk_mut::<12>() {
+                *head = macs;
+            }
+            l3.stats.inet6.forwarded += 1;
+            return Ok(Verdict::Tx(port, pkt));
+        }
+        Out::Route(route) => route,
+    };
+    let verdict = nd::send_toward(v6, l3, pkt, &route, to);
     if !matches!(verdict, Verdict::Drop(..)) {
         l3.stats.inet6.forwarded += 1;
     }

@@ -116,6 +116,8 @@ pub struct Inet6<B> {
     pub lip_conns: fullnat::LipConns,
     /// The neighbours `nd::send_to` resolved last (`nd::Resolved6`).
     pub(crate) resolved: Box<[nd::Resolved6; nd::RESOLVED_SLOTS]>,
+    /// Where the established hot path sent the last packet to each destination (`nd::Hop6`).
+    pub(crate) hops: Box<[nd::Hop6; nd::HOP_SLOTS]>,
     /// A primary's log of the connections its backup is to hear of (`sync6`).
     pub(crate) sync_log: Option<crate::forward::SyncLog<crate::conn::Tuple6>>,
 }
@@ -167,6 +169,7 @@ impl<B: PacketBuf> Inet6<B> {
             last_queued: None,
             record_queued: false,
             resolved: Box::new([nd::Resolved6::default(); nd::RESOLVED_SLOTS]),
+            hops: Box::new([nd::Hop6::default(); nd::HOP_SLOTS]),
             sync_log: None,
         }
     }

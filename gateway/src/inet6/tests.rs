@@ -341,6 +341,45 @@ fn resolved_neighbours_follow_a_mac_change() {
     assert_eq!(send(&mut dp), (moved, new_port_mac));
 }
 
+/// The established hot path's next hops (`nd::Hop6`) follow the neighbour table and the
+/// topology: after the real server changes its MAC (an advertisement overriding its entry) the
+/// client's next plain ACK goes to the new one, and after the client's port changes its MAC (a new
+/// topology) the server's next ACK leaves from it. Each is sent twice before the change: the
+/// second from the cache.
+#[test]
+fn hot_path_next_hops_follow_a_mac_change() {
+    let (mut dp, lport) = fullnat6_syn_sent();
+    let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+    let macs = |v: Verdict<VecBuf>, port: u16| -> (MacAddr, MacAddr) {
+        match v {
+            Verdict::Tx(p, out) if p == port => {
+                let eth = EthernetFrame::new_unchecked(out.data());
+                (eth.dst(), eth.src())
+            }
+            v => panic!("not sent on port {port}: {}", drop_name(&v)),
+        }
+    };
+    let ack =
+        |dp: &mut Datapath<VecBuf>| macs(dp.process(tcp6_to(8080, 40000, false, b""), &meta(0)), 1);
+    let reply = |dp: &mut Datapath<VecBuf>| macs(dp.process(from_rs(lport, ""), &meta(1)), 0);
+    for _ in 0..2 {
+        assert_eq!(ack(&mut dp), (RS1_MAC, SERVER_PORT_MAC));
+        assert_eq!(reply(&mut dp), (CLIENT_MAC, CLIENT_PORT_MAC));
+    }
+    assert_eq!(fullnat6_state(&dp), crate::conn::State::Established);
+    let moved = MacAddr([2, 0, 0, 0, 0, 0x77]);
+    dp.v6
+        .neigh
+        .learn(a(RS6_1), moved, 1, 0, true, true, |_, _, _| {});
+    assert_eq!(ack(&mut dp), (moved, SERVER_PORT_MAC));
+    let mut topo = (**dp.l3.topo()).clone();
+    let new_port_mac = MacAddr([2, 0, 0, 0, 0, 0x66]);
+    topo.ports[0].mac = new_port_mac;
+    dp.l3.set_topology(std::sync::Arc::new(topo));
+    assert_eq!(reply(&mut dp), (CLIENT_MAC, new_port_mac));
+}
+
 #[test]
 fn a_tcp_packet_without_a_connection_opens_none_and_udp_goes_through_the_tunnel() {
     let mut dp = dp();
