@@ -398,7 +398,8 @@ pub fn cached_hop<B: PacketBuf>(
     dst: Ipv6Addr,
 ) -> Option<(u16, [u8; 12])> {
     let e = &v6.hops[hop_slot(dst)];
-    (e.dst == dst && e.generation == cache_generation(v6, l3) && !v6.records_queued()).then_some((e.port, e.macs))
+    (e.dst == dst && e.generation == cache_generation(v6, l3) && !v6.records_queued())
+        .then_some((e.port, e.macs))
 }
 
 /// `send_to` the next hop `route` gives for destination `dst`, noting where the packet went for

@@ -2,7 +2,10 @@
 //!
 //! The table is built by the control plane and is immutable in the datapath. Routes are kept grouped by
 //! prefix length, longest first, each group a hash map from network to next hop: a lookup probes at most
-//! one map per distinct prefix length present (a handful in practice), with no allocation.
+//! one map per distinct prefix length present (a handful in practice), with no allocation. A table of
+//! at most [`SCAN_MAX`] routes (a box's connected prefixes, its default route and a few static ones) is
+//! also kept as one list, longest first, which a lookup scans instead: a compare per route where each
+//! hash probe took about 30 instructions (perf/RESULTS.md, "Routes scanned when they are few").
 
 use super::Ipv4Cidr;
 use hashbrown::HashMap;
@@ -25,10 +28,18 @@ impl NextHop {
     }
 }
 
+/// Most routes a table scans rather than probing its hash maps: at 16, a miss of every route costs
+/// about as much as the three probes of a table with three prefix lengths.
+pub const SCAN_MAX: usize = 16;
+
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     /// (prefix length, mask, network -> next hop), longest prefix first.
     groups: Vec<(u8, u32, HashMap<u32, NextHop>)>,
+    /// Every route as (network, mask, next hop), longest prefix first, while there are at most
+    /// [`SCAN_MAX`]; empty otherwise (and for an empty table, whose lookups find nothing either
+    /// way).
+    scan: Vec<(u32, u32, NextHop)>,
 }
 
 impl RouteTable {
@@ -51,6 +62,16 @@ impl RouteTable {
                 .groups
                 .push((prefix.len, prefix.mask(), HashMap::from([(net, hop)]))),
         }
+        self.scan.clear();
+        if self.groups.iter().map(|g| g.2.len()).sum::<usize>() <= SCAN_MAX {
+            // In the groups' order: the first route containing a destination is its longest
+            // prefix's (one network per prefix length can contain it).
+            self.scan.extend(
+                self.groups.iter().flat_map(|(_, mask, map)| {
+                    map.iter().map(move |(&net, &hop)| (net, *mask, hop))
+                }),
+            );
+        }
     }
 
     /// Adds the connected route of an interface address (`10.0.0.1/24` -> `10.0.0.0/24` on `port`).
@@ -59,9 +80,16 @@ impl RouteTable {
     }
 
     /// The longest matching route.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<NextHop> {
         let d = u32::from(dst);
+        if !self.scan.is_empty() {
+            return self
+                .scan
+                .iter()
+                .find(|&&(net, mask, _)| d & mask == net)
+                .map(|&(_, _, hop)| hop);
+        }
         self.groups
             .iter()
             .find_map(|(_, mask, map)| map.get(&(d & mask)).copied())
@@ -146,9 +174,10 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
-        /// Against a brute-force model: the longest prefix that contains dst.
+        /// Against a brute-force model: the longest prefix that contains dst, in tables scanned
+        /// (up to `SCAN_MAX` routes) and probed by prefix length (more).
         #[test]
-        fn matches_linear_model(routes in proptest::collection::vec((any::<u32>(), 0u8..=32, 0u16..4), 1..20),
+        fn matches_linear_model(routes in proptest::collection::vec((any::<u32>(), 0u8..=32, 0u16..4), 1..2 * SCAN_MAX),
                                 probes in proptest::collection::vec(any::<u32>(), 1..50)) {
             let mut t = RouteTable::new();
             let mut model: Vec<(Ipv4Cidr, u16)> = Vec::new();
