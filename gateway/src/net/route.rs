@@ -3,9 +3,10 @@
 //! The table is built by the control plane and is immutable in the datapath. Routes are kept grouped by
 //! prefix length, longest first, each group a hash map from network to next hop: a lookup probes at most
 //! one map per distinct prefix length present (a handful in practice), with no allocation. A table of
-//! at most [`SCAN_MAX`] routes (a box's connected prefixes, its default route and a few static ones) is
-//! also kept as one list, longest first, which a lookup scans instead: a compare per route where each
-//! hash probe took about 30 instructions (perf/RESULTS.md, "Routes scanned when they are few").
+//! few routes for its prefix lengths (a box's connected prefixes, its default route and a few static
+//! ones: [`SCAN_PER_LENGTH`]) is also kept as one list, longest first, which a lookup scans instead: a
+//! compare per route, about 6 instructions, where each hash probe took about 30 (perf/RESULTS.md,
+//! "Routes scanned when they are few").
 
 use super::Ipv4Cidr;
 use hashbrown::HashMap;
@@ -28,17 +29,17 @@ impl NextHop {
     }
 }
 
-/// Most routes a table scans rather than probing its hash maps: at 16, a miss of every route costs
-/// about as much as the three probes of a table with three prefix lengths.
-pub const SCAN_MAX: usize = 16;
+/// Most routes a table scans per prefix length it has, rather than probing a hash map per length:
+/// a miss of every route then costs no more than a probe of every length.
+pub const SCAN_PER_LENGTH: usize = 4;
 
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     /// (prefix length, mask, network -> next hop), longest prefix first.
     groups: Vec<(u8, u32, HashMap<u32, NextHop>)>,
     /// Every route as (network, mask, next hop), longest prefix first, while there are at most
-    /// [`SCAN_MAX`]; empty otherwise (and for an empty table, whose lookups find nothing either
-    /// way).
+    /// [`SCAN_PER_LENGTH`] per prefix length; empty otherwise (and for an empty table, whose
+    /// lookups find nothing either way).
     scan: Vec<(u32, u32, NextHop)>,
 }
 
@@ -63,7 +64,8 @@ impl RouteTable {
                 .push((prefix.len, prefix.mask(), HashMap::from([(net, hop)]))),
         }
         self.scan.clear();
-        if self.groups.iter().map(|g| g.2.len()).sum::<usize>() <= SCAN_MAX {
+        let routes: usize = self.groups.iter().map(|g| g.2.len()).sum();
+        if routes <= SCAN_PER_LENGTH * self.groups.len() {
             // In the groups' order: the first route containing a destination is its longest
             // prefix's (one network per prefix length can contain it).
             self.scan.extend(
@@ -175,13 +177,17 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
         /// Against a brute-force model: the longest prefix that contains dst, in tables scanned
-        /// (up to `SCAN_MAX` routes) and probed by prefix length (more).
+        /// (few routes a prefix length) and probed by prefix length (many: the lengths drawn
+        /// from a few, to make them so).
         #[test]
-        fn matches_linear_model(routes in proptest::collection::vec((any::<u32>(), 0u8..=32, 0u16..4), 1..2 * SCAN_MAX),
+        fn matches_linear_model(routes in proptest::collection::vec((any::<u32>(), 0u8..=32, 0u16..4), 1..40),
+                                lengths in proptest::collection::vec(0u8..=32, 1..4),
+                                few_lengths in any::<bool>(),
                                 probes in proptest::collection::vec(any::<u32>(), 1..50)) {
             let mut t = RouteTable::new();
             let mut model: Vec<(Ipv4Cidr, u16)> = Vec::new();
             for (a, len, port) in routes {
+                let len = if few_lengths { lengths[usize::from(len) % lengths.len()] } else { len };
                 let p = Ipv4Cidr::new(Ipv4Addr::from(a), len).unwrap();
                 t.add(p, NextHop { port, via: None });
                 model.retain(|(q, _)| !(q.len == p.len && q.network() == p.network()));
