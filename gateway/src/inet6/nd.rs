@@ -8,7 +8,8 @@
 //!   another address is).
 //! - An advertisement updates an existing entry only (7.2.5): solicited, it makes it REACHABLE;
 //!   unsolicited with a new address, STALE. Packets that waited for it leave; other workers hear
-//!   of it (`Event::Learned6`), since the answer may reach another worker than the question.
+//!   of it (`Event::Learned6`), since the answer may reach another worker than the question. They
+//!   hear of a solicitation's sender too, whose link-layer address may have changed.
 //! - Resolving a next hop sends a solicitation to its solicited-node group, from the port's
 //!   address on its prefix; NUD probes are unicast. Retries and aging are the IPv4 table's.
 //!
@@ -91,6 +92,16 @@ pub fn solicitation<B: PacketBuf>(
     }
     if let (false, Some(mac)) = (dad, slla) {
         learn(v6, l3, v.src, mac, meta.port, true, false);
+        // The other workers too, as for an ARP request to one of our addresses
+        // (`L3::handle_arp`): the solicitation may reach another worker than the one that sends
+        // to its sender, which would otherwise keep an old MAC (a server whose MAC changed: Linux
+        // then solicits from the new one, and advertises nothing by default, `ndisc_notify`)
+        // until its own probes of the old one failed.
+        l3.announce(Event::Learned6 {
+            ip: v.src,
+            mac,
+            port: meta.port,
+        });
     }
     let Some(port_mac) = l3.topo().ports.get(meta.port as usize).map(|p| p.mac) else {
         return Verdict::Drop(Drop::NdInvalid.into(), pkt);
