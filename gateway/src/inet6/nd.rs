@@ -284,8 +284,8 @@ pub const RESOLVED_SLOTS: usize = 64;
 pub struct Resolved6 {
     target: Ipv6Addr,
     port: u16,
-    mac: MacAddr,
-    src_mac: MacAddr,
+    /// The Ethernet header's first 12 bytes: the neighbour's MAC, then the port's own.
+    macs: [u8; 12],
     /// The neighbour table's generation plus the topology's, plus 1 (0 is never valid).
     generation: u64,
 }
@@ -295,10 +295,40 @@ impl Default for Resolved6 {
         Resolved6 {
             target: Ipv6Addr::UNSPECIFIED,
             port: 0,
-            mac: MacAddr([0; 6]),
-            src_mac: MacAddr([0; 6]),
+            macs: [0; 12],
             generation: 0,
         }
+    }
+}
+
+#[inline(always)]
+fn resolved_slot(target: Ipv6Addr, port: u16) -> usize {
+    let key = u128::from(target);
+    ((key ^ (key >> 64) ^ (key >> 32)) as usize ^ usize::from(port)) % RESOLVED_SLOTS
+}
+
+/// The Ethernet header's first 12 bytes toward neighbour `target` on `port`, if `send_to` resolved
+/// it since the neighbour table and the topology last moved (`generation`, `cache_generation`'s).
+/// A first fragment is never answered from here: it goes through the table, which records where it
+/// waits.
+#[inline(always)]
+fn resolved<B: PacketBuf>(
+    v6: &Inet6<B>,
+    target: Ipv6Addr,
+    port: u16,
+    generation: u64,
+) -> Option<[u8; 12]> {
+    let e = &v6.resolved[resolved_slot(target, port)];
+    (e.generation == generation && e.target == target && e.port == port && !v6.records_queued())
+        .then_some(e.macs)
+}
+
+/// Writes the Ethernet header's first 12 bytes (a frame shorter than that is not an IPv6
+/// packet's).
+#[inline(always)]
+fn set_macs<B: PacketBuf>(pkt: &mut B, macs: [u8; 12]) {
+    if let Some(head) = pkt.data_mut().first_chunk_mut::<12>() {
+        *head = macs;
     }
 }
 
@@ -312,16 +342,22 @@ pub fn send_to<B: PacketBuf>(
     port: u16,
 ) -> Verdict<B> {
     let generation = cache_generation(v6, l3);
-    let key = u128::from(target);
-    let slot = ((key ^ (key >> 64) ^ (key >> 32)) as usize ^ usize::from(port)) % RESOLVED_SLOTS;
-    let e = v6.resolved[slot];
-    // A first fragment always goes through the table: it records where it waits (below).
-    if e.generation == generation && e.target == target && e.port == port && !v6.records_queued() {
-        let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
-        eth.set_dst(e.mac);
-        eth.set_src(e.src_mac);
+    if let Some(macs) = resolved(v6, target, port, generation) {
+        set_macs(&mut pkt, macs);
         return Verdict::Tx(port, pkt);
     }
+    send_to_table(v6, l3, pkt, target, port, generation)
+}
+
+/// `send_to` when its cache does not hold the neighbour: through the neighbour table.
+fn send_to_table<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &mut L3<B>,
+    pkt: B,
+    target: Ipv6Addr,
+    port: u16,
+    generation: u64,
+) -> Verdict<B> {
     let Some(port_mac) = l3.topo().ports.get(port as usize).map(|p| p.mac) else {
         return Verdict::Drop(Drop::NoRoute.into(), pkt);
     };
@@ -332,17 +368,17 @@ pub fn send_to<B: PacketBuf>(
     }
     match v6.neigh.resolve(target, port, pkt, l3.now_ms) {
         Resolve::Mac(mac, mut p) => {
-            let mut eth = EthernetFrame::new_unchecked(p.data_mut());
-            eth.set_dst(mac);
-            eth.set_src(port_mac);
+            let mut macs = [0; 12];
+            macs[..6].copy_from_slice(&mac.0);
+            macs[6..].copy_from_slice(&port_mac.0);
+            set_macs(&mut p, macs);
             // The generation read before `resolve`, which moves it only where the MAC appears
             // or changes (`NeighTable::learn` is not called from here): were it moved, the entry
             // would just be refilled by the next packet.
-            v6.resolved[slot] = Resolved6 {
+            v6.resolved[resolved_slot(target, port)] = Resolved6 {
                 target,
                 port,
-                mac,
-                src_mac: port_mac,
+                macs,
                 generation,
             };
             Verdict::Tx(port, p)
@@ -414,29 +450,43 @@ pub fn cached_hop<B: PacketBuf>(
 }
 
 /// `send_to` the next hop `route` gives for destination `dst`, noting where the packet went for
-/// `cached_hop`.
+/// `cached_hop`. Answered from `send_to`'s cache when it holds the next hop: every client behind one
+/// router shares the router's entry there, so replies to clients from many addresses, which
+/// `cached_hop`'s slots cannot all hold, cost a route lookup and this.
 pub fn send_toward<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
-    pkt: B,
+    mut pkt: B,
     route: &crate::net::route6::Route6,
     dst: Ipv6Addr,
 ) -> Verdict<B> {
-    // Read before `send_to`, as it reads its own: were it moved meanwhile, the entry would just
-    // be refilled by the next packet.
+    // Read before `send_to_table`, as it reads its own: were it moved meanwhile, the entry would
+    // just be refilled by the next packet.
     let generation = cache_generation(v6, l3);
-    let verdict = send_to(v6, l3, pkt, route.l2_target(dst), route.port);
-    if let Verdict::Tx(port, p) = &verdict {
-        if let (Some(macs), false) = (p.data().first_chunk::<12>(), v6.records_queued()) {
-            v6.hops[hop_slot(dst)] = Hop6 {
-                dst,
-                port: *port,
-                macs: *macs,
-                generation,
-            };
+    let (target, port) = (route.l2_target(dst), route.port);
+    let macs = match resolved(v6, target, port, generation) {
+        Some(macs) => {
+            set_macs(&mut pkt, macs);
+            macs
         }
-    }
-    verdict
+        None => match send_to_table(v6, l3, pkt, target, port, generation) {
+            Verdict::Tx(port, p) => match p.data().first_chunk::<12>() {
+                Some(&macs) if !v6.records_queued() => {
+                    pkt = p;
+                    macs
+                }
+                _ => return Verdict::Tx(port, p),
+            },
+            v => return v,
+        },
+    };
+    v6.hops[hop_slot(dst)] = Hop6 {
+        dst,
+        port,
+        macs,
+        generation,
+    };
+    Verdict::Tx(port, pkt)
 }
 
 /// Neighbour timers: retries, probes and aging, as the IPv4 table's.
