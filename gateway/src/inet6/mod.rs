@@ -114,8 +114,8 @@ pub struct Inet6<B> {
     pools_generation: Option<u64>,
     /// FullNAT connections per (service, LIP): the pools keep no state, so the count is kept here.
     pub lip_conns: fullnat::LipConns,
-    /// The neighbours `nd::send_to` resolved last (`nd::Resolved6`).
-    pub(crate) resolved: Box<[nd::Resolved6; nd::RESOLVED_SLOTS]>,
+    /// The neighbours `nd::send_to` resolved last (`nd::Hop6`).
+    pub(crate) resolved: Box<[nd::Hop6; nd::RESOLVED_SLOTS]>,
     /// Where the established hot path sent the last packet to each destination (`nd::Hop6`).
     pub(crate) hops: Box<[nd::Hop6; nd::HOP_SLOTS]>,
     /// A primary's log of the connections its backup is to hear of (`sync6`).
@@ -168,7 +168,7 @@ impl<B: PacketBuf> Inet6<B> {
             deferred: Vec::new(),
             last_queued: None,
             record_queued: false,
-            resolved: Box::new([nd::Resolved6::default(); nd::RESOLVED_SLOTS]),
+            resolved: Box::new([nd::Hop6::default(); nd::RESOLVED_SLOTS]),
             hops: Box::new([nd::Hop6::default(); nd::HOP_SLOTS]),
             sync_log: None,
         }

@@ -276,24 +276,30 @@ pub fn confirm_at_once<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Add
 /// Slots of the cache of resolved neighbours (direct-mapped).
 pub const RESOLVED_SLOTS: usize = 64;
 
-/// A neighbour `send_to` resolved: the MACs it wrote for the last packet to it. Valid while
-/// neither the neighbour table nor the topology moved (`generation`, as IPv4's next-hop cache in
-/// `L3::route_out`): most packets go to a handful of real servers and routers, and a hit saves
-/// the neighbour table's hash lookup and its state checks.
+/// An entry of the two caches of where packets go: an address (a neighbour in `send_to`'s cache,
+/// a destination in `send_toward`'s), the port, and the Ethernet header's first 12 bytes (the
+/// neighbour's MAC, then the port's own). Valid while neither the neighbour table nor the topology
+/// moved (`generation`, as IPv4's next-hop cache in `L3::route_out`).
+///
+/// - `send_to`'s cache, by neighbour: most packets go to a handful of real servers and routers,
+///   and a hit saves the neighbour table's hash lookup and its state checks.
+/// - `send_toward`'s, by destination: IPv4's next-hop cache for IPv6's established hot path. A hit
+///   saves the route's lookup and `send_to` (40 and 87 instructions a packet in `datapath_cost
+///   established6-burst-1k` at 9b54103); the route and the neighbour it led to are the same while
+///   the generation is.
 #[derive(Clone, Copy)]
-pub struct Resolved6 {
-    target: Ipv6Addr,
+pub struct Hop6 {
+    addr: Ipv6Addr,
     port: u16,
-    /// The Ethernet header's first 12 bytes: the neighbour's MAC, then the port's own.
     macs: [u8; 12],
     /// The neighbour table's generation plus the topology's, plus 1 (0 is never valid).
     generation: u64,
 }
 
-impl Default for Resolved6 {
+impl Default for Hop6 {
     fn default() -> Self {
-        Resolved6 {
-            target: Ipv6Addr::UNSPECIFIED,
+        Hop6 {
+            addr: Ipv6Addr::UNSPECIFIED,
             port: 0,
             macs: [0; 12],
             generation: 0,
@@ -319,7 +325,7 @@ fn resolved<B: PacketBuf>(
     generation: u64,
 ) -> Option<[u8; 12]> {
     let e = &v6.resolved[resolved_slot(target, port)];
-    (e.generation == generation && e.target == target && e.port == port && !v6.records_queued())
+    (e.generation == generation && e.addr == target && e.port == port && !v6.records_queued())
         .then_some(e.macs)
 }
 
@@ -375,8 +381,8 @@ fn send_to_table<B: PacketBuf>(
             // The generation read before `resolve`, which moves it only where the MAC appears
             // or changes (`NeighTable::learn` is not called from here): were it moved, the entry
             // would just be refilled by the next packet.
-            v6.resolved[resolved_slot(target, port)] = Resolved6 {
-                target,
+            v6.resolved[resolved_slot(target, port)] = Hop6 {
+                addr: target,
                 port,
                 macs,
                 generation,
@@ -396,33 +402,7 @@ fn send_to_table<B: PacketBuf>(
 /// Slots of the cache of next hops by destination (direct-mapped), as many as IPv4's.
 pub const HOP_SLOTS: usize = 256;
 
-/// Where the last packet `send_toward` sent to a destination went: the port, and the Ethernet
-/// header's first 12 bytes (the neighbour's MAC, then the port's own). IPv4's next-hop cache
-/// (`L3::route_out`) for IPv6's established hot path: a hit saves the route's lookup and
-/// `send_to`'s own cache (40 and 87 instructions a packet in `datapath_cost
-/// established6-burst-1k`). Valid while neither the neighbour table nor the topology moved
-/// (`generation`, as `Resolved6`): the route and the neighbour it led to are then the same.
-#[derive(Clone, Copy)]
-pub struct Hop6 {
-    dst: Ipv6Addr,
-    port: u16,
-    macs: [u8; 12],
-    /// The neighbour table's generation plus the topology's, plus 1 (0 is never valid).
-    generation: u64,
-}
-
-impl Default for Hop6 {
-    fn default() -> Self {
-        Hop6 {
-            dst: Ipv6Addr::UNSPECIFIED,
-            port: 0,
-            macs: [0; 12],
-            generation: 0,
-        }
-    }
-}
-
-/// `Resolved6`'s generation now.
+/// The caches' generation now (`Hop6`).
 #[inline(always)]
 fn cache_generation<B: PacketBuf>(v6: &Inet6<B>, l3: &L3<B>) -> u64 {
     v6.neigh.generation() + l3.topo_generation() + 1
@@ -445,7 +425,7 @@ pub fn cached_hop<B: PacketBuf>(
     dst: Ipv6Addr,
 ) -> Option<(u16, [u8; 12])> {
     let e = &v6.hops[hop_slot(dst)];
-    (e.dst == dst && e.generation == cache_generation(v6, l3) && !v6.records_queued())
+    (e.addr == dst && e.generation == cache_generation(v6, l3) && !v6.records_queued())
         .then_some((e.port, e.macs))
 }
 
@@ -481,7 +461,7 @@ pub fn send_toward<B: PacketBuf>(
         },
     };
     v6.hops[hop_slot(dst)] = Hop6 {
-        dst,
+        addr: dst,
         port,
         macs,
         generation,

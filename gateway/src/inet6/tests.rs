@@ -308,7 +308,35 @@ fn a_dr_connection_resolves_its_real_server_and_keeps_it() {
     );
 }
 
-/// The cache of resolved neighbours (`nd::Resolved6`) follows the table: a real server that
+/// The destination and source MACs of a frame sent on `port`.
+fn sent_macs(v: Verdict<VecBuf>, port: u16) -> (MacAddr, MacAddr) {
+    match v {
+        Verdict::Tx(p, out) if p == port => {
+            let eth = EthernetFrame::new_unchecked(out.data());
+            (eth.dst(), eth.src())
+        }
+        v => panic!("not sent on port {port}: {}", drop_name(&v)),
+    }
+}
+
+/// The MACs of [`fullnat6_answered`]'s client's next plain ACK, sent to the real server.
+fn client_ack(dp: &mut Datapath<VecBuf>) -> (MacAddr, MacAddr) {
+    sent_macs(dp.process(tcp6_to(8080, 40000, false, b""), &meta(0)), 1)
+}
+
+/// The MAC a real server moves to in the tests of the caches of where packets go.
+const MOVED_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x77]);
+
+/// Gives port `port` a new MAC (a new topology), and returns it.
+fn renew_port_mac(dp: &mut Datapath<VecBuf>, port: usize) -> MacAddr {
+    let mut topo = (**dp.l3.topo()).clone();
+    let mac = MacAddr([2, 0, 0, 0, 0, 0x66]);
+    topo.ports[port].mac = mac;
+    dp.l3.set_topology(std::sync::Arc::new(topo));
+    mac
+}
+
+/// The cache of resolved neighbours (`nd::send_to`'s `Hop6`) follows the table: a real server that
 /// changes its MAC (an advertisement overriding the entry) gets the connection's next packet at
 /// the new one, and a port whose MAC changes (a new topology) sends from the new one.
 #[test]
@@ -331,14 +359,12 @@ fn resolved_neighbours_follow_a_mac_change() {
     ));
     assert_eq!(send(&mut dp), (RS1_MAC, SERVER_PORT_MAC));
     assert_eq!(send(&mut dp), (RS1_MAC, SERVER_PORT_MAC), "served again");
-    let moved = MacAddr([2, 0, 0, 0, 0, 0x77]);
-    dp.v6.neigh.learn(rs, moved, 1, 0, true, true, |_, _, _| {});
-    assert_eq!(send(&mut dp), (moved, SERVER_PORT_MAC));
-    let mut topo = (**dp.l3.topo()).clone();
-    let new_port_mac = MacAddr([2, 0, 0, 0, 0, 0x66]);
-    topo.ports[1].mac = new_port_mac;
-    dp.l3.set_topology(std::sync::Arc::new(topo));
-    assert_eq!(send(&mut dp), (moved, new_port_mac));
+    dp.v6
+        .neigh
+        .learn(rs, MOVED_MAC, 1, 0, true, true, |_, _, _| {});
+    assert_eq!(send(&mut dp), (MOVED_MAC, SERVER_PORT_MAC));
+    let new_port_mac = renew_port_mac(&mut dp, 1);
+    assert_eq!(send(&mut dp), (MOVED_MAC, new_port_mac));
 }
 
 /// The established hot path's next hops (`nd::Hop6`) follow the neighbour table and the
@@ -348,35 +374,19 @@ fn resolved_neighbours_follow_a_mac_change() {
 /// second from the cache.
 #[test]
 fn hot_path_next_hops_follow_a_mac_change() {
-    let (mut dp, lport) = fullnat6_syn_sent();
-    let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
-    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
-    let macs = |v: Verdict<VecBuf>, port: u16| -> (MacAddr, MacAddr) {
-        match v {
-            Verdict::Tx(p, out) if p == port => {
-                let eth = EthernetFrame::new_unchecked(out.data());
-                (eth.dst(), eth.src())
-            }
-            v => panic!("not sent on port {port}: {}", drop_name(&v)),
-        }
-    };
-    let ack =
-        |dp: &mut Datapath<VecBuf>| macs(dp.process(tcp6_to(8080, 40000, false, b""), &meta(0)), 1);
-    let reply = |dp: &mut Datapath<VecBuf>| macs(dp.process(from_rs(lport, ""), &meta(1)), 0);
+    let (mut dp, lport) = fullnat6_answered();
+    let ack = client_ack;
+    let reply = |dp: &mut Datapath<VecBuf>| sent_macs(dp.process(from_rs(lport, ""), &meta(1)), 0);
     for _ in 0..2 {
         assert_eq!(ack(&mut dp), (RS1_MAC, SERVER_PORT_MAC));
         assert_eq!(reply(&mut dp), (CLIENT_MAC, CLIENT_PORT_MAC));
     }
     assert_eq!(fullnat6_state(&dp), crate::conn::State::Established);
-    let moved = MacAddr([2, 0, 0, 0, 0, 0x77]);
     dp.v6
         .neigh
-        .learn(a(RS6_1), moved, 1, 0, true, true, |_, _, _| {});
-    assert_eq!(ack(&mut dp), (moved, SERVER_PORT_MAC));
-    let mut topo = (**dp.l3.topo()).clone();
-    let new_port_mac = MacAddr([2, 0, 0, 0, 0, 0x66]);
-    topo.ports[0].mac = new_port_mac;
-    dp.l3.set_topology(std::sync::Arc::new(topo));
+        .learn(a(RS6_1), MOVED_MAC, 1, 0, true, true, |_, _, _| {});
+    assert_eq!(ack(&mut dp), (MOVED_MAC, SERVER_PORT_MAC));
+    let new_port_mac = renew_port_mac(&mut dp, 0);
     assert_eq!(reply(&mut dp), (CLIENT_MAC, new_port_mac));
 }
 
@@ -391,19 +401,12 @@ fn hot_path_next_hops_follow_a_mac_change() {
 /// segments in flight when rs1 changed its MAC, 329 to 469, with this event or without.)
 #[test]
 fn a_solicitation_on_another_worker_moves_the_forwarding_ones_neighbour() {
-    let (mut dp, lport) = fullnat6_syn_sent();
-    let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
-    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
-    let ack =
-        |dp: &mut Datapath<VecBuf>| match dp.process(tcp6_to(8080, 40000, false, b""), &meta(0)) {
-            Verdict::Tx(1, out) => EthernetFrame::new_unchecked(out.data()).dst(),
-            v => panic!("not sent: {}", drop_name(&v)),
-        };
+    let (mut dp, _) = fullnat6_answered();
+    let ack = |dp: &mut Datapath<VecBuf>| client_ack(dp).0;
     assert_eq!(ack(&mut dp), RS1_MAC);
     let mut other = datapath_from::<VecBuf>(&config_fullnat(), 1, 2, 1024);
     other.l3.take_events(|_| {});
-    let moved = MacAddr([2, 0, 0, 0, 0, 0x77]);
-    let (rs, lip) = (a(RS6_1), a(LIP6));
+    let (moved, rs, lip) = (MOVED_MAC, a(RS6_1), a(LIP6));
     let mut buf = [0u8; 128];
     let group = icmpv6::solicited_node(lip);
     let n = icmpv6::write_neighbor_solicit(&mut buf[14..], rs, group, lip, moved).unwrap();
@@ -948,6 +951,14 @@ fn syn_ack_to(lport: u16) -> Vec<u8> {
 /// local port the SYN left from.
 fn fullnat6_syn_sent() -> (Datapath<VecBuf>, u16) {
     let (dp, _, lport) = fullnat6_syn_out();
+    (dp, lport)
+}
+
+/// [`fullnat6_syn_sent`] with the real server's SYN-ACK forwarded to the client.
+fn fullnat6_answered() -> (Datapath<VecBuf>, u16) {
+    let (mut dp, lport) = fullnat6_syn_sent();
+    let v = dp.process(VecBuf::from_frame(&syn_ack_to(lport)), &meta(1));
+    assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
     (dp, lport)
 }
 

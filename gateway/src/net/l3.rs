@@ -366,7 +366,7 @@ impl<B: PacketBuf> L3<B> {
     }
 
     /// Moves whenever the topology changes (ports, addresses, routes): with a neighbour table's
-    /// generation, what a cache of resolved next hops compares (`inet6::nd::Resolved6` too).
+    /// generation, what a cache of resolved next hops compares (`inet6::nd::Hop6` too).
     #[inline]
     pub fn topo_generation(&self) -> u64 {
         self.topo_generation
