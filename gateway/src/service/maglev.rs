@@ -60,6 +60,18 @@ impl std::fmt::Debug for MaglevTable {
 const OFFSET: u64 = 1;
 const SKIP: u64 = 2;
 
+/// Each server's permutation of the `m` slots: its first preferred slot (`offset`) and its stride
+/// (`skip`), hashed from its identity and `seed`.
+fn permutations(keys: &[RsKey], m: u64, seed: u64) -> (Vec<u64>, Vec<u64>) {
+    let (s_off, s_skip) = (keyed(seed, OFFSET), keyed(seed, SKIP));
+    let offset = keys.iter().map(|k| keyed(s_off, k.as_u64()) % m).collect();
+    let skip = keys
+        .iter()
+        .map(|k| keyed(s_skip, k.as_u64()) % (m - 1) + 1)
+        .collect();
+    (offset, skip)
+}
+
 impl MaglevTable {
     /// Populates a table of `size` slots (a prime larger than `keys.len()`, at most 65536 servers)
     /// for the servers `keys` with `weights` (same order). Servers of weight 0 get no slot; with no
@@ -69,13 +81,8 @@ impl MaglevTable {
         if m < 2 || keys.len() != weights.len() || !weights.iter().any(|&w| w > 0) {
             return MaglevTable::default();
         }
-        let (s_off, s_skip) = (keyed(seed, OFFSET), keyed(seed, SKIP));
         // next[i]: server i's next preferred slot; skip[i]: its stride.
-        let mut next: Vec<u64> = keys.iter().map(|k| keyed(s_off, k.as_u64()) % m).collect();
-        let skip: Vec<u64> = keys
-            .iter()
-            .map(|k| keyed(s_skip, k.as_u64()) % (m - 1) + 1)
-            .collect();
+        let (mut next, skip) = permutations(keys, m, seed);
 
         // Which slots are taken, a bit each: 8 KiB at 65,537 slots, which stay in the L1 cache
         // through the fill's random probes where a table of `u32` (256 KiB) did not (2.1 ms a
@@ -312,12 +319,7 @@ mod tests {
     /// different versions disagree).
     fn reference(keys: &[RsKey], weights: &[u32], size: u32, seed: u64) -> Vec<u16> {
         let m = u64::from(size);
-        let (s_off, s_skip) = (keyed(seed, OFFSET), keyed(seed, SKIP));
-        let mut next: Vec<u64> = keys.iter().map(|k| keyed(s_off, k.as_u64()) % m).collect();
-        let skip: Vec<u64> = keys
-            .iter()
-            .map(|k| keyed(s_skip, k.as_u64()) % (m - 1) + 1)
-            .collect();
+        let (mut next, skip) = permutations(keys, m, seed);
         let mut heap: BinaryHeap<Claim> = (0..keys.len())
             .filter(|&i| weights[i] > 0)
             .map(|i| Claim {
