@@ -167,10 +167,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
     fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
     let route = match out {
         Out::Cached(port, macs) => {
-            // A frame parsed as IPv6 holds an Ethernet header.
-            if let Some(head) = pkt.data_mut().first_chunk_mut::<12>() {
-                *head = macs;
-            }
+            nd::set_macs(&mut pkt, macs);
             l3.stats.inet6.forwarded += 1;
             return Ok(Verdict::Tx(port, pkt));
         }

@@ -332,7 +332,7 @@ fn resolved<B: PacketBuf>(
 /// Writes the Ethernet header's first 12 bytes (a frame shorter than that is not an IPv6
 /// packet's).
 #[inline(always)]
-fn set_macs<B: PacketBuf>(pkt: &mut B, macs: [u8; 12]) {
+pub(super) fn set_macs<B: PacketBuf>(pkt: &mut B, macs: [u8; 12]) {
     if let Some(head) = pkt.data_mut().first_chunk_mut::<12>() {
         *head = macs;
     }
@@ -440,8 +440,8 @@ pub fn send_toward<B: PacketBuf>(
     route: &crate::net::route6::Route6,
     dst: Ipv6Addr,
 ) -> Verdict<B> {
-    // Read before `send_to_table`, as it reads its own: were it moved meanwhile, the entry would
-    // just be refilled by the next packet.
+    // Read before the neighbour table is asked (`send_to_table`, which stores it with what it
+    // resolves): were it moved meanwhile, the entries would just be refilled by the next packet.
     let generation = cache_generation(v6, l3);
     let (target, port) = (route.l2_target(dst), route.port);
     let macs = match resolved(v6, target, port, generation) {
