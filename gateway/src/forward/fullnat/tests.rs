@@ -64,13 +64,7 @@ fn removed_real_server_drops_its_connections_only_with_expire_nodest_conn() {
 /// hash bits match): `find` trusts it only if the entry holds the tuple, else looks it up.
 #[test]
 fn a_candidate_that_is_not_the_tuples_entry_is_looked_up_afresh() {
-    let meta = RxMeta {
-        port: 0,
-        ..Default::default()
-    };
-    let mut dp: Datapath<VecBuf> = lab_datapath();
-    assert!(tx(dp.process(client_tcp(40000, true), &meta)));
-    assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+    let dp = lab_with_two_conns();
     let ids: Vec<(ConnId, Tuple)> = dp
         .fwd
         .table()
@@ -220,14 +214,21 @@ fn a_candidate_from_the_server_side_is_checked_before_the_hot_path() {
     }
 }
 
+/// The lab's datapath with two connections opened by SYNs from client ports 40000 and 40001 (wrr
+/// 1:1: one on each real server).
+fn lab_with_two_conns() -> Datapath<VecBuf> {
+    let mut dp: Datapath<VecBuf> = lab_datapath();
+    for port in [40000, 40001] {
+        assert!(tx(dp.process(client_tcp(port, true), &RxMeta::default())));
+    }
+    dp
+}
+
 /// A removed real server's traffic stays its service's, a removed service's the totals'
 /// (`TrafficKey::retired`): nothing the worker publishes ever falls.
 #[test]
 fn a_removed_real_server_or_service_keeps_its_traffic_in_the_retired_counters() {
-    let meta = RxMeta::default();
-    let mut dp: Datapath<VecBuf> = lab_datapath();
-    assert!(tx(dp.process(client_tcp(40000, true), &meta)));
-    assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+    let mut dp = lab_with_two_conns();
     let conns = |dp: &Datapath<VecBuf>, k: TrafficKey| {
         dp.fwd
             .traffic_entries()
@@ -270,10 +271,7 @@ fn a_removed_real_server_or_service_keeps_its_traffic_in_the_retired_counters() 
 /// another index: its counters move as one block with it (`remap_traffic`'s shared path).
 #[test]
 fn a_service_moved_by_a_change_keeps_its_traffic() {
-    let meta = RxMeta::default();
-    let mut dp: Datapath<VecBuf> = lab_datapath();
-    assert!(tx(dp.process(client_tcp(40000, true), &meta)));
-    assert!(tx(dp.process(client_tcp(40001, true), &meta)));
+    let mut dp = lab_with_two_conns();
     let before = (traffic_of(&dp, RS1), traffic_of(&dp, RS2));
     assert_eq!((before.0.conns, before.1.conns), (1, 1));
     let first = "[[service]]\nvip = \"10.10.0.100\"\nport = 80\nprotocol = \"tcp\"";
@@ -290,7 +288,7 @@ fn a_service_moved_by_a_change_keeps_its_traffic() {
     dp.fwd.set_services(new).unwrap();
     assert_eq!((traffic_of(&dp, RS1), traffic_of(&dp, RS2)), before);
     // The connections it carries still count on their servers.
-    assert!(tx(dp.process(client_tcp(40000, false), &meta)));
+    assert!(tx(dp.process(client_tcp(40000, false), &RxMeta::default())));
     let after = traffic_of(&dp, RS1).inpkts + traffic_of(&dp, RS2).inpkts;
     assert_eq!(after, before.0.inpkts + before.1.inpkts + 1);
 }
