@@ -19,13 +19,7 @@ nat_rules >"$dir/nat10k"
 echo "# perf/change-time.sh A=$a B=$b rounds=$rounds: 100 single changes on 10,000 NAT services"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
-        bin=$a
-        [ "$which" = B ] && bin=$b
-        gwctl="$(dirname "$bin")/gwctl -s /run/gateway/pct.sock"
-        GATEWAY_BIN=$bin scripts/lab.sh up pct "$dir/conf.toml" >/dev/null 2>&1 || {
-            echo "$r $which lab-failed"
-            continue
-        }
+        ab_lab_up "$r" "$which" pct "$dir/conf.toml" || continue
         $gwctl ipvsadm -C >/dev/null 2>&1
         if $gwctl ipvsadm -R <"$dir/nat10k" >/dev/null 2>&1; then
             pid=$(cat /run/gwlab/pct/gateway.pid)

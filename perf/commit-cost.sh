@@ -27,13 +27,7 @@ echo "# perf/commit-cost.sh A=$a B=$b rounds=$rounds flood=${flood}s${FLOOD_LIMI
 echo "# round binary latency... worker_samples (2000 Hz, both workers, outside the poll loop)"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
-        bin=$a
-        [ "$which" = B ] && bin=$b
-        gwctl="$(dirname "$bin")/gwctl -s /run/gateway/pcc.sock"
-        GATEWAY_BIN=$bin scripts/lab.sh up pcc "$dir/conf.toml" >/dev/null 2>&1 || {
-            echo "$r $which lab-failed"
-            continue
-        }
+        ab_lab_up "$r" "$which" pcc "$dir/conf.toml" || continue
         if [ "$flood" -gt 0 ]; then
             ip netns exec pcc-cli timeout "$flood" hping3 -q -S -p 8080 --flood --rand-source \
                 10.10.0.100 >/dev/null 2>&1

@@ -12,6 +12,7 @@
 # beside it)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. perf/lab-dual-stack.sh
 a=$1 b=$2 rounds=${3:-2} n=${4:-2000}
 dir=$(mktemp -d)
 trap 'scripts/lab.sh down phs >/dev/null 2>&1; rm -rf "$dir"' EXIT
@@ -38,13 +39,7 @@ echo "# perf/health-storm.sh A=$a B=$b rounds=$rounds services=$n: rs2 down unde
 echo "# round binary seconds_until_all_at_weight_0 generations_built most_services_with_rs1_down_at_once"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
-        bin=$a
-        [ "$which" = B ] && bin=$b
-        gwctl="$(dirname "$bin")/gwctl -s /run/gateway/phs.sock"
-        GATEWAY_BIN=$bin scripts/lab.sh up phs "$dir/conf.toml" >/dev/null 2>&1 || {
-            echo "$r $which lab-failed"
-            continue
-        }
+        ab_lab_up "$r" "$which" phs "$dir/conf.toml" || continue
         sleep 3
         g0=$(generation)
         s=$(date +%s.%N)

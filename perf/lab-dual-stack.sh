@@ -5,7 +5,7 @@
 # 2001:db8:10::100 port 80 over the two real servers from two LIPs (what `scripts/lab.sh ipv6
 # NAME` gives the namespaces addresses for), and the rule sets they restore.
 # Usage: . perf/lab-dual-stack.sh; dual_stack_conf >FILE; fullnat_rules 4|6 >FILE; nat_rules >FILE;
-# single_changes SOCKET N; thread_ticks PID; flood_conf FILE LIPS
+# single_changes SOCKET N; thread_ticks PID; flood_conf FILE LIPS; ab_lab_up R WHICH NAME [CONFIG]
 dual_stack_conf() {
     sed -e 's|addresses = \["10.10.0.1/24"\]|addresses = ["10.10.0.1/24", "2001:db8:10::1/64"]|' \
         -e 's|addresses = \["10.20.0.1/24"\]|addresses = ["10.20.0.1/24", "2001:db8:20::1/64"]|' conf/lab.toml
@@ -112,4 +112,21 @@ local_addresses = [$list]
 [[service.real]]
 address = "10.20.0.99"
 TOML
+}
+
+# One run of an interleaved A/B over the gateways $a and $b (perf/change-time.sh,
+# perf/commit-cost.sh, perf/health-storm.sh, perf/list-time.sh, perf/publish-cost.sh,
+# perf/restore-time.sh, perf/mh-restore.sh; from the repository's root): for round R and side
+# WHICH (A or B), sets `bin` to that side's gateway and `gwctl` to its gwctl on lab NAME's socket,
+# and brings lab NAME up with CONFIG (the lab's own without it). Prints "R WHICH lab-failed" and
+# fails when the lab does not come up.
+ab_lab_up() {
+    local r=$1 which=$2 name=$3 conf=${4:-}
+    bin=$a
+    [ "$which" = B ] && bin=$b
+    gwctl="$(dirname "$bin")/gwctl -s /run/gateway/$name.sock"
+    GATEWAY_BIN=$bin scripts/lab.sh up "$name" ${conf:+"$conf"} >/dev/null 2>&1 || {
+        echo "$r $which lab-failed"
+        return 1
+    }
 }

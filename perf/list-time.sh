@@ -18,13 +18,7 @@ echo "# perf/list-time.sh A=$a B=$b rounds=$rounds: ipvsadm -Ln of 10,000 NAT se
 echo "# round binary (seconds daemon_ticks) x 3"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
-        bin=$a
-        [ "$which" = B ] && bin=$b
-        gwctl="$(dirname "$bin")/gwctl -s /run/gateway/plt.sock"
-        GATEWAY_BIN=$bin scripts/lab.sh up plt "$dir/conf.toml" >/dev/null 2>&1 || {
-            echo "$r $which lab-failed"
-            continue
-        }
+        ab_lab_up "$r" "$which" plt "$dir/conf.toml" || continue
         pid=$(cat /run/gwlab/plt/gateway.pid)
         $gwctl ipvsadm -C >/dev/null 2>&1
         $gwctl ipvsadm -R <"$dir/nat10k" >/dev/null 2>&1 || echo "$r $which restore-failed"

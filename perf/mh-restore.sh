@@ -7,7 +7,8 @@
 # beside it; about 40 s a run at 10,000 services)
 # Output: one line per run, "A restore_s=..." or "B restore_s=...".
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$(dirname "$0")/.."
+. perf/lab-dual-stack.sh
 a=${1:?usage: perf/mh-restore.sh GATEWAY_A GATEWAY_B [ROUNDS] [SERVICES]}
 b=${2:?usage: perf/mh-restore.sh GATEWAY_A GATEWAY_B [ROUNDS] [SERVICES]}
 rounds=${3:-2}
@@ -16,7 +17,7 @@ name=mhr$$
 rules=/tmp/$name.rules
 cfg=/tmp/$name.toml
 cleanup() {
-    "$here/scripts/lab.sh" down "$name" >/dev/null 2>&1 || true
+    scripts/lab.sh down "$name" >/dev/null 2>&1 || true
     rm -rf "/run/gwlab/$name" "$rules" "$cfg"
 }
 trap cleanup EXIT
@@ -31,17 +32,15 @@ for s in range(int(sys.argv[1])):
 print("\n".join(out))
 PY
 # The lab's config without its service.
-sed '/^# The lab.s virtual service/,$d' "$here/conf/lab.toml" >"$cfg"
-for _ in $(seq "$rounds"); do
-    for side in A B; do
-        bin=$a
-        [ "$side" = B ] && bin=$b
-        GATEWAY_BIN=$bin "$here/scripts/lab.sh" up "$name" "$cfg" >/dev/null
+sed '/^# The lab.s virtual service/,$d' conf/lab.toml >"$cfg"
+for r in $(seq "$rounds"); do
+    for which in A B; do
+        ab_lab_up "$r" "$which" "$name" "$cfg" || continue
         t0=$(date +%s.%N)
-        "$(dirname "$bin")/gwctl" --socket "/run/gateway/$name.sock" ipvsadm -R <"$rules"
+        $gwctl ipvsadm -R <"$rules"
         t1=$(date +%s.%N)
-        echo "$side restore_s=$(python3 -c "print(round($t1 - $t0, 2))")"
-        "$here/scripts/lab.sh" down "$name" >/dev/null
+        echo "$which restore_s=$(python3 -c "print(round($t1 - $t0, 2))")"
+        scripts/lab.sh down "$name" >/dev/null
         rm -rf "/run/gwlab/$name"
     done
 done

@@ -20,10 +20,7 @@ echo "# perf/publish-cost.sh A=$a B=$b rounds=$rounds: CPU ticks (10 ms) in 10 s
 echo "# round binary workers:no-services workers:10000-nat-services others:no-services others:10000-nat-services"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
-        bin=$a
-        [ "$which" = B ] && bin=$b
-        gwctl="$(dirname "$bin")/gwctl -s /run/gateway/ppc.sock"
-        GATEWAY_BIN=$bin scripts/lab.sh up ppc >/dev/null 2>&1 || { echo "$r $which lab-failed"; continue; }
+        ab_lab_up "$r" "$which" ppc || continue
         pid=$(cat /run/gwlab/ppc/gateway.pid)
         $gwctl ipvsadm -C >/dev/null 2>&1
         sleep 2

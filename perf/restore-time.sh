@@ -21,13 +21,7 @@ echo "# perf/restore-time.sh A=$a B=$b rounds=$rounds; seconds per restore into 
 echo "# round binary fullnat4-2000 fullnat6-2000 nat4-10000"
 for r in $(seq 1 "$rounds"); do
     for which in A B; do
-        bin=$a
-        [ "$which" = B ] && bin=$b
-        gwctl="$(dirname "$bin")/gwctl -s /run/gateway/prt.sock"
-        GATEWAY_BIN=$bin scripts/lab.sh up prt "$dir/conf.toml" >/dev/null 2>&1 || {
-            echo "$r $which lab-failed"
-            continue
-        }
+        ab_lab_up "$r" "$which" prt "$dir/conf.toml" || continue
         line="$r $which"
         for set in fullnat4 fullnat6 nat10k; do
             $gwctl ipvsadm -C >/dev/null 2>&1
