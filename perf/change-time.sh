@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
 dir=$(mktemp -d)
-trap 'scripts/lab.sh down pct >/dev/null 2>&1; rm -rf "$dir"' EXIT
+trap 'ab_lab_down pct; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
 nat_rules >"$dir/nat10k"
@@ -30,6 +30,6 @@ for r in $(seq 1 "$rounds"); do
         else
             echo "$r $which restore-failed"
         fi
-        scripts/lab.sh down pct >/dev/null 2>&1
+        ab_lab_down pct
     done
 done

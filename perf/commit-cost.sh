@@ -17,7 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-2} flood=${4:-0}
 dir=$(mktemp -d)
-trap 'scripts/lab.sh down pcc >/dev/null 2>&1; rm -rf "$dir"' EXIT
+trap 'ab_lab_down pcc; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
 [ "$flood" -gt 0 ] && flood_conf "$dir/conf.toml" 8
@@ -45,7 +45,7 @@ for r in $(seq 1 "$rounds"); do
         line=$(single_changes /run/gateway/pcc.sock 40 2>&1 | tail -1)
         kill -INT "$rec"
         wait "$rec"
-        scripts/lab.sh down pcc >/dev/null 2>&1
+        ab_lab_down pcc
         n=$(perf report -i "$dir/perf.data" --no-children --comm rte-worker-1,rte-worker-2 --sort sym -g none -n 2>/dev/null |
             grep -v '^#' | grep -v '^$' |
             grep -v 'finish_task_switch\|nanosleep\|\[k\]\|Worker::run\|rx_burst' |

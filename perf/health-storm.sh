@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 . perf/lab-dual-stack.sh
 a=$1 b=$2 rounds=${3:-2} n=${4:-2000}
 dir=$(mktemp -d)
-trap 'scripts/lab.sh down phs >/dev/null 2>&1; rm -rf "$dir"' EXIT
+trap 'ab_lab_down phs; rm -rf "$dir"' EXIT
 {
     sed '/^\[\[service\]\]/,$d' conf/lab.toml
     python3 - "$n" <<'PY'
@@ -58,6 +58,6 @@ for r in $(seq 1 "$rounds"); do
             sleep 0.2
         done
         echo "$r $which $took $(($(generation) - g0)) $rs1_down"
-        scripts/lab.sh down phs >/dev/null 2>&1
+        ab_lab_down phs
     done
 done

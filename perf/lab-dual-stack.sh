@@ -5,7 +5,7 @@
 # 2001:db8:10::100 port 80 over the two real servers from two LIPs (what `scripts/lab.sh ipv6
 # NAME` gives the namespaces addresses for), and the rule sets they restore.
 # Usage: . perf/lab-dual-stack.sh; dual_stack_conf >FILE; fullnat_rules 4|6 >FILE; nat_rules >FILE;
-# single_changes SOCKET N; thread_ticks PID; flood_conf FILE LIPS; ab_lab_up R WHICH NAME [CONFIG]
+# single_changes SOCKET N; thread_ticks PID; flood_conf FILE LIPS; ab_lab_up R WHICH NAME [CONFIG]; ab_lab_down NAME
 dual_stack_conf() {
     sed -e 's|addresses = \["10.10.0.1/24"\]|addresses = ["10.10.0.1/24", "2001:db8:10::1/64"]|' \
         -e 's|addresses = \["10.20.0.1/24"\]|addresses = ["10.20.0.1/24", "2001:db8:20::1/64"]|' conf/lab.toml
@@ -129,4 +129,11 @@ ab_lab_up() {
         echo "$r $which lab-failed"
         return 1
     }
+}
+
+# Takes lab NAME down and removes its run directory (/run/gwlab/NAME: logs, stats, pid), as the
+# lab tests do.
+ab_lab_down() {
+    scripts/lab.sh down "$1" >/dev/null 2>&1
+    rm -rf "/run/gwlab/$1"
 }

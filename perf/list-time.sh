@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
 dir=$(mktemp -d)
-trap 'scripts/lab.sh down plt >/dev/null 2>&1; rm -rf "$dir"' EXIT
+trap 'ab_lab_down plt; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
 nat_rules >"$dir/nat10k"
@@ -32,6 +32,6 @@ for r in $(seq 1 "$rounds"); do
             line="$line $(echo "$(date +%s.%N) - $s" | bc) $((t1 - t0))"
         done
         echo "$line"
-        scripts/lab.sh down plt >/dev/null 2>&1
+        ab_lab_down plt
     done
 done

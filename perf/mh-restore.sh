@@ -17,8 +17,8 @@ name=mhr$$
 rules=/tmp/$name.rules
 cfg=/tmp/$name.toml
 cleanup() {
-    scripts/lab.sh down "$name" >/dev/null 2>&1 || true
-    rm -rf "/run/gwlab/$name" "$rules" "$cfg"
+    ab_lab_down "$name" || true
+    rm -rf "$rules" "$cfg"
 }
 trap cleanup EXIT
 python3 - "$services" >"$rules" <<'PY'
@@ -40,7 +40,6 @@ for r in $(seq "$rounds"); do
         $gwctl ipvsadm -R <"$rules"
         t1=$(date +%s.%N)
         echo "$which restore_s=$(python3 -c "print(round($t1 - $t0, 2))")"
-        scripts/lab.sh down "$name" >/dev/null
-        rm -rf "/run/gwlab/$name"
+        ab_lab_down "$name"
     done
 done

@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
 dir=$(mktemp -d)
-trap 'scripts/lab.sh down ppc >/dev/null 2>&1; rm -rf "$dir"' EXIT
+trap 'ab_lab_down ppc; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 nat_rules >"$dir/rules"
 echo "# perf/publish-cost.sh A=$a B=$b rounds=$rounds: CPU ticks (10 ms) in 10 s idle"
@@ -29,6 +29,6 @@ for r in $(seq 1 "$rounds"); do
         sleep 3
         read -r w2 o2 < <(thread_ticks "$pid"); sleep 10; read -r w3 o3 < <(thread_ticks "$pid")
         echo "$r $which $((w1 - w0)) $((w3 - w2)) $((o1 - o0)) $((o3 - o2))"
-        scripts/lab.sh down ppc >/dev/null 2>&1
+        ab_lab_down ppc
     done
 done

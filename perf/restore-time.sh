@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
 dir=$(mktemp -d)
-trap 'scripts/lab.sh down prt >/dev/null 2>&1; rm -rf "$dir"' EXIT
+trap 'ab_lab_down prt; rm -rf "$dir"' EXIT
 . perf/lab-dual-stack.sh
 dual_stack_conf >"$dir/conf.toml"
 fullnat_rules 4 >"$dir/fullnat4"
@@ -34,6 +34,6 @@ for r in $(seq 1 "$rounds"); do
             fi
         done
         echo "$line"
-        scripts/lab.sh down prt >/dev/null 2>&1
+        ab_lab_down prt
     done
 done
