@@ -134,6 +134,22 @@ fn bench_quick_run_moves_packets_and_writes_json() {
     let s = &all["summary"];
     assert!(s["established_64B"]["gateway_mpps"].as_f64().unwrap() > 0.0);
     assert!(s["new_connections"]["established"].as_u64().unwrap() == 1000);
+    // Every gateway stopped while pktgen still held both memif links (`pktgen --linger`), and
+    // stopped cleanly: a DUT that pktgen left while it polled could crash in DPDK's memif
+    // (perf/RESULTS.md, "A DUT that crashed when pktgen left"). Its last port lines say so.
+    let log = std::fs::read_to_string(out.join("gateway.log")).expect("gateway.log");
+    let started = log.matches("gateway ready").count();
+    assert!(started >= 1, "the run's gateway started:\n{log}");
+    assert_eq!(
+        log.matches("gateway stopped").count(),
+        started,
+        "every gateway stopped cleanly:\n{log}"
+    );
+    assert_eq!(
+        log.matches("(net_memif): link up").count(),
+        2 * started,
+        "each gateway's two ports were still connected when it stopped:\n{log}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 

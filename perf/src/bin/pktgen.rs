@@ -112,6 +112,14 @@ struct Args {
     /// Write the JSON result here instead of stdout.
     #[arg(long)]
     json: Option<String>,
+    /// After the result is written, say `pktgen: done` on stderr and keep the ports connected
+    /// until standard input closes (or SIGINT/SIGTERM, or 60 s): the harness stops the device
+    /// under test first. DPDK 22.11's memif unmaps a peer's regions in its interrupt thread when
+    /// the peer disconnects, while a polling lcore may be reading a ring in them; a DUT still
+    /// forwarding when pktgen left crashed in 1 run of 16 (perf/RESULTS.md, "A DUT that crashed
+    /// when pktgen left").
+    #[arg(long)]
+    linger: bool,
     /// EAL arguments (after `--`).
     #[arg(last = true)]
     eal: Vec<String>,
@@ -121,16 +129,6 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
         Ok(r) => {
-            let text = serde_json::to_string_pretty(&r).unwrap_or_default();
-            match &args.json {
-                Some(path) => {
-                    if let Err(e) = std::fs::write(path, text + "\n") {
-                        eprintln!("pktgen: error: cannot write {path}: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-                None => println!("{text}"),
-            }
             if let Some(e) = &r.error {
                 eprintln!("pktgen: error: {e}");
                 return ExitCode::FAILURE;
@@ -140,6 +138,37 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("pktgen: error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the result to `--json`'s file or stdout (before the ports close: `--linger`).
+fn emit(a: &Args, r: &RunResult) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(r).unwrap_or_default();
+    match &a.json {
+        Some(path) => {
+            std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {path}: {e}"))
+        }
+        None => {
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// `--linger`: waits until standard input closes, a stop signal arrives or 60 s pass.
+fn linger(stop: &AtomicBool) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A detached reader: it ends when stdin closes (or with the process).
+    std::thread::spawn(move || {
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        let _ = tx.send(());
+    });
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) && !stop.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+            return;
         }
     }
 }
@@ -274,6 +303,11 @@ fn run(a: &Args) -> Result<RunResult, String> {
         .unwrap_or_default()
         .trim()
         .to_string();
+    emit(a, &r)?;
+    if a.linger {
+        eprintln!("pktgen: done");
+        linger(&stop);
+    }
     drop(client);
     drop(server);
     drop(pool);
