@@ -131,6 +131,14 @@ pub fn run_mirror(
             Ok(msgs) if msgs.iter().any(|m| netlink::is_twin_link_change(m, &twins)) => {
                 // A twin went down or up: the kernel flushed (or restored) its routes without a
                 // message per route. Dump again.
+                for port in msgs.iter().filter_map(|m| netlink::deleted_twin(m, &twins)) {
+                    tracing::warn!(
+                        port,
+                        "kernel twin deleted (ip link del): the port's kernel addresses and \
+                         routes leave the gateway with it, and its kernel traffic has nowhere \
+                         to go; restart the gateway to create the twin again"
+                    );
+                }
                 listener = None;
             }
             Ok(msgs) => {

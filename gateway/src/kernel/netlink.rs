@@ -64,6 +64,17 @@ pub fn is_twin_link_change(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -
     }
 }
 
+/// The port whose twin `m` says is gone (RTM_DELLINK of a twin's ifindex: someone ran `ip link
+/// del` on it). The gateway does not create it again while it runs: the twin's addresses and
+/// routes leave the gateway with it (the kernel is the source of truth), and the port's kernel
+/// traffic has nowhere to go until a restart.
+pub fn deleted_twin(m: &RouteNetlinkMessage, twins: &HashMap<u32, u16>) -> Option<u16> {
+    match m {
+        RouteNetlinkMessage::DelLink(l) => twins.get(&l.header.index).copied(),
+        _ => None,
+    }
+}
+
 /// A request socket.
 pub struct Netlink {
     sock: Socket,
@@ -651,6 +662,30 @@ fn route_event(r: &RouteMessage, add: bool, twins: &HashMap<u32, u16>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a twin's RTM_DELLINK names its port: not its RTM_NEWLINK (a flag or carrier change),
+    /// not another interface's deletion.
+    #[test]
+    fn a_twins_deletion_names_its_port() {
+        let twins: HashMap<u32, u16> = [(4, 0), (5, 1)].into_iter().collect();
+        let link = |index| {
+            let mut l = LinkMessage::default();
+            l.header.index = index;
+            l
+        };
+        assert_eq!(
+            deleted_twin(&RouteNetlinkMessage::DelLink(link(5)), &twins),
+            Some(1)
+        );
+        assert_eq!(
+            deleted_twin(&RouteNetlinkMessage::NewLink(link(5)), &twins),
+            None
+        );
+        assert_eq!(
+            deleted_twin(&RouteNetlinkMessage::DelLink(link(9)), &twins),
+            None
+        );
+    }
 
     fn twins() -> HashMap<u32, u16> {
         HashMap::from([(7, 0), (8, 1)])
