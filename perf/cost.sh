@@ -145,7 +145,9 @@ per_op() {
         fi
     done
 } | tee "$out"
-prev=$(ls -t perf/results/cost-*.txt 2>/dev/null | grep -v "cost-$commit.txt" | head -1 || true)
+# The newest earlier record by its commit's time: a checkout gives every file the same mtime, so
+# `ls -t` picked one at random (5387bd4's on a fresh machine, where 58b561e's was the newest).
+prev=$(records | grep -v "cost-$commit.txt" | tail -1 | cut -d' ' -f2 || true)
 if [ -n "$prev" ]; then
     echo "--- against $prev"
     join <(grep -v '^#' "$prev" | sort) <(grep -v '^#' "$out" | sort) |
