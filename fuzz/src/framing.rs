@@ -11,6 +11,13 @@
 // steps (both workers tick). Frames a worker hands to the other (`Verdict::ToWorker`) are delivered
 // at once with `from_peer`, as the ring would.
 //
+// A record whose frame starts with the sync protocol's magic ("GWSY", `gateway::sync::wire`) is a
+// sync message from the HA peer instead, header and body as the fuzzer wrote them: the runner
+// appends its MAC under the peer's key ([`FUZZ_SYNC_KEY`]), opens it as the sync thread does (one
+// receiver per input, so replays are refused), and installs the records it carries as the
+// receiving worker does (`WorkerSync::install`, the records it does not own passed to their owner).
+// Frames that follow reach the connections it installed. The port and `from_peer` bits are unused.
+//
 // The runner checks what must hold whatever the input: no panic; one verdict per frame; every
 // frame sent or generated parses as a valid frame with valid IPv4 and L4 checksums; a handed-over
 // frame is never handed over again; the rx counters add up.
@@ -27,6 +34,13 @@ pub const RECORD_HEADER: usize = 3;
 pub const TICK_STEP_MS: u64 = 250;
 /// Connections per worker: small, so that a short input can fill the table.
 pub const FUZZ_CAPACITY: u32 = 64;
+/// The HA peers' shared sync key.
+pub const FUZZ_SYNC_KEY: &[u8] = b"fuzzed sync peer";
+
+/// Whether a record's frame is a sync message (see the framing above).
+pub fn is_sync(frame: &[u8]) -> bool {
+    frame.starts_with(&gateway::sync::wire::MAGIC)
+}
 
 /// One decoded record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,7 +200,7 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
 /// What happened to the frames of one input (both workers together).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// Records fed.
+    /// Frames fed (sync messages apart).
     pub frames: u64,
     /// Verdicts by kind; handed-over frames count once more when the owner processes them.
     pub tx: u64,
@@ -201,6 +215,9 @@ pub struct Outcome {
     /// Frames the datapath generated (ARP requests, RSTs) and released after ARP.
     pub generated: u64,
     pub released: u64,
+    /// Sync messages fed, and the records of those accepted, each applied (or refused) once.
+    pub sync_messages: u64,
+    pub synced: u64,
 }
 
 /// Asserts that a frame the datapath emits is well formed: it parses (its IPv4 header checksum
@@ -259,6 +276,8 @@ pub enum Seen {
     Done,
     Drop(gateway::stats::DropReason),
     Held,
+    /// A sync message: the records it carried, applied or refused (none if it was refused).
+    Synced(u64),
 }
 
 /// Everything one run of an input produced: counts, each record's verdicts (the hand-over's
@@ -406,6 +425,63 @@ fn deferred(dps: &mut [Datapath<VecBuf>; 2], w: usize, run: &mut Run) {
     }
 }
 
+/// Every record a worker applied from sync, by outcome or refusal (`SyncCounters`).
+fn sync_applied(dp: &Datapath<VecBuf>) -> u64 {
+    let s = dp.fwd.sync_counters();
+    s.installed
+        + s.refreshed
+        + s.replaced
+        + s.translated
+        + s.refused_no_service
+        + s.refused_no_real
+        + s.refused_mode
+        + s.refused_not_this_worker
+        + s.refused_table
+        + s.refused_template
+        + s.refused_no_conn
+        + s.refused_not_proxied
+}
+
+/// Delivers a sync message (`unsealed`, its MAC to add) to worker `w` as the backup's sync thread
+/// and workers would (`sync::link`, `Worker::sync_install`); returns the records applied. Checks
+/// that what the receiver decodes, sent again, decodes the same, and that every record is applied
+/// or refused exactly once, by the worker that owns it.
+fn sync_message(
+    dps: &mut [Datapath<VecBuf>; 2],
+    opener: &mut gateway::sync::wire::Opener,
+    w: usize,
+    unsealed: &[u8],
+) -> u64 {
+    use gateway::sync::wire::{Message, Opener, Sealer};
+    use gateway::sync::worker_side::WorkerSync;
+    let m = gateway::testkit::seal_sync(FUZZ_SYNC_KEY, unsealed);
+    let Ok(Message::Records { records, .. }) = opener.open(&m) else {
+        return 0;
+    };
+    let mut back = Vec::new();
+    let mut again = Opener::new(FUZZ_SYNC_KEY);
+    for m in Sealer::new(FUZZ_SYNC_KEY, 1, 1).records(&records) {
+        match again.open(&m) {
+            Ok(Message::Records { records, .. }) => back.extend(records),
+            other => panic!("records sent again do not open: {other:?}"),
+        }
+    }
+    assert_eq!(back, records, "records decoded, encoded and decoded again");
+    let n = records.len() as u64;
+    let before: u64 = dps.iter().map(sync_applied).sum();
+    let now = gateway::conn::Ticks(dps[w].l3.now_ms);
+    // Every client is on the client side's port (port 0), as the lab's routes say.
+    let others = WorkerSync::install(&mut dps[w], w, records, false, now, |_| 0);
+    for (to, recs) in others {
+        assert!(to < 2 && to != w, "records passed from worker {w} to {to}");
+        let back = WorkerSync::install(&mut dps[to], to, recs, true, now, |_| 0);
+        assert!(back.is_empty(), "forwarded records passed on again");
+    }
+    let after: u64 = dps.iter().map(sync_applied).sum();
+    assert_eq!(after - before, n, "records applied or refused, each once");
+    n
+}
+
 /// Runs an input through fresh datapaths, frame by frame (`process`) or, with `burst`, in bursts
 /// of consecutive records for the same worker (`process_burst`, as the worker polls), and checks
 /// the invariants.
@@ -413,6 +489,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
     let mut dps = fuzz_datapaths();
     let mut run = Run::default();
     let mut now = 0;
+    let mut opener = gateway::sync::wire::Opener::new(FUZZ_SYNC_KEY);
     let records: Vec<Record> = Records(data).collect();
     // One slot per record, and one for the verdicts deferred past their frame's processing.
     run.trace = vec![Vec::new(); records.len() + 1];
@@ -426,6 +503,17 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
                 dp.tick(now);
                 drain(dp, &mut run);
             }
+        }
+        if is_sync(r.frame) {
+            let n = sync_message(&mut dps, &mut opener, r.worker, r.frame);
+            for dp in dps.iter_mut() {
+                drain(dp, &mut run);
+            }
+            run.trace[i].push(Seen::Synced(n));
+            run.outcome.sync_messages += 1;
+            run.outcome.synced += n;
+            i += 1;
+            continue;
         }
         // The burst: this record and the following ones for the same worker with no time step,
         // up to an ARP frame. `process_burst` runs the L2/L3 stage (ARP included) for the whole
@@ -443,6 +531,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
                 && records[end].worker == r.worker
                 && records[end].advance_ms == 0
                 && records[end].frame.get(12..14) != Some(&[0x08, 0x06][..])
+                && !is_sync(records[end].frame)
             {
                 end += 1;
             }
@@ -497,7 +586,10 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
     // Every frame fed and every hand-over got exactly one verdict; each frame is counted in `rx`
     // once, by the worker it arrived on (not again when handed over, nor when fed as a peer's).
     let o = run.outcome;
-    let from_peers = records.iter().filter(|r| as_peer(r)).count() as u64;
+    let from_peers = records
+        .iter()
+        .filter(|r| !is_sync(r.frame) && as_peer(r))
+        .count() as u64;
     let rx: u64 = dps.iter().map(|d| d.l3.stats.rx_packets).sum();
     assert_eq!(rx, o.frames - from_peers, "rx counters: {o:?}");
     assert_eq!(

@@ -250,3 +250,12 @@ pub fn datapath_steered<B: PacketBuf>(
 pub fn lab_datapath<B: PacketBuf>() -> Datapath<B> {
     datapath_from(LAB_CONFIG, 0, 1, 1 << 16)
 }
+
+/// A sync message as a peer holding `key` would send it: `unsealed` (header and body, any bytes)
+/// with its MAC appended (`sync::wire`), so that a fuzzer reaches past the MAC's check into the
+/// parsing and installing of records that a bad peer, or one of another version, might send.
+pub fn seal_sync(key: &[u8], unsealed: &[u8]) -> Vec<u8> {
+    let mut m = unsealed.to_vec();
+    m.extend_from_slice(&crate::sync::wire::mac(key, unsealed));
+    m
+}

@@ -66,7 +66,12 @@ fn every_corpus_file_replays_without_breaking_an_invariant() {
         let data = std::fs::read(f).unwrap();
         let o = std::panic::catch_unwind(|| check_input(&data))
             .unwrap_or_else(|_| panic!("{} breaks the datapath", f.display()));
-        assert_eq!(o.frames, Records(&data).count() as u64, "{}", f.display());
+        assert_eq!(
+            o.frames + o.sync_messages,
+            Records(&data).count() as u64,
+            "{}",
+            f.display()
+        );
         frames += o.frames;
     }
     assert!(frames > 100, "only {frames} frames in the corpus");
@@ -90,6 +95,9 @@ enum Expect {
 struct Script {
     dps: [gateway::datapath::Datapath<VecBuf>; 2],
     bytes: Vec<u8>,
+    /// The runner's sync receiver, and the peer's next sequence number.
+    opener: gateway::sync::wire::Opener,
+    sync_seq: u64,
 }
 
 impl Script {
@@ -97,7 +105,30 @@ impl Script {
         Script {
             dps: fuzz_datapaths(),
             bytes: Vec::new(),
+            opener: gateway::sync::wire::Opener::new(FUZZ_SYNC_KEY),
+            sync_seq: 1,
         }
+    }
+
+    /// Adds a sync message from the HA peer carrying `records` (one family's, few enough for
+    /// one message), delivered to `worker`, and applies it as the runner does; returns the
+    /// records applied.
+    fn sync(&mut self, worker: usize, records: &[gateway::conn::record::ConnRecord]) -> u64 {
+        let mut m = gateway::sync::wire::Sealer::new(FUZZ_SYNC_KEY, 9, self.sync_seq)
+            .records(records)
+            .remove(0);
+        self.sync_seq += 1;
+        // The runner adds the MAC.
+        m.truncate(m.len() - gateway::sync::wire::MAC_LEN);
+        Record {
+            port: 0,
+            from_peer: false,
+            worker,
+            advance_ms: 0,
+            frame: &m,
+        }
+        .encode(&mut self.bytes);
+        sync_message(&mut self.dps, &mut self.opener, worker, &m)
     }
 
     /// Adds a record and runs it; returns the frame sent if the datapath (after any hand-over)
@@ -884,7 +915,84 @@ fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
     v.push(("unknown_ethertypes", Expect::AllPunted, unknown_ethertypes));
     v.push(("ip_fragments", Expect::SomeDropped, ip_fragments));
     ipv6_seeds(&mut v);
+    sync_seeds(&mut v);
     v
+}
+
+/// A connection the HA peer synced, as its record: TCP, established, with five minutes left.
+fn synced_conn(
+    mode: u8,
+    client: (std::net::IpAddr, u16),
+    vip: (std::net::IpAddr, u16),
+    real: (std::net::IpAddr, u16),
+    local: (std::net::IpAddr, u16),
+) -> gateway::conn::record::ConnRecord {
+    gateway::conn::record::ConnRecord {
+        kind: gateway::conn::record::RecordKind::Conn,
+        proto: 6,
+        mode,
+        state: gateway::conn::State::Established as u8,
+        client,
+        vip,
+        real,
+        local,
+        remaining_ms: 300_000,
+    }
+}
+
+/// Seeds with sync messages (`FUZZ_SYNC_KEY`): connections a backup installs, then serves.
+fn sync_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
+    use gateway::forward::mode;
+    // A FullNAT connection synced to the worker that does not own its local port (1030 is
+    // worker 0's, as is the client, whose segments worker 0 takes), which passes it on; the
+    // client's request and the server's answer then go through on it, with no handshake here.
+    let mut s = Script::new();
+    let (cport, lport) = (40000, 1030);
+    let rec = synced_conn(
+        mode::FULLNAT,
+        (CLIENT_IP.into(), cport),
+        (VIP.into(), 80),
+        (RS1.into(), 80),
+        (LIP1.into(), lport),
+    );
+    assert_eq!(s.sync(1, &[rec]), 1);
+    let out = s
+        .client(&tcp(
+            C,
+            (CLIENT_IP, cport),
+            (VIP, 80),
+            "AP",
+            1001,
+            5001,
+            b"GET /",
+        ))
+        .expect("the synced connection forwards the client's segment");
+    assert_eq!(fullnat_of(&out), (LIP1, RS1, lport));
+    s.server(&tcp(
+        rs_macs(RS1),
+        (RS1, 80),
+        (LIP1, lport),
+        "AP",
+        5001,
+        1006,
+        b"200",
+    ))
+    .expect("and the server's answer");
+    v.push(("sync_fullnat_then_traffic", Expect::NoDrop, s.bytes));
+    // An IPv6 DR connection (the IPv6 layout), then the same message again: a replay, refused.
+    let mut s = Script::new();
+    let v6 = |a: &str| std::net::IpAddr::V6(a.parse().unwrap());
+    let rec = synced_conn(
+        mode::DR,
+        (v6("2001:db8:10::2"), 40001),
+        (v6("2001:db8:10::100"), 80),
+        (v6("2001:db8:20::12"), 80),
+        (v6("::"), 0),
+    );
+    assert_eq!(s.sync(1, &[rec]), 1);
+    s.sync_seq -= 1;
+    assert_eq!(s.sync(1, &[rec]), 0, "a replay");
+    v.push(("sync_ipv6_dr_and_replay", Expect::NoDrop, s.bytes));
 }
 
 fn ip6(s: &str) -> [u8; 16] {
@@ -1222,4 +1330,8 @@ fn seeds_behave_as_meant_and_are_committed() {
     assert_eq!(by_name("tcp_reply_on_other_worker").handed_over, 1);
     assert!(by_name("arp_resolve_holds_then_releases").released >= 1);
     assert!(by_name("icmp_error_from_server").tx == 2);
+    let sy = by_name("sync_fullnat_then_traffic");
+    assert_eq!((sy.sync_messages, sy.synced, sy.tx), (1, 1, 2), "{sy:?}");
+    let sy6 = by_name("sync_ipv6_dr_and_replay");
+    assert_eq!((sy6.sync_messages, sy6.synced), (2, 1), "{sy6:?}");
 }

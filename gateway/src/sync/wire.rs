@@ -300,7 +300,7 @@ impl Sealer {
     }
 }
 
-fn mac(key: &[u8], data: &[u8]) -> [u8; MAC_LEN] {
+pub(crate) fn mac(key: &[u8], data: &[u8]) -> [u8; MAC_LEN] {
     let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     m.update(data);
     let full = m.finalize().into_bytes();
