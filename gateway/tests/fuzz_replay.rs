@@ -993,6 +993,46 @@ fn sync_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
     s.sync_seq -= 1;
     assert_eq!(s.sync(1, &[rec]), 0, "a replay");
     v.push(("sync_ipv6_dr_and_replay", Expect::NoDrop, s.bytes));
+    // A SYN-proxied connection (VIP:8081) and its translation record, in one message as the
+    // primary sends them: the server's sequence numbers go out shifted by the record's 1000.
+    let mut s = Script::new();
+    let (cport, lport) = (40002, 1032);
+    let rec = synced_conn(
+        mode::FULLNAT,
+        (CLIENT_IP.into(), cport),
+        (VIP.into(), 8081),
+        (RS1.into(), 80),
+        (LIP1.into(), lport),
+    );
+    let adj = gateway::conn::record::SeqAdj {
+        seq: 1000,
+        ..Default::default()
+    };
+    let tr = gateway::conn::record::ConnRecord::translation(&rec, adj);
+    assert_eq!(s.sync(1, &[rec, tr]), 2);
+    s.client(&tcp(
+        C,
+        (CLIENT_IP, cport),
+        (VIP, 8081),
+        "AP",
+        1001,
+        6001,
+        b"GET /",
+    ))
+    .expect("the client's segment");
+    let out = s
+        .server(&tcp(
+            rs_macs(RS1),
+            (RS1, 80),
+            (LIP1, lport),
+            "AP",
+            5001,
+            1006,
+            b"200",
+        ))
+        .expect("the server's answer");
+    assert_eq!(seq_of(&out), 6001, "shifted by the synced translation");
+    v.push(("sync_synproxy_translation", Expect::NoDrop, s.bytes));
 }
 
 fn ip6(s: &str) -> [u8; 16] {
@@ -1334,4 +1374,6 @@ fn seeds_behave_as_meant_and_are_committed() {
     assert_eq!((sy.sync_messages, sy.synced, sy.tx), (1, 1, 2), "{sy:?}");
     let sy6 = by_name("sync_ipv6_dr_and_replay");
     assert_eq!((sy6.sync_messages, sy6.synced), (2, 1), "{sy6:?}");
+    let tr = by_name("sync_synproxy_translation");
+    assert_eq!((tr.synced, tr.tx), (2, 2), "{tr:?}");
 }
