@@ -19,8 +19,9 @@
 // Frames that follow reach the connections it installed. The port and `from_peer` bits are unused.
 //
 // The runner checks what must hold whatever the input: no panic; one verdict per frame; every
-// frame sent or generated parses as a valid frame with valid IPv4 and L4 checksums; a handed-over
-// frame is never handed over again; the rx counters add up.
+// frame sent or generated parses as a valid frame with valid IPv4 and L4 checksums (but a plain ACK
+// forwarded with the bad L4 checksum it came in with: `check_emitted`); a handed-over frame is
+// never handed over again; the rx counters add up.
 
 use gateway::datapath::Datapath;
 
@@ -220,14 +221,24 @@ pub struct Outcome {
     pub synced: u64,
 }
 
+/// Where an emitted frame comes from, for [`check_emitted`].
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// Built by the gateway (ARP, ICMP, RSTs, the SYN proxy's segments): always valid.
+    Generated,
+    /// Forwarded, from this frame where the runner knows it (a frame sent for its record), else
+    /// from one it does not (released after ARP, or deferred).
+    Forwarded(Option<&'a [u8]>),
+}
+
 /// Asserts that a frame the datapath emits is well formed: it parses (its IPv4 header checksum
 /// included), and an IPv4 packet in it has a valid L4 checksum, unless it is a segment the
 /// datapath forwards without verifying it: a plain ACK (ACK, none of SYN, FIN and RST) of an
 /// established connection, whose checksum the rewrite updates (RFC 1624), keeping an error for
 /// the receiving host to find, as IPVS does (perf/RESULTS.md, "Plain ACKs forwarded
-/// unverified"). `input`, the IPv4 frame it was forwarded from where known: such an error must
-/// have come in with it, never be made by the gateway.
-pub fn check_emitted(what: &str, frame: &[u8], input: Option<&[u8]>) {
+/// unverified"). Such an error must have come in with the frame it was forwarded from, never be
+/// made by the gateway: a frame it generated has none.
+pub fn check_emitted(what: &str, frame: &[u8], origin: Origin) {
     let p = match parse_l3l4(frame) {
         Ok(p) => p,
         Err(e) => panic!("{what}: emitted a frame that does not parse ({e:?}): {frame:02x?}"),
@@ -239,18 +250,23 @@ pub fn check_emitted(what: &str, frame: &[u8], input: Option<&[u8]>) {
     if ip.is_fragment || verify_l4_checksum(frame, &p) {
         return;
     }
-    let f = ip.tcp_flags;
-    let plain_ack = ip.protocol == gateway::wire::IpProtocol::TCP
-        && f.contains(gateway::wire::TcpFlags::ACK)
-        && !f.intersects(gateway::wire::TcpFlags::SYN | gateway::wire::TcpFlags::FIN | gateway::wire::TcpFlags::RST);
-    assert!(plain_ack, "{what}: bad L4 checksum: {frame:02x?}");
-    if let Some(Ok(q)) = input.map(parse_l3l4) {
-        if let (Some(i), Some(input)) = (q.ip, input) {
-            assert!(
-                !i.is_fragment && !verify_l4_checksum(input, &q),
-                "{what}: a plain ACK's L4 checksum broken on the way (it came in good): {frame:02x?} from {input:02x?}"
-            );
-        }
+    let plain_ack = ip.protocol == gateway::wire::IpProtocol::TCP && ip.tcp_flags.is_plain_ack();
+    assert!(
+        plain_ack && matches!(origin, Origin::Forwarded(_)),
+        "{what}: bad L4 checksum: {frame:02x?}"
+    );
+    if let Origin::Forwarded(Some(input)) = origin {
+        let broken_on_the_way = match parse_l3l4(input) {
+            Ok(q) => q
+                .ip
+                .is_none_or(|i| i.is_fragment || verify_l4_checksum(input, &q)),
+            // The datapath forwarded a frame that does not parse.
+            Err(_) => true,
+        };
+        assert!(
+            !broken_on_the_way,
+            "{what}: a plain ACK's L4 checksum broken on the way (it came in good): {frame:02x?} from {input:02x?}"
+        );
     }
 }
 
@@ -294,12 +310,12 @@ pub struct Run {
 fn drain(dp: &mut Datapath<VecBuf>, run: &mut Run) {
     let (o, emitted) = (&mut run.outcome, &mut run.emitted);
     dp.l3.take_generated(|g| {
-        check_emitted("generated", g.bytes(), None);
+        check_emitted("generated", g.bytes(), Origin::Generated);
         o.generated += 1;
         emitted.push(g.bytes().to_vec());
     });
     dp.l3.take_released(|_, b| {
-        check_emitted("released", b.data(), None);
+        check_emitted("released", b.data(), Origin::Forwarded(None));
         o.released += 1;
         emitted.push(b.data().to_vec());
     });
@@ -329,7 +345,11 @@ fn dispatch(
                 usize::from(port) < dp.l3.topo().ports.len(),
                 "Tx on port {port}"
             );
-            check_emitted("sent", b.data(), run.inputs.get(rec).map(Vec::as_slice));
+            check_emitted(
+                "sent",
+                b.data(),
+                Origin::Forwarded(run.inputs.get(rec).map(Vec::as_slice)),
+            );
             o.tx += 1;
             Seen::Tx(port, b.data().to_vec())
         }
@@ -425,21 +445,9 @@ fn deferred(dps: &mut [Datapath<VecBuf>; 2], w: usize, run: &mut Run) {
     }
 }
 
-/// Every record a worker applied from sync, by outcome or refusal (`SyncCounters`).
+/// Every record a worker applied from sync, by outcome or refusal.
 fn sync_applied(dp: &Datapath<VecBuf>) -> u64 {
-    let s = dp.fwd.sync_counters();
-    s.installed
-        + s.refreshed
-        + s.replaced
-        + s.translated
-        + s.refused_no_service
-        + s.refused_no_real
-        + s.refused_mode
-        + s.refused_not_this_worker
-        + s.refused_table
-        + s.refused_template
-        + s.refused_no_conn
-        + s.refused_not_proxied
+    dp.fwd.sync_counters().applied()
 }
 
 /// Delivers a sync message (`unsealed`, its MAC to add) to worker `w` as the backup's sync thread
@@ -470,10 +478,18 @@ fn sync_message(
     let n = records.len() as u64;
     let before: u64 = dps.iter().map(sync_applied).sum();
     let now = gateway::conn::Ticks(dps[w].l3.now_ms);
-    // Every client is on the client side's port (port 0), as the lab's routes say.
+    // Every client on the client side's port (port 0), where the sync thread asks the routes: a
+    // fuzzed client address elsewhere gets its owner as if it came in there.
     let others = WorkerSync::install(&mut dps[w], w, records, false, now, |_| 0);
     for (to, recs) in others {
         assert!(to < 2 && to != w, "records passed from worker {w} to {to}");
+        for r in &recs {
+            assert_eq!(
+                dps[to].fwd.record_owner(r, 0),
+                to,
+                "a record passed to a worker that does not own it: {r:?}"
+            );
+        }
         let back = WorkerSync::install(&mut dps[to], to, recs, true, now, |_| 0);
         assert!(back.is_empty(), "forwarded records passed on again");
     }

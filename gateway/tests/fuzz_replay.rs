@@ -18,6 +18,36 @@ fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/datapath")
 }
 
+/// The harness's own allowance: a plain ACK with a bad L4 checksum may go out only forwarded from
+/// a frame that had it, never built by the gateway nor broken on the way.
+#[test]
+fn a_bad_l4_checksum_is_allowed_only_on_a_plain_ack_that_came_in_with_it() {
+    let good = tcp(C, (CLIENT_IP, 40000), (VIP, 80), "A", 1001, 5001, b"x");
+    let mut bad = good.clone();
+    bad[gateway::testkit::flows::TCP_CSUM] ^= 0x5a;
+    let fails = |frame: &[u8], origin: Origin| {
+        std::panic::catch_unwind(|| check_emitted("t", frame, origin)).is_err()
+    };
+    assert!(!fails(&good, Origin::Generated));
+    assert!(!fails(&bad, Origin::Forwarded(Some(&bad))));
+    assert!(!fails(&bad, Origin::Forwarded(None)));
+    assert!(fails(&bad, Origin::Generated), "built by the gateway");
+    assert!(
+        fails(&bad, Origin::Forwarded(Some(&good))),
+        "broken on the way"
+    );
+    assert!(
+        fails(&bad, Origin::Forwarded(Some(b"not a frame"))),
+        "from a frame that does not parse"
+    );
+    let mut fin = tcp(C, (CLIENT_IP, 40000), (VIP, 80), "AF", 1001, 5001, b"");
+    fin[gateway::testkit::flows::TCP_CSUM] ^= 0x5a;
+    assert!(
+        fails(&fin, Origin::Forwarded(Some(&fin))),
+        "not a plain ACK"
+    );
+}
+
 #[test]
 fn framing_round_trips() {
     let a = Record {
@@ -956,6 +986,7 @@ fn sync_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
         (LIP1.into(), lport),
     );
     assert_eq!(s.sync(1, &[rec]), 1);
+    assert_eq!(s.dps[1].fwd.sync_counters().handed_over, 1, "passed on");
     let out = s
         .client(&tcp(
             C,

@@ -60,6 +60,11 @@ impl SyncCounters {
             + self.refused_no_conn
             + self.refused_not_proxied
     }
+
+    /// Records applied, by any outcome or refusal: one for each `count_applied`.
+    pub fn applied(&self) -> u64 {
+        self.installed + self.refreshed + self.replaced + self.translated + self.refused()
+    }
 }
 
 fn mode_of(f: FwdMode) -> u8 {
