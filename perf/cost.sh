@@ -145,9 +145,11 @@ per_op() {
         fi
     done
 } | tee "$out"
-# The newest earlier record by its commit's time: a checkout gives every file the same mtime, so
-# `ls -t` picked one at random (5387bd4's on a fresh machine, where 58b561e's was the newest).
-prev=$(records | grep -v "cost-$commit.txt" | tail -1 | cut -d' ' -f2 || true)
+# The newest record of an earlier commit, by the commits' times: a checkout gives every file the
+# same mtime, so `ls -t` picked one at random (5387bd4's on a fresh machine, where 58b561e's was
+# the newest); and an older commit checked out compares with its own past, not with later ones.
+head_t=$(git show -s --format=%ct HEAD)
+prev=$(records | grep -v "cost-$commit.txt" | awk -v t="$head_t" '$1 <= t' | tail -1 | cut -d' ' -f2 || true)
 if [ -n "$prev" ]; then
     echo "--- against $prev"
     join <(grep -v '^#' "$prev" | sort) <(grep -v '^#' "$out" | sort) |

@@ -112,12 +112,12 @@ struct Args {
     /// Write the JSON result here instead of stdout.
     #[arg(long)]
     json: Option<String>,
-    /// After the result is written, say `pktgen: done` on stderr and keep the ports connected
-    /// until standard input closes (or SIGINT/SIGTERM, or 60 s): the harness stops the device
-    /// under test first. DPDK 22.11's memif unmaps a peer's regions in its interrupt thread when
-    /// the peer disconnects, while a polling lcore may be reading a ring in them; a DUT still
-    /// forwarding when pktgen left crashed in 1 run of 16 (perf/RESULTS.md, "A DUT that crashed
-    /// when pktgen left").
+    /// After the result is written (or failed to be), say `pktgen: done` on stderr and keep the
+    /// ports connected until standard input closes (or SIGINT/SIGTERM, or 60 s): the harness
+    /// stops the device under test first. DPDK 22.11's memif unmaps a peer's regions in its
+    /// interrupt thread when the peer disconnects, while a polling lcore may be reading a ring in
+    /// them; a DUT still forwarding when pktgen left crashed in 1 run of 16 (perf/RESULTS.md, "A
+    /// DUT that crashed when pktgen left").
     #[arg(long)]
     linger: bool,
     /// EAL arguments (after `--`).
@@ -303,7 +303,9 @@ fn run(a: &Args) -> Result<RunResult, String> {
         .unwrap_or_default()
         .trim()
         .to_string();
-    emit(a, &r)?;
+    // A result that cannot be written is still an error, but only once the DUT has stopped
+    // and EAL's directory is gone: leaving at once is what crashed the DUT.
+    let emitted = emit(a, &r);
     if a.linger {
         eprintln!("pktgen: done");
         linger(&stop);
@@ -322,5 +324,6 @@ fn run(a: &Args) -> Result<RunResult, String> {
             let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}"));
         }
     }
+    emitted?;
     Ok(r)
 }
