@@ -970,6 +970,32 @@ fn synced_conn(
     }
 }
 
+/// A FullNAT connection the HA peer synced: the lab's client port `cport` to the VIP's `vport`,
+/// through rs1 port 80 from LIP1 port `lport`.
+fn synced_fullnat(cport: u16, vport: u16, lport: u16) -> gateway::conn::record::ConnRecord {
+    synced_conn(
+        gateway::forward::mode::FULLNAT,
+        (CLIENT_IP.into(), cport),
+        (VIP.into(), vport),
+        (RS1.into(), 80),
+        (LIP1.into(), lport),
+    )
+}
+
+/// rs1's answer (sequence 5001, 3 bytes) to the client's 5-byte request (sequence 1001) on a
+/// [`synced_fullnat`] connection from LIP1 port `lport`.
+fn rs1_answer(lport: u16) -> Vec<u8> {
+    tcp(
+        rs_macs(RS1),
+        (RS1, 80),
+        (LIP1, lport),
+        "AP",
+        5001,
+        1006,
+        b"200",
+    )
+}
+
 /// Seeds with sync messages (`FUZZ_SYNC_KEY`): connections a backup installs, then serves.
 fn sync_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
     use gateway::forward::mode;
@@ -978,13 +1004,7 @@ fn sync_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
     // client's request and the server's answer then go through on it, with no handshake here.
     let mut s = Script::new();
     let (cport, lport) = (40000, 1030);
-    let rec = synced_conn(
-        mode::FULLNAT,
-        (CLIENT_IP.into(), cport),
-        (VIP.into(), 80),
-        (RS1.into(), 80),
-        (LIP1.into(), lport),
-    );
+    let rec = synced_fullnat(cport, 80, lport);
     assert_eq!(s.sync(1, &[rec]), 1);
     assert_eq!(s.dps[1].fwd.sync_counters().handed_over, 1, "passed on");
     let out = s
@@ -999,16 +1019,8 @@ fn sync_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
         ))
         .expect("the synced connection forwards the client's segment");
     assert_eq!(fullnat_of(&out), (LIP1, RS1, lport));
-    s.server(&tcp(
-        rs_macs(RS1),
-        (RS1, 80),
-        (LIP1, lport),
-        "AP",
-        5001,
-        1006,
-        b"200",
-    ))
-    .expect("and the server's answer");
+    s.server(&rs1_answer(lport))
+        .expect("and the server's answer");
     v.push(("sync_fullnat_then_traffic", Expect::NoDrop, s.bytes));
     // An IPv6 DR connection (the IPv6 layout), then the same message again: a replay, refused.
     let mut s = Script::new();
@@ -1028,13 +1040,7 @@ fn sync_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
     // primary sends them: the server's sequence numbers go out shifted by the record's 1000.
     let mut s = Script::new();
     let (cport, lport) = (40002, 1032);
-    let rec = synced_conn(
-        mode::FULLNAT,
-        (CLIENT_IP.into(), cport),
-        (VIP.into(), 8081),
-        (RS1.into(), 80),
-        (LIP1.into(), lport),
-    );
+    let rec = synced_fullnat(cport, 8081, lport);
     let adj = gateway::conn::record::SeqAdj {
         seq: 1000,
         ..Default::default()
@@ -1051,17 +1057,7 @@ fn sync_seeds(v: &mut Vec<(&'static str, Expect, Vec<u8>)>) {
         b"GET /",
     ))
     .expect("the client's segment");
-    let out = s
-        .server(&tcp(
-            rs_macs(RS1),
-            (RS1, 80),
-            (LIP1, lport),
-            "AP",
-            5001,
-            1006,
-            b"200",
-        ))
-        .expect("the server's answer");
+    let out = s.server(&rs1_answer(lport)).expect("the server's answer");
     assert_eq!(seq_of(&out), 6001, "shifted by the synced translation");
     v.push(("sync_synproxy_translation", Expect::NoDrop, s.bytes));
 }
