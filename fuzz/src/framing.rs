@@ -224,10 +224,12 @@ pub struct Outcome {
 /// Where an emitted frame comes from, for [`check_emitted`].
 #[derive(Clone, Copy, Debug)]
 pub enum Origin<'a> {
-    /// Built by the gateway (ARP, ICMP, RSTs, the SYN proxy's segments): always valid.
+    /// Taken from the gateway's own queue (`take_generated`: ARP, ICMP, RSTs at expiry): always
+    /// valid.
     Generated,
-    /// Forwarded, from this frame where the runner knows it (a frame sent for its record), else
-    /// from one it does not (released after ARP, or deferred).
+    /// A record's verdict, checked against the record's frame where the runner knows it (a
+    /// segment the gateway builds as the answer to a record, as the SYN proxy's, counts so too:
+    /// its input was verified), else against none (released after ARP, or deferred).
     Forwarded(Option<&'a [u8]>),
 }
 
@@ -445,11 +447,6 @@ fn deferred(dps: &mut [Datapath<VecBuf>; 2], w: usize, run: &mut Run) {
     }
 }
 
-/// Every record a worker applied from sync, by outcome or refusal.
-fn sync_applied(dp: &Datapath<VecBuf>) -> u64 {
-    dp.fwd.sync_counters().applied()
-}
-
 /// Delivers a sync message (`unsealed`, its MAC to add) to worker `w` as the backup's sync thread
 /// and workers would (`sync::link`, `Worker::sync_install`); returns the records applied. Checks
 /// that what the receiver decodes, sent again, decodes the same, and that every record is applied
@@ -476,7 +473,10 @@ fn sync_message(
     }
     assert_eq!(back, records, "records decoded, encoded and decoded again");
     let n = records.len() as u64;
-    let before: u64 = dps.iter().map(sync_applied).sum();
+    let applied = |dps: &[Datapath<VecBuf>; 2]| -> u64 {
+        dps.iter().map(|d| d.fwd.sync_counters().applied()).sum()
+    };
+    let before = applied(dps);
     let now = gateway::conn::Ticks(dps[w].l3.now_ms);
     // Every client on the client side's port (port 0), where the sync thread asks the routes: a
     // fuzzed client address elsewhere gets its owner as if it came in there.
@@ -493,8 +493,7 @@ fn sync_message(
         let back = WorkerSync::install(&mut dps[to], to, recs, true, now, |_| 0);
         assert!(back.is_empty(), "forwarded records passed on again");
     }
-    let after: u64 = dps.iter().map(sync_applied).sum();
-    assert_eq!(after - before, n, "records applied or refused, each once");
+    assert_eq!(applied(dps) - before, n, "records applied or refused, each once");
     n
 }
 
