@@ -119,6 +119,12 @@ counters! {
         /// with a SYN-ACK, before its client's ACK: answers about an earlier connection on the
         /// same LIP:lport, which no longer make it ESTABLISHED (`Forwarder::keeps_syn_recv`).
         server_stale_answer,
+        /// Configuration changes whose moved or removed services or real servers the connection
+        /// tables (IPv4's and IPv6's, each counted) began to follow, walked a slice a poll round
+        /// (`conn::rebind`), and those that found the walk of the change before still going and
+        /// finished it at once, the worker forwarding nothing meanwhile.
+        rebinds => "conn_rebinds",
+        rebinds_hurried => "conn_rebinds_hurried",
     }
 }
 
@@ -311,7 +317,7 @@ mod tests {
         let one = FwdStats {
             conns: 1,
             created: 2,
-            server_stale_answer: 3,
+            rebinds_hurried: 3,
             ..Default::default()
         };
         let mut total = one;
@@ -320,7 +326,7 @@ mod tests {
         assert_eq!(named.len(), FwdStats::FIELDS.len());
         assert_eq!(named[0], ("conns", 2));
         assert_eq!(named[1], ("conns_created", 4));
-        assert_eq!(named[named.len() - 1], ("server_stale_answer", 6));
+        assert_eq!(named[named.len() - 1], ("conn_rebinds_hurried", 6));
         assert_eq!(FwdStats::FIELDS[1], "created");
         let sync = SyncCounters {
             handed_over: 5,

@@ -160,6 +160,8 @@ impl Worker {
             let t0 = dpdk::tsc();
             laps.start(t0);
             let mut work = 0usize;
+            // A receive burst came back full: more packets wait.
+            let mut full = false;
             self.tap.poll();
             for pi in 0..self.port_ids.len() {
                 let port = self.port_ids[pi];
@@ -169,6 +171,7 @@ impl Worker {
                     continue;
                 }
                 work += n;
+                full |= n == BURST;
                 let src = (Stage::Rx, Some(pi as u16));
                 self.run_burst(&mut batch, src, &mut txq, &mut twin_txq, &mut laps);
             }
@@ -269,14 +272,16 @@ impl Worker {
                 // is two atomic loads of the channel's ends per round.
                 self.read_inbox();
             }
-            if work > 0 || housekeeping {
+            // A configuration change's walk of the connection tables, a slice a round.
+            let walking = self.datapath.rebind_step(full);
+            if work > 0 || housekeeping || walking {
                 laps.lap(Stage::Timers, dpdk::tsc(), 0);
                 let s = &mut self.datapath.l3.stats;
                 s.busy_cycles += laps.elapsed();
                 s.busy_packets += work as u64;
                 laps.commit(&mut s.runtime);
             }
-            if work == 0 && self.idle_sleep_us > 0 {
+            if work == 0 && !walking && self.idle_sleep_us > 0 {
                 std::thread::sleep(Duration::from_micros(self.idle_sleep_us as u64));
             }
         }

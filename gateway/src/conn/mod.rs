@@ -5,6 +5,8 @@
 //! - [`timer`]: hashed timing wheel with intrusive links and lazy re-arming.
 //! - [`state`]: IPVS TCP/UDP states, transitions and timeouts.
 //! - [`table`]: the table itself, one per worker, fixed size, no allocation after creation.
+//! - [`rebind`]: entries follow a configuration change's new indices lazily, the table walked in
+//!   slices between bursts.
 //! - [`record`]: a connection as another box learns it (HA sync), by identity, not by index.
 //! - [`parked`]: client packets held for a connection until it can take them (the SYN proxy's).
 //!
@@ -14,12 +16,14 @@
 
 pub mod index;
 pub mod parked;
+pub mod rebind;
 pub mod record;
 pub mod state;
 pub mod table;
 pub mod timer;
 pub mod tuple;
 
+pub use rebind::{Rebind, NO_INDEX};
 pub use state::{tcp_flags, Activity, State, StateChange, Timeouts};
 pub use table::{
     Conn, Conn6, ConnFlags, ConnId, ConnOf, ConnTable, ConnTable6, Counters, ExpireReason,

@@ -5,9 +5,17 @@
 //! FullNAT and NAT, from the real server's reply tuple.
 
 use super::index::{Index, MAX_LOAD_DEN, MAX_LOAD_NUM};
+use super::rebind::Rebind;
 use super::state::{self, Rows, State, StateChange, Timeouts, STATES};
 use super::timer::{Ticks, TimerNode, TimerNodes, TimerWheel};
 use super::tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// The bit of an entry's state byte that says which configuration change the entry has followed
+/// (`rebind`): an entry whose bit is not the table's `epoch` still carries indices of the
+/// snapshot before the pending rebind.
+const EPOCH: u8 = 0x80;
 
 /// Memory per connection when the index is at its maximum load (3/4): the entry, its two index
 /// slots and its places in the queues of half-open connections, of connections in TIME_WAIT and
@@ -179,7 +187,7 @@ impl<T: ConnKey> ConnOf<T> {
     }
 
     pub fn state(&self) -> State {
-        State::from_u8(self.state)
+        State::from_u8(self.state & !EPOCH)
     }
 
     /// A live TCP entry that never reached ESTABLISHED: what a SYN flood leaves behind, and what
@@ -226,6 +234,24 @@ impl<T: ConnKey> ConnOf<T> {
 
     fn is_live(&self) -> bool {
         self.flags & ConnFlags::LIVE != 0
+    }
+
+    /// Sets the state, keeping the entry's rebind bit.
+    fn set_state(&mut self, s: State) {
+        self.state = s as u8 | (self.state & EPOCH);
+    }
+
+    /// Whether the entry still carries the indices of the snapshot before the pending rebind.
+    #[inline(always)]
+    fn is_behind(&self, epoch: u8) -> bool {
+        self.state & EPOCH != epoch
+    }
+
+    /// Gives the entry the new indices of `r` and the table's current rebind bit `epoch`.
+    #[inline]
+    fn follow(&mut self, r: &Rebind, epoch: u8) {
+        (self.svc, self.rs) = r.apply(self.svc, self.rs);
+        self.state = (self.state & !EPOCH) | epoch;
     }
 }
 
@@ -351,6 +377,12 @@ pub struct Table<T> {
     udp_queue: IdRing,
     /// Tuples ever added to the index: a lookup that missed still misses while this is unchanged.
     indexed: u64,
+    /// A configuration change's map that live entries behind it (`ConnOf::is_behind`) have not
+    /// followed yet, and the next slot its walk looks at (`rebind`).
+    rebind: Option<Arc<Rebind>>,
+    rebind_at: u32,
+    /// The rebind bit of entries that follow the latest change: 0 or `EPOCH`.
+    epoch: u8,
 }
 
 impl<T: ConnKey> Table<T> {
@@ -388,6 +420,9 @@ impl<T: ConnKey> Table<T> {
             time_wait_queue: IdRing::new(capacity),
             udp_queue: IdRing::new(capacity),
             indexed: 0,
+            rebind: None,
+            rebind_at: 0,
+            epoch: 0,
         }
     }
 
@@ -527,9 +562,7 @@ impl<T: ConnKey> Table<T> {
     #[inline(always)]
     pub fn resolve(&self, t: &T, pre: Prelookup) -> Option<(ConnId, Dir)> {
         match pre {
-            Prelookup::Hit(id, dir) if self.get(id).is_some_and(|c| c.tuple(dir) == *t) => {
-                Some((id, dir))
-            }
+            Prelookup::Hit(id, dir) if self.holds(id, dir, t) => Some((id, dir)),
             Prelookup::Miss => None,
             _ => self.lookup(t),
         }
@@ -697,7 +730,7 @@ impl<T: ConnKey> Table<T> {
             user: 0,
             user2: 0,
             mode,
-            state: state as u8,
+            state: state as u8 | self.epoch,
             flags,
             ext: 0,
         };
@@ -749,7 +782,7 @@ impl<T: ConnKey> Table<T> {
         };
         let handshake = matches!(state, State::None | State::SynSent | State::SynRecv);
         let enters_time_wait = state == State::TimeWait && c.state() != State::TimeWait;
-        c.state = state as u8;
+        c.set_state(state);
         // A TCP entry past the handshake stops counting as half-open. A UDP flow the other box
         // kept is taken as answered: its record does not say, and it is not a flood's to evict.
         let tcp = c.client.proto() == PROTO_TCP;
@@ -773,15 +806,103 @@ impl<T: ConnKey> Table<T> {
         }
     }
 
-    /// The live entry `id`, if any.
+    /// The live entry `id`, if any, with the indices of the latest snapshot: borrowed, or, while
+    /// a rebind is pending and the entry has not followed it, a copy that has (`rebind`).
     #[inline]
-    pub fn get(&self, id: ConnId) -> Option<&ConnOf<T>> {
-        self.slab.get(id.0 as usize).filter(|c| c.is_live())
+    pub fn get(&self, id: ConnId) -> Option<Cow<'_, ConnOf<T>>> {
+        let c = self.slab.get(id.0 as usize).filter(|c| c.is_live())?;
+        Some(self.current(c))
     }
 
+    /// Whether live entry `id` holds tuple `t` from side `dir` (as its reply tuple: an entry
+    /// without one holds none from that side): what a candidate from a burst's lookup is checked
+    /// with (`Prelookup::Hit`). Reads no index a rebind moves.
+    #[inline(always)]
+    pub fn holds(&self, id: ConnId, dir: Dir, t: &T) -> bool {
+        self.slab.get(id.0 as usize).is_some_and(|c| {
+            c.is_live()
+                && match dir {
+                    Dir::Original => c.client == *t,
+                    Dir::Reply => c.reply() == Some(*t),
+                }
+        })
+    }
+
+    /// The live entry `id`, if any, having followed a pending rebind.
     #[inline]
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut ConnOf<T>> {
-        self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())
+        let c = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())?;
+        if let Some(r) = &self.rebind {
+            if c.is_behind(self.epoch) {
+                c.follow(r, self.epoch);
+            }
+        }
+        Some(c)
+    }
+
+    /// `c` as it is once it has followed a pending rebind: itself, or a copy that has.
+    #[inline(always)]
+    fn current<'a>(&'a self, c: &'a ConnOf<T>) -> Cow<'a, ConnOf<T>> {
+        match &self.rebind {
+            Some(r) if c.is_behind(self.epoch) => {
+                let mut moved = *c;
+                moved.follow(r, self.epoch);
+                Cow::Owned(moved)
+            }
+            _ => Cow::Borrowed(c),
+        }
+    }
+
+    /// Live entry `id` follows a pending rebind now (a no-op for a dead or current one).
+    #[inline]
+    fn catch_up(&mut self, id: u32) {
+        let _ = self.get_mut(ConnId(id));
+    }
+
+    /// Takes a configuration change's map of indices (`rebind`): every live entry is behind it
+    /// until handed out or walked (`rebind_step`). A rebind still pending is finished first,
+    /// its walk done at once; returns whether one was (`conn_rebinds_hurried`). An empty table
+    /// has nothing to rebind.
+    pub fn begin_rebind(&mut self, r: Arc<Rebind>) -> bool {
+        let hurried = self.rebind_step(u32::MAX);
+        if self.len > 0 {
+            self.epoch ^= EPOCH;
+            self.rebind = Some(r);
+            self.rebind_at = 0;
+        }
+        hurried
+    }
+
+    /// Walks up to `slots` more slots of a pending rebind, each live entry behind it made to
+    /// follow it; the rebind ends at the slab's end. Returns whether one was pending.
+    pub fn rebind_step(&mut self, slots: u32) -> bool {
+        let Table {
+            slab,
+            rebind,
+            rebind_at,
+            epoch,
+            ..
+        } = self;
+        let Some(r) = rebind else {
+            return false;
+        };
+        let start = *rebind_at as usize;
+        let end = start.saturating_add(slots as usize).min(slab.len());
+        for c in &mut slab[start..end] {
+            if c.is_live() && c.is_behind(*epoch) {
+                c.follow(r, *epoch);
+            }
+        }
+        *rebind_at = end as u32;
+        if end == slab.len() {
+            *rebind = None;
+        }
+        true
+    }
+
+    /// Whether a rebind is pending (its walk has not ended).
+    pub fn rebinding(&self) -> bool {
+        self.rebind.is_some()
     }
 
     /// Updates the state for a packet from `dir` with TCP flags `tcp_flags` (ignored for UDP)
@@ -816,7 +937,7 @@ impl<T: ConnKey> Table<T> {
             }
             State::Udp
         };
-        c.state = new as u8;
+        c.set_state(new);
         if new == State::Established && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
             c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
             self.half_open -= u32::from(c.client.proto() == PROTO_TCP);
@@ -904,7 +1025,7 @@ impl<T: ConnKey> Table<T> {
             self.time_wait_queue.push(id.0);
         }
         let c = &mut self.slab[id.0 as usize];
-        c.state = State::TimeWait as u8;
+        c.set_state(State::TimeWait);
         let deadline = now.after_ms(self.timeout_ms[State::TimeWait as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
         Ok(())
@@ -912,7 +1033,7 @@ impl<T: ConnKey> Table<T> {
 
     /// Removes a live entry and returns it; `None` if `id` is not live.
     pub fn remove(&mut self, id: ConnId) -> Option<ConnOf<T>> {
-        let c = *self.get(id)?;
+        let c = *self.get_mut(id)?;
         self.wheel.cancel(&mut self.slab, id.0);
         self.release(id.0);
         self.counters.removed += 1;
@@ -934,6 +1055,7 @@ impl<T: ConnKey> Table<T> {
         let mut left = budget;
         let mut n = 0;
         while let Some(id) = self.wheel.pop_expired(&mut self.slab, now, &mut left) {
+            self.catch_up(id);
             f(ConnId(id), &self.slab[id as usize], ExpireReason::Timeout);
             self.release(id);
             self.counters.expired += 1;
@@ -947,30 +1069,25 @@ impl<T: ConnKey> Table<T> {
         self.wheel.has_due(&self.slab)
     }
 
-    /// Live entries, in slot order (for dumps; O(capacity)).
-    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &ConnOf<T>)> + '_ {
+    /// Live entries, in slot order (for dumps; O(capacity)), as `get` gives them.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, Cow<'_, ConnOf<T>>)> + '_ {
         self.iter_range(0, u32::MAX)
     }
 
-    /// Every live entry, mutably, in slot order: one pass over the slab, for a configuration
-    /// change that rewrites the entries' service and real-server indices (`ConnRemap`).
-    pub fn live_mut(&mut self) -> impl Iterator<Item = &mut ConnOf<T>> + '_ {
-        self.slab.iter_mut().filter(|c| c.is_live())
-    }
-
-    /// Live entries in slots `start..end` (a listing goes through the table a range at a time).
+    /// Live entries in slots `start..end` (a listing goes through the table a range at a time),
+    /// as `get` gives them.
     pub fn iter_range(
         &self,
         start: u32,
         end: u32,
-    ) -> impl Iterator<Item = (ConnId, &ConnOf<T>)> + '_ {
+    ) -> impl Iterator<Item = (ConnId, Cow<'_, ConnOf<T>>)> + '_ {
         let end = (end as usize).min(self.slab.len());
         let start = (start as usize).min(end);
         self.slab[start..end]
             .iter()
             .enumerate()
             .filter(|(_, c)| c.is_live())
-            .map(move |(i, c)| (ConnId((start + i) as u32), c))
+            .map(move |(i, c)| (ConnId((start + i) as u32), self.current(c)))
     }
 }
 
@@ -991,6 +1108,7 @@ fn dir_of(v: u32) -> Dir {
 
 #[cfg(test)]
 mod tests {
+    use super::super::rebind::NO_INDEX;
     use super::super::state::tcp_flags::*;
     use super::super::tuple::PROTO_UDP;
     use super::*;
@@ -1452,6 +1570,235 @@ mod tests {
         t.insert(client(11), None, 11, 0, 1, Ticks(3)).unwrap();
         t.expire(Ticks(10_000_000), 100, |_, _, _| {});
         assert_eq!(t.half_open(), 0);
+    }
+
+    /// A map for the rebind tests: service 0 and its servers stay, service 1 moves to 2 and loses
+    /// its server 0 (its server 1 moves to 0), service 2 moves to 1 unchanged, service 3 goes.
+    fn moving_map() -> Arc<Rebind> {
+        Arc::new(Rebind::new(vec![
+            (0, None),
+            (2, Some(vec![NO_INDEX, 0])),
+            (1, None),
+            (NO_INDEX, Some(vec![NO_INDEX; 2])),
+        ]))
+    }
+
+    /// After `begin_rebind`, every way an entry is handed out gives its new indices at once, the
+    /// walk (`rebind_step`) having reached none of it, and each entry follows the map once: a
+    /// service moved 1 -> 2 and one moved 2 -> 1 do not swap back when touched twice or walked
+    /// after being touched. An entry created during the rebind keeps the indices it was given.
+    /// The walk takes as many slices as the slab needs and leaves every entry moved.
+    #[test]
+    fn a_rebind_is_seen_at_once_and_walked_in_slices() {
+        let mut t = table(64);
+        let ids: Vec<ConnId> = (0..8u32)
+            .map(|i| {
+                let (svc, rs) = ((i % 4) as u16, (i / 4) as u16);
+                t.insert(client(i), Some(reply(i)), svc, rs, 1, Ticks(0))
+                    .unwrap()
+            })
+            .collect();
+        let raw = |t: &ConnTable, id: ConnId| (t.slab[id.0 as usize].svc, t.slab[id.0 as usize].rs);
+        let seen = |t: &ConnTable, id: ConnId| {
+            let c = t.get(id).unwrap();
+            (c.svc, c.rs)
+        };
+        // Entry i has service i % 4 and server i / 4.
+        let want = [
+            (0, 0),
+            (2, NO_INDEX),
+            (1, 0),
+            (NO_INDEX, NO_INDEX),
+            (0, 1),
+            (2, 0),
+            (1, 1),
+            (NO_INDEX, NO_INDEX),
+        ];
+        assert!(!t.begin_rebind(moving_map()), "no walk was pending");
+        assert!(t.rebinding());
+        for (i, &id) in ids.iter().enumerate() {
+            assert_eq!(seen(&t, id), want[i], "get, entry {i}");
+            assert_eq!(
+                raw(&t, id),
+                ((i % 4) as u16, (i / 4) as u16),
+                "not written yet"
+            );
+        }
+        let listed: Vec<(u16, u16)> = t.iter().map(|(_, c)| (c.svc, c.rs)).collect();
+        assert_eq!(listed, want);
+        // Touched: moved in place, once.
+        let c = t.get_mut(ids[1]).unwrap();
+        assert_eq!((c.svc, c.rs), (2, NO_INDEX));
+        let c = t.get_mut(ids[2]).unwrap();
+        assert_eq!((c.svc, c.rs), (1, 0));
+        assert_eq!(raw(&t, ids[2]), (1, 0));
+        assert_eq!(
+            seen(&t, ids[2]),
+            (1, 0),
+            "service 2 moved to 1 and stays there"
+        );
+        assert_eq!(t.get_mut(ids[2]).map(|c| (c.svc, c.rs)), Some((1, 0)));
+        // State changes keep an entry's rebind bit.
+        t.on_packet(ids[2], Dir::Original, SYN, Ticks(1));
+        assert_eq!(seen(&t, ids[2]), (1, 0));
+        // Removed: handed back moved.
+        let gone = t.remove(ids[5]).unwrap();
+        assert_eq!((gone.svc, gone.rs), (2, 0));
+        // Created now, with the new snapshot's indices.
+        let fresh = t
+            .insert(client(20), Some(reply(20)), 1, 1, 1, Ticks(1))
+            .unwrap();
+        assert_eq!(seen(&t, fresh), (1, 1));
+        // The walk: 64 slots in slices of 10.
+        let mut slices = 0;
+        while t.rebind_step(10) {
+            slices += 1;
+        }
+        assert_eq!(slices, 7);
+        assert!(!t.rebinding());
+        for (i, &id) in ids.iter().enumerate().filter(|&(i, _)| i != 5) {
+            assert_eq!(raw(&t, id), want[i], "walked, entry {i}");
+            assert_eq!(seen(&t, id), want[i]);
+        }
+        assert_eq!(raw(&t, fresh), (1, 1), "the walk left the new entry alone");
+    }
+
+    /// A timer's expiry hands the callback the entry as it is after the change, walked or not.
+    #[test]
+    fn an_expired_entry_is_handed_out_with_its_new_indices() {
+        let mut t = table(16);
+        t.insert(client(1), Some(reply(1)), 1, 1, 1, Ticks(0))
+            .unwrap();
+        t.begin_rebind(moving_map());
+        let mut seen = Vec::new();
+        t.expire(Ticks(10_000_000), 100, |_, c, _| seen.push((c.svc, c.rs)));
+        assert_eq!(seen, [(2, 0)]);
+    }
+
+    /// A change that comes before the walk of the one before it ended finishes that walk first
+    /// (and says so): each entry follows both maps, in order, once each. A change to an empty
+    /// table begins no walk.
+    #[test]
+    fn a_second_change_finishes_the_first_walk() {
+        let mut t = table(64);
+        let ids: Vec<ConnId> = (0..4u32)
+            .map(|i| {
+                t.insert(client(i), Some(reply(i)), i as u16, 1, 1, Ticks(0))
+                    .unwrap()
+            })
+            .collect();
+        t.begin_rebind(moving_map());
+        assert!(t.rebind_step(2));
+        assert!(t.begin_rebind(moving_map()), "the first walk was pending");
+        let got: Vec<(u16, u16)> = ids
+            .iter()
+            .map(|&id| {
+                let c = t.get(id).unwrap();
+                (c.svc, c.rs)
+            })
+            .collect();
+        // 0 -> 0 -> 0; 1 -> 2 -> 1 (server 1 -> 0 -> 0); 2 -> 1 -> 2 (server 1 -> 1 -> 0); 3 goes.
+        assert_eq!(got, [(0, 1), (1, 0), (2, 0), (NO_INDEX, NO_INDEX)]);
+        while t.rebind_step(u32::MAX) {}
+        let mut empty = table(16);
+        assert!(!empty.begin_rebind(moving_map()));
+        assert!(!empty.rebinding());
+        let id = empty.insert(client(1), None, 1, 1, 1, Ticks(0)).unwrap();
+        assert_eq!(empty.get(id).map(|c| (c.svc, c.rs)), Some((1, 1)));
+    }
+
+    #[derive(Debug, Clone)]
+    enum RebindOp {
+        Insert(u32, u16, u16),
+        Remove(u32),
+        Touch(u32),
+        Packet(u32, u8),
+        Rebind(Vec<(u16, Option<Vec<u16>>)>),
+        Step(u32),
+    }
+
+    fn rebind_op() -> impl Strategy<Value = RebindOp> {
+        let index = prop_oneof![4 => 0u16..4, 1 => Just(NO_INDEX)];
+        let map = proptest::collection::vec(
+            (
+                index.clone(),
+                proptest::option::of(proptest::collection::vec(index, 4)),
+            ),
+            4,
+        );
+        prop_oneof![
+            4 => (0u32..40, 0u16..4, 0u16..4).prop_map(|(i, s, r)| RebindOp::Insert(i, s, r)),
+            1 => (0u32..40).prop_map(RebindOp::Remove),
+            2 => (0u32..40).prop_map(RebindOp::Touch),
+            2 => (0u32..40, any::<u8>()).prop_map(|(i, f)| RebindOp::Packet(i, f)),
+            2 => map.prop_map(RebindOp::Rebind),
+            2 => (1u32..20).prop_map(RebindOp::Step),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Random inserts, removes, touches, packets, changes and slices of walk against a model
+        /// that applies each change to every connection at once: every entry, however it is
+        /// handed out, has the model's indices, and so has the slab once the walk ends.
+        #[test]
+        fn rebinds_match_an_eager_model(ops in proptest::collection::vec(rebind_op(), 1..120)) {
+            let mut t = table(32);
+            let mut model: HashMap<u32, (u16, u16)> = HashMap::new();
+            for o in ops {
+                match o {
+                    RebindOp::Insert(i, svc, rs) => {
+                        if t.insert(client(i), Some(reply(i)), svc, rs, 1, Ticks(0)).is_ok() {
+                            model.insert(i, (svc, rs));
+                        }
+                    }
+                    RebindOp::Remove(i) => {
+                        if let Some((id, _)) = t.lookup(&client(i)) {
+                            let c = t.remove(id).unwrap();
+                            prop_assert_eq!(Some((c.svc, c.rs)), model.remove(&i));
+                        }
+                    }
+                    RebindOp::Touch(i) => {
+                        if let Some((id, _)) = t.lookup(&client(i)) {
+                            let c = t.get_mut(id).unwrap();
+                            prop_assert_eq!(Some(&(c.svc, c.rs)), model.get(&i));
+                        }
+                    }
+                    RebindOp::Packet(i, flags) => {
+                        if let Some((id, dir)) = t.lookup(&client(i)) {
+                            t.on_packet(id, dir, flags, Ticks(0));
+                        }
+                    }
+                    RebindOp::Rebind(map) => {
+                        let r = Rebind::new(map);
+                        for v in model.values_mut() {
+                            *v = r.apply(v.0, v.1);
+                        }
+                        t.begin_rebind(Arc::new(r));
+                    }
+                    RebindOp::Step(n) => {
+                        t.rebind_step(n);
+                    }
+                }
+                for (&i, &want) in &model {
+                    let (id, _) = t.lookup(&client(i)).expect("lost");
+                    let c = t.get(id).unwrap();
+                    prop_assert_eq!((c.svc, c.rs), want);
+                }
+                let listed: HashMap<u32, (u16, u16)> = t
+                    .iter()
+                    .map(|(_, c)| (u32::from(c.client().sport), (c.svc, c.rs)))
+                    .collect();
+                prop_assert_eq!(&listed, &model);
+            }
+            while t.rebind_step(7) {}
+            for (&i, &want) in &model {
+                let (id, _) = t.lookup(&client(i)).expect("lost");
+                let c = &t.slab[id.0 as usize];
+                prop_assert_eq!((c.svc, c.rs), want);
+            }
+        }
     }
 
     #[derive(Debug, Clone)]

@@ -104,11 +104,11 @@ pub fn worker_dump<B>(
     let v4 = table
         .iter_range(from, end.min(cap4))
         .filter(|(_, c)| !c.flags().contains(crate::forward::fullnat::PARKED))
-        .map(|(id, c)| (id.index(), conn_info(worker, c, services, now)));
+        .map(|(id, c)| (id.index(), conn_info(worker, &c, services, now)));
     let v6 = table6
         .iter_range(from.saturating_sub(cap4), end.saturating_sub(cap4))
         .filter(|(_, c)| !crate::inet6::service::parked(c))
-        .map(|(id, c)| (cap4 + id.index(), conn6_info(worker, c, services, now)));
+        .map(|(id, c)| (cap4 + id.index(), conn6_info(worker, &c, services, now)));
     for (slot, info) in v4.chain(v6) {
         if !conn_matches(&info, filter) {
             continue;

@@ -50,6 +50,15 @@ pub struct Datapath<B> {
 /// `process_burst_timed`'s mark of an IPv6 frame (see there).
 const IPV6: u8 = 1;
 
+/// IPv4 entries (64 bytes each) a poll round walks of a connection table whose entries follow a
+/// configuration change (`Datapath::rebind_step`, `conn::rebind`). A round with spare time walks
+/// 64 KiB, a few microseconds: a walk of 13M entries (10M connections) ends within about 13,000
+/// such rounds, where the whole walk at once stopped the worker for 30 to 40 ms. A round whose
+/// burst came back full walks a sixteenth of that, so that the packets waiting are not made to
+/// wait long, and the walk still ends while the worker is never idle.
+pub const REBIND_SLICE_IDLE: u32 = 1024;
+pub const REBIND_SLICE_BUSY: u32 = 64;
+
 impl<B: PacketBuf> Datapath<B> {
     pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig, fwd: Forwarder) -> Self {
         let v6 = crate::inet6::Inet6::new(neigh, fwd.capacity6(), fwd.table().timeouts());
@@ -316,11 +325,28 @@ impl<B: PacketBuf> Datapath<B> {
         self.l3.stats.drops[Drop::FragTimeout as usize] += dropped as u64;
     }
 
+    /// Walks a slice of each connection table that a configuration change left entries to
+    /// follow in (`conn::rebind`): [`REBIND_SLICE_BUSY`] entries' worth of memory each after a
+    /// round whose receive burst came back full (`busy`: more packets wait), else
+    /// [`REBIND_SLICE_IDLE`]. Returns whether either walk goes on. The worker calls it once a
+    /// poll round.
+    pub fn rebind_step(&mut self, busy: bool) -> bool {
+        let slice = if busy {
+            REBIND_SLICE_BUSY
+        } else {
+            REBIND_SLICE_IDLE
+        };
+        let v4 = self.fwd.rebind_step(slice);
+        // An IPv6 entry takes two cache lines.
+        let v6 = self.v6.conns.rebind_step(slice / 2);
+        v4 | v6
+    }
+
     /// Adopts a service snapshot the forwarder prepared (`Forwarder::prepare_services`): both
     /// connection tables follow their services and real servers by identity.
     pub fn commit_services(&mut self, prepared: crate::forward::fullnat::PreparedServices) {
         if let Some(remap) = self.fwd.commit_services(prepared) {
-            remap.apply(&mut self.v6.conns);
+            crate::forward::fullnat::count_rebind(&mut self.fwd.stats, &remap, &mut self.v6.conns);
         }
         // The IPv6 table's open connections counted in the limits too, once both follow the
         // new snapshot (the forwarder counted the IPv4 table's).

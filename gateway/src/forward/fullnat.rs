@@ -199,7 +199,7 @@ mod snapshot;
 pub use install::{
     push_record, template_record, worth_syncing, Applied, InstallError, SyncCounters, SyncLog,
 };
-pub use snapshot::PreparedServices;
+pub use snapshot::{count_rebind, PreparedServices};
 
 /// `Conn::ext` bit 0: the connection was opened by the SYN proxy (see [`synproxy`]); bits 1..8
 /// belong to the sync log (`install`).
@@ -393,6 +393,12 @@ impl Forwarder {
             auto_active: u64::from(self.synproxy.auto_on(now_ms)),
             ..self.synproxy.stats
         }
+    }
+
+    /// Walks up to `slots` more slots of the IPv4 table for a configuration change its entries
+    /// follow (`conn::rebind`); whether the walk goes on.
+    pub fn rebind_step(&mut self, slots: u32) -> bool {
+        self.table.rebind_step(slots)
     }
 
     pub fn table(&self) -> &ConnTable {
@@ -604,12 +610,12 @@ impl Forwarder {
             let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
             // Each side with its own call: `forward_hot` inlined for one known side.
             let hot = match dir {
-                Dir::Original if self.table.get(id).is_some_and(|c| c.client() == tuple) => {
+                Dir::Original if self.table.holds(id, Dir::Original, &tuple) => {
                     self.forward_hot(l3, pkt, v, id, Dir::Original, now)
                 }
                 Dir::Reply
                     if self.services.kind(ip.dst).reaches_ipv4_conns()
-                        && self.table.get(id).is_some_and(|c| c.reply() == Some(tuple)) =>
+                        && self.table.holds(id, Dir::Reply, &tuple) =>
                 {
                     let hot = self.forward_hot(l3, pkt, v, id, Dir::Reply, now);
                     // Counted as below (`count_steered`); one the hot path refuses is counted
@@ -942,7 +948,7 @@ impl Forwarder {
     /// client tuple no packet carries (LIP:lport -> RIP:rport, the forward tuple as the real server
     /// sees it: unique since the reply tuple is), anything else is removed.
     fn retire(&mut self, id: ConnId, now: Ticks) {
-        let Some(c) = self.table.get(id).copied() else {
+        let Some(c) = self.table.get(id).map(|c| *c) else {
             return;
         };
         let reply = match (c.mode, c.reply()) {

@@ -4,6 +4,7 @@
 
 pub use super::addrs::AddrKind;
 use super::addrs::AddrTable;
+use crate::conn::Rebind;
 use crate::service::{Service, ServiceConfig, ServiceError, TrafficKey};
 use hashbrown::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -333,17 +334,17 @@ impl ServiceTable {
 }
 
 /// A connection's service or real server that the current snapshot no longer has.
-pub const NO_DEST: u16 = u16::MAX;
+pub const NO_DEST: u16 = crate::conn::NO_INDEX;
 
 /// Where the connections of one snapshot find their service and real server in the next: old
 /// (service, real server) indices to new ones, by identity (VIP, port, protocol; address and
-/// port), [`NO_DEST`] for what is gone. Shared by both connection tables. A service the next
-/// snapshot shares unchanged (the same object: copy-on-write) keeps its real servers' indices
-/// (`None`): every worker builds this at each commit, not forwarding meanwhile, and looking up
-/// 100,000 real servers that did not change was a fifth of a commit's time (perf/RESULTS.md, "A
-/// single change on a large table").
+/// port), [`NO_DEST`] for what is gone. Shared by both connection tables, which follow it lazily
+/// (`conn::rebind`). A service the next snapshot shares unchanged (the same object:
+/// copy-on-write) keeps its real servers' indices (`None`): every worker builds this at each
+/// commit, not forwarding meanwhile, and looking up 100,000 real servers that did not change was
+/// a fifth of a commit's time (perf/RESULTS.md, "A single change on a large table").
 pub struct ConnRemap {
-    map: Vec<(u16, Option<Vec<u16>>)>,
+    map: Arc<Rebind>,
     /// Every old index is the new one: no service removed or moved, no real server of one removed
     /// or moved (services added after the others, servers appended, options or weights changed).
     /// Then no connection changes and the tables are not walked.
@@ -391,37 +392,24 @@ impl ConnRemap {
                 None => (NO_DEST, Some(vec![NO_DEST; ovs.svc.len()])),
             })
             .collect();
-        let identity = map.iter().enumerate().all(|(i, (ns, reals))| {
-            usize::from(*ns) == i
-                && reals
-                    .as_ref()
-                    .is_none_or(|r| r.iter().enumerate().all(|(j, &x)| usize::from(x) == j))
-        });
-        ConnRemap { map, identity }
+        let map = Rebind::new(map);
+        let identity = map.is_identity();
+        ConnRemap {
+            map: Arc::new(map),
+            identity,
+        }
     }
 
-    /// Rewrites the entries of `table` whose service or real server moved or went, walking the
-    /// whole slab (O(capacity): once per configuration change that moves or removes a service or
-    /// a real server; none otherwise).
-    pub fn apply<T: crate::conn::ConnKey>(&self, table: &mut crate::conn::Table<T>) {
-        if table.is_empty() || self.identity {
-            return;
-        }
-        // One pass over the slab, each entry written only if its indices move: an entry of a
-        // service that kept its place and its servers keeps its cache line clean.
-        for c in table.live_mut() {
-            let (svc, rs) = match self.map.get(c.svc as usize) {
-                Some((ns, None)) => (*ns, c.rs),
-                Some((ns, Some(reals))) => {
-                    (*ns, reals.get(c.rs as usize).copied().unwrap_or(NO_DEST))
-                }
-                None => (NO_DEST, NO_DEST),
-            };
-            if (svc, rs) != (c.svc, c.rs) {
-                c.svc = svc;
-                c.rs = rs;
-            }
-        }
+    /// Has the entries of `table` whose service or real server moved or went follow the change:
+    /// at once where they are handed out, the rest by the table's walk between bursts
+    /// (`Table::rebind_step`). Returns `None` for a change that moves nothing, which leaves the
+    /// table alone, else whether a walk still pending had to be finished first
+    /// (`Table::begin_rebind`).
+    pub fn apply<T: crate::conn::ConnKey>(
+        &self,
+        table: &mut crate::conn::Table<T>,
+    ) -> Option<bool> {
+        (!self.identity).then(|| table.begin_rebind(Arc::clone(&self.map)))
     }
 }
 

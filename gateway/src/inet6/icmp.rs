@@ -103,7 +103,7 @@ pub fn error<B: PacketBuf>(
     let found = v6.conns.lookup(&t).filter(|&(_, d)| d == want);
     // A parked entry (`service::parked`) no longer stands for a connection.
     let c = found
-        .and_then(|(id, _)| v6.conns.get(id).copied())
+        .and_then(|(id, _)| v6.conns.get(id).map(|c| *c))
         .filter(|c| !super::service::parked(c));
     if let (Some(c), true) = (c, from_client) {
         if c.mode == mode::NAT64 {

@@ -217,10 +217,10 @@ pub fn from_server<B: PacketBuf>(
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
     if is_tcp {
-        super::service::limit_on_state(fwd, c, change, Ticks(l3.now_ms));
+        super::service::limit_on_state(fwd, &c, change, Ticks(l3.now_ms));
     }
     fwd.count_packet(c.svc, c.rs, Dir::Reply, ip.total_len);
-    super::common::count_activity(fwd.services(), c, change.activity());
+    super::common::count_activity(fwd.services(), &c, change.activity());
     let client = c.client();
     let (cip, vip) = (client.src_ip(), client.dst_ip());
     let (tos, ttl, total) = {

@@ -162,7 +162,7 @@ pub fn to_service_segment<B: PacketBuf>(
             // that server may have changed its MAC.
             let unanswered = v6.conns.get(id);
             if let Some((server, since)) =
-                unanswered.and_then(|c| super::retry::unanswered_server(fwd, c, now))
+                unanswered.and_then(|c| super::retry::unanswered_server(fwd, &c, now))
             {
                 doubt(v6, l3, server, since);
             }
@@ -661,7 +661,7 @@ pub(super) fn reply_segment<B: PacketBuf>(
             _ => Verdict::Drop(Drop::NoConn.into(), pkt),
         };
     };
-    if v6.conns.get(id).is_some_and(parked) {
+    if v6.conns.get(id).is_some_and(|c| parked(&c)) {
         // A late packet of a connection its client has replaced.
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     }
@@ -690,10 +690,10 @@ pub(super) fn reply_segment<B: PacketBuf>(
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
     if is_tcp {
-        limit_on_state(fwd, c, change, Ticks(l3.now_ms));
+        limit_on_state(fwd, &c, change, Ticks(l3.now_ms));
     }
     fwd.count_packet(c.svc, c.rs, Dir::Reply, ip_len(v));
-    count_activity(fwd.services(), c, change.activity());
+    count_activity(fwd.services(), &c, change.activity());
     let client = c.client();
     let (cip, vip) = (client.src_ip(), client.dst_ip());
     let (src, dst) = ((vip, client.dport), (cip, client.sport));
@@ -773,7 +773,7 @@ fn expires_without_server<B: PacketBuf>(v6: &Inet6<B>, fwd: &Forwarder, id: Conn
         return false;
     };
     c.rs == NO_DEST
-        && !parked(c)
+        && !parked(&c)
         && (fwd.expire_nodest(c.svc) || !matches!(c.mode, mode::FULLNAT | mode::NAT | mode::NAT64))
 }
 

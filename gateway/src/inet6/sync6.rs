@@ -43,7 +43,7 @@ pub fn export(fwd: &Forwarder, conns: &ConnTable6, id: ConnId, now: Ticks) -> Op
         (mode::NAT64, Some(r)) => (IpAddr::V4(r.dst_ip().to_ipv4_mapped()?), r.dport),
         _ => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
     };
-    Some(ConnRecord::of_conn(c, (rs.addr, rs.port), local, now))
+    Some(ConnRecord::of_conn(&c, (rs.addr, rs.port), local, now))
 }
 
 /// `r`, right after it its translation when the SYN proxy opened it, then the persistence
@@ -129,7 +129,7 @@ impl<B: PacketBuf> Inet6<B> {
     ) -> Option<u32> {
         let end = from.saturating_add(n);
         for (id, c) in self.conns.iter_range(from, end) {
-            if !worth_syncing(c) {
+            if !worth_syncing(&c) {
                 continue;
             }
             if let Some(r) = export(fwd, &self.conns, id, now) {

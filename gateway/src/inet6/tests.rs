@@ -3394,7 +3394,7 @@ fn a_backup_parks_the_ipv6_connection_a_record_replaces() {
     let held = crate::conn::Tuple6::new(a(RS6_1), 80, a(LIP6), lport, 6);
     let (parked, dir) = b.v6.conns.lookup(&held).unwrap();
     assert_eq!(dir, crate::conn::Dir::Reply);
-    assert!(service::parked(b.v6.conns.get(parked).unwrap()));
+    assert!(service::parked(&b.v6.conns.get(parked).unwrap()));
     let filter = crate::control::proto::ConnFilter::default();
     let listed = crate::control::dump::worker_dump(0, &b, &filter, 100, 0).conns;
     assert_eq!(listed.len(), 1, "{listed:?}");

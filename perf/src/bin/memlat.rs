@@ -21,13 +21,16 @@
 //!
 //! `memlat remap [CONNECTIONS] [ROUNDS]`: what a configuration change costs a worker whose
 //! connection table holds CONNECTIONS entries (default 10,000,000; capacity 1.3 times that) of
-//! 100 services of 10 real servers: the walk that rewrites each entry's service and real-server
-//! indices (`ConnRemap::apply`, on the gateway's own table), during which the worker forwards
-//! nothing. Two changes, each undone in the same round: `service` removes the first service
-//! (every later one moves: every entry is rewritten), `server` removes the fourth real server of
-//! one service (that service's later servers move: 0.7% of the entries). The undo cannot give
-//! the first service's entries their server back: from the first round on, that hundredth of the
-//! table is `NO_DEST` and stays so. Prints each round's milliseconds a walk and the medians.
+//! 100 services of 10 real servers, on the gateway's own table. Two changes, each undone in the
+//! same round: `service` removes the first service (every later one moves: every entry is
+//! rewritten), `server` removes the fourth real server of one service (that service's later
+//! servers move). The undo cannot give the first service's entries their server back: from the
+//! first round on, that hundredth of the table is `NO_DEST` and stays so. For each change: the
+//! commit's own part (`ConnRemap::apply`, which only hands the table the map, `conn::rebind`), the
+//! walk in the worker's slices of `datapath::REBIND_SLICE_IDLE` entries (each timed: the worker
+//! forwards between them), and the undo's walk in one call, as a change that finds the walk of
+//! the one before still going finishes it (`conn_rebinds_hurried`). Prints each round's figures
+//! and the medians.
 use std::time::Instant;
 
 /// `u64`s per 64-byte line.
@@ -250,22 +253,55 @@ fn remap() {
         ("service", &full, &first_gone),
         ("server", &full, &server_gone),
     ];
-    let mut ms = vec![Vec::new(); walks.len()];
-    println!("# memlat remap: {conns} connections, capacity {capacity}; ms a walk");
+    let slice = gateway::datapath::REBIND_SLICE_IDLE;
+    // Per change: the commit's part (us), the longest and the median slice (us), the slices'
+    // sum (ms), the whole walk in one call (ms).
+    let mut figs = vec![vec![Vec::new(); 5]; walks.len()];
+    println!("# memlat remap: {conns} connections, capacity {capacity}; slices of {slice} entries");
+    println!("# round change begin_us slices slice_max_us slice_median_us sliced_ms whole_ms");
     for round in 0..rounds {
         for (w, (name, from, to)) in walks.iter().enumerate() {
             let (there, back) = (ConnRemap::new(from, to), ConnRemap::new(to, from));
             let t = Instant::now();
             there.apply(&mut table);
-            let took = t.elapsed().as_secs_f64() * 1e3;
+            let begin = t.elapsed().as_secs_f64() * 1e6;
+            let mut us = Vec::new();
+            loop {
+                let t = Instant::now();
+                let more = table.rebind_step(slice);
+                us.push(t.elapsed().as_secs_f64() * 1e6);
+                if !more || !table.rebinding() {
+                    break;
+                }
+            }
+            let sliced = us.iter().sum::<f64>() / 1e3;
+            let n = us.len();
+            us.sort_by(f64::total_cmp);
+            let (max, median) = (us[n - 1], us[n / 2]);
             back.apply(&mut table);
-            println!("round {round} {name} {took:.1}");
-            ms[w].push(took);
+            let t = Instant::now();
+            table.rebind_step(u32::MAX);
+            let whole = t.elapsed().as_secs_f64() * 1e3;
+            println!(
+                "round {round} {name} {begin:.1} {n} {max:.1} {median:.1} {sliced:.1} {whole:.1}"
+            );
+            for (f, v) in figs[w].iter_mut().zip([begin, max, median, sliced, whole]) {
+                f.push(v);
+            }
         }
     }
     for (w, (name, _, _)) in walks.iter().enumerate() {
-        let mut v = ms[w].clone();
-        v.sort_by(f64::total_cmp);
-        println!("median {name} {:.1}", v[v.len() / 2]);
+        let med: Vec<String> = figs[w]
+            .iter()
+            .map(|v| {
+                let mut v = v.clone();
+                v.sort_by(f64::total_cmp);
+                format!("{:.1}", v[v.len() / 2])
+            })
+            .collect();
+        println!(
+            "median {name} begin_us {} slice_max_us {} slice_median_us {} sliced_ms {} whole_ms {}",
+            med[0], med[1], med[2], med[3], med[4]
+        );
     }
 }

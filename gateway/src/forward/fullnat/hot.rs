@@ -64,7 +64,7 @@ impl Forwarder {
             && self
                 .table
                 .get(id)
-                .is_some_and(|c| c.reply().is_some() && is_hot_entry(c))
+                .is_some_and(|c| c.reply().is_some() && is_hot_entry(&c))
     }
 
     /// `forward_body` for a TCP segment with ACK and none of SYN, FIN and RST on established

@@ -96,7 +96,7 @@ impl Forwarder {
             (mode::FULLNAT, Some(r)) => (r.dst_ip().into(), r.dport),
             _ => (Ipv4Addr::UNSPECIFIED.into(), 0),
         };
-        Some(ConnRecord::of_conn(c, (rs.addr, rs.port), local, now))
+        Some(ConnRecord::of_conn(&c, (rs.addr, rs.port), local, now))
     }
 
     /// Applies a record the primary sent: installs its connection, or brings the one here up to
@@ -367,7 +367,7 @@ impl Forwarder {
             // Neither a TCP connection still in its handshake nor a UDP flow not known to be in
             // use is sent, as the log sends neither: a flood's would fill the backup's table with
             // entries it takes as answered.
-            if !self.table.get(id).is_some_and(worth_syncing) {
+            if !self.table.get(id).is_some_and(|c| worth_syncing(&c)) {
                 continue;
             }
             if let Some(rec) = self.export(id, now) {

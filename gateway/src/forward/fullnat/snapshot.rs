@@ -118,7 +118,7 @@ impl Forwarder {
                 self.services.old_indices(&services)
             };
         let remap = ConnRemap::with_old_indices(&self.services, &services, &old_of);
-        remap.apply(&mut self.table);
+        self.follow(&remap);
         self.adopt_limits(&services, &old_of);
         let kept: Vec<Option<usize>> = services
             .services
@@ -184,6 +184,11 @@ impl Forwarder {
         }
         self.services = services;
         Some(remap)
+    }
+
+    /// Has the IPv4 table follow `remap` (`conn::rebind`), counted.
+    fn follow(&mut self, remap: &ConnRemap) {
+        count_rebind(&mut self.stats, remap, &mut self.table);
     }
 
     /// Adopts the new snapshot's per-client limits (`limit`): their open connections' counts
@@ -304,5 +309,18 @@ impl Forwarder {
                 .or_default()
                 .add(&gone);
         }
+    }
+}
+
+/// Has `table` (either family's) follow `remap`, counting in `stats` the walk it begins and the
+/// one it had to finish first (`conn_rebinds`, `conn_rebinds_hurried`).
+pub fn count_rebind<T: crate::conn::ConnKey>(
+    stats: &mut crate::counters::FwdStats,
+    remap: &ConnRemap,
+    table: &mut crate::conn::Table<T>,
+) {
+    if let Some(hurried) = remap.apply(table) {
+        stats.rebinds_hurried += u64::from(hurried);
+        stats.rebinds += u64::from(table.rebinding());
     }
 }

@@ -649,7 +649,7 @@ fn held_data_of_a_connection_given_up_does_not_reach_the_next_one() {
             .v6
             .conns
             .get(id)
-            .is_some_and(crate::inet6::service::parked);
+            .is_some_and(|c| crate::inet6::service::parked(&c));
         assert_eq!((dp.v6.conns.len(), parked), (usize::from(!nat), !nat));
         let ack = client("A", isn + 1, synack.seq.wrapping_add(1), &[], &[]);
         let syn = sent(dp.process(ack, &meta(0)));
