@@ -864,7 +864,7 @@ impl Forwarder {
         now: Ticks,
         (failed, rx_port): (u16, u16),
     ) -> Verdict<B> {
-        if let Some(svc) = self.table.get(id).map(|c| c.svc) {
+        if let Some(svc) = self.table.get_current(id).map(|c| c.svc) {
             self.limits.refund(svc, tuple.src_ip().into());
         }
         self.renew(l3, pkt, v, id, tuple, now, (Some(failed), rx_port))
@@ -948,7 +948,7 @@ impl Forwarder {
     /// client tuple no packet carries (LIP:lport -> RIP:rport, the forward tuple as the real server
     /// sees it: unique since the reply tuple is), anything else is removed.
     fn retire(&mut self, id: ConnId, now: Ticks) {
-        let Some(c) = self.table.get(id).map(|c| *c) else {
+        let Some(c) = self.table.get_current(id).copied() else {
             return;
         };
         let reply = match (c.mode, c.reply()) {
@@ -1317,7 +1317,9 @@ impl Forwarder {
         if ended(old) == ended(new) {
             return;
         }
-        let Some(c) = self.table.get(id) else { return };
+        let Some(c) = self.table.get_current(id) else {
+            return;
+        };
         let (svc, client) = (c.svc, c.client().src_ip().into());
         match ended(new) {
             true => self.limits.gone(svc, client),
@@ -1412,16 +1414,28 @@ impl Forwarder {
         let ip = &v.ip;
         let is_tcp = ip.protocol == IpProtocol::TCP;
         let mut proxied = false;
-        if let Some(c) = self.table.get(id) {
-            proxied = c.ext & PROXIED != 0;
-            if c.flags().contains(PARKED) {
+        let found = self.table.get_current(id).map(|c| {
+            (
+                c.ext & PROXIED != 0,
+                c.flags().contains(PARKED),
+                c.svc,
+                c.rs,
+            )
+        });
+        if let Some((is_proxied, parked, svc, rs)) = found {
+            proxied = is_proxied;
+            if parked {
                 // A late packet of a connection its client has replaced.
                 return Verdict::Drop(Drop::NoConn.into(), pkt);
             }
-            if c.rs == NO_DEST && self.expire_nodest(c.svc) {
+            if rs == NO_DEST && self.expire_nodest(svc) {
                 // IPVS expires the entry and schedules the packet afresh; only a UDP datagram (or a
                 // SYN, handled before) can start a connection.
-                let client = c.client();
+                let client = self
+                    .table
+                    .get_current(id)
+                    .map(|c| c.client())
+                    .unwrap_or_default();
                 self.drop_connection(id);
                 if !is_tcp && dir == Dir::Original {
                     self.stats.resched_udp_removed += 1;

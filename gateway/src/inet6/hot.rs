@@ -76,7 +76,8 @@ fn plan<B: PacketBuf>(
     {
         return None;
     }
-    let c = v6.conns.get(id)?;
+    // Settled by the callers (`Table::settle`).
+    let c = v6.conns.get_settled(id)?;
     let reply = c.reply()?;
     if c.flags().bits() & MASK != WANT || c.state() != State::Established || c.mode != mode::FULLNAT
     {
@@ -148,6 +149,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
     dir: Dir,
     flags: u8,
 ) -> Result<Verdict<B>, B> {
+    v6.conns.settle(id);
     let Some(Plan {
         src,
         dst,
@@ -184,7 +186,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
 /// verified: a plain ACK `forward_hot` takes, as IPv4's (`Forwarder::forwards_unverified` says
 /// why). Changes nothing.
 pub(super) fn forwards_unverified<B: PacketBuf>(
-    v6: &Inet6<B>,
+    v6: &mut Inet6<B>,
     l3: &L3<B>,
     fwd: &Forwarder,
     v: &Ipv6In,
@@ -194,9 +196,11 @@ pub(super) fn forwards_unverified<B: PacketBuf>(
         return false;
     }
     let tuple = crate::conn::Tuple6::new(v.src, seg.sport, v.dst, seg.dport, v.proto.0);
-    v6.conns
-        .resolve(&tuple, seg.pre)
-        .is_some_and(|(id, dir)| plan(v6, l3, fwd, v, id, dir, seg.flags).is_some())
+    let Some((id, dir)) = v6.conns.resolve(&tuple, seg.pre) else {
+        return false;
+    };
+    v6.conns.settle(id);
+    plan(v6, l3, fwd, v, id, dir, seg.flags).is_some()
 }
 
 /// Whether the general path takes a segment to `dst` for a real server's reply: `dst` is a local
