@@ -280,17 +280,42 @@ fn a_service_moved_by_a_change_keeps_its_traffic() {
     let text = LAB_CONFIG.replacen(first, &format!("{added}{first}"), 1);
     let v = Config::parse(&text).unwrap().validate().unwrap();
     let old = dp.fwd.services().clone();
-    let new = Arc::new(ServiceTable::new(2, v.services, Some(&old)).unwrap());
+    let new = Arc::new(ServiceTable::new(2, v.services.clone(), Some(&old)).unwrap());
     assert!(
         Arc::ptr_eq(&old.services[0].svc, &new.services[1].svc),
         "the TCP service is shared, one place further"
     );
     dp.fwd.set_services(new).unwrap();
     assert_eq!((traffic_of(&dp, RS1), traffic_of(&dp, RS2)), before);
-    // The connections it carries still count on their servers.
+    // The table was handed the change, not walked (`conn::rebind`): the connections it carries
+    // still count on their servers, each following the change as its packet comes.
+    assert!(dp.fwd.table().rebinding());
+    assert_eq!((dp.fwd.stats.rebinds, dp.fwd.stats.rebinds_hurried), (1, 0));
     assert!(tx(dp.process(client_tcp(40000, false), &RxMeta::default())));
     let after = traffic_of(&dp, RS1).inpkts + traffic_of(&dp, RS2).inpkts;
     assert_eq!(after, before.0.inpkts + before.1.inpkts + 1);
+    // The worker's walk ends it, a slice a round; then as before.
+    let mut rounds = 0;
+    while dp.rebind_step(false) {
+        rounds += 1;
+        assert!(rounds <= dp.fwd.table().capacity(), "the walk does not end");
+    }
+    assert!(!dp.fwd.table().rebinding());
+    assert_eq!(rounds, dp.fwd.table().capacity().div_ceil(1024));
+    assert!(tx(dp.process(client_tcp(40001, false), &RxMeta::default())));
+    let walked = traffic_of(&dp, RS1).inpkts + traffic_of(&dp, RS2).inpkts;
+    assert_eq!(walked, after + 1);
+    // A change back before the walk of the next ends finishes that walk at once.
+    let lab = Config::parse(LAB_CONFIG).unwrap().validate().unwrap();
+    let there = Arc::new(ServiceTable::new(3, lab.services, Some(dp.fwd.services())).unwrap());
+    dp.fwd.set_services(there).unwrap();
+    assert!(dp.fwd.table().rebinding());
+    let back = Arc::new(ServiceTable::new(4, v.services, Some(dp.fwd.services())).unwrap());
+    dp.fwd.set_services(back).unwrap();
+    assert_eq!((dp.fwd.stats.rebinds, dp.fwd.stats.rebinds_hurried), (3, 1));
+    assert!(tx(dp.process(client_tcp(40000, false), &RxMeta::default())));
+    let last = traffic_of(&dp, RS1).inpkts + traffic_of(&dp, RS2).inpkts;
+    assert_eq!(last, walked + 1);
 }
 
 /// An access list's counts stay with its service through a change that moves it, and start
