@@ -121,8 +121,8 @@ counters! {
         server_stale_answer,
         /// Configuration changes whose moved or removed services or real servers the connection
         /// tables (IPv4's and IPv6's, each counted) began to follow, walked a slice a poll round
-        /// (`conn::rebind`), and those that found the walk of the change before still going and
-        /// finished it at once, the worker forwarding nothing meanwhile.
+        /// (`conn::rebind`), and those that found 15 changes' walk still going and finished it at
+        /// once, the worker forwarding nothing meanwhile.
         rebinds => "conn_rebinds",
         rebinds_hurried => "conn_rebinds_hurried",
     }

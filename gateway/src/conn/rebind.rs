@@ -14,13 +14,15 @@
 //! `Table::rebind_step`, which the worker makes once a poll round, whichever comes first. So no
 //! reader ever sees an entry's old indices, and the worker forwards between slices.
 //!
-//! An entry knows whether it has followed the latest change by one bit of its state byte,
-//! compared with the table's: a rebind flips the table's bit (every live entry is then behind),
-//! an entry created since is given the current one, and the walk leaves no live entry behind
-//! before the rebind ends. The map is applied to an entry exactly once: applying it twice would
-//! move an index that had already moved. A change that comes before the walk of the one before
-//! it ended finishes that walk first (counted, `conn_rebinds_hurried`): the stall that once came
-//! with every change then comes with two changes in quick succession only.
+//! An entry knows which changes it has followed by a count, modulo 16, in the top four bits of
+//! its state byte, compared with the table's: a change increments the table's (every live entry
+//! is then behind it), an entry created since is given the current count, and the walk leaves no
+//! live entry behind before the changes are forgotten. Each map is applied to an entry exactly
+//! once, in order: applying one twice would move an index that had already moved. Changes that
+//! come before the walk of the ones before them ended are kept, up to 15, an entry behind several
+//! following each in turn, and the walk starts again from the first slot; a sixteenth finishes
+//! the walk first (counted, `conn_rebinds_hurried`): the stall that once came with every change
+//! then comes once in 16 changes in quick succession.
 
 /// An index that names nothing: the service or real server is gone (the datapath's `NO_DEST`).
 pub const NO_INDEX: u16 = u16::MAX;

@@ -12,10 +12,16 @@ use super::tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// The bit of an entry's state byte that says which configuration change the entry has followed
-/// (`rebind`): an entry whose bit is not the table's `epoch` still carries indices of the
-/// snapshot before the pending rebind.
-const EPOCH: u8 = 0x80;
+/// The bits of an entry's state byte (the state takes the low four) that count, modulo 16, the
+/// configuration changes the entry has followed (`rebind`): an entry whose count is not the
+/// table's `epoch` still carries indices of a snapshot before the latest change.
+const EPOCH_SHIFT: u32 = 4;
+const EPOCH_MASK: u8 = 0xf0;
+const _: () = assert!(STATES <= 1 << EPOCH_SHIFT);
+
+/// Changes whose maps a table keeps while entries have not all followed them: a sixteenth would
+/// make the four-bit count ambiguous, and finishes the walk first (`Table::begin_rebind`).
+pub const MAX_PENDING_REBINDS: usize = 15;
 
 /// Memory per connection when the index is at its maximum load (3/4): the entry, its two index
 /// slots and its places in the queues of half-open connections, of connections in TIME_WAIT and
@@ -187,7 +193,7 @@ impl<T: ConnKey> ConnOf<T> {
     }
 
     pub fn state(&self) -> State {
-        State::from_u8(self.state & !EPOCH)
+        State::from_u8(self.state & !EPOCH_MASK)
     }
 
     /// A live TCP entry that never reached ESTABLISHED: what a SYN flood leaves behind, and what
@@ -238,20 +244,27 @@ impl<T: ConnKey> ConnOf<T> {
 
     /// Sets the state, keeping the entry's rebind bit.
     fn set_state(&mut self, s: State) {
-        self.state = s as u8 | (self.state & EPOCH);
+        self.state = s as u8 | (self.state & EPOCH_MASK);
     }
 
-    /// Whether the entry still carries the indices of the snapshot before the pending rebind.
+    /// Whether the entry still carries the indices of a snapshot before the latest change
+    /// (`epoch`: the table's count, in the state byte's place).
     #[inline(always)]
     fn is_behind(&self, epoch: u8) -> bool {
-        self.state & EPOCH != epoch
+        self.state & EPOCH_MASK != epoch
     }
 
-    /// Gives the entry the new indices of `r` and the table's current rebind bit `epoch`.
+    /// Gives the entry the indices of the latest change, `maps` being the changes not every entry
+    /// has followed, oldest first (the entry has followed the ones before its count), and the
+    /// table's count `epoch`.
     #[inline]
-    fn follow(&mut self, r: &Rebind, epoch: u8) {
-        (self.svc, self.rs) = r.apply(self.svc, self.rs);
-        self.state = (self.state & !EPOCH) | epoch;
+    fn follow(&mut self, maps: &[Arc<Rebind>], epoch: u8) {
+        let behind = usize::from(epoch.wrapping_sub(self.state & EPOCH_MASK) >> EPOCH_SHIFT);
+        debug_assert!(behind <= maps.len(), "an entry behind the changes kept");
+        for r in &maps[maps.len().saturating_sub(behind)..] {
+            (self.svc, self.rs) = r.apply(self.svc, self.rs);
+        }
+        self.state = (self.state & !EPOCH_MASK) | epoch;
     }
 }
 
@@ -377,11 +390,12 @@ pub struct Table<T> {
     udp_queue: IdRing,
     /// Tuples ever added to the index: a lookup that missed still misses while this is unchanged.
     indexed: u64,
-    /// A configuration change's map that live entries behind it (`ConnOf::is_behind`) have not
-    /// followed yet, and the next slot its walk looks at (`rebind`).
-    rebind: Option<Arc<Rebind>>,
+    /// The configuration changes' maps that live entries behind them (`ConnOf::is_behind`) may
+    /// not have followed yet, oldest first (at most `MAX_PENDING_REBINDS`, room for all of them
+    /// taken at creation), and the next slot the walk looks at (`rebind`).
+    rebinds: Vec<Arc<Rebind>>,
     rebind_at: u32,
-    /// The rebind bit of entries that follow the latest change: 0 or `EPOCH`.
+    /// The count of changes of entries that follow the latest one, in the state byte's place.
     epoch: u8,
 }
 
@@ -420,7 +434,7 @@ impl<T: ConnKey> Table<T> {
             time_wait_queue: IdRing::new(capacity),
             udp_queue: IdRing::new(capacity),
             indexed: 0,
-            rebind: None,
+            rebinds: Vec::with_capacity(MAX_PENDING_REBINDS),
             rebind_at: 0,
             epoch: 0,
         }
@@ -834,8 +848,8 @@ impl<T: ConnKey> Table<T> {
     #[inline(always)]
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut ConnOf<T>> {
         let c = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())?;
-        if self.rebind.is_some() && c.is_behind(self.epoch) {
-            follow_now(c, self.rebind.as_deref(), self.epoch);
+        if !self.rebinds.is_empty() && c.is_behind(self.epoch) {
+            follow_now(c, &self.rebinds, self.epoch);
         }
         Some(c)
     }
@@ -850,9 +864,9 @@ impl<T: ConnKey> Table<T> {
     /// `c` as it is once it has followed a pending rebind: itself, or a copy that has.
     #[inline(always)]
     fn as_current<'a>(&'a self, c: &'a ConnOf<T>) -> Cow<'a, ConnOf<T>> {
-        if self.rebind.is_some() && c.is_behind(self.epoch) {
+        if !self.rebinds.is_empty() && c.is_behind(self.epoch) {
             let mut moved = *c;
-            follow_now(&mut moved, self.rebind.as_deref(), self.epoch);
+            follow_now(&mut moved, &self.rebinds, self.epoch);
             Cow::Owned(moved)
         } else {
             Cow::Borrowed(c)
@@ -874,56 +888,61 @@ impl<T: ConnKey> Table<T> {
     pub fn get_settled(&self, id: ConnId) -> Option<&ConnOf<T>> {
         let c = self.slab.get(id.0 as usize).filter(|c| c.is_live())?;
         debug_assert!(
-            self.rebind.is_none() || !c.is_behind(self.epoch),
+            self.rebinds.is_empty() || !c.is_behind(self.epoch),
             "entry {id:?} read before it followed the pending rebind"
         );
         Some(c)
     }
 
     /// Takes a configuration change's map of indices (`rebind`): every live entry is behind it
-    /// until handed out or walked (`rebind_step`). A rebind still pending is finished first,
-    /// its walk done at once; returns whether one was (`conn_rebinds_hurried`). An empty table
-    /// has nothing to rebind.
+    /// until handed out or walked (`rebind_step`), and the walk starts again from the first slot.
+    /// With [`MAX_PENDING_REBINDS`] changes pending, the walk is finished first, at once; returns
+    /// whether it was (`conn_rebinds_hurried`). An empty table has nothing to rebind.
     pub fn begin_rebind(&mut self, r: Arc<Rebind>) -> bool {
-        let hurried = self.rebind_step(u32::MAX);
-        if self.len > 0 {
-            self.epoch ^= EPOCH;
-            self.rebind = Some(r);
-            self.rebind_at = 0;
+        let hurried = self.rebinds.len() == MAX_PENDING_REBINDS;
+        if hurried {
+            self.rebind_step(u32::MAX);
         }
+        if self.len == 0 {
+            self.rebinds.clear();
+            return hurried;
+        }
+        self.epoch = self.epoch.wrapping_add(1 << EPOCH_SHIFT);
+        self.rebinds.push(r);
+        self.rebind_at = 0;
         hurried
     }
 
-    /// Walks up to `slots` more slots of a pending rebind, each live entry behind it made to
-    /// follow it; the rebind ends at the slab's end. Returns whether one was pending.
+    /// Walks up to `slots` more slots of the pending changes, each live entry behind them made to
+    /// follow them; the changes are forgotten at the slab's end. Returns whether any was pending.
     pub fn rebind_step(&mut self, slots: u32) -> bool {
         let Table {
             slab,
-            rebind,
+            rebinds,
             rebind_at,
             epoch,
             ..
         } = self;
-        let Some(r) = rebind else {
+        if rebinds.is_empty() {
             return false;
-        };
+        }
         let start = *rebind_at as usize;
         let end = start.saturating_add(slots as usize).min(slab.len());
         for c in &mut slab[start..end] {
             if c.is_live() && c.is_behind(*epoch) {
-                c.follow(r, *epoch);
+                c.follow(rebinds, *epoch);
             }
         }
         *rebind_at = end as u32;
         if end == slab.len() {
-            *rebind = None;
+            rebinds.clear();
         }
         true
     }
 
     /// Whether a rebind is pending (its walk has not ended).
     pub fn rebinding(&self) -> bool {
-        self.rebind.is_some()
+        !self.rebinds.is_empty()
     }
 
     /// Updates the state for a packet from `dir` with TCP flags `tcp_flags` (ignored for UDP)
@@ -1116,10 +1135,8 @@ impl<T: ConnKey> Table<T> {
 /// not reached comes here.
 #[cold]
 #[inline(never)]
-fn follow_now<T: ConnKey>(c: &mut ConnOf<T>, rebind: Option<&Rebind>, epoch: u8) {
-    if let Some(r) = rebind {
-        c.follow(r, epoch);
-    }
+fn follow_now<T: ConnKey>(c: &mut ConnOf<T>, maps: &[Arc<Rebind>], epoch: u8) {
+    c.follow(maps, epoch);
 }
 
 /// The 32 hash bits the index keeps of tuple `t` under `key`.
@@ -1706,11 +1723,12 @@ mod tests {
         assert_eq!(seen, [(2, 0)]);
     }
 
-    /// A change that comes before the walk of the one before it ended finishes that walk first
-    /// (and says so): each entry follows both maps, in order, once each. A change to an empty
-    /// table begins no walk.
+    /// Changes that come before the walk of the ones before them ended are followed in order,
+    /// once each, and the walk starts again; a change that finds [`MAX_PENDING_REBINDS`]
+    /// pending finishes their walk first (and says so). A change to an empty table begins no
+    /// walk.
     #[test]
-    fn a_second_change_finishes_the_first_walk() {
+    fn changes_in_quick_succession_are_followed_in_order() {
         let mut t = table(64);
         let ids: Vec<ConnId> = (0..4u32)
             .map(|i| {
@@ -1718,9 +1736,10 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        t.begin_rebind(moving_map());
+        assert!(!t.begin_rebind(moving_map()));
         assert!(t.rebind_step(2));
-        assert!(t.begin_rebind(moving_map()), "the first walk was pending");
+        assert!(!t.begin_rebind(moving_map()), "two changes pending");
+        assert_eq!(t.rebind_at, 0, "the walk starts again");
         let got: Vec<(u16, u16)> = ids
             .iter()
             .map(|&id| {
@@ -1729,8 +1748,25 @@ mod tests {
             })
             .collect();
         // 0 -> 0 -> 0; 1 -> 2 -> 1 (server 1 -> 0 -> 0); 2 -> 1 -> 2 (server 1 -> 1 -> 0); 3 goes.
-        assert_eq!(got, [(0, 1), (1, 0), (2, 0), (NO_INDEX, NO_INDEX)]);
-        while t.rebind_step(u32::MAX) {}
+        let want = [(0, 1), (1, 0), (2, 0), (NO_INDEX, NO_INDEX)];
+        assert_eq!(got, want);
+        while t.rebind_step(5) {}
+        for (&id, &w) in ids.iter().zip(&want) {
+            let c = &t.slab[id.0 as usize];
+            assert_eq!((c.svc, c.rs), w);
+        }
+        // Service i moves to i + 1 at each change: 16 changes take entry 0 to 16, the sixteenth
+        // finishing the walk of the fifteen before it.
+        let next = Arc::new(Rebind::new((0..32u16).map(|i| (i + 1, None)).collect()));
+        let id = ids[0];
+        for k in 1..=MAX_PENDING_REBINDS {
+            assert!(!t.begin_rebind(Arc::clone(&next)), "change {k}");
+        }
+        assert_eq!(t.get(id).map(|c| c.svc), Some(15));
+        assert_eq!(t.slab[id.0 as usize].svc, 0, "not walked");
+        assert!(t.begin_rebind(next), "the sixteenth");
+        assert_eq!(t.slab[id.0 as usize].svc, 15, "walked at once");
+        assert_eq!(t.get(id).map(|c| c.svc), Some(16));
         let mut empty = table(16);
         assert!(!empty.begin_rebind(moving_map()));
         assert!(!empty.rebinding());

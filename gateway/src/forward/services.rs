@@ -403,7 +403,7 @@ impl ConnRemap {
     /// Has the entries of `table` whose service or real server moved or went follow the change:
     /// at once where they are handed out, the rest by the table's walk between bursts
     /// (`Table::rebind_step`). Returns `None` for a change that moves nothing, which leaves the
-    /// table alone, else whether a walk still pending had to be finished first
+    /// table alone, else whether the walk of the changes still pending had to be finished first
     /// (`Table::begin_rebind`).
     pub fn apply<T: crate::conn::ConnKey>(
         &self,
