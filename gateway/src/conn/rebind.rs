@@ -8,11 +8,13 @@
 //! packet arriving meanwhile waiting and the receive ring overflowing. IPVS and DPVS have no such
 //! walk: their connections point at the destination itself.
 //!
-//! Here a table takes the change's map ([`Rebind`]) at once (`Table::begin_rebind`, O(1)) and
-//! rewrites each entry when it is first handed out after it (`get`, `get_mut`, `remove`,
-//! `iter_range`, the expiry callback) or when the walk reaches it, a slice of the slab per call of
-//! `Table::rebind_step`, which the worker makes once a poll round, whichever comes first. So no
-//! reader ever sees an entry's old indices, and the worker forwards between slices.
+//! Here a table takes the change's map ([`Rebind`]) at once (`Table::begin_rebind`, O(1)). An
+//! entry is rewritten, in place, when it is settled (`get_mut` and what is built on it: `remove`,
+//! `get_current`, `settle`, the expiry callback) or when the walk reaches it, a slice of the slab
+//! per call of `Table::rebind_step`, which the worker makes once a poll round, whichever comes
+//! first; meanwhile `get` and `iter_range` hand out a copy that has followed the change, the slab
+//! left as it is. So no reader ever sees an entry's old indices, and the worker forwards between
+//! slices.
 //!
 //! An entry knows which changes it has followed by a count, modulo 16, in the top four bits of
 //! its state byte, compared with the table's: a change increments the table's (every live entry
@@ -20,9 +22,9 @@
 //! live entry behind before the changes are forgotten. Each map is applied to an entry exactly
 //! once, in order: applying one twice would move an index that had already moved. Changes that
 //! come before the walk of the ones before them ended are kept, up to 15, an entry behind several
-//! following each in turn, and the walk starts again from the first slot; a sixteenth finishes
-//! the walk first (counted, `conn_rebinds_hurried`): the stall that once came with every change
-//! then comes once in 16 changes in quick succession.
+//! following each in turn, and the walk starts again from the first slot; a change that finds 15
+//! pending finishes their walk first (counted, `conn_rebinds_hurried`): the stall that once came
+//! with every change then comes at most once in 15 changes in quick succession.
 
 /// An index that names nothing: the service or real server is gone (the datapath's `NO_DEST`).
 pub const NO_INDEX: u16 = u16::MAX;

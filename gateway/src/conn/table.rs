@@ -242,7 +242,7 @@ impl<T: ConnKey> ConnOf<T> {
         self.flags & ConnFlags::LIVE != 0
     }
 
-    /// Sets the state, keeping the entry's rebind bit.
+    /// Sets the state, keeping the entry's count of changes followed (`EPOCH_MASK`).
     fn set_state(&mut self, s: State) {
         self.state = s as u8 | (self.state & EPOCH_MASK);
     }
@@ -895,17 +895,20 @@ impl<T: ConnKey> Table<T> {
     }
 
     /// Takes a configuration change's map of indices (`rebind`): every live entry is behind it
-    /// until handed out or walked (`rebind_step`), and the walk starts again from the first slot.
+    /// until settled (`get_mut` and the others that settle in place) or walked (`rebind_step`),
+    /// `get` and `iter_range` giving a copy that has followed it meanwhile; the walk starts again
+    /// from the first slot.
     /// With [`MAX_PENDING_REBINDS`] changes pending, the walk is finished first, at once; returns
     /// whether it was (`conn_rebinds_hurried`). An empty table has nothing to rebind.
     pub fn begin_rebind(&mut self, r: Arc<Rebind>) -> bool {
+        if self.len == 0 {
+            // No entry to follow any of them.
+            self.rebinds.clear();
+            return false;
+        }
         let hurried = self.rebinds.len() == MAX_PENDING_REBINDS;
         if hurried {
             self.rebind_step(u32::MAX);
-        }
-        if self.len == 0 {
-            self.rebinds.clear();
-            return hurried;
         }
         self.epoch = self.epoch.wrapping_add(1 << EPOCH_SHIFT);
         self.rebinds.push(r);
@@ -1686,9 +1689,19 @@ mod tests {
             "service 2 moved to 1 and stays there"
         );
         assert_eq!(t.get_mut(ids[2]).map(|c| (c.svc, c.rs)), Some((1, 0)));
-        // State changes keep an entry's rebind bit.
+        // State changes keep an entry's count of changes followed: a packet's, a sync record's
+        // (`refresh`), a parked entry's.
         t.on_packet(ids[2], Dir::Original, SYN, Ticks(1));
         assert_eq!(seen(&t, ids[2]), (1, 0));
+        t.refresh(ids[2], State::Established, 1000, Ticks(1));
+        assert_eq!(seen(&t, ids[2]), (1, 0));
+        t.park(ids[1], client(30), Ticks(1)).unwrap();
+        assert_eq!(seen(&t, ids[1]), (2, NO_INDEX));
+        // Settled in place by the hot paths' accessors.
+        assert_eq!(t.get_current(ids[4]).map(|c| (c.svc, c.rs)), Some(want[4]));
+        assert_eq!(raw(&t, ids[4]), want[4]);
+        t.settle(ids[6]);
+        assert_eq!(t.get_settled(ids[6]).map(|c| (c.svc, c.rs)), Some(want[6]));
         // Removed: handed back moved.
         let gone = t.remove(ids[5]).unwrap();
         assert_eq!((gone.svc, gone.rs), (2, 0));

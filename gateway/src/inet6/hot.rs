@@ -184,7 +184,8 @@ pub(super) fn forward_hot<B: PacketBuf>(
 
 /// Whether the general path forwards this segment (`seg`, to `v.dst`) without its TCP checksum
 /// verified: a plain ACK `forward_hot` takes, as IPv4's (`Forwarder::forwards_unverified` says
-/// why). Changes nothing.
+/// why). Changes nothing but the connection's entry, settled (`Table::settle`: it follows a
+/// pending configuration change, as its next packet would make it).
 pub(super) fn forwards_unverified<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &L3<B>,

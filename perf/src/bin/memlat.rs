@@ -28,9 +28,9 @@
 //! first round on, that hundredth of the table is `NO_DEST` and stays so. For each change: the
 //! commit's own part (`ConnRemap::apply`, which only hands the table the map, `conn::rebind`), the
 //! walk in the worker's slices of `datapath::REBIND_SLICE_IDLE` entries (each timed: the worker
-//! forwards between them), and the undo's walk in one call, as a change that finds the walk of
-//! the one before still going finishes it (`conn_rebinds_hurried`). Prints each round's figures
-//! and the medians.
+//! forwards between them), and the undo's walk in one call, as a change that finds 15 changes
+//! pending finishes their walk (`conn_rebinds_hurried`). Prints each round's figures and the
+//! medians.
 use std::time::Instant;
 
 /// `u64`s per 64-byte line.

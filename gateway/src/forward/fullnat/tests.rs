@@ -280,7 +280,7 @@ fn a_service_moved_by_a_change_keeps_its_traffic() {
     let text = LAB_CONFIG.replacen(first, &format!("{added}{first}"), 1);
     let v = Config::parse(&text).unwrap().validate().unwrap();
     let old = dp.fwd.services().clone();
-    let new = Arc::new(ServiceTable::new(2, v.services.clone(), Some(&old)).unwrap());
+    let new = Arc::new(ServiceTable::new(2, v.services, Some(&old)).unwrap());
     assert!(
         Arc::ptr_eq(&old.services[0].svc, &new.services[1].svc),
         "the TCP service is shared, one place further"
@@ -305,14 +305,40 @@ fn a_service_moved_by_a_change_keeps_its_traffic() {
     assert!(tx(dp.process(client_tcp(40001, false), &RxMeta::default())));
     let walked = traffic_of(&dp, RS1).inpkts + traffic_of(&dp, RS2).inpkts;
     assert_eq!(walked, after + 1);
-    // A change back before the walk of the next ends: both followed, in order, no walk hurried.
-    let lab = Config::parse(LAB_CONFIG).unwrap().validate().unwrap();
-    let there = Arc::new(ServiceTable::new(3, lab.services, Some(dp.fwd.services())).unwrap());
-    dp.fwd.set_services(there).unwrap();
+    // Two changes before the walk ends, neither undoing the other: two services put before the
+    // rest (the TCP service from 1 to 3), then one of them removed (to 2). Both followed, in
+    // order, no walk hurried: with either map alone, or both in the other order, its connections
+    // would count on another service, or on none.
+    let svc = |last: u8, lip: u8| {
+        format!(
+            "[[service]]\nvip = \"10.10.0.{last}\"\nport = 82\nprotocol = \"tcp\"\n\
+             local_addresses = [\"10.20.0.{lip}\"]\n[[service.real]]\naddress = \"10.20.0.13\"\n\n"
+        )
+    };
+    let (s102, s103) = (svc(102, 203), svc(103, 204));
+    let change = |dp: &mut Datapath<VecBuf>, gen: u64, text: &str| {
+        let v = Config::parse(text).unwrap().validate().unwrap();
+        let s = ServiceTable::new(gen, v.services, Some(dp.fwd.services())).unwrap();
+        dp.fwd.set_services(Arc::new(s)).unwrap();
+    };
+    change(
+        &mut dp,
+        3,
+        &LAB_CONFIG.replacen(first, &format!("{s102}{s103}{added}{first}"), 1),
+    );
+    change(
+        &mut dp,
+        4,
+        &LAB_CONFIG.replacen(first, &format!("{s102}{added}{first}"), 1),
+    );
     assert!(dp.fwd.table().rebinding());
-    let back = Arc::new(ServiceTable::new(4, v.services, Some(dp.fwd.services())).unwrap());
-    dp.fwd.set_services(back).unwrap();
     assert_eq!((dp.fwd.stats.rebinds, dp.fwd.stats.rebinds_hurried), (3, 0));
+    let tcp = dp.fwd.services().services[2].svc.config();
+    assert_eq!(
+        (tcp.vip, tcp.vport),
+        (VIP.into(), 80),
+        "the TCP service at 2"
+    );
     assert!(tx(dp.process(client_tcp(40000, false), &RxMeta::default())));
     let last = traffic_of(&dp, RS1).inpkts + traffic_of(&dp, RS2).inpkts;
     assert_eq!(last, walked + 1);
