@@ -118,7 +118,7 @@ impl Forwarder {
                 self.services.old_indices(&services)
             };
         let remap = ConnRemap::with_old_indices(&self.services, &services, &old_of);
-        self.follow(&remap);
+        count_rebind(&mut self.stats, &remap, &mut self.table);
         self.adopt_limits(&services, &old_of);
         let kept: Vec<Option<usize>> = services
             .services
@@ -184,11 +184,6 @@ impl Forwarder {
         }
         self.services = services;
         Some(remap)
-    }
-
-    /// Has the IPv4 table follow `remap` (`conn::rebind`), counted.
-    fn follow(&mut self, remap: &ConnRemap) {
-        count_rebind(&mut self.stats, remap, &mut self.table);
     }
 
     /// Adopts the new snapshot's per-client limits (`limit`): their open connections' counts
