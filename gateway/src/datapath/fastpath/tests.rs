@@ -10,6 +10,7 @@ use crate::testkit::*;
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// The lab's FullNAT services, a NAT one, a DR one, a SYN-proxied FullNAT one and a NAT64 one
 /// (IPv6 clients, an IPv4 real server answering to an IPv4 LIP of the IPv6 service, which the
@@ -763,6 +764,28 @@ fn tcp_checksum_verifies(frame: &[u8]) -> bool {
     crate::wire::verify_ipv4_l4_checksum(frame, parsed.l3_off, &parsed.ip.unwrap())
 }
 
+/// A new snapshot of `dp`'s services in the reverse order, committed as a worker commits it: every
+/// service's index moves, and both connection tables follow lazily.
+fn reverse_services(dp: &mut Datapath<VecBuf>) {
+    let old = Arc::clone(dp.fwd.services());
+    let specs: Vec<_> = old
+        .services
+        .iter()
+        .rev()
+        .map(|vs| {
+            let opts = crate::forward::SvcOptions {
+                toa: vs.toa,
+                lips6: vs.lips6.clone(),
+                ..Default::default()
+            };
+            (vs.svc.config().clone(), vs.lips.clone(), opts)
+        })
+        .collect();
+    let new = crate::forward::ServiceTable::new(old.generation + 1, specs, Some(&old)).unwrap();
+    let prepared = dp.fwd.prepare_services(Arc::new(new)).unwrap();
+    dp.commit_services(prepared);
+}
+
 /// A plain ACK of an established connection goes on whatever its TCP checksum, the error kept
 /// for its receiver by the rewrite's incremental update (RFC 1624), on both paths and in both
 /// families; a segment that could change the connection's state (the ACK that ends the
@@ -808,23 +831,31 @@ fn bad_checksums_go_on_in_plain_acks_and_are_dropped_where_the_state_could_chang
             assert_eq!(verdict, port);
             assert!(tcp_checksum_verifies(&out));
         }
-        // Established: plain ACKs with a bad checksum go on, still bad, both ways.
-        for (f, meta, port) in [
-            (
-                c.client_segment(ACK | PSH, 10, Flaw::TcpChecksum),
-                &client,
-                "tx1",
-            ),
-            (
-                c.server_segment(ACK, 100, Flaw::TcpChecksum),
-                &SERVER,
-                "tx0",
-            ),
-            (c.client_segment(ACK, 0, Flaw::TcpChecksum), &client, "tx1"),
-        ] {
-            let (verdict, out) = outcome(dp.process(VecBuf::from_frame(&f), meta));
-            assert_eq!(verdict, port, "fast path {fast}");
-            assert!(!tcp_checksum_verifies(&out), "fast path {fast}");
+        // Established: plain ACKs with a bad checksum go on, still bad, both ways; and so after a
+        // change that moves every service, before any walk (`conn::rebind`: the entry is
+        // settled before its indices are read, `get_settled` asserts it).
+        for moved in [false, true] {
+            if moved {
+                reverse_services(&mut dp);
+                assert!(dp.fwd.table().rebinding() || dp.v6.conns.rebinding());
+            }
+            for (f, meta, port) in [
+                (
+                    c.client_segment(ACK | PSH, 10, Flaw::TcpChecksum),
+                    &client,
+                    "tx1",
+                ),
+                (
+                    c.server_segment(ACK, 100, Flaw::TcpChecksum),
+                    &SERVER,
+                    "tx0",
+                ),
+                (c.client_segment(ACK, 0, Flaw::TcpChecksum), &client, "tx1"),
+            ] {
+                let (verdict, out) = outcome(dp.process(VecBuf::from_frame(&f), meta));
+                assert_eq!(verdict, port, "fast path {fast}, moved {moved}");
+                assert!(!tcp_checksum_verifies(&out), "fast path {fast}");
+            }
         }
         // A FIN or an RST with a bad checksum, either way, changes nothing.
         let before = table(&dp);
