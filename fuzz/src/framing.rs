@@ -18,6 +18,16 @@
 // receiving worker does (`WorkerSync::install`, the records it does not own passed to their owner).
 // Frames that follow reach the connections it installed. The port and `from_peer` bits are unused.
 //
+// A record whose frame starts with "GWCF" ([`CHANGE_MAGIC`]) is a configuration change instead, as
+// the control plane commits one: the byte after the magic picks the services ([`CHANGE_VARIANTS`]:
+// the fuzz config, or it with a real server removed, one added, services removed or moved) that
+// both workers adopt (`prepare_services`, `commit_services`, the topology built from them), and
+// the byte after that, if any, how many slots of each connection table the harness walks for the
+// change after each group of records and each tick ([`WALKS`]; 1024 until one says otherwise, 0
+// never, so that changes pile up). Connections follow a change lazily (`conn::rebind`): before
+// and after each change, and at the end, every connection must name the service its client
+// tuple was sent to and the real server its replies come from ([`check_bindings`]).
+//
 // The runner checks what must hold whatever the input: no panic; one verdict per frame; every
 // frame sent or generated parses as a valid frame with valid IPv4 and L4 checksums (but a plain ACK
 // forwarded with the bad L4 checksum it came in with: `check_emitted`); a handed-over frame is
@@ -41,6 +51,19 @@ pub const FUZZ_SYNC_KEY: &[u8] = b"fuzzed sync peer";
 /// Whether a record's frame is a sync message (see the framing above).
 pub fn is_sync(frame: &[u8]) -> bool {
     frame.starts_with(&gateway::sync::wire::MAGIC)
+}
+
+/// The first bytes of a configuration change record (see the framing above).
+pub const CHANGE_MAGIC: &[u8; 4] = b"GWCF";
+
+/// Whether a record's frame is a configuration change.
+pub fn is_change(frame: &[u8]) -> bool {
+    frame.starts_with(CHANGE_MAGIC)
+}
+
+/// Whether a record is a frame for the datapath (not a sync message nor a change).
+fn is_frame(frame: &[u8]) -> bool {
+    !is_sync(frame) && !is_change(frame)
 }
 
 /// One decoded record.
@@ -98,7 +121,8 @@ impl<'a> Iterator for Records<'a> {
 }
 
 /// The SYN-proxied service of the fuzzed datapaths.
-pub const SYNPROXY_SERVICE: &str = "[[service]]\nvip = \"10.10.0.100\"\nport = 8081\nprotocol = \"tcp\"\n\
+pub const SYNPROXY_SERVICE: &str =
+    "[[service]]\nvip = \"10.10.0.100\"\nport = 8081\nprotocol = \"tcp\"\n\
     scheduler = \"rr\"\nlocal_addresses = [\"10.20.0.200\"]\nsynproxy = \"on\"\n\
     [[service.real]]\naddress = \"10.20.0.11\"\nport = 80\n";
 
@@ -114,41 +138,114 @@ pub const FUZZ_COOKIE_KEY: [u64; 4] = [1, 2, 3, 4];
 /// testkit's 64K ports make it the bulk of each run) and port exhaustion is reachable.
 pub const FUZZ_PORTS: std::ops::RangeInclusive<u16> = 1024..=1279;
 
-/// The fuzzed datapaths: the lab's two workers (the testkit's config, MACs and neighbours) with
-/// short timeouts (so expiry and its RSTs are reachable within an input), small tables and
-/// [`FUZZ_PORTS`]. Built as `testkit::datapath_from` does, but over a smaller port range.
-pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
-    use gateway::net::PortCtx;
-    use gateway::forward::{Forwarder, FwdConfig, ServiceTable};
-    use gateway::laddr::{PortLayout, Steering};
+/// The fuzzed datapaths' config: the lab's (the testkit's), dual stack, with the SYN proxy on
+/// two more services and short timeouts.
+fn fuzz_config_text() -> String {
     use gateway::testkit::*;
-    use std::sync::Arc;
+    // The TCP service retries refused SYNs (`syn_retry`), so the fuzzer drives that path too.
+    let lab = LAB_CONFIG.replacen(
+        "scheduler = \"wrr\"",
+        "scheduler = \"wrr\"\nsyn_retry = true",
+        1,
+    );
+    // Dual stack: IPv6 on both ports, an IPv6 VIP in DR (TCP) and TUN (UDP) (`inet6`).
+    let lab = dual_stack(&lab) + IPV6_SERVICES;
+    // VIP:8081 runs the SYN proxy, and so does the IPv6 VIP's 8081; their seeds carry cookie
+    // ACKs made with the testkit's fixed key, from which the fuzzer reaches the proxied paths
+    // (held packets, translation).
+    format!(
+        "{lab}\n{SYNPROXY_SERVICE}\n{SYNPROXY_SERVICE6}\n[conn]\nsyn_unanswered_ms = 500\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\n\
+         fin_wait = 2\ntime_wait = 2\nclose = 1\nclose_wait = 2\nlast_ack = 2\nsyn_sent = 2\n\
+         synack = 2\nudp = 2\n"
+    )
+}
 
-    // Parsed once per process: every input gets fresh datapaths from the same config.
-    static PARSED: std::sync::OnceLock<(gateway::config::Config, gateway::config::Validated)> =
+/// How many services a change record picks from ([`variant_text`]).
+pub const CHANGE_VARIANTS: u8 = 8;
+
+/// The text of the fuzz config's variant `k` (below [`CHANGE_VARIANTS`]), what a change record
+/// commits: the config itself (0), or it changed as an operator changes a running balancer,
+/// every VIP and local address kept (so that the ports' addresses stay as they are).
+pub fn variant_text(k: u8) -> String {
+    let base = fuzz_config_text();
+    // The TCP service's real servers, as `LAB_CONFIG` has them (its UDP service's follow).
+    let tcp_reals =
+        "[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n";
+    let tcp_head = "[[service]]\nvip = \"10.10.0.100\"\nport = 80\nprotocol = \"tcp\"\n";
+    let udp_head = "[[service]]\nvip = \"10.10.0.100\"\nport = 80\nprotocol = \"udp\"\n";
+    let edit = |from: &str, to: &str| {
+        assert!(
+            base.contains(from),
+            "variant {k}: {from:?} not in the fuzz config"
+        );
+        base.replacen(from, to, 1)
+    };
+    // The text of the first service block that starts with `head` (up to the next block).
+    let block = |head: &str| {
+        let at = base.find(head).expect("a service of the fuzz config");
+        let len = base[at + 1..]
+            .find("\n[[service]]")
+            .map_or(base.len() - at, |n| n + 2);
+        base[at..at + len].to_string()
+    };
+    match k % CHANGE_VARIANTS {
+        0 => base,
+        // The TCP service's first real server removed.
+        1 => edit(tcp_reals, "[[service.real]]\naddress = \"10.20.0.12\"\n"),
+        // A new real server before the TCP service's second, its first removed, weights changed.
+        2 => edit(
+            tcp_reals,
+            "[[service.real]]\naddress = \"10.20.0.13\"\nweight = 2\n\
+             [[service.real]]\naddress = \"10.20.0.12\"\nweight = 3\n",
+        ),
+        // The UDP service removed.
+        3 => edit(&block(udp_head), ""),
+        // The two SYN-proxied services first: every other service one or two places further.
+        4 => {
+            let b = edit(SYNPROXY_SERVICE, "").replacen(SYNPROXY_SERVICE6, "", 1);
+            format!("{SYNPROXY_SERVICE6}\n{SYNPROXY_SERVICE}\n{b}")
+        }
+        // The TCP service removed (its VIP and local addresses stay the UDP service's).
+        5 => edit(&block(tcp_head), ""),
+        // The IPv6 DR service's first real server removed.
+        6 => edit(
+            "[[service.real]]\naddress = \"2001:db8:20::11\"\nmode = \"dr\"\n",
+            "",
+        ),
+        // The TCP service's scheduler changed, and the UDP service moved before it.
+        _ => {
+            let udp = block(udp_head);
+            edit(&udp, "")
+                .replacen(tcp_head, &format!("{udp}{tcp_head}"), 1)
+                .replacen("scheduler = \"wrr\"", "scheduler = \"lc\"", 1)
+        }
+    }
+}
+
+/// Variant `k`'s config, parsed and validated once per process.
+pub fn variant(k: u8) -> &'static (gateway::config::Config, gateway::config::Validated) {
+    static PARSED: std::sync::OnceLock<Vec<(gateway::config::Config, gateway::config::Validated)>> =
         std::sync::OnceLock::new();
-    let (cfg, v) = PARSED.get_or_init(|| {
-        // The TCP service retries refused SYNs (`syn_retry`), so the fuzzer drives that path too.
-        let lab = LAB_CONFIG.replacen(
-            "scheduler = \"wrr\"",
-            "scheduler = \"wrr\"\nsyn_retry = true",
-            1,
-        );
-        // Dual stack: IPv6 on both ports, an IPv6 VIP in DR (TCP) and TUN (UDP) (`inet6`).
-        let lab = dual_stack(&lab) + IPV6_SERVICES;
-        // VIP:8081 runs the SYN proxy, and so does the IPv6 VIP's 8081; their seeds carry cookie
-        // ACKs made with the testkit's fixed key, from which the fuzzer reaches the proxied paths
-        // (held packets, translation).
-        let text = format!(
-            "{lab}\n{SYNPROXY_SERVICE}\n{SYNPROXY_SERVICE6}\n[conn]\nsyn_unanswered_ms = 500\n[conn.timeouts]\nestablished = 3\nsyn_recv = 2\n\
-             fin_wait = 2\ntime_wait = 2\nclose = 1\nclose_wait = 2\nlast_ack = 2\nsyn_sent = 2\n\
-             synack = 2\nudp = 2\n"
-        );
-        let cfg = gateway::config::Config::parse(&text).expect("fuzz config");
-        let v = cfg.validate().expect("fuzz config");
-        (cfg, v)
-    });
-    let v = v.clone();
+    &PARSED.get_or_init(|| {
+        (0..CHANGE_VARIANTS)
+            .map(|k| {
+                let text = variant_text(k);
+                let cfg = gateway::config::Config::parse(&text)
+                    .unwrap_or_else(|e| panic!("fuzz config variant {k}: {e}"));
+                let v = cfg
+                    .validate()
+                    .unwrap_or_else(|e| panic!("fuzz config variant {k}: {e}"));
+                (cfg, v)
+            })
+            .collect()
+    })[usize::from(k % CHANGE_VARIANTS)]
+}
+
+/// The fuzzed datapaths' topology inputs (the same for every variant: the ports do not change).
+fn topo_inputs() -> gateway::control::topology::TopoInputs {
+    use gateway::net::PortCtx;
+    use gateway::testkit::*;
+    let (cfg, v) = variant(0);
     let macs = [CLIENT_PORT_MAC, SERVER_PORT_MAC];
     let ports: Vec<PortCtx> = cfg
         .ports
@@ -162,15 +259,28 @@ pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
             twin: p.twin != "none",
         })
         .collect();
-    // One topology, service snapshot and layout shared by both workers, as the daemon does.
-    let services = Arc::new(ServiceTable::new(1, v.services, None).expect("services"));
-    let inputs = gateway::control::topology::TopoInputs {
+    gateway::control::topology::TopoInputs {
         ports,
-        routes: v.routes,
-        routes6: v.routes6,
-        kernel_owned: v.kernel_owned.into_iter().collect(),
-    };
-    let topo = Arc::new(gateway::control::topology::build(&inputs, None, &services).0);
+        routes: v.routes.clone(),
+        routes6: v.routes6.clone(),
+        kernel_owned: v.kernel_owned.iter().copied().collect(),
+    }
+}
+
+/// The fuzzed datapaths: the lab's two workers (the testkit's config, MACs and neighbours) with
+/// short timeouts (so expiry and its RSTs are reachable within an input), small tables and
+/// [`FUZZ_PORTS`]. Built as `testkit::datapath_from` does, but over a smaller port range.
+pub fn fuzz_datapaths() -> [Datapath<VecBuf>; 2] {
+    use gateway::forward::{Forwarder, FwdConfig, ServiceTable};
+    use gateway::laddr::{PortLayout, Steering};
+    use gateway::testkit::*;
+    use std::sync::Arc;
+
+    // Parsed once per process: every input gets fresh datapaths from the same config.
+    let (cfg, v) = variant(0);
+    // One topology, service snapshot and layout shared by both workers, as the daemon does.
+    let services = Arc::new(ServiceTable::new(1, v.services.clone(), None).expect("services"));
+    let topo = Arc::new(gateway::control::topology::build(&topo_inputs(), None, &services).0);
     let layout = Arc::new(PortLayout::new(2, FUZZ_PORTS, Steering::Partition).expect("layout"));
     let fc = FwdConfig {
         capacity: FUZZ_CAPACITY,
@@ -219,6 +329,8 @@ pub struct Outcome {
     /// Sync messages fed, and the records of those accepted, each applied (or refused) once.
     pub sync_messages: u64,
     pub synced: u64,
+    /// Configuration changes committed.
+    pub changes: u64,
 }
 
 /// Where an emitted frame comes from, for [`check_emitted`].
@@ -259,9 +371,9 @@ pub fn check_emitted(what: &str, frame: &[u8], origin: Origin) {
     );
     if let Origin::Forwarded(Some(input)) = origin {
         let broken_on_the_way = match parse_l3l4(input) {
-            Ok(q) => q
-                .ip
-                .is_none_or(|i| i.is_fragment || verify_l4_checksum(input, &q)),
+            Ok(q) => {
+                q.ip.is_none_or(|i| i.is_fragment || verify_l4_checksum(input, &q))
+            }
             // The datapath forwarded a frame that does not parse.
             Err(_) => true,
         };
@@ -279,7 +391,9 @@ pub fn check_emitted(what: &str, frame: &[u8], origin: Origin) {
 fn as_peer(r: &Record) -> bool {
     r.from_peer
         && match parse_l3l4(r.frame) {
-            Ok(p) => p.ip.is_none_or(|ip| ip.is_fragment || verify_l4_checksum(r.frame, &p)),
+            Ok(p) => {
+                p.ip.is_none_or(|ip| ip.is_fragment || verify_l4_checksum(r.frame, &p))
+            }
             Err(_) => false,
         }
 }
@@ -296,6 +410,8 @@ pub enum Seen {
     Held,
     /// A sync message: the records it carried, applied or refused (none if it was refused).
     Synced(u64),
+    /// A configuration change: the variant committed.
+    Changed(u8),
 }
 
 /// Everything one run of an input produced: counts, each record's verdicts (the hand-over's
@@ -357,10 +473,17 @@ fn dispatch(
         }
         Some(Verdict::ToKernel(port, b)) => {
             assert!(
-                dp.l3.topo().ports.get(usize::from(port)).is_some_and(|p| p.twin),
+                dp.l3
+                    .topo()
+                    .ports
+                    .get(usize::from(port))
+                    .is_some_and(|p| p.twin),
                 "ToKernel({port}) on a port without a twin"
             );
-            assert_eq!(port, meta.port, "a frame goes up to the twin of its own port");
+            assert_eq!(
+                port, meta.port,
+                "a frame goes up to the twin of its own port"
+            );
             o.punted += 1;
             Seen::Kernel(port, b.data().to_vec())
         }
@@ -493,8 +616,162 @@ fn sync_message(
         let back = WorkerSync::install(&mut dps[to], to, recs, true, now, |_| 0);
         assert!(back.is_empty(), "forwarded records passed on again");
     }
-    assert_eq!(applied(dps) - before, n, "records applied or refused, each once");
+    assert_eq!(
+        applied(dps) - before,
+        n,
+        "records applied or refused, each once"
+    );
     n
+}
+
+/// Slots of each connection table walked per step for a pending change ([`walk_step`]), chosen
+/// by a change record's second byte: from none (changes pile up to the table's bound, which
+/// hurries the walk) to the worker's idle slice.
+pub const WALKS: [u32; 8] = [0, 1, 2, 3, 8, 16, 64, 1024];
+
+/// The harness's side of configuration changes: the generation of the last one, and how much of
+/// each table a step walks.
+#[derive(Clone, Copy, Debug)]
+pub struct Changes {
+    pub generation: u64,
+    pub walk: u32,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes {
+            generation: 1,
+            walk: *WALKS.last().unwrap(),
+        }
+    }
+}
+
+/// Applies change record `frame` (see the framing above) to both workers as the control plane's
+/// commit does (one snapshot and topology for both, each worker preparing and committing it);
+/// returns the variant committed. The bindings are checked before and after.
+pub fn apply_change(dps: &mut [Datapath<VecBuf>; 2], changes: &mut Changes, frame: &[u8]) -> u8 {
+    use gateway::forward::ServiceTable;
+    use std::sync::Arc;
+    let k = frame.get(CHANGE_MAGIC.len()).copied().unwrap_or(0) % CHANGE_VARIANTS;
+    if let Some(&w) = frame.get(CHANGE_MAGIC.len() + 1) {
+        changes.walk = WALKS[usize::from(w) % WALKS.len()];
+    }
+    for dp in dps.iter() {
+        check_bindings(dp);
+    }
+    let (_, v) = variant(k);
+    changes.generation += 1;
+    let services = Arc::new(
+        ServiceTable::new(
+            changes.generation,
+            v.services.clone(),
+            Some(dps[0].fwd.services()),
+        )
+        .expect("a variant's services"),
+    );
+    let topo = Arc::new(gateway::control::topology::build(&topo_inputs(), None, &services).0);
+    for dp in dps.iter_mut() {
+        let prepared = dp
+            .fwd
+            .prepare_services(services.clone())
+            .expect("a variant keeps every local address");
+        dp.commit_services(prepared);
+        dp.l3.set_topology(topo.clone());
+        check_bindings(dp);
+    }
+    k
+}
+
+/// One step of each worker's walks of its tables for the pending changes (the worker's poll
+/// round's `Datapath::rebind_step`, with the harness's slice).
+pub fn walk_step(dps: &mut [Datapath<VecBuf>; 2], changes: &Changes) {
+    for dp in dps.iter_mut() {
+        dp.fwd.rebind_step(changes.walk);
+        dp.v6.conns.rebind_step(changes.walk);
+    }
+}
+
+/// Asserts that every connection of `dp`'s tables, as a reader sees it (`Table::iter`: the copy
+/// that has followed every pending change), names the service its client tuple was sent to
+/// (VIP, port and protocol), or none, and, if its real server is named and its replies come back
+/// through the gateway (FullNAT, NAT), the one they come from.
+pub fn check_bindings(dp: &Datapath<VecBuf>) {
+    use gateway::conn::ConnKey;
+    use gateway::forward::mode;
+    use gateway::forward::services::NO_DEST;
+    use std::net::IpAddr;
+    let services = dp.fwd.services();
+    let check = |what: &str,
+                 svc: u16,
+                 rs: u16,
+                 conn_mode: u8,
+                 vip: (IpAddr, u16, u8),
+                 replied_from: Option<(IpAddr, u16)>| {
+        if svc == NO_DEST {
+            return;
+        }
+        let vs = services.services.get(usize::from(svc)).unwrap_or_else(|| {
+            panic!(
+                "{what}: service {svc} of {} services",
+                services.services.len()
+            )
+        });
+        let c = vs.svc.config();
+        assert_eq!(
+            (c.vip, c.vport, c.proto.number()),
+            vip,
+            "{what}: bound to service {svc} (generation {})",
+            services.generation
+        );
+        if rs == NO_DEST {
+            return;
+        }
+        let real = vs
+            .svc
+            .key(usize::from(rs))
+            .unwrap_or_else(|| panic!("{what}: real server {rs} of service {svc}"));
+        if let (Some(from), true) = (
+            replied_from,
+            conn_mode == mode::FULLNAT || conn_mode == mode::NAT,
+        ) {
+            assert_eq!(
+                (real.addr, real.port),
+                from,
+                "{what}: bound to real server {rs} of service {svc} (generation {})",
+                services.generation
+            );
+        }
+    };
+    for (id, c) in dp.fwd.table().iter() {
+        if c.flags().contains(gateway::forward::fullnat::PARKED) {
+            continue;
+        }
+        let t = c.client();
+        check(
+            &format!("IPv4 connection {id:?} {c:?}"),
+            c.svc,
+            c.rs,
+            c.mode,
+            (t.dst_ip().into(), t.dport, t.proto()),
+            c.reply().map(|r| (r.src_ip().into(), r.sport)),
+        );
+    }
+    for (id, c) in dp.v6.conns.iter() {
+        if gateway::inet6::service::parked(&c) {
+            continue;
+        }
+        let t = c.client();
+        let addr =
+            |a: std::net::Ipv6Addr| -> IpAddr { a.to_ipv4_mapped().map_or(a.into(), Into::into) };
+        check(
+            &format!("IPv6 connection {id:?} {c:?}"),
+            c.svc,
+            c.rs,
+            c.mode,
+            (t.dst_ip().into(), t.dport, t.proto()),
+            c.reply().map(|r| (addr(r.src_ip()), r.sport)),
+        );
+    }
 }
 
 /// Runs an input through fresh datapaths, frame by frame (`process`) or, with `burst`, in bursts
@@ -505,6 +782,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
     let mut run = Run::default();
     let mut now = 0;
     let mut opener = gateway::sync::wire::Opener::new(FUZZ_SYNC_KEY);
+    let mut changes = Changes::default();
     let records: Vec<Record> = Records(data).collect();
     // One slot per record, and one for the verdicts deferred past their frame's processing.
     run.trace = vec![Vec::new(); records.len() + 1];
@@ -518,6 +796,17 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
                 dp.tick(now);
                 drain(dp, &mut run);
             }
+            walk_step(&mut dps, &changes);
+        }
+        if is_change(r.frame) {
+            let k = apply_change(&mut dps, &mut changes, r.frame);
+            for dp in dps.iter_mut() {
+                drain(dp, &mut run);
+            }
+            run.trace[i].push(Seen::Changed(k));
+            run.outcome.changes += 1;
+            i += 1;
+            continue;
         }
         if is_sync(r.frame) {
             let n = sync_message(&mut dps, &mut opener, r.worker, r.frame);
@@ -546,7 +835,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
                 && records[end].worker == r.worker
                 && records[end].advance_ms == 0
                 && records[end].frame.get(12..14) != Some(&[0x08, 0x06][..])
-                && !is_sync(records[end].frame)
+                && is_frame(records[end].frame)
             {
                 end += 1;
             }
@@ -595,6 +884,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
         for (rec, to, f, meta) in handoffs {
             hand_over(&mut dps, to, &f, &meta, &mut run, rec);
         }
+        walk_step(&mut dps, &changes);
         run.outcome.frames += (end - i) as u64;
         i = end;
     }
@@ -603,7 +893,7 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
     let o = run.outcome;
     let from_peers = records
         .iter()
-        .filter(|r| !is_sync(r.frame) && as_peer(r))
+        .filter(|r| is_frame(r.frame) && as_peer(r))
         .count() as u64;
     let rx: u64 = dps.iter().map(|d| d.l3.stats.rx_packets).sum();
     assert_eq!(rx, o.frames - from_peers, "rx counters: {o:?}");
@@ -619,6 +909,9 @@ pub fn run_records(data: &[u8], burst: bool) -> Run {
     );
     let tx: u64 = dps.iter().map(|d| d.l3.stats.tx_packets).sum();
     assert_eq!(tx, o.tx);
+    for dp in &dps {
+        check_bindings(dp);
+    }
     run
 }
 

@@ -97,7 +97,7 @@ fn every_corpus_file_replays_without_breaking_an_invariant() {
         let o = std::panic::catch_unwind(|| check_input(&data))
             .unwrap_or_else(|_| panic!("{} breaks the datapath", f.display()));
         assert_eq!(
-            o.frames + o.sync_messages,
+            o.frames + o.sync_messages + o.changes,
             Records(&data).count() as u64,
             "{}",
             f.display()
@@ -105,6 +105,76 @@ fn every_corpus_file_replays_without_breaking_an_invariant() {
         frames += o.frames;
     }
     assert!(frames > 100, "only {frames} frames in the corpus");
+}
+
+/// Each configuration a change record can commit is the change its text says: the services, in
+/// order, as (VIP:port/protocol, real servers, scheduler), compared with the fuzz config's.
+#[test]
+fn change_variants_are_the_changes_they_say() {
+    use gateway::forward::ServiceTable;
+    let services = |k: u8| -> Vec<String> {
+        let t = ServiceTable::new(1, variant(k).1.services.clone(), None).unwrap();
+        t.services
+            .iter()
+            .map(|vs| {
+                let c = vs.svc.config();
+                let reals: Vec<String> = vs
+                    .svc
+                    .reals()
+                    .iter()
+                    .map(|r| format!("{}/{}", r.key().addr, r.weight))
+                    .collect();
+                format!(
+                    "{}:{}/{} {} {}",
+                    c.vip,
+                    c.vport,
+                    c.proto,
+                    reals.join(","),
+                    c.sched
+                )
+            })
+            .collect()
+    };
+    let base = services(0);
+    let (tcp, udp) = (base[0].clone(), base[1].clone());
+    assert!(
+        tcp.starts_with("10.10.0.100:80/tcp 10.20.0.11/1,10.20.0.12/1 "),
+        "{tcp}"
+    );
+    assert!(udp.starts_with("10.10.0.100:80/udp "), "{udp}");
+    let with = |k: u8, f: &dyn Fn(&mut Vec<String>)| {
+        let mut want = base.clone();
+        f(&mut want);
+        assert_eq!(services(k), want, "variant {k}");
+    };
+    with(1, &|v| v[0] = tcp.replace("10.20.0.11/1,", ""));
+    with(2, &|v| {
+        v[0] = tcp.replace("10.20.0.11/1,10.20.0.12/1", "10.20.0.13/2,10.20.0.12/3")
+    });
+    with(3, &|v| {
+        v.remove(1);
+    });
+    with(4, &|v| {
+        let proxied: Vec<String> = v.iter().filter(|s| s.contains(":8081/")).cloned().collect();
+        assert_eq!(proxied.len(), 2);
+        v.retain(|s| !s.contains(":8081/"));
+        v.insert(0, proxied[0].clone());
+        v.insert(0, proxied[1].clone());
+    });
+    with(5, &|v| {
+        v.remove(0);
+    });
+    with(6, &|v| {
+        let dr = v
+            .iter_mut()
+            .find(|s| s.starts_with("2001:db8:10::100:80/tcp"))
+            .unwrap();
+        *dr = dr.replace("2001:db8:20::11/1,", "");
+    });
+    with(7, &|v| {
+        v.swap(0, 1);
+        v[1] = tcp.replace(" wrr", " lc");
+    });
 }
 
 /// What a seed must do when replayed.
@@ -128,6 +198,7 @@ struct Script {
     /// The runner's sync receiver, and the peer's next sequence number.
     opener: gateway::sync::wire::Opener,
     sync_seq: u64,
+    changes: Changes,
 }
 
 impl Script {
@@ -137,7 +208,24 @@ impl Script {
             bytes: Vec::new(),
             opener: gateway::sync::wire::Opener::new(FUZZ_SYNC_KEY),
             sync_seq: 1,
+            changes: Changes::default(),
         }
+    }
+
+    /// Adds a configuration change to variant `k` with walk choice `walk` (an index into
+    /// `WALKS`), and applies it as the runner does.
+    fn change(&mut self, k: u8, walk: u8) {
+        let mut frame = CHANGE_MAGIC.to_vec();
+        frame.extend([k, walk]);
+        Record {
+            port: 0,
+            from_peer: false,
+            worker: 0,
+            advance_ms: 0,
+            frame: &frame,
+        }
+        .encode(&mut self.bytes);
+        assert_eq!(apply_change(&mut self.dps, &mut self.changes, &frame), k);
     }
 
     /// Adds a sync message from the HA peer carrying `records` (one family's, few enough for
@@ -199,6 +287,7 @@ impl Script {
             dp.l3.take_generated(|_| {});
             dp.take_deferred();
         }
+        walk_step(&mut self.dps, &self.changes);
         match out {
             Verdict::Tx(_, b) => Some(b.data().to_vec()),
             _ => None,
@@ -412,9 +501,99 @@ fn synproxy_session(s: &mut Script) {
     ));
 }
 
+/// Two connections through changes that move, remove and add services and real servers
+/// (`variant_text`), made while neither table has been walked for the earlier ones: each keeps
+/// its local address, real server and local port; a new connection goes to a server the
+/// snapshot has.
+fn config_changes_under_traffic() -> Script {
+    let mut s = Script::new();
+    // Client ports whose connections worker 0 keeps (a SYN it schedules itself): the runner
+    // delivers a hand-over after its record's group, after the server's answer in the same group.
+    let mut kept = (CPORT + 20..).filter(|&cport| {
+        let syn = tcp(C, (CLIENT_IP, cport), (VIP, 80), "S", 1000, 0, b"");
+        let v = fuzz_datapaths()[0].process(VecBuf::from_frame(&syn), &RxMeta::default());
+        matches!(v, Verdict::Tx(..))
+    });
+    let cports = [kept.next().unwrap(), kept.next().unwrap()];
+    let new_cport = kept.next().unwrap();
+    let mut conns = Vec::new();
+    for cport in cports {
+        conns.push(handshake(&mut s, cport));
+    }
+    let rs2 = conns
+        .iter()
+        .position(|c| c.1 == RS2)
+        .expect("wrr gives each server one of two connections");
+    let mut data = 1001;
+    let mut both_ways = |s: &mut Script, which: &[usize], what: &str| {
+        for &i in which {
+            let (lip, rs, lport) = conns[i];
+            let out = s
+                .client(&tcp(
+                    C,
+                    (CLIENT_IP, cports[i]),
+                    (VIP, 80),
+                    "PA",
+                    data,
+                    5001,
+                    b"x",
+                ))
+                .unwrap_or_else(|| panic!("{what}: the client's segment"));
+            assert_eq!(fullnat_of(&out), (lip, rs, lport), "{what}");
+            s.server(&tcp(
+                rs_macs(rs),
+                (rs, 80),
+                (lip, lport),
+                "A",
+                5001,
+                data + 1,
+                b"",
+            ))
+            .unwrap_or_else(|| panic!("{what}: the server's ACK"));
+        }
+        data += 1;
+    };
+    // Every IPv4 service one or two places further, no walk: the entries follow as read.
+    s.change(4, 0);
+    both_ways(&mut s, &[0, 1], "after the services moved");
+    // The first real server removed, a slot walked a step: the other's connection goes on, and
+    // a new one goes to it.
+    s.change(1, 1);
+    both_ways(&mut s, &[rs2], "after rs1 was removed");
+    let out = s
+        .client(&tcp(
+            C,
+            (CLIENT_IP, new_cport),
+            (VIP, 80),
+            "S",
+            1000,
+            0,
+            b"",
+        ))
+        .expect("a new connection's SYN");
+    assert_eq!(fullnat_of(&out).1, RS2, "the only server left");
+    // A new server put first, the UDP service moved before the TCP one, back again; walked whole.
+    s.change(2, 0);
+    s.change(7, 0);
+    both_ways(
+        &mut s,
+        &[rs2],
+        "after a server was added and the services moved",
+    );
+    s.change(0, 7);
+    both_ways(&mut s, &[rs2], "back to the first config");
+    s
+}
+
 fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
     let mut v: Vec<(&'static str, Expect, Vec<u8>)> = Vec::new();
     let mut add = |name, e, s: Script| v.push((name, e, s.bytes));
+
+    add(
+        "config_changes_under_traffic",
+        Expect::NoDrop,
+        config_changes_under_traffic(),
+    );
 
     let mut s = Script::new();
     synproxy_session(&mut s);
