@@ -342,6 +342,24 @@ fn a_service_moved_by_a_change_keeps_its_traffic() {
     assert!(tx(dp.process(client_tcp(40000, false), &RxMeta::default())));
     let last = traffic_of(&dp, RS1).inpkts + traffic_of(&dp, RS2).inpkts;
     assert_eq!(last, walked + 1);
+    // A worker whose receive burst came back full walks a sixteenth as far a round
+    // (`REBIND_SLICE_BUSY`), so that the packets waiting are not kept waiting by the walk.
+    let mut busy_rounds = 0;
+    while dp.rebind_step(true) {
+        busy_rounds += 1;
+        assert!(
+            busy_rounds <= dp.fwd.table().capacity(),
+            "the walk does not end"
+        );
+    }
+    assert_eq!(
+        busy_rounds,
+        dp.fwd
+            .table()
+            .capacity()
+            .div_ceil(crate::datapath::REBIND_SLICE_BUSY as usize)
+    );
+    assert!(crate::datapath::REBIND_SLICE_BUSY < crate::datapath::REBIND_SLICE_IDLE);
 }
 
 /// An access list's counts stay with its service through a change that moves it, and start
