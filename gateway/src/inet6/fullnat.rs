@@ -326,6 +326,11 @@ impl LipConns {
 
 /// Rewrites the frame's IPv6 TCP or UDP packet (its upper-layer header at `l4_off`) to `src` ->
 /// `dst`: addresses in the IPv6 header, ports and checksum in the upper layer.
+///
+/// Always inlined, for the hot path's case: a TCP header right after the IPv6 header, on one
+/// fixed-size view of both headers, which leaves the compiler no bounds to check and no call to
+/// make (as `forward::rewrite::rewrite_l4` for IPv4). Any other packet takes [`rewrite_any`].
+#[inline(always)]
 pub fn rewrite(
     frame: &mut [u8],
     l4_off: usize,
@@ -333,23 +338,52 @@ pub fn rewrite(
     src: (Ipv6Addr, u16),
     dst: (Ipv6Addr, u16),
 ) {
+    const IP_AT: usize = ethernet::HEADER_LEN;
+    const TCP_AT: usize = IP_AT + ipv6::HEADER_LEN;
+    if l4_off == TCP_AT && proto == IpProtocol::TCP {
+        if let Some(h) = frame.first_chunk_mut::<{ TCP_AT + crate::wire::tcp::HEADER_LEN }>() {
+            let (ip, l4) = h[IP_AT..].split_at_mut(ipv6::HEADER_LEN);
+            return rewrite_headers(ip, l4, proto, src, dst);
+        }
+    }
+    rewrite_any(frame, l4_off, proto, src, dst);
+}
+
+/// [`rewrite`] of any TCP or UDP packet: extension headers before its upper-layer header, or a
+/// UDP datagram. Out of line: the hot path does not take it.
+#[inline(never)]
+fn rewrite_any(
+    frame: &mut [u8],
+    l4_off: usize,
+    proto: IpProtocol,
+    src: (Ipv6Addr, u16),
+    dst: (Ipv6Addr, u16),
+) {
+    let (ip, l4) = frame.split_at_mut(l4_off);
+    rewrite_headers(&mut ip[ethernet::HEADER_LEN..], l4, proto, src, dst);
+}
+
+/// [`rewrite`] on the IPv6 header at the start of `ip` and the upper-layer header at the start
+/// of `l4`.
+#[inline(always)]
+fn rewrite_headers(
+    ip: &mut [u8],
+    l4: &mut [u8],
+    proto: IpProtocol,
+    src: (Ipv6Addr, u16),
+    dst: (Ipv6Addr, u16),
+) {
     // Every value in memory byte order, as `forward::rewrite` does for IPv4: the one's-complement
     // sum of byte-swapped words is the byte-swapped sum (RFC 1071 2(B)), so the checksum comes out
     // the same without a byte swap per address word, port and checksum.
-    let l3 = ethernet::HEADER_LEN;
-    let (old_src, old_dst) = {
-        let ip = ipv6::Ipv6Packet::new_unchecked(&frame[l3..]);
-        (ip.src().octets(), ip.dst().octets())
-    };
-    {
-        let mut ip = ipv6::Ipv6Packet::new_unchecked(&mut frame[l3..]);
-        ip.set_src(src.0);
-        ip.set_dst(dst.0);
-    }
+    let mut ip = ipv6::Ipv6Packet::new_unchecked(ip);
+    let (old_src, old_dst) = (ip.src().octets(), ip.dst().octets());
+    ip.set_src(src.0);
+    ip.set_dst(dst.0);
     let addrs = Delta::new()
         .addr6_ne(old_src, src.0.octets())
         .addr6_ne(old_dst, dst.0.octets());
-    rewrite_ports(&mut frame[l4_off..], proto, (src.1, dst.1), addrs, Udp::V6);
+    rewrite_ports(l4, proto, (src.1, dst.1), addrs, Udp::V6);
 }
 
 #[cfg(test)]

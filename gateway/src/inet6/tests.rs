@@ -1300,7 +1300,8 @@ fn fullnat6_reply_on_the_other_worker_is_handed_to_the_owner() {
 
 proptest::proptest! {
     /// The FullNAT rewrite out and back restores the bytes, and every step's checksum verifies
-    /// (etherparse): TCP and UDP (whose IPv6 checksum is never 0), any addresses and ports.
+    /// (etherparse): TCP and UDP (whose IPv6 checksum is never 0), any addresses and ports, with
+    /// or without a destination options header before the upper layer (`rewrite`'s two cases).
     #[test]
     fn fullnat6_rewrite_round_trips(
         c in proptest::array::uniform16(proptest::num::u8::ANY),
@@ -1309,6 +1310,7 @@ proptest::proptest! {
         ports in proptest::array::uniform4(proptest::num::u16::ANY),
         payload in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
         udp in proptest::bool::ANY,
+        options in proptest::bool::ANY,
     ) {
         let (cip, lip, rip) = (Ipv6Addr::from(c), Ipv6Addr::from(l), Ipv6Addr::from(r));
         let vip = a(VIP6);
@@ -1321,6 +1323,16 @@ proptest::proptest! {
             b.tcp(ports[0], ports[1], 7, 1000).write(&mut f, &payload).unwrap();
             crate::wire::IpProtocol::TCP
         };
+        // A destination options header (RFC 8200 4.6) of 8 bytes, a PadN option filling it, put
+        // before the upper layer: the upper layer's checksum covers none of it.
+        let mut l4_off = 54;
+        if options {
+            f.splice(54..54, [proto.0, 0, 1, 4, 0, 0, 0, 0]);
+            f[20] = 60;
+            let len = u16::from_be_bytes([f[18], f[19]]) + 8;
+            f[18..20].copy_from_slice(&len.to_be_bytes());
+            l4_off += 8;
+        }
         let orig = f.clone();
         let verify = |f: &[u8]| {
             let p = SlicedPacket::from_ethernet(f).unwrap();
@@ -1338,9 +1350,9 @@ proptest::proptest! {
                 _ => panic!("no transport"),
             }
         };
-        fullnat::rewrite(&mut f, 54, proto, (lip, ports[2]), (rip, ports[3]));
+        fullnat::rewrite(&mut f, l4_off, proto, (lip, ports[2]), (rip, ports[3]));
         verify(&f);
-        fullnat::rewrite(&mut f, 54, proto, (cip, ports[0]), (vip, ports[1]));
+        fullnat::rewrite(&mut f, l4_off, proto, (cip, ports[0]), (vip, ports[1]));
         verify(&f);
         proptest::prop_assert_eq!(f, orig);
     }
