@@ -329,7 +329,7 @@ impl LipConns {
 ///
 /// Always inlined, for the hot path's case: a TCP header right after the IPv6 header, on one
 /// fixed-size view of both headers, which leaves the compiler no bounds to check and no call to
-/// make (as `forward::rewrite::rewrite_l4` for IPv4). Any other packet takes [`rewrite_any`].
+/// make (as `forward::rewrite::rewrite_l4` for IPv4). Any other packet takes `rewrite_any`.
 #[inline(always)]
 pub fn rewrite(
     frame: &mut [u8],

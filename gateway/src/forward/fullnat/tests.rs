@@ -359,7 +359,7 @@ fn a_service_moved_by_a_change_keeps_its_traffic() {
             .capacity()
             .div_ceil(crate::datapath::REBIND_SLICE_BUSY as usize)
     );
-    assert!(crate::datapath::REBIND_SLICE_BUSY < crate::datapath::REBIND_SLICE_IDLE);
+    const { assert!(crate::datapath::REBIND_SLICE_BUSY < crate::datapath::REBIND_SLICE_IDLE) };
 }
 
 /// An access list's counts stay with its service through a change that moves it, and start
