@@ -200,7 +200,7 @@ pub fn variant_text(k: u8) -> String {
         ),
         // The UDP service removed.
         3 => edit(&block(udp_head), ""),
-        // The two SYN-proxied services first: every other service one or two places further.
+        // The two SYN-proxied services first: every other service two places further.
         4 => {
             let b = edit(SYNPROXY_SERVICE, "").replacen(SYNPROXY_SERVICE6, "", 1);
             format!("{SYNPROXY_SERVICE6}\n{SYNPROXY_SERVICE}\n{b}")
@@ -671,6 +671,7 @@ pub fn apply_change(dps: &mut [Datapath<VecBuf>; 2], changes: &mut Changes, fram
     );
     let topo = Arc::new(gateway::control::topology::build(&topo_inputs(), None, &services).0);
     for dp in dps.iter_mut() {
+        let before = bindings(dp);
         let prepared = dp
             .fwd
             .prepare_services(services.clone())
@@ -678,12 +679,92 @@ pub fn apply_change(dps: &mut [Datapath<VecBuf>; 2], changes: &mut Changes, fram
         dp.commit_services(prepared);
         dp.l3.set_topology(topo.clone());
         check_bindings(dp);
+        check_kept(&before, &bindings(dp), &services);
     }
     k
 }
 
+/// A service by its key (VIP, port, protocol) and a real server by its (address, port).
+type SvcKey = (std::net::IpAddr, u16, u8);
+type RealKey = (std::net::IpAddr, u16);
+
+/// Every connection of `dp`'s tables (IPv6's after IPv4's, by slot), as a reader sees it, with
+/// the keys of the service and the real server it names (None: it names none).
+fn bindings(dp: &Datapath<VecBuf>) -> Vec<((bool, u32), Option<SvcKey>, Option<RealKey>)> {
+    use gateway::forward::services::NO_DEST;
+    let services = dp.fwd.services();
+    let keys = |svc: u16, rs: u16| {
+        let vs = services
+            .services
+            .get(usize::from(svc))
+            .filter(|_| svc != NO_DEST);
+        let s = vs.map(|vs| {
+            let c = vs.svc.config();
+            (c.vip, c.vport, c.proto.number())
+        });
+        let r = vs
+            .filter(|_| rs != NO_DEST)
+            .and_then(|vs| vs.svc.key(usize::from(rs)))
+            .map(|k| (k.addr, k.port));
+        (s, r)
+    };
+    let v4 = dp.fwd.table().iter().map(|(id, c)| {
+        let (s, r) = keys(c.svc, c.rs);
+        ((false, id.index()), s, r)
+    });
+    let v6 = dp.v6.conns.iter().map(|(id, c)| {
+        let (s, r) = keys(c.svc, c.rs);
+        ((true, id.index()), s, r)
+    });
+    v4.chain(v6).collect()
+}
+
+/// Asserts that a change kept every connection's bindings that it could keep: the same service
+/// and real server (in any mode, DR and TUN included, whose entries carry no reply to compare)
+/// while the new snapshot (`services`) has them, none for what it removed, and none still for
+/// what the connection had none of (a server re-added does not bind the connections it lost).
+fn check_kept(
+    before: &[((bool, u32), Option<SvcKey>, Option<RealKey>)],
+    after: &[((bool, u32), Option<SvcKey>, Option<RealKey>)],
+    services: &gateway::forward::ServiceTable,
+) {
+    assert_eq!(
+        before.iter().map(|b| b.0).collect::<Vec<_>>(),
+        after.iter().map(|a| a.0).collect::<Vec<_>>(),
+        "a change added or removed connections"
+    );
+    let find = |key: SvcKey| {
+        services.services.iter().find(|vs| {
+            let c = vs.svc.config();
+            (c.vip, c.vport, c.proto.number()) == key
+        })
+    };
+    for ((id, svc, rs), (_, svc_now, rs_now)) in before.iter().zip(after) {
+        let kept = svc.and_then(find);
+        assert_eq!(
+            *svc_now,
+            kept.and(*svc),
+            "connection {id:?}: service {svc:?} in generation {}",
+            services.generation
+        );
+        let real_kept = kept.and(*rs).filter(|&(addr, port)| {
+            kept.unwrap()
+                .svc
+                .reals()
+                .iter()
+                .any(|r| (r.key().addr, r.key().port) == (addr, port))
+        });
+        assert_eq!(
+            *rs_now, real_kept,
+            "connection {id:?}: real server {rs:?} of {svc:?} in generation {}",
+            services.generation
+        );
+    }
+}
+
 /// One step of each worker's walks of its tables for the pending changes (the worker's poll
-/// round's `Datapath::rebind_step`, with the harness's slice).
+/// round's `Datapath::rebind_step`, with the harness's slice, the same for both tables where the
+/// worker gives IPv6's, of two-line entries, half).
 pub fn walk_step(dps: &mut [Datapath<VecBuf>; 2], changes: &Changes) {
     for dp in dps.iter_mut() {
         dp.fwd.rebind_step(changes.walk);

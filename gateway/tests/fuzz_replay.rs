@@ -213,7 +213,8 @@ impl Script {
     }
 
     /// Adds a configuration change to variant `k` with walk choice `walk` (an index into
-    /// `WALKS`), and applies it as the runner does.
+    /// `WALKS`), and applies it as the runner does (the script walks after each record, the
+    /// runner after each group and tick: how far a walk has gone changes no verdict).
     fn change(&mut self, k: u8, walk: u8) {
         let mut frame = CHANGE_MAGIC.to_vec();
         frame.extend([k, walk]);
@@ -502,7 +503,7 @@ fn synproxy_session(s: &mut Script) {
 }
 
 /// Two connections through changes that move, remove and add services and real servers
-/// (`variant_text`), made while neither table has been walked for the earlier ones: each keeps
+/// (`variant_text`), most made before the tables were walked for the earlier ones: each keeps
 /// its local address, real server and local port; a new connection goes to a server the
 /// snapshot has.
 fn config_changes_under_traffic() -> Script {
@@ -553,7 +554,7 @@ fn config_changes_under_traffic() -> Script {
         }
         data += 1;
     };
-    // Every IPv4 service one or two places further, no walk: the entries follow as read.
+    // Every IPv4 service two places further, no walk: the entries follow as read.
     s.change(4, 0);
     both_ways(&mut s, &[0, 1], "after the services moved");
     // The first real server removed, a slot walked a step: the other's connection goes on, and
