@@ -68,7 +68,8 @@ impl Forwarder {
     }
 
     /// `forward_body` for a TCP segment with ACK and none of SYN, FIN and RST on established
-    /// FullNAT connection `id` (from `dir`), when no sync log is kept: rewritten, its connection's
+    /// FullNAT connection `id` (from `dir`), when no sync log is kept, in a frame the fast path's
+    /// admission took (`v`: `wire::parse_plain_tcp`'s offsets): rewritten, its connection's
     /// timer, acknowledgment numbers and counters updated, it comes back with the address to
     /// route it to. Any other packet comes back untouched (`Err`), nothing changed.
     ///
@@ -103,7 +104,18 @@ impl Forwarder {
         if let Some(t) = super::traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
             t.count(dir, ip.total_len);
         }
-        let (l3_off, l4_off) = (v.l3_off, ip.l4_off);
+        // The fast path's admission took only frames with the IPv4 header at byte 14, without
+        // options, and TCP right after it (`wire::parse_plain_tcp`): constants, where the
+        // parse's offsets, read back from memory, left the rewrite and the reads below their
+        // bounds and offsets to check (perf/RESULTS.md, "The admission's offsets as constants").
+        const L3_OFF: usize = crate::wire::ethernet::HEADER_LEN;
+        const L4_OFF: usize = L3_OFF + crate::wire::ipv4::HEADER_LEN;
+        debug_assert_eq!(
+            (v.l3_off, ip.l4_off),
+            (L3_OFF, L4_OFF),
+            "not the admission's frame"
+        );
+        let (l3_off, l4_off) = (L3_OFF, L4_OFF);
         // Drop Ethernet padding: the frame ends where the IP packet does.
         pkt.set_len(l3_off + ip.total_len as usize);
         // One view of the frame for the acknowledgment number and the rewrite: each access
