@@ -687,10 +687,12 @@ pub fn apply_change(dps: &mut [Datapath<VecBuf>; 2], changes: &mut Changes, fram
 /// A service by its key (VIP, port, protocol) and a real server by its (address, port).
 type SvcKey = (std::net::IpAddr, u16, u8);
 type RealKey = (std::net::IpAddr, u16);
+/// A connection (its table, IPv6 or not, and slot) with what it names.
+type Binding = ((bool, u32), Option<SvcKey>, Option<RealKey>);
 
 /// Every connection of `dp`'s tables (IPv6's after IPv4's, by slot), as a reader sees it, with
 /// the keys of the service and the real server it names (None: it names none).
-fn bindings(dp: &Datapath<VecBuf>) -> Vec<((bool, u32), Option<SvcKey>, Option<RealKey>)> {
+fn bindings(dp: &Datapath<VecBuf>) -> Vec<Binding> {
     use gateway::forward::services::NO_DEST;
     let services = dp.fwd.services();
     let keys = |svc: u16, rs: u16| {
@@ -723,11 +725,7 @@ fn bindings(dp: &Datapath<VecBuf>) -> Vec<((bool, u32), Option<SvcKey>, Option<R
 /// and real server (in any mode, DR and TUN included, whose entries carry no reply to compare)
 /// while the new snapshot (`services`) has them, none for what it removed, and none still for
 /// what the connection had none of (a server re-added does not bind the connections it lost).
-fn check_kept(
-    before: &[((bool, u32), Option<SvcKey>, Option<RealKey>)],
-    after: &[((bool, u32), Option<SvcKey>, Option<RealKey>)],
-    services: &gateway::forward::ServiceTable,
-) {
+fn check_kept(before: &[Binding], after: &[Binding], services: &gateway::forward::ServiceTable) {
     assert_eq!(
         before.iter().map(|b| b.0).collect::<Vec<_>>(),
         after.iter().map(|a| a.0).collect::<Vec<_>>(),
