@@ -161,11 +161,12 @@ fn fuzz_config_text() -> String {
 }
 
 /// How many services a change record picks from ([`variant_text`]).
-pub const CHANGE_VARIANTS: u8 = 8;
+pub const CHANGE_VARIANTS: u8 = 9;
 
 /// The text of the fuzz config's variant `k` (below [`CHANGE_VARIANTS`]), what a change record
 /// commits: the config itself (0), or it changed as an operator changes a running balancer,
-/// every VIP and local address kept (so that the ports' addresses stay as they are).
+/// every VIP kept (so that the ports' addresses stay as they are); the last one changes a
+/// service's local addresses (a new pool, a local address gone with its connections' replies).
 pub fn variant_text(k: u8) -> String {
     let base = fuzz_config_text();
     // The TCP service's real servers, as `LAB_CONFIG` has them (its UDP service's follow).
@@ -211,6 +212,13 @@ pub fn variant_text(k: u8) -> String {
         6 => edit(
             "[[service.real]]\naddress = \"2001:db8:20::11\"\nmode = \"dr\"\n",
             "",
+        ),
+        // The TCP service's second local address replaced by a new one (the UDP service keeps
+        // both): its connections from 10.20.0.201 keep their entries, their replies now come to
+        // an address of the UDP service only.
+        8 => edit(
+            "protocol = \"tcp\"\nscheduler = \"wrr\"\nsyn_retry = true\nlocal_addresses = [\"10.20.0.200\", \"10.20.0.201\"]",
+            "protocol = \"tcp\"\nscheduler = \"wrr\"\nsyn_retry = true\nlocal_addresses = [\"10.20.0.200\", \"10.20.0.202\"]",
         ),
         // The TCP service's scheduler changed, and the UDP service moved before it.
         _ => {
@@ -675,7 +683,7 @@ pub fn apply_change(dps: &mut [Datapath<VecBuf>; 2], changes: &mut Changes, fram
         let prepared = dp
             .fwd
             .prepare_services(services.clone())
-            .expect("a variant keeps every local address");
+            .expect("a variant's local-address pools");
         dp.commit_services(prepared);
         dp.l3.set_topology(topo.clone());
         check_bindings(dp);

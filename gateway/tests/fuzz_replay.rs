@@ -108,7 +108,8 @@ fn every_corpus_file_replays_without_breaking_an_invariant() {
 }
 
 /// Each configuration a change record can commit is the change its text says: the services, in
-/// order, as (VIP:port/protocol, real servers, scheduler), compared with the fuzz config's.
+/// order, as (VIP:port/protocol, real servers, scheduler, local addresses), compared with the
+/// fuzz config's.
 #[test]
 fn change_variants_are_the_changes_they_say() {
     use gateway::forward::ServiceTable;
@@ -125,12 +126,13 @@ fn change_variants_are_the_changes_they_say() {
                     .map(|r| format!("{}/{}", r.key().addr, r.weight))
                     .collect();
                 format!(
-                    "{}:{}/{} {} {}",
+                    "{}:{}/{} {} {} {:?}",
                     c.vip,
                     c.vport,
                     c.proto,
                     reals.join(","),
-                    c.sched
+                    c.sched,
+                    vs.lips
                 )
             })
             .collect()
@@ -175,6 +177,11 @@ fn change_variants_are_the_changes_they_say() {
         v.swap(0, 1);
         v[1] = tcp.replace(" wrr", " lc");
     });
+    with(8, &|v| v[0] = tcp.replace("10.20.0.201]", "10.20.0.202]"));
+    assert!(
+        udp.contains("10.20.0.201]"),
+        "the UDP service keeps the address: {udp}"
+    );
 }
 
 /// What a seed must do when replayed.
@@ -517,6 +524,7 @@ fn config_changes_under_traffic() -> Script {
     });
     let cports = [kept.next().unwrap(), kept.next().unwrap()];
     let new_cport = kept.next().unwrap();
+    let last_cport = kept.next().unwrap();
     let mut conns = Vec::new();
     for cport in cports {
         conns.push(handshake(&mut s, cport));
@@ -583,6 +591,26 @@ fn config_changes_under_traffic() -> Script {
     );
     s.change(0, 7);
     both_ways(&mut s, &[rs2], "back to the first config");
+    // The TCP service's second local address replaced by a new one: its connections go on (the
+    // address stays the UDP service's), and a new one leaves from one the service has now.
+    s.change(8, 7);
+    both_ways(&mut s, &[0, 1], "after a local address was replaced");
+    let out = s
+        .client(&tcp(
+            C,
+            (CLIENT_IP, last_cport),
+            (VIP, 80),
+            "S",
+            1000,
+            0,
+            b"",
+        ))
+        .expect("a new connection's SYN");
+    let lip = fullnat_of(&out).0;
+    assert!(
+        [Ipv4Addr::new(10, 20, 0, 200), Ipv4Addr::new(10, 20, 0, 202)].contains(&lip),
+        "{lip}"
+    );
     s
 }
 
