@@ -20,7 +20,7 @@
 //
 // A record whose frame starts with "GWCF" ([`CHANGE_MAGIC`]) is a configuration change instead, as
 // the control plane commits one: the byte after the magic picks the services ([`CHANGE_VARIANTS`]:
-// the fuzz config, or it with a real server removed, one added, services removed or moved) that
+// the fuzz config, or it with a real server removed, one added, services removed or moved, a local address replaced) that
 // both workers adopt (`prepare_services`, `commit_services`, the topology built from them), and
 // the byte after that, if any, how many slots of each connection table the harness walks for the
 // change after each group of records and each tick ([`WALKS`]; 1024 until one says otherwise, 0
