@@ -20,13 +20,14 @@
 //
 // A record whose frame starts with "GWCF" ([`CHANGE_MAGIC`]) is a configuration change instead, as
 // the control plane commits one: the byte after the magic picks the services ([`CHANGE_VARIANTS`]:
-// the fuzz config, or it with a real server removed, one added, services removed or moved, a local address replaced) that
-// both workers adopt (`prepare_services`, `commit_services`, the topology built from them), and
-// the byte after that, if any, how many slots of each connection table the harness walks for the
-// change after each group of records and each tick ([`WALKS`]; 1024 until one says otherwise, 0
-// never, so that changes pile up). Connections follow a change lazily (`conn::rebind`): before
-// and after each change, and at the end, every connection must name the service its client
-// tuple was sent to and the real server its replies come from ([`check_bindings`]).
+// the fuzz config, or it with a real server removed, one added, services removed or moved, a
+// local address replaced) that both workers adopt (`prepare_services`, `commit_services`, the
+// topology built from them), and the byte after that, if any, how many slots of each connection
+// table the harness walks for the change after each group of records and each tick ([`WALKS`];
+// 1024 until one says otherwise, 0 never, so that changes pile up). Connections follow a change
+// lazily (`conn::rebind`): before and after each change, and at the end, every connection must
+// name the service its client tuple was sent to and the real server its replies come from
+// ([`check_bindings`]), and keep every binding the change could keep ([`check_kept`]).
 //
 // The runner checks what must hold whatever the input: no panic; one verdict per frame; every
 // frame sent or generated parses as a valid frame with valid IPv4 and L4 checksums (but a plain ACK
