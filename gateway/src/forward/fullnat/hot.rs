@@ -99,11 +99,6 @@ impl Forwarder {
         if !is_hot_entry(c) {
             return Err(pkt);
         }
-        // From here on, `forward_body`'s steps for this packet (the neighbour confirmed once the
-        // frame is at hand, below).
-        if let Some(t) = super::traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
-            t.count(dir, ip.total_len);
-        }
         // The fast path's admission took only frames with the IPv4 header at byte 14, without
         // options, and TCP right after it (`wire::parse_plain_tcp`): constants, where the
         // parse's offsets, read back from memory, left the rewrite and the reads below their
@@ -115,14 +110,21 @@ impl Forwarder {
             (L3_OFF, L4_OFF),
             "not the admission's frame"
         );
-        let (l3_off, l4_off) = (L3_OFF, L4_OFF);
-        // Drop Ethernet padding: the frame ends where the IP packet does.
-        pkt.set_len(l3_off + ip.total_len as usize);
-        // One view of the frame for the acknowledgment number and the rewrite: each access
-        // through the buffer reads its fields again.
-        let frame = pkt.data_mut();
-        l3.confirm_neighbour_in(ip.src, frame);
-        let ack = TcpPacket::new_unchecked(&frame[l4_off..]).ack_number();
+        // One fixed-size view of the three headers, which the admission's frame always has, for
+        // the neighbour's confirmation, the acknowledgment number and the rewrite: on it no bound
+        // is checked again. Taken before the first side effect, as every condition here.
+        let Some(h) = pkt
+            .data_mut()
+            .first_chunk_mut::<{ L4_OFF + crate::wire::tcp::HEADER_LEN }>()
+        else {
+            return Err(pkt);
+        };
+        // From here on, `forward_body`'s steps for this packet.
+        if let Some(t) = super::traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
+            t.count(dir, ip.total_len);
+        }
+        l3.confirm_neighbour_in(ip.src, &h[..]);
+        let ack = TcpPacket::new_unchecked(&h[L4_OFF..]).ack_number();
         let client = c.client();
         let (src, dst) = match dir {
             // The server has answered (`user2` is set): the client's ACK acknowledges its data.
@@ -143,7 +145,9 @@ impl Forwarder {
             }
         };
         self.table.refresh_established(id, now);
-        rewrite_l4(frame, l3_off, l4_off, src, dst);
+        rewrite_l4(h, L3_OFF, L4_OFF, src, dst);
+        // Drop Ethernet padding: the frame ends where the IP packet does.
+        pkt.set_len(L3_OFF + ip.total_len as usize);
         Ok((pkt, dst.0))
     }
 }
