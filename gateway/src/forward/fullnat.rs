@@ -607,7 +607,14 @@ impl Forwarder {
         // takes replies.
         if let Prelookup::Hit(id, dir) = pre {
             let ip = &v.ip;
-            let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
+            // TCP, as every frame the admission takes: the protocol as a constant.
+            let tuple = Tuple::new(
+                ip.src,
+                ip.src_port,
+                ip.dst,
+                ip.dst_port,
+                crate::conn::PROTO_TCP,
+            );
             // Each side with its own call: `forward_hot` inlined for one known side.
             let hot = match dir {
                 Dir::Original if self.table.holds(id, Dir::Original, &tuple) => {

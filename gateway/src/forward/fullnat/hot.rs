@@ -87,7 +87,9 @@ impl Forwarder {
         now: Ticks,
     ) -> Result<(B, Ipv4Addr), B> {
         let ip = &v.ip;
-        if !is_plain_tcp_ack(ip) || self.sync_log.is_some() {
+        // TCP, as every frame the admission takes (its offsets below, too).
+        debug_assert_eq!(ip.protocol, IpProtocol::TCP, "not the admission's frame");
+        if !ip.tcp_flags.is_plain_ack() || self.sync_log.is_some() {
             return Err(pkt);
         }
         let Some(c) = self.table.get_mut(id) else {
