@@ -35,11 +35,7 @@ fn is_plain_tcp_ack(ip: &IpInfo) -> bool {
 /// counters: `forward_hot`'s conditions on the entry.
 #[inline(always)]
 fn is_hot_entry(c: &Conn) -> bool {
-    c.flags().bits() & MASK == WANT
-        && c.state() == State::Established
-        && c.mode == mode::FULLNAT
-        && c.ext & PROXIED == 0
-        && c.rs != NO_DEST
+    c.is(mode::FULLNAT, State::Established, (MASK, WANT), PROXIED) && c.rs != NO_DEST
 }
 
 impl Forwarder {
