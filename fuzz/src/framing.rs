@@ -680,7 +680,7 @@ pub fn apply_change(dps: &mut [Datapath<VecBuf>; 2], changes: &mut Changes, fram
     );
     let topo = Arc::new(gateway::control::topology::build(&topo_inputs(), None, &services).0);
     for dp in dps.iter_mut() {
-        let before = bindings(dp);
+        let before = bound(dp);
         let prepared = dp
             .fwd
             .prepare_services(services.clone())
@@ -688,7 +688,7 @@ pub fn apply_change(dps: &mut [Datapath<VecBuf>; 2], changes: &mut Changes, fram
         dp.commit_services(prepared);
         dp.l3.set_topology(topo.clone());
         check_bindings(dp);
-        check_kept(&before, &bindings(dp), &services);
+        check_kept(&before, &bound(dp), &services);
     }
     k
 }
@@ -696,36 +696,81 @@ pub fn apply_change(dps: &mut [Datapath<VecBuf>; 2], changes: &mut Changes, fram
 /// A service by its key (VIP, port, protocol) and a real server by its (address, port).
 type SvcKey = (std::net::IpAddr, u16, u8);
 type RealKey = (std::net::IpAddr, u16);
-/// A connection (its table, IPv6 or not, and slot) with what it names.
-type Binding = ((bool, u32), Option<SvcKey>, Option<RealKey>);
 
-/// Every connection of `dp`'s tables (IPv6's after IPv4's, by slot), as a reader sees it, with
-/// the keys of the service and the real server it names (None: it names none).
-fn bindings(dp: &Datapath<VecBuf>) -> Vec<Binding> {
+/// A connection as a reader of its worker's tables sees it (`Table::iter`: the copy that has
+/// followed every pending change), with the service and real server it names, by key.
+#[derive(Debug)]
+struct Bound {
+    /// Its table (IPv6 or not) and slot.
+    id: (bool, u32),
+    /// Parked (a FullNAT entry that only holds its local port for TIME_WAIT).
+    parked: bool,
+    mode: u8,
+    /// Where its client's packets were sent (the client tuple's destination).
+    sent_to: SvcKey,
+    /// Where its replies come from (the reply tuple's source), if tracked.
+    replied_from: Option<RealKey>,
+    /// The service and real server its indices name (None: no index).
+    svc: Option<SvcKey>,
+    real: Option<RealKey>,
+}
+
+/// Every connection of `dp`'s tables, IPv6's after IPv4's, by slot. An index that names no
+/// service or real server of the snapshot fails: a connection names one or none (`NO_DEST`).
+fn bound(dp: &Datapath<VecBuf>) -> Vec<Bound> {
+    use gateway::conn::ConnKey;
     use gateway::forward::services::NO_DEST;
+    use std::net::IpAddr;
     let services = dp.fwd.services();
-    let keys = |svc: u16, rs: u16| {
-        let vs = services
-            .services
-            .get(usize::from(svc))
-            .filter(|_| svc != NO_DEST);
-        let s = vs.map(|vs| {
-            let c = vs.svc.config();
-            (c.vip, c.vport, c.proto.number())
+    let keys = |id: (bool, u32), svc: u16, rs: u16| {
+        if svc == NO_DEST {
+            return (None, None);
+        }
+        let vs = services.services.get(usize::from(svc)).unwrap_or_else(|| {
+            panic!(
+                "connection {id:?}: service {svc} of {} (generation {})",
+                services.services.len(),
+                services.generation
+            )
         });
-        let r = vs
-            .filter(|_| rs != NO_DEST)
-            .and_then(|vs| vs.svc.key(usize::from(rs)))
-            .map(|k| (k.addr, k.port));
-        (s, r)
+        let c = vs.svc.config();
+        let real = (rs != NO_DEST).then(|| {
+            let k = vs
+                .svc
+                .key(usize::from(rs))
+                .unwrap_or_else(|| panic!("connection {id:?}: real server {rs} of service {svc}"));
+            (k.addr, k.port)
+        });
+        (Some((c.vip, c.vport, c.proto.number())), real)
     };
     let v4 = dp.fwd.table().iter().map(|(id, c)| {
-        let (s, r) = keys(c.svc, c.rs);
-        ((false, id.index()), s, r)
+        let (t, id) = (c.client(), (false, id.index()));
+        let (svc, real) = keys(id, c.svc, c.rs);
+        Bound {
+            id,
+            parked: c.flags().contains(gateway::forward::fullnat::PARKED),
+            mode: c.mode,
+            sent_to: (t.dst_ip().into(), t.dport, t.proto()),
+            replied_from: c.reply().map(|r| (r.src_ip().into(), r.sport)),
+            svc,
+            real,
+        }
     });
+    // NAT64's real servers are IPv4, their replies' source an IPv4-mapped address.
+    let addr =
+        |a: std::net::Ipv6Addr| -> IpAddr { a.to_ipv4_mapped().map_or(a.into(), Into::into) };
     let v6 = dp.v6.conns.iter().map(|(id, c)| {
-        let (s, r) = keys(c.svc, c.rs);
-        ((true, id.index()), s, r)
+        let (t, id) = (c.client(), (true, id.index()));
+        let (svc, real) = keys(id, c.svc, c.rs);
+        Bound {
+            id,
+            parked: gateway::inet6::service::parked(&c),
+            mode: c.mode,
+            sent_to: (t.dst_ip().into(), t.dport, t.proto()),
+            replied_from: c.reply().map(|r| (addr(r.src_ip()), r.sport)),
+            svc,
+            real,
+        }
     });
     v4.chain(v6).collect()
 }
@@ -734,10 +779,10 @@ fn bindings(dp: &Datapath<VecBuf>) -> Vec<Binding> {
 /// and real server (in any mode, DR and TUN included, whose entries carry no reply to compare)
 /// while the new snapshot (`services`) has them, none for what it removed, and none still for
 /// what the connection had none of (a server re-added does not bind the connections it lost).
-fn check_kept(before: &[Binding], after: &[Binding], services: &gateway::forward::ServiceTable) {
+fn check_kept(before: &[Bound], after: &[Bound], services: &gateway::forward::ServiceTable) {
     assert_eq!(
-        before.iter().map(|b| b.0).collect::<Vec<_>>(),
-        after.iter().map(|a| a.0).collect::<Vec<_>>(),
+        before.iter().map(|b| b.id).collect::<Vec<_>>(),
+        after.iter().map(|a| a.id).collect::<Vec<_>>(),
         "a change added or removed connections"
     );
     let find = |key: SvcKey| {
@@ -746,25 +791,27 @@ fn check_kept(before: &[Binding], after: &[Binding], services: &gateway::forward
             (c.vip, c.vport, c.proto.number()) == key
         })
     };
-    for ((id, svc, rs), (_, svc_now, rs_now)) in before.iter().zip(after) {
-        let kept = svc.and_then(find);
+    for (b, a) in before.iter().zip(after) {
+        let kept = b.svc.and_then(find);
         assert_eq!(
-            *svc_now,
-            kept.and(*svc),
-            "connection {id:?}: service {svc:?} in generation {}",
+            a.svc,
+            kept.and(b.svc),
+            "connection {:?}: service {:?} in generation {}",
+            b.id,
+            b.svc,
             services.generation
         );
-        let real_kept = kept.and(*rs).filter(|&(addr, port)| {
-            kept.unwrap()
-                .svc
+        let real_kept = kept.zip(b.real).and_then(|(vs, real)| {
+            vs.svc
                 .reals()
                 .iter()
-                .any(|r| (r.key().addr, r.key().port) == (addr, port))
+                .any(|r| (r.key().addr, r.key().port) == real)
+                .then_some(real)
         });
         assert_eq!(
-            *rs_now, real_kept,
-            "connection {id:?}: real server {rs:?} of {svc:?} in generation {}",
-            services.generation
+            a.real, real_kept,
+            "connection {:?}: real server {:?} of {:?} in generation {}",
+            b.id, b.real, b.svc, services.generation
         );
     }
 }
@@ -779,86 +826,30 @@ pub fn walk_step(dps: &mut [Datapath<VecBuf>; 2], changes: &Changes) {
     }
 }
 
-/// Asserts that every connection of `dp`'s tables, as a reader sees it (`Table::iter`: the copy
-/// that has followed every pending change), names the service its client tuple was sent to
-/// (VIP, port and protocol), or none, and, if its real server is named and its replies come back
-/// through the gateway (FullNAT, NAT), the one they come from.
+/// Asserts that every connection of `dp`'s tables but the parked ones, as a reader sees it
+/// ([`bound`]), names the service its client tuple was sent to (VIP, port and protocol), or none,
+/// and, if its real server is named and its replies come back through the gateway (FullNAT,
+/// NAT), the one they come from.
 pub fn check_bindings(dp: &Datapath<VecBuf>) {
-    use gateway::conn::ConnKey;
     use gateway::forward::mode;
-    use gateway::forward::services::NO_DEST;
-    use std::net::IpAddr;
-    let services = dp.fwd.services();
-    let check = |what: &str,
-                 svc: u16,
-                 rs: u16,
-                 conn_mode: u8,
-                 vip: (IpAddr, u16, u8),
-                 replied_from: Option<(IpAddr, u16)>| {
-        if svc == NO_DEST {
-            return;
-        }
-        let vs = services.services.get(usize::from(svc)).unwrap_or_else(|| {
-            panic!(
-                "{what}: service {svc} of {} services",
-                services.services.len()
-            )
-        });
-        let c = vs.svc.config();
-        assert_eq!(
-            (c.vip, c.vport, c.proto.number()),
-            vip,
-            "{what}: bound to service {svc} (generation {})",
-            services.generation
-        );
-        if rs == NO_DEST {
-            return;
-        }
-        let real = vs
-            .svc
-            .key(usize::from(rs))
-            .unwrap_or_else(|| panic!("{what}: real server {rs} of service {svc}"));
-        if let (Some(from), true) = (
-            replied_from,
-            conn_mode == mode::FULLNAT || conn_mode == mode::NAT,
-        ) {
+    let generation = dp.fwd.services().generation;
+    for b in bound(dp).iter().filter(|b| !b.parked) {
+        if let Some(svc) = b.svc {
             assert_eq!(
-                (real.addr, real.port),
-                from,
-                "{what}: bound to real server {rs} of service {svc} (generation {})",
-                services.generation
+                svc, b.sent_to,
+                "{b:?}: the service (generation {generation})"
             );
         }
-    };
-    for (id, c) in dp.fwd.table().iter() {
-        if c.flags().contains(gateway::forward::fullnat::PARKED) {
-            continue;
+        if let (Some(real), Some(from), true) = (
+            b.real,
+            b.replied_from,
+            b.mode == mode::FULLNAT || b.mode == mode::NAT,
+        ) {
+            assert_eq!(
+                real, from,
+                "{b:?}: the real server (generation {generation})"
+            );
         }
-        let t = c.client();
-        check(
-            &format!("IPv4 connection {id:?} {c:?}"),
-            c.svc,
-            c.rs,
-            c.mode,
-            (t.dst_ip().into(), t.dport, t.proto()),
-            c.reply().map(|r| (r.src_ip().into(), r.sport)),
-        );
-    }
-    for (id, c) in dp.v6.conns.iter() {
-        if gateway::inet6::service::parked(&c) {
-            continue;
-        }
-        let t = c.client();
-        let addr =
-            |a: std::net::Ipv6Addr| -> IpAddr { a.to_ipv4_mapped().map_or(a.into(), Into::into) };
-        check(
-            &format!("IPv6 connection {id:?} {c:?}"),
-            c.svc,
-            c.rs,
-            c.mode,
-            (t.dst_ip().into(), t.dport, t.proto()),
-            c.reply().map(|r| (addr(r.src_ip()), r.sport)),
-        );
     }
 }
 
