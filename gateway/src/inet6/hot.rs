@@ -11,7 +11,7 @@
 //! and table.
 
 use super::{fullnat, nd, Inet6, Ipv6In};
-use crate::conn::{tcp_flags, ConnFlags, ConnId, Dir, State, Ticks};
+use crate::conn::{tcp_flags, Conn6, ConnFlags, ConnId, Dir, State, Ticks};
 use crate::forward::{mode, Forwarder};
 use crate::net::route6::Route6;
 use crate::net::L3;
@@ -33,8 +33,6 @@ const STATE_FLAGS: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_f
 /// the way out and the address it leads to, the connection's service and real server (its
 /// traffic counters).
 struct Plan {
-    src: (Ipv6Addr, u16),
-    dst: (Ipv6Addr, u16),
     out: Out,
     to: Ipv6Addr,
     svc: u16,
@@ -44,7 +42,8 @@ struct Plan {
 /// The way out to a destination: where the last packet to it went (`nd::cached_hop`), or else
 /// the route, whose next hop `nd::send_toward` resolves.
 enum Out {
-    Cached(u16, [u8; 12]),
+    /// The port, and the slot of the next-hop cache that holds the MACs.
+    Cached(u16, usize),
     Route(Route6),
 }
 
@@ -52,7 +51,7 @@ enum Out {
 #[inline(always)]
 fn out_to<B: PacketBuf>(v6: &Inet6<B>, l3: &L3<B>, to: Ipv6Addr) -> Option<Out> {
     match nd::cached_hop(v6, l3, to) {
-        Some((port, macs)) => Some(Out::Cached(port, macs)),
+        Some((port, slot)) => Some(Out::Cached(port, slot)),
         None => l3.topo().routes6.lookup(to).copied().map(Out::Route),
     }
 }
@@ -78,7 +77,8 @@ fn plan<B: PacketBuf>(
     }
     // Settled by the callers (`Table::settle`).
     let c = v6.conns.get_settled(id)?;
-    let reply = c.reply()?;
+    // A connection with its reply side (every FullNAT one): `rewritten_ends` reads it.
+    c.reply()?;
     if c.flags().bits() & MASK != WANT || c.state() != State::Established || c.mode != mode::FULLNAT
     {
         return None;
@@ -103,10 +103,7 @@ fn plan<B: PacketBuf>(
                 return None;
             };
             let out = out_to(v6, l3, rip)?;
-            // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
             Some(Plan {
-                src: (reply.dst_ip(), reply.dport),
-                dst: (reply.src_ip(), reply.sport),
                 out,
                 to: rip,
                 svc,
@@ -118,10 +115,7 @@ fn plan<B: PacketBuf>(
         Dir::Reply if rs != crate::forward::fullnat::NO_DEST && reaches_reply_side(fwd, v.dst) => {
             let cip = client.src_ip();
             let out = out_to(v6, l3, cip)?;
-            // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
             Some(Plan {
-                src: (client.dst_ip(), client.dport),
-                dst: (cip, client.sport),
                 out,
                 to: cip,
                 svc,
@@ -130,6 +124,22 @@ fn plan<B: PacketBuf>(
         }
         _ => None,
     }
+}
+
+/// The source and destination a FullNAT segment of connection `c` from side `dir` leaves with.
+#[inline(always)]
+fn rewritten_ends(c: &Conn6, dir: Dir) -> Option<((Ipv6Addr, u16), (Ipv6Addr, u16))> {
+    let reply = c.reply()?;
+    let client = c.client();
+    Some(match dir {
+        // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
+        Dir::Original => ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport)),
+        // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
+        Dir::Reply => (
+            (client.dst_ip(), client.dport),
+            (client.src_ip(), client.sport),
+        ),
+    })
 }
 
 /// Forwards a TCP segment with ACK and none of SYN, FIN and RST (`flags`) on established FullNAT
@@ -150,14 +160,17 @@ pub(super) fn forward_hot<B: PacketBuf>(
     flags: u8,
 ) -> Result<Verdict<B>, B> {
     v6.conns.settle(id);
-    let Some(Plan {
-        src,
-        dst,
-        out,
-        to,
-        svc,
-        rs,
-    }) = plan(v6, l3, fwd, v, id, dir, flags)
+    let Some(Plan { out, to, svc, rs }) = plan(v6, l3, fwd, v, id, dir, flags) else {
+        return Err(pkt);
+    };
+    // The rewrite's addresses and ports, read from the entry here rather than carried in the
+    // plan: built there a field at a time and copied with it, they were read back by loads that
+    // spanned several stores, which the store buffer cannot forward from (perf/RESULTS.md,
+    // "IPv6's way out without its MACs copied").
+    let Some((src, dst)) = v6
+        .conns
+        .get_settled(id)
+        .and_then(|c| rewritten_ends(c, dir))
     else {
         return Err(pkt);
     };
@@ -168,8 +181,8 @@ pub(super) fn forward_hot<B: PacketBuf>(
     fwd.count_packet(svc, rs, dir, super::common::ip_len(v));
     fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
     let route = match out {
-        Out::Cached(port, macs) => {
-            nd::set_macs(&mut pkt, macs);
+        Out::Cached(port, slot) => {
+            nd::set_cached_macs(v6, &mut pkt, slot);
             l3.stats.inet6.forwarded += 1;
             return Ok(Verdict::Tx(port, pkt));
         }

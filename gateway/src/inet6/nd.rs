@@ -414,19 +414,29 @@ fn hop_slot(dst: Ipv6Addr) -> usize {
     (key ^ (key >> 64) ^ (key >> 32)) as usize % HOP_SLOTS
 }
 
-/// Where a packet to `dst` goes (its port, and the Ethernet header's first 12 bytes), if
-/// `send_toward` sent one there since the neighbour table and the topology last moved. Changes
-/// nothing. A first fragment is never answered from here: it goes through `send_to`, which records
-/// where it waits.
+/// Where a packet to `dst` goes (its port, and the slot of `Inet6::hops` whose entry holds the
+/// Ethernet header's first 12 bytes, `set_cached_macs`), if `send_toward` sent one there since
+/// the neighbour table and the topology last moved. Changes nothing. A first fragment is never
+/// answered from here: it goes through `send_to`, which records where it waits.
+///
+/// The slot, not a copy of the 12 bytes: the copy, carried in the hot path's plan (an enum of a
+/// byte and then the 12 bytes), was written a field at a time and read back by wider loads that
+/// spanned those stores, which the store buffer cannot forward from: the worker's most sampled
+/// instructions (perf/RESULTS.md, "IPv6's way out without its MACs copied").
 #[inline(always)]
-pub fn cached_hop<B: PacketBuf>(
-    v6: &Inet6<B>,
-    l3: &L3<B>,
-    dst: Ipv6Addr,
-) -> Option<(u16, [u8; 12])> {
-    let e = &v6.hops[hop_slot(dst)];
+pub fn cached_hop<B: PacketBuf>(v6: &Inet6<B>, l3: &L3<B>, dst: Ipv6Addr) -> Option<(u16, usize)> {
+    let slot = hop_slot(dst);
+    let e = &v6.hops[slot];
     (e.addr == dst && e.generation == cache_generation(v6, l3) && !v6.records_queued())
-        .then_some((e.port, e.macs))
+        .then_some((e.port, slot))
+}
+
+/// Writes the MACs of the cache's entry in `slot` (`cached_hop`) into `pkt`'s Ethernet header.
+#[inline(always)]
+pub(super) fn set_cached_macs<B: PacketBuf>(v6: &Inet6<B>, pkt: &mut B, slot: usize) {
+    if let (Some(e), Some(head)) = (v6.hops.get(slot), pkt.data_mut().first_chunk_mut::<12>()) {
+        *head = e.macs;
+    }
 }
 
 /// `send_to` the next hop `route` gives for destination `dst`, noting where the packet went for
