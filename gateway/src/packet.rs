@@ -52,6 +52,21 @@ pub struct RxMeta {
     pub from_peer: bool,
 }
 
+impl RxMeta {
+    /// `RxMeta::default()` as a constant, for a burst's array of them: built by `default()`, the
+    /// value was written a field at a time and read back whole to fill the array, a read the
+    /// store buffer could not forward, which waited for every store before it (the worker's
+    /// most sampled instruction outside DPDK's, perf/RESULTS.md).
+    pub const NONE: RxMeta = RxMeta {
+        port: 0,
+        queue: 0,
+        rss_hash: None,
+        ip_csum: CsumStatus::Unknown,
+        l4_csum: CsumStatus::Unknown,
+        from_peer: false,
+    };
+}
+
 /// A heap-backed `PacketBuf` for tests, benchmarks, fuzzing and the golden harness.
 ///
 /// A pointer, as an mbuf is: the offsets live behind it with the bytes' address, one load away

@@ -303,7 +303,7 @@ impl Worker {
     ) {
         let queue = self.id;
         let mut pkts: [Option<Mbuf>; BURST] = Default::default();
-        let mut metas = [RxMeta::default(); BURST];
+        let mut metas = [RxMeta::NONE; BURST];
         let mut n = 0;
         for i in 0..BURST {
             batch.prefetch(i);

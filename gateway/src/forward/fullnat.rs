@@ -622,7 +622,7 @@ impl Forwarder {
         }
         match self.forward_hot(l3, pkt, v, id, Dir::Original, Ticks(l3.now_ms)) {
             Ok((p, dst)) => {
-                *out = Some(l3.route_out(p, dst));
+                l3.route_out_into(p, dst, out);
                 Ok(())
             }
             Err(p) => self.forward_established_rest(l3, p, v, pre, l4_csum, out),
@@ -669,7 +669,7 @@ impl Forwarder {
                 l3.stats.steer_hits += u64::from(hot.is_ok());
                 match hot {
                     Ok((p, dst)) => {
-                        *out = Some(l3.route_out(p, dst));
+                        l3.route_out_into(p, dst, out);
                         return Ok(());
                     }
                     Err(p) => pkt = p,
@@ -680,7 +680,7 @@ impl Forwarder {
             Ok((id, dir)) => match self.forward_hot(l3, pkt, v, id, dir, now) {
                 Ok((pkt, dst)) => {
                     count_steered(l3, dir);
-                    *out = Some(l3.route_out(pkt, dst));
+                    l3.route_out_into(pkt, dst, out);
                     Ok(())
                 }
                 Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {

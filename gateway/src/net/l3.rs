@@ -394,6 +394,38 @@ impl<B: PacketBuf> L3<B> {
         self.route_out_slow(pkt, dst, slot)
     }
 
+    /// `route_out`, the verdict written into `out` (a burst's slot), also by the slow path, out
+    /// of line: returned from a call through memory, the verdict was written a field at a time
+    /// and read back whole to be copied into the slot, a read the store buffer cannot forward,
+    /// which waited for the stores before it (a third of the worker's samples in its reply path
+    /// at 1K connections from many clients, perf/RESULTS.md "Verdicts written where they go").
+    #[inline(always)]
+    pub fn route_out_into(&mut self, mut pkt: B, dst: Ipv4Addr, out: &mut Option<Verdict<B>>) {
+        let key = u32::from(dst);
+        let slot = addr_slot(key, NH_CACHE);
+        let e = &self.nh_cache[slot];
+        if e.dst == key && e.generation == self.cache_generation() {
+            if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
+                *macs = e.macs;
+                *out = Some(Verdict::Tx(e.port, pkt));
+                return;
+            }
+        }
+        self.route_out_slow_into(pkt, dst, slot, out)
+    }
+
+    /// `route_out_slow` writing its verdict into `out` (`route_out_into`).
+    #[inline(never)]
+    fn route_out_slow_into(
+        &mut self,
+        pkt: B,
+        dst: Ipv4Addr,
+        slot: usize,
+        out: &mut Option<Verdict<B>>,
+    ) {
+        *out = Some(self.route_out_slow_inline(pkt, dst, slot));
+    }
+
     /// `route_out` for a destination the next-hop cache does not hold: the route, then the
     /// neighbour's MACs from the cache by neighbour (every client behind one router shares the
     /// router's: replies to clients from many addresses would otherwise look the neighbour up each
@@ -403,7 +435,13 @@ impl<B: PacketBuf> L3<B> {
     // bloated the SYN path's code (perf/RESULTS.md, "New connections a second
     // fell with a module split").
     #[inline(never)]
-    fn route_out_slow(&mut self, mut pkt: B, dst: Ipv4Addr, slot: usize) -> Verdict<B> {
+    fn route_out_slow(&mut self, pkt: B, dst: Ipv4Addr, slot: usize) -> Verdict<B> {
+        self.route_out_slow_inline(pkt, dst, slot)
+    }
+
+    /// `route_out_slow`'s body, in it and in `route_out_slow_into`.
+    #[inline(always)]
+    fn route_out_slow_inline(&mut self, mut pkt: B, dst: Ipv4Addr, slot: usize) -> Verdict<B> {
         let Some(hop) = self.topo.routes.lookup(dst) else {
             return Verdict::Drop(Drop::NoRoute.into(), pkt);
         };
