@@ -87,6 +87,19 @@ fn count_steered<B: PacketBuf>(l3: &mut L3<B>, dir: Dir) {
     }
 }
 
+/// The connection tuple of a segment the fast path's admission took: TCP, as every frame it
+/// takes, the protocol a constant.
+#[inline(always)]
+fn admitted_tuple(ip: &crate::wire::IpInfo) -> Tuple {
+    Tuple::new(
+        ip.src,
+        ip.src_port,
+        ip.dst,
+        ip.dst_port,
+        crate::conn::PROTO_TCP,
+    )
+}
+
 /// `traffic[traffic_base[svc] + rs]`, unless the connection's server is gone.
 fn traffic_at<'a>(
     traffic: &'a mut [Traffic],
@@ -608,16 +621,7 @@ impl Forwarder {
         let Prelookup::Hit(id, Dir::Original) = pre else {
             return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
         };
-        let ip = &v.ip;
-        // TCP, as every frame the admission takes: the protocol as a constant.
-        let tuple = Tuple::new(
-            ip.src,
-            ip.src_port,
-            ip.dst,
-            ip.dst_port,
-            crate::conn::PROTO_TCP,
-        );
-        if !self.table.holds(id, Dir::Original, &tuple) {
+        if !self.table.holds(id, Dir::Original, &admitted_tuple(&v.ip)) {
             return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
         }
         match self.forward_hot(l3, pkt, v, id, Dir::Original, Ticks(l3.now_ms)) {
@@ -652,15 +656,8 @@ impl Forwarder {
         // connection has no real server, `ConnRemap`'s `NO_DEST`, which the hot path refuses,
         // and the packet then takes the way below.)
         if let Prelookup::Hit(id, Dir::Reply) = pre {
-            let ip = &v.ip;
-            let tuple = Tuple::new(
-                ip.src,
-                ip.src_port,
-                ip.dst,
-                ip.dst_port,
-                crate::conn::PROTO_TCP,
-            );
-            if self.services.kind(ip.dst).reaches_ipv4_conns()
+            let tuple = admitted_tuple(&v.ip);
+            if self.services.kind(v.ip.dst).reaches_ipv4_conns()
                 && self.table.holds(id, Dir::Reply, &tuple)
             {
                 let hot = self.forward_hot(l3, pkt, v, id, Dir::Reply, now);
