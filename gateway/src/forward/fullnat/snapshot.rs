@@ -183,6 +183,7 @@ impl Forwarder {
             self.synproxy.reserve6(self.capacity6 as usize);
         }
         self.services = services;
+        self.reply_lip = 0;
         Some(remap)
     }
 
