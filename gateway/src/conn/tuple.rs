@@ -50,8 +50,8 @@ impl Tuple {
     }
 
     /// The tuple as two words, the hash's input: each field where it lies in memory
-    /// (little-endian), so that the compiler reads the first word with one load and the second
-    /// with two, where it had combined five loads with shifts.
+    /// (little-endian), so that the compiler reads the addresses' word with one load, where it
+    /// had combined two with shifts.
     #[inline(always)]
     fn words(&self) -> (u64, u64) {
         let a = (u64::from(self.dst) << 32) | u64::from(self.src);

@@ -111,8 +111,8 @@ impl<B: PacketBuf> Datapath<B> {
 
     /// `process_ipv6` for the burst's last stage, the verdict written into its slot `out` here:
     /// returned through memory, it was written a field at a time and read back whole to be
-    /// copied into the slot, a read the store buffer cannot forward (perf/RESULTS.md, "Verdicts
-    /// written where they go").
+    /// copied into the slot, a read the store buffer cannot forward (perf/RESULTS.md,
+    /// "Loads the store buffer could not forward, a reply's address probe").
     #[inline(never)]
     fn process_ipv6_into(
         &mut self,

@@ -91,7 +91,8 @@ impl Forwarder {
     /// Whether a reply to `dst` may reach IPv4 connections (`AddrKind::reaches_ipv4_conns`):
     /// the last address found so is remembered (`reply_lip`), and its replies skip the address
     /// table's probe, a chain of dependent loads (the services, the table, its slot) that took a
-    /// sixth of the replies' path's samples under `perf record -e cpu-clock` (perf/RESULTS.md).
+    /// sixth of the replies' path's samples under `perf record -e cpu-clock` (perf/RESULTS.md,
+    /// "Loads the store buffer could not forward, a reply's address probe").
     #[inline(always)]
     fn reaches_reply_side(&mut self, dst: Ipv4Addr) -> bool {
         let raw = u32::from(dst);
@@ -185,9 +186,10 @@ pub struct Forwarder {
     worker: u16,
     table: ConnTable,
     services: Arc<ServiceTable>,
-    /// The last reply destination `services` said reaches IPv4 connections (a LIP), in host
-    /// order; 0 for none (never a LIP). Cleared with every new `services`. A reply's hot path
-    /// compares with it before it probes the address table (`forward_established_rest`).
+    /// The last reply destination `services` said reaches IPv4 connections (a LIP, or a VIP
+    /// that is one too), in host order; 0 for none (0 is never taken from the cache). Cleared
+    /// with every new `services`. A reply's hot path compares with it before it probes the
+    /// address table (`forward_established_rest`).
     reply_lip: u32,
     sched: Vec<SchedState>,
     capacity6: u32,

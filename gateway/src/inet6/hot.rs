@@ -166,7 +166,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
     // The rewrite's addresses and ports, read from the entry here rather than carried in the
     // plan: built there a field at a time and copied with it, they were read back by loads that
     // spanned several stores, which the store buffer cannot forward from (perf/RESULTS.md,
-    // "IPv6's way out without its MACs copied").
+    // "Loads the store buffer could not forward, a reply's address probe").
     let Some((src, dst)) = v6
         .conns
         .get_settled(id)

@@ -421,8 +421,9 @@ fn hop_slot(dst: Ipv6Addr) -> usize {
 ///
 /// The slot, not a copy of the 12 bytes: the copy, carried in the hot path's plan (an enum of a
 /// byte and then the 12 bytes), was written a field at a time and read back by wider loads that
-/// spanned those stores, which the store buffer cannot forward from: the worker's most sampled
-/// instructions (perf/RESULTS.md, "IPv6's way out without its MACs copied").
+/// spanned those stores, which the store buffer cannot forward from: among the IPv6 path's most
+/// sampled instructions (perf/RESULTS.md, "Loads the store buffer could not forward, a reply's
+/// address probe").
 #[inline(always)]
 pub fn cached_hop<B: PacketBuf>(v6: &Inet6<B>, l3: &L3<B>, dst: Ipv6Addr) -> Option<(u16, usize)> {
     let slot = hop_slot(dst);

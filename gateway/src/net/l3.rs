@@ -397,8 +397,9 @@ impl<B: PacketBuf> L3<B> {
     /// `route_out`, the verdict written into `out` (a burst's slot), also by the slow path, out
     /// of line: returned from a call through memory, the verdict was written a field at a time
     /// and read back whole to be copied into the slot, a read the store buffer cannot forward,
-    /// which waited for the stores before it (a third of the worker's samples in its reply path
-    /// at 1K connections from many clients, perf/RESULTS.md "Verdicts written where they go").
+    /// which waited for the stores before it (a third of the samples of the replies' path at 1K
+    /// connections from many clients; perf/RESULTS.md, "Loads the store buffer could not
+    /// forward, a reply's address probe").
     #[inline(always)]
     pub fn route_out_into(&mut self, mut pkt: B, dst: Ipv4Addr, out: &mut Option<Verdict<B>>) {
         let key = u32::from(dst);
