@@ -76,9 +76,9 @@ fn plan<B: PacketBuf>(
         return None;
     }
     // Settled by the callers (`Table::settle`).
+    // Its reply side, which every FullNAT connection has, is read by `rewritten_ends`, which
+    // refuses an entry without one.
     let c = v6.conns.get_settled(id)?;
-    // A connection with its reply side (every FullNAT one): `rewritten_ends` reads it.
-    c.reply()?;
     if c.flags().bits() & MASK != WANT || c.state() != State::Established || c.mode != mode::FULLNAT
     {
         return None;

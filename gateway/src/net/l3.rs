@@ -381,17 +381,27 @@ impl<B: PacketBuf> L3<B> {
     /// Sends an IPv4 packet (Ethernet header present, IP header complete) toward `dst` through the
     /// routing table: sets the MACs, or holds the packet until ARP answers.
     #[inline]
-    pub fn route_out(&mut self, mut pkt: B, dst: Ipv4Addr) -> Verdict<B> {
+    pub fn route_out(&mut self, pkt: B, dst: Ipv4Addr) -> Verdict<B> {
+        match self.route_cached(pkt, dst) {
+            Ok((port, pkt)) => Verdict::Tx(port, pkt),
+            Err((pkt, slot)) => self.route_out_slow(pkt, dst, slot),
+        }
+    }
+
+    /// The next-hop cache's answer for `dst` (`route_out`, `route_out_into`): the MACs written
+    /// into `pkt`, and the port; else the packet back, with the cache's slot for the slow path.
+    #[inline(always)]
+    fn route_cached(&mut self, mut pkt: B, dst: Ipv4Addr) -> Result<(u16, B), (B, usize)> {
         let key = u32::from(dst);
         let slot = addr_slot(key, NH_CACHE);
         let e = &self.nh_cache[slot];
         if e.dst == key && e.generation == self.cache_generation() {
             if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
                 *macs = e.macs;
-                return Verdict::Tx(e.port, pkt);
+                return Ok((e.port, pkt));
             }
         }
-        self.route_out_slow(pkt, dst, slot)
+        Err((pkt, slot))
     }
 
     /// `route_out`, the verdict written into `out` (a burst's slot), also by the slow path, out
@@ -401,18 +411,11 @@ impl<B: PacketBuf> L3<B> {
     /// connections from many clients; perf/RESULTS.md, "Loads the store buffer could not
     /// forward, a reply's address probe").
     #[inline(always)]
-    pub fn route_out_into(&mut self, mut pkt: B, dst: Ipv4Addr, out: &mut Option<Verdict<B>>) {
-        let key = u32::from(dst);
-        let slot = addr_slot(key, NH_CACHE);
-        let e = &self.nh_cache[slot];
-        if e.dst == key && e.generation == self.cache_generation() {
-            if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
-                *macs = e.macs;
-                *out = Some(Verdict::Tx(e.port, pkt));
-                return;
-            }
+    pub fn route_out_into(&mut self, pkt: B, dst: Ipv4Addr, out: &mut Option<Verdict<B>>) {
+        match self.route_cached(pkt, dst) {
+            Ok((port, pkt)) => *out = Some(Verdict::Tx(port, pkt)),
+            Err((pkt, slot)) => self.route_out_slow_into(pkt, dst, slot, out),
         }
-        self.route_out_slow_into(pkt, dst, slot, out)
     }
 
     /// `route_out_slow` writing its verdict into `out` (`route_out_into`).
