@@ -351,6 +351,7 @@ impl<B: PacketBuf> Datapath<B> {
     /// round whose receive burst came back full (`busy`: more packets wait), else
     /// [`REBIND_SLICE_IDLE`]. Returns whether either walk goes on. The worker calls it once a
     /// poll round.
+    #[inline]
     pub fn rebind_step(&mut self, busy: bool) -> bool {
         let slice = if busy {
             REBIND_SLICE_BUSY

@@ -436,6 +436,7 @@ impl Forwarder {
 
     /// Walks up to `slots` more slots of the IPv4 table for a configuration change its entries
     /// follow (`conn::rebind`); whether the walk goes on.
+    #[inline]
     pub fn rebind_step(&mut self, slots: u32) -> bool {
         self.table.rebind_step(slots)
     }
