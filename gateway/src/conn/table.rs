@@ -644,33 +644,54 @@ impl<T: ConnKey> Table<T> {
         &self,
         tuples: &[T],
         out: &mut [Prelookup],
-        prefetch: impl Fn(*const u8),
+        prefetch: impl Fn(*const u8) + Copy,
     ) {
         for (ts, os) in tuples.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
             let n = ts.len().min(os.len());
             let mut h = [0u32; BATCH];
             for i in 0..n {
-                h[i] = self.h32(&ts[i]);
-                prefetch(self.index.first_slot_addr(h[i]));
+                h[i] = self.prehash(&ts[i], prefetch);
             }
-            for (&hi, o) in h[..n].iter().zip(os.iter_mut()) {
-                *o = match self.index.find(hi, |_| true) {
-                    Some(v) => {
-                        let id = v >> 1;
-                        if let Some(c) = self.slab.get(id as usize) {
-                            let at = c as *const ConnOf<T> as *const u8;
-                            prefetch(at);
-                            // An IPv6 entry takes two lines (`Tuple6`): the state is in the
-                            // second. Folded away for the one-line IPv4 entry.
-                            if core::mem::size_of::<ConnOf<T>>() > 64 {
-                                prefetch(at.wrapping_add(64));
-                            }
+            self.prelookup_hashed(&h[..n], os, prefetch);
+        }
+    }
+
+    /// `prelookup_batch`'s first stage for one tuple: its hash, its home index slot prefetched.
+    /// The burst loop calls it as it parses each frame, and keeps the hash instead of the tuple
+    /// (perf/RESULTS.md, "A burst's hashes, not its tuples").
+    #[inline(always)]
+    pub fn prehash(&self, t: &T, prefetch: impl Fn(*const u8)) -> u32 {
+        let h = self.h32(t);
+        prefetch(self.index.first_slot_addr(h));
+        h
+    }
+
+    /// `prelookup_batch`'s second stage: for each hash from [`Table::prehash`], the first entry
+    /// whose hash bits match, prefetched, as the candidate (`out[i]` for `hashes[i]`).
+    #[inline(always)]
+    pub fn prelookup_hashed(
+        &self,
+        hashes: &[u32],
+        out: &mut [Prelookup],
+        prefetch: impl Fn(*const u8),
+    ) {
+        for (&hi, o) in hashes.iter().zip(out.iter_mut()) {
+            *o = match self.index.find(hi, |_| true) {
+                Some(v) => {
+                    let id = v >> 1;
+                    if let Some(c) = self.slab.get(id as usize) {
+                        let at = c as *const ConnOf<T> as *const u8;
+                        prefetch(at);
+                        // An IPv6 entry takes two lines (`Tuple6`): the state is in the
+                        // second. Folded away for the one-line IPv4 entry.
+                        if core::mem::size_of::<ConnOf<T>>() > 64 {
+                            prefetch(at.wrapping_add(64));
                         }
-                        Prelookup::Hit(ConnId(id), dir_of(v))
                     }
-                    None => Prelookup::Miss,
-                };
-            }
+                    Prelookup::Hit(ConnId(id), dir_of(v))
+                }
+                None => Prelookup::Miss,
+            };
         }
     }
 

@@ -27,7 +27,7 @@
 
 use super::Datapath;
 use super::BURST;
-use crate::conn::{Prelookup, Tuple6};
+use crate::conn::Prelookup;
 use crate::inet6::Ipv6In;
 use crate::packet::{tcp_checksum_good, tcp_checksum_verifies, CsumStatus, PacketBuf, RxMeta};
 use crate::packet::{Ipv4In, Verdict};
@@ -59,8 +59,7 @@ impl<B: PacketBuf> Datapath<B> {
         if eth[12..] != [0x08, 0x00] {
             return None;
         }
-        let port_mac = self.l3.topo().ports.get(usize::from(meta.port))?.mac;
-        if eth[..6] != port_mac.0 {
+        if !self.l3.to_port_mac(meta.port, eth.first_chunk()?) {
             return None;
         }
         let parsed = wire::parse_plain_tcp(frame, meta.ip_csum != CsumStatus::Good)?.ok()?;
@@ -95,8 +94,7 @@ impl<B: PacketBuf> Datapath<B> {
         if !is_ipv6(frame) {
             return None;
         }
-        let port_mac = self.l3.topo().ports.get(usize::from(meta.port))?.mac;
-        if *frame.first_chunk::<6>()? != port_mac.0 {
+        if !self.l3.to_port_mac(meta.port, frame.first_chunk()?) {
             return None;
         }
         let v = crate::inet6::parse_plain_tcp6(frame)?;
@@ -195,18 +193,19 @@ impl<B: PacketBuf> Datapath<B> {
     }
 }
 
-/// The IPv6 frames of a burst whose connections the lookup stage looks up: their tuples, and
-/// what it found (`Table::prelookup_batch`). Kept in the datapath, boxed, so that a burst sets
+/// The IPv6 frames of a burst whose connections the lookup stage looks up: their tuples'
+/// hashes, and what it found (`Table::prelookup_hashed`). Kept in the datapath, boxed, so that a burst sets
 /// up none of it; a frame's place here is in the burst loop's mark of it.
 pub(super) struct Burst6 {
-    pub(super) tuples: [Tuple6; BURST],
+    /// Their tuples' hashes (`Table::prehash`).
+    pub(super) hashes: [u32; BURST],
     pub(super) found: [Prelookup; BURST],
 }
 
 impl Default for Burst6 {
     fn default() -> Self {
         Burst6 {
-            tuples: [Tuple6::default(); BURST],
+            hashes: [0; BURST],
             found: [Prelookup::NotDone; BURST],
         }
     }

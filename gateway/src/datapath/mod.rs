@@ -168,7 +168,9 @@ impl<B: PacketBuf> Datapath<B> {
     ) -> [u64; 3] {
         let n = pkts.len().min(BURST).min(metas.len()).min(out.len());
         let mut parsed: [Option<Ipv4In>; BURST] = [None; BURST];
-        let mut tuples = [crate::conn::Tuple::default(); BURST];
+        // Each looked-up frame's hash (`Table::prehash`), its index line prefetched as the frame
+        // is parsed: the tuple is not kept for the lookup stage to read back and hash.
+        let mut hashes = [0u32; BURST];
         let mut which = [0u8; BURST];
         // Admitted to the established fast path (`fastpath`).
         let mut plain_tcp = [false; BURST];
@@ -188,7 +190,7 @@ impl<B: PacketBuf> Datapath<B> {
             // match 39.
             if let Some(v) = self.admit_plain_tcp(&pkt, &metas[i]) {
                 if let Some(t) = self.fwd.lookup_tuple(&v) {
-                    tuples[m] = t;
+                    hashes[m] = self.fwd.table().prehash(&t, prefetch);
                     which[m] = i as u8;
                     m += 1;
                 }
@@ -204,7 +206,8 @@ impl<B: PacketBuf> Datapath<B> {
                 // more than parsing twice (perf/RESULTS.md, "The IPv6 fast path").
                 if self.fast_path {
                     if let Some(v) = crate::inet6::parse_plain_tcp6(pkt.data()) {
-                        self.burst6.tuples[m6] = crate::inet6::plain_tcp6_tuple(pkt.data(), &v);
+                        let t = crate::inet6::plain_tcp6_tuple(pkt.data(), &v);
+                        self.burst6.hashes[m6] = self.v6.conns.prehash(&t, prefetch);
                         ipv6[i] = IPV6 + 1 + m6 as u8;
                         m6 += 1;
                     }
@@ -220,7 +223,7 @@ impl<B: PacketBuf> Datapath<B> {
                 }
                 Ok((pkt, v)) => {
                     if let Some(t) = self.fwd.lookup_tuple(&v) {
-                        tuples[m] = t;
+                        hashes[m] = self.fwd.table().prehash(&t, prefetch);
                         which[m] = i as u8;
                         m += 1;
                     }
@@ -233,12 +236,12 @@ impl<B: PacketBuf> Datapath<B> {
         let mut found = [Prelookup::NotDone; BURST];
         self.fwd
             .table()
-            .prelookup_batch(&tuples[..m], &mut found[..m], prefetch);
+            .prelookup_hashed(&hashes[..m], &mut found[..m], prefetch);
         if m6 > 0 {
             let b = &mut *self.burst6;
             self.v6
                 .conns
-                .prelookup_batch(&b.tuples[..m6], &mut b.found[..m6], prefetch);
+                .prelookup_hashed(&b.hashes[..m6], &mut b.found[..m6], prefetch);
         }
         let after_lookup = clock();
         let mut pre = [Prelookup::NotDone; BURST];

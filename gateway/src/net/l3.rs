@@ -27,6 +27,27 @@ fn addr_slot(key: u32, slots: usize) -> usize {
 /// through (`L3::route_out_slow`): routers and on-link hosts, a handful.
 const HOP_CACHE: usize = 16;
 
+/// Ports whose MACs `L3::port_macs` holds (a port beyond them takes the topology's).
+const PORT_MAC_KEYS: usize = 8;
+/// No MAC's key: the keys have their upper 16 bits clear.
+const NO_MAC_KEY: u64 = u64::MAX;
+
+/// A MAC's six bytes as the low 48 bits of a little-endian word: what the first eight bytes of a
+/// frame read as one word hold, masked (`L3::to_port_mac`).
+#[inline(always)]
+fn mac_key(mac: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
+}
+
+/// `port_macs` of a topology.
+fn port_mac_keys(topo: &Topology) -> [u64; PORT_MAC_KEYS] {
+    let mut keys = [NO_MAC_KEY; PORT_MAC_KEYS];
+    for (k, p) in keys.iter_mut().zip(&topo.ports) {
+        *k = mac_key(&p.mac.0);
+    }
+    keys
+}
+
 /// Slots of the neighbour-confirmation cache (`L3::confirm_neighbour`), one per sending MAC.
 const CONFIRM_SLOTS: usize = 64;
 /// A neighbour is confirmed by the datapath at most this often per sending MAC: far below the
@@ -70,6 +91,9 @@ pub struct L3<B> {
     hop_cache: [NextHopEntry; HOP_CACHE],
     /// Bumped when the topology changes, to invalidate `nh_cache` along with neighbour changes.
     topo_generation: u64,
+    /// Each port's MAC as a word (`mac_key`), for the fast paths' test of a frame's destination:
+    /// one load, where the topology's was three dependent ones and two of each address.
+    port_macs: [u64; PORT_MAC_KEYS],
     /// (source MAC, ms) of the last neighbour confirmations (`confirm_neighbour`).
     confirm_cache: [(u64, u64); CONFIRM_SLOTS],
     pub neigh: NeighTable<B>,
@@ -118,12 +142,27 @@ impl<B> L3<B> {
     pub fn topo(&self) -> &Arc<Topology> {
         &self.topo
     }
+
+    /// Whether a frame whose first bytes are `head` is sent to port `port`'s MAC.
+    #[inline(always)]
+    pub fn to_port_mac(&self, port: u16, head: &[u8; 8]) -> bool {
+        let dst = u64::from_le_bytes(*head) & 0xffff_ffff_ffff;
+        match self.port_macs.get(usize::from(port)) {
+            Some(&k) => k == dst,
+            None => self
+                .topo
+                .ports
+                .get(usize::from(port))
+                .is_some_and(|p| mac_key(&p.mac.0) == dst),
+        }
+    }
 }
 
 impl<B: PacketBuf> L3<B> {
     pub fn new(worker: u16, topo: Arc<Topology>, neigh: NeighConfig) -> Self {
         L3 {
             worker,
+            port_macs: port_mac_keys(&topo),
             topo,
             nh_cache: Box::new([NextHopEntry::default(); NH_CACHE]),
             hop_cache: [NextHopEntry::default(); HOP_CACHE],
@@ -361,6 +400,7 @@ impl<B: PacketBuf> L3<B> {
 
     /// Switches to a new topology (a new configuration generation).
     pub fn set_topology(&mut self, topo: Arc<Topology>) {
+        self.port_macs = port_mac_keys(&topo);
         self.topo = topo;
         self.topo_generation += 1;
     }
@@ -624,5 +664,58 @@ pub fn neigh_drop(why: NeighDrop) -> Drop {
         NeighDrop::PendingFull => Drop::NeighPendingFull,
         NeighDrop::TableFull => Drop::NeighTableFull,
         NeighDrop::HeldFull => Drop::NeighHeldFull,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::topology::PortCtx;
+    use crate::packet::VecBuf;
+
+    fn topo(macs: &[[u8; 6]]) -> Arc<Topology> {
+        let ports = macs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| PortCtx {
+                name: format!("p{i}"),
+                mac: MacAddr(*m),
+                addrs: vec![],
+                addrs6: vec![],
+                twin: false,
+            })
+            .collect();
+        Arc::new(Topology::new(ports, &[]))
+    }
+
+    /// A frame's first eight bytes: the destination MAC, then two of the source's.
+    fn head(dst: [u8; 6]) -> [u8; 8] {
+        let mut h = [0xee; 8];
+        h[..6].copy_from_slice(&dst);
+        h
+    }
+
+    #[test]
+    fn a_frame_is_to_a_port_by_its_destination_mac_alone() {
+        // More ports than `port_macs` holds: the last ones are the topology's.
+        let macs: Vec<[u8; 6]> = (0..PORT_MAC_KEYS as u8 + 2)
+            .map(|i| [0x02, 0, 0, 0, 0x10, i])
+            .collect();
+        let mut l3 = L3::<VecBuf>::new(0, topo(&macs), NeighConfig::default());
+        let n = macs.len();
+        for (p, m) in macs.iter().enumerate() {
+            assert!(l3.to_port_mac(p as u16, &head(*m)), "port {p}");
+            assert!(!l3.to_port_mac(((p + 1) % n) as u16, &head(*m)), "port {p}");
+            let mut other = *m;
+            other[0] ^= 1;
+            assert!(!l3.to_port_mac(p as u16, &head(other)), "port {p}");
+        }
+        assert!(!l3.to_port_mac(n as u16, &head(macs[0])), "no such port");
+        assert!(!l3.to_port_mac(3, &[0; 8]), "a zero MAC is no port's");
+        // A new topology: the ports' MACs follow it.
+        l3.set_topology(topo(&[[0x02, 0, 0, 0, 0x20, 0]]));
+        assert!(!l3.to_port_mac(0, &head(macs[0])));
+        assert!(l3.to_port_mac(0, &head([0x02, 0, 0, 0, 0x20, 0])));
+        assert!(!l3.to_port_mac(1, &head(macs[1])), "port 1 is gone");
     }
 }
