@@ -193,7 +193,9 @@ pub fn parse_plain_tcp(frame: &[u8], check_ip_csum: bool) -> Option<Result<Parse
     {
         return None;
     }
-    if check_ip_csum && !checksum::verifies(&h[IP_AT..TCP_AT]) {
+    if check_ip_csum
+        && !checksum::verifies_20(h[IP_AT..TCP_AT].first_chunk().expect("the IPv4 header"))
+    {
         return Some(Err(DropReason::Ipv4BadChecksum));
     }
     let flags = t.flags();
