@@ -673,48 +673,25 @@ impl<T: ConnKey> Table<T> {
         &self,
         hashes: &[u32],
         out: &mut [Prelookup],
-        prefetch: impl Fn(*const u8) + Copy,
+        prefetch: impl Fn(*const u8),
     ) {
-        for (&h, o) in hashes.iter().zip(out.iter_mut()) {
-            *o = self.candidate(h, prefetch);
-        }
-    }
-
-    /// `prelookup_hashed` with each result put where its frame is in the burst: `out[to[i]]` for
-    /// `hashes[i]`, so that the burst loop does not move them there afterwards.
-    #[inline(always)]
-    pub fn prelookup_scatter(
-        &self,
-        hashes: &[u32],
-        to: &[u8],
-        out: &mut [Prelookup],
-        prefetch: impl Fn(*const u8) + Copy,
-    ) {
-        for (&h, &i) in hashes.iter().zip(to) {
-            if let Some(o) = out.get_mut(usize::from(i)) {
-                *o = self.candidate(h, prefetch);
-            }
-        }
-    }
-
-    /// The candidate for hash `h`: the first entry whose hash bits match, prefetched.
-    #[inline(always)]
-    fn candidate(&self, h: u32, prefetch: impl Fn(*const u8)) -> Prelookup {
-        match self.index.find(h, |_| true) {
-            Some(v) => {
-                let id = v >> 1;
-                if let Some(c) = self.slab.get(id as usize) {
-                    let at = c as *const ConnOf<T> as *const u8;
-                    prefetch(at);
-                    // An IPv6 entry takes two lines (`Tuple6`): the state is in the second.
-                    // Folded away for the one-line IPv4 entry.
-                    if core::mem::size_of::<ConnOf<T>>() > 64 {
-                        prefetch(at.wrapping_add(64));
+        for (&hi, o) in hashes.iter().zip(out.iter_mut()) {
+            *o = match self.index.find(hi, |_| true) {
+                Some(v) => {
+                    let id = v >> 1;
+                    if let Some(c) = self.slab.get(id as usize) {
+                        let at = c as *const ConnOf<T> as *const u8;
+                        prefetch(at);
+                        // An IPv6 entry takes two lines (`Tuple6`): the state is in the
+                        // second. Folded away for the one-line IPv4 entry.
+                        if core::mem::size_of::<ConnOf<T>>() > 64 {
+                            prefetch(at.wrapping_add(64));
+                        }
                     }
+                    Prelookup::Hit(ConnId(id), dir_of(v))
                 }
-                Prelookup::Hit(ConnId(id), dir_of(v))
-            }
-            None => Prelookup::Miss,
+                None => Prelookup::Miss,
+            };
         }
     }
 
@@ -1467,39 +1444,6 @@ mod tests {
             let entry = &t.slab[id.0 as usize] as *const Conn as usize;
             assert!(entries.contains(&entry), "entry {id:?} not prefetched");
         }
-    }
-
-    #[test]
-    fn scattered_prelookup_puts_each_result_where_its_frame_is() {
-        let mut t = table(100);
-        for i in 0..20 {
-            t.insert(client(i), Some(reply(i)), 0, 0, 0, Ticks(0))
-                .unwrap();
-        }
-        // Frames 1, 4, 5, 9 and 10 of a burst of 12 are looked up: two hits, a reply, a miss.
-        let tuples = [client(3), reply(7), client(500), client(11), reply(2)];
-        let to = [1u8, 4, 5, 9, 10];
-        let hashes: Vec<u32> = tuples.iter().map(|u| t.prehash(u, |_| {})).collect();
-        let mut want = vec![Prelookup::NotDone; tuples.len()];
-        t.prelookup_batch(&tuples, &mut want, |_| {});
-        let mut out = vec![Prelookup::NotDone; 12];
-        t.prelookup_scatter(&hashes, &to, &mut out, |_| {});
-        for (i, o) in out.iter().enumerate() {
-            match to.iter().position(|&k| usize::from(k) == i) {
-                Some(j) => assert_eq!(*o, want[j], "frame {i}"),
-                None => assert_eq!(*o, Prelookup::NotDone, "frame {i} untouched"),
-            }
-        }
-        assert_eq!(out[5], Prelookup::Miss);
-        assert!(matches!(out[4], Prelookup::Hit(_, Dir::Reply)));
-        // A place beyond the burst is no place: nothing written, nothing out of bounds.
-        let mut short = vec![Prelookup::NotDone; 3];
-        t.prelookup_scatter(&hashes, &to, &mut short, |_| {});
-        assert_eq!(short[1], want[0]);
-        assert_eq!(
-            (short[0], short[2]),
-            (Prelookup::NotDone, Prelookup::NotDone)
-        );
     }
 
     #[test]

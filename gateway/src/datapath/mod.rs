@@ -233,10 +233,10 @@ impl<B: PacketBuf> Datapath<B> {
             }
         }
         let after_l3 = clock();
-        let mut pre = [Prelookup::NotDone; BURST];
+        let mut found = [Prelookup::NotDone; BURST];
         self.fwd
             .table()
-            .prelookup_scatter(&hashes[..m], &which[..m], &mut pre, prefetch);
+            .prelookup_hashed(&hashes[..m], &mut found[..m], prefetch);
         if m6 > 0 {
             let b = &mut *self.burst6;
             self.v6
@@ -244,6 +244,10 @@ impl<B: PacketBuf> Datapath<B> {
                 .prelookup_hashed(&b.hashes[..m6], &mut b.found[..m6], prefetch);
         }
         let after_lookup = clock();
+        let mut pre = [Prelookup::NotDone; BURST];
+        for k in 0..m {
+            pre[which[k] as usize] = found[k];
+        }
         let indexed = self.fwd.table().indexed();
         let indexed6 = self.v6.conns.indexed();
         for i in 0..n {
