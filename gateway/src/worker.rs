@@ -303,9 +303,10 @@ impl Worker {
         laps: &mut Laps,
     ) {
         let queue = self.id;
-        // Both arrays are emptied below up to `n` and never filled beyond: dropped whole, each
-        // took a call a burst that tested all 32 lanes (0.6% of the worker's samples,
-        // perf/RESULTS.md, "A round's own work").
+        // Both arrays are emptied below up to `n` and never filled beyond: dropped whole, they
+        // took a call a burst that tested all 32 lanes, charged to the next poll's rx stage
+        // (0.55% of the worker's samples; perf/RESULTS.md, "What bounds macswap's rate; a
+        // round's own work, ...").
         let mut pkts = ManuallyDrop::new(<[Option<Mbuf>; BURST]>::default());
         let mut metas = [RxMeta::NONE; BURST];
         let mut n = 0;

@@ -194,8 +194,8 @@ impl<B: PacketBuf> Datapath<B> {
 }
 
 /// The IPv6 frames of a burst whose connections the lookup stage looks up: their tuples'
-/// hashes, and what it found (`Table::prelookup_hashed`). Kept in the datapath, boxed, so that a burst sets
-/// up none of it; a frame's place here is in the burst loop's mark of it.
+/// hashes, and what it found (`Table::prelookup_hashed`). Kept in the datapath, boxed, so that a
+/// burst sets up none of it; a frame's place here is in the burst loop's mark of it.
 pub(super) struct Burst6 {
     /// Their tuples' hashes (`Table::prehash`).
     pub(super) hashes: [u32; BURST],

@@ -97,7 +97,8 @@ pub fn verifies(data: &[u8]) -> bool {
 /// `verifies` for exactly 20 bytes, as two 64-bit words and a 32-bit one added with end-around
 /// carry (RFC 1071 2(C): the one's-complement sum of 64-bit words folds to that of 16-bit
 /// ones, 2^64 - 1 being a multiple of 2^16 - 1), where the 32-bit words' sum took 22
-/// instructions, vector ones among them (perf/RESULTS.md, "A burst's hashes, not its tuples").
+/// instructions, vector ones among them (perf/RESULTS.md, "What bounds macswap's rate; ..., the
+/// header's checksum in 64-bit words").
 #[inline(always)]
 pub fn verifies_20(h: &[u8; 20]) -> bool {
     let (a, rest) = h.split_first_chunk::<8>().expect("20 bytes");
