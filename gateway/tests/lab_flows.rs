@@ -82,7 +82,10 @@ fn runs(lab: &Lab, node: &str, target: &str) -> Vec<(&'static str, Run)> {
     ];
     cases
         .iter()
-        .map(|(name, args)| (*name, iperf(lab, node, target, args)))
+        .map(|(name, args)| {
+            std::thread::sleep(IPERF3_GAP);
+            (*name, iperf(lab, node, target, args))
+        })
         .collect()
 }
 

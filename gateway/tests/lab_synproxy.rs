@@ -163,6 +163,7 @@ port = 5201
         // gateway) is retried, a bounded number of times.
         let mut v = serde_json::Value::Null;
         for _ in 0..20 {
+            std::thread::sleep(IPERF3_GAP);
             let o = lab.exec("cli", &args);
             v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
                 panic!(

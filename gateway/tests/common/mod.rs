@@ -35,6 +35,13 @@ pub struct Lab {
     up: bool,
 }
 
+/// The pause before an iperf3 client run that follows another on the same server: iperf3's
+/// server closes and reopens its listening socket after each test, and a client's connection
+/// queued on the closing one is reset ("unable to connect to server: Connection refused", from
+/// the server, not the gateway; esnet/iperf pull request 2066). The pull request found 25 ms
+/// enough; 300 ms covers a loaded 2-core machine.
+pub const IPERF3_GAP: Duration = Duration::from_millis(300);
+
 impl Lab {
     /// Brings a lab up with `config` (TOML text). Panics with the gateway's log if it fails.
     pub fn up(tag: &str, config: &str) -> Lab {
