@@ -115,7 +115,7 @@ pub enum Prelookup {
     Miss,
     /// This connection, sent from this side, if the entry holds the packet's tuple: checked
     /// against the entry before use (a packet before it may have removed the connection and its
-    /// slot been reused; `Table::prelookup_batch` gives the first candidate by hash bits alone),
+    /// slot been reused; `Table::prelookup_hashed` gives the first candidate by hash bits alone),
     /// and looked up afresh if it does not.
     Hit(ConnId, Dir),
 }
@@ -624,43 +624,26 @@ impl<T: ConnKey> Table<T> {
         }
     }
 
-    /// The burst pipeline's lookup, with a real prefetch: `prefetch(addr)` must hint the CPU to
-    /// load that cache line (the `dpdk` module has one). Stage 1 hashes the burst and prefetches
-    /// each home index slot; stage 2 reads those slots and, for each tuple, takes the first
-    /// entry whose hash bits match as its candidate, `Prelookup::Hit`, and prefetches it. No
-    /// tuple is compared here: [`Prelookup::Hit`] is checked against the entry when the packet's
-    /// turn comes (as it must be anyway: a packet before it may have removed the entry), and a
-    /// candidate that is not the tuple's falls back to a full lookup. So each entry is first
-    /// read in the forwarding stage, and its miss overlaps the forwarding of the packets before
-    /// it instead of stalling a third stage here (at 10M connections the lookup stage took 100
-    /// cycles a packet more than at 1K). `Prelookup::Miss` is exact: no slot of the probe
-    /// carries the tuple's hash bits, so a full probe would not find it either.
+    /// The burst pipeline's lookup, in two stages, with a real prefetch: `prefetch(addr)` must
+    /// hint the CPU to load that cache line (the `dpdk` module has one). This first stage hashes a
+    /// tuple and prefetches its home index slot; the burst loop calls it as it parses each
+    /// frame, and keeps the 4-byte hash, not the tuple (perf/RESULTS.md, "What bounds macswap's
+    /// rate; a round's own work, a burst's hashes, ...": the datapath's cycles a packet 82.5 ->
+    /// 78.9 with the ports' MAC words, IPv6's 134.9 -> 118.4). The second,
+    /// [`Table::prelookup_hashed`], reads those slots and, for each hash, takes the first entry
+    /// whose hash bits match as its candidate, `Prelookup::Hit`, and prefetches it.
     ///
-    /// Always inlined: the worker's burst loop inlines it, and the harness that counts its
-    /// instructions (`perf/cost.sh`) had called it, with more of its state spilled to the stack
-    /// (12 instructions a packet more after ac6f3b3 moved code between codegen units).
-    #[inline(always)]
-    pub fn prelookup_batch(
-        &self,
-        tuples: &[T],
-        out: &mut [Prelookup],
-        prefetch: impl Fn(*const u8) + Copy,
-    ) {
-        for (ts, os) in tuples.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
-            let n = ts.len().min(os.len());
-            let mut h = [0u32; BATCH];
-            for i in 0..n {
-                h[i] = self.prehash(&ts[i], prefetch);
-            }
-            self.prelookup_hashed(&h[..n], os, prefetch);
-        }
-    }
-
-    /// `prelookup_batch`'s first stage for one tuple: its hash, its home index slot prefetched.
-    /// The burst loop calls it as it parses each frame, and keeps the hash instead of the tuple
-    /// (perf/RESULTS.md, "What bounds macswap's rate; a round's own work, a burst's hashes, ...":
-    /// the datapath's cycles a packet 82.5 -> 78.9 with the ports' MAC words, IPv6's 134.9 ->
-    /// 118.4).
+    /// No tuple is compared there: [`Prelookup::Hit`] is checked against the entry when the
+    /// packet's turn comes (as it must be anyway: a packet before it may have removed the entry),
+    /// and a candidate that is not the tuple's falls back to a full lookup. So each entry is
+    /// first read in the forwarding stage, and its miss overlaps the forwarding of the packets
+    /// before it instead of stalling a third stage (at 10M connections the lookup stage took 100
+    /// cycles a packet more than at 1K). `Prelookup::Miss` is exact: no slot of the probe carries
+    /// the tuple's hash bits, so a full probe would not find it either.
+    ///
+    /// Both always inlined: the worker's burst loop inlines them, and the harness that counts its
+    /// instructions (`perf/cost.sh`) had called the lookup, with more of its state spilled to the
+    /// stack (12 instructions a packet more after ac6f3b3 moved code between codegen units).
     #[inline(always)]
     pub fn prehash(&self, t: &T, prefetch: impl Fn(*const u8)) -> u32 {
         let h = self.h32(t);
@@ -668,8 +651,8 @@ impl<T: ConnKey> Table<T> {
         h
     }
 
-    /// `prelookup_batch`'s second stage: for each hash from [`Table::prehash`], the first entry
-    /// whose hash bits match, prefetched, as the candidate (`out[i]` for `hashes[i]`).
+    /// The lookup's second stage ([`Table::prehash`] says the whole): for each hash, the first
+    /// entry whose hash bits match, prefetched, as the candidate (`out[i]` for `hashes[i]`).
     #[inline(always)]
     pub fn prelookup_hashed(
         &self,
@@ -1431,7 +1414,9 @@ mod tests {
         // slot it hashes and every candidate's entry.
         let mut pre = vec![Prelookup::NotDone; 70];
         let hints = std::cell::RefCell::new(Vec::new());
-        t.prelookup_batch(&tuples, &mut pre, |p| hints.borrow_mut().push(p as usize));
+        let hint = |p: *const u8| hints.borrow_mut().push(p as usize);
+        let hashes: Vec<u32> = tuples.iter().map(|u| t.prehash(u, hint)).collect();
+        t.prelookup_hashed(&hashes, &mut pre, hint);
         assert_eq!(
             pre,
             out.iter().map(|&o| Prelookup::from(o)).collect::<Vec<_>>()

@@ -60,7 +60,7 @@ fn removed_real_server_drops_its_connections_only_with_expire_nodest_conn() {
     }
 }
 
-/// `Prelookup::Hit` is only a candidate (`Table::prelookup_batch` names the first entry whose
+/// `Prelookup::Hit` is only a candidate (`Table::prelookup_hashed` names the first entry whose
 /// hash bits match): `find` trusts it only if the entry holds the tuple, else looks it up.
 #[test]
 fn a_candidate_that_is_not_the_tuples_entry_is_looked_up_afresh() {
