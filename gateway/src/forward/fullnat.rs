@@ -89,19 +89,22 @@ fn count_steered<B: PacketBuf>(l3: &mut L3<B>, dir: Dir) {
 
 impl Forwarder {
     /// Whether a reply to `dst` may reach IPv4 connections (`AddrKind::reaches_ipv4_conns`):
-    /// the last address found so is remembered (`reply_lip`), and its replies skip the address
+    /// the addresses found so are remembered (`reply_lips`), and their replies skip the address
     /// table's probe, a chain of dependent loads (the services, the table, its slot) that took a
     /// sixth of the replies' path's samples under `perf record -e cpu-clock` (perf/RESULTS.md,
-    /// "Loads the store buffer could not forward, a reply's address probe").
+    /// "Loads the store buffer could not forward, a reply's address probe"), and a quarter
+    /// again when one remembered address served replies spread over a pool's 32 ("A reply's
+    /// local address remembered by its low bits").
     #[inline(always)]
     fn reaches_reply_side(&mut self, dst: Ipv4Addr) -> bool {
         let raw = u32::from(dst);
-        if raw == self.reply_lip && raw != 0 {
+        let slot = &mut self.reply_lips[raw as usize % REPLY_LIPS];
+        if *slot == raw && raw != 0 {
             return true;
         }
         let reaches = self.services.kind(dst).reaches_ipv4_conns();
         if reaches {
-            self.reply_lip = raw;
+            *slot = raw;
         }
         reaches
     }
@@ -151,6 +154,11 @@ pub(crate) const FAILED: ConnFlags = ConnFlags::USER_B;
 /// The connection is a client's second attempt (`syn_retry`): it is not retried again.
 pub(crate) const RETRIED: ConnFlags = ConnFlags::USER_C;
 
+/// Slots of `Forwarder::reply_lips`, by an address's low bits: a service's local addresses are
+/// usually a run of consecutive ones (the bench's 32, `perf/conf/bench.toml`), which then each
+/// have a slot of their own; two that share one take it in turn.
+const REPLY_LIPS: usize = 64;
+
 /// Expired connections handled per `tick` (the rest wait for the next one, a few ms later).
 const EXPIRE_BUDGET: usize = 2048;
 /// The least time between a SYN and its first retransmission: RFC 6298's initial RTO of 1 s
@@ -186,11 +194,11 @@ pub struct Forwarder {
     worker: u16,
     table: ConnTable,
     services: Arc<ServiceTable>,
-    /// The last reply destination `services` said reaches IPv4 connections (a LIP, or a VIP
-    /// that is one too), in host order; 0 for none (0 is never taken from the cache). Cleared
-    /// with every new `services`. A reply's hot path compares with it before it probes the
-    /// address table (`forward_established_rest`).
-    reply_lip: u32,
+    /// Reply destinations `services` said reach IPv4 connections (a LIP, or a VIP that is one
+    /// too), in host order, each in the slot of its low bits (`REPLY_LIPS`); 0 for none (0 is
+    /// never taken from the cache). Cleared with every new `services`. A reply's hot path
+    /// compares with its slot before it probes the address table (`forward_established_rest`).
+    reply_lips: [u32; REPLY_LIPS],
     sched: Vec<SchedState>,
     capacity6: u32,
     /// A local-address pool per service (None for services without LIPs).
@@ -265,7 +273,7 @@ impl Forwarder {
             worker,
             table: ConnTable::new(cfg.capacity, cfg.timeouts),
             services: Arc::new(ServiceTable::default()),
-            reply_lip: 0,
+            reply_lips: [0; REPLY_LIPS],
             sched: Vec::new(),
             capacity6: cfg.capacity6,
             pools: Vec::new(),

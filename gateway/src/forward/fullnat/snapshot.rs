@@ -183,7 +183,7 @@ impl Forwarder {
             self.synproxy.reserve6(self.capacity6 as usize);
         }
         self.services = services;
-        self.reply_lip = 0;
+        self.reply_lips = [0; super::REPLY_LIPS];
         Some(remap)
     }
 
