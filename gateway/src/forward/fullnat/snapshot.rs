@@ -183,7 +183,7 @@ impl Forwarder {
             self.synproxy.reserve6(self.capacity6 as usize);
         }
         self.services = services;
-        self.reply_lips = [0; super::REPLY_LIPS];
+        self.reply_lips.fill(0);
         Some(remap)
     }
 
