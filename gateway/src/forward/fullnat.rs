@@ -198,9 +198,9 @@ pub struct Forwarder {
     /// too), in host order, each in the slot of its low bits (`REPLY_LIPS`); 0 for none (0 is
     /// never taken from the cache). Cleared with every new `services`. A reply's hot path
     /// compares with its slot before it probes the address table (`forward_established_rest`).
-    /// Boxed: inline, its 256 bytes moved the fields the burst's first stage reads, which then
-    /// took 0.5 to 0.7 cycles a packet more (perf/RESULTS.md, "A reply's local address
-    /// remembered by its low bits").
+    /// Boxed: with it inline (256 bytes among the fields), the burst's first stage took 0.5 to
+    /// 0.7 cycles a packet more, likeliest because the fields it reads moved (perf/RESULTS.md,
+    /// "A reply's local address remembered by its low bits").
     reply_lips: Box<[u32; REPLY_LIPS]>,
     sched: Vec<SchedState>,
     capacity6: u32,

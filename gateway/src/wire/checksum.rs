@@ -286,8 +286,9 @@ impl Delta {
     /// additions of [`addr6`](Self::addr6), and no byte swaps).
     ///
     /// The four words are read at constant offsets, with no iterator: an adapter's `zip` left to
-    /// the inliner was once compiled out of line, a call and a loop a packet (`established6-burst-net` 787 -> 1025 at 29cc390,
-    /// when an unrelated field grew `Forwarder`).
+    /// the inliner was once compiled out of line, a call and a loop for each address, two a
+    /// packet (`established6-burst-net` 787 -> 1025 at 29cc390, when an unrelated field grew
+    /// `Forwarder`).
     #[inline]
     pub fn addr6_ne(self, old: [u8; 16], new: [u8; 16]) -> Self {
         let word =
@@ -522,10 +523,13 @@ mod tests {
             prop_assert_eq!(delta.apply_udp(0), 0);
         }
 
-        /// An IPv6 address's delta from one 128-bit load equals the four memory-order words'
-        /// deltas added one by one, whatever the checksum it is applied to.
+        /// An IPv6 address's delta from its words at constant offsets equals the four
+        /// memory-order words' deltas added one by one, and, applied to a checksum read in
+        /// memory order, gives the memory-order bytes of what the address's eight big-endian
+        /// words give the checksum in network order (RFC 1071 2(B): the sum does not depend on
+        /// the byte order), whatever the checksum.
         #[test]
-        fn addr6_ne_matches_its_four_words(
+        fn addr6_ne_matches_its_four_words_and_network_order(
             old in any::<[u8; 16]>(), new in any::<[u8; 16]>(), hc in any::<u16>(),
         ) {
             let word = |a: &[u8]| u32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
@@ -533,7 +537,11 @@ mod tests {
                 .chunks_exact(4)
                 .zip(new.chunks_exact(4))
                 .fold(Delta::new(), |d, (o, n)| d.dword(word(o), word(n)));
-            prop_assert_eq!(Delta::new().addr6_ne(old, new).apply(hc), by_words.apply(hc));
+            let ne = Delta::new().addr6_ne(old, new);
+            prop_assert_eq!(ne.apply(hc), by_words.apply(hc));
+            let in_memory = u16::from_ne_bytes(hc.to_be_bytes());
+            let be = Delta::new().addr6(old.into(), new.into()).apply(hc);
+            prop_assert_eq!(ne.apply(in_memory), u16::from_ne_bytes(be.to_be_bytes()));
         }
 
         #[test]
