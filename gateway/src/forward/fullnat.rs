@@ -35,7 +35,8 @@ use crate::packet::{CsumStatus, PacketBuf, RxMeta};
 use crate::service::{ClientKey, FwdMode, SchedState};
 use crate::stats::Drop;
 use crate::wire::{ipv4, tcp, IpInfo, IpProtocol, Ipv4Repr, TcpFlags, TcpPacket};
-use std::net::{IpAddr, Ipv4Addr};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 pub use crate::counters::Traffic;
@@ -105,6 +106,25 @@ impl Forwarder {
         let reaches = self.services.kind(dst).reaches_ipv4_conns();
         if reaches {
             *slot = raw;
+        }
+        reaches
+    }
+
+    /// Whether IPv6's hot path takes a segment to `dst` for a real server's reply
+    /// (`inet6::hot`): `dst` is an IPv6 local address and not a VIP, which the general path would
+    /// take first. Remembered as IPv4's (`reaches_reply_side`), in `reply_lips6`: the hot path
+    /// holds the forwarder shared, so its slots are cells.
+    #[inline(always)]
+    pub(crate) fn reaches_reply_side6(&self, dst: Ipv6Addr) -> bool {
+        let raw = u128::from(dst);
+        let slot = &self.reply_lips6[raw as usize % REPLY_LIPS];
+        if slot.get() == raw && raw != 0 {
+            return true;
+        }
+        let kind = self.services.kind6(dst);
+        let reaches = !kind.vip && kind.lip;
+        if reaches {
+            slot.set(raw);
         }
         reaches
     }
@@ -202,6 +222,9 @@ pub struct Forwarder {
     /// 0.7 cycles a packet more, likeliest because the fields it reads moved (perf/RESULTS.md,
     /// "A reply's local address remembered by its low bits").
     reply_lips: Box<[u32; REPLY_LIPS]>,
+    /// `reply_lips` for IPv6's hot path (`reaches_reply_side6`): the IPv6 local addresses, not
+    /// VIPs, that replies went to, by their low bits; cleared with it.
+    reply_lips6: Box<[Cell<u128>; REPLY_LIPS]>,
     sched: Vec<SchedState>,
     capacity6: u32,
     /// A local-address pool per service (None for services without LIPs).
@@ -277,6 +300,7 @@ impl Forwarder {
             table: ConnTable::new(cfg.capacity, cfg.timeouts),
             services: Arc::new(ServiceTable::default()),
             reply_lips: Box::new([0; REPLY_LIPS]),
+            reply_lips6: Box::new([const { Cell::new(0) }; REPLY_LIPS]),
             sched: Vec::new(),
             capacity6: cfg.capacity6,
             pools: Vec::new(),

@@ -112,7 +112,7 @@ fn plan<B: PacketBuf>(
         }
         // A reply of a removed real server's connection: the general path follows
         // `expire_nodest_conn` (as IPv4's hot path, which refuses `NO_DEST` both ways).
-        Dir::Reply if rs != crate::forward::fullnat::NO_DEST && reaches_reply_side(fwd, v.dst) => {
+        Dir::Reply if rs != crate::forward::fullnat::NO_DEST && fwd.reaches_reply_side6(v.dst) => {
             let cip = client.src_ip();
             let out = out_to(v6, l3, cip)?;
             Some(Plan {
@@ -215,12 +215,4 @@ pub(super) fn forwards_unverified<B: PacketBuf>(
     };
     v6.conns.settle(id);
     plan(v6, l3, fwd, v, id, dir, seg.flags).is_some()
-}
-
-/// Whether the general path takes a segment to `dst` for a real server's reply: `dst` is a local
-/// address and not a VIP (which it would take first).
-#[inline(always)]
-fn reaches_reply_side(fwd: &Forwarder, dst: Ipv6Addr) -> bool {
-    let kind = fwd.services().kind6(dst);
-    !kind.vip && kind.lip
 }

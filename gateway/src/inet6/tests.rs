@@ -652,6 +652,35 @@ fn an_established_ipv6_connections_server_reply_follows_expire_nodest_conn() {
     }
 }
 
+/// A real server's plain ACK to a local address taken out of the pools leaves IPv6's hot path,
+/// as IPv4's (`Forwarder::reaches_reply_side6`): the address's remembered slot is cleared with
+/// the new snapshot, and the general path, to which the address is nothing now, does not send
+/// the segment on to the client.
+#[test]
+fn an_ipv6_reply_to_a_removed_local_address_leaves_the_hot_path() {
+    let (mut dp, _, lport, _) = fullnat6_established_after();
+    for _ in 0..2 {
+        let v = dp.process(from_rs(lport, "A"), &meta(1));
+        assert!(matches!(v, Verdict::Tx(0, _)), "{}", drop_name(&v));
+    }
+    // The service keeps its VIP and real server, its local address is a new one.
+    recommit(
+        &mut dp,
+        |_| true,
+        |vs, o| {
+            if vs.svc.config().vip.is_ipv6() {
+                o.lips6 = vec![a("2001:db8:20::201")];
+            }
+        },
+    );
+    assert!(!dp.fwd.services().kind6(a(LIP6)).lip);
+    let v = dp.process(from_rs(lport, "A"), &meta(1));
+    assert!(
+        !matches!(v, Verdict::Tx(0, _)),
+        "a reply to the removed local address went on to the client"
+    );
+}
+
 /// IPv6 FullNAT and NAT connections whose real server is removed from its service behave as
 /// IPv4's (IPVS's `expire_nodest_conn`): without it, a connection goes on to the removed server
 /// both ways; with it, the next packet of either side ends the connection, a TCP segment is

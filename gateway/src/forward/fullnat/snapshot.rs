@@ -184,6 +184,7 @@ impl Forwarder {
         }
         self.services = services;
         self.reply_lips.fill(0);
+        self.reply_lips6.iter().for_each(|s| s.set(0));
         Some(remap)
     }
 
