@@ -99,7 +99,7 @@ impl Forwarder {
     #[inline(always)]
     fn reaches_reply_side(&mut self, dst: Ipv4Addr) -> bool {
         let raw = u32::from(dst);
-        let slot = &mut self.reply_lips[raw as usize % REPLY_LIPS];
+        let slot = &mut self.reply_lips.v4[raw as usize % REPLY_LIPS];
         if *slot == raw && raw != 0 {
             return true;
         }
@@ -112,12 +112,11 @@ impl Forwarder {
 
     /// Whether IPv6's hot path takes a segment to `dst` for a real server's reply
     /// (`inet6::hot`): `dst` is an IPv6 local address and not a VIP, which the general path would
-    /// take first. Remembered as IPv4's (`reaches_reply_side`), in `reply_lips6`: the hot path
-    /// holds the forwarder shared, so its slots are cells.
+    /// take first. Remembered as IPv4's (`reaches_reply_side`).
     #[inline(always)]
     pub(crate) fn reaches_reply_side6(&self, dst: Ipv6Addr) -> bool {
         let raw = u128::from(dst);
-        let slot = &self.reply_lips6[raw as usize % REPLY_LIPS];
+        let slot = &self.reply_lips.v6[raw as usize % REPLY_LIPS];
         if slot.get() == raw && raw != 0 {
             return true;
         }
@@ -174,7 +173,29 @@ pub(crate) const FAILED: ConnFlags = ConnFlags::USER_B;
 /// The connection is a client's second attempt (`syn_retry`): it is not retried again.
 pub(crate) const RETRIED: ConnFlags = ConnFlags::USER_C;
 
-/// Slots of `Forwarder::reply_lips`, by an address's low bits: a service's local addresses are
+/// Reply destinations a hot path found to be a local address that takes its replies, each in
+/// the slot of its low bits (`REPLY_LIPS`), in host order; 0 for none (0 is never taken from
+/// them). Cleared with every new service table (`commit_services`). A reply's hot path compares
+/// with its slot before it probes the address table.
+struct ReplyLips {
+    /// Addresses that reach IPv4 connections, a LIP or a VIP that is one too
+    /// (`Forwarder::reaches_reply_side`).
+    v4: [u32; REPLY_LIPS],
+    /// IPv6 local addresses that are not VIPs (`Forwarder::reaches_reply_side6`). Cells: IPv6's
+    /// hot path holds the forwarder shared.
+    v6: [Cell<u128>; REPLY_LIPS],
+}
+
+impl ReplyLips {
+    fn empty() -> ReplyLips {
+        ReplyLips {
+            v4: [0; REPLY_LIPS],
+            v6: [const { Cell::new(0) }; REPLY_LIPS],
+        }
+    }
+}
+
+/// Slots of `ReplyLips`, by an address's low bits: a service's local addresses are
 /// usually a run of consecutive ones (the bench's 32, `perf/conf/bench.toml`), which then each
 /// have a slot of their own; two that share one take it in turn.
 const REPLY_LIPS: usize = 64;
@@ -214,17 +235,12 @@ pub struct Forwarder {
     worker: u16,
     table: ConnTable,
     services: Arc<ServiceTable>,
-    /// Reply destinations `services` said reach IPv4 connections (a LIP, or a VIP that is one
-    /// too), in host order, each in the slot of its low bits (`REPLY_LIPS`); 0 for none (0 is
-    /// never taken from the cache). Cleared with every new `services`. A reply's hot path
-    /// compares with its slot before it probes the address table (`forward_established_rest`).
-    /// Boxed: with it inline (256 bytes among the fields), the burst's first stage took 0.5 to
-    /// 0.7 cycles a packet more, likeliest because the fields it reads moved (perf/RESULTS.md,
+    /// The reply destinations remembered by both families' hot paths (`ReplyLips`). Boxed, one
+    /// pointer for both: with the IPv4 slots inline (256 bytes among the fields), the burst's
+    /// first stage took 0.5 to 0.7 cycles a packet more, and with a second box for IPv6's, 1.7
+    /// more in the IPv4 datapath's, likeliest because the fields it reads moved (perf/RESULTS.md,
     /// "A reply's local address remembered by its low bits").
-    reply_lips: Box<[u32; REPLY_LIPS]>,
-    /// `reply_lips` for IPv6's hot path (`reaches_reply_side6`): the IPv6 local addresses, not
-    /// VIPs, that replies went to, by their low bits; cleared with it.
-    reply_lips6: Box<[Cell<u128>; REPLY_LIPS]>,
+    reply_lips: Box<ReplyLips>,
     sched: Vec<SchedState>,
     capacity6: u32,
     /// A local-address pool per service (None for services without LIPs).
@@ -299,8 +315,7 @@ impl Forwarder {
             worker,
             table: ConnTable::new(cfg.capacity, cfg.timeouts),
             services: Arc::new(ServiceTable::default()),
-            reply_lips: Box::new([0; REPLY_LIPS]),
-            reply_lips6: Box::new([const { Cell::new(0) }; REPLY_LIPS]),
+            reply_lips: Box::new(ReplyLips::empty()),
             sched: Vec::new(),
             capacity6: cfg.capacity6,
             pools: Vec::new(),

@@ -183,8 +183,7 @@ impl Forwarder {
             self.synproxy.reserve6(self.capacity6 as usize);
         }
         self.services = services;
-        self.reply_lips.fill(0);
-        self.reply_lips6.iter().for_each(|s| s.set(0));
+        *self.reply_lips = super::ReplyLips::empty();
         Some(remap)
     }
 
