@@ -97,17 +97,11 @@ impl Forwarder {
     /// again when one remembered address served replies spread over a pool's 32 ("A reply's
     /// local address remembered by its low bits").
     #[inline(always)]
-    fn reaches_reply_side(&mut self, dst: Ipv4Addr) -> bool {
+    fn reaches_reply_side(&self, dst: Ipv4Addr) -> bool {
         let raw = u32::from(dst);
-        let slot = &mut self.reply_lips.v4[raw as usize % REPLY_LIPS];
-        if *slot == raw && raw != 0 {
-            return true;
-        }
-        let reaches = self.services.kind(dst).reaches_ipv4_conns();
-        if reaches {
-            *slot = raw;
-        }
-        reaches
+        remembered(&self.reply_lips.v4[raw as usize % REPLY_LIPS], raw, || {
+            self.services.kind(dst).reaches_ipv4_conns()
+        })
     }
 
     /// Whether IPv6's hot path takes a segment to `dst` for a real server's reply
@@ -116,17 +110,30 @@ impl Forwarder {
     #[inline(always)]
     pub(crate) fn reaches_reply_side6(&self, dst: Ipv6Addr) -> bool {
         let raw = u128::from(dst);
-        let slot = &self.reply_lips.v6[raw as usize % REPLY_LIPS];
-        if slot.get() == raw && raw != 0 {
-            return true;
-        }
-        let kind = self.services.kind6(dst);
-        let reaches = !kind.vip && kind.lip;
-        if reaches {
-            slot.set(raw);
-        }
-        reaches
+        remembered(&self.reply_lips.v6[raw as usize % REPLY_LIPS], raw, || {
+            let kind = self.services.kind6(dst);
+            !kind.vip && kind.lip
+        })
     }
+}
+
+/// Whether `probe` holds for address `raw`, remembered in `slot` (`ReplyLips`): true at once if
+/// the slot holds `raw` (never for 0, an empty slot's), else `probe`'s answer, which takes the
+/// slot when it is true.
+#[inline(always)]
+fn remembered<A: Copy + PartialEq + Default>(
+    slot: &Cell<A>,
+    raw: A,
+    probe: impl FnOnce() -> bool,
+) -> bool {
+    if slot.get() == raw && raw != A::default() {
+        return true;
+    }
+    let reaches = probe();
+    if reaches {
+        slot.set(raw);
+    }
+    reaches
 }
 
 /// The connection tuple of a segment the fast path's admission took: TCP, as every frame it
@@ -176,20 +183,20 @@ pub(crate) const RETRIED: ConnFlags = ConnFlags::USER_C;
 /// Reply destinations a hot path found to be a local address that takes its replies, each in
 /// the slot of its low bits (`REPLY_LIPS`), in host order; 0 for none (0 is never taken from
 /// them). Cleared with every new service table (`commit_services`). A reply's hot path compares
-/// with its slot before it probes the address table.
+/// with its slot before it probes the address table (`remembered`). Cells: IPv6's hot path holds
+/// the forwarder shared.
 struct ReplyLips {
     /// Addresses that reach IPv4 connections, a LIP or a VIP that is one too
     /// (`Forwarder::reaches_reply_side`).
-    v4: [u32; REPLY_LIPS],
-    /// IPv6 local addresses that are not VIPs (`Forwarder::reaches_reply_side6`). Cells: IPv6's
-    /// hot path holds the forwarder shared.
+    v4: [Cell<u32>; REPLY_LIPS],
+    /// IPv6 local addresses that are not VIPs (`Forwarder::reaches_reply_side6`).
     v6: [Cell<u128>; REPLY_LIPS],
 }
 
 impl ReplyLips {
     fn empty() -> ReplyLips {
         ReplyLips {
-            v4: [0; REPLY_LIPS],
+            v4: [const { Cell::new(0) }; REPLY_LIPS],
             v6: [const { Cell::new(0) }; REPLY_LIPS],
         }
     }
