@@ -5,7 +5,7 @@
 //! (queue `id` of every port). Every few milliseconds it runs timers, reads its control inbox and
 //! publishes its counters. Nothing is shared on the packet path.
 
-use crate::datapath::Datapath;
+use crate::datapath::{Datapath, RX_BURSTS_A_ROUND};
 use crate::dpdk::{self, Mbuf, MbufRing, Mempool, RxBatch, TxBuffer, BURST};
 use crate::packet::{Event, RxMeta, Verdict};
 use crate::stats::{Drop, Laps, Stage, WorkerStats};
@@ -166,15 +166,20 @@ impl Worker {
             self.tap.poll();
             for pi in 0..self.port_ids.len() {
                 let port = self.port_ids[pi];
-                let n = batch.rx(port, queue);
-                laps.lap(Stage::Rx, dpdk::tsc(), n);
-                if n == 0 {
-                    continue;
+                for _ in 0..RX_BURSTS_A_ROUND {
+                    let n = batch.rx(port, queue);
+                    laps.lap(Stage::Rx, dpdk::tsc(), n);
+                    if n == 0 {
+                        break;
+                    }
+                    work += n;
+                    let src = (Stage::Rx, Some(pi as u16));
+                    self.run_burst(&mut batch, src, &mut txq, &mut twin_txq, &mut laps);
+                    if n < BURST {
+                        break;
+                    }
+                    full = true;
                 }
-                work += n;
-                full |= n == BURST;
-                let src = (Stage::Rx, Some(pi as u16));
-                self.run_burst(&mut batch, src, &mut txq, &mut twin_txq, &mut laps);
             }
             for r in 0..self.rings_in.len() {
                 let n = batch.rx_ring(&self.rings_in[r]);

@@ -765,15 +765,17 @@ impl Config {
     /// waiting for a neighbour (`neighbour.max_held`) and for a first fragment
     /// (`fragments.max_held`), once for IPv4 and once for IPv6 (each family has its own
     /// tables), SYN-proxied clients' packets parked until their connection opens
-    /// (`conn::parked::PARKED_MAX`), a received burst and a burst waiting to be sent on each
-    /// port and each kernel twin; and the lcore caches (the workers' and the main lcore's).
+    /// (`conn::parked::PARKED_MAX`), a received burst, and a transmit buffer's worth waiting to
+    /// be sent on each port and each kernel twin (`datapath::TX_BURST`); and the lcore caches
+    /// (the workers' and the main lcore's).
     pub fn mbufs_for_traffic(&self) -> u64 {
         let w = u64::from(self.workers.count);
         let burst = crate::datapath::BURST as u64;
+        let tx_burst = crate::datapath::TX_BURST as u64;
         let twins = self.ports.iter().filter(|p| p.twin != "none").count() as u64;
         let queues = self.ports.len() as u64 + twins;
         let held = 2 * u64::from(self.neighbour.max_held + self.fragments.max_held);
-        let per_worker = held + crate::conn::parked::PARKED_MAX as u64 + burst * (1 + queues);
+        let per_worker = held + crate::conn::parked::PARKED_MAX as u64 + burst + tx_burst * queues;
         per_worker * w + (w + 1) * u64::from(self.mempool.cache)
     }
 

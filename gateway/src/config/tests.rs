@@ -431,8 +431,8 @@ fn held_packets_and_frames_must_fit_the_pool() {
 
 /// What the rings leave of the pool at start must cover what the workers may hold: each of 2
 /// workers holds up to 256 packets for neighbours and 256 fragments per family (IPv4, IPv6),
-/// 512 parked by the SYN proxy, a burst received and one waiting on each of its 2 ports and 2
-/// kernel twins; and 3 lcore caches of 32.
+/// 512 parked by the SYN proxy, a burst of 32 received and a transmit buffer of 128 waiting on
+/// each of its 2 ports and 2 kernel twins; and 3 lcore caches of 32.
 #[test]
 fn the_pool_left_after_the_rings_must_cover_the_traffic() {
     let text = format!(
@@ -441,7 +441,7 @@ fn the_pool_left_after_the_rings_must_cover_the_traffic() {
     );
     let c = Config::parse(&text).unwrap();
     assert_eq!(c.workers.count, 2);
-    let need = 2 * (2 * (256 + 256) + 512 + 32 * (1 + 4)) + 3 * 32;
+    let need = 2 * (2 * (256 + 256) + 512 + 32 + 128 * 4) + 3 * 32;
     assert_eq!(c.mbufs_for_traffic(), need);
     assert!(c.check_mbufs_left(need as u32).is_ok());
     // Two tap twins of 2 queues took 512 mbufs a queue: nothing left.

@@ -8,9 +8,9 @@ use crate::packet::{CsumStatus, RxMeta};
 use dpdk_sys::rte_mbuf;
 use std::ptr::NonNull;
 
-/// Packets per receive and transmit burst: the datapath's burst (`datapath::BURST`), so that one
-/// receive fills one `process_burst` exactly.
-pub use crate::datapath::BURST;
+/// Packets per receive burst: the datapath's burst (`datapath::BURST`), so that one receive
+/// fills one `process_burst` exactly; a transmit buffer sends `TX_BURST` at once.
+pub use crate::datapath::{BURST, TX_BURST};
 
 /// An mbuf we own. Freed (back to its pool) when dropped.
 pub struct Mbuf {
@@ -291,12 +291,12 @@ impl Drop for RxBatch {
     }
 }
 
-/// Buffered transmit for one (port, queue): packets collect until `BURST`, then go in one
+/// Buffered transmit for one (port, queue): packets collect until `TX_BURST`, then go in one
 /// `rte_eth_tx_burst`; `flush` sends the rest at the end of each poll round.
 pub struct TxBuffer {
     port: u16,
     queue: u16,
-    pkts: [*mut rte_mbuf; BURST],
+    pkts: [*mut rte_mbuf; TX_BURST],
     len: usize,
     /// Packets the driver refused (queue full) and we freed.
     pub dropped: u64,
@@ -311,7 +311,7 @@ impl TxBuffer {
         TxBuffer {
             port,
             queue,
-            pkts: [std::ptr::null_mut(); BURST],
+            pkts: [std::ptr::null_mut(); TX_BURST],
             len: 0,
             dropped: 0,
             sent: 0,
@@ -322,7 +322,7 @@ impl TxBuffer {
     pub fn push(&mut self, m: Mbuf) {
         self.pkts[self.len] = m.into_raw();
         self.len += 1;
-        if self.len == BURST {
+        if self.len == TX_BURST {
             self.flush();
         }
     }
