@@ -1,8 +1,9 @@
 //! The per-core poll loop: the DPDK side of a worker (DESIGN.md decisions 3-6, 12).
 //!
-//! Each worker is an EAL lcore. It polls rx queue `id` of every port and the rings other workers hand
-//! packets over on, runs each burst through its `Datapath`, and transmits through buffered tx queues
-//! (queue `id` of every port). Every few milliseconds it runs timers, reads its control inbox and
+//! Each worker is an EAL lcore. It polls rx queue `id` of every port (up to
+//! `datapath::RX_BURSTS_A_ROUND` bursts a port while they come back full) and the rings other
+//! workers hand packets over on, runs each burst through its `Datapath`, and transmits through
+//! buffered tx queues (queue `id` of every port, up to `datapath::TX_BURST` frames a call). Every few milliseconds it runs timers, reads its control inbox and
 //! publishes its counters. Nothing is shared on the packet path.
 
 use crate::datapath::{Datapath, RX_BURSTS_A_ROUND};
