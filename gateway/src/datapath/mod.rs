@@ -38,8 +38,9 @@ pub const BURST: usize = 32;
 pub const RX_BURSTS_A_ROUND: usize = 4;
 /// Frames a worker collects for one port before one `rte_eth_tx_burst`, which it also calls at
 /// the end of each poll round for what is left. A call costs about as much for 32 frames as for
-/// 128 (memif's ring indices, shared with the peer's core, and the mbufs freed back to the
-/// pool's cache): at 1K connections, four bursts a round sent as one took the worker's busy
+/// 128 (likely memif's ring indices, shared with the peer's core, and the mbufs freed back to
+/// the pool's cache in one go; not measured apart): at 1K connections, four bursts a round sent
+/// as one took the worker's busy
 /// cycles a packet from 189.2 to 184.0, the transmit stage's from 62.6 to 52.0 (perf/RESULTS.md,
 /// "Four bursts a round, one transmit"). At its worst a frame waits for the 127 after it, about
 /// 10 us at 13 Mpps.
