@@ -40,10 +40,11 @@ pub const RX_BURSTS_A_ROUND: usize = 4;
 /// the end of each poll round for what is left. A call costs about as much for 32 frames as for
 /// 128 (likely memif's ring indices, shared with the peer's core, and the mbufs freed back to
 /// the pool's cache in one go; not measured apart): at 1K connections, four bursts a round sent
-/// as one took the worker's busy
-/// cycles a packet from 189.2 to 184.0, the transmit stage's from 62.6 to 52.0 (perf/RESULTS.md,
-/// "Four bursts a round, one transmit"). At its worst a frame waits for the 127 after it, about
-/// 10 us at 13 Mpps.
+/// as one took the worker's busy cycles a packet from 189.2 to 184.0, the transmit stage's from
+/// 62.6 to 52.0 (perf/RESULTS.md, "Four bursts a round, one transmit"). A frame waits until its
+/// buffer holds `TX_BURST` or its round ends: at worst, with two ports, the work of the 255
+/// frames after it in the round, about 20 us at 13 Mpps (63, about 5 us, with one burst a port
+/// a round).
 pub const TX_BURST: usize = RX_BURSTS_A_ROUND * BURST;
 /// One worker's whole pipeline: L2/L3 and the forwarding engine.
 pub struct Datapath<B> {
