@@ -32,21 +32,8 @@ pub fn ingress<B: PacketBuf>(
         Ok(p) => p,
         Err(r) => return Err(NotIpv4::Done(Verdict::Drop(r.into(), pkt))),
     };
-    if !meta.from_peer {
-        let dst = EthernetFrame::new_unchecked(pkt.data()).dst();
-        let port_mac = match l3.topo().ports.get(meta.port as usize) {
-            Some(p) => p.mac,
-            None => return Err(NotIpv4::Done(Verdict::Drop(Drop::L2NotForUs.into(), pkt))),
-        };
-        // Multicast (VRRP, OSPF) is for the twin, if there is one; IPv6 multicast (neighbour
-        // discovery) is for `inet6` first.
-        let ipv6 = parsed.ethertype == EtherType::IPV6;
-        if dst != port_mac
-            && !dst.is_broadcast()
-            && !(dst.is_multicast() && (ipv6 || l3.has_twin(meta.port)))
-        {
-            return Err(NotIpv4::Done(Verdict::Drop(Drop::L2NotForUs.into(), pkt)));
-        }
+    if !meta.from_peer && !to_us(l3, &pkt, meta.port, parsed.ethertype) {
+        return Err(NotIpv4::Done(Verdict::Drop(Drop::L2NotForUs.into(), pkt)));
     }
     if parsed.ethertype == EtherType::ARP {
         return Err(NotIpv4::Done(l3.handle_arp(pkt, meta.port)));
@@ -76,4 +63,25 @@ pub fn ingress<B: PacketBuf>(
             ip,
         },
     ))
+}
+
+/// Whether a frame received on `port` is addressed to it: to the port's MAC (compared as one
+/// word, `L3::to_port_mac`), broadcast, or multicast for a reader here. Multicast (VRRP, OSPF)
+/// is for the twin, if there is one; IPv6 multicast (neighbour discovery) is for `inet6` first.
+/// A port the topology does not have takes nothing.
+#[inline(always)]
+fn to_us<B: PacketBuf>(l3: &L3<B>, pkt: &B, port: u16, ethertype: EtherType) -> bool {
+    // The parse took a whole Ethernet header.
+    let Some(head) = pkt.data().first_chunk::<8>() else {
+        return false;
+    };
+    if l3.to_port_mac(port, head) {
+        return true;
+    }
+    if l3.topo().ports.get(usize::from(port)).is_none() {
+        return false;
+    }
+    let dst = EthernetFrame::new_unchecked(pkt.data()).dst();
+    dst.is_broadcast()
+        || (dst.is_multicast() && (ethertype == EtherType::IPV6 || l3.has_twin(port)))
 }

@@ -39,6 +39,13 @@ fn mac_key(mac: &[u8; 6]) -> u64 {
     u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
 }
 
+/// The MAC whose [`mac_key`] is `key`.
+#[inline]
+fn mac_of_key(key: u64) -> MacAddr {
+    let b = key.to_le_bytes();
+    MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
+}
+
 /// `port_macs` of a topology.
 fn port_mac_keys(topo: &Topology) -> [u64; PORT_MAC_KEYS] {
     let mut keys = [NO_MAC_KEY; PORT_MAC_KEYS];
@@ -54,14 +61,18 @@ const CONFIRM_SLOTS: usize = 64;
 /// shortest reachable time (base/2 = 15 s by default), far above the per-packet rate.
 pub(crate) const CONFIRM_EVERY_MS: u64 = 500;
 
-/// A frame's source MAC (bytes 6..12) in the low 48 bits, and its slot in `L3::confirm_cache`.
+/// A frame's source MAC (bytes 6..12) as its [`mac_key`], and its slot in `L3::confirm_cache`.
 #[inline(always)]
 fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
     let head = frame.first_chunk::<12>()?;
-    // One load of bytes 4..12.
+    // `mac_key` of bytes 6..12 in one load of bytes 4..12: the shift drops bytes 4 and 5.
     let key = u64::from_le_bytes([
         head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
     ]) >> 16;
+    debug_assert_eq!(
+        key,
+        mac_key(&[head[6], head[7], head[8], head[9], head[10], head[11]])
+    );
     // Fibonacci hashing: the top bits of the product mix all six bytes.
     let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CONFIRM_SLOTS.ilog2());
     Some((key, hash as usize % CONFIRM_SLOTS))
@@ -367,8 +378,8 @@ impl<B: PacketBuf> L3<B> {
         }
     }
 
-    /// Confirms the next hop toward `src` if it has the MAC `mac_key` (`confirm_neighbour_in`'s
-    /// key: the MAC's bytes in the low 48 bits, in order from the lowest), and notes it in
+    /// Confirms the next hop toward `src` if it has the MAC of key `mac_key` ([`mac_key`]'s
+    /// encoding, which `confirm_neighbour_in` reads from the frame), and notes it in
     /// `confirm_cache[slot]`.
     #[inline(never)]
     fn confirm_neighbour_now(&mut self, src: Ipv4Addr, mac_key: u64, slot: usize) {
@@ -379,9 +390,8 @@ impl<B: PacketBuf> L3<B> {
         }
         self.confirm_cache[slot] = (mac_key, self.now_ms);
         if let Some(hop) = self.topo.routes.lookup(src) {
-            let b = mac_key.to_le_bytes();
-            let src_mac = MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]);
-            self.neigh.confirm(hop.l2_target(src), src_mac, self.now_ms);
+            self.neigh
+                .confirm(hop.l2_target(src), mac_of_key(mac_key), self.now_ms);
         }
     }
 
