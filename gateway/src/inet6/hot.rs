@@ -175,6 +175,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
         return Err(pkt);
     };
     // From here on, the general path's steps for this packet, in its order.
+    nd::confirm(v6, l3, v.src, pkt.data());
     // Ethernet padding is not data.
     pkt.set_len(v.end);
     v6.conns.refresh_established(id, Ticks(l3.now_ms));

@@ -118,6 +118,8 @@ pub struct Inet6<B> {
     pub(crate) resolved: Box<[nd::Hop6; nd::RESOLVED_SLOTS]>,
     /// Where the established hot path sent the last packet to each destination (`nd::Hop6`).
     pub(crate) hops: Box<[nd::Hop6; nd::HOP_SLOTS]>,
+    /// The sending MACs that confirmed their IPv6 neighbour lately (`nd::confirm`).
+    pub(crate) confirmed: Box<crate::net::l3::ConfirmCache>,
     /// A primary's log of the connections its backup is to hear of (`sync6`).
     pub(crate) sync_log: Option<crate::forward::SyncLog<crate::conn::Tuple6>>,
 }
@@ -170,6 +172,7 @@ impl<B: PacketBuf> Inet6<B> {
             record_queued: false,
             resolved: Box::new([nd::Hop6::default(); nd::RESOLVED_SLOTS]),
             hops: Box::new([nd::Hop6::default(); nd::HOP_SLOTS]),
+            confirmed: Box::default(),
             sync_log: None,
         }
     }

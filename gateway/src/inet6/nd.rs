@@ -255,22 +255,51 @@ pub fn suspect<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, ip: Ipv6Addr, si
     }
 }
 
-/// Confirms the neighbour toward `src` with the source MAC of `frame`, which it sent (if the
-/// entry has that MAC): for a packet that proves its sender there at this moment, which a later
-/// [`suspect`] compares with (a real server's bare ACK to a SYN from its TIME_WAIT, or its
-/// refusal of a SYN held back for a retry), as IPv4's
-/// `L3::confirm_neighbour_at_once`. IPv6 neighbours are confirmed by no other traffic. Rare:
-/// out of line.
+/// A packet of a tracked connection, `frame`, received from `src`, confirms the neighbour it
+/// came through (if the entry has the frame's source MAC): the connection makes forward progress
+/// through it (RFC 4861 7.3.1), so a busy real server's entry stays REACHABLE and is never
+/// probed, as IPv4's (`L3::confirm_neighbour`, whose reasons hold here: keyed by the sending MAC,
+/// at most once per `CONFIRM_EVERY_MS` each, in IPv6's own `Inet6::confirmed`). Costs a MAC's
+/// read, a multiply and a compare a packet; the rest is out of line.
+#[inline(always)]
+pub fn confirm<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr, frame: &[u8]) {
+    if let Some((key, slot)) = v6.confirmed.due(frame, l3.now_ms) {
+        confirm_now(v6, l3, src, key, slot);
+    }
+}
+
+/// [`confirm`] now, whatever the cache says: for a packet that proves its sender there at this
+/// moment, which a later [`suspect`] compares with (a real server's bare ACK to a SYN from its
+/// TIME_WAIT, or its refusal of a SYN held back for a retry), as IPv4's
+/// `L3::confirm_neighbour_at_once`. Rare: out of line.
 #[cold]
 #[inline(never)]
 pub fn confirm_at_once<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr, frame: &[u8]) {
-    let Some(route) = l3.topo().routes6.lookup(src) else {
+    if let Some((key, slot)) = crate::net::l3::confirm_slot(frame) {
+        confirm_now(v6, l3, src, key, slot);
+    }
+}
+
+/// Confirms the neighbour toward `src` if it has the MAC of key `mac_key` (`net::l3::mac_key`'s
+/// encoding), and notes it in `v6.confirmed`'s slot `slot`.
+#[inline(never)]
+fn confirm_now<B: PacketBuf>(
+    v6: &mut Inet6<B>,
+    l3: &L3<B>,
+    src: Ipv6Addr,
+    mac_key: u64,
+    slot: usize,
+) {
+    // No sender: a frame built here (the SYN proxy's completion) carries a zero source MAC. It
+    // confirms nothing and takes no slot from a MAC that does.
+    if mac_key == 0 {
         return;
-    };
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return;
-    };
-    v6.neigh.confirm(route.l2_target(src), eth.src(), l3.now_ms);
+    }
+    v6.confirmed.note(mac_key, slot, l3.now_ms);
+    if let Some(route) = l3.topo().routes6.lookup(src) {
+        let mac = crate::net::l3::mac_of_key(mac_key);
+        v6.neigh.confirm(route.l2_target(src), mac, l3.now_ms);
+    }
 }
 
 /// Slots of the cache of resolved neighbours (direct-mapped).

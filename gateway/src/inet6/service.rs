@@ -292,6 +292,8 @@ pub(super) fn forward_client<B: PacketBuf>(
             Err(p) => pkt = p,
         }
     }
+    // A packet of a tracked connection confirms the neighbour it came from (NUD).
+    nd::confirm(v6, l3, v.src, pkt.data());
     let change = v6.conns.on_packet(id, Dir::Original, flags, now);
     v6.sync_note(id, change.old, now);
     let Some(c) = v6.conns.get_mut(id) else {
@@ -697,10 +699,13 @@ pub(super) fn reply_segment<B: PacketBuf>(
     let client = c.client();
     let (cip, vip) = (client.src_ip(), client.dst_ip());
     let (src, dst) = ((vip, client.dport), (cip, client.sport));
-    if heard {
-        // A client's SYN retransmitted later does not doubt the neighbour for the server's
-        // silence (`retry::unanswered_server`, `nd::suspect`).
-        nd::confirm_at_once(v6, l3, v.src, pkt.data());
+    // A packet of a tracked connection confirms the neighbour it came from (NUD); one that
+    // heard the server in its handshake at once, so that a client's SYN retransmitted later does
+    // not doubt the neighbour for the server's silence (`retry::unanswered_server`,
+    // `nd::suspect`).
+    match heard {
+        true => nd::confirm_at_once(v6, l3, v.src, pkt.data()),
+        false => nd::confirm(v6, l3, v.src, pkt.data()),
     }
     fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
     if proxied {

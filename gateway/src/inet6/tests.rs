@@ -3673,3 +3673,70 @@ fn a_nat64_record_takes_its_local_port_from_a_stale_entry() {
     assert!(b.v6.conns.lookup(&t2).is_some() && b.v6.conns.lookup(&t).is_none());
     assert_eq!(b.fwd.sync_counters().refused(), 0);
 }
+
+/// `frame` through the burst loop alone (`Datapath::process_burst`, where the established hot
+/// paths run), its verdict.
+fn through_burst(dp: &mut Datapath<VecBuf>, frame: VecBuf, meta: RxMeta) -> Verdict<VecBuf> {
+    let mut out = [None];
+    dp.process_burst(&mut [Some(frame)], &[meta], &mut out);
+    out[0].take().expect("no verdict")
+}
+
+/// A busy real server's neighbour, and the client's, are confirmed by their connection's
+/// packets (RFC 4861 7.3.1: a sign of forward progress), as IPv4's are (`L3::confirm_neighbour`),
+/// on the hot path (one by one or in a burst) and on the general path (a primary's, which logs
+/// every packet for its backup) alike: two minutes of a segment each way a second, four
+/// reachable times, solicit neither. A neighbour whose connection falls silent for longer than
+/// its reachable time is probed when it is next used, as before.
+#[test]
+fn busy_ipv6_neighbours_are_confirmed_by_their_traffic_not_probed() {
+    for way in ["one by one", "burst", "logged"] {
+        let (mut dp, lport) = fullnat6_answered();
+        if way == "logged" {
+            let fwd = &mut dp.fwd;
+            dp.v6
+                .set_sync(fwd, Some(crate::forward::SyncLog::new(16, 1_000)));
+        }
+        let send = |dp: &mut Datapath<VecBuf>, frame: VecBuf, port: u16| match way {
+            "burst" => through_burst(dp, frame, meta(port)),
+            _ => dp.process(frame, &meta(port)),
+        };
+        // The handshake's end: the client's ACK makes the connection ESTABLISHED.
+        let v = send(&mut dp, tcp6_to(8080, 40000, false, b""), 0);
+        assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+        generated(&mut dp);
+        let confirmed = dp.v6.neigh.counters.confirmed;
+        for s in 1..=120u64 {
+            dp.tick(s * 1000);
+            let v = send(&mut dp, tcp6_to(8080, 40000, false, b"x"), 0);
+            assert!(
+                matches!(v, Verdict::Tx(1, _)),
+                "{way}, {s} s: {}",
+                drop_name(&v)
+            );
+            let v = send(&mut dp, from_rs(lport, "A"), 1);
+            assert!(
+                matches!(v, Verdict::Tx(0, _)),
+                "{way}, {s} s: {}",
+                drop_name(&v)
+            );
+            assert_eq!(
+                solicitations(&generated(&mut dp)),
+                vec![],
+                "{way}, {s} s: a busy neighbour probed"
+            );
+        }
+        assert!(
+            dp.v6.neigh.counters.confirmed > confirmed,
+            "{way}: nothing confirmed"
+        );
+        // Silent for two minutes: the server's entry went STALE; its next use probes it.
+        dp.tick(240_000);
+        send(&mut dp, tcp6_to(8080, 40000, false, b"x"), 0);
+        dp.tick(250_000);
+        assert!(
+            solicitations(&generated(&mut dp)).contains(&(1, RS1_MAC, a(RS6_1))),
+            "{way}: a silent neighbour not probed"
+        );
+    }
+}

@@ -41,7 +41,7 @@ fn mac_key(mac: &[u8; 6]) -> u64 {
 
 /// The MAC whose [`mac_key`] is `key`.
 #[inline]
-fn mac_of_key(key: u64) -> MacAddr {
+pub(crate) fn mac_of_key(key: u64) -> MacAddr {
     let b = key.to_le_bytes();
     MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
 }
@@ -61,9 +61,9 @@ const CONFIRM_SLOTS: usize = 64;
 /// shortest reachable time (base/2 = 15 s by default), far above the per-packet rate.
 pub(crate) const CONFIRM_EVERY_MS: u64 = 500;
 
-/// A frame's source MAC (bytes 6..12) as its [`mac_key`], and its slot in `L3::confirm_cache`.
+/// A frame's source MAC (bytes 6..12) as its [`mac_key`], and its slot in a [`ConfirmCache`].
 #[inline(always)]
-fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
+pub(crate) fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
     let head = frame.first_chunk::<12>()?;
     // `mac_key` of bytes 6..12 in one load of bytes 4..12: the shift drops bytes 4 and 5.
     let key = u64::from_le_bytes([
@@ -76,6 +76,41 @@ fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
     // Fibonacci hashing: the top bits of the product mix all six bytes.
     let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CONFIRM_SLOTS.ilog2());
     Some((key, hash as usize % CONFIRM_SLOTS))
+}
+
+/// Which sending MACs confirmed their neighbour lately, each with the time it did: one slot per
+/// MAC (by a hash of it), direct-mapped. A frame's sender confirms its neighbour at most once per
+/// `CONFIRM_EVERY_MS` (`L3::confirm_neighbour`). `L3` keeps one for IPv4's neighbours and
+/// `Inet6` one for IPv6's (`inet6::nd::confirm`): a router sends both families from one MAC, and
+/// with one cache the packets of one family would keep the other's neighbour from confirming.
+#[derive(Clone)]
+pub(crate) struct ConfirmCache([(u64, u64); CONFIRM_SLOTS]);
+
+impl Default for ConfirmCache {
+    fn default() -> Self {
+        ConfirmCache([(0, 0); CONFIRM_SLOTS])
+    }
+}
+
+impl ConfirmCache {
+    /// The sender of `frame` as its [`mac_key`] and its slot, unless that MAC confirmed less than
+    /// `CONFIRM_EVERY_MS` before `now_ms`.
+    #[inline(always)]
+    pub(crate) fn due(&self, frame: &[u8], now_ms: u64) -> Option<(u64, usize)> {
+        let (key, slot) = confirm_slot(frame)?;
+        let (last, at) = self.0[slot];
+        if last == key && now_ms.saturating_sub(at) < CONFIRM_EVERY_MS {
+            return None;
+        }
+        Some((key, slot))
+    }
+
+    /// Notes that the MAC of key `key` (in its slot `slot`, [`confirm_slot`]'s) confirmed at
+    /// `now_ms`.
+    #[inline]
+    pub(crate) fn note(&mut self, key: u64, slot: usize, now_ms: u64) {
+        self.0[slot] = (key, now_ms);
+    }
 }
 
 /// A resolved destination: where `route_out` sent the last packet for it.
@@ -106,7 +141,7 @@ pub struct L3<B> {
     /// one load, where the topology's was three dependent ones and two of each address.
     port_macs: [u64; PORT_MAC_KEYS],
     /// (source MAC, ms) of the last neighbour confirmations (`confirm_neighbour`).
-    confirm_cache: [(u64, u64); CONFIRM_SLOTS],
+    confirm_cache: ConfirmCache,
     pub neigh: NeighTable<B>,
     pub stats: WorkerStats,
     /// Monotonic milliseconds, set by the worker each round.
@@ -178,7 +213,7 @@ impl<B: PacketBuf> L3<B> {
             nh_cache: Box::new([NextHopEntry::default(); NH_CACHE]),
             hop_cache: [NextHopEntry::default(); HOP_CACHE],
             topo_generation: 0,
-            confirm_cache: [(0, 0); CONFIRM_SLOTS],
+            confirm_cache: ConfirmCache::default(),
             neigh: NeighTable::new(neigh),
             stats: WorkerStats::default(),
             now_ms: 0,
@@ -358,14 +393,9 @@ impl<B: PacketBuf> L3<B> {
     /// `confirm_neighbour` for a caller that holds the packet's frame: it is not looked up again.
     #[inline(always)]
     pub fn confirm_neighbour_in(&mut self, src: Ipv4Addr, frame: &[u8]) {
-        let Some((key, slot)) = confirm_slot(frame) else {
-            return;
-        };
-        let (last, at) = self.confirm_cache[slot];
-        if last == key && self.now_ms.saturating_sub(at) < CONFIRM_EVERY_MS {
-            return;
+        if let Some((key, slot)) = self.confirm_cache.due(frame, self.now_ms) {
+            self.confirm_neighbour_now(src, key, slot);
         }
-        self.confirm_neighbour_now(src, key, slot);
     }
 
     /// `confirm_neighbour_in` now, whatever the cache says: for a packet that proves its sender
@@ -380,7 +410,7 @@ impl<B: PacketBuf> L3<B> {
 
     /// Confirms the next hop toward `src` if it has the MAC of key `mac_key` ([`mac_key`]'s
     /// encoding, which `confirm_neighbour_in` reads from the frame), and notes it in
-    /// `confirm_cache[slot]`.
+    /// `confirm_cache`'s slot `slot`.
     #[inline(never)]
     fn confirm_neighbour_now(&mut self, src: Ipv4Addr, mac_key: u64, slot: usize) {
         // No sender: the SYN proxy's completion, built here, carries a zero source MAC. It
@@ -388,7 +418,7 @@ impl<B: PacketBuf> L3<B> {
         if mac_key == 0 {
             return;
         }
-        self.confirm_cache[slot] = (mac_key, self.now_ms);
+        self.confirm_cache.note(mac_key, slot, self.now_ms);
         if let Some(hop) = self.topo.routes.lookup(src) {
             self.neigh
                 .confirm(hop.l2_target(src), mac_of_key(mac_key), self.now_ms);
