@@ -175,12 +175,15 @@ pub(super) fn forward_hot<B: PacketBuf>(
         return Err(pkt);
     };
     // From here on, the general path's steps for this packet, in its order.
-    nd::confirm(v6, l3, v.src, pkt.data());
     // Ethernet padding is not data.
     pkt.set_len(v.end);
     v6.conns.refresh_established(id, Ticks(l3.now_ms));
     fwd.count_packet(svc, rs, dir, super::common::ip_len(v));
-    fullnat::rewrite(pkt.data_mut(), v.l4_off, v.proto, src, dst);
+    // The neighbour's confirmation reads the source MAC from the frame the rewrite takes (one
+    // bounds check for both).
+    let frame = pkt.data_mut();
+    nd::confirm(v6, l3, v.src, frame);
+    fullnat::rewrite(frame, v.l4_off, v.proto, src, dst);
     let route = match out {
         Out::Cached(port, slot) => {
             nd::set_cached_macs(v6, &mut pkt, slot);
