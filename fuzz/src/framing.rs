@@ -21,7 +21,7 @@
 // A record whose frame starts with "GWCF" ([`CHANGE_MAGIC`]) is a configuration change instead, as
 // the control plane commits one: the byte after the magic picks the services ([`CHANGE_VARIANTS`]:
 // the fuzz config, or it with a real server removed, one added, services removed or moved, a
-// local address replaced) that both workers adopt (`prepare_services`, `commit_services`, the
+// local address replaced or retiring) that both workers adopt (`prepare_services`, `commit_services`, the
 // topology built from them), and the byte after that, if any, how many slots of each connection
 // table the harness walks for the change after each group of records and each tick ([`WALKS`];
 // 1024 until one says otherwise, 0 never, so that changes pile up). Connections follow a change
@@ -162,12 +162,13 @@ fn fuzz_config_text() -> String {
 }
 
 /// How many services a change record picks from ([`variant_text`]).
-pub const CHANGE_VARIANTS: u8 = 9;
+pub const CHANGE_VARIANTS: u8 = 10;
 
 /// The text of the fuzz config's variant `k` (below [`CHANGE_VARIANTS`]), what a change record
 /// commits: the config itself (0), or it changed as an operator changes a running balancer,
-/// every VIP kept (so that the ports' addresses stay as they are); the last one changes a
-/// service's local addresses (a new pool, a local address gone with its connections' replies).
+/// every VIP kept (so that the ports' addresses stay as they are); the last two change local
+/// addresses (a new pool, a local address gone with its connections' replies, or kept retiring:
+/// [`variant`] says so, as the control plane's `ipvsadm -Q` does).
 pub fn variant_text(k: u8) -> String {
     let base = fuzz_config_text();
     // The TCP service's real servers, as `LAB_CONFIG` has them (its UDP service's follow).
@@ -221,6 +222,12 @@ pub fn variant_text(k: u8) -> String {
             "protocol = \"tcp\"\nscheduler = \"wrr\"\nsyn_retry = true\nlocal_addresses = [\"10.20.0.200\", \"10.20.0.201\"]",
             "protocol = \"tcp\"\nscheduler = \"wrr\"\nsyn_retry = true\nlocal_addresses = [\"10.20.0.200\", \"10.20.0.202\"]",
         ),
+        // Both IPv4 services' second local address replaced by a new one, which `variant` keeps
+        // retiring in both: no service has it in its pool, so only its retiring answers for it.
+        9 => base.replace(
+            "local_addresses = [\"10.20.0.200\", \"10.20.0.201\"]",
+            "local_addresses = [\"10.20.0.200\", \"10.20.0.202\"]",
+        ),
         // The TCP service's scheduler changed, and the UDP service moved before it.
         _ => {
             let udp = block(udp_head);
@@ -231,7 +238,13 @@ pub fn variant_text(k: u8) -> String {
     }
 }
 
-/// Variant `k`'s config, parsed and validated once per process.
+/// The local address variant 9 takes from both IPv4 services and keeps retiring.
+pub const RETIRED_LIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 20, 0, 201);
+
+/// Variant `k`'s config, parsed and validated once per process. Variant 9's services keep the
+/// address its text takes from them retiring: answered, its connections' replies forwarded, no
+/// new connection on it, as the control plane commits an `ipvsadm -Q` that takes an address in
+/// use (`control::retire`), which config text cannot say.
 pub fn variant(k: u8) -> &'static (gateway::config::Config, gateway::config::Validated) {
     static PARSED: std::sync::OnceLock<Vec<(gateway::config::Config, gateway::config::Validated)>> =
         std::sync::OnceLock::new();
@@ -241,9 +254,17 @@ pub fn variant(k: u8) -> &'static (gateway::config::Config, gateway::config::Val
                 let text = variant_text(k);
                 let cfg = gateway::config::Config::parse(&text)
                     .unwrap_or_else(|e| panic!("fuzz config variant {k}: {e}"));
-                let v = cfg
+                let mut v = cfg
                     .validate()
                     .unwrap_or_else(|e| panic!("fuzz config variant {k}: {e}"));
+                if k == 9 {
+                    // The services whose text took it (their pools now have 10.20.0.202).
+                    let took =
+                        |lips: &Vec<std::net::Ipv4Addr>| lips.iter().any(|l| l.octets()[3] == 202);
+                    for (.., opts) in v.services.iter_mut().filter(|(_, lips, _)| took(lips)) {
+                        opts.retiring_lips = vec![RETIRED_LIP];
+                    }
+                }
                 (cfg, v)
             })
             .collect()

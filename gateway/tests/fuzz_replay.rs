@@ -178,6 +178,31 @@ fn change_variants_are_the_changes_they_say() {
         v[1] = tcp.replace(" wrr", " lc");
     });
     with(8, &|v| v[0] = tcp.replace("10.20.0.201]", "10.20.0.202]"));
+    with(9, &|v| {
+        v[0] = tcp.replace("10.20.0.201]", "10.20.0.202]");
+        v[1] = udp.replace("10.20.0.201]", "10.20.0.202]");
+    });
+    let retiring = |k: u8| -> Vec<Vec<Ipv4Addr>> {
+        let t = ServiceTable::new(1, variant(k).1.services.clone(), None).unwrap();
+        t.services
+            .iter()
+            .map(|vs| vs.retiring_lips.clone())
+            .collect()
+    };
+    let r9 = retiring(9);
+    assert_eq!(
+        r9[..2],
+        [vec![RETIRED_LIP], vec![RETIRED_LIP]],
+        "variant 9 keeps it retiring"
+    );
+    assert!(
+        r9[2..].iter().all(Vec::is_empty),
+        "only the services that had it: {r9:?}"
+    );
+    assert!(
+        retiring(8).iter().all(Vec::is_empty),
+        "variant 8 lets it go"
+    );
     assert!(
         udp.contains("10.20.0.201]"),
         "the UDP service keeps the address: {udp}"
@@ -509,41 +534,48 @@ fn synproxy_session(s: &mut Script) {
     ));
 }
 
-/// Two connections through changes that move, remove and add services and real servers
-/// (`variant_text`), most made before the tables were walked for the earlier ones: each keeps
-/// its local address, real server and local port; a new connection goes to a server the
-/// snapshot has.
-fn config_changes_under_traffic() -> Script {
-    let mut s = Script::new();
-    // Client ports whose connections worker 0 keeps (a SYN it schedules itself): the runner
-    // delivers a hand-over after its record's group, after the server's answer in the same group.
-    let mut kept = (CPORT + 20..).filter(|&cport| {
+/// Client ports from `from` on whose connections worker 0 keeps (a SYN it schedules itself):
+/// the runner delivers a hand-over after its record's group, after the server's answer in the
+/// same group.
+fn kept_cports(from: u16) -> impl Iterator<Item = u16> {
+    (from..).filter(|&cport| {
         let syn = tcp(C, (CLIENT_IP, cport), (VIP, 80), "S", 1000, 0, b"");
         let v = fuzz_datapaths()[0].process(VecBuf::from_frame(&syn), &RxMeta::default());
         matches!(v, Verdict::Tx(..))
-    });
-    let cports = [kept.next().unwrap(), kept.next().unwrap()];
-    let new_cport = kept.next().unwrap();
-    let last_cport = kept.next().unwrap();
-    let mut conns = Vec::new();
-    for cport in cports {
-        conns.push(handshake(&mut s, cport));
+    })
+}
+
+/// A script's open connections to VIP:80: each one's client port and (LIP, RS, lport), and the
+/// next data segment's sequence number.
+struct Open {
+    cports: Vec<u16>,
+    conns: Vec<(Ipv4Addr, Ipv4Addr, u16)>,
+    data: u32,
+}
+
+impl Open {
+    /// Connections from `cports`, each opened with a handshake.
+    fn handshakes(s: &mut Script, cports: &[u16]) -> Open {
+        let conns = cports.iter().map(|&cport| handshake(s, cport)).collect();
+        Open {
+            cports: cports.to_vec(),
+            conns,
+            data: 1001,
+        }
     }
-    let rs2 = conns
-        .iter()
-        .position(|c| c.1 == RS2)
-        .expect("wrr gives each server one of two connections");
-    let mut data = 1001;
-    let mut both_ways = |s: &mut Script, which: &[usize], what: &str| {
+
+    /// A byte from the client of each connection in `which` and the server's ACK of it: each
+    /// leaves with its local address, real server and local port.
+    fn both_ways(&mut self, s: &mut Script, which: &[usize], what: &str) {
         for &i in which {
-            let (lip, rs, lport) = conns[i];
+            let (lip, rs, lport) = self.conns[i];
             let out = s
                 .client(&tcp(
                     C,
-                    (CLIENT_IP, cports[i]),
+                    (CLIENT_IP, self.cports[i]),
                     (VIP, 80),
                     "PA",
-                    data,
+                    self.data,
                     5001,
                     b"x",
                 ))
@@ -555,13 +587,33 @@ fn config_changes_under_traffic() -> Script {
                 (lip, lport),
                 "A",
                 5001,
-                data + 1,
+                self.data + 1,
                 b"",
             ))
             .unwrap_or_else(|| panic!("{what}: the server's ACK"));
         }
-        data += 1;
-    };
+        self.data += 1;
+    }
+}
+
+/// Two connections through changes that move, remove and add services and real servers
+/// (`variant_text`), most made before the tables were walked for the earlier ones: each keeps
+/// its local address, real server and local port; a new connection goes to a server the
+/// snapshot has.
+fn config_changes_under_traffic() -> Script {
+    let mut s = Script::new();
+    let mut kept = kept_cports(CPORT + 20);
+    let cports = [kept.next().unwrap(), kept.next().unwrap()];
+    let new_cport = kept.next().unwrap();
+    let last_cport = kept.next().unwrap();
+    let mut open = Open::handshakes(&mut s, &cports);
+    let rs2 = open
+        .conns
+        .iter()
+        .position(|c| c.1 == RS2)
+        .expect("wrr gives each server one of two connections");
+    let mut both_ways =
+        |s: &mut Script, which: &[usize], what: &str| open.both_ways(s, which, what);
     // Every IPv4 service two places further, no walk: the entries follow as read.
     s.change(4, 0);
     both_ways(&mut s, &[0, 1], "after the services moved");
@@ -614,6 +666,37 @@ fn config_changes_under_traffic() -> Script {
     s
 }
 
+/// Connections through a change that keeps one of their local addresses retiring (variant 9,
+/// as the control plane commits an `ipvsadm -Q` that takes an address in use), followed lazily
+/// (no walk): each goes on both ways through its address, and new connections leave from the
+/// others; with the address back (variant 0, the table walked whole), the old connections go on
+/// still.
+fn a_local_address_retires_under_traffic() -> Script {
+    let mut s = Script::new();
+    let mut kept = kept_cports(CPORT + 40);
+    // The TCP service takes its two local addresses in turn: two connections hold both.
+    let cports = [kept.next().unwrap(), kept.next().unwrap()];
+    let mut open = Open::handshakes(&mut s, &cports);
+    assert!(
+        open.conns.iter().any(|c| c.0 == RETIRED_LIP),
+        "no connection from {RETIRED_LIP}: {:?}",
+        open.conns
+    );
+    s.change(9, 0);
+    open.both_ways(&mut s, &[0, 1], "with the address retiring");
+    for cport in kept.by_ref().take(3) {
+        let out = s
+            .client(&tcp(C, (CLIENT_IP, cport), (VIP, 80), "S", 1000, 0, b""))
+            .expect("a new connection's SYN");
+        let lip = fullnat_of(&out).0;
+        assert_ne!(lip, RETIRED_LIP, "a new connection on the retiring address");
+    }
+    open.both_ways(&mut s, &[0, 1], "after new connections");
+    s.change(0, 7);
+    open.both_ways(&mut s, &[0, 1], "with the address back");
+    s
+}
+
 fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
     let mut v: Vec<(&'static str, Expect, Vec<u8>)> = Vec::new();
     let mut add = |name, e, s: Script| v.push((name, e, s.bytes));
@@ -622,6 +705,11 @@ fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
         "config_changes_under_traffic",
         Expect::NoDrop,
         config_changes_under_traffic(),
+    );
+    add(
+        "a_local_address_retires_under_traffic",
+        Expect::NoDrop,
+        a_local_address_retires_under_traffic(),
     );
 
     let mut s = Script::new();
