@@ -557,6 +557,9 @@ fn new_conn<B: PacketBuf>(
     if other.is_some() {
         fwd.stats.syn_retried += 1;
     }
+    if sloppy {
+        fwd.stats.sloppy_created += 1;
+    }
     if let Some(s) = fwd.services().services[si as usize].svc.stats(ri) {
         s.on_conn_new();
     }

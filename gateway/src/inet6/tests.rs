@@ -3740,3 +3740,42 @@ fn busy_ipv6_neighbours_are_confirmed_by_their_traffic_not_probed() {
         );
     }
 }
+
+/// A TCP segment other than a SYN that starts an IPv6 DR connection (`sloppy_tcp`, on by default
+/// for `mh`: a flow another gateway started, after an ECMP change) is counted in
+/// `sloppy_created`, as IPv4's; a SYN's connection is not, and without the option the segment
+/// starts nothing.
+#[test]
+fn an_ipv6_connection_a_mid_flow_segment_starts_is_counted_as_sloppy() {
+    let mh = config6().replacen(
+        "port = 80\nprotocol = \"tcp\"\nscheduler = \"rr\"",
+        "port = 80\nprotocol = \"tcp\"\nscheduler = \"mh\"",
+        1,
+    );
+    assert_ne!(mh, config6(), "the IPv6 TCP service's scheduler");
+    let mut b = with_neighbours(datapath_from(&mh, 0, 1, 1024));
+    let v = b.process(tcp6(40000, true, b""), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(b.fwd.stats.sloppy_created, 0, "a SYN's connection");
+    let v = b.process(tcp6(40001, false, b"GET /"), &meta(0));
+    assert!(matches!(v, Verdict::Tx(1, _)), "{}", drop_name(&v));
+    assert_eq!(b.fwd.stats.sloppy_created, 1, "a mid-flow segment's");
+    assert_eq!(b.l3.stats.inet6.conns_created, 2);
+    // Its next segment follows the connection: nothing new.
+    b.process(tcp6(40001, false, b"x"), &meta(0));
+    assert_eq!(b.fwd.stats.sloppy_created, 1);
+    // `rr` leaves `sloppy_tcp` off: the segment starts nothing.
+    let mut rr = with_neighbours(dp());
+    let v = rr.process(tcp6(40001, false, b"GET /"), &meta(0));
+    assert_eq!(drop_name(&v), "Dp(NoConn)");
+    assert_eq!(rr.fwd.stats.sloppy_created, 0);
+}
+
+/// `dp` with both real servers and the client resolved.
+fn with_neighbours(mut dp: Datapath<VecBuf>) -> Datapath<VecBuf> {
+    learn_rs1_and_client(&mut dp);
+    dp.v6
+        .neigh
+        .learn(a(RS6_2), RS2_MAC, 1, 0, true, true, |_, _, _| {});
+    dp
+}
