@@ -24,9 +24,10 @@
 # LAB_IPV6=1 at `up`: dual stack. The client 2001:db8:30::2/64 behind the router's
 # 2001:db8:30::1/64; the router 2001:db8:10::254/64 on the front switch and 2001:db8:20::254/64 on
 # the server switch; gateway K's ports 2001:db8:10::1K/64 and 2001:db8:20::K/64, its LIP
-# 2001:db8:20::2K1; the real servers 2001:db8:20::11-12/64. VIP6 2001:db8:99::100 :80 (FullNAT,
-# `mh` with `mh-port`), announced over a second BGP session per gateway, IPv6 to IPv6, from the
-# IPv6 half of table 100 (`ip -6 route show table 100`), into an IPv6 multipath route hashed on L4.
+# 2001:db8:20::2K1; the real servers 2001:db8:20::11-12/64, VIP6 on lo and default via
+# 2001:db8:20::254 (DR). VIP6 2001:db8:99::100 :80 (FullNAT) and :8080 (DR), both `mh` with
+# `mh-port`, announced over a second BGP session per gateway, IPv6 to IPv6, from the IPv6 half of
+# table 100 (`ip -6 route show table 100`), into an IPv6 multipath route hashed on L4.
 #
 # Usage (also as `lab.sh ecmp ...`):
 #   lab-ecmp.sh up     [NAME] [N]   build it with N gateways (default NAME gwecmp, N 2; at most 3)
@@ -208,6 +209,18 @@ local_addresses = ["2001:db8:20::2${k}1"]
 address = "2001:db8:20::11"
 [[service.real]]
 address = "2001:db8:20::12"
+
+[[service]]
+vip = "$VIP6"
+port = 8080
+scheduler = "mh"
+scheduler_flags = ["mh-port"]
+[[service.real]]
+address = "2001:db8:20::11"
+mode = "dr"
+[[service.real]]
+address = "2001:db8:20::12"
+mode = "dr"
 TOML
 }
 
@@ -281,6 +294,9 @@ up() {
     if dual; then
       v6on $r
       nsx $r ip -6 addr add "2001:db8:20::$i/64" dev eth0 nodad
+      # DR: VIP6 on lo, its replies through the router (FullNAT's go to the on-link LIPs).
+      nsx $r ip -6 addr add "$VIP6/128" dev lo nodad
+      nsx $r ip -6 route add default via 2001:db8:20::254
     fi
     i=$((i + 1))
     start_nginx $r $r

@@ -298,7 +298,7 @@ fn a_drain_under_load_withdraws_without_a_failed_request() {
     let lab = Ecmp::up("ecdr", 2);
     // Established connections, checked across the drain (wrk does not count a connection that
     // stalls as an error).
-    let mut established = Clients::open(&lab, 16);
+    let mut established = Clients::open(&lab, 16, VIP);
     let first = established.round();
     assert!(!first.contains("FAIL"), "{first}");
     // Two loads on the DR service: short connections and keep-alive ones, 8 s each.
@@ -425,12 +425,12 @@ fn a_killed_gateway_is_withdrawn_and_new_connections_succeed() {
     );
 }
 
-/// Keep-alive HTTP connections to VIP:8080 from the client, each on its own port: a line on stdin
-/// makes one request on every connection; the answer is a line of the bodies ("rs1 rs2 ..."), or
-/// "FAIL:<error>" for a connection that failed.
+/// Keep-alive HTTP connections to a VIP's port 8080 from the client (argv: how many, the VIP),
+/// each on its own port: a line on stdin makes one request on every connection; the answer is a
+/// line of the bodies ("rs1 rs2 ..."), or "FAIL:<error>" for a connection that failed.
 const KEEPALIVE_PY: &str = r#"
 import http.client, sys
-conns = [http.client.HTTPConnection("10.99.0.100", 8080, timeout=4) for _ in range(int(sys.argv[1]))]
+conns = [http.client.HTTPConnection(sys.argv[2], 8080, timeout=4) for _ in range(int(sys.argv[1]))]
 def get(c):
     try:
         c.request("GET", "/")
@@ -448,10 +448,11 @@ struct Clients {
 }
 
 impl Clients {
-    fn open(lab: &Ecmp, n: usize) -> Clients {
+    /// `n` connections to `vip`:8080.
+    fn open(lab: &Ecmp, n: usize, vip: &str) -> Clients {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &format!("{}-cli", lab.name)])
-            .args(["python3", "-c", KEEPALIVE_PY, &n.to_string()])
+            .args(["python3", "-c", KEEPALIVE_PY, &n.to_string(), vip])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -480,22 +481,38 @@ impl Drop for Clients {
 #[test]
 fn dr_flows_keep_their_real_server_when_their_gateway_leaves() {
     let lab = Ecmp::up("ecka", 2);
-    let mut clients = Clients::open(&lab, 16);
+    dr_flows_keep_their_real_server(&lab, VIP, "conns_created");
+}
+
+/// IPv6 DR behind the same ECMP router (`LAB_IPV6=1`): the real servers hold VIP6 and answer
+/// through the router, and gateway 2 takes gateway 1's IPv6 flows over mid-connection as it takes
+/// IPv4's.
+#[test]
+fn ipv6_dr_flows_keep_their_real_server_when_their_gateway_leaves() {
+    let lab = Ecmp::up_with("ecd6", 2, true);
+    dr_flows_keep_their_real_server(&lab, VIP6, "ipv6_conns_created");
+}
+
+/// Sixteen keep-alive connections to `vip`:8080 (DR, `mh` with `mh-port`) spread over the two
+/// gateways (`created`: the family's counter of connections created), each answered by one real
+/// server every round; gateway 1 killed, its flows reach gateway 2 mid-connection, which forwards
+/// each to the real server gateway 1 picked (`sloppy_tcp`), and every connection goes on.
+fn dr_flows_keep_their_real_server(lab: &Ecmp, vip: &str, created: &str) {
+    let mut clients = Clients::open(lab, 16, vip);
     let first = clients.round();
     assert!(!first.contains("FAIL"), "{first}");
-    let served_by_1 = lab.created(1);
+    let served_by_1 = lab.counter(1, created);
+    let served_by_2 = lab.counter(2, created);
     assert!(
-        served_by_1 > 0 && lab.created(2) > 0,
-        "the 16 connections did not spread: {} and {}",
-        served_by_1,
-        lab.created(2)
+        served_by_1 > 0 && served_by_2 > 0,
+        "the 16 connections did not spread: {served_by_1} and {served_by_2}"
     );
     assert_eq!(clients.round(), first, "each connection keeps its server");
     Command::new("kill")
         .args(["-KILL", &lab.gateway_pid(1).to_string()])
         .status()
         .unwrap();
-    assert!(lab.wait_paths(1, Duration::from_secs(5)).is_some());
+    assert!(lab.wait_paths_to(vip, 1, Duration::from_secs(5)).is_some());
     // Gateway 1's flows now reach gateway 2 mid-connection: it forwards each to the real server
     // that gateway 1 picked, and the connection goes on.
     let sloppy_before = lab.counter(2, "sloppy_created");
