@@ -2,8 +2,9 @@
 //! IPv6 service).
 //!
 //! A client packet to an IPv6 VIP finds its connection in the IPv6 table (`ConnTable6`) by its
-//! 5-tuple, or, if it may open one (a UDP datagram, a TCP SYN, any TCP packet with `sloppy_tcp` for
-//! DR and TUN), a real server is scheduled as for IPv4 and the connection created. It then leaves:
+//! 5-tuple, or, if it may open one (a UDP datagram, a TCP SYN, with `sloppy_tcp` for DR and TUN any
+//! TCP segment but a RST or a SYN-ACK), a real server is scheduled as for IPv4 and the connection
+//! created. It then leaves:
 //! - FullNAT: from a local address and port to the real server (the reply comes back to that LIP
 //!   and is translated back toward the client), the client's address in the IPv6 TOA on the SYN;
 //! - NAT: to the real server's address and port, the client's address kept; the real server
@@ -228,6 +229,11 @@ pub fn to_service_segment<B: PacketBuf>(
                         };
                     }
                 }
+            }
+            // `sloppy_tcp` starts a connection on any segment but a RST, or a SYN-ACK, which only
+            // a server sends (IPVS's, as IPv4's); without it, a SYN only (`new_conn`).
+            if is_tcp && !syn && flags & (tcp_flags::RST | tcp_flags::SYN) != 0 {
+                return Verdict::Drop(Drop::NoConn.into(), pkt);
             }
             match new_conn(v6, l3, fwd, tuple, (syn, retry_of), now) {
                 Ok(id) => id,

@@ -3764,11 +3764,34 @@ fn an_ipv6_connection_a_mid_flow_segment_starts_is_counted_as_sloppy() {
     // Its next segment follows the connection: nothing new.
     b.process(tcp6(40001, false, b"x"), &meta(0));
     assert_eq!(b.fwd.stats.sloppy_created, 1);
+    // A RST, or a SYN-ACK (which only a server sends), starts nothing, as on IPv4.
+    for (sport, flags) in [(40002, "R"), (40003, "SA")] {
+        let v = b.process(tcp6_flags(sport, flags), &meta(0));
+        assert_eq!(drop_name(&v), "Dp(NoConn)", "{flags}");
+    }
+    assert_eq!(b.fwd.stats.sloppy_created, 1);
+    assert_eq!(b.l3.stats.inet6.conns_created, 2);
     // `rr` leaves `sloppy_tcp` off: the segment starts nothing.
     let mut rr = with_neighbours(dp());
     let v = rr.process(tcp6(40001, false, b"GET /"), &meta(0));
     assert_eq!(drop_name(&v), "Dp(NoConn)");
     assert_eq!(rr.fwd.stats.sloppy_created, 0);
+}
+
+/// A client's TCP segment from `sport` to VIP6:80 with `flags`: a RST (`"R"`) or a SYN-ACK
+/// (`"SA"`).
+fn tcp6_flags(sport: u16, flags: &str) -> VecBuf {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+        .ipv6(a(CLIENT6).octets(), a(VIP6).octets(), 64)
+        .tcp(sport, 80, 1000, 64240);
+    let b = match flags {
+        "R" => b.rst(),
+        "SA" => b.syn().ack(1),
+        _ => panic!("flags {flags}"),
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, b"").unwrap();
+    VecBuf::from_frame(&v)
 }
 
 /// `dp` with both real servers and the client resolved.
