@@ -21,8 +21,9 @@
 // A record whose frame starts with "GWCF" ([`CHANGE_MAGIC`]) is a configuration change instead, as
 // the control plane commits one: the byte after the magic picks the services ([`CHANGE_VARIANTS`]:
 // the fuzz config, or it with a real server removed, one added, services removed or moved, a
-// local address replaced or retiring) that both workers adopt (`prepare_services`, `commit_services`, the
-// topology built from them), and the byte after that, if any, how many slots of each connection
+// local address replaced or retiring) that both workers adopt (`prepare_services`,
+// `commit_services`, the topology built from them), and the byte after that, if any, how many
+// slots of each connection
 // table the harness walks for the change after each group of records and each tick ([`WALKS`];
 // 1024 until one says otherwise, 0 never, so that changes pile up). Connections follow a change
 // lazily (`conn::rebind`): before and after each change, and at the end, every connection must
@@ -224,10 +225,15 @@ pub fn variant_text(k: u8) -> String {
         ),
         // Both IPv4 services' second local address replaced by a new one, which `variant` keeps
         // retiring in both: no service has it in its pool, so only its retiring answers for it.
-        9 => base.replace(
-            "local_addresses = [\"10.20.0.200\", \"10.20.0.201\"]",
-            "local_addresses = [\"10.20.0.200\", \"10.20.0.202\"]",
-        ),
+        RETIRING_VARIANT => {
+            let from = "local_addresses = [\"10.20.0.200\", \"10.20.0.201\"]";
+            let n = base.matches(from).count();
+            assert_eq!(n, 2, "variant {k}: {from:?} in {n} services, not the two IPv4 ones");
+            base.replace(
+                from,
+                &format!("local_addresses = [\"10.20.0.200\", \"{REPLACING_LIP}\"]"),
+            )
+        }
         // The TCP service's scheduler changed, and the UDP service moved before it.
         _ => {
             let udp = block(udp_head);
@@ -238,8 +244,14 @@ pub fn variant_text(k: u8) -> String {
     }
 }
 
-/// The local address variant 9 takes from both IPv4 services and keeps retiring.
+/// The change variant that keeps a local address retiring ([`variant`]).
+pub const RETIRING_VARIANT: u8 = 9;
+
+/// The local address [`RETIRING_VARIANT`] takes from both IPv4 services and keeps retiring.
 pub const RETIRED_LIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 20, 0, 201);
+
+/// The local address [`RETIRING_VARIANT`] gives both IPv4 services in [`RETIRED_LIP`]'s place.
+pub const REPLACING_LIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 20, 0, 202);
 
 /// Variant `k`'s config, parsed and validated once per process. Variant 9's services keep the
 /// address its text takes from them retiring: answered, its connections' replies forwarded, no
@@ -257,10 +269,9 @@ pub fn variant(k: u8) -> &'static (gateway::config::Config, gateway::config::Val
                 let mut v = cfg
                     .validate()
                     .unwrap_or_else(|e| panic!("fuzz config variant {k}: {e}"));
-                if k == 9 {
-                    // The services whose text took it (their pools now have 10.20.0.202).
-                    let took =
-                        |lips: &Vec<std::net::Ipv4Addr>| lips.iter().any(|l| l.octets()[3] == 202);
+                if k == RETIRING_VARIANT {
+                    // The services whose text took it: their pools have its replacement now.
+                    let took = |lips: &Vec<std::net::Ipv4Addr>| lips.contains(&REPLACING_LIP);
                     for (.., opts) in v.services.iter_mut().filter(|(_, lips, _)| took(lips)) {
                         opts.retiring_lips = vec![RETIRED_LIP];
                     }

@@ -178,7 +178,7 @@ fn change_variants_are_the_changes_they_say() {
         v[1] = tcp.replace(" wrr", " lc");
     });
     with(8, &|v| v[0] = tcp.replace("10.20.0.201]", "10.20.0.202]"));
-    with(9, &|v| {
+    with(RETIRING_VARIANT, &|v| {
         v[0] = tcp.replace("10.20.0.201]", "10.20.0.202]");
         v[1] = udp.replace("10.20.0.201]", "10.20.0.202]");
     });
@@ -189,7 +189,7 @@ fn change_variants_are_the_changes_they_say() {
             .map(|vs| vs.retiring_lips.clone())
             .collect()
     };
-    let r9 = retiring(9);
+    let r9 = retiring(RETIRING_VARIANT);
     assert_eq!(
         r9[..2],
         [vec![RETIRED_LIP], vec![RETIRED_LIP]],
@@ -534,7 +534,7 @@ fn synproxy_session(s: &mut Script) {
     ));
 }
 
-/// Client ports from `from` on whose connections worker 0 keeps (a SYN it schedules itself):
+/// Client ports, from `from` on, whose connections worker 0 keeps (a SYN it schedules itself):
 /// the runner delivers a hand-over after its record's group, after the server's answer in the
 /// same group.
 fn kept_cports(from: u16) -> impl Iterator<Item = u16> {
@@ -612,15 +612,13 @@ fn config_changes_under_traffic() -> Script {
         .iter()
         .position(|c| c.1 == RS2)
         .expect("wrr gives each server one of two connections");
-    let mut both_ways =
-        |s: &mut Script, which: &[usize], what: &str| open.both_ways(s, which, what);
     // Every IPv4 service two places further, no walk: the entries follow as read.
     s.change(4, 0);
-    both_ways(&mut s, &[0, 1], "after the services moved");
+    open.both_ways(&mut s, &[0, 1], "after the services moved");
     // The first real server removed, a slot walked a step: the other's connection goes on, and
     // a new one goes to it.
     s.change(1, 1);
-    both_ways(&mut s, &[rs2], "after rs1 was removed");
+    open.both_ways(&mut s, &[rs2], "after rs1 was removed");
     let out = s
         .client(&tcp(
             C,
@@ -636,17 +634,17 @@ fn config_changes_under_traffic() -> Script {
     // A new server put first, the UDP service moved before the TCP one, back again; walked whole.
     s.change(2, 0);
     s.change(7, 0);
-    both_ways(
+    open.both_ways(
         &mut s,
         &[rs2],
         "after a server was added and the services moved",
     );
     s.change(0, 7);
-    both_ways(&mut s, &[rs2], "back to the first config");
+    open.both_ways(&mut s, &[rs2], "back to the first config");
     // The TCP service's second local address replaced by a new one: its connections go on (the
     // address stays the UDP service's), and a new one leaves from one the service has now.
     s.change(8, 7);
-    both_ways(&mut s, &[0, 1], "after a local address was replaced");
+    open.both_ways(&mut s, &[0, 1], "after a local address was replaced");
     let out = s
         .client(&tcp(
             C,
@@ -666,11 +664,11 @@ fn config_changes_under_traffic() -> Script {
     s
 }
 
-/// Connections through a change that keeps one of their local addresses retiring (variant 9,
-/// as the control plane commits an `ipvsadm -Q` that takes an address in use), followed lazily
-/// (no walk): each goes on both ways through its address, and new connections leave from the
-/// others; with the address back (variant 0, the table walked whole), the old connections go on
-/// still.
+/// Connections through a change that keeps one of their local addresses retiring
+/// ([`RETIRING_VARIANT`], as the control plane commits an `ipvsadm -Q` that takes an address in
+/// use), followed lazily (no walk): each goes on both ways through its address, and new
+/// connections leave from the others; with the address back (variant 0, the table walked whole),
+/// the old connections go on still.
 fn a_local_address_retires_under_traffic() -> Script {
     let mut s = Script::new();
     let mut kept = kept_cports(CPORT + 40);
@@ -682,7 +680,7 @@ fn a_local_address_retires_under_traffic() -> Script {
         "no connection from {RETIRED_LIP}: {:?}",
         open.conns
     );
-    s.change(9, 0);
+    s.change(RETIRING_VARIANT, 0);
     open.both_ways(&mut s, &[0, 1], "with the address retiring");
     for cport in kept.by_ref().take(3) {
         let out = s

@@ -118,8 +118,11 @@ pub struct Inet6<B> {
     pub(crate) resolved: Box<[nd::Hop6; nd::RESOLVED_SLOTS]>,
     /// Where the established hot path sent the last packet to each destination (`nd::Hop6`).
     pub(crate) hops: Box<[nd::Hop6; nd::HOP_SLOTS]>,
-    /// The sending MACs that confirmed their IPv6 neighbour lately (`nd::confirm`).
-    pub(crate) confirmed: Box<crate::net::l3::ConfirmCache>,
+    /// The sending MACs that confirmed their IPv6 neighbour lately (`nd::confirm`). Boxed, as
+    /// `resolved` and `hops`: a pointer in the datapath, not 1 KiB, since IPv4's first stage moves
+    /// with the datapath's layout (perf/RESULTS.md, "A reply's local address remembered by its
+    /// low bits").
+    pub(crate) confirm_cache: Box<crate::net::l3::ConfirmCache>,
     /// A primary's log of the connections its backup is to hear of (`sync6`).
     pub(crate) sync_log: Option<crate::forward::SyncLog<crate::conn::Tuple6>>,
 }
@@ -172,7 +175,7 @@ impl<B: PacketBuf> Inet6<B> {
             record_queued: false,
             resolved: Box::new([nd::Hop6::default(); nd::RESOLVED_SLOTS]),
             hops: Box::new([nd::Hop6::default(); nd::HOP_SLOTS]),
-            confirmed: Box::default(),
+            confirm_cache: Box::default(),
             sync_log: None,
         }
     }

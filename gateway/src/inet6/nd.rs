@@ -19,6 +19,7 @@
 
 use super::{Inet6, Ipv6In};
 use crate::forward::ServiceTable;
+use crate::net::l3::{ConfirmCache, Sender};
 use crate::net::Resolve;
 use crate::net::{punt, L3};
 use crate::packet::{Event, Verdict};
@@ -257,14 +258,16 @@ pub fn suspect<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, ip: Ipv6Addr, si
 
 /// A packet of a tracked connection, `frame`, received from `src`, confirms the neighbour it
 /// came through (if the entry has the frame's source MAC): the connection makes forward progress
-/// through it (RFC 4861 7.3.1), so a busy real server's entry stays REACHABLE and is never
-/// probed, as IPv4's (`L3::confirm_neighbour`, whose reasons hold here: keyed by the sending MAC,
-/// at most once per `CONFIRM_EVERY_MS` each, in IPv6's own `Inet6::confirmed`). Costs a MAC's
-/// read, a multiply and a compare a packet; the rest is out of line.
+/// through it (RFC 4861 7.3.1). A busy real server whose replies come through the gateway
+/// (FullNAT, NAT), or a router, then stays REACHABLE and is not probed; DR and TUN servers, whose
+/// replies bypass the gateway, are not confirmed so. As IPv4's (`L3::confirm_neighbour`, whose
+/// reasons hold here): keyed by the sending MAC, at most once per `CONFIRM_EVERY_MS` each, in
+/// IPv6's own `Inet6::confirm_cache`. Costs a MAC's read, a multiply and a compare a packet; the
+/// rest is out of line.
 #[inline(always)]
-pub fn confirm<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr, frame: &[u8]) {
-    if let Some((key, slot)) = v6.confirmed.due(frame, l3.now_ms) {
-        confirm_now(v6, l3, src, key, slot);
+pub(crate) fn confirm<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr, frame: &[u8]) {
+    if let Some(sender) = v6.confirm_cache.due(frame, l3.now_ms) {
+        confirm_now(v6, l3, src, sender);
     }
 }
 
@@ -275,29 +278,19 @@ pub fn confirm<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr, frame
 #[cold]
 #[inline(never)]
 pub fn confirm_at_once<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr, frame: &[u8]) {
-    if let Some((key, slot)) = crate::net::l3::confirm_slot(frame) {
-        confirm_now(v6, l3, src, key, slot);
+    if let Some(sender) = ConfirmCache::sender(frame) {
+        confirm_now(v6, l3, src, sender);
     }
 }
 
-/// Confirms the neighbour toward `src` if it has the MAC of key `mac_key` (`net::l3::mac_key`'s
-/// encoding), and notes it in `v6.confirmed`'s slot `slot`.
+/// Confirms the neighbour toward `src` if it has `sender`'s MAC, noted in `v6.confirm_cache`
+/// (`ConfirmCache::claim`).
 #[inline(never)]
-fn confirm_now<B: PacketBuf>(
-    v6: &mut Inet6<B>,
-    l3: &L3<B>,
-    src: Ipv6Addr,
-    mac_key: u64,
-    slot: usize,
-) {
-    // No sender: a frame built here (the SYN proxy's completion) carries a zero source MAC. It
-    // confirms nothing and takes no slot from a MAC that does.
-    if mac_key == 0 {
+fn confirm_now<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr, sender: Sender) {
+    let Some(mac) = v6.confirm_cache.claim(sender, l3.now_ms) else {
         return;
-    }
-    v6.confirmed.note(mac_key, slot, l3.now_ms);
+    };
     if let Some(route) = l3.topo().routes6.lookup(src) {
-        let mac = crate::net::l3::mac_of_key(mac_key);
         v6.neigh.confirm(route.l2_target(src), mac, l3.now_ms);
     }
 }

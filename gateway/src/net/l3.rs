@@ -41,7 +41,7 @@ fn mac_key(mac: &[u8; 6]) -> u64 {
 
 /// The MAC whose [`mac_key`] is `key`.
 #[inline]
-pub(crate) fn mac_of_key(key: u64) -> MacAddr {
+fn mac_of_key(key: u64) -> MacAddr {
     let b = key.to_le_bytes();
     MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
 }
@@ -63,7 +63,7 @@ pub(crate) const CONFIRM_EVERY_MS: u64 = 500;
 
 /// A frame's source MAC (bytes 6..12) as its [`mac_key`], and its slot in a [`ConfirmCache`].
 #[inline(always)]
-pub(crate) fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
+fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
     let head = frame.first_chunk::<12>()?;
     // `mac_key` of bytes 6..12 in one load of bytes 4..12: the shift drops bytes 4 and 5.
     let key = u64::from_le_bytes([
@@ -83,8 +83,14 @@ pub(crate) fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
 /// `CONFIRM_EVERY_MS` (`L3::confirm_neighbour`). `L3` keeps one for IPv4's neighbours and
 /// `Inet6` one for IPv6's (`inet6::nd::confirm`): a router sends both families from one MAC, and
 /// with one cache the packets of one family would keep the other's neighbour from confirming.
-#[derive(Clone)]
 pub(crate) struct ConfirmCache([(u64, u64); CONFIRM_SLOTS]);
+
+/// A frame's sender as a [`ConfirmCache`] keys it: its MAC's [`mac_key`] and its slot.
+#[derive(Clone, Copy)]
+pub(crate) struct Sender {
+    key: u64,
+    slot: usize,
+}
 
 impl Default for ConfirmCache {
     fn default() -> Self {
@@ -93,23 +99,35 @@ impl Default for ConfirmCache {
 }
 
 impl ConfirmCache {
-    /// The sender of `frame` as its [`mac_key`] and its slot, unless that MAC confirmed less than
-    /// `CONFIRM_EVERY_MS` before `now_ms`.
+    /// The sender of `frame`, whatever the cache says.
     #[inline(always)]
-    pub(crate) fn due(&self, frame: &[u8], now_ms: u64) -> Option<(u64, usize)> {
+    pub(crate) fn sender(frame: &[u8]) -> Option<Sender> {
         let (key, slot) = confirm_slot(frame)?;
-        let (last, at) = self.0[slot];
-        if last == key && now_ms.saturating_sub(at) < CONFIRM_EVERY_MS {
-            return None;
-        }
-        Some((key, slot))
+        Some(Sender { key, slot })
     }
 
-    /// Notes that the MAC of key `key` (in its slot `slot`, [`confirm_slot`]'s) confirmed at
+    /// The sender of `frame`, unless its MAC confirmed less than `CONFIRM_EVERY_MS` before
     /// `now_ms`.
+    #[inline(always)]
+    pub(crate) fn due(&self, frame: &[u8], now_ms: u64) -> Option<Sender> {
+        let s = Self::sender(frame)?;
+        let (last, at) = self.0[s.slot];
+        if last == s.key && now_ms.saturating_sub(at) < CONFIRM_EVERY_MS {
+            return None;
+        }
+        Some(s)
+    }
+
+    /// The MAC of `sender`, noted as confirming at `now_ms`; None for a frame with no sender: the
+    /// SYN proxy's completion, built here, carries a zero source MAC, which confirms nothing and
+    /// takes no slot from a MAC that does.
     #[inline]
-    pub(crate) fn note(&mut self, key: u64, slot: usize, now_ms: u64) {
-        self.0[slot] = (key, now_ms);
+    pub(crate) fn claim(&mut self, sender: Sender, now_ms: u64) -> Option<MacAddr> {
+        if sender.key == 0 {
+            return None;
+        }
+        self.0[sender.slot] = (sender.key, now_ms);
+        Some(mac_of_key(sender.key))
     }
 }
 
@@ -393,8 +411,8 @@ impl<B: PacketBuf> L3<B> {
     /// `confirm_neighbour` for a caller that holds the packet's frame: it is not looked up again.
     #[inline(always)]
     pub fn confirm_neighbour_in(&mut self, src: Ipv4Addr, frame: &[u8]) {
-        if let Some((key, slot)) = self.confirm_cache.due(frame, self.now_ms) {
-            self.confirm_neighbour_now(src, key, slot);
+        if let Some(sender) = self.confirm_cache.due(frame, self.now_ms) {
+            self.confirm_neighbour_now(src, sender);
         }
     }
 
@@ -403,25 +421,20 @@ impl<B: PacketBuf> L3<B> {
     /// answer to a SYN that it refused, `Forwarder::keeps_syn_recv`). Rare: out of line.
     #[inline(never)]
     pub fn confirm_neighbour_at_once(&mut self, src: Ipv4Addr, frame: &[u8]) {
-        if let Some((key, slot)) = confirm_slot(frame) {
-            self.confirm_neighbour_now(src, key, slot);
+        if let Some(sender) = ConfirmCache::sender(frame) {
+            self.confirm_neighbour_now(src, sender);
         }
     }
 
-    /// Confirms the next hop toward `src` if it has the MAC of key `mac_key` ([`mac_key`]'s
-    /// encoding, which `confirm_neighbour_in` reads from the frame), and notes it in
-    /// `confirm_cache`'s slot `slot`.
+    /// Confirms the next hop toward `src` if it has `sender`'s MAC, noted in `confirm_cache`
+    /// (`ConfirmCache::claim`).
     #[inline(never)]
-    fn confirm_neighbour_now(&mut self, src: Ipv4Addr, mac_key: u64, slot: usize) {
-        // No sender: the SYN proxy's completion, built here, carries a zero source MAC. It
-        // confirms nothing and takes no slot from a MAC that does.
-        if mac_key == 0 {
+    fn confirm_neighbour_now(&mut self, src: Ipv4Addr, sender: Sender) {
+        let Some(mac) = self.confirm_cache.claim(sender, self.now_ms) else {
             return;
-        }
-        self.confirm_cache.note(mac_key, slot, self.now_ms);
+        };
         if let Some(hop) = self.topo.routes.lookup(src) {
-            self.neigh
-                .confirm(hop.l2_target(src), mac_of_key(mac_key), self.now_ms);
+            self.neigh.confirm(hop.l2_target(src), mac, self.now_ms);
         }
     }
 
