@@ -296,6 +296,7 @@ mod tests {
         let mut names: Vec<&str> = Vec::new();
         names.extend(FwdStats::default().named().map(|(n, _)| n));
         names.extend(NeighCounters::default().named().map(|(n, _)| n));
+        names.extend(crate::stats::neigh6_names());
         names.extend(PuntCounters::default().reported().map(|(n, _)| n));
         names.extend(FragCounters::default().named().map(|(n, _)| n));
         names.extend(Inet6Counters::default().named().map(|(n, _)| n));

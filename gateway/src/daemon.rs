@@ -699,6 +699,14 @@ impl Running {
             }
             let _ = writeln!(out);
         }
+        // IPv6's neighbour table: the same counters, on a line of its own.
+        for (i, s) in per.iter().enumerate() {
+            let _ = write!(out, "neigh6 {i}:");
+            for (name, n) in s.neigh6.named() {
+                let _ = write!(out, " {} {n}", name.trim_start_matches("neigh_"));
+            }
+            let _ = writeln!(out);
+        }
         for (i, s) in per.iter().enumerate() {
             let _ = write!(out, "synproxy {i}:");
             for (name, n) in s.synproxy.named() {

@@ -434,6 +434,9 @@ pub struct WorkerStats {
     pub fwd: crate::counters::FwdStats,
     /// Neighbour-table counters (NUD transitions, requests, probes).
     pub neigh: crate::counters::NeighCounters,
+    /// The IPv6 neighbour table's, the same counters (`neigh6_*`: probes are unicast
+    /// solicitations, requests multicast ones).
+    pub neigh6: crate::counters::NeighCounters,
     /// Frames to and from the kernel twins.
     pub punt: crate::counters::PuntCounters,
     /// The fragment table's counters (`frag`).
@@ -479,6 +482,7 @@ impl Default for WorkerStats {
             drops: [0; Drop::COUNT],
             fwd: Default::default(),
             neigh: Default::default(),
+            neigh6: Default::default(),
             punt: Default::default(),
             frag: Default::default(),
             inet6: Default::default(),
@@ -491,6 +495,19 @@ impl Default for WorkerStats {
             limit_refused: Vec::new(),
         }
     }
+}
+
+/// The names of the IPv6 neighbour table's counters (`WorkerStats::neigh6`): `neigh6_` and the
+/// field's, as `neigh_` and the field's name IPv4's. Made once, from the fields' names, so the
+/// two lists cannot drift apart.
+pub fn neigh6_names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        crate::counters::NeighCounters::FIELDS
+            .iter()
+            .map(|f| &*Box::leak(format!("neigh6_{f}").into_boxed_str()))
+            .collect()
+    })
 }
 
 impl WorkerStats {
@@ -526,6 +543,12 @@ impl WorkerStats {
         .into_iter()
         .chain(self.fwd.named())
         .chain(self.neigh.named())
+        .chain(
+            neigh6_names()
+                .iter()
+                .copied()
+                .zip(self.neigh6.named().map(|(_, n)| n)),
+        )
         .chain(self.punt.reported())
         .chain(self.frag.named())
         .chain(self.inet6.named())
@@ -640,6 +663,7 @@ impl WorkerStats {
         }
         self.fwd.add(&o.fwd);
         self.neigh.add(&o.neigh);
+        self.neigh6.add(&o.neigh6);
         self.punt.add(&o.punt);
         self.frag.add(&o.frag);
         self.inet6.add(&o.inet6);
@@ -666,17 +690,21 @@ mod tests {
         s.fwd.tun_too_big = 7;
         s.fwd.frag_needed = 8;
         s.sync.handed_over = 9;
+        s.neigh6.confirmed = 10;
+        s.neigh.confirmed = 11;
         let named: Vec<(&str, u64)> = s.named().collect();
         for want in [
             ("tun_too_big", 7),
             ("frag_needed", 8),
             ("sync_handed_over", 9),
+            ("neigh6_confirmed", 10),
+            ("neigh_confirmed", 11),
         ] {
             assert!(named.contains(&want), "{want:?} missing from {named:?}");
         }
         let sets = 13
             + crate::counters::FwdStats::FIELDS.len()
-            + crate::counters::NeighCounters::FIELDS.len()
+            + 2 * crate::counters::NeighCounters::FIELDS.len()
             + 1
             + crate::counters::PuntCounters::FIELDS.len()
             + crate::counters::FragCounters::FIELDS.len()

@@ -391,6 +391,14 @@ fn ipv6_dr_beside_ipv4_fullnat() {
         Lab::counter_of(&stats, "ipv6 ", "ns_answered") > 0,
         "{stats}"
     );
+    // The IPv6 neighbour table's own counters, on their line: the client's packets confirm
+    // the neighbour they came through.
+    for key in ["learned", "to_reachable", "confirmed"] {
+        assert!(
+            Lab::counter_of(&stats, "neigh6 ", key) > 0,
+            "neigh6 {key}: {stats}"
+        );
+    }
     for reason in [
         "no_conn",
         "conn_table_full",
