@@ -271,7 +271,7 @@ pub(crate) fn confirm<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr
     }
 }
 
-/// [`confirm`] now, whatever the cache says: for a packet that proves its sender there at this
+/// `confirm` now, whatever the cache says: for a packet that proves its sender there at this
 /// moment, which a later [`suspect`] compares with (a real server's bare ACK to a SYN from its
 /// TIME_WAIT, or its refusal of a SYN held back for a retry), as IPv4's
 /// `L3::confirm_neighbour_at_once`. Rare: out of line.
