@@ -218,7 +218,7 @@ pub fn to_service_segment<B: PacketBuf>(
                     }
                     super::proxied::Gate::Refuse(r) => return Verdict::Drop(r.into(), pkt),
                     super::proxied::Gate::Open(client_syn) => {
-                        return match new_conn(v6, l3, fwd, tuple, (true, None), now) {
+                        return match new_conn(v6, l3, fwd, tuple, (true, flags, None), now) {
                             Ok(id) => super::proxied::open(v6, l3, fwd, pkt, v, id, client_syn),
                             Err(r @ (Drop::LimitRate | Drop::LimitConns)) => {
                                 let came = (meta.port, ethernet_src(&pkt));
@@ -230,12 +230,7 @@ pub fn to_service_segment<B: PacketBuf>(
                     }
                 }
             }
-            // `sloppy_tcp` starts a connection on any segment but a RST, or a SYN-ACK, which only
-            // a server sends (IPVS's, as IPv4's); without it, a SYN only (`new_conn`).
-            if is_tcp && !syn && flags & (tcp_flags::RST | tcp_flags::SYN) != 0 {
-                return Verdict::Drop(Drop::NoConn.into(), pkt);
-            }
-            match new_conn(v6, l3, fwd, tuple, (syn, retry_of), now) {
+            match new_conn(v6, l3, fwd, tuple, (syn, flags, retry_of), now) {
                 Ok(id) => id,
                 Err(r @ (Drop::LimitRate | Drop::LimitConns)) => {
                     let came = (meta.port, ethernet_src(&pkt));
@@ -416,7 +411,9 @@ pub(super) fn forward_client<B: PacketBuf>(
 }
 
 /// Schedules a new connection for the client tuple `tuple` and creates its entry (with a local
-/// address and port for FullNAT); the drop reason when it cannot. `retry_of`: the real server
+/// address and port for FullNAT); the drop reason when it cannot. `syn`: it opens as a client's
+/// SYN does (the SYN proxy's completion too); `flags`: the segment's TCP flags, which decide
+/// whether another segment may open one (`sloppy_tcp`). `retry_of`: the real server
 /// whose handshake with this client failed (`syn_retry`): another is picked if one may take it,
 /// and the new connection is not retried again.
 fn new_conn<B: PacketBuf>(
@@ -424,7 +421,7 @@ fn new_conn<B: PacketBuf>(
     l3: &mut L3<B>,
     fwd: &mut Forwarder,
     tuple: Tuple6,
-    (syn, retry_of): (bool, Option<u16>),
+    (syn, flags, retry_of): (bool, u8, Option<u16>),
     now: Ticks,
 ) -> Result<ConnId, Drop> {
     let (vip, dport) = (tuple.dst_ip(), tuple.dport);
@@ -434,8 +431,13 @@ fn new_conn<B: PacketBuf>(
         .find6(vip, dport, tuple.proto)
         .ok_or(Drop::NoService)?;
     let is_tcp = tuple.proto == crate::conn::PROTO_TCP;
+    // `sloppy_tcp` starts a connection on any segment but a RST, or a SYN-ACK, which only a
+    // server sends (IPVS's, as IPv4's); without it, a SYN only.
     let sloppy = is_tcp && !syn;
-    if sloppy && !services.services[si as usize].sloppy_tcp {
+    if sloppy
+        && (flags & (tcp_flags::RST | tcp_flags::SYN) != 0
+            || !services.services[si as usize].sloppy_tcp)
+    {
         return Err(Drop::NoConn);
     }
     // Who may connect: decided before any state exists (`forward::acl`).
