@@ -1,7 +1,7 @@
 # Sourced by perf scripts that run the lab dual-stack (perf/server-time-wait.sh,
 # perf/restore-stall.sh, perf/restore-time.sh, perf/publish-cost.sh, perf/change-time.sh,
-# perf/commit-cost.sh, perf/nd6-probes.sh; perf/control-scale.sh for single_changes): the lab's gateway config
-# (conf/lab.toml) with an IPv6 address on each port and an IPv6 FullNAT service,
+# perf/commit-cost.sh, perf/nd6-probes.sh; perf/control-scale.sh for single_changes): the lab's
+# gateway config (conf/lab.toml) with an IPv6 address on each port and an IPv6 FullNAT service,
 # 2001:db8:10::100 port 80 over the two real servers from two LIPs (what `scripts/lab.sh ipv6
 # NAME` gives the namespaces addresses for), and the rule sets they restore.
 # Usage: . perf/lab-dual-stack.sh; dual_stack_conf >FILE; fullnat_rules 4|6 >FILE; nat_rules >FILE;

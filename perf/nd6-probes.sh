@@ -13,13 +13,16 @@ cd "$(dirname "$0")/.."
 dir=$(mktemp -d)
 trap 'scripts/lab.sh down "$name" >/dev/null 2>&1; rm -rf "/run/gwlab/$name" "$dir"' EXIT
 dual_stack_conf >"$dir/conf.toml"
-GATEWAY_BIN=$bin scripts/lab.sh up "$name" "$dir/conf.toml" >/dev/null 2>&1 || { echo "lab failed"; exit 1; }
+GATEWAY_BIN=$bin scripts/lab.sh up "$name" "$dir/conf.toml" >/dev/null 2>&1 ||
+    { echo "lab failed"; exit 1; }
 scripts/lab.sh ipv6 "$name" >/dev/null 2>&1 || { echo "ipv6 failed"; exit 1; }
 for rs in rs1 rs2; do
-    ip netns exec "$name-$rs" timeout $((secs + 5)) tcpdump -i eth0 -n -l 'icmp6 and ip6[40] == 135' >"$dir/ns-$rs.txt" 2>/dev/null &
+    ip netns exec "$name-$rs" timeout $((secs + 5)) \
+        tcpdump -i eth0 -n -l 'icmp6 and ip6[40] == 135' >"$dir/ns-$rs.txt" 2>/dev/null &
 done
 sleep 1
-ip netns exec "$name-cli" timeout $((secs + 3)) wrk -t1 -c4 -d${secs}s 'http://[2001:db8:10::100]/' >"$dir/wrk.txt" 2>&1
+ip netns exec "$name-cli" timeout $((secs + 3)) \
+    wrk -t1 -c4 -d${secs}s 'http://[2001:db8:10::100]/' >"$dir/wrk.txt" 2>&1
 wait
 gwctl="$(dirname "$bin")/gwctl -s /run/gateway/$name.sock"
 echo "# $bin, $secs s"

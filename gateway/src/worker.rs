@@ -3,8 +3,9 @@
 //! Each worker is an EAL lcore. It polls rx queue `id` of every port (up to
 //! `datapath::RX_BURSTS_A_ROUND` bursts a port while they come back full) and the rings other
 //! workers hand packets over on, runs each burst through its `Datapath`, and transmits through
-//! buffered tx queues (queue `id` of every port, up to `datapath::TX_BURST` frames a call). Every few milliseconds it runs timers, reads its control inbox and
-//! publishes its counters. Nothing is shared on the packet path.
+//! buffered tx queues (queue `id` of every port, up to `datapath::TX_BURST` frames a call).
+//! Every few milliseconds it runs timers, reads its control inbox and publishes its counters.
+//! Nothing is shared on the packet path.
 
 use crate::datapath::{Datapath, RX_BURSTS_A_ROUND};
 use crate::dpdk::{self, Mbuf, MbufRing, Mempool, RxBatch, TxBuffer, BURST};
