@@ -272,7 +272,10 @@ impl<B: PacketBuf> Inet6<B> {
     /// tuple from `rip:rport`: None when the service has no IPv6 local addresses or they are out
     /// of ports. The pools follow the snapshot (a pool holds no state a connection needs: a port
     /// is free when the table has no reply tuple with it).
+    // Inlined into its one caller, `service::new_conn`: left to the inliner, it was called out of
+    // line once `new_conn` grew (`syn6-net` +28).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn allocate(
         &mut self,
         si: u32,
