@@ -573,15 +573,26 @@ mod tests {
         assert_eq!(confirmed(&dp), 2, "again once it has passed");
     }
 
+    /// Through `route_out` and through the replies' `route_out_reply_into`, which finds a routed
+    /// destination by the cache by neighbour itself.
     #[test]
     fn replies_to_clients_behind_one_router_take_its_current_mac_whatever_their_address() {
+        replies_behind_one_router_take_its_current_mac(false);
+        replies_behind_one_router_take_its_current_mac(true);
+    }
+
+    fn replies_behind_one_router_take_its_current_mac(reply_path: bool) {
         use crate::testkit::flows;
         let mut dp: Datapath<VecBuf> = datapath_from(&flows::bench_config(), 0, 1, 1 << 12);
         let frame = flows::template(0x10);
-        let send_to = |dp: &mut Datapath<VecBuf>, dst: Ipv4Addr| match dp
-            .l3
-            .route_out(VecBuf::from_frame(&frame), dst)
-        {
+        let send_to = |dp: &mut Datapath<VecBuf>, dst: Ipv4Addr| match if reply_path {
+            let mut out = None;
+            dp.l3
+                .route_out_reply_into(VecBuf::from_frame(&frame), dst, &mut out);
+            out.expect("a verdict")
+        } else {
+            dp.l3.route_out(VecBuf::from_frame(&frame), dst)
+        } {
             Verdict::Tx(0, b) => (
                 MacAddr(b.data()[..6].try_into().unwrap()),
                 b.data()[6..12].to_vec(),

@@ -748,7 +748,7 @@ impl Forwarder {
                 l3.stats.steer_hits += u64::from(hot.is_ok());
                 match hot {
                     Ok((p, dst)) => {
-                        l3.route_out_into(p, dst, out);
+                        l3.route_out_reply_into(p, dst, out);
                         return Ok(());
                     }
                     Err(p) => pkt = p,
