@@ -66,8 +66,10 @@ impl Routes6 {
         Routes6 { routes, keys }
     }
 
-    /// The longest-prefix route to `dst`, if any.
-    #[inline]
+    /// The longest-prefix route to `dst`, if any. Always inlined: replies to IPv6 clients from
+    /// more addresses than the next-hop cache holds look their route up each (`inet6::hot`), and
+    /// the call was a fifth of the scan's cost (`reply6-1k` 825 -> 813 instructions a packet).
+    #[inline(always)]
     pub fn lookup(&self, dst: Ipv6Addr) -> Option<&Route6> {
         let d = u128::from(dst);
         let i = self.keys.iter().position(|&(net, mask)| d & mask == net)?;
