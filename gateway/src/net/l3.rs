@@ -519,22 +519,30 @@ impl<B: PacketBuf> L3<B> {
     /// reply's next hop without a call").
     #[inline(always)]
     pub fn route_out_reply_into(&mut self, pkt: B, dst: Ipv4Addr, out: &mut Option<Verdict<B>>) {
-        let (mut pkt, slot) = match self.route_cached(pkt, dst) {
-            Ok((port, pkt)) => {
-                *out = Some(Verdict::Tx(port, pkt));
-                return;
-            }
-            Err(miss) => miss,
+        let (port, pkt) = match self.route_cached(pkt, dst) {
+            Ok(sent) => sent,
+            Err((mut pkt, slot)) => match self.routed_through_cached_hop(&mut pkt, dst, slot) {
+                Some(port) => (port, pkt),
+                None => return self.route_out_slow_into(pkt, dst, slot, out),
+            },
         };
-        if let Some(hop) = self.topo.routes.lookup(dst) {
-            if let (_, Some(h)) = self.hop_cached(hop, dst) {
-                if self.send_through(&mut pkt, h, dst, slot) {
-                    *out = Some(Verdict::Tx(hop.port, pkt));
-                    return;
-                }
-            }
-        }
-        self.route_out_slow_into(pkt, dst, slot, out)
+        // One write of the verdict for both ways: written in each, the second was a call to drop
+        // what `out` held.
+        *out = Some(Verdict::Tx(port, pkt));
+    }
+
+    /// `pkt` addressed to `dst` through its route's next hop, if the cache by neighbour holds
+    /// it (`hop_cached`), and `dst` noted in the next-hop cache's `slot`: the port it leaves by.
+    #[inline(always)]
+    fn routed_through_cached_hop(
+        &mut self,
+        pkt: &mut B,
+        dst: Ipv4Addr,
+        slot: usize,
+    ) -> Option<u16> {
+        let hop = self.topo.routes.lookup(dst)?;
+        let (_, h) = self.hop_cached(hop, dst);
+        self.send_through(pkt, h?, dst, slot).then_some(hop.port)
     }
 
     /// The entry of the cache by neighbour (`hop_cache`) for the neighbour `hop` reaches `dst`
