@@ -2,7 +2,8 @@
 # Deterministic cost of the DPDK-free datapath per operation (issue 16): instructions and simulated
 # cache misses (Valgrind's callgrind, --cache-sim) of gateway/examples/datapath_cost.rs at two
 # operation counts; the difference over the difference of counts is one operation's cost, whatever
-# the setup. Writes perf/results/cost-<commit>.txt and compares with the newest earlier one.
+# the setup. Writes perf/results/cost-<commit>.txt (with the code changed and not committed, a
+# file in $TMPDIR instead, not a record) and compares with the newest earlier record.
 # Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k
 # reply-burst-1k reply-burst-spread syn syn-rss handshake handoff expire established6-burst-1k syn6
 # syn6-rss; add established-1m, established-burst-1m and reply-1m, slow; established6-1k, reply6-1k,
@@ -68,6 +69,12 @@ scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread syn syn-rss handshake handoff expire established6-burst-1k syn6 syn6-rss)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
+# A record names the commit whose code it counted: with the code changed and not committed, the
+# counts go to a file of their own outside the records (and are still compared with the last one).
+if ! git diff --quiet HEAD -- gateway dpdk-sys Cargo.toml Cargo.lock; then
+    out="${TMPDIR:-/tmp}/cost-$commit-dirty.txt"
+    echo "perf/cost.sh: uncommitted changes to the code: not a record of $commit, written to $out" >&2
+fi
 # Totals of one run: Ir D1mr D1mw DLmr DLmw (callgrind's event order with --cache-sim=yes).
 # The simulated caches are fixed, not the host's, so that the misses compare across machines (and
 # Valgrind reads some virtual CPUs' L3 wrongly: 384 MiB on this one, which hid every miss of the
@@ -149,7 +156,7 @@ per_op() {
 # same mtime, so `ls -t` picked one at random (5387bd4's on a fresh machine, where 58b561e's was
 # the newest); and an older commit checked out compares with its own past, not with later ones.
 head_t=$(git show -s --format=%ct HEAD)
-prev=$(records | grep -v "cost-$commit.txt" | awk -v t="$head_t" '$1 <= t' | tail -1 | cut -d' ' -f2 || true)
+prev=$(records | grep -v " $out$" | awk -v t="$head_t" '$1 <= t' | tail -1 | cut -d' ' -f2 || true)
 if [ -n "$prev" ]; then
     echo "--- against $prev"
     join <(grep -v '^#' "$prev" | sort) <(grep -v '^#' "$out" | sort) |
