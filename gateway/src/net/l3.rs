@@ -515,8 +515,8 @@ impl<B: PacketBuf> L3<B> {
     /// next-hop cache has slots, so most replies miss it; a client behind a router, as most
     /// are, is then found here, without `route_out_slow_into`'s call, by its route and the
     /// router's entry in the cache by neighbour (`hop_cache`). `reply-burst-spread`, replies to
-    /// 1K clients behind one router, 727 -> 701 instructions a packet (perf/RESULTS.md, "A
-    /// reply's next hop without a call").
+    /// 1K clients behind one router, 728 -> 702 instructions a packet (perf/RESULTS.md, "One
+    /// codegen unit; a reply's next hop without a call").
     #[inline(always)]
     pub fn route_out_reply_into(&mut self, pkt: B, dst: Ipv4Addr, out: &mut Option<Verdict<B>>) {
         let (port, pkt) = match self.route_cached(pkt, dst) {
