@@ -5,9 +5,9 @@
 # the setup. Writes perf/results/cost-<commit>.txt (with the code changed and not committed, a
 # file in $TMPDIR instead, not a record) and compares with the newest earlier record.
 # Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k
-# reply-burst-1k reply-burst-spread syn syn-rss handshake handoff expire established6-burst-1k syn6
-# syn6-rss; add established-1m, established-burst-1m and reply-1m, slow; established6-1k, reply6-1k,
-# dr6-1k)
+# reply-burst-1k reply-burst-spread mixed-burst-spread syn syn-rss handshake handoff expire
+# established6-burst-1k syn6 syn6-rss; add established-1m, established-burst-1m and reply-1m,
+# slow; established6-1k, reply6-1k, dr6-1k)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
 #        perf/cost.sh --history [N]   (runs nothing: the worker's paths, net of the harness's frame
@@ -66,7 +66,7 @@ fi
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread syn syn-rss handshake handoff expire established6-burst-1k syn6 syn6-rss)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread mixed-burst-spread syn syn-rss handshake handoff expire established6-burst-1k syn6 syn6-rss)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
 # A record names the commit whose code it counted: with the code changed and not committed, the
@@ -119,6 +119,11 @@ per_op() {
             f=$(per_op reply-frames-burst 2000 6000)
             echo "# reply-burst-net: reply-burst-1k minus writing and moving its frames ($(echo "$f" | cut -d' ' -f1) instructions)"
             echo "reply-burst-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        fi
+        if [ "$s" = mixed-burst-spread ]; then
+            f=$(per_op mixed-frames-burst-spread 2000 6000)
+            echo "# mixed-burst-spread-net: mixed-burst-spread minus writing and moving its frames ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "mixed-burst-spread-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
         if [ "$s" = established6-burst-1k ]; then
             f=$(per_op ack6-frames-burst 2000 6000)

@@ -33,6 +33,11 @@
 //!   reflector answers every client segment), and `reply-frames-burst` only copies and moves its
 //!   frames (to subtract: `reply-burst-net`); `reply-burst-spread` the same with each client at
 //!   an address of its own (1K destinations for the replies, as behind a router to the Internet);
+//! - `mixed-burst-spread`: both ways of 1K connections to 64 real servers from clients at 1K
+//!   addresses behind a router, in bursts of 32 alternating a client's ACK and a server's ACK:
+//!   the replies' destinations and the servers share the next-hop cache, as in a farm;
+//!   `mixed-frames-burst-spread` only writes and moves its frames (to subtract:
+//!   `mixed-burst-spread-net`);
 //! - `handoff`: a client ACK that reaches the worker not owning its connection (one of 1K, two
 //!   workers): that worker's miss and hand-over verdict, then the owner forwarding it;
 //! - `expire`: a connection that opened (a SYN) and expired unanswered by the timer; `perf/cost.sh`
@@ -109,6 +114,9 @@ fn main() {
         Some("reply-burst-spread") => reply_burst_run(1_000, 1 << 12, n, true, client_spread),
         Some("reply-frames-burst") => reply_burst_run(1_000, 1 << 12, n, false, client),
         Some("handoff") => handoff_run(n),
+        Some(s @ ("mixed-burst-spread" | "mixed-frames-burst-spread")) => {
+            mixed_burst_run(n, s == "mixed-burst-spread")
+        }
         Some("established-2w") => two_workers_run(n),
         Some("established-1k-offload") => {
             let (mut dp, acks, ack) = established(1_000, 1 << 12);
@@ -406,6 +414,105 @@ fn reply_burst_run(
     bursts(&mut dp, from_server, 0, n, &frames[0], forward, |buf, k| {
         copy_frame(buf, &frames[order[k & 0xFFFF] as usize]);
     });
+}
+
+/// Real servers of `mixed-burst-spread`'s service: enough that a reply between two packets to
+/// one of them is the rule, as in a farm.
+const MIXED_SERVERS: u8 = 64;
+
+/// `mixed-burst-spread`: 1K connections to [`MIXED_SERVERS`] real servers from clients each at an
+/// address of its own behind the client-side router (`client_spread`), then bursts of 32
+/// alternating a client's ACK and a real server's ACK, each of a random connection: both ways of
+/// a farm's flows as a worker receives them, where the replies' destinations (the clients) and
+/// the client segments' (the servers) share the next-hop cache. Without `forward`, only the
+/// frames are written and moved (`mixed-frames-burst-spread`, to subtract).
+fn mixed_burst_run(n: usize, forward: bool) {
+    use gateway::datapath::BURST;
+    use gateway::wire::MacAddr;
+    use std::net::Ipv4Addr;
+    const CONNS: u32 = 1_000;
+    let server = |k: u8| {
+        (
+            Ipv4Addr::new(10, 20, 0, 11 + k),
+            MacAddr([0x02, 0, 0, 0, 0x20, k]),
+        )
+    };
+    let two =
+        "[[service.real]]\naddress = \"10.20.0.11\"\n[[service.real]]\naddress = \"10.20.0.12\"\n";
+    let servers: String = (0..MIXED_SERVERS)
+        .map(|k| format!("[[service.real]]\naddress = \"{}\"\n", server(k).0))
+        .collect();
+    let cfg = bench_config();
+    assert!(cfg.contains(two), "bench_config's two real servers");
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg.replace(two, &servers), 0, 1, 1 << 12);
+    for k in 0..MIXED_SERVERS {
+        let (ip, mac) = server(k);
+        dp.l3.learn_from_peer(ip, mac, 1);
+    }
+    let (syn, ack) = (template(SYN), template(ACK));
+    let acks: Vec<Flow> = (0..CONNS)
+        .map(|i| Flow::of(&ack, client_spread(i)))
+        .collect();
+    let mut buf = VecBuf::from_frame(&syn);
+    for (i, a) in acks.iter().enumerate() {
+        buf = send(&mut dp, buf, &Flow::of(&syn, client_spread(i as u32)), &syn);
+        buf = send(&mut dp, buf, a, &ack);
+    }
+    let replies: Vec<Vec<u8>> = dp
+        .fwd
+        .table()
+        .iter()
+        .filter_map(|(_, c)| c.reply())
+        .map(|r| {
+            let k = r.src_ip().octets()[3] - 11;
+            let (src, dst) = (r.src_ip().octets(), r.dst_ip().octets());
+            tcp_frame(
+                (server(k).1 .0, SERVER_PORT_MAC.0),
+                (src, r.sport),
+                (dst, r.dport),
+                ACK,
+                5001,
+                1001,
+                &timestamps(900, 100),
+                &[],
+            )
+        })
+        .collect();
+    assert_eq!(replies.len(), CONNS as usize);
+    let from_server = RxMeta { port: 1, ..META };
+    let metas: [RxMeta; BURST] =
+        std::array::from_fn(|j| if j % 2 == 0 { META } else { from_server });
+    let mut pkts: Vec<Option<VecBuf>> =
+        (0..BURST).map(|_| Some(VecBuf::from_frame(&ack))).collect();
+    let mut out: Vec<Option<Verdict<VecBuf>>> = (0..BURST).map(|_| None).collect();
+    let order = random_order(CONNS, 1 << 16);
+    let mut k = 0;
+    for _ in 0..n / BURST {
+        for (j, p) in pkts.iter_mut().enumerate() {
+            let mut buf = p.take().unwrap_or_else(|| VecBuf::from_frame(&ack));
+            let c = order[k & 0xFFFF] as usize;
+            k += 1;
+            if j % 2 == 0 {
+                acks[c].write(&mut buf, &ack);
+            } else {
+                copy_frame(&mut buf, &replies[c]);
+            }
+            *p = Some(buf);
+        }
+        if !forward {
+            pkts = std::hint::black_box(pkts);
+            continue;
+        }
+        dp.process_burst_timed(&mut pkts, &metas, &mut out, || 0, gateway::dpdk::prefetch);
+        for (j, (p, o)) in pkts.iter_mut().zip(out.iter_mut()).enumerate() {
+            // A client's segment leaves toward its server (port 1), a reply toward its client.
+            let to = if j % 2 == 0 { 1 } else { 0 };
+            match o.take() {
+                Some(Verdict::Tx(port, b)) if port == to => *p = Some(b),
+                _ => panic!("slot {j} not forwarded to port {to}"),
+            }
+        }
+    }
 }
 
 /// The real server's ACK, with timestamps, on each of `dp`'s `conns` connections.
