@@ -624,6 +624,60 @@ mod tests {
         }
     }
 
+    /// The real servers' next hops stay in the next-hop cache while replies go to more clients
+    /// behind a router than it has slots; the clients take the slots no server holds.
+    #[test]
+    fn replies_to_many_clients_leave_the_servers_next_hops_cached() {
+        use crate::testkit::flows;
+        let mut dp: Datapath<VecBuf> = datapath_from(&flows::bench_config(), 0, 1, 1 << 12);
+        let frame = flows::template(0x10);
+        for rs in [RS1, RS2] {
+            let v = dp.l3.route_out(VecBuf::from_frame(&frame), rs);
+            assert!(matches!(v, Verdict::Tx(1, _)), "{rs}");
+        }
+        let clients: Vec<Ipv4Addr> = (0..1000u32)
+            .map(|k| Ipv4Addr::from(0x0B00_0000 + k))
+            .collect();
+        for &c in &clients {
+            let mut out = None;
+            dp.l3
+                .route_out_reply_into(VecBuf::from_frame(&frame), c, &mut out);
+            assert!(matches!(out, Some(Verdict::Tx(0, _))), "{c}");
+        }
+        for rs in [RS1, RS2] {
+            assert_eq!(
+                dp.l3.next_hop_cached_in_slot_of(rs),
+                Some(rs),
+                "{rs}'s slot"
+            );
+        }
+        // The last client is in its slot, unless a server holds that slot.
+        let last = *clients.last().unwrap();
+        let holder = dp.l3.next_hop_cached_in_slot_of(last);
+        assert!(
+            holder == Some(last) || holder == Some(RS1) || holder == Some(RS2),
+            "{holder:?}"
+        );
+        let cached = clients
+            .iter()
+            .filter(|&&c| dp.l3.next_hop_cached_in_slot_of(c) == Some(c))
+            .count();
+        assert!(cached >= 200, "clients in the cache: {cached}");
+        // A server's entry made stale by a neighbour's change gives its slot to the next client
+        // that maps to it.
+        let mate = clients
+            .iter()
+            .copied()
+            .find(|&c| dp.l3.next_hop_slot(c) == dp.l3.next_hop_slot(RS1))
+            .expect("a client sharing RS1's slot");
+        dp.l3
+            .learn_from_peer(RS2, MacAddr([0x02, 0, 0, 0, 0, 0x7e]), 1);
+        let mut out = None;
+        dp.l3
+            .route_out_reply_into(VecBuf::from_frame(&frame), mate, &mut out);
+        assert_eq!(dp.l3.next_hop_cached_in_slot_of(mate), Some(mate));
+    }
+
     fn arp_request(target: Ipv4Addr) -> VecBuf {
         let mut buf = [0u8; 60];
         let n = arp::write_request(&mut buf, CLIENT_MAC, CLIENT_IP, target).unwrap();
