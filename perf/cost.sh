@@ -7,7 +7,7 @@
 # Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k
 # reply-burst-1k reply-burst-spread mixed-burst-spread syn syn-rss handshake handoff expire
 # established6-burst-1k syn6 syn6-rss; add established-1m, established-burst-1m and reply-1m,
-# slow; established6-1k, reply6-1k, dr6-1k)
+# slow; established6-1k, reply6-1k, dr6-1k, mixed6-burst-spread)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
 #        perf/cost.sh --history [N]   (runs nothing: the worker's paths, net of the harness's frame
@@ -120,10 +120,10 @@ per_op() {
             echo "# reply-burst-net: reply-burst-1k minus writing and moving its frames ($(echo "$f" | cut -d' ' -f1) instructions)"
             echo "reply-burst-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
-        if [ "$s" = mixed-burst-spread ]; then
-            f=$(per_op mixed-frames-burst-spread 2000 6000)
-            echo "# mixed-burst-spread-net: mixed-burst-spread minus writing and moving its frames ($(echo "$f" | cut -d' ' -f1) instructions)"
-            echo "mixed-burst-spread-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        if [ "$s" = mixed-burst-spread ] || [ "$s" = mixed6-burst-spread ]; then
+            f=$(per_op "${s%%-*}-frames-burst-spread" 2000 6000)
+            echo "# $s-net: $s minus writing and moving its frames ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "$s-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
         if [ "$s" = established6-burst-1k ]; then
             f=$(per_op ack6-frames-burst 2000 6000)

@@ -37,7 +37,8 @@
 //!   addresses behind a router, in bursts of 32 alternating a client's ACK and a server's ACK:
 //!   the replies' destinations and the servers share the next-hop cache, as in a farm;
 //!   `mixed-frames-burst-spread` only writes and moves its frames (to subtract:
-//!   `mixed-burst-spread-net`);
+//!   `mixed-burst-spread-net`); `mixed6-burst-spread` and `mixed6-frames-burst-spread` the same
+//!   for IPv6 (`ipv6_run`'s service with 64 real servers, its 1K clients at as many addresses);
 //! - `handoff`: a client ACK that reaches the worker not owning its connection (one of 1K, two
 //!   workers): that worker's miss and hand-over verdict, then the owner forwarding it;
 //! - `expire`: a connection that opened (a SYN) and expired unanswered by the timer; `perf/cost.sh`
@@ -138,7 +139,9 @@ fn main() {
             | "reply6-1k"
             | "dr6-1k"
             | "established6-burst-1k"
-            | "ack6-frames-burst"),
+            | "ack6-frames-burst"
+            | "mixed6-burst-spread"
+            | "mixed6-frames-burst-spread"),
         ) => ipv6_run(s, n),
         Some(s @ ("handshake" | "handshake-frames")) => handshake_run(s == "handshake", n),
         Some(s @ ("syn6" | "syn6-rss" | "syn6-frames")) => syn6_run(s, n),
@@ -165,24 +168,43 @@ fn ipv6_run(scenario: &str, n: usize) {
     let lips: Vec<String> = (0x200..0x210)
         .map(|i| format!("\"2001:db8:20::{i:x}\""))
         .collect();
+    // `mixed6-*`: [`MIXED_SERVERS`] real servers, 2001:db8:20::11 up, as `mixed-burst-spread`.
+    let mixed = scenario.starts_with("mixed6");
+    let servers = if mixed { MIXED_SERVERS } else { 2 };
+    let server_mac = |k: u8| match (mixed, k) {
+        (false, 0) => RS1_MAC,
+        (false, _) => RS2_MAC,
+        (true, k) => gateway::wire::MacAddr([0x02, 0, 0, 0, 0x20, k]),
+    };
+    let reals: String = (0..servers)
+        .map(|k| {
+            format!(
+                "[[service.real]]\naddress = \"2001:db8:20::{:x}\"\nport = 80\n",
+                0x11 + k
+            )
+        })
+        .collect();
     let cfg = format!(
         "{}{IPV6_SERVICES}\n[[route]]\nprefix = \"2001:db8:11::/48\"\nvia = \"2001:db8:10::2\"\nport = \"client\"\n\n\
          [[service]]\nvip = \"2001:db8:10::100\"\nport = 8080\nprotocol = \"tcp\"\nscheduler = \"wrr\"\n\
-         local_addresses = [{}]\n[[service.real]]\naddress = \"2001:db8:20::11\"\nport = 80\n\
-         [[service.real]]\naddress = \"2001:db8:20::12\"\nport = 80\n",
+         local_addresses = [{}]\n{reals}",
         dual_stack(&bench_config()),
         lips.join(", ")
     );
     let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1 << 12);
     let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
-    for (a, mac, port) in [
-        ("2001:db8:20::11", RS1_MAC, 1),
-        ("2001:db8:20::12", RS2_MAC, 1),
-        ("2001:db8:10::2", CLIENT_MAC, 0),
-    ] {
-        dp.v6
-            .neigh
-            .learn(ip(a), mac, port, 0, true, true, |_, _, _| {});
+    let mut neighbours: Vec<(Ipv6Addr, gateway::wire::MacAddr, u16)> = (0..servers)
+        .map(|k| {
+            (
+                ip(&format!("2001:db8:20::{:x}", 0x11 + k)),
+                server_mac(k),
+                1,
+            )
+        })
+        .collect();
+    neighbours.push((ip("2001:db8:10::2"), CLIENT_MAC, 0));
+    for (a, mac, port) in neighbours {
+        dp.v6.neigh.learn(a, mac, port, 0, true, true, |_, _, _| {});
     }
     let vport = if scenario == "dr6-1k" { 80 } else { 8080 };
     let vip = ip("2001:db8:10::100");
@@ -198,6 +220,8 @@ fn ipv6_run(scenario: &str, n: usize) {
     };
     let to_vip = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
     let mut frames = Vec::new();
+    // `mixed6-*`: the clients' ACKs, and in `frames` the servers'.
+    let mut client_frames = Vec::new();
     for i in 0..1000u32 {
         let c = (client(i), 40000 + (i % 20000) as u16);
         let out = sent(dp.process(
@@ -211,12 +235,15 @@ fn ipv6_run(scenario: &str, n: usize) {
             &META,
         ));
         let o = out.data();
-        frames.push(if scenario == "reply6-1k" {
+        if mixed {
+            client_frames.push(tcp(c, (vip, vport), to_vip, false));
+        }
+        frames.push(if scenario == "reply6-1k" || mixed {
             // The server answers the SYN it got: from RIP:80 to LIP:lport.
             let (lip, rip): ([u8; 16], [u8; 16]) =
                 (o[22..38].try_into().unwrap(), o[38..54].try_into().unwrap());
             let lport = u16::from_be_bytes([o[54], o[55]]);
-            let mac = if o[53] == 0x11 { RS1_MAC } else { RS2_MAC };
+            let mac = server_mac(o[53] - 0x11);
             let macs = (mac.0, SERVER_PORT_MAC.0);
             tcp(
                 (Ipv6Addr::from(rip), 80),
@@ -234,6 +261,21 @@ fn ipv6_run(scenario: &str, n: usize) {
         META
     };
     let order = random_order(1000, 1 << 16);
+    if mixed {
+        let forward = scenario == "mixed6-burst-spread";
+        mixed_bursts(&mut dp, n, &client_frames[0], forward, |buf, k, client| {
+            let c = order[k & 0xFFFF] as usize;
+            copy_frame(
+                buf,
+                if client {
+                    &client_frames[c]
+                } else {
+                    &frames[c]
+                },
+            );
+        });
+        return;
+    }
     if let s @ ("established6-burst-1k" | "ack6-frames-burst") = scenario {
         let forward = s == "established6-burst-1k";
         bursts(&mut dp, meta, 1, n, &frames[0], forward, |buf, k| {
@@ -427,7 +469,6 @@ const MIXED_SERVERS: u8 = 64;
 /// the client segments' (the servers) share the next-hop cache. Without `forward`, only the
 /// frames are written and moved (`mixed-frames-burst-spread`, to subtract).
 fn mixed_burst_run(n: usize, forward: bool) {
-    use gateway::datapath::BURST;
     use gateway::wire::MacAddr;
     use std::net::Ipv4Addr;
     const CONNS: u32 = 1_000;
@@ -479,24 +520,41 @@ fn mixed_burst_run(n: usize, forward: bool) {
         })
         .collect();
     assert_eq!(replies.len(), CONNS as usize);
+    let order = random_order(CONNS, 1 << 16);
+    mixed_bursts(&mut dp, n, &ack, forward, |buf, k, client| {
+        let c = order[k & 0xFFFF] as usize;
+        if client {
+            acks[c].write(buf, &ack);
+        } else {
+            copy_frame(buf, &replies[c]);
+        }
+    });
+}
+
+/// Bursts of [`BURST`] alternating a client's segment (received on port 0, sent on port 1) and
+/// a real server's (received on port 1, sent on port 0), `n` packets in all, each written by
+/// `write(buf, k, client)`, the `k`th of the run; without `forward`, only written and moved.
+fn mixed_bursts(
+    dp: &mut Datapath<VecBuf>,
+    n: usize,
+    first: &[u8],
+    forward: bool,
+    mut write: impl FnMut(&mut VecBuf, usize, bool),
+) {
+    use gateway::datapath::BURST;
     let from_server = RxMeta { port: 1, ..META };
     let metas: [RxMeta; BURST] =
         std::array::from_fn(|j| if j % 2 == 0 { META } else { from_server });
-    let mut pkts: Vec<Option<VecBuf>> =
-        (0..BURST).map(|_| Some(VecBuf::from_frame(&ack))).collect();
+    let mut pkts: Vec<Option<VecBuf>> = (0..BURST)
+        .map(|_| Some(VecBuf::from_frame(first)))
+        .collect();
     let mut out: Vec<Option<Verdict<VecBuf>>> = (0..BURST).map(|_| None).collect();
-    let order = random_order(CONNS, 1 << 16);
     let mut k = 0;
     for _ in 0..n / BURST {
         for (j, p) in pkts.iter_mut().enumerate() {
-            let mut buf = p.take().unwrap_or_else(|| VecBuf::from_frame(&ack));
-            let c = order[k & 0xFFFF] as usize;
+            let mut buf = p.take().unwrap_or_else(|| VecBuf::from_frame(first));
+            write(&mut buf, k, j % 2 == 0);
             k += 1;
-            if j % 2 == 0 {
-                acks[c].write(&mut buf, &ack);
-            } else {
-                copy_frame(&mut buf, &replies[c]);
-            }
             *p = Some(buf);
         }
         if !forward {
