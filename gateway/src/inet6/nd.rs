@@ -316,6 +316,9 @@ pub struct Hop6 {
     macs: [u8; 12],
     /// The neighbour table's generation plus the topology's, plus 1 (0 is never valid).
     generation: u64,
+    /// In `send_toward`'s cache: `addr` is reached through a router (a client, most often), not
+    /// on a link (a real server).
+    via_router: bool,
 }
 
 impl Default for Hop6 {
@@ -325,6 +328,7 @@ impl Default for Hop6 {
             port: 0,
             macs: [0; 12],
             generation: 0,
+            via_router: false,
         }
     }
 }
@@ -408,6 +412,7 @@ fn send_to_table<B: PacketBuf>(
                 port,
                 macs,
                 generation,
+                via_router: false,
             };
             Verdict::Tx(port, p)
         }
@@ -493,12 +498,20 @@ pub fn send_toward<B: PacketBuf>(
             v => return v,
         },
     };
-    v6.hops[hop_slot(dst)] = Hop6 {
-        addr: dst,
-        port,
-        macs,
-        generation,
-    };
+    // A destination behind a router takes a slot from another such, or from a stale or empty
+    // entry, not from a current one on a link: replies go to far more clients than the cache has
+    // slots, and would take the real servers' in turn (IPv4's `L3::note_next_hop`).
+    let via_router = target != dst;
+    let e = &mut v6.hops[hop_slot(dst)];
+    if !via_router || e.via_router || e.generation != generation {
+        *e = Hop6 {
+            addr: dst,
+            port,
+            macs,
+            generation,
+            via_router,
+        };
+    }
     Verdict::Tx(port, pkt)
 }
 

@@ -3802,3 +3802,47 @@ fn with_neighbours(mut dp: Datapath<VecBuf>) -> Datapath<VecBuf> {
         .learn(a(RS6_2), RS2_MAC, 1, 0, true, true, |_, _, _| {});
     dp
 }
+
+/// IPv6's next-hop cache by destination as IPv4's (`L3::note_next_hop`): a real server's entry
+/// stays while packets go to more clients behind a router than the cache has slots, and the
+/// clients take the slots no server holds.
+#[test]
+fn packets_to_many_ipv6_clients_leave_the_servers_next_hops_cached() {
+    let cfg = format!(
+        "{}\n[[route]]\nprefix = \"2001:db8:11::/48\"\nvia = \"2001:db8:10::2\"\nport = \"client\"\n",
+        dual_stack(LAB_CONFIG)
+    );
+    let mut dp: Datapath<VecBuf> = datapath_from(&cfg, 0, 1, 1024);
+    let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let (rs, router) = (ip("2001:db8:20::11"), ip("2001:db8:10::2"));
+    dp.v6
+        .neigh
+        .learn(rs, RS1_MAC, 1, 0, true, true, |_, _, _| {});
+    dp.v6
+        .neigh
+        .learn(router, CLIENT_MAC, 0, 0, true, true, |_, _, _| {});
+    let send = |dp: &mut Datapath<VecBuf>, to: Ipv6Addr| {
+        let route = *dp.l3.topo().routes6.lookup(to).expect("a route");
+        let pkt = VecBuf::from_frame(&[0u8; 60]);
+        match nd::send_toward(&mut dp.v6, &mut dp.l3, pkt, &route, to) {
+            Verdict::Tx(port, _) => port,
+            _ => panic!("{to} not sent"),
+        }
+    };
+    assert_eq!(send(&mut dp, rs), 1);
+    let clients: Vec<Ipv6Addr> = (1..=1000u128)
+        .map(|k| Ipv6Addr::from(u128::from(ip("2001:db8:11::")) + k))
+        .collect();
+    for &c in &clients {
+        assert_eq!(send(&mut dp, c), 0);
+    }
+    assert!(
+        nd::cached_hop(&dp.v6, &dp.l3, rs).is_some(),
+        "the server's entry"
+    );
+    let cached = clients
+        .iter()
+        .filter(|&&c| nd::cached_hop(&dp.v6, &dp.l3, c).is_some())
+        .count();
+    assert!(cached >= 200, "clients in the cache: {cached}");
+}
