@@ -425,7 +425,7 @@ fn established_run(conns: u32, cap: u32, n: usize) {
 /// `conns` established connections and the real server's ACK on each, picked at random.
 fn reply_run(conns: u32, cap: u32, n: usize) {
     let (mut dp, _, _) = established(conns, cap);
-    let frames = reply_frames(&dp, conns);
+    let frames = reply_frames(&dp, conns, |rs| if rs == RS1 { RS1_MAC } else { RS2_MAC });
     let from_server = RxMeta { port: 1, ..META };
     let order = random_order(conns, 1 << 16);
     let mut buf = VecBuf::from_frame(&frames[0]);
@@ -450,7 +450,7 @@ fn reply_burst_run(
     client: impl Fn(u32) -> (std::net::Ipv4Addr, u16),
 ) {
     let (mut dp, _, _) = established_with(conns, cap, client);
-    let frames = reply_frames(&dp, conns);
+    let frames = reply_frames(&dp, conns, |rs| if rs == RS1 { RS1_MAC } else { RS2_MAC });
     let from_server = RxMeta { port: 1, ..META };
     let order = random_order(conns, 1 << 16);
     bursts(&mut dp, from_server, 0, n, &frames[0], forward, |buf, k| {
@@ -499,27 +499,7 @@ fn mixed_burst_run(n: usize, forward: bool) {
         buf = send(&mut dp, buf, &Flow::of(&syn, client_spread(i as u32)), &syn);
         buf = send(&mut dp, buf, a, &ack);
     }
-    let replies: Vec<Vec<u8>> = dp
-        .fwd
-        .table()
-        .iter()
-        .filter_map(|(_, c)| c.reply())
-        .map(|r| {
-            let k = r.src_ip().octets()[3] - 11;
-            let (src, dst) = (r.src_ip().octets(), r.dst_ip().octets());
-            tcp_frame(
-                (server(k).1 .0, SERVER_PORT_MAC.0),
-                (src, r.sport),
-                (dst, r.dport),
-                ACK,
-                5001,
-                1001,
-                &timestamps(900, 100),
-                &[],
-            )
-        })
-        .collect();
-    assert_eq!(replies.len(), CONNS as usize);
+    let replies = reply_frames(&dp, CONNS, |rs| server(rs.octets()[3] - 11).1);
     let order = random_order(CONNS, 1 << 16);
     mixed_bursts(&mut dp, n, &ack, forward, |buf, k, client| {
         let c = order[k & 0xFFFF] as usize;
@@ -573,18 +553,22 @@ fn mixed_bursts(
     }
 }
 
-/// The real server's ACK, with timestamps, on each of `dp`'s `conns` connections.
-fn reply_frames(dp: &Datapath<VecBuf>, conns: u32) -> Vec<Vec<u8>> {
+/// The real server's ACK, with timestamps, on each of `dp`'s `conns` connections, from the MAC
+/// `mac` gives its address.
+fn reply_frames(
+    dp: &Datapath<VecBuf>,
+    conns: u32,
+    mac: impl Fn(std::net::Ipv4Addr) -> gateway::wire::MacAddr,
+) -> Vec<Vec<u8>> {
     let frames: Vec<Vec<u8>> = dp
         .fwd
         .table()
         .iter()
         .filter_map(|(_, c)| c.reply())
         .map(|r| {
-            let mac = if r.src_ip() == RS1 { RS1_MAC } else { RS2_MAC };
             let (src, dst) = (r.src_ip().octets(), r.dst_ip().octets());
             tcp_frame(
-                (mac.0, SERVER_PORT_MAC.0),
+                (mac(r.src_ip()).0, SERVER_PORT_MAC.0),
                 (src, r.sport),
                 (dst, r.dport),
                 ACK,
