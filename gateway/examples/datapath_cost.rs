@@ -425,7 +425,7 @@ fn established_run(conns: u32, cap: u32, n: usize) {
 /// `conns` established connections and the real server's ACK on each, picked at random.
 fn reply_run(conns: u32, cap: u32, n: usize) {
     let (mut dp, _, _) = established(conns, cap);
-    let frames = reply_frames(&dp, conns, |rs| if rs == RS1 { RS1_MAC } else { RS2_MAC });
+    let frames = reply_frames(&dp, conns, &|rs| if rs == RS1 { RS1_MAC } else { RS2_MAC });
     let from_server = RxMeta { port: 1, ..META };
     let order = random_order(conns, 1 << 16);
     let mut buf = VecBuf::from_frame(&frames[0]);
@@ -450,7 +450,7 @@ fn reply_burst_run(
     client: impl Fn(u32) -> (std::net::Ipv4Addr, u16),
 ) {
     let (mut dp, _, _) = established_with(conns, cap, client);
-    let frames = reply_frames(&dp, conns, |rs| if rs == RS1 { RS1_MAC } else { RS2_MAC });
+    let frames = reply_frames(&dp, conns, &|rs| if rs == RS1 { RS1_MAC } else { RS2_MAC });
     let from_server = RxMeta { port: 1, ..META };
     let order = random_order(conns, 1 << 16);
     bursts(&mut dp, from_server, 0, n, &frames[0], forward, |buf, k| {
@@ -499,7 +499,7 @@ fn mixed_burst_run(n: usize, forward: bool) {
         buf = send(&mut dp, buf, &Flow::of(&syn, client_spread(i as u32)), &syn);
         buf = send(&mut dp, buf, a, &ack);
     }
-    let replies = reply_frames(&dp, CONNS, |rs| server(rs.octets()[3] - 11).1);
+    let replies = reply_frames(&dp, CONNS, &|rs| server(rs.octets()[3] - 11).1);
     let order = random_order(CONNS, 1 << 16);
     mixed_bursts(&mut dp, n, &ack, forward, |buf, k, client| {
         let c = order[k & 0xFFFF] as usize;
@@ -558,7 +558,7 @@ fn mixed_bursts(
 fn reply_frames(
     dp: &Datapath<VecBuf>,
     conns: u32,
-    mac: impl Fn(std::net::Ipv4Addr) -> gateway::wire::MacAddr,
+    mac: &dyn Fn(std::net::Ipv4Addr) -> gateway::wire::MacAddr,
 ) -> Vec<Vec<u8>> {
     let frames: Vec<Vec<u8>> = dp
         .fwd
