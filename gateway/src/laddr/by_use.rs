@@ -7,32 +7,28 @@
 //! a LIP (165 of a SYN's 2,676 with 16 LIPs; `perf/bench` configures 32, and a pool sized for
 //! millions of connections needs more).
 //!
-//! The counts stay the caller's (`Lip::in_use`, reported per LIP): every function here is handed
-//! them and must be told of each change.
+//! The caller keeps the counts it reports (`LaddrPool::in_use`) and tells the heap of each step.
 
-/// Indices `0..n` of the active LIPs, as a heap over their counts.
+/// The active LIPs as a heap of their keys.
 #[derive(Debug, Clone)]
 pub(super) struct ByUse {
-    /// The heap: `heap[0]` is the least used; a parent's key is below each child's.
-    heap: Vec<u32>,
+    /// The heap of keys, `(live connections << 32) | index`: fewer connections first, then the
+    /// LIP configured first (distinct for distinct LIPs, so that the root is the one a scan
+    /// would find). A parent's key is below each child's. The counts are kept here too, beside
+    /// the caller's, so that a comparison reads one array.
+    heap: Vec<u64>,
     /// Where each LIP index is in `heap`.
     at: Vec<u32>,
 }
 
-/// The heap's order: fewer connections first, then the LIP configured first. Distinct for
-/// distinct LIPs, so that the order is total and the root is the one a scan would find.
-#[inline]
-fn key(counts: &[u32], i: u32) -> u64 {
-    (u64::from(counts[i as usize]) << 32) | u64::from(i)
-}
+const ONE: u64 = 1 << 32;
 
 impl ByUse {
     /// The heap of `counts.len()` LIPs with these counts.
     pub(super) fn new(counts: &[u32]) -> ByUse {
-        let n = counts.len() as u32;
         let mut by_use = ByUse {
-            heap: (0..n).collect(),
-            at: (0..n).collect(),
+            heap: Vec::with_capacity(counts.len()),
+            at: Vec::with_capacity(counts.len()),
         };
         by_use.rebuild(counts);
         by_use
@@ -41,73 +37,86 @@ impl ByUse {
     /// The least used LIP's index (0 when there is none).
     #[inline]
     pub(super) fn least(&self) -> usize {
-        self.heap.first().map_or(0, |&i| i as usize)
+        self.heap.first().map_or(0, |&k| k as u32 as usize)
     }
 
-    /// Orders the heap again after any number of counts changed (Floyd's heap construction).
+    /// Orders the heap again from these counts (Floyd's heap construction).
     pub(super) fn rebuild(&mut self, counts: &[u32]) {
+        self.heap.clear();
+        self.heap.extend(
+            counts
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| (u64::from(c) << 32) | i as u64),
+        );
+        self.at.clear();
+        self.at.extend(0..counts.len() as u32);
         for p in (0..self.heap.len() / 2).rev() {
-            self.sift_down(counts, p);
+            self.sift_down(p);
         }
     }
 
-    /// LIP `i`'s count went up: it moves away from the root.
+    /// LIP `i` has one more connection: it moves away from the root.
     #[inline]
-    pub(super) fn raised(&mut self, counts: &[u32], i: usize) {
+    pub(super) fn raised(&mut self, i: usize) {
         if let Some(&p) = self.at.get(i) {
-            self.sift_down(counts, p as usize);
+            let p = p as usize;
+            // As the caller's count, saturated (never reached: 2^32 connections).
+            if self.heap[p] >> 32 < u64::from(u32::MAX) {
+                self.heap[p] += ONE;
+                self.sift_down(p);
+            }
         }
     }
 
-    /// LIP `i`'s count went down: it moves toward the root.
+    /// LIP `i` has one connection fewer: it moves toward the root.
     #[inline]
-    pub(super) fn lowered(&mut self, counts: &[u32], i: usize) {
+    pub(super) fn lowered(&mut self, i: usize) {
         if let Some(&p) = self.at.get(i) {
-            self.sift_up(counts, p as usize);
+            let p = p as usize;
+            if self.heap[p] >= ONE {
+                self.heap[p] -= ONE;
+                self.sift_up(p);
+            }
         }
     }
 
-    fn place(&mut self, p: usize, i: u32) {
-        self.heap[p] = i;
-        self.at[i as usize] = p as u32;
-    }
-
-    fn sift_down(&mut self, counts: &[u32], mut p: usize) {
-        let n = self.heap.len();
-        let i = self.heap[p];
-        let k = key(counts, i);
+    fn sift_down(&mut self, mut p: usize) {
+        let heap = &mut self.heap[..];
+        let k = heap[p];
         loop {
             let l = 2 * p + 1;
-            if l >= n {
-                break;
-            }
-            let r = l + 1;
-            let c = if r < n && key(counts, self.heap[r]) < key(counts, self.heap[l]) {
-                r
-            } else {
-                l
+            let Some(&kl) = heap.get(l) else { break };
+            let (c, kc) = match heap.get(l + 1) {
+                Some(&kr) if kr < kl => (l + 1, kr),
+                _ => (l, kl),
             };
-            if key(counts, self.heap[c]) >= k {
+            if kc >= k {
                 break;
             }
-            self.place(p, self.heap[c]);
+            heap[p] = kc;
+            self.at[kc as u32 as usize] = p as u32;
             p = c;
         }
-        self.place(p, i);
+        heap[p] = k;
+        self.at[k as u32 as usize] = p as u32;
     }
 
-    fn sift_up(&mut self, counts: &[u32], mut p: usize) {
-        let i = self.heap[p];
-        let k = key(counts, i);
+    fn sift_up(&mut self, mut p: usize) {
+        let heap = &mut self.heap[..];
+        let k = heap[p];
         while p > 0 {
             let parent = (p - 1) / 2;
-            if key(counts, self.heap[parent]) <= k {
+            let kp = heap[parent];
+            if kp <= k {
                 break;
             }
-            self.place(p, self.heap[parent]);
+            heap[p] = kp;
+            self.at[kp as u32 as usize] = p as u32;
             p = parent;
         }
-        self.place(p, i);
+        heap[p] = k;
+        self.at[k as u32 as usize] = p as u32;
     }
 }
 
@@ -133,7 +142,7 @@ mod tests {
             let i = h.least();
             assert_eq!(i, want);
             counts[i] += 1;
-            h.raised(&counts, i);
+            h.raised(i);
         }
     }
 
@@ -142,7 +151,7 @@ mod tests {
         let mut counts = vec![3u32, 3, 3];
         let mut h = ByUse::new(&counts);
         counts[2] -= 1;
-        h.lowered(&counts, 2);
+        h.lowered(2);
         assert_eq!(h.least(), 2);
         counts[0] = 0;
         h.rebuild(&counts);
@@ -165,11 +174,11 @@ mod tests {
                 match how {
                     0 => {
                         counts[i] += 1;
-                        h.raised(&counts, i);
+                        h.raised(i);
                     }
                     1 if counts[i] > 0 => {
                         counts[i] -= 1;
-                        h.lowered(&counts, i);
+                        h.lowered(i);
                     }
                     1 => {}
                     _ => {

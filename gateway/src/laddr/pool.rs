@@ -311,7 +311,7 @@ impl LaddrPool {
     /// One more live connection on LIP `li`.
     fn count_up(&mut self, li: usize) {
         self.in_use[li] = self.in_use[li].saturating_add(1);
-        self.by_use.raised(&self.in_use[..self.active], li);
+        self.by_use.raised(li);
     }
 
     /// Counts (LIP, lport) as used by a connection installed from elsewhere (HA sync): the
@@ -340,7 +340,7 @@ impl LaddrPool {
         match self.lips.iter().position(|l| l.addr == lip) {
             Some(li) if self.in_use[li] > 0 => {
                 self.in_use[li] -= 1;
-                self.by_use.lowered(&self.in_use[..self.active], li);
+                self.by_use.lowered(li);
                 self.stats.freed += 1;
                 true
             }
