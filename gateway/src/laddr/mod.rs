@@ -4,7 +4,7 @@
 //! - [`toeplitz`]: the RSS hash NICs compute, bitwise reference and table-driven fast form.
 //! - [`reta`]: the redirection table and the queue -> worker map.
 //! - [`layout`]: the shared split of the port space between workers, `owner_of(lport)`.
-//! - [`pool`]: one worker's allocator; `by_use` the order in which it offers its LIPs.
+//! - [`pool`]: one worker's allocator.
 //!
 //! Typical use: the control plane builds one [`PortLayout`] from the server-side port's RSS key and
 //! RETA and shares it (`Arc`); each worker builds its [`LaddrPool`] over the LIPs and calls
@@ -15,7 +15,6 @@
 //!
 //! No DPDK here: the RSS key and RETA are read from the port by the `dpdk` module and passed in.
 
-mod by_use;
 pub mod error;
 pub mod layout;
 pub mod pool;

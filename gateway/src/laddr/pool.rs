@@ -8,7 +8,6 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use super::by_use::ByUse;
 use super::error::{ConfigError, PortsExhausted};
 use super::layout::PortLayout;
 use super::toeplitz::field;
@@ -55,6 +54,8 @@ struct Lip {
     addr: Ipv4Addr,
     /// `H(0, lip, 0, 0)`: the LIP's share of the reply tuple hash (0 without RSS).
     hash: u32,
+    /// Live connections of this worker on this LIP.
+    in_use: u32,
     /// Candidate ports of this LIP found taken (DPVS's per-LIP "conflicts", `ipvsadm -G`).
     conflicts: u64,
 }
@@ -68,10 +69,6 @@ pub struct LaddrPool {
     /// service (`ipvsadm -Q`) while connections of this worker still used them. Those keep their
     /// counts until their connections end, and are never handed out again.
     lips: Vec<Lip>,
-    /// Live connections of this worker on each LIP of `lips`.
-    in_use: Vec<u32>,
-    /// The active LIPs, least used first.
-    by_use: ByUse,
     active: usize,
     /// Next offset to try inside each bucket of this worker's ports (`PortLayout::share`): a round-robin so that consecutive connections toward
     /// the same server take different ports and a freed port is reused last.
@@ -117,10 +114,10 @@ impl LaddrPool {
                 hash: layout
                     .toeplitz()
                     .map_or(0, |t| t.hash_ip(field::DST_IP, addr)),
+                in_use: 0,
                 conflicts: 0,
             })
             .collect();
-        let in_use = vec![0; active];
 
         let n_buckets = layout.n_buckets();
         Ok(LaddrPool {
@@ -130,8 +127,6 @@ impl LaddrPool {
             layout,
             worker,
             lips,
-            by_use: ByUse::new(&in_use),
-            in_use,
             active,
             next_entry: 0,
             max_attempts,
@@ -155,9 +150,9 @@ impl LaddrPool {
             self.lips.push(Lip {
                 addr,
                 hash,
+                in_use: 0,
                 conflicts: 0,
             });
-            self.in_use.push(0);
         }
         self
     }
@@ -166,13 +161,12 @@ impl LaddrPool {
     /// too: a pool rebuilt because its service's LIPs changed (`ipvsadm -P`/`-Q`) goes on from the
     /// connections its worker holds, so that a retiring LIP is let go only when they end.
     pub fn carry_counts(&mut self, old: &LaddrPool) {
-        for (l, in_use) in self.lips.iter_mut().zip(&mut self.in_use) {
-            if let Some(o) = old.lips.iter().position(|o| o.addr == l.addr) {
-                *in_use = old.in_use[o];
-                l.conflicts = old.lips[o].conflicts;
+        for l in &mut self.lips {
+            if let Some(o) = old.lips.iter().find(|o| o.addr == l.addr) {
+                l.in_use = o.in_use;
+                l.conflicts = o.conflicts;
             }
         }
-        self.by_use.rebuild(&self.in_use[..self.active]);
     }
 
     /// Picks a local address and port for a new connection toward `rip:rport` and returns the
@@ -200,7 +194,7 @@ impl LaddrPool {
         let first_entry = self.next_entry;
         self.next_entry = wrap_inc(self.next_entry, n_entries);
         let n_lips = self.active;
-        let first_lip = self.by_use.least();
+        let first_lip = self.least_used_lip();
 
         let mut li = first_lip;
         for _ in 0..n_lips {
@@ -260,7 +254,7 @@ impl LaddrPool {
                         dst_port: share.ports[lo + offset],
                     };
                     if !in_use(&reply) {
-                        self.count_up(li);
+                        self.lips[li].in_use = self.lips[li].in_use.saturating_add(1);
                         self.stats.allocated += 1;
                         return Some(reply);
                     }
@@ -308,10 +302,14 @@ impl LaddrPool {
         self.lips.iter().map(|l| (l.addr, l.conflicts))
     }
 
-    /// One more live connection on LIP `li`.
-    fn count_up(&mut self, li: usize) {
-        self.in_use[li] = self.in_use[li].saturating_add(1);
-        self.by_use.raised(li);
+    /// Index of the LIP with the fewest live connections (the most free ports); ties go to the
+    /// first. Linear: a worker has a handful of LIPs.
+    fn least_used_lip(&self) -> usize {
+        self.lips[..self.active]
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, l)| l.in_use)
+            .map_or(0, |(i, _)| i)
     }
 
     /// Counts (LIP, lport) as used by a connection installed from elsewhere (HA sync): the
@@ -321,9 +319,9 @@ impl LaddrPool {
         if !self.layout.contains(lport) || self.layout.owner_of(lport) != self.worker {
             return false;
         }
-        match self.lips.iter().position(|l| l.addr == lip) {
-            Some(li) => {
-                self.count_up(li);
+        match self.lips.iter_mut().find(|l| l.addr == lip) {
+            Some(l) => {
+                l.in_use = l.in_use.saturating_add(1);
                 self.stats.allocated += 1;
                 true
             }
@@ -337,10 +335,9 @@ impl LaddrPool {
         if !self.layout.contains(lport) || self.layout.owner_of(lport) != self.worker {
             return false;
         }
-        match self.lips.iter().position(|l| l.addr == lip) {
-            Some(li) if self.in_use[li] > 0 => {
-                self.in_use[li] -= 1;
-                self.by_use.lowered(li);
+        match self.lips.iter_mut().find(|l| l.addr == lip) {
+            Some(l) if l.in_use > 0 => {
+                l.in_use -= 1;
                 self.stats.freed += 1;
                 true
             }
@@ -370,10 +367,7 @@ impl LaddrPool {
 
     /// Live connections per LIP, in configuration order, the retiring ones last.
     pub fn lip_usage(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
-        self.lips
-            .iter()
-            .zip(&self.in_use)
-            .map(|(l, &n)| (l.addr, n))
+        self.lips.iter().map(|l| (l.addr, l.in_use))
     }
 }
 
