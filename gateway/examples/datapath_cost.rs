@@ -24,6 +24,11 @@
 //!   the server's SYN-ACK with the same, the client's ACK with timestamps; TOA inserted on the SYN
 //!   and on the ACK, as the bench's service has it. `handshake-frames` only builds those frames,
 //!   to subtract (`handshake-net`: the datapath's own instructions per connection opened);
+//! - `lifecycle`: `handshake`, then the rest of a short connection as wrk with `Connection:
+//!   close` makes one against nginx: the client's request (100 bytes), the server's answer (200
+//!   bytes) and FIN, the client's ACK and FIN, the server's last ACK: nine packets, the
+//!   connection left in the table as the last ACK leaves it (its expiry is `expire`'s);
+//!   `lifecycle-frames` only builds those frames, to subtract (`lifecycle-net`);
 //! - `ts-plain`, `ts-proxied`: one connection with timestamps, without and with the SYN proxy
 //!   (issue 21); an operation is two packets, a client ACK and a server data segment, so that
 //!   `ts-proxied` minus `ts-plain` is the proxy's translation both ways;
@@ -143,7 +148,8 @@ fn main() {
             | "mixed6-burst-spread"
             | "mixed6-frames-burst-spread"),
         ) => ipv6_run(s, n),
-        Some(s @ ("handshake" | "handshake-frames")) => handshake_run(s == "handshake", n),
+        Some(s @ ("handshake" | "handshake-frames")) => handshake_run(s == "handshake", false, n),
+        Some(s @ ("lifecycle" | "lifecycle-frames")) => handshake_run(s == "lifecycle", true, n),
         Some(s @ ("syn6" | "syn6-rss" | "syn6-frames")) => syn6_run(s, n),
         Some("ts-plain") => timestamps_run(false, n as u64),
         Some("ts-proxied") => timestamps_run(true, n as u64),
@@ -152,7 +158,7 @@ fn main() {
                 "usage: datapath_cost established-1k|established-1m|established-burst-1k|established-burst-1m|\
                  ack-frames|ack-frames-1m|ack-frames-burst|ack-frames-burst-1m|reply-1k|reply-1m|reply-burst-1k|\
                  reply-frames-burst|reply-burst-spread|syn|syn-rss|frames|syn6|syn6-rss|syn6-frames|\
-                 handoff|expire|established-2w|handshake|handshake-frames|established-1k-offload|ts-plain|ts-proxied|\
+                 handoff|expire|established-2w|handshake|handshake-frames|lifecycle|lifecycle-frames|established-1k-offload|ts-plain|ts-proxied|\
                  established6-1k|reply6-1k|dr6-1k|established6-burst-1k|ack6-frames-burst N"
             );
             std::process::exit(2);
@@ -680,8 +686,11 @@ fn expire_run(n: usize) {
 }
 
 /// `n` connections opened (SYN, SYN-ACK, ACK: see the module docs), each from a new client port;
-/// with `through` false, only their frames are built (the SYN-ACK to a fixed LIP:lport).
-fn handshake_run(through: bool, n: usize) {
+/// with `through` false, only their frames are built (the SYN-ACK to a fixed LIP:lport). With
+/// `lifecycle`, each then carries a request and its answer and closes as an HTTP/1.1 exchange
+/// with `Connection: close` does (wrk against nginx): the client's request, the server's answer
+/// and its FIN, the client's ACK and FIN, the server's last ACK.
+fn handshake_run(through: bool, lifecycle: bool, n: usize) {
     let mut dp: Datapath<VecBuf> = datapath_from(&bench_config(), 0, 1, 2 << 20);
     let from_server = RxMeta { port: 1, ..META };
     let cm = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
@@ -733,6 +742,84 @@ fn handshake_run(through: bool, n: usize) {
             buf = through_dp(buf, &ack, &META);
         } else {
             std::hint::black_box((syn, synack, ack));
+        }
+        if !lifecycle {
+            continue;
+        }
+        let srv = (rs, 80);
+        let local = (lip, lport);
+        let rest = [
+            // The request, 100 bytes.
+            (
+                true,
+                tcp_frame(
+                    cm,
+                    cli,
+                    vip,
+                    PSH | ACK,
+                    1001,
+                    5001,
+                    &timestamps(102, 900),
+                    &[b'G'; 100],
+                ),
+            ),
+            // The answer, 200 bytes, and the server's FIN (nginx closes first).
+            (
+                false,
+                tcp_frame(
+                    sm,
+                    srv,
+                    local,
+                    PSH | ACK,
+                    5001,
+                    1101,
+                    &timestamps(901, 102),
+                    &[b'H'; 200],
+                ),
+            ),
+            (
+                false,
+                tcp_frame(
+                    sm,
+                    srv,
+                    local,
+                    FIN | ACK,
+                    5201,
+                    1101,
+                    &timestamps(901, 102),
+                    &[],
+                ),
+            ),
+            // The client's ACK of both, then its FIN.
+            (
+                true,
+                tcp_frame(cm, cli, vip, ACK, 1101, 5202, &timestamps(103, 901), &[]),
+            ),
+            (
+                true,
+                tcp_frame(
+                    cm,
+                    cli,
+                    vip,
+                    FIN | ACK,
+                    1101,
+                    5202,
+                    &timestamps(103, 901),
+                    &[],
+                ),
+            ),
+            // The server's last ACK.
+            (
+                false,
+                tcp_frame(sm, srv, local, ACK, 5202, 1102, &timestamps(902, 103), &[]),
+            ),
+        ];
+        for (from_client, f) in rest {
+            if through {
+                buf = through_dp(buf, &f, if from_client { &META } else { &from_server });
+            } else {
+                std::hint::black_box(f);
+            }
         }
     }
 }
@@ -876,7 +963,9 @@ fn tcp_frame(
     v
 }
 
+const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
+const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
 
 fn sent(v: Verdict<VecBuf>) -> VecBuf {
