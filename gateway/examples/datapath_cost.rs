@@ -746,73 +746,25 @@ fn handshake_run(through: bool, lifecycle: bool, n: usize) {
         if !lifecycle {
             continue;
         }
-        let srv = (rs, 80);
-        let local = (lip, lport);
+        let (srv, local) = ((rs, 80), (lip, lport));
+        let from_c = |flags, seq, ack, ts: [u8; 12], payload: &[u8]| {
+            (true, tcp_frame(cm, cli, vip, flags, seq, ack, &ts, payload))
+        };
+        let from_s = |flags, seq, ack, ts: [u8; 12], payload: &[u8]| {
+            (
+                false,
+                tcp_frame(sm, srv, local, flags, seq, ack, &ts, payload),
+            )
+        };
         let rest = [
-            // The request, 100 bytes.
-            (
-                true,
-                tcp_frame(
-                    cm,
-                    cli,
-                    vip,
-                    PSH | ACK,
-                    1001,
-                    5001,
-                    &timestamps(102, 900),
-                    &[b'G'; 100],
-                ),
-            ),
-            // The answer, 200 bytes, and the server's FIN (nginx closes first).
-            (
-                false,
-                tcp_frame(
-                    sm,
-                    srv,
-                    local,
-                    PSH | ACK,
-                    5001,
-                    1101,
-                    &timestamps(901, 102),
-                    &[b'H'; 200],
-                ),
-            ),
-            (
-                false,
-                tcp_frame(
-                    sm,
-                    srv,
-                    local,
-                    FIN | ACK,
-                    5201,
-                    1101,
-                    &timestamps(901, 102),
-                    &[],
-                ),
-            ),
-            // The client's ACK of both, then its FIN.
-            (
-                true,
-                tcp_frame(cm, cli, vip, ACK, 1101, 5202, &timestamps(103, 901), &[]),
-            ),
-            (
-                true,
-                tcp_frame(
-                    cm,
-                    cli,
-                    vip,
-                    FIN | ACK,
-                    1101,
-                    5202,
-                    &timestamps(103, 901),
-                    &[],
-                ),
-            ),
-            // The server's last ACK.
-            (
-                false,
-                tcp_frame(sm, srv, local, ACK, 5202, 1102, &timestamps(902, 103), &[]),
-            ),
+            // The request, 100 bytes; the answer, 200 bytes, and the server's FIN (nginx closes
+            // first); the client's ACK of both, then its FIN; the server's last ACK.
+            from_c(PSH | ACK, 1001, 5001, timestamps(102, 900), &[b'G'; 100]),
+            from_s(PSH | ACK, 5001, 1101, timestamps(901, 102), &[b'H'; 200]),
+            from_s(FIN | ACK, 5201, 1101, timestamps(901, 102), &[]),
+            from_c(ACK, 1101, 5202, timestamps(103, 901), &[]),
+            from_c(FIN | ACK, 1101, 5202, timestamps(103, 901), &[]),
+            from_s(ACK, 5202, 1102, timestamps(902, 103), &[]),
         ];
         for (from_client, f) in rest {
             if through {
