@@ -5,8 +5,8 @@
 # the setup. Writes perf/results/cost-<commit>.txt (with the code changed and not committed, a
 # file in $TMPDIR instead, not a record) and compares with the newest earlier record.
 # Usage: perf/cost.sh [scenario ...]   (default: established-1k established-burst-1k reply-1k
-# reply-burst-1k reply-burst-spread mixed-burst-spread syn syn-rss handshake lifecycle handoff expire
-# established6-burst-1k syn6 syn6-rss; add established-1m, established-burst-1m and reply-1m,
+# reply-burst-1k reply-burst-spread mixed-burst-spread syn syn-rss handshake lifecycle lifecycle-burst
+# handoff expire established6-burst-1k syn6 syn6-rss; add established-1m, established-burst-1m and reply-1m,
 # slow; established6-1k, reply6-1k, dr6-1k, mixed6-burst-spread)
 #        perf/cost.sh --table   (runs nothing: every recorded perf/results/cost-<commit>.txt as one
 # Markdown table of instructions per operation, a column per commit, oldest first)
@@ -66,7 +66,7 @@ fi
 cargo build -q --release -p gateway --example datapath_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/datapath_cost"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread mixed-burst-spread syn syn-rss handshake lifecycle handoff expire established6-burst-1k syn6 syn6-rss)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(established-1k established-burst-1k reply-1k reply-burst-1k reply-burst-spread mixed-burst-spread syn syn-rss handshake lifecycle lifecycle-burst handoff expire established6-burst-1k syn6 syn6-rss)
 commit=$(git rev-parse --short HEAD)
 out="perf/results/cost-$commit.txt"
 # A record names the commit whose code it counted: with the code changed and not committed, the
@@ -150,10 +150,10 @@ per_op() {
             echo "# handshake-net: handshake minus building its three frames ($(echo "$f" | cut -d' ' -f1) instructions)"
             echo "handshake-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
-        if [ "$s" = lifecycle ]; then
-            f=$(per_op lifecycle-frames 2000 6000)
-            echo "# lifecycle-net: lifecycle minus building its nine frames ($(echo "$f" | cut -d' ' -f1) instructions)"
-            echo "lifecycle-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
+        if [ "$s" = lifecycle ] || [ "$s" = lifecycle-burst ]; then
+            f=$(per_op "${s/lifecycle/lifecycle-frames}" 2000 6000)
+            echo "# $s-net: $s minus building its nine frames ($(echo "$f" | cut -d' ' -f1) instructions)"
+            echo "$s-net $(($(echo "$r" | cut -d' ' -f1) - $(echo "$f" | cut -d' ' -f1))) - -"
         fi
         if [ "$s" = expire ]; then
             y=$(per_op syn 2000 6000)

@@ -29,6 +29,10 @@
 //!   bytes) and FIN, the client's ACK and FIN, the server's last ACK: nine packets, the
 //!   connection left in the table as the last ACK leaves it (its expiry is `expire`'s);
 //!   `lifecycle-frames` only builds those frames, to subtract (`lifecycle-net`);
+//!   `lifecycle-burst` the same through the burst pipeline, as a worker meets short connections:
+//!   32 connections at a time, each of their nine packets a burst (the 32 SYNs, then the 32
+//!   SYN-ACKs, ...), and `lifecycle-frames-burst` only builds and copies those frames
+//!   (`lifecycle-burst-net`);
 //! - `ts-plain`, `ts-proxied`: one connection with timestamps, without and with the SYN proxy
 //!   (issue 21); an operation is two packets, a client ACK and a server data segment, so that
 //!   `ts-proxied` minus `ts-plain` is the proxy's translation both ways;
@@ -150,6 +154,9 @@ fn main() {
         ) => ipv6_run(s, n),
         Some(s @ ("handshake" | "handshake-frames")) => handshake_run(s == "handshake", false, n),
         Some(s @ ("lifecycle" | "lifecycle-frames")) => handshake_run(s == "lifecycle", true, n),
+        Some(s @ ("lifecycle-burst" | "lifecycle-frames-burst")) => {
+            lifecycle_bursts(s == "lifecycle-burst", n)
+        }
         Some(s @ ("syn6" | "syn6-rss" | "syn6-frames")) => syn6_run(s, n),
         Some("ts-plain") => timestamps_run(false, n as u64),
         Some("ts-proxied") => timestamps_run(true, n as u64),
@@ -158,7 +165,7 @@ fn main() {
                 "usage: datapath_cost established-1k|established-1m|established-burst-1k|established-burst-1m|\
                  ack-frames|ack-frames-1m|ack-frames-burst|ack-frames-burst-1m|reply-1k|reply-1m|reply-burst-1k|\
                  reply-frames-burst|reply-burst-spread|syn|syn-rss|frames|syn6|syn6-rss|syn6-frames|\
-                 handoff|expire|established-2w|handshake|handshake-frames|lifecycle|lifecycle-frames|established-1k-offload|ts-plain|ts-proxied|\
+                 handoff|expire|established-2w|handshake|handshake-frames|lifecycle|lifecycle-frames|lifecycle-burst|lifecycle-frames-burst|established-1k-offload|ts-plain|ts-proxied|\
                  established6-1k|reply6-1k|dr6-1k|established6-burst-1k|ack6-frames-burst N"
             );
             std::process::exit(2);
@@ -695,15 +702,7 @@ fn handshake_run(through: bool, lifecycle: bool, n: usize) {
     let from_server = RxMeta { port: 1, ..META };
     let cm = (CLIENT_MAC.0, CLIENT_PORT_MAC.0);
     let vip = (VIP.octets(), 80);
-    // Linux's SYN options: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
-    let syn_opts = |tsval: u32, tsecr: u32| -> [u8; 20] {
-        let mut o = [
-            2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 7,
-        ];
-        o[8..12].copy_from_slice(&tsval.to_be_bytes());
-        o[12..16].copy_from_slice(&tsecr.to_be_bytes());
-        o
-    };
+    let syn_opts = linux_syn_options;
     // One buffer reused, as the other scenarios do: a fresh one would cost more than the datapath.
     let mut buf = VecBuf::from_frame(&[0; 60]);
     let mut through_dp = |buf: VecBuf, f: &[u8], meta: &RxMeta| {
@@ -773,6 +772,132 @@ fn handshake_run(through: bool, lifecycle: bool, n: usize) {
                 std::hint::black_box(f);
             }
         }
+    }
+}
+
+/// Linux's SYN options: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
+fn linux_syn_options(tsval: u32, tsecr: u32) -> [u8; 20] {
+    let mut o = [
+        2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+    o[8..12].copy_from_slice(&tsval.to_be_bytes());
+    o[12..16].copy_from_slice(&tsecr.to_be_bytes());
+    o
+}
+
+/// `lifecycle` as a worker meets it under short connections: the connections in groups of
+/// [`BURST`](gateway::datapath::BURST), each of their nine packets one burst through
+/// `process_burst_timed` (the group's SYNs, then their SYN-ACKs, and so on), `n` connections
+/// rounded down to whole groups. With `through` false, only the frames are built and copied in
+/// (the SYN-ACKs to a fixed LIP:lport).
+fn lifecycle_bursts(through: bool, n: usize) {
+    use gateway::datapath::BURST;
+    let mut dp: Datapath<VecBuf> = datapath_from(&bench_config(), 0, 1, 2 << 20);
+    let (cm, vip) = ((CLIENT_MAC.0, CLIENT_PORT_MAC.0), (VIP.octets(), 80));
+    let mut pkts: Vec<Option<VecBuf>> = (0..BURST)
+        .map(|_| Some(VecBuf::from_frame(&[0; 60])))
+        .collect();
+    let mut out: Vec<Option<Verdict<VecBuf>>> = (0..BURST).map(|_| None).collect();
+    // One burst of `frames`, all from the client (to the servers' port 1) or all from the
+    // servers (to the client's port 0), each to be forwarded.
+    let mut burst = |pkts: &mut Vec<Option<VecBuf>>, frames: &[Vec<u8>], from_client: bool| {
+        for (p, f) in pkts.iter_mut().zip(frames) {
+            copy_frame(p.as_mut().expect("a buffer in every slot"), f);
+        }
+        if !through {
+            return;
+        }
+        let meta = RxMeta {
+            port: u16::from(!from_client),
+            ..META
+        };
+        let to = u16::from(from_client);
+        dp.process_burst_timed(
+            pkts,
+            &[meta; BURST],
+            &mut out,
+            || 0,
+            gateway::dpdk::prefetch,
+        );
+        for (j, (p, o)) in pkts.iter_mut().zip(out.iter_mut()).enumerate() {
+            match o.take() {
+                Some(Verdict::Tx(port, b)) if port == to => *p = Some(b),
+                other => panic!("slot {j} not forwarded to port {to}: {other:?}"),
+            }
+        }
+    };
+    for g in 0..(n / BURST) as u32 {
+        let clients: Vec<([u8; 4], u16)> = (0..BURST as u32)
+            .map(|j| {
+                let (ip, port) = client(g * BURST as u32 + j);
+                (ip.octets(), port)
+            })
+            .collect();
+        let syns: Vec<Vec<u8>> = clients
+            .iter()
+            .map(|&cli| tcp_frame(cm, cli, vip, SYN, 1000, 0, &linux_syn_options(100, 0), &[]))
+            .collect();
+        burst(&mut pkts, &syns, true);
+        // Each connection's LIP:lport and real server, from its SYN as forwarded.
+        let servers: Vec<_> = pkts
+            .iter()
+            .map(|p| {
+                let d = p.as_ref().expect("a buffer in every slot").data();
+                match through {
+                    true => (
+                        [d[26], d[27], d[28], d[29]],
+                        u16::from_be_bytes([d[34], d[35]]),
+                        [d[30], d[31], d[32], d[33]],
+                    ),
+                    false => (LIP1.octets(), 1024, RS1.octets()),
+                }
+            })
+            .collect();
+        let from_c = |flags, seq, ack, ts: &[u8], payload: &[u8]| -> Vec<Vec<u8>> {
+            clients
+                .iter()
+                .map(|&cli| tcp_frame(cm, cli, vip, flags, seq, ack, ts, payload))
+                .collect()
+        };
+        let from_s = |flags, seq, ack, ts: &[u8], payload: &[u8]| -> Vec<Vec<u8>> {
+            servers
+                .iter()
+                .map(|&(lip, lport, rs)| {
+                    let mac = if rs == RS1.octets() { RS1_MAC } else { RS2_MAC };
+                    let sm = (mac.0, SERVER_PORT_MAC.0);
+                    tcp_frame(sm, (rs, 80), (lip, lport), flags, seq, ack, ts, payload)
+                })
+                .collect()
+        };
+        let rest = [
+            (
+                false,
+                from_s(SYN | ACK, 5000, 1001, &linux_syn_options(900, 100), &[]),
+            ),
+            (true, from_c(ACK, 1001, 5001, &timestamps(101, 900), &[])),
+            (
+                true,
+                from_c(PSH | ACK, 1001, 5001, &timestamps(102, 900), &[b'G'; 100]),
+            ),
+            (
+                false,
+                from_s(PSH | ACK, 5001, 1101, &timestamps(901, 102), &[b'H'; 200]),
+            ),
+            (
+                false,
+                from_s(FIN | ACK, 5201, 1101, &timestamps(901, 102), &[]),
+            ),
+            (true, from_c(ACK, 1101, 5202, &timestamps(103, 901), &[])),
+            (
+                true,
+                from_c(FIN | ACK, 1101, 5202, &timestamps(103, 901), &[]),
+            ),
+            (false, from_s(ACK, 5202, 1102, &timestamps(902, 103), &[])),
+        ];
+        for (from_client, frames) in &rest {
+            burst(&mut pkts, frames, *from_client);
+        }
+        pkts = std::hint::black_box(pkts);
     }
 }
 
