@@ -703,32 +703,40 @@ impl Forwarder {
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
         let Prelookup::Hit(id, Dir::Original) = pre else {
-            return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
+            return self.forward_established_rest(l3, pkt, v, pre, None, l4_csum, out);
         };
         if !self.table.holds(id, Dir::Original, &admitted_tuple(&v.ip)) {
-            return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
+            return self.forward_established_rest(l3, pkt, v, pre, None, l4_csum, out);
         }
         match self.forward_hot(l3, pkt, v, id, Dir::Original, Ticks(l3.now_ms)) {
             Ok((p, dst)) => {
                 l3.route_out_into(p, dst, out);
                 Ok(())
             }
-            Err(p) => self.forward_established_rest(l3, p, v, pre, l4_csum, out),
+            Err(p) => {
+                let refused = Some((id, Dir::Original));
+                self.forward_established_rest(l3, p, v, pre, refused, l4_csum, out)
+            }
         }
     }
 
     /// `forward_established_into` for every packet but a client's segment that its hot path
     /// took: a reply whose candidate holds its tuple tries the hot path first; then, as
     /// `forward_established`, the connection found (the candidate confirmed, or the table
-    /// probed), the hot path tried (again, for a client's segment it refused: it changes nothing
-    /// when it refuses), else the general body.
+    /// probed), the hot path tried, else the general body. `refused`: the connection whose
+    /// candidate held the tuple and whose hot path refused the packet (a client's segment, in
+    /// `forward_established_into`): neither the probe nor the hot path is done again (it changes
+    /// nothing when it refuses). Under short connections most packets come this way: the
+    /// handshake's, the FINs' and the ACKs after them (`lifecycle-burst`).
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     fn forward_established_rest<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
         mut pkt: B,
         v: &Ipv4In,
         pre: Prelookup,
+        mut refused: Option<(ConnId, Dir)>,
         l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
@@ -751,24 +759,37 @@ impl Forwarder {
                         l3.route_out_reply_into(p, dst, out);
                         return Ok(());
                     }
-                    Err(p) => pkt = p,
+                    Err(p) => {
+                        pkt = p;
+                        refused = Some((id, Dir::Reply));
+                    }
                 }
             }
         }
-        match self.established(v, pre) {
-            Ok((id, dir)) => match self.forward_hot(l3, pkt, v, id, dir, now) {
-                Ok((pkt, dst)) => {
-                    count_steered(l3, dir);
-                    l3.route_out_into(pkt, dst, out);
-                    Ok(())
+        let found = match refused {
+            Some((id, dir)) => self.established_as(v, pre, id, dir),
+            None => self.established(v, pre),
+        };
+        match found {
+            Ok((id, dir)) => {
+                let hot = match refused {
+                    Some(_) => Err(pkt),
+                    None => self.forward_hot(l3, pkt, v, id, dir, now),
+                };
+                match hot {
+                    Ok((pkt, dst)) => {
+                        count_steered(l3, dir);
+                        l3.route_out_into(pkt, dst, out);
+                        Ok(())
+                    }
+                    Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
+                        count_steered(l3, dir);
+                        self.forward_into(l3, pkt, v, id, dir, now, out);
+                        Ok(())
+                    }
+                    Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
                 }
-                Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
-                    count_steered(l3, dir);
-                    self.forward_into(l3, pkt, v, id, dir, now, out);
-                    Ok(())
-                }
-                Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
-            },
+            }
             Err(pre) => Err((pkt, pre)),
         }
     }
@@ -790,6 +811,27 @@ impl Forwarder {
         match found {
             Some((id, dir)) if !client_syn => Ok((id, dir)),
             _ => Err(found.into()),
+        }
+    }
+
+    /// `established` for a packet whose connection is known: `id`, whose entry holds the
+    /// packet's tuple from side `dir` (checked by the caller), what `established`'s probe would
+    /// find.
+    #[inline(always)]
+    fn established_as(
+        &self,
+        v: &Ipv4In,
+        pre: Prelookup,
+        id: ConnId,
+        dir: Dir,
+    ) -> Result<(ConnId, Dir), Prelookup> {
+        let ip = &v.ip;
+        if !self.services.kind(ip.dst).reaches_ipv4_conns() {
+            return Err(pre);
+        }
+        match ip.tcp_flags.syn() && !ip.tcp_flags.ack() {
+            false => Ok((id, dir)),
+            true => Err(Prelookup::Hit(id, dir)),
         }
     }
 
