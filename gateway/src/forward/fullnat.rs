@@ -686,8 +686,9 @@ impl Forwarder {
     /// whose candidate from the burst's lookup holds its tuple tries the hot path first.
     ///
     /// Split in two: a client's segment whose candidate holds its tuple, the commonest packet of
-    /// all, takes the hot path here, inlined into the burst loop; every other packet, and one the
-    /// hot path refuses, goes to `forward_established_rest`, out of line. Out of line as a whole
+    /// all, takes the hot path here, inlined into the burst loop; one the hot path refuses goes
+    /// to `forward_refused`, every other packet to `forward_established_rest`, both out of
+    /// line. Out of line as a whole
     /// it cost each packet the call, its six saved registers and its arguments spilled
     /// (`established-burst-net` 601 -> 572). The replies' hot path inlined here too cost more
     /// than it saved, the burst loop's registers spilled (601 -> 627; perf/RESULTS.md, "The
@@ -703,40 +704,32 @@ impl Forwarder {
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
         let Prelookup::Hit(id, Dir::Original) = pre else {
-            return self.forward_established_rest(l3, pkt, v, pre, None, l4_csum, out);
+            return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
         };
         if !self.table.holds(id, Dir::Original, &admitted_tuple(&v.ip)) {
-            return self.forward_established_rest(l3, pkt, v, pre, None, l4_csum, out);
+            return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
         }
         match self.forward_hot(l3, pkt, v, id, Dir::Original, Ticks(l3.now_ms)) {
             Ok((p, dst)) => {
                 l3.route_out_into(p, dst, out);
                 Ok(())
             }
-            Err(p) => {
-                let refused = Some((id, Dir::Original));
-                self.forward_established_rest(l3, p, v, pre, refused, l4_csum, out)
-            }
+            Err(p) => self.forward_refused(l3, p, v, pre, l4_csum, out),
         }
     }
 
-    /// `forward_established_into` for every packet but a client's segment that its hot path
-    /// took: a reply whose candidate holds its tuple tries the hot path first; then, as
-    /// `forward_established`, the connection found (the candidate confirmed, or the table
-    /// probed), the hot path tried, else the general body. `refused`: the connection whose
-    /// candidate held the tuple and whose hot path refused the packet (a client's segment, in
-    /// `forward_established_into`): neither the probe nor the hot path is done again (it changes
-    /// nothing when it refuses). Under short connections most packets come this way: the
-    /// handshake's, the FINs' and the ACKs after them (`lifecycle-burst`).
+    /// `forward_established_into` for every packet but a client's segment whose candidate holds
+    /// its tuple: a reply whose candidate holds its tuple tries the hot path first (and goes to
+    /// `forward_refused` if it refuses); any other, as `forward_established`, the connection
+    /// found (the candidate confirmed, or the table probed), the hot path tried, else the
+    /// general body.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn forward_established_rest<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
-        mut pkt: B,
+        pkt: B,
         v: &Ipv4In,
         pre: Prelookup,
-        mut refused: Option<(ConnId, Dir)>,
         l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
@@ -759,39 +752,63 @@ impl Forwarder {
                         l3.route_out_reply_into(p, dst, out);
                         return Ok(());
                     }
-                    Err(p) => {
-                        pkt = p;
-                        refused = Some((id, Dir::Reply));
-                    }
+                    Err(p) => return self.forward_refused(l3, p, v, pre, l4_csum, out),
                 }
             }
         }
-        let found = match refused {
-            Some((id, dir)) => self.established_as(v, pre, id, dir),
-            None => self.established(v, pre),
-        };
-        match found {
-            Ok((id, dir)) => {
-                let hot = match refused {
-                    Some(_) => Err(pkt),
-                    None => self.forward_hot(l3, pkt, v, id, dir, now),
-                };
-                match hot {
-                    Ok((pkt, dst)) => {
-                        count_steered(l3, dir);
-                        l3.route_out_into(pkt, dst, out);
-                        Ok(())
-                    }
-                    Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
-                        count_steered(l3, dir);
-                        self.forward_into(l3, pkt, v, id, dir, now, out);
-                        Ok(())
-                    }
-                    Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
+        match self.established(v, pre) {
+            Ok((id, dir)) => match self.forward_hot(l3, pkt, v, id, dir, now) {
+                Ok((pkt, dst)) => {
+                    count_steered(l3, dir);
+                    l3.route_out_into(pkt, dst, out);
+                    Ok(())
                 }
-            }
+                Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
+                    count_steered(l3, dir);
+                    self.forward_into(l3, pkt, v, id, dir, now, out);
+                    Ok(())
+                }
+                Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
+            },
             Err(pre) => Err((pkt, pre)),
         }
+    }
+
+    /// `forward_established_rest` for a packet whose candidate `pre` (a hit) holds its tuple and
+    /// whose hot path refused it: the connection is known, so neither the probe nor the hot path
+    /// is done again (it changes nothing when it refuses); the general body, or `Err` as
+    /// `forward_established` would give it. Under short connections most packets come this
+    /// way: the handshake's, the FINs' and the ACKs after them (`lifecycle-burst` 11,717 ->
+    /// 11,365 instructions a connection). Out of line, as the rest: its own function, not a
+    /// branch of the rest, so that neither hot path carries its state (a parameter for it cost
+    /// `established-burst-net` 5 and `reply-burst-net` 8).
+    #[inline(never)]
+    fn forward_refused<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        v: &Ipv4In,
+        pre: Prelookup,
+        l4_csum: CsumStatus,
+        out: &mut Option<Verdict<B>>,
+    ) -> Result<(), (B, Prelookup)> {
+        let Prelookup::Hit(id, dir) = pre else {
+            // Not reached: both callers pass the hit they confirmed.
+            return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
+        };
+        let ip = &v.ip;
+        // What `established` checks besides the probe.
+        if !self.services.kind(ip.dst).reaches_ipv4_conns()
+            || (ip.tcp_flags.syn() && !ip.tcp_flags.ack())
+        {
+            return Err((pkt, pre));
+        }
+        if !tcp_checksum_good(l4_csum, pkt.data(), v) {
+            return Err((pkt, pre));
+        }
+        count_steered(l3, dir);
+        self.forward_into(l3, pkt, v, id, dir, Ticks(l3.now_ms), out);
+        Ok(())
     }
 
     /// The connection `forward_established` forwards a segment on, and from which side; `Err`
@@ -811,27 +828,6 @@ impl Forwarder {
         match found {
             Some((id, dir)) if !client_syn => Ok((id, dir)),
             _ => Err(found.into()),
-        }
-    }
-
-    /// `established` for a packet whose connection is known: `id`, whose entry holds the
-    /// packet's tuple from side `dir` (checked by the caller), what `established`'s probe would
-    /// find.
-    #[inline(always)]
-    fn established_as(
-        &self,
-        v: &Ipv4In,
-        pre: Prelookup,
-        id: ConnId,
-        dir: Dir,
-    ) -> Result<(ConnId, Dir), Prelookup> {
-        let ip = &v.ip;
-        if !self.services.kind(ip.dst).reaches_ipv4_conns() {
-            return Err(pre);
-        }
-        match ip.tcp_flags.syn() && !ip.tcp_flags.ack() {
-            false => Ok((id, dir)),
-            true => Err(Prelookup::Hit(id, dir)),
         }
     }
 
