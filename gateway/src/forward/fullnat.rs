@@ -688,8 +688,8 @@ impl Forwarder {
     /// Split in two: a client's segment whose candidate holds its tuple, the commonest packet of
     /// all, takes the hot path here, inlined into the burst loop; one the hot path refuses goes
     /// to `forward_refused`, every other packet to `forward_established_rest`, both out of
-    /// line. Out of line as a whole
-    /// it cost each packet the call, its six saved registers and its arguments spilled
+    /// line. Out of line as a whole it cost each packet the call, its six saved registers and
+    /// its arguments spilled
     /// (`established-burst-net` 601 -> 572). The replies' hot path inlined here too cost more
     /// than it saved, the burst loop's registers spilled (601 -> 627; perf/RESULTS.md, "The
     /// client's hot path in the burst loop").
@@ -779,9 +779,9 @@ impl Forwarder {
     /// `forward_established_rest` for a packet whose candidate `pre` (a hit) holds its tuple and
     /// whose hot path refused it: the connection is known, so neither the probe nor the hot path
     /// is done again (it changes nothing when it refuses); the general body, or `Err` as
-    /// `forward_established` would give it. Under short connections most packets come this
-    /// way: the handshake's ACK, the client's ACK and FIN after the server's (`lifecycle-burst`
-    /// 11,717 -> 11,511 instructions a connection). Out of line, as the rest: its own function,
+    /// `forward_established` would give it. Three of a short connection's nine packets come
+    /// this way: the handshake's ACK, the client's ACK and FIN after the server's FIN
+    /// (`lifecycle-burst` 11,717 -> 11,511 instructions a connection). Out of line, as the rest: its own function,
     /// not a branch of the rest, so that the hot paths do not carry its state (a parameter of
     /// the rest for it cost `established-burst-net` 5 and `reply-burst-net` 8).
     #[inline(never)]
