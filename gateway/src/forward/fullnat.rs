@@ -798,11 +798,8 @@ impl Forwarder {
             // Not reached: the caller passes the hit it confirmed.
             return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
         };
-        let ip = &v.ip;
         // What `established` checks besides the probe.
-        if !self.services.kind(ip.dst).reaches_ipv4_conns()
-            || (ip.tcp_flags.syn() && !ip.tcp_flags.ack())
-        {
+        if let Err(pre) = self.established_by(v, pre, || Some((id, dir))) {
             return Err((pkt, pre));
         }
         if !tcp_checksum_good(l4_csum, pkt.data(), v) {
@@ -821,11 +818,28 @@ impl Forwarder {
     #[inline(always)]
     fn established(&self, v: &Ipv4In, pre: Prelookup) -> Result<(ConnId, Dir), Prelookup> {
         let ip = &v.ip;
+        self.established_by(v, pre, || {
+            self.find(
+                &Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0),
+                pre,
+            )
+        })
+    }
+
+    /// `established` with the connection found by `find` (the probe, or a candidate the caller
+    /// confirmed: `forward_refused`), asked only if the destination takes IPv4 connections.
+    #[inline(always)]
+    fn established_by(
+        &self,
+        v: &Ipv4In,
+        pre: Prelookup,
+        find: impl FnOnce() -> Option<(ConnId, Dir)>,
+    ) -> Result<(ConnId, Dir), Prelookup> {
+        let ip = &v.ip;
         if !self.services.kind(ip.dst).reaches_ipv4_conns() {
             return Err(pre);
         }
-        let tuple = Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, ip.protocol.0);
-        let found = self.find(&tuple, pre);
+        let found = find();
         let client_syn = ip.tcp_flags.syn() && !ip.tcp_flags.ack();
         match found {
             Some((id, dir)) if !client_syn => Ok((id, dir)),

@@ -468,9 +468,10 @@ pub(super) fn set_cached_macs<B: PacketBuf>(v6: &Inet6<B>, pkt: &mut B, slot: us
 }
 
 /// `send_to` the next hop `route` gives for destination `dst`, noting where the packet went for
-/// `cached_hop` (a destination behind a router not in a real server's slot, below). Answered from `send_to`'s cache when it holds the next hop: every client behind one
-/// router shares the router's entry there, so replies to clients from many addresses, which
-/// `cached_hop`'s slots cannot all hold, cost a route lookup and this.
+/// `cached_hop` (a destination behind a router not in a real server's slot, below). Answered
+/// from `send_to`'s cache when it holds the next hop: every client behind one router shares the
+/// router's entry there, so replies to clients from many addresses, which `cached_hop`'s slots
+/// cannot all hold, cost a route lookup and this.
 pub fn send_toward<B: PacketBuf>(
     v6: &mut Inet6<B>,
     l3: &mut L3<B>,
