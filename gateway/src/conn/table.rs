@@ -120,6 +120,31 @@ pub enum Prelookup {
     Hit(ConnId, Dir),
 }
 
+/// A [`Prelookup`] in one word, as a burst keeps one for each of its frames between its lookup
+/// stage and its last (`Table::prelookup_hashed`): the index's value `id << 1 | dir` (below
+/// 2^31, `conn::index`) for a hit, two values above it for the others. Kept as the enum, whose
+/// fields are bytes apart, each frame's was stored a field at a time and put back together
+/// from four loads (`perf/RESULTS.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate(u32);
+
+impl Candidate {
+    /// `Prelookup::NotDone`.
+    pub const NOT_DONE: Candidate = Candidate(u32::MAX);
+    /// `Prelookup::Miss`.
+    const MISS: Candidate = Candidate(u32::MAX - 1);
+
+    /// The lookup's finding.
+    #[inline(always)]
+    pub fn get(self) -> Prelookup {
+        match self.0 {
+            u32::MAX => Prelookup::NotDone,
+            v if v == Self::MISS.0 => Prelookup::Miss,
+            v => Prelookup::Hit(ConnId(v >> 1), dir_of(v)),
+        }
+    }
+}
+
 impl From<Option<(ConnId, Dir)>> for Prelookup {
     /// A lookup's result, as found now.
     fn from(found: Option<(ConnId, Dir)>) -> Self {
@@ -652,16 +677,17 @@ impl<T: ConnKey> Table<T> {
     }
 
     /// The lookup's second stage ([`Table::prehash`] says the whole): for each hash, the first
-    /// entry whose hash bits match, prefetched, as the candidate (`out[i]` for `hashes[i]`).
+    /// entry whose hash bits match, prefetched, as the candidate, given to `put(i, candidate)` for
+    /// `hashes[i]`.
     #[inline(always)]
     pub fn prelookup_hashed(
         &self,
         hashes: &[u32],
-        out: &mut [Prelookup],
+        mut put: impl FnMut(usize, Candidate),
         prefetch: impl Fn(*const u8),
     ) {
-        for (&hi, o) in hashes.iter().zip(out.iter_mut()) {
-            *o = match self.index.find(hi, |_| true) {
+        for (i, &hi) in hashes.iter().enumerate() {
+            let found = match self.index.find(hi, |_| true) {
                 Some(v) => {
                     let id = v >> 1;
                     if let Some(c) = self.slab.get(id as usize) {
@@ -673,10 +699,11 @@ impl<T: ConnKey> Table<T> {
                             prefetch(at.wrapping_add(64));
                         }
                     }
-                    Prelookup::Hit(ConnId(id), dir_of(v))
+                    Candidate(v)
                 }
-                None => Prelookup::Miss,
+                None => Candidate::MISS,
             };
+            put(i, found);
         }
     }
 
@@ -1416,7 +1443,7 @@ mod tests {
         let hints = std::cell::RefCell::new(Vec::new());
         let hint = |p: *const u8| hints.borrow_mut().push(p as usize);
         let hashes: Vec<u32> = tuples.iter().map(|u| t.prehash(u, hint)).collect();
-        t.prelookup_hashed(&hashes, &mut pre, hint);
+        t.prelookup_hashed(&hashes, |i, p| pre[i] = p.get(), hint);
         assert_eq!(
             pre,
             out.iter().map(|&o| Prelookup::from(o)).collect::<Vec<_>>()

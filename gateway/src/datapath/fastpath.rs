@@ -27,7 +27,7 @@
 
 use super::Datapath;
 use super::BURST;
-use crate::conn::Prelookup;
+use crate::conn::{Candidate, Prelookup};
 use crate::inet6::Ipv6In;
 use crate::packet::{tcp_checksum_good, tcp_checksum_verifies, CsumStatus, PacketBuf, RxMeta};
 use crate::packet::{Ipv4In, Verdict};
@@ -199,14 +199,14 @@ impl<B: PacketBuf> Datapath<B> {
 pub(super) struct Burst6 {
     /// Their tuples' hashes (`Table::prehash`).
     pub(super) hashes: [u32; BURST],
-    pub(super) found: [Prelookup; BURST],
+    pub(super) found: [Candidate; BURST],
 }
 
 impl Default for Burst6 {
     fn default() -> Self {
         Burst6 {
             hashes: [0; BURST],
-            found: [Prelookup::NotDone; BURST],
+            found: [Candidate::NOT_DONE; BURST],
         }
     }
 }

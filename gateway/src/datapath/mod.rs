@@ -17,7 +17,7 @@ mod local;
 pub use ingress::{ingress, NotIpv4};
 pub use local::local_delivery;
 
-use crate::conn::Prelookup;
+use crate::conn::{Candidate, Prelookup};
 use crate::forward::Forwarder;
 use crate::net::neigh::NeighConfig;
 use crate::net::{punt, Topology, L3};
@@ -250,21 +250,19 @@ impl<B: PacketBuf> Datapath<B> {
             }
         }
         let after_l3 = clock();
-        let mut found = [Prelookup::NotDone; BURST];
-        self.fwd
-            .table()
-            .prelookup_hashed(&hashes[..m], &mut found[..m], prefetch);
+        let mut pre = [Candidate::NOT_DONE; BURST];
+        self.fwd.table().prelookup_hashed(
+            &hashes[..m],
+            |k, p| pre[usize::from(which[k]) % BURST] = p,
+            prefetch,
+        );
         if m6 > 0 {
             let b = &mut *self.burst6;
             self.v6
                 .conns
-                .prelookup_hashed(&b.hashes[..m6], &mut b.found[..m6], prefetch);
+                .prelookup_hashed(&b.hashes[..m6], |k, p| b.found[k] = p, prefetch);
         }
         let after_lookup = clock();
-        let mut pre = [Prelookup::NotDone; BURST];
-        for k in 0..m {
-            pre[which[k] as usize] = found[k];
-        }
         let indexed = self.fwd.table().indexed();
         let indexed6 = self.v6.conns.indexed();
         for i in 0..n {
@@ -272,7 +270,7 @@ impl<B: PacketBuf> Datapath<B> {
                 if let Some(pkt) = pkts[i].take() {
                     let pre = match ipv6[i].checked_sub(IPV6 + 1) {
                         // As for IPv4: a miss is a miss still unless tuples were added since.
-                        Some(k) => match self.burst6.found[usize::from(k)] {
+                        Some(k) => match self.burst6.found[usize::from(k)].get() {
                             Prelookup::Miss if self.v6.conns.indexed() != indexed6 => {
                                 Prelookup::NotDone
                             }
@@ -286,7 +284,7 @@ impl<B: PacketBuf> Datapath<B> {
             }
             if let (Some(pkt), Some(v)) = (pkts[i].take(), &parsed[i]) {
                 // A miss is a miss still unless a packet before it in the burst added tuples.
-                let pre = match pre[i] {
+                let pre = match pre[i].get() {
                     Prelookup::Miss if self.fwd.table().indexed() != indexed => Prelookup::NotDone,
                     p => p,
                 };
