@@ -781,7 +781,7 @@ fn bound(dp: &Datapath<VecBuf>) -> Vec<Bound> {
         Bound {
             id,
             parked: c.flags().contains(gateway::forward::fullnat::PARKED),
-            mode: c.mode,
+            mode: c.mode(),
             sent_to: (t.dst_ip().into(), t.dport, t.proto()),
             replied_from: c.reply().map(|r| (r.src_ip().into(), r.sport)),
             svc,
@@ -797,7 +797,7 @@ fn bound(dp: &Datapath<VecBuf>) -> Vec<Bound> {
         Bound {
             id,
             parked: gateway::inet6::service::parked(&c),
-            mode: c.mode,
+            mode: c.mode(),
             sent_to: (t.dst_ip().into(), t.dport, t.proto()),
             replied_from: c.reply().map(|r| (addr(r.src_ip()), r.sport)),
             svc,

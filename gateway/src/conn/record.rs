@@ -75,7 +75,7 @@ impl ConnRecord {
         ConnRecord {
             kind: RecordKind::Conn,
             proto: c.proto(),
-            mode: c.mode,
+            mode: c.mode(),
             state: c.state() as u8,
             client,
             vip,

@@ -172,12 +172,28 @@ pub struct ConnOf<T> {
     /// A second word for the datapath (e.g. the real server's last ACK): kept in the entry so the
     /// packet path touches one cache line per connection.
     pub user2: u32,
-    /// Forwarding mode id (opaque here).
-    pub mode: u8,
-    state: u8,
-    flags: u8,
-    /// A byte for the datapath's extensions (the SYN proxy's mark); 0 in a new entry.
-    pub ext: u8,
+    /// Four bytes in one word, low to high: the forwarding mode id (opaque here, `mode`), the
+    /// state with the count of changes followed (`EPOCH_MASK`), the flags (`ConnFlags`), and a
+    /// byte for the datapath's extensions (the SYN proxy's mark, `ext`; 0 in a new entry). One
+    /// word, so that a test of all four (`is`) reads it with one load: as four fields, the
+    /// compiler read them one by one and put the word back together, 9 instructions a packet
+    /// on the hot paths (perf/RESULTS.md).
+    head: u32,
+}
+
+/// The bytes of `ConnOf::head`.
+const MODE_SHIFT: u32 = 0;
+const STATE_SHIFT: u32 = 8;
+const FLAGS_SHIFT: u32 = 16;
+const EXT_SHIFT: u32 = 24;
+
+/// A `ConnOf::head` of these four bytes.
+#[inline(always)]
+const fn head_of(mode: u8, state: u8, flags: u8, ext: u8) -> u32 {
+    (mode as u32) << MODE_SHIFT
+        | (state as u32) << STATE_SHIFT
+        | (flags as u32) << FLAGS_SHIFT
+        | (ext as u32) << EXT_SHIFT
 }
 
 impl<T: ConnKey> ConnOf<T> {
@@ -189,11 +205,50 @@ impl<T: ConnKey> ConnOf<T> {
         rs: 0,
         user: 0,
         user2: 0,
-        mode: 0,
-        state: 0,
-        flags: 0,
-        ext: 0,
+        head: 0,
     };
+
+    /// The forwarding mode id (opaque here).
+    #[inline(always)]
+    pub fn mode(&self) -> u8 {
+        (self.head >> MODE_SHIFT) as u8
+    }
+
+    pub fn set_mode(&mut self, mode: u8) {
+        self.set_byte(MODE_SHIFT, mode);
+    }
+
+    /// The datapath's extension byte (the SYN proxy's mark); 0 in a new entry.
+    #[inline(always)]
+    pub fn ext(&self) -> u8 {
+        (self.head >> EXT_SHIFT) as u8
+    }
+
+    #[inline]
+    pub fn set_ext(&mut self, ext: u8) {
+        self.set_byte(EXT_SHIFT, ext);
+    }
+
+    /// The state byte, with the count of changes followed (`EPOCH_MASK`).
+    #[inline(always)]
+    fn state_byte(&self) -> u8 {
+        (self.head >> STATE_SHIFT) as u8
+    }
+
+    #[inline(always)]
+    fn flag_bits(&self) -> u8 {
+        (self.head >> FLAGS_SHIFT) as u8
+    }
+
+    #[inline(always)]
+    fn set_flag_bits(&mut self, flags: u8) {
+        self.set_byte(FLAGS_SHIFT, flags);
+    }
+
+    #[inline(always)]
+    fn set_byte(&mut self, shift: u32, b: u8) {
+        self.head = (self.head & !(0xff << shift)) | u32::from(b) << shift;
+    }
 
     /// CIP:cport -> VIP:vport, as packets arrive from the client.
     pub fn client(&self) -> T {
@@ -202,13 +257,13 @@ impl<T: ConnKey> ConnOf<T> {
 
     /// RIP:rport -> LIP:lport (FullNAT) as packets arrive from the real server, if tracked.
     pub fn reply(&self) -> Option<T> {
-        (self.flags & ConnFlags::HAS_REPLY != 0).then_some(self.reply)
+        (self.flag_bits() & ConnFlags::HAS_REPLY != 0).then_some(self.reply)
     }
 
     /// The tuple packets from `dir` carry (the client tuple when no reply tuple is tracked).
     pub fn tuple(&self, dir: Dir) -> T {
         match dir {
-            Dir::Reply if self.flags & ConnFlags::HAS_REPLY != 0 => self.reply,
+            Dir::Reply if self.flag_bits() & ConnFlags::HAS_REPLY != 0 => self.reply,
             _ => self.client,
         }
     }
@@ -218,7 +273,7 @@ impl<T: ConnKey> ConnOf<T> {
     }
 
     pub fn state(&self) -> State {
-        State::from_u8(self.state & !EPOCH_MASK)
+        State::from_u8(self.state_byte() & !EPOCH_MASK)
     }
 
     /// Whether the entry's forwarding mode is `mode`, its state `state`, its flags those of
@@ -227,10 +282,9 @@ impl<T: ConnKey> ConnOf<T> {
     /// cost a load and a branch each (the established hot path's test of its entry).
     #[inline(always)]
     pub fn is(&self, mode: u8, state: State, flags: (u8, u8), ext_clear: u8) -> bool {
-        let word = u32::from_le_bytes([self.mode, self.state, self.flags, self.ext]);
-        let mask = u32::from_le_bytes([0xff, !EPOCH_MASK, flags.0, ext_clear]);
-        let want = u32::from_le_bytes([mode, state as u8, flags.1 & flags.0, 0]);
-        word & mask == want
+        let mask = head_of(0xff, !EPOCH_MASK, flags.0, ext_clear);
+        let want = head_of(mode, state as u8, flags.1 & flags.0, 0);
+        self.head & mask == want
     }
 
     /// A live TCP entry that never reached ESTABLISHED: what a SYN flood leaves behind, and what
@@ -238,7 +292,7 @@ impl<T: ConnKey> ConnOf<T> {
     pub fn is_embryonic(&self) -> bool {
         self.is_live()
             && self.client.proto() == PROTO_TCP
-            && self.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
+            && self.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 == 0
     }
 
     /// A live UDP flow not known to be in use: its server has not answered (FullNAT, NAT), or,
@@ -248,7 +302,7 @@ impl<T: ConnKey> ConnOf<T> {
     pub fn is_unanswered_udp(&self) -> bool {
         self.is_live()
             && self.client.proto() != PROTO_TCP
-            && self.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0
+            && self.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 == 0
     }
 
     /// Whether the real server counts this connection as active (see `State::is_active`).
@@ -257,17 +311,17 @@ impl<T: ConnKey> ConnOf<T> {
     }
 
     pub fn flags(&self) -> ConnFlags {
-        ConnFlags(self.flags)
+        ConnFlags(self.flag_bits())
     }
 
     /// Sets the datapath's flags in `f` (`TOA_DONE`, `USER_*`); other bits are ignored.
     pub fn set_flags(&mut self, f: ConnFlags) {
-        self.flags |= f.0 & ConnFlags::USER_MASK;
+        self.set_flag_bits(self.flag_bits() | (f.0 & ConnFlags::USER_MASK));
     }
 
     /// Clears the datapath's flags in `f`; other bits are ignored.
     pub fn clear_flags(&mut self, f: ConnFlags) {
-        self.flags &= !(f.0 & ConnFlags::USER_MASK);
+        self.set_flag_bits(self.flag_bits() & !(f.0 & ConnFlags::USER_MASK));
     }
 
     /// When the connection expires unless another packet comes.
@@ -276,19 +330,19 @@ impl<T: ConnKey> ConnOf<T> {
     }
 
     fn is_live(&self) -> bool {
-        self.flags & ConnFlags::LIVE != 0
+        self.flag_bits() & ConnFlags::LIVE != 0
     }
 
     /// Sets the state, keeping the entry's count of changes followed (`EPOCH_MASK`).
     fn set_state(&mut self, s: State) {
-        self.state = s as u8 | (self.state & EPOCH_MASK);
+        self.set_byte(STATE_SHIFT, s as u8 | (self.state_byte() & EPOCH_MASK));
     }
 
     /// Whether the entry still carries the indices of a snapshot before the latest change
     /// (`epoch`: the table's count, in the state byte's place).
     #[inline(always)]
     fn is_behind(&self, epoch: u8) -> bool {
-        self.state & EPOCH_MASK != epoch
+        self.state_byte() & EPOCH_MASK != epoch
     }
 
     /// Gives the entry the indices of the latest change, `maps` being the changes not every entry
@@ -296,12 +350,12 @@ impl<T: ConnKey> ConnOf<T> {
     /// table's count `epoch`.
     #[inline]
     fn follow(&mut self, maps: &[Arc<Rebind>], epoch: u8) {
-        let behind = usize::from(epoch.wrapping_sub(self.state & EPOCH_MASK) >> EPOCH_SHIFT);
+        let behind = usize::from(epoch.wrapping_sub(self.state_byte() & EPOCH_MASK) >> EPOCH_SHIFT);
         debug_assert!(behind <= maps.len(), "an entry behind the changes kept");
         for r in &maps[maps.len().saturating_sub(behind)..] {
             (self.svc, self.rs) = r.apply(self.svc, self.rs);
         }
-        self.state = (self.state & !EPOCH_MASK) | epoch;
+        self.set_byte(STATE_SHIFT, (self.state_byte() & !EPOCH_MASK) | epoch);
     }
 }
 
@@ -788,10 +842,7 @@ impl<T: ConnKey> Table<T> {
             rs,
             user: 0,
             user2: 0,
-            mode,
-            state: state as u8 | self.epoch,
-            flags,
-            ext: 0,
+            head: head_of(mode, state as u8 | self.epoch, flags, 0),
         };
         self.index.insert(hc, id << 1);
         if let Some(h) = hr {
@@ -845,8 +896,8 @@ impl<T: ConnKey> Table<T> {
         // A TCP entry past the handshake stops counting as half-open. A UDP flow the other box
         // kept is taken as answered: its record does not say, and it is not a flood's to evict.
         let tcp = c.client.proto() == PROTO_TCP;
-        if (!tcp || !handshake) && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
-            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+        if (!tcp || !handshake) && c.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
+            c.set_flag_bits(c.flag_bits() | ConnFlags::ESTABLISHED_SEEN.0);
             self.half_open -= u32::from(tcp);
         }
         if enters_time_wait {
@@ -861,7 +912,7 @@ impl<T: ConnKey> Table<T> {
     /// else is left alone.
     pub fn mark_answered(&mut self, id: ConnId) {
         if let Some(c) = self.get_mut(id).filter(|c| c.client.proto() != PROTO_TCP) {
-            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+            c.set_flag_bits(c.flag_bits() | ConnFlags::ESTABLISHED_SEEN.0);
         }
     }
 
@@ -1022,22 +1073,22 @@ impl<T: ConnKey> Table<T> {
             // INPUT-ONLY rows.
             let rows = match dir {
                 Dir::Reply => {
-                    c.flags &= !ConnFlags::INPUT_ONLY.0;
+                    c.set_flag_bits(c.flag_bits() & !ConnFlags::INPUT_ONLY.0);
                     Rows::Output
                 }
-                Dir::Original if c.flags & ConnFlags::INPUT_ONLY.0 != 0 => Rows::InputOnly,
+                Dir::Original if c.flag_bits() & ConnFlags::INPUT_ONLY.0 != 0 => Rows::InputOnly,
                 Dir::Original => Rows::Input,
             };
             state::tcp_next(rows, tcp_flags, old)
         } else {
             if dir == Dir::Reply {
-                c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+                c.set_flag_bits(c.flag_bits() | ConnFlags::ESTABLISHED_SEEN.0);
             }
             State::Udp
         };
         c.set_state(new);
-        if new == State::Established && c.flags & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
-            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+        if new == State::Established && c.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
+            c.set_flag_bits(c.flag_bits() | ConnFlags::ESTABLISHED_SEEN.0);
             self.half_open -= u32::from(c.client.proto() == PROTO_TCP);
         }
         if new == State::TimeWait && old != State::TimeWait {
@@ -1057,8 +1108,8 @@ impl<T: ConnKey> Table<T> {
     #[inline(always)]
     pub fn refresh_established(&mut self, id: ConnId, now: Ticks) {
         debug_assert!(self.get(id).is_some_and(|c| c.state() == State::Established
-            && c.flags & ConnFlags::INPUT_ONLY.0 == 0
-            && c.flags & ConnFlags::ESTABLISHED_SEEN.0 != 0));
+            && c.flag_bits() & ConnFlags::INPUT_ONLY.0 == 0
+            && c.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 != 0));
         let deadline = now.after_ms(self.timeout_ms[State::Established as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
     }
@@ -1086,7 +1137,7 @@ impl<T: ConnKey> Table<T> {
             debug_assert!(removed);
         }
         let slot = &mut self.slab[id as usize];
-        slot.flags = 0;
+        slot.set_flag_bits(0);
         slot.user = self.free_head;
         self.free_head = id;
         self.len -= 1;
@@ -1116,7 +1167,7 @@ impl<T: ConnKey> Table<T> {
         // any more: it stops counting as half-open, which a flood's eviction and the SYN proxy's
         // auto mode read, and is no longer the embryonic eviction's to take.
         if c.is_embryonic() {
-            c.flags |= ConnFlags::ESTABLISHED_SEEN.0;
+            c.set_flag_bits(c.flag_bits() | ConnFlags::ESTABLISHED_SEEN.0);
             self.half_open -= 1;
         }
         if c.state() != State::TimeWait {
@@ -1241,7 +1292,7 @@ mod tests {
                     want_mode in 0u8..3, want_st in 0u8..3, mask in 0u8..4, want in 0u8..4,
                     clear in 0u8..4)| {
             let mut c = ConnOf::<Tuple>::FREE;
-            (c.mode, c.state, c.flags, c.ext) = (mode, st | epoch << EPOCH_SHIFT, flags, ext);
+            c.head = head_of(mode, st | epoch << EPOCH_SHIFT, flags, ext);
             let want_state = State::from_u8(want_st);
             let each = mode == want_mode
                 && c.state() == want_state
@@ -1251,7 +1302,7 @@ mod tests {
         });
         // And true where each byte matches, whatever the bits outside the masks.
         let mut c = ConnOf::<Tuple>::FREE;
-        (c.mode, c.state, c.flags, c.ext) = (1, State::Established as u8 | 0x30, 0b1010_0110, 0b10);
+        c.head = head_of(1, State::Established as u8 | 0x30, 0b1010_0110, 0b10);
         assert!(c.is(1, State::Established, (0b0000_0110, 0b0000_0110), 0b01));
         assert!(!c.is(1, State::Established, (0b0000_0110, 0b0000_0110), 0b10));
     }
@@ -1399,7 +1450,7 @@ mod tests {
         assert_eq!(t.lookup(&reply(2)), None);
         assert_eq!(t.lookup(&client(1).reversed()), None);
         let c = t.get(id).unwrap();
-        assert_eq!((c.svc, c.rs, c.mode, c.user), (3, 4, 1, 0));
+        assert_eq!((c.svc, c.rs, c.mode(), c.user), (3, 4, 1, 0));
         assert_eq!(c.reply(), Some(reply(1)));
         assert_eq!(c.state(), State::None);
         assert!(!c.flags().contains(ConnFlags::INPUT_ONLY));

@@ -951,7 +951,7 @@ impl Forwarder {
             _ => Dest::Removed,
         };
         let nodest = vs.is_none_or(|vs| vs.svc.expire_nodest_conn());
-        let input_only = c.mode == mode::DR || c.mode == mode::TUN;
+        let input_only = c.mode() == mode::DR || c.mode() == mode::TUN;
         // During the handshake `user2` holds an ISN plus one, 0 while unknown: for FullNAT and NAT
         // the server's last ACK (the ISN it acknowledged), for DR and TUN, whose answers bypass
         // the gateway, the client's first SYN's (`forward`).
@@ -974,7 +974,7 @@ impl Forwarder {
         if c.state() != State::SynRecv {
             return None;
         }
-        match c.mode {
+        match c.mode() {
             // The answer bypasses the gateway and the entry keeps no start (`user2` holds the
             // client's ISN plus one, `user` the server's address). A retransmitted SYN repeats one
             // sent at least `SYN_RTO_MIN_MS` ago, so a neighbour confirmed since then was
@@ -1072,7 +1072,7 @@ impl Forwarder {
     fn syn_failed(&mut self, id: ConnId, now: Ticks) -> Option<u16> {
         let threshold = self.syn_unanswered_ms;
         let c = self.table.get_mut(id)?;
-        if !(c.mode == mode::FULLNAT || c.mode == mode::NAT) || c.rs == NO_DEST {
+        if !(c.mode() == mode::FULLNAT || c.mode() == mode::NAT) || c.rs == NO_DEST {
             return None;
         }
         if !c.flags().contains(FAILED) {
@@ -1098,7 +1098,7 @@ impl Forwarder {
         };
         if c.state() != State::SynRecv
             || c.user2 != 0
-            || !(c.mode == mode::FULLNAT || c.mode == mode::NAT)
+            || !(c.mode() == mode::FULLNAT || c.mode() == mode::NAT)
         {
             return false;
         }
@@ -1127,7 +1127,7 @@ impl Forwarder {
         let Some(c) = self.table.get_current(id).copied() else {
             return;
         };
-        let reply = match (c.mode, c.reply()) {
+        let reply = match (c.mode(), c.reply()) {
             (mode::FULLNAT, Some(r)) => r,
             _ => return self.drop_connection(id),
         };
@@ -1347,7 +1347,7 @@ impl Forwarder {
                     // is one of this service's).
                     freed = c
                         .reply()
-                        .filter(|_| c.mode == mode::FULLNAT)
+                        .filter(|_| c.mode() == mode::FULLNAT)
                         .map(|r| (r.dst_ip(), r.dport));
                 };
                 (
@@ -1472,7 +1472,7 @@ impl Forwarder {
         let Some(c) = self.table.get_mut(id) else {
             return false;
         };
-        if c.mode != mode::FULLNAT || c.state() != State::SynRecv {
+        if c.mode() != mode::FULLNAT || c.state() != State::SynRecv {
             return false;
         }
         // `user2` 0: the server has not answered the SYN with a SYN-ACK.
@@ -1592,7 +1592,7 @@ impl Forwarder {
         let mut proxied = false;
         let found = self.table.get_current(id).map(|c| {
             (
-                c.ext & PROXIED != 0,
+                c.ext() & PROXIED != 0,
                 c.flags().contains(PARKED),
                 c.svc,
                 c.rs,
@@ -1681,7 +1681,7 @@ impl Forwarder {
         let client = c.client();
         // Drop Ethernet padding: the frame ends where the IP packet does.
         pkt.set_len(l3_off + ip.total_len as usize);
-        if matches!(c.mode, mode::DR | mode::TUN) {
+        if matches!(c.mode(), mode::DR | mode::TUN) {
             if is_tcp && c.user2 == 0 && ip.tcp_flags.syn() && !ip.tcp_flags.ack() {
                 // The client's ISN plus one, which tells its retransmissions from a new
                 // connection on the same port (`reuse_decision`): the server's SYN-ACK, which
@@ -1690,7 +1690,7 @@ impl Forwarder {
                     .seq()
                     .wrapping_add(1);
             }
-            let (tun, svc, rip) = (c.mode == mode::TUN, c.svc, Ipv4Addr::from(c.user));
+            let (tun, svc, rip) = (c.mode() == mode::TUN, c.svc, Ipv4Addr::from(c.user));
             // Logged for the backup as it becomes answered (the log skipped it above until now),
             // as if its state had changed: its refresh epoch may not have moved.
             if !is_tcp && super::client_datagram(&mut self.table, id) && self.sync_log.is_some() {
@@ -1716,7 +1716,7 @@ impl Forwarder {
         let Some(reply) = c.reply() else {
             return Verdict::Drop(Drop::NoConn.into(), pkt);
         };
-        let (src, dst) = match (c.mode, dir) {
+        let (src, dst) = match (c.mode(), dir) {
             // CIP:cport -> VIP:vport  becomes  CIP:cport -> RIP:rport, and back.
             (mode::NAT, _) => nat::rewrite_endpoints(&client, &reply, dir),
             // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
@@ -1731,7 +1731,7 @@ impl Forwarder {
         // The service is read only for the packets that may carry TOA: a SYN, and the client's
         // ACKs until the first has carried it (an established connection's packets skip this).
         let toa_due = f.syn() || (f.ack() && !c.flags().contains(ConnFlags::TOA_DONE));
-        if c.mode == mode::FULLNAT && dir == Dir::Original && is_tcp && toa_due {
+        if c.mode() == mode::FULLNAT && dir == Dir::Original && is_tcp && toa_due {
             let toa = services
                 .services
                 .get(c.svc as usize)
@@ -1858,7 +1858,7 @@ impl Forwarder {
             if c.proto() == crate::conn::PROTO_TCP
                 && c.state() == State::SynRecv
                 && c.user2 == 0
-                && (c.mode == mode::FULLNAT || c.mode == mode::NAT)
+                && (c.mode() == mode::FULLNAT || c.mode() == mode::NAT)
                 && !c.flags().contains(FAILED)
             {
                 if let Some(t) = traffic_at(traffic, traffic_base, c.svc, c.rs) {
@@ -2023,7 +2023,7 @@ fn release(
     {
         s.on_conn_gone(c.is_active());
     }
-    if let (Some(r), mode::FULLNAT) = (c.reply(), c.mode) {
+    if let (Some(r), mode::FULLNAT) = (c.reply(), c.mode()) {
         if let Some(Some(p)) = pools.get_mut(c.svc as usize) {
             p.free(r.dst_ip(), r.dport);
         }

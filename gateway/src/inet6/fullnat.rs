@@ -265,7 +265,7 @@ impl LipConns {
         if super::service::parked(c) {
             return;
         }
-        if let Some(k) = Self::key(&c.client(), c.reply().as_ref(), c.mode) {
+        if let Some(k) = Self::key(&c.client(), c.reply().as_ref(), c.mode()) {
             let n = self.count_of(k);
             *n = n.saturating_sub(1);
         }

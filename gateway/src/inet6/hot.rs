@@ -79,8 +79,7 @@ fn plan<B: PacketBuf>(
     // Its reply side, which every FullNAT connection has, is read by `rewritten_ends`, which
     // refuses an entry without one.
     let c = v6.conns.get_settled(id)?;
-    if c.flags().bits() & MASK != WANT || c.state() != State::Established || c.mode != mode::FULLNAT
-    {
+    if !c.is(mode::FULLNAT, State::Established, (MASK, WANT), 0) {
         return None;
     }
     let client = c.client();

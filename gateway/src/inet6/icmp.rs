@@ -106,12 +106,12 @@ pub fn error<B: PacketBuf>(
         .and_then(|(id, _)| v6.conns.get(id).map(|c| *c))
         .filter(|c| !super::service::parked(c));
     if let (Some(c), true) = (c, from_client) {
-        if c.mode == mode::NAT64 {
+        if c.mode() == mode::NAT64 {
             if let Some((id, _)) = v6.conns.lookup(&t) {
                 return super::nat64::icmp6_error(v6, l3, pkt, v, id);
             }
         }
-        if c.mode == mode::DR || c.mode == mode::TUN {
+        if c.mode() == mode::DR || c.mode() == mode::TUN {
             // The real server answered the client itself, from the VIP: an error about its
             // packet (a packet too big on the way) is its to hear, passed on as IPVS does.
             let rip = fwd
@@ -126,7 +126,7 @@ pub fn error<B: PacketBuf>(
             let Some(route) = l3.topo().routes6.lookup(rip).copied() else {
                 return Verdict::Drop(Drop::NoRoute.into(), pkt);
             };
-            let pkt = if c.mode == mode::TUN {
+            let pkt = if c.mode() == mode::TUN {
                 let Some(src) = l3.topo().source6_for(route.port, rip) else {
                     return Verdict::Drop(Drop::NoRoute.into(), pkt);
                 };
@@ -153,7 +153,7 @@ pub fn error<B: PacketBuf>(
             None => Verdict::Drop(Drop::NoConn.into(), pkt),
         };
     }
-    let Some(c) = c.filter(|c| c.mode == mode::FULLNAT || c.mode == mode::NAT) else {
+    let Some(c) = c.filter(|c| c.mode() == mode::FULLNAT || c.mode() == mode::NAT) else {
         // Another worker's: a FullNAT one lives with the owner of its local port, a NAT one with
         // the owner of its client (both in the quote's source).
         let layout = fwd.layout();
@@ -181,7 +181,7 @@ pub fn error<B: PacketBuf>(
         return Verdict::Drop(Drop::NoConn.into(), pkt);
     };
     // (outer source, outer destination) and the quote's (source, destination) after translation.
-    let (outer, quote) = if from_client && c.mode == mode::NAT {
+    let (outer, quote) = if from_client && c.mode() == mode::NAT {
         // NAT: the server knows the client; the error reaches it from where it came.
         let (rip, cip) = ((reply.src_ip(), reply.sport), (reply.dst_ip(), reply.dport));
         ((v.src, rip.0), (rip, cip))

@@ -563,7 +563,7 @@ impl<B: PacketBuf> Inet6<B> {
             }
             service::release(services, c);
             lip_conns.ended(c);
-            if let Some((lip, lport)) = service::nat64_local_port(c.mode, c.reply()) {
+            if let Some((lip, lport)) = service::nat64_local_port(c.mode(), c.reply()) {
                 freed.push((c.svc, lip, lport));
             }
             if limited && crate::forward::fullnat::counted_open(c) {

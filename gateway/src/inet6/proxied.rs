@@ -426,7 +426,7 @@ fn resend_syn<B: PacketBuf>(
     };
     let client = c.client();
     // TOA as the first SYN had it: FullNAT's (NAT's keeps the client's address).
-    let toa = c.mode == crate::forward::mode::FULLNAT
+    let toa = c.mode() == crate::forward::mode::FULLNAT
         && fwd
             .services()
             .services

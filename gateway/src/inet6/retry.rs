@@ -30,10 +30,10 @@ pub(super) const ANSWERED: u8 = 1;
 /// answered.
 fn unanswered(c: &ConnOf<Tuple6>) -> bool {
     c.proto() == crate::conn::PROTO_TCP
-        && matches!(c.mode, mode::FULLNAT | mode::NAT | mode::NAT64)
+        && matches!(c.mode(), mode::FULLNAT | mode::NAT | mode::NAT64)
         && c.rs != NO_DEST
         && c.state() == State::SynRecv
-        && c.ext & ANSWERED == 0
+        && c.ext() & ANSWERED == 0
 }
 
 /// The client of `c` sends its SYN again (the same ISN: a retransmission, `service::reschedule`
@@ -70,7 +70,7 @@ pub(super) fn unanswered_server(
     c: &ConnOf<Tuple6>,
     now: Ticks,
 ) -> Option<(IpAddr, u64)> {
-    let bypassed = matches!(c.mode, mode::DR | mode::TUN)
+    let bypassed = matches!(c.mode(), mode::DR | mode::TUN)
         && c.proto() == crate::conn::PROTO_TCP
         && c.state() == State::SynRecv;
     if !bypassed && !unanswered(c) {
@@ -101,7 +101,7 @@ pub(super) fn server_segment(
     };
     let waited = unanswered(c);
     if flags & tcp_flags::SYN != 0 {
-        c.ext |= ANSWERED;
+        c.set_ext(c.ext() | ANSWERED);
     }
     if !waited {
         return false;

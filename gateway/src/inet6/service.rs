@@ -326,7 +326,7 @@ pub(super) fn forward_client<B: PacketBuf>(
     // expire at their next packet (`expires_without_server`).
     let rip = match (real.map(|r| r.addr), c.reply()) {
         (Some(addr), _) => Some(addr),
-        (None, Some(r)) if c.mode == mode::FULLNAT || c.mode == mode::NAT => {
+        (None, Some(r)) if c.mode() == mode::FULLNAT || c.mode() == mode::NAT => {
             Some(IpAddr::V6(r.src_ip()))
         }
         _ => None,
@@ -334,13 +334,13 @@ pub(super) fn forward_client<B: PacketBuf>(
     count_activity(services, c, change.activity());
     // Not on a fragment: the option would move the later fragments' offsets.
     let toa = syn && !v.is_fragment() && vs.is_some_and(|vs| vs.toa);
-    if c.mode == mode::NAT64 {
+    if c.mode() == mode::NAT64 {
         return super::nat64::to_server(v6, l3, pkt, v, id, toa);
     }
     let Some(IpAddr::V6(rip)) = rip else {
         return Verdict::Drop(Drop::NoRealServer.into(), pkt);
     };
-    let (conn_mode, reply) = (c.mode, c.reply());
+    let (conn_mode, reply) = (c.mode(), c.reply());
     if !is_tcp && reply.is_none() {
         // DR and TUN (no reply tuple): logged for the backup as the flow becomes answered (the
         // log skipped it above until now), as if its state had changed, as on IPv4.
@@ -529,7 +529,7 @@ fn new_conn<B: PacketBuf>(
                 // Another service's too: `take_freed` checks the LIP is one of this service's.
                 freed = c
                     .reply()
-                    .filter(|_| c.mode == mode::FULLNAT)
+                    .filter(|_| c.mode() == mode::FULLNAT)
                     .map(|r| (r.dst_ip(), r.dport));
             };
             (Some(reply), mode::FULLNAT)
@@ -780,9 +780,9 @@ pub(super) fn server_state(
 fn handshake_answered(conns: &ConnTable6, id: ConnId) -> Option<bool> {
     conns
         .get(id)
-        .filter(|c| matches!(c.mode, mode::FULLNAT | mode::NAT64))
+        .filter(|c| matches!(c.mode(), mode::FULLNAT | mode::NAT64))
         .filter(|c| c.state() == State::SynRecv)
-        .map(|c| c.ext & super::retry::ANSWERED != 0)
+        .map(|c| c.ext() & super::retry::ANSWERED != 0)
 }
 
 /// Whether entry `id`, found by a packet of either side, is to be removed before it is forwarded: its
@@ -795,7 +795,8 @@ fn expires_without_server<B: PacketBuf>(v6: &Inet6<B>, fwd: &Forwarder, id: Conn
     };
     c.rs == NO_DEST
         && !parked(&c)
-        && (fwd.expire_nodest(c.svc) || !matches!(c.mode, mode::FULLNAT | mode::NAT | mode::NAT64))
+        && (fwd.expire_nodest(c.svc)
+            || !matches!(c.mode(), mode::FULLNAT | mode::NAT | mode::NAT64))
 }
 
 /// Why a client's SYN that found entry `id` starts a new connection instead, if it does (a reused
@@ -904,7 +905,7 @@ pub(super) fn gone(
         fwd.limits_mut()
             .gone(c.svc, IpAddr::V6(c.client().src_ip()));
     }
-    if let Some((lip, lport)) = nat64_local_port(c.mode, c.reply()) {
+    if let Some((lip, lport)) = nat64_local_port(c.mode(), c.reply()) {
         if let Some(pool) = fwd.pool_mut(u32::from(c.svc)) {
             pool.free(lip, lport);
         }
@@ -934,7 +935,7 @@ pub(super) fn retire<B: PacketBuf>(
 ) -> Option<ConnOf<Tuple6>> {
     let old = *v6.conns.get(id)?;
     gone(&mut v6.lip_conns, fwd, &old);
-    let held = match (old.mode, old.reply()) {
+    let held = match (old.mode(), old.reply()) {
         (mode::FULLNAT, Some(r)) => v6.conns.park(id, r.reversed(), now).is_ok(),
         _ => false,
     };

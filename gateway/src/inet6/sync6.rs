@@ -38,7 +38,7 @@ pub fn export(fwd: &Forwarder, conns: &ConnTable6, id: ConnId, now: Ticks) -> Op
     }
     let vs = services.services.get(usize::from(c.svc))?;
     let rs = vs.svc.reals().get(usize::from(c.rs))?;
-    let local = match (c.mode, c.reply()) {
+    let local = match (c.mode(), c.reply()) {
         (mode::FULLNAT, Some(r)) => (IpAddr::V6(r.dst_ip()), r.dport),
         (mode::NAT64, Some(r)) => (IpAddr::V4(r.dst_ip().to_ipv4_mapped()?), r.dport),
         _ => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
@@ -67,7 +67,7 @@ fn push_with_template(
             vs,
             (IpAddr::V6(Ipv6Addr::from(masked)), masked),
             (client.dst_ip().into(), client.dport),
-            (client.proto, c.mode),
+            (client.proto, c.mode()),
             now,
         )
     });
@@ -176,7 +176,7 @@ impl<B: PacketBuf> Inet6<B> {
             return Err(InstallError::NoConn);
         }
         let c = self.conns.get_mut(id).ok_or(InstallError::NoConn)?;
-        if c.mode != mode::FULLNAT && c.mode != mode::NAT {
+        if c.mode() != mode::FULLNAT && c.mode() != mode::NAT {
             return Err(InstallError::ModeMismatch);
         }
         let p = fwd
@@ -227,7 +227,7 @@ impl<B: PacketBuf> Inet6<B> {
                 );
             }
             if !matches!(new, State::None | State::SynSent | State::SynRecv) {
-                c.ext |= super::retry::ANSWERED;
+                c.set_ext(c.ext() | super::retry::ANSWERED);
             }
             // Proxied only if the translation record that follows says so (as IPv4's).
             c.clear_flags(super::proxied::PROXIED6);
@@ -342,7 +342,7 @@ impl<B: PacketBuf> Inet6<B> {
             // and whether the server has answered (past the handshake).
             c.user = now.0 as u32;
             if !matches!(state, State::None | State::SynSent | State::SynRecv) {
-                c.ext |= super::retry::ANSWERED;
+                c.set_ext(c.ext() | super::retry::ANSWERED);
             }
         }
         self.lip_conns.started(&client, reply.as_ref(), r.mode);

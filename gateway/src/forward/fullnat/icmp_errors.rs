@@ -106,7 +106,7 @@ impl Forwarder {
         let Some(c) = self.table.get(id) else {
             return Ok(Verdict::Drop(Drop::NoConn.into(), pkt));
         };
-        let (client, conn_mode, svc, rip) = (c.client(), c.mode, c.svc, Ipv4Addr::from(c.user));
+        let (client, conn_mode, svc, rip) = (c.client(), c.mode(), c.svc, Ipv4Addr::from(c.user));
         // A proxied connection's quoted segment goes back into the other side's sequence space,
         // once the server has answered (`synproxy::unshift_quote`).
         let adj = self.proxied_adj(id);

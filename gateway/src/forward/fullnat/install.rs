@@ -86,13 +86,13 @@ impl Forwarder {
         if c.svc == NO_DEST
             || c.rs == NO_DEST
             || c.flags().contains(super::PARKED)
-            || (c.ext & super::PROXIED != 0 && self.proxied_adj(id).is_none())
+            || (c.ext() & super::PROXIED != 0 && self.proxied_adj(id).is_none())
         {
             return None;
         }
         let vs = self.services.services.get(usize::from(c.svc))?;
         let rs = vs.svc.reals().get(usize::from(c.rs))?;
-        let local = match (c.mode, c.reply()) {
+        let local = match (c.mode(), c.reply()) {
             (mode::FULLNAT, Some(r)) => (r.dst_ip().into(), r.dport),
             _ => (Ipv4Addr::UNSPECIFIED.into(), 0),
         };
@@ -158,7 +158,7 @@ impl Forwarder {
         // Proxied only if the translation record that follows says so: the same client tuple to
         // the same server may be a later connection the proxy did not open.
         if let Some(c) = self.table.get_mut(id) {
-            c.ext &= !super::PROXIED;
+            c.set_ext(c.ext() & !super::PROXIED);
         }
         let change = crate::conn::StateChange { old, new };
         if let Some(s) = self
@@ -264,7 +264,7 @@ impl Forwarder {
             vs,
             (IpAddr::V4(Ipv4Addr::from(masked as u32)), masked),
             (client.dst_ip().into(), client.dport),
-            (client.proto, c.mode),
+            (client.proto, c.mode()),
             now,
         )
     }
@@ -300,7 +300,7 @@ impl Forwarder {
             return Err(InstallError::NoConn);
         }
         let c = self.table.get_mut(id).ok_or(InstallError::NoConn)?;
-        if c.mode != mode::FULLNAT && c.mode != mode::NAT {
+        if c.mode() != mode::FULLNAT && c.mode() != mode::NAT {
             return Err(InstallError::ModeMismatch);
         }
         let p = self
@@ -311,7 +311,7 @@ impl Forwarder {
             adj,
             ..Proxied::default()
         };
-        c.ext |= super::PROXIED;
+        c.set_ext(c.ext() | super::PROXIED);
         Ok(Applied::Translated)
     }
 
@@ -599,11 +599,11 @@ impl<T: crate::conn::ConnKey> SyncLog<T> {
             return;
         }
         let epoch = ((now.0 / self.refresh_ms) & 0x7F) as u8;
-        let stale = c.ext >> EPOCH_SHIFT != epoch;
+        let stale = c.ext() >> EPOCH_SHIFT != epoch;
         if !(stale || new != old) {
             return;
         }
-        c.ext = (c.ext & ((1 << EPOCH_SHIFT) - 1)) | (epoch << EPOCH_SHIFT);
+        c.set_ext((c.ext() & ((1 << EPOCH_SHIFT) - 1)) | (epoch << EPOCH_SHIFT));
         if self.entries.len() >= self.cap {
             self.overflow += 1;
             return;

@@ -11,7 +11,7 @@ impl Forwarder {
     /// (`synproxy::unshift_quote`) and its translation record for a backup
     /// (`install::push_with_template`) are shifted by.
     pub(super) fn proxied_adj(&self, id: ConnId) -> Option<synproxy::SeqAdj> {
-        let proxied = self.table.get(id)?.ext & PROXIED != 0;
+        let proxied = self.table.get(id)?.ext() & PROXIED != 0;
         let p = self
             .synproxy
             .get(id.index())
@@ -130,7 +130,7 @@ impl Forwarder {
         }
         sp.stats.conns += 1;
         if let Some(c) = self.table.get_mut(id) {
-            c.ext |= PROXIED;
+            c.set_ext(c.ext() | PROXIED);
             // The client never sends us this SYN again: nothing to retry it on (`syn_retry`).
             c.set_flags(RETRIED);
         }
