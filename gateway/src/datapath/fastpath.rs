@@ -177,7 +177,7 @@ impl<B: PacketBuf> Datapath<B> {
         pkt: B,
         meta: &RxMeta,
         v: &Ipv4In,
-        pre: Prelookup,
+        pre: Candidate,
         out: &mut Option<Verdict<B>>,
     ) {
         match self

@@ -284,14 +284,11 @@ impl<B: PacketBuf> Datapath<B> {
             }
             if let (Some(pkt), Some(v)) = (pkts[i].take(), &parsed[i]) {
                 // A miss is a miss still unless a packet before it in the burst added tuples.
-                let pre = match pre[i].get() {
-                    Prelookup::Miss if self.fwd.table().indexed() != indexed => Prelookup::NotDone,
-                    p => p,
-                };
+                let pre = pre[i].unless_stale(self.fwd.table().indexed() == indexed);
                 if plain_tcp[i] {
                     self.forward_plain_tcp_into(pkt, &metas[i], v, pre, &mut out[i]);
                 } else {
-                    out[i] = Some(self.finish(pkt, &metas[i], v, pre));
+                    out[i] = Some(self.finish(pkt, &metas[i], v, pre.get()));
                 }
             }
         }

@@ -25,8 +25,8 @@ use super::services::ServiceTable;
 use super::synproxy::{self, SynProxy};
 use super::{dr, mode, tun};
 use crate::conn::{
-    tcp_flags, Activity, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup, State,
-    StateChange, Ticks, Timeouts, Tuple,
+    tcp_flags, Activity, Candidate, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup,
+    State, StateChange, Ticks, Timeouts, Tuple,
 };
 use crate::laddr::{LaddrPool, PortLayout};
 use crate::net::L3;
@@ -699,16 +699,17 @@ impl Forwarder {
         l3: &mut L3<B>,
         pkt: B,
         v: &Ipv4In,
-        pre: Prelookup,
+        pre: Candidate,
         l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
-        let Prelookup::Hit(id, Dir::Original) = pre else {
+        let Some(id) = pre.original() else {
             return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
         };
         if !self.table.holds(id, Dir::Original, &admitted_tuple(&v.ip)) {
             return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
         }
+        let pre = Prelookup::Hit(id, Dir::Original);
         match self.forward_hot(l3, pkt, v, id, Dir::Original, Ticks(l3.now_ms)) {
             Ok((p, dst)) => {
                 l3.route_out_into(p, dst, out);
@@ -731,7 +732,7 @@ impl Forwarder {
         l3: &mut L3<B>,
         mut pkt: B,
         v: &Ipv4In,
-        pre: Prelookup,
+        pre: Candidate,
         l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
@@ -742,7 +743,7 @@ impl Forwarder {
         // the connection's service is configured its VIP is a VIP; once the service is gone the
         // connection has no real server, `ConnRemap`'s `NO_DEST`, which the hot path refuses,
         // and the packet then takes the way below.)
-        if let Prelookup::Hit(id, Dir::Reply) = pre {
+        if let Some(id) = pre.reply() {
             let tuple = admitted_tuple(&v.ip);
             if self.reaches_reply_side(v.ip.dst) && self.table.holds(id, Dir::Reply, &tuple) {
                 let hot = self.forward_hot(l3, pkt, v, id, Dir::Reply, now);
@@ -758,7 +759,7 @@ impl Forwarder {
                 }
             }
         }
-        match self.established(v, pre) {
+        match self.established(v, pre.get()) {
             Ok((id, dir)) => match self.forward_hot(l3, pkt, v, id, dir, now) {
                 Ok((pkt, dst)) => {
                     count_steered(l3, dir);
@@ -796,7 +797,7 @@ impl Forwarder {
     ) -> Result<(), (B, Prelookup)> {
         let Prelookup::Hit(id, dir) = pre else {
             // Not reached: the caller passes the hit it confirmed.
-            return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
+            return self.forward_established_rest(l3, pkt, v, pre.into(), l4_csum, out);
         };
         // What `established` checks besides the probe.
         if let Err(pre) = self.established_by(v, pre, || Some((id, dir))) {

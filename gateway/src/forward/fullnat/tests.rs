@@ -122,10 +122,14 @@ fn through_candidate(
         ip: parsed.ip.unwrap(),
     };
     let mut out = None;
-    match dp
-        .fwd
-        .forward_established_into(&mut dp.l3, buf, &v, pre, CsumStatus::Good, &mut out)
-    {
+    match dp.fwd.forward_established_into(
+        &mut dp.l3,
+        buf,
+        &v,
+        pre.into(),
+        CsumStatus::Good,
+        &mut out,
+    ) {
         Ok(()) => Ok(out),
         Err(_) => Err(()),
     }
