@@ -1338,7 +1338,11 @@ mod tests {
             };
             assert_eq!((c.original(), c.reply()), (original, reply), "{p:?}");
             // A miss goes stale once tuples were added; nothing else does.
-            let stale = if p == Prelookup::Miss { Prelookup::NotDone } else { p };
+            let stale = if p == Prelookup::Miss {
+                Prelookup::NotDone
+            } else {
+                p
+            };
             assert_eq!(c.unless_stale(false).get(), stale);
             assert_eq!(c.unless_stale(true), c);
         }
