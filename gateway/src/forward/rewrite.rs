@@ -29,23 +29,41 @@ pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint,
             .and_then(<[u8]>::first_chunk_mut::<BOTH>)
         {
             let (ip, l4) = h.split_at_mut(ipv4::HEADER_LEN);
-            return rewrite_headers(ip, l4, src, dst);
+            let proto = Ipv4Packet::new_unchecked(&*ip).protocol();
+            return rewrite_headers(ip, l4, proto, src, dst);
         }
     }
     let total_len = usize::from(Ipv4Packet::new_unchecked(&frame[l3_off..]).total_len());
     let end = (l3_off + total_len).min(frame.len());
     let (ip, l4) = frame[..end].split_at_mut(l4_off);
-    rewrite_headers(&mut ip[l3_off..], l4, src, dst)
+    let ip = &mut ip[l3_off..];
+    let proto = Ipv4Packet::new_unchecked(&*ip).protocol();
+    rewrite_headers(ip, l4, proto, src, dst)
 }
 
-/// [`rewrite_l4`] on the IPv4 header `ip` and the L4 header (and data) `l4` that follows it.
+/// [`rewrite_l4`] for a TCP segment whose IPv4 header has no options, on its two headers
+/// (`headers`: the IPv4 header's 20 bytes, then the TCP header's): the established hot path's,
+/// whose caller knows the protocol, which `rewrite_l4` reads from the header to choose TCP's
+/// checksum rule or UDP's.
+#[inline(always)]
+pub fn rewrite_tcp(
+    headers: &mut [u8; ipv4::HEADER_LEN + tcp::HEADER_LEN],
+    src: Endpoint,
+    dst: Endpoint,
+) {
+    let (ip, l4) = headers.split_at_mut(ipv4::HEADER_LEN);
+    rewrite_headers(ip, l4, IpProtocol::TCP, src, dst);
+}
+
+/// [`rewrite_l4`] on the IPv4 header `ip` and the L4 header (and data) `l4` of protocol `proto`
+/// that follows it.
 ///
 /// Every value is taken as its bytes lie in memory (`*_ne`): the one's-complement sum of
 /// byte-swapped words is the byte-swapped sum (RFC 1071 2(B)), so the checksums come out the same
 /// as computed on big-endian values, without a byte swap per field. The two ports are one 32-bit
 /// change ([`rewrite_ports`]).
 #[inline(always)]
-fn rewrite_headers(ip: &mut [u8], l4: &mut [u8], src: Endpoint, dst: Endpoint) {
+fn rewrite_headers(ip: &mut [u8], l4: &mut [u8], proto: IpProtocol, src: Endpoint, dst: Endpoint) {
     let mut ip = Ipv4Packet::new_unchecked(ip);
     let (new_src, new_dst) = (
         u32::from_ne_bytes(src.0.octets()),
@@ -60,7 +78,7 @@ fn rewrite_headers(ip: &mut [u8], l4: &mut [u8], src: Endpoint, dst: Endpoint) {
     ip.set_dst_ne(new_dst);
     let c = addrs.apply(ip.checksum_ne());
     ip.set_checksum_ne(c);
-    rewrite_ports(l4, ip.protocol(), (src.1, dst.1), addrs, Udp::V4);
+    rewrite_ports(l4, proto, (src.1, dst.1), addrs, Udp::V4);
 }
 
 /// The UDP checksum rule of the IP version a datagram travels in.

@@ -12,7 +12,7 @@
 
 use super::{mode, Forwarder, NO_DEST, PARKED, PROXIED};
 use crate::conn::{Conn, ConnFlags, ConnId, Dir, State, Ticks};
-use crate::forward::rewrite::rewrite_l4;
+use crate::forward::rewrite::rewrite_tcp;
 use crate::net::L3;
 use crate::packet::Ipv4In;
 use crate::packet::PacketBuf;
@@ -143,7 +143,9 @@ impl Forwarder {
             }
         };
         self.table.refresh_established(id, now);
-        rewrite_l4(h, L3_OFF, L4_OFF, src, dst);
+        // The view's last 40 bytes: the IPv4 header and the TCP header.
+        let headers = h.last_chunk_mut().expect("the IPv4 and TCP headers");
+        rewrite_tcp(headers, src, dst);
         // Drop Ethernet padding: the frame ends where the IP packet does.
         pkt.set_len(L3_OFF + ip.total_len as usize);
         Ok((pkt, dst.0))
