@@ -73,15 +73,31 @@ impl RxMeta {
 /// A pointer, as an mbuf is: the offsets live behind it with the bytes' address, one load away
 /// (an mbuf's `data_off` and `data_len` share its first cache line with `buf_addr`), so that
 /// moving a packet through a burst's arrays and verdicts costs what it costs with an mbuf, and
-/// `perf/cost.sh`'s instruction counts are the worker's.
+/// `perf/cost.sh`'s instruction counts are the worker's. The offsets are 32-bit, as an mbuf's
+/// are 16-bit, so that their sum cannot overflow: the frame's slice then costs one bound check,
+/// as `Mbuf::data_mut`'s does, where `usize` offsets cost three (an overflow, the start, the
+/// end: about 20 instructions a forwarded packet over its four accesses, which the worker does
+/// not pay).
 #[derive(Clone, Debug)]
 pub struct VecBuf(Box<VecBufInner>);
 
 #[derive(Clone, Debug)]
 struct VecBufInner {
     buf: Vec<u8>,
-    off: usize,
-    len: usize,
+    off: u32,
+    len: u32,
+}
+
+impl VecBufInner {
+    #[inline(always)]
+    fn off(&self) -> usize {
+        self.off as usize
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.off as usize + self.len as usize
+    }
 }
 
 impl VecBuf {
@@ -91,11 +107,13 @@ impl VecBuf {
     /// A buffer holding `frame`, with the default head- and tailroom (as an mbuf has).
     pub fn from_frame(frame: &[u8]) -> Self {
         let mut buf = vec![0u8; Self::HEADROOM + Self::ROOM.max(frame.len())];
+        // Every offset and length then fits the fields' 32 bits.
+        assert!(u32::try_from(buf.len()).is_ok(), "a frame of 4 GiB");
         buf[Self::HEADROOM..Self::HEADROOM + frame.len()].copy_from_slice(frame);
         VecBuf(Box::new(VecBufInner {
             buf,
-            off: Self::HEADROOM,
-            len: frame.len(),
+            off: Self::HEADROOM as u32,
+            len: frame.len() as u32,
         }))
     }
 }
@@ -106,45 +124,50 @@ impl PacketBuf for VecBuf {
     #[inline(always)]
     fn data(&self) -> &[u8] {
         let b = &*self.0;
-        &b.buf[b.off..b.off + b.len]
+        &b.buf[b.off()..b.end()]
     }
     #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         let b = &mut *self.0;
-        &mut b.buf[b.off..b.off + b.len]
+        let (off, end) = (b.off(), b.end());
+        &mut b.buf[off..end]
     }
     #[inline]
     fn room_mut(&mut self) -> &mut [u8] {
         let b = &mut *self.0;
-        &mut b.buf[b.off..]
+        let off = b.off();
+        &mut b.buf[off..]
     }
     #[inline]
     fn set_len(&mut self, len: usize) -> bool {
         let b = &mut *self.0;
-        if b.off + len > b.buf.len() {
+        if len > b.buf.len() - b.off() {
             return false;
         }
-        b.len = len;
+        // Within the buffer, whose length `from_frame` kept below 2^32.
+        b.len = len as u32;
         true
     }
     #[inline]
     fn prepend(&mut self, n: usize) -> bool {
         let b = &mut *self.0;
-        if n > b.off {
+        if n > b.off() {
             return false;
         }
-        b.off -= n;
-        b.len += n;
+        // Below `off`, a `u32`.
+        b.off -= n as u32;
+        b.len += n as u32;
         true
     }
     #[inline]
     fn adj(&mut self, n: usize) -> bool {
         let b = &mut *self.0;
-        if n > b.len {
+        if n > b.len as usize {
             return false;
         }
-        b.off += n;
-        b.len -= n;
+        // At most `len`, a `u32`.
+        b.off += n as u32;
+        b.len -= n as u32;
         true
     }
 }
