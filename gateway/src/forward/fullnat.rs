@@ -734,12 +734,13 @@ impl Forwarder {
     }
 
     /// `forward_established_into` for every packet but a client's segment whose candidate holds
-    /// its tuple: a reply whose candidate holds its tuple tries the hot path first; then, as
+    /// its tuple: a reply whose candidate holds its tuple tries the hot path first, and one it
+    /// refuses goes on with its connection known (the candidate neither confirmed nor offered
+    /// to the hot path again: `lifecycle-burst-net` 11,386 -> 11,081); then, as
     /// `forward_established`, the connection found (the candidate confirmed, or the table
-    /// probed), the hot path tried (again, for such a reply it refused: it changes nothing when
-    /// it refuses), else the general body. The reply refused does not go to `forward_refused`:
-    /// the call there cost every reply 3 instructions (`reply-burst-net` 586 -> 589) for 73 a
-    /// short connection.
+    /// probed), the hot path tried, else the general body. The reply refused does not go to
+    /// `forward_refused`: the call there cost every reply 3 instructions (`reply-burst-net`
+    /// 586 -> 589) for 73 a short connection.
     #[inline(never)]
     fn forward_established_rest<B: PacketBuf>(
         &mut self,
@@ -757,6 +758,7 @@ impl Forwarder {
         // the connection's service is configured its VIP is a VIP; once the service is gone the
         // connection has no real server, `ConnRemap`'s `NO_DEST`, which the hot path refuses,
         // and the packet then takes the way below.)
+        let mut refused = None;
         if let Some(id) = pre.reply() {
             let tuple = admitted_tuple(&v.ip);
             if self.reaches_reply_side(v.ip.dst) && self.table.holds(id, Dir::Reply, &tuple) {
@@ -769,24 +771,40 @@ impl Forwarder {
                         l3.route_out_reply_into(p, dst, out);
                         return Ok(());
                     }
-                    Err(p) => pkt = p,
+                    Err(p) => {
+                        pkt = p;
+                        refused = Some(id);
+                    }
                 }
             }
         }
-        match self.established(v, pre.get()) {
-            Ok((id, dir)) => match self.forward_hot(l3, pkt, v, id, dir, now) {
-                Ok((pkt, dst)) => {
-                    count_steered(l3, dir);
-                    l3.route_out_into(pkt, dst, out);
-                    Ok(())
+        let found = match refused {
+            // `established`'s checks but the probe: its destination's was just made.
+            Some(id) => established_found(&v.ip, Some((id, Dir::Reply))),
+            None => self.established(v, pre.get()),
+        };
+        match found {
+            Ok((id, dir)) => {
+                // Not offered to the hot path again once it refused: it changes nothing when
+                // it refuses, and would refuse again.
+                let hot = match refused {
+                    Some(_) => Err(pkt),
+                    None => self.forward_hot(l3, pkt, v, id, dir, now),
+                };
+                match hot {
+                    Ok((pkt, dst)) => {
+                        count_steered(l3, dir);
+                        l3.route_out_into(pkt, dst, out);
+                        Ok(())
+                    }
+                    Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
+                        count_steered(l3, dir);
+                        self.forward_into(l3, pkt, v, id, dir, now, out);
+                        Ok(())
+                    }
+                    Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
                 }
-                Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
-                    count_steered(l3, dir);
-                    self.forward_into(l3, pkt, v, id, dir, now, out);
-                    Ok(())
-                }
-                Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
-            },
+            }
             Err(pre) => Err((pkt, pre)),
         }
     }
