@@ -77,13 +77,22 @@ fn paws_timewait(lab: &Lab, node: &str) -> u64 {
 fn reused_client_ports_are_scheduled_afresh_under_quiesce_and_removal() {
     // Each reused port parks its old connection in TIME_WAIT for 120 s, keeping its LIP:lport
     // from reuse while the real server may hold TIME_WAIT on it: this test's ~20 s of wrk parked
-    // 64148 and 65060 (`resched_closed` per worker), what conf/lab.toml's 65536 slots hold. A
-    // full table takes new connections in place of the oldest in TIME_WAIT, whose LIP:lport may
+    // 64148 and 65060 (`resched_closed` per worker), what conf/lab.toml's 65536 slots hold, and
+    // on a faster host 94722 and 120045. A full table takes new connections in place of the
+    // oldest in TIME_WAIT, and so does a server whose local ports ran out, whose LIP:lport may
     // then reach a server that still holds it, which this test forbids
     // (`a_table_full_of_closed_connections_keeps_taking_new_ones`): 4 times the lab's capacity
-    // keeps this test on rescheduling.
-    let config = Lab::default_config("").replacen("capacity = 65536", "capacity = 262144", 1);
-    assert!(config.contains("capacity = 262144"));
+    // and twice its local addresses (each gives a server 64512 ports, shared by the two
+    // workers; with two, the faster host's run took 10947 ports back from TIME_WAIT) keep this
+    // test on rescheduling.
+    let config = Lab::default_config("")
+        .replacen("capacity = 65536", "capacity = 262144", 1)
+        .replacen(
+            r#"local_addresses = ["10.20.0.200", "10.20.0.201"]"#,
+            r#"local_addresses = ["10.20.0.200", "10.20.0.201", "10.20.0.202", "10.20.0.203"]"#,
+            1,
+        );
+    assert!(config.contains("capacity = 262144") && config.contains("10.20.0.203"));
     let lab = Lab::up("ru", &config);
     // 2000 client ports: wrk reuses each within a second or two. wrk sometimes closes first (its
     // side then holds TIME_WAIT): `tcp_tw_reuse` lets the client take such a port again after a

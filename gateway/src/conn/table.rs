@@ -42,7 +42,8 @@ pub type ConnTable6 = Table<Tuple6>;
 
 const _: () = assert!(core::mem::size_of::<Conn>() == 64 && BYTES_PER_CONN_AT_MAX_LOAD <= 128);
 
-/// Largest capacity: ids need 31 bits (one more holds the direction in the index).
+/// Largest capacity: ids need 30 bits, and the index's values (`id << 1 | dir`) 31, which leaves
+/// the values with bit 31 set to `Candidate`'s markers.
 pub const MAX_CAPACITY: u32 = 1 << 30;
 
 /// Timer tick and wheel size: 10 ms x 8192 buckets = one revolution per ~82 s; longer timeouts
@@ -176,7 +177,12 @@ impl From<Prelookup> for Candidate {
         match p {
             Prelookup::NotDone => Candidate::NOT_DONE,
             Prelookup::Miss => Candidate::MISS,
-            Prelookup::Hit(ConnId(id), dir) => Candidate(id << 1 | (dir == Dir::Reply) as u32),
+            Prelookup::Hit(ConnId(id), dir) => {
+                // Below `MAX_CAPACITY`, as every id the table gives: the value stays below the
+                // markers.
+                debug_assert!(id < MAX_CAPACITY, "connection id {id}");
+                Candidate(id << 1 | (dir == Dir::Reply) as u32)
+            }
         }
     }
 }
@@ -250,10 +256,6 @@ impl<T: ConnKey> ConnOf<T> {
         (self.head >> MODE_SHIFT) as u8
     }
 
-    pub fn set_mode(&mut self, mode: u8) {
-        self.set_byte(MODE_SHIFT, mode);
-    }
-
     /// The datapath's extension byte (the SYN proxy's mark); 0 in a new entry.
     #[inline(always)]
     pub fn ext(&self) -> u8 {
@@ -313,9 +315,9 @@ impl<T: ConnKey> ConnOf<T> {
     }
 
     /// Whether the entry's forwarding mode is `mode`, its state `state`, its flags those of
-    /// `flags.1` among `flags.0`, and its extension byte clear of `ext_clear`: the four bytes,
-    /// adjacent in the entry (`repr(C)`), read and compared as one word, where four compares
-    /// cost a load and a branch each (the established hot path's test of its entry).
+    /// `flags.1` among `flags.0`, and its extension byte clear of `ext_clear`: the four bytes, one
+    /// word in the entry (`head`), masked and compared at once, where four compares cost a load
+    /// and a branch each (the established hot paths' test of their entry).
     #[inline(always)]
     pub fn is(&self, mode: u8, state: State, flags: (u8, u8), ext_clear: u8) -> bool {
         let mask = head_of(0xff, !EPOCH_MASK, flags.0, ext_clear);
@@ -746,9 +748,9 @@ impl<T: ConnKey> Table<T> {
     /// rate; a round's own work, a burst's hashes, ...": the datapath's cycles a packet 82.5 ->
     /// 78.9 with the ports' MAC words, IPv6's 134.9 -> 118.4). The second,
     /// [`Table::prelookup_hashed`], reads those slots and, for each hash, takes the first entry
-    /// whose hash bits match as its candidate, `Prelookup::Hit`, and prefetches it.
+    /// whose hash bits match as its candidate ([`Candidate`], a hit), and prefetches it.
     ///
-    /// No tuple is compared there: [`Prelookup::Hit`] is checked against the entry when the
+    /// No tuple is compared there: a hit is checked against the entry when the
     /// packet's turn comes (as it must be anyway: a packet before it may have removed the entry),
     /// and a candidate that is not the tuple's falls back to a full lookup. So each entry is
     /// first read in the forwarding stage, and its miss overlaps the forwarding of the packets
