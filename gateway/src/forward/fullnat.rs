@@ -723,13 +723,12 @@ impl Forwarder {
         if !self.table.holds(id, Dir::Original, &admitted_tuple(&v.ip)) {
             return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
         }
-        let pre = Prelookup::Hit(id, Dir::Original);
         match self.forward_hot(l3, pkt, v, id, Dir::Original, Ticks(l3.now_ms)) {
             Ok((p, dst)) => {
                 l3.route_out_into(p, dst, out);
                 Ok(())
             }
-            Err(p) => self.forward_refused(l3, p, v, pre, l4_csum, out),
+            Err(p) => self.forward_refused(l3, p, v, (id, Dir::Original), l4_csum, out),
         }
     }
 
@@ -809,8 +808,8 @@ impl Forwarder {
         }
     }
 
-    /// `forward_established_rest` for a packet whose candidate `pre` (a hit) holds its tuple and
-    /// whose hot path refused it: the connection is known, so neither the probe nor the hot path
+    /// `forward_established_rest` for a packet whose candidate (connection `id` from side `dir`)
+    /// holds its tuple and whose hot path refused it: the connection is known, so neither the probe nor the hot path
     /// is done again (it changes nothing when it refuses); the general body, or `Err` as
     /// `forward_established` would give it. Three of a short connection's nine packets come
     /// this way: the handshake's ACK, the client's ACK and FIN after the server's FIN
@@ -825,14 +824,11 @@ impl Forwarder {
         l3: &mut L3<B>,
         pkt: B,
         v: &Ipv4In,
-        pre: Prelookup,
+        (id, dir): (ConnId, Dir),
         l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
-        let Prelookup::Hit(id, dir) = pre else {
-            // Not reached: the caller passes the hit it confirmed.
-            return self.forward_established_rest(l3, pkt, v, pre.into(), l4_csum, out);
-        };
+        let pre = Prelookup::Hit(id, dir);
         // What `established` checks besides the probe. (Its checks shared as a function of the
         // probe, a closure, cost `Datapath::process`'s packets their inlining: `lifecycle-net`
         // 10,228 -> 10,611 instructions at d4887fd.)
