@@ -83,7 +83,14 @@ fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
 /// `CONFIRM_EVERY_MS` (`L3::confirm_neighbour`). `L3` keeps one for IPv4's neighbours and
 /// `Inet6` one for IPv6's (`inet6::nd::confirm`): a router sends both families from one MAC, and
 /// with one cache the packets of one family would keep the other's neighbour from confirming.
-pub(crate) struct ConfirmCache([(u64, u64); CONFIRM_SLOTS]);
+pub(crate) struct ConfirmCache {
+    slots: [(u64, u64); CONFIRM_SLOTS],
+    /// The sender last looked at (`due`, `claim`) and the time it was: a frame from the same MAC
+    /// at the same `now_ms` is not due, whatever its slot says, which spares the hash and the
+    /// slot's compares of every frame but a burst's first from a router
+    /// (`established-burst-net`). Its slot still holds it: no other sender took the slot since.
+    last: (u64, u64),
+}
 
 /// A frame's sender as a [`ConfirmCache`] keys it: its MAC's [`mac_key`] and its slot.
 #[derive(Clone, Copy)]
@@ -94,7 +101,10 @@ pub(crate) struct Sender {
 
 impl Default for ConfirmCache {
     fn default() -> Self {
-        ConfirmCache([(0, 0); CONFIRM_SLOTS])
+        ConfirmCache {
+            slots: [(0, 0); CONFIRM_SLOTS],
+            last: (NO_MAC_KEY, 0),
+        }
     }
 }
 
@@ -109,9 +119,13 @@ impl ConfirmCache {
     /// The sender of `frame`, unless its MAC confirmed less than `CONFIRM_EVERY_MS` before
     /// `now_ms`.
     #[inline(always)]
-    pub(crate) fn due(&self, frame: &[u8], now_ms: u64) -> Option<Sender> {
+    pub(crate) fn due(&mut self, frame: &[u8], now_ms: u64) -> Option<Sender> {
         let s = Self::sender(frame)?;
-        let (last, at) = self.0[s.slot];
+        if self.last == (s.key, now_ms) {
+            return None;
+        }
+        self.last = (s.key, now_ms);
+        let (last, at) = self.slots[s.slot];
         if last == s.key && now_ms.saturating_sub(at) < CONFIRM_EVERY_MS {
             return None;
         }
@@ -123,10 +137,11 @@ impl ConfirmCache {
     /// takes no slot from a MAC that does.
     #[inline]
     pub(crate) fn claim(&mut self, sender: Sender, now_ms: u64) -> Option<MacAddr> {
+        self.last = (sender.key, now_ms);
         if sender.key == 0 {
             return None;
         }
-        self.0[sender.slot] = (sender.key, now_ms);
+        self.slots[sender.slot] = (sender.key, now_ms);
         Some(mac_of_key(sender.key))
     }
 }
@@ -390,9 +405,11 @@ impl<B: PacketBuf> L3<B> {
 
     /// The datapath received `pkt`, a packet of a tracked connection from `src`: confirms the
     /// neighbour it came through, by the frame's source MAC (`NeighTable::confirm`). Costs the
-    /// MAC's read, a multiply and a compare per packet: each sending MAC confirms at most once per
-    /// `CONFIRM_EVERY_MS`, in a small direct-mapped cache keyed by that MAC; only then are the
-    /// route and the table looked up (`confirm_neighbour_now`, out of line).
+    /// MAC's read and a compare per packet from the sender of the packet before it in the same
+    /// millisecond, a multiply and its slot's compares more for another: each sending MAC
+    /// confirms at most once per `CONFIRM_EVERY_MS`, in a small direct-mapped cache keyed by that
+    /// MAC; only then are the route and the table looked up (`confirm_neighbour_now`, out of
+    /// line).
     ///
     /// Keyed by the MAC, not by `src`: every client behind a router sends through the router's
     /// MAC, and it is the router that is confirmed. Keyed by the client's address, the 64 slots
@@ -851,5 +868,58 @@ mod tests {
         assert!(!l3.to_port_mac(0, &head(macs[0])));
         assert!(l3.to_port_mac(0, &head([0x02, 0, 0, 0, 0x20, 0])));
         assert!(!l3.to_port_mac(1, &head(macs[1])), "port 1 is gone");
+    }
+}
+
+#[cfg(test)]
+mod confirm_cache_tests {
+    use super::{confirm_slot, ConfirmCache, CONFIRM_EVERY_MS};
+
+    /// A frame whose source MAC ends in `b`.
+    fn from(b: [u8; 2]) -> [u8; 14] {
+        let mut f = [0u8; 14];
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0x33, b[0], b[1]]);
+        f
+    }
+
+    /// A sender's frames in one millisecond are due once, however the ones after the first are
+    /// told apart (`last`); one whose slot another sender took since is due again, as when every
+    /// frame looked at its slot.
+    #[test]
+    fn a_sender_is_due_once_an_interval_unless_another_took_its_slot() {
+        let a = from([0, 1]);
+        let slot = |f: &[u8]| confirm_slot(f).unwrap().1;
+        // Another MAC in `a`'s slot.
+        let b = (2..=u16::MAX)
+            .map(|k| from(k.to_be_bytes()))
+            .find(|f| slot(f) == slot(&a))
+            .expect("a MAC in the same slot");
+        let mut c = ConfirmCache::default();
+        let claim = |c: &mut ConfirmCache, f: &[u8], now| {
+            let s = c.due(f, now).expect("due");
+            assert!(c.claim(s, now).is_some());
+        };
+        claim(&mut c, &a, 1000);
+        assert!(c.due(&a, 1000).is_none(), "just confirmed");
+        assert!(c.due(&a, 1000).is_none(), "just confirmed, again");
+        assert!(
+            c.due(&a, 1000 + CONFIRM_EVERY_MS - 1).is_none(),
+            "within the interval"
+        );
+        // `b` takes the slot, looked at or claimed at once (`confirm_neighbour_at_once`).
+        claim(&mut c, &b, 1000 + CONFIRM_EVERY_MS - 1);
+        assert!(
+            c.due(&a, 1000 + CONFIRM_EVERY_MS - 1).is_some(),
+            "its slot is b's"
+        );
+        let s = ConfirmCache::sender(&b).unwrap();
+        assert!(c.due(&a, 2000).is_some());
+        assert!(c.claim(s, 2000).is_some());
+        assert!(c.due(&a, 2000).is_some(), "b claimed a's slot at once");
+        // A frame with no source MAC is due, and claims nothing.
+        let none = [0u8; 14];
+        let s = c.due(&none, 2000).expect("due");
+        assert!(c.claim(s, 2000).is_none());
+        assert!(c.due(&a, 2000).is_some(), "the slot is still b's");
     }
 }
