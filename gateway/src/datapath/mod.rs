@@ -67,6 +67,38 @@ pub struct Datapath<B> {
 /// `process_burst_timed`'s mark of an IPv6 frame (see there).
 const IPV6: u8 = 1;
 
+/// What the burst loop's first stage leaves for the lookup stage and the last.
+struct Lanes {
+    /// Each IPv4 frame's parse.
+    parsed: [Option<Ipv4In>; BURST],
+    /// The hashes of the looked-up frames' tuples (`Table::prehash`), each one's index line
+    /// prefetched as the frame is parsed: the tuple is not kept for the lookup stage to read
+    /// back and hash; and which frame each is.
+    hashes: [u32; BURST],
+    which: [u8; BURST],
+    /// Admitted to the established fast path (`fastpath`).
+    plain_tcp: [bool; BURST],
+    /// IPv6, processed in its turn with the others (not ahead of the IPv4 packets before it,
+    /// which share the neighbour queues and the tx order with it), all of it then
+    /// (`process_ipv6`): `IPV6` + 1 + k for the `k`th of the `m6` whose connection the lookup
+    /// stage looks up (`fastpath::Burst6`), `IPV6` for the others.
+    ipv6: [u8; BURST],
+    m6: usize,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes {
+            parsed: [None; BURST],
+            hashes: [0; BURST],
+            which: [0; BURST],
+            plain_tcp: [false; BURST],
+            ipv6: [0; BURST],
+            m6: 0,
+        }
+    }
+}
+
 /// IPv4 entries (64 bytes each) a poll round walks of a connection table whose entries follow a
 /// configuration change (`Datapath::rebind_step`, `conn::rebind`). A round with spare time walks
 /// 64 KiB, a few microseconds: a walk of 13M entries (10M connections) ends within about 13,000
@@ -184,91 +216,55 @@ impl<B: PacketBuf> Datapath<B> {
         prefetch: impl Fn(*const u8) + Copy,
     ) -> [u64; 3] {
         let n = pkts.len().min(BURST).min(metas.len()).min(out.len());
-        let mut parsed: [Option<Ipv4In>; BURST] = [None; BURST];
-        // Each looked-up frame's hash (`Table::prehash`), its index line prefetched as the frame
-        // is parsed: the tuple is not kept for the lookup stage to read back and hash.
-        let mut hashes = [0u32; BURST];
-        let mut which = [0u8; BURST];
-        // Admitted to the established fast path (`fastpath`).
-        let mut plain_tcp = [false; BURST];
-        // IPv6, processed in its turn with the others (not ahead of the IPv4 packets before it,
-        // which share the neighbour queues and the tx order with it), all of it then
-        // (`process_ipv6`): `IPV6` + 1 + k for the `k`th whose connection the lookup stage
-        // looks up (`fastpath::Burst6`), `IPV6` for the others.
-        let mut ipv6 = [0u8; BURST];
+        let mut l = Lanes::default();
+        // The frames looked up, `l.hashes[..m]`: counted in a register, not in `l`, which
+        // `admit_other` is given (`established-burst-net` 448 -> 444).
         let mut m = 0;
-        let mut m6 = 0;
         for i in 0..n {
-            let Some(pkt) = pkts[i].take() else { continue };
+            let Some(pkt) = &pkts[i] else { continue };
             // The fast path's frames go straight into their lanes, without the general path's
-            // `Result` to build and match (each `Ipv4In` moved is 48 bytes). The lane-filling
-            // lines repeat in the `Ok` arm below on purpose: shared through a closure they cost
-            // 26 instructions a packet (`established-burst-1k` 994 -> 1020), merged after the
-            // match 39.
-            if let Some(v) = self.admit_plain_tcp(&pkt, &metas[i]) {
+            // `Result` to build and match (each `Ipv4In` moved is 48 bytes); every other frame
+            // out of line (`admit_other`), which leaves the loop's registers to these
+            // (`established-burst-net` 468 -> 448).
+            if let Some(v) = self.admit_plain_tcp(pkt, &metas[i]) {
                 if let Some(t) = self.fwd.lookup_tuple(&v) {
-                    hashes[m] = self.fwd.table().prehash(&t, prefetch);
-                    which[m] = i as u8;
+                    l.hashes[m] = self.fwd.table().prehash(&t, prefetch);
+                    l.which[m] = i as u8;
                     m += 1;
                 }
-                plain_tcp[i] = true;
-                pkts[i] = Some(pkt);
-                parsed[i] = Some(v);
+                l.plain_tcp[i] = true;
+                l.parsed[i] = Some(v);
                 continue;
             }
-            if fastpath::is_ipv6(pkt.data()) {
-                ipv6[i] = IPV6;
-                // Only the tuple, for the lookup stage: the last stage parses the frame again
-                // at its admission. Carrying the parse from here through a scratch area cost
-                // more than parsing twice (perf/RESULTS.md, "The IPv6 fast path").
-                if self.fast_path {
-                    if let Some(v) = crate::inet6::parse_plain_tcp6(pkt.data()) {
-                        let t = crate::inet6::plain_tcp6_tuple(pkt.data(), &v);
-                        self.burst6.hashes[m6] = self.v6.conns.prehash(&t, prefetch);
-                        ipv6[i] = IPV6 + 1 + m6 as u8;
-                        m6 += 1;
-                    }
-                }
-                pkts[i] = Some(pkt);
-                continue;
-            }
-            match ingress(&mut self.l3, pkt, &metas[i]) {
-                Err(NotIpv4::Done(verdict)) => out[i] = Some(verdict),
-                Err(NotIpv4::Ipv6(pkt)) => {
-                    // Not reached: IPv6 frames were set aside above.
-                    out[i] = Some(self.v6.process(&mut self.l3, &mut self.fwd, pkt, &metas[i]));
-                }
-                Ok((pkt, v)) => {
-                    if let Some(t) = self.fwd.lookup_tuple(&v) {
-                        hashes[m] = self.fwd.table().prehash(&t, prefetch);
-                        which[m] = i as u8;
-                        m += 1;
-                    }
-                    pkts[i] = Some(pkt);
-                    parsed[i] = Some(v);
-                }
+            // The same lines as above: merged after the `if`, they cost the fast path's frames
+            // 19 instructions (`established-burst-net` 444 -> 463), as they did when the other
+            // frames' admission was inlined here (39).
+            if let Some(hash) = self.admit_other(i, pkts, metas, out, &mut l, prefetch) {
+                l.hashes[m] = hash;
+                l.which[m] = i as u8;
+                m += 1;
             }
         }
         let after_l3 = clock();
         let mut pre = [Candidate::NOT_DONE; BURST];
         self.fwd.table().prelookup_hashed(
-            &hashes[..m],
-            |k, p| pre[usize::from(which[k]) % BURST] = p,
+            &l.hashes[..m],
+            |k, p| pre[usize::from(l.which[k]) % BURST] = p,
             prefetch,
         );
-        if m6 > 0 {
+        if l.m6 > 0 {
             let b = &mut *self.burst6;
             self.v6
                 .conns
-                .prelookup_hashed(&b.hashes[..m6], |k, p| b.found[k] = p, prefetch);
+                .prelookup_hashed(&b.hashes[..l.m6], |k, p| b.found[k] = p, prefetch);
         }
         let after_lookup = clock();
         let indexed = self.fwd.table().indexed();
         let indexed6 = self.v6.conns.indexed();
         for i in 0..n {
-            if ipv6[i] >= IPV6 {
+            if l.ipv6[i] >= IPV6 {
                 if let Some(pkt) = pkts[i].take() {
-                    let pre = match ipv6[i].checked_sub(IPV6 + 1) {
+                    let pre = match l.ipv6[i].checked_sub(IPV6 + 1) {
                         // As for IPv4: a miss is a miss still unless tuples were added since.
                         Some(k) => match self.burst6.found[usize::from(k)].get() {
                             Prelookup::Miss if self.v6.conns.indexed() != indexed6 => {
@@ -282,10 +278,10 @@ impl<B: PacketBuf> Datapath<B> {
                 }
                 continue;
             }
-            if let (Some(pkt), Some(v)) = (pkts[i].take(), &parsed[i]) {
+            if let (Some(pkt), Some(v)) = (pkts[i].take(), &l.parsed[i]) {
                 // A miss is a miss still unless a packet before it in the burst added tuples.
                 let pre = pre[i].unless_stale(self.fwd.table().indexed() == indexed);
-                if plain_tcp[i] {
+                if l.plain_tcp[i] {
                     self.forward_plain_tcp_into(pkt, &metas[i], v, pre, &mut out[i]);
                 } else {
                     out[i] = Some(self.finish(pkt, &metas[i], v, pre.get()));
@@ -293,6 +289,59 @@ impl<B: PacketBuf> Datapath<B> {
             }
         }
         [after_l3, after_lookup, clock()]
+    }
+
+    /// The first stage of `process_burst_timed` for frame `i`, one the fast path's admission
+    /// refused: an IPv6 frame is marked for the last stage (its connection looked up if it is
+    /// TCP), an IPv4 one goes through `ingress` into the lanes, any other gets its verdict now.
+    /// Returns the hash of the IPv4 tuple to look up, if there is one (`Table::prehash`).
+    #[inline(never)]
+    fn admit_other(
+        &mut self,
+        i: usize,
+        pkts: &mut [Option<B>],
+        metas: &[RxMeta],
+        out: &mut [Option<Verdict<B>>],
+        l: &mut Lanes,
+        prefetch: impl Fn(*const u8) + Copy,
+    ) -> Option<u32> {
+        let pkt = pkts[i].take()?;
+        if fastpath::is_ipv6(pkt.data()) {
+            l.ipv6[i] = IPV6;
+            // Only the tuple, for the lookup stage: the last stage parses the frame again at its
+            // admission. Carrying the parse from here through a scratch area cost more than
+            // parsing twice (perf/RESULTS.md, "The IPv6 fast path").
+            if self.fast_path {
+                if let Some(v) = crate::inet6::parse_plain_tcp6(pkt.data()) {
+                    let t = crate::inet6::plain_tcp6_tuple(pkt.data(), &v);
+                    self.burst6.hashes[l.m6] = self.v6.conns.prehash(&t, prefetch);
+                    l.ipv6[i] = IPV6 + 1 + l.m6 as u8;
+                    l.m6 += 1;
+                }
+            }
+            pkts[i] = Some(pkt);
+            return None;
+        }
+        match ingress(&mut self.l3, pkt, &metas[i]) {
+            Err(NotIpv4::Done(verdict)) => {
+                out[i] = Some(verdict);
+                None
+            }
+            Err(NotIpv4::Ipv6(pkt)) => {
+                // Not reached: IPv6 frames were set aside above.
+                out[i] = Some(self.v6.process(&mut self.l3, &mut self.fwd, pkt, &metas[i]));
+                None
+            }
+            Ok((pkt, v)) => {
+                let hash = self
+                    .fwd
+                    .lookup_tuple(&v)
+                    .map(|t| self.fwd.table().prehash(&t, prefetch));
+                pkts[i] = Some(pkt);
+                l.parsed[i] = Some(v);
+                hash
+            }
+        }
     }
 
     /// The forwarding stage of one packet that passed `ingress`.
