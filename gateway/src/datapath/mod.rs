@@ -158,22 +158,7 @@ impl<B: PacketBuf> Datapath<B> {
         self.process_ipv6_inline(pkt, meta, pre)
     }
 
-    /// `process_ipv6` for the burst's last stage, the verdict written into its slot `out` here:
-    /// returned through memory, it was written a field at a time and read back whole to be
-    /// copied into the slot, a read the store buffer cannot forward (perf/RESULTS.md,
-    /// "Loads the store buffer could not forward, a reply's address probe").
-    #[inline(never)]
-    fn process_ipv6_into(
-        &mut self,
-        pkt: B,
-        meta: &RxMeta,
-        pre: Prelookup,
-        out: &mut Option<Verdict<B>>,
-    ) {
-        *out = Some(self.process_ipv6_inline(pkt, meta, pre));
-    }
-
-    /// `process_ipv6`'s body, in it and in `process_ipv6_into`.
+    /// `process_ipv6`'s body, in it and in the burst's last stage (`forward_other`).
     #[inline(always)]
     fn process_ipv6_inline(&mut self, pkt: B, meta: &RxMeta, pre: Prelookup) -> Verdict<B> {
         if let Some(v) = self.admit_plain_tcp6(&pkt, meta) {
@@ -236,6 +221,10 @@ impl<B: PacketBuf> Datapath<B> {
                 l.parsed[i] = Some(v);
                 continue;
             }
+            if fastpath::is_ipv6(pkt.data()) {
+                self.admit_ipv6(i, pkt.data(), &mut l, prefetch);
+                continue;
+            }
             // The same lines as above: merged after the `if`, they cost the fast path's frames
             // 19 instructions (`established-burst-net` 444 -> 463), as they did when the other
             // frames' admission was inlined here (39).
@@ -262,38 +251,88 @@ impl<B: PacketBuf> Datapath<B> {
         let indexed = self.fwd.table().indexed();
         let indexed6 = self.v6.conns.indexed();
         for i in 0..n {
-            if l.ipv6[i] >= IPV6 {
-                if let Some(pkt) = pkts[i].take() {
-                    let pre = match l.ipv6[i].checked_sub(IPV6 + 1) {
-                        // As for IPv4: a miss is a miss still unless tuples were added since.
-                        Some(k) => match self.burst6.found[usize::from(k)].get() {
-                            Prelookup::Miss if self.v6.conns.indexed() != indexed6 => {
-                                Prelookup::NotDone
-                            }
-                            p => p,
-                        },
-                        None => Prelookup::NotDone,
-                    };
-                    self.process_ipv6_into(pkt, &metas[i], pre, &mut out[i]);
+            // The fast path's frames here, every other out of line (`forward_other`), as in the
+            // first stage (`established-burst-net` 444 -> 439; with IPv6's here too, 483).
+            if l.plain_tcp[i] {
+                if let (Some(pkt), Some(v)) = (pkts[i].take(), &l.parsed[i]) {
+                    // A miss is a miss still unless a packet before it in the burst added tuples.
+                    let pre = pre[i].unless_stale(self.fwd.table().indexed() == indexed);
+                    self.forward_plain_tcp_into(pkt, &metas[i], v, pre, &mut out[i]);
                 }
                 continue;
             }
-            if let (Some(pkt), Some(v)) = (pkts[i].take(), &l.parsed[i]) {
-                // A miss is a miss still unless a packet before it in the burst added tuples.
-                let pre = pre[i].unless_stale(self.fwd.table().indexed() == indexed);
-                if l.plain_tcp[i] {
-                    self.forward_plain_tcp_into(pkt, &metas[i], v, pre, &mut out[i]);
-                } else {
-                    out[i] = Some(self.finish(pkt, &metas[i], v, pre.get()));
-                }
+            if let Some(pkt) = pkts[i].take() {
+                let found = (pre[i], indexed, indexed6);
+                self.forward_other(pkt, &metas[i], &l, i, found, &mut out[i]);
             }
         }
         [after_l3, after_lookup, clock()]
     }
 
-    /// The first stage of `process_burst_timed` for frame `i`, one the fast path's admission
-    /// refused: an IPv6 frame is marked for the last stage (its connection looked up if it is
-    /// TCP), an IPv4 one goes through `ingress` into the lanes, any other gets its verdict now.
+    /// The last stage of `process_burst_timed` for frame `i` (`pkt`), one the fast path's
+    /// admission did not take: `found` is what the lookup stage found of its IPv4 connection,
+    /// with the tables' `indexed` counts (IPv4's, IPv6's) as the lookup stage left them.
+    #[inline(never)]
+    fn forward_other(
+        &mut self,
+        pkt: B,
+        meta: &RxMeta,
+        l: &Lanes,
+        i: usize,
+        found: (Candidate, u64, u64),
+        out: &mut Option<Verdict<B>>,
+    ) {
+        let (pre, indexed, indexed6) = found;
+        if l.ipv6[i] >= IPV6 {
+            let pre = match l.ipv6[i].checked_sub(IPV6 + 1) {
+                // As for IPv4: a miss is a miss still unless tuples were added since.
+                Some(k) => match self.burst6.found[usize::from(k)].get() {
+                    Prelookup::Miss if self.v6.conns.indexed() != indexed6 => Prelookup::NotDone,
+                    p => p,
+                },
+                None => Prelookup::NotDone,
+            };
+            // Written into the slot here: returned through memory, the verdict was written a
+            // field at a time and read back whole to be copied into the slot, a read the store
+            // buffer cannot forward (perf/RESULTS.md, "Loads the store buffer could not forward,
+            // a reply's address probe").
+            *out = Some(self.process_ipv6_inline(pkt, meta, pre));
+            return;
+        }
+        if let Some(v) = &l.parsed[i] {
+            // A miss is a miss still unless a packet before it in the burst added tuples.
+            let pre = pre.unless_stale(self.fwd.table().indexed() == indexed);
+            *out = Some(self.finish(pkt, meta, v, pre.get()));
+        }
+    }
+
+    /// The first stage of `process_burst_timed` for IPv6 frame `i`: marked for the last stage,
+    /// its connection looked up if it is TCP (`fastpath::Burst6`). Only the tuple, for the
+    /// lookup stage: the last stage parses the frame again at its admission. Carrying the parse
+    /// from here through a scratch area cost more than parsing twice (perf/RESULTS.md, "The
+    /// IPv6 fast path").
+    #[inline(never)]
+    fn admit_ipv6(
+        &mut self,
+        i: usize,
+        frame: &[u8],
+        l: &mut Lanes,
+        prefetch: impl Fn(*const u8) + Copy,
+    ) {
+        l.ipv6[i] = IPV6;
+        if self.fast_path {
+            if let Some(v) = crate::inet6::parse_plain_tcp6(frame) {
+                let t = crate::inet6::plain_tcp6_tuple(frame, &v);
+                self.burst6.hashes[l.m6] = self.v6.conns.prehash(&t, prefetch);
+                l.ipv6[i] = IPV6 + 1 + l.m6 as u8;
+                l.m6 += 1;
+            }
+        }
+    }
+
+    /// The first stage of `process_burst_timed` for frame `i`, neither IPv6 nor one the fast
+    /// path's admission took: an IPv4 one goes through `ingress` into the lanes, any other gets
+    /// its verdict now.
     /// Returns the hash of the IPv4 tuple to look up, if there is one (`Table::prehash`).
     #[inline(never)]
     fn admit_other(
@@ -306,22 +345,6 @@ impl<B: PacketBuf> Datapath<B> {
         prefetch: impl Fn(*const u8) + Copy,
     ) -> Option<u32> {
         let pkt = pkts[i].take()?;
-        if fastpath::is_ipv6(pkt.data()) {
-            l.ipv6[i] = IPV6;
-            // Only the tuple, for the lookup stage: the last stage parses the frame again at its
-            // admission. Carrying the parse from here through a scratch area cost more than
-            // parsing twice (perf/RESULTS.md, "The IPv6 fast path").
-            if self.fast_path {
-                if let Some(v) = crate::inet6::parse_plain_tcp6(pkt.data()) {
-                    let t = crate::inet6::plain_tcp6_tuple(pkt.data(), &v);
-                    self.burst6.hashes[l.m6] = self.v6.conns.prehash(&t, prefetch);
-                    l.ipv6[i] = IPV6 + 1 + l.m6 as u8;
-                    l.m6 += 1;
-                }
-            }
-            pkts[i] = Some(pkt);
-            return None;
-        }
         match ingress(&mut self.l3, pkt, &metas[i]) {
             Err(NotIpv4::Done(verdict)) => {
                 out[i] = Some(verdict);
