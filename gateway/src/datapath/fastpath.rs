@@ -177,12 +177,12 @@ impl<B: PacketBuf> Datapath<B> {
         pkt: B,
         meta: &RxMeta,
         v: &Ipv4In,
-        pre: Candidate,
+        found: (Candidate, u64),
         out: &mut Option<Verdict<B>>,
     ) {
         match self
             .fwd
-            .forward_established_into(&mut self.l3, pkt, v, pre, meta.l4_csum, out)
+            .forward_established_into(&mut self.l3, pkt, v, found, meta.l4_csum, out)
         {
             Ok(()) => self.l3.stats.fast_path += 1,
             Err((pkt, pre)) => {

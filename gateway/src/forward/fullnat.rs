@@ -696,8 +696,11 @@ impl Forwarder {
     }
 
     /// `forward_established`, writing the verdict into `out` (the burst's slot for the packet)
-    /// instead of returning it: see `forward_into`. `Err` leaves `out` as it was. A segment
-    /// whose candidate from the burst's lookup holds its tuple tries the hot path first.
+    /// instead of returning it: see `forward_into`. `Err` leaves `out` as it was. `found` is the
+    /// candidate from the burst's lookup and the table's `indexed` count the lookup left: a
+    /// miss is trusted only if no tuple was added since (`Candidate::unless_stale`), which
+    /// `forward_established_rest` asks, not the hot path. A segment whose candidate holds its
+    /// tuple tries the hot path first.
     ///
     /// Split in two: a client's segment whose candidate holds its tuple, the commonest packet of
     /// all, takes the hot path here, inlined into the burst loop; one the hot path refuses goes
@@ -713,15 +716,15 @@ impl Forwarder {
         l3: &mut L3<B>,
         pkt: B,
         v: &Ipv4In,
-        pre: Candidate,
+        found: (Candidate, u64),
         l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
-        let Some(id) = pre.original() else {
-            return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
+        let Some(id) = found.0.original() else {
+            return self.forward_established_rest(l3, pkt, v, found, l4_csum, out);
         };
         if !self.table.holds(id, Dir::Original, &admitted_tuple(&v.ip)) {
-            return self.forward_established_rest(l3, pkt, v, pre, l4_csum, out);
+            return self.forward_established_rest(l3, pkt, v, found, l4_csum, out);
         }
         match self.forward_hot(l3, pkt, v, id, Dir::Original, Ticks(l3.now_ms)) {
             Ok((p, dst)) => {
@@ -746,10 +749,12 @@ impl Forwarder {
         l3: &mut L3<B>,
         mut pkt: B,
         v: &Ipv4In,
-        pre: Candidate,
+        found: (Candidate, u64),
         l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
+        // A miss is a miss still unless a packet before it in the burst added tuples.
+        let pre = found.0.unless_stale(self.table.indexed() == found.1);
         let now = Ticks(l3.now_ms);
         // A reply's candidate, when its entry holds the packet's tuple from that side: the hot
         // path without `established`'s lookup. A reply's destination is probed as `established`

@@ -122,11 +122,12 @@ fn through_candidate(
         ip: parsed.ip.unwrap(),
     };
     let mut out = None;
+    let indexed = dp.fwd.table().indexed();
     match dp.fwd.forward_established_into(
         &mut dp.l3,
         buf,
         &v,
-        pre.into(),
+        (pre.into(), indexed),
         CsumStatus::Good,
         &mut out,
     ) {
