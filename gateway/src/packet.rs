@@ -14,6 +14,10 @@ pub trait PacketBuf {
     /// The frame followed by its tailroom (for growing in place).
     fn room_mut(&mut self) -> &mut [u8];
     fn set_len(&mut self, len: usize) -> bool;
+    /// Shortens the frame to `len` bytes (Ethernet padding dropped); a frame no longer than
+    /// that is left as it is. Cheaper than `set_len`, which checks the room: a frame is only
+    /// ever shortened within its buffer.
+    fn truncate(&mut self, len: usize);
     /// Opens `n` bytes before the frame; false if the headroom is too small.
     fn prepend(&mut self, n: usize) -> bool;
     /// Strips `n` bytes from the front.
@@ -138,6 +142,13 @@ impl PacketBuf for VecBuf {
         let off = b.off();
         &mut b.buf[off..]
     }
+    #[inline(always)]
+    fn truncate(&mut self, len: usize) {
+        let b = &mut *self.0;
+        if len < b.len as usize {
+            b.len = len as u32;
+        }
+    }
     #[inline]
     fn set_len(&mut self, len: usize) -> bool {
         let b = &mut *self.0;
@@ -198,6 +209,17 @@ mod tests {
         assert!(!b.set_len(VecBuf::ROOM + 1));
         assert!(!b.prepend(VecBuf::HEADROOM + 1));
         assert!(!b.adj(11));
+    }
+
+    #[test]
+    fn vecbuf_truncates_only_a_longer_frame() {
+        let mut b = VecBuf::from_frame(&[1, 2, 3, 4, 5, 6]);
+        b.truncate(4);
+        assert_eq!(b.data(), &[1, 2, 3, 4]);
+        b.truncate(5);
+        assert_eq!(b.data(), &[1, 2, 3, 4], "not grown");
+        b.truncate(4);
+        assert_eq!(b.data(), &[1, 2, 3, 4]);
     }
 }
 

@@ -173,6 +173,16 @@ impl Mbuf {
         true
     }
 
+    /// Shortens the frame to `len` bytes; a frame no longer than that is left as it is.
+    #[inline(always)]
+    pub fn truncate(&mut self, len: usize) {
+        if len < usize::from(self.m().data_len) {
+            let m = self.m_mut();
+            m.data_len = len as u16;
+            m.pkt_len = len as u32;
+        }
+    }
+
     /// Opens `n` bytes before the frame (for encapsulation); false if the headroom is too small.
     #[inline]
     pub fn prepend(&mut self, n: usize) -> bool {
@@ -375,6 +385,10 @@ impl crate::packet::PacketBuf for Mbuf {
     #[inline]
     fn set_len(&mut self, len: usize) -> bool {
         Mbuf::set_len(self, len)
+    }
+    #[inline(always)]
+    fn truncate(&mut self, len: usize) {
+        Mbuf::truncate(self, len)
     }
     #[inline]
     fn prepend(&mut self, n: usize) -> bool {

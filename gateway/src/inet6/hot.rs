@@ -175,7 +175,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
     };
     // From here on, the general path's steps for this packet, in its order.
     // Ethernet padding is not data.
-    pkt.set_len(v.end);
+    pkt.truncate(v.end);
     v6.conns.refresh_established(id, Ticks(l3.now_ms));
     fwd.count_packet(svc, rs, dir, super::common::ip_len(v));
     // The neighbour's confirmation reads the source MAC from the frame the rewrite takes (one

@@ -147,7 +147,7 @@ impl Forwarder {
         let headers = h.last_chunk_mut().expect("the IPv4 and TCP headers");
         rewrite_tcp(headers, src, dst);
         // Drop Ethernet padding: the frame ends where the IP packet does.
-        pkt.set_len(L3_OFF + ip.total_len as usize);
+        pkt.truncate(L3_OFF + ip.total_len as usize);
         Ok((pkt, dst.0))
     }
 }
