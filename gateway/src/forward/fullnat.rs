@@ -702,14 +702,16 @@ impl Forwarder {
     /// `forward_established_rest` asks, not the hot path. A segment whose candidate holds its
     /// tuple tries the hot path first.
     ///
-    /// Split in two: a client's segment whose candidate holds its tuple, the commonest packet of
-    /// all, takes the hot path here, inlined into the burst loop; one the hot path refuses goes
-    /// to `forward_refused`, every other packet to `forward_established_rest`, both out of
-    /// line. Out of line as a whole it cost each packet the call, its six saved registers and
-    /// its arguments spilled
-    /// (`established-burst-net` 601 -> 572). The replies' hot path inlined here too cost more
-    /// than it saved, the burst loop's registers spilled (601 -> 627; perf/RESULTS.md, "The
-    /// client's hot path in the burst loop").
+    /// Split in two: a segment whose candidate holds its tuple, from either side, takes the hot
+    /// path here, inlined into the burst loop; one the hot path refuses goes to
+    /// `forward_refused`, every other packet to `forward_established_rest`, both out of line.
+    /// Out of line as a whole it cost each packet the call, its six saved registers and its
+    /// arguments spilled (`established-burst-net` 601 -> 572). The replies' hot path, in the
+    /// rest until the burst loop's other frames went out of line (`Datapath::admit_other`),
+    /// cost more here than it saved then (601 -> 627; perf/RESULTS.md, "The client's hot path
+    /// in the burst loop"); since, it costs the client's 3 and saves a reply 48
+    /// (`reply-burst-net` 507 -> 459). Tested first: after the client's, the two were merged
+    /// into one with the side a variable (the client's 432 -> 441).
     #[inline(always)]
     pub fn forward_established_into<B: PacketBuf>(
         &mut self,
@@ -720,6 +722,29 @@ impl Forwarder {
         l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
+        // A reply's candidate, when its entry holds the packet's tuple from that side: the hot
+        // path without `established`'s lookup. A reply's destination is probed as `established`
+        // probes it: a local address removed from the pools no longer takes replies. (While the
+        // connection's service is configured its VIP is a VIP; once the service is gone the
+        // connection has no real server, `ConnRemap`'s `NO_DEST`, which the hot path refuses,
+        // and the packet then takes `forward_refused`.)
+        if let Some(id) = found.0.reply() {
+            if self.reaches_reply_side(v.ip.dst)
+                && self.table.holds(id, Dir::Reply, &admitted_tuple(&v.ip))
+            {
+                return match self.forward_hot(l3, pkt, v, id, Dir::Reply, Ticks(l3.now_ms)) {
+                    Ok((p, dst)) => {
+                        // Counted as `count_steered` counts; one the hot path refuses is
+                        // counted there, or by `handle_with`.
+                        l3.stats.steer_hits += 1;
+                        l3.route_out_reply_into(p, dst, out);
+                        Ok(())
+                    }
+                    Err(p) => self.forward_refused(l3, p, v, (id, Dir::Reply), l4_csum, out),
+                };
+            }
+            return self.forward_established_rest(l3, pkt, v, found, l4_csum, out);
+        }
         let Some(id) = found.0.original() else {
             return self.forward_established_rest(l3, pkt, v, found, l4_csum, out);
         };
@@ -735,19 +760,14 @@ impl Forwarder {
         }
     }
 
-    /// `forward_established_into` for every packet but a client's segment whose candidate holds
-    /// its tuple: a reply whose candidate holds its tuple tries the hot path first, and one it
-    /// refuses goes on with its connection known (the candidate neither confirmed nor offered
-    /// to the hot path again: `lifecycle-burst-net` 11,386 -> 11,081); then, as
-    /// `forward_established`, the connection found (the candidate confirmed, or the table
-    /// probed), the hot path tried, else the general body. The reply refused does not go to
-    /// `forward_refused`: the call there cost every reply 3 instructions (`reply-burst-net`
-    /// 586 -> 589) for 73 a short connection.
+    /// `forward_established_into` for every packet whose candidate does not hold its tuple: as
+    /// `forward_established`, the connection found (the table probed), the hot path tried,
+    /// else the general body.
     #[inline(never)]
     fn forward_established_rest<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
-        mut pkt: B,
+        pkt: B,
         v: &Ipv4In,
         found: (Candidate, u64),
         l4_csum: CsumStatus,
@@ -756,59 +776,20 @@ impl Forwarder {
         // A miss is a miss still unless a packet before it in the burst added tuples.
         let pre = found.0.unless_stale(self.table.indexed() == found.1);
         let now = Ticks(l3.now_ms);
-        // A reply's candidate, when its entry holds the packet's tuple from that side: the hot
-        // path without `established`'s lookup. A reply's destination is probed as `established`
-        // probes it: a local address removed from the pools no longer takes replies. (While
-        // the connection's service is configured its VIP is a VIP; once the service is gone the
-        // connection has no real server, `ConnRemap`'s `NO_DEST`, which the hot path refuses,
-        // and the packet then takes the way below.)
-        let mut refused = None;
-        if let Some(id) = pre.reply() {
-            let tuple = admitted_tuple(&v.ip);
-            if self.reaches_reply_side(v.ip.dst) && self.table.holds(id, Dir::Reply, &tuple) {
-                let hot = self.forward_hot(l3, pkt, v, id, Dir::Reply, now);
-                // Counted as below (`count_steered`); one the hot path refuses is counted
-                // there, or by `handle_with`.
-                l3.stats.steer_hits += u64::from(hot.is_ok());
-                match hot {
-                    Ok((p, dst)) => {
-                        l3.route_out_reply_into(p, dst, out);
-                        return Ok(());
-                    }
-                    Err(p) => {
-                        pkt = p;
-                        refused = Some(id);
-                    }
+        match self.established(v, pre.get()) {
+            Ok((id, dir)) => match self.forward_hot(l3, pkt, v, id, dir, now) {
+                Ok((pkt, dst)) => {
+                    count_steered(l3, dir);
+                    l3.route_out_into(pkt, dst, out);
+                    Ok(())
                 }
-            }
-        }
-        let found = match refused {
-            // `established`'s checks but the probe: its destination's was just made.
-            Some(id) => established_found(&v.ip, Some((id, Dir::Reply))),
-            None => self.established(v, pre.get()),
-        };
-        match found {
-            Ok((id, dir)) => {
-                // Not offered to the hot path again once it refused: it changes nothing when
-                // it refuses, and would refuse again.
-                let hot = match refused {
-                    Some(_) => Err(pkt),
-                    None => self.forward_hot(l3, pkt, v, id, dir, now),
-                };
-                match hot {
-                    Ok((pkt, dst)) => {
-                        count_steered(l3, dir);
-                        l3.route_out_into(pkt, dst, out);
-                        Ok(())
-                    }
-                    Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
-                        count_steered(l3, dir);
-                        self.forward_into(l3, pkt, v, id, dir, now, out);
-                        Ok(())
-                    }
-                    Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
+                Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
+                    count_steered(l3, dir);
+                    self.forward_into(l3, pkt, v, id, dir, now, out);
+                    Ok(())
                 }
-            }
+                Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
+            },
             Err(pre) => Err((pkt, pre)),
         }
     }
@@ -821,8 +802,10 @@ impl Forwarder {
     /// (`lifecycle-burst` 11,717 -> 11,511 instructions a connection). Out of line, as the
     /// rest: its own function, not a branch of the rest, so that the client's hot path (inlined
     /// in the burst loop) does not carry its state into the rest's call (a parameter of the
-    /// rest for it cost `established-burst-net` 5 and `reply-burst-net` 8). The rest's own
-    /// refused replies go on in the rest, where their state costs the client nothing.
+    /// rest for it cost `established-burst-net` 5 and `reply-burst-net` 8). A reply the hot
+    /// path refused comes here too, and its destination is probed again (`takes_ipv4_conns`),
+    /// 23 instructions for three of a short connection's packets (`lifecycle-burst-net`
+    /// 10,671 -> 10,740).
     #[inline(never)]
     fn forward_refused<B: PacketBuf>(
         &mut self,
