@@ -803,9 +803,7 @@ impl Forwarder {
     /// rest: its own function, not a branch of the rest, so that the client's hot path (inlined
     /// in the burst loop) does not carry its state into the rest's call (a parameter of the
     /// rest for it cost `established-burst-net` 5 and `reply-burst-net` 8). A reply the hot
-    /// path refused comes here too, and its destination is probed again (`takes_ipv4_conns`),
-    /// 23 instructions for three of a short connection's packets (`lifecycle-burst-net`
-    /// 10,671 -> 10,740).
+    /// path refused comes here too.
     #[inline(never)]
     fn forward_refused<B: PacketBuf>(
         &mut self,
@@ -819,8 +817,14 @@ impl Forwarder {
         let pre = Prelookup::Hit(id, dir);
         // What `established` checks besides the probe. (Its checks shared as a function of the
         // probe, a closure, cost `Datapath::process`'s packets their inlining: `lifecycle-net`
-        // 10,228 -> 10,611 instructions at d4887fd.)
-        if !self.takes_ipv4_conns(&v.ip) {
+        // 10,228 -> 10,611 instructions at d4887fd.) A reply's destination, the same check,
+        // was just remembered (`reaches_reply_side`): the address table is not probed again
+        // (`lifecycle-burst-net` 10,740 -> 10,710).
+        let takes = match dir {
+            Dir::Original => self.takes_ipv4_conns(&v.ip),
+            Dir::Reply => self.reaches_reply_side(v.ip.dst),
+        };
+        if !takes {
             return Err((pkt, pre));
         }
         if let Err(pre) = established_found(&v.ip, Some((id, dir))) {
