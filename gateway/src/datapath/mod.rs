@@ -252,12 +252,13 @@ impl<B: PacketBuf> Datapath<B> {
         let indexed6 = self.v6.conns.indexed();
         for i in 0..n {
             // The fast path's frames here, every other out of line (`forward_other`), as in the
-            // first stage (`established-burst-net` 444 -> 439; with IPv6's here too, 483).
+            // first stage (`established-burst-net` 444 -> 441 with `admit_ipv6`; with IPv6's
+            // branch left here, 483).
             if l.plain_tcp[i] {
                 if let (Some(pkt), Some(v)) = (pkts[i].take(), &l.parsed[i]) {
                     // With the table's count of tuples added as the lookup left it: a miss is
                     // a miss still unless a packet before this one added tuples, which only the
-                    // paths past the hot path ask (`established-burst-net` 441 -> 435).
+                    // paths past the hot path ask (`established-burst-net` 441 -> 434).
                     self.forward_plain_tcp_into(pkt, &metas[i], v, (pre[i], indexed), &mut out[i]);
                 }
                 continue;

@@ -709,8 +709,8 @@ impl Forwarder {
     /// arguments spilled (`established-burst-net` 601 -> 572). The replies' hot path, in the
     /// rest until the burst loop's other frames went out of line (`Datapath::admit_other`),
     /// cost more here than it saved then (601 -> 627; perf/RESULTS.md, "The client's hot path
-    /// in the burst loop"); since, it costs the client's 3 and saves a reply 48
-    /// (`reply-burst-net` 507 -> 459). Tested first: after the client's, the two were merged
+    /// in the burst loop"); since, it costs the client's 4 and saves a reply 47
+    /// (`reply-burst-net` 507 -> 460). Tested first: after the client's, the two were merged
     /// into one with the side a variable (the client's 432 -> 441).
     #[inline(always)]
     pub fn forward_established_into<B: PacketBuf>(

@@ -88,7 +88,8 @@ pub(crate) struct ConfirmCache {
     /// The sender last looked at (`due`, `claim`) and the time it was: a frame from the same MAC
     /// at the same `now_ms` is not due, whatever its slot says, which spares the hash and the
     /// slot's compares of every frame but a burst's first from a router
-    /// (`established-burst-net`). Its slot still holds it: no other sender took the slot since.
+    /// (`established-burst-net` 481 -> 468). Its slot still holds it: no other sender took the
+    /// slot since.
     last: (u64, u64),
 }
 
@@ -882,9 +883,9 @@ mod confirm_cache_tests {
         f
     }
 
-    /// A sender's frames in one millisecond are due once, however the ones after the first are
-    /// told apart (`last`); one whose slot another sender took since is due again, as when every
-    /// frame looked at its slot.
+    /// A sender is due once an interval, its frames after the first in the same millisecond
+    /// told so by `last` without their slot; once another sender took its slot (looked at, or
+    /// claimed at once), it is due again, as when every frame looked at its slot.
     #[test]
     fn a_sender_is_due_once_an_interval_unless_another_took_its_slot() {
         let a = from([0, 1]);
