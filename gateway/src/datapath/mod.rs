@@ -73,16 +73,18 @@ struct Lanes {
     parsed: [Option<Ipv4In>; BURST],
     /// The hashes of the looked-up frames' tuples (`Table::prehash`), each one's index line
     /// prefetched as the frame is parsed: the tuple is not kept for the lookup stage to read
-    /// back and hash; and which frame each is.
+    /// back and hash.
     hashes: [u32; BURST],
+    /// Which frame each of `hashes` is.
     which: [u8; BURST],
     /// Admitted to the established fast path (`fastpath`).
     plain_tcp: [bool; BURST],
     /// IPv6, processed in its turn with the others (not ahead of the IPv4 packets before it,
     /// which share the neighbour queues and the tx order with it), all of it then
-    /// (`process_ipv6`): `IPV6` + 1 + k for the `k`th of the `m6` whose connection the lookup
-    /// stage looks up (`fastpath::Burst6`), `IPV6` for the others.
+    /// (`forward_other`, `process_ipv6_inline`): `IPV6` + 1 + k for the `k`th of the `m6` whose
+    /// connection the lookup stage looks up (`fastpath::Burst6`), `IPV6` for the others.
     ipv6: [u8; BURST],
+    /// The IPv6 frames looked up (`Burst6::hashes[..m6]`).
     m6: usize,
 }
 
@@ -153,6 +155,7 @@ impl<B: PacketBuf> Datapath<B> {
     /// Never inlined (as `Inet6::process`): inlined into `process` and the burst loop, it moved
     /// the IPv4 paths' code about (`perf/cost.sh`: a SYN 38 instructions more, an established
     /// packet 14, with no change to their code); out of line, the IPv6 burst costs the same.
+    /// The burst loop's last stage inlines its body into `forward_other`, itself out of line.
     #[inline(never)]
     fn process_ipv6(&mut self, pkt: B, meta: &RxMeta, pre: Prelookup) -> Verdict<B> {
         self.process_ipv6_inline(pkt, meta, pre)

@@ -706,12 +706,13 @@ impl Forwarder {
     /// path here, inlined into the burst loop; one the hot path refuses goes to
     /// `forward_refused`, every other packet to `forward_established_rest`, both out of line.
     /// Out of line as a whole it cost each packet the call, its six saved registers and its
-    /// arguments spilled (`established-burst-net` 601 -> 572). The replies' hot path, in the
-    /// rest until the burst loop's other frames went out of line (`Datapath::admit_other`),
-    /// cost more here than it saved then (601 -> 627; perf/RESULTS.md, "The client's hot path
-    /// in the burst loop"); since, it costs the client's 4 and saves a reply 47
-    /// (`reply-burst-net` 507 -> 460). Tested first: after the client's, the two were merged
-    /// into one with the side a variable (the client's 432 -> 441).
+    /// arguments spilled (`established-burst-net` 601 -> 572). The replies' hot path was kept
+    /// in the rest while, inlined here, it cost the burst loop more than it saved (601 -> 627;
+    /// perf/RESULTS.md, "The client's hot path in the burst loop"). Once the loop's other
+    /// frames went out of line (`Datapath::admit_other`), it is here: a reply 47 instructions
+    /// fewer (`reply-burst-net` 507 -> 460), a client's segment 4 more (432 -> 436). The reply's
+    /// candidate is tested first: tested after the client's, the compiler merged the two hot
+    /// paths into one with the side a variable (the client's 432 -> 441).
     #[inline(always)]
     pub fn forward_established_into<B: PacketBuf>(
         &mut self,
@@ -760,7 +761,8 @@ impl Forwarder {
         }
     }
 
-    /// `forward_established_into` for every packet whose candidate does not hold its tuple: as
+    /// `forward_established_into` for every packet whose candidate does not hold its tuple, and
+    /// a reply whose destination no longer takes replies (`reaches_reply_side`): as
     /// `forward_established`, the connection found (the table probed), the hot path tried,
     /// else the general body.
     #[inline(never)]
@@ -794,16 +796,16 @@ impl Forwarder {
         }
     }
 
-    /// `forward_established_rest` for a packet whose candidate (connection `id` from side `dir`)
-    /// holds its tuple and whose hot path refused it: the connection is known, so neither the probe nor the hot path
-    /// is done again (it changes nothing when it refuses); the general body, or `Err` as
-    /// `forward_established` would give it. Three of a short connection's nine packets come
-    /// this way: the handshake's ACK, the client's ACK and FIN after the server's FIN
-    /// (`lifecycle-burst` 11,717 -> 11,511 instructions a connection). Out of line, as the
-    /// rest: its own function, not a branch of the rest, so that the client's hot path (inlined
-    /// in the burst loop) does not carry its state into the rest's call (a parameter of the
-    /// rest for it cost `established-burst-net` 5 and `reply-burst-net` 8). A reply the hot
-    /// path refused comes here too.
+    /// `forward_established_into` for a packet whose candidate (connection `id` from side `dir`)
+    /// holds its tuple and whose hot path refused it: the connection is known, so neither the
+    /// probe nor the hot path is done again (it changes nothing when it refuses); the general
+    /// body, or `Err` as `forward_established` would give it. The segments that move a held
+    /// connection's state come this way, from either side: the handshake's ACK, the client's
+    /// ACK and FIN after the server's FIN (`lifecycle-burst` 11,717 -> 11,511 instructions a
+    /// connection), and since 7c6b0f5 the server's SYN-ACK and FIN. Out of line, as the rest:
+    /// its own function, not a branch of the rest, so that the hot paths (inlined in the burst
+    /// loop) do not carry its state into the rest's call (a parameter of the rest for it cost
+    /// `established-burst-net` 5 and `reply-burst-net` 8).
     #[inline(never)]
     fn forward_refused<B: PacketBuf>(
         &mut self,

@@ -263,7 +263,8 @@ pub fn suspect<B: PacketBuf>(v6: &mut Inet6<B>, l3: &mut L3<B>, ip: Ipv6Addr, si
 /// replies bypass the gateway, are not confirmed so. As IPv4's (`L3::confirm_neighbour`, whose
 /// reasons hold here): keyed by the sending MAC, at most once per `CONFIRM_EVERY_MS` each, in
 /// IPv6's own `Inet6::confirm_cache`. Costs a MAC's read and a compare a packet from the last
-/// sender, a multiply and its slot's compares more from another; the rest is out of line.
+/// sender in the same millisecond, a multiply and its slot's compares more from another; the
+/// rest is out of line.
 #[inline(always)]
 pub(crate) fn confirm<B: PacketBuf>(v6: &mut Inet6<B>, l3: &L3<B>, src: Ipv6Addr, frame: &[u8]) {
     if let Some(sender) = v6.confirm_cache.due(frame, l3.now_ms) {

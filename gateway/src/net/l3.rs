@@ -86,10 +86,11 @@ fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
 pub(crate) struct ConfirmCache {
     slots: [(u64, u64); CONFIRM_SLOTS],
     /// The sender last looked at (`due`, `claim`) and the time it was: a frame from the same MAC
-    /// at the same `now_ms` is not due, whatever its slot says, which spares the hash and the
-    /// slot's compares of every frame but a burst's first from a router
-    /// (`established-burst-net` 481 -> 468). Its slot still holds it: no other sender took the
-    /// slot since.
+    /// at the same `now_ms` is not due, whatever its slot says, which spares the hash (the
+    /// compiler computes it after this compare) and the slot's compares of every frame but a
+    /// burst's first from a router (`established-burst-net` 481 -> 468). Its slot still holds
+    /// it, no other sender having taken the slot since (but for a frame with no sender, key 0,
+    /// which takes no slot and confirms nothing either way).
     last: (u64, u64),
 }
 
@@ -118,7 +119,8 @@ impl ConfirmCache {
     }
 
     /// The sender of `frame`, unless its MAC confirmed less than `CONFIRM_EVERY_MS` before
-    /// `now_ms`.
+    /// `now_ms`. A sender returned must be claimed (`claim`) before the next call: noted as
+    /// the last looked at, it is not due again in this millisecond.
     #[inline(always)]
     pub(crate) fn due(&mut self, frame: &[u8], now_ms: u64) -> Option<Sender> {
         let s = Self::sender(frame)?;
