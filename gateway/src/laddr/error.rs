@@ -31,8 +31,10 @@ pub enum ConfigError {
     #[error("worker {0} polls no queue named in the RETA")]
     NoRetaEntry(usize),
     /// For some (RIP, rport, LIP), no port of this worker's share makes the reply land on one of its
-    /// queues. Happens only with degenerate keys (e.g. repetitive "symmetric" keys); use a random
-    /// key or `Steering::Partition` with hand-over of replies.
+    /// queues. Happens with degenerate keys (e.g. repetitive "symmetric" keys), and now and then
+    /// with a random key whose bits reach too few buckets from the port (the layout's property
+    /// test drew one); use another random key, or `Steering::Partition` with hand-over of
+    /// replies.
     #[error("RSS key and RETA cannot steer replies to worker {worker} (hash bucket {bucket})")]
     Unsteerable {
         /// The worker.

@@ -386,12 +386,21 @@ mod tests {
         workers: u16,
         ports: std::ops::RangeInclusive<u16>,
     ) -> Arc<PortLayout> {
+        Arc::new(try_rss_layout(key, reta, workers, ports).unwrap())
+    }
+
+    fn try_rss_layout(
+        key: &[u8],
+        reta: Vec<u16>,
+        workers: u16,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> Result<PortLayout, ConfigError> {
         let steering = Steering::Rss(RssConfig {
             key: key.to_vec(),
             reta: Reta::new(reta).unwrap(),
             queues: QueueMap::identity(workers),
         });
-        Arc::new(PortLayout::new(usize::from(workers), ports, steering).unwrap())
+        PortLayout::new(usize::from(workers), ports, steering)
     }
 
     /// The worker the NIC delivers `reply` to, computed with the bitwise reference hash.
@@ -408,7 +417,9 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
         /// Every allocated port steers the reply to the allocating worker, which also owns it by
-        /// port; and the port lies in the range.
+        /// port; and the port lies in the range. A key and RETA the layout refuses are refused as
+        /// unsteerable, and nothing is allocated with them: a random key meets that now and then
+        /// (CI drew one at 83eb631, kept in `proptest-regressions/laddr/pool.txt`).
         #[test]
         fn rss_allocation_steers_to_owner(
             key in any::<[u8; 40]>(),
@@ -422,7 +433,13 @@ mod tests {
             let reta: Vec<u16> = (0..size)
                 .map(|i| if i < usize::from(workers) { i as u16 } else { reta_seed[i] % workers })
                 .collect();
-            let layout = rss_layout(&key, reta.clone(), workers, DEFAULT_PORTS);
+            let layout = match try_rss_layout(&key, reta.clone(), workers, DEFAULT_PORTS) {
+                Ok(layout) => Arc::new(layout),
+                Err(e) => {
+                    prop_assert!(matches!(e, ConfigError::Unsteerable { .. }), "{:?}", e);
+                    return Ok(());
+                }
+            };
             let lips: Vec<Ipv4Addr> = lips.into_iter().map(Ipv4Addr::from).collect();
             for w in 0..usize::from(workers) {
                 let mut pool = LaddrPool::new(layout.clone(), w, &lips, DEFAULT_MAX_ATTEMPTS).unwrap();
