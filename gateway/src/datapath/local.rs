@@ -24,7 +24,7 @@ pub fn local_delivery<B: PacketBuf>(
     }
     // Trim Ethernet padding so the reply carries exactly the IP packet.
     let end = v.l3_off + v.ip.total_len as usize;
-    pkt.set_len(end);
+    pkt.truncate(end);
     match icmp::echo_reply_in_place(pkt.data_mut(), v.l3_off) {
         Ok(()) => {
             l3.stats.icmp_echo_replies += 1;

@@ -1695,7 +1695,7 @@ impl Forwarder {
         let l4_off = ip.l4_off;
         let client = c.client();
         // Drop Ethernet padding: the frame ends where the IP packet does.
-        pkt.set_len(l3_off + ip.total_len as usize);
+        pkt.truncate(l3_off + ip.total_len as usize);
         if matches!(c.mode(), mode::DR | mode::TUN) {
             if is_tcp && c.user2 == 0 && ip.tcp_flags.syn() && !ip.tcp_flags.ack() {
                 // The client's ISN plus one, which tells its retransmissions from a new

@@ -443,7 +443,7 @@ impl<B: PacketBuf> Inet6<B> {
             meta
         };
         // Ethernet padding is not data.
-        pkt.set_len(v.end);
+        pkt.truncate(v.end);
         // `l4_of`'s checks were the admission's.
         let seg = common::Segment {
             sport: tuple.sport,
@@ -479,7 +479,7 @@ impl<B: PacketBuf> Inet6<B> {
     ) -> Verdict<B> {
         let v = *v;
         // Ethernet padding is not data.
-        pkt.set_len(v.end);
+        pkt.truncate(v.end);
         if v.proto == IpProtocol::ICMPV6 && !v.is_fragment() {
             match pkt.data().get(v.l4_off).copied().map(Icmpv6Type) {
                 Some(Icmpv6Type::NEIGHBOR_SOLICIT) => {
