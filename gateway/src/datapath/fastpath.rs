@@ -25,9 +25,11 @@
 //! did. Verdicts, bytes, counters and connection state are the general path's: a property test
 //! (`tests`) holds the two to it.
 
+use super::ingress::{ingress, NotIpv4};
 use super::Datapath;
 use super::BURST;
-use crate::conn::{Candidate, Prelookup};
+use crate::conn::{Candidate, Dir, Prelookup};
+use crate::forward::fullnat::{NotHot, PlainSeg};
 use crate::inet6::Ipv6In;
 use crate::packet::{tcp_checksum_good, tcp_checksum_verifies, CsumStatus, PacketBuf, RxMeta};
 use crate::packet::{Ipv4In, Verdict};
@@ -167,27 +169,98 @@ impl<B: PacketBuf> Datapath<B> {
         }
     }
 
-    /// `forward_plain_tcp` for the burst loop, writing the verdict into the burst's slot `out`
-    /// (`Forwarder::forward_established_into`): returned through the stack and copied, a verdict
-    /// was read back before the stores that wrote it had reached the cache (perf/RESULTS.md).
-    /// Always inlined, as the worker's burst loop inlines it (`perf/calls.sh`).
+    /// `forward_plain_tcp` for the burst loop, for a segment its admission took (`seg`), writing
+    /// the verdict into the burst's slot `out` (`Forwarder::forward_hot_into`): returned through
+    /// the stack and copied, a verdict was read back before the stores that wrote it had
+    /// reached the cache (perf/RESULTS.md). A segment whose candidate (`found`: the burst
+    /// lookup's, with the table's count of tuples as the lookup left it) holds its tuple, from
+    /// either side, tries the hot path; every other segment, and one the hot path refuses, goes
+    /// on out of line (`forward_plain_cold`), from its own branch: one `Result` for all of them
+    /// was built and matched again (`established-burst-net` +6). Always inlined, as the
+    /// worker's burst loop inlines it (`perf/calls.sh`). The reply's candidate is tested first:
+    /// tested after the client's, the compiler merged the two hot paths into one with the side
+    /// a variable (the client's 432 -> 441).
     #[inline(always)]
     pub(super) fn forward_plain_tcp_into(
         &mut self,
         pkt: B,
         meta: &RxMeta,
-        v: &Ipv4In,
+        seg: &PlainSeg,
         found: (Candidate, u64),
         out: &mut Option<Verdict<B>>,
     ) {
+        if let Some(id) = found.0.reply() {
+            if !self.fwd.holds_hot(id, Dir::Reply, seg) {
+                return self.forward_plain_cold(pkt, meta, NotHot::Unheld, found, out);
+            }
+            match self
+                .fwd
+                .forward_hot_into(&mut self.l3, pkt, seg, id, Dir::Reply, out)
+            {
+                Ok(()) => self.l3.stats.fast_path += 1,
+                Err(p) => {
+                    self.forward_plain_cold(p, meta, NotHot::Refused(id, Dir::Reply), found, out)
+                }
+            }
+            return;
+        }
+        let Some(id) = found.0.original() else {
+            return self.forward_plain_cold(pkt, meta, NotHot::Unheld, found, out);
+        };
+        if !self.fwd.holds_hot(id, Dir::Original, seg) {
+            return self.forward_plain_cold(pkt, meta, NotHot::Unheld, found, out);
+        }
         match self
             .fwd
-            .forward_established_into(&mut self.l3, pkt, v, found, meta.l4_csum, out)
+            .forward_hot_into(&mut self.l3, pkt, seg, id, Dir::Original, out)
+        {
+            Ok(()) => self.l3.stats.fast_path += 1,
+            Err(p) => {
+                self.forward_plain_cold(p, meta, NotHot::Refused(id, Dir::Original), found, out)
+            }
+        }
+    }
+
+    /// `forward_plain_tcp_into` for a segment the hot path did not take (`why`): parsed again
+    /// (`PlainSeg::parse`), which the burst loop did not keep, then as `forward_plain_tcp`,
+    /// with what the burst's lookup found (`found`).
+    #[inline(never)]
+    fn forward_plain_cold(
+        &mut self,
+        pkt: B,
+        meta: &RxMeta,
+        why: NotHot,
+        found: (Candidate, u64),
+        out: &mut Option<Verdict<B>>,
+    ) {
+        let Some(v) = PlainSeg::parse(pkt.data()) else {
+            // Not reached: the frame is the one the admission took, unchanged since. The
+            // general path from its start, as if the admission had refused it.
+            debug_assert!(false, "a frame the admission took does not parse");
+            *out = Some(match ingress(&mut self.l3, pkt, meta) {
+                Ok((pkt, v)) => self.finish(pkt, meta, &v, Prelookup::NotDone),
+                Err(NotIpv4::Done(verdict)) => verdict,
+                Err(NotIpv4::Ipv6(pkt)) => self.v6.process(&mut self.l3, &mut self.fwd, pkt, meta),
+            });
+            return;
+        };
+        debug_assert_eq!(
+            wire::parse_plain_tcp(pkt.data(), false),
+            Some(Ok(wire::Parsed {
+                ethertype: wire::EtherType::IPV4,
+                l3_off: v.l3_off,
+                ip: Some(v.ip)
+            })),
+            "not the admission's parse"
+        );
+        match self
+            .fwd
+            .forward_cold_into(&mut self.l3, pkt, &v, why, found, meta.l4_csum, out)
         {
             Ok(()) => self.l3.stats.fast_path += 1,
             Err((pkt, pre)) => {
-                let meta = admitted(meta, pkt.data(), v);
-                *out = Some(self.finish(pkt, &meta, v, pre));
+                let meta = admitted(meta, pkt.data(), &v);
+                *out = Some(self.finish(pkt, &meta, &v, pre));
             }
         }
     }

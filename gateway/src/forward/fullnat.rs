@@ -150,19 +150,6 @@ fn established_found(
     }
 }
 
-/// The connection tuple of a segment the fast path's admission took: TCP, as every frame it
-/// takes, the protocol a constant.
-#[inline(always)]
-fn admitted_tuple(ip: &crate::wire::IpInfo) -> Tuple {
-    Tuple::new(
-        ip.src,
-        ip.src_port,
-        ip.dst,
-        ip.dst_port,
-        crate::conn::PROTO_TCP,
-    )
-}
-
 /// `traffic[traffic_base[svc] + rs]`, unless the connection's server is gone.
 fn traffic_at<'a>(
     traffic: &'a mut [Traffic],
@@ -300,6 +287,19 @@ pub struct Forwarder {
 
 mod hot;
 mod icmp_errors;
+
+pub use hot::PlainSeg;
+
+/// Why `Forwarder::forward_hot_into` did not forward a segment, for `forward_cold_into`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotHot {
+    /// The burst lookup's candidate, connection `.0` from side `.1`, holds its tuple; the hot
+    /// path refused the segment (it changed nothing).
+    Refused(ConnId, Dir),
+    /// No candidate holds its tuple (a miss, a candidate of another tuple), or it is a reply to
+    /// an address that no longer takes replies (`reaches_reply_side`).
+    Unheld,
+}
 mod install;
 mod proxied;
 mod report;
@@ -679,7 +679,7 @@ impl Forwarder {
         match self.established(v, pre) {
             Ok((id, dir)) => {
                 let now = Ticks(l3.now_ms);
-                match self.forward_hot(l3, pkt, v, id, dir, now) {
+                match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, now) {
                     Ok((pkt, dst)) => {
                         count_steered(l3, dir);
                         Ok(l3.route_out(pkt, dst))
@@ -695,69 +695,78 @@ impl Forwarder {
         }
     }
 
-    /// `forward_established`, writing the verdict into `out` (the burst's slot for the packet)
-    /// instead of returning it: see `forward_into`. `Err` leaves `out` as it was. `found` is the
-    /// candidate from the burst's lookup and the table's `indexed` count the lookup left: a
-    /// miss is trusted only if no tuple was added since (`Candidate::unless_stale`), which
-    /// `forward_established_rest` asks, not the hot path. A segment whose candidate holds its
-    /// tuple tries the hot path first.
-    ///
-    /// Split in two: a segment whose candidate holds its tuple, from either side, takes the hot
-    /// path here, inlined into the burst loop; one the hot path refuses goes to
-    /// `forward_refused`, every other packet to `forward_established_rest`, both out of line.
-    /// Out of line as a whole it cost each packet the call, its six saved registers and its
-    /// arguments spilled (`established-burst-net` 601 -> 572). The replies' hot path was kept
-    /// in the rest while, inlined here, it cost the burst loop more than it saved (601 -> 627;
-    /// perf/RESULTS.md, "The client's hot path in the burst loop"). Once the loop's other
-    /// frames went out of line (`Datapath::admit_other`), it is here: a reply 47 instructions
-    /// fewer (`reply-burst-net` 507 -> 460), a client's segment 4 more (432 -> 436). The reply's
-    /// candidate is tested first: tested after the client's, the compiler merged the two hot
-    /// paths into one with the side a variable (the client's 432 -> 441).
+    /// Whether connection `id`, the burst lookup's candidate for a segment the fast path's
+    /// admission took (`seg`) from side `dir`, holds its tuple from that side: the hot path then
+    /// tries it without `established`'s lookup (`forward_hot_into`). A reply's destination is
+    /// probed as `established` probes it: a local address removed from the pools no longer
+    /// takes replies. (While the connection's service is configured its VIP is a VIP; once the
+    /// service is gone the connection has no real server, `ConnRemap`'s `NO_DEST`, which the hot
+    /// path refuses, and the packet then takes `forward_refused`.)
     #[inline(always)]
-    pub fn forward_established_into<B: PacketBuf>(
+    pub fn holds_hot(&self, id: ConnId, dir: Dir, seg: &PlainSeg) -> bool {
+        match dir {
+            Dir::Original => self.table.holds(id, Dir::Original, &seg.tuple),
+            Dir::Reply => {
+                self.reaches_reply_side(seg.tuple.dst_ip())
+                    && self.table.holds(id, Dir::Reply, &seg.tuple)
+            }
+        }
+    }
+
+    /// The hot path for a segment the fast path's admission took (`seg`) on connection `id`
+    /// from side `dir`, whose entry holds its tuple (`holds_hot`), writing the verdict into
+    /// `out` (the burst's slot for the packet) instead of returning it: see `forward_into`.
+    /// `Err` hands the packet back unchanged, `out` as it was, for `forward_cold_into`
+    /// (`NotHot::Refused`), which the burst loop calls out of line with the segment parsed
+    /// again (`Datapath::forward_plain_cold`): the loop neither keeps the parse of the segments
+    /// the hot path takes nor carries the general path's arguments to its calls.
+    ///
+    /// Called with `dir` a constant in each of the burst loop's branches: with the side a
+    /// variable, the compiler merged the two hot paths into one (the client's 432 -> 441).
+    #[inline(always)]
+    pub fn forward_hot_into<B: PacketBuf>(
+        &mut self,
+        l3: &mut L3<B>,
+        pkt: B,
+        seg: &PlainSeg,
+        id: ConnId,
+        dir: Dir,
+        out: &mut Option<Verdict<B>>,
+    ) -> Result<(), B> {
+        let (p, dst) = self.forward_hot(l3, pkt, seg, id, dir, Ticks(l3.now_ms))?;
+        match dir {
+            Dir::Original => l3.route_out_into(p, dst, out),
+            Dir::Reply => {
+                // Counted as `count_steered` counts; one the hot path refuses is counted
+                // there, or by `handle_with`.
+                l3.stats.steer_hits += 1;
+                l3.route_out_reply_into(p, dst, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// `forward_established` for a segment the hot path did not forward (`why`), parsed
+    /// again (`v`), writing the verdict into `out`: one the hot path refused on a connection
+    /// its candidate holds goes to `forward_refused`, every other to
+    /// `forward_established_rest`. `found` is the burst lookup's candidate with the table's
+    /// `indexed` count the lookup left: a miss is trusted only if no tuple was added since
+    /// (`Candidate::unless_stale`), which only the rest asks. `Err` as `forward_established`
+    /// gives it, `out` as it was.
+    #[inline(always)]
+    pub fn forward_cold_into<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
         pkt: B,
         v: &Ipv4In,
+        why: NotHot,
         found: (Candidate, u64),
         l4_csum: CsumStatus,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), (B, Prelookup)> {
-        // A reply's candidate, when its entry holds the packet's tuple from that side: the hot
-        // path without `established`'s lookup. A reply's destination is probed as `established`
-        // probes it: a local address removed from the pools no longer takes replies. (While the
-        // connection's service is configured its VIP is a VIP; once the service is gone the
-        // connection has no real server, `ConnRemap`'s `NO_DEST`, which the hot path refuses,
-        // and the packet then takes `forward_refused`.)
-        if let Some(id) = found.0.reply() {
-            if self.reaches_reply_side(v.ip.dst)
-                && self.table.holds(id, Dir::Reply, &admitted_tuple(&v.ip))
-            {
-                return match self.forward_hot(l3, pkt, v, id, Dir::Reply, Ticks(l3.now_ms)) {
-                    Ok((p, dst)) => {
-                        // Counted as `count_steered` counts; one the hot path refuses is
-                        // counted there, or by `handle_with`.
-                        l3.stats.steer_hits += 1;
-                        l3.route_out_reply_into(p, dst, out);
-                        Ok(())
-                    }
-                    Err(p) => self.forward_refused(l3, p, v, (id, Dir::Reply), l4_csum, out),
-                };
-            }
-            return self.forward_established_rest(l3, pkt, v, found, l4_csum, out);
-        }
-        let Some(id) = found.0.original() else {
-            return self.forward_established_rest(l3, pkt, v, found, l4_csum, out);
-        };
-        if !self.table.holds(id, Dir::Original, &admitted_tuple(&v.ip)) {
-            return self.forward_established_rest(l3, pkt, v, found, l4_csum, out);
-        }
-        match self.forward_hot(l3, pkt, v, id, Dir::Original, Ticks(l3.now_ms)) {
-            Ok((p, dst)) => {
-                l3.route_out_into(p, dst, out);
-                Ok(())
-            }
-            Err(p) => self.forward_refused(l3, p, v, (id, Dir::Original), l4_csum, out),
+        match why {
+            NotHot::Refused(id, dir) => self.forward_refused(l3, pkt, v, (id, dir), l4_csum, out),
+            NotHot::Unheld => self.forward_established_rest(l3, pkt, v, found, l4_csum, out),
         }
     }
 
@@ -765,7 +774,7 @@ impl Forwarder {
     /// a reply whose destination no longer takes replies (`reaches_reply_side`): as
     /// `forward_established`, the connection found (the table probed), the hot path tried,
     /// else the general body.
-    #[inline(never)]
+    #[inline(always)]
     fn forward_established_rest<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,
@@ -779,7 +788,7 @@ impl Forwarder {
         let pre = found.0.unless_stale(self.table.indexed() == found.1);
         let now = Ticks(l3.now_ms);
         match self.established(v, pre.get()) {
-            Ok((id, dir)) => match self.forward_hot(l3, pkt, v, id, dir, now) {
+            Ok((id, dir)) => match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, now) {
                 Ok((pkt, dst)) => {
                     count_steered(l3, dir);
                     l3.route_out_into(pkt, dst, out);
@@ -806,7 +815,7 @@ impl Forwarder {
     /// its own function, not a branch of the rest, so that the hot paths (inlined in the burst
     /// loop) do not carry its state into the rest's call (a parameter of the rest for it cost
     /// `established-burst-net` 5 and `reply-burst-net` 8).
-    #[inline(never)]
+    #[inline(always)]
     fn forward_refused<B: PacketBuf>(
         &mut self,
         l3: &mut L3<B>,

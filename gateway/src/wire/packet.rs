@@ -161,7 +161,7 @@ pub fn parse_l3l4_with(frame: &[u8], check_ip_csum: bool) -> Result<Parsed, Drop
 }
 
 /// Bytes of an Ethernet header, an option-less IPv4 header and a TCP header without options.
-const PLAIN_TCP_LEN: usize = ethernet::HEADER_LEN + super::ipv4::HEADER_LEN + tcp::HEADER_LEN;
+pub const PLAIN_TCP_LEN: usize = ethernet::HEADER_LEN + super::ipv4::HEADER_LEN + tcp::HEADER_LEN;
 
 /// The common case of [`parse_l3l4_with`] on fixed-size views: an unfragmented TCP segment in an
 /// IPv4 packet without options. One length check covers the three headers, after which the
@@ -206,22 +206,37 @@ pub fn parse_plain_tcp(frame: &[u8], check_ip_csum: bool) -> Option<Result<Parse
     Some(Ok(Parsed {
         ethertype: EtherType::IPV4,
         l3_off: IP_AT,
-        ip: Some(IpInfo {
-            protocol: IpProtocol::TCP,
-            src: ip.src(),
-            dst: ip.dst(),
-            l4_off: TCP_AT,
-            total_len,
-            ttl: ip.ttl(),
-            is_fragment: false,
-            frag_offset: 0,
-            has_options: false,
-            src_port: t.src_port(),
-            dst_port: t.dst_port(),
-            tcp_flags: flags,
-            payload_len: l4_len - t.header_len(),
-        }),
+        ip: Some(plain_tcp_info(h)),
     }))
+}
+
+/// What [`parse_plain_tcp`] says of the frame whose first bytes are `h`, once it has taken it:
+/// also what a frame it took says when parsed again (`forward::fullnat::PlainSeg::parse`),
+/// without its checks.
+#[inline(always)]
+pub fn plain_tcp_info(h: &[u8; PLAIN_TCP_LEN]) -> IpInfo {
+    const IP_AT: usize = ethernet::HEADER_LEN;
+    const TCP_AT: usize = IP_AT + super::ipv4::HEADER_LEN;
+    let ip = Ipv4Packet::new_unchecked(&h[IP_AT..TCP_AT]);
+    let t = tcp::TcpPacket::new_unchecked(&h[TCP_AT..]);
+    let total_len = ip.total_len();
+    IpInfo {
+        protocol: IpProtocol::TCP,
+        src: ip.src(),
+        dst: ip.dst(),
+        l4_off: TCP_AT,
+        total_len,
+        ttl: ip.ttl(),
+        is_fragment: false,
+        frag_offset: 0,
+        has_options: false,
+        src_port: t.src_port(),
+        dst_port: t.dst_port(),
+        tcp_flags: t.flags(),
+        // The TCP header within the total length, as `parse_plain_tcp` checked.
+        payload_len: usize::from(total_len)
+            .saturating_sub(super::ipv4::HEADER_LEN + t.header_len()),
+    }
 }
 
 /// [`parse_l3l4_with`] for any frame.

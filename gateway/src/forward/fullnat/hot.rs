@@ -11,13 +11,52 @@
 //! verdicts, bytes, counters and table.
 
 use super::{mode, Forwarder, NO_DEST, PARKED, PROXIED};
-use crate::conn::{Conn, ConnFlags, ConnId, Dir, State, Ticks};
+use crate::conn::{Conn, ConnFlags, ConnId, Dir, State, Ticks, Tuple, PROTO_TCP};
 use crate::forward::rewrite::rewrite_tcp;
 use crate::net::L3;
 use crate::packet::Ipv4In;
 use crate::packet::PacketBuf;
-use crate::wire::{IpInfo, IpProtocol, TcpPacket};
+use crate::wire::{IpInfo, IpProtocol, TcpFlags, TcpPacket};
 use std::net::Ipv4Addr;
+
+/// What the hot path reads of a segment the fast path's admission took
+/// (`Datapath::admit_plain_tcp`, `wire::parse_plain_tcp`: an option-less IPv4 header at byte
+/// 14, TCP after it): its tuple in host order, as the table holds it, its IPv4 total length and
+/// its TCP flags. The burst loop keeps this for each such frame between its stages, not the
+/// parse's `Ipv4In`: 20 bytes where that is 48, of which the hot path read five fields
+/// (perf/RESULTS.md). A segment the hot path does not take has its `Ipv4In` parsed again from
+/// its frame, unchanged since (`Datapath::forward_plain_cold`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlainSeg {
+    pub tuple: Tuple,
+    pub total_len: u16,
+    pub flags: TcpFlags,
+}
+
+impl PlainSeg {
+    /// The segment of a parse the admission took (a TCP segment, not a fragment).
+    #[inline(always)]
+    pub fn of(v: &Ipv4In) -> PlainSeg {
+        let ip = &v.ip;
+        PlainSeg {
+            tuple: Tuple::new(ip.src, ip.src_port, ip.dst, ip.dst_port, PROTO_TCP),
+            total_len: ip.total_len,
+            flags: ip.tcp_flags,
+        }
+    }
+
+    /// The parse of a frame the admission took, again (`wire::parse_plain_tcp`'s result, without
+    /// its checks, which the frame, unchanged since, passed: `wire::plain_tcp_info`): the
+    /// `Ipv4In` it gave, for the general path, which a segment the hot path does not take goes
+    /// on to. `None` for a frame shorter than the three headers.
+    #[inline(always)]
+    pub fn parse(frame: &[u8]) -> Option<Ipv4In> {
+        Some(Ipv4In {
+            l3_off: crate::wire::ethernet::HEADER_LEN,
+            ip: crate::wire::plain_tcp_info(frame.first_chunk()?),
+        })
+    }
+}
 
 /// The entry flags `forward_hot` requires set (`WANT`) among those it looks at (`MASK`): the
 /// connection has been established (so no half-open count moves), its replies have been seen
@@ -77,15 +116,12 @@ impl Forwarder {
         &mut self,
         l3: &mut L3<B>,
         mut pkt: B,
-        v: &Ipv4In,
+        seg: &PlainSeg,
         id: ConnId,
         dir: Dir,
         now: Ticks,
     ) -> Result<(B, Ipv4Addr), B> {
-        let ip = &v.ip;
-        // TCP, as every frame the admission takes (its offsets below, too).
-        debug_assert_eq!(ip.protocol, IpProtocol::TCP, "not the admission's frame");
-        if !ip.tcp_flags.is_plain_ack() || self.sync_log.is_some() {
+        if !seg.flags.is_plain_ack() || self.sync_log.is_some() {
             return Err(pkt);
         }
         let Some(c) = self.table.get_mut(id) else {
@@ -103,9 +139,10 @@ impl Forwarder {
         // bounds and offsets to check (perf/RESULTS.md, "The admission's offsets as constants").
         const L3_OFF: usize = crate::wire::ethernet::HEADER_LEN;
         const L4_OFF: usize = L3_OFF + crate::wire::ipv4::HEADER_LEN;
-        debug_assert_eq!(
-            (v.l3_off, ip.l4_off),
-            (L3_OFF, L4_OFF),
+        debug_assert!(
+            PlainSeg::parse(pkt.data()).is_some_and(|v| (v.l3_off, v.ip.l4_off)
+                == (L3_OFF, L4_OFF)
+                && PlainSeg::of(&v) == *seg),
             "not the admission's frame"
         );
         // One fixed-size view of the three headers, which the admission's frame always has, for
@@ -119,9 +156,9 @@ impl Forwarder {
         };
         // From here on, `forward_body`'s steps for this packet.
         if let Some(t) = super::traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
-            t.count(dir, ip.total_len);
+            t.count(dir, seg.total_len);
         }
-        l3.confirm_neighbour_in(ip.src, &h[..]);
+        l3.confirm_neighbour_in(seg.tuple.src_ip(), &h[..]);
         let ack = TcpPacket::new_unchecked(&h[L4_OFF..]).ack_number();
         let client = c.client();
         let (src, dst) = match dir {
@@ -147,7 +184,7 @@ impl Forwarder {
         let headers = h.last_chunk_mut().expect("the IPv4 and TCP headers");
         rewrite_tcp(headers, src, dst);
         // Drop Ethernet padding: the frame ends where the IP packet does.
-        pkt.truncate(L3_OFF + ip.total_len as usize);
+        pkt.truncate(L3_OFF + seg.total_len as usize);
         Ok((pkt, dst.0))
     }
 }

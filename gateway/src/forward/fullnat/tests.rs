@@ -109,8 +109,9 @@ fn two_connections() -> (Datapath<VecBuf>, Vec<VecBuf>, Conns) {
     (dp, frames, conns)
 }
 
-/// `forward_established_into` for `buf` with the burst's candidate `pre`: the verdict, or
-/// `Err` when the packet is handed back.
+/// What the burst loop does for `buf` with the burst's candidate `pre`
+/// (`forward_hot_into`, then `forward_cold_into` if it hands the packet back): the verdict, or
+/// `Err` when the packet is handed back to the general path.
 fn through_candidate(
     dp: &mut Datapath<VecBuf>,
     buf: VecBuf,
@@ -123,10 +124,29 @@ fn through_candidate(
     };
     let mut out = None;
     let indexed = dp.fwd.table().indexed();
-    match dp.fwd.forward_established_into(
+    let seg = super::PlainSeg::of(&v);
+    let cand: Candidate = pre.into();
+    let (buf, why) = match cand
+        .reply()
+        .map(|id| (id, Dir::Reply))
+        .or(cand.original().map(|id| (id, Dir::Original)))
+    {
+        Some((id, dir)) if dp.fwd.holds_hot(id, dir, &seg) => {
+            match dp
+                .fwd
+                .forward_hot_into(&mut dp.l3, buf, &seg, id, dir, &mut out)
+            {
+                Ok(()) => return Ok(out),
+                Err(buf) => (buf, super::NotHot::Refused(id, dir)),
+            }
+        }
+        _ => (buf, super::NotHot::Unheld),
+    };
+    match dp.fwd.forward_cold_into(
         &mut dp.l3,
         buf,
         &v,
+        why,
         (pre.into(), indexed),
         CsumStatus::Good,
         &mut out,
