@@ -753,6 +753,7 @@ impl Forwarder {
     /// `indexed` count the lookup left: a miss is trusted only if no tuple was added since
     /// (`Candidate::unless_stale`), which only the rest asks. `Err` as `forward_established`
     /// gives it, `out` as it was.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn forward_cold_into<B: PacketBuf>(
         &mut self,
