@@ -127,7 +127,7 @@ impl ConnKey for Tuple {
 /// An IPv6 packet's 5-tuple as it arrives (ports in host order). Addresses are byte arrays so that
 /// the tuple aligns to 2 and takes 38 bytes, not the 48 of two `u128`s; its fields in this order
 /// (`repr(C)`), which `hash` reads its ports in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, Eq)]
 #[repr(C)]
 pub struct Tuple6 {
     pub src: [u8; 16],
@@ -135,6 +135,29 @@ pub struct Tuple6 {
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
+}
+
+/// As `Tuple`'s: each address as one 128-bit word, the ports as one 32-bit word.
+impl PartialEq for Tuple6 {
+    #[inline(always)]
+    fn eq(&self, other: &Tuple6) -> bool {
+        let ports = |t: &Tuple6| (u32::from(t.dport) << 16) | u32::from(t.sport);
+        u128::from_ne_bytes(self.src) == u128::from_ne_bytes(other.src)
+            && u128::from_ne_bytes(self.dst) == u128::from_ne_bytes(other.dst)
+            && ports(self) == ports(other)
+            && self.proto == other.proto
+    }
+}
+
+/// The fields `eq` compares, as the derived `Hash` hashes them.
+impl core::hash::Hash for Tuple6 {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.src.hash(state);
+        self.dst.hash(state);
+        self.sport.hash(state);
+        self.dport.hash(state);
+        self.proto.hash(state);
+    }
 }
 
 impl Tuple6 {
@@ -312,6 +335,47 @@ mod tests {
                     ..t
                 },
                 Tuple {
+                    proto: t.proto ^ (1 << (bit % 8)),
+                    ..t
+                },
+            ] {
+                assert_ne!(t, other, "{other:?}");
+                assert_ne!(other, t, "{other:?}");
+            }
+        }
+    }
+
+    /// The same of `Tuple6`'s `eq`, on both addresses' 128 bits.
+    #[test]
+    fn ipv6_tuples_are_equal_exactly_when_every_field_is() {
+        let t = Tuple6::new(
+            "2001:db8::1".parse().unwrap(),
+            1234,
+            "2001:db8::80".parse().unwrap(),
+            80,
+            PROTO_TCP,
+        );
+        assert_eq!(t, Tuple6 { ..t });
+        for bit in 0..128 {
+            let flip = |a: [u8; 16]| (u128::from_ne_bytes(a) ^ (1 << bit)).to_ne_bytes();
+            for other in [
+                Tuple6 {
+                    src: flip(t.src),
+                    ..t
+                },
+                Tuple6 {
+                    dst: flip(t.dst),
+                    ..t
+                },
+                Tuple6 {
+                    sport: t.sport ^ (1 << (bit % 16)),
+                    ..t
+                },
+                Tuple6 {
+                    dport: t.dport ^ (1 << (bit % 16)),
+                    ..t
+                },
+                Tuple6 {
                     proto: t.proto ^ (1 << (bit % 8)),
                     ..t
                 },
