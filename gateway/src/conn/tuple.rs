@@ -9,7 +9,10 @@ pub const PROTO_UDP: u8 = 17;
 
 /// A packet's 5-tuple as it arrives (addresses and ports in host order). 16 bytes, its fields
 /// in this order (`repr(C)`), which `words` reads in.
-#[derive(Clone, Copy, Debug, Default, Eq)]
+// `Hash` derived beside a hand-written `PartialEq`: the two agree, `eq` being the fields'
+// equality, compared as words.
+#[allow(clippy::derived_hash_with_manual_eq)]
+#[derive(Clone, Copy, Debug, Default, Eq, Hash)]
 #[repr(C)]
 pub struct Tuple {
     pub src: u32,
@@ -28,17 +31,6 @@ impl PartialEq for Tuple {
         let addrs = |t: &Tuple| (u64::from(t.dst) << 32) | u64::from(t.src);
         let ports = |t: &Tuple| (u32::from(t.dport) << 16) | u32::from(t.sport);
         addrs(self) == addrs(other) && ports(self) == ports(other) && self.proto == other.proto
-    }
-}
-
-/// The fields `eq` compares, as the derived `Hash` hashes them.
-impl core::hash::Hash for Tuple {
-    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        self.src.hash(state);
-        self.dst.hash(state);
-        self.sport.hash(state);
-        self.dport.hash(state);
-        self.proto.hash(state);
     }
 }
 
@@ -127,7 +119,9 @@ impl ConnKey for Tuple {
 /// An IPv6 packet's 5-tuple as it arrives (ports in host order). Addresses are byte arrays so that
 /// the tuple aligns to 2 and takes 38 bytes, not the 48 of two `u128`s; its fields in this order
 /// (`repr(C)`), which `hash` reads its ports in.
-#[derive(Clone, Copy, Debug, Default, Eq)]
+// `Hash` derived beside a hand-written `PartialEq`, as `Tuple`'s.
+#[allow(clippy::derived_hash_with_manual_eq)]
+#[derive(Clone, Copy, Debug, Default, Eq, Hash)]
 #[repr(C)]
 pub struct Tuple6 {
     pub src: [u8; 16],
@@ -146,17 +140,6 @@ impl PartialEq for Tuple6 {
             && u128::from_ne_bytes(self.dst) == u128::from_ne_bytes(other.dst)
             && ports(self) == ports(other)
             && self.proto == other.proto
-    }
-}
-
-/// The fields `eq` compares, as the derived `Hash` hashes them.
-impl core::hash::Hash for Tuple6 {
-    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        self.src.hash(state);
-        self.dst.hash(state);
-        self.sport.hash(state);
-        self.dport.hash(state);
-        self.proto.hash(state);
     }
 }
 
@@ -304,8 +287,17 @@ mod tests {
         assert_eq!(r.reversed(), t);
     }
 
+    /// Asserts each of `others` unequal to `t`, both ways round.
+    fn unequal_to_all<T: PartialEq + core::fmt::Debug>(t: &T, others: impl IntoIterator<Item = T>) {
+        for other in others {
+            assert_ne!(*t, other, "{other:?}");
+            assert_ne!(other, *t, "{other:?}");
+        }
+    }
+
     /// `eq` compares words; equal exactly when every field is, whichever bit of which field
-    /// differs (the high bits of each word included).
+    /// differs (the high bits of each word included). `Tuple6`'s the same, on both addresses'
+    /// 128 bits.
     #[test]
     fn tuples_are_equal_exactly_when_every_field_is() {
         let t = Tuple::new(
@@ -317,37 +309,14 @@ mod tests {
         );
         assert_eq!(t, t.reversed().reversed());
         for bit in 0..32 {
-            for other in [
-                Tuple {
-                    src: t.src ^ (1 << bit),
-                    ..t
-                },
-                Tuple {
-                    dst: t.dst ^ (1 << bit),
-                    ..t
-                },
-                Tuple {
-                    sport: t.sport ^ (1 << (bit % 16)),
-                    ..t
-                },
-                Tuple {
-                    dport: t.dport ^ (1 << (bit % 16)),
-                    ..t
-                },
-                Tuple {
-                    proto: t.proto ^ (1 << (bit % 8)),
-                    ..t
-                },
-            ] {
-                assert_ne!(t, other, "{other:?}");
-                assert_ne!(other, t, "{other:?}");
-            }
+            let mut others = [t; 5];
+            others[0].src ^= 1 << bit;
+            others[1].dst ^= 1 << bit;
+            others[2].sport ^= 1 << (bit % 16);
+            others[3].dport ^= 1 << (bit % 16);
+            others[4].proto ^= 1 << (bit % 8);
+            unequal_to_all(&t, others);
         }
-    }
-
-    /// The same of `Tuple6`'s `eq`, on both addresses' 128 bits.
-    #[test]
-    fn ipv6_tuples_are_equal_exactly_when_every_field_is() {
         let t = Tuple6::new(
             "2001:db8::1".parse().unwrap(),
             1234,
@@ -357,32 +326,14 @@ mod tests {
         );
         assert_eq!(t, Tuple6 { ..t });
         for bit in 0..128 {
-            let flip = |a: [u8; 16]| (u128::from_ne_bytes(a) ^ (1 << bit)).to_ne_bytes();
-            for other in [
-                Tuple6 {
-                    src: flip(t.src),
-                    ..t
-                },
-                Tuple6 {
-                    dst: flip(t.dst),
-                    ..t
-                },
-                Tuple6 {
-                    sport: t.sport ^ (1 << (bit % 16)),
-                    ..t
-                },
-                Tuple6 {
-                    dport: t.dport ^ (1 << (bit % 16)),
-                    ..t
-                },
-                Tuple6 {
-                    proto: t.proto ^ (1 << (bit % 8)),
-                    ..t
-                },
-            ] {
-                assert_ne!(t, other, "{other:?}");
-                assert_ne!(other, t, "{other:?}");
-            }
+            let flip = |a: &mut [u8; 16]| *a = (u128::from_ne_bytes(*a) ^ (1 << bit)).to_ne_bytes();
+            let mut others = [t; 5];
+            flip(&mut others[0].src);
+            flip(&mut others[1].dst);
+            others[2].sport ^= 1 << (bit % 16);
+            others[3].dport ^= 1 << (bit % 16);
+            others[4].proto ^= 1 << (bit % 8);
+            unequal_to_all(&t, others);
         }
     }
 
