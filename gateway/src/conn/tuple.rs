@@ -269,16 +269,21 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tuple_is_small_and_converts() {
-        assert!(core::mem::size_of::<Tuple>() <= 16);
-        let t = Tuple::new(
+    /// 10.0.0.1:1234 -> 192.0.2.1:80, TCP.
+    fn example() -> Tuple {
+        Tuple::new(
             Ipv4Addr::new(10, 0, 0, 1),
             1234,
             Ipv4Addr::new(192, 0, 2, 1),
             80,
             PROTO_TCP,
-        );
+        )
+    }
+
+    #[test]
+    fn tuple_is_small_and_converts() {
+        assert!(core::mem::size_of::<Tuple>() <= 16);
+        let t = example();
         assert_eq!(t.src_ip(), Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(t.dst_ip(), Ipv4Addr::new(192, 0, 2, 1));
         assert_eq!(t.src, 0x0a00_0001);
@@ -300,13 +305,7 @@ mod tests {
     /// 128 bits.
     #[test]
     fn tuples_are_equal_exactly_when_every_field_is() {
-        let t = Tuple::new(
-            Ipv4Addr::new(10, 0, 0, 1),
-            1234,
-            Ipv4Addr::new(192, 0, 2, 1),
-            80,
-            PROTO_TCP,
-        );
+        let t = example();
         assert_eq!(t, t.reversed().reversed());
         for bit in 0..32 {
             let mut others = [t; 5];
@@ -340,13 +339,7 @@ mod tests {
     #[test]
     fn hash_depends_on_every_field_and_key() {
         let k = HashKey::from_words([1, 2, 3, 4]);
-        let t = Tuple::new(
-            Ipv4Addr::new(10, 0, 0, 1),
-            1234,
-            Ipv4Addr::new(192, 0, 2, 1),
-            80,
-            PROTO_TCP,
-        );
+        let t = example();
         let h = k.hash(&t);
         let variants = [
             Tuple {
