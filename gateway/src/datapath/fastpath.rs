@@ -176,12 +176,12 @@ impl<B: PacketBuf> Datapath<B> {
     /// lookup's, with the table's count of tuples as the lookup left it) holds its tuple, from
     /// either side, tries the hot path; every other segment, and one the hot path refuses, goes
     /// on out of line (`forward_plain_cold`), from its own branch: one `Result` for all of them
-    /// was built and matched again (`established-burst-net` +6). Always inlined, as the
+    /// was built and matched again (`established-burst-net` +10). Always inlined, as the
     /// worker's burst loop inlines it (`perf/calls.sh`). The reply's candidate is tested first:
     /// tested after the client's, the compiler merged the two hot paths into one with the side
     /// a variable (the client's 432 -> 441).
     #[inline(always)]
-    pub(super) fn forward_plain_tcp_into(
+    pub(crate) fn forward_plain_tcp_into(
         &mut self,
         pkt: B,
         meta: &RxMeta,
@@ -235,7 +235,8 @@ impl<B: PacketBuf> Datapath<B> {
     ) {
         let Some(v) = PlainSeg::parse(pkt.data()) else {
             // Not reached: the frame is the one the admission took, unchanged since. The
-            // general path from its start, as if the admission had refused it.
+            // general path from its start, as if the admission had refused it (but for its
+            // receipt, which the admission counted and `ingress` counts again).
             debug_assert!(false, "a frame the admission took does not parse");
             *out = Some(match ingress(&mut self.l3, pkt, meta) {
                 Ok((pkt, v)) => self.finish(pkt, meta, &v, Prelookup::NotDone),

@@ -82,9 +82,8 @@ struct Lanes {
     /// it (`PlainSeg`), not its parse (`Ipv4In`), which is rebuilt from the frame if the hot
     /// path does not take it (`Datapath::forward_plain_cold`): 7 stores a frame where the parse
     /// took 13, and a tuple compared with the entry's without byte swaps
-    /// (`established-burst-net` 436 -> 428, `reply-burst-net` 460 -> 446; a short connection's
-    /// segments that take the general path, 19 instructions more each: `lifecycle-burst-net`
-    /// 10,694 -> 10,863).
+    /// (`established-burst-net` 436 -> 430, `reply-burst-net` 460 -> 446; a short connection,
+    /// whose segments that miss the hot path pay the rebuild, 10,694 -> 10,863 in bursts).
     plain: [Option<PlainSeg>; BURST],
     /// IPv6, processed in its turn with the others (not ahead of the IPv4 packets before it,
     /// which share the neighbour queues and the tx order with it), all of it then

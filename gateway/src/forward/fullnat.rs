@@ -771,7 +771,7 @@ impl Forwarder {
         }
     }
 
-    /// `forward_established_into` for every packet whose candidate does not hold its tuple, and
+    /// `forward_cold_into` for every packet whose candidate does not hold its tuple, and
     /// a reply whose destination no longer takes replies (`reaches_reply_side`): as
     /// `forward_established`, the connection found (the table probed), the hot path tried,
     /// else the general body.
@@ -806,16 +806,14 @@ impl Forwarder {
         }
     }
 
-    /// `forward_established_into` for a packet whose candidate (connection `id` from side `dir`)
+    /// `forward_cold_into` for a packet whose candidate (connection `id` from side `dir`)
     /// holds its tuple and whose hot path refused it: the connection is known, so neither the
     /// probe nor the hot path is done again (it changes nothing when it refuses); the general
     /// body, or `Err` as `forward_established` would give it. The segments that move a held
     /// connection's state come this way, from either side: the handshake's ACK, the client's
     /// ACK and FIN after the server's FIN (`lifecycle-burst` 11,717 -> 11,511 instructions a
-    /// connection), and since 7c6b0f5 the server's SYN-ACK and FIN. Out of line, as the rest:
-    /// its own function, not a branch of the rest, so that the hot paths (inlined in the burst
-    /// loop) do not carry its state into the rest's call (a parameter of the rest for it cost
-    /// `established-burst-net` 5 and `reply-burst-net` 8).
+    /// connection), and since 7c6b0f5 the server's SYN-ACK and FIN. Inlined, as the rest, into
+    /// `Datapath::forward_plain_cold`, itself out of line: the burst loop calls neither.
     #[inline(always)]
     fn forward_refused<B: PacketBuf>(
         &mut self,

@@ -23,9 +23,9 @@ use std::net::Ipv4Addr;
 /// (`Datapath::admit_plain_tcp`, `wire::parse_plain_tcp`: an option-less IPv4 header at byte
 /// 14, TCP after it): its tuple in host order, as the table holds it, its IPv4 total length and
 /// its TCP flags. The burst loop keeps this for each such frame between its stages, not the
-/// parse's `Ipv4In`: 20 bytes where that is 48, of which the hot path read five fields
-/// (perf/RESULTS.md). A segment the hot path does not take has its `Ipv4In` parsed again from
-/// its frame, unchanged since (`Datapath::forward_plain_cold`).
+/// parse's `Ipv4In`: 20 bytes where that is 48, of which the hot path read these six fields
+/// (perf/RESULTS.md). A segment the hot path does not take has its `Ipv4In` rebuilt from its
+/// frame, unchanged since (`PlainSeg::parse`, in `Datapath::forward_plain_cold`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlainSeg {
     pub tuple: Tuple,
@@ -104,7 +104,7 @@ impl Forwarder {
 
     /// `forward_body` for a TCP segment with ACK and none of SYN, FIN and RST on established
     /// FullNAT connection `id` (from `dir`), when no sync log is kept, in a frame the fast path's
-    /// admission took (`v`: `wire::parse_plain_tcp`'s offsets): rewritten, its connection's
+    /// admission took (`seg`: its offsets `wire::parse_plain_tcp`'s): rewritten, its connection's
     /// timer, acknowledgment numbers and counters updated, it comes back with the address to
     /// route it to. Any other packet comes back untouched (`Err`), nothing changed.
     ///

@@ -109,51 +109,27 @@ fn two_connections() -> (Datapath<VecBuf>, Vec<VecBuf>, Conns) {
     (dp, frames, conns)
 }
 
-/// What the burst loop does for `buf` with the burst's candidate `pre`
-/// (`forward_hot_into`, then `forward_cold_into` if it hands the packet back): the verdict, or
-/// `Err` when the packet is handed back to the general path.
+/// What the burst loop's last stage does for `buf` with the burst's candidate `pre`
+/// (`Datapath::forward_plain_tcp_into`): the verdict of the fast path's forwarding, or `Err`
+/// when it handed the packet to the general path (which counted nothing as `fast_path`).
 fn through_candidate(
     dp: &mut Datapath<VecBuf>,
     buf: VecBuf,
     pre: Prelookup,
 ) -> Result<Option<Verdict<VecBuf>>, ()> {
-    let parsed = crate::wire::parse_l3l4(buf.data()).unwrap();
-    let v = crate::packet::Ipv4In {
-        l3_off: parsed.l3_off,
-        ip: parsed.ip.unwrap(),
+    let seg = super::PlainSeg::of(&super::PlainSeg::parse(buf.data()).unwrap());
+    let meta = RxMeta {
+        l4_csum: CsumStatus::Good,
+        ..RxMeta::default()
     };
     let mut out = None;
     let indexed = dp.fwd.table().indexed();
-    let seg = super::PlainSeg::of(&v);
-    let cand: Candidate = pre.into();
-    let (buf, why) = match cand
-        .reply()
-        .map(|id| (id, Dir::Reply))
-        .or(cand.original().map(|id| (id, Dir::Original)))
-    {
-        Some((id, dir)) if dp.fwd.holds_hot(id, dir, &seg) => {
-            match dp
-                .fwd
-                .forward_hot_into(&mut dp.l3, buf, &seg, id, dir, &mut out)
-            {
-                Ok(()) => return Ok(out),
-                Err(buf) => (buf, super::NotHot::Refused(id, dir)),
-            }
-        }
-        _ => (buf, super::NotHot::Unheld),
-    };
-    match dp.fwd.forward_cold_into(
-        &mut dp.l3,
-        buf,
-        &v,
-        why,
-        (pre.into(), indexed),
-        CsumStatus::Good,
-        &mut out,
-    ) {
-        Ok(()) => Ok(out),
-        Err(_) => Err(()),
+    let before = dp.l3.stats.fast_path;
+    dp.forward_plain_tcp_into(buf, &meta, &seg, (pre.into(), indexed), &mut out);
+    if dp.l3.stats.fast_path == before {
+        return Err(());
     }
+    Ok(out)
 }
 
 /// The addresses and ports a frame left with.
