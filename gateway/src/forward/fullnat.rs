@@ -287,8 +287,10 @@ pub struct Forwarder {
 
 mod hot;
 mod icmp_errors;
-
-pub use hot::PlainSeg;
+mod install;
+mod proxied;
+mod report;
+mod snapshot;
 
 /// Why `Forwarder::forward_hot_into` did not forward a segment, for `forward_cold_into`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,11 +302,8 @@ pub enum NotHot {
     /// an address that no longer takes replies (`reaches_reply_side`).
     Unheld,
 }
-mod install;
-mod proxied;
-mod report;
-mod snapshot;
 
+pub use hot::PlainSeg;
 pub use install::{
     push_record, template_record, worth_syncing, Applied, InstallError, SyncCounters, SyncLog,
 };
