@@ -8,7 +8,8 @@ use super::index::{Index, MAX_LOAD_DEN, MAX_LOAD_NUM};
 use super::rebind::Rebind;
 use super::state::{self, Rows, State, StateChange, Timeouts, STATES};
 use super::timer::{Ticks, TimerNode, TimerNodes, TimerWheel};
-use super::tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP};
+use super::tuple::{ConnKey, Dir, HashKey, HeldKey, Tuple, Tuple6, PROTO_TCP};
+use crate::wire::checksum::Folded;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -197,12 +198,19 @@ impl From<Option<(ConnId, Dir)>> for Prelookup {
     }
 }
 
-/// One tracked connection: exactly one cache line.
+/// One tracked connection: exactly one cache line. Its tuples are held with the checksum
+/// deltas of its rewrite in the two bytes each tuple's padding leaves (`HeldKey`,
+/// `rewrite_deltas`), which its established packets apply without summing the fields they
+/// replace (perf/RESULTS.md).
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
-pub struct ConnOf<T> {
-    client: T,
-    reply: T,
+pub struct ConnOf<T: ConnKey> {
+    /// The client's tuple, and the change the rewrite towards the real server makes to an IPv4
+    /// header's checksum (`rewrite_deltas`).
+    client: T::Held,
+    /// The reply's tuple, and the change the rewrite towards the real server makes to a TCP or
+    /// UDP checksum (`rewrite_deltas`).
+    reply: T::Held,
     timer: TimerNode,
     /// Service index (opaque here).
     pub svc: u16,
@@ -240,8 +248,8 @@ const fn head_of(mode: u8, state: u8, flags: u8, ext: u8) -> u32 {
 
 impl<T: ConnKey> ConnOf<T> {
     const FREE: ConnOf<T> = ConnOf {
-        client: T::EMPTY,
-        reply: T::EMPTY,
+        client: T::Held::EMPTY,
+        reply: T::Held::EMPTY,
         timer: TimerNode::UNLINKED,
         svc: 0,
         rs: 0,
@@ -290,24 +298,36 @@ impl<T: ConnKey> ConnOf<T> {
 
     /// CIP:cport -> VIP:vport, as packets arrive from the client.
     pub fn client(&self) -> T {
-        self.client
+        self.client.key()
     }
 
     /// RIP:rport -> LIP:lport (FullNAT) as packets arrive from the real server, if tracked.
     pub fn reply(&self) -> Option<T> {
-        (self.flag_bits() & ConnFlags::HAS_REPLY != 0).then_some(self.reply)
+        (self.flag_bits() & ConnFlags::HAS_REPLY != 0).then_some(self.reply.key())
+    }
+
+    /// The checksum changes of the rewrite from the client's side to the real server's (the
+    /// client's tuple to the reply's reversed, `ConnKey::rewrite_deltas`), kept in the tuples'
+    /// spare bytes since the entry was made: the IPv4 header's, and TCP's or UDP's. Both 0 for
+    /// an entry without a reply tuple. Reversed (`Folded::reversed`), those of the rewrite back.
+    #[inline(always)]
+    pub fn rewrite_deltas(&self) -> (Folded, Folded) {
+        (
+            Folded::from_bits(self.client.aux()),
+            Folded::from_bits(self.reply.aux()),
+        )
     }
 
     /// The tuple packets from `dir` carry (the client tuple when no reply tuple is tracked).
     pub fn tuple(&self, dir: Dir) -> T {
         match dir {
-            Dir::Reply if self.flag_bits() & ConnFlags::HAS_REPLY != 0 => self.reply,
-            _ => self.client,
+            Dir::Reply if self.flag_bits() & ConnFlags::HAS_REPLY != 0 => self.reply.key(),
+            _ => self.client.key(),
         }
     }
 
     pub fn proto(&self) -> u8 {
-        self.client.proto()
+        self.client().proto()
     }
 
     pub fn state(&self) -> State {
@@ -329,7 +349,7 @@ impl<T: ConnKey> ConnOf<T> {
     /// `ConnTable::evict_embryonic` may take.
     pub fn is_embryonic(&self) -> bool {
         self.is_live()
-            && self.client.proto() == PROTO_TCP
+            && self.client().proto() == PROTO_TCP
             && self.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 == 0
     }
 
@@ -339,7 +359,7 @@ impl<T: ConnKey> ConnOf<T> {
     /// leaves behind, one datagram a flow, and what `Table::evict_closed` may take.
     pub fn is_unanswered_udp(&self) -> bool {
         self.is_live()
-            && self.client.proto() != PROTO_TCP
+            && self.client().proto() != PROTO_TCP
             && self.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 == 0
     }
 
@@ -398,7 +418,7 @@ impl<T: ConnKey> ConnOf<T> {
 }
 
 /// The slab as the timer wheel sees it.
-impl<T> TimerNodes for Vec<ConnOf<T>> {
+impl<T: ConnKey> TimerNodes for Vec<ConnOf<T>> {
     fn node(&self, id: u32) -> &TimerNode {
         &self[id as usize].timer
     }
@@ -493,7 +513,7 @@ impl IdRing {
     }
 }
 
-pub struct Table<T> {
+pub struct Table<T: ConnKey> {
     slab: Vec<ConnOf<T>>,
     /// Free slots, linked through their `user` field; LIFO so a reused slot is likely cached.
     free_head: u32,
@@ -731,7 +751,7 @@ impl<T: ConnKey> Table<T> {
             let mut warm = [0u32; BATCH];
             for i in 0..n {
                 if let Some(v) = self.index.find(h[i], |_| true) {
-                    warm[i] = self.slab[(v >> 1) as usize].client.warm();
+                    warm[i] = self.slab[(v >> 1) as usize].client().warm();
                 }
             }
             core::hint::black_box(&warm);
@@ -872,9 +892,10 @@ impl<T: ConnKey> Table<T> {
         } else {
             flags |= ConnFlags::INPUT_ONLY.0;
         }
+        let (client, reply) = held(client, reply);
         *slot = ConnOf {
             client,
-            reply: reply.unwrap_or(T::EMPTY),
+            reply,
             timer: TimerNode::UNLINKED,
             svc,
             rs,
@@ -933,7 +954,7 @@ impl<T: ConnKey> Table<T> {
         c.set_state(state);
         // A TCP entry past the handshake stops counting as half-open. A UDP flow the other box
         // kept is taken as answered: its record does not say, and it is not a flood's to evict.
-        let tcp = c.client.proto() == PROTO_TCP;
+        let tcp = c.client().proto() == PROTO_TCP;
         if (!tcp || !handshake) && c.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
             c.set_flag_bits(c.flag_bits() | ConnFlags::ESTABLISHED_SEEN.0);
             self.half_open -= u32::from(tcp);
@@ -949,7 +970,7 @@ impl<T: ConnKey> Table<T> {
     /// datagram): not the flood `evict_closed` makes room from, as an answered flow. Anything
     /// else is left alone.
     pub fn mark_answered(&mut self, id: ConnId) {
-        if let Some(c) = self.get_mut(id).filter(|c| c.client.proto() != PROTO_TCP) {
+        if let Some(c) = self.get_mut(id).filter(|c| c.client().proto() != PROTO_TCP) {
             c.set_flag_bits(c.flag_bits() | ConnFlags::ESTABLISHED_SEEN.0);
         }
     }
@@ -970,8 +991,8 @@ impl<T: ConnKey> Table<T> {
         self.slab.get(id.0 as usize).is_some_and(|c| {
             c.is_live()
                 && match dir {
-                    Dir::Original => c.client == *t,
-                    Dir::Reply => c.reply() == Some(*t),
+                    Dir::Original => c.client.holds(t),
+                    Dir::Reply => c.flag_bits() & ConnFlags::HAS_REPLY != 0 && c.reply.holds(t),
                 }
         })
     }
@@ -1106,7 +1127,7 @@ impl<T: ConnKey> Table<T> {
             };
         };
         let old = c.state();
-        let new = if c.client.proto() == PROTO_TCP {
+        let new = if c.client().proto() == PROTO_TCP {
             // IPVS: a reply packet clears NOOUTPUT for good; until then client packets use the
             // INPUT-ONLY rows.
             let rows = match dir {
@@ -1127,7 +1148,7 @@ impl<T: ConnKey> Table<T> {
         c.set_state(new);
         if new == State::Established && c.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 == 0 {
             c.set_flag_bits(c.flag_bits() | ConnFlags::ESTABLISHED_SEEN.0);
-            self.half_open -= u32::from(c.client.proto() == PROTO_TCP);
+            self.half_open -= u32::from(c.client().proto() == PROTO_TCP);
         }
         if new == State::TimeWait && old != State::TimeWait {
             self.time_wait_queue.push(id.0);
@@ -1166,7 +1187,7 @@ impl<T: ConnKey> Table<T> {
     fn release(&mut self, id: u32) {
         let c = self.slab[id as usize];
         self.half_open -= u32::from(c.is_embryonic());
-        let hc = self.h32(&c.client);
+        let hc = self.h32(&c.client());
         let removed = self.unindex(hc, id << 1);
         debug_assert!(removed);
         if let Some(r) = c.reply() {
@@ -1186,7 +1207,7 @@ impl<T: ConnKey> Table<T> {
     /// answers to its client's tuple, which a new connection may then use. Refused (`Duplicate`)
     /// if `client` is taken; `TableFull` stands for a dead `id`.
     pub fn park(&mut self, id: ConnId, client: T, now: Ticks) -> Result<(), InsertError> {
-        let Some(old) = self.get(id).map(|c| c.client) else {
+        let Some(old) = self.get(id).map(|c| c.client()) else {
             return Err(InsertError::TableFull);
         };
         let hn = self.h32(&client);
@@ -1200,7 +1221,7 @@ impl<T: ConnKey> Table<T> {
         self.index.insert(hn, id.0 << 1);
         self.indexed += 1;
         let c = &mut self.slab[id.0 as usize];
-        c.client = client;
+        (c.client, c.reply) = held(client, c.reply());
         // A handshake parked (its client retried, or gave it up for another) waits for nothing
         // any more: it stops counting as half-open, which a flood's eviction and the SYN proxy's
         // auto mode read, and is no longer the embryonic eviction's to take.
@@ -1284,6 +1305,18 @@ impl<T: ConnKey> Table<T> {
 #[inline(never)]
 fn follow_now<T: ConnKey>(c: &mut ConnOf<T>, maps: &[Arc<Rebind>], epoch: u8) {
     c.follow(maps, epoch);
+}
+
+/// An entry's tuples as it holds them, each with one of its rewrite's checksum deltas
+/// (`ConnOf::rewrite_deltas`), both of which depend on both tuples. An entry without a reply
+/// tuple is rewritten by no one: its deltas are 0.
+#[inline]
+fn held<T: ConnKey>(client: T, reply: Option<T>) -> (T::Held, T::Held) {
+    let (l3, l4) = reply.map_or_else(Default::default, |r| client.rewrite_deltas(&r));
+    (
+        T::Held::hold(client, l3.bits()),
+        T::Held::hold(reply.unwrap_or(T::EMPTY), l4.bits()),
+    )
 }
 
 /// The 32 hash bits the index keeps of tuple `t` under `key`.
@@ -1532,6 +1565,25 @@ mod tests {
         assert_eq!(t.get(id).unwrap().user, 99);
         assert_eq!(t.len(), 2);
         assert_eq!(t.iter().map(|(i, _)| i).collect::<Vec<_>>(), vec![id, dr]);
+    }
+
+    /// An entry keeps its rewrite's checksum deltas as its tuples make them, and makes them
+    /// again when its client's tuple moves (`park`); its tuples come back as they were given.
+    #[test]
+    fn entries_keep_their_rewrites_deltas() {
+        let mut t = table(8);
+        let id = t
+            .insert(client(1), Some(reply(1)), 3, 4, 1, Ticks(0))
+            .unwrap();
+        let c = t.get(id).unwrap();
+        assert_eq!(c.rewrite_deltas(), client(1).rewrite_deltas(&reply(1)));
+        assert_eq!((c.client(), c.reply()), (client(1), Some(reply(1))));
+        t.park(id, client(30), Ticks(1)).unwrap();
+        let moved = client(30).rewrite_deltas(&reply(1));
+        assert_ne!(moved, client(1).rewrite_deltas(&reply(1)));
+        let c = t.get(id).unwrap();
+        assert_eq!(c.rewrite_deltas(), moved);
+        assert_eq!((c.client(), c.reply()), (client(30), Some(reply(1))));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The 5-tuple a packet carries as it arrives at the gateway, and the keyed hash over it.
 
+use crate::wire::checksum::{ports_ne, Delta, Folded};
 use core::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -81,12 +82,145 @@ impl Tuple {
 /// IPv4 [`Tuple`] and the IPv6 [`Tuple6`]: one table implementation serves both families.
 pub trait ConnKey: Copy + PartialEq + core::fmt::Debug {
     const EMPTY: Self;
+    /// The tuple as a connection entry holds it (`ConnOf`).
+    type Held: HeldKey<Self>;
     fn proto(&self) -> u8;
     fn hash(&self, key: &HashKey) -> u64;
     fn warm(&self) -> u32;
     /// The source and destination as addresses of either family (HA sync's records).
     fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16));
+    /// The checksum changes of the rewrite that makes a packet of this tuple (a client's) one
+    /// of `reply` reversed (from the real server's side, the tuple its replies come back with):
+    /// that of the addresses (the IPv4 header's checksum; 0 for IPv6, which has none) and that
+    /// of the addresses and the ports (TCP's and UDP's, whose pseudo-header holds the
+    /// addresses). Each folded from the `Delta` of the words as they lie in the packet, as
+    /// `forward::rewrite` makes it; reversed (`Folded::reversed`), the changes of the rewrite
+    /// back, `reply` to this reversed.
+    fn rewrite_deltas(&self, reply: &Self) -> (Folded, Folded);
 }
+
+/// A tuple as a connection entry holds it: its fields, and in two bytes the tuple's padding
+/// leaves, a word of the entry's (`aux`): the same 16 bytes as an IPv4 `Tuple` (40 for IPv6's
+/// 38), where a word beside the tuple would not fit the entry's 64 (`ConnOf`).
+pub trait HeldKey<K>: Copy + core::fmt::Debug {
+    const EMPTY: Self;
+    fn hold(key: K, aux: u16) -> Self;
+    fn key(&self) -> K;
+    /// Whether this holds `key`, compared as `key`'s `PartialEq` compares.
+    fn holds(&self, key: &K) -> bool;
+    fn aux(&self) -> u16;
+}
+
+/// A `Tuple` held in a connection entry (`HeldKey`).
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct HeldTuple {
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    aux: u16,
+}
+
+impl HeldKey<Tuple> for HeldTuple {
+    const EMPTY: HeldTuple = HeldTuple::hold_const(Tuple::EMPTY, 0);
+    #[inline(always)]
+    fn hold(t: Tuple, aux: u16) -> HeldTuple {
+        HeldTuple::hold_const(t, aux)
+    }
+    #[inline(always)]
+    fn key(&self) -> Tuple {
+        Tuple {
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+        }
+    }
+    #[inline(always)]
+    fn holds(&self, t: &Tuple) -> bool {
+        self.key() == *t
+    }
+    #[inline(always)]
+    fn aux(&self) -> u16 {
+        self.aux
+    }
+}
+
+impl HeldTuple {
+    const fn hold_const(t: Tuple, aux: u16) -> HeldTuple {
+        HeldTuple {
+            src: t.src,
+            dst: t.dst,
+            sport: t.sport,
+            dport: t.dport,
+            proto: t.proto,
+            aux,
+        }
+    }
+}
+
+/// A `Tuple6` held in a connection entry (`HeldKey`).
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct HeldTuple6 {
+    src: [u8; 16],
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    aux: u16,
+}
+
+impl HeldKey<Tuple6> for HeldTuple6 {
+    const EMPTY: HeldTuple6 = HeldTuple6 {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: 0,
+        dport: 0,
+        proto: 0,
+        aux: 0,
+    };
+    #[inline(always)]
+    fn hold(t: Tuple6, aux: u16) -> HeldTuple6 {
+        HeldTuple6 {
+            src: t.src,
+            dst: t.dst,
+            sport: t.sport,
+            dport: t.dport,
+            proto: t.proto,
+            aux,
+        }
+    }
+    #[inline(always)]
+    fn key(&self) -> Tuple6 {
+        Tuple6 {
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+        }
+    }
+    #[inline(always)]
+    fn holds(&self, t: &Tuple6) -> bool {
+        // As `Tuple6`'s `eq`, on the fields where they lie.
+        let ports = (u32::from(self.dport) << 16) | u32::from(self.sport);
+        u128::from_ne_bytes(self.src) == u128::from_ne_bytes(t.src)
+            && u128::from_ne_bytes(self.dst) == u128::from_ne_bytes(t.dst)
+            && ports == (u32::from(t.dport) << 16) | u32::from(t.sport)
+            && self.proto == t.proto
+    }
+    #[inline(always)]
+    fn aux(&self) -> u16 {
+        self.aux
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<HeldTuple>() == core::mem::size_of::<Tuple>());
+const _: () = assert!(core::mem::size_of::<HeldTuple6>() == 40);
 
 impl ConnKey for Tuple {
     const EMPTY: Tuple = Tuple {
@@ -96,6 +230,19 @@ impl ConnKey for Tuple {
         dport: 0,
         proto: 0,
     };
+    type Held = HeldTuple;
+    fn rewrite_deltas(&self, reply: &Tuple) -> (Folded, Folded) {
+        // An address's bytes as they lie in the packet, read as a native word.
+        let ne = |a: u32| u32::from_ne_bytes(a.to_be_bytes());
+        let addrs = Delta::new()
+            .dword(ne(self.src), ne(reply.dst))
+            .dword(ne(self.dst), ne(reply.src));
+        let all = addrs.dword(
+            ports_ne(self.sport, self.dport),
+            ports_ne(reply.dport, reply.sport),
+        );
+        (addrs.folded(), all.folded())
+    }
     fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16)) {
         (
             (self.src_ip().into(), self.sport),
@@ -182,6 +329,17 @@ impl ConnKey for Tuple6 {
         dport: 0,
         proto: 0,
     };
+    type Held = HeldTuple6;
+    fn rewrite_deltas(&self, reply: &Tuple6) -> (Folded, Folded) {
+        let all = Delta::new()
+            .addr6_ne(self.src, reply.dst)
+            .addr6_ne(self.dst, reply.src)
+            .dword(
+                ports_ne(self.sport, self.dport),
+                ports_ne(reply.dport, reply.sport),
+            );
+        (Folded::default(), all.folded())
+    }
     fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16)) {
         (
             (self.src_ip().into(), self.sport),

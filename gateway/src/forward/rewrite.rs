@@ -4,7 +4,7 @@
 //! and the addresses through the pseudo-header: L4 checksum). Each change is folded into the existing
 //! checksums in a few additions, never a recomputation over the payload.
 
-use crate::wire::checksum::{self, Delta};
+use crate::wire::checksum::{self, Delta, Folded};
 use crate::wire::{ipv4, tcp, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 use std::net::Ipv4Addr;
 
@@ -42,17 +42,29 @@ pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint,
 }
 
 /// [`rewrite_l4`] for a TCP segment whose IPv4 header has no options, on its two headers
-/// (`headers`: the IPv4 header's 20 bytes, then the TCP header's): the established hot path's,
-/// whose caller knows the protocol, which `rewrite_l4` reads from the header to choose TCP's
-/// checksum rule or UDP's.
+/// (`headers`: the IPv4 header's 20 bytes, then the TCP header's), with the checksums' changes
+/// known (`deltas`: the IPv4 header's and TCP's, folded): the established hot path's, whose
+/// connection keeps them (`ConnOf::rewrite_deltas`). Neither the fields replaced nor the new
+/// ones are summed: each checksum takes one 16-bit add, where `rewrite_l4` sums four words and
+/// folds twice for each (perf/RESULTS.md). The caller holds the deltas to be those of this
+/// rewrite of these headers; the result is then `rewrite_l4`'s, bit for bit (`Folded::apply`).
 #[inline(always)]
 pub fn rewrite_tcp(
     headers: &mut [u8; ipv4::HEADER_LEN + tcp::HEADER_LEN],
     src: Endpoint,
     dst: Endpoint,
+    deltas: (Folded, Folded),
 ) {
     let (ip, l4) = headers.split_at_mut(ipv4::HEADER_LEN);
-    rewrite_headers(ip, l4, IpProtocol::TCP, src, dst);
+    let mut ip = Ipv4Packet::new_unchecked(ip);
+    ip.set_src_ne(u32::from_ne_bytes(src.0.octets()));
+    ip.set_dst_ne(u32::from_ne_bytes(dst.0.octets()));
+    let c = deltas.0.apply(ip.checksum_ne());
+    ip.set_checksum_ne(c);
+    let mut t = TcpPacket::new_unchecked(l4);
+    t.set_ports_ne(checksum::ports_ne(src.1, dst.1));
+    let c = deltas.1.apply(t.checksum_ne());
+    t.set_checksum_ne(c);
 }
 
 /// [`rewrite_l4`] on the IPv4 header `ip` and the L4 header (and data) `l4` of protocol `proto`
@@ -103,10 +115,7 @@ pub fn rewrite_ports(
     udp: Udp,
 ) {
     // Both ports as one 32-bit change, in memory order like everything else in the delta.
-    let mut ports = [0; 4];
-    ports[..2].copy_from_slice(&src.to_be_bytes());
-    ports[2..].copy_from_slice(&dst.to_be_bytes());
-    let ports = u32::from_ne_bytes(ports);
+    let ports = checksum::ports_ne(src, dst);
     match proto {
         IpProtocol::TCP => {
             let mut t = TcpPacket::new_unchecked(l4);
@@ -239,6 +248,45 @@ mod tests {
             let (mut a, mut b) = (orig.clone(), v.clone());
             fix(&mut a); fix(&mut b);
             prop_assert_eq!(a, b);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// A connection's kept deltas (`ConnKey::rewrite_deltas`, from its two tuples) rewrite
+        /// a segment of its client's, and (reversed) one of its real server's, to the same
+        /// bytes as `rewrite_l4`, which sums the fields it replaces: any checksums, 0xFFFF
+        /// among them, and the reply's addresses the client's swapped in some cases (a change
+        /// that sums to nothing).
+        #[test]
+        fn kept_deltas_rewrite_as_the_fields_do(
+            cip in any::<u32>(), vip in any::<u32>(), lip in any::<u32>(), rip in any::<u32>(),
+            ports in any::<[u16; 4]>(), swap in any::<bool>(),
+            csums in prop_oneof![any::<[u16; 2]>(), Just([0xFFFF; 2])],
+        ) {
+            use crate::conn::{ConnKey, Tuple, PROTO_TCP};
+            let (lip, rip) = if swap { (cip, vip) } else { (lip, rip) };
+            let client = Tuple::new(cip.into(), ports[0], vip.into(), ports[1], PROTO_TCP);
+            let reply = Tuple::new(rip.into(), ports[2], lip.into(), ports[3], PROTO_TCP);
+            let (l3, l4) = client.rewrite_deltas(&reply);
+            for (from, to, deltas) in [
+                (client, reply.reversed(), (l3, l4)),
+                (reply, client.reversed(), (l3.reversed(), l4.reversed())),
+            ] {
+                let mut v = frame(true, b"", true);
+                v[26..30].copy_from_slice(&from.src.to_be_bytes());
+                v[30..34].copy_from_slice(&from.dst.to_be_bytes());
+                v[34..36].copy_from_slice(&from.sport.to_be_bytes());
+                v[36..38].copy_from_slice(&from.dport.to_be_bytes());
+                v[24..26].copy_from_slice(&csums[0].to_be_bytes());
+                v[50..52].copy_from_slice(&csums[1].to_be_bytes());
+                let (src, dst) = ((to.src_ip(), to.sport), (to.dst_ip(), to.dport));
+                let mut want = v.clone();
+                rewrite_l4(&mut want, 14, 34, src, dst);
+                let h = (&mut v[14..54]).try_into().unwrap();
+                rewrite_tcp(h, src, dst, deltas);
+                prop_assert_eq!(v, want);
+            }
         }
     }
 

@@ -11,12 +11,13 @@
 //! and table.
 
 use super::{fullnat, nd, Inet6, Ipv6In};
-use crate::conn::{tcp_flags, Conn6, ConnFlags, ConnId, Dir, State, Ticks};
+use crate::conn::{tcp_flags, Conn6, ConnFlags, ConnId, ConnKey, Dir, State, Ticks};
 use crate::forward::{mode, Forwarder};
 use crate::net::route6::Route6;
 use crate::net::L3;
 use crate::packet::PacketBuf;
 use crate::packet::Verdict;
+use crate::wire::checksum::Folded;
 use crate::wire::IpProtocol;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -125,18 +126,29 @@ fn plan<B: PacketBuf>(
     }
 }
 
-/// The source and destination a FullNAT segment of connection `c` from side `dir` leaves with.
+/// An IPv6 address and a port.
+type Endpoint6 = (Ipv6Addr, u16);
+
+/// The source and destination a FullNAT segment of connection `c` from side `dir` leaves with,
+/// and the change that makes to its TCP checksum (the entry's, `ConnOf::rewrite_deltas`).
 #[inline(always)]
-fn rewritten_ends(c: &Conn6, dir: Dir) -> Option<((Ipv6Addr, u16), (Ipv6Addr, u16))> {
+fn rewritten_ends(c: &Conn6, dir: Dir) -> Option<(Endpoint6, Endpoint6, Folded)> {
     let reply = c.reply()?;
     let client = c.client();
+    let (_, l4) = c.rewrite_deltas();
+    debug_assert_eq!(l4, client.rewrite_deltas(&reply).1, "the entry's delta");
     Some(match dir {
         // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
-        Dir::Original => ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport)),
+        Dir::Original => (
+            (reply.dst_ip(), reply.dport),
+            (reply.src_ip(), reply.sport),
+            l4,
+        ),
         // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
         Dir::Reply => (
             (client.dst_ip(), client.dport),
             (client.src_ip(), client.sport),
+            l4.reversed(),
         ),
     })
 }
@@ -166,7 +178,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
     // plan: built there a field at a time and copied with it, they were read back by loads that
     // spanned several stores, which the store buffer cannot forward from (perf/RESULTS.md,
     // "Loads the store buffer could not forward, a reply's address probe").
-    let Some((src, dst)) = v6
+    let Some((src, dst, l4)) = v6
         .conns
         .get_settled(id)
         .and_then(|c| rewritten_ends(c, dir))
@@ -182,7 +194,8 @@ pub(super) fn forward_hot<B: PacketBuf>(
     // bounds check for both).
     let frame = pkt.data_mut();
     nd::confirm(v6, l3, v.src, frame);
-    fullnat::rewrite(frame, v.l4_off, v.proto, src, dst);
+    // The fields the entry's delta replaces are the tuple's, which its lookup compared.
+    fullnat::rewrite_known(frame, v.l4_off, v.proto, src, dst, l4);
     let route = match out {
         Out::Cached(port, slot) => {
             nd::set_cached_macs(v6, &mut pkt, slot);

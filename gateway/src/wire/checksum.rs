@@ -244,6 +244,14 @@ pub fn update32_udp(hc: u16, old: u32, new: u32) -> u16 {
     udp_nonzero(update32(hc, old, new))
 }
 
+/// The ports `(src, dst)` as the 32-bit word they make in a TCP or UDP header, read in memory
+/// order (as [`ne32`] reads it), as everything in a [`Delta`] is.
+#[inline(always)]
+pub fn ports_ne(src: u16, dst: u16) -> u32 {
+    // One byte swap of both, where the bytes put together one by one took ten instructions.
+    u32::from_ne_bytes((u32::from(src) << 16 | u32::from(dst)).to_be_bytes())
+}
+
 /// Several changes to the data one checksum covers, applied with a single fold: a FullNAT rewrite
 /// changes two addresses and two ports, i.e. six words for the L4 checksum. Same result as chaining
 /// [`update16`] / [`update32`] (RFC 1624 eqn. 3 summed over all changed words).
@@ -299,6 +307,12 @@ impl Delta {
             .dword(word(&old, 12), word(&new, 12))
     }
 
+    /// The change folded to 16 bits, to keep (`Folded`).
+    #[inline]
+    pub fn folded(self) -> Folded {
+        Folded(fold(self.0))
+    }
+
     /// The checksum `hc` updated by every change.
     #[inline]
     pub fn apply(self, hc: u16) -> u16 {
@@ -321,6 +335,48 @@ impl Delta {
         } else {
             udp_nonzero(self.apply(hc))
         }
+    }
+}
+
+/// A [`Delta`] folded to 16 bits ([`Delta::folded`]), to be kept and applied later: 2 bytes
+/// where the delta is 8, applied with one 16-bit add where the delta's fold takes two
+/// (`Folded::apply`). A connection entry keeps the folded deltas of its rewrite, which its
+/// established packets then apply without reading the fields they replace (`conn::ConnKey`'s
+/// `rewrite_deltas`, perf/RESULTS.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Folded(u16);
+
+impl Folded {
+    /// The checksum `hc` updated by the change folded: bit for bit [`Delta::apply`] of the
+    /// delta this was folded from. `fold` gives a non-zero sum's one representative in
+    /// 1..=0xFFFF, and `!hc + self` (end-around carry) is zero only when both are, as is
+    /// `!hc + delta`; so the two sums fold to the same 16 bits.
+    #[inline(always)]
+    pub fn apply(self, hc: u16) -> u16 {
+        let (s, carry) = (!hc).overflowing_add(self.0);
+        !(s + u16::from(carry))
+    }
+
+    /// A folded delta kept as its 16 bits (`bits`).
+    #[inline(always)]
+    pub const fn from_bits(bits: u16) -> Folded {
+        Folded(bits)
+    }
+
+    #[inline(always)]
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The change back: what the [`Delta`] of the same words taken the other way round (each
+    /// `new` to its `old`) folds to. That sum is the negation of this one, `!d`, in the
+    /// representation `fold` gives, 1..=0xFFFF: 0xFFFF ("minus zero", a change that sums to
+    /// nothing, such as two addresses swapped) stays 0xFFFF, as does 0 (every word changed from
+    /// all ones to all zeros). Exact but when every word changes from all zeros to all ones,
+    /// whose sum back is 0: no connection's addresses do.
+    #[inline(always)]
+    pub fn reversed(self) -> Folded {
+        Folded(if self.0 == 0xFFFF { 0xFFFF } else { !self.0 })
     }
 }
 
@@ -394,12 +450,68 @@ mod tests {
         assert_eq!(update32_udp(0xFFFF, 7, 7), 0xFFFF);
     }
 
+    /// A FullNAT rewrite's words, `old` to `new`, as a connection's deltas are made of: two
+    /// addresses and the ports' word.
+    fn words_delta(old: [u32; 3], new: [u32; 3]) -> Delta {
+        old.iter()
+            .zip(&new)
+            .fold(Delta::new(), |d, (&o, &n)| d.dword(o, n))
+    }
+
+    /// The corners of `Folded`: a change that sums to nothing (two addresses swapped) folds to
+    /// 0xFFFF, whose reversal stays 0xFFFF (`!0xFFFF`, 0, would turn a checksum of 0xFFFF into
+    /// 0xFFFF where the delta makes 0); a checksum of 0 and of 0xFFFF on either side.
+    #[test]
+    fn folded_deltas_apply_as_their_deltas_at_the_corners() {
+        let (a, b, p) = (0x0a00_0001, 0xc0a8_0102, 0x5000_1f90);
+        let swapped = words_delta([a, b, p], [b, a, p]);
+        assert_eq!(swapped.folded(), Folded(0xFFFF));
+        let back = words_delta([b, a, p], [a, b, p]);
+        for hc in [0, 1, 0x1234, 0xFFFE, 0xFFFF] {
+            assert_eq!(swapped.folded().apply(hc), swapped.apply(hc), "hc {hc:#x}");
+            assert_eq!(
+                swapped.folded().reversed().apply(hc),
+                back.apply(hc),
+                "hc {hc:#x}"
+            );
+        }
+        // Every word from all ones to all zeros: a sum of 0, whose reversal folds to 0xFFFF.
+        let ones = words_delta([u32::MAX; 3], [0; 3]);
+        let zeros = words_delta([0; 3], [u32::MAX; 3]);
+        assert_eq!(ones.folded(), Folded(0));
+        for hc in [0, 0x1234, 0xFFFF] {
+            assert_eq!(ones.folded().apply(hc), ones.apply(hc));
+            assert_eq!(ones.folded().reversed().apply(hc), zeros.apply(hc));
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn sum_matches_rfc1071(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(checksum(&data), naive(&data));
+        }
+
+        /// A folded delta, and its reversal, update a checksum bit for bit as the deltas they
+        /// stand for: the connection's kept deltas against the rewrite's own (`Folded`). Half
+        /// the cases with two addresses swapped (a change that sums to nothing), a few with a
+        /// checksum of 0xFFFF.
+        #[test]
+        fn folded_deltas_apply_as_their_deltas(
+            old in any::<[u32; 3]>(),
+            mut new in any::<[u32; 3]>(),
+            swap in any::<bool>(),
+            hc in prop_oneof![any::<u16>(), Just(0xFFFF), Just(0)],
+        ) {
+            if swap {
+                new = [old[1], old[0], old[2]];
+            }
+            let there = words_delta(old, new);
+            let back = words_delta(new, old);
+            prop_assert_eq!(there.folded().apply(hc), there.apply(hc));
+            prop_assert_eq!(there.folded().reversed().apply(hc), back.apply(hc));
+            prop_assert_eq!(there.folded().reversed(), back.folded());
         }
 
         /// `verifies_20` says what RFC 1071's algorithm says of 20 bytes: half the cases with a

@@ -11,7 +11,7 @@
 //! verdicts, bytes, counters and table.
 
 use super::{mode, Forwarder, NO_DEST, PARKED, PROXIED};
-use crate::conn::{Conn, ConnFlags, ConnId, Dir, State, Ticks, Tuple, PROTO_TCP};
+use crate::conn::{Conn, ConnFlags, ConnId, ConnKey, Dir, State, Ticks, Tuple, PROTO_TCP};
 use crate::forward::rewrite::rewrite_tcp;
 use crate::net::L3;
 use crate::packet::Ipv4In;
@@ -161,14 +161,26 @@ impl Forwarder {
         l3.confirm_neighbour_in(seg.tuple.src_ip(), &h[..]);
         let ack = TcpPacket::new_unchecked(&h[L4_OFF..]).ack_number();
         let client = c.client();
-        let (src, dst) = match dir {
+        // The checksums' changes, which the entry keeps: the fields replaced are the tuple's
+        // (`holds_hot` compared them) and the new ones the other tuple's, reversed.
+        let (l3, l4) = c.rewrite_deltas();
+        debug_assert_eq!(
+            (l3, l4),
+            client.rewrite_deltas(&reply),
+            "the entry's deltas"
+        );
+        let (src, dst, deltas) = match dir {
             // The server has answered (`user2` is set): the client's ACK acknowledges its data.
             Dir::Original => {
                 if c.user2 != 0 {
                     c.user = ack;
                 }
                 // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
-                ((reply.dst_ip(), reply.dport), (reply.src_ip(), reply.sport))
+                (
+                    (reply.dst_ip(), reply.dport),
+                    (reply.src_ip(), reply.sport),
+                    (l3, l4),
+                )
             }
             Dir::Reply => {
                 c.user2 = ack;
@@ -176,13 +188,14 @@ impl Forwarder {
                 (
                     (client.dst_ip(), client.dport),
                     (client.src_ip(), client.sport),
+                    (l3.reversed(), l4.reversed()),
                 )
             }
         };
         self.table.refresh_established(id, now);
         // The view's last 40 bytes: the IPv4 header and the TCP header.
         let headers = h.last_chunk_mut().expect("the IPv4 and TCP headers");
-        rewrite_tcp(headers, src, dst);
+        rewrite_tcp(headers, src, dst, deltas);
         // Drop Ethernet padding: the frame ends where the IP packet does.
         pkt.truncate(L3_OFF + seg.total_len as usize);
         Ok((pkt, dst.0))
