@@ -163,9 +163,9 @@ impl Forwarder {
         let client = c.client();
         // The checksums' changes, which the entry keeps: the fields replaced are the tuple's
         // (`holds_hot` compared them) and the new ones the other tuple's, reversed.
-        let (l3, l4) = c.rewrite_deltas();
+        let (ip_delta, l4_delta) = c.rewrite_deltas();
         debug_assert_eq!(
-            (l3, l4),
+            (ip_delta, l4_delta),
             client.rewrite_deltas(&reply),
             "the entry's deltas"
         );
@@ -179,7 +179,7 @@ impl Forwarder {
                 (
                     (reply.dst_ip(), reply.dport),
                     (reply.src_ip(), reply.sport),
-                    (l3, l4),
+                    (ip_delta, l4_delta),
                 )
             }
             Dir::Reply => {
@@ -188,7 +188,7 @@ impl Forwarder {
                 (
                     (client.dst_ip(), client.dport),
                     (client.src_ip(), client.sport),
-                    (l3.reversed(), l4.reversed()),
+                    (ip_delta.reversed(), l4_delta.reversed()),
                 )
             }
         };
