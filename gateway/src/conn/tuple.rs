@@ -231,17 +231,18 @@ impl ConnKey for Tuple {
         proto: 0,
     };
     type Held = HeldTuple;
+    /// Summed in host order, as the tuple holds its fields, and swapped once folded
+    /// (`Delta::folded_from_host_order`): eight byte swaps fewer a new connection.
     fn rewrite_deltas(&self, reply: &Tuple) -> (Folded, Folded) {
-        // An address's bytes as they lie in the packet, read as a native word.
-        let ne = |a: u32| u32::from_ne_bytes(a.to_be_bytes());
+        let ports = |s: u16, d: u16| u32::from(s) << 16 | u32::from(d);
         let addrs = Delta::new()
-            .dword(ne(self.src), ne(reply.dst))
-            .dword(ne(self.dst), ne(reply.src));
+            .dword(self.src, reply.dst)
+            .dword(self.dst, reply.src);
         let all = addrs.dword(
-            ports_ne(self.sport, self.dport),
-            ports_ne(reply.dport, reply.sport),
+            ports(self.sport, self.dport),
+            ports(reply.dport, reply.sport),
         );
-        (addrs.folded(), all.folded())
+        (addrs.folded_from_host_order(), all.folded_from_host_order())
     }
     fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16)) {
         (

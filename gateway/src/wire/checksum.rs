@@ -313,6 +313,16 @@ impl Delta {
         Folded(fold(self.0))
     }
 
+    /// [`folded`](Self::folded) of the same change with its words taken in host order rather
+    /// than as they lie in memory (each `u32` an address or two ports as numbers): the sum of
+    /// byte-swapped words is the byte-swapped sum (RFC 1071 2(B)), so one swap of the folded
+    /// 16 bits stands for a swap of each word. A swap maps 1..=0xFFFF onto itself, `fold`'s
+    /// representation, so the result is `folded`'s bit for bit.
+    #[inline]
+    pub fn folded_from_host_order(self) -> Folded {
+        Folded(u16::from_ne_bytes(fold(self.0).to_be_bytes()))
+    }
+
     /// The checksum `hc` updated by every change.
     #[inline]
     pub fn apply(self, hc: u16) -> u16 {
