@@ -678,7 +678,7 @@ impl Forwarder {
         match self.established(v, pre) {
             Ok((id, dir)) => {
                 let now = Ticks(l3.now_ms);
-                match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, now) {
+                match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir) {
                     Ok((pkt, dst)) => {
                         count_steered(l3, dir);
                         Ok(l3.route_out(pkt, dst))
@@ -732,7 +732,7 @@ impl Forwarder {
         dir: Dir,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), B> {
-        let (p, dst) = self.forward_hot(l3, pkt, seg, id, dir, Ticks(l3.now_ms))?;
+        let (p, dst) = self.forward_hot(l3, pkt, seg, id, dir)?;
         match dir {
             Dir::Original => l3.route_out_into(p, dst, out),
             Dir::Reply => {
@@ -788,7 +788,7 @@ impl Forwarder {
         let pre = found.0.unless_stale(self.table.indexed() == found.1);
         let now = Ticks(l3.now_ms);
         match self.established(v, pre.get()) {
-            Ok((id, dir)) => match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, now) {
+            Ok((id, dir)) => match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir) {
                 Ok((pkt, dst)) => {
                     count_steered(l3, dir);
                     l3.route_out_into(pkt, dst, out);

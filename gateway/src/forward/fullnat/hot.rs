@@ -119,7 +119,6 @@ impl Forwarder {
         seg: &PlainSeg,
         id: ConnId,
         dir: Dir,
-        now: Ticks,
     ) -> Result<(B, Ipv4Addr), B> {
         if !seg.flags.is_plain_ack() || self.sync_log.is_some() {
             return Err(pkt);
@@ -192,7 +191,9 @@ impl Forwarder {
                 )
             }
         };
-        self.table.refresh_established(id, now);
+        // The clock read here, where the timer is re-armed: read with the conditions, it was
+        // kept across the steps between them.
+        self.table.refresh_established(id, Ticks(l3.now_ms));
         // The view's last 40 bytes: the IPv4 header and the TCP header.
         let headers = h.last_chunk_mut().expect("the IPv4 and TCP headers");
         rewrite_tcp(headers, src, dst, deltas);
