@@ -206,7 +206,7 @@ impl From<Option<(ConnId, Dir)>> for Prelookup {
 #[repr(C, align(64))]
 pub struct ConnOf<T: ConnKey> {
     /// The client's tuple, and the change the rewrite towards the real server makes to an IPv4
-    /// header's checksum (`rewrite_deltas`).
+    /// header's checksum (`rewrite_deltas`; 0 for IPv6, whose header has none).
     client: T::Held,
     /// The reply's tuple, and the change the rewrite towards the real server makes to a TCP or
     /// UDP checksum (`rewrite_deltas`).
