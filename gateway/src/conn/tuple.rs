@@ -111,113 +111,66 @@ pub trait HeldKey<K>: Copy + core::fmt::Debug {
     fn aux(&self) -> u16;
 }
 
-/// A `Tuple` held in a connection entry (`HeldKey`).
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-pub struct HeldTuple {
-    src: u32,
-    dst: u32,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    aux: u16,
-}
-
-impl HeldKey<Tuple> for HeldTuple {
-    const EMPTY: HeldTuple = HeldTuple::hold_const(Tuple::EMPTY, 0);
-    #[inline(always)]
-    fn hold(t: Tuple, aux: u16) -> HeldTuple {
-        HeldTuple::hold_const(t, aux)
-    }
-    #[inline(always)]
-    fn key(&self) -> Tuple {
-        Tuple {
-            src: self.src,
-            dst: self.dst,
-            sport: self.sport,
-            dport: self.dport,
-            proto: self.proto,
+/// The held form of a tuple type (`HeldKey`): its fields, in its order, then `aux` in the two
+/// bytes its padding leaves. One definition for IPv4's and IPv6's.
+macro_rules! held_tuple {
+    ($held:ident, $key:ident, $addr:ty, $empty_addr:expr) => {
+        #[doc = concat!("A `", stringify!($key), "` held in a connection entry (`HeldKey`).")]
+        #[derive(Clone, Copy, Debug)]
+        #[repr(C)]
+        pub struct $held {
+            src: $addr,
+            dst: $addr,
+            sport: u16,
+            dport: u16,
+            proto: u8,
+            aux: u16,
         }
-    }
-    #[inline(always)]
-    fn holds(&self, t: &Tuple) -> bool {
-        self.key() == *t
-    }
-    #[inline(always)]
-    fn aux(&self) -> u16 {
-        self.aux
-    }
-}
 
-impl HeldTuple {
-    const fn hold_const(t: Tuple, aux: u16) -> HeldTuple {
-        HeldTuple {
-            src: t.src,
-            dst: t.dst,
-            sport: t.sport,
-            dport: t.dport,
-            proto: t.proto,
-            aux,
+        impl HeldKey<$key> for $held {
+            const EMPTY: $held = $held {
+                src: $empty_addr,
+                dst: $empty_addr,
+                sport: 0,
+                dport: 0,
+                proto: 0,
+                aux: 0,
+            };
+            #[inline(always)]
+            fn hold(t: $key, aux: u16) -> $held {
+                $held {
+                    src: t.src,
+                    dst: t.dst,
+                    sport: t.sport,
+                    dport: t.dport,
+                    proto: t.proto,
+                    aux,
+                }
+            }
+            #[inline(always)]
+            fn key(&self) -> $key {
+                $key {
+                    src: self.src,
+                    dst: self.dst,
+                    sport: self.sport,
+                    dport: self.dport,
+                    proto: self.proto,
+                }
+            }
+            #[inline(always)]
+            fn holds(&self, t: &$key) -> bool {
+                self.key() == *t
+            }
+            #[inline(always)]
+            fn aux(&self) -> u16 {
+                self.aux
+            }
         }
-    }
-}
-
-/// A `Tuple6` held in a connection entry (`HeldKey`).
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-pub struct HeldTuple6 {
-    src: [u8; 16],
-    dst: [u8; 16],
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    aux: u16,
-}
-
-impl HeldKey<Tuple6> for HeldTuple6 {
-    const EMPTY: HeldTuple6 = HeldTuple6 {
-        src: [0; 16],
-        dst: [0; 16],
-        sport: 0,
-        dport: 0,
-        proto: 0,
-        aux: 0,
     };
-    #[inline(always)]
-    fn hold(t: Tuple6, aux: u16) -> HeldTuple6 {
-        HeldTuple6 {
-            src: t.src,
-            dst: t.dst,
-            sport: t.sport,
-            dport: t.dport,
-            proto: t.proto,
-            aux,
-        }
-    }
-    #[inline(always)]
-    fn key(&self) -> Tuple6 {
-        Tuple6 {
-            src: self.src,
-            dst: self.dst,
-            sport: self.sport,
-            dport: self.dport,
-            proto: self.proto,
-        }
-    }
-    #[inline(always)]
-    fn holds(&self, t: &Tuple6) -> bool {
-        // As `Tuple6`'s `eq`, on the fields where they lie.
-        let ports = (u32::from(self.dport) << 16) | u32::from(self.sport);
-        u128::from_ne_bytes(self.src) == u128::from_ne_bytes(t.src)
-            && u128::from_ne_bytes(self.dst) == u128::from_ne_bytes(t.dst)
-            && ports == (u32::from(t.dport) << 16) | u32::from(t.sport)
-            && self.proto == t.proto
-    }
-    #[inline(always)]
-    fn aux(&self) -> u16 {
-        self.aux
-    }
 }
+
+held_tuple!(HeldTuple, Tuple, u32, 0);
+held_tuple!(HeldTuple6, Tuple6, [u8; 16], [0; 16]);
 
 const _: () = assert!(core::mem::size_of::<HeldTuple>() == core::mem::size_of::<Tuple>());
 const _: () = assert!(core::mem::size_of::<HeldTuple6>() == 40);
