@@ -338,15 +338,28 @@ pub fn rewrite(
     src: (Ipv6Addr, u16),
     dst: (Ipv6Addr, u16),
 ) {
-    const IP_AT: usize = ethernet::HEADER_LEN;
-    const TCP_AT: usize = IP_AT + ipv6::HEADER_LEN;
-    if l4_off == TCP_AT && proto == IpProtocol::TCP {
-        if let Some(h) = frame.first_chunk_mut::<{ TCP_AT + crate::wire::tcp::HEADER_LEN }>() {
-            let (ip, l4) = h[IP_AT..].split_at_mut(ipv6::HEADER_LEN);
-            return rewrite_headers(ip, l4, proto, src, dst);
-        }
+    if let Some((ip, l4)) = tcp_after_ip(frame, l4_off, proto) {
+        return rewrite_headers(ip, l4, proto, src, dst);
     }
     rewrite_any(frame, l4_off, proto, src, dst);
+}
+
+/// The IPv6 header and the TCP header of a frame whose TCP header follows its IPv6 header
+/// (`l4_off`, `proto`), cut from one fixed-size view of both: the case `rewrite` and
+/// `rewrite_known` take inline. `None` for any other frame.
+#[inline(always)]
+fn tcp_after_ip(
+    frame: &mut [u8],
+    l4_off: usize,
+    proto: IpProtocol,
+) -> Option<(&mut [u8], &mut [u8])> {
+    const IP_AT: usize = ethernet::HEADER_LEN;
+    const TCP_AT: usize = IP_AT + ipv6::HEADER_LEN;
+    if l4_off != TCP_AT || proto != IpProtocol::TCP {
+        return None;
+    }
+    let h = frame.first_chunk_mut::<{ TCP_AT + crate::wire::tcp::HEADER_LEN }>()?;
+    Some(h[IP_AT..].split_at_mut(ipv6::HEADER_LEN))
 }
 
 /// [`rewrite`] with the upper-layer checksum's change known (`l4`: the connection's,
@@ -364,20 +377,15 @@ pub fn rewrite_known(
     dst: (Ipv6Addr, u16),
     l4: Folded,
 ) {
-    const IP_AT: usize = ethernet::HEADER_LEN;
-    const TCP_AT: usize = IP_AT + ipv6::HEADER_LEN;
-    if l4_off == TCP_AT && proto == IpProtocol::TCP {
-        if let Some(h) = frame.first_chunk_mut::<{ TCP_AT + crate::wire::tcp::HEADER_LEN }>() {
-            let (ip, tcp) = h[IP_AT..].split_at_mut(ipv6::HEADER_LEN);
-            let mut ip = ipv6::Ipv6Packet::new_unchecked(ip);
-            ip.set_src(src.0);
-            ip.set_dst(dst.0);
-            let mut t = crate::wire::TcpPacket::new_unchecked(tcp);
-            t.set_ports_ne(checksum::ports_ne(src.1, dst.1));
-            let c = l4.apply(t.checksum_ne());
-            t.set_checksum_ne(c);
-            return;
-        }
+    if let Some((ip, tcp)) = tcp_after_ip(frame, l4_off, proto) {
+        let mut ip = ipv6::Ipv6Packet::new_unchecked(ip);
+        ip.set_src(src.0);
+        ip.set_dst(dst.0);
+        let mut t = crate::wire::TcpPacket::new_unchecked(tcp);
+        t.set_ports_ne(checksum::ports_ne(src.1, dst.1));
+        let c = l4.apply(t.checksum_ne());
+        t.set_checksum_ne(c);
+        return;
     }
     rewrite_any(frame, l4_off, proto, src, dst);
 }
