@@ -407,7 +407,8 @@ impl From<Drop> for DropReason {
 pub struct WorkerStats {
     // Each packets counter apart from its bytes counter: side by side, the fast path's two
     // adds were made one vector add, six instructions where two do (`established-burst-net`
-    // 400 -> 397, a short connection's -54; perf/RESULTS.md).
+    // 400 -> 397, a short connection's -54; perf/RESULTS.md). The order is rustc's to keep
+    // (no `repr`): were it to change, `perf/cost.sh` would show it.
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub rx_bytes: u64,

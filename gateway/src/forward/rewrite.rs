@@ -61,9 +61,18 @@ pub fn rewrite_tcp(
     ip.set_dst_ne(u32::from_ne_bytes(dst.0.octets()));
     let c = deltas.0.apply(ip.checksum_ne());
     ip.set_checksum_ne(c);
-    let mut t = TcpPacket::new_unchecked(l4);
-    t.set_ports_ne(checksum::ports_ne(src.1, dst.1));
-    let c = deltas.1.apply(t.checksum_ne());
+    set_tcp_ports(l4, (src.1, dst.1), deltas.1);
+}
+
+/// Writes the ports `(src, dst)` into the TCP header at the start of `tcp` and updates its
+/// checksum by `delta`, the whole change of its pseudo-header and ports, known (a connection's,
+/// `ConnOf::rewrite_deltas`): the kept-delta rewrites' last step, IPv4's (`rewrite_tcp`) and
+/// IPv6's (`inet6::fullnat::rewrite_known`).
+#[inline(always)]
+pub fn set_tcp_ports(tcp: &mut [u8], (src, dst): (u16, u16), delta: Folded) {
+    let mut t = TcpPacket::new_unchecked(tcp);
+    t.set_ports_ne(checksum::ports_ne(src, dst));
+    let c = delta.apply(t.checksum_ne());
     t.set_checksum_ne(c);
 }
 

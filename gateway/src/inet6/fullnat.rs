@@ -14,11 +14,11 @@
 //!   incrementally (RFC 1624), the pseudo-header included (RFC 8200 8.1).
 
 use crate::conn::{ConnOf, ConnTable6, Tuple6};
-use crate::forward::rewrite::{rewrite_ports, Udp};
+use crate::forward::rewrite::{rewrite_ports, set_tcp_ports, Udp};
 use crate::forward::ServiceTable;
 use crate::laddr::PortLayout;
 use crate::service::LipKey;
-use crate::wire::checksum::{self, Delta, Folded};
+use crate::wire::checksum::{Delta, Folded};
 use crate::wire::{ethernet, ipv6, IpProtocol};
 use std::net::Ipv6Addr;
 use std::sync::Arc;
@@ -381,11 +381,7 @@ pub fn rewrite_known(
         let mut ip = ipv6::Ipv6Packet::new_unchecked(ip);
         ip.set_src(src.0);
         ip.set_dst(dst.0);
-        let mut t = crate::wire::TcpPacket::new_unchecked(tcp);
-        t.set_ports_ne(checksum::ports_ne(src.1, dst.1));
-        let c = l4.apply(t.checksum_ne());
-        t.set_checksum_ne(c);
-        return;
+        return set_tcp_ports(tcp, (src.1, dst.1), l4);
     }
     rewrite_any(frame, l4_off, proto, src, dst);
 }

@@ -373,6 +373,7 @@ impl Folded {
         Folded(bits)
     }
 
+    /// The 16 bits to keep (`from_bits`).
     #[inline(always)]
     pub const fn bits(self) -> u16 {
         self.0
