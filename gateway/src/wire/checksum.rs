@@ -107,7 +107,15 @@ pub fn verifies_20(h: &[u8; 20]) -> bool {
     let (s, carry) = u64::from_ne_bytes(*a).overflowing_add(u64::from_ne_bytes(*b));
     // c + carry < 2^33: no overflow; a carry out of the second add leaves s below c + 1.
     let (s, carry2) = s.overflowing_add(c + u64::from(carry));
-    fold(s + u64::from(carry2)) == 0xFFFF
+    let s = s + u64::from(carry2);
+    // `fold(s) == 0xFFFF`, each step's sum left in the high half, where the carry out of the
+    // low half has already been added (as Linux's `csum_fold`): the high half of `s` plus `s`
+    // rotated by 32 is the halves' sum with end-around carry, which cannot carry out of the
+    // high half (at most 2^32 - 2 + 1); the same at 16 bits. The last step's high half is the
+    // folded sum, 0xFFFF exactly when the whole is at least 0xFFFF << 16: no shift down
+    // (`established-burst-net` -1).
+    let s32 = (s.wrapping_add(s.rotate_right(32)) >> 32) as u32;
+    s32.wrapping_add(s32.rotate_right(16)) >= 0xFFFF_0000
 }
 
 /// Folds an unfolded sum to 16 bits with end-around carry. A non-zero sum folds to 1..=0xFFFF.
