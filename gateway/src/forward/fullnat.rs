@@ -26,7 +26,7 @@ use super::synproxy::{self, SynProxy};
 use super::{dr, mode, tun};
 use crate::conn::{
     tcp_flags, Activity, Candidate, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup,
-    State, StateChange, Ticks, Timeouts, Tuple,
+    State, StateChange, Ticks, Timeouts, Tuple, PROTO_TCP,
 };
 use crate::laddr::{LaddrPool, PortLayout};
 use crate::net::L3;
@@ -703,11 +703,17 @@ impl Forwarder {
     /// path refuses, and the packet then takes `forward_refused`.)
     #[inline(always)]
     pub fn holds_hot(&self, id: ConnId, dir: Dir, seg: &PlainSeg) -> bool {
+        // The admission took only TCP segments: the protocol compared is a constant, not the
+        // lane's, read back from memory.
+        debug_assert_eq!(seg.tuple.proto, PROTO_TCP);
+        let tuple = Tuple {
+            proto: PROTO_TCP,
+            ..seg.tuple
+        };
         match dir {
-            Dir::Original => self.table.holds(id, Dir::Original, &seg.tuple),
+            Dir::Original => self.table.holds(id, Dir::Original, &tuple),
             Dir::Reply => {
-                self.reaches_reply_side(seg.tuple.dst_ip())
-                    && self.table.holds(id, Dir::Reply, &seg.tuple)
+                self.reaches_reply_side(tuple.dst_ip()) && self.table.holds(id, Dir::Reply, &tuple)
             }
         }
     }
@@ -1877,7 +1883,7 @@ impl Forwarder {
         } = self;
         let n = table.expire(Ticks(now_ms), EXPIRE_BUDGET, |_id, c, _why| {
             // A client's SYN its server never answered (the client gave up): a failed attempt.
-            if c.proto() == crate::conn::PROTO_TCP
+            if c.proto() == PROTO_TCP
                 && c.state() == State::SynRecv
                 && c.user2 == 0
                 && (c.mode() == mode::FULLNAT || c.mode() == mode::NAT)
@@ -1889,7 +1895,7 @@ impl Forwarder {
             }
             release(services, pools, limits, c);
             let Some(reply) = c.reply() else { return };
-            if c.proto() == crate::conn::PROTO_TCP && c.state() == State::Established {
+            if c.proto() == PROTO_TCP && c.state() == State::Established {
                 let client = c.client();
                 // To the client, from the VIP: in the client's window (its last ACK).
                 let a = send_rst(
