@@ -706,6 +706,28 @@ mod tests {
         }
     }
 
+    /// A new topology (a port's MAC changed) is not answered from the next-hop cache: a real
+    /// server it held leaves with the port's new MAC, not the one cached.
+    #[test]
+    fn a_new_topology_is_not_answered_from_the_next_hop_cache() {
+        use crate::testkit::flows;
+        let mut dp: Datapath<VecBuf> = datapath_from(&flows::bench_config(), 0, 1, 1 << 12);
+        let frame = flows::template(0x10);
+        let sent_from =
+            |dp: &mut Datapath<VecBuf>| match dp.l3.route_out(VecBuf::from_frame(&frame), RS1) {
+                Verdict::Tx(1, b) => b.data()[6..12].to_vec(),
+                _ => panic!("not sent on the real servers' port"),
+            };
+        let before = sent_from(&mut dp);
+        assert_eq!(dp.l3.next_hop_cached_in_slot_of(RS1), Some(RS1));
+        let moved = [0x02, 0, 0, 0, 0, 0x77];
+        assert_ne!(before, moved);
+        let mut t = (**dp.l3.topo()).clone();
+        t.ports[1].mac = MacAddr(moved);
+        dp.l3.set_topology(Arc::new(t));
+        assert_eq!(sent_from(&mut dp), moved);
+    }
+
     /// The real servers' next hops stay in the next-hop cache while replies go to more clients
     /// behind a router than it has slots; the clients take the slots no server holds.
     #[test]

@@ -191,16 +191,24 @@ impl<B, A: Copy + Eq + core::hash::Hash + Into<std::net::IpAddr>> NeighTable<B, 
             map: HashMap::with_capacity(cfg.capacity.min(1 << 16)),
             cfg,
             counters: NeighCounters::default(),
-            generation: 0,
+            // 0 is never current: an empty slot of a cache that compares it holds 0.
+            generation: 1,
             rng: 0x2545_f491_4f6c_dd1d,
             held: 0,
         }
     }
 
-    /// Changes whenever a resolved entry appears, changes, goes away or becomes STALE.
+    /// Changes whenever a resolved entry appears, changes, goes away or becomes STALE, or the
+    /// owner says the routes to its entries did (`invalidate`). Never 0.
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Moves the generation: whatever the caches that compare it hold is stale (the owner's
+    /// topology changed, `L3::set_topology`).
+    pub fn invalidate(&mut self) {
+        self.generation += 1;
     }
 
     /// The MAC for `ip`, if one is in use.
