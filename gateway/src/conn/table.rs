@@ -1169,7 +1169,10 @@ impl<T: ConnKey> Table<T> {
         debug_assert!(self.get(id).is_some_and(|c| c.state() == State::Established
             && c.flag_bits() & ConnFlags::INPUT_ONLY.0 == 0
             && c.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 != 0));
-        let deadline = now.after_ms(self.timeout_ms[State::Established as usize]);
+        // Not `after_ms`'s saturating add: a timeout is at most 2^32 - 1 seconds
+        // (`Timeouts::to_ms`) and the clock counts milliseconds since the worker started, so
+        // the sum is far from overflowing (`established-burst-net` -2).
+        let deadline = Ticks(now.0 + self.timeout_ms[State::Established as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
     }
 

@@ -57,7 +57,10 @@ impl<B: PacketBuf> Datapath<B> {
         let frame = pkt.data();
         // The cheapest refusals first: another EtherType (IPv6's frames try this admission
         // first), another MAC (broadcast, multicast, a frame flooded to us), neither parsed twice.
-        let eth: &[u8; 14] = frame.first_chunk()?;
+        // On the parse's view of the three headers, whose length is checked once: a frame
+        // shorter than that is not admitted whatever its EtherType.
+        let h: &[u8; wire::PLAIN_TCP_LEN] = frame.first_chunk()?;
+        let eth: &[u8; 14] = h.first_chunk()?;
         if eth[12..] != [0x08, 0x00] {
             return None;
         }

@@ -37,7 +37,7 @@ pub use ip::IpProtocol;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use packet::{
     parse_l3l4, parse_l3l4_with, parse_plain_tcp, plain_tcp_info, verify_ipv4_l4_checksum,
-    verify_l4_checksum, DropReason, IpInfo, Parsed,
+    verify_l4_checksum, DropReason, IpInfo, Parsed, PLAIN_TCP_LEN,
 };
 pub use tcp::{TcpFlags, TcpOption, TcpPacket, ToaError};
 pub use udp::UdpPacket;
