@@ -120,10 +120,12 @@ impl Forwarder {
         id: ConnId,
         dir: Dir,
     ) -> Result<(B, Ipv4Addr), B> {
-        if !seg.flags.is_plain_ack() || self.sync_log.is_some() {
+        if !seg.flags.is_plain_ack() {
             return Err(pkt);
         }
-        let Some(c) = self.table.get_mut(id) else {
+        // None while a sync log is kept (`set_sync`) or a rebind is pending.
+        debug_assert!(self.table.get_mut_hot(id).is_none() || self.sync_log.is_none());
+        let Some(c) = self.table.get_mut_hot(id) else {
             return Err(pkt);
         };
         let Some(reply) = c.reply() else {

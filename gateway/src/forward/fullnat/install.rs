@@ -635,6 +635,8 @@ impl Forwarder {
             self.sync_stats.logged += old.logged;
             self.sync_stats.log_overflow += old.overflow;
         }
+        // While a log is kept, every packet takes the general body, which logs it.
+        self.table.set_hot_paths(log.is_none());
         self.sync_log = log;
     }
 
