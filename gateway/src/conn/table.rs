@@ -552,6 +552,23 @@ pub struct Table<T: ConnKey> {
     hot_off: u8,
 }
 
+/// ESTABLISHED's timeout, which `Table::get_mut_hot` gives with an entry: what the hot path
+/// re-arms the entry's timer with, in the entry itself (`refresh`), without the timer wheel's
+/// index of the entry in the slab and its bounds (`established-burst-net` -4).
+pub struct HotTimeout<'a>(&'a u64);
+
+impl HotTimeout<'_> {
+    /// `Table::refresh_established` for entry `c` (the one `get_mut_hot` gave with this) at
+    /// `now`, if its timer is armed for a deadline no later than the new one, as it is for every
+    /// packet of an established connection but the first after its timeout was shortened:
+    /// false, nothing changed, otherwise, and the caller calls `refresh_established`.
+    #[inline(always)]
+    pub fn refresh<T: ConnKey>(&self, c: &mut ConnOf<T>, now: Ticks) -> bool {
+        // As `refresh_established`: a plain add, which cannot overflow.
+        c.timer.extend(Ticks(now.0 + *self.0))
+    }
+}
+
 /// `Table::hot_off`: a rebind is pending (`rebinds` is not empty).
 const HOT_OFF_REBINDING: u8 = 1;
 /// `Table::hot_off`: the owner turned the hot paths off (`Table::set_hot_paths`).
@@ -1042,13 +1059,18 @@ impl<T: ConnKey> Table<T> {
     /// pending, or the owner's choice), so that the entry it gives has followed every change.
     /// One test of one byte where `get_mut`'s test of a pending rebind and the owner's of its
     /// sync log took two loads and two tests (`established-burst-net` -4).
+    ///
+    /// With it, ESTABLISHED's timeout in milliseconds, for `HotTimeout::refresh`: borrowed
+    /// beside the entry, it is read where the timer is re-armed, from the table, rather than
+    /// carried there.
     #[inline(always)]
-    pub fn get_mut_hot(&mut self, id: ConnId) -> Option<&mut ConnOf<T>> {
+    pub fn get_mut_hot(&mut self, id: ConnId) -> Option<(&mut ConnOf<T>, HotTimeout<'_>)> {
         if self.hot_off != 0 {
             return None;
         }
         debug_assert!(self.rebinds.is_empty());
-        self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())
+        let c = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())?;
+        Some((c, HotTimeout(&self.timeout_ms[State::Established as usize])))
     }
 
     /// The live entry `id`, if any, having followed a pending rebind, borrowed: `get` for a caller

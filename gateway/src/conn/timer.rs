@@ -58,6 +58,19 @@ impl TimerNode {
         self.next != NIL
     }
 
+    /// `TimerWheel::rearm`'s lazy case, done on the node alone: an armed node given a deadline no
+    /// earlier than its own takes it and stays where it is (the bucket it sits in comes due no
+    /// later than the new deadline; it is moved then). False, nothing changed, for any other
+    /// node or deadline, which only `rearm` re-arms.
+    #[inline(always)]
+    pub fn extend(&mut self, deadline: Ticks) -> bool {
+        if self.is_armed() && deadline >= self.deadline {
+            self.deadline = deadline;
+            return true;
+        }
+        false
+    }
+
     /// The deadline last set, meaningful while armed.
     pub fn deadline(&self) -> Ticks {
         self.deadline
@@ -212,11 +225,7 @@ impl TimerWheel {
     /// inlined into the caller; the others are not.
     #[inline(always)]
     pub fn rearm<N: TimerNodes + ?Sized>(&mut self, nodes: &mut N, id: u32, deadline: Ticks) {
-        let n = nodes.node_mut(id);
-        if n.is_armed() && deadline >= n.deadline {
-            // The bucket it sits in comes due no later than the new deadline; it is moved then.
-            n.deadline = deadline;
-        } else {
+        if !nodes.node_mut(id).extend(deadline) {
             self.rearm_move(nodes, id, deadline);
         }
     }

@@ -752,6 +752,33 @@ fn established_segments_take_the_fast_path() {
     assert_eq!(dp.l3.stats.fast_path, before + 2);
 }
 
+/// A timeout shortened after a connection's timer was armed takes effect at its next plain
+/// ACK, which the hot path takes: the timer, armed for a later deadline, moves in the wheel
+/// (`ConnTable::refresh_established`), not only in the entry (`HotTimeout::refresh`).
+#[test]
+fn a_shortened_timeout_takes_effect_at_the_next_plain_ack() {
+    let mut dp = datapath(true, 1);
+    let c = open(&mut dp);
+    let ack = c.client_segment(ACK, 0, Flaw::None);
+    let sent = |dp: &mut Datapath<VecBuf>| {
+        outcome(dp.process(VecBuf::from_frame(&ack), &RxMeta::default())).0
+    };
+    // The handshake's last ACK: ESTABLISHED, 15 minutes.
+    assert_eq!(sent(&mut dp), "tx1");
+    let timeouts = dp.fwd.table().timeouts();
+    dp.fwd.set_timeouts(crate::conn::Timeouts {
+        established: 10,
+        ..timeouts
+    });
+    let before = dp.l3.stats.fast_path;
+    assert_eq!(sent(&mut dp), "tx1");
+    assert_eq!(dp.l3.stats.fast_path, before + 1, "the hot path took it");
+    dp.tick(9_000);
+    assert_eq!(dp.fwd.table().len(), 1, "not yet");
+    dp.tick(12_000);
+    assert_eq!(dp.fwd.table().len(), 0, "expired at the shortened timeout");
+}
+
 /// Whether the TCP checksum of an IPv4 or IPv6 frame out of the gateway verifies.
 fn tcp_checksum_verifies(frame: &[u8]) -> bool {
     if super::is_ipv6(frame) {

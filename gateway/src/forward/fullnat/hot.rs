@@ -125,7 +125,7 @@ impl Forwarder {
         }
         // None while a sync log is kept (`set_sync`) or a rebind is pending.
         debug_assert!(self.table.get_mut_hot(id).is_none() || self.sync_log.is_none());
-        let Some(c) = self.table.get_mut_hot(id) else {
+        let Some((c, timeout)) = self.table.get_mut_hot(id) else {
             return Err(pkt);
         };
         let Some(reply) = c.reply() else {
@@ -201,8 +201,12 @@ impl Forwarder {
         }
         l3.confirm_neighbour_in(seg.tuple.src_ip(), &h[..]);
         // The clock read here, where the timer is re-armed: read with the conditions, it was
-        // kept across the steps between them.
-        self.table.refresh_established(id, Ticks(l3.now_ms));
+        // kept across the steps between them. The timer re-armed in the entry, unless it must
+        // move in the wheel (`ConnTable::refresh_established`).
+        let now = Ticks(l3.now_ms);
+        if !timeout.refresh(c, now) {
+            self.table.refresh_established(id, now);
+        }
         // Drop Ethernet padding: the frame ends where the IP packet does.
         pkt.truncate(L3_OFF + seg.total_len as usize);
         Ok((pkt, dst.0))
