@@ -554,7 +554,8 @@ pub struct Table<T: ConnKey> {
 
 /// ESTABLISHED's timeout, which `Table::get_mut_hot` gives with an entry: what the hot path
 /// re-arms the entry's timer with, in the entry itself (`refresh`), without the timer wheel's
-/// index of the entry in the slab and its bounds (`established-burst-net` -4).
+/// index of the entry in the slab and its bounds (`reply-burst-net` 400 -> 395;
+/// `established-burst-net` 363 -> 364, the compiler's choices).
 pub struct HotTimeout<'a>(&'a u64);
 
 impl HotTimeout<'_> {
@@ -1058,7 +1059,8 @@ impl<T: ConnKey> Table<T> {
     /// The live entry `id`, for a hot path: none while the hot paths are off (`hot_off`: a rebind
     /// pending, or the owner's choice), so that the entry it gives has followed every change.
     /// One test of one byte where `get_mut`'s test of a pending rebind and the owner's of its
-    /// sync log took two loads and two tests (`established-burst-net` -4).
+    /// sync log took two loads and two tests (`established-burst-net` 377 -> 376,
+    /// `reply-burst-net` 400 -> 398).
     ///
     /// With it, ESTABLISHED's timeout in milliseconds, for `HotTimeout::refresh`: borrowed
     /// beside the entry, it is read where the timer is re-armed, from the table, rather than
@@ -1238,7 +1240,8 @@ impl<T: ConnKey> Table<T> {
             && c.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 != 0));
         // Not `after_ms`'s saturating add: a timeout is at most 2^32 - 1 seconds
         // (`Timeouts::to_ms`) and the clock counts milliseconds since the worker started, so
-        // the sum is far from overflowing (`established-burst-net` -2).
+        // the sum is far from overflowing (with the admission's one view of the headers,
+        // `established-burst-net` 379 -> 377).
         let deadline = Ticks(now.0 + self.timeout_ms[State::Established as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
     }

@@ -113,7 +113,7 @@ pub fn verifies_20(h: &[u8; 20]) -> bool {
     // rotated by 32 is the halves' sum with end-around carry, which cannot carry out of the
     // high half (at most 2^32 - 2 + 1); the same at 16 bits. The last step's high half is the
     // folded sum, 0xFFFF exactly when the whole is at least 0xFFFF << 16: no shift down
-    // (`established-burst-net` -1).
+    // (`established-burst-net` 392 -> 388).
     let s32 = (s.wrapping_add(s.rotate_right(32)) >> 32) as u32;
     s32.wrapping_add(s32.rotate_right(16)) >= 0xFFFF_0000
 }
