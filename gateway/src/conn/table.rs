@@ -560,9 +560,10 @@ pub struct HotTimeout<'a>(&'a u64);
 
 impl HotTimeout<'_> {
     /// `Table::refresh_established` for entry `c` (the one `get_mut_hot` gave with this) at
-    /// `now`, if its timer is armed for a deadline no later than the new one, as it is for every
-    /// packet of an established connection but the first after its timeout was shortened:
-    /// false, nothing changed, otherwise, and the caller calls `refresh_established`.
+    /// `now`, if its timer is armed for a deadline no later than the new one, as it is for most
+    /// packets of an established connection: false, nothing changed, otherwise (the first
+    /// packet after its timeout was shortened, an entry a backup restored with more time left
+    /// than the timeout, a timer not armed), and the caller calls `refresh_established`.
     #[inline(always)]
     pub fn refresh<T: ConnKey>(&self, c: &mut ConnOf<T>, now: Ticks) -> bool {
         // As `refresh_established`: a plain add, which cannot overflow.
@@ -1239,7 +1240,7 @@ impl<T: ConnKey> Table<T> {
             && c.flag_bits() & ConnFlags::INPUT_ONLY.0 == 0
             && c.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 != 0));
         // Not `after_ms`'s saturating add: a timeout is at most 2^32 - 1 seconds
-        // (`Timeouts::to_ms`) and the clock counts milliseconds since the worker started, so
+        // (`Timeouts::to_ms`) and the clock counts milliseconds since the daemon started, so
         // the sum is far from overflowing (with the admission's one view of the headers,
         // `established-burst-net` 379 -> 377).
         let deadline = Ticks(now.0 + self.timeout_ms[State::Established as usize]);

@@ -327,7 +327,8 @@ impl ConnKey for Tuple6 {
         let x = fold_mul(w(&self.src, 0) ^ k[0], w(&self.src, 8) ^ k[1]);
         let y = fold_mul(w(&self.dst, 0) ^ k[2] ^ x, w(&self.dst, 8) ^ k[3]);
         let z = fold_mul(y ^ k[0], ports ^ k[1]);
-        fold_mul(z ^ k[2], k[3] | 1)
+        // The key's last word is odd (`HashKey::from_words`).
+        fold_mul(z ^ k[2], k[3])
     }
     #[inline]
     fn warm(&self) -> u32 {

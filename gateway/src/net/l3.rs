@@ -157,7 +157,8 @@ struct NextHopEntry {
     /// The Ethernet header's first 12 bytes toward this next hop: its MAC, then the port's own
     /// (written with one copy).
     macs: [u8; 12],
-    /// Neighbour-table generation (+1, so 0 is never valid) the entry was filled under.
+    /// The neighbour table's generation the entry was filled under (`cache_generation`: never
+    /// 0, which an empty slot holds; a new topology moves it too).
     generation: u64,
     /// `dst` is reached through a router (a client, most often), not on a link (a real server).
     via_router: bool,
@@ -173,7 +174,9 @@ pub struct L3<B> {
     /// The same, by the neighbour (`NextHop::l2_target`) rather than the destination: what
     /// every destination behind one router shares, for those `nh_cache` does not hold.
     hop_cache: [NextHopEntry; HOP_CACHE],
-    /// Bumped when the topology changes, to invalidate `nh_cache` along with neighbour changes.
+    /// Bumped when the topology changes: what IPv6's next-hop cache compares with its neighbour
+    /// table's generation (`inet6::nd`). IPv4's caches compare the neighbour table's alone,
+    /// which `set_topology` moves too.
     topo_generation: u64,
     /// Each port's MAC as a word (`mac_key`), for the fast paths' test of a frame's destination:
     /// one load, where the topology's was three dependent ones and two of each address.
@@ -482,8 +485,8 @@ impl<B: PacketBuf> L3<B> {
         self.neigh.invalidate();
     }
 
-    /// Moves whenever the topology changes (ports, addresses, routes): with a neighbour table's
-    /// generation, what a cache of resolved next hops compares (`inet6::nd::Hop6` too).
+    /// Moves whenever the topology changes (ports, addresses, routes): with IPv6's neighbour
+    /// table's generation, what its cache of resolved next hops compares (`inet6::nd::Hop6`).
     #[inline]
     pub fn topo_generation(&self) -> u64 {
         self.topo_generation
