@@ -227,9 +227,17 @@ pub fn datapath_steered<B: PacketBuf>(
     )
     .expect("forwarder");
     let mut dp = Datapath::new(worker, Arc::new(topo), NeighConfig::default(), fwd);
-    // A fixed key for the IPv6 table's hash, not a random one per process: the deterministic
-    // counts (`perf/cost.sh`) of the IPv6 paths moved by ±20 instructions from run to run with
-    // the probe lengths a random key gave.
+    // Fixed keys for the tables' hashes, not random ones per process: the deterministic counts
+    // (`perf/cost.sh`) moved from run to run with the probe lengths a random key gave, the IPv6
+    // paths' by ±20 instructions, IPv4's established packet by up to 2. IPv4's is as random as
+    // a random one (the hexadecimal digits of pi): small words, as IPv6's, multiply too weakly
+    // for the IPv4 tuples' few varying bits (`mixed-burst-spread`'s probes ran ten times as long).
+    dp.fwd.rekey_empty_table(crate::conn::HashKey::from_words([
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    ]));
     dp.v6.conns = crate::conn::ConnTable6::with_key(
         capacity6,
         cfg.conn.timeouts,
