@@ -566,9 +566,17 @@ impl HotTimeout<'_> {
     /// than the timeout, a timer not armed), and the caller calls `refresh_established`.
     #[inline(always)]
     pub fn refresh<T: ConnKey>(&self, c: &mut ConnOf<T>, now: Ticks) -> bool {
-        // As `refresh_established`: a plain add, which cannot overflow.
-        c.timer.extend(Ticks(now.0 + *self.0))
+        c.timer.extend(established_deadline(now, *self.0))
     }
+}
+
+/// ESTABLISHED's deadline at `now` with its timeout `timeout_ms`: a plain add, not `after_ms`'s
+/// saturating one. A timeout is at most 2^32 - 1 seconds (`Timeouts::to_ms`) and the clock
+/// counts milliseconds since the daemon started, so the sum is far from overflowing (with the
+/// admission's one view of the headers, `established-burst-net` 379 -> 377).
+#[inline(always)]
+fn established_deadline(now: Ticks, timeout_ms: u64) -> Ticks {
+    Ticks(now.0 + timeout_ms)
 }
 
 /// `Table::hot_off`: a rebind is pending (`rebinds` is not empty).
@@ -1239,11 +1247,7 @@ impl<T: ConnKey> Table<T> {
         debug_assert!(self.get(id).is_some_and(|c| c.state() == State::Established
             && c.flag_bits() & ConnFlags::INPUT_ONLY.0 == 0
             && c.flag_bits() & ConnFlags::ESTABLISHED_SEEN.0 != 0));
-        // Not `after_ms`'s saturating add: a timeout is at most 2^32 - 1 seconds
-        // (`Timeouts::to_ms`) and the clock counts milliseconds since the daemon started, so
-        // the sum is far from overflowing (with the admission's one view of the headers,
-        // `established-burst-net` 379 -> 377).
-        let deadline = Ticks(now.0 + self.timeout_ms[State::Established as usize]);
+        let deadline = established_deadline(now, self.timeout_ms[State::Established as usize]);
         self.wheel.rearm(&mut self.slab, id.0, deadline);
     }
 
