@@ -692,10 +692,11 @@ impl Forwarder {
         match self.established(v, pre) {
             Ok((id, dir)) => {
                 let now = Ticks(l3.now_ms);
-                match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir) {
-                    Ok((pkt, dst)) => {
+                let mut out = None;
+                match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, &mut out) {
+                    Ok(()) => {
                         count_steered(l3, dir);
-                        Ok(l3.route_out(pkt, dst))
+                        Ok(out.expect("forward_hot writes its verdict"))
                     }
                     Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
                         count_steered(l3, dir);
@@ -752,16 +753,10 @@ impl Forwarder {
         dir: Dir,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), B> {
-        let (p, dst) = self.forward_hot(l3, pkt, seg, id, dir)?;
-        match dir {
-            Dir::Original => l3.route_out_into(p, dst, out),
-            Dir::Reply => {
-                // Counted as `count_steered` counts; one the hot path refuses is counted
-                // there, or by `handle_with`.
-                l3.stats.steer_hits += 1;
-                l3.route_out_reply_into(p, dst, out);
-            }
-        }
+        self.forward_hot(l3, pkt, seg, id, dir, out)?;
+        // Counted as `count_steered` counts; one the hot path refuses is counted there, or by
+        // `handle_with`.
+        count_steered(l3, dir);
         Ok(())
     }
 
@@ -808,10 +803,9 @@ impl Forwarder {
         let pre = found.0.unless_stale(self.table.indexed() == found.1);
         let now = Ticks(l3.now_ms);
         match self.established(v, pre.get()) {
-            Ok((id, dir)) => match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir) {
-                Ok((pkt, dst)) => {
+            Ok((id, dir)) => match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, out) {
+                Ok(()) => {
                     count_steered(l3, dir);
-                    l3.route_out_into(pkt, dst, out);
                     Ok(())
                 }
                 Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {

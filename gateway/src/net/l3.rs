@@ -514,16 +514,29 @@ impl<B: PacketBuf> L3<B> {
     /// into `pkt`, and the port; else the packet back, with the cache's slot for the slow path.
     #[inline(always)]
     fn route_cached(&mut self, mut pkt: B, dst: Ipv4Addr) -> Result<(u16, B), (B, usize)> {
+        match self.next_hop_cached(dst) {
+            Ok(e) => match pkt.data_mut().first_chunk_mut::<12>() {
+                Some(macs) => {
+                    *macs = e.macs;
+                    Ok((e.port, pkt))
+                }
+                None => Err((pkt, addr_slot(u32::from(dst), NH_CACHE))),
+            },
+            Err(slot) => Err((pkt, slot)),
+        }
+    }
+
+    /// The next-hop cache's entry for `dst` if it is current, else `dst`'s slot in it.
+    #[inline(always)]
+    fn next_hop_cached(&self, dst: Ipv4Addr) -> Result<&NextHopEntry, usize> {
         let key = u32::from(dst);
         let slot = addr_slot(key, NH_CACHE);
         let e = &self.nh_cache[slot];
         if e.dst == key && e.generation == self.cache_generation() {
-            if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
-                *macs = e.macs;
-                return Ok((e.port, pkt));
-            }
+            Ok(e)
+        } else {
+            Err(slot)
         }
-        Err((pkt, slot))
     }
 
     /// `route_out`, the verdict written into `out` (a burst's slot), also by the slow path, out
@@ -540,6 +553,38 @@ impl<B: PacketBuf> L3<B> {
         }
     }
 
+    /// The next-hop cache's answer for `dst`, for a caller that holds the frame's first 12
+    /// bytes (the hot path's view of its headers, `Forwarder::forward_hot`): the MACs to write
+    /// there and the port, else `dst`'s slot in the cache for `route_uncached_into`. The MACs
+    /// written through the caller's view, not through another `PacketBuf::data_mut` with its
+    /// bounds (perf/RESULTS.md).
+    #[inline(always)]
+    pub fn next_hop(&self, dst: Ipv4Addr) -> Result<(&[u8; 12], u16), usize> {
+        self.next_hop_cached(dst).map(|e| (&e.macs, e.port))
+    }
+
+    /// `route_out_into` (`route_out_reply_into` for a `reply`) for a packet whose destination
+    /// the next-hop cache did not hold (`next_hop`'s `Err`, the cache's `slot`).
+    #[inline(always)]
+    pub fn route_uncached_into(
+        &mut self,
+        mut pkt: B,
+        dst: Ipv4Addr,
+        slot: usize,
+        reply: bool,
+        out: &mut Option<Verdict<B>>,
+    ) {
+        if reply {
+            if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
+                if let Some(port) = self.next_hop_via_router(macs, dst, slot) {
+                    *out = Some(Verdict::Tx(port, pkt));
+                    return;
+                }
+            }
+        }
+        self.route_out_slow_into(pkt, dst, slot, out);
+    }
+
     /// `route_out_into` for a reply to a client. Clients come from far more addresses than the
     /// next-hop cache has slots, so most replies miss it; a client behind a router, as most
     /// are, is then found here, without `route_out_slow_into`'s call, by its route and the
@@ -550,28 +595,28 @@ impl<B: PacketBuf> L3<B> {
     pub fn route_out_reply_into(&mut self, pkt: B, dst: Ipv4Addr, out: &mut Option<Verdict<B>>) {
         let (port, pkt) = match self.route_cached(pkt, dst) {
             Ok(sent) => sent,
-            Err((mut pkt, slot)) => match self.routed_through_cached_hop(&mut pkt, dst, slot) {
-                Some(port) => (port, pkt),
-                None => return self.route_out_slow_into(pkt, dst, slot, out),
-            },
+            Err((pkt, slot)) => return self.route_uncached_into(pkt, dst, slot, true, out),
         };
         // One write of the verdict for both ways: written in each, the second was a call to drop
         // what `out` held.
         *out = Some(Verdict::Tx(port, pkt));
     }
 
-    /// `pkt` addressed to `dst` through its route's next hop, if the cache by neighbour holds
-    /// it (`hop_cached`), and `dst` noted in the next-hop cache's `slot`: the port it leaves by.
+    /// A frame (its first 12 bytes, `macs`) addressed to `dst` through its route's next hop,
+    /// if the cache by neighbour holds it (`hop_cached`), and `dst` noted in the next-hop
+    /// cache's `slot`: the port it leaves by. For replies, whose clients are far more than the
+    /// next-hop cache's slots (`route_out_reply_into`).
     #[inline(always)]
-    fn routed_through_cached_hop(
+    fn next_hop_via_router(
         &mut self,
-        pkt: &mut B,
+        macs: &mut [u8; 12],
         dst: Ipv4Addr,
         slot: usize,
     ) -> Option<u16> {
         let hop = self.topo.routes.lookup(dst)?;
         let (_, h) = self.hop_cached(hop, dst);
-        self.send_through(pkt, h?, dst, slot).then_some(hop.port)
+        self.send_through(macs, h?, dst, slot);
+        Some(hop.port)
     }
 
     /// The entry of the cache by neighbour (`hop_cache`) for the neighbour `hop` reaches `dst`
@@ -585,16 +630,12 @@ impl<B: PacketBuf> L3<B> {
         (hop_slot, current.then_some(h))
     }
 
-    /// Addresses `pkt` to the next hop `h` (a `hop_cache` entry) holds, and notes it as `dst`'s
-    /// in the next-hop cache's `slot`; false, changing nothing, for a frame too short.
+    /// Addresses a frame (its first 12 bytes, `macs`) to the next hop `h` (a `hop_cache` entry)
+    /// holds, and notes it as `dst`'s in the next-hop cache's `slot`.
     #[inline(always)]
-    fn send_through(&mut self, pkt: &mut B, h: NextHopEntry, dst: Ipv4Addr, slot: usize) -> bool {
-        let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() else {
-            return false;
-        };
+    fn send_through(&mut self, macs: &mut [u8; 12], h: NextHopEntry, dst: Ipv4Addr, slot: usize) {
         *macs = h.macs;
         self.note_next_hop(slot, dst, h);
-        true
     }
 
     /// Notes in the next-hop cache's `slot` that `dst` is reached through the neighbour whose
@@ -663,7 +704,8 @@ impl<B: PacketBuf> L3<B> {
         let target = hop.l2_target(dst);
         let (hop_slot, cached) = self.hop_cached(hop, dst);
         if let Some(h) = cached {
-            if self.send_through(&mut pkt, h, dst, slot) {
+            if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
+                self.send_through(macs, h, dst, slot);
                 return Verdict::Tx(hop.port, pkt);
             }
         }
