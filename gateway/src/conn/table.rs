@@ -857,15 +857,15 @@ impl<T: ConnKey> Table<T> {
         for (i, &hi) in hashes.iter().enumerate() {
             let found = match self.index.find(hi, |_| true) {
                 Some(v) => {
-                    let id = v >> 1;
-                    if let Some(c) = self.slab.get(id as usize) {
-                        let at = c as *const ConnOf<T> as *const u8;
-                        prefetch(at);
-                        // An IPv6 entry takes two lines (`Tuple6`): the state is in the
-                        // second. Folded away for the one-line IPv4 entry.
-                        if core::mem::size_of::<ConnOf<T>>() > 64 {
-                            prefetch(at.wrapping_add(64));
-                        }
+                    // The entry's address computed, not its slot borrowed: a prefetch reads
+                    // nothing, so the index's id needs no bounds check here (the hot path's
+                    // `Table::get_mut_hot` checks it).
+                    let at = self.slab.as_ptr().wrapping_add((v >> 1) as usize) as *const u8;
+                    prefetch(at);
+                    // An IPv6 entry takes two lines (`Tuple6`): the state is in the second.
+                    // Folded away for the one-line IPv4 entry.
+                    if core::mem::size_of::<ConnOf<T>>() > 64 {
+                        prefetch(at.wrapping_add(64));
                     }
                     Candidate(v)
                 }
