@@ -160,6 +160,19 @@ fn traffic_at<'a>(
     if rs == NO_DEST {
         return None;
     }
+    traffic_of_server(traffic, base, svc, rs)
+}
+
+/// `traffic_at` for a connection known to have a server (`rs` is not `NO_DEST`: the hot path's
+/// `is_hot_entry` tested it), without testing it again (`established-burst-net` -2).
+#[inline(always)]
+fn traffic_of_server<'a>(
+    traffic: &'a mut [Traffic],
+    base: &[u32],
+    svc: u16,
+    rs: u16,
+) -> Option<&'a mut Traffic> {
+    debug_assert_ne!(rs, NO_DEST);
     let b = *base.get(svc as usize)? as usize;
     traffic.get_mut(b + rs as usize)
 }

@@ -218,7 +218,9 @@ impl Forwarder {
                 l3.route_uncached_into(pkt, dst.0, slot, dir == Dir::Reply, out);
             }
         }
-        if let Some(t) = super::traffic_at(&mut self.traffic, &self.traffic_base, c.svc, c.rs) {
+        if let Some(t) =
+            super::traffic_of_server(&mut self.traffic, &self.traffic_base, c.svc, c.rs)
+        {
             t.count(dir, total_len);
         }
         // The clock read here, where the timer is re-armed: read with the conditions, it was
