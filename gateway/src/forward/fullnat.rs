@@ -160,7 +160,8 @@ fn traffic_at<'a>(
     if rs == NO_DEST {
         return None;
     }
-    traffic_of_server(traffic, base, svc, rs)
+    let b = *base.get(svc as usize)? as usize;
+    traffic.get_mut(b + rs as usize)
 }
 
 /// `traffic_at` for a connection known to have a server (`rs` is not `NO_DEST`: the hot path's
