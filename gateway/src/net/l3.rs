@@ -510,8 +510,8 @@ impl<B: PacketBuf> L3<B> {
         }
     }
 
-    /// The next-hop cache's answer for `dst` (`route_out`, `route_out_into`): the MACs written
-    /// into `pkt`, and the port; else the packet back, with the cache's slot for the slow path.
+    /// The next-hop cache's answer for `dst` (`route_out`): the MACs written into `pkt`, and the
+    /// port; else the packet back, with the cache's slot for the slow path.
     #[inline(always)]
     fn route_cached(&mut self, mut pkt: B, dst: Ipv4Addr) -> Result<(u16, B), (B, usize)> {
         match self.next_hop_cached(dst) {
@@ -539,20 +539,6 @@ impl<B: PacketBuf> L3<B> {
         }
     }
 
-    /// `route_out`, the verdict written into `out` (a burst's slot), also by the slow path, out
-    /// of line: returned from a call through memory, the verdict was written a field at a time
-    /// and read back whole to be copied into the slot, a read the store buffer cannot forward,
-    /// which waited for the stores before it (a third of the samples of the replies' path at 1K
-    /// connections from many clients; perf/RESULTS.md, "Loads the store buffer could not
-    /// forward, a reply's address probe").
-    #[inline(always)]
-    pub fn route_out_into(&mut self, pkt: B, dst: Ipv4Addr, out: &mut Option<Verdict<B>>) {
-        match self.route_cached(pkt, dst) {
-            Ok((port, pkt)) => *out = Some(Verdict::Tx(port, pkt)),
-            Err((pkt, slot)) => self.route_out_slow_into(pkt, dst, slot, out),
-        }
-    }
-
     /// The next-hop cache's answer for `dst`, for a caller that holds the frame's first 12
     /// bytes (the hot path's view of its headers, `Forwarder::forward_hot`): the MACs to write
     /// there and the port, else `dst`'s slot in the cache for `route_uncached_into`. The MACs
@@ -563,8 +549,20 @@ impl<B: PacketBuf> L3<B> {
         self.next_hop_cached(dst).map(|e| (&e.macs, e.port))
     }
 
-    /// `route_out_into` (`route_out_reply_into` for a `reply`) for a packet whose destination
-    /// the next-hop cache did not hold (`next_hop`'s `Err`, the cache's `slot`).
+    /// `route_out` for a packet whose destination the next-hop cache did not hold (`next_hop`'s
+    /// `Err`, the cache's `slot`), the verdict written into `out` (a burst's slot), also by the
+    /// slow path, out of line: returned from a call through memory, the verdict was written a
+    /// field at a time and read back whole to be copied into the slot, a read the store buffer
+    /// cannot forward, which waited for the stores before it (a third of the samples of the
+    /// replies' path at 1K connections from many clients; perf/RESULTS.md, "Loads the store
+    /// buffer could not forward, a reply's address probe").
+    ///
+    /// A `reply` to a client: clients come from far more addresses than the next-hop cache has
+    /// slots, so most replies miss it; a client behind a router, as most are, is then found
+    /// here, without `route_out_slow_into`'s call, by its route and the router's entry in the
+    /// cache by neighbour (`hop_cache`). `reply-burst-spread`, replies to 1K clients behind one
+    /// router, 728 -> 702 instructions a packet (perf/RESULTS.md, "One codegen unit; a reply's
+    /// next hop without a call").
     #[inline(always)]
     pub fn route_uncached_into(
         &mut self,
@@ -585,14 +583,15 @@ impl<B: PacketBuf> L3<B> {
         self.route_out_slow_into(pkt, dst, slot, out);
     }
 
-    /// `route_out_into` for a reply to a client. Clients come from far more addresses than the
-    /// next-hop cache has slots, so most replies miss it; a client behind a router, as most
-    /// are, is then found here, without `route_out_slow_into`'s call, by its route and the
-    /// router's entry in the cache by neighbour (`hop_cache`). `reply-burst-spread`, replies to
-    /// 1K clients behind one router, 728 -> 702 instructions a packet (perf/RESULTS.md, "One
-    /// codegen unit; a reply's next hop without a call").
-    #[inline(always)]
-    pub fn route_out_reply_into(&mut self, pkt: B, dst: Ipv4Addr, out: &mut Option<Verdict<B>>) {
+    /// A reply to a client routed as the FullNAT hot path routes it (`next_hop`, then
+    /// `route_uncached_into`), from a whole frame: for the tests of the next-hop caches.
+    #[cfg(test)]
+    pub(crate) fn route_out_reply_into(
+        &mut self,
+        pkt: B,
+        dst: Ipv4Addr,
+        out: &mut Option<Verdict<B>>,
+    ) {
         let (port, pkt) = match self.route_cached(pkt, dst) {
             Ok(sent) => sent,
             Err((pkt, slot)) => return self.route_uncached_into(pkt, dst, slot, true, out),
@@ -605,7 +604,7 @@ impl<B: PacketBuf> L3<B> {
     /// A frame (its first 12 bytes, `macs`) addressed to `dst` through its route's next hop,
     /// if the cache by neighbour holds it (`hop_cached`), and `dst` noted in the next-hop
     /// cache's `slot`: the port it leaves by. For replies, whose clients are far more than the
-    /// next-hop cache's slots (`route_out_reply_into`).
+    /// next-hop cache's slots (`route_uncached_into`).
     #[inline(always)]
     fn next_hop_via_router(
         &mut self,
@@ -670,7 +669,7 @@ impl<B: PacketBuf> L3<B> {
         (e.generation == self.cache_generation()).then_some(Ipv4Addr::from(e.dst))
     }
 
-    /// `route_out_slow` writing its verdict into `out` (`route_out_into`).
+    /// `route_out_slow` writing its verdict into `out` (`route_uncached_into`).
     #[inline(never)]
     fn route_out_slow_into(
         &mut self,
