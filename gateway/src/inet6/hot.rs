@@ -198,7 +198,7 @@ pub(super) fn forward_hot<B: PacketBuf>(
     fullnat::rewrite_known(frame, v.l4_off, v.proto, src, dst, l4);
     let route = match out {
         Out::Cached(port, slot) => {
-            nd::set_cached_macs(v6, &mut pkt, slot);
+            nd::set_cached_macs(v6, frame, slot);
             l3.stats.inet6.forwarded += 1;
             return Ok(Verdict::Tx(port, pkt));
         }
