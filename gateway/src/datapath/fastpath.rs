@@ -45,8 +45,16 @@ impl<B: PacketBuf> Datapath<B> {
     /// reported it good), counted as received as `ingress` counts it. `None` changes nothing.
     /// Always inlined: called, it returned its 48-byte result through memory, and the burst loop
     /// read it back at once (datapath_cost natively 36.9 -> 32.9 ns a packet, perf/RESULTS.md).
+    ///
+    /// With the parse, the view of the frame's three headers it was made on: the burst loop
+    /// reads a segment's lane from it (`PlainSeg::of_headers`), after the admission's tests,
+    /// where the parse's fields were read before them and kept across (`perf/RESULTS.md`).
     #[inline(always)]
-    pub(super) fn admit_plain_tcp(&mut self, pkt: &B, meta: &RxMeta) -> Option<Ipv4In> {
+    pub(super) fn admit_plain_tcp<'p>(
+        &mut self,
+        pkt: &'p B,
+        meta: &RxMeta,
+    ) -> Option<(Ipv4In, &'p [u8; wire::PLAIN_TCP_LEN])> {
         if !self.fast_path
             || meta.from_peer
             || meta.ip_csum == CsumStatus::Bad
@@ -81,7 +89,7 @@ impl<B: PacketBuf> Datapath<B> {
         }
         self.l3.stats.rx_packets += 1;
         self.l3.stats.rx_bytes += frame.len() as u64;
-        Some(v)
+        Some((v, h))
     }
 
     /// The IPv6 fast path's admission: `Some` for a TCP segment in an IPv6 packet without

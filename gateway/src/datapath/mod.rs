@@ -139,7 +139,7 @@ impl<B: PacketBuf> Datapath<B> {
     /// Processes one received frame.
     #[inline]
     pub fn process(&mut self, pkt: B, meta: &RxMeta) -> Verdict<B> {
-        if let Some(v) = self.admit_plain_tcp(&pkt, meta) {
+        if let Some((v, _)) = self.admit_plain_tcp(&pkt, meta) {
             return self.forward_plain_tcp(pkt, meta, &v, Prelookup::NotDone);
         }
         if fastpath::is_ipv6(pkt.data()) {
@@ -220,8 +220,8 @@ impl<B: PacketBuf> Datapath<B> {
             // `Result` to build and match (each `Ipv4In` moved is 48 bytes); every other frame
             // out of line (`admit_other`), which leaves the loop's registers to these
             // (`established-burst-net` 468 -> 448).
-            if let Some(v) = self.admit_plain_tcp(pkt, &metas[i]) {
-                let seg = PlainSeg::of(&v);
+            if let Some((_, h)) = self.admit_plain_tcp(pkt, &metas[i]) {
+                let seg = PlainSeg::of_headers(h);
                 l.hashes[m] = self.fwd.table().prehash(&seg.tuple, prefetch);
                 l.which[m] = i as u8;
                 m += 1;

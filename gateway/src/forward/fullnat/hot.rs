@@ -44,6 +44,16 @@ impl PlainSeg {
         }
     }
 
+    /// The segment of a frame the admission took, read from the view of its three headers
+    /// (`wire::plain_tcp_info`'s fields): `of` its parse.
+    #[inline(always)]
+    pub fn of_headers(h: &[u8; crate::wire::PLAIN_TCP_LEN]) -> PlainSeg {
+        Self::of(&Ipv4In {
+            l3_off: crate::wire::ethernet::HEADER_LEN,
+            ip: crate::wire::plain_tcp_info(h),
+        })
+    }
+
     /// The parse of a frame the admission took, again (`wire::parse_plain_tcp`'s result, without
     /// its checks, which the frame, unchanged since, passed: `wire::plain_tcp_info`): the
     /// `Ipv4In` it gave, for the general path, which a segment the hot path does not take goes
