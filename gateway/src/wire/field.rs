@@ -19,6 +19,13 @@ pub(crate) fn be32(b: &[u8], r: Range<usize>) -> u32 {
     u32::from_be_bytes([s[0], s[1], s[2], s[3]])
 }
 
+/// The big-endian `u64` at `r` (eight bytes).
+#[inline]
+pub(crate) fn be64(b: &[u8], r: Range<usize>) -> u64 {
+    let s = &b[r];
+    u64::from_be_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])
+}
+
 /// The IPv4 address at `r` (four bytes).
 #[inline]
 pub(crate) fn ipv4(b: &[u8], r: Range<usize>) -> Ipv4Addr {

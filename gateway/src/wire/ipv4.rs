@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum;
-use super::field::{be16, ipv4 as addr};
+use super::field::{be16, be64, ipv4 as addr};
 use super::ip::IpProtocol;
 use super::{Error, Result};
 
@@ -19,6 +19,8 @@ mod field {
     pub const CHECKSUM: Range<usize> = 10..12;
     pub const SRC: Range<usize> = 12..16;
     pub const DST: Range<usize> = 16..20;
+    /// The source and the destination address, adjacent.
+    pub const ADDRS: Range<usize> = SRC.start..DST.end;
 }
 
 /// Length of an IPv4 header without options.
@@ -188,6 +190,15 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn dst(&self) -> Ipv4Addr {
         addr(self.buffer.as_ref(), field::DST)
+    }
+
+    /// The source and the destination address, read as one word: the compiler then builds a
+    /// tuple's word of both (`conn::Tuple`) with a rotation, where from two reads it took four
+    /// instructions more (perf/RESULTS.md).
+    #[inline]
+    pub fn addrs(&self) -> (Ipv4Addr, Ipv4Addr) {
+        let w = be64(self.buffer.as_ref(), field::ADDRS).rotate_left(32);
+        (Ipv4Addr::from(w as u32), Ipv4Addr::from((w >> 32) as u32))
     }
 
     /// The option bytes (empty when IHL is 5).
@@ -428,6 +439,13 @@ mod tests {
         assert_eq!(p.checksum(), 0xb861);
         assert_eq!(p.src(), Ipv4Addr::new(192, 168, 0, 1));
         assert_eq!(p.dst(), Ipv4Addr::new(192, 168, 0, 199));
+        assert_eq!(
+            p.addrs(),
+            (
+                Ipv4Addr::new(192, 168, 0, 1),
+                Ipv4Addr::new(192, 168, 0, 199)
+            )
+        );
         assert!(p.verify_checksum());
         assert_eq!(
             p.payload().len(),

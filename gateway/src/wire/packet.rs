@@ -221,18 +221,20 @@ pub fn plain_tcp_info(h: &[u8; PLAIN_TCP_LEN]) -> IpInfo {
     let ip = Ipv4Packet::new_unchecked(&h[IP_AT..TCP_AT]);
     let t = tcp::TcpPacket::new_unchecked(&h[TCP_AT..]);
     let total_len = ip.total_len();
+    let (src, dst) = ip.addrs();
+    let (src_port, dst_port) = t.ports();
     IpInfo {
         protocol: IpProtocol::TCP,
-        src: ip.src(),
-        dst: ip.dst(),
+        src,
+        dst,
         l4_off: TCP_AT,
         total_len,
         ttl: ip.ttl(),
         is_fragment: false,
         frag_offset: 0,
         has_options: false,
-        src_port: t.src_port(),
-        dst_port: t.dst_port(),
+        src_port,
+        dst_port,
         tcp_flags: t.flags(),
         // The TCP header within the total length, as `parse_plain_tcp` checked.
         payload_len: usize::from(total_len)

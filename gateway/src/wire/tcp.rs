@@ -13,6 +13,8 @@ mod field {
     use core::ops::Range;
     pub const SRC_PORT: Range<usize> = 0..2;
     pub const DST_PORT: Range<usize> = 2..4;
+    /// The source and the destination port, adjacent.
+    pub const PORTS: Range<usize> = SRC_PORT.start..DST_PORT.end;
     pub const SEQ: Range<usize> = 4..8;
     pub const ACK: Range<usize> = 8..12;
     /// Data offset in the high nibble; the low nibble is reserved (and the old NS bit).
@@ -333,6 +335,13 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     #[inline]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
+    }
+
+    /// The source and the destination port, read as one word (as `Ipv4Packet::addrs`).
+    #[inline]
+    pub fn ports(&self) -> (u16, u16) {
+        let w = be32(self.buffer.as_ref(), field::PORTS).rotate_left(16);
+        (w as u16, (w >> 16) as u16)
     }
 
     #[inline]
@@ -951,6 +960,7 @@ mod tests {
         let t = TcpPacket::new_checked(&b[..]).unwrap();
         assert_eq!(t.src_port(), 40000);
         assert_eq!(t.dst_port(), 80);
+        assert_eq!(t.ports(), (40000, 80));
         assert_eq!(t.seq(), 1000);
         assert_eq!(t.ack_number(), 0);
         assert_eq!(t.data_offset(), 10);
