@@ -61,19 +61,15 @@ const CONFIRM_SLOTS: usize = 64;
 /// shortest reachable time (base/2 = 15 s by default), far above the per-packet rate.
 pub(crate) const CONFIRM_EVERY_MS: u64 = 500;
 
-/// A frame's source MAC (bytes 6..12) as its [`mac_key`], and its slot in a [`ConfirmCache`].
+/// A frame's source MAC and its EtherType (bytes 6..14) as one little-endian word, the key of
+/// its sender in a [`ConfirmCache`], and its slot there. The EtherType is the same in every frame
+/// a cache looks at (IPv4's in `L3`'s, IPv6's in `Inet6`'s), so the key is the MAC's; read with
+/// it, the word is one load, where the MAC alone, masked, was two and a shift (the compiler
+/// narrowed the load; `established-burst-net` 344 -> 341, perf/RESULTS.md).
 #[inline(always)]
 fn confirm_slot(frame: &[u8]) -> Option<(u64, usize)> {
-    let head = frame.first_chunk::<12>()?;
-    // `mac_key` of bytes 6..12 in one load of bytes 4..12: the shift drops bytes 4 and 5.
-    let key = u64::from_le_bytes([
-        head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
-    ]) >> 16;
-    debug_assert_eq!(
-        key,
-        mac_key(&[head[6], head[7], head[8], head[9], head[10], head[11]])
-    );
-    // Fibonacci hashing: the top bits of the product mix all six bytes.
+    let key = u64::from_le_bytes(*frame.get(6..)?.first_chunk::<8>()?);
+    // Fibonacci hashing: the top bits of the product mix all eight bytes.
     let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CONFIRM_SLOTS.ilog2());
     Some((key, hash as usize % CONFIRM_SLOTS))
 }
@@ -141,11 +137,13 @@ impl ConfirmCache {
     #[inline]
     pub(crate) fn claim(&mut self, sender: Sender, now_ms: u64) -> Option<MacAddr> {
         self.last = (sender.key, now_ms);
-        if sender.key == 0 {
+        // The MAC: the key's low 48 bits (`confirm_slot`).
+        let mac = sender.key & 0xFFFF_FFFF_FFFF;
+        if mac == 0 {
             return None;
         }
         self.slots[sender.slot] = (sender.key, now_ms);
-        Some(mac_of_key(sender.key))
+        Some(mac_of_key(mac))
     }
 }
 
@@ -967,10 +965,22 @@ mod confirm_cache_tests {
         assert!(c.due(&a, 2000).is_some());
         assert!(c.claim(s, 2000).is_some());
         assert!(c.due(&a, 2000).is_some(), "b claimed a's slot at once");
-        // A frame with no source MAC is due, and claims nothing.
+        // A frame with no source MAC is due, and claims nothing, whatever its EtherType.
         let none = [0u8; 14];
         let s = c.due(&none, 2000).expect("due");
         assert!(c.claim(s, 2000).is_none());
+        let mut none_ipv4 = none;
+        none_ipv4[12..].copy_from_slice(&[0x08, 0x00]);
+        let s = c.due(&none_ipv4, 2000).expect("due");
+        assert!(c.claim(s, 2000).is_none());
+        // The MAC claimed is the frame's source MAC, its EtherType apart.
+        let mut a_ipv4 = a;
+        a_ipv4[12..].copy_from_slice(&[0x08, 0x00]);
+        let s = c.due(&a_ipv4, 2000).expect("due");
+        assert_eq!(
+            c.claim(s, 2000).map(|m| m.0),
+            Some([0x02, 0, 0, 0x33, 0, 1])
+        );
         assert!(c.due(&a, 2000).is_some(), "the slot is still b's");
     }
 }
