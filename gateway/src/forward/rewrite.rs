@@ -4,7 +4,7 @@
 //! and the addresses through the pseudo-header: L4 checksum). Each change is folded into the existing
 //! checksums in a few additions, never a recomputation over the payload.
 
-use crate::wire::checksum::{self, Delta, Folded};
+use crate::wire::checksum::{self, ChecksumChange, Delta};
 use crate::wire::{ipv4, tcp, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 use std::net::Ipv4Addr;
 
@@ -49,11 +49,11 @@ pub fn rewrite_l4(frame: &mut [u8], l3_off: usize, l4_off: usize, src: Endpoint,
 /// folds twice for each (perf/RESULTS.md). The caller holds the deltas to be those of this
 /// rewrite of these headers; the result is then `rewrite_l4`'s, bit for bit (`Folded::apply`).
 #[inline(always)]
-pub fn rewrite_tcp(
+pub fn rewrite_tcp<C: ChecksumChange>(
     headers: &mut [u8; ipv4::HEADER_LEN + tcp::HEADER_LEN],
     src: Endpoint,
     dst: Endpoint,
-    deltas: (Folded, Folded),
+    deltas: (C, C),
 ) {
     let (ip, l4) = headers.split_at_mut(ipv4::HEADER_LEN);
     let mut ip = Ipv4Packet::new_unchecked(ip);
@@ -69,7 +69,7 @@ pub fn rewrite_tcp(
 /// `ConnOf::rewrite_deltas`): the kept-delta rewrites' last step, IPv4's (`rewrite_tcp`) and
 /// IPv6's (`inet6::fullnat::rewrite_known`).
 #[inline(always)]
-pub fn set_tcp_ports(tcp: &mut [u8], (src, dst): (u16, u16), delta: Folded) {
+pub fn set_tcp_ports<C: ChecksumChange>(tcp: &mut [u8], (src, dst): (u16, u16), delta: C) {
     let mut t = TcpPacket::new_unchecked(tcp);
     t.set_ports_ne(checksum::ports_ne(src, dst));
     let c = delta.apply(t.checksum_ne());

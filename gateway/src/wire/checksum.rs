@@ -399,6 +399,48 @@ impl Folded {
     }
 }
 
+/// A change to a checksum known in advance, applied with a few instructions: a connection's
+/// folded delta ([`Folded`]) or the change back ([`Back`]).
+pub trait ChecksumChange: Copy {
+    /// The checksum `hc` updated by this change.
+    fn apply(self, hc: u16) -> u16;
+}
+
+impl ChecksumChange for Folded {
+    #[inline(always)]
+    fn apply(self, hc: u16) -> u16 {
+        Folded::apply(self, hc)
+    }
+}
+
+/// [`Folded::reversed`] of a delta, applied without building it (`Folded::back`): bit for bit
+/// `d.reversed().apply(hc)`, in an add and a remainder by a constant where the reversal and
+/// `apply` took two complements, a compare and a move more (replies on the FullNAT hot path,
+/// perf/RESULTS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Back(Folded);
+
+impl Folded {
+    /// The change back, to apply (`Back`).
+    #[inline(always)]
+    pub fn back(self) -> Back {
+        Back(self)
+    }
+}
+
+impl ChecksumChange for Back {
+    /// `(hc + d) mod 0xFFFF`. With `t = hc + d` (at most 0x1FFFE): for `d` other than 0xFFFF,
+    /// `reversed` is `!d = 0xFFFF - d`, and `!hc + !d = 0x1FFFE - t`; when `t < 0xFFFF` that
+    /// carries, the end-around carry leaves `0xFFFF - t`, and its complement is `t`; else it
+    /// does not, and the complement is `t - 0xFFFF`. For `d` = 0xFFFF (kept as is by
+    /// `reversed`), `!hc + 0xFFFF` carries unless `hc` is 0xFFFF, giving `hc`, and gives 0
+    /// when `hc` is 0xFFFF: `t mod 0xFFFF` in both cases.
+    #[inline(always)]
+    fn apply(self, hc: u16) -> u16 {
+        ((u32::from(hc) + u32::from(self.0 .0)) % 0xFFFF) as u16
+    }
+}
+
 #[inline]
 fn udp_nonzero(c: u16) -> u16 {
     if c == 0 {
@@ -501,6 +543,31 @@ mod tests {
         for hc in [0, 0x1234, 0xFFFF] {
             assert_eq!(ones.folded().apply(hc), ones.apply(hc));
             assert_eq!(ones.folded().reversed().apply(hc), zeros.apply(hc));
+        }
+    }
+
+    /// `Folded::back` applies as `reversed` then `apply`, bit for bit: every delta against
+    /// checksums across the range (every 251st, and the corners), and every checksum against
+    /// the deltas' corners.
+    #[test]
+    fn a_change_back_applies_as_the_reversed_delta() {
+        let corners = [0u16, 1, 2, 0x7FFF, 0x8000, 0xFFFD, 0xFFFE, 0xFFFF];
+        let hcs = (0..=u16::MAX).step_by(251).chain(corners);
+        for hc in hcs {
+            for d in 0..=u16::MAX {
+                let d = Folded(d);
+                assert_eq!(
+                    d.back().apply(hc),
+                    d.reversed().apply(hc),
+                    "delta {:#x}, checksum {hc:#x}",
+                    d.0
+                );
+            }
+        }
+        for d in corners.map(Folded) {
+            for hc in 0..=u16::MAX {
+                assert_eq!(d.back().apply(hc), d.reversed().apply(hc));
+            }
         }
     }
 

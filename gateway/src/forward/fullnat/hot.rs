@@ -185,32 +185,30 @@ impl Forwarder {
             client.rewrite_deltas(&reply),
             "the entry's deltas"
         );
-        let (src, dst, deltas) = match dir {
+        // The view's last 40 bytes: the IPv4 header and the TCP header.
+        let headers = h.last_chunk_mut().expect("the IPv4 and TCP headers");
+        let dst = match dir {
             // The server has answered (`user2` is set): the client's ACK acknowledges its data.
             Dir::Original => {
                 if c.user2 != 0 {
                     c.user = ack;
                 }
                 // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
-                (
-                    (reply.dst_ip(), reply.dport),
-                    (reply.src_ip(), reply.sport),
-                    (ip_delta, l4_delta),
-                )
+                let dst = (reply.src_ip(), reply.sport);
+                let src = (reply.dst_ip(), reply.dport);
+                rewrite_tcp(headers, src, dst, (ip_delta, l4_delta));
+                dst
             }
             Dir::Reply => {
                 c.user2 = ack;
-                // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport
-                (
-                    (client.dst_ip(), client.dport),
-                    (client.src_ip(), client.sport),
-                    (ip_delta.reversed(), l4_delta.reversed()),
-                )
+                // RIP:rport -> LIP:lport  becomes  VIP:vport -> CIP:cport, with the changes
+                // back (`Folded::back`).
+                let dst = (client.src_ip(), client.sport);
+                let src = (client.dst_ip(), client.dport);
+                rewrite_tcp(headers, src, dst, (ip_delta.back(), l4_delta.back()));
+                dst
             }
         };
-        // The view's last 40 bytes: the IPv4 header and the TCP header.
-        let headers = h.last_chunk_mut().expect("the IPv4 and TCP headers");
-        rewrite_tcp(headers, src, dst, deltas);
         l3.confirm_neighbour_in(seg.tuple.src_ip(), &h[..]);
         // Drop Ethernet padding (the frame ends where the IP packet does), and send it, before
         // the counters and the timer. The MACs from the next-hop cache written on the same view,
