@@ -192,9 +192,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         addr(self.buffer.as_ref(), field::DST)
     }
 
-    /// The source and the destination address, read as one word: the compiler then builds a
-    /// tuple's word of both (`conn::Tuple`) with a rotation, where from two reads it took four
-    /// instructions more (perf/RESULTS.md).
+    /// The source and the destination address, read as one word and rotated so that the source
+    /// is its low half, as a tuple's word of both holds them (`conn::Tuple`): the fast path's
+    /// parse then builds that word with a load, a byte swap and the rotation, where from two
+    /// reads it took four instructions more; split as it lies, without the rotation, the
+    /// compiler did not see the tuple's word in it (perf/RESULTS.md, "Two words a header").
     #[inline]
     pub fn addrs(&self) -> (Ipv4Addr, Ipv4Addr) {
         let w = be64(self.buffer.as_ref(), field::ADDRS).rotate_left(32);

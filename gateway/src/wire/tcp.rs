@@ -337,7 +337,8 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
 
-    /// The source and the destination port, read as one word (as `Ipv4Packet::addrs`).
+    /// The source and the destination port, read as one word and rotated so that the source
+    /// port is its low half, as a tuple holds them (as `Ipv4Packet::addrs`).
     #[inline]
     pub fn ports(&self) -> (u16, u16) {
         let w = be32(self.buffer.as_ref(), field::PORTS).rotate_left(16);
