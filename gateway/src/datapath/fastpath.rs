@@ -55,11 +55,9 @@ impl<B: PacketBuf> Datapath<B> {
         pkt: &'p B,
         meta: &RxMeta,
     ) -> Option<(Ipv4In, &'p [u8; wire::PLAIN_TCP_LEN])> {
-        if !self.fast_path
-            || meta.from_peer
-            || meta.ip_csum == CsumStatus::Bad
-            || meta.l4_csum == CsumStatus::Bad
-        {
+        // The fast path off (`Datapath::set_fast_path`), no port's MAC admits a frame
+        // (`L3::fast_to_port_mac`).
+        if meta.from_peer || meta.ip_csum == CsumStatus::Bad || meta.l4_csum == CsumStatus::Bad {
             return None;
         }
         let frame = pkt.data();
@@ -72,7 +70,7 @@ impl<B: PacketBuf> Datapath<B> {
         if eth[12..] != [0x08, 0x00] {
             return None;
         }
-        if !self.l3.to_port_mac(meta.port, eth.first_chunk()?) {
+        if !self.l3.fast_to_port_mac(meta.port, eth.first_chunk()?) {
             return None;
         }
         let parsed = wire::parse_plain_tcp(frame, meta.ip_csum != CsumStatus::Good)?.ok()?;
@@ -99,7 +97,7 @@ impl<B: PacketBuf> Datapath<B> {
     /// `ingress` and `Inet6::process` count it. `None` changes nothing.
     #[inline]
     pub(super) fn admit_plain_tcp6(&mut self, pkt: &B, meta: &RxMeta) -> Option<Ipv6In> {
-        if !self.fast_path || meta.from_peer || meta.l4_csum == CsumStatus::Bad {
+        if meta.from_peer || meta.l4_csum == CsumStatus::Bad {
             return None;
         }
         let frame = pkt.data();
@@ -107,7 +105,7 @@ impl<B: PacketBuf> Datapath<B> {
         if !is_ipv6(frame) {
             return None;
         }
-        if !self.l3.to_port_mac(meta.port, frame.first_chunk()?) {
+        if !self.l3.fast_to_port_mac(meta.port, frame.first_chunk()?) {
             return None;
         }
         let v = crate::inet6::parse_plain_tcp6(frame)?;

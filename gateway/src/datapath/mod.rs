@@ -59,8 +59,6 @@ pub struct Datapath<B> {
     /// Verdicts reached outside a frame's own processing (held fragments, once their first one is
     /// decided): the worker carries them out after the burst ([`Datapath::take_deferred`]).
     deferred: Vec<Deferred<B>>,
-    /// Whether established segments take the fast path (`fastpath`); on unless a test compares.
-    fast_path: bool,
     /// The burst's IPv6 tuples and what the lookup stage found of them.
     burst6: Box<fastpath::Burst6>,
 }
@@ -125,7 +123,6 @@ impl<B: PacketBuf> Datapath<B> {
             v6,
             frags: crate::frag::FragTable::new(Default::default()),
             deferred: Vec::new(),
-            fast_path: true,
             burst6: Box::default(),
         }
     }
@@ -133,7 +130,7 @@ impl<B: PacketBuf> Datapath<B> {
     /// Turns the established fast path (`fastpath`) on or off: its verdicts are the general
     /// path's, so only the cost changes.
     pub fn set_fast_path(&mut self, on: bool) {
-        self.fast_path = on;
+        self.l3.set_fast_path(on);
     }
 
     /// Processes one received frame.
@@ -335,7 +332,7 @@ impl<B: PacketBuf> Datapath<B> {
         prefetch: impl Fn(*const u8) + Copy,
     ) {
         l.ipv6[i] = IPV6;
-        if self.fast_path {
+        if self.l3.fast_path() {
             if let Some(v) = crate::inet6::parse_plain_tcp6(frame) {
                 let t = crate::inet6::plain_tcp6_tuple(frame, &v);
                 self.burst6.hashes[l.m6] = self.v6.conns.prehash(&t, prefetch);

@@ -187,8 +187,14 @@ pub struct L3<B> {
     /// which `set_topology` moves too.
     topo_generation: u64,
     /// Each port's MAC as a word (`dst_mac_key`), for the fast paths' test of a frame's destination:
-    /// one load, where the topology's was three dependent ones and two of each address.
+    /// one load, where the topology's was three dependent ones and two of each address. None
+    /// (`NO_MAC_KEY`) while the fast paths are off (`fast_path`).
     port_macs: [u64; PORT_MAC_KEYS],
+    /// Whether the fast paths admit frames (`Datapath::set_fast_path`): on unless a test
+    /// compares them with the general path. Off, `port_macs` holds no MAC, which the fast paths'
+    /// admissions test anyway: the burst loop tests no flag of its own (`established-burst-net`
+    /// -2).
+    fast_path: bool,
     /// (source MAC, ms) of the last neighbour confirmations (`confirm_neighbour`).
     confirm_cache: ConfirmCache,
     pub neigh: NeighTable<B>,
@@ -238,18 +244,39 @@ impl<B> L3<B> {
         &self.topo
     }
 
-    /// Whether a frame whose first bytes are `head` is sent to port `port`'s MAC.
+    /// Whether the fast paths take a frame whose first bytes are `head`, received on port
+    /// `port`, by its destination: it is sent to that port's MAC, and they are on.
     #[inline(always)]
-    pub fn to_port_mac(&self, port: u16, head: &[u8; 8]) -> bool {
+    pub fn fast_to_port_mac(&self, port: u16, head: &[u8; 8]) -> bool {
         let dst = u64::from_le_bytes(*head) << 16;
         match self.port_macs.get(usize::from(port)) {
             Some(&k) => k == dst,
-            None => self
-                .topo
-                .ports
-                .get(usize::from(port))
-                .is_some_and(|p| dst_mac_key(&p.mac.0) == dst),
+            None => self.fast_path && self.to_topo_port_mac(port, head),
         }
+    }
+
+    /// Whether a frame whose first bytes are `head`, received on port `port`, is sent to that
+    /// port's MAC (the general path's test, `datapath::ingress`), whether or not the fast paths
+    /// are on.
+    #[inline(always)]
+    pub fn to_port_mac(&self, port: u16, head: &[u8; 8]) -> bool {
+        self.fast_to_port_mac(port, head) || !self.fast_path && self.to_topo_port_mac(port, head)
+    }
+
+    /// `to_port_mac` by the topology's ports alone.
+    #[inline(always)]
+    fn to_topo_port_mac(&self, port: u16, head: &[u8; 8]) -> bool {
+        let dst = u64::from_le_bytes(*head) << 16;
+        self.topo
+            .ports
+            .get(usize::from(port))
+            .is_some_and(|p| dst_mac_key(&p.mac.0) == dst)
+    }
+
+    /// Whether the fast paths are on (`set_fast_path`).
+    #[inline]
+    pub fn fast_path(&self) -> bool {
+        self.fast_path
     }
 }
 
@@ -258,6 +285,7 @@ impl<B: PacketBuf> L3<B> {
         L3 {
             worker,
             port_macs: port_mac_keys(&topo),
+            fast_path: true,
             topo,
             nh_cache: Box::new([NextHopEntry::default(); NH_CACHE]),
             hop_cache: [NextHopEntry::default(); HOP_CACHE],
@@ -484,9 +512,24 @@ impl<B: PacketBuf> L3<B> {
         }
     }
 
+    /// Turns the fast paths on or off (`Datapath::set_fast_path`).
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+        self.port_macs = self.fast_port_macs(&self.topo);
+    }
+
+    /// `port_macs` for `topo`: none while the fast paths are off.
+    fn fast_port_macs(&self, topo: &Topology) -> [u64; PORT_MAC_KEYS] {
+        if self.fast_path {
+            port_mac_keys(topo)
+        } else {
+            [NO_MAC_KEY; PORT_MAC_KEYS]
+        }
+    }
+
     /// Switches to a new topology (a new configuration generation).
     pub fn set_topology(&mut self, topo: Arc<Topology>) {
-        self.port_macs = port_mac_keys(&topo);
+        self.port_macs = self.fast_port_macs(&topo);
         self.topo = topo;
         self.topo_generation += 1;
         // The next-hop caches compare the neighbour table's generation alone.
@@ -914,19 +957,52 @@ mod tests {
         let mut l3 = L3::<VecBuf>::new(0, topo(&macs), NeighConfig::default());
         let n = macs.len();
         for (p, m) in macs.iter().enumerate() {
-            assert!(l3.to_port_mac(p as u16, &head(*m)), "port {p}");
-            assert!(!l3.to_port_mac(((p + 1) % n) as u16, &head(*m)), "port {p}");
+            assert!(l3.fast_to_port_mac(p as u16, &head(*m)), "port {p}");
+            assert!(
+                !l3.fast_to_port_mac(((p + 1) % n) as u16, &head(*m)),
+                "port {p}"
+            );
             let mut other = *m;
             other[0] ^= 1;
-            assert!(!l3.to_port_mac(p as u16, &head(other)), "port {p}");
+            assert!(!l3.fast_to_port_mac(p as u16, &head(other)), "port {p}");
         }
-        assert!(!l3.to_port_mac(n as u16, &head(macs[0])), "no such port");
-        assert!(!l3.to_port_mac(3, &[0; 8]), "a zero MAC is no port's");
+        assert!(
+            !l3.fast_to_port_mac(n as u16, &head(macs[0])),
+            "no such port"
+        );
+        assert!(!l3.fast_to_port_mac(3, &[0; 8]), "a zero MAC is no port's");
         // A new topology: the ports' MACs follow it.
         l3.set_topology(topo(&[[0x02, 0, 0, 0, 0x20, 0]]));
-        assert!(!l3.to_port_mac(0, &head(macs[0])));
-        assert!(l3.to_port_mac(0, &head([0x02, 0, 0, 0, 0x20, 0])));
-        assert!(!l3.to_port_mac(1, &head(macs[1])), "port 1 is gone");
+        assert!(!l3.fast_to_port_mac(0, &head(macs[0])));
+        assert!(l3.fast_to_port_mac(0, &head([0x02, 0, 0, 0, 0x20, 0])));
+        assert!(!l3.fast_to_port_mac(1, &head(macs[1])), "port 1 is gone");
+        // With the fast paths off, no port's for them, nor after a new topology, but each port's
+        // still for the general path; on again, as before.
+        l3.set_topology(topo(&macs));
+        l3.set_fast_path(false);
+        for (p, m) in macs.iter().enumerate() {
+            assert!(!l3.fast_to_port_mac(p as u16, &head(*m)), "port {p}, off");
+            assert!(
+                l3.to_port_mac(p as u16, &head(*m)),
+                "port {p}, off, general"
+            );
+            assert!(
+                !l3.to_port_mac(((p + 1) % n) as u16, &head(*m)),
+                "port {p}, off"
+            );
+        }
+        l3.set_topology(topo(&macs));
+        assert!(
+            !l3.fast_to_port_mac(0, &head(macs[0])),
+            "off after a new topology"
+        );
+        l3.set_fast_path(true);
+        for (p, m) in macs.iter().enumerate() {
+            assert!(
+                l3.fast_to_port_mac(p as u16, &head(*m)),
+                "port {p}, on again"
+            );
+        }
     }
 }
 

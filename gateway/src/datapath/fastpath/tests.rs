@@ -546,6 +546,10 @@ fn play(events: &[Event], workers: usize) -> (Vec<Step>, Vec<Outcome>, String) {
         frames.push(Step::Frame(f, meta));
         outs.push(out);
     }
+    assert_eq!(
+        dp.l3.stats.fast_path, 0,
+        "the fast paths took a frame while off"
+    );
     (frames, outs, state(&mut dp))
 }
 
