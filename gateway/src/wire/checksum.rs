@@ -104,10 +104,7 @@ pub fn verifies_20(h: &[u8; 20]) -> bool {
     let (a, rest) = h.split_first_chunk::<8>().expect("20 bytes");
     let (b, c) = rest.split_first_chunk::<8>().expect("12 bytes");
     let c = u64::from(u32::from_ne_bytes(*c.first_chunk::<4>().expect("4 bytes")));
-    let (s, carry) = u64::from_ne_bytes(*a).overflowing_add(u64::from_ne_bytes(*b));
-    // c + carry < 2^33: no overflow; a carry out of the second add leaves s below c + 1.
-    let (s, carry2) = s.overflowing_add(c + u64::from(carry));
-    let s = s + u64::from(carry2);
+    let s = add3_end_around(u64::from_ne_bytes(*a), u64::from_ne_bytes(*b), c);
     // `fold(s) == 0xFFFF`, each step's sum left in the high half, where the carry out of the
     // low half has already been added (as Linux's `csum_fold`): the high half of `s` plus `s`
     // rotated by 32 is the halves' sum with end-around carry, which cannot carry out of the
@@ -116,6 +113,32 @@ pub fn verifies_20(h: &[u8; 20]) -> bool {
     // (`established-burst-net` 392 -> 388).
     let s32 = (s.wrapping_add(s.rotate_right(32)) >> 32) as u32;
     s32.wrapping_add(s32.rotate_right(16)) >= 0xFFFF_0000
+}
+
+/// `a + b + c` with end-around carry, `c` below 2^32: on x86-64 an add and two adds with carry
+/// (`_addcarry_u64`), where the portable sums' second carry was compared out of the result again
+/// (`established-burst-net` 330 -> 328).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn add3_end_around(a: u64, b: u64, c: u64) -> u64 {
+    use core::arch::x86_64::_addcarry_u64;
+    let (mut s, mut t, mut u) = (0, 0, 0);
+    let k = _addcarry_u64(0, c, a, &mut s);
+    let k = _addcarry_u64(k, s, b, &mut t);
+    // A carry out of the second add leaves `t` at most 2^64 - 2 (with a carry into it, `s` is
+    // below 2^32; without, `t` is at most 2 (2^64 - 1) - 2^64): this one cannot carry.
+    _addcarry_u64(k, t, 0, &mut u);
+    u
+}
+
+/// `add3_end_around` elsewhere.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn add3_end_around(a: u64, b: u64, c: u64) -> u64 {
+    let (s, carry) = a.overflowing_add(b);
+    // c + carry < 2^33: no overflow; a carry out of the second add leaves s below c + 1.
+    let (s, carry2) = s.overflowing_add(c + u64::from(carry));
+    s + u64::from(carry2)
 }
 
 /// Folds an unfolded sum to 16 bits with end-around carry. A non-zero sum folds to 1..=0xFFFF.
