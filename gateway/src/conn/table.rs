@@ -560,13 +560,15 @@ pub struct HotTimeout<'a>(&'a u64);
 
 impl HotTimeout<'_> {
     /// `Table::refresh_established` for entry `c` (the one `get_mut_hot` gave with this) at
-    /// `now`, if its timer is armed for a deadline no later than the new one, as it is for most
+    /// `now`, if its timer's deadline is no later than the new one, as it is for most
     /// packets of an established connection: false, nothing changed, otherwise (the first
     /// packet after its timeout was shortened, an entry a backup restored with more time left
-    /// than the timeout, a timer not armed), and the caller calls `refresh_established`.
+    /// than the timeout), and the caller calls `refresh_established`. A live entry's timer is
+    /// always armed (`TimerNode::extend_armed`).
     #[inline(always)]
     pub fn refresh<T: ConnKey>(&self, c: &mut ConnOf<T>, now: Ticks) -> bool {
-        c.timer.extend(established_deadline(now, *self.0))
+        debug_assert!(c.is_live(), "not a live entry");
+        c.timer.extend_armed(established_deadline(now, *self.0))
     }
 }
 
@@ -2302,6 +2304,8 @@ mod tests {
                     let (id, dir) = t.lookup(&client(i)).expect("lost");
                     prop_assert_eq!(dir, Dir::Original);
                     prop_assert_eq!(t.get(id).unwrap().deadline(), Ticks(d));
+                    // What the hot path's refresh counts on (`TimerNode::extend_armed`).
+                    prop_assert!(t.get(id).unwrap().timer.is_armed(), "a live entry unarmed");
                     prop_assert_eq!(t.lookup(&reply(i)).map(|x| x.0), with_reply.then_some(id));
                 }
             }
