@@ -534,7 +534,7 @@ impl Worker {
         dp.fwd.stats.conns = dp.fwd.table().len() as u64;
         dp.fwd.stats.half_open = dp.fwd.table().half_open() as u64;
         dp.l3.stats.fwd = dp.fwd.stats;
-        dp.l3.stats.neigh = dp.l3.neigh.counters;
+        dp.l3.stats.neigh = dp.l3.neigh().counters;
         dp.l3.stats.neigh6 = dp.v6.neigh.counters;
         // Both families' fragment tables, in one set of counters.
         dp.l3.stats.frag = dp.frags.stats;

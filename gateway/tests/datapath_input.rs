@@ -1368,7 +1368,7 @@ fn a_servers_refusal_from_time_wait_does_not_make_its_neighbour_suspect() {
     ));
     assert_eq!((again.0, again.1, again.2), (lip3, rs3, lport3));
     assert_eq!(arp_requests(&mut dp), vec![], "no probe of {rs}");
-    assert_eq!(dp.l3.neigh.counters.suspected, 0);
+    assert_eq!(dp.l3.neigh().counters.suspected, 0);
     // The second connection's server never answered: the client's retransmission probes it.
     dp.tick(2000);
     expect_tx(
@@ -1377,7 +1377,7 @@ fn a_servers_refusal_from_time_wait_does_not_make_its_neighbour_suspect() {
     );
     // A unicast probe (NUD PROBE), to the MAC in use, on the server side.
     assert_eq!(arp_requests(&mut dp), vec![(1, rs_mac(silent), silent)]);
-    assert_eq!(dp.l3.neigh.counters.suspected, 1);
+    assert_eq!(dp.l3.neigh().counters.suspected, 1);
 }
 
 /// A server's bare ACK to a FullNAT connection it has answered with a SYN-ACK, before the
@@ -1545,7 +1545,7 @@ fn a_flood_toward_unresolved_neighbours_is_bounded_and_recovers() {
     }
     let max = gateway::net::neigh::NeighConfig::default().max_held;
     assert_eq!(held, max, "held up to the bound");
-    assert_eq!(dp.l3.neigh.held(), max);
+    assert_eq!(dp.l3.neigh().held(), max);
     assert_eq!(
         dp.l3.stats.dropped(DropReason::Dp(Drop::NeighHeldFull)),
         400 - max as u64
@@ -1556,7 +1556,7 @@ fn a_flood_toward_unresolved_neighbours_is_bounded_and_recovers() {
     for now in (0..=5000).step_by(10) {
         dp.tick(now);
     }
-    assert_eq!(dp.l3.neigh.held(), 0);
+    assert_eq!(dp.l3.neigh().held(), 0);
     assert_eq!(
         dp.l3.stats.dropped(DropReason::Dp(Drop::NeighUnresolved)),
         max as u64
@@ -1754,7 +1754,7 @@ fn a_burst_toward_one_unresolved_neighbour_is_held_whole() {
         held += u32::from(matches!(run(&mut dp, &answer, &meta(1)), Out::Held));
     }
     assert_eq!(held, 40);
-    assert_eq!(dp.l3.neigh.held(), 40);
+    assert_eq!(dp.l3.neigh().held(), 40);
     assert_eq!(
         dp.l3.stats.dropped(DropReason::Dp(Drop::NeighPendingFull)),
         0

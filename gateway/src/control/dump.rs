@@ -132,9 +132,13 @@ pub fn worker_dump<B>(
         neigh: if from > 0 {
             Vec::new()
         } else {
-            let v4 = dp.l3.neigh.entries(now).map(|(ip, port, mac, state, age)| {
-                (std::net::IpAddr::V4(ip), port, mac, state, age)
-            });
+            let v4 = dp
+                .l3
+                .neigh()
+                .entries(now)
+                .map(|(ip, port, mac, state, age)| {
+                    (std::net::IpAddr::V4(ip), port, mac, state, age)
+                });
             let v6 = dp.v6.neigh.entries(now).map(|(ip, port, mac, state, age)| {
                 (std::net::IpAddr::V6(ip), port, mac, state, age)
             });

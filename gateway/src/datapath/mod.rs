@@ -636,7 +636,7 @@ mod tests {
         let mut dp: Datapath<VecBuf> = datapath_from(&flows::bench_config(), 0, 1, 1 << 12);
         let syn = flows::template(0x02);
         let mut buf = VecBuf::from_frame(&syn);
-        let confirmed = |dp: &Datapath<VecBuf>| dp.l3.neigh.counters.confirmed;
+        let confirmed = |dp: &Datapath<VecBuf>| dp.l3.neigh().counters.confirmed;
         let client = |k| flows::Flow::of(&syn, flows::client_spread(k));
         // 200 clients, 11.0.0.0 to 11.0.0.199, more than the cache has slots, all through the
         // router 10.10.0.2 and its MAC.
@@ -894,6 +894,43 @@ mod tests {
             _ => panic!("not forwarded"),
         };
         assert_eq!(&moved.data()[0..6], &new_mac.0);
+    }
+
+    /// A real server's neighbour entry gone STALE (its reachable time over, `L3::tick`) is
+    /// not served from the next-hop cache: the next packet to it goes through the neighbour
+    /// table, which moves it on to be probed (DELAY, PROBE), as Linux does for a stale entry in
+    /// use.
+    #[test]
+    fn a_stale_neighbour_is_not_served_from_the_next_hop_cache() {
+        use crate::net::neigh::Nud;
+        let mut dp: Datapath<VecBuf> = lab_datapath();
+        let meta = RxMeta {
+            port: 0,
+            ..Default::default()
+        };
+        let rip_of = |b: &VecBuf| Ipv4Addr::from(<[u8; 4]>::try_from(&b.data()[30..34]).unwrap());
+        let rip = match dp.process(syn_from_client(40000), &meta) {
+            Verdict::Tx(1, b) => rip_of(&b),
+            _ => panic!("not forwarded"),
+        };
+        let state = |dp: &Datapath<VecBuf>| dp.l3.neigh().state(rip);
+        assert_eq!(state(&dp), Some(Nud::Reachable));
+        // Past the longest reachable time (3/2 of the base's 30 s), within the entry's life.
+        assert_eq!(dp.l3.next_hop_cached_in_slot_of(rip), Some(rip));
+        dp.tick(50_000);
+        assert_eq!(state(&dp), Some(Nud::Stale));
+        // At once: an established connection's packets may confirm nothing for a while.
+        assert_eq!(dp.l3.next_hop_cached_in_slot_of(rip), None);
+        // The same server again (the same client's port: the same connection).
+        match dp.process(syn_from_client(40000), &meta) {
+            Verdict::Tx(1, b) => assert_eq!(rip_of(&b), rip),
+            _ => panic!("not forwarded"),
+        }
+        assert!(
+            matches!(state(&dp), Some(Nud::Delay | Nud::Probe)),
+            "not looked up in the table: {:?}",
+            state(&dp)
+        );
     }
 
     fn client_ack(sport: u16) -> VecBuf {

@@ -3295,7 +3295,7 @@ fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
         .map(|(port, f)| (port, f[..6].to_vec(), f[12..14].to_vec()))
         .collect();
     assert_eq!(probes, vec![(1, RS1_MAC.0.to_vec(), vec![0x08, 0x06])]);
-    assert_eq!(dp.l3.neigh.counters.suspected, 1);
+    assert_eq!(dp.l3.neigh().counters.suspected, 1);
 
     // Heard from since the SYN (its bare ACK from TIME_WAIT): neither doubted nor failed.
     let mut dp = nat64_datapath();
@@ -3307,7 +3307,7 @@ fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
     dp.l3.now_ms = 11_000;
     nat64_syn(&mut dp);
     assert_eq!(generated(&mut dp), vec![]);
-    assert_eq!(dp.l3.neigh.counters.suspected, 0);
+    assert_eq!(dp.l3.neigh().counters.suspected, 0);
     let unanswered = dp
         .fwd
         .traffic_entries()
@@ -3328,7 +3328,7 @@ fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
     dp.l3.now_ms = 11_000;
     nat64_syn_from(&mut dp, 40001);
     assert_eq!(generated(&mut dp), vec![]);
-    assert_eq!(dp.l3.neigh.counters.suspected, 0);
+    assert_eq!(dp.l3.neigh().counters.suspected, 0);
 
     // Refused, the refusal held back for a retry: the server is there.
     let mut dp = nat64_datapath_with(&nat64_retry_config());
@@ -3341,7 +3341,7 @@ fn an_unanswered_nat64_syn_sent_again_has_its_ipv4_servers_neighbour_probed() {
     dp.l3.now_ms = 11_000;
     assert_ne!(nat64_syn(&mut dp).2, first, "retried");
     assert_eq!(generated(&mut dp), vec![]);
-    assert_eq!(dp.l3.neigh.counters.suspected, 0);
+    assert_eq!(dp.l3.neigh().counters.suspected, 0);
 }
 
 /// NAT64 as FullNAT (`fullnat6_keeps_a_handshake_in_syn_recv_on_a_servers_stale_answer`): an

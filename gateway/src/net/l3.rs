@@ -157,7 +157,11 @@ impl ConfirmCache {
     }
 }
 
-/// A resolved destination: where `route_out` sent the last packet for it.
+/// A resolved destination: where `route_out` sent the last packet for it. The caches that hold
+/// these (`nh_cache`, `hop_cache`) are emptied whenever the neighbour table's generation moves
+/// (`L3::follow_neigh`): an entry held is current, and a lookup compares its address alone,
+/// where the entry's generation, compared with the table's, took a load, a compare and a branch
+/// more (`reply-burst-net` 351 -> 347).
 #[derive(Clone, Copy, Default)]
 struct NextHopEntry {
     dst: u32,
@@ -165,11 +169,29 @@ struct NextHopEntry {
     /// The Ethernet header's first 12 bytes toward this next hop: its MAC, then the port's own
     /// (written with one copy).
     macs: [u8; 12],
-    /// The neighbour table's generation the entry was filled under (`cache_generation`: never
-    /// 0, which an empty slot holds; a new topology moves it too).
-    generation: u64,
     /// `dst` is reached through a router (a client, most often), not on a link (a real server).
     via_router: bool,
+}
+
+impl NextHopEntry {
+    /// Slot `slot`'s empty entry in a direct-mapped cache of `slots` entries (by `addr_slot`):
+    /// its address is one whose slot is the next one, which no lookup in this slot compares
+    /// equal (an address below `slots` is its own slot). Marked as reached through a router, so
+    /// that any destination may take the slot (`L3::note_next_hop`).
+    fn empty(slot: usize, slots: usize) -> NextHopEntry {
+        let dst = ((slot + 1) % slots) as u32;
+        debug_assert_ne!(addr_slot(dst, slots), slot);
+        NextHopEntry {
+            dst,
+            via_router: true,
+            ..Default::default()
+        }
+    }
+
+    /// A cache of `N` empty entries.
+    fn empty_cache<const N: usize>() -> [NextHopEntry; N] {
+        std::array::from_fn(|slot| NextHopEntry::empty(slot, N))
+    }
 }
 
 /// The L2/L3 state of one worker.
@@ -197,7 +219,10 @@ pub struct L3<B> {
     fast_path: bool,
     /// (source MAC, ms) of the last neighbour confirmations (`confirm_neighbour`).
     confirm_cache: ConfirmCache,
-    pub neigh: NeighTable<B>,
+    /// Private, so that every change to it goes through `follow_neigh` (`neigh` reads it).
+    neigh: NeighTable<B>,
+    /// The neighbour table's generation the next-hop caches follow (`follow_neigh`).
+    caches_generation: u64,
     pub stats: WorkerStats,
     /// Monotonic milliseconds, set by the worker each round.
     pub now_ms: u64,
@@ -273,6 +298,13 @@ impl<B> L3<B> {
             .is_some_and(|p| dst_mac_key(&p.mac.0) == dst)
     }
 
+    /// The neighbour table, to read: every change goes through `L3`, which empties its next-hop
+    /// caches when the table's generation moves (`follow_neigh`).
+    #[inline]
+    pub fn neigh(&self) -> &NeighTable<B> {
+        &self.neigh
+    }
+
     /// Whether the fast paths are on (`set_fast_path`).
     #[inline]
     pub fn fast_path(&self) -> bool {
@@ -287,11 +319,12 @@ impl<B: PacketBuf> L3<B> {
             port_macs: port_mac_keys(&topo),
             fast_path: true,
             topo,
-            nh_cache: Box::new([NextHopEntry::default(); NH_CACHE]),
-            hop_cache: [NextHopEntry::default(); HOP_CACHE],
+            nh_cache: Box::new(NextHopEntry::empty_cache()),
+            hop_cache: NextHopEntry::empty_cache(),
             topo_generation: 0,
             confirm_cache: ConfirmCache::default(),
             neigh: NeighTable::new(neigh),
+            caches_generation: 0,
             stats: WorkerStats::default(),
             now_ms: 0,
             punt: punt::PuntBudget::default(),
@@ -496,6 +529,7 @@ impl<B: PacketBuf> L3<B> {
         };
         if let Some(hop) = self.topo.routes.lookup(src) {
             self.neigh.confirm(hop.l2_target(src), mac, self.now_ms);
+            self.follow_neigh();
         }
     }
 
@@ -507,7 +541,9 @@ impl<B: PacketBuf> L3<B> {
             return;
         };
         let target = hop.l2_target(dst);
-        if let Some((port, mac)) = self.neigh.suspect(target, self.now_ms, since) {
+        let suspected = self.neigh.suspect(target, self.now_ms, since);
+        self.follow_neigh();
+        if let Some((port, mac)) = suspected {
             self.arp_request(port, target, Some(mac));
         }
     }
@@ -532,8 +568,9 @@ impl<B: PacketBuf> L3<B> {
         self.port_macs = self.fast_port_macs(&topo);
         self.topo = topo;
         self.topo_generation += 1;
-        // The next-hop caches compare the neighbour table's generation alone.
+        // The next-hop caches follow the neighbour table's generation alone.
         self.neigh.invalidate();
+        self.follow_neigh();
     }
 
     /// Moves whenever the topology changes (ports, addresses, routes): with IPv6's neighbour
@@ -543,12 +580,18 @@ impl<B: PacketBuf> L3<B> {
         self.topo_generation
     }
 
-    /// What the next-hop caches compare: the neighbour table's generation, which a new topology
-    /// moves too (`set_topology`), never 0. One load on the established packet's path where the
-    /// sum of two generations took four instructions (perf/RESULTS.md).
-    #[inline]
-    fn cache_generation(&self) -> u64 {
-        self.neigh.generation()
+    /// Empties the next-hop caches if the neighbour table's generation moved since they were
+    /// last emptied: called after each change to the table (and by `set_topology`, which moves
+    /// it), so that what the caches hold is current. A generation moves when a neighbour's MAC
+    /// appears, changes or goes, or an entry goes STALE: a few times a second with thousands of
+    /// neighbours, each emptying 8.7 KB, where every lookup compared the generation before.
+    fn follow_neigh(&mut self) {
+        let g = self.neigh.generation();
+        if g != self.caches_generation {
+            self.caches_generation = g;
+            *self.nh_cache = NextHopEntry::empty_cache();
+            self.hop_cache = NextHopEntry::empty_cache();
+        }
     }
 
     /// Sends an IPv4 packet (Ethernet header present, IP header complete) toward `dst` through the
@@ -583,7 +626,7 @@ impl<B: PacketBuf> L3<B> {
         let key = u32::from(dst);
         let slot = addr_slot(key, NH_CACHE);
         let e = &self.nh_cache[slot];
-        if e.dst == key && e.generation == self.cache_generation() {
+        if e.dst == key {
             Ok(e)
         } else {
             Err(slot)
@@ -676,7 +719,7 @@ impl<B: PacketBuf> L3<B> {
         let key = u32::from(hop.l2_target(dst));
         let hop_slot = addr_slot(key, HOP_CACHE);
         let h = self.hop_cache[hop_slot];
-        let current = h.dst == key && h.port == hop.port && h.generation == self.cache_generation();
+        let current = h.dst == key && h.port == hop.port;
         (hop_slot, current.then_some(h))
     }
 
@@ -689,16 +732,15 @@ impl<B: PacketBuf> L3<B> {
     }
 
     /// Notes in the next-hop cache's `slot` that `dst` is reached through the neighbour whose
-    /// entry `h` is (current: its generation is the caches'). A destination behind a router
-    /// takes the slot from another such, or from a stale entry, but not from a current one on a
-    /// link: replies go to far more clients than the cache has slots, and each took a slot from
+    /// entry `h` is. A destination behind a router takes the slot from another such, or from an
+    /// empty one (`NextHopEntry::empty`), but not from one on a link: replies go to far more clients than the cache has slots, and each took a slot from
     /// whatever held it, the real servers too, whose next packet then missed (64 servers:
     /// `mixed-burst-spread`, perf/RESULTS.md, "The real servers' slots kept from the clients").
     #[inline(always)]
     fn note_next_hop(&mut self, slot: usize, dst: Ipv4Addr, h: NextHopEntry) {
         let via_router = h.dst != u32::from(dst);
         let e = &mut self.nh_cache[slot];
-        if !via_router || e.via_router || e.generation != h.generation {
+        if !via_router || e.via_router {
             *e = NextHopEntry {
                 dst: u32::from(dst),
                 via_router,
@@ -716,8 +758,9 @@ impl<B: PacketBuf> L3<B> {
     /// The destination the next-hop cache holds, current, in `dst`'s slot (tests).
     #[cfg(test)]
     pub(crate) fn next_hop_cached_in_slot_of(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
-        let e = &self.nh_cache[self.next_hop_slot(dst)];
-        (e.generation == self.cache_generation()).then_some(Ipv4Addr::from(e.dst))
+        let slot = self.next_hop_slot(dst);
+        let e = &self.nh_cache[slot];
+        (addr_slot(e.dst, NH_CACHE) == slot).then_some(Ipv4Addr::from(e.dst))
     }
 
     /// `route_out_slow` writing its verdict into `out` (`route_uncached_into`).
@@ -761,7 +804,10 @@ impl<B: PacketBuf> L3<B> {
         }
         let port_mac = self.topo.ports[hop.port as usize].mac;
         let head = QueuedHead::new(dst, pkt.data());
-        match self.neigh.resolve(target, hop.port, pkt, self.now_ms) {
+        let resolved = self.neigh.resolve(target, hop.port, pkt, self.now_ms);
+        // Before the caches take the answer, which is current.
+        self.follow_neigh();
+        match resolved {
             Resolve::Mac(mac, p) => {
                 pkt = p;
                 let mut macs = [0; 12];
@@ -772,7 +818,6 @@ impl<B: PacketBuf> L3<B> {
                     dst: u32::from(target),
                     port: hop.port,
                     macs,
-                    generation: self.cache_generation(),
                     via_router: false,
                 };
                 self.hop_cache[hop_slot] = e;
@@ -842,6 +887,7 @@ impl<B: PacketBuf> L3<B> {
                 EthernetFrame::new_unchecked(p.data_mut()).set_dst(mac);
                 released.push((port, p));
             });
+        self.follow_neigh();
         self.released = released;
     }
 
@@ -861,6 +907,7 @@ impl<B: PacketBuf> L3<B> {
     pub fn tick(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
         let (reqs, dropped) = self.neigh.tick_requests(now_ms);
+        self.follow_neigh();
         self.stats.drops[Drop::NeighUnresolved as usize] += dropped;
         let expired = self.parked.expire(now_ms);
         self.stats.drops[Drop::SynProxyHeldExpired as usize] += expired as u64;

@@ -177,7 +177,7 @@ pub struct NeighTable<B, A = Ipv4Addr> {
     pub counters: NeighCounters,
     /// Bumped whenever the MAC to use for an address appears, changes or goes, and when an entry
     /// becomes STALE (so the next packet passes through `resolve` and moves it to DELAY): caches of
-    /// lookups compare it.
+    /// lookups compare it, or are emptied when it moves (`L3::follow_neigh`).
     generation: u64,
     /// xorshift state for the random reachable time.
     rng: u64,

@@ -546,7 +546,7 @@ fn a_held_refusal_confirms_its_servers_neighbour() {
     dp.l3
         .take_generated(|g| arp += usize::from(g.bytes()[12..14] == [0x08, 0x06]));
     assert_eq!(dp.fwd.stats.syn_retried, 1);
-    assert_eq!((arp, dp.l3.neigh.counters.suspected), (0, 0));
+    assert_eq!((arp, dp.l3.neigh().counters.suspected), (0, 0));
 }
 
 /// A retry is the client's first attempt, not a new connection: a client limit that admitted
@@ -720,10 +720,10 @@ fn a_dr_syn_sent_again_probes_its_server_at_most_once_a_retransmission_time() {
     to_rs(dp.process(client_tcp(40000, true), &RxMeta::default()));
     to_rs(dp.process(client_tcp(40002, true), &RxMeta::default()));
     assert_eq!(arp_probes(&mut dp), vec![], "confirmed after both SYNs");
-    assert_eq!(dp.l3.neigh.counters.suspected, 1);
+    assert_eq!(dp.l3.neigh().counters.suspected, 1);
     // Silent again for longer than that: doubted again.
     dp.l3.now_ms = 14_000;
     server_mac(dp.process(client_tcp(40000, true), &RxMeta::default()));
     assert_eq!(arp_probes(&mut dp), vec![(1, mac, rs)]);
-    assert_eq!(dp.l3.neigh.counters.suspected, 2);
+    assert_eq!(dp.l3.neigh().counters.suspected, 2);
 }

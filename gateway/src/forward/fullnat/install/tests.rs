@@ -635,7 +635,7 @@ fn an_installed_handshake_waits_for_its_server_from_its_installation() {
     let mut probes = Vec::new();
     b.l3.take_generated(|g| probes.push(g.bytes()[..6].to_vec()));
     assert_eq!(probes, vec![mac.0.to_vec()], "one unicast probe");
-    assert_eq!(b.l3.neigh.counters.suspected, 1);
+    assert_eq!(b.l3.neigh().counters.suspected, 1);
 }
 
 /// A UDP flow is logged for the backup once its server has answered, not before: a spoofed UDP
