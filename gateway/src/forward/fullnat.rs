@@ -166,15 +166,14 @@ fn established_found(
 /// (a short connection +41 instructions, perf/RESULTS.md, "The next hop on the hot path's view").
 fn traffic_at<'a>(
     traffic: &'a mut [Traffic],
-    base: &[u32],
+    base: &TrafficBase,
     svc: u16,
     rs: u16,
 ) -> Option<&'a mut Traffic> {
     if rs == NO_DEST {
         return None;
     }
-    let b = *base.get(svc as usize)? as usize;
-    traffic.get_mut(b + rs as usize)
+    traffic.get_mut(base.of(svc) + rs as usize)
 }
 
 /// `traffic_at` for a connection known to have a server (`rs` is not `NO_DEST`: the hot path's
@@ -182,13 +181,50 @@ fn traffic_at<'a>(
 #[inline(always)]
 fn traffic_of_server<'a>(
     traffic: &'a mut [Traffic],
-    base: &[u32],
+    base: &TrafficBase,
     svc: u16,
     rs: u16,
 ) -> Option<&'a mut Traffic> {
     debug_assert_ne!(rs, NO_DEST);
-    let b = *base.get(svc as usize)? as usize;
-    traffic.get_mut(b + rs as usize)
+    traffic.get_mut(base.of(svc) + rs as usize)
+}
+
+/// Where each service's servers' counters start in `Forwarder::traffic`, by service index: a
+/// slot for every index a `u16` can hold, so that a connection's service is read from it with no
+/// test of its bound (the established hot path's, `traffic_of_server`: `reply-burst-net` 347 ->
+/// 345, `lifecycle-burst` -27), 256 KiB a worker. Past the services, `NO_BASE`, which puts every server's index past
+/// the counters.
+pub(super) struct TrafficBase(Box<[u32; 1 << 16]>);
+
+/// `TrafficBase`'s slot of no service.
+const NO_BASE: u32 = u32::MAX;
+
+impl TrafficBase {
+    fn new() -> TrafficBase {
+        let slots = vec![NO_BASE; 1 << 16].into_boxed_slice();
+        TrafficBase(slots.try_into().expect("2^16 slots"))
+    }
+
+    /// Where service `svc`'s counters start (past them all if it is no service).
+    #[inline(always)]
+    fn of(&self, svc: u16) -> usize {
+        self.0[usize::from(svc)] as usize
+    }
+
+    /// The first `n` services' starts.
+    pub(super) fn starts(&self, n: usize) -> &[u32] {
+        &self.0[..n.min(self.0.len())]
+    }
+
+    /// Sets the services' starts: `starts`, then none up to `old` (the services before).
+    pub(super) fn set(&mut self, starts: &[u32], old: usize) {
+        let len = self.0.len();
+        let n = starts.len().min(len);
+        self.0[..n].copy_from_slice(&starts[..n]);
+        if old > n {
+            self.0[n..old.min(len)].fill(NO_BASE);
+        }
+    }
 }
 
 pub use super::services::NO_DEST;
@@ -300,7 +336,7 @@ pub struct Forwarder {
     limits: Limiter,
     /// Traffic per (service, real server): `traffic[traffic_base[svc] + rs]`.
     traffic: Vec<Traffic>,
-    traffic_base: Vec<u32>,
+    traffic_base: TrafficBase,
     /// The traffic of removed real servers and services (`TrafficKey::retired`).
     retired_traffic: std::collections::BTreeMap<TrafficKey, Traffic>,
     /// The SYN proxy (`synproxy`): cookies, and the state of proxied connections.
@@ -377,7 +413,7 @@ impl Forwarder {
             nat: NatIndex::default(),
             mtu: tun::DEFAULT_MTU,
             traffic: Vec::new(),
-            traffic_base: Vec::new(),
+            traffic_base: TrafficBase::new(),
             retired_traffic: Default::default(),
             acl_hits: Vec::new(),
             synproxy: SynProxy::new(cfg.cookie_key, cfg.synproxy),

@@ -248,7 +248,11 @@ impl Forwarder {
     pub(super) fn remap_traffic(&mut self, new: &ServiceTable, old_of: &[Option<usize>]) {
         // The old snapshot's layout (`self.services` is replaced after this) and counters.
         let old_traffic = std::mem::take(&mut self.traffic);
-        let old_base = std::mem::take(&mut self.traffic_base);
+        let old_base = self
+            .traffic_base
+            .starts(self.services.services.len())
+            .to_vec();
+        let mut starts = Vec::with_capacity(new.services.len());
         let old = &self.services.services;
         let block = |o: usize| -> &[Traffic] {
             let len = old.get(o).map_or(0, |ovs| ovs.svc.len());
@@ -259,7 +263,7 @@ impl Forwarder {
         let total: usize = new.services.iter().map(|vs| vs.svc.len()).sum();
         self.traffic.reserve(total);
         for (vs, &o) in new.services.iter().zip(old_of) {
-            self.traffic_base.push(self.traffic.len() as u32);
+            starts.push(self.traffic.len() as u32);
             let start = self.traffic.len();
             self.traffic
                 .resize(start + vs.svc.len(), Traffic::default());
@@ -285,6 +289,7 @@ impl Forwarder {
                 }
             }
         }
+        self.traffic_base.set(&starts, old.len());
         let mut gone = Traffic::default();
         for (o, _) in carried.iter().enumerate().filter(|(_, &c)| !c) {
             for t in block(o) {
