@@ -229,17 +229,20 @@ impl Forwarder {
                 l3.route_uncached_into(pkt, dst.0, slot, dir == Dir::Reply, out);
             }
         }
-        if let Some(t) =
-            super::traffic_of_server(&mut self.traffic, &self.traffic_base, c.svc, c.rs)
-        {
-            t.count(dir, total_len);
-        }
+        // The server's counters after the timer, its indices read before it (the entry is
+        // borrowed from the table, which the timer's slow case takes): counted before it, the
+        // entry's address was reloaded from the stack twice (`established-burst-net` 325 -> 323,
+        // `reply-burst-net` 345 -> 343, `mixed-burst-spread-net` 403 -> 405).
+        let (svc, rs) = (c.svc, c.rs);
         // The clock read here, where the timer is re-armed: read with the conditions, it was
         // kept across the steps between them. The timer re-armed in the entry, unless it must
         // move in the wheel (`ConnTable::refresh_established`).
         let now = Ticks(l3.now_ms);
         if !timeout.refresh(c, now) {
             self.table.refresh_established(id, now);
+        }
+        if let Some(t) = super::traffic_of_server(&mut self.traffic, &self.traffic_base, svc, rs) {
+            t.count(dir, total_len);
         }
         Ok(())
     }
