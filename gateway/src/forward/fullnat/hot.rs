@@ -209,7 +209,7 @@ impl Forwarder {
                 dst
             }
         };
-        l3.confirm_neighbour_in(seg.tuple.src_ip(), &h[..]);
+        l3.confirm_neighbour_of(|| seg.tuple.src_ip(), &h[..]);
         // Drop Ethernet padding (the frame ends where the IP packet does), and send it, before
         // the counters and the timer. The MACs from the next-hop cache written on the same view,
         // after the neighbour's confirmation has read the sender's, not through another
