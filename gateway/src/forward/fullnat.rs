@@ -192,8 +192,8 @@ fn traffic_of_server<'a>(
 /// Where each service's servers' counters start in `Forwarder::traffic`, by service index: a
 /// slot for every index a `u16` can hold, so that a connection's service is read from it with no
 /// test of its bound (the established hot path's, `traffic_of_server`: `reply-burst-net` 347 ->
-/// 345, `lifecycle-burst` -27), 256 KiB a worker. Past the services, `NO_BASE`, which puts every server's index past
-/// the counters.
+/// 345, `lifecycle-burst` -27), 256 KiB a worker. Past the services, `NO_BASE`, which puts
+/// every server's index past the counters.
 pub(super) struct TrafficBase(Box<[u32; 1 << 16]>);
 
 /// `TrafficBase`'s slot of no service.

@@ -742,8 +742,9 @@ impl<B: PacketBuf> L3<B> {
 
     /// Notes in the next-hop cache's `slot` that `dst` is reached through the neighbour whose
     /// entry `h` is. A destination behind a router takes the slot from another such, or from an
-    /// empty one (`NextHopEntry::empty`), but not from one on a link: replies go to far more clients than the cache has slots, and each took a slot from
-    /// whatever held it, the real servers too, whose next packet then missed (64 servers:
+    /// empty one (`NextHopEntry::empty`), but not from one on a link: replies go to far more
+    /// clients than the cache has slots, and each took a slot from whatever held it, the real
+    /// servers too, whose next packet then missed (64 servers:
     /// `mixed-burst-spread`, perf/RESULTS.md, "The real servers' slots kept from the clients").
     #[inline(always)]
     fn note_next_hop(&mut self, slot: usize, dst: Ipv4Addr, h: NextHopEntry) {
