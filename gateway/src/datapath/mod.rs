@@ -219,10 +219,14 @@ impl<B: PacketBuf> Datapath<B> {
             // (`established-burst-net` 468 -> 448).
             if let Some((_, h)) = self.admit_plain_tcp(pkt, &metas[i]) {
                 let seg = PlainSeg::of_headers(h);
+                // Stored before the hash, whose multiplies take two fixed registers: stored
+                // after it, the lane's fields and the frame's address were kept across them, and
+                // the lanes' address went to the stack and back (`established-burst-net` 313 ->
+                // 311, `reply-burst-net` 335 -> 333).
+                l.plain[i] = Some(seg);
                 l.hashes[m] = self.fwd.table().prehash(&seg.tuple, prefetch);
                 l.which[m] = i as u8;
                 m += 1;
-                l.plain[i] = Some(seg);
                 continue;
             }
             if fastpath::is_ipv6(pkt.data()) {
