@@ -919,8 +919,8 @@ mod tests {
         };
         let state = |dp: &Datapath<VecBuf>| dp.l3.neigh().state(rip);
         assert_eq!(state(&dp), Some(Nud::Reachable));
-        // Past the longest reachable time (3/2 of the base's 30 s), within the entry's life.
         assert_eq!(dp.l3.next_hop_cached_in_slot_of(rip), Some(rip));
+        // Past the longest reachable time (3/2 of the base's 30 s), within the entry's life.
         dp.tick(50_000);
         assert_eq!(state(&dp), Some(Nud::Stale));
         // At once: an established connection's packets may confirm nothing for a while.

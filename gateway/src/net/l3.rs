@@ -276,7 +276,7 @@ impl<B> L3<B> {
         let dst = u64::from_le_bytes(*head) << 16;
         match self.port_macs.get(usize::from(port)) {
             Some(&k) => k == dst,
-            None => self.fast_path && self.to_topo_port_mac(port, head),
+            None => self.fast_path && self.to_topo_port_mac(port, dst),
         }
     }
 
@@ -285,13 +285,14 @@ impl<B> L3<B> {
     /// are on.
     #[inline(always)]
     pub fn to_port_mac(&self, port: u16, head: &[u8; 8]) -> bool {
-        self.fast_to_port_mac(port, head) || !self.fast_path && self.to_topo_port_mac(port, head)
+        self.fast_to_port_mac(port, head)
+            || !self.fast_path && self.to_topo_port_mac(port, u64::from_le_bytes(*head) << 16)
     }
 
-    /// `to_port_mac` by the topology's ports alone.
+    /// `to_port_mac` by the topology's ports alone, for a frame's first word shifted as
+    /// `dst_mac_key` shifts a MAC's (`dst`).
     #[inline(always)]
-    fn to_topo_port_mac(&self, port: u16, head: &[u8; 8]) -> bool {
-        let dst = u64::from_le_bytes(*head) << 16;
+    fn to_topo_port_mac(&self, port: u16, dst: u64) -> bool {
         self.topo
             .ports
             .get(usize::from(port))
