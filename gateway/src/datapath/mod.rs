@@ -180,9 +180,11 @@ impl<B: PacketBuf> Datapath<B> {
 
     /// Processes a burst (up to `BURST` frames) VPP-style, in stages: every frame through the L2/L3
     /// checks first, then one batched connection lookup for all of them (the table's cache misses
-    /// overlap instead of queueing), then forwarding. `out[i]` receives frame `i`'s verdict. The
-    /// verdicts are those of one-by-one processing, with one difference: an ARP frame is handled in
-    /// the first stage, so a neighbour it resolves already serves packets earlier in the same burst.
+    /// overlap instead of queueing), then forwarding. `out[i]`, empty (`None`) when given,
+    /// receives frame `i`'s verdict (a verdict left there may be forgotten, its buffer not freed:
+    /// `packet::fill_slot`). The verdicts are those of one-by-one processing, with one
+    /// difference: an ARP frame is handled in the first stage, so a neighbour it resolves already
+    /// serves packets earlier in the same burst.
     pub fn process_burst(
         &mut self,
         pkts: &mut [Option<B>],

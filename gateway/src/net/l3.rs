@@ -6,7 +6,7 @@
 
 use super::neigh::NeighConfig;
 use super::{punt, NeighDrop, NeighTable, NextHop, Resolve, Topology};
-use crate::packet::{Event, GenFrame, PacketBuf, Verdict, GEN_FRAME_MAX};
+use crate::packet::{fill_slot, Event, GenFrame, PacketBuf, Verdict, GEN_FRAME_MAX};
 use crate::stats::{Drop, WorkerStats};
 use crate::wire::{arp, ethernet, ArpOp, ArpPacket, EtherType, EthernetFrame, MacAddr};
 use std::net::Ipv4Addr;
@@ -14,18 +14,24 @@ use std::sync::Arc;
 
 /// Generated frames buffered per poll round.
 pub const GEN_QUEUE: usize = 256;
-/// Entries of the next-hop cache (direct-mapped by destination address).
-const NH_CACHE: usize = 256;
-
-/// The slot of IPv4 address `key` in a direct-mapped cache of `slots` entries (`nh_cache`,
-/// `hop_cache`).
-#[inline(always)]
-fn addr_slot(key: u32, slots: usize) -> usize {
-    (key ^ (key >> 8)) as usize % slots
-}
+/// Entries of the next-hop cache (direct-mapped by destination address): `1 << NH_CACHE_BITS`.
+const NH_CACHE_BITS: u32 = 8;
+const NH_CACHE: usize = 1 << NH_CACHE_BITS;
 /// Entries of the cache behind it, direct-mapped by the neighbour a destination is reached
-/// through (`L3::route_out_slow`): routers and on-link hosts, a handful.
-const HOP_CACHE: usize = 16;
+/// through (`L3::route_out_slow`): routers and on-link hosts, a handful. `1 << HOP_CACHE_BITS`.
+const HOP_CACHE_BITS: u32 = 4;
+const HOP_CACHE: usize = 1 << HOP_CACHE_BITS;
+
+/// The slot of IPv4 address `key` in a direct-mapped cache of `1 << BITS` entries (`nh_cache`,
+/// `hop_cache`): the top `BITS` bits of the key times 2^32/φ (Fibonacci hashing, Knuth, TAOCP
+/// vol. 3, 6.4), which every bit of the address moves. One multiply and one shift, where the
+/// address's second byte folded onto its first took a copy, a shift, an `xor` and a truncation,
+/// and put the same host of every /16 in one slot (the hosts of a /24 up to 128 take as many
+/// slots either way; `tests::next_hop_slots_spread`).
+#[inline(always)]
+fn addr_slot<const BITS: u32>(key: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B9) >> (32 - BITS)) as usize
+}
 
 /// Ports whose MACs `L3::port_macs` holds (a port beyond them takes the topology's).
 const PORT_MAC_KEYS: usize = 8;
@@ -174,13 +180,14 @@ struct NextHopEntry {
 }
 
 impl NextHopEntry {
-    /// Slot `slot`'s empty entry in a direct-mapped cache of `slots` entries (by `addr_slot`):
-    /// its address is one whose slot is the next one, which no lookup in this slot compares
-    /// equal (an address below `slots` is its own slot). Marked as reached through a router, so
-    /// that any destination may take the slot (`L3::note_next_hop`).
-    fn empty(slot: usize, slots: usize) -> NextHopEntry {
-        let dst = ((slot + 1) % slots) as u32;
-        debug_assert_ne!(addr_slot(dst, slots), slot);
+    /// Slot `slot`'s empty entry in a direct-mapped cache of `1 << BITS` entries (by
+    /// `addr_slot`): its address is one whose slot is another, which no lookup in this slot
+    /// compares equal (0.0.0.0, whose slot is 0; in slot 0, 0.0.0.1, whose slot is not).
+    /// Marked as reached through a router, so that any destination may take the slot
+    /// (`L3::note_next_hop`).
+    fn empty<const BITS: u32>(slot: usize) -> NextHopEntry {
+        let dst = u32::from(slot == addr_slot::<BITS>(0));
+        debug_assert_ne!(addr_slot::<BITS>(dst), slot);
         NextHopEntry {
             dst,
             via_router: true,
@@ -188,9 +195,10 @@ impl NextHopEntry {
         }
     }
 
-    /// A cache of `N` empty entries.
-    fn empty_cache<const N: usize>() -> [NextHopEntry; N] {
-        std::array::from_fn(|slot| NextHopEntry::empty(slot, N))
+    /// A cache of `1 << BITS` (`N`) empty entries.
+    fn empty_cache<const BITS: u32, const N: usize>() -> [NextHopEntry; N] {
+        debug_assert_eq!(N, 1 << BITS);
+        std::array::from_fn(NextHopEntry::empty::<BITS>)
     }
 }
 
@@ -320,8 +328,8 @@ impl<B: PacketBuf> L3<B> {
             port_macs: port_mac_keys(&topo),
             fast_path: true,
             topo,
-            nh_cache: Box::new(NextHopEntry::empty_cache()),
-            hop_cache: NextHopEntry::empty_cache(),
+            nh_cache: Box::new(NextHopEntry::empty_cache::<NH_CACHE_BITS, NH_CACHE>()),
+            hop_cache: NextHopEntry::empty_cache::<HOP_CACHE_BITS, HOP_CACHE>(),
             topo_generation: 0,
             confirm_cache: ConfirmCache::default(),
             neigh: NeighTable::new(neigh),
@@ -599,8 +607,8 @@ impl<B: PacketBuf> L3<B> {
         let g = self.neigh.generation();
         if g != self.caches_generation {
             self.caches_generation = g;
-            *self.nh_cache = NextHopEntry::empty_cache();
-            self.hop_cache = NextHopEntry::empty_cache();
+            *self.nh_cache = NextHopEntry::empty_cache::<NH_CACHE_BITS, NH_CACHE>();
+            self.hop_cache = NextHopEntry::empty_cache::<HOP_CACHE_BITS, HOP_CACHE>();
         }
     }
 
@@ -624,7 +632,7 @@ impl<B: PacketBuf> L3<B> {
                     *macs = e.macs;
                     Ok((e.port, pkt))
                 }
-                None => Err((pkt, addr_slot(u32::from(dst), NH_CACHE))),
+                None => Err((pkt, addr_slot::<NH_CACHE_BITS>(u32::from(dst)))),
             },
             Err(slot) => Err((pkt, slot)),
         }
@@ -634,7 +642,7 @@ impl<B: PacketBuf> L3<B> {
     #[inline(always)]
     fn next_hop_cached(&self, dst: Ipv4Addr) -> Result<&NextHopEntry, usize> {
         let key = u32::from(dst);
-        let slot = addr_slot(key, NH_CACHE);
+        let slot = addr_slot::<NH_CACHE_BITS>(key);
         let e = &self.nh_cache[slot];
         if e.dst == key {
             Ok(e)
@@ -679,7 +687,7 @@ impl<B: PacketBuf> L3<B> {
         if reply {
             if let Some(macs) = pkt.data_mut().first_chunk_mut::<12>() {
                 if let Some(port) = self.next_hop_via_router(macs, dst, slot) {
-                    *out = Some(Verdict::Tx(port, pkt));
+                    fill_slot(out, Verdict::Tx(port, pkt));
                     return;
                 }
             }
@@ -727,7 +735,7 @@ impl<B: PacketBuf> L3<B> {
     #[inline(always)]
     fn hop_cached(&self, hop: NextHop, dst: Ipv4Addr) -> (usize, Option<NextHopEntry>) {
         let key = u32::from(hop.l2_target(dst));
-        let hop_slot = addr_slot(key, HOP_CACHE);
+        let hop_slot = addr_slot::<HOP_CACHE_BITS>(key);
         let h = self.hop_cache[hop_slot];
         let current = h.dst == key && h.port == hop.port;
         (hop_slot, current.then_some(h))
@@ -763,7 +771,7 @@ impl<B: PacketBuf> L3<B> {
     /// The slot of the next-hop cache that would hold `dst` (tests).
     #[cfg(test)]
     pub(crate) fn next_hop_slot(&self, dst: Ipv4Addr) -> usize {
-        addr_slot(u32::from(dst), NH_CACHE)
+        addr_slot::<NH_CACHE_BITS>(u32::from(dst))
     }
 
     /// The destination the next-hop cache holds, current, in `dst`'s slot (tests).
@@ -771,7 +779,7 @@ impl<B: PacketBuf> L3<B> {
     pub(crate) fn next_hop_cached_in_slot_of(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
         let slot = self.next_hop_slot(dst);
         let e = &self.nh_cache[slot];
-        (addr_slot(e.dst, NH_CACHE) == slot).then_some(Ipv4Addr::from(e.dst))
+        (addr_slot::<NH_CACHE_BITS>(e.dst) == slot).then_some(Ipv4Addr::from(e.dst))
     }
 
     /// `route_out_slow` writing its verdict into `out` (`route_uncached_into`).
@@ -1004,6 +1012,31 @@ mod tests {
         let mut h = [0xee; 8];
         h[..6].copy_from_slice(&dst);
         h
+    }
+
+    /// The next-hop caches' slots (`addr_slot`): 128 hosts of a /24, the same host in 64 /16s
+    /// (one slot under the old fold of the second byte onto the first) and the same host in 16
+    /// /24s each take their own; an empty entry's address is never its own slot's.
+    #[test]
+    fn next_hop_slots_spread() {
+        use std::collections::HashSet;
+        let slots = |keys: &mut dyn Iterator<Item = u32>| -> usize {
+            keys.map(addr_slot::<NH_CACHE_BITS>)
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        let net = u32::from(Ipv4Addr::new(10, 0, 0, 0));
+        assert_eq!(slots(&mut (1..=128).map(|h| net | h)), 128);
+        assert_eq!(slots(&mut (0..64).map(|n| net | n << 16 | 10)), 64);
+        assert_eq!(slots(&mut (0..16).map(|n| net | n << 8 | 10)), 16);
+        let nh = NextHopEntry::empty_cache::<NH_CACHE_BITS, NH_CACHE>();
+        let hop = NextHopEntry::empty_cache::<HOP_CACHE_BITS, HOP_CACHE>();
+        for (slot, e) in nh.iter().enumerate() {
+            assert_ne!(addr_slot::<NH_CACHE_BITS>(e.dst), slot, "slot {slot}");
+        }
+        for (slot, e) in hop.iter().enumerate() {
+            assert_ne!(addr_slot::<HOP_CACHE_BITS>(e.dst), slot, "slot {slot}");
+        }
     }
 
     #[test]

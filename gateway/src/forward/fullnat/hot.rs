@@ -14,7 +14,7 @@ use super::{mode, Forwarder, NO_DEST, PARKED, PROXIED};
 use crate::conn::{Conn, ConnFlags, ConnId, ConnKey, Dir, State, Ticks, Tuple, PROTO_TCP};
 use crate::forward::rewrite::rewrite_tcp;
 use crate::net::L3;
-use crate::packet::PacketBuf;
+use crate::packet::{fill_slot, PacketBuf};
 use crate::packet::{Ipv4In, Verdict};
 use crate::wire::{IpInfo, IpProtocol, TcpFlags, TcpPacket};
 
@@ -222,7 +222,7 @@ impl Forwarder {
             Ok((macs, port)) => {
                 *h.first_chunk_mut().expect("the Ethernet addresses") = *macs;
                 pkt.truncate(len);
-                *out = Some(Verdict::Tx(port, pkt));
+                fill_slot(out, Verdict::Tx(port, pkt));
             }
             Err(slot) => {
                 pkt.truncate(len);
