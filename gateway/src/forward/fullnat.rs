@@ -1804,9 +1804,15 @@ impl Forwarder {
         if is_tcp && ip.tcp_flags.ack() {
             let ack = TcpPacket::new_unchecked(&pkt.data()[l4_off..]).ack_number();
             match dir {
-                // Until the server has answered, `user` holds the creation time (`syn_failed`): a
-                // client ACK before then acknowledges nothing.
-                Dir::Original if c.user2 == 0 => {}
+                // Until the server has answered, `user` holds the creation time (`syn_failed`,
+                // `unanswered_server`, both of a connection in SYN_RECV): a client ACK before
+                // then acknowledges nothing. Once the connection is established, `user` holds
+                // the client's last ACK whether or not the server has answered (`user2` is 0 in
+                // an entry a peer's sync or a restore made, until the server's first reply): the
+                // RST sent to the client when it expires (`tick`) is then in its window, not at
+                // the entry's creation time; and the hot path stores it without a test
+                // (`forward_hot`, `established-burst-net` -2).
+                Dir::Original if c.user2 == 0 && c.state() != State::Established => {}
                 Dir::Original => c.user = ack,
                 // Not an answer to this connection's SYN (`keeps_syn_recv`).
                 Dir::Reply if keep_state => {}

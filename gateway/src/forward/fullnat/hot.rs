@@ -188,11 +188,10 @@ impl Forwarder {
         // The view's last 40 bytes: the IPv4 header and the TCP header.
         let headers = h.last_chunk_mut().expect("the IPv4 and TCP headers");
         let dst = match dir {
-            // The server has answered (`user2` is set): the client's ACK acknowledges its data.
+            // The connection is established: `user` holds the client's last ACK
+            // (`forward_body`), whether or not the server has answered.
             Dir::Original => {
-                if c.user2 != 0 {
-                    c.user = ack;
-                }
+                c.user = ack;
                 // CIP:cport -> VIP:vport  becomes  LIP:lport -> RIP:rport
                 let dst = (reply.src_ip(), reply.sport);
                 let src = (reply.dst_ip(), reply.dport);

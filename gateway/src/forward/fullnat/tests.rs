@@ -727,3 +727,58 @@ fn a_dr_syn_sent_again_probes_its_server_at_most_once_a_retransmission_time() {
     assert_eq!(arp_probes(&mut dp), vec![(1, mac, rs)]);
     assert_eq!(dp.l3.neigh().counters.suspected, 2);
 }
+
+/// An established connection whose server's answers never passed here (`user2` 0: an entry a
+/// peer's sync or a restore made before the server's first reply; here, a client's ACK that
+/// establishes it unanswered) keeps its client's last ACK all the same, on the hot path and on
+/// the general path: the RST sent to the client when the connection expires carries it as its
+/// sequence number, in the client's window, not the entry's creation time.
+#[test]
+fn an_established_connection_unanswered_here_resets_its_client_in_its_window() {
+    let client_ack = |ack: u32| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC.0, CLIENT_PORT_MAC.0)
+            .ipv4(CLIENT_IP.octets(), VIP.octets(), 64)
+            .tcp(40000, 80, 1001, 64240)
+            .ack(ack)
+            .write(&mut v, &[])
+            .unwrap();
+        VecBuf::from_frame(&v)
+    };
+    for fast in [true, false] {
+        let (first, last) = (0x1234_5678, 0x1234_9999);
+        let mut dp = retry_datapath(false);
+        dp.set_fast_path(fast);
+        dp.l3.now_ms = 50_000;
+        syn_out(&mut dp, 40000);
+        // The first establishes the connection (the general path), the last takes the hot
+        // path in a burst, or with the fast path off the general path again.
+        assert!(tx(dp.process(client_ack(first), &RxMeta::default())));
+        let hot = dp.l3.stats.fast_path;
+        let mut out = [None];
+        dp.process_burst(
+            &mut [Some(client_ack(last))],
+            &[RxMeta::default()],
+            &mut out,
+        );
+        assert!(matches!(out[0], Some(Verdict::Tx(1, _))), "{:?}", out[0]);
+        assert_eq!(dp.l3.stats.fast_path, hot + u64::from(fast), "the hot path");
+        dp.l3.take_generated(|_| {});
+        dp.tick(50_000 + 1000 * 3600);
+        assert_eq!(dp.fwd.table().len(), 0, "expired");
+        let mut seqs = Vec::new();
+        dp.l3.take_generated(|g| {
+            let p = etherparse::SlicedPacket::from_ethernet(g.bytes()).unwrap();
+            if let (
+                Some(etherparse::NetSlice::Ipv4(ip)),
+                Some(etherparse::TransportSlice::Tcp(t)),
+            ) = (&p.net, &p.transport)
+            {
+                if ip.header().destination_addr() == CLIENT_IP && t.rst() {
+                    seqs.push((t.destination_port(), t.sequence_number()));
+                }
+            }
+        });
+        assert_eq!(seqs, [(40000, last)], "fast path {fast}");
+    }
+}
