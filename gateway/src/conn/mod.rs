@@ -27,7 +27,7 @@ pub use rebind::{Rebind, NO_INDEX};
 pub use state::{tcp_flags, Activity, State, StateChange, Timeouts};
 pub use table::{
     Candidate, Conn, Conn6, ConnFlags, ConnId, ConnOf, ConnTable, ConnTable6, Counters,
-    ExpireReason, InsertError, Prelookup, Table, BATCH, MAX_CAPACITY,
+    ExpireReason, HotDeadline, InsertError, Prelookup, Table, BATCH, MAX_CAPACITY,
 };
 pub use timer::Ticks;
 pub use tuple::{ConnKey, Dir, HashKey, Tuple, Tuple6, PROTO_TCP, PROTO_UDP};

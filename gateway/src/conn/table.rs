@@ -552,23 +552,25 @@ pub struct Table<T: ConnKey> {
     hot_off: u8,
 }
 
-/// ESTABLISHED's timeout, which `Table::get_mut_hot` gives with an entry: what the hot path
-/// re-arms the entry's timer with, in the entry itself (`refresh`), without the timer wheel's
-/// index of the entry in the slab and its bounds (`reply-burst-net` 400 -> 395;
-/// `established-burst-net` 363 -> 364, the compiler's choices).
-pub struct HotTimeout<'a>(&'a u64);
+/// ESTABLISHED's deadline at one moment (`Table::hot_deadline`): what the hot path re-arms an
+/// entry's timer with, in the entry itself (`refresh`), without the timer wheel's index of the
+/// entry in the slab and its bounds (`reply-burst-net` 400 -> 395). Computed once a burst, the
+/// clock being the same for all its packets, where each packet added the timeout to the clock
+/// (`established-burst-net` 301 -> 300).
+#[derive(Clone, Copy, Debug)]
+pub struct HotDeadline(Ticks);
 
-impl HotTimeout<'_> {
-    /// `Table::refresh_established` for entry `c` (the one `get_mut_hot` gave with this) at
-    /// `now`, if its timer's deadline is no later than the new one, as it is for most
-    /// packets of an established connection: false, nothing changed, otherwise (the first
-    /// packet after its timeout was shortened, an entry a backup restored with more time left
-    /// than the timeout), and the caller calls `refresh_established`. A live entry's timer is
-    /// always armed (`TimerNode::extend_armed`).
+impl HotDeadline {
+    /// `Table::refresh_established` for entry `c` (one `get_mut_hot` gave) at the moment this
+    /// deadline was computed for, if its timer's deadline is no later than this one, as it is
+    /// for most packets of an established connection: false, nothing changed, otherwise (the
+    /// first packet after its timeout was shortened, an entry a backup restored with more time
+    /// left than the timeout), and the caller calls `refresh_established`. A live entry's timer
+    /// is always armed (`TimerNode::extend_armed`).
     #[inline(always)]
-    pub fn refresh<T: ConnKey>(&self, c: &mut ConnOf<T>, now: Ticks) -> bool {
+    pub fn refresh<T: ConnKey>(self, c: &mut ConnOf<T>) -> bool {
         debug_assert!(c.is_live(), "not a live entry");
-        c.timer.extend_armed(established_deadline(now, *self.0))
+        c.timer.extend_armed(self.0)
     }
 }
 
@@ -1072,18 +1074,23 @@ impl<T: ConnKey> Table<T> {
     /// One test of one byte where `get_mut`'s test of a pending rebind and the owner's of its
     /// sync log took two loads and two tests (`established-burst-net` 377 -> 376,
     /// `reply-burst-net` 400 -> 398).
-    ///
-    /// With it, ESTABLISHED's timeout in milliseconds, for `HotTimeout::refresh`: borrowed
-    /// beside the entry, it is read where the timer is re-armed, from the table, rather than
-    /// carried there.
     #[inline(always)]
-    pub fn get_mut_hot(&mut self, id: ConnId) -> Option<(&mut ConnOf<T>, HotTimeout<'_>)> {
+    pub fn get_mut_hot(&mut self, id: ConnId) -> Option<&mut ConnOf<T>> {
         if self.hot_off != 0 {
             return None;
         }
         debug_assert!(self.rebinds.is_empty());
-        let c = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())?;
-        Some((c, HotTimeout(&self.timeout_ms[State::Established as usize])))
+        self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())
+    }
+
+    /// ESTABLISHED's deadline at `now`, for the hot path's re-arming of an entry's timer
+    /// (`HotDeadline::refresh`): a burst's, computed once for all its packets.
+    #[inline(always)]
+    pub fn hot_deadline(&self, now: Ticks) -> HotDeadline {
+        HotDeadline(established_deadline(
+            now,
+            self.timeout_ms[State::Established as usize],
+        ))
     }
 
     /// The live entry `id`, if any, having followed a pending rebind, borrowed: `get` for a caller

@@ -74,7 +74,7 @@ impl TimerNode {
     /// `extend` for a node known to be armed: a live connection's, whose timer the table arms
     /// when it makes the entry and disarms only to free it (`Table::remove`, `Table::expire`).
     /// One compare where `extend`'s test of the node's link took two instructions more a packet
-    /// on the established hot path (`HotTimeout::refresh`).
+    /// on the established hot path (`HotDeadline::refresh`).
     #[inline(always)]
     pub fn extend_armed(&mut self, deadline: Ticks) -> bool {
         debug_assert!(self.is_armed(), "a live entry's timer not armed");

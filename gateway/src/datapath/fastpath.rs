@@ -28,7 +28,7 @@
 use super::ingress::{ingress, NotIpv4};
 use super::Datapath;
 use super::BURST;
-use crate::conn::{Candidate, Dir, Prelookup};
+use crate::conn::{Candidate, Dir, HotDeadline, Prelookup};
 use crate::forward::fullnat::{NotHot, PlainSeg};
 use crate::inet6::Ipv6In;
 use crate::packet::{tcp_checksum_good, tcp_checksum_verifies, CsumStatus, PacketBuf, RxMeta};
@@ -193,6 +193,8 @@ impl<B: PacketBuf> Datapath<B> {
     /// a variable (the client's 432 -> 441). The two branches' last lines are alike and written
     /// out in each: shared through an always-inlined helper called with the side a constant,
     /// they cost the mixed bursts 6 (`mixed-burst-spread-net` 487 -> 493).
+    /// `deadline`: ESTABLISHED's at the burst's clock, for the hot path's timers
+    /// (`Forwarder::hot_deadline`).
     #[inline(always)]
     pub(crate) fn forward_plain_tcp_into(
         &mut self,
@@ -200,6 +202,7 @@ impl<B: PacketBuf> Datapath<B> {
         meta: &RxMeta,
         seg: &PlainSeg,
         found: (Candidate, u64),
+        deadline: HotDeadline,
         out: &mut Option<Verdict<B>>,
     ) {
         if let Some(id) = found.0.reply() {
@@ -208,7 +211,7 @@ impl<B: PacketBuf> Datapath<B> {
             }
             match self
                 .fwd
-                .forward_hot_into(&mut self.l3, pkt, seg, id, Dir::Reply, out)
+                .forward_hot_into(&mut self.l3, pkt, seg, id, Dir::Reply, deadline, out)
             {
                 Ok(()) => self.l3.stats.fast_path += 1,
                 Err(p) => {
@@ -225,7 +228,7 @@ impl<B: PacketBuf> Datapath<B> {
         }
         match self
             .fwd
-            .forward_hot_into(&mut self.l3, pkt, seg, id, Dir::Original, out)
+            .forward_hot_into(&mut self.l3, pkt, seg, id, Dir::Original, deadline, out)
         {
             Ok(()) => self.l3.stats.fast_path += 1,
             Err(p) => {

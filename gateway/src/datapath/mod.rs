@@ -17,7 +17,7 @@ mod local;
 pub use ingress::{ingress, NotIpv4};
 pub use local::local_delivery;
 
-use crate::conn::{Candidate, Prelookup};
+use crate::conn::{Candidate, Prelookup, Ticks};
 use crate::forward::fullnat::PlainSeg;
 use crate::forward::Forwarder;
 use crate::net::neigh::NeighConfig;
@@ -260,6 +260,7 @@ impl<B: PacketBuf> Datapath<B> {
         let after_lookup = clock();
         let indexed = self.fwd.table().indexed();
         let indexed6 = self.v6.conns.indexed();
+        let deadline = self.fwd.hot_deadline(Ticks(self.l3.now_ms));
         for i in 0..n {
             // The fast path's frames here, every other out of line (`forward_other`), as in the
             // first stage (`established-burst-net` 444 -> 441 with `admit_ipv6`; with IPv6's
@@ -274,6 +275,7 @@ impl<B: PacketBuf> Datapath<B> {
                         &metas[i],
                         seg,
                         (pre[i], indexed),
+                        deadline,
                         &mut out[i],
                     );
                 }

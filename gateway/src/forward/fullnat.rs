@@ -25,8 +25,8 @@ use super::services::ServiceTable;
 use super::synproxy::{self, SynProxy};
 use super::{dr, mode, tun};
 use crate::conn::{
-    tcp_flags, Activity, Candidate, ConnFlags, ConnId, ConnTable, Dir, InsertError, Prelookup,
-    State, StateChange, Ticks, Timeouts, Tuple, PROTO_TCP,
+    tcp_flags, Activity, Candidate, ConnFlags, ConnId, ConnTable, Dir, HotDeadline, InsertError,
+    Prelookup, State, StateChange, Ticks, Timeouts, Tuple, PROTO_TCP,
 };
 use crate::laddr::{LaddrPool, PortLayout};
 use crate::net::L3;
@@ -755,8 +755,9 @@ impl Forwarder {
         match self.established(v, pre) {
             Ok((id, dir)) => {
                 let now = Ticks(l3.now_ms);
+                let deadline = self.table.hot_deadline(now);
                 let mut out = None;
-                match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, &mut out) {
+                match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, deadline, &mut out) {
                     Ok(()) => {
                         count_steered(l3, dir);
                         Ok(out.expect("forward_hot writes its verdict"))
@@ -770,6 +771,13 @@ impl Forwarder {
             }
             Err(pre) => Err((pkt, pre)),
         }
+    }
+
+    /// ESTABLISHED's deadline at `now` in the connection table, for the hot path
+    /// (`Table::hot_deadline`): the burst loop's, once a burst.
+    #[inline(always)]
+    pub fn hot_deadline(&self, now: Ticks) -> HotDeadline {
+        self.table.hot_deadline(now)
     }
 
     /// Whether connection `id`, the burst lookup's candidate for a segment the fast path's
@@ -807,6 +815,8 @@ impl Forwarder {
     ///
     /// Called with `dir` a constant in each of the burst loop's branches: with the side a
     /// variable, the compiler merged the two hot paths into one (the client's 432 -> 441).
+    /// `deadline`: ESTABLISHED's at the burst's clock (`hot_deadline`).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn forward_hot_into<B: PacketBuf>(
         &mut self,
@@ -815,9 +825,10 @@ impl Forwarder {
         seg: &PlainSeg,
         id: ConnId,
         dir: Dir,
+        deadline: HotDeadline,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), B> {
-        self.forward_hot(l3, pkt, seg, id, dir, out)?;
+        self.forward_hot(l3, pkt, seg, id, dir, deadline, out)?;
         // Counted as `count_steered` counts; one the hot path refuses is counted there, or by
         // `handle_with`.
         count_steered(l3, dir);
@@ -866,19 +877,22 @@ impl Forwarder {
         // A miss is a miss still unless a packet before it in the burst added tuples.
         let pre = found.0.unless_stale(self.table.indexed() == found.1);
         let now = Ticks(l3.now_ms);
+        let deadline = self.table.hot_deadline(now);
         match self.established(v, pre.get()) {
-            Ok((id, dir)) => match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, out) {
-                Ok(()) => {
-                    count_steered(l3, dir);
-                    Ok(())
+            Ok((id, dir)) => {
+                match self.forward_hot(l3, pkt, &PlainSeg::of(v), id, dir, deadline, out) {
+                    Ok(()) => {
+                        count_steered(l3, dir);
+                        Ok(())
+                    }
+                    Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
+                        count_steered(l3, dir);
+                        self.forward_into(l3, pkt, v, id, dir, now, out);
+                        Ok(())
+                    }
+                    Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
                 }
-                Err(pkt) if tcp_checksum_good(l4_csum, pkt.data(), v) => {
-                    count_steered(l3, dir);
-                    self.forward_into(l3, pkt, v, id, dir, now, out);
-                    Ok(())
-                }
-                Err(pkt) => Err((pkt, Prelookup::Hit(id, dir))),
-            },
+            }
             Err(pre) => Err((pkt, pre)),
         }
     }

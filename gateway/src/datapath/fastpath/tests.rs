@@ -758,7 +758,7 @@ fn established_segments_take_the_fast_path() {
 
 /// A timeout shortened after a connection's timer was armed takes effect at its next plain
 /// ACK, which the hot path takes: the timer, armed for a later deadline, moves in the wheel
-/// (`ConnTable::refresh_established`), not only in the entry (`HotTimeout::refresh`).
+/// (`ConnTable::refresh_established`), not only in the entry (`HotDeadline::refresh`).
 #[test]
 fn a_shortened_timeout_takes_effect_at_the_next_plain_ack() {
     let mut dp = datapath(true, 1);

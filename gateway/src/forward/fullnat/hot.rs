@@ -11,7 +11,9 @@
 //! verdicts, bytes, counters and table.
 
 use super::{mode, Forwarder, NO_DEST, PARKED, PROXIED};
-use crate::conn::{Conn, ConnFlags, ConnId, ConnKey, Dir, State, Ticks, Tuple, PROTO_TCP};
+use crate::conn::{
+    Conn, ConnFlags, ConnId, ConnKey, Dir, HotDeadline, State, Ticks, Tuple, PROTO_TCP,
+};
 use crate::forward::rewrite::rewrite_tcp;
 use crate::net::L3;
 use crate::packet::{fill_slot, PacketBuf};
@@ -124,7 +126,9 @@ impl Forwarder {
     ///
     /// Such a segment leaves the connection ESTABLISHED in every row of IPVS's state table
     /// (`conn::state`'s tests), so the state, the real server's active count and the connection
-    /// limits stay as they are: only the timer is re-armed (`ConnTable::refresh_established`).
+    /// limits stay as they are: only the timer is re-armed (`ConnTable::refresh_established`),
+    /// to `deadline`, ESTABLISHED's at the clock's time (`Table::hot_deadline`).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn forward_hot<B: PacketBuf>(
         &mut self,
@@ -133,6 +137,7 @@ impl Forwarder {
         seg: &PlainSeg,
         id: ConnId,
         dir: Dir,
+        deadline: HotDeadline,
         out: &mut Option<Verdict<B>>,
     ) -> Result<(), B> {
         if !seg.flags.is_plain_ack() {
@@ -140,7 +145,7 @@ impl Forwarder {
         }
         // None while a sync log is kept (`set_sync`) or a rebind is pending.
         debug_assert!(self.table.get_mut_hot(id).is_none() || self.sync_log.is_none());
-        let Some((c, timeout)) = self.table.get_mut_hot(id) else {
+        let Some(c) = self.table.get_mut_hot(id) else {
             return Err(pkt);
         };
         let Some(reply) = c.reply() else {
@@ -233,12 +238,10 @@ impl Forwarder {
         // entry's address was reloaded from the stack twice (`established-burst-net` 325 -> 323,
         // `reply-burst-net` 345 -> 343, `mixed-burst-spread-net` 403 -> 405).
         let (svc, rs) = (c.svc, c.rs);
-        // The clock read here, where the timer is re-armed: read with the conditions, it was
-        // kept across the steps between them. The timer re-armed in the entry, unless it must
-        // move in the wheel (`ConnTable::refresh_established`).
-        let now = Ticks(l3.now_ms);
-        if !timeout.refresh(c, now) {
-            self.table.refresh_established(id, now);
+        // The timer re-armed in the entry, unless it must move in the wheel
+        // (`ConnTable::refresh_established`, with the clock's time).
+        if !deadline.refresh(c) {
+            self.table.refresh_established(id, Ticks(l3.now_ms));
         }
         if let Some(t) = super::traffic_of_server(&mut self.traffic, &self.traffic_base, svc, rs) {
             t.count(dir, total_len);
