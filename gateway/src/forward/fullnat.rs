@@ -1825,7 +1825,8 @@ impl Forwarder {
                 // an entry a peer's sync or a restore made, until the server's first reply): the
                 // RST sent to the client when it expires (`tick`) is then in its window, not at
                 // the entry's creation time; and the hot path stores it without a test
-                // (`forward_hot`, `established-burst-net` -2).
+                // (`forward_hot`: 2 instructions fewer a client's ACK, 1 in `perf/cost.sh`'s
+                // `established-burst-net`, whose connections' `user2` is 0).
                 Dir::Original if c.user2 == 0 && c.state() != State::Established => {}
                 Dir::Original => c.user = ack,
                 // Not an answer to this connection's SYN (`keeps_syn_recv`).
