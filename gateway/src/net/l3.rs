@@ -195,9 +195,9 @@ impl NextHopEntry {
         }
     }
 
-    /// A cache of `1 << BITS` (`N`) empty entries.
+    /// A cache of `1 << BITS` (`N`) empty entries: a cache of another size does not compile.
     fn empty_cache<const BITS: u32, const N: usize>() -> [NextHopEntry; N] {
-        debug_assert_eq!(N, 1 << BITS);
+        const { assert!(N == 1 << BITS, "a cache's entries are 1 << BITS") };
         std::array::from_fn(NextHopEntry::empty::<BITS>)
     }
 }
