@@ -231,6 +231,36 @@ wait_role() {
   return 1
 }
 
+# Waits until gateway 2's keepalived has settled as the backup. Just after it starts, under
+# load (CI runs several labs at once, each gateway's workers polling), gateway 1's adverts can
+# reach it later than its master-down interval (three adverts and the skew, 0.34 s): it then
+# takes the VIPs for a moment, and its gratuitous ARPs and neighbour adverts turn the client and
+# the real servers to gateway 2 until keepalived 1 answers its lower priority with its own, a
+# second later (vrrp_garp_master_delay). A test whose connections opened in that moment lost them
+# (CI saw such a moment, and 18 of 20 stall). After such a flap the lab's hosts forget the VIPs'
+# neighbours, so they ask again and the holder answers.
+settle_backup() {
+  local log=$run_dir/gw2/keepalived.log i n
+  for i in $(seq 1 300); do
+    grep -q "Entering BACKUP STATE" "$log" && break
+    sleep 0.1
+  done
+  # Three times the master-down interval: keepalived 2 is slow too under load.
+  sleep 1
+  if grep -q "Entering MASTER STATE" "$log"; then
+    for i in $(seq 1 300); do
+      [ "$(grep -o "Entering [A-Z]* STATE" "$log" | tail -1)" = "Entering BACKUP STATE" ] && break
+      sleep 0.1
+    done
+    # Its twins no longer hold the VIPs (the role follows them), so only gateway 1 answers.
+    wait_role 2 backup
+    for n in cli rs1 rs2; do nsx "$n" ip neigh flush all; done
+    echo "lab-ha.sh: gateway 2's keepalived was MASTER for a moment as it started; the hosts' neighbours flushed"
+  fi
+  wait_holder 1
+  wait_role 2 backup
+}
+
 up() {
   local workers=${3:-1} preempt=""
   [ "${4:-}" = "nopreempt" ] && preempt="nopreempt"
@@ -277,6 +307,7 @@ up() {
   # Its sync role follows the twin's VIP a moment later (the kernel mirror): tests read it at once.
   wait_role 1 master
   start_keepalived 2
+  settle_backup
   echo "ha lab $name is up: gateway 1 holds $VIP ($workers worker(s) per gateway)"
 }
 
