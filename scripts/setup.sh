@@ -19,6 +19,7 @@ pkgs=(
   keepalived                                        # VRRP in the HA lab (scripts/lab-ha.sh)
   nftables                                          # the HA lab drops chosen sync messages (lab_ha)
   python3-prometheus-client                         # an independent parser of /metrics (tests)
+  dpdk-dev valgrind                                 # perf/: testpmd (perf/bench's reference), callgrind (perf/cost.sh)
 )
 missing=()
 for p in "${pkgs[@]}"; do
