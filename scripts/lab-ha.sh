@@ -233,20 +233,25 @@ wait_role() {
 
 # Waits until gateway 2's keepalived has settled as the backup. Just after it starts, under
 # load (CI runs several labs at once, each gateway's workers polling), gateway 1's adverts can
-# reach it later than its master-down interval (three adverts and the skew, 0.34 s): it then
-# takes the VIPs for a moment, and its gratuitous ARPs and neighbour adverts turn the client and
-# the real servers to gateway 2 until keepalived 1 answers its lower priority with its own, a
-# second later (vrrp_garp_master_delay). A test whose connections opened in that moment lost them
+# reach it later than its master-down interval (three adverts and the skew, 0.36 s at priority
+# 100): it then takes the VIPs for a moment, and its gratuitous ARPs and neighbour adverts turn the
+# client and the real servers to gateway 2 until keepalived 1, hearing its lower priority, sends
+# its own (a second later in CI's log). A test whose connections opened in that moment lost them
 # (CI saw such a moment, and 18 of 20 stall). After such a flap the lab's hosts forget the VIPs'
 # neighbours, so they ask again and the holder answers.
 settle_backup() {
   local log=$run_dir/gw2/keepalived.log i n
   for i in $(seq 1 300); do
-    grep -q "Entering BACKUP STATE" "$log" && break
+    grep -q "Entering BACKUP STATE" "$log" 2>/dev/null && break
     sleep 0.1
   done
+  if ! grep -q "Entering BACKUP STATE" "$log" 2>/dev/null; then
+    echo "lab-ha.sh: gateway 2's keepalived did not become the backup in 30 s:" >&2
+    tail -5 "$log" >&2 || true
+    return 1
+  fi
   # Three times the master-down interval: keepalived 2 is slow too under load.
-  sleep 1
+  sleep 1.1
   if grep -q "Entering MASTER STATE" "$log"; then
     for i in $(seq 1 300); do
       [ "$(grep -o "Entering [A-Z]* STATE" "$log" | tail -1)" = "Entering BACKUP STATE" ] && break
@@ -254,7 +259,7 @@ settle_backup() {
     done
     # Its twins no longer hold the VIPs (the role follows them), so only gateway 1 answers.
     wait_role 2 backup
-    for n in cli rs1 rs2; do nsx "$n" ip neigh flush all; done
+    for n in cli rs1 rs2; do nsx "$n" ip neigh flush all || true; done
     echo "lab-ha.sh: gateway 2's keepalived was MASTER for a moment as it started; the hosts' neighbours flushed"
   fi
   wait_holder 1
