@@ -236,9 +236,9 @@ wait_role() {
 # reach it later than its master-down interval (three adverts and the skew, 0.36 s at priority
 # 100): it then takes the VIPs for a moment, and its gratuitous ARPs and neighbour adverts turn the
 # client and the real servers to gateway 2 until keepalived 1, hearing its lower priority, sends
-# its own (a second later in CI's log). A test whose connections opened in that moment lost them
-# (CI saw such a moment, and 18 of 20 stall). After such a flap the lab's hosts forget the VIPs'
-# neighbours, so they ask again and the holder answers.
+# its own (a second later in CI's log). A test whose connections open in that moment may lose
+# them (CI saw such a moment, and 18 of 20 stall). After such a flap the lab's hosts forget the
+# VIPs' neighbours, so they ask again and the holder answers.
 settle_backup() {
   local log=$run_dir/gw2/keepalived.log i n
   for i in $(seq 1 300); do
@@ -250,7 +250,7 @@ settle_backup() {
     tail -5 "$log" >&2 || true
     return 1
   fi
-  # Three times the master-down interval: keepalived 2 is slow too under load.
+  # About three master-down intervals: keepalived 2 is slow too under load.
   sleep 1.1
   if grep -q "Entering MASTER STATE" "$log"; then
     for i in $(seq 1 300); do
