@@ -194,7 +194,7 @@ impl<B: PacketBuf> Datapath<B> {
     /// out in each: shared through an always-inlined helper called with the side a constant,
     /// they cost the mixed bursts 6 (`mixed-burst-spread-net` 487 -> 493).
     /// `deadline`: ESTABLISHED's at the burst's clock, for the hot path's timers
-    /// (`Forwarder::hot_deadline`).
+    /// (`Table::hot_deadline`).
     #[inline(always)]
     pub(crate) fn forward_plain_tcp_into(
         &mut self,

@@ -260,7 +260,7 @@ impl<B: PacketBuf> Datapath<B> {
         let after_lookup = clock();
         let indexed = self.fwd.table().indexed();
         let indexed6 = self.v6.conns.indexed();
-        let deadline = self.fwd.hot_deadline(Ticks(self.l3.now_ms));
+        let deadline = self.fwd.table().hot_deadline(Ticks(self.l3.now_ms));
         for i in 0..n {
             // The fast path's frames here, every other out of line (`forward_other`), as in the
             // first stage (`established-burst-net` 444 -> 441 with `admit_ipv6`; with IPv6's

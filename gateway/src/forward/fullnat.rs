@@ -773,13 +773,6 @@ impl Forwarder {
         }
     }
 
-    /// ESTABLISHED's deadline at `now` in the connection table, for the hot path
-    /// (`Table::hot_deadline`): the burst loop's, once a burst.
-    #[inline(always)]
-    pub fn hot_deadline(&self, now: Ticks) -> HotDeadline {
-        self.table.hot_deadline(now)
-    }
-
     /// Whether connection `id`, the burst lookup's candidate for a segment the fast path's
     /// admission took (`seg`) from side `dir`, holds its tuple from that side: the hot path then
     /// tries it without `established`'s lookup (`forward_hot_into`). A reply's destination is
@@ -815,7 +808,7 @@ impl Forwarder {
     ///
     /// Called with `dir` a constant in each of the burst loop's branches: with the side a
     /// variable, the compiler merged the two hot paths into one (the client's 432 -> 441).
-    /// `deadline`: ESTABLISHED's at the burst's clock (`hot_deadline`).
+    /// `deadline`: ESTABLISHED's at the burst's clock (`Table::hot_deadline`).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn forward_hot_into<B: PacketBuf>(

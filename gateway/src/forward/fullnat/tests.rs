@@ -125,7 +125,7 @@ fn through_candidate(
     let mut out = None;
     let indexed = dp.fwd.table().indexed();
     let before = dp.l3.stats.fast_path;
-    let deadline = dp.fwd.hot_deadline(Ticks(dp.l3.now_ms));
+    let deadline = dp.fwd.table().hot_deadline(Ticks(dp.l3.now_ms));
     dp.forward_plain_tcp_into(buf, &meta, &seg, (pre.into(), indexed), deadline, &mut out);
     if dp.l3.stats.fast_path == before {
         return Err(());
