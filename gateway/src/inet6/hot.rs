@@ -28,7 +28,7 @@ const WANT: u8 = ConnFlags::ESTABLISHED_SEEN.bits();
 const MASK: u8 = WANT | ConnFlags::INPUT_ONLY.bits() | super::proxied::PROXIED6.bits();
 
 /// The TCP flags of a plain ACK among those that could change the state.
-const STATE_FLAGS: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
+const STATE_FLAGS: u8 = crate::wire::TcpFlags::STATE_BITS;
 
 /// What `forward_hot` does to a segment it takes: the rewrite's new source and destination,
 /// the way out and the address it leads to, the connection's service and real server (its

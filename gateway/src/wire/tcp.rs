@@ -63,6 +63,9 @@ impl TcpFlags {
     pub const URG: TcpFlags = TcpFlags(0x20);
     pub const ECE: TcpFlags = TcpFlags(0x40);
     pub const CWR: TcpFlags = TcpFlags(0x80);
+    /// The flags whose combination decides what a segment does to a connection's state (ACK,
+    /// SYN, FIN, RST): the only ones `is_plain_ack` looks at.
+    pub const STATE_BITS: u8 = Self::ACK.0 | Self::SYN.0 | Self::FIN.0 | Self::RST.0;
 
     #[inline]
     pub fn bits(self) -> u8 {
@@ -118,7 +121,7 @@ impl TcpFlags {
     /// that moves no connection out of ESTABLISHED in IPVS's state table (`conn::state`).
     #[inline]
     pub fn is_plain_ack(self) -> bool {
-        self.0 & (Self::ACK.0 | Self::SYN.0 | Self::FIN.0 | Self::RST.0) == Self::ACK.0
+        self.0 & Self::STATE_BITS == Self::ACK.0
     }
 
     /// A combination no conforming stack sends, only scanners and attacks: no flag at all ("null"
