@@ -36,16 +36,31 @@ use std::time::Instant;
 /// `u64`s per 64-byte line.
 const LINE: usize = 8;
 
+/// The command line's arguments after the first `skip`, each a number (`what` says which): on
+/// anything else, the argument named, the usage printed and exit status 2, not a panic.
+fn numbers<T: std::str::FromStr>(skip: usize, what: &str) -> Vec<T> {
+    std::env::args()
+        .skip(skip)
+        .map(|a| {
+            a.parse().unwrap_or_else(|_| {
+                eprintln!(
+                    "memlat: {a:?} is not a number (expected {what})\n\
+                     usage: memlat [MIB] [CHAINS ...] | memlat burst [CONNECTIONS] [ROUNDS] | \
+                     memlat remap [CONNECTIONS] [ROUNDS]"
+                );
+                std::process::exit(2)
+            })
+        })
+        .collect()
+}
+
 fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("burst") => return burst(),
         Some("remap") => return remap(),
         _ => {}
     }
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("numbers: MIB then chain counts"))
-        .collect();
+    let args: Vec<usize> = numbers(1, "MIB then chain counts");
     let mib = args.first().copied().unwrap_or(1024);
     let chains = match args.get(1..) {
         Some(c) if !c.is_empty() => c.to_vec(),
@@ -112,10 +127,7 @@ fn place(h: u64, n: usize) -> usize {
 }
 
 fn burst() {
-    let args: Vec<u64> = std::env::args()
-        .skip(2)
-        .map(|a| a.parse().expect("numbers: connections then rounds"))
-        .collect();
+    let args: Vec<u64> = numbers(2, "connections then rounds");
     let conns = args.first().copied().unwrap_or(10_000_000) as usize;
     let rounds = args.get(1).copied().unwrap_or(5) as usize;
     let capacity = conns * 13 / 10;
@@ -217,10 +229,7 @@ fn remap() {
     use gateway::forward::{ServiceSpec, ServiceTable, SvcOptions};
     use gateway::service::{Proto, RealServer, SchedKind, ServiceConfig};
     use std::net::Ipv4Addr;
-    let args: Vec<usize> = std::env::args()
-        .skip(2)
-        .map(|a| a.parse().expect("numbers: connections then rounds"))
-        .collect();
+    let args: Vec<usize> = numbers(2, "connections then rounds");
     let conns = args.first().copied().unwrap_or(10_000_000);
     let rounds = args.get(1).copied().unwrap_or(5);
     let spec = |i: u32| -> ServiceSpec {
