@@ -23,10 +23,11 @@ use crate::wire::{IpInfo, IpProtocol, TcpFlags, TcpPacket};
 /// What the hot path reads of a segment the fast path's admission took
 /// (`Datapath::admit_plain_tcp`, `wire::parse_plain_tcp`: an option-less IPv4 header at byte
 /// 14, TCP after it): its tuple in host order, as the table holds it, its IPv4 total length and
-/// the TCP flags that decide whether it is a plain ACK. The burst loop keeps this for each such frame between its stages,
-/// not the parse's `Ipv4In`: 20 bytes where that is 48, of which the hot path read these six
-/// fields (perf/RESULTS.md). A segment the hot path does not take has its `Ipv4In` rebuilt from
-/// its frame, unchanged since (`PlainSeg::parse`, in `Datapath::forward_plain_cold`).
+/// the TCP flags that decide whether it is a plain ACK. The burst loop keeps this for each such
+/// frame between its stages, not the parse's `Ipv4In`: 20 bytes where that is 48, of which the
+/// hot path read these six fields (perf/RESULTS.md). A segment the hot path does not take has its
+/// `Ipv4In` rebuilt from its frame, unchanged since (`PlainSeg::parse`, in
+/// `Datapath::forward_plain_cold`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlainSeg {
     pub tuple: Tuple,
