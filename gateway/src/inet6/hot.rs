@@ -18,7 +18,7 @@ use crate::net::L3;
 use crate::packet::PacketBuf;
 use crate::packet::Verdict;
 use crate::wire::checksum::Folded;
-use crate::wire::IpProtocol;
+use crate::wire::{IpProtocol, TcpFlags};
 use std::net::{IpAddr, Ipv6Addr};
 
 /// The entry flags `forward_hot` requires set (`WANT`) among those it looks at (`MASK`): the
@@ -26,9 +26,6 @@ use std::net::{IpAddr, Ipv6Addr};
 /// (no INPUT-ONLY rows), and it is not proxied (`proxied`: its sequence numbers are shifted).
 const WANT: u8 = ConnFlags::ESTABLISHED_SEEN.bits();
 const MASK: u8 = WANT | ConnFlags::INPUT_ONLY.bits() | super::proxied::PROXIED6.bits();
-
-/// The TCP flags of a plain ACK among those that could change the state.
-const STATE_FLAGS: u8 = crate::wire::TcpFlags::STATE_BITS;
 
 /// What `forward_hot` does to a segment it takes: the rewrite's new source and destination,
 /// the way out and the address it leads to, the connection's service and real server (its
@@ -72,7 +69,9 @@ fn plan<B: PacketBuf>(
 ) -> Option<Plan> {
     // While a backup is to hear of connections, every packet goes where they are logged
     // (`sync6`), as IPv4's hot path leaves them to the general one.
-    if flags & STATE_FLAGS != tcp_flags::ACK || v.proto != IpProtocol::TCP || v6.sync_log.is_some()
+    if flags & TcpFlags::STATE_BITS != tcp_flags::ACK
+        || v.proto != IpProtocol::TCP
+        || v6.sync_log.is_some()
     {
         return None;
     }
@@ -222,7 +221,7 @@ pub(super) fn forwards_unverified<B: PacketBuf>(
     v: &Ipv6In,
     seg: &super::common::Segment,
 ) -> bool {
-    if seg.flags & STATE_FLAGS != tcp_flags::ACK || v.proto != IpProtocol::TCP {
+    if seg.flags & TcpFlags::STATE_BITS != tcp_flags::ACK || v.proto != IpProtocol::TCP {
         return false;
     }
     let tuple = crate::conn::Tuple6::new(v.src, seg.sport, v.dst, seg.dport, v.proto.0);

@@ -311,7 +311,7 @@ impl LaddrPool {
     /// `next_lip` on, so that equally used LIPs take new connections in turn. The least count
     /// over the counts' own array, which the compiler vectorises, then the search from where the
     /// last one was found, which with counts as even as this choice keeps them ends at once. One
-    /// scan of the LIPs for both took about 6 instructions a LIP (`syn-net` 2,666 -> 2,658 with
+    /// scan of the LIPs for both took about 6 instructions a LIP (`syn-net` 2,666 -> 2,659 with
     /// the harness's 16 LIPs; `perf/bench` configures 32; perf/RESULTS.md).
     fn least_used_lip(&mut self) -> usize {
         let conns = &self.conns[..self.active];
