@@ -32,6 +32,16 @@ fn run(args: &[&str], window: Option<&str>) -> (Option<i32>, String, String) {
     (out.status.code(), text(&out.stderr), text(&out.stdout))
 }
 
+/// Runs the script and expects it to end with exit status `code`, saying `why` on standard error
+/// and nothing on standard output; returns its standard error.
+fn refused(args: &[&str], window: Option<&str>, code: i32, why: &str) -> String {
+    let (status, stderr, stdout) = run(args, window);
+    assert_eq!(status, Some(code), "{args:?}: {stderr}");
+    assert!(stderr.contains(why), "{args:?}: {stderr}");
+    assert!(stdout.is_empty(), "{args:?}: nothing sampled, {stdout}");
+    stderr
+}
+
 #[test]
 fn a_bad_argument_is_named_with_the_usage() {
     for (args, window, why) in [
@@ -81,17 +91,16 @@ fn a_bad_argument_is_named_with_the_usage() {
             "WINDOW: 'six' is not a positive number",
         ),
     ] {
-        let (code, stderr, stdout) = run(args, window);
-        assert_eq!(code, Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(&format!("perf/runtime-sample: error: {why}")),
-            "{args:?}: {stderr}"
+        let stderr = refused(
+            args,
+            window,
+            2,
+            &format!("perf/runtime-sample: error: {why}"),
         );
         assert!(
             stderr.contains("usage: perf/runtime-sample [-h] [--each INTERVAL] SECONDS [GWCTL]"),
             "{args:?}: the usage, {stderr}"
         );
-        assert!(stdout.is_empty(), "{args:?}: nothing sampled");
     }
 }
 
@@ -103,14 +112,8 @@ fn a_gwctl_that_is_not_there_is_named_before_any_sampling() {
         &["--each", "1", "3600", "/nonexistent/gwctl"],
         &["3600", "/tmp"],
     ] {
-        let (code, stderr, stdout) = run(args, None);
         let named = args.last().unwrap();
-        assert_eq!(code, Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(&format!("error: no gwctl at {named}")),
-            "{args:?}: {stderr}"
-        );
-        assert!(stdout.is_empty(), "{args:?}: nothing sampled");
+        refused(args, None, 2, &format!("error: no gwctl at {named}"));
     }
 }
 
@@ -118,13 +121,7 @@ fn a_gwctl_that_is_not_there_is_named_before_any_sampling() {
 fn no_gateway_answering_is_said_with_exit_1() {
     // `true` answers nothing a sample can be read from, whatever sockets exist.
     for args in [&["0.5", "true"][..], &["--each", "0.2", "0.5", "true"]] {
-        let (code, stderr, stdout) = run(args, None);
-        assert_eq!(code, Some(1), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains("no benched gateway answered in 0.5 s"),
-            "{args:?}: {stderr}"
-        );
-        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        refused(args, None, 1, "no benched gateway answered in 0.5 s");
     }
 }
 
